@@ -1,0 +1,98 @@
+// The compact storage of one shard: an arena of 24-byte entries and an open
+// addressing index from key to entry. Knows nothing about TTL, policies or actors.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "messages/value.hpp"
+
+namespace karlton {
+
+using entry_id = uint32_t;
+constexpr entry_id no_entry = UINT32_MAX;
+
+/// One cached key. 24 bytes: the shared value buffer (which holds the key),
+/// two links for the eviction policy's lists, and the expiry with policy bits.
+struct entry {
+  static constexpr uint64_t never = (uint64_t{1} << 56) - 1;
+
+  value val;
+  entry_id prev = no_entry;
+  entry_id next = no_entry; // also links the free list of dead entries
+  uint64_t expiry_ms : 56;  // on the runtime clock; `never` if it does not expire
+  uint64_t list : 2;        // which of the policy's lists holds it
+  uint64_t live : 1;
+
+  entry() : expiry_ms(never), list(0), live(0) {}
+  bool expires() const noexcept { return expiry_ms != never; }
+};
+static_assert(sizeof(entry) == 24, "entries must stay compact (see README, memory)");
+
+/// Entries in fixed chunks, so growing never moves or doubles them, plus a
+/// linear-probing index of 4-byte entry ids (load factor 0.5-0.8).
+/// Only the owning shard may call it.
+class entry_table {
+public:
+  entry_table();
+
+  entry& at(entry_id id) noexcept { return chunks_[id >> chunk_bits][id & chunk_mask]; }
+  const entry& at(entry_id id) const noexcept {
+    return chunks_[id >> chunk_bits][id & chunk_mask];
+  }
+
+  /// The live entry for `key`, or `no_entry`. `hash` is `value::table_hash()`.
+  entry_id find(std::string_view key, uint32_t hash) const noexcept;
+
+  /// Adds a new live entry for `v`, whose key must not be present.
+  entry_id insert(value v);
+
+  /// Removes a live entry and returns its value.
+  value remove(entry_id id);
+
+  /// Drops every entry.
+  void clear();
+
+  size_t size() const noexcept { return size_; }
+  /// Number of ids handed out so far, live or dead: iterate `[0, id_limit())`.
+  entry_id id_limit() const noexcept { return next_fresh_; }
+
+  /// Bytes of metadata this table holds (entries, index), for the benchmark.
+  size_t metadata_bytes() const noexcept;
+
+private:
+  static constexpr unsigned chunk_bits = 12; // 4096 entries = 96 KiB per chunk
+  static constexpr entry_id chunk_mask = (1u << chunk_bits) - 1;
+
+  size_t home_of(uint32_t hash) const noexcept {
+    return static_cast<size_t>((uint64_t{hash} * slots_.size()) >> 32);
+  }
+  size_t next_slot(size_t i) const noexcept { return i + 1 == slots_.size() ? 0 : i + 1; }
+  void grow_index();
+  void place(entry_id id);
+
+  std::vector<std::unique_ptr<entry[]>> chunks_;
+  std::vector<entry_id> slots_; // `no_entry` marks an empty slot
+  entry_id free_head_ = no_entry;
+  entry_id next_fresh_ = 0;
+  size_t size_ = 0;
+};
+
+/// An intrusive doubly-linked list threaded through `entry::prev/next`.
+/// Front is most recent. Tracks the summed weight of its entries.
+struct entry_list {
+  entry_id head = no_entry;
+  entry_id tail = no_entry;
+  uint64_t weight = 0;
+  uint64_t count = 0;
+
+  bool empty() const noexcept { return head == no_entry; }
+  void push_front(entry_table& t, entry_id id, uint64_t w) noexcept;
+  void unlink(entry_table& t, entry_id id, uint64_t w) noexcept;
+  void move_to_front(entry_table& t, entry_id id) noexcept;
+  void reset() noexcept { *this = entry_list{}; }
+};
+
+} // namespace karlton

@@ -1,0 +1,202 @@
+#include "actors/eviction.hpp"
+
+#include <algorithm>
+
+namespace karlton {
+
+const char* to_string(eviction_policy_kind x) noexcept {
+  return x == eviction_policy_kind::lru ? "lru" : "tinylfu";
+}
+
+// -- frequency_sketch ---------------------------------------------------------
+
+namespace {
+
+uint64_t mix(uint64_t x) noexcept { // splitmix64 finalizer
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+} // namespace
+
+frequency_sketch::frequency_sketch(uint64_t capacity) {
+  uint64_t words = 16;
+  while (words < capacity)
+    words <<= 1;
+  table_.assign(words, 0);
+  mask_ = words - 1;
+  // Caffeine's sample size: counters saturate at 15, and halving after
+  // 10 x capacity events keeps the estimate about the recent past.
+  sample_size_ = 10 * std::max<uint64_t>(capacity, 16);
+}
+
+void frequency_sketch::increment(uint32_t hash) noexcept {
+  bool added = false;
+  for (uint64_t row = 0; row < 4; ++row) {
+    auto x = mix(hash + row * 0x9e3779b97f4a7c15ull);
+    auto& word = table_[x & mask_];
+    auto shift = (x >> 60) << 2; // one of the word's 16 counters
+    if (((word >> shift) & 0xf) < 15) {
+      word += uint64_t{1} << shift;
+      added = true;
+    }
+  }
+  if (added && ++additions_ >= sample_size_) halve();
+}
+
+unsigned frequency_sketch::frequency(uint32_t hash) const noexcept {
+  unsigned least = 15;
+  for (uint64_t row = 0; row < 4; ++row) {
+    auto x = mix(hash + row * 0x9e3779b97f4a7c15ull);
+    auto count = static_cast<unsigned>((table_[x & mask_] >> ((x >> 60) << 2)) & 0xf);
+    least = std::min(least, count);
+  }
+  return least;
+}
+
+void frequency_sketch::halve() noexcept {
+  for (auto& word : table_)
+    word = (word >> 1) & 0x7777777777777777ull;
+  additions_ /= 2;
+}
+
+void frequency_sketch::clear() noexcept {
+  std::fill(table_.begin(), table_.end(), 0);
+  additions_ = 0;
+}
+
+// -- lru ----------------------------------------------------------------------
+
+namespace {
+
+class lru_policy final : public eviction_policy {
+public:
+  explicit lru_policy(entry_table& t) : table_(t) {}
+  void on_insert(entry_id id, uint64_t w) override { list_.push_front(table_, id, w); }
+  void on_hit(entry_id id) override { list_.move_to_front(table_, id); }
+  void on_update(entry_id id, uint64_t old_w, uint64_t new_w) override {
+    list_.weight += new_w - old_w;
+    list_.move_to_front(table_, id);
+  }
+  void on_remove(entry_id id, uint64_t w) override { list_.unlink(table_, id, w); }
+  entry_id victim() override { return list_.tail; }
+  void clear() override { list_.reset(); }
+
+private:
+  entry_table& table_;
+  entry_list list_;
+};
+
+// -- W-TinyLFU ----------------------------------------------------------------
+
+// Entries arrive in a small LRU window (1 % of capacity) and then compete for
+// the main space, a segmented LRU (20 % probation, 80 % protected). A window
+// overflow enters main only if the sketch has seen it more often than main's
+// LRU victim. Ratios are Caffeine's static defaults (no hill climbing).
+class tiny_lfu_policy final : public eviction_policy {
+public:
+  tiny_lfu_policy(entry_table& t, uint64_t capacity, bool weigh_bytes)
+      : table_(t), sketch_(std::max<uint64_t>(capacity, 1)), by_bytes_(weigh_bytes) {
+    window_cap_ = std::max<uint64_t>(1, capacity / 100);
+    auto main_cap = capacity > window_cap_ ? capacity - window_cap_ : 1;
+    protected_cap_ = main_cap * 8 / 10;
+  }
+
+  void on_insert(entry_id id, uint64_t w) override {
+    sketch_.increment(hash_of(id));
+    lists_[window].push_front(table_, id, w);
+    table_.at(id).list = window;
+  }
+
+  void on_hit(entry_id id) override {
+    sketch_.increment(hash_of(id));
+    auto& e = table_.at(id);
+    if (e.list == probation) {
+      // A second access promotes: scan entries never reach protected.
+      auto w = weight_of(id);
+      lists_[probation].unlink(table_, id, w);
+      lists_[protect].push_front(table_, id, w);
+      e.list = protect;
+      while (lists_[protect].weight > protected_cap_ && lists_[protect].count > 1) {
+        auto demoted = lists_[protect].tail;
+        auto dw = weight_of(demoted);
+        lists_[protect].unlink(table_, demoted, dw);
+        lists_[probation].push_front(table_, demoted, dw);
+        table_.at(demoted).list = probation;
+      }
+    } else {
+      lists_[e.list].move_to_front(table_, id);
+    }
+  }
+
+  void on_update(entry_id id, uint64_t old_w, uint64_t new_w) override {
+    lists_[table_.at(id).list].weight += new_w - old_w;
+    on_hit(id);
+  }
+
+  void on_remove(entry_id id, uint64_t w) override {
+    lists_[table_.at(id).list].unlink(table_, id, w);
+  }
+
+  entry_id victim() override {
+    auto& win = lists_[window];
+    while (win.weight > window_cap_ && !win.empty()) {
+      auto candidate = win.tail;
+      auto main_victim = main_lru();
+      if (main_victim == no_entry) return candidate;
+      // Admission: the newcomer must be more popular than what it displaces.
+      if (sketch_.frequency(hash_of(candidate)) <=
+          sketch_.frequency(hash_of(main_victim)))
+        return candidate;
+      auto w = weight_of(candidate);
+      win.unlink(table_, candidate, w);
+      lists_[probation].push_front(table_, candidate, w);
+      table_.at(candidate).list = probation;
+      return main_victim;
+    }
+    auto v = main_lru();
+    return v != no_entry ? v : win.tail;
+  }
+
+  void clear() override {
+    for (auto& l : lists_)
+      l.reset();
+    sketch_.clear();
+  }
+
+  size_t metadata_bytes() const noexcept override { return sketch_.bytes(); }
+
+private:
+  enum : uint8_t { window = 0, probation = 1, protect = 2 };
+
+  uint32_t hash_of(entry_id id) const { return table_.at(id).val.table_hash(); }
+  // Moves between lists need the weight the shard used in the hooks.
+  uint64_t weight_of(entry_id id) const {
+    return by_bytes_ ? table_.at(id).val.charge() : 1;
+  }
+  entry_id main_lru() const {
+    if (!lists_[probation].empty()) return lists_[probation].tail;
+    return lists_[protect].tail;
+  }
+
+  entry_table& table_;
+  frequency_sketch sketch_;
+  bool by_bytes_;
+  entry_list lists_[3];
+  uint64_t window_cap_;
+  uint64_t protected_cap_;
+};
+
+} // namespace
+
+std::unique_ptr<eviction_policy> eviction_policy::make(eviction_policy_kind kind,
+                                                       entry_table& table,
+                                                       uint64_t capacity,
+                                                       bool weigh_bytes) {
+  if (kind == eviction_policy_kind::lru) return std::make_unique<lru_policy>(table);
+  return std::make_unique<tiny_lfu_policy>(table, capacity, weigh_bytes);
+}
+
+} // namespace karlton

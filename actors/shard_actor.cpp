@@ -1,0 +1,129 @@
+#include "actors/shard_actor.hpp"
+
+#include <algorithm>
+
+#include <caf/all.hpp>
+
+#include "messages/errors.hpp"
+
+namespace karlton {
+
+namespace {
+
+using self_ptr = shard_actor::stateful_pointer<shard_actor_state>;
+
+time_point now_of(self_ptr self) {
+  return self->state.time_source->now();
+}
+
+// Arms the expiry timer for the earliest deadline, unless a timer for that
+// deadline or an earlier one is already pending.
+void arm_expiry(self_ptr self) {
+  auto& st = self->state;
+  auto next = st.cache->next_expiry();
+  if (!next || (st.armed_for && *st.armed_for <= *next)) return;
+  st.armed_for = next;
+  auto delay = std::max(*next - now_of(self), time_point::duration::zero());
+  // Deadlines are whole milliseconds; one more makes sure the tick lands after it.
+  self->delayed_send(self, delay + std::chrono::milliseconds{1}, expire_atom::value,
+                     ++st.timer_generation);
+}
+
+template <class T> caf::result<T> or_error(caf::error err, T ok) {
+  if (err) return err;
+  return ok;
+}
+
+} // namespace
+
+shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
+  auto& st = self->state;
+  if (setup.listener) {
+    auto listener = setup.listener;
+    auto user_callback = std::move(setup.config.on_removal);
+    setup.config.on_removal = [self, listener, user_callback](const value& v,
+                                                              removal_cause why) {
+      if (user_callback) user_callback(v, why);
+      self->send(listener, removed_atom::value, std::string{v.key()}, why);
+    };
+  }
+  st.cache = std::make_unique<shard_state>(std::move(setup.config));
+  st.time_source = std::move(setup.time_source);
+  st.inbox = std::move(setup.inbox);
+  return {
+      [=](caf::get_atom, const std::string& key) {
+        return self->state.cache->get(key, now_of(self));
+      },
+      [=](caf::get_atom, const std::vector<std::string>& keys) {
+        std::vector<value> out;
+        out.reserve(keys.size());
+        auto now = now_of(self);
+        for (const auto& k : keys)
+          out.emplace_back(self->state.cache->get(k, now));
+        return out;
+      },
+      [=](caf::put_atom, value& v, ttl t) -> caf::result<caf::ok_atom> {
+        auto err = self->state.cache->put(std::move(v), t, now_of(self));
+        arm_expiry(self);
+        return or_error(std::move(err), caf::ok_atom::value);
+      },
+      [=](caf::put_atom, std::vector<value>& vs, ttl t) -> caf::result<caf::ok_atom> {
+        // All or nothing: check every value before storing any.
+        const auto& cfg = self->state.cache->config();
+        for (const auto& v : vs)
+          if (auto err = check_sizes(cfg, v.key().size(), v.bytes().size())) return err;
+        auto now = now_of(self);
+        for (auto& v : vs)
+          if (auto err = self->state.cache->put(std::move(v), t, now)) return err;
+        arm_expiry(self);
+        return caf::ok_atom::value;
+      },
+      [=](caf::delete_atom, const std::string& key) {
+        return self->state.cache->erase(key, now_of(self));
+      },
+      [=](contains_atom, const std::string& key) {
+        return self->state.cache->contains(key, now_of(self));
+      },
+      [=](ttl_atom, const std::string& key) {
+        return self->state.cache->ttl_of(key, now_of(self));
+      },
+      [=](clear_atom) { return self->state.cache->clear(); },
+      [=](stats_atom) { return self->state.cache->stats(); },
+      [=](cleanup_atom) { return self->state.cache->cleanup_expired(now_of(self)); },
+      [=](doorbell_atom) {
+        auto& st = self->state;
+        auto now = now_of(self);
+        for (int done = 0; done < doorbell_batch; ++done) {
+          auto job = st.inbox->pop();
+          if (!job) {
+            if (!st.inbox->release_doorbell()) {
+              arm_expiry(self);
+              return;
+            }
+            continue;
+          }
+          job->run(*st.cache, now);
+        }
+        arm_expiry(self);
+        // Still busy: keep the doorbell claimed and come back after the mailbox.
+        self->send(self, doorbell_atom::value);
+      },
+      [=](expire_atom, uint64_t generation) {
+        auto& st = self->state;
+        if (generation != st.timer_generation) return; // superseded by a re-arm
+        st.armed_for.reset();
+        auto now = now_of(self);
+        st.cache->cleanup_expired(now, expiry_batch);
+        auto next = st.cache->next_expiry();
+        if (next && *next <= now) {
+          // More already due: continue right after the mailbox, not in one go.
+          st.armed_for = now;
+          self->send(self, expire_atom::value, ++st.timer_generation);
+          return;
+        }
+        arm_expiry(self);
+      },
+  };
+}
+
+} // namespace karlton

@@ -1,0 +1,49 @@
+// The shard actor: a thin translation from shard messages to `shard_state`.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "actors/shard_state.hpp"
+#include "messages/shard_interface.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/ingress.hpp"
+
+namespace karlton {
+
+/// What a shard actor is spawned with.
+struct shard_setup {
+  shard_config config;
+  std::shared_ptr<const clock> time_source;
+  /// Plain-thread ingress queue drained on `doorbell`; may be null.
+  std::shared_ptr<ingress> inbox;
+  /// Told about every removal, in addition to `config.on_removal`; may be null.
+  removal_listener_actor listener;
+};
+
+struct shard_actor_state {
+  std::unique_ptr<shard_state> cache;
+  std::shared_ptr<const clock> time_source;
+  std::shared_ptr<ingress> inbox;
+  /// The deadline the pending expiry timer was armed for, and its generation:
+  /// CAF timers cannot be cancelled, so a re-armed timer makes the old stale.
+  std::optional<time_point> armed_for;
+  uint64_t timer_generation = 0;
+
+  static inline const char* name = "karlton.shard";
+};
+
+/// Jobs run per doorbell before the shard yields to its mailbox (timers, actor
+/// requests): 256 keeps a flooded shard responsive while amortizing the
+/// doorbell message over many jobs.
+constexpr int doorbell_batch = 256;
+
+/// Expired entries reclaimed per timer tick; more are left for an immediate
+/// next tick, so a mass expiry of millions never blocks the shard for long.
+constexpr uint64_t expiry_batch = 1024;
+
+shard_actor::behavior_type shard(shard_actor::stateful_pointer<shard_actor_state> self,
+                                 shard_setup setup);
+
+} // namespace karlton

@@ -1,0 +1,236 @@
+#include "actors/shard_state.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "messages/errors.hpp"
+
+namespace karlton {
+
+namespace {
+
+constexpr auto later = std::greater<std::pair<uint64_t, entry_id>>{};
+
+uint64_t ceil_ms(caf::timespan d) {
+  auto ns = d.count();
+  return static_cast<uint64_t>((ns + 999'999) / 1'000'000);
+}
+
+} // namespace
+
+caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_size) {
+  if (key_size > cfg.max_key_bytes)
+    return make_error(errc::key_too_large, "key of " + std::to_string(key_size) +
+                                               " bytes exceeds max-key-bytes (" +
+                                               std::to_string(cfg.max_key_bytes) +
+                                               "); nothing was stored");
+  if (value_size > cfg.max_value_bytes)
+    return make_error(errc::value_too_large, "value of " + std::to_string(value_size) +
+                                                 " bytes exceeds max-value-bytes (" +
+                                                 std::to_string(cfg.max_value_bytes) +
+                                                 "); nothing was stored");
+  return caf::none;
+}
+
+shard_state::shard_state(shard_config cfg)
+    : cfg_(std::move(cfg)), weigh_bytes_(cfg_.max_bytes > 0) {
+  auto capacity = weigh_bytes_ ? cfg_.max_bytes : cfg_.max_entries;
+  if (capacity > 0)
+    policy_ = eviction_policy::make(cfg_.policy, table_, capacity, weigh_bytes_);
+}
+
+value shard_state::get(std::string_view key, time_point now) {
+  return get(key, static_cast<uint32_t>(hash_key(key)), now);
+}
+
+value shard_state::get(std::string_view key, uint32_t hash, time_point now) {
+  auto id = table_.find(key, hash);
+  if (id == no_entry) {
+    ++stats_.misses;
+    return {};
+  }
+  auto& e = table_.at(id);
+  auto now_ms = to_ms(now);
+  if (expired(e, now_ms)) {
+    remove(id, removal_cause::expired);
+    ++stats_.misses;
+    return {};
+  }
+  ++stats_.hits;
+  stats_.hit_age.record(static_cast<uint32_t>(now_ms) - e.val.born_ms());
+  if (policy_) policy_->on_hit(id);
+  return e.val;
+}
+
+caf::error shard_state::put(value v, ttl t, time_point now) {
+  if (!v) return make_error(errc::invalid_option, "put of an empty value");
+  if (auto err = check_sizes(cfg_, v.key().size(), v.bytes().size())) {
+    ++stats_.rejected;
+    return err;
+  }
+  if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
+  if (t.is_default()) t = cfg_.default_ttl;
+  auto now_ms = to_ms(now);
+  auto expiry = t.is_never() ? entry::never : now_ms + ceil_ms(t.duration());
+  // The buffer's header is ours only if nobody else holds it (a handle kept by
+  // an actor that sent it, or the same value put into two caches).
+  if (!v.unique()) v = value::make(v.key(), v.bytes());
+  v.set_born_ms(static_cast<uint32_t>(now_ms));
+  ++stats_.puts;
+  auto id = table_.find(v.key(), v.table_hash());
+  if (id != no_entry) {
+    auto& e = table_.at(id);
+    auto old_w = weight_of(e.val);
+    auto new_w = weight_of(v);
+    stats_.bytes += v.charge();
+    stats_.bytes -= e.val.charge();
+    auto old = std::exchange(e.val, std::move(v));
+    set_expiry(id, e, expiry);
+    if (policy_) policy_->on_update(id, old_w, new_w);
+    if (cfg_.on_removal) cfg_.on_removal(old, removal_cause::replaced);
+  } else {
+    stats_.bytes += v.charge();
+    auto w = weight_of(v);
+    id = table_.insert(std::move(v));
+    set_expiry(id, table_.at(id), expiry);
+    if (policy_) policy_->on_insert(id, w);
+  }
+  enforce_bound();
+  return caf::none;
+}
+
+void shard_state::set_expiry(entry_id id, entry& e, uint64_t expiry_ms) {
+  if (e.expires()) --expiring_entries_;
+  e.expiry_ms = std::min(expiry_ms, entry::never);
+  if (!e.expires()) return;
+  ++expiring_entries_;
+  deadlines_.emplace_back(uint64_t{e.expiry_ms}, id);
+  std::push_heap(deadlines_.begin(), deadlines_.end(), later);
+  if (deadlines_.size() > 2 * expiring_entries_ + 1024) compact_deadlines();
+}
+
+void shard_state::compact_deadlines() {
+  deadlines_.clear();
+  for (entry_id id = 0; id < table_.id_limit(); ++id) {
+    const auto& e = table_.at(id);
+    if (e.live && e.expires()) deadlines_.emplace_back(uint64_t{e.expiry_ms}, id);
+  }
+  std::make_heap(deadlines_.begin(), deadlines_.end(), later);
+}
+
+void shard_state::enforce_bound() {
+  if (!policy_) return;
+  auto over = [this] {
+    return (cfg_.max_entries > 0 && table_.size() > cfg_.max_entries) ||
+           (cfg_.max_bytes > 0 && stats_.bytes > cfg_.max_bytes);
+  };
+  while (over() && table_.size() > 0)
+    remove(policy_->victim(), removal_cause::evicted);
+}
+
+void shard_state::remove(entry_id id, removal_cause cause) {
+  auto& e = table_.at(id);
+  if (policy_) policy_->on_remove(id, weight_of(e.val));
+  if (e.expires()) --expiring_entries_;
+  stats_.bytes -= e.val.charge();
+  switch (cause) {
+  case removal_cause::expired:
+    ++stats_.expired;
+    break;
+  case removal_cause::evicted:
+    ++stats_.evictions;
+    break;
+  case removal_cause::explicit_erase:
+    ++stats_.invalidations;
+    break;
+  case removal_cause::replaced:
+    break;
+  }
+  auto old = table_.remove(id);
+  if (cfg_.on_removal) cfg_.on_removal(old, cause);
+}
+
+bool shard_state::erase(std::string_view key, time_point now) {
+  auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+  if (id == no_entry) return false;
+  if (expired(table_.at(id), to_ms(now))) {
+    remove(id, removal_cause::expired);
+    return false;
+  }
+  remove(id, removal_cause::explicit_erase);
+  return true;
+}
+
+bool shard_state::contains(std::string_view key, time_point now) const {
+  auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+  return id != no_entry && !expired(table_.at(id), to_ms(now));
+}
+
+remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
+  remaining_ttl out;
+  auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+  if (id == no_entry) return out;
+  const auto& e = table_.at(id);
+  auto now_ms = to_ms(now);
+  if (expired(e, now_ms)) return out;
+  if (!e.expires()) {
+    out.state = remaining_ttl::never_expires;
+  } else {
+    out.state = remaining_ttl::expires;
+    out.left = std::chrono::milliseconds{e.expiry_ms - now_ms};
+  }
+  return out;
+}
+
+uint64_t shard_state::clear() {
+  uint64_t n = table_.size();
+  if (cfg_.on_removal) {
+    for (entry_id id = 0; id < table_.id_limit(); ++id)
+      if (table_.at(id).live)
+        cfg_.on_removal(table_.at(id).val, removal_cause::explicit_erase);
+  }
+  table_.clear();
+  if (policy_) policy_->clear();
+  deadlines_.clear();
+  expiring_entries_ = 0;
+  stats_.invalidations += n;
+  stats_.bytes = 0;
+  return n;
+}
+
+uint64_t shard_state::cleanup_expired(time_point now, uint64_t max_work) {
+  auto now_ms = to_ms(now);
+  uint64_t removed = 0;
+  // Each popped deadline is one unit of work, stale or not, so a heap full of
+  // stale deadlines cannot stall the shard either.
+  for (uint64_t work = 0; work < max_work && !deadlines_.empty(); ++work) {
+    auto [when, id] = deadlines_.front();
+    if (when > now_ms) break;
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), later);
+    deadlines_.pop_back();
+    const auto& e = table_.at(id);
+    // Stale if the entry is gone, or was overwritten with another deadline.
+    if (!e.live || e.expiry_ms != when) continue;
+    remove(id, removal_cause::expired);
+    ++removed;
+  }
+  return removed;
+}
+
+std::optional<time_point> shard_state::next_expiry() const {
+  if (deadlines_.empty()) return std::nullopt;
+  return time_point{std::chrono::milliseconds{deadlines_.front().first}};
+}
+
+cache_stats shard_state::stats() const {
+  auto out = stats_;
+  out.entries = table_.size();
+  return out;
+}
+
+size_t shard_state::metadata_bytes() const noexcept {
+  return table_.metadata_bytes() + deadlines_.capacity() * sizeof(deadline) +
+         (policy_ ? policy_->metadata_bytes() : 0);
+}
+
+} // namespace karlton

@@ -1,0 +1,122 @@
+// The plain state of one cache shard: entries, TTL, size bound, stats.
+// No actors here: the shard actor translates messages into these calls, and
+// tests drive it directly with explicit times.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <caf/error.hpp>
+
+#include "actors/entry_table.hpp"
+#include "actors/eviction.hpp"
+#include "messages/stats.hpp"
+#include "messages/ttl.hpp"
+#include "messages/value.hpp"
+
+namespace karlton {
+
+/// Time as shards see it: the runtime clock's reading (see runtime/clock.hpp).
+using time_point = std::chrono::steady_clock::time_point;
+
+/// Called on the shard for every entry that leaves: the value (with its key)
+/// and why. It runs inside the shard, so it must be quick and must not block.
+using removal_callback = std::function<void(const value&, removal_cause)>;
+
+/// What one shard enforces. The runtime derives it from the cache's options,
+/// dividing the cache's bounds by its number of shards.
+struct shard_config {
+  ttl default_ttl = ttl::never();
+  uint64_t max_entries = 0; ///< 0: unbounded
+  uint64_t max_bytes = 0;   ///< key + value bytes; 0: unbounded
+  eviction_policy_kind policy = eviction_policy_kind::tiny_lfu;
+  uint64_t max_key_bytes = 64 * 1024;
+  uint64_t max_value_bytes = 64 * 1024 * 1024;
+  removal_callback on_removal;
+};
+
+/// Returns `key_too_large` or `value_too_large` if a put of these sizes must be
+/// refused, naming the limit; callers check before copying a large value.
+caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_size);
+
+/// One shard's cache. Only the owning shard actor may call it.
+class shard_state {
+public:
+  explicit shard_state(shard_config cfg);
+
+  /// The value cached under `key`, or an empty value. A hit records the value's
+  /// age; an expired entry is removed, counted as expired, and misses.
+  value get(std::string_view key, uint32_t hash, time_point now);
+  value get(std::string_view key, time_point now);
+
+  /// Stores `v` under `v.key()`, replacing any previous value, then evicts
+  /// down to the size bound. Errors: too large (nothing stored), bad ttl.
+  caf::error put(value v, ttl t, time_point now);
+
+  /// Removes `key` (an explicit invalidation). True if it was cached and live.
+  bool erase(std::string_view key, time_point now);
+
+  /// True if `key` is cached and not expired. Counts neither hit nor miss.
+  bool contains(std::string_view key, time_point now) const;
+
+  remaining_ttl ttl_of(std::string_view key, time_point now) const;
+
+  /// Removes every entry; returns how many.
+  uint64_t clear();
+
+  /// Removes entries whose TTL ran out, at most `max_work` of them, and
+  /// returns how many it removed. Bounded so one call never stalls the shard.
+  uint64_t cleanup_expired(time_point now, uint64_t max_work = UINT64_MAX);
+
+  /// The earliest expiry still pending, if any (it may belong to an entry that
+  /// was since overwritten; the timer then finds nothing and re-arms).
+  std::optional<time_point> next_expiry() const;
+
+  cache_stats stats() const;
+  const shard_config& config() const noexcept { return cfg_; }
+  size_t size() const noexcept { return table_.size(); }
+
+  /// Bytes of metadata (entries, index, expiry heap, sketch), for the benchmark.
+  size_t metadata_bytes() const noexcept;
+
+private:
+  friend struct shard_state_test_access;
+
+  using deadline = std::pair<uint64_t, entry_id>; // (expiry ms, entry)
+
+  uint64_t weight_of(const value& v) const noexcept {
+    return weigh_bytes_ ? v.charge() : 1;
+  }
+  bool expired(const entry& e, uint64_t now_ms) const noexcept {
+    return e.expires() && now_ms >= e.expiry_ms;
+  }
+  void set_expiry(entry_id id, entry& e, uint64_t expiry_ms);
+  void remove(entry_id id, removal_cause cause);
+  void enforce_bound();
+  void compact_deadlines();
+
+  shard_config cfg_;
+  bool weigh_bytes_;
+  entry_table table_;
+  std::unique_ptr<eviction_policy> policy_;
+  // Min-heap of deadlines. Entries that were overwritten or removed leave
+  // their old deadline behind; it is skipped when popped, and the heap is
+  // rebuilt once stale items outnumber live ones, so it stays O(live TTLs).
+  std::vector<deadline> deadlines_;
+  uint64_t expiring_entries_ = 0;
+  cache_stats stats_;
+};
+
+/// Milliseconds of `t` since the clock's epoch: the unit entries store.
+inline uint64_t to_ms(time_point t) noexcept {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch());
+  return ms.count() < 0 ? 0 : static_cast<uint64_t>(ms.count());
+}
+
+} // namespace karlton

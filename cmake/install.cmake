@@ -1,0 +1,26 @@
+# `cmake --install build --prefix P` puts headers under P/include/karlton, the
+# library under P/lib, and a package config so that another project's
+# `find_package(karlton)` + `target_link_libraries(app karlton::karlton)` work.
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+install(TARGETS karlton EXPORT karltonTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+foreach(dir messages actors runtime)
+  install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/${dir}/
+    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/karlton/${dir}
+    FILES_MATCHING PATTERN "*.hpp")
+endforeach()
+install(EXPORT karltonTargets NAMESPACE karlton::
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/karlton)
+configure_package_config_file(${CMAKE_CURRENT_SOURCE_DIR}/cmake/karltonConfig.cmake.in
+  ${CMAKE_CURRENT_BINARY_DIR}/karltonConfig.cmake
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/karlton)
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/karltonConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES
+  ${CMAKE_CURRENT_BINARY_DIR}/karltonConfig.cmake
+  ${CMAKE_CURRENT_BINARY_DIR}/karltonConfigVersion.cmake
+  ${CMAKE_CURRENT_SOURCE_DIR}/cmake/FindCAF.cmake
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/karlton)

@@ -1,0 +1,58 @@
+// The typed interface of a cache shard, and the atoms that name its operations.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "messages/stats.hpp"
+#include "messages/ttl.hpp"
+#include "messages/value.hpp"
+
+namespace karlton {
+
+// CAF ships get_atom, put_atom, delete_atom and ok_atom; these are karlton's.
+using contains_atom = caf::atom_constant<caf::atom("contains")>;
+using ttl_atom = caf::atom_constant<caf::atom("ttl")>;
+using clear_atom = caf::atom_constant<caf::atom("clear")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using cleanup_atom = caf::atom_constant<caf::atom("cleanup")>;
+using removed_atom = caf::atom_constant<caf::atom("removed")>;
+/// Rung by plain threads after they queue work on the shard's ingress queue.
+using doorbell_atom = caf::atom_constant<caf::atom("doorbell")>;
+/// The shard's own expiry timer; carries a generation so stale timers are ignored.
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
+
+/// A cache shard: owns the keys that hash to it (see `runtime/routing.hpp`).
+///
+/// - `get(key)` returns the value, or an empty `value` on a miss.
+/// - `get(keys)` returns one value per key, in order (empty where missed).
+/// - `put(v, ttl)` stores `v` under `v.key()`; `put(vs, ttl)` stores each.
+/// - `delete(key)` erases (invalidates) a key; true if it was cached.
+/// - `clear` erases everything and returns how many entries it removed.
+/// - `cleanup` reclaims expired entries now and returns how many.
+/// Errors: `key_too_large`, `value_too_large`, `invalid_option` (a bad ttl).
+using shard_actor = caf::typed_actor<
+    caf::replies_to<caf::get_atom, std::string>::with<value>,
+    caf::replies_to<caf::get_atom, std::vector<std::string>>::with<std::vector<value>>,
+    caf::replies_to<caf::put_atom, value, ttl>::with<caf::ok_atom>,
+    caf::replies_to<caf::put_atom, std::vector<value>, ttl>::with<caf::ok_atom>,
+    caf::replies_to<caf::delete_atom, std::string>::with<bool>,
+    caf::replies_to<contains_atom, std::string>::with<bool>,
+    caf::replies_to<ttl_atom, std::string>::with<remaining_ttl>,
+    caf::replies_to<clear_atom>::with<uint64_t>,
+    caf::replies_to<stats_atom>::with<cache_stats>,
+    caf::replies_to<cleanup_atom>::with<uint64_t>, caf::reacts_to<doorbell_atom>,
+    caf::reacts_to<expire_atom, uint64_t>>;
+
+/// An actor that wants to hear about removals: `(removed, key, cause)`.
+using removal_listener_actor =
+    caf::typed_actor<caf::reacts_to<removed_atom, std::string, removal_cause>>;
+
+// removal_cause needs no inspect: CAF 0.17 serializes enums as their underlying type.
+
+} // namespace karlton

@@ -1,0 +1,63 @@
+#include "messages/stats.hpp"
+
+#include <algorithm>
+
+namespace karlton {
+
+size_t age_histogram::bucket_of(uint32_t ms) noexcept {
+  if (ms < 16) return ms;
+  auto exponent = 31 - __builtin_clz(ms); // 4..31
+  auto sub = (ms >> (exponent - 3)) & 7;  // the 3 bits below the leading one
+  return 16 + static_cast<size_t>(exponent - 4) * 8 + sub;
+}
+
+uint64_t age_histogram::upper_bound_of(size_t bucket) noexcept {
+  if (bucket < 16) return bucket;
+  auto exponent = (bucket - 16) / 8 + 4;
+  auto sub = (bucket - 16) % 8;
+  // The bucket holds [(8 + sub) << (e - 3), (9 + sub) << (e - 3)).
+  return ((uint64_t{9} + sub) << (exponent - 3)) - 1;
+}
+
+void age_histogram::record(uint32_t age_ms) noexcept {
+  if (buckets_.empty()) buckets_.resize(bucket_count);
+  ++buckets_[bucket_of(age_ms)];
+  ++total_;
+}
+
+void age_histogram::merge(const age_histogram& other) {
+  if (other.total_ == 0) return;
+  if (buckets_.empty()) buckets_.resize(bucket_count);
+  for (size_t i = 0; i < bucket_count && i < other.buckets_.size(); ++i)
+    buckets_[i] += other.buckets_[i];
+  total_ += other.total_;
+}
+
+uint64_t age_histogram::percentile(double q) const noexcept {
+  if (total_ == 0) return 0;
+  q = std::clamp(q, 0.0, 1.0);
+  auto rank = static_cast<uint64_t>(q * static_cast<double>(total_) + 0.5);
+  rank = std::clamp<uint64_t>(rank, 1, total_);
+  uint64_t seen = 0;
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    seen += buckets_[i];
+    if (seen >= rank) return upper_bound_of(i);
+  }
+  return upper_bound_of(bucket_count - 1);
+}
+
+cache_stats& cache_stats::operator+=(const cache_stats& other) {
+  hits += other.hits;
+  misses += other.misses;
+  puts += other.puts;
+  expired += other.expired;
+  evictions += other.evictions;
+  invalidations += other.invalidations;
+  rejected += other.rejected;
+  entries += other.entries;
+  bytes += other.bytes;
+  hit_age.merge(other.hit_age);
+  return *this;
+}
+
+} // namespace karlton

@@ -1,0 +1,68 @@
+// Counters a shard keeps and a cache sums: the guide's "monitor everything".
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include <caf/meta/type_name.hpp>
+
+namespace karlton {
+
+/// A mergeable log-linear histogram of ages in milliseconds.
+///
+/// Buckets: exact below 16 ms, then 8 per power of two, so any percentile is
+/// within 12.5 % of the true value; 232 buckets cover 2^32 ms (49 days).
+class age_histogram {
+public:
+  static constexpr size_t bucket_count = 16 + 28 * 8;
+
+  void record(uint32_t age_ms) noexcept;
+  void merge(const age_histogram& other);
+  uint64_t count() const noexcept { return total_; }
+  /// The smallest age a `q` fraction (0..1) of samples is at or below; 0 if empty.
+  uint64_t percentile(double q) const noexcept;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, age_histogram& x) {
+    return f(caf::meta::type_name("karlton::age_histogram"), x.buckets_, x.total_);
+  }
+
+private:
+  static size_t bucket_of(uint32_t ms) noexcept;
+  static uint64_t upper_bound_of(size_t bucket) noexcept;
+  std::vector<uint64_t> buckets_; // empty until the first sample
+  uint64_t total_ = 0;
+};
+
+/// Counters of one shard, or summed over the shards of one cache.
+struct cache_stats {
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t puts = 0;
+  uint64_t expired = 0;       ///< entries removed because their TTL ran out
+  uint64_t evictions = 0;     ///< entries removed by the size bound
+  uint64_t invalidations = 0; ///< entries removed by erase, invalidate or clear
+  uint64_t rejected = 0;      ///< puts refused (key or value too large)
+  uint64_t entries = 0;       ///< live entries now
+  uint64_t bytes = 0;         ///< key + value bytes of live entries now
+  age_histogram hit_age;      ///< age of the values served on hits (staleness)
+
+  double hit_rate() const noexcept {
+    auto total = hits + misses;
+    return total == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(total);
+  }
+  uint64_t age_p50_ms() const noexcept { return hit_age.percentile(0.50); }
+  uint64_t age_p99_ms() const noexcept { return hit_age.percentile(0.99); }
+
+  cache_stats& operator+=(const cache_stats& other);
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
+  return f(caf::meta::type_name("karlton::cache_stats"), x.hits, x.misses, x.puts,
+           x.expired, x.evictions, x.invalidations, x.rejected, x.entries, x.bytes,
+           x.hit_age);
+}
+
+} // namespace karlton

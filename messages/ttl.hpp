@@ -1,0 +1,66 @@
+// Time-to-live as a put asks for it, and as a shard reports what is left of it.
+#pragma once
+
+#include <cstdint>
+
+#include <caf/meta/type_name.hpp>
+#include <caf/timespan.hpp>
+
+namespace karlton {
+
+/// How long an entry lives: the cache's default, forever, or a given duration.
+class ttl {
+public:
+  /// The cache's `default-ttl` (which may itself be "never").
+  static constexpr ttl cache_default() noexcept { return ttl{default_marker}; }
+  static constexpr ttl never() noexcept { return ttl{never_marker}; }
+  /// Expires `d` after the put; `d` must be positive.
+  static constexpr ttl after(caf::timespan d) noexcept { return ttl{d.count()}; }
+
+  constexpr ttl() noexcept = default;
+  constexpr bool is_default() const noexcept { return ns_ == default_marker; }
+  constexpr bool is_never() const noexcept { return ns_ == never_marker; }
+  /// Only meaningful when neither `is_default()` nor `is_never()`.
+  constexpr caf::timespan duration() const noexcept { return caf::timespan{ns_}; }
+  constexpr bool valid() const noexcept { return is_default() || is_never() || ns_ > 0; }
+
+  friend constexpr bool operator==(ttl x, ttl y) noexcept { return x.ns_ == y.ns_; }
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f, ttl& x) {
+    return f(caf::meta::type_name("karlton::ttl"), x.ns_);
+  }
+
+private:
+  static constexpr int64_t default_marker = -1;
+  static constexpr int64_t never_marker = -2;
+  constexpr explicit ttl(int64_t ns) noexcept : ns_(ns) {}
+  int64_t ns_ = default_marker;
+};
+
+/// What a shard says about a key's remaining lifetime.
+struct remaining_ttl {
+  enum state_t : uint8_t { missing, never_expires, expires };
+  uint8_t state = missing;
+  /// Time left when `state == expires`, rounded down to the millisecond.
+  caf::timespan left{0};
+
+  bool found() const noexcept { return state != missing; }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, remaining_ttl& x) {
+  return f(caf::meta::type_name("karlton::remaining_ttl"), x.state, x.left);
+}
+
+/// Why an entry left a cache, as told to a removal listener.
+enum class removal_cause : uint8_t {
+  explicit_erase, ///< erased or invalidated by a caller (or cleared)
+  replaced,       ///< overwritten by a put of the same key
+  expired,        ///< its TTL ran out
+  evicted,        ///< pushed out by the size bound
+};
+
+const char* to_string(removal_cause x) noexcept;
+
+} // namespace karlton

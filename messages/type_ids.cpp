@@ -1,0 +1,31 @@
+#include "messages/type_ids.hpp"
+
+#include <caf/actor_system_config.hpp>
+
+#include "messages/errors.hpp"
+
+namespace karlton {
+
+const char* to_string(removal_cause x) noexcept {
+  switch (x) {
+  case removal_cause::explicit_erase:
+    return "explicit";
+  case removal_cause::replaced:
+    return "replaced";
+  case removal_cause::expired:
+    return "expired";
+  case removal_cause::evicted:
+    return "evicted";
+  }
+  return "unknown";
+}
+
+void register_types(caf::actor_system_config& cfg) {
+  cfg.add_message_types<caf::id_block::karlton>();
+  cfg.add_error_category(caf::atom("karlton"),
+                         [](uint8_t code, caf::atom_value, const caf::message& ctx) {
+                           return describe(caf::error{code, caf::atom("karlton"), ctx});
+                         });
+}
+
+} // namespace karlton

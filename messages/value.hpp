@@ -1,0 +1,87 @@
+// The immutable, shared value buffer that shards store and hand out.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/none.hpp>
+
+namespace karlton {
+
+/// 64-bit hash of a key. Its high half routes the key to a shard, its low half
+/// indexes the shard's table, so the two choices stay independent.
+uint64_t hash_key(std::string_view key) noexcept;
+
+/// An immutable key/value pair in one reference-counted allocation.
+///
+/// Shards store a `value` and hand the same buffer to every reader: a hit
+/// costs one atomic increment, never a copy of the bytes (the prototype in
+/// DESIGN.md lost 3x to copying values into replies). The key travels with its
+/// bytes, so a `value` is also what a put sends.
+///
+/// A default-constructed `value` is empty and stands for "not cached".
+/// @threadsafe handles may be copied and read from any thread.
+class value {
+public:
+  value() noexcept = default;
+  value(const value& other) noexcept;
+  value(value&& other) noexcept : block_(other.block_) { other.block_ = nullptr; }
+  value& operator=(value other) noexcept {
+    std::swap(block_, other.block_);
+    return *this;
+  }
+  ~value();
+
+  /// Copies `key` and `bytes` into one new buffer.
+  static value make(std::string_view key, std::string_view bytes);
+
+  explicit operator bool() const noexcept { return block_ != nullptr; }
+  std::string_view key() const noexcept;
+  std::string_view bytes() const noexcept;
+  std::string str() const { return std::string{bytes()}; }
+
+  /// Bytes this pair counts against `max-bytes`: key plus value.
+  size_t charge() const noexcept { return key().size() + bytes().size(); }
+
+  /// The low half of `hash_key(key())`, computed once at `make`.
+  uint32_t table_hash() const noexcept;
+
+  /// Only the owning shard may call these: the buffer's birth time, in ms of
+  /// the runtime's clock modulo 2^32 (ages are exact up to 49 days).
+  uint32_t born_ms() const noexcept;
+  void set_born_ms(uint32_t ms) noexcept;
+
+  /// True if no other handle shares this buffer.
+  bool unique() const noexcept;
+
+  friend bool operator==(const value& x, const value& y) noexcept {
+    return x.block_ == y.block_ ||
+           (x && y && x.key() == y.key() && x.bytes() == y.bytes());
+  }
+  friend bool operator!=(const value& x, const value& y) noexcept { return !(x == y); }
+
+private:
+  struct block;
+  explicit value(block* b) noexcept : block_(b) {}
+  block* block_ = nullptr;
+};
+
+/// Serializes a value as its key and bytes (for the network and for tests).
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, value& x) {
+  std::string key{x.key()};
+  std::string bytes{x.bytes()};
+  auto rebuild = caf::meta::load_callback([&]() -> caf::error {
+    x = bytes.empty() && key.empty() ? value{} : value::make(key, bytes);
+    return caf::none;
+  });
+  return f(caf::meta::type_name("karlton::value"), key, bytes, rebuild);
+}
+
+} // namespace karlton

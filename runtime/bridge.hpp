@@ -1,0 +1,172 @@
+// How a plain thread calls shards without a scoped_actor: one `call` object per
+// API call, split into one job per shard it touches, completed when the last
+// job reports in. The call then combines the parts and hands the result to a
+// sink: a waiting thread, a std::promise, or a callback.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/unit.hpp>
+
+#include "messages/errors.hpp"
+#include "runtime/ingress.hpp"
+
+namespace karlton::detail {
+
+/// Whether the runtime still takes calls, and how many are being submitted.
+/// Shutdown closes the gate and waits until `active` drains to zero; after
+/// that no caller touches a shard or an ingress queue again.
+/// @threadsafe
+struct gate {
+  std::atomic<bool> closed{false};
+  std::atomic<int> active{0};
+};
+
+/// Delivers to a thread blocked in `wait`. It spins briefly first: a shard
+/// usually answers within a few microseconds, much less than the cost of
+/// sleeping on a condition variable and being woken (see README, latency).
+template <class R> struct waiting_sink {
+  std::atomic<bool> ready{false};
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool sleeping = false;
+  std::optional<caf::expected<R>> result;
+
+  void deliver(caf::expected<R>&& r) {
+    result.emplace(std::move(r));
+    ready.store(true, std::memory_order_release);
+    std::lock_guard<std::mutex> guard{mtx};
+    if (sleeping) cv.notify_one();
+  }
+
+  caf::expected<R> wait(std::chrono::steady_clock::time_point deadline) {
+    // ~2000 polls (a few microseconds) before sleeping.
+    for (int i = 0; i < 2000; ++i) {
+      if (ready.load(std::memory_order_acquire)) return std::move(*result);
+      __builtin_ia32_pause();
+    }
+    std::unique_lock<std::mutex> guard{mtx};
+    sleeping = true;
+    if (!cv.wait_until(guard, deadline,
+                       [&] { return ready.load(std::memory_order_acquire); }))
+      return make_error(errc::timeout,
+                        "the call did not complete within its call-timeout");
+    return std::move(*result);
+  }
+};
+
+/// Names a sink type, so call styles can pass it along with its arguments.
+template <class Sink> struct sink_tag {};
+
+template <class R> struct promise_sink {
+  explicit promise_sink(std::promise<caf::expected<R>> p) : promise(std::move(p)) {}
+  std::promise<caf::expected<R>> promise;
+  void deliver(caf::expected<R>&& r) { promise.set_value(std::move(r)); }
+};
+
+template <class R, class F> struct callback_sink {
+  explicit callback_sink(F f) : fn(std::move(f)) {}
+  F fn;
+  void deliver(caf::expected<R>&& r) { fn(std::move(r)); }
+};
+
+/// One API call: `parts` jobs fill `parts_[i]`; the last one combines them.
+/// Reference counted: one reference per job plus one for the caller.
+template <class Part, class R, class Combine, class Sink> class call {
+public:
+  template <class... SinkArgs>
+  call(size_t parts, Combine combine, SinkArgs&&... sink_args)
+      : sink(std::forward<SinkArgs>(sink_args)...), refs_(static_cast<int>(parts) + 1),
+        pending_(static_cast<int>(parts)), parts_(parts), combine_(std::move(combine)) {}
+
+  void complete(size_t i, caf::expected<Part>&& r) {
+    if (!r)
+      set_error(caf::error{r.error()});
+    else if constexpr (!std::is_same_v<Part, caf::unit_t>)
+      parts_[i] = std::move(*r);
+    finish_part();
+  }
+
+  void fail(const caf::error& why) {
+    set_error(caf::error{why});
+    finish_part();
+  }
+
+  /// For a call of zero parts: completes it at once.
+  void complete_empty() { sink.deliver(caf::expected<R>{combine_(std::move(parts_))}); }
+
+  void release() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  Sink sink;
+
+private:
+  void set_error(caf::error&& err) {
+    std::lock_guard<std::mutex> guard{error_mtx_};
+    if (!error_) error_ = std::move(err);
+  }
+
+  void finish_part() {
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (error_)
+      sink.deliver(caf::expected<R>{std::move(error_)});
+    else
+      sink.deliver(caf::expected<R>{combine_(std::move(parts_))});
+  }
+
+  std::atomic<int> refs_;
+  std::atomic<int> pending_;
+  std::vector<Part> parts_;
+  Combine combine_;
+  std::mutex error_mtx_; // only taken when a part fails
+  caf::error error_;
+};
+
+/// The job for part `index` of `call`: runs `op(state, now)` on the shard.
+template <class Call, class Op> class part_job final : public shard_job {
+public:
+  part_job(Call* c, size_t index, Op op) : call_(c), index_(index), op_(std::move(op)) {}
+
+  void run(shard_state& state, time_point now) override {
+    call_->complete(index_, op_(state, now));
+    call_->release();
+    delete this;
+  }
+
+  void abandon(const caf::error& why) override {
+    call_->fail(why);
+    call_->release();
+    delete this;
+  }
+
+private:
+  Call* call_;
+  size_t index_;
+  Op op_;
+};
+
+/// The shard side of the runtime: handles, ingress queues, options; shared by
+/// every `cache` handle so that a handle outliving its runtime stays safe.
+struct shard_route {
+  shard_actor actor;
+  std::shared_ptr<ingress> inbox;
+};
+
+/// Queues `job` on `route`, waiting while the queue is full until `deadline`.
+/// On failure the job is abandoned (so its call still completes).
+void submit(gate& g, const shard_route& route, shard_job* job,
+            std::chrono::steady_clock::time_point deadline);
+
+} // namespace karlton::detail

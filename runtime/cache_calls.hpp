@@ -1,0 +1,178 @@
+// The operations of `cache`, each written once for all three call styles: an
+// op that runs on a shard (`op(shard_state&, time_point) -> expected<Part>`),
+// the shards it goes to, and how the parts combine. Included by cache.hpp.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "messages/errors.hpp"
+#include "runtime/cache.hpp"
+
+namespace karlton {
+
+namespace detail {
+
+inline caf::error check_put(const shard_config& cfg, std::string_view key,
+                            std::string_view bytes, ttl t) {
+  if (auto err = check_sizes(cfg, key.size(), bytes.size())) return err;
+  if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
+  return caf::none;
+}
+
+template <class T> auto sum_parts() {
+  return [](std::vector<T>&& parts) {
+    T total{};
+    for (auto& p : parts)
+      total += p;
+    return total;
+  };
+}
+
+} // namespace detail
+
+template <class Sink, class... A>
+auto cache::get_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
+  auto h = hash_key(key);
+  auto op = [k = std::string{key}, h32 = static_cast<uint32_t>(h)](shard_state& s,
+                                                                   time_point now) {
+    return caf::expected<value>{s.get(k, h32, now)};
+  };
+  return start_one<value, Sink>(h, caf::error{}, std::move(op), std::forward<A>(a)...);
+}
+
+template <class Sink, class... A>
+auto cache::put_call(std::string_view key, std::string_view bytes, ttl t,
+                     detail::sink_tag<Sink>, A&&... a) const {
+  // Checked here too, so an oversized value is refused before it is copied.
+  auto err = detail::check_put(core_->shard_cfg, key, bytes, t);
+  auto op = [v = err ? value{} : value::make(key, bytes),
+             t](shard_state& s, time_point now) mutable -> caf::expected<unit> {
+    if (auto e = s.put(std::move(v), t, now)) return e;
+    return unit{};
+  };
+  return start_one<unit, Sink>(hash_key(key), std::move(err), std::move(op),
+                               std::forward<A>(a)...);
+}
+
+template <class Sink, class... A>
+auto cache::erase_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
+  auto op = [k = std::string{key}](shard_state& s, time_point now) {
+    return caf::expected<bool>{s.erase(k, now)};
+  };
+  return start_one<bool, Sink>(hash_key(key), caf::error{}, std::move(op),
+                               std::forward<A>(a)...);
+}
+
+template <class Sink, class... A>
+auto cache::contains_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
+  auto op = [k = std::string{key}](shard_state& s, time_point now) {
+    return caf::expected<bool>{s.contains(k, now)};
+  };
+  return start_one<bool, Sink>(hash_key(key), caf::error{}, std::move(op),
+                               std::forward<A>(a)...);
+}
+
+template <class Sink, class... A>
+auto cache::ttl_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
+  auto op = [k = std::string{key}](shard_state& s, time_point now) {
+    return caf::expected<remaining_ttl>{s.ttl_of(k, now)};
+  };
+  return start_one<remaining_ttl, Sink>(hash_key(key), caf::error{}, std::move(op),
+                                        std::forward<A>(a)...);
+}
+
+template <class Sink, class... A>
+auto cache::get_many_call(const std::vector<std::string>& keys, detail::sink_tag<Sink>,
+                          A&&... a) const {
+  struct wanted {
+    uint32_t index;
+    uint32_t hash;
+    std::string key;
+  };
+  using part = std::vector<std::pair<uint32_t, value>>;
+  struct op_t {
+    std::vector<wanted> keys;
+    caf::expected<part> operator()(shard_state& s, time_point now) {
+      part out;
+      out.reserve(keys.size());
+      for (auto& w : keys)
+        out.emplace_back(w.index, s.get(w.key, w.hash, now));
+      return out;
+    }
+  };
+  std::vector<op_t> by_shard(core_->routes.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto h = hash_key(keys[i]);
+    by_shard[shard_of(h)].keys.push_back(
+        wanted{static_cast<uint32_t>(i), static_cast<uint32_t>(h), keys[i]});
+  }
+  std::vector<std::pair<size_t, op_t>> parts;
+  for (size_t s = 0; s < by_shard.size(); ++s)
+    if (!by_shard[s].keys.empty()) parts.emplace_back(s, std::move(by_shard[s]));
+  auto combine = [n = keys.size()](std::vector<part>&& parts) {
+    std::vector<value> out(n);
+    for (auto& p : parts)
+      for (auto& [i, v] : p)
+        out[i] = std::move(v);
+    return out;
+  };
+  return start<part, std::vector<value>, Sink>(std::move(parts), combine,
+                                               std::forward<A>(a)...);
+}
+
+template <class Sink, class... A>
+auto cache::put_many_call(const std::vector<std::pair<std::string, std::string>>& items,
+                          ttl t, detail::sink_tag<Sink>, A&&... a) const {
+  struct op_t {
+    std::vector<value> values;
+    ttl lifetime;
+    caf::expected<unit> operator()(shard_state& s, time_point now) {
+      for (auto& v : values)
+        if (auto e = s.put(std::move(v), lifetime, now)) return e;
+      return unit{};
+    }
+  };
+  auto combine = [](std::vector<unit>&&) { return unit{}; };
+  // All items are checked before any is sent: no partial put from bad input.
+  for (const auto& [k, v] : items)
+    if (auto err = detail::check_put(core_->shard_cfg, k, v, t))
+      return fail_call<unit, unit, Sink>(combine, std::move(err), std::forward<A>(a)...);
+  std::vector<op_t> by_shard(core_->routes.size(), op_t{{}, t});
+  for (const auto& [k, v] : items) {
+    auto val = value::make(k, v);
+    by_shard[shard_of(hash_key(k))].values.push_back(std::move(val));
+  }
+  std::vector<std::pair<size_t, op_t>> parts;
+  for (size_t s = 0; s < by_shard.size(); ++s)
+    if (!by_shard[s].values.empty()) parts.emplace_back(s, std::move(by_shard[s]));
+  return start<unit, unit, Sink>(std::move(parts), combine, std::forward<A>(a)...);
+}
+
+template <class Sink, class... A>
+auto cache::clear_call(detail::sink_tag<Sink>, A&&... a) const {
+  auto op = [](shard_state& s, time_point) { return caf::expected<uint64_t>{s.clear()}; };
+  return start_all<uint64_t, uint64_t, Sink>(op, detail::sum_parts<uint64_t>(),
+                                             std::forward<A>(a)...);
+}
+
+template <class Sink, class... A>
+auto cache::cleanup_call(detail::sink_tag<Sink>, A&&... a) const {
+  auto op = [](shard_state& s, time_point now) {
+    return caf::expected<uint64_t>{s.cleanup_expired(now)};
+  };
+  return start_all<uint64_t, uint64_t, Sink>(op, detail::sum_parts<uint64_t>(),
+                                             std::forward<A>(a)...);
+}
+
+template <class Sink, class... A>
+auto cache::stats_call(detail::sink_tag<Sink>, A&&... a) const {
+  auto op = [](shard_state& s, time_point) {
+    return caf::expected<cache_stats>{s.stats()};
+  };
+  return start_all<cache_stats, cache_stats, Sink>(op, detail::sum_parts<cache_stats>(),
+                                                   std::forward<A>(a)...);
+}
+
+} // namespace karlton

@@ -1,0 +1,43 @@
+// The time source of a runtime: the steady clock, or a manual clock for tests.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+
+namespace karlton {
+
+/// Where shards read the time for TTLs and ages. Injected into the runtime,
+/// so tests move time by hand instead of sleeping.
+/// @threadsafe `now()` may be called from any thread.
+class clock {
+public:
+  using time_point = std::chrono::steady_clock::time_point;
+  virtual ~clock() = default;
+  virtual time_point now() const noexcept = 0;
+};
+
+/// The default: `std::chrono::steady_clock`.
+class steady_clock final : public clock {
+public:
+  time_point now() const noexcept override { return std::chrono::steady_clock::now(); }
+};
+
+/// A clock that moves only when told to. Starts at a fixed, arbitrary point.
+/// @threadsafe
+class manual_clock final : public clock {
+public:
+  explicit manual_clock(time_point start = time_point{std::chrono::hours{1}})
+      : ns_(start.time_since_epoch().count()) {}
+  time_point now() const noexcept override {
+    return time_point{time_point::duration{ns_.load(std::memory_order_acquire)}};
+  }
+  void advance(std::chrono::nanoseconds d) noexcept {
+    ns_.fetch_add(d.count(), std::memory_order_acq_rel);
+  }
+
+private:
+  std::atomic<int64_t> ns_;
+};
+
+} // namespace karlton

@@ -1,0 +1,94 @@
+#include "runtime/options.hpp"
+
+#include <algorithm>
+#include <thread>
+
+#include <caf/config_option_adder.hpp>
+
+#include "messages/errors.hpp"
+#include "messages/type_ids.hpp"
+
+namespace karlton {
+
+namespace {
+
+caf::error bad(const std::string& option, const std::string& why) {
+  return make_error(errc::invalid_option, "option " + option + ": " + why);
+}
+
+bool valid_name(const std::string& name) {
+  return !name.empty() && name.size() <= 128 &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                  c == '.';
+         });
+}
+
+} // namespace
+
+caf::error validate(const cache_options& o) {
+  if (!valid_name(o.name))
+    return bad("name",
+               "'" + o.name +
+                   "' must be 1-128 characters of letters, digits, '-', '_' or '.'");
+  if (!o.default_ttl.valid() || o.default_ttl.is_default())
+    return bad("default-ttl", "must be a positive duration or never");
+  if (o.shards > 1024) return bad("shards", "must be at most 1024 (0 = one per core)");
+  if (o.max_key_bytes == 0 || o.max_key_bytes > UINT32_MAX)
+    return bad("max-key-bytes", "must be between 1 and 4294967295");
+  if (o.max_value_bytes > UINT32_MAX)
+    return bad("max-value-bytes", "must be at most 4294967295");
+  if (o.call_timeout <= caf::timespan::zero())
+    return bad("call-timeout", "must be positive");
+  if (o.ingress_capacity < 2 || o.ingress_capacity > 65535)
+    return bad("ingress-capacity", "must be between 2 and 65535");
+  return caf::none;
+}
+
+void add_options(caf::config_option_set& opts) {
+  caf::config_option_adder{opts, "karlton"}
+      .add<caf::timespan>("default-ttl", "TTL of puts that give none (0 = never expire)")
+      .add<size_t>("shards", "shards per cache (0 = one per scheduler thread)")
+      .add<size_t>("max-entries", "entries per cache (0 = unbounded)")
+      .add<size_t>("max-bytes", "key + value bytes per cache (0 = unbounded)")
+      .add<std::string>("policy", "eviction policy: tinylfu (default) or lru")
+      .add<size_t>("max-key-bytes", "largest key accepted (default 65536)")
+      .add<size_t>("max-value-bytes", "largest value accepted (default 67108864)")
+      .add<caf::timespan>("call-timeout", "how long blocking calls wait (default 5s)")
+      .add<size_t>("ingress-capacity",
+                   "jobs queued per shard from plain threads (default 16384)");
+}
+
+caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
+  cache_options o;
+  if (auto d = caf::get_if<caf::timespan>(&cfg, "karlton.default-ttl"))
+    o.default_ttl = d->count() == 0 ? ttl::never() : ttl::after(*d);
+  o.shards = static_cast<uint32_t>(caf::get_or(cfg, "karlton.shards", size_t{0}));
+  o.max_entries = caf::get_or(cfg, "karlton.max-entries", size_t{0});
+  o.max_bytes = caf::get_or(cfg, "karlton.max-bytes", size_t{0});
+  auto policy = caf::get_or(cfg, "karlton.policy", std::string{"tinylfu"});
+  if (policy == "lru")
+    o.policy = eviction_policy_kind::lru;
+  else if (policy == "tinylfu")
+    o.policy = eviction_policy_kind::tiny_lfu;
+  else
+    return bad("karlton.policy", "'" + policy + "' is not one of tinylfu, lru");
+  o.max_key_bytes = caf::get_or(cfg, "karlton.max-key-bytes", size_t{o.max_key_bytes});
+  o.max_value_bytes =
+      caf::get_or(cfg, "karlton.max-value-bytes", size_t{o.max_value_bytes});
+  o.call_timeout = caf::get_or(cfg, "karlton.call-timeout", o.call_timeout);
+  o.ingress_capacity = static_cast<uint32_t>(
+      caf::get_or(cfg, "karlton.ingress-capacity", size_t{o.ingress_capacity}));
+  if (o.default_ttl.is_default()) o.default_ttl = ttl::never();
+  return o;
+}
+
+runtime_config::runtime_config() {
+  register_types(*this);
+  add_options(custom_options_);
+  auto cores = std::max(1u, std::thread::hardware_concurrency());
+  set("scheduler.max-threads", static_cast<size_t>(cores));
+  set("work-stealing.moderate-poll-attempts", size_t{0});
+}
+
+} // namespace karlton

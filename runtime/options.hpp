@@ -1,0 +1,75 @@
+// The options of a cache, their defaults, their checks, and the `karlton.*`
+// keys through which CAF's configuration system (command line, ini) sets them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include <caf/actor_system_config.hpp>
+#include <caf/config_option_set.hpp>
+#include <caf/error.hpp>
+#include <caf/timespan.hpp>
+
+#include "actors/eviction.hpp"
+#include "actors/shard_state.hpp"
+#include "messages/shard_interface.hpp"
+#include "messages/ttl.hpp"
+
+namespace karlton {
+
+/// One named cache: one data type with its own strategy (the guide's "layer
+/// strategies per data type"). Defaults come from the `karlton.*` settings.
+struct cache_options {
+  /// Unique within the runtime; letters, digits, '-', '_' and '.'.
+  std::string name;
+  /// TTL of a put that does not give one. `ttl::never()` keeps entries until
+  /// they are erased or evicted. Setting: `karlton.default-ttl` (0 = never).
+  ttl default_ttl = ttl::never();
+  /// Shards (actors) of this cache; 0 means one per scheduler thread.
+  /// Setting: `karlton.shards`.
+  uint32_t shards = 0;
+  /// Size bounds for the whole cache (0: unbounded), split evenly over its
+  /// shards. Settings: `karlton.max-entries`, `karlton.max-bytes`.
+  uint64_t max_entries = 0;
+  uint64_t max_bytes = 0;
+  /// Setting: `karlton.policy` ("tinylfu" or "lru").
+  eviction_policy_kind policy = eviction_policy_kind::tiny_lfu;
+  /// Largest key and value a put accepts. Settings: `karlton.max-key-bytes`,
+  /// `karlton.max-value-bytes`.
+  uint64_t max_key_bytes = 64 * 1024;
+  uint64_t max_value_bytes = 64 * 1024 * 1024;
+  /// How long a blocking call waits. Setting: `karlton.call-timeout`.
+  caf::timespan call_timeout = std::chrono::seconds{5};
+  /// Jobs queued per shard from plain threads before callers wait (blocking
+  /// calls until their timeout, then `overloaded`). At most 65535 (Boost's
+  /// fixed-size queue). Setting: `karlton.ingress-capacity`.
+  uint32_t ingress_capacity = 16384;
+  /// Told about every removal, on the shard's thread; must not block.
+  removal_callback on_removal;
+  /// Told about every removal by message.
+  removal_listener_actor removal_listener;
+};
+
+/// Checks every option; the error is `invalid_option` and names the option.
+caf::error validate(const cache_options& opts);
+
+/// Declares the `karlton.*` options, so `--karlton.max-entries=...` and the
+/// `[karlton]` section of caf-application.ini are accepted. Call it from the
+/// constructor of your `actor_system_config` subclass: `add_options(custom_options_)`.
+void add_options(caf::config_option_set& opts);
+
+/// Cache options as the settings in `cfg` give them (defaults for the rest).
+/// Errors: `invalid_option` for a value out of range, e.g. an unknown policy.
+caf::expected<cache_options> options_from(const caf::actor_system_config& cfg);
+
+/// An actor system config with karlton's types, options and the scheduler
+/// settings measured in CAF-0.17.md: as many threads as cores, and no
+/// "moderate" polling phase (it makes a call from a plain thread wait ~100 us
+/// for a sleeping worker; without it, ~30 us).
+class runtime_config : public caf::actor_system_config {
+public:
+  runtime_config();
+};
+
+} // namespace karlton

@@ -1,0 +1,113 @@
+#include "runtime/runtime.hpp"
+
+#include <thread>
+
+#include <caf/all.hpp>
+
+#include "actors/shard_actor.hpp"
+#include "messages/errors.hpp"
+
+namespace karlton {
+
+runtime::runtime(std::shared_ptr<const clock> time_source)
+    : runtime(std::make_unique<runtime_config>(), std::move(time_source)) {}
+
+runtime::runtime(std::unique_ptr<runtime_config> cfg,
+                 std::shared_ptr<const clock> time_source)
+    : owned_cfg_(std::move(cfg)),
+      owned_sys_(std::make_unique<caf::actor_system>(*owned_cfg_)),
+      sys_(owned_sys_.get()), clock_(std::move(time_source)),
+      gate_(std::make_shared<detail::gate>()) {}
+
+runtime::runtime(caf::actor_system& sys, std::shared_ptr<const clock> time_source)
+    : sys_(&sys), clock_(std::move(time_source)),
+      gate_(std::make_shared<detail::gate>()) {}
+
+runtime::~runtime() {
+  shutdown();
+}
+
+cache_options runtime::default_options(std::string name) const {
+  auto opts = options_from(sys_->config());
+  cache_options out = opts ? std::move(*opts) : cache_options{};
+  out.name = std::move(name);
+  return out;
+}
+
+caf::expected<cache> runtime::create_cache(cache_options opts) {
+  if (auto err = validate(opts)) return err;
+  std::lock_guard<std::mutex> guard{caches_mtx_};
+  if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
+  if (caches_.count(opts.name) > 0)
+    return make_error(errc::invalid_option,
+                      "option name: a cache named '" + opts.name + "' already exists");
+  auto core = std::make_shared<detail::cache_core>();
+  auto n = opts.shards > 0 ? opts.shards
+                           : std::max<size_t>(1, sys_->scheduler().num_workers());
+  // Bounds are split evenly; rounding up keeps a small cache from rounding to 0.
+  shard_config scfg;
+  scfg.default_ttl = opts.default_ttl;
+  scfg.max_entries = (opts.max_entries + n - 1) / n;
+  scfg.max_bytes = (opts.max_bytes + n - 1) / n;
+  scfg.policy = opts.policy;
+  scfg.max_key_bytes = opts.max_key_bytes;
+  scfg.max_value_bytes = opts.max_value_bytes;
+  scfg.on_removal = opts.on_removal;
+  for (size_t i = 0; i < n; ++i) {
+    auto inbox = std::make_shared<ingress>(opts.ingress_capacity);
+    shard_setup setup{scfg, clock_, inbox, opts.removal_listener};
+    auto actor = sys_->spawn(shard, std::move(setup));
+    core->routes.push_back(detail::shard_route{std::move(actor), std::move(inbox)});
+  }
+  scfg.on_removal = nullptr; // the copy in the core is only for checks
+  core->shard_cfg = std::move(scfg);
+  core->options = std::move(opts);
+  core->runtime_gate = gate_;
+  caches_.emplace(core->options.name, core);
+  return cache{std::move(core)};
+}
+
+caf::expected<cache> runtime::find_cache(const std::string& name) const {
+  std::lock_guard<std::mutex> guard{caches_mtx_};
+  auto i = caches_.find(name);
+  if (i == caches_.end())
+    return make_error(errc::unknown_cache,
+                      "no cache named '" + name + "' in this runtime");
+  return cache{i->second};
+}
+
+void runtime::shutdown() {
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    if (stopped_) return;
+    stopped_ = true;
+  }
+  // 1. No new calls; wait for callers that are between the check and the push.
+  gate_->closed.store(true, std::memory_order_seq_cst);
+  while (gate_->active.load(std::memory_order_seq_cst) > 0)
+    std::this_thread::yield();
+  // 2. Stop the shards and wait until they are gone: afterwards nobody pops
+  //    from an ingress queue but us.
+  {
+    caf::scoped_actor self{*sys_};
+    size_t pending = 0;
+    for (auto& [name, core] : caches_)
+      for (auto& route : core->routes) {
+        self->monitor(route.actor);
+        self->send_exit(route.actor, caf::exit_reason::user_shutdown);
+        ++pending;
+      }
+    for (; pending > 0; --pending)
+      self->receive([](const caf::down_msg&) {});
+  }
+  // 3. Whatever was still queued fails with shut_down, so no caller hangs.
+  auto why =
+      make_error(errc::shut_down, "the karlton runtime stopped before the call ran");
+  for (auto& [name, core] : caches_)
+    for (auto& route : core->routes)
+      while (auto job = route.inbox->pop())
+        job->abandon(why);
+  // 4. An owned actor system is destroyed with us (it waits for all actors).
+}
+
+} // namespace karlton

@@ -1,0 +1,85 @@
+// The embedding runtime: an actor system (owned or borrowed) and named caches.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include "runtime/cache.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/options.hpp"
+
+namespace karlton {
+
+/// Embeds karlton in a service: owns (or borrows) a CAF actor system and the
+/// shard actors of its named caches.
+///
+/// ```
+/// karlton::runtime rt;                           // threads = cores
+/// auto users = rt.create_cache({"users"});       // caf::expected<cache>
+/// users->put("user_123", "John", karlton::ttl::after(std::chrono::minutes{5}));
+/// auto v = users->get("user_123");               // caf::expected<value>
+/// ```
+///
+/// Destroying the runtime stops every cache: calls in flight complete with
+/// `shut_down` (or their result, if the shard got to them first), and later
+/// calls through surviving `cache` handles return `shut_down`.
+/// @threadsafe
+class runtime {
+public:
+  /// Owns an actor system with `runtime_config`'s defaults.
+  explicit runtime(
+      std::shared_ptr<const clock> time_source = std::make_shared<steady_clock>());
+
+  /// Owns an actor system built from `cfg`, e.g. after `cfg->parse(argc, argv)`.
+  explicit runtime(
+      std::unique_ptr<runtime_config> cfg,
+      std::shared_ptr<const clock> time_source = std::make_shared<steady_clock>());
+
+  /// Uses the service's own actor system. Its config must have karlton's
+  /// types (`register_types(cfg)`) and, for `karlton.*` settings, its options
+  /// (`add_options(custom_options_)`). `sys` must outlive this runtime.
+  explicit runtime(caf::actor_system& sys, std::shared_ptr<const clock> time_source =
+                                               std::make_shared<steady_clock>());
+
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  /// Cache options as this runtime's `karlton.*` settings give them.
+  cache_options default_options(std::string name) const;
+
+  /// Creates a named cache. Errors: `invalid_option` (naming the option), or
+  /// `invalid_option` if the name is taken, `shut_down` after `shutdown()`.
+  caf::expected<cache> create_cache(cache_options opts);
+
+  /// Creates a named cache with `default_options(name)`.
+  caf::expected<cache> create_cache(std::string name) {
+    return create_cache(default_options(std::move(name)));
+  }
+
+  /// The cache called `name`, or `unknown_cache`.
+  caf::expected<cache> find_cache(const std::string& name) const;
+
+  /// Stops every cache (see the class comment). Idempotent; the destructor calls it.
+  void shutdown();
+
+  caf::actor_system& system() noexcept { return *sys_; }
+  const std::shared_ptr<const clock>& time_source() const noexcept { return clock_; }
+
+private:
+  std::unique_ptr<runtime_config> owned_cfg_;
+  std::unique_ptr<caf::actor_system> owned_sys_;
+  caf::actor_system* sys_;
+  std::shared_ptr<const clock> clock_;
+  std::shared_ptr<detail::gate> gate_;
+  mutable std::mutex caches_mtx_;
+  std::map<std::string, std::shared_ptr<detail::cache_core>> caches_;
+  bool stopped_ = false;
+};
+
+} // namespace karlton
