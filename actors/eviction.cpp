@@ -100,8 +100,8 @@ public:
   tiny_lfu_policy(entry_table& t, uint64_t capacity, bool weigh_bytes)
       : table_(t), sketch_(std::max<uint64_t>(capacity, 1)), by_bytes_(weigh_bytes) {
     window_cap_ = std::max<uint64_t>(1, capacity / 100);
-    auto main_cap = capacity > window_cap_ ? capacity - window_cap_ : 1;
-    protected_cap_ = main_cap * 8 / 10;
+    main_cap_ = capacity > window_cap_ ? capacity - window_cap_ : 1;
+    protected_cap_ = main_cap_ * 8 / 10;
   }
 
   void on_insert(entry_id id, uint64_t w) override {
@@ -142,18 +142,18 @@ public:
 
   entry_id victim() override {
     auto& win = lists_[window];
-    while (win.weight > window_cap_ && !win.empty()) {
+    // While main has room, window overflow moves in without a contest.
+    while (win.weight > window_cap_ && !win.empty()
+           && main_weight() + weight_of(win.tail) <= main_cap_)
+      move_to_probation(win.tail);
+    if (win.weight > window_cap_ && !win.empty()) {
       auto candidate = win.tail;
       auto main_victim = main_lru();
       if (main_victim == no_entry) return candidate;
-      // Admission: the newcomer must be more popular than what it displaces.
-      if (sketch_.frequency(hash_of(candidate)) <=
-          sketch_.frequency(hash_of(main_victim)))
+      // Admission: the newcomer must be seen more often than what it displaces.
+      if (sketch_.frequency(hash_of(candidate)) <= sketch_.frequency(hash_of(main_victim)))
         return candidate;
-      auto w = weight_of(candidate);
-      win.unlink(table_, candidate, w);
-      lists_[probation].push_front(table_, candidate, w);
-      table_.at(candidate).list = probation;
+      move_to_probation(candidate);
       return main_victim;
     }
     auto v = main_lru();
@@ -176,6 +176,15 @@ private:
   uint64_t weight_of(entry_id id) const {
     return by_bytes_ ? table_.at(id).val.charge() : 1;
   }
+  uint64_t main_weight() const {
+    return lists_[probation].weight + lists_[protect].weight;
+  }
+  void move_to_probation(entry_id id) {
+    auto w = weight_of(id);
+    lists_[window].unlink(table_, id, w);
+    lists_[probation].push_front(table_, id, w);
+    table_.at(id).list = probation;
+  }
   entry_id main_lru() const {
     if (!lists_[probation].empty()) return lists_[probation].tail;
     return lists_[protect].tail;
@@ -186,6 +195,7 @@ private:
   bool by_bytes_;
   entry_list lists_[3];
   uint64_t window_cap_;
+  uint64_t main_cap_;
   uint64_t protected_cap_;
 };
 

@@ -4,6 +4,13 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
+# A sanitized static library needs the sanitizer runtimes in every program that
+# links it; in the tree, add_link_options in CMakeLists.txt already adds them.
+if(KARLTON_SANITIZE STREQUAL "address")
+  target_link_options(karlton INTERFACE
+    $<INSTALL_INTERFACE:-fsanitize=address,undefined>)
+endif()
+
 install(TARGETS karlton EXPORT karltonTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})

@@ -1,0 +1,93 @@
+// hit-ratio: how many requests karlton's eviction policy (W-TinyLFU) serves
+// from cache compared with exact LRU, on a skewed trace and on a skewed trace
+// polluted by a one-pass scan (the case LRU is known to lose: every scanned
+// one-hit wonder pushes out a hot key). The trace is replayed directly on one
+// `shard_state`, without actors, so this measures the policy and nothing else:
+// each request is a get, and a miss is followed by a put (a read-through cache).
+#include <chrono>
+#include <cstdio>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "actors/shard_state.hpp"
+#include "bench/report.hpp"
+#include "bench/runners.hpp"
+#include "bench/workloads.hpp"
+
+namespace karlton::bench {
+
+namespace {
+
+/// The key universe the cache sizes are a percentage of: 1M, as in ycsb-b.
+constexpr uint64_t universe = default_keys;
+
+/// Cache sizes in percent of the universe: 1 % (10k entries) is the small
+/// cache where policies differ most; 10 % (100k) is a comfortable one.
+constexpr unsigned cache_percents[] = {1, 10};
+
+/// Requests of the zipf trace: 5M, 5 per key, so the cache is well past its
+/// cold start and the hit ratio has settled to 3 digits.
+constexpr size_t zipf_requests = 5'000'000;
+
+/// The scan trace: 80 % Zipf over 100k hot keys, every 5th request the next of
+/// 5M cold keys, each read once. 25M requests in all: one full pass of the scan.
+constexpr uint64_t hot_keys = 100'000;
+constexpr uint64_t cold_keys = 5'000'000;
+constexpr unsigned scan_period = 5;
+
+/// Value size: 8 B. The policies count entries, not bytes, so the size does
+/// not change a hit ratio; small values keep the replay fast.
+constexpr std::string_view small_value = "01234567";
+
+/// The fraction of `trace` served from a cache of `capacity` entries.
+double replay(const std::vector<uint32_t>& trace, uint64_t capacity,
+              eviction_policy_kind policy) {
+  shard_config cfg;
+  cfg.max_entries = capacity;
+  cfg.policy = policy;
+  shard_state cache{std::move(cfg)};
+  // A fixed time: nothing expires, so only the policy decides what stays.
+  const time_point now{std::chrono::hours{1}};
+  char key[key_bytes];
+  const std::string_view k{key, key_bytes};
+  uint64_t hits = 0;
+  for (auto item : trace) {
+    format_key(item, key);
+    if (cache.get(k, now))
+      ++hits;
+    else
+      cache.put(value::make(k, small_value), ttl::never(), now);
+  }
+  return trace.empty() ? 0 : static_cast<double>(hits) / trace.size();
+}
+
+void report_trace(const char* name, const std::vector<uint32_t>& trace, bool json) {
+  for (auto pct : cache_percents) {
+    uint64_t capacity = universe * pct / 100;
+    // The two replays are independent: one per core.
+    double policy_hit = 0;
+    std::thread other{[&] { policy_hit = replay(trace, capacity, eviction_policy_kind::tiny_lfu); }};
+    double lru_hit = replay(trace, capacity, eviction_policy_kind::lru);
+    other.join();
+    report out{"hit-ratio"};
+    out.add("trace", std::string{name})
+        .add("requests", uint64_t{trace.size()})
+        .add("cache_pct", uint64_t{pct}, "%")
+        .add("cache_entries", capacity)
+        .add("policy", std::string{to_string(eviction_policy_kind::tiny_lfu)})
+        .add("policy_hit", policy_hit, 4)
+        .add("lru_hit", lru_hit, 4);
+    out.print(json);
+  }
+}
+
+} // namespace
+
+int run_hit_ratio(const bench_options& opts) {
+  report_trace("zipf", make_zipf_trace(universe, zipf_requests, 7), opts.json);
+  report_trace("scan", make_scan_trace(hot_keys, cold_keys, scan_period, 11), opts.json);
+  return 0;
+}
+
+} // namespace karlton::bench

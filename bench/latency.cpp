@@ -1,0 +1,155 @@
+// latency: how long one blocking call from a plain thread takes, end to end
+// (`cache.get(key)`: ingress queue, doorbell, shard, reply slot), back to back
+// and spaced 1 ms apart. Spaced calls find the CAF workers idle, which is
+// where DESIGN.md measured 20-150 us; back-to-back calls find them awake. Beside
+// it, the same get as a `caf::scoped_actor` request from the same thread, the
+// CAF-native way karlton's bridge has to beat.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "bench/report.hpp"
+#include "bench/runners.hpp"
+#include "bench/workloads.hpp"
+#include "runtime/runtime.hpp"
+
+namespace karlton::bench {
+
+namespace {
+
+using std::chrono::steady_clock;
+
+/// Keys loaded and read: 10k, so lookups stay in cache and the numbers show
+/// the call path rather than memory misses.
+constexpr uint64_t loaded_keys = 10'000;
+
+/// Calls made and thrown away first, so thread start-up, page faults and the
+/// first scheduling of the shard actors do not land in the results.
+constexpr size_t warmup_calls = 1'000;
+
+/// 20k back-to-back calls: enough samples that p99 rests on 200 of them.
+constexpr size_t back_to_back_calls = 20'000;
+
+/// 2000 calls 1 ms apart (2 s): p99 rests on 20 samples. 1 ms is long enough
+/// for CAF's workers to go idle between calls (their busy polling lasts far
+/// less), which is the situation of a service calling now and then.
+constexpr size_t spaced_calls = 2'000;
+constexpr auto spacing = std::chrono::milliseconds{1};
+
+/// Generous: a request that takes this long is a failure, not a sample.
+constexpr auto request_timeout = std::chrono::seconds{1};
+
+struct percentiles {
+  double p50 = 0;
+  double p99 = 0;
+};
+
+percentiles summarize(std::vector<double> us) {
+  if (us.empty()) return {};
+  std::sort(us.begin(), us.end());
+  auto at = [&](double q) {
+    return us[std::min(us.size() - 1, static_cast<size_t>(q * us.size()))];
+  };
+  return {at(0.50), at(0.99)};
+}
+
+double micros_since(steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(steady_clock::now() - t0).count();
+}
+
+} // namespace
+
+int run_latency(const bench_options& opts) {
+  auto keys = make_keys(loaded_keys);
+  rng r{42};
+  std::vector<uint32_t> picks(warmup_calls + back_to_back_calls);
+  for (auto& p : picks)
+    p = static_cast<uint32_t>(r.next() % loaded_keys);
+
+  runtime rt;
+  cache_options copts;
+  copts.name = "latency";
+  auto c = rt.create_cache(copts);
+  if (!c) {
+    std::fprintf(stderr, "latency: cannot create cache: %s\n",
+                 rt.system().render(c.error()).c_str());
+    return 1;
+  }
+  {
+    std::vector<std::pair<std::string, std::string>> items;
+    for (uint64_t i = 0; i < loaded_keys; ++i)
+      items.emplace_back(keys[i], make_value(i));
+    if (auto err = c->put_many(items)) {
+      std::fprintf(stderr, "latency: load failed: %s\n", rt.system().render(err).c_str());
+      return 1;
+    }
+  }
+
+  size_t failures = 0;
+  auto blocking_get = [&](size_t pick) {
+    auto t0 = steady_clock::now();
+    auto v = c->get(keys[picks[pick]]);
+    auto us = micros_since(t0);
+    if (!v || !*v) ++failures;
+    return us;
+  };
+
+  for (size_t i = 0; i < warmup_calls; ++i)
+    blocking_get(i);
+  std::vector<double> back_to_back;
+  back_to_back.reserve(back_to_back_calls);
+  for (size_t i = 0; i < back_to_back_calls; ++i)
+    back_to_back.push_back(blocking_get(warmup_calls + i));
+
+  std::vector<double> spaced;
+  spaced.reserve(spaced_calls);
+  auto next = steady_clock::now() + spacing;
+  for (size_t i = 0; i < spaced_calls; ++i, next += spacing) {
+    std::this_thread::sleep_until(next);
+    spaced.push_back(blocking_get(warmup_calls + i));
+  }
+
+  // One scoped_actor, reused: creating one per call adds 8-20 us (CAF-0.17.md).
+  std::vector<double> scoped;
+  scoped.reserve(back_to_back_calls);
+  {
+    caf::scoped_actor self{rt.system()};
+    auto request_get = [&](size_t pick) {
+      const auto& key = keys[picks[pick]];
+      auto t0 = steady_clock::now();
+      self->request(c->shard_for(key), request_timeout, caf::get_atom::value, key)
+          .receive([&](value& v) { failures += v ? 0 : 1; },
+                   [&](caf::error&) { ++failures; });
+      return micros_since(t0);
+    };
+    for (size_t i = 0; i < warmup_calls; ++i)
+      request_get(i);
+    for (size_t i = 0; i < back_to_back_calls; ++i)
+      scoped.push_back(request_get(warmup_calls + i));
+  }
+
+  auto b = summarize(std::move(back_to_back));
+  auto s = summarize(std::move(spaced));
+  auto a = summarize(std::move(scoped));
+  report out{"latency"};
+  out.add("blocking_p50_us", b.p50, 1, "us")
+      .add("blocking_p99_us", b.p99, 1, "us")
+      .add("blocking_spaced_p50_us", s.p50, 1, "us")
+      .add("blocking_spaced_p99_us", s.p99, 1, "us")
+      .add("scoped_actor_p50_us", a.p50, 1, "us")
+      .add("scoped_actor_p99_us", a.p99, 1, "us")
+      .add("failures", uint64_t{failures});
+  out.print(opts.json);
+  if (failures > 0) {
+    std::fprintf(stderr, "latency: %zu calls missed or failed\n", failures);
+    return 1;
+  }
+  return 0;
+}
+
+} // namespace karlton::bench

@@ -1,0 +1,22 @@
+// The workloads karlton-bench can run, and the command-line settings they
+// share. Each workload lives in its own file; main.cpp dispatches by name.
+#pragma once
+
+#include <optional>
+
+namespace karlton::bench {
+
+/// Settings from the command line. Unset ones mean "the workload's default".
+struct bench_options {
+  bool json = false;
+  std::optional<unsigned> threads; ///< caller threads (ycsb-b)
+  std::optional<double> seconds;   ///< run time per peer (ycsb-b)
+};
+
+/// Each returns the process exit code: 0, or 1 if a measurement failed.
+int run_ycsb_b(const bench_options& opts);
+int run_latency(const bench_options& opts);
+int run_hit_ratio(const bench_options& opts);
+int run_memory(const bench_options& opts);
+
+} // namespace karlton::bench

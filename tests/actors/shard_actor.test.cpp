@@ -1,0 +1,149 @@
+// The shard actor on CAF's deterministic test coordinator: no threads, a
+// virtual clock, and every message checked as it is delivered.
+#include "support/caf_catch_bridge.hpp"
+
+#include "actors/shard_actor.hpp"
+#include "messages/errors.hpp"
+#include "messages/type_ids.hpp"
+
+using namespace karlton;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct test_config : caf::actor_system_config {
+  test_config() { register_types(*this); }
+};
+
+// Shards read the coordinator's virtual clock, so advancing it moves both the
+// timers and the TTLs.
+class coordinator_clock final : public karlton::clock {
+public:
+  explicit coordinator_clock(caf::scheduler::test_coordinator& s) : sched_(&s) {}
+  time_point now() const noexcept override { return sched_->clock().now(); }
+
+private:
+  caf::scheduler::test_coordinator* sched_;
+};
+
+struct fixture : test_coordinator_fixture<test_config> {
+  std::shared_ptr<ingress> inbox = std::make_shared<ingress>(64);
+  shard_actor s;
+
+  fixture() {
+    shard_setup setup;
+    setup.config.default_ttl = ttl::after(1s);
+    setup.time_source = std::make_shared<coordinator_clock>(sched);
+    setup.inbox = inbox;
+    s = sys.spawn(shard, std::move(setup));
+    sched.run();
+  }
+
+  ~fixture() override {
+    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+    sched.run(); // jobs only: stopping the shard first drops its timers
+  }
+
+  shard_state& state() { return *deref<shard_actor::stateful_base<shard_actor_state>>(s).state.cache; }
+
+  template <class T, class... Ts>
+  T ask(Ts&&... xs) {
+    auto rh = self->request(s, caf::infinite, std::forward<Ts>(xs)...);
+    sched.run();
+    T out{};
+    rh.receive([&](T& x) { out = std::move(x); }, [](caf::error& e) { FAIL(describe(e)); });
+    return out;
+  }
+};
+
+// A job from a "plain thread", recording that the shard ran it.
+struct probe_job final : shard_job {
+  bool* ran;
+  explicit probe_job(bool* flag) : ran(flag) {}
+  void run(shard_state& st, time_point now) override {
+    *ran = st.contains("k", now);
+    delete this;
+  }
+  void abandon(const caf::error&) override { delete this; }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "a shard actor answers put, get, contains and delete",
+                 "[shard-actor]") {
+  auto put = self->request(s, caf::infinite, caf::put_atom::value, value::make("k", "v"),
+                           ttl::cache_default());
+  expect((caf::put_atom, value, ttl), from(self).to(s));
+  put.receive([](caf::ok_atom) {}, [](caf::error& e) { FAIL(describe(e)); });
+  CHECK(ask<value>(caf::get_atom::value, std::string{"k"}).bytes() == "v");
+  CHECK(ask<bool>(contains_atom::value, std::string{"k"}));
+  CHECK(ask<bool>(caf::delete_atom::value, std::string{"k"}));
+  CHECK_FALSE(ask<value>(caf::get_atom::value, std::string{"k"}));
+  CHECK(ask<cache_stats>(stats_atom::value).invalidations == 1);
+}
+
+TEST_CASE_METHOD(fixture, "a shard actor refuses an oversized key with its error",
+                 "[shard-actor][errors]") {
+  auto rh = self->request(s, caf::infinite, caf::put_atom::value,
+                          value::make(std::string(70'000, 'k'), "v"), ttl::cache_default());
+  sched.run();
+  caf::error got;
+  rh.receive([](caf::ok_atom) { FAIL("an oversized key was stored"); },
+             [&](caf::error& e) { got = std::move(e); });
+  CHECK(got == errc::key_too_large);
+  CHECK(state().size() == 0);
+}
+
+TEST_CASE_METHOD(fixture, "the expiry timer reclaims entries nobody reads",
+                 "[shard-actor][ttl]") {
+  ask<caf::ok_atom>(caf::put_atom::value, value::make("k", "v"), ttl::cache_default());
+  REQUIRE(state().size() == 1);
+  advance_time(500ms);
+  CHECK(state().size() == 1);
+  advance_time(501ms);
+  expect((expire_atom, uint64_t), to(s));
+  CHECK(state().size() == 0);
+  CHECK(state().stats().expired == 1);
+  CHECK(state().stats().misses == 0);
+}
+
+TEST_CASE_METHOD(fixture, "a mass expiry is reclaimed in bounded slices",
+                 "[shard-actor][ttl]") {
+  std::vector<value> many;
+  for (int i = 0; i < 5000; ++i) many.push_back(value::make(std::to_string(i), "v"));
+  ask<caf::ok_atom>(caf::put_atom::value, std::move(many), ttl::cache_default());
+  advance_time(2s);
+  expect((expire_atom, uint64_t), to(s));
+  CHECK(state().size() == 5000 - expiry_batch);
+  // The rest follows as separate messages, so other requests interleave.
+  auto rh = self->request(s, caf::infinite, caf::get_atom::value, std::string{"x"});
+  expect((expire_atom, uint64_t), to(s));
+  expect((caf::get_atom, std::string), from(self).to(s));
+  sched.run();
+  CHECK(state().size() == 0);
+  CHECK(state().stats().expired == 5000);
+}
+
+TEST_CASE_METHOD(fixture, "an overwrite re-arms nothing stale", "[shard-actor][ttl]") {
+  ask<caf::ok_atom>(caf::put_atom::value, value::make("k", "v"), ttl::after(1s));
+  ask<caf::ok_atom>(caf::put_atom::value, value::make("k", "v2"), ttl::after(10s));
+  advance_time(2s);
+  sched.run();
+  CHECK(state().size() == 1);
+  advance_time(9s);
+  sched.run();
+  CHECK(state().size() == 0);
+}
+
+TEST_CASE_METHOD(fixture, "the doorbell drains jobs queued by plain threads",
+                 "[shard-actor][bridge]") {
+  ask<caf::ok_atom>(caf::put_atom::value, value::make("k", "v"), ttl::never());
+  bool ran = false;
+  REQUIRE(inbox->push(new probe_job(&ran)));
+  REQUIRE(inbox->claim_doorbell());
+  REQUIRE_FALSE(inbox->claim_doorbell()); // one doorbell per burst
+  caf::anon_send(s, doorbell_atom::value);
+  expect((doorbell_atom), to(s));
+  CHECK(ran);
+  CHECK(inbox->claim_doorbell()); // released once the queue was empty
+}
