@@ -143,15 +143,16 @@ public:
   entry_id victim() override {
     auto& win = lists_[window];
     // While main has room, window overflow moves in without a contest.
-    while (win.weight > window_cap_ && !win.empty()
-           && main_weight() + weight_of(win.tail) <= main_cap_)
+    while (win.weight > window_cap_ && !win.empty() &&
+           main_weight() + weight_of(win.tail) <= main_cap_)
       move_to_probation(win.tail);
     if (win.weight > window_cap_ && !win.empty()) {
       auto candidate = win.tail;
       auto main_victim = main_lru();
       if (main_victim == no_entry) return candidate;
       // Admission: the newcomer must be seen more often than what it displaces.
-      if (sketch_.frequency(hash_of(candidate)) <= sketch_.frequency(hash_of(main_victim)))
+      if (sketch_.frequency(hash_of(candidate)) <=
+          sketch_.frequency(hash_of(main_victim)))
         return candidate;
       move_to_probation(candidate);
       return main_victim;

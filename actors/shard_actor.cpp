@@ -29,7 +29,8 @@ void arm_expiry(self_ptr self) {
                      ++st.timer_generation);
 }
 
-template <class T> caf::result<T> or_error(caf::error err, T ok) {
+template <class T>
+caf::result<T> or_error(caf::error err, T ok) {
   if (err) return err;
   return ok;
 }

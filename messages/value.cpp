@@ -38,12 +38,16 @@ value::~value() {
 }
 
 value value::make(std::string_view key, std::string_view bytes) {
+  return make(key, bytes, hash_key(key));
+}
+
+value value::make(std::string_view key, std::string_view bytes, uint64_t key_hash) {
   auto mem = std::malloc(sizeof(block) + key.size() + bytes.size());
   if (!mem) throw std::bad_alloc{};
   auto b = new (mem) block{{1},
                            static_cast<uint32_t>(key.size()),
                            static_cast<uint32_t>(bytes.size()),
-                           static_cast<uint32_t>(hash_key(key)),
+                           static_cast<uint32_t>(key_hash),
                            0};
   if (!key.empty()) std::memcpy(b->data(), key.data(), key.size());
   if (!bytes.empty()) std::memcpy(b->data() + key.size(), bytes.data(), bytes.size());

@@ -40,6 +40,8 @@ public:
 
   /// Copies `key` and `bytes` into one new buffer.
   static value make(std::string_view key, std::string_view bytes);
+  /// As above, with `key_hash == hash_key(key)` already computed by the caller.
+  static value make(std::string_view key, std::string_view bytes, uint64_t key_hash);
 
   explicit operator bool() const noexcept { return block_ != nullptr; }
   std::string_view key() const noexcept;

@@ -7,9 +7,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -36,46 +39,54 @@ struct gate {
 /// Delivers to a thread blocked in `wait`. It spins briefly first: a shard
 /// usually answers within a few microseconds, much less than the cost of
 /// sleeping on a condition variable and being woken (see README, latency).
-template <class R> struct waiting_sink {
-  std::atomic<bool> ready{false};
+template <class R>
+struct waiting_sink {
+  enum : int { idle, sleeping, ready };
+  std::atomic<int> state{idle};
   std::mutex mtx;
   std::condition_variable cv;
-  bool sleeping = false;
   std::optional<caf::expected<R>> result;
 
   void deliver(caf::expected<R>&& r) {
     result.emplace(std::move(r));
-    ready.store(true, std::memory_order_release);
-    std::lock_guard<std::mutex> guard{mtx};
-    if (sleeping) cv.notify_one();
+    // Only a waiter that went to sleep needs the mutex and a notify.
+    if (state.exchange(ready, std::memory_order_acq_rel) == sleeping) {
+      std::lock_guard<std::mutex> guard{mtx};
+      cv.notify_one();
+    }
   }
 
   caf::expected<R> wait(std::chrono::steady_clock::time_point deadline) {
     // ~2000 polls (a few microseconds) before sleeping.
     for (int i = 0; i < 2000; ++i) {
-      if (ready.load(std::memory_order_acquire)) return std::move(*result);
+      if (state.load(std::memory_order_acquire) == ready) return std::move(*result);
       __builtin_ia32_pause();
     }
     std::unique_lock<std::mutex> guard{mtx};
-    sleeping = true;
-    if (!cv.wait_until(guard, deadline,
-                       [&] { return ready.load(std::memory_order_acquire); }))
-      return make_error(errc::timeout,
-                        "the call did not complete within its call-timeout");
+    int expected = idle;
+    if (state.compare_exchange_strong(expected, sleeping, std::memory_order_acq_rel)) {
+      auto done = [&] { return state.load(std::memory_order_acquire) == ready; };
+      if (!cv.wait_until(guard, deadline, done))
+        return make_error(errc::timeout,
+                          "the call did not complete within its call-timeout");
+    }
     return std::move(*result);
   }
 };
 
 /// Names a sink type, so call styles can pass it along with its arguments.
-template <class Sink> struct sink_tag {};
+template <class Sink>
+struct sink_tag {};
 
-template <class R> struct promise_sink {
+template <class R>
+struct promise_sink {
   explicit promise_sink(std::promise<caf::expected<R>> p) : promise(std::move(p)) {}
   std::promise<caf::expected<R>> promise;
   void deliver(caf::expected<R>&& r) { promise.set_value(std::move(r)); }
 };
 
-template <class R, class F> struct callback_sink {
+template <class R, class F>
+struct callback_sink {
   explicit callback_sink(F f) : fn(std::move(f)) {}
   F fn;
   void deliver(caf::expected<R>&& r) { fn(std::move(r)); }
@@ -83,7 +94,8 @@ template <class R, class F> struct callback_sink {
 
 /// One API call: `parts` jobs fill `parts_[i]`; the last one combines them.
 /// Reference counted: one reference per job plus one for the caller.
-template <class Part, class R, class Combine, class Sink> class call {
+template <class Part, class R, class Combine, class Sink>
+class call {
 public:
   template <class... SinkArgs>
   call(size_t parts, Combine combine, SinkArgs&&... sink_args)
@@ -134,8 +146,66 @@ private:
   caf::error error_;
 };
 
+/// A call on one shard: the job, its sink and its result in one allocation.
+/// Reference counted: one for the shard, one for the caller.
+template <class R, class Op, class Sink>
+class single_call final : public shard_job {
+public:
+  template <class... SinkArgs>
+  explicit single_call(Op op, SinkArgs&&... sink_args)
+      : sink(std::forward<SinkArgs>(sink_args)...), op_(std::move(op)) {}
+
+  void run(shard_state& state, time_point now) override {
+    sink.deliver(op_(state, now));
+    release();
+  }
+
+  void abandon(const caf::error& why) override {
+    sink.deliver(caf::expected<R>{why});
+    release();
+  }
+
+  void release() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  Sink sink;
+
+private:
+  std::atomic<int> refs_{2};
+  Op op_;
+};
+
+/// A key copied into a job. Keys up to 46 bytes (most keys) live inline, so
+/// queuing a call on one key costs one allocation, not two.
+class small_key {
+public:
+  explicit small_key(std::string_view k) : size_(static_cast<uint32_t>(k.size())) {
+    char* dst = inline_;
+    if (k.size() > sizeof(inline_)) {
+      heap_.reset(new char[k.size()]);
+      dst = heap_.get();
+    }
+    if (!k.empty()) std::memcpy(dst, k.data(), k.size());
+  }
+  small_key(small_key&& other) noexcept
+      : size_(other.size_), heap_(std::move(other.heap_)) {
+    if (!heap_ && size_ > 0) std::memcpy(inline_, other.inline_, size_);
+  }
+  small_key& operator=(small_key&&) = delete;
+  std::string_view view() const noexcept {
+    return {heap_ ? heap_.get() : inline_, size_};
+  }
+
+private:
+  char inline_[46];
+  uint32_t size_;
+  std::unique_ptr<char[]> heap_;
+};
+
 /// The job for part `index` of `call`: runs `op(state, now)` on the shard.
-template <class Call, class Op> class part_job final : public shard_job {
+template <class Call, class Op>
+class part_job final : public shard_job {
 public:
   part_job(Call* c, size_t index, Op op) : call_(c), index_(index), op_(std::move(op)) {}
 

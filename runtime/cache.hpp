@@ -170,7 +170,8 @@ public:
   // the call fails before reaching a shard). It must be quick and must not
   // make blocking calls on this runtime.
 
-  template <class F> void get_async(std::string_view key, F f) const {
+  template <class F>
+  void get_async(std::string_view key, F f) const {
     with_callback<value>(std::move(f),
                          [&](auto&&... s) { return get_call(key, KARLTON_FWD(s)...); });
   }
@@ -180,7 +181,8 @@ public:
       return put_call(key, bytes, t, KARLTON_FWD(s)...);
     });
   }
-  template <class F> void erase_async(std::string_view key, F f) const {
+  template <class F>
+  void erase_async(std::string_view key, F f) const {
     with_callback<bool>(std::move(f),
                         [&](auto&&... s) { return erase_call(key, KARLTON_FWD(s)...); });
   }
@@ -216,7 +218,8 @@ private:
 
   // The three call styles. `launch(tag, sink_args...)` starts the call with a
   // sink of the tagged type and returns it, holding the caller's reference.
-  template <class R, class Launch> caf::expected<R> blocking(Launch launch) const {
+  template <class R, class Launch>
+  caf::expected<R> blocking(Launch launch) const {
     auto c = launch(detail::sink_tag<detail::waiting_sink<R>>{});
     auto r = c->sink.wait(deadline());
     c->release();
@@ -255,14 +258,13 @@ private:
   // the same type that fails at once without reaching any shard.
   template <class R, class Sink, class Op, class... SinkArgs>
   auto start_one(uint64_t hash, caf::error err, Op op, SinkArgs&&... sink_args) const {
-    auto only = [](std::vector<R>&& xs) { return std::move(xs.front()); };
+    using call_t = detail::single_call<R, Op, Sink>;
+    auto c = new call_t(std::move(op), std::forward<SinkArgs>(sink_args)...);
     if (err)
-      return fail_call<R, R, Sink>(only, std::move(err),
-                                   std::forward<SinkArgs>(sink_args)...);
-    std::vector<std::pair<size_t, Op>> parts;
-    parts.emplace_back(shard_of(hash), std::move(op));
-    return start<R, R, Sink>(std::move(parts), only,
-                             std::forward<SinkArgs>(sink_args)...);
+      c->abandon(err); // as if a shard had refused it
+    else
+      detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c, deadline());
+    return c;
   }
 
   // A call that fails with `err` before reaching any shard.

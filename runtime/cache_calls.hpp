@@ -21,7 +21,8 @@ inline caf::error check_put(const shard_config& cfg, std::string_view key,
   return caf::none;
 }
 
-template <class T> auto sum_parts() {
+template <class T>
+auto sum_parts() {
   return [](std::vector<T>&& parts) {
     T total{};
     for (auto& p : parts)
@@ -35,9 +36,9 @@ template <class T> auto sum_parts() {
 template <class Sink, class... A>
 auto cache::get_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
   auto h = hash_key(key);
-  auto op = [k = std::string{key}, h32 = static_cast<uint32_t>(h)](shard_state& s,
-                                                                   time_point now) {
-    return caf::expected<value>{s.get(k, h32, now)};
+  auto op = [k = detail::small_key{key}, h32 = static_cast<uint32_t>(h)](shard_state& s,
+                                                                         time_point now) {
+    return caf::expected<value>{s.get(k.view(), h32, now)};
   };
   return start_one<value, Sink>(h, caf::error{}, std::move(op), std::forward<A>(a)...);
 }
@@ -47,19 +48,19 @@ auto cache::put_call(std::string_view key, std::string_view bytes, ttl t,
                      detail::sink_tag<Sink>, A&&... a) const {
   // Checked here too, so an oversized value is refused before it is copied.
   auto err = detail::check_put(core_->shard_cfg, key, bytes, t);
-  auto op = [v = err ? value{} : value::make(key, bytes),
+  auto h = hash_key(key);
+  auto op = [v = err ? value{} : value::make(key, bytes, h),
              t](shard_state& s, time_point now) mutable -> caf::expected<unit> {
     if (auto e = s.put(std::move(v), t, now)) return e;
     return unit{};
   };
-  return start_one<unit, Sink>(hash_key(key), std::move(err), std::move(op),
-                               std::forward<A>(a)...);
+  return start_one<unit, Sink>(h, std::move(err), std::move(op), std::forward<A>(a)...);
 }
 
 template <class Sink, class... A>
 auto cache::erase_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
-  auto op = [k = std::string{key}](shard_state& s, time_point now) {
-    return caf::expected<bool>{s.erase(k, now)};
+  auto op = [k = detail::small_key{key}](shard_state& s, time_point now) {
+    return caf::expected<bool>{s.erase(k.view(), now)};
   };
   return start_one<bool, Sink>(hash_key(key), caf::error{}, std::move(op),
                                std::forward<A>(a)...);
@@ -67,8 +68,8 @@ auto cache::erase_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) c
 
 template <class Sink, class... A>
 auto cache::contains_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
-  auto op = [k = std::string{key}](shard_state& s, time_point now) {
-    return caf::expected<bool>{s.contains(k, now)};
+  auto op = [k = detail::small_key{key}](shard_state& s, time_point now) {
+    return caf::expected<bool>{s.contains(k.view(), now)};
   };
   return start_one<bool, Sink>(hash_key(key), caf::error{}, std::move(op),
                                std::forward<A>(a)...);
@@ -76,8 +77,8 @@ auto cache::contains_call(std::string_view key, detail::sink_tag<Sink>, A&&... a
 
 template <class Sink, class... A>
 auto cache::ttl_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
-  auto op = [k = std::string{key}](shard_state& s, time_point now) {
-    return caf::expected<remaining_ttl>{s.ttl_of(k, now)};
+  auto op = [k = detail::small_key{key}](shard_state& s, time_point now) {
+    return caf::expected<remaining_ttl>{s.ttl_of(k.view(), now)};
   };
   return start_one<remaining_ttl, Sink>(hash_key(key), caf::error{}, std::move(op),
                                         std::forward<A>(a)...);
@@ -141,8 +142,8 @@ auto cache::put_many_call(const std::vector<std::pair<std::string, std::string>>
       return fail_call<unit, unit, Sink>(combine, std::move(err), std::forward<A>(a)...);
   std::vector<op_t> by_shard(core_->routes.size(), op_t{{}, t});
   for (const auto& [k, v] : items) {
-    auto val = value::make(k, v);
-    by_shard[shard_of(hash_key(k))].values.push_back(std::move(val));
+    auto h = hash_key(k);
+    by_shard[shard_of(h)].values.push_back(value::make(k, v, h));
   }
   std::vector<std::pair<size_t, op_t>> parts;
   for (size_t s = 0; s < by_shard.size(); ++s)

@@ -8,7 +8,8 @@
 
 using namespace karlton;
 
-TEST_CASE("the entry table agrees with a map under random inserts and removes", "[table]") {
+TEST_CASE("the entry table agrees with a map under random inserts and removes",
+          "[table]") {
   entry_table t;
   std::unordered_map<std::string, entry_id> model;
   uint64_t x = 42;
@@ -40,8 +41,10 @@ TEST_CASE("removal keeps colliding keys reachable", "[table]") {
   // its middle must not cut off the keys behind it (backward-shift deletion).
   entry_table t;
   std::vector<entry_id> ids;
-  for (int i = 0; i < 50; ++i) ids.push_back(t.insert(value::make("c" + std::to_string(i), "")));
-  for (int i = 0; i < 50; i += 3) t.remove(ids[i]);
+  for (int i = 0; i < 50; ++i)
+    ids.push_back(t.insert(value::make("c" + std::to_string(i), "")));
+  for (int i = 0; i < 50; i += 3)
+    t.remove(ids[i]);
   for (int i = 0; i < 50; ++i) {
     auto key = "c" + std::to_string(i);
     auto id = t.find(key, static_cast<uint32_t>(hash_key(key)));

@@ -7,13 +7,16 @@ using namespace karlton;
 
 TEST_CASE("the frequency sketch counts, saturates at 15 and ages", "[policy]") {
   frequency_sketch sketch{1000};
-  for (int i = 0; i < 5; ++i) sketch.increment(7);
+  for (int i = 0; i < 5; ++i)
+    sketch.increment(7);
   CHECK(sketch.frequency(7) == 5);
   CHECK(sketch.frequency(8) == 0);
-  for (int i = 0; i < 100; ++i) sketch.increment(9);
+  for (int i = 0; i < 100; ++i)
+    sketch.increment(9);
   CHECK(sketch.frequency(9) == 15);
   // 10 x capacity increments halve every counter.
-  for (uint32_t i = 0; i < 10'000; ++i) sketch.increment(1'000'000 + i);
+  for (uint32_t i = 0; i < 10'000; ++i)
+    sketch.increment(1'000'000 + i);
   CHECK(sketch.frequency(9) <= 8);
   CHECK(sketch.frequency(7) <= 4); // 5 halved, plus collisions of 10,000 other keys
 }

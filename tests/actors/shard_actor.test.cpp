@@ -44,14 +44,17 @@ struct fixture : test_coordinator_fixture<test_config> {
     sched.run(); // jobs only: stopping the shard first drops its timers
   }
 
-  shard_state& state() { return *deref<shard_actor::stateful_base<shard_actor_state>>(s).state.cache; }
+  shard_state& state() {
+    return *deref<shard_actor::stateful_base<shard_actor_state>>(s).state.cache;
+  }
 
   template <class T, class... Ts>
   T ask(Ts&&... xs) {
     auto rh = self->request(s, caf::infinite, std::forward<Ts>(xs)...);
     sched.run();
     T out{};
-    rh.receive([&](T& x) { out = std::move(x); }, [](caf::error& e) { FAIL(describe(e)); });
+    rh.receive([&](T& x) { out = std::move(x); },
+               [](caf::error& e) { FAIL(describe(e)); });
     return out;
   }
 };
@@ -84,8 +87,9 @@ TEST_CASE_METHOD(fixture, "a shard actor answers put, get, contains and delete",
 
 TEST_CASE_METHOD(fixture, "a shard actor refuses an oversized key with its error",
                  "[shard-actor][errors]") {
-  auto rh = self->request(s, caf::infinite, caf::put_atom::value,
-                          value::make(std::string(70'000, 'k'), "v"), ttl::cache_default());
+  auto rh =
+      self->request(s, caf::infinite, caf::put_atom::value,
+                    value::make(std::string(70'000, 'k'), "v"), ttl::cache_default());
   sched.run();
   caf::error got;
   rh.receive([](caf::ok_atom) { FAIL("an oversized key was stored"); },
@@ -110,7 +114,8 @@ TEST_CASE_METHOD(fixture, "the expiry timer reclaims entries nobody reads",
 TEST_CASE_METHOD(fixture, "a mass expiry is reclaimed in bounded slices",
                  "[shard-actor][ttl]") {
   std::vector<value> many;
-  for (int i = 0; i < 5000; ++i) many.push_back(value::make(std::to_string(i), "v"));
+  for (int i = 0; i < 5000; ++i)
+    many.push_back(value::make(std::to_string(i), "v"));
   ask<caf::ok_atom>(caf::put_atom::value, std::move(many), ttl::cache_default());
   advance_time(2s);
   expect((expire_atom, uint64_t), to(s));

@@ -14,9 +14,13 @@ using namespace std::chrono_literals;
 namespace {
 
 const time_point t0{std::chrono::hours{1}};
-time_point at(std::chrono::milliseconds d) { return t0 + d; }
+time_point at(std::chrono::milliseconds d) {
+  return t0 + d;
+}
 
-value val(const std::string& k, const std::string& v = "v") { return value::make(k, v); }
+value val(const std::string& k, const std::string& v = "v") {
+  return value::make(k, v);
+}
 
 shard_config with_ttl(caf::timespan d) {
   shard_config cfg;
@@ -26,7 +30,8 @@ shard_config with_ttl(caf::timespan d) {
 
 } // namespace
 
-TEST_CASE("an entry is served until its default TTL runs out, then never again", "[ttl]") {
+TEST_CASE("an entry is served until its default TTL runs out, then never again",
+          "[ttl]") {
   shard_state s{with_ttl(2s)};
   REQUIRE_FALSE(s.put(val("user_123", "John"), ttl::cache_default(), t0));
   CHECK(s.get("user_123", at(0ms)).bytes() == "John");
@@ -74,7 +79,8 @@ TEST_CASE("a non-positive TTL is refused", "[ttl][errors]") {
 
 TEST_CASE("cleanup_expired reclaims expired entries without reading them", "[ttl]") {
   shard_state s{with_ttl(1s)};
-  for (int i = 0; i < 100; ++i) REQUIRE_FALSE(s.put(val("a" + std::to_string(i)), ttl::cache_default(), t0));
+  for (int i = 0; i < 100; ++i)
+    REQUIRE_FALSE(s.put(val("a" + std::to_string(i)), ttl::cache_default(), t0));
   for (int i = 0; i < 50; ++i)
     REQUIRE_FALSE(s.put(val("b" + std::to_string(i)), ttl::after(5s), t0));
   CHECK(s.cleanup_expired(at(999ms)) == 0);
@@ -87,11 +93,13 @@ TEST_CASE("cleanup_expired reclaims expired entries without reading them", "[ttl
 
 TEST_CASE("cleanup_expired does bounded work per call", "[ttl]") {
   shard_state s{with_ttl(1s)};
-  for (int i = 0; i < 5000; ++i) REQUIRE_FALSE(s.put(val(std::to_string(i)), ttl::cache_default(), t0));
+  for (int i = 0; i < 5000; ++i)
+    REQUIRE_FALSE(s.put(val(std::to_string(i)), ttl::cache_default(), t0));
   CHECK(s.cleanup_expired(at(2s), 1024) == 1024);
   CHECK(s.size() == 5000 - 1024);
   uint64_t total = 1024;
-  while (auto n = s.cleanup_expired(at(2s), 1024)) total += n;
+  while (auto n = s.cleanup_expired(at(2s), 1024))
+    total += n;
   CHECK(total == 5000);
   CHECK(s.size() == 0);
   CHECK_FALSE(s.next_expiry());
@@ -111,7 +119,8 @@ TEST_CASE("an overwrite replaces the old deadline", "[ttl]") {
 TEST_CASE("stale deadlines from churn do not grow without bound", "[ttl]") {
   shard_state s{with_ttl(std::chrono::hours{1})};
   for (int round = 0; round < 200; ++round)
-    for (int i = 0; i < 100; ++i) REQUIRE_FALSE(s.put(val(std::to_string(i)), ttl::cache_default(), t0));
+    for (int i = 0; i < 100; ++i)
+      REQUIRE_FALSE(s.put(val(std::to_string(i)), ttl::cache_default(), t0));
   // 20,000 puts over 100 keys: the heap is rebuilt, not 20,000 deadlines deep.
   CHECK(s.metadata_bytes() < 200'000);
   CHECK(s.size() == 100);
@@ -150,7 +159,8 @@ TEST_CASE("LRU evicts the least recently used entry", "[bounds]") {
   cfg.max_entries = 3;
   cfg.policy = eviction_policy_kind::lru;
   shard_state s{cfg};
-  for (auto k : {"a", "b", "c"}) REQUIRE_FALSE(s.put(val(k), ttl::never(), t0));
+  for (auto k : {"a", "b", "c"})
+    REQUIRE_FALSE(s.put(val(k), ttl::never(), t0));
   CHECK(s.get("a", t0)); // b is now the oldest
   REQUIRE_FALSE(s.put(val("d"), ttl::never(), t0));
   CHECK(s.contains("a", t0));
@@ -171,8 +181,10 @@ double hit_ratio(eviction_policy_kind policy) {
   uint64_t hits = 0, total = 0;
   auto access = [&](const std::string& k) {
     ++total;
-    if (s.get(k, t0)) ++hits;
-    else REQUIRE_FALSE(s.put(val(k), ttl::never(), t0));
+    if (s.get(k, t0))
+      ++hits;
+    else
+      REQUIRE_FALSE(s.put(val(k), ttl::never(), t0));
   };
   uint64_t x = 12345;
   for (int i = 0; i < 100'000; ++i) {
@@ -203,11 +215,11 @@ TEST_CASE("stats are exact", "[stats]") {
   cfg.default_ttl = ttl::after(1s);
   shard_state s{cfg};
   REQUIRE_FALSE(s.put(val("a", "12345"), ttl::cache_default(), t0)); // 6 bytes
-  REQUIRE_FALSE(s.put(val("b", "123"), ttl::never(), at(10ms)));      // 4 bytes
-  CHECK(s.get("a", at(20ms)));          // hit, age 20 ms
-  CHECK(s.get("b", at(1010ms)));        // hit, age 1000 ms
-  CHECK_FALSE(s.get("zz", at(1010ms))); // miss
-  CHECK_FALSE(s.get("a", at(1010ms)));  // expired: miss
+  REQUIRE_FALSE(s.put(val("b", "123"), ttl::never(), at(10ms)));     // 4 bytes
+  CHECK(s.get("a", at(20ms)));                                       // hit, age 20 ms
+  CHECK(s.get("b", at(1010ms)));                                     // hit, age 1000 ms
+  CHECK_FALSE(s.get("zz", at(1010ms)));                              // miss
+  CHECK_FALSE(s.get("a", at(1010ms)));                               // expired: miss
   REQUIRE_FALSE(s.put(val("c", "1"), ttl::never(), at(1010ms)));
   REQUIRE_FALSE(s.put(val("d", "1"), ttl::never(), at(1010ms))); // evicts b
   CHECK(s.erase("c", at(1010ms)));
@@ -239,7 +251,8 @@ TEST_CASE("a key or value over its limit is refused and nothing is stored", "[er
   CHECK(describe(err).find("max-key-bytes (8)") != std::string::npos);
   err = s.put(value::make("k", std::string(17, 'x')), ttl::never(), t0);
   CHECK(err == errc::value_too_large);
-  CHECK(s.put(value::make("12345678", std::string(16, 'x')), ttl::never(), t0) == caf::none);
+  CHECK(s.put(value::make("12345678", std::string(16, 'x')), ttl::never(), t0) ==
+        caf::none);
   CHECK(s.size() == 1);
   CHECK(s.stats().rejected == 2);
 }
@@ -269,7 +282,8 @@ TEST_CASE("the removal listener is told the key and the cause", "[listener]") {
 
 TEST_CASE("clear removes everything and counts it as invalidation", "[stats]") {
   shard_state s{with_ttl(1s)};
-  for (int i = 0; i < 10; ++i) REQUIRE_FALSE(s.put(val(std::to_string(i)), ttl::cache_default(), t0));
+  for (int i = 0; i < 10; ++i)
+    REQUIRE_FALSE(s.put(val(std::to_string(i)), ttl::cache_default(), t0));
   CHECK(s.clear() == 10);
   CHECK(s.size() == 0);
   CHECK(s.stats().invalidations == 10);
@@ -279,7 +293,8 @@ TEST_CASE("clear removes everything and counts it as invalidation", "[stats]") {
   CHECK(s.get("again", t0));
 }
 
-TEST_CASE("a value shared with its sender is copied before the shard stamps it", "[value]") {
+TEST_CASE("a value shared with its sender is copied before the shard stamps it",
+          "[value]") {
   shard_state s{shard_config{}};
   auto v = val("k", "bytes");
   REQUIRE_FALSE(s.put(v, ttl::never(), at(5ms)));

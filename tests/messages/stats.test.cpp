@@ -8,7 +8,8 @@ using namespace karlton;
 TEST_CASE("age percentiles are within the histogram's resolution", "[stats]") {
   age_histogram h;
   CHECK(h.percentile(0.5) == 0);
-  for (uint32_t ms = 1; ms <= 1000; ++ms) h.record(ms);
+  for (uint32_t ms = 1; ms <= 1000; ++ms)
+    h.record(ms);
   CHECK(h.count() == 1000);
   auto p50 = h.percentile(0.5);
   auto p99 = h.percentile(0.99);

@@ -47,7 +47,8 @@ TEST_CASE("message types survive serialization", "[messages]") {
   caf::actor_system sys{cfg};
   CHECK(round_trip(sys, value::make("k", "bytes")) == value::make("k", "bytes"));
   CHECK_FALSE(round_trip(sys, value{}));
-  CHECK(round_trip(sys, ttl::after(std::chrono::seconds{3})) == ttl::after(std::chrono::seconds{3}));
+  CHECK(round_trip(sys, ttl::after(std::chrono::seconds{3})) ==
+        ttl::after(std::chrono::seconds{3}));
   CHECK(round_trip(sys, ttl::never()).is_never());
   cache_stats st;
   st.hits = 3;

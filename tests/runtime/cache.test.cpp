@@ -94,11 +94,11 @@ TEST_CASE_METHOD(fixture, "an actor requests the shard that owns a key directly"
   REQUIRE_FALSE(c.put("k", "for actors"));
   caf::scoped_actor self{rt.system()};
   self->request(c.shard_for("k"), 5s, caf::get_atom::value, std::string{"k"})
-    .receive([](const value& v) { CHECK(v.bytes() == "for actors"); },
-             [](caf::error& e) { FAIL(describe(e)); });
+      .receive([](const value& v) { CHECK(v.bytes() == "for actors"); },
+               [](caf::error& e) { FAIL(describe(e)); });
   self->request(c.shard_for("j"), 5s, caf::put_atom::value, value::make("j", "by actor"),
                 ttl::never())
-    .receive([](caf::ok_atom) {}, [](caf::error& e) { FAIL(describe(e)); });
+      .receive([](caf::ok_atom) {}, [](caf::error& e) { FAIL(describe(e)); });
   CHECK(must(c.get("j")).bytes() == "by actor");
 }
 
@@ -115,7 +115,8 @@ TEST_CASE_METHOD(fixture, "many-key calls return values in order across shards",
   REQUIRE_FALSE(c.put_many(items));
   auto vs = must(c.get_many(keys));
   REQUIRE(vs.size() == 201);
-  for (int i = 0; i < 200; ++i) CHECK(vs[i].bytes() == "v" + std::to_string(i));
+  for (int i = 0; i < 200; ++i)
+    CHECK(vs[i].bytes() == "v" + std::to_string(i));
   CHECK_FALSE(vs[200]);
   CHECK(must(c.get_many({})).empty());
   auto st = must(c.stats());
@@ -152,11 +153,11 @@ TEST_CASE_METHOD(fixture, "a removal listener actor hears the key and the cause"
   REQUIRE_FALSE(c.put("k", "v"));
   REQUIRE(must(c.erase("k")));
   self->receive(
-    [](removed_atom, const std::string& key, removal_cause why) {
-      CHECK(key == "k");
-      CHECK(why == removal_cause::explicit_erase);
-    },
-    caf::after(10s) >> [] { FAIL("no removal message"); });
+      [](removed_atom, const std::string& key, removal_cause why) {
+        CHECK(key == "k");
+        CHECK(why == removal_cause::explicit_erase);
+      },
+      caf::after(10s) >> [] { FAIL("no removal message"); });
 }
 
 TEST_CASE("a runtime can use the service's own actor system", "[runtime]") {

@@ -85,9 +85,10 @@ TEST_CASE("an unknown policy in the config is reported", "[options][config]") {
   CHECK(describe(o.error()).find("karlton.policy") != std::string::npos);
 }
 
-TEST_CASE("the runtime config sets the measured scheduler defaults", "[options][config]") {
+TEST_CASE("the runtime config sets the measured scheduler defaults",
+          "[options][config]") {
   runtime_config cfg;
   CHECK(caf::get_or(cfg, "work-stealing.moderate-poll-attempts", size_t{500}) == 0);
-  CHECK(caf::get_or(cfg, "scheduler.max-threads", size_t{0})
-        == std::max(1u, std::thread::hardware_concurrency()));
+  CHECK(caf::get_or(cfg, "scheduler.max-threads", size_t{0}) ==
+        std::max(1u, std::thread::hardware_concurrency()));
 }

@@ -26,8 +26,10 @@ TEST_CASE("destroying the runtime with calls in flight fails them with shut_down
   std::atomic<int> ops{0};
   auto check = [&](const caf::error& err) {
     if (!err) return;
-    if (err == errc::shut_down) ++shut_down_seen;
-    else ++unexpected;
+    if (err == errc::shut_down)
+      ++shut_down_seen;
+    else
+      ++unexpected;
   };
   auto worker = [&](int id) {
     std::vector<std::future<caf::expected<value>>> pending;
@@ -50,28 +52,36 @@ TEST_CASE("destroying the runtime with calls in flight fails them with shut_down
       }
       if (pending.size() > 64) {
         for (auto& f : pending) {
-          if (f.wait_for(30s) != std::future_status::ready) ++unexpected;
-          else if (auto v = f.get(); !v) check(v.error());
+          if (f.wait_for(30s) != std::future_status::ready)
+            ++unexpected;
+          else if (auto v = f.get(); !v)
+            check(v.error());
         }
         pending.clear();
       }
     }
     for (auto& f : pending) {
-      if (f.wait_for(30s) != std::future_status::ready) ++unexpected; // would be a hang
-      else if (auto v = f.get(); !v) check(v.error());
+      if (f.wait_for(30s) != std::future_status::ready)
+        ++unexpected; // would be a hang
+      else if (auto v = f.get(); !v)
+        check(v.error());
     }
   };
   std::vector<std::thread> pool;
-  for (int i = 0; i < 4; ++i) pool.emplace_back(worker, i);
-  while (ops.load() < 20'000) std::this_thread::yield();
+  for (int i = 0; i < 4; ++i)
+    pool.emplace_back(worker, i);
+  while (ops.load() < 20'000)
+    std::this_thread::yield();
   rt.reset(); // stops the shards and the actor system under the workers' feet
-  for (auto& t : pool) t.join();
+  for (auto& t : pool)
+    t.join();
   CHECK(unexpected == 0);
   CHECK(shut_down_seen > 0);
   CHECK(callbacks_done == callbacks_started);
 }
 
-TEST_CASE("a cache handle that outlives its runtime answers shut_down", "[runtime][shutdown]") {
+TEST_CASE("a cache handle that outlives its runtime answers shut_down",
+          "[runtime][shutdown]") {
   cache c;
   {
     runtime rt;

@@ -16,7 +16,7 @@ namespace {
 
 constexpr int threads = 8;
 constexpr int keys_per_thread = 64;
-constexpr int max_ops = 40'000;           // per thread: bounds the run...
+constexpr int max_ops = 40'000;                    // per thread: bounds the run...
 constexpr auto max_time = std::chrono::seconds{3}; // ...and so does the clock
 
 struct worker_result {
@@ -32,18 +32,21 @@ void note(worker_result& r, std::string what) {
 
 // Waits for a callback's result without a condition variable per call.
 template <class T>
-caf::expected<T> via_callback(const std::function<void(std::function<void(caf::expected<T>)>)>& start) {
+caf::expected<T>
+via_callback(const std::function<void(std::function<void(caf::expected<T>)>)>& start) {
   std::atomic<bool> done{false};
   std::optional<caf::expected<T>> out;
   start([&](caf::expected<T> r) {
     out.emplace(std::move(r));
     done.store(true, std::memory_order_release);
   });
-  while (!done.load(std::memory_order_acquire)) std::this_thread::yield();
+  while (!done.load(std::memory_order_acquire))
+    std::this_thread::yield();
   return std::move(*out);
 }
 
-worker_result run_worker(const cache& c, int id, std::chrono::steady_clock::time_point stop) {
+worker_result run_worker(const cache& c, int id,
+                         std::chrono::steady_clock::time_point stop) {
   worker_result r;
   std::array<std::string, keys_per_thread> model; // "" = not cached
   auto key = [id](int k) { return "t" + std::to_string(id) + "-" + std::to_string(k); };
@@ -55,34 +58,37 @@ worker_result run_worker(const cache& c, int id, std::chrono::steady_clock::time
     auto style = (next() >> 40) % 8;
     caf::error err;
     switch (style) {
-      case 0: err = c.put(key(k), fresh); break;
-      case 1: {
-        auto f = c.put_async(key(k), fresh);
-        auto res = f.get();
-        if (!res) err = res.error();
-        break;
-      }
-      case 2: {
-        auto res = via_callback<caf::unit_t>([&](auto done) {
-          c.put_async(key(k), fresh, ttl::cache_default(), done);
-        });
-        if (!res) err = res.error();
-        break;
-      }
-      case 3: {
-        auto res = c.erase(key(k));
-        if (!res) err = res.error();
-        fresh.clear();
-        break;
-      }
-      case 4: { // a batch write of this key and its neighbour
-        int k2 = (k + 1) % keys_per_thread;
-        auto fresh2 = fresh + "b";
-        err = c.put_many({{key(k), fresh}, {key(k2), fresh2}});
-        if (!err) model[k2] = fresh2;
-        break;
-      }
-      default: fresh = model[k]; break; // read only
+    case 0:
+      err = c.put(key(k), fresh);
+      break;
+    case 1: {
+      auto f = c.put_async(key(k), fresh);
+      auto res = f.get();
+      if (!res) err = res.error();
+      break;
+    }
+    case 2: {
+      auto res = via_callback<caf::unit_t>(
+          [&](auto done) { c.put_async(key(k), fresh, ttl::cache_default(), done); });
+      if (!res) err = res.error();
+      break;
+    }
+    case 3: {
+      auto res = c.erase(key(k));
+      if (!res) err = res.error();
+      fresh.clear();
+      break;
+    }
+    case 4: { // a batch write of this key and its neighbour
+      int k2 = (k + 1) % keys_per_thread;
+      auto fresh2 = fresh + "b";
+      err = c.put_many({{key(k), fresh}, {key(k2), fresh2}});
+      if (!err) model[k2] = fresh2;
+      break;
+    }
+    default:
+      fresh = model[k];
+      break; // read only
     }
     if (err) {
       ++r.errors;
@@ -93,29 +99,38 @@ worker_result run_worker(const cache& c, int id, std::chrono::steady_clock::time
     // Read it back in a style chosen independently of the write's.
     caf::expected<value> got = value{};
     switch ((next() >> 20) % 4) {
-      case 0: got = c.get(key(k)); break;
-      case 1: got = c.get_async(key(k)).get(); break;
-      case 2:
-        got = via_callback<value>([&](auto done) { c.get_async(key(k), done); });
-        break;
-      default: {
-        auto many = c.get_many({key(k), key((k + 1) % keys_per_thread)});
-        if (many) got = (*many)[0];
-        else got = many.error();
-      }
+    case 0:
+      got = c.get(key(k));
+      break;
+    case 1:
+      got = c.get_async(key(k)).get();
+      break;
+    case 2:
+      got = via_callback<value>([&](auto done) { c.get_async(key(k), done); });
+      break;
+    default: {
+      auto many = c.get_many({key(k), key((k + 1) % keys_per_thread)});
+      if (many)
+        got = (*many)[0];
+      else
+        got = many.error();
+    }
     }
     if (!got) {
       ++r.errors;
       note(r, "read: " + describe(got.error()));
     } else if (std::string{got->bytes()} != model[k]) {
       ++r.mismatches;
-      note(r, key(k) + ": read '" + std::string{got->bytes()} + "', wrote '" + model[k] + "'");
+      note(r, key(k) + ": read '" + std::string{got->bytes()} + "', wrote '" + model[k] +
+                  "'");
     }
     // Everyone also reads a shared hot key, racing with the others' writes.
     if (r.ops % 16 == 0) {
       auto shared = c.get("shared");
-      if (!shared) ++r.errors;
-      else if (shared->bytes().empty() && *shared) ++r.mismatches;
+      if (!shared)
+        ++r.errors;
+      else if (shared->bytes().empty() && *shared)
+        ++r.mismatches;
       if (c.put("shared", fresh.empty() ? "x" : fresh)) ++r.errors;
     }
   }
@@ -137,7 +152,8 @@ TEST_CASE("8 threads mixing every call style each read their own last write",
   std::vector<std::thread> pool;
   for (int i = 0; i < threads; ++i)
     pool.emplace_back([&, i] { results[i] = run_worker(*c, i, stop); });
-  for (auto& t : pool) t.join();
+  for (auto& t : pool)
+    t.join();
   int total = 0;
   for (auto& r : results) {
     INFO(r.first_problem);

@@ -16,7 +16,7 @@
 #define CAF_REQUIRE(...) REQUIRE(__VA_ARGS__)
 #define CAF_REQUIRE_EQUAL(x, y) REQUIRE((x) == (y))
 #define CAF_FAIL(msg) FAIL(msg)
-#define CAF_MESSAGE(msg)                                                                \
-  do {                                                                                 \
+#define CAF_MESSAGE(msg)                                                                 \
+  do {                                                                                   \
   } while (false)
 #include "caf/test/dsl.hpp"
