@@ -29,7 +29,8 @@ namespace {
 
 // karlton returns its errors (`caf::expected<T>`, `caf::error`); this example
 // expects none, so any error ends it.
-template <class T> T or_throw(caf::expected<T> x) {
+template <class T>
+T or_throw(caf::expected<T> x) {
   if (!x) throw std::runtime_error(karlton::describe(x.error()));
   return std::move(*x);
 }
@@ -44,16 +45,12 @@ std::string shown(const karlton::value& v) {
 }
 
 std::string shown(const karlton::remaining_ttl& t) {
-  switch (t.state) {
-    case karlton::remaining_ttl::never_expires:
-      return "never expires";
-    case karlton::remaining_ttl::expires:
-      return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(t.left)
-                                .count()) +
-             " ms left";
-    default:
-      return "not cached (missing or expired)";
-  }
+  using std::chrono::milliseconds;
+  if (t.state == karlton::remaining_ttl::never_expires) return "never expires";
+  if (t.state == karlton::remaining_ttl::expires)
+    return std::to_string(std::chrono::duration_cast<milliseconds>(t.left).count()) +
+           " ms left";
+  return "not cached (missing or expired)";
 }
 
 void advance(karlton::manual_clock& clk, std::chrono::seconds d) {
