@@ -179,3 +179,38 @@ TEST_CASE("a runtime can use the service's own actor system", "[runtime]") {
   caf::scoped_actor self{sys};
   CHECK(self->home_system().scheduler().num_workers() > 0);
 }
+
+TEST_CASE("a stuck shard gives timeout, then overloaded, and recovers", "[runtime][errors]") {
+  // A removal callback that blocks holds the shard's thread: the shard stops
+  // draining its ingress queue, as a shard flooded by other work would.
+  std::mutex gate_mtx;
+  std::condition_variable gate_cv;
+  bool open = false;
+  std::atomic<bool> stuck{false};
+  runtime rt;
+  cache_options o;
+  o.name = "stuck";
+  o.shards = 1;
+  o.ingress_capacity = 2;
+  o.call_timeout = 200ms;
+  o.on_removal = [&](const value&, removal_cause) {
+    stuck = true;
+    std::unique_lock<std::mutex> guard{gate_mtx};
+    gate_cv.wait(guard, [&] { return open; });
+  };
+  auto c = must(rt.create_cache(o));
+  REQUIRE_FALSE(c.put("k", "v"));
+  auto erase = c.erase_async("k"); // the shard blocks in the callback
+  while (!stuck) std::this_thread::yield();
+  CHECK(c.get("k").error() == errc::timeout);      // queued, never answered in time
+  auto queued = c.get_async("k");                  // fills the queue (capacity 2)
+  CHECK(c.get("k").error() == errc::overloaded);   // no room within its timeout
+  {
+    std::lock_guard<std::mutex> guard{gate_mtx};
+    open = true;
+  }
+  gate_cv.notify_all();
+  CHECK(must(erase.get()));
+  CHECK_FALSE(must(queued.get()));
+  CHECK_FALSE(must(c.get("k")));
+}
