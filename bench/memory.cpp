@@ -7,9 +7,10 @@
 // are measured the same way for comparison. Redis 7 costs ~75 B per key
 // (DESIGN.md).
 //
-// Each measurement runs in a forked child, so neither earlier workloads of
-// `karlton-bench all` nor the other measurements pollute its heap. Run it as
-// its own invocation (`karlton-bench memory`) for the cleanest numbers.
+// Each measurement runs in a forked child, so the four do not pollute each
+// other. The parent must have a fresh heap: after other workloads have used
+// and freed a lot of memory, the deltas came out about half too low. So run it
+// as its own invocation (`karlton-bench memory`); `all` does that for you.
 #include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,7 +62,8 @@ double resident_bytes() {
 
 /// Runs `measure` in a forked child and returns its sample; falls back to
 /// running it here if fork fails.
-template <class F> sample isolated(F measure) {
+template <class F>
+sample isolated(F measure) {
   int fds[2];
   if (pipe(fds) != 0) return measure();
   auto pid = fork();

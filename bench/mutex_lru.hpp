@@ -111,7 +111,8 @@ private:
   };
 
   mutex_lru& shard_of(const std::string& key) {
-    // The top bits: the map's bucket index uses the low ones.
+    // The top 4 bits: the map's bucket index uses the low ones.
+    static_assert(shard_count == 16 && sizeof(size_t) == 8);
     return shards_[std::hash<std::string>{}(key) >> 60].lru;
   }
 

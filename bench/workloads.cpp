@@ -33,8 +33,8 @@ zipf_generator::zipf_generator(uint64_t items, double theta, double zetan)
     : items_(items), theta_(theta), zetan_(zetan), alpha_(1.0 / (1.0 - theta)),
       half_pow_theta_(1.0 + std::pow(0.5, theta)) {
   auto zeta2 = zeta(2, theta);
-  eta_ = (1 - std::pow(2.0 / static_cast<double>(items), 1 - theta)) /
-         (1 - zeta2 / zetan_);
+  eta_ =
+      (1 - std::pow(2.0 / static_cast<double>(items), 1 - theta)) / (1 - zeta2 / zetan_);
 }
 
 uint64_t zipf_generator::next(rng& r) const noexcept {

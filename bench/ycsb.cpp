@@ -28,9 +28,9 @@ using std::chrono::steady_clock;
 /// YCSB workload B: 95 % reads, 5 % updates.
 constexpr double put_fraction = 0.05;
 
-/// Ops pre-generated per caller thread: 2M (8 MB), replayed in a loop. At the
-/// fastest peer's ~10M ops/s over two threads a lap lasts ~0.4 s, long
-/// enough that the replay never settles into a cache-friendly cycle.
+/// Ops pre-generated per caller thread: 2M (8 MB), replayed in a loop. The
+/// fastest peers here do ~1M ops/s per thread, so a 3 s run replays a stream
+/// about 1.5 times, and a lap is far too long to settle in any CPU cache.
 constexpr size_t stream_ops = size_t{1} << 21;
 
 /// Async calls a thread keeps in flight: 256 amortises the doorbell message
@@ -61,7 +61,8 @@ struct run_result {
 /// Runs `body(thread_index, stop)` on `threads` threads released together;
 /// raises `stop` after `seconds`. Each body returns how many ops it completed
 /// (and must have drained its in-flight calls); time runs until all joined.
-template <class Body> run_result run_timed(unsigned threads, double seconds, Body body) {
+template <class Body>
+run_result run_timed(unsigned threads, double seconds, Body body) {
   std::atomic<unsigned> ready{0};
   std::atomic<bool> go{false};
   std::atomic<bool> stop{false};
@@ -136,8 +137,8 @@ struct alignas(64) failure_count {
 };
 
 template <class Peer>
-run_result run_mutex_peer(Peer& peer, const inputs& in, unsigned threads,
-                          double seconds, failure_count& failures) {
+run_result run_mutex_peer(Peer& peer, const inputs& in, unsigned threads, double seconds,
+                          failure_count& failures) {
   for (size_t i = 0; i < in.keys.size(); ++i)
     peer.put(in.keys[i], in.values[i % value_pool_size]);
   return run_timed(threads, seconds, [&](unsigned t, const std::atomic<bool>& stop) {
@@ -274,7 +275,8 @@ int run_ycsb_b(const bench_options& opts) {
   for (size_t i = 0; i < value_pool_size; ++i)
     in.values.push_back(make_value(i));
   for (unsigned t = 0; t < threads; ++t)
-    in.streams.push_back(make_op_stream(default_keys, stream_ops, put_fraction, 1000 + t));
+    in.streams.push_back(
+        make_op_stream(default_keys, stream_ops, put_fraction, 1000 + t));
   std::vector<batch_plan> plans;
   for (unsigned t = 0; t < threads; ++t)
     plans.push_back(make_batch_plan(in, in.streams[t]));
@@ -317,13 +319,17 @@ int run_ycsb_b(const bench_options& opts) {
   }
 
   auto base = sixteen_locks.ops_per_second();
-  auto ratio = [&](const run_result& r) { return base > 0 ? r.ops_per_second() / base : 0; };
+  auto ratio = [&](const run_result& r) {
+    return base > 0 ? r.ops_per_second() / base : 0;
+  };
   report out{"ycsb-b"};
   out.add("keys", default_keys)
       .add("threads", uint64_t{threads})
       .add("seconds_per_peer", seconds, 1, "s")
       .add("karlton_cache", std::string{"unbounded"})
       .add("karlton_shards", uint64_t{shards})
+      .add("async_window", uint64_t{async_window})
+      .add("batch_keys", uint64_t{batch_keys})
       .add("mutex_lru_1lock", one_lock.ops_per_second(), 0, "ops/s")
       .add("mutex_lru_16locks", sixteen_locks.ops_per_second(), 0, "ops/s")
       .add("karlton_async", async.ops_per_second(), 0, "ops/s")
