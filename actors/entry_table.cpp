@@ -18,11 +18,12 @@ bool over_load(size_t size, size_t slots) {
 entry_table::entry_table() : slots_(min_slots, no_entry) {}
 
 entry_id entry_table::find(std::string_view key, uint32_t hash) const noexcept {
+  auto tag = entry::tag_of(hash);
   for (auto i = home_of(hash);; i = next_slot(i)) {
     auto id = slots_[i];
     if (id == no_entry) return no_entry;
-    const auto& v = at(id).val;
-    if (v.table_hash() == hash && v.key() == key) return id;
+    const auto& e = at(id);
+    if (e.tag == tag && e.val.table_hash() == hash && e.val.key() == key) return id;
   }
 }
 
@@ -53,6 +54,7 @@ entry_id entry_table::insert(value v) {
   }
   auto& e = at(id);
   e = entry{};
+  e.tag = entry::tag_of(v.table_hash());
   e.val = std::move(v);
   e.live = 1;
   place(id);

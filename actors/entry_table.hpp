@@ -15,18 +15,25 @@ using entry_id = uint32_t;
 constexpr entry_id no_entry = UINT32_MAX;
 
 /// One cached key. 24 bytes: the shared value buffer (which holds the key),
-/// two links for the eviction policy's lists, and the expiry with policy bits.
+/// two links for the eviction policy's lists, and one word of bits.
 struct entry {
-  static constexpr uint64_t never = (uint64_t{1} << 56) - 1;
+  /// 2^40 ms is 34 years: longer TTLs count as never expiring.
+  static constexpr uint64_t never = (uint64_t{1} << 40) - 1;
+  static constexpr unsigned tag_bits = 21;
+
+  /// 21 bits of the key's hash, so a probe that meets another key's entry
+  /// rejects it without loading that key's value buffer (a second cache miss).
+  static uint32_t tag_of(uint32_t hash) noexcept { return hash >> (32 - tag_bits); }
 
   value val;
   entry_id prev = no_entry;
   entry_id next = no_entry; // also links the free list of dead entries
-  uint64_t expiry_ms : 56;  // on the runtime clock; `never` if it does not expire
+  uint64_t expiry_ms : 40;  // on the runtime clock; `never` if it does not expire
   uint64_t list : 2;        // which of the policy's lists holds it
   uint64_t live : 1;
+  uint64_t tag : tag_bits;
 
-  entry() : expiry_ms(never), list(0), live(0) {}
+  entry() : expiry_ms(never), list(0), live(0), tag(0) {}
   bool expires() const noexcept { return expiry_ms != never; }
 };
 static_assert(sizeof(entry) == 24, "entries must stay compact (see README, memory)");
@@ -45,6 +52,18 @@ public:
 
   /// The live entry for `key`, or `no_entry`. `hash` is `value::table_hash()`.
   entry_id find(std::string_view key, uint32_t hash) const noexcept;
+
+  /// Prefetch steps for a batch of lookups: step 0 loads the key's home slot,
+  /// step 1 the entry it names, step 2 that entry's value buffer. Running each
+  /// step over the whole batch before the next lets the misses overlap.
+  void prefetch(uint32_t hash, int step) const noexcept {
+    auto i = home_of(hash);
+    if (step == 0) return __builtin_prefetch(&slots_[i]);
+    auto id = slots_[i];
+    if (id == no_entry) return;
+    if (step == 1) return __builtin_prefetch(&at(id));
+    at(id).val.prefetch();
+  }
 
   /// Adds a new live entry for `v`, whose key must not be present.
   entry_id insert(value v);

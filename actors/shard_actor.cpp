@@ -56,14 +56,16 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
         return self->state.cache->get(key, now_of(self));
       },
       [=](caf::get_atom, const std::vector<std::string>& keys) {
-        std::vector<value> out;
-        out.reserve(keys.size());
-        auto now = now_of(self);
-        for (const auto& k : keys)
-          out.emplace_back(self->state.cache->get(k, now));
-        return out;
-      },
-      [=](caf::put_atom, value& v, ttl t) -> caf::result<caf::ok_atom> {
+      std::vector<shard_state::key_ref> refs;
+      refs.reserve(keys.size());
+      for (const auto& k : keys) refs.push_back({k, static_cast<uint32_t>(hash_key(k))});
+      std::vector<value> out;
+      out.reserve(keys.size());
+      self->state.cache->get_many(refs, now_of(self),
+                                  [&](value v) { out.push_back(std::move(v)); });
+      return out;
+    },
+    [=](caf::put_atom, value& v, ttl t) -> caf::result<caf::ok_atom> {
         auto err = self->state.cache->put(std::move(v), t, now_of(self));
         arm_expiry(self);
         return or_error(std::move(err), caf::ok_atom::value);

@@ -55,6 +55,22 @@ public:
   value get(std::string_view key, uint32_t hash, time_point now);
   value get(std::string_view key, time_point now);
 
+  /// A key of a batch lookup, with its `value::table_hash`.
+  struct key_ref {
+    std::string_view key;
+    uint32_t hash;
+  };
+
+  /// `get` for each key, in order, with their memory accesses overlapped:
+  /// on a table much larger than the CPU caches this is what makes a batch
+  /// cheaper per key than single gets.
+  template <class Keys, class Out>
+  void get_many(const Keys& keys, time_point now, Out&& out) {
+    for (int step = 0; step < 3; ++step)
+      for (const key_ref& k : keys) table_.prefetch(k.hash, step);
+    for (const key_ref& k : keys) out(get(k.key, k.hash, now));
+  }
+
   /// Stores `v` under `v.key()`, replacing any previous value, then evicts
   /// down to the size bound. Errors: too large (nothing stored), bad ttl.
   caf::error put(value v, ttl t, time_point now);

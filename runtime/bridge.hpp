@@ -27,9 +27,11 @@
 
 namespace karlton::detail {
 
-/// Whether the runtime still takes calls, and how many are being submitted.
-/// Shutdown closes the gate and waits until `active` drains to zero; after
-/// that no caller touches a shard or an ingress queue again.
+/// Whether the runtime still takes calls, and how many callers are sending a
+/// doorbell right now. Shutdown closes the gate, then waits until `active` is
+/// zero before it stops the shards: no caller sends to an actor of a stopped
+/// actor system. Queues outlive the runtime (cache handles share them), so
+/// queuing needs no count; see `submit`.
 /// @threadsafe
 struct gate {
   std::atomic<bool> closed{false};
@@ -57,10 +59,20 @@ struct waiting_sink {
   }
 
   caf::expected<R> wait(std::chrono::steady_clock::time_point deadline) {
-    // ~2000 polls (a few microseconds) before sleeping.
-    for (int i = 0; i < 2000; ++i) {
-      if (state.load(std::memory_order_acquire) == ready) return std::move(*result);
+    auto is_ready = [this] { return state.load(std::memory_order_acquire) == ready; };
+    // A shard with a core of its own answers in a few microseconds: poll
+    // briefly (64 pauses, about 1 us). Then yield for up to 50 us rather than
+    // spin: when callers outnumber cores, a spinning caller would hold the
+    // very core the shard needs (measured: 40 us spins cut the throughput of
+    // 2 blocking callers on 2 cores threefold). Only then sleep.
+    for (int i = 0; i < 64; ++i) {
+      if (is_ready()) return std::move(*result);
       __builtin_ia32_pause();
+    }
+    auto stop_yielding = std::chrono::steady_clock::now() + std::chrono::microseconds{50};
+    while (std::chrono::steady_clock::now() < stop_yielding) {
+      if (is_ready()) return std::move(*result);
+      std::this_thread::yield();
     }
     std::unique_lock<std::mutex> guard{mtx};
     int expected = idle;
@@ -234,9 +246,8 @@ struct shard_route {
   std::shared_ptr<ingress> inbox;
 };
 
-/// Queues `job` on `route`, waiting while the queue is full until `deadline`.
+/// Queues `job` on `route`, waiting up to `timeout` while the queue is full.
 /// On failure the job is abandoned (so its call still completes).
-void submit(gate& g, const shard_route& route, shard_job* job,
-            std::chrono::steady_clock::time_point deadline);
+void submit(gate& g, const shard_route& route, shard_job* job, caf::timespan timeout);
 
 } // namespace karlton::detail

@@ -8,26 +8,49 @@ namespace karlton {
 
 namespace detail {
 
-void submit(gate& g, const shard_route& route, shard_job* job,
-            std::chrono::steady_clock::time_point deadline) {
-  // Counted while we touch the shard, so shutdown can wait for us (bridge.hpp).
-  g.active.fetch_add(1, std::memory_order_seq_cst);
-  if (g.closed.load(std::memory_order_seq_cst)) {
-    g.active.fetch_sub(1, std::memory_order_seq_cst);
+namespace {
+
+// Fails every job still queued on `route`. Safe beside a running shard: the
+// queue is multi-consumer, so each job is either run or abandoned, once.
+void fail_queued(const shard_route& route) {
+  auto why = make_error(errc::shut_down, "the karlton runtime stopped before the call ran");
+  while (auto job = route.inbox->pop()) job->abandon(why);
+}
+
+} // namespace
+
+void submit(gate& g, const shard_route& route, shard_job* job, caf::timespan timeout) {
+  if (g.closed.load(std::memory_order_acquire)) {
     job->abandon(make_error(errc::shut_down, "the karlton runtime has stopped"));
     return;
   }
-  while (!route.inbox->push(job)) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      g.active.fetch_sub(1, std::memory_order_seq_cst);
-      job->abandon(make_error(errc::overloaded,
-                              "the shard's ingress queue stayed full until the call "
-                              "timed out; raise ingress-capacity or slow down"));
-      return;
+  if (!route.inbox->push(job)) {
+    // Full: wait for room until the call's timeout (the clock is read only here).
+    auto deadline = std::chrono::steady_clock::now()
+                    + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+    while (!route.inbox->push(job)) {
+      if (g.closed.load(std::memory_order_acquire)) {
+        job->abandon(make_error(errc::shut_down, "the karlton runtime has stopped"));
+        return;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        job->abandon(make_error(errc::overloaded,
+                                "the shard's ingress queue stayed full until the call "
+                                "timed out; raise ingress-capacity or slow down"));
+        return;
+      }
+      std::this_thread::yield();
     }
-    std::this_thread::yield();
   }
-  if (route.inbox->claim_doorbell()) caf::anon_send(route.actor, doorbell_atom::value);
+  // Queued. If shutdown began, its final drain may already have run: drain
+  // ourselves. Otherwise (seq_cst order) that drain comes after our push.
+  if (g.closed.load(std::memory_order_seq_cst)) return fail_queued(route);
+  if (!route.inbox->claim_doorbell()) return; // rung already; the shard will look
+  g.active.fetch_add(1, std::memory_order_seq_cst);
+  if (!g.closed.load(std::memory_order_seq_cst))
+    caf::anon_send(route.actor, doorbell_atom::value);
+  else
+    fail_queued(route);
   g.active.fetch_sub(1, std::memory_order_seq_cst);
 }
 

@@ -210,6 +210,7 @@ private:
     // The high half of the hash picks the shard; the table uses the low half.
     return static_cast<size_t>(((hash >> 32) * core_->routes.size()) >> 32);
   }
+  caf::timespan timeout() const noexcept { return core_->options.call_timeout; }
   deadline_t deadline() const {
     return std::chrono::steady_clock::now() +
            std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -245,10 +246,9 @@ private:
     using call_t = detail::call<Part, R, Combine, Sink>;
     auto c = new call_t(parts.size(), std::move(combine),
                         std::forward<SinkArgs>(sink_args)...);
-    auto until = deadline();
     for (size_t i = 0; i < parts.size(); ++i) {
       auto job = new detail::part_job<call_t, Op>(c, i, std::move(parts[i].second));
-      detail::submit(*core_->runtime_gate, core_->routes[parts[i].first], job, until);
+      detail::submit(*core_->runtime_gate, core_->routes[parts[i].first], job, timeout());
     }
     if (parts.empty()) c->complete_empty();
     return c;
@@ -263,7 +263,7 @@ private:
     if (err)
       c->abandon(err); // as if a shard had refused it
     else
-      detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c, deadline());
+      detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c, timeout());
     return c;
   }
 

@@ -87,36 +87,42 @@ auto cache::ttl_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) con
 template <class Sink, class... A>
 auto cache::get_many_call(const std::vector<std::string>& keys, detail::sink_tag<Sink>,
                           A&&... a) const {
-  struct wanted {
-    uint32_t index;
-    uint32_t hash;
-    std::string key;
-  };
   using part = std::vector<std::pair<uint32_t, value>>;
+  // One op per shard, holding its keys in one buffer (no allocation per key).
   struct op_t {
-    std::vector<wanted> keys;
+    std::string bytes;
+    std::vector<uint32_t> indices;
+    std::vector<uint32_t> ends; // ends[i]: end of key i in `bytes`
+    std::vector<shard_state::key_ref> refs;
     caf::expected<part> operator()(shard_state& s, time_point now) {
       part out;
-      out.reserve(keys.size());
-      for (auto& w : keys)
-        out.emplace_back(w.index, s.get(w.key, w.hash, now));
+      out.reserve(indices.size());
+      size_t begin = 0;
+      for (size_t i = 0; i < indices.size(); ++i) {
+        refs[i].key = std::string_view{bytes}.substr(begin, ends[i] - begin);
+        begin = ends[i];
+      }
+      size_t i = 0;
+      s.get_many(refs, now, [&](value v) { out.emplace_back(indices[i++], std::move(v)); });
       return out;
     }
   };
   std::vector<op_t> by_shard(core_->routes.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     auto h = hash_key(keys[i]);
-    by_shard[shard_of(h)].keys.push_back(
-        wanted{static_cast<uint32_t>(i), static_cast<uint32_t>(h), keys[i]});
+    auto& op = by_shard[shard_of(h)];
+    op.bytes += keys[i];
+    op.indices.push_back(static_cast<uint32_t>(i));
+    op.ends.push_back(static_cast<uint32_t>(op.bytes.size()));
+    op.refs.push_back({{}, static_cast<uint32_t>(h)});
   }
   std::vector<std::pair<size_t, op_t>> parts;
   for (size_t s = 0; s < by_shard.size(); ++s)
-    if (!by_shard[s].keys.empty()) parts.emplace_back(s, std::move(by_shard[s]));
+    if (!by_shard[s].indices.empty()) parts.emplace_back(s, std::move(by_shard[s]));
   auto combine = [n = keys.size()](std::vector<part>&& parts) {
     std::vector<value> out(n);
     for (auto& p : parts)
-      for (auto& [i, v] : p)
-        out[i] = std::move(v);
+      for (auto& [i, v] : p) out[i] = std::move(v);
     return out;
   };
   return start<part, std::vector<value>, Sink>(std::move(parts), combine,
