@@ -98,7 +98,7 @@ private:
 class tiny_lfu_policy final : public eviction_policy {
 public:
   tiny_lfu_policy(entry_table& t, uint64_t capacity, bool weigh_bytes)
-      : table_(t), sketch_(std::max<uint64_t>(capacity, 1)), by_bytes_(weigh_bytes) {
+    : table_(t), sketch_(std::max<uint64_t>(capacity, 1)), by_bytes_(weigh_bytes) {
     window_cap_ = std::max<uint64_t>(1, capacity / 100);
     main_cap_ = capacity > window_cap_ ? capacity - window_cap_ : 1;
     protected_cap_ = main_cap_ * 8 / 10;

@@ -52,13 +52,14 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
   st.time_source = std::move(setup.time_source);
   st.inbox = std::move(setup.inbox);
   return {
-      [=](caf::get_atom, const std::string& key) {
-        return self->state.cache->get(key, now_of(self));
-      },
-      [=](caf::get_atom, const std::vector<std::string>& keys) {
+    [=](caf::get_atom, const std::string& key) {
+      return self->state.cache->get(key, now_of(self));
+    },
+    [=](caf::get_atom, const std::vector<std::string>& keys) {
       std::vector<shard_state::key_ref> refs;
       refs.reserve(keys.size());
-      for (const auto& k : keys) refs.push_back({k, static_cast<uint32_t>(hash_key(k))});
+      for (const auto& k : keys)
+        refs.push_back({k, static_cast<uint32_t>(hash_key(k))});
       std::vector<value> out;
       out.reserve(keys.size());
       self->state.cache->get_many(refs, now_of(self),
@@ -66,66 +67,72 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       return out;
     },
     [=](caf::put_atom, value& v, ttl t) -> caf::result<caf::ok_atom> {
-        auto err = self->state.cache->put(std::move(v), t, now_of(self));
-        arm_expiry(self);
-        return or_error(std::move(err), caf::ok_atom::value);
-      },
-      [=](caf::put_atom, std::vector<value>& vs, ttl t) -> caf::result<caf::ok_atom> {
-        // All or nothing: check every value before storing any.
-        const auto& cfg = self->state.cache->config();
-        for (const auto& v : vs)
-          if (auto err = check_sizes(cfg, v.key().size(), v.bytes().size())) return err;
-        auto now = now_of(self);
-        for (auto& v : vs)
-          if (auto err = self->state.cache->put(std::move(v), t, now)) return err;
-        arm_expiry(self);
-        return caf::ok_atom::value;
-      },
-      [=](caf::delete_atom, const std::string& key) {
-        return self->state.cache->erase(key, now_of(self));
-      },
-      [=](contains_atom, const std::string& key) {
-        return self->state.cache->contains(key, now_of(self));
-      },
-      [=](ttl_atom, const std::string& key) {
-        return self->state.cache->ttl_of(key, now_of(self));
-      },
-      [=](clear_atom) { return self->state.cache->clear(); },
-      [=](stats_atom) { return self->state.cache->stats(); },
-      [=](cleanup_atom) { return self->state.cache->cleanup_expired(now_of(self)); },
-      [=](doorbell_atom) {
-        auto& st = self->state;
-        auto now = now_of(self);
-        for (int done = 0; done < doorbell_batch; ++done) {
-          auto job = st.inbox->pop();
-          if (!job) {
-            if (!st.inbox->release_doorbell()) {
-              arm_expiry(self);
-              return;
-            }
-            continue;
-          }
-          job->run(*st.cache, now);
-        }
-        arm_expiry(self);
-        // Still busy: keep the doorbell claimed and come back after the mailbox.
-        self->send(self, doorbell_atom::value);
-      },
-      [=](expire_atom, uint64_t generation) {
-        auto& st = self->state;
-        if (generation != st.timer_generation) return; // superseded by a re-arm
-        st.armed_for.reset();
-        auto now = now_of(self);
-        st.cache->cleanup_expired(now, expiry_batch);
-        auto next = st.cache->next_expiry();
-        if (next && *next <= now) {
-          // More already due: continue right after the mailbox, not in one go.
-          st.armed_for = now;
-          self->send(self, expire_atom::value, ++st.timer_generation);
+      auto err = self->state.cache->put(std::move(v), t, now_of(self));
+      arm_expiry(self);
+      return or_error(std::move(err), caf::ok_atom::value);
+    },
+    [=](caf::put_atom, std::vector<value>& vs, ttl t) -> caf::result<caf::ok_atom> {
+      // All or nothing: check every value before storing any.
+      const auto& cfg = self->state.cache->config();
+      for (const auto& v : vs)
+        if (auto err = check_sizes(cfg, v.key().size(), v.bytes().size())) return err;
+      auto now = now_of(self);
+      for (auto& v : vs)
+        if (auto err = self->state.cache->put(std::move(v), t, now)) return err;
+      arm_expiry(self);
+      return caf::ok_atom::value;
+    },
+    [=](caf::delete_atom, const std::string& key) {
+      return self->state.cache->erase(key, now_of(self));
+    },
+    [=](contains_atom, const std::string& key) {
+      return self->state.cache->contains(key, now_of(self));
+    },
+    [=](ttl_atom, const std::string& key) {
+      return self->state.cache->ttl_of(key, now_of(self));
+    },
+    [=](clear_atom) { return self->state.cache->clear(); },
+    [=](stats_atom) { return self->state.cache->stats(); },
+    [=](cleanup_atom) { return self->state.cache->cleanup_expired(now_of(self)); },
+    [=](doorbell_atom) {
+      auto& st = self->state;
+      auto now = now_of(self);
+      shard_job* batch[prefetch_batch];
+      for (int done = 0; done < doorbell_batch;) {
+        int n = 0;
+        while (n < prefetch_batch && (batch[n] = st.inbox->pop()) != nullptr)
+          ++n;
+        if (n == 0) {
+          if (st.inbox->release_doorbell()) continue; // a job slipped in
+          arm_expiry(self);
           return;
         }
-        arm_expiry(self);
-      },
+        for (int step = 0; step < 3; ++step)
+          for (int i = 0; i < n; ++i)
+            batch[i]->prefetch(*st.cache, step);
+        for (int i = 0; i < n; ++i)
+          batch[i]->run(*st.cache, now);
+        done += n;
+      }
+      arm_expiry(self);
+      // Still busy: keep the doorbell claimed and come back after the mailbox.
+      self->send(self, doorbell_atom::value);
+    },
+    [=](expire_atom, uint64_t generation) {
+      auto& st = self->state;
+      if (generation != st.timer_generation) return; // superseded by a re-arm
+      st.armed_for.reset();
+      auto now = now_of(self);
+      st.cache->cleanup_expired(now, expiry_batch);
+      auto next = st.cache->next_expiry();
+      if (next && *next <= now) {
+        // More already due: continue right after the mailbox, not in one go.
+        st.armed_for = now;
+        self->send(self, expire_atom::value, ++st.timer_generation);
+        return;
+      }
+      arm_expiry(self);
+    },
   };
 }
 

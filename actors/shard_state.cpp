@@ -21,19 +21,19 @@ uint64_t ceil_ms(caf::timespan d) {
 caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_size) {
   if (key_size > cfg.max_key_bytes)
     return make_error(errc::key_too_large, "key of " + std::to_string(key_size) +
-                                               " bytes exceeds max-key-bytes (" +
-                                               std::to_string(cfg.max_key_bytes) +
-                                               "); nothing was stored");
+                                             " bytes exceeds max-key-bytes (" +
+                                             std::to_string(cfg.max_key_bytes) +
+                                             "); nothing was stored");
   if (value_size > cfg.max_value_bytes)
     return make_error(errc::value_too_large, "value of " + std::to_string(value_size) +
-                                                 " bytes exceeds max-value-bytes (" +
-                                                 std::to_string(cfg.max_value_bytes) +
-                                                 "); nothing was stored");
+                                               " bytes exceeds max-value-bytes (" +
+                                               std::to_string(cfg.max_value_bytes) +
+                                               "); nothing was stored");
   return caf::none;
 }
 
 shard_state::shard_state(shard_config cfg)
-    : cfg_(std::move(cfg)), weigh_bytes_(cfg_.max_bytes > 0) {
+  : cfg_(std::move(cfg)), weigh_bytes_(cfg_.max_bytes > 0) {
   auto capacity = weigh_bytes_ ? cfg_.max_bytes : cfg_.max_entries;
   if (capacity > 0)
     policy_ = eviction_policy::make(cfg_.policy, table_, capacity, weigh_bytes_);

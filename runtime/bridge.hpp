@@ -111,8 +111,8 @@ class call {
 public:
   template <class... SinkArgs>
   call(size_t parts, Combine combine, SinkArgs&&... sink_args)
-      : sink(std::forward<SinkArgs>(sink_args)...), refs_(static_cast<int>(parts) + 1),
-        pending_(static_cast<int>(parts)), parts_(parts), combine_(std::move(combine)) {}
+    : sink(std::forward<SinkArgs>(sink_args)...), refs_(static_cast<int>(parts) + 1),
+      pending_(static_cast<int>(parts)), parts_(parts), combine_(std::move(combine)) {}
 
   void complete(size_t i, caf::expected<Part>&& r) {
     if (!r)
@@ -164,8 +164,13 @@ template <class R, class Op, class Sink>
 class single_call final : public shard_job {
 public:
   template <class... SinkArgs>
-  explicit single_call(Op op, SinkArgs&&... sink_args)
-      : sink(std::forward<SinkArgs>(sink_args)...), op_(std::move(op)) {}
+  single_call(uint32_t key_hash, Op op, SinkArgs&&... sink_args)
+    : sink(std::forward<SinkArgs>(sink_args)...), key_hash_(key_hash),
+      op_(std::move(op)) {}
+
+  void prefetch(const shard_state& state, int step) const noexcept override {
+    state.prefetch(key_hash_, step);
+  }
 
   void run(shard_state& state, time_point now) override {
     sink.deliver(op_(state, now));
@@ -185,6 +190,7 @@ public:
 
 private:
   std::atomic<int> refs_{2};
+  uint32_t key_hash_; // the key's `value::table_hash`
   Op op_;
 };
 
@@ -201,7 +207,7 @@ public:
     if (!k.empty()) std::memcpy(dst, k.data(), k.size());
   }
   small_key(small_key&& other) noexcept
-      : size_(other.size_), heap_(std::move(other.heap_)) {
+    : size_(other.size_), heap_(std::move(other.heap_)) {
     if (!heap_ && size_ > 0) std::memcpy(inline_, other.inline_, size_);
   }
   small_key& operator=(small_key&&) = delete;

@@ -13,8 +13,10 @@ namespace {
 // Fails every job still queued on `route`. Safe beside a running shard: the
 // queue is multi-consumer, so each job is either run or abandoned, once.
 void fail_queued(const shard_route& route) {
-  auto why = make_error(errc::shut_down, "the karlton runtime stopped before the call ran");
-  while (auto job = route.inbox->pop()) job->abandon(why);
+  auto why =
+    make_error(errc::shut_down, "the karlton runtime stopped before the call ran");
+  while (auto job = route.inbox->pop())
+    job->abandon(why);
 }
 
 } // namespace
@@ -26,8 +28,9 @@ void submit(gate& g, const shard_route& route, shard_job* job, caf::timespan tim
   }
   if (!route.inbox->push(job)) {
     // Full: wait for room until the call's timeout (the clock is read only here).
-    auto deadline = std::chrono::steady_clock::now()
-                    + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+    auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
     while (!route.inbox->push(job)) {
       if (g.closed.load(std::memory_order_acquire)) {
         job->abandon(make_error(errc::shut_down, "the karlton runtime has stopped"));

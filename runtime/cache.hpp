@@ -76,31 +76,31 @@ public:
   caf::error put(std::string_view key, std::string_view bytes,
                  ttl t = ttl::cache_default()) const {
     auto r = blocking<unit>(
-        [&](auto&&... s) { return put_call(key, bytes, t, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return put_call(key, bytes, t, KARLTON_FWD(s)...); });
     return r ? caf::error{} : std::move(r.error());
   }
   /// Invalidates `key`; true if it was cached.
   caf::expected<bool> erase(std::string_view key) const {
     return blocking<bool>(
-        [&](auto&&... s) { return erase_call(key, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return erase_call(key, KARLTON_FWD(s)...); });
   }
   caf::expected<bool> contains(std::string_view key) const {
     return blocking<bool>(
-        [&](auto&&... s) { return contains_call(key, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return contains_call(key, KARLTON_FWD(s)...); });
   }
   caf::expected<remaining_ttl> ttl_of(std::string_view key) const {
     return blocking<remaining_ttl>(
-        [&](auto&&... s) { return ttl_call(key, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return ttl_call(key, KARLTON_FWD(s)...); });
   }
   /// One value per key, in order; empty where missed.
   caf::expected<std::vector<value>> get_many(const std::vector<std::string>& keys) const {
     return blocking<std::vector<value>>(
-        [&](auto&&... s) { return get_many_call(keys, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return get_many_call(keys, KARLTON_FWD(s)...); });
   }
   caf::error put_many(const std::vector<std::pair<std::string, std::string>>& items,
                       ttl t = ttl::cache_default()) const {
     auto r = blocking<unit>(
-        [&](auto&&... s) { return put_many_call(items, t, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return put_many_call(items, t, KARLTON_FWD(s)...); });
     return r ? caf::error{} : std::move(r.error());
   }
   /// Removes every entry; returns how many.
@@ -110,59 +110,59 @@ public:
   /// Reclaims expired entries now; returns how many.
   caf::expected<uint64_t> cleanup_expired() const {
     return blocking<uint64_t>(
-        [&](auto&&... s) { return cleanup_call(KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return cleanup_call(KARLTON_FWD(s)...); });
   }
   /// Counters summed over all shards.
   caf::expected<cache_stats> stats() const {
     return blocking<cache_stats>(
-        [&](auto&&... s) { return stats_call(KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return stats_call(KARLTON_FWD(s)...); });
   }
 
   // -- asynchronous, as futures -------------------------------------------------
 
   std::future<caf::expected<value>> get_async(std::string_view key) const {
     return as_future<value>(
-        [&](auto&&... s) { return get_call(key, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return get_call(key, KARLTON_FWD(s)...); });
   }
   std::future<caf::expected<unit>> put_async(std::string_view key, std::string_view bytes,
                                              ttl t = ttl::cache_default()) const {
     return as_future<unit>(
-        [&](auto&&... s) { return put_call(key, bytes, t, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return put_call(key, bytes, t, KARLTON_FWD(s)...); });
   }
   std::future<caf::expected<bool>> erase_async(std::string_view key) const {
     return as_future<bool>(
-        [&](auto&&... s) { return erase_call(key, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return erase_call(key, KARLTON_FWD(s)...); });
   }
   std::future<caf::expected<bool>> contains_async(std::string_view key) const {
     return as_future<bool>(
-        [&](auto&&... s) { return contains_call(key, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return contains_call(key, KARLTON_FWD(s)...); });
   }
   std::future<caf::expected<remaining_ttl>> ttl_of_async(std::string_view key) const {
     return as_future<remaining_ttl>(
-        [&](auto&&... s) { return ttl_call(key, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return ttl_call(key, KARLTON_FWD(s)...); });
   }
   std::future<caf::expected<std::vector<value>>>
   get_many_async(const std::vector<std::string>& keys) const {
     return as_future<std::vector<value>>(
-        [&](auto&&... s) { return get_many_call(keys, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return get_many_call(keys, KARLTON_FWD(s)...); });
   }
   std::future<caf::expected<unit>>
   put_many_async(const std::vector<std::pair<std::string, std::string>>& items,
                  ttl t = ttl::cache_default()) const {
     return as_future<unit>(
-        [&](auto&&... s) { return put_many_call(items, t, KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return put_many_call(items, t, KARLTON_FWD(s)...); });
   }
   std::future<caf::expected<uint64_t>> clear_async() const {
     return as_future<uint64_t>(
-        [&](auto&&... s) { return clear_call(KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return clear_call(KARLTON_FWD(s)...); });
   }
   std::future<caf::expected<uint64_t>> cleanup_expired_async() const {
     return as_future<uint64_t>(
-        [&](auto&&... s) { return cleanup_call(KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return cleanup_call(KARLTON_FWD(s)...); });
   }
   std::future<caf::expected<cache_stats>> stats_async() const {
     return as_future<cache_stats>(
-        [&](auto&&... s) { return stats_call(KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return stats_call(KARLTON_FWD(s)...); });
   }
 
   // -- asynchronous, with callbacks -----------------------------------------------
@@ -188,9 +188,8 @@ public:
   }
   template <class F>
   void get_many_async(const std::vector<std::string>& keys, F f) const {
-    with_callback<std::vector<value>>(std::move(f), [&](auto&&... s) {
-      return get_many_call(keys, KARLTON_FWD(s)...);
-    });
+    with_callback<std::vector<value>>(
+      std::move(f), [&](auto&&... s) { return get_many_call(keys, KARLTON_FWD(s)...); });
   }
   template <class F>
   void put_many_async(const std::vector<std::pair<std::string, std::string>>& items,
@@ -214,7 +213,7 @@ private:
   deadline_t deadline() const {
     return std::chrono::steady_clock::now() +
            std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-               core_->options.call_timeout);
+             core_->options.call_timeout);
   }
 
   // The three call styles. `launch(tag, sink_args...)` starts the call with a
@@ -244,8 +243,8 @@ private:
   auto start(std::vector<std::pair<size_t, Op>>&& parts, Combine combine,
              SinkArgs&&... sink_args) const {
     using call_t = detail::call<Part, R, Combine, Sink>;
-    auto c = new call_t(parts.size(), std::move(combine),
-                        std::forward<SinkArgs>(sink_args)...);
+    auto c =
+      new call_t(parts.size(), std::move(combine), std::forward<SinkArgs>(sink_args)...);
     for (size_t i = 0; i < parts.size(); ++i) {
       auto job = new detail::part_job<call_t, Op>(c, i, std::move(parts[i].second));
       detail::submit(*core_->runtime_gate, core_->routes[parts[i].first], job, timeout());
@@ -259,7 +258,8 @@ private:
   template <class R, class Sink, class Op, class... SinkArgs>
   auto start_one(uint64_t hash, caf::error err, Op op, SinkArgs&&... sink_args) const {
     using call_t = detail::single_call<R, Op, Sink>;
-    auto c = new call_t(std::move(op), std::forward<SinkArgs>(sink_args)...);
+    auto c = new call_t(static_cast<uint32_t>(hash), std::move(op),
+                        std::forward<SinkArgs>(sink_args)...);
     if (err)
       c->abandon(err); // as if a shard had refused it
     else

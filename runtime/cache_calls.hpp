@@ -103,7 +103,8 @@ auto cache::get_many_call(const std::vector<std::string>& keys, detail::sink_tag
         begin = ends[i];
       }
       size_t i = 0;
-      s.get_many(refs, now, [&](value v) { out.emplace_back(indices[i++], std::move(v)); });
+      s.get_many(refs, now,
+                 [&](value v) { out.emplace_back(indices[i++], std::move(v)); });
       return out;
     }
   };
@@ -122,7 +123,8 @@ auto cache::get_many_call(const std::vector<std::string>& keys, detail::sink_tag
   auto combine = [n = keys.size()](std::vector<part>&& parts) {
     std::vector<value> out(n);
     for (auto& p : parts)
-      for (auto& [i, v] : p) out[i] = std::move(v);
+      for (auto& [i, v] : p)
+        out[i] = std::move(v);
     return out;
   };
   return start<part, std::vector<value>, Sink>(std::move(parts), combine,

@@ -28,7 +28,7 @@ public:
 class manual_clock final : public clock {
 public:
   explicit manual_clock(time_point start = time_point{std::chrono::hours{1}})
-      : ns_(start.time_since_epoch().count()) {}
+    : ns_(start.time_since_epoch().count()) {}
   time_point now() const noexcept override {
     return time_point{time_point::duration{ns_.load(std::memory_order_acquire)}};
   }

@@ -21,6 +21,9 @@ public:
   virtual void run(shard_state& state, time_point now) = 0;
   /// The job will never run (the runtime stopped); `why` says so.
   virtual void abandon(const caf::error& why) = 0;
+  /// Step `step` (0..2) of loading the memory `run` will touch, so a shard
+  /// can overlap the cache misses of a batch of jobs. Optional.
+  virtual void prefetch(const shard_state&, int /*step*/) const noexcept {}
 };
 
 /// One shard's ingress queue.

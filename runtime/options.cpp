@@ -30,7 +30,7 @@ caf::error validate(const cache_options& o) {
   if (!valid_name(o.name))
     return bad("name",
                "'" + o.name +
-                   "' must be 1-128 characters of letters, digits, '-', '_' or '.'");
+                 "' must be 1-128 characters of letters, digits, '-', '_' or '.'");
   if (!o.default_ttl.valid() || o.default_ttl.is_default())
     return bad("default-ttl", "must be a positive duration or never");
   if (o.shards > 1024) return bad("shards", "must be at most 1024 (0 = one per core)");
@@ -47,16 +47,16 @@ caf::error validate(const cache_options& o) {
 
 void add_options(caf::config_option_set& opts) {
   caf::config_option_adder{opts, "karlton"}
-      .add<caf::timespan>("default-ttl", "TTL of puts that give none (0 = never expire)")
-      .add<size_t>("shards", "shards per cache (0 = one per scheduler thread)")
-      .add<size_t>("max-entries", "entries per cache (0 = unbounded)")
-      .add<size_t>("max-bytes", "key + value bytes per cache (0 = unbounded)")
-      .add<std::string>("policy", "eviction policy: tinylfu (default) or lru")
-      .add<size_t>("max-key-bytes", "largest key accepted (default 65536)")
-      .add<size_t>("max-value-bytes", "largest value accepted (default 67108864)")
-      .add<caf::timespan>("call-timeout", "how long blocking calls wait (default 5s)")
-      .add<size_t>("ingress-capacity",
-                   "jobs queued per shard from plain threads (default 16384)");
+    .add<caf::timespan>("default-ttl", "TTL of puts that give none (0 = never expire)")
+    .add<size_t>("shards", "shards per cache (0 = one per scheduler thread)")
+    .add<size_t>("max-entries", "entries per cache (0 = unbounded)")
+    .add<size_t>("max-bytes", "key + value bytes per cache (0 = unbounded)")
+    .add<std::string>("policy", "eviction policy: tinylfu (default) or lru")
+    .add<size_t>("max-key-bytes", "largest key accepted (default 65536)")
+    .add<size_t>("max-value-bytes", "largest value accepted (default 67108864)")
+    .add<caf::timespan>("call-timeout", "how long blocking calls wait (default 5s)")
+    .add<size_t>("ingress-capacity",
+                 "jobs queued per shard from plain threads (default 16384)");
 }
 
 caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
@@ -75,10 +75,10 @@ caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
     return bad("karlton.policy", "'" + policy + "' is not one of tinylfu, lru");
   o.max_key_bytes = caf::get_or(cfg, "karlton.max-key-bytes", size_t{o.max_key_bytes});
   o.max_value_bytes =
-      caf::get_or(cfg, "karlton.max-value-bytes", size_t{o.max_value_bytes});
+    caf::get_or(cfg, "karlton.max-value-bytes", size_t{o.max_value_bytes});
   o.call_timeout = caf::get_or(cfg, "karlton.call-timeout", o.call_timeout);
   o.ingress_capacity = static_cast<uint32_t>(
-      caf::get_or(cfg, "karlton.ingress-capacity", size_t{o.ingress_capacity}));
+    caf::get_or(cfg, "karlton.ingress-capacity", size_t{o.ingress_capacity}));
   if (o.default_ttl.is_default()) o.default_ttl = ttl::never();
   return o;
 }

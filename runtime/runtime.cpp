@@ -10,18 +10,16 @@
 namespace karlton {
 
 runtime::runtime(std::shared_ptr<const clock> time_source)
-    : runtime(std::make_unique<runtime_config>(), std::move(time_source)) {}
+  : runtime(std::make_unique<runtime_config>(), std::move(time_source)) {}
 
 runtime::runtime(std::unique_ptr<runtime_config> cfg,
                  std::shared_ptr<const clock> time_source)
-    : owned_cfg_(std::move(cfg)),
-      owned_sys_(std::make_unique<caf::actor_system>(*owned_cfg_)),
-      sys_(owned_sys_.get()), clock_(std::move(time_source)),
-      gate_(std::make_shared<detail::gate>()) {}
+  : owned_cfg_(std::move(cfg)),
+    owned_sys_(std::make_unique<caf::actor_system>(*owned_cfg_)), sys_(owned_sys_.get()),
+    clock_(std::move(time_source)), gate_(std::make_shared<detail::gate>()) {}
 
 runtime::runtime(caf::actor_system& sys, std::shared_ptr<const clock> time_source)
-    : sys_(&sys), clock_(std::move(time_source)),
-      gate_(std::make_shared<detail::gate>()) {}
+  : sys_(&sys), clock_(std::move(time_source)), gate_(std::make_shared<detail::gate>()) {}
 
 runtime::~runtime() {
   shutdown();
@@ -42,8 +40,8 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
     return make_error(errc::invalid_option,
                       "option name: a cache named '" + opts.name + "' already exists");
   auto core = std::make_shared<detail::cache_core>();
-  auto n = opts.shards > 0 ? opts.shards
-                           : std::max<size_t>(1, sys_->scheduler().num_workers());
+  auto n =
+    opts.shards > 0 ? opts.shards : std::max<size_t>(1, sys_->scheduler().num_workers());
   // Bounds are split evenly; rounding up keeps a small cache from rounding to 0.
   shard_config scfg;
   scfg.default_ttl = opts.default_ttl;
@@ -102,7 +100,7 @@ void runtime::shutdown() {
   }
   // 3. Whatever was still queued fails with shut_down, so no caller hangs.
   auto why =
-      make_error(errc::shut_down, "the karlton runtime stopped before the call ran");
+    make_error(errc::shut_down, "the karlton runtime stopped before the call ran");
   for (auto& [name, core] : caches_)
     for (auto& route : core->routes)
       while (auto job = route.inbox->pop())

@@ -33,18 +33,18 @@ class runtime {
 public:
   /// Owns an actor system with `runtime_config`'s defaults.
   explicit runtime(
-      std::shared_ptr<const clock> time_source = std::make_shared<steady_clock>());
+    std::shared_ptr<const clock> time_source = std::make_shared<steady_clock>());
 
   /// Owns an actor system built from `cfg`, e.g. after `cfg->parse(argc, argv)`.
   explicit runtime(
-      std::unique_ptr<runtime_config> cfg,
-      std::shared_ptr<const clock> time_source = std::make_shared<steady_clock>());
+    std::unique_ptr<runtime_config> cfg,
+    std::shared_ptr<const clock> time_source = std::make_shared<steady_clock>());
 
   /// Uses the service's own actor system. Its config must have karlton's
   /// types (`register_types(cfg)`) and, for `karlton.*` settings, its options
   /// (`add_options(custom_options_)`). `sys` must outlive this runtime.
   explicit runtime(caf::actor_system& sys, std::shared_ptr<const clock> time_source =
-                                               std::make_shared<steady_clock>());
+                                             std::make_shared<steady_clock>());
 
   ~runtime();
   runtime(const runtime&) = delete;
