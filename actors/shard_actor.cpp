@@ -29,6 +29,15 @@ void arm_expiry(self_ptr self) {
                      ++st.timer_generation);
 }
 
+// Hands the loads the state started to the loader workers, round robin.
+void dispatch_loads(self_ptr self) {
+  auto& st = self->state;
+  for (auto& [key, id] : st.cache->take_loads_to_start()) {
+    auto& worker = st.loaders[st.next_loader++ % st.loaders.size()];
+    self->send(worker, load_atom::value, std::move(key), id);
+  }
+}
+
 template <class T>
 caf::result<T> or_error(caf::error err, T ok) {
   if (err) return err;
@@ -51,6 +60,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
   st.cache = std::make_unique<shard_state>(std::move(setup.config));
   st.time_source = std::move(setup.time_source);
   st.inbox = std::move(setup.inbox);
+  st.loaders = std::move(setup.loaders);
   return {
     [=](caf::get_atom, const std::string& key) {
       return self->state.cache->get(key, now_of(self));
@@ -94,6 +104,28 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     [=](clear_atom) { return self->state.cache->clear(); },
     [=](stats_atom) { return self->state.cache->stats(); },
     [=](cleanup_atom) { return self->state.cache->cleanup_expired(now_of(self)); },
+    [=](load_atom, const std::string& key) -> caf::result<value> {
+      auto rp = self->make_response_promise<value>();
+      auto deliver = [rp](caf::expected<value> r) mutable {
+        if (r)
+          rp.deliver(std::move(*r));
+        else
+          rp.deliver(std::move(r.error()));
+      };
+      auto hash = static_cast<uint32_t>(hash_key(key));
+      if (auto now = self->state.cache->get_or_load(key, hash, now_of(self), deliver))
+        deliver(std::move(*now));
+      dispatch_loads(self);
+      return rp;
+    },
+    [=](load_outcome& out) {
+      caf::expected<std::string> result = std::move(out.bytes);
+      if (out.error) result = std::move(out.error);
+      self->state.cache->complete_load(out.key, out.id, std::move(result), out.took,
+                                       now_of(self));
+      dispatch_loads(self);
+      arm_expiry(self);
+    },
     [=](doorbell_atom) {
       auto& st = self->state;
       auto now = now_of(self);

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "actors/shard_state.hpp"
 #include "messages/shard_interface.hpp"
@@ -20,6 +21,8 @@ struct shard_setup {
   std::shared_ptr<ingress> inbox;
   /// Told about every removal, in addition to `config.on_removal`; may be null.
   removal_listener_actor listener;
+  /// Workers that run the cache's loader; empty if it has none.
+  std::vector<loader_actor> loaders;
 };
 
 struct shard_actor_state {
@@ -30,6 +33,8 @@ struct shard_actor_state {
   /// CAF timers cannot be cancelled, so a re-armed timer makes the old stale.
   std::optional<time_point> armed_for;
   uint64_t timer_generation = 0;
+  std::vector<loader_actor> loaders;
+  size_t next_loader = 0; // round robin
 
   static inline const char* name = "karlton.shard";
 };

@@ -33,7 +33,7 @@ caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_si
 }
 
 shard_state::shard_state(shard_config cfg)
-  : cfg_(std::move(cfg)), weigh_bytes_(cfg_.max_bytes > 0) {
+  : cfg_(std::move(cfg)), weigh_bytes_(cfg_.max_bytes > 0), rng_(cfg_.seed) {
   auto capacity = weigh_bytes_ ? cfg_.max_bytes : cfg_.max_entries;
   if (capacity > 0)
     policy_ = eviction_policy::make(cfg_.policy, table_, capacity, weigh_bytes_);
@@ -77,8 +77,10 @@ caf::error shard_state::put(value v, ttl t, time_point now) {
   if (!v.unique()) v = value::make(v.key(), v.bytes());
   v.set_born_ms(static_cast<uint32_t>(now_ms));
   ++stats_.puts;
+  loads_.void_key(v.key()); // a load that started before this write must not install
   auto id = table_.find(v.key(), v.table_hash());
   if (id != no_entry) {
+    forget_load_facts(id);
     auto& e = table_.at(id);
     auto old_w = weight_of(e.val);
     auto new_w = weight_of(v);
@@ -130,6 +132,7 @@ void shard_state::enforce_bound() {
 
 void shard_state::remove(entry_id id, removal_cause cause) {
   auto& e = table_.at(id);
+  forget_load_facts(id);
   if (policy_) policy_->on_remove(id, weight_of(e.val));
   if (e.expires()) --expiring_entries_;
   stats_.bytes -= e.val.charge();
@@ -151,6 +154,7 @@ void shard_state::remove(entry_id id, removal_cause cause) {
 }
 
 bool shard_state::erase(std::string_view key, time_point now) {
+  loads_.void_key(key);
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   if (id == no_entry) return false;
   if (expired(table_.at(id), to_ms(now))) {
@@ -189,6 +193,9 @@ uint64_t shard_state::clear() {
       if (table_.at(id).live)
         cfg_.on_removal(table_.at(id).val, removal_cause::explicit_erase);
   }
+  loads_.void_all();
+  load_ms_.clear();
+  stale_.clear();
   table_.clear();
   if (policy_) policy_->clear();
   deadlines_.clear();

@@ -8,7 +8,11 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
+#include <string>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -16,6 +20,7 @@
 
 #include "actors/entry_table.hpp"
 #include "actors/eviction.hpp"
+#include "actors/load_table.hpp"
 #include "messages/stats.hpp"
 #include "messages/ttl.hpp"
 #include "messages/value.hpp"
@@ -29,6 +34,18 @@ using time_point = std::chrono::steady_clock::time_point;
 /// and why. It runs inside the shard, so it must be quick and must not block.
 using removal_callback = std::function<void(const value&, removal_cause)>;
 
+/// How a read-through cache refreshes entries before they expire.
+enum class early_refresh_mode : uint8_t {
+  none,
+  /// XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): a read refreshes
+  /// in the background if `now - delta * beta * ln(U) >= expiry`, where delta
+  /// is how long the entry's last load took and U is uniform in (0, 1].
+  xfetch,
+  /// The guide's probabilistic expiration: an entry of age a expires early, as
+  /// a miss, with probability 1 - exp(-beta * a / ttl).
+  naive,
+};
+
 /// What one shard enforces. The runtime derives it from the cache's options,
 /// dividing the cache's bounds by its number of shards.
 struct shard_config {
@@ -39,6 +56,14 @@ struct shard_config {
   uint64_t max_key_bytes = 64 * 1024;
   uint64_t max_value_bytes = 64 * 1024 * 1024;
   removal_callback on_removal;
+  // Read-through loading (see get_or_load):
+  bool read_through = false;      ///< the cache has a loader
+  caf::timespan refresh_after{0}; ///< reads of older values start a reload; 0: off
+  early_refresh_mode early_refresh = early_refresh_mode::none;
+  double beta = 1.0; ///< XFetch's or the naive mode's beta
+  /// Uniform numbers in (0, 1]; empty: a generator seeded with `seed`.
+  std::function<double()> random;
+  uint64_t seed = 1;
 };
 
 /// Returns `key_too_large` or `value_too_large` if a put of these sizes must be
@@ -49,6 +74,10 @@ caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_si
 class shard_state {
 public:
   explicit shard_state(shard_config cfg);
+  /// Fails the waiters of loads still in flight with `shut_down`.
+  ~shard_state();
+  shard_state(const shard_state&) = delete;
+  shard_state& operator=(const shard_state&) = delete;
 
   /// The value cached under `key`, or an empty value. A hit records the value's
   /// age; an expired entry is removed, counted as expired, and misses.
@@ -80,6 +109,29 @@ public:
   /// Stores `v` under `v.key()`, replacing any previous value, then evicts
   /// down to the size bound. Errors: too large (nothing stored), bad ttl.
   caf::error put(value v, ttl t, time_point now);
+
+  // -- read-through loading (shard_loading.cpp) ------------------------------
+
+  /// The value of `key` if cached; otherwise the result of a load, told to `w`
+  /// later. Returns the answer if there is one now (a hit, an error), or
+  /// nothing if `w` will be called. A miss joins the load in flight for the
+  /// key, or starts one (see `take_loads_to_start`). A hit may also start a
+  /// background reload (`refresh_after`, XFetch) and is answered at once.
+  std::optional<caf::expected<value>> get_or_load(std::string_view key, uint32_t hash,
+                                                  time_point now, load_waiter w);
+
+  /// Loads started since the last call, as (key, load number): the shard
+  /// actor hands each to a loader worker.
+  std::vector<std::pair<std::string, uint64_t>> take_loads_to_start() {
+    return std::exchange(to_start_, {});
+  }
+
+  /// A loader's answer for load `id` of `key`: installs the value unless the
+  /// load was voided, tells every waiter, and counts. A failed reload leaves
+  /// the old value in place, to be served until it expires (stale-if-error).
+  void complete_load(const std::string& key, uint64_t id,
+                     caf::expected<std::string> result, caf::timespan took,
+                     time_point now);
 
   /// Removes `key` (an explicit invalidation). True if it was cached and live.
   bool erase(std::string_view key, time_point now);
@@ -122,6 +174,11 @@ private:
   void remove(entry_id id, removal_cause cause);
   void enforce_bound();
   void compact_deadlines();
+  double uniform();
+  bool expires_early(const entry& e, uint64_t now_ms);
+  void maybe_refresh(std::string_view key, entry_id id, const entry& e, uint64_t now_ms);
+  void start_load(std::string_view key, std::optional<load_waiter> w, bool refresh);
+  void forget_load_facts(entry_id id);
 
   shard_config cfg_;
   bool weigh_bytes_;
@@ -133,6 +190,12 @@ private:
   std::vector<deadline> deadlines_;
   uint64_t expiring_entries_ = 0;
   cache_stats stats_;
+  // Read-through state, empty for caches without a loader.
+  load_table loads_;
+  std::vector<std::pair<std::string, uint64_t>> to_start_;
+  std::unordered_map<entry_id, uint32_t> load_ms_; // delta of loaded entries
+  std::unordered_set<entry_id> stale_;             // entries whose reload failed
+  std::mt19937_64 rng_;
 };
 
 /// Milliseconds of `t` since the clock's epoch: the unit entries store.

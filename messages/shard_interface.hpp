@@ -9,6 +9,7 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include "messages/loading.hpp"
 #include "messages/stats.hpp"
 #include "messages/ttl.hpp"
 #include "messages/value.hpp"
@@ -35,23 +36,26 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// - `delete(key)` erases (invalidates) a key; true if it was cached.
 /// - `clear` erases everything and returns how many entries it removed.
 /// - `cleanup` reclaims expired entries now and returns how many.
+/// - `load(key)` is `get_or_load`: the cached value, or the result of the
+///   cache's loader (one load per key in flight; see shard_state.hpp).
 /// Errors: `key_too_large`, `value_too_large`, `invalid_option` (a bad ttl).
 using shard_actor = caf::typed_actor<
-    caf::replies_to<caf::get_atom, std::string>::with<value>,
-    caf::replies_to<caf::get_atom, std::vector<std::string>>::with<std::vector<value>>,
-    caf::replies_to<caf::put_atom, value, ttl>::with<caf::ok_atom>,
-    caf::replies_to<caf::put_atom, std::vector<value>, ttl>::with<caf::ok_atom>,
-    caf::replies_to<caf::delete_atom, std::string>::with<bool>,
-    caf::replies_to<contains_atom, std::string>::with<bool>,
-    caf::replies_to<ttl_atom, std::string>::with<remaining_ttl>,
-    caf::replies_to<clear_atom>::with<uint64_t>,
-    caf::replies_to<stats_atom>::with<cache_stats>,
-    caf::replies_to<cleanup_atom>::with<uint64_t>, caf::reacts_to<doorbell_atom>,
-    caf::reacts_to<expire_atom, uint64_t>>;
+  caf::replies_to<caf::get_atom, std::string>::with<value>,
+  caf::replies_to<caf::get_atom, std::vector<std::string>>::with<std::vector<value>>,
+  caf::replies_to<caf::put_atom, value, ttl>::with<caf::ok_atom>,
+  caf::replies_to<caf::put_atom, std::vector<value>, ttl>::with<caf::ok_atom>,
+  caf::replies_to<caf::delete_atom, std::string>::with<bool>,
+  caf::replies_to<contains_atom, std::string>::with<bool>,
+  caf::replies_to<ttl_atom, std::string>::with<remaining_ttl>,
+  caf::replies_to<clear_atom>::with<uint64_t>,
+  caf::replies_to<stats_atom>::with<cache_stats>,
+  caf::replies_to<cleanup_atom>::with<uint64_t>,
+  caf::replies_to<load_atom, std::string>::with<value>, caf::reacts_to<load_outcome>,
+  caf::reacts_to<doorbell_atom>, caf::reacts_to<expire_atom, uint64_t>>;
 
 /// An actor that wants to hear about removals: `(removed, key, cause)`.
 using removal_listener_actor =
-    caf::typed_actor<caf::reacts_to<removed_atom, std::string, removal_cause>>;
+  caf::typed_actor<caf::reacts_to<removed_atom, std::string, removal_cause>>;
 
 // removal_cause needs no inspect: CAF 0.17 serializes enums as their underlying type.
 

@@ -57,6 +57,16 @@ cache_stats& cache_stats::operator+=(const cache_stats& other) {
   entries += other.entries;
   bytes += other.bytes;
   hit_age.merge(other.hit_age);
+  loads += other.loads;
+  load_failures += other.load_failures;
+  loads_finished += other.loads_finished;
+  load_time_ns += other.load_time_ns;
+  coalesced += other.coalesced;
+  refreshes += other.refreshes;
+  early_refreshes += other.early_refreshes;
+  early_expirations += other.early_expirations;
+  stale_served += other.stale_served;
+  loads_voided += other.loads_voided;
   return *this;
 }
 

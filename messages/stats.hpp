@@ -47,6 +47,17 @@ struct cache_stats {
   uint64_t entries = 0;       ///< live entries now
   uint64_t bytes = 0;         ///< key + value bytes of live entries now
   age_histogram hit_age;      ///< age of the values served on hits (staleness)
+  // Read-through loading (zero for caches without a loader).
+  uint64_t loads = 0;             ///< loads started (misses and refreshes)
+  uint64_t load_failures = 0;     ///< loads whose loader returned an error
+  uint64_t loads_finished = 0;    ///< loads whose loader returned, either way
+  uint64_t load_time_ns = 0;      ///< summed duration of finished loads
+  uint64_t coalesced = 0;         ///< callers that joined a load already in flight
+  uint64_t refreshes = 0;         ///< background reloads after `refresh-after`
+  uint64_t early_refreshes = 0;   ///< background reloads started by XFetch
+  uint64_t early_expirations = 0; ///< forced misses of the naive probabilistic mode
+  uint64_t stale_served = 0;      ///< hits on a value whose last reload failed
+  uint64_t loads_voided = 0; ///< loads not installed: a write or invalidation came first
 
   double hit_rate() const noexcept {
     auto total = hits + misses;
@@ -54,6 +65,11 @@ struct cache_stats {
   }
   uint64_t age_p50_ms() const noexcept { return hit_age.percentile(0.50); }
   uint64_t age_p99_ms() const noexcept { return hit_age.percentile(0.99); }
+  double mean_load_ms() const noexcept {
+    return loads_finished == 0 ? 0.0
+                               : static_cast<double>(load_time_ns) / 1e6 /
+                                   static_cast<double>(loads_finished);
+  }
 
   cache_stats& operator+=(const cache_stats& other);
 };
@@ -62,7 +78,9 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
   return f(caf::meta::type_name("karlton::cache_stats"), x.hits, x.misses, x.puts,
            x.expired, x.evictions, x.invalidations, x.rejected, x.entries, x.bytes,
-           x.hit_age);
+           x.hit_age, x.loads, x.load_failures, x.loads_finished, x.load_time_ns,
+           x.coalesced, x.refreshes, x.early_refreshes, x.early_expirations,
+           x.stale_served, x.loads_voided);
 }
 
 } // namespace karlton

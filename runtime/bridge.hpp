@@ -221,6 +221,48 @@ private:
   std::unique_ptr<char[]> heap_;
 };
 
+/// A `get_or_load` on one shard. Unlike `single_call`, its answer may come
+/// later: after the load it started or joined finishes, in another message.
+/// Reference counted: one for the shard (held until answered), one for the caller.
+template <class Sink>
+class load_call final : public shard_job {
+public:
+  template <class... SinkArgs>
+  load_call(std::string_view key, uint32_t key_hash, SinkArgs&&... sink_args)
+    : sink(std::forward<SinkArgs>(sink_args)...), key_hash_(key_hash), key_(key) {}
+
+  void run(shard_state& state, time_point now) override {
+    auto answer_later = [this](caf::expected<value> r) {
+      sink.deliver(std::move(r));
+      release();
+    };
+    if (auto now_answer = state.get_or_load(key_.view(), key_hash_, now, answer_later)) {
+      sink.deliver(std::move(*now_answer));
+      release();
+    }
+  }
+
+  void abandon(const caf::error& why) override {
+    sink.deliver(caf::expected<value>{why});
+    release();
+  }
+
+  void prefetch(const shard_state& state, int step) const noexcept override {
+    state.prefetch(key_hash_, step);
+  }
+
+  void release() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  Sink sink;
+
+private:
+  std::atomic<int> refs_{2};
+  uint32_t key_hash_;
+  small_key key_;
+};
+
 /// The job for part `index` of `call`: runs `op(state, now)` on the shard.
 template <class Call, class Op>
 class part_job final : public shard_job {

@@ -31,6 +31,7 @@ struct cache_core {
   cache_options options;
   shard_config shard_cfg; // per-shard bounds, for checks made before a call
   std::vector<shard_route> routes;
+  std::vector<loader_actor> loaders; // stopped with the shards
   std::shared_ptr<gate> runtime_gate;
 };
 
@@ -112,6 +113,12 @@ public:
     return blocking<uint64_t>(
       [&](auto&&... s) { return cleanup_call(KARLTON_FWD(s)...); });
   }
+  /// Read-through: the cached value, or the loader's (one load per key in
+  /// flight; a write or invalidation during a load voids it). Needs a loader.
+  caf::expected<value> get_or_load(std::string_view key) const {
+    return blocking<value>(
+      [&](auto&&... s) { return load_call(key, KARLTON_FWD(s)...); });
+  }
   /// Counters summed over all shards.
   caf::expected<cache_stats> stats() const {
     return blocking<cache_stats>(
@@ -123,6 +130,10 @@ public:
   std::future<caf::expected<value>> get_async(std::string_view key) const {
     return as_future<value>(
       [&](auto&&... s) { return get_call(key, KARLTON_FWD(s)...); });
+  }
+  std::future<caf::expected<value>> get_or_load_async(std::string_view key) const {
+    return as_future<value>(
+      [&](auto&&... s) { return load_call(key, KARLTON_FWD(s)...); });
   }
   std::future<caf::expected<unit>> put_async(std::string_view key, std::string_view bytes,
                                              ttl t = ttl::cache_default()) const {
@@ -180,6 +191,11 @@ public:
     with_callback<unit>(std::move(f), [&](auto&&... s) {
       return put_call(key, bytes, t, KARLTON_FWD(s)...);
     });
+  }
+  template <class F>
+  void get_or_load_async(std::string_view key, F f) const {
+    with_callback<value>(std::move(f),
+                         [&](auto&&... s) { return load_call(key, KARLTON_FWD(s)...); });
   }
   template <class F>
   void erase_async(std::string_view key, F f) const {
@@ -264,6 +280,17 @@ private:
       c->abandon(err); // as if a shard had refused it
     else
       detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c, timeout());
+    return c;
+  }
+
+  // A get_or_load on the shard that owns `key`.
+  template <class Sink, class... SinkArgs>
+  auto load_call(std::string_view key, detail::sink_tag<Sink>,
+                 SinkArgs&&... sink_args) const {
+    auto hash = hash_key(key);
+    auto c = new detail::load_call<Sink>(key, static_cast<uint32_t>(hash),
+                                         std::forward<SinkArgs>(sink_args)...);
+    detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c, timeout());
     return c;
   }
 

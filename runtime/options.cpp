@@ -1,6 +1,7 @@
 #include "runtime/options.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <thread>
 
 #include <caf/config_option_adder.hpp>
@@ -42,6 +43,16 @@ caf::error validate(const cache_options& o) {
     return bad("call-timeout", "must be positive");
   if (o.ingress_capacity < 2 || o.ingress_capacity > 65535)
     return bad("ingress-capacity", "must be between 2 and 65535");
+  if (o.loader && (o.loader_concurrency < 1 || o.loader_concurrency > 256))
+    return bad("loader-concurrency", "must be between 1 and 256");
+  if (o.refresh_after < caf::timespan::zero())
+    return bad("refresh-after", "must not be negative (0 = off)");
+  if (!(o.beta > 0.0) || !std::isfinite(o.beta))
+    return bad("beta", "must be a positive number");
+  if (!o.loader && o.refresh_after > caf::timespan::zero())
+    return bad("refresh-after", "needs a loader: only a read-through cache can reload");
+  if (!o.loader && o.early_refresh != early_refresh_mode::none)
+    return bad("early-refresh", "needs a loader: only a read-through cache can reload");
   return caf::none;
 }
 
@@ -79,6 +90,18 @@ caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
   o.call_timeout = caf::get_or(cfg, "karlton.call-timeout", o.call_timeout);
   o.ingress_capacity = static_cast<uint32_t>(
     caf::get_or(cfg, "karlton.ingress-capacity", size_t{o.ingress_capacity}));
+  o.loader_concurrency = static_cast<uint32_t>(
+    caf::get_or(cfg, "karlton.loader-concurrency", size_t{o.loader_concurrency}));
+  o.refresh_after = caf::get_or(cfg, "karlton.refresh-after", o.refresh_after);
+  auto early = caf::get_or(cfg, "karlton.early-refresh", std::string{"none"});
+  if (early == "xfetch")
+    o.early_refresh = early_refresh_mode::xfetch;
+  else if (early == "naive")
+    o.early_refresh = early_refresh_mode::naive;
+  else if (early != "none")
+    return bad("karlton.early-refresh",
+               "'" + early + "' is not one of none, xfetch, naive");
+  o.beta = caf::get_or(cfg, "karlton.beta", o.beta);
   if (o.default_ttl.is_default()) o.default_ttl = ttl::never();
   return o;
 }

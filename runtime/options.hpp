@@ -12,6 +12,7 @@
 #include <caf/timespan.hpp>
 
 #include "actors/eviction.hpp"
+#include "actors/loader_actor.hpp"
 #include "actors/shard_state.hpp"
 #include "messages/shard_interface.hpp"
 #include "messages/ttl.hpp"
@@ -49,6 +50,26 @@ struct cache_options {
   removal_callback on_removal;
   /// Told about every removal by message.
   removal_listener_actor removal_listener;
+
+  // -- read-through loading (`get_or_load`) -----------------------------------
+  /// Fetches a missing key. It runs on one of `loader_concurrency` threads of
+  /// its own, never on a shard, so it may block. Empty: no read-through.
+  load_function loader;
+  /// Loader threads of this cache. Setting: `karlton.loader-concurrency`.
+  uint32_t loader_concurrency = 4;
+  /// A `get_or_load` of a value older than this returns it at once and
+  /// starts one background reload. 0: off. Setting: `karlton.refresh-after`.
+  caf::timespan refresh_after{0};
+  /// Refresh or expire before the TTL runs out: none, xfetch or naive (the
+  /// guide's). Setting: `karlton.early-refresh`.
+  early_refresh_mode early_refresh = early_refresh_mode::none;
+  /// XFetch's (or the naive mode's) beta; > 0. Setting: `karlton.beta`.
+  double beta = 1.0;
+  /// Uniform numbers in (0, 1] for the early modes, for reproducible tests.
+  /// Called on shard threads, concurrently if the cache has several shards.
+  /// Empty: a generator per shard, seeded from `seed` and the shard's index.
+  std::function<double()> random;
+  uint64_t seed = 1;
 };
 
 /// Checks every option; the error is `invalid_option` and names the option.

@@ -51,9 +51,20 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   scfg.max_key_bytes = opts.max_key_bytes;
   scfg.max_value_bytes = opts.max_value_bytes;
   scfg.on_removal = opts.on_removal;
+  scfg.read_through = static_cast<bool>(opts.loader);
+  scfg.refresh_after = opts.refresh_after;
+  scfg.early_refresh = opts.early_refresh;
+  scfg.beta = opts.beta;
+  scfg.random = opts.random;
+  // Loaders may block, so each worker gets a thread of its own (detached).
+  if (opts.loader)
+    for (uint32_t i = 0; i < opts.loader_concurrency; ++i)
+      core->loaders.push_back(
+        sys_->spawn<caf::detached>(loader_worker, opts.loader, clock_));
   for (size_t i = 0; i < n; ++i) {
     auto inbox = std::make_shared<ingress>(opts.ingress_capacity);
-    shard_setup setup{scfg, clock_, inbox, opts.removal_listener};
+    scfg.seed = opts.seed + i;
+    shard_setup setup{scfg, clock_, inbox, opts.removal_listener, core->loaders};
     auto actor = sys_->spawn(shard, std::move(setup));
     core->routes.push_back(detail::shard_route{std::move(actor), std::move(inbox)});
   }
@@ -89,12 +100,17 @@ void runtime::shutdown() {
   {
     caf::scoped_actor self{*sys_};
     size_t pending = 0;
-    for (auto& [name, core] : caches_)
-      for (auto& route : core->routes) {
-        self->monitor(route.actor);
-        self->send_exit(route.actor, caf::exit_reason::user_shutdown);
-        ++pending;
-      }
+    auto stop = [&](const auto& actor) {
+      self->monitor(actor);
+      self->send_exit(actor, caf::exit_reason::user_shutdown);
+      ++pending;
+    };
+    for (auto& [name, core] : caches_) {
+      for (auto& route : core->routes)
+        stop(route.actor);
+      for (auto& loader : core->loaders)
+        stop(loader); // a busy one finishes its load first
+    }
     for (; pending > 0; --pending)
       self->receive([](const caf::down_msg&) {});
   }

@@ -1,0 +1,70 @@
+#include "actors/load_table.hpp"
+
+namespace karlton {
+
+bool load_table::join(std::string_view key, load_waiter&& w) {
+  auto i = current_.find(std::string{key});
+  if (i == current_.end()) return false;
+  i->second.waiters.push_back(std::move(w));
+  return true;
+}
+
+bool load_table::in_flight(std::string_view key) const {
+  return current_.count(std::string{key}) > 0;
+}
+
+uint64_t load_table::start(std::string_view key, std::optional<load_waiter> w,
+                           bool refresh) {
+  auto id = next_id_++;
+  pending p{id, refresh, {}};
+  if (w) p.waiters.push_back(std::move(*w));
+  current_.emplace(std::string{key}, std::move(p));
+  return id;
+}
+
+bool load_table::void_key(std::string_view key) {
+  auto i = current_.find(std::string{key});
+  if (i == current_.end()) return false;
+  voided_.emplace(i->second.id, std::move(i->second));
+  current_.erase(i);
+  return true;
+}
+
+uint64_t load_table::void_all() {
+  uint64_t n = current_.size();
+  for (auto& [key, p] : current_)
+    voided_.emplace(p.id, std::move(p));
+  current_.clear();
+  return n;
+}
+
+std::optional<load_table::finished> load_table::finish(std::string_view key,
+                                                       uint64_t id) {
+  if (auto i = current_.find(std::string{key});
+      i != current_.end() && i->second.id == id) {
+    finished out{true, i->second.refresh, std::move(i->second.waiters)};
+    current_.erase(i);
+    return out;
+  }
+  if (auto i = voided_.find(id); i != voided_.end()) {
+    finished out{false, i->second.refresh, std::move(i->second.waiters)};
+    voided_.erase(i);
+    return out;
+  }
+  return std::nullopt;
+}
+
+void load_table::fail_all(const caf::error& why) {
+  auto fail = [&](pending& p) {
+    for (auto& w : p.waiters)
+      w(caf::expected<value>{why});
+  };
+  for (auto& [key, p] : current_)
+    fail(p);
+  for (auto& [id, p] : voided_)
+    fail(p);
+  current_.clear();
+  voided_.clear();
+}
+
+} // namespace karlton

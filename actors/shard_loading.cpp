@@ -1,0 +1,137 @@
+// shard_state, part two: read-through loading with single flight, version
+// stamps, refresh-ahead, stale-if-error and early refresh (XFetch or naive).
+#include <cmath>
+
+#include "actors/shard_state.hpp"
+#include "messages/errors.hpp"
+
+namespace karlton {
+
+shard_state::~shard_state() {
+  loads_.fail_all(
+    make_error(errc::shut_down, "the shard stopped before the load finished"));
+}
+
+double shard_state::uniform() {
+  if (cfg_.random) return cfg_.random();
+  // 53 random bits scaled into (0, 1]: ln(U) below is then always finite.
+  return (static_cast<double>(rng_() >> 11) + 1.0) * 0x1.0p-53;
+}
+
+void shard_state::forget_load_facts(entry_id id) {
+  if (load_ms_.empty() && stale_.empty()) return;
+  load_ms_.erase(id);
+  stale_.erase(id);
+}
+
+void shard_state::start_load(std::string_view key, std::optional<load_waiter> w,
+                             bool refresh) {
+  auto id = loads_.start(key, std::move(w), refresh);
+  to_start_.emplace_back(std::string{key}, id);
+  ++stats_.loads;
+}
+
+// The guide's probabilistic expiration: the older the entry, the likelier a
+// read treats it as expired. Ages are exact up to 49 days (value::born_ms).
+bool shard_state::expires_early(const entry& e, uint64_t now_ms) {
+  if (cfg_.early_refresh != early_refresh_mode::naive || !e.expires()) return false;
+  auto age = static_cast<uint32_t>(static_cast<uint32_t>(now_ms) - e.val.born_ms());
+  auto born = now_ms - age;
+  if (e.expiry_ms <= born) return true;
+  auto ttl = static_cast<double>(e.expiry_ms - born);
+  auto p = 1.0 - std::exp(-cfg_.beta * static_cast<double>(age) / ttl);
+  return uniform() < p;
+}
+
+// On a hit: starts one background reload if the value is old enough
+// (refresh-ahead) or if XFetch draws it, unless a load is already in flight.
+void shard_state::maybe_refresh(std::string_view key, entry_id id, const entry& e,
+                                uint64_t now_ms) {
+  bool refresh = false;
+  if (cfg_.refresh_after > caf::timespan::zero()) {
+    auto age = static_cast<uint32_t>(static_cast<uint32_t>(now_ms) - e.val.born_ms());
+    refresh = std::chrono::milliseconds{age} >= cfg_.refresh_after;
+  }
+  bool early = false;
+  if (!refresh && cfg_.early_refresh == early_refresh_mode::xfetch && e.expires()) {
+    auto delta = load_ms_.find(id);
+    if (delta != load_ms_.end()) {
+      // -ln(U) >= 0, so the test fires more often as expiry nears, and more
+      // often for values that take long to load.
+      auto lead = -static_cast<double>(delta->second) * cfg_.beta * std::log(uniform());
+      early = static_cast<double>(now_ms) + lead >= static_cast<double>(e.expiry_ms);
+    }
+  }
+  if (!refresh && !early) return;
+  if (loads_.in_flight(key)) return; // coalesced with the load already running
+  start_load(key, std::nullopt, true);
+  if (refresh)
+    ++stats_.refreshes;
+  else
+    ++stats_.early_refreshes;
+}
+
+std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view key,
+                                                             uint32_t hash,
+                                                             time_point now,
+                                                             load_waiter w) {
+  if (!cfg_.read_through)
+    return caf::expected<value>{make_error(
+      errc::invalid_option, "get_or_load needs a loader; this cache has none")};
+  auto now_ms = to_ms(now);
+  auto id = table_.find(key, hash);
+  if (id != no_entry && !expired(table_.at(id), now_ms)) {
+    if (expires_early(table_.at(id), now_ms)) {
+      ++stats_.early_expirations;
+      remove(id, removal_cause::expired);
+    } else {
+      const auto& e = table_.at(id);
+      if (stale_.count(id) > 0) ++stats_.stale_served;
+      maybe_refresh(key, id, e, now_ms);
+      return caf::expected<value>{get(key, hash, now)};
+    }
+  }
+  get(key, hash, now); // counts the miss, reclaims an expired entry
+  if (loads_.join(key, std::move(w))) {
+    ++stats_.coalesced;
+    return std::nullopt;
+  }
+  start_load(key, std::move(w), false);
+  return std::nullopt;
+}
+
+void shard_state::complete_load(const std::string& key, uint64_t id,
+                                caf::expected<std::string> result, caf::timespan took,
+                                time_point now) {
+  auto done = loads_.finish(key, id);
+  if (!done) return; // not ours (or already failed at shutdown)
+  ++stats_.loads_finished;
+  stats_.load_time_ns += static_cast<uint64_t>(std::max(took.count(), int64_t{0}));
+  if (!result) {
+    ++stats_.load_failures;
+    if (done->refresh) {
+      // Stale-if-error: the old value stays until its own expiry.
+      if (auto entry_id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+          entry_id != no_entry)
+        stale_.insert(entry_id);
+    }
+    for (auto& waiter : done->waiters)
+      waiter(caf::expected<value>{result.error()});
+    return;
+  }
+  auto v = value::make(key, *result);
+  if (!done->installable) {
+    ++stats_.loads_voided;
+  } else if (!put(v, ttl::cache_default(), now)) {
+    auto entry_id = table_.find(key, v.table_hash());
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+    if (entry_id != no_entry)
+      load_ms_[entry_id] = static_cast<uint32_t>(std::max<int64_t>(ms, 0));
+  }
+  // Waiters get the value even when it was voided (their reads overlapped the
+  // write) or too large to cache (the loader produced it all the same).
+  for (auto& waiter : done->waiters)
+    waiter(caf::expected<value>{v});
+}
+
+} // namespace karlton

@@ -1,0 +1,304 @@
+// Read-through loading in the shard's plain state, event by event: every
+// order of load start, invalidation, write, load completion and a second
+// reader, checked against rule 1 (a voided load is never installed nor given
+// to a later call) and rule 2 (one load per key in flight).
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "actors/shard_state.hpp"
+#include "messages/errors.hpp"
+
+using namespace karlton;
+using namespace std::chrono_literals;
+
+namespace {
+
+const time_point t0{std::chrono::hours{1}};
+time_point at(std::chrono::milliseconds d) {
+  return t0 + d;
+}
+
+uint32_t h(const std::string& k) {
+  return static_cast<uint32_t>(hash_key(k));
+}
+
+shard_config loading(caf::timespan ttl_value = 10s) {
+  shard_config cfg;
+  cfg.read_through = true;
+  cfg.default_ttl = ttl::after(ttl_value);
+  return cfg;
+}
+
+// A caller of get_or_load: what it was told, now or later.
+struct reader {
+  std::vector<std::string> got; // value bytes, "<miss>" or "error:<code>"
+  load_waiter waiter() {
+    return [this](caf::expected<value> r) { record(r); };
+  }
+  void record(const caf::expected<value>& r) {
+    if (!r)
+      got.push_back(std::string{"error:"} +
+                    to_string(static_cast<errc>(r.error().code())));
+    else
+      got.push_back(*r ? std::string{r->bytes()} : "<miss>");
+  }
+  // Calls get_or_load and records an immediate answer; true if it answered now.
+  bool read(shard_state& s, const std::string& key, time_point now) {
+    auto answer = s.get_or_load(key, h(key), now, waiter());
+    if (answer) record(*answer);
+    return answer.has_value();
+  }
+};
+
+using loads = std::vector<std::pair<std::string, uint64_t>>;
+
+} // namespace
+
+TEST_CASE("concurrent misses on one key start one load, and all get its result",
+          "[loading][rule2]") {
+  shard_state s{loading()};
+  reader a, b, c;
+  CHECK_FALSE(a.read(s, "k", t0));
+  CHECK_FALSE(b.read(s, "k", t0));
+  CHECK_FALSE(c.read(s, "k", t0));
+  auto started = s.take_loads_to_start();
+  REQUIRE(started.size() == 1);
+  s.complete_load("k", started[0].second, std::string{"v1"}, 50ms, t0);
+  CHECK(a.got == std::vector<std::string>{"v1"});
+  CHECK(b.got == a.got);
+  CHECK(c.got == a.got);
+  reader d;
+  CHECK(d.read(s, "k", t0)); // now a hit
+  CHECK(d.got == a.got);
+  auto st = s.stats();
+  CHECK(st.loads == 1);
+  CHECK(st.coalesced == 2);
+  CHECK(st.loads_finished == 1);
+  CHECK(st.load_time_ns == 50'000'000);
+  CHECK(st.mean_load_ms() == Approx(50.0));
+}
+
+TEST_CASE("a failed load gives every waiter the error and caches nothing", "[loading]") {
+  shard_state s{loading()};
+  reader a, b;
+  a.read(s, "k", t0);
+  b.read(s, "k", t0);
+  auto started = s.take_loads_to_start();
+  s.complete_load("k", started[0].second, make_error(errc::store_failure, "db down"), 5ms,
+                  t0);
+  CHECK(a.got == std::vector<std::string>{"error:store_failure"});
+  CHECK(b.got == a.got);
+  CHECK(s.size() == 0);
+  CHECK(s.stats().load_failures == 1);
+  reader c;
+  CHECK_FALSE(c.read(s, "k", t0)); // nothing cached: a new load
+  CHECK(s.take_loads_to_start().size() == 1);
+}
+
+TEST_CASE("rule 1: start, invalidate, complete, then a reader: the load is not installed",
+          "[loading][rule1]") {
+  shard_state s{loading()};
+  reader a, b;
+  a.read(s, "k", t0);
+  auto first = s.take_loads_to_start().at(0).second;
+  CHECK_FALSE(s.erase("k", t0)); // nothing cached yet, but the load is voided
+  s.complete_load("k", first, std::string{"old"}, 1ms, t0);
+  CHECK(a.got == std::vector<std::string>{"old"}); // a's read overlapped the write
+  CHECK(s.size() == 0);
+  CHECK_FALSE(b.read(s, "k", t0)); // b starts anew
+  auto second = s.take_loads_to_start();
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].second != first);
+  CHECK(s.stats().loads_voided == 1);
+}
+
+TEST_CASE(
+  "rule 1: start, invalidate, a reader, then completion: the reader waits for the "
+  "new load",
+  "[loading][rule1]") {
+  shard_state s{loading()};
+  reader a, b;
+  a.read(s, "k", t0);
+  auto first = s.take_loads_to_start().at(0).second;
+  s.erase("k", t0);
+  CHECK_FALSE(b.read(s, "k", t0));
+  auto second = s.take_loads_to_start();
+  REQUIRE(second.size() == 1); // rule 2: one current load, the new one
+  s.complete_load("k", first, std::string{"old"}, 1ms, t0);
+  CHECK(a.got == std::vector<std::string>{"old"});
+  CHECK(b.got.empty()); // b never receives the voided result
+  CHECK(s.size() == 0);
+  s.complete_load("k", second[0].second, std::string{"new"}, 1ms, t0);
+  CHECK(b.got == std::vector<std::string>{"new"});
+  reader c;
+  CHECK(c.read(s, "k", t0));
+  CHECK(c.got == std::vector<std::string>{"new"});
+}
+
+TEST_CASE("rule 1: start, put, complete: the put wins", "[loading][rule1]") {
+  shard_state s{loading()};
+  reader a, b;
+  a.read(s, "k", t0);
+  auto first = s.take_loads_to_start().at(0).second;
+  REQUIRE_FALSE(s.put(value::make("k", "written"), ttl::cache_default(), t0));
+  s.complete_load("k", first, std::string{"loaded-before"}, 1ms, t0);
+  CHECK(b.read(s, "k", t0));
+  CHECK(b.got == std::vector<std::string>{"written"});
+  CHECK(s.stats().loads_voided == 1);
+}
+
+TEST_CASE("rule 1: a reader that joined before the invalidation gets the old result, one "
+          "after it does not",
+          "[loading][rule1]") {
+  shard_state s{loading()};
+  reader a, b, c;
+  a.read(s, "k", t0);
+  b.read(s, "k", t0); // joins
+  auto first = s.take_loads_to_start().at(0).second;
+  s.erase("k", t0);
+  c.read(s, "k", t0); // after: a new load
+  auto second = s.take_loads_to_start();
+  REQUIRE(second.size() == 1);
+  s.complete_load("k", first, std::string{"old"}, 1ms, t0);
+  CHECK(a.got == std::vector<std::string>{"old"});
+  CHECK(b.got == std::vector<std::string>{"old"});
+  CHECK(c.got.empty());
+  s.complete_load("k", second[0].second, std::string{"new"}, 1ms, t0);
+  CHECK(c.got == std::vector<std::string>{"new"});
+}
+
+TEST_CASE("rule 1: clear voids every load in flight", "[loading][rule1]") {
+  shard_state s{loading()};
+  reader a, b;
+  a.read(s, "x", t0);
+  b.read(s, "y", t0);
+  auto started = s.take_loads_to_start();
+  REQUIRE(started.size() == 2);
+  s.clear();
+  for (auto& [key, id] : started)
+    s.complete_load(key, id, std::string{"old"}, 1ms, t0);
+  CHECK(s.size() == 0);
+  CHECK(s.stats().loads_voided == 2);
+}
+
+TEST_CASE("rule 1: a load completing after a later one is ignored", "[loading][rule1]") {
+  shard_state s{loading()};
+  reader a, b;
+  a.read(s, "k", t0);
+  auto first = s.take_loads_to_start().at(0).second;
+  s.erase("k", t0);
+  b.read(s, "k", t0);
+  auto second = s.take_loads_to_start().at(0).second;
+  s.complete_load("k", second, std::string{"new"}, 1ms, t0);
+  s.complete_load("k", first, std::string{"old"}, 1ms, t0); // late and voided
+  reader c;
+  CHECK(c.read(s, "k", t0));
+  CHECK(c.got == std::vector<std::string>{"new"});
+}
+
+TEST_CASE("get_or_load without a loader is an invalid_option error",
+          "[loading][errors]") {
+  shard_state s{shard_config{}};
+  reader a;
+  CHECK(a.read(s, "k", t0));
+  CHECK(a.got == std::vector<std::string>{"error:invalid_option"});
+}
+
+TEST_CASE("a stopping shard fails the waiters of its loads", "[loading][shutdown]") {
+  reader a;
+  {
+    shard_state s{loading()};
+    a.read(s, "k", t0);
+  }
+  CHECK(a.got == std::vector<std::string>{"error:shut_down"});
+}
+
+TEST_CASE("refresh-ahead serves the old value and reloads once in the background",
+          "[loading][refresh]") {
+  auto cfg = loading(10s);
+  cfg.refresh_after = 1s;
+  shard_state s{cfg};
+  reader r;
+  r.read(s, "k", t0);
+  s.complete_load("k", s.take_loads_to_start().at(0).second, std::string{"v1"}, 1ms, t0);
+  CHECK(r.read(s, "k", at(500ms))); // young: no reload
+  CHECK(s.take_loads_to_start().empty());
+  CHECK(r.read(s, "k", at(1500ms))); // old: served at once...
+  CHECK(r.got.back() == "v1");
+  auto reload = s.take_loads_to_start(); // ...and one reload starts
+  REQUIRE(reload.size() == 1);
+  CHECK(r.read(s, "k", at(1600ms))); // coalesced: no second reload
+  CHECK(s.take_loads_to_start().empty());
+  s.complete_load("k", reload[0].second, std::string{"v2"}, 1ms, at(1700ms));
+  CHECK(r.read(s, "k", at(1800ms)));
+  CHECK(r.got.back() == "v2");
+  CHECK(s.stats().refreshes == 1);
+}
+
+TEST_CASE("stale-if-error: a failed reload keeps the old value until it expires",
+          "[loading][refresh]") {
+  auto cfg = loading(10s);
+  cfg.refresh_after = 1s;
+  shard_state s{cfg};
+  reader r;
+  r.read(s, "k", t0);
+  s.complete_load("k", s.take_loads_to_start().at(0).second, std::string{"v1"}, 1ms, t0);
+  r.read(s, "k", at(2s));
+  auto reload = s.take_loads_to_start().at(0).second;
+  s.complete_load("k", reload, make_error(errc::store_failure, "db down"), 1ms, at(2s));
+  CHECK(r.read(s, "k", at(3s)));
+  CHECK(r.got.back() == "v1");
+  auto st = s.stats();
+  CHECK(st.load_failures == 1);
+  CHECK(st.stale_served == 1);
+  s.take_loads_to_start();              // that read started another reload; let it hang
+  CHECK_FALSE(r.read(s, "k", at(10s))); // hard expiry: a miss that waits
+}
+
+TEST_CASE("XFetch refreshes early with a probability that grows toward expiry",
+          "[loading][xfetch]") {
+  auto cfg = loading(10s);
+  cfg.early_refresh = early_refresh_mode::xfetch;
+  double u = 1.0;
+  cfg.random = [&u] { return u; };
+  shard_state s{cfg};
+  reader r;
+  r.read(s, "k", t0);
+  // The load took 100 ms: delta.
+  s.complete_load("k", s.take_loads_to_start().at(0).second, std::string{"v"}, 100ms, t0);
+  u = std::exp(-10.0); // -ln(U) = 10: refresh when now + 100 ms * 10 >= expiry
+  CHECK(r.read(s, "k", at(8900ms)));
+  CHECK(s.take_loads_to_start().empty()); // 8.9 s + 1 s < 10 s
+  CHECK(r.read(s, "k", at(9000ms)));
+  CHECK(s.take_loads_to_start().size() == 1); // 9 s + 1 s >= 10 s
+  CHECK(r.got.back() == "v");                 // served at once
+  CHECK(s.stats().early_refreshes == 1);
+  u = 1.0; // -ln(1) = 0: never early, whatever the age
+  shard_state fresh{cfg};
+  reader q;
+  q.read(fresh, "k", t0);
+  fresh.complete_load("k", fresh.take_loads_to_start().at(0).second, std::string{"v"},
+                      100ms, t0);
+  CHECK(q.read(fresh, "k", at(9999ms)));
+  CHECK(fresh.take_loads_to_start().empty());
+}
+
+TEST_CASE("the guide's naive mode expires early as a forced miss", "[loading][naive]") {
+  auto cfg = loading(10s);
+  cfg.early_refresh = early_refresh_mode::naive;
+  cfg.beta = 1.0;
+  double u = 0.5;
+  cfg.random = [&u] { return u; };
+  shard_state s{cfg};
+  reader r;
+  r.read(s, "k", t0);
+  s.complete_load("k", s.take_loads_to_start().at(0).second, std::string{"v"}, 1ms, t0);
+  // Age 5 s of 10: p = 1 - exp(-0.5) = 0.39 < 0.5: still a hit.
+  CHECK(r.read(s, "k", at(5s)));
+  // Age 8 s: p = 1 - exp(-0.8) = 0.55 > 0.5: a miss that loads.
+  CHECK_FALSE(r.read(s, "k", at(8s)));
+  CHECK(s.take_loads_to_start().size() == 1);
+  CHECK(s.stats().early_expirations == 1);
+}
