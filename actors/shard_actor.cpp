@@ -144,6 +144,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
             batch[i]->prefetch(*st.cache, step);
         for (int i = 0; i < n; ++i)
           batch[i]->run(*st.cache, now);
+        dispatch_loads(self); // loads the batch started
         done += n;
       }
       arm_expiry(self);

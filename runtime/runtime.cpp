@@ -21,6 +21,15 @@ runtime::runtime(std::unique_ptr<runtime_config> cfg,
 runtime::runtime(caf::actor_system& sys, std::shared_ptr<const clock> time_source)
   : sys_(&sys), clock_(std::move(time_source)), gate_(std::make_shared<detail::gate>()) {}
 
+// CAF 0.17 parks a reference to the system's logger in a thread-local of
+// every thread that constructs the system or spawns an actor, and
+// ~actor_system waits until the logger is gone. A runtime made on one thread
+// and destroyed on another would wait forever for the first thread's
+// reference; dropping it right away lets any thread destroy the runtime.
+void runtime::forget_logger_of_this_thread() {
+  caf::logger::set_current_actor_system(nullptr);
+}
+
 runtime::~runtime() {
   shutdown();
 }
@@ -73,6 +82,7 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   core->options = std::move(opts);
   core->runtime_gate = gate_;
   caches_.emplace(core->options.name, core);
+  forget_logger_of_this_thread(); // spawning parked one here too
   return cache{std::move(core)};
 }
 
@@ -114,6 +124,10 @@ void runtime::shutdown() {
     for (; pending > 0; --pending)
       self->receive([](const caf::down_msg&) {});
   }
+  // Detached actors must be destroyed, not just stopped, before the actor
+  // system can go: drop the loader handles (cache handles keep the cores).
+  for (auto& [name, core] : caches_)
+    core->loaders.clear();
   // 3. Whatever was still queued fails with shut_down, so no caller hangs.
   auto why =
     make_error(errc::shut_down, "the karlton runtime stopped before the call ran");

@@ -72,6 +72,8 @@ public:
   const std::shared_ptr<const clock>& time_source() const noexcept { return clock_; }
 
 private:
+  static void forget_logger_of_this_thread();
+
   std::unique_ptr<runtime_config> owned_cfg_;
   std::unique_ptr<caf::actor_system> owned_sys_;
   caf::actor_system* sys_;

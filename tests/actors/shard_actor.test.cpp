@@ -88,8 +88,8 @@ TEST_CASE_METHOD(fixture, "a shard actor answers put, get, contains and delete",
 TEST_CASE_METHOD(fixture, "a shard actor refuses an oversized key with its error",
                  "[shard-actor][errors]") {
   auto rh =
-      self->request(s, caf::infinite, caf::put_atom::value,
-                    value::make(std::string(70'000, 'k'), "v"), ttl::cache_default());
+    self->request(s, caf::infinite, caf::put_atom::value,
+                  value::make(std::string(70'000, 'k'), "v"), ttl::cache_default());
   sched.run();
   caf::error got;
   rh.receive([](caf::ok_atom) { FAIL("an oversized key was stored"); },

@@ -94,11 +94,12 @@ TEST_CASE_METHOD(fixture, "an actor requests the shard that owns a key directly"
   REQUIRE_FALSE(c.put("k", "for actors"));
   caf::scoped_actor self{rt.system()};
   self->request(c.shard_for("k"), 5s, caf::get_atom::value, std::string{"k"})
-      .receive([](const value& v) { CHECK(v.bytes() == "for actors"); },
-               [](caf::error& e) { FAIL(describe(e)); });
-  self->request(c.shard_for("j"), 5s, caf::put_atom::value, value::make("j", "by actor"),
-                ttl::never())
-      .receive([](caf::ok_atom) {}, [](caf::error& e) { FAIL(describe(e)); });
+    .receive([](const value& v) { CHECK(v.bytes() == "for actors"); },
+             [](caf::error& e) { FAIL(describe(e)); });
+  self
+    ->request(c.shard_for("j"), 5s, caf::put_atom::value, value::make("j", "by actor"),
+              ttl::never())
+    .receive([](caf::ok_atom) {}, [](caf::error& e) { FAIL(describe(e)); });
   CHECK(must(c.get("j")).bytes() == "by actor");
 }
 
@@ -153,11 +154,11 @@ TEST_CASE_METHOD(fixture, "a removal listener actor hears the key and the cause"
   REQUIRE_FALSE(c.put("k", "v"));
   REQUIRE(must(c.erase("k")));
   self->receive(
-      [](removed_atom, const std::string& key, removal_cause why) {
-        CHECK(key == "k");
-        CHECK(why == removal_cause::explicit_erase);
-      },
-      caf::after(10s) >> [] { FAIL("no removal message"); });
+    [](removed_atom, const std::string& key, removal_cause why) {
+      CHECK(key == "k");
+      CHECK(why == removal_cause::explicit_erase);
+    },
+    caf::after(10s) >> [] { FAIL("no removal message"); });
 }
 
 TEST_CASE("a runtime can use the service's own actor system", "[runtime]") {
@@ -180,7 +181,8 @@ TEST_CASE("a runtime can use the service's own actor system", "[runtime]") {
   CHECK(self->home_system().scheduler().num_workers() > 0);
 }
 
-TEST_CASE("a stuck shard gives timeout, then overloaded, and recovers", "[runtime][errors]") {
+TEST_CASE("a stuck shard gives timeout, then overloaded, and recovers",
+          "[runtime][errors]") {
   // A removal callback that blocks holds the shard's thread: the shard stops
   // draining its ingress queue, as a shard flooded by other work would.
   std::mutex gate_mtx;
@@ -201,10 +203,11 @@ TEST_CASE("a stuck shard gives timeout, then overloaded, and recovers", "[runtim
   auto c = must(rt.create_cache(o));
   REQUIRE_FALSE(c.put("k", "v"));
   auto erase = c.erase_async("k"); // the shard blocks in the callback
-  while (!stuck) std::this_thread::yield();
-  CHECK(c.get("k").error() == errc::timeout);      // queued, never answered in time
-  auto queued = c.get_async("k");                  // fills the queue (capacity 2)
-  CHECK(c.get("k").error() == errc::overloaded);   // no room within its timeout
+  while (!stuck)
+    std::this_thread::yield();
+  CHECK(c.get("k").error() == errc::timeout);    // queued, never answered in time
+  auto queued = c.get_async("k");                // fills the queue (capacity 2)
+  CHECK(c.get("k").error() == errc::overloaded); // no room within its timeout
   {
     std::lock_guard<std::mutex> guard{gate_mtx};
     open = true;

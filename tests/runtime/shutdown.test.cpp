@@ -103,3 +103,13 @@ TEST_CASE("create_cache after shutdown is refused", "[runtime][shutdown]") {
   REQUIRE_FALSE(c);
   CHECK(c.error() == errc::shut_down);
 }
+
+TEST_CASE("a runtime made on one thread can be destroyed on another",
+          "[runtime][shutdown]") {
+  auto rt = std::make_unique<runtime>();
+  auto c = *rt->create_cache("moved");
+  REQUIRE_FALSE(c.put("k", "v"));
+  std::thread other{[&] { rt.reset(); }}; // hung in ~actor_system before the fix
+  other.join();
+  CHECK(c.get("k").error() == errc::shut_down);
+}

@@ -69,7 +69,7 @@ worker_result run_worker(const cache& c, int id,
     }
     case 2: {
       auto res = via_callback<caf::unit_t>(
-          [&](auto done) { c.put_async(key(k), fresh, ttl::cache_default(), done); });
+        [&](auto done) { c.put_async(key(k), fresh, ttl::cache_default(), done); });
       if (!res) err = res.error();
       break;
     }
@@ -122,7 +122,7 @@ worker_result run_worker(const cache& c, int id,
     } else if (std::string{got->bytes()} != model[k]) {
       ++r.mismatches;
       note(r, key(k) + ": read '" + std::string{got->bytes()} + "', wrote '" + model[k] +
-                  "'");
+                "'");
     }
     // Everyone also reads a shared hot key, racing with the others' writes.
     if (r.ops % 16 == 0) {
