@@ -4,6 +4,7 @@
 // to a later call) and rule 2 (one load per key in flight).
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,18 +32,22 @@ shard_config loading(caf::timespan ttl_value = 10s) {
   return cfg;
 }
 
-// A caller of get_or_load: what it was told, now or later.
+// A caller of get_or_load: what it was told, now or later. Its log outlives
+// it, since a shard destroyed later still answers its pending waiters.
 struct reader {
-  std::vector<std::string> got; // value bytes, "<miss>" or "error:<code>"
-  load_waiter waiter() {
-    return [this](caf::expected<value> r) { record(r); };
-  }
-  void record(const caf::expected<value>& r) {
+  std::shared_ptr<std::vector<std::string>> log =
+    std::make_shared<std::vector<std::string>>();
+  std::vector<std::string>& got = *log; // value bytes, "<miss>" or "error:<code>"
+  static void record(std::vector<std::string>& out, const caf::expected<value>& r) {
     if (!r)
-      got.push_back(std::string{"error:"} +
+      out.push_back(std::string{"error:"} +
                     to_string(static_cast<errc>(r.error().code())));
     else
-      got.push_back(*r ? std::string{r->bytes()} : "<miss>");
+      out.push_back(*r ? std::string{r->bytes()} : "<miss>");
+  }
+  void record(const caf::expected<value>& r) { record(got, r); }
+  load_waiter waiter() {
+    return [log = log](caf::expected<value> r) { record(*log, r); };
   }
   // Calls get_or_load and records an immediate answer; true if it answered now.
   bool read(shard_state& s, const std::string& key, time_point now) {
