@@ -25,6 +25,7 @@ struct example {
 // sync with examples/CMakeLists.txt.
 constexpr example examples[] = {
     {"ttl", "time-to-live: entries expire a fixed time after they were written"},
+    {"probabilistic", "early expiration: the guide's naive mode beside XFetch"},
 };
 
 // Runs the program at `path` with our stdout and stderr; true if it exits with 0.
