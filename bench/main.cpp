@@ -34,16 +34,19 @@ struct workload {
 };
 
 constexpr workload workloads[] = {
-    {"ycsb-b", run_ycsb_b,
-     "95% get / 5% put, scrambled Zipf 0.99, 1M keys: ops/s of karlton (async, "
-     "batched, blocking) vs. mutex+LRU peers"},
-    {"latency", run_latency,
-     "p50/p99 of one blocking get from a plain thread, back to back and 1 ms "
-     "apart, and of a scoped_actor request"},
-    {"hit-ratio", run_hit_ratio,
-     "TinyLFU vs. LRU hit ratio on Zipf and scan traces, caches of 1% and 10%"},
-    {"memory", run_memory,
-     "overhead bytes per entry at 1M entries (16 B keys, 100 B values)", true},
+  {"ycsb-b", run_ycsb_b,
+   "95% get / 5% put, scrambled Zipf 0.99, 1M keys: ops/s of karlton (async, "
+   "batched, blocking) vs. mutex+LRU peers"},
+  {"latency", run_latency,
+   "p50/p99 of one blocking get from a plain thread, back to back and 1 ms "
+   "apart, and of a scoped_actor request"},
+  {"hit-ratio", run_hit_ratio,
+   "TinyLFU vs. LRU hit ratio on Zipf and scan traces, caches of 1% and 10%"},
+  {"memory", run_memory,
+   "overhead bytes per entry at 1M entries (16 B keys, 100 B values)", true},
+  {"stampede", run_stampede,
+   "one hot key, TTL 1 s, 50 ms loads, 64 readers: loads per expiry of plain TTL, "
+   "single flight, XFetch and naive early expiration"},
 };
 
 // Limits that catch typos, not real constraints.
@@ -60,8 +63,10 @@ void usage(std::FILE* out) {
                "  %-10s every workload above, in order\n"
                "\noptions:\n"
                "  --json       one JSON object per result line\n"
-               "  --threads N  caller threads for ycsb-b (default 2)\n"
-               "  --seconds S  run time per peer for ycsb-b (default 3)\n",
+               "  --threads N  caller threads for ycsb-b (default 2), readers for "
+               "stampede (64)\n"
+               "  --seconds S  run time per peer for ycsb-b (default 3), per mode for "
+               "stampede (10)\n",
                "all");
 }
 
@@ -102,9 +107,8 @@ int run_in_own_process(const workload& w, const bench_options& opts) {
   std::fflush(stdout);
   pid_t pid = 0;
   if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0) {
-    std::fprintf(stderr,
-                 "karlton-bench: cannot start a process for %s; running it here\n",
-                 w.name);
+    std::fprintf(
+      stderr, "karlton-bench: cannot start a process for %s; running it here\n", w.name);
     return w.run(opts);
   }
   int status = 0;

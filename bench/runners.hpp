@@ -9,8 +9,8 @@ namespace karlton::bench {
 /// Settings from the command line. Unset ones mean "the workload's default".
 struct bench_options {
   bool json = false;
-  std::optional<unsigned> threads; ///< caller threads (ycsb-b)
-  std::optional<double> seconds;   ///< run time per peer (ycsb-b)
+  std::optional<unsigned> threads; ///< caller threads (ycsb-b), readers (stampede)
+  std::optional<double> seconds;   ///< run time per peer (ycsb-b) or mode (stampede)
 };
 
 /// Each returns the process exit code: 0, or 1 if a measurement failed.
@@ -18,5 +18,6 @@ int run_ycsb_b(const bench_options& opts);
 int run_latency(const bench_options& opts);
 int run_hit_ratio(const bench_options& opts);
 int run_memory(const bench_options& opts);
+int run_stampede(const bench_options& opts);
 
 } // namespace karlton::bench
