@@ -10,16 +10,14 @@
 
 #include "actors/shard_state.hpp"
 #include "messages/errors.hpp"
+#include "support/times.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::test::at;
+using karlton::test::t0;
 
 namespace {
-
-const time_point t0{std::chrono::hours{1}};
-time_point at(std::chrono::milliseconds d) {
-  return t0 + d;
-}
 
 uint32_t h(const std::string& k) {
   return static_cast<uint32_t>(hash_key(k));
@@ -57,7 +55,13 @@ struct reader {
   }
 };
 
-using loads = std::vector<std::pair<std::string, uint64_t>>;
+// Reads `key` once, so it is loaded, and completes that load with `bytes`
+// taking `took`: the starting point of the refresh tests.
+void fill(shard_state& s, reader& r, const std::string& key, const std::string& bytes,
+          caf::timespan took) {
+  r.read(s, key, t0);
+  s.complete_load(key, s.take_loads_to_start().at(0).second, bytes, took, t0);
+}
 
 } // namespace
 
@@ -226,8 +230,7 @@ TEST_CASE("refresh-ahead serves the old value and reloads once in the background
   cfg.refresh_after = 1s;
   shard_state s{cfg};
   reader r;
-  r.read(s, "k", t0);
-  s.complete_load("k", s.take_loads_to_start().at(0).second, std::string{"v1"}, 1ms, t0);
+  fill(s, r, "k", "v1", 1ms);
   CHECK(r.read(s, "k", at(500ms))); // young: no reload
   CHECK(s.take_loads_to_start().empty());
   CHECK(r.read(s, "k", at(1500ms))); // old: served at once...
@@ -248,8 +251,7 @@ TEST_CASE("stale-if-error: a failed reload keeps the old value until it expires"
   cfg.refresh_after = 1s;
   shard_state s{cfg};
   reader r;
-  r.read(s, "k", t0);
-  s.complete_load("k", s.take_loads_to_start().at(0).second, std::string{"v1"}, 1ms, t0);
+  fill(s, r, "k", "v1", 1ms);
   r.read(s, "k", at(2s));
   auto reload = s.take_loads_to_start().at(0).second;
   s.complete_load("k", reload, make_error(errc::store_failure, "db down"), 1ms, at(2s));
@@ -270,10 +272,8 @@ TEST_CASE("XFetch refreshes early with a probability that grows toward expiry",
   cfg.random = [&u] { return u; };
   shard_state s{cfg};
   reader r;
-  r.read(s, "k", t0);
-  // The load took 100 ms: delta.
-  s.complete_load("k", s.take_loads_to_start().at(0).second, std::string{"v"}, 100ms, t0);
-  u = std::exp(-10.0); // -ln(U) = 10: refresh when now + 100 ms * 10 >= expiry
+  fill(s, r, "k", "v", 100ms); // the load took 100 ms: delta
+  u = std::exp(-10.0);         // -ln(U) = 10: refresh when now + 100 ms * 10 >= expiry
   CHECK(r.read(s, "k", at(8900ms)));
   CHECK(s.take_loads_to_start().empty()); // 8.9 s + 1 s < 10 s
   CHECK(r.read(s, "k", at(9000ms)));
@@ -283,9 +283,7 @@ TEST_CASE("XFetch refreshes early with a probability that grows toward expiry",
   u = 1.0; // -ln(1) = 0: never early, whatever the age
   shard_state fresh{cfg};
   reader q;
-  q.read(fresh, "k", t0);
-  fresh.complete_load("k", fresh.take_loads_to_start().at(0).second, std::string{"v"},
-                      100ms, t0);
+  fill(fresh, q, "k", "v", 100ms);
   CHECK(q.read(fresh, "k", at(9999ms)));
   CHECK(fresh.take_loads_to_start().empty());
 }
@@ -298,8 +296,7 @@ TEST_CASE("the guide's naive mode expires early as a forced miss", "[loading][na
   cfg.random = [&u] { return u; };
   shard_state s{cfg};
   reader r;
-  r.read(s, "k", t0);
-  s.complete_load("k", s.take_loads_to_start().at(0).second, std::string{"v"}, 1ms, t0);
+  fill(s, r, "k", "v", 1ms);
   // Age 5 s of 10: p = 1 - exp(-0.5) = 0.39 < 0.5: still a hit.
   CHECK(r.read(s, "k", at(5s)));
   // Age 8 s: p = 1 - exp(-0.8) = 0.55 > 0.5: a miss that loads.

@@ -7,16 +7,14 @@
 
 #include "actors/shard_state.hpp"
 #include "messages/errors.hpp"
+#include "support/times.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::test::at;
+using karlton::test::t0;
 
 namespace {
-
-const time_point t0{std::chrono::hours{1}};
-time_point at(std::chrono::milliseconds d) {
-  return t0 + d;
-}
 
 value val(const std::string& k, const std::string& v = "v") {
   return value::make(k, v);
