@@ -55,6 +55,13 @@ struct reader {
   }
 };
 
+// TTL 10 s; a read of a value older than `d` starts a background reload.
+shard_config refreshing_after(caf::timespan d) {
+  auto cfg = loading(10s);
+  cfg.refresh_after = d;
+  return cfg;
+}
+
 // Reads `key` once, so it is loaded, and completes that load with `bytes`
 // taking `took`: the starting point of the refresh tests.
 void fill(shard_state& s, reader& r, const std::string& key, const std::string& bytes,
@@ -226,9 +233,7 @@ TEST_CASE("a stopping shard fails the waiters of its loads", "[loading][shutdown
 
 TEST_CASE("refresh-ahead serves the old value and reloads once in the background",
           "[loading][refresh]") {
-  auto cfg = loading(10s);
-  cfg.refresh_after = 1s;
-  shard_state s{cfg};
+  shard_state s{refreshing_after(1s)};
   reader r;
   fill(s, r, "k", "v1", 1ms);
   CHECK(r.read(s, "k", at(500ms))); // young: no reload
@@ -247,9 +252,7 @@ TEST_CASE("refresh-ahead serves the old value and reloads once in the background
 
 TEST_CASE("stale-if-error: a failed reload keeps the old value until it expires",
           "[loading][refresh]") {
-  auto cfg = loading(10s);
-  cfg.refresh_after = 1s;
-  shard_state s{cfg};
+  shard_state s{refreshing_after(1s)};
   reader r;
   fill(s, r, "k", "v1", 1ms);
   r.read(s, "k", at(2s));
