@@ -32,10 +32,10 @@ void shard_state::start_load(std::string_view key, std::optional<load_waiter> w,
 }
 
 // The guide's probabilistic expiration: the older the entry, the likelier a
-// read treats it as expired. Ages are exact up to 49 days (value::born_ms).
+// read treats it as expired.
 bool shard_state::expires_early(const entry& e, uint64_t now_ms) {
   if (cfg_.early_refresh != early_refresh_mode::naive || !e.expires()) return false;
-  auto age = static_cast<uint32_t>(static_cast<uint32_t>(now_ms) - e.val.born_ms());
+  auto age = age_ms(e, now_ms);
   auto born = now_ms - age;
   if (e.expiry_ms <= born) return true;
   auto ttl = static_cast<double>(e.expiry_ms - born);
@@ -49,7 +49,7 @@ void shard_state::maybe_refresh(std::string_view key, entry_id id, const entry& 
                                 uint64_t now_ms) {
   bool refresh = false;
   if (cfg_.refresh_after > caf::timespan::zero()) {
-    auto age = static_cast<uint32_t>(static_cast<uint32_t>(now_ms) - e.val.born_ms());
+    auto age = age_ms(e, now_ms);
     refresh = std::chrono::milliseconds{age} >= cfg_.refresh_after;
   }
   bool early = false;

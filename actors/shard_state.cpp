@@ -57,7 +57,7 @@ value shard_state::get(std::string_view key, uint32_t hash, time_point now) {
     return {};
   }
   ++stats_.hits;
-  stats_.hit_age.record(static_cast<uint32_t>(now_ms) - e.val.born_ms());
+  stats_.hit_age.record(age_ms(e, now_ms));
   if (policy_) policy_->on_hit(id);
   return e.val;
 }

@@ -167,6 +167,11 @@ private:
   uint64_t weight_of(const value& v) const noexcept {
     return weigh_bytes_ ? v.charge() : 1;
   }
+  /// Milliseconds since the entry's value was stored; births are kept modulo
+  /// 2^32 ms, so ages are exact up to 49 days.
+  static uint32_t age_ms(const entry& e, uint64_t now_ms) noexcept {
+    return static_cast<uint32_t>(now_ms) - e.val.born_ms();
+  }
   bool expired(const entry& e, uint64_t now_ms) const noexcept {
     return e.expires() && now_ms >= e.expiry_ms;
   }
