@@ -158,27 +158,25 @@ private:
   caf::error error_;
 };
 
-/// A call on one shard: the job, its sink and its result in one allocation.
-/// Reference counted: one for the shard, one for the caller.
-template <class R, class Op, class Sink>
-class single_call final : public shard_job {
+/// A call on the one shard that owns a key: the job, its sink and its result
+/// in one allocation. Reference counted: one reference for the shard (held
+/// until it answers), one for the caller.
+template <class R, class Sink>
+class keyed_call : public shard_job {
 public:
   template <class... SinkArgs>
-  single_call(uint32_t key_hash, Op op, SinkArgs&&... sink_args)
-    : sink(std::forward<SinkArgs>(sink_args)...), key_hash_(key_hash),
-      op_(std::move(op)) {}
+  explicit keyed_call(uint32_t key_hash, SinkArgs&&... sink_args)
+    : sink(std::forward<SinkArgs>(sink_args)...), key_hash_(key_hash) {}
 
   void prefetch(const shard_state& state, int step) const noexcept override {
     state.prefetch(key_hash_, step);
   }
 
-  void run(shard_state& state, time_point now) override {
-    sink.deliver(op_(state, now));
-    release();
-  }
+  void abandon(const caf::error& why) override { answer(caf::expected<R>{why}); }
 
-  void abandon(const caf::error& why) override {
-    sink.deliver(caf::expected<R>{why});
+  /// Hands `r` to the sink and drops the shard's reference.
+  void answer(caf::expected<R>&& r) {
+    sink.deliver(std::move(r));
     release();
   }
 
@@ -188,9 +186,26 @@ public:
 
   Sink sink;
 
+protected:
+  uint32_t key_hash() const noexcept { return key_hash_; }
+
 private:
   std::atomic<int> refs_{2};
   uint32_t key_hash_; // the key's `value::table_hash`
+};
+
+/// A call answered by `op(state, now)` as soon as the shard runs it.
+template <class R, class Op, class Sink>
+class single_call final : public keyed_call<R, Sink> {
+public:
+  template <class... SinkArgs>
+  single_call(uint32_t key_hash, Op op, SinkArgs&&... sink_args)
+    : keyed_call<R, Sink>(key_hash, std::forward<SinkArgs>(sink_args)...),
+      op_(std::move(op)) {}
+
+  void run(shard_state& state, time_point now) override { this->answer(op_(state, now)); }
+
+private:
   Op op_;
 };
 
@@ -221,45 +236,24 @@ private:
   std::unique_ptr<char[]> heap_;
 };
 
-/// A `get_or_load` on one shard. Unlike `single_call`, its answer may come
-/// later: after the load it started or joined finishes, in another message.
-/// Reference counted: one for the shard (held until answered), one for the caller.
+/// A `get_or_load`. Unlike `single_call`, its answer may come later: after
+/// the load it started or joined finishes, in another message.
 template <class Sink>
-class load_call final : public shard_job {
+class load_call final : public keyed_call<value, Sink> {
 public:
   template <class... SinkArgs>
   load_call(std::string_view key, uint32_t key_hash, SinkArgs&&... sink_args)
-    : sink(std::forward<SinkArgs>(sink_args)...), key_hash_(key_hash), key_(key) {}
+    : keyed_call<value, Sink>(key_hash, std::forward<SinkArgs>(sink_args)...), key_(key) {
+  }
 
   void run(shard_state& state, time_point now) override {
-    auto answer_later = [this](caf::expected<value> r) {
-      sink.deliver(std::move(r));
-      release();
-    };
-    if (auto now_answer = state.get_or_load(key_.view(), key_hash_, now, answer_later)) {
-      sink.deliver(std::move(*now_answer));
-      release();
-    }
+    auto answer_later = [this](caf::expected<value> r) { this->answer(std::move(r)); };
+    if (auto now_answer =
+          state.get_or_load(key_.view(), this->key_hash(), now, answer_later))
+      this->answer(std::move(*now_answer));
   }
-
-  void abandon(const caf::error& why) override {
-    sink.deliver(caf::expected<value>{why});
-    release();
-  }
-
-  void prefetch(const shard_state& state, int step) const noexcept override {
-    state.prefetch(key_hash_, step);
-  }
-
-  void release() {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-  }
-
-  Sink sink;
 
 private:
-  std::atomic<int> refs_{2};
-  uint32_t key_hash_;
   small_key key_;
 };
 
