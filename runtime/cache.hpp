@@ -236,8 +236,11 @@ private:
   // sink of the tagged type and returns it, holding the caller's reference.
   template <class R, class Launch>
   caf::expected<R> blocking(Launch launch) const {
+    // One deadline for the whole call: waiting for queue space and for the
+    // answer together last at most `call-timeout`, not twice it.
+    auto until = deadline();
     auto c = launch(detail::sink_tag<detail::waiting_sink<R>>{});
-    auto r = c->sink.wait(deadline());
+    auto r = c->sink.wait(until);
     c->release();
     return r;
   }
