@@ -29,19 +29,107 @@ void arm_expiry(self_ptr self) {
                      ++st.timer_generation);
 }
 
+void dispatch_loads(self_ptr self);
+
+// Completes a load in the state, then starts what that made due.
+void finish_load(self_ptr self, const std::string& key, uint64_t id,
+                 caf::expected<std::string> result, caf::timespan took) {
+  self->state.cache->complete_load(key, id, std::move(result), took, now_of(self));
+  dispatch_loads(self);
+  arm_expiry(self);
+}
+
+// Asks the user's loader actor for each load. Unlike our own workers it may
+// fail, answer an error or go down, so it gets a request: every way it ends
+// completes the load. The key and number are the shard's, whatever the
+// answer says; `took` is measured here if the actor left it 0. Errors that
+// are not karlton's (the actor went down: CAF's `request_receiver_down`)
+// become `store_failure`, so callers see one kind of loader failure.
+void ask_user_loader(self_ptr self, std::string key, uint64_t id) {
+  auto start = now_of(self);
+  self->request(self->state.user_loader, caf::infinite, load_atom::value, key, id)
+    .then(
+      [self, key, id, start](load_outcome& out) {
+        auto took = out.took > caf::timespan::zero() ? out.took : now_of(self) - start;
+        caf::expected<std::string> result = std::move(out.bytes);
+        if (out.error) result = std::move(out.error);
+        finish_load(self, key, id, std::move(result), took);
+      },
+      [self, key, id, start](caf::error& err) {
+        if (err.category() != caf::atom("karlton"))
+          err =
+            make_error(errc::store_failure, "the loader actor failed: " + describe(err));
+        finish_load(self, key, id, std::move(err), now_of(self) - start);
+      });
+}
+
 // Hands the loads the state started to the loader workers, round robin.
 void dispatch_loads(self_ptr self) {
   auto& st = self->state;
+  if (st.user_loader) {
+    for (auto& [key, id] : st.cache->take_loads_to_start())
+      ask_user_loader(self, std::move(key), id);
+    return;
+  }
   for (auto& [key, id] : st.cache->take_loads_to_start()) {
     auto& worker = st.loaders[st.next_loader++ % st.loaders.size()];
     self->send(worker, load_atom::value, std::move(key), id);
   }
 }
 
+// Arms a timer for the oldest write parked under max-dirty, so it fails in
+// time even if the flusher never makes room.
+void arm_room(self_ptr self) {
+  auto& st = self->state;
+  auto deadline = st.cache->next_parked_deadline();
+  if (!deadline || st.room_timer_armed) return;
+  st.room_timer_armed = true;
+  auto delay = std::max(*deadline - now_of(self), time_point::duration::zero());
+  self->delayed_send(self, delay + std::chrono::milliseconds{1}, room_atom::value);
+}
+
+// Hands the writes the state made to the store writer (write-through) or
+// the flusher (write-back), as one message, and completes them on the answer.
+void send_writes(self_ptr self) {
+  auto& st = self->state;
+  auto items = st.cache->take_writes();
+  if (items.empty()) {
+    arm_room(self);
+    return;
+  }
+  std::vector<uint64_t> seqs;
+  seqs.reserve(items.size());
+  for (const auto& i : items)
+    seqs.push_back(i.seq);
+  auto done = [self, seqs](caf::ok_atom) {
+    self->state.cache->writes_done(seqs, caf::none, now_of(self));
+    arm_expiry(self);
+  };
+  auto failed = [self, seqs](caf::error& err) {
+    self->state.cache->writes_done(seqs, err, now_of(self));
+  };
+  if (st.write_flusher)
+    self
+      ->request(st.write_flusher, caf::infinite, write_atom::value, st.index,
+                std::move(items))
+      .then(done, failed);
+  else
+    self->request(st.store_writer, caf::infinite, write_atom::value, std::move(items))
+      .then(done, failed);
+  arm_room(self);
+}
+
+// A write's answer as a response promise of `T`, from the write's bool.
 template <class T>
-caf::result<T> or_error(caf::error err, T ok) {
-  if (err) return err;
-  return ok;
+auto deliver_write(caf::typed_response_promise<T> rp) {
+  return [rp](caf::expected<bool> r) mutable {
+    if (!r)
+      rp.deliver(std::move(r.error()));
+    else if constexpr (std::is_same_v<T, bool>)
+      rp.deliver(*r);
+    else
+      rp.deliver(caf::ok_atom::value);
+  };
 }
 
 } // namespace
@@ -61,6 +149,10 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
   st.time_source = std::move(setup.time_source);
   st.inbox = std::move(setup.inbox);
   st.loaders = std::move(setup.loaders);
+  st.user_loader = std::move(setup.user_loader);
+  st.store_writer = std::move(setup.store_writer);
+  st.write_flusher = std::move(setup.write_flusher);
+  st.index = setup.index;
   return {
     [=](caf::get_atom, const std::string& key) {
       return self->state.cache->get(key, now_of(self));
@@ -77,23 +169,47 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       return out;
     },
     [=](caf::put_atom, value& v, ttl t) -> caf::result<caf::ok_atom> {
-      auto err = self->state.cache->put(std::move(v), t, now_of(self));
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      auto answer = deliver_write(rp);
+      if (auto now = self->state.cache->write(std::move(v), t, now_of(self), answer))
+        answer(std::move(*now));
+      send_writes(self);
       arm_expiry(self);
-      return or_error(std::move(err), caf::ok_atom::value);
+      return rp;
     },
     [=](caf::put_atom, std::vector<value>& vs, ttl t) -> caf::result<caf::ok_atom> {
       // All or nothing: check every value before storing any.
       const auto& cfg = self->state.cache->config();
       for (const auto& v : vs)
         if (auto err = check_sizes(cfg, v.key().size(), v.bytes().size())) return err;
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      // One answer when every write is done; the first error wins.
+      auto left = std::make_shared<size_t>(vs.size());
+      auto first_error = std::make_shared<caf::error>();
+      auto one_done = [rp, left, first_error](caf::expected<bool> r) mutable {
+        if (!r && !*first_error) *first_error = std::move(r.error());
+        if (--*left > 0) return;
+        if (*first_error)
+          rp.deliver(*first_error);
+        else
+          rp.deliver(caf::ok_atom::value);
+      };
+      if (vs.empty()) rp.deliver(caf::ok_atom::value);
       auto now = now_of(self);
       for (auto& v : vs)
-        if (auto err = self->state.cache->put(std::move(v), t, now)) return err;
+        if (auto r = self->state.cache->write(std::move(v), t, now, one_done))
+          one_done(std::move(*r));
+      send_writes(self);
       arm_expiry(self);
-      return caf::ok_atom::value;
+      return rp;
     },
-    [=](caf::delete_atom, const std::string& key) {
-      return self->state.cache->erase(key, now_of(self));
+    [=](caf::delete_atom, const std::string& key) -> caf::result<bool> {
+      auto rp = self->make_response_promise<bool>();
+      auto answer = deliver_write(rp);
+      if (auto now = self->state.cache->write_erase(key, now_of(self), answer))
+        answer(std::move(*now));
+      send_writes(self);
+      return rp;
     },
     [=](contains_atom, const std::string& key) {
       return self->state.cache->contains(key, now_of(self));
@@ -121,10 +237,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     [=](load_outcome& out) {
       caf::expected<std::string> result = std::move(out.bytes);
       if (out.error) result = std::move(out.error);
-      self->state.cache->complete_load(out.key, out.id, std::move(result), out.took,
-                                       now_of(self));
-      dispatch_loads(self);
-      arm_expiry(self);
+      finish_load(self, out.key, out.id, std::move(result), out.took);
     },
     [=](doorbell_atom) {
       auto& st = self->state;
@@ -145,11 +258,22 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
         for (int i = 0; i < n; ++i)
           batch[i]->run(*st.cache, now);
         dispatch_loads(self); // loads the batch started
+        send_writes(self);    // and its writes
         done += n;
       }
       arm_expiry(self);
       // Still busy: keep the doorbell claimed and come back after the mailbox.
       self->send(self, doorbell_atom::value);
+    },
+    [=](flushed_atom, const stored_writes& writes) {
+      self->state.cache->mark_stored(writes);
+    },
+    [=](room_atom) {
+      // From the flusher (room was made) or from our own parked-write timer.
+      self->state.room_timer_armed = false;
+      self->state.cache->retry_parked(now_of(self));
+      send_writes(self);
+      arm_expiry(self);
     },
     [=](expire_atom, uint64_t generation) {
       auto& st = self->state;

@@ -23,6 +23,18 @@ struct shard_setup {
   removal_listener_actor listener;
   /// Workers that run the cache's loader; empty if it has none.
   std::vector<loader_actor> loaders;
+  /// Asked for loads instead of `loaders`, by request, so an error answer or
+  /// its going down fails the load: the service's loader actor
+  /// (`cache_options::load_actor`), or in write-back mode the flusher that
+  /// delegates to it; may be null.
+  loader_actor user_loader;
+  /// Where writes go: the store writer (write-through) or the flusher
+  /// (write-back); see `shard_config::writes`. Under write-back the flusher
+  /// is also the shard's only loader: it knows the writes the store lacks.
+  store_writer_actor store_writer;
+  flusher_actor write_flusher;
+  /// This shard's number among its cache's shards (names it to the flusher).
+  uint32_t index = 0;
 };
 
 struct shard_actor_state {
@@ -35,6 +47,11 @@ struct shard_actor_state {
   uint64_t timer_generation = 0;
   std::vector<loader_actor> loaders;
   size_t next_loader = 0; // round robin
+  store_writer_actor store_writer;
+  flusher_actor write_flusher;
+  uint32_t index = 0;
+  bool room_timer_armed = false; // a timer for parked writes is pending
+  loader_actor user_loader;
 
   static inline const char* name = "karlton.shard";
 };

@@ -10,6 +10,14 @@ namespace karlton {
 shard_state::~shard_state() {
   loads_.fail_all(
     make_error(errc::shut_down, "the shard stopped before the load finished"));
+  // A write may still reach the store (the flusher drains at shutdown); the
+  // caller hears that it was not confirmed.
+  auto why =
+    make_error(errc::shut_down, "the shard stopped before the write was confirmed");
+  for (auto& [seq, op] : awaiting_)
+    op.waiter(why);
+  for (auto& op : parked_)
+    op.waiter(why);
 }
 
 double shard_state::uniform() {
@@ -22,6 +30,15 @@ void shard_state::forget_load_facts(entry_id id) {
   if (load_ms_.empty() && stale_.empty()) return;
   load_ms_.erase(id);
   stale_.erase(id);
+}
+
+std::optional<value> shard_state::stale_fallback(std::string_view key, uint64_t now_ms) {
+  if (stale_window_ms_ == 0) return std::nullopt;
+  auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+  if (id == no_entry) return std::nullopt;
+  const auto& e = table_.at(id);
+  if (!expired(e, now_ms) || !retained(e, now_ms)) return std::nullopt;
+  return e.val;
 }
 
 void shard_state::start_load(std::string_view key, std::optional<load_waiter> w,
@@ -44,9 +61,11 @@ bool shard_state::expires_early(const entry& e, uint64_t now_ms) {
 }
 
 // On a hit: starts one background reload if the value is old enough
-// (refresh-ahead) or if XFetch draws it, unless a load is already in flight.
+// (refresh-ahead) or if XFetch draws it, unless a load is already in flight
+// or the last one failed less than `negative_ttl` ago.
 void shard_state::maybe_refresh(std::string_view key, entry_id id, const entry& e,
-                                uint64_t now_ms) {
+                                time_point now) {
+  auto now_ms = to_ms(now);
   bool refresh = false;
   if (cfg_.refresh_after > caf::timespan::zero()) {
     auto age = age_ms(e, now_ms);
@@ -54,16 +73,26 @@ void shard_state::maybe_refresh(std::string_view key, entry_id id, const entry& 
   }
   bool early = false;
   if (!refresh && cfg_.early_refresh == early_refresh_mode::xfetch && e.expires()) {
-    auto delta = load_ms_.find(id);
-    if (delta != load_ms_.end()) {
+    auto facts = load_ms_.find(id);
+    auto now_us = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch())
+        .count());
+    // A delta of 0 ms never fires; otherwise at most k draws per delta (see
+    // xfetch_draws_per_delta), whatever the read rate.
+    if (facts != load_ms_.end() && facts->second.delta_ms > 0 &&
+        now_us >= facts->second.next_draw_us) {
+      auto delta = facts->second.delta_ms;
+      facts->second.next_draw_us =
+        now_us + uint64_t{delta} * 1000 / xfetch_draws_per_delta;
       // -ln(U) >= 0, so the test fires more often as expiry nears, and more
       // often for values that take long to load.
-      auto lead = -static_cast<double>(delta->second) * cfg_.beta * std::log(uniform());
+      auto lead = -static_cast<double>(delta) * cfg_.beta * std::log(uniform());
       early = static_cast<double>(now_ms) + lead >= static_cast<double>(e.expiry_ms);
     }
   }
   if (!refresh && !early) return;
   if (loads_.in_flight(key)) return; // coalesced with the load already running
+  if (negatives_.find(key, now_ms) != nullptr) return; // failed just now: wait
   start_load(key, std::nullopt, true);
   if (refresh)
     ++stats_.refreshes;
@@ -87,11 +116,19 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
     } else {
       const auto& e = table_.at(id);
       if (stale_.count(id) > 0) ++stats_.stale_served;
-      maybe_refresh(key, id, e, now_ms);
+      maybe_refresh(key, id, e, now);
       return caf::expected<value>{get(key, hash, now)};
     }
   }
   get(key, hash, now); // counts the miss, reclaims an expired entry
+  if (auto failed = negatives_.find(key, now_ms)) {
+    ++stats_.negative_hits;
+    if (auto old = stale_fallback(key, now_ms)) {
+      ++stats_.stale_served;
+      return caf::expected<value>{*old};
+    }
+    return caf::expected<value>{*failed};
+  }
   if (loads_.join(key, std::move(w))) {
     ++stats_.coalesced;
     return std::nullopt;
@@ -109,11 +146,25 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   stats_.load_time_ns += static_cast<uint64_t>(std::max(took.count(), int64_t{0}));
   if (!result) {
     ++stats_.load_failures;
-    if (done->refresh) {
-      // Stale-if-error: the old value stays until its own expiry.
-      if (auto entry_id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
-          entry_id != no_entry)
-        stale_.insert(entry_id);
+    // A voided load's failure is as stale as its value would be (rule 1):
+    // it neither marks, nor is remembered, nor is answered with the old value.
+    if (done->installable) {
+      auto now_ms = to_ms(now);
+      if (done->refresh) {
+        // Stale-if-error: the old value stays until its own expiry.
+        if (auto entry_id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+            entry_id != no_entry)
+          stale_.insert(entry_id);
+      }
+      negatives_.remember(key, result.error(), now_ms);
+      if (!done->waiters.empty()) {
+        if (auto old = stale_fallback(key, now_ms)) {
+          stats_.stale_served += done->waiters.size();
+          for (auto& waiter : done->waiters)
+            waiter(caf::expected<value>{*old});
+          return;
+        }
+      }
     }
     for (auto& waiter : done->waiters)
       waiter(caf::expected<value>{result.error()});
@@ -126,7 +177,7 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
     auto entry_id = table_.find(key, v.table_hash());
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
     if (entry_id != no_entry)
-      load_ms_[entry_id] = static_cast<uint32_t>(std::max<int64_t>(ms, 0));
+      load_ms_[entry_id].delta_ms = static_cast<uint32_t>(std::max<int64_t>(ms, 0));
   }
   // Waiters get the value even when it was voided (their reads overlapped the
   // write) or too large to cache (the loader produced it all the same).

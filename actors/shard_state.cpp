@@ -33,7 +33,9 @@ caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_si
 }
 
 shard_state::shard_state(shard_config cfg)
-  : cfg_(std::move(cfg)), weigh_bytes_(cfg_.max_bytes > 0), rng_(cfg_.seed) {
+  : cfg_(std::move(cfg)), weigh_bytes_(cfg_.max_bytes > 0),
+    negatives_(ceil_ms(cfg_.negative_ttl)),
+    stale_window_ms_(ceil_ms(cfg_.stale_if_error)), rng_(cfg_.seed) {
   auto capacity = weigh_bytes_ ? cfg_.max_bytes : cfg_.max_entries;
   if (capacity > 0)
     policy_ = eviction_policy::make(cfg_.policy, table_, capacity, weigh_bytes_);
@@ -52,13 +54,14 @@ value shard_state::get(std::string_view key, uint32_t hash, time_point now) {
   auto& e = table_.at(id);
   auto now_ms = to_ms(now);
   if (expired(e, now_ms)) {
-    remove(id, removal_cause::expired);
+    // Kept for stale-if-error, then reclaimed by the timer.
+    if (!retained(e, now_ms)) remove(id, removal_cause::expired);
     ++stats_.misses;
     return {};
   }
   ++stats_.hits;
   stats_.hit_age.record(age_ms(e, now_ms));
-  if (policy_) policy_->on_hit(id);
+  if (in_policy(id)) policy_->on_hit(id);
   return e.val;
 }
 
@@ -69,8 +72,13 @@ caf::error shard_state::put(value v, ttl t, time_point now) {
     return err;
   }
   if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
+  install(std::move(v), t, to_ms(now));
+  enforce_bound();
+  return caf::none;
+}
+
+entry_id shard_state::install(value v, ttl t, uint64_t now_ms) {
   if (t.is_default()) t = cfg_.default_ttl;
-  auto now_ms = to_ms(now);
   auto expiry = t.is_never() ? entry::never : now_ms + ceil_ms(t.duration());
   // The buffer's header is ours only if nobody else holds it (a handle kept by
   // an actor that sent it, or the same value put into two caches).
@@ -78,6 +86,7 @@ caf::error shard_state::put(value v, ttl t, time_point now) {
   v.set_born_ms(static_cast<uint32_t>(now_ms));
   ++stats_.puts;
   loads_.void_key(v.key()); // a load that started before this write must not install
+  negatives_.forget(v.key());
   auto id = table_.find(v.key(), v.table_hash());
   if (id != no_entry) {
     forget_load_facts(id);
@@ -88,7 +97,7 @@ caf::error shard_state::put(value v, ttl t, time_point now) {
     stats_.bytes -= e.val.charge();
     auto old = std::exchange(e.val, std::move(v));
     set_expiry(id, e, expiry);
-    if (policy_) policy_->on_update(id, old_w, new_w);
+    if (in_policy(id)) policy_->on_update(id, old_w, new_w);
     if (cfg_.on_removal) cfg_.on_removal(old, removal_cause::replaced);
   } else {
     stats_.bytes += v.charge();
@@ -97,8 +106,7 @@ caf::error shard_state::put(value v, ttl t, time_point now) {
     set_expiry(id, table_.at(id), expiry);
     if (policy_) policy_->on_insert(id, w);
   }
-  enforce_bound();
-  return caf::none;
+  return id;
 }
 
 void shard_state::set_expiry(entry_id id, entry& e, uint64_t expiry_ms) {
@@ -106,7 +114,7 @@ void shard_state::set_expiry(entry_id id, entry& e, uint64_t expiry_ms) {
   e.expiry_ms = std::min(expiry_ms, entry::never);
   if (!e.expires()) return;
   ++expiring_entries_;
-  deadlines_.emplace_back(uint64_t{e.expiry_ms}, id);
+  deadlines_.emplace_back(reclaim_ms(e), id);
   std::push_heap(deadlines_.begin(), deadlines_.end(), later);
   if (deadlines_.size() > 2 * expiring_entries_ + 1024) compact_deadlines();
 }
@@ -115,7 +123,7 @@ void shard_state::compact_deadlines() {
   deadlines_.clear();
   for (entry_id id = 0; id < table_.id_limit(); ++id) {
     const auto& e = table_.at(id);
-    if (e.live && e.expires()) deadlines_.emplace_back(uint64_t{e.expiry_ms}, id);
+    if (e.live && e.expires()) deadlines_.emplace_back(reclaim_ms(e), id);
   }
   std::make_heap(deadlines_.begin(), deadlines_.end(), later);
 }
@@ -126,14 +134,19 @@ void shard_state::enforce_bound() {
     return (cfg_.max_entries > 0 && table_.size() > cfg_.max_entries) ||
            (cfg_.max_bytes > 0 && stats_.bytes > cfg_.max_bytes);
   };
-  while (over() && table_.size() > 0)
+  // Dirty entries are out of the policy's lists (rule 3: never evicted before
+  // the store has them), so a shard may exceed its bound by its dirty
+  // entries, which `max-dirty` bounds.
+  while (over() && table_.size() > dirty_.size())
     remove(policy_->victim(), removal_cause::evicted);
 }
 
 void shard_state::remove(entry_id id, removal_cause cause) {
   auto& e = table_.at(id);
   forget_load_facts(id);
-  if (policy_) policy_->on_remove(id, weight_of(e.val));
+  if (in_policy(id)) policy_->on_remove(id, weight_of(e.val));
+  if (!dirty_.empty())
+    dirty_.erase(id); // the flusher still has the write; reads go there
   if (e.expires()) --expiring_entries_;
   stats_.bytes -= e.val.charge();
   switch (cause) {
@@ -155,6 +168,7 @@ void shard_state::remove(entry_id id, removal_cause cause) {
 
 bool shard_state::erase(std::string_view key, time_point now) {
   loads_.void_key(key);
+  negatives_.forget(key);
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   if (id == no_entry) return false;
   if (expired(table_.at(id), to_ms(now))) {
@@ -196,6 +210,8 @@ uint64_t shard_state::clear() {
   loads_.void_all();
   load_ms_.clear();
   stale_.clear();
+  negatives_.clear();
+  dirty_.clear(); // the writes stay with the flusher
   table_.clear();
   if (policy_) policy_->clear();
   deadlines_.clear();
@@ -207,6 +223,7 @@ uint64_t shard_state::clear() {
 
 uint64_t shard_state::cleanup_expired(time_point now, uint64_t max_work) {
   auto now_ms = to_ms(now);
+  negatives_.expire(now_ms, max_work);
   uint64_t removed = 0;
   // Each popped deadline is one unit of work, stale or not, so a heap full of
   // stale deadlines cannot stall the shard either.
@@ -217,7 +234,7 @@ uint64_t shard_state::cleanup_expired(time_point now, uint64_t max_work) {
     deadlines_.pop_back();
     const auto& e = table_.at(id);
     // Stale if the entry is gone, or was overwritten with another deadline.
-    if (!e.live || e.expiry_ms != when) continue;
+    if (!e.live || !e.expires() || reclaim_ms(e) != when) continue;
     remove(id, removal_cause::expired);
     ++removed;
   }
@@ -225,8 +242,11 @@ uint64_t shard_state::cleanup_expired(time_point now, uint64_t max_work) {
 }
 
 std::optional<time_point> shard_state::next_expiry() const {
-  if (deadlines_.empty()) return std::nullopt;
-  return time_point{std::chrono::milliseconds{deadlines_.front().first}};
+  auto next = negatives_.next_expiry_ms();
+  if (!deadlines_.empty())
+    next = std::min(next.value_or(UINT64_MAX), deadlines_.front().first);
+  if (!next) return std::nullopt;
+  return time_point{std::chrono::milliseconds{*next}};
 }
 
 cache_stats shard_state::stats() const {

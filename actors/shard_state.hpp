@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -18,12 +19,15 @@
 
 #include <caf/error.hpp>
 
+#include "actors/dirty_budget.hpp"
 #include "actors/entry_table.hpp"
 #include "actors/eviction.hpp"
 #include "actors/load_table.hpp"
+#include "actors/negative_cache.hpp"
 #include "messages/stats.hpp"
 #include "messages/ttl.hpp"
 #include "messages/value.hpp"
+#include "messages/writes.hpp"
 
 namespace karlton {
 
@@ -39,7 +43,9 @@ enum class early_refresh_mode : uint8_t {
   none,
   /// XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): a read refreshes
   /// in the background if `now - delta * beta * ln(U) >= expiry`, where delta
-  /// is how long the entry's last load took and U is uniform in (0, 1].
+  /// is how long the entry's last load took and U is uniform in (0, 1]. An
+  /// entry draws U at most `xfetch_draws_per_delta` times per delta, so when
+  /// it refreshes does not depend on how often it is read.
   xfetch,
   /// The guide's probabilistic expiration: an entry of age a expires early, as
   /// a miss, with probability 1 - exp(-beta * a / ttl).
@@ -64,7 +70,39 @@ struct shard_config {
   /// Uniform numbers in (0, 1]; empty: a generator seeded with `seed`.
   std::function<double()> random;
   uint64_t seed = 1;
+  /// How long a failed load's error is the answer to `get_or_load` of its
+  /// key, without loading again; 0: off (see negative_cache.hpp).
+  caf::timespan negative_ttl{0};
+  /// Stale-if-error (RFC 5861): how long past its expiry an entry is kept, to
+  /// be served instead of the error of a failed load of it; 0: off.
+  caf::timespan stale_if_error{0};
+  // Write-through and write-back (see shard_writes.cpp):
+  write_mode writes = write_mode::none;
+  /// Write-back: the cache's `max-dirty` budget, shared with the flusher.
+  std::shared_ptr<dirty_budget> budget;
+  /// Write-back: how long a write waits for room under `max-dirty` before it
+  /// fails with `overloaded` (never applied).
+  caf::timespan room_wait = std::chrono::seconds{3};
 };
+
+/// XFetch draws per entry per delta (its last load time) at most. Drawing on
+/// every read makes the refresh time depend on the read rate: of n draws the
+/// first to fire comes about delta * beta * ln(n) before expiry, so a hot key
+/// read 600k times/s with delta 50 ms (n = 30,000 per delta) was renewed
+/// every 0.5 s of a 1 s TTL. With draws delta / k apart, the chance that none
+/// fired by time T before expiry is about exp(-k * beta * exp(-T / (beta *
+/// delta))), whatever the read rate: the refresh starts on average delta *
+/// beta * (ln(k * beta) + 0.58) before expiry, and with chance about
+/// exp(-k / e) (beta 1) it has not started by expiry - delta, so readers that
+/// come in the last moments wait for it (still one load). Simulated for
+/// `karlton-bench stampede` (delta 50 ms, TTL 1 s, beta 1):
+///   k = 2: 69 ms early, 1.02 loads per TTL, readers wait at 45 % of expiries
+///   k = 4: 101 ms early, 1.05 loads per TTL, readers wait at 20 % of expiries
+///   k = 8: 134 ms early, 1.09 loads per TTL, readers wait at 4 % of expiries
+/// k = 8 would leave a 10 s run a one-in-three chance of a twelfth load (1.2
+/// per expiry), k = 4 one in 40. The waits cost a few dozen reads of 600k a
+/// second and at most delta each, extra loads cost the database: k = 4.
+constexpr uint32_t xfetch_draws_per_delta = 4;
 
 /// Returns `key_too_large` or `value_too_large` if a put of these sizes must be
 /// refused, naming the limit; callers check before copying a large value.
@@ -116,7 +154,9 @@ public:
   /// later. Returns the answer if there is one now (a hit, an error), or
   /// nothing if `w` will be called. A miss joins the load in flight for the
   /// key, or starts one (see `take_loads_to_start`). A hit may also start a
-  /// background reload (`refresh_after`, XFetch) and is answered at once.
+  /// background reload (`refresh_after`, XFetch) and is answered at once. A
+  /// miss on a key whose load failed less than `negative_ttl` ago is answered
+  /// with that error (or, within the stale-if-error window, the old value).
   std::optional<caf::expected<value>> get_or_load(std::string_view key, uint32_t hash,
                                                   time_point now, load_waiter w);
 
@@ -129,11 +169,54 @@ public:
   /// A loader's answer for load `id` of `key`: installs the value unless the
   /// load was voided, tells every waiter, and counts. A failed reload leaves
   /// the old value in place, to be served until it expires (stale-if-error).
+  /// A failed load of an expired entry gives the waiters the old value instead
+  /// of the error while now <= expiry + `stale_if_error`. A failure of a load
+  /// that was not voided is remembered for `negative_ttl`.
   void complete_load(const std::string& key, uint64_t id,
                      caf::expected<std::string> result, caf::timespan took,
                      time_point now);
 
-  /// Removes `key` (an explicit invalidation). True if it was cached and live.
+  // -- write-through and write-back (shard_writes.cpp) -------------------------
+
+  /// Told when a write that needed the store (write-through) or the flusher
+  /// (write-back) is done: for an erase, whether the key was cached.
+  using write_waiter = std::function<void(caf::expected<bool>)>;
+
+  /// A put under the cache's write mode. Without one it is `put`, answered at
+  /// once. Write-through: the write goes to the store first (see
+  /// `take_writes`) and is cached when the store took it. Write-back: it is
+  /// cached and marked dirty now, and acknowledged once the flusher took it;
+  /// if `max-dirty` writes are pending it waits for room, up to `room_wait`.
+  /// Returns the answer if there is one now, else `w` will be called.
+  std::optional<caf::expected<bool>> write(value v, ttl t, time_point now,
+                                           write_waiter w);
+
+  /// An erase under the cache's write mode (store first, then cache).
+  std::optional<caf::expected<bool>> write_erase(std::string_view key, time_point now,
+                                                 write_waiter w);
+
+  /// Writes to hand to the store writer or flusher, in order.
+  std::vector<write_item> take_writes() { return std::exchange(outbox_, {}); }
+
+  /// The store or flusher took the writes numbered `seqs`, or failed (`err`).
+  void writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
+                   time_point now);
+
+  /// The flusher stored these writes: each entry is clean again unless it
+  /// was written since, and may be evicted from now on.
+  void mark_stored(const stored_writes& writes);
+
+  /// Tries parked write-back writes again (room under `max-dirty`); those
+  /// parked longer than `room_wait` fail with `overloaded`.
+  void retry_parked(time_point now);
+  /// When the oldest parked write times out, if any is parked.
+  std::optional<time_point> next_parked_deadline() const;
+
+  /// Entries whose newest write the store does not have yet.
+  size_t dirty_entries() const noexcept { return dirty_.size(); }
+
+  /// Removes `key` (an explicit invalidation), and forgets a remembered load
+  /// failure of it. True if it was cached and live.
   bool erase(std::string_view key, time_point now);
 
   /// True if `key` is cached and not expired. Counts neither hit nor miss.
@@ -144,12 +227,15 @@ public:
   /// Removes every entry; returns how many.
   uint64_t clear();
 
-  /// Removes entries whose TTL ran out, at most `max_work` of them, and
-  /// returns how many it removed. Bounded so one call never stalls the shard.
+  /// Removes entries whose TTL (and stale-if-error window) ran out, and
+  /// remembered load failures whose `negative_ttl` did, looking at no more
+  /// than `max_work` of each; returns how many entries it removed. Bounded so
+  /// one call never stalls the shard.
   uint64_t cleanup_expired(time_point now, uint64_t max_work = UINT64_MAX);
 
-  /// The earliest expiry still pending, if any (it may belong to an entry that
-  /// was since overwritten; the timer then finds nothing and re-arms).
+  /// The earliest expiry still pending, of an entry or a remembered load
+  /// failure, if any (it may belong to an entry that was since overwritten;
+  /// the timer then finds nothing and re-arms).
   std::optional<time_point> next_expiry() const;
 
   cache_stats stats() const;
@@ -181,9 +267,38 @@ private:
   void compact_deadlines();
   double uniform();
   bool expires_early(const entry& e, uint64_t now_ms);
-  void maybe_refresh(std::string_view key, entry_id id, const entry& e, uint64_t now_ms);
+  void maybe_refresh(std::string_view key, entry_id id, const entry& e, time_point now);
   void start_load(std::string_view key, std::optional<load_waiter> w, bool refresh);
   void forget_load_facts(entry_id id);
+  /// Past its expiry but kept for stale-if-error until expiry + window.
+  bool retained(const entry& e, uint64_t now_ms) const noexcept {
+    return stale_window_ms_ > 0 && e.expires() &&
+           now_ms <= e.expiry_ms + stale_window_ms_;
+  }
+  /// When the expiry timer removes the entry: its expiry, or just after its
+  /// stale-if-error window.
+  uint64_t reclaim_ms(const entry& e) const noexcept {
+    return e.expiry_ms + (stale_window_ms_ > 0 ? stale_window_ms_ + 1 : 0);
+  }
+  /// The expired-but-retained value of `key` to serve instead of a load
+  /// error, if there is one (the caller counts it as served stale).
+  std::optional<value> stale_fallback(std::string_view key, uint64_t now_ms);
+
+  // A write waiting for the store or flusher (awaiting_) or for room (parked_).
+  struct pending_write {
+    value val; // the put's value, or empty for an erase
+    std::string key;
+    ttl lifetime;
+    write_waiter waiter;
+    bool was_cached = false;  // write-back erase: the answer
+    uint64_t deadline_ms = 0; // parked: when it fails with overloaded
+  };
+  std::optional<caf::expected<bool>> submit_write(pending_write op, time_point now);
+  void accept_dirty(pending_write op, time_point now);
+  entry_id install(value v, ttl t, uint64_t now_ms);
+  bool in_policy(entry_id id) const {
+    return policy_ && (dirty_.empty() || !dirty_.count(id));
+  }
 
   shard_config cfg_;
   bool weigh_bytes_;
@@ -198,9 +313,21 @@ private:
   // Read-through state, empty for caches without a loader.
   load_table loads_;
   std::vector<std::pair<std::string, uint64_t>> to_start_;
-  std::unordered_map<entry_id, uint32_t> load_ms_; // delta of loaded entries
-  std::unordered_set<entry_id> stale_;             // entries whose reload failed
+  struct xfetch_facts {
+    uint32_t delta_ms = 0;     // how long the entry's last load took
+    uint64_t next_draw_us = 0; // no XFetch draw before this time
+  };
+  std::unordered_map<entry_id, xfetch_facts> load_ms_; // of loaded entries
+  std::unordered_set<entry_id> stale_;                 // entries whose reload failed
+  negative_cache negatives_;
+  uint64_t stale_window_ms_ = 0;
   std::mt19937_64 rng_;
+  // Write modes, empty for caches without one.
+  std::vector<write_item> outbox_;
+  std::unordered_map<uint64_t, pending_write> awaiting_; // by write number
+  std::deque<pending_write> parked_;
+  std::unordered_map<entry_id, uint64_t> dirty_; // entry -> number of its newest write
+  uint64_t write_seq_ = 0;
 };
 
 /// Milliseconds of `t` since the clock's epoch: the unit entries store.

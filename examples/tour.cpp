@@ -24,8 +24,11 @@ struct example {
 // Every example in examples/, in the order a newcomer should read them. Keep in
 // sync with examples/CMakeLists.txt.
 constexpr example examples[] = {
-    {"ttl", "time-to-live: entries expire a fixed time after they were written"},
-    {"probabilistic", "early expiration: the guide's naive mode beside XFetch"},
+  {"ttl", "time-to-live: entries expire a fixed time after they were written"},
+  {"staleness", "the staleness problem, and two ways out: write-through, invalidation"},
+  {"write_through", "write-through: the store first, then the cache, or an error"},
+  {"write_back", "write-back: acknowledged at once, stored in batches; the journal"},
+  {"probabilistic", "early expiration: the guide's naive mode beside XFetch"},
 };
 
 // Runs the program at `path` with our stdout and stderr; true if it exits with 0.

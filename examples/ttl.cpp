@@ -20,29 +20,16 @@
 #include <string>
 #include <utility>
 
+#include "examples/example_support.hpp"
 #include "messages/errors.hpp"
 #include "runtime/runtime.hpp"
 
 using namespace std::chrono_literals;
+using examples::or_throw;
 
 namespace {
 
-// karlton returns its errors (`caf::expected<T>`, `caf::error`); this example
-// expects none, so any error ends it.
-template <class T>
-T or_throw(caf::expected<T> x) {
-  if (!x) throw std::runtime_error(karlton::describe(x.error()));
-  return std::move(*x);
-}
-
-void or_throw(const caf::error& err) {
-  if (err) throw std::runtime_error(karlton::describe(err));
-}
-
-// A miss is an empty value; the guide prints it as Python's None.
-std::string shown(const karlton::value& v) {
-  return v ? v.str() : "None";
-}
+using examples::shown; // beside the overload for remaining_ttl below
 
 std::string shown(const karlton::remaining_ttl& t) {
   using std::chrono::milliseconds;

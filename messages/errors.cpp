@@ -26,6 +26,8 @@ const char* to_string(errc x) noexcept {
     return "store_failure";
   case errc::shut_down:
     return "shut_down";
+  case errc::not_found:
+    return "not_found";
   }
   return "unknown";
 }

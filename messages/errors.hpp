@@ -29,6 +29,8 @@ enum class errc : uint8_t {
   store_failure,
   /// The runtime is stopping or stopped; the call was not carried out.
   shut_down,
+  /// The key exists neither in the cache nor in its store (or loader).
+  not_found,
 };
 
 /// The name of an error code, e.g. "key_too_large".

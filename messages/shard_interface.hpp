@@ -13,6 +13,7 @@
 #include "messages/stats.hpp"
 #include "messages/ttl.hpp"
 #include "messages/value.hpp"
+#include "messages/writes.hpp"
 
 namespace karlton {
 
@@ -38,6 +39,10 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// - `cleanup` reclaims expired entries now and returns how many.
 /// - `load(key)` is `get_or_load`: the cached value, or the result of the
 ///   cache's loader (one load per key in flight; see shard_state.hpp).
+/// - `flushed(writes)`: from the flusher; those writes are stored.
+/// - `room`: from the flusher; puts waiting under `max-dirty` may go on.
+/// Under write-through or write-back, put and delete answer once the store
+/// or the flusher took the write (see actors/shard_writes.cpp).
 /// Errors: `key_too_large`, `value_too_large`, `invalid_option` (a bad ttl).
 using shard_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, std::string>::with<value>,
@@ -51,7 +56,8 @@ using shard_actor = caf::typed_actor<
   caf::replies_to<stats_atom>::with<cache_stats>,
   caf::replies_to<cleanup_atom>::with<uint64_t>,
   caf::replies_to<load_atom, std::string>::with<value>, caf::reacts_to<load_outcome>,
-  caf::reacts_to<doorbell_atom>, caf::reacts_to<expire_atom, uint64_t>>;
+  caf::reacts_to<doorbell_atom>, caf::reacts_to<expire_atom, uint64_t>,
+  caf::reacts_to<flushed_atom, stored_writes>, caf::reacts_to<room_atom>>;
 
 /// An actor that wants to hear about removals: `(removed, key, cause)`.
 using removal_listener_actor =

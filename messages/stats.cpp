@@ -67,6 +67,7 @@ cache_stats& cache_stats::operator+=(const cache_stats& other) {
   early_expirations += other.early_expirations;
   stale_served += other.stale_served;
   loads_voided += other.loads_voided;
+  negative_hits += other.negative_hits;
   return *this;
 }
 

@@ -56,8 +56,11 @@ struct cache_stats {
   uint64_t refreshes = 0;         ///< background reloads after `refresh-after`
   uint64_t early_refreshes = 0;   ///< background reloads started by XFetch
   uint64_t early_expirations = 0; ///< forced misses of the naive probabilistic mode
-  uint64_t stale_served = 0;      ///< hits on a value whose last reload failed
-  uint64_t loads_voided = 0; ///< loads not installed: a write or invalidation came first
+  uint64_t stale_served = 0;      ///< hits on a value whose last reload failed, and
+                                  ///< expired values served for a failed load
+                                  ///< (stale-if-error)
+  uint64_t loads_voided = 0;  ///< loads not installed: a write or invalidation came first
+  uint64_t negative_hits = 0; ///< misses answered with a remembered load failure
 
   double hit_rate() const noexcept {
     auto total = hits + misses;
@@ -80,7 +83,7 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
            x.expired, x.evictions, x.invalidations, x.rejected, x.entries, x.bytes,
            x.hit_age, x.loads, x.load_failures, x.loads_finished, x.load_time_ns,
            x.coalesced, x.refreshes, x.early_refreshes, x.early_expirations,
-           x.stale_served, x.loads_voided);
+           x.stale_served, x.loads_voided, x.negative_hits);
 }
 
 } // namespace karlton

@@ -20,6 +20,18 @@ const char* to_string(removal_cause x) noexcept {
   return "unknown";
 }
 
+const char* to_string(write_mode x) noexcept {
+  switch (x) {
+  case write_mode::none:
+    return "none";
+  case write_mode::write_through:
+    return "write_through";
+  case write_mode::write_back:
+    return "write_back";
+  }
+  return "unknown";
+}
+
 void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_types<caf::id_block::karlton>();
   cfg.add_error_category(caf::atom("karlton"),

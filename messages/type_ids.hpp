@@ -19,6 +19,10 @@ CAF_ADD_TYPE_ID(karlton, (karlton::age_histogram))
 CAF_ADD_TYPE_ID(karlton, (karlton::cache_stats))
 CAF_ADD_TYPE_ID(karlton, (karlton::shard_actor))
 CAF_ADD_TYPE_ID(karlton, (karlton::removal_listener_actor))
+CAF_ADD_TYPE_ID(karlton, (karlton::write_item))
+CAF_ADD_TYPE_ID(karlton, (std::vector<karlton::write_item>))
+CAF_ADD_TYPE_ID(karlton, (karlton::write_stats))
+CAF_ADD_TYPE_ID(karlton, (karlton::stored_writes))
 CAF_END_TYPE_ID_BLOCK(karlton)
 
 namespace caf {

@@ -194,7 +194,13 @@ private:
   uint32_t key_hash_; // the key's `value::table_hash`
 };
 
-/// A call answered by `op(state, now)` as soon as the shard runs it.
+/// Ops come in two kinds: `op(state, now)` returns the answer, and
+/// `op(state, now, later)` returns it if it has one now, or nothing and
+/// calls `later(answer)` when it has (a write waiting for the store).
+template <class Op, class Later>
+constexpr bool answers_later = std::is_invocable_v<Op&, shard_state&, time_point, Later>;
+
+/// A call answered by `op` on the shard that owns its key.
 template <class R, class Op, class Sink>
 class single_call final : public keyed_call<R, Sink> {
 public:
@@ -203,7 +209,14 @@ public:
     : keyed_call<R, Sink>(key_hash, std::forward<SinkArgs>(sink_args)...),
       op_(std::move(op)) {}
 
-  void run(shard_state& state, time_point now) override { this->answer(op_(state, now)); }
+  void run(shard_state& state, time_point now) override {
+    auto later = [this](caf::expected<R> r) { this->answer(std::move(r)); };
+    if constexpr (answers_later<Op, decltype(later)>) {
+      if (auto r = op_(state, now, later)) this->answer(std::move(*r));
+    } else {
+      this->answer(op_(state, now));
+    }
+  }
 
 private:
   Op op_;
@@ -264,9 +277,16 @@ public:
   part_job(Call* c, size_t index, Op op) : call_(c), index_(index), op_(std::move(op)) {}
 
   void run(shard_state& state, time_point now) override {
-    call_->complete(index_, op_(state, now));
-    call_->release();
-    delete this;
+    auto later = [this](auto&& r) {
+      call_->complete(index_, std::forward<decltype(r)>(r));
+      call_->release();
+      delete this;
+    };
+    if constexpr (answers_later<Op, decltype(later)>) {
+      if (auto r = op_(state, now, later)) later(std::move(*r));
+    } else {
+      later(op_(state, now));
+    }
   }
 
   void abandon(const caf::error& why) override {

@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include <caf/all.hpp>
 #include <caf/send.hpp>
 
 namespace karlton {
@@ -64,6 +65,56 @@ std::vector<shard_actor> cache::shards() const {
   for (const auto& r : core_->routes)
     out.push_back(r.actor);
   return out;
+}
+
+} // namespace karlton
+
+namespace karlton {
+
+namespace {
+
+// Asks the flusher of `core` and waits for the answer (rare calls: a
+// scoped_actor's cost does not matter here).
+template <class T, class... Ts>
+caf::expected<T> ask_flusher(const detail::cache_core& core, caf::timespan timeout,
+                             Ts... xs) {
+  if (core.runtime_gate->closed.load(std::memory_order_acquire))
+    return make_error(errc::shut_down, "the karlton runtime has stopped");
+  caf::expected<T> out = make_error(errc::timeout, "the flusher did not answer in time");
+  {
+    caf::scoped_actor self{core.flusher->home_system()};
+    self->request(core.flusher, timeout, xs...)
+      .receive([&](T& x) { out = std::move(x); },
+               [&](caf::error& err) {
+                 if (err == caf::sec::request_timeout)
+                   out = make_error(errc::timeout, "the flusher did not answer in time");
+                 else
+                   out = std::move(err);
+               });
+  }
+  // As in runtime.cpp: do not keep the system's logger alive from this thread.
+  caf::logger::set_current_actor_system(nullptr);
+  return out;
+}
+
+} // namespace
+
+caf::error cache::force_flush(caf::timespan timeout) const {
+  if (!core_->flusher) return caf::none;
+  auto r = ask_flusher<caf::ok_atom>(*core_, timeout, flush_atom::value);
+  return r ? caf::error{} : std::move(r.error());
+}
+
+caf::expected<uint64_t> cache::dirty_count() const {
+  auto s = flush_stats();
+  if (!s) return std::move(s.error());
+  return s->dirty;
+}
+
+caf::expected<write_stats> cache::flush_stats() const {
+  if (!core_->flusher) return write_stats{};
+  return ask_flusher<write_stats>(*core_, options().call_timeout,
+                                  write_stats_atom::value);
 }
 
 } // namespace karlton

@@ -32,6 +32,9 @@ struct cache_core {
   shard_config shard_cfg; // per-shard bounds, for checks made before a call
   std::vector<shard_route> routes;
   std::vector<loader_actor> loaders; // stopped with the shards
+  store_writer_actor store_writer;   // write-through and write-back
+  flusher_actor flusher;             // write-back
+  journal_actor journal_writer;      // write-back with a journal
   std::shared_ptr<gate> runtime_gate;
 };
 
@@ -124,6 +127,16 @@ public:
     return blocking<cache_stats>(
       [&](auto&&... s) { return stats_call(KARLTON_FWD(s)...); });
   }
+
+  // -- write-back ---------------------------------------------------------------
+
+  /// Returns once every write that was dirty when it was called is in the
+  /// store (at once for caches without write-back). Waits up to `timeout`.
+  caf::error force_flush(caf::timespan timeout = std::chrono::seconds{60}) const;
+  /// Writes the store does not have yet (0 without write-back).
+  caf::expected<uint64_t> dirty_count() const;
+  /// The flusher's counters (all zero without write-back).
+  caf::expected<write_stats> flush_stats() const;
 
   // -- asynchronous, as futures -------------------------------------------------
 

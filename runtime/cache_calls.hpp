@@ -3,6 +3,8 @@
 // the shards it goes to, and how the parts combine. Included by cache.hpp.
 #pragma once
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +21,20 @@ inline caf::error check_put(const shard_config& cfg, std::string_view key,
   if (auto err = check_sizes(cfg, key.size(), bytes.size())) return err;
   if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
   return caf::none;
+}
+
+/// A write's bool answer as the `unit` a put answers with.
+inline std::optional<caf::expected<caf::unit_t>>
+as_unit(std::optional<caf::expected<bool>> r) {
+  if (!r) return std::nullopt;
+  if (!*r) return caf::expected<caf::unit_t>{std::move(r->error())};
+  return caf::expected<caf::unit_t>{caf::unit};
+}
+
+/// `later(expected<unit>)` as a `shard_state::write_waiter`.
+template <class Later>
+shard_state::write_waiter write_waiter_of(Later later) {
+  return [later](caf::expected<bool> r) mutable { later(as_unit(std::move(r)).value()); };
 }
 
 template <class T>
@@ -49,18 +65,19 @@ auto cache::put_call(std::string_view key, std::string_view bytes, ttl t,
   // Checked here too, so an oversized value is refused before it is copied.
   auto err = detail::check_put(core_->shard_cfg, key, bytes, t);
   auto h = hash_key(key);
+  // Under write-through or write-back the answer may come later (see
+  // shard_state::write); without a write mode it comes at once.
   auto op = [v = err ? value{} : value::make(key, bytes, h),
-             t](shard_state& s, time_point now) mutable -> caf::expected<unit> {
-    if (auto e = s.put(std::move(v), t, now)) return e;
-    return unit{};
+             t](shard_state& s, time_point now, auto later) mutable {
+    return detail::as_unit(s.write(std::move(v), t, now, detail::write_waiter_of(later)));
   };
   return start_one<unit, Sink>(h, std::move(err), std::move(op), std::forward<A>(a)...);
 }
 
 template <class Sink, class... A>
 auto cache::erase_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
-  auto op = [k = detail::small_key{key}](shard_state& s, time_point now) {
-    return caf::expected<bool>{s.erase(k.view(), now)};
+  auto op = [k = detail::small_key{key}](shard_state& s, time_point now, auto later) {
+    return s.write_erase(k.view(), now, later);
   };
   return start_one<bool, Sink>(hash_key(key), caf::error{}, std::move(op),
                                std::forward<A>(a)...);
@@ -137,10 +154,31 @@ auto cache::put_many_call(const std::vector<std::pair<std::string, std::string>>
   struct op_t {
     std::vector<value> values;
     ttl lifetime;
-    caf::expected<unit> operator()(shard_state& s, time_point now) {
+    std::optional<caf::expected<unit>>
+    operator()(shard_state& s, time_point now,
+               std::function<void(caf::expected<unit>)> later) {
+      // One answer when every write of this shard is done; the first error wins.
+      struct group {
+        size_t left;
+        caf::error first_error;
+        std::function<void(caf::expected<unit>)> later;
+      };
+      auto g = std::make_shared<group>(group{values.size() + 1, {}, std::move(later)});
+      auto one_done = [g](caf::expected<bool> r) {
+        if (!r && !g->first_error) g->first_error = std::move(r.error());
+        if (--g->left > 0) return;
+        if (g->first_error)
+          g->later(caf::expected<unit>{std::move(g->first_error)});
+        else
+          g->later(caf::expected<unit>{unit{}});
+      };
       for (auto& v : values)
-        if (auto e = s.put(std::move(v), lifetime, now)) return e;
-      return unit{};
+        if (auto r = s.write(std::move(v), lifetime, now, one_done))
+          one_done(std::move(*r));
+      // The group's own count: if every write answered at once, answer now.
+      if (--g->left > 0) return std::nullopt;
+      if (g->first_error) return caf::expected<unit>{std::move(g->first_error)};
+      return caf::expected<unit>{unit{}};
     }
   };
   auto combine = [](std::vector<unit>&&) { return unit{}; };

@@ -43,16 +43,38 @@ caf::error validate(const cache_options& o) {
     return bad("call-timeout", "must be positive");
   if (o.ingress_capacity < 2 || o.ingress_capacity > 65535)
     return bad("ingress-capacity", "must be between 2 and 65535");
+  if (o.loader && o.load_actor)
+    return bad("loader, load_actor",
+               "are mutually exclusive: give a load function or a loader actor");
   if (o.loader && (o.loader_concurrency < 1 || o.loader_concurrency > 256))
     return bad("loader-concurrency", "must be between 1 and 256");
   if (o.refresh_after < caf::timespan::zero())
     return bad("refresh-after", "must not be negative (0 = off)");
   if (!(o.beta > 0.0) || !std::isfinite(o.beta))
     return bad("beta", "must be a positive number");
-  if (!o.loader && o.refresh_after > caf::timespan::zero())
+  if (o.negative_ttl < caf::timespan::zero())
+    return bad("negative-ttl", "must not be negative (0 = off)");
+  if (o.stale_if_error < caf::timespan::zero())
+    return bad("stale-if-error", "must not be negative (0 = off)");
+  if (o.writes != write_mode::none && !o.backing_store)
+    return bad("write-mode", std::string{to_string(o.writes)} + " needs a backing_store");
+  if (o.batch_size < 1) return bad("batch-size", "must be at least 1");
+  if (o.flush_interval <= caf::timespan::zero())
+    return bad("flush-interval", "must be positive");
+  if (o.max_dirty < 1) return bad("max-dirty", "must be at least 1");
+  if (o.retry_base <= caf::timespan::zero() || o.retry_max < o.retry_base)
+    return bad("retry-base, retry-max", "need 0 < retry-base <= retry-max");
+  if (!o.journal_path.empty() && o.writes != write_mode::write_back)
+    return bad("journal", "is for write_back caches only");
+  auto loads = o.loader || o.load_actor || o.backing_store;
+  if (!loads && o.refresh_after > caf::timespan::zero())
     return bad("refresh-after", "needs a loader: only a read-through cache can reload");
-  if (!o.loader && o.early_refresh != early_refresh_mode::none)
+  if (!loads && o.early_refresh != early_refresh_mode::none)
     return bad("early-refresh", "needs a loader: only a read-through cache can reload");
+  if (!loads && o.negative_ttl > caf::timespan::zero())
+    return bad("negative-ttl", "needs a loader: only a read-through cache loads");
+  if (!loads && o.stale_if_error > caf::timespan::zero())
+    return bad("stale-if-error", "needs a loader: only a read-through cache loads");
   return caf::none;
 }
 
@@ -67,7 +89,25 @@ void add_options(caf::config_option_set& opts) {
     .add<size_t>("max-value-bytes", "largest value accepted (default 67108864)")
     .add<caf::timespan>("call-timeout", "how long blocking calls wait (default 5s)")
     .add<size_t>("ingress-capacity",
-                 "jobs queued per shard from plain threads (default 16384)");
+                 "jobs queued per shard from plain threads (default 16384)")
+    .add<size_t>("loader-concurrency",
+                 "loader threads per read-through cache (default 4)")
+    .add<caf::timespan>("refresh-after", "age after which a read reloads (0 = off)")
+    .add<std::string>("early-refresh", "none (default), xfetch or naive")
+    .add<double>("beta", "beta of the early-refresh modes (default 1)")
+    .add<caf::timespan>("negative-ttl", "how long a load failure is remembered (0 = off)")
+    .add<caf::timespan>("stale-if-error",
+                        "how long past expiry an entry may stand in for a failed load "
+                        "(0 = off)")
+    .add<std::string>("write-mode", "none (default), write_through or write_back")
+    .add<size_t>("batch-size", "write-back: keys per store transaction (default 1000)")
+    .add<caf::timespan>("flush-interval",
+                        "write-back: longest a dirty write waits (default 100ms)")
+    .add<size_t>("max-dirty",
+                 "write-back: writes not yet stored, at most (default 100000)")
+    .add<caf::timespan>("retry-base", "write-back: first retry backoff (default 10ms)")
+    .add<caf::timespan>("retry-max", "write-back: longest retry backoff (default 5s)")
+    .add<std::string>("journal", "write-back: journal file (default none)");
 }
 
 caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
@@ -102,6 +142,23 @@ caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
     return bad("karlton.early-refresh",
                "'" + early + "' is not one of none, xfetch, naive");
   o.beta = caf::get_or(cfg, "karlton.beta", o.beta);
+  o.negative_ttl = caf::get_or(cfg, "karlton.negative-ttl", o.negative_ttl);
+  o.stale_if_error = caf::get_or(cfg, "karlton.stale-if-error", o.stale_if_error);
+  auto mode = caf::get_or(cfg, "karlton.write-mode", std::string{"none"});
+  if (mode == "write_through")
+    o.writes = write_mode::write_through;
+  else if (mode == "write_back")
+    o.writes = write_mode::write_back;
+  else if (mode != "none")
+    return bad("karlton.write-mode",
+               "'" + mode + "' is not one of none, write_through, write_back");
+  o.batch_size =
+    static_cast<uint32_t>(caf::get_or(cfg, "karlton.batch-size", size_t{o.batch_size}));
+  o.flush_interval = caf::get_or(cfg, "karlton.flush-interval", o.flush_interval);
+  o.max_dirty = caf::get_or(cfg, "karlton.max-dirty", size_t{o.max_dirty});
+  o.retry_base = caf::get_or(cfg, "karlton.retry-base", o.retry_base);
+  o.retry_max = caf::get_or(cfg, "karlton.retry-max", o.retry_max);
+  o.journal_path = caf::get_or(cfg, "karlton.journal", o.journal_path);
   if (o.default_ttl.is_default()) o.default_ttl = ttl::never();
   return o;
 }

@@ -16,6 +16,8 @@
 #include "actors/shard_state.hpp"
 #include "messages/shard_interface.hpp"
 #include "messages/ttl.hpp"
+#include "messages/writes.hpp"
+#include "runtime/store.hpp"
 
 namespace karlton {
 
@@ -55,6 +57,13 @@ struct cache_options {
   /// Fetches a missing key. It runs on one of `loader_concurrency` threads of
   /// its own, never on a shard, so it may block. Empty: no read-through.
   load_function loader;
+  /// Or an actor that loads: shards send it `(load, key, id)` and install the
+  /// `load_outcome` it answers (its `key`, `id` and, if 0, `took` are filled
+  /// in by the shard). It may answer later through a response promise, e.g.
+  /// after asking another service; an error answer (or the actor going down)
+  /// fails the load. The cache neither spawns nor stops it. Exclusive with
+  /// `loader`; null: none.
+  loader_actor load_actor;
   /// Loader threads of this cache. Setting: `karlton.loader-concurrency`.
   uint32_t loader_concurrency = 4;
   /// A `get_or_load` of a value older than this returns it at once and
@@ -70,6 +79,41 @@ struct cache_options {
   /// Empty: a generator per shard, seeded from `seed` and the shard's index.
   std::function<double()> random;
   uint64_t seed = 1;
+  /// How long a failed load's error is remembered: `get_or_load` of the key
+  /// answers it without loading again, until a put, erase or clear of the key
+  /// or the time runs out. 0: off. Setting: `karlton.negative-ttl`.
+  caf::timespan negative_ttl{0};
+  /// Stale-if-error (RFC 5861): expired entries are kept this long past
+  /// their expiry (not served by `get`); if a `get_or_load`'s load of one
+  /// fails in that window, the waiters get the old value instead of the
+  /// error. Until the timer reclaims them they still count in `entries`,
+  /// `bytes` and the size bound. 0: off. Setting: `karlton.stale-if-error`.
+  caf::timespan stale_if_error{0};
+
+  // -- store, write-through and write-back --------------------------------------
+  /// The source of truth (e.g. `sqlite_store::open`). Misses of `get_or_load`
+  /// load from it when no `loader` is given (a key it lacks: `not_found`).
+  std::shared_ptr<store> backing_store;
+  /// none, write_through or write_back; the last two need `backing_store`.
+  /// Setting: `karlton.write-mode`.
+  write_mode writes = write_mode::none;
+  /// Write-back: a batch (one transaction) is written once this many keys are
+  /// dirty or the oldest dirty write is `flush_interval` old.
+  /// Settings: `karlton.batch-size`, `karlton.flush-interval`.
+  uint32_t batch_size = 1000;
+  caf::timespan flush_interval = std::chrono::milliseconds{100};
+  /// Write-back: writes not yet stored, at most. A put beyond it waits for
+  /// room up to 3/4 of `call_timeout`, then fails with `overloaded` without
+  /// being applied. Setting: `karlton.max-dirty`.
+  uint64_t max_dirty = 100'000;
+  /// Write-back: backoff of retries after a failed batch, from base doubling
+  /// up to max, with jitter. Settings: `karlton.retry-base`, `karlton.retry-max`.
+  caf::timespan retry_base = std::chrono::milliseconds{10};
+  caf::timespan retry_max = std::chrono::seconds{5};
+  /// Write-back: an append-only journal file; a put is acknowledged once its
+  /// record is durable (group commit), and the journal is replayed into the
+  /// store when the cache is created. Empty: none. Setting: `karlton.journal`.
+  std::string journal_path;
 };
 
 /// Checks every option; the error is `invalid_option` and names the option.

@@ -1,10 +1,13 @@
 #include "runtime/runtime.hpp"
 
+#include <iostream>
 #include <thread>
 
 #include <caf/all.hpp>
 
+#include "actors/flusher_actor.hpp"
 #include "actors/shard_actor.hpp"
+#include "actors/store_actors.hpp"
 #include "messages/errors.hpp"
 
 namespace karlton {
@@ -29,6 +32,26 @@ runtime::runtime(caf::actor_system& sys, std::shared_ptr<const clock> time_sourc
 void runtime::forget_logger_of_this_thread() {
   caf::logger::set_current_actor_system(nullptr);
 }
+
+namespace {
+
+// Opens the journal at `path` and stores what it recovered: the writes a
+// crash left unstored (stored ones again too: the same values, harmless).
+// Empties it only after the store confirmed.
+caf::expected<journal> replay_journal(const std::string& path, store& db) {
+  auto log = journal::open(path);
+  if (!log) return std::move(log.error());
+  if (!log->recovered().empty()) {
+    if (auto err = db.write_batch(log->recovered()))
+      return make_error(errc::store_failure,
+                        "replaying journal " + path +
+                          " into the store failed: " + describe(err));
+    if (auto err = log->reset()) return err;
+  }
+  return log;
+}
+
+} // namespace
 
 runtime::~runtime() {
   shutdown();
@@ -60,20 +83,69 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   scfg.max_key_bytes = opts.max_key_bytes;
   scfg.max_value_bytes = opts.max_value_bytes;
   scfg.on_removal = opts.on_removal;
-  scfg.read_through = static_cast<bool>(opts.loader);
+  scfg.read_through = opts.loader || opts.load_actor || opts.backing_store;
   scfg.refresh_after = opts.refresh_after;
   scfg.early_refresh = opts.early_refresh;
   scfg.beta = opts.beta;
   scfg.random = opts.random;
+  scfg.negative_ttl = opts.negative_ttl;
+  scfg.stale_if_error = opts.stale_if_error;
+  // Writes acknowledged before a crash go to the store before anything else.
+  std::shared_ptr<journal> log;
+  if (!opts.journal_path.empty()) {
+    auto opened = replay_journal(opts.journal_path, *opts.backing_store);
+    if (!opened) return std::move(opened.error());
+    log = std::make_shared<journal>(std::move(*opened));
+  }
   // Loaders may block, so each worker gets a thread of its own (detached).
-  if (opts.loader)
+  // Without a loader function, a cache with a store loads from the store.
+  auto load_fn = opts.loader          ? opts.loader
+                 : opts.backing_store ? store_loader(opts.backing_store)
+                                      : load_function{};
+  if (load_fn)
     for (uint32_t i = 0; i < opts.loader_concurrency; ++i)
-      core->loaders.push_back(
-        sys_->spawn<caf::detached>(loader_worker, opts.loader, clock_));
+      core->loaders.push_back(sys_->spawn<caf::detached>(loader_worker, load_fn, clock_));
+  auto shard_loaders = core->loaders;
+  scfg.writes = opts.writes;
+  if (opts.writes != write_mode::none)
+    core->store_writer = sys_->spawn<caf::detached>(store_writer, opts.backing_store);
+  if (opts.writes == write_mode::write_back) {
+    scfg.budget = std::make_shared<dirty_budget>(opts.max_dirty);
+    // Shorter than the call timeout, so a blocking put hears `overloaded`.
+    scfg.room_wait = opts.call_timeout * 3 / 4;
+    if (log) core->journal_writer = sys_->spawn<caf::detached>(journal_writer, log);
+    flusher_setup fs;
+    fs.config = flush_config{opts.batch_size, opts.flush_interval, opts.retry_base,
+                             opts.retry_max, opts.seed};
+    fs.time_source = clock_;
+    fs.writer = core->store_writer;
+    // A service's loader actor answers the keys without pending writes.
+    fs.readers =
+      opts.load_actor ? std::vector<loader_actor>{opts.load_actor} : core->loaders;
+    fs.journal = core->journal_writer;
+    fs.budget = scfg.budget;
+    core->flusher = sys_->spawn(flusher, std::move(fs));
+    // Loads go through the flusher: it answers keys with pending writes itself.
+    shard_loaders = {caf::actor_cast<loader_actor>(core->flusher)};
+  }
   for (size_t i = 0; i < n; ++i) {
     auto inbox = std::make_shared<ingress>(opts.ingress_capacity);
     scfg.seed = opts.seed + i;
-    shard_setup setup{scfg, clock_, inbox, opts.removal_listener, core->loaders};
+    // The user's loader actor is theirs: not in core->loaders, never stopped here.
+    shard_setup setup;
+    setup.config = scfg;
+    setup.time_source = clock_;
+    setup.inbox = inbox;
+    setup.listener = opts.removal_listener;
+    setup.loaders = shard_loaders;
+    // Asked by request: in write-back mode through the flusher, which
+    // delegates to it, so a read never passes a pending write (rule 3).
+    setup.user_loader = opts.load_actor && core->flusher
+                          ? caf::actor_cast<loader_actor>(core->flusher)
+                          : opts.load_actor;
+    setup.store_writer = core->store_writer;
+    setup.write_flusher = core->flusher;
+    setup.index = static_cast<uint32_t>(i);
     auto actor = sys_->spawn(shard, std::move(setup));
     core->routes.push_back(detail::shard_route{std::move(actor), std::move(inbox)});
   }
@@ -95,47 +167,91 @@ caf::expected<cache> runtime::find_cache(const std::string& name) const {
   return cache{i->second};
 }
 
-void runtime::shutdown() {
+runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
+  shutdown_report report;
   {
     std::lock_guard<std::mutex> guard{caches_mtx_};
-    if (stopped_) return;
+    if (stopped_) return report;
     stopped_ = true;
   }
   // 1. No new calls; wait for callers that are between the check and the push.
   gate_->closed.store(true, std::memory_order_seq_cst);
   while (gate_->active.load(std::memory_order_seq_cst) > 0)
     std::this_thread::yield();
-  // 2. Stop the shards and wait until they are gone: afterwards nobody pops
-  //    from an ingress queue but us.
   {
     caf::scoped_actor self{*sys_};
-    size_t pending = 0;
-    auto stop = [&](const auto& actor) {
-      self->monitor(actor);
-      self->send_exit(actor, caf::exit_reason::user_shutdown);
-      ++pending;
+    auto stop_all = [&](auto each_cache) {
+      size_t pending = 0;
+      for (auto& [name, core] : caches_)
+        each_cache(*core, [&](const auto& actor) {
+          if (!actor) return;
+          self->monitor(actor);
+          self->send_exit(actor, caf::exit_reason::user_shutdown);
+          ++pending;
+        });
+      for (; pending > 0; --pending)
+        self->receive([](const caf::down_msg&) {});
     };
-    for (auto& [name, core] : caches_) {
-      for (auto& route : core->routes)
+    // 2. Stop the shards and wait until they are gone: afterwards nobody pops
+    //    from an ingress queue but us, and every write a shard handed to a
+    //    flusher is in that flusher's mailbox.
+    stop_all([](detail::cache_core& core, auto stop) {
+      for (auto& route : core.routes)
         stop(route.actor);
-      for (auto& loader : core->loaders)
-        stop(loader); // a busy one finishes its load first
+    });
+    // 3. Write-back: store what is dirty, for at most `flush_timeout`.
+    for (auto& [name, core] : caches_) {
+      if (!core->flusher) continue;
+      uint64_t unstored = 0;
+      self
+        ->request(core->flusher, flush_timeout + std::chrono::seconds{1},
+                  drain_atom::value, flush_timeout)
+        .receive([&](uint64_t n) { unstored = n; },
+                 [&](caf::error&) { unstored = UINT64_MAX; });
+      if (unstored == UINT64_MAX) {
+        // No answer: count what the flusher holds is unknown; say so.
+        std::cerr << "karlton: the flusher of cache '" << name
+                  << "' did not answer at shutdown; its dirty writes may be lost\n";
+        unstored = 0;
+        report.unstored.emplace_back(name, core->options.max_dirty);
+        continue;
+      }
+      if (unstored > 0) {
+        std::cerr
+          << "karlton: " << unstored << " write-back writes of cache '" << name
+          << "' could not be stored before shutdown"
+          << (core->options.journal_path.empty()
+                ? " and are lost\n"
+                : "; they stay in the journal and are stored on the next start\n");
+        report.unstored.emplace_back(name, unstored);
+      }
     }
-    for (; pending > 0; --pending)
-      self->receive([](const caf::down_msg&) {});
+    // 4. Stop the rest (a busy loader or store call finishes first).
+    stop_all([](detail::cache_core& core, auto stop) {
+      for (auto& loader : core.loaders)
+        stop(loader);
+      stop(core.flusher);
+      stop(core.store_writer);
+      stop(core.journal_writer);
+    });
   }
   // Detached actors must be destroyed, not just stopped, before the actor
-  // system can go: drop the loader handles (cache handles keep the cores).
-  for (auto& [name, core] : caches_)
+  // system can go: drop their handles (cache handles keep the cores).
+  for (auto& [name, core] : caches_) {
     core->loaders.clear();
-  // 3. Whatever was still queued fails with shut_down, so no caller hangs.
+    core->store_writer = nullptr;
+    core->journal_writer = nullptr;
+    core->flusher = nullptr;
+  }
+  // 5. Whatever was still queued fails with shut_down, so no caller hangs.
   auto why =
     make_error(errc::shut_down, "the karlton runtime stopped before the call ran");
   for (auto& [name, core] : caches_)
     for (auto& route : core->routes)
       while (auto job = route.inbox->pop())
         job->abandon(why);
-  // 4. An owned actor system is destroyed with us (it waits for all actors).
+  // 6. An owned actor system is destroyed with us (it waits for all actors).
+  return report;
 }
 
 } // namespace karlton

@@ -5,6 +5,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
@@ -65,8 +67,25 @@ public:
   /// The cache called `name`, or `unknown_cache`.
   caf::expected<cache> find_cache(const std::string& name) const;
 
-  /// Stops every cache (see the class comment). Idempotent; the destructor calls it.
-  void shutdown();
+  /// What `shutdown` could not do.
+  struct shutdown_report {
+    /// Acknowledged write-back writes that were not stored in time, by cache
+    /// (only caches with any). With a journal they are still in it, and are
+    /// stored when the cache is created again.
+    std::vector<std::pair<std::string, uint64_t>> unstored;
+    uint64_t unstored_writes() const {
+      uint64_t n = 0;
+      for (auto& [name, count] : unstored)
+        n += count;
+      return n;
+    }
+  };
+
+  /// Stops every cache (see the class comment). Write-back caches store their
+  /// dirty writes first, waiting up to `flush_timeout`; what was not stored
+  /// is reported, here and on stderr. Idempotent (a second call reports
+  /// nothing); the destructor calls it.
+  shutdown_report shutdown(caf::timespan flush_timeout = std::chrono::seconds{30});
 
   caf::actor_system& system() noexcept { return *sys_; }
   const std::shared_ptr<const clock>& time_source() const noexcept { return clock_; }

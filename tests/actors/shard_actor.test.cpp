@@ -152,3 +152,126 @@ TEST_CASE_METHOD(fixture, "the doorbell drains jobs queued by plain threads",
   CHECK(ran);
   CHECK(inbox->claim_doorbell()); // released once the queue was empty
 }
+
+namespace {
+
+// A service's own loader actor, as `cache_options::load_actor` would give it:
+// it answers each load later, after asking another actor (the "database"),
+// through a response promise.
+loader_actor::behavior_type asking_loader(loader_actor::pointer self, caf::actor db) {
+  return {
+    [=](load_atom, const std::string& key, uint64_t) -> caf::result<load_outcome> {
+      auto rp = self->make_response_promise<load_outcome>();
+      self->request(db, caf::infinite, caf::get_atom::value, key)
+        .then(
+          [rp](std::string& row) mutable {
+            load_outcome out;
+            out.bytes = std::move(row);
+            rp.deliver(std::move(out));
+          },
+          [rp](caf::error& err) mutable {
+            load_outcome out;
+            out.error = std::move(err);
+            rp.deliver(std::move(out));
+          });
+      return rp;
+    },
+  };
+}
+
+struct loading_fixture : test_coordinator_fixture<test_config> {
+  int queries = 0;
+  caf::actor db;
+  loader_actor loader;
+  shard_actor s;
+
+  loading_fixture() {
+    // Spawned with an argument: CAF 0.17 dereferences a null argument tuple
+    // for functions spawned without any, which UBSan reports.
+    db = sys.spawn(
+      [](caf::event_based_actor*, int* count) -> caf::behavior {
+        return {
+          [count](caf::get_atom, const std::string& key) -> caf::result<std::string> {
+            ++*count;
+            if (key == "missing") return make_error(errc::not_found, "no row " + key);
+            return "row of " + key;
+          },
+        };
+      },
+      &queries);
+    loader = sys.spawn(asking_loader, db);
+    shard_setup setup;
+    setup.config.default_ttl = ttl::after(1s);
+    setup.config.read_through = true;
+    setup.time_source = std::make_shared<coordinator_clock>(sched);
+    setup.user_loader = loader;
+    s = sys.spawn(shard, std::move(setup));
+    sched.run();
+  }
+
+  ~loading_fixture() override {
+    for (const auto& a :
+         {caf::actor_cast<caf::actor>(s), caf::actor_cast<caf::actor>(loader), db})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  shard_state& state() {
+    return *deref<shard_actor::stateful_base<shard_actor_state>>(s).state.cache;
+  }
+
+  // Sends (load, key) twice before the shard runs, then runs everything.
+  std::vector<caf::expected<value>> load_twice(const std::string& key) {
+    std::vector<caf::expected<value>> out;
+    auto a = self->request(s, caf::infinite, load_atom::value, key);
+    auto b = self->request(s, caf::infinite, load_atom::value, key);
+    sched.run();
+    for (auto* rh : {&a, &b})
+      rh->receive([&](value& v) { out.emplace_back(std::move(v)); },
+                  [&](caf::error& e) { out.emplace_back(std::move(e)); });
+    return out;
+  }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(loading_fixture,
+                 "a service's loader actor answers a shard's load, one per key in flight",
+                 "[shard-actor][loading][rule2]") {
+  auto got = load_twice("k");
+  REQUIRE(got.size() == 2);
+  for (auto& r : got) {
+    REQUIRE(r);
+    CHECK(r->bytes() == "row of k");
+  }
+  CHECK(queries == 1);
+  auto st = state().stats();
+  CHECK(st.loads == 1);
+  CHECK(st.coalesced == 1);
+  CHECK(state().contains("k", sched.clock().now()));
+}
+
+TEST_CASE_METHOD(loading_fixture, "a loader actor's error outcome reaches every waiter",
+                 "[shard-actor][loading][errors]") {
+  auto got = load_twice("missing");
+  REQUIRE(got.size() == 2);
+  for (auto& r : got) {
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == errc::not_found);
+  }
+  CHECK(state().stats().load_failures == 1);
+}
+
+TEST_CASE_METHOD(loading_fixture, "a loader actor that is down fails the load",
+                 "[shard-actor][loading][errors]") {
+  caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
+  sched.run();
+  auto got = load_twice("k");
+  REQUIRE(got.size() == 2);
+  for (auto& r : got) {
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == errc::store_failure);
+    CHECK(describe(r.error()).find("loader actor failed") != std::string::npos);
+  }
+  CHECK(queries == 0);
+}

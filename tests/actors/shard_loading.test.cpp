@@ -307,3 +307,276 @@ TEST_CASE("the guide's naive mode expires early as a forced miss", "[loading][na
   CHECK(s.take_loads_to_start().size() == 1);
   CHECK(s.stats().early_expirations == 1);
 }
+
+TEST_CASE("XFetch draws at most k times per delta however often the entry is read",
+          "[loading][xfetch]") {
+  auto cfg = loading(10s);
+  cfg.early_refresh = early_refresh_mode::xfetch;
+  int draws = 0;
+  cfg.random = [&draws] {
+    ++draws;
+    return 1.0; // -ln(1) = 0: never fires, so every read may draw
+  };
+  shard_state s{cfg};
+  reader r;
+  fill(s, r, "k", "v", 100ms);
+  // 10,000 reads 10 us apart within one delta (100 ms): draws at 0, 25, 50
+  // and 75 ms only.
+  for (int i = 0; i < 10'000; ++i)
+    REQUIRE(r.read(s, "k", t0 + 5s + std::chrono::microseconds{10 * i}));
+  CHECK(draws == static_cast<int>(xfetch_draws_per_delta));
+  // Reads further apart than delta / k each draw, as in plain XFetch.
+  draws = 0;
+  for (int i = 0; i < 10; ++i)
+    r.read(s, "k", at(6s + i * 30ms));
+  CHECK(draws == 10);
+}
+
+TEST_CASE("XFetch refreshes at the same lead before expiry at any read rate",
+          "[loading][xfetch]") {
+  // The mean lead over 200 seeded entries, read every 50 us (2,000 reads per
+  // delta) or every 5 ms (20). Drawing on every read put the fast readers'
+  // lead near delta * (ln 2000 + 0.58) = 818 ms; with k = 4 draws per delta
+  // both are near delta * (ln 4 + 0.58) = 196 ms.
+  auto mean_lead_ms = [](std::chrono::microseconds read_every) {
+    double total = 0;
+    const int trials = 200;
+    for (int seed = 1; seed <= trials; ++seed) {
+      auto cfg = loading(2s);
+      cfg.early_refresh = early_refresh_mode::xfetch;
+      cfg.seed = static_cast<uint64_t>(seed);
+      shard_state s{cfg};
+      reader r;
+      fill(s, r, "k", "v", 100ms); // expires at t0 + 2 s
+      auto now = t0 + 800ms;
+      while (now < t0 + 2s && s.take_loads_to_start().empty()) {
+        r.read(s, "k", now);
+        now += read_every;
+      }
+      auto refreshed_at = now - read_every;
+      total += std::chrono::duration<double, std::milli>(t0 + 2s - refreshed_at).count();
+    }
+    return total / trials;
+  };
+  auto fast = mean_lead_ms(50us);
+  auto slow = mean_lead_ms(5000us);
+  CHECK(fast == Approx(196).margin(30));
+  CHECK(slow == Approx(196).margin(30));
+  CHECK(fast == Approx(slow).epsilon(0.15));
+}
+
+TEST_CASE("XFetch starts one refresh, and a miss at expiry joins it",
+          "[loading][xfetch]") {
+  auto cfg = loading(10s);
+  cfg.early_refresh = early_refresh_mode::xfetch;
+  cfg.random = [] { return std::exp(-1000.0); }; // every draw fires
+  shard_state s{cfg};
+  reader r;
+  fill(s, r, "k", "v1", 100ms);
+  for (int i = 0; i < 100; ++i) // 9.9 s to 9.999 s: drawing all along
+    CHECK(r.read(s, "k", at(9900ms + i * 1ms)));
+  auto refresh = s.take_loads_to_start();
+  REQUIRE(refresh.size() == 1);
+  reader late;
+  CHECK_FALSE(late.read(s, "k", at(10s))); // expired: joins the refresh
+  CHECK(s.take_loads_to_start().empty());
+  s.complete_load("k", refresh[0].second, std::string{"v2"}, 100ms, at(10s));
+  CHECK(late.got == std::vector<std::string>{"v2"});
+  auto st = s.stats();
+  CHECK(st.loads == 2);
+  CHECK(st.early_refreshes == 1);
+  CHECK(st.coalesced == 1);
+}
+
+namespace {
+
+shard_config negative_caching(caf::timespan negative_ttl) {
+  auto cfg = loading(10s);
+  cfg.negative_ttl = negative_ttl;
+  return cfg;
+}
+
+// Reads `key` at `now`, which must start a load, and fails that load.
+void fail_load(shard_state& s, reader& r, const std::string& key, time_point now) {
+  REQUIRE_FALSE(r.read(s, key, now));
+  auto started = s.take_loads_to_start();
+  REQUIRE(started.size() == 1);
+  s.complete_load(key, started[0].second, make_error(errc::not_found, "no row"), 1ms,
+                  now);
+}
+
+} // namespace
+
+TEST_CASE("negative caching answers a failed load's error until negative-ttl runs out",
+          "[loading][negative]") {
+  shard_state s{negative_caching(1s)};
+  reader a, b;
+  fail_load(s, a, "k", t0);
+  CHECK(a.got == std::vector<std::string>{"error:not_found"});
+  CHECK(b.read(s, "k", at(999ms))); // answered at once, no load
+  CHECK(b.got == std::vector<std::string>{"error:not_found"});
+  CHECK(s.take_loads_to_start().empty());
+  CHECK(s.stats().negative_hits == 1);
+  CHECK(s.stats().loads == 1);
+  CHECK_FALSE(b.read(s, "k", at(1000ms))); // ran out: loads again
+  CHECK(s.take_loads_to_start().size() == 1);
+}
+
+TEST_CASE("a put, erase or clear forgets a remembered load failure at once",
+          "[loading][negative][rule1]") {
+  reader r;
+  SECTION("put") {
+    shard_state s{negative_caching(1s)};
+    fail_load(s, r, "k", t0);
+    REQUIRE_FALSE(s.put(value::make("k", "written"), ttl::after(1ms), at(1ms)));
+    CHECK(r.read(s, "k", at(1ms)));
+    CHECK(r.got.back() == "written");
+    CHECK_FALSE(r.read(s, "k", at(2ms))); // expired, and the failure was forgotten
+    CHECK(s.take_loads_to_start().size() == 1);
+  }
+  SECTION("erase") {
+    shard_state s{negative_caching(1s)};
+    fail_load(s, r, "k", t0);
+    CHECK_FALSE(s.erase("k", at(1ms)));
+    CHECK_FALSE(r.read(s, "k", at(2ms))); // loads again
+    CHECK(s.take_loads_to_start().size() == 1);
+  }
+  SECTION("clear") {
+    shard_state s{negative_caching(1s)};
+    fail_load(s, r, "k", t0);
+    s.clear();
+    CHECK_FALSE(r.read(s, "k", at(2ms)));
+    CHECK(s.take_loads_to_start().size() == 1);
+  }
+}
+
+TEST_CASE("a voided load's failure is not remembered", "[loading][negative][rule1]") {
+  shard_state s{negative_caching(1s)};
+  reader a, b;
+  a.read(s, "k", t0);
+  auto first = s.take_loads_to_start().at(0).second;
+  s.erase("k", t0); // the failure that comes back belongs to before the erase
+  s.complete_load("k", first, make_error(errc::store_failure, "db down"), 1ms, t0);
+  CHECK(a.got == std::vector<std::string>{"error:store_failure"});
+  CHECK_FALSE(b.read(s, "k", at(1ms)));
+  CHECK(s.take_loads_to_start().size() == 1);
+  CHECK(s.stats().negative_hits == 0);
+}
+
+TEST_CASE("remembered failures are reclaimed by the expiry timer's deadline",
+          "[loading][negative]") {
+  shard_state s{negative_caching(1s)};
+  reader r;
+  fail_load(s, r, "k", t0);
+  REQUIRE(s.next_expiry());
+  CHECK(*s.next_expiry() == at(1s)); // no entry: the failure's deadline
+  s.cleanup_expired(at(1s));
+  CHECK_FALSE(s.next_expiry());
+}
+
+TEST_CASE("no reload starts while a failed reload is remembered",
+          "[loading][negative][refresh]") {
+  auto cfg = refreshing_after(1s);
+  cfg.negative_ttl = 2s;
+  shard_state s{cfg};
+  reader r;
+  fill(s, r, "k", "v1", 1ms);
+  r.read(s, "k", at(1s));
+  auto reload = s.take_loads_to_start().at(0).second;
+  s.complete_load("k", reload, make_error(errc::store_failure, "db down"), 1ms, at(1s));
+  CHECK(r.read(s, "k", at(2s))); // the old value, and no new reload
+  CHECK(r.got.back() == "v1");
+  CHECK(s.take_loads_to_start().empty());
+  CHECK(r.read(s, "k", at(3s))); // the failure ran out: reload again
+  CHECK(s.take_loads_to_start().size() == 1);
+}
+
+namespace {
+
+// TTL 10 s; expired entries are kept 5 s for stale-if-error.
+shard_config stale_if_error(caf::timespan negative_ttl = caf::timespan{0}) {
+  auto cfg = loading(10s);
+  cfg.stale_if_error = 5s;
+  cfg.negative_ttl = negative_ttl;
+  return cfg;
+}
+
+} // namespace
+
+TEST_CASE("stale-if-error: a failed load of an expired entry gives the waiters the old "
+          "value within the window",
+          "[loading][stale-if-error]") {
+  shard_state s{stale_if_error()};
+  reader r, a, b;
+  fill(s, r, "k", "v1", 1ms);
+  // Expired: neither get, contains nor ttl_of sees it.
+  CHECK_FALSE(s.get("k", at(11s)));
+  CHECK_FALSE(s.contains("k", at(11s)));
+  CHECK_FALSE(s.ttl_of("k", at(11s)).found());
+  CHECK_FALSE(a.read(s, "k", at(11s))); // a miss that loads...
+  CHECK_FALSE(b.read(s, "k", at(11s))); // ...and one that joins
+  auto load = s.take_loads_to_start();
+  REQUIRE(load.size() == 1);
+  s.complete_load("k", load[0].second, make_error(errc::store_failure, "db down"), 1ms,
+                  at(12s));
+  CHECK(a.got == std::vector<std::string>{"v1"});
+  CHECK(b.got == a.got);
+  CHECK(s.stats().stale_served == 2);
+  // At expiry + window still; after it, the error.
+  reader c, d;
+  fail_load(s, c, "k", at(15s));
+  CHECK(c.got == std::vector<std::string>{"v1"});
+  fail_load(s, d, "k", at(15001ms));
+  CHECK(d.got == std::vector<std::string>{"error:not_found"});
+}
+
+TEST_CASE("stale-if-error: the timer reclaims an expired entry after its window",
+          "[loading][stale-if-error]") {
+  shard_state s{stale_if_error()};
+  reader r;
+  fill(s, r, "k", "v1", 1ms);
+  REQUIRE(s.next_expiry());
+  CHECK(*s.next_expiry() == at(15001ms));
+  CHECK(s.cleanup_expired(at(15s)) == 0);
+  CHECK(s.size() == 1);
+  CHECK(s.cleanup_expired(at(15001ms)) == 1);
+  CHECK(s.size() == 0);
+  CHECK(s.stats().expired == 1);
+}
+
+TEST_CASE("stale-if-error: a successful load replaces the expired entry",
+          "[loading][stale-if-error]") {
+  shard_state s{stale_if_error()};
+  reader r, a;
+  fill(s, r, "k", "v1", 1ms);
+  CHECK_FALSE(a.read(s, "k", at(11s)));
+  s.complete_load("k", s.take_loads_to_start().at(0).second, std::string{"v2"}, 1ms,
+                  at(11s));
+  CHECK(a.got == std::vector<std::string>{"v2"});
+  CHECK(s.contains("k", at(12s)));
+  CHECK(s.stats().stale_served == 0);
+}
+
+TEST_CASE("stale-if-error: an erase forgets the old value (rule 1)",
+          "[loading][stale-if-error][rule1]") {
+  shard_state s{stale_if_error()};
+  reader r, a;
+  fill(s, r, "k", "v1", 1ms);
+  s.erase("k", at(11s));
+  fail_load(s, a, "k", at(11s));
+  CHECK(a.got == std::vector<std::string>{"error:not_found"});
+}
+
+TEST_CASE("stale-if-error with negative caching serves the old value at once",
+          "[loading][stale-if-error][negative]") {
+  shard_state s{stale_if_error(1s)};
+  reader r, a, b;
+  fill(s, r, "k", "v1", 1ms);
+  fail_load(s, a, "k", at(11s));
+  CHECK(b.read(s, "k", at(11500ms))); // the failure is remembered: no load
+  CHECK(b.got == std::vector<std::string>{"v1"});
+  CHECK(s.take_loads_to_start().empty());
+  auto st = s.stats();
+  CHECK(st.negative_hits == 1);
+  CHECK(st.stale_served == 2);
+}

@@ -35,9 +35,12 @@ TEST_CASE("stats of shards add up", "[stats]") {
   b.hits = 2;
   b.entries = 5;
   b.hit_age.record(20);
+  a.negative_hits = 1;
+  b.negative_hits = 2;
   a += b;
   CHECK(a.hits == 3);
   CHECK(a.entries == 5);
   CHECK(a.hit_rate() == Approx(0.75));
   CHECK(a.hit_age.count() == 2);
+  CHECK(a.negative_hits == 3);
 }

@@ -11,6 +11,8 @@
 #include <caf/all.hpp>
 
 #include "messages/errors.hpp"
+#include "messages/type_ids.hpp"
+#include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
 
 using namespace karlton;
@@ -175,4 +177,139 @@ TEST_CASE("stopping the runtime during a load fails its waiters", "[loading][shu
   rt.reset();
   CHECK(pending.get().error() == errc::shut_down);
   CHECK(c.get_or_load("k").error() == errc::shut_down);
+}
+
+TEST_CASE("a service's loader actor loads for a cache and is not stopped with it",
+          "[loading][runtime][load-actor]") {
+  struct service_config : caf::actor_system_config {
+    service_config() { register_types(*this); }
+  } cfg;
+  caf::actor_system sys{cfg};
+  std::atomic<int> calls{0};
+  // An argument, because CAF 0.17 dereferences a null argument tuple for
+  // functions spawned without any (UBSan reports it).
+  auto loader = sys.spawn(
+    [](loader_actor::pointer, std::atomic<int>* calls) -> loader_actor::behavior_type {
+      return {
+        [calls](load_atom, const std::string& key, uint64_t) {
+          ++*calls;
+          load_outcome out;
+          if (key == "nobody")
+            out.error = make_error(errc::not_found, "no row " + key);
+          else
+            out.bytes = "row of " + key;
+          return out;
+        },
+      };
+    },
+    &calls);
+  {
+    runtime rt{sys};
+    cache_options o;
+    o.name = "by-actor";
+    o.shards = 2;
+    o.load_actor = loader;
+    o.negative_ttl = 1min; // remembered: the second miss asks nobody
+    auto c = rt.create_cache(o);
+    REQUIRE(c);
+    CHECK(c->get_or_load("user_1")->bytes() == "row of user_1");
+    CHECK(c->get_or_load_async("user_1").get()->bytes() == "row of user_1");
+    CHECK(calls == 1);
+    CHECK(c->get_or_load("nobody").error() == errc::not_found);
+    CHECK(c->get_or_load("nobody").error() == errc::not_found);
+    CHECK(calls == 2);
+    auto st = c->stats();
+    REQUIRE(st);
+    CHECK(st->loads == 2);
+    CHECK(st->negative_hits == 1);
+  }
+  // The runtime stopped; the service's actor still answers.
+  caf::scoped_actor self{sys};
+  self->request(loader, 5s, load_atom::value, std::string{"k"}, uint64_t{1})
+    .receive([](const load_outcome& out) { CHECK(out.bytes == "row of k"); },
+             [](caf::error& e) { FAIL(describe(e)); });
+  self->send_exit(loader, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("options of negative caching, stale-if-error and the loader actor are checked",
+          "[loading][options][errors]") {
+  cache_options o;
+  o.name = "c";
+  o.negative_ttl = 1s;
+  CHECK(describe(validate(o)).find("negative-ttl") != std::string::npos);
+  o.negative_ttl = caf::timespan{0};
+  o.stale_if_error = 1s;
+  CHECK(describe(validate(o)).find("stale-if-error") != std::string::npos);
+  o.loader = [](const std::string&) -> caf::expected<std::string> {
+    return std::string{};
+  };
+  CHECK(validate(o) == caf::none);
+  o.stale_if_error = -1s;
+  CHECK(describe(validate(o)).find("stale-if-error") != std::string::npos);
+  o.stale_if_error = caf::timespan{0};
+  o.negative_ttl = -1s;
+  CHECK(describe(validate(o)).find("negative-ttl") != std::string::npos);
+  o.negative_ttl = caf::timespan{0};
+  runtime rt;
+  o.load_actor = rt.system().spawn(
+    [](int) -> loader_actor::behavior_type {
+      return {[](load_atom, const std::string&, uint64_t) { return load_outcome{}; }};
+    },
+    0); // an argument: see the first loader actor above
+
+  auto err = validate(o);
+  CHECK(err == errc::invalid_option);
+  CHECK(describe(err).find("loader, load_actor") != std::string::npos);
+  o.loader = nullptr;
+  o.refresh_after = 1s; // a loader actor makes a cache read-through too
+  CHECK(validate(o) == caf::none);
+  caf::anon_send_exit(o.load_actor, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("negative-ttl and stale-if-error come from the karlton settings",
+          "[loading][options][config]") {
+  auto cfg = std::make_unique<runtime_config>();
+  REQUIRE_FALSE(cfg->parse({"--karlton.negative-ttl=250ms", "--karlton.stale-if-error=5s",
+                            "--karlton.early-refresh=xfetch", "--karlton.beta=2.0"}));
+  runtime rt{std::move(cfg)};
+  auto o = rt.default_options("from-config");
+  CHECK(o.negative_ttl == caf::timespan{250ms});
+  CHECK(o.stale_if_error == caf::timespan{5s});
+  CHECK(o.early_refresh == early_refresh_mode::xfetch);
+  CHECK(o.beta == 2.0);
+}
+
+TEST_CASE("in write-back mode a loader actor is never asked past a pending write",
+          "[loading][runtime][load-actor][write_back]") {
+  std::atomic<int> calls{0};
+  runtime rt;
+  auto loader = rt.system().spawn(
+    [](loader_actor::pointer, std::atomic<int>* calls) -> loader_actor::behavior_type {
+      return {
+        [calls](load_atom, const std::string& key, uint64_t) {
+          ++*calls;
+          load_outcome out;
+          out.bytes = "row of " + key;
+          return out;
+        },
+      };
+    },
+    &calls);
+  cache_options o;
+  o.name = "write-back-by-actor";
+  o.shards = 2;
+  o.backing_store = std::make_shared<memory_store>();
+  o.writes = write_mode::write_back;
+  o.flush_interval = std::chrono::hours{1}; // the writes stay pending
+  o.load_actor = loader;
+  auto c = rt.create_cache(o);
+  REQUIRE(c);
+  REQUIRE(c->erase("k")); // a pending delete: the flusher answers, not the loader
+  auto r = c->get_or_load("k");
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::not_found);
+  CHECK(calls == 0);
+  CHECK(c->get_or_load("other")->bytes() == "row of other"); // nothing pending: asked
+  CHECK(calls == 1);
+  caf::anon_send_exit(loader, caf::exit_reason::user_shutdown);
 }

@@ -1,0 +1,167 @@
+#include "actors/flush_state.hpp"
+
+#include <algorithm>
+
+namespace karlton {
+
+namespace {
+
+uint64_t as_ms(caf::timespan d) {
+  return static_cast<uint64_t>(
+    std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+}
+
+} // namespace
+
+flush_state::flush_state(flush_config cfg) : cfg_(cfg), rng_(cfg.seed) {}
+
+uint64_t flush_state::add(uint32_t shard, write_item item, time_point now) {
+  ++stats_.writes;
+  auto number = ++accepted_;
+  auto i = pending_.find(item.key);
+  if (i != pending_.end()) {
+    // Only the latest value of a key goes into a batch; the key keeps its
+    // place (and age) in line, so a hot key cannot starve.
+    // `number` stays: a flush asked for before this write waits for the key.
+    i->second.item = std::move(item);
+    i->second.shard = shard;
+    ++stats_.writes_coalesced;
+    return 1;
+  }
+  order_.push_back(item.key);
+  auto key = item.key;
+  pending_.emplace(std::move(key), slot{std::move(item), shard, number, to_ms(now)});
+  return 0;
+}
+
+const write_item* flush_state::newest(std::string_view key) const {
+  if (auto i = pending_.find(std::string{key}); i != pending_.end())
+    return &i->second.item;
+  if (auto i = in_flight_index_.find(key); i != in_flight_index_.end())
+    return &in_flight_[i->second].item;
+  return nullptr;
+}
+
+std::optional<uint64_t> flush_state::oldest_ms() const {
+  if (order_.empty()) return std::nullopt;
+  return pending_.at(order_.front()).since_ms;
+}
+
+bool flush_state::should_flush(time_point now) const {
+  if (in_flight() || pending_.empty()) return false;
+  auto now_ms = to_ms(now);
+  if (now_ms < backoff_until_ms_) return false;
+  if (pending_.size() >= cfg_.batch_size) return true;
+  if (flush_requested_through_ > 0) {
+    // A flush was asked for: go while anything it covers is still dirty.
+    for (const auto& [key, s] : pending_)
+      if (s.number <= flush_requested_through_) return true;
+  }
+  return now_ms >= *oldest_ms() + as_ms(cfg_.flush_interval);
+}
+
+std::optional<time_point> flush_state::next_due() const {
+  if (in_flight() || pending_.empty()) return std::nullopt;
+  auto due = std::max(*oldest_ms() + as_ms(cfg_.flush_interval), backoff_until_ms_);
+  return time_point{std::chrono::milliseconds{due}};
+}
+
+std::vector<write_item> flush_state::take_batch(time_point) {
+  auto n = std::min<size_t>(cfg_.batch_size, order_.size());
+  in_flight_.clear();
+  in_flight_index_.clear();
+  in_flight_.reserve(n); // no reallocation below: the index points into it
+  std::vector<write_item> batch;
+  batch.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto node = pending_.extract(order_.front());
+    order_.pop_front();
+    in_flight_.push_back(std::move(node.mapped()));
+    batch.push_back(in_flight_.back().item);
+  }
+  for (size_t i = 0; i < in_flight_.size(); ++i)
+    in_flight_index_.emplace(in_flight_[i].item.key, i);
+  return batch;
+}
+
+flush_state::stored flush_state::batch_stored() {
+  stored out;
+  out.count = in_flight_.size();
+  for (auto& s : in_flight_) {
+    auto i = std::find_if(out.by_shard.begin(), out.by_shard.end(),
+                          [&](const auto& p) { return p.first == s.shard; });
+    if (i == out.by_shard.end())
+      i = out.by_shard.emplace(out.by_shard.end(), s.shard, stored_writes{});
+    i->second.emplace_back(std::move(s.item.key), s.item.seq);
+  }
+  ++stats_.batches;
+  stats_.entries_flushed += out.count;
+  consecutive_failures_ = 0;
+  backoff_until_ms_ = 0;
+  in_flight_index_.clear();
+  in_flight_.clear();
+  return out;
+}
+
+uint64_t flush_state::batch_failed(time_point now) {
+  ++stats_.flush_failures;
+  ++stats_.retries; // the batch's writes will be tried again
+  uint64_t superseded = 0;
+  in_flight_index_.clear();
+  // Back to the front of the line, in their old order. Where a newer write of
+  // the key came meanwhile, it supersedes the failed one and inherits its age
+  // and place, so the interval still bounds how long the key stays dirty.
+  std::vector<std::string> front;
+  front.reserve(in_flight_.size());
+  for (auto& s : in_flight_) {
+    front.push_back(s.item.key);
+    auto i = pending_.find(s.item.key);
+    if (i == pending_.end()) {
+      auto key = s.item.key;
+      pending_.emplace(std::move(key), std::move(s));
+      continue;
+    }
+    i->second.since_ms = std::min(i->second.since_ms, s.since_ms);
+    i->second.number = std::min(i->second.number, s.number);
+    order_.erase(std::find(order_.begin(), order_.end(), s.item.key));
+    ++superseded;
+    ++stats_.writes_coalesced;
+  }
+  order_.insert(order_.begin(), front.begin(), front.end());
+  in_flight_.clear();
+  ++consecutive_failures_;
+  auto shift = std::min<uint32_t>(consecutive_failures_ - 1, 20);
+  auto cap = static_cast<uint64_t>(cfg_.retry_max.count());
+  auto delay =
+    std::min<uint64_t>(static_cast<uint64_t>(cfg_.retry_base.count()) << shift, cap);
+  std::uniform_int_distribution<uint64_t> jitter{0, delay / 2};
+  auto wait = caf::timespan{static_cast<int64_t>(delay - delay / 2 + jitter(rng_))};
+  backoff_until_ms_ = to_ms(now) + std::max<uint64_t>(1, as_ms(wait));
+  return superseded;
+}
+
+uint64_t flush_state::request_flush() {
+  flush_requested_through_ = accepted_;
+  return accepted_;
+}
+
+bool flush_state::stored_through(uint64_t ticket) const {
+  for (const auto& [key, s] : pending_)
+    if (s.number <= ticket) return false;
+  for (const auto& s : in_flight_)
+    if (s.number <= ticket) return false;
+  return true;
+}
+
+write_stats flush_state::stats(time_point now) const {
+  auto out = stats_;
+  out.dirty = dirty();
+  std::optional<uint64_t> oldest = oldest_ms();
+  for (const auto& s : in_flight_)
+    oldest = oldest ? std::min(*oldest, s.since_ms) : s.since_ms;
+  auto now_ms = to_ms(now);
+  out.oldest_dirty_ms = oldest && now_ms > *oldest ? now_ms - *oldest : 0;
+  return out;
+}
+
+} // namespace karlton

@@ -1,0 +1,116 @@
+// The plain state of the write-back flusher: the dirty writes of one cache,
+// how they are batched, coalesced and retried. No actors here: the flusher
+// actor translates messages into these calls, and tests drive it with
+// explicit times.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <caf/timespan.hpp>
+
+#include "actors/shard_state.hpp" // time_point
+#include "messages/writes.hpp"
+
+namespace karlton {
+
+struct flush_config {
+  /// A batch starts once this many keys are dirty...
+  uint32_t batch_size = 1000;
+  /// ...or once the oldest dirty write is this old.
+  caf::timespan flush_interval = std::chrono::milliseconds{100};
+  /// Backoff after a failed batch: base * 2^(failures-1), at most max, then
+  /// "equal jitter" (a uniform half of it added to the other half), so shards
+  /// of many caches retrying one broken store do not retry in lockstep.
+  caf::timespan retry_base = std::chrono::milliseconds{10};
+  caf::timespan retry_max = std::chrono::seconds{5};
+  uint64_t seed = 1;
+};
+
+/// Dirty writes by key, oldest first. Invariants that carry consistency rules
+/// 4 and 5 of DESIGN.md:
+/// - at most one batch is in flight, so the store sees the writes of a key in
+///   the order they were made: a newer write waits in `pending` until the
+///   batch with the older one is stored or failed;
+/// - a failed batch goes back to the front of `pending`, except where a newer
+///   write of the key arrived meanwhile, which then supersedes it: a retry
+///   never overwrites a newer value, and nothing acknowledged is dropped.
+/// Only the owning flusher may call it.
+class flush_state {
+public:
+  explicit flush_state(flush_config cfg);
+
+  /// Takes a dirty write of shard `shard`. Returns 1 if it replaced an older
+  /// write of the key that was not in flight yet (coalesced), else 0.
+  uint64_t add(uint32_t shard, write_item item, time_point now);
+
+  /// The newest write of `key` the store does not have yet, or null.
+  const write_item* newest(std::string_view key) const;
+
+  /// True if a batch should start now: none in flight, not backing off, and
+  /// a full batch is dirty, or the oldest write is due, or a flush was asked.
+  bool should_flush(time_point now) const;
+
+  /// When `should_flush` next turns true by itself (interval or backoff), if
+  /// anything is dirty and no batch is in flight.
+  std::optional<time_point> next_due() const;
+
+  /// Moves up to `batch_size` of the oldest dirty keys in flight and returns
+  /// their writes, for one transaction.
+  std::vector<write_item> take_batch(time_point now);
+
+  /// The batch in flight is stored: which writes of which shard, and how
+  /// many writes that makes.
+  struct stored {
+    std::vector<std::pair<uint32_t, stored_writes>> by_shard;
+    uint64_t count = 0;
+  };
+  stored batch_stored();
+
+  /// The batch in flight failed: its writes are dirty again (see class
+  /// comment). Returns how many of them a newer write superseded.
+  uint64_t batch_failed(time_point now);
+
+  /// Asks for everything dirty now to be stored without waiting for the
+  /// interval; returns a ticket for `stored_through`.
+  uint64_t request_flush();
+  /// True once every write accepted before `ticket` was issued is stored.
+  bool stored_through(uint64_t ticket) const;
+
+  bool in_flight() const noexcept { return !in_flight_.empty(); }
+  /// Writes not yet stored: dirty plus in flight.
+  uint64_t dirty() const noexcept { return pending_.size() + in_flight_.size(); }
+  write_stats stats(time_point now) const;
+  const flush_config& config() const noexcept { return cfg_; }
+
+private:
+  struct slot {
+    write_item item;
+    uint32_t shard = 0;
+    uint64_t number = 0;   // order of acceptance, for flush tickets
+    uint64_t since_ms = 0; // when the key became dirty (coalescing keeps it)
+  };
+
+  std::optional<uint64_t> oldest_ms() const;
+
+  flush_config cfg_;
+  std::unordered_map<std::string, slot> pending_;
+  std::deque<std::string> order_; // keys of `pending_`, oldest first
+  std::vector<slot> in_flight_;
+  std::unordered_map<std::string_view, size_t> in_flight_index_; // key -> in_flight_[i]
+  uint64_t accepted_ = 0;
+  uint64_t flush_requested_through_ = 0;
+  uint32_t consecutive_failures_ = 0;
+  uint64_t backoff_until_ms_ = 0;
+  write_stats stats_;
+  std::mt19937_64 rng_;
+};
+
+} // namespace karlton

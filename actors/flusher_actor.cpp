@@ -1,0 +1,219 @@
+#include "actors/flusher_actor.hpp"
+
+#include <algorithm>
+
+#include <caf/all.hpp>
+
+#include "messages/errors.hpp"
+
+namespace karlton {
+
+namespace {
+
+using self_ptr = flusher_actor::stateful_pointer<flusher_state>;
+
+time_point now_of(self_ptr self) {
+  return self->state.setup.time_source->now();
+}
+
+// Gives `n` units of max-dirty back; wakes the shards if one parked a write.
+void give_back(self_ptr self, uint64_t n) {
+  if (!self->state.setup.budget->release(n)) return;
+  for (auto& s : self->state.shards)
+    if (s) self->send(s, room_atom::value);
+}
+
+void arm(self_ptr self) {
+  auto& st = self->state;
+  auto next = st.writes->next_due();
+  if (st.drain && (!next || st.drain->deadline < *next)) next = st.drain->deadline;
+  if (!next || (st.armed_for && *st.armed_for <= *next)) return;
+  st.armed_for = next;
+  auto delay = std::max(*next - now_of(self), time_point::duration::zero());
+  self->delayed_send(self, delay + std::chrono::milliseconds{1}, tick_atom::value,
+                     ++st.timer_generation);
+}
+
+void answer_waiters(self_ptr self) {
+  auto& st = self->state;
+  auto& ws = st.flush_waiters;
+  for (auto i = ws.begin(); i != ws.end();) {
+    if (st.writes->stored_through(i->first)) {
+      i->second.deliver(caf::ok_atom::value);
+      i = ws.erase(i);
+    } else {
+      ++i;
+    }
+  }
+  if (st.drain && (st.writes->dirty() == 0 || now_of(self) >= st.drain->deadline)) {
+    st.drain->promise.deliver(st.writes->dirty());
+    st.drain.reset();
+  }
+}
+
+// Empties the journal once everything it holds is in the store.
+void maybe_truncate(self_ptr self) {
+  auto& st = self->state;
+  if (!st.setup.journal || !st.journal_has_records || st.journal_busy ||
+      !st.unjournaled.empty() || st.writes->dirty() > 0)
+    return;
+  st.journal_has_records = false;
+  // Appends sent later queue behind this in the journal writer's mailbox.
+  self->request(st.setup.journal, caf::infinite, truncate_atom::value)
+    .then([](caf::ok_atom) {},
+          [self]([[maybe_unused]] caf::error& err) {
+            // Harmless: replaying stored writes again stores the same values.
+            self->state.journal_has_records = true;
+            CAF_LOG_WARNING("karlton: journal truncation failed:" << describe(err));
+          });
+}
+
+void maybe_flush(self_ptr self);
+
+void on_stored(self_ptr self) {
+  auto& st = self->state;
+  auto done = st.writes->batch_stored();
+  for (auto& [shard, writes] : done.by_shard)
+    if (shard < st.shards.size() && st.shards[shard])
+      self->send(st.shards[shard], flushed_atom::value, std::move(writes));
+  give_back(self, done.count);
+  answer_waiters(self);
+  maybe_truncate(self);
+  maybe_flush(self);
+}
+
+void on_failed(self_ptr self, [[maybe_unused]] const caf::error& err) {
+  CAF_LOG_WARNING("karlton: a write-back batch failed, retrying:" << describe(err));
+  give_back(self, self->state.writes->batch_failed(now_of(self)));
+  answer_waiters(self); // a drain past its deadline reports now
+  arm(self);
+}
+
+void maybe_flush(self_ptr self) {
+  auto& st = self->state;
+  if (!st.writes->should_flush(now_of(self))) {
+    arm(self);
+    return;
+  }
+  auto batch = st.writes->take_batch(now_of(self));
+  self->request(st.setup.writer, caf::infinite, write_atom::value, std::move(batch))
+    .then([self](caf::ok_atom) { on_stored(self); },
+          [self](caf::error& err) { on_failed(self, err); });
+}
+
+// Group commit: one append (one fsync) for everything that queued meanwhile.
+void append_journal(self_ptr self) {
+  auto& st = self->state;
+  if (st.journal_busy || st.unjournaled.empty()) return;
+  st.journal_busy = true;
+  st.journal_has_records = true;
+  auto acks = std::move(st.unjournaled_acks);
+  auto n = st.unjournaled.size();
+  self
+    ->request(st.setup.journal, caf::infinite, write_atom::value,
+              std::move(st.unjournaled))
+    .then(
+      [self, acks, n](caf::ok_atom) mutable {
+        auto& st = self->state;
+        st.journal_busy = false;
+        ++st.journal_appends;
+        st.journal_records += n;
+        for (auto& a : acks)
+          a.deliver(caf::ok_atom::value);
+        append_journal(self);
+        maybe_truncate(self);
+      },
+      [self, acks](caf::error& err) mutable {
+        // Not durable, so not acknowledged: the callers get the error. The
+        // writes stay dirty and still go to the store.
+        self->state.journal_busy = false;
+        for (auto& a : acks)
+          a.deliver(err);
+        append_journal(self);
+      });
+  st.unjournaled.clear();
+  st.unjournaled_acks.clear();
+}
+
+} // namespace
+
+flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
+  auto& st = self->state;
+  st.writes = std::make_unique<flush_state>(setup.config);
+  st.setup = std::move(setup);
+  return {
+    [=](write_atom, uint32_t shard,
+        std::vector<write_item>& items) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      if (shard >= st.shards.size()) st.shards.resize(shard + 1);
+      if (!st.shards[shard])
+        st.shards[shard] = caf::actor_cast<shard_actor>(self->current_sender());
+      auto now = now_of(self);
+      if (st.setup.journal)
+        st.unjournaled.insert(st.unjournaled.end(), items.begin(), items.end());
+      uint64_t coalesced = 0;
+      for (auto& i : items)
+        coalesced += st.writes->add(shard, std::move(i), now);
+      give_back(self, coalesced);
+      maybe_flush(self);
+      if (!st.setup.journal) return caf::ok_atom::value;
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      st.unjournaled_acks.push_back(rp);
+      append_journal(self);
+      return rp;
+    },
+    [=](load_atom, std::string& key, uint64_t id) -> caf::result<load_outcome> {
+      auto& st = self->state;
+      if (auto w = st.writes->newest(key)) {
+        load_outcome out;
+        out.key = std::move(key);
+        out.id = id;
+        if (w->erase)
+          out.error = make_error(errc::not_found, "the key was erased (not yet stored)");
+        else
+          out.bytes = w->bytes;
+        return out;
+      }
+      if (st.setup.readers.empty())
+        return make_error(errc::not_found, "the cache has no store to load from");
+      auto& reader = st.setup.readers[st.next_reader++ % st.setup.readers.size()];
+      return self->delegate(reader, load_atom::value, std::move(key), id);
+    },
+    [=](flush_atom) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      auto ticket = st.writes->request_flush();
+      if (st.writes->stored_through(ticket)) return caf::ok_atom::value;
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      st.flush_waiters.emplace_back(ticket, rp);
+      maybe_flush(self);
+      return rp;
+    },
+    [=](drain_atom, caf::timespan timeout) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      st.writes->request_flush();
+      auto rp = self->make_response_promise<uint64_t>();
+      st.drain = flusher_state::draining{now_of(self) + timeout, rp};
+      answer_waiters(self);
+      maybe_flush(self);
+      arm(self);
+      return rp;
+    },
+    [=](write_stats_atom) {
+      auto& st = self->state;
+      auto out = st.writes->stats(now_of(self));
+      out.journal_appends = st.journal_appends;
+      out.journal_records = st.journal_records;
+      return out;
+    },
+    [=](tick_atom, uint64_t generation) {
+      auto& st = self->state;
+      if (generation != st.timer_generation) return; // superseded by a re-arm
+      st.armed_for.reset();
+      answer_waiters(self);
+      maybe_flush(self);
+      arm(self);
+    },
+  };
+}
+
+} // namespace karlton

@@ -1,0 +1,62 @@
+// The write-back flusher: a thin actor over `flush_state`. It takes the dirty
+// writes of a cache's shards, journals them (optional), batches them into
+// the store through the store writer, retries failures, and tells the shards
+// which entries are clean. It never blocks: disk work is the store writer's
+// and the journal writer's (both detached).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include <caf/typed_response_promise.hpp>
+
+#include "actors/dirty_budget.hpp"
+#include "actors/flush_state.hpp"
+#include "messages/shard_interface.hpp"
+#include "messages/writes.hpp"
+#include "runtime/clock.hpp"
+
+namespace karlton {
+
+struct flusher_setup {
+  flush_config config;
+  std::shared_ptr<const clock> time_source;
+  store_writer_actor writer;
+  /// Workers that load from the store, for keys without a dirty write.
+  std::vector<loader_actor> readers;
+  /// Null without a journal.
+  journal_actor journal;
+  std::shared_ptr<dirty_budget> budget;
+};
+
+struct flusher_state {
+  std::unique_ptr<flush_state> writes;
+  flusher_setup setup;
+  std::vector<shard_actor> shards; // by index, learned from their first write
+  // Group commit: writes that arrive while an append runs go in the next one.
+  std::vector<write_item> unjournaled;
+  std::vector<caf::typed_response_promise<caf::ok_atom>> unjournaled_acks;
+  bool journal_busy = false;
+  bool journal_has_records = false;
+  uint64_t journal_appends = 0;
+  uint64_t journal_records = 0;
+  std::vector<std::pair<uint64_t, caf::typed_response_promise<caf::ok_atom>>>
+    flush_waiters;
+  struct draining {
+    time_point deadline;
+    caf::typed_response_promise<uint64_t> promise;
+  };
+  std::optional<draining> drain;
+  std::optional<time_point> armed_for;
+  uint64_t timer_generation = 0;
+  size_t next_reader = 0;
+
+  static inline const char* name = "karlton.flusher";
+};
+
+flusher_actor::behavior_type flusher(flusher_actor::stateful_pointer<flusher_state> self,
+                                     flusher_setup setup);
+
+} // namespace karlton

@@ -1,0 +1,158 @@
+// shard_state: writes under write-through and write-back.
+//
+// Write-through: the write goes to the store first (through the shard
+// actor's store writer); it is cached when the store took it, so the cache
+// never holds what the store refused. Write-back: the write is cached and
+// marked dirty at once, handed to the flusher, and acknowledged when the
+// flusher took it (durably, with the journal). A dirty entry leaves the
+// eviction policy until the store has it (rule 3); the flusher answers the
+// loads of keys it holds, so a read never falls through to an older value.
+
+#include <algorithm>
+
+#include "actors/shard_state.hpp"
+#include "messages/errors.hpp"
+
+namespace karlton {
+
+namespace {
+
+// Writes parked for room per shard, at most; more fail with `overloaded` at
+// once, so callers that never wait (callbacks) cannot grow memory unbounded.
+constexpr size_t max_parked = 65536;
+
+uint64_t ceil_ms(caf::timespan d) {
+  return static_cast<uint64_t>((d.count() + 999'999) / 1'000'000);
+}
+
+} // namespace
+
+std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point now,
+                                                      write_waiter w) {
+  if (cfg_.writes == write_mode::none) {
+    if (auto err = put(std::move(v), t, now)) return caf::expected<bool>{std::move(err)};
+    return caf::expected<bool>{true};
+  }
+  if (!v)
+    return caf::expected<bool>{make_error(errc::invalid_option, "put of an empty value")};
+  if (auto err = check_sizes(cfg_, v.key().size(), v.bytes().size())) {
+    ++stats_.rejected;
+    return caf::expected<bool>{std::move(err)};
+  }
+  if (!t.valid())
+    return caf::expected<bool>{make_error(errc::invalid_option, "ttl must be positive")};
+  auto key = std::string{v.key()};
+  return submit_write(pending_write{std::move(v), std::move(key), t, std::move(w)}, now);
+}
+
+std::optional<caf::expected<bool>>
+shard_state::write_erase(std::string_view key, time_point now, write_waiter w) {
+  if (cfg_.writes == write_mode::none) return caf::expected<bool>{erase(key, now)};
+  return submit_write(pending_write{value{}, std::string{key}, ttl{}, std::move(w)}, now);
+}
+
+std::optional<caf::expected<bool>> shard_state::submit_write(pending_write op,
+                                                             time_point now) {
+  if (cfg_.writes == write_mode::write_through) {
+    auto seq = ++write_seq_;
+    outbox_.push_back(write_item{op.key, std::string{op.val.bytes()}, !op.val, seq});
+    awaiting_.emplace(seq, std::move(op));
+    return std::nullopt;
+  }
+  // Write-back. In line behind parked writes, so a key's writes keep their order.
+  if (parked_.empty() && cfg_.budget->try_acquire()) {
+    accept_dirty(std::move(op), now);
+    return std::nullopt;
+  }
+  if (parked_.size() >= max_parked)
+    return caf::expected<bool>{make_error(
+      errc::overloaded, "max-dirty writes are pending and this shard already holds " +
+                          std::to_string(max_parked) + " more; slow down")};
+  op.deadline_ms = to_ms(now) + ceil_ms(cfg_.room_wait);
+  parked_.push_back(std::move(op));
+  retry_parked(now); // registers as waiting, then looks once more
+  return std::nullopt;
+}
+
+void shard_state::accept_dirty(pending_write op, time_point now) {
+  auto seq = ++write_seq_;
+  if (!op.val) {
+    op.was_cached = erase(op.key, now);
+    outbox_.push_back(write_item{op.key, {}, true, seq});
+  } else {
+    auto now_ms = to_ms(now);
+    outbox_.push_back(write_item{op.key, std::string{op.val.bytes()}, false, seq});
+    auto id = install(std::move(op.val), op.lifetime, now_ms);
+    // Out of the policy before the bound is enforced: a dirty entry must not
+    // be the victim, not even of its own insertion.
+    if (in_policy(id)) policy_->on_remove(id, weight_of(table_.at(id).val));
+    dirty_[id] = seq;
+    enforce_bound();
+  }
+  awaiting_.emplace(seq, std::move(op));
+}
+
+void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
+                              time_point now) {
+  for (auto seq : seqs) {
+    auto i = awaiting_.find(seq);
+    if (i == awaiting_.end()) continue;
+    auto op = std::move(i->second);
+    awaiting_.erase(i);
+    if (err) {
+      op.waiter(err);
+    } else if (cfg_.writes == write_mode::write_back) {
+      op.waiter(op.was_cached);
+    } else if (!op.val) { // write-through erase: the store first, now the cache
+      op.waiter(erase(op.key, now));
+    } else {
+      auto e = put(std::move(op.val), op.lifetime, now);
+      op.waiter(e ? caf::expected<bool>{std::move(e)} : caf::expected<bool>{true});
+    }
+  }
+}
+
+void shard_state::mark_stored(const stored_writes& writes) {
+  for (const auto& [key, seq] : writes) {
+    auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+    if (id == no_entry) continue;
+    auto i = dirty_.find(id);
+    if (i == dirty_.end() || i->second != seq) continue; // written again since
+    dirty_.erase(i);
+    if (policy_) policy_->on_insert(id, weight_of(table_.at(id).val));
+  }
+  enforce_bound(); // it may have been over by its dirty entries
+}
+
+void shard_state::retry_parked(time_point now) {
+  auto now_ms = to_ms(now);
+  bool registered = false;
+  while (!parked_.empty()) {
+    if (cfg_.budget->try_acquire()) {
+      auto op = std::move(parked_.front());
+      parked_.pop_front();
+      accept_dirty(std::move(op), now);
+      continue;
+    }
+    if (!registered) { // see dirty_budget::mark_waiting
+      cfg_.budget->mark_waiting();
+      registered = true;
+      continue;
+    }
+    // Still full: fail what waited too long (deadlines are in order).
+    while (!parked_.empty() && parked_.front().deadline_ms <= now_ms) {
+      parked_.front().waiter(make_error(
+        errc::overloaded, "max-dirty writes stayed pending for the whole room wait; the "
+                          "write was not applied (raise max-dirty or slow down)"));
+      parked_.pop_front();
+    }
+    return;
+  }
+}
+
+std::optional<time_point> shard_state::next_parked_deadline() const {
+  if (parked_.empty()) return std::nullopt;
+  return time_point{std::chrono::milliseconds{parked_.front().deadline_ms}};
+}
+
+} // namespace karlton

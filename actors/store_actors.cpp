@@ -1,0 +1,56 @@
+#include "actors/store_actors.hpp"
+
+#include <caf/all.hpp>
+
+#include "messages/errors.hpp"
+
+namespace karlton {
+
+std::vector<store_write> to_store_writes(const std::vector<write_item>& items) {
+  std::vector<store_write> out;
+  out.reserve(items.size());
+  for (const auto& i : items)
+    out.push_back(i.erase ? store_write{i.key, std::nullopt}
+                          : store_write{i.key, i.bytes});
+  return out;
+}
+
+store_writer_actor::behavior_type store_writer(store_writer_actor::pointer,
+                                               std::shared_ptr<store> db) {
+  return {
+    [db](write_atom, const std::vector<write_item>& items) -> caf::result<caf::ok_atom> {
+      try {
+        if (auto err = db->write_batch(to_store_writes(items))) return err;
+      } catch (const std::exception& e) {
+        return make_error(errc::store_failure,
+                          std::string{"the store threw: "} + e.what());
+      }
+      return caf::ok_atom::value;
+    },
+  };
+}
+
+journal_actor::behavior_type journal_writer(journal_actor::pointer,
+                                            std::shared_ptr<journal> log) {
+  return {
+    [log](write_atom, const std::vector<write_item>& items) -> caf::result<caf::ok_atom> {
+      if (auto err = log->append(to_store_writes(items))) return err;
+      return caf::ok_atom::value;
+    },
+    [log](truncate_atom) -> caf::result<caf::ok_atom> {
+      if (auto err = log->reset()) return err;
+      return caf::ok_atom::value;
+    },
+  };
+}
+
+load_function store_loader(std::shared_ptr<store> db) {
+  return [db](const std::string& key) -> caf::expected<std::string> {
+    auto found = db->load(key);
+    if (!found) return std::move(found.error());
+    if (!*found) return make_error(errc::not_found, "no value for this key in the store");
+    return std::move(**found);
+  };
+}
+
+} // namespace karlton

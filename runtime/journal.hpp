@@ -1,0 +1,91 @@
+// The write-back journal: a write-back cache acknowledges a write only once its
+// record is durable in this append-only file; on start the file is replayed into
+// the store and emptied. That makes write-back crash-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "runtime/store.hpp"
+
+namespace karlton {
+
+/// An append-only file of `store_write` records that survives crashes.
+///
+/// Records are appended in batches (`append`); a batch is durable when `append`
+/// returns, so acknowledge a write only after that. On start, `open` finds the
+/// records of the previous run (`recovered`), the owner writes them to the
+/// store, and then empties the journal (`reset`). A crash in the middle of an
+/// append leaves a torn tail, which `open` cuts off: it was never acknowledged.
+///
+/// Only the owning actor (one thread at a time) may call a journal. A file can be
+/// held by one journal at a time, in this process or another: a second `open`
+/// fails, so two writers never interleave their records.
+class journal {
+public:
+  /// Opens the journal at `path`, or creates it (durably: the directory entry
+  /// is synced too). Reads every valid record and cuts off a torn or corrupt
+  /// tail. Errors: `store_failure` naming the path and the system's reason,
+  /// e.g. a missing directory, no permission, or the file held by another journal.
+  static caf::expected<journal> open(const std::string& path);
+
+  journal(journal&& other) noexcept;
+  journal& operator=(journal&& other) noexcept;
+  journal(const journal&) = delete;
+  journal& operator=(const journal&) = delete;
+  /// Closes the file. Nothing needs syncing: `append` synced what it acknowledged.
+  ~journal();
+
+  /// The records `open` found, in append order, to write to the store before
+  /// `reset`. `reset` empties it.
+  const std::vector<store_write>& recovered() const noexcept { return recovered_; }
+
+  /// Bytes of torn or corrupt tail that `open` cut off; 0 after a clean stop.
+  /// Worth a log line: it is the unacknowledged part of a crashed append.
+  uint64_t discarded_bytes() const noexcept { return discarded_bytes_; }
+
+  /// Appends every record of `batch` and syncs them to disk, once for the whole
+  /// batch: when it returns without error, they survive a crash.
+  /// Errors: `key_too_large`/`value_too_large` for a key or value over 4 GiB - 1
+  /// (nothing written); `store_failure` with the path and the system's reason.
+  /// A failed sync leaves the journal unusable (every later call fails): the
+  /// disk may have lost the data, and only a reopen sees what it kept.
+  caf::error append(const std::vector<store_write>& batch);
+
+  /// Empties the file, durably. Call it only after the store confirmed every
+  /// record appended so far (and the recovered ones). Errors: `store_failure`,
+  /// and a failed sync leaves the journal unusable, as for `append`.
+  caf::error reset();
+
+  /// The length of the file in bytes.
+  uint64_t size_bytes() const noexcept { return size_bytes_; }
+
+  /// The records in the file: the recovered ones plus those appended since
+  /// `open`, or those appended since the last `reset`.
+  uint64_t records() const noexcept { return records_; }
+
+  const std::string& path() const noexcept { return path_; }
+
+private:
+  journal(std::string path, int fd) noexcept;
+
+  /// Makes every later `append` and `reset` fail; returns `err`.
+  caf::error fail_for_good(caf::error err);
+
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_bytes_ = 0;
+  uint64_t records_ = 0;
+  uint64_t discarded_bytes_ = 0;
+  std::vector<store_write> recovered_;
+  /// The encoded batch; kept between appends to spare an allocation each.
+  std::string buf_;
+  /// Set once the file's state is unknown; returned by every later call.
+  caf::error broken_;
+};
+
+} // namespace karlton

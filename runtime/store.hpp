@@ -1,0 +1,51 @@
+// The source of truth behind a cache: what write-through and write-back write
+// to, and what misses load from. SQLite is the embedded default
+// (runtime/sqlite_store.hpp); a service may bring its own.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+namespace karlton {
+
+/// One change of a batch: a put of `bytes` under `key`, or a delete when
+/// `bytes` is empty (`std::nullopt`).
+struct store_write {
+  std::string key;
+  std::optional<std::string> bytes;
+
+  bool is_delete() const noexcept { return !bytes.has_value(); }
+};
+
+/// A key-value store for one cache. Calls block (disk, network), so karlton
+/// makes them only from threads of their own (detached actors), never from a
+/// shard. Implementations must allow calls from several threads at once; a
+/// read should not wait for a write transaction in progress.
+///
+/// Failures are `errc::store_failure` errors whose context says what failed.
+class store {
+public:
+  virtual ~store() = default;
+
+  /// The bytes stored under `key`, or `std::nullopt` if there are none.
+  virtual caf::expected<std::optional<std::string>> load(std::string_view key) = 0;
+
+  /// `load` for each key, in order.
+  virtual caf::expected<std::vector<std::optional<std::string>>>
+  load_many(const std::vector<std::string>& keys) = 0;
+
+  /// Applies every change of `batch`, in order, atomically: all or none.
+  virtual caf::error write_batch(const std::vector<store_write>& batch) = 0;
+
+  /// Deletes `key` (no error if it is absent).
+  virtual caf::error erase(std::string_view key) {
+    return write_batch({store_write{std::string{key}, std::nullopt}});
+  }
+};
+
+} // namespace karlton

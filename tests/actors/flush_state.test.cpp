@@ -1,0 +1,190 @@
+// The flusher's plain state: batching, coalescing, retries, per-key order.
+#include <catch2/catch.hpp>
+
+#include <map>
+
+#include "actors/flush_state.hpp"
+
+using namespace karlton;
+using namespace std::chrono_literals;
+
+namespace {
+
+time_point at(int64_t ms) {
+  return time_point{std::chrono::milliseconds{ms}};
+}
+
+write_item put(std::string key, std::string bytes, uint64_t seq) {
+  return write_item{std::move(key), std::move(bytes), false, seq};
+}
+
+flush_config small(uint32_t batch = 3) {
+  flush_config cfg;
+  cfg.batch_size = batch;
+  cfg.flush_interval = 100ms;
+  cfg.retry_base = 10ms;
+  cfg.retry_max = 80ms;
+  return cfg;
+}
+
+} // namespace
+
+TEST_CASE("a batch starts when batch-size keys are dirty", "[flush_state]") {
+  flush_state fs{small(3)};
+  fs.add(0, put("a", "1", 1), at(0));
+  fs.add(0, put("b", "1", 2), at(0));
+  CHECK_FALSE(fs.should_flush(at(1)));
+  fs.add(0, put("c", "1", 3), at(1));
+  CHECK(fs.should_flush(at(1)));
+  auto batch = fs.take_batch(at(1));
+  REQUIRE(batch.size() == 3);
+  CHECK(batch[0].key == "a"); // oldest first
+  CHECK(fs.in_flight());
+  CHECK_FALSE(fs.should_flush(at(1000))); // one batch in flight at a time
+}
+
+TEST_CASE("a batch starts when the oldest write is flush-interval old", "[flush_state]") {
+  flush_state fs{small(1000)};
+  fs.add(0, put("a", "1", 1), at(10));
+  fs.add(0, put("b", "1", 2), at(50));
+  CHECK_FALSE(fs.should_flush(at(109)));
+  REQUIRE(fs.next_due() == at(110));
+  CHECK(fs.should_flush(at(110)));
+  CHECK(fs.take_batch(at(110)).size() == 2); // the young one rides along
+  CHECK(fs.stats(at(120)).oldest_dirty_ms == 110);
+  auto done = fs.batch_stored();
+  CHECK(done.count == 2);
+  CHECK(fs.dirty() == 0);
+  CHECK(fs.stats(at(120)).oldest_dirty_ms == 0);
+}
+
+TEST_CASE("only the latest write of a key goes into a batch", "[flush_state]") {
+  flush_state fs{small(10)};
+  CHECK(fs.add(0, put("k", "v1", 1), at(0)) == 0);
+  CHECK(fs.add(0, put("k", "v2", 2), at(5)) == 1);
+  CHECK(fs.add(0, put("k", "v3", 3), at(9)) == 1);
+  CHECK(fs.dirty() == 1);
+  REQUIRE(fs.newest("k"));
+  CHECK(fs.newest("k")->bytes == "v3");
+  auto batch = fs.take_batch(at(100)); // its age counts from the first write
+  REQUIRE(batch.size() == 1);
+  CHECK(batch[0].bytes == "v3");
+  CHECK(batch[0].seq == 3);
+  auto s = fs.stats(at(100));
+  CHECK(s.writes == 3);
+  CHECK(s.writes_coalesced == 2);
+}
+
+TEST_CASE("a write during a batch waits for it and is newest for loads",
+          "[flush_state]") {
+  flush_state fs{small(10)};
+  fs.add(0, put("k", "old", 1), at(0));
+  fs.take_batch(at(100));
+  CHECK(fs.newest("k")->bytes == "old");              // in flight still answers loads
+  CHECK(fs.add(0, put("k", "new", 2), at(101)) == 0); // not coalesced into the flight
+  CHECK(fs.newest("k")->bytes == "new");
+  CHECK(fs.dirty() == 2);
+  auto done = fs.batch_stored();
+  REQUIRE(done.by_shard.size() == 1);
+  CHECK(done.by_shard[0].second == stored_writes{{"k", 1}});
+  CHECK(fs.newest("k")->bytes == "new");
+}
+
+TEST_CASE("a failed batch is retried, and a newer write supersedes it", "[flush_state]") {
+  flush_state fs{small(10)};
+  fs.add(0, put("a", "a1", 1), at(0));
+  fs.add(0, put("b", "b1", 2), at(0));
+  fs.take_batch(at(100));
+  fs.add(0, put("b", "b2", 3), at(120)); // newer than the b1 in flight
+  CHECK(fs.batch_failed(at(130)) == 1);  // b1 is superseded, a1 is back
+  CHECK(fs.dirty() == 2);
+  CHECK(fs.newest("a")->bytes == "a1");
+  CHECK(fs.newest("b")->bytes == "b2");
+  // Backing off: 10 ms with jitter in [5, 10] ms.
+  CHECK_FALSE(fs.should_flush(at(130)));
+  auto due = fs.next_due();
+  REQUIRE(due);
+  CHECK(*due >= at(135));
+  CHECK(*due <= at(140));
+  auto batch = fs.take_batch(*due);
+  REQUIRE(batch.size() == 2);
+  std::map<std::string, std::string> got;
+  for (auto& w : batch)
+    got[w.key] = w.bytes;
+  CHECK(got == std::map<std::string, std::string>{{"a", "a1"}, {"b", "b2"}});
+  auto s = fs.stats(*due);
+  CHECK(s.flush_failures == 1);
+  CHECK(s.retries == 1);
+}
+
+TEST_CASE("backoff doubles per failure up to retry-max", "[flush_state]") {
+  flush_state fs{small(10)};
+  fs.add(0, put("a", "1", 1), at(0));
+  int64_t now = 100;
+  std::vector<int64_t> waits;
+  for (int i = 0; i < 6; ++i) {
+    fs.take_batch(at(now));
+    fs.batch_failed(at(now));
+    auto due = fs.next_due();
+    REQUIRE(due);
+    auto wait =
+      std::chrono::duration_cast<std::chrono::milliseconds>(*due - at(now)).count();
+    waits.push_back(wait);
+    now += wait;
+  }
+  // Bases 10, 20, 40, 80, 80, 80 ms; each wait is in [base/2, base].
+  std::vector<int64_t> bases{10, 20, 40, 80, 80, 80};
+  for (size_t i = 0; i < waits.size(); ++i) {
+    CHECK(waits[i] >= bases[i] / 2);
+    CHECK(waits[i] <= bases[i]);
+  }
+  fs.take_batch(at(now));
+  fs.batch_stored();
+  fs.add(0, put("b", "1", 2), at(now));
+  fs.take_batch(at(now + 100));
+  fs.batch_failed(at(now + 100));
+  CHECK(*fs.next_due() <= at(now + 110)); // a success resets the backoff
+}
+
+TEST_CASE("a flush ticket is stored once every older write is", "[flush_state]") {
+  flush_state fs{small(2)};
+  fs.add(0, put("a", "1", 1), at(0));
+  fs.add(0, put("b", "1", 2), at(0));
+  fs.add(0, put("c", "1", 3), at(0));
+  auto ticket = fs.request_flush();
+  fs.add(0, put("d", "1", 4), at(0)); // after the ticket
+  CHECK(fs.should_flush(at(0)));      // no interval wait once asked
+  fs.take_batch(at(0));               // a, b
+  fs.batch_stored();
+  CHECK_FALSE(fs.stored_through(ticket));
+  CHECK(fs.should_flush(at(0)));
+  fs.take_batch(at(0)); // c, d
+  fs.batch_stored();
+  CHECK(fs.stored_through(ticket));
+}
+
+TEST_CASE("a coalesced write keeps an earlier flush ticket waiting", "[flush_state]") {
+  flush_state fs{small(10)};
+  fs.add(0, put("k", "v1", 1), at(0));
+  auto ticket = fs.request_flush();
+  fs.add(0, put("k", "v2", 2), at(1)); // replaces v1 before it was stored
+  CHECK_FALSE(fs.stored_through(ticket));
+  fs.take_batch(at(1));
+  fs.batch_stored();
+  CHECK(fs.stored_through(ticket));
+}
+
+TEST_CASE("stored writes are reported per shard with their numbers", "[flush_state]") {
+  flush_state fs{small(10)};
+  fs.add(0, put("a", "1", 7), at(0));
+  fs.add(2, put("b", "1", 9), at(0));
+  fs.add(0, write_item{"c", "", true, 8}, at(0));
+  fs.take_batch(at(100));
+  auto done = fs.batch_stored();
+  CHECK(done.count == 3);
+  std::map<uint32_t, stored_writes> by;
+  for (auto& [shard, ws] : done.by_shard)
+    by[shard] = ws;
+  CHECK(by[0] == stored_writes{{"a", 7}, {"c", 8}});
+  CHECK(by[2] == stored_writes{{"b", 9}});
+}

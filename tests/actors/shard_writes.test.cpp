@@ -1,0 +1,226 @@
+// shard_state under write-through and write-back, without actors.
+#include <catch2/catch.hpp>
+
+#include <optional>
+
+#include "actors/shard_state.hpp"
+#include "messages/errors.hpp"
+
+using namespace karlton;
+using namespace std::chrono_literals;
+
+namespace {
+
+time_point at(int64_t ms) {
+  return time_point{std::chrono::milliseconds{ms}};
+}
+
+value val(std::string_view k, std::string_view v) {
+  return value::make(k, v);
+}
+
+/// Records what a write's waiter was told. Declare it before the shard_state:
+/// a stopping shard tells the writes it still waits for.
+struct answer {
+  std::optional<caf::expected<bool>> got;
+  shard_state::write_waiter waiter() {
+    return [this](caf::expected<bool> r) { got.emplace(std::move(r)); };
+  }
+  bool ok() const { return got && *got; }
+  bool failed_with(errc code) const {
+    return got && !*got && got->error().code() == static_cast<uint8_t>(code) &&
+           got->error().category() == caf::atom("karlton");
+  }
+};
+
+std::vector<uint64_t> seqs_of(const std::vector<write_item>& items) {
+  std::vector<uint64_t> out;
+  for (auto& i : items)
+    out.push_back(i.seq);
+  return out;
+}
+
+shard_config through() {
+  shard_config cfg;
+  cfg.writes = write_mode::write_through;
+  return cfg;
+}
+
+shard_config back(uint64_t max_entries = 0, uint64_t max_dirty = 1000) {
+  shard_config cfg;
+  cfg.writes = write_mode::write_back;
+  cfg.max_entries = max_entries;
+  cfg.budget = std::make_shared<dirty_budget>(max_dirty);
+  cfg.room_wait = 300ms;
+  return cfg;
+}
+
+} // namespace
+
+TEST_CASE("write-through caches a put only after the store took it", "[shard_writes]") {
+  answer a;
+  shard_state s{through()};
+  CHECK_FALSE(s.write(val("k", "v1"), ttl::never(), at(0), a.waiter()));
+  CHECK_FALSE(s.get("k", at(0))); // not yet: the store has not answered
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  CHECK(items[0].key == "k");
+  CHECK(items[0].bytes == "v1");
+  CHECK_FALSE(items[0].erase);
+  s.writes_done(seqs_of(items), caf::none, at(1));
+  CHECK(a.ok());
+  CHECK(s.get("k", at(1)).bytes() == "v1");
+}
+
+TEST_CASE("write-through leaves the cache unchanged when the store fails",
+          "[shard_writes]") {
+  answer a;
+  shard_state s{through()};
+  REQUIRE_FALSE(s.put(val("k", "old"), ttl::never(), at(0)));
+  s.write(val("k", "new"), ttl::never(), at(0), a.waiter());
+  auto items = s.take_writes();
+  s.writes_done(seqs_of(items), make_error(errc::store_failure, "disk full"), at(1));
+  CHECK(a.failed_with(errc::store_failure));
+  CHECK(s.get("k", at(1)).bytes() == "old");
+}
+
+TEST_CASE("write-through erase removes from the store first, then the cache",
+          "[shard_writes]") {
+  answer a;
+  shard_state s{through()};
+  REQUIRE_FALSE(s.put(val("k", "v"), ttl::never(), at(0)));
+  CHECK_FALSE(s.write_erase("k", at(0), a.waiter()));
+  CHECK(s.contains("k", at(0))); // still cached while the store deletes
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  CHECK(items[0].erase);
+  s.writes_done(seqs_of(items), caf::none, at(1));
+  REQUIRE(a.ok());
+  CHECK(**a.got); // it was cached
+  CHECK_FALSE(s.contains("k", at(1)));
+}
+
+TEST_CASE("without a write mode, write answers at once", "[shard_writes]") {
+  answer a;
+  shard_state s{shard_config{}};
+  auto now = s.write(val("k", "v"), ttl::never(), at(0), a.waiter());
+  REQUIRE(now);
+  CHECK(*now);
+  CHECK(s.take_writes().empty());
+  CHECK(s.get("k", at(0)).bytes() == "v");
+}
+
+TEST_CASE("write-back caches at once and acknowledges when the flusher took it",
+          "[shard_writes]") {
+  answer a;
+  shard_state s{back()};
+  CHECK_FALSE(s.write(val("k", "v"), ttl::never(), at(0), a.waiter()));
+  CHECK(s.get("k", at(0)).bytes() == "v"); // read your writes
+  CHECK(s.dirty_entries() == 1);
+  CHECK_FALSE(a.got);
+  auto items = s.take_writes();
+  s.writes_done(seqs_of(items), caf::none, at(0));
+  CHECK(a.ok());
+  s.mark_stored({{"k", items[0].seq}});
+  CHECK(s.dirty_entries() == 0);
+}
+
+TEST_CASE("a dirty entry is never evicted before the store has it", "[shard_writes]") {
+  answer a;
+  shard_state s{back(/*max_entries*/ 4)};
+  std::vector<write_item> items;
+  for (int i = 0; i < 20; ++i) {
+    s.write(val("k" + std::to_string(i), "v" + std::to_string(i)), ttl::never(), at(i),
+            a.waiter());
+    for (auto& w : s.take_writes())
+      items.push_back(w);
+  }
+  // Over its bound by its dirty entries, but every write is readable.
+  CHECK(s.size() == 20);
+  CHECK(s.stats().evictions == 0);
+  for (int i = 0; i < 20; ++i)
+    CHECK(s.get("k" + std::to_string(i), at(30)).bytes() == "v" + std::to_string(i));
+  // Once stored, they are ordinary entries again and the bound applies.
+  stored_writes stored;
+  for (auto& w : items)
+    stored.emplace_back(w.key, w.seq);
+  s.mark_stored(stored);
+  CHECK(s.size() == 4);
+  CHECK(s.stats().evictions == 16);
+}
+
+TEST_CASE("an entry written again after its flush began stays dirty", "[shard_writes]") {
+  answer a;
+  shard_state s{back(/*max_entries*/ 1)};
+  s.write(val("k", "v1"), ttl::never(), at(0), a.waiter());
+  auto first = s.take_writes();
+  s.write(val("k", "v2"), ttl::never(), at(1), a.waiter());
+  auto second = s.take_writes();
+  s.mark_stored({{"k", first[0].seq}}); // the store has v1, not v2
+  CHECK(s.dirty_entries() == 1);
+  s.write(val("other", "x"), ttl::never(), at(2), a.waiter()); // pressure
+  CHECK(s.get("k", at(3)).bytes() == "v2");
+  s.mark_stored({{"k", second[0].seq}});
+  CHECK(s.dirty_entries() == 1); // only "other" is still dirty
+}
+
+TEST_CASE("write-back erase sends a delete and answers whether it was cached",
+          "[shard_writes]") {
+  answer put, del;
+  shard_state s{back()};
+  s.write(val("k", "v"), ttl::never(), at(0), put.waiter());
+  s.write_erase("k", at(1), del.waiter());
+  CHECK_FALSE(s.contains("k", at(1)));
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 2);
+  CHECK(items[1].erase);
+  CHECK(items[0].seq < items[1].seq);
+  s.writes_done(seqs_of(items), caf::none, at(1));
+  REQUIRE(del.ok());
+  CHECK(**del.got);
+}
+
+TEST_CASE("write-back waits for room under max-dirty, in order", "[shard_writes]") {
+  auto cfg = back(0, /*max_dirty*/ 2);
+  auto budget = cfg.budget;
+  answer a, b, c;
+  shard_state s{cfg};
+  s.write(val("a", "1"), ttl::never(), at(0), a.waiter());
+  s.write(val("b", "1"), ttl::never(), at(0), b.waiter());
+  s.write(val("c", "1"), ttl::never(), at(0), c.waiter()); // no room: parked
+  CHECK_FALSE(s.contains("c", at(0)));                     // not applied
+  auto items = s.take_writes();
+  CHECK(items.size() == 2);
+  CHECK(budget->used() == 2);
+  // The flusher stores one: the parked write goes on.
+  CHECK(budget->release(1)); // a shard was waiting
+  s.retry_parked(at(10));
+  CHECK(s.contains("c", at(10)));
+  CHECK(s.take_writes().size() == 1);
+}
+
+TEST_CASE("a write parked past room-wait fails with overloaded, unapplied",
+          "[shard_writes]") {
+  answer a, b;
+  shard_state s{back(0, /*max_dirty*/ 1)};
+  s.write(val("a", "1"), ttl::never(), at(0), a.waiter());
+  s.write(val("b", "1"), ttl::never(), at(0), b.waiter());
+  REQUIRE(s.next_parked_deadline() == at(300));
+  s.retry_parked(at(299));
+  CHECK_FALSE(b.got);
+  s.retry_parked(at(300));
+  CHECK(b.failed_with(errc::overloaded));
+  CHECK_FALSE(s.contains("b", at(300)));
+  CHECK_FALSE(s.next_parked_deadline());
+}
+
+TEST_CASE("a stopped shard fails the writes it still waits for", "[shard_writes]") {
+  answer a, b;
+  {
+    shard_state s{back(0, 1)};
+    s.write(val("a", "1"), ttl::never(), at(0), a.waiter());
+    s.write(val("b", "1"), ttl::never(), at(0), b.waiter());
+  }
+  CHECK(a.failed_with(errc::shut_down));
+  CHECK(b.failed_with(errc::shut_down));
+}

@@ -1,0 +1,254 @@
+// The write-back journal: records survive a reopen in order, a torn or corrupt
+// tail is cut off, and failures name the file.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "messages/errors.hpp"
+#include "runtime/journal.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace karlton;
+
+namespace {
+
+store_write put(std::string key, std::string bytes) {
+  return store_write{std::move(key), std::move(bytes)};
+}
+
+store_write del(std::string key) {
+  return store_write{std::move(key), std::nullopt};
+}
+
+// Records as text, so a failed comparison shows what differs.
+std::vector<std::string> shown(const std::vector<store_write>& ws) {
+  std::vector<std::string> out;
+  for (const auto& w : ws)
+    out.push_back(w.is_delete() ? "del " + w.key : "put " + w.key + "=" + *w.bytes);
+  return out;
+}
+
+template <class... Batches>
+std::vector<store_write> concat(const Batches&... batches) {
+  std::vector<store_write> out;
+  (out.insert(out.end(), batches.begin(), batches.end()), ...);
+  return out;
+}
+
+journal open_ok(const std::string& path) {
+  auto j = journal::open(path);
+  if (!j) FAIL(describe(j.error()));
+  return std::move(*j);
+}
+
+std::string contents(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  return {std::istreambuf_iterator<char>{in}, {}};
+}
+
+std::string hex(const std::string& bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 0xF];
+  }
+  return out;
+}
+
+uint64_t file_size(const std::string& path) {
+  return std::filesystem::file_size(path);
+}
+
+void append_raw(const std::string& path, const std::string& bytes) {
+  std::ofstream out{path, std::ios::binary | std::ios::app};
+  out << bytes;
+}
+
+void flip_byte(const std::string& path, uint64_t offset) {
+  std::fstream f{path, std::ios::binary | std::ios::in | std::ios::out};
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.get(c);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.put(static_cast<char>(c ^ 0x5A));
+}
+
+} // namespace
+
+TEST_CASE("a reopened journal recovers every appended record in order", "[journal]") {
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  using namespace std::string_literals;
+  std::vector<store_write> first{put("a", "1"), put("empty", ""), del("a")};
+  std::vector<store_write> second{put("bin\0key"s, "\0\x01\xff\0tail"s), del("")};
+  std::vector<store_write> third{put("a", std::string(100'000, 'x'))};
+  {
+    auto j = open_ok(path);
+    CHECK(j.recovered().empty());
+    CHECK(j.path() == path);
+    REQUIRE(j.append(first) == caf::none);
+    REQUIRE(j.append({}) == caf::none);
+    REQUIRE(j.append(second) == caf::none);
+    REQUIRE(j.append(third) == caf::none);
+    CHECK(j.records() == 6);
+    CHECK(j.size_bytes() == file_size(path));
+  }
+  auto j = open_ok(path);
+  auto all = concat(first, second, third);
+  CHECK(shown(j.recovered()) == shown(all));
+  CHECK(j.recovered()[3].key == "bin\0key"s);
+  CHECK(*j.recovered()[3].bytes == "\0\x01\xff\0tail"s);
+  CHECK(j.records() == 6);
+  CHECK(j.size_bytes() == file_size(path));
+  CHECK(j.discarded_bytes() == 0);
+}
+
+TEST_CASE("the record format is stable", "[journal]") {
+  // Journals outlive binaries: a new build must read an old file. The CRC is
+  // zlib's crc32 (Python: zlib.crc32(header[:12] + key + value)).
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  auto j = open_ok(path);
+  REQUIRE(j.append({put("k", "v"), del("gone"),
+                    put("a longer key", "a value of more than eight bytes")}) ==
+          caf::none);
+  // One record a line: magic, type, reserved, key length, value length, CRC,
+  // key, value.
+  // clang-format off
+  CHECK(hex(contents(path)) ==
+        "a7" "01" "0000" "01000000" "01000000" "4643063c" "6b" "76"
+        "a7" "02" "0000" "04000000" "00000000" "1e3fdcd2" "676f6e65"
+        "a7" "01" "0000" "0c000000" "20000000" "64992322" "61206c6f6e676572206b6579"
+          "612076616c7565206f66206d6f7265207468616e206569676874206279746573");
+  // clang-format on
+}
+
+TEST_CASE("reset empties the journal and a reopened one finds nothing", "[journal]") {
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  REQUIRE(open_ok(path).append({put("a", "1"), put("b", "2")}) == caf::none);
+  {
+    auto j = open_ok(path);
+    CHECK(j.recovered().size() == 2);
+    REQUIRE(j.reset() == caf::none);
+    CHECK(j.recovered().empty());
+    CHECK(j.records() == 0);
+    CHECK(j.size_bytes() == 0);
+    CHECK(file_size(path) == 0);
+  }
+  {
+    auto j = open_ok(path);
+    CHECK(j.recovered().empty());
+    CHECK(j.records() == 0);
+    REQUIRE(j.append({put("c", "3")}) == caf::none);
+  }
+  CHECK(shown(open_ok(path).recovered()) == std::vector<std::string>{"put c=3"});
+}
+
+TEST_CASE("a torn or corrupt tail is cut off and later appends survive a reopen",
+          "[journal]") {
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  std::vector<store_write> acked{put("a", "1"), del("b"), put("c", "")};
+  std::vector<store_write> last{put("d", "a value long enough to tear")};
+  uint64_t acked_size = 0;
+  {
+    auto j = open_ok(path);
+    REQUIRE(j.append(acked) == caf::none);
+    acked_size = j.size_bytes();
+    REQUIRE(j.append(last) == caf::none);
+  }
+  auto full_size = file_size(path);
+  auto expected = acked;
+  SECTION("cut in the middle of the last value") {
+    std::filesystem::resize_file(path, full_size - 5);
+  }
+  SECTION("cut inside the last header") {
+    std::filesystem::resize_file(path, acked_size + 7);
+  }
+  SECTION("a flipped byte in the last value") {
+    flip_byte(path, full_size - 3);
+  }
+  SECTION("a flipped length in the last header") {
+    flip_byte(path, acked_size + 4);
+  }
+  SECTION("garbage after the last record") {
+    append_raw(path, "\xa7\x01garbage that is no record");
+    expected = concat(acked, last);
+  }
+  SECTION("zeros after the last record, as a file grown without its data") {
+    append_raw(path, std::string(4096, '\0'));
+    expected = concat(acked, last);
+  }
+  auto kept_size = expected.size() == acked.size() ? acked_size : full_size;
+  {
+    auto j = open_ok(path);
+    CHECK(shown(j.recovered()) == shown(expected));
+    CHECK(j.records() == expected.size());
+    CHECK(j.size_bytes() == kept_size);
+    CHECK(file_size(path) == kept_size);
+    CHECK(j.discarded_bytes() > 0);
+    REQUIRE(j.append({put("after", "reopen")}) == caf::none);
+  }
+  auto j = open_ok(path);
+  CHECK(shown(j.recovered()) ==
+        shown(concat(expected, std::vector{put("after", "reopen")})));
+  CHECK(j.discarded_bytes() == 0);
+}
+
+TEST_CASE("ten thousand records in a hundred batches round trip", "[journal]") {
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  std::vector<store_write> all;
+  {
+    auto j = open_ok(path);
+    for (int b = 0; b < 100; ++b) {
+      std::vector<store_write> batch;
+      for (int i = 0; i < 100; ++i) {
+        auto n = b * 100 + i;
+        auto key = "key-" + std::to_string(n);
+        batch.push_back(n % 7 == 0 ? del(key) : put(key, std::string(n % 300, char(n))));
+      }
+      REQUIRE(j.append(batch) == caf::none);
+      all.insert(all.end(), batch.begin(), batch.end());
+    }
+    CHECK(j.records() == 10'000);
+  }
+  auto j = open_ok(path);
+  CHECK(j.records() == 10'000);
+  CHECK(j.discarded_bytes() == 0);
+  CHECK(shown(j.recovered()) == shown(all));
+}
+
+TEST_CASE("a journal in a missing directory fails with store_failure", "[journal]") {
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("no/such/dir/wal");
+  auto j = journal::open(path);
+  REQUIRE_FALSE(j);
+  CHECK(j.error() == errc::store_failure);
+  auto text = describe(j.error());
+  CHECK(text.find(path) != std::string::npos);
+  CHECK(text.find("No such file or directory") != std::string::npos);
+}
+
+TEST_CASE("a file is held by one journal at a time", "[journal]") {
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  auto first = open_ok(path);
+  auto second = journal::open(path);
+  REQUIRE_FALSE(second);
+  CHECK(second.error() == errc::store_failure);
+  CHECK(describe(second.error()).find("held by another journal") != std::string::npos);
+  // A move hands the file over; the lock goes with it.
+  auto moved = std::move(first);
+  REQUIRE(moved.append({put("k", "v")}) == caf::none);
+  CHECK_FALSE(journal::open(path));
+  { auto gone = std::move(moved); }
+  CHECK(shown(open_ok(path).recovered()) == std::vector<std::string>{"put k=v"});
+}
