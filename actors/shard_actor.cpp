@@ -88,6 +88,8 @@ void arm_room(self_ptr self) {
   self->delayed_send(self, delay + std::chrono::milliseconds{1}, room_atom::value);
 }
 
+void send_cascades(self_ptr self);
+
 // Hands the writes the state made to the store writer (write-through) or
 // the flusher (write-back), as one message, and completes them on the answer.
 void send_writes(self_ptr self) {
@@ -103,20 +105,42 @@ void send_writes(self_ptr self) {
     seqs.push_back(i.seq);
   auto done = [self, seqs](caf::ok_atom) {
     self->state.cache->writes_done(seqs, caf::none, now_of(self));
+    send_cascades(self); // write-through erases happen now
     arm_expiry(self);
   };
   auto failed = [self, seqs](caf::error& err) {
     self->state.cache->writes_done(seqs, err, now_of(self));
   };
-  if (st.write_flusher)
+  if (st.write_flusher && !st.acks_wait_for_journal) {
+    // Handed over is accepted: the flusher's mailbox is as safe as its
+    // memory, and max-dirty was taken already. Not waiting for its answer
+    // saves a hop per put; a journal's durability is worth waiting for.
+    self
+      ->request(st.write_flusher, caf::infinite, write_atom::value, st.index,
+                std::move(items))
+      .then([](caf::ok_atom) {}, [](caf::error&) {});
+    done(caf::ok_atom::value);
+  } else if (st.write_flusher) {
     self
       ->request(st.write_flusher, caf::infinite, write_atom::value, st.index,
                 std::move(items))
       .then(done, failed);
-  else
+  } else
     self->request(st.store_writer, caf::infinite, write_atom::value, std::move(items))
       .then(done, failed);
   arm_room(self);
+}
+
+// Hands keys erased in a cache that uses dependencies to the bus, which
+// purges what depends on them in every shard of the cache.
+void send_cascades(self_ptr self) {
+  auto& st = self->state;
+  auto keys = st.cache->take_cascades();
+  if (keys.empty() || !st.event_bus) return;
+  // Anonymous: nobody waits for the bus's answer (erase cascades in the
+  // background; `runtime::invalidate_tag` is the synchronous form).
+  caf::anon_send(st.event_bus, purge_atom::value, std::move(keys), purge_cause::cascade,
+                 st.cache_index);
 }
 
 // A write's answer as a response promise of `T`, from the write's bool.
@@ -153,6 +177,9 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
   st.store_writer = std::move(setup.store_writer);
   st.write_flusher = std::move(setup.write_flusher);
   st.index = setup.index;
+  st.acks_wait_for_journal = setup.acks_wait_for_journal;
+  st.event_bus = std::move(setup.event_bus);
+  st.cache_index = setup.cache_index;
   return {
     [=](caf::get_atom, const std::string& key) {
       return self->state.cache->get(key, now_of(self));
@@ -209,6 +236,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       if (auto now = self->state.cache->write_erase(key, now_of(self), answer))
         answer(std::move(*now));
       send_writes(self);
+      send_cascades(self);
       return rp;
     },
     [=](contains_atom, const std::string& key) {
@@ -259,12 +287,23 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
           batch[i]->run(*st.cache, now);
         dispatch_loads(self); // loads the batch started
         send_writes(self);    // and its writes
+        send_cascades(self);  // and the dependents of keys it erased
         done += n;
       }
       arm_expiry(self);
       // Still busy: keep the doorbell claimed and come back after the mailbox.
       self->send(self, doorbell_atom::value);
     },
+    [=](caf::put_atom, value& v, ttl t, const dependencies& deps) -> caf::result<caf::ok_atom> {
+      auto err = self->state.cache->put(std::move(v), t, now_of(self), deps);
+      arm_expiry(self);
+      if (err) return err;
+      return caf::ok_atom::value;
+    },
+    [=](purge_atom, const std::vector<std::string>& names, purge_cause cause) {
+      return self->state.cache->purge(names, cause);
+    },
+    [=](graph_atom) { return self->state.cache->dependency_edges(); },
     [=](flushed_atom, const stored_writes& writes) {
       self->state.cache->mark_stored(writes);
     },

@@ -35,6 +35,13 @@ struct shard_setup {
   flusher_actor write_flusher;
   /// This shard's number among its cache's shards (names it to the flusher).
   uint32_t index = 0;
+  /// Write-back with a journal: a put is acknowledged when the flusher says
+  /// its record is durable, not when it is handed over.
+  bool acks_wait_for_journal = false;
+  /// The runtime's event bus, and this cache's number on it: erased keys
+  /// whose dependents must go are sent there.
+  bus_actor event_bus;
+  int32_t cache_index = 0;
 };
 
 struct shard_actor_state {
@@ -50,6 +57,9 @@ struct shard_actor_state {
   store_writer_actor store_writer;
   flusher_actor write_flusher;
   uint32_t index = 0;
+  bool acks_wait_for_journal = false;
+  bus_actor event_bus;
+  int32_t cache_index = 0;
   bool room_timer_armed = false; // a timer for parked writes is pending
   loader_actor user_loader;
 

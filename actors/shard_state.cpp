@@ -98,6 +98,7 @@ entry_id shard_state::install(value v, ttl t, uint64_t now_ms) {
     auto old = std::exchange(e.val, std::move(v));
     set_expiry(id, e, expiry);
     if (in_policy(id)) policy_->on_update(id, old_w, new_w);
+    if (deps_.entries() > 0 && deps_.has(id)) deps_.forget(id); // the new value says its own
     if (cfg_.on_removal) cfg_.on_removal(old, removal_cause::replaced);
   } else {
     stats_.bytes += v.charge();
@@ -147,6 +148,7 @@ void shard_state::remove(entry_id id, removal_cause cause) {
   if (in_policy(id)) policy_->on_remove(id, weight_of(e.val));
   if (!dirty_.empty())
     dirty_.erase(id); // the flusher still has the write; reads go there
+  if (deps_.entries() > 0 && deps_.has(id)) deps_.forget(id); // no index outlives it
   if (e.expires()) --expiring_entries_;
   stats_.bytes -= e.val.charge();
   switch (cause) {
@@ -175,6 +177,8 @@ bool shard_state::erase(std::string_view key, time_point now) {
     remove(id, removal_cause::expired);
     return false;
   }
+  if (cfg_.dependencies_used && cfg_.dependencies_used->load(std::memory_order_acquire))
+    cascades_out_.emplace_back(key);
   remove(id, removal_cause::explicit_erase);
   return true;
 }
@@ -212,6 +216,7 @@ uint64_t shard_state::clear() {
   stale_.clear();
   negatives_.clear();
   dirty_.clear(); // the writes stay with the flusher
+  deps_.clear();
   table_.clear();
   if (policy_) policy_->clear();
   deadlines_.clear();
@@ -252,6 +257,8 @@ std::optional<time_point> shard_state::next_expiry() const {
 cache_stats shard_state::stats() const {
   auto out = stats_;
   out.entries = table_.size();
+  out.dependency_links = deps_.links();
+  out.dependency_names = deps_.names();
   return out;
 }
 

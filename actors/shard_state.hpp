@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -19,11 +20,13 @@
 
 #include <caf/error.hpp>
 
+#include "actors/dependency_index.hpp"
 #include "actors/dirty_budget.hpp"
 #include "actors/entry_table.hpp"
 #include "actors/eviction.hpp"
 #include "actors/load_table.hpp"
 #include "actors/negative_cache.hpp"
+#include "messages/events.hpp"
 #include "messages/stats.hpp"
 #include "messages/ttl.hpp"
 #include "messages/value.hpp"
@@ -83,6 +86,9 @@ struct shard_config {
   /// Write-back: how long a write waits for room under `max-dirty` before it
   /// fails with `overloaded` (never applied).
   caf::timespan room_wait = std::chrono::seconds{3};
+  /// Set by any shard of the cache once an entry declared dependencies:
+  /// from then on, erasing a key cascades to its dependents (shard_deps.cpp).
+  std::shared_ptr<std::atomic<bool>> dependencies_used;
 };
 
 /// XFetch draws per entry per delta (its last load time) at most. Drawing on
@@ -212,6 +218,27 @@ public:
   /// When the oldest parked write times out, if any is parked.
   std::optional<time_point> next_parked_deadline() const;
 
+  // -- dependencies (shard_deps.cpp) ----------------------------------------
+
+  /// `put`, recording what the entry depends on (replacing what it did).
+  caf::error put(value v, ttl t, time_point now, const dependencies& deps);
+
+  /// Removes every entry that depends on one of `names` (events when `cause`
+  /// is `event`, else keys or tags), and, within this shard, what depends on
+  /// the keys it removed, transitively. Reports the removed keys, which
+  /// entries of other shards may depend on.
+  purge_result purge(const std::vector<std::string>& names, purge_cause cause);
+
+  /// Keys erased since the last call whose dependents must be purged (only
+  /// once the cache uses dependencies): the shard actor hands them to the bus.
+  std::vector<std::string> take_cascades() { return std::exchange(cascades_out_, {}); }
+
+  /// Each entry with dependencies: its key and what it depends on.
+  graph_edges dependency_edges() const;
+  /// Links of the dependency index (entry -> name), for hygiene checks.
+  size_t dependency_links() const noexcept { return deps_.links(); }
+  size_t dependency_names() const noexcept { return deps_.names(); }
+
   /// Entries whose newest write the store does not have yet.
   size_t dirty_entries() const noexcept { return dirty_.size(); }
 
@@ -328,6 +355,9 @@ private:
   std::deque<pending_write> parked_;
   std::unordered_map<entry_id, uint64_t> dirty_; // entry -> number of its newest write
   uint64_t write_seq_ = 0;
+  // Dependencies, empty for caches without any.
+  dependency_index deps_;
+  std::vector<std::string> cascades_out_;
 };
 
 /// Milliseconds of `t` since the clock's epoch: the unit entries store.

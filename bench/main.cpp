@@ -22,14 +22,6 @@
 
 #include "bench/runners.hpp"
 
-namespace karlton::bench {
-
-// Declared here rather than in runners.hpp, which this change leaves alone;
-// it belongs there with the others.
-int run_write_back(const bench_options& opts);
-
-} // namespace karlton::bench
-
 namespace {
 
 using namespace karlton::bench;

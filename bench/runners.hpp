@@ -19,5 +19,6 @@ int run_latency(const bench_options& opts);
 int run_hit_ratio(const bench_options& opts);
 int run_memory(const bench_options& opts);
 int run_stampede(const bench_options& opts);
+int run_write_back(const bench_options& opts);
 
 } // namespace karlton::bench

@@ -9,6 +9,7 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include "messages/events.hpp"
 #include "messages/loading.hpp"
 #include "messages/stats.hpp"
 #include "messages/ttl.hpp"
@@ -43,6 +44,9 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// - `room`: from the flusher; puts waiting under `max-dirty` may go on.
 /// Under write-through or write-back, put and delete answer once the store
 /// or the flusher took the write (see actors/shard_writes.cpp).
+/// - `put(v, ttl, deps)`: a put that records what the entry depends on.
+/// - `purge(names, cause)`: removes the dependents of `names` (from the bus).
+/// - `graph`: this shard's dependency edges.
 /// Errors: `key_too_large`, `value_too_large`, `invalid_option` (a bad ttl).
 using shard_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, std::string>::with<value>,
@@ -57,7 +61,25 @@ using shard_actor = caf::typed_actor<
   caf::replies_to<cleanup_atom>::with<uint64_t>,
   caf::replies_to<load_atom, std::string>::with<value>, caf::reacts_to<load_outcome>,
   caf::reacts_to<doorbell_atom>, caf::reacts_to<expire_atom, uint64_t>,
-  caf::reacts_to<flushed_atom, stored_writes>, caf::reacts_to<room_atom>>;
+  caf::reacts_to<flushed_atom, stored_writes>, caf::reacts_to<room_atom>,
+  caf::replies_to<caf::put_atom, value, ttl, dependencies>::with<caf::ok_atom>,
+  caf::replies_to<purge_atom, std::vector<std::string>, purge_cause>::with<purge_result>,
+  caf::replies_to<graph_atom>::with<graph_edges>>;
+
+/// The event bus of a runtime (see actors/bus_actor.hpp).
+/// - `(shards, cache, list)`: the shards of a new cache.
+/// - `(emit, event, data)`: purges the event's dependents in every cache and
+///   tells its subscribers; answered once every shard is done.
+/// - `(purge, names, cause, cache)`: purges the dependents of `names` (tags:
+///   in every cache, `cache` < 0; keys erased in cache number `cache`: there),
+///   transitively; answered once every shard is done.
+using bus_actor = caf::typed_actor<
+  caf::replies_to<shards_atom, std::string, std::vector<shard_actor>>::with<uint32_t>,
+  caf::replies_to<emit_atom, std::string, std::string>::with<purge_summary>,
+  caf::replies_to<purge_atom, std::vector<std::string>, purge_cause, int32_t>::with<
+    purge_summary>,
+  caf::replies_to<subscribe_atom, std::string, event_subscriber_actor>::with<caf::ok_atom>,
+  caf::replies_to<bus_stats_atom>::with<bus_stats>>;
 
 /// An actor that wants to hear about removals: `(removed, key, cause)`.
 using removal_listener_actor =

@@ -67,6 +67,11 @@ cache_stats& cache_stats::operator+=(const cache_stats& other) {
   early_expirations += other.early_expirations;
   stale_served += other.stale_served;
   loads_voided += other.loads_voided;
+  purged_by_event += other.purged_by_event;
+  purged_by_tag += other.purged_by_tag;
+  purged_by_cascade += other.purged_by_cascade;
+  dependency_links += other.dependency_links;
+  dependency_names += other.dependency_names;
   negative_hits += other.negative_hits;
   return *this;
 }

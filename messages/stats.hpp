@@ -42,7 +42,12 @@ struct cache_stats {
   uint64_t puts = 0;
   uint64_t expired = 0;       ///< entries removed because their TTL ran out
   uint64_t evictions = 0;     ///< entries removed by the size bound
-  uint64_t invalidations = 0; ///< entries removed by erase, invalidate or clear
+  uint64_t invalidations = 0; ///< entries removed by erase, invalidate or clear, or purged
+  uint64_t purged_by_event = 0;   ///< of those: dependents of an emitted event
+  uint64_t purged_by_tag = 0;     ///< of those: dependents of an invalidated tag
+  uint64_t purged_by_cascade = 0; ///< of those: dependents of an invalidated key
+  uint64_t dependency_links = 0;  ///< entry -> dependency links indexed now
+  uint64_t dependency_names = 0;  ///< distinct names depended on now (per shard)
   uint64_t rejected = 0;      ///< puts refused (key or value too large)
   uint64_t entries = 0;       ///< live entries now
   uint64_t bytes = 0;         ///< key + value bytes of live entries now
@@ -83,7 +88,8 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
            x.expired, x.evictions, x.invalidations, x.rejected, x.entries, x.bytes,
            x.hit_age, x.loads, x.load_failures, x.loads_finished, x.load_time_ns,
            x.coalesced, x.refreshes, x.early_refreshes, x.early_expirations,
-           x.stale_served, x.loads_voided, x.negative_hits);
+           x.stale_served, x.loads_voided, x.purged_by_event, x.purged_by_tag,
+           x.purged_by_cascade, x.dependency_links, x.dependency_names, x.negative_hits);
 }
 
 } // namespace karlton

@@ -83,7 +83,18 @@ public:
       [&](auto&&... s) { return put_call(key, bytes, t, KARLTON_FWD(s)...); });
     return r ? caf::error{} : std::move(r.error());
   }
-  /// Invalidates `key`; true if it was cached.
+  /// Stores `bytes` under `key`, depending on `deps`: when one of its events
+  /// is emitted, or one of its keys or tags invalidated, the entry goes too.
+  /// Not yet for caches with a write mode (`invalid_option`).
+  caf::error put(std::string_view key, std::string_view bytes, ttl t,
+                 const dependencies& deps) const {
+    auto r = blocking<unit>(
+      [&](auto&&... s) { return put_call(key, bytes, t, deps, KARLTON_FWD(s)...); });
+    return r ? caf::error{} : std::move(r.error());
+  }
+  /// Invalidates `key`; true if it was cached. In a cache whose entries
+  /// declare dependencies, what depends on `key` is purged too, transitively,
+  /// right after (asynchronously; `runtime::invalidate_tag(key)` waits).
   caf::expected<bool> erase(std::string_view key) const {
     return blocking<bool>(
       [&](auto&&... s) { return erase_call(key, KARLTON_FWD(s)...); });
@@ -152,6 +163,11 @@ public:
                                              ttl t = ttl::cache_default()) const {
     return as_future<unit>(
       [&](auto&&... s) { return put_call(key, bytes, t, KARLTON_FWD(s)...); });
+  }
+  std::future<caf::expected<unit>> put_async(std::string_view key, std::string_view bytes,
+                                             ttl t, const dependencies& deps) const {
+    return as_future<unit>(
+      [&](auto&&... s) { return put_call(key, bytes, t, deps, KARLTON_FWD(s)...); });
   }
   std::future<caf::expected<bool>> erase_async(std::string_view key) const {
     return as_future<bool>(
@@ -337,6 +353,9 @@ private:
   template <class Sink, class... A>
   auto put_call(std::string_view key, std::string_view bytes, ttl t,
                 detail::sink_tag<Sink>, A&&... a) const;
+  template <class Sink, class... A>
+  auto put_call(std::string_view key, std::string_view bytes, ttl t,
+                const dependencies& deps, detail::sink_tag<Sink>, A&&... a) const;
   template <class Sink, class... A>
   auto erase_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const;
   template <class Sink, class... A>

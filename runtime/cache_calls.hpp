@@ -75,6 +75,22 @@ auto cache::put_call(std::string_view key, std::string_view bytes, ttl t,
 }
 
 template <class Sink, class... A>
+auto cache::put_call(std::string_view key, std::string_view bytes, ttl t,
+                     const dependencies& deps, detail::sink_tag<Sink>, A&&... a) const {
+  auto err = detail::check_put(core_->shard_cfg, key, bytes, t);
+  if (!err && core_->options.writes != write_mode::none && !deps.empty())
+    err = make_error(errc::invalid_option,
+                     "dependencies are not supported yet for caches with a write mode");
+  auto h = hash_key(key);
+  auto op = [v = err ? value{} : value::make(key, bytes, h), t,
+             deps](shard_state& s, time_point now) mutable -> caf::expected<unit> {
+    if (auto e = s.put(std::move(v), t, now, deps)) return e;
+    return unit{};
+  };
+  return start_one<unit, Sink>(h, std::move(err), std::move(op), std::forward<A>(a)...);
+}
+
+template <class Sink, class... A>
 auto cache::erase_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
   auto op = [k = detail::small_key{key}](shard_state& s, time_point now, auto later) {
     return s.write_erase(k.view(), now, later);

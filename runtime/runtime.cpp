@@ -1,10 +1,13 @@
 #include "runtime/runtime.hpp"
 
+#include <algorithm>
 #include <iostream>
+#include <tuple>
 #include <thread>
 
 #include <caf/all.hpp>
 
+#include "actors/bus_actor.hpp"
 #include "actors/flusher_actor.hpp"
 #include "actors/shard_actor.hpp"
 #include "actors/store_actors.hpp"
@@ -128,6 +131,9 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
     // Loads go through the flusher: it answers keys with pending writes itself.
     shard_loaders = {caf::actor_cast<loader_actor>(core->flusher)};
   }
+  auto event_bus = ensure_bus();
+  auto cache_index = caches_on_bus_++;
+  scfg.dependencies_used = std::make_shared<std::atomic<bool>>(false);
   for (size_t i = 0; i < n; ++i) {
     auto inbox = std::make_shared<ingress>(opts.ingress_capacity);
     scfg.seed = opts.seed + i;
@@ -146,8 +152,21 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
     setup.store_writer = core->store_writer;
     setup.write_flusher = core->flusher;
     setup.index = static_cast<uint32_t>(i);
+    setup.acks_wait_for_journal = static_cast<bool>(core->journal_writer);
+    setup.event_bus = event_bus;
+    setup.cache_index = cache_index;
     auto actor = sys_->spawn(shard, std::move(setup));
     core->routes.push_back(detail::shard_route{std::move(actor), std::move(inbox)});
+  }
+  {
+    // The bus learns the shards before anyone can emit to them; it numbers
+    // caches in the order they come, as we did.
+    std::vector<shard_actor> shards;
+    for (auto& r : core->routes)
+      shards.push_back(r.actor);
+    caf::scoped_actor self{*sys_};
+    self->request(event_bus, caf::infinite, shards_atom::value, opts.name, std::move(shards))
+      .receive([](uint32_t) {}, [](caf::error&) {});
   }
   scfg.on_removal = nullptr; // the copy in the core is only for checks
   core->shard_cfg = std::move(scfg);
@@ -234,6 +253,16 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
       stop(core.store_writer);
       stop(core.journal_writer);
     });
+    if (bus_) {
+      self->monitor(bus_);
+      self->send_exit(bus_, caf::exit_reason::user_shutdown);
+      self->receive([](const caf::down_msg&) {});
+    }
+    for (auto& h : handler_actors_) {
+      self->monitor(h);
+      self->send_exit(h, caf::exit_reason::user_shutdown);
+      self->receive([](const caf::down_msg&) {});
+    }
   }
   // Detached actors must be destroyed, not just stopped, before the actor
   // system can go: drop their handles (cache handles keep the cores).
@@ -243,6 +272,8 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
     core->journal_writer = nullptr;
     core->flusher = nullptr;
   }
+  bus_ = nullptr;
+  handler_actors_.clear();
   // 5. Whatever was still queued fails with shut_down, so no caller hangs.
   auto why =
     make_error(errc::shut_down, "the karlton runtime stopped before the call ran");
@@ -252,6 +283,150 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
         job->abandon(why);
   // 6. An owned actor system is destroyed with us (it waits for all actors).
   return report;
+}
+
+bus_actor runtime::ensure_bus() {
+  if (!bus_) bus_ = sys_->spawn(bus);
+  return bus_;
+}
+
+namespace {
+
+// A synchronous request from this plain thread (rare calls: a scoped_actor's
+// cost does not matter here).
+template <class T, class Handle, class... Ts>
+caf::expected<T> ask(caf::actor_system& sys, const Handle& dest, Ts... xs) {
+  caf::expected<T> out = make_error(errc::timeout, "the bus did not answer in time");
+  caf::scoped_actor self{sys};
+  self->request(dest, std::chrono::minutes{1}, xs...)
+    .receive([&](T& x) { out = std::move(x); }, [&](caf::error& err) { out = std::move(err); });
+  return out;
+}
+
+caf::error check_name(const std::string& what, const std::string& name) {
+  if (name.empty()) return make_error(errc::invalid_option, what + " must not be empty");
+  return caf::none;
+}
+
+} // namespace
+
+caf::expected<purge_summary> runtime::emit(const std::string& event,
+                                           const std::string& data) {
+  if (auto err = check_name("an event name", event)) return err;
+  bus_actor b;
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
+    b = ensure_bus();
+  }
+  auto r = ask<purge_summary>(*sys_, b, emit_atom::value, event, data);
+  forget_logger_of_this_thread();
+  return r;
+}
+
+caf::error runtime::emit_async(const std::string& event, const std::string& data) {
+  if (auto err = check_name("an event name", event)) return err;
+  std::lock_guard<std::mutex> guard{caches_mtx_};
+  if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
+  caf::anon_send(ensure_bus(), emit_atom::value, event, data);
+  return caf::none;
+}
+
+caf::expected<purge_summary> runtime::invalidate_tag(const std::string& tag) {
+  if (auto err = check_name("a tag", tag)) return err;
+  bus_actor b;
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
+    b = ensure_bus();
+  }
+  auto r = ask<purge_summary>(*sys_, b, purge_atom::value, std::vector<std::string>{tag},
+                              purge_cause::tag, int32_t{-1});
+  forget_logger_of_this_thread();
+  return r;
+}
+
+caf::error runtime::invalidate_tag_async(const std::string& tag) {
+  if (auto err = check_name("a tag", tag)) return err;
+  std::lock_guard<std::mutex> guard{caches_mtx_};
+  if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
+  caf::anon_send(ensure_bus(), purge_atom::value, std::vector<std::string>{tag},
+                 purge_cause::tag, int32_t{-1});
+  return caf::none;
+}
+
+caf::error
+runtime::subscribe(const std::string& event,
+                   std::function<void(const std::string&, const std::string&)> handler) {
+  if (auto err = check_name("an event name", event)) return err;
+  if (!handler) return make_error(errc::invalid_option, "the event handler is empty");
+  using handler_fn = std::function<void(const std::string&, const std::string&)>;
+  auto relay = [](event_subscriber_actor::pointer,
+                  handler_fn f) -> event_subscriber_actor::behavior_type {
+    return {[f](emit_atom, const std::string& e, const std::string& d) { f(e, d); }};
+  };
+  event_subscriber_actor actor;
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
+    actor = sys_->spawn(relay, std::move(handler));
+    handler_actors_.push_back(actor);
+  }
+  return subscribe(event, std::move(actor));
+}
+
+caf::error runtime::subscribe(const std::string& event, event_subscriber_actor subscriber) {
+  if (auto err = check_name("an event name", event)) return err;
+  if (!subscriber) return make_error(errc::invalid_option, "the subscriber is null");
+  bus_actor b;
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
+    b = ensure_bus();
+  }
+  // Synchronous, so an emit that follows is sure to find the subscriber.
+  auto r = ask<caf::ok_atom>(*sys_, b, subscribe_atom::value, event, std::move(subscriber));
+  forget_logger_of_this_thread();
+  return r ? caf::error{} : std::move(r.error());
+}
+
+caf::expected<dependency_graph> runtime::dependencies_graph() {
+  std::vector<std::pair<std::string, std::vector<shard_actor>>> caches;
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
+    for (auto& [name, core] : caches_) {
+      std::vector<shard_actor> shards;
+      for (auto& r : core->routes)
+        shards.push_back(r.actor);
+      caches.emplace_back(name, std::move(shards));
+    }
+  }
+  dependency_graph out;
+  for (auto& [name, shards] : caches)
+    for (auto& s : shards) {
+      auto edges = ask<graph_edges>(*sys_, s, graph_atom::value);
+      if (!edges) return std::move(edges.error());
+      for (auto& [key, deps] : *edges)
+        out.nodes.push_back(dependency_graph::node{name, std::move(key), std::move(deps)});
+    }
+  forget_logger_of_this_thread();
+  std::sort(out.nodes.begin(), out.nodes.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.cache, a.key) < std::tie(b.cache, b.key);
+  });
+  return out;
+}
+
+caf::expected<bus_stats> runtime::event_stats() {
+  bus_actor b;
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
+    b = ensure_bus();
+  }
+  auto r = ask<bus_stats>(*sys_, b, bus_stats_atom::value);
+  forget_logger_of_this_thread();
+  return r;
 }
 
 } // namespace karlton

@@ -1,6 +1,7 @@
 // The embedding runtime: an actor system (owned or borrowed) and named caches.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -13,6 +14,7 @@
 
 #include "runtime/cache.hpp"
 #include "runtime/clock.hpp"
+#include "runtime/dependency_graph.hpp"
 #include "runtime/options.hpp"
 
 namespace karlton {
@@ -87,6 +89,35 @@ public:
   /// nothing); the destructor calls it.
   shutdown_report shutdown(caf::timespan flush_timeout = std::chrono::seconds{30});
 
+  // -- events and dependencies (the bus) ----------------------------------------
+
+  /// Invalidates every entry, in every cache, that depends on `event`, and
+  /// what depends on those (transitively), then returns how many entries
+  /// went: no read that starts after it returned sees one of them. Also tells
+  /// the event's subscribers (`data` is theirs). `invalid_option` for an
+  /// empty name; an event nothing depends on removes 0.
+  caf::expected<purge_summary> emit(const std::string& event, const std::string& data = {});
+  /// The same, returning at once.
+  caf::error emit_async(const std::string& event, const std::string& data = {});
+
+  /// Invalidates every entry, in every cache, that depends on `tag` (a tag,
+  /// or a key: see `dependencies::on`), transitively; returns when they are
+  /// gone from every shard.
+  caf::expected<purge_summary> invalidate_tag(const std::string& tag);
+  caf::error invalidate_tag_async(const std::string& tag);
+
+  /// Calls `handler(event, data)` for every emit of `event`, on an actor
+  /// thread of its own (keep it short; it must not block on this runtime).
+  caf::error subscribe(const std::string& event,
+                       std::function<void(const std::string&, const std::string&)> handler);
+  /// Sends `(emit, event, data)` to `subscriber` for every emit of `event`.
+  caf::error subscribe(const std::string& event, event_subscriber_actor subscriber);
+
+  /// Every cached entry with dependencies and what it depends on.
+  caf::expected<dependency_graph> dependencies_graph();
+  /// The bus's counters: events emitted, tags invalidated, cascades, ...
+  caf::expected<bus_stats> event_stats();
+
   caf::actor_system& system() noexcept { return *sys_; }
   const std::shared_ptr<const clock>& time_source() const noexcept { return clock_; }
 
@@ -101,6 +132,11 @@ private:
   mutable std::mutex caches_mtx_;
   std::map<std::string, std::shared_ptr<detail::cache_core>> caches_;
   bool stopped_ = false;
+  bus_actor bus_; // spawned when first needed
+  std::vector<event_subscriber_actor> handler_actors_; // ours, for `subscribe(event, f)`
+  int32_t caches_on_bus_ = 0;
+
+  bus_actor ensure_bus(); // with caches_mtx_ held
 };
 
 } // namespace karlton

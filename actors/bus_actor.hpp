@@ -1,0 +1,27 @@
+// The event bus: one per runtime. It fans an event or a tag out to every
+// shard of every cache, follows cascades through invalidated keys round by
+// round, and calls the event's subscribers. The shards do the removing, each
+// on its own index (actors/shard_deps.cpp); the bus only routes and counts.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "messages/events.hpp"
+#include "messages/shard_interface.hpp"
+
+namespace karlton {
+
+struct bus_state {
+  /// Shards by cache number (the order caches were created in).
+  std::vector<std::vector<shard_actor>> caches;
+  std::map<std::string, std::vector<event_subscriber_actor>> subscribers;
+  bus_stats stats;
+
+  static inline const char* name = "karlton.bus";
+};
+
+bus_actor::behavior_type bus(bus_actor::stateful_pointer<bus_state> self);
+
+} // namespace karlton

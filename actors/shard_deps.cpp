@@ -1,0 +1,105 @@
+// shard_state: dependency-based and event-driven invalidation.
+//
+// Each shard indexes what its entries depend on, both ways
+// (`dependency_index`), so a purge finds the dependents of a name at once and
+// an entry that leaves for any reason leaves no link behind. Events and the
+// other names (keys, tags) live in one index under different prefixes, so an
+// event "x" and a tag "x" stay apart.
+
+#include <unordered_set>
+
+#include "actors/shard_state.hpp"
+
+namespace karlton {
+
+namespace {
+
+constexpr std::string_view event_prefix = "e\x1f";
+constexpr std::string_view name_prefix = "n\x1f";
+
+std::string indexed(std::string_view prefix, std::string_view name) {
+  std::string out;
+  out.reserve(prefix.size() + name.size());
+  out.append(prefix).append(name);
+  return out;
+}
+
+} // namespace
+
+caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& deps) {
+  if (deps.empty()) return put(std::move(v), t, now);
+  auto key = std::string{v.key()};
+  if (auto err = put(std::move(v), t, now)) return err;
+  auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+  if (id == no_entry) return caf::none; // evicted at once by its own insertion
+  std::vector<std::string> names;
+  names.reserve(deps.events.size() + deps.on.size());
+  for (const auto& e : deps.events)
+    names.push_back(indexed(event_prefix, e));
+  for (const auto& n : deps.on)
+    names.push_back(indexed(name_prefix, n));
+  deps_.set(id, names);
+  if (cfg_.dependencies_used) cfg_.dependencies_used->store(true, std::memory_order_release);
+  return caf::none;
+}
+
+purge_result shard_state::purge(const std::vector<std::string>& names, purge_cause cause) {
+  purge_result out;
+  auto prefix = cause == purge_cause::event ? event_prefix : name_prefix;
+  std::vector<std::string> frontier;
+  frontier.reserve(names.size());
+  for (const auto& n : names)
+    frontier.push_back(indexed(prefix, n));
+  std::unordered_set<std::string> seen; // cycles end here
+  while (!frontier.empty()) {
+    std::vector<std::string> next;
+    for (const auto& name : frontier) {
+      if (!seen.insert(name).second) continue;
+      for (auto id : deps_.take_dependents(name)) {
+        auto& e = table_.at(id);
+        if (!e.live) continue;
+        auto key = std::string{e.val.key()};
+        loads_.void_key(key); // a load in flight must not bring it back (rule 1)
+        remove(id, removal_cause::explicit_erase);
+        ++out.removed;
+        switch (cause) {
+        case purge_cause::event:
+          ++stats_.purged_by_event;
+          break;
+        case purge_cause::tag:
+          ++stats_.purged_by_tag;
+          break;
+        case purge_cause::cascade:
+          ++stats_.purged_by_cascade;
+          break;
+        }
+        // Entries here that depend on the removed key go in the next local
+        // round; other shards hear of it through the bus.
+        next.push_back(indexed(name_prefix, key));
+        out.cascade.push_back(std::move(key));
+      }
+    }
+    if (!next.empty()) ++out.local_depth;
+    frontier = std::move(next);
+    cause = purge_cause::cascade;
+  }
+  return out;
+}
+
+graph_edges shard_state::dependency_edges() const {
+  graph_edges out;
+  deps_.for_each([&](entry_id id, const std::vector<std::string_view>& names) {
+    std::vector<std::string> shown;
+    shown.reserve(names.size());
+    for (auto n : names) {
+      if (n.substr(0, event_prefix.size()) == event_prefix)
+        shown.push_back("event:" + std::string{n.substr(event_prefix.size())});
+      else
+        shown.emplace_back(n.substr(name_prefix.size()));
+    }
+    out.emplace_back(std::string{table_.at(id).val.key()}, std::move(shown));
+  });
+  return out;
+}
+
+} // namespace karlton

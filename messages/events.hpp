@@ -1,0 +1,117 @@
+// The messages of event-driven and dependency-based invalidation: what an
+// entry depends on, and how the bus purges dependents from every shard.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+namespace karlton {
+
+/// What a put's entry depends on. When one of them is invalidated, so is the
+/// entry (and, transitively, what depends on the entry's key).
+/// - `events`: the guide's `depends_on_events`; `emit(event)` invalidates them.
+/// - `on`: keys of the same cache, or tags; invalidating such a key (erase,
+///   or a cascade) or `invalidate_tag(name)` invalidates the entry.
+struct dependencies {
+  std::vector<std::string> events;
+  std::vector<std::string> on;
+
+  bool empty() const noexcept { return events.empty() && on.empty(); }
+
+  /// `dependencies{}.on_events({"user_updated"}).on_keys({"user_123"})`
+  dependencies& on_events(std::vector<std::string> xs) {
+    events = std::move(xs);
+    return *this;
+  }
+  dependencies& on_keys(std::vector<std::string> xs) {
+    on = std::move(xs);
+    return *this;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dependencies& x) {
+  return f(caf::meta::type_name("karlton::dependencies"), x.events, x.on);
+}
+
+/// Why a purge removes entries (counted per cause in `invalidation_stats`).
+enum class purge_cause : uint8_t { event, tag, cascade };
+
+/// `(purge, names, cause)` to a shard: remove every entry that depends on one
+/// of `names`; answered with a `purge_result`.
+using purge_atom = caf::atom_constant<caf::atom("purge")>;
+/// `(emit, event)` to the bus.
+using emit_atom = caf::atom_constant<caf::atom("emit")>;
+/// `(watch, key, delta)` to the shard that owns `key`: entries elsewhere in
+/// the cache started (+1) or stopped (-1) depending on it.
+using watch_atom = caf::atom_constant<caf::atom("watch")>;
+/// `(graph)` to a shard: its part of the dependency graph.
+using graph_atom = caf::atom_constant<caf::atom("graph")>;
+
+/// What one shard removed in a purge.
+struct purge_result {
+  uint64_t removed = 0;
+  /// Keys it removed that entries of other shards depend on: the next round.
+  std::vector<std::string> cascade;
+  /// Rounds of cascading it did within itself.
+  uint32_t local_depth = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, purge_result& x) {
+  return f(caf::meta::type_name("karlton::purge_result"), x.removed, x.cascade,
+           x.local_depth);
+}
+
+/// What a synchronous emit or tag invalidation did, over every shard.
+struct purge_summary {
+  uint64_t removed = 0;
+  /// Rounds of cascading through keys (0: only direct dependents).
+  uint32_t depth = 0;
+  uint32_t subscribers_called = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, purge_summary& x) {
+  return f(caf::meta::type_name("karlton::purge_summary"), x.removed, x.depth,
+           x.subscribers_called);
+}
+
+/// The bus's counters.
+struct bus_stats {
+  uint64_t events_emitted = 0;
+  uint64_t tags_invalidated = 0;
+  uint64_t key_cascades = 0;      ///< erased keys whose dependents were purged
+  uint64_t subscribers_called = 0;
+  uint32_t deepest_cascade = 0;   ///< most rounds of cascading of one purge
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, bus_stats& x) {
+  return f(caf::meta::type_name("karlton::bus_stats"), x.events_emitted,
+           x.tags_invalidated, x.key_cascades, x.subscribers_called, x.deepest_cascade);
+}
+
+/// `(subscribe, event, subscriber)` to the bus.
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+/// `(shards, cache, list)` to the bus: a new cache's shards.
+using shards_atom = caf::atom_constant<caf::atom("shards")>;
+/// `(bstats)` to the bus.
+using bus_stats_atom = caf::atom_constant<caf::atom("bstats")>;
+
+/// Told every event it subscribed to: `(emit, event, data)`.
+using event_subscriber_actor =
+  caf::typed_actor<caf::reacts_to<emit_atom, std::string, std::string>>;
+
+/// One shard's part of the dependency graph: each entry's key and what it
+/// depends on (events prefixed "event:").
+using graph_edges = std::vector<std::pair<std::string, std::vector<std::string>>>;
+
+} // namespace karlton

@@ -1,0 +1,286 @@
+// The per-shard dependency index: links set, replaced and forgotten; purges
+// by name; names and memory gone with their last dependent; a model check
+// over random operations; and the table of watched keys.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "actors/dependency_index.hpp"
+
+using namespace karlton;
+
+namespace {
+
+using model = std::map<entry_id, std::set<std::string>>;
+
+/// The index's links as a model, to compare whole states.
+model contents(const dependency_index& idx) {
+  model out;
+  idx.for_each([&](entry_id id, const std::vector<std::string_view>& names) {
+    auto& set = out[id];
+    for (auto name : names) {
+      CHECK(set.emplace(name).second); // no name twice
+    }
+  });
+  return out;
+}
+
+std::vector<std::string_view> names_of(const dependency_index& idx, entry_id id) {
+  std::vector<std::string_view> out;
+  idx.for_each([&](entry_id e, const std::vector<std::string_view>& names) {
+    if (e == id) out = names;
+  });
+  return out;
+}
+
+std::vector<entry_id> sorted(std::vector<entry_id> xs) {
+  std::sort(xs.begin(), xs.end());
+  return xs;
+}
+
+/// After everything is gone the index holds only empty tables.
+constexpr size_t empty_bytes = 64;
+
+} // namespace
+
+TEST_CASE("an entry's dependencies are set and forgotten", "[dependency_index]") {
+  dependency_index idx;
+  idx.set(7, {"event:login", "tag:users"});
+  CHECK(idx.has(7));
+  CHECK_FALSE(idx.has(8));
+  CHECK(idx.entries() == 1);
+  CHECK(idx.names() == 2);
+  CHECK(idx.links() == 2);
+  CHECK(names_of(idx, 7) == std::vector<std::string_view>{"event:login", "tag:users"});
+  idx.forget(7);
+  CHECK_FALSE(idx.has(7));
+  CHECK(idx.entries() == 0);
+  CHECK(idx.names() == 0);
+  CHECK(idx.links() == 0);
+  idx.forget(7); // already gone
+  idx.forget(8); // never there
+  CHECK(idx.memory_bytes() < empty_bytes);
+}
+
+TEST_CASE("an overwrite replaces the links of the entry", "[dependency_index]") {
+  dependency_index idx;
+  idx.set(1, {"a", "b"});
+  idx.set(2, {"b"});
+  idx.set(1, {"b", "c"});
+  CHECK(idx.names() == 2); // "a" had no other dependent
+  CHECK(idx.links() == 3);
+  CHECK(names_of(idx, 1) == std::vector<std::string_view>{"b", "c"});
+  CHECK(idx.take_dependents("a").empty());
+  CHECK(sorted(idx.take_dependents("b")) == std::vector<entry_id>{1, 2});
+  CHECK(idx.entries() == 1); // 2 has no links left, 1 still depends on "c"
+  CHECK_FALSE(idx.has(2));
+  idx.set(1, {}); // overwritten without dependencies
+  CHECK_FALSE(idx.has(1));
+  CHECK(idx.names() == 0);
+}
+
+TEST_CASE("a name declared twice by one entry is linked once", "[dependency_index]") {
+  dependency_index idx;
+  idx.set(1, {"a", "a", "b", "a"});
+  CHECK(idx.links() == 2);
+  CHECK(names_of(idx, 1) == std::vector<std::string_view>{"a", "b"});
+  idx.set(1, {"b", "b"});
+  CHECK(idx.links() == 1);
+  CHECK(idx.names() == 1);
+  CHECK(idx.take_dependents("b") == std::vector<entry_id>{1});
+  CHECK(idx.entries() == 0);
+}
+
+TEST_CASE("taking the dependents of a name leaves nothing once they are forgotten",
+          "[dependency_index]") {
+  dependency_index idx;
+  idx.set(1, {"x"});
+  idx.set(2, {"y", "x"});
+  idx.set(3, {"x"});
+  auto taken = idx.take_dependents("x");
+  CHECK(sorted(taken) == std::vector<entry_id>{1, 2, 3});
+  CHECK(idx.names() == 1);
+  CHECK(idx.links() == 1);
+  CHECK_FALSE(idx.has(1));
+  CHECK(idx.has(2)); // still on "y" until the shard forgets it
+  CHECK(names_of(idx, 2) == std::vector<std::string_view>{"y"});
+  CHECK(idx.take_dependents("x").empty()); // a cycle coming back ends here
+  for (auto id : taken)
+    idx.forget(id);
+  CHECK(idx.entries() == 0);
+  CHECK(idx.names() == 0);
+  CHECK(idx.links() == 0);
+  CHECK(idx.memory_bytes() < empty_bytes);
+}
+
+TEST_CASE("a name vanishes with its last dependent", "[dependency_index]") {
+  dependency_index idx;
+  idx.set(1, {"shared", "only-1"});
+  idx.set(2, {"shared"});
+  idx.forget(1);
+  CHECK(idx.names() == 1);
+  CHECK(idx.take_dependents("only-1").empty());
+  idx.forget(2);
+  CHECK(idx.names() == 0);
+  // The freed name ids are reused.
+  idx.set(3, {"new"});
+  CHECK(idx.names() == 1);
+  CHECK(idx.take_dependents("new") == std::vector<entry_id>{3});
+}
+
+TEST_CASE("a purge of 100k dependents gives back their memory", "[dependency_index]") {
+  dependency_index idx;
+  constexpr entry_id n = 100'000;
+  for (entry_id id = 0; id < n; ++id)
+    idx.set(id, {"tag:everything", "user:" + std::to_string(id % 1000)});
+  CHECK(idx.names() == 1001);
+  CHECK(idx.links() == 2 * n);
+  auto full = idx.memory_bytes();
+  auto taken = idx.take_dependents("tag:everything");
+  CHECK(taken.size() == n);
+  CHECK(idx.memory_bytes() < full);
+  // The shard removes half of them now, and the rest expire one by one.
+  for (entry_id id = 0; id < n; id += 2)
+    idx.forget(id);
+  CHECK(idx.entries() == n / 2);
+  CHECK(idx.memory_bytes() < full * 6 / 10); // the id table stays: odd ids live
+  for (entry_id id = 1; id < n; id += 2)
+    idx.forget(id);
+  CHECK(idx.names() == 0);
+  CHECK(idx.memory_bytes() < empty_bytes);
+}
+
+TEST_CASE("names released one by one give back their memory", "[dependency_index]") {
+  dependency_index idx;
+  constexpr entry_id n = 100'000;
+  for (entry_id id = 0; id < n; ++id)
+    idx.set(id, {"a-long-name-outside-the-string-for-" + std::to_string(id)});
+  CHECK(idx.names() == n);
+  for (entry_id id = 0; id < n; ++id)
+    idx.forget(id);
+  CHECK(idx.names() == 0);
+  CHECK(idx.memory_bytes() < empty_bytes);
+}
+
+TEST_CASE("the index agrees with a simple model over random operations",
+          "[dependency_index]") {
+  std::mt19937 rng{42};
+  auto uniform = [&](uint32_t n) {
+    return std::uniform_int_distribution<uint32_t>{0, n - 1}(rng);
+  };
+  // Short names stay inside std::string, long ones do not; a few are popular.
+  std::vector<std::string> pool;
+  for (int i = 0; i < 300; ++i)
+    pool.push_back(i % 3 == 0 ? "t" + std::to_string(i)
+                              : "a-rather-long-dependency-name-" + std::to_string(i));
+  auto random_name = [&]() -> const std::string& {
+    return pool[uniform(4) == 0 ? uniform(5) : uniform(pool.size())];
+  };
+  constexpr uint32_t max_entries = 2000;
+  dependency_index idx;
+  model m;
+  std::map<std::string, size_t> dependents; // per name, in the model
+  size_t links = 0;
+  auto link = [&](entry_id id, const std::string& name) {
+    if (m[id].insert(name).second) ++dependents[name], ++links;
+  };
+  auto unlink = [&](const std::string& name) {
+    if (--dependents[name] == 0) dependents.erase(name);
+    --links;
+  };
+  auto forget = [&](entry_id id) {
+    if (auto i = m.find(id); i != m.end()) {
+      for (const auto& name : i->second)
+        unlink(name);
+      m.erase(i);
+    }
+  };
+  auto take = [&](const std::string& name) {
+    std::vector<entry_id> out;
+    for (auto i = m.begin(); i != m.end();) {
+      if (i->second.erase(name) > 0) out.push_back(i->first), unlink(name);
+      i = i->second.empty() ? m.erase(i) : std::next(i);
+    }
+    return out;
+  };
+  for (int op = 0; op < 200'000; ++op) {
+    auto id = uniform(max_entries);
+    switch (uniform(10)) {
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+    case 4: { // a put with 0 to 4 names, maybe repeated
+      std::vector<std::string> names;
+      for (auto k = uniform(5); k > 0; --k)
+        names.push_back(random_name());
+      idx.set(id, names);
+      forget(id);
+      for (const auto& name : names)
+        link(id, name);
+      break;
+    }
+    case 5:
+    case 6:
+    case 7: // expired, evicted or erased
+      idx.forget(id);
+      forget(id);
+      break;
+    case 8: { // a purge: the shard removes every dependent
+      const auto& name = random_name();
+      auto taken = sorted(idx.take_dependents(name));
+      REQUIRE(taken == take(name));
+      for (auto e : taken) {
+        idx.forget(e);
+        forget(e);
+      }
+      break;
+    }
+    default: { // a purge whose dependents are not removed yet
+      const auto& name = random_name();
+      REQUIRE(sorted(idx.take_dependents(name)) == take(name));
+      break;
+    }
+    }
+    REQUIRE(idx.entries() == m.size());
+    REQUIRE(idx.links() == links);
+    REQUIRE(idx.names() == dependents.size());
+    REQUIRE(idx.has(id) == (m.count(id) > 0));
+    if (op % 1000 == 0) REQUIRE(contents(idx) == m);
+  }
+  CHECK(contents(idx) == m);
+  for (entry_id id = 0; id < max_entries; ++id)
+    idx.forget(id);
+  CHECK(idx.entries() == 0);
+  CHECK(idx.names() == 0);
+  CHECK(idx.links() == 0);
+  CHECK(idx.memory_bytes() < empty_bytes);
+}
+
+TEST_CASE("a watch table counts the entries depending on each key",
+          "[dependency_index]") {
+  watch_table w;
+  CHECK_FALSE(w.watched("k"));
+  w.watch("k");
+  w.watch("k");
+  w.watch("other");
+  CHECK(w.size() == 2);
+  CHECK(w.count("k") == 2);
+  w.unwatch("k");
+  CHECK(w.watched("k"));
+  w.unwatch("k");
+  CHECK_FALSE(w.watched("k"));
+  CHECK(w.size() == 1);
+  w.unwatch("never-watched"); // ignored
+  w.unwatch("k");             // ignored: already at 0
+  CHECK(w.count("k") == 0);
+  CHECK(w.size() == 1);
+  w.clear();
+  CHECK(w.size() == 0);
+}
