@@ -1,5 +1,6 @@
 #include "actors/bus_actor.hpp"
 
+#include <map>
 #include <memory>
 #include <unordered_set>
 
@@ -15,23 +16,27 @@ using self_ptr = bus_actor::stateful_pointer<bus_state>;
 // caches concerned; the keys they removed are the names of the next round,
 // per cache (a key names an entry of its own cache), minus those already
 // purged, so cycles end. The answer goes out when a round finds nothing new.
+// Names carry the cascade level their dependents get, so `depth` is the
+// longest chain followed, within shards and across them.
 struct purge_run {
   caf::typed_response_promise<purge_summary> promise;
   purge_summary summary;
+  using leveled = std::vector<std::pair<std::string, uint32_t>>;
   std::vector<std::unordered_set<std::string>> purged; // per cache
-  std::vector<std::vector<std::string>> next;          // per cache
+  std::vector<leveled> next;                           // per cache
   size_t pending = 0;
 };
 
 void run_round(self_ptr self, std::shared_ptr<purge_run> run,
-               std::vector<std::vector<std::string>> names, purge_cause cause);
+               std::vector<purge_run::leveled> names, purge_cause cause);
 
 void finish_round(self_ptr self, std::shared_ptr<purge_run> run) {
-  std::vector<std::vector<std::string>> names(run->next.size());
+  std::vector<purge_run::leveled> names(run->next.size());
   bool more = false;
   for (size_t c = 0; c < run->next.size(); ++c) {
-    for (auto& key : run->next[c])
-      if (run->purged[c].insert(key).second) names[c].push_back(std::move(key));
+    for (auto& [key, level] : run->next[c])
+      if (run->purged[c].insert(key).second)
+        names[c].emplace_back(std::move(key), level + 1);
     run->next[c].clear();
     more = more || !names[c].empty();
   }
@@ -41,35 +46,39 @@ void finish_round(self_ptr self, std::shared_ptr<purge_run> run) {
     run->promise.deliver(run->summary);
     return;
   }
-  ++run->summary.depth;
   run_round(self, std::move(run), std::move(names), purge_cause::cascade);
 }
 
 void run_round(self_ptr self, std::shared_ptr<purge_run> run,
-               std::vector<std::vector<std::string>> names, purge_cause cause) {
+               std::vector<purge_run::leveled> names, purge_cause cause) {
   auto& caches = self->state.caches;
   run->purged.resize(caches.size());
   run->next.resize(caches.size());
   names.resize(caches.size());
   for (size_t c = 0; c < caches.size(); ++c) {
-    if (names[c].empty()) continue;
-    for (auto& shard : caches[c]) {
-      ++run->pending;
-      self->request(shard, caf::infinite, purge_atom::value, names[c], cause)
-        .then(
-          [self, run, c](purge_result& r) {
-            run->summary.removed += r.removed;
-            run->summary.depth = std::max(run->summary.depth, r.local_depth);
-            auto& next = run->next[c];
-            next.insert(next.end(), std::make_move_iterator(r.cascade.begin()),
-                        std::make_move_iterator(r.cascade.end()));
-            if (--run->pending == 0) finish_round(self, run);
-          },
-          [self, run](caf::error&) {
-            // A shard that is gone holds no entries any more.
-            if (--run->pending == 0) finish_round(self, run);
-          });
-    }
+    // One message per shard and level (levels differ only after cascades).
+    std::map<uint32_t, std::vector<std::string>> by_level;
+    for (auto& [name, level] : names[c])
+      by_level[level].push_back(std::move(name));
+    for (auto& [level, group] : by_level)
+      for (auto& shard : caches[c]) {
+        ++run->pending;
+        self->request(shard, caf::infinite, purge_atom::value, group, cause, level)
+          .then(
+            [self, run, c](purge_result& r) {
+              run->summary.removed += r.removed;
+              auto& next = run->next[c];
+              for (size_t i = 0; i < r.cascade.size(); ++i) {
+                run->summary.depth = std::max(run->summary.depth, r.levels[i]);
+                next.emplace_back(std::move(r.cascade[i]), r.levels[i]);
+              }
+              if (--run->pending == 0) finish_round(self, run);
+            },
+            [self, run](caf::error&) {
+              // A shard that is gone holds no entries any more.
+              if (--run->pending == 0) finish_round(self, run);
+            });
+      }
   }
   if (run->pending == 0) finish_round(self, run);
 }
@@ -83,9 +92,11 @@ start_purge(self_ptr self, const std::vector<std::string>& names, purge_cause ca
   run->promise = self->make_response_promise<purge_summary>();
   run->summary.subscribers_called = subscribers_called;
   auto n = self->state.caches.size();
-  std::vector<std::vector<std::string>> per_cache(n);
+  std::vector<purge_run::leveled> per_cache(n);
   for (size_t c = 0; c < n; ++c)
-    if (scope < 0 || static_cast<size_t>(scope) == c) per_cache[c] = names;
+    if (scope < 0 || static_cast<size_t>(scope) == c)
+      for (const auto& name : names)
+        per_cache[c].emplace_back(name, 0);
   auto promise = run->promise;
   run_round(self, std::move(run), std::move(per_cache), cause);
   return promise;

@@ -257,30 +257,4 @@ void dependency_index::clear() {
   links_ = 0;
 }
 
-// -- watch_table --------------------------------------------------------------
-
-void watch_table::watch(std::string_view name) {
-  ++counts_[std::string{name}];
-}
-
-void watch_table::unwatch(std::string_view name) {
-  auto i = counts_.find(std::string{name});
-  if (i == counts_.end()) return;
-  if (--i->second == 0) {
-    counts_.erase(i);
-    // unordered_map never gives back buckets on erase; rehashing at 1/8 of
-    // them used costs O(size) once per 7/8 of the names gone.
-    if (counts_.empty())
-      clear();
-    else if (counts_.bucket_count() > 64 && counts_.size() < counts_.bucket_count() / 8)
-      counts_.rehash(0);
-  }
-}
-
-uint32_t watch_table::count(std::string_view name) const {
-  if (counts_.empty()) return 0;
-  auto i = counts_.find(std::string{name});
-  return i == counts_.end() ? 0 : i->second;
-}
-
 } // namespace karlton

@@ -139,9 +139,9 @@ private:
     uint32_t size() const noexcept { return data_ ? data_[0].name : 0; }
     uint32_t capacity() const noexcept { return data_ ? data_[0].pos : 0; }
     link* begin() noexcept { return data_ ? &data_[1] : nullptr; }
-    link* end() noexcept { return begin() + size(); }
+    link* end() noexcept { return data_ ? &data_[1] + size() : nullptr; }
     const link* begin() const noexcept { return data_ ? &data_[1] : nullptr; }
-    const link* end() const noexcept { return begin() + size(); }
+    const link* end() const noexcept { return data_ ? &data_[1] + size() : nullptr; }
     void push_back(link l) noexcept;
     /// Removes the link to `n`, keeping the order of the others.
     void erase(name_id n) noexcept;
@@ -188,36 +188,6 @@ private:
   size_t names_ = 0;
   size_t entries_ = 0;
   size_t links_ = 0;
-};
-
-/// Counts, per key name, how many entries anywhere in the cache depend on it,
-/// so the shard owning a key knows whether invalidating the key must cascade
-/// to other shards (most keys are nobody's dependency, and asking every shard
-/// for each invalidated key would cost a message per shard per removal).
-/// Only the owning shard may call it.
-class watch_table {
-public:
-  /// One more entry depends on `name`.
-  void watch(std::string_view name);
-
-  /// One entry fewer depends on `name`; at 0 the name is removed. An unknown
-  /// name is ignored: a `clear` may have dropped it while the unwatch of an
-  /// entry removed elsewhere was on its way.
-  void unwatch(std::string_view name);
-
-  /// Whether any entry depends on `name`.
-  bool watched(std::string_view name) const { return count(name) > 0; }
-
-  /// How many entries depend on `name`.
-  uint32_t count(std::string_view name) const;
-
-  /// Names watched.
-  size_t size() const noexcept { return counts_.size(); }
-
-  void clear() { decltype(counts_){}.swap(counts_); }
-
-private:
-  std::unordered_map<std::string, uint32_t> counts_;
 };
 
 } // namespace karlton

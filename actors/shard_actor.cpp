@@ -300,9 +300,8 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       if (err) return err;
       return caf::ok_atom::value;
     },
-    [=](purge_atom, const std::vector<std::string>& names, purge_cause cause) {
-      return self->state.cache->purge(names, cause);
-    },
+    [=](purge_atom, const std::vector<std::string>& names, purge_cause cause,
+        uint32_t level) { return self->state.cache->purge(names, cause, level); },
     [=](graph_atom) { return self->state.cache->dependency_edges(); },
     [=](flushed_atom, const stored_writes& writes) {
       self->state.cache->mark_stored(writes);

@@ -39,11 +39,13 @@ caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& 
   for (const auto& n : deps.on)
     names.push_back(indexed(name_prefix, n));
   deps_.set(id, names);
-  if (cfg_.dependencies_used) cfg_.dependencies_used->store(true, std::memory_order_release);
+  if (cfg_.dependencies_used)
+    cfg_.dependencies_used->store(true, std::memory_order_release);
   return caf::none;
 }
 
-purge_result shard_state::purge(const std::vector<std::string>& names, purge_cause cause) {
+purge_result shard_state::purge(const std::vector<std::string>& names, purge_cause cause,
+                                uint32_t level) {
   purge_result out;
   auto prefix = cause == purge_cause::event ? event_prefix : name_prefix;
   std::vector<std::string> frontier;
@@ -51,7 +53,7 @@ purge_result shard_state::purge(const std::vector<std::string>& names, purge_cau
   for (const auto& n : names)
     frontier.push_back(indexed(prefix, n));
   std::unordered_set<std::string> seen; // cycles end here
-  while (!frontier.empty()) {
+  for (; !frontier.empty(); ++level) {
     std::vector<std::string> next;
     for (const auto& name : frontier) {
       if (!seen.insert(name).second) continue;
@@ -77,9 +79,9 @@ purge_result shard_state::purge(const std::vector<std::string>& names, purge_cau
         // round; other shards hear of it through the bus.
         next.push_back(indexed(name_prefix, key));
         out.cascade.push_back(std::move(key));
+        out.levels.push_back(level);
       }
     }
-    if (!next.empty()) ++out.local_depth;
     frontier = std::move(next);
     cause = purge_cause::cascade;
   }

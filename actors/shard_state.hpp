@@ -226,8 +226,10 @@ public:
   /// Removes every entry that depends on one of `names` (events when `cause`
   /// is `event`, else keys or tags), and, within this shard, what depends on
   /// the keys it removed, transitively. Reports the removed keys, which
-  /// entries of other shards may depend on.
-  purge_result purge(const std::vector<std::string>& names, purge_cause cause);
+  /// entries of other shards may depend on, with their cascade levels
+  /// (`level` for the direct dependents of `names`).
+  purge_result purge(const std::vector<std::string>& names, purge_cause cause,
+                     uint32_t level = 0);
 
   /// Keys erased since the last call whose dependents must be purged (only
   /// once the cache uses dependencies): the shard actor hands them to the bus.

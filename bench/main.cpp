@@ -1,9 +1,9 @@
 // karlton-bench: the benchmark harness. It measures throughput against a
 // mutex-guarded LRU peer (ycsb-b), plain-thread call latency (latency), the
 // eviction policy's hit ratio (hit-ratio), memory overhead per entry
-// (memory), stampede protection (stampede) and write-back against
-// write-through on SQLite (write-back), so design claims in DESIGN.md and the
-// README rest on numbers.
+// (memory), stampede protection (stampede), write-back against write-through
+// on SQLite (write-back) and the synchronous purge of a tag's dependents
+// (tag-purge), so design claims in DESIGN.md and the README rest on numbers.
 //
 //   karlton-bench <workload> [--json] [--threads N] [--seconds S]
 //   karlton-bench all          # every workload in order, a few minutes
@@ -52,6 +52,9 @@ constexpr workload workloads[] = {
   {"write-back", run_write_back,
    "100k puts over 10k keys into SQLite: write-through vs. write-back (batch 1000, "
    "100 ms) vs. write-back with the journal, ops/s until the store has all"},
+  {"tag-purge", run_tag_purge,
+   "100k entries depending on one tag, over all shards: p50/p99 of a synchronous "
+   "invalidate_tag (and of an emit of an event they depend on), 20 purges"},
 };
 
 // Limits that catch typos, not real constraints.

@@ -20,5 +20,6 @@ int run_hit_ratio(const bench_options& opts);
 int run_memory(const bench_options& opts);
 int run_stampede(const bench_options& opts);
 int run_write_back(const bench_options& opts);
+int run_tag_purge(const bench_options& opts);
 
 } // namespace karlton::bench

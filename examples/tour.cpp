@@ -28,6 +28,8 @@ constexpr example examples[] = {
   {"staleness", "the staleness problem, and two ways out: write-through, invalidation"},
   {"write_through", "write-through: the store first, then the cache, or an error"},
   {"write_back", "write-back: acknowledged at once, stored in batches; the journal"},
+  {"event_driven", "event-driven invalidation: an emit purges its dependents everywhere"},
+  {"dependency", "dependencies on keys and tags: cascades, cycles, the graph"},
   {"probabilistic", "early expiration: the guide's naive mode beside XFetch"},
 };
 

@@ -44,36 +44,33 @@ typename Inspector::result_type inspect(Inspector& f, dependencies& x) {
 /// Why a purge removes entries (counted per cause in `invalidation_stats`).
 enum class purge_cause : uint8_t { event, tag, cascade };
 
-/// `(purge, names, cause)` to a shard: remove every entry that depends on one
-/// of `names`; answered with a `purge_result`.
+/// `(purge, names, cause, level)` to a shard: remove every entry that depends
+/// on one of `names` (at cascade `level`); answered with a `purge_result`.
 using purge_atom = caf::atom_constant<caf::atom("purge")>;
 /// `(emit, event)` to the bus.
 using emit_atom = caf::atom_constant<caf::atom("emit")>;
-/// `(watch, key, delta)` to the shard that owns `key`: entries elsewhere in
-/// the cache started (+1) or stopped (-1) depending on it.
-using watch_atom = caf::atom_constant<caf::atom("watch")>;
 /// `(graph)` to a shard: its part of the dependency graph.
 using graph_atom = caf::atom_constant<caf::atom("graph")>;
 
 /// What one shard removed in a purge.
 struct purge_result {
   uint64_t removed = 0;
-  /// Keys it removed that entries of other shards depend on: the next round.
+  /// Keys it removed (entries of other shards may depend on them: the next
+  /// round), each with its level: 0 for a direct dependent of the names asked
+  /// for, n for an entry reached through n invalidated keys.
   std::vector<std::string> cascade;
-  /// Rounds of cascading it did within itself.
-  uint32_t local_depth = 0;
+  std::vector<uint32_t> levels;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, purge_result& x) {
-  return f(caf::meta::type_name("karlton::purge_result"), x.removed, x.cascade,
-           x.local_depth);
+  return f(caf::meta::type_name("karlton::purge_result"), x.removed, x.cascade, x.levels);
 }
 
 /// What a synchronous emit or tag invalidation did, over every shard.
 struct purge_summary {
   uint64_t removed = 0;
-  /// Rounds of cascading through keys (0: only direct dependents).
+  /// The longest chain of invalidated keys followed (0: only direct dependents).
   uint32_t depth = 0;
   uint32_t subscribers_called = 0;
 };
@@ -88,9 +85,9 @@ typename Inspector::result_type inspect(Inspector& f, purge_summary& x) {
 struct bus_stats {
   uint64_t events_emitted = 0;
   uint64_t tags_invalidated = 0;
-  uint64_t key_cascades = 0;      ///< erased keys whose dependents were purged
+  uint64_t key_cascades = 0; ///< erased keys whose dependents were purged
   uint64_t subscribers_called = 0;
-  uint32_t deepest_cascade = 0;   ///< most rounds of cascading of one purge
+  uint32_t deepest_cascade = 0; ///< most rounds of cascading of one purge
 };
 
 template <class Inspector>

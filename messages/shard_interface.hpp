@@ -45,7 +45,7 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// Under write-through or write-back, put and delete answer once the store
 /// or the flusher took the write (see actors/shard_writes.cpp).
 /// - `put(v, ttl, deps)`: a put that records what the entry depends on.
-/// - `purge(names, cause)`: removes the dependents of `names` (from the bus).
+/// - `purge(names, cause, level)`: removes the dependents of `names` (from the bus).
 /// - `graph`: this shard's dependency edges.
 /// Errors: `key_too_large`, `value_too_large`, `invalid_option` (a bad ttl).
 using shard_actor = caf::typed_actor<
@@ -63,7 +63,8 @@ using shard_actor = caf::typed_actor<
   caf::reacts_to<doorbell_atom>, caf::reacts_to<expire_atom, uint64_t>,
   caf::reacts_to<flushed_atom, stored_writes>, caf::reacts_to<room_atom>,
   caf::replies_to<caf::put_atom, value, ttl, dependencies>::with<caf::ok_atom>,
-  caf::replies_to<purge_atom, std::vector<std::string>, purge_cause>::with<purge_result>,
+  caf::replies_to<purge_atom, std::vector<std::string>, purge_cause, uint32_t>::with<
+    purge_result>,
   caf::replies_to<graph_atom>::with<graph_edges>>;
 
 /// The event bus of a runtime (see actors/bus_actor.hpp).

@@ -1,6 +1,6 @@
 // The per-shard dependency index: links set, replaced and forgotten; purges
 // by name; names and memory gone with their last dependent; a model check
-// over random operations; and the table of watched keys.
+// over random operations.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -261,26 +261,4 @@ TEST_CASE("the index agrees with a simple model over random operations",
   CHECK(idx.names() == 0);
   CHECK(idx.links() == 0);
   CHECK(idx.memory_bytes() < empty_bytes);
-}
-
-TEST_CASE("a watch table counts the entries depending on each key",
-          "[dependency_index]") {
-  watch_table w;
-  CHECK_FALSE(w.watched("k"));
-  w.watch("k");
-  w.watch("k");
-  w.watch("other");
-  CHECK(w.size() == 2);
-  CHECK(w.count("k") == 2);
-  w.unwatch("k");
-  CHECK(w.watched("k"));
-  w.unwatch("k");
-  CHECK_FALSE(w.watched("k"));
-  CHECK(w.size() == 1);
-  w.unwatch("never-watched"); // ignored
-  w.unwatch("k");             // ignored: already at 0
-  CHECK(w.count("k") == 0);
-  CHECK(w.size() == 1);
-  w.clear();
-  CHECK(w.size() == 0);
 }
