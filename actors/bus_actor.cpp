@@ -67,9 +67,10 @@ void run_round(self_ptr self, std::shared_ptr<purge_run> run,
           .then(
             [self, run, c](purge_result& r) {
               run->summary.removed += r.removed;
+              if (r.removed > 0)
+                run->summary.depth = std::max(run->summary.depth, r.deepest);
               auto& next = run->next[c];
               for (size_t i = 0; i < r.cascade.size(); ++i) {
-                run->summary.depth = std::max(run->summary.depth, r.levels[i]);
                 next.emplace_back(std::move(r.cascade[i]), r.levels[i]);
               }
               if (--run->pending == 0) finish_round(self, run);

@@ -23,6 +23,7 @@ uint64_t load_table::start(std::string_view key, std::optional<load_waiter> w,
 }
 
 bool load_table::void_key(std::string_view key) {
+  if (current_.empty()) return false; // the common case: no key copy, no lookup
   auto i = current_.find(std::string{key});
   if (i == current_.end()) return false;
   voided_.emplace(i->second.id, std::move(i->second));

@@ -6,7 +6,7 @@
 // other names (keys, tags) live in one index under different prefixes, so an
 // event "x" and a tag "x" stay apart.
 
-#include <unordered_set>
+#include <algorithm>
 
 #include "actors/shard_state.hpp"
 
@@ -36,11 +36,11 @@ caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& 
   names.reserve(deps.events.size() + deps.on.size());
   for (const auto& e : deps.events)
     names.push_back(indexed(event_prefix, e));
-  for (const auto& n : deps.on)
+  for (const auto& n : deps.on) {
     names.push_back(indexed(name_prefix, n));
+    if (cfg_.depended) cfg_.depended->add(n); // before the put is acknowledged
+  }
   deps_.set(id, names);
-  if (cfg_.dependencies_used)
-    cfg_.dependencies_used->store(true, std::memory_order_release);
   return caf::none;
 }
 
@@ -52,11 +52,11 @@ purge_result shard_state::purge(const std::vector<std::string>& names, purge_cau
   frontier.reserve(names.size());
   for (const auto& n : names)
     frontier.push_back(indexed(prefix, n));
-  std::unordered_set<std::string> seen; // cycles end here
+  // No set of names seen: take_dependents releases a name with its
+  // dependents, so a name met again (a cycle) has none and the loop ends.
   for (; !frontier.empty(); ++level) {
     std::vector<std::string> next;
     for (const auto& name : frontier) {
-      if (!seen.insert(name).second) continue;
       for (auto id : deps_.take_dependents(name)) {
         auto& e = table_.at(id);
         if (!e.live) continue;
@@ -64,6 +64,7 @@ purge_result shard_state::purge(const std::vector<std::string>& names, purge_cau
         loads_.void_key(key); // a load in flight must not bring it back (rule 1)
         remove(id, removal_cause::explicit_erase);
         ++out.removed;
+        out.deepest = std::max(out.deepest, level);
         switch (cause) {
         case purge_cause::event:
           ++stats_.purged_by_event;
@@ -76,7 +77,9 @@ purge_result shard_state::purge(const std::vector<std::string>& names, purge_cau
           break;
         }
         // Entries here that depend on the removed key go in the next local
-        // round; other shards hear of it through the bus.
+        // round; other shards hear of it through the bus. Only if something
+        // may depend on it at all.
+        if (!cfg_.depended || !cfg_.depended->may_contain(key)) continue;
         next.push_back(indexed(name_prefix, key));
         out.cascade.push_back(std::move(key));
         out.levels.push_back(level);

@@ -177,8 +177,7 @@ bool shard_state::erase(std::string_view key, time_point now) {
     remove(id, removal_cause::expired);
     return false;
   }
-  if (cfg_.dependencies_used && cfg_.dependencies_used->load(std::memory_order_acquire))
-    cascades_out_.emplace_back(key);
+  if (cfg_.depended && cfg_.depended->may_contain(key)) cascades_out_.emplace_back(key);
   remove(id, removal_cause::explicit_erase);
   return true;
 }

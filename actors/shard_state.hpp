@@ -20,6 +20,7 @@
 
 #include <caf/error.hpp>
 
+#include "actors/depended_names.hpp"
 #include "actors/dependency_index.hpp"
 #include "actors/dirty_budget.hpp"
 #include "actors/entry_table.hpp"
@@ -86,9 +87,9 @@ struct shard_config {
   /// Write-back: how long a write waits for room under `max-dirty` before it
   /// fails with `overloaded` (never applied).
   caf::timespan room_wait = std::chrono::seconds{3};
-  /// Set by any shard of the cache once an entry declared dependencies:
-  /// from then on, erasing a key cascades to its dependents (shard_deps.cpp).
-  std::shared_ptr<std::atomic<bool>> dependencies_used;
+  /// The names entries of the cache may depend on (shared by its shards):
+  /// erasing or purging such a key cascades to its dependents.
+  std::shared_ptr<depended_names> depended;
 };
 
 /// XFetch draws per entry per delta (its last load time) at most. Drawing on

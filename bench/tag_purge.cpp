@@ -8,10 +8,10 @@
 // `runtime::emit(event)`, for comparison.
 //
 // Every purge must remove exactly the 100k dependents and leave the cache
-// empty, with no dependency links behind (`verified`). `depth` is the
-// purge's cascade rounds: the shards hand every removed key back to the bus
-// as a possible dependency of other entries, so a purge of direct dependents
-// still makes a second round.
+// empty, with no dependency links behind (`verified`). `depth` is the longest
+// chain of invalidated keys the purge followed: 0 here, as every entry
+// depends on the tag directly. The bus still makes a second round: the shards
+// hand back every removed key, which entries elsewhere might depend on.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -71,7 +71,7 @@ struct result {
   std::vector<double> purge_ms; // one per repetition
   uint64_t removed_min = UINT64_MAX;
   uint64_t removed_max = 0;
-  uint32_t depth = 0;         // most cascade rounds of one purge
+  uint32_t depth = 0;         // longest key chain of one purge
   uint64_t entries_after = 0; // most entries left after a purge
   uint64_t links_after = 0;   // most dependency links left after a purge
   size_t shards = 0;

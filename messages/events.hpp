@@ -55,16 +55,19 @@ using graph_atom = caf::atom_constant<caf::atom("graph")>;
 /// What one shard removed in a purge.
 struct purge_result {
   uint64_t removed = 0;
-  /// Keys it removed (entries of other shards may depend on them: the next
-  /// round), each with its level: 0 for a direct dependent of the names asked
-  /// for, n for an entry reached through n invalidated keys.
+  /// Keys it removed that entries may depend on (per the cache's
+  /// `depended_names`: the next round), each with its level: 0 for a direct dependent of
+  /// the names asked for, n for an entry reached through n invalidated keys.
   std::vector<std::string> cascade;
   std::vector<uint32_t> levels;
+  /// The highest level of any entry it removed.
+  uint32_t deepest = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, purge_result& x) {
-  return f(caf::meta::type_name("karlton::purge_result"), x.removed, x.cascade, x.levels);
+  return f(caf::meta::type_name("karlton::purge_result"), x.removed, x.cascade, x.levels,
+           x.deepest);
 }
 
 /// What a synchronous emit or tag invalidation did, over every shard.

@@ -133,7 +133,7 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   }
   auto event_bus = ensure_bus();
   auto cache_index = caches_on_bus_++;
-  scfg.dependencies_used = std::make_shared<std::atomic<bool>>(false);
+  scfg.depended = std::make_shared<depended_names>();
   for (size_t i = 0; i < n; ++i) {
     auto inbox = std::make_shared<ingress>(opts.ingress_capacity);
     scfg.seed = opts.seed + i;
