@@ -105,7 +105,7 @@ start_purge(self_ptr self, const std::vector<std::string>& names, purge_cause ca
 
 } // namespace
 
-bus_actor::behavior_type bus(self_ptr self) {
+bus_actor::behavior_type bus(self_ptr self, bus_options) {
   return {
     [=](shards_atom, const std::string&, std::vector<shard_actor>& shards) {
       auto& caches = self->state.caches;

@@ -22,6 +22,11 @@ struct bus_state {
   static inline const char* name = "karlton.bus";
 };
 
-bus_actor::behavior_type bus(bus_actor::stateful_pointer<bus_state> self);
+/// `options` is unused for now; the bus is spawned with an argument because
+/// CAF 0.17 dereferences a null argument tuple for functions spawned without
+/// any (UBSan reports it, see CAF-0.17.md).
+struct bus_options {};
+
+bus_actor::behavior_type bus(bus_actor::stateful_pointer<bus_state> self, bus_options options);
 
 } // namespace karlton

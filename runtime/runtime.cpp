@@ -286,7 +286,7 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
 }
 
 bus_actor runtime::ensure_bus() {
-  if (!bus_) bus_ = sys_->spawn(bus);
+  if (!bus_) bus_ = sys_->spawn(bus, bus_options{});
   return bus_;
 }
 
