@@ -89,6 +89,7 @@ void arm_room(self_ptr self) {
 }
 
 void send_cascades(self_ptr self);
+void send_broadcasts(self_ptr self);
 
 // Hands the writes the state made to the store writer (write-through) or
 // the flusher (write-back), as one message, and completes them on the answer.
@@ -105,7 +106,8 @@ void send_writes(self_ptr self) {
     seqs.push_back(i.seq);
   auto done = [self, seqs](caf::ok_atom) {
     self->state.cache->writes_done(seqs, caf::none, now_of(self));
-    send_cascades(self); // write-through erases happen now
+    send_cascades(self);   // write-through erases happen now
+    send_broadcasts(self); // and write-through writes reach the cache
     arm_expiry(self);
   };
   auto failed = [self, seqs](caf::error& err) {
@@ -141,6 +143,22 @@ void send_cascades(self_ptr self) {
   // background; `runtime::invalidate_tag` is the synchronous form).
   caf::anon_send(st.event_bus, purge_atom::value, std::move(keys), purge_cause::cascade,
                  st.cache_index);
+}
+
+// Tells the peer actor what other nodes must drop: keys put or erased here,
+// and clears. Sent as they happen; the peer batches them for the network.
+void send_broadcasts(self_ptr self) {
+  auto& st = self->state;
+  if (!st.peer) return;
+  std::vector<invalidation> items;
+  auto now_ns = wall_clock_ns();
+  if (st.cache->take_cleared())
+    items.push_back(
+      invalidation{invalidation_kind::clear, st.cache_name, {}, {}, now_ns});
+  for (auto& key : st.cache->take_changed_keys())
+    items.push_back(
+      invalidation{invalidation_kind::key, st.cache_name, std::move(key), {}, now_ns});
+  if (!items.empty()) self->send(st.peer, broadcast_atom::value, std::move(items));
 }
 
 // A write's answer as a response promise of `T`, from the write's bool.
@@ -180,6 +198,8 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
   st.acks_wait_for_journal = setup.acks_wait_for_journal;
   st.event_bus = std::move(setup.event_bus);
   st.cache_index = setup.cache_index;
+  st.peer = std::move(setup.peer);
+  st.cache_name = std::move(setup.cache_name);
   return {
     [=](caf::get_atom, const std::string& key) {
       return self->state.cache->get(key, now_of(self));
@@ -201,6 +221,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       if (auto now = self->state.cache->write(std::move(v), t, now_of(self), answer))
         answer(std::move(*now));
       send_writes(self);
+      send_broadcasts(self);
       arm_expiry(self);
       return rp;
     },
@@ -227,6 +248,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
         if (auto r = self->state.cache->write(std::move(v), t, now, one_done))
           one_done(std::move(*r));
       send_writes(self);
+      send_broadcasts(self);
       arm_expiry(self);
       return rp;
     },
@@ -237,6 +259,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
         answer(std::move(*now));
       send_writes(self);
       send_cascades(self);
+      send_broadcasts(self);
       return rp;
     },
     [=](contains_atom, const std::string& key) {
@@ -245,7 +268,11 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     [=](ttl_atom, const std::string& key) {
       return self->state.cache->ttl_of(key, now_of(self));
     },
-    [=](clear_atom) { return self->state.cache->clear(); },
+    [=](clear_atom) {
+      auto n = self->state.cache->clear();
+      send_broadcasts(self);
+      return n;
+    },
     [=](stats_atom) { return self->state.cache->stats(); },
     [=](cleanup_atom) { return self->state.cache->cleanup_expired(now_of(self)); },
     [=](load_atom, const std::string& key) -> caf::result<value> {
@@ -285,17 +312,20 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
             batch[i]->prefetch(*st.cache, step);
         for (int i = 0; i < n; ++i)
           batch[i]->run(*st.cache, now);
-        dispatch_loads(self); // loads the batch started
-        send_writes(self);    // and its writes
-        send_cascades(self);  // and the dependents of keys it erased
+        dispatch_loads(self);  // loads the batch started
+        send_writes(self);     // and its writes
+        send_cascades(self);   // and the dependents of keys it erased
+        send_broadcasts(self); // and what other nodes must drop
         done += n;
       }
       arm_expiry(self);
       // Still busy: keep the doorbell claimed and come back after the mailbox.
       self->send(self, doorbell_atom::value);
     },
-    [=](caf::put_atom, value& v, ttl t, const dependencies& deps) -> caf::result<caf::ok_atom> {
+    [=](caf::put_atom, value& v, ttl t,
+        const dependencies& deps) -> caf::result<caf::ok_atom> {
       auto err = self->state.cache->put(std::move(v), t, now_of(self), deps);
+      send_broadcasts(self);
       arm_expiry(self);
       if (err) return err;
       return caf::ok_atom::value;
@@ -303,6 +333,19 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     [=](purge_atom, const std::vector<std::string>& names, purge_cause cause,
         uint32_t level) { return self->state.cache->purge(names, cause, level); },
     [=](graph_atom) { return self->state.cache->dependency_edges(); },
+    [=](evict_atom, const std::vector<std::string>& keys) {
+      auto n = self->state.cache->evict(keys, now_of(self));
+      send_cascades(self); // their dependents go too, on this node
+      return n;
+    },
+    [=](evict_atom) { return self->state.cache->evict_all(); },
+    [=](sync_atom) -> caf::result<std::vector<std::string>> {
+      // Our broadcasts go first; the peer gets the sync after them (one
+      // sender, one receiver: CAF keeps the order), so it covers them.
+      send_broadcasts(self);
+      if (!self->state.peer) return std::vector<std::string>{};
+      return self->delegate(self->state.peer, sync_atom::value);
+    },
     [=](flushed_atom, const stored_writes& writes) {
       self->state.cache->mark_stored(writes);
     },
@@ -311,6 +354,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       self->state.room_timer_armed = false;
       self->state.cache->retry_parked(now_of(self));
       send_writes(self);
+      send_broadcasts(self);
       arm_expiry(self);
     },
     [=](expire_atom, uint64_t generation) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "actors/shard_state.hpp"
@@ -42,6 +43,10 @@ struct shard_setup {
   /// whose dependents must go are sent there.
   bus_actor event_bus;
   int32_t cache_index = 0;
+  /// Distributed caches: the node's peer actor, told what other nodes must
+  /// drop, and the cache's name as they know it; null otherwise.
+  peer_actor peer;
+  std::string cache_name;
 };
 
 struct shard_actor_state {
@@ -60,6 +65,8 @@ struct shard_actor_state {
   bool acks_wait_for_journal = false;
   bus_actor event_bus;
   int32_t cache_index = 0;
+  peer_actor peer;
+  std::string cache_name;
   bool room_timer_armed = false; // a timer for parked writes is pending
   loader_actor user_loader;
 

@@ -173,7 +173,8 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   auto v = value::make(key, *result);
   if (!done->installable) {
     ++stats_.loads_voided;
-  } else if (!put(v, ttl::cache_default(), now)) {
+  } else if (!admit(v, ttl::cache_default(),
+                    now)) { // a load changes no data: not broadcast
     auto entry_id = table_.find(key, v.table_hash());
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
     if (entry_id != no_entry)

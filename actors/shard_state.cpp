@@ -66,6 +66,13 @@ value shard_state::get(std::string_view key, uint32_t hash, time_point now) {
 }
 
 caf::error shard_state::put(value v, ttl t, time_point now) {
+  auto key = cfg_.distributed ? std::string{v.key()} : std::string{};
+  auto err = admit(std::move(v), t, now);
+  if (!err) note_changed(key);
+  return err;
+}
+
+caf::error shard_state::admit(value v, ttl t, time_point now) {
   if (!v) return make_error(errc::invalid_option, "put of an empty value");
   if (auto err = check_sizes(cfg_, v.key().size(), v.bytes().size())) {
     ++stats_.rejected;
@@ -169,6 +176,18 @@ void shard_state::remove(entry_id id, removal_cause cause) {
 }
 
 bool shard_state::erase(std::string_view key, time_point now) {
+  note_changed(key); // cached here or not: other nodes may hold it
+  return drop(key, now);
+}
+
+uint64_t shard_state::evict(const std::vector<std::string>& keys, time_point now) {
+  uint64_t n = 0;
+  for (const auto& k : keys)
+    n += drop(k, now) ? 1 : 0;
+  return n;
+}
+
+bool shard_state::drop(std::string_view key, time_point now) {
   loads_.void_key(key);
   negatives_.forget(key);
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
@@ -204,6 +223,11 @@ remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
 }
 
 uint64_t shard_state::clear() {
+  cleared_out_ = cfg_.distributed;
+  return drop_all();
+}
+
+uint64_t shard_state::drop_all() {
   uint64_t n = table_.size();
   if (cfg_.on_removal) {
     for (entry_id id = 0; id < table_.id_limit(); ++id)

@@ -90,6 +90,9 @@ struct shard_config {
   /// The names entries of the cache may depend on (shared by its shards):
   /// erasing or purging such a key cascades to its dependents.
   std::shared_ptr<depended_names> depended;
+  /// The cache is distributed: keys written or erased here, and clears, are
+  /// collected for the peer actor to tell other nodes (`take_changed_keys`).
+  bool distributed = false;
 };
 
 /// XFetch draws per entry per delta (its last load time) at most. Drawing on
@@ -249,6 +252,16 @@ public:
   /// failure of it. True if it was cached and live.
   bool erase(std::string_view key, time_point now);
 
+  /// `erase` and `clear` for invalidations from other nodes: the same
+  /// removals (and cascades), but nothing to tell other nodes.
+  uint64_t evict(const std::vector<std::string>& keys, time_point now);
+  uint64_t evict_all() { return drop_all(); }
+
+  /// Distributed caches: keys put or erased since the last call (other
+  /// nodes must drop their copies), and whether the cache was cleared.
+  std::vector<std::string> take_changed_keys() { return std::exchange(changed_out_, {}); }
+  bool take_cleared() { return std::exchange(cleared_out_, false); }
+
   /// True if `key` is cached and not expired. Counts neither hit nor miss.
   bool contains(std::string_view key, time_point now) const;
 
@@ -293,6 +306,12 @@ private:
   }
   void set_expiry(entry_id id, entry& e, uint64_t expiry_ms);
   void remove(entry_id id, removal_cause cause);
+  caf::error admit(value v, ttl t, time_point now); // put, told to nobody
+  bool drop(std::string_view key, time_point now); // erase, told to nobody
+  uint64_t drop_all();                              // clear, told to nobody
+  void note_changed(std::string_view key) {
+    if (cfg_.distributed) changed_out_.emplace_back(key);
+  }
   void enforce_bound();
   void compact_deadlines();
   double uniform();
@@ -361,6 +380,9 @@ private:
   // Dependencies, empty for caches without any.
   dependency_index deps_;
   std::vector<std::string> cascades_out_;
+  // Distributed caches: what other nodes must hear about.
+  std::vector<std::string> changed_out_;
+  bool cleared_out_ = false;
 };
 
 /// Milliseconds of `t` since the clock's epoch: the unit entries store.

@@ -82,6 +82,7 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
   } else {
     auto now_ms = to_ms(now);
     outbox_.push_back(write_item{op.key, std::string{op.val.bytes()}, false, seq});
+    note_changed(op.key);
     auto id = install(std::move(op.val), op.lifetime, now_ms);
     // Out of the policy before the bound is enforced: a dirty entry must not
     // be the victim, not even of its own insertion.

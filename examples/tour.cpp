@@ -31,6 +31,7 @@ constexpr example examples[] = {
   {"event_driven", "event-driven invalidation: an emit purges its dependents everywhere"},
   {"dependency", "dependencies on keys and tags: cascades, cycles, the graph"},
   {"probabilistic", "early expiration: the guide's naive mode beside XFetch"},
+  {"distributed", "three nodes over loopback TCP: one erase, every copy gone"},
 };
 
 // Runs the program at `path` with our stdout and stderr; true if it exits with 0.

@@ -9,6 +9,7 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include "messages/cluster.hpp"
 #include "messages/events.hpp"
 #include "messages/loading.hpp"
 #include "messages/stats.hpp"
@@ -47,6 +48,11 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// - `put(v, ttl, deps)`: a put that records what the entry depends on.
 /// - `purge(names, cause, level)`: removes the dependents of `names` (from the bus).
 /// - `graph`: this shard's dependency edges.
+/// - `evict(keys)`, `evict`: erase and clear for invalidations from other
+///   nodes (told to no one); answered with how many entries went.
+/// - `sync`: sends what other nodes must hear to the peer actor, then asks it
+///   to deliver everything pending; answered with the nodes that did not
+///   acknowledge in time (see `peer_actor`).
 /// Errors: `key_too_large`, `value_too_large`, `invalid_option` (a bad ttl).
 using shard_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, std::string>::with<value>,
@@ -65,7 +71,10 @@ using shard_actor = caf::typed_actor<
   caf::replies_to<caf::put_atom, value, ttl, dependencies>::with<caf::ok_atom>,
   caf::replies_to<purge_atom, std::vector<std::string>, purge_cause, uint32_t>::with<
     purge_result>,
-  caf::replies_to<graph_atom>::with<graph_edges>>;
+  caf::replies_to<graph_atom>::with<graph_edges>,
+  caf::replies_to<evict_atom, std::vector<std::string>>::with<uint64_t>,
+  caf::replies_to<evict_atom>::with<uint64_t>,
+  caf::replies_to<sync_atom>::with<std::vector<std::string>>>;
 
 /// The event bus of a runtime (see actors/bus_actor.hpp).
 /// - `(shards, cache, list)`: the shards of a new cache.
@@ -81,6 +90,35 @@ using bus_actor = caf::typed_actor<
     purge_summary>,
   caf::replies_to<subscribe_atom, std::string, event_subscriber_actor>::with<caf::ok_atom>,
   caf::replies_to<bus_stats_atom>::with<bus_stats>>;
+
+/// A node's peer actor: the one actor other nodes talk to (published on the
+/// node's port). Local-only messages (`broadcast`, `sync`, `join` by
+/// address, `shards`) are refused when they come from another node.
+/// - `(hello, ...)`, `(join, me, proof, seq)`: the join handshake (above).
+/// - `(batch, b)`, `(sync, b)`: invalidations from another node.
+/// - `(broadcast, items)`: this node's shards' invalidations, to send.
+/// - `(sync)`: send what is pending; answered with the members that did not
+///   acknowledge within the sync timeout (empty: all applied it).
+/// - `(join, host, port)`: join the cluster of the node there.
+/// - `(shards, cache, list)`: a distributed cache's shards, to apply to.
+/// - `(join, member)`, `(tick, n)`: its own reconnection and batch timers.
+/// - `(leave)` from the local node: send what is pending, say goodbye to
+///   every member, answer; the runtime then stops it. From a member: it
+///   left cleanly (no repair, no reconnection).
+using peer_actor = caf::typed_actor<
+  caf::replies_to<hello_atom, member_info, uint64_t>::with<member_info, uint64_t, std::string>,
+  caf::replies_to<join_atom, member_info, std::string, uint64_t>::with<
+    std::vector<member_info>, uint64_t>,
+  caf::reacts_to<batch_atom, invalidation_batch>,
+  caf::replies_to<sync_atom, invalidation_batch>::with<caf::ok_atom>,
+  caf::reacts_to<broadcast_atom, std::vector<invalidation>>,
+  caf::replies_to<sync_atom>::with<std::vector<std::string>>,
+  caf::replies_to<join_atom, std::string, uint16_t>::with<caf::ok_atom>,
+  caf::replies_to<shards_atom, std::string, std::vector<shard_actor>>::with<caf::ok_atom>,
+  caf::replies_to<peer_stats_atom>::with<peer_stats>,
+  caf::replies_to<members_atom>::with<std::vector<member_info>>,
+  caf::reacts_to<join_atom, member_info>, caf::reacts_to<tick_atom, uint64_t>,
+  caf::replies_to<leave_atom>::with<caf::ok_atom>>;
 
 /// An actor that wants to hear about removals: `(removed, key, cause)`.
 using removal_listener_actor =

@@ -23,6 +23,13 @@ CAF_ADD_TYPE_ID(karlton, (karlton::write_item))
 CAF_ADD_TYPE_ID(karlton, (std::vector<karlton::write_item>))
 CAF_ADD_TYPE_ID(karlton, (karlton::write_stats))
 CAF_ADD_TYPE_ID(karlton, (karlton::stored_writes))
+CAF_ADD_TYPE_ID(karlton, (karlton::invalidation))
+CAF_ADD_TYPE_ID(karlton, (std::vector<karlton::invalidation>))
+CAF_ADD_TYPE_ID(karlton, (karlton::invalidation_batch))
+CAF_ADD_TYPE_ID(karlton, (karlton::member_info))
+CAF_ADD_TYPE_ID(karlton, (std::vector<karlton::member_info>))
+CAF_ADD_TYPE_ID(karlton, (karlton::peer_stats))
+CAF_ADD_TYPE_ID(karlton, (karlton::peer_actor))
 CAF_END_TYPE_ID_BLOCK(karlton)
 
 namespace caf {

@@ -1,5 +1,6 @@
 #include "runtime/cache.hpp"
 
+#include <algorithm>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -115,6 +116,40 @@ caf::expected<write_stats> cache::flush_stats() const {
   if (!core_->flusher) return write_stats{};
   return ask_flusher<write_stats>(*core_, options().call_timeout,
                                   write_stats_atom::value);
+}
+
+caf::error cache::await_peers(std::optional<std::string_view> key) const {
+  if (options().distributed != distribution::sync) return caf::none;
+  std::vector<shard_actor> asked;
+  if (key)
+    asked.push_back(shard_for(*key));
+  else
+    asked = shards();
+  // The peer answers within its sync timeout; the margin is for the hops.
+  auto wait = options().call_timeout + std::chrono::seconds{5};
+  std::vector<std::string> missing;
+  caf::error failed;
+  {
+    caf::scoped_actor self{asked.front()->home_system()};
+    for (auto& s : asked)
+      self->request(s, wait, sync_atom::value)
+        .receive(
+          [&](std::vector<std::string>& nodes) {
+            missing.insert(missing.end(), nodes.begin(), nodes.end());
+          },
+          [&](caf::error& err) { failed = std::move(err); });
+  }
+  caf::logger::set_current_actor_system(nullptr);
+  if (failed) return failed;
+  if (missing.empty()) return caf::none;
+  std::sort(missing.begin(), missing.end());
+  missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+  std::string names;
+  for (auto& n : missing)
+    names += (names.empty() ? "" : ", ") + n;
+  return make_error(errc::timeout,
+                    "applied on this node, but not acknowledged in time by: " + names +
+                      " (a node that missed it flushes when it reconnects)");
 }
 
 } // namespace karlton

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -81,7 +82,7 @@ public:
                  ttl t = ttl::cache_default()) const {
     auto r = blocking<unit>(
       [&](auto&&... s) { return put_call(key, bytes, t, KARLTON_FWD(s)...); });
-    return r ? caf::error{} : std::move(r.error());
+    return r ? await_peers(key) : std::move(r.error());
   }
   /// Stores `bytes` under `key`, depending on `deps`: when one of its events
   /// is emitted, or one of its keys or tags invalidated, the entry goes too.
@@ -90,14 +91,17 @@ public:
                  const dependencies& deps) const {
     auto r = blocking<unit>(
       [&](auto&&... s) { return put_call(key, bytes, t, deps, KARLTON_FWD(s)...); });
-    return r ? caf::error{} : std::move(r.error());
+    return r ? await_peers(key) : std::move(r.error());
   }
   /// Invalidates `key`; true if it was cached. In a cache whose entries
   /// declare dependencies, what depends on `key` is purged too, transitively,
   /// right after (asynchronously; `runtime::invalidate_tag(key)` waits).
   caf::expected<bool> erase(std::string_view key) const {
-    return blocking<bool>(
-      [&](auto&&... s) { return erase_call(key, KARLTON_FWD(s)...); });
+    auto r =
+      blocking<bool>([&](auto&&... s) { return erase_call(key, KARLTON_FWD(s)...); });
+    if (!r) return r;
+    if (auto err = await_peers(key)) return err;
+    return r;
   }
   caf::expected<bool> contains(std::string_view key) const {
     return blocking<bool>(
@@ -116,11 +120,15 @@ public:
                       ttl t = ttl::cache_default()) const {
     auto r = blocking<unit>(
       [&](auto&&... s) { return put_many_call(items, t, KARLTON_FWD(s)...); });
-    return r ? caf::error{} : std::move(r.error());
+    return r ? await_peers() : std::move(r.error());
   }
   /// Removes every entry; returns how many.
   caf::expected<uint64_t> clear() const {
-    return blocking<uint64_t>([&](auto&&... s) { return clear_call(KARLTON_FWD(s)...); });
+    auto r =
+      blocking<uint64_t>([&](auto&&... s) { return clear_call(KARLTON_FWD(s)...); });
+    if (!r) return r;
+    if (auto err = await_peers()) return err;
+    return r;
   }
   /// Reclaims expired entries now; returns how many.
   caf::expected<uint64_t> cleanup_expired() const {
@@ -250,9 +258,13 @@ private:
 
   using deadline_t = std::chrono::steady_clock::time_point;
 
+  /// `distribution::sync`: waits until every member applied what the shard
+  /// of `key` (or every shard) told the peer actor so far. `timeout` names
+  /// the nodes that did not answer; nothing to do in other modes.
+  caf::error await_peers(std::optional<std::string_view> key = std::nullopt) const;
+
   size_t shard_of(uint64_t hash) const noexcept {
-    // The high half of the hash picks the shard; the table uses the low half.
-    return static_cast<size_t>(((hash >> 32) * core_->routes.size()) >> 32);
+    return shard_index(hash, core_->routes.size());
   }
   caf::timespan timeout() const noexcept { return core_->options.call_timeout; }
   deadline_t deadline() const {

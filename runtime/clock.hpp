@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 
 namespace karlton {
@@ -39,5 +40,14 @@ public:
 private:
   std::atomic<int64_t> ns_;
 };
+
+/// Nanoseconds of the wall clock since the Unix epoch: what invalidations
+/// carry between nodes, whose steady clocks have nothing in common. Only for
+/// measuring delays, never for expiry.
+inline int64_t wall_clock_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
 
 } // namespace karlton

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include <caf/config_option_adder.hpp>
+#include <caf/io/middleman.hpp>
 
 #include "messages/errors.hpp"
 #include "messages/type_ids.hpp"
@@ -107,7 +108,49 @@ void add_options(caf::config_option_set& opts) {
                  "write-back: writes not yet stored, at most (default 100000)")
     .add<caf::timespan>("retry-base", "write-back: first retry backoff (default 10ms)")
     .add<caf::timespan>("retry-max", "write-back: longest retry backoff (default 5s)")
-    .add<std::string>("journal", "write-back: journal file (default none)");
+    .add<std::string>("journal", "write-back: journal file (default none)")
+    .add<std::string>("distribution", "local (default), async or sync: see README");
+  caf::config_option_adder{opts, "karlton.cluster"}
+    .add<std::string>("node-name", "this node's name (default host:port)")
+    .add<std::string>("host", "address to listen on (default 127.0.0.1)")
+    .add<uint16_t>("port", "port to listen on (default 0: any free port)")
+    .add<std::string>("secret", "the cluster secret every node must know")
+    .add<std::vector<std::string>>("seeds", "nodes to join, as [\"host:port\", ...]")
+    .add<caf::timespan>("batch-delay", "longest an invalidation waits to be sent "
+                                       "(default 1ms)")
+    .add<size_t>("batch-max", "invalidations per batch at most (default 4096)")
+    .add<caf::timespan>(
+      "sync-timeout", "how long a sync invalidation waits for other nodes (default 2s)");
+}
+
+caf::error validate(const cluster_options& o) {
+  if (o.secret.empty())
+    return bad("karlton.cluster.secret", "is empty: every node needs the cluster secret");
+  if (o.host.empty()) return bad("karlton.cluster.host", "is empty");
+  if (o.batch_max == 0) return bad("karlton.cluster.batch-max", "must be > 0");
+  if (o.batch_delay.count() <= 0)
+    return bad("karlton.cluster.batch-delay", "must be > 0");
+  if (o.sync_timeout.count() <= 0)
+    return bad("karlton.cluster.sync-timeout", "must be > 0");
+  for (auto& seed : o.seeds)
+    if (seed.find(':') == std::string::npos)
+      return bad("karlton.cluster.seeds", "'" + seed + "' is not host:port");
+  return caf::none;
+}
+
+caf::expected<cluster_options> cluster_options_from(const caf::actor_system_config& cfg) {
+  cluster_options o;
+  o.node_name = caf::get_or(cfg, "karlton.cluster.node-name", o.node_name);
+  o.host = caf::get_or(cfg, "karlton.cluster.host", o.host);
+  o.port = caf::get_or(cfg, "karlton.cluster.port", o.port);
+  o.secret = caf::get_or(cfg, "karlton.cluster.secret", o.secret);
+  o.seeds = caf::get_or(cfg, "karlton.cluster.seeds", o.seeds);
+  o.batch_delay = caf::get_or(cfg, "karlton.cluster.batch-delay", o.batch_delay);
+  o.batch_max = static_cast<uint32_t>(
+    caf::get_or(cfg, "karlton.cluster.batch-max", size_t{o.batch_max}));
+  o.sync_timeout = caf::get_or(cfg, "karlton.cluster.sync-timeout", o.sync_timeout);
+  if (auto err = validate(o)) return err;
+  return o;
 }
 
 caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
@@ -159,6 +202,13 @@ caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
   o.retry_base = caf::get_or(cfg, "karlton.retry-base", o.retry_base);
   o.retry_max = caf::get_or(cfg, "karlton.retry-max", o.retry_max);
   o.journal_path = caf::get_or(cfg, "karlton.journal", o.journal_path);
+  auto dist = caf::get_or(cfg, "karlton.distribution", std::string{"local"});
+  if (dist == "async")
+    o.distributed = distribution::async;
+  else if (dist == "sync")
+    o.distributed = distribution::sync;
+  else if (dist != "local")
+    return bad("karlton.distribution", "'" + dist + "' is not one of local, async, sync");
   if (o.default_ttl.is_default()) o.default_ttl = ttl::never();
   return o;
 }
@@ -169,6 +219,12 @@ runtime_config::runtime_config() {
   auto cores = std::max(1u, std::thread::hardware_concurrency());
   set("scheduler.max-threads", static_cast<size_t>(cores));
   set("work-stealing.moderate-poll-attempts", size_t{0});
+  // Clusters: the middleman carries the peers' traffic. Heartbeats let a
+  // node notice a frozen peer (CAF-0.17.md: without them it never does);
+  // every node must use the same setting.
+  load<caf::io::middleman>();
+  set("middleman.heartbeat-interval", caf::timespan{std::chrono::milliseconds{500}});
+  set("middleman.connection-timeout", caf::timespan{std::chrono::seconds{2}});
 }
 
 } // namespace karlton

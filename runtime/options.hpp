@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <caf/actor_system_config.hpp>
 #include <caf/config_option_set.hpp>
@@ -23,6 +24,9 @@ namespace karlton {
 
 /// One named cache: one data type with its own strategy (the guide's "layer
 /// strategies per data type"). Defaults come from the `karlton.*` settings.
+/// How a cache's changes reach other nodes; see `cache_options::distributed`.
+enum class distribution : uint8_t { local, async, sync };
+
 struct cache_options {
   /// Unique within the runtime; letters, digits, '-', '_' and '.'.
   std::string name;
@@ -114,6 +118,15 @@ struct cache_options {
   /// record is durable (group commit), and the journal is replayed into the
   /// store when the cache is created. Empty: none. Setting: `karlton.journal`.
   std::string journal_path;
+
+  // -- distribution across nodes (see runtime::start_cluster) -------------------
+
+  /// `local` (default): this node only. `async`: puts, erases and clears are
+  /// also invalidated on every other node; calls return after the local
+  /// change and the hand-over to the peer actor. `sync`: blocking calls
+  /// return once every live node applied the invalidation, or `timeout`
+  /// naming the nodes that did not (futures and callbacks stay async).
+  distribution distributed = distribution::local;
 };
 
 /// Checks every option; the error is `invalid_option` and names the option.
@@ -132,6 +145,30 @@ caf::expected<cache_options> options_from(const caf::actor_system_config& cfg);
 /// settings measured in CAF-0.17.md: as many threads as cores, and no
 /// "moderate" polling phase (it makes a call from a plain thread wait ~100 us
 /// for a sleeping worker; without it, ~30 us).
+/// A node's place in a cluster: where it listens, what it proves, whom it
+/// joins, and how it batches (`karlton.cluster.*` keys).
+struct cluster_options {
+  /// How other nodes know this one; empty: "host:port".
+  std::string node_name;
+  /// The address it listens on (loopback unless told otherwise) and the
+  /// port (0: any free one; `runtime::cluster_port` tells which).
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  /// Every node must know it; a node that cannot prove it is refused.
+  std::string secret;
+  /// Nodes to join, as "host:port"; one live member is enough.
+  std::vector<std::string> seeds;
+  caf::timespan batch_delay = std::chrono::milliseconds{1};
+  uint32_t batch_max = 4096;
+  caf::timespan sync_timeout = std::chrono::seconds{2};
+};
+
+/// Checks `o`; the error names the bad option.
+caf::error validate(const cluster_options& o);
+
+/// Cluster options as the config's `karlton.cluster.*` keys give them.
+caf::expected<cluster_options> cluster_options_from(const caf::actor_system_config& cfg);
+
 class runtime_config : public caf::actor_system_config {
 public:
   runtime_config();

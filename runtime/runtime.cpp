@@ -1,14 +1,22 @@
 #include "runtime/runtime.hpp"
 
 #include <algorithm>
+#include <random>
+
+#include <arpa/inet.h>
 #include <iostream>
-#include <tuple>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <thread>
+#include <tuple>
+#include <unistd.h>
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
 
 #include "actors/bus_actor.hpp"
 #include "actors/flusher_actor.hpp"
+#include "actors/peer_actor.hpp"
 #include "actors/shard_actor.hpp"
 #include "actors/store_actors.hpp"
 #include "messages/errors.hpp"
@@ -74,6 +82,11 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   if (caches_.count(opts.name) > 0)
     return make_error(errc::invalid_option,
                       "option name: a cache named '" + opts.name + "' already exists");
+  if (opts.distributed != distribution::local && !peer_)
+    return make_error(errc::invalid_option,
+                      "option distribution: cache '" + opts.name +
+                        "' is distributed, but this runtime is no node yet: call "
+                        "start_cluster first");
   auto core = std::make_shared<detail::cache_core>();
   auto n =
     opts.shards > 0 ? opts.shards : std::max<size_t>(1, sys_->scheduler().num_workers());
@@ -134,6 +147,7 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   auto event_bus = ensure_bus();
   auto cache_index = caches_on_bus_++;
   scfg.depended = std::make_shared<depended_names>();
+  scfg.distributed = opts.distributed != distribution::local;
   for (size_t i = 0; i < n; ++i) {
     auto inbox = std::make_shared<ingress>(opts.ingress_capacity);
     scfg.seed = opts.seed + i;
@@ -155,6 +169,10 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
     setup.acks_wait_for_journal = static_cast<bool>(core->journal_writer);
     setup.event_bus = event_bus;
     setup.cache_index = cache_index;
+    if (scfg.distributed) {
+      setup.peer = peer_;
+      setup.cache_name = opts.name;
+    }
     auto actor = sys_->spawn(shard, std::move(setup));
     core->routes.push_back(detail::shard_route{std::move(actor), std::move(inbox)});
   }
@@ -165,7 +183,12 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
     for (auto& r : core->routes)
       shards.push_back(r.actor);
     caf::scoped_actor self{*sys_};
-    self->request(event_bus, caf::infinite, shards_atom::value, opts.name, std::move(shards))
+    if (scfg.distributed)
+      self->request(peer_, caf::infinite, shards_atom::value, opts.name, shards)
+        .receive([](caf::ok_atom) {}, [](caf::error&) {});
+    self
+      ->request(event_bus, caf::infinite, shards_atom::value, opts.name,
+                std::move(shards))
       .receive([](uint32_t) {}, [](caf::error&) {});
   }
   scfg.on_removal = nullptr; // the copy in the core is only for checks
@@ -253,6 +276,16 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
       stop(core.store_writer);
       stop(core.journal_writer);
     });
+    if (peer_) {
+      // Leave: what is pending goes out, then a goodbye, so the others
+      // neither repair nor try to reconnect. Then close the port.
+      self->request(peer_, std::chrono::seconds{2}, leave_atom::value)
+        .receive([](caf::ok_atom) {}, [](caf::error&) {});
+      sys_->middleman().close(cluster_port_);
+      self->monitor(peer_);
+      self->send_exit(peer_, caf::exit_reason::user_shutdown);
+      self->receive([](const caf::down_msg&) {});
+    }
     if (bus_) {
       self->monitor(bus_);
       self->send_exit(bus_, caf::exit_reason::user_shutdown);
@@ -273,6 +306,7 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
     core->flusher = nullptr;
   }
   bus_ = nullptr;
+  peer_ = nullptr;
   handler_actors_.clear();
   // 5. Whatever was still queued fails with shut_down, so no caller hangs.
   auto why =
@@ -295,64 +329,134 @@ namespace {
 // A synchronous request from this plain thread (rare calls: a scoped_actor's
 // cost does not matter here).
 template <class T, class Handle, class... Ts>
-caf::expected<T> ask(caf::actor_system& sys, const Handle& dest, Ts... xs) {
-  caf::expected<T> out = make_error(errc::timeout, "the bus did not answer in time");
-  caf::scoped_actor self{sys};
-  self->request(dest, std::chrono::minutes{1}, xs...)
-    .receive([&](T& x) { out = std::move(x); }, [&](caf::error& err) { out = std::move(err); });
+caf::expected<T> ask(caf::actor_system& sys, const Handle& dest, caf::timespan timeout,
+                     Ts... xs) {
+  caf::expected<T> out = make_error(errc::timeout, "no answer in time");
+  {
+    caf::scoped_actor self{sys};
+    self->request(dest, timeout, xs...)
+      .receive([&](T& x) { out = std::move(x); },
+               [&](caf::error& err) { out = std::move(err); });
+  }
+  caf::logger::set_current_actor_system(nullptr); // see forget_logger_of_this_thread
   return out;
 }
+
+constexpr caf::timespan bus_timeout = std::chrono::minutes{1};
 
 caf::error check_name(const std::string& what, const std::string& name) {
   if (name.empty()) return make_error(errc::invalid_option, what + " must not be empty");
   return caf::none;
 }
 
+caf::error stopped_error() {
+  return make_error(errc::shut_down, "the karlton runtime has stopped");
+}
+
+// A TCP port that is free on `host` now (the kernel's pick).
+caf::expected<uint16_t> free_port(const std::string& host) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return make_error(errc::invalid_option, "cannot open a socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    ::close(fd);
+    return make_error(errc::invalid_option, "option karlton.cluster.host: '" + host +
+                                              "' is not an IPv4 address");
+  }
+  socklen_t len = sizeof(addr);
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  ::close(fd);
+  if (!ok)
+    return make_error(errc::invalid_option,
+                      "option karlton.cluster.host: cannot listen on " + host);
+  return ntohs(addr.sin_port);
+}
+
+// "a, b, c"
+std::string joined(const std::vector<std::string>& xs) {
+  std::string out;
+  for (auto& x : xs)
+    out += (out.empty() ? "" : ", ") + x;
+  return out;
+}
+
 } // namespace
+
+// The bus (spawned if needed), or `shut_down`.
+#define KARLTON_LIVE_BUS(var)                                                            \
+  bus_actor var;                                                                         \
+  {                                                                                      \
+    std::lock_guard<std::mutex> guard{caches_mtx_};                                      \
+    if (stopped_) return stopped_error();                                                \
+    var = ensure_bus();                                                                  \
+  }
+
+caf::error runtime::broadcast(invalidation x, bool sync) {
+  peer_actor p;
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    p = peer_;
+  }
+  if (!p) return caf::none; // not a node: nobody else to tell
+  x.issued_ns = wall_clock_ns();
+  caf::error out;
+  {
+    // One sender for both messages: the sync comes after the broadcast.
+    caf::scoped_actor self{*sys_};
+    self->send(p, broadcast_atom::value, std::vector<invalidation>{std::move(x)});
+    if (sync)
+      self->request(p, bus_timeout, sync_atom::value)
+        .receive(
+          [&](std::vector<std::string>& missing) {
+            if (!missing.empty())
+              out = make_error(errc::timeout,
+                               "applied on this node, but not acknowledged in time by: " +
+                                 joined(missing));
+          },
+          [&](caf::error& err) { out = std::move(err); });
+  }
+  forget_logger_of_this_thread();
+  return out;
+}
 
 caf::expected<purge_summary> runtime::emit(const std::string& event,
                                            const std::string& data) {
   if (auto err = check_name("an event name", event)) return err;
-  bus_actor b;
-  {
-    std::lock_guard<std::mutex> guard{caches_mtx_};
-    if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
-    b = ensure_bus();
-  }
-  auto r = ask<purge_summary>(*sys_, b, emit_atom::value, event, data);
-  forget_logger_of_this_thread();
+  KARLTON_LIVE_BUS(b)
+  auto r = ask<purge_summary>(*sys_, b, bus_timeout, emit_atom::value, event, data);
+  if (!r) return r;
+  if (auto err = broadcast({invalidation_kind::event, {}, event, data, 0}, true))
+    return err;
   return r;
 }
 
 caf::error runtime::emit_async(const std::string& event, const std::string& data) {
   if (auto err = check_name("an event name", event)) return err;
-  std::lock_guard<std::mutex> guard{caches_mtx_};
-  if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
-  caf::anon_send(ensure_bus(), emit_atom::value, event, data);
-  return caf::none;
+  KARLTON_LIVE_BUS(b)
+  caf::anon_send(b, emit_atom::value, event, data);
+  return broadcast({invalidation_kind::event, {}, event, data, 0}, false);
 }
 
 caf::expected<purge_summary> runtime::invalidate_tag(const std::string& tag) {
   if (auto err = check_name("a tag", tag)) return err;
-  bus_actor b;
-  {
-    std::lock_guard<std::mutex> guard{caches_mtx_};
-    if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
-    b = ensure_bus();
-  }
-  auto r = ask<purge_summary>(*sys_, b, purge_atom::value, std::vector<std::string>{tag},
-                              purge_cause::tag, int32_t{-1});
-  forget_logger_of_this_thread();
+  KARLTON_LIVE_BUS(b)
+  auto r =
+    ask<purge_summary>(*sys_, b, bus_timeout, purge_atom::value,
+                       std::vector<std::string>{tag}, purge_cause::tag, int32_t{-1});
+  if (!r) return r;
+  if (auto err = broadcast({invalidation_kind::tag, {}, tag, {}, 0}, true)) return err;
   return r;
 }
 
 caf::error runtime::invalidate_tag_async(const std::string& tag) {
   if (auto err = check_name("a tag", tag)) return err;
-  std::lock_guard<std::mutex> guard{caches_mtx_};
-  if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
-  caf::anon_send(ensure_bus(), purge_atom::value, std::vector<std::string>{tag},
-                 purge_cause::tag, int32_t{-1});
-  return caf::none;
+  KARLTON_LIVE_BUS(b)
+  caf::anon_send(b, purge_atom::value, std::vector<std::string>{tag}, purge_cause::tag,
+                 int32_t{-1});
+  return broadcast({invalidation_kind::tag, {}, tag, {}, 0}, false);
 }
 
 caf::error
@@ -368,25 +472,21 @@ runtime::subscribe(const std::string& event,
   event_subscriber_actor actor;
   {
     std::lock_guard<std::mutex> guard{caches_mtx_};
-    if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
+    if (stopped_) return stopped_error();
     actor = sys_->spawn(relay, std::move(handler));
     handler_actors_.push_back(actor);
   }
   return subscribe(event, std::move(actor));
 }
 
-caf::error runtime::subscribe(const std::string& event, event_subscriber_actor subscriber) {
+caf::error runtime::subscribe(const std::string& event,
+                              event_subscriber_actor subscriber) {
   if (auto err = check_name("an event name", event)) return err;
   if (!subscriber) return make_error(errc::invalid_option, "the subscriber is null");
-  bus_actor b;
-  {
-    std::lock_guard<std::mutex> guard{caches_mtx_};
-    if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
-    b = ensure_bus();
-  }
+  KARLTON_LIVE_BUS(b)
   // Synchronous, so an emit that follows is sure to find the subscriber.
-  auto r = ask<caf::ok_atom>(*sys_, b, subscribe_atom::value, event, std::move(subscriber));
-  forget_logger_of_this_thread();
+  auto r = ask<caf::ok_atom>(*sys_, b, bus_timeout, subscribe_atom::value, event,
+                             std::move(subscriber));
   return r ? caf::error{} : std::move(r.error());
 }
 
@@ -394,7 +494,7 @@ caf::expected<dependency_graph> runtime::dependencies_graph() {
   std::vector<std::pair<std::string, std::vector<shard_actor>>> caches;
   {
     std::lock_guard<std::mutex> guard{caches_mtx_};
-    if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
+    if (stopped_) return stopped_error();
     for (auto& [name, core] : caches_) {
       std::vector<shard_actor> shards;
       for (auto& r : core->routes)
@@ -405,12 +505,12 @@ caf::expected<dependency_graph> runtime::dependencies_graph() {
   dependency_graph out;
   for (auto& [name, shards] : caches)
     for (auto& s : shards) {
-      auto edges = ask<graph_edges>(*sys_, s, graph_atom::value);
+      auto edges = ask<graph_edges>(*sys_, s, bus_timeout, graph_atom::value);
       if (!edges) return std::move(edges.error());
       for (auto& [key, deps] : *edges)
-        out.nodes.push_back(dependency_graph::node{name, std::move(key), std::move(deps)});
+        out.nodes.push_back(
+          dependency_graph::node{name, std::move(key), std::move(deps)});
     }
-  forget_logger_of_this_thread();
   std::sort(out.nodes.begin(), out.nodes.end(), [](const auto& a, const auto& b) {
     return std::tie(a.cache, a.key) < std::tie(b.cache, b.key);
   });
@@ -418,15 +518,108 @@ caf::expected<dependency_graph> runtime::dependencies_graph() {
 }
 
 caf::expected<bus_stats> runtime::event_stats() {
-  bus_actor b;
+  KARLTON_LIVE_BUS(b)
+  return ask<bus_stats>(*sys_, b, bus_timeout, bus_stats_atom::value);
+}
+
+#undef KARLTON_LIVE_BUS
+
+// -- distributed nodes ------------------------------------------------------------
+
+caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
+  if (auto err = validate(opts)) return err;
+  if (!sys_->has_middleman())
+    return make_error(errc::invalid_option,
+                      "the actor system has no middleman: load caf::io::middleman in its "
+                      "config (runtime_config does)");
+  peer_actor p;
   {
     std::lock_guard<std::mutex> guard{caches_mtx_};
-    if (stopped_) return make_error(errc::shut_down, "the karlton runtime has stopped");
-    b = ensure_bus();
+    if (stopped_) return stopped_error();
+    if (peer_)
+      return make_error(errc::invalid_option,
+                        "start_cluster: this runtime is a node already");
+    peer_setup setup;
+    setup.secret = opts.secret;
+    setup.batch_delay = opts.batch_delay;
+    setup.batch_max = opts.batch_max;
+    setup.sync_timeout = opts.sync_timeout;
+    setup.event_bus = ensure_bus();
+    setup.me.host = opts.host;
+    setup.me.port = opts.port;
+    setup.me.incarnation = std::random_device{}() ^ (uint64_t(wall_clock_ns()) << 16);
+    setup.seed = setup.me.incarnation;
+    if (opts.port == 0) {
+      // The node's name and member info carry its port: pick it first.
+      auto free = free_port(opts.host);
+      if (!free) return std::move(free.error());
+      setup.me.port = *free;
+    }
+    setup.me.name = opts.node_name.empty()
+                      ? opts.host + ":" + std::to_string(setup.me.port)
+                      : opts.node_name;
+    auto me = setup.me;
+    p = sys_->spawn(peer, std::move(setup));
+    auto port = sys_->middleman().publish(p, me.port, opts.host.c_str(), true);
+    if (!port) {
+      caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
+      return std::move(port.error());
+    }
+    peer_ = p;
+    cluster_port_ = *port;
+    node_name_ = me.name;
   }
-  auto r = ask<bus_stats>(*sys_, b, bus_stats_atom::value);
+  for (auto& seed : opts.seeds) {
+    auto colon = seed.rfind(':');
+    auto host = seed.substr(0, colon);
+    auto port = static_cast<uint16_t>(std::stoul(seed.substr(colon + 1)));
+    if (!join(host, port)) break; // one member is enough: it tells us the rest
+  }
   forget_logger_of_this_thread();
-  return r;
+  return cluster_port_;
+}
+
+caf::error runtime::join(const std::string& host, uint16_t port) {
+  peer_actor p;
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    if (stopped_) return stopped_error();
+    p = peer_;
+  }
+  if (!p) return make_error(errc::invalid_option, "join: call start_cluster first");
+  auto r =
+    ask<caf::ok_atom>(*sys_, p, std::chrono::seconds{30}, join_atom::value, host, port);
+  return r ? caf::error{} : std::move(r.error());
+}
+
+caf::expected<std::vector<member_info>> runtime::members() {
+  peer_actor p;
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    p = peer_;
+  }
+  if (!p) return std::vector<member_info>{};
+  return ask<std::vector<member_info>>(*sys_, p, bus_timeout, members_atom::value);
+}
+
+caf::expected<peer_stats> runtime::cluster_stats() {
+  peer_actor p;
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    p = peer_;
+  }
+  if (!p) return peer_stats{};
+  return ask<peer_stats>(*sys_, p, bus_timeout, peer_stats_atom::value);
+}
+
+std::string runtime::node_name() const {
+  std::lock_guard<std::mutex> guard{caches_mtx_};
+  return node_name_;
+}
+
+uint16_t runtime::cluster_port() const {
+  std::lock_guard<std::mutex> guard{caches_mtx_};
+  return cluster_port_;
 }
 
 } // namespace karlton

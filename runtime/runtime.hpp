@@ -118,6 +118,27 @@ public:
   /// The bus's counters: events emitted, tags invalidated, cascades, ...
   caf::expected<bus_stats> event_stats();
 
+  // -- distributed nodes (the peer actor) -----------------------------------------
+
+  /// Makes this runtime a node: spawns its peer actor, listens on
+  /// `opts.host:opts.port` and joins each seed that answers (one is enough).
+  /// Returns the port it listens on. Caches created afterwards with
+  /// `distributed` other than `local` are invalidated across the nodes.
+  /// Errors: `invalid_option` (naming the option, or a second call), or the
+  /// middleman's error if the port is taken. Seeds that cannot be reached
+  /// are retried in the background.
+  caf::expected<uint16_t> start_cluster(cluster_options opts);
+  /// Joins the node at `host:port` (and so its cluster); waits for the
+  /// handshake. `invalid_option` if the secrets differ.
+  caf::error join(const std::string& host, uint16_t port);
+  /// The nodes this one is connected to (not itself).
+  caf::expected<std::vector<member_info>> members();
+  /// The peer actor's counters (broadcasts, batches, gaps, repairs, delays).
+  caf::expected<peer_stats> cluster_stats();
+  /// This node's name and port; empty and 0 before `start_cluster`.
+  std::string node_name() const;
+  uint16_t cluster_port() const;
+
   caf::actor_system& system() noexcept { return *sys_; }
   const std::shared_ptr<const clock>& time_source() const noexcept { return clock_; }
 
@@ -135,8 +156,13 @@ private:
   bus_actor bus_; // spawned when first needed
   std::vector<event_subscriber_actor> handler_actors_; // ours, for `subscribe(event, f)`
   int32_t caches_on_bus_ = 0;
+  peer_actor peer_;           // once start_cluster ran
+  uint16_t cluster_port_ = 0; // published there
+  std::string node_name_;
 
   bus_actor ensure_bus(); // with caches_mtx_ held
+  /// Tells other nodes about a tag or event; with `sync`, waits for them.
+  caf::error broadcast(invalidation x, bool sync);
 };
 
 } // namespace karlton

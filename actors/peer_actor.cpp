@@ -1,0 +1,448 @@
+#include "actors/peer_actor.hpp"
+
+#include <iostream>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+
+#include "actors/cluster_auth.hpp"
+#include "messages/errors.hpp"
+#include "runtime/clock.hpp"
+
+namespace karlton {
+
+namespace {
+
+using self_ptr = peer_actor::stateful_pointer<peer_actor_state>;
+
+void log(self_ptr self, const std::string& line) {
+  auto& st = self->state;
+  auto text = "karlton node " + st.core->me().name + ": " + line;
+  if (st.setup.log)
+    st.setup.log(text);
+  else
+    std::cerr << text << '\n';
+}
+
+// Messages that change this node's state only count from this process:
+// another node (member or not) must not be able to make us broadcast, join
+// elsewhere or register caches.
+bool from_this_node(self_ptr self) {
+  auto sender = self->current_sender();
+  return sender && sender->node() == self->node();
+}
+
+caf::error not_local() {
+  return make_error(errc::invalid_option, "only the node itself may send this message");
+}
+
+// True if the message being handled comes from the member `origin` claims
+// to be: its handle is the one that passed the handshake.
+bool from_member(self_ptr self, const std::string& origin) {
+  auto& st = self->state;
+  auto i = st.members.find(origin);
+  auto sender = self->current_sender();
+  if (i != st.members.end() && sender && i->second.handle.address() == sender->address())
+    return true;
+  // Counted, and logged once per thousand so a flood cannot fill the log.
+  if (st.core->counters.unauthenticated_messages++ % 1000 == 0)
+    log(self, "ignored invalidations claiming to come from '" + origin +
+                "', which is not an authenticated member");
+  return false;
+}
+
+// Drops every entry of every distributed cache: what we must do when we may
+// have missed invalidations (rule 6).
+void repair(self_ptr self, const std::string& why) {
+  auto& st = self->state;
+  ++st.core->counters.repairs;
+  log(self, "flushing the distributed caches: " + why);
+  for (auto& [name, shards] : st.caches)
+    for (auto& s : shards)
+      self->request(s, caf::infinite, evict_atom::value).then([](uint64_t) {});
+}
+
+// -- applying what other nodes send -------------------------------------------
+
+// Marks apply number `n` done and answers the synchronous batches whose
+// applies, and all before them, are done.
+void apply_done(self_ptr self, uint64_t n) {
+  auto& st = self->state;
+  st.applied_early.insert(n);
+  while (!st.applied_early.empty() && *st.applied_early.begin() == st.applied_below) {
+    st.applied_early.erase(st.applied_early.begin());
+    ++st.applied_below;
+  }
+  auto& ws = st.sync_waiters;
+  for (auto i = ws.begin(); i != ws.end();) {
+    if (i->ticket <= st.applied_below) {
+      i->promise.deliver(caf::ok_atom::value);
+      i = ws.erase(i);
+    } else {
+      ++i;
+    }
+  }
+}
+
+// Sends one removal request, answered with a `Result`; `issued` are the
+// origin times of what it carries, recorded as delays once it is done.
+template <class Result, class Handle, class... Ts>
+void apply_one(self_ptr self, const Handle& dest, std::vector<int64_t> issued,
+               Ts&&... xs) {
+  auto n = self->state.applies_started++;
+  auto finish = [self, n, issued] {
+    auto now = wall_clock_ns();
+    for (auto t : issued)
+      self->state.core->record_delay(t, now);
+    self->state.core->counters.invalidations_applied += issued.size();
+    apply_done(self, n);
+  };
+  self->request(dest, caf::infinite, std::forward<Ts>(xs)...)
+    .then([finish](Result&) { finish(); }, [finish](caf::error&) { finish(); });
+}
+
+// Applies a batch: keys go to their shards, one message per shard; clears to
+// every shard of the cache; tags and events to the bus. All are removals, so
+// their order does not matter.
+void apply(self_ptr self, invalidation_batch& b) {
+  auto& st = self->state;
+  struct shard_work {
+    std::vector<std::string> keys;
+    std::vector<int64_t> issued;
+  };
+  std::map<std::pair<std::string, size_t>, shard_work> by_shard;
+  for (auto& x : b.items) {
+    auto c = st.caches.find(x.cache);
+    switch (x.kind) {
+    case invalidation_kind::key: {
+      if (c == st.caches.end()) break; // a cache this node does not have
+      auto& w = by_shard[{x.cache, shard_index(hash_key(x.name), c->second.size())}];
+      w.keys.push_back(std::move(x.name));
+      w.issued.push_back(x.issued_ns);
+      break;
+    }
+    case invalidation_kind::clear:
+      if (c == st.caches.end()) break;
+      for (auto& s : c->second)
+        apply_one<uint64_t>(self, s, {}, evict_atom::value);
+      st.core->record_delay(x.issued_ns, wall_clock_ns());
+      break;
+    case invalidation_kind::tag:
+      if (!st.setup.event_bus) break;
+      apply_one<purge_summary>(self, st.setup.event_bus, {x.issued_ns}, purge_atom::value,
+                               std::vector<std::string>{std::move(x.name)},
+                               purge_cause::tag, int32_t{-1});
+      break;
+    case invalidation_kind::event:
+      if (!st.setup.event_bus) break;
+      apply_one<purge_summary>(self, st.setup.event_bus, {x.issued_ns}, emit_atom::value,
+                               std::move(x.name), std::move(x.data));
+      break;
+    }
+  }
+  for (auto& [where, w] : by_shard)
+    apply_one<uint64_t>(self, st.caches[where.first][where.second], std::move(w.issued),
+                        evict_atom::value, std::move(w.keys));
+}
+
+// -- sending ----------------------------------------------------------------
+
+// Sends what is queued to every member, as one batch.
+void send_batch(self_ptr self) {
+  auto& st = self->state;
+  st.flush_armed = false;
+  auto b = st.core->take_batch();
+  if (b.items.empty() || st.members.empty()) return;
+  ++st.core->counters.batches_sent;
+  for (auto& [name, m] : st.members)
+    self->send(m.handle, batch_atom::value, b);
+}
+
+// -- membership -------------------------------------------------------------
+
+void add_member(self_ptr self, const member_info& info, const peer_actor& handle) {
+  auto& st = self->state;
+  auto known = st.members.find(info.name);
+  bool is_new = known == st.members.end() || known->second.handle != handle;
+  st.members[info.name] = peer_actor_state::member{info, handle};
+  st.reconnecting.erase(info.name);
+  if (!is_new) return;
+  self->monitor(handle);
+  log(self, "member joined: " + info.name + " at " + info.host + ":" +
+              std::to_string(info.port) + " (" + std::to_string(st.members.size() + 1) +
+              " nodes)");
+}
+
+void join_member(self_ptr self, member_info target);
+
+// The join handshake with the node `other`, as its caller: we prove our
+// secret over its nonce and check its proof over ours, then exchange member
+// lists and sequence numbers. `done` hears the outcome.
+void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> done) {
+  auto& st = self->state;
+  auto nonce = st.core->new_nonce();
+  auto timeout = st.setup.join_timeout;
+  self->request(other, timeout, hello_atom::value, st.core->me(), nonce)
+    .then(
+      [=](member_info& them, uint64_t their_nonce, std::string& proof) {
+        auto& st = self->state;
+        if (!check_join_proof(st.setup.secret, nonce, them, proof)) {
+          ++st.core->counters.joins_refused;
+          log(self,
+              "refused node '" + them.name + "': it could not prove the cluster secret");
+          done(make_error(errc::invalid_option,
+                          "node '" + them.name + "' does not share the cluster secret"));
+          return;
+        }
+        if (them.name == st.core->me().name) { // we reached ourselves
+          done(caf::none);
+          return;
+        }
+        // A member from now on: what we broadcast after the join message
+        // reaches it after that message, so its count starts where we say.
+        add_member(self, them, other);
+        auto mine = join_proof(st.setup.secret, their_nonce, st.core->me());
+        self
+          ->request(other, timeout, join_atom::value, st.core->me(), std::move(mine),
+                    st.core->next_seq())
+          .then(
+            [=](std::vector<member_info>& others, uint64_t their_next) {
+              auto& st = self->state;
+              if (st.core->expect(them.name, them.incarnation, their_next))
+                repair(self, "'" + them.name + "' sent invalidations we never received");
+              for (auto& o : others)
+                if (o.name != st.core->me().name && st.members.count(o.name) == 0)
+                  join_member(self, std::move(o));
+              done(caf::none);
+            },
+            [=](caf::error& err) {
+              auto& st = self->state;
+              auto i = st.members.find(them.name);
+              if (i != st.members.end() && i->second.handle == other) st.members.erase(i);
+              log(self, "'" + them.name + "' refused us: " + describe(err));
+              done(err);
+            });
+      },
+      [=](caf::error& err) { done(err); });
+}
+
+// Connects to `host:port` without blocking a worker (the middleman's actor
+// does the connecting), then runs the handshake.
+void connect(self_ptr self, const std::string& host, uint16_t port,
+             std::function<void(caf::error)> done) {
+  auto mm = self->home_system().middleman().actor_handle();
+  self->request(mm, self->state.setup.join_timeout, caf::connect_atom::value, host, port)
+    .then(
+      [=](const caf::node_id&, caf::strong_actor_ptr& h,
+          const std::set<std::string>& ifs) {
+        if (!h || !self->home_system().assignable<peer_actor>(ifs)) {
+          done(make_error(errc::invalid_option,
+                          host + ":" + std::to_string(port) + " is not a karlton node"));
+          return;
+        }
+        handshake(self, caf::actor_cast<peer_actor>(std::move(h)), done);
+      },
+      [=](caf::error& err) {
+        done(make_error(errc::timeout, "cannot reach " + host + ":" +
+                                         std::to_string(port) + ": " +
+                                         self->system().render(err)));
+      });
+}
+
+// Joins a member we heard of or lost; on failure, tries again later.
+void join_member(self_ptr self, member_info target) {
+  connect(self, target.host, target.port, [self, target](caf::error err) {
+    auto& st = self->state;
+    if (!err || st.members.count(target.name) > 0) {
+      st.reconnecting.erase(target.name);
+      return;
+    }
+    auto i = st.reconnecting.find(target.name);
+    if (i == st.reconnecting.end()) {
+      log(self, "cannot reach '" + target.name + "', retrying: " + describe(err));
+      i = st.reconnecting.emplace(target.name, st.setup.reconnect_base).first;
+    }
+    auto wait = i->second;
+    i->second = std::min(wait * 2, st.setup.reconnect_max);
+    self->delayed_send(self, wait, join_atom::value, target);
+  });
+}
+
+void on_down(self_ptr self, const caf::down_msg& dm) {
+  auto& st = self->state;
+  for (auto i = st.members.begin(); i != st.members.end(); ++i) {
+    if (i->second.handle.address() != dm.source) continue;
+    auto lost = i->second.info;
+    st.members.erase(i);
+    ++st.core->counters.peers_lost;
+    log(self,
+        "lost member '" + lost.name + "' (" + self->system().render(dm.reason) + ")");
+    repair(self, "lost '" + lost.name + "', whose invalidations may not have arrived");
+    st.reconnecting.emplace(lost.name, st.setup.reconnect_base);
+    self->delayed_send(self, st.setup.reconnect_base, join_atom::value, lost);
+    return;
+  }
+}
+
+} // namespace
+
+peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
+  auto& st = self->state;
+  st.core = std::make_unique<peer_state>(setup.me, setup.batch_max, setup.seed);
+  st.setup = std::move(setup);
+  self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
+  // Bad input from the network (unknown messages, wrong types) is logged and
+  // dropped; the node keeps running.
+  self->set_default_handler(
+    [self](caf::scheduled_actor*, caf::message_view& x) -> caf::result<caf::message> {
+      log(self, "ignored a message it does not understand: " +
+                  caf::to_string(x.copy_content_to_message()));
+      return caf::sec::unexpected_message;
+    });
+  return {
+    [=](hello_atom, member_info& from,
+        uint64_t nonce) -> caf::result<member_info, uint64_t, std::string> {
+      auto& st = self->state;
+      auto sender = self->current_sender();
+      if (!sender) return not_local();
+      auto mine = st.core->new_nonce();
+      st.challenges[sender->address()] = peer_actor_state::challenge{mine, from};
+      return {st.core->me(), mine, join_proof(st.setup.secret, nonce, st.core->me())};
+    },
+    [=](join_atom, member_info& from, std::string& proof,
+        uint64_t next_seq) -> caf::result<std::vector<member_info>, uint64_t> {
+      auto& st = self->state;
+      auto sender = self->current_sender();
+      auto c = sender ? st.challenges.find(sender->address()) : st.challenges.end();
+      if (c == st.challenges.end() || !(c->second.from == from) ||
+          !check_join_proof(st.setup.secret, c->second.nonce, from, proof)) {
+        ++st.core->counters.joins_refused;
+        log(self, "refused node '" + from.name + "' at " + from.host + ":" +
+                    std::to_string(from.port) +
+                    ": it could not prove the cluster secret");
+        return make_error(errc::invalid_option, "the cluster secret does not match");
+      }
+      st.challenges.erase(c);
+      if (st.core->expect(from.name, from.incarnation, next_seq))
+        repair(self, "'" + from.name + "' sent invalidations we never received");
+      std::vector<member_info> others;
+      for (auto& [name, m] : st.members)
+        if (name != from.name) others.push_back(m.info);
+      add_member(self, from, caf::actor_cast<peer_actor>(sender));
+      return {std::move(others), st.core->next_seq()};
+    },
+    [=](batch_atom, invalidation_batch& b) {
+      if (!from_member(self, b.origin)) return;
+      if (self->state.core->receive(b))
+        repair(self, "invalidations from '" + b.origin + "' went missing");
+      apply(self, b);
+    },
+    [=](sync_atom, invalidation_batch& b) -> caf::result<caf::ok_atom> {
+      if (!from_member(self, b.origin))
+        return make_error(errc::invalid_option, "not an authenticated member");
+      auto& st = self->state;
+      if (st.core->receive(b))
+        repair(self, "invalidations from '" + b.origin + "' went missing");
+      apply(self, b);
+      if (st.applied_below >= st.applies_started) return caf::ok_atom::value;
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      st.sync_waiters.push_back(peer_actor_state::sync_waiter{st.applies_started, rp});
+      return rp;
+    },
+    [=](broadcast_atom, std::vector<invalidation>& items) {
+      if (!from_this_node(self)) return;
+      auto& st = self->state;
+      if (st.core->enqueue(std::move(items))) {
+        send_batch(self);
+      } else if (!st.flush_armed) {
+        st.flush_armed = true;
+        self->delayed_send(self, st.setup.batch_delay, tick_atom::value,
+                           ++st.flush_generation);
+      }
+    },
+    [=](tick_atom, uint64_t generation) {
+      if (!from_this_node(self) || generation != self->state.flush_generation) return;
+      send_batch(self);
+    },
+    [=](sync_atom) -> caf::result<std::vector<std::string>> {
+      if (!from_this_node(self)) return not_local();
+      auto& st = self->state;
+      ++st.flush_generation; // the pending timer has nothing left to send
+      st.flush_armed = false;
+      auto b = st.core->take_batch();
+      if (st.members.empty()) return std::vector<std::string>{};
+      if (!b.items.empty()) ++st.core->counters.batches_sent;
+      auto rp = self->make_response_promise<std::vector<std::string>>();
+      // One answer once every member answered or timed out.
+      auto left = std::make_shared<size_t>(st.members.size());
+      auto missing = std::make_shared<std::vector<std::string>>();
+      auto one = [self, rp, left, missing](const std::string& name, bool ok) mutable {
+        if (!ok) missing->push_back(name);
+        if (--*left > 0) return;
+        if (!missing->empty()) ++self->state.core->counters.sync_timeouts;
+        rp.deliver(std::move(*missing));
+      };
+      for (auto& [name, m] : st.members) {
+        auto who = name;
+        self->request(m.handle, st.setup.sync_timeout, sync_atom::value, b)
+          .then([one, who](caf::ok_atom) mutable { one(who, true); },
+                [one, who](caf::error&) mutable { one(who, false); });
+      }
+      return rp;
+    },
+    [=](join_atom, std::string& host, uint16_t port) -> caf::result<caf::ok_atom> {
+      if (!from_this_node(self)) return not_local();
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      connect(self, host, port, [rp](caf::error err) mutable {
+        if (err)
+          rp.deliver(std::move(err));
+        else
+          rp.deliver(caf::ok_atom::value);
+      });
+      return rp;
+    },
+    [=](join_atom, member_info& target) {
+      if (!from_this_node(self) || self->state.members.count(target.name) > 0) return;
+      join_member(self, std::move(target));
+    },
+    [=](shards_atom, std::string& cache,
+        std::vector<shard_actor>& shards) -> caf::result<caf::ok_atom> {
+      if (!from_this_node(self)) return not_local();
+      self->state.caches[std::move(cache)] = std::move(shards);
+      return caf::ok_atom::value;
+    },
+    [=](leave_atom) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      if (from_this_node(self)) {
+        send_batch(self);
+        for (auto& [name, m] : st.members) {
+          self->demonitor(m.handle.address());
+          self->request(m.handle, caf::infinite, leave_atom::value)
+            .then([](caf::ok_atom) {});
+        }
+        st.members.clear();
+        st.reconnecting.clear();
+        return caf::ok_atom::value;
+      }
+      auto sender = self->current_sender();
+      for (auto i = st.members.begin(); i != st.members.end(); ++i)
+        if (sender && i->second.handle.address() == sender->address()) {
+          log(self, "member left: " + i->first + " (" +
+                      std::to_string(st.members.size()) + " nodes)");
+          self->demonitor(i->second.handle.address());
+          st.members.erase(i);
+          break;
+        }
+      return caf::ok_atom::value;
+    },
+    [=](peer_stats_atom) { return self->state.core->stats(self->state.members.size()); },
+    [=](members_atom) {
+      std::vector<member_info> out;
+      for (auto& [name, m] : self->state.members)
+        out.push_back(m.info);
+      return out;
+    },
+  };
+}
+
+} // namespace karlton

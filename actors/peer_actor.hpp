@@ -1,0 +1,81 @@
+// The peer actor: one per node. It batches this node's invalidations of
+// distributed caches to every other node, applies theirs to the local shards
+// and bus, runs the authenticated join handshake, keeps a full mesh of
+// members, and repairs (flushes) when it misses invalidations (rule 6).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <caf/timespan.hpp>
+
+#include "actors/peer_state.hpp"
+#include "messages/shard_interface.hpp"
+
+namespace karlton {
+
+/// What a peer actor is spawned with.
+struct peer_setup {
+  member_info me;
+  /// Every member must know it; a node that cannot prove it is refused.
+  std::string secret;
+  /// How long invalidations are gathered before they are sent, and how many
+  /// at most: the network carries one message per batch per member.
+  caf::timespan batch_delay = std::chrono::milliseconds{1};
+  size_t batch_max = 4096;
+  /// How long a synchronous invalidation waits for every member.
+  caf::timespan sync_timeout = std::chrono::seconds{2};
+  /// How long a join handshake step may take.
+  caf::timespan join_timeout = std::chrono::seconds{5};
+  /// Reconnection to a lost member: the first wait, doubled up to the last.
+  caf::timespan reconnect_base = std::chrono::milliseconds{200};
+  caf::timespan reconnect_max = std::chrono::seconds{5};
+  /// The runtime's event bus: applies tags and events from other nodes.
+  bus_actor event_bus;
+  uint64_t seed = 1;
+  /// Membership changes, refusals and repairs, one line each (stderr if empty).
+  std::function<void(const std::string&)> log;
+};
+
+struct peer_actor_state {
+  struct member {
+    member_info info;
+    peer_actor handle;
+  };
+  struct challenge {
+    uint64_t nonce;
+    member_info from;
+  };
+  struct sync_waiter {
+    uint64_t ticket; // every apply numbered below it must be done
+    caf::typed_response_promise<caf::ok_atom> promise;
+  };
+
+  std::unique_ptr<peer_state> core;
+  peer_setup setup;
+  std::map<std::string, member> members;                  // by node name
+  std::map<caf::actor_addr, challenge> challenges;        // hello answered, join due
+  std::map<std::string, std::vector<shard_actor>> caches; // distributed, by name
+  std::map<std::string, caf::timespan> reconnecting;      // lost members, next wait
+  uint64_t flush_generation = 0;
+  bool flush_armed = false;
+  // Applies of received invalidations, numbered; all below `applied_below`
+  // are done. A synchronous batch is answered once its own are done, and
+  // every earlier one (they may have gone to other shards).
+  uint64_t applies_started = 0;
+  uint64_t applied_below = 0;
+  std::set<uint64_t> applied_early;
+  std::vector<sync_waiter> sync_waiters;
+
+  static inline const char* name = "karlton.peer";
+};
+
+peer_actor::behavior_type peer(peer_actor::stateful_pointer<peer_actor_state> self,
+                               peer_setup setup);
+
+} // namespace karlton

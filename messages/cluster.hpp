@@ -1,0 +1,130 @@
+// The messages between the nodes of a cluster, and between a node's shards
+// and its peer actor: invalidations ("delete, don't update": values never
+// travel), batches of them with per-origin sequence numbers, and the join
+// handshake.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+
+namespace karlton {
+
+/// What an invalidation removes on the nodes that receive it.
+enum class invalidation_kind : uint8_t {
+  key,   ///< `name` in cache `cache` (and, there, what depends on it)
+  tag,   ///< everything depending on tag `name`, in every cache
+  event, ///< everything depending on event `name`; its subscribers get `data`
+  clear, ///< every entry of cache `cache`
+};
+
+/// One invalidation. `issued_ns` is the origin's wall clock when it was
+/// made, so receivers can measure how long it took to reach them (the
+/// clocks of the nodes must agree for that figure to mean anything).
+struct invalidation {
+  invalidation_kind kind = invalidation_kind::key;
+  std::string cache;
+  std::string name;
+  std::string data;
+  int64_t issued_ns = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, invalidation& x) {
+  return f(caf::meta::type_name("karlton::invalidation"), x.kind, x.cache, x.name, x.data,
+           x.issued_ns);
+}
+
+/// Invalidations of one origin, numbered `first_seq`, `first_seq + 1`, ...
+/// in the order it issued them. A receiver that expected a lower number
+/// missed some and cannot trust its distributed caches (rule 6).
+struct invalidation_batch {
+  std::string origin;
+  uint64_t incarnation = 0; ///< a new one each time the origin starts
+  uint64_t first_seq = 0;
+  std::vector<invalidation> items;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, invalidation_batch& x) {
+  return f(caf::meta::type_name("karlton::invalidation_batch"), x.origin, x.incarnation,
+           x.first_seq, x.items);
+}
+
+/// A node as other nodes know it: its name, where it listens, and which run
+/// of it this is.
+struct member_info {
+  std::string name;
+  std::string host;
+  uint16_t port = 0;
+  uint64_t incarnation = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_info& x) {
+  return f(caf::meta::type_name("karlton::member_info"), x.name, x.host, x.port,
+           x.incarnation);
+}
+
+inline bool operator==(const member_info& a, const member_info& b) {
+  return a.name == b.name && a.host == b.host && a.port == b.port &&
+         a.incarnation == b.incarnation;
+}
+
+/// How many delays `peer_stats::recent_delays_us` keeps.
+constexpr size_t peer_delay_samples = 65536;
+
+/// A node's cluster counters.
+struct peer_stats {
+  uint64_t members = 0;         ///< nodes connected and authenticated now
+  uint64_t broadcasts_sent = 0; ///< invalidations this node issued
+  uint64_t batches_sent = 0;    ///< batch messages sent (to all members)
+  uint64_t invalidations_received = 0;
+  uint64_t invalidations_applied = 0;
+  uint64_t gaps = 0;                     ///< sequence gaps seen (each made a repair)
+  uint64_t peers_lost = 0;               ///< connections lost (each made a repair)
+  uint64_t repairs = 0;                  ///< flushes of the distributed caches
+  uint64_t joins_refused = 0;            ///< handshakes that failed authentication
+  uint64_t unauthenticated_messages = 0; ///< ignored: not from a member
+  uint64_t sync_timeouts = 0;            ///< synchronous calls some node did not answer
+  /// Delays from issue (the origin's clock) to apply (ours) of the last
+  /// received invalidations (up to `peer_delay_samples`), in microseconds.
+  std::vector<uint32_t> recent_delays_us;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, peer_stats& x) {
+  return f(caf::meta::type_name("karlton::peer_stats"), x.members, x.broadcasts_sent,
+           x.batches_sent, x.invalidations_received, x.invalidations_applied, x.gaps,
+           x.peers_lost, x.repairs, x.joins_refused, x.unauthenticated_messages,
+           x.sync_timeouts, x.recent_delays_us);
+}
+
+/// `(hello, me, nonce)`: the first step of a join; answered with the
+/// receiver's `member_info`, its own nonce, and its proof over ours.
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
+/// `(join, me, proof, next_seq)`: the second step, with our proof over its
+/// nonce; answered with its members and its next sequence number.
+/// `(join, host, port)` from the local node: join the node there.
+using join_atom = caf::atom_constant<caf::atom("join")>;
+/// `(batch, b)` between nodes: apply these invalidations.
+using batch_atom = caf::atom_constant<caf::atom("batch")>;
+/// `(sync, b)` between nodes: apply, then answer. `(sync)` from the local
+/// node: send what is pending now and answer once every member applied it.
+using sync_atom = caf::atom_constant<caf::atom("sync")>;
+/// `(broadcast, items)` from the local node: invalidations to send.
+using broadcast_atom = caf::atom_constant<caf::atom("broadcast")>;
+/// `(leave)` between nodes: the sender is shutting down, after sending all
+/// it had (so the receiver has nothing to repair and need not reconnect).
+using leave_atom = caf::atom_constant<caf::atom("leave")>;
+/// `(pstats)`: the node's `peer_stats`; `(members)`: who it is connected to.
+using peer_stats_atom = caf::atom_constant<caf::atom("pstats")>;
+using members_atom = caf::atom_constant<caf::atom("members")>;
+/// `(evict, keys)` to a shard: remove these keys without telling other
+/// nodes (they come from one). `(evict)`: remove everything, the same way.
+using evict_atom = caf::atom_constant<caf::atom("evict")>;
+
+} // namespace karlton
