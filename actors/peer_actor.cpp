@@ -42,8 +42,11 @@ bool from_member(self_ptr self, const std::string& origin) {
   auto& st = self->state;
   auto i = st.members.find(origin);
   auto sender = self->current_sender();
-  if (i != st.members.end() && sender && i->second.handle.address() == sender->address())
+  if (i != st.members.end() && sender &&
+      i->second.handle.address() == sender->address()) {
+    i->second.last_heard = st.setup.time_source->now();
     return true;
+  }
   // Counted, and logged once per thousand so a flood cannot fill the log.
   if (st.core->counters.unauthenticated_messages++ % 1000 == 0)
     log(self, "ignored invalidations claiming to come from '" + origin +
@@ -147,13 +150,14 @@ void apply(self_ptr self, invalidation_batch& b) {
 
 // -- sending ----------------------------------------------------------------
 
-// Sends what is queued to every member, as one batch.
-void send_batch(self_ptr self) {
+// Sends what is queued to every member, as one batch; with `even_empty`, an
+// empty one if nothing is (a heartbeat that says where our numbering is).
+void send_batch(self_ptr self, bool even_empty = false) {
   auto& st = self->state;
   st.flush_armed = false;
   auto b = st.core->take_batch();
-  if (b.items.empty() || st.members.empty()) return;
-  ++st.core->counters.batches_sent;
+  if ((b.items.empty() && !even_empty) || st.members.empty()) return;
+  if (!b.items.empty()) ++st.core->counters.batches_sent; // not heartbeats
   for (auto& [name, m] : st.members)
     self->send(m.handle, batch_atom::value, b);
 }
@@ -164,7 +168,8 @@ void add_member(self_ptr self, const member_info& info, const peer_actor& handle
   auto& st = self->state;
   auto known = st.members.find(info.name);
   bool is_new = known == st.members.end() || known->second.handle != handle;
-  st.members[info.name] = peer_actor_state::member{info, handle};
+  st.members[info.name] =
+    peer_actor_state::member{info, handle, st.setup.time_source->now()};
   st.reconnecting.erase(info.name);
   if (!is_new) return;
   self->monitor(handle);
@@ -268,20 +273,54 @@ void join_member(self_ptr self, member_info target) {
   });
 }
 
+// Drops a member we lost (its connection, or its heartbeats), repairs, and
+// starts reconnecting to it.
+void lose_member(self_ptr self,
+                 std::map<std::string, peer_actor_state::member>::iterator i,
+                 const std::string& why) {
+  auto& st = self->state;
+  auto lost = i->second.info;
+  self->demonitor(i->second.handle.address());
+  st.members.erase(i);
+  ++st.core->counters.peers_lost;
+  log(self, "lost member '" + lost.name + "' (" + why + ")");
+  repair(self, "lost '" + lost.name + "', whose invalidations may not have arrived");
+  st.reconnecting.emplace(lost.name, st.setup.reconnect_base);
+  self->delayed_send(self, st.setup.reconnect_base, join_atom::value, lost);
+}
+
 void on_down(self_ptr self, const caf::down_msg& dm) {
   auto& st = self->state;
-  for (auto i = st.members.begin(); i != st.members.end(); ++i) {
-    if (i->second.handle.address() != dm.source) continue;
-    auto lost = i->second.info;
-    st.members.erase(i);
-    ++st.core->counters.peers_lost;
-    log(self,
-        "lost member '" + lost.name + "' (" + self->system().render(dm.reason) + ")");
-    repair(self, "lost '" + lost.name + "', whose invalidations may not have arrived");
-    st.reconnecting.emplace(lost.name, st.setup.reconnect_base);
-    self->delayed_send(self, st.setup.reconnect_base, join_atom::value, lost);
-    return;
+  for (auto i = st.members.begin(); i != st.members.end(); ++i)
+    if (i->second.handle.address() == dm.source) {
+      lose_member(self, i, self->system().render(dm.reason));
+      return;
+    }
+}
+
+// Every heartbeat: show we are alive, drop members gone silent, and extend
+// the read lease as far as what we heard from everyone allows.
+void heartbeat(self_ptr self) {
+  auto& st = self->state;
+  auto now = st.setup.time_source->now();
+  send_batch(self, true);
+  for (auto i = st.members.begin(); i != st.members.end();) {
+    auto next = std::next(i);
+    if (now - i->second.last_heard > st.setup.member_timeout)
+      lose_member(self, i, "silent for longer than the member timeout");
+    i = next;
   }
+  if (st.setup.lease) {
+    if (st.members.empty()) {
+      st.setup.lease->hold(); // nobody whose invalidations we could miss
+    } else {
+      auto oldest = now;
+      for (auto& [name, m] : st.members)
+        oldest = std::min(oldest, m.last_heard);
+      st.setup.lease->extend_to(oldest + st.setup.lease_time);
+    }
+  }
+  self->delayed_send(self, st.setup.heartbeat, heartbeat_atom::value);
 }
 
 } // namespace
@@ -291,6 +330,7 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
   st.core = std::make_unique<peer_state>(setup.me, setup.batch_max, setup.seed);
   st.setup = std::move(setup);
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
+  self->send(self, heartbeat_atom::value);
   // Bad input from the network (unknown messages, wrong types) is logged and
   // dropped; the node keeps running.
   self->set_default_handler(
@@ -434,6 +474,9 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
           break;
         }
       return caf::ok_atom::value;
+    },
+    [=](heartbeat_atom) {
+      if (from_this_node(self)) heartbeat(self);
     },
     [=](peer_stats_atom) { return self->state.core->stats(self->state.members.size()); },
     [=](members_atom) {

@@ -15,6 +15,8 @@
 #include <caf/timespan.hpp>
 
 #include "actors/peer_state.hpp"
+#include "actors/read_lease.hpp"
+#include "runtime/clock.hpp"
 #include "messages/shard_interface.hpp"
 
 namespace karlton {
@@ -35,6 +37,16 @@ struct peer_setup {
   /// Reconnection to a lost member: the first wait, doubled up to the last.
   caf::timespan reconnect_base = std::chrono::milliseconds{200};
   caf::timespan reconnect_max = std::chrono::seconds{5};
+  /// Every `heartbeat` the node sends each member what is pending, or an
+  /// empty batch: they learn it is alive and where its numbering stands (a
+  /// gap shows even on a quiet link). A member not heard from for
+  /// `member_timeout` is dropped as lost. The read lease is extended to
+  /// `lease_time` past the oldest last word of any member.
+  caf::timespan heartbeat = std::chrono::milliseconds{250};
+  caf::timespan lease_time = std::chrono::seconds{1};
+  caf::timespan member_timeout = std::chrono::seconds{3};
+  std::shared_ptr<read_lease> lease;
+  std::shared_ptr<const clock> time_source;
   /// The runtime's event bus: applies tags and events from other nodes.
   bus_actor event_bus;
   uint64_t seed = 1;
@@ -46,6 +58,7 @@ struct peer_actor_state {
   struct member {
     member_info info;
     peer_actor handle;
+    clock::time_point last_heard;
   };
   struct challenge {
     uint64_t nonce;

@@ -107,6 +107,7 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
   if (!cfg_.read_through)
     return caf::expected<value>{make_error(
       errc::invalid_option, "get_or_load needs a loader; this cache has none")};
+  lease_holds(now); // a lapsed lease empties the shard: this becomes a miss
   auto now_ms = to_ms(now);
   auto id = table_.find(key, hash);
   if (id != no_entry && !expired(table_.at(id), now_ms)) {

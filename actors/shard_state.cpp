@@ -46,6 +46,10 @@ value shard_state::get(std::string_view key, time_point now) {
 }
 
 value shard_state::get(std::string_view key, uint32_t hash, time_point now) {
+  if (!lease_holds(now)) {
+    ++stats_.misses;
+    return {};
+  }
   auto id = table_.find(key, hash);
   if (id == no_entry) {
     ++stats_.misses;
@@ -202,6 +206,7 @@ bool shard_state::drop(std::string_view key, time_point now) {
 }
 
 bool shard_state::contains(std::string_view key, time_point now) const {
+  if (cfg_.lease && !cfg_.lease->valid(now)) return false; // the next read flushes
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   return id != no_entry && !expired(table_.at(id), to_ms(now));
 }

@@ -25,7 +25,9 @@
 #include "actors/dirty_budget.hpp"
 #include "actors/entry_table.hpp"
 #include "actors/eviction.hpp"
+#include "actors/read_lease.hpp"
 #include "actors/load_table.hpp"
+#include "actors/read_lease.hpp"
 #include "actors/negative_cache.hpp"
 #include "messages/events.hpp"
 #include "messages/stats.hpp"
@@ -93,6 +95,9 @@ struct shard_config {
   /// The cache is distributed: keys written or erased here, and clears, are
   /// collected for the peer actor to tell other nodes (`take_changed_keys`).
   bool distributed = false;
+  /// Distributed caches: the node's read lease. A read after it lapsed
+  /// flushes the shard first (see actors/read_lease.hpp).
+  std::shared_ptr<const read_lease> lease;
 };
 
 /// XFetch draws per entry per delta (its last load time) at most. Drawing on
@@ -307,6 +312,15 @@ private:
   void set_expiry(entry_id id, entry& e, uint64_t expiry_ms);
   void remove(entry_id id, removal_cause cause);
   caf::error admit(value v, ttl t, time_point now); // put, told to nobody
+  /// Distributed caches: flushes if the read lease lapsed; false then.
+  bool lease_holds(time_point now) {
+    if (!cfg_.lease || cfg_.lease->valid(now)) return true;
+    if (table_.size() > 0) {
+      drop_all();
+      ++stats_.lease_flushes;
+    }
+    return false;
+  }
   bool drop(std::string_view key, time_point now); // erase, told to nobody
   uint64_t drop_all();                              // clear, told to nobody
   void note_changed(std::string_view key) {

@@ -120,6 +120,8 @@ using broadcast_atom = caf::atom_constant<caf::atom("broadcast")>;
 /// `(leave)` between nodes: the sender is shutting down, after sending all
 /// it had (so the receiver has nothing to repair and need not reconnect).
 using leave_atom = caf::atom_constant<caf::atom("leave")>;
+/// `(heartbeat)`: the peer actor's own timer (see `peer_setup::heartbeat`).
+using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
 /// `(pstats)`: the node's `peer_stats`; `(members)`: who it is connected to.
 using peer_stats_atom = caf::atom_constant<caf::atom("pstats")>;
 using members_atom = caf::atom_constant<caf::atom("members")>;

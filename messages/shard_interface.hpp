@@ -101,7 +101,8 @@ using bus_actor = caf::typed_actor<
 ///   acknowledge within the sync timeout (empty: all applied it).
 /// - `(join, host, port)`: join the cluster of the node there.
 /// - `(shards, cache, list)`: a distributed cache's shards, to apply to.
-/// - `(join, member)`, `(tick, n)`: its own reconnection and batch timers.
+/// - `(join, member)`, `(tick, n)`, `(heartbeat)`: its own reconnection,
+///   batch and heartbeat timers.
 /// - `(leave)` from the local node: send what is pending, say goodbye to
 ///   every member, answer; the runtime then stops it. From a member: it
 ///   left cleanly (no repair, no reconnection).
@@ -118,7 +119,7 @@ using peer_actor = caf::typed_actor<
   caf::replies_to<peer_stats_atom>::with<peer_stats>,
   caf::replies_to<members_atom>::with<std::vector<member_info>>,
   caf::reacts_to<join_atom, member_info>, caf::reacts_to<tick_atom, uint64_t>,
-  caf::replies_to<leave_atom>::with<caf::ok_atom>>;
+  caf::replies_to<leave_atom>::with<caf::ok_atom>, caf::reacts_to<heartbeat_atom>>;
 
 /// An actor that wants to hear about removals: `(removed, key, cause)`.
 using removal_listener_actor =

@@ -73,6 +73,7 @@ cache_stats& cache_stats::operator+=(const cache_stats& other) {
   dependency_links += other.dependency_links;
   dependency_names += other.dependency_names;
   negative_hits += other.negative_hits;
+  lease_flushes += other.lease_flushes;
   return *this;
 }
 

@@ -66,6 +66,9 @@ struct cache_stats {
                                   ///< (stale-if-error)
   uint64_t loads_voided = 0;  ///< loads not installed: a write or invalidation came first
   uint64_t negative_hits = 0; ///< misses answered with a remembered load failure
+  /// Distributed caches: flushes because the node's read lease lapsed (it
+  /// lost touch with another node, so it may have missed invalidations).
+  uint64_t lease_flushes = 0;
 
   double hit_rate() const noexcept {
     auto total = hits + misses;
@@ -89,7 +92,8 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
            x.hit_age, x.loads, x.load_failures, x.loads_finished, x.load_time_ns,
            x.coalesced, x.refreshes, x.early_refreshes, x.early_expirations,
            x.stale_served, x.loads_voided, x.purged_by_event, x.purged_by_tag,
-           x.purged_by_cascade, x.dependency_links, x.dependency_names, x.negative_hits);
+           x.purged_by_cascade, x.dependency_links, x.dependency_names, x.negative_hits,
+           x.lease_flushes);
 }
 
 } // namespace karlton

@@ -132,6 +132,11 @@ caf::error validate(const cluster_options& o) {
     return bad("karlton.cluster.batch-delay", "must be > 0");
   if (o.sync_timeout.count() <= 0)
     return bad("karlton.cluster.sync-timeout", "must be > 0");
+  if (o.heartbeat.count() <= 0) return bad("karlton.cluster.heartbeat", "must be > 0");
+  if (o.read_lease <= o.heartbeat)
+    return bad("karlton.cluster.read-lease", "must be longer than the heartbeat");
+  if (o.member_timeout <= o.heartbeat)
+    return bad("karlton.cluster.member-timeout", "must be longer than the heartbeat");
   for (auto& seed : o.seeds)
     if (seed.find(':') == std::string::npos)
       return bad("karlton.cluster.seeds", "'" + seed + "' is not host:port");
@@ -149,6 +154,9 @@ caf::expected<cluster_options> cluster_options_from(const caf::actor_system_conf
   o.batch_max = static_cast<uint32_t>(
     caf::get_or(cfg, "karlton.cluster.batch-max", size_t{o.batch_max}));
   o.sync_timeout = caf::get_or(cfg, "karlton.cluster.sync-timeout", o.sync_timeout);
+  o.heartbeat = caf::get_or(cfg, "karlton.cluster.heartbeat", o.heartbeat);
+  o.member_timeout = caf::get_or(cfg, "karlton.cluster.member-timeout", o.member_timeout);
+  o.read_lease = caf::get_or(cfg, "karlton.cluster.read-lease", o.read_lease);
   if (auto err = validate(o)) return err;
   return o;
 }

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -161,6 +162,17 @@ struct cluster_options {
   caf::timespan batch_delay = std::chrono::milliseconds{1};
   uint32_t batch_max = 4096;
   caf::timespan sync_timeout = std::chrono::seconds{2};
+  /// How often a node tells every member it is alive (an empty batch when
+  /// it has nothing to send), and how long a member may stay silent before
+  /// it counts as lost (repair, then reconnection).
+  caf::timespan heartbeat = std::chrono::milliseconds{250};
+  caf::timespan member_timeout = std::chrono::seconds{3};
+  /// How long after the last word from a member this node's distributed
+  /// caches still serve hits; past it they flush (a frozen or cut-off node
+  /// may have missed invalidations). More than `heartbeat`.
+  caf::timespan read_lease = std::chrono::seconds{1};
+  /// Membership changes, refusals and repairs, one line each; stderr if empty.
+  std::function<void(const std::string&)> log;
 };
 
 /// Checks `o`; the error names the bad option.

@@ -148,6 +148,7 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   auto cache_index = caches_on_bus_++;
   scfg.depended = std::make_shared<depended_names>();
   scfg.distributed = opts.distributed != distribution::local;
+  if (scfg.distributed) scfg.lease = lease_;
   for (size_t i = 0; i < n; ++i) {
     auto inbox = std::make_shared<ingress>(opts.ingress_capacity);
     scfg.seed = opts.seed + i;
@@ -544,6 +545,12 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
     setup.batch_delay = opts.batch_delay;
     setup.batch_max = opts.batch_max;
     setup.sync_timeout = opts.sync_timeout;
+    setup.heartbeat = opts.heartbeat;
+    setup.member_timeout = opts.member_timeout;
+    setup.lease_time = opts.read_lease;
+    setup.lease = std::make_shared<read_lease>();
+    setup.time_source = clock_;
+    setup.log = opts.log;
     setup.event_bus = ensure_bus();
     setup.me.host = opts.host;
     setup.me.port = opts.port;
@@ -559,6 +566,7 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
                       ? opts.host + ":" + std::to_string(setup.me.port)
                       : opts.node_name;
     auto me = setup.me;
+    auto lease = setup.lease;
     p = sys_->spawn(peer, std::move(setup));
     auto port = sys_->middleman().publish(p, me.port, opts.host.c_str(), true);
     if (!port) {
@@ -566,6 +574,7 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
       return std::move(port.error());
     }
     peer_ = p;
+    lease_ = lease;
     cluster_port_ = *port;
     node_name_ = me.name;
   }

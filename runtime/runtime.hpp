@@ -12,6 +12,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
+#include "actors/read_lease.hpp"
 #include "runtime/cache.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/dependency_graph.hpp"
@@ -157,6 +158,7 @@ private:
   std::vector<event_subscriber_actor> handler_actors_; // ours, for `subscribe(event, f)`
   int32_t caches_on_bus_ = 0;
   peer_actor peer_;           // once start_cluster ran
+  std::shared_ptr<read_lease> lease_; // the peer's, checked by distributed shards
   uint16_t cluster_port_ = 0; // published there
   std::string node_name_;
 

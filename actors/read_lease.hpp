@@ -1,0 +1,42 @@
+// How long a node's distributed caches may serve what they hold. The peer
+// actor extends the lease while it hears from every member; a node that was
+// frozen (SIGSTOP, a long GC-like stall, a starved VM) or cut off finds it
+// lapsed when it runs again, before any invalidation it missed can arrive,
+// so its shards flush instead of serving values other nodes invalidated
+// meanwhile (rule 6 for the node that cannot tell it missed something).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <limits>
+
+#include "runtime/clock.hpp"
+
+namespace karlton {
+
+/// Shared by a node's peer actor (which extends it) and the shards of its
+/// distributed caches (which check it on reads). Times are the runtime
+/// clock's.
+/// @threadsafe
+class read_lease {
+public:
+  using time_point = clock::time_point;
+
+  /// True while reads may be served from the cache.
+  bool valid(time_point now) const noexcept {
+    return now.time_since_epoch().count() <= until_.load(std::memory_order_acquire);
+  }
+  /// Valid until `t`.
+  void extend_to(time_point t) noexcept {
+    until_.store(t.time_since_epoch().count(), std::memory_order_release);
+  }
+  /// Valid until told otherwise (a node without members misses nothing).
+  void hold() noexcept {
+    until_.store(std::numeric_limits<int64_t>::max(), std::memory_order_release);
+  }
+
+private:
+  std::atomic<int64_t> until_{std::numeric_limits<int64_t>::max()};
+};
+
+} // namespace karlton

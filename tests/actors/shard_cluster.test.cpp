@@ -1,0 +1,87 @@
+// What a shard of a distributed cache adds, without actors: it collects the
+// changes other nodes must hear of (and not those they told it), and it
+// stops serving when the node's read lease lapsed.
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/shard_state.hpp"
+#include "support/times.hpp"
+
+using namespace karlton;
+using namespace std::chrono_literals;
+using karlton::test::at;
+using karlton::test::t0;
+
+namespace {
+
+shard_config distributed(std::shared_ptr<read_lease> lease = nullptr) {
+  shard_config cfg;
+  cfg.default_ttl = ttl::never();
+  cfg.distributed = true;
+  cfg.lease = std::move(lease);
+  return cfg;
+}
+
+value val(const std::string& k) {
+  return value::make(k, "v");
+}
+
+} // namespace
+
+TEST_CASE("puts erases and clears are told to other nodes") {
+  shard_state s{distributed()};
+  REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
+  s.erase("b", t0); // not cached here, but maybe elsewhere
+  CHECK(s.take_changed_keys() == std::vector<std::string>{"a", "b"});
+  CHECK(s.take_changed_keys().empty());
+  CHECK_FALSE(s.take_cleared());
+  s.clear();
+  CHECK(s.take_cleared());
+  CHECK_FALSE(s.take_cleared());
+}
+
+TEST_CASE("what other nodes told a shard is not told back") {
+  shard_state s{distributed()};
+  REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
+  REQUIRE_FALSE(s.put(val("b"), ttl::cache_default(), t0));
+  s.take_changed_keys();
+  CHECK(s.evict({"a", "x"}, t0) == 1);
+  CHECK(s.evict_all() == 1);
+  CHECK(s.take_changed_keys().empty());
+  CHECK_FALSE(s.take_cleared());
+  CHECK(s.size() == 0);
+}
+
+TEST_CASE("a local cache collects nothing for other nodes") {
+  shard_config cfg;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
+  s.erase("a", t0);
+  s.clear();
+  CHECK(s.take_changed_keys().empty());
+  CHECK_FALSE(s.take_cleared());
+}
+
+TEST_CASE("a lapsed read lease flushes the shard before a read is served") {
+  auto lease = std::make_shared<read_lease>();
+  shard_state s{distributed(lease)};
+  REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
+  REQUIRE_FALSE(s.put(val("b"), ttl::cache_default(), t0));
+  lease->extend_to(at(1000ms));
+  CHECK(s.get("a", at(1000ms))); // still within the lease
+  CHECK(s.contains("b", at(1000ms)));
+  CHECK_FALSE(s.contains("b", at(1001ms))); // lapsed: nothing is trusted
+  CHECK_FALSE(s.get("a", at(1001ms)));
+  CHECK(s.size() == 0); // and b went with it
+  auto st = s.stats();
+  CHECK(st.lease_flushes == 1);
+  CHECK(st.misses == 1);
+  // Renewed: what is cached from now on is served again.
+  lease->extend_to(at(5000ms));
+  REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), at(2000ms)));
+  CHECK(s.get("a", at(2000ms)));
+  CHECK(s.stats().lease_flushes == 1);
+}

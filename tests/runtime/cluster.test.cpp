@@ -1,0 +1,280 @@
+// Nodes in one process, each a runtime with its own actor system, peering
+// over loopback TCP: membership, invalidations of keys, tags, events and
+// clears, the synchronous guarantee (rule 7), authentication and bad input.
+// Waits for background work (the mesh, async delivery) are bounded polls.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+
+#include "messages/errors.hpp"
+#include "runtime/runtime.hpp"
+
+using namespace karlton;
+using namespace std::chrono_literals;
+
+namespace {
+
+template <class T>
+T must(caf::expected<T> x) {
+  if (!x) FAIL(describe(x.error()));
+  return std::move(*x);
+}
+
+// True once `pred` holds, polling for at most `limit`.
+bool eventually(const std::function<bool()>& pred,
+                std::chrono::milliseconds limit = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+// Log lines of all nodes, for checks on what was refused or ignored.
+struct log_lines {
+  std::mutex mtx;
+  std::vector<std::string> lines;
+  std::function<void(const std::string&)> sink() {
+    return [this](const std::string& line) {
+      std::lock_guard<std::mutex> guard{mtx};
+      lines.push_back(line);
+    };
+  }
+  bool contains(const std::string& part) {
+    std::lock_guard<std::mutex> guard{mtx};
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](auto& l) { return l.find(part) != std::string::npos; });
+  }
+};
+
+struct node {
+  std::unique_ptr<runtime> rt = std::make_unique<runtime>();
+  cache users;
+};
+
+// `n` nodes, each with a read-through cache "users" (distributed `mode`)
+// whose loader answers "v1"; every node joined the first.
+struct cluster {
+  log_lines log;
+  std::vector<node> nodes;
+
+  explicit cluster(size_t n, distribution mode = distribution::sync) {
+    for (size_t i = 0; i < n; ++i) {
+      node x;
+      must(x.rt->start_cluster(options("node" + std::to_string(i), "secret")));
+      if (i > 0) REQUIRE_FALSE(x.rt->join("127.0.0.1", nodes[0].rt->cluster_port()));
+      auto o = x.rt->default_options("users");
+      o.shards = 2;
+      o.distributed = mode;
+      o.loader = [](const std::string&) -> caf::expected<std::string> { return "v1"; };
+      x.users = must(x.rt->create_cache(o));
+      nodes.push_back(std::move(x));
+    }
+    REQUIRE(eventually([&] {
+      for (auto& x : nodes)
+        if (must(x.rt->members()).size() != nodes.size() - 1) return false;
+      return true;
+    }));
+  }
+
+  cluster_options options(std::string name, std::string secret) {
+    cluster_options o;
+    o.node_name = std::move(name);
+    o.secret = std::move(secret);
+    o.log = log.sink();
+    return o;
+  }
+
+  // Every node caches `key` by loading it: a load is no change, so nothing
+  // is broadcast and every node holds a copy.
+  void cache_everywhere(const std::string& key) {
+    for (auto& x : nodes)
+      REQUIRE(must(x.users.get_or_load(key)).str() == "v1");
+    for (auto& x : nodes)
+      REQUIRE(must(x.users.contains(key)));
+  }
+};
+
+} // namespace
+
+TEST_CASE("nodes that join one seed form a full mesh", "[cluster]") {
+  cluster c{3};
+  auto names = [](std::vector<member_info> ms) {
+    std::vector<std::string> out;
+    for (auto& m : ms)
+      out.push_back(m.name);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  CHECK(names(must(c.nodes[2].rt->members())) ==
+        std::vector<std::string>{"node0", "node1"});
+  CHECK(names(must(c.nodes[1].rt->members())) ==
+        std::vector<std::string>{"node0", "node2"});
+  CHECK(c.log.contains("member joined: node2"));
+}
+
+TEST_CASE("a synchronous erase is applied on every node before it returns", "[cluster]") {
+  cluster c{3, distribution::sync};
+  for (int round = 0; round < 20; ++round) {
+    auto key = "user_" + std::to_string(round);
+    c.cache_everywhere(key);
+    REQUIRE(must(c.nodes[round % 3].users.erase(key)));
+    // No polling: once erase returned, no node may still serve the key.
+    for (auto& x : c.nodes)
+      CHECK_FALSE(must(x.users.get(key)));
+  }
+  auto s = must(c.nodes[1].rt->cluster_stats());
+  CHECK(s.invalidations_applied >= 13);
+  CHECK(s.gaps == 0);
+  CHECK(s.repairs == 0);
+}
+
+TEST_CASE("a synchronous put invalidates the other copies before it returns",
+          "[cluster]") {
+  cluster c{2, distribution::sync};
+  c.cache_everywhere("k");
+  REQUIRE_FALSE(c.nodes[0].users.put("k", "v2"));
+  CHECK(must(c.nodes[0].users.get("k")).str() == "v2");
+  CHECK_FALSE(must(c.nodes[1].users.get("k"))); // dropped, not updated
+}
+
+TEST_CASE("an asynchronous erase reaches every node", "[cluster]") {
+  cluster c{3, distribution::async};
+  c.cache_everywhere("k");
+  REQUIRE(must(c.nodes[0].users.erase("k")));
+  CHECK_FALSE(must(c.nodes[0].users.get("k"))); // here at once
+  CHECK(eventually([&] {
+    return !must(c.nodes[1].users.contains("k")) && !must(c.nodes[2].users.contains("k"));
+  }));
+}
+
+TEST_CASE("a clear reaches every node", "[cluster]") {
+  cluster c{2, distribution::sync};
+  c.cache_everywhere("a");
+  c.cache_everywhere("b");
+  REQUIRE(must(c.nodes[1].users.clear()) == 2);
+  CHECK(must(c.nodes[0].users.stats()).entries == 0);
+}
+
+TEST_CASE("tags and events reach every node and a synchronous one is final",
+          "[cluster]") {
+  cluster c{3, distribution::sync};
+  // An entry on node 2 that depends on a tag and one on an event.
+  REQUIRE_FALSE(c.nodes[2].users.put("feed", "f", ttl::cache_default(),
+                                     dependencies{}.on_keys({"tag:posts"})));
+  REQUIRE_FALSE(c.nodes[2].users.put("profile", "p", ttl::cache_default(),
+                                     dependencies{}.on_events({"user_updated"})));
+  std::atomic<int> heard{0};
+  REQUIRE_FALSE(c.nodes[1].rt->subscribe(
+    "user_updated", [&](const std::string&, const std::string& data) {
+      if (data == "user_123") ++heard;
+    }));
+  REQUIRE(must(c.nodes[0].rt->invalidate_tag("tag:posts")).removed == 0); // none here
+  CHECK_FALSE(must(c.nodes[2].users.get("feed")));
+  CHECK(must(c.nodes[2].users.get("profile")));
+  must(c.nodes[0].rt->emit("user_updated", "user_123"));
+  CHECK_FALSE(must(c.nodes[2].users.get("profile")));
+  CHECK(heard == 1); // node 1's subscriber, told through node 1's bus
+}
+
+TEST_CASE("a node leaving cleanly causes no repair", "[cluster]") {
+  cluster c{3, distribution::async};
+  c.nodes[2].rt->shutdown();
+  CHECK(eventually([&] { return must(c.nodes[0].rt->members()).size() == 1; }));
+  CHECK(must(c.nodes[0].rt->cluster_stats()).repairs == 0);
+  CHECK(c.log.contains("member left: node2"));
+}
+
+TEST_CASE("a node with the wrong secret is refused and changes nothing", "[cluster]") {
+  cluster c{2, distribution::sync};
+  c.cache_everywhere("k");
+  node intruder;
+  must(intruder.rt->start_cluster(c.options("intruder", "wrong secret")));
+  auto err = intruder.rt->join("127.0.0.1", c.nodes[0].rt->cluster_port());
+  REQUIRE(err);
+  CHECK(err == errc::invalid_option);
+  CHECK(must(c.nodes[0].rt->members()).size() == 1);
+  CHECK(must(intruder.rt->members()).empty());
+  CHECK(must(c.nodes[0].rt->cluster_stats()).joins_refused +
+          must(intruder.rt->cluster_stats()).joins_refused >=
+        1);
+  // Its forged invalidation, claiming to come from a member, changes nothing.
+  auto target = must(intruder.rt->system().middleman().remote_actor<peer_actor>(
+    "127.0.0.1", c.nodes[0].rt->cluster_port()));
+  invalidation_batch forged;
+  forged.origin = "node1";
+  forged.items.push_back(invalidation{invalidation_kind::key, "users", "k", {}, 0});
+  forged.items.push_back(invalidation{invalidation_kind::clear, "users", {}, {}, 0});
+  caf::scoped_actor self{intruder.rt->system()};
+  self->send(target, batch_atom::value, forged);
+  self->send(target, broadcast_atom::value, forged.items); // local-only
+  peer_stats after;
+  self
+    ->request(target, 5s, peer_stats_atom::value) // answered after both
+    .receive([&](peer_stats& s) { after = s; },
+             [&](caf::error& e) { FAIL(describe(e)); });
+  CHECK(after.unauthenticated_messages >= 1);
+  CHECK(after.broadcasts_sent == 0);
+  CHECK(must(c.nodes[0].users.contains("k")));
+  CHECK(c.log.contains("refused"));
+}
+
+TEST_CASE("messages a node does not understand are logged and ignored", "[cluster]") {
+  cluster c{2, distribution::sync};
+  node stranger;
+  must(stranger.rt->start_cluster(c.options("stranger", "secret")));
+  caf::scoped_actor self{stranger.rt->system()};
+  caf::strong_actor_ptr raw;
+  self
+    ->request(stranger.rt->system().middleman().actor_handle(), 5s,
+              caf::connect_atom::value, std::string{"127.0.0.1"},
+              c.nodes[0].rt->cluster_port())
+    .receive([&](const caf::node_id&, caf::strong_actor_ptr& h,
+                 const std::set<std::string>&) { raw = std::move(h); },
+             [&](caf::error& e) { FAIL(describe(e)); });
+  REQUIRE(raw);
+  auto untyped = caf::actor_cast<caf::actor>(raw);
+  self->send(untyped, caf::atom("bogus"), 42);
+  self->send(untyped, batch_atom::value, std::string{"not a batch"});
+  // Still a working node: it answers, and invalidates as before.
+  self->request(untyped, 5s, peer_stats_atom::value)
+    .receive([](peer_stats&) {}, [&](caf::error& e) { FAIL(describe(e)); });
+  c.cache_everywhere("k");
+  REQUIRE(must(c.nodes[1].users.erase("k")));
+  CHECK_FALSE(must(c.nodes[0].users.get("k")));
+  CHECK(c.log.contains("does not understand"));
+}
+
+TEST_CASE("cluster options and calls fail clearly", "[cluster]") {
+  runtime rt;
+  auto o = rt.default_options("users");
+  o.distributed = distribution::async;
+  auto early = rt.create_cache(o);
+  REQUIRE_FALSE(early);
+  CHECK(describe(early.error()).find("start_cluster") != std::string::npos);
+  cluster_options no_secret;
+  auto r = rt.start_cluster(no_secret);
+  REQUIRE_FALSE(r);
+  CHECK(describe(r.error()).find("karlton.cluster.secret") != std::string::npos);
+  CHECK(rt.join("127.0.0.1", 1) == errc::invalid_option); // not a node yet
+  cluster_options ok;
+  ok.secret = "s";
+  ok.log = [](const std::string&) {};
+  must(rt.start_cluster(ok));
+  CHECK_FALSE(rt.start_cluster(ok));
+  CHECK(rt.node_name() == "127.0.0.1:" + std::to_string(rt.cluster_port()));
+  // Nobody listens on port 1.
+  CHECK(rt.join("127.0.0.1", 1));
+}
