@@ -54,15 +54,23 @@ bool from_member(self_ptr self, const std::string& origin) {
   return false;
 }
 
-// Drops every entry of every distributed cache: what we must do when we may
-// have missed invalidations (rule 6).
+// Makes the distributed caches safe again after we may have missed
+// invalidations (rule 6): flushes them, or, with a repair TTL, lets every
+// entry live at most that long.
 void repair(self_ptr self, const std::string& why) {
   auto& st = self->state;
   ++st.core->counters.repairs;
-  log(self, "flushing the distributed caches: " + why);
+  auto limit = st.setup.repair_ttl;
+  log(self, (limit.count() > 0 ? "shortening the TTLs of the distributed caches: "
+                               : "flushing the distributed caches: ") +
+              why);
   for (auto& [name, shards] : st.caches)
-    for (auto& s : shards)
-      self->request(s, caf::infinite, evict_atom::value).then([](uint64_t) {});
+    for (auto& s : shards) {
+      if (limit.count() > 0)
+        self->request(s, caf::infinite, evict_atom::value, limit).then([](uint64_t) {});
+      else
+        self->request(s, caf::infinite, evict_atom::value).then([](uint64_t) {});
+    }
 }
 
 // -- applying what other nodes send -------------------------------------------

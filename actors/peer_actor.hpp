@@ -46,6 +46,9 @@ struct peer_setup {
   caf::timespan lease_time = std::chrono::seconds{1};
   caf::timespan member_timeout = std::chrono::seconds{3};
   std::shared_ptr<read_lease> lease;
+  /// How a repair treats the distributed caches: 0 flushes them, a duration
+  /// makes every entry expire within it instead (bounded staleness).
+  caf::timespan repair_ttl{0};
   std::shared_ptr<const clock> time_source;
   /// The runtime's event bus: applies tags and events from other nodes.
   bus_actor event_bus;

@@ -339,6 +339,11 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       return n;
     },
     [=](evict_atom) { return self->state.cache->evict_all(); },
+    [=](evict_atom, caf::timespan limit) {
+      auto n = self->state.cache->cap_ttl(now_of(self), limit);
+      arm_expiry(self);
+      return n;
+    },
     [=](sync_atom) -> caf::result<std::vector<std::string>> {
       // Our broadcasts go first; the peer gets the sync after them (one
       // sender, one receiver: CAF keeps the order), so it covers them.

@@ -109,7 +109,8 @@ entry_id shard_state::install(value v, ttl t, uint64_t now_ms) {
     auto old = std::exchange(e.val, std::move(v));
     set_expiry(id, e, expiry);
     if (in_policy(id)) policy_->on_update(id, old_w, new_w);
-    if (deps_.entries() > 0 && deps_.has(id)) deps_.forget(id); // the new value says its own
+    if (deps_.entries() > 0 && deps_.has(id))
+      deps_.forget(id); // the new value says its own
     if (cfg_.on_removal) cfg_.on_removal(old, removal_cause::replaced);
   } else {
     stats_.bytes += v.charge();
@@ -129,6 +130,18 @@ void shard_state::set_expiry(entry_id id, entry& e, uint64_t expiry_ms) {
   deadlines_.emplace_back(reclaim_ms(e), id);
   std::push_heap(deadlines_.begin(), deadlines_.end(), later);
   if (deadlines_.size() > 2 * expiring_entries_ + 1024) compact_deadlines();
+}
+
+uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
+  auto cap = to_ms(now) + ceil_ms(limit);
+  uint64_t n = 0;
+  for (entry_id id = 0; id < table_.id_limit(); ++id) {
+    auto& e = table_.at(id);
+    if (!e.live || (e.expires() && e.expiry_ms <= cap)) continue;
+    set_expiry(id, e, cap);
+    ++n;
+  }
+  return n;
 }
 
 void shard_state::compact_deadlines() {

@@ -50,6 +50,7 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// - `graph`: this shard's dependency edges.
 /// - `evict(keys)`, `evict`: erase and clear for invalidations from other
 ///   nodes (told to no one); answered with how many entries went.
+/// - `evict(limit)`: the gentler repair: every entry expires within `limit`.
 /// - `sync`: sends what other nodes must hear to the peer actor, then asks it
 ///   to deliver everything pending; answered with the nodes that did not
 ///   acknowledge in time (see `peer_actor`).
@@ -74,6 +75,7 @@ using shard_actor = caf::typed_actor<
   caf::replies_to<graph_atom>::with<graph_edges>,
   caf::replies_to<evict_atom, std::vector<std::string>>::with<uint64_t>,
   caf::replies_to<evict_atom>::with<uint64_t>,
+  caf::replies_to<evict_atom, caf::timespan>::with<uint64_t>,
   caf::replies_to<sync_atom>::with<std::vector<std::string>>>;
 
 /// The event bus of a runtime (see actors/bus_actor.hpp).

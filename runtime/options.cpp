@@ -133,6 +133,8 @@ caf::error validate(const cluster_options& o) {
   if (o.sync_timeout.count() <= 0)
     return bad("karlton.cluster.sync-timeout", "must be > 0");
   if (o.heartbeat.count() <= 0) return bad("karlton.cluster.heartbeat", "must be > 0");
+  if (o.repair_ttl.count() < 0)
+    return bad("karlton.cluster.repair-ttl", "must be 0 (flush) or positive");
   if (o.read_lease <= o.heartbeat)
     return bad("karlton.cluster.read-lease", "must be longer than the heartbeat");
   if (o.member_timeout <= o.heartbeat)
@@ -157,6 +159,7 @@ caf::expected<cluster_options> cluster_options_from(const caf::actor_system_conf
   o.heartbeat = caf::get_or(cfg, "karlton.cluster.heartbeat", o.heartbeat);
   o.member_timeout = caf::get_or(cfg, "karlton.cluster.member-timeout", o.member_timeout);
   o.read_lease = caf::get_or(cfg, "karlton.cluster.read-lease", o.read_lease);
+  o.repair_ttl = caf::get_or(cfg, "karlton.cluster.repair-ttl", o.repair_ttl);
   if (auto err = validate(o)) return err;
   return o;
 }

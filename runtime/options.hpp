@@ -171,6 +171,11 @@ struct cluster_options {
   /// caches still serve hits; past it they flush (a frozen or cut-off node
   /// may have missed invalidations). More than `heartbeat`.
   caf::timespan read_lease = std::chrono::seconds{1};
+  /// What a node does when it may have missed invalidations (a sequence
+  /// gap, a lost member): 0 flushes its distributed caches; a duration
+  /// instead makes every entry expire within it (bounded staleness, warm
+  /// caches). A lapsed read lease always flushes.
+  caf::timespan repair_ttl{0};
   /// Membership changes, refusals and repairs, one line each; stderr if empty.
   std::function<void(const std::string&)> log;
 };

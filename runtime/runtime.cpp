@@ -548,6 +548,7 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
     setup.heartbeat = opts.heartbeat;
     setup.member_timeout = opts.member_timeout;
     setup.lease_time = opts.read_lease;
+    setup.repair_ttl = opts.repair_ttl;
     setup.lease = std::make_shared<read_lease>();
     setup.time_source = clock_;
     setup.log = opts.log;
