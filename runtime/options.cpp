@@ -109,7 +109,8 @@ void add_options(caf::config_option_set& opts) {
     .add<caf::timespan>("retry-base", "write-back: first retry backoff (default 10ms)")
     .add<caf::timespan>("retry-max", "write-back: longest retry backoff (default 5s)")
     .add<std::string>("journal", "write-back: journal file (default none)")
-    .add<std::string>("distribution", "local (default), async or sync: see README");
+    .add<std::string>("distribution", "local, async or sync (default local; in "
+                                      "karlton-node async): see README");
   caf::config_option_adder{opts, "karlton.cluster"}
     .add<std::string>("node-name", "this node's name (default host:port)")
     .add<std::string>("host", "address to listen on (default 127.0.0.1)")
@@ -139,9 +140,15 @@ caf::error validate(const cluster_options& o) {
     return bad("karlton.cluster.read-lease", "must be longer than the heartbeat");
   if (o.member_timeout <= o.heartbeat)
     return bad("karlton.cluster.member-timeout", "must be longer than the heartbeat");
-  for (auto& seed : o.seeds)
-    if (seed.find(':') == std::string::npos)
+  for (auto& seed : o.seeds) {
+    auto colon = seed.rfind(':');
+    auto port = colon == std::string::npos ? "" : seed.substr(colon + 1);
+    bool numeric =
+      !port.empty() && port.size() <= 5 &&
+      std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (colon == 0 || !numeric || std::stoul(port) == 0 || std::stoul(port) > 65535)
       return bad("karlton.cluster.seeds", "'" + seed + "' is not host:port");
+  }
   return caf::none;
 }
 

@@ -579,11 +579,24 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
     cluster_port_ = *port;
     node_name_ = me.name;
   }
+  // One member is enough: it tells us the rest. If no seed answers now, the
+  // peer keeps trying them all in the background (with backoff), so nodes
+  // may start in any order.
+  std::vector<member_info> unreached;
   for (auto& seed : opts.seeds) {
     auto colon = seed.rfind(':');
     auto host = seed.substr(0, colon);
     auto port = static_cast<uint16_t>(std::stoul(seed.substr(colon + 1)));
-    if (!join(host, port)) break; // one member is enough: it tells us the rest
+    if (!join(host, port)) {
+      unreached.clear();
+      break;
+    }
+    unreached.push_back(member_info{seed, host, port, 0});
+  }
+  if (!unreached.empty()) {
+    caf::scoped_actor self{*sys_}; // the peer takes joins from this node only
+    for (auto& target : unreached)
+      self->send(p, join_atom::value, std::move(target));
   }
   forget_logger_of_this_thread();
   return cluster_port_;

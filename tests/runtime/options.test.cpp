@@ -92,3 +92,17 @@ TEST_CASE("the runtime config sets the measured scheduler defaults",
   CHECK(caf::get_or(cfg, "scheduler.max-threads", size_t{0}) ==
         std::max(1u, std::thread::hardware_concurrency()));
 }
+
+TEST_CASE("a seed that is not host and port is refused and named", "[options][errors]") {
+  cluster_options o;
+  o.secret = "s";
+  o.seeds = {"127.0.0.1:4242", "node-b:1"};
+  CHECK(validate(o) == caf::none);
+  for (auto seed :
+       {"127.0.0.1", "127.0.0.1:", "host:http", "host:0", "host:65536", ":80"}) {
+    o.seeds = {seed};
+    auto err = validate(o);
+    CHECK(err == errc::invalid_option);
+    CHECK(describe(err).find("karlton.cluster.seeds") != std::string::npos);
+  }
+}

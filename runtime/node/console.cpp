@@ -1,0 +1,215 @@
+#include "runtime/node/console.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "messages/errors.hpp"
+
+namespace karlton::node {
+
+namespace {
+
+std::string error_reply(const caf::error& err) {
+  return "error " + describe(err);
+}
+
+caf::error usage(const char* synopsis) {
+  return make_error(errc::invalid_option, std::string{"usage: "} + synopsis);
+}
+
+// Splits `args` at single spaces into exactly `n` fields; with `rest`, the
+// last field is the rest of the line, spaces and all. nullopt if there are
+// fewer fields (or, without `rest`, more). An empty field is a field: "get  k"
+// names the cache "", which then does not exist.
+std::optional<std::vector<std::string_view>> fields(std::optional<std::string_view> args,
+                                                    size_t n, bool rest = false) {
+  std::vector<std::string_view> out;
+  if (n == 0) {
+    if (args) return std::nullopt;
+    return out;
+  }
+  if (!args) return std::nullopt;
+  auto s = *args;
+  while (out.size() + 1 < n) {
+    auto sp = s.find(' ');
+    if (sp == std::string_view::npos) return std::nullopt;
+    out.push_back(s.substr(0, sp));
+    s.remove_prefix(sp + 1);
+  }
+  if (!rest && s.find(' ') != std::string_view::npos) return std::nullopt;
+  out.push_back(s);
+  return out;
+}
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+struct snapshot {
+  peer_stats peer;
+  std::vector<std::pair<std::string, cache_stats>> caches; // by name
+};
+
+caf::expected<snapshot> take_snapshot(runtime& rt,
+                                      const std::map<std::string, cache>& caches) {
+  snapshot out;
+  auto p = rt.cluster_stats();
+  if (!p) return std::move(p.error());
+  out.peer = std::move(*p);
+  for (auto& [name, c] : caches) {
+    auto s = c.stats();
+    if (!s) return std::move(s.error());
+    out.caches.emplace_back(name, std::move(*s));
+  }
+  return out;
+}
+
+} // namespace
+
+console::console(runtime& rt, std::map<std::string, cache> caches)
+  : rt_(rt), caches_(std::move(caches)) {}
+
+std::string console::execute(const std::string& input) {
+  std::string_view line = input;
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  auto sp = line.find(' ');
+  auto cmd = line.substr(0, sp);
+  std::optional<std::string_view> args;
+  if (sp != std::string_view::npos) args = line.substr(sp + 1);
+  // The cache a command names, or the error reply.
+  auto find = [this](std::string_view name) -> caf::expected<cache> {
+    auto i = caches_.find(std::string{name});
+    if (i == caches_.end())
+      return make_error(errc::unknown_cache,
+                        "no cache named '" + std::string{name} + "' on this node");
+    return i->second;
+  };
+  auto done = [](const caf::error& err) { return err ? error_reply(err) : "ok"; };
+  auto read = [](caf::expected<value> v) -> std::string {
+    if (!v && v.error() == errc::not_found) return "miss";
+    if (!v) return error_reply(v.error());
+    if (!*v) return "miss";
+    return "value " + v->str();
+  };
+
+  if (cmd == "put") {
+    auto f = fields(args, 3, true);
+    if (!f) return error_reply(usage("put <cache> <key> <value...>"));
+    auto c = find((*f)[0]);
+    return c ? done(c->put((*f)[1], (*f)[2])) : error_reply(c.error());
+  }
+  if (cmd == "get" || cmd == "load" || cmd == "erase") {
+    auto f = fields(args, 2);
+    if (!f) return error_reply(usage("get|load|erase <cache> <key>"));
+    auto c = find((*f)[0]);
+    if (!c) return error_reply(c.error());
+    auto key = (*f)[1];
+    if (cmd == "get") return read(c->get(key));
+    if (cmd == "load") return read(c->get_or_load(key));
+    auto r = c->erase(key);
+    return r ? "ok" : error_reply(r.error());
+  }
+  if (cmd == "clear") {
+    auto f = fields(args, 1);
+    if (!f) return error_reply(usage("clear <cache>"));
+    auto c = find((*f)[0]);
+    if (!c) return error_reply(c.error());
+    auto r = c->clear();
+    return r ? "ok" : error_reply(r.error());
+  }
+  if (cmd == "tag" || cmd == "emit") {
+    auto f = fields(args, 1);
+    if (!f) return error_reply(usage("tag|emit <name>"));
+    std::string name{(*f)[0]};
+    auto r = cmd == "tag" ? rt_.invalidate_tag(name) : rt_.emit(name);
+    return r ? "ok" : error_reply(r.error());
+  }
+  bool bare = cmd == "members" || cmd == "stats" || cmd == "ping" || cmd == "quit";
+  if (bare && !fields(args, 0))
+    return error_reply(usage((std::string{cmd} + " (no arguments)").c_str()));
+  if (cmd == "members") {
+    auto ms = rt_.members();
+    if (!ms) return error_reply(ms.error());
+    std::vector<std::string> names;
+    for (auto& m : *ms)
+      names.push_back(m.name);
+    std::sort(names.begin(), names.end());
+    std::string out = "members ";
+    for (size_t i = 0; i < names.size(); ++i)
+      out += (i == 0 ? "" : ",") + names[i];
+    return out;
+  }
+  if (cmd == "stats") {
+    auto j = stats_json();
+    return j ? "stats " + *j : error_reply(j.error());
+  }
+  if (cmd == "ping") return "pong";
+  if (cmd == "quit") {
+    quit_ = true;
+    return "bye";
+  }
+  return "error unknown command '" + std::string{cmd} + "'";
+}
+
+caf::expected<std::string> console::stats_json() {
+  auto s = take_snapshot(rt_, caches_);
+  if (!s) return std::move(s.error());
+  auto& p = s->peer;
+  auto num = [](const char* key, uint64_t x) {
+    return "\"" + std::string{key} + "\":" + std::to_string(x);
+  };
+  std::string out =
+    "{\"node\":" + json_string(rt_.node_name()) + "," + num("members", p.members) + "," +
+    num("broadcasts_sent", p.broadcasts_sent) + "," +
+    num("batches_sent", p.batches_sent) + "," +
+    num("invalidations_received", p.invalidations_received) + "," +
+    num("invalidations_applied", p.invalidations_applied) + "," + num("gaps", p.gaps) +
+    "," + num("peers_lost", p.peers_lost) + "," + num("repairs", p.repairs) + "," +
+    num("joins_refused", p.joins_refused) + "," +
+    num("unauthenticated_messages", p.unauthenticated_messages) + "," +
+    num("sync_timeouts", p.sync_timeouts) + ",\"caches\":{";
+  for (size_t i = 0; i < s->caches.size(); ++i) {
+    auto& [name, c] = s->caches[i];
+    out += (i == 0 ? "" : ",") + json_string(name) + ":{" + num("hits", c.hits) + "," +
+           num("misses", c.misses) + "," + num("entries", c.entries) + "," +
+           num("invalidations", c.invalidations) + "}";
+  }
+  return out + "}}";
+}
+
+caf::expected<std::string> console::stats_summary() {
+  auto s = take_snapshot(rt_, caches_);
+  if (!s) return std::move(s.error());
+  auto& p = s->peer;
+  std::string out = "members=" + std::to_string(p.members);
+  for (auto& [name, c] : s->caches)
+    out += " " + name + "{hits=" + std::to_string(c.hits) +
+           " misses=" + std::to_string(c.misses) +
+           " entries=" + std::to_string(c.entries) +
+           " invalidations=" + std::to_string(c.invalidations) + "}";
+  out += " peer{broadcasts_sent=" + std::to_string(p.broadcasts_sent) +
+         " invalidations_received=" + std::to_string(p.invalidations_received) +
+         " applied=" + std::to_string(p.invalidations_applied) +
+         " gaps=" + std::to_string(p.gaps) + " repairs=" + std::to_string(p.repairs) +
+         "}";
+  return out;
+}
+
+} // namespace karlton::node

@@ -1,0 +1,64 @@
+// The line protocol of `karlton-node --node.console`: operators debug a node
+// with it, and tests and benchmarks drive nodes through it. One command per
+// line on stdin; exactly one reply line per command on stdout, flushed.
+// Tokens are separated by single spaces; the value of `put` is the rest of
+// the line (it may hold spaces, not newlines; a value read back with a
+// newline in it would break the one-line reply, and only a loader or store
+// could put one there).
+//
+//   put <cache> <key> <value...>   ok | error <text>
+//   get <cache> <key>              value <bytes> | miss | error <text>
+//   load <cache> <key>             value <bytes> | miss | error <text>  (get_or_load)
+//   erase <cache> <key>            ok | error <text>
+//   clear <cache>                  ok | error <text>
+//   tag <tag>                      ok | error <text>  (invalidate_tag, synchronous)
+//   emit <event>                   ok | error <text>
+//   members                        members <name>,<name>,...  (sorted; none: "members ")
+//   stats                          stats {"node":...,"members":...,"caches":{...}}
+//   ping                           pong
+//   quit                           bye  (then the node shuts down cleanly)
+//   anything else                  error unknown command '<cmd>'
+//
+// `<text>` is `karlton::describe(err)`. A trailing '\r' is ignored, so a
+// terminal or `nc` sending CRLF works too.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include <caf/expected.hpp>
+
+#include "runtime/cache.hpp"
+#include "runtime/runtime.hpp"
+
+namespace karlton::node {
+
+/// Carries out console commands on a runtime and the caches it may name.
+/// Only a node calls `start_cluster`; without it, `members` is empty and the
+/// cluster counters are zero, which is what the unit tests use.
+/// Not thread-safe: one thread feeds it lines.
+class console {
+public:
+  /// `rt` must outlive the console.
+  console(runtime& rt, std::map<std::string, cache> caches);
+
+  /// The reply to one command line (without its newline).
+  std::string execute(const std::string& line);
+
+  /// True once `quit` was executed.
+  bool quit_requested() const noexcept { return quit_; }
+
+  /// The node's counters as one JSON object: the `stats` reply without its
+  /// "stats " prefix.
+  caf::expected<std::string> stats_json();
+
+  /// The node's counters as one line for the log (`node.stats-interval`).
+  caf::expected<std::string> stats_summary();
+
+private:
+  runtime& rt_;
+  std::map<std::string, cache> caches_;
+  bool quit_ = false;
+};
+
+} // namespace karlton::node

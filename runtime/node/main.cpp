@@ -1,0 +1,283 @@
+// karlton-node: one karlton runtime as a cluster node in its own process.
+//
+// It listens on `karlton.cluster.host:port`, joins `karlton.cluster.seeds`,
+// creates the caches `node.caches` (distributed `async` unless
+// `karlton.distribution` says otherwise), prints
+// `karlton-node <name> listening on <host>:<port>` on stdout, and runs until
+// SIGTERM, SIGINT or the console's `quit`; then it shuts the runtime down
+// (write-back caches flush, the node leaves the cluster), prints
+// `karlton-node <name> stopped` on stderr and exits 0. Exit 2: bad
+// configuration; exit 1: the node could not start.
+//
+//   karlton-node --karlton.cluster.secret=s --node.console=true
+//   karlton-node --help          every option, with its description
+#include <poll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/config_option_adder.hpp>
+#include <caf/pec.hpp>
+#include <caf/settings.hpp>
+
+#include "messages/errors.hpp"
+#include "runtime/node/console.hpp"
+#include "runtime/options.hpp"
+#include "runtime/runtime.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+/// karlton's config plus the `node` category.
+class node_config : public karlton::runtime_config {
+public:
+  node_config() {
+    caf::config_option_adder{custom_options_, "node"}
+      .add<std::vector<std::string>>("caches",
+                                     "caches this node creates (default [\"default\"])")
+      .add<caf::timespan>("stats-interval",
+                          "a stats line on stderr this often (default 10s, 0 = off)")
+      .add<bool>("console", "answer console commands on stdin (default false)")
+      .add<std::string>("port-file",
+                        "write the port listened on to this file once listening");
+    // The program exists to be distributed: its caches invalidate across
+    // the cluster unless `karlton.distribution` says otherwise. Set before
+    // parsing, so the command line and the ini file override it.
+    set("karlton.distribution", "async");
+  }
+
+  /// The command line as CAF 0.17 takes it. It takes a boolean only as a
+  /// bare flag (`--node.console`) and refuses `--node.console=true`, the
+  /// spelling of the ini file: `--flag=true` becomes `--flag`, and
+  /// `--flag=false` (the default of every flag here) goes. It wants a unit
+  /// even on zero, which the help texts call "0 = off": a bare 0 becomes
+  /// `0s`. And `--help` becomes the long help: the short one lists only
+  /// CAF's global options.
+  std::vector<std::string> normalized(int argc, char** argv) const {
+    std::vector<std::string> out;
+    for (int i = 0; i < argc; ++i) {
+      std::string arg = argv[i];
+      if (arg == "--help" || arg == "-h" || arg == "-?") arg = "--long-help";
+      auto eq = arg.find('=');
+      if (i > 0 && arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+        auto opt = custom_options_.cli_long_name_lookup(arg.substr(2, eq - 2));
+        auto val = arg.substr(eq + 1);
+        if (opt && opt->is_flag() && (val == "true" || val == "false")) {
+          if (val == "false") continue;
+          arg.erase(eq);
+        } else if (opt && opt->type_name() == "timespan" && val == "0") {
+          arg += 's';
+        }
+      }
+      out.push_back(std::move(arg));
+    }
+    return out;
+  }
+};
+
+struct node_settings {
+  std::vector<karlton::cache_options> caches;
+  karlton::cluster_options cluster;
+  caf::timespan stats_interval{10s};
+  bool console = false;
+  std::string port_file;
+};
+
+caf::error bad_option(const std::string& option, const std::string& why) {
+  return karlton::make_error(karlton::errc::invalid_option,
+                             "option " + option + ": " + why);
+}
+
+caf::expected<node_settings> settings_from(const node_config& cfg) {
+  node_settings out;
+  auto cluster = karlton::cluster_options_from(cfg);
+  if (!cluster) return std::move(cluster.error());
+  out.cluster = std::move(*cluster);
+  auto defaults = karlton::options_from(cfg);
+  if (!defaults) return std::move(defaults.error());
+  auto names =
+    caf::get_or(cfg, "node.caches", std::vector<std::string>{std::string{"default"}});
+  std::set<std::string> seen;
+  for (auto& name : names) {
+    if (!seen.insert(name).second)
+      return bad_option("node.caches", "'" + name + "' is listed twice");
+    auto o = *defaults;
+    o.name = name;
+    if (auto err = karlton::validate(o)) return err;
+    out.caches.push_back(std::move(o));
+  }
+  out.stats_interval = caf::get_or(cfg, "node.stats-interval", out.stats_interval);
+  if (out.stats_interval < caf::timespan::zero())
+    return bad_option("node.stats-interval", "must not be negative (0 = off)");
+  out.console = caf::get_or(cfg, "node.console", out.console);
+  out.port_file = caf::get_or(cfg, "node.port-file", out.port_file);
+  return out;
+}
+
+// CAF reports a bad command line as a parser error whose context holds the
+// argument; say which argument, and why.
+std::string describe_parse_error(const caf::error& err) {
+  if (err.category() != caf::atom("parser")) return karlton::describe(err);
+  std::string out = "invalid option";
+  if (err.context().match_elements<caf::settings>())
+    if (auto arg =
+          caf::get_if<std::string>(&err.context().get_as<caf::settings>(0), "argument"))
+      out += " '" + *arg + "'";
+  return out + ": " + caf::to_string(static_cast<caf::pec>(err.code()));
+}
+
+// Readers never see a partial port: they see no file or the whole of it.
+bool write_port_file(const std::string& path, uint16_t port) {
+  auto tmp = path + ".tmp";
+  {
+    std::ofstream out{tmp, std::ios::trunc};
+    out << port << '\n';
+    out.flush();
+    if (!out) return false;
+  }
+  return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+// Runs until the console's `quit` or a stop signal (read from `signal_fd`):
+// answers console lines from stdin if `read_stdin` (EOF just stops reading),
+// and logs a stats line every `interval` (0: never).
+void serve(karlton::node::console& con, const std::string& name, bool read_stdin,
+           caf::timespan interval, int signal_fd) {
+  using clock = std::chrono::steady_clock;
+  auto next_stats = clock::now() + interval;
+  pollfd fds[2] = {{signal_fd, POLLIN, 0}, {read_stdin ? 0 : -1, POLLIN, 0}};
+  std::string pending; // stdin read so far, not yet a whole line
+  auto answer = [&](const std::string& line) {
+    std::cout << con.execute(line) << std::endl;
+    return con.quit_requested();
+  };
+  for (;;) {
+    int timeout_ms = -1;
+    if (interval > caf::timespan::zero()) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(next_stats - clock::now());
+      timeout_ms = static_cast<int>(std::max<int64_t>(0, left.count()));
+    }
+    if (poll(fds, 2, timeout_ms) < 0) {
+      if (errno == EINTR) continue;
+      std::perror("karlton-node: poll");
+      return;
+    }
+    if (fds[0].revents & POLLIN) return; // SIGTERM or SIGINT
+    if (fds[1].fd >= 0 && fds[1].revents != 0) {
+      char buf[4096];
+      auto n = read(0, buf, sizeof buf);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n <= 0) {
+        // EOF (or a broken stdin): a last line without newline still counts;
+        // the node keeps running until it is told to stop.
+        fds[1].fd = -1;
+        if (!pending.empty() && answer(pending)) return;
+        pending.clear();
+      } else {
+        pending.append(buf, static_cast<size_t>(n));
+        size_t start = 0;
+        for (auto nl = pending.find('\n'); nl != std::string::npos;
+             nl = pending.find('\n', start)) {
+          if (answer(pending.substr(start, nl - start))) return;
+          start = nl + 1;
+        }
+        pending.erase(0, start);
+      }
+    }
+    if (interval > caf::timespan::zero() && clock::now() >= next_stats) {
+      auto line = con.stats_summary();
+      std::cerr << "karlton-node " << name << " stats: "
+                << (line ? *line : "unavailable: " + karlton::describe(line.error()))
+                << std::endl;
+      next_stats = std::max(next_stats + interval, clock::now());
+    }
+  }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  // Stop signals are blocked in every thread (CAF's threads inherit this
+  // mask) and read from a signalfd by the main loop: nothing runs in a
+  // signal handler, and shutdown happens on the main thread.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // A reader that closed our stdout must not kill the node.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto cfg = std::make_unique<node_config>();
+  auto args = cfg->normalized(argc, argv);
+  std::vector<char*> arg_ptrs;
+  for (auto& a : args)
+    arg_ptrs.push_back(a.data());
+  if (auto err = cfg->parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data())) {
+    std::cerr << "karlton-node: " << describe_parse_error(err) << '\n';
+    return 2;
+  }
+  if (cfg->cli_helptext_printed) return 0;
+  if (!cfg->remainder.empty()) {
+    std::cerr << "karlton-node: unexpected argument '" << cfg->remainder.front()
+              << "' (options look like --karlton.cluster.secret=...; see --help)\n";
+    return 2;
+  }
+  auto settings = settings_from(*cfg);
+  if (!settings) {
+    std::cerr << "karlton-node: " << karlton::describe(settings.error()) << '\n';
+    return 2;
+  }
+
+  int signal_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+  if (signal_fd < 0) {
+    std::perror("karlton-node: signalfd");
+    return 1;
+  }
+  karlton::runtime rt{std::move(cfg)};
+  auto port = rt.start_cluster(settings->cluster);
+  if (!port) {
+    std::cerr << "karlton-node: cannot start the node: "
+              << karlton::describe(port.error()) << '\n';
+    return 1;
+  }
+  std::map<std::string, karlton::cache> caches;
+  for (auto& o : settings->caches) {
+    auto c = rt.create_cache(o);
+    if (!c) {
+      std::cerr << "karlton-node: cannot create cache '" << o.name
+                << "': " << karlton::describe(c.error()) << '\n';
+      return 1;
+    }
+    caches.emplace(o.name, std::move(*c));
+  }
+  auto name = rt.node_name();
+  std::cout << "karlton-node " << name << " listening on " << settings->cluster.host
+            << ':' << *port << std::endl;
+  if (!settings->port_file.empty() && !write_port_file(settings->port_file, *port)) {
+    std::cerr << "karlton-node: cannot write the port file " << settings->port_file
+              << '\n';
+    return 1;
+  }
+
+  karlton::node::console con{rt, std::move(caches)};
+  serve(con, name, settings->console, settings->stats_interval, signal_fd);
+  rt.shutdown(); // reports unstored write-back writes on stderr itself
+  std::cerr << "karlton-node " << name << " stopped" << std::endl;
+  close(signal_fd);
+  return 0;
+}

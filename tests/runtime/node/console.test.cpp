@@ -1,0 +1,191 @@
+// The karlton-node console: each command's reply line, on an in-process
+// runtime with local caches (no cluster: members are none, peer counters 0).
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <string>
+
+#include "messages/errors.hpp"
+#include "runtime/node/console.hpp"
+#include "runtime/runtime.hpp"
+
+using namespace karlton;
+
+namespace {
+
+template <class T>
+T must(caf::expected<T> x) {
+  if (!x) FAIL(describe(x.error()));
+  return std::move(*x);
+}
+
+// A runtime with the caches "users" (plain) and "loaded" (read-through: keys
+// starting with "known" load as "loaded:<key>", the rest are not found).
+struct fixture {
+  runtime rt;
+  cache users;
+  cache loaded;
+  node::console con;
+
+  fixture() : users(make_users(rt)), loaded(make_loaded(rt)), con(rt, caches()) {}
+
+  static cache make_users(runtime& rt) {
+    cache_options o;
+    o.name = "users";
+    o.shards = 2;
+    return must(rt.create_cache(o));
+  }
+
+  static cache make_loaded(runtime& rt) {
+    cache_options o;
+    o.name = "loaded";
+    o.shards = 2;
+    o.loader = [](const std::string& key) -> caf::expected<std::string> {
+      if (key.rfind("known", 0) == 0) return "loaded:" + key;
+      return make_error(errc::not_found, "no such key: " + key);
+    };
+    return must(rt.create_cache(o));
+  }
+
+  std::map<std::string, cache> caches() { return {{"users", users}, {"loaded", loaded}}; }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(fixture,
+                 "console put takes the rest of the line as the value and get returns it",
+                 "[console]") {
+  CHECK(con.execute("put users u1 John Smith  jr.") == "ok");
+  CHECK(con.execute("get users u1") == "value John Smith  jr.");
+  CHECK(con.execute("put users empty ") == "ok");
+  CHECK(con.execute("get users empty") == "value ");
+  CHECK(con.execute("get users nobody") == "miss");
+}
+
+TEST_CASE_METHOD(fixture, "console erase and clear make later gets miss", "[console]") {
+  CHECK(con.execute("put users a 1") == "ok");
+  CHECK(con.execute("put users b 2") == "ok");
+  CHECK(con.execute("erase users a") == "ok");
+  CHECK(con.execute("get users a") == "miss");
+  CHECK(con.execute("erase users a") == "ok");
+  CHECK(con.execute("clear users") == "ok");
+  CHECK(con.execute("get users b") == "miss");
+}
+
+TEST_CASE_METHOD(fixture,
+                 "console load reads through and a key the loader lacks is a miss",
+                 "[console]") {
+  CHECK(con.execute("load loaded known1") == "value loaded:known1");
+  CHECK(con.execute("get loaded known1") == "value loaded:known1");
+  CHECK(con.execute("load loaded other") == "miss");
+}
+
+TEST_CASE_METHOD(fixture, "console load on a cache without a loader is an error",
+                 "[console]") {
+  auto reply = con.execute("load users u1");
+  CHECK(reply.rfind("error karlton.invalid_option: ", 0) == 0);
+}
+
+TEST_CASE_METHOD(fixture, "console tag and emit invalidate what depends on them",
+                 "[console]") {
+  REQUIRE(
+    !users.put("by-tag", "v", ttl::cache_default(), dependencies{}.on_keys({"group-7"})));
+  REQUIRE(!users.put("by-event", "v", ttl::cache_default(),
+                     dependencies{}.on_events({"user_updated"})));
+  CHECK(con.execute("tag group-7") == "ok");
+  CHECK(con.execute("get users by-tag") == "miss");
+  CHECK(con.execute("get users by-event") == "value v");
+  CHECK(con.execute("emit user_updated") == "ok");
+  CHECK(con.execute("get users by-event") == "miss");
+}
+
+TEST_CASE_METHOD(fixture, "console members of a runtime that is no node is an empty list",
+                 "[console]") {
+  CHECK(con.execute("members") == "members ");
+}
+
+TEST_CASE_METHOD(fixture,
+                 "console stats is one line of json with the peer and cache counters",
+                 "[console]") {
+  REQUIRE(con.execute("put users u1 v") == "ok");
+  REQUIRE(con.execute("get users u1") == "value v");
+  REQUIRE(con.execute("get users u2") == "miss");
+  auto reply = con.execute("stats");
+  CHECK(reply.rfind("stats {\"node\":\"\",\"members\":0,", 0) == 0);
+  CHECK(reply.find('\n') == std::string::npos);
+  for (auto key : {"broadcasts_sent", "batches_sent", "invalidations_received",
+                   "invalidations_applied", "gaps", "peers_lost", "repairs",
+                   "joins_refused", "unauthenticated_messages", "sync_timeouts"})
+    CHECK(reply.find("\"" + std::string{key} + "\":0") != std::string::npos);
+  CHECK(reply.find(R"("users":{"hits":1,"misses":1,"entries":1,"invalidations":0})") !=
+        std::string::npos);
+  CHECK(reply.find(R"("loaded":{"hits":0,)") != std::string::npos);
+  CHECK(reply.back() == '}');
+}
+
+TEST_CASE_METHOD(fixture,
+                 "console ping answers pong and quit answers bye and asks to stop",
+                 "[console]") {
+  CHECK(con.execute("ping") == "pong");
+  CHECK(!con.quit_requested());
+  CHECK(con.execute("quit") == "bye");
+  CHECK(con.quit_requested());
+}
+
+TEST_CASE_METHOD(fixture, "the console ignores a trailing carriage return", "[console]") {
+  CHECK(con.execute("ping\r") == "pong");
+  CHECK(con.execute("put users k v\r") == "ok");
+  CHECK(con.execute("get users k") == "value v");
+}
+
+TEST_CASE_METHOD(fixture, "the console names an unknown command in the error",
+                 "[console]") {
+  CHECK(con.execute("frobnicate users k") == "error unknown command 'frobnicate'");
+  CHECK(con.execute("") == "error unknown command ''");
+  CHECK(con.execute("PING") == "error unknown command 'PING'");
+}
+
+TEST_CASE_METHOD(fixture, "the console answers an unknown cache with unknown_cache",
+                 "[console]") {
+  CHECK(con.execute("get nope k") ==
+        "error karlton.unknown_cache: no cache named 'nope' on this node");
+  CHECK(con.execute("put nope k v").rfind("error karlton.unknown_cache: ", 0) == 0);
+  CHECK(con.execute("clear nope").rfind("error karlton.unknown_cache: ", 0) == 0);
+}
+
+TEST_CASE_METHOD(fixture, "the console answers wrong arguments with a usage error",
+                 "[console]") {
+  auto is_usage = [](const std::string& reply) {
+    return reply.rfind("error karlton.invalid_option: usage: ", 0) == 0;
+  };
+  CHECK(is_usage(con.execute("put users k")));
+  CHECK(is_usage(con.execute("put users")));
+  CHECK(is_usage(con.execute("get users")));
+  CHECK(is_usage(con.execute("get users k extra")));
+  CHECK(is_usage(con.execute("erase")));
+  CHECK(is_usage(con.execute("clear users extra")));
+  CHECK(is_usage(con.execute("tag")));
+  CHECK(is_usage(con.execute("emit a b")));
+  CHECK(is_usage(con.execute("ping now")));
+  CHECK(is_usage(con.execute("quit ")));
+  CHECK(!con.quit_requested());
+}
+
+TEST_CASE_METHOD(fixture, "the console describes cache errors", "[console]") {
+  auto big_key = std::string(70 * 1024, 'k');
+  CHECK(con.execute("put users " + big_key + " v")
+          .rfind("error karlton.key_too_large: ", 0) == 0);
+  auto empty_tag = con.execute("tag ");
+  CHECK(empty_tag.rfind("error karlton.invalid_option: ", 0) == 0);
+  CHECK(empty_tag.find("usage") == std::string::npos);
+}
+
+TEST_CASE_METHOD(fixture, "the console stats summary is one line naming every cache",
+                 "[console]") {
+  auto line = must(con.stats_summary());
+  CHECK(line.find('\n') == std::string::npos);
+  CHECK(line.rfind("members=0 ", 0) == 0);
+  CHECK(line.find("users{hits=0 misses=0 entries=0 invalidations=0}") !=
+        std::string::npos);
+  CHECK(line.find("peer{broadcasts_sent=0 ") != std::string::npos);
+}
