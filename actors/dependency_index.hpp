@@ -51,10 +51,11 @@ namespace karlton {
 /// entry in that name's vector), so unlinking is a swap with the name's last
 /// dependent, O(1), whose link is found in its short list. Entries are found
 /// by id in a vector: 8 bytes per id up to the highest with links, whether
-/// it has links or not, which also hold an entry's link when it has only
-/// one (no allocation: 8 instead of 40 bytes for such an entry). A hash map from entry to links measured 38 instead
-/// of 29 bytes per link and purges of a lone tag 2-3x slower (a lookup is
-/// 2-3 cache misses), and entry ids are dense.
+/// it has links or not; an entry's only link is kept there too (no
+/// allocation: 8 instead of 40 bytes for such an entry). A hash map from
+/// entry to links measured 38 instead of 29 bytes per link and purges of a
+/// lone tag 2-3x slower (a lookup is 2-3 cache misses), and entry ids are
+/// dense.
 ///
 /// Hygiene: a name, link list or vector left empty is freed at once; the
 /// name index and the dependents vectors shrink as they empty, the entry
