@@ -52,26 +52,65 @@ void shrink(std::vector<T>& xs) {
 // -- link lists ---------------------------------------------------------------
 
 dependency_index::link_list::link_list(uint32_t capacity) {
-  if (capacity == 0) return;
-  data_.reset(new link[size_t{capacity} + 1]);
-  data_[0] = link{0, capacity};
+  if (capacity <= 1) return; // empty, room for one link inline
+  auto data = new link[size_t{capacity} + 1];
+  data[0] = link{0, capacity};
+  word_ = reinterpret_cast<uintptr_t>(data);
+  assert(!is_inline()); // new[] aligns to at least 8
+}
+
+uint32_t dependency_index::link_list::size() const noexcept {
+  if (word_ == 0) return 0;
+  return is_inline() ? 1 : array()[0].name;
+}
+
+uint32_t dependency_index::link_list::capacity() const noexcept {
+  return is_inline() || word_ == 0 ? 1 : array()[0].pos;
+}
+
+dependency_index::link dependency_index::link_list::at(uint32_t i) const noexcept {
+  assert(i < size());
+  if (is_inline())
+    return link{static_cast<name_id>(word_ >> 1) & ~(name_id{1} << 31),
+                static_cast<uint32_t>(word_ >> 32)};
+  return array()[1 + i];
 }
 
 void dependency_index::link_list::push_back(link l) noexcept {
-  assert(size() < capacity());
-  data_[1 + data_[0].name++] = l;
+  assert(l.name < (name_id{1} << 31) && size() < capacity());
+  if (word_ == 0) {
+    word_ = inline_word(l);
+    return;
+  }
+  auto data = array();
+  data[1 + data[0].name++] = l;
 }
 
 void dependency_index::link_list::erase(name_id n) noexcept {
-  auto& l = find(n);
-  std::copy(&l + 1, end(), &l);
-  --data_[0].name;
+  if (is_inline()) {
+    assert(at(0).name == n);
+    word_ = 0;
+    return;
+  }
+  auto data = array();
+  auto first = data + 1, last = first + data[0].name;
+  auto i = std::find_if(first, last, [n](const link& l) { return l.name == n; });
+  assert(i != last);
+  std::copy(i + 1, last, i);
+  --data[0].name;
 }
 
-dependency_index::link& dependency_index::link_list::find(name_id n) noexcept {
-  auto i = std::find_if(begin(), end(), [n](const link& l) { return l.name == n; });
-  assert(i != end());
-  return *i;
+void dependency_index::link_list::set_pos(name_id n, uint32_t pos) noexcept {
+  if (is_inline()) {
+    assert(at(0).name == n);
+    word_ = inline_word(link{n, pos});
+    return;
+  }
+  auto data = array();
+  auto first = data + 1, last = first + data[0].name;
+  auto i = std::find_if(first, last, [n](const link& l) { return l.name == n; });
+  assert(i != last);
+  i->pos = pos;
 }
 
 // -- links --------------------------------------------------------------------
@@ -84,8 +123,8 @@ void dependency_index::set(entry_id id, const std::vector<std::string>& names) {
   // that stays would otherwise be freed and interned again.
   auto old = std::move(by_entry_[id]);
   if (old.size() == 0) ++entries_;
-  for (const link& l : old)
-    unlink(id, l);
+  for (uint32_t i = 0; i < old.size(); ++i)
+    unlink(id, old.at(i));
   link_list links{static_cast<uint32_t>(names.size())};
   for (const auto& name : names) {
     auto n = intern(name);
@@ -98,13 +137,15 @@ void dependency_index::set(entry_id id, const std::vector<std::string>& names) {
   }
   links_ += links.size();
   by_entry_[id] = std::move(links);
-  for (const link& l : old)
-    if (slots_[l.name].dependents.empty()) release(l.name);
+  for (uint32_t i = 0; i < old.size(); ++i)
+    if (auto n = old.at(i).name; slots_[n].dependents.empty()) release(n);
 }
 
 void dependency_index::forget(entry_id id) {
   if (!has(id)) return;
-  for (const link& l : by_entry_[id]) {
+  const auto& links = by_entry_[id];
+  for (uint32_t i = 0; i < links.size(); ++i) {
+    auto l = links.at(i);
     unlink(id, l);
     if (slots_[l.name].dependents.empty()) release(l.name);
   }
@@ -131,7 +172,7 @@ void dependency_index::unlink(entry_id id, const link& l) {
   auto last = deps.back();
   if (last != id) {
     deps[l.pos] = last;
-    by_entry_[last].find(l.name).pos = l.pos;
+    by_entry_[last].set_pos(l.name, l.pos);
   }
   deps.pop_back();
   --links_;
@@ -187,6 +228,7 @@ dependency_index::name_id dependency_index::intern(const std::string& name) {
     resize_index(std::max(min_index, index_.size() * 2));
   name_id n;
   if (free_.empty()) {
+    assert(slots_.size() < (size_t{1} << 31)); // see link_list
     n = static_cast<name_id>(slots_.size());
     slots_.emplace_back();
   } else {
@@ -243,7 +285,7 @@ size_t dependency_index::memory_bytes() const {
     n += heap_bytes(slot.dependents);
   }
   for (const auto& links : by_entry_)
-    if (links.capacity() > 0) n += chunk((links.capacity() + 1) * sizeof(link));
+    if (links.capacity() > 1) n += chunk((links.capacity() + 1) * sizeof(link));
   return n;
 }
 

@@ -28,7 +28,7 @@ entry_id entry_table::find(std::string_view key, uint32_t hash) const noexcept {
 }
 
 void entry_table::place(entry_id id) {
-  auto i = home_of(at(id).val.table_hash());
+  auto i = home_of_tag(at(id).tag);
   while (slots_[i] != no_entry)
     i = next_slot(i);
   slots_[i] = id;
@@ -67,13 +67,13 @@ value entry_table::remove(entry_id id) {
   assert(e.live);
   // Find the slot, then close the gap by shifting later members of the
   // cluster back (no tombstones, so misses never slow down with churn).
-  auto i = home_of(e.val.table_hash());
+  auto i = home_of_tag(e.tag);
   while (slots_[i] != id)
     i = next_slot(i);
   for (auto j = next_slot(i);; j = next_slot(j)) {
     auto other = slots_[j];
     if (other == no_entry) break;
-    auto home = home_of(at(other).val.table_hash());
+    auto home = home_of_tag(at(other).tag);
     // `other` may move to i only if i lies cyclically in [home, j).
     bool movable = i <= j ? (home <= i || home > j) : (home <= i && home > j);
     if (movable) {
