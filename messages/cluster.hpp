@@ -4,6 +4,8 @@
 // handshake.
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -94,6 +96,15 @@ struct peer_stats {
   /// received invalidations (up to `peer_delay_samples`), in microseconds.
   std::vector<uint32_t> recent_delays_us;
 };
+
+/// The `q` quantile (0..1) of `s.recent_delays_us`; 0 without samples.
+inline uint32_t delay_percentile_us(const peer_stats& s, double q) {
+  if (s.recent_delays_us.empty()) return 0;
+  auto xs = s.recent_delays_us;
+  auto k = static_cast<size_t>(q * static_cast<double>(xs.size() - 1) + 0.5);
+  std::nth_element(xs.begin(), xs.begin() + static_cast<std::ptrdiff_t>(k), xs.end());
+  return xs[k];
+}
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, peer_stats& x) {

@@ -117,8 +117,10 @@ TEST_CASE_METHOD(fixture,
                    "invalidations_applied", "gaps", "peers_lost", "repairs",
                    "joins_refused", "unauthenticated_messages", "sync_timeouts"})
     CHECK(reply.find("\"" + std::string{key} + "\":0") != std::string::npos);
-  CHECK(reply.find(R"("users":{"hits":1,"misses":1,"entries":1,"invalidations":0})") !=
-        std::string::npos);
+  CHECK(
+    reply.find(
+      R"("users":{"hits":1,"misses":1,"entries":1,"invalidations":0,"lease_flushes":0})") !=
+    std::string::npos);
   CHECK(reply.find(R"("loaded":{"hits":0,)") != std::string::npos);
   CHECK(reply.back() == '}');
 }
