@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 
 #include "actors/cluster_auth.hpp"
 #include "messages/errors.hpp"
@@ -243,7 +244,9 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
 // does the connecting), then runs the handshake.
 void connect(self_ptr self, const std::string& host, uint16_t port,
              std::function<void(caf::error)> done) {
-  auto mm = self->home_system().middleman().actor_handle();
+  auto& sys = self->home_system();
+  auto mm = self->state.setup.tls ? sys.openssl_manager().actor_handle()
+                                  : sys.middleman().actor_handle();
   self->request(mm, self->state.setup.join_timeout, caf::connect_atom::value, host, port)
     .then(
       [=](const caf::node_id&, caf::strong_actor_ptr& h,

@@ -49,6 +49,8 @@ struct peer_setup {
   /// How a repair treats the distributed caches: 0 flushes them, a duration
   /// makes every entry expire within it instead (bounded staleness).
   caf::timespan repair_ttl{0};
+  /// Connect through CAF's OpenSSL module (every node must agree).
+  bool tls = false;
   std::shared_ptr<const clock> time_source;
   /// The runtime's event bus: applies tags and events from other nodes.
   bus_actor event_bus;

@@ -6,6 +6,7 @@
 
 #include <caf/config_option_adder.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 
 #include "messages/errors.hpp"
 #include "messages/type_ids.hpp"
@@ -167,6 +168,7 @@ caf::expected<cluster_options> cluster_options_from(const caf::actor_system_conf
   o.member_timeout = caf::get_or(cfg, "karlton.cluster.member-timeout", o.member_timeout);
   o.read_lease = caf::get_or(cfg, "karlton.cluster.read-lease", o.read_lease);
   o.repair_ttl = caf::get_or(cfg, "karlton.cluster.repair-ttl", o.repair_ttl);
+  o.tls = caf::get_or(cfg, "karlton.cluster.tls", o.tls);
   if (auto err = validate(o)) return err;
   return o;
 }
@@ -241,6 +243,7 @@ runtime_config::runtime_config() {
   // node notice a frozen peer (CAF-0.17.md: without them it never does);
   // every node must use the same setting.
   load<caf::io::middleman>();
+  load<caf::openssl::manager>(); // TLS between nodes, when asked for
   set("middleman.heartbeat-interval", caf::timespan{std::chrono::milliseconds{500}});
   set("middleman.connection-timeout", caf::timespan{std::chrono::seconds{2}});
 }

@@ -176,6 +176,12 @@ struct cluster_options {
   /// instead makes every entry expire within it (bounded staleness, warm
   /// caches). A lapsed read lease always flushes.
   caf::timespan repair_ttl{0};
+  /// Encrypt the links between nodes with TLS (CAF's OpenSSL module). Every
+  /// node of a cluster must agree. Without certificates (CAF's own
+  /// `openssl.certificate`, `openssl.key`, `openssl.cafile` keys) OpenSSL's
+  /// anonymous key exchange is used: encrypted, and the secret's handshake
+  /// still authenticates nodes; with them, CAF also verifies certificates.
+  bool tls = false;
   /// Membership changes, refusals and repairs, one line each; stderr if empty.
   std::function<void(const std::string&)> log;
 };

@@ -13,6 +13,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/publish.hpp>
 
 #include "actors/bus_actor.hpp"
 #include "actors/flusher_actor.hpp"
@@ -533,6 +534,11 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
     return make_error(errc::invalid_option,
                       "the actor system has no middleman: load caf::io::middleman in its "
                       "config (runtime_config does)");
+  if (opts.tls && !sys_->has_openssl_manager())
+    return make_error(
+      errc::invalid_option,
+      "option karlton.cluster.tls: the actor system has no OpenSSL module: "
+      "load caf::openssl::manager in its config (runtime_config does)");
   peer_actor p;
   {
     std::lock_guard<std::mutex> guard{caches_mtx_};
@@ -549,6 +555,7 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
     setup.member_timeout = opts.member_timeout;
     setup.lease_time = opts.read_lease;
     setup.repair_ttl = opts.repair_ttl;
+    setup.tls = opts.tls;
     setup.lease = std::make_shared<read_lease>();
     setup.time_source = clock_;
     setup.log = opts.log;
@@ -569,7 +576,8 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
     auto me = setup.me;
     auto lease = setup.lease;
     p = sys_->spawn(peer, std::move(setup));
-    auto port = sys_->middleman().publish(p, me.port, opts.host.c_str(), true);
+    auto port = opts.tls ? caf::openssl::publish(p, me.port, opts.host.c_str(), true)
+                         : sys_->middleman().publish(p, me.port, opts.host.c_str(), true);
     if (!port) {
       caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
       return std::move(port.error());

@@ -70,7 +70,10 @@ struct cluster {
   log_lines log;
   std::vector<node> nodes;
 
-  explicit cluster(size_t n, distribution mode = distribution::sync) {
+  bool tls;
+
+  explicit cluster(size_t n, distribution mode = distribution::sync, bool use_tls = false)
+    : tls(use_tls) {
     for (size_t i = 0; i < n; ++i) {
       node x;
       must(x.rt->start_cluster(options("node" + std::to_string(i), "secret")));
@@ -94,6 +97,7 @@ struct cluster {
     o.node_name = std::move(name);
     o.secret = std::move(secret);
     o.log = log.sink();
+    o.tls = tls;
     return o;
   }
 
@@ -255,6 +259,20 @@ TEST_CASE("messages a node does not understand are logged and ignored", "[cluste
   REQUIRE(must(c.nodes[1].users.erase("k")));
   CHECK_FALSE(must(c.nodes[0].users.get("k")));
   CHECK(c.log.contains("does not understand"));
+}
+
+TEST_CASE("nodes can talk over TLS and a plaintext node cannot join them", "[cluster]") {
+  cluster c{3, distribution::sync, true};
+  c.cache_everywhere("k");
+  REQUIRE(must(c.nodes[2].users.erase("k")));
+  for (auto& x : c.nodes)
+    CHECK_FALSE(must(x.users.get("k")));
+  node plain;
+  auto o = c.options("plain", "secret");
+  o.tls = false;
+  must(plain.rt->start_cluster(o));
+  CHECK(plain.rt->join("127.0.0.1", c.nodes[0].rt->cluster_port()));
+  CHECK(must(c.nodes[0].rt->members()).size() == 2);
 }
 
 TEST_CASE("cluster options and calls fail clearly", "[cluster]") {
