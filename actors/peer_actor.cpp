@@ -16,6 +16,8 @@ namespace {
 
 using self_ptr = peer_actor::stateful_pointer<peer_actor_state>;
 
+constexpr size_t max_open_challenges = 1024;
+
 void log(self_ptr self, const std::string& line) {
   auto& st = self->state;
   auto text = "karlton node " + st.core->me().name + ": " + line;
@@ -346,8 +348,10 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
   // dropped; the node keeps running.
   self->set_default_handler(
     [self](caf::scheduled_actor*, caf::message_view& x) -> caf::result<caf::message> {
-      log(self, "ignored a message it does not understand: " +
-                  caf::to_string(x.copy_content_to_message()));
+      // Counted, and logged once per thousand so a flood cannot fill the log.
+      if (self->state.core->counters.bad_messages++ % 1000 == 0)
+        log(self, "ignored a message it does not understand: " +
+                    caf::to_string(x.copy_content_to_message()));
       return caf::sec::unexpected_message;
     });
   return {
@@ -357,6 +361,9 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       auto sender = self->current_sender();
       if (!sender) return not_local();
       auto mine = st.core->new_nonce();
+      // Hellos never followed by a join (a refused or hostile node) must not
+      // grow the table without bound; a real join follows its hello at once.
+      if (st.challenges.size() >= max_open_challenges) st.challenges.clear();
       st.challenges[sender->address()] = peer_actor_state::challenge{mine, from};
       return {st.core->me(), mine, join_proof(st.setup.secret, nonce, st.core->me())};
     },

@@ -87,11 +87,12 @@ struct peer_stats {
   uint64_t invalidations_received = 0;
   uint64_t invalidations_applied = 0;
   uint64_t gaps = 0;                     ///< sequence gaps seen (each made a repair)
-  uint64_t peers_lost = 0;               ///< connections lost (each made a repair)
+  uint64_t peers_lost = 0;               ///< members lost or silent (each made a repair)
   uint64_t repairs = 0;                  ///< flushes of the distributed caches
   uint64_t joins_refused = 0;            ///< handshakes that failed authentication
   uint64_t unauthenticated_messages = 0; ///< ignored: not from a member
   uint64_t sync_timeouts = 0;            ///< synchronous calls some node did not answer
+  uint64_t bad_messages = 0; ///< ignored: not a message of the peer's interface
   /// Delays from issue (the origin's clock) to apply (ours) of the last
   /// received invalidations (up to `peer_delay_samples`), in microseconds.
   std::vector<uint32_t> recent_delays_us;
@@ -111,7 +112,7 @@ typename Inspector::result_type inspect(Inspector& f, peer_stats& x) {
   return f(caf::meta::type_name("karlton::peer_stats"), x.members, x.broadcasts_sent,
            x.batches_sent, x.invalidations_received, x.invalidations_applied, x.gaps,
            x.peers_lost, x.repairs, x.joins_refused, x.unauthenticated_messages,
-           x.sync_timeouts, x.recent_delays_us);
+           x.sync_timeouts, x.bad_messages, x.recent_delays_us);
 }
 
 /// `(hello, me, nonce)`: the first step of a join; answered with the

@@ -184,8 +184,8 @@ caf::expected<std::string> console::stats_json() {
     "," + num("peers_lost", p.peers_lost) + "," + num("repairs", p.repairs) + "," +
     num("joins_refused", p.joins_refused) + "," +
     num("unauthenticated_messages", p.unauthenticated_messages) + "," +
-    num("sync_timeouts", p.sync_timeouts) + "," +
-    num("delay_samples", p.recent_delays_us.size()) + "," +
+    num("sync_timeouts", p.sync_timeouts) + "," + num("bad_messages", p.bad_messages) +
+    "," + num("delay_samples", p.recent_delays_us.size()) + "," +
     num("delay_p50_us", delay_percentile_us(p, 0.50)) + "," +
     num("delay_p99_us", delay_percentile_us(p, 0.99)) + ",\"caches\":{";
   for (size_t i = 0; i < s->caches.size(); ++i) {
