@@ -2,10 +2,11 @@
 // mutex-guarded LRU peer (ycsb-b), plain-thread call latency (latency), the
 // eviction policy's hit ratio (hit-ratio), memory overhead per entry
 // (memory), stampede protection (stampede), write-back against write-through
-// on SQLite (write-back) and the synchronous purge of a tag's dependents
-// (tag-purge), so design claims in DESIGN.md and the README rest on numbers.
+// on SQLite (write-back), the synchronous purge of a tag's dependents
+// (tag-purge) and invalidations between three node processes (cluster), so
+// design claims in DESIGN.md and the README rest on numbers.
 //
-//   karlton-bench <workload> [--json] [--threads N] [--seconds S]
+//   karlton-bench <workload> [--json] [--threads N] [--seconds S] [--node PATH]
 //   karlton-bench all          # every workload in order, a few minutes
 //   karlton-bench --help
 //
@@ -55,6 +56,9 @@ constexpr workload workloads[] = {
   {"tag-purge", run_tag_purge,
    "100k entries depending on one tag, over all shards: p50/p99 of a synchronous "
    "invalidate_tag (and of an emit of an event they depend on), 20 purges"},
+  {"cluster", run_cluster,
+   "3 nodes on loopback (this process and 2 karlton-node): issue-to-apply p50/p99 at "
+   "10k invalidations/s, then invalidations/s applied on every node (~10 s)"},
 };
 
 // Limits that catch typos, not real constraints.
@@ -63,7 +67,8 @@ constexpr double max_seconds = 3600;
 
 void usage(std::FILE* out) {
   std::fprintf(out,
-               "usage: karlton-bench <workload> [--json] [--threads N] [--seconds S]\n"
+               "usage: karlton-bench <workload> [--json] [--threads N] [--seconds S] "
+               "[--node PATH]\n"
                "\nworkloads:\n");
   for (const auto& w : workloads)
     std::fprintf(out, "  %-10s %s\n", w.name, w.what);
@@ -75,7 +80,10 @@ void usage(std::FILE* out) {
                "readers for stampede (64)\n"
                "  --seconds S  run time per peer for ycsb-b (default 3), per mode for "
                "stampede (10),\n"
-               "               cap of each mode's puts for write-back (10)\n",
+               "               cap of each mode's puts for write-back (10), per phase "
+               "for cluster (5)\n"
+               "  --node PATH  the karlton-node binary for cluster (default: the one "
+               "built with it)\n",
                "all");
 }
 
@@ -108,6 +116,10 @@ int run_in_own_process(const workload& w, const bench_options& opts) {
     std::snprintf(buf, sizeof(buf), "%.17g", *opts.seconds);
     args.emplace_back("--seconds");
     args.emplace_back(buf);
+  }
+  if (opts.node_path) {
+    args.emplace_back("--node");
+    args.push_back(*opts.node_path);
   }
   std::vector<char*> argv;
   for (auto& a : args)
@@ -149,6 +161,10 @@ int main(int argc, char** argv) {
         return bad_usage("--seconds needs a number of seconds above 0, at most " +
                          std::to_string(static_cast<int>(max_seconds)));
       opts.seconds = x;
+    } else if (arg == "--node") {
+      if (i + 1 >= argc)
+        return bad_usage("--node needs the path of a karlton-node binary");
+      opts.node_path = argv[++i];
     } else if (arg.rfind("-", 0) == 0) {
       return bad_usage("unknown option '" + arg + "'");
     } else if (name.empty()) {

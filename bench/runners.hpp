@@ -3,14 +3,16 @@
 #pragma once
 
 #include <optional>
+#include <string>
 
 namespace karlton::bench {
 
 /// Settings from the command line. Unset ones mean "the workload's default".
 struct bench_options {
   bool json = false;
-  std::optional<unsigned> threads; ///< caller threads (ycsb-b), readers (stampede)
-  std::optional<double> seconds;   ///< run time per peer (ycsb-b) or mode (stampede)
+  std::optional<unsigned> threads;      ///< caller threads (ycsb-b), readers (stampede)
+  std::optional<double> seconds;        ///< run time per peer (ycsb-b) or mode (stampede)
+  std::optional<std::string> node_path; ///< the karlton-node binary (cluster)
 };
 
 /// Each returns the process exit code: 0, or 1 if a measurement failed.
@@ -21,5 +23,6 @@ int run_memory(const bench_options& opts);
 int run_stampede(const bench_options& opts);
 int run_write_back(const bench_options& opts);
 int run_tag_purge(const bench_options& opts);
+int run_cluster(const bench_options& opts);
 
 } // namespace karlton::bench
