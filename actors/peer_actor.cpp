@@ -161,16 +161,37 @@ void apply(self_ptr self, invalidation_batch& b) {
 
 // -- sending ----------------------------------------------------------------
 
+// A member answered (or failed to answer) a batch of `n` invalidations.
+void acknowledged(self_ptr self, const std::string& name, size_t n) {
+  auto i = self->state.members.find(name);
+  if (i != self->state.members.end())
+    i->second.unacked -= std::min<uint64_t>(n, i->second.unacked);
+}
+
 // Sends what is queued to every member, as one batch; with `even_empty`, an
 // empty one if nothing is (a heartbeat that says where our numbering is).
+// Flow control: a member with `max_unacked` invalidations not yet applied
+// does not get the batch. It sees the gap in the numbering with the next
+// batch or heartbeat and repairs (rule 6): a member that cannot keep up
+// flushes instead of letting its mailbox, and our sends, grow without bound.
 void send_batch(self_ptr self, bool even_empty = false) {
   auto& st = self->state;
   st.flush_armed = false;
   auto b = st.core->take_batch();
-  if ((b.items.empty() && !even_empty) || st.members.empty()) return;
-  if (!b.items.empty()) ++st.core->counters.batches_sent; // not heartbeats
-  for (auto& [name, m] : st.members)
-    self->send(m.handle, batch_atom::value, b);
+  auto n = b.items.size();
+  if ((n == 0 && !even_empty) || st.members.empty()) return;
+  if (n > 0) ++st.core->counters.batches_sent; // not heartbeats
+  for (auto& [name, m] : st.members) {
+    if (n > 0 && m.unacked + n > st.setup.max_unacked) {
+      ++st.core->counters.batches_withheld;
+      continue;
+    }
+    m.unacked += n;
+    auto who = name;
+    self->request(m.handle, st.setup.member_timeout, batch_atom::value, b)
+      .then([self, who, n](caf::ok_atom) { acknowledged(self, who, n); },
+            [self, who, n](caf::error&) { acknowledged(self, who, n); });
+  }
 }
 
 // -- membership -------------------------------------------------------------
@@ -389,13 +410,9 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       add_member(self, from, caf::actor_cast<peer_actor>(sender));
       return {std::move(others), st.core->next_seq()};
     },
-    [=](batch_atom, invalidation_batch& b) {
-      if (!from_member(self, b.origin)) return;
-      if (self->state.core->receive(b))
-        repair(self, "invalidations from '" + b.origin + "' went missing");
-      apply(self, b);
-    },
-    [=](sync_atom, invalidation_batch& b) -> caf::result<caf::ok_atom> {
+    [=](batch_atom, invalidation_batch& b) -> caf::result<caf::ok_atom> {
+      // Answered once the batch and everything before it is applied: the
+      // sender's window (and its synchronous calls) count on that.
       if (!from_member(self, b.origin))
         return make_error(errc::invalid_option, "not an authenticated member");
       auto& st = self->state;
@@ -442,9 +459,18 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       };
       for (auto& [name, m] : st.members) {
         auto who = name;
-        self->request(m.handle, st.setup.sync_timeout, sync_atom::value, b)
-          .then([one, who](caf::ok_atom) mutable { one(who, true); },
-                [one, who](caf::error&) mutable { one(who, false); });
+        auto n = b.items.size();
+        m.unacked += n;
+        self->request(m.handle, st.setup.sync_timeout, batch_atom::value, b)
+          .then(
+            [self, one, who, n](caf::ok_atom) mutable {
+              acknowledged(self, who, n);
+              one(who, true);
+            },
+            [self, one, who, n](caf::error&) mutable {
+              acknowledged(self, who, n);
+              one(who, false);
+            });
       }
       return rp;
     },

@@ -16,8 +16,8 @@
 
 #include "actors/peer_state.hpp"
 #include "actors/read_lease.hpp"
-#include "runtime/clock.hpp"
 #include "messages/shard_interface.hpp"
+#include "runtime/clock.hpp"
 
 namespace karlton {
 
@@ -30,6 +30,9 @@ struct peer_setup {
   /// at most: the network carries one message per batch per member.
   caf::timespan batch_delay = std::chrono::milliseconds{1};
   size_t batch_max = 4096;
+  /// Invalidations a member may have received but not yet applied; beyond,
+  /// batches are withheld from it and it repairs (see send_batch).
+  uint64_t max_unacked = 262144;
   /// How long a synchronous invalidation waits for every member.
   caf::timespan sync_timeout = std::chrono::seconds{2};
   /// How long a join handshake step may take.
@@ -64,6 +67,7 @@ struct peer_actor_state {
     member_info info;
     peer_actor handle;
     clock::time_point last_heard;
+    uint64_t unacked = 0; // invalidations sent, not yet applied there
   };
   struct challenge {
     uint64_t nonce;
@@ -83,8 +87,8 @@ struct peer_actor_state {
   uint64_t flush_generation = 0;
   bool flush_armed = false;
   // Applies of received invalidations, numbered; all below `applied_below`
-  // are done. A synchronous batch is answered once its own are done, and
-  // every earlier one (they may have gone to other shards).
+  // are done. A batch is answered once its own are done, and every earlier
+  // one (they may have gone to other shards).
   uint64_t applies_started = 0;
   uint64_t applied_below = 0;
   std::set<uint64_t> applied_early;

@@ -92,6 +92,7 @@ struct peer_stats {
   uint64_t joins_refused = 0;            ///< handshakes that failed authentication
   uint64_t unauthenticated_messages = 0; ///< ignored: not from a member
   uint64_t sync_timeouts = 0;            ///< synchronous calls some node did not answer
+  uint64_t batches_withheld = 0;         ///< from members too far behind (they repair)
   uint64_t bad_messages = 0; ///< ignored: not a message of the peer's interface
   /// Delays from issue (the origin's clock) to apply (ours) of the last
   /// received invalidations (up to `peer_delay_samples`), in microseconds.
@@ -112,7 +113,7 @@ typename Inspector::result_type inspect(Inspector& f, peer_stats& x) {
   return f(caf::meta::type_name("karlton::peer_stats"), x.members, x.broadcasts_sent,
            x.batches_sent, x.invalidations_received, x.invalidations_applied, x.gaps,
            x.peers_lost, x.repairs, x.joins_refused, x.unauthenticated_messages,
-           x.sync_timeouts, x.bad_messages, x.recent_delays_us);
+           x.sync_timeouts, x.batches_withheld, x.bad_messages, x.recent_delays_us);
 }
 
 /// `(hello, me, nonce)`: the first step of a join; answered with the
@@ -122,10 +123,11 @@ using hello_atom = caf::atom_constant<caf::atom("hello")>;
 /// nonce; answered with its members and its next sequence number.
 /// `(join, host, port)` from the local node: join the node there.
 using join_atom = caf::atom_constant<caf::atom("join")>;
-/// `(batch, b)` between nodes: apply these invalidations.
+/// `(batch, b)` between nodes: apply these invalidations; answered once they
+/// and all before them are applied.
 using batch_atom = caf::atom_constant<caf::atom("batch")>;
-/// `(sync, b)` between nodes: apply, then answer. `(sync)` from the local
-/// node: send what is pending now and answer once every member applied it.
+/// `(sync)` from the local node: send what is pending now and answer once
+/// every member applied it.
 using sync_atom = caf::atom_constant<caf::atom("sync")>;
 /// `(broadcast, items)` from the local node: invalidations to send.
 using broadcast_atom = caf::atom_constant<caf::atom("broadcast")>;

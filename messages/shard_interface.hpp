@@ -70,8 +70,8 @@ using shard_actor = caf::typed_actor<
   caf::reacts_to<doorbell_atom>, caf::reacts_to<expire_atom, uint64_t>,
   caf::reacts_to<flushed_atom, stored_writes>, caf::reacts_to<room_atom>,
   caf::replies_to<caf::put_atom, value, ttl, dependencies>::with<caf::ok_atom>,
-  caf::replies_to<purge_atom, std::vector<std::string>, purge_cause, uint32_t>::with<
-    purge_result>,
+  caf::replies_to<purge_atom, std::vector<std::string>, purge_cause,
+                  uint32_t>::with<purge_result>,
   caf::replies_to<graph_atom>::with<graph_edges>,
   caf::replies_to<evict_atom, std::vector<std::string>>::with<uint64_t>,
   caf::replies_to<evict_atom>::with<uint64_t>,
@@ -88,16 +88,17 @@ using shard_actor = caf::typed_actor<
 using bus_actor = caf::typed_actor<
   caf::replies_to<shards_atom, std::string, std::vector<shard_actor>>::with<uint32_t>,
   caf::replies_to<emit_atom, std::string, std::string>::with<purge_summary>,
-  caf::replies_to<purge_atom, std::vector<std::string>, purge_cause, int32_t>::with<
-    purge_summary>,
-  caf::replies_to<subscribe_atom, std::string, event_subscriber_actor>::with<caf::ok_atom>,
+  caf::replies_to<purge_atom, std::vector<std::string>, purge_cause,
+                  int32_t>::with<purge_summary>,
+  caf::replies_to<subscribe_atom, std::string,
+                  event_subscriber_actor>::with<caf::ok_atom>,
   caf::replies_to<bus_stats_atom>::with<bus_stats>>;
 
 /// A node's peer actor: the one actor other nodes talk to (published on the
 /// node's port). Local-only messages (`broadcast`, `sync`, `join` by
 /// address, `shards`) are refused when they come from another node.
 /// - `(hello, ...)`, `(join, me, proof, seq)`: the join handshake (above).
-/// - `(batch, b)`, `(sync, b)`: invalidations from another node.
+/// - `(batch, b)`: invalidations from another node; answered when applied.
 /// - `(broadcast, items)`: this node's shards' invalidations, to send.
 /// - `(sync)`: send what is pending; answered with the members that did not
 ///   acknowledge within the sync timeout (empty: all applied it).
@@ -109,11 +110,11 @@ using bus_actor = caf::typed_actor<
 ///   every member, answer; the runtime then stops it. From a member: it
 ///   left cleanly (no repair, no reconnection).
 using peer_actor = caf::typed_actor<
-  caf::replies_to<hello_atom, member_info, uint64_t>::with<member_info, uint64_t, std::string>,
-  caf::replies_to<join_atom, member_info, std::string, uint64_t>::with<
-    std::vector<member_info>, uint64_t>,
-  caf::reacts_to<batch_atom, invalidation_batch>,
-  caf::replies_to<sync_atom, invalidation_batch>::with<caf::ok_atom>,
+  caf::replies_to<hello_atom, member_info, uint64_t>::with<member_info, uint64_t,
+                                                           std::string>,
+  caf::replies_to<join_atom, member_info, std::string,
+                  uint64_t>::with<std::vector<member_info>, uint64_t>,
+  caf::replies_to<batch_atom, invalidation_batch>::with<caf::ok_atom>,
   caf::reacts_to<broadcast_atom, std::vector<invalidation>>,
   caf::replies_to<sync_atom>::with<std::vector<std::string>>,
   caf::replies_to<join_atom, std::string, uint16_t>::with<caf::ok_atom>,

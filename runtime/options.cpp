@@ -121,6 +121,8 @@ void add_options(caf::config_option_set& opts) {
     .add<caf::timespan>("batch-delay", "longest an invalidation waits to be sent "
                                        "(default 1ms)")
     .add<size_t>("batch-max", "invalidations per batch at most (default 4096)")
+    .add<size_t>("max-unacked", "invalidations a member may lag behind before it is "
+                                "skipped and repairs (default 262144)")
     .add<caf::timespan>(
       "sync-timeout", "how long a sync invalidation waits for other nodes (default 2s)");
 }
@@ -130,6 +132,7 @@ caf::error validate(const cluster_options& o) {
     return bad("karlton.cluster.secret", "is empty: every node needs the cluster secret");
   if (o.host.empty()) return bad("karlton.cluster.host", "is empty");
   if (o.batch_max == 0) return bad("karlton.cluster.batch-max", "must be > 0");
+  if (o.max_unacked == 0) return bad("karlton.cluster.max-unacked", "must be > 0");
   if (o.batch_delay.count() <= 0)
     return bad("karlton.cluster.batch-delay", "must be > 0");
   if (o.sync_timeout.count() <= 0)
@@ -161,6 +164,7 @@ caf::expected<cluster_options> cluster_options_from(const caf::actor_system_conf
   o.secret = caf::get_or(cfg, "karlton.cluster.secret", o.secret);
   o.seeds = caf::get_or(cfg, "karlton.cluster.seeds", o.seeds);
   o.batch_delay = caf::get_or(cfg, "karlton.cluster.batch-delay", o.batch_delay);
+  o.max_unacked = caf::get_or(cfg, "karlton.cluster.max-unacked", size_t{o.max_unacked});
   o.batch_max = static_cast<uint32_t>(
     caf::get_or(cfg, "karlton.cluster.batch-max", size_t{o.batch_max}));
   o.sync_timeout = caf::get_or(cfg, "karlton.cluster.sync-timeout", o.sync_timeout);

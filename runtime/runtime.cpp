@@ -550,6 +550,7 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
     setup.secret = opts.secret;
     setup.batch_delay = opts.batch_delay;
     setup.batch_max = opts.batch_max;
+    setup.max_unacked = opts.max_unacked;
     setup.sync_timeout = opts.sync_timeout;
     setup.heartbeat = opts.heartbeat;
     setup.member_timeout = opts.member_timeout;

@@ -195,6 +195,30 @@ TEST_CASE("tags and events reach every node and a synchronous one is final",
   CHECK(eventually([&] { return heard == 1; }));
 }
 
+TEST_CASE("a member too far behind is skipped and repairs from the gap", "[cluster]") {
+  cluster c{2, distribution::async};
+  c.cache_everywhere("k");
+  // Node 0 may have at most one invalidation unapplied at node 1: a batch
+  // of two is withheld from node 1, which learns of it from the numbering
+  // of the next batch or heartbeat and flushes (rule 6).
+  node sender;
+  auto o = c.options("sender", "secret");
+  o.max_unacked = 1;
+  must(sender.rt->start_cluster(o));
+  REQUIRE_FALSE(sender.rt->join("127.0.0.1", c.nodes[1].rt->cluster_port()));
+  auto co = sender.rt->default_options("users");
+  co.shards = 1; // both keys leave in one broadcast, so in one batch
+  co.distributed = distribution::async;
+  auto users = must(sender.rt->create_cache(co));
+  REQUIRE_FALSE(users.put_many({{"a", "1"}, {"b", "2"}}));
+  CHECK(
+    eventually([&] { return must(sender.rt->cluster_stats()).batches_withheld >= 1; }));
+  CHECK(eventually([&] { return !must(c.nodes[1].users.contains("k")); }));
+  auto s = must(c.nodes[1].rt->cluster_stats());
+  CHECK(s.gaps >= 1);
+  CHECK(s.repairs >= 1);
+}
+
 TEST_CASE("a node leaving cleanly causes no repair", "[cluster]") {
   cluster c{3, distribution::async};
   c.nodes[2].rt->shutdown();
