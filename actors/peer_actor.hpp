@@ -32,7 +32,7 @@ struct peer_setup {
   size_t batch_max = 4096;
   /// Invalidations a member may have received but not yet applied; beyond,
   /// batches are withheld from it and it repairs (see send_batch).
-  uint64_t max_unacked = 262144;
+  uint64_t max_unacked = 1048576;
   /// How long a synchronous invalidation waits for every member.
   caf::timespan sync_timeout = std::chrono::seconds{2};
   /// How long a join handshake step may take.

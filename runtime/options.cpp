@@ -122,7 +122,7 @@ void add_options(caf::config_option_set& opts) {
                                        "(default 1ms)")
     .add<size_t>("batch-max", "invalidations per batch at most (default 4096)")
     .add<size_t>("max-unacked", "invalidations a member may lag behind before it is "
-                                "skipped and repairs (default 262144)")
+                                "skipped and repairs (default 1048576)")
     .add<caf::timespan>(
       "sync-timeout", "how long a sync invalidation waits for other nodes (default 2s)");
 }

@@ -164,7 +164,7 @@ struct cluster_options {
   /// Invalidations a member may have been sent but not yet applied; a
   /// member further behind is skipped, sees the gap and repairs (flow
   /// control: nothing grows without bound when a node cannot keep up).
-  uint64_t max_unacked = 262144;
+  uint64_t max_unacked = 1048576;
   caf::timespan sync_timeout = std::chrono::seconds{2};
   /// How often a node tells every member it is alive (an empty batch when
   /// it has nothing to send), and how long a member may stay silent before
