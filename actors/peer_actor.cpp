@@ -58,21 +58,28 @@ bool from_member(self_ptr self, const std::string& origin) {
 }
 
 // Makes the distributed caches safe again after we may have missed
-// invalidations (rule 6): flushes them, or, with a repair TTL, lets every
-// entry live at most that long.
-void repair(self_ptr self, const std::string& why) {
+// invalidations (rule 6): flushes them, or, with a repair TTL (unless
+// `always_flush`: a lapsed lease always flushes), lets every entry live at
+// most that long.
+void repair(self_ptr self, const std::string& why, bool always_flush = false) {
   auto& st = self->state;
   ++st.core->counters.repairs;
-  auto limit = st.setup.repair_ttl;
+  auto limit = always_flush ? caf::timespan{0} : st.setup.repair_ttl;
   log(self, (limit.count() > 0 ? "shortening the TTLs of the distributed caches: "
                                : "flushing the distributed caches: ") +
               why);
+  // Counted until answered: `heartbeat` must not make a lapsed lease valid
+  // again while a shard may still hold what this repair removes.
+  auto done = [self] { --self->state.repairs_in_flight; };
   for (auto& [name, shards] : st.caches)
     for (auto& s : shards) {
+      ++st.repairs_in_flight;
       if (limit.count() > 0)
-        self->request(s, caf::infinite, evict_atom::value, limit).then([](uint64_t) {});
+        self->request(s, caf::infinite, evict_atom::value, limit)
+          .then([done](uint64_t) { done(); }, [done](caf::error&) { done(); });
       else
-        self->request(s, caf::infinite, evict_atom::value).then([](uint64_t) {});
+        self->request(s, caf::infinite, evict_atom::value)
+          .then([done](uint64_t) { done(); }, [done](caf::error&) { done(); });
     }
 }
 
@@ -204,6 +211,13 @@ void add_member(self_ptr self, const member_info& info, const peer_actor& handle
     peer_actor_state::member{info, handle, st.setup.time_source->now()};
   st.reconnecting.erase(info.name);
   if (!is_new) return;
+  // From now on there is someone whose invalidations we could miss: a lease
+  // held while we had no members must not stay valid forever until the next
+  // heartbeat. Without this, a node frozen within a heartbeat of joining
+  // served, when it ran again, a value erased meanwhile (found by
+  // tests/runtime/multiprocess.test.cpp).
+  if (st.setup.lease)
+    st.setup.lease->limit_to(st.setup.time_source->now() + st.setup.lease_time);
   self->monitor(handle);
   log(self, "member joined: " + info.name + " at " + info.host + ":" +
               std::to_string(info.port) + " (" + std::to_string(st.members.size() + 1) +
@@ -337,6 +351,26 @@ void on_down(self_ptr self, const caf::down_msg& dm) {
 void heartbeat(self_ptr self) {
   auto& st = self->state;
   auto now = st.setup.time_source->now();
+  // A heartbeat due `heartbeat` ago that runs more than a lease late means
+  // this node was frozen or starved (SIGSTOP, a stalled VM). Members may
+  // have dropped it meanwhile and invalidated without telling it, and what
+  // it received since it runs again may be old news sent before they did:
+  // `last_heard` says when it arrived, not when it was sent, and would
+  // extend the lease below. Its lease lapsed in the stall, so flush now,
+  // before anything makes it valid again. Without this, a node thawed after
+  // SIGSTOP read old heartbeats from its socket, extended its lease and
+  // served a value erased after the others had dropped it (found by
+  // tests/runtime/multiprocess.test.cpp).
+  if (st.last_beat != clock::time_point{} &&
+      now - st.last_beat > st.setup.heartbeat + st.setup.lease_time) {
+    auto stalled =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - st.last_beat);
+    repair(self,
+           "this node stalled for " + std::to_string(stalled.count()) +
+             " ms, longer than its read lease",
+           true);
+  }
+  st.last_beat = now;
   send_batch(self, true);
   for (auto i = st.members.begin(); i != st.members.end();) {
     auto next = std::next(i);
@@ -344,7 +378,13 @@ void heartbeat(self_ptr self) {
       lose_member(self, i, "silent for longer than the member timeout");
     i = next;
   }
-  if (st.setup.lease) {
+  // Not while repairs are flushing: a read that comes before a shard's flush
+  // must find the lease lapsed (and flush the shard itself), not held or
+  // extended. Without this, a node thawed after SIGSTOP dropped its silent
+  // members here, held the lease at once (no members) and served, before the
+  // repair's flush reached the shard, a value erased while it was frozen
+  // (found by tests/runtime/multiprocess.test.cpp).
+  if (st.setup.lease && st.repairs_in_flight == 0) {
     if (st.members.empty()) {
       st.setup.lease->hold(); // nobody whose invalidations we could miss
     } else {

@@ -86,6 +86,10 @@ struct peer_actor_state {
   std::map<std::string, caf::timespan> reconnecting;      // lost members, next wait
   uint64_t flush_generation = 0;
   bool flush_armed = false;
+  // Shard flushes of repairs not yet answered: until they are, the lease is
+  // neither extended nor held (see `heartbeat`).
+  uint64_t repairs_in_flight = 0;
+  clock::time_point last_beat{}; // of the previous heartbeat; epoch before the first
   // Applies of received invalidations, numbered; all below `applied_below`
   // are done. A batch is answered once its own are done, and every earlier
   // one (they may have gone to other shards).

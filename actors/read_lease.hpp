@@ -30,6 +30,14 @@ public:
   void extend_to(time_point t) noexcept {
     until_.store(t.time_since_epoch().count(), std::memory_order_release);
   }
+  /// Valid until `t` at the latest: shortens the lease, never extends it.
+  void limit_to(time_point t) noexcept {
+    auto want = t.time_since_epoch().count();
+    auto cur = until_.load(std::memory_order_acquire);
+    while (want < cur &&
+           !until_.compare_exchange_weak(cur, want, std::memory_order_acq_rel)) {
+    }
+  }
   /// Valid until told otherwise (a node without members misses nothing).
   void hold() noexcept {
     until_.store(std::numeric_limits<int64_t>::max(), std::memory_order_release);

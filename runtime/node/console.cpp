@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "messages/errors.hpp"
+#include "messages/events.hpp"
+#include "messages/ttl.hpp"
 
 namespace karlton::node {
 
@@ -114,6 +116,28 @@ std::string console::execute(const std::string& input) {
     if (!f) return error_reply(usage("put <cache> <key> <value...>"));
     auto c = find((*f)[0]);
     return c ? done(c->put((*f)[1], (*f)[2])) : error_reply(c.error());
+  }
+  if (cmd == "putdep") {
+    auto f = fields(args, 4, true);
+    if (!f) return error_reply(usage("putdep <cache> <key> <on,...> <value...>"));
+    auto c = find((*f)[0]);
+    if (!c) return error_reply(c.error());
+    dependencies deps;
+    auto names = (*f)[2];
+    for (;;) {
+      auto comma = names.find(',');
+      auto name = names.substr(0, comma);
+      if (name.empty() || name == "event:")
+        return error_reply(
+          usage("putdep <cache> <key> <on,...> <value...> (no empty names in <on,...>)"));
+      if (name.rfind("event:", 0) == 0)
+        deps.events.emplace_back(name.substr(6));
+      else
+        deps.on.emplace_back(name);
+      if (comma == std::string_view::npos) break;
+      names.remove_prefix(comma + 1);
+    }
+    return done(c->put((*f)[1], (*f)[3], ttl::cache_default(), deps));
   }
   if (cmd == "get" || cmd == "load" || cmd == "erase") {
     auto f = fields(args, 2);

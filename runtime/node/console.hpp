@@ -7,6 +7,10 @@
 // could put one there).
 //
 //   put <cache> <key> <value...>   ok | error <text>
+//   putdep <cache> <key> <on,...> <value...>
+//                                  ok | error <text>  (put depending on the
+//                                  comma-separated names: `event:<e>` is the
+//                                  event <e>, any other name a tag or key)
 //   get <cache> <key>              value <bytes> | miss | error <text>
 //   load <cache> <key>             value <bytes> | miss | error <text>  (get_or_load)
 //   erase <cache> <key>            ok | error <text>

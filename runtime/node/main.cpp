@@ -3,7 +3,9 @@
 // It listens on `karlton.cluster.host:port`, joins `karlton.cluster.seeds`,
 // creates the caches `node.caches` (distributed `async` unless
 // `karlton.distribution` says otherwise), prints
-// `karlton-node <name> listening on <host>:<port>` on stdout, and runs until
+// `karlton-node <name> listening on <host>:<port>` on stdout (with
+// `node.store`, every cache reads through and writes to a table of its own in
+// that SQLite file, which other nodes may share), and runs until
 // SIGTERM, SIGINT or the console's `quit`; then it shuts the runtime down
 // (write-back caches flush, the node leaves the cluster), prints
 // `karlton-node <name> stopped` on stderr and exits 0. Exit 2: bad
@@ -37,6 +39,7 @@
 #include "runtime/node/console.hpp"
 #include "runtime/options.hpp"
 #include "runtime/runtime.hpp"
+#include "runtime/sqlite_store.hpp"
 
 namespace {
 
@@ -53,7 +56,9 @@ public:
                           "a stats line on stderr this often (default 10s, 0 = off)")
       .add<bool>("console", "answer console commands on stdin (default false)")
       .add<std::string>("port-file",
-                        "write the port listened on to this file once listening");
+                        "write the port listened on to this file once listening")
+      .add<std::string>("store", "SQLite file behind every cache, one table per cache "
+                                 "(default none); nodes may share it");
     // The program exists to be distributed: its caches invalidate across
     // the cluster unless `karlton.distribution` says otherwise. Set before
     // parsing, so the command line and the ini file override it.
@@ -95,11 +100,21 @@ struct node_settings {
   caf::timespan stats_interval{10s};
   bool console = false;
   std::string port_file;
+  std::string store;
 };
 
 caf::error bad_option(const std::string& option, const std::string& why) {
   return karlton::make_error(karlton::errc::invalid_option,
                              "option " + option + ": " + why);
+}
+
+// The table of cache `name` in the node's store: the name with '-' and '.'
+// (allowed in cache names, not in table names) as '_'.
+std::string store_table(const std::string& name) {
+  auto out = name;
+  std::replace_if(
+    out.begin(), out.end(), [](char c) { return c == '-' || c == '.'; }, '_');
+  return out;
 }
 
 caf::expected<node_settings> settings_from(const node_config& cfg) {
@@ -111,12 +126,29 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
   if (!defaults) return std::move(defaults.error());
   auto names =
     caf::get_or(cfg, "node.caches", std::vector<std::string>{std::string{"default"}});
+  out.store = caf::get_or(cfg, "node.store", out.store);
   std::set<std::string> seen;
+  std::map<std::string, std::string> tables; // table -> cache
   for (auto& name : names) {
     if (!seen.insert(name).second)
       return bad_option("node.caches", "'" + name + "' is listed twice");
     auto o = *defaults;
     o.name = name;
+    // Set before validating: write-through and write-back need a store.
+    if (!out.store.empty()) {
+      auto table = store_table(name);
+      auto [other, fresh] = tables.emplace(table, name);
+      if (!fresh)
+        return bad_option("node.caches", "'" + other->second + "' and '" + name +
+                                           "' would share the store table '" + table +
+                                           "'");
+      // One store (and table) per cache, all in the one file. Several node
+      // processes may share the file: SQLite's WAL mode and the store's busy
+      // timeout let their writes take turns.
+      auto st = karlton::sqlite_store::open(out.store, table);
+      if (!st) return bad_option("node.store", karlton::describe(st.error()));
+      o.backing_store = std::move(*st);
+    }
     if (auto err = karlton::validate(o)) return err;
     out.caches.push_back(std::move(o));
   }

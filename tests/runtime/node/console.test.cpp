@@ -99,6 +99,35 @@ TEST_CASE_METHOD(fixture, "console tag and emit invalidate what depends on them"
   CHECK(con.execute("get users by-event") == "miss");
 }
 
+TEST_CASE_METHOD(fixture,
+                 "console putdep puts an entry that goes with any of its tags or events",
+                 "[console]") {
+  CHECK(con.execute("putdep users a group-7,event:user_updated John  Smith") == "ok");
+  CHECK(con.execute("putdep users b event:user_updated v") == "ok");
+  CHECK(con.execute("putdep users c group-7 v") == "ok");
+  CHECK(con.execute("get users a") == "value John  Smith");
+  CHECK(con.execute("tag group-7") == "ok");
+  CHECK(con.execute("get users a") == "miss");
+  CHECK(con.execute("get users c") == "miss");
+  CHECK(con.execute("get users b") == "value v");
+  CHECK(con.execute("emit user_updated") == "ok");
+  CHECK(con.execute("get users b") == "miss");
+}
+
+TEST_CASE_METHOD(fixture, "console putdep refuses an empty dependency name",
+                 "[console]") {
+  auto is_usage = [](const std::string& reply) {
+    return reply.rfind("error karlton.invalid_option: usage: putdep ", 0) == 0;
+  };
+  CHECK(is_usage(con.execute("putdep users k  v")));
+  CHECK(is_usage(con.execute("putdep users k a,,b v")));
+  CHECK(is_usage(con.execute("putdep users k a, v")));
+  CHECK(is_usage(con.execute("putdep users k event: v")));
+  CHECK(is_usage(con.execute("putdep users k a")));
+  CHECK(con.execute("putdep nope k a v").rfind("error karlton.unknown_cache: ", 0) == 0);
+  CHECK(con.execute("get users k") == "miss");
+}
+
 TEST_CASE_METHOD(fixture, "console members of a runtime that is no node is an empty list",
                  "[console]") {
   CHECK(con.execute("members") == "members ");

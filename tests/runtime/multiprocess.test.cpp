@@ -1,0 +1,396 @@
+// Nodes in separate processes: karlton-node children on loopback, driven
+// through their consoles (tests/support/node_process.hpp), sharing one SQLite
+// store so that every node can cache a key by loading it. Invalidations of
+// keys, tags and events reach the other nodes; synchronous mode leaves no
+// window (rule 7); a node killed with -9 is dropped and can rejoin; a frozen
+// node flushes before it serves (rule 6); a node with another secret stays
+// out. Every wait is bounded; the children die with their node_process.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "messages/errors.hpp"
+#include "runtime/sqlite_store.hpp"
+#include "support/node_process.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace karlton;
+using namespace std::chrono_literals;
+using karlton::testing::node_process;
+
+namespace {
+
+using ms = std::chrono::milliseconds;
+
+// True once `pred` holds, polling every 20 ms for at most `limit`.
+bool eventually(const std::function<bool()>& pred, ms limit = ms{10'000}) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+// The first number after `"key":` in a `stats` reply; -1 if there is none.
+// Per-cache counters ("lease_flushes") come from the first cache, the only
+// one these nodes have.
+long long stat_of(const std::string& stats, const std::string& key) {
+  auto at = stats.find("\"" + key + "\":");
+  if (at == std::string::npos) return -1;
+  return std::atoll(stats.c_str() + at + key.size() + 3);
+}
+
+// Members in a `members` reply ("members a,b" is 2, "members " is 0).
+int member_count(const std::string& reply) {
+  if (reply.rfind("members ", 0) != 0) return -1;
+  auto names = reply.substr(8);
+  if (names.empty()) return 0;
+  int n = 1;
+  for (char c : names)
+    n += c == ',';
+  return n;
+}
+
+// A cluster of karlton-node processes with the cache "default", distributed
+// `mode`, in front of one SQLite file they share. The test process writes
+// the file too (`store`): a load then caches the same value everywhere
+// without a put, whose invalidation would drop the other nodes' copies.
+struct cluster {
+  karlton::testing::temp_dir dir{"multiprocess"};
+  std::string db = dir.file("store.db");
+  std::string mode;
+  std::string secret = "s3cret";
+  std::vector<std::string> extra; // more options for every node
+  std::vector<std::unique_ptr<node_process>> nodes;
+
+  explicit cluster(std::string distribution, std::vector<std::string> more = {})
+    : mode(std::move(distribution)), extra(std::move(more)) {}
+
+  std::vector<std::string> args(const std::string& name, uint16_t seed_port,
+                                const std::string& with_secret) const {
+    std::vector<std::string> out = {
+      "--karlton.cluster.node-name=" + name,
+      "--karlton.cluster.port=0",
+      "--karlton.cluster.secret=" + with_secret,
+      "--karlton.distribution=" + mode,
+      "--karlton.shards=2",
+      "--node.store=" + db,
+      "--node.stats-interval=0",
+    };
+    if (seed_port != 0)
+      out.push_back("--karlton.cluster.seeds=[\"127.0.0.1:" + std::to_string(seed_port) +
+                    "\"]");
+    out.insert(out.end(), extra.begin(), extra.end());
+    return out;
+  }
+
+  // Starts a node; the first one is the seed of all others.
+  node_process& start(const std::string& name, const std::string& with_secret = {}) {
+    uint16_t seed = nodes.empty() ? 0 : nodes.front()->port();
+    auto p = std::make_unique<node_process>(
+      name, KARLTON_NODE, args(name, seed, with_secret.empty() ? secret : with_secret));
+    INFO(p->log());
+    REQUIRE(p->ready());
+    nodes.push_back(std::move(p));
+    return *nodes.back();
+  }
+
+  node_process& operator[](size_t i) { return *nodes.at(i); }
+
+  // Starts `n` nodes and waits until each sees the n-1 others.
+  void start_all(size_t n) {
+    for (size_t i = 1; i <= n; ++i)
+      start("n" + std::to_string(i));
+    REQUIRE(all_see(n - 1));
+  }
+
+  // True once every node in `which` (default: all) has `n` members.
+  bool all_see(int n, std::vector<size_t> which = {}, ms limit = ms{15'000}) {
+    if (which.empty())
+      for (size_t i = 0; i < nodes.size(); ++i)
+        which.push_back(i);
+    return eventually(
+      [&] {
+        for (auto i : which)
+          if (member_count(nodes[i]->ask("members")) != n) return false;
+        return true;
+      },
+      limit);
+  }
+
+  // Writes `key` = `value` straight into the shared file.
+  void store(const std::string& key, const std::string& value) {
+    auto s = sqlite_store::open(db, "default");
+    REQUIRE(s);
+    REQUIRE_FALSE((*s)->write_batch({store_write{key, value}}));
+  }
+
+  // Loads `key` on every node in `which`, each answering `value`.
+  void load_on(const std::string& key, const std::string& value,
+               std::vector<size_t> which) {
+    for (auto i : which) {
+      INFO(nodes[i]->label());
+      REQUIRE(nodes[i]->ask("load default " + key) == "value " + value);
+      REQUIRE(nodes[i]->ask("get default " + key) == "value " + value);
+    }
+  }
+
+  // True once `get key` misses on node `i`.
+  bool gone_on(size_t i, const std::string& key, ms limit = ms{5'000}) {
+    return eventually([&] { return nodes[i]->ask("get default " + key) == "miss"; },
+                      limit);
+  }
+};
+
+} // namespace
+
+TEST_CASE("three node processes: a key erased on one is gone on the other two",
+          "[multiprocess][three]") {
+  cluster c{"async"};
+  c.start_all(3);
+  c.store("k", "v1");
+  c.load_on("k", "v1", {0, 1, 2});
+  REQUIRE(c[0].ask("erase default k") == "ok");
+  CHECK(c[0].ask("get default k") == "miss");
+  CHECK(c.gone_on(1, "k"));
+  CHECK(c.gone_on(2, "k"));
+  // The store still has it: a miss means invalidated, not "never there".
+  CHECK(c[1].ask("load default k") == "value v1");
+}
+
+TEST_CASE(
+  "three node processes: a tag invalidated on one purges its dependents on the others",
+  "[multiprocess][three]") {
+  cluster c{"async"};
+  c.start_all(3);
+  // A key per node: a put invalidates its key on the other nodes.
+  for (size_t i = 0; i < 3; ++i)
+    REQUIRE(c[i].ask("putdep default t" + std::to_string(i) + " group-7 v") == "ok");
+  REQUIRE(c[0].ask("putdep default other other-tag v") == "ok");
+  for (size_t i = 1; i < 3; ++i)
+    REQUIRE(c[i].ask("get default t" + std::to_string(i)) == "value v");
+  REQUIRE(c[0].ask("tag group-7") == "ok");
+  CHECK(c[0].ask("get default t0") == "miss");
+  CHECK(c.gone_on(1, "t1"));
+  CHECK(c.gone_on(2, "t2"));
+  CHECK(c[0].ask("get default other") == "value v");
+  auto s = c[2].ask("stats");
+  CHECK(stat_of(s, "invalidations_applied") >= 1);
+}
+
+TEST_CASE(
+  "three node processes: an event emitted on one purges its dependents on the others",
+  "[multiprocess][three]") {
+  cluster c{"async"};
+  c.start_all(3);
+  for (size_t i = 0; i < 3; ++i)
+    REQUIRE(c[i].ask("putdep default e" + std::to_string(i) + " event:user_updated v") ==
+            "ok");
+  REQUIRE(c[1].ask("putdep default by-tag user_updated v") == "ok"); // a tag: stays
+  REQUIRE(c[0].ask("emit user_updated") == "ok");
+  CHECK(c[0].ask("get default e0") == "miss");
+  CHECK(c.gone_on(1, "e1"));
+  CHECK(c.gone_on(2, "e2"));
+  CHECK(c[1].ask("get default by-tag") == "value v");
+}
+
+TEST_CASE("sync node processes miss right after an erase or a write-through put",
+          "[multiprocess][sync]") {
+  cluster c{"sync", {"--karlton.write-mode=write_through"}};
+  c.start_all(3);
+  for (int round = 0; round < 50; ++round) {
+    INFO("round " << round);
+    auto key = "r" + std::to_string(round);
+    auto v = "v" + std::to_string(round);
+    REQUIRE(c[0].ask("put default " + key + " " + v) == "ok"); // stored first
+    c.load_on(key, v, {1, 2});
+    if (round % 2 == 0) {
+      REQUIRE(c[0].ask("erase default " + key) == "ok");
+    } else {
+      REQUIRE(c[0].ask("put default " + key + " " + v + "b") == "ok");
+    }
+    // No polling: the ok meant every live node applied it.
+    CHECK(c[1].ask("get default " + key) == "miss");
+    CHECK(c[2].ask("get default " + key) == "miss");
+    if (round % 2 == 1) CHECK(c[2].ask("load default " + key) == "value " + v + "b");
+  }
+}
+
+TEST_CASE("kill -9 of a node process under load: the others carry on and it rejoins",
+          "[multiprocess][kill]") {
+  // Write-through: both survivors also write the shared SQLite file at once.
+  cluster c{"async", {"--karlton.write-mode=write_through"}};
+  c.start_all(3);
+  // Each survivor runs put/get/erase until it has done 1,000 commands after
+  // the kill and 1.5 s have passed since (the others notice a killed member
+  // within 1 s), 6 s at most; n3 is killed once both have done 300.
+  std::atomic<bool> killed{false};
+  struct outcome {
+    std::atomic<int> commands{0};
+    int after_kill = 0;
+    std::vector<std::string> errors;
+  };
+  outcome results[2];
+  auto load = [&](size_t i) {
+    auto& out = results[i];
+    auto now = std::chrono::steady_clock::now();
+    auto deadline = now + 6s;
+    std::optional<std::chrono::steady_clock::time_point> kill_seen;
+    for (int j = 0; now < deadline; ++j, now = std::chrono::steady_clock::now()) {
+      if (killed && !kill_seen) kill_seen = now;
+      if (kill_seen && out.after_kill >= 1'000 && now > *kill_seen + 1500ms) break;
+      auto key = "l" + std::to_string(j % 64);
+      std::string cmd;
+      switch (j % 3) {
+      case 0:
+        cmd = "put default " + key + " x" + std::to_string(j);
+        break;
+      case 1:
+        cmd = "get default " + key;
+        break;
+      default:
+        cmd = "erase default " + key;
+      }
+      auto reply = c[i].ask(cmd);
+      ++out.commands;
+      if (killed) ++out.after_kill;
+      if (reply != "ok" && reply != "miss" && reply.rfind("value ", 0) != 0)
+        out.errors.push_back(cmd + " -> " + reply);
+      if (reply.rfind("no reply", 0) == 0) return; // the node is of no more use
+    }
+  };
+  std::thread a{load, 0}, b{load, 1};
+  bool under_load = eventually(
+    [&] { return results[0].commands >= 300 && results[1].commands >= 300; }, 5s);
+  c[2].signal(SIGKILL);
+  killed = true;
+  auto status = c[2].wait(5s);
+  a.join();
+  b.join();
+  CHECK(under_load);
+  REQUIRE(status);
+  CHECK(WIFSIGNALED(*status));
+  for (auto& r : results) {
+    INFO(r.commands << " commands, " << r.after_kill << " after the kill; first error: "
+                    << (r.errors.empty() ? "none" : r.errors.front()));
+    CHECK(r.errors.empty());
+    CHECK(r.after_kill >= 1'000);
+  }
+  REQUIRE(c.all_see(1, {0, 1}));
+  for (size_t i = 0; i < 2; ++i)
+    CHECK(stat_of(c[i].ask("stats"), "peers_lost") >= 1);
+  // A new n3 process (new port), seeded with n1.
+  c.nodes[2].reset();
+  c.nodes[2] = std::make_unique<node_process>("n3 again", KARLTON_NODE,
+                                              c.args("n3", c[0].port(), c.secret));
+  REQUIRE(c[2].ready());
+  REQUIRE(c.all_see(2));
+  c.store("z", "vz");
+  c.load_on("z", "vz", {2});
+  REQUIRE(c[0].ask("erase default z") == "ok");
+  CHECK(c.gone_on(2, "z"));
+}
+
+namespace {
+
+// Node 3 caches k and k2 and is frozen (SIGSTOP) past the member timeout;
+// node 1 erases k while n3 is still a member (the batch waits in n3's
+// socket) and k2 after it dropped n3 (never sent). The moment n3 runs again
+// it must miss both: its read lease lapsed in the freeze (rule 6).
+void freeze_and_thaw(const std::string& mode) {
+  cluster c{mode};
+  c.start_all(3);
+  c.store("k", "v1");
+  c.store("k2", "v1");
+  c.load_on("k", "v1", {0, 1, 2});
+  c.load_on("k2", "v1", {0, 1, 2});
+  REQUIRE(c[2].signal(SIGSTOP));
+  REQUIRE(c[2].wait_stopped(2s));
+  auto frozen_at = std::chrono::steady_clock::now();
+  auto reply = c[0].ask("erase default k");
+  auto took = std::chrono::steady_clock::now() - frozen_at;
+  INFO("erase on n1: " << reply << " after "
+                       << std::chrono::duration_cast<ms>(took).count() << " ms; "
+                       << c[0].ask("stats"));
+  if (mode == "sync") {
+    // Rule 7: not acknowledged by n3 within the 2 s sync timeout, and said so.
+    CHECK(reply.rfind("error karlton.timeout: ", 0) == 0);
+    CHECK(reply.find("n3") != std::string::npos);
+  } else {
+    CHECK(reply == "ok");
+  }
+  CHECK(c.gone_on(1, "k"));
+  // Past the 3 s member timeout n1 drops n3; what it erases then is not even
+  // sent to n3.
+  CHECK(c.all_see(1, {0},
+                  std::chrono::duration_cast<ms>(frozen_at + 3800ms -
+                                                 std::chrono::steady_clock::now())));
+  CHECK(c[0].ask("erase default k2") == "ok");
+  std::this_thread::sleep_until(frozen_at + 4s);
+  REQUIRE(c[2].signal(SIGCONT));
+  // At once: the lapsed read lease empties n3's shards before these reads.
+  CHECK(c[2].ask("get default k") == "miss");
+  CHECK(c[2].ask("get default k2") == "miss");
+  auto s = c[2].ask("stats");
+  INFO(s);
+  CHECK((stat_of(s, "repairs") >= 1 || stat_of(s, "lease_flushes") >= 1));
+  CHECK(c.all_see(2));
+  // Invalidations reach n3 again. The mesh may still settle (a connection
+  // the others closed during the freeze goes down late, and n3 repairs once
+  // more), so n3 caches k again once it keeps it.
+  CHECK(eventually([&] {
+    return c[2].ask("load default k") == "value v1" &&
+           c[2].ask("get default k") == "value v1";
+  }));
+  CHECK(c.all_see(2));
+  REQUIRE(c[0].ask("erase default k") == "ok");
+  CHECK(c.gone_on(2, "k"));
+}
+
+} // namespace
+
+TEST_CASE(
+  "freeze of a node process past the member timeout: it misses what it held (async)",
+  "[multiprocess][freeze]") {
+  freeze_and_thaw("async");
+}
+
+TEST_CASE(
+  "freeze of a node process past the member timeout: it misses what it held (sync)",
+  "[multiprocess][freeze]") {
+  freeze_and_thaw("sync");
+}
+
+TEST_CASE(
+  "wrong secret: a node process with another secret never joins or changes anything",
+  "[multiprocess][secret]") {
+  cluster c{"async"};
+  c.start_all(2);
+  c.store("k", "v1");
+  c.load_on("k", "v1", {0, 1});
+  auto& bad = c.start("intruder", "not-the-secret");
+  // It keeps trying its seed in the background and is refused every time.
+  CHECK(eventually([&] { return stat_of(bad.ask("stats"), "joins_refused") >= 1; }));
+  CHECK(bad.ask("members") == "members ");
+  CHECK(c[0].ask("members") == "members n2");
+  CHECK(c[1].ask("members") == "members n1");
+  CHECK(bad.ask("put default k forged") == "ok");
+  CHECK(bad.ask("erase default k") == "ok");
+  CHECK(bad.ask("tag k") == "ok");
+  // Longer than any delivery between members takes (a few ms).
+  std::this_thread::sleep_for(1s);
+  CHECK(c[0].ask("get default k") == "value v1");
+  CHECK(c[1].ask("get default k") == "value v1");
+  CHECK(c[0].ask("members") == "members n2");
+  CHECK(stat_of(c[0].ask("stats"), "invalidations_received") == 0);
+}

@@ -1,0 +1,236 @@
+// A karlton-node child process driven through its console (stdin/stdout, see
+// runtime/node/console.hpp), for multi-process tests. Every wait has a
+// deadline, and the destructor kills (SIGKILL) and reaps the child, so no
+// process outlives its test even when a REQUIRE throws.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace karlton::testing {
+
+/// One karlton-node process with `--node.console`. Its stdout is read line by
+/// line; its stderr goes to a temporary file (`log()`), printed when the
+/// object is destroyed during a failing REQUIRE or with KARLTON_NODE_LOGS set.
+/// Not thread-safe, but different objects may be used from different threads.
+class node_process {
+public:
+  using ms = std::chrono::milliseconds;
+
+  /// Starts `program` with `args` (after the program name; `--node.console`
+  /// is added) and waits up to `limit` for its "listening on <host>:<port>"
+  /// line. Never throws: check `ready()`.
+  node_process(std::string label, const std::string& program,
+               std::vector<std::string> args, ms limit = ms{10'000})
+    : label_(std::move(label)) {
+    std::signal(SIGPIPE, SIG_IGN); // a dead child must not kill the test
+    char tmpl[] = "/tmp/karlton-node-stderr-XXXXXX";
+    int err_fd = ::mkostemp(tmpl, O_CLOEXEC);
+    if (err_fd < 0) return;
+    log_path_ = tmpl;
+    int in[2], out[2];
+    if (::pipe2(in, O_CLOEXEC) != 0) {
+      ::close(err_fd);
+      return;
+    }
+    if (::pipe2(out, O_CLOEXEC) != 0) {
+      ::close(in[0]);
+      ::close(in[1]);
+      ::close(err_fd);
+      return;
+    }
+    // Built before fork: the child may only make async-signal-safe calls.
+    args.insert(args.begin(), program);
+    args.push_back("--node.console");
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      // dup2 clears O_CLOEXEC on the copies; every other descriptor of ours
+      // (other nodes' pipes included) closes on exec.
+      ::dup2(in[0], STDIN_FILENO);
+      ::dup2(out[1], STDOUT_FILENO);
+      ::dup2(err_fd, STDERR_FILENO);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err_fd);
+    if (pid_ < 0) {
+      ::close(in[1]);
+      ::close(out[0]);
+      return;
+    }
+    to_child_ = in[1];
+    from_child_ = out[0];
+    auto line = read_line(limit);
+    auto at = line ? line->find(" listening on ") : std::string::npos;
+    auto colon = line ? line->rfind(':') : std::string::npos;
+    if (at == std::string::npos || colon == std::string::npos || colon < at) return;
+    port_ = static_cast<uint16_t>(std::strtoul(line->c_str() + colon + 1, nullptr, 10));
+  }
+
+  ~node_process() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL); // also ends a stopped (SIGSTOP) process
+      int status = 0;
+      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+    if (to_child_ >= 0) ::close(to_child_);
+    if (from_child_ >= 0) ::close(from_child_);
+    if (std::uncaught_exceptions() > 0 || std::getenv("KARLTON_NODE_LOGS") != nullptr)
+      std::cerr << "---- stderr of " << label_ << " ----\n" << log() << "---- end ----\n";
+    if (!log_path_.empty()) ::unlink(log_path_.c_str());
+  }
+
+  node_process(const node_process&) = delete;
+  node_process& operator=(const node_process&) = delete;
+
+  /// True once the node said it listens.
+  bool ready() const noexcept { return port_ != 0; }
+  uint16_t port() const noexcept { return port_; }
+  pid_t pid() const noexcept { return pid_; }
+  const std::string& label() const noexcept { return label_; }
+
+  /// Writes `line` and a newline to the console; false if the child is gone.
+  bool send_line(const std::string& line) {
+    if (to_child_ < 0) return false;
+    auto text = line + '\n';
+    size_t done = 0;
+    while (done < text.size()) {
+      auto n = ::write(to_child_, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      done += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  /// The next line of the child's stdout (without newline), or nullopt if
+  /// none comes within `limit` or the child closed its stdout.
+  std::optional<std::string> read_line(ms limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      auto nl = buffered_.find('\n');
+      if (nl != std::string::npos) {
+        auto line = buffered_.substr(0, nl);
+        buffered_.erase(0, nl + 1);
+        return line;
+      }
+      if (from_child_ < 0) return std::nullopt;
+      auto left =
+        std::chrono::duration_cast<ms>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd p{from_child_, POLLIN, 0};
+      int rc = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (rc < 0 && errno == EINTR) continue;
+      if (rc <= 0) return std::nullopt;
+      char buf[4096];
+      auto n = ::read(from_child_, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return std::nullopt; // EOF: the child is gone
+      buffered_.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+  /// Sends one command and returns its one reply line, or a line starting
+  /// with "no reply" if none came within `limit`. A late reply would answer
+  /// the next command, so after "no reply" the node is of no further use.
+  std::string ask(const std::string& command, ms limit = ms{10'000}) {
+    if (!send_line(command)) return "no reply: cannot write to " + label_;
+    auto reply = read_line(limit);
+    if (!reply) return "no reply from " + label_ + " to '" + command + "'";
+    return *reply;
+  }
+
+  /// Sends `sig` (SIGKILL, SIGSTOP, SIGCONT, SIGTERM, ...).
+  bool signal(int sig) { return pid_ > 0 && !reaped_ && ::kill(pid_, sig) == 0; }
+
+  /// True once every thread of the child is stopped (after SIGSTOP), waiting
+  /// up to `limit`. `kill` returns before the stop takes effect: until then
+  /// a running thread of the child may still answer a message.
+  bool wait_stopped(ms limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    auto tasks = "/proc/" + std::to_string(pid_) + "/task";
+    for (;;) {
+      bool all = true, any = false;
+      std::error_code ec;
+      for (auto& t : std::filesystem::directory_iterator{tasks, ec}) {
+        std::ifstream in{t.path() / "stat"};
+        std::string stat;
+        std::getline(in, stat);
+        // The state follows the command name, which is in parentheses.
+        auto close = stat.rfind(')');
+        if (close == std::string::npos || close + 2 >= stat.size()) continue;
+        any = true;
+        all = all && stat[close + 2] == 'T';
+      }
+      if (any && all && !ec) return true;
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(ms{1});
+    }
+  }
+
+  /// The child's wait status once it exited, waiting up to `limit`.
+  std::optional<int> wait(ms limit) {
+    if (pid_ <= 0) return std::nullopt;
+    if (reaped_) return status_;
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      int status = 0;
+      auto r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        reaped_ = true;
+        status_ = status;
+        return status;
+      }
+      if (r < 0 && errno != EINTR) return std::nullopt;
+      if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+      std::this_thread::sleep_for(ms{5});
+    }
+  }
+
+  /// What the child wrote to stderr so far.
+  std::string log() const {
+    std::ifstream in{log_path_};
+    std::stringstream out;
+    out << in.rdbuf();
+    return out.str();
+  }
+
+private:
+  std::string label_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+  int to_child_ = -1;
+  int from_child_ = -1;
+  uint16_t port_ = 0;
+  bool reaped_ = false;
+  int status_ = 0;
+  std::string buffered_;
+};
+
+} // namespace karlton::testing
