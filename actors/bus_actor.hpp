@@ -27,6 +27,7 @@ struct bus_state {
 /// any (UBSan reports it, see CAF-0.17.md).
 struct bus_options {};
 
-bus_actor::behavior_type bus(bus_actor::stateful_pointer<bus_state> self, bus_options options);
+bus_actor::behavior_type bus(bus_actor::stateful_pointer<bus_state> self,
+                             bus_options options);
 
 } // namespace karlton

@@ -331,7 +331,17 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       return caf::ok_atom::value;
     },
     [=](purge_atom, const std::vector<std::string>& names, purge_cause cause,
-        uint32_t level) { return self->state.cache->purge(names, cause, level); },
+        uint32_t level) {
+      auto out = self->state.cache->purge(names, cause, level);
+      // The answer goes first; the removed values are freed after it.
+      if (self->state.cache->has_buried()) self->send(self, reclaim_atom::value);
+      return out;
+    },
+    [=](reclaim_atom) {
+      // In chunks, so reads and writes get in between.
+      if (self->state.cache->free_buried(reclaim_batch) > 0)
+        self->send(self, reclaim_atom::value);
+    },
     [=](graph_atom) { return self->state.cache->dependency_edges(); },
     [=](evict_atom, const std::vector<std::string>& keys) {
       auto n = self->state.cache->evict(keys, now_of(self));

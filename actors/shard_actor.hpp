@@ -83,6 +83,10 @@ constexpr int doorbell_batch = 256;
 /// flight) instead of being paid one after another.
 constexpr int prefetch_batch = 16;
 
+/// Values a purge removed that are freed per `reclaim` message: about a
+/// millisecond of frees, so the shard stays responsive.
+constexpr size_t reclaim_batch = 8192;
+
 /// Expired entries reclaimed per timer tick; more are left for an immediate
 /// next tick, so a mass expiry of millions never blocks the shard for long.
 constexpr uint64_t expiry_batch = 1024;

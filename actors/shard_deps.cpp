@@ -47,6 +47,8 @@ caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& 
 purge_result shard_state::purge(const std::vector<std::string>& names, purge_cause cause,
                                 uint32_t level) {
   purge_result out;
+  // Values are freed after the answer (see `free_buried`).
+  burying_ = true;
   auto prefix = cause == purge_cause::event ? event_prefix : name_prefix;
   std::vector<std::string> frontier;
   frontier.reserve(names.size());
@@ -91,6 +93,7 @@ purge_result shard_state::purge(const std::vector<std::string>& names, purge_cau
     frontier = std::move(next);
     cause = purge_cause::cascade;
   }
+  burying_ = false;
   return out;
 }
 

@@ -190,6 +190,14 @@ void shard_state::remove(entry_id id, removal_cause cause) {
   }
   auto old = table_.remove(id);
   if (cfg_.on_removal) cfg_.on_removal(old, cause);
+  if (burying_) buried_.push_back(std::move(old));
+}
+
+size_t shard_state::free_buried(size_t max) {
+  for (size_t i = 0; i < max && !buried_.empty(); ++i)
+    buried_.pop_back();
+  if (buried_.empty()) buried_ = std::vector<value>{}; // its own memory too
+  return buried_.size();
 }
 
 bool shard_state::erase(std::string_view key, time_point now) {

@@ -28,6 +28,8 @@ using cleanup_atom = caf::atom_constant<caf::atom("cleanup")>;
 using removed_atom = caf::atom_constant<caf::atom("removed")>;
 /// Rung by plain threads after they queue work on the shard's ingress queue.
 using doorbell_atom = caf::atom_constant<caf::atom("doorbell")>;
+/// The shard's own reminder to free what a purge removed, a chunk at a time.
+using reclaim_atom = caf::atom_constant<caf::atom("reclaim")>;
 /// The shard's own expiry timer; carries a generation so stale timers are ignored.
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 
@@ -76,7 +78,8 @@ using shard_actor = caf::typed_actor<
   caf::replies_to<evict_atom, std::vector<std::string>>::with<uint64_t>,
   caf::replies_to<evict_atom>::with<uint64_t>,
   caf::replies_to<evict_atom, caf::timespan>::with<uint64_t>,
-  caf::replies_to<sync_atom>::with<std::vector<std::string>>>;
+  caf::replies_to<sync_atom>::with<std::vector<std::string>>,
+  caf::reacts_to<reclaim_atom>>;
 
 /// The event bus of a runtime (see actors/bus_actor.hpp).
 /// - `(shards, cache, list)`: the shards of a new cache.
