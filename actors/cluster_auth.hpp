@@ -1,27 +1,168 @@
-// Proof of the cluster secret in the join handshake: HMAC (RFC 2104) over
-// RIPEMD-160 (RFC 2286), the hash CAF itself ships, so authentication needs
-// no extra package. Each side proves it knows the secret by answering the
-// other's fresh random nonce; the secret never crosses the network.
+// The join handshake, without actors (rule 9): a mutual challenge-response
+// in which each node proves it knows the cluster secret with HMAC-SHA-256
+// (OpenSSL). The secret never crosses the network.
+//
+//   initiator I -> responder R: (hello, I, nonce_i)
+//   R -> I: (R, nonce_r, MAC(secret, "karlton-v2 responder" | transcript))
+//   I checks R's proof, then I -> R: (join, I, MAC(secret, "karlton-v2 initiator" |
+//   transcript), seq)
+//
+// The transcript is both identities (member info and CAF node id) and both
+// nonces, each field length-prefixed. A proof therefore holds for one
+// direction of one handshake between two named nodes only: it cannot be
+// reflected back, sent in the other direction, relayed between other nodes,
+// or replayed (a responder's nonce is fresh, open for one join, and dropped
+// after it). A node never signs bytes a peer chose on their own: every
+// transcript holds a fresh nonce of the signer's. A handshake claiming this
+// node's own name, or the name of a live member reached through another actor,
+// is refused: a name is only taken over once its member is gone.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <map>
+#include <set>
 #include <string>
 
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
 #include "messages/cluster.hpp"
+#include "runtime/clock.hpp"
 
 namespace karlton {
 
-/// HMAC-RIPEMD-160 of `message` under `key`, as 20 raw bytes.
-std::string hmac_ripemd160(const std::string& key, const std::string& message);
+/// Bytes of a nonce: 128 random bits never repeat in practice (2^64
+/// handshakes before a collision becomes likely).
+constexpr size_t nonce_size = 16;
 
-/// What `prover` sends to show it knows `secret`, answering `nonce`. Binds
-/// the prover's identity, so a proof cannot be replayed for another node.
-std::string join_proof(const std::string& secret, uint64_t nonce,
-                       const member_info& prover);
+/// Initiators' nonces a responder remembers, to recognize a replayed hello
+/// (an honest initiator never sends one twice). Past that many a replay is
+/// still refused, since the responder's own nonce is fresh; it is then only
+/// counted as a bad proof instead.
+constexpr size_t remembered_nonces = 4 * 1024;
 
-/// True if `proof` is `join_proof(secret, nonce, prover)` (compared in
+/// Handshakes a responder keeps open (hello answered, join due) at once. A
+/// real join follows its hello within a round trip; this bounds what hellos
+/// never followed by a join (a refused or hostile node) can hold.
+constexpr size_t max_open_challenges = 1024;
+
+/// HMAC-SHA-256 (RFC 2104, FIPS 180-4) of `message` under `key`: 32 raw bytes.
+std::string hmac_sha256(const std::string& key, const std::string& message);
+
+/// `nonce_size` bytes from OpenSSL's CSPRNG.
+caf::expected<std::string> random_nonce();
+
+/// One side of a handshake: its member info and CAF node id (as text, the
+/// transport's identity of the process it runs in).
+struct handshake_party {
+  member_info info;
+  std::string node;
+};
+
+/// Which side of the handshake a proof comes from.
+enum class handshake_role { initiator, responder };
+
+/// Everything a proof is bound to.
+struct handshake_transcript {
+  handshake_party initiator;
+  handshake_party responder;
+  std::string initiator_nonce;
+  std::string responder_nonce;
+};
+
+/// What `role` sends to show it knows `secret` in the handshake `t`.
+std::string handshake_proof(const std::string& secret, handshake_role role,
+                            const handshake_transcript& t);
+
+/// True if `proof` is `handshake_proof(secret, role, t)` (CRYPTO_memcmp:
 /// constant time).
-bool check_join_proof(const std::string& secret, uint64_t nonce,
-                      const member_info& prover, const std::string& proof);
+bool check_handshake_proof(const std::string& secret, handshake_role role,
+                           const handshake_transcript& t, const std::string& proof);
+
+/// Refusals of handshakes, by cause; `total` counts each once.
+struct handshake_counters {
+  uint64_t total = 0;
+  uint64_t bad_proofs = 0; ///< wrong secret, reflected, other direction, other nodes
+  uint64_t replays = 0;    ///< a hello's nonce seen before; a join without a challenge
+  uint64_t names = 0;      ///< claimed our own name or a live member's
+};
+
+/// Adds `c` to the refusals counted in `s`.
+inline void add_counters(peer_stats& s, const handshake_counters& c) {
+  s.joins_refused += c.total;
+  s.proofs_refused += c.bad_proofs;
+  s.replays_refused += c.replays;
+  s.names_refused += c.names;
+}
+
+/// Both sides of this node's handshakes: its nonces, the challenges it has
+/// open as responder, and every decision to admit or refuse a peer.
+class handshake_state {
+public:
+  /// `open_for`: how long a challenge waits for its join.
+  handshake_state(std::string secret, handshake_party me,
+                  std::chrono::nanoseconds open_for,
+                  size_t max_open = max_open_challenges);
+
+  const handshake_party& me() const noexcept { return me_; }
+
+  // -- as initiator -----------------------------------------------------------
+
+  /// A fresh nonce for our hello.
+  caf::expected<std::string> start() { return random_nonce(); }
+
+  /// Checks the responder's answer to our hello (`my_nonce`): its proof, and
+  /// that its name is neither ours nor, if `name_taken`, a live member's
+  /// reached through another actor. Returns our proof for the join.
+  caf::expected<std::string> answer(const handshake_party& them,
+                                    const std::string& my_nonce,
+                                    const std::string& their_nonce,
+                                    const std::string& their_proof, bool name_taken);
+
+  // -- as responder -----------------------------------------------------------
+
+  struct hello_reply {
+    std::string nonce;
+    std::string proof;
+  };
+
+  /// A hello from `sender` (an opaque key of the actor that sent it):
+  /// refuses a nonce seen before, our own name and a taken one, else opens a challenge
+  /// for `sender`'s join (replacing one it had open) and answers it.
+  caf::expected<hello_reply> hello(const std::string& sender, const handshake_party& them,
+                                   const std::string& their_nonce, bool name_taken,
+                                   clock::time_point now);
+
+  /// The join of `sender`: admitted if it answers the challenge `sender` has
+  /// open, as the same party, with the initiator's proof, and its name is
+  /// still free. The challenge is used up either way.
+  caf::error join(const std::string& sender, const member_info& them,
+                  const std::string& proof, bool name_taken, clock::time_point now);
+
+  size_t open_challenges() const noexcept { return open_.size(); }
+
+  handshake_counters counters;
+
+private:
+  struct challenge {
+    handshake_transcript transcript;
+    clock::time_point opened;
+  };
+
+  caf::error refuse(uint64_t& cause, std::string why);
+  caf::error check_name(const std::string& name, bool name_taken);
+  void drop_expired(clock::time_point now);
+
+  std::string secret_;
+  handshake_party me_;
+  std::chrono::nanoseconds open_for_;
+  size_t max_open_;
+  std::map<std::string, challenge> open_; // by sender
+  std::set<std::string> seen_;            // initiators' nonces, the last few
+  std::deque<std::string> seen_order_;    // ... oldest first
+};
 
 } // namespace karlton

@@ -16,8 +16,6 @@ namespace {
 
 using self_ptr = peer_actor::stateful_pointer<peer_actor_state>;
 
-constexpr size_t max_open_challenges = 1024;
-
 void log(self_ptr self, const std::string& line) {
   auto& st = self->state;
   auto text = "karlton node " + st.core->me().name + ": " + line;
@@ -55,6 +53,26 @@ bool from_member(self_ptr self, const std::string& origin) {
     log(self, "ignored invalidations claiming to come from '" + origin +
                 "', which is not an authenticated member");
   return false;
+}
+
+// -- the join handshake (decided by `handshake_state`) -------------------------
+
+// The handshake state's key for the actor that sent the message at hand.
+std::string sender_key(const caf::strong_actor_ptr& sender) {
+  return caf::to_string(sender->address());
+}
+
+// True if `name` is a live member reached through an actor other than `by`:
+// a handshake claiming it is refused (the same member may shake hands again).
+bool name_taken(self_ptr self, const std::string& name, const caf::actor_addr& by) {
+  auto i = self->state.members.find(name);
+  return i != self->state.members.end() && i->second.handle.address() != by;
+}
+
+// Logs a refused handshake, once per thousand so a flood cannot fill the log.
+void log_refusal(self_ptr self, const caf::error& err) {
+  if (self->state.auth->counters.total % 1000 == 1)
+    log(self, "refused a handshake: " + describe(err));
 }
 
 // Makes the distributed caches safe again after we may have missed
@@ -226,35 +244,36 @@ void add_member(self_ptr self, const member_info& info, const peer_actor& handle
 
 void join_member(self_ptr self, member_info target);
 
-// The join handshake with the node `other`, as its caller: we prove our
-// secret over its nonce and check its proof over ours, then exchange member
-// lists and sequence numbers. `done` hears the outcome.
+// The join handshake with the node `other`, as its initiator (see
+// actors/cluster_auth.hpp): we check its proof over both nonces first, and
+// only then send ours, then exchange member lists and sequence numbers.
+// `done` hears the outcome.
 void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> done) {
   auto& st = self->state;
-  auto nonce = st.core->new_nonce();
+  auto started = st.auth->start();
+  if (!started) {
+    done(std::move(started.error()));
+    return;
+  }
+  auto nonce = std::move(*started);
   auto timeout = st.setup.join_timeout;
   self->request(other, timeout, hello_atom::value, st.core->me(), nonce)
     .then(
-      [=](member_info& them, uint64_t their_nonce, std::string& proof) {
+      [=](member_info& them, std::string& their_nonce, std::string& proof) {
         auto& st = self->state;
-        if (!check_join_proof(st.setup.secret, nonce, them, proof)) {
-          ++st.core->counters.joins_refused;
-          log(self,
-              "refused node '" + them.name + "': it could not prove the cluster secret");
-          done(make_error(errc::invalid_option,
-                          "node '" + them.name + "' does not share the cluster secret"));
-          return;
-        }
-        if (them.name == st.core->me().name) { // we reached ourselves
-          done(caf::none);
+        auto mine = st.auth->answer(handshake_party{them, caf::to_string(other.node())},
+                                    nonce, their_nonce, proof,
+                                    name_taken(self, them.name, other.address()));
+        if (!mine) {
+          log(self, "refused node '" + them.name + "': " + describe(mine.error()));
+          done(std::move(mine.error()));
           return;
         }
         // A member from now on: what we broadcast after the join message
         // reaches it after that message, so its count starts where we say.
         add_member(self, them, other);
-        auto mine = join_proof(st.setup.secret, their_nonce, st.core->me());
         self
-          ->request(other, timeout, join_atom::value, st.core->me(), std::move(mine),
+          ->request(other, timeout, join_atom::value, st.core->me(), std::move(*mine),
                     st.core->next_seq())
           .then(
             [=](std::vector<member_info>& others, uint64_t their_next) {
@@ -286,8 +305,12 @@ void connect(self_ptr self, const std::string& host, uint16_t port,
                                   : sys.middleman().actor_handle();
   self->request(mm, self->state.setup.join_timeout, caf::connect_atom::value, host, port)
     .then(
-      [=](const caf::node_id&, caf::strong_actor_ptr& h,
+      [=](const caf::node_id& nid, caf::strong_actor_ptr& h,
           const std::set<std::string>& ifs) {
+        if (nid == self->node()) { // we reached ourselves (a seed list may name us)
+          done(caf::none);
+          return;
+        }
         if (!h || !self->home_system().assignable<peer_actor>(ifs)) {
           done(make_error(errc::invalid_option,
                           host + ":" + std::to_string(port) + " is not a karlton node"));
@@ -401,7 +424,10 @@ void heartbeat(self_ptr self) {
 
 peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
   auto& st = self->state;
-  st.core = std::make_unique<peer_state>(setup.me, setup.batch_max, setup.seed);
+  st.core = std::make_unique<peer_state>(setup.me, setup.batch_max);
+  st.auth = std::make_unique<handshake_state>(
+    setup.secret, handshake_party{setup.me, caf::to_string(self->node())},
+    setup.join_timeout);
   st.setup = std::move(setup);
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
   self->send(self, heartbeat_atom::value);
@@ -417,31 +443,30 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
     });
   return {
     [=](hello_atom, member_info& from,
-        uint64_t nonce) -> caf::result<member_info, uint64_t, std::string> {
+        std::string& nonce) -> caf::result<member_info, std::string, std::string> {
       auto& st = self->state;
       auto sender = self->current_sender();
       if (!sender) return not_local();
-      auto mine = st.core->new_nonce();
-      // Hellos never followed by a join (a refused or hostile node) must not
-      // grow the table without bound; a real join follows its hello at once.
-      if (st.challenges.size() >= max_open_challenges) st.challenges.clear();
-      st.challenges[sender->address()] = peer_actor_state::challenge{mine, from};
-      return {st.core->me(), mine, join_proof(st.setup.secret, nonce, st.core->me())};
+      auto reply = st.auth->hello(
+        sender_key(sender), handshake_party{from, caf::to_string(sender->node())}, nonce,
+        name_taken(self, from.name, sender->address()), st.setup.time_source->now());
+      if (!reply) {
+        log_refusal(self, reply.error());
+        return std::move(reply.error());
+      }
+      return {st.core->me(), std::move(reply->nonce), std::move(reply->proof)};
     },
     [=](join_atom, member_info& from, std::string& proof,
         uint64_t next_seq) -> caf::result<std::vector<member_info>, uint64_t> {
       auto& st = self->state;
       auto sender = self->current_sender();
-      auto c = sender ? st.challenges.find(sender->address()) : st.challenges.end();
-      if (c == st.challenges.end() || !(c->second.from == from) ||
-          !check_join_proof(st.setup.secret, c->second.nonce, from, proof)) {
-        ++st.core->counters.joins_refused;
-        log(self, "refused node '" + from.name + "' at " + from.host + ":" +
-                    std::to_string(from.port) +
-                    ": it could not prove the cluster secret");
-        return make_error(errc::invalid_option, "the cluster secret does not match");
+      if (!sender) return not_local();
+      if (auto err = st.auth->join(sender_key(sender), from, proof,
+                                   name_taken(self, from.name, sender->address()),
+                                   st.setup.time_source->now())) {
+        log_refusal(self, err);
+        return err;
       }
-      st.challenges.erase(c);
       if (st.core->expect(from.name, from.incarnation, next_seq))
         repair(self, "'" + from.name + "' sent invalidations we never received");
       std::vector<member_info> others;
@@ -562,7 +587,11 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
     [=](heartbeat_atom) {
       if (from_this_node(self)) heartbeat(self);
     },
-    [=](peer_stats_atom) { return self->state.core->stats(self->state.members.size()); },
+    [=](peer_stats_atom) {
+      auto s = self->state.core->stats(self->state.members.size());
+      add_counters(s, self->state.auth->counters);
+      return s;
+    },
     [=](members_atom) {
       std::vector<member_info> out;
       for (auto& [name, m] : self->state.members)

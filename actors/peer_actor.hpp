@@ -14,6 +14,7 @@
 
 #include <caf/timespan.hpp>
 
+#include "actors/cluster_auth.hpp"
 #include "actors/peer_state.hpp"
 #include "actors/read_lease.hpp"
 #include "messages/shard_interface.hpp"
@@ -57,7 +58,6 @@ struct peer_setup {
   std::shared_ptr<const clock> time_source;
   /// The runtime's event bus: applies tags and events from other nodes.
   bus_actor event_bus;
-  uint64_t seed = 1;
   /// Membership changes, refusals and repairs, one line each (stderr if empty).
   std::function<void(const std::string&)> log;
 };
@@ -69,19 +69,15 @@ struct peer_actor_state {
     clock::time_point last_heard;
     uint64_t unacked = 0; // invalidations sent, not yet applied there
   };
-  struct challenge {
-    uint64_t nonce;
-    member_info from;
-  };
   struct sync_waiter {
     uint64_t ticket; // every apply numbered below it must be done
     caf::typed_response_promise<caf::ok_atom> promise;
   };
 
   std::unique_ptr<peer_state> core;
+  std::unique_ptr<handshake_state> auth; // the join handshake, both sides
   peer_setup setup;
   std::map<std::string, member> members;                  // by node name
-  std::map<caf::actor_addr, challenge> challenges;        // hello answered, join due
   std::map<std::string, std::vector<shard_actor>> caches; // distributed, by name
   std::map<std::string, caf::timespan> reconnecting;      // lost members, next wait
   uint64_t flush_generation = 0;

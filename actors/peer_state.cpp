@@ -5,8 +5,8 @@
 
 namespace karlton {
 
-peer_state::peer_state(member_info me, size_t batch_max, uint64_t seed)
-  : me_(std::move(me)), batch_max_(std::max<size_t>(1, batch_max)), rng_(seed) {
+peer_state::peer_state(member_info me, size_t batch_max)
+  : me_(std::move(me)), batch_max_(std::max<size_t>(1, batch_max)) {
   outgoing_.origin = me_.name;
   outgoing_.incarnation = me_.incarnation;
 }

@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <map>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -16,7 +15,7 @@ namespace karlton {
 class peer_state {
 public:
   /// `batch_max`: invalidations per batch before it is sent at once.
-  peer_state(member_info me, size_t batch_max, uint64_t seed);
+  peer_state(member_info me, size_t batch_max);
 
   const member_info& me() const noexcept { return me_; }
 
@@ -45,11 +44,6 @@ public:
   /// Records how long an invalidation took from issue to apply here.
   void record_delay(int64_t issued_ns, int64_t applied_ns);
 
-  // -- authentication -----------------------------------------------------------
-
-  /// A fresh random challenge for a join handshake.
-  uint64_t new_nonce() { return rng_(); }
-
   /// Counters; `stats()` adds the recent delays and `members`.
   peer_stats counters;
   peer_stats stats(uint64_t members) const;
@@ -62,7 +56,6 @@ private:
 
   member_info me_;
   size_t batch_max_;
-  std::mt19937_64 rng_;
   uint64_t next_seq_ = 0;
   invalidation_batch outgoing_;
   std::map<std::string, origin_state> origins_;

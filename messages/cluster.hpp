@@ -86,10 +86,14 @@ struct peer_stats {
   uint64_t batches_sent = 0;    ///< batch messages sent (to all members)
   uint64_t invalidations_received = 0;
   uint64_t invalidations_applied = 0;
-  uint64_t gaps = 0;                     ///< sequence gaps seen (each made a repair)
-  uint64_t peers_lost = 0;               ///< members lost or silent (each made a repair)
-  uint64_t repairs = 0;                  ///< flushes of the distributed caches
-  uint64_t joins_refused = 0;            ///< handshakes that failed authentication
+  uint64_t gaps = 0;           ///< sequence gaps seen (each made a repair)
+  uint64_t peers_lost = 0;     ///< members lost or silent (each made a repair)
+  uint64_t repairs = 0;        ///< flushes of the distributed caches
+  uint64_t joins_refused = 0;  ///< handshakes refused, for any of the causes below
+  uint64_t proofs_refused = 0; ///< proofs that did not verify (no secret, reflected, ...)
+  uint64_t replays_refused =
+    0;                        ///< hellos reusing a nonce, joins without an open challenge
+  uint64_t names_refused = 0; ///< claiming this node's name or a live member's
   uint64_t unauthenticated_messages = 0; ///< ignored: not from a member
   uint64_t sync_timeouts = 0;            ///< synchronous calls some node did not answer
   uint64_t batches_withheld = 0;         ///< from members too far behind (they repair)
@@ -113,14 +117,17 @@ typename Inspector::result_type inspect(Inspector& f, peer_stats& x) {
   return f(caf::meta::type_name("karlton::peer_stats"), x.members, x.broadcasts_sent,
            x.batches_sent, x.invalidations_received, x.invalidations_applied, x.gaps,
            x.peers_lost, x.repairs, x.joins_refused, x.unauthenticated_messages,
-           x.sync_timeouts, x.batches_withheld, x.bad_messages, x.recent_delays_us);
+           x.sync_timeouts, x.batches_withheld, x.bad_messages, x.proofs_refused,
+           x.replays_refused, x.names_refused, x.recent_delays_us);
 }
 
-/// `(hello, me, nonce)`: the first step of a join; answered with the
-/// receiver's `member_info`, its own nonce, and its proof over ours.
+/// `(hello, me, nonce)`: the first step of a join (see actors/cluster_auth.hpp),
+/// with a fresh random nonce (`nonce_size` bytes); answered with the
+/// receiver's `member_info`, its own fresh nonce, and its responder's proof
+/// over both identities and both nonces.
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
-/// `(join, me, proof, next_seq)`: the second step, with our proof over its
-/// nonce; answered with its members and its next sequence number.
+/// `(join, me, proof, next_seq)`: the second step, with our initiator's proof
+/// over the same; answered with its members and its next sequence number.
 /// `(join, host, port)` from the local node: join the node there.
 using join_atom = caf::atom_constant<caf::atom("join")>;
 /// `(batch, b)` between nodes: apply these invalidations; answered once they

@@ -113,8 +113,8 @@ using bus_actor = caf::typed_actor<
 ///   every member, answer; the runtime then stops it. From a member: it
 ///   left cleanly (no repair, no reconnection).
 using peer_actor = caf::typed_actor<
-  caf::replies_to<hello_atom, member_info, uint64_t>::with<member_info, uint64_t,
-                                                           std::string>,
+  caf::replies_to<hello_atom, member_info, std::string>::with<member_info, std::string,
+                                                              std::string>,
   caf::replies_to<join_atom, member_info, std::string,
                   uint64_t>::with<std::vector<member_info>, uint64_t>,
   caf::replies_to<batch_atom, invalidation_batch>::with<caf::ok_atom>,

@@ -571,7 +571,6 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
     setup.me.host = opts.host;
     setup.me.port = opts.port;
     setup.me.incarnation = std::random_device{}() ^ (uint64_t(wall_clock_ns()) << 16);
-    setup.seed = setup.me.incarnation;
     if (opts.port == 0) {
       // The node's name and member info carry its port: pick it first.
       auto free = free_port(opts.host);

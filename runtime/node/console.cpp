@@ -207,6 +207,9 @@ caf::expected<std::string> console::stats_json() {
     num("invalidations_applied", p.invalidations_applied) + "," + num("gaps", p.gaps) +
     "," + num("peers_lost", p.peers_lost) + "," + num("repairs", p.repairs) + "," +
     num("joins_refused", p.joins_refused) + "," +
+    num("proofs_refused", p.proofs_refused) + "," +
+    num("replays_refused", p.replays_refused) + "," +
+    num("names_refused", p.names_refused) + "," +
     num("unauthenticated_messages", p.unauthenticated_messages) + "," +
     num("sync_timeouts", p.sync_timeouts) + "," + num("bad_messages", p.bad_messages) +
     "," + num("delay_samples", p.recent_delays_us.size()) + "," +

@@ -1,9 +1,8 @@
 // The peer actor's bookkeeping without actors: numbering and batching what a
-// node sends, gap detection on what it receives (rule 6), and the proofs of
-// the join handshake.
+// node sends, and gap detection on what it receives (rule 6). The handshake
+// is tested in cluster_auth.test.cpp.
 #include <catch2/catch.hpp>
 
-#include "actors/cluster_auth.hpp"
 #include "actors/peer_state.hpp"
 
 using namespace karlton;
@@ -34,7 +33,7 @@ invalidation_batch batch(const std::string& origin, uint64_t incarnation, uint64
 } // namespace
 
 TEST_CASE("a node numbers its invalidations in order across batches") {
-  peer_state p{node("a"), 100, 1};
+  peer_state p{node("a"), 100};
   CHECK_FALSE(p.enqueue(keys({"k1", "k2"})));
   CHECK_FALSE(p.enqueue(keys({"k3"})));
   auto b1 = p.take_batch();
@@ -52,7 +51,7 @@ TEST_CASE("a node numbers its invalidations in order across batches") {
 }
 
 TEST_CASE("an empty batch says where the numbering stands") {
-  peer_state p{node("a"), 100, 1};
+  peer_state p{node("a"), 100};
   p.enqueue(keys({"k1", "k2"}));
   p.take_batch();
   auto heartbeat = p.take_batch();
@@ -61,14 +60,14 @@ TEST_CASE("an empty batch says where the numbering stands") {
 }
 
 TEST_CASE("enqueue says when a batch is full") {
-  peer_state p{node("a"), 3, 1};
+  peer_state p{node("a"), 3};
   CHECK_FALSE(p.enqueue(keys({"k1", "k2"})));
   CHECK(p.enqueue(keys({"k3"})));
   CHECK(p.pending() == 3);
 }
 
 TEST_CASE("batches in order are no gap and a skipped one is") {
-  peer_state p{node("b"), 100, 1};
+  peer_state p{node("b"), 100};
   CHECK_FALSE(p.expect("a", 7, 0)); // the handshake: a numbers from 0
   CHECK_FALSE(p.receive(batch("a", 7, 0, 5)));
   CHECK_FALSE(p.receive(batch("a", 7, 5, 1)));
@@ -80,13 +79,13 @@ TEST_CASE("batches in order are no gap and a skipped one is") {
 }
 
 TEST_CASE("a heartbeat past what arrived is a gap even on a quiet link") {
-  peer_state p{node("b"), 100, 1};
+  peer_state p{node("b"), 100};
   p.expect("a", 7, 10);
   CHECK(p.receive(batch("a", 7, 12, 0)));
 }
 
 TEST_CASE("a batch sent before the handshake is no gap") {
-  peer_state p{node("b"), 100, 1};
+  peer_state p{node("b"), 100};
   p.expect("a", 7, 10);
   CHECK_FALSE(p.receive(batch("a", 7, 8, 2))); // 8 and 9: queued before we joined
   CHECK_FALSE(p.receive(batch("a", 7, 10, 1)));
@@ -94,7 +93,7 @@ TEST_CASE("a batch sent before the handshake is no gap") {
 }
 
 TEST_CASE("a second handshake with numbers we never saw is a gap") {
-  peer_state p{node("b"), 100, 1};
+  peer_state p{node("b"), 100};
   p.expect("a", 7, 0);
   p.receive(batch("a", 7, 0, 3));
   CHECK_FALSE(p.expect("a", 7, 3)); // reconnected: nothing missed
@@ -103,7 +102,7 @@ TEST_CASE("a second handshake with numbers we never saw is a gap") {
 }
 
 TEST_CASE("a restarted origin starts afresh unless its first numbers are missing") {
-  peer_state p{node("b"), 100, 1};
+  peer_state p{node("b"), 100};
   p.expect("a", 7, 0);
   p.receive(batch("a", 7, 0, 50));
   CHECK_FALSE(p.expect("a", 8, 0)); // a new run: its handshake sets the count
@@ -112,7 +111,7 @@ TEST_CASE("a restarted origin starts afresh unless its first numbers are missing
 }
 
 TEST_CASE("delays are kept for the most recent invalidations only") {
-  peer_state p{node("b"), 100, 1};
+  peer_state p{node("b"), 100};
   for (size_t i = 0; i < peer_delay_samples + 10; ++i)
     p.record_delay(0, static_cast<int64_t>(i) * 1000);
   auto s = p.stats(2);
@@ -123,35 +122,4 @@ TEST_CASE("delays are kept for the most recent invalidations only") {
   CHECK(s.recent_delays_us[10] == 10);
   p.record_delay(5000, 1000); // clocks apart: never negative
   CHECK(p.stats(0).recent_delays_us[10] == 0);
-}
-
-TEST_CASE("HMAC-RIPEMD-160 matches the RFC 2286 test vectors") {
-  auto hex = [](const std::string& raw) {
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : raw) {
-      out += digits[c >> 4];
-      out += digits[c & 15];
-    }
-    return out;
-  };
-  CHECK(hex(hmac_ripemd160(std::string(20, '\x0b'), "Hi There")) ==
-        "24cb4bd67d20fc1a5d2ed7732dcc39377f0a5668");
-  CHECK(hex(hmac_ripemd160("Jefe", "what do ya want for nothing?")) ==
-        "dda6c0213a485a9e24f4742064a7f033b43c4069");
-  // A key longer than the block is hashed first (test case 6).
-  CHECK(hex(hmac_ripemd160(std::string(80, '\xaa'),
-                           "Test Using Larger Than Block-Size Key - Hash Key First")) ==
-        "6466ca07ac5eac29e1bd523e5ada7605b791fd8b");
-}
-
-TEST_CASE("a join proof holds only for the same secret and nonce and node") {
-  auto a = node("a");
-  auto proof = join_proof("s3cret", 42, a);
-  CHECK(check_join_proof("s3cret", 42, a, proof));
-  CHECK_FALSE(check_join_proof("other", 42, a, proof));
-  CHECK_FALSE(check_join_proof("s3cret", 43, a, proof));
-  CHECK_FALSE(check_join_proof("s3cret", 42, node("b"), proof));
-  CHECK_FALSE(check_join_proof("s3cret", 42, node("a", 8), proof));
-  CHECK_FALSE(check_join_proof("s3cret", 42, a, proof.substr(1)));
 }

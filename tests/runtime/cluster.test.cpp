@@ -323,3 +323,58 @@ TEST_CASE("cluster options and calls fail clearly", "[cluster]") {
   // Nobody listens on port 1.
   CHECK(rt.join("127.0.0.1", 1));
 }
+
+TEST_CASE("a node without the secret cannot join as a member by reflecting proofs",
+          "[cluster]") {
+  // The attack of issue 11 against nodes b and c: open a challenge at b, have
+  // c sign b's nonce in a hello of its own, and join b as c with that.
+  cluster c{2, distribution::sync};
+  auto& b = c.nodes[0];
+  auto& victim = c.nodes[1];
+  runtime attacker; // an actor system of its own, without the secret
+  auto& sys = attacker.system();
+  auto to_b =
+    must(sys.middleman().remote_actor<peer_actor>("127.0.0.1", b.rt->cluster_port()));
+  auto to_c = must(
+    sys.middleman().remote_actor<peer_actor>("127.0.0.1", victim.rt->cluster_port()));
+  caf::scoped_actor x{sys};
+  auto fail = [](caf::error& e) { FAIL(describe(e)); };
+  auto nonce = [](char fill) { return std::string(16, fill); };
+  member_info me_c;
+  x->request(to_c, 5s, hello_atom::value, member_info{"eve", "127.0.0.1", 1, 1},
+             nonce('1'))
+    .receive([&](member_info& m, std::string&, std::string&) { me_c = m; }, fail);
+  REQUIRE(me_c.name == "node1");
+  // Claiming c, a live member of b: refused at once.
+  bool refused = false;
+  x->request(to_b, 5s, hello_atom::value, me_c, nonce('2'))
+    .receive([](member_info&, std::string&, std::string&) {},
+             [&](caf::error&) { refused = true; });
+  CHECK(refused);
+  // Claiming a new name, with c's proof over b's nonce.
+  auto mallory = member_info{"mallory", "127.0.0.1", 1, 1};
+  std::string nonce_b, proof_c;
+  x->request(to_b, 5s, hello_atom::value, mallory, nonce('3'))
+    .receive([&](member_info&, std::string& n, std::string&) { nonce_b = n; }, fail);
+  x->request(to_c, 5s, hello_atom::value, member_info{"eve", "127.0.0.1", 1, 1}, nonce_b)
+    .receive([&](member_info&, std::string&, std::string& p) { proof_c = p; }, fail);
+  bool accepted = false;
+  for (auto& claim : {mallory, me_c})
+    x->request(to_b, 5s, join_atom::value, claim, proof_c, uint64_t{0})
+      .receive([&](std::vector<member_info>&, uint64_t) { accepted = true; },
+               [](caf::error&) {});
+  CHECK_FALSE(accepted);
+  auto s = must(b.rt->cluster_stats());
+  CHECK(s.names_refused >= 1);
+  CHECK(s.proofs_refused >= 1);
+  CHECK(s.replays_refused >= 1); // the join as c: no challenge open for it
+  CHECK(s.joins_refused == s.names_refused + s.proofs_refused + s.replays_refused);
+  // The real member stays, and its erase reaches b.
+  auto names = must(b.rt->members());
+  REQUIRE(names.size() == 1);
+  CHECK(names[0].name == "node1");
+  c.cache_everywhere("k");
+  REQUIRE(must(victim.users.erase("k")));
+  CHECK_FALSE(must(b.users.get("k")));
+  CHECK(c.log.contains("refused a handshake"));
+}

@@ -142,10 +142,10 @@ TEST_CASE_METHOD(fixture,
   auto reply = con.execute("stats");
   CHECK(reply.rfind("stats {\"node\":\"\",\"members\":0,", 0) == 0);
   CHECK(reply.find('\n') == std::string::npos);
-  for (auto key :
-       {"broadcasts_sent", "batches_sent", "invalidations_received",
-        "invalidations_applied", "gaps", "peers_lost", "repairs", "joins_refused",
-        "unauthenticated_messages", "sync_timeouts", "bad_messages"})
+  for (auto key : {"broadcasts_sent", "batches_sent", "invalidations_received",
+                   "invalidations_applied", "gaps", "peers_lost", "repairs",
+                   "joins_refused", "proofs_refused", "replays_refused", "names_refused",
+                   "unauthenticated_messages", "sync_timeouts", "bad_messages"})
     CHECK(reply.find("\"" + std::string{key} + "\":0") != std::string::npos);
   CHECK(
     reply.find(
