@@ -364,10 +364,11 @@ caf::expected<journal> journal::open(const std::string& path) {
 caf::error journal::fail_for_good(caf::error err) {
   // After a failed fdatasync, Linux may have dropped the dirty pages and a retry
   // can report success for data that never reached the disk (PostgreSQL's
-  // "fsyncgate", 2018). So never retry: only a reopen's scan knows what is there.
-  broken_ = make_error(errc::store_failure, "journal " + path_ +
-                                              " is unusable after an earlier failure (" +
-                                              describe(err) + "); close and reopen it");
+  // "fsyncgate", 2018). So never retry on this file: only a rewrite from memory
+  // into a new file, or a reopen's scan, knows what is there.
+  broken_ = make_error(errc::store_failure,
+                       "journal " + path_ + " is unusable after an earlier failure (" +
+                         describe(err) + "); rewrite it, or close and reopen it");
   return err;
 }
 

@@ -53,8 +53,9 @@ public:
   /// batch: when it returns without error, they survive a crash.
   /// Errors: `key_too_large`/`value_too_large` for a key or value over 4 GiB - 1
   /// (nothing written); `store_failure` with the path and the system's reason.
-  /// A failed sync leaves the journal unusable (every later call fails): the
-  /// disk may have lost the data, and only a reopen sees what it kept.
+  /// A failed sync leaves the journal unusable (every later `append` and `reset`
+  /// fails): the disk may have lost the data, so only a `rewrite` from memory,
+  /// or a reopen's scan, can be trusted again.
   caf::error append(const std::vector<store_write>& batch);
 
   /// Empties the file, durably. Call it only after the store confirmed every
