@@ -13,7 +13,37 @@ uint64_t as_ms(caf::timespan d) {
 
 } // namespace
 
+bool journal_rewrite(uint64_t bytes, uint64_t rewritten, uint64_t max_bytes) {
+  return bytes >= std::max(max_bytes, 2 * rewritten);
+}
+
+uint64_t journal_bytes(const std::vector<write_item>& items) {
+  uint64_t n = 0;
+  for (const auto& i : items) // a 16-byte header, the key, the value
+    n += 16 + i.key.size() + (i.erase ? 0 : i.bytes.size());
+  return n;
+}
+
 flush_state::flush_state(flush_config cfg) : cfg_(cfg), rng_(cfg.seed) {}
+
+void flush_state::journaled(uint64_t through) {
+  journaled_through_ = std::max(journaled_through_, through);
+}
+
+bool flush_state::front_journaled() const {
+  if (!cfg_.journal || order_.empty()) return true;
+  return pending_.at(order_.front()).latest <= journaled_through_;
+}
+
+std::vector<write_item> flush_state::unstored() const {
+  std::vector<write_item> out;
+  out.reserve(pending_.size() + in_flight_.size());
+  for (const auto& s : in_flight_)
+    if (pending_.count(s.item.key) == 0) out.push_back(s.item);
+  for (const auto& key : order_)
+    out.push_back(pending_.at(key).item);
+  return out;
+}
 
 uint64_t flush_state::add(uint32_t shard, write_item item, time_point now) {
   ++stats_.writes;
@@ -25,12 +55,14 @@ uint64_t flush_state::add(uint32_t shard, write_item item, time_point now) {
     // `number` stays: a flush asked for before this write waits for the key.
     i->second.item = std::move(item);
     i->second.shard = shard;
+    i->second.latest = number;
     ++stats_.writes_coalesced;
     return 1;
   }
   order_.push_back(item.key);
   auto key = item.key;
-  pending_.emplace(std::move(key), slot{std::move(item), shard, number, to_ms(now)});
+  pending_.emplace(std::move(key),
+                   slot{std::move(item), shard, number, number, to_ms(now)});
   return 0;
 }
 
@@ -48,7 +80,7 @@ std::optional<uint64_t> flush_state::oldest_ms() const {
 }
 
 bool flush_state::should_flush(time_point now) const {
-  if (in_flight() || pending_.empty()) return false;
+  if (in_flight() || pending_.empty() || !front_journaled()) return false;
   auto now_ms = to_ms(now);
   if (now_ms < backoff_until_ms_) return false;
   if (pending_.size() >= cfg_.batch_size) return true;
@@ -61,7 +93,8 @@ bool flush_state::should_flush(time_point now) const {
 }
 
 std::optional<time_point> flush_state::next_due() const {
-  if (in_flight() || pending_.empty()) return std::nullopt;
+  // Not journaled yet: the journal's answer makes it due, not time.
+  if (in_flight() || pending_.empty() || !front_journaled()) return std::nullopt;
   auto due = std::max(*oldest_ms() + as_ms(cfg_.flush_interval), backoff_until_ms_);
   return time_point{std::chrono::milliseconds{due}};
 }
@@ -73,7 +106,7 @@ std::vector<write_item> flush_state::take_batch(time_point) {
   in_flight_.reserve(n); // no reallocation below: the index points into it
   std::vector<write_item> batch;
   batch.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < n && front_journaled(); ++i) {
     auto node = pending_.extract(order_.front());
     order_.pop_front();
     in_flight_.push_back(std::move(node.mapped()));

@@ -32,7 +32,24 @@ struct flush_config {
   caf::timespan retry_base = std::chrono::milliseconds{10};
   caf::timespan retry_max = std::chrono::seconds{5};
   uint64_t seed = 1;
+  /// With a journal, a write goes into a batch only once `journaled` covers
+  /// it: the store then never has a write the journal lacks, so a replay
+  /// after a crash cannot put an older record over it.
+  bool journal = false;
+  /// With a journal: once it holds this many bytes, the next group commit
+  /// rewrites it with just the writes not yet stored (see `journal_rewrite`).
+  uint64_t journal_max_bytes = uint64_t{64} << 20;
 };
+
+/// True if the next group commit should rewrite the journal instead of
+/// appending to it: it holds `bytes`, the last rewrite left `rewritten`
+/// bytes. Twice that at least, so a large set of unstored writes (bounded by
+/// max-dirty) does not make every commit a rewrite: the journal stays under
+/// max(`max_bytes`, 2 x the unstored writes) plus one group.
+bool journal_rewrite(uint64_t bytes, uint64_t rewritten, uint64_t max_bytes);
+
+/// The bytes `items` take as journal records (runtime/journal.cpp's format).
+uint64_t journal_bytes(const std::vector<write_item>& items);
 
 /// Dirty writes by key, oldest first. Invariants that carry consistency rules
 /// 4 and 5 of DESIGN.md:
@@ -54,8 +71,19 @@ public:
   /// The newest write of `key` the store does not have yet, or null.
   const write_item* newest(std::string_view key) const;
 
-  /// True if a batch should start now: none in flight, not backing off, and
-  /// a full batch is dirty, or the oldest write is due, or a flush was asked.
+  /// The number `add` gave the last write.
+  uint64_t last_accepted() const noexcept { return accepted_; }
+
+  /// With a journal: every write up to number `through` is durable in it.
+  void journaled(uint64_t through);
+
+  /// The writes the store does not have yet, the newest of each key: what a
+  /// journal rewrite must keep.
+  std::vector<write_item> unstored() const;
+
+  /// True if a batch should start now: none in flight, not backing off, the
+  /// oldest write journaled (with a journal), and a full batch is dirty, or
+  /// the oldest write is due, or a flush was asked.
   bool should_flush(time_point now) const;
 
   /// When `should_flush` next turns true by itself (interval or backoff), if
@@ -63,7 +91,8 @@ public:
   std::optional<time_point> next_due() const;
 
   /// Moves up to `batch_size` of the oldest dirty keys in flight and returns
-  /// their writes, for one transaction.
+  /// their writes, for one transaction. With a journal it stops at the first
+  /// key whose write is not journaled yet.
   std::vector<write_item> take_batch(time_point now);
 
   /// The batch in flight is stored: which writes of which shard, and how
@@ -95,10 +124,13 @@ private:
     write_item item;
     uint32_t shard = 0;
     uint64_t number = 0;   // order of acceptance, for flush tickets
+    uint64_t latest = 0;   // the number of `item` (coalescing moves it on)
     uint64_t since_ms = 0; // when the key became dirty (coalescing keeps it)
   };
 
   std::optional<uint64_t> oldest_ms() const;
+  /// True if the oldest dirty key's write may be stored (see `journaled`).
+  bool front_journaled() const;
 
   flush_config cfg_;
   std::unordered_map<std::string, slot> pending_;
@@ -106,6 +138,7 @@ private:
   std::vector<slot> in_flight_;
   std::unordered_map<std::string_view, size_t> in_flight_index_; // key -> in_flight_[i]
   uint64_t accepted_ = 0;
+  uint64_t journaled_through_ = 0;
   uint64_t flush_requested_through_ = 0;
   uint32_t consecutive_failures_ = 0;
   uint64_t backoff_until_ms_ = 0;

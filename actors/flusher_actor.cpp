@@ -55,14 +55,17 @@ void answer_waiters(self_ptr self) {
 void maybe_truncate(self_ptr self) {
   auto& st = self->state;
   if (!st.setup.journal || !st.journal_has_records || st.journal_busy ||
-      !st.unjournaled.empty() || st.writes->dirty() > 0)
+      st.journal_broken || !st.unjournaled.empty() || st.writes->dirty() > 0)
     return;
   st.journal_has_records = false;
+  st.journal_bytes = 0;
+  st.journal_rewritten = 0;
   // Appends sent later queue behind this in the journal writer's mailbox.
   self->request(st.setup.journal, caf::infinite, truncate_atom::value)
     .then([](caf::ok_atom) {},
           [self]([[maybe_unused]] caf::error& err) {
             // Harmless: replaying stored writes again stores the same values.
+            // If its sync failed, the next append fails and repairs it.
             self->state.journal_has_records = true;
             CAF_LOG_WARNING("karlton: journal truncation failed:" << describe(err));
           });
@@ -101,38 +104,86 @@ void maybe_flush(self_ptr self) {
           [self](caf::error& err) { on_failed(self, err); });
 }
 
+void append_journal(self_ptr self);
+
+// After a failed rewrite: try again once retry-max has passed (or earlier,
+// with the next write).
+void retry_journal_later(self_ptr self) {
+  auto& st = self->state;
+  st.armed_for.reset();
+  self->delayed_send(self, st.setup.config.retry_max, tick_atom::value,
+                     ++st.timer_generation);
+}
+
 // Group commit: one append (one fsync) for everything that queued meanwhile.
+// It becomes a rewrite with only the writes not yet stored when the journal
+// grew past its bound (a steady stream never lets it be truncated), or when
+// an append failed: then the file lacks writes the flusher took, and only a
+// file written from memory can be trusted (see journal::rewrite).
 void append_journal(self_ptr self) {
   auto& st = self->state;
-  if (st.journal_busy || st.unjournaled.empty()) return;
+  if (st.journal_busy) return;
+  if (st.unjournaled.empty() && st.unjournaled_acks.empty() && !st.journal_broken) return;
+  bool rewrite =
+    st.journal_broken || journal_rewrite(st.journal_bytes, st.journal_rewritten,
+                                         st.writes->config().journal_max_bytes);
   st.journal_busy = true;
   st.journal_has_records = true;
   auto acks = std::move(st.unjournaled_acks);
+  auto through = st.unjournaled_through;
   auto n = st.unjournaled.size();
-  self
-    ->request(st.setup.journal, caf::infinite, write_atom::value,
-              std::move(st.unjournaled))
-    .then(
-      [self, acks, n](caf::ok_atom) mutable {
-        auto& st = self->state;
-        st.journal_busy = false;
-        ++st.journal_appends;
-        st.journal_records += n;
-        for (auto& a : acks)
-          a.deliver(caf::ok_atom::value);
-        append_journal(self);
-        maybe_truncate(self);
-      },
-      [self, acks](caf::error& err) mutable {
-        // Not durable, so not acknowledged: the callers get the error. The
-        // writes stay dirty and still go to the store.
-        self->state.journal_busy = false;
-        for (auto& a : acks)
-          a.deliver(err);
-        append_journal(self);
-      });
+  auto items = rewrite ? st.writes->unstored() : std::move(st.unjournaled);
+  auto bytes = journal_bytes(items);
   st.unjournaled.clear();
   st.unjournaled_acks.clear();
+  auto done = [self, acks, through, n, bytes, rewrite](caf::ok_atom) mutable {
+    auto& st = self->state;
+    st.journal_busy = false;
+    if (rewrite) {
+      st.journal_bytes = bytes;
+      st.journal_rewritten = bytes;
+      st.journal_broken = false;
+      ++st.journal_rewrites;
+    } else {
+      st.journal_bytes += bytes;
+    }
+    ++st.journal_appends;
+    st.journal_records += n;
+    st.writes->journaled(through); // they may be stored now
+    for (auto& a : acks)
+      a.deliver(caf::ok_atom::value);
+    append_journal(self);
+    maybe_truncate(self);
+    maybe_flush(self);
+  };
+  auto failed = [self, acks, rewrite](caf::error& err) mutable {
+    auto& st = self->state;
+    st.journal_busy = false;
+    st.journal_broken = true;
+    ++st.journal_failures;
+    CAF_LOG_WARNING("karlton: a journal " << (rewrite ? "rewrite" : "append")
+                                          << " failed:" << describe(err));
+    if (!rewrite) {
+      // Repair at once: the rewrite holds these writes too, and their
+      // callers are acknowledged if it succeeds.
+      st.unjournaled_acks.insert(st.unjournaled_acks.begin(), acks.begin(), acks.end());
+      append_journal(self);
+      return;
+    }
+    // Not durable, so not acknowledged: the callers get the error. Their
+    // writes stay cached and dirty but are not stored until a rewrite
+    // succeeds; a crash before that loses them, and the store keeps the
+    // last acknowledged value, which the old journal's replay restores.
+    for (auto& a : acks)
+      a.deliver(err);
+    retry_journal_later(self);
+  };
+  if (rewrite)
+    self->request(st.setup.journal, caf::infinite, rewrite_atom::value, std::move(items))
+      .then(done, failed);
+  else
+    self->request(st.setup.journal, caf::infinite, write_atom::value, std::move(items))
+      .then(done, failed);
 }
 
 } // namespace
@@ -154,6 +205,7 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
       uint64_t coalesced = 0;
       for (auto& i : items)
         coalesced += st.writes->add(shard, std::move(i), now);
+      st.unjournaled_through = st.writes->last_accepted();
       give_back(self, coalesced);
       maybe_flush(self);
       if (!st.setup.journal) return caf::ok_atom::value;
@@ -203,12 +255,16 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
       auto out = st.writes->stats(now_of(self));
       out.journal_appends = st.journal_appends;
       out.journal_records = st.journal_records;
+      out.journal_rewrites = st.journal_rewrites;
+      out.journal_bytes = st.journal_bytes;
+      out.journal_failures = st.journal_failures;
       return out;
     },
     [=](tick_atom, uint64_t generation) {
       auto& st = self->state;
       if (generation != st.timer_generation) return; // superseded by a re-arm
       st.armed_for.reset();
+      if (st.journal_broken) append_journal(self); // retry_journal_later
       answer_waiters(self);
       maybe_flush(self);
       arm(self);

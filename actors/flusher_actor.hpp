@@ -38,10 +38,18 @@ struct flusher_state {
   // Group commit: writes that arrive while an append runs go in the next one.
   std::vector<write_item> unjournaled;
   std::vector<caf::typed_response_promise<caf::ok_atom>> unjournaled_acks;
+  uint64_t unjournaled_through = 0; // flush_state's number of the last of them
   bool journal_busy = false;
   bool journal_has_records = false;
+  // An append failed: the file lacks writes the flusher took, so nothing more
+  // is appended (or stored) until a rewrite from memory succeeds.
+  bool journal_broken = false;
+  uint64_t journal_bytes = 0;     // the file's length, as the flusher wrote it
+  uint64_t journal_rewritten = 0; // the length the last rewrite left
   uint64_t journal_appends = 0;
   uint64_t journal_records = 0;
+  uint64_t journal_rewrites = 0;
+  uint64_t journal_failures = 0;
   std::vector<std::pair<uint64_t, caf::typed_response_promise<caf::ok_atom>>>
     flush_waiters;
   struct draining {

@@ -63,7 +63,10 @@ void ask_user_loader(self_ptr self, std::string key, uint64_t id) {
       });
 }
 
-// Hands the loads the state started to the loader workers, round robin.
+// Hands the loads the state started to the loader workers, round robin. In
+// write-back mode the "workers" are the flusher, which answers a key it holds
+// a write for: so any write the state made must be sent before (send_writes),
+// as CAF keeps the order of one sender's messages to one receiver.
 void dispatch_loads(self_ptr self) {
   auto& st = self->state;
   if (st.user_loader) {
@@ -312,9 +315,11 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
             batch[i]->prefetch(*st.cache, step);
         for (int i = 0; i < n; ++i)
           batch[i]->run(*st.cache, now);
-        dispatch_loads(self);  // loads the batch started
-        send_writes(self);     // and its writes
-        send_cascades(self);   // and the dependents of keys it erased
+        // Writes before loads: the flusher must hold a key's write before it
+        // answers a load of it, or the load reads the store's older row.
+        send_writes(self);     // the batch's writes
+        dispatch_loads(self);  // the loads it started
+        send_cascades(self);   // the dependents of keys it erased
         send_broadcasts(self); // and what other nodes must drop
         done += n;
       }

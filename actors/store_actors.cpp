@@ -37,6 +37,11 @@ journal_actor::behavior_type journal_writer(journal_actor::pointer,
       if (auto err = log->append(to_store_writes(items))) return err;
       return caf::ok_atom::value;
     },
+    [log](rewrite_atom,
+          const std::vector<write_item>& items) -> caf::result<caf::ok_atom> {
+      if (auto err = log->rewrite(to_store_writes(items))) return err;
+      return caf::ok_atom::value;
+    },
     [log](truncate_atom) -> caf::result<caf::ok_atom> {
       if (auto err = log->reset()) return err;
       return caf::ok_atom::value;

@@ -75,19 +75,23 @@ struct write_stats {
   uint64_t entries_flushed = 0; ///< writes the store took
   uint64_t writes_coalesced =
     0; ///< writes replaced by a newer one of the key before storing
-  uint64_t flush_failures = 0;  ///< batches the store refused
-  uint64_t retries = 0;         ///< batches tried again after a failure
-  uint64_t dirty = 0;           ///< writes not yet stored, now
-  uint64_t oldest_dirty_ms = 0; ///< age of the oldest of them
-  uint64_t journal_appends = 0; ///< group commits to the journal (one fsync each)
-  uint64_t journal_records = 0; ///< writes made durable in the journal
+  uint64_t flush_failures = 0;   ///< batches the store refused
+  uint64_t retries = 0;          ///< batches tried again after a failure
+  uint64_t dirty = 0;            ///< writes not yet stored, now
+  uint64_t oldest_dirty_ms = 0;  ///< age of the oldest of them
+  uint64_t journal_appends = 0;  ///< group commits to the journal (one fsync each)
+  uint64_t journal_records = 0;  ///< writes made durable in the journal
+  uint64_t journal_rewrites = 0; ///< rewrites that bounded or repaired it
+  uint64_t journal_bytes = 0;    ///< the journal's length, now
+  uint64_t journal_failures = 0; ///< appends and rewrites that failed
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, write_stats& x) {
   return f(caf::meta::type_name("karlton::write_stats"), x.writes, x.batches,
            x.entries_flushed, x.writes_coalesced, x.flush_failures, x.retries, x.dirty,
-           x.oldest_dirty_ms, x.journal_appends, x.journal_records);
+           x.oldest_dirty_ms, x.journal_appends, x.journal_records, x.journal_rewrites,
+           x.journal_bytes, x.journal_failures);
 }
 
 /// The thread that owns the store connection for writes. Detached: a store
@@ -98,10 +102,15 @@ using store_writer_actor = caf::typed_actor<
 /// `(truncate)`: the journal's records are all in the store; empty it.
 using truncate_atom = caf::atom_constant<caf::atom("truncate")>;
 
+/// `(rewrite, items)`: replace the journal's records by `items`.
+using rewrite_atom = caf::atom_constant<caf::atom("rewrite")>;
+
 /// The thread that appends to a write-back journal (detached: it fsyncs).
-/// `(write, items)` is answered once the records are durable.
+/// `(write, items)` is answered once the records are durable; `(rewrite,
+/// items)` once the journal holds exactly them, durably (journal::rewrite).
 using journal_actor = caf::typed_actor<
   caf::replies_to<write_atom, std::vector<write_item>>::with<caf::ok_atom>,
+  caf::replies_to<rewrite_atom, std::vector<write_item>>::with<caf::ok_atom>,
   caf::replies_to<truncate_atom>::with<caf::ok_atom>>;
 
 /// The write-back flusher of one cache (see actors/flusher_actor.hpp).

@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cassert>
 #include <cerrno>
 #include <cstring>
@@ -363,17 +364,30 @@ caf::expected<journal> journal::open(const std::string& path) {
 caf::error journal::fail_for_good(caf::error err) {
   // After a failed fdatasync, Linux may have dropped the dirty pages and a retry
   // can report success for data that never reached the disk (PostgreSQL's
-  // "fsyncgate", 2018). So never retry: only a reopen's scan knows what is there.
-  broken_ = make_error(errc::store_failure, "journal " + path_ +
-                                              " is unusable after an earlier failure (" +
-                                              describe(err) + "); close and reopen it");
+  // "fsyncgate", 2018). So never retry on this file: only a rewrite from memory
+  // into a new file, or a reopen's scan, knows what is there.
+  broken_ = make_error(errc::store_failure,
+                       "journal " + path_ + " is unusable after an earlier failure (" +
+                         describe(err) + "); rewrite it, or close and reopen it");
   return err;
 }
 
-caf::error journal::append(const std::vector<store_write>& batch) {
-  assert(fd_ >= 0 && "append on a moved-from journal");
-  if (broken_) return broken_;
-  if (batch.empty()) return caf::none;
+namespace {
+
+std::atomic<int (*)(int)> sync_hook{nullptr};
+
+} // namespace
+
+void journal::set_sync_for_testing(int (*sync)(int fd)) noexcept {
+  sync_hook.store(sync);
+}
+
+int journal::sync(int fd) {
+  auto hook = sync_hook.load(std::memory_order_relaxed);
+  return hook ? hook(fd) : sync_data(fd);
+}
+
+caf::error journal::encode_all(const std::vector<store_write>& batch) {
   size_t total = 0;
   for (const auto& w : batch) {
     if (w.key.size() > max_length)
@@ -393,6 +407,15 @@ caf::error journal::append(const std::vector<store_write>& batch) {
   for (const auto& w : batch)
     out = encode(w, out);
   assert(out == buf_.data() + total);
+  return caf::none;
+}
+
+caf::error journal::append(const std::vector<store_write>& batch) {
+  assert(fd_ >= 0 && "append on a moved-from journal");
+  if (broken_) return broken_;
+  if (batch.empty()) return caf::none;
+  if (auto err = encode_all(batch)) return err;
+  auto total = buf_.size();
   if (int err = write_all(fd_, buf_.data(), buf_.size())) {
     // A partial batch would end the next open's scan and hide every batch
     // appended after it, so cut it off. A full disk, the usual cause, may pass.
@@ -400,7 +423,7 @@ caf::error journal::append(const std::vector<store_write>& batch) {
       return fail_for_good(io_error(path_, "cut a failed write from", errno));
     return io_error(path_, "write to", err);
   }
-  if (int err = sync_data(fd_)) return fail_for_good(io_error(path_, "sync", err));
+  if (int err = sync(fd_)) return fail_for_good(io_error(path_, "sync", err));
   size_bytes_ += total;
   records_ += batch.size();
   // Batches are usually small; a rare huge one (large values) should not pin
@@ -409,12 +432,44 @@ caf::error journal::append(const std::vector<store_write>& batch) {
   return caf::none;
 }
 
+caf::error journal::rewrite(const std::vector<store_write>& live) {
+  assert(fd_ >= 0 && "rewrite on a moved-from journal");
+  if (auto err = encode_all(live)) return err;
+  auto tmp = path_ + ".rewrite";
+  // O_TRUNC: a crash in an earlier rewrite may have left a partial file here.
+  int fd = ::open(tmp.c_str(), O_RDWR | O_APPEND | O_CLOEXEC | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return io_error(tmp, "create", errno);
+  auto give_up = [&](const char* action, int err) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return io_error(tmp, action, err);
+  };
+  // Locked before it takes the journal's name, so no other journal can open
+  // it in between.
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) return give_up("lock", errno);
+  if (int err = write_all(fd, buf_.data(), buf_.size())) return give_up("write to", err);
+  if (int err = sync(fd)) return give_up("sync", err);
+  if (::rename(tmp.c_str(), path_.c_str()) != 0) return give_up("rename", errno);
+  ::close(fd_);
+  fd_ = fd;
+  size_bytes_ = buf_.size();
+  records_ = live.size();
+  std::vector<store_write>{}.swap(recovered_);
+  if (buf_.capacity() > (4u << 20)) std::string{}.swap(buf_);
+  // Until the directory is synced a crash may bring back the old file; its
+  // records are older and its tail may be what a failed sync lost.
+  if (int err = sync_parent_directory(path_))
+    return fail_for_good(io_error(path_, "sync the directory of", err));
+  broken_ = caf::none;
+  return caf::none;
+}
+
 caf::error journal::reset() {
   assert(fd_ >= 0 && "reset on a moved-from journal");
   if (broken_) return broken_;
   if (::ftruncate(fd_, 0) != 0) return io_error(path_, "truncate", errno);
   // The new length is metadata that fdatasync writes: it is needed to read the file.
-  if (int err = sync_data(fd_)) return fail_for_good(io_error(path_, "sync", err));
+  if (int err = sync(fd_)) return fail_for_good(io_error(path_, "sync", err));
   size_bytes_ = 0;
   records_ = 0;
   std::vector<store_write>{}.swap(recovered_);

@@ -19,7 +19,8 @@ namespace karlton {
 /// Records are appended in batches (`append`); a batch is durable when `append`
 /// returns, so acknowledge a write only after that. On start, `open` finds the
 /// records of the previous run (`recovered`), the owner writes them to the
-/// store, and then empties the journal (`reset`). A crash in the middle of an
+/// store, and then empties the journal (`reset`). While it runs, the owner
+/// keeps it bounded with `rewrite`. A crash in the middle of an
 /// append leaves a torn tail, which `open` cuts off: it was never acknowledged.
 ///
 /// Only the owning actor (one thread at a time) may call a journal. A file can be
@@ -52,14 +53,32 @@ public:
   /// batch: when it returns without error, they survive a crash.
   /// Errors: `key_too_large`/`value_too_large` for a key or value over 4 GiB - 1
   /// (nothing written); `store_failure` with the path and the system's reason.
-  /// A failed sync leaves the journal unusable (every later call fails): the
-  /// disk may have lost the data, and only a reopen sees what it kept.
+  /// A failed sync leaves the journal unusable (every later `append` and `reset`
+  /// fails): the disk may have lost the data, so only a `rewrite` from memory,
+  /// or a reopen's scan, can be trusted again.
   caf::error append(const std::vector<store_write>& batch);
 
   /// Empties the file, durably. Call it only after the store confirmed every
   /// record appended so far (and the recovered ones). Errors: `store_failure`,
   /// and a failed sync leaves the journal unusable, as for `append`.
   caf::error reset();
+
+  /// Replaces the file by one that holds exactly `live`, durably: the records
+  /// go to `<path>.rewrite`, which is synced, locked and renamed over the
+  /// journal, and then the directory is synced. A crash at any point leaves
+  /// either the old file or the new one, each whole. Pass the writes the store
+  /// does not have yet (the latest per key): the journal then forgets every
+  /// stored record, which bounds it under a steady stream that never lets it
+  /// be `reset`. Works on a journal broken by an earlier failure too, and
+  /// makes it usable again: the new file is written and synced from memory,
+  /// never trusting what the failed sync left. Errors: as `append`; on an
+  /// error the journal keeps its old file (broken if it was).
+  caf::error rewrite(const std::vector<store_write>& live);
+
+  /// Tests only: replaces fdatasync on every journal's files in this process
+  /// (the function gets the file descriptor and returns 0 or an errno value),
+  /// to inject failures; null restores fdatasync.
+  static void set_sync_for_testing(int (*sync)(int fd)) noexcept;
 
   /// The length of the file in bytes.
   uint64_t size_bytes() const noexcept { return size_bytes_; }
@@ -75,6 +94,12 @@ private:
 
   /// Makes every later `append` and `reset` fail; returns `err`.
   caf::error fail_for_good(caf::error err);
+
+  /// Encodes `batch` into `buf_`, or fails on a key or value over 4 GiB - 1.
+  caf::error encode_all(const std::vector<store_write>& batch);
+
+  /// fdatasync, or the test's replacement.
+  static int sync(int fd);
 
   std::string path_;
   int fd_ = -1;

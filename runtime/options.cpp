@@ -68,6 +68,7 @@ caf::error validate(const cache_options& o) {
     return bad("retry-base, retry-max", "need 0 < retry-base <= retry-max");
   if (!o.journal_path.empty() && o.writes != write_mode::write_back)
     return bad("journal", "is for write_back caches only");
+  if (o.journal_max_bytes < 1) return bad("journal-max-bytes", "must be at least 1");
   auto loads = o.loader || o.load_actor || o.backing_store;
   if (!loads && o.refresh_after > caf::timespan::zero())
     return bad("refresh-after", "needs a loader: only a read-through cache can reload");
@@ -110,6 +111,8 @@ void add_options(caf::config_option_set& opts) {
     .add<caf::timespan>("retry-base", "write-back: first retry backoff (default 10ms)")
     .add<caf::timespan>("retry-max", "write-back: longest retry backoff (default 5s)")
     .add<std::string>("journal", "write-back: journal file (default none)")
+    .add<size_t>("journal-max-bytes",
+                 "write-back: journal length that makes it rewritten (default 64 MiB)")
     .add<std::string>("distribution", "local, async or sync (default local; in "
                                       "karlton-node async): see README");
   caf::config_option_adder{opts, "karlton.cluster"}
@@ -226,6 +229,8 @@ caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
   o.retry_base = caf::get_or(cfg, "karlton.retry-base", o.retry_base);
   o.retry_max = caf::get_or(cfg, "karlton.retry-max", o.retry_max);
   o.journal_path = caf::get_or(cfg, "karlton.journal", o.journal_path);
+  o.journal_max_bytes =
+    caf::get_or(cfg, "karlton.journal-max-bytes", size_t{o.journal_max_bytes});
   auto dist = caf::get_or(cfg, "karlton.distribution", std::string{"local"});
   if (dist == "async")
     o.distributed = distribution::async;

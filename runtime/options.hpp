@@ -119,6 +119,11 @@ struct cache_options {
   /// record is durable (group commit), and the journal is replayed into the
   /// store when the cache is created. Empty: none. Setting: `karlton.journal`.
   std::string journal_path;
+  /// Write-back with a journal: once the journal holds this many bytes, the
+  /// next group commit rewrites it with only the writes not yet stored, so a
+  /// steady stream keeps it under max(this, 2 x the unstored writes' records)
+  /// plus one group. Setting: `karlton.journal-max-bytes`.
+  uint64_t journal_max_bytes = uint64_t{64} << 20;
 
   // -- distribution across nodes (see runtime::start_cluster) -------------------
 

@@ -134,6 +134,8 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
     flusher_setup fs;
     fs.config = flush_config{opts.batch_size, opts.flush_interval, opts.retry_base,
                              opts.retry_max, opts.seed};
+    fs.config.journal = static_cast<bool>(log);
+    fs.config.journal_max_bytes = opts.journal_max_bytes;
     fs.time_source = clock_;
     fs.writer = core->store_writer;
     // A service's loader actor answers the keys without pending writes.

@@ -188,3 +188,54 @@ TEST_CASE("stored writes are reported per shard with their numbers", "[flush_sta
   CHECK(by[0] == stored_writes{{"a", 7}, {"c", 8}});
   CHECK(by[2] == stored_writes{{"b", 9}});
 }
+
+TEST_CASE("with a journal a write is stored only once the journal has it",
+          "[flush_state][journal]") {
+  auto cfg = small(3);
+  cfg.journal = true;
+  flush_state fs{cfg};
+  fs.add(0, put("a", "1", 1), at(0));
+  fs.add(0, put("b", "1", 2), at(0));
+  fs.add(0, put("c", "1", 3), at(0));
+  CHECK_FALSE(fs.should_flush(at(1000))); // a full batch, long due: not journaled
+  CHECK_FALSE(fs.next_due());
+  fs.journaled(2);
+  REQUIRE(fs.should_flush(at(1)));
+  auto batch = fs.take_batch(at(1)); // stops at c, the first not journaled
+  REQUIRE(batch.size() == 2);
+  fs.batch_stored();
+  // A newer write of the oldest key holds the line until it is journaled too.
+  fs.add(0, put("c", "2", 4), at(2));
+  fs.journaled(3);
+  CHECK_FALSE(fs.should_flush(at(1000)));
+  fs.journaled(fs.last_accepted());
+  CHECK(fs.should_flush(at(1000)));
+  CHECK(fs.take_batch(at(1000))[0].bytes == "2");
+}
+
+TEST_CASE("the unstored writes are the newest of each key, in flight or pending",
+          "[flush_state][journal]") {
+  flush_state fs{small(2)};
+  fs.add(0, put("a", "1", 1), at(0));
+  fs.add(0, put("b", "1", 2), at(0));
+  fs.take_batch(at(1));               // a=1 and b=1 in flight
+  fs.add(0, put("a", "2", 3), at(2)); // a newer a waits
+  fs.add(0, put("c", "1", 4), at(2));
+  std::map<std::string, std::string> got;
+  for (const auto& w : fs.unstored())
+    CHECK(got.emplace(w.key, w.bytes).second); // one per key
+  CHECK(got == std::map<std::string, std::string>{{"a", "2"}, {"b", "1"}, {"c", "1"}});
+  fs.batch_stored();
+  CHECK(fs.unstored().size() == 2);
+}
+
+TEST_CASE("the journal is rewritten at its bound or at twice the last rewrite",
+          "[flush_state][journal]") {
+  CHECK_FALSE(journal_rewrite(999, 0, 1000));
+  CHECK(journal_rewrite(1000, 0, 1000));
+  // 800 bytes were unstored at the last rewrite: not again before 1600.
+  CHECK_FALSE(journal_rewrite(1599, 800, 1000));
+  CHECK(journal_rewrite(1600, 800, 1000));
+  CHECK(journal_bytes({put("key", "value", 1), write_item{"gone", {}, true, 2}}) ==
+        16 + 3 + 5 + 16 + 4);
+}

@@ -2,6 +2,8 @@
 // tail is cut off, and failures name the file.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +14,8 @@
 #include "messages/errors.hpp"
 #include "runtime/journal.hpp"
 #include "support/temp_dir.hpp"
+
+#include <unistd.h>
 
 using namespace karlton;
 
@@ -251,4 +255,67 @@ TEST_CASE("a file is held by one journal at a time", "[journal]") {
   CHECK_FALSE(journal::open(path));
   { auto gone = std::move(moved); }
   CHECK(shown(open_ok(path).recovered()) == std::vector<std::string>{"put k=v"});
+}
+
+namespace {
+
+// Injected fdatasync failures: the next `failing_syncs` calls fail with EIO.
+std::atomic<int> failing_syncs{0};
+
+int flaky_sync(int fd) {
+  if (failing_syncs.load() > 0) {
+    --failing_syncs;
+    return EIO;
+  }
+  return ::fdatasync(fd) == 0 ? 0 : errno;
+}
+
+// Installs `flaky_sync` for one test and removes it whatever happens.
+struct sync_faults {
+  sync_faults() { journal::set_sync_for_testing(flaky_sync); }
+  ~sync_faults() {
+    journal::set_sync_for_testing(nullptr);
+    failing_syncs = 0;
+  }
+};
+
+} // namespace
+
+TEST_CASE("a rewrite keeps exactly the given records and repairs a failed sync",
+          "[journal]") {
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  sync_faults faults;
+  {
+    auto j = open_ok(path);
+    REQUIRE(j.append({put("a", "1"), put("b", "2")}) == caf::none);
+    failing_syncs = 1;
+    CHECK(j.append({put("a", "3")}) != caf::none);
+    // Broken: no later append is trusted, even with the disk back.
+    CHECK(j.append({put("c", "4")}) != caf::none);
+    REQUIRE(j.rewrite({put("a", "3"), put("c", "4")}) == caf::none);
+    CHECK(j.records() == 2);
+    CHECK(j.size_bytes() == file_size(path));
+    REQUIRE(j.append({del("b")}) == caf::none);
+    CHECK_FALSE(std::filesystem::exists(path + ".rewrite"));
+    CHECK_FALSE(journal::open(path)); // the new file is held as the old one was
+  }
+  CHECK(shown(open_ok(path).recovered()) ==
+        std::vector<std::string>{"put a=3", "put c=4", "del b"});
+}
+
+TEST_CASE("a failed rewrite leaves the old journal in place", "[journal]") {
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  sync_faults faults;
+  {
+    auto j = open_ok(path);
+    REQUIRE(j.append({put("a", "1")}) == caf::none);
+    failing_syncs = 1;
+    CHECK(j.rewrite({put("z", "9")}) != caf::none);
+    CHECK_FALSE(std::filesystem::exists(path + ".rewrite"));
+    REQUIRE(j.append({put("b", "2")}) == caf::none); // a failed rewrite breaks nothing
+  }
+  CHECK(shown(open_ok(path).recovered()) ==
+        std::vector<std::string>{"put a=1", "put b=2"});
 }
