@@ -118,7 +118,8 @@ public:
   tiny_lfu_policy(entry_table& t, uint64_t capacity, bool weigh_bytes)
     : table_(t), entry_cap_(weigh_bytes ? frequency_sketch::max_capacity
                                         : std::max<uint64_t>(capacity, 1)),
-      sketch_(std::min<uint64_t>(entry_cap_, initial_sketch)), by_bytes_(weigh_bytes) {
+      sketch_(weigh_bytes ? initial_sketch : std::min(entry_cap_, eager_sketch)),
+      by_bytes_(weigh_bytes) {
     window_cap_ = std::max<uint64_t>(1, capacity / 100);
     main_cap_ = capacity > window_cap_ ? capacity - window_cap_ : 1;
     protected_cap_ = main_cap_ * 8 / 10;
@@ -198,8 +199,14 @@ public:
 
 private:
   enum : uint8_t { window = 0, probation = 1, protect = 2 };
-  // The sketch's first size, in entries; it doubles as the table grows.
+  // The sketch's first size in entries under max-bytes; it doubles as the
+  // table grows.
   static constexpr uint64_t initial_sketch = 64;
+  // Under max-entries the sketch is sized for the bound at once up to 2^20
+  // entries (8 MiB), as before: grown from small, its early halvings cost
+  // 0.003 of hit ratio at 100k entries (karlton-bench hit-ratio, zipf 10 %).
+  // Larger bounds grow with the table, so 10^12 allocates nothing up front.
+  static constexpr uint64_t eager_sketch = uint64_t{1} << 20;
 
   uint32_t hash_of(entry_id id) const { return table_.at(id).val.table_hash(); }
   // Moves between lists need the weight the shard used in the hooks.
