@@ -28,8 +28,8 @@ namespace karlton {
 /// skipped: a dependent left stale. Counts need no round: a name's counters
 /// stay above zero while any shard holds a dependent of it, so there is no
 /// false negative, and the false positives follow the live names only,
-/// about (1 - exp(-3n / 2^20))^3 with n (name, shard) pairs: 0.03 % at
-/// 10k, 1.6 % at 100k. The cost: 2 MiB of 16-bit counters per cache,
+/// about (1 - exp(-3n / 2^20))^3 with n (name, shard) pairs: 0.002 % at
+/// 10k, 1.5 % at 100k. The cost: 2 MiB of 16-bit counters per cache,
 /// allocated by its first dependency on a name (a bit array was 128 KiB),
 /// and 3 compare-and-swaps when a shard's index interns or frees a name,
 /// not on every put. A counter that reaches 65535 (only 65535 pairs that
