@@ -238,11 +238,13 @@ dependency_index::name_id dependency_index::intern(const std::string& name) {
   slots_[n].text = name;
   place(index_slot{n, hash});
   ++names_;
+  if (hook_) hook_(name, true);
   return n;
 }
 
 void dependency_index::release(name_id n) {
   assert(slots_[n].dependents.empty());
+  if (hook_) hook_(slots_[n].text, false);
   auto hash = hash_of(slots_[n].text);
   // Find the index slot, then close the gap by shifting later members of the
   // cluster back, as entry_table::remove does (no tombstones).
@@ -290,6 +292,9 @@ size_t dependency_index::memory_bytes() const {
 }
 
 void dependency_index::clear() {
+  if (hook_)
+    for (const auto& slot : slots_)
+      if (!slot.dependents.empty()) hook_(slot.text, false);
   reset(slots_);
   reset(free_);
   reset(index_);

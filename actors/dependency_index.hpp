@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -106,6 +107,13 @@ public:
 
   /// Drops every link.
   void clear();
+
+  /// Told each name as it gets its first dependent (true) and as it loses
+  /// its last one or the index is cleared (false): the shard keeps the
+  /// cache's `depended_names` filter to the names depended on now.
+  void on_names(std::function<void(std::string_view, bool)> hook) {
+    hook_ = std::move(hook);
+  }
 
   /// Calls `f(entry_id, const std::vector<std::string_view>& names)` for each
   /// entry with links, by increasing id; the names in the order they were
@@ -211,6 +219,7 @@ private:
   size_t names_ = 0;
   size_t entries_ = 0;
   size_t links_ = 0;
+  std::function<void(std::string_view, bool)> hook_;
 };
 
 } // namespace karlton

@@ -1,6 +1,9 @@
 #include "actors/entry_table.hpp"
 
+#include <algorithm>
 #include <cassert>
+#include <stdexcept>
+#include <string>
 
 namespace karlton {
 
@@ -15,7 +18,8 @@ bool over_load(size_t size, size_t slots) {
 
 } // namespace
 
-entry_table::entry_table() : slots_(min_slots, no_entry) {}
+entry_table::entry_table(uint64_t limit)
+  : slots_(min_slots, no_entry), limit_(std::min(limit, max_entries)) {}
 
 entry_id entry_table::find(std::string_view key, uint32_t hash) const noexcept {
   auto tag = entry::tag_of(hash);
@@ -42,6 +46,9 @@ void entry_table::grow_index() {
 }
 
 entry_id entry_table::insert(value v) {
+  if (full())
+    throw std::length_error("entry_table: " + std::to_string(limit_) +
+                            " live entries, the most 32-bit entry ids allow");
   if (over_load(size_ + 1, slots_.size())) grow_index();
   entry_id id;
   if (free_head_ != no_entry) {

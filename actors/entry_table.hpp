@@ -53,7 +53,13 @@ static_assert(sizeof(entry) == 24, "entries must stay compact (see README, memor
 /// Only the owning shard may call it.
 class entry_table {
 public:
-  entry_table();
+  /// Live entries one table (one shard) holds at most: 2^32 - 1, since ids
+  /// are 32-bit and `no_entry` is UINT32_MAX. Dead ids are reused first, so
+  /// only live entries count. (`karlton.max-entries` is bounded by it too.)
+  static constexpr uint64_t max_entries = no_entry;
+
+  /// `limit`: fewer entries than `max_entries`, for tests.
+  explicit entry_table(uint64_t limit = max_entries);
 
   entry& at(entry_id id) noexcept { return chunks_[id >> chunk_bits][id & chunk_mask]; }
   const entry& at(entry_id id) const noexcept {
@@ -75,8 +81,13 @@ public:
     at(id).val.prefetch();
   }
 
-  /// Adds a new live entry for `v`, whose key must not be present.
+  /// Adds a new live entry for `v`, whose key must not be present. Throws
+  /// `std::length_error` if the table is `full()`: its next id would be
+  /// `no_entry`. Callers check `full()` first and refuse the put.
   entry_id insert(value v);
+
+  /// True if no further entry fits (see `max_entries`).
+  bool full() const noexcept { return size_ >= limit_; }
 
   /// Removes a live entry and returns its value.
   value remove(entry_id id);
@@ -107,6 +118,7 @@ private:
 
   std::vector<std::unique_ptr<entry[]>> chunks_;
   std::vector<entry_id> slots_; // `no_entry` marks an empty slot
+  uint64_t limit_;
   entry_id free_head_ = no_entry;
   entry_id next_fresh_ = 0;
   size_t size_ = 0;

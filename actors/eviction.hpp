@@ -48,7 +48,9 @@ public:
   virtual size_t metadata_bytes() const noexcept { return 0; }
 
   /// `capacity` is in weight units; `weigh_bytes` says weights are key + value
-  /// bytes rather than 1 per entry.
+  /// bytes rather than 1 per entry. TinyLFU's sketch is sized and aged by the
+  /// entries the shard holds, whatever the weights: it grows with the table,
+  /// up to `capacity` entries when weights are 1.
   static std::unique_ptr<eviction_policy> make(eviction_policy_kind kind,
                                                entry_table& table, uint64_t capacity,
                                                bool weigh_bytes);
@@ -56,10 +58,20 @@ public:
 
 /// A count-min sketch of 4-bit counters (4 rows), halved every 10 x capacity
 /// increments so that old popularity fades: TinyLFU's frequency estimate.
-/// About 8 bytes per entry of capacity.
+/// About 8 bytes per entry of capacity. Capacity counts entries, never bytes:
+/// the sample only ages the counters if it is about 10 accesses per entry
+/// (Caffeine sizes a weighted cache's sketch by its entry count too).
 class frequency_sketch {
 public:
+  /// Entries a shard can hold at most: entry ids are 32-bit.
+  static constexpr uint64_t max_capacity = uint64_t{1} << 32;
+
   explicit frequency_sketch(uint64_t capacity);
+  /// Grows to `capacity` (at most `max_capacity`) if it is smaller. No count
+  /// is lost: the table doubles by copying itself, so each counter keeps its
+  /// estimate (still an upper bound, as a count-min sketch's must be).
+  void ensure_capacity(uint64_t capacity);
+  uint64_t capacity() const noexcept { return capacity_; }
   void increment(uint32_t hash) noexcept;
   /// Estimated recent frequency, 0..15.
   unsigned frequency(uint32_t hash) const noexcept;
@@ -69,8 +81,9 @@ public:
 private:
   void halve() noexcept;
   std::vector<uint64_t> table_; // 16 counters per word
-  uint64_t mask_;
-  uint64_t sample_size_;
+  uint64_t mask_ = 0;
+  uint64_t capacity_ = 0;
+  uint64_t sample_size_ = 0;
   uint64_t additions_ = 0;
 };
 

@@ -150,12 +150,15 @@ void apply(self_ptr self, invalidation_batch& b) {
     std::vector<int64_t> issued;
   };
   std::map<std::pair<std::string, size_t>, shard_work> by_shard;
+  std::map<std::pair<std::string, size_t>, shard_work> written_by_shard; // no cascade
   for (auto& x : b.items) {
     auto c = st.caches.find(x.cache);
     switch (x.kind) {
-    case invalidation_kind::key: {
+    case invalidation_kind::key:
+    case invalidation_kind::written: {
       if (c == st.caches.end()) break; // a cache this node does not have
-      auto& w = by_shard[{x.cache, shard_index(hash_key(x.name), c->second.size())}];
+      auto& shards = x.kind == invalidation_kind::key ? by_shard : written_by_shard;
+      auto& w = shards[{x.cache, shard_index(hash_key(x.name), c->second.size())}];
       w.keys.push_back(std::move(x.name));
       w.issued.push_back(x.issued_ns);
       break;
@@ -182,6 +185,9 @@ void apply(self_ptr self, invalidation_batch& b) {
   for (auto& [where, w] : by_shard)
     apply_one<uint64_t>(self, st.caches[where.first][where.second], std::move(w.issued),
                         evict_atom::value, std::move(w.keys));
+  for (auto& [where, w] : written_by_shard)
+    apply_one<uint64_t>(self, st.caches[where.first][where.second], std::move(w.issued),
+                        evict_atom::value, std::move(w.keys), false);
 }
 
 // -- sending ----------------------------------------------------------------

@@ -158,9 +158,13 @@ void send_broadcasts(self_ptr self) {
   if (st.cache->take_cleared())
     items.push_back(
       invalidation{invalidation_kind::clear, st.cache_name, {}, {}, now_ns});
-  for (auto& key : st.cache->take_changed_keys())
+  for (auto& c : st.cache->take_changes())
     items.push_back(
-      invalidation{invalidation_kind::key, st.cache_name, std::move(key), {}, now_ns});
+      invalidation{c.erased ? invalidation_kind::key : invalidation_kind::written,
+                   st.cache_name,
+                   std::move(c.key),
+                   {},
+                   now_ns});
   if (!items.empty()) self->send(st.peer, broadcast_atom::value, std::move(items));
 }
 
@@ -351,6 +355,11 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     [=](evict_atom, const std::vector<std::string>& keys) {
       auto n = self->state.cache->evict(keys, now_of(self));
       send_cascades(self); // their dependents go too, on this node
+      return n;
+    },
+    [=](evict_atom, const std::vector<std::string>& keys, bool cascade) {
+      auto n = self->state.cache->evict(keys, now_of(self), cascade);
+      send_cascades(self);
       return n;
     },
     [=](evict_atom) { return self->state.cache->evict_all(); },

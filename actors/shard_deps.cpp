@@ -36,12 +36,22 @@ caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& 
   names.reserve(deps.events.size() + deps.on.size());
   for (const auto& e : deps.events)
     names.push_back(indexed(event_prefix, e));
-  for (const auto& n : deps.on) {
+  for (const auto& n : deps.on)
     names.push_back(indexed(name_prefix, n));
-    if (cfg_.depended) cfg_.depended->add(n); // before the put is acknowledged
-  }
-  deps_.set(id, names);
+  deps_.set(id, names); // adds new names to `cfg_.depended` before the put returns
   return caf::none;
+}
+
+void shard_state::watch_depended_names() {
+  // Only keys and tags: an event "x" must not make a key "x" cascade.
+  deps_.on_names([filter = cfg_.depended.get()](std::string_view name, bool added) {
+    if (name.substr(0, name_prefix.size()) != name_prefix) return;
+    name.remove_prefix(name_prefix.size());
+    if (added)
+      filter->add(name);
+    else
+      filter->remove(name);
+  });
 }
 
 purge_result shard_state::purge(const std::vector<std::string>& names, purge_cause cause,

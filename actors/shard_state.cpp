@@ -29,6 +29,12 @@ caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_si
                                                " bytes exceeds max-value-bytes (" +
                                                std::to_string(cfg.max_value_bytes) +
                                                "); nothing was stored");
+  // Admitted, such an entry would evict every other one and then itself.
+  if (cfg.max_bytes > 0 && key_size + value_size > cfg.max_bytes)
+    return make_error(errc::value_too_large,
+                      "entry of " + std::to_string(key_size + value_size) +
+                        " bytes (key + value) exceeds a shard's share of max-bytes (" +
+                        std::to_string(cfg.max_bytes) + "); nothing was stored");
   return caf::none;
 }
 
@@ -36,6 +42,7 @@ shard_state::shard_state(shard_config cfg)
   : cfg_(std::move(cfg)), weigh_bytes_(cfg_.max_bytes > 0),
     negatives_(ceil_ms(cfg_.negative_ttl)),
     stale_window_ms_(ceil_ms(cfg_.stale_if_error)), rng_(cfg_.seed) {
+  if (cfg_.depended) watch_depended_names();
   auto capacity = weigh_bytes_ ? cfg_.max_bytes : cfg_.max_entries;
   if (capacity > 0)
     policy_ = eviction_policy::make(cfg_.policy, table_, capacity, weigh_bytes_);
@@ -72,7 +79,7 @@ value shard_state::get(std::string_view key, uint32_t hash, time_point now) {
 caf::error shard_state::put(value v, ttl t, time_point now) {
   auto key = cfg_.distributed ? std::string{v.key()} : std::string{};
   auto err = admit(std::move(v), t, now);
-  if (!err) note_changed(key);
+  if (!err) note_changed(key, false); // a put does not cascade, here or elsewhere
   return err;
 }
 
@@ -83,9 +90,20 @@ caf::error shard_state::admit(value v, ttl t, time_point now) {
     return err;
   }
   if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
+  if (auto err = check_room(v)) return err;
   install(std::move(v), t, to_ms(now));
   enforce_bound();
   return caf::none;
+}
+
+caf::error shard_state::check_room(const value& v) {
+  if (!table_.full() || table_.find(v.key(), v.table_hash()) != no_entry)
+    return caf::none;
+  ++stats_.rejected;
+  return make_error(errc::overloaded,
+                    "this shard holds " + std::to_string(table_.size()) +
+                      " entries, the most its 32-bit entry ids allow; set max-entries "
+                      "or more shards");
 }
 
 entry_id shard_state::install(value v, ttl t, uint64_t now_ms) {
@@ -201,27 +219,30 @@ size_t shard_state::free_buried(size_t max) {
 }
 
 bool shard_state::erase(std::string_view key, time_point now) {
-  note_changed(key); // cached here or not: other nodes may hold it
+  note_changed(key, true); // cached here or not: other nodes may hold it
   return drop(key, now);
 }
 
-uint64_t shard_state::evict(const std::vector<std::string>& keys, time_point now) {
+uint64_t shard_state::evict(const std::vector<std::string>& keys, time_point now,
+                            bool cascade) {
   uint64_t n = 0;
   for (const auto& k : keys)
-    n += drop(k, now) ? 1 : 0;
+    n += drop(k, now, cascade) ? 1 : 0;
   return n;
 }
 
-bool shard_state::drop(std::string_view key, time_point now) {
+bool shard_state::drop(std::string_view key, time_point now, bool cascade) {
   loads_.void_key(key);
   negatives_.forget(key);
+  // By name, before looking the key up: its dependents may outlive it.
+  if (cascade && cfg_.depended && cfg_.depended->may_contain(key))
+    cascades_out_.emplace_back(key);
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   if (id == no_entry) return false;
   if (expired(table_.at(id), to_ms(now))) {
     remove(id, removal_cause::expired);
     return false;
   }
-  if (cfg_.depended && cfg_.depended->may_contain(key)) cascades_out_.emplace_back(key);
   remove(id, removal_cause::explicit_erase);
   return true;
 }

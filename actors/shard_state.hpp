@@ -119,7 +119,8 @@ struct shard_config {
 constexpr uint32_t xfetch_draws_per_delta = 4;
 
 /// Returns `key_too_large` or `value_too_large` if a put of these sizes must be
-/// refused, naming the limit; callers check before copying a large value.
+/// refused, naming the limit; callers check before copying a large value. An
+/// entry larger than the shard's `max_bytes` is refused too (`value_too_large`).
 caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_size);
 
 /// One shard's cache. Only the owning shard actor may call it.
@@ -262,12 +263,18 @@ public:
   size_t dirty_entries() const noexcept { return dirty_.size(); }
 
   /// Removes `key` (an explicit invalidation), and forgets a remembered load
-  /// failure of it. True if it was cached and live.
+  /// failure of it. True if it was cached and live. Cached or not, live or
+  /// expired, what depends on the key is purged (`take_cascades`): entries
+  /// depend on the key's name, and one that outlived the key (evicted,
+  /// expired, never cached here) would otherwise stay forever.
   bool erase(std::string_view key, time_point now);
 
   /// `erase` and `clear` for invalidations from other nodes: the same
-  /// removals (and cascades), but nothing to tell other nodes.
-  uint64_t evict(const std::vector<std::string>& keys, time_point now);
+  /// removals (and cascades), but nothing to tell other nodes. `cascade`
+  /// false: the keys were put on their origin, where a put does not cascade,
+  /// so here their dependents stay too (one rule on every node).
+  uint64_t evict(const std::vector<std::string>& keys, time_point now,
+                 bool cascade = true);
   uint64_t evict_all() { return drop_all(); }
   /// The gentler repair: every entry expires within `limit` from `now` (those
   /// due sooner keep their expiry). Returns how many were shortened.
@@ -275,7 +282,17 @@ public:
 
   /// Distributed caches: keys put or erased since the last call (other
   /// nodes must drop their copies), and whether the cache was cleared.
-  std::vector<std::string> take_changed_keys() { return std::exchange(changed_out_, {}); }
+  struct key_change {
+    std::string key;
+    bool erased; ///< erased (its dependents are purged) rather than put
+  };
+  std::vector<key_change> take_changes() { return std::exchange(changed_out_, {}); }
+  std::vector<std::string> take_changed_keys() {
+    std::vector<std::string> out;
+    for (auto& c : take_changes())
+      out.push_back(std::move(c.key));
+    return out;
+  }
   bool take_cleared() { return std::exchange(cleared_out_, false); }
 
   /// True if `key` is cached and not expired. Counts neither hit nor miss.
@@ -332,10 +349,13 @@ private:
     }
     return false;
   }
-  bool drop(std::string_view key, time_point now); // erase, told to nobody
-  uint64_t drop_all();                             // clear, told to nobody
-  void note_changed(std::string_view key) {
-    if (cfg_.distributed) changed_out_.emplace_back(key);
+  // erase, told to nobody; `cascade`: hand the key to the bus if something
+  // may depend on it, cached here or not.
+  bool drop(std::string_view key, time_point now, bool cascade = true);
+  void watch_depended_names(); // shard_deps.cpp
+  uint64_t drop_all();         // clear, told to nobody
+  void note_changed(std::string_view key, bool erased) {
+    if (cfg_.distributed) changed_out_.push_back(key_change{std::string{key}, erased});
   }
   void enforce_bound();
   void compact_deadlines();
@@ -370,6 +390,8 @@ private:
   std::optional<caf::expected<bool>> submit_write(pending_write op, time_point now);
   void accept_dirty(pending_write op, time_point now);
   entry_id install(value v, ttl t, uint64_t now_ms);
+  /// `overloaded` if `v` is a new key and the table is full (2^32 - 1).
+  caf::error check_room(const value& v);
   bool in_policy(entry_id id) const {
     return policy_ && (dirty_.empty() || !dirty_.count(id));
   }
@@ -408,7 +430,7 @@ private:
   bool burying_ = false;      // in a purge: removed values go to buried_
   std::vector<value> buried_; // removed by a purge, not yet freed
   // Distributed caches: what other nodes must hear about.
-  std::vector<std::string> changed_out_;
+  std::vector<key_change> changed_out_;
   bool cleared_out_ = false;
 };
 

@@ -41,6 +41,7 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
   }
   if (!t.valid())
     return caf::expected<bool>{make_error(errc::invalid_option, "ttl must be positive")};
+  if (auto err = check_room(v)) return caf::expected<bool>{std::move(err)};
   auto key = std::string{v.key()};
   return submit_write(pending_write{std::move(v), std::move(key), t, std::move(w)}, now);
 }
@@ -82,7 +83,7 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
   } else {
     auto now_ms = to_ms(now);
     outbox_.push_back(write_item{op.key, std::string{op.val.bytes()}, false, seq});
-    note_changed(op.key);
+    note_changed(op.key, false);
     auto id = install(std::move(op.val), op.lifetime, now_ms);
     // Out of the policy before the bound is enforced: a dirty entry must not
     // be the victim, not even of its own insertion.

@@ -17,10 +17,13 @@ namespace karlton {
 
 /// What an invalidation removes on the nodes that receive it.
 enum class invalidation_kind : uint8_t {
-  key,   ///< `name` in cache `cache` (and, there, what depends on it)
+  key,   ///< `name` in cache `cache`, erased (and, there, what depends on it)
   tag,   ///< everything depending on tag `name`, in every cache
   event, ///< everything depending on event `name`; its subscribers get `data`
   clear, ///< every entry of cache `cache`
+  /// `name` in cache `cache`, put on its origin: receivers drop their copy;
+  /// what depends on it stays, as on the origin (a put does not cascade).
+  written,
 };
 
 /// One invalidation. `issued_ns` is the origin's wall clock when it was

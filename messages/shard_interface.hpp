@@ -76,6 +76,8 @@ using shard_actor = caf::typed_actor<
                   uint32_t>::with<purge_result>,
   caf::replies_to<graph_atom>::with<graph_edges>,
   caf::replies_to<evict_atom, std::vector<std::string>>::with<uint64_t>,
+  // false: keys other nodes put, whose dependents stay (see invalidation_kind)
+  caf::replies_to<evict_atom, std::vector<std::string>, bool>::with<uint64_t>,
   caf::replies_to<evict_atom>::with<uint64_t>,
   caf::replies_to<evict_atom, caf::timespan>::with<uint64_t>,
   caf::replies_to<sync_atom>::with<std::vector<std::string>>,

@@ -37,6 +37,13 @@ caf::error validate(const cache_options& o) {
   if (!o.default_ttl.valid() || o.default_ttl.is_default())
     return bad("default-ttl", "must be a positive duration or never");
   if (o.shards > 1024) return bad("shards", "must be at most 1024 (0 = one per core)");
+  // A shard's entry ids are 32-bit (actors/entry_table.hpp), so no shard holds
+  // more; nothing beyond 2^48 bytes, the user address space of x86-64 and
+  // AArch64, can be cached. Larger values only overflowed or hung the shards.
+  if (o.max_entries > UINT32_MAX)
+    return bad("max-entries", "must be at most 4294967295 (0 = unbounded)");
+  if (o.max_bytes > (uint64_t{1} << 48))
+    return bad("max-bytes", "must be at most 281474976710656 (2^48; 0 = unbounded)");
   if (o.max_key_bytes == 0 || o.max_key_bytes > UINT32_MAX)
     return bad("max-key-bytes", "must be between 1 and 4294967295");
   if (o.max_value_bytes > UINT32_MAX)

@@ -40,7 +40,8 @@ public:
   /// Opens (creating if needed) the file and the table. Errors:
   /// `invalid_option` for a table name other than letters, digits and '_', or
   /// a path that is not a file (":memory:", ""); `store_failure` if SQLite
-  /// cannot open the file, switch it to WAL or create the table.
+  /// cannot open the file, switch it to WAL or create the table. SQLite's
+  /// table names ignore case, even quoted: "Users" and "users" are one table.
   static caf::expected<std::shared_ptr<sqlite_store>>
   open(const std::string& path, const std::string& table, sqlite_options opts = {});
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -128,7 +129,9 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
     caf::get_or(cfg, "node.caches", std::vector<std::string>{std::string{"default"}});
   out.store = caf::get_or(cfg, "node.store", out.store);
   std::set<std::string> seen;
-  std::map<std::string, std::string> tables; // table -> cache
+  // Table (in lower case: SQLite's table names ignore case, even quoted, so
+  // "Users" and "users" would be one table) -> cache.
+  std::map<std::string, std::string> tables;
   for (auto& name : names) {
     if (!seen.insert(name).second)
       return bad_option("node.caches", "'" + name + "' is listed twice");
@@ -137,11 +140,14 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
     // Set before validating: write-through and write-back need a store.
     if (!out.store.empty()) {
       auto table = store_table(name);
-      auto [other, fresh] = tables.emplace(table, name);
+      auto folded = table;
+      std::transform(folded.begin(), folded.end(), folded.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      auto [other, fresh] = tables.emplace(folded, name);
       if (!fresh)
         return bad_option("node.caches", "'" + other->second + "' and '" + name +
                                            "' would share the store table '" + table +
-                                           "'");
+                                           "' (SQLite table names ignore case)");
       // One store (and table) per cache, all in the one file. Several node
       // processes may share the file: SQLite's WAL mode and the store's busy
       // timeout let their writes take turns.

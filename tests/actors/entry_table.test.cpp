@@ -1,6 +1,7 @@
 // The shard's hash index and arena, checked against std::unordered_map.
 #include <catch2/catch.hpp>
 
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 
@@ -80,4 +81,19 @@ TEST_CASE("entry lists keep order and weights", "[table]") {
   CHECK(l.count == 2);
   CHECK(t.at(a).next == b);
   CHECK(t.at(b).prev == a);
+}
+
+TEST_CASE("a full entry table refuses another entry instead of handing out no_entry",
+          "[table]") {
+  // 2^32 - 1 live entries per shard; checked here at a limit of 3.
+  STATIC_REQUIRE(entry_table::max_entries == uint64_t{UINT32_MAX});
+  entry_table t{3};
+  for (auto k : {"a", "b", "c"})
+    CHECK(t.insert(value::make(k, "")) != no_entry);
+  CHECK(t.full());
+  CHECK_THROWS_AS(t.insert(value::make("d", "")), std::length_error);
+  CHECK(t.size() == 3);
+  t.remove(t.find("b", static_cast<uint32_t>(hash_key("b"))));
+  CHECK_FALSE(t.full());
+  CHECK(t.insert(value::make("d", "")) == 1); // b's id, reused
 }

@@ -378,3 +378,36 @@ TEST_CASE("a node without the secret cannot join as a member by reflecting proof
   CHECK_FALSE(must(b.users.get("k")));
   CHECK(c.log.contains("refused a handshake"));
 }
+
+TEST_CASE(
+  "a key's dependents follow one rule on every node: an erase cascades, a put not",
+  "[cluster][cascade]") {
+  cluster c{2, distribution::sync};
+  // One shard per node, so the bus's purges reach it in the order sent.
+  std::vector<cache> deps;
+  for (auto& x : c.nodes) {
+    auto o = x.rt->default_options("deps");
+    o.shards = 1;
+    o.distributed = distribution::sync;
+    deps.push_back(must(x.rt->create_cache(o)));
+  }
+  auto on = [](const std::string& k) { return dependencies{}.on_keys({k}); };
+  // Node 1 holds what depends on k and on x; node 0 holds k only.
+  REQUIRE_FALSE(deps[1].put("d", "1", ttl::never(), on("k")));
+  REQUIRE_FALSE(deps[1].put("y", "1", ttl::never(), on("x")));
+  REQUIRE_FALSE(deps[1].put("k", "1"));
+  REQUIRE(must(deps[1].contains("k")));
+  // A put of k on node 0 does not cascade there, so not on node 1 either
+  // (it used to: node 1 dropped its copy of k and purged d, node 0 would
+  // have kept d).
+  REQUIRE_FALSE(deps[0].put("k", "2"));
+  REQUIRE_FALSE(must(deps[1].contains("k")));
+  // An erase of x, cached on neither node, cascades on node 1: y goes.
+  REQUIRE_FALSE(must(deps[0].erase("x")));
+  CHECK(eventually([&] { return !must(deps[1].contains("y")); }));
+  // Node 1's cascade of k, had there been one, was purged before x's.
+  CHECK(must(deps[1].contains("d")));
+  // An erase of k, not cached on node 1, purges d there.
+  REQUIRE(must(deps[0].erase("k")));
+  CHECK(eventually([&] { return !must(deps[1].contains("d")); }));
+}

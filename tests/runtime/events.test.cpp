@@ -53,7 +53,8 @@ TEST_CASE("an event purges its dependents in every shard of every cache", "[even
   for (int i = 0; i < 100; ++i) {
     auto k = "k" + std::to_string(i);
     REQUIRE_FALSE(profiles.put(k, "p", ttl::never(), on_events({"user_updated"})));
-    REQUIRE_FALSE(posts.put(k, "p", ttl::never(), on_events({"post_created", "user_updated"})));
+    REQUIRE_FALSE(
+      posts.put(k, "p", ttl::never(), on_events({"post_created", "user_updated"})));
     REQUIRE_FALSE(posts.put("other" + k, "x", ttl::never(), on_events({"post_created"})));
   }
   auto r = must(rt.emit("user_updated"));
@@ -88,11 +89,12 @@ TEST_CASE("subscribers hear every emit of their event with its data", "[events]"
   std::mutex mtx;
   std::condition_variable cv;
   std::vector<std::string> heard;
-  REQUIRE_FALSE(rt.subscribe("user_updated", [&](const std::string& e, const std::string& d) {
-    std::lock_guard<std::mutex> guard{mtx};
-    heard.push_back(e + ":" + d);
-    cv.notify_all();
-  }));
+  REQUIRE_FALSE(
+    rt.subscribe("user_updated", [&](const std::string& e, const std::string& d) {
+      std::lock_guard<std::mutex> guard{mtx};
+      heard.push_back(e + ":" + d);
+      cv.notify_all();
+    }));
   auto r = must(rt.emit("user_updated", "123"));
   CHECK(r.subscribers_called == 1);
   must(rt.emit("user_deleted", "123")); // nobody listens
@@ -109,7 +111,8 @@ TEST_CASE("invalidating a key cascades through what depends on it", "[events][ca
   // The guide's graph: user_123 <- profile, posts, stats; posts_by_user_123
   // <- posts, stats; and a chain a <- b <- c <- d across shards.
   REQUIRE_FALSE(c.put("profile", "p", ttl::never(), on_keys({"user_123"})));
-  REQUIRE_FALSE(c.put("posts", "p", ttl::never(), on_keys({"user_123", "posts_by_user_123"})));
+  REQUIRE_FALSE(
+    c.put("posts", "p", ttl::never(), on_keys({"user_123", "posts_by_user_123"})));
   REQUIRE_FALSE(c.put("feed", "f", ttl::never(), on_keys({"user_456"})));
   REQUIRE_FALSE(c.put("b", "1", ttl::never(), on_keys({"a"})));
   REQUIRE_FALSE(c.put("c", "1", ttl::never(), on_keys({"b"})));
@@ -151,6 +154,27 @@ TEST_CASE("erasing a key purges its dependents right after", "[events][cascade]"
     std::this_thread::yield();
   CHECK_FALSE(cached(c, "profile_1"));
   CHECK_FALSE(cached(c, "badge_1"));
+}
+
+TEST_CASE("erasing a key that is not cached or expired still purges its dependents",
+          "[events][cascade]") {
+  // The cascade used to need the key cached and live: a dependent that
+  // outlived its key stayed forever (ttl never).
+  auto clk = std::make_shared<manual_clock>();
+  runtime rt{clk};
+  auto c = make(rt, "c");
+  REQUIRE_FALSE(c.put("profile_1", "p", ttl::never(), on_keys({"user_1"})));
+  CHECK_FALSE(must(c.erase("user_1"))); // never cached
+  for (int i = 0; i < 100'000 && cached(c, "profile_1"); ++i)
+    std::this_thread::yield();
+  CHECK_FALSE(cached(c, "profile_1"));
+  REQUIRE_FALSE(c.put("user_2", "u", ttl::after(1s)));
+  REQUIRE_FALSE(c.put("profile_2", "p", ttl::never(), on_keys({"user_2"})));
+  clk->advance(2s);
+  CHECK_FALSE(must(c.erase("user_2"))); // expired
+  for (int i = 0; i < 100'000 && cached(c, "profile_2"); ++i)
+    std::this_thread::yield();
+  CHECK_FALSE(cached(c, "profile_2"));
 }
 
 TEST_CASE("after a synchronous emit returns no read sees a dependent value",
@@ -205,7 +229,8 @@ TEST_CASE("dependency indexes hold only live entries after 1M churned puts",
       // Two names each: a shared tag and the previous key (a chain).
       auto deps = on_keys({"tag" + std::to_string(j % 97), "k" + std::to_string(j - 1)});
       if (j % 10 == 0) deps.events = {"ev" + std::to_string(j % 13)};
-      pending.push_back(c.put_async("k" + std::to_string(j % 50'000), "v", ttl::cache_default(), deps));
+      pending.push_back(
+        c.put_async("k" + std::to_string(j % 50'000), "v", ttl::cache_default(), deps));
     }
     for (auto& f : pending)
       REQUIRE(f.get());

@@ -46,6 +46,23 @@ TEST_CASE("every bad option is refused and named", "[options][errors]") {
   CHECK(error_of(o).find("ingress-capacity") != std::string::npos);
 }
 
+TEST_CASE("max-entries and max-bytes beyond what a cache can hold are refused",
+          "[options][errors]") {
+  // 2^64 - 1 entries hung the shard's start; 1e12 threw bad_alloc out of it.
+  auto o = named("c");
+  o.max_entries = UINT64_MAX;
+  CHECK(error_of(o).find("max-entries") != std::string::npos);
+  o.max_entries = 1'000'000'000'000;
+  CHECK(error_of(o).find("max-entries") != std::string::npos);
+  o.max_entries = UINT32_MAX;
+  CHECK(validate(o) == caf::none);
+  o = named("c");
+  o.max_bytes = UINT64_MAX;
+  CHECK(error_of(o).find("max-bytes") != std::string::npos);
+  o.max_bytes = uint64_t{1} << 48;
+  CHECK(validate(o) == caf::none);
+}
+
 TEST_CASE("create_cache fails on a bad option or a taken name", "[options][errors]") {
   runtime rt;
   auto o = named("c");

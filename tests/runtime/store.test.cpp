@@ -19,6 +19,7 @@
 #include "runtime/faulty_store.hpp"
 #include "runtime/memory_store.hpp"
 #include "runtime/sqlite_store.hpp"
+#include "support/node_process.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace karlton;
@@ -241,6 +242,24 @@ TEST_CASE("a bad table name or path is refused and named", "[store][errors]") {
   REQUIRE_FALSE(missing);
   CHECK(missing.error() == errc::store_failure);
   CHECK(describe(missing.error()).find("no/such/dir.db") != std::string::npos);
+}
+
+TEST_CASE("a node refuses two caches whose store tables differ only in case",
+          "[store][node]") {
+  // SQLite's table names ignore case: "Users" wrote what "users" read.
+  testing::temp_dir dir{"store-case"};
+  testing::node_process node{
+    "case",
+    KARLTON_NODE,
+    {"--karlton.cluster.port=0", "--karlton.cluster.secret=s", "--node.stats-interval=0",
+     "--node.store=" + dir.file("s.db"), R"(--node.caches=["Users","users"])"}};
+  CHECK_FALSE(node.ready());
+  auto status = node.wait(std::chrono::seconds{10});
+  REQUIRE(status);
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 2);
+  CHECK(node.log().find("'Users' and 'users' would share the store table") !=
+        std::string::npos);
 }
 
 TEST_CASE("reads are not held up by a write transaction in progress", "[store]") {
