@@ -12,8 +12,11 @@ namespace {
 constexpr auto later = std::greater<std::pair<uint64_t, entry_id>>{};
 
 uint64_t ceil_ms(caf::timespan d) {
+  // Not (ns + 999'999) / 1'000'000: that overflows for a put's TTL near the
+  // largest timespan, which then expired at once.
   auto ns = d.count();
-  return static_cast<uint64_t>((ns + 999'999) / 1'000'000);
+  if (ns <= 0) return 0;
+  return static_cast<uint64_t>(ns / 1'000'000 + (ns % 1'000'000 != 0 ? 1 : 0));
 }
 
 } // namespace

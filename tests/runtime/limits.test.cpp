@@ -39,6 +39,14 @@ struct latch {
   }
 };
 
+// Opens `l` when it goes, even when a failed REQUIRE leaves the test early:
+// declared after the runtime, it goes first, so the runtime's shutdown does
+// not wait forever for a thread blocked on `l`.
+struct release_on_exit {
+  latch& l;
+  ~release_on_exit() { l.release(); }
+};
+
 // Waits (bounded) until the system runs `n` actors; true if it did.
 bool running_becomes(caf::actor_system& sys, size_t n) {
   auto until = std::chrono::steady_clock::now() + 10s;
@@ -94,6 +102,21 @@ TEST_CASE("a create_cache that fails after spawning leaves no actor running",
   REQUIRE(c);
   CHECK_FALSE(c->put("k", "v"));
   CHECK(c->get("k")->bytes() == "v");
+  // The failed attempts left no gap in the bus's numbering of caches: an
+  // erase still cascades to the dependents in its own cache.
+  auto d = rt.create_cache("d");
+  REQUIRE(d);
+  REQUIRE_FALSE(d->put("parent", "p"));
+  REQUIRE_FALSE(d->put("child", "c", ttl::never(), dependencies{}.on_keys({"parent"})));
+  REQUIRE(d->erase("parent"));
+  auto present = [&] {
+    auto r = d->contains("child");
+    return !r || *r;
+  };
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (present() && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  CHECK_FALSE(present());
 }
 
 TEST_CASE("ingress-capacity 65535 is refused before anything runs, 65534 works",
@@ -148,13 +171,15 @@ TEST_CASE("a loader that never returns leaves no callers and no loads behind",
     return std::string{"late"};
   };
   auto c = rt.create_cache(o);
+  release_on_exit release{hung};
   REQUIRE(c);
   // Many distinct keys, each a load of its own: every caller hears timeout.
   constexpr int keys = 2000;
   std::vector<std::future<caf::expected<value>>> answers;
   for (int i = 0; i < keys; ++i)
     answers.push_back(c->get_or_load_async("key-" + std::to_string(i)));
-  auto until = std::chrono::steady_clock::now() + 60s;
+  // Bounded: a few timer rounds of 20 ms each, with room for a slow machine.
+  auto until = std::chrono::steady_clock::now() + 20s;
   int timeouts = 0;
   for (auto& f : answers) {
     REQUIRE(f.wait_until(until) == std::future_status::ready);
@@ -169,18 +194,17 @@ TEST_CASE("a loader that never returns leaves no callers and no loads behind",
   CHECK(st->loads_in_flight == 0); // no load entry left
   CHECK(st->load_waiters == 0);    // no caller (job) left
   CHECK(calls == 1);               // the one loader thread is still in the first
-  hung.release();
 }
 
 TEST_CASE("a call on many stuck shards waits one call-timeout, not one per shard",
           "[runtime][errors]") {
   // One scheduler thread, blocked in a removal callback: every shard stops
   // draining its ingress queue.
+  latch gate;
+  std::atomic<bool> stuck{false};
   auto cfg = std::make_unique<runtime_config>();
   cfg->set("scheduler.max-threads", size_t{1});
   runtime rt{std::move(cfg)};
-  latch gate;
-  std::atomic<bool> stuck{false};
   cache_options o;
   o.name = "stuck";
   o.shards = 8;
@@ -191,6 +215,7 @@ TEST_CASE("a call on many stuck shards waits one call-timeout, not one per shard
     gate.wait();
   };
   auto c = rt.create_cache(o);
+  release_on_exit release{gate};
   REQUIRE(c);
   // Two keys per shard.
   std::vector<std::vector<std::string>> keys(c->shard_count());
