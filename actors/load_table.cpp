@@ -6,6 +6,7 @@ bool load_table::join(std::string_view key, load_waiter&& w) {
   auto i = current_.find(std::string{key});
   if (i == current_.end()) return false;
   i->second.waiters.push_back(std::move(w));
+  ++waiters_;
   return true;
 }
 
@@ -14,12 +15,40 @@ bool load_table::in_flight(std::string_view key) const {
 }
 
 uint64_t load_table::start(std::string_view key, std::optional<load_waiter> w,
-                           bool refresh) {
+                           bool refresh, uint64_t deadline_ms) {
   auto id = next_id_++;
   pending p{id, refresh, {}};
-  if (w) p.waiters.push_back(std::move(*w));
+  if (w) {
+    p.waiters.push_back(std::move(*w));
+    ++waiters_;
+  }
   current_.emplace(std::string{key}, std::move(p));
+  if (deadline_ms != UINT64_MAX)
+    deadlines_.push_back({deadline_ms, id, std::string{key}});
   return id;
+}
+
+std::vector<load_table::timed_out> load_table::expire(uint64_t now_ms,
+                                                      uint64_t max_work) {
+  std::vector<timed_out> out;
+  for (uint64_t work = 0; work < max_work && !deadlines_.empty(); ++work) {
+    auto& d = deadlines_.front();
+    if (d.at_ms > now_ms) break;
+    std::optional<pending> gone;
+    if (auto i = current_.find(d.key); i != current_.end() && i->second.id == d.id) {
+      gone = std::move(i->second);
+      current_.erase(i);
+    } else if (auto j = voided_.find(d.id); j != voided_.end()) {
+      gone = std::move(j->second);
+      voided_.erase(j);
+    }
+    if (gone) {
+      waiters_ -= gone->waiters.size();
+      out.push_back({std::move(d.key), std::move(gone->waiters)});
+    }
+    deadlines_.pop_front();
+  }
+  return out;
 }
 
 bool load_table::void_key(std::string_view key) {
@@ -45,11 +74,13 @@ std::optional<load_table::finished> load_table::finish(std::string_view key,
       i != current_.end() && i->second.id == id) {
     finished out{true, i->second.refresh, std::move(i->second.waiters)};
     current_.erase(i);
+    waiters_ -= out.waiters.size();
     return out;
   }
   if (auto i = voided_.find(id); i != voided_.end()) {
     finished out{false, i->second.refresh, std::move(i->second.waiters)};
     voided_.erase(i);
+    waiters_ -= out.waiters.size();
     return out;
   }
   return std::nullopt;
@@ -66,6 +97,8 @@ void load_table::fail_all(const caf::error& why) {
     fail(p);
   current_.clear();
   voided_.clear();
+  deadlines_.clear();
+  waiters_ = 0;
 }
 
 } // namespace karlton

@@ -294,6 +294,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       if (auto now = self->state.cache->get_or_load(key, hash, now_of(self), deliver))
         deliver(std::move(*now));
       dispatch_loads(self);
+      arm_expiry(self); // a load started now times out by the timer
       return rp;
     },
     [=](load_outcome& out) {

@@ -42,10 +42,29 @@ std::optional<value> shard_state::stale_fallback(std::string_view key, uint64_t 
 }
 
 void shard_state::start_load(std::string_view key, std::optional<load_waiter> w,
-                             bool refresh) {
-  auto id = loads_.start(key, std::move(w), refresh);
+                             bool refresh, time_point now) {
+  auto deadline =
+    cfg_.load_timeout > caf::timespan::zero()
+      ? to_ms(now) +
+          static_cast<uint64_t>(
+            std::chrono::ceil<std::chrono::milliseconds>(cfg_.load_timeout).count())
+      : UINT64_MAX;
+  auto id = loads_.start(key, std::move(w), refresh, deadline);
   to_start_.emplace_back(std::string{key}, id);
   ++stats_.loads;
+}
+
+void shard_state::expire_loads(uint64_t now_ms, uint64_t max_work) {
+  for (auto& gone : loads_.expire(now_ms, max_work)) {
+    ++stats_.load_timeouts;
+    // Its late answer finds no load and is dropped; the next miss of the
+    // key starts a new load. Nothing is remembered as a failure: the loader
+    // did not say the key failed, only that it is slow.
+    auto why = make_error(errc::timeout, "the load of '" + gone.key +
+                                           "' did not finish within its load-timeout");
+    for (auto& waiter : gone.waiters)
+      waiter(caf::expected<value>{why});
+  }
 }
 
 // The guide's probabilistic expiration: the older the entry, the likelier a
@@ -93,7 +112,7 @@ void shard_state::maybe_refresh(std::string_view key, entry_id id, const entry& 
   if (!refresh && !early) return;
   if (loads_.in_flight(key)) return; // coalesced with the load already running
   if (negatives_.find(key, now_ms) != nullptr) return; // failed just now: wait
-  start_load(key, std::nullopt, true);
+  start_load(key, std::nullopt, true, now);
   if (refresh)
     ++stats_.refreshes;
   else
@@ -134,7 +153,7 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
     ++stats_.coalesced;
     return std::nullopt;
   }
-  start_load(key, std::move(w), false);
+  start_load(key, std::move(w), false, now);
   return std::nullopt;
 }
 

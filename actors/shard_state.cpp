@@ -12,8 +12,11 @@ namespace {
 constexpr auto later = std::greater<std::pair<uint64_t, entry_id>>{};
 
 uint64_t ceil_ms(caf::timespan d) {
+  // Not (ns + 999'999) / 1'000'000: that overflows for a put's TTL near the
+  // largest timespan, which then expired at once.
   auto ns = d.count();
-  return static_cast<uint64_t>((ns + 999'999) / 1'000'000);
+  if (ns <= 0) return 0;
+  return static_cast<uint64_t>(ns / 1'000'000 + (ns % 1'000'000 != 0 ? 1 : 0));
 }
 
 } // namespace
@@ -299,6 +302,7 @@ uint64_t shard_state::drop_all() {
 uint64_t shard_state::cleanup_expired(time_point now, uint64_t max_work) {
   auto now_ms = to_ms(now);
   negatives_.expire(now_ms, max_work);
+  expire_loads(now_ms, max_work);
   uint64_t removed = 0;
   // Each popped deadline is one unit of work, stale or not, so a heap full of
   // stale deadlines cannot stall the shard either.
@@ -318,6 +322,8 @@ uint64_t shard_state::cleanup_expired(time_point now, uint64_t max_work) {
 
 std::optional<time_point> shard_state::next_expiry() const {
   auto next = negatives_.next_expiry_ms();
+  if (auto load = loads_.next_deadline_ms())
+    next = std::min(next.value_or(UINT64_MAX), *load);
   if (!deadlines_.empty())
     next = std::min(next.value_or(UINT64_MAX), deadlines_.front().first);
   if (!next) return std::nullopt;
@@ -329,6 +335,8 @@ cache_stats shard_state::stats() const {
   out.entries = table_.size();
   out.dependency_links = deps_.links();
   out.dependency_names = deps_.names();
+  out.loads_in_flight = loads_.size();
+  out.load_waiters = loads_.waiters();
   return out;
 }
 

@@ -81,6 +81,9 @@ struct shard_config {
   /// Stale-if-error (RFC 5861): how long past its expiry an entry is kept, to
   /// be served instead of the error of a failed load of it; 0: off.
   caf::timespan stale_if_error{0};
+  /// A load still running this long after it started fails its waiters with
+  /// `timeout` and is forgotten; 0: never.
+  caf::timespan load_timeout{0};
   // Write-through and write-back (see shard_writes.cpp):
   write_mode writes = write_mode::none;
   /// Write-back: the cache's `max-dirty` budget, shared with the flusher.
@@ -304,14 +307,15 @@ public:
   uint64_t clear();
 
   /// Removes entries whose TTL (and stale-if-error window) ran out, and
-  /// remembered load failures whose `negative_ttl` did, looking at no more
+  /// remembered load failures whose `negative_ttl` did, fails loads past
+  /// `load_timeout` (their waiters get `timeout`), looking at no more
   /// than `max_work` of each; returns how many entries it removed. Bounded so
   /// one call never stalls the shard.
   uint64_t cleanup_expired(time_point now, uint64_t max_work = UINT64_MAX);
 
-  /// The earliest expiry still pending, of an entry or a remembered load
-  /// failure, if any (it may belong to an entry that was since overwritten;
-  /// the timer then finds nothing and re-arms).
+  /// The earliest expiry still pending, of an entry, a remembered load
+  /// failure or a load's timeout, if any (it may belong to an entry that was since
+  /// overwritten; the timer then finds nothing and re-arms).
   std::optional<time_point> next_expiry() const;
 
   cache_stats stats() const;
@@ -362,7 +366,10 @@ private:
   double uniform();
   bool expires_early(const entry& e, uint64_t now_ms);
   void maybe_refresh(std::string_view key, entry_id id, const entry& e, time_point now);
-  void start_load(std::string_view key, std::optional<load_waiter> w, bool refresh);
+  void start_load(std::string_view key, std::optional<load_waiter> w, bool refresh,
+                  time_point now);
+  /// Fails the waiters of loads past `load_timeout` and forgets the loads.
+  void expire_loads(uint64_t now_ms, uint64_t max_work);
   void forget_load_facts(entry_id id);
   /// Past its expiry but kept for stale-if-error until expiry + window.
   bool retained(const entry& e, uint64_t now_ms) const noexcept {

@@ -73,6 +73,9 @@ cache_stats& cache_stats::operator+=(const cache_stats& other) {
   dependency_links += other.dependency_links;
   dependency_names += other.dependency_names;
   negative_hits += other.negative_hits;
+  load_timeouts += other.load_timeouts;
+  loads_in_flight += other.loads_in_flight;
+  load_waiters += other.load_waiters;
   lease_flushes += other.lease_flushes;
   return *this;
 }

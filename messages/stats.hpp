@@ -40,18 +40,19 @@ struct cache_stats {
   uint64_t hits = 0;
   uint64_t misses = 0;
   uint64_t puts = 0;
-  uint64_t expired = 0;       ///< entries removed because their TTL ran out
-  uint64_t evictions = 0;     ///< entries removed by the size bound
-  uint64_t invalidations = 0; ///< entries removed by erase, invalidate or clear, or purged
+  uint64_t expired = 0;   ///< entries removed because their TTL ran out
+  uint64_t evictions = 0; ///< entries removed by the size bound
+  uint64_t invalidations =
+    0; ///< entries removed by erase, invalidate or clear, or purged
   uint64_t purged_by_event = 0;   ///< of those: dependents of an emitted event
   uint64_t purged_by_tag = 0;     ///< of those: dependents of an invalidated tag
   uint64_t purged_by_cascade = 0; ///< of those: dependents of an invalidated key
   uint64_t dependency_links = 0;  ///< entry -> dependency links indexed now
   uint64_t dependency_names = 0;  ///< distinct names depended on now (per shard)
-  uint64_t rejected = 0;      ///< puts refused (key or value too large)
-  uint64_t entries = 0;       ///< live entries now
-  uint64_t bytes = 0;         ///< key + value bytes of live entries now
-  age_histogram hit_age;      ///< age of the values served on hits (staleness)
+  uint64_t rejected = 0;          ///< puts refused (key or value too large)
+  uint64_t entries = 0;           ///< live entries now
+  uint64_t bytes = 0;             ///< key + value bytes of live entries now
+  age_histogram hit_age;          ///< age of the values served on hits (staleness)
   // Read-through loading (zero for caches without a loader).
   uint64_t loads = 0;             ///< loads started (misses and refreshes)
   uint64_t load_failures = 0;     ///< loads whose loader returned an error
@@ -66,6 +67,10 @@ struct cache_stats {
                                   ///< (stale-if-error)
   uint64_t loads_voided = 0;  ///< loads not installed: a write or invalidation came first
   uint64_t negative_hits = 0; ///< misses answered with a remembered load failure
+  uint64_t load_timeouts =
+    0; ///< loads that outlived `load-timeout` (waiters got `timeout`)
+  uint64_t loads_in_flight = 0; ///< loads started, not finished nor timed out, now
+  uint64_t load_waiters = 0;    ///< callers waiting for those loads now
   /// Distributed caches: flushes because the node's read lease lapsed (it
   /// lost touch with another node, so it may have missed invalidations).
   uint64_t lease_flushes = 0;
@@ -93,7 +98,7 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
            x.coalesced, x.refreshes, x.early_refreshes, x.early_expirations,
            x.stale_served, x.loads_voided, x.purged_by_event, x.purged_by_tag,
            x.purged_by_cascade, x.dependency_links, x.dependency_names, x.negative_hits,
-           x.lease_flushes);
+           x.lease_flushes, x.load_timeouts, x.loads_in_flight, x.load_waiters);
 }
 
 } // namespace karlton

@@ -14,8 +14,12 @@ public:
   /// The cache's `default-ttl` (which may itself be "never").
   static constexpr ttl cache_default() noexcept { return ttl{default_marker}; }
   static constexpr ttl never() noexcept { return ttl{never_marker}; }
-  /// Expires `d` after the put; `d` must be positive.
-  static constexpr ttl after(caf::timespan d) noexcept { return ttl{d.count()}; }
+  /// Expires `d` after the put; `d` must be positive. A `d` of 0 or less
+  /// gives an invalid TTL (refused by puts and options), never one of the
+  /// markers: -1ns and -2ns must not mean "cache default" and "never".
+  static constexpr ttl after(caf::timespan d) noexcept {
+    return ttl{d.count() > 0 ? d.count() : int64_t{0}};
+  }
 
   constexpr ttl() noexcept = default;
   constexpr bool is_default() const noexcept { return ns_ == default_marker; }

@@ -308,8 +308,10 @@ struct shard_route {
   std::shared_ptr<ingress> inbox;
 };
 
-/// Queues `job` on `route`, waiting up to `timeout` while the queue is full.
-/// On failure the job is abandoned (so its call still completes).
-void submit(gate& g, const shard_route& route, shard_job* job, caf::timespan timeout);
+/// Queues `job` on `route`, waiting until `deadline` while the queue is full
+/// (the call's deadline: one for all the shards a call goes to). On failure
+/// the job is abandoned (so its call still completes).
+void submit(gate& g, const shard_route& route, shard_job* job,
+            std::chrono::steady_clock::time_point deadline);
 
 } // namespace karlton::detail

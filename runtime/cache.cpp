@@ -23,16 +23,14 @@ void fail_queued(const shard_route& route) {
 
 } // namespace
 
-void submit(gate& g, const shard_route& route, shard_job* job, caf::timespan timeout) {
+void submit(gate& g, const shard_route& route, shard_job* job,
+            std::chrono::steady_clock::time_point deadline) {
   if (g.closed.load(std::memory_order_acquire)) {
     job->abandon(make_error(errc::shut_down, "the karlton runtime has stopped"));
     return;
   }
   if (!route.inbox->push(job)) {
-    // Full: wait for room until the call's timeout (the clock is read only here).
-    auto deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+    // Full: wait for room until the call's deadline.
     while (!route.inbox->push(job)) {
       if (g.closed.load(std::memory_order_acquire)) {
         job->abandon(make_error(errc::shut_down, "the karlton runtime has stopped"));

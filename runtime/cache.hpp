@@ -305,9 +305,12 @@ private:
     using call_t = detail::call<Part, R, Combine, Sink>;
     auto c =
       new call_t(parts.size(), std::move(combine), std::forward<SinkArgs>(sink_args)...);
+    // One deadline for all parts: full queues on n shards cost one
+    // call-timeout, not n.
+    auto until = deadline();
     for (size_t i = 0; i < parts.size(); ++i) {
       auto job = new detail::part_job<call_t, Op>(c, i, std::move(parts[i].second));
-      detail::submit(*core_->runtime_gate, core_->routes[parts[i].first], job, timeout());
+      detail::submit(*core_->runtime_gate, core_->routes[parts[i].first], job, until);
     }
     if (parts.empty()) c->complete_empty();
     return c;
@@ -323,7 +326,7 @@ private:
     if (err)
       c->abandon(err); // as if a shard had refused it
     else
-      detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c, timeout());
+      detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c, deadline());
     return c;
   }
 
@@ -334,7 +337,7 @@ private:
     auto hash = hash_key(key);
     auto c = new detail::load_call<Sink>(key, static_cast<uint32_t>(hash),
                                          std::forward<SinkArgs>(sink_args)...);
-    detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c, timeout());
+    detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c, deadline());
     return c;
   }
 

@@ -27,51 +27,139 @@ bool valid_name(const std::string& name) {
          });
 }
 
+// -- the ranges of the options, each with its reason ---------------------------
+
+/// A count or size option: `min..max`, and why.
+struct size_range {
+  const char* option;
+  uint64_t min;
+  uint64_t max;
+  const char* why;
+};
+
+constexpr size_range shards_range{
+  "shards", 0, 1024,
+  "0 = one per scheduler thread; each shard is an actor with its own "
+  "queue and tables, more add only overhead"};
+// A shard's entry ids are 32-bit (actors/entry_table.hpp), so no shard holds
+// more; nothing beyond 2^48 bytes, the user address space of x86-64 and
+// AArch64, can be cached. Larger values only overflowed or hung the shards.
+constexpr size_range max_entries_range{"max-entries", 0, UINT32_MAX,
+                                       "0 = unbounded; a shard's entry ids are 32-bit"};
+constexpr size_range max_bytes_range{
+  "max-bytes", 0, uint64_t{1} << 48,
+  "0 = unbounded; 2^48 bytes is the user address space of x86-64 and AArch64"};
+constexpr size_range ingress_range{
+  "ingress-capacity", 2, 65534,
+  "Boost.Lockfree's fixed-size queue indexes its nodes with 16 bits (at most 65535) "
+  "and needs one node more than its capacity"};
+constexpr size_range loaders_range{"loader-concurrency", 1, 256,
+                                   "each loader is a thread of its own"};
+constexpr size_range key_bytes_range{"max-key-bytes", 1, UINT32_MAX,
+                                     "key sizes are 32-bit"};
+constexpr size_range value_bytes_range{"max-value-bytes", 0, UINT32_MAX,
+                                       "value sizes are 32-bit"};
+constexpr size_range batch_size_range{"batch-size", 1, 1'000'000,
+                                      "a batch is one store transaction, held in memory"};
+constexpr size_range max_dirty_range{"max-dirty", 1, 1'000'000'000,
+                                     "each dirty write holds its value in memory"};
+constexpr size_range batch_max_range{"karlton.cluster.batch-max", 1, 1'048'576,
+                                     "a batch is one message, held and serialized whole"};
+constexpr size_range max_unacked_range{
+  "karlton.cluster.max-unacked", 1, uint64_t{1} << 32,
+  "each unacknowledged invalidation is held in memory until acknowledged"};
+
+caf::error check(const size_range& r, uint64_t v) {
+  if (v >= r.min && v <= r.max) return caf::none;
+  return bad(r.option, std::to_string(v) + " is not in " + std::to_string(r.min) + ".." +
+                         std::to_string(r.max) + " (" + r.why + ")");
+}
+
+std::string show(caf::timespan d) {
+  auto ns = d.count();
+  if (ns != 0 && ns % 1'000'000'000 == 0) return std::to_string(ns / 1'000'000'000) + "s";
+  if (ns != 0 && ns % 1'000'000 == 0) return std::to_string(ns / 1'000'000) + "ms";
+  return std::to_string(ns) + "ns";
+}
+
+// Ages (entry_table's born_ms) are 32-bit milliseconds: 2^32 ms is 49.7 days,
+// so a longer refresh-after would never be reached.
+constexpr caf::timespan max_refresh_after = std::chrono::hours{24 * 49};
+
+constexpr const char* duration_why =
+  "longer is never for a cache; it keeps now + d and d * 3 / 4 far from int64 "
+  "nanosecond overflow";
+
+/// A duration in `min..max`; `zero_means`, if given, also allows 0.
+caf::error check_duration(const std::string& option, caf::timespan d, bool positive,
+                          const char* zero_means = nullptr,
+                          caf::timespan max = max_option_duration,
+                          const char* why = duration_why) {
+  if (zero_means && d == caf::timespan::zero()) return caf::none;
+  auto min = positive ? caf::timespan{1} : caf::timespan::zero();
+  if (d >= min && d <= max) return caf::none;
+  return bad(option, show(d) + " is not in " + show(min) + ".." + show(max) + " (" +
+                       (zero_means ? std::string{"0 = "} + zero_means + "; " : "") + why +
+                       ")");
+}
+
+// Reads a size option as the 64 bits it has in the config, and checks it
+// before it is narrowed: 4294967297 must be refused, not become 1.
+template <class T>
+caf::error read_size(const caf::actor_system_config& cfg, const size_range& r, T& out) {
+  std::string key = r.option;
+  if (key.rfind("karlton.", 0) != 0) key = "karlton." + key;
+  auto v = caf::get_or(cfg, key, size_t{out});
+  if (auto err = check(r, v)) return err;
+  out = static_cast<T>(v);
+  return caf::none;
+}
+
 } // namespace
 
 caf::error validate(const cache_options& o) {
+  // Every option is checked whatever else is set: one that is unused now
+  // (e.g. loader-concurrency of a cache that loads from its store) must still
+  // be in range when it is used.
   if (!valid_name(o.name))
     return bad("name",
                "'" + o.name +
                  "' must be 1-128 characters of letters, digits, '-', '_' or '.'");
   if (!o.default_ttl.valid() || o.default_ttl.is_default())
     return bad("default-ttl", "must be a positive duration or never");
-  if (o.shards > 1024) return bad("shards", "must be at most 1024 (0 = one per core)");
-  // A shard's entry ids are 32-bit (actors/entry_table.hpp), so no shard holds
-  // more; nothing beyond 2^48 bytes, the user address space of x86-64 and
-  // AArch64, can be cached. Larger values only overflowed or hung the shards.
-  if (o.max_entries > UINT32_MAX)
-    return bad("max-entries", "must be at most 4294967295 (0 = unbounded)");
-  if (o.max_bytes > (uint64_t{1} << 48))
-    return bad("max-bytes", "must be at most 281474976710656 (2^48; 0 = unbounded)");
-  if (o.max_key_bytes == 0 || o.max_key_bytes > UINT32_MAX)
-    return bad("max-key-bytes", "must be between 1 and 4294967295");
-  if (o.max_value_bytes > UINT32_MAX)
-    return bad("max-value-bytes", "must be at most 4294967295");
-  if (o.call_timeout <= caf::timespan::zero())
-    return bad("call-timeout", "must be positive");
-  if (o.ingress_capacity < 2 || o.ingress_capacity > 65535)
-    return bad("ingress-capacity", "must be between 2 and 65535");
+  if (!o.default_ttl.is_never())
+    if (auto err = check_duration("default-ttl", o.default_ttl.duration(), true, "never"))
+      return err;
+  if (auto err = check(shards_range, o.shards)) return err;
+  if (auto err = check(max_entries_range, o.max_entries)) return err;
+  if (auto err = check(max_bytes_range, o.max_bytes)) return err;
+  if (auto err = check(key_bytes_range, o.max_key_bytes)) return err;
+  if (auto err = check(value_bytes_range, o.max_value_bytes)) return err;
+  if (auto err = check_duration("call-timeout", o.call_timeout, true)) return err;
+  if (auto err = check(ingress_range, o.ingress_capacity)) return err;
   if (o.loader && o.load_actor)
     return bad("loader, load_actor",
                "are mutually exclusive: give a load function or a loader actor");
-  if (o.loader && (o.loader_concurrency < 1 || o.loader_concurrency > 256))
-    return bad("loader-concurrency", "must be between 1 and 256");
-  if (o.refresh_after < caf::timespan::zero())
-    return bad("refresh-after", "must not be negative (0 = off)");
+  if (auto err = check(loaders_range, o.loader_concurrency)) return err;
+  if (auto err = check_duration("load-timeout", o.load_timeout, true, "never"))
+    return err;
+  if (auto err =
+        check_duration("refresh-after", o.refresh_after, true, "off", max_refresh_after,
+                       "ages are 32-bit milliseconds, which wrap at 49.7 days"))
+    return err;
   if (!(o.beta > 0.0) || !std::isfinite(o.beta))
     return bad("beta", "must be a positive number");
-  if (o.negative_ttl < caf::timespan::zero())
-    return bad("negative-ttl", "must not be negative (0 = off)");
-  if (o.stale_if_error < caf::timespan::zero())
-    return bad("stale-if-error", "must not be negative (0 = off)");
+  if (auto err = check_duration("negative-ttl", o.negative_ttl, true, "off")) return err;
+  if (auto err = check_duration("stale-if-error", o.stale_if_error, true, "off"))
+    return err;
   if (o.writes != write_mode::none && !o.backing_store)
     return bad("write-mode", std::string{to_string(o.writes)} + " needs a backing_store");
-  if (o.batch_size < 1) return bad("batch-size", "must be at least 1");
-  if (o.flush_interval <= caf::timespan::zero())
-    return bad("flush-interval", "must be positive");
-  if (o.max_dirty < 1) return bad("max-dirty", "must be at least 1");
-  if (o.retry_base <= caf::timespan::zero() || o.retry_max < o.retry_base)
+  if (auto err = check(batch_size_range, o.batch_size)) return err;
+  if (auto err = check_duration("flush-interval", o.flush_interval, true)) return err;
+  if (auto err = check(max_dirty_range, o.max_dirty)) return err;
+  if (auto err = check_duration("retry-base", o.retry_base, true)) return err;
+  if (auto err = check_duration("retry-max", o.retry_max, true)) return err;
+  if (o.retry_max < o.retry_base)
     return bad("retry-base, retry-max", "need 0 < retry-base <= retry-max");
   if (!o.journal_path.empty() && o.writes != write_mode::write_back)
     return bad("journal", "is for write_back caches only");
@@ -99,9 +187,12 @@ void add_options(caf::config_option_set& opts) {
     .add<size_t>("max-value-bytes", "largest value accepted (default 67108864)")
     .add<caf::timespan>("call-timeout", "how long blocking calls wait (default 5s)")
     .add<size_t>("ingress-capacity",
-                 "jobs queued per shard from plain threads (default 16384)")
+                 "jobs queued per shard from plain threads, 2..65534 (default 16384)")
     .add<size_t>("loader-concurrency",
-                 "loader threads per read-through cache (default 4)")
+                 "loader threads per read-through cache, 1..256 (default 4)")
+    .add<caf::timespan>("load-timeout",
+                        "how long a load may take before its callers get timeout "
+                        "(default 60s, 0 = never)")
     .add<caf::timespan>("refresh-after", "age after which a read reloads (0 = off)")
     .add<std::string>("early-refresh", "none (default), xfetch or naive")
     .add<double>("beta", "beta of the early-refresh modes (default 1)")
@@ -141,15 +232,18 @@ caf::error validate(const cluster_options& o) {
   if (o.secret.empty())
     return bad("karlton.cluster.secret", "is empty: every node needs the cluster secret");
   if (o.host.empty()) return bad("karlton.cluster.host", "is empty");
-  if (o.batch_max == 0) return bad("karlton.cluster.batch-max", "must be > 0");
-  if (o.max_unacked == 0) return bad("karlton.cluster.max-unacked", "must be > 0");
-  if (o.batch_delay.count() <= 0)
-    return bad("karlton.cluster.batch-delay", "must be > 0");
-  if (o.sync_timeout.count() <= 0)
-    return bad("karlton.cluster.sync-timeout", "must be > 0");
-  if (o.heartbeat.count() <= 0) return bad("karlton.cluster.heartbeat", "must be > 0");
-  if (o.repair_ttl.count() < 0)
-    return bad("karlton.cluster.repair-ttl", "must be 0 (flush) or positive");
+  if (auto err = check(batch_max_range, o.batch_max)) return err;
+  if (auto err = check(max_unacked_range, o.max_unacked)) return err;
+  for (auto& [name, d] :
+       {std::pair{"batch-delay", o.batch_delay},
+        std::pair{"sync-timeout", o.sync_timeout}, std::pair{"heartbeat", o.heartbeat},
+        std::pair{"member-timeout", o.member_timeout},
+        std::pair{"read-lease", o.read_lease}})
+    if (auto err = check_duration(std::string{"karlton.cluster."} + name, d, true))
+      return err;
+  if (auto err =
+        check_duration("karlton.cluster.repair-ttl", o.repair_ttl, true, "flush"))
+    return err;
   if (o.read_lease <= o.heartbeat)
     return bad("karlton.cluster.read-lease", "must be longer than the heartbeat");
   if (o.member_timeout <= o.heartbeat)
@@ -174,9 +268,8 @@ caf::expected<cluster_options> cluster_options_from(const caf::actor_system_conf
   o.secret = caf::get_or(cfg, "karlton.cluster.secret", o.secret);
   o.seeds = caf::get_or(cfg, "karlton.cluster.seeds", o.seeds);
   o.batch_delay = caf::get_or(cfg, "karlton.cluster.batch-delay", o.batch_delay);
-  o.max_unacked = caf::get_or(cfg, "karlton.cluster.max-unacked", size_t{o.max_unacked});
-  o.batch_max = static_cast<uint32_t>(
-    caf::get_or(cfg, "karlton.cluster.batch-max", size_t{o.batch_max}));
+  if (auto err = read_size(cfg, max_unacked_range, o.max_unacked)) return err;
+  if (auto err = read_size(cfg, batch_max_range, o.batch_max)) return err;
   o.sync_timeout = caf::get_or(cfg, "karlton.cluster.sync-timeout", o.sync_timeout);
   o.heartbeat = caf::get_or(cfg, "karlton.cluster.heartbeat", o.heartbeat);
   o.member_timeout = caf::get_or(cfg, "karlton.cluster.member-timeout", o.member_timeout);
@@ -191,7 +284,7 @@ caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
   cache_options o;
   if (auto d = caf::get_if<caf::timespan>(&cfg, "karlton.default-ttl"))
     o.default_ttl = d->count() == 0 ? ttl::never() : ttl::after(*d);
-  o.shards = static_cast<uint32_t>(caf::get_or(cfg, "karlton.shards", size_t{0}));
+  if (auto err = read_size(cfg, shards_range, o.shards)) return err;
   o.max_entries = caf::get_or(cfg, "karlton.max-entries", size_t{0});
   o.max_bytes = caf::get_or(cfg, "karlton.max-bytes", size_t{0});
   auto policy = caf::get_or(cfg, "karlton.policy", std::string{"tinylfu"});
@@ -201,14 +294,12 @@ caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
     o.policy = eviction_policy_kind::tiny_lfu;
   else
     return bad("karlton.policy", "'" + policy + "' is not one of tinylfu, lru");
-  o.max_key_bytes = caf::get_or(cfg, "karlton.max-key-bytes", size_t{o.max_key_bytes});
-  o.max_value_bytes =
-    caf::get_or(cfg, "karlton.max-value-bytes", size_t{o.max_value_bytes});
+  if (auto err = read_size(cfg, key_bytes_range, o.max_key_bytes)) return err;
+  if (auto err = read_size(cfg, value_bytes_range, o.max_value_bytes)) return err;
   o.call_timeout = caf::get_or(cfg, "karlton.call-timeout", o.call_timeout);
-  o.ingress_capacity = static_cast<uint32_t>(
-    caf::get_or(cfg, "karlton.ingress-capacity", size_t{o.ingress_capacity}));
-  o.loader_concurrency = static_cast<uint32_t>(
-    caf::get_or(cfg, "karlton.loader-concurrency", size_t{o.loader_concurrency}));
+  if (auto err = read_size(cfg, ingress_range, o.ingress_capacity)) return err;
+  if (auto err = read_size(cfg, loaders_range, o.loader_concurrency)) return err;
+  o.load_timeout = caf::get_or(cfg, "karlton.load-timeout", o.load_timeout);
   o.refresh_after = caf::get_or(cfg, "karlton.refresh-after", o.refresh_after);
   auto early = caf::get_or(cfg, "karlton.early-refresh", std::string{"none"});
   if (early == "xfetch")
@@ -229,10 +320,9 @@ caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
   else if (mode != "none")
     return bad("karlton.write-mode",
                "'" + mode + "' is not one of none, write_through, write_back");
-  o.batch_size =
-    static_cast<uint32_t>(caf::get_or(cfg, "karlton.batch-size", size_t{o.batch_size}));
+  if (auto err = read_size(cfg, batch_size_range, o.batch_size)) return err;
   o.flush_interval = caf::get_or(cfg, "karlton.flush-interval", o.flush_interval);
-  o.max_dirty = caf::get_or(cfg, "karlton.max-dirty", size_t{o.max_dirty});
+  if (auto err = read_size(cfg, max_dirty_range, o.max_dirty)) return err;
   o.retry_base = caf::get_or(cfg, "karlton.retry-base", o.retry_base);
   o.retry_max = caf::get_or(cfg, "karlton.retry-max", o.retry_max);
   o.journal_path = caf::get_or(cfg, "karlton.journal", o.journal_path);

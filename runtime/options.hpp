@@ -23,6 +23,12 @@
 
 namespace karlton {
 
+/// The longest duration any option takes: a year. Longer is "never" for a
+/// cache, and it keeps the code far from what it cannot represent: int64
+/// nanoseconds overflow `now + d` past 292 years and `d * 3 / 4` past 97,
+/// and entry expiries are 40-bit milliseconds (34.8 years).
+constexpr caf::timespan max_option_duration = std::chrono::hours{24 * 365};
+
 /// One named cache: one data type with its own strategy (the guide's "layer
 /// strategies per data type"). Defaults come from the `karlton.*` settings.
 /// How a cache's changes reach other nodes; see `cache_options::distributed`.
@@ -32,10 +38,11 @@ struct cache_options {
   /// Unique within the runtime; letters, digits, '-', '_' and '.'.
   std::string name;
   /// TTL of a put that does not give one. `ttl::never()` keeps entries until
-  /// they are erased or evicted. Setting: `karlton.default-ttl` (0 = never).
+  /// they are erased or evicted. Setting: `karlton.default-ttl` (0 = never;
+  /// otherwise 1ns..365 days, see `max_option_duration`).
   ttl default_ttl = ttl::never();
-  /// Shards (actors) of this cache; 0 means one per scheduler thread.
-  /// Setting: `karlton.shards`.
+  /// Shards (actors) of this cache; 0 means one per scheduler thread; at
+  /// most 1024. Setting: `karlton.shards`.
   uint32_t shards = 0;
   /// Size bounds for the whole cache (0: unbounded), split evenly over its
   /// shards. Settings: `karlton.max-entries`, `karlton.max-bytes`.
@@ -47,11 +54,13 @@ struct cache_options {
   /// `karlton.max-value-bytes`.
   uint64_t max_key_bytes = 64 * 1024;
   uint64_t max_value_bytes = 64 * 1024 * 1024;
-  /// How long a blocking call waits. Setting: `karlton.call-timeout`.
+  /// How long a blocking call waits, all its shards together (1ns..365
+  /// days). Setting: `karlton.call-timeout`.
   caf::timespan call_timeout = std::chrono::seconds{5};
   /// Jobs queued per shard from plain threads before callers wait (blocking
-  /// calls until their timeout, then `overloaded`). At most 65535 (Boost's
-  /// fixed-size queue). Setting: `karlton.ingress-capacity`.
+  /// calls until their timeout, then `overloaded`). 2..65534: Boost.Lockfree's
+  /// fixed-size queue indexes its nodes with 16 bits (at most 65535) and
+  /// needs one node more than its capacity. Setting: `karlton.ingress-capacity`.
   uint32_t ingress_capacity = 16384;
   /// Told about every removal, on the shard's thread; must not block.
   removal_callback on_removal;
@@ -69,10 +78,17 @@ struct cache_options {
   /// fails the load. The cache neither spawns nor stops it. Exclusive with
   /// `loader`; null: none.
   loader_actor load_actor;
-  /// Loader threads of this cache. Setting: `karlton.loader-concurrency`.
+  /// Loader threads of this cache, 1..256 (each is a thread of its own).
+  /// Setting: `karlton.loader-concurrency`.
   uint32_t loader_concurrency = 4;
+  /// A load that has not finished this long after it started fails its
+  /// waiters with `timeout` and is forgotten (a late answer is dropped), so
+  /// a hung loader leaves no callers and load entries behind; counted in
+  /// `cache_stats::load_timeouts`. 0: never. Setting: `karlton.load-timeout`.
+  caf::timespan load_timeout = std::chrono::seconds{60};
   /// A `get_or_load` of a value older than this returns it at once and
-  /// starts one background reload. 0: off. Setting: `karlton.refresh-after`.
+  /// starts one background reload. 0: off; at most 49 days (ages are 32-bit
+  /// milliseconds, which wrap at 49.7 days). Setting: `karlton.refresh-after`.
   caf::timespan refresh_after{0};
   /// Refresh or expire before the TTL runs out: none, xfetch or naive (the
   /// guide's). Setting: `karlton.early-refresh`.
@@ -103,7 +119,7 @@ struct cache_options {
   /// Setting: `karlton.write-mode`.
   write_mode writes = write_mode::none;
   /// Write-back: a batch (one transaction) is written once this many keys are
-  /// dirty or the oldest dirty write is `flush_interval` old.
+  /// dirty (1..1000000) or the oldest dirty write is `flush_interval` old.
   /// Settings: `karlton.batch-size`, `karlton.flush-interval`.
   uint32_t batch_size = 1000;
   caf::timespan flush_interval = std::chrono::milliseconds{100};

@@ -63,6 +63,46 @@ caf::expected<journal> replay_journal(const std::string& path, store& db) {
   return log;
 }
 
+// Stops `actors` and waits until each is gone: what a failed create_cache
+// spawned must not outlive it (a shutdown would not know of it).
+void stop_and_wait(caf::actor_system& sys, const std::vector<caf::actor>& actors) {
+  caf::scoped_actor self{sys};
+  size_t pending = 0;
+  for (auto& a : actors) {
+    if (!a) continue;
+    self->monitor(a);
+    self->send_exit(a, caf::exit_reason::user_shutdown);
+    ++pending;
+  }
+  for (; pending > 0; --pending)
+    self->receive([](const caf::down_msg&) {});
+}
+
+// Until disarmed, stops every actor the core holds when it goes out of
+// scope (not the user's loader actor: it is theirs).
+struct rollback {
+  caf::actor_system& sys;
+  detail::cache_core& core;
+  bool armed = true;
+  ~rollback() {
+    if (!armed) return;
+    std::vector<caf::actor> actors;
+    for (auto& r : core.routes)
+      actors.push_back(caf::actor_cast<caf::actor>(r.actor));
+    for (auto& l : core.loaders)
+      actors.push_back(caf::actor_cast<caf::actor>(l));
+    actors.push_back(caf::actor_cast<caf::actor>(core.flusher));
+    actors.push_back(caf::actor_cast<caf::actor>(core.store_writer));
+    actors.push_back(caf::actor_cast<caf::actor>(core.journal_writer));
+    try {
+      stop_and_wait(sys, actors);
+    } catch (...) {
+      // Out of memory while unwinding: nothing better to do than go on.
+    }
+    caf::logger::set_current_actor_system(nullptr); // see forget_logger_of_this_thread
+  }
+};
+
 } // namespace
 
 runtime::~runtime() {
@@ -91,6 +131,12 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   auto core = std::make_shared<detail::cache_core>();
   auto n =
     opts.shards > 0 ? opts.shards : std::max<size_t>(1, sys_->scheduler().num_workers());
+  // Whatever may fail without an actor comes before the first spawn: the
+  // queues (Boost throws for a capacity it cannot hold, validate() keeps it
+  // in range) and the journal's replay below.
+  std::vector<std::shared_ptr<ingress>> inboxes;
+  for (size_t i = 0; i < n; ++i)
+    inboxes.push_back(std::make_shared<ingress>(opts.ingress_capacity));
   // Bounds are split evenly; rounding up keeps a small cache from rounding to 0.
   shard_config scfg;
   scfg.default_ttl = opts.default_ttl;
@@ -107,6 +153,7 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   scfg.random = opts.random;
   scfg.negative_ttl = opts.negative_ttl;
   scfg.stale_if_error = opts.stale_if_error;
+  scfg.load_timeout = opts.load_timeout;
   // Writes acknowledged before a crash go to the store before anything else.
   std::shared_ptr<journal> log;
   if (!opts.journal_path.empty()) {
@@ -114,6 +161,10 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
     if (!opened) return std::move(opened.error());
     log = std::make_shared<journal>(std::move(*opened));
   }
+  // From the first spawn on, a failure (a thread that cannot start, a copy
+  // of a user's callback that throws) stops what was spawned: nothing is
+  // left running that no shutdown knows of, and the name stays free.
+  rollback undo{*sys_, *core};
   // Loaders may block, so each worker gets a thread of its own (detached).
   // Without a loader function, a cache with a store loads from the store.
   auto load_fn = opts.loader          ? opts.loader
@@ -148,12 +199,14 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
     shard_loaders = {caf::actor_cast<loader_actor>(core->flusher)};
   }
   auto event_bus = ensure_bus();
-  auto cache_index = caches_on_bus_++;
+  // Counted only once the bus learned the shards (below): a cache that
+  // failed before must not leave a gap in the bus's numbering.
+  auto cache_index = caches_on_bus_;
   scfg.depended = std::make_shared<depended_names>();
   scfg.distributed = opts.distributed != distribution::local;
   if (scfg.distributed) scfg.lease = lease_;
   for (size_t i = 0; i < n; ++i) {
-    auto inbox = std::make_shared<ingress>(opts.ingress_capacity);
+    auto inbox = std::move(inboxes[i]);
     scfg.seed = opts.seed + i;
     // The user's loader actor is theirs: not in core->loaders, never stopped here.
     shard_setup setup;
@@ -194,7 +247,9 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
       ->request(event_bus, caf::infinite, shards_atom::value, opts.name,
                 std::move(shards))
       .receive([](uint32_t) {}, [](caf::error&) {});
+    ++caches_on_bus_;
   }
+  undo.armed = false;
   scfg.on_removal = nullptr; // the copy in the core is only for checks
   core->shard_cfg = std::move(scfg);
   core->options = std::move(opts);

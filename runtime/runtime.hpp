@@ -55,16 +55,22 @@ public:
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
 
-  /// Cache options as this runtime's `karlton.*` settings give them.
+  /// Cache options as this runtime's `karlton.*` settings give them (all
+  /// defaults if a setting is out of range: `create_cache(name)` and
+  /// `options_from` report which).
   cache_options default_options(std::string name) const;
 
   /// Creates a named cache. Errors: `invalid_option` (naming the option), or
   /// `invalid_option` if the name is taken, `shut_down` after `shutdown()`.
   caf::expected<cache> create_cache(cache_options opts);
 
-  /// Creates a named cache with `default_options(name)`.
+  /// Creates a named cache with the `karlton.*` settings; a setting out of
+  /// range is `invalid_option`, naming it.
   caf::expected<cache> create_cache(std::string name) {
-    return create_cache(default_options(std::move(name)));
+    auto opts = options_from(sys_->config());
+    if (!opts) return std::move(opts.error());
+    opts->name = std::move(name);
+    return create_cache(std::move(*opts));
   }
 
   /// The cache called `name`, or `unknown_cache`.
@@ -97,7 +103,8 @@ public:
   /// went: no read that starts after it returned sees one of them. Also tells
   /// the event's subscribers (`data` is theirs). `invalid_option` for an
   /// empty name; an event nothing depends on removes 0.
-  caf::expected<purge_summary> emit(const std::string& event, const std::string& data = {});
+  caf::expected<purge_summary> emit(const std::string& event,
+                                    const std::string& data = {});
   /// The same, returning at once.
   caf::error emit_async(const std::string& event, const std::string& data = {});
 
@@ -109,8 +116,9 @@ public:
 
   /// Calls `handler(event, data)` for every emit of `event`, on an actor
   /// thread of its own (keep it short; it must not block on this runtime).
-  caf::error subscribe(const std::string& event,
-                       std::function<void(const std::string&, const std::string&)> handler);
+  caf::error
+  subscribe(const std::string& event,
+            std::function<void(const std::string&, const std::string&)> handler);
   /// Sends `(emit, event, data)` to `subscriber` for every emit of `event`.
   caf::error subscribe(const std::string& event, event_subscriber_actor subscriber);
 
@@ -154,12 +162,12 @@ private:
   mutable std::mutex caches_mtx_;
   std::map<std::string, std::shared_ptr<detail::cache_core>> caches_;
   bool stopped_ = false;
-  bus_actor bus_; // spawned when first needed
+  bus_actor bus_;                                      // spawned when first needed
   std::vector<event_subscriber_actor> handler_actors_; // ours, for `subscribe(event, f)`
   int32_t caches_on_bus_ = 0;
-  peer_actor peer_;           // once start_cluster ran
+  peer_actor peer_;                   // once start_cluster ran
   std::shared_ptr<read_lease> lease_; // the peer's, checked by distributed shards
-  uint16_t cluster_port_ = 0; // published there
+  uint16_t cluster_port_ = 0;         // published there
   std::string node_name_;
 
   bus_actor ensure_bus(); // with caches_mtx_ held

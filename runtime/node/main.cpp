@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -159,8 +160,11 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
     out.caches.push_back(std::move(o));
   }
   out.stats_interval = caf::get_or(cfg, "node.stats-interval", out.stats_interval);
-  if (out.stats_interval < caf::timespan::zero())
-    return bad_option("node.stats-interval", "must not be negative (0 = off)");
+  if (out.stats_interval < caf::timespan::zero() ||
+      out.stats_interval > karlton::max_option_duration)
+    return bad_option("node.stats-interval",
+                      "must be in 0..365 days (0 = off; longer is never, and far from "
+                      "int64 nanosecond overflow)");
   out.console = caf::get_or(cfg, "node.console", out.console);
   out.port_file = caf::get_or(cfg, "node.port-file", out.port_file);
   return out;
@@ -207,7 +211,9 @@ void serve(karlton::node::console& con, const std::string& name, bool read_stdin
     int timeout_ms = -1;
     if (interval > caf::timespan::zero()) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(next_stats - clock::now());
-      timeout_ms = static_cast<int>(std::max<int64_t>(0, left.count()));
+      // poll takes an int: past 2^31 ms (24.8 days) wake early, not never.
+      timeout_ms = static_cast<int>(
+        std::clamp<int64_t>(left.count(), 0, std::numeric_limits<int>::max()));
     }
     if (poll(fds, 2, timeout_ms) < 0) {
       if (errno == EINTR) continue;

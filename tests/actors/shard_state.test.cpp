@@ -300,3 +300,13 @@ TEST_CASE("a value shared with its sender is copied before the shard stamps it",
   CHECK(stored.bytes() == "bytes");
   CHECK(v.born_ms() == 0); // the caller's buffer was not written to
 }
+
+TEST_CASE("a put with the largest TTL lives, and a negative TTL is refused",
+          "[shard][ttl][errors]") {
+  shard_state s{shard_config{}};
+  // Its milliseconds, rounded up, overflowed: the entry expired at once.
+  REQUIRE_FALSE(s.put(value::make("k", "v"), ttl::after(caf::timespan::max()), t0));
+  CHECK(s.get("k", at(1s)).bytes() == "v");
+  CHECK(s.ttl_of("k", at(1s)).found());
+  CHECK_FALSE(ttl::after(-1ns).valid());
+}

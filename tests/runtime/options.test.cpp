@@ -123,3 +123,134 @@ TEST_CASE("a seed that is not host and port is refused and named", "[options][er
     CHECK(describe(err).find("karlton.cluster.seeds") != std::string::npos);
   }
 }
+
+TEST_CASE("every option is checked whatever else is set, naming value and range",
+          "[options][errors]") {
+  // Unused now is no excuse: loader-concurrency of a cache that loads from
+  // its store, or of one without any loader.
+  auto o = named("c");
+  o.loader_concurrency = 0;
+  CHECK(error_of(o).find("option loader-concurrency: 0 is not in 1..256") !=
+        std::string::npos);
+  o.loader_concurrency = 100'000; // would be 100000 threads
+  CHECK(error_of(o).find("loader-concurrency: 100000 is not in 1..256") !=
+        std::string::npos);
+  o = named("c");
+  o.ingress_capacity = 65535; // Boost's queue needs 65536 nodes for it
+  CHECK(error_of(o).find("ingress-capacity: 65535 is not in 2..65534") !=
+        std::string::npos);
+  o.ingress_capacity = 65534;
+  CHECK(validate(o) == caf::none);
+  o = named("c");
+  o.batch_size = 0;
+  CHECK(error_of(o).find("batch-size: 0 is not in 1..1000000") != std::string::npos);
+  o = named("c");
+  o.max_dirty = 0;
+  CHECK(error_of(o).find("max-dirty") != std::string::npos);
+}
+
+TEST_CASE("size settings are checked before they are narrowed", "[options][config]") {
+  // 4294967297 is 2^32 + 1: narrowed to 32 bits first it was 1.
+  for (auto setting :
+       {"--karlton.shards=4294967297", "--karlton.ingress-capacity=4294967298",
+        "--karlton.loader-concurrency=4294967297", "--karlton.batch-size=4294967297",
+        "--karlton.loader-concurrency=0", "--karlton.cluster.batch-max=4294967297"}) {
+    INFO(setting);
+    auto cfg = std::make_unique<runtime_config>();
+    std::istringstream none;
+    REQUIRE_FALSE(cfg->parse({setting}, none));
+    std::string option{setting + 10};
+    option = option.substr(0, option.find('='));
+    caf::error err;
+    if (option.rfind("cluster.", 0) == 0) {
+      auto co = cluster_options_from(*cfg);
+      REQUIRE_FALSE(co);
+      err = co.error();
+    } else {
+      auto co = options_from(*cfg);
+      REQUIRE_FALSE(co);
+      err = co.error();
+    }
+    CHECK(err == errc::invalid_option);
+    CHECK(describe(err).find(option) != std::string::npos);
+    CHECK(describe(err).find(std::string{setting}.substr(std::string{setting}.find('=') +
+                                                         1)) != std::string::npos);
+    if (option.rfind("cluster.", 0) == 0) continue;
+    runtime rt{std::move(cfg)};
+    auto c = rt.create_cache("from-config"); // reports it too, not defaults
+    REQUIRE_FALSE(c);
+    CHECK(describe(c.error()).find(option) != std::string::npos);
+  }
+}
+
+TEST_CASE("durations beyond what the code represents are refused", "[options][errors]") {
+  auto forever = caf::timespan::max();
+  auto check_refused = [](cache_options o, const std::string& option) {
+    INFO(option);
+    CHECK(error_of(std::move(o)).find("option " + option + ":") != std::string::npos);
+  };
+  auto o = named("c");
+  o.call_timeout = forever; // now + timeout overflowed: every call timed out at once
+  check_refused(o, "call-timeout");
+  o.call_timeout = max_option_duration;
+  CHECK(validate(o) == caf::none);
+  o = named("c");
+  o.default_ttl = ttl::after(forever);
+  check_refused(o, "default-ttl");
+  o = named("c");
+  o.loader = [](const std::string&) -> caf::expected<std::string> { return "v"; };
+  auto loading = o;
+  o.refresh_after = std::chrono::hours{24 * 50}; // 32-bit ms ages wrap at 49.7 days
+  check_refused(o, "refresh-after");
+  o.refresh_after = std::chrono::hours{24 * 49};
+  CHECK(validate(o) == caf::none);
+  o = loading;
+  o.stale_if_error = forever;
+  check_refused(o, "stale-if-error");
+  o = loading;
+  o.negative_ttl = forever;
+  check_refused(o, "negative-ttl");
+  o = loading;
+  o.load_timeout = -1ms;
+  check_refused(o, "load-timeout");
+  o = named("c");
+  o.flush_interval = forever;
+  check_refused(o, "flush-interval");
+  o = named("c");
+  o.retry_max = forever;
+  check_refused(o, "retry-max");
+  cluster_options co;
+  co.secret = "s";
+  CHECK(validate(co) == caf::none);
+  co.sync_timeout = forever;
+  CHECK(describe(validate(co)).find("karlton.cluster.sync-timeout") != std::string::npos);
+  co = cluster_options{};
+  co.secret = "s";
+  co.repair_ttl = forever;
+  CHECK(describe(validate(co)).find("karlton.cluster.repair-ttl") != std::string::npos);
+}
+
+TEST_CASE("a negative TTL is refused, never taken for default or never",
+          "[options][errors][ttl]") {
+  for (auto d : {-1ns, -2ns, caf::timespan{-1'000'000}}) {
+    auto t = ttl::after(d);
+    CHECK_FALSE(t.valid());
+    CHECK_FALSE(t.is_default());
+    CHECK_FALSE(t.is_never());
+  }
+  auto o = named("c");
+  o.default_ttl = ttl::after(-2ns); // was "never"
+  CHECK(error_of(o).find("default-ttl") != std::string::npos);
+  auto cfg = std::make_unique<runtime_config>();
+  std::istringstream none;
+  REQUIRE_FALSE(cfg->parse({"--karlton.default-ttl=-2ns"}, none));
+  runtime rt{std::move(cfg)};
+  auto refused = rt.create_cache("from-config");
+  REQUIRE_FALSE(refused);
+  CHECK(describe(refused.error()).find("default-ttl") != std::string::npos);
+  auto c = rt.create_cache(named("c"));
+  REQUIRE(c);
+  auto put = c->put("k", "v", ttl::after(-1ns)); // was "the cache's default"
+  REQUIRE(put);
+  CHECK(put == errc::invalid_option);
+}
