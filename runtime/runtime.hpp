@@ -16,6 +16,7 @@
 #include "runtime/cache.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/dependency_graph.hpp"
+#include "runtime/log.hpp"
 #include "runtime/options.hpp"
 
 namespace karlton {
@@ -32,7 +33,11 @@ namespace karlton {
 ///
 /// Destroying the runtime stops every cache: calls in flight complete with
 /// `shut_down` (or their result, if the shard got to them first), and later
-/// calls through surviving `cache` handles return `shut_down`.
+/// calls through surviving `cache` handles return `shut_down`. An owned actor
+/// system is destroyed with it, which waits for every actor on it: actors
+/// the service spawned on `system()` must be stopped first. If any still run
+/// a second after shutdown, the log (`set_log_sink`) says how many and how to
+/// stop them, and the destructor keeps waiting.
 /// @threadsafe
 class runtime {
 public:
@@ -86,8 +91,11 @@ public:
 
   /// Stops every cache (see the class comment). Write-back caches store their
   /// dirty writes first, waiting up to `flush_timeout`; what was not stored
-  /// is reported, here and on stderr. Idempotent (a second call reports
-  /// nothing); the destructor calls it.
+  /// is reported, here and in the log (`set_log_sink`, stderr by default).
+  /// Calls racing it get their result or `shut_down`; it waits for callers
+  /// still talking to the stopped actors (`force_flush`, `flush_stats`, a
+  /// synchronous-mode write), at most their own timeout. Idempotent (a second
+  /// call reports nothing); the destructor calls it.
   shutdown_report shutdown(caf::timespan flush_timeout = std::chrono::seconds{30});
 
   // -- events and dependencies (the bus) ----------------------------------------
@@ -97,7 +105,8 @@ public:
   /// went: no read that starts after it returned sees one of them. Also tells
   /// the event's subscribers (`data` is theirs). `invalid_option` for an
   /// empty name; an event nothing depends on removes 0.
-  caf::expected<purge_summary> emit(const std::string& event, const std::string& data = {});
+  caf::expected<purge_summary> emit(const std::string& event,
+                                    const std::string& data = {});
   /// The same, returning at once.
   caf::error emit_async(const std::string& event, const std::string& data = {});
 
@@ -109,8 +118,9 @@ public:
 
   /// Calls `handler(event, data)` for every emit of `event`, on an actor
   /// thread of its own (keep it short; it must not block on this runtime).
-  caf::error subscribe(const std::string& event,
-                       std::function<void(const std::string&, const std::string&)> handler);
+  caf::error
+  subscribe(const std::string& event,
+            std::function<void(const std::string&, const std::string&)> handler);
   /// Sends `(emit, event, data)` to `subscriber` for every emit of `event`.
   caf::error subscribe(const std::string& event, event_subscriber_actor subscriber);
 
@@ -154,12 +164,12 @@ private:
   mutable std::mutex caches_mtx_;
   std::map<std::string, std::shared_ptr<detail::cache_core>> caches_;
   bool stopped_ = false;
-  bus_actor bus_; // spawned when first needed
+  bus_actor bus_;                                      // spawned when first needed
   std::vector<event_subscriber_actor> handler_actors_; // ours, for `subscribe(event, f)`
   int32_t caches_on_bus_ = 0;
-  peer_actor peer_;           // once start_cluster ran
+  peer_actor peer_;                   // once start_cluster ran
   std::shared_ptr<read_lease> lease_; // the peer's, checked by distributed shards
-  uint16_t cluster_port_ = 0; // published there
+  uint16_t cluster_port_ = 0;         // published there
   std::string node_name_;
 
   bus_actor ensure_bus(); // with caches_mtx_ held
