@@ -1,6 +1,7 @@
 #include "actors/flusher_actor.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include <caf/all.hpp>
 
@@ -34,6 +35,11 @@ void arm(self_ptr self) {
                      ++st.timer_generation);
 }
 
+caf::error drained_error() {
+  return make_error(errc::shut_down,
+                    "the karlton runtime stopped before every write was stored");
+}
+
 void answer_waiters(self_ptr self) {
   auto& st = self->state;
   auto& ws = st.flush_waiters;
@@ -48,7 +54,13 @@ void answer_waiters(self_ptr self) {
   if (st.drain && (st.writes->dirty() == 0 || now_of(self) >= st.drain->deadline)) {
     st.drain->promise.deliver(st.writes->dirty());
     st.drain.reset();
+    st.drained = true;
   }
+  // After the drain the flusher is stopped without answering anyone: tell a
+  // force_flush still waiting that its writes were not stored.
+  if (st.drained)
+    for (auto& [ticket, rp] : std::exchange(ws, {}))
+      rp.deliver(drained_error());
 }
 
 // Empties the journal once everything it holds is in the store.
@@ -235,6 +247,7 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
       auto& st = self->state;
       auto ticket = st.writes->request_flush();
       if (st.writes->stored_through(ticket)) return caf::ok_atom::value;
+      if (st.drained) return drained_error();
       auto rp = self->make_response_promise<caf::ok_atom>();
       st.flush_waiters.emplace_back(ticket, rp);
       maybe_flush(self);

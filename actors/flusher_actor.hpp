@@ -57,6 +57,7 @@ struct flusher_state {
     caf::typed_response_promise<uint64_t> promise;
   };
   std::optional<draining> drain;
+  bool drained = false; // shutdown's drain answered: no more writes come
   std::optional<time_point> armed_for;
   uint64_t timer_generation = 0;
   size_t next_reader = 0;

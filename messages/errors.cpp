@@ -28,6 +28,8 @@ const char* to_string(errc x) noexcept {
     return "shut_down";
   case errc::not_found:
     return "not_found";
+  case errc::blocking_in_actor:
+    return "blocking_in_actor";
   }
   return "unknown";
 }

@@ -31,6 +31,10 @@ enum class errc : uint8_t {
   shut_down,
   /// The key exists neither in the cache nor in its store (or loader).
   not_found,
+  /// A blocking call was made on one of the actor system's scheduler threads
+  /// (from inside an actor), where waiting would hold a thread the shards
+  /// need; nothing was done. Actors use the asynchronous calls instead.
+  blocking_in_actor,
 };
 
 /// The name of an error code, e.g. "key_too_large".

@@ -4,6 +4,7 @@
 // sink: a waiting thread, a std::promise, or a callback.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -36,7 +37,64 @@ namespace karlton::detail {
 struct gate {
   std::atomic<bool> closed{false};
   std::atomic<int> active{0};
+  /// Callers holding a `system_pass`; shutdown waits for them (see there).
+  std::atomic<int> users{0};
+  std::mutex users_mtx;
+  std::condition_variable users_cv;
+  /// The actor system's scheduler threads, sorted; set before any call.
+  std::vector<std::thread::id> workers;
+
+  /// Waits until no `system_pass` is held. Only after `closed` was set.
+  void await_users() {
+    std::unique_lock<std::mutex> guard{users_mtx};
+    users_cv.wait(guard, [this] { return users.load(std::memory_order_seq_cst) == 0; });
+  }
 };
+
+/// Lets a plain thread use the actor system (a `scoped_actor`) and the actor
+/// handles of a cache core that shutdown clears. Shutdown closes the gate,
+/// stops every actor (so requests to them end), then waits until no pass is
+/// held before it clears those handles and before the system can go. A pass
+/// asked for after the gate closed is refused: the call returns `shut_down`.
+/// (Seq_cst on both sides: a pass either is counted by shutdown's wait or
+/// sees the gate closed.)
+class system_pass {
+public:
+  explicit system_pass(gate& g) noexcept : gate_(g) {
+    gate_.users.fetch_add(1, std::memory_order_seq_cst);
+    granted_ = !gate_.closed.load(std::memory_order_seq_cst);
+  }
+  ~system_pass() {
+    if (gate_.users.fetch_sub(1, std::memory_order_seq_cst) == 1) {
+      std::lock_guard<std::mutex> guard{gate_.users_mtx};
+      gate_.users_cv.notify_all();
+    }
+  }
+  system_pass(const system_pass&) = delete;
+  system_pass& operator=(const system_pass&) = delete;
+  explicit operator bool() const noexcept { return granted_; }
+
+private:
+  gate& gate_;
+  bool granted_;
+};
+
+/// True on one of the actor system's scheduler threads, i.e. inside an actor.
+/// A blocking call there would hold a thread the shards may need: with as
+/// many blocking actors as threads, no shard runs and every call times out.
+inline bool on_scheduler_thread(const gate& g) {
+  return !g.workers.empty() && std::binary_search(g.workers.begin(), g.workers.end(),
+                                                  std::this_thread::get_id());
+}
+
+/// The error of a blocking call made on a scheduler thread.
+inline caf::error blocking_refused() {
+  return make_error(errc::blocking_in_actor,
+                    "a blocking call was made on one of the actor system's scheduler "
+                    "threads (inside an actor), where waiting would hold a thread the "
+                    "shards need; from an actor use the async calls (get_async(key, f), "
+                    "...) or request the shard actor (shard_for(key))");
+}
 
 /// Delivers to a thread blocked in `wait`. It spins briefly first: a shard
 /// usually answers within a few microseconds, much less than the cost of

@@ -72,13 +72,20 @@ namespace karlton {
 
 namespace {
 
+caf::error stopped() {
+  return make_error(errc::shut_down, "the karlton runtime has stopped");
+}
+
 // Asks the flusher of `core` and waits for the answer (rare calls: a
-// scoped_actor's cost does not matter here).
+// scoped_actor's cost does not matter here); `if_none` without write-back.
 template <class T, class... Ts>
-caf::expected<T> ask_flusher(const detail::cache_core& core, caf::timespan timeout,
-                             Ts... xs) {
-  if (core.runtime_gate->closed.load(std::memory_order_acquire))
-    return make_error(errc::shut_down, "the karlton runtime has stopped");
+caf::expected<T> ask_flusher(const detail::cache_core& core, T if_none,
+                             caf::timespan timeout, Ts... xs) {
+  auto& g = *core.runtime_gate;
+  detail::system_pass pass{g};
+  if (!pass) return stopped();
+  if (!core.flusher) return if_none;
+  if (detail::on_scheduler_thread(g)) return detail::blocking_refused();
   caf::expected<T> out = make_error(errc::timeout, "the flusher did not answer in time");
   {
     caf::scoped_actor self{core.flusher->home_system()};
@@ -93,14 +100,17 @@ caf::expected<T> ask_flusher(const detail::cache_core& core, caf::timespan timeo
   }
   // As in runtime.cpp: do not keep the system's logger alive from this thread.
   caf::logger::set_current_actor_system(nullptr);
+  // Shutdown began meanwhile: the flusher's answer is not a result, except a
+  // success, which it gives only for writes that are stored.
+  if (!out && g.closed.load(std::memory_order_acquire)) return stopped();
   return out;
 }
 
 } // namespace
 
 caf::error cache::force_flush(caf::timespan timeout) const {
-  if (!core_->flusher) return caf::none;
-  auto r = ask_flusher<caf::ok_atom>(*core_, timeout, flush_atom::value);
+  auto r =
+    ask_flusher<caf::ok_atom>(*core_, caf::ok_atom::value, timeout, flush_atom::value);
   return r ? caf::error{} : std::move(r.error());
 }
 
@@ -111,8 +121,7 @@ caf::expected<uint64_t> cache::dirty_count() const {
 }
 
 caf::expected<write_stats> cache::flush_stats() const {
-  if (!core_->flusher) return write_stats{};
-  return ask_flusher<write_stats>(*core_, options().call_timeout,
+  return ask_flusher<write_stats>(*core_, write_stats{}, options().call_timeout,
                                   write_stats_atom::value);
 }
 
@@ -127,6 +136,9 @@ caf::error cache::await_peers(std::optional<std::string_view> key) const {
   auto wait = options().call_timeout + std::chrono::seconds{5};
   std::vector<std::string> missing;
   caf::error failed;
+  // The shards' actor system exists only while the runtime takes calls.
+  detail::system_pass pass{*core_->runtime_gate};
+  if (!pass) return stopped();
   {
     caf::scoped_actor self{asked.front()->home_system()};
     for (auto& s : asked)
@@ -138,7 +150,9 @@ caf::error cache::await_peers(std::optional<std::string_view> key) const {
           [&](caf::error& err) { failed = std::move(err); });
   }
   caf::logger::set_current_actor_system(nullptr);
-  if (failed) return failed;
+  if (failed)
+    return core_->runtime_gate->closed.load(std::memory_order_acquire) ? stopped()
+                                                                       : failed;
   if (missing.empty()) return caf::none;
   std::sort(missing.begin(), missing.end());
   missing.erase(std::unique(missing.begin(), missing.end()), missing.end());

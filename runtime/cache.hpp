@@ -52,7 +52,8 @@ struct cache_core {
 /// - from an actor: `shard_for(k)` is the typed `shard_actor` to request.
 ///
 /// Calls on many keys send one job per shard, not per key. After the runtime
-/// stopped, every call returns `shut_down`.
+/// stopped, every call returns `shut_down`. A blocking call made inside an
+/// actor (on a scheduler thread) returns `blocking_in_actor` at once.
 /// @threadsafe
 class cache {
 public:
@@ -277,6 +278,9 @@ private:
   // sink of the tagged type and returns it, holding the caller's reference.
   template <class R, class Launch>
   caf::expected<R> blocking(Launch launch) const {
+    // Before anything is queued: refused, the call has no effect at all.
+    if (detail::on_scheduler_thread(*core_->runtime_gate))
+      return detail::blocking_refused();
     // One deadline for the whole call: waiting for queue space and for the
     // answer together last at most `call-timeout`, not twice it.
     auto until = deadline();

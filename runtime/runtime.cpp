@@ -21,6 +21,8 @@
 #include "actors/shard_actor.hpp"
 #include "actors/store_actors.hpp"
 #include "messages/errors.hpp"
+#include "runtime/lifetime.hpp"
+#include "runtime/log.hpp"
 
 namespace karlton {
 
@@ -31,10 +33,14 @@ runtime::runtime(std::unique_ptr<runtime_config> cfg,
                  std::shared_ptr<const clock> time_source)
   : owned_cfg_(std::move(cfg)),
     owned_sys_(std::make_unique<caf::actor_system>(*owned_cfg_)), sys_(owned_sys_.get()),
-    clock_(std::move(time_source)), gate_(std::make_shared<detail::gate>()) {}
+    clock_(std::move(time_source)), gate_(std::make_shared<detail::gate>()) {
+  gate_->workers = detail::scheduler_threads(*sys_);
+}
 
 runtime::runtime(caf::actor_system& sys, std::shared_ptr<const clock> time_source)
-  : sys_(&sys), clock_(std::move(time_source)), gate_(std::make_shared<detail::gate>()) {}
+  : sys_(&sys), clock_(std::move(time_source)), gate_(std::make_shared<detail::gate>()) {
+  gate_->workers = detail::scheduler_threads(*sys_);
+}
 
 // CAF 0.17 parks a reference to the system's logger in a thread-local of
 // every thread that constructs the system or spawns an actor, and
@@ -107,6 +113,10 @@ struct rollback {
 
 runtime::~runtime() {
   shutdown();
+  // Actors the service spawned on an owned system keep ~actor_system waiting;
+  // after a second (long enough for actors being stopped meanwhile), the log
+  // says how many and how to stop them, so that no hang is silent.
+  if (owned_sys_) detail::destroy_system(std::move(owned_sys_), std::chrono::seconds{1});
 }
 
 cache_options runtime::default_options(std::string name) const {
@@ -311,19 +321,19 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
                  [&](caf::error&) { unstored = UINT64_MAX; });
       if (unstored == UINT64_MAX) {
         // No answer: count what the flusher holds is unknown; say so.
-        std::cerr << "karlton: the flusher of cache '" << name
-                  << "' did not answer at shutdown; its dirty writes may be lost\n";
+        log_line("karlton: the flusher of cache '" + name +
+                 "' did not answer at shutdown; its dirty writes may be lost");
         unstored = 0;
         report.unstored.emplace_back(name, core->options.max_dirty);
         continue;
       }
       if (unstored > 0) {
-        std::cerr
-          << "karlton: " << unstored << " write-back writes of cache '" << name
-          << "' could not be stored before shutdown"
-          << (core->options.journal_path.empty()
-                ? " and are lost\n"
-                : "; they stay in the journal and are stored on the next start\n");
+        log_line("karlton: " + std::to_string(unstored) +
+                 " write-back writes of cache '" + name +
+                 "' could not be stored before shutdown" +
+                 (core->options.journal_path.empty()
+                    ? " and are lost"
+                    : "; they stay in the journal and are stored on the next start"));
         report.unstored.emplace_back(name, unstored);
       }
     }
@@ -356,6 +366,11 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
       self->receive([](const caf::down_msg&) {});
     }
   }
+  // Callers still talking to the stopped actors (force_flush, flush_stats, a
+  // sync put waiting for the peer) are answered by now, or by their own
+  // timeout: their requests bounce, and a flusher answers its waiters when
+  // drained. Only then may their handles go, and the system after them.
+  gate_->await_users();
   // Detached actors must be destroyed, not just stopped, before the actor
   // system can go: drop their handles (cache handles keep the cores).
   for (auto& [name, core] : caches_) {
@@ -364,9 +379,12 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
     core->journal_writer = nullptr;
     core->flusher = nullptr;
   }
-  bus_ = nullptr;
-  peer_ = nullptr;
-  handler_actors_.clear();
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_}; // members() and others read them
+    bus_ = nullptr;
+    peer_ = nullptr;
+    handler_actors_.clear();
+  }
   // 5. Whatever was still queued fails with shut_down, so no caller hangs.
   auto why =
     make_error(errc::shut_down, "the karlton runtime stopped before the call ran");
@@ -691,6 +709,7 @@ caf::expected<std::vector<member_info>> runtime::members() {
   peer_actor p;
   {
     std::lock_guard<std::mutex> guard{caches_mtx_};
+    if (stopped_) return stopped_error();
     p = peer_;
   }
   if (!p) return std::vector<member_info>{};
@@ -701,6 +720,7 @@ caf::expected<peer_stats> runtime::cluster_stats() {
   peer_actor p;
   {
     std::lock_guard<std::mutex> guard{caches_mtx_};
+    if (stopped_) return stopped_error();
     p = peer_;
   }
   if (!p) return peer_stats{};

@@ -16,6 +16,7 @@
 #include "runtime/cache.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/dependency_graph.hpp"
+#include "runtime/log.hpp"
 #include "runtime/options.hpp"
 
 namespace karlton {
@@ -32,7 +33,11 @@ namespace karlton {
 ///
 /// Destroying the runtime stops every cache: calls in flight complete with
 /// `shut_down` (or their result, if the shard got to them first), and later
-/// calls through surviving `cache` handles return `shut_down`.
+/// calls through surviving `cache` handles return `shut_down`. An owned actor
+/// system is destroyed with it, which waits for every actor on it: actors
+/// the service spawned on `system()` must be stopped first. If any still run
+/// a second after shutdown, the log (`set_log_sink`) says how many and how to
+/// stop them, and the destructor keeps waiting.
 /// @threadsafe
 class runtime {
 public:
@@ -92,8 +97,11 @@ public:
 
   /// Stops every cache (see the class comment). Write-back caches store their
   /// dirty writes first, waiting up to `flush_timeout`; what was not stored
-  /// is reported, here and on stderr. Idempotent (a second call reports
-  /// nothing); the destructor calls it.
+  /// is reported, here and in the log (`set_log_sink`, stderr by default).
+  /// Calls racing it get their result or `shut_down`; it waits for callers
+  /// still talking to the stopped actors (`force_flush`, `flush_stats`, a
+  /// synchronous-mode write), at most their own timeout. Idempotent (a second
+  /// call reports nothing); the destructor calls it.
   shutdown_report shutdown(caf::timespan flush_timeout = std::chrono::seconds{30});
 
   // -- events and dependencies (the bus) ----------------------------------------

@@ -2,15 +2,63 @@
 // crashes, and every call gets its result or `shut_down`.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <future>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
+
+#include <caf/all.hpp>
 
 #include "messages/errors.hpp"
+#include "runtime/faulty_store.hpp"
+#include "runtime/log.hpp"
+#include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+
+namespace {
+
+// Captures karlton's log for one test; waits for a line on events, not time.
+class log_capture {
+public:
+  log_capture() {
+    previous_ = set_log_sink([this](const std::string& line) {
+      std::lock_guard<std::mutex> guard{mtx_};
+      lines_.push_back(line);
+      cv_.notify_all();
+    });
+  }
+  ~log_capture() { set_log_sink(std::move(previous_)); }
+
+  /// The first line containing `part`, waiting up to `limit` for it.
+  std::string wait_for(const std::string& part, std::chrono::seconds limit) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    std::string found;
+    cv_.wait_for(guard, limit, [&] {
+      for (auto& line : lines_)
+        if (line.find(part) != std::string::npos) {
+          found = line;
+          return true;
+        }
+      return false;
+    });
+    return found;
+  }
+
+private:
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  std::vector<std::string> lines_;
+  log_sink previous_;
+};
+
+} // namespace
 
 TEST_CASE("destroying the runtime with calls in flight fails them with shut_down",
           "[runtime][shutdown]") {
@@ -112,4 +160,137 @@ TEST_CASE("a runtime made on one thread can be destroyed on another",
   std::thread other{[&] { rt.reset(); }}; // hung in ~actor_system before the fix
   other.join();
   CHECK(c.get("k").error() == errc::shut_down);
+}
+
+TEST_CASE("calls racing shutdown get shut_down, never a crash or a false success",
+          "[runtime][shutdown]") {
+  log_capture log;
+  auto rt = std::make_unique<runtime>();
+  // Write-back into a store that fails every batch: a write once dirty is
+  // never stored, so a force_flush that succeeds, or stats that show nothing
+  // dirty, would be false.
+  auto wo = rt->default_options("wb");
+  wo.shards = 2;
+  wo.writes = write_mode::write_back;
+  wo.backing_store =
+    std::make_shared<faulty_store>(std::make_shared<memory_store>(), 1.0, 7);
+  auto wb = *rt->create_cache(wo);
+  REQUIRE_FALSE(wb.put("dirty", "v"));
+  // A synchronous distributed cache on a lone node: its writes wait for the
+  // peer actor (await_peers), on the runtime's actor system.
+  cluster_options co;
+  co.secret = "s";
+  co.log = [](const std::string&) {};
+  REQUIRE(rt->start_cluster(co));
+  auto so = rt->default_options("synced");
+  so.distributed = distribution::sync;
+  auto synced = *rt->create_cache(so);
+
+  std::atomic<int> calls{0};
+  std::atomic<int> false_success{0};
+  std::atomic<int> unexpected{0};
+  std::atomic<bool> destroyed{false};
+  auto expected_error = [&](const caf::error& err, bool timeout_ok) {
+    if (err == errc::shut_down || (timeout_ok && err == errc::timeout)) return;
+    UNSCOPED_INFO(describe(err));
+    ++unexpected;
+  };
+  // Each thread calls until 20 calls after the runtime was destroyed, and
+  // at most 200k times.
+  auto run = [&](auto one_call) {
+    return std::thread{[&, one_call]() mutable {
+      int after = 0;
+      for (int i = 0; i < 200'000 && after < 20; ++i) {
+        if (destroyed.load()) ++after;
+        one_call(i);
+        ++calls;
+      }
+    }};
+  };
+  std::vector<std::thread> pool;
+  pool.push_back(run([&](int) {
+    // Before shutdown the store never succeeds, so this times out.
+    if (auto err = wb.force_flush(20ms); !err)
+      ++false_success;
+    else
+      expected_error(err, true);
+  }));
+  pool.push_back(run([&](int) {
+    if (auto s = wb.flush_stats(); !s)
+      expected_error(s.error(), false);
+    else if (s->dirty == 0)
+      ++false_success;
+  }));
+  pool.push_back(run([&](int i) {
+    if (auto err = synced.put("k" + std::to_string(i % 100), "v"))
+      expected_error(err, false);
+  }));
+  pool.push_back(run([&](int i) {
+    // Ten keys: coalesced writes stay far below max-dirty.
+    if (auto err = wb.put("w" + std::to_string(i % 10), "v")) expected_error(err, false);
+  }));
+  for (int i = 0; i < 1'000'000 && calls.load() < 400; ++i)
+    std::this_thread::yield();
+  auto report = rt->shutdown(100ms);
+  CHECK(report.unstored_writes() > 0);
+  CHECK_FALSE(log.wait_for("could not be stored", 0s).empty());
+  // After a shutdown that reported unstored writes, nothing claims they are stored.
+  CHECK(wb.force_flush() == errc::shut_down);
+  auto stats = wb.flush_stats();
+  REQUIRE_FALSE(stats);
+  CHECK(stats.error() == errc::shut_down);
+  auto dirty = wb.dirty_count();
+  REQUIRE_FALSE(dirty);
+  CHECK(dirty.error() == errc::shut_down);
+  rt.reset(); // the actor system goes while the threads still call
+  destroyed = true;
+  for (auto& t : pool)
+    t.join();
+  CHECK(false_success == 0);
+  CHECK(unexpected == 0);
+  CHECK(synced.put("k", "v") == errc::shut_down);
+}
+
+TEST_CASE("destroying a runtime whose system runs a service actor says so, never hangs "
+          "silently",
+          "[runtime][shutdown]") {
+  log_capture log;
+  auto rt = std::make_unique<runtime>();
+  REQUIRE(rt->create_cache("users"));
+  // As a new user would: an actor of the service's own on the runtime's system.
+  caf::actor service =
+    rt->system().spawn([]() -> caf::behavior { return {[](int x) { return x; }}; });
+  caf::logger::set_current_actor_system(nullptr); // as the README asks
+  std::atomic<bool> returned{false};
+  std::thread destroyer{[&] {
+    rt.reset();
+    returned = true;
+  }};
+  // The runtime's own actors are gone at once; the service's keeps the
+  // system's destructor waiting, and the log names what it waits for.
+  auto line = log.wait_for("still running", 60s);
+  CHECK_FALSE(returned.load());
+  // Stopping the service's actor lets the destructor return.
+  caf::anon_send_exit(service, caf::exit_reason::user_shutdown);
+  service = nullptr;
+  destroyer.join();
+  REQUIRE_FALSE(line.empty());
+  CHECK(line.find("1 actor") != std::string::npos);
+  CHECK(line.find("anon_send_exit") != std::string::npos);
+}
+
+TEST_CASE("destroying a runtime that a thread's logger reference holds says so",
+          "[runtime][shutdown]") {
+  log_capture log;
+  auto rt = std::make_unique<runtime>();
+  // This thread spawns an actor and stops it, but keeps CAF's thread-local
+  // reference to the system's logger, which ~actor_system waits for.
+  auto service = rt->system().spawn([]() -> caf::behavior { return {[](int) {}}; });
+  caf::anon_send_exit(service, caf::exit_reason::user_shutdown);
+  service = nullptr;
+  std::thread destroyer{[&] { rt.reset(); }};
+  auto line = log.wait_for("set_current_actor_system", 60s);
+  caf::logger::set_current_actor_system(nullptr); // lets the destructor return
+  destroyer.join();
+  CHECK_FALSE(line.empty());
 }

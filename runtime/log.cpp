@@ -1,0 +1,35 @@
+#include "runtime/log.hpp"
+
+#include <iostream>
+#include <mutex>
+#include <utility>
+
+namespace karlton {
+
+namespace {
+
+std::mutex sink_mtx;
+log_sink current_sink; // empty: stderr
+
+} // namespace
+
+log_sink set_log_sink(log_sink sink) {
+  std::lock_guard<std::mutex> guard{sink_mtx};
+  std::swap(current_sink, sink);
+  return sink;
+}
+
+void log_line(const std::string& line) {
+  log_sink sink;
+  {
+    // Called outside the lock: a sink may log, or take a while.
+    std::lock_guard<std::mutex> guard{sink_mtx};
+    sink = current_sink;
+  }
+  if (sink)
+    sink(line);
+  else
+    std::cerr << line << '\n';
+}
+
+} // namespace karlton
