@@ -68,22 +68,38 @@ uint64_t load_table::void_all() {
   return n;
 }
 
+namespace {
+
+// Drops the deadlines at the front whose loads are gone (finished), so that
+// loads that finish in time, the common case, leave nothing behind: without
+// it the deadlines of every load of the last `load_timeout` would be kept.
+template <class Deadlines, class Current, class Voided>
+void drop_finished(Deadlines& deadlines, const Current& current, const Voided& voided) {
+  while (!deadlines.empty()) {
+    auto& d = deadlines.front();
+    auto i = current.find(d.key);
+    if ((i != current.end() && i->second.id == d.id) || voided.count(d.id) > 0) return;
+    deadlines.pop_front();
+  }
+}
+
+} // namespace
+
 std::optional<load_table::finished> load_table::finish(std::string_view key,
                                                        uint64_t id) {
+  std::optional<finished> out;
   if (auto i = current_.find(std::string{key});
       i != current_.end() && i->second.id == id) {
-    finished out{true, i->second.refresh, std::move(i->second.waiters)};
+    out = finished{true, i->second.refresh, std::move(i->second.waiters)};
     current_.erase(i);
-    waiters_ -= out.waiters.size();
-    return out;
+  } else if (auto j = voided_.find(id); j != voided_.end()) {
+    out = finished{false, j->second.refresh, std::move(j->second.waiters)};
+    voided_.erase(j);
   }
-  if (auto i = voided_.find(id); i != voided_.end()) {
-    finished out{false, i->second.refresh, std::move(i->second.waiters)};
-    voided_.erase(i);
-    waiters_ -= out.waiters.size();
-    return out;
-  }
-  return std::nullopt;
+  if (!out) return out;
+  waiters_ -= out->waiters.size();
+  drop_finished(deadlines_, current_, voided_);
+  return out;
 }
 
 void load_table::fail_all(const caf::error& why) {

@@ -77,6 +77,8 @@ caf::error check(const size_range& r, uint64_t v) {
 
 std::string show(caf::timespan d) {
   auto ns = d.count();
+  constexpr int64_t hour = 3'600'000'000'000;
+  if (ns != 0 && ns % hour == 0) return std::to_string(ns / hour) + "h";
   if (ns != 0 && ns % 1'000'000'000 == 0) return std::to_string(ns / 1'000'000'000) + "s";
   if (ns != 0 && ns % 1'000'000 == 0) return std::to_string(ns / 1'000'000) + "ms";
   return std::to_string(ns) + "ns";
@@ -126,7 +128,8 @@ caf::error validate(const cache_options& o) {
                "'" + o.name +
                  "' must be 1-128 characters of letters, digits, '-', '_' or '.'");
   if (!o.default_ttl.valid() || o.default_ttl.is_default())
-    return bad("default-ttl", "must be a positive duration or never");
+    return bad("default-ttl", "must be a positive duration (1ns.." +
+                                show(max_option_duration) + ") or never");
   if (!o.default_ttl.is_never())
     if (auto err = check_duration("default-ttl", o.default_ttl.duration(), true, "never"))
       return err;
@@ -282,8 +285,12 @@ caf::expected<cluster_options> cluster_options_from(const caf::actor_system_conf
 
 caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
   cache_options o;
-  if (auto d = caf::get_if<caf::timespan>(&cfg, "karlton.default-ttl"))
+  if (auto d = caf::get_if<caf::timespan>(&cfg, "karlton.default-ttl")) {
+    // Checked here, where the value is still known: ttl::after(-2ns) is
+    // merely invalid.
+    if (auto err = check_duration("default-ttl", *d, true, "never")) return err;
     o.default_ttl = d->count() == 0 ? ttl::never() : ttl::after(*d);
+  }
   if (auto err = read_size(cfg, shards_range, o.shards)) return err;
   o.max_entries = caf::get_or(cfg, "karlton.max-entries", size_t{0});
   o.max_bytes = caf::get_or(cfg, "karlton.max-bytes", size_t{0});

@@ -127,3 +127,24 @@ TEST_CASE("the load table expires many loads in bounded steps",
   CHECK(t.size() == 0);
   CHECK(t.waiters() == 0);
 }
+
+TEST_CASE("loads that finish in time leave no deadlines behind",
+          "[loading][load-timeout]") {
+  // Otherwise every load of the last load-timeout (60 s by default) would
+  // keep its deadline and key until the timer passed it.
+  load_table t;
+  for (uint64_t i = 0; i < 1000; ++i) {
+    auto key = "k" + std::to_string(i);
+    auto id = t.start(key, std::nullopt, false, 60'000 + i);
+    REQUIRE(t.finish(key, id));
+  }
+  CHECK_FALSE(t.next_deadline_ms());
+  // One that hangs holds only its own (and those behind it) until it passes.
+  auto hung = t.start("hung", std::nullopt, false, 70'000);
+  auto id = t.start("quick", std::nullopt, false, 70'001);
+  REQUIRE(t.finish("quick", id));
+  CHECK(t.next_deadline_ms() == uint64_t{70'000});
+  CHECK(t.expire(70'001).size() == 1);
+  CHECK_FALSE(t.next_deadline_ms());
+  CHECK_FALSE(t.finish("hung", hung)); // its late answer finds nothing
+}
