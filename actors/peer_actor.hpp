@@ -67,7 +67,6 @@ struct peer_actor_state {
     member_info info;
     peer_actor handle;
     clock::time_point last_heard;
-    uint64_t unacked = 0; // invalidations sent, not yet applied there
   };
   struct challenge {
     uint64_t nonce;
@@ -90,12 +89,8 @@ struct peer_actor_state {
   // neither extended nor held (see `heartbeat`).
   uint64_t repairs_in_flight = 0;
   clock::time_point last_beat{}; // of the previous heartbeat; epoch before the first
-  // Applies of received invalidations, numbered; all below `applied_below`
-  // are done. A batch is answered once its own are done, and every earlier
-  // one (they may have gone to other shards).
-  uint64_t applies_started = 0;
-  uint64_t applied_below = 0;
-  std::set<uint64_t> applied_early;
+  // Batches answered once the applies numbered below `ticket` are done
+  // (peer_state::finish_apply).
   std::vector<sync_waiter> sync_waiters;
 
   static inline const char* name = "karlton.peer";
