@@ -219,13 +219,11 @@ TEST_CASE("a slow member holds at most max-unacked invalidations while its origi
   REQUIRE_FALSE(origin.join("127.0.0.1", *port));
   auto users = must(origin.create_cache(users_options(origin, distribution::async, 1)));
   auto start = std::chrono::steady_clock::now();
-  uint64_t erased = 0;
-  uint64_t max_seen = 0;
-  while (std::chrono::steady_clock::now() - start < 60s) {
+  uint64_t erased = 0, failed = 0;
+  while (std::chrono::steady_clock::now() - start < 60s)
     for (int i = 0; i < 1000; ++i, ++erased)
-      REQUIRE(users.erase("k" + std::to_string(erased % 100'000)));
-    max_seen = std::max<uint64_t>(max_seen, counts->max_queued);
-  }
+      failed += !users.erase("k" + std::to_string(erased % 100'000));
+  CHECK(failed == 0);
   auto origin_stats = must(origin.cluster_stats());
   INFO(erased << " erased, " << counts->applied << " applied, " << counts->flushes
               << " flushes there, most queued " << counts->max_queued << ", "
