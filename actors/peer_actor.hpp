@@ -30,8 +30,9 @@ struct peer_setup {
   /// at most: the network carries one message per batch per member.
   caf::timespan batch_delay = std::chrono::milliseconds{1};
   size_t batch_max = 4096;
-  /// Invalidations a member may have received but not yet applied; beyond,
-  /// batches are withheld from it and it repairs (see send_batch).
+  /// Invalidations a member may have been sent and not yet applied; beyond,
+  /// or once a request to it timed out, batches are withheld from it until
+  /// it caught up, and it repairs (see peer_state::send_to).
   uint64_t max_unacked = 1048576;
   /// How long a synchronous invalidation waits for every member.
   caf::timespan sync_timeout = std::chrono::seconds{2};
