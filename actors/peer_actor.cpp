@@ -107,14 +107,10 @@ void repair(self_ptr self, const std::string& why, bool always_flush = false) {
 // applies, and all before them, are done.
 void apply_done(self_ptr self, uint64_t n) {
   auto& st = self->state;
-  st.applied_early.insert(n);
-  while (!st.applied_early.empty() && *st.applied_early.begin() == st.applied_below) {
-    st.applied_early.erase(st.applied_early.begin());
-    ++st.applied_below;
-  }
+  auto below = st.core->finish_apply(n);
   auto& ws = st.sync_waiters;
   for (auto i = ws.begin(); i != ws.end();) {
-    if (i->ticket <= st.applied_below) {
+    if (i->ticket <= below) {
       i->promise.deliver(caf::ok_atom::value);
       i = ws.erase(i);
     } else {
@@ -128,7 +124,7 @@ void apply_done(self_ptr self, uint64_t n) {
 template <class Result, class Handle, class... Ts>
 void apply_one(self_ptr self, const Handle& dest, std::vector<int64_t> issued,
                Ts&&... xs) {
-  auto n = self->state.applies_started++;
+  auto n = self->state.core->start_apply();
   auto finish = [self, n, issued] {
     auto now = wall_clock_ns();
     for (auto t : issued)
@@ -192,19 +188,31 @@ void apply(self_ptr self, invalidation_batch& b) {
 
 // -- sending ----------------------------------------------------------------
 
-// A member answered (or failed to answer) a batch of `n` invalidations.
-void acknowledged(self_ptr self, const std::string& name, size_t n) {
-  auto i = self->state.members.find(name);
-  if (i != self->state.members.end())
-    i->second.unacked -= std::min<uint64_t>(n, i->second.unacked);
+// Sends `b` to member `name` as a request, answered once applied there:
+// the answer acknowledges it and everything sent before (flow control in
+// `peer_state::send_to`); a timeout or error does not, and the member counts
+// as behind. `done` hears whether it answered.
+void send_to(self_ptr self, const std::string& name, const peer_actor& dest,
+             peer_state::send_mark mark, const invalidation_batch& b,
+             caf::timespan timeout, std::function<void(bool)> done = {}) {
+  self->request(dest, timeout, batch_atom::value, b)
+    .then(
+      [self, name, mark, done](caf::ok_atom) {
+        self->state.core->acknowledged(name, mark);
+        if (done) done(true);
+      },
+      [self, name, mark, done](caf::error&) {
+        self->state.core->not_acknowledged(name, mark);
+        if (done) done(false);
+      });
 }
 
 // Sends what is queued to every member, as one batch; with `even_empty`, an
 // empty one if nothing is (a heartbeat that says where our numbering is).
-// Flow control: a member with `max_unacked` invalidations not yet applied
-// does not get the batch. It sees the gap in the numbering with the next
-// batch or heartbeat and repairs (rule 6): a member that cannot keep up
-// flushes instead of letting its mailbox, and our sends, grow without bound.
+// Flow control: a member behind, or that would be more than `max_unacked`
+// behind, does not get the batch. It sees the gap in the numbering with the
+// next batch or heartbeat and repairs (rule 6): a member that cannot keep up
+// flushes instead of letting its mailboxes, and our sends, grow without bound.
 void send_batch(self_ptr self, bool even_empty = false) {
   auto& st = self->state;
   st.flush_armed = false;
@@ -212,17 +220,9 @@ void send_batch(self_ptr self, bool even_empty = false) {
   auto n = b.items.size();
   if ((n == 0 && !even_empty) || st.members.empty()) return;
   if (n > 0) ++st.core->counters.batches_sent; // not heartbeats
-  for (auto& [name, m] : st.members) {
-    if (n > 0 && m.unacked + n > st.setup.max_unacked) {
-      ++st.core->counters.batches_withheld;
-      continue;
-    }
-    m.unacked += n;
-    auto who = name;
-    self->request(m.handle, st.setup.member_timeout, batch_atom::value, b)
-      .then([self, who, n](caf::ok_atom) { acknowledged(self, who, n); },
-            [self, who, n](caf::error&) { acknowledged(self, who, n); });
-  }
+  for (auto& [name, m] : st.members)
+    if (auto mark = st.core->send_to(name, n))
+      send_to(self, name, m.handle, *mark, b, st.setup.member_timeout);
 }
 
 // -- membership -------------------------------------------------------------
@@ -235,6 +235,7 @@ void add_member(self_ptr self, const member_info& info, const peer_actor& handle
     peer_actor_state::member{info, handle, st.setup.time_source->now()};
   st.reconnecting.erase(info.name);
   if (!is_new) return;
+  st.core->member_joined(info.name);
   // From now on there is someone whose invalidations we could miss: a lease
   // held while we had no members must not stay valid forever until the next
   // heartbeat. Without this, a node frozen within a heartbeat of joining
@@ -359,7 +360,10 @@ void lose_member(self_ptr self,
   auto lost = i->second.info;
   self->demonitor(i->second.handle.address());
   st.members.erase(i);
+  st.core->member_lost(lost.name);
   ++st.core->counters.peers_lost;
+  // Rule 7: no hits until the repair below is done (then `heartbeat` renews).
+  if (st.setup.lease) st.setup.lease->limit_to(st.setup.time_source->now());
   log(self, "lost member '" + lost.name + "' (" + why + ")");
   repair(self, "lost '" + lost.name + "', whose invalidations may not have arrived");
   st.reconnecting.emplace(lost.name, st.setup.reconnect_base);
@@ -390,15 +394,9 @@ void heartbeat(self_ptr self) {
   // SIGSTOP read old heartbeats from its socket, extended its lease and
   // served a value erased after the others had dropped it (found by
   // tests/runtime/multiprocess.test.cpp).
-  if (st.last_beat != clock::time_point{} &&
-      now - st.last_beat > st.setup.heartbeat + st.setup.lease_time) {
-    auto stalled =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now - st.last_beat);
-    repair(self,
-           "this node stalled for " + std::to_string(stalled.count()) +
-             " ms, longer than its read lease",
-           true);
-  }
+  if (auto ms = peer_state::stalled_ms(now, st.last_beat, st.setup.heartbeat,
+                                       st.setup.lease_time))
+    repair(self, "this node stalled for " + std::to_string(*ms) + " ms", true);
   st.last_beat = now;
   send_batch(self, true);
   for (auto i = st.members.begin(); i != st.members.end();) {
@@ -413,15 +411,13 @@ void heartbeat(self_ptr self) {
   // members here, held the lease at once (no members) and served, before the
   // repair's flush reached the shard, a value erased while it was frozen
   // (found by tests/runtime/multiprocess.test.cpp).
-  if (st.setup.lease && st.repairs_in_flight == 0) {
-    if (st.members.empty()) {
-      st.setup.lease->hold(); // nobody whose invalidations we could miss
-    } else {
-      auto oldest = now;
-      for (auto& [name, m] : st.members)
-        oldest = std::min(oldest, m.last_heard);
-      st.setup.lease->extend_to(oldest + st.setup.lease_time);
-    }
+  if (st.setup.lease) {
+    std::vector<clock::time_point> heard;
+    for (auto& [name, m] : st.members)
+      heard.push_back(m.last_heard);
+    if (auto until =
+          peer_state::renew_lease(now, heard, st.repairs_in_flight, st.setup.lease_time))
+      st.setup.lease->extend_to(*until);
   }
   self->delayed_send(self, st.setup.heartbeat, heartbeat_atom::value);
 }
@@ -430,7 +426,7 @@ void heartbeat(self_ptr self) {
 
 peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
   auto& st = self->state;
-  st.core = std::make_unique<peer_state>(setup.me, setup.batch_max);
+  st.core = std::make_unique<peer_state>(setup.me, setup.batch_max, setup.max_unacked);
   st.auth = std::make_unique<handshake_state>(
     setup.secret, handshake_party{setup.me, caf::to_string(self->node())},
     setup.join_timeout);
@@ -490,9 +486,9 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       if (st.core->receive(b))
         repair(self, "invalidations from '" + b.origin + "' went missing");
       apply(self, b);
-      if (st.applied_below >= st.applies_started) return caf::ok_atom::value;
+      if (st.core->all_applied()) return caf::ok_atom::value;
       auto rp = self->make_response_promise<caf::ok_atom>();
-      st.sync_waiters.push_back(peer_actor_state::sync_waiter{st.applies_started, rp});
+      st.sync_waiters.push_back({st.core->applies_started(), rp});
       return rp;
     },
     [=](broadcast_atom, std::vector<invalidation>& items) {
@@ -516,33 +512,28 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       ++st.flush_generation; // the pending timer has nothing left to send
       st.flush_armed = false;
       auto b = st.core->take_batch();
-      if (st.members.empty()) return std::vector<std::string>{};
-      if (!b.items.empty()) ++st.core->counters.batches_sent;
-      auto rp = self->make_response_promise<std::vector<std::string>>();
-      // One answer once every member answered or timed out.
-      auto left = std::make_shared<size_t>(st.members.size());
-      auto missing = std::make_shared<std::vector<std::string>>();
-      auto one = [self, rp, left, missing](const std::string& name, bool ok) mutable {
-        if (!ok) missing->push_back(name);
-        if (--*left > 0) return;
-        if (!missing->empty()) ++self->state.core->counters.sync_timeouts;
-        rp.deliver(std::move(*missing));
-      };
-      for (auto& [name, m] : st.members) {
-        auto who = name;
-        auto n = b.items.size();
-        m.unacked += n;
-        self->request(m.handle, st.setup.sync_timeout, batch_atom::value, b)
-          .then(
-            [self, one, who, n](caf::ok_atom) mutable {
-              acknowledged(self, who, n);
-              one(who, true);
-            },
-            [self, one, who, n](caf::error&) mutable {
-              acknowledged(self, who, n);
-              one(who, false);
-            });
+      std::vector<std::string> names;
+      for (auto& [name, m] : st.members)
+        names.push_back(name);
+      auto plan = st.core->plan_sync(names, b.items.size());
+      if (!b.items.empty() && !st.members.empty()) ++st.core->counters.batches_sent;
+      auto missing =
+        std::make_shared<std::vector<std::string>>(std::move(plan.not_answered));
+      if (plan.ask.empty()) {
+        if (!missing->empty()) ++st.core->counters.sync_timeouts;
+        return std::move(*missing);
       }
+      auto rp = self->make_response_promise<std::vector<std::string>>();
+      // One answer once every member asked answered or timed out.
+      auto left = std::make_shared<size_t>(plan.ask.size());
+      for (auto& [name, mark] : plan.ask)
+        send_to(self, name, st.members[name].handle, mark, b, st.setup.sync_timeout,
+                [self, rp, left, missing, who = name](bool ok) mutable {
+                  if (!ok) missing->push_back(who);
+                  if (--*left > 0) return;
+                  if (!missing->empty()) ++self->state.core->counters.sync_timeouts;
+                  rp.deliver(std::move(*missing));
+                });
       return rp;
     },
     [=](join_atom, std::string& host, uint16_t port) -> caf::result<caf::ok_atom> {
@@ -567,25 +558,33 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       return caf::ok_atom::value;
     },
     [=](leave_atom) -> caf::result<caf::ok_atom> {
+      if (!from_this_node(self)) return not_local();
       auto& st = self->state;
-      if (from_this_node(self)) {
-        send_batch(self);
-        for (auto& [name, m] : st.members) {
-          self->demonitor(m.handle.address());
-          self->request(m.handle, caf::infinite, leave_atom::value)
-            .then([](caf::ok_atom) {});
-        }
-        st.members.clear();
-        st.reconnecting.clear();
-        return caf::ok_atom::value;
+      send_batch(self);
+      // With where our numbering stands: a member we withheld batches from
+      // (flow control) sees the gap and repairs, though we left cleanly.
+      for (auto& [name, m] : st.members) {
+        self->demonitor(m.handle.address());
+        self->request(m.handle, caf::infinite, leave_atom::value, st.core->next_seq())
+          .then([](caf::ok_atom) {});
       }
+      st.members.clear();
+      st.reconnecting.clear();
+      return caf::ok_atom::value;
+    },
+    [=](leave_atom, uint64_t next_seq) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
       auto sender = self->current_sender();
       for (auto i = st.members.begin(); i != st.members.end(); ++i)
         if (sender && i->second.handle.address() == sender->address()) {
-          log(self, "member left: " + i->first + " (" +
+          auto who = i->second.info;
+          log(self, "member left: " + who.name + " (" +
                       std::to_string(st.members.size()) + " nodes)");
           self->demonitor(i->second.handle.address());
           st.members.erase(i);
+          st.core->member_left(who.name);
+          if (st.core->left(who.name, who.incarnation, next_seq))
+            repair(self, "'" + who.name + "' left; invalidations it sent went missing");
           break;
         }
       return caf::ok_atom::value;

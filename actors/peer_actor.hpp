@@ -31,8 +31,9 @@ struct peer_setup {
   /// at most: the network carries one message per batch per member.
   caf::timespan batch_delay = std::chrono::milliseconds{1};
   size_t batch_max = 4096;
-  /// Invalidations a member may have received but not yet applied; beyond,
-  /// batches are withheld from it and it repairs (see send_batch).
+  /// Invalidations a member may have been sent and not yet applied; beyond,
+  /// or once a request to it timed out, batches are withheld from it until
+  /// it caught up, and it repairs (see peer_state::send_to).
   uint64_t max_unacked = 1048576;
   /// How long a synchronous invalidation waits for every member.
   caf::timespan sync_timeout = std::chrono::seconds{2};
@@ -67,7 +68,6 @@ struct peer_actor_state {
     member_info info;
     peer_actor handle;
     clock::time_point last_heard;
-    uint64_t unacked = 0; // invalidations sent, not yet applied there
   };
   struct sync_waiter {
     uint64_t ticket; // every apply numbered below it must be done
@@ -86,12 +86,8 @@ struct peer_actor_state {
   // neither extended nor held (see `heartbeat`).
   uint64_t repairs_in_flight = 0;
   clock::time_point last_beat{}; // of the previous heartbeat; epoch before the first
-  // Applies of received invalidations, numbered; all below `applied_below`
-  // are done. A batch is answered once its own are done, and every earlier
-  // one (they may have gone to other shards).
-  uint64_t applies_started = 0;
-  uint64_t applied_below = 0;
-  std::set<uint64_t> applied_early;
+  // Batches answered once the applies numbered below `ticket` are done
+  // (peer_state::finish_apply).
   std::vector<sync_waiter> sync_waiters;
 
   static inline const char* name = "karlton.peer";

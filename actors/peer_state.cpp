@@ -5,8 +5,9 @@
 
 namespace karlton {
 
-peer_state::peer_state(member_info me, size_t batch_max)
-  : me_(std::move(me)), batch_max_(std::max<size_t>(1, batch_max)) {
+peer_state::peer_state(member_info me, size_t batch_max, uint64_t max_unacked)
+  : me_(std::move(me)), batch_max_(std::max<size_t>(1, batch_max)),
+    max_unacked_(std::max<uint64_t>(1, max_unacked)) {
   outgoing_.origin = me_.name;
   outgoing_.incarnation = me_.incarnation;
 }
@@ -66,6 +67,109 @@ bool peer_state::receive(const invalidation_batch& b) {
   o.expected = std::max(o.expected, end);
   if (gap) ++counters.gaps;
   return gap;
+}
+
+bool peer_state::left(const std::string& origin, uint64_t incarnation,
+                      uint64_t next_seq) {
+  // The same check as the handshake's: the leave is the origin's last word
+  // on where its numbering stands.
+  return expect(origin, incarnation, next_seq);
+}
+
+void peer_state::member_joined(const std::string& name) {
+  flows_[name] = flow{++epochs_};
+  lost_.erase(name);
+}
+
+void peer_state::member_lost(const std::string& name) {
+  flows_.erase(name);
+  lost_.insert(name);
+}
+
+void peer_state::member_left(const std::string& name) {
+  flows_.erase(name);
+  lost_.erase(name);
+}
+
+std::optional<peer_state::send_mark> peer_state::send_to(const std::string& name,
+                                                         size_t n) {
+  auto i = flows_.find(name);
+  if (i == flows_.end()) i = flows_.emplace(name, flow{++epochs_}).first;
+  auto& f = i->second;
+  if (n > 0 && (f.behind || f.sent - f.acked + n > max_unacked_)) {
+    ++counters.batches_withheld;
+    return std::nullopt;
+  }
+  f.sent += n;
+  return send_mark{f.epoch, f.sent};
+}
+
+void peer_state::acknowledged(const std::string& name, send_mark mark) {
+  auto i = flows_.find(name);
+  // Lost, left or joined again meanwhile: its count started afresh.
+  if (i == flows_.end() || i->second.epoch != mark.epoch) return;
+  auto& f = i->second;
+  f.acked = std::max(f.acked, mark.through);
+  if (f.acked == f.sent) f.behind = false;
+}
+
+void peer_state::not_acknowledged(const std::string& name, send_mark mark) {
+  auto i = flows_.find(name);
+  if (i != flows_.end() && i->second.epoch == mark.epoch) i->second.behind = true;
+}
+
+bool peer_state::behind(const std::string& name) const {
+  auto i = flows_.find(name);
+  return i != flows_.end() && i->second.behind;
+}
+
+uint64_t peer_state::unacked(const std::string& name) const {
+  auto i = flows_.find(name);
+  return i == flows_.end() ? 0 : i->second.sent - i->second.acked;
+}
+
+peer_state::sync_plan peer_state::plan_sync(const std::vector<std::string>& members,
+                                            size_t n) {
+  sync_plan out;
+  out.not_answered.assign(lost_.begin(), lost_.end());
+  for (auto& name : members) {
+    // Behind: not even an empty batch, which it would answer only after
+    // everything it has not applied yet.
+    auto mark = behind(name) ? std::nullopt : send_to(name, n);
+    if (mark)
+      out.ask.emplace_back(name, *mark);
+    else
+      out.not_answered.push_back(name);
+  }
+  return out;
+}
+
+std::optional<peer_state::time_point>
+peer_state::renew_lease(time_point now, const std::vector<time_point>& last_heard,
+                        uint64_t repairs_in_flight,
+                        clock::time_point::duration lease_time) {
+  if (repairs_in_flight > 0) return std::nullopt;
+  if (last_heard.empty()) return time_point::max();
+  auto oldest = now;
+  for (auto t : last_heard)
+    oldest = std::min(oldest, t);
+  return oldest + lease_time;
+}
+
+uint64_t peer_state::finish_apply(uint64_t n) {
+  applied_early_.insert(n);
+  while (!applied_early_.empty() && *applied_early_.begin() == applied_below_) {
+    applied_early_.erase(applied_early_.begin());
+    ++applied_below_;
+  }
+  return applied_below_;
+}
+
+std::optional<int64_t> peer_state::stalled_ms(time_point now, time_point last,
+                                              clock::time_point::duration heartbeat,
+                                              clock::time_point::duration lease_time) {
+  if (last == time_point{} || now - last <= heartbeat + lease_time) return std::nullopt;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(now - last).count();
 }
 
 void peer_state::record_delay(int64_t issued_ns, int64_t applied_ns) {

@@ -1,21 +1,32 @@
 // The bookkeeping of a node's peer actor, without actors: numbering and
-// batching what this node broadcasts, and checking what other nodes send for
-// gaps (consistency rule 6). Unit-tested on its own.
+// batching what this node broadcasts, checking what other nodes send for
+// gaps (consistency rule 6), flow control per member, who counts as not
+// answered a synchronous call (rule 7) and when the read lease may be
+// renewed. Unit-tested on its own.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <limits>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "messages/cluster.hpp"
+#include "runtime/clock.hpp"
 
 namespace karlton {
 
 class peer_state {
 public:
-  /// `batch_max`: invalidations per batch before it is sent at once.
-  peer_state(member_info me, size_t batch_max);
+  /// `batch_max`: invalidations per batch before it is sent at once;
+  /// `max_unacked`: invalidations a member may have received and not yet
+  /// applied before batches are withheld from it.
+  peer_state(member_info me, size_t batch_max,
+             uint64_t max_unacked = std::numeric_limits<uint64_t>::max());
 
   const member_info& me() const noexcept { return me_; }
 
@@ -41,8 +52,91 @@ public:
   /// new run of the origin (another incarnation) starts afresh; a batch we
   /// already passed (sent before we joined) is no gap.
   bool receive(const invalidation_batch& b);
+  /// `origin` (run `incarnation`) left cleanly, saying it would number its
+  /// next invalidation `next_seq`. True if that shows a gap: invalidations it
+  /// sent before leaving never arrived (withheld by flow control, say), so we
+  /// must repair although it left cleanly.
+  bool left(const std::string& origin, uint64_t incarnation, uint64_t next_seq);
+  /// Numbers an apply (a removal request to a shard or the bus) as it starts.
+  uint64_t start_apply() noexcept { return applies_started_++; }
+  /// Apply `n` is done. Returns the number below which every apply is done
+  /// (they finish out of order: they go to different shards).
+  uint64_t finish_apply(uint64_t n);
+  /// A batch received now is applied once `finish_apply` reaches this.
+  uint64_t applies_started() const noexcept { return applies_started_; }
+  bool all_applied() const noexcept { return applied_below_ >= applies_started_; }
   /// Records how long an invalidation took from issue to apply here.
   void record_delay(int64_t issued_ns, int64_t applied_ns);
+
+  // -- members: flow control and who answers (rules 6 and 7) -------------------
+
+  /// `name` passed the join handshake (again): nothing sent to it is
+  /// outstanding, and it is no longer lost.
+  void member_joined(const std::string& name);
+  /// `name` was lost without leaving (its connection, or its silence): until
+  /// it joins again, synchronous calls count it as not answered, since it
+  /// may still serve what they invalidate.
+  void member_lost(const std::string& name);
+  /// `name` left cleanly: it serves nothing any more, so it is not waited for.
+  void member_left(const std::string& name);
+  const std::set<std::string>& lost() const noexcept { return lost_; }
+
+  /// Where a request to a member stood: the member's run of this flow
+  /// (`epoch`, new at each join) and how much had been sent to it then.
+  struct send_mark {
+    uint64_t epoch = 0;
+    uint64_t through = 0;
+  };
+  /// Whether to send `name` a batch of `n` invalidations. If so, it is
+  /// counted as outstanding and the result is the mark to pass to
+  /// `acknowledged` with the answer. If not, the batch is withheld: `name`
+  /// sees the gap in the numbering with its next batch or heartbeat and
+  /// repairs (rule 6). Withheld while `name` is behind, or would be more than
+  /// `max_unacked` behind. An empty batch (a heartbeat) is always sent.
+  std::optional<send_mark> send_to(const std::string& name, size_t n);
+  /// `name` answered a request sent at `mark`: it applied everything sent to
+  /// it up to that request (it answers only then). A member behind that has
+  /// nothing outstanding any more caught up: it gets batches again.
+  /// Answers to requests sent before `name` last joined change nothing.
+  void acknowledged(const std::string& name, send_mark mark);
+  /// A request to `name` timed out or failed: what it carried counts as not
+  /// applied (it may sit in that member's mailboxes), and the member is
+  /// behind until an answer shows it applied everything sent to it. Treating
+  /// a timed-out batch as applied let a slow member's mailboxes grow without
+  /// bound, about `max_unacked` more every timeout.
+  void not_acknowledged(const std::string& name, send_mark mark);
+  bool behind(const std::string& name) const;
+  /// Invalidations sent to `name` and not known to be applied.
+  uint64_t unacked(const std::string& name) const;
+  /// A synchronous call of `n` invalidations to `members` (the current ones):
+  /// whom to ask, each with its mark for `acknowledged`, and whom to report
+  /// as not answered at once: members lost without leaving (they may still
+  /// serve what the call invalidates), members behind and members the batch
+  /// is withheld from (they repair instead of applying it).
+  struct sync_plan {
+    std::vector<std::pair<std::string, send_mark>> ask;
+    std::vector<std::string> not_answered;
+  };
+  sync_plan plan_sync(const std::vector<std::string>& members, size_t n);
+
+  // -- the read lease -----------------------------------------------------------
+
+  using time_point = clock::time_point;
+  /// How far a heartbeat at `now` may renew the read lease: nullopt leaves it
+  /// as it is (a repair is still flushing, so a read must find it lapsed);
+  /// `time_point::max()` holds it (no members: nothing to miss); otherwise
+  /// `lease_time` past the oldest last word of `last_heard` (the members).
+  static std::optional<time_point> renew_lease(time_point now,
+                                               const std::vector<time_point>& last_heard,
+                                               uint64_t repairs_in_flight,
+                                               clock::time_point::duration lease_time);
+
+  /// If a heartbeat at `now`, after the one at `last` (epoch: none yet), runs
+  /// more than `lease_time` late, how long this node stalled, in ms: frozen
+  /// or starved, its lease lapsed and it must flush before serving again.
+  static std::optional<int64_t> stalled_ms(time_point now, time_point last,
+                                           clock::time_point::duration heartbeat,
+                                           clock::time_point::duration lease_time);
 
   /// Counters; `stats()` adds the recent delays and `members`.
   peer_stats counters;
@@ -54,8 +148,22 @@ private:
     uint64_t expected = 0; // the number of its next invalidation
   };
 
+  struct flow {
+    uint64_t epoch = 0;
+    uint64_t sent = 0;  // invalidations sent to the member
+    uint64_t acked = 0; // of them, known to be applied there
+    bool behind = false;
+  };
+
   member_info me_;
   size_t batch_max_;
+  uint64_t max_unacked_;
+  std::map<std::string, flow> flows_;
+  uint64_t epochs_ = 0;
+  uint64_t applies_started_ = 0;
+  uint64_t applied_below_ = 0;
+  std::set<uint64_t> applied_early_; // done, with some below them not yet
+  std::set<std::string> lost_;
   uint64_t next_seq_ = 0;
   invalidation_batch outgoing_;
   std::map<std::string, origin_state> origins_;

@@ -304,7 +304,6 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     },
     [=](doorbell_atom) {
       auto& st = self->state;
-      auto now = now_of(self);
       shard_job* batch[prefetch_batch];
       for (int done = 0; done < doorbell_batch;) {
         int n = 0;
@@ -315,6 +314,14 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
           arm_expiry(self);
           return;
         }
+        // Read after the pops, so the time is later than each of these jobs
+        // was pushed: a job pushed after a stall (SIGSTOP, a starved VM) is
+        // checked against the lease as of then, never against a time read
+        // before the stall (one read per doorbell served such jobs under a
+        // lapsed lease). One read per prefetch batch (16 jobs) rather than
+        // per job: the batch's jobs all precede the read, which is all the
+        // lease check needs.
+        auto now = now_of(self);
         for (int step = 0; step < 3; ++step)
           for (int i = 0; i < n; ++i)
             batch[i]->prefetch(*st.cache, step);

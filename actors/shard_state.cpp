@@ -154,6 +154,10 @@ void shard_state::set_expiry(entry_id id, entry& e, uint64_t expiry_ms) {
 }
 
 uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
+  // A repair stands for invalidations that went missing, of keys we cannot
+  // name: a load that started before it may have read what they replaced,
+  // so none may install (rule 1), or it would live its full TTL past the cap.
+  loads_.void_all();
   auto cap = to_ms(now) + ceil_ms(limit);
   uint64_t n = 0;
   for (entry_id id = 0; id < table_.id_limit(); ++id) {

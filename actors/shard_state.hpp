@@ -280,7 +280,8 @@ public:
                  bool cascade = true);
   uint64_t evict_all() { return drop_all(); }
   /// The gentler repair: every entry expires within `limit` from `now` (those
-  /// due sooner keep their expiry). Returns how many were shortened.
+  /// due sooner keep their expiry), and loads in flight are voided. Returns
+  /// how many were shortened.
   uint64_t cap_ttl(time_point now, caf::timespan limit);
 
   /// Distributed caches: keys put or erased since the last call (other

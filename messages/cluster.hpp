@@ -141,8 +141,10 @@ using batch_atom = caf::atom_constant<caf::atom("batch")>;
 using sync_atom = caf::atom_constant<caf::atom("sync")>;
 /// `(broadcast, items)` from the local node: invalidations to send.
 using broadcast_atom = caf::atom_constant<caf::atom("broadcast")>;
-/// `(leave)` between nodes: the sender is shutting down, after sending all
-/// it had (so the receiver has nothing to repair and need not reconnect).
+/// `(leave, next_seq)` between nodes: the sender is shutting down, after
+/// sending all it had; the receiver need not reconnect, and repairs only if
+/// `next_seq` (the sender's next number) shows a gap. `(leave)` from the
+/// node itself: leave the cluster.
 using leave_atom = caf::atom_constant<caf::atom("leave")>;
 /// `(heartbeat)`: the peer actor's own timer (see `peer_setup::heartbeat`).
 using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;

@@ -112,8 +112,9 @@ using bus_actor = caf::typed_actor<
 /// - `(join, member)`, `(tick, n)`, `(heartbeat)`: its own reconnection,
 ///   batch and heartbeat timers.
 /// - `(leave)` from the local node: send what is pending, say goodbye to
-///   every member, answer; the runtime then stops it. From a member: it
-///   left cleanly (no repair, no reconnection).
+///   every member, answer; the runtime then stops it. `(leave, next_seq)`
+///   from a member: it left cleanly (no reconnection), numbering its next
+///   invalidation `next_seq`; a gap to it still repairs.
 using peer_actor = caf::typed_actor<
   caf::replies_to<hello_atom, member_info, std::string>::with<member_info, std::string,
                                                               std::string>,
@@ -127,7 +128,9 @@ using peer_actor = caf::typed_actor<
   caf::replies_to<peer_stats_atom>::with<peer_stats>,
   caf::replies_to<members_atom>::with<std::vector<member_info>>,
   caf::reacts_to<join_atom, member_info>, caf::reacts_to<tick_atom, uint64_t>,
-  caf::replies_to<leave_atom>::with<caf::ok_atom>, caf::reacts_to<heartbeat_atom>>;
+  caf::replies_to<leave_atom>::with<caf::ok_atom>,
+  caf::replies_to<leave_atom, uint64_t>::with<caf::ok_atom>,
+  caf::reacts_to<heartbeat_atom>>;
 
 /// An actor that wants to hear about removals: `(removed, key, cause)`.
 using removal_listener_actor =

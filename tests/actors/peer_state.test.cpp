@@ -123,3 +123,118 @@ TEST_CASE("delays are kept for the most recent invalidations only") {
   p.record_delay(5000, 1000); // clocks apart: never negative
   CHECK(p.stats(0).recent_delays_us[10] == 0);
 }
+
+// -- members: flow control and who answers ------------------------------------
+
+TEST_CASE("a member lost without leaving counts as not answered until it joins again",
+          "[peer][rule7]") {
+  peer_state p{node("a"), 100};
+  p.member_joined("b");
+  p.member_joined("c");
+  p.member_lost("c");
+  auto plan = p.plan_sync({"b"}, 1);
+  REQUIRE(plan.ask.size() == 1);
+  CHECK(plan.ask[0].first == "b");
+  CHECK(plan.not_answered == std::vector<std::string>{"c"});
+  // Nobody left to ask: still not answered, not "all applied".
+  CHECK(p.plan_sync({}, 1).not_answered == std::vector<std::string>{"c"});
+  p.member_joined("c"); // back, through the handshake's sequence check
+  CHECK(p.plan_sync({"b", "c"}, 1).not_answered.empty());
+  p.member_lost("c");
+  p.member_left("c"); // a clean leave: it serves nothing any more
+  CHECK(p.plan_sync({"b"}, 1).not_answered.empty());
+}
+
+TEST_CASE(
+  "a timed-out batch is not acknowledged: the member is behind until it caught up",
+  "[peer][flow]") {
+  peer_state p{node("a"), 100, 10};
+  p.member_joined("b");
+  auto m1 = p.send_to("b", 4);
+  auto m2 = p.send_to("b", 4);
+  REQUIRE(m1);
+  REQUIRE(m2);
+  CHECK(p.unacked("b") == 8);
+  CHECK_FALSE(p.send_to("b", 3)); // 11 > max_unacked
+  p.acknowledged("b", *m1);
+  CHECK(p.unacked("b") == 4);
+  p.not_acknowledged("b", *m2); // it timed out: it may still sit there
+  CHECK(p.behind("b"));
+  CHECK(p.unacked("b") == 4);
+  CHECK_FALSE(p.send_to("b", 1)); // withheld while behind: it repairs from the gap
+  CHECK(p.counters.batches_withheld == 2);
+  auto plan = p.plan_sync({"b"}, 1);
+  CHECK(plan.ask.empty());
+  CHECK(plan.not_answered == std::vector<std::string>{"b"});
+  // A heartbeat is still sent; its answer shows everything before it applied.
+  auto beat = p.send_to("b", 0);
+  REQUIRE(beat);
+  p.acknowledged("b", *beat);
+  CHECK_FALSE(p.behind("b"));
+  CHECK(p.unacked("b") == 0);
+  CHECK(p.send_to("b", 10));
+  // Answers to what was sent before it joined again change nothing.
+  p.member_joined("b");
+  auto fresh = p.send_to("b", 10);
+  REQUIRE(fresh);
+  p.not_acknowledged("b", *m2);
+  p.acknowledged("b", *beat);
+  CHECK_FALSE(p.behind("b"));
+  CHECK(p.unacked("b") == 10);
+}
+
+TEST_CASE("unacknowledged invalidations never exceed max-unacked, whatever times out",
+          "[peer][flow]") {
+  peer_state p{node("a"), 100, 1000};
+  p.member_joined("b");
+  uint64_t sent_while_unanswered = 0;
+  // A member that never answers: every request times out.
+  for (int i = 0; i < 10'000; ++i) {
+    if (p.send_to("b", 100)) sent_while_unanswered += 100;
+    if (i % 50 == 0) p.not_acknowledged("b", peer_state::send_mark{1, 0});
+  }
+  CHECK(sent_while_unanswered <= 1000);
+  CHECK(p.unacked("b") <= 1000);
+}
+
+TEST_CASE("a clean leave that shows a gap makes the receiver repair", "[peer][rule6]") {
+  peer_state p{node("b"), 100};
+  CHECK_FALSE(p.expect("a", 7, 0));
+  CHECK_FALSE(p.receive(batch("a", 7, 0, 2)));
+  CHECK_FALSE(p.left("a", 7, 2)); // everything it sent arrived
+  // Withheld by flow control: 2..4 never arrived before it left.
+  peer_state q{node("b"), 100, 1};
+  q.expect("a", 7, 0);
+  q.receive(batch("a", 7, 0, 2));
+  CHECK(q.left("a", 7, 5));
+  CHECK(q.counters.gaps == 1);
+}
+
+TEST_CASE("the read lease is renewed only once repairs are done", "[peer][lease]") {
+  using namespace std::chrono_literals;
+  using tp = peer_state::time_point;
+  tp now{10s};
+  CHECK_FALSE(peer_state::renew_lease(now, {now}, 1, 1s)); // a repair is flushing
+  CHECK_FALSE(peer_state::renew_lease(now, {}, 1, 1s));
+  CHECK(peer_state::renew_lease(now, {}, 0, 1s) == tp::max()); // nobody to miss
+  CHECK(peer_state::renew_lease(now, {now - 300ms, now - 100ms}, 0, 1s) == now + 700ms);
+}
+
+TEST_CASE("a heartbeat more than a lease late means this node stalled", "[peer][lease]") {
+  using namespace std::chrono_literals;
+  using tp = peer_state::time_point;
+  CHECK_FALSE(peer_state::stalled_ms(tp{10s}, tp{}, 250ms, 1s)); // the first one
+  CHECK_FALSE(peer_state::stalled_ms(tp{10s}, tp{10s - 1250ms}, 250ms, 1s));
+  CHECK(peer_state::stalled_ms(tp{10s}, tp{10s - 1300ms}, 250ms, 1s) == 1300);
+}
+
+TEST_CASE("applies finishing out of order are done up to the first unfinished",
+          "[peer]") {
+  peer_state p{node("a"), 100};
+  auto a = p.start_apply(), b = p.start_apply(), c = p.start_apply();
+  CHECK(p.finish_apply(c) == 0);
+  CHECK(p.finish_apply(a) == 1);
+  CHECK_FALSE(p.all_applied());
+  CHECK(p.finish_apply(b) == 3);
+  CHECK(p.all_applied());
+}

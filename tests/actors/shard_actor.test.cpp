@@ -2,6 +2,8 @@
 // virtual clock, and every message checked as it is delivered.
 #include "support/caf_catch_bridge.hpp"
 
+#include <utility>
+
 #include "actors/shard_actor.hpp"
 #include "messages/errors.hpp"
 #include "messages/type_ids.hpp"
@@ -274,4 +276,81 @@ TEST_CASE_METHOD(loading_fixture, "a loader actor that is down fails the load",
     CHECK(describe(r.error()).find("loader actor failed") != std::string::npos);
   }
   CHECK(queries == 0);
+}
+
+namespace {
+
+// A manual clock that, armed, acts out a stall at the next read: it answers
+// with the time before the stall, then a plain thread queues `job` and the
+// time jumps by `stall` (the process was stopped and continued).
+class stalling_clock final : public karlton::clock {
+public:
+  time_point now() const noexcept override {
+    auto t = base_.now();
+    if (auto* j = std::exchange(job_, nullptr)) {
+      inbox_->push(j);
+      base_.advance(stall_);
+    }
+    return t;
+  }
+  void arm(ingress* inbox, shard_job* job, std::chrono::nanoseconds stall) {
+    inbox_ = inbox;
+    job_ = job;
+    stall_ = stall;
+  }
+
+private:
+  mutable manual_clock base_;
+  ingress* inbox_ = nullptr;
+  mutable shard_job* job_ = nullptr;
+  std::chrono::nanoseconds stall_{0};
+};
+
+// A job recording the time the shard ran it with.
+struct time_job final : shard_job {
+  time_point* seen;
+  explicit time_job(time_point* out) : seen(out) {}
+  void run(shard_state&, time_point now) override {
+    *seen = now;
+    delete this;
+  }
+  void abandon(const caf::error&) override { delete this; }
+};
+
+struct stall_fixture : test_coordinator_fixture<test_config> {
+  std::shared_ptr<ingress> inbox = std::make_shared<ingress>(64);
+  std::shared_ptr<stalling_clock> time = std::make_shared<stalling_clock>();
+  shard_actor s;
+
+  stall_fixture() {
+    shard_setup setup;
+    setup.time_source = time;
+    setup.inbox = inbox;
+    s = sys.spawn(shard, std::move(setup));
+    sched.run();
+  }
+
+  ~stall_fixture() override {
+    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(stall_fixture,
+                 "a job queued after a stall in the doorbell runs with the time after it",
+                 "[shard-actor][bridge][lease]") {
+  time_point first{}, second{};
+  auto before = time->now();
+  REQUIRE(inbox->push(new time_job(&first)));
+  REQUIRE(inbox->claim_doorbell());
+  // The doorbell's first clock read stalls 5 s (longer than any read lease)
+  // and `second` is queued after it: a lease checked with the time read
+  // before the stall would still be valid for it.
+  time->arm(inbox.get(), new time_job(&second), 5s);
+  caf::anon_send(s, doorbell_atom::value);
+  expect((doorbell_atom), to(s));
+  CHECK(first == before);
+  CHECK(second >= before + 5s);
 }

@@ -199,6 +199,20 @@ TEST_CASE("rule 1: clear voids every load in flight", "[loading][rule1]") {
   CHECK(s.stats().loads_voided == 2);
 }
 
+TEST_CASE("rule 1: a TTL-capping repair voids every load in flight", "[loading][rule1]") {
+  shard_state s{loading(10s)};
+  reader a;
+  a.read(s, "x", t0);
+  auto started = s.take_loads_to_start();
+  REQUIRE(started.size() == 1);
+  s.cap_ttl(at(1ms), 100ms); // the repair-ttl repair, while the load runs
+  s.complete_load("x", started[0].second, std::string{"old"}, 1ms, at(2ms));
+  // The load read the store before the repair: it must not live 10 s.
+  CHECK_FALSE(s.contains("x", at(2ms)));
+  CHECK(s.stats().loads_voided == 1);
+  CHECK(a.got == std::vector<std::string>{"old"}); // its waiter overlapped the repair
+}
+
 TEST_CASE("rule 1: a load completing after a later one is ignored", "[loading][rule1]") {
   shard_state s{loading()};
   reader a, b;
