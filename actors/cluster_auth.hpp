@@ -2,20 +2,21 @@
 // in which each node proves it knows the cluster secret with HMAC-SHA-256
 // (OpenSSL). The secret never crosses the network.
 //
-//   initiator I -> responder R: (hello, I, nonce_i)
-//   R -> I: (R, nonce_r, MAC(secret, "karlton-v2 responder" | transcript))
-//   I checks R's proof, then I -> R: (join, I, MAC(secret, "karlton-v2 initiator" |
-//   transcript), seq)
+//   I -> R: (hello, I, nonce_i)
+//   R -> I: (R, nonce_r, MAC(secret, "karlton-v2 responder" | T))
+//   I checks R's proof, and only then
+//   I -> R: (join, I, MAC(secret, "karlton-v2 initiator" | T), seq)
 //
-// The transcript is both identities (member info and CAF node id) and both
+// The transcript T is both identities (member info and CAF node id) and both
 // nonces, each field length-prefixed. A proof therefore holds for one
 // direction of one handshake between two named nodes only: it cannot be
-// reflected back, sent in the other direction, relayed between other nodes,
-// or replayed (a responder's nonce is fresh, open for one join, and dropped
-// after it). A node never signs bytes a peer chose on their own: every
-// transcript holds a fresh nonce of the signer's. A handshake claiming this
-// node's own name, or the name of a live member reached through another actor,
-// is refused: a name is only taken over once its member is gone.
+// reflected back, sent in the other direction, relayed through a third
+// process (its CAF node id is not the one the prover saw), or replayed (a
+// responder's nonce is fresh, open for one join, and dropped after it). A
+// node never signs bytes a peer chose on their own: every transcript holds a
+// fresh nonce of the signer's. A handshake claiming this node's own name, or
+// the name of a live member reached through another actor, is refused: a
+// name is only taken over once its member is gone.
 #pragma once
 
 #include <chrono>
