@@ -423,7 +423,12 @@ caf::error journal::append(const std::vector<store_write>& batch) {
       return fail_for_good(io_error(path_, "cut a failed write from", errno));
     return io_error(path_, "write to", err);
   }
-  if (int err = sync(fd_)) return fail_for_good(io_error(path_, "sync", err));
+  if (int err = sync(fd_)) {
+    // Not acknowledged, so not to be replayed after a process crash either.
+    // (After a machine crash the disk may hold anything past size_bytes_.)
+    [[maybe_unused]] auto cut = ::ftruncate(fd_, static_cast<off_t>(size_bytes_));
+    return fail_for_good(io_error(path_, "sync", err));
+  }
   size_bytes_ += total;
   records_ += batch.size();
   // Batches are usually small; a rare huge one (large values) should not pin
