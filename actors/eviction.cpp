@@ -128,8 +128,8 @@ public:
   void on_insert(entry_id id, uint64_t w) override {
     // Sized by entries, not weights (bytes): 8 bytes of sketch per byte of
     // budget, aged every 10 x bytes accesses, froze hot keys at 15 forever.
-    // Grown with the table rather than allocated for the bound up front, so
-    // a huge max-entries costs nothing until entries come.
+    // Grown with the table beyond what was allocated up front (see
+    // eager_sketch), so a huge max-entries costs nothing until entries come.
     if (table_.size() > sketch_.capacity() && sketch_.capacity() < entry_cap_)
       sketch_.ensure_capacity(
         std::min<uint64_t>(entry_cap_, 2 * uint64_t{table_.size()}));
