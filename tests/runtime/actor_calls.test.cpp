@@ -39,8 +39,10 @@ struct two_workers {
   // Spawns an actor that runs `f` in a handler, on a scheduler thread.
   template <class F>
   void in_actor(F f) {
+    // An argument, as CAF 0.17 dereferences a null tuple for none (UBSan).
     auto a = rt->system().spawn(
-      [f]() -> caf::behavior { return {[f](caf::get_atom) mutable { f(); }}; });
+      [](F fn) -> caf::behavior { return {[fn](caf::get_atom) mutable { fn(); }}; },
+      std::move(f));
     caf::anon_send(a, caf::get_atom::value);
     caf::logger::set_current_actor_system(nullptr); // see README, Embedding it
   }
