@@ -173,8 +173,12 @@ std::optional<int64_t> peer_state::stalled_ms(time_point now, time_point last,
 }
 
 void peer_state::record_delay(int64_t issued_ns, int64_t applied_ns) {
-  auto us = std::max<int64_t>(0, (applied_ns - issued_ns) / 1000);
-  auto sample = static_cast<uint32_t>(std::min<int64_t>(us, UINT32_MAX));
+  // `issued_ns` is another node's word (any int64 in a batch), so the
+  // difference may not fit an int64: take it unsigned, where it always fits.
+  uint64_t ns = applied_ns > issued_ns
+                  ? static_cast<uint64_t>(applied_ns) - static_cast<uint64_t>(issued_ns)
+                  : 0; // issued "after" it arrived: clocks disagree
+  auto sample = static_cast<uint32_t>(std::min<uint64_t>(ns / 1000, UINT32_MAX));
   if (delays_us_.size() < peer_delay_samples)
     delays_us_.push_back(sample);
   else

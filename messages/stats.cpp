@@ -1,6 +1,9 @@
 #include "messages/stats.hpp"
 
 #include <algorithm>
+#include <string>
+
+#include "messages/errors.hpp"
 
 namespace karlton {
 
@@ -31,6 +34,19 @@ void age_histogram::merge(const age_histogram& other) {
   for (size_t i = 0; i < bucket_count && i < other.buckets_.size(); ++i)
     buckets_[i] += other.buckets_[i];
   total_ += other.total_;
+}
+
+caf::error age_histogram::check_loaded() {
+  uint64_t sum = 0;
+  bool sane = buckets_.empty() || buckets_.size() == bucket_count;
+  for (size_t i = 0; sane && i < buckets_.size(); ++i)
+    sane = !__builtin_add_overflow(sum, buckets_[i], &sum);
+  if (sane && sum == total_) return caf::none;
+  auto what = "an age histogram of " + std::to_string(buckets_.size()) +
+              " buckets (not 0 or " + std::to_string(bucket_count) + ") or whose " +
+              "buckets do not sum to its count of " + std::to_string(total_);
+  *this = age_histogram{};
+  return make_error(errc::invalid_option, "refused " + what);
 }
 
 uint64_t age_histogram::percentile(double q) const noexcept {

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
 
 namespace karlton {
@@ -25,10 +27,15 @@ public:
 
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, age_histogram& x) {
-    return f(caf::meta::type_name("karlton::age_histogram"), x.buckets_, x.total_);
+    auto check = caf::meta::load_callback([&x] { return x.check_loaded(); });
+    return f(caf::meta::type_name("karlton::age_histogram"), x.buckets_, x.total_, check);
   }
 
 private:
+  /// Deserialized bytes (from another node, in a stats reply) may hold any
+  /// number of buckets, but `merge` and `record` index up to `bucket_count`:
+  /// refuses anything but 0 or `bucket_count` buckets whose sum is `total_`.
+  caf::error check_loaded();
   static size_t bucket_of(uint32_t ms) noexcept;
   static uint64_t upper_bound_of(size_t bucket) noexcept;
   std::vector<uint64_t> buckets_; // empty until the first sample

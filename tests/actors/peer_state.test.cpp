@@ -3,6 +3,10 @@
 // is tested in cluster_auth.test.cpp.
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+
+#include <caf/binary_deserializer.hpp>
+
 #include "actors/peer_state.hpp"
 
 using namespace karlton;
@@ -237,4 +241,44 @@ TEST_CASE("applies finishing out of order are done up to the first unfinished",
   CHECK_FALSE(p.all_applied());
   CHECK(p.finish_apply(b) == 3);
   CHECK(p.all_applied());
+}
+
+// Found by the messages fuzzer (fuzz/messages.fuzz.cpp), byte for byte: a
+// batch from another node whose invalidation was "issued" near INT64_MIN, so
+// the delay `applied - issued` overflowed (undefined; in practice a negative
+// delay recorded as 0 instead of the longest one).
+TEST_CASE("a batch issued at any time on the sender's clock records a delay in range",
+          "[peer][fuzz]") {
+  const char bytes[] = "\x06\x65\x2d\x61\x00\x00\x00\x02\x00\x00\x00\x07\x7e\x00\x00\x00"
+                       "\x00\x00\x00\x64\x02\x02\x0f\x02"
+                       "\x02\x05\x75\x73\x65\x72\x73\x02\x65\x31\x04\x64\x61\x74\x36\x97"
+                       "\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a"
+                       "\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x05"
+                       "\x75\x73\x65\x72\x73\x02\x65\x31"
+                       "\x04\x64\x61\x74\xda\x61\x17\x97\x9c\xfe\x36\x2a\x00\x00\x00\x05"
+                       "\x75\x73\x65\x72\x73\x01\x6b\x00"
+                       "\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a"
+                       "\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a"
+                       "\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a"
+                       "\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a"
+                       "\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x1a\x61\xfe"
+                       "\x2a\x17\x9c\x00\x00\x00\x05\x75"
+                       "\x73\x65\x73\x01\x6b\x72\x00\x00\x2b\x00\x00\x00\x00\x3f\x05\xff"
+                       "\xff\xff\xff\xff\xff\xff\x00\x00"
+                       "\x00\x6b\x61\x72\x6c\x74\x6f\x6e\x3a\x3a\x72\x65\x6d\x61\x69\x6e"
+                       "\x69\x6e\x67\x5f\x74\x74\x6c\xff"
+                       "\xff\xff\xff\xff\xff\xff\xff\x00\x00\x00\x00\x05\xff\xff";
+  invalidation_batch b;
+  caf::binary_deserializer source{nullptr, bytes, sizeof bytes - 1};
+  REQUIRE(!source(b));
+  REQUIRE(b.items.size() == 2);
+  REQUIRE(b.items[0].issued_ns < INT64_MIN / 2);
+  peer_state p{node("me"), 64};
+  p.receive(b);
+  const int64_t now_ns = 1'800'000'000'000'000'000; // the fuzzer's fixed "now"
+  for (auto& x : b.items)
+    p.record_delay(x.issued_ns, now_ns);
+  CHECK(p.stats(0).recent_delays_us[0] == UINT32_MAX); // far in the past: the longest
+  p.record_delay(INT64_MAX, INT64_MIN); // the other way round: clocks apart
+  CHECK(p.stats(0).recent_delays_us[2] == 0);
 }

@@ -1,6 +1,13 @@
 // The age histogram behind the staleness percentiles.
 #include <catch2/catch.hpp>
 
+#include <string>
+#include <vector>
+
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+
+#include "messages/errors.hpp"
 #include "messages/stats.hpp"
 
 using namespace karlton;
@@ -43,4 +50,35 @@ TEST_CASE("stats of shards add up", "[stats]") {
   CHECK(a.hit_rate() == Approx(0.75));
   CHECK(a.hit_age.count() == 2);
   CHECK(a.negative_hits == 3);
+}
+
+// Found by the messages fuzzer (fuzz/messages.fuzz.cpp): a histogram from
+// another node with one bucket, which `merge` then read past.
+TEST_CASE("a histogram with the wrong number of buckets does not deserialize",
+          "[stats][fuzz]") {
+  const char bytes[] = "\x01\x00\x14\x00\x00\x00\x00\x00\x00\xff\xff\x14\x00\x00\x00\x00"
+                       "\x00\x00\x00\xff\xff";
+  age_histogram h;
+  caf::binary_deserializer source{nullptr, bytes, sizeof bytes - 1};
+  auto err = source(h);
+  REQUIRE(err);
+  CHECK(describe(err).find("age histogram of 1 buckets") != std::string::npos);
+  CHECK(h.count() == 0);
+  age_histogram sum; // what a cache does with its shards' stats
+  sum.merge(h);
+  CHECK(sum.percentile(0.5) == 0);
+}
+
+TEST_CASE("a histogram survives a serialization round trip", "[stats]") {
+  age_histogram h;
+  for (uint32_t ms : {1u, 20u, 300u})
+    h.record(ms);
+  std::vector<char> buf;
+  caf::binary_serializer sink{nullptr, buf};
+  REQUIRE(!sink(h));
+  age_histogram back;
+  caf::binary_deserializer source{nullptr, buf};
+  REQUIRE(!source(back));
+  CHECK(back.count() == 3);
+  CHECK(back.percentile(1.0) == h.percentile(1.0));
 }

@@ -1,0 +1,107 @@
+// Fuzzes the journal's recovery: a write-back cache reads its journal file at
+// start-up, whatever a crash (or a bad disk) left in it. The input is the
+// file's bytes.
+//
+// Checked beyond "no crash, no sanitizer report": recovery keeps a prefix of
+// the file (valid bytes + discarded bytes = file size), cuts the rest off,
+// and a second recovery of the cut file finds the same records and nothing
+// more to discard.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "messages/errors.hpp"
+#include "runtime/journal.hpp"
+
+using namespace karlton;
+
+namespace {
+
+// A folder of our own for the file, removed at exit: in /dev/shm when there
+// is one, so the syncs of a recovery that cuts a tail cost nothing; else /tmp.
+struct scratch {
+  std::string dir;
+  std::string file;
+
+  scratch() {
+    dir = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    dir += "/karlton-fuzz-journal-XXXXXX";
+    if (::mkdtemp(dir.data()) == nullptr) {
+      std::perror("mkdtemp");
+      std::abort();
+    }
+    file = dir + "/journal";
+  }
+  ~scratch() {
+    ::unlink(file.c_str());
+    ::rmdir(dir.c_str());
+  }
+};
+
+const std::string& journal_path() {
+  static scratch s;
+  return s.file;
+}
+
+struct recovery {
+  std::vector<store_write> records;
+  uint64_t kept_bytes = 0;
+  uint64_t discarded_bytes = 0;
+};
+
+// The one call into the journal: what the runtime does at start-up with a
+// write-back cache's journal file.
+caf::expected<recovery> recover(const std::string& path) {
+  auto j = journal::open(path);
+  if (!j) return std::move(j.error());
+  return recovery{j->recovered(), j->size_bytes(), j->discarded_bytes()};
+}
+
+void write_file(const std::string& path, const uint8_t* data, size_t size) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0 || (size > 0 && ::write(fd, data, size) != static_cast<ssize_t>(size))) {
+    std::perror("writing the journal file");
+    std::abort();
+  }
+  ::close(fd);
+}
+
+bool same(const std::vector<store_write>& a, const std::vector<store_write>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].key != b[i].key || a[i].bytes != b[i].bytes) return false;
+  return true;
+}
+
+[[noreturn]] void fail(const char* what) {
+  std::fprintf(stderr, "journal recovery: %s\n", what);
+  std::abort();
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  auto& path = journal_path();
+  write_file(path, data, size);
+  auto first = recover(path);
+  if (!first) {
+    std::fprintf(stderr, "journal recovery failed: %s\n",
+                 describe(first.error()).c_str());
+    std::abort();
+  }
+  if (first->kept_bytes + first->discarded_bytes != size)
+    fail("kept + discarded bytes differ from the file's size");
+  auto second = recover(path);
+  if (!second) fail("the second recovery failed");
+  if (second->discarded_bytes != 0 || second->kept_bytes != first->kept_bytes)
+    fail("the second recovery cut more off");
+  if (!same(first->records, second->records))
+    fail("the second recovery found other records");
+  ::unlink(path.c_str());
+  return 0;
+}

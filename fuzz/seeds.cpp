@@ -1,0 +1,170 @@
+// Writes a small valid corpus for each fuzz target into `<dir>/<target>/`:
+// console lines, journal files written by the journal itself, and one
+// serialized value of each message type (prefixed with its type's index, as
+// the messages fuzzer reads it). scripts/fuzz runs it before the fuzzers.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/binary_serializer.hpp>
+#include <caf/message.hpp>
+
+#include "fuzz/message_types.hpp"
+#include "messages/cluster.hpp"
+#include "messages/errors.hpp"
+#include "messages/stats.hpp"
+#include "runtime/journal.hpp"
+
+using namespace karlton;
+namespace fs = std::filesystem;
+
+namespace {
+
+void write(const fs::path& file, const std::string& bytes) {
+  std::ofstream out{file, std::ios::binary | std::ios::trunc};
+  out << bytes;
+  if (!out) {
+    std::fprintf(stderr, "karlton-fuzz-seeds: cannot write %s\n", file.c_str());
+    std::exit(1);
+  }
+}
+
+void console_seeds(const fs::path& dir) {
+  const char* inputs[] = {
+    "put users u1 John Smith\nget users u1\nerase users u1\nget users u1",
+    "load loaded known1\nload loaded other\nget loaded known1",
+    "putdep users k tag1,event:e1,other v\ntag tag1\nemit e1\nclear users",
+    "members\nstats\nping\nquit",
+    "get nosuch k\nput users\nfrobnicate\r",
+  };
+  int i = 0;
+  for (auto* in : inputs)
+    write(dir / ("seed-" + std::to_string(i++)), in);
+}
+
+void journal_seeds(const fs::path& dir) {
+  auto file = (dir / "seed-journal").string();
+  fs::remove(file);
+  {
+    auto j = journal::open(file);
+    if (!j) {
+      std::fprintf(stderr, "karlton-fuzz-seeds: %s\n", describe(j.error()).c_str());
+      std::exit(1);
+    }
+    std::vector<store_write> batch{{"k1", std::string{"v1"}},
+                                   {"k2", std::nullopt},
+                                   {"", std::string{}},
+                                   {"key with spaces", std::string(100, 'x')}};
+    if (auto err = j->append(batch)) {
+      std::fprintf(stderr, "karlton-fuzz-seeds: %s\n", describe(err).c_str());
+      std::exit(1);
+    }
+  }
+  write(dir / "seed-empty", "");
+}
+
+// One valid value per type; default-constructed unless a fuller one helps.
+template <class T>
+T sample() {
+  return T{};
+}
+
+template <>
+value sample<value>() {
+  return value::make("key", "bytes");
+}
+
+template <>
+invalidation sample<invalidation>() {
+  return invalidation{invalidation_kind::event, "users", "e1", "data",
+                      1'700'000'000'000'000'000};
+}
+
+template <>
+std::vector<invalidation> sample<std::vector<invalidation>>() {
+  return {sample<invalidation>(),
+          invalidation{invalidation_kind::key, "users", "k", "", 5}};
+}
+
+template <>
+invalidation_batch sample<invalidation_batch>() {
+  return invalidation_batch{"node-a", 7, 100, sample<std::vector<invalidation>>()};
+}
+
+template <>
+member_info sample<member_info>() {
+  return member_info{"node-a", "127.0.0.1", 4242, 7};
+}
+
+template <>
+std::vector<member_info> sample<std::vector<member_info>>() {
+  return {sample<member_info>(), member_info{"node-b", "127.0.0.1", 4243, 8}};
+}
+
+template <>
+age_histogram sample<age_histogram>() {
+  age_histogram h;
+  for (uint32_t ms : {1u, 20u, 300u, 5000u})
+    h.record(ms);
+  return h;
+}
+
+template <>
+cache_stats sample<cache_stats>() {
+  cache_stats s;
+  s.hits = 3;
+  s.hit_age = sample<age_histogram>();
+  return s;
+}
+
+template <>
+peer_stats sample<peer_stats>() {
+  peer_stats s;
+  s.members = 2;
+  s.recent_delays_us = {10, 20, 30};
+  return s;
+}
+
+template <>
+caf::message sample<caf::message>() {
+  return caf::make_message(batch_atom::value, sample<invalidation_batch>());
+}
+
+void message_seeds(const fs::path& dir) {
+  caf::actor_system_config cfg;
+  register_types(cfg);
+  caf::actor_system sys{cfg};
+  for (size_t i = 0; i < fuzzing::type_count; ++i)
+    fuzzing::visit_type(i, [&](auto t) {
+      auto x = sample<typename decltype(t)::type>();
+      std::vector<char> buf{static_cast<char>(i)};
+      caf::binary_serializer sink{sys, buf};
+      if (auto err = sink(x)) {
+        std::fprintf(stderr, "karlton-fuzz-seeds: cannot serialize type %zu: %s\n", i,
+                     sys.render(err).c_str());
+        std::exit(1);
+      }
+      write(dir / ("seed-" + std::to_string(i)), std::string{buf.begin(), buf.end()});
+    });
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: karlton-fuzz-seeds <dir>\n");
+    return 2;
+  }
+  fs::path dir = argv[1];
+  for (auto* target : {"console", "journal", "messages"})
+    fs::create_directories(dir / target);
+  console_seeds(dir / "console");
+  journal_seeds(dir / "journal");
+  message_seeds(dir / "messages");
+  return 0;
+}
