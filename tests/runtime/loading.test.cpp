@@ -161,21 +161,40 @@ TEST_CASE("options of loading are checked", "[loading][options][errors]") {
 }
 
 TEST_CASE("stopping the runtime during a load fails its waiters", "[loading][shutdown]") {
-  // The loader stands for a slow query (300 ms); shutdown waits for it to
-  // return, but the caller waiting for it hears `shut_down` at once.
-  std::atomic<bool> loading{false};
+  // The loader stands for a slow query that returns only once the caller
+  // waiting for it has its answer (or after 10 s): shutdown waits for the
+  // loader to return, but the caller hears `shut_down` at once, while the
+  // load still runs. Were the caller told only after the load, it would get
+  // "late" after 10 s. No window of time decides the outcome.
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool loading = false;
+  bool answered = false;
   auto rt = std::make_unique<runtime>();
   auto c = *rt->create_cache(
     read_through("slow", [&](const std::string&) -> caf::expected<std::string> {
+      std::unique_lock<std::mutex> guard{mtx};
       loading = true;
-      std::this_thread::sleep_for(300ms);
+      cv.notify_all();
+      cv.wait_for(guard, 10s, [&] { return answered; });
       return std::string{"late"};
     }));
-  auto pending = c.get_or_load_async("k");
-  while (!loading)
-    std::this_thread::yield();
+  caf::expected<value> heard{value{}};
+  std::thread caller{[&, pending = c.get_or_load_async("k")]() mutable {
+    heard = pending.get();
+    std::lock_guard<std::mutex> guard{mtx};
+    answered = true;
+    cv.notify_all();
+  }};
+  bool started = false;
+  {
+    std::unique_lock<std::mutex> guard{mtx};
+    started = cv.wait_for(guard, 10s, [&] { return loading; });
+  }
   rt.reset();
-  CHECK(pending.get().error() == errc::shut_down);
+  caller.join();
+  CHECK(started);
+  CHECK(heard.error() == errc::shut_down);
   CHECK(c.get_or_load("k").error() == errc::shut_down);
 }
 

@@ -332,10 +332,9 @@ void freeze_and_thaw(const std::string& mode) {
   }
   CHECK(c.gone_on(1, "k"));
   // Past the 3 s member timeout n1 drops n3; what it erases then is not even
-  // sent to n3.
-  CHECK(c.all_see(1, {0},
-                  std::chrono::duration_cast<ms>(frozen_at + 3800ms -
-                                                 std::chrono::steady_clock::now())));
+  // sent to n3. Waited for as an event (bounded by all_see's 15 s), not
+  // within a window just past the timeout, which a loaded machine overruns.
+  CHECK(c.all_see(1, {0}));
   auto reply2 = c[0].ask("erase default k2");
   if (mode == "sync") {
     // Rule 7: n3 was lost, not left, so it still counts as not answered.
@@ -344,6 +343,8 @@ void freeze_and_thaw(const std::string& mode) {
   } else {
     CHECK(reply2 == "ok");
   }
+  // This sleep IS the scenario, not a wait for timing: n3 stays frozen past
+  // the 3 s member timeout (and its read lease), whatever the erases took.
   std::this_thread::sleep_until(frozen_at + 4s);
   REQUIRE(c[2].signal(SIGCONT));
   // At once: the lapsed read lease empties n3's shards before these reads.
