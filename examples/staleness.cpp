@@ -205,10 +205,5 @@ int run() {
 } // namespace
 
 int main() {
-  try {
-    return run();
-  } catch (const std::exception& e) {
-    std::cerr << "staleness: " << e.what() << '\n';
-    return 1;
-  }
+  return examples::run_example("staleness", run);
 }
