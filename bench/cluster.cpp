@@ -36,18 +36,20 @@
 #include <thread>
 #include <vector>
 
-#include "bench/node_process.hpp"
 #include "bench/report.hpp"
 #include "bench/runners.hpp"
 #include "bench/workloads.hpp"
 #include "messages/errors.hpp"
 #include "runtime/runtime.hpp"
+#include "tests/support/node_process.hpp"
 
 namespace karlton::bench {
 
 namespace {
 
 using namespace std::chrono_literals;
+using karlton::testing::json_number;
+using karlton::testing::node_process;
 using std::chrono::steady_clock;
 
 constexpr size_t receivers = 2;
@@ -107,7 +109,7 @@ struct receiver_figures {
 };
 
 std::optional<receiver_figures> figures_of(node_process& n) {
-  auto line = n.ask("stats", console_timeout);
+  auto line = n.try_ask("stats", console_timeout);
   if (!line || line->rfind("stats ", 0) != 0) return std::nullopt;
   receiver_figures f;
   auto get = [&](const char* key, uint64_t& out) {
@@ -182,11 +184,13 @@ bool start(cluster& c, const std::string& node_path) {
       "--karlton.cluster.secret=" + secret, "--karlton.cluster.node-name=" + name,
       "--karlton.cluster.seeds=[\"127.0.0.1:" + std::to_string(*port) + "\"]",
       "--node.caches=[\"" + cache_name + "\"]", "--node.stats-interval=0"};
-    auto n = std::make_unique<node_process>();
-    std::string err;
-    if (!n->start(node_path, args, c.log_dir + "/" + name + ".log", node_start_timeout,
-                  err))
-      return fail(c, "cannot start " + node_path + " (" + name + "): " + err);
+    auto n =
+      std::make_unique<node_process>(name, node_path, std::move(args), node_start_timeout,
+                                     c.log_dir + "/" + name + ".log");
+    if (!n->ready()) {
+      n->stop();
+      return fail(c, "cannot start " + node_path + " (" + name + "): " + n->error());
+    }
     c.nodes.push_back(std::move(n));
   }
   // All three see the other two, or give up.
@@ -196,7 +200,7 @@ bool start(cluster& c, const std::string& node_path) {
     auto ms = c.rt->members();
     if (ms && ms->size() == receivers) ++ready;
     for (auto& n : c.nodes) {
-      auto line = n->ask("members", console_timeout);
+      auto line = n->try_ask("members", console_timeout);
       if (line && std::count(line->begin(), line->end(), ',') == receivers - 1 &&
           line->size() > 8)
         ++ready;

@@ -31,12 +31,9 @@
 // A third line repeats `blocking` on a store with `durable=false`
 // (synchronous=NORMAL: no fsync per commit). The journal still fsyncs there,
 // so its figure in that line is the journal's own fsync rate.
-#include <stdlib.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,6 +48,7 @@
 #include "messages/errors.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/sqlite_store.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace karlton::bench {
 
@@ -116,28 +114,6 @@ inputs make_inputs(unsigned threads) {
   }
   return in;
 }
-
-/// A fresh folder under the system's temporary directory, removed with it.
-class temp_dir {
-public:
-  temp_dir() {
-    auto pattern =
-      (std::filesystem::temp_directory_path() / "karlton-bench-XXXXXX").string();
-    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  /// Empty if the folder could not be made.
-  const std::string& path() const noexcept { return path_; }
-
-private:
-  std::string path_;
-};
 
 /// Counts the transactions the cache makes, i.e. SQLite commits: with
 /// synchronous=FULL each costs at least one fsync of the WAL.
@@ -237,13 +213,14 @@ uint64_t count_wrong(store& db, const inputs& in, const std::vector<uint64_t>& i
 phase_result run_phase(mode m, callers how, bool durable, const inputs& in,
                        double seconds) {
   phase_result out;
-  temp_dir dir;
-  if (dir.path().empty()) {
-    std::fprintf(stderr, "write-back: cannot make a temporary folder\n");
+  std::optional<testing::temp_dir> dir;
+  try {
+    dir.emplace("bench");
+  } catch (const std::system_error& e) {
+    std::fprintf(stderr, "write-back: %s\n", e.what());
     return out;
   }
-  auto db =
-    sqlite_store::open(dir.path() + "/bench.db", "bench", sqlite_options{durable});
+  auto db = sqlite_store::open(dir->file("bench.db"), "bench", sqlite_options{durable});
   if (!db) {
     std::fprintf(stderr, "write-back: %s\n", describe(db.error()).c_str());
     return out;
@@ -257,7 +234,7 @@ phase_result run_phase(mode m, callers how, bool durable, const inputs& in,
     m == mode::write_through ? write_mode::write_through : write_mode::write_back;
   o.batch_size = batch_size;
   o.flush_interval = flush_interval;
-  if (m == mode::write_back_journal) o.journal_path = dir.path() + "/bench.journal";
+  if (m == mode::write_back_journal) o.journal_path = dir->file("bench.journal");
   auto c = rt.create_cache(o);
   if (!c) {
     std::fprintf(stderr, "write-back: %s\n", describe(c.error()).c_str());

@@ -195,10 +195,5 @@ int run() {
 } // namespace
 
 int main() {
-  try {
-    return run();
-  } catch (const std::exception& e) {
-    std::cerr << "dependency: " << e.what() << '\n';
-    return 1;
-  }
+  return examples::run_example("dependency", run);
 }

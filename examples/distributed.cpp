@@ -101,10 +101,5 @@ int run() {
 } // namespace
 
 int main() {
-  try {
-    return run();
-  } catch (const std::exception& e) {
-    std::cerr << "distributed: " << e.what() << "\n";
-    return 1;
-  }
+  return examples::run_example("distributed", run);
 }

@@ -197,10 +197,5 @@ int run() {
 } // namespace
 
 int main() {
-  try {
-    return run();
-  } catch (const std::exception& e) {
-    std::cerr << "event_driven: " << e.what() << '\n';
-    return 1;
-  }
+  return examples::run_example("event_driven", run);
 }

@@ -1,21 +1,19 @@
 // What every example program needs and none of them is about: turning
-// karlton's error values into an exit, printing values, a scratch folder.
+// karlton's error values into an exit (`run_example`), printing values, a
+// scratch folder.
 #pragma once
 
-#include <stdlib.h>
-
-#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <system_error>
 #include <utility>
 
 #include "messages/errors.hpp"
 #include "messages/value.hpp"
 #include "runtime/store.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace examples {
 
@@ -31,33 +29,27 @@ inline void or_throw(const caf::error& err) {
   if (err) throw std::runtime_error(karlton::describe(err));
 }
 
+// An example's `main`: runs `program` and returns its exit status; an
+// exception (an error `or_throw` met) ends it with "<name>: <what>" on
+// stderr and status 1.
+template <class Program>
+int run_example(const char* name, Program program) {
+  try {
+    return program();
+  } catch (const std::exception& e) {
+    std::cerr << name << ": " << e.what() << '\n';
+    return 1;
+  }
+}
+
 // A miss is an empty value; the guide prints it as Python's None.
 inline std::string shown(const karlton::value& v) {
   return v ? v.str() : "None";
 }
 
 // A fresh folder under /tmp (for SQLite files and journals), removed with
-// everything in it when the example ends.
-class temp_dir {
-public:
-  explicit temp_dir(const std::string& tag) {
-    std::string name = "/tmp/karlton-" + tag + "-XXXXXX";
-    if (::mkdtemp(name.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = name;
-  }
-  ~temp_dir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  /// The path of `name` inside the folder.
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
-private:
-  std::filesystem::path path_;
-};
+// everything in it when the example ends: the one the tests use too.
+using temp_dir = karlton::testing::temp_dir;
 
 // The guide's database prints what it is asked; this store says so, then asks
 // the real one. The caller of each store call waits for it (a blocking put,

@@ -6,8 +6,8 @@
 // XFetch (Vattani et al., VLDB 2015) instead refreshes in the background when
 // now - delta * beta * ln(U) >= expiry, where delta is how long the last load
 // took: readers keep getting the cached value while the reload runs, and it
-// happens close to expiry, usually once per TTL. Both run here on read-through caches whose loader (a
-// simulated 500 ms query) counts its calls, for 30 s of reads.
+// happens close to expiry, usually once per TTL. Both run here on read-through caches
+// whose loader (a simulated 500 ms query) counts its calls, for 30 s of reads.
 //
 // Time is a manual clock moved by hand (the loader moves it by its 500 ms),
 // and the random numbers come from fixed seeds, so every run prints the same.
@@ -20,6 +20,7 @@
 #include <string>
 #include <thread>
 
+#include "examples/example_support.hpp"
 #include "messages/errors.hpp"
 #include "runtime/runtime.hpp"
 
@@ -83,42 +84,44 @@ void print_totals(side& s) {
   std::cout << std::left << std::setw(8) << s.label << " hits " << std::setw(4) << st.hits
             << " misses " << std::setw(3) << st.misses << " queries " << std::setw(3)
             << s.queries << " early refreshes " << std::setw(3) << st.early_refreshes
-            << " early expirations " << st.early_expirations << " hit rate "
-            << std::fixed << std::setprecision(2) << st.hit_rate() << '\n';
+            << " early expirations " << st.early_expirations << " hit rate " << std::fixed
+            << std::setprecision(2) << st.hit_rate() << '\n';
+}
+
+int run() {
+  side naive{"naive", karlton::early_refresh_mode::naive, 2.0};
+  side xfetch{"xfetch", karlton::early_refresh_mode::xfetch, 1.0};
+  std::cout
+    << "=== Probabilistic early expiration: the guide's naive mode vs XFetch ===\n"
+       "TTL 10 s; a read every 0.5 s for 30 s; each query takes 0.5 s\n"
+       "naive: beta 2 (the guide's); xfetch: beta 1\n\n"
+    << std::left << std::setw(8) << "read" << std::setw(18) << "naive"
+    << "xfetch\n";
+  auto reads = run_for / read_every;
+  for (int i = 0; i < reads; ++i) {
+    auto a = naive.read();
+    auto b = xfetch.read();
+    // Print the first reads and every one that was not a plain hit.
+    if (i < 3 || a != "HIT" || b != "HIT")
+      std::cout << std::left << std::setw(8) << ("#" + std::to_string(i + 1))
+                << std::setw(18) << a << b << '\n';
+    naive.clk->advance(read_every);
+    xfetch.clk->advance(read_every);
+  }
+  std::cout << "(all other reads were hits on both sides)\n\n";
+  print_totals(naive);
+  print_totals(xfetch);
+  std::cout
+    << "\nThe naive mode turns early expirations into misses: the reader waits\n"
+       "for a query, often long before the TTL is up. XFetch serves the cached\n"
+       "value and refreshes in the background as expiry nears; with beta 1\n"
+       "and a 0.5 s query it sometimes draws no refresh in time and the entry\n"
+       "expires (a larger beta refreshes earlier, at the cost of more queries).\n";
+  return 0;
 }
 
 } // namespace
 
 int main() {
-  try {
-    side naive{"naive", karlton::early_refresh_mode::naive, 2.0};
-    side xfetch{"xfetch", karlton::early_refresh_mode::xfetch, 1.0};
-    std::cout << "=== Probabilistic early expiration: the guide's naive mode vs XFetch ===\n"
-                 "TTL 10 s; a read every 0.5 s for 30 s; each query takes 0.5 s\n"
-                 "naive: beta 2 (the guide's); xfetch: beta 1\n\n"
-              << std::left << std::setw(8) << "read" << std::setw(18) << "naive"
-              << "xfetch\n";
-    auto reads = run_for / read_every;
-    for (int i = 0; i < reads; ++i) {
-      auto a = naive.read();
-      auto b = xfetch.read();
-      // Print the first reads and every one that was not a plain hit.
-      if (i < 3 || a != "HIT" || b != "HIT")
-        std::cout << std::left << std::setw(8) << ("#" + std::to_string(i + 1))
-                  << std::setw(18) << a << b << '\n';
-      naive.clk->advance(read_every);
-      xfetch.clk->advance(read_every);
-    }
-    std::cout << "(all other reads were hits on both sides)\n\n";
-    print_totals(naive);
-    print_totals(xfetch);
-    std::cout << "\nThe naive mode turns early expirations into misses: the reader waits\n"
-                 "for a query, often long before the TTL is up. XFetch serves the cached\n"
-                 "value and refreshes in the background as expiry nears; with beta 1\n"
-                 "and a 0.5 s query it sometimes draws no refresh in time and the entry\n"
-                 "expires (a larger beta refreshes earlier, at the cost of more queries).\n";
-  } catch (const std::exception& e) {
-    std::cerr << "probabilistic: " << e.what() << '\n';
-    return 1;
-  }
+  return examples::run_example("probabilistic", run);
 }

@@ -67,6 +67,24 @@ void print_stats(const karlton::cache_stats& s) {
             << s.age_p50_ms() << " ms, p99 " << s.age_p99_ms() << " ms\n";
 }
 
+// The guide's first two reads of user_123, a second apart. `read` prints
+// what it does, so each line is printed after its read returned.
+template <class Read>
+void first_two_reads(Read read, karlton::manual_clock& clk) {
+  auto first = read("user_123");
+  std::cout << "First read: " << first << '\n';
+  advance(clk, 1s);
+  auto second = read("user_123");
+  std::cout << "Second read: " << second << '\n';
+  advance(clk, 1s);
+}
+
+// A read of the ways out: the cache loads a miss from the store itself.
+auto read_through(karlton::cache& users) {
+  return
+    [&users](const std::string& key) { return shown(or_throw(users.get_or_load(key))); };
+}
+
 // The guide's demonstration. The cache knows nothing of the database: the
 // program fills it (cache-aside).
 outcome the_problem(karlton::runtime& rt, karlton::manual_clock& clk,
@@ -87,12 +105,7 @@ outcome the_problem(karlton::runtime& rt, karlton::manual_clock& clk,
   std::cout << "=== Cache Staleness Demonstration ===\n"
                "(cache-aside: on a miss the program queries SQLite and puts the row\n"
                " into the cache; time moves by hand on a manual clock)\n";
-  auto first = read("user_123"); // before printing: the read prints too
-  std::cout << "First read: " << first << '\n';
-  advance(clk, 1s);
-  auto second = read("user_123");
-  std::cout << "Second read: " << second << '\n';
-  advance(clk, 1s);
+  first_two_reads(read, clk);
   std::cout << "[DB] Updating user user_123 in database\n";
   or_throw(table.write_batch({{"user_123", std::string{john_smith}}}));
   auto third = read("user_123");
@@ -119,12 +132,7 @@ outcome write_through(karlton::runtime& rt, karlton::manual_clock& clk,
                "(the row is John again; reads are get_or_load, which loads a miss\n"
                " from the store)\n";
   or_throw(table.write_batch({{"user_123", std::string{john}}}));
-  auto first = shown(or_throw(users.get_or_load("user_123")));
-  std::cout << "First read: " << first << '\n';
-  advance(clk, 1s);
-  auto second = shown(or_throw(users.get_or_load("user_123")));
-  std::cout << "Second read: " << second << '\n';
-  advance(clk, 1s);
+  first_two_reads(read_through(users), clk);
   std::cout << "[APP] Updating user user_123 through the cache\n";
   or_throw(users.put("user_123", john_smith));
   std::cout << "[CACHE] user_123 replaced (after the store took it; then put returned)\n";
@@ -149,12 +157,7 @@ outcome invalidation(karlton::runtime& rt, karlton::manual_clock& clk,
   std::cout << "=== Way out (b): invalidate after the update ===\n"
                "(the row is John again; a read-through cache over the same table)\n";
   or_throw(table.write_batch({{"user_123", std::string{john}}}));
-  auto first = shown(or_throw(users.get_or_load("user_123")));
-  std::cout << "First read: " << first << '\n';
-  advance(clk, 1s);
-  auto second = shown(or_throw(users.get_or_load("user_123")));
-  std::cout << "Second read: " << second << '\n';
-  advance(clk, 1s);
+  first_two_reads(read_through(users), clk);
   std::cout << "[DB] Updating user user_123 in database\n";
   or_throw(table.write_batch({{"user_123", std::string{john_smith}}}));
   bool was_cached = or_throw(users.erase("user_123"));
@@ -205,10 +208,5 @@ int run() {
 } // namespace
 
 int main() {
-  try {
-    return run();
-  } catch (const std::exception& e) {
-    std::cerr << "staleness: " << e.what() << '\n';
-    return 1;
-  }
+  return examples::run_example("staleness", run);
 }

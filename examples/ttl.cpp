@@ -99,10 +99,5 @@ int run() {
 } // namespace
 
 int main() {
-  try {
-    return run();
-  } catch (const std::exception& e) {
-    std::cerr << "ttl: " << e.what() << '\n';
-    return 1;
-  }
+  return examples::run_example("ttl", run);
 }

@@ -219,10 +219,5 @@ int run() {
 } // namespace
 
 int main() {
-  try {
-    return run();
-  } catch (const std::exception& e) {
-    std::cerr << "write_back: " << e.what() << '\n';
-    return 1;
-  }
+  return examples::run_example("write_back", run);
 }

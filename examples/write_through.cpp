@@ -124,10 +124,5 @@ int run() {
 } // namespace
 
 int main() {
-  try {
-    return run();
-  } catch (const std::exception& e) {
-    std::cerr << "write_through: " << e.what() << '\n';
-    return 1;
-  }
+  return examples::run_example("write_through", run);
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -17,35 +18,22 @@
 
 #include "messages/errors.hpp"
 #include "runtime/journal.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace karlton;
 
 namespace {
 
 // A folder of our own for the file, removed at exit: in /dev/shm when there
-// is one, so the syncs of a recovery that cuts a tail cost nothing; else /tmp.
-struct scratch {
-  std::string dir;
-  std::string file;
-
-  scratch() {
-    dir = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    dir += "/karlton-fuzz-journal-XXXXXX";
-    if (::mkdtemp(dir.data()) == nullptr) {
-      std::perror("mkdtemp");
-      std::abort();
-    }
-    file = dir + "/journal";
-  }
-  ~scratch() {
-    ::unlink(file.c_str());
-    ::rmdir(dir.c_str());
-  }
-};
-
+// is one, so the syncs of a recovery that cuts a tail cost nothing; else the
+// temporary directory. An exception here (no folder) ends the run.
 const std::string& journal_path() {
-  static scratch s;
-  return s.file;
+  static testing::temp_dir dir{"fuzz-journal",
+                               ::access("/dev/shm", W_OK) == 0
+                                 ? std::filesystem::path{"/dev/shm"}
+                                 : std::filesystem::temp_directory_path()};
+  static const std::string file = dir.file("journal");
+  return file;
 }
 
 struct recovery {

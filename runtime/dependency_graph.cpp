@@ -1,40 +1,17 @@
 #include "runtime/dependency_graph.hpp"
 
-#include <cstdio>
+#include "runtime/json.hpp"
 
 namespace karlton {
-
-namespace {
-
-// Quotes `s` for DOT and JSON alike: both accept backslash escapes of quotes,
-// backslashes and control characters.
-std::string quoted(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned>(c));
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-  return out;
-}
-
-} // namespace
 
 std::string dependency_graph::to_dot() const {
   std::string out = "digraph dependencies {\n  rankdir=LR;\n";
   for (const auto& n : nodes) {
-    auto from = quoted(n.cache + "/" + n.key);
+    auto from = json_quoted(n.cache + "/" + n.key);
     for (const auto& d : n.depends_on) {
       // Keys of the same cache are drawn as that cache's entries.
-      auto to = d.rfind("event:", 0) == 0 ? quoted(d) : quoted(n.cache + "/" + d);
+      auto to =
+        d.rfind("event:", 0) == 0 ? json_quoted(d) : json_quoted(n.cache + "/" + d);
       out += "  " + from + " -> " + to + ";\n";
     }
   }
@@ -48,14 +25,14 @@ std::string dependency_graph::to_json() const {
   for (const auto& n : nodes) {
     if (!cache || *cache != n.cache) {
       if (cache) out += "}, ";
-      out += quoted(n.cache) + ": {";
+      out += json_quoted(n.cache) + ": {";
       cache = &n.cache;
     } else {
       out += ", ";
     }
-    out += quoted(n.key) + ": [";
+    out += json_quoted(n.key) + ": [";
     for (size_t i = 0; i < n.depends_on.size(); ++i)
-      out += (i > 0 ? ", " : "") + quoted(n.depends_on[i]);
+      out += (i > 0 ? ", " : "") + json_quoted(n.depends_on[i]);
     out += "]";
   }
   if (cache) out += "}";

@@ -1,7 +1,6 @@
 #include "runtime/node/console.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -10,6 +9,7 @@
 #include "messages/errors.hpp"
 #include "messages/events.hpp"
 #include "messages/ttl.hpp"
+#include "runtime/json.hpp"
 
 namespace karlton::node {
 
@@ -45,23 +45,6 @@ std::optional<std::vector<std::string_view>> fields(std::optional<std::string_vi
   if (!rest && s.find(' ') != std::string_view::npos) return std::nullopt;
   out.push_back(s);
   return out;
-}
-
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
 }
 
 struct snapshot {
@@ -200,7 +183,7 @@ caf::expected<std::string> console::stats_json() {
     return "\"" + std::string{key} + "\":" + std::to_string(x);
   };
   std::string out =
-    "{\"node\":" + json_string(rt_.node_name()) + "," + num("members", p.members) + "," +
+    "{\"node\":" + json_quoted(rt_.node_name()) + "," + num("members", p.members) + "," +
     num("broadcasts_sent", p.broadcasts_sent) + "," +
     num("batches_sent", p.batches_sent) + "," +
     num("invalidations_received", p.invalidations_received) + "," +
@@ -217,7 +200,7 @@ caf::expected<std::string> console::stats_json() {
     num("delay_p99_us", delay_percentile_us(p, 0.99)) + ",\"caches\":{";
   for (size_t i = 0; i < s->caches.size(); ++i) {
     auto& [name, c] = s->caches[i];
-    out += (i == 0 ? "" : ",") + json_string(name) + ":{" + num("hits", c.hits) + "," +
+    out += (i == 0 ? "" : ",") + json_quoted(name) + ":{" + num("hits", c.hits) + "," +
            num("misses", c.misses) + "," + num("entries", c.entries) + "," +
            num("invalidations", c.invalidations) + "," +
            num("lease_flushes", c.lease_flushes) + "}";

@@ -7,9 +7,11 @@
 #include <string>
 
 #include "actors/cluster_auth.hpp"
+#include "support/must.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::testing::must;
 
 namespace {
 
@@ -37,12 +39,6 @@ struct node {
        size_t max_open = 16)
     : me(party(name, "node-id-" + name)), hs(secret, me, 5s, max_open) {}
 };
-
-template <class T>
-T must(caf::expected<T> x) {
-  if (!x) FAIL(to_string(x.error()));
-  return std::move(*x);
-}
 
 // What an honest handshake of `a` (initiator) with `b` sends, for replays.
 struct recorded {

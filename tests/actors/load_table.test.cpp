@@ -16,12 +16,9 @@ using namespace karlton;
 using namespace std::chrono_literals;
 using karlton::test::at;
 using karlton::test::t0;
+using karlton::test::table_hash;
 
 namespace {
-
-uint32_t h(const std::string& k) {
-  return static_cast<uint32_t>(hash_key(k));
-}
 
 shard_config timing_out(caf::timespan limit) {
   shard_config cfg;
@@ -50,8 +47,8 @@ TEST_CASE("a load that outlives load-timeout fails its waiters and is forgotten"
           "[loading][load-timeout]") {
   shard_state s{timing_out(100ms)};
   answers a, b;
-  REQUIRE_FALSE(s.get_or_load("k", h("k"), t0, a.waiter()));
-  REQUIRE_FALSE(s.get_or_load("k", h("k"), at(50ms), b.waiter())); // joins
+  REQUIRE_FALSE(s.get_or_load("k", table_hash("k"), t0, a.waiter()));
+  REQUIRE_FALSE(s.get_or_load("k", table_hash("k"), at(50ms), b.waiter())); // joins
   auto started = s.take_loads_to_start();
   REQUIRE(started.size() == 1);
   CHECK(s.stats().loads_in_flight == 1);
@@ -75,7 +72,7 @@ TEST_CASE("a load that outlives load-timeout fails its waiters and is forgotten"
   CHECK(a.log->size() == 1);
   // Not remembered as a failure: the next miss loads again.
   answers c;
-  REQUIRE_FALSE(s.get_or_load("k", h("k"), at(1s), c.waiter()));
+  REQUIRE_FALSE(s.get_or_load("k", table_hash("k"), at(1s), c.waiter()));
   auto again = s.take_loads_to_start();
   REQUIRE(again.size() == 1);
   s.complete_load("k", again[0].second, std::string{"v"}, 1ms, at(1s));
@@ -87,8 +84,8 @@ TEST_CASE("a voided load times out too, and a finished one leaves no timeout",
           "[loading][load-timeout]") {
   shard_state s{timing_out(100ms)};
   answers a, b;
-  REQUIRE_FALSE(s.get_or_load("voided", h("voided"), t0, a.waiter()));
-  REQUIRE_FALSE(s.get_or_load("done", h("done"), t0, b.waiter()));
+  REQUIRE_FALSE(s.get_or_load("voided", table_hash("voided"), t0, a.waiter()));
+  REQUIRE_FALSE(s.get_or_load("done", table_hash("done"), t0, b.waiter()));
   auto started = s.take_loads_to_start();
   REQUIRE(started.size() == 2);
   REQUIRE_FALSE(s.erase("voided", at(10ms))); // voids the load in flight
@@ -105,7 +102,7 @@ TEST_CASE("a voided load times out too, and a finished one leaves no timeout",
 TEST_CASE("without load-timeout a load waits for its loader", "[loading][load-timeout]") {
   shard_state s{timing_out(0s)};
   answers a;
-  REQUIRE_FALSE(s.get_or_load("k", h("k"), t0, a.waiter()));
+  REQUIRE_FALSE(s.get_or_load("k", table_hash("k"), t0, a.waiter()));
   CHECK_FALSE(s.next_expiry());
   s.cleanup_expired(at(std::chrono::hours{24 * 365}));
   CHECK(a.log->empty());

@@ -16,12 +16,9 @@ using namespace karlton;
 using namespace std::chrono_literals;
 using karlton::test::at;
 using karlton::test::t0;
+using karlton::test::table_hash;
 
 namespace {
-
-uint32_t h(const std::string& k) {
-  return static_cast<uint32_t>(hash_key(k));
-}
 
 shard_config loading(caf::timespan ttl_value = 10s) {
   shard_config cfg;
@@ -49,7 +46,7 @@ struct reader {
   }
   // Calls get_or_load and records an immediate answer; true if it answered now.
   bool read(shard_state& s, const std::string& key, time_point now) {
-    auto answer = s.get_or_load(key, h(key), now, waiter());
+    auto answer = s.get_or_load(key, table_hash(key), now, waiter());
     if (answer) record(*answer);
     return answer.has_value();
   }

@@ -10,9 +10,14 @@
 #include "messages/errors.hpp"
 #include "messages/type_ids.hpp"
 #include "runtime/runtime.hpp"
+#include "support/latch.hpp"
+#include "support/must.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::testing::latch;
+using karlton::testing::must;
+using karlton::testing::release_on_exit;
 
 namespace {
 
@@ -30,12 +35,6 @@ struct fixture {
     return *c;
   }
 };
-
-template <class T>
-T must(caf::expected<T> x) {
-  if (!x) FAIL(describe(x.error()));
-  return std::move(*x);
-}
 
 } // namespace
 
@@ -185,9 +184,7 @@ TEST_CASE("a stuck shard gives timeout, then overloaded, and recovers",
           "[runtime][errors]") {
   // A removal callback that blocks holds the shard's thread: the shard stops
   // draining its ingress queue, as a shard flooded by other work would.
-  std::mutex gate_mtx;
-  std::condition_variable gate_cv;
-  bool open = false;
+  latch gate;
   std::atomic<bool> stuck{false};
   runtime rt;
   cache_options o;
@@ -197,9 +194,9 @@ TEST_CASE("a stuck shard gives timeout, then overloaded, and recovers",
   o.call_timeout = 200ms;
   o.on_removal = [&](const value&, removal_cause) {
     stuck = true;
-    std::unique_lock<std::mutex> guard{gate_mtx};
-    gate_cv.wait(guard, [&] { return open; });
+    gate.wait();
   };
+  release_on_exit release{gate};
   auto c = must(rt.create_cache(o));
   REQUIRE_FALSE(c.put("k", "v"));
   auto erase = c.erase_async("k"); // the shard blocks in the callback
@@ -208,11 +205,7 @@ TEST_CASE("a stuck shard gives timeout, then overloaded, and recovers",
   CHECK(c.get("k").error() == errc::timeout);    // queued, never answered in time
   auto queued = c.get_async("k");                // fills the queue (capacity 2)
   CHECK(c.get("k").error() == errc::overloaded); // no room within its timeout
-  {
-    std::lock_guard<std::mutex> guard{gate_mtx};
-    open = true;
-  }
-  gate_cv.notify_all();
+  gate.release();
   CHECK(must(erase.get()));
   CHECK_FALSE(must(queued.get()));
   CHECK_FALSE(must(c.get("k")));

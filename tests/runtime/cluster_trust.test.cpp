@@ -22,43 +22,17 @@
 #include "actors/peer_actor.hpp"
 #include "messages/errors.hpp"
 #include "runtime/runtime.hpp"
+#include "support/eventually.hpp"
+#include "support/log_lines.hpp"
+#include "support/must.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::testing::eventually;
+using karlton::testing::log_lines;
+using karlton::testing::must;
 
 namespace {
-
-template <class T>
-T must(caf::expected<T> x) {
-  if (!x) FAIL(describe(x.error()));
-  return std::move(*x);
-}
-
-bool eventually(const std::function<bool()>& pred,
-                std::chrono::milliseconds limit = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
-
-struct log_lines {
-  std::mutex mtx;
-  std::vector<std::string> lines;
-  std::function<void(const std::string&)> sink() {
-    return [this](const std::string& line) {
-      std::lock_guard<std::mutex> guard{mtx};
-      lines.push_back(line);
-    };
-  }
-  bool contains(const std::string& part) {
-    std::lock_guard<std::mutex> guard{mtx};
-    return std::any_of(lines.begin(), lines.end(),
-                       [&](auto& l) { return l.find(part) != std::string::npos; });
-  }
-};
 
 cluster_options options(std::string name, log_lines& log) {
   cluster_options o;

@@ -13,17 +13,13 @@
 #include "messages/errors.hpp"
 #include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "support/must.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::testing::must;
 
 namespace {
-
-template <class T>
-T must(caf::expected<T> x) {
-  if (!x) FAIL(describe(x.error()));
-  return std::move(*x);
-}
 
 cache make(runtime& rt, std::string name, uint32_t shards = 4) {
   cache_options o;

@@ -13,11 +13,14 @@
 
 #include "messages/errors.hpp"
 #include "runtime/journal.hpp"
+#include "support/sync_faults.hpp"
 #include "support/temp_dir.hpp"
 
 #include <unistd.h>
 
 using namespace karlton;
+using karlton::testing::failing_syncs;
+using karlton::testing::sync_faults;
 
 namespace {
 
@@ -256,30 +259,6 @@ TEST_CASE("a file is held by one journal at a time", "[journal]") {
   { auto gone = std::move(moved); }
   CHECK(shown(open_ok(path).recovered()) == std::vector<std::string>{"put k=v"});
 }
-
-namespace {
-
-// Injected fdatasync failures: the next `failing_syncs` calls fail with EIO.
-std::atomic<int> failing_syncs{0};
-
-int flaky_sync(int fd) {
-  if (failing_syncs.load() > 0) {
-    --failing_syncs;
-    return EIO;
-  }
-  return ::fdatasync(fd) == 0 ? 0 : errno;
-}
-
-// Installs `flaky_sync` for one test and removes it whatever happens.
-struct sync_faults {
-  sync_faults() { journal::set_sync_for_testing(flaky_sync); }
-  ~sync_faults() {
-    journal::set_sync_for_testing(nullptr);
-    failing_syncs = 0;
-  }
-};
-
-} // namespace
 
 TEST_CASE("a rewrite keeps exactly the given records and repairs a failed sync",
           "[journal]") {

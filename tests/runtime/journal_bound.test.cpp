@@ -18,18 +18,17 @@
 #include "runtime/journal.hpp"
 #include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "support/must.hpp"
+#include "support/sync_faults.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::testing::failing_syncs;
+using karlton::testing::must;
+using karlton::testing::sync_faults;
 
 namespace {
-
-template <class T>
-T must(caf::expected<T> x) {
-  if (!x) FAIL(describe(x.error()));
-  return std::move(*x);
-}
 
 cache_options journaled(std::shared_ptr<store> db, std::string path) {
   cache_options o;
@@ -61,23 +60,14 @@ long version_of(const std::optional<std::string>& v) {
   return v ? std::stol(v->substr(1)) : -1;
 }
 
-std::atomic<int> failing_syncs{0}; // < 0: every sync fails
-
-int flaky_sync(int fd) {
-  if (failing_syncs.load() < 0) return EIO;
-  if (failing_syncs.load() > 0) {
-    --failing_syncs;
-    return EIO;
-  }
-  return ::fdatasync(fd) == 0 ? 0 : errno;
-}
-
-struct sync_faults {
-  sync_faults() { journal::set_sync_for_testing(flaky_sync); }
-  ~sync_faults() {
-    journal::set_sync_for_testing(nullptr);
-    failing_syncs = 0;
-  }
+// A runtime over a memory store whose journal lives in a fresh folder and
+// syncs through `flaky_sync`, for the tests of journal faults.
+struct journal_fault {
+  testing::temp_dir dir{"journal-fault"};
+  std::string path = dir.file("wal");
+  std::shared_ptr<memory_store> db = std::make_shared<memory_store>();
+  sync_faults faults;
+  runtime rt;
 };
 
 } // namespace
@@ -152,13 +142,10 @@ TEST_CASE("a journal under a steady write stream for 60 s stays under its bound"
   CHECK(older == 0);
 }
 
-TEST_CASE("a failed journal fsync is repaired and acknowledged writes replay in order",
-          "[write_back][journal][fault]") {
-  testing::temp_dir dir{"journal-fault"};
-  auto path = dir.file("wal");
-  auto db = std::make_shared<memory_store>();
-  sync_faults faults;
-  runtime rt;
+TEST_CASE_METHOD(
+  journal_fault,
+  "a failed journal fsync is repaired and acknowledged writes replay in order",
+  "[write_back][journal][fault]") {
   auto o = journaled(db, path);
   o.flush_interval = std::chrono::hours{1}; // stored by force_flush only
   auto c = must(rt.create_cache(o));
@@ -177,14 +164,10 @@ TEST_CASE("a failed journal fsync is repaired and acknowledged writes replay in 
   CHECK(after["k"] == std::optional<std::string>{"v3"});
 }
 
-TEST_CASE(
+TEST_CASE_METHOD(
+  journal_fault,
   "a put the journal cannot make durable is not stored until the journal recovers",
   "[write_back][journal][fault]") {
-  testing::temp_dir dir{"journal-fault"};
-  auto path = dir.file("wal");
-  auto db = std::make_shared<memory_store>();
-  sync_faults faults;
-  runtime rt;
   auto o = journaled(db, path);
   o.flush_interval = 1ms;
   o.retry_base = 1ms;

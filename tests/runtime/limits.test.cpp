@@ -5,9 +5,7 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <future>
-#include <mutex>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -15,37 +13,14 @@
 #include "messages/errors.hpp"
 #include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "support/latch.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::testing::latch;
+using karlton::testing::release_on_exit;
 
 namespace {
-
-// A latch the test opens at its end: what blocks on it blocks until then.
-struct latch {
-  std::mutex mtx;
-  std::condition_variable cv;
-  bool open = false;
-  void wait() {
-    std::unique_lock<std::mutex> guard{mtx};
-    cv.wait(guard, [&] { return open; });
-  }
-  void release() {
-    {
-      std::lock_guard<std::mutex> guard{mtx};
-      open = true;
-    }
-    cv.notify_all();
-  }
-};
-
-// Opens `l` when it goes, even when a failed REQUIRE leaves the test early:
-// declared after the runtime, it goes first, so the runtime's shutdown does
-// not wait forever for a thread blocked on `l`.
-struct release_on_exit {
-  latch& l;
-  ~release_on_exit() { l.release(); }
-};
 
 // Waits (bounded) until the system runs `n` actors; true if it did.
 bool running_becomes(caf::actor_system& sys, size_t n) {

@@ -19,34 +19,29 @@
 
 #include "messages/errors.hpp"
 #include "runtime/sqlite_store.hpp"
+#include "support/eventually.hpp"
 #include "support/node_process.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::testing::eventually;
 using karlton::testing::node_process;
 
 namespace {
 
 using ms = std::chrono::milliseconds;
 
-// True once `pred` holds, polling every 20 ms for at most `limit`.
-bool eventually(const std::function<bool()>& pred, ms limit = ms{10'000}) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
+// A console command is a round trip to another process: polls ask every 20 ms.
+constexpr ms console_poll{20};
+constexpr ms default_wait{10'000};
 
 // The first number after `"key":` in a `stats` reply; -1 if there is none.
 // Per-cache counters ("lease_flushes") come from the first cache, the only
 // one these nodes have.
 long long stat_of(const std::string& stats, const std::string& key) {
-  auto at = stats.find("\"" + key + "\":");
-  if (at == std::string::npos) return -1;
-  return std::atoll(stats.c_str() + at + key.size() + 3);
+  auto n = karlton::testing::json_number(stats, key);
+  return n ? static_cast<long long>(*n) : -1;
 }
 
 // Members in a `members` reply ("members a,b" is 2, "members " is 0).
@@ -124,7 +119,7 @@ struct cluster {
           if (member_count(nodes[i]->ask("members")) != n) return false;
         return true;
       },
-      limit);
+      limit, console_poll);
   }
 
   // Writes `key` = `value` straight into the shared file.
@@ -147,7 +142,7 @@ struct cluster {
   // True once `get key` misses on node `i`.
   bool gone_on(size_t i, const std::string& key, ms limit = ms{5'000}) {
     return eventually([&] { return nodes[i]->ask("get default " + key) == "miss"; },
-                      limit);
+                      limit, console_poll);
   }
 };
 
@@ -270,8 +265,9 @@ TEST_CASE("kill -9 of a node process under load: the others carry on and it rejo
     }
   };
   std::thread a{load, 0}, b{load, 1};
-  bool under_load = eventually(
-    [&] { return results[0].commands >= 300 && results[1].commands >= 300; }, 30s);
+  bool under_load =
+    eventually([&] { return results[0].commands >= 300 && results[1].commands >= 300; },
+               30s, console_poll);
   c[2].signal(SIGKILL);
   killed = true;
   auto status = c[2].wait(5s);
@@ -357,13 +353,16 @@ void freeze_and_thaw(const std::string& mode) {
   // Invalidations reach n3 again. The mesh may still settle (a connection
   // the others closed during the freeze goes down late, and n3 repairs once
   // more), so n3 caches k again once it keeps it.
-  CHECK(eventually([&] {
-    return c[2].ask("load default k") == "value v1" &&
-           c[2].ask("get default k") == "value v1";
-  }));
+  CHECK(eventually(
+    [&] {
+      return c[2].ask("load default k") == "value v1" &&
+             c[2].ask("get default k") == "value v1";
+    },
+    default_wait, console_poll));
   CHECK(c.all_see(2));
   // Until the mesh settled, a sync erase may still name n3.
-  CHECK(eventually([&] { return c[0].ask("erase default k") == "ok"; }));
+  CHECK(eventually([&] { return c[0].ask("erase default k") == "ok"; }, default_wait,
+                   console_poll));
   CHECK(c.gone_on(2, "k"));
 }
 
@@ -390,7 +389,8 @@ TEST_CASE(
   c.load_on("k", "v1", {0, 1});
   auto& bad = c.start("intruder", "not-the-secret");
   // It keeps trying its seed in the background and is refused every time.
-  CHECK(eventually([&] { return stat_of(bad.ask("stats"), "joins_refused") >= 1; }));
+  CHECK(eventually([&] { return stat_of(bad.ask("stats"), "joins_refused") >= 1; },
+                   default_wait, console_poll));
   CHECK(bad.ask("members") == "members ");
   CHECK(c[0].ask("members") == "members n2");
   CHECK(c[1].ask("members") == "members n1");
@@ -428,7 +428,8 @@ TEST_CASE("a sync put while a member is frozen and dropped names it, and the fro
   CHECK(c[2].ask("get default k") != "value v1");
   // Once n3 is back (its handshake checks the numbering) it counts again.
   CHECK(c.all_see(2));
-  CHECK(eventually([&] { return c[0].ask("put default k v3") == "ok"; }));
+  CHECK(eventually([&] { return c[0].ask("put default k v3") == "ok"; }, default_wait,
+                   console_poll));
   CHECK(c[2].ask("get default k") != "value v1");
   CHECK(c[2].ask("get default k") != "value v2");
   CHECK(c[2].ask("load default k") == "value v3");

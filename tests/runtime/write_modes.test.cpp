@@ -12,17 +12,13 @@
 #include "runtime/faulty_store.hpp"
 #include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "support/must.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::testing::must;
 
 namespace {
-
-template <class T>
-T must(caf::expected<T> x) {
-  if (!x) FAIL(describe(x.error()));
-  return std::move(*x);
-}
 
 bool has_code(const caf::error& err, errc code) {
   return err && err.category() == caf::atom("karlton") &&

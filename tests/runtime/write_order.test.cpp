@@ -10,16 +10,12 @@
 #include "messages/errors.hpp"
 #include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "support/must.hpp"
 
 using namespace karlton;
+using karlton::testing::must;
 
 namespace {
-
-template <class T>
-T must(caf::expected<T> x) {
-  if (!x) FAIL(describe(x.error()));
-  return std::move(*x);
-}
 
 cache_options one_shard(std::shared_ptr<store> db, write_mode mode) {
   cache_options o;

@@ -1,11 +1,14 @@
 // A karlton-node child process driven through its console (stdin/stdout, see
-// runtime/node/console.hpp), for multi-process tests. Every wait has a
-// deadline, and the destructor kills (SIGKILL) and reaps the child, so no
-// process outlives its test even when a REQUIRE throws.
+// runtime/node/console.hpp), for the multi-process tests and the cluster
+// benchmark. Every wait has a deadline, and the child is always reaped: by
+// `stop()` (SIGTERM, then SIGKILL), by the destructor (SIGKILL), so no
+// process outlives its test even when a REQUIRE throws, and, should the
+// driving process die, by the kernel (PR_SET_PDEATHSIG).
 #pragma once
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,8 +16,10 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -29,49 +34,71 @@
 namespace karlton::testing {
 
 /// One karlton-node process with `--node.console`. Its stdout is read line by
-/// line; its stderr goes to a temporary file (`log()`), printed when the
-/// object is destroyed during a failing REQUIRE or with KARLTON_NODE_LOGS set.
+/// line; its stderr goes to `log_path` if one is given, else to a temporary
+/// file (`log()`), printed when the object is destroyed during a failing
+/// REQUIRE or with KARLTON_NODE_LOGS set, then removed.
 /// Not thread-safe, but different objects may be used from different threads.
+/// The child dies with the thread that made the object (PR_SET_PDEATHSIG):
+/// make it on a thread that outlives it.
 class node_process {
 public:
   using ms = std::chrono::milliseconds;
 
   /// Starts `program` with `args` (after the program name; `--node.console`
   /// is added) and waits up to `limit` for its "listening on <host>:<port>"
-  /// line. Never throws: check `ready()`.
+  /// line. Its stderr goes to `log_path` (kept) or, if empty, to a temporary
+  /// file. Never throws: check `ready()`, and `error()` for why not.
   node_process(std::string label, const std::string& program,
-               std::vector<std::string> args, ms limit = ms{10'000})
-    : label_(std::move(label)) {
-    std::signal(SIGPIPE, SIG_IGN); // a dead child must not kill the test
-    char tmpl[] = "/tmp/karlton-node-stderr-XXXXXX";
-    int err_fd = ::mkostemp(tmpl, O_CLOEXEC);
-    if (err_fd < 0) return;
-    log_path_ = tmpl;
+               std::vector<std::string> args, ms limit = ms{10'000},
+               const std::string& log_path = {})
+    : label_(std::move(label)), log_path_(log_path), keep_log_(!log_path.empty()) {
+    std::signal(SIGPIPE, SIG_IGN); // a dead child must not kill its driver
+    int err_fd = -1;
+    if (keep_log_) {
+      err_fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    } else {
+      char tmpl[] = "/tmp/karlton-node-stderr-XXXXXX";
+      err_fd = ::mkostemp(tmpl, O_CLOEXEC);
+      if (err_fd >= 0) log_path_ = tmpl;
+    }
+    if (err_fd < 0) {
+      error_ = "cannot open a file for its stderr: " + errno_text();
+      return;
+    }
     int in[2], out[2];
     if (::pipe2(in, O_CLOEXEC) != 0) {
+      error_ = "pipe: " + errno_text();
       ::close(err_fd);
       return;
     }
     if (::pipe2(out, O_CLOEXEC) != 0) {
+      error_ = "pipe: " + errno_text();
       ::close(in[0]);
       ::close(in[1]);
       ::close(err_fd);
       return;
     }
-    // Built before fork: the child may only make async-signal-safe calls.
+    // Built before fork: in a process with CAF's threads running, the child
+    // may only make async-signal-safe calls.
     args.insert(args.begin(), program);
     args.push_back("--node.console");
     std::vector<char*> argv;
     for (auto& a : args)
       argv.push_back(a.data());
     argv.push_back(nullptr);
+    auto parent = ::getpid();
     pid_ = ::fork();
     if (pid_ == 0) {
-      // dup2 clears O_CLOEXEC on the copies; every other descriptor of ours
-      // (other nodes' pipes included) closes on exec.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL); // no orphans if the driver dies
+      if (::getppid() != parent) ::_exit(127);
+      // dup2 clears O_CLOEXEC on the copies. Every other descriptor (other
+      // nodes' pipes, the driver's sockets) is closed: a child holding the
+      // driver's connections would keep them open after the driver closed
+      // them.
       ::dup2(in[0], STDIN_FILENO);
       ::dup2(out[1], STDOUT_FILENO);
       ::dup2(err_fd, STDERR_FILENO);
+      ::close_range(3, ~0u, 0);
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
@@ -79,6 +106,7 @@ public:
     ::close(out[1]);
     ::close(err_fd);
     if (pid_ < 0) {
+      error_ = "fork: " + errno_text();
       ::close(in[1]);
       ::close(out[0]);
       return;
@@ -88,7 +116,12 @@ public:
     auto line = read_line(limit);
     auto at = line ? line->find(" listening on ") : std::string::npos;
     auto colon = line ? line->rfind(':') : std::string::npos;
-    if (at == std::string::npos || colon == std::string::npos || colon < at) return;
+    if (at == std::string::npos || colon == std::string::npos || colon < at) {
+      error_ = line ? "unexpected first line '" + *line + "'"
+                    : "no 'listening on' line: it exited, or took over " +
+                        std::to_string(limit.count()) + " ms (see " + log_path_ + ")";
+      return;
+    }
     port_ = static_cast<uint16_t>(std::strtoul(line->c_str() + colon + 1, nullptr, 10));
   }
 
@@ -101,9 +134,10 @@ public:
     }
     if (to_child_ >= 0) ::close(to_child_);
     if (from_child_ >= 0) ::close(from_child_);
+    if (keep_log_ || log_path_.empty()) return;
     if (std::uncaught_exceptions() > 0 || std::getenv("KARLTON_NODE_LOGS") != nullptr)
       std::cerr << "---- stderr of " << label_ << " ----\n" << log() << "---- end ----\n";
-    if (!log_path_.empty()) ::unlink(log_path_.c_str());
+    ::unlink(log_path_.c_str());
   }
 
   node_process(const node_process&) = delete;
@@ -114,6 +148,8 @@ public:
   uint16_t port() const noexcept { return port_; }
   pid_t pid() const noexcept { return pid_; }
   const std::string& label() const noexcept { return label_; }
+  /// Why the node is not ready (empty once it is).
+  const std::string& error() const noexcept { return error_; }
 
   /// Writes `line` and a newline to the console; false if the child is gone.
   bool send_line(const std::string& line) {
@@ -156,14 +192,38 @@ public:
     }
   }
 
-  /// Sends one command and returns its one reply line, or a line starting
-  /// with "no reply" if none came within `limit`. A late reply would answer
-  /// the next command, so after "no reply" the node is of no further use.
+  /// Sends one command and returns its one reply line, or nothing if none
+  /// came within `limit` (or the child is gone). A late reply would answer
+  /// the next command, so after nothing the node is of no further use.
+  std::optional<std::string> try_ask(const std::string& command, ms limit = ms{10'000}) {
+    if (!send_line(command)) return std::nullopt;
+    return read_line(limit);
+  }
+
+  /// As `try_ask`, but a missing reply is a line starting with "no reply"
+  /// that says which, for the checks of a test to print.
   std::string ask(const std::string& command, ms limit = ms{10'000}) {
     if (!send_line(command)) return "no reply: cannot write to " + label_;
     auto reply = read_line(limit);
     if (!reply) return "no reply from " + label_ + " to '" + command + "'";
     return *reply;
+  }
+
+  /// Ends the node: EOF on its console and SIGTERM, up to `grace` for a
+  /// clean exit, then SIGKILL. Returns its wait status (-1 if it was never
+  /// started). Idempotent.
+  int stop(ms grace = ms{5'000}) {
+    if (pid_ <= 0) return -1;
+    if (to_child_ >= 0) ::close(to_child_);
+    to_child_ = -1;
+    if (!reaped_) {
+      ::kill(pid_, SIGTERM);
+      if (!wait(grace)) {
+        ::kill(pid_, SIGKILL);
+        wait(ms{60'000});
+      }
+    }
+    return reaped_ ? status_ : -1;
   }
 
   /// Sends `sig` (SIGKILL, SIGSTOP, SIGCONT, SIGTERM, ...).
@@ -222,8 +282,12 @@ public:
   }
 
 private:
+  static std::string errno_text() { return std::strerror(errno); }
+
   std::string label_;
   std::string log_path_;
+  bool keep_log_ = false;
+  std::string error_;
   pid_t pid_ = -1;
   int to_child_ = -1;
   int from_child_ = -1;
@@ -232,5 +296,19 @@ private:
   int status_ = 0;
   std::string buffered_;
 };
+
+/// The unsigned number after `"key":` in a flat JSON text (a `stats` reply),
+/// if there is one.
+inline std::optional<uint64_t> json_number(const std::string& json,
+                                           const std::string& key) {
+  auto at = json.find("\"" + key + "\":");
+  if (at == std::string::npos) return std::nullopt;
+  const char* p = json.c_str() + at + key.size() + 3;
+  char* end = nullptr;
+  errno = 0;
+  auto x = std::strtoull(p, &end, 10);
+  if (end == p || errno != 0) return std::nullopt;
+  return x;
+}
 
 } // namespace karlton::testing

@@ -1,23 +1,29 @@
-// A fresh folder under /tmp for one test, removed with everything in it when
-// the test ends (for SQLite files, journals and the like).
+// A fresh folder of one's own under the system's temporary directory (/tmp
+// unless TMPDIR says otherwise), removed with everything in it when the
+// object goes: for SQLite files, journals and logs. The tests, the examples,
+// the benchmarks and the fuzzers share it; it needs no test framework.
 #pragma once
 
 #include <stdlib.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <string>
 #include <system_error>
-
-#include <catch2/catch.hpp>
 
 namespace karlton::testing {
 
 class temp_dir {
 public:
-  /// `tag` names the folder, e.g. "store" makes /tmp/karlton-store-XXXXXX.
-  explicit temp_dir(const std::string& tag) {
-    std::string name = "/tmp/karlton-" + tag + "-XXXXXX";
-    REQUIRE(::mkdtemp(name.data()) != nullptr);
+  /// `tag` names the folder: "store" makes <parent>/karlton-store-XXXXXX.
+  /// Throws std::system_error if it cannot be made (in a test case, Catch
+  /// reports that as its failure).
+  explicit temp_dir(const std::string& tag, const std::filesystem::path& parent =
+                                              std::filesystem::temp_directory_path()) {
+    auto name = (parent / ("karlton-" + tag + "-XXXXXX")).string();
+    if (::mkdtemp(name.data()) == nullptr)
+      throw std::system_error{errno, std::generic_category(),
+                              "cannot make the temporary folder " + name};
     path_ = name;
   }
   ~temp_dir() {

@@ -8,16 +8,12 @@
 #include "messages/errors.hpp"
 #include "runtime/node/console.hpp"
 #include "runtime/runtime.hpp"
+#include "support/must.hpp"
 
 using namespace karlton;
+using karlton::testing::must;
 
 namespace {
-
-template <class T>
-T must(caf::expected<T> x) {
-  if (!x) FAIL(describe(x.error()));
-  return std::move(*x);
-}
 
 // A runtime with the caches "users" (plain) and "loaded" (read-through: keys
 // starting with "known" load as "loaded:<key>", the rest are not found).

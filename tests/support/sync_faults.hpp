@@ -1,0 +1,38 @@
+// Injected fdatasync failures for the journal's tests: while a `sync_faults`
+// lives, the journal syncs through `flaky_sync`, which fails with EIO as
+// `failing_syncs` says.
+#pragma once
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+
+#include "runtime/journal.hpp"
+
+namespace karlton::testing {
+
+/// > 0: the next this many syncs fail; < 0: every sync fails; 0: none does.
+inline std::atomic<int> failing_syncs{0};
+
+inline int flaky_sync(int fd) {
+  if (failing_syncs.load() < 0) return EIO;
+  if (failing_syncs.load() > 0) {
+    --failing_syncs;
+    return EIO;
+  }
+  return ::fdatasync(fd) == 0 ? 0 : errno;
+}
+
+/// Installs `flaky_sync` for one test and removes it whatever happens.
+struct sync_faults {
+  sync_faults() { journal::set_sync_for_testing(flaky_sync); }
+  ~sync_faults() {
+    journal::set_sync_for_testing(nullptr);
+    failing_syncs = 0;
+  }
+  sync_faults(const sync_faults&) = delete;
+  sync_faults& operator=(const sync_faults&) = delete;
+};
+
+} // namespace karlton::testing
