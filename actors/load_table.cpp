@@ -17,7 +17,7 @@ bool load_table::in_flight(std::string_view key) const {
 uint64_t load_table::start(std::string_view key, std::optional<load_waiter> w,
                            bool refresh, uint64_t deadline_ms) {
   auto id = next_id_++;
-  pending p{id, refresh, {}};
+  pending p{id, refresh, true, {}};
   if (w) {
     p.waiters.push_back(std::move(*w));
     ++waiters_;
@@ -25,7 +25,31 @@ uint64_t load_table::start(std::string_view key, std::optional<load_waiter> w,
   current_.emplace(std::string{key}, std::move(p));
   if (deadline_ms != UINT64_MAX)
     deadlines_.push_back({deadline_ms, id, std::string{key}});
+  ready_.push_back({std::string{key}, id});
+  ++queued_;
   return id;
+}
+
+load_table::pending* load_table::find(const std::string& key, uint64_t id) {
+  if (auto i = current_.find(key); i != current_.end() && i->second.id == id)
+    return &i->second;
+  if (auto j = voided_.find(id); j != voided_.end()) return &j->second;
+  return nullptr;
+}
+
+std::vector<std::pair<std::string, uint64_t>> load_table::take_ready() {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  while (out_ < limits_.max_out && !ready_.empty()) {
+    auto next = std::move(ready_.front());
+    ready_.pop_front();
+    auto* p = find(next.key, next.id);
+    if (p == nullptr) continue; // timed out while queued
+    p->queued = false;
+    --queued_;
+    ++out_;
+    out.emplace_back(std::move(next.key), next.id);
+  }
+  return out;
 }
 
 std::vector<load_table::timed_out> load_table::expire(uint64_t now_ms,
@@ -43,11 +67,15 @@ std::vector<load_table::timed_out> load_table::expire(uint64_t now_ms,
       voided_.erase(j);
     }
     if (gone) {
+      uncount(*gone);
       waiters_ -= gone->waiters.size();
       out.push_back({std::move(d.key), std::move(gone->waiters)});
     }
     deadlines_.pop_front();
   }
+  // Queued loads that timed out are the oldest queued: drop their places.
+  while (!ready_.empty() && find(ready_.front().key, ready_.front().id) == nullptr)
+    ready_.pop_front();
   return out;
 }
 
@@ -88,15 +116,19 @@ void drop_finished(Deadlines& deadlines, const Current& current, const Voided& v
 std::optional<load_table::finished> load_table::finish(std::string_view key,
                                                        uint64_t id) {
   std::optional<finished> out;
+  // A queued load was not handed out: no answer can be for it.
   if (auto i = current_.find(std::string{key});
       i != current_.end() && i->second.id == id) {
+    if (i->second.queued) return out;
     out = finished{true, i->second.refresh, std::move(i->second.waiters)};
     current_.erase(i);
   } else if (auto j = voided_.find(id); j != voided_.end()) {
+    if (j->second.queued) return out;
     out = finished{false, j->second.refresh, std::move(j->second.waiters)};
     voided_.erase(j);
   }
   if (!out) return out;
+  --out_;
   waiters_ -= out->waiters.size();
   drop_finished(deadlines_, current_, voided_);
   return out;
@@ -114,6 +146,9 @@ void load_table::fail_all(const caf::error& why) {
   current_.clear();
   voided_.clear();
   deadlines_.clear();
+  ready_.clear();
+  out_ = 0;
+  queued_ = 0;
   waiters_ = 0;
 }
 

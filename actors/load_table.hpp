@@ -2,6 +2,7 @@
 // a write or an invalidation has voided them since they started.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -36,8 +37,25 @@ using load_waiter = std::function<void(caf::expected<value>)>;
 /// out by `expire` once the deadline passed, current or voided, so a loader
 /// that never answers leaves nothing behind but its own late answer (which
 /// `finish` then does not know). Times are the shard's milliseconds.
+///
+/// And a load may have to wait: at most `max_out` loads are handed to the
+/// loader at once (*out*), the next ones wait in a queue of at most
+/// `max_queued` (*queued*), oldest first, and `has_room` says no beyond
+/// that. A hung loader then holds at most max_out + max_queued load entries
+/// per shard and gets no more than max_out jobs per load-timeout, instead of
+/// one per distinct key. A queued load is a load for everything else: callers
+/// join it, writes void it, its deadline runs from its start (not from when
+/// it goes out), and it leaves the table and the queue when that passes.
 class load_table {
 public:
+  struct limits {
+    size_t max_out;    ///< loads handed to the loader at once
+    size_t max_queued; ///< loads waiting for one of those
+  };
+
+  load_table() : limits_{SIZE_MAX, SIZE_MAX} {}
+  explicit load_table(limits bounds) : limits_(bounds) {}
+
   struct finished {
     bool installable = false; ///< not voided: the result may be cached
     bool refresh = false;     ///< started by a refresh, not by a miss
@@ -51,12 +69,25 @@ public:
   /// True if a load of `key` is in flight and not voided.
   bool in_flight(std::string_view key) const;
 
+  /// True if a load may start: fewer than max_out + max_queued are in the
+  /// table. Otherwise a new key must be refused (joining a load is fine).
+  bool has_room() const noexcept {
+    return out_ + queued_ < limits_.max_out ||
+           out_ + queued_ - limits_.max_out < limits_.max_queued;
+  }
+
   /// Starts a load of `key` with `w` as its first waiter (none for a refresh)
-  /// and returns its number. `key` must have no current load. It times out
-  /// at `deadline_ms` (UINT64_MAX: never). Deadlines must not decrease from
-  /// one start to the next (one timeout, a monotonic clock).
+  /// and returns its number; it is queued until `take_ready` hands it out.
+  /// `key` must have no current load and `has_room` must be true. It times
+  /// out at `deadline_ms` (UINT64_MAX: never). Deadlines must not decrease
+  /// from one start to the next (one timeout, a monotonic clock).
   uint64_t start(std::string_view key, std::optional<load_waiter> w, bool refresh,
                  uint64_t deadline_ms = UINT64_MAX);
+
+  /// The queued loads that may go out now, oldest first, as (key, number),
+  /// while fewer than max_out are out: the caller hands each to the loader.
+  /// Due after `start`, `finish` and `expire` (they make room).
+  std::vector<std::pair<std::string, uint64_t>> take_ready();
 
   struct timed_out {
     std::string key;
@@ -89,13 +120,31 @@ public:
   void fail_all(const caf::error& why);
 
   size_t size() const noexcept { return current_.size() + voided_.size(); }
+  /// Loads handed to the loader and not finished nor timed out.
+  size_t out() const noexcept { return out_; }
+  /// Loads waiting to be handed out.
+  size_t queued() const noexcept { return queued_; }
 
 private:
   struct pending {
     uint64_t id;
     bool refresh;
+    bool queued; // not handed out yet
     std::vector<load_waiter> waiters;
   };
+  struct queued_load {
+    std::string key;
+    uint64_t id;
+  };
+  /// The load `id` of `key` if it is still in the table, current or voided.
+  pending* find(const std::string& key, uint64_t id);
+  /// Takes a load that left the table off the counts of out and queued ones.
+  void uncount(const pending& p) noexcept {
+    if (p.queued)
+      --queued_;
+    else
+      --out_;
+  }
   struct deadline {
     uint64_t at_ms;
     uint64_t id;
@@ -106,6 +155,13 @@ private:
   // In start order, so in deadline order. Loads that finished leave theirs
   // behind until it passes: at most the loads started within one timeout.
   std::deque<deadline> deadlines_;
+  // In start order. Loads that timed out while queued leave theirs behind
+  // until it comes to the front: being the oldest queued, they are at the
+  // front, so `expire` drops them at once.
+  std::deque<queued_load> ready_;
+  limits limits_;
+  size_t out_ = 0;
+  size_t queued_ = 0;
   size_t waiters_ = 0;
   uint64_t next_id_ = 1;
 };

@@ -281,7 +281,12 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       return n;
     },
     [=](stats_atom) { return self->state.cache->stats(); },
-    [=](cleanup_atom) { return self->state.cache->cleanup_expired(now_of(self)); },
+    [=](cleanup_atom) {
+      auto n = self->state.cache->cleanup_expired(now_of(self));
+      dispatch_loads(self); // timed-out loads made room
+      arm_expiry(self);
+      return n;
+    },
     [=](load_atom, const std::string& key) -> caf::result<value> {
       auto rp = self->make_response_promise<value>();
       auto deliver = [rp](caf::expected<value> r) mutable {
@@ -400,6 +405,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       st.armed_for.reset();
       auto now = now_of(self);
       st.cache->cleanup_expired(now, expiry_batch);
+      dispatch_loads(self); // loads that timed out made room for queued ones
       auto next = st.cache->next_expiry();
       if (next && *next <= now) {
         // More already due: continue right after the mailbox, not in one go.

@@ -41,17 +41,21 @@ std::optional<value> shard_state::stale_fallback(std::string_view key, uint64_t 
   return e.val;
 }
 
-void shard_state::start_load(std::string_view key, std::optional<load_waiter> w,
+bool shard_state::start_load(std::string_view key, std::optional<load_waiter>& w,
                              bool refresh, time_point now) {
+  if (!loads_.has_room()) {
+    ++stats_.loads_refused;
+    return false;
+  }
   auto deadline =
     cfg_.load_timeout > caf::timespan::zero()
       ? to_ms(now) +
           static_cast<uint64_t>(
             std::chrono::ceil<std::chrono::milliseconds>(cfg_.load_timeout).count())
       : UINT64_MAX;
-  auto id = loads_.start(key, std::move(w), refresh, deadline);
-  to_start_.emplace_back(std::string{key}, id);
+  loads_.start(key, std::move(w), refresh, deadline);
   ++stats_.loads;
+  return true;
 }
 
 void shard_state::expire_loads(uint64_t now_ms, uint64_t max_work) {
@@ -112,7 +116,8 @@ void shard_state::maybe_refresh(std::string_view key, entry_id id, const entry& 
   if (!refresh && !early) return;
   if (loads_.in_flight(key)) return; // coalesced with the load already running
   if (negatives_.find(key, now_ms) != nullptr) return; // failed just now: wait
-  start_load(key, std::nullopt, true, now);
+  std::optional<load_waiter> none;
+  if (!start_load(key, none, true, now)) return; // the loader is behind: skip it
   if (refresh)
     ++stats_.refreshes;
   else
@@ -153,7 +158,14 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
     ++stats_.coalesced;
     return std::nullopt;
   }
-  start_load(key, std::move(w), false, now);
+  std::optional<load_waiter> waiter{std::move(w)};
+  if (!start_load(key, waiter, false, now))
+    return caf::expected<value>{make_error(
+      errc::overloaded,
+      "the shard has " + std::to_string(loads_.out()) +
+        " loads out to its loader (at most 2 x loader-concurrency) and " +
+        std::to_string(loads_.queued()) +
+        " queued (at most 1024): the loader is slow or hung; back off and retry")};
   return std::nullopt;
 }
 

@@ -43,6 +43,7 @@ caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_si
 
 shard_state::shard_state(shard_config cfg)
   : cfg_(std::move(cfg)), weigh_bytes_(cfg_.max_bytes > 0),
+    loads_(load_table::limits{cfg_.max_loads_out, cfg_.max_loads_queued}),
     negatives_(ceil_ms(cfg_.negative_ttl)),
     stale_window_ms_(ceil_ms(cfg_.stale_if_error)), rng_(cfg_.seed) {
   if (cfg_.depended) watch_depended_names();
@@ -341,6 +342,8 @@ cache_stats shard_state::stats() const {
   out.dependency_names = deps_.names();
   out.loads_in_flight = loads_.size();
   out.load_waiters = loads_.waiters();
+  out.loads_out = loads_.out();
+  out.loads_queued = loads_.queued();
   return out;
 }
 

@@ -84,6 +84,11 @@ struct shard_config {
   /// A load still running this long after it started fails its waiters with
   /// `timeout` and is forgotten; 0: never.
   caf::timespan load_timeout{0};
+  /// Loads handed to the loader at once; the runtime makes it 2 x
+  /// loader-concurrency (the loader threads are shared by the shards).
+  size_t max_loads_out = 8;
+  /// Loads waiting for one of those; a miss beyond gets `overloaded`.
+  size_t max_loads_queued = 1024;
   // Write-through and write-back (see shard_writes.cpp):
   write_mode writes = write_mode::none;
   /// Write-back: the cache's `max-dirty` budget, shared with the flusher.
@@ -175,13 +180,17 @@ public:
   /// background reload (`refresh_after`, XFetch) and is answered at once. A
   /// miss on a key whose load failed less than `negative_ttl` ago is answered
   /// with that error (or, within the stale-if-error window, the old value).
+  /// A miss that would start a load while `max_loads_out` are out and
+  /// `max_loads_queued` wait is answered `overloaded` (a refresh is skipped).
   std::optional<caf::expected<value>> get_or_load(std::string_view key, uint32_t hash,
                                                   time_point now, load_waiter w);
 
-  /// Loads started since the last call, as (key, load number): the shard
-  /// actor hands each to a loader worker.
+  /// Loads to hand out now, as (key, load number), oldest first: the shard
+  /// actor hands each to a loader worker. Due after each call that may start,
+  /// finish or time out a load: fewer than `max_loads_out` are out then, or
+  /// none waits.
   std::vector<std::pair<std::string, uint64_t>> take_loads_to_start() {
-    return std::exchange(to_start_, {});
+    return loads_.take_ready();
   }
 
   /// A loader's answer for load `id` of `key`: installs the value unless the
@@ -367,7 +376,8 @@ private:
   double uniform();
   bool expires_early(const entry& e, uint64_t now_ms);
   void maybe_refresh(std::string_view key, entry_id id, const entry& e, time_point now);
-  void start_load(std::string_view key, std::optional<load_waiter> w, bool refresh,
+  /// False (counted, `w` untold) if the load table is full.
+  bool start_load(std::string_view key, std::optional<load_waiter>& w, bool refresh,
                   time_point now);
   /// Fails the waiters of loads past `load_timeout` and forgets the loads.
   void expire_loads(uint64_t now_ms, uint64_t max_work);
@@ -416,7 +426,6 @@ private:
   cache_stats stats_;
   // Read-through state, empty for caches without a loader.
   load_table loads_;
-  std::vector<std::pair<std::string, uint64_t>> to_start_;
   struct xfetch_facts {
     uint32_t delta_ms = 0;     // how long the entry's last load took
     uint64_t next_draw_us = 0; // no XFetch draw before this time

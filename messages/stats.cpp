@@ -92,6 +92,9 @@ cache_stats& cache_stats::operator+=(const cache_stats& other) {
   load_timeouts += other.load_timeouts;
   loads_in_flight += other.loads_in_flight;
   load_waiters += other.load_waiters;
+  loads_out += other.loads_out;
+  loads_queued += other.loads_queued;
+  loads_refused += other.loads_refused;
   lease_flushes += other.lease_flushes;
   return *this;
 }

@@ -77,7 +77,14 @@ struct cache_stats {
   uint64_t load_timeouts =
     0; ///< loads that outlived `load-timeout` (waiters got `timeout`)
   uint64_t loads_in_flight = 0; ///< loads started, not finished nor timed out, now
+                                ///< (load entries: loads_out + loads_queued)
   uint64_t load_waiters = 0;    ///< callers waiting for those loads now
+  uint64_t loads_out = 0;       ///< of those: handed to a loader now (at most
+                                ///< 2 x loader-concurrency per shard)
+  uint64_t loads_queued = 0;    ///< of those: waiting for a loader now (at most
+                                ///< 1024 per shard)
+  uint64_t loads_refused = 0;   ///< loads not started, both full: get_or_load
+                                ///< answered `overloaded`, refreshes skipped
   /// Distributed caches: flushes because the node's read lease lapsed (it
   /// lost touch with another node, so it may have missed invalidations).
   uint64_t lease_flushes = 0;
@@ -105,7 +112,8 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
            x.coalesced, x.refreshes, x.early_refreshes, x.early_expirations,
            x.stale_served, x.loads_voided, x.purged_by_event, x.purged_by_tag,
            x.purged_by_cascade, x.dependency_links, x.dependency_names, x.negative_hits,
-           x.lease_flushes, x.load_timeouts, x.loads_in_flight, x.load_waiters);
+           x.lease_flushes, x.load_timeouts, x.loads_in_flight, x.load_waiters,
+           x.loads_out, x.loads_queued, x.loads_refused);
 }
 
 } // namespace karlton

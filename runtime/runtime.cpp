@@ -164,6 +164,10 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   scfg.negative_ttl = opts.negative_ttl;
   scfg.stale_if_error = opts.stale_if_error;
   scfg.load_timeout = opts.load_timeout;
+  // Twice the loader threads: each has one load to run and one ready behind
+  // it. More would only queue in the loaders' mailboxes, where a hung loader
+  // holds them; here they can time out and be refused.
+  scfg.max_loads_out = size_t{2} * opts.loader_concurrency;
   // Writes acknowledged before a crash go to the store before anything else.
   std::shared_ptr<journal> log;
   if (!opts.journal_path.empty()) {

@@ -1,6 +1,8 @@
 // Load timeouts in the shard's plain state, on explicit times: a load that
 // outlives `load_timeout` fails its waiters with `timeout`, leaves the table,
-// and its late answer installs nothing.
+// and its late answer installs nothing. And the cap on loads: a hung loader
+// gets at most max_loads_out of them, at most max_loads_queued wait, and
+// further misses are refused with `overloaded`.
 #include <catch2/catch.hpp>
 
 #include <memory>
@@ -133,15 +135,183 @@ TEST_CASE("loads that finish in time leave no deadlines behind",
   for (uint64_t i = 0; i < 1000; ++i) {
     auto key = "k" + std::to_string(i);
     auto id = t.start(key, std::nullopt, false, 60'000 + i);
+    REQUIRE(t.take_ready().size() == 1); // handed to the loader
     REQUIRE(t.finish(key, id));
   }
   CHECK_FALSE(t.next_deadline_ms());
   // One that hangs holds only its own (and those behind it) until it passes.
   auto hung = t.start("hung", std::nullopt, false, 70'000);
   auto id = t.start("quick", std::nullopt, false, 70'001);
+  REQUIRE(t.take_ready().size() == 2);
   REQUIRE(t.finish("quick", id));
   CHECK(t.next_deadline_ms() == uint64_t{70'000});
   CHECK(t.expire(70'001).size() == 1);
   CHECK_FALSE(t.next_deadline_ms());
   CHECK_FALSE(t.finish("hung", hung)); // its late answer finds nothing
+}
+
+// The defaults of shard_config, which the runtime sets from its options:
+// 2 x loader-concurrency (4 by default) out, 1024 queued.
+constexpr size_t default_out = 8;
+constexpr size_t default_queued = 1024;
+
+TEST_CASE("a hung loader gets at most max-loads-out loads, 1024 more wait, the rest "
+          "are refused",
+          "[loading][load-timeout][load-cap]") {
+  // Without the cap every distinct key started a load at once: all 5000 went
+  // to the loader (and sat in its mailbox) and none was refused.
+  shard_state s{timing_out(60s)};
+  constexpr int keys = 5000;
+  answers told;
+  std::vector<std::pair<std::string, uint64_t>> handed_out; // never answered yet
+  int refused = 0;
+  for (int i = 0; i < keys; ++i) {
+    auto k = "key-" + std::to_string(i);
+    if (auto now =
+          s.get_or_load(k, h(k), at(std::chrono::milliseconds{i}), told.waiter())) {
+      REQUIRE_FALSE(*now);
+      CHECK(now->error() == errc::overloaded);
+      ++refused;
+    }
+    for (auto& load : s.take_loads_to_start())
+      handed_out.push_back(std::move(load));
+    auto st = s.stats();
+    REQUIRE(handed_out.size() <= default_out); // the loader never answers
+    REQUIRE(st.loads_out == handed_out.size());
+    REQUIRE(st.loads_queued <= default_queued);
+    REQUIRE(st.loads_in_flight <= default_out + default_queued); // load entries
+  }
+  auto st = s.stats();
+  CHECK(handed_out.size() == default_out);
+  CHECK(st.loads_queued == default_queued);
+  CHECK(refused == keys - int(default_out + default_queued));
+  CHECK(st.loads_refused == uint64_t(refused));
+  CHECK(st.loads == default_out + default_queued); // refused ones started nothing
+  CHECK(st.load_waiters == default_out + default_queued);
+  CHECK(told.log->empty()); // the refused were answered at once, not told
+  // A caller of a key already loading joins it, full or not.
+  answers joined;
+  REQUIRE_FALSE(s.get_or_load("key-0", h("key-0"), at(5s), joined.waiter()));
+  CHECK(s.stats().coalesced == 1);
+  // The loader comes back: each answer hands out the next queued load, oldest
+  // first, until every accepted key is loaded.
+  std::vector<std::string> loaded;
+  while (!handed_out.empty()) {
+    auto [key, id] = handed_out.front();
+    handed_out.erase(handed_out.begin());
+    s.complete_load(key, id, "v-" + key, 1ms, at(6s));
+    loaded.push_back(key);
+    for (auto& load : s.take_loads_to_start())
+      handed_out.push_back(std::move(load));
+    REQUIRE(handed_out.size() <= default_out);
+  }
+  REQUIRE(loaded.size() == default_out + default_queued);
+  for (size_t i = 0; i < loaded.size(); ++i)
+    CHECK(loaded[i] == "key-" + std::to_string(i));
+  CHECK(told.log->size() == default_out + default_queued);
+  CHECK(*joined.log == std::vector<std::string>{"v-key-0"});
+  st = s.stats();
+  CHECK(st.loads_in_flight == 0);
+  CHECK(st.loads_out == 0);
+  CHECK(st.loads_queued == 0);
+  CHECK(st.load_waiters == 0);
+  CHECK(s.get("key-1031", at(6s)).bytes() == "v-key-1031");
+  // With room again, a new key loads.
+  REQUIRE_FALSE(s.get_or_load("key-4999", h("key-4999"), at(7s), told.waiter()));
+  CHECK(s.take_loads_to_start().size() == 1);
+}
+
+TEST_CASE("queued loads time out at load-timeout, and timed-out loads make room",
+          "[loading][load-timeout][load-cap]") {
+  shard_state s{timing_out(100ms)};
+  answers early, late;
+  auto key = [](size_t i) { return "k" + std::to_string(i); };
+  for (size_t i = 0; i < default_out; ++i)
+    REQUIRE_FALSE(s.get_or_load(key(i), h(key(i)), t0, early.waiter()));
+  auto first = s.take_loads_to_start();
+  REQUIRE(first.size() == default_out);
+  for (size_t i = default_out; i < default_out + 10; ++i)
+    REQUIRE_FALSE(s.get_or_load(key(i), h(key(i)), at(50ms), late.waiter()));
+  CHECK(s.take_loads_to_start().empty());
+  CHECK(s.stats().loads_queued == 10);
+  // The loads out time out; the oldest queued go out in their place.
+  s.cleanup_expired(at(100ms));
+  CHECK(early.log->size() == default_out);
+  CHECK(late.log->empty());
+  auto second = s.take_loads_to_start();
+  REQUIRE(second.size() == default_out);
+  CHECK(second.front().first == key(default_out));
+  CHECK(s.stats().loads_out == default_out);
+  CHECK(s.stats().loads_queued == 2);
+  // 100 ms after they were queued, not after they went out, all time out:
+  // the queued too, and their places in the queue go with them.
+  s.cleanup_expired(at(150ms));
+  CHECK(*late.log == std::vector<std::string>(10, "error:timeout"));
+  auto st = s.stats();
+  CHECK(st.load_timeouts == default_out + 10);
+  CHECK(st.loads_in_flight == 0);
+  CHECK(st.loads_out == 0);
+  CHECK(st.loads_queued == 0);
+  CHECK(s.take_loads_to_start().empty());
+  // Late answers install nothing.
+  for (auto& [k, id] : first)
+    s.complete_load(k, id, std::string{"late"}, 1s, at(1s));
+  CHECK_FALSE(s.get(key(0), at(1s)));
+  CHECK(s.stats().loads_out == 0);
+}
+
+TEST_CASE("a queued load voided by a write still answers its waiters, uncached",
+          "[loading][load-cap]") {
+  shard_state s{timing_out(60s)};
+  answers a;
+  auto key = [](size_t i) { return "k" + std::to_string(i); };
+  for (size_t i = 0; i <= default_out; ++i) // one more than go out
+    REQUIRE_FALSE(s.get_or_load(key(i), h(key(i)), t0, a.waiter()));
+  auto out = s.take_loads_to_start();
+  REQUIRE(out.size() == default_out);
+  auto queued = key(default_out);
+  REQUIRE_FALSE(s.erase(queued, at(1ms))); // voids the queued load (rule 1)
+  s.complete_load(out[0].first, out[0].second, std::string{"v"}, 1ms, at(2ms));
+  auto next = s.take_loads_to_start();
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].first == queued);
+  s.complete_load(next[0].first, next[0].second, std::string{"old"}, 1ms, at(3ms));
+  CHECK(a.log->back() == "old");
+  CHECK_FALSE(s.get(queued, at(3ms))); // not installed
+  CHECK(s.stats().loads_voided == 1);
+}
+
+TEST_CASE("the load table hands out loads in start order within its limits",
+          "[loading][load-cap]") {
+  load_table t{load_table::limits{2, 3}};
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(t.has_room());
+    ids.push_back(
+      t.start("k" + std::to_string(i), std::nullopt, false, uint64_t(100 + i)));
+  }
+  CHECK_FALSE(t.has_room());
+  auto out = t.take_ready();
+  REQUIRE(out.size() == 2);
+  CHECK(out[0] == std::make_pair(std::string{"k0"}, ids[0]));
+  CHECK(out[1] == std::make_pair(std::string{"k1"}, ids[1]));
+  CHECK(t.take_ready().empty());
+  CHECK(t.out() == 2);
+  CHECK(t.queued() == 3);
+  CHECK_FALSE(t.finish("k2", ids[2])); // queued: no answer is for it
+  REQUIRE(t.finish("k1", ids[1]));
+  CHECK(t.has_room());
+  out = t.take_ready();
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].first == "k2");
+  // k0 and k2 (out) and k3 (queued) time out; k4 is next.
+  CHECK(t.expire(103).size() == 3);
+  CHECK(t.out() == 0);
+  CHECK(t.queued() == 1);
+  out = t.take_ready();
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].first == "k4");
+  CHECK(t.size() == 1);
+  CHECK(t.out() == 1);
+  CHECK(t.queued() == 0);
 }

@@ -44,12 +44,20 @@ TEST_CASE("stats of shards add up", "[stats]") {
   b.hit_age.record(20);
   a.negative_hits = 1;
   b.negative_hits = 2;
+  a.loads_out = 4;
+  b.loads_out = 8;
+  a.loads_queued = 1;
+  b.loads_queued = 1024;
+  b.loads_refused = 3;
   a += b;
   CHECK(a.hits == 3);
   CHECK(a.entries == 5);
   CHECK(a.hit_rate() == Approx(0.75));
   CHECK(a.hit_age.count() == 2);
   CHECK(a.negative_hits == 3);
+  CHECK(a.loads_out == 12);
+  CHECK(a.loads_queued == 1025);
+  CHECK(a.loads_refused == 3);
 }
 
 // Found by the messages fuzzer (fuzz/messages.fuzz.cpp): a histogram from

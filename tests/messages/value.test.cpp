@@ -54,11 +54,13 @@ TEST_CASE("message types survive serialization", "[messages]") {
   st.hits = 3;
   st.bytes = 99;
   st.hit_age.record(40);
-  st.negative_hits = 7; // the last field
+  st.negative_hits = 7;
+  st.loads_refused = 11; // the last field
   auto back = round_trip(sys, st);
   CHECK(back.hits == 3);
   CHECK(back.bytes == 99);
   CHECK(back.negative_hits == 7);
+  CHECK(back.loads_refused == 11);
   CHECK(back.hit_age.count() == 1);
   remaining_ttl r;
   r.state = remaining_ttl::expires;

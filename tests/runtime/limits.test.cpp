@@ -171,6 +171,70 @@ TEST_CASE("a loader that never returns leaves no callers and no loads behind",
   CHECK(calls == 1);               // the one loader thread is still in the first
 }
 
+TEST_CASE("a loader that never returns gets a bounded number of loads, the rest are "
+          "refused",
+          "[runtime][loading][load-cap]") {
+  // Without the cap all 3000 keys became loads (3000 load entries and 3000
+  // jobs in the loader's mailbox) and none was refused.
+  latch hung;
+  std::atomic<int> calls{0};
+  runtime rt;
+  cache_options o;
+  o.name = "capped";
+  o.shards = 1;
+  o.loader_concurrency = 1; // so 2 loads out
+  o.load_timeout = 1h;      // nothing times out here: the cap alone bounds them
+  o.loader = [&](const std::string& key) -> caf::expected<std::string> {
+    ++calls;
+    hung.wait(); // returns once the test releases it
+    return "v-" + key;
+  };
+  auto c = rt.create_cache(o);
+  release_on_exit release{hung};
+  REQUIRE(c);
+  constexpr int keys = 3000;
+  constexpr int accepted = 2 + 1024; // out + queued
+  std::vector<std::future<caf::expected<value>>> answers;
+  for (int i = 0; i < keys; ++i)
+    answers.push_back(c->get_or_load_async("key-" + std::to_string(i)));
+  // One shard takes one thread's calls in order: the first `accepted` keys
+  // get loads, every later one is answered at once.
+  auto until = std::chrono::steady_clock::now() + 10s;
+  for (int i = accepted; i < keys; ++i) {
+    REQUIRE(answers[i].wait_until(until) == std::future_status::ready);
+    auto r = answers[i].get();
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == errc::overloaded);
+  }
+  auto st = c->stats();
+  REQUIRE(st);
+  CHECK(st->loads_out == 2);
+  CHECK(st->loads_queued == 1024);
+  CHECK(st->loads_refused == keys - accepted);
+  CHECK(st->loads_in_flight == accepted); // load entries: bounded
+  CHECK(st->load_waiters == accepted);
+  CHECK(calls <= 1); // the one loader thread, in its first load
+  for (int i = 0; i < accepted; ++i)
+    REQUIRE(answers[i].wait_for(0s) == std::future_status::timeout);
+  // Released, the loader works through what was out and then the queue.
+  hung.release();
+  until = std::chrono::steady_clock::now() + 20s;
+  for (int i = 0; i < accepted; ++i) {
+    REQUIRE(answers[i].wait_until(until) == std::future_status::ready);
+    auto r = answers[i].get();
+    REQUIRE(r);
+    CHECK(r->bytes() == "v-key-" + std::to_string(i));
+  }
+  st = c->stats();
+  REQUIRE(st);
+  CHECK(st->loads_in_flight == 0);
+  CHECK(st->loads_out == 0);
+  CHECK(st->loads_queued == 0);
+  CHECK(st->loads_finished == accepted);
+  CHECK(calls == accepted);
+  CHECK(c->get("key-1025")->bytes() == "v-key-1025");
+}
+
 TEST_CASE("a call on many stuck shards waits one call-timeout, not one per shard",
           "[runtime][errors]") {
   // One scheduler thread, blocked in a removal callback: every shard stops
