@@ -19,9 +19,15 @@ bool journal_rewrite(uint64_t bytes, uint64_t rewritten, uint64_t max_bytes) {
 
 uint64_t journal_bytes(const std::vector<write_item>& items) {
   uint64_t n = 0;
-  for (const auto& i : items) // a 16-byte header, the key, the value
-    n += 16 + i.key.size() + (i.erase ? 0 : i.bytes.size());
+  for (const auto& i : items) // a 24-byte header, the key, the value
+    n += 24 + i.key.size() + (i.erase ? 0 : i.bytes.size());
   return n;
+}
+
+uint64_t journal_mark_bytes(uint64_t n) {
+  // A header per 536870911 numbers (a u32 length of 8 bytes each), 8 bytes each.
+  constexpr uint64_t per_record = UINT32_MAX / 8;
+  return (n + per_record - 1) / per_record * 24 + 8 * n;
 }
 
 flush_state::flush_state(flush_config cfg) : cfg_(cfg), rng_(cfg.seed) {}
@@ -35,13 +41,18 @@ bool flush_state::front_journaled() const {
   return pending_.at(order_.front()).latest <= journaled_through_;
 }
 
-std::vector<write_item> flush_state::unstored() const {
-  std::vector<write_item> out;
-  out.reserve(pending_.size() + in_flight_.size());
+numbered_writes flush_state::unstored() const {
+  numbered_writes out;
+  out.items.reserve(pending_.size() + in_flight_.size());
+  out.numbers.reserve(pending_.size() + in_flight_.size());
+  auto keep = [&out](const slot& s) {
+    out.items.push_back(s.item);
+    out.numbers.push_back(s.latest);
+  };
   for (const auto& s : in_flight_)
-    if (pending_.count(s.item.key) == 0) out.push_back(s.item);
+    if (pending_.count(s.item.key) == 0) keep(s);
   for (const auto& key : order_)
-    out.push_back(pending_.at(key).item);
+    keep(pending_.at(key));
   return out;
 }
 
@@ -120,7 +131,9 @@ std::vector<write_item> flush_state::take_batch(time_point) {
 flush_state::stored flush_state::batch_stored() {
   stored out;
   out.count = in_flight_.size();
+  out.numbers.reserve(in_flight_.size());
   for (auto& s : in_flight_) {
+    out.numbers.push_back(s.latest);
     auto i = std::find_if(out.by_shard.begin(), out.by_shard.end(),
                           [&](const auto& p) { return p.first == s.shard; });
     if (i == out.by_shard.end())

@@ -48,8 +48,18 @@ struct flush_config {
 /// max(`max_bytes`, 2 x the unstored writes) plus one group.
 bool journal_rewrite(uint64_t bytes, uint64_t rewritten, uint64_t max_bytes);
 
-/// The bytes `items` take as journal records (runtime/journal.cpp's format).
+/// The bytes `items` take as journal records (runtime/journal_records.cpp's format).
 uint64_t journal_bytes(const std::vector<write_item>& items);
+
+/// The bytes a journal's stored mark of `n` writes takes.
+uint64_t journal_mark_bytes(uint64_t n);
+
+/// Writes with the numbers `flush_state::add` gave them, side by side: what
+/// the journal records, so that a stored mark can name them.
+struct numbered_writes {
+  std::vector<write_item> items;
+  std::vector<uint64_t> numbers;
+};
 
 /// Dirty writes by key, oldest first. Invariants that carry consistency rules
 /// 4 and 5 of DESIGN.md:
@@ -79,7 +89,7 @@ public:
 
   /// The writes the store does not have yet, the newest of each key: what a
   /// journal rewrite must keep.
-  std::vector<write_item> unstored() const;
+  numbered_writes unstored() const;
 
   /// True if a batch should start now: none in flight, not backing off, the
   /// oldest write journaled (with a journal), and a full batch is dirty, or
@@ -96,10 +106,11 @@ public:
   std::vector<write_item> take_batch(time_point now);
 
   /// The batch in flight is stored: which writes of which shard, and how
-  /// many writes that makes.
+  /// many writes that makes; their numbers, for the journal's stored mark.
   struct stored {
     std::vector<std::pair<uint32_t, stored_writes>> by_shard;
     uint64_t count = 0;
+    std::vector<uint64_t> numbers;
   };
   stored batch_stored();
 

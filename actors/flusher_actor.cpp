@@ -67,23 +67,31 @@ void answer_waiters(self_ptr self) {
 void maybe_truncate(self_ptr self) {
   auto& st = self->state;
   if (!st.setup.journal || !st.journal_has_records || st.journal_busy ||
-      st.journal_broken || !st.unjournaled.empty() || st.writes->dirty() > 0)
+      st.journal_broken || !st.unjournaled.items.empty() || st.writes->dirty() > 0)
     return;
   st.journal_has_records = false;
   st.journal_bytes = 0;
   st.journal_rewritten = 0;
+  // An empty journal needs no marks; they are back if the truncation fails.
+  auto marks = std::exchange(st.stored_unmarked, {});
   // Appends sent later queue behind this in the journal writer's mailbox.
   self->request(st.setup.journal, caf::infinite, truncate_atom::value)
     .then([](caf::ok_atom) {},
-          [self]([[maybe_unused]] caf::error& err) {
-            // Harmless: replaying stored writes again stores the same values.
-            // If its sync failed, the next append fails and repairs it.
-            self->state.journal_has_records = true;
+          [self, marks]([[maybe_unused]] caf::error& err) {
+            // The stored records stay: the next group commit marks them, so
+            // a replay still skips them. If its sync failed, the next append
+            // fails and repairs the journal.
+            auto& st = self->state;
+            st.journal_has_records = true;
+            st.stored_unmarked.insert(st.stored_unmarked.begin(), marks.begin(),
+                                      marks.end());
             CAF_LOG_WARNING("karlton: journal truncation failed:" << describe(err));
           });
 }
 
 void maybe_flush(self_ptr self);
+void append_journal(self_ptr self);
+void mark_stored_alone(self_ptr self);
 
 void on_stored(self_ptr self) {
   auto& st = self->state;
@@ -93,7 +101,13 @@ void on_stored(self_ptr self) {
       self->send(st.shards[shard], flushed_atom::value, std::move(writes));
   give_back(self, done.count);
   answer_waiters(self);
-  maybe_truncate(self);
+  // A replay after a crash must skip these now: another writer may store a
+  // newer value of their keys, which the replay would overwrite.
+  if (st.setup.journal && st.journal_has_records)
+    st.stored_unmarked.insert(st.stored_unmarked.end(), done.numbers.begin(),
+                              done.numbers.end());
+  maybe_truncate(self); // or, with nothing left unstored, empty the journal
+  if (st.setup.journal) mark_stored_alone(self);
   maybe_flush(self);
 }
 
@@ -116,8 +130,6 @@ void maybe_flush(self_ptr self) {
           [self](caf::error& err) { on_failed(self, err); });
 }
 
-void append_journal(self_ptr self);
-
 // After a failed rewrite: try again once retry-max has passed (or earlier,
 // with the next write).
 void retry_journal_later(self_ptr self) {
@@ -127,7 +139,39 @@ void retry_journal_later(self_ptr self) {
                      ++st.timer_generation);
 }
 
-// Group commit: one append (one fsync) for everything that queued meanwhile.
+// With no write to append: the stored mark alone, without a sync of its own
+// (journal::mark_stored), so that even a quiet cache's replay skips what the
+// store has. A failure is one of the disk, repaired as a failed append is.
+void mark_stored_alone(self_ptr self) {
+  auto& st = self->state;
+  if (st.stored_unmarked.empty() || !st.journal_has_records || st.journal_busy ||
+      st.journal_broken || !st.unjournaled.items.empty())
+    return; // it rides on the next group commit, or a rewrite makes it moot
+  st.journal_busy = true;
+  auto marks = std::exchange(st.stored_unmarked, {});
+  auto bytes = journal_mark_bytes(marks.size());
+  self->request(st.setup.journal, caf::infinite, stored_atom::value, marks)
+    .then(
+      [self, bytes](caf::ok_atom) {
+        auto& st = self->state;
+        st.journal_busy = false;
+        st.journal_bytes += bytes;
+        append_journal(self);
+        maybe_truncate(self);
+      },
+      [self, marks]([[maybe_unused]] caf::error& err) {
+        auto& st = self->state;
+        st.journal_busy = false;
+        st.journal_broken = true;
+        ++st.journal_failures;
+        CAF_LOG_WARNING("karlton: a journal's stored mark failed:" << describe(err));
+        st.stored_unmarked.insert(st.stored_unmarked.begin(), marks.begin(), marks.end());
+        append_journal(self); // a rewrite
+      });
+}
+
+// Group commit: one append (one fsync) for everything that queued meanwhile,
+// after a stored mark of what the store confirmed since the last one.
 // It becomes a rewrite with only the writes not yet stored when the journal
 // grew past its bound (a steady stream never lets it be truncated), or when
 // an append failed: then the file lacks writes the flusher took, and only a
@@ -135,7 +179,10 @@ void retry_journal_later(self_ptr self) {
 void append_journal(self_ptr self) {
   auto& st = self->state;
   if (st.journal_busy) return;
-  if (st.unjournaled.empty() && st.unjournaled_acks.empty() && !st.journal_broken) return;
+  if (st.unjournaled.items.empty() && st.unjournaled_acks.empty() && !st.journal_broken) {
+    mark_stored_alone(self);
+    return;
+  }
   bool rewrite =
     st.journal_broken || journal_rewrite(st.journal_bytes, st.journal_rewritten,
                                          st.writes->config().journal_max_bytes);
@@ -143,15 +190,23 @@ void append_journal(self_ptr self) {
   st.journal_has_records = true;
   auto acks = std::move(st.unjournaled_acks);
   auto through = st.unjournaled_through;
-  auto n = st.unjournaled.size();
-  auto items = rewrite ? st.writes->unstored() : std::move(st.unjournaled);
-  auto bytes = journal_bytes(items);
-  st.unjournaled.clear();
+  auto n = st.unjournaled.items.size();
+  auto writes = rewrite ? st.writes->unstored() : std::move(st.unjournaled);
+  // A rewrite keeps no stored write, so the marks so far are moot once it
+  // succeeded; an append carries them.
+  auto moot = rewrite ? st.stored_unmarked.size() : 0;
+  auto marks = rewrite ? std::vector<uint64_t>{} : std::exchange(st.stored_unmarked, {});
+  auto bytes = journal_bytes(writes.items) + journal_mark_bytes(marks.size());
+  st.unjournaled = {};
   st.unjournaled_acks.clear();
-  auto done = [self, acks, through, n, bytes, rewrite](caf::ok_atom) mutable {
+  auto done = [self, acks, through, n, bytes, rewrite, moot](caf::ok_atom) mutable {
     auto& st = self->state;
     st.journal_busy = false;
     if (rewrite) {
+      // Only stores confirmed since the rewrite was sent were added after.
+      st.stored_unmarked.erase(st.stored_unmarked.begin(),
+                               st.stored_unmarked.begin() +
+                                 static_cast<std::ptrdiff_t>(moot));
       st.journal_bytes = bytes;
       st.journal_rewritten = bytes;
       st.journal_broken = false;
@@ -168,10 +223,11 @@ void append_journal(self_ptr self) {
     maybe_truncate(self);
     maybe_flush(self);
   };
-  auto failed = [self, acks, rewrite](caf::error& err) mutable {
+  auto failed = [self, acks, rewrite, marks](caf::error& err) mutable {
     auto& st = self->state;
     st.journal_busy = false;
     st.journal_broken = true;
+    st.stored_unmarked.insert(st.stored_unmarked.begin(), marks.begin(), marks.end());
     ++st.journal_failures;
     CAF_LOG_WARNING("karlton: a journal " << (rewrite ? "rewrite" : "append")
                                           << " failed:" << describe(err));
@@ -191,10 +247,14 @@ void append_journal(self_ptr self) {
     retry_journal_later(self);
   };
   if (rewrite)
-    self->request(st.setup.journal, caf::infinite, rewrite_atom::value, std::move(items))
+    self
+      ->request(st.setup.journal, caf::infinite, rewrite_atom::value,
+                std::move(writes.items), std::move(writes.numbers))
       .then(done, failed);
   else
-    self->request(st.setup.journal, caf::infinite, write_atom::value, std::move(items))
+    self
+      ->request(st.setup.journal, caf::infinite, write_atom::value,
+                std::move(writes.items), std::move(writes.numbers), std::move(marks))
       .then(done, failed);
 }
 
@@ -213,10 +273,14 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
         st.shards[shard] = caf::actor_cast<shard_actor>(self->current_sender());
       auto now = now_of(self);
       if (st.setup.journal)
-        st.unjournaled.insert(st.unjournaled.end(), items.begin(), items.end());
+        st.unjournaled.items.insert(st.unjournaled.items.end(), items.begin(),
+                                    items.end());
       uint64_t coalesced = 0;
-      for (auto& i : items)
+      for (auto& i : items) {
         coalesced += st.writes->add(shard, std::move(i), now);
+        if (st.setup.journal)
+          st.unjournaled.numbers.push_back(st.writes->last_accepted());
+      }
       st.unjournaled_through = st.writes->last_accepted();
       give_back(self, coalesced);
       maybe_flush(self);

@@ -36,9 +36,12 @@ struct flusher_state {
   flusher_setup setup;
   std::vector<shard_actor> shards; // by index, learned from their first write
   // Group commit: writes that arrive while an append runs go in the next one.
-  std::vector<write_item> unjournaled;
+  numbered_writes unjournaled;
   std::vector<caf::typed_response_promise<caf::ok_atom>> unjournaled_acks;
   uint64_t unjournaled_through = 0; // flush_state's number of the last of them
+  // The numbers of stored writes whose records no stored mark in the journal
+  // covers yet: the next group commit carries the mark, or it goes alone.
+  std::vector<uint64_t> stored_unmarked;
   bool journal_busy = false;
   bool journal_has_records = false;
   // An append failed: the file lacks writes the flusher took, so nothing more

@@ -30,16 +30,39 @@ store_writer_actor::behavior_type store_writer(store_writer_actor::pointer,
   };
 }
 
+namespace {
+
+std::vector<journal_write> numbered(const std::vector<write_item>& items,
+                                    const std::vector<uint64_t>& numbers) {
+  std::vector<journal_write> out;
+  out.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto& item = items[i];
+    out.push_back(journal_write{i < numbers.size() ? numbers[i] : 0,
+                                item.erase ? store_write{item.key, std::nullopt}
+                                           : store_write{item.key, item.bytes}});
+  }
+  return out;
+}
+
+} // namespace
+
 journal_actor::behavior_type journal_writer(journal_actor::pointer,
                                             std::shared_ptr<journal> log) {
   return {
-    [log](write_atom, const std::vector<write_item>& items) -> caf::result<caf::ok_atom> {
-      if (auto err = log->append(to_store_writes(items))) return err;
+    [log](write_atom, const std::vector<write_item>& items,
+          const std::vector<uint64_t>& numbers,
+          const std::vector<uint64_t>& stored) -> caf::result<caf::ok_atom> {
+      if (auto err = log->append(numbered(items, numbers), stored)) return err;
       return caf::ok_atom::value;
     },
-    [log](rewrite_atom,
-          const std::vector<write_item>& items) -> caf::result<caf::ok_atom> {
-      if (auto err = log->rewrite(to_store_writes(items))) return err;
+    [log](rewrite_atom, const std::vector<write_item>& items,
+          const std::vector<uint64_t>& numbers) -> caf::result<caf::ok_atom> {
+      if (auto err = log->rewrite(numbered(items, numbers))) return err;
+      return caf::ok_atom::value;
+    },
+    [log](stored_atom, const std::vector<uint64_t>& stored) -> caf::result<caf::ok_atom> {
+      if (auto err = log->mark_stored(stored)) return err;
       return caf::ok_atom::value;
     },
     [log](truncate_atom) -> caf::result<caf::ok_atom> {

@@ -15,7 +15,8 @@ namespace karlton {
 store_writer_actor::behavior_type store_writer(store_writer_actor::pointer self,
                                                std::shared_ptr<store> db);
 
-/// Appends each `(write, items)` to `log` with one fsync (a group commit).
+/// Appends each `(write, items, numbers, stored)` to `log` with one fsync (a
+/// group commit); see `journal_actor`.
 journal_actor::behavior_type journal_writer(journal_actor::pointer self,
                                             std::shared_ptr<journal> log);
 

@@ -56,11 +56,16 @@ void journal_seeds(const fs::path& dir) {
       std::fprintf(stderr, "karlton-fuzz-seeds: %s\n", describe(j.error()).c_str());
       std::exit(1);
     }
-    std::vector<store_write> batch{{"k1", std::string{"v1"}},
-                                   {"k2", std::nullopt},
-                                   {"", std::string{}},
-                                   {"key with spaces", std::string(100, 'x')}};
-    if (auto err = j->append(batch)) {
+    std::vector<journal_write> batch{{1, {"k1", std::string{"v1"}}},
+                                     {2, {"k2", std::nullopt}},
+                                     {3, {"", std::string{}}},
+                                     {4, {"key with spaces", std::string(100, 'x')}}};
+    // The second batch rides on a stored mark of the first's writes 1 and 2.
+    std::vector<journal_write> later{{5, {"k1", std::string{"v5"}}}};
+    auto err = j->append(batch);
+    if (!err) err = j->append(later, {1, 2});
+    if (!err) err = j->mark_stored({5});
+    if (err) {
       std::fprintf(stderr, "karlton-fuzz-seeds: %s\n", describe(err).c_str());
       std::exit(1);
     }

@@ -102,15 +102,26 @@ using store_writer_actor = caf::typed_actor<
 /// `(truncate)`: the journal's records are all in the store; empty it.
 using truncate_atom = caf::atom_constant<caf::atom("truncate")>;
 
-/// `(rewrite, items)`: replace the journal's records by `items`.
+/// `(rewrite, items, numbers)`: replace the journal's records by `items`.
 using rewrite_atom = caf::atom_constant<caf::atom("rewrite")>;
 
+/// `(stored, numbers)`: the store has the writes with these numbers; a replay
+/// must not write them (journal::mark_stored).
+using stored_atom = caf::atom_constant<caf::atom("stored")>;
+
 /// The thread that appends to a write-back journal (detached: it fsyncs).
-/// `(write, items)` is answered once the records are durable; `(rewrite,
-/// items)` once the journal holds exactly them, durably (journal::rewrite).
+/// `numbers[i]` is the flusher's number of `items[i]`, rising per cache.
+/// - `(write, items, numbers, stored)`: a stored mark of the writes numbered
+///   `stored` (if any) and the records of `items`, answered once durable.
+/// - `(rewrite, items, numbers)`: answered once the journal holds exactly
+///   them, durably (journal::rewrite).
+/// - `(stored, numbers)`: a stored mark alone, not synced (journal::mark_stored).
 using journal_actor = caf::typed_actor<
-  caf::replies_to<write_atom, std::vector<write_item>>::with<caf::ok_atom>,
-  caf::replies_to<rewrite_atom, std::vector<write_item>>::with<caf::ok_atom>,
+  caf::replies_to<write_atom, std::vector<write_item>, std::vector<uint64_t>,
+                  std::vector<uint64_t>>::with<caf::ok_atom>,
+  caf::replies_to<rewrite_atom, std::vector<write_item>,
+                  std::vector<uint64_t>>::with<caf::ok_atom>,
+  caf::replies_to<stored_atom, std::vector<uint64_t>>::with<caf::ok_atom>,
   caf::replies_to<truncate_atom>::with<caf::ok_atom>>;
 
 /// The write-back flusher of one cache (see actors/flusher_actor.hpp).

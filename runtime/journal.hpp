@@ -14,14 +14,26 @@
 
 namespace karlton {
 
-/// An append-only file of `store_write` records that survives crashes.
+/// A write as the journal records it, with the number its owner gave it. The
+/// numbers rise with each write of a run (a run starts with an empty
+/// journal), so a stored mark can name the writes the store has.
+struct journal_write {
+  uint64_t number = 0;
+  store_write write;
+};
+
+/// An append-only file of numbered `store_write` records that survives crashes.
 ///
 /// Records are appended in batches (`append`); a batch is durable when `append`
-/// returns, so acknowledge a write only after that. On start, `open` finds the
-/// records of the previous run (`recovered`), the owner writes them to the
-/// store, and then empties the journal (`reset`). While it runs, the owner
-/// keeps it bounded with `rewrite`. A crash in the middle of an
-/// append leaves a torn tail, which `open` cuts off: it was never acknowledged.
+/// returns, so acknowledge a write only after that. Once the store confirmed
+/// writes, the owner names their numbers in a stored mark (with the next
+/// `append`, or alone with `mark_stored`). On start, `open` finds the writes of
+/// the previous run that no stored mark covers (`recovered`), the owner writes
+/// them to the store, and then empties the journal (`reset`). So a replay
+/// never writes what the store had confirmed: a newer value another writer
+/// stored since stays. While it runs, the owner keeps the journal bounded
+/// with `rewrite`. A crash in the middle of an append leaves a torn tail,
+/// which `open` cuts off: it was never acknowledged.
 ///
 /// Only the owning actor (one thread at a time) may call a journal. A file can be
 /// held by one journal at a time, in this process or another: a second `open`
@@ -30,8 +42,9 @@ class journal {
 public:
   /// Opens the journal at `path`, or creates it (durably: the directory entry
   /// is synced too). Reads every valid record and cuts off a torn or corrupt
-  /// tail. Errors: `store_failure` naming the path and the system's reason,
-  /// e.g. a missing directory, no permission, or the file held by another journal.
+  /// tail; reads files of format 1 (before stored marks) too. Errors: `store_failure`
+  /// naming the path and the system's reason, e.g. a missing directory, no permission, or
+  /// the file held by another journal.
   static caf::expected<journal> open(const std::string& path);
 
   journal(journal&& other) noexcept;
@@ -41,22 +54,36 @@ public:
   /// Closes the file. Nothing needs syncing: `append` synced what it acknowledged.
   ~journal();
 
-  /// The records `open` found, in append order, to write to the store before
-  /// `reset`. `reset` empties it.
+  /// The writes `open` found that the store may lack, in append order, to
+  /// write to the store before `reset`: every write but those a stored mark
+  /// covers (a write is covered when a mark names it or a later write of its
+  /// key). `reset` empties it.
   const std::vector<store_write>& recovered() const noexcept { return recovered_; }
+
+  /// The writes `open` found and left out of `recovered`: a stored mark covers them.
+  uint64_t already_stored() const noexcept { return already_stored_; }
 
   /// Bytes of torn or corrupt tail that `open` cut off; 0 after a clean stop.
   /// Worth a log line: it is the unacknowledged part of a crashed append.
   uint64_t discarded_bytes() const noexcept { return discarded_bytes_; }
 
-  /// Appends every record of `batch` and syncs them to disk, once for the whole
-  /// batch: when it returns without error, they survive a crash.
+  /// Appends a stored mark naming the writes numbered `stored` (if any), then
+  /// every record of `batch`, and syncs them to disk, once for all: when it
+  /// returns without error, they survive a crash. Number the writes of a run
+  /// uniquely and name a write in a mark only once the store confirmed it.
   /// Errors: `key_too_large`/`value_too_large` for a key or value over 4 GiB - 1
   /// (nothing written); `store_failure` with the path and the system's reason.
-  /// A failed sync leaves the journal unusable (every later `append` and `reset`
-  /// fails): the disk may have lost the data, so only a `rewrite` from memory,
-  /// or a reopen's scan, can be trusted again.
-  caf::error append(const std::vector<store_write>& batch);
+  /// A failed sync leaves the journal unusable (every later `append`,
+  /// `mark_stored` and `reset` fails): the disk may have lost the data, so only
+  /// a `rewrite` from memory, or a reopen's scan, can be trusted again.
+  caf::error append(const std::vector<journal_write>& batch,
+                    const std::vector<uint64_t>& stored = {});
+
+  /// Appends a stored mark naming the writes numbered `stored`, without a sync
+  /// of its own: it survives a crash of the process at once, and one of the
+  /// machine with the next `append`'s sync. (Lost, it only lets a replay write
+  /// stored values again.) Errors: `store_failure`, as for `append`.
+  caf::error mark_stored(const std::vector<uint64_t>& stored);
 
   /// Empties the file, durably. Call it only after the store confirmed every
   /// record appended so far (and the recovered ones). Errors: `store_failure`,
@@ -73,7 +100,7 @@ public:
   /// makes it usable again: the new file is written and synced from memory,
   /// never trusting what the failed sync left. Errors: as `append`; on an
   /// error the journal keeps its old file (broken if it was).
-  caf::error rewrite(const std::vector<store_write>& live);
+  caf::error rewrite(const std::vector<journal_write>& live);
 
   /// Tests only: replaces fdatasync on every journal's files in this process
   /// (the function gets the file descriptor and returns 0 or an errno value),
@@ -83,8 +110,9 @@ public:
   /// The length of the file in bytes.
   uint64_t size_bytes() const noexcept { return size_bytes_; }
 
-  /// The records in the file: the recovered ones plus those appended since
-  /// `open`, or those appended since the last `reset`.
+  /// The writes in the file (stored marks aside): those `open` found (stored
+  /// or not) plus those appended since, or those appended since the last
+  /// `reset` or `rewrite`.
   uint64_t records() const noexcept { return records_; }
 
   const std::string& path() const noexcept { return path_; }
@@ -95,8 +123,13 @@ private:
   /// Makes every later `append` and `reset` fail; returns `err`.
   caf::error fail_for_good(caf::error err);
 
-  /// Encodes `batch` into `buf_`, or fails on a key or value over 4 GiB - 1.
-  caf::error encode_all(const std::vector<store_write>& batch);
+  /// Encodes a stored mark of `stored` (if any) and then `batch` into `buf_`,
+  /// or fails on a key or value over 4 GiB - 1.
+  caf::error encode_all(const std::vector<journal_write>& batch,
+                        const std::vector<uint64_t>& stored);
+
+  /// Writes `buf_` at the end of the file, or cuts a partial write off again.
+  caf::error write_buffer();
 
   /// fdatasync, or the test's replacement.
   static int sync(int fd);
@@ -106,6 +139,7 @@ private:
   uint64_t size_bytes_ = 0;
   uint64_t records_ = 0;
   uint64_t discarded_bytes_ = 0;
+  uint64_t already_stored_ = 0;
   std::vector<store_write> recovered_;
   /// The encoded batch; kept between appends to spare an allocation each.
   std::string buf_;

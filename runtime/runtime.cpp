@@ -54,8 +54,9 @@ void runtime::forget_logger_of_this_thread() {
 namespace {
 
 // Opens the journal at `path` and stores what it recovered: the writes a
-// crash left unstored (stored ones again too: the same values, harmless).
-// Empties it only after the store confirmed.
+// crash left unstored. Not those a stored mark covers: another writer may
+// have stored a newer value since. Empties the journal after the store
+// confirmed, whatever it held, so the numbers of this run's writes start anew.
 caf::expected<journal> replay_journal(const std::string& path, store& db) {
   auto log = journal::open(path);
   if (!log) return std::move(log.error());
@@ -64,8 +65,9 @@ caf::expected<journal> replay_journal(const std::string& path, store& db) {
       return make_error(errc::store_failure,
                         "replaying journal " + path +
                           " into the store failed: " + describe(err));
-    if (auto err = log->reset()) return err;
   }
+  if (log->size_bytes() > 0)
+    if (auto err = log->reset()) return err;
   return log;
 }
 

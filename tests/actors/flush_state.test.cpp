@@ -222,11 +222,19 @@ TEST_CASE("the unstored writes are the newest of each key, in flight or pending"
   fs.add(0, put("a", "2", 3), at(2)); // a newer a waits
   fs.add(0, put("c", "1", 4), at(2));
   std::map<std::string, std::string> got;
-  for (const auto& w : fs.unstored())
+  std::map<std::string, uint64_t> numbers; // what the journal's records carry
+  auto unstored = fs.unstored();
+  REQUIRE(unstored.numbers.size() == unstored.items.size());
+  for (size_t i = 0; i < unstored.items.size(); ++i) {
+    const auto& w = unstored.items[i];
     CHECK(got.emplace(w.key, w.bytes).second); // one per key
+    numbers.emplace(w.key, unstored.numbers[i]);
+  }
   CHECK(got == std::map<std::string, std::string>{{"a", "2"}, {"b", "1"}, {"c", "1"}});
-  fs.batch_stored();
-  CHECK(fs.unstored().size() == 2);
+  CHECK(numbers == std::map<std::string, uint64_t>{{"a", 3}, {"b", 2}, {"c", 4}});
+  // The numbers of what the store took, for the journal's stored mark.
+  CHECK(fs.batch_stored().numbers == std::vector<uint64_t>{1, 2});
+  CHECK(fs.unstored().items.size() == 2);
 }
 
 TEST_CASE("the journal is rewritten at its bound or at twice the last rewrite",
@@ -237,5 +245,7 @@ TEST_CASE("the journal is rewritten at its bound or at twice the last rewrite",
   CHECK_FALSE(journal_rewrite(1599, 800, 1000));
   CHECK(journal_rewrite(1600, 800, 1000));
   CHECK(journal_bytes({put("key", "value", 1), write_item{"gone", {}, true, 2}}) ==
-        16 + 3 + 5 + 16 + 4);
+        24 + 3 + 5 + 24 + 4);
+  CHECK(journal_mark_bytes(0) == 0);
+  CHECK(journal_mark_bytes(3) == 24 + 3 * 8);
 }

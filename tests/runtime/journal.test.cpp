@@ -40,6 +40,15 @@ std::vector<std::string> shown(const std::vector<store_write>& ws) {
   return out;
 }
 
+// Numbers writes as the flusher does: rising, never twice in a process.
+std::vector<journal_write> numbered(const std::vector<store_write>& ws) {
+  static uint64_t next = 1;
+  std::vector<journal_write> out;
+  for (const auto& w : ws)
+    out.push_back(journal_write{next++, w});
+  return out;
+}
+
 template <class... Batches>
 std::vector<store_write> concat(const Batches&... batches) {
   std::vector<store_write> out;
@@ -65,6 +74,13 @@ std::string hex(const std::string& bytes) {
     out += digits[c >> 4];
     out += digits[c & 0xF];
   }
+  return out;
+}
+
+std::string unhex(const std::string& digits) {
+  std::string out;
+  for (size_t i = 0; i + 1 < digits.size(); i += 2)
+    out += static_cast<char>(std::stoi(digits.substr(i, 2), nullptr, 16));
   return out;
 }
 
@@ -99,10 +115,10 @@ TEST_CASE("a reopened journal recovers every appended record in order", "[journa
     auto j = open_ok(path);
     CHECK(j.recovered().empty());
     CHECK(j.path() == path);
-    REQUIRE(j.append(first) == caf::none);
-    REQUIRE(j.append({}) == caf::none);
-    REQUIRE(j.append(second) == caf::none);
-    REQUIRE(j.append(third) == caf::none);
+    REQUIRE(j.append(numbered(first)) == caf::none);
+    REQUIRE(j.append(numbered({})) == caf::none);
+    REQUIRE(j.append(numbered(second)) == caf::none);
+    REQUIRE(j.append(numbered(third)) == caf::none);
     CHECK(j.records() == 6);
     CHECK(j.size_bytes() == file_size(path));
   }
@@ -122,24 +138,92 @@ TEST_CASE("the record format is stable", "[journal]") {
   testing::temp_dir dir{"journal"};
   auto path = dir.file("wal");
   auto j = open_ok(path);
-  REQUIRE(j.append({put("k", "v"), del("gone"),
-                    put("a longer key", "a value of more than eight bytes")}) ==
+  REQUIRE(j.append({{1, put("k", "v")},
+                    {2, del("gone")},
+                    {3, put("a longer key", "a value of more than eight bytes")}}) ==
           caf::none);
-  // One record a line: magic, type, reserved, key length, value length, CRC,
-  // key, value.
+  REQUIRE(j.mark_stored({1, 2}) == caf::none);
+  // One record a line: magic, type, reserved, key length, value length,
+  // number, CRC, key, value. The last is a stored mark of writes 1 and 2.
   // clang-format off
   CHECK(hex(contents(path)) ==
-        "a7" "01" "0000" "01000000" "01000000" "4643063c" "6b" "76"
-        "a7" "02" "0000" "04000000" "00000000" "1e3fdcd2" "676f6e65"
-        "a7" "01" "0000" "0c000000" "20000000" "64992322" "61206c6f6e676572206b6579"
-          "612076616c7565206f66206d6f7265207468616e206569676874206279746573");
+        "a8" "01" "0000" "01000000" "01000000" "0100000000000000" "be9d32eb" "6b" "76"
+        "a8" "02" "0000" "04000000" "00000000" "0200000000000000" "f8cb3fae" "676f6e65"
+        "a8" "01" "0000" "0c000000" "20000000" "0300000000000000" "cec7aa42"
+          "61206c6f6e676572206b6579"
+          "612076616c7565206f66206d6f7265207468616e206569676874206279746573"
+        "a8" "03" "0000" "00000000" "10000000" "0000000000000000" "c3b3eb18"
+          "01000000000000000200000000000000");
   // clang-format on
+}
+
+TEST_CASE("a journal of format 1, before stored marks, is still replayed whole",
+          "[journal]") {
+  // What an older binary left at a crash: the three records above without
+  // their numbers. A new build must replay them, and may append after them.
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  // clang-format off
+  append_raw(path, unhex(
+    "a7" "01" "0000" "01000000" "01000000" "4643063c" "6b" "76"
+    "a7" "02" "0000" "04000000" "00000000" "1e3fdcd2" "676f6e65"
+    "a7" "01" "0000" "0c000000" "20000000" "64992322" "61206c6f6e676572206b6579"
+      "612076616c7565206f66206d6f7265207468616e206569676874206279746573"));
+  // clang-format on
+  std::vector<std::string> old{"put k=v", "del gone",
+                               "put a longer key=a value of more than eight bytes"};
+  {
+    auto j = open_ok(path);
+    CHECK(shown(j.recovered()) == old);
+    CHECK(j.discarded_bytes() == 0);
+    CHECK(j.size_bytes() == file_size(path));
+    REQUIRE(j.append({{1, put("new", "1")}}) == caf::none);
+    REQUIRE(j.mark_stored({1}) == caf::none); // no old write has a number
+  }
+  auto j = open_ok(path);
+  CHECK(shown(j.recovered()) == old);
+  CHECK(j.already_stored() == 1);
+  CHECK(j.records() == 4);
+}
+
+TEST_CASE("a replay leaves out each write a stored mark names and the older "
+          "writes of its key",
+          "[journal]") {
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  {
+    auto j = open_ok(path);
+    REQUIRE(j.append({{1, put("a", "1")}, {2, put("b", "1")}, {3, put("a", "2")}}) ==
+            caf::none);
+    // The store took a=1; the mark rides on the next group commit.
+    REQUIRE(j.append({{4, del("c")}}, {1}) == caf::none);
+  }
+  {
+    auto j = open_ok(path);
+    CHECK(shown(j.recovered()) ==
+          std::vector<std::string>{"put b=1", "put a=2", "del c"});
+    CHECK(j.already_stored() == 1);
+    CHECK(j.records() == 4);
+    // The store took a=2 (so a=1 is moot too), b=1 and the delete of c; b
+    // has a newer write since, which no mark names. A mark alone, unsynced.
+    REQUIRE(j.append({{5, put("b", "2")}}) == caf::none);
+    REQUIRE(j.mark_stored({3, 2, 4, 99}) == caf::none); // 99: no such write
+  }
+  auto j = open_ok(path);
+  CHECK(shown(j.recovered()) == std::vector<std::string>{"put b=2"});
+  CHECK(j.already_stored() == 4);
+  CHECK(j.records() == 5);
+  CHECK(j.discarded_bytes() == 0);
+  // Emptied, as the runtime does after every replay.
+  REQUIRE(j.reset() == caf::none);
+  CHECK(j.already_stored() == 0);
+  CHECK(open_ok(path).recovered().empty());
 }
 
 TEST_CASE("reset empties the journal and a reopened one finds nothing", "[journal]") {
   testing::temp_dir dir{"journal"};
   auto path = dir.file("wal");
-  REQUIRE(open_ok(path).append({put("a", "1"), put("b", "2")}) == caf::none);
+  REQUIRE(open_ok(path).append(numbered({put("a", "1"), put("b", "2")})) == caf::none);
   {
     auto j = open_ok(path);
     CHECK(j.recovered().size() == 2);
@@ -153,7 +237,7 @@ TEST_CASE("reset empties the journal and a reopened one finds nothing", "[journa
     auto j = open_ok(path);
     CHECK(j.recovered().empty());
     CHECK(j.records() == 0);
-    REQUIRE(j.append({put("c", "3")}) == caf::none);
+    REQUIRE(j.append(numbered({put("c", "3")})) == caf::none);
   }
   CHECK(shown(open_ok(path).recovered()) == std::vector<std::string>{"put c=3"});
 }
@@ -167,9 +251,9 @@ TEST_CASE("a torn or corrupt tail is cut off and later appends survive a reopen"
   uint64_t acked_size = 0;
   {
     auto j = open_ok(path);
-    REQUIRE(j.append(acked) == caf::none);
+    REQUIRE(j.append(numbered(acked)) == caf::none);
     acked_size = j.size_bytes();
-    REQUIRE(j.append(last) == caf::none);
+    REQUIRE(j.append(numbered(last)) == caf::none);
   }
   auto full_size = file_size(path);
   auto expected = acked;
@@ -201,7 +285,7 @@ TEST_CASE("a torn or corrupt tail is cut off and later appends survive a reopen"
     CHECK(j.size_bytes() == kept_size);
     CHECK(file_size(path) == kept_size);
     CHECK(j.discarded_bytes() > 0);
-    REQUIRE(j.append({put("after", "reopen")}) == caf::none);
+    REQUIRE(j.append(numbered({put("after", "reopen")})) == caf::none);
   }
   auto j = open_ok(path);
   CHECK(shown(j.recovered()) ==
@@ -222,7 +306,7 @@ TEST_CASE("ten thousand records in a hundred batches round trip", "[journal]") {
         auto key = "key-" + std::to_string(n);
         batch.push_back(n % 7 == 0 ? del(key) : put(key, std::string(n % 300, char(n))));
       }
-      REQUIRE(j.append(batch) == caf::none);
+      REQUIRE(j.append(numbered(batch)) == caf::none);
       all.insert(all.end(), batch.begin(), batch.end());
     }
     CHECK(j.records() == 10'000);
@@ -254,7 +338,7 @@ TEST_CASE("a file is held by one journal at a time", "[journal]") {
   CHECK(describe(second.error()).find("held by another journal") != std::string::npos);
   // A move hands the file over; the lock goes with it.
   auto moved = std::move(first);
-  REQUIRE(moved.append({put("k", "v")}) == caf::none);
+  REQUIRE(moved.append(numbered({put("k", "v")})) == caf::none);
   CHECK_FALSE(journal::open(path));
   { auto gone = std::move(moved); }
   CHECK(shown(open_ok(path).recovered()) == std::vector<std::string>{"put k=v"});
@@ -267,15 +351,15 @@ TEST_CASE("a rewrite keeps exactly the given records and repairs a failed sync",
   sync_faults faults;
   {
     auto j = open_ok(path);
-    REQUIRE(j.append({put("a", "1"), put("b", "2")}) == caf::none);
+    REQUIRE(j.append(numbered({put("a", "1"), put("b", "2")})) == caf::none);
     failing_syncs = 1;
-    CHECK(j.append({put("a", "3")}) != caf::none);
+    CHECK(j.append(numbered({put("a", "3")})) != caf::none);
     // Broken: no later append is trusted, even with the disk back.
-    CHECK(j.append({put("c", "4")}) != caf::none);
-    REQUIRE(j.rewrite({put("a", "3"), put("c", "4")}) == caf::none);
+    CHECK(j.append(numbered({put("c", "4")})) != caf::none);
+    REQUIRE(j.rewrite(numbered({put("a", "3"), put("c", "4")})) == caf::none);
     CHECK(j.records() == 2);
     CHECK(j.size_bytes() == file_size(path));
-    REQUIRE(j.append({del("b")}) == caf::none);
+    REQUIRE(j.append(numbered({del("b")})) == caf::none);
     CHECK_FALSE(std::filesystem::exists(path + ".rewrite"));
     CHECK_FALSE(journal::open(path)); // the new file is held as the old one was
   }
@@ -289,11 +373,12 @@ TEST_CASE("a failed rewrite leaves the old journal in place", "[journal]") {
   sync_faults faults;
   {
     auto j = open_ok(path);
-    REQUIRE(j.append({put("a", "1")}) == caf::none);
+    REQUIRE(j.append(numbered({put("a", "1")})) == caf::none);
     failing_syncs = 1;
-    CHECK(j.rewrite({put("z", "9")}) != caf::none);
+    CHECK(j.rewrite(numbered({put("z", "9")})) != caf::none);
     CHECK_FALSE(std::filesystem::exists(path + ".rewrite"));
-    REQUIRE(j.append({put("b", "2")}) == caf::none); // a failed rewrite breaks nothing
+    REQUIRE(j.append(numbered({put("b", "2")})) ==
+            caf::none); // a failed rewrite breaks nothing
   }
   CHECK(shown(open_ok(path).recovered()) ==
         std::vector<std::string>{"put a=1", "put b=2"});

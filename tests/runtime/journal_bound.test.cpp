@@ -88,7 +88,7 @@ TEST_CASE("a journal under a steady write stream for 60 s stays under its bound"
   o.batch_size = 200;
   o.flush_interval = 20ms; // always something dirty: the journal is never emptied
   constexpr int keys_per_writer = 500;
-  constexpr uint64_t record_bytes = 16 + 8 + 100; // header, key "w1-00499", value
+  constexpr uint64_t record_bytes = 24 + 8 + 100; // header, key "w1-00499", value
   const uint64_t bound =
     std::max<uint64_t>(o.journal_max_bytes, 2 * 1000 * record_bytes) +
     1000 * record_bytes;
