@@ -89,6 +89,9 @@ public:
   /// Due after `start`, `finish` and `expire` (they make room).
   std::vector<std::pair<std::string, uint64_t>> take_ready();
 
+  /// True if `take_ready` would hand out a load now.
+  bool has_ready() const noexcept { return queued_ > 0 && out_ < limits_.max_out; }
+
   struct timed_out {
     std::string key;
     std::vector<load_waiter> waiters;

@@ -1,9 +1,11 @@
 #include "actors/shard_actor.hpp"
 
 #include <algorithm>
+#include <type_traits>
 
 #include <caf/all.hpp>
 
+#include "actors/shard_ops.hpp"
 #include "messages/errors.hpp"
 
 namespace karlton {
@@ -29,14 +31,13 @@ void arm_expiry(self_ptr self) {
                      ++st.timer_generation);
 }
 
-void dispatch_loads(self_ptr self);
+void after_change(self_ptr self);
 
-// Completes a load in the state, then starts what that made due.
+// Completes a load in the state, then does what that made due.
 void finish_load(self_ptr self, const std::string& key, uint64_t id,
                  caf::expected<std::string> result, caf::timespan took) {
   self->state.cache->complete_load(key, id, std::move(result), took, now_of(self));
-  dispatch_loads(self);
-  arm_expiry(self);
+  after_change(self);
 }
 
 // Asks the user's loader actor for each load. Unlike our own workers it may
@@ -65,8 +66,9 @@ void ask_user_loader(self_ptr self, std::string key, uint64_t id) {
 
 // Hands the loads the state started to the loader workers, round robin. In
 // write-back mode the "workers" are the flusher, which answers a key it holds
-// a write for: so any write the state made must be sent before (send_writes),
-// as CAF keeps the order of one sender's messages to one receiver.
+// a write for: so any write the state made must be sent before (see
+// after_change), as CAF keeps the order of one sender's messages to one
+// receiver.
 void dispatch_loads(self_ptr self) {
   auto& st = self->state;
   if (st.user_loader) {
@@ -91,31 +93,15 @@ void arm_room(self_ptr self) {
   self->delayed_send(self, delay + std::chrono::milliseconds{1}, room_atom::value);
 }
 
-void send_cascades(self_ptr self);
-void send_broadcasts(self_ptr self);
-
 // Hands the writes the state made to the store writer (write-through) or
 // the flusher (write-back), as one message, and completes them on the answer.
 void send_writes(self_ptr self) {
   auto& st = self->state;
   auto items = st.cache->take_writes();
-  if (items.empty()) {
-    arm_room(self);
-    return;
-  }
   std::vector<uint64_t> seqs;
   seqs.reserve(items.size());
   for (const auto& i : items)
     seqs.push_back(i.seq);
-  auto done = [self, seqs](caf::ok_atom) {
-    self->state.cache->writes_done(seqs, caf::none, now_of(self));
-    send_cascades(self);   // write-through erases happen now
-    send_broadcasts(self); // and write-through writes reach the cache
-    arm_expiry(self);
-  };
-  auto failed = [self, seqs](caf::error& err) {
-    self->state.cache->writes_done(seqs, err, now_of(self));
-  };
   if (st.write_flusher && !st.acks_wait_for_journal) {
     // Handed over is accepted: the flusher's mailbox is as safe as its
     // memory, and max-dirty was taken already. Not waiting for its answer
@@ -124,16 +110,28 @@ void send_writes(self_ptr self) {
       ->request(st.write_flusher, caf::infinite, write_atom::value, st.index,
                 std::move(items))
       .then([](caf::ok_atom) {}, [](caf::error&) {});
-    done(caf::ok_atom::value);
-  } else if (st.write_flusher) {
+    // What completing them makes due is done by the caller, after_change.
+    st.cache->writes_done(seqs, caf::none, now_of(self));
+    return;
+  }
+  // Write-through: erases and writes reach the cache now, which makes
+  // cascades and broadcasts.
+  auto done = [self, seqs](caf::ok_atom) {
+    self->state.cache->writes_done(seqs, caf::none, now_of(self));
+    after_change(self);
+  };
+  auto failed = [self, seqs](caf::error& err) {
+    self->state.cache->writes_done(seqs, err, now_of(self));
+    after_change(self);
+  };
+  if (st.write_flusher)
     self
       ->request(st.write_flusher, caf::infinite, write_atom::value, st.index,
                 std::move(items))
       .then(done, failed);
-  } else
+  else
     self->request(st.store_writer, caf::infinite, write_atom::value, std::move(items))
       .then(done, failed);
-  arm_room(self);
 }
 
 // Hands keys erased in a cache that uses dependencies to the bus, which
@@ -152,7 +150,6 @@ void send_cascades(self_ptr self) {
 // and clears. Sent as they happen; the peer batches them for the network.
 void send_broadcasts(self_ptr self) {
   auto& st = self->state;
-  if (!st.peer) return;
   std::vector<invalidation> items;
   auto now_ns = wall_clock_ns();
   if (st.cache->take_cleared())
@@ -165,20 +162,76 @@ void send_broadcasts(self_ptr self) {
                    std::move(c.key),
                    {},
                    now_ns});
-  if (!items.empty()) self->send(st.peer, broadcast_atom::value, std::move(items));
+  if (st.peer) self->send(st.peer, broadcast_atom::value, std::move(items));
 }
 
-// A write's answer as a response promise of `T`, from the write's bool.
-template <class T>
-auto deliver_write(caf::typed_response_promise<T> rp) {
-  return [rp](caf::expected<bool> r) mutable {
+// The one step after anything changed the shard, whether a request, a job
+// of the doorbell loop, a timer or an answer: hands over what the change
+// left in the state's outboxes (writes, loads, cascades, broadcasts), arms
+// the timers it made due, and frees what a purge buried, in that order.
+void after_change(self_ptr self) {
+  auto& st = self->state;
+  // Writes before loads: the flusher must hold a key's write before it
+  // answers a load of it, or the load reads the store's older row.
+  if (st.cache->pending_effects().writes) send_writes(self);
+  // Read after the writes: accepting them at once may have made more.
+  auto fx = st.cache->pending_effects();
+  if (fx.loads) dispatch_loads(self);
+  if (fx.cascades) send_cascades(self);     // the dependents of erased keys
+  if (fx.broadcasts) send_broadcasts(self); // what other nodes must drop
+  if (fx.parked) arm_room(self);
+  if (fx.buried && !st.reclaim_pending) {
+    // Sent, not done: the answer of the purge that buried them goes first.
+    st.reclaim_pending = true;
+    self->send(self, reclaim_atom::value);
+  }
+  // No flag for "the next expiry moved": this check against the armed
+  // deadline is that test, at the cost of a few comparisons.
+  arm_expiry(self);
+}
+
+// An op's answer as a request's: a put's unit is `ok_atom`.
+template <class R, class T>
+caf::result<R> as_result(caf::expected<T>&& r) {
+  if (!r) return std::move(r.error());
+  if constexpr (std::is_same_v<R, caf::ok_atom>)
+    return caf::ok_atom::value;
+  else
+    return std::move(*r);
+}
+
+// The `later` of an op the actor runs: delivers to the request's promise.
+template <class R>
+struct deliver_to {
+  caf::typed_response_promise<R> rp;
+  template <class T>
+  void operator()(caf::expected<T> r) {
     if (!r)
       rp.deliver(std::move(r.error()));
-    else if constexpr (std::is_same_v<T, bool>)
-      rp.deliver(*r);
-    else
+    else if constexpr (std::is_same_v<R, caf::ok_atom>)
       rp.deliver(caf::ok_atom::value);
-  };
+    else
+      rp.deliver(std::move(*r));
+  }
+};
+
+// Runs `op` (actors/shard_ops.hpp: the same op a plain thread's job runs),
+// then the after-change step, and answers the request with what `op`
+// answered: now, or through a response promise when it answers later.
+template <class R, class Op>
+caf::result<R> run(self_ptr self, Op op) {
+  auto& cache = *self->state.cache;
+  auto now = now_of(self);
+  if constexpr (answers_later<Op, deliver_to<R>>) {
+    deliver_to<R> later{self->make_response_promise<R>()};
+    if (auto r = op(cache, now, later)) later(std::move(*r));
+    after_change(self);
+    return later.rp;
+  } else {
+    auto r = op(cache, now);
+    after_change(self);
+    return as_result<R>(std::move(r));
+  }
 }
 
 } // namespace
@@ -209,9 +262,13 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
   st.cache_name = std::move(setup.cache_name);
   return {
     [=](caf::get_atom, const std::string& key) {
-      return self->state.cache->get(key, now_of(self));
+      auto hash = static_cast<uint32_t>(hash_key(key));
+      return run<value>(self, shard_ops::get<std::string_view>{key, hash});
     },
     [=](caf::get_atom, const std::vector<std::string>& keys) {
+      // Not an op of shard_ops.hpp: a plain thread's batch holds its keys in
+      // one buffer per shard and answers with their positions; both end in
+      // `shard_state::get_many`.
       std::vector<shard_state::key_ref> refs;
       refs.reserve(keys.size());
       for (const auto& k : keys)
@@ -220,87 +277,30 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       out.reserve(keys.size());
       self->state.cache->get_many(refs, now_of(self),
                                   [&](value v) { out.push_back(std::move(v)); });
+      after_change(self);
       return out;
     },
-    [=](caf::put_atom, value& v, ttl t) -> caf::result<caf::ok_atom> {
-      auto rp = self->make_response_promise<caf::ok_atom>();
-      auto answer = deliver_write(rp);
-      if (auto now = self->state.cache->write(std::move(v), t, now_of(self), answer))
-        answer(std::move(*now));
-      send_writes(self);
-      send_broadcasts(self);
-      arm_expiry(self);
-      return rp;
+    [=](caf::put_atom, value& v, ttl t) {
+      return run<caf::ok_atom>(self, shard_ops::put{std::move(v), t});
     },
-    [=](caf::put_atom, std::vector<value>& vs, ttl t) -> caf::result<caf::ok_atom> {
-      // All or nothing: check every value before storing any.
-      const auto& cfg = self->state.cache->config();
-      for (const auto& v : vs)
-        if (auto err = check_sizes(cfg, v.key().size(), v.bytes().size())) return err;
-      auto rp = self->make_response_promise<caf::ok_atom>();
-      // One answer when every write is done; the first error wins.
-      auto left = std::make_shared<size_t>(vs.size());
-      auto first_error = std::make_shared<caf::error>();
-      auto one_done = [rp, left, first_error](caf::expected<bool> r) mutable {
-        if (!r && !*first_error) *first_error = std::move(r.error());
-        if (--*left > 0) return;
-        if (*first_error)
-          rp.deliver(*first_error);
-        else
-          rp.deliver(caf::ok_atom::value);
-      };
-      if (vs.empty()) rp.deliver(caf::ok_atom::value);
-      auto now = now_of(self);
-      for (auto& v : vs)
-        if (auto r = self->state.cache->write(std::move(v), t, now, one_done))
-          one_done(std::move(*r));
-      send_writes(self);
-      send_broadcasts(self);
-      arm_expiry(self);
-      return rp;
+    [=](caf::put_atom, std::vector<value>& vs, ttl t) {
+      return run<caf::ok_atom>(self, shard_ops::put_many{std::move(vs), t});
     },
-    [=](caf::delete_atom, const std::string& key) -> caf::result<bool> {
-      auto rp = self->make_response_promise<bool>();
-      auto answer = deliver_write(rp);
-      if (auto now = self->state.cache->write_erase(key, now_of(self), answer))
-        answer(std::move(*now));
-      send_writes(self);
-      send_cascades(self);
-      send_broadcasts(self);
-      return rp;
+    [=](caf::delete_atom, const std::string& key) {
+      return run<bool>(self, shard_ops::erase<std::string_view>{key});
     },
     [=](contains_atom, const std::string& key) {
-      return self->state.cache->contains(key, now_of(self));
+      return run<bool>(self, shard_ops::contains<std::string_view>{key});
     },
     [=](ttl_atom, const std::string& key) {
-      return self->state.cache->ttl_of(key, now_of(self));
+      return run<remaining_ttl>(self, shard_ops::ttl_of<std::string_view>{key});
     },
-    [=](clear_atom) {
-      auto n = self->state.cache->clear();
-      send_broadcasts(self);
-      return n;
-    },
-    [=](stats_atom) { return self->state.cache->stats(); },
-    [=](cleanup_atom) {
-      auto n = self->state.cache->cleanup_expired(now_of(self));
-      dispatch_loads(self); // timed-out loads made room
-      arm_expiry(self);
-      return n;
-    },
-    [=](load_atom, const std::string& key) -> caf::result<value> {
-      auto rp = self->make_response_promise<value>();
-      auto deliver = [rp](caf::expected<value> r) mutable {
-        if (r)
-          rp.deliver(std::move(*r));
-        else
-          rp.deliver(std::move(r.error()));
-      };
+    [=](clear_atom) { return run<uint64_t>(self, shard_ops::clear{}); },
+    [=](stats_atom) { return run<cache_stats>(self, shard_ops::stats{}); },
+    [=](cleanup_atom) { return run<uint64_t>(self, shard_ops::cleanup{}); },
+    [=](load_atom, const std::string& key) {
       auto hash = static_cast<uint32_t>(hash_key(key));
-      if (auto now = self->state.cache->get_or_load(key, hash, now_of(self), deliver))
-        deliver(std::move(*now));
-      dispatch_loads(self);
-      arm_expiry(self); // a load started now times out by the timer
-      return rp;
+      return run<value>(self, shard_ops::load<std::string_view>{key, hash});
     },
     [=](load_outcome& out) {
       caf::expected<std::string> result = std::move(out.bytes);
@@ -316,8 +316,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
           ++n;
         if (n == 0) {
           if (st.inbox->release_doorbell()) continue; // a job slipped in
-          arm_expiry(self);
-          return;
+          return; // each batch was followed by after_change
         }
         // Read after the pops, so the time is later than each of these jobs
         // was pushed: a job pushed after a stall (SIGSTOP, a starved VM) is
@@ -332,72 +331,67 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
             batch[i]->prefetch(*st.cache, step);
         for (int i = 0; i < n; ++i)
           batch[i]->run(*st.cache, now);
-        // Writes before loads: the flusher must hold a key's write before it
-        // answers a load of it, or the load reads the store's older row.
-        send_writes(self);     // the batch's writes
-        dispatch_loads(self);  // the loads it started
-        send_cascades(self);   // the dependents of keys it erased
-        send_broadcasts(self); // and what other nodes must drop
+        // Once per batch, not per job: the batch's writes go as one message.
+        after_change(self);
         done += n;
       }
-      arm_expiry(self);
       // Still busy: keep the doorbell claimed and come back after the mailbox.
       self->send(self, doorbell_atom::value);
     },
-    [=](caf::put_atom, value& v, ttl t,
-        const dependencies& deps) -> caf::result<caf::ok_atom> {
-      auto err = self->state.cache->put(std::move(v), t, now_of(self), deps);
-      send_broadcasts(self);
-      arm_expiry(self);
-      if (err) return err;
-      return caf::ok_atom::value;
+    [=](caf::put_atom, value& v, ttl t, const dependencies& deps) {
+      using op = shard_ops::put_with_deps<const dependencies&>;
+      return run<caf::ok_atom>(self, op{std::move(v), t, deps});
     },
     [=](purge_atom, const std::vector<std::string>& names, purge_cause cause,
         uint32_t level) {
       auto out = self->state.cache->purge(names, cause, level);
-      // The answer goes first; the removed values are freed after it.
-      if (self->state.cache->has_buried()) self->send(self, reclaim_atom::value);
+      after_change(self); // frees what the purge removed, after this answer
       return out;
     },
     [=](reclaim_atom) {
-      // In chunks, so reads and writes get in between.
-      if (self->state.cache->free_buried(reclaim_batch) > 0)
-        self->send(self, reclaim_atom::value);
+      // In chunks, so reads and writes get in between: after_change sends
+      // the next chunk's reminder if any is left.
+      self->state.reclaim_pending = false;
+      self->state.cache->free_buried(reclaim_batch);
+      after_change(self);
     },
     [=](graph_atom) { return self->state.cache->dependency_edges(); },
     [=](evict_atom, const std::vector<std::string>& keys) {
       auto n = self->state.cache->evict(keys, now_of(self));
-      send_cascades(self); // their dependents go too, on this node
+      after_change(self); // their dependents go too, on this node
       return n;
     },
     [=](evict_atom, const std::vector<std::string>& keys, bool cascade) {
       auto n = self->state.cache->evict(keys, now_of(self), cascade);
-      send_cascades(self);
+      after_change(self);
       return n;
     },
-    [=](evict_atom) { return self->state.cache->evict_all(); },
+    [=](evict_atom) {
+      auto n = self->state.cache->evict_all();
+      after_change(self);
+      return n;
+    },
     [=](evict_atom, caf::timespan limit) {
       auto n = self->state.cache->cap_ttl(now_of(self), limit);
-      arm_expiry(self);
+      after_change(self);
       return n;
     },
     [=](sync_atom) -> caf::result<std::vector<std::string>> {
       // Our broadcasts go first; the peer gets the sync after them (one
       // sender, one receiver: CAF keeps the order), so it covers them.
-      send_broadcasts(self);
+      after_change(self);
       if (!self->state.peer) return std::vector<std::string>{};
       return self->delegate(self->state.peer, sync_atom::value);
     },
     [=](flushed_atom, const stored_writes& writes) {
       self->state.cache->mark_stored(writes);
+      after_change(self);
     },
     [=](room_atom) {
       // From the flusher (room was made) or from our own parked-write timer.
       self->state.room_timer_armed = false;
       self->state.cache->retry_parked(now_of(self));
-      send_writes(self);
-      send_broadcasts(self);
-      arm_expiry(self);
+      after_change(self);
     },
     [=](expire_atom, uint64_t generation) {
       auto& st = self->state;
@@ -405,15 +399,15 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       st.armed_for.reset();
       auto now = now_of(self);
       st.cache->cleanup_expired(now, expiry_batch);
-      dispatch_loads(self); // loads that timed out made room for queued ones
       auto next = st.cache->next_expiry();
       if (next && *next <= now) {
         // More already due: continue right after the mailbox, not in one go.
-        st.armed_for = now;
+        // Armed for the earliest due, so no later deadline re-arms (which
+        // would make this tick stale and wait a millisecond).
+        st.armed_for = next;
         self->send(self, expire_atom::value, ++st.timer_generation);
-        return;
       }
-      arm_expiry(self);
+      after_change(self);
     },
   };
 }

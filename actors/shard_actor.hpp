@@ -68,6 +68,7 @@ struct shard_actor_state {
   peer_actor peer;
   std::string cache_name;
   bool room_timer_armed = false; // a timer for parked writes is pending
+  bool reclaim_pending = false;  // a `reclaim` reminder is on its way
   loader_actor user_loader;
 
   static inline const char* name = "karlton.shard";

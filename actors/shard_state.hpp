@@ -131,6 +131,18 @@ constexpr uint32_t xfetch_draws_per_delta = 4;
 /// entry larger than the shard's `max_bytes` is refused too (`value_too_large`).
 caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_size);
 
+/// What changes left for the shard actor to do, read off a `shard_state`'s
+/// outboxes rather than reported by each operation, so none can forget to
+/// report what it queued. The actor's one after-change step does each.
+struct shard_effects {
+  bool writes = false;     ///< writes for the store writer or flusher (`take_writes`)
+  bool loads = false;      ///< loads to hand to a loader (`take_loads_to_start`)
+  bool cascades = false;   ///< erased names for the bus to cascade (`take_cascades`)
+  bool broadcasts = false; ///< puts, erases, clears other nodes must hear of
+  bool parked = false;     ///< writes waiting for room under `max-dirty`
+  bool buried = false;     ///< values a purge removed, to free after its answer
+};
+
 /// One shard's cache. Only the owning shard actor may call it.
 class shard_state {
 public:
@@ -307,6 +319,14 @@ public:
     return out;
   }
   bool take_cleared() { return std::exchange(cleared_out_, false); }
+
+  /// What the changes so far left to do (nothing is taken). Cheap: one
+  /// check per outbox, made after every message the shard handles.
+  shard_effects pending_effects() const noexcept {
+    return {!outbox_.empty(),       loads_.has_ready(),
+            !cascades_out_.empty(), !changed_out_.empty() || cleared_out_,
+            !parked_.empty(),       !buried_.empty()};
+  }
 
   /// True if `key` is cached and not expired. Counts neither hit nor miss.
   bool contains(std::string_view key, time_point now) const;

@@ -8,7 +8,6 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstring>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -23,6 +22,7 @@
 #include <caf/expected.hpp>
 #include <caf/unit.hpp>
 
+#include "actors/shard_ops.hpp"
 #include "messages/errors.hpp"
 #include "runtime/ingress.hpp"
 
@@ -244,21 +244,13 @@ public:
 
   Sink sink;
 
-protected:
-  uint32_t key_hash() const noexcept { return key_hash_; }
-
 private:
   std::atomic<int> refs_{2};
   uint32_t key_hash_; // the key's `value::table_hash`
 };
 
-/// Ops come in two kinds: `op(state, now)` returns the answer, and
-/// `op(state, now, later)` returns it if it has one now, or nothing and
-/// calls `later(answer)` when it has (a write waiting for the store).
-template <class Op, class Later>
-constexpr bool answers_later = std::is_invocable_v<Op&, shard_state&, time_point, Later>;
-
-/// A call answered by `op` on the shard that owns its key.
+/// A call answered by `op` (one of actors/shard_ops.hpp) on the shard that
+/// owns its key.
 template <class R, class Op, class Sink>
 class single_call final : public keyed_call<R, Sink> {
 public:
@@ -278,54 +270,6 @@ public:
 
 private:
   Op op_;
-};
-
-/// A key copied into a job. Keys up to 46 bytes (most keys) live inline, so
-/// queuing a call on one key costs one allocation, not two.
-class small_key {
-public:
-  explicit small_key(std::string_view k) : size_(static_cast<uint32_t>(k.size())) {
-    char* dst = inline_;
-    if (k.size() > sizeof(inline_)) {
-      heap_.reset(new char[k.size()]);
-      dst = heap_.get();
-    }
-    if (!k.empty()) std::memcpy(dst, k.data(), k.size());
-  }
-  small_key(small_key&& other) noexcept
-    : size_(other.size_), heap_(std::move(other.heap_)) {
-    if (!heap_ && size_ > 0) std::memcpy(inline_, other.inline_, size_);
-  }
-  small_key& operator=(small_key&&) = delete;
-  std::string_view view() const noexcept {
-    return {heap_ ? heap_.get() : inline_, size_};
-  }
-
-private:
-  char inline_[46];
-  uint32_t size_;
-  std::unique_ptr<char[]> heap_;
-};
-
-/// A `get_or_load`. Unlike `single_call`, its answer may come later: after
-/// the load it started or joined finishes, in another message.
-template <class Sink>
-class load_call final : public keyed_call<value, Sink> {
-public:
-  template <class... SinkArgs>
-  load_call(std::string_view key, uint32_t key_hash, SinkArgs&&... sink_args)
-    : keyed_call<value, Sink>(key_hash, std::forward<SinkArgs>(sink_args)...), key_(key) {
-  }
-
-  void run(shard_state& state, time_point now) override {
-    auto answer_later = [this](caf::expected<value> r) { this->answer(std::move(r)); };
-    if (auto now_answer =
-          state.get_or_load(key_.view(), this->key_hash(), now, answer_later))
-      this->answer(std::move(*now_answer));
-  }
-
-private:
-  small_key key_;
 };
 
 /// The job for part `index` of `call`: runs `op(state, now)` on the shard.

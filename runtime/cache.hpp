@@ -334,17 +334,6 @@ private:
     return c;
   }
 
-  // A get_or_load on the shard that owns `key`.
-  template <class Sink, class... SinkArgs>
-  auto load_call(std::string_view key, detail::sink_tag<Sink>,
-                 SinkArgs&&... sink_args) const {
-    auto hash = hash_key(key);
-    auto c = new detail::load_call<Sink>(key, static_cast<uint32_t>(hash),
-                                         std::forward<SinkArgs>(sink_args)...);
-    detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c, deadline());
-    return c;
-  }
-
   // A call that fails with `err` before reaching any shard.
   template <class Part, class R, class Sink, class Combine, class... SinkArgs>
   static auto fail_call(Combine combine, caf::error err, SinkArgs&&... sink_args) {
@@ -375,6 +364,8 @@ private:
   template <class Sink, class... A>
   auto put_call(std::string_view key, std::string_view bytes, ttl t,
                 const dependencies& deps, detail::sink_tag<Sink>, A&&... a) const;
+  template <class Sink, class... A>
+  auto load_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const;
   template <class Sink, class... A>
   auto erase_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const;
   template <class Sink, class... A>

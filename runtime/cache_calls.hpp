@@ -1,14 +1,14 @@
 // The operations of `cache`, each written once for all three call styles: an
-// op that runs on a shard (`op(shard_state&, time_point) -> expected<Part>`),
-// the shards it goes to, and how the parts combine. Included by cache.hpp.
+// op that runs on a shard (`op(shard_state&, time_point) -> expected<Part>`;
+// the shard actor runs the same ones, from actors/shard_ops.hpp), the shards
+// it goes to, and how the parts combine. Included by cache.hpp.
 #pragma once
 
-#include <memory>
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "actors/shard_ops.hpp"
 #include "messages/errors.hpp"
 #include "runtime/cache.hpp"
 
@@ -21,20 +21,6 @@ inline caf::error check_put(const shard_config& cfg, std::string_view key,
   if (auto err = check_sizes(cfg, key.size(), bytes.size())) return err;
   if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
   return caf::none;
-}
-
-/// A write's bool answer as the `unit` a put answers with.
-inline std::optional<caf::expected<caf::unit_t>>
-as_unit(std::optional<caf::expected<bool>> r) {
-  if (!r) return std::nullopt;
-  if (!*r) return caf::expected<caf::unit_t>{std::move(r->error())};
-  return caf::expected<caf::unit_t>{caf::unit};
-}
-
-/// `later(expected<unit>)` as a `shard_state::write_waiter`.
-template <class Later>
-shard_state::write_waiter write_waiter_of(Later later) {
-  return [later](caf::expected<bool> r) mutable { later(as_unit(std::move(r)).value()); };
 }
 
 template <class T>
@@ -52,10 +38,7 @@ auto sum_parts() {
 template <class Sink, class... A>
 auto cache::get_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
   auto h = hash_key(key);
-  auto op = [k = detail::small_key{key}, h32 = static_cast<uint32_t>(h)](shard_state& s,
-                                                                         time_point now) {
-    return caf::expected<value>{s.get(k.view(), h32, now)};
-  };
+  auto op = shard_ops::get<small_key>{small_key{key}, static_cast<uint32_t>(h)};
   return start_one<value, Sink>(h, caf::error{}, std::move(op), std::forward<A>(a)...);
 }
 
@@ -67,10 +50,7 @@ auto cache::put_call(std::string_view key, std::string_view bytes, ttl t,
   auto h = hash_key(key);
   // Under write-through or write-back the answer may come later (see
   // shard_state::write); without a write mode it comes at once.
-  auto op = [v = err ? value{} : value::make(key, bytes, h),
-             t](shard_state& s, time_point now, auto later) mutable {
-    return detail::as_unit(s.write(std::move(v), t, now, detail::write_waiter_of(later)));
-  };
+  auto op = shard_ops::put{err ? value{} : value::make(key, bytes, h), t};
   return start_one<unit, Sink>(h, std::move(err), std::move(op), std::forward<A>(a)...);
 }
 
@@ -82,37 +62,36 @@ auto cache::put_call(std::string_view key, std::string_view bytes, ttl t,
     err = make_error(errc::invalid_option,
                      "dependencies are not supported yet for caches with a write mode");
   auto h = hash_key(key);
-  auto op = [v = err ? value{} : value::make(key, bytes, h), t,
-             deps](shard_state& s, time_point now) mutable -> caf::expected<unit> {
-    if (auto e = s.put(std::move(v), t, now, deps)) return e;
-    return unit{};
-  };
+  auto op = shard_ops::put_with_deps<dependencies>{
+    err ? value{} : value::make(key, bytes, h), t, deps};
   return start_one<unit, Sink>(h, std::move(err), std::move(op), std::forward<A>(a)...);
 }
 
 template <class Sink, class... A>
+auto cache::load_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
+  // Answered at once on a hit, else when the load it started or joined ends.
+  auto h = hash_key(key);
+  auto op = shard_ops::load<small_key>{small_key{key}, static_cast<uint32_t>(h)};
+  return start_one<value, Sink>(h, caf::error{}, std::move(op), std::forward<A>(a)...);
+}
+
+template <class Sink, class... A>
 auto cache::erase_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
-  auto op = [k = detail::small_key{key}](shard_state& s, time_point now, auto later) {
-    return s.write_erase(k.view(), now, later);
-  };
+  auto op = shard_ops::erase<small_key>{small_key{key}};
   return start_one<bool, Sink>(hash_key(key), caf::error{}, std::move(op),
                                std::forward<A>(a)...);
 }
 
 template <class Sink, class... A>
 auto cache::contains_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
-  auto op = [k = detail::small_key{key}](shard_state& s, time_point now) {
-    return caf::expected<bool>{s.contains(k.view(), now)};
-  };
+  auto op = shard_ops::contains<small_key>{small_key{key}};
   return start_one<bool, Sink>(hash_key(key), caf::error{}, std::move(op),
                                std::forward<A>(a)...);
 }
 
 template <class Sink, class... A>
 auto cache::ttl_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {
-  auto op = [k = detail::small_key{key}](shard_state& s, time_point now) {
-    return caf::expected<remaining_ttl>{s.ttl_of(k.view(), now)};
-  };
+  auto op = shard_ops::ttl_of<small_key>{small_key{key}};
   return start_one<remaining_ttl, Sink>(hash_key(key), caf::error{}, std::move(op),
                                         std::forward<A>(a)...);
 }
@@ -167,47 +146,18 @@ auto cache::get_many_call(const std::vector<std::string>& keys, detail::sink_tag
 template <class Sink, class... A>
 auto cache::put_many_call(const std::vector<std::pair<std::string, std::string>>& items,
                           ttl t, detail::sink_tag<Sink>, A&&... a) const {
-  struct op_t {
-    std::vector<value> values;
-    ttl lifetime;
-    std::optional<caf::expected<unit>>
-    operator()(shard_state& s, time_point now,
-               std::function<void(caf::expected<unit>)> later) {
-      // One answer when every write of this shard is done; the first error wins.
-      struct group {
-        size_t left;
-        caf::error first_error;
-        std::function<void(caf::expected<unit>)> later;
-      };
-      auto g = std::make_shared<group>(group{values.size() + 1, {}, std::move(later)});
-      auto one_done = [g](caf::expected<bool> r) {
-        if (!r && !g->first_error) g->first_error = std::move(r.error());
-        if (--g->left > 0) return;
-        if (g->first_error)
-          g->later(caf::expected<unit>{std::move(g->first_error)});
-        else
-          g->later(caf::expected<unit>{unit{}});
-      };
-      for (auto& v : values)
-        if (auto r = s.write(std::move(v), lifetime, now, one_done))
-          one_done(std::move(*r));
-      // The group's own count: if every write answered at once, answer now.
-      if (--g->left > 0) return std::nullopt;
-      if (g->first_error) return caf::expected<unit>{std::move(g->first_error)};
-      return caf::expected<unit>{unit{}};
-    }
-  };
   auto combine = [](std::vector<unit>&&) { return unit{}; };
   // All items are checked before any is sent: no partial put from bad input.
   for (const auto& [k, v] : items)
     if (auto err = detail::check_put(core_->shard_cfg, k, v, t))
       return fail_call<unit, unit, Sink>(combine, std::move(err), std::forward<A>(a)...);
-  std::vector<op_t> by_shard(core_->routes.size(), op_t{{}, t});
+  std::vector<shard_ops::put_many> by_shard(core_->routes.size(),
+                                            shard_ops::put_many{{}, t});
   for (const auto& [k, v] : items) {
     auto h = hash_key(k);
     by_shard[shard_of(h)].values.push_back(value::make(k, v, h));
   }
-  std::vector<std::pair<size_t, op_t>> parts;
+  std::vector<std::pair<size_t, shard_ops::put_many>> parts;
   for (size_t s = 0; s < by_shard.size(); ++s)
     if (!by_shard[s].values.empty()) parts.emplace_back(s, std::move(by_shard[s]));
   return start<unit, unit, Sink>(std::move(parts), combine, std::forward<A>(a)...);
@@ -215,27 +165,20 @@ auto cache::put_many_call(const std::vector<std::pair<std::string, std::string>>
 
 template <class Sink, class... A>
 auto cache::clear_call(detail::sink_tag<Sink>, A&&... a) const {
-  auto op = [](shard_state& s, time_point) { return caf::expected<uint64_t>{s.clear()}; };
-  return start_all<uint64_t, uint64_t, Sink>(op, detail::sum_parts<uint64_t>(),
-                                             std::forward<A>(a)...);
+  return start_all<uint64_t, uint64_t, Sink>(
+    shard_ops::clear{}, detail::sum_parts<uint64_t>(), std::forward<A>(a)...);
 }
 
 template <class Sink, class... A>
 auto cache::cleanup_call(detail::sink_tag<Sink>, A&&... a) const {
-  auto op = [](shard_state& s, time_point now) {
-    return caf::expected<uint64_t>{s.cleanup_expired(now)};
-  };
-  return start_all<uint64_t, uint64_t, Sink>(op, detail::sum_parts<uint64_t>(),
-                                             std::forward<A>(a)...);
+  return start_all<uint64_t, uint64_t, Sink>(
+    shard_ops::cleanup{}, detail::sum_parts<uint64_t>(), std::forward<A>(a)...);
 }
 
 template <class Sink, class... A>
 auto cache::stats_call(detail::sink_tag<Sink>, A&&... a) const {
-  auto op = [](shard_state& s, time_point) {
-    return caf::expected<cache_stats>{s.stats()};
-  };
-  return start_all<cache_stats, cache_stats, Sink>(op, detail::sum_parts<cache_stats>(),
-                                                   std::forward<A>(a)...);
+  return start_all<cache_stats, cache_stats, Sink>(
+    shard_ops::stats{}, detail::sum_parts<cache_stats>(), std::forward<A>(a)...);
 }
 
 } // namespace karlton
