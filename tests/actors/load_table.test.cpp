@@ -168,7 +168,7 @@ TEST_CASE("a hung loader gets at most max-loads-out loads, 1024 more wait, the r
   for (int i = 0; i < keys; ++i) {
     auto k = "key-" + std::to_string(i);
     if (auto now =
-          s.get_or_load(k, h(k), at(std::chrono::milliseconds{i}), told.waiter())) {
+          s.get_or_load(k, table_hash(k), at(std::chrono::milliseconds{i}), told.waiter())) {
       REQUIRE_FALSE(*now);
       CHECK(now->error() == errc::overloaded);
       ++refused;
@@ -191,7 +191,7 @@ TEST_CASE("a hung loader gets at most max-loads-out loads, 1024 more wait, the r
   CHECK(told.log->empty()); // the refused were answered at once, not told
   // A caller of a key already loading joins it, full or not.
   answers joined;
-  REQUIRE_FALSE(s.get_or_load("key-0", h("key-0"), at(5s), joined.waiter()));
+  REQUIRE_FALSE(s.get_or_load("key-0", table_hash("key-0"), at(5s), joined.waiter()));
   CHECK(s.stats().coalesced == 1);
   // The loader comes back: each answer hands out the next queued load, oldest
   // first, until every accepted key is loaded.
@@ -217,7 +217,7 @@ TEST_CASE("a hung loader gets at most max-loads-out loads, 1024 more wait, the r
   CHECK(st.load_waiters == 0);
   CHECK(s.get("key-1031", at(6s)).bytes() == "v-key-1031");
   // With room again, a new key loads.
-  REQUIRE_FALSE(s.get_or_load("key-4999", h("key-4999"), at(7s), told.waiter()));
+  REQUIRE_FALSE(s.get_or_load("key-4999", table_hash("key-4999"), at(7s), told.waiter()));
   CHECK(s.take_loads_to_start().size() == 1);
 }
 
@@ -227,11 +227,11 @@ TEST_CASE("queued loads time out at load-timeout, and timed-out loads make room"
   answers early, late;
   auto key = [](size_t i) { return "k" + std::to_string(i); };
   for (size_t i = 0; i < default_out; ++i)
-    REQUIRE_FALSE(s.get_or_load(key(i), h(key(i)), t0, early.waiter()));
+    REQUIRE_FALSE(s.get_or_load(key(i), table_hash(key(i)), t0, early.waiter()));
   auto first = s.take_loads_to_start();
   REQUIRE(first.size() == default_out);
   for (size_t i = default_out; i < default_out + 10; ++i)
-    REQUIRE_FALSE(s.get_or_load(key(i), h(key(i)), at(50ms), late.waiter()));
+    REQUIRE_FALSE(s.get_or_load(key(i), table_hash(key(i)), at(50ms), late.waiter()));
   CHECK(s.take_loads_to_start().empty());
   CHECK(s.stats().loads_queued == 10);
   // The loads out time out; the oldest queued go out in their place.
@@ -266,7 +266,7 @@ TEST_CASE("a queued load voided by a write still answers its waiters, uncached",
   answers a;
   auto key = [](size_t i) { return "k" + std::to_string(i); };
   for (size_t i = 0; i <= default_out; ++i) // one more than go out
-    REQUIRE_FALSE(s.get_or_load(key(i), h(key(i)), t0, a.waiter()));
+    REQUIRE_FALSE(s.get_or_load(key(i), table_hash(key(i)), t0, a.waiter()));
   auto out = s.take_loads_to_start();
   REQUIRE(out.size() == default_out);
   auto queued = key(default_out);
