@@ -1,20 +1,19 @@
+// The peer actor's behavior and its invalidation traffic: batches out,
+// applies in, heartbeats and the read lease. The decisions are `peer_state`'s
+// and `member_table`'s; joining and losing members is in peer_membership.cpp.
 #include "actors/peer_actor.hpp"
 
 #include <iostream>
 
 #include <caf/all.hpp>
-#include <caf/io/middleman.hpp>
-#include <caf/openssl/manager.hpp>
 
-#include "actors/cluster_auth.hpp"
+#include "actors/peer_internal.hpp"
 #include "messages/errors.hpp"
 #include "runtime/clock.hpp"
 
 namespace karlton {
 
-namespace {
-
-using self_ptr = peer_actor::stateful_pointer<peer_actor_state>;
+namespace peer_detail {
 
 void log(self_ptr self, const std::string& line) {
   auto& st = self->state;
@@ -25,61 +24,7 @@ void log(self_ptr self, const std::string& line) {
     std::cerr << text << '\n';
 }
 
-// Messages that change this node's state only count from this process:
-// another node (member or not) must not be able to make us broadcast, join
-// elsewhere or register caches.
-bool from_this_node(self_ptr self) {
-  auto sender = self->current_sender();
-  return sender && sender->node() == self->node();
-}
-
-caf::error not_local() {
-  return make_error(errc::invalid_option, "only the node itself may send this message");
-}
-
-// True if the message being handled comes from the member `origin` claims
-// to be: its handle is the one that passed the handshake.
-bool from_member(self_ptr self, const std::string& origin) {
-  auto& st = self->state;
-  auto i = st.members.find(origin);
-  auto sender = self->current_sender();
-  if (i != st.members.end() && sender &&
-      i->second.handle.address() == sender->address()) {
-    i->second.last_heard = st.setup.time_source->now();
-    return true;
-  }
-  // Counted, and logged once per thousand so a flood cannot fill the log.
-  if (st.core->counters.unauthenticated_messages++ % 1000 == 0)
-    log(self, "ignored invalidations claiming to come from '" + origin +
-                "', which is not an authenticated member");
-  return false;
-}
-
-// -- the join handshake (decided by `handshake_state`) -------------------------
-
-// The handshake state's key for the actor that sent the message at hand.
-std::string sender_key(const caf::strong_actor_ptr& sender) {
-  return caf::to_string(sender->address());
-}
-
-// True if `name` is a live member reached through an actor other than `by`:
-// a handshake claiming it is refused (the same member may shake hands again).
-bool name_taken(self_ptr self, const std::string& name, const caf::actor_addr& by) {
-  auto i = self->state.members.find(name);
-  return i != self->state.members.end() && i->second.handle.address() != by;
-}
-
-// Logs a refused handshake, once per thousand so a flood cannot fill the log.
-void log_refusal(self_ptr self, const caf::error& err) {
-  if (self->state.auth->counters.total % 1000 == 1)
-    log(self, "refused a handshake: " + describe(err));
-}
-
-// Makes the distributed caches safe again after we may have missed
-// invalidations (rule 6): flushes them, or, with a repair TTL (unless
-// `always_flush`: a lapsed lease always flushes), lets every entry live at
-// most that long.
-void repair(self_ptr self, const std::string& why, bool always_flush = false) {
+void repair(self_ptr self, const std::string& why, bool always_flush) {
   auto& st = self->state;
   ++st.core->counters.repairs;
   auto limit = always_flush ? caf::timespan{0} : st.setup.repair_ttl;
@@ -101,22 +46,49 @@ void repair(self_ptr self, const std::string& why, bool always_flush = false) {
     }
 }
 
+} // namespace peer_detail
+
+namespace {
+
+using namespace peer_detail;
+
+// Messages that change this node's state only count from this process:
+// another node (member or not) must not be able to make us broadcast, join
+// elsewhere or register caches.
+bool from_this_node(self_ptr self) {
+  auto sender = self->current_sender();
+  return sender && sender->node() == self->node();
+}
+
+caf::error not_local() {
+  return make_error(errc::invalid_option, "only the node itself may send this message");
+}
+
+// True if the message being handled comes from the member `origin` claims
+// to be: its handle is the one that passed the handshake.
+bool from_member(self_ptr self, const std::string& origin) {
+  auto& st = self->state;
+  auto sender = self->current_sender();
+  if (sender &&
+      st.members->heard_from(origin, sender->address(), st.setup.time_source->now()))
+    return true;
+  // Counted, and logged once per thousand so a flood cannot fill the log.
+  if (st.core->counters.unauthenticated_messages++ % 1000 == 0)
+    log(self, "ignored invalidations claiming to come from '" + origin +
+                "', which is not an authenticated member");
+  return false;
+}
+
 // -- applying what other nodes send -------------------------------------------
 
-// Marks apply number `n` done and answers the synchronous batches whose
-// applies, and all before them, are done.
+// Marks apply number `n` done and answers the batches whose applies, and all
+// before them, are done.
 void apply_done(self_ptr self, uint64_t n) {
-  auto& st = self->state;
-  auto below = st.core->finish_apply(n);
-  auto& ws = st.sync_waiters;
-  for (auto i = ws.begin(); i != ws.end();) {
-    if (i->ticket <= below) {
-      i->promise.deliver(caf::ok_atom::value);
-      i = ws.erase(i);
-    } else {
-      ++i;
-    }
-  }
+  auto& waiters = self->state.apply_waiters;
+  auto done = waiters.upper_bound(self->state.core->finish_apply(n));
+  for (auto i = waiters.begin(); i != done; ++i)
+    i->second.deliver(caf::ok_atom::value);
+  waiters.erase(waiters.begin(), done);
 }
 
 // Sends one removal request, answered with a `Result`; `issued` are the
@@ -136,54 +108,43 @@ void apply_one(self_ptr self, const Handle& dest, std::vector<int64_t> issued,
     .then([finish](Result&) { finish(); }, [finish](caf::error&) { finish(); });
 }
 
-// Applies a batch: keys go to their shards, one message per shard; clears to
-// every shard of the cache; tags and events to the bus. All are removals, so
-// their order does not matter.
+// Applies a batch as `route_batch` says: one removal request per step.
 void apply(self_ptr self, invalidation_batch& b) {
   auto& st = self->state;
-  struct shard_work {
-    std::vector<std::string> keys;
-    std::vector<int64_t> issued;
+  auto shard_count = [&st](const std::string& cache) {
+    auto c = st.caches.find(cache);
+    return c == st.caches.end() ? size_t{0} : c->second.size();
   };
-  std::map<std::pair<std::string, size_t>, shard_work> by_shard;
-  std::map<std::pair<std::string, size_t>, shard_work> written_by_shard; // no cascade
-  for (auto& x : b.items) {
-    auto c = st.caches.find(x.cache);
-    switch (x.kind) {
-    case invalidation_kind::key:
-    case invalidation_kind::written: {
-      if (c == st.caches.end()) break; // a cache this node does not have
-      auto& shards = x.kind == invalidation_kind::key ? by_shard : written_by_shard;
-      auto& w = shards[{x.cache, shard_index(hash_key(x.name), c->second.size())}];
-      w.keys.push_back(std::move(x.name));
-      w.issued.push_back(x.issued_ns);
+  for (auto& step : route_batch(b, shard_count, static_cast<bool>(st.setup.event_bus))) {
+    switch (step.to) {
+    case apply_step::target::shard: {
+      auto& dest = st.caches[step.cache][step.shard];
+      if (step.written) // no cascade: the writer's node cascades itself
+        apply_one<uint64_t>(self, dest, std::move(step.issued), evict_atom::value,
+                            std::move(step.keys), false);
+      else
+        apply_one<uint64_t>(self, dest, std::move(step.issued), evict_atom::value,
+                            std::move(step.keys));
       break;
     }
-    case invalidation_kind::clear:
-      if (c == st.caches.end()) break;
-      for (auto& s : c->second)
+    case apply_step::target::cache:
+      for (auto& s : st.caches[step.cache])
         apply_one<uint64_t>(self, s, {}, evict_atom::value);
-      st.core->record_delay(x.issued_ns, wall_clock_ns());
+      st.core->record_delay(step.issued.front(), wall_clock_ns());
       break;
-    case invalidation_kind::tag:
-      if (!st.setup.event_bus) break;
-      apply_one<purge_summary>(self, st.setup.event_bus, {x.issued_ns}, purge_atom::value,
-                               std::vector<std::string>{std::move(x.name)},
-                               purge_cause::tag, int32_t{-1});
-      break;
-    case invalidation_kind::event:
-      if (!st.setup.event_bus) break;
-      apply_one<purge_summary>(self, st.setup.event_bus, {x.issued_ns}, emit_atom::value,
-                               std::move(x.name), std::move(x.data));
+    case apply_step::target::bus:
+      if (step.item.kind == invalidation_kind::tag)
+        apply_one<purge_summary>(self, st.setup.event_bus, std::move(step.issued),
+                                 purge_atom::value,
+                                 std::vector<std::string>{std::move(step.item.name)},
+                                 purge_cause::tag, int32_t{-1});
+      else
+        apply_one<purge_summary>(self, st.setup.event_bus, std::move(step.issued),
+                                 emit_atom::value, std::move(step.item.name),
+                                 std::move(step.item.data));
       break;
     }
   }
-  for (auto& [where, w] : by_shard)
-    apply_one<uint64_t>(self, st.caches[where.first][where.second], std::move(w.issued),
-                        evict_atom::value, std::move(w.keys));
-  for (auto& [where, w] : written_by_shard)
-    apply_one<uint64_t>(self, st.caches[where.first][where.second], std::move(w.issued),
-                        evict_atom::value, std::move(w.keys), false);
 }
 
 // -- sending ----------------------------------------------------------------
@@ -216,167 +177,10 @@ void send_to(self_ptr self, const std::string& name, const peer_actor& dest,
 void send_batch(self_ptr self, bool even_empty = false) {
   auto& st = self->state;
   st.flush_armed = false;
-  auto b = st.core->take_batch();
-  auto n = b.items.size();
-  if ((n == 0 && !even_empty) || st.members.empty()) return;
-  if (n > 0) ++st.core->counters.batches_sent; // not heartbeats
-  for (auto& [name, m] : st.members)
-    if (auto mark = st.core->send_to(name, n))
-      send_to(self, name, m.handle, *mark, b, st.setup.member_timeout);
-}
-
-// -- membership -------------------------------------------------------------
-
-void add_member(self_ptr self, const member_info& info, const peer_actor& handle) {
-  auto& st = self->state;
-  auto known = st.members.find(info.name);
-  bool is_new = known == st.members.end() || known->second.handle != handle;
-  st.members[info.name] =
-    peer_actor_state::member{info, handle, st.setup.time_source->now()};
-  st.reconnecting.erase(info.name);
-  if (!is_new) return;
-  st.core->member_joined(info.name);
-  // From now on there is someone whose invalidations we could miss: a lease
-  // held while we had no members must not stay valid forever until the next
-  // heartbeat. Without this, a node frozen within a heartbeat of joining
-  // served, when it ran again, a value erased meanwhile (found by
-  // tests/runtime/multiprocess.test.cpp).
-  if (st.setup.lease)
-    st.setup.lease->limit_to(st.setup.time_source->now() + st.setup.lease_time);
-  self->monitor(handle);
-  log(self, "member joined: " + info.name + " at " + info.host + ":" +
-              std::to_string(info.port) + " (" + std::to_string(st.members.size() + 1) +
-              " nodes)");
-}
-
-void join_member(self_ptr self, member_info target);
-
-// The join handshake with the node `other`, as its initiator (see
-// actors/cluster_auth.hpp): we check its proof over both nonces first, and
-// only then send ours, then exchange member lists and sequence numbers.
-// `done` hears the outcome.
-void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> done) {
-  auto& st = self->state;
-  auto started = st.auth->start();
-  if (!started) {
-    done(std::move(started.error()));
-    return;
-  }
-  auto nonce = std::move(*started);
-  auto timeout = st.setup.join_timeout;
-  self->request(other, timeout, hello_atom::value, st.core->me(), nonce)
-    .then(
-      [=](member_info& them, std::string& their_nonce, std::string& proof) {
-        auto& st = self->state;
-        auto mine = st.auth->answer(handshake_party{them, caf::to_string(other.node())},
-                                    nonce, their_nonce, proof,
-                                    name_taken(self, them.name, other.address()));
-        if (!mine) {
-          log(self, "refused node '" + them.name + "': " + describe(mine.error()));
-          done(std::move(mine.error()));
-          return;
-        }
-        // A member from now on: what we broadcast after the join message
-        // reaches it after that message, so its count starts where we say.
-        add_member(self, them, other);
-        self
-          ->request(other, timeout, join_atom::value, st.core->me(), std::move(*mine),
-                    st.core->next_seq())
-          .then(
-            [=](std::vector<member_info>& others, uint64_t their_next) {
-              auto& st = self->state;
-              if (st.core->expect(them.name, them.incarnation, their_next))
-                repair(self, "'" + them.name + "' sent invalidations we never received");
-              for (auto& o : others)
-                if (o.name != st.core->me().name && st.members.count(o.name) == 0)
-                  join_member(self, std::move(o));
-              done(caf::none);
-            },
-            [=](caf::error& err) {
-              auto& st = self->state;
-              auto i = st.members.find(them.name);
-              if (i != st.members.end() && i->second.handle == other) st.members.erase(i);
-              log(self, "'" + them.name + "' refused us: " + describe(err));
-              done(err);
-            });
-      },
-      [=](caf::error& err) { done(err); });
-}
-
-// Connects to `host:port` without blocking a worker (the middleman's actor
-// does the connecting), then runs the handshake.
-void connect(self_ptr self, const std::string& host, uint16_t port,
-             std::function<void(caf::error)> done) {
-  auto& sys = self->home_system();
-  auto mm = self->state.setup.tls ? sys.openssl_manager().actor_handle()
-                                  : sys.middleman().actor_handle();
-  self->request(mm, self->state.setup.join_timeout, caf::connect_atom::value, host, port)
-    .then(
-      [=](const caf::node_id& nid, caf::strong_actor_ptr& h,
-          const std::set<std::string>& ifs) {
-        if (nid == self->node()) { // we reached ourselves (a seed list may name us)
-          done(caf::none);
-          return;
-        }
-        if (!h || !self->home_system().assignable<peer_actor>(ifs)) {
-          done(make_error(errc::invalid_option,
-                          host + ":" + std::to_string(port) + " is not a karlton node"));
-          return;
-        }
-        handshake(self, caf::actor_cast<peer_actor>(std::move(h)), done);
-      },
-      [=](caf::error& err) {
-        done(make_error(errc::timeout, "cannot reach " + host + ":" +
-                                         std::to_string(port) + ": " +
-                                         self->system().render(err)));
-      });
-}
-
-// Joins a member we heard of or lost; on failure, tries again later.
-void join_member(self_ptr self, member_info target) {
-  connect(self, target.host, target.port, [self, target](caf::error err) {
-    auto& st = self->state;
-    if (!err || st.members.count(target.name) > 0) {
-      st.reconnecting.erase(target.name);
-      return;
-    }
-    auto i = st.reconnecting.find(target.name);
-    if (i == st.reconnecting.end()) {
-      log(self, "cannot reach '" + target.name + "', retrying: " + describe(err));
-      i = st.reconnecting.emplace(target.name, st.setup.reconnect_base).first;
-    }
-    auto wait = i->second;
-    i->second = std::min(wait * 2, st.setup.reconnect_max);
-    self->delayed_send(self, wait, join_atom::value, target);
-  });
-}
-
-// Drops a member we lost (its connection, or its heartbeats), repairs, and
-// starts reconnecting to it.
-void lose_member(self_ptr self,
-                 std::map<std::string, peer_actor_state::member>::iterator i,
-                 const std::string& why) {
-  auto& st = self->state;
-  auto lost = i->second.info;
-  self->demonitor(i->second.handle.address());
-  st.members.erase(i);
-  st.core->member_lost(lost.name);
-  ++st.core->counters.peers_lost;
-  // Rule 7: no hits until the repair below is done (then `heartbeat` renews).
-  if (st.setup.lease) st.setup.lease->limit_to(st.setup.time_source->now());
-  log(self, "lost member '" + lost.name + "' (" + why + ")");
-  repair(self, "lost '" + lost.name + "', whose invalidations may not have arrived");
-  st.reconnecting.emplace(lost.name, st.setup.reconnect_base);
-  self->delayed_send(self, st.setup.reconnect_base, join_atom::value, lost);
-}
-
-void on_down(self_ptr self, const caf::down_msg& dm) {
-  auto& st = self->state;
-  for (auto i = st.members.begin(); i != st.members.end(); ++i)
-    if (i->second.handle.address() == dm.source) {
-      lose_member(self, i, self->system().render(dm.reason));
-      return;
-    }
+  auto out = st.core->send_batch(st.members->names(), even_empty);
+  for (auto& [name, mark] : out.to)
+    send_to(self, name, st.members->find(name)->handle, mark, out.batch,
+            st.setup.member_timeout);
 }
 
 // Every heartbeat: show we are alive, drop members gone silent, and extend
@@ -395,30 +199,21 @@ void heartbeat(self_ptr self) {
   // served a value erased after the others had dropped it (found by
   // tests/runtime/multiprocess.test.cpp).
   if (auto ms = peer_state::stalled_ms(now, st.last_beat, st.setup.heartbeat,
-                                       st.setup.lease_time))
+                                       st.setup.read_lease))
     repair(self, "this node stalled for " + std::to_string(*ms) + " ms", true);
   st.last_beat = now;
   send_batch(self, true);
-  for (auto i = st.members.begin(); i != st.members.end();) {
-    auto next = std::next(i);
-    if (now - i->second.last_heard > st.setup.member_timeout)
-      lose_member(self, i, "silent for longer than the member timeout");
-    i = next;
-  }
+  drop_silent_members(self, now);
   // Not while repairs are flushing: a read that comes before a shard's flush
   // must find the lease lapsed (and flush the shard itself), not held or
   // extended. Without this, a node thawed after SIGSTOP dropped its silent
   // members here, held the lease at once (no members) and served, before the
   // repair's flush reached the shard, a value erased while it was frozen
   // (found by tests/runtime/multiprocess.test.cpp).
-  if (st.setup.lease) {
-    std::vector<clock::time_point> heard;
-    for (auto& [name, m] : st.members)
-      heard.push_back(m.last_heard);
-    if (auto until =
-          peer_state::renew_lease(now, heard, st.repairs_in_flight, st.setup.lease_time))
+  if (st.setup.lease)
+    if (auto until = peer_state::renew_lease(now, st.members->last_heard(),
+                                             st.repairs_in_flight, st.setup.read_lease))
       st.setup.lease->extend_to(*until);
-  }
   self->delayed_send(self, st.setup.heartbeat, heartbeat_atom::value);
 }
 
@@ -430,6 +225,8 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
   st.auth = std::make_unique<handshake_state>(
     setup.secret, handshake_party{setup.me, caf::to_string(self->node())},
     setup.join_timeout);
+  st.members =
+    std::make_unique<member_table<peer_actor>>(setup.reconnect_base, setup.reconnect_max);
   st.setup = std::move(setup);
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
   self->send(self, heartbeat_atom::value);
@@ -446,36 +243,15 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
   return {
     [=](hello_atom, member_info& from,
         std::string& nonce) -> caf::result<member_info, std::string, std::string> {
-      auto& st = self->state;
       auto sender = self->current_sender();
       if (!sender) return not_local();
-      auto reply = st.auth->hello(
-        sender_key(sender), handshake_party{from, caf::to_string(sender->node())}, nonce,
-        name_taken(self, from.name, sender->address()), st.setup.time_source->now());
-      if (!reply) {
-        log_refusal(self, reply.error());
-        return std::move(reply.error());
-      }
-      return {st.core->me(), std::move(reply->nonce), std::move(reply->proof)};
+      return answer_hello(self, sender, from, nonce);
     },
     [=](join_atom, member_info& from, std::string& proof,
         uint64_t next_seq) -> caf::result<std::vector<member_info>, uint64_t> {
-      auto& st = self->state;
       auto sender = self->current_sender();
       if (!sender) return not_local();
-      if (auto err = st.auth->join(sender_key(sender), from, proof,
-                                   name_taken(self, from.name, sender->address()),
-                                   st.setup.time_source->now())) {
-        log_refusal(self, err);
-        return err;
-      }
-      if (st.core->expect(from.name, from.incarnation, next_seq))
-        repair(self, "'" + from.name + "' sent invalidations we never received");
-      std::vector<member_info> others;
-      for (auto& [name, m] : st.members)
-        if (name != from.name) others.push_back(m.info);
-      add_member(self, from, caf::actor_cast<peer_actor>(sender));
-      return {std::move(others), st.core->next_seq()};
+      return admit(self, sender, from, proof, next_seq);
     },
     [=](batch_atom, invalidation_batch& b) -> caf::result<caf::ok_atom> {
       // Answered once the batch and everything before it is applied: the
@@ -488,7 +264,7 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       apply(self, b);
       if (st.core->all_applied()) return caf::ok_atom::value;
       auto rp = self->make_response_promise<caf::ok_atom>();
-      st.sync_waiters.push_back({st.core->applies_started(), rp});
+      st.apply_waiters.emplace(st.core->applies_started(), rp);
       return rp;
     },
     [=](broadcast_atom, std::vector<invalidation>& items) {
@@ -511,28 +287,16 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       auto& st = self->state;
       ++st.flush_generation; // the pending timer has nothing left to send
       st.flush_armed = false;
-      auto b = st.core->take_batch();
-      std::vector<std::string> names;
-      for (auto& [name, m] : st.members)
-        names.push_back(name);
-      auto plan = st.core->plan_sync(names, b.items.size());
-      if (!b.items.empty() && !st.members.empty()) ++st.core->counters.batches_sent;
-      auto missing =
-        std::make_shared<std::vector<std::string>>(std::move(plan.not_answered));
-      if (plan.ask.empty()) {
-        if (!missing->empty()) ++st.core->counters.sync_timeouts;
-        return std::move(*missing);
-      }
-      auto rp = self->make_response_promise<std::vector<std::string>>();
+      auto call = st.core->start_sync(st.members->names());
+      if (call.answer) return std::move(*call.answer);
       // One answer once every member asked answered or timed out.
-      auto left = std::make_shared<size_t>(plan.ask.size());
-      for (auto& [name, mark] : plan.ask)
-        send_to(self, name, st.members[name].handle, mark, b, st.setup.sync_timeout,
-                [self, rp, left, missing, who = name](bool ok) mutable {
-                  if (!ok) missing->push_back(who);
-                  if (--*left > 0) return;
-                  if (!missing->empty()) ++self->state.core->counters.sync_timeouts;
-                  rp.deliver(std::move(*missing));
+      auto rp = self->make_response_promise<std::vector<std::string>>();
+      for (auto& [name, mark] : call.out.to)
+        send_to(self, name, st.members->find(name)->handle, mark, call.out.batch,
+                st.setup.sync_timeout,
+                [self, rp, id = call.id, who = name](bool ok) mutable {
+                  if (auto answer = self->state.core->sync_answered(id, who, ok))
+                    rp.deliver(std::move(*answer));
                 });
       return rp;
     },
@@ -548,7 +312,7 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       return rp;
     },
     [=](join_atom, member_info& target) {
-      if (!from_this_node(self) || self->state.members.count(target.name) > 0) return;
+      if (!from_this_node(self) || self->state.members->contains(target.name)) return;
       join_member(self, std::move(target));
     },
     [=](shards_atom, std::string& cache,
@@ -559,50 +323,23 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
     },
     [=](leave_atom) -> caf::result<caf::ok_atom> {
       if (!from_this_node(self)) return not_local();
-      auto& st = self->state;
       send_batch(self);
-      // With where our numbering stands: a member we withheld batches from
-      // (flow control) sees the gap and repairs, though we left cleanly.
-      for (auto& [name, m] : st.members) {
-        self->demonitor(m.handle.address());
-        self->request(m.handle, caf::infinite, leave_atom::value, st.core->next_seq())
-          .then([](caf::ok_atom) {});
-      }
-      st.members.clear();
-      st.reconnecting.clear();
+      leave(self);
       return caf::ok_atom::value;
     },
     [=](leave_atom, uint64_t next_seq) -> caf::result<caf::ok_atom> {
-      auto& st = self->state;
-      auto sender = self->current_sender();
-      for (auto i = st.members.begin(); i != st.members.end(); ++i)
-        if (sender && i->second.handle.address() == sender->address()) {
-          auto who = i->second.info;
-          log(self, "member left: " + who.name + " (" +
-                      std::to_string(st.members.size()) + " nodes)");
-          self->demonitor(i->second.handle.address());
-          st.members.erase(i);
-          st.core->member_left(who.name);
-          if (st.core->left(who.name, who.incarnation, next_seq))
-            repair(self, "'" + who.name + "' left; invalidations it sent went missing");
-          break;
-        }
+      if (auto sender = self->current_sender()) member_left(self, sender, next_seq);
       return caf::ok_atom::value;
     },
     [=](heartbeat_atom) {
       if (from_this_node(self)) heartbeat(self);
     },
     [=](peer_stats_atom) {
-      auto s = self->state.core->stats(self->state.members.size());
+      auto s = self->state.core->stats(self->state.members->size());
       add_counters(s, self->state.auth->counters);
       return s;
     },
-    [=](members_atom) {
-      std::vector<member_info> out;
-      for (auto& [name, m] : self->state.members)
-        out.push_back(m.info);
-      return out;
-    },
+    [=](members_atom) { return self->state.members->infos(); },
   };
 }
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "messages/value.hpp"
+
 namespace karlton {
 
 peer_state::peer_state(member_info me, size_t batch_max, uint64_t max_unacked)
@@ -144,6 +146,50 @@ peer_state::sync_plan peer_state::plan_sync(const std::vector<std::string>& memb
   return out;
 }
 
+peer_state::outgoing peer_state::send_batch(const std::vector<std::string>& members,
+                                            bool even_empty) {
+  outgoing out;
+  out.batch = take_batch();
+  auto n = out.batch.items.size();
+  if ((n == 0 && !even_empty) || members.empty()) return out;
+  if (n > 0) ++counters.batches_sent; // not heartbeats
+  for (auto& name : members)
+    if (auto mark = send_to(name, n)) out.to.emplace_back(name, *mark);
+  return out;
+}
+
+peer_state::sync_start peer_state::start_sync(const std::vector<std::string>& members) {
+  sync_start out;
+  out.out.batch = take_batch();
+  auto plan = plan_sync(members, out.out.batch.items.size());
+  if (!out.out.batch.items.empty() && !members.empty()) ++counters.batches_sent;
+  if (plan.ask.empty()) {
+    out.answer = finish_sync(std::move(plan.not_answered));
+    return out;
+  }
+  out.id = next_sync_id_++;
+  syncs_[out.id] = open_sync{plan.ask.size(), std::move(plan.not_answered)};
+  out.out.to = std::move(plan.ask);
+  return out;
+}
+
+std::optional<std::vector<std::string>>
+peer_state::sync_answered(uint64_t id, const std::string& name, bool applied) {
+  auto i = syncs_.find(id);
+  if (i == syncs_.end()) return std::nullopt;
+  auto& call = i->second;
+  if (!applied) call.not_answered.push_back(name);
+  if (--call.waiting > 0) return std::nullopt;
+  auto missing = std::move(call.not_answered);
+  syncs_.erase(i);
+  return finish_sync(std::move(missing));
+}
+
+std::vector<std::string> peer_state::finish_sync(std::vector<std::string> not_answered) {
+  if (!not_answered.empty()) ++counters.sync_timeouts;
+  return not_answered;
+}
+
 std::optional<peer_state::time_point>
 peer_state::renew_lease(time_point now, const std::vector<time_point>& last_heard,
                         uint64_t repairs_in_flight,
@@ -190,6 +236,56 @@ peer_stats peer_state::stats(uint64_t members) const {
   auto out = counters;
   out.members = members;
   out.recent_delays_us = delays_us_;
+  return out;
+}
+
+std::vector<apply_step>
+route_batch(invalidation_batch& b,
+            const std::function<size_t(const std::string&)>& shard_count, bool has_bus) {
+  std::vector<apply_step> out;
+  // Keys are gathered per shard, one request each; written keys apart.
+  std::map<std::pair<std::string, size_t>, apply_step> keys, written;
+  for (auto& x : b.items) {
+    switch (x.kind) {
+    case invalidation_kind::key:
+    case invalidation_kind::written: {
+      auto n = shard_count(x.cache);
+      if (n == 0) break; // a cache this node does not have
+      bool w = x.kind == invalidation_kind::written;
+      auto where = std::pair{x.cache, shard_index(hash_key(x.name), n)};
+      auto& step = (w ? written : keys)[where];
+      step.keys.push_back(std::move(x.name));
+      step.issued.push_back(x.issued_ns);
+      break;
+    }
+    case invalidation_kind::clear: {
+      if (shard_count(x.cache) == 0) break;
+      apply_step step;
+      step.to = apply_step::target::cache;
+      step.cache = std::move(x.cache);
+      step.issued = {x.issued_ns};
+      out.push_back(std::move(step));
+      break;
+    }
+    case invalidation_kind::tag:
+    case invalidation_kind::event: {
+      if (!has_bus) break;
+      apply_step step;
+      step.to = apply_step::target::bus;
+      step.issued = {x.issued_ns};
+      step.item = std::move(x);
+      out.push_back(std::move(step));
+      break;
+    }
+    }
+  }
+  for (auto* groups : {&keys, &written})
+    for (auto& [where, step] : *groups) {
+      step.cache = where.first;
+      step.shard = where.second;
+      step.written = groups == &written;
+      out.push_back(std::move(step));
+    }
   return out;
 }
 

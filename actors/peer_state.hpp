@@ -1,12 +1,14 @@
 // The bookkeeping of a node's peer actor, without actors: numbering and
 // batching what this node broadcasts, checking what other nodes send for
-// gaps (consistency rule 6), flow control per member, who counts as not
-// answered a synchronous call (rule 7) and when the read lease may be
-// renewed. Unit-tested on its own.
+// gaps (consistency rule 6), flow control per member, whom a synchronous call
+// asks, who counts as not answered it and when it is complete (rule 7), how a
+// received batch is routed to shards and bus, and when the read lease may be
+// renewed. Unit-tested on its own; the members are in peer_members.hpp.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -119,6 +121,38 @@ public:
   };
   sync_plan plan_sync(const std::vector<std::string>& members, size_t n);
 
+  // -- sending: batches and synchronous calls -------------------------------------
+
+  /// A batch and the members to send it to, each with its mark for
+  /// `acknowledged` (members it is withheld from are left out).
+  struct outgoing {
+    invalidation_batch batch;
+    std::vector<std::pair<std::string, send_mark>> to;
+  };
+  /// Takes the queued invalidations as one batch for `members` (the current
+  /// ones). Nobody gets an empty batch unless `even_empty` (a heartbeat, which
+  /// says where our numbering stands). Without members the queue is dropped:
+  /// nobody holds what it invalidates.
+  outgoing send_batch(const std::vector<std::string>& members, bool even_empty);
+
+  /// A synchronous call: the queued invalidations as one batch, whom to ask
+  /// (as `plan_sync`), and, if nobody is asked, its answer at once: the
+  /// members that count as not answered. Otherwise `sync_answered` gives the
+  /// answer once every member asked answered or failed.
+  struct sync_start {
+    uint64_t id = 0;
+    outgoing out;
+    std::optional<std::vector<std::string>> answer;
+  };
+  sync_start start_sync(const std::vector<std::string>& members);
+  /// Member `name` answered sync call `id` (`applied`), or its request failed
+  /// or timed out (not `applied`: it is named in the answer). Returns the
+  /// call's answer once every member asked did: the members that count as
+  /// not answered (a call with any counts in `sync_timeouts`).
+  std::optional<std::vector<std::string>>
+  sync_answered(uint64_t id, const std::string& name, bool applied);
+  size_t open_syncs() const noexcept { return syncs_.size(); }
+
   // -- the read lease -----------------------------------------------------------
 
   using time_point = clock::time_point;
@@ -155,6 +189,13 @@ private:
     bool behind = false;
   };
 
+  struct open_sync {
+    size_t waiting = 0; // members asked that have not answered yet
+    std::vector<std::string> not_answered;
+  };
+
+  std::vector<std::string> finish_sync(std::vector<std::string> not_answered);
+
   member_info me_;
   size_t batch_max_;
   uint64_t max_unacked_;
@@ -169,6 +210,38 @@ private:
   std::map<std::string, origin_state> origins_;
   std::vector<uint32_t> delays_us_; // a ring of the last peer_delay_samples
   size_t delays_next_ = 0;
+  std::map<uint64_t, open_sync> syncs_; // by id
+  uint64_t next_sync_id_ = 0;
 };
+
+// -- applying what other nodes send ---------------------------------------------
+
+/// One removal request a received batch becomes (see `route_batch`).
+struct apply_step {
+  enum class target : uint8_t {
+    shard, ///< `keys` of `cache` to shard `shard`
+    cache, ///< every shard of `cache` is cleared
+    bus,   ///< a tag purge or an event (`item`) for the event bus
+  };
+  target to = target::shard;
+  std::string cache;
+  size_t shard = 0;
+  std::vector<std::string> keys;
+  /// Keys another node wrote (`invalidation_kind::written`): dropped without
+  /// cascading to their dependents, which that node's write cascades itself.
+  bool written = false;
+  /// The origin times of what it carries, recorded as delays once done.
+  std::vector<int64_t> issued;
+  invalidation item; ///< for the bus
+};
+
+/// How to apply batch `b`: keys go to their shards, one step per shard (and
+/// per kind: written keys do not cascade); clears to every shard of the cache;
+/// tags and events to the bus if there is one (`has_bus`). What concerns a
+/// cache this node does not have (`shard_count` 0) is skipped. All are
+/// removals, so their order does not matter. Moves the items out of `b`.
+std::vector<apply_step>
+route_batch(invalidation_batch& b,
+            const std::function<size_t(const std::string&)>& shard_count, bool has_bus);
 
 } // namespace karlton

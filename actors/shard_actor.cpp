@@ -248,18 +248,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     };
   }
   st.cache = std::make_unique<shard_state>(std::move(setup.config));
-  st.time_source = std::move(setup.time_source);
-  st.inbox = std::move(setup.inbox);
-  st.loaders = std::move(setup.loaders);
-  st.user_loader = std::move(setup.user_loader);
-  st.store_writer = std::move(setup.store_writer);
-  st.write_flusher = std::move(setup.write_flusher);
-  st.index = setup.index;
-  st.acks_wait_for_journal = setup.acks_wait_for_journal;
-  st.event_bus = std::move(setup.event_bus);
-  st.cache_index = setup.cache_index;
-  st.peer = std::move(setup.peer);
-  st.cache_name = std::move(setup.cache_name);
+  static_cast<shard_links&>(st) = std::move(setup);
   return {
     [=](caf::get_atom, const std::string& key) {
       auto hash = static_cast<uint32_t>(hash_key(key));

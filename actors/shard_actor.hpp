@@ -14,14 +14,13 @@
 
 namespace karlton {
 
-/// What a shard actor is spawned with.
-struct shard_setup {
-  shard_config config;
+/// Whom a shard talks to and its place in its cache: given at spawn
+/// (`shard_setup`) and kept by the running shard (`shard_actor_state`), which
+/// both derive from it, so the shard takes them over in one assignment.
+struct shard_links {
   std::shared_ptr<const clock> time_source;
   /// Plain-thread ingress queue drained on `doorbell`; may be null.
   std::shared_ptr<ingress> inbox;
-  /// Told about every removal, in addition to `config.on_removal`; may be null.
-  removal_listener_actor listener;
   /// Workers that run the cache's loader; empty if it has none.
   std::vector<loader_actor> loaders;
   /// Asked for loads instead of `loaders`, by request, so an error answer or
@@ -49,27 +48,23 @@ struct shard_setup {
   std::string cache_name;
 };
 
-struct shard_actor_state {
+/// What a shard actor is spawned with.
+struct shard_setup : shard_links {
+  /// Moved into the shard's `shard_state`.
+  shard_config config;
+  /// Told about every removal, in addition to `config.on_removal`; may be null.
+  removal_listener_actor listener;
+};
+
+struct shard_actor_state : shard_links {
   std::unique_ptr<shard_state> cache;
-  std::shared_ptr<const clock> time_source;
-  std::shared_ptr<ingress> inbox;
   /// The deadline the pending expiry timer was armed for, and its generation:
   /// CAF timers cannot be cancelled, so a re-armed timer makes the old stale.
   std::optional<time_point> armed_for;
   uint64_t timer_generation = 0;
-  std::vector<loader_actor> loaders;
-  size_t next_loader = 0; // round robin
-  store_writer_actor store_writer;
-  flusher_actor write_flusher;
-  uint32_t index = 0;
-  bool acks_wait_for_journal = false;
-  bus_actor event_bus;
-  int32_t cache_index = 0;
-  peer_actor peer;
-  std::string cache_name;
+  size_t next_loader = 0;        // round robin over `loaders`
   bool room_timer_armed = false; // a timer for parked writes is pending
   bool reclaim_pending = false;  // a `reclaim` reminder is on its way
-  loader_actor user_loader;
 
   static inline const char* name = "karlton.shard";
 };

@@ -57,6 +57,18 @@ enum class early_refresh_mode : uint8_t {
   naive,
 };
 
+/// The largest key and value a put accepts unless told otherwise (the
+/// defaults of `cache_options::max_key_bytes` and `max_value_bytes`). A key is
+/// hashed, compared and copied on every call and travels in every
+/// invalidation to other nodes: 64 KiB is far above real keys (ids, URLs,
+/// composite names) and stops a caller's bug from making every node hold
+/// megabyte keys. A value is copied whole into one message (a put, a get's
+/// answer, a store write) and held in one allocation: 64 MiB keeps one call
+/// from stalling a shard for long; larger objects belong in a blob store,
+/// with their address cached.
+constexpr uint64_t default_max_key_bytes = 64 * 1024;
+constexpr uint64_t default_max_value_bytes = 64 * 1024 * 1024;
+
 /// What one shard enforces. The runtime derives it from the cache's options,
 /// dividing the cache's bounds by its number of shards.
 struct shard_config {
@@ -64,8 +76,8 @@ struct shard_config {
   uint64_t max_entries = 0; ///< 0: unbounded
   uint64_t max_bytes = 0;   ///< key + value bytes; 0: unbounded
   eviction_policy_kind policy = eviction_policy_kind::tiny_lfu;
-  uint64_t max_key_bytes = 64 * 1024;
-  uint64_t max_value_bytes = 64 * 1024 * 1024;
+  uint64_t max_key_bytes = default_max_key_bytes;
+  uint64_t max_value_bytes = default_max_value_bytes;
   removal_callback on_removal;
   // Read-through loading (see get_or_load):
   bool read_through = false;      ///< the cache has a loader

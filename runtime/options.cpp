@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <thread>
+#include <type_traits>
 
 #include <caf/config_option_adder.hpp>
 #include <caf/io/middleman.hpp>
@@ -117,6 +118,14 @@ caf::error read_size(const caf::actor_system_config& cfg, const size_range& r, T
   return caf::none;
 }
 
+// Beta as a setting would be written: 1, 0.5.
+std::string show_beta(double beta) {
+  auto text = std::to_string(beta);
+  text.erase(text.find_last_not_of('0') + 1);
+  if (!text.empty() && text.back() == '.') text.pop_back();
+  return text;
+}
+
 } // namespace
 
 caf::error validate(const cache_options& o) {
@@ -179,41 +188,70 @@ caf::error validate(const cache_options& o) {
   return caf::none;
 }
 
+namespace {
+
+// A setting's help text with its default, taken from the options structs so a
+// default is changed in one place.
+template <class T>
+std::string with_default(const std::string& text, const T& value) {
+  if constexpr (std::is_same_v<T, caf::timespan>)
+    return text + " (default " + show(value) + ")";
+  else
+    return text + " (default " + std::to_string(value) + ")";
+}
+
+} // namespace
+
 void add_options(caf::config_option_set& opts) {
+  const cache_options cache;
+  const cluster_options cluster;
   caf::config_option_adder{opts, "karlton"}
     .add<caf::timespan>("default-ttl", "TTL of puts that give none (0 = never expire)")
     .add<size_t>("shards", "shards per cache (0 = one per scheduler thread)")
     .add<size_t>("max-entries", "entries per cache (0 = unbounded)")
     .add<size_t>("max-bytes", "key + value bytes per cache (0 = unbounded)")
     .add<std::string>("policy", "eviction policy: tinylfu (default) or lru")
-    .add<size_t>("max-key-bytes", "largest key accepted (default 65536)")
-    .add<size_t>("max-value-bytes", "largest value accepted (default 67108864)")
-    .add<caf::timespan>("call-timeout", "how long blocking calls wait (default 5s)")
+    .add<size_t>("max-key-bytes",
+                 with_default("largest key accepted", cache.max_key_bytes))
+    .add<size_t>("max-value-bytes",
+                 with_default("largest value accepted", cache.max_value_bytes))
+    .add<caf::timespan>("call-timeout",
+                        with_default("how long blocking calls wait", cache.call_timeout))
     .add<size_t>("ingress-capacity",
-                 "jobs queued per shard from plain threads, 2..65534 (default 16384)")
+                 with_default("jobs queued per shard from plain threads, 2..65534",
+                              cache.ingress_capacity))
     .add<size_t>("loader-concurrency",
-                 "loader threads per read-through cache, 1..256 (default 4)")
+                 with_default("loader threads per read-through cache, 1..256",
+                              cache.loader_concurrency))
     .add<caf::timespan>("load-timeout",
-                        "how long a load may take before its callers get timeout "
-                        "(default 60s, 0 = never)")
+                        with_default("how long a load may take before its callers get "
+                                     "timeout (0 = never)",
+                                     cache.load_timeout))
     .add<caf::timespan>("refresh-after", "age after which a read reloads (0 = off)")
     .add<std::string>("early-refresh", "none (default), xfetch or naive")
-    .add<double>("beta", "beta of the early-refresh modes (default 1)")
+    .add<double>("beta", "beta of the early-refresh modes (default " +
+                           show_beta(cache.beta) + ")")
     .add<caf::timespan>("negative-ttl", "how long a load failure is remembered (0 = off)")
     .add<caf::timespan>("stale-if-error",
                         "how long past expiry an entry may stand in for a failed load "
                         "(0 = off)")
     .add<std::string>("write-mode", "none (default), write_through or write_back")
-    .add<size_t>("batch-size", "write-back: keys per store transaction (default 1000)")
-    .add<caf::timespan>("flush-interval",
-                        "write-back: longest a dirty write waits (default 100ms)")
-    .add<size_t>("max-dirty",
-                 "write-back: writes not yet stored, at most (default 100000)")
-    .add<caf::timespan>("retry-base", "write-back: first retry backoff (default 10ms)")
-    .add<caf::timespan>("retry-max", "write-back: longest retry backoff (default 5s)")
+    .add<size_t>("batch-size",
+                 with_default("write-back: keys per store transaction", cache.batch_size))
+    .add<caf::timespan>(
+      "flush-interval",
+      with_default("write-back: longest a dirty write waits", cache.flush_interval))
+    .add<size_t>("max-dirty", with_default("write-back: writes not yet stored, at most",
+                                           cache.max_dirty))
+    .add<caf::timespan>("retry-base",
+                        with_default("write-back: first retry backoff", cache.retry_base))
+    .add<caf::timespan>(
+      "retry-max", with_default("write-back: longest retry backoff", cache.retry_max))
     .add<std::string>("journal", "write-back: journal file (default none)")
-    .add<size_t>("journal-max-bytes",
-                 "write-back: journal length that makes it rewritten (default 64 MiB)")
+    .add<size_t>(
+      "journal-max-bytes",
+      with_default("write-back: journal length in bytes that makes it rewritten",
+                   cache.journal_max_bytes))
     .add<std::string>("distribution", "local, async or sync (default local; in "
                                       "karlton-node async): see README");
   caf::config_option_adder{opts, "karlton.cluster"}
@@ -222,13 +260,18 @@ void add_options(caf::config_option_set& opts) {
     .add<uint16_t>("port", "port to listen on (default 0: any free port)")
     .add<std::string>("secret", "the cluster secret every node must know")
     .add<std::vector<std::string>>("seeds", "nodes to join, as [\"host:port\", ...]")
-    .add<caf::timespan>("batch-delay", "longest an invalidation waits to be sent "
-                                       "(default 1ms)")
-    .add<size_t>("batch-max", "invalidations per batch at most (default 4096)")
-    .add<size_t>("max-unacked", "invalidations a member may lag behind before it is "
-                                "skipped and repairs (default 1048576)")
     .add<caf::timespan>(
-      "sync-timeout", "how long a sync invalidation waits for other nodes (default 2s)");
+      "batch-delay",
+      with_default("longest an invalidation waits to be sent", cluster.batch_delay))
+    .add<size_t>("batch-max",
+                 with_default("invalidations per batch at most", cluster.batch_max))
+    .add<size_t>("max-unacked",
+                 with_default("invalidations a member may lag behind before "
+                              "it is skipped and repairs",
+                              cluster.max_unacked))
+    .add<caf::timespan>("sync-timeout",
+                        with_default("how long a sync invalidation waits for other nodes",
+                                     cluster.sync_timeout));
 }
 
 caf::error validate(const cluster_options& o) {

@@ -15,6 +15,7 @@
 
 #include "actors/eviction.hpp"
 #include "actors/loader_actor.hpp"
+#include "actors/peer_options.hpp"
 #include "actors/shard_state.hpp"
 #include "messages/shard_interface.hpp"
 #include "messages/ttl.hpp"
@@ -29,11 +30,11 @@ namespace karlton {
 /// and entry expiries are 40-bit milliseconds (34.8 years).
 constexpr caf::timespan max_option_duration = std::chrono::hours{24 * 365};
 
-/// One named cache: one data type with its own strategy (the guide's "layer
-/// strategies per data type"). Defaults come from the `karlton.*` settings.
 /// How a cache's changes reach other nodes; see `cache_options::distributed`.
 enum class distribution : uint8_t { local, async, sync };
 
+/// One named cache: one data type with its own strategy (the guide's "layer
+/// strategies per data type"). Defaults come from the `karlton.*` settings.
 struct cache_options {
   /// Unique within the runtime; letters, digits, '-', '_' and '.'.
   std::string name;
@@ -50,10 +51,11 @@ struct cache_options {
   uint64_t max_bytes = 0;
   /// Setting: `karlton.policy` ("tinylfu" or "lru").
   eviction_policy_kind policy = eviction_policy_kind::tiny_lfu;
-  /// Largest key and value a put accepts. Settings: `karlton.max-key-bytes`,
+  /// Largest key and value a put accepts (defaults and their reasons:
+  /// `default_max_key_bytes`). Settings: `karlton.max-key-bytes`,
   /// `karlton.max-value-bytes`.
-  uint64_t max_key_bytes = 64 * 1024;
-  uint64_t max_value_bytes = 64 * 1024 * 1024;
+  uint64_t max_key_bytes = default_max_key_bytes;
+  uint64_t max_value_bytes = default_max_value_bytes;
   /// How long a blocking call waits, all its shards together (1ns..365
   /// days). Setting: `karlton.call-timeout`.
   caf::timespan call_timeout = std::chrono::seconds{5};
@@ -163,52 +165,19 @@ void add_options(caf::config_option_set& opts);
 /// Errors: `invalid_option` for a value out of range, e.g. an unknown policy.
 caf::expected<cache_options> options_from(const caf::actor_system_config& cfg);
 
-/// An actor system config with karlton's types, options and the scheduler
-/// settings measured in CAF-0.17.md: as many threads as cores, and no
-/// "moderate" polling phase (it makes a call from a plain thread wait ~100 us
-/// for a sleeping worker; without it, ~30 us).
-/// A node's place in a cluster: where it listens, what it proves, whom it
-/// joins, and how it batches (`karlton.cluster.*` keys).
-struct cluster_options {
+/// A node's place in a cluster: where it listens, what it proves and whom it
+/// joins (here), and how it batches, times out and repairs (`peer_options`,
+/// whose fields and defaults are shared with the peer actor); the
+/// `karlton.cluster.*` keys.
+struct cluster_options : peer_options {
   /// How other nodes know this one; empty: "host:port".
   std::string node_name;
   /// The address it listens on (loopback unless told otherwise) and the
   /// port (0: any free one; `runtime::cluster_port` tells which).
   std::string host = "127.0.0.1";
   uint16_t port = 0;
-  /// Every node must know it; a node that cannot prove it is refused.
-  std::string secret;
   /// Nodes to join, as "host:port"; one live member is enough.
   std::vector<std::string> seeds;
-  caf::timespan batch_delay = std::chrono::milliseconds{1};
-  uint32_t batch_max = 4096;
-  /// Invalidations a member may have been sent but not yet applied; a
-  /// member further behind is skipped, sees the gap and repairs (flow
-  /// control: nothing grows without bound when a node cannot keep up).
-  uint64_t max_unacked = 1048576;
-  caf::timespan sync_timeout = std::chrono::seconds{2};
-  /// How often a node tells every member it is alive (an empty batch when
-  /// it has nothing to send), and how long a member may stay silent before
-  /// it counts as lost (repair, then reconnection).
-  caf::timespan heartbeat = std::chrono::milliseconds{250};
-  caf::timespan member_timeout = std::chrono::seconds{3};
-  /// How long after the last word from a member this node's distributed
-  /// caches still serve hits; past it they flush (a frozen or cut-off node
-  /// may have missed invalidations). More than `heartbeat`.
-  caf::timespan read_lease = std::chrono::seconds{1};
-  /// What a node does when it may have missed invalidations (a sequence
-  /// gap, a lost member): 0 flushes its distributed caches; a duration
-  /// instead makes every entry expire within it (bounded staleness, warm
-  /// caches). A lapsed read lease always flushes.
-  caf::timespan repair_ttl{0};
-  /// Encrypt the links between nodes with TLS (CAF's OpenSSL module). Every
-  /// node of a cluster must agree. Without certificates (CAF's own
-  /// `openssl.certificate`, `openssl.key`, `openssl.cafile` keys) OpenSSL's
-  /// anonymous key exchange is used: encrypted, and the secret's handshake
-  /// still authenticates nodes; with them, CAF also verifies certificates.
-  bool tls = false;
-  /// Membership changes, refusals and repairs, one line each; stderr if empty.
-  std::function<void(const std::string&)> log;
 };
 
 /// Checks `o`; the error names the bad option.
@@ -217,6 +186,10 @@ caf::error validate(const cluster_options& o);
 /// Cluster options as the config's `karlton.cluster.*` keys give them.
 caf::expected<cluster_options> cluster_options_from(const caf::actor_system_config& cfg);
 
+/// An actor system config with karlton's types, options and the scheduler
+/// settings measured in CAF-0.17.md: as many threads as cores, and no
+/// "moderate" polling phase (it makes a call from a plain thread wait ~100 us
+/// for a sleeping worker; without it, ~30 us).
 class runtime_config : public caf::actor_system_config {
 public:
   runtime_config();

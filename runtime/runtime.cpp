@@ -635,19 +635,9 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
       return make_error(errc::invalid_option,
                         "start_cluster: this runtime is a node already");
     peer_setup setup;
-    setup.secret = opts.secret;
-    setup.batch_delay = opts.batch_delay;
-    setup.batch_max = opts.batch_max;
-    setup.max_unacked = opts.max_unacked;
-    setup.sync_timeout = opts.sync_timeout;
-    setup.heartbeat = opts.heartbeat;
-    setup.member_timeout = opts.member_timeout;
-    setup.lease_time = opts.read_lease;
-    setup.repair_ttl = opts.repair_ttl;
-    setup.tls = opts.tls;
+    static_cast<peer_options&>(setup) = opts; // the options both share
     setup.lease = std::make_shared<read_lease>();
     setup.time_source = clock_;
-    setup.log = opts.log;
     setup.event_bus = ensure_bus();
     setup.me.host = opts.host;
     setup.me.port = opts.port;

@@ -164,7 +164,7 @@ TEST_CASE("a slow member holds at most max-unacked invalidations while its origi
   ps.me = member_info{"slow", "127.0.0.1", 0, 42};
   ps.secret = "secret";
   ps.heartbeat = 200ms;
-  ps.lease_time = 500ms;
+  ps.read_lease = 500ms;
   ps.member_timeout = 1s;
   ps.lease = std::make_shared<read_lease>();
   ps.time_source = slow_rt.time_source();

@@ -1,0 +1,59 @@
+// Shared by the two halves of the peer actor: peer_actor.cpp (the behavior,
+// and the invalidation traffic: batches, applies, heartbeats) and
+// peer_membership.cpp (joins, handshakes, losses and leaves). Not for other
+// code: it is the actor's inside.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <caf/result.hpp>
+
+#include "actors/peer_actor.hpp"
+
+namespace karlton::peer_detail {
+
+using self_ptr = peer_actor::stateful_pointer<peer_actor_state>;
+
+/// One line to the node's log (see `peer_options::log`).
+void log(self_ptr self, const std::string& line);
+
+/// Makes the distributed caches safe again after we may have missed
+/// invalidations (rule 6): flushes them, or, with a repair TTL (unless
+/// `always_flush`: a lapsed lease always flushes), lets every entry live at
+/// most that long.
+void repair(self_ptr self, const std::string& why, bool always_flush = false);
+
+// -- membership (peer_membership.cpp) ---------------------------------------------
+
+/// Connects to `host:port` and runs the join handshake as its initiator;
+/// `done` hears the outcome.
+void connect(self_ptr self, const std::string& host, uint16_t port,
+             std::function<void(caf::error)> done);
+
+/// Joins a member we heard of or lost; on failure, tries again later.
+void join_member(self_ptr self, member_info target);
+
+/// The handshake as responder: the answer to `sender`'s hello, and its join.
+caf::result<member_info, std::string, std::string>
+answer_hello(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& from,
+             const std::string& nonce);
+caf::result<std::vector<member_info>, uint64_t>
+admit(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& from,
+      const std::string& proof, uint64_t next_seq);
+
+/// A member's connection went down: it is lost (repair, reconnection).
+void on_down(self_ptr self, const caf::down_msg& dm);
+
+/// Members silent for longer than the member timeout at `now` are lost.
+void drop_silent_members(self_ptr self, clock::time_point now);
+
+/// This node leaves: every member is told where our numbering stands.
+void leave(self_ptr self);
+
+/// The member at `sender` left cleanly, its numbering standing at `next_seq`.
+void member_left(self_ptr self, const caf::strong_actor_ptr& sender, uint64_t next_seq);
+
+} // namespace karlton::peer_detail

@@ -1,0 +1,207 @@
+// The members of a node's cluster, without actors: who is a member through
+// which handle, whether a message or a handshake comes from the member it
+// names, who went silent, whom to tell a joiner about and whom to join after
+// a handshake, and the backoff of reconnections to lost members. The peer
+// actor keeps one with its actor handles; tests use a plain handle type.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "messages/cluster.hpp"
+#include "runtime/clock.hpp"
+
+namespace karlton {
+
+/// `Handle` is copyable, compares with `==`, and has `address()`, comparable
+/// with `==` to what identifies a message's sender (CAF's actor handles).
+template <class Handle>
+class member_table {
+public:
+  using time_point = clock::time_point;
+  using duration = time_point::duration;
+
+  struct member {
+    member_info info;
+    Handle handle;
+    time_point last_heard;
+  };
+
+  /// Reconnection to a lost member: the first wait, doubled up to `max`.
+  member_table(duration reconnect_base, duration reconnect_max)
+    : reconnect_base_(reconnect_base), reconnect_max_(reconnect_max) {}
+
+  // -- who is a member ----------------------------------------------------------
+
+  /// `info` passed the handshake through `handle` at `now`: a member, no
+  /// longer reconnected to. True if it is new: not a member before, or one
+  /// reached through another handle (a new connection, to monitor). The same
+  /// member shaking hands again through the same handle is not.
+  bool add(const member_info& info, const Handle& handle, time_point now) {
+    auto known = members_.find(info.name);
+    bool is_new = known == members_.end() || !(known->second.handle == handle);
+    members_[info.name] = member{info, handle, now};
+    reconnecting_.erase(info.name);
+    return is_new;
+  }
+
+  /// True if `name` is a member reached through another actor than the one
+  /// at `by`: a handshake claiming it is refused (a name is only taken over
+  /// once its member is gone; the same member may shake hands again).
+  template <class Address>
+  bool name_taken(const std::string& name, const Address& by) const {
+    auto i = members_.find(name);
+    return i != members_.end() && !(i->second.handle.address() == by);
+  }
+
+  /// True if a message from `sender` that claims to come from `origin` does:
+  /// `sender` is the handle `origin` passed the handshake with. Then `origin`
+  /// was heard from at `now` (see `silent`).
+  template <class Address>
+  bool heard_from(const std::string& origin, const Address& sender, time_point now) {
+    auto i = members_.find(origin);
+    if (i == members_.end() || !(i->second.handle.address() == sender)) return false;
+    i->second.last_heard = now;
+    return true;
+  }
+
+  /// Removes the member reached through the actor at `addr` (its connection
+  /// went down, or it left) and returns it; nullopt if there is none.
+  template <class Address>
+  std::optional<member> remove_by_address(const Address& addr) {
+    for (auto i = members_.begin(); i != members_.end(); ++i)
+      if (i->second.handle.address() == addr) return take(i);
+    return std::nullopt;
+  }
+
+  /// Removes `name` if it is still the member reached through `handle` (a
+  /// handshake that admitted it failed at its last step).
+  void remove_if(const std::string& name, const Handle& handle) {
+    auto i = members_.find(name);
+    if (i != members_.end() && i->second.handle == handle) members_.erase(i);
+  }
+
+  /// Removes `name` and returns it; nullopt if it is no member.
+  std::optional<member> remove(const std::string& name) {
+    auto i = members_.find(name);
+    if (i == members_.end()) return std::nullopt;
+    return take(i);
+  }
+
+  /// Forgets every member and every reconnection (this node leaves).
+  void clear() {
+    members_.clear();
+    reconnecting_.clear();
+  }
+
+  bool contains(const std::string& name) const { return members_.count(name) > 0; }
+  const member* find(const std::string& name) const {
+    auto i = members_.find(name);
+    return i == members_.end() ? nullptr : &i->second;
+  }
+  size_t size() const noexcept { return members_.size(); }
+  bool empty() const noexcept { return members_.empty(); }
+  /// By name.
+  const std::map<std::string, member>& all() const noexcept { return members_; }
+
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (auto& [name, m] : members_)
+      out.push_back(name);
+    return out;
+  }
+
+  std::vector<member_info> infos() const {
+    std::vector<member_info> out;
+    for (auto& [name, m] : members_)
+      out.push_back(m.info);
+    return out;
+  }
+
+  // -- handshakes ---------------------------------------------------------------
+
+  /// What a node that joins as `name` is told: every other member, so it
+  /// joins them too (a full mesh).
+  std::vector<member_info> others_than(const std::string& name) const {
+    std::vector<member_info> out;
+    for (auto& [n, m] : members_)
+      if (n != name) out.push_back(m.info);
+    return out;
+  }
+
+  /// Of the members a node we joined told us about, those to join: neither
+  /// this node (`me`) nor a member already.
+  std::vector<member_info> to_join(std::vector<member_info> told,
+                                   const std::string& me) const {
+    told.erase(std::remove_if(
+                 told.begin(), told.end(),
+                 [&](const member_info& o) { return o.name == me || contains(o.name); }),
+               told.end());
+    return told;
+  }
+
+  // -- liveness -----------------------------------------------------------------
+
+  /// Members not heard from for longer than `timeout` at `now`: lost.
+  std::vector<std::string> silent(time_point now, duration timeout) const {
+    std::vector<std::string> out;
+    for (auto& [name, m] : members_)
+      if (now - m.last_heard > timeout) out.push_back(name);
+    return out;
+  }
+
+  /// When each member was last heard from (for the read lease).
+  std::vector<time_point> last_heard() const {
+    std::vector<time_point> out;
+    for (auto& [name, m] : members_)
+      out.push_back(m.last_heard);
+    return out;
+  }
+
+  // -- reconnection -------------------------------------------------------------
+
+  /// `name` was lost: it is reconnected to, first after the returned wait.
+  duration lost(const std::string& name) {
+    reconnecting_.emplace(name, reconnect_base_);
+    return reconnect_base_;
+  }
+
+  struct retry {
+    duration wait;
+    bool first; ///< `name` was not being reconnected to before (worth a log line)
+  };
+  /// An attempt to reach `name` failed: how long to wait before the next,
+  /// from the reconnection base doubling up to its max.
+  retry failed_to_reach(const std::string& name) {
+    auto [i, first] = reconnecting_.emplace(name, reconnect_base_);
+    auto wait = i->second;
+    i->second = std::min<duration>(wait * 2, reconnect_max_);
+    return {wait, first};
+  }
+
+  /// `name` was reached (or joined us): no more retries.
+  void reached(const std::string& name) { reconnecting_.erase(name); }
+
+  bool reconnecting(const std::string& name) const {
+    return reconnecting_.count(name) > 0;
+  }
+
+private:
+  member take(typename std::map<std::string, member>::iterator i) {
+    auto out = std::move(i->second);
+    members_.erase(i);
+    return out;
+  }
+
+  duration reconnect_base_;
+  duration reconnect_max_;
+  std::map<std::string, member> members_;
+  std::map<std::string, duration> reconnecting_; // lost members, next wait
+};
+
+} // namespace karlton

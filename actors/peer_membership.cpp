@@ -1,0 +1,226 @@
+// The peer actor's membership: joining other nodes (connect, then the join
+// handshake as initiator), admitting those that join us (as responder), and
+// losing, reconnecting to and letting go members. The decisions are made by
+// `handshake_state` (actors/cluster_auth.hpp), `member_table`
+// (actors/peer_members.hpp) and `peer_state`; this translates them to
+// messages. Invalidation traffic is in peer_actor.cpp.
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+
+#include "actors/peer_internal.hpp"
+#include "messages/errors.hpp"
+
+namespace karlton::peer_detail {
+
+namespace {
+
+// The handshake state's key for the actor that sent the message at hand.
+std::string sender_key(const caf::strong_actor_ptr& sender) {
+  return caf::to_string(sender->address());
+}
+
+// Logs a refused handshake, once per thousand so a flood cannot fill the log.
+void log_refusal(self_ptr self, const caf::error& err) {
+  if (self->state.auth->counters.total % 1000 == 1)
+    log(self, "refused a handshake: " + describe(err));
+}
+
+// After a member was lost (its connection, or its heartbeats) and removed:
+// repairs, and starts reconnecting to it.
+void lose_member(self_ptr self, const member_table<peer_actor>::member& m,
+                 const std::string& why) {
+  auto& st = self->state;
+  auto& lost = m.info;
+  self->demonitor(m.handle.address());
+  st.core->member_lost(lost.name);
+  ++st.core->counters.peers_lost;
+  // Rule 7: no hits until the repair below is done (then `heartbeat` renews).
+  if (st.setup.lease) st.setup.lease->limit_to(st.setup.time_source->now());
+  log(self, "lost member '" + lost.name + "' (" + why + ")");
+  repair(self, "lost '" + lost.name + "', whose invalidations may not have arrived");
+  auto wait = st.members->lost(lost.name);
+  self->delayed_send(self, caf::timespan{wait}, join_atom::value, lost);
+}
+
+void add_member(self_ptr self, const member_info& info, const peer_actor& handle) {
+  auto& st = self->state;
+  if (!st.members->add(info, handle, st.setup.time_source->now())) return;
+  st.core->member_joined(info.name);
+  // From now on there is someone whose invalidations we could miss: a lease
+  // held while we had no members must not stay valid forever until the next
+  // heartbeat. Without this, a node frozen within a heartbeat of joining
+  // served, when it ran again, a value erased meanwhile (found by
+  // tests/runtime/multiprocess.test.cpp).
+  if (st.setup.lease)
+    st.setup.lease->limit_to(st.setup.time_source->now() + st.setup.read_lease);
+  self->monitor(handle);
+  log(self, "member joined: " + info.name + " at " + info.host + ":" +
+              std::to_string(info.port) + " (" + std::to_string(st.members->size() + 1) +
+              " nodes)");
+}
+
+// The join handshake with the node `other`, as its initiator (see
+// actors/cluster_auth.hpp): we check its proof over both nonces first, and
+// only then send ours, then exchange member lists and sequence numbers.
+// `done` hears the outcome.
+void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> done) {
+  auto& st = self->state;
+  auto started = st.auth->start();
+  if (!started) {
+    done(std::move(started.error()));
+    return;
+  }
+  auto nonce = std::move(*started);
+  auto timeout = st.setup.join_timeout;
+  self->request(other, timeout, hello_atom::value, st.core->me(), nonce)
+    .then(
+      [=](member_info& them, std::string& their_nonce, std::string& proof) {
+        auto& st = self->state;
+        auto mine = st.auth->answer(
+          handshake_party{them, caf::to_string(other.node())}, nonce, their_nonce, proof,
+          self->state.members->name_taken(them.name, other.address()));
+        if (!mine) {
+          log(self, "refused node '" + them.name + "': " + describe(mine.error()));
+          done(std::move(mine.error()));
+          return;
+        }
+        // A member from now on: what we broadcast after the join message
+        // reaches it after that message, so its count starts where we say.
+        add_member(self, them, other);
+        self
+          ->request(other, timeout, join_atom::value, st.core->me(), std::move(*mine),
+                    st.core->next_seq())
+          .then(
+            [=](std::vector<member_info>& others, uint64_t their_next) {
+              auto& st = self->state;
+              if (st.core->expect(them.name, them.incarnation, their_next))
+                repair(self, "'" + them.name + "' sent invalidations we never received");
+              for (auto& o : st.members->to_join(std::move(others), st.core->me().name))
+                join_member(self, std::move(o));
+              done(caf::none);
+            },
+            [=](caf::error& err) {
+              self->state.members->remove_if(them.name, other);
+              log(self, "'" + them.name + "' refused us: " + describe(err));
+              done(err);
+            });
+      },
+      [=](caf::error& err) { done(err); });
+}
+
+} // namespace
+
+// Connects to `host:port` without blocking a worker (the middleman's actor
+// does the connecting), then runs the handshake.
+void connect(self_ptr self, const std::string& host, uint16_t port,
+             std::function<void(caf::error)> done) {
+  auto& sys = self->home_system();
+  auto mm = self->state.setup.tls ? sys.openssl_manager().actor_handle()
+                                  : sys.middleman().actor_handle();
+  self->request(mm, self->state.setup.join_timeout, caf::connect_atom::value, host, port)
+    .then(
+      [=](const caf::node_id& nid, caf::strong_actor_ptr& h,
+          const std::set<std::string>& ifs) {
+        if (nid == self->node()) { // we reached ourselves (a seed list may name us)
+          done(caf::none);
+          return;
+        }
+        if (!h || !self->home_system().assignable<peer_actor>(ifs)) {
+          done(make_error(errc::invalid_option,
+                          host + ":" + std::to_string(port) + " is not a karlton node"));
+          return;
+        }
+        handshake(self, caf::actor_cast<peer_actor>(std::move(h)), done);
+      },
+      [=](caf::error& err) {
+        done(make_error(errc::timeout, "cannot reach " + host + ":" +
+                                         std::to_string(port) + ": " +
+                                         self->system().render(err)));
+      });
+}
+
+// Joins a member we heard of or lost; on failure, tries again later.
+void join_member(self_ptr self, member_info target) {
+  connect(self, target.host, target.port, [self, target](caf::error err) {
+    auto& members = *self->state.members;
+    if (!err || members.contains(target.name)) {
+      members.reached(target.name);
+      return;
+    }
+    auto retry = members.failed_to_reach(target.name);
+    if (retry.first)
+      log(self, "cannot reach '" + target.name + "', retrying: " + describe(err));
+    self->delayed_send(self, caf::timespan{retry.wait}, join_atom::value, target);
+  });
+}
+
+void on_down(self_ptr self, const caf::down_msg& dm) {
+  if (auto m = self->state.members->remove_by_address(dm.source))
+    lose_member(self, *m, self->system().render(dm.reason));
+}
+
+void drop_silent_members(self_ptr self, clock::time_point now) {
+  auto& st = self->state;
+  for (auto& name : st.members->silent(now, st.setup.member_timeout))
+    if (auto m = st.members->remove(name))
+      lose_member(self, *m, "silent for longer than the member timeout");
+}
+
+caf::result<member_info, std::string, std::string>
+answer_hello(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& from,
+             const std::string& nonce) {
+  auto& st = self->state;
+  auto reply = st.auth->hello(
+    sender_key(sender), handshake_party{from, caf::to_string(sender->node())}, nonce,
+    st.members->name_taken(from.name, sender->address()), st.setup.time_source->now());
+  if (!reply) {
+    log_refusal(self, reply.error());
+    return std::move(reply.error());
+  }
+  return {st.core->me(), std::move(reply->nonce), std::move(reply->proof)};
+}
+
+caf::result<std::vector<member_info>, uint64_t>
+admit(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& from,
+      const std::string& proof, uint64_t next_seq) {
+  auto& st = self->state;
+  if (auto err = st.auth->join(sender_key(sender), from, proof,
+                               st.members->name_taken(from.name, sender->address()),
+                               st.setup.time_source->now())) {
+    log_refusal(self, err);
+    return err;
+  }
+  if (st.core->expect(from.name, from.incarnation, next_seq))
+    repair(self, "'" + from.name + "' sent invalidations we never received");
+  auto others = st.members->others_than(from.name);
+  add_member(self, from, caf::actor_cast<peer_actor>(sender));
+  return {std::move(others), st.core->next_seq()};
+}
+
+void leave(self_ptr self) {
+  auto& st = self->state;
+  // With where our numbering stands: a member we withheld batches from
+  // (flow control) sees the gap and repairs, though we left cleanly.
+  for (auto& [name, m] : st.members->all()) {
+    self->demonitor(m.handle.address());
+    self->request(m.handle, caf::infinite, leave_atom::value, st.core->next_seq())
+      .then([](caf::ok_atom) {});
+  }
+  st.members->clear();
+}
+
+void member_left(self_ptr self, const caf::strong_actor_ptr& sender, uint64_t next_seq) {
+  auto& st = self->state;
+  auto m = st.members->remove_by_address(sender->address());
+  if (!m) return;
+  auto& who = m->info;
+  log(self, "member left: " + who.name + " (" + std::to_string(st.members->size() + 1) +
+              " nodes)");
+  self->demonitor(m->handle.address());
+  st.core->member_left(who.name);
+  if (st.core->left(who.name, who.incarnation, next_seq))
+    repair(self, "'" + who.name + "' left; invalidations it sent went missing");
+}
+
+} // namespace karlton::peer_detail

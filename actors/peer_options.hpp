@@ -1,0 +1,66 @@
+// How a node talks to the other members of its cluster: the one definition of
+// the cluster's tunables and their defaults. `cluster_options` (the public
+// `karlton.cluster.*` settings) and `peer_setup` (what the peer actor is
+// spawned with) both derive from it, so a value set by a user reaches the
+// peer actor without being copied field by field, and a default is changed
+// in one place (the help texts of the settings print these values).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <caf/timespan.hpp>
+
+namespace karlton {
+
+struct peer_options {
+  /// Every node must know it; a node that cannot prove it is refused.
+  std::string secret;
+  /// How long invalidations are gathered before they are sent, and how many
+  /// at most: the network carries one message per batch per member. CAF's
+  /// remote messaging does ~28k messages/s, so one message per invalidation
+  /// would cap the cluster there; 1 ms adds little to an asynchronous
+  /// invalidation and 4096 keeps a batch (one message, serialized whole) small.
+  caf::timespan batch_delay = std::chrono::milliseconds{1};
+  uint32_t batch_max = 4096;
+  /// Invalidations a member may have been sent and not yet applied; beyond,
+  /// or once a request to it timed out, batches are withheld from it until it
+  /// caught up, and it repairs when it sees the gap (see
+  /// peer_state::send_to). 1M withholds only from a member that is really
+  /// stuck (seconds of a flat-out origin), while bounding what its mailboxes
+  /// hold.
+  uint64_t max_unacked = 1048576;
+  /// How long a synchronous invalidation waits for every member before it
+  /// names those that did not answer.
+  caf::timespan sync_timeout = std::chrono::seconds{2};
+  /// Every `heartbeat` the node sends each member what is pending, or an
+  /// empty batch: they learn it is alive and where its numbering stands (a
+  /// gap shows even on a quiet link). A member not heard from for
+  /// `member_timeout` (longer than `heartbeat`: a dozen missed beats, so a
+  /// busy link does not drop members) is lost: repair, then reconnection.
+  caf::timespan heartbeat = std::chrono::milliseconds{250};
+  caf::timespan member_timeout = std::chrono::seconds{3};
+  /// How long after the last word from a member this node's distributed
+  /// caches still serve hits; past it they flush (a frozen or cut-off node
+  /// may have missed invalidations). Longer than `heartbeat`, so a live link
+  /// keeps it valid; short, since it bounds how long a node cut off serves
+  /// what others may have invalidated.
+  caf::timespan read_lease = std::chrono::seconds{1};
+  /// What a node does when it may have missed invalidations (a sequence
+  /// gap, a lost member): 0 flushes its distributed caches; a duration
+  /// instead makes every entry expire within it (bounded staleness, warm
+  /// caches). A lapsed read lease always flushes.
+  caf::timespan repair_ttl{0};
+  /// Encrypt the links between nodes with TLS (CAF's OpenSSL module). Every
+  /// node of a cluster must agree. Without certificates (CAF's own
+  /// `openssl.certificate`, `openssl.key`, `openssl.cafile` keys) OpenSSL's
+  /// anonymous key exchange is used: encrypted, and the secret's handshake
+  /// still authenticates nodes; with them, CAF also verifies certificates.
+  bool tls = false;
+  /// Membership changes, refusals and repairs, one line each; stderr if empty.
+  std::function<void(const std::string&)> log;
+};
+
+} // namespace karlton

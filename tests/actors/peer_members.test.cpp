@@ -1,0 +1,128 @@
+// The peer actor's members without actors: which handle a member is reached
+// through, who went silent, whom a joiner is told about and whom to join, and
+// the reconnection backoff.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+
+#include "actors/peer_members.hpp"
+
+using namespace karlton;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Stands in for an actor handle: two handles to one actor share an address.
+struct fake_handle {
+  std::string id;
+  const std::string& address() const { return id; }
+  bool operator==(const fake_handle& other) const { return id == other.id; }
+};
+
+using table = member_table<fake_handle>;
+using tp = table::time_point;
+
+member_info node(std::string name) {
+  return member_info{std::move(name), "127.0.0.1", 4000, 7};
+}
+
+} // namespace
+
+TEST_CASE("a member is new when it joins through another actor, not when it shakes "
+          "hands again",
+          "[peer][members]") {
+  table t{200ms, 5s};
+  CHECK(t.add(node("b"), {"actor-1"}, tp{1s}));
+  CHECK_FALSE(t.add(node("b"), {"actor-1"}, tp{2s})); // the same connection
+  CHECK(t.add(node("b"), {"actor-2"}, tp{3s}));       // a new one: monitor it
+  CHECK(t.size() == 1);
+  CHECK(t.find("b")->handle.id == "actor-2");
+}
+
+TEST_CASE("a name is taken only by a member reached through another actor",
+          "[peer][members]") {
+  table t{200ms, 5s};
+  t.add(node("b"), {"actor-1"}, tp{1s});
+  CHECK(t.name_taken("b", std::string{"actor-2"})); // an impostor, or a second run
+  CHECK_FALSE(t.name_taken("b", std::string{"actor-1"}));
+  CHECK_FALSE(t.name_taken("c", std::string{"actor-2"}));
+}
+
+TEST_CASE("a message counts only from the actor that passed the handshake",
+          "[peer][members]") {
+  table t{200ms, 5s};
+  t.add(node("b"), {"actor-1"}, tp{1s});
+  CHECK_FALSE(t.heard_from("b", std::string{"actor-2"}, tp{2s}));
+  CHECK_FALSE(t.heard_from("c", std::string{"actor-1"}, tp{2s}));
+  CHECK(t.silent(tp{5s}, 3s) == std::vector<std::string>{"b"}); // still last heard at 1 s
+  CHECK(t.heard_from("b", std::string{"actor-1"}, tp{4s}));
+  CHECK(t.silent(tp{5s}, 3s).empty());
+  CHECK(t.last_heard() == std::vector<tp>{tp{4s}});
+}
+
+TEST_CASE("a joiner is told about every other member, and joins those it lacks",
+          "[peer][members]") {
+  table t{200ms, 5s};
+  t.add(node("b"), {"actor-b"}, tp{1s});
+  t.add(node("c"), {"actor-c"}, tp{1s});
+  auto told = t.others_than("b");
+  REQUIRE(told.size() == 1);
+  CHECK(told[0].name == "c");
+  auto to_join = t.to_join({node("a"), node("c"), node("d")}, "a");
+  REQUIRE(to_join.size() == 1); // not ourselves (a), not a member (c)
+  CHECK(to_join[0].name == "d");
+}
+
+TEST_CASE("a failed handshake removes the member only if no newer connection replaced it",
+          "[peer][members]") {
+  table t{200ms, 5s};
+  t.add(node("b"), {"actor-1"}, tp{1s});
+  t.add(node("b"), {"actor-2"}, tp{1s});
+  t.remove_if("b", {"actor-1"});
+  CHECK(t.contains("b"));
+  t.remove_if("b", {"actor-2"});
+  CHECK_FALSE(t.contains("b"));
+}
+
+TEST_CASE("a member is found by the address of its actor when it goes down or leaves",
+          "[peer][members]") {
+  table t{200ms, 5s};
+  t.add(node("b"), {"actor-b"}, tp{1s});
+  t.add(node("c"), {"actor-c"}, tp{1s});
+  CHECK_FALSE(t.remove_by_address(std::string{"actor-x"}));
+  auto gone = t.remove_by_address(std::string{"actor-c"});
+  REQUIRE(gone);
+  CHECK(gone->info.name == "c");
+  CHECK(t.names() == std::vector<std::string>{"b"});
+}
+
+TEST_CASE("reconnection waits double from the base up to the max until reached",
+          "[peer][members]") {
+  table t{200ms, 1s};
+  t.add(node("b"), {"actor-b"}, tp{1s});
+  t.remove("b");
+  CHECK(t.lost("b") == 200ms);
+  CHECK(t.reconnecting("b"));
+  auto r1 = t.failed_to_reach("b");
+  CHECK(r1.wait == 200ms);
+  CHECK_FALSE(r1.first); // lost before: the loss was logged
+  CHECK(t.failed_to_reach("b").wait == 400ms);
+  CHECK(t.failed_to_reach("b").wait == 800ms);
+  CHECK(t.failed_to_reach("b").wait == 1s);
+  CHECK(t.failed_to_reach("b").wait == 1s);
+  t.add(node("b"), {"actor-b2"}, tp{9s}); // joined again: no more retries
+  CHECK_FALSE(t.reconnecting("b"));
+  auto fresh = t.failed_to_reach("seed");
+  CHECK(fresh.first); // a seed never reached: worth a log line
+  CHECK(fresh.wait == 200ms);
+}
+
+TEST_CASE("leaving forgets members and reconnections", "[peer][members]") {
+  table t{200ms, 1s};
+  t.add(node("b"), {"actor-b"}, tp{1s});
+  t.lost("c");
+  t.clear();
+  CHECK(t.empty());
+  CHECK_FALSE(t.reconnecting("c"));
+}
