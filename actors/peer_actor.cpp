@@ -1,7 +1,5 @@
 #include "actors/peer_actor.hpp"
 
-#include <iostream>
-
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
@@ -18,11 +16,7 @@ using self_ptr = peer_actor::stateful_pointer<peer_actor_state>;
 
 void log(self_ptr self, const std::string& line) {
   auto& st = self->state;
-  auto text = "karlton node " + st.core->me().name + ": " + line;
-  if (st.setup.log)
-    st.setup.log(text);
-  else
-    std::cerr << text << '\n';
+  if (st.setup.log) st.setup.log("karlton node " + st.core->me().name + ": " + line);
 }
 
 // Messages that change this node's state only count from this process:

@@ -59,7 +59,9 @@ struct peer_setup {
   std::shared_ptr<const clock> time_source;
   /// The runtime's event bus: applies tags and events from other nodes.
   bus_actor event_bus;
-  /// Membership changes, refusals and repairs, one line each (stderr if empty).
+  /// Membership changes, refusals and repairs, one line each. The runtime
+  /// passes `cluster_options::log` or else karlton's log sink (runtime/log.hpp,
+  /// a layer above); empty: the lines go nowhere.
   std::function<void(const std::string&)> log;
 };
 
