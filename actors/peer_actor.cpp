@@ -3,8 +3,6 @@
 // and `member_table`'s; joining and losing members is in peer_membership.cpp.
 #include "actors/peer_actor.hpp"
 
-#include <iostream>
-
 #include <caf/all.hpp>
 
 #include "actors/peer_internal.hpp"
@@ -17,11 +15,7 @@ namespace peer_detail {
 
 void log(self_ptr self, const std::string& line) {
   auto& st = self->state;
-  auto text = "karlton node " + st.core->me().name + ": " + line;
-  if (st.setup.log)
-    st.setup.log(text);
-  else
-    std::cerr << text << '\n';
+  if (st.setup.log) st.setup.log("karlton node " + st.core->me().name + ": " + line);
 }
 
 void repair(self_ptr self, const std::string& why, bool always_flush) {

@@ -59,7 +59,9 @@ struct peer_options {
   /// anonymous key exchange is used: encrypted, and the secret's handshake
   /// still authenticates nodes; with them, CAF also verifies certificates.
   bool tls = false;
-  /// Membership changes, refusals and repairs, one line each; stderr if empty.
+  /// Membership changes, refusals and repairs, one line each. Empty in
+  /// `cluster_options`: the log sink (`set_log_sink`, stderr by default); the
+  /// runtime always gives the peer one (empty there: the lines go nowhere).
   std::function<void(const std::string&)> log;
 };
 

@@ -8,6 +8,8 @@
 #include <caf/config_option_adder.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
+#include <caf/pec.hpp>
+#include <caf/settings.hpp>
 
 #include "messages/errors.hpp"
 #include "messages/type_ids.hpp"
@@ -403,5 +405,51 @@ runtime_config::runtime_config() {
   set("middleman.heartbeat-interval", caf::timespan{std::chrono::milliseconds{500}});
   set("middleman.connection-timeout", caf::timespan{std::chrono::seconds{2}});
 }
+
+namespace {
+
+// CAF reports a bad command line as a parser error whose context holds the
+// argument; say which argument, and why.
+caf::error clear_parse_error(const caf::error& err) {
+  if (err.category() != caf::atom("parser")) return err;
+  std::string out = "option";
+  if (err.context().match_elements<caf::settings>())
+    if (auto arg =
+          caf::get_if<std::string>(&err.context().get_as<caf::settings>(0), "argument"))
+      out += " '" + *arg + "'";
+  return make_error(errc::invalid_option,
+                    out + ": " + caf::to_string(static_cast<caf::pec>(err.code())));
+}
+
+} // namespace
+
+caf::error runtime_config::parse_command_line(int argc, char** argv) {
+  std::vector<std::string> args;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h" || arg == "-?") arg = "--long-help";
+    auto eq = arg.find('=');
+    if (i > 0 && arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      auto opt = custom_options_.cli_long_name_lookup(arg.substr(2, eq - 2));
+      auto val = arg.substr(eq + 1);
+      if (opt && opt->is_flag() && (val == "true" || val == "false")) {
+        if (val == "false") continue;
+        arg.erase(eq);
+      } else if (opt && opt->type_name() == "timespan" && val == "0") {
+        arg += 's';
+      }
+    }
+    args.push_back(std::move(arg));
+  }
+  std::vector<char*> arg_ptrs;
+  for (auto& a : args)
+    arg_ptrs.push_back(a.data());
+  if (auto err = parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data()))
+    return clear_parse_error(err);
+  return caf::none;
+}
+
+option_error::option_error(caf::error err)
+  : std::invalid_argument(describe(err)), err_(std::move(err)) {}
 
 } // namespace karlton

@@ -21,12 +21,15 @@
 
 namespace karlton {
 
+class journal;
+
 /// Embeds karlton in a service: owns (or borrows) a CAF actor system and the
 /// shard actors of its named caches.
 ///
 /// ```
-/// karlton::runtime rt;                           // threads = cores
-/// auto users = rt.create_cache({"users"});       // caf::expected<cache>
+/// karlton::runtime rt{argc, argv};               // CAF's and karlton's options
+/// if (rt.help_printed()) return 0;               // --help
+/// auto users = rt.create_cache("users");         // caf::expected<cache>
 /// users->put("user_123", "John", karlton::ttl::after(std::chrono::minutes{5}));
 /// auto v = users->get("user_123");               // caf::expected<value>
 /// ```
@@ -44,6 +47,15 @@ public:
   /// Owns an actor system with `runtime_config`'s defaults.
   explicit runtime(
     std::shared_ptr<const clock> time_source = std::make_shared<steady_clock>());
+
+  /// Owns an actor system configured by the command line: CAF's options
+  /// (`--scheduler.max-threads=4`), karlton's (`--karlton.max-entries=1000`,
+  /// the defaults of `create_cache(name)` and `default_options`), and
+  /// caf-application.ini, as `runtime_config::parse_command_line` reads them.
+  /// `--help` prints every option and sets `help_printed()`. Throws
+  /// `option_error` for a bad option or a stray argument, saying which and why.
+  runtime(int argc, char** argv,
+          std::shared_ptr<const clock> time_source = std::make_shared<steady_clock>());
 
   /// Owns an actor system built from `cfg`, e.g. after `cfg->parse(argc, argv)`.
   explicit runtime(
@@ -156,6 +168,12 @@ public:
   std::string node_name() const;
   uint16_t cluster_port() const;
 
+  /// True if the command line asked for `--help` (the constructor from
+  /// `argc, argv` printed it on stdout): a program then exits.
+  bool help_printed() const noexcept {
+    return owned_cfg_ != nullptr && owned_cfg_->cli_helptext_printed;
+  }
+
   caf::actor_system& system() noexcept { return *sys_; }
   const std::shared_ptr<const clock>& time_source() const noexcept { return clock_; }
 
@@ -179,6 +197,27 @@ private:
   std::string node_name_;
 
   bus_actor ensure_bus(); // with caches_mtx_ held
+  /// The bus (spawned if needed), or `shut_down`.
+  caf::expected<bus_actor> live_bus();
+  /// The peer actor (null before `start_cluster`), or `shut_down`.
+  caf::expected<peer_actor> live_peer();
+  void join_seeds(const peer_actor& p, const std::vector<std::string>& seeds);
+
+  // create_cache's steps (cache_assembly.cpp), with caches_mtx_ held. The
+  // loaders, store writer, journal writer and flusher `opts` asks for; gives
+  // the loaders the shards use.
+  std::vector<loader_actor> spawn_workers(const cache_options& opts,
+                                          std::shared_ptr<journal> log,
+                                          shard_config& scfg, detail::cache_core& core);
+  /// One shard per inbox, announced to the bus and the peer.
+  void spawn_shards(const cache_options& opts, shard_config& scfg,
+                    const std::vector<loader_actor>& shard_loaders,
+                    std::vector<std::shared_ptr<ingress>> inboxes,
+                    detail::cache_core& core);
+
+  // shutdown's steps (shutdown.cpp).
+  shutdown_report stop_actors(caf::timespan flush_timeout);
+  void release_actor_handles();
   /// Tells other nodes about a tag or event; with `sync`, waits for them.
   caf::error broadcast(invalidation x, bool sync);
 };

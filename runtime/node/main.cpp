@@ -34,7 +34,6 @@
 #include <vector>
 
 #include <caf/config_option_adder.hpp>
-#include <caf/pec.hpp>
 #include <caf/settings.hpp>
 
 #include "messages/errors.hpp"
@@ -65,34 +64,6 @@ public:
     // the cluster unless `karlton.distribution` says otherwise. Set before
     // parsing, so the command line and the ini file override it.
     set("karlton.distribution", "async");
-  }
-
-  /// The command line as CAF 0.17 takes it. It takes a boolean only as a
-  /// bare flag (`--node.console`) and refuses `--node.console=true`, the
-  /// spelling of the ini file: `--flag=true` becomes `--flag`, and
-  /// `--flag=false` (the default of every flag here) goes. It wants a unit
-  /// even on zero, which the help texts call "0 = off": a bare 0 becomes
-  /// `0s`. And `--help` becomes the long help: the short one lists only
-  /// CAF's global options.
-  std::vector<std::string> normalized(int argc, char** argv) const {
-    std::vector<std::string> out;
-    for (int i = 0; i < argc; ++i) {
-      std::string arg = argv[i];
-      if (arg == "--help" || arg == "-h" || arg == "-?") arg = "--long-help";
-      auto eq = arg.find('=');
-      if (i > 0 && arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-        auto opt = custom_options_.cli_long_name_lookup(arg.substr(2, eq - 2));
-        auto val = arg.substr(eq + 1);
-        if (opt && opt->is_flag() && (val == "true" || val == "false")) {
-          if (val == "false") continue;
-          arg.erase(eq);
-        } else if (opt && opt->type_name() == "timespan" && val == "0") {
-          arg += 's';
-        }
-      }
-      out.push_back(std::move(arg));
-    }
-    return out;
   }
 };
 
@@ -168,18 +139,6 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
   out.console = caf::get_or(cfg, "node.console", out.console);
   out.port_file = caf::get_or(cfg, "node.port-file", out.port_file);
   return out;
-}
-
-// CAF reports a bad command line as a parser error whose context holds the
-// argument; say which argument, and why.
-std::string describe_parse_error(const caf::error& err) {
-  if (err.category() != caf::atom("parser")) return karlton::describe(err);
-  std::string out = "invalid option";
-  if (err.context().match_elements<caf::settings>())
-    if (auto arg =
-          caf::get_if<std::string>(&err.context().get_as<caf::settings>(0), "argument"))
-      out += " '" + *arg + "'";
-  return out + ": " + caf::to_string(static_cast<caf::pec>(err.code()));
 }
 
 // Readers never see a partial port: they see no file or the whole of it.
@@ -267,12 +226,8 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   auto cfg = std::make_unique<node_config>();
-  auto args = cfg->normalized(argc, argv);
-  std::vector<char*> arg_ptrs;
-  for (auto& a : args)
-    arg_ptrs.push_back(a.data());
-  if (auto err = cfg->parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data())) {
-    std::cerr << "karlton-node: " << describe_parse_error(err) << '\n';
+  if (auto err = cfg->parse_command_line(argc, argv)) {
+    std::cerr << "karlton-node: " << karlton::describe(err) << '\n';
     return 2;
   }
   if (cfg->cli_helptext_printed) return 0;

@@ -1,0 +1,228 @@
+// runtime::create_cache: translating a cache's options into the setups of
+// its actors (shards, loaders, store writer, flusher, journal writer),
+// spawning them in an order that can be rolled back, and announcing the
+// shards to the bus and the peer.
+#include <algorithm>
+
+#include <caf/all.hpp>
+
+#include "actors/bus_actor.hpp"
+#include "actors/flusher_actor.hpp"
+#include "actors/peer_actor.hpp"
+#include "actors/shard_actor.hpp"
+#include "actors/store_actors.hpp"
+#include "runtime/runtime.hpp"
+#include "runtime/runtime_detail.hpp"
+
+namespace karlton {
+
+namespace {
+
+// Stops `actors` and waits until each is gone: what a failed create_cache
+// spawned must not outlive it (a shutdown would not know of it).
+void stop_and_wait(caf::actor_system& sys, const std::vector<caf::actor>& actors) {
+  caf::scoped_actor self{sys};
+  size_t pending = 0;
+  for (auto& a : actors) {
+    if (!a) continue;
+    self->monitor(a);
+    self->send_exit(a, caf::exit_reason::user_shutdown);
+    ++pending;
+  }
+  for (; pending > 0; --pending)
+    self->receive([](const caf::down_msg&) {});
+}
+
+// Until disarmed, stops every actor the core holds when it goes out of
+// scope (not the user's loader actor: it is theirs).
+struct rollback {
+  caf::actor_system& sys;
+  detail::cache_core& core;
+  bool armed = true;
+  ~rollback() {
+    if (!armed) return;
+    std::vector<caf::actor> actors;
+    for (auto& r : core.routes)
+      actors.push_back(caf::actor_cast<caf::actor>(r.actor));
+    for (auto& l : core.loaders)
+      actors.push_back(caf::actor_cast<caf::actor>(l));
+    actors.push_back(caf::actor_cast<caf::actor>(core.flusher));
+    actors.push_back(caf::actor_cast<caf::actor>(core.store_writer));
+    actors.push_back(caf::actor_cast<caf::actor>(core.journal_writer));
+    try {
+      stop_and_wait(sys, actors);
+    } catch (...) {
+      // Out of memory while unwinding: nothing better to do than go on.
+    }
+    // See runtime::forget_logger_of_this_thread.
+    caf::logger::set_current_actor_system(nullptr);
+  }
+};
+
+// The options every shard of a cache of `n` shards shares. Bounds are split
+// evenly; rounding up keeps a small cache from rounding to 0.
+shard_config shard_config_for(const cache_options& opts, size_t n) {
+  shard_config scfg;
+  scfg.default_ttl = opts.default_ttl;
+  scfg.max_entries = (opts.max_entries + n - 1) / n;
+  scfg.max_bytes = (opts.max_bytes + n - 1) / n;
+  scfg.policy = opts.policy;
+  scfg.max_key_bytes = opts.max_key_bytes;
+  scfg.max_value_bytes = opts.max_value_bytes;
+  scfg.on_removal = opts.on_removal;
+  scfg.read_through = opts.loader || opts.load_actor || opts.backing_store;
+  scfg.refresh_after = opts.refresh_after;
+  scfg.early_refresh = opts.early_refresh;
+  scfg.beta = opts.beta;
+  scfg.random = opts.random;
+  scfg.negative_ttl = opts.negative_ttl;
+  scfg.stale_if_error = opts.stale_if_error;
+  scfg.load_timeout = opts.load_timeout;
+  scfg.writes = opts.writes;
+  if (opts.writes == write_mode::write_back)
+    // Shorter than the call timeout, so a blocking put hears `overloaded`.
+    scfg.room_wait = opts.call_timeout * 3 / 4;
+  scfg.depended = std::make_shared<depended_names>();
+  scfg.distributed = opts.distributed != distribution::local;
+  return scfg;
+}
+
+flusher_setup flusher_setup_for(const cache_options& opts, const detail::cache_core& core,
+                                std::shared_ptr<const clock> time_source,
+                                std::shared_ptr<dirty_budget> budget) {
+  flusher_setup fs;
+  fs.config = flush_config{opts.batch_size, opts.flush_interval, opts.retry_base,
+                           opts.retry_max, opts.seed};
+  fs.config.journal = static_cast<bool>(core.journal_writer);
+  fs.config.journal_max_bytes = opts.journal_max_bytes;
+  fs.time_source = std::move(time_source);
+  fs.writer = core.store_writer;
+  // A service's loader actor answers the keys without pending writes.
+  fs.readers =
+    opts.load_actor ? std::vector<loader_actor>{opts.load_actor} : core.loaders;
+  fs.journal = core.journal_writer;
+  fs.budget = std::move(budget);
+  return fs;
+}
+
+} // namespace
+
+caf::expected<cache> runtime::create_cache(cache_options opts) {
+  if (auto err = validate(opts)) return err;
+  std::lock_guard<std::mutex> guard{caches_mtx_};
+  if (stopped_) return detail::stopped_error();
+  if (caches_.count(opts.name) > 0)
+    return make_error(errc::invalid_option,
+                      "option name: a cache named '" + opts.name + "' already exists");
+  if (opts.distributed != distribution::local && !peer_)
+    return make_error(errc::invalid_option,
+                      "option distribution: cache '" + opts.name +
+                        "' is distributed, but this runtime is no node yet: call "
+                        "start_cluster first");
+  auto core = std::make_shared<detail::cache_core>();
+  auto n =
+    opts.shards > 0 ? opts.shards : std::max<size_t>(1, sys_->scheduler().num_workers());
+  // Whatever may fail without an actor comes before the first spawn: the
+  // queues (Boost throws for a capacity it cannot hold, validate() keeps it
+  // in range) and the journal's replay below.
+  std::vector<std::shared_ptr<ingress>> inboxes;
+  for (size_t i = 0; i < n; ++i)
+    inboxes.push_back(std::make_shared<ingress>(opts.ingress_capacity));
+  auto scfg = shard_config_for(opts, n);
+  // Writes acknowledged before a crash go to the store before anything else.
+  std::shared_ptr<journal> log;
+  if (!opts.journal_path.empty()) {
+    auto opened = detail::replay_journal(opts.journal_path, *opts.backing_store);
+    if (!opened) return std::move(opened.error());
+    log = std::make_shared<journal>(std::move(*opened));
+  }
+  // From the first spawn on, a failure (a thread that cannot start, a copy
+  // of a user's callback that throws) stops what was spawned: nothing is
+  // left running that no shutdown knows of, and the name stays free.
+  rollback undo{*sys_, *core};
+  auto shard_loaders = spawn_workers(opts, log, scfg, *core);
+  if (scfg.distributed) scfg.lease = lease_;
+  spawn_shards(opts, scfg, shard_loaders, std::move(inboxes), *core);
+  undo.armed = false;
+  scfg.on_removal = nullptr; // the copy in the core is only for checks
+  core->shard_cfg = std::move(scfg);
+  core->options = std::move(opts);
+  core->runtime_gate = gate_;
+  caches_.emplace(core->options.name, core);
+  forget_logger_of_this_thread(); // spawning parked one here too
+  return cache{std::move(core)};
+}
+
+std::vector<loader_actor> runtime::spawn_workers(const cache_options& opts,
+                                                 std::shared_ptr<journal> log,
+                                                 shard_config& scfg,
+                                                 detail::cache_core& core) {
+  // Loaders may block, so each worker gets a thread of its own (detached).
+  // Without a loader function, a cache with a store loads from the store.
+  auto load_fn = opts.loader          ? opts.loader
+                 : opts.backing_store ? store_loader(opts.backing_store)
+                                      : load_function{};
+  if (load_fn)
+    for (uint32_t i = 0; i < opts.loader_concurrency; ++i)
+      core.loaders.push_back(sys_->spawn<caf::detached>(loader_worker, load_fn, clock_));
+  if (opts.writes != write_mode::none)
+    core.store_writer = sys_->spawn<caf::detached>(store_writer, opts.backing_store);
+  if (opts.writes != write_mode::write_back) return core.loaders;
+  scfg.budget = std::make_shared<dirty_budget>(opts.max_dirty);
+  if (log) core.journal_writer = sys_->spawn<caf::detached>(journal_writer, log);
+  core.flusher = sys_->spawn(flusher, flusher_setup_for(opts, core, clock_, scfg.budget));
+  // Loads go through the flusher: it answers keys with pending writes itself.
+  return {caf::actor_cast<loader_actor>(core.flusher)};
+}
+
+void runtime::spawn_shards(const cache_options& opts, shard_config& scfg,
+                           const std::vector<loader_actor>& shard_loaders,
+                           std::vector<std::shared_ptr<ingress>> inboxes,
+                           detail::cache_core& core) {
+  auto event_bus = ensure_bus();
+  // Counted only once the bus learned the shards (below): a cache that
+  // failed before must not leave a gap in the bus's numbering.
+  auto cache_index = caches_on_bus_;
+  for (size_t i = 0; i < inboxes.size(); ++i) {
+    scfg.seed = opts.seed + i;
+    // The user's loader actor is theirs: not in core.loaders, never stopped here.
+    shard_setup setup;
+    setup.config = scfg;
+    setup.time_source = clock_;
+    setup.inbox = inboxes[i];
+    setup.listener = opts.removal_listener;
+    setup.loaders = shard_loaders;
+    // Asked by request: in write-back mode through the flusher, which
+    // delegates to it, so a read never passes a pending write (rule 3).
+    setup.user_loader = opts.load_actor && core.flusher
+                          ? caf::actor_cast<loader_actor>(core.flusher)
+                          : opts.load_actor;
+    setup.store_writer = core.store_writer;
+    setup.write_flusher = core.flusher;
+    setup.index = static_cast<uint32_t>(i);
+    setup.acks_wait_for_journal = static_cast<bool>(core.journal_writer);
+    setup.event_bus = event_bus;
+    setup.cache_index = cache_index;
+    if (scfg.distributed) {
+      setup.peer = peer_;
+      setup.cache_name = opts.name;
+    }
+    auto actor = sys_->spawn(shard, std::move(setup));
+    core.routes.push_back(detail::shard_route{std::move(actor), std::move(inboxes[i])});
+  }
+  // The bus learns the shards before anyone can emit to them; it numbers
+  // caches in the order they come, as we did.
+  std::vector<shard_actor> shards;
+  for (auto& r : core.routes)
+    shards.push_back(r.actor);
+  caf::scoped_actor self{*sys_};
+  if (scfg.distributed)
+    self->request(peer_, caf::infinite, shards_atom::value, opts.name, shards)
+      .receive([](caf::ok_atom) {}, [](caf::error&) {});
+  self
+    ->request(event_bus, caf::infinite, shards_atom::value, opts.name, std::move(shards))
+    .receive([](uint32_t) {}, [](caf::error&) {});
+  ++caches_on_bus_;
+}
+
+} // namespace karlton

@@ -1,0 +1,150 @@
+// The runtime as a cluster node: its peer actor, the port it listens on, and
+// the requests that go to that actor.
+#include <random>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/openssl/publish.hpp>
+
+#include "actors/peer_actor.hpp"
+#include "runtime/log.hpp"
+#include "runtime/runtime.hpp"
+#include "runtime/runtime_detail.hpp"
+
+namespace karlton {
+
+namespace {
+
+using detail::ask;
+using detail::bus_timeout;
+
+caf::error check_modules(caf::actor_system& sys, const cluster_options& opts) {
+  if (!sys.has_middleman())
+    return make_error(errc::invalid_option,
+                      "the actor system has no middleman: load caf::io::middleman in its "
+                      "config (runtime_config does)");
+  if (opts.tls && !sys.has_openssl_manager())
+    return make_error(
+      errc::invalid_option,
+      "option karlton.cluster.tls: the actor system has no OpenSSL module: "
+      "load caf::openssl::manager in its config (runtime_config does)");
+  return caf::none;
+}
+
+// The peer actor's setup from the cluster options, but for the bus and for
+// the port when the options leave it to the kernel (0).
+peer_setup peer_setup_for(const cluster_options& opts,
+                          std::shared_ptr<const clock> time_source) {
+  peer_setup setup;
+  static_cast<peer_options&>(setup) = opts; // the options both share
+  setup.lease = std::make_shared<read_lease>();
+  setup.time_source = std::move(time_source);
+  // One log for the whole runtime: the service's sink unless the options
+  // name a log of their own (read per line, so a later set_log_sink counts).
+  setup.log = opts.log ? opts.log : log_sink{log_line};
+  setup.me.host = opts.host;
+  setup.me.port = opts.port;
+  setup.me.incarnation = std::random_device{}() ^ (uint64_t(wall_clock_ns()) << 16);
+  return setup;
+}
+
+} // namespace
+
+caf::expected<peer_actor> runtime::live_peer() {
+  std::lock_guard<std::mutex> guard{caches_mtx_};
+  if (stopped_) return detail::stopped_error();
+  return peer_;
+}
+
+caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
+  if (auto err = validate(opts)) return err;
+  if (auto err = check_modules(*sys_, opts)) return err;
+  peer_actor p;
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    if (stopped_) return detail::stopped_error();
+    if (peer_)
+      return make_error(errc::invalid_option,
+                        "start_cluster: this runtime is a node already");
+    auto setup = peer_setup_for(opts, clock_);
+    setup.event_bus = ensure_bus();
+    if (opts.port == 0) {
+      // The node's name and member info carry its port: pick it first.
+      auto free = detail::free_port(opts.host);
+      if (!free) return std::move(free.error());
+      setup.me.port = *free;
+    }
+    setup.me.name = opts.node_name.empty()
+                      ? opts.host + ":" + std::to_string(setup.me.port)
+                      : opts.node_name;
+    auto me = setup.me;
+    auto lease = setup.lease;
+    p = sys_->spawn(peer, std::move(setup));
+    auto port = opts.tls ? caf::openssl::publish(p, me.port, opts.host.c_str(), true)
+                         : sys_->middleman().publish(p, me.port, opts.host.c_str(), true);
+    if (!port) {
+      caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
+      return std::move(port.error());
+    }
+    peer_ = p;
+    lease_ = lease;
+    cluster_port_ = *port;
+    node_name_ = me.name;
+  }
+  join_seeds(p, opts.seeds);
+  forget_logger_of_this_thread();
+  return cluster_port_;
+}
+
+void runtime::join_seeds(const peer_actor& p, const std::vector<std::string>& seeds) {
+  // One member is enough: it tells us the rest. If no seed answers now, the
+  // peer keeps trying them all in the background (with backoff), so nodes
+  // may start in any order.
+  std::vector<member_info> unreached;
+  for (auto& seed : seeds) {
+    auto colon = seed.rfind(':');
+    auto host = seed.substr(0, colon);
+    auto port = static_cast<uint16_t>(std::stoul(seed.substr(colon + 1)));
+    if (!join(host, port)) return;
+    unreached.push_back(member_info{seed, host, port, 0});
+  }
+  if (unreached.empty()) return;
+  caf::scoped_actor self{*sys_}; // the peer takes joins from this node only
+  for (auto& target : unreached)
+    self->send(p, join_atom::value, std::move(target));
+}
+
+caf::error runtime::join(const std::string& host, uint16_t port) {
+  auto p = live_peer();
+  if (!p) return std::move(p.error());
+  if (!*p) return make_error(errc::invalid_option, "join: call start_cluster first");
+  auto r =
+    ask<caf::ok_atom>(*sys_, *p, std::chrono::seconds{30}, join_atom::value, host, port);
+  return r ? caf::error{} : std::move(r.error());
+}
+
+caf::expected<std::vector<member_info>> runtime::members() {
+  auto p = live_peer();
+  if (!p) return std::move(p.error());
+  if (!*p) return std::vector<member_info>{};
+  return ask<std::vector<member_info>>(*sys_, *p, bus_timeout, members_atom::value);
+}
+
+caf::expected<peer_stats> runtime::cluster_stats() {
+  auto p = live_peer();
+  if (!p) return std::move(p.error());
+  if (!*p) return peer_stats{};
+  return ask<peer_stats>(*sys_, *p, bus_timeout, peer_stats_atom::value);
+}
+
+std::string runtime::node_name() const {
+  std::lock_guard<std::mutex> guard{caches_mtx_};
+  return node_name_;
+}
+
+uint16_t runtime::cluster_port() const {
+  std::lock_guard<std::mutex> guard{caches_mtx_};
+  return cluster_port_;
+}
+
+} // namespace karlton

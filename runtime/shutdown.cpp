@@ -1,0 +1,154 @@
+// runtime::shutdown: stopping every actor of the runtime in an order that
+// loses no acknowledged write it can still store, and reporting those it
+// could not.
+#include <thread>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+
+#include "actors/bus_actor.hpp"
+#include "actors/flusher_actor.hpp"
+#include "actors/peer_actor.hpp"
+#include "runtime/log.hpp"
+#include "runtime/runtime.hpp"
+
+namespace karlton {
+
+namespace {
+
+using cache_map = std::map<std::string, std::shared_ptr<detail::cache_core>>;
+
+// Stops every actor `each_cache(core, stop)` passes to `stop`, in every
+// cache, and waits until all of them are gone.
+template <class EachCache>
+void stop_in_every_cache(caf::scoped_actor& self, const cache_map& caches,
+                         EachCache each_cache) {
+  size_t pending = 0;
+  for (auto& [name, core] : caches)
+    each_cache(*core, [&](const auto& actor) {
+      if (!actor) return;
+      self->monitor(actor);
+      self->send_exit(actor, caf::exit_reason::user_shutdown);
+      ++pending;
+    });
+  for (; pending > 0; --pending)
+    self->receive([](const caf::down_msg&) {});
+}
+
+template <class Handle>
+void stop_and_await(caf::scoped_actor& self, const Handle& actor) {
+  self->monitor(actor);
+  self->send_exit(actor, caf::exit_reason::user_shutdown);
+  self->receive([](const caf::down_msg&) {});
+}
+
+// Write-back: each flusher stores what is dirty, for at most `timeout`.
+// What was not stored goes in the report and, one line per cache, the log.
+runtime::shutdown_report drain_flushers(caf::scoped_actor& self, const cache_map& caches,
+                                        caf::timespan timeout) {
+  runtime::shutdown_report report;
+  for (auto& [name, core] : caches) {
+    if (!core->flusher) continue;
+    uint64_t unstored = 0;
+    bool answered = true;
+    self
+      ->request(core->flusher, timeout + std::chrono::seconds{1}, drain_atom::value,
+                timeout)
+      .receive([&](uint64_t n) { unstored = n; }, [&](caf::error&) { answered = false; });
+    if (!answered) {
+      // How many writes the flusher holds is unknown; say so, and count the
+      // most it may hold.
+      log_line("karlton: the flusher of cache '" + name +
+               "' did not answer at shutdown; its dirty writes may be lost");
+      report.unstored.emplace_back(name, core->options.max_dirty);
+    } else if (unstored > 0) {
+      log_line("karlton: " + std::to_string(unstored) + " write-back writes of cache '" +
+               name + "' could not be stored before shutdown" +
+               (core->options.journal_path.empty()
+                  ? " and are lost"
+                  : "; they stay in the journal and are stored on the next start"));
+      report.unstored.emplace_back(name, unstored);
+    }
+  }
+  return report;
+}
+
+} // namespace
+
+runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
+  {
+    std::lock_guard<std::mutex> guard{caches_mtx_};
+    if (stopped_) return {};
+    stopped_ = true;
+  }
+  // 1. No new calls; wait for callers that are between the check and the push.
+  gate_->closed.store(true, std::memory_order_seq_cst);
+  while (gate_->active.load(std::memory_order_seq_cst) > 0)
+    std::this_thread::yield();
+  auto report = stop_actors(flush_timeout);
+  // Callers still talking to the stopped actors (force_flush, flush_stats, a
+  // sync put waiting for the peer) are answered by now, or by their own
+  // timeout: their requests bounce, and a flusher answers its waiters when
+  // drained. Only then may their handles go, and the system after them.
+  gate_->await_users();
+  release_actor_handles();
+  // 5. Whatever was still queued fails with shut_down, so no caller hangs.
+  auto why =
+    make_error(errc::shut_down, "the karlton runtime stopped before the call ran");
+  for (auto& [name, core] : caches_)
+    for (auto& route : core->routes)
+      while (auto job = route.inbox->pop())
+        job->abandon(why);
+  // 6. An owned actor system is destroyed with us (it waits for all actors).
+  return report;
+}
+
+runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
+  caf::scoped_actor self{*sys_};
+  // 2. Stop the shards and wait until they are gone: afterwards nobody pops
+  //    from an ingress queue but us, and every write a shard handed to a
+  //    flusher is in that flusher's mailbox.
+  stop_in_every_cache(self, caches_, [](detail::cache_core& core, auto stop) {
+    for (auto& route : core.routes)
+      stop(route.actor);
+  });
+  // 3. Write-back: store what is dirty, for at most `flush_timeout`.
+  auto report = drain_flushers(self, caches_, flush_timeout);
+  // 4. Stop the rest (a busy loader or store call finishes first).
+  stop_in_every_cache(self, caches_, [](detail::cache_core& core, auto stop) {
+    for (auto& loader : core.loaders)
+      stop(loader);
+    stop(core.flusher);
+    stop(core.store_writer);
+    stop(core.journal_writer);
+  });
+  if (peer_) {
+    // Leave: what is pending goes out, then a goodbye, so the others
+    // neither repair nor try to reconnect. Then close the port.
+    self->request(peer_, std::chrono::seconds{2}, leave_atom::value)
+      .receive([](caf::ok_atom) {}, [](caf::error&) {});
+    sys_->middleman().close(cluster_port_);
+    stop_and_await(self, peer_);
+  }
+  if (bus_) stop_and_await(self, bus_);
+  for (auto& h : handler_actors_)
+    stop_and_await(self, h);
+  return report;
+}
+
+void runtime::release_actor_handles() {
+  // Detached actors must be destroyed, not just stopped, before the actor
+  // system can go: drop their handles (cache handles keep the cores).
+  for (auto& [name, core] : caches_) {
+    core->loaders.clear();
+    core->store_writer = nullptr;
+    core->journal_writer = nullptr;
+    core->flusher = nullptr;
+  }
+  std::lock_guard<std::mutex> guard{caches_mtx_}; // members() and others read them
+  bus_ = nullptr;
+  peer_ = nullptr;
+  handler_actors_.clear();
+}
+
+} // namespace karlton

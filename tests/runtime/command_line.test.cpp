@@ -1,0 +1,101 @@
+// runtime(argc, argv): CAF's and karlton's options from a program's command
+// line reach the actor system and the cache defaults; a bad one is refused
+// with an error that names it.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "messages/errors.hpp"
+#include "runtime/runtime.hpp"
+
+using namespace karlton;
+using namespace std::chrono_literals;
+
+namespace {
+
+// argv as main gets it: the program name first, then `args`.
+class command_line {
+public:
+  explicit command_line(std::vector<std::string> args) : args_(std::move(args)) {
+    args_.insert(args_.begin(), "app");
+    for (auto& a : args_)
+      ptrs_.push_back(a.data());
+    ptrs_.push_back(nullptr);
+  }
+  int argc() const { return static_cast<int>(args_.size()); }
+  char** argv() { return ptrs_.data(); }
+
+private:
+  std::vector<std::string> args_;
+  std::vector<char*> ptrs_;
+};
+
+// The option_error a runtime made from `args` throws; fails the test if none.
+option_error refusal_of(std::vector<std::string> args) {
+  command_line cl{std::move(args)};
+  try {
+    runtime rt{cl.argc(), cl.argv()};
+  } catch (const option_error& e) {
+    return e;
+  }
+  FAIL("the runtime accepted the command line");
+  return option_error{caf::error{}};
+}
+
+} // namespace
+
+TEST_CASE("a runtime from a command line refuses an unknown option, naming it",
+          "[runtime][options][command-line]") {
+  auto e = refusal_of({"--karlton.max-entires=10"});
+  CHECK(e.error() == errc::invalid_option);
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("'--karlton.max-entires=10'") != std::string::npos);
+  CHECK(std::string{e.what()}.find("not_an_option") != std::string::npos);
+}
+
+TEST_CASE("a runtime from a command line refuses a karlton value out of range, naming "
+          "the option",
+          "[runtime][options][command-line]") {
+  auto e = refusal_of({"--karlton.policy=fifo"});
+  CHECK(e.error() == errc::invalid_option);
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("karlton.policy") != std::string::npos);
+  CHECK(std::string{e.what()}.find("fifo") != std::string::npos);
+}
+
+TEST_CASE("a runtime from a command line refuses a stray argument",
+          "[runtime][options][command-line]") {
+  auto e = refusal_of({"users"});
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("unexpected argument 'users'") != std::string::npos);
+}
+
+TEST_CASE("a CAF option on the command line reaches the runtime's actor system",
+          "[runtime][options][command-line]") {
+  // runtime_config's own default is one thread per core: 3 is the command line's.
+  command_line cl{{"--scheduler.max-threads=3"}};
+  runtime rt{cl.argc(), cl.argv()};
+  CHECK_FALSE(rt.help_printed());
+  CHECK(rt.system().scheduler().num_workers() == 3);
+  // A cache of one shard per scheduler thread gets three.
+  auto c = rt.create_cache("per-thread");
+  REQUIRE(c);
+  CHECK(c->shard_count() == 3);
+}
+
+TEST_CASE("a karlton option on the command line reaches the cache defaults",
+          "[runtime][options][command-line]") {
+  command_line cl{{"--karlton.max-entries=1234", "--karlton.default-ttl=250ms",
+                   "--karlton.policy=lru", "--karlton.negative-ttl=0"}};
+  runtime rt{cl.argc(), cl.argv()};
+  auto defaults = rt.default_options("users");
+  CHECK(defaults.max_entries == 1234);
+  CHECK(defaults.policy == eviction_policy_kind::lru);
+  auto c = rt.create_cache("users");
+  REQUIRE(c);
+  CHECK(c->options().max_entries == 1234);
+  CHECK(c->options().default_ttl.duration() == 250ms);
+}

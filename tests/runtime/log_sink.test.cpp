@@ -1,0 +1,152 @@
+// One way to report each failure: karlton's warnings (unstored writes at
+// shutdown, a node's membership lines) go to the log sink, never straight to
+// stderr, and shutdown's unstored writes are also in its report.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "messages/errors.hpp"
+#include "runtime/faulty_store.hpp"
+#include "runtime/log.hpp"
+#include "runtime/memory_store.hpp"
+#include "runtime/runtime.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace karlton;
+using namespace std::chrono_literals;
+
+namespace {
+
+// While it lives, file descriptor 2 writes to a file: what karlton (or
+// anything else in the process) wrote to stderr can be read back.
+class stderr_capture {
+public:
+  stderr_capture() : dir_("stderr"), path_(dir_.file("stderr.txt")) {
+    std::fflush(stderr);
+    saved_ = ::dup(2);
+    REQUIRE(saved_ >= 0);
+    auto* f = std::fopen(path_.c_str(), "w");
+    REQUIRE(f != nullptr);
+    REQUIRE(::dup2(::fileno(f), 2) >= 0);
+    std::fclose(f);
+  }
+  ~stderr_capture() { restore(); }
+
+  /// Everything written to stderr since the capture started; ends it.
+  std::string text() {
+    restore();
+    std::ifstream in{path_};
+    return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+  }
+
+private:
+  void restore() {
+    if (saved_ < 0) return;
+    std::fflush(stderr);
+    ::dup2(saved_, 2);
+    ::close(saved_);
+    saved_ = -1;
+  }
+
+  testing::temp_dir dir_;
+  std::string path_;
+  int saved_ = -1;
+};
+
+// The lines karlton logs while it lives; waits for a line on events, not time.
+class sink_lines {
+public:
+  sink_lines() {
+    previous_ = set_log_sink([this](const std::string& line) {
+      std::lock_guard<std::mutex> guard{mtx_};
+      lines_.push_back(line);
+      cv_.notify_all();
+    });
+  }
+  ~sink_lines() { set_log_sink(std::move(previous_)); }
+
+  std::vector<std::string> containing(const std::string& part) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return matching(part);
+  }
+
+  /// Waits up to `limit` for a line containing `part`.
+  bool wait_for(const std::string& part, std::chrono::seconds limit) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    return cv_.wait_for(guard, limit, [&] { return !matching(part).empty(); });
+  }
+
+private:
+  std::vector<std::string> matching(const std::string& part) const {
+    std::vector<std::string> out;
+    for (auto& line : lines_)
+      if (line.find(part) != std::string::npos) out.push_back(line);
+    return out;
+  }
+
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  std::vector<std::string> lines_;
+  log_sink previous_;
+};
+
+} // namespace
+
+TEST_CASE("shutdown reports unstored writes in its report and one sink line, nothing "
+          "on stderr",
+          "[runtime][shutdown][log]") {
+  sink_lines log;
+  stderr_capture err;
+  {
+    runtime rt;
+    auto o = rt.default_options("wb");
+    o.shards = 1;
+    o.writes = write_mode::write_back;
+    // Every batch fails: the writes stay dirty until shutdown gives up.
+    o.backing_store =
+      std::make_shared<faulty_store>(std::make_shared<memory_store>(), 1.0, 7);
+    auto wb = rt.create_cache(o);
+    REQUIRE(wb);
+    REQUIRE_FALSE(wb->put("a", "1"));
+    REQUIRE_FALSE(wb->put("b", "2"));
+    auto report = rt.shutdown(50ms);
+    REQUIRE(report.unstored.size() == 1);
+    CHECK(report.unstored[0].first == "wb");
+    CHECK(report.unstored[0].second == 2);
+  }
+  auto lines = log.containing("could not be stored");
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find("2 write-back writes of cache 'wb'") != std::string::npos);
+  CHECK(err.text().empty());
+}
+
+TEST_CASE("a node's log lines go to the log sink when its options name no log",
+          "[runtime][cluster][log]") {
+  sink_lines log;
+  stderr_capture err;
+  {
+    runtime a;
+    runtime b;
+    cluster_options o;
+    o.secret = "s";
+    o.node_name = "a";
+    auto port = a.start_cluster(o);
+    REQUIRE(port);
+    o.node_name = "b";
+    o.seeds = {"127.0.0.1:" + std::to_string(*port)};
+    REQUIRE(b.start_cluster(o));
+    // Before the fix, the peer actor wrote these lines to stderr.
+    CHECK(log.wait_for("member joined: b", 30s));
+    CHECK(log.wait_for("member joined: a", 30s));
+  }
+  CHECK(err.text().empty());
+}
