@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -193,6 +194,27 @@ caf::expected<cluster_options> cluster_options_from(const caf::actor_system_conf
 class runtime_config : public caf::actor_system_config {
 public:
   runtime_config();
+
+  /// Reads the command line (CAF's options, karlton's `karlton.*`, and those
+  /// a subclass adds) and caf-application.ini. Unlike a bare `parse`, it
+  /// takes a boolean as `--flag=true` or `--flag=false` (the ini file's
+  /// spelling; CAF 0.17 wants a bare `--flag`), a zero duration without a
+  /// unit (`--karlton.negative-ttl=0`), and `--help` as the long help (the
+  /// short one lists only CAF's global options). Errors: `invalid_option`
+  /// naming the argument and why (`option '--x': not_an_option`).
+  /// Arguments that are not options stay in `remainder`.
+  caf::error parse_command_line(int argc, char** argv);
+};
+
+/// A bad command line given to `runtime(argc, argv)`; `what()` says which
+/// argument and why, `error()` is the `invalid_option` error.
+class option_error : public std::invalid_argument {
+public:
+  explicit option_error(caf::error err);
+  const caf::error& error() const noexcept { return err_; }
+
+private:
+  caf::error err_;
 };
 
 } // namespace karlton
