@@ -78,6 +78,10 @@ shard_config shard_config_for(const cache_options& opts, size_t n) {
   scfg.negative_ttl = opts.negative_ttl;
   scfg.stale_if_error = opts.stale_if_error;
   scfg.load_timeout = opts.load_timeout;
+  // Twice the loader threads: each has one load to run and one ready behind
+  // it. More would only queue in the loaders' mailboxes, where a hung loader
+  // holds them; here they can time out and be refused.
+  scfg.max_loads_out = size_t{2} * opts.loader_concurrency;
   scfg.writes = opts.writes;
   if (opts.writes == write_mode::write_back)
     // Shorter than the call timeout, so a blocking put hears `overloaded`.

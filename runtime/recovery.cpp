@@ -12,8 +12,9 @@ caf::expected<journal> replay_journal(const std::string& path, store& db) {
       return make_error(errc::store_failure,
                         "replaying journal " + path +
                           " into the store failed: " + describe(err));
-    if (auto err = log->reset()) return err;
   }
+  if (log->size_bytes() > 0)
+    if (auto err = log->reset()) return err;
   return log;
 }
 

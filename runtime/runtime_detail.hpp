@@ -48,8 +48,10 @@ inline caf::error stopped_error() {
 }
 
 /// Opens the journal at `path` and stores what it recovered: the writes a
-/// crash left unstored (stored ones again too: the same values, harmless).
-/// Empties it only after the store confirmed. (recovery.cpp)
+/// crash left unstored. Not those a stored mark covers: another writer may
+/// have stored a newer value since. Empties the journal after the store
+/// confirmed, whatever it held, so the numbers of this run's writes start
+/// anew. (recovery.cpp)
 caf::expected<journal> replay_journal(const std::string& path, store& db);
 
 /// A TCP port that is free on `host` now (the kernel's pick). (free_port.cpp)

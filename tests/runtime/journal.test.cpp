@@ -209,14 +209,16 @@ TEST_CASE("a replay leaves out each write a stored mark names and the older "
     REQUIRE(j.append({{5, put("b", "2")}}) == caf::none);
     REQUIRE(j.mark_stored({3, 2, 4, 99}) == caf::none); // 99: no such write
   }
-  auto j = open_ok(path);
-  CHECK(shown(j.recovered()) == std::vector<std::string>{"put b=2"});
-  CHECK(j.already_stored() == 4);
-  CHECK(j.records() == 5);
-  CHECK(j.discarded_bytes() == 0);
-  // Emptied, as the runtime does after every replay.
-  REQUIRE(j.reset() == caf::none);
-  CHECK(j.already_stored() == 0);
+  {
+    auto j = open_ok(path);
+    CHECK(shown(j.recovered()) == std::vector<std::string>{"put b=2"});
+    CHECK(j.already_stored() == 4);
+    CHECK(j.records() == 5);
+    CHECK(j.discarded_bytes() == 0);
+    // Emptied, as the runtime does after every replay.
+    REQUIRE(j.reset() == caf::none);
+    CHECK(j.already_stored() == 0);
+  } // closed: a journal file has one holder at a time
   CHECK(open_ok(path).recovered().empty());
 }
 

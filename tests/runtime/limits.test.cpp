@@ -201,6 +201,7 @@ TEST_CASE("a loader that never returns gets a bounded number of loads, the rest 
   // get loads, every later one is answered at once.
   auto until = std::chrono::steady_clock::now() + 10s;
   for (int i = accepted; i < keys; ++i) {
+    INFO("key " << i);
     REQUIRE(answers[i].wait_until(until) == std::future_status::ready);
     auto r = answers[i].get();
     REQUIRE_FALSE(r);
