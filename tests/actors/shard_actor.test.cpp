@@ -7,26 +7,14 @@
 #include "actors/shard_actor.hpp"
 #include "messages/errors.hpp"
 #include "messages/type_ids.hpp"
+#include "support/coordinator_clock.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::testing::coordinator_clock;
+using karlton::testing::test_config;
 
 namespace {
-
-struct test_config : caf::actor_system_config {
-  test_config() { register_types(*this); }
-};
-
-// Shards read the coordinator's virtual clock, so advancing it moves both the
-// timers and the TTLs.
-class coordinator_clock final : public karlton::clock {
-public:
-  explicit coordinator_clock(caf::scheduler::test_coordinator& s) : sched_(&s) {}
-  time_point now() const noexcept override { return sched_->clock().now(); }
-
-private:
-  caf::scheduler::test_coordinator* sched_;
-};
 
 struct fixture : test_coordinator_fixture<test_config> {
   std::shared_ptr<ingress> inbox = std::make_shared<ingress>(64);

@@ -14,24 +14,14 @@
 #include "actors/shard_ops.hpp"
 #include "messages/errors.hpp"
 #include "messages/type_ids.hpp"
+#include "support/coordinator_clock.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::testing::coordinator_clock;
+using karlton::testing::test_config;
 
 namespace {
-
-struct test_config : caf::actor_system_config {
-  test_config() { register_types(*this); }
-};
-
-class coordinator_clock final : public karlton::clock {
-public:
-  explicit coordinator_clock(caf::scheduler::test_coordinator& s) : sched_(&s) {}
-  time_point now() const noexcept override { return sched_->clock().now(); }
-
-private:
-  caf::scheduler::test_coordinator* sched_;
-};
 
 // A plain thread's call as the bridge queues it: an op, run on the shard.
 // Its answer is not what these tests look at.
