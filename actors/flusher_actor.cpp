@@ -63,6 +63,10 @@ void answer_waiters(self_ptr self) {
       rp.deliver(drained_error());
 }
 
+void maybe_flush(self_ptr self);
+void append_journal(self_ptr self);
+void mark_stored_alone(self_ptr self);
+
 // Empties the journal once everything it holds is in the store.
 void maybe_truncate(self_ptr self) {
   auto& st = self->state;
@@ -70,28 +74,28 @@ void maybe_truncate(self_ptr self) {
       st.journal_broken || !st.unjournaled.items.empty() || st.writes->dirty() > 0)
     return;
   st.journal_has_records = false;
-  st.journal_bytes = 0;
-  st.journal_rewritten = 0;
+  auto bytes = std::exchange(st.journal_bytes, 0);
+  auto rewritten = std::exchange(st.journal_rewritten, 0);
   // An empty journal needs no marks; they are back if the truncation fails.
   auto marks = std::exchange(st.stored_unmarked, {});
   // Appends sent later queue behind this in the journal writer's mailbox.
   self->request(st.setup.journal, caf::infinite, truncate_atom::value)
     .then([](caf::ok_atom) {},
-          [self, marks]([[maybe_unused]] caf::error& err) {
-            // The stored records stay: the next group commit marks them, so
-            // a replay still skips them. If its sync failed, the next append
-            // fails and repairs the journal.
+          [self, marks, bytes, rewritten]([[maybe_unused]] caf::error& err) {
+            // The stored records stay, so they need their marks after all:
+            // written now, alone, since on a quiet cache no group commit may
+            // come to carry them (a crash would replay them). If the sync
+            // failed, the next append fails and repairs the journal.
             auto& st = self->state;
             st.journal_has_records = true;
+            st.journal_bytes += bytes;
+            if (st.journal_rewritten == 0) st.journal_rewritten = rewritten;
             st.stored_unmarked.insert(st.stored_unmarked.begin(), marks.begin(),
                                       marks.end());
             CAF_LOG_WARNING("karlton: journal truncation failed:" << describe(err));
+            mark_stored_alone(self);
           });
 }
-
-void maybe_flush(self_ptr self);
-void append_journal(self_ptr self);
-void mark_stored_alone(self_ptr self);
 
 void on_stored(self_ptr self) {
   auto& st = self->state;

@@ -69,6 +69,11 @@ public:
   /// True if a load of `key` is in flight and not voided.
   bool in_flight(std::string_view key) const;
 
+  /// True if a load started now would go out at once: nothing waits and
+  /// fewer than max_out are out. Background refreshes start only then, so
+  /// they never take the queue's places from misses, whose callers wait.
+  bool has_idle_slot() const noexcept { return out_ + queued_ < limits_.max_out; }
+
   /// True if a load may start: fewer than max_out + max_queued are in the
   /// table. Otherwise a new key must be refused (joining a load is fine).
   bool has_room() const noexcept {

@@ -43,7 +43,7 @@ std::optional<value> shard_state::stale_fallback(std::string_view key, uint64_t 
 
 bool shard_state::start_load(std::string_view key, std::optional<load_waiter>& w,
                              bool refresh, time_point now) {
-  if (!loads_.has_room()) {
+  if (refresh ? !loads_.has_idle_slot() : !loads_.has_room()) {
     ++stats_.loads_refused;
     return false;
   }
@@ -162,10 +162,10 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
   if (!start_load(key, waiter, false, now))
     return caf::expected<value>{make_error(
       errc::overloaded,
-      "the shard has " + std::to_string(loads_.out()) +
-        " loads out to its loader (at most 2 x loader-concurrency) and " +
-        std::to_string(loads_.queued()) +
-        " queued (at most 1024): the loader is slow or hung; back off and retry")};
+      "the shard has " + std::to_string(loads_.out()) + " loads out to its loader (at most " +
+        std::to_string(cfg_.max_loads_out) + ") and " + std::to_string(loads_.queued()) +
+        " queued (at most " + std::to_string(cfg_.max_loads_queued) +
+        "): the loader is slow or hung; back off and retry")};
   return std::nullopt;
 }
 

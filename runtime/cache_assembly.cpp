@@ -80,8 +80,12 @@ shard_config shard_config_for(const cache_options& opts, size_t n) {
   scfg.load_timeout = opts.load_timeout;
   // Twice the loader threads: each has one load to run and one ready behind
   // it. More would only queue in the loaders' mailboxes, where a hung loader
-  // holds them; here they can time out and be refused.
-  scfg.max_loads_out = size_t{2} * opts.loader_concurrency;
+  // holds them; here they can time out and be refused. (Per shard, as the
+  // queue is: n shards may hand a hung loader n times as many.) A service's
+  // loader actor answers asynchronously and runs on no thread of ours, so
+  // it gets as many as may wait (a bound still, for a hung service).
+  scfg.max_loads_out = opts.load_actor ? scfg.max_loads_queued
+                                       : size_t{2} * opts.loader_concurrency;
   scfg.writes = opts.writes;
   if (opts.writes == write_mode::write_back)
     // Shorter than the call timeout, so a blocking put hears `overloaded`.

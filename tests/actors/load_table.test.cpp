@@ -315,3 +315,49 @@ TEST_CASE("the load table hands out loads in start order within its limits",
   CHECK(t.out() == 1);
   CHECK(t.queued() == 0);
 }
+
+TEST_CASE("a background refresh starts only when a loader slot is idle, never taking a "
+          "queued miss's place",
+          "[loading][load-cap]") {
+  // Before, a refresh took one of the queue's places like a miss: a loader
+  // behind on refreshes (whose readers were served already) refused misses.
+  auto cfg = timing_out(60s);
+  cfg.refresh_after = 1s;
+  cfg.max_loads_out = 2;
+  cfg.max_loads_queued = 4;
+  shard_state s{cfg};
+  answers told;
+  auto load_now = [&](const std::string& k, time_point when) {
+    REQUIRE_FALSE(s.get_or_load(k, table_hash(k), when, told.waiter()));
+    auto out = s.take_loads_to_start();
+    REQUIRE(out.size() == 1);
+    s.complete_load(k, out[0].second, "v-" + k, 1ms, when);
+  };
+  load_now("hot", t0);
+  // Idle loader: a read past refresh-after is served and refreshes.
+  auto hit = s.get_or_load("hot", table_hash("hot"), at(2s), told.waiter());
+  REQUIRE(hit);
+  REQUIRE(*hit);
+  CHECK(s.stats().refreshes == 1);
+  auto refresh = s.take_loads_to_start();
+  REQUIRE(refresh.size() == 1);
+  s.complete_load("hot", refresh[0].second, "v2", 1ms, at(2s));
+  // Both slots busy with misses: the next stale read is served, no refresh.
+  for (std::string k : {"a", "b"})
+    REQUIRE_FALSE(s.get_or_load(k, table_hash(k), at(3s), told.waiter()));
+  REQUIRE(s.take_loads_to_start().size() == 2);
+  hit = s.get_or_load("hot", table_hash("hot"), at(4s), told.waiter());
+  REQUIRE(hit);
+  REQUIRE(*hit);
+  CHECK((*hit)->bytes() == "v2");
+  CHECK(s.stats().refreshes == 1);
+  CHECK(s.stats().loads_queued == 0);
+  CHECK(s.stats().loads_refused == 1); // the skipped refresh
+  // All four places of the queue are still there for misses.
+  for (std::string k : {"c", "d", "e", "f"})
+    CHECK_FALSE(s.get_or_load(k, table_hash(k), at(4s), told.waiter()));
+  CHECK(s.stats().loads_queued == 4);
+  auto full = s.get_or_load("g", table_hash("g"), at(4s), told.waiter());
+  REQUIRE(full);
+  CHECK(full->error() == errc::overloaded);
+}

@@ -14,6 +14,7 @@
 #include "messages/type_ids.hpp"
 #include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "support/eventually.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
@@ -249,6 +250,85 @@ TEST_CASE("a service's loader actor loads for a cache and is not stopped with it
     .receive([](const load_outcome& out) { CHECK(out.bytes == "row of k"); },
              [](caf::error& e) { FAIL(describe(e)); });
   self->send_exit(loader, caf::exit_reason::user_shutdown);
+}
+
+namespace {
+
+// A service's loader that holds every request until asked for "release",
+// then answers them all: an asynchronous loader that is slow to answer.
+struct held_loads {
+  struct request {
+    std::string key;
+    uint64_t id;
+    caf::typed_response_promise<load_outcome> rp;
+  };
+  std::vector<request> held;
+  static inline const char* name = "held-loads";
+};
+
+loader_actor::behavior_type holding_loader(loader_actor::stateful_pointer<held_loads> self,
+                                           std::atomic<int>* calls) {
+  return {
+    [self, calls](load_atom, const std::string& key,
+                  uint64_t id) -> caf::result<load_outcome> {
+      ++*calls;
+      auto answer = [](const std::string& k, uint64_t n) {
+        load_outcome out;
+        out.key = k;
+        out.id = n;
+        out.bytes = "row of " + k;
+        return out;
+      };
+      if (key != "release") {
+        auto rp = self->make_response_promise<load_outcome>();
+        self->state.held.push_back({key, id, rp});
+        return rp;
+      }
+      for (auto& r : std::exchange(self->state.held, {}))
+        r.rp.deliver(answer(r.key, r.id));
+      return answer(key, id);
+    },
+  };
+}
+
+} // namespace
+
+TEST_CASE("a service's loader actor is not held to twice loader-concurrency loads",
+          "[loading][runtime][load-actor][load-cap]") {
+  // The cap of 2 x loader-concurrency protects karlton's own loader threads;
+  // a loader actor answers asynchronously. Before, it got 2 loads at once
+  // here and the other 98 waited in the shard's queue.
+  runtime rt;
+  std::atomic<int> calls{0};
+  cache_options o;
+  o.name = "slow-service";
+  o.shards = 1;
+  o.loader_concurrency = 1;
+  o.load_actor = rt.system().spawn(holding_loader, &calls);
+  // Stops it however the test ends: a failed check must not leave the
+  // runtime's system waiting for it forever.
+  struct stop_on_exit {
+    loader_actor a;
+    ~stop_on_exit() { caf::anon_send_exit(a, caf::exit_reason::user_shutdown); }
+  } stop{o.load_actor};
+  auto c = rt.create_cache(o);
+  REQUIRE(c);
+  constexpr int keys = 100;
+  std::vector<std::future<caf::expected<value>>> answers;
+  for (int i = 0; i < keys; ++i)
+    answers.push_back(c->get_or_load_async("key-" + std::to_string(i)));
+  REQUIRE(testing::eventually([&] { return calls == keys; }));
+  auto st = c->stats();
+  REQUIRE(st);
+  CHECK(st->loads_out == keys);
+  CHECK(st->loads_queued == 0);
+  REQUIRE(c->get_or_load("release"));
+  for (int i = 0; i < keys; ++i) {
+    REQUIRE(answers[i].wait_for(10s) == std::future_status::ready);
+    auto r = answers[i].get();
+    REQUIRE(r);
+    CHECK(r->bytes() == "row of key-" + std::to_string(i));
+  }
 }
 
 TEST_CASE("options of negative caching, stale-if-error and the loader actor are checked",
