@@ -12,8 +12,8 @@
 
 #include "messages/errors.hpp"
 #include "messages/type_ids.hpp"
-#include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "stores/memory_store.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;
