@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "messages/bus_interface.hpp"
 #include "messages/events.hpp"
-#include "messages/shard_interface.hpp"
 
 namespace karlton {
 

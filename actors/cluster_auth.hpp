@@ -30,8 +30,8 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
+#include "base/clock.hpp"
 #include "messages/cluster.hpp"
-#include "runtime/clock.hpp"
 
 namespace karlton {
 

@@ -6,26 +6,9 @@
 #include <vector>
 
 #include "actors/entry_table.hpp"
+#include "base/policies.hpp"
 
 namespace karlton {
-
-/// The policies a cache can choose (option `policy`).
-enum class eviction_policy_kind : uint8_t {
-  /// W-TinyLFU, the default. Why not LRU: LRU admits every one-hit wonder, so
-  /// a scan flushes its hot set; TinyLFU admits a newcomer only if its
-  /// frequency sketch has seen it more often than the entry it would replace.
-  /// Measured (`karlton-bench hit-ratio`, 1M keys, cache of 1 %): Zipf 0.99
-  /// 0.651 vs LRU 0.573, scan-polluted 0.627 vs 0.544, where even a cache
-  /// that knew the trace in advance (static LFU) gets 0.669 and 0.643: TinyLFU
-  /// takes 82-84 % of all there is to gain over LRU. Chosen over S3-FIFO for
-  /// that closeness to LFU on skewed traces at small sizes (Einziger et al.,
-  /// ACM ToS 2017).
-  tiny_lfu,
-  /// Exact LRU: the reference the benchmark compares against.
-  lru,
-};
-
-const char* to_string(eviction_policy_kind x) noexcept;
 
 /// Decides eviction order over the entries of one shard. The shard calls the
 /// `on_*` hooks as entries come, are read and go, and asks `victim()` whenever

@@ -48,7 +48,7 @@ struct flush_config {
 /// max(`max_bytes`, 2 x the unstored writes) plus one group.
 bool journal_rewrite(uint64_t bytes, uint64_t rewritten, uint64_t max_bytes);
 
-/// The bytes `items` take as journal records (runtime/journal_records.cpp's format).
+/// The bytes `items` take as journal records (stores/journal_records.cpp's format).
 uint64_t journal_bytes(const std::vector<write_item>& items);
 
 /// The bytes a journal's stored mark of `n` writes takes.

@@ -14,9 +14,9 @@
 
 #include "actors/dirty_budget.hpp"
 #include "actors/flush_state.hpp"
+#include "base/clock.hpp"
 #include "messages/shard_interface.hpp"
 #include "messages/writes.hpp"
-#include "runtime/clock.hpp"
 
 namespace karlton {
 

@@ -8,15 +8,11 @@
 
 #include <caf/expected.hpp>
 
+#include "base/clock.hpp"
+#include "base/policies.hpp"
 #include "messages/loading.hpp"
-#include "runtime/clock.hpp"
 
 namespace karlton {
-
-/// Fetches the value of a key from the source of truth (a database query, a
-/// service call), or says why it could not. May block; may throw (the
-/// exception becomes a `store_failure`).
-using load_function = std::function<caf::expected<std::string>(const std::string& key)>;
 
 loader_actor::behavior_type loader_worker(loader_actor::pointer self, load_function fn,
                                           std::shared_ptr<const clock> time_source);

@@ -6,8 +6,8 @@
 #include <caf/all.hpp>
 
 #include "actors/peer_internal.hpp"
+#include "base/clock.hpp"
 #include "messages/errors.hpp"
-#include "runtime/clock.hpp"
 
 namespace karlton {
 

@@ -14,11 +14,12 @@
 
 #include "actors/cluster_auth.hpp"
 #include "actors/peer_members.hpp"
-#include "actors/peer_options.hpp"
 #include "actors/peer_state.hpp"
 #include "actors/read_lease.hpp"
-#include "messages/shard_interface.hpp"
-#include "runtime/clock.hpp"
+#include "base/clock.hpp"
+#include "base/peer_options.hpp"
+#include "messages/bus_interface.hpp"
+#include "messages/peer_interface.hpp"
 
 namespace karlton {
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "base/routing.hpp"
 #include "messages/value.hpp"
 
 namespace karlton {

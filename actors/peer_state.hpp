@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "base/clock.hpp"
 #include "messages/cluster.hpp"
-#include "runtime/clock.hpp"
 
 namespace karlton {
 

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "runtime/clock.hpp"
+#include "base/clock.hpp"
 
 namespace karlton {
 

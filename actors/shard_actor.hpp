@@ -7,10 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "actors/ingress.hpp"
 #include "actors/shard_state.hpp"
+#include "base/clock.hpp"
+#include "messages/bus_interface.hpp"
+#include "messages/peer_interface.hpp"
 #include "messages/shard_interface.hpp"
-#include "runtime/clock.hpp"
-#include "runtime/ingress.hpp"
 
 namespace karlton {
 

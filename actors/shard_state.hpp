@@ -28,6 +28,7 @@
 #include "actors/load_table.hpp"
 #include "actors/negative_cache.hpp"
 #include "actors/read_lease.hpp"
+#include "base/policies.hpp"
 #include "messages/events.hpp"
 #include "messages/stats.hpp"
 #include "messages/ttl.hpp"
@@ -36,38 +37,8 @@
 
 namespace karlton {
 
-/// Time as shards see it: the runtime clock's reading (see runtime/clock.hpp).
+/// Time as shards see it: the runtime clock's reading (see base/clock.hpp).
 using time_point = std::chrono::steady_clock::time_point;
-
-/// Called on the shard for every entry that leaves: the value (with its key)
-/// and why. It runs inside the shard, so it must be quick and must not block.
-using removal_callback = std::function<void(const value&, removal_cause)>;
-
-/// How a read-through cache refreshes entries before they expire.
-enum class early_refresh_mode : uint8_t {
-  none,
-  /// XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): a read refreshes
-  /// in the background if `now - delta * beta * ln(U) >= expiry`, where delta
-  /// is how long the entry's last load took and U is uniform in (0, 1]. An
-  /// entry draws U at most `xfetch_draws_per_delta` times per delta, so when
-  /// it refreshes does not depend on how often it is read.
-  xfetch,
-  /// The guide's probabilistic expiration: an entry of age a expires early, as
-  /// a miss, with probability 1 - exp(-beta * a / ttl).
-  naive,
-};
-
-/// The largest key and value a put accepts unless told otherwise (the
-/// defaults of `cache_options::max_key_bytes` and `max_value_bytes`). A key is
-/// hashed, compared and copied on every call and travels in every
-/// invalidation to other nodes: 64 KiB is far above real keys (ids, URLs,
-/// composite names) and stops a caller's bug from making every node hold
-/// megabyte keys. A value is copied whole into one message (a put, a get's
-/// answer, a store write) and held in one allocation: 64 MiB keeps one call
-/// from stalling a shard for long; larger objects belong in a blob store,
-/// with their address cached.
-constexpr uint64_t default_max_key_bytes = 64 * 1024;
-constexpr uint64_t default_max_value_bytes = 64 * 1024 * 1024;
 
 /// What one shard enforces. The runtime derives it from the cache's options,
 /// dividing the cache's bounds by its number of shards.

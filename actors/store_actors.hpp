@@ -6,8 +6,8 @@
 
 #include "actors/loader_actor.hpp"
 #include "messages/writes.hpp"
-#include "runtime/journal.hpp"
-#include "runtime/store.hpp"
+#include "stores/journal.hpp"
+#include "stores/store.hpp"
 
 namespace karlton {
 

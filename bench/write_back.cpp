@@ -47,7 +47,7 @@
 #include "bench/workloads.hpp"
 #include "messages/errors.hpp"
 #include "runtime/runtime.hpp"
-#include "runtime/sqlite_store.hpp"
+#include "stores/sqlite_store.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace karlton::bench {

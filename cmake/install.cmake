@@ -14,7 +14,7 @@ endif()
 install(TARGETS karlton EXPORT karltonTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
-foreach(dir messages actors runtime)
+foreach(dir messages base stores actors runtime)
   install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/${dir}/
     DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/karlton/${dir}
     FILES_MATCHING PATTERN "*.hpp")

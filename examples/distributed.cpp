@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "examples/example_support.hpp"
-#include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "stores/memory_store.hpp"
 
 using examples::or_throw;
 using examples::shown;

@@ -12,7 +12,7 @@
 
 #include "messages/errors.hpp"
 #include "messages/value.hpp"
-#include "runtime/store.hpp"
+#include "stores/store.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace examples {

@@ -28,9 +28,9 @@
 
 #include "examples/example_support.hpp"
 #include "messages/errors.hpp"
-#include "runtime/faulty_store.hpp"
 #include "runtime/runtime.hpp"
-#include "runtime/sqlite_store.hpp"
+#include "stores/faulty_store.hpp"
+#include "stores/sqlite_store.hpp"
 
 using examples::logged_store;
 using examples::or_throw;

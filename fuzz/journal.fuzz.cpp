@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "messages/errors.hpp"
-#include "runtime/journal.hpp"
+#include "stores/journal.hpp"
 #include "tests/support/temp_dir.hpp"
 
 using namespace karlton;

@@ -18,7 +18,7 @@
 #include "messages/cluster.hpp"
 #include "messages/errors.hpp"
 #include "messages/stats.hpp"
-#include "runtime/journal.hpp"
+#include "stores/journal.hpp"
 
 using namespace karlton;
 namespace fs = std::filesystem;

@@ -1,4 +1,6 @@
 // The typed interface of a cache shard, and the atoms that name its operations.
+// The bus and the peer actor have theirs in bus_interface.hpp and
+// peer_interface.hpp.
 #pragma once
 
 #include <cstdint>
@@ -33,7 +35,7 @@ using reclaim_atom = caf::atom_constant<caf::atom("reclaim")>;
 /// The shard's own expiry timer; carries a generation so stale timers are ignored.
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 
-/// A cache shard: owns the keys that hash to it (see `runtime/routing.hpp`).
+/// A cache shard: owns the keys that hash to it (see base/routing.hpp).
 ///
 /// - `get(key)` returns the value, or an empty `value` on a miss.
 /// - `get(keys)` returns one value per key, in order (empty where missed).
@@ -82,55 +84,6 @@ using shard_actor = caf::typed_actor<
   caf::replies_to<evict_atom, caf::timespan>::with<uint64_t>,
   caf::replies_to<sync_atom>::with<std::vector<std::string>>,
   caf::reacts_to<reclaim_atom>>;
-
-/// The event bus of a runtime (see actors/bus_actor.hpp).
-/// - `(shards, cache, list)`: the shards of a new cache.
-/// - `(emit, event, data)`: purges the event's dependents in every cache and
-///   tells its subscribers; answered once every shard is done.
-/// - `(purge, names, cause, cache)`: purges the dependents of `names` (tags:
-///   in every cache, `cache` < 0; keys erased in cache number `cache`: there),
-///   transitively; answered once every shard is done.
-using bus_actor = caf::typed_actor<
-  caf::replies_to<shards_atom, std::string, std::vector<shard_actor>>::with<uint32_t>,
-  caf::replies_to<emit_atom, std::string, std::string>::with<purge_summary>,
-  caf::replies_to<purge_atom, std::vector<std::string>, purge_cause,
-                  int32_t>::with<purge_summary>,
-  caf::replies_to<subscribe_atom, std::string,
-                  event_subscriber_actor>::with<caf::ok_atom>,
-  caf::replies_to<bus_stats_atom>::with<bus_stats>>;
-
-/// A node's peer actor: the one actor other nodes talk to (published on the
-/// node's port). Local-only messages (`broadcast`, `sync`, `join` by
-/// address, `shards`) are refused when they come from another node.
-/// - `(hello, ...)`, `(join, me, proof, seq)`: the join handshake (above).
-/// - `(batch, b)`: invalidations from another node; answered when applied.
-/// - `(broadcast, items)`: this node's shards' invalidations, to send.
-/// - `(sync)`: send what is pending; answered with the members that did not
-///   acknowledge within the sync timeout (empty: all applied it).
-/// - `(join, host, port)`: join the cluster of the node there.
-/// - `(shards, cache, list)`: a distributed cache's shards, to apply to.
-/// - `(join, member)`, `(tick, n)`, `(heartbeat)`: its own reconnection,
-///   batch and heartbeat timers.
-/// - `(leave)` from the local node: send what is pending, say goodbye to
-///   every member, answer; the runtime then stops it. `(leave, next_seq)`
-///   from a member: it left cleanly (no reconnection), numbering its next
-///   invalidation `next_seq`; a gap to it still repairs.
-using peer_actor = caf::typed_actor<
-  caf::replies_to<hello_atom, member_info, std::string>::with<member_info, std::string,
-                                                              std::string>,
-  caf::replies_to<join_atom, member_info, std::string,
-                  uint64_t>::with<std::vector<member_info>, uint64_t>,
-  caf::replies_to<batch_atom, invalidation_batch>::with<caf::ok_atom>,
-  caf::reacts_to<broadcast_atom, std::vector<invalidation>>,
-  caf::replies_to<sync_atom>::with<std::vector<std::string>>,
-  caf::replies_to<join_atom, std::string, uint16_t>::with<caf::ok_atom>,
-  caf::replies_to<shards_atom, std::string, std::vector<shard_actor>>::with<caf::ok_atom>,
-  caf::replies_to<peer_stats_atom>::with<peer_stats>,
-  caf::replies_to<members_atom>::with<std::vector<member_info>>,
-  caf::reacts_to<join_atom, member_info>, caf::reacts_to<tick_atom, uint64_t>,
-  caf::replies_to<leave_atom>::with<caf::ok_atom>,
-  caf::replies_to<leave_atom, uint64_t>::with<caf::ok_atom>,
-  caf::reacts_to<heartbeat_atom>>;
 
 /// An actor that wants to hear about removals: `(removed, key, cause)`.
 using removal_listener_actor =

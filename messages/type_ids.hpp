@@ -6,6 +6,8 @@
 
 #include <caf/type_id.hpp>
 
+#include "messages/bus_interface.hpp"
+#include "messages/peer_interface.hpp"
 #include "messages/shard_interface.hpp"
 
 CAF_BEGIN_TYPE_ID_BLOCK(karlton, caf::first_custom_type_id)

@@ -14,15 +14,10 @@
 
 namespace karlton {
 
-/// 64-bit hash of a key. Its high half routes the key to a shard, its low half
-/// indexes the shard's table, so the two choices stay independent.
+/// 64-bit hash of a key. Its high half routes the key to a shard (see
+/// base/routing.hpp), its low half indexes the shard's table, so the two
+/// choices stay independent.
 uint64_t hash_key(std::string_view key) noexcept;
-
-/// Which of `shards` shards owns a key of hash `hash`: its high half, scaled
-/// (the table uses the low half).
-inline size_t shard_index(uint64_t hash, size_t shards) noexcept {
-  return static_cast<size_t>(((hash >> 32) * shards) >> 32);
-}
 
 /// An immutable key/value pair in one reference-counted allocation.
 ///

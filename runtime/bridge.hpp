@@ -22,9 +22,9 @@
 #include <caf/expected.hpp>
 #include <caf/unit.hpp>
 
+#include "actors/ingress.hpp"
 #include "actors/shard_ops.hpp"
 #include "messages/errors.hpp"
-#include "runtime/ingress.hpp"
 
 namespace karlton::detail {
 

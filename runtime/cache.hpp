@@ -16,6 +16,7 @@
 #include <caf/expected.hpp>
 #include <caf/unit.hpp>
 
+#include "base/routing.hpp"
 #include "messages/shard_interface.hpp"
 #include "runtime/bridge.hpp"
 #include "runtime/options.hpp"

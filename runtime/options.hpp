@@ -14,14 +14,12 @@
 #include <caf/error.hpp>
 #include <caf/timespan.hpp>
 
-#include "actors/eviction.hpp"
-#include "actors/loader_actor.hpp"
-#include "actors/peer_options.hpp"
-#include "actors/shard_state.hpp"
+#include "base/peer_options.hpp"
+#include "base/policies.hpp"
 #include "messages/shard_interface.hpp"
 #include "messages/ttl.hpp"
 #include "messages/writes.hpp"
-#include "runtime/store.hpp"
+#include "stores/store.hpp"
 
 namespace karlton {
 

@@ -13,8 +13,10 @@
 #include <caf/expected.hpp>
 
 #include "actors/read_lease.hpp"
+#include "base/clock.hpp"
+#include "messages/bus_interface.hpp"
+#include "messages/peer_interface.hpp"
 #include "runtime/cache.hpp"
-#include "runtime/clock.hpp"
 #include "runtime/dependency_graph.hpp"
 #include "runtime/log.hpp"
 #include "runtime/options.hpp"

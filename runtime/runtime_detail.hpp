@@ -16,8 +16,8 @@
 #include <caf/timespan.hpp>
 
 #include "messages/errors.hpp"
-#include "runtime/journal.hpp"
-#include "runtime/store.hpp"
+#include "stores/journal.hpp"
+#include "stores/store.hpp"
 
 namespace karlton::detail {
 

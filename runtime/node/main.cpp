@@ -40,7 +40,7 @@
 #include "runtime/node/console.hpp"
 #include "runtime/options.hpp"
 #include "runtime/runtime.hpp"
-#include "runtime/sqlite_store.hpp"
+#include "stores/sqlite_store.hpp"
 
 namespace {
 

@@ -9,6 +9,7 @@
 #include <caf/binary_deserializer.hpp>
 
 #include "actors/peer_state.hpp"
+#include "base/routing.hpp"
 #include "messages/value.hpp"
 
 using namespace karlton;

@@ -11,8 +11,8 @@
 #include <caf/all.hpp>
 
 #include "messages/errors.hpp"
-#include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "stores/memory_store.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;

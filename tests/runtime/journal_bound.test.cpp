@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include "messages/errors.hpp"
-#include "runtime/journal.hpp"
-#include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "stores/journal.hpp"
+#include "stores/memory_store.hpp"
 #include "support/must.hpp"
 #include "support/sync_faults.hpp"
 #include "support/temp_dir.hpp"

@@ -16,7 +16,7 @@
 
 #include "messages/errors.hpp"
 #include "runtime/runtime.hpp"
-#include "runtime/sqlite_store.hpp"
+#include "stores/sqlite_store.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace karlton;

@@ -12,8 +12,8 @@
 
 #include "messages/errors.hpp"
 #include "messages/type_ids.hpp"
-#include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "stores/memory_store.hpp"
 #include "support/eventually.hpp"
 
 using namespace karlton;

@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "messages/errors.hpp"
-#include "runtime/faulty_store.hpp"
 #include "runtime/log.hpp"
-#include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "stores/faulty_store.hpp"
+#include "stores/memory_store.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace karlton;

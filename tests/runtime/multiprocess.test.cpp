@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "messages/errors.hpp"
-#include "runtime/sqlite_store.hpp"
+#include "stores/sqlite_store.hpp"
 #include "support/eventually.hpp"
 #include "support/node_process.hpp"
 #include "support/temp_dir.hpp"

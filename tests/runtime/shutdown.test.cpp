@@ -14,10 +14,10 @@
 #include <caf/all.hpp>
 
 #include "messages/errors.hpp"
-#include "runtime/faulty_store.hpp"
 #include "runtime/log.hpp"
-#include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "stores/faulty_store.hpp"
+#include "stores/memory_store.hpp"
 
 using namespace karlton;
 using namespace std::chrono_literals;

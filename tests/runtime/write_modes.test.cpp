@@ -9,9 +9,9 @@
 #include <unordered_map>
 
 #include "messages/errors.hpp"
-#include "runtime/faulty_store.hpp"
-#include "runtime/memory_store.hpp"
 #include "runtime/runtime.hpp"
+#include "stores/faulty_store.hpp"
+#include "stores/memory_store.hpp"
 #include "support/must.hpp"
 
 using namespace karlton;

@@ -7,7 +7,7 @@
 #include <caf/scheduler/test_coordinator.hpp>
 
 #include "messages/type_ids.hpp"
-#include "runtime/clock.hpp"
+#include "base/clock.hpp"
 
 namespace karlton::testing {
 

@@ -11,7 +11,7 @@
 
 #include "messages/errors.hpp"
 #include "runtime/runtime.hpp"
-#include "runtime/sqlite_store.hpp"
+#include "stores/sqlite_store.hpp"
 
 int main(int argc, char** argv) {
   using namespace karlton;

@@ -8,7 +8,7 @@
 #include <atomic>
 #include <cerrno>
 
-#include "runtime/journal.hpp"
+#include "stores/journal.hpp"
 
 namespace karlton::testing {
 

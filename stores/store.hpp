@@ -1,6 +1,6 @@
 // The source of truth behind a cache: what write-through and write-back write
 // to, and what misses load from. SQLite is the embedded default
-// (runtime/sqlite_store.hpp); a service may bring its own.
+// (stores/sqlite_store.hpp); a service may bring its own.
 #pragma once
 
 #include <optional>

@@ -32,7 +32,7 @@
 // not a crash) looks like a torn tail, and the records after it are cut off
 // with it. Telling the two apart needs batch framing; `discarded_bytes` at
 // least makes such a cut visible.
-#include "runtime/journal.hpp"
+#include "stores/journal.hpp"
 
 #include <atomic>
 #include <cassert>
@@ -48,7 +48,7 @@
 #include <unistd.h>
 
 #include "messages/errors.hpp"
-#include "runtime/journal_records.hpp"
+#include "stores/journal_records.hpp"
 
 namespace karlton {
 

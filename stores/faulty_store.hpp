@@ -20,7 +20,7 @@
 #include <caf/expected.hpp>
 
 #include "messages/errors.hpp"
-#include "runtime/store.hpp"
+#include "stores/store.hpp"
 
 namespace karlton {
 

@@ -1,5 +1,5 @@
 // The write-back journal's records: their format, CRC-32, and the scan that
-// reads a file back at start. Internal to runtime/journal.cpp.
+// reads a file back at start. Internal to stores/journal.cpp.
 #pragma once
 
 #include <cstddef>
@@ -11,7 +11,7 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
-#include "runtime/journal.hpp"
+#include "stores/journal.hpp"
 
 namespace karlton::journal_records {
 

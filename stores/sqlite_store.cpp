@@ -1,4 +1,4 @@
-#include "runtime/sqlite_store.hpp"
+#include "stores/sqlite_store.hpp"
 
 #include <algorithm>
 #include <climits>

@@ -16,9 +16,9 @@
 #include <sqlite3.h>
 
 #include "messages/errors.hpp"
-#include "runtime/faulty_store.hpp"
-#include "runtime/memory_store.hpp"
-#include "runtime/sqlite_store.hpp"
+#include "stores/faulty_store.hpp"
+#include "stores/memory_store.hpp"
+#include "stores/sqlite_store.hpp"
 #include "support/node_process.hpp"
 #include "support/temp_dir.hpp"
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "messages/errors.hpp"
-#include "runtime/journal.hpp"
+#include "stores/journal.hpp"
 #include "support/sync_faults.hpp"
 #include "support/temp_dir.hpp"
 

@@ -13,7 +13,7 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
-#include "runtime/store.hpp"
+#include "stores/store.hpp"
 
 namespace karlton {
 

@@ -1,5 +1,5 @@
 // The write-back journal's records: format, CRC-32 and the scan at start.
-#include "runtime/journal_records.hpp"
+#include "stores/journal_records.hpp"
 
 #include <algorithm>
 #include <array>

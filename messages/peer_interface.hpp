@@ -1,0 +1,49 @@
+// The typed interface of a node's peer actor (see actors/peer_actor.hpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "messages/cluster.hpp"
+#include "messages/shard_interface.hpp"
+
+namespace karlton {
+
+/// A node's peer actor: the one actor other nodes talk to (published on the
+/// node's port). Local-only messages (`broadcast`, `sync`, `join` by
+/// address, `shards`) are refused when they come from another node.
+/// - `(hello, ...)`, `(join, me, proof, seq)`: the join handshake (above).
+/// - `(batch, b)`: invalidations from another node; answered when applied.
+/// - `(broadcast, items)`: this node's shards' invalidations, to send.
+/// - `(sync)`: send what is pending; answered with the members that did not
+///   acknowledge within the sync timeout (empty: all applied it).
+/// - `(join, host, port)`: join the cluster of the node there.
+/// - `(shards, cache, list)`: a distributed cache's shards, to apply to.
+/// - `(join, member)`, `(tick, n)`, `(heartbeat)`: its own reconnection,
+///   batch and heartbeat timers.
+/// - `(leave)` from the local node: send what is pending, say goodbye to
+///   every member, answer; the runtime then stops it. `(leave, next_seq)`
+///   from a member: it left cleanly (no reconnection), numbering its next
+///   invalidation `next_seq`; a gap to it still repairs.
+using peer_actor = caf::typed_actor<
+  caf::replies_to<hello_atom, member_info, std::string>::with<member_info, std::string,
+                                                              std::string>,
+  caf::replies_to<join_atom, member_info, std::string,
+                  uint64_t>::with<std::vector<member_info>, uint64_t>,
+  caf::replies_to<batch_atom, invalidation_batch>::with<caf::ok_atom>,
+  caf::reacts_to<broadcast_atom, std::vector<invalidation>>,
+  caf::replies_to<sync_atom>::with<std::vector<std::string>>,
+  caf::replies_to<join_atom, std::string, uint16_t>::with<caf::ok_atom>,
+  caf::replies_to<shards_atom, std::string, std::vector<shard_actor>>::with<caf::ok_atom>,
+  caf::replies_to<peer_stats_atom>::with<peer_stats>,
+  caf::replies_to<members_atom>::with<std::vector<member_info>>,
+  caf::reacts_to<join_atom, member_info>, caf::reacts_to<tick_atom, uint64_t>,
+  caf::replies_to<leave_atom>::with<caf::ok_atom>,
+  caf::replies_to<leave_atom, uint64_t>::with<caf::ok_atom>,
+  caf::reacts_to<heartbeat_atom>>;
+
+} // namespace karlton
