@@ -1,6 +1,7 @@
 #include "actors/flusher_actor.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <utility>
 
 #include <caf/all.hpp>
@@ -174,6 +175,66 @@ void mark_stored_alone(self_ptr self) {
       });
 }
 
+// One group commit in flight: what its answer settles.
+struct journal_group {
+  std::vector<caf::typed_response_promise<caf::ok_atom>> acks; // its callers
+  uint64_t through = 0; // flush_state's number of its last write
+  size_t records = 0;   // writes it journals (a rewrite's count is not new)
+  size_t bytes = 0;     // what it adds to the file (a rewrite: the file)
+  bool rewrite = false;
+  size_t moot = 0;             // a rewrite: the marks it made unneeded
+  std::vector<uint64_t> marks; // an append: the marks it carries
+};
+
+void journal_written(self_ptr self, journal_group& g) {
+  auto& st = self->state;
+  st.journal_busy = false;
+  if (g.rewrite) {
+    // Only stores confirmed since the rewrite was sent were added after.
+    st.stored_unmarked.erase(st.stored_unmarked.begin(),
+                             st.stored_unmarked.begin() +
+                               static_cast<std::ptrdiff_t>(g.moot));
+    st.journal_bytes = g.bytes;
+    st.journal_rewritten = g.bytes;
+    st.journal_broken = false;
+    ++st.journal_rewrites;
+  } else {
+    st.journal_bytes += g.bytes;
+  }
+  ++st.journal_appends;
+  st.journal_records += g.records;
+  st.writes->journaled(g.through); // they may be stored now
+  for (auto& a : g.acks)
+    a.deliver(caf::ok_atom::value);
+  append_journal(self);
+  maybe_truncate(self);
+  maybe_flush(self);
+}
+
+void journal_write_failed(self_ptr self, journal_group& g, const caf::error& err) {
+  auto& st = self->state;
+  st.journal_busy = false;
+  st.journal_broken = true;
+  st.stored_unmarked.insert(st.stored_unmarked.begin(), g.marks.begin(), g.marks.end());
+  ++st.journal_failures;
+  CAF_LOG_WARNING("karlton: a journal " << (g.rewrite ? "rewrite" : "append")
+                                        << " failed:" << describe(err));
+  if (!g.rewrite) {
+    // Repair at once: the rewrite holds these writes too, and their
+    // callers are acknowledged if it succeeds.
+    st.unjournaled_acks.insert(st.unjournaled_acks.begin(), g.acks.begin(), g.acks.end());
+    append_journal(self);
+    return;
+  }
+  // Not durable, so not acknowledged: the callers get the error. Their
+  // writes stay cached and dirty but are not stored until a rewrite
+  // succeeds; a crash before that loses them, and the store keeps the
+  // last acknowledged value, which the old journal's replay restores.
+  for (auto& a : g.acks)
+    a.deliver(err);
+  retry_journal_later(self);
+}
+
 // Group commit: one append (one fsync) for everything that queued meanwhile,
 // after a stored mark of what the store confirmed since the last one.
 // It becomes a rewrite with only the writes not yet stored when the journal
@@ -187,70 +248,26 @@ void append_journal(self_ptr self) {
     mark_stored_alone(self);
     return;
   }
-  bool rewrite =
+  auto g = std::make_shared<journal_group>();
+  g->rewrite =
     st.journal_broken || journal_rewrite(st.journal_bytes, st.journal_rewritten,
                                          st.writes->config().journal_max_bytes);
   st.journal_busy = true;
   st.journal_has_records = true;
-  auto acks = std::move(st.unjournaled_acks);
-  auto through = st.unjournaled_through;
-  auto n = st.unjournaled.items.size();
-  auto writes = rewrite ? st.writes->unstored() : std::move(st.unjournaled);
+  g->acks = std::move(st.unjournaled_acks);
+  g->through = st.unjournaled_through;
+  g->records = st.unjournaled.items.size();
+  auto writes = g->rewrite ? st.writes->unstored() : std::move(st.unjournaled);
   // A rewrite keeps no stored write, so the marks so far are moot once it
   // succeeded; an append carries them.
-  auto moot = rewrite ? st.stored_unmarked.size() : 0;
-  auto marks = rewrite ? std::vector<uint64_t>{} : std::exchange(st.stored_unmarked, {});
-  auto bytes = journal_bytes(writes.items) + journal_mark_bytes(marks.size());
+  g->moot = g->rewrite ? st.stored_unmarked.size() : 0;
+  if (!g->rewrite) g->marks = std::exchange(st.stored_unmarked, {});
+  g->bytes = journal_bytes(writes.items) + journal_mark_bytes(g->marks.size());
   st.unjournaled = {};
   st.unjournaled_acks.clear();
-  auto done = [self, acks, through, n, bytes, rewrite, moot](caf::ok_atom) mutable {
-    auto& st = self->state;
-    st.journal_busy = false;
-    if (rewrite) {
-      // Only stores confirmed since the rewrite was sent were added after.
-      st.stored_unmarked.erase(st.stored_unmarked.begin(),
-                               st.stored_unmarked.begin() +
-                                 static_cast<std::ptrdiff_t>(moot));
-      st.journal_bytes = bytes;
-      st.journal_rewritten = bytes;
-      st.journal_broken = false;
-      ++st.journal_rewrites;
-    } else {
-      st.journal_bytes += bytes;
-    }
-    ++st.journal_appends;
-    st.journal_records += n;
-    st.writes->journaled(through); // they may be stored now
-    for (auto& a : acks)
-      a.deliver(caf::ok_atom::value);
-    append_journal(self);
-    maybe_truncate(self);
-    maybe_flush(self);
-  };
-  auto failed = [self, acks, rewrite, marks](caf::error& err) mutable {
-    auto& st = self->state;
-    st.journal_busy = false;
-    st.journal_broken = true;
-    st.stored_unmarked.insert(st.stored_unmarked.begin(), marks.begin(), marks.end());
-    ++st.journal_failures;
-    CAF_LOG_WARNING("karlton: a journal " << (rewrite ? "rewrite" : "append")
-                                          << " failed:" << describe(err));
-    if (!rewrite) {
-      // Repair at once: the rewrite holds these writes too, and their
-      // callers are acknowledged if it succeeds.
-      st.unjournaled_acks.insert(st.unjournaled_acks.begin(), acks.begin(), acks.end());
-      append_journal(self);
-      return;
-    }
-    // Not durable, so not acknowledged: the callers get the error. Their
-    // writes stay cached and dirty but are not stored until a rewrite
-    // succeeds; a crash before that loses them, and the store keeps the
-    // last acknowledged value, which the old journal's replay restores.
-    for (auto& a : acks)
-      a.deliver(err);
-    retry_journal_later(self);
-  };
-  if (rewrite)
+  auto done = [self, g](caf::ok_atom) { journal_written(self, *g); };
+  auto failed = [self, g](caf::error& err) { journal_write_failed(self, *g, err); };
+  if (g->rewrite)
     self
       ->request(st.setup.journal, caf::infinite, rewrite_atom::value,
                 std::move(writes.items), std::move(writes.numbers))
@@ -258,12 +275,15 @@ void append_journal(self_ptr self) {
   else
     self
       ->request(st.setup.journal, caf::infinite, write_atom::value,
-                std::move(writes.items), std::move(writes.numbers), std::move(marks))
+                std::move(writes.items), std::move(writes.numbers), g->marks)
       .then(done, failed);
 }
 
 } // namespace
 
+// The flusher's behaviour is long because it lists every message it answers,
+// one short handler each (the steps are the functions above, the bookkeeping
+// flush_state); the list is the write-back protocol at a glance.
 flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
   auto& st = self->state;
   st.writes = std::make_unique<flush_state>(setup.config);

@@ -213,6 +213,9 @@ void heartbeat(self_ptr self) {
 
 } // namespace
 
+// The peer's behaviour is long because it lists every message a peer
+// answers, one short handler each (the decisions are in peer_state and
+// peer_membership.cpp); the list is the peer protocol at a glance.
 peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
   auto& st = self->state;
   st.core = std::make_unique<peer_state>(setup.me, setup.batch_max, setup.max_unacked);

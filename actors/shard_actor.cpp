@@ -236,6 +236,9 @@ caf::result<R> run(self_ptr self, Op op) {
 
 } // namespace
 
+// The shard's behaviour is long because it lists every message the shard
+// answers, one short handler each (the work is in shard_ops.hpp and
+// shard_state); splitting the list would hide which messages a shard takes.
 shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
   auto& st = self->state;
   if (setup.listener) {

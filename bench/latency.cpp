@@ -64,6 +64,8 @@ double micros_since(steady_clock::time_point t0) {
 
 } // namespace
 
+// Long because a benchmark run reads as one script: the inputs, each peer in
+// turn on the same inputs, then one report of all of them.
 int run_latency(const bench_options& opts) {
   auto keys = make_keys(loaded_keys);
   rng r{42};

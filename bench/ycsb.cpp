@@ -261,6 +261,8 @@ run_result run_karlton_blocking(const cache& c, const inputs& in, unsigned threa
 
 } // namespace
 
+// Long because a benchmark run reads as one script: the inputs, each peer in
+// turn on the same inputs, then one report of all of them.
 int run_ycsb_b(const bench_options& opts) {
   auto threads = opts.threads.value_or(default_threads);
   auto seconds = opts.seconds.value_or(default_seconds);

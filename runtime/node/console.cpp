@@ -66,113 +66,149 @@ caf::expected<snapshot> take_snapshot(runtime& rt,
   return out;
 }
 
+// The reply to a read: the value, a miss, or the error.
+std::string read_reply(caf::expected<value> v) {
+  if (!v && v.error() == errc::not_found) return "miss";
+  if (!v) return error_reply(v.error());
+  if (!*v) return "miss";
+  return "value " + v->str();
+}
+
+std::string done_reply(const caf::error& err) {
+  return err ? error_reply(err) : "ok";
+}
+
+// `putdep`'s <on,...>: comma-separated names, `event:<e>` for an event.
+caf::expected<dependencies> parse_dependencies(std::string_view names) {
+  dependencies deps;
+  for (;;) {
+    auto comma = names.find(',');
+    auto name = names.substr(0, comma);
+    if (name.empty() || name == "event:")
+      return usage(
+        "putdep <cache> <key> <on,...> <value...> (no empty names in <on,...>)");
+    if (name.rfind("event:", 0) == 0)
+      deps.events.emplace_back(name.substr(6));
+    else
+      deps.on.emplace_back(name);
+    if (comma == std::string_view::npos) return deps;
+    names.remove_prefix(comma + 1);
+  }
+}
+
 } // namespace
 
 console::console(runtime& rt, std::map<std::string, cache> caches)
   : rt_(rt), caches_(std::move(caches)) {}
 
 std::string console::execute(const std::string& input) {
+  // Every command, by name; each handler checks its own arguments.
+  static const std::map<std::string_view, command_handler, std::less<>> commands{
+    {"put", &console::put},           {"putdep", &console::putdep},
+    {"get", &console::key_command},   {"load", &console::key_command},
+    {"erase", &console::key_command}, {"clear", &console::clear},
+    {"tag", &console::signal},        {"emit", &console::signal},
+    {"members", &console::members},   {"stats", &console::stats},
+    {"ping", &console::ping},         {"quit", &console::quit},
+  };
   std::string_view line = input;
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   auto sp = line.find(' ');
   auto cmd = line.substr(0, sp);
   std::optional<std::string_view> args;
   if (sp != std::string_view::npos) args = line.substr(sp + 1);
-  // The cache a command names, or the error reply.
-  auto find = [this](std::string_view name) -> caf::expected<cache> {
-    auto i = caches_.find(std::string{name});
-    if (i == caches_.end())
-      return make_error(errc::unknown_cache,
-                        "no cache named '" + std::string{name} + "' on this node");
-    return i->second;
-  };
-  auto done = [](const caf::error& err) { return err ? error_reply(err) : "ok"; };
-  auto read = [](caf::expected<value> v) -> std::string {
-    if (!v && v.error() == errc::not_found) return "miss";
-    if (!v) return error_reply(v.error());
-    if (!*v) return "miss";
-    return "value " + v->str();
-  };
+  auto i = commands.find(cmd);
+  if (i == commands.end()) return "error unknown command '" + std::string{cmd} + "'";
+  return (this->*(i->second))(cmd, args);
+}
 
-  if (cmd == "put") {
-    auto f = fields(args, 3, true);
-    if (!f) return error_reply(usage("put <cache> <key> <value...>"));
-    auto c = find((*f)[0]);
-    return c ? done(c->put((*f)[1], (*f)[2])) : error_reply(c.error());
-  }
-  if (cmd == "putdep") {
-    auto f = fields(args, 4, true);
-    if (!f) return error_reply(usage("putdep <cache> <key> <on,...> <value...>"));
-    auto c = find((*f)[0]);
-    if (!c) return error_reply(c.error());
-    dependencies deps;
-    auto names = (*f)[2];
-    for (;;) {
-      auto comma = names.find(',');
-      auto name = names.substr(0, comma);
-      if (name.empty() || name == "event:")
-        return error_reply(
-          usage("putdep <cache> <key> <on,...> <value...> (no empty names in <on,...>)"));
-      if (name.rfind("event:", 0) == 0)
-        deps.events.emplace_back(name.substr(6));
-      else
-        deps.on.emplace_back(name);
-      if (comma == std::string_view::npos) break;
-      names.remove_prefix(comma + 1);
-    }
-    return done(c->put((*f)[1], (*f)[3], ttl::cache_default(), deps));
-  }
-  if (cmd == "get" || cmd == "load" || cmd == "erase") {
-    auto f = fields(args, 2);
-    if (!f) return error_reply(usage("get|load|erase <cache> <key>"));
-    auto c = find((*f)[0]);
-    if (!c) return error_reply(c.error());
-    auto key = (*f)[1];
-    if (cmd == "get") return read(c->get(key));
-    if (cmd == "load") return read(c->get_or_load(key));
-    auto r = c->erase(key);
-    return r ? "ok" : error_reply(r.error());
-  }
-  if (cmd == "clear") {
-    auto f = fields(args, 1);
-    if (!f) return error_reply(usage("clear <cache>"));
-    auto c = find((*f)[0]);
-    if (!c) return error_reply(c.error());
-    auto r = c->clear();
-    return r ? "ok" : error_reply(r.error());
-  }
-  if (cmd == "tag" || cmd == "emit") {
-    auto f = fields(args, 1);
-    if (!f) return error_reply(usage("tag|emit <name>"));
-    std::string name{(*f)[0]};
-    auto r = cmd == "tag" ? rt_.invalidate_tag(name) : rt_.emit(name);
-    return r ? "ok" : error_reply(r.error());
-  }
-  bool bare = cmd == "members" || cmd == "stats" || cmd == "ping" || cmd == "quit";
-  if (bare && !fields(args, 0))
-    return error_reply(usage((std::string{cmd} + " (no arguments)").c_str()));
-  if (cmd == "members") {
-    auto ms = rt_.members();
-    if (!ms) return error_reply(ms.error());
-    std::vector<std::string> names;
-    for (auto& m : *ms)
-      names.push_back(m.name);
-    std::sort(names.begin(), names.end());
-    std::string out = "members ";
-    for (size_t i = 0; i < names.size(); ++i)
-      out += (i == 0 ? "" : ",") + names[i];
-    return out;
-  }
-  if (cmd == "stats") {
-    auto j = stats_json();
-    return j ? "stats " + *j : error_reply(j.error());
-  }
-  if (cmd == "ping") return "pong";
-  if (cmd == "quit") {
-    quit_ = true;
-    return "bye";
-  }
-  return "error unknown command '" + std::string{cmd} + "'";
+caf::expected<cache> console::find(std::string_view name) const {
+  auto i = caches_.find(std::string{name});
+  if (i == caches_.end())
+    return make_error(errc::unknown_cache,
+                      "no cache named '" + std::string{name} + "' on this node");
+  return i->second;
+}
+
+std::string console::put(std::string_view, std::optional<std::string_view> args) {
+  auto f = fields(args, 3, true);
+  if (!f) return error_reply(usage("put <cache> <key> <value...>"));
+  auto c = find((*f)[0]);
+  return c ? done_reply(c->put((*f)[1], (*f)[2])) : error_reply(c.error());
+}
+
+std::string console::putdep(std::string_view, std::optional<std::string_view> args) {
+  auto f = fields(args, 4, true);
+  if (!f) return error_reply(usage("putdep <cache> <key> <on,...> <value...>"));
+  auto c = find((*f)[0]);
+  if (!c) return error_reply(c.error());
+  auto deps = parse_dependencies((*f)[2]);
+  if (!deps) return error_reply(deps.error());
+  return done_reply(c->put((*f)[1], (*f)[3], ttl::cache_default(), *deps));
+}
+
+std::string console::key_command(std::string_view cmd,
+                                 std::optional<std::string_view> args) {
+  auto f = fields(args, 2);
+  if (!f) return error_reply(usage("get|load|erase <cache> <key>"));
+  auto c = find((*f)[0]);
+  if (!c) return error_reply(c.error());
+  auto key = (*f)[1];
+  if (cmd == "get") return read_reply(c->get(key));
+  if (cmd == "load") return read_reply(c->get_or_load(key));
+  auto r = c->erase(key);
+  return r ? "ok" : error_reply(r.error());
+}
+
+std::string console::clear(std::string_view, std::optional<std::string_view> args) {
+  auto f = fields(args, 1);
+  if (!f) return error_reply(usage("clear <cache>"));
+  auto c = find((*f)[0]);
+  if (!c) return error_reply(c.error());
+  auto r = c->clear();
+  return r ? "ok" : error_reply(r.error());
+}
+
+std::string console::signal(std::string_view cmd, std::optional<std::string_view> args) {
+  auto f = fields(args, 1);
+  if (!f) return error_reply(usage("tag|emit <name>"));
+  std::string name{(*f)[0]};
+  auto r = cmd == "tag" ? rt_.invalidate_tag(name) : rt_.emit(name);
+  return r ? "ok" : error_reply(r.error());
+}
+
+std::string console::members(std::string_view cmd, std::optional<std::string_view> args) {
+  if (!fields(args, 0)) return no_arguments(cmd);
+  auto ms = rt_.members();
+  if (!ms) return error_reply(ms.error());
+  std::vector<std::string> names;
+  for (auto& m : *ms)
+    names.push_back(m.name);
+  std::sort(names.begin(), names.end());
+  std::string out = "members ";
+  for (size_t i = 0; i < names.size(); ++i)
+    out += (i == 0 ? "" : ",") + names[i];
+  return out;
+}
+
+std::string console::stats(std::string_view cmd, std::optional<std::string_view> args) {
+  if (!fields(args, 0)) return no_arguments(cmd);
+  auto j = stats_json();
+  return j ? "stats " + *j : error_reply(j.error());
+}
+
+std::string console::ping(std::string_view cmd, std::optional<std::string_view> args) {
+  return fields(args, 0) ? "pong" : no_arguments(cmd);
+}
+
+std::string console::quit(std::string_view cmd, std::optional<std::string_view> args) {
+  if (!fields(args, 0)) return no_arguments(cmd);
+  quit_ = true;
+  return "bye";
+}
+
+std::string console::no_arguments(std::string_view cmd) {
+  return error_reply(usage((std::string{cmd} + " (no arguments)").c_str()));
 }
 
 caf::expected<std::string> console::stats_json() {

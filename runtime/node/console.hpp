@@ -28,7 +28,9 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include <caf/expected.hpp>
 
@@ -60,6 +62,23 @@ public:
   caf::expected<std::string> stats_summary();
 
 private:
+  // One command's handler: the command's name and its arguments (nullopt:
+  // none given); the reply.
+  using command_handler = std::string (console::*)(std::string_view,
+                                                   std::optional<std::string_view>);
+  std::string put(std::string_view, std::optional<std::string_view> args);
+  std::string putdep(std::string_view, std::optional<std::string_view> args);
+  std::string key_command(std::string_view cmd, std::optional<std::string_view> args);
+  std::string clear(std::string_view, std::optional<std::string_view> args);
+  std::string signal(std::string_view cmd, std::optional<std::string_view> args);
+  std::string members(std::string_view cmd, std::optional<std::string_view> args);
+  std::string stats(std::string_view cmd, std::optional<std::string_view> args);
+  std::string ping(std::string_view cmd, std::optional<std::string_view> args);
+  std::string quit(std::string_view cmd, std::optional<std::string_view> args);
+  static std::string no_arguments(std::string_view cmd);
+  /// The cache a command names, or `unknown_cache`.
+  caf::expected<cache> find(std::string_view name) const;
+
   runtime& rt_;
   std::map<std::string, cache> caches_;
   bool quit_ = false;

@@ -1,0 +1,212 @@
+// Failed loads in the shard's plain state: negative caching (a failed load's
+// error remembered for negative-ttl) and stale-if-error (an expired value
+// served when its reload fails), event by event.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "actors/shard_state.hpp"
+#include "messages/errors.hpp"
+#include "support/load_readers.hpp"
+#include "support/times.hpp"
+
+using namespace karlton;
+using namespace std::chrono_literals;
+using karlton::test::at;
+using karlton::test::loading;
+using karlton::test::reader;
+using karlton::test::t0;
+using karlton::test::table_hash;
+
+namespace {
+
+shard_config negative_caching(caf::timespan negative_ttl) {
+  auto cfg = loading(10s);
+  cfg.negative_ttl = negative_ttl;
+  return cfg;
+}
+
+// Reads `key` at `now`, which must start a load, and fails that load.
+void fail_load(shard_state& s, reader& r, const std::string& key, time_point now) {
+  REQUIRE_FALSE(r.read(s, key, now));
+  auto started = s.take_loads_to_start();
+  REQUIRE(started.size() == 1);
+  s.complete_load(key, started[0].second, make_error(errc::not_found, "no row"), 1ms,
+                  now);
+}
+
+} // namespace
+
+TEST_CASE("negative caching answers a failed load's error until negative-ttl runs out",
+          "[loading][negative]") {
+  shard_state s{negative_caching(1s)};
+  reader a, b;
+  fail_load(s, a, "k", t0);
+  CHECK(a.got == std::vector<std::string>{"error:not_found"});
+  CHECK(b.read(s, "k", at(999ms))); // answered at once, no load
+  CHECK(b.got == std::vector<std::string>{"error:not_found"});
+  CHECK(s.take_loads_to_start().empty());
+  CHECK(s.stats().negative_hits == 1);
+  CHECK(s.stats().loads == 1);
+  CHECK_FALSE(b.read(s, "k", at(1000ms))); // ran out: loads again
+  CHECK(s.take_loads_to_start().size() == 1);
+}
+
+TEST_CASE("a put, erase or clear forgets a remembered load failure at once",
+          "[loading][negative][rule1]") {
+  reader r;
+  SECTION("put") {
+    shard_state s{negative_caching(1s)};
+    fail_load(s, r, "k", t0);
+    REQUIRE_FALSE(s.put(value::make("k", "written"), ttl::after(1ms), at(1ms)));
+    CHECK(r.read(s, "k", at(1ms)));
+    CHECK(r.got.back() == "written");
+    CHECK_FALSE(r.read(s, "k", at(2ms))); // expired, and the failure was forgotten
+    CHECK(s.take_loads_to_start().size() == 1);
+  }
+  SECTION("erase") {
+    shard_state s{negative_caching(1s)};
+    fail_load(s, r, "k", t0);
+    CHECK_FALSE(s.erase("k", at(1ms)));
+    CHECK_FALSE(r.read(s, "k", at(2ms))); // loads again
+    CHECK(s.take_loads_to_start().size() == 1);
+  }
+  SECTION("clear") {
+    shard_state s{negative_caching(1s)};
+    fail_load(s, r, "k", t0);
+    s.clear();
+    CHECK_FALSE(r.read(s, "k", at(2ms)));
+    CHECK(s.take_loads_to_start().size() == 1);
+  }
+}
+
+TEST_CASE("a voided load's failure is not remembered", "[loading][negative][rule1]") {
+  shard_state s{negative_caching(1s)};
+  reader a, b;
+  a.read(s, "k", t0);
+  auto first = s.take_loads_to_start().at(0).second;
+  s.erase("k", t0); // the failure that comes back belongs to before the erase
+  s.complete_load("k", first, make_error(errc::store_failure, "db down"), 1ms, t0);
+  CHECK(a.got == std::vector<std::string>{"error:store_failure"});
+  CHECK_FALSE(b.read(s, "k", at(1ms)));
+  CHECK(s.take_loads_to_start().size() == 1);
+  CHECK(s.stats().negative_hits == 0);
+}
+
+TEST_CASE("remembered failures are reclaimed by the expiry timer's deadline",
+          "[loading][negative]") {
+  shard_state s{negative_caching(1s)};
+  reader r;
+  fail_load(s, r, "k", t0);
+  REQUIRE(s.next_expiry());
+  CHECK(*s.next_expiry() == at(1s)); // no entry: the failure's deadline
+  s.cleanup_expired(at(1s));
+  CHECK_FALSE(s.next_expiry());
+}
+
+TEST_CASE("no reload starts while a failed reload is remembered",
+          "[loading][negative][refresh]") {
+  auto cfg = refreshing_after(1s);
+  cfg.negative_ttl = 2s;
+  shard_state s{cfg};
+  reader r;
+  fill(s, r, "k", "v1", 1ms);
+  r.read(s, "k", at(1s));
+  auto reload = s.take_loads_to_start().at(0).second;
+  s.complete_load("k", reload, make_error(errc::store_failure, "db down"), 1ms, at(1s));
+  CHECK(r.read(s, "k", at(2s))); // the old value, and no new reload
+  CHECK(r.got.back() == "v1");
+  CHECK(s.take_loads_to_start().empty());
+  CHECK(r.read(s, "k", at(3s))); // the failure ran out: reload again
+  CHECK(s.take_loads_to_start().size() == 1);
+}
+
+namespace {
+
+// TTL 10 s; expired entries are kept 5 s for stale-if-error.
+shard_config stale_if_error(caf::timespan negative_ttl = caf::timespan{0}) {
+  auto cfg = loading(10s);
+  cfg.stale_if_error = 5s;
+  cfg.negative_ttl = negative_ttl;
+  return cfg;
+}
+
+} // namespace
+
+TEST_CASE("stale-if-error: a failed load of an expired entry gives the waiters the old "
+          "value within the window",
+          "[loading][stale-if-error]") {
+  shard_state s{stale_if_error()};
+  reader r, a, b;
+  fill(s, r, "k", "v1", 1ms);
+  // Expired: neither get, contains nor ttl_of sees it.
+  CHECK_FALSE(s.get("k", at(11s)));
+  CHECK_FALSE(s.contains("k", at(11s)));
+  CHECK_FALSE(s.ttl_of("k", at(11s)).found());
+  CHECK_FALSE(a.read(s, "k", at(11s))); // a miss that loads...
+  CHECK_FALSE(b.read(s, "k", at(11s))); // ...and one that joins
+  auto load = s.take_loads_to_start();
+  REQUIRE(load.size() == 1);
+  s.complete_load("k", load[0].second, make_error(errc::store_failure, "db down"), 1ms,
+                  at(12s));
+  CHECK(a.got == std::vector<std::string>{"v1"});
+  CHECK(b.got == a.got);
+  CHECK(s.stats().stale_served == 2);
+  // At expiry + window still; after it, the error.
+  reader c, d;
+  fail_load(s, c, "k", at(15s));
+  CHECK(c.got == std::vector<std::string>{"v1"});
+  fail_load(s, d, "k", at(15001ms));
+  CHECK(d.got == std::vector<std::string>{"error:not_found"});
+}
+
+TEST_CASE("stale-if-error: the timer reclaims an expired entry after its window",
+          "[loading][stale-if-error]") {
+  shard_state s{stale_if_error()};
+  reader r;
+  fill(s, r, "k", "v1", 1ms);
+  REQUIRE(s.next_expiry());
+  CHECK(*s.next_expiry() == at(15001ms));
+  CHECK(s.cleanup_expired(at(15s)) == 0);
+  CHECK(s.size() == 1);
+  CHECK(s.cleanup_expired(at(15001ms)) == 1);
+  CHECK(s.size() == 0);
+  CHECK(s.stats().expired == 1);
+}
+
+TEST_CASE("stale-if-error: a successful load replaces the expired entry",
+          "[loading][stale-if-error]") {
+  shard_state s{stale_if_error()};
+  reader r, a;
+  fill(s, r, "k", "v1", 1ms);
+  CHECK_FALSE(a.read(s, "k", at(11s)));
+  s.complete_load("k", s.take_loads_to_start().at(0).second, std::string{"v2"}, 1ms,
+                  at(11s));
+  CHECK(a.got == std::vector<std::string>{"v2"});
+  CHECK(s.contains("k", at(12s)));
+  CHECK(s.stats().stale_served == 0);
+}
+
+TEST_CASE("stale-if-error: an erase forgets the old value (rule 1)",
+          "[loading][stale-if-error][rule1]") {
+  shard_state s{stale_if_error()};
+  reader r, a;
+  fill(s, r, "k", "v1", 1ms);
+  s.erase("k", at(11s));
+  fail_load(s, a, "k", at(11s));
+  CHECK(a.got == std::vector<std::string>{"error:not_found"});
+}
+
+TEST_CASE("stale-if-error with negative caching serves the old value at once",
+          "[loading][stale-if-error][negative]") {
+  shard_state s{stale_if_error(1s)};
+  reader r, a, b;
+  fill(s, r, "k", "v1", 1ms);
+  fail_load(s, a, "k", at(11s));
+  CHECK(b.read(s, "k", at(11500ms))); // the failure is remembered: no load
+  CHECK(b.got == std::vector<std::string>{"v1"});
+  CHECK(s.take_loads_to_start().empty());
+  auto st = s.stats();
+  CHECK(st.negative_hits == 1);
+  CHECK(st.stale_served == 2);
+}
