@@ -13,8 +13,10 @@
 using namespace karlton;
 using namespace std::chrono_literals;
 using karlton::test::at;
+using karlton::test::fill;
 using karlton::test::loading;
 using karlton::test::reader;
+using karlton::test::refreshing_after;
 using karlton::test::t0;
 using karlton::test::table_hash;
 

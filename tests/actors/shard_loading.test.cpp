@@ -16,29 +16,12 @@
 using namespace karlton;
 using namespace std::chrono_literals;
 using karlton::test::at;
+using karlton::test::fill;
 using karlton::test::loading;
 using karlton::test::reader;
+using karlton::test::refreshing_after;
 using karlton::test::t0;
 using karlton::test::table_hash;
-
-namespace {
-
-// TTL 10 s; a read of a value older than `d` starts a background reload.
-shard_config refreshing_after(caf::timespan d) {
-  auto cfg = loading(10s);
-  cfg.refresh_after = d;
-  return cfg;
-}
-
-// Reads `key` once, so it is loaded, and completes that load with `bytes`
-// taking `took`: the starting point of the refresh tests.
-void fill(shard_state& s, reader& r, const std::string& key, const std::string& bytes,
-          caf::timespan took) {
-  r.read(s, key, t0);
-  s.complete_load(key, s.take_loads_to_start().at(0).second, bytes, took, t0);
-}
-
-} // namespace
 
 TEST_CASE("concurrent misses on one key start one load, and all get its result",
           "[loading][rule2]") {

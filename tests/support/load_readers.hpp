@@ -44,4 +44,19 @@ struct reader {
   }
 };
 
+// TTL 10 s; a read of a value older than `d` starts a background reload.
+inline shard_config refreshing_after(caf::timespan d) {
+  auto cfg = loading(std::chrono::seconds{10});
+  cfg.refresh_after = d;
+  return cfg;
+}
+
+// Reads `key` once, so it is loaded, and completes that load with `bytes`
+// taking `took`: the starting point of the refresh tests.
+inline void fill(shard_state& s, reader& r, const std::string& key,
+                 const std::string& bytes, caf::timespan took) {
+  r.read(s, key, t0);
+  s.complete_load(key, s.take_loads_to_start().at(0).second, bytes, took, t0);
+}
+
 } // namespace karlton::test
