@@ -199,6 +199,7 @@ caf::error journal::fail_for_good(caf::error err) {
 namespace {
 
 std::atomic<int (*)(int)> sync_hook{nullptr};
+std::atomic<int (*)(int)> truncate_hook{nullptr};
 
 } // namespace
 
@@ -209,6 +210,15 @@ void journal::set_sync_for_testing(int (*sync)(int fd)) noexcept {
 int journal::sync(int fd) {
   auto hook = sync_hook.load(std::memory_order_relaxed);
   return hook ? hook(fd) : sync_data(fd);
+}
+
+void journal::set_truncate_for_testing(int (*truncate)(int fd)) noexcept {
+  truncate_hook.store(truncate);
+}
+
+int journal::truncate_to_empty(int fd) {
+  if (auto hook = truncate_hook.load(std::memory_order_relaxed)) return hook(fd);
+  return ::ftruncate(fd, 0) == 0 ? 0 : errno;
 }
 
 caf::error journal::encode_all(const std::vector<journal_write>& batch,
@@ -315,7 +325,7 @@ caf::error journal::rewrite(const std::vector<journal_write>& live) {
 caf::error journal::reset() {
   assert(fd_ >= 0 && "reset on a moved-from journal");
   if (broken_) return broken_;
-  if (::ftruncate(fd_, 0) != 0) return io_error(path_, "truncate", errno);
+  if (int err = truncate_to_empty(fd_)) return io_error(path_, "truncate", err);
   // The new length is metadata that fdatasync writes: it is needed to read the file.
   if (int err = sync(fd_)) return fail_for_good(io_error(path_, "sync", err));
   size_bytes_ = 0;

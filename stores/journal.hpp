@@ -107,6 +107,12 @@ public:
   /// to inject failures; null restores fdatasync.
   static void set_sync_for_testing(int (*sync)(int fd)) noexcept;
 
+  /// Tests only: replaces the ftruncate to length 0 with which `reset` empties
+  /// every journal's file in this process (the function gets the file
+  /// descriptor and returns 0 or an errno value), to inject failures; null
+  /// restores ftruncate.
+  static void set_truncate_for_testing(int (*truncate)(int fd)) noexcept;
+
   /// The length of the file in bytes.
   uint64_t size_bytes() const noexcept { return size_bytes_; }
 
@@ -133,6 +139,9 @@ private:
 
   /// fdatasync, or the test's replacement.
   static int sync(int fd);
+
+  /// ftruncate to length 0, or the test's replacement; 0 or an errno value.
+  static int truncate_to_empty(int fd);
 
   std::string path_;
   int fd_ = -1;

@@ -17,6 +17,8 @@
 #include "messages/errors.hpp"
 #include "runtime/runtime.hpp"
 #include "stores/sqlite_store.hpp"
+#include "support/eventually.hpp"
+#include "support/sync_faults.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace karlton;
@@ -129,4 +131,55 @@ TEST_CASE("a journal replay never writes a stored value over a newer one another
   // What the store never confirmed is replayed: nothing acknowledged is lost.
   CHECK(stored(*db, "held") == std::optional<std::string>{"h1"});
   CHECK(stored(*db, "after") == std::optional<std::string>{"a1"});
+}
+
+// The journal is emptied once everything in it is stored, and that takes the
+// pending stored marks with it. When emptying it fails, the marks must still
+// be written: on a quiet cache no later group commit comes to carry them, and
+// a replay of the stored write would put it back over a newer value.
+TEST_CASE("a journal whose truncation failed still marks its stored writes, so a "
+          "replay leaves them out",
+          "[write_back][journal][crash]") {
+  testing::temp_dir dir{"journal-truncation"};
+  auto db_path = dir.file("shared.db");
+  auto journal_path = dir.file("wal");
+  auto crashed_journal = dir.file("wal-at-crash");
+  auto db = must(sqlite_store::open(db_path, "shared"));
+  auto other_writer = must(sqlite_store::open(db_path, "shared"));
+  {
+    testing::truncate_faults faults; // outlives the runtime
+    testing::failing_truncates = -1;
+    runtime rt;
+    cache_options o;
+    o.name = "quiet";
+    o.backing_store = db;
+    o.writes = write_mode::write_back;
+    o.journal_path = journal_path;
+    auto c = must(rt.create_cache(o));
+    REQUIRE_FALSE(c.put("k", "v1"));
+    wait_stored(c, 1);
+    REQUIRE(stored(*db, "k") == std::optional<std::string>{"v1"});
+    // Nothing is dirty, so the flusher empties the journal, and that fails.
+    REQUIRE(testing::eventually([] { return testing::truncations_tried >= 1; }));
+    // Then it writes the marks alone and, once they are in the file, tries
+    // to empty it again: the second try says the marks are on disk. (Before
+    // the fix nothing more happened, and this times out.)
+    CHECK(testing::eventually([] { return testing::truncations_tried >= 2; }));
+    // No other write comes. Another node sharing the store writes k.
+    REQUIRE_FALSE(other_writer->write_batch({{"k", std::string{"v2"}}}));
+    // kill -9 now: the disk holds what the journal wrote, nothing more.
+    std::filesystem::copy_file(journal_path, crashed_journal);
+  }
+  // The restart replays the journal into the store, truncations working again.
+  {
+    runtime rt;
+    cache_options o;
+    o.name = "quiet";
+    o.backing_store = db;
+    o.writes = write_mode::write_back;
+    o.journal_path = crashed_journal;
+    auto c = must(rt.create_cache(o));
+    CHECK(std::filesystem::file_size(crashed_journal) == 0);
+  }
+  CHECK(stored(*db, "k").value_or("(none)") == "v2"); // not v1 again
 }
