@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "messages/bus_interface.hpp"
-#include "messages/events.hpp"
+#include <karlton/messages/bus_interface.hpp>
+#include <karlton/messages/events.hpp>
 
 namespace karlton {
 

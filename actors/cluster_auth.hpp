@@ -30,8 +30,8 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
-#include "base/clock.hpp"
-#include "messages/cluster.hpp"
+#include <karlton/base/clock.hpp>
+#include <karlton/messages/cluster.hpp>
 
 namespace karlton {
 

@@ -11,7 +11,7 @@
 #include <mutex>
 #include <string_view>
 
-#include "messages/value.hpp"
+#include <karlton/messages/value.hpp>
 
 namespace karlton {
 

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "messages/value.hpp"
+#include <karlton/messages/value.hpp>
 
 namespace karlton {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "actors/entry_table.hpp"
-#include "base/policies.hpp"
+#include <karlton/base/policies.hpp>
 
 namespace karlton {
 

@@ -17,7 +17,7 @@
 #include <caf/timespan.hpp>
 
 #include "actors/shard_state.hpp" // time_point
-#include "messages/writes.hpp"
+#include <karlton/messages/writes.hpp>
 
 namespace karlton {
 

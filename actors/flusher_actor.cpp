@@ -6,7 +6,7 @@
 
 #include <caf/all.hpp>
 
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 

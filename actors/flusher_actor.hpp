@@ -14,9 +14,9 @@
 
 #include "actors/dirty_budget.hpp"
 #include "actors/flush_state.hpp"
-#include "base/clock.hpp"
-#include "messages/shard_interface.hpp"
-#include "messages/writes.hpp"
+#include <karlton/base/clock.hpp>
+#include <karlton/messages/shard_interface.hpp>
+#include <karlton/messages/writes.hpp>
 
 namespace karlton {
 

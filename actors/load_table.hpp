@@ -16,7 +16,7 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
-#include "messages/value.hpp"
+#include <karlton/messages/value.hpp>
 
 namespace karlton {
 

@@ -4,7 +4,7 @@
 
 #include <caf/all.hpp>
 
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 

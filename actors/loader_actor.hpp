@@ -8,9 +8,9 @@
 
 #include <caf/expected.hpp>
 
-#include "base/clock.hpp"
-#include "base/policies.hpp"
-#include "messages/loading.hpp"
+#include <karlton/base/clock.hpp>
+#include <karlton/base/policies.hpp>
+#include <karlton/messages/loading.hpp>
 
 namespace karlton {
 

@@ -6,8 +6,8 @@
 #include <caf/all.hpp>
 
 #include "actors/peer_internal.hpp"
-#include "base/clock.hpp"
-#include "messages/errors.hpp"
+#include <karlton/base/clock.hpp>
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 

@@ -16,10 +16,10 @@
 #include "actors/peer_members.hpp"
 #include "actors/peer_state.hpp"
 #include "actors/read_lease.hpp"
-#include "base/clock.hpp"
-#include "base/peer_options.hpp"
-#include "messages/bus_interface.hpp"
-#include "messages/peer_interface.hpp"
+#include <karlton/base/clock.hpp>
+#include <karlton/base/peer_options.hpp>
+#include <karlton/messages/bus_interface.hpp>
+#include <karlton/messages/peer_interface.hpp>
 
 namespace karlton {
 

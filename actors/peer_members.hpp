@@ -13,8 +13,8 @@
 #include <utility>
 #include <vector>
 
-#include "base/clock.hpp"
-#include "messages/cluster.hpp"
+#include <karlton/base/clock.hpp>
+#include <karlton/messages/cluster.hpp>
 
 namespace karlton {
 

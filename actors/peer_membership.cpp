@@ -9,7 +9,7 @@
 #include <caf/openssl/manager.hpp>
 
 #include "actors/peer_internal.hpp"
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton::peer_detail {
 

@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "base/routing.hpp"
-#include "messages/value.hpp"
+#include <karlton/messages/value.hpp>
 
 namespace karlton {
 

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "base/clock.hpp"
+#include <karlton/base/clock.hpp>
 
 namespace karlton {
 

@@ -6,7 +6,7 @@
 #include <caf/all.hpp>
 
 #include "actors/shard_ops.hpp"
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 

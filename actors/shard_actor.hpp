@@ -9,10 +9,10 @@
 
 #include "actors/ingress.hpp"
 #include "actors/shard_state.hpp"
-#include "base/clock.hpp"
-#include "messages/bus_interface.hpp"
-#include "messages/peer_interface.hpp"
-#include "messages/shard_interface.hpp"
+#include <karlton/base/clock.hpp>
+#include <karlton/messages/bus_interface.hpp>
+#include <karlton/messages/peer_interface.hpp>
+#include <karlton/messages/shard_interface.hpp>
 
 namespace karlton {
 

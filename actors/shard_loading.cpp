@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "actors/shard_state.hpp"
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 

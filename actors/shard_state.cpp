@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <string>
 
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 

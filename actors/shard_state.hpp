@@ -28,12 +28,12 @@
 #include "actors/load_table.hpp"
 #include "actors/negative_cache.hpp"
 #include "actors/read_lease.hpp"
-#include "base/policies.hpp"
-#include "messages/events.hpp"
-#include "messages/stats.hpp"
-#include "messages/ttl.hpp"
-#include "messages/value.hpp"
-#include "messages/writes.hpp"
+#include <karlton/base/policies.hpp>
+#include <karlton/messages/events.hpp>
+#include <karlton/messages/stats.hpp>
+#include <karlton/messages/ttl.hpp>
+#include <karlton/messages/value.hpp>
+#include <karlton/messages/writes.hpp>
 
 namespace karlton {
 

@@ -11,7 +11,7 @@
 #include <algorithm>
 
 #include "actors/shard_state.hpp"
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 

@@ -5,9 +5,9 @@
 #include <memory>
 
 #include "actors/loader_actor.hpp"
-#include "messages/writes.hpp"
 #include "stores/journal.hpp"
-#include "stores/store.hpp"
+#include <karlton/messages/writes.hpp>
+#include <karlton/stores/store.hpp>
 
 namespace karlton {
 

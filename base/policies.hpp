@@ -10,8 +10,8 @@
 
 #include <caf/expected.hpp>
 
-#include "messages/ttl.hpp"
-#include "messages/value.hpp"
+#include <karlton/messages/ttl.hpp>
+#include <karlton/messages/value.hpp>
 
 namespace karlton {
 

@@ -39,9 +39,9 @@
 #include "bench/report.hpp"
 #include "bench/runners.hpp"
 #include "bench/workloads.hpp"
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
 #include "tests/support/node_process.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 namespace karlton::bench {
 

@@ -27,7 +27,7 @@
 #include "bench/report.hpp"
 #include "bench/runners.hpp"
 #include "bench/workloads.hpp"
-#include "runtime/runtime.hpp"
+#include <karlton/runtime/runtime.hpp>
 
 namespace karlton::bench {
 

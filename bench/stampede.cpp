@@ -17,7 +17,8 @@
 
 #include "bench/report.hpp"
 #include "bench/runners.hpp"
-#include "runtime/runtime.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 namespace karlton::bench {
 

@@ -45,10 +45,10 @@
 #include "bench/report.hpp"
 #include "bench/runners.hpp"
 #include "bench/workloads.hpp"
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
-#include "stores/sqlite_store.hpp"
 #include "tests/support/temp_dir.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/sqlite_store.hpp>
 
 namespace karlton::bench {
 

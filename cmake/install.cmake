@@ -14,10 +14,11 @@ endif()
 install(TARGETS karlton EXPORT karltonTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
-foreach(dir messages base stores actors runtime)
-  install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/${dir}/
-    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/karlton/${dir}
-    FILES_MATCHING PATTERN "*.hpp")
+# Only the public headers (KARLTON_PUBLIC_HEADERS, CMakeLists.txt).
+foreach(header IN LISTS KARLTON_PUBLIC_HEADERS)
+  get_filename_component(dir ${header} DIRECTORY)
+  install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/${header}
+    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/karlton/${dir})
 endforeach()
 install(EXPORT karltonTargets NAMESPACE karlton::
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/karlton)

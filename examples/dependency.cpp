@@ -35,10 +35,10 @@
 #include <vector>
 
 #include "examples/example_support.hpp"
-#include "messages/events.hpp"
-#include "messages/ttl.hpp"
-#include "runtime/dependency_graph.hpp"
-#include "runtime/runtime.hpp"
+#include <karlton/messages/events.hpp>
+#include <karlton/messages/ttl.hpp>
+#include <karlton/runtime/dependency_graph.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 using examples::or_throw;
 

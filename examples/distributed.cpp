@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "examples/example_support.hpp"
-#include "runtime/runtime.hpp"
-#include "stores/memory_store.hpp"
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/memory_store.hpp>
 
 using examples::or_throw;
 using examples::shown;

@@ -32,10 +32,10 @@
 #include <vector>
 
 #include "examples/example_support.hpp"
-#include "messages/events.hpp"
-#include "messages/ttl.hpp"
-#include "messages/value.hpp"
-#include "runtime/runtime.hpp"
+#include <karlton/messages/events.hpp>
+#include <karlton/messages/ttl.hpp>
+#include <karlton/messages/value.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 using examples::or_throw;
 using examples::shown;

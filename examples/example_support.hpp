@@ -10,10 +10,10 @@
 #include <string>
 #include <utility>
 
-#include "messages/errors.hpp"
-#include "messages/value.hpp"
-#include "stores/store.hpp"
 #include "tests/support/temp_dir.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/messages/value.hpp>
+#include <karlton/stores/store.hpp>
 
 namespace examples {
 

@@ -32,9 +32,9 @@
 #include <vector>
 
 #include "examples/example_support.hpp"
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
-#include "stores/sqlite_store.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/sqlite_store.hpp>
 
 using namespace std::chrono_literals;
 using examples::logged_store;

@@ -21,8 +21,8 @@
 #include <utility>
 
 #include "examples/example_support.hpp"
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 using namespace std::chrono_literals;
 using examples::or_throw;

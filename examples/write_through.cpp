@@ -27,10 +27,10 @@
 #include <vector>
 
 #include "examples/example_support.hpp"
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
 #include "stores/faulty_store.hpp"
-#include "stores/sqlite_store.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/sqlite_store.hpp>
 
 using examples::logged_store;
 using examples::or_throw;

@@ -12,9 +12,9 @@
 #include <string>
 #include <string_view>
 
-#include "messages/errors.hpp"
 #include "runtime/node/console.hpp"
-#include "runtime/runtime.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 using namespace karlton;
 

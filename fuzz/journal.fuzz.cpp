@@ -16,9 +16,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "messages/errors.hpp"
 #include "stores/journal.hpp"
 #include "tests/support/temp_dir.hpp"
+#include <karlton/messages/errors.hpp>
 
 using namespace karlton;
 

@@ -13,7 +13,7 @@
 #include <caf/message.hpp>
 #include <caf/type_id.hpp>
 
-#include "messages/type_ids.hpp"
+#include <karlton/messages/type_ids.hpp>
 
 namespace karlton::fuzzing {
 

@@ -24,8 +24,8 @@
 #include "actors/cluster_auth.hpp"
 #include "actors/peer_state.hpp"
 #include "fuzz/message_types.hpp"
-#include "messages/cluster.hpp"
-#include "messages/stats.hpp"
+#include <karlton/messages/cluster.hpp>
+#include <karlton/messages/stats.hpp>
 
 using namespace karlton;
 

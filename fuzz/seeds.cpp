@@ -15,10 +15,10 @@
 #include <caf/message.hpp>
 
 #include "fuzz/message_types.hpp"
-#include "messages/cluster.hpp"
-#include "messages/errors.hpp"
-#include "messages/stats.hpp"
 #include "stores/journal.hpp"
+#include <karlton/messages/cluster.hpp>
+#include <karlton/messages/errors.hpp>
+#include <karlton/messages/stats.hpp>
 
 using namespace karlton;
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 #include <caf/atom.hpp>
 #include <caf/message.hpp>

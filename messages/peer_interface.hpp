@@ -8,8 +8,8 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
-#include "messages/cluster.hpp"
-#include "messages/shard_interface.hpp"
+#include <karlton/messages/cluster.hpp>
+#include <karlton/messages/shard_interface.hpp>
 
 namespace karlton {
 

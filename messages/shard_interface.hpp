@@ -11,13 +11,13 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
-#include "messages/cluster.hpp"
-#include "messages/events.hpp"
-#include "messages/loading.hpp"
-#include "messages/stats.hpp"
-#include "messages/ttl.hpp"
-#include "messages/value.hpp"
-#include "messages/writes.hpp"
+#include <karlton/messages/cluster.hpp>
+#include <karlton/messages/events.hpp>
+#include <karlton/messages/loading.hpp>
+#include <karlton/messages/stats.hpp>
+#include <karlton/messages/ttl.hpp>
+#include <karlton/messages/value.hpp>
+#include <karlton/messages/writes.hpp>
 
 namespace karlton {
 

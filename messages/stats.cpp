@@ -1,9 +1,9 @@
-#include "messages/stats.hpp"
+#include <karlton/messages/stats.hpp>
 
 #include <algorithm>
 #include <string>
 
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 

@@ -1,8 +1,8 @@
-#include "messages/type_ids.hpp"
+#include <karlton/messages/type_ids.hpp>
 
 #include <caf/actor_system_config.hpp>
 
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 

@@ -6,9 +6,9 @@
 
 #include <caf/type_id.hpp>
 
-#include "messages/bus_interface.hpp"
-#include "messages/peer_interface.hpp"
-#include "messages/shard_interface.hpp"
+#include <karlton/messages/bus_interface.hpp>
+#include <karlton/messages/peer_interface.hpp>
+#include <karlton/messages/shard_interface.hpp>
 
 CAF_BEGIN_TYPE_ID_BLOCK(karlton, caf::first_custom_type_id)
 CAF_ADD_TYPE_ID(karlton, (karlton::value))

@@ -1,4 +1,4 @@
-#include "messages/value.hpp"
+#include <karlton/messages/value.hpp>
 
 #include <cstdlib>
 #include <cstring>

@@ -15,7 +15,7 @@
 #include <caf/timespan.hpp>
 #include <caf/typed_actor.hpp>
 
-#include "messages/loading.hpp"
+#include <karlton/messages/loading.hpp>
 
 namespace karlton {
 

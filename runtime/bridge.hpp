@@ -24,7 +24,7 @@
 
 #include "actors/ingress.hpp"
 #include "actors/shard_ops.hpp"
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton::detail {
 

@@ -1,4 +1,6 @@
-#include "runtime/cache.hpp"
+#include <karlton/runtime/cache.hpp>
+
+#include "runtime/cache_core.hpp"
 
 #include <algorithm>
 #include <thread>

@@ -11,8 +11,9 @@
 #include "actors/peer_actor.hpp"
 #include "actors/shard_actor.hpp"
 #include "actors/store_actors.hpp"
-#include "runtime/runtime.hpp"
+#include "runtime/cache_core.hpp"
 #include "runtime/runtime_detail.hpp"
+#include <karlton/runtime/runtime.hpp>
 
 namespace karlton {
 

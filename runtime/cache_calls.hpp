@@ -1,16 +1,23 @@
 // The operations of `cache`, each written once for all three call styles: an
 // op that runs on a shard (`op(shard_state&, time_point) -> expected<Part>`;
 // the shard actor runs the same ones, from actors/shard_ops.hpp), the shards
-// it goes to, and how the parts combine. Included by cache.hpp.
+// it goes to, and how the parts combine; and the call machinery of `cache`
+// they run on. Internal: included by the files that define `cache`'s calls
+// (cache_api.cpp), never by a public header.
 #pragma once
 
+#include <chrono>
+#include <future>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "actors/shard_ops.hpp"
-#include "messages/errors.hpp"
-#include "runtime/cache.hpp"
+#include "base/routing.hpp"
+#include "runtime/bridge.hpp"
+#include "runtime/cache_core.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/cache.hpp>
 
 namespace karlton {
 
@@ -34,6 +41,95 @@ auto sum_parts() {
 }
 
 } // namespace detail
+
+inline size_t cache::shard_of(uint64_t hash) const noexcept {
+  return shard_index(hash, core_->routes.size());
+}
+
+inline caf::timespan cache::timeout() const noexcept {
+  return core_->options.call_timeout;
+}
+
+inline cache::deadline_t cache::deadline() const {
+  return std::chrono::steady_clock::now() +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+           core_->options.call_timeout);
+}
+
+template <class R, class Launch>
+caf::expected<R> cache::blocking(Launch launch) const {
+  // Before anything is queued: refused, the call has no effect at all.
+  if (detail::on_scheduler_thread(*core_->runtime_gate))
+    return detail::blocking_refused();
+  // One deadline for the whole call: waiting for queue space and for the
+  // answer together last at most `call-timeout`, not twice it.
+  auto until = deadline();
+  auto c = launch(detail::sink_tag<detail::waiting_sink<R>>{});
+  auto r = c->sink.wait(until);
+  c->release();
+  return r;
+}
+
+template <class R, class Launch>
+std::future<caf::expected<R>> cache::as_future(Launch launch) {
+  std::promise<caf::expected<R>> p;
+  auto f = p.get_future();
+  launch(detail::sink_tag<detail::promise_sink<R>>{}, std::move(p))->release();
+  return f;
+}
+
+template <class R, class F, class Launch>
+void cache::with_callback(F f, Launch launch) {
+  launch(detail::sink_tag<detail::callback_sink<R, F>>{}, std::move(f))->release();
+}
+
+template <class Part, class R, class Sink, class Op, class Combine, class... SinkArgs>
+auto cache::start(std::vector<std::pair<size_t, Op>>&& parts, Combine combine,
+                  SinkArgs&&... sink_args) const {
+  using call_t = detail::call<Part, R, Combine, Sink>;
+  auto c =
+    new call_t(parts.size(), std::move(combine), std::forward<SinkArgs>(sink_args)...);
+  // One deadline for all parts: full queues on n shards cost one
+  // call-timeout, not n.
+  auto until = deadline();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    auto job = new detail::part_job<call_t, Op>(c, i, std::move(parts[i].second));
+    detail::submit(*core_->runtime_gate, core_->routes[parts[i].first], job, until);
+  }
+  if (parts.empty()) c->complete_empty();
+  return c;
+}
+
+template <class R, class Sink, class Op, class... SinkArgs>
+auto cache::start_one(uint64_t hash, caf::error err, Op op,
+                      SinkArgs&&... sink_args) const {
+  using call_t = detail::single_call<R, Op, Sink>;
+  auto c = new call_t(static_cast<uint32_t>(hash), std::move(op),
+                      std::forward<SinkArgs>(sink_args)...);
+  if (err)
+    c->abandon(err); // as if a shard had refused it
+  else
+    detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c, deadline());
+  return c;
+}
+
+template <class Part, class R, class Sink, class Combine, class... SinkArgs>
+auto cache::fail_call(Combine combine, caf::error err, SinkArgs&&... sink_args) {
+  using call_t = detail::call<Part, R, Combine, Sink>;
+  auto c = new call_t(1, std::move(combine), std::forward<SinkArgs>(sink_args)...);
+  c->fail(err);
+  c->release(); // the reference of the job that never was
+  return c;
+}
+
+template <class Part, class R, class Sink, class Op, class Combine, class... SinkArgs>
+auto cache::start_all(Op op, Combine combine, SinkArgs&&... sink_args) const {
+  std::vector<std::pair<size_t, Op>> parts;
+  for (size_t i = 0; i < core_->routes.size(); ++i)
+    parts.emplace_back(i, op);
+  return start<Part, R, Sink>(std::move(parts), std::move(combine),
+                              std::forward<SinkArgs>(sink_args)...);
+}
 
 template <class Sink, class... A>
 auto cache::get_call(std::string_view key, detail::sink_tag<Sink>, A&&... a) const {

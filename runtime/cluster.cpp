@@ -7,9 +7,10 @@
 #include <caf/openssl/publish.hpp>
 
 #include "actors/peer_actor.hpp"
-#include "runtime/log.hpp"
-#include "runtime/runtime.hpp"
+#include "runtime/cache_core.hpp"
 #include "runtime/runtime_detail.hpp"
+#include <karlton/runtime/log.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 namespace karlton {
 

@@ -1,4 +1,4 @@
-#include "runtime/dependency_graph.hpp"
+#include <karlton/runtime/dependency_graph.hpp>
 
 #include "runtime/json.hpp"
 

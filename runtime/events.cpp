@@ -7,8 +7,9 @@
 
 #include "actors/bus_actor.hpp"
 #include "actors/peer_actor.hpp"
-#include "runtime/runtime.hpp"
+#include "runtime/cache_core.hpp"
 #include "runtime/runtime_detail.hpp"
+#include <karlton/runtime/runtime.hpp>
 
 namespace karlton {
 

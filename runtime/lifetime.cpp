@@ -12,7 +12,7 @@
 #include <caf/policy/work_stealing.hpp>
 #include <caf/scheduler/coordinator.hpp>
 
-#include "runtime/log.hpp"
+#include <karlton/runtime/log.hpp>
 
 namespace karlton::detail {
 

@@ -1,4 +1,4 @@
-#include "runtime/log.hpp"
+#include <karlton/runtime/log.hpp>
 
 #include <iostream>
 #include <mutex>

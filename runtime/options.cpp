@@ -1,4 +1,4 @@
-#include "runtime/options.hpp"
+#include <karlton/runtime/options.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -11,8 +11,8 @@
 #include <caf/pec.hpp>
 #include <caf/settings.hpp>
 
-#include "messages/errors.hpp"
-#include "messages/type_ids.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/messages/type_ids.hpp>
 
 namespace karlton {
 

@@ -14,12 +14,12 @@
 #include <caf/error.hpp>
 #include <caf/timespan.hpp>
 
-#include "base/peer_options.hpp"
-#include "base/policies.hpp"
-#include "messages/shard_interface.hpp"
-#include "messages/ttl.hpp"
-#include "messages/writes.hpp"
-#include "stores/store.hpp"
+#include <karlton/base/peer_options.hpp>
+#include <karlton/base/policies.hpp>
+#include <karlton/messages/shard_interface.hpp>
+#include <karlton/messages/ttl.hpp>
+#include <karlton/messages/writes.hpp>
+#include <karlton/stores/store.hpp>
 
 namespace karlton {
 

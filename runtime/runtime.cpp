@@ -2,12 +2,13 @@
 // caches it knows by name. Creating caches (cache_assembly.cpp), stopping
 // them (shutdown.cpp), events (events.cpp) and clusters (cluster.cpp) have
 // files of their own.
-#include "runtime/runtime.hpp"
+#include <karlton/runtime/runtime.hpp>
 
 #include <caf/all.hpp>
 
-#include "messages/errors.hpp"
+#include "runtime/cache_core.hpp"
 #include "runtime/lifetime.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 

@@ -12,18 +12,25 @@
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
-#include "actors/read_lease.hpp"
-#include "base/clock.hpp"
-#include "messages/bus_interface.hpp"
-#include "messages/peer_interface.hpp"
-#include "runtime/cache.hpp"
-#include "runtime/dependency_graph.hpp"
-#include "runtime/log.hpp"
-#include "runtime/options.hpp"
+#include <karlton/base/clock.hpp>
+#include <karlton/messages/bus_interface.hpp>
+#include <karlton/messages/peer_interface.hpp>
+#include <karlton/runtime/cache.hpp>
+#include <karlton/runtime/dependency_graph.hpp>
+#include <karlton/runtime/log.hpp>
+#include <karlton/runtime/options.hpp>
 
 namespace karlton {
 
-class journal;
+// Internals the runtime holds or its private steps name; only their
+// definitions' files (never installed) include them.
+class ingress;       // actors/ingress.hpp
+class journal;       // stores/journal.hpp
+class read_lease;    // actors/read_lease.hpp
+struct shard_config; // actors/shard_state.hpp
+namespace detail {
+struct gate; // runtime/bridge.hpp
+} // namespace detail
 
 /// Embeds karlton in a service: owns (or borrows) a CAF actor system and the
 /// shard actors of its named caches.

@@ -15,9 +15,9 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/timespan.hpp>
 
-#include "messages/errors.hpp"
 #include "stores/journal.hpp"
-#include "stores/store.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/stores/store.hpp>
 
 namespace karlton::detail {
 

@@ -9,8 +9,9 @@
 #include "actors/bus_actor.hpp"
 #include "actors/flusher_actor.hpp"
 #include "actors/peer_actor.hpp"
-#include "runtime/log.hpp"
-#include "runtime/runtime.hpp"
+#include "runtime/cache_core.hpp"
+#include <karlton/runtime/log.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 namespace karlton {
 

@@ -19,8 +19,8 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
-#include "messages/errors.hpp"
-#include "stores/store.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/stores/store.hpp>
 
 namespace karlton {
 

@@ -47,8 +47,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "messages/errors.hpp"
 #include "stores/journal_records.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 

@@ -10,7 +10,7 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
-#include "stores/store.hpp"
+#include <karlton/stores/store.hpp>
 
 namespace karlton {
 

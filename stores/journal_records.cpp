@@ -13,7 +13,7 @@
 
 #include <unistd.h>
 
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton::journal_records {
 

@@ -1,4 +1,4 @@
-#include "stores/sqlite_store.hpp"
+#include <karlton/stores/sqlite_store.hpp>
 
 #include <algorithm>
 #include <climits>
@@ -9,7 +9,7 @@
 
 #include <sqlite3.h>
 
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 

@@ -6,10 +6,10 @@
 #include <utility>
 #include <vector>
 
-#include "messages/errors.hpp"
-#include "messages/events.hpp"
-#include "messages/ttl.hpp"
 #include "runtime/json.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/messages/events.hpp>
+#include <karlton/messages/ttl.hpp>
 
 namespace karlton::node {
 

@@ -34,8 +34,8 @@
 
 #include <caf/expected.hpp>
 
-#include "runtime/cache.hpp"
-#include "runtime/runtime.hpp"
+#include <karlton/runtime/cache.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 namespace karlton::node {
 

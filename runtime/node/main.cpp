@@ -36,11 +36,11 @@
 #include <caf/config_option_adder.hpp>
 #include <caf/settings.hpp>
 
-#include "messages/errors.hpp"
 #include "runtime/node/console.hpp"
-#include "runtime/options.hpp"
-#include "runtime/runtime.hpp"
-#include "stores/sqlite_store.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/options.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/sqlite_store.hpp>
 
 namespace {
 

@@ -5,8 +5,8 @@
 
 #include "actors/eviction.hpp"
 #include "actors/shard_state.hpp"
-#include "messages/errors.hpp"
 #include "support/times.hpp"
+#include <karlton/messages/errors.hpp>
 
 using namespace karlton;
 

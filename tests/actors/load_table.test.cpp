@@ -11,8 +11,8 @@
 
 #include "actors/load_table.hpp"
 #include "actors/shard_state.hpp"
-#include "messages/errors.hpp"
 #include "support/times.hpp"
+#include <karlton/messages/errors.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

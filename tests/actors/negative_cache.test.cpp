@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "actors/negative_cache.hpp"
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 using namespace karlton;
 

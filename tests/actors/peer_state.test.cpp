@@ -10,7 +10,7 @@
 
 #include "actors/peer_state.hpp"
 #include "base/routing.hpp"
-#include "messages/value.hpp"
+#include <karlton/messages/value.hpp>
 
 using namespace karlton;
 

@@ -5,9 +5,9 @@
 #include <utility>
 
 #include "actors/shard_actor.hpp"
-#include "messages/errors.hpp"
-#include "messages/type_ids.hpp"
 #include "support/coordinator_clock.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/messages/type_ids.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

@@ -6,9 +6,9 @@
 #include <string>
 
 #include "actors/shard_state.hpp"
-#include "messages/errors.hpp"
 #include "support/load_readers.hpp"
 #include "support/times.hpp"
+#include <karlton/messages/errors.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

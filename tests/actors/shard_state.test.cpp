@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "actors/shard_state.hpp"
-#include "messages/errors.hpp"
 #include "support/times.hpp"
+#include <karlton/messages/errors.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

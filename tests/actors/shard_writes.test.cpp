@@ -4,7 +4,7 @@
 #include <optional>
 
 #include "actors/shard_state.hpp"
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

@@ -15,8 +15,8 @@
 #include <caf/message.hpp>
 
 #include "fuzz/message_types.hpp"
-#include "messages/cluster.hpp"
-#include "messages/type_ids.hpp"
+#include <karlton/messages/cluster.hpp>
+#include <karlton/messages/type_ids.hpp>
 
 using namespace karlton;
 

@@ -7,8 +7,8 @@
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
 
-#include "messages/errors.hpp"
-#include "messages/stats.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/messages/stats.hpp>
 
 using namespace karlton;
 

@@ -6,8 +6,8 @@
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
 
-#include "messages/errors.hpp"
-#include "messages/type_ids.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/messages/type_ids.hpp>
 
 using namespace karlton;
 

@@ -7,11 +7,11 @@
 
 #include <caf/all.hpp>
 
-#include "messages/errors.hpp"
-#include "messages/type_ids.hpp"
-#include "runtime/runtime.hpp"
 #include "support/latch.hpp"
 #include "support/must.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/messages/type_ids.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

@@ -17,11 +17,11 @@
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
 #include "support/eventually.hpp"
 #include "support/log_lines.hpp"
 #include "support/must.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

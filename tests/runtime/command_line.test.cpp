@@ -8,8 +8,8 @@
 
 #include <caf/all.hpp>
 
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

@@ -12,10 +12,10 @@
 #include <unistd.h>
 #include <vector>
 
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
-#include "stores/sqlite_store.hpp"
 #include "support/temp_dir.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/sqlite_store.hpp>
 
 using namespace karlton;
 

@@ -14,13 +14,13 @@
 
 #include <unistd.h>
 
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
 #include "stores/journal.hpp"
-#include "stores/memory_store.hpp"
 #include "support/must.hpp"
 #include "support/sync_faults.hpp"
 #include "support/temp_dir.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/memory_store.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

@@ -14,12 +14,12 @@
 #include <thread>
 #include <vector>
 
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
-#include "stores/sqlite_store.hpp"
 #include "support/eventually.hpp"
 #include "support/sync_faults.hpp"
 #include "support/temp_dir.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/sqlite_store.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

@@ -10,10 +10,10 @@
 
 #include <caf/all.hpp>
 
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
-#include "stores/memory_store.hpp"
 #include "support/latch.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/memory_store.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

@@ -10,11 +10,11 @@
 
 #include <caf/all.hpp>
 
-#include "messages/errors.hpp"
-#include "messages/type_ids.hpp"
-#include "runtime/runtime.hpp"
-#include "stores/memory_store.hpp"
 #include "support/eventually.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/messages/type_ids.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/memory_store.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

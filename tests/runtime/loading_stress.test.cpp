@@ -9,8 +9,8 @@
 #include <mutex>
 #include <thread>
 
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 using namespace karlton;
 

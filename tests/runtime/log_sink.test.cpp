@@ -14,12 +14,12 @@
 #include <string>
 #include <vector>
 
-#include "messages/errors.hpp"
-#include "runtime/log.hpp"
-#include "runtime/runtime.hpp"
 #include "stores/faulty_store.hpp"
-#include "stores/memory_store.hpp"
 #include "support/temp_dir.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/log.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/memory_store.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

@@ -17,11 +17,11 @@
 #include <thread>
 #include <vector>
 
-#include "messages/errors.hpp"
-#include "stores/sqlite_store.hpp"
 #include "support/eventually.hpp"
 #include "support/node_process.hpp"
 #include "support/temp_dir.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/stores/sqlite_store.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

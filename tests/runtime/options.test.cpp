@@ -3,8 +3,8 @@
 
 #include <sstream>
 
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

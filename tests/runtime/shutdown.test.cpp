@@ -13,11 +13,11 @@
 
 #include <caf/all.hpp>
 
-#include "messages/errors.hpp"
-#include "runtime/log.hpp"
-#include "runtime/runtime.hpp"
 #include "stores/faulty_store.hpp"
-#include "stores/memory_store.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/log.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/memory_store.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

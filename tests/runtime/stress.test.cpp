@@ -6,8 +6,8 @@
 #include <atomic>
 #include <thread>
 
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

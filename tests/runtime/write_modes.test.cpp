@@ -8,11 +8,11 @@
 #include <thread>
 #include <unordered_map>
 
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
 #include "stores/faulty_store.hpp"
-#include "stores/memory_store.hpp"
 #include "support/must.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/memory_store.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

@@ -7,10 +7,10 @@
 #include <string>
 #include <thread>
 
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
-#include "stores/memory_store.hpp"
 #include "support/must.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/memory_store.hpp>
 
 using namespace karlton;
 using karlton::testing::must;

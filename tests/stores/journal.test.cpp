@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "messages/errors.hpp"
 #include "stores/journal.hpp"
 #include "support/sync_faults.hpp"
 #include "support/temp_dir.hpp"
+#include <karlton/messages/errors.hpp>
 
 #include <unistd.h>
 

@@ -15,12 +15,12 @@
 
 #include <sqlite3.h>
 
-#include "messages/errors.hpp"
 #include "stores/faulty_store.hpp"
-#include "stores/memory_store.hpp"
-#include "stores/sqlite_store.hpp"
 #include "support/node_process.hpp"
 #include "support/temp_dir.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/stores/memory_store.hpp>
+#include <karlton/stores/sqlite_store.hpp>
 
 using namespace karlton;
 using namespace std::chrono_literals;

@@ -6,8 +6,8 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
 
-#include "messages/type_ids.hpp"
-#include "base/clock.hpp"
+#include <karlton/base/clock.hpp>
+#include <karlton/messages/type_ids.hpp>
 
 namespace karlton::testing {
 

@@ -9,9 +9,9 @@
 #include <cstdlib>
 #include <string>
 
-#include "messages/errors.hpp"
-#include "runtime/runtime.hpp"
-#include "stores/sqlite_store.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/sqlite_store.hpp>
 
 int main(int argc, char** argv) {
   using namespace karlton;

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "actors/shard_state.hpp"
-#include "messages/errors.hpp"
 #include "support/times.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton::test {
 

@@ -6,7 +6,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton::testing {
 

@@ -5,10 +5,10 @@
 #include <map>
 #include <string>
 
-#include "messages/errors.hpp"
 #include "runtime/node/console.hpp"
-#include "runtime/runtime.hpp"
 #include "support/must.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
 
 using namespace karlton;
 using karlton::testing::must;
