@@ -32,10 +32,10 @@ void repair(self_ptr self, const std::string& why, bool always_flush) {
     for (auto& s : shards) {
       ++st.repairs_in_flight;
       if (limit.count() > 0)
-        self->request(s, caf::infinite, evict_atom::value, limit)
+        self->request(s, caf::infinite, repair_atom::value, limit)
           .then([done](uint64_t) { done(); }, [done](caf::error&) { done(); });
       else
-        self->request(s, caf::infinite, evict_atom::value)
+        self->request(s, caf::infinite, repair_atom::value)
           .then([done](uint64_t) { done(); }, [done](caf::error&) { done(); });
     }
 }

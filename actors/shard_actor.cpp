@@ -356,11 +356,16 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       return n;
     },
     [=](evict_atom) {
-      auto n = self->state.cache->evict_all();
+      auto n = self->state.cache->drop_all();
       after_change(self);
       return n;
     },
-    [=](evict_atom, caf::timespan limit) {
+    [=](repair_atom) {
+      auto n = self->state.cache->drop_all();
+      after_change(self);
+      return n;
+    },
+    [=](repair_atom, caf::timespan limit) {
       auto n = self->state.cache->cap_ttl(now_of(self), limit);
       after_change(self);
       return n;

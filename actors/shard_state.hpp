@@ -276,13 +276,15 @@ public:
   /// expired, never cached here) would otherwise stay forever.
   bool erase(std::string_view key, time_point now);
 
-  /// `erase` and `clear` for invalidations from other nodes: the same
-  /// removals (and cascades), but nothing to tell other nodes. `cascade`
+  /// `erase` for invalidations from other nodes: the same removals (and
+  /// cascades), but nothing to tell other nodes. `cascade`
   /// false: the keys were put on their origin, where a put does not cascade,
   /// so here their dependents stay too (one rule on every node).
   uint64_t evict(const std::vector<std::string>& keys, time_point now,
                  bool cascade = true);
-  uint64_t evict_all() { return drop_all(); }
+  /// `clear` for a repair or a clear on another node: the same removals, but
+  /// nothing to tell other nodes.
+  uint64_t drop_all();
   /// The gentler repair: every entry expires within `limit` from `now` (those
   /// due sooner keep their expiry), and loads in flight are voided. Returns
   /// how many were shortened.
@@ -370,7 +372,6 @@ private:
   // may depend on it, cached here or not.
   bool drop(std::string_view key, time_point now, bool cascade = true);
   void watch_depended_names(); // shard_deps.cpp
-  uint64_t drop_all();         // clear, told to nobody
   void note_changed(std::string_view key, bool erased) {
     if (cfg_.distributed) changed_out_.push_back(key_change{std::string{key}, erased});
   }

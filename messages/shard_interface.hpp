@@ -53,8 +53,11 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// - `purge(names, cause, level)`: removes the dependents of `names` (from the bus).
 /// - `graph`: this shard's dependency edges.
 /// - `evict(keys)`, `evict`: erase and clear for invalidations from other
-///   nodes (told to no one); answered with how many entries went.
-/// - `evict(limit)`: the gentler repair: every entry expires within `limit`.
+///   nodes (keys another node changed, a cache another node cleared), told to
+///   no one; answered with how many entries went.
+/// - `repair`: clear for a node that missed invalidations (told to no one);
+///   answered with how many entries went.
+/// - `repair(limit)`: the gentler repair: every entry expires within `limit`.
 /// - `sync`: sends what other nodes must hear to the peer actor, then asks it
 ///   to deliver everything pending; answered with the nodes that did not
 ///   acknowledge in time (see `peer_actor`).
@@ -81,7 +84,8 @@ using shard_actor = caf::typed_actor<
   // false: keys other nodes put, whose dependents stay (see invalidation_kind)
   caf::replies_to<evict_atom, std::vector<std::string>, bool>::with<uint64_t>,
   caf::replies_to<evict_atom>::with<uint64_t>,
-  caf::replies_to<evict_atom, caf::timespan>::with<uint64_t>,
+  caf::replies_to<repair_atom>::with<uint64_t>,
+  caf::replies_to<repair_atom, caf::timespan>::with<uint64_t>,
   caf::replies_to<sync_atom>::with<std::vector<std::string>>,
   caf::reacts_to<reclaim_atom>>;
 

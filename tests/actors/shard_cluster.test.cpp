@@ -49,7 +49,7 @@ TEST_CASE("what other nodes told a shard is not told back") {
   REQUIRE_FALSE(s.put(val("b"), ttl::cache_default(), t0));
   s.take_changed_keys();
   CHECK(s.evict({"a", "x"}, t0) == 1);
-  CHECK(s.evict_all() == 1);
+  CHECK(s.drop_all() == 1);
   CHECK(s.take_changed_keys().empty());
   CHECK_FALSE(s.take_cleared());
   CHECK(s.size() == 0);

@@ -126,6 +126,9 @@ caf::behavior slow_shard(caf::stateful_actor<slow_shard_state>* self,
       return enqueue(keys.size());
     },
     [=](evict_atom) -> caf::result<uint64_t> {
+      return enqueue(0);
+    },
+    [=](repair_atom) -> caf::result<uint64_t> {
       ++counts->flushes;
       return enqueue(0);
     },
