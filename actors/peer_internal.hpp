@@ -22,9 +22,9 @@ void log(self_ptr self, const std::string& line);
 
 /// Makes the distributed caches safe again after we may have missed
 /// invalidations (rule 6): flushes them, or, with a repair TTL (unless
-/// `always_flush`: a lapsed lease always flushes), lets every entry live at
+/// `always_clear`: a lapsed lease always flushes), lets every entry live at
 /// most that long.
-void repair(self_ptr self, const std::string& why, bool always_flush = false);
+void repair(self_ptr self, const std::string& why, bool always_clear = false);
 
 // -- membership (peer_membership.cpp) ---------------------------------------------
 

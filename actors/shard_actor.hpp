@@ -31,7 +31,7 @@ struct shard_links {
   /// delegates to it; may be null.
   loader_actor user_loader;
   /// Where writes go: the store writer (write-through) or the flusher
-  /// (write-back); see `shard_config::writes`. Under write-back the flusher
+  /// (write-back); see `shard_options::writes`. Under write-back the flusher
   /// is also the shard's only loader: it knows the writes the store lacks.
   store_writer_actor store_writer;
   flusher_actor write_flusher;
@@ -53,7 +53,7 @@ struct shard_links {
 /// What a shard actor is spawned with.
 struct shard_setup : shard_links {
   /// Moved into the shard's `shard_state`.
-  shard_config config;
+  shard_options config;
   /// Told about every removal, in addition to `config.on_removal`; may be null.
   removal_listener_actor listener;
 };

@@ -195,9 +195,9 @@ struct clear {
 };
 
 /// Reclaims every expired entry now.
-struct cleanup {
+struct remove_expired {
   caf::expected<uint64_t> operator()(shard_state& s, time_point now) {
-    return s.cleanup_expired(now);
+    return s.remove_expired(now);
   }
 };
 

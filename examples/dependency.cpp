@@ -66,8 +66,8 @@ void print_graph(const karlton::dependency_graph& g) {
     std::cout << "  " << n.key << " depends on: " << py_list(n.depends_on) << '\n';
 }
 
-void print_summary(const karlton::purge_summary& p) {
-  std::cout << "purge_summary: {removed: " << p.removed << ", depth: " << p.depth
+void print_summary(const karlton::invalidation_summary& p) {
+  std::cout << "invalidation_summary: {removed: " << p.removed << ", depth: " << p.depth
             << ", subscribers_called: " << p.subscribers_called << "}\n";
 }
 
@@ -81,8 +81,8 @@ void print_remaining(const karlton::cache& c, const std::vector<std::string>& ke
 void print_stats(const karlton::cache_stats& s) {
   std::cout << "Cache stats: {hits: " << s.hits << ", misses: " << s.misses
             << ", invalidations: " << s.invalidations << "}\n"
-            << "  of the invalidations: purged_by_tag " << s.purged_by_tag
-            << ", purged_by_cascade " << s.purged_by_cascade << '\n';
+            << "  of the invalidations: invalidated_by_tag " << s.invalidated_by_tag
+            << ", invalidated_by_cascade " << s.invalidated_by_cascade << '\n';
 }
 
 // The links the index holds against the links the live entries declare.

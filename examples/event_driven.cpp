@@ -11,7 +11,7 @@
 //     data; the purge itself uses only the event's name;
 //   - an event reaches every cache of the runtime: here one cache per data
 //     type ('profiles', 'posts'), each with its own entries, and one emit
-//     purges both. `emit` returns a purge_summary once every dependent is
+//     purges both. `emit` returns a invalidation_summary once every dependent is
 //     gone from every shard; the bus's counters close the program.
 //
 // "[CACHE]" lines come from each cache's removal callback, which runs on the
@@ -81,16 +81,16 @@ void print_stats(const std::string& label, const karlton::cache_stats& s) {
   std::cout << label << ": {size: " << s.entries << ", hits: " << s.hits
             << ", misses: " << s.misses << ", invalidations: " << s.invalidations
             << ", hit_rate: " << std::fixed << std::setprecision(2) << s.hit_rate()
-            << "}; purged_by_event: " << s.purged_by_event << '\n';
+            << "}; invalidated_by_event: " << s.invalidated_by_event << '\n';
 }
 
-void print_summary(const karlton::purge_summary& p) {
-  std::cout << "purge_summary: {removed: " << p.removed << ", depth: " << p.depth
+void print_summary(const karlton::invalidation_summary& p) {
+  std::cout << "invalidation_summary: {removed: " << p.removed << ", depth: " << p.depth
             << ", subscribers_called: " << p.subscribers_called << "}\n";
 }
 
-karlton::purge_summary emit(karlton::runtime& rt, removal_log& log,
-                            const std::string& event, const std::string& data) {
+karlton::invalidation_summary emit(karlton::runtime& rt, removal_log& log,
+                                   const std::string& event, const std::string& data) {
   std::cout << "[EVENT] Emitting event: " << event << ' ' << data << '\n';
   auto summary = or_throw(rt.emit(event, data));
   log.print(); // emit has returned: every shard has removed what it had to

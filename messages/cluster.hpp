@@ -154,7 +154,7 @@ using members_atom = caf::atom_constant<caf::atom("members")>;
 /// `(evict, keys)` to a shard: remove these keys without telling other
 /// nodes (they come from one). `(evict)`: remove everything, the same way
 /// (another node cleared the cache).
-using evict_atom = caf::atom_constant<caf::atom("evict")>;
+using invalidate_atom = caf::atom_constant<caf::atom("invalidate")>;
 /// `(repair)` to a shard of a node that missed invalidations: clear it
 /// without telling other nodes. `(repair, limit)`: the gentler repair, every
 /// entry expires within `limit`.

@@ -42,18 +42,18 @@ typename Inspector::result_type inspect(Inspector& f, dependencies& x) {
 }
 
 /// Why a purge removes entries (counted per cause in `invalidation_stats`).
-enum class purge_cause : uint8_t { event, tag, cascade };
+enum class invalidation_cause : uint8_t { event, tag, cascade };
 
 /// `(purge, names, cause, level)` to a shard: remove every entry that depends
-/// on one of `names` (at cascade `level`); answered with a `purge_result`.
-using purge_atom = caf::atom_constant<caf::atom("purge")>;
+/// on one of `names` (at cascade `level`); answered with a `invalidation_result`.
+using invalidate_dependents_atom = caf::atom_constant<caf::atom("inval_deps")>;
 /// `(emit, event)` to the bus.
 using emit_atom = caf::atom_constant<caf::atom("emit")>;
 /// `(graph)` to a shard: its part of the dependency graph.
 using graph_atom = caf::atom_constant<caf::atom("graph")>;
 
 /// What one shard removed in a purge.
-struct purge_result {
+struct invalidation_result {
   uint64_t removed = 0;
   /// Keys it removed that entries may depend on (per the cache's
   /// `depended_names`: the next round), each with its level: 0 for a direct dependent of
@@ -65,13 +65,13 @@ struct purge_result {
 };
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, purge_result& x) {
-  return f(caf::meta::type_name("karlton::purge_result"), x.removed, x.cascade, x.levels,
-           x.deepest);
+typename Inspector::result_type inspect(Inspector& f, invalidation_result& x) {
+  return f(caf::meta::type_name("karlton::invalidation_result"), x.removed, x.cascade,
+           x.levels, x.deepest);
 }
 
 /// What a synchronous emit or tag invalidation did, over every shard.
-struct purge_summary {
+struct invalidation_summary {
   uint64_t removed = 0;
   /// The longest chain of invalidated keys followed (0: only direct dependents).
   uint32_t depth = 0;
@@ -79,8 +79,8 @@ struct purge_summary {
 };
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, purge_summary& x) {
-  return f(caf::meta::type_name("karlton::purge_summary"), x.removed, x.depth,
+typename Inspector::result_type inspect(Inspector& f, invalidation_summary& x) {
+  return f(caf::meta::type_name("karlton::invalidation_summary"), x.removed, x.depth,
            x.subscribers_called);
 }
 

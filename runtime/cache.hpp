@@ -31,7 +31,7 @@ namespace detail {
 /// Everything a cache handle needs; shared with the runtime.
 struct cache_core {
   cache_options options;
-  shard_config shard_cfg; // per-shard bounds, for checks made before a call
+  shard_options shard_cfg; // per-shard bounds, for checks made before a call
   std::vector<shard_route> routes;
   std::vector<loader_actor> loaders; // stopped with the shards
   store_writer_actor store_writer;   // write-through and write-back
@@ -133,9 +133,9 @@ public:
     return r;
   }
   /// Reclaims expired entries now; returns how many.
-  caf::expected<uint64_t> cleanup_expired() const {
+  caf::expected<uint64_t> remove_expired() const {
     return blocking<uint64_t>(
-      [&](auto&&... s) { return cleanup_call(KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return remove_expired_call(KARLTON_FWD(s)...); });
   }
   /// Read-through: the cached value, or the loader's (one load per key in
   /// flight; a write or invalidation during a load voids it). Needs a loader.
@@ -206,9 +206,9 @@ public:
     return as_future<uint64_t>(
       [&](auto&&... s) { return clear_call(KARLTON_FWD(s)...); });
   }
-  std::future<caf::expected<uint64_t>> cleanup_expired_async() const {
+  std::future<caf::expected<uint64_t>> remove_expired_async() const {
     return as_future<uint64_t>(
-      [&](auto&&... s) { return cleanup_call(KARLTON_FWD(s)...); });
+      [&](auto&&... s) { return remove_expired_call(KARLTON_FWD(s)...); });
   }
   std::future<caf::expected<cache_stats>> stats_async() const {
     return as_future<cache_stats>(
@@ -382,7 +382,7 @@ private:
   template <class Sink, class... A>
   auto clear_call(detail::sink_tag<Sink>, A&&... a) const;
   template <class Sink, class... A>
-  auto cleanup_call(detail::sink_tag<Sink>, A&&... a) const;
+  auto remove_expired_call(detail::sink_tag<Sink>, A&&... a) const;
   template <class Sink, class... A>
   auto stats_call(detail::sink_tag<Sink>, A&&... a) const;
 

@@ -328,7 +328,7 @@ caf::expected<cluster_options> cluster_options_from(const caf::actor_system_conf
   return o;
 }
 
-caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
+caf::expected<cache_options> cache_options_from(const caf::actor_system_config& cfg) {
   cache_options o;
   if (auto d = caf::get_if<caf::timespan>(&cfg, "karlton.default-ttl")) {
     // Checked here, where the value is still known: ttl::after(-2ns) is

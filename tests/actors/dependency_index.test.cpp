@@ -273,8 +273,8 @@ namespace {
 using namespace std::chrono_literals;
 using karlton::test::at;
 
-shard_config with_filter(std::shared_ptr<depended_names> f) {
-  shard_config cfg;
+shard_options with_filter(std::shared_ptr<depended_names> f) {
+  shard_options cfg;
   cfg.depended = std::move(f);
   return cfg;
 }
@@ -301,9 +301,9 @@ TEST_CASE("an erase cascades to the dependents of a key that is not cached or ex
   CHECK(s.take_cascades() == std::vector<std::string>{"k"});
   // Other nodes' erases (evict) follow the same rule; their puts, like a
   // put here, do not cascade.
-  CHECK(s.evict({"k"}, at(0ms)) == 0);
+  CHECK(s.invalidate({"k"}, at(0ms)) == 0);
   CHECK(s.take_cascades() == std::vector<std::string>{"k"});
-  CHECK(s.evict({"k"}, at(0ms), false) == 0);
+  CHECK(s.invalidate({"k"}, at(0ms), false) == 0);
   REQUIRE_FALSE(s.put(val("k"), ttl::never(), at(0ms)));
   CHECK(s.take_cascades().empty());
   // Nothing depends on "x": no cascade round for it.
@@ -312,7 +312,7 @@ TEST_CASE("an erase cascades to the dependents of a key that is not cached or ex
 }
 
 TEST_CASE("a distributed shard tells other nodes puts apart from erases", "[cascade]") {
-  shard_config cfg;
+  shard_options cfg;
   cfg.distributed = true;
   shard_state s{cfg};
   REQUIRE_FALSE(s.put(val("a"), ttl::never(), at(0ms)));

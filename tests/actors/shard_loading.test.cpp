@@ -20,8 +20,8 @@ using karlton::test::table_hash;
 
 namespace {
 
-shard_config loading(caf::timespan ttl_value = 10s) {
-  shard_config cfg;
+shard_options loading(caf::timespan ttl_value = 10s) {
+  shard_options cfg;
   cfg.read_through = true;
   cfg.default_ttl = ttl::after(ttl_value);
   return cfg;
@@ -53,7 +53,7 @@ struct reader {
 };
 
 // TTL 10 s; a read of a value older than `d` starts a background reload.
-shard_config refreshing_after(caf::timespan d) {
+shard_options refreshing_after(caf::timespan d) {
   auto cfg = loading(10s);
   cfg.refresh_after = d;
   return cfg;
@@ -227,7 +227,7 @@ TEST_CASE("rule 1: a load completing after a later one is ignored", "[loading][r
 
 TEST_CASE("get_or_load without a loader is an invalid_option error",
           "[loading][errors]") {
-  shard_state s{shard_config{}};
+  shard_state s{shard_options{}};
   reader a;
   CHECK(a.read(s, "k", t0));
   CHECK(a.got == std::vector<std::string>{"error:invalid_option"});
@@ -401,7 +401,7 @@ TEST_CASE("XFetch starts one refresh, and a miss at expiry joins it",
 
 namespace {
 
-shard_config negative_caching(caf::timespan negative_ttl) {
+shard_options negative_caching(caf::timespan negative_ttl) {
   auto cfg = loading(10s);
   cfg.negative_ttl = negative_ttl;
   return cfg;
@@ -481,7 +481,7 @@ TEST_CASE("remembered failures are reclaimed by the expiry timer's deadline",
   fail_load(s, r, "k", t0);
   REQUIRE(s.next_expiry());
   CHECK(*s.next_expiry() == at(1s)); // no entry: the failure's deadline
-  s.cleanup_expired(at(1s));
+  s.remove_expired(at(1s));
   CHECK_FALSE(s.next_expiry());
 }
 
@@ -505,7 +505,7 @@ TEST_CASE("no reload starts while a failed reload is remembered",
 namespace {
 
 // TTL 10 s; expired entries are kept 5 s for stale-if-error.
-shard_config stale_if_error(caf::timespan negative_ttl = caf::timespan{0}) {
+shard_options stale_if_error(caf::timespan negative_ttl = caf::timespan{0}) {
   auto cfg = loading(10s);
   cfg.stale_if_error = 5s;
   cfg.negative_ttl = negative_ttl;
@@ -548,9 +548,9 @@ TEST_CASE("stale-if-error: the timer reclaims an expired entry after its window"
   fill(s, r, "k", "v1", 1ms);
   REQUIRE(s.next_expiry());
   CHECK(*s.next_expiry() == at(15001ms));
-  CHECK(s.cleanup_expired(at(15s)) == 0);
+  CHECK(s.remove_expired(at(15s)) == 0);
   CHECK(s.size() == 1);
-  CHECK(s.cleanup_expired(at(15001ms)) == 1);
+  CHECK(s.remove_expired(at(15001ms)) == 1);
   CHECK(s.size() == 0);
   CHECK(s.stats().expired == 1);
 }

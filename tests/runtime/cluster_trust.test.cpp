@@ -122,12 +122,10 @@ caf::behavior slow_shard(caf::stateful_actor<slow_shard_state>* self,
     return rp;
   };
   return {
-    [=](evict_atom, std::vector<std::string>& keys) -> caf::result<uint64_t> {
+    [=](invalidate_atom, std::vector<std::string>& keys) -> caf::result<uint64_t> {
       return enqueue(keys.size());
     },
-    [=](evict_atom) -> caf::result<uint64_t> {
-      return enqueue(0);
-    },
+    [=](invalidate_atom) -> caf::result<uint64_t> { return enqueue(0); },
     [=](repair_atom) -> caf::result<uint64_t> {
       ++counts->flushes;
       return enqueue(0);

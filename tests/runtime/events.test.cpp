@@ -61,7 +61,7 @@ TEST_CASE("an event purges its dependents in every shard of every cache", "[even
     CHECK(cached(posts, "otherk" + std::to_string(i)));
   }
   auto s = must(posts.stats());
-  CHECK(s.purged_by_event == 100);
+  CHECK(s.invalidated_by_event == 100);
   CHECK(s.dependency_links == 100); // the "other" entries' one link each
   CHECK(must(rt.emit("user_updated")).removed == 0);
   CHECK(must(rt.event_stats()).events_emitted == 2);
@@ -124,7 +124,7 @@ TEST_CASE("invalidating a key cascades through what depends on it", "[events][ca
   CHECK(chain.depth == 2); // b, then c, then d
   CHECK_FALSE(cached(c, "d"));
   CHECK(must(rt.event_stats()).deepest_cascade == 2);
-  CHECK(must(c.stats()).purged_by_cascade == 2);
+  CHECK(must(c.stats()).invalidated_by_cascade == 2);
 }
 
 TEST_CASE("a dependency cycle is purged once and ends", "[events][cascade]") {
@@ -241,7 +241,7 @@ TEST_CASE("dependency indexes hold only live entries after 1M churned puts",
   CHECK(s.dependency_links <= 3 * s.entries);
   CHECK(s.dependency_names <= 2 * (97 + 13 + s.entries));
   clk->advance(2s);
-  must(c.cleanup_expired());
+  must(c.remove_expired());
   auto after = must(c.stats());
   CHECK(after.entries == 0);
   CHECK(after.dependency_links == 0);

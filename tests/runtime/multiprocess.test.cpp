@@ -37,7 +37,7 @@ constexpr ms console_poll{20};
 constexpr ms default_wait{10'000};
 
 // The first number after `"key":` in a `stats` reply; -1 if there is none.
-// Per-cache counters ("lease_flushes") come from the first cache, the only
+// Per-cache counters ("lease_clears") come from the first cache, the only
 // one these nodes have.
 long long stat_of(const std::string& stats, const std::string& key) {
   auto n = karlton::testing::json_number(stats, key);
@@ -348,7 +348,7 @@ void freeze_and_thaw(const std::string& mode) {
   CHECK(c[2].ask("get default k2") == "miss");
   auto s = c[2].ask("stats");
   INFO(s);
-  CHECK((stat_of(s, "repairs") >= 1 || stat_of(s, "lease_flushes") >= 1));
+  CHECK((stat_of(s, "repairs") >= 1 || stat_of(s, "lease_clears") >= 1));
   CHECK(c.all_see(2));
   // Invalidations reach n3 again. The mesh may still settle (a connection
   // the others closed during the freeze goes down late, and n3 repairs once
