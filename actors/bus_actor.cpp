@@ -12,18 +12,18 @@ namespace {
 
 using self_ptr = bus_actor::stateful_pointer<bus_state>;
 
-// One synchronous purge, round by round: a round asks every shard of the
+// One synchronous invalidation, round by round: a round asks every shard of the
 // caches concerned; the keys they removed are the names of the next round,
 // per cache (a key names an entry of its own cache), minus those already
-// purged, so cycles end. The answer goes out when a round finds nothing new.
+// invalidated, so cycles end. The answer goes out when a round finds nothing new.
 // Names carry the cascade level their dependents get, so `depth` is the
 // longest chain followed, within shards and across them.
 struct invalidation_run {
   caf::typed_response_promise<invalidation_summary> promise;
   invalidation_summary summary;
   using leveled = std::vector<std::pair<std::string, uint32_t>>;
-  std::vector<std::unordered_set<std::string>> purged; // per cache
-  std::vector<leveled> next;                           // per cache
+  std::vector<std::unordered_set<std::string>> invalidated; // per cache
+  std::vector<leveled> next;                                // per cache
   size_t pending = 0;
 };
 
@@ -35,7 +35,7 @@ void finish_round(self_ptr self, std::shared_ptr<invalidation_run> run) {
   bool more = false;
   for (size_t c = 0; c < run->next.size(); ++c) {
     for (auto& [key, level] : run->next[c])
-      if (run->purged[c].insert(key).second)
+      if (run->invalidated[c].insert(key).second)
         names[c].emplace_back(std::move(key), level + 1);
     run->next[c].clear();
     more = more || !names[c].empty();
@@ -52,7 +52,7 @@ void finish_round(self_ptr self, std::shared_ptr<invalidation_run> run) {
 void run_round(self_ptr self, std::shared_ptr<invalidation_run> run,
                std::vector<invalidation_run::leveled> names, invalidation_cause cause) {
   auto& caches = self->state.caches;
-  run->purged.resize(caches.size());
+  run->invalidated.resize(caches.size());
   run->next.resize(caches.size());
   names.resize(caches.size());
   for (size_t c = 0; c < caches.size(); ++c) {
@@ -86,7 +86,7 @@ void run_round(self_ptr self, std::shared_ptr<invalidation_run> run,
   if (run->pending == 0) finish_round(self, run);
 }
 
-// Starts a purge of `names` in the caches `scope` (< 0: all) and returns the
+// Starts an invalidation of `names` in the caches `scope` (< 0: all) and returns the
 // promise it will be answered through.
 caf::typed_response_promise<invalidation_summary>
 start_invalidation(self_ptr self, const std::vector<std::string>& names,

@@ -23,7 +23,7 @@ void repair(self_ptr self, const std::string& why, bool always_clear) {
   ++st.core->counters.repairs;
   auto limit = always_clear ? caf::timespan{0} : st.setup.repair_ttl;
   log(self, (limit.count() > 0 ? "shortening the TTLs of the distributed caches: "
-                               : "flushing the distributed caches: ") +
+                               : "clearing the distributed caches: ") +
               why);
   // Counted until answered: `heartbeat` must not make a lapsed lease valid
   // again while a shard may still hold what this repair removes.
@@ -168,7 +168,7 @@ void send_to(self_ptr self, const std::string& name, const peer_actor& dest,
 // Flow control: a member behind, or that would be more than `max_unacked`
 // behind, does not get the batch. It sees the gap in the numbering with the
 // next batch or heartbeat and repairs (rule 6): a member that cannot keep up
-// flushes instead of letting its mailboxes, and our sends, grow without bound.
+// clears instead of letting its mailboxes, and our sends, grow without bound.
 void send_batch(self_ptr self, bool even_empty = false) {
   auto& st = self->state;
   st.send_armed = false;
@@ -188,7 +188,7 @@ void heartbeat(self_ptr self) {
   // have dropped it meanwhile and invalidated without telling it, and what
   // it received since it runs again may be old news sent before they did:
   // `last_heard` says when it arrived, not when it was sent, and would
-  // extend the lease below. Its lease lapsed in the stall, so flush now,
+  // extend the lease below. Its lease lapsed in the stall, so clear now,
   // before anything makes it valid again. Without this, a node thawed after
   // SIGSTOP read old heartbeats from its socket, extended its lease and
   // served a value erased after the others had dropped it (found by
@@ -199,11 +199,11 @@ void heartbeat(self_ptr self) {
   st.last_beat = now;
   send_batch(self, true);
   drop_silent_members(self, now);
-  // Not while repairs are flushing: a read that comes before a shard's flush
-  // must find the lease lapsed (and flush the shard itself), not held or
+  // Not while repairs are clearing: a read that comes before a shard's clear
+  // must find the lease lapsed (and clear the shard itself), not held or
   // extended. Without this, a node thawed after SIGSTOP dropped its silent
   // members here, held the lease at once (no members) and served, before the
-  // repair's flush reached the shard, a value erased while it was frozen
+  // repair's clear reached the shard, a value erased while it was frozen
   // (found by tests/runtime/multiprocess.test.cpp).
   if (st.setup.lease)
     if (auto until = peer_state::renew_lease(now, st.members->last_heard(),

@@ -135,7 +135,7 @@ void send_writes(self_ptr self) {
 }
 
 // Hands keys erased in a cache that uses dependencies to the bus, which
-// purges what depends on them in every shard of the cache.
+// invalidates what depends on them in every shard of the cache.
 void send_cascades(self_ptr self) {
   auto& st = self->state;
   auto keys = st.cache->take_cascades();
@@ -168,7 +168,7 @@ void send_broadcasts(self_ptr self) {
 // The one step after anything changed the shard, whether a request, a job
 // of the doorbell loop, a timer or an answer: hands over what the change
 // left in the state's outboxes (writes, loads, cascades, broadcasts), arms
-// the timers it made due, and frees what a purge buried, in that order.
+// the timers it made due, and frees what an invalidation buried, in that order.
 void after_change(self_ptr self) {
   auto& st = self->state;
   // Writes before loads: the flusher must hold a key's write before it
@@ -181,7 +181,7 @@ void after_change(self_ptr self) {
   if (fx.broadcasts) send_broadcasts(self); // what other nodes must drop
   if (fx.parked) arm_room(self);
   if (fx.buried && !st.reclaim_pending) {
-    // Sent, not done: the answer of the purge that buried them goes first.
+    // Sent, not done: the answer of the invalidation that buried them goes first.
     st.reclaim_pending = true;
     self->send(self, reclaim_atom::value);
   }
@@ -334,7 +334,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     [=](invalidate_dependents_atom, const std::vector<std::string>& names,
         invalidation_cause cause, uint32_t level) {
       auto out = self->state.cache->invalidate_dependents(names, cause, level);
-      after_change(self); // frees what the purge removed, after this answer
+      after_change(self); // frees what the invalidation removed, after this answer
       return out;
     },
     [=](reclaim_atom) {

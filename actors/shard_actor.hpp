@@ -81,7 +81,7 @@ constexpr int doorbell_batch = 256;
 /// flight) instead of being paid one after another.
 constexpr int prefetch_batch = 16;
 
-/// Values a purge removed that are freed per `reclaim` message: about a
+/// Values an invalidation removed that are freed per `reclaim` message: about a
 /// millisecond of frees, so the shard stays responsive.
 constexpr size_t reclaim_batch = 8192;
 

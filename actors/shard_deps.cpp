@@ -1,7 +1,7 @@
 // shard_state: dependency-based and event-driven invalidation.
 //
 // Each shard indexes what its entries depend on, both ways
-// (`dependency_index`), so a purge finds the dependents of a name at once and
+// (`dependency_index`), so an invalidation finds the dependents of a name at once and
 // an entry that leaves for any reason leaves no link behind. Events and the
 // other names (keys, tags) live in one index under different prefixes, so an
 // event "x" and a tag "x" stay apart.
@@ -74,7 +74,7 @@ shard_state::invalidate_dependents(const std::vector<std::string>& names,
         auto& e = table_.at(id);
         if (!e.live) continue;
         // The key lives in the value buffer `remove` frees: copied only if
-        // it cascades, which in a purge of 100k dependents of a tag none do.
+        // it cascades, which in an invalidation of 100k dependents of a tag none do.
         auto key = e.val.key();
         loads_.void_key(key); // a load in flight must not bring it back (rule 1)
         bool cascades = cfg_.depended && cfg_.depended->may_contain(key);

@@ -80,13 +80,13 @@ struct shard_options {
   /// fails with `overloaded` (never applied).
   caf::timespan room_wait = std::chrono::seconds{3};
   /// The names entries of the cache may depend on (shared by its shards):
-  /// erasing or purging such a key cascades to its dependents.
+  /// erasing or invalidating such a key cascades to its dependents.
   std::shared_ptr<depended_names> depended;
   /// The cache is distributed: keys written or erased here, and clears, are
   /// collected for the peer actor to tell other nodes (`take_changed_keys`).
   bool distributed = false;
   /// Distributed caches: the node's read lease. A read after it lapsed
-  /// flushes the shard first (see actors/read_lease.hpp).
+  /// clears the shard first (see actors/read_lease.hpp).
   std::shared_ptr<const read_lease> lease;
 };
 
@@ -123,7 +123,7 @@ struct shard_effects {
   bool cascades = false;   ///< erased names for the bus to cascade (`take_cascades`)
   bool broadcasts = false; ///< puts, erases, clears other nodes must hear of
   bool parked = false;     ///< writes waiting for room under `max-dirty`
-  bool buried = false;     ///< values a purge removed, to free after its answer
+  bool buried = false;     ///< values an invalidation removed, to free after its answer
 };
 
 /// One shard's cache. Only the owning shard actor may call it.
@@ -247,16 +247,16 @@ public:
   invalidation_result invalidate_dependents(const std::vector<std::string>& names,
                                             invalidation_cause cause, uint32_t level = 0);
 
-  /// The values a purge removed, still to be freed. A purge of many entries
-  /// answers once they are unreachable; freeing their buffers comes after
-  /// (Redis's lazyfree): with two shards purging 50k entries each, the frees
+  /// The values an invalidation removed, still to be freed. An invalidation of many
+  /// entries answers once they are unreachable; freeing their buffers comes after
+  /// (Redis's lazyfree): with two shards invalidating 50k entries each, the frees
   /// (into the allocator arena of the thread that made the values) took
   /// 11-12 ms per shard alone and 38-42 ms when both freed at once, more
-  /// than the purge itself. Frees up to `max`; returns how many are left.
+  /// than the invalidation itself. Frees up to `max`; returns how many are left.
   size_t reclaim_buried(size_t max);
   bool has_buried() const noexcept { return !buried_.empty(); }
 
-  /// Keys erased since the last call whose dependents must be purged (only
+  /// Keys erased since the last call whose dependents must be invalidated (only
   /// once the cache uses dependencies): the shard actor hands them to the bus.
   std::vector<std::string> take_cascades() { return std::exchange(cascades_out_, {}); }
 
@@ -271,7 +271,7 @@ public:
 
   /// Removes `key` (an explicit invalidation), and forgets a remembered load
   /// failure of it. True if it was cached and live. Cached or not, live or
-  /// expired, what depends on the key is purged (`take_cascades`): entries
+  /// expired, what depends on the key is invalidated (`take_cascades`): entries
   /// depend on the key's name, and one that outlived the key (evicted,
   /// expired, never cached here) would otherwise stay forever.
   bool erase(std::string_view key, time_point now);
@@ -282,8 +282,8 @@ public:
   /// so here their dependents stay too (one rule on every node).
   uint64_t invalidate(const std::vector<std::string>& keys, time_point now,
                       bool cascade = true);
-  /// `clear` for a repair or a clear on another node: the same removals, but
-  /// nothing to tell other nodes.
+  /// `clear` on this node only, for a repair, a lapsed read lease or a clear
+  /// on another node: the same removals, but nothing to tell other nodes.
   uint64_t clear_here();
   /// The gentler repair: every entry expires within `limit` from `now` (those
   /// due sooner keep their expiry), and loads in flight are voided. Returns
@@ -294,7 +294,7 @@ public:
   /// nodes must drop their copies), and whether the cache was cleared.
   struct key_change {
     std::string key;
-    bool erased; ///< erased (its dependents are purged) rather than put
+    bool erased; ///< erased (its dependents are invalidated) rather than put
   };
   std::vector<key_change> take_changes() { return std::exchange(changed_out_, {}); }
   std::vector<std::string> take_changed_keys() {
@@ -359,7 +359,7 @@ private:
   void set_expiry(entry_id id, entry& e, uint64_t expiry_ms);
   void remove(entry_id id, removal_cause cause);
   caf::error admit(value v, ttl t, time_point now); // put, told to nobody
-  /// Distributed caches: flushes if the read lease lapsed; false then.
+  /// Distributed caches: clears if the read lease lapsed; false then.
   bool lease_holds(time_point now) {
     if (!cfg_.lease || cfg_.lease->valid(now)) return true;
     if (table_.size() > 0) {
@@ -368,8 +368,8 @@ private:
     }
     return false;
   }
-  // erase, told to nobody; `cascade`: hand the key to the bus if something
-  // may depend on it, cached here or not.
+  // erase on this node only, told to nobody; `cascade`: hand the key to the bus if
+  // something may depend on it, cached here or not.
   bool erase_here(std::string_view key, time_point now, bool cascade = true);
   void watch_depended_names(); // shard_deps.cpp
   void note_changed(std::string_view key, bool erased) {
@@ -448,8 +448,8 @@ private:
   // Dependencies, empty for caches without any.
   dependency_index deps_;
   std::vector<std::string> cascades_out_;
-  bool burying_ = false;      // in a purge: removed values go to buried_
-  std::vector<value> buried_; // removed by a purge, not yet freed
+  bool burying_ = false;      // in an invalidation: removed values go to buried_
+  std::vector<value> buried_; // removed by an invalidation, not yet freed
   // Distributed caches: what other nodes must hear about.
   std::vector<key_change> changed_out_;
   bool cleared_out_ = false;

@@ -6,16 +6,16 @@
 // posts on user_updated, post_created and post_deleted; both are read (hits),
 // user_updated is emitted, and both are misses. The stats are the guide's
 // (size, hits, misses, invalidations, hit rate) plus how many entries events
-// purged. Then two things the guide's cache has but does not show:
+// invalidated. Then two things the guide's cache has but does not show:
 //   - a subscriber (the guide's subscribe_to_event) hears the event and its
-//     data; the purge itself uses only the event's name;
+//     data; the invalidation itself uses only the event's name;
 //   - an event reaches every cache of the runtime: here one cache per data
 //     type ('profiles', 'posts'), each with its own entries, and one emit
-//     purges both. `emit` returns a invalidation_summary once every dependent is
+//     invalidates both. `emit` returns an invalidation_summary once every dependent is
 //     gone from every shard; the bus's counters close the program.
 //
 // "[CACHE]" lines come from each cache's removal callback, which runs on the
-// shard threads during the purge; they are collected and printed sorted once
+// shard threads during the invalidation; they are collected and printed sorted once
 // `emit` has returned, and the subscriber (on a thread of its own) is waited
 // for, so every run prints the same.
 //
@@ -174,9 +174,10 @@ void every_cache(karlton::runtime& rt, removal_log& log) {
   std::cout << "post_789 still cached: " << std::boolalpha
             << or_throw(posts.contains("post_789")) << " (it does not depend on "
             << "user_updated)\n";
-  std::cout << "The data is for the subscribers; the purge goes by the event's name\n"
-               "alone, so user 123's update took user_profile_456 too. An event per\n"
-               "user (\"user_updated:123\") would spare it.\n";
+  std::cout
+    << "The data is for the subscribers; the invalidation goes by the event's name\n"
+       "alone, so user 123's update took user_profile_456 too. An event per\n"
+       "user (\"user_updated:123\") would spare it.\n";
 
   auto b = or_throw(rt.event_stats());
   std::cout << "event_stats: {events_emitted: " << b.events_emitted

@@ -30,7 +30,7 @@ using remove_expired_atom = caf::atom_constant<caf::atom("rm_expired")>;
 using removed_atom = caf::atom_constant<caf::atom("removed")>;
 /// Rung by plain threads after they queue work on the shard's ingress queue.
 using doorbell_atom = caf::atom_constant<caf::atom("doorbell")>;
-/// The shard's own reminder to free what a purge removed, a chunk at a time.
+/// The shard's own reminder to free what an invalidation removed, a chunk at a time.
 using reclaim_atom = caf::atom_constant<caf::atom("reclaim")>;
 /// The shard's own expiry timer; carries a generation so stale timers are ignored.
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
@@ -42,7 +42,7 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// - `put(v, ttl)` stores `v` under `v.key()`; `put(vs, ttl)` stores each.
 /// - `delete(key)` erases (invalidates) a key; true if it was cached.
 /// - `clear` erases everything and returns how many entries it removed.
-/// - `cleanup` reclaims expired entries now and returns how many.
+/// - `remove_expired` removes the expired entries now and returns how many.
 /// - `load(key)` is `get_or_load`: the cached value, or the result of the
 ///   cache's loader (one load per key in flight; see shard_state.hpp).
 /// - `flushed(writes)`: from the flusher; those writes are stored.

@@ -47,10 +47,9 @@ struct cache_stats {
   uint64_t hits = 0;
   uint64_t misses = 0;
   uint64_t puts = 0;
-  uint64_t expired = 0;   ///< entries removed because their TTL ran out
-  uint64_t evictions = 0; ///< entries removed by the size bound
-  uint64_t invalidations =
-    0; ///< entries removed by erase, invalidate or clear, or purged
+  uint64_t expired = 0;                ///< entries removed because their TTL ran out
+  uint64_t evictions = 0;              ///< entries removed by the size bound
+  uint64_t invalidations = 0;          ///< entries erased, cleared or invalidated
   uint64_t invalidated_by_event = 0;   ///< of those: dependents of an emitted event
   uint64_t invalidated_by_tag = 0;     ///< of those: dependents of an invalidated tag
   uint64_t invalidated_by_cascade = 0; ///< of those: dependents of an invalidated key
@@ -85,7 +84,7 @@ struct cache_stats {
                                 ///< 1024 per shard)
   uint64_t loads_refused = 0;   ///< loads not started, both full: get_or_load
                                 ///< answered `overloaded`, refreshes skipped
-  /// Distributed caches: flushes because the node's read lease lapsed (it
+  /// Distributed caches: clears because the node's read lease lapsed (it
   /// lost touch with another node, so it may have missed invalidations).
   uint64_t lease_clears = 0;
 

@@ -50,9 +50,11 @@ using drain_atom = caf::atom_constant<caf::atom("drain")>;
 /// `(wstats)`: the flusher's counters.
 using write_stats_atom = caf::atom_constant<caf::atom("wstats")>;
 
-/// One change on its way to the store: a put of `bytes`, or a delete.
+/// A shard's write on its way to the store: a put of `bytes`, or an erase.
 /// `seq` numbers the writes of one shard, so it can tell which write of a key
-/// the store has (an entry is clean only if no newer write came since).
+/// the store has (an entry is clean only if no newer write came since). The
+/// store writer and the flusher hand the store `store_write`s (stores/store.hpp),
+/// which carry no number: a store knows no shards.
 struct shard_write {
   std::string key;
   std::string bytes;

@@ -96,7 +96,7 @@ public:
     return r ? await_peers(key) : std::move(r.error());
   }
   /// Invalidates `key`; true if it was cached. In a cache whose entries
-  /// declare dependencies, what depends on `key` is purged too, transitively,
+  /// declare dependencies, what depends on `key` is invalidated too, transitively,
   /// right after (asynchronously; `runtime::invalidate_tag(key)` waits).
   caf::expected<bool> erase(std::string_view key) const {
     auto r =
@@ -132,7 +132,8 @@ public:
     if (auto err = await_peers()) return err;
     return r;
   }
-  /// Reclaims expired entries now; returns how many.
+  /// Removes the expired entries now (not waiting for the expiry timer);
+  /// returns how many.
   caf::expected<uint64_t> remove_expired() const {
     return blocking<uint64_t>(
       [&](auto&&... s) { return remove_expired_call(KARLTON_FWD(s)...); });

@@ -33,7 +33,7 @@ std::string joined(const std::vector<std::string>& xs) {
 } // namespace
 
 bus_actor runtime::ensure_bus() {
-  // On a thread of its own: a purge's messages to the shards then come from
+  // On a thread of its own: an invalidation's messages to the shards then come from
   // outside the scheduler, which wakes idle workers, so every shard starts
   // at once. Sent from a worker, they queue on that worker and the others
   // take them only when their idle sleep ends (relaxed-sleep-duration, 10

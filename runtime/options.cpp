@@ -290,7 +290,7 @@ caf::error validate(const cluster_options& o) {
     if (auto err = check_duration(std::string{"karlton.cluster."} + name, d, true))
       return err;
   if (auto err =
-        check_duration("karlton.cluster.repair-ttl", o.repair_ttl, true, "flush"))
+        check_duration("karlton.cluster.repair-ttl", o.repair_ttl, true, "clear"))
     return err;
   if (o.read_lease <= o.heartbeat)
     return bad("karlton.cluster.read-lease", "must be longer than the heartbeat");

@@ -65,7 +65,7 @@ TEST_CASE("a local cache collects nothing for other nodes") {
   CHECK_FALSE(s.take_cleared());
 }
 
-TEST_CASE("a lapsed read lease flushes the shard before a read is served") {
+TEST_CASE("a lapsed read lease clears the shard before a read is served") {
   auto lease = std::make_shared<read_lease>();
   shard_state s{distributed(lease)};
   REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
