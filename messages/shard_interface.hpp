@@ -53,7 +53,7 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// - `invalidate_dependents(names, cause, level)`: removes the dependents of `names`
 /// (from the bus).
 /// - `graph`: this shard's dependency edges.
-/// - `invalidate(keys)`, `evict`: erase and clear for invalidations from other
+/// - `invalidate(keys)`, `invalidate`: erase and clear for invalidations from other
 ///   nodes (keys another node changed, a cache another node cleared), told to
 ///   no one; answered with how many entries went.
 /// - `repair`: clear for a node that missed invalidations (told to no one);
