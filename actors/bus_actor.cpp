@@ -12,30 +12,30 @@ namespace {
 
 using self_ptr = bus_actor::stateful_pointer<bus_state>;
 
-// One synchronous purge, round by round: a round asks every shard of the
+// One synchronous invalidation, round by round: a round asks every shard of the
 // caches concerned; the keys they removed are the names of the next round,
 // per cache (a key names an entry of its own cache), minus those already
-// purged, so cycles end. The answer goes out when a round finds nothing new.
+// invalidated, so cycles end. The answer goes out when a round finds nothing new.
 // Names carry the cascade level their dependents get, so `depth` is the
 // longest chain followed, within shards and across them.
-struct purge_run {
-  caf::typed_response_promise<purge_summary> promise;
-  purge_summary summary;
+struct invalidation_run {
+  caf::typed_response_promise<invalidation_summary> promise;
+  invalidation_summary summary;
   using leveled = std::vector<std::pair<std::string, uint32_t>>;
-  std::vector<std::unordered_set<std::string>> purged; // per cache
-  std::vector<leveled> next;                           // per cache
+  std::vector<std::unordered_set<std::string>> invalidated; // per cache
+  std::vector<leveled> next;                                // per cache
   size_t pending = 0;
 };
 
-void run_round(self_ptr self, std::shared_ptr<purge_run> run,
-               std::vector<purge_run::leveled> names, purge_cause cause);
+void run_round(self_ptr self, std::shared_ptr<invalidation_run> run,
+               std::vector<invalidation_run::leveled> names, invalidation_cause cause);
 
-void finish_round(self_ptr self, std::shared_ptr<purge_run> run) {
-  std::vector<purge_run::leveled> names(run->next.size());
+void finish_round(self_ptr self, std::shared_ptr<invalidation_run> run) {
+  std::vector<invalidation_run::leveled> names(run->next.size());
   bool more = false;
   for (size_t c = 0; c < run->next.size(); ++c) {
     for (auto& [key, level] : run->next[c])
-      if (run->purged[c].insert(key).second)
+      if (run->invalidated[c].insert(key).second)
         names[c].emplace_back(std::move(key), level + 1);
     run->next[c].clear();
     more = more || !names[c].empty();
@@ -46,13 +46,13 @@ void finish_round(self_ptr self, std::shared_ptr<purge_run> run) {
     run->promise.deliver(run->summary);
     return;
   }
-  run_round(self, std::move(run), std::move(names), purge_cause::cascade);
+  run_round(self, std::move(run), std::move(names), invalidation_cause::cascade);
 }
 
-void run_round(self_ptr self, std::shared_ptr<purge_run> run,
-               std::vector<purge_run::leveled> names, purge_cause cause) {
+void run_round(self_ptr self, std::shared_ptr<invalidation_run> run,
+               std::vector<invalidation_run::leveled> names, invalidation_cause cause) {
   auto& caches = self->state.caches;
-  run->purged.resize(caches.size());
+  run->invalidated.resize(caches.size());
   run->next.resize(caches.size());
   names.resize(caches.size());
   for (size_t c = 0; c < caches.size(); ++c) {
@@ -63,9 +63,11 @@ void run_round(self_ptr self, std::shared_ptr<purge_run> run,
     for (auto& [level, group] : by_level)
       for (auto& shard : caches[c]) {
         ++run->pending;
-        self->request(shard, caf::infinite, purge_atom::value, group, cause, level)
+        self
+          ->request(shard, caf::infinite, invalidate_dependents_atom::value, group, cause,
+                    level)
           .then(
-            [self, run, c](purge_result& r) {
+            [self, run, c](invalidation_result& r) {
               run->summary.removed += r.removed;
               if (r.removed > 0)
                 run->summary.depth = std::max(run->summary.depth, r.deepest);
@@ -84,16 +86,17 @@ void run_round(self_ptr self, std::shared_ptr<purge_run> run,
   if (run->pending == 0) finish_round(self, run);
 }
 
-// Starts a purge of `names` in the caches `scope` (< 0: all) and returns the
+// Starts an invalidation of `names` in the caches `scope` (< 0: all) and returns the
 // promise it will be answered through.
-caf::typed_response_promise<purge_summary>
-start_purge(self_ptr self, const std::vector<std::string>& names, purge_cause cause,
-            int32_t scope, uint32_t subscribers_called = 0) {
-  auto run = std::make_shared<purge_run>();
-  run->promise = self->make_response_promise<purge_summary>();
+caf::typed_response_promise<invalidation_summary>
+start_invalidation(self_ptr self, const std::vector<std::string>& names,
+                   invalidation_cause cause, int32_t scope,
+                   uint32_t subscribers_called = 0) {
+  auto run = std::make_shared<invalidation_run>();
+  run->promise = self->make_response_promise<invalidation_summary>();
   run->summary.subscribers_called = subscribers_called;
   auto n = self->state.caches.size();
-  std::vector<purge_run::leveled> per_cache(n);
+  std::vector<invalidation_run::leveled> per_cache(n);
   for (size_t c = 0; c < n; ++c)
     if (scope < 0 || static_cast<size_t>(scope) == c)
       for (const auto& name : names)
@@ -113,7 +116,7 @@ bus_actor::behavior_type bus(self_ptr self, bus_options) {
       return static_cast<uint32_t>(caches.size() - 1);
     },
     [=](emit_atom, const std::string& event,
-        const std::string& data) -> caf::result<purge_summary> {
+        const std::string& data) -> caf::result<invalidation_summary> {
       auto& st = self->state;
       ++st.stats.events_emitted;
       uint32_t called = 0;
@@ -123,16 +126,16 @@ bus_actor::behavior_type bus(self_ptr self, bus_options) {
           ++called;
         }
       st.stats.subscribers_called += called;
-      return start_purge(self, {event}, purge_cause::event, -1, called);
+      return start_invalidation(self, {event}, invalidation_cause::event, -1, called);
     },
-    [=](purge_atom, const std::vector<std::string>& names, purge_cause cause,
-        int32_t scope) -> caf::result<purge_summary> {
+    [=](invalidate_dependents_atom, const std::vector<std::string>& names,
+        invalidation_cause cause, int32_t scope) -> caf::result<invalidation_summary> {
       auto& st = self->state;
-      if (cause == purge_cause::tag)
+      if (cause == invalidation_cause::tag)
         st.stats.tags_invalidated += names.size();
-      else if (cause == purge_cause::cascade)
+      else if (cause == invalidation_cause::cascade)
         st.stats.key_cascades += names.size();
-      return start_purge(self, names, cause, scope);
+      return start_invalidation(self, names, cause, scope);
     },
     [=](subscribe_atom, const std::string& event, event_subscriber_actor& sub) {
       self->state.subscribers[event].push_back(std::move(sub));

@@ -1,7 +1,7 @@
 // Which names the entries of one cache depend on now through
 // `dependencies::on` (keys and tags): a counting Bloom filter its shards
-// share. An erase or purge hands a key to the bus for cascading only if
-// something may depend on it, so purging 100k entries nothing depends on
+// share. An erase or an invalidation hands a key to the bus for cascading only if
+// something may depend on it, so invalidating 100k entries nothing depends on
 // costs one round, not two (karlton-bench tag-purge: 376 ms p50 without it).
 #pragma once
 
@@ -44,7 +44,7 @@ public:
   ~depended_names() { delete[] counters_.load(std::memory_order_acquire); }
 
   /// A shard now has a dependent of `name` (it had none). Called before the
-  /// put that made it is acknowledged, so a purge that starts after the put
+  /// put that made it is acknowledged, so an invalidation that starts after the put
   /// returned sees it: no cascade is missed.
   void add(std::string_view name) noexcept { change(name, +1); }
 

@@ -1,6 +1,6 @@
 // The per-shard state of dependency-based invalidation: which entries depend
 // on which names (events, tags, keys), and back. No actors here: the shard
-// translates puts, removals and purges into these calls, and tests drive it
+// translates puts, removals and invalidations into these calls, and tests drive it
 // directly.
 #pragma once
 
@@ -23,27 +23,27 @@ namespace karlton {
 /// decides how events, tags and keys are spelled. Entry ids are the shard's
 /// `entry_table` ids, which are dense and reused.
 ///
-/// Why eager indexes rather than lazy tag versions (Symfony's approach: a
-/// purge bumps the tag's version, every read compares the versions its entry
+/// Why eager indexes rather than lazy tag versions (Symfony's approach: an
+/// invalidation bumps the tag's version, every read compares the versions its entry
 /// recorded). Measured with -O2 on 2 cores shared with other builds, p50 of
 /// 20 runs:
 /// - `take_dependents` of a tag with 100k dependents, then `forget` of each:
 ///   2.3 ms if the tag is their only dependency, 4.9 ms if each also depends
 ///   on two shared names (of 1000 and 10), 16 ms if one of those is its own
 ///   (100k names released, ~120 ns each). The shard's removals come on top;
-///   the target for the whole purge, spread over all shards, is 20 ms.
+///   the target for the whole invalidation, spread over all shards, is 20 ms.
 /// - Memory, 1M links with 3 names per entry: 29 bytes per link with 11k
 ///   distinct names, 69 with one name per entry its own (334k names, ~120
 ///   bytes each); malloc's own count agrees with `memory_bytes` within 1 %.
-/// Lazy versions make a purge O(1) and would store ~12 bytes per link (name
+/// Lazy versions make an invalidation O(1) and would store ~12 bytes per link (name
 /// id and version), but they keep dead entries in memory, counted against
 /// the size bound and pushing live ones out, until a read finds them or
 /// eviction reaches them; they add a version check per dependency to every
-/// read, hit or miss; they cannot call the removal callback at purge time;
+/// read, hit or miss; they cannot call the removal callback at invalidation time;
 /// and a transitive cascade (A depends on key B depends on C) becomes a chain
-/// of checks on every read of A. An eager index makes a synchronous purge
+/// of checks on every read of A. An eager index makes a synchronous invalidation
 /// final: when it returns the entries are gone and their memory is
-/// reclaimed. A purge this fast does not need O(1), so the per-read and
+/// reclaimed. An invalidation this fast does not need O(1), so the per-read and
 /// per-byte costs decide.
 ///
 /// Representation: names are interned to 32-bit ids (one copy of each name),
@@ -54,7 +54,7 @@ namespace karlton {
 /// by id in a vector: 8 bytes per id up to the highest with links, whether
 /// it has links or not; an entry's only link is kept there too (no
 /// allocation: 8 instead of 40 bytes for such an entry). A hash map from
-/// entry to links measured 38 instead of 29 bytes per link and purges of a
+/// entry to links measured 38 instead of 29 bytes per link and invalidations of a
 /// lone tag 2-3x slower (a lookup is 2-3 cache misses), and entry ids are
 /// dense.
 ///
@@ -84,7 +84,7 @@ public:
   /// links to it are gone; their other links stay until the shard, removing
   /// each entry, calls `forget` for it.
   ///
-  /// Taking rather than reading the dependents keeps a purge simple: the shard
+  /// Taking rather than reading the dependents keeps an invalidation simple: the shard
   /// iterates a list it owns while its removals call `forget`, and a cascade
   /// that comes back to `name` (a cycle) finds nothing left and ends.
   std::vector<entry_id> take_dependents(std::string_view name);
@@ -145,7 +145,7 @@ private:
   /// The links of one entry in one 8-byte word: none (0), one link inline,
   /// or a pointer to an array whose first element is a header {size,
   /// capacity}. An entry that depends on a single name, the common case,
-  /// costs no allocation: a purge of a tag with 100k such dependents frees
+  /// costs no allocation: an invalidation of a tag with 100k such dependents frees
   /// no link arrays (karlton-bench tag-purge). An inline link is tagged by
   /// its low bit, which a pointer to an array never has, so name ids stay
   /// below 2^31. Links are only added by `set`, all at once.

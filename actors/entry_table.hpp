@@ -46,7 +46,7 @@ static_assert(sizeof(entry) == 24, "entries must stay compact (see README, memor
 /// A key's home slot comes from its entry's 21-bit tag, not the full hash,
 /// so the backward shift of a removal reads each neighbour's 24-byte entry
 /// but not its value buffer: in karlton-bench tag-purge those reads were
-/// perf's largest item of a purge (2 cache misses per neighbour, now 1).
+/// perf's largest item of an invalidation (2 cache misses per neighbour, now 1).
 /// The known weakness: past 2^21 slots (about 1.7M entries per shard) only
 /// every k-th slot can be a home, which makes the index linear probing over
 /// buckets of k slots: probes of up to k - 1 more slots, sequential ones.

@@ -17,7 +17,7 @@ bool journal_rewrite(uint64_t bytes, uint64_t rewritten, uint64_t max_bytes) {
   return bytes >= std::max(max_bytes, 2 * rewritten);
 }
 
-uint64_t journal_bytes(const std::vector<write_item>& items) {
+uint64_t journal_bytes(const std::vector<shard_write>& items) {
   uint64_t n = 0;
   for (const auto& i : items) // a 24-byte header, the key, the value
     n += 24 + i.key.size() + (i.erase ? 0 : i.bytes.size());
@@ -30,7 +30,7 @@ uint64_t journal_mark_bytes(uint64_t n) {
   return (n + per_record - 1) / per_record * 24 + 8 * n;
 }
 
-flush_state::flush_state(flush_config cfg) : cfg_(cfg), rng_(cfg.seed) {}
+flush_state::flush_state(flush_options cfg) : cfg_(cfg), rng_(cfg.seed) {}
 
 void flush_state::journaled(uint64_t through) {
   journaled_through_ = std::max(journaled_through_, through);
@@ -56,7 +56,7 @@ numbered_writes flush_state::unstored() const {
   return out;
 }
 
-uint64_t flush_state::add(uint32_t shard, write_item item, time_point now) {
+uint64_t flush_state::add(uint32_t shard, shard_write item, time_point now) {
   ++stats_.writes;
   auto number = ++accepted_;
   auto i = pending_.find(item.key);
@@ -77,7 +77,7 @@ uint64_t flush_state::add(uint32_t shard, write_item item, time_point now) {
   return 0;
 }
 
-const write_item* flush_state::newest(std::string_view key) const {
+const shard_write* flush_state::newest(std::string_view key) const {
   if (auto i = pending_.find(std::string{key}); i != pending_.end())
     return &i->second.item;
   if (auto i = in_flight_index_.find(key); i != in_flight_index_.end())
@@ -110,12 +110,12 @@ std::optional<time_point> flush_state::next_due() const {
   return time_point{std::chrono::milliseconds{due}};
 }
 
-std::vector<write_item> flush_state::take_batch(time_point) {
+std::vector<shard_write> flush_state::take_batch(time_point) {
   auto n = std::min<size_t>(cfg_.batch_size, order_.size());
   in_flight_.clear();
   in_flight_index_.clear();
   in_flight_.reserve(n); // no reallocation below: the index points into it
-  std::vector<write_item> batch;
+  std::vector<shard_write> batch;
   batch.reserve(n);
   for (size_t i = 0; i < n && front_journaled(); ++i) {
     auto node = pending_.extract(order_.front());

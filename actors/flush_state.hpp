@@ -21,7 +21,7 @@
 
 namespace karlton {
 
-struct flush_config {
+struct flush_options {
   /// A batch starts once this many keys are dirty...
   uint32_t batch_size = 1000;
   /// ...or once the oldest dirty write is this old.
@@ -49,7 +49,7 @@ struct flush_config {
 bool journal_rewrite(uint64_t bytes, uint64_t rewritten, uint64_t max_bytes);
 
 /// The bytes `items` take as journal records (stores/journal_records.cpp's format).
-uint64_t journal_bytes(const std::vector<write_item>& items);
+uint64_t journal_bytes(const std::vector<shard_write>& items);
 
 /// The bytes a journal's stored mark of `n` writes takes.
 uint64_t journal_mark_bytes(uint64_t n);
@@ -57,7 +57,7 @@ uint64_t journal_mark_bytes(uint64_t n);
 /// Writes with the numbers `flush_state::add` gave them, side by side: what
 /// the journal records, so that a stored mark can name them.
 struct numbered_writes {
-  std::vector<write_item> items;
+  std::vector<shard_write> items;
   std::vector<uint64_t> numbers;
 };
 
@@ -72,14 +72,14 @@ struct numbered_writes {
 /// Only the owning flusher may call it.
 class flush_state {
 public:
-  explicit flush_state(flush_config cfg);
+  explicit flush_state(flush_options cfg);
 
   /// Takes a dirty write of shard `shard`. Returns 1 if it replaced an older
   /// write of the key that was not in flight yet (coalesced), else 0.
-  uint64_t add(uint32_t shard, write_item item, time_point now);
+  uint64_t add(uint32_t shard, shard_write item, time_point now);
 
   /// The newest write of `key` the store does not have yet, or null.
-  const write_item* newest(std::string_view key) const;
+  const shard_write* newest(std::string_view key) const;
 
   /// The number `add` gave the last write.
   uint64_t last_accepted() const noexcept { return accepted_; }
@@ -103,7 +103,7 @@ public:
   /// Moves up to `batch_size` of the oldest dirty keys in flight and returns
   /// their writes, for one transaction. With a journal it stops at the first
   /// key whose write is not journaled yet.
-  std::vector<write_item> take_batch(time_point now);
+  std::vector<shard_write> take_batch(time_point now);
 
   /// The batch in flight is stored: which writes of which shard, and how
   /// many writes that makes; their numbers, for the journal's stored mark.
@@ -128,11 +128,11 @@ public:
   /// Writes not yet stored: dirty plus in flight.
   uint64_t dirty() const noexcept { return pending_.size() + in_flight_.size(); }
   write_stats stats(time_point now) const;
-  const flush_config& config() const noexcept { return cfg_; }
+  const flush_options& config() const noexcept { return cfg_; }
 
 private:
   struct slot {
-    write_item item;
+    shard_write item;
     uint32_t shard = 0;
     uint64_t number = 0;   // order of acceptance, for flush tickets
     uint64_t latest = 0;   // the number of `item` (coalescing moves it on)
@@ -143,7 +143,7 @@ private:
   /// True if the oldest dirty key's write may be stored (see `journaled`).
   bool front_journaled() const;
 
-  flush_config cfg_;
+  flush_options cfg_;
   std::unordered_map<std::string, slot> pending_;
   std::deque<std::string> order_; // keys of `pending_`, oldest first
   std::vector<slot> in_flight_;

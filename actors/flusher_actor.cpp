@@ -12,7 +12,7 @@ namespace karlton {
 
 namespace {
 
-using self_ptr = flusher_actor::stateful_pointer<flusher_state>;
+using self_ptr = flusher_actor::stateful_pointer<flusher_actor_state>;
 
 time_point now_of(self_ptr self) {
   return self->state.setup.time_source->now();
@@ -290,7 +290,7 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
   st.setup = std::move(setup);
   return {
     [=](write_atom, uint32_t shard,
-        std::vector<write_item>& items) -> caf::result<caf::ok_atom> {
+        std::vector<shard_write>& items) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
       if (shard >= st.shards.size()) st.shards.resize(shard + 1);
       if (!st.shards[shard])
@@ -345,7 +345,7 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
       auto& st = self->state;
       st.writes->request_flush();
       auto rp = self->make_response_promise<uint64_t>();
-      st.drain = flusher_state::draining{now_of(self) + timeout, rp};
+      st.drain = flusher_actor_state::draining{now_of(self) + timeout, rp};
       answer_waiters(self);
       maybe_flush(self);
       arm(self);

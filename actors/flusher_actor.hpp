@@ -21,7 +21,7 @@
 namespace karlton {
 
 struct flusher_setup {
-  flush_config config;
+  flush_options config;
   std::shared_ptr<const clock> time_source;
   store_writer_actor writer;
   /// Workers that load from the store, for keys without a dirty write.
@@ -31,7 +31,7 @@ struct flusher_setup {
   std::shared_ptr<dirty_budget> budget;
 };
 
-struct flusher_state {
+struct flusher_actor_state {
   std::unique_ptr<flush_state> writes;
   flusher_setup setup;
   std::vector<shard_actor> shards; // by index, learned from their first write
@@ -68,7 +68,7 @@ struct flusher_state {
   static inline const char* name = "karlton.flusher";
 };
 
-flusher_actor::behavior_type flusher(flusher_actor::stateful_pointer<flusher_state> self,
-                                     flusher_setup setup);
+flusher_actor::behavior_type
+flusher(flusher_actor::stateful_pointer<flusher_actor_state> self, flusher_setup setup);
 
 } // namespace karlton

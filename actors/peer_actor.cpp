@@ -18,12 +18,12 @@ void log(self_ptr self, const std::string& line) {
   if (st.setup.log) st.setup.log("karlton node " + st.core->me().name + ": " + line);
 }
 
-void repair(self_ptr self, const std::string& why, bool always_flush) {
+void repair(self_ptr self, const std::string& why, bool always_clear) {
   auto& st = self->state;
   ++st.core->counters.repairs;
-  auto limit = always_flush ? caf::timespan{0} : st.setup.repair_ttl;
+  auto limit = always_clear ? caf::timespan{0} : st.setup.repair_ttl;
   log(self, (limit.count() > 0 ? "shortening the TTLs of the distributed caches: "
-                               : "flushing the distributed caches: ") +
+                               : "clearing the distributed caches: ") +
               why);
   // Counted until answered: `heartbeat` must not make a lapsed lease valid
   // again while a shard may still hold what this repair removes.
@@ -32,10 +32,10 @@ void repair(self_ptr self, const std::string& why, bool always_flush) {
     for (auto& s : shards) {
       ++st.repairs_in_flight;
       if (limit.count() > 0)
-        self->request(s, caf::infinite, evict_atom::value, limit)
+        self->request(s, caf::infinite, repair_atom::value, limit)
           .then([done](uint64_t) { done(); }, [done](caf::error&) { done(); });
       else
-        self->request(s, caf::infinite, evict_atom::value)
+        self->request(s, caf::infinite, repair_atom::value)
           .then([done](uint64_t) { done(); }, [done](caf::error&) { done(); });
     }
 }
@@ -114,28 +114,29 @@ void apply(self_ptr self, invalidation_batch& b) {
     case apply_step::target::shard: {
       auto& dest = st.caches[step.cache][step.shard];
       if (step.written) // no cascade: the writer's node cascades itself
-        apply_one<uint64_t>(self, dest, std::move(step.issued), evict_atom::value,
+        apply_one<uint64_t>(self, dest, std::move(step.issued), invalidate_atom::value,
                             std::move(step.keys), false);
       else
-        apply_one<uint64_t>(self, dest, std::move(step.issued), evict_atom::value,
+        apply_one<uint64_t>(self, dest, std::move(step.issued), invalidate_atom::value,
                             std::move(step.keys));
       break;
     }
     case apply_step::target::cache:
       for (auto& s : st.caches[step.cache])
-        apply_one<uint64_t>(self, s, {}, evict_atom::value);
+        apply_one<uint64_t>(self, s, {}, invalidate_atom::value);
       st.core->record_delay(step.issued.front(), wall_clock_ns());
       break;
     case apply_step::target::bus:
       if (step.item.kind == invalidation_kind::tag)
-        apply_one<purge_summary>(self, st.setup.event_bus, std::move(step.issued),
-                                 purge_atom::value,
-                                 std::vector<std::string>{std::move(step.item.name)},
-                                 purge_cause::tag, int32_t{-1});
+        apply_one<invalidation_summary>(
+          self, st.setup.event_bus, std::move(step.issued),
+          invalidate_dependents_atom::value,
+          std::vector<std::string>{std::move(step.item.name)}, invalidation_cause::tag,
+          int32_t{-1});
       else
-        apply_one<purge_summary>(self, st.setup.event_bus, std::move(step.issued),
-                                 emit_atom::value, std::move(step.item.name),
-                                 std::move(step.item.data));
+        apply_one<invalidation_summary>(self, st.setup.event_bus, std::move(step.issued),
+                                        emit_atom::value, std::move(step.item.name),
+                                        std::move(step.item.data));
       break;
     }
   }
@@ -167,10 +168,10 @@ void send_to(self_ptr self, const std::string& name, const peer_actor& dest,
 // Flow control: a member behind, or that would be more than `max_unacked`
 // behind, does not get the batch. It sees the gap in the numbering with the
 // next batch or heartbeat and repairs (rule 6): a member that cannot keep up
-// flushes instead of letting its mailboxes, and our sends, grow without bound.
+// clears instead of letting its mailboxes, and our sends, grow without bound.
 void send_batch(self_ptr self, bool even_empty = false) {
   auto& st = self->state;
-  st.flush_armed = false;
+  st.send_armed = false;
   auto out = st.core->send_batch(st.members->names(), even_empty);
   for (auto& [name, mark] : out.to)
     send_to(self, name, st.members->find(name)->handle, mark, out.batch,
@@ -187,7 +188,7 @@ void heartbeat(self_ptr self) {
   // have dropped it meanwhile and invalidated without telling it, and what
   // it received since it runs again may be old news sent before they did:
   // `last_heard` says when it arrived, not when it was sent, and would
-  // extend the lease below. Its lease lapsed in the stall, so flush now,
+  // extend the lease below. Its lease lapsed in the stall, so clear now,
   // before anything makes it valid again. Without this, a node thawed after
   // SIGSTOP read old heartbeats from its socket, extended its lease and
   // served a value erased after the others had dropped it (found by
@@ -198,11 +199,11 @@ void heartbeat(self_ptr self) {
   st.last_beat = now;
   send_batch(self, true);
   drop_silent_members(self, now);
-  // Not while repairs are flushing: a read that comes before a shard's flush
-  // must find the lease lapsed (and flush the shard itself), not held or
+  // Not while repairs are clearing: a read that comes before a shard's clear
+  // must find the lease lapsed (and clear the shard itself), not held or
   // extended. Without this, a node thawed after SIGSTOP dropped its silent
   // members here, held the lease at once (no members) and served, before the
-  // repair's flush reached the shard, a value erased while it was frozen
+  // repair's clear reached the shard, a value erased while it was frozen
   // (found by tests/runtime/multiprocess.test.cpp).
   if (st.setup.lease)
     if (auto until = peer_state::renew_lease(now, st.members->last_heard(),
@@ -269,21 +270,21 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       auto& st = self->state;
       if (st.core->enqueue(std::move(items))) {
         send_batch(self);
-      } else if (!st.flush_armed) {
-        st.flush_armed = true;
+      } else if (!st.send_armed) {
+        st.send_armed = true;
         self->delayed_send(self, st.setup.batch_delay, tick_atom::value,
-                           ++st.flush_generation);
+                           ++st.send_generation);
       }
     },
     [=](tick_atom, uint64_t generation) {
-      if (!from_this_node(self) || generation != self->state.flush_generation) return;
+      if (!from_this_node(self) || generation != self->state.send_generation) return;
       send_batch(self);
     },
     [=](sync_atom) -> caf::result<std::vector<std::string>> {
       if (!from_this_node(self)) return not_local();
       auto& st = self->state;
-      ++st.flush_generation; // the pending timer has nothing left to send
-      st.flush_armed = false;
+      ++st.send_generation; // the pending timer has nothing left to send
+      st.send_armed = false;
       auto call = st.core->start_sync(st.members->names());
       if (call.answer) return std::move(*call.answer);
       // One answer once every member asked answered or timed out.

@@ -1,7 +1,8 @@
 // The peer actor: one per node. It batches this node's invalidations of
 // distributed caches to every other node, applies theirs to the local shards
 // and bus, runs the authenticated join handshake, keeps a full mesh of
-// members, and repairs (flushes) when it misses invalidations (rule 6).
+// members, and repairs (clears its distributed caches) when it misses
+// invalidations (rule 6).
 #pragma once
 
 #include <cstdint>
@@ -47,9 +48,9 @@ struct peer_actor_state {
   std::unique_ptr<member_table<peer_actor>> members;
   peer_setup setup;
   std::map<std::string, std::vector<shard_actor>> caches; // distributed, by name
-  uint64_t flush_generation = 0;
-  bool flush_armed = false;
-  // Shard flushes of repairs not yet answered: until they are, the lease is
+  uint64_t send_generation = 0;
+  bool send_armed = false;
+  // Shard clears of repairs not yet answered: until they are, the lease is
   // neither extended nor held (see `heartbeat`).
   uint64_t repairs_in_flight = 0;
   clock::time_point last_beat{}; // of the previous heartbeat; epoch before the first

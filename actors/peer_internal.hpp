@@ -21,10 +21,10 @@ using self_ptr = peer_actor::stateful_pointer<peer_actor_state>;
 void log(self_ptr self, const std::string& line);
 
 /// Makes the distributed caches safe again after we may have missed
-/// invalidations (rule 6): flushes them, or, with a repair TTL (unless
-/// `always_flush`: a lapsed lease always flushes), lets every entry live at
+/// invalidations (rule 6): clears them, or, with a repair TTL (unless
+/// `always_clear`: a lapsed lease always clears), lets every entry live at
 /// most that long.
-void repair(self_ptr self, const std::string& why, bool always_flush = false);
+void repair(self_ptr self, const std::string& why, bool always_clear = false);
 
 // -- membership (peer_membership.cpp) ---------------------------------------------
 

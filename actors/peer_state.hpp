@@ -157,7 +157,7 @@ public:
 
   using time_point = clock::time_point;
   /// How far a heartbeat at `now` may renew the read lease: nullopt leaves it
-  /// as it is (a repair is still flushing, so a read must find it lapsed);
+  /// as it is (a repair is still clearing, so a read must find it lapsed);
   /// `time_point::max()` holds it (no members: nothing to miss); otherwise
   /// `lease_time` past the oldest last word of `last_heard` (the members).
   static std::optional<time_point> renew_lease(time_point now,
@@ -167,7 +167,7 @@ public:
 
   /// If a heartbeat at `now`, after the one at `last` (epoch: none yet), runs
   /// more than `lease_time` late, how long this node stalled, in ms: frozen
-  /// or starved, its lease lapsed and it must flush before serving again.
+  /// or starved, its lease lapsed and it must clear before serving again.
   static std::optional<int64_t> stalled_ms(time_point now, time_point last,
                                            clock::time_point::duration heartbeat,
                                            clock::time_point::duration lease_time);
@@ -221,7 +221,7 @@ struct apply_step {
   enum class target : uint8_t {
     shard, ///< `keys` of `cache` to shard `shard`
     cache, ///< every shard of `cache` is cleared
-    bus,   ///< a tag purge or an event (`item`) for the event bus
+    bus,   ///< a tag invalidation or an event (`item`) for the event bus
   };
   target to = target::shard;
   std::string cache;

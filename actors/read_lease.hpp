@@ -2,7 +2,7 @@
 // actor extends the lease while it hears from every member; a node that was
 // frozen (SIGSTOP, a long GC-like stall, a starved VM) or cut off finds it
 // lapsed when it runs again, before any invalidation it missed can arrive,
-// so its shards flush instead of serving values other nodes invalidated
+// so its shards clear instead of serving values other nodes invalidated
 // meanwhile (rule 6 for the node that cannot tell it missed something).
 #pragma once
 

@@ -135,15 +135,15 @@ void send_writes(self_ptr self) {
 }
 
 // Hands keys erased in a cache that uses dependencies to the bus, which
-// purges what depends on them in every shard of the cache.
+// invalidates what depends on them in every shard of the cache.
 void send_cascades(self_ptr self) {
   auto& st = self->state;
   auto keys = st.cache->take_cascades();
   if (keys.empty() || !st.event_bus) return;
   // Anonymous: nobody waits for the bus's answer (erase cascades in the
   // background; `runtime::invalidate_tag` is the synchronous form).
-  caf::anon_send(st.event_bus, purge_atom::value, std::move(keys), purge_cause::cascade,
-                 st.cache_index);
+  caf::anon_send(st.event_bus, invalidate_dependents_atom::value, std::move(keys),
+                 invalidation_cause::cascade, st.cache_index);
 }
 
 // Tells the peer actor what other nodes must drop: keys put or erased here,
@@ -168,7 +168,7 @@ void send_broadcasts(self_ptr self) {
 // The one step after anything changed the shard, whether a request, a job
 // of the doorbell loop, a timer or an answer: hands over what the change
 // left in the state's outboxes (writes, loads, cascades, broadcasts), arms
-// the timers it made due, and frees what a purge buried, in that order.
+// the timers it made due, and frees what an invalidation buried, in that order.
 void after_change(self_ptr self) {
   auto& st = self->state;
   // Writes before loads: the flusher must hold a key's write before it
@@ -181,7 +181,7 @@ void after_change(self_ptr self) {
   if (fx.broadcasts) send_broadcasts(self); // what other nodes must drop
   if (fx.parked) arm_room(self);
   if (fx.buried && !st.reclaim_pending) {
-    // Sent, not done: the answer of the purge that buried them goes first.
+    // Sent, not done: the answer of the invalidation that buried them goes first.
     st.reclaim_pending = true;
     self->send(self, reclaim_atom::value);
   }
@@ -289,7 +289,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     },
     [=](clear_atom) { return run<uint64_t>(self, shard_ops::clear{}); },
     [=](stats_atom) { return run<cache_stats>(self, shard_ops::stats{}); },
-    [=](cleanup_atom) { return run<uint64_t>(self, shard_ops::cleanup{}); },
+    [=](remove_expired_atom) { return run<uint64_t>(self, shard_ops::remove_expired{}); },
     [=](load_atom, const std::string& key) {
       auto hash = static_cast<uint32_t>(hash_key(key));
       return run<value>(self, shard_ops::load<std::string_view>{key, hash});
@@ -334,36 +334,41 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       using op = shard_ops::put_with_deps<const dependencies&>;
       return run<caf::ok_atom>(self, op{std::move(v), t, deps});
     },
-    [=](purge_atom, const std::vector<std::string>& names, purge_cause cause,
-        uint32_t level) {
-      auto out = self->state.cache->purge(names, cause, level);
-      after_change(self); // frees what the purge removed, after this answer
+    [=](invalidate_dependents_atom, const std::vector<std::string>& names,
+        invalidation_cause cause, uint32_t level) {
+      auto out = self->state.cache->invalidate_dependents(names, cause, level);
+      after_change(self); // frees what the invalidation removed, after this answer
       return out;
     },
     [=](reclaim_atom) {
       // In chunks, so reads and writes get in between: after_change sends
       // the next chunk's reminder if any is left.
       self->state.reclaim_pending = false;
-      self->state.cache->free_buried(reclaim_batch);
+      self->state.cache->reclaim_buried(reclaim_batch);
       after_change(self);
     },
     [=](graph_atom) { return self->state.cache->dependency_edges(); },
-    [=](evict_atom, const std::vector<std::string>& keys) {
-      auto n = self->state.cache->evict(keys, now_of(self));
+    [=](invalidate_atom, const std::vector<std::string>& keys) {
+      auto n = self->state.cache->invalidate(keys, now_of(self));
       after_change(self); // their dependents go too, on this node
       return n;
     },
-    [=](evict_atom, const std::vector<std::string>& keys, bool cascade) {
-      auto n = self->state.cache->evict(keys, now_of(self), cascade);
+    [=](invalidate_atom, const std::vector<std::string>& keys, bool cascade) {
+      auto n = self->state.cache->invalidate(keys, now_of(self), cascade);
       after_change(self);
       return n;
     },
-    [=](evict_atom) {
-      auto n = self->state.cache->evict_all();
+    [=](invalidate_atom) {
+      auto n = self->state.cache->clear_here();
       after_change(self);
       return n;
     },
-    [=](evict_atom, caf::timespan limit) {
+    [=](repair_atom) {
+      auto n = self->state.cache->clear_here();
+      after_change(self);
+      return n;
+    },
+    [=](repair_atom, caf::timespan limit) {
       auto n = self->state.cache->cap_ttl(now_of(self), limit);
       after_change(self);
       return n;
@@ -390,7 +395,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       if (generation != st.timer_generation) return; // superseded by a re-arm
       st.armed_for.reset();
       auto now = now_of(self);
-      st.cache->cleanup_expired(now, expiry_batch);
+      st.cache->remove_expired(now, expiry_batch);
       auto next = st.cache->next_expiry();
       if (next && *next <= now) {
         // More already due: continue right after the mailbox, not in one go.

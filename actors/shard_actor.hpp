@@ -31,7 +31,7 @@ struct shard_links {
   /// delegates to it; may be null.
   loader_actor user_loader;
   /// Where writes go: the store writer (write-through) or the flusher
-  /// (write-back); see `shard_config::writes`. Under write-back the flusher
+  /// (write-back); see `shard_options::writes`. Under write-back the flusher
   /// is also the shard's only loader: it knows the writes the store lacks.
   store_writer_actor store_writer;
   flusher_actor write_flusher;
@@ -53,7 +53,7 @@ struct shard_links {
 /// What a shard actor is spawned with.
 struct shard_setup : shard_links {
   /// Moved into the shard's `shard_state`.
-  shard_config config;
+  shard_options config;
   /// Told about every removal, in addition to `config.on_removal`; may be null.
   removal_listener_actor listener;
 };
@@ -81,7 +81,7 @@ constexpr int doorbell_batch = 256;
 /// flight) instead of being paid one after another.
 constexpr int prefetch_batch = 16;
 
-/// Values a purge removed that are freed per `reclaim` message: about a
+/// Values an invalidation removed that are freed per `reclaim` message: about a
 /// millisecond of frees, so the shard stays responsive.
 constexpr size_t reclaim_batch = 8192;
 

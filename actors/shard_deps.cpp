@@ -1,7 +1,7 @@
 // shard_state: dependency-based and event-driven invalidation.
 //
 // Each shard indexes what its entries depend on, both ways
-// (`dependency_index`), so a purge finds the dependents of a name at once and
+// (`dependency_index`), so an invalidation finds the dependents of a name at once and
 // an entry that leaves for any reason leaves no link behind. Events and the
 // other names (keys, tags) live in one index under different prefixes, so an
 // event "x" and a tag "x" stay apart.
@@ -54,12 +54,13 @@ void shard_state::watch_depended_names() {
   });
 }
 
-purge_result shard_state::purge(const std::vector<std::string>& names, purge_cause cause,
-                                uint32_t level) {
-  purge_result out;
-  // Values are freed after the answer (see `free_buried`).
+invalidation_result
+shard_state::invalidate_dependents(const std::vector<std::string>& names,
+                                   invalidation_cause cause, uint32_t level) {
+  invalidation_result out;
+  // Values are freed after the answer (see `reclaim_buried`).
   burying_ = true;
-  auto prefix = cause == purge_cause::event ? event_prefix : name_prefix;
+  auto prefix = cause == invalidation_cause::event ? event_prefix : name_prefix;
   std::vector<std::string> frontier;
   frontier.reserve(names.size());
   for (const auto& n : names)
@@ -73,7 +74,7 @@ purge_result shard_state::purge(const std::vector<std::string>& names, purge_cau
         auto& e = table_.at(id);
         if (!e.live) continue;
         // The key lives in the value buffer `remove` frees: copied only if
-        // it cascades, which in a purge of 100k dependents of a tag none do.
+        // it cascades, which in an invalidation of 100k dependents of a tag none do.
         auto key = e.val.key();
         loads_.void_key(key); // a load in flight must not bring it back (rule 1)
         bool cascades = cfg_.depended && cfg_.depended->may_contain(key);
@@ -82,14 +83,14 @@ purge_result shard_state::purge(const std::vector<std::string>& names, purge_cau
         ++out.removed;
         out.deepest = std::max(out.deepest, level);
         switch (cause) {
-        case purge_cause::event:
-          ++stats_.purged_by_event;
+        case invalidation_cause::event:
+          ++stats_.invalidated_by_event;
           break;
-        case purge_cause::tag:
-          ++stats_.purged_by_tag;
+        case invalidation_cause::tag:
+          ++stats_.invalidated_by_tag;
           break;
-        case purge_cause::cascade:
-          ++stats_.purged_by_cascade;
+        case invalidation_cause::cascade:
+          ++stats_.invalidated_by_cascade;
           break;
         }
         // Entries here that depend on the removed key go in the next local
@@ -101,7 +102,7 @@ purge_result shard_state::purge(const std::vector<std::string>& names, purge_cau
       }
     }
     frontier = std::move(next);
-    cause = purge_cause::cascade;
+    cause = invalidation_cause::cascade;
   }
   burying_ = false;
   return out;

@@ -194,10 +194,10 @@ struct clear {
   caf::expected<uint64_t> operator()(shard_state& s, time_point) { return s.clear(); }
 };
 
-/// Reclaims every expired entry now.
-struct cleanup {
+/// Removes every expired entry now.
+struct remove_expired {
   caf::expected<uint64_t> operator()(shard_state& s, time_point now) {
-    return s.cleanup_expired(now);
+    return s.remove_expired(now);
   }
 };
 

@@ -21,7 +21,7 @@ uint64_t ceil_ms(caf::timespan d) {
 
 } // namespace
 
-caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_size) {
+caf::error check_sizes(const shard_options& cfg, size_t key_size, size_t value_size) {
   if (key_size > cfg.max_key_bytes)
     return make_error(errc::key_too_large, "key of " + std::to_string(key_size) +
                                              " bytes exceeds max-key-bytes (" +
@@ -41,7 +41,7 @@ caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_si
   return caf::none;
 }
 
-shard_state::shard_state(shard_config cfg)
+shard_state::shard_state(shard_options cfg)
   : cfg_(std::move(cfg)), weigh_bytes_(cfg_.max_bytes > 0),
     loads_(load_table::limits{cfg_.max_loads_out, cfg_.max_loads_queued}),
     negatives_(ceil_ms(cfg_.negative_ttl)),
@@ -219,7 +219,7 @@ void shard_state::remove(entry_id id, removal_cause cause) {
   if (burying_) buried_.push_back(std::move(old));
 }
 
-size_t shard_state::free_buried(size_t max) {
+size_t shard_state::reclaim_buried(size_t max) {
   for (size_t i = 0; i < max && !buried_.empty(); ++i)
     buried_.pop_back();
   if (buried_.empty()) buried_ = std::vector<value>{}; // its own memory too
@@ -228,18 +228,18 @@ size_t shard_state::free_buried(size_t max) {
 
 bool shard_state::erase(std::string_view key, time_point now) {
   note_changed(key, true); // cached here or not: other nodes may hold it
-  return drop(key, now);
+  return erase_here(key, now);
 }
 
-uint64_t shard_state::evict(const std::vector<std::string>& keys, time_point now,
-                            bool cascade) {
+uint64_t shard_state::invalidate(const std::vector<std::string>& keys, time_point now,
+                                 bool cascade) {
   uint64_t n = 0;
   for (const auto& k : keys)
-    n += drop(k, now, cascade) ? 1 : 0;
+    n += erase_here(k, now, cascade) ? 1 : 0;
   return n;
 }
 
-bool shard_state::drop(std::string_view key, time_point now, bool cascade) {
+bool shard_state::erase_here(std::string_view key, time_point now, bool cascade) {
   loads_.void_key(key);
   negatives_.forget(key);
   // By name, before looking the key up: its dependents may outlive it.
@@ -256,7 +256,7 @@ bool shard_state::drop(std::string_view key, time_point now, bool cascade) {
 }
 
 bool shard_state::contains(std::string_view key, time_point now) const {
-  if (cfg_.lease && !cfg_.lease->valid(now)) return false; // the next read flushes
+  if (cfg_.lease && !cfg_.lease->valid(now)) return false; // the next read clears
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   return id != no_entry && !expired(table_.at(id), to_ms(now));
 }
@@ -279,10 +279,10 @@ remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
 
 uint64_t shard_state::clear() {
   cleared_out_ = cfg_.distributed;
-  return drop_all();
+  return clear_here();
 }
 
-uint64_t shard_state::drop_all() {
+uint64_t shard_state::clear_here() {
   uint64_t n = table_.size();
   if (cfg_.on_removal) {
     for (entry_id id = 0; id < table_.id_limit(); ++id)
@@ -304,7 +304,7 @@ uint64_t shard_state::drop_all() {
   return n;
 }
 
-uint64_t shard_state::cleanup_expired(time_point now, uint64_t max_work) {
+uint64_t shard_state::remove_expired(time_point now, uint64_t max_work) {
   auto now_ms = to_ms(now);
   negatives_.expire(now_ms, max_work);
   expire_loads(now_ms, max_work);

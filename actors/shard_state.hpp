@@ -42,7 +42,7 @@ using time_point = std::chrono::steady_clock::time_point;
 
 /// What one shard enforces. The runtime derives it from the cache's options,
 /// dividing the cache's bounds by its number of shards.
-struct shard_config {
+struct shard_options {
   ttl default_ttl = ttl::never();
   uint64_t max_entries = 0; ///< 0: unbounded
   uint64_t max_bytes = 0;   ///< key + value bytes; 0: unbounded
@@ -80,13 +80,13 @@ struct shard_config {
   /// fails with `overloaded` (never applied).
   caf::timespan room_wait = std::chrono::seconds{3};
   /// The names entries of the cache may depend on (shared by its shards):
-  /// erasing or purging such a key cascades to its dependents.
+  /// erasing or invalidating such a key cascades to its dependents.
   std::shared_ptr<depended_names> depended;
   /// The cache is distributed: keys written or erased here, and clears, are
   /// collected for the peer actor to tell other nodes (`take_changed_keys`).
   bool distributed = false;
   /// Distributed caches: the node's read lease. A read after it lapsed
-  /// flushes the shard first (see actors/read_lease.hpp).
+  /// clears the shard first (see actors/read_lease.hpp).
   std::shared_ptr<const read_lease> lease;
 };
 
@@ -112,7 +112,7 @@ constexpr uint32_t xfetch_draws_per_delta = 4;
 /// Returns `key_too_large` or `value_too_large` if a put of these sizes must be
 /// refused, naming the limit; callers check before copying a large value. An
 /// entry larger than the shard's `max_bytes` is refused too (`value_too_large`).
-caf::error check_sizes(const shard_config& cfg, size_t key_size, size_t value_size);
+caf::error check_sizes(const shard_options& cfg, size_t key_size, size_t value_size);
 
 /// What changes left for the shard actor to do, read off a `shard_state`'s
 /// outboxes rather than reported by each operation, so none can forget to
@@ -123,13 +123,13 @@ struct shard_effects {
   bool cascades = false;   ///< erased names for the bus to cascade (`take_cascades`)
   bool broadcasts = false; ///< puts, erases, clears other nodes must hear of
   bool parked = false;     ///< writes waiting for room under `max-dirty`
-  bool buried = false;     ///< values a purge removed, to free after its answer
+  bool buried = false;     ///< values an invalidation removed, to free after its answer
 };
 
 /// One shard's cache. Only the owning shard actor may call it.
 class shard_state {
 public:
-  explicit shard_state(shard_config cfg);
+  explicit shard_state(shard_options cfg);
   /// Fails the waiters of loads still in flight with `shut_down`.
   ~shard_state();
   shard_state(const shard_state&) = delete;
@@ -218,7 +218,7 @@ public:
                                                  write_waiter w);
 
   /// Writes to hand to the store writer or flusher, in order.
-  std::vector<write_item> take_writes() { return std::exchange(outbox_, {}); }
+  std::vector<shard_write> take_writes() { return std::exchange(outbox_, {}); }
 
   /// The store or flusher took the writes numbered `seqs`, or failed (`err`).
   void writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
@@ -244,19 +244,19 @@ public:
   /// the keys it removed, transitively. Reports the removed keys, which
   /// entries of other shards may depend on, with their cascade levels
   /// (`level` for the direct dependents of `names`).
-  purge_result purge(const std::vector<std::string>& names, purge_cause cause,
-                     uint32_t level = 0);
+  invalidation_result invalidate_dependents(const std::vector<std::string>& names,
+                                            invalidation_cause cause, uint32_t level = 0);
 
-  /// The values a purge removed, still to be freed. A purge of many entries
-  /// answers once they are unreachable; freeing their buffers comes after
-  /// (Redis's lazyfree): with two shards purging 50k entries each, the frees
+  /// The values an invalidation removed, still to be freed. An invalidation of many
+  /// entries answers once they are unreachable; freeing their buffers comes after
+  /// (Redis's lazyfree): with two shards invalidating 50k entries each, the frees
   /// (into the allocator arena of the thread that made the values) took
   /// 11-12 ms per shard alone and 38-42 ms when both freed at once, more
-  /// than the purge itself. Frees up to `max`; returns how many are left.
-  size_t free_buried(size_t max);
+  /// than the invalidation itself. Frees up to `max`; returns how many are left.
+  size_t reclaim_buried(size_t max);
   bool has_buried() const noexcept { return !buried_.empty(); }
 
-  /// Keys erased since the last call whose dependents must be purged (only
+  /// Keys erased since the last call whose dependents must be invalidated (only
   /// once the cache uses dependencies): the shard actor hands them to the bus.
   std::vector<std::string> take_cascades() { return std::exchange(cascades_out_, {}); }
 
@@ -271,18 +271,20 @@ public:
 
   /// Removes `key` (an explicit invalidation), and forgets a remembered load
   /// failure of it. True if it was cached and live. Cached or not, live or
-  /// expired, what depends on the key is purged (`take_cascades`): entries
+  /// expired, what depends on the key is invalidated (`take_cascades`): entries
   /// depend on the key's name, and one that outlived the key (evicted,
   /// expired, never cached here) would otherwise stay forever.
   bool erase(std::string_view key, time_point now);
 
-  /// `erase` and `clear` for invalidations from other nodes: the same
-  /// removals (and cascades), but nothing to tell other nodes. `cascade`
+  /// `erase` for invalidations from other nodes: the same removals (and
+  /// cascades), but nothing to tell other nodes. `cascade`
   /// false: the keys were put on their origin, where a put does not cascade,
   /// so here their dependents stay too (one rule on every node).
-  uint64_t evict(const std::vector<std::string>& keys, time_point now,
-                 bool cascade = true);
-  uint64_t evict_all() { return drop_all(); }
+  uint64_t invalidate(const std::vector<std::string>& keys, time_point now,
+                      bool cascade = true);
+  /// `clear` on this node only, for a repair, a lapsed read lease or a clear
+  /// on another node: the same removals, but nothing to tell other nodes.
+  uint64_t clear_here();
   /// The gentler repair: every entry expires within `limit` from `now` (those
   /// due sooner keep their expiry), and loads in flight are voided. Returns
   /// how many were shortened.
@@ -292,7 +294,7 @@ public:
   /// nodes must drop their copies), and whether the cache was cleared.
   struct key_change {
     std::string key;
-    bool erased; ///< erased (its dependents are purged) rather than put
+    bool erased; ///< erased (its dependents are invalidated) rather than put
   };
   std::vector<key_change> take_changes() { return std::exchange(changed_out_, {}); }
   std::vector<std::string> take_changed_keys() {
@@ -324,7 +326,7 @@ public:
   /// `load_timeout` (their waiters get `timeout`), looking at no more
   /// than `max_work` of each; returns how many entries it removed. Bounded so
   /// one call never stalls the shard.
-  uint64_t cleanup_expired(time_point now, uint64_t max_work = UINT64_MAX);
+  uint64_t remove_expired(time_point now, uint64_t max_work = UINT64_MAX);
 
   /// The earliest expiry still pending, of an entry, a remembered load
   /// failure or a load's timeout, if any (it may belong to an entry that was since
@@ -332,7 +334,7 @@ public:
   std::optional<time_point> next_expiry() const;
 
   cache_stats stats() const;
-  const shard_config& config() const noexcept { return cfg_; }
+  const shard_options& config() const noexcept { return cfg_; }
   size_t size() const noexcept { return table_.size(); }
 
   /// Bytes of metadata (entries, index, expiry heap, sketch), for the benchmark.
@@ -357,20 +359,19 @@ private:
   void set_expiry(entry_id id, entry& e, uint64_t expiry_ms);
   void remove(entry_id id, removal_cause cause);
   caf::error admit(value v, ttl t, time_point now); // put, told to nobody
-  /// Distributed caches: flushes if the read lease lapsed; false then.
+  /// Distributed caches: clears if the read lease lapsed; false then.
   bool lease_holds(time_point now) {
     if (!cfg_.lease || cfg_.lease->valid(now)) return true;
     if (table_.size() > 0) {
-      drop_all();
-      ++stats_.lease_flushes;
+      clear_here();
+      ++stats_.lease_clears;
     }
     return false;
   }
-  // erase, told to nobody; `cascade`: hand the key to the bus if something
-  // may depend on it, cached here or not.
-  bool drop(std::string_view key, time_point now, bool cascade = true);
+  // erase on this node only, told to nobody; `cascade`: hand the key to the bus if
+  // something may depend on it, cached here or not.
+  bool erase_here(std::string_view key, time_point now, bool cascade = true);
   void watch_depended_names(); // shard_deps.cpp
-  uint64_t drop_all();         // clear, told to nobody
   void note_changed(std::string_view key, bool erased) {
     if (cfg_.distributed) changed_out_.push_back(key_change{std::string{key}, erased});
   }
@@ -417,7 +418,7 @@ private:
     return policy_ && (dirty_.empty() || !dirty_.count(id));
   }
 
-  shard_config cfg_;
+  shard_options cfg_;
   bool weigh_bytes_;
   entry_table table_;
   std::unique_ptr<eviction_policy> policy_;
@@ -439,7 +440,7 @@ private:
   uint64_t stale_window_ms_ = 0;
   std::mt19937_64 rng_;
   // Write modes, empty for caches without one.
-  std::vector<write_item> outbox_;
+  std::vector<shard_write> outbox_;
   std::unordered_map<uint64_t, pending_write> awaiting_; // by write number
   std::deque<pending_write> parked_;
   std::unordered_map<entry_id, uint64_t> dirty_; // entry -> number of its newest write
@@ -447,8 +448,8 @@ private:
   // Dependencies, empty for caches without any.
   dependency_index deps_;
   std::vector<std::string> cascades_out_;
-  bool burying_ = false;      // in a purge: removed values go to buried_
-  std::vector<value> buried_; // removed by a purge, not yet freed
+  bool burying_ = false;      // in an invalidation: removed values go to buried_
+  std::vector<value> buried_; // removed by an invalidation, not yet freed
   // Distributed caches: what other nodes must hear about.
   std::vector<key_change> changed_out_;
   bool cleared_out_ = false;

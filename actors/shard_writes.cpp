@@ -56,7 +56,7 @@ std::optional<caf::expected<bool>> shard_state::submit_write(pending_write op,
                                                              time_point now) {
   if (cfg_.writes == write_mode::write_through) {
     auto seq = ++write_seq_;
-    outbox_.push_back(write_item{op.key, std::string{op.val.bytes()}, !op.val, seq});
+    outbox_.push_back(shard_write{op.key, std::string{op.val.bytes()}, !op.val, seq});
     awaiting_.emplace(seq, std::move(op));
     return std::nullopt;
   }
@@ -79,10 +79,10 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
   auto seq = ++write_seq_;
   if (!op.val) {
     op.was_cached = erase(op.key, now);
-    outbox_.push_back(write_item{op.key, {}, true, seq});
+    outbox_.push_back(shard_write{op.key, {}, true, seq});
   } else {
     auto now_ms = to_ms(now);
-    outbox_.push_back(write_item{op.key, std::string{op.val.bytes()}, false, seq});
+    outbox_.push_back(shard_write{op.key, std::string{op.val.bytes()}, false, seq});
     note_changed(op.key, false);
     auto id = install(std::move(op.val), op.lifetime, now_ms);
     // Out of the policy before the bound is enforced: a dirty entry must not

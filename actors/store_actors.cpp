@@ -6,7 +6,7 @@
 
 namespace karlton {
 
-std::vector<store_write> to_store_writes(const std::vector<write_item>& items) {
+std::vector<store_write> to_store_writes(const std::vector<shard_write>& items) {
   std::vector<store_write> out;
   out.reserve(items.size());
   for (const auto& i : items)
@@ -18,7 +18,7 @@ std::vector<store_write> to_store_writes(const std::vector<write_item>& items) {
 store_writer_actor::behavior_type store_writer(store_writer_actor::pointer,
                                                std::shared_ptr<store> db) {
   return {
-    [db](write_atom, const std::vector<write_item>& items) -> caf::result<caf::ok_atom> {
+    [db](write_atom, const std::vector<shard_write>& items) -> caf::result<caf::ok_atom> {
       try {
         if (auto err = db->write_batch(to_store_writes(items))) return err;
       } catch (const std::exception& e) {
@@ -32,7 +32,7 @@ store_writer_actor::behavior_type store_writer(store_writer_actor::pointer,
 
 namespace {
 
-std::vector<journal_write> numbered(const std::vector<write_item>& items,
+std::vector<journal_write> numbered(const std::vector<shard_write>& items,
                                     const std::vector<uint64_t>& numbers) {
   std::vector<journal_write> out;
   out.reserve(items.size());
@@ -50,13 +50,13 @@ std::vector<journal_write> numbered(const std::vector<write_item>& items,
 journal_actor::behavior_type journal_writer(journal_actor::pointer,
                                             std::shared_ptr<journal> log) {
   return {
-    [log](write_atom, const std::vector<write_item>& items,
+    [log](write_atom, const std::vector<shard_write>& items,
           const std::vector<uint64_t>& numbers,
           const std::vector<uint64_t>& stored) -> caf::result<caf::ok_atom> {
       if (auto err = log->append(numbered(items, numbers), stored)) return err;
       return caf::ok_atom::value;
     },
-    [log](rewrite_atom, const std::vector<write_item>& items,
+    [log](rewrite_atom, const std::vector<shard_write>& items,
           const std::vector<uint64_t>& numbers) -> caf::result<caf::ok_atom> {
       if (auto err = log->rewrite(numbered(items, numbers))) return err;
       return caf::ok_atom::value;

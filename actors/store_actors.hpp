@@ -24,6 +24,6 @@ journal_actor::behavior_type journal_writer(journal_actor::pointer self,
 load_function store_loader(std::shared_ptr<store> db);
 
 /// Store changes for `items`, in order.
-std::vector<store_write> to_store_writes(const std::vector<write_item>& items);
+std::vector<store_write> to_store_writes(const std::vector<shard_write>& items);
 
 } // namespace karlton

@@ -43,15 +43,15 @@ struct peer_options {
   caf::timespan heartbeat = std::chrono::milliseconds{250};
   caf::timespan member_timeout = std::chrono::seconds{3};
   /// How long after the last word from a member this node's distributed
-  /// caches still serve hits; past it they flush (a frozen or cut-off node
+  /// caches still serve hits; past it they clear (a frozen or cut-off node
   /// may have missed invalidations). Longer than `heartbeat`, so a live link
   /// keeps it valid; short, since it bounds how long a node cut off serves
   /// what others may have invalidated.
   caf::timespan read_lease = std::chrono::seconds{1};
   /// What a node does when it may have missed invalidations (a sequence
-  /// gap, a lost member): 0 flushes its distributed caches; a duration
+  /// gap, a lost member): 0 clears its distributed caches; a duration
   /// instead makes every entry expire within it (bounded staleness, warm
-  /// caches). A lapsed read lease always flushes.
+  /// caches). A lapsed read lease always clears.
   caf::timespan repair_ttl{0};
   /// Encrypt the links between nodes with TLS (CAF's OpenSSL module). Every
   /// node of a cluster must agree. Without certificates (CAF's own

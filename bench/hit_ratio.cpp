@@ -47,7 +47,7 @@ constexpr std::string_view small_value = "01234567";
 /// The fraction of `trace` served from a cache of `capacity` entries.
 double replay(const std::vector<uint32_t>& trace, uint64_t capacity,
               eviction_policy_kind policy) {
-  shard_config cfg;
+  shard_options cfg;
   cfg.max_entries = capacity;
   cfg.policy = policy;
   shard_state cache{std::move(cfg)};

@@ -2,7 +2,7 @@
 // mutex-guarded LRU peer (ycsb-b), plain-thread call latency (latency), the
 // eviction policy's hit ratio (hit-ratio), memory overhead per entry
 // (memory), stampede protection (stampede), write-back against write-through
-// on SQLite (write-back), the synchronous purge of a tag's dependents
+// on SQLite (write-back), the synchronous invalidation of a tag's dependents
 // (tag-purge) and invalidations between three node processes (cluster), so
 // design claims in DESIGN.md and the README rest on numbers.
 //
@@ -55,7 +55,7 @@ constexpr workload workloads[] = {
    "100 ms) vs. write-back with the journal, ops/s until the store has all"},
   {"tag-purge", run_tag_purge,
    "100k entries depending on one tag, over all shards: p50/p99 of a synchronous "
-   "invalidate_tag (and of an emit of an event they depend on), 20 purges"},
+   "invalidate_tag (and of an emit of an event they depend on), 20 invalidations"},
   {"cluster", run_cluster,
    "3 nodes on loopback (this process and 2 karlton-node): issue-to-apply p50/p99 at "
    "10k invalidations/s, then invalidations/s applied on every node (~10 s)"},

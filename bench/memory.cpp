@@ -118,7 +118,7 @@ sample through_runtime(uint64_t max_entries) {
 /// 1M entries straight into one unbounded shard_state, no actors.
 sample bare_shard_state() {
   sample out;
-  shard_state s{shard_config{}};
+  shard_state s{shard_options{}};
   const auto bytes = make_value(0);
   const time_point now{std::chrono::hours{1}};
   char key[key_bytes];

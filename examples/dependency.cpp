@@ -16,10 +16,10 @@
 //     the guide's invalidate removes only direct dependents and would leave
 //     the badge cached, stale;
 //   - cycles: two entries that depend on each other are each removed once,
-//     and the purge ends;
+//     and the invalidation ends;
 //   - index hygiene: a removed entry leaves no link and no name behind (the
 //     guide's `dependents` keeps an empty set for every name ever used), so
-//     after each purge the indexed links are exactly those of the live
+//     after each invalidation the indexed links are exactly those of the live
 //     entries, as the graph lists them.
 //
 // `invalidate_tag` returns once every dependent is gone from every shard, so
@@ -66,8 +66,8 @@ void print_graph(const karlton::dependency_graph& g) {
     std::cout << "  " << n.key << " depends on: " << py_list(n.depends_on) << '\n';
 }
 
-void print_summary(const karlton::purge_summary& p) {
-  std::cout << "purge_summary: {removed: " << p.removed << ", depth: " << p.depth
+void print_summary(const karlton::invalidation_summary& p) {
+  std::cout << "invalidation_summary: {removed: " << p.removed << ", depth: " << p.depth
             << ", subscribers_called: " << p.subscribers_called << "}\n";
 }
 
@@ -81,8 +81,8 @@ void print_remaining(const karlton::cache& c, const std::vector<std::string>& ke
 void print_stats(const karlton::cache_stats& s) {
   std::cout << "Cache stats: {hits: " << s.hits << ", misses: " << s.misses
             << ", invalidations: " << s.invalidations << "}\n"
-            << "  of the invalidations: purged_by_tag " << s.purged_by_tag
-            << ", purged_by_cascade " << s.purged_by_cascade << '\n';
+            << "  of the invalidations: invalidated_by_tag " << s.invalidated_by_tag
+            << ", invalidated_by_cascade " << s.invalidated_by_cascade << '\n';
 }
 
 // The links the index holds against the links the live entries declare.
@@ -173,8 +173,9 @@ void cycle(karlton::runtime& rt, const karlton::cache& users) {
   print_summary(summary);
   std::cout << "Remaining cache items:\n";
   print_remaining(users, {"friends_of_123", "friends_of_456", "feed_for_456"});
-  std::cout << "friends_of_456 went as a dependent of friends_of_123, friends_of_123 as "
-               "one of\nfriends_of_456; then the names repeat and the purge stops.\n";
+  std::cout
+    << "friends_of_456 went as a dependent of friends_of_123, friends_of_123 as "
+       "one of\nfriends_of_456; then the names repeat and the invalidation stops.\n";
   print_stats(or_throw(users.stats()));
   print_hygiene(rt, users);
 }

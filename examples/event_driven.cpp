@@ -6,16 +6,16 @@
 // posts on user_updated, post_created and post_deleted; both are read (hits),
 // user_updated is emitted, and both are misses. The stats are the guide's
 // (size, hits, misses, invalidations, hit rate) plus how many entries events
-// purged. Then two things the guide's cache has but does not show:
+// invalidated. Then two things the guide's cache has but does not show:
 //   - a subscriber (the guide's subscribe_to_event) hears the event and its
-//     data; the purge itself uses only the event's name;
+//     data; the invalidation itself uses only the event's name;
 //   - an event reaches every cache of the runtime: here one cache per data
 //     type ('profiles', 'posts'), each with its own entries, and one emit
-//     purges both. `emit` returns a purge_summary once every dependent is
+//     invalidates both. `emit` returns an invalidation_summary once every dependent is
 //     gone from every shard; the bus's counters close the program.
 //
 // "[CACHE]" lines come from each cache's removal callback, which runs on the
-// shard threads during the purge; they are collected and printed sorted once
+// shard threads during the invalidation; they are collected and printed sorted once
 // `emit` has returned, and the subscriber (on a thread of its own) is waited
 // for, so every run prints the same.
 //
@@ -81,16 +81,16 @@ void print_stats(const std::string& label, const karlton::cache_stats& s) {
   std::cout << label << ": {size: " << s.entries << ", hits: " << s.hits
             << ", misses: " << s.misses << ", invalidations: " << s.invalidations
             << ", hit_rate: " << std::fixed << std::setprecision(2) << s.hit_rate()
-            << "}; purged_by_event: " << s.purged_by_event << '\n';
+            << "}; invalidated_by_event: " << s.invalidated_by_event << '\n';
 }
 
-void print_summary(const karlton::purge_summary& p) {
-  std::cout << "purge_summary: {removed: " << p.removed << ", depth: " << p.depth
+void print_summary(const karlton::invalidation_summary& p) {
+  std::cout << "invalidation_summary: {removed: " << p.removed << ", depth: " << p.depth
             << ", subscribers_called: " << p.subscribers_called << "}\n";
 }
 
-karlton::purge_summary emit(karlton::runtime& rt, removal_log& log,
-                            const std::string& event, const std::string& data) {
+karlton::invalidation_summary emit(karlton::runtime& rt, removal_log& log,
+                                   const std::string& event, const std::string& data) {
   std::cout << "[EVENT] Emitting event: " << event << ' ' << data << '\n';
   auto summary = or_throw(rt.emit(event, data));
   log.print(); // emit has returned: every shard has removed what it had to
@@ -174,9 +174,10 @@ void every_cache(karlton::runtime& rt, removal_log& log) {
   std::cout << "post_789 still cached: " << std::boolalpha
             << or_throw(posts.contains("post_789")) << " (it does not depend on "
             << "user_updated)\n";
-  std::cout << "The data is for the subscribers; the purge goes by the event's name\n"
-               "alone, so user 123's update took user_profile_456 too. An event per\n"
-               "user (\"user_updated:123\") would spare it.\n";
+  std::cout
+    << "The data is for the subscribers; the invalidation goes by the event's name\n"
+       "alone, so user 123's update took user_profile_456 too. An event per\n"
+       "user (\"user_updated:123\") would spare it.\n";
 
   auto b = or_throw(rt.event_stats());
   std::cout << "event_stats: {events_emitted: " << b.events_emitted

@@ -6,7 +6,7 @@
 // expired, hit rate) plus the age of the values served: how stale reads were.
 // Then three things the guide's cache has but does not show: a TTL per entry,
 // the remaining TTL of a key (`ttl_of`) and reclaiming expired entries
-// (`cleanup_expired`).
+// (`remove_expired`).
 //
 // The guide sleeps; this program runs on a `karlton::manual_clock` and moves
 // time by hand ("[clock] +1s"), so it finishes at once with the same story.
@@ -76,7 +76,7 @@ int run() {
   print_stats(or_throw(users.stats()));
   std::cout << "(size still counts user_456: it has expired too, but nobody read it.\n"
                " Expired entries go when read, when the shard's expiry timer fires,\n"
-               " or on cleanup_expired(); this run ends before any timer fires.)\n\n";
+               " or on remove_expired(); this run ends before any timer fires.)\n\n";
 
   std::cout << "=== Per-entry TTL, remaining TTL, cleanup ===\n";
   or_throw(users.put("session_42", "cart=3 items", karlton::ttl::after(30s)));
@@ -90,7 +90,7 @@ int run() {
   advance(*clk, 5s);
   for (auto key : {"session_42", "user_789"})
     std::cout << "ttl_of(" << key << "): " << shown(or_throw(users.ttl_of(key))) << '\n';
-  std::cout << "cleanup_expired(): reclaimed " << or_throw(users.cleanup_expired())
+  std::cout << "remove_expired(): reclaimed " << or_throw(users.remove_expired())
             << " expired entries (user_456 and user_789)\n";
   print_stats(or_throw(users.stats()));
   return 0;

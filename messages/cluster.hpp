@@ -91,7 +91,7 @@ struct peer_stats {
   uint64_t invalidations_applied = 0;
   uint64_t gaps = 0;           ///< sequence gaps seen (each made a repair)
   uint64_t peers_lost = 0;     ///< members lost or silent (each made a repair)
-  uint64_t repairs = 0;        ///< flushes of the distributed caches
+  uint64_t repairs = 0;        ///< clears of the distributed caches
   uint64_t joins_refused = 0;  ///< handshakes refused, for any of the causes below
   uint64_t proofs_refused = 0; ///< proofs that did not verify (no secret, reflected, ...)
   uint64_t replays_refused =
@@ -151,8 +151,13 @@ using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
 /// `(pstats)`: the node's `peer_stats`; `(members)`: who it is connected to.
 using peer_stats_atom = caf::atom_constant<caf::atom("pstats")>;
 using members_atom = caf::atom_constant<caf::atom("members")>;
-/// `(evict, keys)` to a shard: remove these keys without telling other
-/// nodes (they come from one). `(evict)`: remove everything, the same way.
-using evict_atom = caf::atom_constant<caf::atom("evict")>;
+/// `(invalidate, keys)` to a shard: remove these keys without telling other
+/// nodes (they come from one). `(invalidate)`: remove everything, the same
+/// way (another node cleared the cache).
+using invalidate_atom = caf::atom_constant<caf::atom("invalidate")>;
+/// `(repair)` to a shard of a node that missed invalidations: clear it
+/// without telling other nodes. `(repair, limit)`: the gentler repair, every
+/// entry expires within `limit`.
+using repair_atom = caf::atom_constant<caf::atom("repair")>;
 
 } // namespace karlton

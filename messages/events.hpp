@@ -1,5 +1,5 @@
 // The messages of event-driven and dependency-based invalidation: what an
-// entry depends on, and how the bus purges dependents from every shard.
+// entry depends on, and how the bus invalidates dependents from every shard.
 #pragma once
 
 #include <cstdint>
@@ -41,19 +41,20 @@ typename Inspector::result_type inspect(Inspector& f, dependencies& x) {
   return f(caf::meta::type_name("karlton::dependencies"), x.events, x.on);
 }
 
-/// Why a purge removes entries (counted per cause in `invalidation_stats`).
-enum class purge_cause : uint8_t { event, tag, cascade };
+/// Why an invalidation removes entries (counted per cause in `invalidation_stats`).
+enum class invalidation_cause : uint8_t { event, tag, cascade };
 
-/// `(purge, names, cause, level)` to a shard: remove every entry that depends
-/// on one of `names` (at cascade `level`); answered with a `purge_result`.
-using purge_atom = caf::atom_constant<caf::atom("purge")>;
+/// `(invalidate_dependents, names, cause, level)` to a shard: remove every entry that
+/// depends on one of `names` (at cascade `level`); answered with an
+/// `invalidation_result`.
+using invalidate_dependents_atom = caf::atom_constant<caf::atom("inval_deps")>;
 /// `(emit, event)` to the bus.
 using emit_atom = caf::atom_constant<caf::atom("emit")>;
 /// `(graph)` to a shard: its part of the dependency graph.
 using graph_atom = caf::atom_constant<caf::atom("graph")>;
 
-/// What one shard removed in a purge.
-struct purge_result {
+/// What one shard removed in an invalidation.
+struct invalidation_result {
   uint64_t removed = 0;
   /// Keys it removed that entries may depend on (per the cache's
   /// `depended_names`: the next round), each with its level: 0 for a direct dependent of
@@ -65,13 +66,13 @@ struct purge_result {
 };
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, purge_result& x) {
-  return f(caf::meta::type_name("karlton::purge_result"), x.removed, x.cascade, x.levels,
-           x.deepest);
+typename Inspector::result_type inspect(Inspector& f, invalidation_result& x) {
+  return f(caf::meta::type_name("karlton::invalidation_result"), x.removed, x.cascade,
+           x.levels, x.deepest);
 }
 
 /// What a synchronous emit or tag invalidation did, over every shard.
-struct purge_summary {
+struct invalidation_summary {
   uint64_t removed = 0;
   /// The longest chain of invalidated keys followed (0: only direct dependents).
   uint32_t depth = 0;
@@ -79,8 +80,8 @@ struct purge_summary {
 };
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, purge_summary& x) {
-  return f(caf::meta::type_name("karlton::purge_summary"), x.removed, x.depth,
+typename Inspector::result_type inspect(Inspector& f, invalidation_summary& x) {
+  return f(caf::meta::type_name("karlton::invalidation_summary"), x.removed, x.depth,
            x.subscribers_called);
 }
 
@@ -88,9 +89,9 @@ typename Inspector::result_type inspect(Inspector& f, purge_summary& x) {
 struct bus_stats {
   uint64_t events_emitted = 0;
   uint64_t tags_invalidated = 0;
-  uint64_t key_cascades = 0; ///< erased keys whose dependents were purged
+  uint64_t key_cascades = 0; ///< erased keys whose dependents were invalidated
   uint64_t subscribers_called = 0;
-  uint32_t deepest_cascade = 0; ///< most rounds of cascading of one purge
+  uint32_t deepest_cascade = 0; ///< most rounds of cascading of one invalidation
 };
 
 template <class Inspector>

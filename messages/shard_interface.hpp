@@ -26,11 +26,11 @@ using contains_atom = caf::atom_constant<caf::atom("contains")>;
 using ttl_atom = caf::atom_constant<caf::atom("ttl")>;
 using clear_atom = caf::atom_constant<caf::atom("clear")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
-using cleanup_atom = caf::atom_constant<caf::atom("cleanup")>;
+using remove_expired_atom = caf::atom_constant<caf::atom("rm_expired")>;
 using removed_atom = caf::atom_constant<caf::atom("removed")>;
 /// Rung by plain threads after they queue work on the shard's ingress queue.
 using doorbell_atom = caf::atom_constant<caf::atom("doorbell")>;
-/// The shard's own reminder to free what a purge removed, a chunk at a time.
+/// The shard's own reminder to free what an invalidation removed, a chunk at a time.
 using reclaim_atom = caf::atom_constant<caf::atom("reclaim")>;
 /// The shard's own expiry timer; carries a generation so stale timers are ignored.
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
@@ -42,7 +42,7 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// - `put(v, ttl)` stores `v` under `v.key()`; `put(vs, ttl)` stores each.
 /// - `delete(key)` erases (invalidates) a key; true if it was cached.
 /// - `clear` erases everything and returns how many entries it removed.
-/// - `cleanup` reclaims expired entries now and returns how many.
+/// - `remove_expired` removes the expired entries now and returns how many.
 /// - `load(key)` is `get_or_load`: the cached value, or the result of the
 ///   cache's loader (one load per key in flight; see shard_state.hpp).
 /// - `flushed(writes)`: from the flusher; those writes are stored.
@@ -50,11 +50,15 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// Under write-through or write-back, put and delete answer once the store
 /// or the flusher took the write (see actors/shard_writes.cpp).
 /// - `put(v, ttl, deps)`: a put that records what the entry depends on.
-/// - `purge(names, cause, level)`: removes the dependents of `names` (from the bus).
+/// - `invalidate_dependents(names, cause, level)`: removes the dependents of `names`
+/// (from the bus).
 /// - `graph`: this shard's dependency edges.
-/// - `evict(keys)`, `evict`: erase and clear for invalidations from other
-///   nodes (told to no one); answered with how many entries went.
-/// - `evict(limit)`: the gentler repair: every entry expires within `limit`.
+/// - `invalidate(keys)`, `invalidate`: erase and clear for invalidations from other
+///   nodes (keys another node changed, a cache another node cleared), told to
+///   no one; answered with how many entries went.
+/// - `repair`: clear for a node that missed invalidations (told to no one);
+///   answered with how many entries went.
+/// - `repair(limit)`: the gentler repair: every entry expires within `limit`.
 /// - `sync`: sends what other nodes must hear to the peer actor, then asks it
 ///   to deliver everything pending; answered with the nodes that did not
 ///   acknowledge in time (see `peer_actor`).
@@ -69,19 +73,20 @@ using shard_actor = caf::typed_actor<
   caf::replies_to<ttl_atom, std::string>::with<remaining_ttl>,
   caf::replies_to<clear_atom>::with<uint64_t>,
   caf::replies_to<stats_atom>::with<cache_stats>,
-  caf::replies_to<cleanup_atom>::with<uint64_t>,
+  caf::replies_to<remove_expired_atom>::with<uint64_t>,
   caf::replies_to<load_atom, std::string>::with<value>, caf::reacts_to<load_outcome>,
   caf::reacts_to<doorbell_atom>, caf::reacts_to<expire_atom, uint64_t>,
   caf::reacts_to<flushed_atom, stored_writes>, caf::reacts_to<room_atom>,
   caf::replies_to<caf::put_atom, value, ttl, dependencies>::with<caf::ok_atom>,
-  caf::replies_to<purge_atom, std::vector<std::string>, purge_cause,
-                  uint32_t>::with<purge_result>,
+  caf::replies_to<invalidate_dependents_atom, std::vector<std::string>,
+                  invalidation_cause, uint32_t>::with<invalidation_result>,
   caf::replies_to<graph_atom>::with<graph_edges>,
-  caf::replies_to<evict_atom, std::vector<std::string>>::with<uint64_t>,
+  caf::replies_to<invalidate_atom, std::vector<std::string>>::with<uint64_t>,
   // false: keys other nodes put, whose dependents stay (see invalidation_kind)
-  caf::replies_to<evict_atom, std::vector<std::string>, bool>::with<uint64_t>,
-  caf::replies_to<evict_atom>::with<uint64_t>,
-  caf::replies_to<evict_atom, caf::timespan>::with<uint64_t>,
+  caf::replies_to<invalidate_atom, std::vector<std::string>, bool>::with<uint64_t>,
+  caf::replies_to<invalidate_atom>::with<uint64_t>,
+  caf::replies_to<repair_atom>::with<uint64_t>,
+  caf::replies_to<repair_atom, caf::timespan>::with<uint64_t>,
   caf::replies_to<sync_atom>::with<std::vector<std::string>>,
   caf::reacts_to<reclaim_atom>>;
 

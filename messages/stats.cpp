@@ -83,9 +83,9 @@ cache_stats& cache_stats::operator+=(const cache_stats& other) {
   early_expirations += other.early_expirations;
   stale_served += other.stale_served;
   loads_voided += other.loads_voided;
-  purged_by_event += other.purged_by_event;
-  purged_by_tag += other.purged_by_tag;
-  purged_by_cascade += other.purged_by_cascade;
+  invalidated_by_event += other.invalidated_by_event;
+  invalidated_by_tag += other.invalidated_by_tag;
+  invalidated_by_cascade += other.invalidated_by_cascade;
   dependency_links += other.dependency_links;
   dependency_names += other.dependency_names;
   negative_hits += other.negative_hits;
@@ -95,7 +95,7 @@ cache_stats& cache_stats::operator+=(const cache_stats& other) {
   loads_out += other.loads_out;
   loads_queued += other.loads_queued;
   loads_refused += other.loads_refused;
-  lease_flushes += other.lease_flushes;
+  lease_clears += other.lease_clears;
   return *this;
 }
 

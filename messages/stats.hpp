@@ -47,19 +47,18 @@ struct cache_stats {
   uint64_t hits = 0;
   uint64_t misses = 0;
   uint64_t puts = 0;
-  uint64_t expired = 0;   ///< entries removed because their TTL ran out
-  uint64_t evictions = 0; ///< entries removed by the size bound
-  uint64_t invalidations =
-    0; ///< entries removed by erase, invalidate or clear, or purged
-  uint64_t purged_by_event = 0;   ///< of those: dependents of an emitted event
-  uint64_t purged_by_tag = 0;     ///< of those: dependents of an invalidated tag
-  uint64_t purged_by_cascade = 0; ///< of those: dependents of an invalidated key
-  uint64_t dependency_links = 0;  ///< entry -> dependency links indexed now
-  uint64_t dependency_names = 0;  ///< distinct names depended on now (per shard)
-  uint64_t rejected = 0;          ///< puts refused (key or value too large)
-  uint64_t entries = 0;           ///< live entries now
-  uint64_t bytes = 0;             ///< key + value bytes of live entries now
-  age_histogram hit_age;          ///< age of the values served on hits (staleness)
+  uint64_t expired = 0;                ///< entries removed because their TTL ran out
+  uint64_t evictions = 0;              ///< entries removed by the size bound
+  uint64_t invalidations = 0;          ///< entries erased, cleared or invalidated
+  uint64_t invalidated_by_event = 0;   ///< of those: dependents of an emitted event
+  uint64_t invalidated_by_tag = 0;     ///< of those: dependents of an invalidated tag
+  uint64_t invalidated_by_cascade = 0; ///< of those: dependents of an invalidated key
+  uint64_t dependency_links = 0;       ///< entry -> dependency links indexed now
+  uint64_t dependency_names = 0;       ///< distinct names depended on now (per shard)
+  uint64_t rejected = 0;               ///< puts refused (key or value too large)
+  uint64_t entries = 0;                ///< live entries now
+  uint64_t bytes = 0;                  ///< key + value bytes of live entries now
+  age_histogram hit_age;               ///< age of the values served on hits (staleness)
   // Read-through loading (zero for caches without a loader).
   uint64_t loads = 0;             ///< loads started (misses and refreshes)
   uint64_t load_failures = 0;     ///< loads whose loader returned an error
@@ -85,9 +84,9 @@ struct cache_stats {
                                 ///< 1024 per shard)
   uint64_t loads_refused = 0;   ///< loads not started, both full: get_or_load
                                 ///< answered `overloaded`, refreshes skipped
-  /// Distributed caches: flushes because the node's read lease lapsed (it
+  /// Distributed caches: clears because the node's read lease lapsed (it
   /// lost touch with another node, so it may have missed invalidations).
-  uint64_t lease_flushes = 0;
+  uint64_t lease_clears = 0;
 
   double hit_rate() const noexcept {
     auto total = hits + misses;
@@ -110,10 +109,10 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
            x.expired, x.evictions, x.invalidations, x.rejected, x.entries, x.bytes,
            x.hit_age, x.loads, x.load_failures, x.loads_finished, x.load_time_ns,
            x.coalesced, x.refreshes, x.early_refreshes, x.early_expirations,
-           x.stale_served, x.loads_voided, x.purged_by_event, x.purged_by_tag,
-           x.purged_by_cascade, x.dependency_links, x.dependency_names, x.negative_hits,
-           x.lease_flushes, x.load_timeouts, x.loads_in_flight, x.load_waiters,
-           x.loads_out, x.loads_queued, x.loads_refused);
+           x.stale_served, x.loads_voided, x.invalidated_by_event, x.invalidated_by_tag,
+           x.invalidated_by_cascade, x.dependency_links, x.dependency_names,
+           x.negative_hits, x.lease_clears, x.load_timeouts, x.loads_in_flight,
+           x.load_waiters, x.loads_out, x.loads_queued, x.loads_refused);
 }
 
 } // namespace karlton

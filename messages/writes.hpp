@@ -50,10 +50,12 @@ using drain_atom = caf::atom_constant<caf::atom("drain")>;
 /// `(wstats)`: the flusher's counters.
 using write_stats_atom = caf::atom_constant<caf::atom("wstats")>;
 
-/// One change on its way to the store: a put of `bytes`, or a delete.
+/// A shard's write on its way to the store: a put of `bytes`, or an erase.
 /// `seq` numbers the writes of one shard, so it can tell which write of a key
-/// the store has (an entry is clean only if no newer write came since).
-struct write_item {
+/// the store has (an entry is clean only if no newer write came since). The
+/// store writer and the flusher hand the store `store_write`s (stores/store.hpp),
+/// which carry no number: a store knows no shards.
+struct shard_write {
   std::string key;
   std::string bytes;
   bool erase = false;
@@ -61,8 +63,8 @@ struct write_item {
 };
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, write_item& x) {
-  return f(caf::meta::type_name("karlton::write_item"), x.key, x.bytes, x.erase, x.seq);
+typename Inspector::result_type inspect(Inspector& f, shard_write& x) {
+  return f(caf::meta::type_name("karlton::shard_write"), x.key, x.bytes, x.erase, x.seq);
 }
 
 /// `(key, seq)` pairs: the writes of a shard that reached the store.
@@ -97,7 +99,7 @@ typename Inspector::result_type inspect(Inspector& f, write_stats& x) {
 /// The thread that owns the store connection for writes. Detached: a store
 /// call blocks. Answers `ok` once the batch is committed, or the store's error.
 using store_writer_actor = caf::typed_actor<
-  caf::replies_to<write_atom, std::vector<write_item>>::with<caf::ok_atom>>;
+  caf::replies_to<write_atom, std::vector<shard_write>>::with<caf::ok_atom>>;
 
 /// `(truncate)`: the journal's records are all in the store; empty it.
 using truncate_atom = caf::atom_constant<caf::atom("truncate")>;
@@ -117,9 +119,9 @@ using stored_atom = caf::atom_constant<caf::atom("stored")>;
 ///   them, durably (journal::rewrite).
 /// - `(stored, numbers)`: a stored mark alone, not synced (journal::mark_stored).
 using journal_actor = caf::typed_actor<
-  caf::replies_to<write_atom, std::vector<write_item>, std::vector<uint64_t>,
+  caf::replies_to<write_atom, std::vector<shard_write>, std::vector<uint64_t>,
                   std::vector<uint64_t>>::with<caf::ok_atom>,
-  caf::replies_to<rewrite_atom, std::vector<write_item>,
+  caf::replies_to<rewrite_atom, std::vector<shard_write>,
                   std::vector<uint64_t>>::with<caf::ok_atom>,
   caf::replies_to<stored_atom, std::vector<uint64_t>>::with<caf::ok_atom>,
   caf::replies_to<truncate_atom>::with<caf::ok_atom>>;
@@ -134,7 +136,7 @@ using journal_actor = caf::typed_actor<
 /// - `(drain, timeout)`: the same at shutdown; answers how many writes could
 ///   not be stored in time.
 using flusher_actor = caf::typed_actor<
-  caf::replies_to<write_atom, uint32_t, std::vector<write_item>>::with<caf::ok_atom>,
+  caf::replies_to<write_atom, uint32_t, std::vector<shard_write>>::with<caf::ok_atom>,
   caf::replies_to<load_atom, std::string, uint64_t>::with<load_outcome>,
   caf::replies_to<flush_atom>::with<caf::ok_atom>,
   caf::replies_to<drain_atom, caf::timespan>::with<uint64_t>,

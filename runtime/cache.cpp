@@ -163,7 +163,7 @@ caf::error cache::await_peers(std::optional<std::string_view> key) const {
     names += (names.empty() ? "" : ", ") + n;
   return make_error(errc::timeout,
                     "applied on this node, but not acknowledged in time by: " + names +
-                      " (a node that missed it flushes when it reconnects)");
+                      " (a node that missed it clears when it reconnects)");
 }
 
 } // namespace karlton

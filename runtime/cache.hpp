@@ -81,8 +81,9 @@ public:
                       ttl t = ttl::cache_default()) const;
   /// Removes every entry; returns how many.
   caf::expected<uint64_t> clear() const;
-  /// Reclaims expired entries now; returns how many.
-  caf::expected<uint64_t> cleanup_expired() const;
+  /// Removes the expired entries now (not waiting for the expiry timer);
+  /// returns how many.
+  caf::expected<uint64_t> remove_expired() const;
   /// Read-through: the cached value, or the loader's (one load per key in
   /// flight; a write or invalidation during a load voids it). Needs a loader.
   caf::expected<value> get_or_load(std::string_view key) const;
@@ -116,7 +117,7 @@ public:
   put_many_async(const std::vector<std::pair<std::string, std::string>>& items,
                  ttl t = ttl::cache_default()) const;
   std::future<caf::expected<uint64_t>> clear_async() const;
-  std::future<caf::expected<uint64_t>> cleanup_expired_async() const;
+  std::future<caf::expected<uint64_t>> remove_expired_async() const;
   std::future<caf::expected<cache_stats>> stats_async() const;
 
   // -- asynchronous, with callbacks -----------------------------------------------
@@ -233,7 +234,7 @@ private:
   template <class Sink, class... A>
   auto clear_call(detail::sink_tag<Sink>, A&&... a) const;
   template <class Sink, class... A>
-  auto cleanup_call(detail::sink_tag<Sink>, A&&... a) const;
+  auto remove_expired_call(detail::sink_tag<Sink>, A&&... a) const;
   template <class Sink, class... A>
   auto stats_call(detail::sink_tag<Sink>, A&&... a) const;
 

@@ -89,8 +89,9 @@ caf::expected<uint64_t> cache::clear() const {
   return r;
 }
 
-caf::expected<uint64_t> cache::cleanup_expired() const {
-  return blocking<uint64_t>([&](auto&&... s) { return cleanup_call(KARLTON_FWD(s)...); });
+caf::expected<uint64_t> cache::remove_expired() const {
+  return blocking<uint64_t>(
+    [&](auto&&... s) { return remove_expired_call(KARLTON_FWD(s)...); });
 }
 
 caf::expected<value> cache::get_or_load(std::string_view key) const {
@@ -155,9 +156,9 @@ std::future<caf::expected<uint64_t>> cache::clear_async() const {
   return as_future<uint64_t>([&](auto&&... s) { return clear_call(KARLTON_FWD(s)...); });
 }
 
-std::future<caf::expected<uint64_t>> cache::cleanup_expired_async() const {
+std::future<caf::expected<uint64_t>> cache::remove_expired_async() const {
   return as_future<uint64_t>(
-    [&](auto&&... s) { return cleanup_call(KARLTON_FWD(s)...); });
+    [&](auto&&... s) { return remove_expired_call(KARLTON_FWD(s)...); });
 }
 
 std::future<caf::expected<cache_stats>> cache::stats_async() const {

@@ -62,8 +62,8 @@ struct rollback {
 
 // The options every shard of a cache of `n` shards shares. Bounds are split
 // evenly; rounding up keeps a small cache from rounding to 0.
-shard_config shard_config_for(const cache_options& opts, size_t n) {
-  shard_config scfg;
+shard_options shard_config_for(const cache_options& opts, size_t n) {
+  shard_options scfg;
   scfg.default_ttl = opts.default_ttl;
   scfg.max_entries = (opts.max_entries + n - 1) / n;
   scfg.max_bytes = (opts.max_bytes + n - 1) / n;
@@ -100,8 +100,8 @@ flusher_setup flusher_setup_for(const cache_options& opts, const detail::cache_c
                                 std::shared_ptr<const clock> time_source,
                                 std::shared_ptr<dirty_budget> budget) {
   flusher_setup fs;
-  fs.config = flush_config{opts.batch_size, opts.flush_interval, opts.retry_base,
-                           opts.retry_max, opts.seed};
+  fs.config = flush_options{opts.batch_size, opts.flush_interval, opts.retry_base,
+                            opts.retry_max, opts.seed};
   fs.config.journal = static_cast<bool>(core.journal_writer);
   fs.config.journal_max_bytes = opts.journal_max_bytes;
   fs.time_source = std::move(time_source);
@@ -164,7 +164,7 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
 
 std::vector<loader_actor> runtime::spawn_workers(const cache_options& opts,
                                                  std::shared_ptr<journal> log,
-                                                 shard_config& scfg,
+                                                 shard_options& scfg,
                                                  detail::cache_core& core) {
   // Loaders may block, so each worker gets a thread of its own (detached).
   // Without a loader function, a cache with a store loads from the store.
@@ -184,7 +184,7 @@ std::vector<loader_actor> runtime::spawn_workers(const cache_options& opts,
   return {caf::actor_cast<loader_actor>(core.flusher)};
 }
 
-void runtime::spawn_shards(const cache_options& opts, shard_config& scfg,
+void runtime::spawn_shards(const cache_options& opts, shard_options& scfg,
                            const std::vector<loader_actor>& shard_loaders,
                            std::vector<std::shared_ptr<ingress>> inboxes,
                            detail::cache_core& core) {

@@ -23,7 +23,7 @@ namespace karlton {
 
 namespace detail {
 
-inline caf::error check_put(const shard_config& cfg, std::string_view key,
+inline caf::error check_put(const shard_options& cfg, std::string_view key,
                             std::string_view bytes, ttl t) {
   if (auto err = check_sizes(cfg, key.size(), bytes.size())) return err;
   if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
@@ -266,9 +266,9 @@ auto cache::clear_call(detail::sink_tag<Sink>, A&&... a) const {
 }
 
 template <class Sink, class... A>
-auto cache::cleanup_call(detail::sink_tag<Sink>, A&&... a) const {
+auto cache::remove_expired_call(detail::sink_tag<Sink>, A&&... a) const {
   return start_all<uint64_t, uint64_t, Sink>(
-    shard_ops::cleanup{}, detail::sum_parts<uint64_t>(), std::forward<A>(a)...);
+    shard_ops::remove_expired{}, detail::sum_parts<uint64_t>(), std::forward<A>(a)...);
 }
 
 template <class Sink, class... A>

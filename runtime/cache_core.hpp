@@ -18,7 +18,7 @@ namespace detail {
 /// Everything a cache handle needs; shared with the runtime.
 struct cache_core {
   cache_options options;
-  shard_config shard_cfg; // per-shard bounds, for checks made before a call
+  shard_options shard_cfg; // per-shard bounds, for checks made before a call
   std::vector<shard_route> routes;
   std::vector<loader_actor> loaders; // stopped with the shards
   store_writer_actor store_writer;   // write-through and write-back

@@ -34,13 +34,13 @@ std::string joined(const std::vector<std::string>& xs) {
 } // namespace
 
 bus_actor runtime::ensure_bus() {
-  // On a thread of its own: a purge's messages to the shards then come from
+  // On a thread of its own: an invalidation's messages to the shards then come from
   // outside the scheduler, which wakes idle workers, so every shard starts
   // at once. Sent from a worker, they queue on that worker and the others
   // take them only when their idle sleep ends (relaxed-sleep-duration, 10
   // ms). karlton-bench tag-purge, p50 of 100k dependents on 2 shards: 17-20
   // ms on a worker, 8.5-11.5 ms detached (with values freed after the
-  // answer, see shard_state::free_buried).
+  // answer, see shard_state::reclaim_buried).
   if (!bus_) bus_ = sys_->spawn<caf::detached>(bus, bus_options{});
   return bus_;
 }
@@ -79,12 +79,13 @@ caf::error runtime::broadcast(invalidation x, bool sync) {
   return out;
 }
 
-caf::expected<purge_summary> runtime::emit(const std::string& event,
-                                           const std::string& data) {
+caf::expected<invalidation_summary> runtime::emit(const std::string& event,
+                                                  const std::string& data) {
   if (auto err = check_name("an event name", event)) return err;
   auto b = live_bus();
   if (!b) return std::move(b.error());
-  auto r = ask<purge_summary>(*sys_, *b, bus_timeout, emit_atom::value, event, data);
+  auto r =
+    ask<invalidation_summary>(*sys_, *b, bus_timeout, emit_atom::value, event, data);
   if (!r) return r;
   if (auto err = broadcast({invalidation_kind::event, {}, event, data, 0}, true))
     return err;
@@ -99,13 +100,13 @@ caf::error runtime::emit_async(const std::string& event, const std::string& data
   return broadcast({invalidation_kind::event, {}, event, data, 0}, false);
 }
 
-caf::expected<purge_summary> runtime::invalidate_tag(const std::string& tag) {
+caf::expected<invalidation_summary> runtime::invalidate_tag(const std::string& tag) {
   if (auto err = check_name("a tag", tag)) return err;
   auto b = live_bus();
   if (!b) return std::move(b.error());
-  auto r =
-    ask<purge_summary>(*sys_, *b, bus_timeout, purge_atom::value,
-                       std::vector<std::string>{tag}, purge_cause::tag, int32_t{-1});
+  auto r = ask<invalidation_summary>(
+    *sys_, *b, bus_timeout, invalidate_dependents_atom::value,
+    std::vector<std::string>{tag}, invalidation_cause::tag, int32_t{-1});
   if (!r) return r;
   if (auto err = broadcast({invalidation_kind::tag, {}, tag, {}, 0}, true)) return err;
   return r;
@@ -115,8 +116,8 @@ caf::error runtime::invalidate_tag_async(const std::string& tag) {
   if (auto err = check_name("a tag", tag)) return err;
   auto b = live_bus();
   if (!b) return std::move(b.error());
-  caf::anon_send(*b, purge_atom::value, std::vector<std::string>{tag}, purge_cause::tag,
-                 int32_t{-1});
+  caf::anon_send(*b, invalidate_dependents_atom::value, std::vector<std::string>{tag},
+                 invalidation_cause::tag, int32_t{-1});
   return broadcast({invalidation_kind::tag, {}, tag, {}, 0}, false);
 }
 

@@ -290,7 +290,7 @@ caf::error validate(const cluster_options& o) {
     if (auto err = check_duration(std::string{"karlton.cluster."} + name, d, true))
       return err;
   if (auto err =
-        check_duration("karlton.cluster.repair-ttl", o.repair_ttl, true, "flush"))
+        check_duration("karlton.cluster.repair-ttl", o.repair_ttl, true, "clear"))
     return err;
   if (o.read_lease <= o.heartbeat)
     return bad("karlton.cluster.read-lease", "must be longer than the heartbeat");
@@ -328,7 +328,7 @@ caf::expected<cluster_options> cluster_options_from(const caf::actor_system_conf
   return o;
 }
 
-caf::expected<cache_options> options_from(const caf::actor_system_config& cfg) {
+caf::expected<cache_options> cache_options_from(const caf::actor_system_config& cfg) {
   cache_options o;
   if (auto d = caf::get_if<caf::timespan>(&cfg, "karlton.default-ttl")) {
     // Checked here, where the value is still known: ttl::after(-2ns) is

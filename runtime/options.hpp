@@ -162,7 +162,7 @@ void add_options(caf::config_option_set& opts);
 
 /// Cache options as the settings in `cfg` give them (defaults for the rest).
 /// Errors: `invalid_option` for a value out of range, e.g. an unknown policy.
-caf::expected<cache_options> options_from(const caf::actor_system_config& cfg);
+caf::expected<cache_options> cache_options_from(const caf::actor_system_config& cfg);
 
 /// A node's place in a cluster: where it listens, what it proves and whom it
 /// joins (here), and how it batches, times out and repairs (`peer_options`,

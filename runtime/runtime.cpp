@@ -24,7 +24,7 @@ std::unique_ptr<runtime_config> config_from(int argc, char** argv) {
                                   "unexpected argument '" + cfg->remainder.front() +
                                     "' (options look like --karlton.max-entries=1000; "
                                     "see --help)")};
-  if (auto defaults = options_from(*cfg); !defaults)
+  if (auto defaults = cache_options_from(*cfg); !defaults)
     throw option_error{std::move(defaults.error())};
   return cfg;
 }
@@ -68,7 +68,7 @@ runtime::~runtime() {
 }
 
 cache_options runtime::default_options(std::string name) const {
-  auto opts = options_from(sys_->config());
+  auto opts = cache_options_from(sys_->config());
   cache_options out = opts ? std::move(*opts) : cache_options{};
   out.name = std::move(name);
   return out;

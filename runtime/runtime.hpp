@@ -24,10 +24,10 @@ namespace karlton {
 
 // Internals the runtime holds or its private steps name; only their
 // definitions' files (never installed) include them.
-class ingress;       // actors/ingress.hpp
-class journal;       // stores/journal.hpp
-class read_lease;    // actors/read_lease.hpp
-struct shard_config; // actors/shard_state.hpp
+class ingress;        // actors/ingress.hpp
+class journal;        // stores/journal.hpp
+class read_lease;     // actors/read_lease.hpp
+struct shard_options; // actors/shard_state.hpp
 namespace detail {
 struct gate; // runtime/bridge.hpp
 } // namespace detail
@@ -83,7 +83,7 @@ public:
 
   /// Cache options as this runtime's `karlton.*` settings give them (all
   /// defaults if a setting is out of range: `create_cache(name)` and
-  /// `options_from` report which).
+  /// `cache_options_from` report which).
   cache_options default_options(std::string name) const;
 
   /// Creates a named cache. Errors: `invalid_option` (naming the option), or
@@ -93,7 +93,7 @@ public:
   /// Creates a named cache with the `karlton.*` settings; a setting out of
   /// range is `invalid_option`, naming it.
   caf::expected<cache> create_cache(std::string name) {
-    auto opts = options_from(sys_->config());
+    auto opts = cache_options_from(sys_->config());
     if (!opts) return std::move(opts.error());
     opts->name = std::move(name);
     return create_cache(std::move(*opts));
@@ -132,15 +132,15 @@ public:
   /// went: no read that starts after it returned sees one of them. Also tells
   /// the event's subscribers (`data` is theirs). `invalid_option` for an
   /// empty name; an event nothing depends on removes 0.
-  caf::expected<purge_summary> emit(const std::string& event,
-                                    const std::string& data = {});
+  caf::expected<invalidation_summary> emit(const std::string& event,
+                                           const std::string& data = {});
   /// The same, returning at once.
   caf::error emit_async(const std::string& event, const std::string& data = {});
 
   /// Invalidates every entry, in every cache, that depends on `tag` (a tag,
   /// or a key: see `dependencies::on`), transitively; returns when they are
   /// gone from every shard.
-  caf::expected<purge_summary> invalidate_tag(const std::string& tag);
+  caf::expected<invalidation_summary> invalidate_tag(const std::string& tag);
   caf::error invalidate_tag_async(const std::string& tag);
 
   /// Calls `handler(event, data)` for every emit of `event`, on an actor
@@ -217,9 +217,9 @@ private:
   // the loaders the shards use.
   std::vector<loader_actor> spawn_workers(const cache_options& opts,
                                           std::shared_ptr<journal> log,
-                                          shard_config& scfg, detail::cache_core& core);
+                                          shard_options& scfg, detail::cache_core& core);
   /// One shard per inbox, announced to the bus and the peer.
-  void spawn_shards(const cache_options& opts, shard_config& scfg,
+  void spawn_shards(const cache_options& opts, shard_options& scfg,
                     const std::vector<loader_actor>& shard_loaders,
                     std::vector<std::shared_ptr<ingress>> inboxes,
                     detail::cache_core& core);

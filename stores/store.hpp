@@ -14,7 +14,8 @@
 namespace karlton {
 
 /// One change of a batch: a put of `bytes` under `key`, or a delete when
-/// `bytes` is empty (`std::nullopt`).
+/// `bytes` is empty (`std::nullopt`). What a store sees of a shard's numbered
+/// `shard_write` (messages/writes.hpp).
 struct store_write {
   std::string key;
   std::optional<std::string> bytes;

@@ -95,7 +95,7 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
   auto cluster = karlton::cluster_options_from(cfg);
   if (!cluster) return std::move(cluster.error());
   out.cluster = std::move(*cluster);
-  auto defaults = karlton::options_from(cfg);
+  auto defaults = karlton::cache_options_from(cfg);
   if (!defaults) return std::move(defaults.error());
   auto names =
     caf::get_or(cfg, "node.caches", std::vector<std::string>{std::string{"default"}});

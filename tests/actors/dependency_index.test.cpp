@@ -1,4 +1,4 @@
-// The per-shard dependency index: links set, replaced and forgotten; purges
+// The per-shard dependency index: links set, replaced and forgotten; invalidations
 // by name; names and memory gone with their last dependent; a model check
 // over random operations.
 #include <catch2/catch.hpp>
@@ -137,7 +137,8 @@ TEST_CASE("a name vanishes with its last dependent", "[dependency_index]") {
   CHECK(idx.take_dependents("new") == std::vector<entry_id>{3});
 }
 
-TEST_CASE("a purge of 100k dependents gives back their memory", "[dependency_index]") {
+TEST_CASE("an invalidation of 100k dependents gives back their memory",
+          "[dependency_index]") {
   dependency_index idx;
   constexpr entry_id n = 100'000;
   for (entry_id id = 0; id < n; ++id)
@@ -235,7 +236,7 @@ TEST_CASE("the index agrees with a simple model over random operations",
       idx.forget(id);
       forget(id);
       break;
-    case 8: { // a purge: the shard removes every dependent
+    case 8: { // an invalidation: the shard removes every dependent
       const auto& name = random_name();
       auto taken = sorted(idx.take_dependents(name));
       REQUIRE(taken == take(name));
@@ -245,7 +246,7 @@ TEST_CASE("the index agrees with a simple model over random operations",
       }
       break;
     }
-    default: { // a purge whose dependents are not removed yet
+    default: { // an invalidation whose dependents are not removed yet
       const auto& name = random_name();
       REQUIRE(sorted(idx.take_dependents(name)) == take(name));
       break;
@@ -273,8 +274,8 @@ namespace {
 using namespace std::chrono_literals;
 using karlton::test::at;
 
-shard_config with_filter(std::shared_ptr<depended_names> f) {
-  shard_config cfg;
+shard_options with_filter(std::shared_ptr<depended_names> f) {
+  shard_options cfg;
   cfg.depended = std::move(f);
   return cfg;
 }
@@ -299,11 +300,11 @@ TEST_CASE("an erase cascades to the dependents of a key that is not cached or ex
   REQUIRE_FALSE(s.put(val("k"), ttl::after(1s), at(0ms)));
   CHECK(s.erase("k", at(2000ms)) == false);
   CHECK(s.take_cascades() == std::vector<std::string>{"k"});
-  // Other nodes' erases (evict) follow the same rule; their puts, like a
+  // Other nodes' erases (invalidate) follow the same rule; their puts, like a
   // put here, do not cascade.
-  CHECK(s.evict({"k"}, at(0ms)) == 0);
+  CHECK(s.invalidate({"k"}, at(0ms)) == 0);
   CHECK(s.take_cascades() == std::vector<std::string>{"k"});
-  CHECK(s.evict({"k"}, at(0ms), false) == 0);
+  CHECK(s.invalidate({"k"}, at(0ms), false) == 0);
   REQUIRE_FALSE(s.put(val("k"), ttl::never(), at(0ms)));
   CHECK(s.take_cascades().empty());
   // Nothing depends on "x": no cascade round for it.
@@ -312,7 +313,7 @@ TEST_CASE("an erase cascades to the dependents of a key that is not cached or ex
 }
 
 TEST_CASE("a distributed shard tells other nodes puts apart from erases", "[cascade]") {
-  shard_config cfg;
+  shard_options cfg;
   cfg.distributed = true;
   shard_state s{cfg};
   REQUIRE_FALSE(s.put(val("a"), ttl::never(), at(0ms)));

@@ -20,7 +20,7 @@ struct cache_aside {
   uint64_t accesses = 0;
   std::string pad = std::string(90, 'v');
 
-  explicit cache_aside(shard_config cfg) : shard(std::move(cfg)) {}
+  explicit cache_aside(shard_options cfg) : shard(std::move(cfg)) {}
 
   void access(const std::string& key) {
     ++accesses;
@@ -40,7 +40,7 @@ std::string key_of(const char* set, int i) {
 // 100 hot keys for 300k accesses, then 100 other keys for 200k: the hit
 // ratio of the last 100k accesses. A cache of 100 entries holds the whole
 // hot set either way.
-double shifted_hit_ratio(shard_config cfg) {
+double shifted_hit_ratio(shard_options cfg) {
   cache_aside c{std::move(cfg)};
   std::mt19937 rng{7};
   std::uniform_int_distribution<int> pick{0, 99};
@@ -109,9 +109,9 @@ TEST_CASE("a shifted hot set takes over the cache under max-bytes as under max-e
           "[policy]") {
   // Sized and aged in bytes, the sketch let the old hot keys sit at 15 and
   // every newcomer lost the 15-15 tie: 0.000 under max-bytes.
-  shard_config by_bytes;
+  shard_options by_bytes;
   by_bytes.max_bytes = 10'000;
-  shard_config by_entries;
+  shard_options by_entries;
   by_entries.max_entries = 100;
   for (auto policy : {eviction_policy_kind::tiny_lfu, eviction_policy_kind::lru}) {
     by_bytes.policy = by_entries.policy = policy;
@@ -122,7 +122,7 @@ TEST_CASE("a shifted hot set takes over the cache under max-bytes as under max-e
 }
 
 TEST_CASE("the sketch is sized by entries held, not by the byte budget", "[policy]") {
-  shard_config cfg;
+  shard_options cfg;
   cfg.max_bytes = 64ull << 20; // a 64 MiB shard
   shard_state empty{cfg};
   CHECK(empty.metadata_bytes() < 64 * 1024); // was 512 MiB of sketch
@@ -153,7 +153,7 @@ TEST_CASE("an entry larger than the shard's byte budget is refused and evicts no
           "[policy][bounds][errors]") {
   for (auto policy : {eviction_policy_kind::tiny_lfu, eviction_policy_kind::lru}) {
     INFO(to_string(policy));
-    shard_config cfg;
+    shard_options cfg;
     cfg.max_bytes = 10'000;
     cfg.policy = policy;
     cache_aside c{cfg};

@@ -14,12 +14,12 @@ time_point at(int64_t ms) {
   return time_point{std::chrono::milliseconds{ms}};
 }
 
-write_item put(std::string key, std::string bytes, uint64_t seq) {
-  return write_item{std::move(key), std::move(bytes), false, seq};
+shard_write put(std::string key, std::string bytes, uint64_t seq) {
+  return shard_write{std::move(key), std::move(bytes), false, seq};
 }
 
-flush_config small(uint32_t batch = 3) {
-  flush_config cfg;
+flush_options small(uint32_t batch = 3) {
+  flush_options cfg;
   cfg.batch_size = batch;
   cfg.flush_interval = 100ms;
   cfg.retry_base = 10ms;
@@ -178,7 +178,7 @@ TEST_CASE("stored writes are reported per shard with their numbers", "[flush_sta
   flush_state fs{small(10)};
   fs.add(0, put("a", "1", 7), at(0));
   fs.add(2, put("b", "1", 9), at(0));
-  fs.add(0, write_item{"c", "", true, 8}, at(0));
+  fs.add(0, shard_write{"c", "", true, 8}, at(0));
   fs.take_batch(at(100));
   auto done = fs.batch_stored();
   CHECK(done.count == 3);
@@ -244,7 +244,7 @@ TEST_CASE("the journal is rewritten at its bound or at twice the last rewrite",
   // 800 bytes were unstored at the last rewrite: not again before 1600.
   CHECK_FALSE(journal_rewrite(1599, 800, 1000));
   CHECK(journal_rewrite(1600, 800, 1000));
-  CHECK(journal_bytes({put("key", "value", 1), write_item{"gone", {}, true, 2}}) ==
+  CHECK(journal_bytes({put("key", "value", 1), shard_write{"gone", {}, true, 2}}) ==
         24 + 3 + 5 + 24 + 4);
   CHECK(journal_mark_bytes(0) == 0);
   CHECK(journal_mark_bytes(3) == 24 + 3 * 8);

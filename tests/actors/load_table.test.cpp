@@ -22,8 +22,8 @@ using karlton::test::table_hash;
 
 namespace {
 
-shard_config timing_out(caf::timespan limit) {
-  shard_config cfg;
+shard_options timing_out(caf::timespan limit) {
+  shard_options cfg;
   cfg.read_through = true;
   cfg.default_ttl = ttl::after(10s);
   cfg.load_timeout = limit;
@@ -58,9 +58,9 @@ TEST_CASE("a load that outlives load-timeout fails its waiters and is forgotten"
   // The shard's timer is armed for the load's deadline.
   REQUIRE(s.next_expiry());
   CHECK(*s.next_expiry() == at(100ms));
-  s.cleanup_expired(at(99ms));
+  s.remove_expired(at(99ms));
   CHECK(a.log->empty());
-  s.cleanup_expired(at(100ms));
+  s.remove_expired(at(100ms));
   CHECK(*a.log == std::vector<std::string>{"error:timeout"});
   CHECK(*b.log == std::vector<std::string>{"error:timeout"});
   auto st = s.stats();
@@ -94,7 +94,7 @@ TEST_CASE("a voided load times out too, and a finished one leaves no timeout",
   for (auto& [key, id] : started)
     if (key == "done") s.complete_load(key, id, std::string{"v"}, 1ms, at(20ms));
   CHECK(*b.log == std::vector<std::string>{"v"});
-  s.cleanup_expired(at(100ms));
+  s.remove_expired(at(100ms));
   CHECK(*a.log == std::vector<std::string>{"error:timeout"});
   CHECK(*b.log == std::vector<std::string>{"v"});
   CHECK(s.stats().load_timeouts == 1);
@@ -106,7 +106,7 @@ TEST_CASE("without load-timeout a load waits for its loader", "[loading][load-ti
   answers a;
   REQUIRE_FALSE(s.get_or_load("k", table_hash("k"), t0, a.waiter()));
   CHECK_FALSE(s.next_expiry());
-  s.cleanup_expired(at(std::chrono::hours{24 * 365}));
+  s.remove_expired(at(std::chrono::hours{24 * 365}));
   CHECK(a.log->empty());
   CHECK(s.stats().loads_in_flight == 1);
 }
@@ -150,7 +150,7 @@ TEST_CASE("loads that finish in time leave no deadlines behind",
   CHECK_FALSE(t.finish("hung", hung)); // its late answer finds nothing
 }
 
-// The defaults of shard_config, which the runtime sets from its options:
+// The defaults of shard_options, which the runtime sets from its options:
 // 2 x loader-concurrency (4 by default) out, 1024 queued.
 constexpr size_t default_out = 8;
 constexpr size_t default_queued = 1024;
@@ -235,7 +235,7 @@ TEST_CASE("queued loads time out at load-timeout, and timed-out loads make room"
   CHECK(s.take_loads_to_start().empty());
   CHECK(s.stats().loads_queued == 10);
   // The loads out time out; the oldest queued go out in their place.
-  s.cleanup_expired(at(100ms));
+  s.remove_expired(at(100ms));
   CHECK(early.log->size() == default_out);
   CHECK(late.log->empty());
   auto second = s.take_loads_to_start();
@@ -245,7 +245,7 @@ TEST_CASE("queued loads time out at load-timeout, and timed-out loads make room"
   CHECK(s.stats().loads_queued == 2);
   // 100 ms after they were queued, not after they went out, all time out:
   // the queued too, and their places in the queue go with them.
-  s.cleanup_expired(at(150ms));
+  s.remove_expired(at(150ms));
   CHECK(*late.log == std::vector<std::string>(10, "error:timeout"));
   auto st = s.stats();
   CHECK(st.load_timeouts == default_out + 10);

@@ -221,7 +221,7 @@ TEST_CASE("the read lease is renewed only once repairs are done", "[peer][lease]
   using namespace std::chrono_literals;
   using tp = peer_state::time_point;
   tp now{10s};
-  CHECK_FALSE(peer_state::renew_lease(now, {now}, 1, 1s)); // a repair is flushing
+  CHECK_FALSE(peer_state::renew_lease(now, {now}, 1, 1s)); // a repair is clearing
   CHECK_FALSE(peer_state::renew_lease(now, {}, 1, 1s));
   CHECK(peer_state::renew_lease(now, {}, 0, 1s) == tp::max()); // nobody to miss
   CHECK(peer_state::renew_lease(now, {now - 300ms, now - 100ms}, 0, 1s) == now + 700ms);
@@ -413,7 +413,7 @@ TEST_CASE("a received batch becomes one request per shard, clear, tag and event"
   CHECK(bus == 2);
   b.items = {item(invalidation_kind::tag, "", "t1"),
              item(invalidation_kind::event, "", "e")};
-  CHECK(route_batch(b, shards, false).empty()); // no bus: nothing to purge or emit
+  CHECK(route_batch(b, shards, false).empty()); // no bus: nothing to invalidate or emit
 }
 
 TEST_CASE("keys of one shard are applied in one request", "[peer]") {

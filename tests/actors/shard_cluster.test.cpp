@@ -17,8 +17,8 @@ using karlton::test::t0;
 
 namespace {
 
-shard_config distributed(std::shared_ptr<read_lease> lease = nullptr) {
-  shard_config cfg;
+shard_options distributed(std::shared_ptr<read_lease> lease = nullptr) {
+  shard_options cfg;
   cfg.default_ttl = ttl::never();
   cfg.distributed = true;
   cfg.lease = std::move(lease);
@@ -48,15 +48,15 @@ TEST_CASE("what other nodes told a shard is not told back") {
   REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
   REQUIRE_FALSE(s.put(val("b"), ttl::cache_default(), t0));
   s.take_changed_keys();
-  CHECK(s.evict({"a", "x"}, t0) == 1);
-  CHECK(s.evict_all() == 1);
+  CHECK(s.invalidate({"a", "x"}, t0) == 1);
+  CHECK(s.clear_here() == 1);
   CHECK(s.take_changed_keys().empty());
   CHECK_FALSE(s.take_cleared());
   CHECK(s.size() == 0);
 }
 
 TEST_CASE("a local cache collects nothing for other nodes") {
-  shard_config cfg;
+  shard_options cfg;
   shard_state s{cfg};
   REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
   s.erase("a", t0);
@@ -65,7 +65,7 @@ TEST_CASE("a local cache collects nothing for other nodes") {
   CHECK_FALSE(s.take_cleared());
 }
 
-TEST_CASE("a lapsed read lease flushes the shard before a read is served") {
+TEST_CASE("a lapsed read lease clears the shard before a read is served") {
   auto lease = std::make_shared<read_lease>();
   shard_state s{distributed(lease)};
   REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
@@ -77,11 +77,11 @@ TEST_CASE("a lapsed read lease flushes the shard before a read is served") {
   CHECK_FALSE(s.get("a", at(1001ms)));
   CHECK(s.size() == 0); // and b went with it
   auto st = s.stats();
-  CHECK(st.lease_flushes == 1);
+  CHECK(st.lease_clears == 1);
   CHECK(st.misses == 1);
   // Renewed: what is cached from now on is served again.
   lease->extend_to(at(5000ms));
   REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), at(2000ms)));
   CHECK(s.get("a", at(2000ms)));
-  CHECK(s.stats().lease_flushes == 1);
+  CHECK(s.stats().lease_clears == 1);
 }

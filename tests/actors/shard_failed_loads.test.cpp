@@ -22,7 +22,7 @@ using karlton::test::table_hash;
 
 namespace {
 
-shard_config negative_caching(caf::timespan negative_ttl) {
+shard_options negative_caching(caf::timespan negative_ttl) {
   auto cfg = loading(10s);
   cfg.negative_ttl = negative_ttl;
   return cfg;
@@ -102,7 +102,7 @@ TEST_CASE("remembered failures are reclaimed by the expiry timer's deadline",
   fail_load(s, r, "k", t0);
   REQUIRE(s.next_expiry());
   CHECK(*s.next_expiry() == at(1s)); // no entry: the failure's deadline
-  s.cleanup_expired(at(1s));
+  s.remove_expired(at(1s));
   CHECK_FALSE(s.next_expiry());
 }
 
@@ -126,7 +126,7 @@ TEST_CASE("no reload starts while a failed reload is remembered",
 namespace {
 
 // TTL 10 s; expired entries are kept 5 s for stale-if-error.
-shard_config stale_if_error(caf::timespan negative_ttl = caf::timespan{0}) {
+shard_options stale_if_error(caf::timespan negative_ttl = caf::timespan{0}) {
   auto cfg = loading(10s);
   cfg.stale_if_error = 5s;
   cfg.negative_ttl = negative_ttl;
@@ -169,9 +169,9 @@ TEST_CASE("stale-if-error: the timer reclaims an expired entry after its window"
   fill(s, r, "k", "v1", 1ms);
   REQUIRE(s.next_expiry());
   CHECK(*s.next_expiry() == at(15001ms));
-  CHECK(s.cleanup_expired(at(15s)) == 0);
+  CHECK(s.remove_expired(at(15s)) == 0);
   CHECK(s.size() == 1);
-  CHECK(s.cleanup_expired(at(15001ms)) == 1);
+  CHECK(s.remove_expired(at(15001ms)) == 1);
   CHECK(s.size() == 0);
   CHECK(s.stats().expired == 1);
 }

@@ -54,7 +54,7 @@ struct follow_ups : test_coordinator_fixture<test_config> {
     // for functions spawned without any, which UBSan reports.
     auto stand_in = [](caf::event_based_actor*, int) -> caf::behavior {
       return {
-        [](write_atom, const std::vector<write_item>&) { return caf::ok_atom::value; },
+        [](write_atom, const std::vector<shard_write>&) { return caf::ok_atom::value; },
         [](load_atom, const std::string& key, uint64_t id) {
           load_outcome out;
           out.key = key;
@@ -62,7 +62,8 @@ struct follow_ups : test_coordinator_fixture<test_config> {
           out.bytes = "loaded";
           return out;
         },
-        [](purge_atom, const std::vector<std::string>&, purge_cause, int32_t) {},
+        [](invalidate_dependents_atom, const std::vector<std::string>&,
+           invalidation_cause, int32_t) {},
         [](broadcast_atom, const std::vector<invalidation>&) {},
       };
     };
@@ -118,7 +119,7 @@ TEST_CASE_METHOD(follow_ups,
     queue(shard_ops::put{value::make("k", "v"), ttl::cache_default()});
   }
   // Write-through: the store first, then the cache, then the other nodes.
-  expect((write_atom, std::vector<write_item>), from(s).to(writer));
+  expect((write_atom, std::vector<shard_write>), from(s).to(writer));
   CHECK(state().size() == 0);
   expect((caf::ok_atom), from(writer).to(s));
   CHECK(state().size() == 1);
@@ -138,9 +139,11 @@ TEST_CASE_METHOD(follow_ups, "an erase's cascade and broadcast follow from both 
   SECTION("a plain thread's job") {
     queue(shard_ops::erase<small_key>{small_key{"k"}});
   }
-  expect((write_atom, std::vector<write_item>), from(s).to(writer));
+  expect((write_atom, std::vector<shard_write>), from(s).to(writer));
   expect((caf::ok_atom), from(writer).to(s));
-  expect((purge_atom, std::vector<std::string>, purge_cause, int32_t), to(bus));
+  expect(
+    (invalidate_dependents_atom, std::vector<std::string>, invalidation_cause, int32_t),
+    to(bus));
   expect((broadcast_atom, std::vector<invalidation>), from(s).to(peer));
 }
 

@@ -181,7 +181,7 @@ TEST_CASE("rule 1: a load completing after a later one is ignored", "[loading][r
 
 TEST_CASE("get_or_load without a loader is an invalid_option error",
           "[loading][errors]") {
-  shard_state s{shard_config{}};
+  shard_state s{shard_options{}};
   reader a;
   CHECK(a.read(s, "k", t0));
   CHECK(a.got == std::vector<std::string>{"error:invalid_option"});

@@ -20,8 +20,8 @@ value val(const std::string& k, const std::string& v = "v") {
   return value::make(k, v);
 }
 
-shard_config with_ttl(caf::timespan d) {
-  shard_config cfg;
+shard_options with_ttl(caf::timespan d) {
+  shard_options cfg;
   cfg.default_ttl = ttl::after(d);
   return cfg;
 }
@@ -69,34 +69,34 @@ TEST_CASE("remaining TTL says missing, never or the time left", "[ttl]") {
 }
 
 TEST_CASE("a non-positive TTL is refused", "[ttl][errors]") {
-  shard_state s{shard_config{}};
+  shard_state s{shard_options{}};
   auto err = s.put(val("k"), ttl::after(0s), t0);
   CHECK(err == errc::invalid_option);
   CHECK(s.size() == 0);
 }
 
-TEST_CASE("cleanup_expired reclaims expired entries without reading them", "[ttl]") {
+TEST_CASE("remove_expired reclaims expired entries without reading them", "[ttl]") {
   shard_state s{with_ttl(1s)};
   for (int i = 0; i < 100; ++i)
     REQUIRE_FALSE(s.put(val("a" + std::to_string(i)), ttl::cache_default(), t0));
   for (int i = 0; i < 50; ++i)
     REQUIRE_FALSE(s.put(val("b" + std::to_string(i)), ttl::after(5s), t0));
-  CHECK(s.cleanup_expired(at(999ms)) == 0);
-  CHECK(s.cleanup_expired(at(1000ms)) == 100);
+  CHECK(s.remove_expired(at(999ms)) == 0);
+  CHECK(s.remove_expired(at(1000ms)) == 100);
   CHECK(s.size() == 50);
   CHECK(s.stats().expired == 100);
   CHECK(s.stats().misses == 0); // nobody read them
   CHECK(s.next_expiry() == at(5000ms));
 }
 
-TEST_CASE("cleanup_expired does bounded work per call", "[ttl]") {
+TEST_CASE("remove_expired does bounded work per call", "[ttl]") {
   shard_state s{with_ttl(1s)};
   for (int i = 0; i < 5000; ++i)
     REQUIRE_FALSE(s.put(val(std::to_string(i)), ttl::cache_default(), t0));
-  CHECK(s.cleanup_expired(at(2s), 1024) == 1024);
+  CHECK(s.remove_expired(at(2s), 1024) == 1024);
   CHECK(s.size() == 5000 - 1024);
   uint64_t total = 1024;
-  while (auto n = s.cleanup_expired(at(2s), 1024))
+  while (auto n = s.remove_expired(at(2s), 1024))
     total += n;
   CHECK(total == 5000);
   CHECK(s.size() == 0);
@@ -104,13 +104,13 @@ TEST_CASE("cleanup_expired does bounded work per call", "[ttl]") {
 }
 
 TEST_CASE("an overwrite replaces the old deadline", "[ttl]") {
-  shard_state s{shard_config{}};
+  shard_state s{shard_options{}};
   REQUIRE_FALSE(s.put(val("k", "old"), ttl::after(1s), t0));
   REQUIRE_FALSE(s.put(val("k", "new"), ttl::after(10s), t0));
-  CHECK(s.cleanup_expired(at(2s)) == 0);
+  CHECK(s.remove_expired(at(2s)) == 0);
   CHECK(s.get("k", at(2s)).bytes() == "new");
   REQUIRE_FALSE(s.put(val("k", "forever"), ttl::never(), at(2s)));
-  CHECK(s.cleanup_expired(at(20s)) == 0);
+  CHECK(s.remove_expired(at(20s)) == 0);
   CHECK(s.get("k", at(20s)).bytes() == "forever");
 }
 
@@ -126,7 +126,7 @@ TEST_CASE("stale deadlines from churn do not grow without bound", "[ttl]") {
 
 TEST_CASE("the entry bound holds under inserts", "[bounds]") {
   for (auto policy : {eviction_policy_kind::tiny_lfu, eviction_policy_kind::lru}) {
-    shard_config cfg;
+    shard_options cfg;
     cfg.max_entries = 100;
     cfg.policy = policy;
     shard_state s{cfg};
@@ -140,7 +140,7 @@ TEST_CASE("the entry bound holds under inserts", "[bounds]") {
 }
 
 TEST_CASE("the byte bound holds under inserts", "[bounds]") {
-  shard_config cfg;
+  shard_options cfg;
   cfg.max_bytes = 10'000;
   shard_state s{cfg};
   std::string hundred(96, 'x');
@@ -153,7 +153,7 @@ TEST_CASE("the byte bound holds under inserts", "[bounds]") {
 }
 
 TEST_CASE("LRU evicts the least recently used entry", "[bounds]") {
-  shard_config cfg;
+  shard_options cfg;
   cfg.max_entries = 3;
   cfg.policy = eviction_policy_kind::lru;
   shard_state s{cfg};
@@ -172,7 +172,7 @@ namespace {
 // A scan-polluted trace: 1,000 hot keys read in a cycle, interleaved 1:1 with
 // a single pass over 100,000 cold keys. Cache of 1,000 entries.
 double hit_ratio(eviction_policy_kind policy) {
-  shard_config cfg;
+  shard_options cfg;
   cfg.max_entries = 1000;
   cfg.policy = policy;
   shard_state s{cfg};
@@ -207,7 +207,7 @@ TEST_CASE("TinyLFU beats LRU on a scan-polluted trace", "[bounds][policy]") {
 }
 
 TEST_CASE("stats are exact", "[stats]") {
-  shard_config cfg;
+  shard_options cfg;
   cfg.max_entries = 2;
   cfg.policy = eviction_policy_kind::lru;
   cfg.default_ttl = ttl::after(1s);
@@ -240,7 +240,7 @@ TEST_CASE("stats are exact", "[stats]") {
 }
 
 TEST_CASE("a key or value over its limit is refused and nothing is stored", "[errors]") {
-  shard_config cfg;
+  shard_options cfg;
   cfg.max_key_bytes = 8;
   cfg.max_value_bytes = 16;
   shard_state s{cfg};
@@ -257,7 +257,7 @@ TEST_CASE("a key or value over its limit is refused and nothing is stored", "[er
 
 TEST_CASE("the removal listener is told the key and the cause", "[listener]") {
   std::vector<std::pair<std::string, removal_cause>> seen;
-  shard_config cfg;
+  shard_options cfg;
   cfg.max_entries = 2;
   cfg.policy = eviction_policy_kind::lru;
   cfg.on_removal = [&](const value& v, removal_cause why) {
@@ -270,7 +270,7 @@ TEST_CASE("the removal listener is told the key and the cause", "[listener]") {
   REQUIRE_FALSE(s.put(val("c"), ttl::never(), t0)); // evicts a
   CHECK(s.erase("b", t0));                          // explicit
   REQUIRE_FALSE(s.put(val("d"), ttl::after(1s), t0));
-  CHECK(s.cleanup_expired(at(1s)) == 1); // d expired
+  CHECK(s.remove_expired(at(1s)) == 1); // d expired
   using p = std::pair<std::string, removal_cause>;
   CHECK(seen == std::vector<p>{{"a", removal_cause::replaced},
                                {"a", removal_cause::evicted},
@@ -293,7 +293,7 @@ TEST_CASE("clear removes everything and counts it as invalidation", "[stats]") {
 
 TEST_CASE("a value shared with its sender is copied before the shard stamps it",
           "[value]") {
-  shard_state s{shard_config{}};
+  shard_state s{shard_options{}};
   auto v = val("k", "bytes");
   REQUIRE_FALSE(s.put(v, ttl::never(), at(5ms)));
   auto stored = s.get("k", at(5ms));
@@ -303,7 +303,7 @@ TEST_CASE("a value shared with its sender is copied before the shard stamps it",
 
 TEST_CASE("a put with the largest TTL lives, and a negative TTL is refused",
           "[shard][ttl][errors]") {
-  shard_state s{shard_config{}};
+  shard_state s{shard_options{}};
   // Its milliseconds, rounded up, overflowed: the entry expired at once.
   REQUIRE_FALSE(s.put(value::make("k", "v"), ttl::after(caf::timespan::max()), t0));
   CHECK(s.get("k", at(1s)).bytes() == "v");

@@ -33,21 +33,21 @@ struct answer {
   }
 };
 
-std::vector<uint64_t> seqs_of(const std::vector<write_item>& items) {
+std::vector<uint64_t> seqs_of(const std::vector<shard_write>& items) {
   std::vector<uint64_t> out;
   for (auto& i : items)
     out.push_back(i.seq);
   return out;
 }
 
-shard_config through() {
-  shard_config cfg;
+shard_options through() {
+  shard_options cfg;
   cfg.writes = write_mode::write_through;
   return cfg;
 }
 
-shard_config back(uint64_t max_entries = 0, uint64_t max_dirty = 1000) {
-  shard_config cfg;
+shard_options back(uint64_t max_entries = 0, uint64_t max_dirty = 1000) {
+  shard_options cfg;
   cfg.writes = write_mode::write_back;
   cfg.max_entries = max_entries;
   cfg.budget = std::make_shared<dirty_budget>(max_dirty);
@@ -102,7 +102,7 @@ TEST_CASE("write-through erase removes from the store first, then the cache",
 
 TEST_CASE("without a write mode, write answers at once", "[shard_writes]") {
   answer a;
-  shard_state s{shard_config{}};
+  shard_state s{shard_options{}};
   auto now = s.write(val("k", "v"), ttl::never(), at(0), a.waiter());
   REQUIRE(now);
   CHECK(*now);
@@ -128,7 +128,7 @@ TEST_CASE("write-back caches at once and acknowledges when the flusher took it",
 TEST_CASE("a dirty entry is never evicted before the store has it", "[shard_writes]") {
   answer a;
   shard_state s{back(/*max_entries*/ 4)};
-  std::vector<write_item> items;
+  std::vector<shard_write> items;
   for (int i = 0; i < 20; ++i) {
     s.write(val("k" + std::to_string(i), "v" + std::to_string(i)), ttl::never(), at(i),
             a.waiter());

@@ -62,7 +62,7 @@ TEST_CASE_METHOD(fixture, "TTL expiry follows the injected clock", "[runtime][tt
   CHECK_FALSE(must(c.get("a")));
   CHECK(must(c.get("b")));
   clk->advance(9s);
-  CHECK(must(c.cleanup_expired()) == 1);
+  CHECK(must(c.remove_expired()) == 1);
   auto st = must(c.stats());
   CHECK(st.expired == 2);
   CHECK(st.entries == 0);

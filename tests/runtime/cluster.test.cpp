@@ -163,7 +163,7 @@ TEST_CASE("tags and events reach every node and a synchronous one is final",
   must(c.nodes[0].rt->emit("user_updated", "user_123"));
   CHECK_FALSE(must(c.nodes[2].users.get("profile")));
   // Node 1's subscriber, told through node 1's bus: subscribers run on actors
-  // of their own, after the purge (also on a single node), so wait for it.
+  // of their own, after the invalidation (also on a single node), so wait for it.
   CHECK(eventually([&] { return heard == 1; }));
 }
 
@@ -172,7 +172,7 @@ TEST_CASE("a member too far behind is skipped and repairs from the gap", "[clust
   c.cache_everywhere("k");
   // Node 0 may have at most one invalidation unapplied at node 1: a batch
   // of two is withheld from node 1, which learns of it from the numbering
-  // of the next batch or heartbeat and flushes (rule 6).
+  // of the next batch or heartbeat and clears (rule 6).
   node sender;
   auto o = c.options("sender", "secret");
   o.max_unacked = 1;
@@ -355,7 +355,7 @@ TEST_CASE(
   "a key's dependents follow one rule on every node: an erase cascades, a put not",
   "[cluster][cascade]") {
   cluster c{2, distribution::sync};
-  // One shard per node, so the bus's purges reach it in the order sent.
+  // One shard per node, so the bus's invalidations reach it in the order sent.
   std::vector<cache> deps;
   for (auto& x : c.nodes) {
     auto o = x.rt->default_options("deps");
@@ -370,16 +370,16 @@ TEST_CASE(
   REQUIRE_FALSE(deps[1].put("k", "1"));
   REQUIRE(must(deps[1].contains("k")));
   // A put of k on node 0 does not cascade there, so not on node 1 either
-  // (it used to: node 1 dropped its copy of k and purged d, node 0 would
+  // (it used to: node 1 dropped its copy of k and invalidated d, node 0 would
   // have kept d).
   REQUIRE_FALSE(deps[0].put("k", "2"));
   REQUIRE_FALSE(must(deps[1].contains("k")));
   // An erase of x, cached on neither node, cascades on node 1: y goes.
   REQUIRE_FALSE(must(deps[0].erase("x")));
   CHECK(eventually([&] { return !must(deps[1].contains("y")); }));
-  // Node 1's cascade of k, had there been one, was purged before x's.
+  // Node 1's cascade of k, had there been one, was invalidated before x's.
   CHECK(must(deps[1].contains("d")));
-  // An erase of k, not cached on node 1, purges d there.
+  // An erase of k, not cached on node 1, invalidates d there.
   REQUIRE(must(deps[0].erase("k")));
   CHECK(eventually([&] { return !must(deps[1].contains("d")); }));
 }

@@ -91,13 +91,13 @@ struct slow_counts {
   std::atomic<uint64_t> queued{0};     // keys received, not yet applied
   std::atomic<uint64_t> max_queued{0}; // the most ever queued at once
   std::atomic<uint64_t> applied{0};    // keys applied
-  std::atomic<uint64_t> flushes{0};    // repairs (evict everything)
+  std::atomic<uint64_t> clears{0};     // repairs (clear everything)
 };
 
 struct slow_shard_state {
   struct job {
     caf::typed_response_promise<uint64_t> promise;
-    uint64_t keys; // left to apply; 0: a flush
+    uint64_t keys; // left to apply; 0: a clear
   };
   std::deque<job> jobs;
   bool ticking = false;
@@ -105,7 +105,7 @@ struct slow_shard_state {
 };
 
 // A shard that applies invalidations from other nodes at `per_tick` keys
-// every 10 ms (a flush costs as much as a key), answering each request once
+// every 10 ms (a clear costs as much as a key), answering each request once
 // applied: a node whose shards are slower than its origin, while its peer
 // actor stays quick to answer heartbeats.
 caf::behavior slow_shard(caf::stateful_actor<slow_shard_state>* self,
@@ -122,11 +122,12 @@ caf::behavior slow_shard(caf::stateful_actor<slow_shard_state>* self,
     return rp;
   };
   return {
-    [=](evict_atom, std::vector<std::string>& keys) -> caf::result<uint64_t> {
+    [=](invalidate_atom, std::vector<std::string>& keys) -> caf::result<uint64_t> {
       return enqueue(keys.size());
     },
-    [=](evict_atom) -> caf::result<uint64_t> {
-      ++counts->flushes;
+    [=](invalidate_atom) -> caf::result<uint64_t> { return enqueue(0); },
+    [=](repair_atom) -> caf::result<uint64_t> {
+      ++counts->clears;
       return enqueue(0);
     },
     [=](tick_atom, uint64_t) {
@@ -199,8 +200,8 @@ TEST_CASE("a slow member holds at most max-unacked invalidations while its origi
       failed += !users.erase("k" + std::to_string(erased % 100'000));
   CHECK(failed == 0);
   auto origin_stats = must(origin.cluster_stats());
-  INFO(erased << " erased, " << counts->applied << " applied, " << counts->flushes
-              << " flushes there, most queued " << counts->max_queued << ", "
+  INFO(erased << " erased, " << counts->applied << " applied, " << counts->clears
+              << " clears there, most queued " << counts->max_queued << ", "
               << origin_stats.batches_withheld << " batches withheld");
   // The bound: what the origin sent and the member did not apply yet.
   CHECK(counts->max_queued <= max_unacked);
@@ -208,7 +209,7 @@ TEST_CASE("a slow member holds at most max-unacked invalidations while its origi
   CHECK(counts->applied > 0);
   CHECK(origin_stats.batches_withheld >= 1);
   // It repaired from the gaps instead of applying what it never got.
-  CHECK(counts->flushes >= 1);
+  CHECK(counts->clears >= 1);
   CHECK(must(origin.members()).size() == 1); // never lost: it kept answering
   origin.shutdown();
   caf::anon_send_exit(slow_peer, caf::exit_reason::user_shutdown);

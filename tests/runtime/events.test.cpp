@@ -1,6 +1,6 @@
 // Event-driven and dependency-based invalidation through the runtime: the bus
 // fans out to every shard of every cache, cascades through keys, calls
-// subscribers, and a synchronous purge is final when it returns.
+// subscribers, and a synchronous invalidation is final when it returns.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -42,7 +42,8 @@ bool cached(const cache& c, const std::string& key) {
 
 } // namespace
 
-TEST_CASE("an event purges its dependents in every shard of every cache", "[events]") {
+TEST_CASE("an event invalidates its dependents in every shard of every cache",
+          "[events]") {
   runtime rt;
   auto profiles = make(rt, "profiles");
   auto posts = make(rt, "posts");
@@ -61,7 +62,7 @@ TEST_CASE("an event purges its dependents in every shard of every cache", "[even
     CHECK(cached(posts, "otherk" + std::to_string(i)));
   }
   auto s = must(posts.stats());
-  CHECK(s.purged_by_event == 100);
+  CHECK(s.invalidated_by_event == 100);
   CHECK(s.dependency_links == 100); // the "other" entries' one link each
   CHECK(must(rt.emit("user_updated")).removed == 0);
   CHECK(must(rt.event_stats()).events_emitted == 2);
@@ -124,10 +125,10 @@ TEST_CASE("invalidating a key cascades through what depends on it", "[events][ca
   CHECK(chain.depth == 2); // b, then c, then d
   CHECK_FALSE(cached(c, "d"));
   CHECK(must(rt.event_stats()).deepest_cascade == 2);
-  CHECK(must(c.stats()).purged_by_cascade == 2);
+  CHECK(must(c.stats()).invalidated_by_cascade == 2);
 }
 
-TEST_CASE("a dependency cycle is purged once and ends", "[events][cascade]") {
+TEST_CASE("a dependency cycle is invalidated once and ends", "[events][cascade]") {
   runtime rt;
   auto c = make(rt, "c");
   REQUIRE_FALSE(c.put("x", "1", ttl::never(), on_keys({"y"})));
@@ -138,7 +139,7 @@ TEST_CASE("a dependency cycle is purged once and ends", "[events][cascade]") {
   CHECK(must(c.stats()).entries == 0);
 }
 
-TEST_CASE("erasing a key purges its dependents right after", "[events][cascade]") {
+TEST_CASE("erasing a key invalidates its dependents right after", "[events][cascade]") {
   runtime rt;
   auto c = make(rt, "c");
   REQUIRE_FALSE(c.put("user_1", "u"));
@@ -152,7 +153,7 @@ TEST_CASE("erasing a key purges its dependents right after", "[events][cascade]"
   CHECK_FALSE(cached(c, "badge_1"));
 }
 
-TEST_CASE("erasing a key that is not cached or expired still purges its dependents",
+TEST_CASE("erasing a key that is not cached or expired still invalidates its dependents",
           "[events][cascade]") {
   // The cascade used to need the key cached and live: a dependent that
   // outlived its key stayed forever (ttl never).
@@ -241,7 +242,7 @@ TEST_CASE("dependency indexes hold only live entries after 1M churned puts",
   CHECK(s.dependency_links <= 3 * s.entries);
   CHECK(s.dependency_names <= 2 * (97 + 13 + s.entries));
   clk->advance(2s);
-  must(c.cleanup_expired());
+  must(c.remove_expired());
   auto after = must(c.stats());
   CHECK(after.entries == 0);
   CHECK(after.dependency_links == 0);

@@ -3,7 +3,7 @@
 // store so that every node can cache a key by loading it. Invalidations of
 // keys, tags and events reach the other nodes; synchronous mode leaves no
 // window (rule 7); a node killed with -9 is dropped and can rejoin; a frozen
-// node flushes before it serves (rule 6); a node with another secret stays
+// node clears before it serves (rule 6); a node with another secret stays
 // out. Every wait is bounded; the children die with their node_process.
 #include <catch2/catch.hpp>
 
@@ -37,7 +37,7 @@ constexpr ms console_poll{20};
 constexpr ms default_wait{10'000};
 
 // The first number after `"key":` in a `stats` reply; -1 if there is none.
-// Per-cache counters ("lease_flushes") come from the first cache, the only
+// Per-cache counters ("lease_clears") come from the first cache, the only
 // one these nodes have.
 long long stat_of(const std::string& stats, const std::string& key) {
   auto n = karlton::testing::json_number(stats, key);
@@ -162,9 +162,9 @@ TEST_CASE("three node processes: a key erased on one is gone on the other two",
   CHECK(c[1].ask("load default k") == "value v1");
 }
 
-TEST_CASE(
-  "three node processes: a tag invalidated on one purges its dependents on the others",
-  "[multiprocess][three]") {
+TEST_CASE("three node processes: a tag invalidated on one invalidates its dependents on "
+          "the others",
+          "[multiprocess][three]") {
   cluster c{"async"};
   c.start_all(3);
   // A key per node: a put invalidates its key on the other nodes.
@@ -182,9 +182,9 @@ TEST_CASE(
   CHECK(stat_of(s, "invalidations_applied") >= 1);
 }
 
-TEST_CASE(
-  "three node processes: an event emitted on one purges its dependents on the others",
-  "[multiprocess][three]") {
+TEST_CASE("three node processes: an event emitted on one invalidates its dependents on "
+          "the others",
+          "[multiprocess][three]") {
   cluster c{"async"};
   c.start_all(3);
   for (size_t i = 0; i < 3; ++i)
@@ -348,7 +348,7 @@ void freeze_and_thaw(const std::string& mode) {
   CHECK(c[2].ask("get default k2") == "miss");
   auto s = c[2].ask("stats");
   INFO(s);
-  CHECK((stat_of(s, "repairs") >= 1 || stat_of(s, "lease_flushes") >= 1));
+  CHECK((stat_of(s, "repairs") >= 1 || stat_of(s, "lease_clears") >= 1));
   CHECK(c.all_see(2));
   // Invalidations reach n3 again. The mesh may still settle (a connection
   // the others closed during the freeze goes down late, and n3 repairs once

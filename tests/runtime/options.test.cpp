@@ -97,7 +97,7 @@ TEST_CASE("an unknown policy in the config is reported", "[options][config]") {
   runtime_config cfg;
   std::istringstream ini{"[karlton]\npolicy=\"fifo\"\n"};
   REQUIRE_FALSE(cfg.parse({}, ini));
-  auto o = options_from(cfg);
+  auto o = cache_options_from(cfg);
   REQUIRE_FALSE(o);
   CHECK(describe(o.error()).find("karlton.policy") != std::string::npos);
 }
@@ -167,7 +167,7 @@ TEST_CASE("size settings are checked before they are narrowed", "[options][confi
       REQUIRE_FALSE(co);
       err = co.error();
     } else {
-      auto co = options_from(*cfg);
+      auto co = cache_options_from(*cfg);
       REQUIRE_FALSE(co);
       err = co.error();
     }

@@ -12,8 +12,8 @@
 
 namespace karlton::test {
 
-inline shard_config loading(caf::timespan ttl_value = std::chrono::seconds{10}) {
-  shard_config cfg;
+inline shard_options loading(caf::timespan ttl_value = std::chrono::seconds{10}) {
+  shard_options cfg;
   cfg.read_through = true;
   cfg.default_ttl = ttl::after(ttl_value);
   return cfg;
@@ -45,7 +45,7 @@ struct reader {
 };
 
 // TTL 10 s; a read of a value older than `d` starts a background reload.
-inline shard_config refreshing_after(caf::timespan d) {
+inline shard_options refreshing_after(caf::timespan d) {
   auto cfg = loading(std::chrono::seconds{10});
   cfg.refresh_after = d;
   return cfg;

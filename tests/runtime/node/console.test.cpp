@@ -145,7 +145,7 @@ TEST_CASE_METHOD(fixture,
     CHECK(reply.find("\"" + std::string{key} + "\":0") != std::string::npos);
   CHECK(
     reply.find(
-      R"("users":{"hits":1,"misses":1,"entries":1,"invalidations":0,"lease_flushes":0,)"
+      R"("users":{"hits":1,"misses":1,"entries":1,"invalidations":0,"lease_clears":0,)"
       R"("loads_out":0,"loads_queued":0,"loads_refused":0})") != std::string::npos);
   CHECK(reply.find(R"("loaded":{"hits":0,)") != std::string::npos);
   CHECK(reply.back() == '}');
