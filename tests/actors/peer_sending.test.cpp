@@ -98,8 +98,8 @@ TEST_CASE("the batch delay sends what gathers behind a batch never answered",
   CHECK(p.batches_in_flight() == 3);
 }
 
-TEST_CASE("a member lost, gone or joined again holds nothing back; its late answers "
-          "count no more",
+TEST_CASE("a member lost, gone or joined again holds nothing back, and its late "
+          "answers count no more",
           "[peer][batching]") {
   using when = peer_state::send_when;
   peer_state p{node("a"), 100};
