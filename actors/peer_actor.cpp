@@ -144,22 +144,28 @@ void apply(self_ptr self, invalidation_batch& b) {
 
 // -- sending ----------------------------------------------------------------
 
+void send_batch(self_ptr self, bool even_empty = false);
+
 // Sends `b` to member `name` as a request, answered once applied there:
 // the answer acknowledges it and everything sent before (flow control in
 // `peer_state::send_to`); a timeout or error does not, and the member counts
-// as behind. `done` hears whether it answered.
+// as behind. Either way, once the last batch in flight is answered, what
+// gathered meanwhile goes out (`peer_state::send_when`). `done` hears whether
+// it answered.
 void send_to(self_ptr self, const std::string& name, const peer_actor& dest,
              peer_state::send_mark mark, const invalidation_batch& b,
              caf::timespan timeout, std::function<void(bool)> done = {}) {
   self->request(dest, timeout, batch_atom::value, b)
     .then(
       [self, name, mark, done](caf::ok_atom) {
-        self->state.core->acknowledged(name, mark);
+        bool flush = self->state.core->acknowledged(name, mark);
         if (done) done(true);
+        if (flush) send_batch(self);
       },
       [self, name, mark, done](caf::error&) {
-        self->state.core->not_acknowledged(name, mark);
+        bool flush = self->state.core->not_acknowledged(name, mark);
         if (done) done(false);
+        if (flush) send_batch(self);
       });
 }
 
@@ -169,9 +175,8 @@ void send_to(self_ptr self, const std::string& name, const peer_actor& dest,
 // behind, does not get the batch. It sees the gap in the numbering with the
 // next batch or heartbeat and repairs (rule 6): a member that cannot keep up
 // clears instead of letting its mailboxes, and our sends, grow without bound.
-void send_batch(self_ptr self, bool even_empty = false) {
+void send_batch(self_ptr self, bool even_empty) {
   auto& st = self->state;
-  st.send_armed = false;
   auto out = st.core->send_batch(st.members->names(), even_empty);
   for (auto& [name, mark] : out.to)
     send_to(self, name, st.members->find(name)->handle, mark, out.batch,
@@ -268,12 +273,16 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
     [=](broadcast_atom, std::vector<invalidation>& items) {
       if (!from_this_node(self)) return;
       auto& st = self->state;
-      if (st.core->enqueue(std::move(items))) {
+      switch (st.core->enqueue(std::move(items))) {
+      case peer_state::send_when::now:
         send_batch(self);
-      } else if (!st.send_armed) {
-        st.send_armed = true;
+        break;
+      case peer_state::send_when::arm_timer:
         self->delayed_send(self, st.setup.batch_delay, tick_atom::value,
                            ++st.send_generation);
+        break;
+      case peer_state::send_when::later:
+        break;
       }
     },
     [=](tick_atom, uint64_t generation) {
@@ -284,7 +293,6 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       if (!from_this_node(self)) return not_local();
       auto& st = self->state;
       ++st.send_generation; // the pending timer has nothing left to send
-      st.send_armed = false;
       auto call = st.core->start_sync(st.members->names());
       if (call.answer) return std::move(*call.answer);
       // One answer once every member asked answered or timed out.

@@ -48,8 +48,8 @@ struct peer_actor_state {
   std::unique_ptr<member_table<peer_actor>> members;
   peer_setup setup;
   std::map<std::string, std::vector<shard_actor>> caches; // distributed, by name
+  // Of the latest batch-delay timer: an older one that fires is ignored.
   uint64_t send_generation = 0;
-  bool send_armed = false;
   // Shard clears of repairs not yet answered: until they are, the lease is
   // neither extended nor held (see `heartbeat`).
   uint64_t repairs_in_flight = 0;

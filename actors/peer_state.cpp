@@ -15,7 +15,7 @@ peer_state::peer_state(member_info me, size_t batch_max, uint64_t max_unacked)
   outgoing_.incarnation = me_.incarnation;
 }
 
-bool peer_state::enqueue(std::vector<invalidation> items) {
+peer_state::send_when peer_state::enqueue(std::vector<invalidation> items) {
   if (outgoing_.items.empty()) {
     outgoing_.first_seq = next_seq_;
     outgoing_.items = std::move(items);
@@ -24,7 +24,10 @@ bool peer_state::enqueue(std::vector<invalidation> items) {
                            std::make_move_iterator(items.end()));
   }
   next_seq_ = outgoing_.first_seq + outgoing_.items.size();
-  return outgoing_.items.size() >= batch_max_;
+  if (in_flight_ == 0 || outgoing_.items.size() >= batch_max_) return send_when::now;
+  if (timer_armed_) return send_when::later;
+  timer_armed_ = true;
+  return send_when::arm_timer;
 }
 
 invalidation_batch peer_state::take_batch() {
@@ -34,6 +37,7 @@ invalidation_batch peer_state::take_batch() {
   out.first_seq = next_seq_;
   std::swap(out, outgoing_);
   outgoing_.first_seq = next_seq_;
+  timer_armed_ = false; // what it ran for is on its way
   counters.broadcasts_sent += out.items.size();
   return out;
 }
@@ -79,18 +83,24 @@ bool peer_state::left(const std::string& origin, uint64_t incarnation,
   return expect(origin, incarnation, next_seq);
 }
 
+void peer_state::drop_flow(std::map<std::string, flow>::iterator i) {
+  in_flight_ -= i->second.in_flight;
+  flows_.erase(i);
+}
+
 void peer_state::member_joined(const std::string& name) {
-  flows_[name] = flow{++epochs_};
+  if (auto i = flows_.find(name); i != flows_.end()) drop_flow(i);
+  flows_.emplace(name, flow{++epochs_});
   lost_.erase(name);
 }
 
 void peer_state::member_lost(const std::string& name) {
-  flows_.erase(name);
+  if (auto i = flows_.find(name); i != flows_.end()) drop_flow(i);
   lost_.insert(name);
 }
 
 void peer_state::member_left(const std::string& name) {
-  flows_.erase(name);
+  if (auto i = flows_.find(name); i != flows_.end()) drop_flow(i);
   lost_.erase(name);
 }
 
@@ -104,21 +114,36 @@ std::optional<peer_state::send_mark> peer_state::send_to(const std::string& name
     return std::nullopt;
   }
   f.sent += n;
-  return send_mark{f.epoch, f.sent};
+  if (n > 0) {
+    ++f.in_flight;
+    ++in_flight_;
+  }
+  return send_mark{f.epoch, f.sent, n > 0};
 }
 
-void peer_state::acknowledged(const std::string& name, send_mark mark) {
+bool peer_state::answered(flow& f, send_mark mark) {
+  if (mark.in_flight && f.in_flight > 0) {
+    --f.in_flight;
+    --in_flight_;
+  }
+  return in_flight_ == 0 && !outgoing_.items.empty();
+}
+
+bool peer_state::acknowledged(const std::string& name, send_mark mark) {
   auto i = flows_.find(name);
   // Lost, left or joined again meanwhile: its count started afresh.
-  if (i == flows_.end() || i->second.epoch != mark.epoch) return;
+  if (i == flows_.end() || i->second.epoch != mark.epoch) return false;
   auto& f = i->second;
   f.acked = std::max(f.acked, mark.through);
   if (f.acked == f.sent) f.behind = false;
+  return answered(f, mark);
 }
 
-void peer_state::not_acknowledged(const std::string& name, send_mark mark) {
+bool peer_state::not_acknowledged(const std::string& name, send_mark mark) {
   auto i = flows_.find(name);
-  if (i != flows_.end() && i->second.epoch == mark.epoch) i->second.behind = true;
+  if (i == flows_.end() || i->second.epoch != mark.epoch) return false;
+  i->second.behind = true;
+  return answered(i->second, mark);
 }
 
 bool peer_state::behind(const std::string& name) const {

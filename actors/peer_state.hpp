@@ -34,10 +34,24 @@ public:
 
   // -- what this node sends ---------------------------------------------------
 
-  /// Numbers `items` and queues them. True if the queue reached `batch_max`:
-  /// send it now rather than at the end of the batch delay.
-  bool enqueue(std::vector<invalidation> items);
+  /// When to send the queue, as `enqueue` decides (Nagle's rule): the first
+  /// invalidation after an idle spell goes out at once; while a batch is in
+  /// flight (sent, not yet answered or failed), later ones gather until the
+  /// last batch in flight is answered (`acknowledged` says so), the batch
+  /// delay passes or the queue reaches `batch_max`. Waiting the whole delay
+  /// even when idle made every asynchronous invalidation ~1 ms late; sending
+  /// each one alone would cap a busy cluster at CAF's message rate.
+  enum class send_when {
+    now,       ///< send the queue now: nothing in flight, or it is full
+    arm_timer, ///< behind a batch in flight: start the batch-delay timer
+    later,     ///< behind a batch in flight, the timer already running
+  };
+  /// Numbers `items`, queues them and says when to send the queue.
+  send_when enqueue(std::vector<invalidation> items);
   size_t pending() const noexcept { return outgoing_.items.size(); }
+  /// Batches carrying invalidations sent and not yet answered or failed, one
+  /// per member sent to (a heartbeat is not one).
+  uint64_t batches_in_flight() const noexcept { return in_flight_; }
   /// The queued invalidations as one batch (empty `items` if none).
   invalidation_batch take_batch();
   /// The number the next invalidation will get.
@@ -88,6 +102,7 @@ public:
   struct send_mark {
     uint64_t epoch = 0;
     uint64_t through = 0;
+    bool in_flight = false; ///< it carries invalidations: counted in flight
   };
   /// Whether to send `name` a batch of `n` invalidations. If so, it is
   /// counted as outstanding and the result is the mark to pass to
@@ -100,13 +115,16 @@ public:
   /// it up to that request (it answers only then). A member behind that has
   /// nothing outstanding any more caught up: it gets batches again.
   /// Answers to requests sent before `name` last joined change nothing.
-  void acknowledged(const std::string& name, send_mark mark);
+  /// True if that answered the last batch in flight while invalidations are
+  /// queued: send them now (see `send_when`).
+  bool acknowledged(const std::string& name, send_mark mark);
   /// A request to `name` timed out or failed: what it carried counts as not
   /// applied (it may sit in that member's mailboxes), and the member is
   /// behind until an answer shows it applied everything sent to it. Treating
   /// a timed-out batch as applied let a slow member's mailboxes grow without
-  /// bound, about `max_unacked` more every timeout.
-  void not_acknowledged(const std::string& name, send_mark mark);
+  /// bound, about `max_unacked` more every timeout. The request is no longer
+  /// in flight: true as for `acknowledged`.
+  bool not_acknowledged(const std::string& name, send_mark mark);
   bool behind(const std::string& name) const;
   /// Invalidations sent to `name` and not known to be applied.
   uint64_t unacked(const std::string& name) const;
@@ -184,8 +202,9 @@ private:
 
   struct flow {
     uint64_t epoch = 0;
-    uint64_t sent = 0;  // invalidations sent to the member
-    uint64_t acked = 0; // of them, known to be applied there
+    uint64_t sent = 0;      // invalidations sent to the member
+    uint64_t acked = 0;     // of them, known to be applied there
+    uint64_t in_flight = 0; // requests carrying invalidations, not yet answered
     bool behind = false;
   };
 
@@ -195,11 +214,19 @@ private:
   };
 
   std::vector<std::string> finish_sync(std::vector<std::string> not_answered);
+  /// A request at `mark` to flow `f` was answered or failed: if it was in
+  /// flight, it is no more. True if the queue is to be sent now.
+  bool answered(flow& f, send_mark mark);
+  /// Forgets flow `i` (its member left, was lost or joined again), and what
+  /// it had in flight: answers to it count no more.
+  void drop_flow(std::map<std::string, flow>::iterator i);
 
   member_info me_;
   size_t batch_max_;
   uint64_t max_unacked_;
   std::map<std::string, flow> flows_;
+  uint64_t in_flight_ = 0;   // the sum of the flows' `in_flight`
+  bool timer_armed_ = false; // a batch-delay timer runs for what is queued
   uint64_t epochs_ = 0;
   uint64_t applies_started_ = 0;
   uint64_t applied_below_ = 0;

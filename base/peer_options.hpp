@@ -18,11 +18,15 @@ namespace karlton {
 struct peer_options {
   /// Every node must know it; a node that cannot prove it is refused.
   std::string secret;
-  /// How long invalidations are gathered before they are sent, and how many
-  /// at most: the network carries one message per batch per member. CAF's
-  /// remote messaging does ~28k messages/s, so one message per invalidation
-  /// would cap the cluster there; 1 ms adds little to an asynchronous
-  /// invalidation and 4096 keeps a batch (one message, serialized whole) small.
+  /// Invalidations are batched only while a batch is in flight (sent to a
+  /// member and not yet answered): the first after an idle spell goes out at
+  /// once, later ones gather until the batches in flight are answered, or
+  /// for `batch_delay` at most, or until there are `batch_max` of them (see
+  /// peer_state::send_when). The network carries one message per batch per
+  /// member; CAF's remote messaging does ~28k messages/s, so one message per
+  /// invalidation would cap the cluster there. A 1 ms bound keeps a batch
+  /// from waiting long on a slow answer, and 4096 keeps a batch (one message,
+  /// serialized whole) small.
   caf::timespan batch_delay = std::chrono::milliseconds{1};
   uint32_t batch_max = 4096;
   /// Invalidations a member may have been sent and not yet applied; beyond,

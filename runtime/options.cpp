@@ -264,7 +264,8 @@ void add_options(caf::config_option_set& opts) {
     .add<std::vector<std::string>>("seeds", "nodes to join, as [\"host:port\", ...]")
     .add<caf::timespan>(
       "batch-delay",
-      with_default("longest an invalidation waits to be sent", cluster.batch_delay))
+      with_default("longest an invalidation waits behind a batch in flight",
+                   cluster.batch_delay))
     .add<size_t>("batch-max",
                  with_default("invalidations per batch at most", cluster.batch_max))
     .add<size_t>("max-unacked",

@@ -1,7 +1,8 @@
-// The peer actor's bookkeeping without actors: numbering and batching what a
-// node sends, gap detection on what it receives (rule 6), flow control, sync
-// calls (rule 7) and how a received batch is routed. The handshake is tested
-// in cluster_auth.test.cpp, the members in peer_members.test.cpp.
+// The peer actor's bookkeeping without actors: numbering what a node sends,
+// gap detection on what it receives (rule 6), flow control, sync calls
+// (rule 7) and how a received batch is routed. When and to whom batches are
+// sent is tested in peer_sending.test.cpp, the handshake in
+// cluster_auth.test.cpp, the members in peer_members.test.cpp.
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -41,8 +42,8 @@ invalidation_batch batch(const std::string& origin, uint64_t incarnation, uint64
 
 TEST_CASE("a node numbers its invalidations in order across batches") {
   peer_state p{node("a"), 100};
-  CHECK_FALSE(p.enqueue(keys({"k1", "k2"})));
-  CHECK_FALSE(p.enqueue(keys({"k3"})));
+  p.enqueue(keys({"k1", "k2"}));
+  p.enqueue(keys({"k3"}));
   auto b1 = p.take_batch();
   CHECK(b1.origin == "a");
   CHECK(b1.incarnation == 7);
@@ -64,13 +65,6 @@ TEST_CASE("an empty batch says where the numbering stands") {
   auto heartbeat = p.take_batch();
   CHECK(heartbeat.items.empty());
   CHECK(heartbeat.first_seq == 2);
-}
-
-TEST_CASE("enqueue says when a batch is full") {
-  peer_state p{node("a"), 3};
-  CHECK_FALSE(p.enqueue(keys({"k1", "k2"})));
-  CHECK(p.enqueue(keys({"k3"})));
-  CHECK(p.pending() == 3);
 }
 
 TEST_CASE("batches in order are no gap and a skipped one is") {
@@ -284,90 +278,6 @@ TEST_CASE("a batch issued at any time on the sender's clock records a delay in r
   CHECK(p.stats(0).recent_delays_us[0] == UINT32_MAX); // far in the past: the longest
   p.record_delay(INT64_MAX, INT64_MIN); // the other way round: clocks apart
   CHECK(p.stats(0).recent_delays_us[2] == 0);
-}
-
-// -- sending: batches and synchronous calls -------------------------------------
-
-TEST_CASE("a batch goes to every member it is not withheld from, a heartbeat to all",
-          "[peer][flow]") {
-  peer_state p{node("a"), 100, 3};
-  p.member_joined("b");
-  p.member_joined("c");
-  CHECK(p.send_batch({"b", "c"}, false).to.empty()); // nothing queued: nothing sent
-  p.enqueue(keys({"k1", "k2"}));
-  auto first = p.send_batch({"b", "c"}, false);
-  CHECK(first.batch.items.size() == 2);
-  REQUIRE(first.to.size() == 2);
-  p.acknowledged("b", first.to[0].second); // c did not answer yet: 2 outstanding
-  p.enqueue(keys({"k3", "k4"}));
-  auto second = p.send_batch({"b", "c"}, false);
-  REQUIRE(second.to.size() == 1); // c would be 4 > max-unacked behind
-  CHECK(second.to[0].first == "b");
-  CHECK(second.batch.first_seq == 2);
-  auto beat = p.send_batch({"b", "c"}, true);
-  CHECK(beat.batch.items.empty());
-  CHECK(beat.to.size() == 2); // an empty batch is never withheld
-  CHECK(p.counters.batches_sent == 2);
-  CHECK(p.counters.batches_withheld == 1);
-}
-
-TEST_CASE("without members a batch is dropped, since nobody holds what it invalidates",
-          "[peer]") {
-  peer_state p{node("a"), 100};
-  p.enqueue(keys({"k1"}));
-  auto out = p.send_batch({}, true);
-  CHECK(out.to.empty());
-  CHECK(p.pending() == 0);
-  CHECK(p.counters.batches_sent == 0);
-  CHECK(p.next_seq() == 1); // numbered all the same: a later member sees where we are
-}
-
-TEST_CASE("a sync call is answered once every member asked answered, naming the others",
-          "[peer][rule7]") {
-  peer_state p{node("a"), 100};
-  for (auto m : {"b", "c", "d"})
-    p.member_joined(m);
-  p.member_lost("d");
-  p.enqueue(keys({"k1"}));
-  auto call = p.start_sync({"b", "c"});
-  CHECK_FALSE(call.answer);
-  CHECK(call.out.batch.items.size() == 1);
-  REQUIRE(call.out.to.size() == 2);
-  CHECK(p.open_syncs() == 1);
-  CHECK_FALSE(p.sync_answered(call.id, "b", true));   // c still out
-  auto answer = p.sync_answered(call.id, "c", false); // c timed out
-  REQUIRE(answer);
-  CHECK(*answer == std::vector<std::string>{"d", "c"}); // lost d, and c
-  CHECK(p.open_syncs() == 0);
-  CHECK(p.counters.sync_timeouts == 1);
-  CHECK_FALSE(p.sync_answered(call.id, "b", true)); // late answers change nothing
-}
-
-TEST_CASE("a sync call everyone answers counts no timeout", "[peer][rule7]") {
-  peer_state p{node("a"), 100};
-  p.member_joined("b");
-  auto call = p.start_sync({"b"}); // nothing queued: an empty batch still asks
-  REQUIRE(call.out.to.size() == 1);
-  auto answer = p.sync_answered(call.id, "b", true);
-  REQUIRE(answer);
-  CHECK(answer->empty());
-  CHECK(p.counters.sync_timeouts == 0);
-  CHECK(p.counters.batches_sent == 0);
-}
-
-TEST_CASE("a sync call with nobody to ask is answered at once", "[peer][rule7]") {
-  peer_state p{node("a"), 100};
-  auto alone = p.start_sync({});
-  REQUIRE(alone.answer);
-  CHECK(alone.answer->empty()); // no members: nobody may hold the old value
-  CHECK(p.counters.sync_timeouts == 0);
-  p.member_joined("b");
-  p.member_lost("b");
-  auto after_loss = p.start_sync({});
-  REQUIRE(after_loss.answer);
-  CHECK(*after_loss.answer == std::vector<std::string>{"b"});
-  CHECK(p.counters.sync_timeouts == 1);
-  CHECK(p.open_syncs() == 0);
 }
 
 // -- applying what other nodes send --------------------------------------------

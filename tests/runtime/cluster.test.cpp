@@ -136,6 +136,46 @@ TEST_CASE("an asynchronous erase reaches every node", "[cluster]") {
   }));
 }
 
+TEST_CASE("asynchronous invalidations do not wait for the batch delay or a heartbeat",
+          "[cluster][batching]") {
+  // Two nodes whose batch delay (30 s) and heartbeat (10 s) are far longer
+  // than the wait below: only sending at once when idle, and what gathered
+  // once the batch in flight is answered, gets the erases there in time.
+  // Before that, the first erase waited for the heartbeat or the delay.
+  log_lines log;
+  std::vector<node> nodes(2);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    cluster_options o;
+    o.node_name = "slow" + std::to_string(i);
+    o.secret = "secret";
+    o.log = log.sink();
+    o.batch_delay = 30s;
+    o.heartbeat = 10s;
+    o.member_timeout = 60s;
+    o.read_lease = 30s;
+    must(nodes[i].rt->start_cluster(o));
+    if (i > 0) REQUIRE_FALSE(nodes[i].rt->join("127.0.0.1", nodes[0].rt->cluster_port()));
+    auto co = nodes[i].rt->default_options("users");
+    co.distributed = distribution::async;
+    nodes[i].users = must(nodes[i].rt->create_cache(co));
+  }
+  REQUIRE(eventually([&] { return must(nodes[1].rt->members()).size() == 1; }));
+  constexpr int n = 200;
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (int i = 0; i < n; ++i)
+    entries.emplace_back("k" + std::to_string(i), "v");
+  REQUIRE_FALSE(nodes[1].users.put_many(entries)); // puts invalidate node 0: nothing
+  // All at once: the first goes out alone, the rest gather behind it, and
+  // nothing comes after them (only its answer sends them in time).
+  for (auto& [key, value] : entries) // not held here, and still broadcast
+    nodes[0].users.erase_async(key, [](caf::expected<bool>) {});
+  CHECK(eventually([&] { return must(nodes[1].users.stats()).entries == 0; }, 5s));
+  auto s = must(nodes[1].rt->cluster_stats());
+  CHECK(s.invalidations_applied >= n);
+  CHECK(s.gaps == 0);
+  CHECK(s.repairs == 0);
+}
+
 TEST_CASE("a clear reaches every node", "[cluster]") {
   cluster c{2, distribution::sync};
   c.cache_everywhere("a");
