@@ -9,7 +9,9 @@
 #include <filesystem>
 #include <future>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <unistd.h>
@@ -29,6 +31,33 @@ using karlton::testing::must;
 using karlton::testing::sync_faults;
 
 namespace {
+
+// Refuses every batch while closed, so writes stay dirty and the journal
+// cannot be emptied: the bound test closes it in windows counted in puts,
+// which keeps the journal from being emptied however slowly the machine runs.
+class gated_store final : public store {
+public:
+  explicit gated_store(std::shared_ptr<store> inner) : inner_(std::move(inner)) {}
+
+  std::atomic<bool> closed{false};
+
+  caf::expected<std::optional<std::string>> load(std::string_view key) override {
+    return inner_->load(key);
+  }
+
+  caf::expected<std::vector<std::optional<std::string>>>
+  load_many(const std::vector<std::string>& keys) override {
+    return inner_->load_many(keys);
+  }
+
+  caf::error write_batch(const std::vector<store_write>& batch) override {
+    if (closed.load()) return make_error(errc::store_failure, "gated_store: closed");
+    return inner_->write_batch(batch);
+  }
+
+private:
+  std::shared_ptr<store> inner_;
+};
 
 cache_options journaled(std::shared_ptr<store> db, std::string path) {
   cache_options o;
@@ -77,8 +106,9 @@ TEST_CASE("a journal under a steady write stream for 60 s stays under its bound"
   testing::temp_dir dir{"journal-bound"};
   auto path = dir.file("wal");
   auto db = std::make_shared<memory_store>();
+  auto gate = std::make_shared<gated_store>(db);
   runtime rt;
-  auto o = journaled(db, path);
+  auto o = journaled(gate, path);
   // The bound: a rewrite once the file reaches journal-max-bytes; it then
   // holds the unstored writes, at most max-dirty records, so the next one
   // comes at max(journal-max-bytes, 2 x that). One group commit (at most
@@ -86,9 +116,10 @@ TEST_CASE("a journal under a steady write stream for 60 s stays under its bound"
   o.journal_max_bytes = 256 * 1024;
   o.max_dirty = 1000;
   o.batch_size = 200;
-  o.flush_interval = 20ms; // always something dirty: the journal is never emptied
-  constexpr int keys_per_writer = 500;
-  constexpr uint64_t record_bytes = 24 + 8 + 100; // header, key "w1-00499", value
+  o.flush_interval = 20ms;
+  // Fewer keys than max-dirty, so a closed gate never makes a put wait.
+  constexpr int keys_per_writer = 400;
+  constexpr uint64_t record_bytes = 24 + 8 + 100; // header, key "w1-00399", value
   const uint64_t bound =
     std::max<uint64_t>(o.journal_max_bytes, 2 * 1000 * record_bytes) +
     1000 * record_bytes;
@@ -103,6 +134,11 @@ TEST_CASE("a journal under a steady write stream for 60 s stays under its bound"
   // Each writer owns its keys, so "the last acknowledged value" is defined.
   auto writer = [&](int part) {
     for (long i = 0; i < 50'000'000; ++i) { // a count bound as well as the time
+      // The store takes nothing for 4096 of every 8192 puts of writer 0:
+      // then the journal only grows, whatever the machine's speed, and must
+      // be rewritten to stay bounded. (When the store keeps up, the journal
+      // is emptied instead, and a slow machine never saw a rewrite.)
+      if (part == 0) gate->closed = i % 8192 < 4096;
       if (i % 256 == 0) {
         if (std::chrono::steady_clock::now() - start >= 60s) return i;
         auto size = std::filesystem::file_size(path);
@@ -121,6 +157,7 @@ TEST_CASE("a journal under a steady write stream for 60 s stays under its bound"
   auto w0 = std::async(std::launch::async, writer, 0);
   auto w1 = std::async(std::launch::async, writer, 1);
   auto puts = w0.get() + w1.get();
+  gate->closed = false; // shutdown stores what is pending
   auto s = must(c.flush_stats());
   INFO(puts << " puts; journal at most " << largest.load() << " bytes, bound " << bound
             << "; " << s.journal_rewrites << " rewrites");
