@@ -18,6 +18,7 @@
 
 #include "stores/journal.hpp"
 #include "support/must.hpp"
+#include "support/refusing_store.hpp"
 #include "support/sync_faults.hpp"
 #include "support/temp_dir.hpp"
 #include <karlton/messages/errors.hpp>
@@ -31,33 +32,6 @@ using karlton::testing::must;
 using karlton::testing::sync_faults;
 
 namespace {
-
-// Refuses every batch while closed, so writes stay dirty and the journal
-// cannot be emptied: the bound test closes it in windows counted in puts,
-// which keeps the journal from being emptied however slowly the machine runs.
-class gated_store final : public store {
-public:
-  explicit gated_store(std::shared_ptr<store> inner) : inner_(std::move(inner)) {}
-
-  std::atomic<bool> closed{false};
-
-  caf::expected<std::optional<std::string>> load(std::string_view key) override {
-    return inner_->load(key);
-  }
-
-  caf::expected<std::vector<std::optional<std::string>>>
-  load_many(const std::vector<std::string>& keys) override {
-    return inner_->load_many(keys);
-  }
-
-  caf::error write_batch(const std::vector<store_write>& batch) override {
-    if (closed.load()) return make_error(errc::store_failure, "gated_store: closed");
-    return inner_->write_batch(batch);
-  }
-
-private:
-  std::shared_ptr<store> inner_;
-};
 
 cache_options journaled(std::shared_ptr<store> db, std::string path) {
   cache_options o;
@@ -106,7 +80,7 @@ TEST_CASE("a journal under a steady write stream for 60 s stays under its bound"
   testing::temp_dir dir{"journal-bound"};
   auto path = dir.file("wal");
   auto db = std::make_shared<memory_store>();
-  auto gate = std::make_shared<gated_store>(db);
+  auto gate = std::make_shared<testing::refusing_store>(db);
   runtime rt;
   auto o = journaled(gate, path);
   // The bound: a rewrite once the file reaches journal-max-bytes; it then
@@ -138,7 +112,7 @@ TEST_CASE("a journal under a steady write stream for 60 s stays under its bound"
       // then the journal only grows, whatever the machine's speed, and must
       // be rewritten to stay bounded. (When the store keeps up, the journal
       // is emptied instead, and a slow machine never saw a rewrite.)
-      if (part == 0) gate->closed = i % 8192 < 4096;
+      if (part == 0) gate->refuse_all = i % 8192 < 4096;
       if (i % 256 == 0) {
         if (std::chrono::steady_clock::now() - start >= 60s) return i;
         auto size = std::filesystem::file_size(path);
@@ -157,7 +131,7 @@ TEST_CASE("a journal under a steady write stream for 60 s stays under its bound"
   auto w0 = std::async(std::launch::async, writer, 0);
   auto w1 = std::async(std::launch::async, writer, 1);
   auto puts = w0.get() + w1.get();
-  gate->closed = false; // shutdown stores what is pending
+  gate->refuse_all = false; // shutdown stores what is pending
   auto s = must(c.flush_stats());
   INFO(puts << " puts; journal at most " << largest.load() << " bytes, bound " << bound
             << "; " << s.journal_rewrites << " rewrites");

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "support/eventually.hpp"
+#include "support/refusing_store.hpp"
 #include "support/sync_faults.hpp"
 #include "support/temp_dir.hpp"
 #include <karlton/messages/errors.hpp>
@@ -31,37 +32,6 @@ T must(caf::expected<T> x) {
   if (!x) FAIL(describe(x.error()));
   return std::move(*x);
 }
-
-// Refuses every batch that holds `held_key` (and writes nothing of it), so a
-// write of that key stays dirty, and the journal is never emptied, for as
-// long as the test likes; while `refuse_all` is set, it refuses every batch.
-class refusing_store final : public store {
-public:
-  refusing_store(std::shared_ptr<store> inner, std::string held_key)
-    : inner_(std::move(inner)), held_key_(std::move(held_key)) {}
-
-  std::atomic<bool> refuse_all{false};
-
-  caf::expected<std::optional<std::string>> load(std::string_view key) override {
-    return inner_->load(key);
-  }
-
-  caf::expected<std::vector<std::optional<std::string>>>
-  load_many(const std::vector<std::string>& keys) override {
-    return inner_->load_many(keys);
-  }
-
-  caf::error write_batch(const std::vector<store_write>& batch) override {
-    auto held = [&](const store_write& w) { return w.key == held_key_; };
-    if (refuse_all.load() || std::any_of(batch.begin(), batch.end(), held))
-      return make_error(errc::store_failure, "refusing_store: " + held_key_ + " is held");
-    return inner_->write_batch(batch);
-  }
-
-private:
-  std::shared_ptr<store> inner_;
-  std::string held_key_;
-};
 
 std::optional<std::string> stored(store& db, const std::string& key) {
   return must(db.load(key));
@@ -91,7 +61,7 @@ TEST_CASE("a journal replay never writes a stored value over a newer one another
     runtime rt;
     cache_options o;
     o.name = "replayed";
-    auto gate = std::make_shared<refusing_store>(db, "held");
+    auto gate = std::make_shared<testing::refusing_store>(db, "held");
     o.backing_store = gate;
     o.writes = write_mode::write_back;
     o.journal_path = journal_path;

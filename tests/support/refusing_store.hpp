@@ -1,0 +1,52 @@
+// A store decorator for write-back tests: it refuses batches on a switch, so
+// writes stay dirty and the journal cannot be emptied for as long as a test
+// likes. A refused batch writes nothing.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <karlton/messages/errors.hpp>
+#include <karlton/stores/store.hpp>
+
+namespace karlton::testing {
+
+/// Refuses every batch while `refuse_all` is set, and every batch that holds
+/// `held_key` (if one is given); loads pass through.
+class refusing_store final : public store {
+public:
+  explicit refusing_store(std::shared_ptr<store> inner, std::string held_key = {})
+    : inner_(std::move(inner)), held_key_(std::move(held_key)) {}
+
+  std::atomic<bool> refuse_all{false};
+
+  caf::expected<std::optional<std::string>> load(std::string_view key) override {
+    return inner_->load(key);
+  }
+
+  caf::expected<std::vector<std::optional<std::string>>>
+  load_many(const std::vector<std::string>& keys) override {
+    return inner_->load_many(keys);
+  }
+
+  caf::error write_batch(const std::vector<store_write>& batch) override {
+    auto held = [&](const store_write& w) {
+      return !held_key_.empty() && w.key == held_key_;
+    };
+    if (refuse_all.load() || std::any_of(batch.begin(), batch.end(), held))
+      return make_error(errc::store_failure, "refusing_store: batch refused");
+    return inner_->write_batch(batch);
+  }
+
+private:
+  std::shared_ptr<store> inner_;
+  std::string held_key_;
+};
+
+} // namespace karlton::testing
