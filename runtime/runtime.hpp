@@ -20,6 +20,8 @@
 #include <karlton/runtime/log.hpp>
 #include <karlton/runtime/options.hpp>
 
+/// karlton's whole public API: `runtime` embeds it, `cache` is a handle to one
+/// named cache, `errc` lists every failure a call can return.
 namespace karlton {
 
 // Internals the runtime holds or its private steps name; only their
