@@ -31,9 +31,9 @@ enum class invalidation_kind : uint8_t {
 /// clocks of the nodes must agree for that figure to mean anything).
 struct invalidation {
   invalidation_kind kind = invalidation_kind::key; ///< what `name` is
-  std::string cache; ///< the cache it applies to (empty for `tag` and `event`)
-  std::string name;  ///< the key, tag or event
-  std::string data;  ///< the event's payload for its subscribers (`event` only)
+  std::string cache;     ///< the cache it applies to (empty for `tag` and `event`)
+  std::string name;      ///< the key, tag or event
+  std::string data;      ///< the event's payload for its subscribers (`event` only)
   int64_t issued_ns = 0; ///< the origin's `wall_clock_ns()` when made
 };
 
@@ -47,9 +47,9 @@ typename Inspector::result_type inspect(Inspector& f, invalidation& x) {
 /// in the order it issued them. A receiver that expected a lower number
 /// missed some and cannot trust its distributed caches (rule 6).
 struct invalidation_batch {
-  std::string origin;       ///< the issuing node's name
-  uint64_t incarnation = 0; ///< a new one each time the origin starts
-  uint64_t first_seq = 0;   ///< the number of `items[0]`
+  std::string origin;              ///< the issuing node's name
+  uint64_t incarnation = 0;        ///< a new one each time the origin starts
+  uint64_t first_seq = 0;          ///< the number of `items[0]`
   std::vector<invalidation> items; ///< in the order issued
 };
 
@@ -85,14 +85,14 @@ constexpr size_t peer_delay_samples = 65536;
 
 /// A node's cluster counters.
 struct peer_stats {
-  uint64_t members = 0;         ///< nodes connected and authenticated now
-  uint64_t broadcasts_sent = 0; ///< invalidations this node issued
-  uint64_t batches_sent = 0;    ///< batch messages sent (to all members)
+  uint64_t members = 0;                ///< nodes connected and authenticated now
+  uint64_t broadcasts_sent = 0;        ///< invalidations this node issued
+  uint64_t batches_sent = 0;           ///< batch messages sent (to all members)
   uint64_t invalidations_received = 0; ///< invalidations in batches from other nodes
   uint64_t invalidations_applied = 0;  ///< of those: applied to this node's shards
-  uint64_t gaps = 0;           ///< sequence gaps seen (each made a repair)
-  uint64_t peers_lost = 0;     ///< members lost or silent (each made a repair)
-  uint64_t repairs = 0;        ///< clears of the distributed caches
+  uint64_t gaps = 0;                   ///< sequence gaps seen (each made a repair)
+  uint64_t peers_lost = 0;             ///< members lost or silent (each made a repair)
+  uint64_t repairs = 0;                ///< clears of the distributed caches
   uint64_t joins_refused = 0;  ///< handshakes refused, for any of the causes below
   uint64_t proofs_refused = 0; ///< proofs that did not verify (no secret, reflected, ...)
   uint64_t replays_refused =

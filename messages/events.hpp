@@ -44,7 +44,11 @@ typename Inspector::result_type inspect(Inspector& f, dependencies& x) {
 }
 
 /// Why an invalidation removes entries (counted per cause in `invalidation_stats`).
-enum class invalidation_cause : uint8_t { event, tag, cascade };
+enum class invalidation_cause : uint8_t {
+  event,   ///< the entry depended on an emitted event
+  tag,     ///< the entry depended on an invalidated tag
+  cascade, ///< the entry depended on a key that was invalidated
+};
 
 /// `(invalidate_dependents, names, cause, level)` to a shard: remove every entry that
 /// depends on one of `names` (at cascade `level`); answered with an
@@ -89,11 +93,11 @@ typename Inspector::result_type inspect(Inspector& f, invalidation_summary& x) {
 
 /// The bus's counters.
 struct bus_stats {
-  uint64_t events_emitted = 0;   ///< `emit` calls, synchronous or not
-  uint64_t tags_invalidated = 0; ///< `invalidate_tag` calls, synchronous or not
-  uint64_t key_cascades = 0; ///< erased keys whose dependents were invalidated
+  uint64_t events_emitted = 0;     ///< `emit` calls, synchronous or not
+  uint64_t tags_invalidated = 0;   ///< `invalidate_tag` calls, synchronous or not
+  uint64_t key_cascades = 0;       ///< erased keys whose dependents were invalidated
   uint64_t subscribers_called = 0; ///< deliveries to event subscribers
-  uint32_t deepest_cascade = 0; ///< most rounds of cascading of one invalidation
+  uint32_t deepest_cascade = 0;    ///< most rounds of cascading of one invalidation
 };
 
 template <class Inspector>

@@ -48,12 +48,12 @@ private:
 
 /// Counters of one shard, or summed over the shards of one cache.
 struct cache_stats {
-  uint64_t hits = 0;   ///< gets (and get_or_loads) answered from the cache
-  uint64_t misses = 0; ///< gets (and get_or_loads) that found no live entry
-  uint64_t puts = 0;   ///< values stored by put, put_many or a finished load
-  uint64_t expired = 0;                ///< entries removed because their TTL ran out
-  uint64_t evictions = 0;              ///< entries removed by the size bound
-  uint64_t invalidations = 0;          ///< entries erased, cleared or invalidated
+  uint64_t hits = 0;          ///< gets (and get_or_loads) answered from the cache
+  uint64_t misses = 0;        ///< gets (and get_or_loads) that found no live entry
+  uint64_t puts = 0;          ///< values stored by put, put_many or a finished load
+  uint64_t expired = 0;       ///< entries removed because their TTL ran out
+  uint64_t evictions = 0;     ///< entries removed by the size bound
+  uint64_t invalidations = 0; ///< entries erased, cleared or invalidated
   uint64_t invalidated_by_event = 0;   ///< of those: dependents of an emitted event
   uint64_t invalidated_by_tag = 0;     ///< of those: dependents of an invalidated tag
   uint64_t invalidated_by_cascade = 0; ///< of those: dependents of an invalidated key

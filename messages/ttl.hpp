@@ -78,7 +78,7 @@ enum class removal_cause : uint8_t {
   evicted,        ///< pushed out by the size bound
 };
 
-/// The cause's name, e.g. "explicit_erase".
+/// The cause's short name: "explicit", "replaced", "expired" or "evicted".
 const char* to_string(removal_cause x) noexcept;
 
 } // namespace karlton
