@@ -85,7 +85,7 @@ public:
   caf::error put(std::string_view key, std::string_view bytes, ttl t,
                  const dependencies& deps) const;
   /// Invalidates `key`; true if it was cached. In a cache whose entries
-  /// declare dependencies, what depends on `key` is purged too, transitively,
+  /// declare dependencies, what depends on `key` is invalidated too, transitively,
   /// right after (asynchronously; `runtime::invalidate_tag(key)` waits).
   caf::expected<bool> erase(std::string_view key) const;
   /// True if `key` is cached and not expired; never loads, never counts as
