@@ -13,14 +13,17 @@ namespace karlton {
 /// @threadsafe `now()` may be called from any thread.
 class clock {
 public:
+  /// Steady-clock time, so TTLs never jump with the wall clock.
   using time_point = std::chrono::steady_clock::time_point;
   virtual ~clock() = default;
+  /// The current time; never goes backwards.
   virtual time_point now() const noexcept = 0;
 };
 
 /// The default: `std::chrono::steady_clock`.
 class steady_clock final : public clock {
 public:
+  /// `std::chrono::steady_clock::now()`.
   time_point now() const noexcept override { return std::chrono::steady_clock::now(); }
 };
 
@@ -28,11 +31,15 @@ public:
 /// @threadsafe
 class manual_clock final : public clock {
 public:
+  /// Starts at `start` (by default one hour past the steady clock's epoch).
   explicit manual_clock(time_point start = time_point{std::chrono::hours{1}})
     : ns_(start.time_since_epoch().count()) {}
+  /// The start plus every `advance` so far.
   time_point now() const noexcept override {
     return time_point{time_point::duration{ns_.load(std::memory_order_acquire)}};
   }
+  /// Moves the time forward by `d`; shards see it at their next read of the
+  /// clock.
   void advance(std::chrono::nanoseconds d) noexcept {
     ns_.fetch_add(d.count(), std::memory_order_acq_rel);
   }

@@ -15,6 +15,8 @@
 
 namespace karlton {
 
+/// The cluster's tunables and their defaults, shared by `cluster_options`
+/// (settings `karlton.cluster.*`) and the peer actor.
 struct peer_options {
   /// Every node must know it; a node that cannot prove it is refused.
   std::string secret;
@@ -28,7 +30,7 @@ struct peer_options {
   /// from waiting long on a slow answer, and 4096 keeps a batch (one message,
   /// serialized whole) small.
   caf::timespan batch_delay = std::chrono::milliseconds{1};
-  uint32_t batch_max = 4096;
+  uint32_t batch_max = 4096; ///< see `batch_delay`
   /// Invalidations a member may have been sent and not yet applied; beyond,
   /// or once a request to it timed out, batches are withheld from it until it
   /// caught up, and it repairs when it sees the gap (see
@@ -45,7 +47,7 @@ struct peer_options {
   /// `member_timeout` (longer than `heartbeat`: a dozen missed beats, so a
   /// busy link does not drop members) is lost: repair, then reconnection.
   caf::timespan heartbeat = std::chrono::milliseconds{250};
-  caf::timespan member_timeout = std::chrono::seconds{3};
+  caf::timespan member_timeout = std::chrono::seconds{3}; ///< see `heartbeat`
   /// How long after the last word from a member this node's distributed
   /// caches still serve hits; past it they clear (a frozen or cut-off node
   /// may have missed invalidations). Longer than `heartbeat`, so a live link

@@ -31,6 +31,7 @@ enum class eviction_policy_kind : uint8_t {
   lru,
 };
 
+/// The policy's name as the `karlton.policy` setting spells it: "tinylfu" or "lru".
 const char* to_string(eviction_policy_kind x) noexcept;
 
 /// Called on the shard for every entry that leaves: the value (with its key)
@@ -39,6 +40,7 @@ using removal_callback = std::function<void(const value&, removal_cause)>;
 
 /// How a read-through cache refreshes entries before they expire.
 enum class early_refresh_mode : uint8_t {
+  /// Entries live their whole TTL (the default).
   none,
   /// XFetch (Vattani, Chierichetti, Lowenstein, VLDB 2015): a read refreshes
   /// in the background if `now - delta * beta * ln(U) >= expiry`, where delta
@@ -66,6 +68,7 @@ using load_function = std::function<caf::expected<std::string>(const std::string
 /// from stalling a shard for long; larger objects belong in a blob store,
 /// with their address cached.
 constexpr uint64_t default_max_key_bytes = 64 * 1024;
+/// See `default_max_key_bytes`.
 constexpr uint64_t default_max_value_bytes = 64 * 1024 * 1024;
 
 } // namespace karlton

@@ -30,11 +30,11 @@ enum class invalidation_kind : uint8_t {
 /// made, so receivers can measure how long it took to reach them (the
 /// clocks of the nodes must agree for that figure to mean anything).
 struct invalidation {
-  invalidation_kind kind = invalidation_kind::key;
-  std::string cache;
-  std::string name;
-  std::string data;
-  int64_t issued_ns = 0;
+  invalidation_kind kind = invalidation_kind::key; ///< what `name` is
+  std::string cache;     ///< the cache it applies to (empty for `tag` and `event`)
+  std::string name;      ///< the key, tag or event
+  std::string data;      ///< the event's payload for its subscribers (`event` only)
+  int64_t issued_ns = 0; ///< the origin's `wall_clock_ns()` when made
 };
 
 template <class Inspector>
@@ -47,10 +47,10 @@ typename Inspector::result_type inspect(Inspector& f, invalidation& x) {
 /// in the order it issued them. A receiver that expected a lower number
 /// missed some and cannot trust its distributed caches (rule 6).
 struct invalidation_batch {
-  std::string origin;
-  uint64_t incarnation = 0; ///< a new one each time the origin starts
-  uint64_t first_seq = 0;
-  std::vector<invalidation> items;
+  std::string origin;              ///< the issuing node's name
+  uint64_t incarnation = 0;        ///< a new one each time the origin starts
+  uint64_t first_seq = 0;          ///< the number of `items[0]`
+  std::vector<invalidation> items; ///< in the order issued
 };
 
 template <class Inspector>
@@ -62,10 +62,10 @@ typename Inspector::result_type inspect(Inspector& f, invalidation_batch& x) {
 /// A node as other nodes know it: its name, where it listens, and which run
 /// of it this is.
 struct member_info {
-  std::string name;
-  std::string host;
-  uint16_t port = 0;
-  uint64_t incarnation = 0;
+  std::string name;         ///< unique in the cluster (`cluster_options::node_name`)
+  std::string host;         ///< the address it listens on
+  uint16_t port = 0;        ///< the port it listens on
+  uint64_t incarnation = 0; ///< a new one each time the node starts
 };
 
 template <class Inspector>
@@ -74,6 +74,7 @@ typename Inspector::result_type inspect(Inspector& f, member_info& x) {
            x.incarnation);
 }
 
+/// Same node, same run: every field equal.
 inline bool operator==(const member_info& a, const member_info& b) {
   return a.name == b.name && a.host == b.host && a.port == b.port &&
          a.incarnation == b.incarnation;
@@ -84,14 +85,14 @@ constexpr size_t peer_delay_samples = 65536;
 
 /// A node's cluster counters.
 struct peer_stats {
-  uint64_t members = 0;         ///< nodes connected and authenticated now
-  uint64_t broadcasts_sent = 0; ///< invalidations this node issued
-  uint64_t batches_sent = 0;    ///< batch messages sent (to all members)
-  uint64_t invalidations_received = 0;
-  uint64_t invalidations_applied = 0;
-  uint64_t gaps = 0;           ///< sequence gaps seen (each made a repair)
-  uint64_t peers_lost = 0;     ///< members lost or silent (each made a repair)
-  uint64_t repairs = 0;        ///< clears of the distributed caches
+  uint64_t members = 0;                ///< nodes connected and authenticated now
+  uint64_t broadcasts_sent = 0;        ///< invalidations this node issued
+  uint64_t batches_sent = 0;           ///< batch messages sent (to all members)
+  uint64_t invalidations_received = 0; ///< invalidations in batches from other nodes
+  uint64_t invalidations_applied = 0;  ///< of those: applied to this node's shards
+  uint64_t gaps = 0;                   ///< sequence gaps seen (each made a repair)
+  uint64_t peers_lost = 0;             ///< members lost or silent (each made a repair)
+  uint64_t repairs = 0;                ///< clears of the distributed caches
   uint64_t joins_refused = 0;  ///< handshakes refused, for any of the causes below
   uint64_t proofs_refused = 0; ///< proofs that did not verify (no secret, reflected, ...)
   uint64_t replays_refused =
@@ -148,8 +149,9 @@ using broadcast_atom = caf::atom_constant<caf::atom("broadcast")>;
 using leave_atom = caf::atom_constant<caf::atom("leave")>;
 /// `(heartbeat)`: the peer actor's own timer (see `peer_setup::heartbeat`).
 using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
-/// `(pstats)`: the node's `peer_stats`; `(members)`: who it is connected to.
+/// `(pstats)`: the node's `peer_stats`.
 using peer_stats_atom = caf::atom_constant<caf::atom("pstats")>;
+/// `(members)`: the members this node is connected to, as `member_info`s.
 using members_atom = caf::atom_constant<caf::atom("members")>;
 /// `(invalidate, keys)` to a shard: remove these keys without telling other
 /// nodes (they come from one). `(invalidate)`: remove everything, the same

@@ -12,6 +12,7 @@ namespace karlton {
 
 /// What went wrong. Each code comes with a context string that says what to change.
 enum class errc : uint8_t {
+  /// No error: what a default `caf::error` of this category stands for.
   none = 0,
   /// The key is longer than the cache's `max-key-bytes`; nothing was stored.
   key_too_large,

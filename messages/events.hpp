@@ -20,9 +20,10 @@ namespace karlton {
 /// - `on`: keys of the same cache, or tags; invalidating such a key (erase,
 ///   or a cascade) or `invalidate_tag(name)` invalidates the entry.
 struct dependencies {
-  std::vector<std::string> events;
-  std::vector<std::string> on;
+  std::vector<std::string> events; ///< names of events (`runtime::emit`)
+  std::vector<std::string> on;     ///< keys of the same cache, or tags
 
+  /// True if it depends on nothing (a plain put).
   bool empty() const noexcept { return events.empty() && on.empty(); }
 
   /// `dependencies{}.on_events({"user_updated"}).on_keys({"user_123"})`
@@ -30,6 +31,7 @@ struct dependencies {
     events = std::move(xs);
     return *this;
   }
+  /// Sets `on` (keys or tags); returns `*this`, for chaining.
   dependencies& on_keys(std::vector<std::string> xs) {
     on = std::move(xs);
     return *this;
@@ -42,7 +44,11 @@ typename Inspector::result_type inspect(Inspector& f, dependencies& x) {
 }
 
 /// Why an invalidation removes entries (counted per cause in `invalidation_stats`).
-enum class invalidation_cause : uint8_t { event, tag, cascade };
+enum class invalidation_cause : uint8_t {
+  event,   ///< the entry depended on an emitted event
+  tag,     ///< the entry depended on an invalidated tag
+  cascade, ///< the entry depended on a key that was invalidated
+};
 
 /// `(invalidate_dependents, names, cause, level)` to a shard: remove every entry that
 /// depends on one of `names` (at cascade `level`); answered with an
@@ -55,12 +61,12 @@ using graph_atom = caf::atom_constant<caf::atom("graph")>;
 
 /// What one shard removed in an invalidation.
 struct invalidation_result {
-  uint64_t removed = 0;
+  uint64_t removed = 0; ///< entries it removed
   /// Keys it removed that entries may depend on (per the cache's
   /// `depended_names`: the next round), each with its level: 0 for a direct dependent of
   /// the names asked for, n for an entry reached through n invalidated keys.
   std::vector<std::string> cascade;
-  std::vector<uint32_t> levels;
+  std::vector<uint32_t> levels; ///< the level of each of `cascade`, by index
   /// The highest level of any entry it removed.
   uint32_t deepest = 0;
 };
@@ -73,10 +79,10 @@ typename Inspector::result_type inspect(Inspector& f, invalidation_result& x) {
 
 /// What a synchronous emit or tag invalidation did, over every shard.
 struct invalidation_summary {
-  uint64_t removed = 0;
+  uint64_t removed = 0; ///< entries removed, over every cache and shard
   /// The longest chain of invalidated keys followed (0: only direct dependents).
   uint32_t depth = 0;
-  uint32_t subscribers_called = 0;
+  uint32_t subscribers_called = 0; ///< event subscribers told (0 for a tag)
 };
 
 template <class Inspector>
@@ -87,11 +93,11 @@ typename Inspector::result_type inspect(Inspector& f, invalidation_summary& x) {
 
 /// The bus's counters.
 struct bus_stats {
-  uint64_t events_emitted = 0;
-  uint64_t tags_invalidated = 0;
-  uint64_t key_cascades = 0; ///< erased keys whose dependents were invalidated
-  uint64_t subscribers_called = 0;
-  uint32_t deepest_cascade = 0; ///< most rounds of cascading of one invalidation
+  uint64_t events_emitted = 0;     ///< `emit` calls, synchronous or not
+  uint64_t tags_invalidated = 0;   ///< `invalidate_tag` calls, synchronous or not
+  uint64_t key_cascades = 0;       ///< erased keys whose dependents were invalidated
+  uint64_t subscribers_called = 0; ///< deliveries to event subscribers
+  uint32_t deepest_cascade = 0;    ///< most rounds of cascading of one invalidation
 };
 
 template <class Inspector>

@@ -20,11 +20,13 @@ using load_atom = caf::atom_constant<caf::atom("load")>;
 
 /// What a loader worker reports back to the shard that asked.
 struct load_outcome {
+  /// The key loaded.
   std::string key;
   /// The load's number, as the shard gave it (its version stamp).
   uint64_t id = 0;
   /// Set if the loader failed; `bytes` is then empty.
   caf::error error;
+  /// The loaded value, if `error` is not set.
   std::string bytes;
   /// How long the loader ran, on the runtime's clock: XFetch's delta.
   caf::timespan took{0};

@@ -22,11 +22,17 @@
 namespace karlton {
 
 // CAF ships get_atom, put_atom, delete_atom and ok_atom; these are karlton's.
+/// `(contains, key)` to a shard: `cache::contains`.
 using contains_atom = caf::atom_constant<caf::atom("contains")>;
+/// `(ttl, key)` to a shard: `cache::ttl_of`.
 using ttl_atom = caf::atom_constant<caf::atom("ttl")>;
+/// `(clear)` to a shard: `cache::clear`, for that shard.
 using clear_atom = caf::atom_constant<caf::atom("clear")>;
+/// `(stats)` to a shard: its `cache_stats`.
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
+/// `(remove_expired)` to a shard: `cache::remove_expired`, for that shard.
 using remove_expired_atom = caf::atom_constant<caf::atom("rm_expired")>;
+/// `(removed, key, cause)` to a `removal_listener_actor`.
 using removed_atom = caf::atom_constant<caf::atom("removed")>;
 /// Rung by plain threads after they queue work on the shard's ingress queue.
 using doorbell_atom = caf::atom_constant<caf::atom("doorbell")>;

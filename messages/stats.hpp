@@ -17,10 +17,14 @@ namespace karlton {
 /// within 12.5 % of the true value; 232 buckets cover 2^32 ms (49 days).
 class age_histogram {
 public:
+  /// 16 exact buckets, then 8 for each of the 28 powers of two up to 2^32 ms.
   static constexpr size_t bucket_count = 16 + 28 * 8;
 
+  /// Adds one sample of `age_ms` milliseconds.
   void record(uint32_t age_ms) noexcept;
+  /// Adds every sample of `other`, as if recorded here.
   void merge(const age_histogram& other);
+  /// How many samples it holds.
   uint64_t count() const noexcept { return total_; }
   /// The smallest age a `q` fraction (0..1) of samples is at or below; 0 if empty.
   uint64_t percentile(double q) const noexcept;
@@ -44,12 +48,12 @@ private:
 
 /// Counters of one shard, or summed over the shards of one cache.
 struct cache_stats {
-  uint64_t hits = 0;
-  uint64_t misses = 0;
-  uint64_t puts = 0;
-  uint64_t expired = 0;                ///< entries removed because their TTL ran out
-  uint64_t evictions = 0;              ///< entries removed by the size bound
-  uint64_t invalidations = 0;          ///< entries erased, cleared or invalidated
+  uint64_t hits = 0;          ///< gets (and get_or_loads) answered from the cache
+  uint64_t misses = 0;        ///< gets (and get_or_loads) that found no live entry
+  uint64_t puts = 0;          ///< values stored by put, put_many or a finished load
+  uint64_t expired = 0;       ///< entries removed because their TTL ran out
+  uint64_t evictions = 0;     ///< entries removed by the size bound
+  uint64_t invalidations = 0; ///< entries erased, cleared or invalidated
   uint64_t invalidated_by_event = 0;   ///< of those: dependents of an emitted event
   uint64_t invalidated_by_tag = 0;     ///< of those: dependents of an invalidated tag
   uint64_t invalidated_by_cascade = 0; ///< of those: dependents of an invalidated key
@@ -88,18 +92,23 @@ struct cache_stats {
   /// lost touch with another node, so it may have missed invalidations).
   uint64_t lease_clears = 0;
 
+  /// hits / (hits + misses), 0..1; 0 before any get.
   double hit_rate() const noexcept {
     auto total = hits + misses;
     return total == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(total);
   }
+  /// The median age, in milliseconds, of the values served on hits.
   uint64_t age_p50_ms() const noexcept { return hit_age.percentile(0.50); }
+  /// The 99th percentile age, in milliseconds, of the values served on hits.
   uint64_t age_p99_ms() const noexcept { return hit_age.percentile(0.99); }
+  /// The mean duration of finished loads, in milliseconds; 0 before any.
   double mean_load_ms() const noexcept {
     return loads_finished == 0 ? 0.0
                                : static_cast<double>(load_time_ns) / 1e6 /
                                    static_cast<double>(loads_finished);
   }
 
+  /// Adds `other`'s counters and merges its histogram (summing shards).
   cache_stats& operator+=(const cache_stats& other);
 };
 

@@ -13,6 +13,7 @@ class ttl {
 public:
   /// The cache's `default-ttl` (which may itself be "never").
   static constexpr ttl cache_default() noexcept { return ttl{default_marker}; }
+  /// Never expires (still removable by erase, eviction or invalidation).
   static constexpr ttl never() noexcept { return ttl{never_marker}; }
   /// Expires `d` after the put; `d` must be positive. A `d` of 0 or less
   /// gives an invalid TTL (refused by puts and options), never one of the
@@ -21,13 +22,18 @@ public:
     return ttl{d.count() > 0 ? d.count() : int64_t{0}};
   }
 
+  /// The cache's default, like `cache_default()`.
   constexpr ttl() noexcept = default;
+  /// True for `cache_default()`.
   constexpr bool is_default() const noexcept { return ns_ == default_marker; }
+  /// True for `never()`.
   constexpr bool is_never() const noexcept { return ns_ == never_marker; }
   /// Only meaningful when neither `is_default()` nor `is_never()`.
   constexpr caf::timespan duration() const noexcept { return caf::timespan{ns_}; }
+  /// False only for `after` of a non-positive duration.
   constexpr bool valid() const noexcept { return is_default() || is_never() || ns_ > 0; }
 
+  /// Same marker, or same duration.
   friend constexpr bool operator==(ttl x, ttl y) noexcept { return x.ns_ == y.ns_; }
 
   template <class Inspector>
@@ -44,11 +50,18 @@ private:
 
 /// What a shard says about a key's remaining lifetime.
 struct remaining_ttl {
-  enum state_t : uint8_t { missing, never_expires, expires };
-  uint8_t state = missing;
+  /// Whether the key was found, and whether it expires.
+  enum state_t : uint8_t {
+    missing,       ///< not cached (or already expired)
+    never_expires, ///< cached with `ttl::never()`
+    expires,       ///< cached; `left` says for how long
+  };
+  uint8_t state = missing; ///< a `state_t`
+
   /// Time left when `state == expires`, rounded down to the millisecond.
   caf::timespan left{0};
 
+  /// True unless `missing`.
   bool found() const noexcept { return state != missing; }
 };
 
@@ -65,6 +78,7 @@ enum class removal_cause : uint8_t {
   evicted,        ///< pushed out by the size bound
 };
 
+/// The cause's short name: "explicit", "replaced", "expired" or "evicted".
 const char* to_string(removal_cause x) noexcept;
 
 } // namespace karlton

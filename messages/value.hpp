@@ -30,9 +30,13 @@ uint64_t hash_key(std::string_view key) noexcept;
 /// @threadsafe handles may be copied and read from any thread.
 class value {
 public:
+  /// Empty: "not cached".
   value() noexcept = default;
+  /// Shares `other`'s buffer (one atomic increment, no copy of the bytes).
   value(const value& other) noexcept;
+  /// Takes `other`'s buffer; `other` is left empty.
   value(value&& other) noexcept : block_(other.block_) { other.block_ = nullptr; }
+  /// Shares (or takes) `other`'s buffer, releasing its own.
   value& operator=(value other) noexcept {
     std::swap(block_, other.block_);
     return *this;
@@ -44,9 +48,14 @@ public:
   /// As above, with `key_hash == hash_key(key)` already computed by the caller.
   static value make(std::string_view key, std::string_view bytes, uint64_t key_hash);
 
+  /// False when empty (a miss).
   explicit operator bool() const noexcept { return block_ != nullptr; }
+  /// The key; valid as long as a handle to this buffer lives. Empty if empty.
   std::string_view key() const noexcept;
+  /// The value's bytes; valid as long as a handle to this buffer lives.
+  /// Empty if empty.
   std::string_view bytes() const noexcept;
+  /// A copy of `bytes()`, which outlives the handle.
   std::string str() const { return std::string{bytes()}; }
 
   /// Bytes this pair counts against `max-bytes`: key plus value.
@@ -58,6 +67,7 @@ public:
   /// Only the owning shard may call these: the buffer's birth time, in ms of
   /// the runtime's clock modulo 2^32 (ages are exact up to 49 days).
   uint32_t born_ms() const noexcept;
+  /// Sets the birth time `born_ms` returns; the owning shard only.
   void set_born_ms(uint32_t ms) noexcept;
 
   /// Hints the CPU to load the buffer's header (batched lookups overlap misses).
@@ -66,10 +76,12 @@ public:
   /// True if no other handle shares this buffer.
   bool unique() const noexcept;
 
+  /// Same buffer, or both non-empty with equal keys and bytes.
   friend bool operator==(const value& x, const value& y) noexcept {
     return x.block_ == y.block_ ||
            (x && y && x.key() == y.key() && x.bytes() == y.bytes());
   }
+  /// Not `==`.
   friend bool operator!=(const value& x, const value& y) noexcept { return !(x == y); }
 
 private:

@@ -30,6 +30,7 @@ enum class write_mode : uint8_t {
   write_back,
 };
 
+/// The mode's name, e.g. "write_back".
 const char* to_string(write_mode x) noexcept;
 
 /// `(write, items)`: store these (to the store writer), or take these dirty
@@ -56,10 +57,10 @@ using write_stats_atom = caf::atom_constant<caf::atom("wstats")>;
 /// store writer and the flusher hand the store `store_write`s (stores/store.hpp),
 /// which carry no number: a store knows no shards.
 struct shard_write {
-  std::string key;
-  std::string bytes;
-  bool erase = false;
-  uint64_t seq = 0;
+  std::string key;    ///< the key written
+  std::string bytes;  ///< the value put (empty for an erase)
+  bool erase = false; ///< an erase rather than a put
+  uint64_t seq = 0;   ///< the shard's number for this write
 };
 
 template <class Inspector>

@@ -41,20 +41,32 @@ struct sink_tag; // runtime/bridge.hpp
 /// Calls on many keys send one job per shard, not per key. After the runtime
 /// stopped, every call returns `shut_down`. A blocking call made inside an
 /// actor (on a scheduler thread) returns `blocking_in_actor` at once.
+///
+/// Errors any call can return, besides those named at each call: `shut_down`;
+/// a blocking call also `timeout` (after `call-timeout`; the call may still
+/// take effect), `overloaded` (the shard's ingress queue stayed full) and
+/// `blocking_in_actor`. Calls on a default-constructed handle are undefined.
 /// @threadsafe
 class cache {
 public:
+  /// The result of a call that returns nothing but may fail.
   using unit = caf::unit_t;
 
+  /// An empty handle, false until assigned from `runtime::create_cache`.
   cache() = default;
+  /// False for a default-constructed handle.
   explicit operator bool() const noexcept;
 
+  /// The name it was created with.
   const std::string& name() const;
+  /// The options it was created with, defaults filled in.
   const cache_options& options() const;
+  /// How many shard actors hold its entries (`cache_options::shards`).
   size_t shard_count() const;
 
   /// The shard that owns `key`, for requests from actors.
   shard_actor shard_for(std::string_view key) const;
+  /// Every shard, in index order, for requests to all of them from actors.
   std::vector<shard_actor> shards() const;
 
   // -- blocking ---------------------------------------------------------------
@@ -62,6 +74,9 @@ public:
   /// The cached value, or an empty `value` on a miss.
   caf::expected<value> get(std::string_view key) const;
   /// Stores `bytes` under `key`; `t` defaults to the cache's `default-ttl`.
+  /// Errors: `key_too_large`, `value_too_large`, `invalid_option` (a
+  /// non-positive `t`), all before anything is sent; with a write mode,
+  /// `store_failure` when write-through storage fails.
   caf::error put(std::string_view key, std::string_view bytes,
                  ttl t = ttl::cache_default()) const;
   /// Stores `bytes` under `key`, depending on `deps`: when one of its events
@@ -70,13 +85,19 @@ public:
   caf::error put(std::string_view key, std::string_view bytes, ttl t,
                  const dependencies& deps) const;
   /// Invalidates `key`; true if it was cached. In a cache whose entries
-  /// declare dependencies, what depends on `key` is purged too, transitively,
+  /// declare dependencies, what depends on `key` is invalidated too, transitively,
   /// right after (asynchronously; `runtime::invalidate_tag(key)` waits).
   caf::expected<bool> erase(std::string_view key) const;
+  /// True if `key` is cached and not expired; never loads, never counts as
+  /// a hit or miss.
   caf::expected<bool> contains(std::string_view key) const;
+  /// How long `key` has left: missing, never expiring, or a duration.
   caf::expected<remaining_ttl> ttl_of(std::string_view key) const;
   /// One value per key, in order; empty where missed.
   caf::expected<std::vector<value>> get_many(const std::vector<std::string>& keys) const;
+  /// Stores each (key, bytes) pair with `t`. Every item is checked first (the
+  /// errors of `put`), so bad input stores none; across shards it is not
+  /// atomic: on `timeout` some items may be stored.
   caf::error put_many(const std::vector<std::pair<std::string, std::string>>& items,
                       ttl t = ttl::cache_default()) const;
   /// Removes every entry; returns how many.
@@ -101,23 +122,40 @@ public:
   caf::expected<write_stats> flush_stats() const;
 
   // -- asynchronous, as futures -------------------------------------------------
+  // Each returns once its jobs are queued (while a shard's ingress queue is
+  // full it waits, up to `call-timeout`, then gives `overloaded`). The future
+  // holds what the blocking call of the same name returns (`unit` for a
+  // `caf::error`) but never `timeout`: how long to wait is the caller's
+  // choice. Do not wait on it inside an actor.
 
+  /// `get`, as a future.
   std::future<caf::expected<value>> get_async(std::string_view key) const;
+  /// `get_or_load`, as a future; ready when the load ends.
   std::future<caf::expected<value>> get_or_load_async(std::string_view key) const;
+  /// `put`, as a future.
   std::future<caf::expected<unit>> put_async(std::string_view key, std::string_view bytes,
                                              ttl t = ttl::cache_default()) const;
+  /// `put` with dependencies, as a future.
   std::future<caf::expected<unit>> put_async(std::string_view key, std::string_view bytes,
                                              ttl t, const dependencies& deps) const;
+  /// `erase`, as a future.
   std::future<caf::expected<bool>> erase_async(std::string_view key) const;
+  /// `contains`, as a future.
   std::future<caf::expected<bool>> contains_async(std::string_view key) const;
+  /// `ttl_of`, as a future.
   std::future<caf::expected<remaining_ttl>> ttl_of_async(std::string_view key) const;
+  /// `get_many`, as a future.
   std::future<caf::expected<std::vector<value>>>
   get_many_async(const std::vector<std::string>& keys) const;
+  /// `put_many`, as a future.
   std::future<caf::expected<unit>>
   put_many_async(const std::vector<std::pair<std::string, std::string>>& items,
                  ttl t = ttl::cache_default()) const;
+  /// `clear`, as a future.
   std::future<caf::expected<uint64_t>> clear_async() const;
+  /// `remove_expired`, as a future.
   std::future<caf::expected<uint64_t>> remove_expired_async() const;
+  /// `stats`, as a future.
   std::future<caf::expected<cache_stats>> stats_async() const;
 
   // -- asynchronous, with callbacks -----------------------------------------------
@@ -125,26 +163,32 @@ public:
   // the call fails before reaching a shard). It must be quick and must not
   // make blocking calls on this runtime.
 
+  /// `get`, calling `f(caf::expected<value>)`.
   template <class F>
   void get_async(std::string_view key, F f) const {
     get_async_fn(key, callback<value>(std::move(f)));
   }
+  /// `put`, calling `f(caf::expected<unit>)`.
   template <class F>
   void put_async(std::string_view key, std::string_view bytes, ttl t, F f) const {
     put_async_fn(key, bytes, t, callback<unit>(std::move(f)));
   }
+  /// `get_or_load`, calling `f(caf::expected<value>)` when the load ends.
   template <class F>
   void get_or_load_async(std::string_view key, F f) const {
     get_or_load_async_fn(key, callback<value>(std::move(f)));
   }
+  /// `erase`, calling `f(caf::expected<bool>)`.
   template <class F>
   void erase_async(std::string_view key, F f) const {
     erase_async_fn(key, callback<bool>(std::move(f)));
   }
+  /// `get_many`, calling `f(caf::expected<std::vector<value>>)`.
   template <class F>
   void get_many_async(const std::vector<std::string>& keys, F f) const {
     get_many_async_fn(keys, callback<std::vector<value>>(std::move(f)));
   }
+  /// `put_many`, calling `f(caf::expected<unit>)`.
   template <class F>
   void put_many_async(const std::vector<std::pair<std::string, std::string>>& items,
                       ttl t, F f) const {

@@ -8,14 +8,17 @@
 
 namespace karlton {
 
+/// Every entry's declared dependencies, over every cache of a runtime
+/// (`runtime::dependencies_graph`): to inspect or draw what invalidates what.
 struct dependency_graph {
+  /// One entry that declared dependencies.
   struct node {
-    std::string cache;
-    std::string key;
+    std::string cache; ///< the cache holding the entry
+    std::string key;   ///< the entry's key
     /// Keys and tags as given; events as "event:<name>".
     std::vector<std::string> depends_on;
   };
-  std::vector<node> nodes; // sorted by cache, then key
+  std::vector<node> nodes; ///< sorted by cache, then key
 
   /// Graphviz: an edge from each entry to what it depends on
   /// (`dot -Tsvg graph.dot > graph.svg`).

@@ -30,7 +30,11 @@ namespace karlton {
 constexpr caf::timespan max_option_duration = std::chrono::hours{24 * 365};
 
 /// How a cache's changes reach other nodes; see `cache_options::distributed`.
-enum class distribution : uint8_t { local, async, sync };
+enum class distribution : uint8_t {
+  local, ///< this node only
+  async, ///< other nodes are told; calls do not wait for them
+  sync,  ///< blocking calls wait until every live node applied the change
+};
 
 /// One named cache: one data type with its own strategy (the guide's "layer
 /// strategies per data type"). Defaults come from the `karlton.*` settings.
@@ -47,14 +51,14 @@ struct cache_options {
   /// Size bounds for the whole cache (0: unbounded), split evenly over its
   /// shards. Settings: `karlton.max-entries`, `karlton.max-bytes`.
   uint64_t max_entries = 0;
-  uint64_t max_bytes = 0;
+  uint64_t max_bytes = 0; ///< key + value bytes (see `value::charge`); 0: unbounded
   /// Setting: `karlton.policy` ("tinylfu" or "lru").
   eviction_policy_kind policy = eviction_policy_kind::tiny_lfu;
   /// Largest key and value a put accepts (defaults and their reasons:
   /// `default_max_key_bytes`). Settings: `karlton.max-key-bytes`,
   /// `karlton.max-value-bytes`.
   uint64_t max_key_bytes = default_max_key_bytes;
-  uint64_t max_value_bytes = default_max_value_bytes;
+  uint64_t max_value_bytes = default_max_value_bytes; ///< see `max_key_bytes`
   /// How long a blocking call waits, all its shards together (1ns..365
   /// days). Setting: `karlton.call-timeout`.
   caf::timespan call_timeout = std::chrono::seconds{5};
@@ -100,7 +104,7 @@ struct cache_options {
   /// Called on shard threads, concurrently if the cache has several shards.
   /// Empty: a generator per shard, seeded from `seed` and the shard's index.
   std::function<double()> random;
-  uint64_t seed = 1;
+  uint64_t seed = 1; ///< seeds the per-shard generators when `random` is empty
   /// How long a failed load's error is remembered: `get_or_load` of the key
   /// answers it without loading again, until a put, erase or clear of the key
   /// or the time runs out. 0: off. Setting: `karlton.negative-ttl`.
@@ -123,7 +127,7 @@ struct cache_options {
   /// dirty (1..1000000) or the oldest dirty write is `flush_interval` old.
   /// Settings: `karlton.batch-size`, `karlton.flush-interval`.
   uint32_t batch_size = 1000;
-  caf::timespan flush_interval = std::chrono::milliseconds{100};
+  caf::timespan flush_interval = std::chrono::milliseconds{100}; ///< see `batch_size`
   /// Write-back: writes not yet stored, at most. A put beyond it waits for
   /// room up to 3/4 of `call_timeout`, then fails with `overloaded` without
   /// being applied. Setting: `karlton.max-dirty`.
@@ -131,7 +135,7 @@ struct cache_options {
   /// Write-back: backoff of retries after a failed batch, from base doubling
   /// up to max, with jitter. Settings: `karlton.retry-base`, `karlton.retry-max`.
   caf::timespan retry_base = std::chrono::milliseconds{10};
-  caf::timespan retry_max = std::chrono::seconds{5};
+  caf::timespan retry_max = std::chrono::seconds{5}; ///< see `retry_base`
   /// Write-back: an append-only journal file; a put is acknowledged once its
   /// record is durable (group commit), and the journal is replayed into the
   /// store when the cache is created. Empty: none. Setting: `karlton.journal`.
@@ -174,7 +178,7 @@ struct cluster_options : peer_options {
   /// The address it listens on (loopback unless told otherwise) and the
   /// port (0: any free one; `runtime::cluster_port` tells which).
   std::string host = "127.0.0.1";
-  uint16_t port = 0;
+  uint16_t port = 0; ///< see `host`
   /// Nodes to join, as "host:port"; one live member is enough.
   std::vector<std::string> seeds;
 };
@@ -208,7 +212,9 @@ public:
 /// argument and why, `error()` is the `invalid_option` error.
 class option_error : public std::invalid_argument {
 public:
+  /// Wraps `err`; `what()` is `describe(err)`.
   explicit option_error(caf::error err);
+  /// The `invalid_option` error it was made from.
   const caf::error& error() const noexcept { return err_; }
 
 private:

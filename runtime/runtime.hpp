@@ -20,6 +20,8 @@
 #include <karlton/runtime/log.hpp>
 #include <karlton/runtime/options.hpp>
 
+/// karlton's whole public API: `runtime` embeds it, `cache` is a handle to one
+/// named cache, `errc` lists every failure a call can return.
 namespace karlton {
 
 // Internals the runtime holds or its private steps name; only their
@@ -108,6 +110,7 @@ public:
     /// (only caches with any). With a journal they are still in it, and are
     /// stored when the cache is created again.
     std::vector<std::pair<std::string, uint64_t>> unstored;
+    /// The sum over `unstored`; 0 if shutdown stored everything.
     uint64_t unstored_writes() const {
       uint64_t n = 0;
       for (auto& [name, count] : unstored)
@@ -141,6 +144,7 @@ public:
   /// or a key: see `dependencies::on`), transitively; returns when they are
   /// gone from every shard.
   caf::expected<invalidation_summary> invalidate_tag(const std::string& tag);
+  /// The same, returning at once; `invalid_option` for an empty tag.
   caf::error invalidate_tag_async(const std::string& tag);
 
   /// Calls `handler(event, data)` for every emit of `event`, on an actor
@@ -175,7 +179,7 @@ public:
   caf::expected<peer_stats> cluster_stats();
   /// This node's name and port; empty and 0 before `start_cluster`.
   std::string node_name() const;
-  uint16_t cluster_port() const;
+  uint16_t cluster_port() const; ///< see `node_name`
 
   /// True if the command line asked for `--help` (the constructor from
   /// `argc, argv` printed it on stdout): a program then exits.
@@ -183,7 +187,10 @@ public:
     return owned_cfg_ != nullptr && owned_cfg_->cli_helptext_printed;
   }
 
+  /// The actor system the shards run on (owned or borrowed), for spawning
+  /// the service's own actors; stop them before the runtime is destroyed.
   caf::actor_system& system() noexcept { return *sys_; }
+  /// The clock the caches read for TTLs and ages, as given to the constructor.
   const std::shared_ptr<const clock>& time_source() const noexcept { return clock_; }
 
 private:

@@ -60,7 +60,9 @@ public:
   /// Rows in the table (a full scan: for tests and examples).
   caf::expected<uint64_t> count();
 
+  /// The database file it was opened with.
   const std::string& path() const noexcept;
+  /// The table it keeps the cache's rows in.
   const std::string& table() const noexcept;
 
 private:

@@ -17,9 +17,10 @@ namespace karlton {
 /// `bytes` is empty (`std::nullopt`). What a store sees of a shard's numbered
 /// `shard_write` (messages/writes.hpp).
 struct store_write {
-  std::string key;
-  std::optional<std::string> bytes;
+  std::string key;                  ///< the key changed
+  std::optional<std::string> bytes; ///< the value put; none for a delete
 
+  /// True for a delete (no `bytes`).
   bool is_delete() const noexcept { return !bytes.has_value(); }
 };
 
