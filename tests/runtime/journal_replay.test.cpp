@@ -46,6 +46,21 @@ void wait_stored(const cache& c, uint64_t n) {
   }
 }
 
+// Restarts a write-back cache named `name` on `db` from a journal left by
+// a crash: the replay happens inside create_cache, which then empties the
+// journal, so a second crash replays nothing again.
+void recover_from(const std::filesystem::path& crashed_journal, const std::string& name,
+                  std::shared_ptr<store> db) {
+  runtime rt;
+  cache_options o;
+  o.name = name;
+  o.backing_store = std::move(db);
+  o.writes = write_mode::write_back;
+  o.journal_path = crashed_journal;
+  auto c = must(rt.create_cache(o));
+  CHECK(std::filesystem::file_size(crashed_journal) == 0);
+}
+
 } // namespace
 
 TEST_CASE("a journal replay never writes a stored value over a newer one another "
@@ -85,18 +100,7 @@ TEST_CASE("a journal replay never writes a stored value over a newer one another
     std::filesystem::copy_file(journal_path, crashed_journal);
     CHECK(rt.shutdown(100ms).unstored_writes() > 0); // "held" is never stored
   }
-  // The restart replays the journal into the store.
-  {
-    runtime rt;
-    cache_options o;
-    o.name = "replayed";
-    o.backing_store = db;
-    o.writes = write_mode::write_back;
-    o.journal_path = crashed_journal;
-    auto c = must(rt.create_cache(o));
-    // Emptied after the replay: a second crash replays nothing again.
-    CHECK(std::filesystem::file_size(crashed_journal) == 0);
-  }
+  recover_from(crashed_journal, "replayed", db);
   CHECK(stored(*db, "k") == std::optional<std::string>{"v2"});
   // What the store never confirmed is replayed: nothing acknowledged is lost.
   CHECK(stored(*db, "held") == std::optional<std::string>{"h1"});
@@ -140,16 +144,6 @@ TEST_CASE("a journal whose truncation failed still marks its stored writes, so a
     // kill -9 now: the disk holds what the journal wrote, nothing more.
     std::filesystem::copy_file(journal_path, crashed_journal);
   }
-  // The restart replays the journal into the store, truncations working again.
-  {
-    runtime rt;
-    cache_options o;
-    o.name = "quiet";
-    o.backing_store = db;
-    o.writes = write_mode::write_back;
-    o.journal_path = crashed_journal;
-    auto c = must(rt.create_cache(o));
-    CHECK(std::filesystem::file_size(crashed_journal) == 0);
-  }
+  recover_from(crashed_journal, "quiet", db); // truncations work again
   CHECK(stored(*db, "k").value_or("(none)") == "v2"); // not v1 again
 }
