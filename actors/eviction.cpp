@@ -135,37 +135,37 @@ public:
         std::min<uint64_t>(entry_cap_, 2 * uint64_t{table_.size()}));
     sketch_.increment(hash_of(id));
     lists_[window].push_front(table_, id, w);
-    table_.at(id).list = window;
+    table_.at(id).set_list(window);
   }
 
   void on_hit(entry_id id) override {
     sketch_.increment(hash_of(id));
     auto& e = table_.at(id);
-    if (e.list == probation) {
+    if (e.list() == probation) {
       // A second access promotes: scan entries never reach protected.
       auto w = weight_of(id);
       lists_[probation].unlink(table_, id, w);
       lists_[protect].push_front(table_, id, w);
-      e.list = protect;
+      e.set_list(protect);
       while (lists_[protect].weight > protected_cap_ && lists_[protect].count > 1) {
         auto demoted = lists_[protect].tail;
         auto dw = weight_of(demoted);
         lists_[protect].unlink(table_, demoted, dw);
         lists_[probation].push_front(table_, demoted, dw);
-        table_.at(demoted).list = probation;
+        table_.at(demoted).set_list(probation);
       }
     } else {
-      lists_[e.list].move_to_front(table_, id);
+      lists_[e.list()].move_to_front(table_, id);
     }
   }
 
   void on_update(entry_id id, uint64_t old_w, uint64_t new_w) override {
-    lists_[table_.at(id).list].weight += new_w - old_w;
+    lists_[table_.at(id).list()].weight += new_w - old_w;
     on_hit(id);
   }
 
   void on_remove(entry_id id, uint64_t w) override {
-    lists_[table_.at(id).list].unlink(table_, id, w);
+    lists_[table_.at(id).list()].unlink(table_, id, w);
   }
 
   entry_id victim() override {
@@ -220,7 +220,7 @@ private:
     auto w = weight_of(id);
     lists_[window].unlink(table_, id, w);
     lists_[probation].push_front(table_, id, w);
-    table_.at(id).list = probation;
+    table_.at(id).set_list(probation);
   }
   entry_id main_lru() const {
     if (!lists_[probation].empty()) return lists_[probation].tail;

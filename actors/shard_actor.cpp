@@ -168,7 +168,7 @@ void send_broadcasts(self_ptr self) {
 // The one step after anything changed the shard, whether a request, a job
 // of the doorbell loop, a timer or an answer: hands over what the change
 // left in the state's outboxes (writes, loads, cascades, broadcasts), arms
-// the timers it made due, and frees what an invalidation buried, in that order.
+// the timers it made due, and hands what the table unlinked to RCU, in that order.
 void after_change(self_ptr self) {
   auto& st = self->state;
   // Writes before loads: the flusher must hold a key's write before it
@@ -180,11 +180,9 @@ void after_change(self_ptr self) {
   if (fx.cascades) send_cascades(self);     // the dependents of erased keys
   if (fx.broadcasts) send_broadcasts(self); // what other nodes must drop
   if (fx.parked) arm_room(self);
-  if (fx.buried && !st.reclaim_pending) {
-    // Sent, not done: the answer of the invalidation that buried them goes first.
-    st.reclaim_pending = true;
-    self->send(self, reclaim_atom::value);
-  }
+  // Freed on RCU's thread once no caller reading the table directly can
+  // see it: never on the shard, never before the answer.
+  if (fx.unlinked) st.cache->retire_unlinked();
   // No flag for "the next expiry moved": this check against the armed
   // deadline is that test, at the cost of a few comparisons.
   arm_expiry(self);
@@ -337,16 +335,10 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     [=](invalidate_dependents_atom, const std::vector<std::string>& names,
         invalidation_cause cause, uint32_t level) {
       auto out = self->state.cache->invalidate_dependents(names, cause, level);
-      after_change(self); // frees what the invalidation removed, after this answer
+      after_change(self); // what the invalidation removed is freed off the shard
       return out;
     },
-    [=](reclaim_atom) {
-      // In chunks, so reads and writes get in between: after_change sends
-      // the next chunk's reminder if any is left.
-      self->state.reclaim_pending = false;
-      self->state.cache->reclaim_buried(reclaim_batch);
-      after_change(self);
-    },
+    [=](drain_reads_atom) { self->state.cache->learn_direct_hits(now_of(self)); },
     [=](graph_atom) { return self->state.cache->dependency_edges(); },
     [=](invalidate_atom, const std::vector<std::string>& keys) {
       auto n = self->state.cache->invalidate(keys, now_of(self));

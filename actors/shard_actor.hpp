@@ -66,7 +66,6 @@ struct shard_actor_state : shard_links {
   uint64_t timer_generation = 0;
   size_t next_loader = 0;        // round robin over `loaders`
   bool room_timer_armed = false; // a timer for parked writes is pending
-  bool reclaim_pending = false;  // a `reclaim` reminder is on its way
 
   static inline const char* name = "karlton.shard";
 };
@@ -80,10 +79,6 @@ constexpr int doorbell_batch = 256;
 /// together, so up to 16 cache misses overlap (about what a core can keep in
 /// flight) instead of being paid one after another.
 constexpr int prefetch_batch = 16;
-
-/// Values an invalidation removed that are freed per `reclaim` message: about a
-/// millisecond of frees, so the shard stays responsive.
-constexpr size_t reclaim_batch = 8192;
 
 /// Expired entries reclaimed per timer tick; more are left for an immediate
 /// next tick, so a mass expiry of millions never blocks the shard for long.

@@ -58,8 +58,6 @@ invalidation_result
 shard_state::invalidate_dependents(const std::vector<std::string>& names,
                                    invalidation_cause cause, uint32_t level) {
   invalidation_result out;
-  // Values are freed after the answer (see `reclaim_buried`).
-  burying_ = true;
   auto prefix = cause == invalidation_cause::event ? event_prefix : name_prefix;
   std::vector<std::string> frontier;
   frontier.reserve(names.size());
@@ -72,7 +70,7 @@ shard_state::invalidate_dependents(const std::vector<std::string>& names,
     for (const auto& name : frontier) {
       for (auto id : deps_.take_dependents(name)) {
         auto& e = table_.at(id);
-        if (!e.live) continue;
+        if (!e.live()) continue;
         // The key lives in the value buffer `remove` frees: copied only if
         // it cascades, which in an invalidation of 100k dependents of a tag none do.
         auto key = e.val.key();
@@ -104,7 +102,6 @@ shard_state::invalidate_dependents(const std::vector<std::string>& names,
     frontier = std::move(next);
     cause = invalidation_cause::cascade;
   }
-  burying_ = false;
   return out;
 }
 

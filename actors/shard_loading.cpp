@@ -8,6 +8,11 @@
 namespace karlton {
 
 shard_state::~shard_state() {
+  // Readers miss from now on and ask the shard, which is gone: they learn
+  // it. What the table holds is freed once the readers still in it left.
+  reads_->close();
+  table_.clear();
+  table_.retire_unlinked();
   loads_.fail_all(
     make_error(errc::shut_down, "the shard stopped before the load finished"));
   // A write may still reach the store (the flusher drains at shutdown); the
@@ -77,8 +82,8 @@ bool shard_state::expires_early(const entry& e, uint64_t now_ms) {
   if (cfg_.early_refresh != early_refresh_mode::naive || !e.expires()) return false;
   auto age = age_ms(e, now_ms);
   auto born = now_ms - age;
-  if (e.expiry_ms <= born) return true;
-  auto ttl = static_cast<double>(e.expiry_ms - born);
+  if (e.expiry_ms() <= born) return true;
+  auto ttl = static_cast<double>(e.expiry_ms() - born);
   auto p = 1.0 - std::exp(-cfg_.beta * static_cast<double>(age) / ttl);
   return uniform() < p;
 }
@@ -110,7 +115,7 @@ void shard_state::maybe_refresh(std::string_view key, entry_id id, const entry& 
       // -ln(U) >= 0, so the test fires more often as expiry nears, and more
       // often for values that take long to load.
       auto lead = -static_cast<double>(delta) * cfg_.beta * std::log(uniform());
-      early = static_cast<double>(now_ms) + lead >= static_cast<double>(e.expiry_ms);
+      early = static_cast<double>(now_ms) + lead >= static_cast<double>(e.expiry_ms());
     }
   }
   if (!refresh && !early) return;

@@ -43,6 +43,8 @@ caf::error check_sizes(const shard_options& cfg, size_t key_size, size_t value_s
 
 shard_state::shard_state(shard_options cfg)
   : cfg_(std::move(cfg)), weigh_bytes_(cfg_.max_bytes > 0),
+    reads_(cfg_.reads ? cfg_.reads : std::make_shared<read_side>(nullptr, cfg_.lease)),
+    table_(reads_->table),
     loads_(load_table::limits{cfg_.max_loads_out, cfg_.max_loads_queued}),
     negatives_(ceil_ms(cfg_.negative_ttl)),
     stale_window_ms_(ceil_ms(cfg_.stale_if_error)), rng_(cfg_.seed) {
@@ -78,6 +80,14 @@ value shard_state::get(std::string_view key, uint32_t hash, time_point now) {
   stats_.hit_age.record(age_ms(e, now_ms));
   if (in_policy(id)) policy_->on_hit(id);
   return e.val;
+}
+
+void shard_state::learn_direct_hits(time_point now) {
+  auto now_ms = to_ms(now);
+  reads_->drain([&](entry_id id) {
+    stats_.hit_age.record(age_ms(table_.at(id), now_ms));
+    if (in_policy(id)) policy_->on_hit(id);
+  });
 }
 
 caf::error shard_state::put(value v, ttl t, time_point now) {
@@ -128,8 +138,9 @@ entry_id shard_state::install(value v, ttl t, uint64_t now_ms) {
     auto new_w = weight_of(v);
     stats_.bytes += v.charge();
     stats_.bytes -= e.val.charge();
-    auto old = std::exchange(e.val, std::move(v));
-    set_expiry(id, e, expiry);
+    bool before = e.expires();
+    auto old = table_.replace(id, std::move(v), expiry);
+    track_expiry(id, before);
     if (in_policy(id)) policy_->on_update(id, old_w, new_w);
     if (deps_.entries() > 0 && deps_.has(id))
       deps_.forget(id); // the new value says its own
@@ -137,16 +148,16 @@ entry_id shard_state::install(value v, ttl t, uint64_t now_ms) {
   } else {
     stats_.bytes += v.charge();
     auto w = weight_of(v);
-    id = table_.insert(std::move(v));
-    set_expiry(id, table_.at(id), expiry);
+    id = table_.insert(std::move(v), expiry);
+    track_expiry(id, false);
     if (policy_) policy_->on_insert(id, w);
   }
   return id;
 }
 
-void shard_state::set_expiry(entry_id id, entry& e, uint64_t expiry_ms) {
-  if (e.expires()) --expiring_entries_;
-  e.expiry_ms = std::min(expiry_ms, entry::never);
+void shard_state::track_expiry(entry_id id, bool had_expiry) {
+  const auto& e = table_.at(id);
+  if (had_expiry) --expiring_entries_;
   if (!e.expires()) return;
   ++expiring_entries_;
   deadlines_.emplace_back(reclaim_ms(e), id);
@@ -163,8 +174,10 @@ uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
   uint64_t n = 0;
   for (entry_id id = 0; id < table_.id_limit(); ++id) {
     auto& e = table_.at(id);
-    if (!e.live || (e.expires() && e.expiry_ms <= cap)) continue;
-    set_expiry(id, e, cap);
+    if (!e.live() || (e.expires() && e.expiry_ms() <= cap)) continue;
+    bool before = e.expires();
+    table_.set_expiry(id, cap);
+    track_expiry(id, before);
     ++n;
   }
   return n;
@@ -174,7 +187,7 @@ void shard_state::compact_deadlines() {
   deadlines_.clear();
   for (entry_id id = 0; id < table_.id_limit(); ++id) {
     const auto& e = table_.at(id);
-    if (e.live && e.expires()) deadlines_.emplace_back(reclaim_ms(e), id);
+    if (e.live() && e.expires()) deadlines_.emplace_back(reclaim_ms(e), id);
   }
   std::make_heap(deadlines_.begin(), deadlines_.end(), later);
 }
@@ -216,14 +229,6 @@ void shard_state::remove(entry_id id, removal_cause cause) {
   }
   auto old = table_.remove(id);
   if (cfg_.on_removal) cfg_.on_removal(old, cause);
-  if (burying_) buried_.push_back(std::move(old));
-}
-
-size_t shard_state::reclaim_buried(size_t max) {
-  for (size_t i = 0; i < max && !buried_.empty(); ++i)
-    buried_.pop_back();
-  if (buried_.empty()) buried_ = std::vector<value>{}; // its own memory too
-  return buried_.size();
 }
 
 bool shard_state::erase(std::string_view key, time_point now) {
@@ -272,7 +277,7 @@ remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
     out.state = remaining_ttl::never_expires;
   } else {
     out.state = remaining_ttl::expires;
-    out.left = std::chrono::milliseconds{e.expiry_ms - now_ms};
+    out.left = std::chrono::milliseconds{e.expiry_ms() - now_ms};
   }
   return out;
 }
@@ -286,7 +291,7 @@ uint64_t shard_state::clear_here() {
   uint64_t n = table_.size();
   if (cfg_.on_removal) {
     for (entry_id id = 0; id < table_.id_limit(); ++id)
-      if (table_.at(id).live)
+      if (table_.at(id).live())
         cfg_.on_removal(table_.at(id).val, removal_cause::explicit_erase);
   }
   loads_.void_all();
@@ -318,7 +323,7 @@ uint64_t shard_state::remove_expired(time_point now, uint64_t max_work) {
     deadlines_.pop_back();
     const auto& e = table_.at(id);
     // Stale if the entry is gone, or was overwritten with another deadline.
-    if (!e.live || !e.expires() || reclaim_ms(e) != when) continue;
+    if (!e.live() || !e.expires() || reclaim_ms(e) != when) continue;
     remove(id, removal_cause::expired);
     ++removed;
   }
@@ -338,6 +343,7 @@ std::optional<time_point> shard_state::next_expiry() const {
 cache_stats shard_state::stats() const {
   auto out = stats_;
   out.entries = table_.size();
+  out.hits += reads_->hits();
   out.dependency_links = deps_.links();
   out.dependency_names = deps_.names();
   out.loads_in_flight = loads_.size();

@@ -28,6 +28,7 @@
 #include "actors/load_table.hpp"
 #include "actors/negative_cache.hpp"
 #include "actors/read_lease.hpp"
+#include "actors/read_side.hpp"
 #include <karlton/base/policies.hpp>
 #include <karlton/messages/events.hpp>
 #include <karlton/messages/stats.hpp>
@@ -88,6 +89,9 @@ struct shard_options {
   /// Distributed caches: the node's read lease. A read after it lapsed
   /// clears the shard first (see actors/read_lease.hpp).
   std::shared_ptr<const read_lease> lease;
+  /// The table callers read on their own threads (the direct read path),
+  /// shared with the cache's handles; the shard makes its own if null.
+  std::shared_ptr<read_side> reads;
 };
 
 /// XFetch draws per entry per delta (its last load time) at most. Drawing on
@@ -123,7 +127,7 @@ struct shard_effects {
   bool cascades = false;   ///< erased names for the bus to cascade (`take_cascades`)
   bool broadcasts = false; ///< puts, erases, clears other nodes must hear of
   bool parked = false;     ///< writes waiting for room under `max-dirty`
-  bool buried = false;     ///< values an invalidation removed, to free after its answer
+  bool unlinked = false;   ///< values and arrays readers may still see (`retire_unlinked`)
 };
 
 /// One shard's cache. Only the owning shard actor may call it.
@@ -247,14 +251,18 @@ public:
   invalidation_result invalidate_dependents(const std::vector<std::string>& names,
                                             invalidation_cause cause, uint32_t level = 0);
 
-  /// The values an invalidation removed, still to be freed. An invalidation of many
-  /// entries answers once they are unreachable; freeing their buffers comes after
-  /// (Redis's lazyfree): with two shards invalidating 50k entries each, the frees
-  /// (into the allocator arena of the thread that made the values) took
-  /// 11-12 ms per shard alone and 38-42 ms when both freed at once, more
-  /// than the invalidation itself. Frees up to `max`; returns how many are left.
-  size_t reclaim_buried(size_t max);
-  bool has_buried() const noexcept { return !buried_.empty(); }
+  /// Hands what the changes so far removed from the table (values, old
+  /// arrays) to RCU, which frees it on its own thread once no reader can see
+  /// it. Off the shard, like Redis's lazyfree: with two shards invalidating
+  /// 50k entries each, freeing the values on the shards took 11-12 ms per
+  /// shard alone and 38-42 ms when both freed at once, more than the
+  /// invalidation itself. Due after each change (`pending_effects().unlinked`).
+  void retire_unlinked() { table_.retire_unlinked(); }
+
+  /// Teaches the eviction policy the hits callers served themselves (the
+  /// read buffer of `read_side`), and samples their ages into the hit-age
+  /// percentiles (as of now, not of the hit: a drain comes within a message).
+  void learn_direct_hits(time_point now);
 
   /// Keys erased since the last call whose dependents must be invalidated (only
   /// once the cache uses dependencies): the shard actor hands them to the bus.
@@ -310,7 +318,7 @@ public:
   shard_effects pending_effects() const noexcept {
     return {!outbox_.empty(),       loads_.has_ready(),
             !cascades_out_.empty(), !changed_out_.empty() || cleared_out_,
-            !parked_.empty(),       !buried_.empty()};
+            !parked_.empty(),       table_.has_unlinked()};
   }
 
   /// True if `key` is cached and not expired. Counts neither hit nor miss.
@@ -354,9 +362,10 @@ private:
     return static_cast<uint32_t>(now_ms) - e.val.born_ms();
   }
   bool expired(const entry& e, uint64_t now_ms) const noexcept {
-    return e.expires() && now_ms >= e.expiry_ms;
+    return e.expires() && now_ms >= e.expiry_ms();
   }
-  void set_expiry(entry_id id, entry& e, uint64_t expiry_ms);
+  /// Counts an entry's expiry (set in the table) and schedules its removal.
+  void track_expiry(entry_id id, bool had_expiry);
   void remove(entry_id id, removal_cause cause);
   caf::error admit(value v, ttl t, time_point now); // put, told to nobody
   /// Distributed caches: clears if the read lease lapsed; false then.
@@ -389,12 +398,12 @@ private:
   /// Past its expiry but kept for stale-if-error until expiry + window.
   bool retained(const entry& e, uint64_t now_ms) const noexcept {
     return stale_window_ms_ > 0 && e.expires() &&
-           now_ms <= e.expiry_ms + stale_window_ms_;
+           now_ms <= e.expiry_ms() + stale_window_ms_;
   }
   /// When the expiry timer removes the entry: its expiry, or just after its
   /// stale-if-error window.
   uint64_t reclaim_ms(const entry& e) const noexcept {
-    return e.expiry_ms + (stale_window_ms_ > 0 ? stale_window_ms_ + 1 : 0);
+    return e.expiry_ms() + (stale_window_ms_ > 0 ? stale_window_ms_ + 1 : 0);
   }
   /// The expired-but-retained value of `key` to serve instead of a load
   /// error, if there is one (the caller counts it as served stale).
@@ -420,7 +429,8 @@ private:
 
   shard_options cfg_;
   bool weigh_bytes_;
-  entry_table table_;
+  std::shared_ptr<read_side> reads_;
+  entry_table& table_; // reads_->table
   std::unique_ptr<eviction_policy> policy_;
   // Min-heap of deadlines. Entries that were overwritten or removed leave
   // their old deadline behind; it is skipped when popped, and the heap is
@@ -448,8 +458,6 @@ private:
   // Dependencies, empty for caches without any.
   dependency_index deps_;
   std::vector<std::string> cascades_out_;
-  bool burying_ = false;      // in an invalidation: removed values go to buried_
-  std::vector<value> buried_; // removed by an invalidation, not yet freed
   // Distributed caches: what other nodes must hear about.
   std::vector<key_change> changed_out_;
   bool cleared_out_ = false;

@@ -1,6 +1,7 @@
-// latency: how long one blocking call from a plain thread takes, end to end
-// (`cache.get(key)`: ingress queue, doorbell, shard, reply slot), back to back
-// and spaced 1 ms apart. Spaced calls find the CAF workers idle, which is
+// latency: how long one blocking call from a plain thread takes, end to end,
+// back to back and spaced 1 ms apart: a hit (`cache.get(key)`, read on this
+// thread: the direct read path), and the calls that go to a shard (ingress
+// queue, doorbell, shard, reply slot): a miss and a put. Spaced calls find the CAF workers idle, which is
 // where DESIGN.md measured 20-150 us; back-to-back calls find them awake. Beside
 // it, the same get as a `caf::scoped_actor` request from the same thread, the
 // CAF-native way karlton's bridge has to beat.
@@ -116,6 +117,27 @@ int run_latency(const bench_options& opts) {
     spaced.push_back(blocking_get(warmup_calls + i));
   }
 
+  // The calls that need the shard: a miss (a key never put) and a put of
+  // a loaded key, back to back.
+  std::vector<double> misses, puts;
+  misses.reserve(back_to_back_calls);
+  puts.reserve(back_to_back_calls);
+  for (size_t i = 0; i < warmup_calls + back_to_back_calls; ++i) {
+    auto t0 = steady_clock::now();
+    auto v = c->get("absent-" + std::to_string(i % 64));
+    auto us = micros_since(t0);
+    if (!v || *v) ++failures;
+    if (i >= warmup_calls) misses.push_back(us);
+  }
+  for (size_t i = 0; i < warmup_calls + back_to_back_calls; ++i) {
+    auto k = picks[i];
+    auto bytes = make_value(k);
+    auto t0 = steady_clock::now();
+    auto err = c->put(keys[k], bytes);
+    auto us = micros_since(t0);
+    if (err) ++failures;
+    if (i >= warmup_calls) puts.push_back(us);
+  }
   // One scoped_actor, reused: creating one per call adds 8-20 us (CAF-0.17.md).
   std::vector<double> scoped;
   scoped.reserve(back_to_back_calls);
@@ -138,11 +160,17 @@ int run_latency(const bench_options& opts) {
   auto b = summarize(std::move(back_to_back));
   auto s = summarize(std::move(spaced));
   auto a = summarize(std::move(scoped));
+  auto m = summarize(std::move(misses));
+  auto p = summarize(std::move(puts));
   report out{"latency"};
-  out.add("blocking_p50_us", b.p50, 1, "us")
-      .add("blocking_p99_us", b.p99, 1, "us")
-      .add("blocking_spaced_p50_us", s.p50, 1, "us")
-      .add("blocking_spaced_p99_us", s.p99, 1, "us")
+  out.add("blocking_p50_us", b.p50, 2, "us")
+      .add("blocking_p99_us", b.p99, 2, "us")
+      .add("blocking_spaced_p50_us", s.p50, 2, "us")
+      .add("blocking_spaced_p99_us", s.p99, 2, "us")
+      .add("miss_p50_us", m.p50, 1, "us")
+      .add("miss_p99_us", m.p99, 1, "us")
+      .add("put_p50_us", p.p50, 1, "us")
+      .add("put_p99_us", p.p99, 1, "us")
       .add("scoped_actor_p50_us", a.p50, 1, "us")
       .add("scoped_actor_p99_us", a.p99, 1, "us")
       .add("failures", uint64_t{failures});

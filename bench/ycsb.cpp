@@ -259,6 +259,45 @@ run_result run_karlton_blocking(const cache& c, const inputs& in, unsigned threa
   });
 }
 
+/// What a service does on the direct read path: blocking gets, which hits
+/// serve on this thread, and puts that do not wait (`put_async`, a bounded
+/// number in flight, completed by callbacks on shard threads).
+run_result run_karlton_direct(const cache& c, const inputs& in, unsigned threads,
+                              double seconds, failure_count& failures) {
+  struct alignas(64) window {
+    std::atomic<int> in_flight{0};
+  };
+  std::vector<window> windows(threads);
+  return run_timed(threads, seconds, [&](unsigned t, const std::atomic<bool>& stop) {
+    auto& w = windows[t];
+    auto on_put = [&w, &failures](caf::expected<caf::unit_t> r) {
+      if (!r) failures.n.fetch_add(1, std::memory_order_relaxed);
+      w.in_flight.fetch_sub(1, std::memory_order_release);
+    };
+    const auto& stream = in.streams[t];
+    uint64_t n = 0;
+    uint64_t failed = 0;
+    for (size_t i = 0; !stop.load(std::memory_order_relaxed); ++n) {
+      auto o = stream[i];
+      i = i + 1 == stream.size() ? 0 : i + 1;
+      if (o.is_put) {
+        while (w.in_flight.load(std::memory_order_acquire) >= async_window)
+          std::this_thread::yield();
+        w.in_flight.fetch_add(1, std::memory_order_relaxed);
+        c.put_async(in.keys[o.item], in.values[o.item % value_pool_size],
+                    ttl::cache_default(), on_put);
+      } else {
+        auto r = c.get(in.keys[o.item]);
+        if (!r || !*r) ++failed;
+      }
+    }
+    while (w.in_flight.load(std::memory_order_acquire) > 0)
+      std::this_thread::yield();
+    failures.n += failed;
+    return n;
+  });
+}
+
 } // namespace
 
 // Long because a benchmark run reads as one script: the inputs, each peer in
@@ -284,7 +323,7 @@ int run_ycsb_b(const bench_options& opts) {
     plans.push_back(make_batch_plan(in, in.streams[t]));
 
   failure_count failures;
-  run_result one_lock, sixteen_locks, async, batched, blocking;
+  run_result one_lock, sixteen_locks, direct, async, batched, blocking;
   {
     mutex_lru peer;
     one_lock = run_mutex_peer(peer, in, threads, seconds, failures);
@@ -312,6 +351,8 @@ int run_ycsb_b(const bench_options& opts) {
     }
     shards = c->shard_count();
     load_karlton(*c, in, failures);
+    direct = run_karlton_direct(*c, in, threads, seconds, failures);
+    progress("karlton_direct", direct);
     async = run_karlton_async(*c, in, threads, seconds, failures);
     progress("karlton_async", async);
     batched = run_karlton_batched(*c, plans, threads, seconds, failures);
@@ -334,9 +375,11 @@ int run_ycsb_b(const bench_options& opts) {
       .add("batch_keys", uint64_t{batch_keys})
       .add("mutex_lru_1lock", one_lock.ops_per_second(), 0, "ops/s")
       .add("mutex_lru_16locks", sixteen_locks.ops_per_second(), 0, "ops/s")
+      .add("karlton_direct", direct.ops_per_second(), 0, "ops/s")
       .add("karlton_async", async.ops_per_second(), 0, "ops/s")
       .add("karlton_batched", batched.ops_per_second(), 0, "ops/s")
       .add("karlton_blocking", blocking.ops_per_second(), 0, "ops/s")
+      .add("ratio_direct", ratio(direct), 3)
       .add("ratio_async", ratio(async), 3)
       .add("ratio_batched", ratio(batched), 3)
       .add("ratio_blocking", ratio(blocking), 3)

@@ -36,8 +36,9 @@ using remove_expired_atom = caf::atom_constant<caf::atom("rm_expired")>;
 using removed_atom = caf::atom_constant<caf::atom("removed")>;
 /// Rung by plain threads after they queue work on the shard's ingress queue.
 using doorbell_atom = caf::atom_constant<caf::atom("doorbell")>;
-/// The shard's own reminder to free what an invalidation removed, a chunk at a time.
-using reclaim_atom = caf::atom_constant<caf::atom("reclaim")>;
+/// `(drain_reads)` to a shard, from a caller that served hits on its own
+/// thread: teach the eviction policy what they hit (see actors/read_side.hpp).
+using drain_reads_atom = caf::atom_constant<caf::atom("drainreads")>;
 /// The shard's own expiry timer; carries a generation so stale timers are ignored.
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 
@@ -94,7 +95,7 @@ using shard_actor = caf::typed_actor<
   caf::replies_to<repair_atom>::with<uint64_t>,
   caf::replies_to<repair_atom, caf::timespan>::with<uint64_t>,
   caf::replies_to<sync_atom>::with<std::vector<std::string>>,
-  caf::reacts_to<reclaim_atom>>;
+  caf::reacts_to<drain_reads_atom>>;
 
 /// An actor that wants to hear about removals: `(removed, key, cause)`.
 using removal_listener_actor =

@@ -1,5 +1,7 @@
 #include <karlton/messages/value.hpp>
 
+#include "messages/value_slot.hpp"
+
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -78,6 +80,19 @@ void value::set_born_ms(uint32_t ms) noexcept {
 
 bool value::unique() const noexcept {
   return block_ && block_->refs.load(std::memory_order_acquire) == 1;
+}
+
+value value_slot::exchange(value& slot, value v) noexcept {
+  auto old = slot.block_; // only this thread changes it: no locked exchange
+  __atomic_store_n(&slot.block_, v.block_, __ATOMIC_RELEASE);
+  v.block_ = nullptr;
+  return value{old};
+}
+
+value value_slot::load(const value& slot) noexcept {
+  auto b = __atomic_load_n(&slot.block_, __ATOMIC_ACQUIRE);
+  if (b) b->refs.fetch_add(1, std::memory_order_relaxed);
+  return value{b};
 }
 
 } // namespace karlton

@@ -85,6 +85,7 @@ public:
   friend bool operator!=(const value& x, const value& y) noexcept { return !(x == y); }
 
 private:
+  friend struct value_slot; // atomic access for lock-free readers (internal)
   struct block;
   explicit value(block* b) noexcept : block_(b) {}
   block* block_ = nullptr;

@@ -23,6 +23,7 @@
 #include <caf/unit.hpp>
 
 #include "actors/ingress.hpp"
+#include "actors/read_side.hpp"
 #include "actors/shard_ops.hpp"
 #include <karlton/messages/errors.hpp>
 
@@ -308,6 +309,8 @@ private:
 struct shard_route {
   shard_actor actor;
   std::shared_ptr<ingress> inbox;
+  /// The shard's table as callers read it on their own threads.
+  std::shared_ptr<read_side> reads;
 };
 
 /// Queues `job` on `route`, waiting until `deadline` while the queue is full

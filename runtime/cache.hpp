@@ -38,9 +38,19 @@ struct sink_tag; // runtime/bridge.hpp
 ///   shard thread (it must be quick and must not block on this cache);
 /// - from an actor: `shard_for(k)` is the typed `shard_actor` to request.
 ///
+/// Reads that hit are served on the calling thread, without a message and
+/// without a lock (the direct read path): `get`, `get_async` and, on caches
+/// without refresh-ahead or early expiration, `get_or_load` and
+/// `get_or_load_async` read the shard's table first (a callback of a hit runs
+/// on the caller's thread, before the call returns). What a hit cannot
+/// decide (a miss, an expired entry, a lapsed read lease) and every other
+/// call go to the shard as a message. Which calls block: a blocking call
+/// waits for a shard only when it needs one, so a hit never blocks.
+///
 /// Calls on many keys send one job per shard, not per key. After the runtime
-/// stopped, every call returns `shut_down`. A blocking call made inside an
-/// actor (on a scheduler thread) returns `blocking_in_actor` at once.
+/// stopped, every call returns `shut_down`. A blocking call that needs a
+/// shard, made inside an actor (on a scheduler thread), returns
+/// `blocking_in_actor` at once; a hit is answered there too.
 ///
 /// Errors any call can return, besides those named at each call: `shut_down`;
 /// a blocking call also `timeout` (after `call-timeout`; the call may still
@@ -71,7 +81,9 @@ public:
 
   // -- blocking ---------------------------------------------------------------
 
-  /// The cached value, or an empty `value` on a miss.
+  /// The cached value, or an empty `value` on a miss. A hit is read on this
+  /// thread and never waits; it reflects every change a call returned
+  /// before this one began.
   caf::expected<value> get(std::string_view key) const;
   /// Stores `bytes` under `key`; `t` defaults to the cache's `default-ttl`.
   /// Errors: `key_too_large`, `value_too_large`, `invalid_option` (a
@@ -93,7 +105,9 @@ public:
   caf::expected<bool> contains(std::string_view key) const;
   /// How long `key` has left: missing, never expiring, or a duration.
   caf::expected<remaining_ttl> ttl_of(std::string_view key) const;
-  /// One value per key, in order; empty where missed.
+  /// One value per key, in order; empty where missed. Hits are read on this
+  /// thread (their lookups overlapped across the batch); one call per shard
+  /// asks for the keys that missed, and only if some did.
   caf::expected<std::vector<value>> get_many(const std::vector<std::string>& keys) const;
   /// Stores each (key, bytes) pair with `t`. Every item is checked first (the
   /// errors of `put`), so bad input stores none; across shards it is not
@@ -160,7 +174,7 @@ public:
 
   // -- asynchronous, with callbacks -----------------------------------------------
   // `f(caf::expected<T>)` runs on the shard's thread (or on the caller's, if
-  // the call fails before reaching a shard). It must be quick and must not
+  // the call fails before reaching a shard or a get is a hit read directly). It must be quick and must not
   // make blocking calls on this runtime.
 
   /// `get`, calling `f(caf::expected<value>)`.

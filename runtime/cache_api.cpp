@@ -12,6 +12,16 @@
 
 namespace karlton {
 
+namespace {
+
+std::future<caf::expected<value>> ready(value v) {
+  std::promise<caf::expected<value>> p;
+  p.set_value(std::move(v));
+  return p.get_future();
+}
+
+} // namespace
+
 cache::cache(std::shared_ptr<detail::cache_core> core) : core_(std::move(core)) {}
 
 cache::operator bool() const noexcept {
@@ -34,7 +44,11 @@ shard_actor cache::shard_for(std::string_view key) const {
   return core_->routes[shard_of(hash_key(key))].actor;
 }
 
+// The reads try the shard's table first, on this thread (see
+// detail::read_directly); only what it cannot answer becomes a call.
+
 caf::expected<value> cache::get(std::string_view key) const {
+  if (auto v = detail::read_directly(*core_, key, hash_key(key))) return v;
   return blocking<value>([&](auto&&... s) { return get_call(key, KARLTON_FWD(s)...); });
 }
 
@@ -71,8 +85,20 @@ caf::expected<remaining_ttl> cache::ttl_of(std::string_view key) const {
 
 caf::expected<std::vector<value>>
 cache::get_many(const std::vector<std::string>& keys) const {
-  return blocking<std::vector<value>>(
-    [&](auto&&... s) { return get_many_call(keys, KARLTON_FWD(s)...); });
+  std::vector<value> out(keys.size());
+  auto missed = detail::read_many_directly(*core_, keys, out);
+  if (missed.empty()) return out;
+  // One job per shard, for the keys that missed only.
+  std::vector<std::string> rest;
+  rest.reserve(missed.size());
+  for (auto i : missed)
+    rest.push_back(keys[i]);
+  auto answers = blocking<std::vector<value>>(
+    [&](auto&&... s) { return get_many_call(rest, KARLTON_FWD(s)...); });
+  if (!answers) return std::move(answers.error());
+  for (size_t j = 0; j < missed.size(); ++j)
+    out[missed[j]] = std::move((*answers)[j]);
+  return out;
 }
 
 caf::error cache::put_many(const std::vector<std::pair<std::string, std::string>>& items,
@@ -95,6 +121,8 @@ caf::expected<uint64_t> cache::remove_expired() const {
 }
 
 caf::expected<value> cache::get_or_load(std::string_view key) const {
+  if (detail::loads_read_directly(*core_))
+    if (auto v = detail::read_directly(*core_, key, hash_key(key))) return v;
   return blocking<value>([&](auto&&... s) { return load_call(key, KARLTON_FWD(s)...); });
 }
 
@@ -104,10 +132,14 @@ caf::expected<cache_stats> cache::stats() const {
 }
 
 std::future<caf::expected<value>> cache::get_async(std::string_view key) const {
+  if (auto v = detail::read_directly(*core_, key, hash_key(key))) return ready(std::move(v));
   return as_future<value>([&](auto&&... s) { return get_call(key, KARLTON_FWD(s)...); });
 }
 
 std::future<caf::expected<value>> cache::get_or_load_async(std::string_view key) const {
+  if (detail::loads_read_directly(*core_))
+    if (auto v = detail::read_directly(*core_, key, hash_key(key)))
+      return ready(std::move(v));
   return as_future<value>([&](auto&&... s) { return load_call(key, KARLTON_FWD(s)...); });
 }
 
@@ -167,6 +199,7 @@ std::future<caf::expected<cache_stats>> cache::stats_async() const {
 }
 
 void cache::get_async_fn(std::string_view key, callback<value> f) const {
+  if (auto v = detail::read_directly(*core_, key, hash_key(key))) return f(std::move(v));
   with_callback<value>(std::move(f),
                        [&](auto&&... s) { return get_call(key, KARLTON_FWD(s)...); });
 }
@@ -179,6 +212,8 @@ void cache::put_async_fn(std::string_view key, std::string_view bytes, ttl t,
 }
 
 void cache::get_or_load_async_fn(std::string_view key, callback<value> f) const {
+  if (detail::loads_read_directly(*core_))
+    if (auto v = detail::read_directly(*core_, key, hash_key(key))) return f(std::move(v));
   with_callback<value>(std::move(f),
                        [&](auto&&... s) { return load_call(key, KARLTON_FWD(s)...); });
 }

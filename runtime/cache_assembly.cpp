@@ -197,6 +197,8 @@ void runtime::spawn_shards(const cache_options& opts, shard_options& scfg,
     // The user's loader actor is theirs: not in core.loaders, never stopped here.
     shard_setup setup;
     setup.config = scfg;
+    auto reads = std::make_shared<read_side>(clock_, scfg.lease);
+    setup.config.reads = reads;
     setup.time_source = clock_;
     setup.inbox = inboxes[i];
     setup.listener = opts.removal_listener;
@@ -217,7 +219,8 @@ void runtime::spawn_shards(const cache_options& opts, shard_options& scfg,
       setup.cache_name = opts.name;
     }
     auto actor = sys_->spawn(shard, std::move(setup));
-    core.routes.push_back(detail::shard_route{std::move(actor), std::move(inboxes[i])});
+    core.routes.push_back(
+      detail::shard_route{std::move(actor), std::move(inboxes[i]), std::move(reads)});
   }
   // The bus learns the shards before anyone can emit to them; it numbers
   // caches in the order they come, as we did.

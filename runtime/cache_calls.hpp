@@ -12,7 +12,10 @@
 #include <utility>
 #include <vector>
 
+#include <caf/send.hpp>
+
 #include "actors/shard_ops.hpp"
+#include "base/rcu.hpp"
 #include "base/routing.hpp"
 #include "runtime/bridge.hpp"
 #include "runtime/cache_core.hpp"
@@ -28,6 +31,50 @@ inline caf::error check_put(const shard_options& cfg, std::string_view key,
   if (auto err = check_sizes(cfg, key.size(), bytes.size())) return err;
   if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
   return caf::none;
+}
+
+/// The direct read path: a hit served from the shard's table on the caller's
+/// thread, without a message; an empty value when the shard must answer (a
+/// miss, an expired entry, a lapsed lease, a stopped shard).
+inline value read_directly(const cache_core& core, std::string_view key, uint64_t hash) {
+  auto& route = core.routes[shard_index(hash, core.routes.size())];
+  auto r = route.reads->read(key, static_cast<uint32_t>(hash));
+  if (r.wants_drain) caf::anon_send(route.actor, drain_reads_atom::value);
+  return std::move(r.val);
+}
+
+/// `read_directly` for each key of a batch, with the memory accesses of
+/// their lookups overlapped (prefetched step by step across the batch, as a
+/// shard does for queued jobs). Fills `out[i]` with hits; returns the
+/// positions of the keys the shards must answer.
+inline std::vector<uint32_t> read_many_directly(const cache_core& core,
+                                                const std::vector<std::string>& keys,
+                                                std::vector<value>& out) {
+  std::vector<uint64_t> hashes(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i)
+    hashes[i] = hash_key(keys[i]);
+  auto reads_of = [&](uint64_t h) -> read_side& {
+    return *core.routes[shard_index(h, core.routes.size())].reads;
+  };
+  {
+    rcu::read_section section; // the arrays prefetched stay alive meanwhile
+    for (int step = 0; step < 3; ++step)
+      for (auto h : hashes)
+        reads_of(h).table.prefetch(static_cast<uint32_t>(h), step);
+  }
+  std::vector<uint32_t> missed;
+  for (size_t i = 0; i < keys.size(); ++i)
+    if (!(out[i] = read_directly(core, keys[i], hashes[i])))
+      missed.push_back(static_cast<uint32_t>(i));
+  return missed;
+}
+
+/// True if a `get_or_load` hit decides nothing beyond the value, so it may be
+/// read directly: no refresh-ahead and no early expiration, which the shard
+/// decides per hit (those caches take the shard's path for every call).
+inline bool loads_read_directly(const cache_core& core) {
+  return core.shard_cfg.refresh_after.count() == 0 &&
+         core.shard_cfg.early_refresh == early_refresh_mode::none;
 }
 
 template <class T>

@@ -40,7 +40,7 @@ bus_actor runtime::ensure_bus() {
   // take them only when their idle sleep ends (relaxed-sleep-duration, 10
   // ms). karlton-bench tag-purge, p50 of 100k dependents on 2 shards: 17-20
   // ms on a worker, 8.5-11.5 ms detached (with values freed after the
-  // answer, see shard_state::reclaim_buried).
+  // answer, off the shards: shard_state::retire_unlinked).
   if (!bus_) bus_ = sys_->spawn<caf::detached>(bus, bus_options{});
   return bus_;
 }

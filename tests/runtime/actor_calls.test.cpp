@@ -1,6 +1,7 @@
-// Calls made from inside actors: blocking ones would hold a scheduler thread
-// that the shards need, so they fail at once with `blocking_in_actor`; the
-// asynchronous ones work.
+// Calls made from inside actors: blocking ones that would wait for a shard
+// would hold a scheduler thread that the shards need, so they fail at once
+// with `blocking_in_actor`; a hit is served on the actor's own thread without
+// waiting (the direct read path); the asynchronous calls work.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -54,14 +55,14 @@ TEST_CASE("a blocking call from inside an actor fails at once instead of starvin
           "shards",
           "[runtime][actors]") {
   two_workers w;
-  // Four actors on two threads: each blocking get would hold a thread the
-  // shards need (before, all of them timed out after call-timeout).
+  // Four actors on two threads: each blocking get of a miss would hold a
+  // thread the shards need (before, all of them timed out after call-timeout).
   std::vector<std::future<caf::error>> results;
   for (int i = 0; i < 4; ++i) {
     auto p = std::make_shared<std::promise<caf::error>>();
     results.push_back(p->get_future());
     w.in_actor([c = w.users, p] {
-      auto v = c.get("k");
+      auto v = c.get("absent");
       p->set_value(v ? caf::error{} : v.error());
     });
   }
@@ -74,6 +75,25 @@ TEST_CASE("a blocking call from inside an actor fails at once instead of starvin
   }
   // The plain thread's blocking calls are untouched.
   CHECK(w.users.get("k")->str() == "v");
+}
+
+TEST_CASE("an actor's blocking get of a cached key is answered at once, on its own "
+          "thread",
+          "[runtime][actors][direct]") {
+  two_workers w;
+  std::vector<std::future<std::string>> results;
+  for (int i = 0; i < 4; ++i) {
+    auto p = std::make_shared<std::promise<std::string>>();
+    results.push_back(p->get_future());
+    w.in_actor([c = w.users, p] {
+      auto v = c.get("k"); // a hit: no shard is waited for
+      p->set_value(v ? v->str() : describe(v.error()));
+    });
+  }
+  for (auto& f : results) {
+    REQUIRE(f.wait_for(60s) == std::future_status::ready);
+    CHECK(f.get() == "v");
+  }
 }
 
 TEST_CASE("force_flush and flush_stats from inside an actor fail at once",

@@ -1,0 +1,67 @@
+#include "actors/read_side.hpp"
+
+#include "base/rcu.hpp"
+
+namespace karlton {
+
+namespace {
+
+// A thread's stripe and its position in the stripe's buffer. The index is
+// handed out once per thread, so two threads share a stripe only when more
+// than `stripe_count` read.
+struct reader_slot {
+  unsigned stripe;
+  unsigned position = 0;
+};
+
+reader_slot& this_reader() {
+  static std::atomic<unsigned> next{0};
+  thread_local reader_slot slot{next.fetch_add(1, std::memory_order_relaxed)};
+  return slot;
+}
+
+} // namespace
+
+read_side::read_side(std::shared_ptr<const clock> time_source,
+                     std::shared_ptr<const read_lease> lease)
+  : time_source_(time_source ? std::move(time_source)
+                             : std::make_shared<steady_clock>()),
+    lease_(std::move(lease)) {}
+
+read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
+  entry_table::found f;
+  {
+    rcu::read_section section;
+    if (!open_.load(std::memory_order_acquire)) return {};
+    f = table.read(key, hash);
+  } // holding our own reference now: the value outlives the section
+  if (!f.val) return {};
+  // The time only when something depends on it: a value that never expires
+  // under no lease is served without a clock read.
+  if (f.expiry_ms != entry::never || lease_) {
+    auto now = time_source_->now();
+    if (lease_ && !lease_->valid(now)) return {}; // the shard clears first
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
+    if (f.expiry_ms != entry::never && static_cast<uint64_t>(ms.count()) >= f.expiry_ms)
+      return {}; // expired: the shard removes it, or serves it stale on a load error
+  }
+  auto& me = this_reader();
+  auto& s = stripes_[me.stripe % stripe_count];
+  s.hits.fetch_add(1, std::memory_order_relaxed);
+  // Lossy by design: a slot not drained yet is overwritten. Tagged, so the
+  // shard skips a record whose entry was reused for another key meanwhile.
+  auto record = (uint64_t{entry::tag_of(hash)} << 32) | (uint64_t{f.id} + 1);
+  s.recent[me.position++ % buffer_length].store(record, std::memory_order_release);
+  bool drain = me.position % buffer_length == 0 &&
+               !drain_asked_.exchange(true, std::memory_order_relaxed);
+  return {std::move(f.val), drain};
+}
+
+uint64_t read_side::hits() const noexcept {
+  uint64_t n = 0;
+  for (auto& s : stripes_)
+    n += s.hits.load(std::memory_order_relaxed);
+  return n;
+}
+
+} // namespace karlton

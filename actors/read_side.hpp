@@ -1,0 +1,90 @@
+// The part of a shard that callers read on their own threads, without a
+// message: the direct read path. The shard alone changes its table; callers
+// search it inside an RCU read section, count their hits here (exactly) and
+// leave the entries they hit in a small lossy buffer the shard drains into
+// its eviction policy (Caffeine's read buffer).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "actors/entry_table.hpp"
+#include "actors/read_lease.hpp"
+#include <karlton/base/clock.hpp>
+
+namespace karlton {
+
+/// Shared by a shard (through its `shard_state`) and every handle of its
+/// cache; lives while either holds it. After the shard stopped it is closed
+/// and every read misses, so a call goes to the shard and learns it is gone.
+/// @threadsafe `read`, `hits`: any thread; the rest: the owning shard only.
+class read_side {
+public:
+  /// `time_source`: the runtime's clock (null: the steady clock). `lease`:
+  /// a distributed cache's read lease, or null.
+  explicit read_side(std::shared_ptr<const clock> time_source = nullptr,
+                     std::shared_ptr<const read_lease> lease = nullptr);
+
+  /// The shard's table: only the shard changes it.
+  entry_table table;
+
+  /// What a direct read found.
+  struct hit {
+    value val;                  ///< empty: ask the shard
+    bool wants_drain = false;   ///< the caller asks the shard to `drain` (one message)
+  };
+
+  /// On any thread: the value of `key` if the table holds it, live and
+  /// unexpired, under a valid lease; else an empty value, and the caller asks
+  /// the shard, which decides everything a hit cannot: misses, expired
+  /// entries (stale-if-error), a lapsed lease. Counts the hit.
+  hit read(std::string_view key, uint32_t hash) noexcept;
+
+  /// Hits served here so far (added to the shard's stats).
+  uint64_t hits() const noexcept;
+
+  /// The shard: `f(entry_id)` for each entry readers hit since the last
+  /// drain, as far as the buffer kept them (it drops when full), and only
+  /// entries still live under the tag they were hit with.
+  template <class F>
+  void drain(F&& f) {
+    drain_asked_.store(false, std::memory_order_relaxed);
+    for (auto& s : stripes_)
+      for (auto& slot : s.recent) {
+        auto r = slot.exchange(0, std::memory_order_acquire);
+        if (r == 0) continue;
+        auto id = static_cast<entry_id>((r & 0xffffffffu) - 1);
+        auto tag = static_cast<uint32_t>(r >> 32);
+        if (id >= table.id_limit()) continue;
+        const auto& e = table.at(id);
+        if (e.live() && e.tag() == tag) f(id);
+      }
+  }
+
+  /// The shard stopped: from now on every read misses.
+  void close() noexcept { open_.store(false, std::memory_order_release); }
+
+  /// Hits a thread records before asking for a drain; also the buffer's
+  /// length per stripe (Caffeine uses 16 too).
+  static constexpr unsigned buffer_length = 16;
+
+private:
+  // One stripe per thread (modulo): threads count and record on their own
+  // cache lines; the shard reads them all.
+  struct alignas(64) stripe {
+    std::atomic<uint64_t> hits{0};
+    std::array<std::atomic<uint64_t>, buffer_length> recent{};
+  };
+  static constexpr unsigned stripe_count = 8;
+
+  std::shared_ptr<const clock> time_source_;
+  std::shared_ptr<const read_lease> lease_;
+  std::array<stripe, stripe_count> stripes_;
+  std::atomic<bool> open_{true};
+  std::atomic<bool> drain_asked_{false};
+};
+
+} // namespace karlton

@@ -1,0 +1,23 @@
+// Atomic access to a `value` handle that threads other than its writer read
+// without a lock: the entries of a shard's table, which callers search on
+// their own threads (the direct read path, actors/entry_table.hpp).
+// Internal: not a public header.
+#pragma once
+
+#include <karlton/messages/value.hpp>
+
+namespace karlton {
+
+/// The writer stores with release ordering, so a reader that loads the new
+/// buffer (acquire) sees everything written before it; the writer is the one
+/// thread that changes the slot. A reader must keep the loaded buffer alive
+/// until it holds its own reference: it loads inside an RCU read section, and
+/// the writer retires what it replaced (base/rcu.hpp) instead of dropping it.
+struct value_slot {
+  /// Stores `v` into `slot` and returns what `slot` held. Writer only.
+  static value exchange(value& slot, value v) noexcept;
+  /// A handle to what `slot` holds now (one atomic increment), or empty.
+  static value load(const value& slot) noexcept;
+};
+
+} // namespace karlton

@@ -1,0 +1,179 @@
+// The direct read path at the table: readers on their own threads search a
+// shard's table while its one writer replaces, removes, grows and clears it.
+// Run in the ASan build too, where a read of freed memory fails the test.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "actors/entry_table.hpp"
+#include "actors/read_side.hpp"
+#include "base/rcu.hpp"
+#include <karlton/base/clock.hpp>
+
+using namespace karlton;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A value's bytes: "<version>/<expiry ms>", so a reader can check what it got.
+value versioned(const std::string& key, uint64_t version, uint64_t expiry) {
+  return value::make(key, std::to_string(version) + "/" + std::to_string(expiry));
+}
+uint64_t version_of(const value& v) {
+  return std::stoull(std::string{v.bytes().substr(0, v.bytes().find('/'))});
+}
+uint64_t expiry_in(const value& v) {
+  return std::stoull(std::string{v.bytes().substr(v.bytes().find('/') + 1)});
+}
+
+uint32_t hash_of(const std::string& key) {
+  return static_cast<uint32_t>(hash_key(key));
+}
+
+} // namespace
+
+TEST_CASE("a reader never sees a value the writer replaced or removed before the "
+          "read began, while the table grows, shifts and clears",
+          "[direct][table][stress]") {
+  // Each operation on key i gets a version larger than every earlier one; the
+  // writer publishes it in done[i] when the operation is complete (as a
+  // shard answers a call). A read that begins after that must return that
+  // version or a later one, or miss; a removal's version belongs to no value,
+  // so after a removal only a later put's value may be found.
+  constexpr size_t keys = 20'000;
+  constexpr uint64_t writes = 600'000;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < keys; ++i)
+    names.push_back("key-" + std::to_string(i));
+  entry_table table;
+  std::vector<std::atomic<uint64_t>> done(keys);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> reads{0}, found{0}, stale{0}, torn{0};
+
+  auto reader = [&](uint64_t seed) {
+    uint64_t x = seed, n = 0, hits = 0;
+    while (!stop.load(std::memory_order_acquire)) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      auto i = (x >> 33) % keys;
+      auto before = done[i].load(std::memory_order_acquire);
+      entry_table::found f;
+      {
+        rcu::read_section section;
+        f = table.read(names[i], hash_of(names[i]));
+      }
+      ++n;
+      if (!f.val) continue;
+      ++hits;
+      if (f.val.key() != names[i]) ++stale; // another key's value
+      else if (version_of(f.val) < before) ++stale;
+      // Never an expiry later than the value's own (see entry_table::replace).
+      if (f.expiry_ms > expiry_in(f.val)) ++torn;
+    }
+    reads += n;
+    found += hits;
+  };
+  std::vector<std::thread> readers;
+  for (uint64_t s = 1; s <= 2; ++s)
+    readers.emplace_back(reader, s * 7919);
+
+  // The writer, as a shard: puts (inserting or replacing, with expiries that
+  // go up and down), removals, and now and then a clear; what it unlinks is
+  // retired after each operation, as the shard's after-change step does.
+  uint64_t x = 99, version = 0;
+  std::vector<entry_id> ids(keys, no_entry);
+  for (uint64_t w = 0; w < writes; ++w) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    auto i = (x >> 33) % keys;
+    ++version;
+    if (w % 200'000 == 199'999) {
+      table.clear();
+      ids.assign(keys, no_entry);
+      for (auto& d : done)
+        d.store(version, std::memory_order_release);
+    } else if ((x >> 20) % 4 == 0 && ids[i] != no_entry) {
+      table.remove(ids[i]);
+      ids[i] = no_entry;
+      done[i].store(version, std::memory_order_release);
+    } else {
+      auto expiry = 1000 + (x >> 40) % 1000;
+      auto v = versioned(names[i], version, expiry);
+      if (ids[i] == no_entry)
+        ids[i] = table.insert(std::move(v), expiry);
+      else
+        table.replace(ids[i], std::move(v), expiry);
+      done[i].store(version, std::memory_order_release);
+    }
+    table.retire_unlinked();
+  }
+  stop = true;
+  for (auto& t : readers)
+    t.join();
+  INFO(reads << " reads, " << found << " found");
+  CHECK(stale == 0);
+  CHECK(torn == 0);
+  CHECK(reads + writes >= 1'000'000);
+  CHECK(found > 0);
+  rcu::barrier(); // what was retired is freed before the test ends (ASan sees it)
+}
+
+TEST_CASE("a direct read counts its hit, and misses expired entries and a lapsed "
+          "lease without serving them",
+          "[direct]") {
+  auto clk = std::make_shared<manual_clock>();
+  auto lease = std::make_shared<read_lease>();
+  read_side side{clk, lease};
+  auto now_ms = [&] {
+    return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(clk->now().time_since_epoch())
+        .count());
+  };
+  side.table.insert(value::make("forever", "f"));
+  side.table.insert(value::make("brief", "b"), now_ms() + 1000);
+  CHECK(side.read("forever", hash_of("forever")).val.bytes() == "f");
+  CHECK(side.read("brief", hash_of("brief")).val.bytes() == "b");
+  CHECK_FALSE(side.read("absent", hash_of("absent")).val);
+  CHECK(side.hits() == 2); // misses are the shard's to count
+  clk->advance(1s);
+  CHECK_FALSE(side.read("brief", hash_of("brief")).val); // the shard decides
+  CHECK(side.read("forever", hash_of("forever")).val);
+  lease->limit_to(clk->now() - 1ms);
+  CHECK_FALSE(side.read("forever", hash_of("forever")).val); // the shard clears first
+  CHECK(side.hits() == 3);
+  side.close();
+  lease->hold();
+  CHECK_FALSE(side.read("forever", hash_of("forever")).val); // stopped
+}
+
+TEST_CASE("the read buffer gives the shard the entries readers hit, dropping what "
+          "does not fit, and asks for a drain once per buffer's worth",
+          "[direct]") {
+  read_side side;
+  auto a = side.table.insert(value::make("a", "1"));
+  auto b = side.table.insert(value::make("b", "2"));
+  int asks = 0;
+  for (unsigned i = 0; i < 3 * read_side::buffer_length; ++i)
+    asks += side.read(i % 2 ? "a" : "b", hash_of(i % 2 ? "a" : "b")).wants_drain;
+  CHECK(asks == 1); // one request until the shard drains
+  std::vector<entry_id> hit;
+  side.drain([&](entry_id id) { hit.push_back(id); });
+  // Lossy: at most one buffer's worth of 48 hits, a's and b's alike.
+  CHECK(hit.size() == read_side::buffer_length);
+  CHECK(std::count(hit.begin(), hit.end(), a) == read_side::buffer_length / 2);
+  CHECK(std::count(hit.begin(), hit.end(), b) == read_side::buffer_length / 2);
+  // An entry removed and reused for another key before the drain is skipped.
+  for (unsigned i = 0; i < read_side::buffer_length; ++i)
+    asks += side.read("a", hash_of("a")).wants_drain;
+  CHECK(asks == 2);
+  side.table.remove(a);
+  CHECK(side.table.insert(value::make("c", "3")) == a);
+  hit.clear();
+  side.drain([&](entry_id id) { hit.push_back(id); });
+  CHECK(hit.empty());
+}
