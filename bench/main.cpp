@@ -15,9 +15,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -38,8 +40,10 @@ struct workload {
 
 constexpr workload workloads[] = {
   {"ycsb-b", run_ycsb_b,
-   "95% get / 5% put, scrambled Zipf 0.99, 1M keys: ops/s of karlton (async, "
-   "batched, blocking) vs. mutex+LRU peers"},
+   "95% get / 5% put, scrambled Zipf 0.99, 1M keys: ops/s of karlton (direct, "
+   "async, batched, blocking) vs. mutex+LRU peers"},
+  {"ycsb-a", run_ycsb_a,
+   "50% get / 50% put, the same keys and peers as ycsb-b"},
   {"latency", run_latency,
    "p50/p99 of one blocking get from a plain thread, back to back and 1 ms "
    "apart, and of a scoped_actor request"},
@@ -76,9 +80,9 @@ void usage(std::FILE* out) {
                "  %-10s every workload above, in order\n"
                "\noptions:\n"
                "  --json       one JSON object per result line\n"
-               "  --threads N  caller threads for ycsb-b and write-back (default 2), "
+               "  --threads N  caller threads for ycsb-a/b and write-back (default 2), "
                "readers for stampede (64)\n"
-               "  --seconds S  run time per peer for ycsb-b (default 3), per mode for "
+               "  --seconds S  run time per peer for ycsb-a/b (default 3), per mode for "
                "stampede (10),\n"
                "               cap of each mode's puts for write-back (10), per phase "
                "for cluster (5)\n"
@@ -176,10 +180,20 @@ int main(int argc, char** argv) {
   }
   if (name.empty()) return bad_usage("no workload given");
   if (name == "all") {
+    // Progress on stderr, so a long run shows where it is; stdout stays the
+    // results alone (a JSON line per workload with --json).
     int rc = 0;
-    for (const auto& w : workloads)
-      if (auto r = w.own_process ? run_in_own_process(w, opts) : w.run(opts); r != 0)
-        rc = r;
+    size_t n = std::size(workloads), i = 0;
+    for (const auto& w : workloads) {
+      std::fprintf(stderr, "karlton-bench all: %zu/%zu %s ...\n", ++i, n, w.name);
+      auto t0 = std::chrono::steady_clock::now();
+      auto r = w.own_process ? run_in_own_process(w, opts) : w.run(opts);
+      std::fprintf(stderr, "karlton-bench all: %zu/%zu %s %s in %.0f s\n", i, n, w.name,
+                   r == 0 ? "done" : "FAILED",
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+                     .count());
+      if (r != 0) rc = r;
+    }
     return rc;
   }
   for (const auto& w : workloads)

@@ -17,6 +17,7 @@ struct bench_options {
 
 /// Each returns the process exit code: 0, or 1 if a measurement failed.
 int run_ycsb_b(const bench_options& opts);
+int run_ycsb_a(const bench_options& opts);
 int run_latency(const bench_options& opts);
 int run_hit_ratio(const bench_options& opts);
 int run_memory(const bench_options& opts);

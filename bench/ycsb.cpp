@@ -1,6 +1,6 @@
-// ycsb-b: throughput of a read-mostly, skewed workload (YCSB workload B: 95 %
-// get, 5 % put, scrambled Zipf 0.99 over 1M keys of 16 B with 100 B values,
-// every key loaded first) from plain caller threads. It answers DESIGN.md's
+// ycsb-b and ycsb-a: throughput of a skewed workload (YCSB workload B: 95 %
+// get, 5 % put; workload A: 50 % of each; scrambled Zipf 0.99 over 1M keys of
+// 16 B with 100 B values, every key loaded first) from plain caller threads. It answers DESIGN.md's
 // question "does karlton beat a mutex-guarded unordered_map + LRU list in
 // process?", for each way a service can call karlton: many calls in flight
 // (async callbacks), 64 keys per call (batched), and one blocking call at a
@@ -25,8 +25,9 @@ namespace {
 
 using std::chrono::steady_clock;
 
-/// YCSB workload B: 95 % reads, 5 % updates.
-constexpr double put_fraction = 0.05;
+/// YCSB workload B: 95 % reads, 5 % updates; workload A: 50 % updates.
+constexpr double ycsb_b_puts = 0.05;
+constexpr double ycsb_a_puts = 0.5;
 
 /// Ops pre-generated per caller thread: 2M (8 MB), replayed in a loop. The
 /// fastest peers here do ~1M ops/s per thread, so a 3 s run replays a stream
@@ -302,12 +303,12 @@ run_result run_karlton_direct(const cache& c, const inputs& in, unsigned threads
 
 // Long because a benchmark run reads as one script: the inputs, each peer in
 // turn on the same inputs, then one report of all of them.
-int run_ycsb_b(const bench_options& opts) {
+int run_ycsb(const bench_options& opts, const char* name, double put_fraction) {
   auto threads = opts.threads.value_or(default_threads);
   auto seconds = opts.seconds.value_or(default_seconds);
   auto progress = [&](const char* peer, const run_result& r) {
     if (!opts.json)
-      std::fprintf(stderr, "ycsb-b: %-18s %10.0f ops/s (%.2f s)\n", peer,
+      std::fprintf(stderr, "%s: %-18s %10.0f ops/s (%.2f s)\n", name, peer,
                    r.ops_per_second(), r.seconds);
   };
 
@@ -345,7 +346,7 @@ int run_ycsb_b(const bench_options& opts) {
     copts.max_entries = 0;
     auto c = rt.create_cache(copts);
     if (!c) {
-      std::fprintf(stderr, "ycsb-b: cannot create cache: %s\n",
+      std::fprintf(stderr, "%s: cannot create cache: %s\n", name,
                    rt.system().render(c.error()).c_str());
       return 1;
     }
@@ -365,7 +366,7 @@ int run_ycsb_b(const bench_options& opts) {
   auto ratio = [&](const run_result& r) {
     return base > 0 ? r.ops_per_second() / base : 0;
   };
-  report out{"ycsb-b"};
+  report out{name};
   out.add("keys", default_keys)
       .add("threads", uint64_t{threads})
       .add("seconds_per_peer", seconds, 1, "s")
@@ -387,12 +388,20 @@ int run_ycsb_b(const bench_options& opts) {
   out.print(opts.json);
   if (failures.n > 0) {
     std::fprintf(stderr,
-                 "ycsb-b: %llu gets missed or calls failed; every key was loaded, "
+                 "%s: %llu gets missed or calls failed; every key was loaded, "
                  "so the numbers above are suspect\n",
-                 static_cast<unsigned long long>(failures.n.load()));
+                 name, static_cast<unsigned long long>(failures.n.load()));
     return 1;
   }
   return 0;
+}
+
+int run_ycsb_b(const bench_options& opts) {
+  return run_ycsb(opts, "ycsb-b", ycsb_b_puts);
+}
+
+int run_ycsb_a(const bench_options& opts) {
+  return run_ycsb(opts, "ycsb-a", ycsb_a_puts);
 }
 
 } // namespace karlton::bench
