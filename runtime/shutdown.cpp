@@ -83,7 +83,11 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
     stopped_ = true;
   }
   // 1. No new calls; wait for callers that are between the check and the push.
+  //    Direct reads miss from now on, so they become calls and are refused.
   gate_->closed.store(true, std::memory_order_seq_cst);
+  for (auto& [name, core] : caches_)
+    for (auto& route : core->routes)
+      route.reads->close();
   while (gate_->active.load(std::memory_order_seq_cst) > 0)
     std::this_thread::yield();
   auto report = stop_actors(flush_timeout);

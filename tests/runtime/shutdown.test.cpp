@@ -128,6 +128,16 @@ TEST_CASE("destroying the runtime with calls in flight fails them with shut_down
   CHECK(callbacks_done == callbacks_started);
 }
 
+TEST_CASE("a cached key is not read directly once shutdown began", "[runtime][shutdown][direct]") {
+  runtime rt;
+  auto c = *rt.create_cache("closing");
+  REQUIRE_FALSE(c.put("k", "v"));
+  REQUIRE(c.get("k")->str() == "v"); // a direct hit while running
+  rt.shutdown();
+  CHECK(c.get("k").error() == errc::shut_down);
+  CHECK(c.get_many({"k"}).error() == errc::shut_down);
+}
+
 TEST_CASE("a cache handle that outlives its runtime answers shut_down",
           "[runtime][shutdown]") {
   cache c;
