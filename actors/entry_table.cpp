@@ -156,7 +156,7 @@ void entry_table::prefetch(uint32_t hash, int step) const noexcept {
   auto c = chunk(id);
   if (!c) return;
   if (step == 1) return __builtin_prefetch(&c[id & chunk_mask]);
-  c[id & chunk_mask].val.prefetch();
+  value_slot::prefetch(c[id & chunk_mask].val); // the shard may be storing it
 }
 
 void entry_table::place(index* ix, entry_id id) {

@@ -102,6 +102,7 @@ public:
   entry_table(const entry_table&) = delete;
   entry_table& operator=(const entry_table&) = delete;
 
+  /// The entry with id `id`: the shard only (readers use `read`).
   entry& at(entry_id id) noexcept { return chunk(id)[id & chunk_mask]; }
   const entry& at(entry_id id) const noexcept { return chunk(id)[id & chunk_mask]; }
 
@@ -134,8 +135,11 @@ public:
   entry_id insert(value v, uint64_t expiry_ms = entry::never);
 
   /// Replaces a live entry's value and expiry; returns the old value (which
-  /// the table also retires). Readers see the old pair or the new one, or the
-  /// new value with the earlier of the two expiries, never later.
+  /// the table also retires). A reader sees the old pair or the new one, or
+  /// the new value with the earlier of the two expiries. (Replaced twice
+  /// during one read, A -> B -> A, it may see B's value under A's expiry: a
+  /// value installed during the read, unexpired when installed, so the read
+  /// still takes effect at a moment when that value was current.)
   value replace(entry_id id, value v, uint64_t expiry_ms);
 
   /// Sets a live entry's expiry (a repair's cap).

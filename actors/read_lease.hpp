@@ -26,6 +26,8 @@ public:
   bool valid(time_point now) const noexcept {
     return now.time_since_epoch().count() <= until_.load(std::memory_order_acquire);
   }
+  /// The time it is valid until now, as `valid` compares it (clock ticks).
+  int64_t until_ticks() const noexcept { return until_.load(std::memory_order_acquire); }
   /// Valid until `t`.
   void extend_to(time_point t) noexcept {
     until_.store(t.time_since_epoch().count(), std::memory_order_release);

@@ -6,18 +6,12 @@ namespace karlton {
 
 namespace {
 
-// A thread's stripe and its position in the stripe's buffer. The index is
-// handed out once per thread, so two threads share a stripe only when more
-// than `stripe_count` read.
-struct reader_slot {
-  unsigned stripe;
-  unsigned position = 0;
-};
-
-reader_slot& this_reader() {
+// A thread's stripe: handed out once per thread, so two threads share a
+// stripe only when more than `stripe_count` read.
+unsigned this_stripe() {
   static std::atomic<unsigned> next{0};
-  thread_local reader_slot slot{next.fetch_add(1, std::memory_order_relaxed)};
-  return slot;
+  thread_local unsigned stripe = next.fetch_add(1, std::memory_order_relaxed);
+  return stripe;
 }
 
 } // namespace
@@ -30,9 +24,14 @@ read_side::read_side(std::shared_ptr<const clock> time_source,
 
 read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
   entry_table::found f;
+  int64_t lease_until = 0;
   {
     rcu::read_section section;
     if (!open_.load(std::memory_order_acquire)) return {};
+    // The lease as it was before the table was read: a lease renewed while
+    // we read (after a repair cleared the shard) must not vouch for a value
+    // read before the clear.
+    if (lease_) lease_until = lease_->until_ticks();
     f = table.read(key, hash);
   } // holding our own reference now: the value outlives the section
   if (!f.val) return {};
@@ -40,19 +39,21 @@ read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
   // under no lease is served without a clock read.
   if (f.expiry_ms != entry::never || lease_) {
     auto now = time_source_->now();
-    if (lease_ && !lease_->valid(now)) return {}; // the shard clears first
+    if (lease_ && now.time_since_epoch().count() > lease_until)
+      return {}; // lapsed: the shard clears first
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
     if (f.expiry_ms != entry::never && static_cast<uint64_t>(ms.count()) >= f.expiry_ms)
       return {}; // expired: the shard removes it, or serves it stale on a load error
   }
-  auto& me = this_reader();
-  auto& s = stripes_[me.stripe % stripe_count];
-  s.hits.fetch_add(1, std::memory_order_relaxed);
+  auto& s = stripes_[this_stripe() % stripe_count];
+  // The hit count is also the position in the stripe's buffer: per stripe
+  // of this shard, so every shard's buffer fills and asks for its drain.
+  auto position = s.hits.fetch_add(1, std::memory_order_relaxed);
   // Lossy by design: a slot not drained yet is overwritten. Tagged, so the
   // shard skips a record whose entry was reused for another key meanwhile.
   auto record = (uint64_t{entry::tag_of(hash)} << 32) | (uint64_t{f.id} + 1);
-  s.recent[me.position++ % buffer_length].store(record, std::memory_order_release);
-  bool drain = me.position % buffer_length == 0 &&
+  s.recent[position % buffer_length].store(record, std::memory_order_release);
+  bool drain = (position + 1) % buffer_length == 0 &&
                !drain_asked_.exchange(true, std::memory_order_relaxed);
   return {std::move(f.val), drain};
 }

@@ -67,13 +67,14 @@ public:
   /// The shard stopped: from now on every read misses.
   void close() noexcept { open_.store(false, std::memory_order_release); }
 
-  /// Hits a thread records before asking for a drain; also the buffer's
-  /// length per stripe (Caffeine uses 16 too).
+  /// Hits recorded in a stripe before it asks for a drain; also the
+  /// buffer's length per stripe (Caffeine uses 16 too).
   static constexpr unsigned buffer_length = 16;
 
 private:
-  // One stripe per thread (modulo): threads count and record on their own
-  // cache lines; the shard reads them all.
+  // One stripe per thread (modulo 8): threads count and record on their own
+  // cache lines; the shard reads them all. `hits` is also the position of
+  // the next record in `recent`.
   struct alignas(64) stripe {
     std::atomic<uint64_t> hits{0};
     std::array<std::atomic<uint64_t>, buffer_length> recent{};

@@ -5,6 +5,8 @@
 // a lookup (see README, the direct read path).
 #include <urcu/urcu-memb.h>
 
+#include <pthread.h>
+
 #include <new>
 #include <utility>
 
@@ -12,16 +14,34 @@ namespace karlton::rcu {
 
 namespace {
 
-// liburcu wants each reader thread registered before its first read lock and
-// unregistered before it exits; a thread-local object does both, lazily.
-struct registration {
-  registration() { urcu_memb_register_thread(); }
-  ~registration() { urcu_memb_unregister_thread(); }
-};
-
+// The head first, so the callback finds the node at the head's address.
 struct retired_node {
   rcu_head head;
   std::unique_ptr<garbage> payload;
+};
+
+// A process that forks without exec (karlton-bench memory measures in a
+// child) keeps a working call_rcu thread on both sides: liburcu's handlers.
+struct fork_handlers {
+  fork_handlers() {
+    pthread_atfork(urcu_memb_call_rcu_before_fork, urcu_memb_call_rcu_after_fork_parent,
+                   urcu_memb_call_rcu_after_fork_child);
+  }
+};
+
+void install_fork_handlers() {
+  static fork_handlers installed;
+  (void) installed;
+}
+
+// liburcu wants each reader thread registered before its first read lock and
+// unregistered before it exits; a thread-local object does both, lazily.
+struct registration {
+  registration() {
+    install_fork_handlers(); // before any thread can have used call_rcu
+    urcu_memb_register_thread();
+  }
+  ~registration() { urcu_memb_unregister_thread(); }
 };
 
 void destroy(rcu_head* head) {

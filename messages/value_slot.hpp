@@ -18,6 +18,12 @@ struct value_slot {
   static value exchange(value& slot, value v) noexcept;
   /// A handle to what `slot` holds now (one atomic increment), or empty.
   static value load(const value& slot) noexcept;
+  /// Hints the CPU to load the buffer `slot` holds (a batch's lookups).
+  static void prefetch(const value& slot) noexcept {
+    __builtin_prefetch(__atomic_load_n(&slot.block_, __ATOMIC_RELAXED));
+  }
+  // GCC's __atomic builtins on the plain pointer member: std::atomic_ref is
+  // C++20, and making the member atomic would change `value` for everyone.
 };
 
 } // namespace karlton

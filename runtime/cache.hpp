@@ -45,7 +45,10 @@ struct sink_tag; // runtime/bridge.hpp
 /// on the caller's thread, before the call returns). What a hit cannot
 /// decide (a miss, an expired entry, a lapsed read lease) and every other
 /// call go to the shard as a message. Which calls block: a blocking call
-/// waits for a shard only when it needs one, so a hit never blocks.
+/// waits for a shard only when it needs one, so a hit never blocks. A hit
+/// does not wait for the caller's own asynchronous writes still in flight
+/// (`put_async`, `erase_async`): until their result is in, a `get` of the
+/// key may return the value from before them.
 ///
 /// Calls on many keys send one job per shard, not per key. After the runtime
 /// stopped, every call returns `shut_down`. A blocking call that needs a

@@ -39,7 +39,11 @@ inline caf::error check_put(const shard_options& cfg, std::string_view key,
 inline value read_directly(const cache_core& core, std::string_view key, uint64_t hash) {
   auto& route = core.routes[shard_index(hash, core.routes.size())];
   auto r = route.reads->read(key, static_cast<uint32_t>(hash));
-  if (r.wants_drain) caf::anon_send(route.actor, drain_reads_atom::value);
+  if (r.wants_drain)
+    // Under a pass: shutdown may be clearing the actor handles and the
+    // system meanwhile; a drain refused then is a drain not needed.
+    if (system_pass pass{*core.runtime_gate}; pass)
+      caf::anon_send(route.actor, drain_reads_atom::value);
   return std::move(r.val);
 }
 
@@ -73,7 +77,7 @@ inline std::vector<uint32_t> read_many_directly(const cache_core& core,
 /// read directly: no refresh-ahead and no early expiration, which the shard
 /// decides per hit (those caches take the shard's path for every call).
 inline bool loads_read_directly(const cache_core& core) {
-  return core.shard_cfg.refresh_after.count() == 0 &&
+  return core.shard_cfg.read_through && core.shard_cfg.refresh_after.count() == 0 &&
          core.shard_cfg.early_refresh == early_refresh_mode::none;
 }
 

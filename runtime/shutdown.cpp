@@ -9,6 +9,7 @@
 #include "actors/bus_actor.hpp"
 #include "actors/flusher_actor.hpp"
 #include "actors/peer_actor.hpp"
+#include "base/rcu.hpp"
 #include "runtime/cache_core.hpp"
 #include <karlton/runtime/log.hpp>
 #include <karlton/runtime/runtime.hpp>
@@ -104,7 +105,10 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
     for (auto& route : core->routes)
       while (auto job = route.inbox->pop())
         job->abandon(why);
-  // 6. An owned actor system is destroyed with us (it waits for all actors).
+  // 6. What the shards' tables held is freed now, not at some later grace
+  //    period: a service that stops a runtime gets its memory back.
+  rcu::barrier();
+  // 7. An owned actor system is destroyed with us (it waits for all actors).
   return report;
 }
 
