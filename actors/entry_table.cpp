@@ -77,8 +77,7 @@ struct entry_table::unlinked : rcu::garbage {
 };
 
 entry_table::entry_table(uint64_t limit)
-  : index_(index::make(min_slots)),
-    dir_(directory::make(16)),
+  : index_(index::make(min_slots)), dir_(directory::make(16)),
     limit_(std::min(limit, max_entries)) {}
 
 entry_table::~entry_table() {

@@ -18,8 +18,7 @@ unsigned this_stripe() {
 
 read_side::read_side(std::shared_ptr<const clock> time_source,
                      std::shared_ptr<const read_lease> lease)
-  : time_source_(time_source ? std::move(time_source)
-                             : std::make_shared<steady_clock>()),
+  : time_source_(time_source ? std::move(time_source) : std::make_shared<steady_clock>()),
     lease_(std::move(lease)) {}
 
 read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
@@ -41,7 +40,8 @@ read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
     auto now = time_source_->now();
     if (lease_ && now.time_since_epoch().count() > lease_until)
       return {}; // lapsed: the shard clears first
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
+    auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
     if (f.expiry_ms != entry::never && static_cast<uint64_t>(ms.count()) >= f.expiry_ms)
       return {}; // expired: the shard removes it, or serves it stale on a load error
   }

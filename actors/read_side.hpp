@@ -33,8 +33,8 @@ public:
 
   /// What a direct read found.
   struct hit {
-    value val;                  ///< empty: ask the shard
-    bool wants_drain = false;   ///< the caller asks the shard to `drain` (one message)
+    value val;                ///< empty: ask the shard
+    bool wants_drain = false; ///< the caller asks the shard to `drain` (one message)
   };
 
   /// On any thread: the value of `key` if the table holds it, live and

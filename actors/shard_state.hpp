@@ -127,7 +127,7 @@ struct shard_effects {
   bool cascades = false;   ///< erased names for the bus to cascade (`take_cascades`)
   bool broadcasts = false; ///< puts, erases, clears other nodes must hear of
   bool parked = false;     ///< writes waiting for room under `max-dirty`
-  bool unlinked = false;   ///< values and arrays readers may still see (`retire_unlinked`)
+  bool unlinked = false; ///< values and arrays readers may still see (`retire_unlinked`)
 };
 
 /// One shard's cache. Only the owning shard actor may call it.

@@ -31,7 +31,7 @@ struct fork_handlers {
 
 void install_fork_handlers() {
   static fork_handlers installed;
-  (void) installed;
+  (void)installed;
 }
 
 // liburcu wants each reader thread registered before its first read lock and
@@ -53,7 +53,7 @@ void destroy(rcu_head* head) {
 
 void register_this_thread() {
   thread_local registration registered;
-  (void) registered;
+  (void)registered;
 }
 
 void retire(std::unique_ptr<garbage> g) {

@@ -1,10 +1,10 @@
 // latency: how long one blocking call from a plain thread takes, end to end,
 // back to back and spaced 1 ms apart: a hit (`cache.get(key)`, read on this
 // thread: the direct read path), and the calls that go to a shard (ingress
-// queue, doorbell, shard, reply slot): a miss and a put. Spaced calls find the CAF workers idle, which is
-// where DESIGN.md measured 20-150 us; back-to-back calls find them awake. Beside
-// it, the same get as a `caf::scoped_actor` request from the same thread, the
-// CAF-native way karlton's bridge has to beat.
+// queue, doorbell, shard, reply slot): a miss and a put. Spaced calls find the CAF
+// workers idle, which is where DESIGN.md measured 20-150 us; back-to-back calls find them
+// awake. Beside it, the same get as a `caf::scoped_actor` request from the same thread,
+// the CAF-native way karlton's bridge has to beat.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -164,16 +164,16 @@ int run_latency(const bench_options& opts) {
   auto p = summarize(std::move(puts));
   report out{"latency"};
   out.add("blocking_p50_us", b.p50, 2, "us")
-      .add("blocking_p99_us", b.p99, 2, "us")
-      .add("blocking_spaced_p50_us", s.p50, 2, "us")
-      .add("blocking_spaced_p99_us", s.p99, 2, "us")
-      .add("miss_p50_us", m.p50, 1, "us")
-      .add("miss_p99_us", m.p99, 1, "us")
-      .add("put_p50_us", p.p50, 1, "us")
-      .add("put_p99_us", p.p99, 1, "us")
-      .add("scoped_actor_p50_us", a.p50, 1, "us")
-      .add("scoped_actor_p99_us", a.p99, 1, "us")
-      .add("failures", uint64_t{failures});
+    .add("blocking_p99_us", b.p99, 2, "us")
+    .add("blocking_spaced_p50_us", s.p50, 2, "us")
+    .add("blocking_spaced_p99_us", s.p99, 2, "us")
+    .add("miss_p50_us", m.p50, 1, "us")
+    .add("miss_p99_us", m.p99, 1, "us")
+    .add("put_p50_us", p.p50, 1, "us")
+    .add("put_p99_us", p.p99, 1, "us")
+    .add("scoped_actor_p50_us", a.p50, 1, "us")
+    .add("scoped_actor_p99_us", a.p99, 1, "us")
+    .add("failures", uint64_t{failures});
   out.print(opts.json);
   if (failures > 0) {
     std::fprintf(stderr, "latency: %zu calls missed or failed\n", failures);

@@ -42,8 +42,7 @@ constexpr workload workloads[] = {
   {"ycsb-b", run_ycsb_b,
    "95% get / 5% put, scrambled Zipf 0.99, 1M keys: ops/s of karlton (direct, "
    "async, batched, blocking) vs. mutex+LRU peers"},
-  {"ycsb-a", run_ycsb_a,
-   "50% get / 50% put, the same keys and peers as ycsb-b"},
+  {"ycsb-a", run_ycsb_a, "50% get / 50% put, the same keys and peers as ycsb-b"},
   {"latency", run_latency,
    "p50/p99 of one blocking get from a plain thread, back to back and 1 ms "
    "apart, and of a scoped_actor request"},
@@ -188,10 +187,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "karlton-bench all: %zu/%zu %s ...\n", ++i, n, w.name);
       auto t0 = std::chrono::steady_clock::now();
       auto r = w.own_process ? run_in_own_process(w, opts) : w.run(opts);
-      std::fprintf(stderr, "karlton-bench all: %zu/%zu %s %s in %.0f s\n", i, n, w.name,
-                   r == 0 ? "done" : "FAILED",
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-                     .count());
+      std::fprintf(
+        stderr, "karlton-bench all: %zu/%zu %s %s in %.0f s\n", i, n, w.name,
+        r == 0 ? "done" : "FAILED",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       if (r != 0) rc = r;
     }
     return rc;

@@ -1,7 +1,7 @@
 // ycsb-b and ycsb-a: throughput of a skewed workload (YCSB workload B: 95 %
 // get, 5 % put; workload A: 50 % of each; scrambled Zipf 0.99 over 1M keys of
-// 16 B with 100 B values, every key loaded first) from plain caller threads. It answers DESIGN.md's
-// question "does karlton beat a mutex-guarded unordered_map + LRU list in
+// 16 B with 100 B values, every key loaded first) from plain caller threads. It answers
+// DESIGN.md's question "does karlton beat a mutex-guarded unordered_map + LRU list in
 // process?", for each way a service can call karlton: many calls in flight
 // (async callbacks), 64 keys per call (batched), and one blocking call at a
 // time. Each peer runs for a fixed time on pre-generated op streams.
@@ -368,23 +368,23 @@ int run_ycsb(const bench_options& opts, const char* name, double put_fraction) {
   };
   report out{name};
   out.add("keys", default_keys)
-      .add("threads", uint64_t{threads})
-      .add("seconds_per_peer", seconds, 1, "s")
-      .add("karlton_cache", std::string{"unbounded"})
-      .add("karlton_shards", uint64_t{shards})
-      .add("async_window", uint64_t{async_window})
-      .add("batch_keys", uint64_t{batch_keys})
-      .add("mutex_lru_1lock", one_lock.ops_per_second(), 0, "ops/s")
-      .add("mutex_lru_16locks", sixteen_locks.ops_per_second(), 0, "ops/s")
-      .add("karlton_direct", direct.ops_per_second(), 0, "ops/s")
-      .add("karlton_async", async.ops_per_second(), 0, "ops/s")
-      .add("karlton_batched", batched.ops_per_second(), 0, "ops/s")
-      .add("karlton_blocking", blocking.ops_per_second(), 0, "ops/s")
-      .add("ratio_direct", ratio(direct), 3)
-      .add("ratio_async", ratio(async), 3)
-      .add("ratio_batched", ratio(batched), 3)
-      .add("ratio_blocking", ratio(blocking), 3)
-      .add("failures", failures.n.load());
+    .add("threads", uint64_t{threads})
+    .add("seconds_per_peer", seconds, 1, "s")
+    .add("karlton_cache", std::string{"unbounded"})
+    .add("karlton_shards", uint64_t{shards})
+    .add("async_window", uint64_t{async_window})
+    .add("batch_keys", uint64_t{batch_keys})
+    .add("mutex_lru_1lock", one_lock.ops_per_second(), 0, "ops/s")
+    .add("mutex_lru_16locks", sixteen_locks.ops_per_second(), 0, "ops/s")
+    .add("karlton_direct", direct.ops_per_second(), 0, "ops/s")
+    .add("karlton_async", async.ops_per_second(), 0, "ops/s")
+    .add("karlton_batched", batched.ops_per_second(), 0, "ops/s")
+    .add("karlton_blocking", blocking.ops_per_second(), 0, "ops/s")
+    .add("ratio_direct", ratio(direct), 3)
+    .add("ratio_async", ratio(async), 3)
+    .add("ratio_batched", ratio(batched), 3)
+    .add("ratio_blocking", ratio(blocking), 3)
+    .add("failures", failures.n.load());
   out.print(opts.json);
   if (failures.n > 0) {
     std::fprintf(stderr,

@@ -132,7 +132,8 @@ caf::expected<cache_stats> cache::stats() const {
 }
 
 std::future<caf::expected<value>> cache::get_async(std::string_view key) const {
-  if (auto v = detail::read_directly(*core_, key, hash_key(key))) return ready(std::move(v));
+  if (auto v = detail::read_directly(*core_, key, hash_key(key)))
+    return ready(std::move(v));
   return as_future<value>([&](auto&&... s) { return get_call(key, KARLTON_FWD(s)...); });
 }
 
@@ -213,7 +214,8 @@ void cache::put_async_fn(std::string_view key, std::string_view bytes, ttl t,
 
 void cache::get_or_load_async_fn(std::string_view key, callback<value> f) const {
   if (detail::loads_read_directly(*core_))
-    if (auto v = detail::read_directly(*core_, key, hash_key(key))) return f(std::move(v));
+    if (auto v = detail::read_directly(*core_, key, hash_key(key)))
+      return f(std::move(v));
   with_callback<value>(std::move(f),
                        [&](auto&&... s) { return load_call(key, KARLTON_FWD(s)...); });
 }

@@ -71,8 +71,10 @@ TEST_CASE("a reader never sees a value the writer replaced or removed before the
       ++n;
       if (!f.val) continue;
       ++hits;
-      if (f.val.key() != names[i]) ++stale; // another key's value
-      else if (version_of(f.val) < before) ++stale;
+      if (f.val.key() != names[i])
+        ++stale; // another key's value
+      else if (version_of(f.val) < before)
+        ++stale;
       // Never an expiry later than the value's own (see entry_table::replace).
       if (f.expiry_ms > expiry_in(f.val)) ++torn;
     }

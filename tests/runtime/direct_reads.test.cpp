@@ -163,7 +163,8 @@ TEST_CASE("a direct read never serves an entry past its TTL: the shard removes i
 TEST_CASE("a write-back cache serves its dirty entries directly (rule 3)",
           "[direct][runtime][write_back]") {
   runtime rt;
-  auto store = std::make_shared<testing::refusing_store>(std::make_shared<memory_store>());
+  auto store =
+    std::make_shared<testing::refusing_store>(std::make_shared<memory_store>());
   store->refuse_all = true; // nothing reaches the store: every entry stays dirty
   auto o = rt.default_options("dirty");
   o.writes = write_mode::write_back;

@@ -128,7 +128,8 @@ TEST_CASE("destroying the runtime with calls in flight fails them with shut_down
   CHECK(callbacks_done == callbacks_started);
 }
 
-TEST_CASE("a cached key is not read directly once shutdown began", "[runtime][shutdown][direct]") {
+TEST_CASE("a cached key is not read directly once shutdown began",
+          "[runtime][shutdown][direct]") {
   runtime rt;
   auto c = *rt.create_cache("closing");
   REQUIRE_FALSE(c.put("k", "v"));
