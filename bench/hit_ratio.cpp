@@ -9,12 +9,12 @@
 // through the shard's lossy read buffer, and this shows what that costs.
 #include <algorithm>
 #include <chrono>
-#include <functional>
-#include <unordered_map>
 #include <cstdio>
+#include <functional>
 #include <iterator>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "actors/shard_state.hpp"
@@ -30,9 +30,19 @@ namespace {
 /// The key universe the cache sizes are a percentage of: 1M, as in ycsb-b.
 constexpr uint64_t universe = default_keys;
 
-/// Cache sizes in percent of the universe: 1 % (10k entries) is the small
-/// cache where policies differ most; 10 % (100k) is a comfortable one.
-constexpr unsigned cache_percents[] = {1, 10};
+/// Cache sizes in permille of the universe, 0.5 % to 20 %, for the curve of
+/// hit ratio against size (`scripts/bench --plot`): 1 % (10k entries) is the
+/// small cache where policies differ most; 10 % (100k) is a comfortable one.
+constexpr unsigned cache_permilles[] = {5, 10, 20, 50, 100, 200};
+
+/// Only these sizes are also played through a runtime: it is the slow part.
+constexpr bool through_runtime_at(unsigned permille) {
+  return permille == 10 || permille == 100;
+}
+
+constexpr uint64_t entries_at(unsigned permille) {
+  return universe * permille / 1000;
+}
 
 /// Requests of the zipf trace: 5M, 5 per key, so the cold start (at most the
 /// first 100k misses that fill the cache) weighs under 2 % of the result.
@@ -104,12 +114,8 @@ double runtime_replay(const std::vector<uint32_t>& trace, uint64_t capacity,
   return trace.empty() ? 0 : static_cast<double>(total) / trace.size();
 }
 
-/// The hit ratio of the best cache that never changes its mind: one holding
-/// the `capacity` keys requested most often in the whole trace (offline
-/// static LFU, known in hindsight). On an independent stream such as Zipf no
-/// online policy does better on average, so `lfu_bound - lru_hit` is the most
-/// any policy can gain over LRU on this trace.
-double static_lfu_bound(const std::vector<uint32_t>& trace, uint64_t capacity) {
+/// How often each key of `trace` is requested, most requested first.
+std::vector<uint64_t> counts_by_frequency(const std::vector<uint32_t>& trace) {
   std::unordered_map<uint32_t, uint64_t> counts;
   for (auto item : trace)
     ++counts[item];
@@ -117,28 +123,37 @@ double static_lfu_bound(const std::vector<uint32_t>& trace, uint64_t capacity) {
   sorted.reserve(counts.size());
   for (auto& kv : counts)
     sorted.push_back(kv.second);
+  std::sort(sorted.begin(), sorted.end(), std::greater<>{});
+  return sorted;
+}
+
+/// The hit ratio of the best cache that never changes its mind: one holding
+/// the `capacity` keys requested most often in the whole trace (offline
+/// static LFU, known in hindsight). On an independent stream such as Zipf no
+/// online policy does better on average, so `lfu_bound - lru_hit` is the most
+/// any policy can gain over LRU on this trace. `sorted` is from
+/// `counts_by_frequency`, counted once for every size.
+double static_lfu_bound(const std::vector<uint64_t>& sorted, size_t requests,
+                        uint64_t capacity) {
   auto top = std::min<size_t>(capacity, sorted.size());
-  std::partial_sort(sorted.begin(), sorted.begin() + top, sorted.end(), std::greater<>{});
   uint64_t kept = 0;
   for (size_t i = 0; i < top; ++i)
     kept += sorted[i];
   // Each kept key still misses once, on its first request.
-  return trace.empty() ? 0 : static_cast<double>(kept - top) / trace.size();
+  return requests == 0 ? 0 : static_cast<double>(kept - top) / requests;
 }
 
 void report_trace(const char* name, const std::vector<uint32_t>& trace, bool json,
                   bool through_runtime) {
   // Every (cache size, policy) replay is independent, so all run at once and
   // the scheduler spreads them over the cores.
-  constexpr size_t sizes = std::size(cache_percents);
+  constexpr size_t sizes = std::size(cache_permilles);
   double policy_hit[sizes] = {};
   double lru_hit[sizes] = {};
   double bound[sizes] = {};
-  for (size_t i = 0; i < sizes; ++i)
-    bound[i] = static_lfu_bound(trace, universe * cache_percents[i] / 100);
   std::vector<std::thread> replays;
   for (size_t i = 0; i < sizes; ++i) {
-    uint64_t capacity = universe * cache_percents[i] / 100;
+    uint64_t capacity = entries_at(cache_permilles[i]);
     replays.emplace_back([&, i, capacity] {
       policy_hit[i] = replay(trace, capacity, eviction_policy_kind::tiny_lfu);
     });
@@ -146,24 +161,33 @@ void report_trace(const char* name, const std::vector<uint32_t>& trace, bool jso
       lru_hit[i] = replay(trace, capacity, eviction_policy_kind::lru);
     });
   }
+  {
+    auto sorted = counts_by_frequency(trace);
+    for (size_t i = 0; i < sizes; ++i)
+      bound[i] = static_lfu_bound(sorted, trace.size(), entries_at(cache_permilles[i]));
+  }
   for (auto& t : replays)
     t.join();
   // After the replays, alone: its callers and shards want both cores.
   double runtime_hit[sizes] = {};
-  if (through_runtime)
-    for (size_t i = 0; i < sizes; ++i)
-      runtime_hit[i] = runtime_replay(trace, universe * cache_percents[i] / 100, 2);
+  for (size_t i = 0; i < sizes; ++i)
+    if (through_runtime && through_runtime_at(cache_permilles[i]))
+      runtime_hit[i] = runtime_replay(trace, entries_at(cache_permilles[i]), 2);
   for (size_t i = 0; i < sizes; ++i) {
+    const unsigned permille = cache_permilles[i];
     report out{"hit-ratio"};
+    // cache_pct stays a whole number where it is one (1, 10: as before the
+    // half-percent size), so consumers of those rows read them unchanged.
     out.add("trace", std::string{name})
-        .add("requests", uint64_t{trace.size()})
-        .add("cache_pct", uint64_t{cache_percents[i]}, "%")
-        .add("cache_entries", universe * cache_percents[i] / 100)
-        .add("policy", std::string{to_string(eviction_policy_kind::tiny_lfu)})
-        .add("policy_hit", policy_hit[i], 4)
-        .add("lru_hit", lru_hit[i], 4)
-        .add("lfu_bound", bound[i], 4);
-    if (through_runtime)
+      .add("requests", uint64_t{trace.size()})
+      .add("cache_pct", permille / 10.0, permille % 10 == 0 ? 0 : 1, "%")
+      .add("cache_permille", uint64_t{permille}, "per mille")
+      .add("cache_entries", entries_at(permille))
+      .add("policy", std::string{to_string(eviction_policy_kind::tiny_lfu)})
+      .add("policy_hit", policy_hit[i], 4)
+      .add("lru_hit", lru_hit[i], 4)
+      .add("lfu_bound", bound[i], 4);
+    if (through_runtime && through_runtime_at(permille))
       out.add("runtime_hit", runtime_hit[i], 4)
         .add("runtime_minus_replay", runtime_hit[i] - policy_hit[i], 4);
     out.print(json);

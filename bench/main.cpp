@@ -47,7 +47,7 @@ constexpr workload workloads[] = {
    "p50/p99 of one blocking get from a plain thread, back to back and 1 ms "
    "apart, and of a scoped_actor request"},
   {"hit-ratio", run_hit_ratio,
-   "TinyLFU vs. LRU hit ratio on Zipf and scan traces, caches of 1% and 10%"},
+   "TinyLFU vs. LRU hit ratio on Zipf and scan traces, caches of 0.5% to 20%"},
   {"memory", run_memory,
    "overhead bytes per entry at 1M entries (16 B keys, 100 B values)", true},
   {"stampede", run_stampede,
