@@ -170,31 +170,48 @@ void load_karlton(const cache& c, const inputs& in, failure_count& failures) {
   }
 }
 
+/// A caller thread's asynchronous calls in flight, at most `async_window`;
+/// on its own cache line, as the callbacks on shard threads write it.
+struct alignas(64) flight_window {
+  std::atomic<int> in_flight{0};
+
+  /// Waits for room for one more call, and counts it. With 2 cores shared
+  /// by callers and shards, spinning would steal the shard's core; yielding
+  /// hands it over.
+  void enter() {
+    while (in_flight.load(std::memory_order_acquire) >= async_window)
+      std::this_thread::yield();
+    in_flight.fetch_add(1, std::memory_order_relaxed);
+  }
+  /// Waits until every call has been answered.
+  void drain() {
+    while (in_flight.load(std::memory_order_acquire) > 0)
+      std::this_thread::yield();
+  }
+  /// The callback of a `put_async`: counts a failure, leaves the window.
+  auto on_put(failure_count& failures) {
+    return [this, &failures](caf::expected<caf::unit_t> r) {
+      if (!r) failures.n.fetch_add(1, std::memory_order_relaxed);
+      in_flight.fetch_sub(1, std::memory_order_release);
+    };
+  }
+};
+
 /// Many calls in flight per thread, completed by callbacks on shard threads.
 run_result run_karlton_async(const cache& c, const inputs& in, unsigned threads,
                              double seconds, failure_count& failures) {
-  struct alignas(64) window {
-    std::atomic<int> in_flight{0};
-  };
-  std::vector<window> windows(threads);
+  std::vector<flight_window> windows(threads);
   return run_timed(threads, seconds, [&](unsigned t, const std::atomic<bool>& stop) {
     auto& w = windows[t];
     auto on_get = [&w, &failures](caf::expected<value> r) {
       if (!r || !*r) failures.n.fetch_add(1, std::memory_order_relaxed);
       w.in_flight.fetch_sub(1, std::memory_order_release);
     };
-    auto on_put = [&w, &failures](caf::expected<caf::unit_t> r) {
-      if (!r) failures.n.fetch_add(1, std::memory_order_relaxed);
-      w.in_flight.fetch_sub(1, std::memory_order_release);
-    };
+    auto on_put = w.on_put(failures);
     const auto& stream = in.streams[t];
     uint64_t n = 0;
     for (size_t i = 0; !stop.load(std::memory_order_relaxed); ++n) {
-      // With 2 cores shared by callers and shards, spinning would steal the
-      // shard's core; yielding hands it over.
-      while (w.in_flight.load(std::memory_order_acquire) >= async_window)
-        std::this_thread::yield();
-      w.in_flight.fetch_add(1, std::memory_order_relaxed);
+      w.enter();
       auto o = stream[i];
       i = i + 1 == stream.size() ? 0 : i + 1;
       if (o.is_put)
@@ -203,8 +220,7 @@ run_result run_karlton_async(const cache& c, const inputs& in, unsigned threads,
       else
         c.get_async(in.keys[o.item], on_get);
     }
-    while (w.in_flight.load(std::memory_order_acquire) > 0)
-      std::this_thread::yield();
+    w.drain();
     return n;
   });
 }
@@ -238,62 +254,36 @@ run_result run_karlton_batched(const cache& c, const std::vector<batch_plan>& pl
   });
 }
 
-/// One blocking call of one key at a time per thread.
-run_result run_karlton_blocking(const cache& c, const inputs& in, unsigned threads,
-                                double seconds, failure_count& failures) {
-  return run_timed(threads, seconds, [&](unsigned t, const std::atomic<bool>& stop) {
-    const auto& stream = in.streams[t];
-    uint64_t n = 0;
-    uint64_t failed = 0;
-    for (size_t i = 0; !stop.load(std::memory_order_relaxed); ++n) {
-      auto o = stream[i];
-      i = i + 1 == stream.size() ? 0 : i + 1;
-      if (o.is_put) {
-        if (c.put(in.keys[o.item], in.values[o.item % value_pool_size])) ++failed;
-      } else {
-        auto r = c.get(in.keys[o.item]);
-        if (!r || !*r) ++failed;
-      }
-    }
-    failures.n += failed;
-    return n;
-  });
-}
-
-/// What a service does on the direct read path: blocking gets, which hits
-/// serve on this thread, and puts that do not wait (`put_async`, a bounded
-/// number in flight, completed by callbacks on shard threads).
-run_result run_karlton_direct(const cache& c, const inputs& in, unsigned threads,
-                              double seconds, failure_count& failures) {
-  struct alignas(64) window {
-    std::atomic<int> in_flight{0};
-  };
-  std::vector<window> windows(threads);
+/// One blocking `get` at a time per thread (a hit is read on this thread),
+/// and puts that wait (`put`) or do not (`put_async`, a bounded number in
+/// flight, completed by callbacks on shard threads): karlton_blocking and
+/// karlton_direct, the second what a service on the direct read path does.
+run_result run_karlton_blocking_gets(const cache& c, const inputs& in, unsigned threads,
+                                     double seconds, failure_count& failures,
+                                     bool async_puts) {
+  std::vector<flight_window> windows(threads);
   return run_timed(threads, seconds, [&](unsigned t, const std::atomic<bool>& stop) {
     auto& w = windows[t];
-    auto on_put = [&w, &failures](caf::expected<caf::unit_t> r) {
-      if (!r) failures.n.fetch_add(1, std::memory_order_relaxed);
-      w.in_flight.fetch_sub(1, std::memory_order_release);
-    };
+    auto on_put = w.on_put(failures);
     const auto& stream = in.streams[t];
     uint64_t n = 0;
     uint64_t failed = 0;
     for (size_t i = 0; !stop.load(std::memory_order_relaxed); ++n) {
       auto o = stream[i];
       i = i + 1 == stream.size() ? 0 : i + 1;
-      if (o.is_put) {
-        while (w.in_flight.load(std::memory_order_acquire) >= async_window)
-          std::this_thread::yield();
-        w.in_flight.fetch_add(1, std::memory_order_relaxed);
-        c.put_async(in.keys[o.item], in.values[o.item % value_pool_size],
-                    ttl::cache_default(), on_put);
+      const auto& key = in.keys[o.item];
+      const auto& bytes = in.values[o.item % value_pool_size];
+      if (o.is_put && async_puts) {
+        w.enter();
+        c.put_async(key, bytes, ttl::cache_default(), on_put);
+      } else if (o.is_put) {
+        if (c.put(key, bytes)) ++failed;
       } else {
-        auto r = c.get(in.keys[o.item]);
+        auto r = c.get(key);
         if (!r || !*r) ++failed;
       }
     }
-    while (w.in_flight.load(std::memory_order_acquire) > 0)
-      std::this_thread::yield();
+    w.drain();
     failures.n += failed;
     return n;
   });
@@ -352,13 +342,13 @@ int run_ycsb(const bench_options& opts, const char* name, double put_fraction) {
     }
     shards = c->shard_count();
     load_karlton(*c, in, failures);
-    direct = run_karlton_direct(*c, in, threads, seconds, failures);
+    direct = run_karlton_blocking_gets(*c, in, threads, seconds, failures, true);
     progress("karlton_direct", direct);
     async = run_karlton_async(*c, in, threads, seconds, failures);
     progress("karlton_async", async);
     batched = run_karlton_batched(*c, plans, threads, seconds, failures);
     progress("karlton_batched", batched);
-    blocking = run_karlton_blocking(*c, in, threads, seconds, failures);
+    blocking = run_karlton_blocking_gets(*c, in, threads, seconds, failures, false);
     progress("karlton_blocking", blocking);
   }
 
