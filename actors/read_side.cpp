@@ -53,9 +53,25 @@ read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
   // shard skips a record whose entry was reused for another key meanwhile.
   auto record = (uint64_t{entry::tag_of(hash)} << 32) | (uint64_t{f.id} + 1);
   s.recent[position % buffer_length].store(record, std::memory_order_release);
-  bool drain = (position + 1) % buffer_length == 0 &&
-               !drain_asked_.exchange(true, std::memory_order_relaxed);
+  bool drain = false;
+  if ((position + 1) % buffer_length == 0) {
+    // Pairs with the fence in `stop_draining`: either the shard sees this
+    // hit, or this reader sees that the shard stopped and asks.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    drain = !drain_asked_.exchange(true, std::memory_order_relaxed);
+  }
   return {std::move(f.val), drain};
+}
+
+bool read_side::stop_draining() noexcept {
+  drain_asked_.store(false, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // A reader that filled its buffer before the store saw the flag raised and
+  // did not ask: look once more, and take the question back if one did.
+  for (auto& s : stripes_)
+    if (s.hits.load(std::memory_order_relaxed) != s.drained_at)
+      return drain_asked_.exchange(true, std::memory_order_relaxed);
+  return true;
 }
 
 uint64_t read_side::hits() const noexcept {

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -48,16 +49,20 @@ public:
 
   /// The shard: `f(entry_id)` for each entry readers hit since the last
   /// drain, as far as the buffer kept them (it drops when full), and only
-  /// entries still live under the tag they were hit with.
+  /// entries still live under the tag they were hit with. True if readers
+  /// hit since the last drain: the shard then drains again `drain_spacing`
+  /// later on its own, and readers do not ask meanwhile. False: the shard
+  /// calls `stop_draining`.
   template <class F>
-  void drain(F&& f) {
-    drain_asked_.store(false, std::memory_order_relaxed);
+  bool drain(F&& f) {
+    bool any = false;
     for (auto& s : stripes_) {
       // A stripe without hits since the last drain has nothing new: most
       // stripes of a shard read by few threads.
       auto hits = s.hits.load(std::memory_order_relaxed);
       if (hits == s.drained_at) continue;
       s.drained_at = hits;
+      any = true;
       for (auto& slot : s.recent) {
         auto r = slot.exchange(0, std::memory_order_acquire);
         if (r == 0) continue;
@@ -68,17 +73,30 @@ public:
         if (e.live() && e.tag() == tag) f(id);
       }
     }
+    return any;
   }
+
+  /// The shard, after a drain that found no hits: from now on the next
+  /// reader to fill its buffer asks for a drain. False if a hit slipped in
+  /// meanwhile and nobody asked: the shard keeps draining on its own.
+  bool stop_draining() noexcept;
 
   /// The shard stopped: from now on every read misses.
   void close() noexcept { open_.store(false, std::memory_order_release); }
 
-  /// Hits recorded in a stripe before it asks for a drain; also the
-  /// buffer's length per stripe. Caffeine uses 16; here a drain is a
-  /// message that may wake a scheduler thread (microseconds on the reader's
-  /// side), so 64 keeps it to one hit in 64 per stripe: in `latency`, 16
-  /// put it at the 94th percentile of a hit.
+  /// The buffer's length per stripe (Caffeine uses 16): the latest 64 hits
+  /// of a stripe since the last drain are what the policy learns from.
   static constexpr unsigned buffer_length = 64;
+
+  /// How often a shard drains while readers hit it. Readers ask for a drain
+  /// (a message, which may wake a scheduler thread: 10-30 us on the reader's
+  /// side, and a preempted reader on 2 cores) only when a buffer fills after
+  /// a quiet spell; then the shard drains on its own timer until a drain
+  /// finds no hits. Asked on every full buffer instead, the drains cost
+  /// ycsb-b's direct readers a quarter of their throughput and put a message
+  /// into one hit of 64 (README, Performance). Between drains a fast reader's
+  /// buffer wraps, so the policy learns from a sample of its hits.
+  static constexpr std::chrono::milliseconds drain_spacing{5};
 
 private:
   // One stripe per thread (modulo 8): threads count and record on their own

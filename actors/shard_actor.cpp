@@ -338,7 +338,12 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       after_change(self); // what the invalidation removed is freed off the shard
       return out;
     },
-    [=](drain_reads_atom) { self->state.cache->learn_direct_hits(now_of(self)); },
+    [=](drain_reads_atom) {
+      // A reader asked after a quiet spell, or our own timer: drain until a
+      // drain finds no hits (read_side.hpp says why not at every full buffer).
+      if (self->state.cache->learn_direct_hits(now_of(self)))
+        self->delayed_send(self, read_side::drain_spacing, drain_reads_atom::value);
+    },
     [=](graph_atom) { return self->state.cache->dependency_edges(); },
     [=](invalidate_atom, const std::vector<std::string>& keys) {
       auto n = self->state.cache->invalidate(keys, now_of(self));

@@ -262,7 +262,9 @@ public:
   /// Teaches the eviction policy the hits callers served themselves (the
   /// read buffer of `read_side`), and samples their ages into the hit-age
   /// percentiles (as of now, not of the hit: a drain comes within a message).
-  void learn_direct_hits(time_point now);
+  /// True while readers hit: the shard drains again after
+  /// `read_side::drain_spacing`.
+  bool learn_direct_hits(time_point now);
 
   /// Keys erased since the last call whose dependents must be invalidated (only
   /// once the cache uses dependencies): the shard actor hands them to the bus.

@@ -4,7 +4,9 @@
 // queue, doorbell, shard, reply slot): a miss and a put. Spaced calls find the CAF
 // workers idle, which is where DESIGN.md measured 20-150 us; back-to-back calls find them
 // awake. Beside it, the same get as a `caf::scoped_actor` request from the same thread,
-// the CAF-native way karlton's bridge has to beat.
+// the CAF-native way karlton's bridge has to beat, and the same hits on the
+// in-process peer (a mutex-guarded LRU), which tells the machine's own cost of
+// a lookup after a thread slept from karlton's.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +16,7 @@
 
 #include <caf/all.hpp>
 
+#include "bench/mutex_lru.hpp"
 #include "bench/report.hpp"
 #include "bench/runners.hpp"
 #include "bench/workloads.hpp"
@@ -109,12 +112,41 @@ int run_latency(const bench_options& opts) {
   for (size_t i = 0; i < back_to_back_calls; ++i)
     back_to_back.push_back(blocking_get(warmup_calls + i));
 
-  std::vector<double> spaced;
-  spaced.reserve(spaced_calls);
-  auto next = steady_clock::now() + spacing;
-  for (size_t i = 0; i < spaced_calls; ++i, next += spacing) {
-    std::this_thread::sleep_until(next);
-    spaced.push_back(blocking_get(warmup_calls + i));
+  // Calls `get(pick)` 1 ms apart; its timings.
+  auto spaced_out = [&](auto get) {
+    std::vector<double> us;
+    us.reserve(spaced_calls);
+    auto next = steady_clock::now() + spacing;
+    for (size_t i = 0; i < spaced_calls; ++i, next += spacing) {
+      std::this_thread::sleep_until(next);
+      us.push_back(get(warmup_calls + i));
+    }
+    return us;
+  };
+  auto spaced = spaced_out(blocking_get);
+
+  // The peer's hits, timed the same way: what any in-process lookup costs
+  // here, back to back and after the thread slept.
+  std::vector<double> peer_back_to_back;
+  peer_back_to_back.reserve(back_to_back_calls);
+  std::vector<double> peer_spaced;
+  {
+    mutex_lru peer;
+    for (uint64_t i = 0; i < loaded_keys; ++i)
+      peer.put(keys[i], make_value(i));
+    std::string out;
+    auto peer_get = [&](size_t pick) {
+      auto t0 = steady_clock::now();
+      bool hit = peer.get(keys[picks[pick]], out);
+      auto us = micros_since(t0);
+      if (!hit) ++failures;
+      return us;
+    };
+    for (size_t i = 0; i < warmup_calls; ++i)
+      peer_get(i);
+    for (size_t i = 0; i < back_to_back_calls; ++i)
+      peer_back_to_back.push_back(peer_get(warmup_calls + i));
+    peer_spaced = spaced_out(peer_get);
   }
 
   // The calls that need the shard: a miss (a key never put) and a put of
@@ -162,6 +194,8 @@ int run_latency(const bench_options& opts) {
   auto a = summarize(std::move(scoped));
   auto m = summarize(std::move(misses));
   auto p = summarize(std::move(puts));
+  auto pb = summarize(std::move(peer_back_to_back));
+  auto ps = summarize(std::move(peer_spaced));
   report out{"latency"};
   out.add("blocking_p50_us", b.p50, 2, "us")
     .add("blocking_p99_us", b.p99, 2, "us")
@@ -173,6 +207,10 @@ int run_latency(const bench_options& opts) {
     .add("put_p99_us", p.p99, 1, "us")
     .add("scoped_actor_p50_us", a.p50, 1, "us")
     .add("scoped_actor_p99_us", a.p99, 1, "us")
+    .add("mutex_lru_p50_us", pb.p50, 2, "us")
+    .add("mutex_lru_p99_us", pb.p99, 2, "us")
+    .add("mutex_lru_spaced_p50_us", ps.p50, 2, "us")
+    .add("mutex_lru_spaced_p99_us", ps.p99, 2, "us")
     .add("failures", uint64_t{failures});
   out.print(opts.json);
   if (failures > 0) {

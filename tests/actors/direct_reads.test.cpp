@@ -154,7 +154,7 @@ TEST_CASE("a direct read counts its hit, and misses expired entries and a lapsed
 }
 
 TEST_CASE("the read buffer gives the shard the entries readers hit, dropping what "
-          "does not fit, and asks for a drain once per buffer's worth",
+          "does not fit, and readers ask for a drain only while the shard is not draining",
           "[direct]") {
   read_side side;
   auto a = side.table.insert(value::make("a", "1"));
@@ -164,18 +164,47 @@ TEST_CASE("the read buffer gives the shard the entries readers hit, dropping wha
     asks += side.read(i % 2 ? "a" : "b", hash_of(i % 2 ? "a" : "b")).wants_drain;
   CHECK(asks == 1); // one request until the shard drains
   std::vector<entry_id> hit;
-  side.drain([&](entry_id id) { hit.push_back(id); });
-  // Lossy: at most one buffer's worth of 48 hits, a's and b's alike.
+  auto collect = [&](entry_id id) { hit.push_back(id); };
+  CHECK(side.drain(collect)); // readers hit: the shard drains again on its own
+  // Lossy: at most one buffer's worth of the hits, a's and b's alike.
   CHECK(hit.size() == read_side::buffer_length);
   CHECK(std::count(hit.begin(), hit.end(), a) == read_side::buffer_length / 2);
   CHECK(std::count(hit.begin(), hit.end(), b) == read_side::buffer_length / 2);
-  // An entry removed and reused for another key before the drain is skipped.
+  // While the shard drains on its own, a full buffer asks nothing.
   for (unsigned i = 0; i < read_side::buffer_length; ++i)
     asks += side.read("a", hash_of("a")).wants_drain;
-  CHECK(asks == 2);
+  CHECK(asks == 1);
+  // An entry removed and reused for another key before the drain is skipped.
   side.table.remove(a);
   CHECK(side.table.insert(value::make("c", "3")) == a);
   hit.clear();
-  side.drain([&](entry_id id) { hit.push_back(id); });
+  CHECK(side.drain(collect));
   CHECK(hit.empty());
+  // A drain that finds no hits: the shard stops, and the next full buffer asks.
+  CHECK_FALSE(side.drain(collect));
+  CHECK(side.stop_draining());
+  for (unsigned i = 0; i < read_side::buffer_length; ++i)
+    asks += side.read("b", hash_of("b")).wants_drain;
+  CHECK(asks == 2);
+}
+
+TEST_CASE("a shard that stops draining while a reader hits keeps draining, so no "
+          "hit waits for a request that never comes",
+          "[direct]") {
+  read_side side;
+  side.table.insert(value::make("a", "1"));
+  int asks = 0;
+  for (unsigned i = 0; i < read_side::buffer_length; ++i)
+    asks += side.read("a", hash_of("a")).wants_drain;
+  REQUIRE(asks == 1);
+  CHECK(side.drain([](entry_id) {}));
+  CHECK_FALSE(side.drain([](entry_id) {}));
+  // A hit lands between the empty drain and stopping: the reader saw the
+  // shard draining and did not ask, so the shard must go on.
+  asks += side.read("a", hash_of("a")).wants_drain;
+  CHECK_FALSE(side.stop_draining());
+  std::vector<entry_id> hit;
+  CHECK(side.drain([&](entry_id id) { hit.push_back(id); }));
+  CHECK(hit.size() == 1);
+  CHECK(asks == 1);
 }

@@ -18,12 +18,15 @@ namespace {
 
 struct fixture : test_coordinator_fixture<test_config> {
   std::shared_ptr<ingress> inbox = std::make_shared<ingress>(64);
+  std::shared_ptr<coordinator_clock> time_source = std::make_shared<coordinator_clock>(sched);
+  std::shared_ptr<read_side> reads = std::make_shared<read_side>(time_source);
   shard_actor s;
 
   fixture() {
     shard_setup setup;
     setup.config.default_ttl = ttl::after(1s);
-    setup.time_source = std::make_shared<coordinator_clock>(sched);
+    setup.config.reads = reads;
+    setup.time_source = time_source;
     setup.inbox = inbox;
     s = sys.spawn(shard, std::move(setup));
     sched.run();
@@ -128,6 +131,36 @@ TEST_CASE_METHOD(fixture, "an overwrite re-arms nothing stale", "[shard-actor][t
   advance_time(9s);
   sched.run();
   CHECK(state().size() == 0);
+}
+
+TEST_CASE_METHOD(fixture,
+                 "while callers hit its table the shard drains their hits on its own "
+                 "timer, and after a drain that finds none it waits to be asked",
+                 "[shard-actor][direct]") {
+  ask<caf::ok_atom>(caf::put_atom::value, value::make("k", "v"), ttl::never());
+  auto hash = static_cast<uint32_t>(hash_key("k"));
+  auto fill_buffer = [&] {
+    int asks = 0;
+    for (unsigned i = 0; i < read_side::buffer_length; ++i)
+      asks += reads->read("k", hash).wants_drain;
+    return asks;
+  };
+  auto learned = [&] { return state().stats().hit_age.count(); };
+  REQUIRE(fill_buffer() == 1); // after a quiet spell: the reader asks
+  self->send(s, drain_reads_atom::value);
+  expect((drain_reads_atom), from(self).to(s));
+  CHECK(learned() == read_side::buffer_length);
+  // Readers go on: they ask nothing, the shard's own timer drains.
+  CHECK(fill_buffer() == 0);
+  advance_time(read_side::drain_spacing);
+  expect((drain_reads_atom), from(s).to(s));
+  CHECK(learned() == 2 * read_side::buffer_length);
+  // Readers stopped: the next drain finds nothing and arms no timer.
+  advance_time(read_side::drain_spacing);
+  expect((drain_reads_atom), from(s).to(s));
+  CHECK_FALSE(sched.has_pending_timeout());
+  // A reader after the quiet spell asks again.
+  CHECK(fill_buffer() == 1);
 }
 
 TEST_CASE_METHOD(fixture, "the doorbell drains jobs queued by plain threads",
