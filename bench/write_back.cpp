@@ -31,6 +31,22 @@
 // A third line repeats `blocking` on a store with `durable=false`
 // (synchronous=NORMAL: no fsync per commit). The journal still fsyncs there,
 // so its figure in that line is the journal's own fsync rate.
+//
+// Every line also has:
+//   cache_only  the same puts by the same callers into a cache with no store:
+//               what a put costs without write-back. `ratio_vs_cache_only` is
+//               `write_back_ops` over it, i.e. what storing everything costs
+//               the callers; with async callers the target is >= 0.8.
+//   write_back_transactions_per_1000_puts  store commits (target <= 2).
+// The first two lines (blocking and async) also run write-through and
+// write-back on a slow disk: the store is wrapped in `slow_store`, which
+// sleeps 2 ms before each transaction, over SQLite with synchronous=NORMAL,
+// so a commit costs what one sync costs on a disk, 2 ms, whatever this VM's
+// write cache does. Write-through pays it per transaction of a few puts, so
+// its puts stop after `--seconds` or 3 s, whichever is shorter, to keep the
+// whole workload within about a minute; `ratio_slow_disk` (target >= 50) is
+// write-back's ops/s over write-through's there.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -45,6 +61,7 @@
 #include "bench/report.hpp"
 #include "bench/runners.hpp"
 #include "bench/workloads.hpp"
+#include "stores/faulty_store.hpp"
 #include "tests/support/temp_dir.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
@@ -79,7 +96,14 @@ constexpr int async_window = 256;
 /// force_flush's wait: 100 batches of 1000 at one fsync each take ~1 s here.
 constexpr auto flush_timeout = 60s;
 
-enum class mode { write_through, write_back, write_back_journal };
+/// The slow disk: what one sync costs on a disk that does not cache writes.
+constexpr auto slow_disk_sync = 2ms;
+
+/// Cap of the slow disk's puts: write-through does a few hundred puts per
+/// second there, and the rate is steady after a few hundred commits.
+constexpr double slow_disk_max_seconds = 3.0;
+
+enum class mode { write_through, write_back, write_back_journal, cache_only };
 enum class callers { blocking, async };
 
 /// The puts of one caller thread, in order.
@@ -119,7 +143,7 @@ inputs make_inputs(unsigned threads) {
 /// synchronous=FULL each costs at least one fsync of the WAL.
 class counting_store final : public store {
 public:
-  explicit counting_store(std::shared_ptr<sqlite_store> db) : db_(std::move(db)) {}
+  explicit counting_store(std::shared_ptr<store> db) : db_(std::move(db)) {}
 
   caf::expected<std::optional<std::string>> load(std::string_view key) override {
     return db_->load(key);
@@ -136,7 +160,7 @@ public:
   uint64_t transactions() const noexcept { return transactions_.load(); }
 
 private:
-  std::shared_ptr<sqlite_store> db_;
+  std::shared_ptr<store> db_;
   std::atomic<uint64_t> transactions_{0};
 };
 
@@ -188,9 +212,19 @@ uint64_t put_async(const cache& c, const inputs& in, const thread_plan& p,
   return i;
 }
 
+bool holds(const std::optional<std::string>& got, const std::string& want) {
+  return got && *got == want;
+}
+bool holds(const value& got, const std::string& want) {
+  return got && got.bytes() == want;
+}
+
 /// Keys whose stored value differs from the last put each thread made of it
-/// within its first `issued[t]` puts.
-uint64_t count_wrong(store& db, const inputs& in, const std::vector<uint64_t>& issued) {
+/// within its first `issued[t]` puts; `read_back(keys)` gives the stored
+/// values, empty where missing (or an error: all count as wrong).
+template <class ReadBack>
+uint64_t count_wrong(ReadBack read_back, const inputs& in,
+                     const std::vector<uint64_t>& issued) {
   std::vector<const std::string*> last(in.keys.size(), nullptr);
   for (size_t t = 0; t < in.plans.size(); ++t)
     for (uint64_t i = 0; i < issued[t]; ++i)
@@ -202,39 +236,48 @@ uint64_t count_wrong(store& db, const inputs& in, const std::vector<uint64_t>& i
       keys.push_back(in.keys[k]);
       want.push_back(last[k]);
     }
-  auto got = db.load_many(keys);
+  auto got = read_back(keys);
   if (!got) return keys.size();
   uint64_t wrong = 0;
   for (size_t i = 0; i < keys.size(); ++i)
-    if (!(*got)[i] || *(*got)[i] != *want[i]) ++wrong;
+    if (!holds((*got)[i], *want[i])) ++wrong;
   return wrong;
 }
 
+/// One mode's run. `sync_delay` > 0 puts the store on the slow disk.
 phase_result run_phase(mode m, callers how, bool durable, const inputs& in,
-                       double seconds) {
+                       double seconds, std::chrono::microseconds sync_delay = {}) {
   phase_result out;
   std::optional<testing::temp_dir> dir;
-  try {
-    dir.emplace("bench");
-  } catch (const std::system_error& e) {
-    std::fprintf(stderr, "write-back: %s\n", e.what());
-    return out;
-  }
-  auto db = sqlite_store::open(dir->file("bench.db"), "bench", sqlite_options{durable});
-  if (!db) {
-    std::fprintf(stderr, "write-back: %s\n", describe(db.error()).c_str());
-    return out;
-  }
-  auto counted = std::make_shared<counting_store>(*db);
+  std::shared_ptr<sqlite_store> db;
+  std::shared_ptr<counting_store> counted;
   runtime rt;
   cache_options o;
   o.name = "bench";
-  o.backing_store = counted;
-  o.writes =
-    m == mode::write_through ? write_mode::write_through : write_mode::write_back;
-  o.batch_size = batch_size;
-  o.flush_interval = flush_interval;
-  if (m == mode::write_back_journal) o.journal_path = dir->file("bench.journal");
+  if (m != mode::cache_only) {
+    try {
+      dir.emplace("bench");
+    } catch (const std::system_error& e) {
+      std::fprintf(stderr, "write-back: %s\n", e.what());
+      return out;
+    }
+    auto opened =
+      sqlite_store::open(dir->file("bench.db"), "bench", sqlite_options{durable});
+    if (!opened) {
+      std::fprintf(stderr, "write-back: %s\n", describe(opened.error()).c_str());
+      return out;
+    }
+    db = *opened;
+    std::shared_ptr<store> disk = db;
+    if (sync_delay.count() > 0) disk = std::make_shared<slow_store>(disk, sync_delay);
+    counted = std::make_shared<counting_store>(disk);
+    o.backing_store = counted;
+    o.writes =
+      m == mode::write_through ? write_mode::write_through : write_mode::write_back;
+    o.batch_size = batch_size;
+    o.flush_interval = flush_interval;
+    if (m == mode::write_back_journal) o.journal_path = dir->file("bench.journal");
+  }
   auto c = rt.create_cache(o);
   if (!c) {
     std::fprintf(stderr, "write-back: %s\n", describe(c.error()).c_str());
@@ -276,9 +319,17 @@ phase_result run_phase(mode m, callers how, bool durable, const inputs& in,
     out.puts += issued[t] - failed[t];
     out.failed += failed[t];
   }
-  out.transactions = counted->transactions();
-  if (auto s = c->flush_stats()) out.stats = *s;
-  out.wrong = count_wrong(**db, in, issued);
+  if (counted) {
+    out.transactions = counted->transactions();
+    if (auto s = c->flush_stats()) out.stats = *s;
+    out.wrong =
+      count_wrong([&](const auto& keys) { return db->load_many(keys); }, in, issued);
+  } else {
+    // No store: the cache itself must hold every key's last value (it is
+    // unbounded and nothing expires).
+    out.wrong =
+      count_wrong([&](const auto& keys) { return c->get_many(keys); }, in, issued);
+  }
   out.ok = out.failed == 0 && out.wrong == 0;
   if (!out.ok)
     std::fprintf(
@@ -293,11 +344,29 @@ double ratio(double a, double b) {
   return b > 0 ? a / b : 0;
 }
 
-/// Runs the three modes with one kind of caller and store; prints one line.
-bool run_config(callers how, bool durable, const inputs& in, double seconds, bool json) {
+double per_1000(uint64_t n, uint64_t puts) {
+  return puts > 0 ? 1000.0 * static_cast<double>(n) / static_cast<double>(puts) : 0;
+}
+
+/// Runs the three modes and the cache without a store with one kind of caller
+/// and store, and with `slow_disk` write-through and write-back on the slow
+/// disk; prints one line.
+bool run_config(callers how, bool durable, bool slow_disk, const inputs& in,
+                double seconds, bool json) {
   auto wt = run_phase(mode::write_through, how, durable, in, seconds);
   auto wb = run_phase(mode::write_back, how, durable, in, seconds);
   auto wj = run_phase(mode::write_back_journal, how, durable, in, seconds);
+  auto bare = run_phase(mode::cache_only, how, durable, in, seconds);
+  bool ok = wt.ok && wb.ok && wj.ok && bare.ok;
+  // The slow disk's own sync stands for the fsync: SQLite does not add one.
+  auto slow_seconds = std::min(seconds, slow_disk_max_seconds);
+  phase_result slow_wt, slow_wb;
+  if (slow_disk) {
+    slow_wt =
+      run_phase(mode::write_through, how, false, in, slow_seconds, slow_disk_sync);
+    slow_wb = run_phase(mode::write_back, how, false, in, slow_seconds, slow_disk_sync);
+    ok = ok && slow_wt.ok && slow_wb.ok;
+  }
   auto per_append =
     wj.stats.journal_appends == 0
       ? 0.0
@@ -329,9 +398,28 @@ bool run_config(callers how, bool durable, const inputs& in, double seconds, boo
     .add("journal_records_per_append", per_append, 1)
     .add("ratio_write_back", ratio(wb.ops(), wt.ops()), 1, "x")
     .add("ratio_write_back_journal", ratio(wj.ops(), wt.ops()), 1, "x")
-    .add("verified", uint64_t{wt.ok && wb.ok && wj.ok ? 1u : 0u});
+    .add("write_back_transactions", wb.transactions)
+    .add("write_back_transactions_per_1000_puts", per_1000(wb.transactions, wb.puts), 2)
+    .add("cache_only_puts", bare.puts)
+    .add("cache_only_seconds", bare.seconds, 2, "s")
+    .add("cache_only_ops", bare.ops(), 0, "puts/s")
+    .add("ratio_vs_cache_only", ratio(wb.ops(), bare.ops()), 2, "x");
+  if (slow_disk)
+    r.add("slow_disk_sync_ms",
+          std::chrono::duration<double, std::milli>{slow_disk_sync}.count(), 1, "ms")
+      .add("slow_disk_sqlite_synchronous", std::string{"NORMAL"})
+      .add("slow_disk_cap_seconds", slow_seconds, 1, "s")
+      .add("slow_disk_write_through_puts", slow_wt.puts)
+      .add("slow_disk_write_through_transactions", slow_wt.transactions)
+      .add("slow_disk_write_through_ops", slow_wt.ops(), 0, "puts/s")
+      .add("slow_disk_write_back_puts", slow_wb.puts)
+      .add("slow_disk_write_back_seconds", slow_wb.seconds, 2, "s")
+      .add("slow_disk_write_back_transactions", slow_wb.transactions)
+      .add("slow_disk_write_back_ops", slow_wb.ops(), 0, "puts/s")
+      .add("ratio_slow_disk", ratio(slow_wb.ops(), slow_wt.ops()), 1, "x");
+  r.add("verified", uint64_t{ok ? 1u : 0u});
   r.print(json);
-  return wt.ok && wb.ok && wj.ok;
+  return ok;
 }
 
 } // namespace
@@ -340,9 +428,9 @@ int run_write_back(const bench_options& opts) {
   auto threads = opts.threads.value_or(default_threads);
   auto seconds = opts.seconds.value_or(default_seconds);
   auto in = make_inputs(threads);
-  bool ok = run_config(callers::blocking, true, in, seconds, opts.json);
-  ok = run_config(callers::async, true, in, seconds, opts.json) && ok;
-  ok = run_config(callers::blocking, false, in, seconds, opts.json) && ok;
+  bool ok = run_config(callers::blocking, true, true, in, seconds, opts.json);
+  ok = run_config(callers::async, true, true, in, seconds, opts.json) && ok;
+  ok = run_config(callers::blocking, false, false, in, seconds, opts.json) && ok;
   return ok ? 0 : 1;
 }
 
