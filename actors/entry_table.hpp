@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -16,6 +17,13 @@ namespace karlton {
 
 using entry_id = uint32_t;
 constexpr entry_id no_entry = UINT32_MAX;
+
+/// Milliseconds of `t` since the clock's epoch: the unit entries store
+/// their expiry in (a time before the epoch counts as 0).
+inline uint64_t to_ms(std::chrono::steady_clock::time_point t) noexcept {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch());
+  return ms.count() < 0 ? 0 : static_cast<uint64_t>(ms.count());
+}
 
 /// One cached key. 24 bytes: the shared value buffer (which holds the key),
 /// two links for the eviction policy's lists, and one word of bits.

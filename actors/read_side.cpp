@@ -40,9 +40,7 @@ read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
     auto now = time_source_->now();
     if (lease_ && now.time_since_epoch().count() > lease_until)
       return {}; // lapsed: the shard clears first
-    auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
-    if (f.expiry_ms != entry::never && static_cast<uint64_t>(ms.count()) >= f.expiry_ms)
+    if (f.expiry_ms != entry::never && to_ms(now) >= f.expiry_ms)
       return {}; // expired: the shard removes it, or serves it stale on a load error
   }
   auto& s = stripes_[this_stripe() % stripe_count];

@@ -90,7 +90,9 @@ struct shard_options {
   /// clears the shard first (see actors/read_lease.hpp).
   std::shared_ptr<const read_lease> lease;
   /// The table callers read on their own threads (the direct read path),
-  /// shared with the cache's handles; the shard makes its own if null.
+  /// shared with the cache's handles; the shard makes its own if null, on
+  /// the steady clock: whoever reads a shard directly under another clock
+  /// (a runtime, a test) makes the read_side with that clock and passes it.
   std::shared_ptr<read_side> reads;
 };
 
@@ -464,11 +466,5 @@ private:
   std::vector<key_change> changed_out_;
   bool cleared_out_ = false;
 };
-
-/// Milliseconds of `t` since the clock's epoch: the unit entries store.
-inline uint64_t to_ms(time_point t) noexcept {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch());
-  return ms.count() < 0 ? 0 : static_cast<uint64_t>(ms.count());
-}
 
 } // namespace karlton

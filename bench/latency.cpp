@@ -179,8 +179,8 @@ int run_latency(const bench_options& opts) {
       const auto& key = keys[picks[pick]];
       auto t0 = steady_clock::now();
       self->request(c->shard_for(key), request_timeout, caf::get_atom::value, key)
-          .receive([&](value& v) { failures += v ? 0 : 1; },
-                   [&](caf::error&) { ++failures; });
+        .receive([&](value& v) { failures += v ? 0 : 1; },
+                 [&](caf::error&) { ++failures; });
       return micros_since(t0);
     };
     for (size_t i = 0; i < warmup_calls; ++i)

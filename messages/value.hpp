@@ -70,9 +70,6 @@ public:
   /// Sets the birth time `born_ms` returns; the owning shard only.
   void set_born_ms(uint32_t ms) noexcept;
 
-  /// Hints the CPU to load the buffer's header (batched lookups overlap misses).
-  void prefetch() const noexcept { __builtin_prefetch(block_); }
-
   /// True if no other handle shares this buffer.
   bool unique() const noexcept;
 

@@ -153,9 +153,10 @@ TEST_CASE("a direct read counts its hit, and misses expired entries and a lapsed
   CHECK_FALSE(side.read("forever", hash_of("forever")).val); // stopped
 }
 
-TEST_CASE("the read buffer gives the shard the entries readers hit, dropping what "
-          "does not fit, and readers ask for a drain only while the shard is not draining",
-          "[direct]") {
+TEST_CASE(
+  "the read buffer gives the shard the entries readers hit, dropping what "
+  "does not fit, and readers ask for a drain only while the shard is not draining",
+  "[direct]") {
   read_side side;
   auto a = side.table.insert(value::make("a", "1"));
   auto b = side.table.insert(value::make("b", "2"));

@@ -18,7 +18,8 @@ namespace {
 
 struct fixture : test_coordinator_fixture<test_config> {
   std::shared_ptr<ingress> inbox = std::make_shared<ingress>(64);
-  std::shared_ptr<coordinator_clock> time_source = std::make_shared<coordinator_clock>(sched);
+  std::shared_ptr<coordinator_clock> time_source =
+    std::make_shared<coordinator_clock>(sched);
   std::shared_ptr<read_side> reads = std::make_shared<read_side>(time_source);
   shard_actor s;
 
