@@ -69,18 +69,18 @@ int hex_value(char c) {
 
 char unescape(char c) {
   switch (c) {
-    case 'n':
-      return '\n';
-    case 'r':
-      return '\r';
-    case 't':
-      return '\t';
-    case 'b':
-      return '\b';
-    case 'a':
-      return '\a';
-    default:
-      return c;
+  case 'n':
+    return '\n';
+  case 'r':
+    return '\r';
+  case 't':
+    return '\t';
+  case 'b':
+    return '\b';
+  case 'a':
+    return '\a';
+  default:
+    return c;
   }
 }
 
@@ -101,10 +101,10 @@ bool split_inline(std::string_view line, std::string& arena, std::vector<size_t>
       if (in_double) {
         if (i >= n) return false;
         char c = line[i];
-        if (c == '\\' && i + 3 < n && line[i + 1] == 'x' && hex_value(line[i + 2]) >= 0
-            && hex_value(line[i + 3]) >= 0) {
-          arena.push_back(static_cast<char>(hex_value(line[i + 2]) * 16
-                                            + hex_value(line[i + 3])));
+        if (c == '\\' && i + 3 < n && line[i + 1] == 'x' && hex_value(line[i + 2]) >= 0 &&
+            hex_value(line[i + 3]) >= 0) {
+          arena.push_back(
+            static_cast<char>(hex_value(line[i + 2]) * 16 + hex_value(line[i + 3])));
           i += 4;
         } else if (c == '\\' && i + 1 < n) {
           arena.push_back(unescape(line[i + 1]));
@@ -154,18 +154,8 @@ bool split_inline(std::string_view line, std::string& arena, std::vector<size_t>
 request_parser::request_parser(parser_limits limits) : limits_(limits) {}
 
 size_t request_parser::memory() const noexcept {
-  return arena_.capacity() + line_.capacity() + ends_.capacity() * sizeof(size_t)
-         + args_.capacity() * sizeof(std::string_view) + error_.capacity();
-}
-
-size_t request_parser::max_args() const noexcept {
-  return authenticated_ ? limits_.max_args
-                        : std::min(limits_.max_args, limits_.unauth_max_args);
-}
-
-size_t request_parser::max_bulk() const noexcept {
-  return authenticated_ ? limits_.max_bulk
-                        : std::min(limits_.max_bulk, limits_.unauth_max_bulk);
+  return arena_.capacity() + line_.capacity() + ends_.capacity() * sizeof(size_t) +
+         args_.capacity() * sizeof(std::string_view) + error_.capacity();
 }
 
 request_parser::status request_parser::fail(std::string message) {
@@ -225,8 +215,13 @@ bool request_parser::take_line(std::string_view& in, std::string_view too_long) 
 
 bool request_parser::finish_count_line() {
   int64_t n = 0;
-  if (!header_number(line_, n) || (n > 0 && static_cast<uint64_t>(n) > max_args())) {
+  if (!header_number(line_, n) ||
+      (n > 0 && static_cast<uint64_t>(n) > limits_.max_args)) {
     fail("Protocol error: invalid multibulk length");
+    return false;
+  }
+  if (!authenticated_ && n > 0 && static_cast<uint64_t>(n) > limits_.unauth_max_args) {
+    fail("Protocol error: unauthenticated multibulk length");
     return false;
   }
   line_.clear();
@@ -242,8 +237,12 @@ bool request_parser::finish_count_line() {
 
 bool request_parser::finish_bulk_header() {
   int64_t n = 0;
-  if (!header_number(line_, n) || n < 0 || static_cast<uint64_t>(n) > max_bulk()) {
+  if (!header_number(line_, n) || n < 0 || static_cast<uint64_t>(n) > limits_.max_bulk) {
     fail("Protocol error: invalid bulk length");
+    return false;
+  }
+  if (!authenticated_ && static_cast<uint64_t>(n) > limits_.unauth_max_bulk) {
+    fail("Protocol error: unauthenticated bulk length");
     return false;
   }
   line_.clear();
@@ -290,55 +289,55 @@ request_parser::status request_parser::next(std::string_view& in) {
   if (returned_command_) reset_command();
   for (;;) {
     switch (state_) {
-      case state::start:
-        if (in.empty()) return status::need_more;
-        state_ = in[0] == '*' ? state::count_line : state::inline_line;
-        break;
-      case state::count_line:
-        if (!take_line(in, "Protocol error: too big mbulk count string"))
-          return state_ == state::failed ? status::error : status::need_more;
-        if (!finish_count_line()) return status::error;
-        break;
-      case state::bulk_header:
-        if (in.empty()) return status::need_more;
-        if (line_.empty() && in[0] != '$')
-          return fail(std::string{"Protocol error: expected '$', got '"} + in[0] + "'");
-        if (!take_line(in, "Protocol error: too big bulk count string"))
-          return state_ == state::failed ? status::error : status::need_more;
-        if (!finish_bulk_header()) return status::error;
-        break;
-      case state::bulk_body: {
-        if (in.empty() && bulk_left_ > 0) return status::need_more;
-        size_t take = std::min(bulk_left_, in.size());
-        arena_.append(in.data(), take); // grows as bytes arrive, never by bulk_left_
-        in.remove_prefix(take);
-        bulk_left_ -= take;
-        if (bulk_left_ == 0) {
-          crlf_seen_ = 0;
-          state_ = state::bulk_crlf;
-        }
-        break;
+    case state::start:
+      if (in.empty()) return status::need_more;
+      state_ = in[0] == '*' ? state::count_line : state::inline_line;
+      break;
+    case state::count_line:
+      if (!take_line(in, "Protocol error: too big mbulk count string"))
+        return state_ == state::failed ? status::error : status::need_more;
+      if (!finish_count_line()) return status::error;
+      break;
+    case state::bulk_header:
+      if (in.empty()) return status::need_more;
+      if (line_.empty() && in[0] != '$')
+        return fail(std::string{"Protocol error: expected '$', got '"} + in[0] + "'");
+      if (!take_line(in, "Protocol error: too big bulk count string"))
+        return state_ == state::failed ? status::error : status::need_more;
+      if (!finish_bulk_header()) return status::error;
+      break;
+    case state::bulk_body: {
+      if (in.empty() && bulk_left_ > 0) return status::need_more;
+      size_t take = std::min(bulk_left_, in.size());
+      arena_.append(in.data(), take); // grows as bytes arrive, never by bulk_left_
+      in.remove_prefix(take);
+      bulk_left_ -= take;
+      if (bulk_left_ == 0) {
+        crlf_seen_ = 0;
+        state_ = state::bulk_crlf;
       }
-      case state::bulk_crlf:
-        while (crlf_seen_ < 2) {
-          if (in.empty()) return status::need_more;
-          if (in[0] != (crlf_seen_ == 0 ? '\r' : '\n'))
-            return fail("Protocol error: expected CRLF after bulk");
-          in.remove_prefix(1);
-          ++crlf_seen_;
-        }
-        ends_.push_back(arena_.size());
-        if (--args_left_ == 0) return complete();
-        state_ = state::bulk_header;
-        break;
-      case state::inline_line:
-        if (!take_line(in, "Protocol error: too big inline request"))
-          return state_ == state::failed ? status::error : status::need_more;
-        if (!finish_inline_line()) return status::error;
-        if (!ends_.empty()) return complete();
-        break;
-      case state::failed:
-        return status::error;
+      break;
+    }
+    case state::bulk_crlf:
+      while (crlf_seen_ < 2) {
+        if (in.empty()) return status::need_more;
+        if (in[0] != (crlf_seen_ == 0 ? '\r' : '\n'))
+          return fail("Protocol error: expected CRLF after bulk");
+        in.remove_prefix(1);
+        ++crlf_seen_;
+      }
+      ends_.push_back(arena_.size());
+      if (--args_left_ == 0) return complete();
+      state_ = state::bulk_header;
+      break;
+    case state::inline_line:
+      if (!take_line(in, "Protocol error: too big inline request"))
+        return state_ == state::failed ? status::error : status::need_more;
+      if (!finish_inline_line()) return status::error;
+      if (!ends_.empty()) return complete();
+      break;
+    case state::failed:
+      return status::error;
     }
   }
 }

@@ -38,9 +38,10 @@ struct parser_limits {
   /// The most bytes held for one incomplete command. Must exceed max_bulk, or
   /// the largest argument could never arrive.
   size_t max_query_buffer = size_t{128} << 20;
-  /// Before AUTH (when a password is required), like Redis 7: at most 10
-  /// arguments of at most 16 KiB, so that an unknown client cannot make the
-  /// node hold much.
+  /// Before AUTH (when a password is required), as Redis 7: at most 10
+  /// arguments of at most 16 KiB ("unauthenticated multibulk length",
+  /// "unauthenticated bulk length"), so that an unknown client cannot make
+  /// the node hold much.
   size_t unauth_max_args = 10;
   size_t unauth_max_bulk = size_t{16} << 10;
 };
@@ -80,8 +81,11 @@ public:
   size_t memory() const noexcept;
 
   /// Whether the connection has authenticated; until it has, the
-  /// unauth_max_* limits apply to the commands that start afterwards.
-  /// Initially true: a server with a password calls set_authenticated(false).
+  /// unauth_max_* limits apply to the headers parsed afterwards. next()
+  /// stops after each command, so a session that runs AUTH before asking for
+  /// the next command lifts the limits for the rest of the same pipeline, as
+  /// Redis does. Initially true: a server with a password calls
+  /// set_authenticated(false) first.
   void set_authenticated(bool yes) noexcept { authenticated_ = yes; }
 
 private:
@@ -102,18 +106,16 @@ private:
   bool finish_inline_line();
   status complete();
   void reset_command();
-  size_t max_args() const noexcept;
-  size_t max_bulk() const noexcept;
 
   parser_limits limits_;
   state state_ = state::start;
   bool authenticated_ = true;
   bool returned_command_ = false;
-  size_t args_left_ = 0;  // bulk arguments still to come in this command
-  size_t bulk_left_ = 0;  // bytes still to come of the current argument
-  size_t crlf_seen_ = 0;  // bytes of the \r\n after an argument seen so far
-  std::string line_;      // a header or inline line, without its \n
-  std::string arena_;     // the arguments of this command, back to back
+  size_t args_left_ = 0;     // bulk arguments still to come in this command
+  size_t bulk_left_ = 0;     // bytes still to come of the current argument
+  size_t crlf_seen_ = 0;     // bytes of the \r\n after an argument seen so far
+  std::string line_;         // a header or inline line, without its \n
+  std::string arena_;        // the arguments of this command, back to back
   std::vector<size_t> ends_; // where each argument ends in arena_
   std::vector<std::string_view> args_;
   std::string error_;

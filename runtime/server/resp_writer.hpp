@@ -27,7 +27,8 @@ namespace karlton::server {
 class reply_writer {
 public:
   /// Appends to `out` in RESP `protocol` (2 or 3).
-  explicit reply_writer(std::string& out, int protocol = 2) : out_(out), protocol_(protocol) {}
+  explicit reply_writer(std::string& out, int protocol = 2)
+    : out_(out), protocol_(protocol) {}
 
   int protocol() const noexcept { return protocol_; }
 

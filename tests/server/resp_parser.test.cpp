@@ -57,8 +57,8 @@ std::string multibulk(const command& args) {
 } // namespace
 
 TEST_CASE("a pipeline in one buffer gives each command in order", "[resp]") {
-  auto r = parse(multibulk({"SET", "k", "v"}) + multibulk({"GET", "k"}) + "PING\r\n"
-                 + multibulk({"DEL", "k", "x"}));
+  auto r = parse(multibulk({"SET", "k", "v"}) + multibulk({"GET", "k"}) + "PING\r\n" +
+                 multibulk({"DEL", "k", "x"}));
   CHECK(r.last == status::need_more);
   REQUIRE(r.commands.size() == 4);
   CHECK(r.commands[0] == command{"SET", "k", "v"});
@@ -68,9 +68,9 @@ TEST_CASE("a pipeline in one buffer gives each command in order", "[resp]") {
 }
 
 TEST_CASE("every split point of a pipeline gives the same commands", "[resp]") {
-  const std::string bytes = multibulk({"SET", "key:1", std::string(40, 'x')})
-                            + "ECHO \"a b\"\r\n" + multibulk({"GET", "key:1"}) + "\n"
-                            + multibulk({"MSET", "a", "", "b", "\r\n"}) + "PING\n";
+  const std::string bytes = multibulk({"SET", "key:1", std::string(40, 'x')}) +
+                            "ECHO \"a b\"\r\n" + multibulk({"GET", "key:1"}) + "\n" +
+                            multibulk({"MSET", "a", "", "b", "\r\n"}) + "PING\n";
   const auto whole = parse(bytes);
   REQUIRE(whole.commands.size() == 5);
   for (size_t i = 0; i <= bytes.size(); ++i) {
@@ -146,8 +146,8 @@ TEST_CASE("each malformed request gets Redis's error, and the error sticks", "[r
     {"get \"k\r\n", "Protocol error: unbalanced quotes in request"},
     {"get 'k\r\n", "Protocol error: unbalanced quotes in request"},
     {"get \"k\"x\r\n", "Protocol error: unbalanced quotes in request"},
-    {"*3\r\n$100\r\n" + std::string(100, 'v') + "\r\n$100\r\n" + std::string(100, 'v')
-       + "\r\n$100\r\n",
+    {"*3\r\n$100\r\n" + std::string(100, 'v') + "\r\n$100\r\n" + std::string(100, 'v') +
+       "\r\n$100\r\n",
      "Protocol error: query buffer limit exceeded"},
   };
   for (const auto& c : cases) {
@@ -199,7 +199,8 @@ TEST_CASE("a command that cannot fit the query buffer fails at its header", "[re
   small.max_bulk = 1000;
   small.max_query_buffer = 1500;
   request_parser p{small};
-  auto r = feed(p, {"*3\r\n$3\r\nSET\r\n$600\r\n" + std::string(600, 'x') + "\r\n$1000\r\n"});
+  auto r =
+    feed(p, {"*3\r\n$3\r\nSET\r\n$600\r\n" + std::string(600, 'x') + "\r\n$1000\r\n"});
   CHECK(r.error == "Protocol error: query buffer limit exceeded");
   CHECK(r.most_buffered <= 1500);
 }
@@ -235,18 +236,30 @@ TEST_CASE("before AUTH, commands are limited to 10 args of 16 KiB", "[resp]") {
   CHECK(ok.commands.size() == 2);
   CHECK(ok.last == status::need_more);
   auto too_many = feed(p, {multibulk(command(11, "x"))});
-  CHECK(too_many.error == "Protocol error: invalid multibulk length");
+  CHECK(too_many.error == "Protocol error: unauthenticated multibulk length");
 
   request_parser q;
   q.set_authenticated(false);
   auto too_long = feed(q, {multibulk({"AUTH", ok_bulk + "p"})});
-  CHECK(too_long.error == "Protocol error: invalid bulk length");
+  CHECK(too_long.error == "Protocol error: unauthenticated bulk length");
 
   request_parser after;
   after.set_authenticated(false);
   after.set_authenticated(true);
-  auto big = feed(after, {multibulk({"SET", "k", ok_bulk + "p"}) + multibulk(command(11, "x"))});
+  auto big =
+    feed(after, {multibulk({"SET", "k", ok_bulk + "p"}) + multibulk(command(11, "x"))});
   CHECK(big.commands.size() == 2);
+
+  // AUTH run before the next command is parsed lifts the limits for the rest
+  // of the same pipeline.
+  request_parser pipelined;
+  pipelined.set_authenticated(false);
+  const std::string bytes = multibulk({"AUTH", "pw"}) + multibulk(command(11, "x"));
+  std::string_view in = bytes;
+  REQUIRE(pipelined.next(in) == status::command);
+  pipelined.set_authenticated(true);
+  CHECK(pipelined.next(in) == status::command);
+  CHECK(pipelined.args().size() == 11);
 }
 
 TEST_CASE("a large command's memory is given back", "[resp]") {

@@ -21,21 +21,23 @@ std::string written(int protocol, const std::function<void(reply_writer&)>& writ
 
 } // namespace
 
-TEST_CASE("simple, error, integer, bulk and array are the same in RESP2 and 3", "[resp]") {
+TEST_CASE("simple, error, integer, bulk and array are the same in RESP2 and 3",
+          "[resp]") {
   for (int proto : {2, 3}) {
     INFO("RESP" << proto);
     CHECK(written(proto, [](auto& w) { w.simple("OK"); }) == "+OK\r\n");
     CHECK(written(proto, [](auto& w) { w.simple("a\r\nb"); }) == "+a  b\r\n");
-    CHECK(written(proto, [](auto& w) { w.error("unknown command 'x'"); })
-          == "-ERR unknown command 'x'\r\n");
-    CHECK(written(proto, [](auto& w) { w.error("-WRONGTYPE no\nway"); })
-          == "-WRONGTYPE no way\r\n");
+    CHECK(written(proto, [](auto& w) { w.error("unknown command 'x'"); }) ==
+          "-ERR unknown command 'x'\r\n");
+    CHECK(written(proto, [](auto& w) { w.error("-WRONGTYPE no\nway"); }) ==
+          "-WRONGTYPE no way\r\n");
     CHECK(written(proto, [](auto& w) { w.integer(0); }) == ":0\r\n");
-    CHECK(written(proto, [](auto& w) { w.integer(INT64_MIN); })
-          == ":-9223372036854775808\r\n");
+    CHECK(written(proto, [](auto& w) { w.integer(INT64_MIN); }) ==
+          ":-9223372036854775808\r\n");
     CHECK(written(proto, [](auto& w) { w.bulk(""); }) == "$0\r\n\r\n");
-    CHECK(written(proto, [](auto& w) { w.bulk(std::string{"a\0\r\n", 4}); })
-          == std::string{"$4\r\na\0\r\n\r\n", 10});
+    CHECK(written(proto, [](auto& w) {
+            w.bulk(std::string{"a\0\r\n", 4});
+          }) == std::string{"$4\r\na\0\r\n\r\n", 10});
     CHECK(written(proto, [](auto& w) {
             w.array(2);
             w.bulk("x");
@@ -79,7 +81,8 @@ TEST_CASE("doubles are spelled as Redis 7.0 does", "[resp]") {
 }
 
 TEST_CASE("verbatim text carries its format in RESP3 only", "[resp]") {
-  CHECK(written(3, [](auto& w) { w.verbatim("txt", "a\r\nb"); }) == "=8\r\ntxt:a\r\nb\r\n");
+  CHECK(written(3, [](auto& w) { w.verbatim("txt", "a\r\nb"); }) ==
+        "=8\r\ntxt:a\r\nb\r\n");
   CHECK(written(2, [](auto& w) { w.verbatim("txt", "a\r\nb"); }) == "$4\r\na\r\nb\r\n");
 }
 
