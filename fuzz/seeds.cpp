@@ -1,7 +1,7 @@
 // Writes a small valid corpus for each fuzz target into `<dir>/<target>/`:
-// console lines, journal files written by the journal itself, and one
-// serialized value of each message type (prefixed with its type's index, as
-// the messages fuzzer reads it). scripts/fuzz runs it before the fuzzers.
+// console lines, journal files written by the journal itself, one serialized
+// value of each message type (prefixed with its type's index, as the messages
+// fuzzer reads it), and Redis requests. scripts/fuzz runs it before the fuzzers.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -44,6 +44,25 @@ void console_seeds(const fs::path& dir) {
   };
   int i = 0;
   for (auto* in : inputs)
+    write(dir / ("seed-" + std::to_string(i++)), in);
+}
+
+// The first byte is the resp_parser fuzzer's split seed (and, with its top
+// bit, "not authenticated"); the rest is what a client sends.
+void resp_seeds(const fs::path& dir) {
+  const std::string inputs[] = {
+    std::string{"\x01"} + "*3\r\n$3\r\nSET\r\n$5\r\nkey:1\r\n$5\r\nhello\r\n" +
+      "*2\r\n$3\r\nGET\r\n$5\r\nkey:1\r\n*2\r\n$3\r\nDEL\r\n$5\r\nkey:1\r\n",
+    std::string{"\x02"} + "PING\r\n\r\nPING hello\n",
+    std::string{"\x03"} + "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n",
+    std::string{"\x04"} + "set k \"a\\x41 \\\"b\\n\" 'it\\'s'\r\n",
+    std::string{"\x05"} +
+      "*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$0\r\n\r\n",
+    std::string{"\x86"} + "*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*1\r\n$100\r\n",
+    std::string{"\x07"} + "*3\r\n$4\r\nMSET\r\n$1\r\na\r\n$2000\r\n",
+  };
+  int i = 0;
+  for (const auto& in : inputs)
     write(dir / ("seed-" + std::to_string(i++)), in);
 }
 
@@ -166,10 +185,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   fs::path dir = argv[1];
-  for (auto* target : {"console", "journal", "messages"})
+  for (auto* target : {"console", "journal", "messages", "resp_parser"})
     fs::create_directories(dir / target);
   console_seeds(dir / "console");
   journal_seeds(dir / "journal");
   message_seeds(dir / "messages");
+  resp_seeds(dir / "resp_parser");
   return 0;
 }
