@@ -13,6 +13,9 @@ namespace {
 constexpr size_t arena_keep_bytes = size_t{1} << 20;
 // Likewise the argument offsets after an MSET of many keys (8 bytes each).
 constexpr size_t ends_keep = 4096;
+// And a header or inline line: a 64 KiB line must not stay pinned by an idle
+// connection.
+constexpr size_t line_keep_bytes = 4096;
 // The argument list starts at most this large; it grows with the arguments
 // that arrive, never with the count a header claims.
 constexpr size_t ends_first_reserve = 64;
@@ -172,6 +175,7 @@ request_parser::status request_parser::fail(std::string message) {
 }
 
 void request_parser::reset_command() {
+  forget_line();
   arena_.clear();
   if (arena_.capacity() > arena_keep_bytes) std::string{}.swap(arena_);
   ends_.clear();
@@ -183,6 +187,11 @@ void request_parser::reset_command() {
   returned_command_ = false;
 }
 
+void request_parser::forget_line() {
+  line_.clear();
+  if (line_.capacity() > line_keep_bytes) std::string{}.swap(line_);
+}
+
 // Appends the next bytes of a line (up to its \n) to line_. The limits are
 // applied as if the bytes came one at a time, so the verdict never depends on
 // where the input was split: the line less a trailing \r may not exceed
@@ -190,6 +199,7 @@ void request_parser::reset_command() {
 // max_query_buffer. True when line_ holds a whole line (without the \n);
 // false when the input is used up or the line failed.
 bool request_parser::take_line(std::string_view& in, std::string_view too_long) {
+  if (in.empty()) return false; // and memchr never sees a null pointer
   const auto* nl = static_cast<const char*>(std::memchr(in.data(), '\n', in.size()));
   const size_t avail = nl ? static_cast<size_t>(nl - in.data()) : in.size();
   const size_t held = line_.size();
@@ -264,10 +274,32 @@ bool request_parser::finish_inline_line() {
     fail("Protocol error: unbalanced quotes in request");
     return false;
   }
-  line_.clear();
+  forget_line();
   if (ends_.empty()) { // a blank line, as `nc` sends: skipped
     arena_.clear();
     state_ = state::start;
+    return true;
+  }
+  // The limits of a multibulk command hold for an inline one too: a 64 KiB
+  // line of one-byte words would otherwise be 32k arguments, and one word
+  // would pass the unauthenticated bulk limit.
+  if (ends_.size() > limits_.max_args) {
+    fail("Protocol error: invalid multibulk length");
+    return false;
+  }
+  if (!authenticated_) {
+    if (ends_.size() > limits_.unauth_max_args) {
+      fail("Protocol error: unauthenticated multibulk length");
+      return false;
+    }
+    size_t begin = 0;
+    for (size_t end : ends_) {
+      if (end - begin > limits_.unauth_max_bulk) {
+        fail("Protocol error: unauthenticated bulk length");
+        return false;
+      }
+      begin = end;
+    }
   }
   return true;
 }

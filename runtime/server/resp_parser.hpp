@@ -75,9 +75,11 @@ public:
   /// The bytes held for the current command: at most max_query_buffer.
   size_t buffered() const noexcept { return arena_.size() + line_.size(); }
 
-  /// The bytes the parser holds in memory, capacity included: at most about
-  /// twice what arrived of the current command plus a few KiB, whatever its
-  /// headers declared.
+  /// The bytes the parser holds in memory, capacity included. It follows
+  /// what arrived of the current command, never what its headers declared:
+  /// about twice the bytes of its arguments, but up to ~25 bytes per byte
+  /// for many tiny arguments (each costs an offset and a view, in vectors
+  /// that may have doubled), whose count max_args bounds, plus a few KiB.
   size_t memory() const noexcept;
 
   /// Whether the connection has authenticated; until it has, the
@@ -104,6 +106,7 @@ private:
   bool finish_count_line();
   bool finish_bulk_header();
   bool finish_inline_line();
+  void forget_line();
   status complete();
   void reset_command();
 
