@@ -341,7 +341,21 @@ request_parser::status request_parser::next(std::string_view& in) {
     case state::bulk_body: {
       if (in.empty() && bulk_left_ > 0) return status::need_more;
       size_t take = std::min(bulk_left_, in.size());
-      arena_.append(in.data(), take); // grows as bytes arrive, never by bulk_left_
+      if (arena_.capacity() - arena_.size() < take) {
+        // Grows as bytes arrive, never by bulk_left_ ahead of them, and not
+        // past this argument's end either, where doubling would hold up to
+        // twice a 64 MiB argument; but by half at least, so that many small
+        // arguments cost amortized constant copying. (libstdc++'s reserve
+        // would double anyway, so the bytes move into a string made to
+        // measure, as a reallocation would move them.)
+        const size_t size = arena_.size();
+        const size_t to_end = std::min(2 * arena_.capacity(), size + bulk_left_);
+        std::string grown;
+        grown.reserve(std::max({to_end, size + size / 2, size + take}));
+        grown.append(arena_);
+        arena_.swap(grown);
+      }
+      arena_.append(in.data(), take);
       in.remove_prefix(take);
       bulk_left_ -= take;
       if (bulk_left_ == 0) {

@@ -40,7 +40,7 @@ void reply_writer::simple(std::string_view text) {
 }
 
 void reply_writer::error(std::string_view text) {
-  if (!text.empty() && text[0] == '-') {
+  if (text.size() > 1 && text[0] == '-') { // its own code; a lone '-' names none
     line('-', text.substr(1));
     return;
   }
@@ -119,8 +119,10 @@ void reply_writer::verbatim(std::string_view format, std::string_view text) {
     bulk(text);
     return;
   }
-  header('=', format.size() + 1 + text.size());
-  out_.append(format);
+  // Clients read exactly three bytes of format before the ':'.
+  auto kind = format.size() == 3 ? format : std::string_view{"txt"};
+  header('=', kind.size() + 1 + text.size());
+  out_.append(kind);
   out_.push_back(':');
   out_.append(text);
   out_.append("\r\n");

@@ -53,7 +53,8 @@ public:
   void push(size_t n);
   void boolean(bool b);
   void double_value(double d);
-  /// Text with a three-letter format ("txt", "mkd"), INFO's reply in RESP3.
+  /// Text with a three-letter format ("txt", "mkd"), INFO's reply in RESP3;
+  /// any other format is written as "txt", which clients can read.
   void verbatim(std::string_view format, std::string_view text);
 
 private:

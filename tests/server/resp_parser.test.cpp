@@ -307,3 +307,44 @@ TEST_CASE("a long blank line is not kept by an idle connection", "[resp]") {
   std::string_view empty;
   CHECK(p.next(empty) == status::need_more); // and no null pointer reaches memchr
 }
+
+TEST_CASE("a large argument arriving in pieces holds no more than its own length",
+          "[resp]") {
+  request_parser p;
+  const size_t length = (3 << 20) + 12345; // doubling would reach 4 MiB
+  const std::string set = multibulk({"SET", "k", std::string(length, 'v')});
+  std::string_view in = set;
+  status s = status::need_more;
+  size_t most = 0;
+  while (!in.empty()) {
+    std::string_view piece = in.substr(0, 64 << 10);
+    in.remove_prefix(piece.size());
+    s = p.next(piece);
+    most = std::max(most, p.memory());
+    if (s == status::command) break;
+  }
+  REQUIRE(s == status::command);
+  CHECK(p.args()[2].size() == length);
+  CHECK(most < length + (64 << 10));
+}
+
+TEST_CASE("many small arguments arriving one by one parse in linear time", "[resp]") {
+  // 200k arguments of 8 bytes, each in its own piece: an arena that grew
+  // to each argument's end alone would copy ~1.6 MB x 200k / 2 bytes.
+  request_parser p;
+  const size_t count = 200'000;
+  std::string bytes = "*" + std::to_string(count) + "\r\n";
+  for (size_t i = 0; i < count; ++i)
+    bytes += "$8\r\nabcdefgh\r\n";
+  std::string_view in = bytes;
+  status s = status::need_more;
+  const size_t piece_length = 14; // one argument per piece
+  while (!in.empty() && s != status::command) {
+    std::string_view piece = in.substr(0, piece_length);
+    in.remove_prefix(piece.size());
+    while (!piece.empty() && (s = p.next(piece)) == status::need_more) {
+    }
+  }
+  REQUIRE(s == status::command);
+  CHECK(p.args().size() == count);
+}

@@ -31,6 +31,8 @@ TEST_CASE("simple, error, integer, bulk and array are the same in RESP2 and 3",
           "-ERR unknown command 'x'\r\n");
     CHECK(written(proto, [](auto& w) { w.error("-WRONGTYPE no\nway"); }) ==
           "-WRONGTYPE no way\r\n");
+    // A lone '-' names no code: the reply still starts with one.
+    CHECK(written(proto, [](auto& w) { w.error("-"); }) == "-ERR -\r\n");
     CHECK(written(proto, [](auto& w) { w.integer(0); }) == ":0\r\n");
     CHECK(written(proto, [](auto& w) { w.integer(INT64_MIN); }) ==
           ":-9223372036854775808\r\n");
@@ -84,6 +86,8 @@ TEST_CASE("verbatim text carries its format in RESP3 only", "[resp]") {
   CHECK(written(3, [](auto& w) { w.verbatim("txt", "a\r\nb"); }) ==
         "=8\r\ntxt:a\r\nb\r\n");
   CHECK(written(2, [](auto& w) { w.verbatim("txt", "a\r\nb"); }) == "$4\r\na\r\nb\r\n");
+  // Clients read exactly three bytes of format: any other is sent as txt.
+  CHECK(written(3, [](auto& w) { w.verbatim("markdown", "x"); }) == "=5\r\ntxt:x\r\n");
 }
 
 TEST_CASE("replies append to what the buffer holds", "[resp]") {
