@@ -105,12 +105,18 @@ int run_latency(const bench_options& opts) {
     return us;
   };
 
-  for (size_t i = 0; i < warmup_calls; ++i)
-    blocking_get(i);
-  std::vector<double> back_to_back;
-  back_to_back.reserve(back_to_back_calls);
-  for (size_t i = 0; i < back_to_back_calls; ++i)
-    back_to_back.push_back(blocking_get(warmup_calls + i));
+  // Calls `call(pick)` warmup_calls times untimed, then back_to_back_calls
+  // times back to back; their timings.
+  auto back_to_back_out = [&](auto call) {
+    for (size_t i = 0; i < warmup_calls; ++i)
+      call(i);
+    std::vector<double> us;
+    us.reserve(back_to_back_calls);
+    for (size_t i = 0; i < back_to_back_calls; ++i)
+      us.push_back(call(warmup_calls + i));
+    return us;
+  };
+  auto back_to_back = back_to_back_out(blocking_get);
 
   // Calls `get(pick)` 1 ms apart; its timings.
   auto spaced_out = [&](auto get) {
@@ -127,9 +133,7 @@ int run_latency(const bench_options& opts) {
 
   // The peer's hits, timed the same way: what any in-process lookup costs
   // here, back to back and after the thread slept.
-  std::vector<double> peer_back_to_back;
-  peer_back_to_back.reserve(back_to_back_calls);
-  std::vector<double> peer_spaced;
+  std::vector<double> peer_back_to_back, peer_spaced;
   {
     mutex_lru peer;
     for (uint64_t i = 0; i < loaded_keys; ++i)
@@ -142,37 +146,30 @@ int run_latency(const bench_options& opts) {
       if (!hit) ++failures;
       return us;
     };
-    for (size_t i = 0; i < warmup_calls; ++i)
-      peer_get(i);
-    for (size_t i = 0; i < back_to_back_calls; ++i)
-      peer_back_to_back.push_back(peer_get(warmup_calls + i));
+    peer_back_to_back = back_to_back_out(peer_get);
     peer_spaced = spaced_out(peer_get);
   }
 
   // The calls that need the shard: a miss (a key never put) and a put of
   // a loaded key, back to back.
-  std::vector<double> misses, puts;
-  misses.reserve(back_to_back_calls);
-  puts.reserve(back_to_back_calls);
-  for (size_t i = 0; i < warmup_calls + back_to_back_calls; ++i) {
+  auto misses = back_to_back_out([&](size_t i) {
     auto t0 = steady_clock::now();
     auto v = c->get("absent-" + std::to_string(i % 64));
     auto us = micros_since(t0);
     if (!v || *v) ++failures;
-    if (i >= warmup_calls) misses.push_back(us);
-  }
-  for (size_t i = 0; i < warmup_calls + back_to_back_calls; ++i) {
+    return us;
+  });
+  auto puts = back_to_back_out([&](size_t i) {
     auto k = picks[i];
     auto bytes = make_value(k);
     auto t0 = steady_clock::now();
     auto err = c->put(keys[k], bytes);
     auto us = micros_since(t0);
     if (err) ++failures;
-    if (i >= warmup_calls) puts.push_back(us);
-  }
+    return us;
+  });
   // One scoped_actor, reused: creating one per call adds 8-20 us (CAF-0.17.md).
   std::vector<double> scoped;
-  scoped.reserve(back_to_back_calls);
   {
     caf::scoped_actor self{rt.system()};
     auto request_get = [&](size_t pick) {
@@ -183,10 +180,7 @@ int run_latency(const bench_options& opts) {
                  [&](caf::error&) { ++failures; });
       return micros_since(t0);
     };
-    for (size_t i = 0; i < warmup_calls; ++i)
-      request_get(i);
-    for (size_t i = 0; i < back_to_back_calls; ++i)
-      scoped.push_back(request_get(warmup_calls + i));
+    scoped = back_to_back_out(request_get);
   }
 
   auto b = summarize(std::move(back_to_back));
