@@ -30,6 +30,10 @@ const char* to_string(errc x) noexcept {
     return "not_found";
   case errc::blocking_in_actor:
     return "blocking_in_actor";
+  case errc::not_an_integer:
+    return "not_an_integer";
+  case errc::compute_failed:
+    return "compute_failed";
   }
   return "unknown";
 }

@@ -36,6 +36,11 @@ enum class errc : uint8_t {
   /// (from inside an actor), where waiting would hold a thread the shards
   /// need; nothing was done. Actors use the asynchronous calls instead.
   blocking_in_actor,
+  /// `increment` found a value that is not a base-10 64-bit integer, or the
+  /// sum would overflow; the value was left as it was.
+  not_an_integer,
+  /// A `compute` function threw; nothing was changed.
+  compute_failed,
 };
 
 /// The name of an error code, e.g. "key_too_large".

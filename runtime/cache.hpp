@@ -17,6 +17,7 @@
 #include <caf/expected.hpp>
 #include <caf/unit.hpp>
 
+#include <karlton/messages/compute.hpp>
 #include <karlton/messages/shard_interface.hpp>
 #include <karlton/runtime/options.hpp>
 
@@ -128,6 +129,41 @@ public:
   /// Counters summed over all shards.
   caf::expected<cache_stats> stats() const;
 
+  // -- atomic read-modify-write (one step on the owning shard) ------------------
+  // Each waits behind the key's writes still awaiting the store, loads a
+  // missing key first in a read-through cache, then applies its change with
+  // the cache's write mode, like `put` and `erase`. Atomic on this node only.
+
+  /// Applies `fn` to the key's live value (empty if absent). `fn` runs on the
+  /// shard's thread, exactly once (see `compute_function`); if it throws,
+  /// nothing changes and the call fails with `compute_failed`.
+  caf::expected<computed> compute(std::string_view key, compute_function fn) const;
+  /// Stores `bytes` if the key is absent, else `fn(old, bytes)` (nullopt
+  /// erases). `t` applies to a new entry only.
+  caf::expected<computed> merge(std::string_view key, std::string_view bytes,
+                                merge_function fn, ttl t = ttl::cache_default()) const;
+  /// Adds `delta` to the base-10 integer stored under `key` (absent: 0) and
+  /// returns the sum; the entry keeps its expiry, a new one gets `new_entry`.
+  /// Errors: `not_an_integer` (not an int64, or the sum overflows).
+  caf::expected<int64_t> increment(std::string_view key, int64_t delta = 1,
+                                   ttl new_entry = ttl::cache_default()) const;
+  /// Stores `desired` (nullopt: erases) only if the key's value is `expected`
+  /// (nullopt: absent); true if it did.
+  caf::expected<bool> compare_and_set(std::string_view key,
+                                      std::optional<std::string_view> expected,
+                                      std::optional<std::string_view> desired,
+                                      ttl t = ttl::cache_default()) const;
+  /// A new lifetime from now, the value kept: nullopt never expires, <= 0
+  /// expires now. In this node's cache only (no store write, no peer told).
+  /// Returns the remaining ttl before the change (`missing`: nothing changed).
+  caf::expected<remaining_ttl> set_ttl(std::string_view key,
+                                       std::optional<caf::timespan> left) const;
+
+  /// The same cache, through a handle whose calls never wait for room in a
+  /// full shard queue: they fail with `overloaded` at once. For threads that
+  /// must never block, such as a network front end's I/O threads.
+  cache without_queue_wait() const;
+
   // -- write-back ---------------------------------------------------------------
 
   /// Returns once every write that was dirty when it was called is in the
@@ -211,6 +247,53 @@ public:
                       ttl t, F f) const {
     put_many_async_fn(items, t, callback<unit>(std::move(f)));
   }
+  /// `put` with dependencies, calling `f(caf::expected<unit>)`.
+  template <class F>
+  void put_async(std::string_view key, std::string_view bytes, ttl t,
+                 const dependencies& deps, F f) const {
+    put_deps_async_fn(key, bytes, t, deps, callback<unit>(std::move(f)));
+  }
+  /// `contains`, calling `f(caf::expected<bool>)`.
+  template <class F>
+  void contains_async(std::string_view key, F f) const {
+    contains_async_fn(key, callback<bool>(std::move(f)));
+  }
+  /// `ttl_of`, calling `f(caf::expected<remaining_ttl>)`.
+  template <class F>
+  void ttl_of_async(std::string_view key, F f) const {
+    ttl_of_async_fn(key, callback<remaining_ttl>(std::move(f)));
+  }
+  /// `clear`, calling `f(caf::expected<uint64_t>)`.
+  template <class F>
+  void clear_async(F f) const {
+    clear_async_fn(callback<uint64_t>(std::move(f)));
+  }
+  /// `stats`, calling `f(caf::expected<cache_stats>)`.
+  template <class F>
+  void stats_async(F f) const {
+    stats_async_fn(callback<cache_stats>(std::move(f)));
+  }
+  /// `compute`, calling `f(caf::expected<computed>)`.
+  template <class F>
+  void compute_async(std::string_view key, compute_function fn, F f) const {
+    compute_async_fn(key, std::move(fn), callback<computed>(std::move(f)));
+  }
+  /// `increment`, calling `f(caf::expected<int64_t>)`.
+  template <class F>
+  void increment_async(std::string_view key, int64_t delta, ttl new_entry, F f) const {
+    increment_async_fn(key, delta, new_entry, callback<int64_t>(std::move(f)));
+  }
+  /// `compare_and_set`, calling `f(caf::expected<bool>)`.
+  template <class F>
+  void compare_and_set_async(std::string_view key, std::optional<std::string_view> expected,
+                             std::optional<std::string_view> desired, ttl t, F f) const {
+    compare_and_set_async_fn(key, expected, desired, t, callback<bool>(std::move(f)));
+  }
+  /// `set_ttl`, calling `f(caf::expected<remaining_ttl>)`.
+  template <class F>
+  void set_ttl_async(std::string_view key, std::optional<caf::timespan> left, F f) const {
+    set_ttl_async_fn(key, left, callback<remaining_ttl>(std::move(f)));
+  }
 
 private:
   friend class runtime;
@@ -228,6 +311,21 @@ private:
                          callback<std::vector<value>> f) const;
   void put_many_async_fn(const std::vector<std::pair<std::string, std::string>>& items,
                          ttl t, callback<unit> f) const;
+  void put_deps_async_fn(std::string_view key, std::string_view bytes, ttl t,
+                         const dependencies& deps, callback<unit> f) const;
+  void contains_async_fn(std::string_view key, callback<bool> f) const;
+  void ttl_of_async_fn(std::string_view key, callback<remaining_ttl> f) const;
+  void clear_async_fn(callback<uint64_t> f) const;
+  void stats_async_fn(callback<cache_stats> f) const;
+  void compute_async_fn(std::string_view key, compute_function fn,
+                        callback<computed> f) const;
+  void increment_async_fn(std::string_view key, int64_t delta, ttl new_entry,
+                          callback<int64_t> f) const;
+  void compare_and_set_async_fn(std::string_view key, std::optional<std::string_view> expected,
+                                std::optional<std::string_view> desired, ttl t,
+                                callback<bool> f) const;
+  void set_ttl_async_fn(std::string_view key, std::optional<caf::timespan> left,
+                        callback<remaining_ttl> f) const;
 
   using deadline_t = std::chrono::steady_clock::time_point;
 
@@ -239,6 +337,8 @@ private:
   size_t shard_of(uint64_t hash) const noexcept;
   caf::timespan timeout() const noexcept;
   deadline_t deadline() const;
+  // When a full shard queue stops waiting for room: the deadline, or at once.
+  deadline_t queue_deadline() const;
 
   // The three call styles. `launch(tag, sink_args...)` starts the call with a
   // sink of the tagged type and returns it, holding the caller's reference.
@@ -300,6 +400,8 @@ private:
   auto stats_call(detail::sink_tag<Sink>, A&&... a) const;
 
   std::shared_ptr<detail::cache_core> core_;
+  // `without_queue_wait()`: calls give `overloaded` at once on a full queue.
+  bool no_queue_wait_ = false;
 };
 
 } // namespace karlton

@@ -107,6 +107,11 @@ inline cache::deadline_t cache::deadline() const {
            core_->options.call_timeout);
 }
 
+inline cache::deadline_t cache::queue_deadline() const {
+  // Already passed: `submit` gives `overloaded` instead of waiting for room.
+  return no_queue_wait_ ? deadline_t::min() : deadline();
+}
+
 template <class R, class Launch>
 caf::expected<R> cache::blocking(Launch launch) const {
   // Before anything is queued: refused, the call has no effect at all.
@@ -142,7 +147,7 @@ auto cache::start(std::vector<std::pair<size_t, Op>>&& parts, Combine combine,
     new call_t(parts.size(), std::move(combine), std::forward<SinkArgs>(sink_args)...);
   // One deadline for all parts: full queues on n shards cost one
   // call-timeout, not n.
-  auto until = deadline();
+  auto until = queue_deadline();
   for (size_t i = 0; i < parts.size(); ++i) {
     auto job = new detail::part_job<call_t, Op>(c, i, std::move(parts[i].second));
     detail::submit(*core_->runtime_gate, core_->routes[parts[i].first], job, until);
@@ -160,7 +165,8 @@ auto cache::start_one(uint64_t hash, caf::error err, Op op,
   if (err)
     c->abandon(err); // as if a shard had refused it
   else
-    detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c, deadline());
+    detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c,
+                   queue_deadline());
   return c;
 }
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include <caf/error.hpp>
 #include <caf/timespan.hpp>
 
+#include <karlton/base/key_changes.hpp>
 #include <karlton/base/peer_options.hpp>
 #include <karlton/base/policies.hpp>
 #include <karlton/messages/shard_interface.hpp>
@@ -71,6 +73,10 @@ struct cache_options {
   removal_callback on_removal;
   /// Told about every removal by message.
   removal_listener_actor removal_listener;
+  /// Told which keys changed, by every cause, new keys included (a front
+  /// end's client-side caching); on the shard's thread; must not block. Null:
+  /// nothing is collected.
+  std::shared_ptr<key_change_listener> change_listener;
 
   // -- read-through loading (`get_or_load`) -----------------------------------
   /// Fetches a missing key. It runs on one of `loader_concurrency` threads of

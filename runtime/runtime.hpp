@@ -160,6 +160,13 @@ public:
   /// The bus's counters: events emitted, tags invalidated, cascades, ...
   caf::expected<bus_stats> event_stats();
 
+  // -- monitoring ------------------------------------------------------------------
+
+  /// Every counter of every cache, the flusher, the bus and the peer, in
+  /// Prometheus' text format 0.0.4 (one `cache` label per cache), for a
+  /// service to serve at its own `/metrics`. Blocking: not inside an actor.
+  caf::expected<std::string> metrics_text();
+
   // -- distributed nodes (the peer actor) -----------------------------------------
 
   /// Makes this runtime a node: spawns its peer actor, listens on

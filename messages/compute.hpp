@@ -1,0 +1,55 @@
+// Atomic read-modify-write of one key, applied by the shard that owns it in
+// one step (JCache's entry processors, Caffeine's `compute`): what a compute
+// function decides, and what the caller gets back.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <karlton/messages/ttl.hpp>
+#include <karlton/messages/value.hpp>
+
+namespace karlton {
+
+/// What a compute function decides for its key.
+struct compute_result {
+  enum class action : uint8_t {
+    keep,  ///< change nothing
+    put,   ///< store `bytes`
+    erase, ///< invalidate the key (and, under a write mode, delete it from the store)
+  };
+  action what = action::keep;
+  /// `put`: the new value.
+  std::string bytes;
+  /// `put`: the new lifetime; nullopt keeps the entry's expiry (a new entry
+  /// gets the cache's `default-ttl`).
+  std::optional<ttl> lifetime;
+
+  static compute_result keep() { return {}; }
+  static compute_result erase() { return {action::erase, {}, {}}; }
+  static compute_result put(std::string b, std::optional<ttl> t = std::nullopt) {
+    return {action::put, std::move(b), t};
+  }
+};
+
+/// The key's value before and after a compute; an empty `value` is "absent".
+struct computed {
+  value before;
+  value after;
+};
+
+/// Runs on the shard's thread, exactly once per call, with the key's live
+/// value (empty if absent). Must be quick, must not block and must not make
+/// blocking calls on the runtime; `current` is valid only during the call.
+using compute_function = std::function<compute_result(const value& current)>;
+
+/// `merge`'s function: the new bytes from the old ones and the given ones,
+/// or nullopt to erase the key. Same rules as `compute_function`.
+using merge_function =
+  std::function<std::optional<std::string>(std::string_view old, std::string_view given)>;
+
+} // namespace karlton

@@ -1,0 +1,49 @@
+// The options of the Redis-protocol front end (`node.resp-*`), their
+// defaults and their reasons, and the check that refuses unsafe ones.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <caf/error.hpp>
+
+#include "runtime/server/resp_parser.hpp"
+
+namespace karlton::server {
+
+struct resp_options {
+  /// Where to listen. Loopback by default; another address needs a password
+  /// or `protected_mode = false` (Redis's protected mode).
+  std::string host = "127.0.0.1";
+  /// 0: any free port (the server reports the one it got).
+  uint16_t port = 0;
+  /// I/O threads, each with its own io_context. 1 by default: on a small
+  /// machine the cores also run the shards.
+  uint32_t threads = 1;
+  /// `requirepass`: empty means none. Never logged or shown.
+  std::string password;
+  bool protected_mode = true;
+  /// Connections beyond this get "-ERR max number of clients reached".
+  uint32_t max_clients = 10000;
+  /// What one connection may make the parser hold (rule 9).
+  parser_limits limits;
+  /// A client whose unsent replies exceed this is disconnected (it does not
+  /// read). 64 MiB still holds one value of the default max-value-bytes.
+  size_t output_buffer_limit = size_t{64} << 20;
+  /// Idle connections are closed after this; 0: never.
+  std::chrono::seconds idle_timeout{0};
+  /// Commands of one connection in flight at once (pipelining); beyond it
+  /// the connection stops reading until replies are ready.
+  uint32_t max_in_flight = 4096;
+  /// Jobs queued for the pool that runs the blocking calls (INFO,
+  /// KARLTON.FLUSH, ...); beyond it the reply is "-ERR busy".
+  uint32_t blocking_queue = 256;
+};
+
+/// Refuses out-of-range values and an unprotected non-loopback listener
+/// without a password (`invalid_option`, naming the option).
+caf::error check(const resp_options& opts);
+
+} // namespace karlton::server
