@@ -112,11 +112,10 @@ void hello(command_call& c) {
     s.set_authenticated();
   }
   if (!s.authenticated()) {
-    c.reply().error(
-      "-NOAUTH HELLO must be called with the client already authenticated, "
-      "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
-      "authenticate the client and select the RESP protocol version at the "
-      "same time");
+    c.reply().error("-NOAUTH HELLO must be called with the client already authenticated, "
+                    "otherwise the HELLO AUTH <user> <pass> option can be used to "
+                    "authenticate the client and select the RESP protocol version at the "
+                    "same time");
     return;
   }
   if (name) s.set_name(std::string{*name});

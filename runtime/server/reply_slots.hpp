@@ -34,7 +34,8 @@ public:
   static constexpr size_t block_size = 64;
 
   explicit reply_slots(size_t capacity)
-    : capacity_(round_up(capacity)), blocks_(capacity_ / block_size) {}
+    : capacity_(capacity == 0 ? 1 : capacity),
+      blocks_((capacity_ + block_size - 1) / block_size) {}
 
   size_t capacity() const noexcept { return capacity_; }
   /// Slots opened and not yet popped.
@@ -68,11 +69,6 @@ public:
   }
 
 private:
-  static size_t round_up(size_t n) {
-    if (n == 0) n = 1;
-    return (n + block_size - 1) / block_size * block_size;
-  }
-
   reply_slot& at(uint64_t seq) {
     auto i = static_cast<size_t>(seq % capacity_);
     auto& b = blocks_[i / block_size];

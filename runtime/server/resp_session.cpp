@@ -157,11 +157,11 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
       msg += "' ";
     }
     call.reply().error(msg);
-  } else if (!allowed) {
-    call.reply().error("-NOAUTH Authentication required.");
-  } else if (!arity_ok) {
+  } else if (!arity_ok) { // Redis checks the arity before the login
     call.reply().error("wrong number of arguments for '" + std::string{spec->name} +
                        "' command");
+  } else if (!allowed) {
+    call.reply().error("-NOAUTH Authentication required.");
   } else if ((spec->flags & (command_spec::read | command_spec::write)) &&
              ctx_->caches.empty()) {
     call.reply().error("no cache to serve: karlton-node has no caches");

@@ -4,6 +4,7 @@
 // time, no sleeps).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -70,7 +71,7 @@ public:
   }
 
   /// Set by a test to make run_blocking answer "full".
-  bool refuse_jobs = false;
+  std::atomic<bool> refuse_jobs{false};
 
 private:
   void work() {
