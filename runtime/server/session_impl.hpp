@@ -179,8 +179,8 @@ private:
   uint32_t whole_db_writes_ = 0;
   std::deque<write_record> write_log_;
 
-  std::mutex host_mtx_;
-  session_host* host_; // guarded by host_mtx_; null after detach
+  std::recursive_mutex host_mtx_; // recursive: a host may run a blocking job inline
+  session_host* host_;            // guarded by host_mtx_; null after detach
   std::atomic<bool> wake_pending_{false};
 
   std::mutex push_mtx_;
