@@ -77,6 +77,8 @@ public:
   bool settle(clock::time_point now, clock::duration quiet_for);
   /// Stop, second step: write what is ready, then close.
   void finish();
+  /// True once its output is written and its sending side shut (or closed).
+  bool written() const noexcept { return closed_ || lingering_; }
   /// Closes the socket and detaches the session at once.
   void close_now() noexcept;
 

@@ -24,6 +24,9 @@ constexpr auto sweep_period = std::chrono::seconds{1};
 /// had no input since is taken to have nothing in flight.
 constexpr auto settle_quiet = std::chrono::milliseconds{50};
 
+/// How long `stop` lets clients that got their last replies close first.
+constexpr auto linger_at_stop = std::chrono::milliseconds{100};
+
 /// How often `stop` looks at the connections while it waits.
 constexpr auto stop_poll = std::chrono::milliseconds{10};
 
@@ -209,7 +212,16 @@ void resp_server::impl::stop(std::chrono::milliseconds grace) {
         conn->finish();
     });
   auto write_deadline = std::max(deadline, clock::now() + std::chrono::milliseconds{200});
-  wait_until(write_deadline, [](io_thread& t) { return t.connections.empty(); });
+  wait_until(write_deadline, [](io_thread& t) {
+    for (auto& [ptr, conn] : t.connections)
+      if (!conn->written()) return false;
+    return true;
+  });
+  // Written and shut down for sending; a client that saw the EOF and closed
+  // is gone already. Closing one that did not may reset it, so it gets a
+  // moment (unread input at our close sends a RST).
+  wait_until(clock::now() + linger_at_stop,
+             [](io_thread& t) { return t.connections.empty(); });
   for (auto& t : threads)
     run_on(*t, [&] {
       for (auto& conn : connections_of(*t))
