@@ -71,9 +71,8 @@ class Commands(unittest.TestCase):
     def test_hello_3(self):
         rc, out, err = cli(self.port, "HELLO", "3", resp3=True)
         self.assertEqual(rc, 0, err)
-        fields = out.splitlines()
-        self.assertIn("proto", fields)
-        self.assertEqual(fields[fields.index("proto") + 1], "3")
+        # A map prints as "field value" lines without a terminal (as Redis 7's).
+        self.assertIn("proto 3", out.splitlines())
 
     def test_unknown_command(self):
         rc, out, err = cli(self.port, "NOSUCHCOMMAND", "x")
