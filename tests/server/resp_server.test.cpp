@@ -20,6 +20,7 @@
 
 #include "runtime/server/resp_server.hpp"
 #include "support/eventually.hpp"
+#include "support/node_process.hpp"
 
 using namespace std::chrono_literals;
 using karlton::testing::eventually;
@@ -343,4 +344,39 @@ TEST_CASE("a call still in flight after the grace completes into a detached sess
   // The late completion: the server's threads are gone, the session is not.
   std::lock_guard<std::mutex> guard{f.state.mutex};
   f.state.release_slow();
+}
+
+TEST_CASE("karlton-node prints the port it serves the Redis protocol on",
+          "[resp-server][multiprocess]") {
+  karlton::testing::node_process node{
+    "resp",
+    KARLTON_NODE,
+    {"--karlton.cluster.secret=s", "--karlton.cluster.port=0", "--node.stats-interval=0",
+     "--node.resp-port=0", "--node.resp-threads=2"}};
+  REQUIRE(node.ready());
+  REQUIRE(node.resp_port() != 0);
+  CHECK(node.resp_port() != node.port());
+  client c{node.resp_port()};
+  CHECK(c.connected());
+  CHECK(node.stop() == 0);
+}
+
+TEST_CASE("karlton-node refuses bad RESP options with exit 2",
+          "[resp-server][multiprocess]") {
+  for (auto bad :
+       {"--node.resp-threads=0", "--node.maxclients=-1", "--node.resp-port=65536",
+        "--node.resp-output-buffer-limit=0", "--node.resp-timeout=-1s"}) {
+    karlton::testing::node_process node{"bad",
+                                        KARLTON_NODE,
+                                        {"--karlton.cluster.secret=s",
+                                         "--karlton.cluster.port=0", "--node.resp-port=0",
+                                         bad}};
+    INFO(bad);
+    CHECK_FALSE(node.ready());
+    auto status = node.wait(std::chrono::milliseconds{10'000});
+    REQUIRE(status);
+    CHECK(WEXITSTATUS(*status) == 2);
+    CHECK(node.log().find(std::string{bad}.substr(2, std::string{bad}.find('=') - 2)) !=
+          std::string::npos);
+  }
 }
