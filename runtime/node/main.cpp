@@ -28,6 +28,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -37,6 +38,9 @@
 #include <caf/settings.hpp>
 
 #include "runtime/node/console.hpp"
+#include "runtime/server/info.hpp"
+#include "runtime/server/metrics_http.hpp"
+#include "runtime/server/resp_server.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/options.hpp>
 #include <karlton/runtime/runtime.hpp>
@@ -59,7 +63,33 @@ public:
       .add<std::string>("port-file",
                         "write the port listened on to this file once listening")
       .add<std::string>("store", "SQLite file behind every cache, one table per cache "
-                                 "(default none); nodes may share it");
+                                 "(default none); nodes may share it")
+      .add<int64_t>("resp-port", "serve the Redis protocol on this port (default off; "
+                                 "0 = any free port, printed)")
+      .add<std::string>("resp-host", "address the Redis protocol listens on (default "
+                                     "127.0.0.1; another needs a password)")
+      .add<int64_t>("resp-threads", "Redis-protocol I/O threads (default 1)")
+      .add<std::string>("requirepass", "clients must AUTH with this password (prefer "
+                                       "requirepass-file: arguments show in ps)")
+      .add<std::string>("requirepass-file", "file holding the password clients must AUTH "
+                                            "with (one line)")
+      .add<bool>("resp-protected", "refuse a non-loopback resp-host without a password "
+                                   "(default true)")
+      .add<int64_t>("maxclients", "most Redis-protocol clients at once (default 10000)")
+      .add<int64_t>("resp-max-bulk", "longest argument in bytes (default 64 MiB)")
+      .add<int64_t>("resp-max-args", "most arguments of one command (default 1M)")
+      .add<int64_t>("resp-query-buffer-limit",
+                    "most bytes held for one incomplete command (default 128 MiB)")
+      .add<int64_t>("resp-output-buffer-limit",
+                    "a client whose unsent replies exceed this many bytes is closed "
+                    "(default 64 MiB)")
+      .add<caf::timespan>("resp-timeout",
+                          "close clients idle this long (default 0 = never)")
+      .add<int64_t>("metrics-port",
+                    "serve GET /metrics (Prometheus) on this port (default "
+                    "off; 0 = any free port, printed)")
+      .add<std::string>("metrics-host",
+                        "address /metrics listens on (default 127.0.0.1)");
     // The program exists to be distributed: its caches invalidate across
     // the cluster unless `karlton.distribution` says otherwise. Set before
     // parsing, so the command line and the ini file override it.
@@ -74,6 +104,10 @@ struct node_settings {
   bool console = false;
   std::string port_file;
   std::string store;
+  /// Set: serve the Redis protocol.
+  std::optional<karlton::server::resp_options> resp;
+  /// Set: serve /metrics.
+  std::optional<karlton::server::metrics_http_options> metrics;
 };
 
 caf::error bad_option(const std::string& option, const std::string& why) {
@@ -88,6 +122,94 @@ std::string store_table(const std::string& name) {
   std::replace_if(
     out.begin(), out.end(), [](char c) { return c == '-' || c == '.'; }, '_');
   return out;
+}
+
+// `name` as an integer in [lo, hi], or `fallback` when unset.
+caf::expected<int64_t> int_option(const node_config& cfg, const std::string& name,
+                                  int64_t lo, int64_t hi, int64_t fallback) {
+  auto x = caf::get_or(caf::content(cfg), name, fallback);
+  if (x < lo || x > hi)
+    return bad_option(name,
+                      "must be in " + std::to_string(lo) + ".." + std::to_string(hi));
+  return x;
+}
+
+// The password from node.requirepass or the first line of
+// node.requirepass-file (never both). The password itself is never part of
+// an error message.
+caf::expected<std::string> password_from(const node_config& cfg) {
+  auto direct = caf::get_or(cfg, "node.requirepass", std::string{});
+  auto file = caf::get_or(cfg, "node.requirepass-file", std::string{});
+  if (file.empty()) return direct;
+  if (!direct.empty())
+    return bad_option("node.requirepass-file",
+                      "give node.requirepass or the file, not both");
+  std::ifstream in{file};
+  std::string line;
+  if (!in || !std::getline(in, line))
+    return bad_option("node.requirepass-file", "cannot read a line from " + file);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.empty())
+    return bad_option("node.requirepass-file", file + " has an empty line");
+  return line;
+}
+
+// node.resp-* and node.metrics-*: unset ports leave either off.
+caf::error server_settings(const node_config& cfg, node_settings& out) {
+  auto password = password_from(cfg);
+  if (!password) return std::move(password.error());
+  if (caf::get_if(&caf::content(cfg), "node.resp-port") != nullptr) {
+    karlton::server::resp_options o;
+    auto port = int_option(cfg, "node.resp-port", 0, 65535, 0);
+    if (!port) return std::move(port.error());
+    o.port = static_cast<uint16_t>(*port);
+    o.host = caf::get_or(cfg, "node.resp-host", o.host);
+    o.password = *password;
+    o.protected_mode = caf::get_or(cfg, "node.resp-protected", o.protected_mode);
+    auto threads = int_option(cfg, "node.resp-threads", 1, 64, o.threads);
+    if (!threads) return std::move(threads.error());
+    o.threads = static_cast<uint32_t>(*threads);
+    // Each client holds a descriptor: Redis's 10000 by default.
+    auto clients = int_option(cfg, "node.maxclients", 1, 1'000'000, o.max_clients);
+    if (!clients) return std::move(clients.error());
+    o.max_clients = static_cast<uint32_t>(*clients);
+    constexpr int64_t gib = int64_t{1} << 30;
+    auto bulk = int_option(cfg, "node.resp-max-bulk", 1, 4 * gib,
+                           static_cast<int64_t>(o.limits.max_bulk));
+    if (!bulk) return std::move(bulk.error());
+    o.limits.max_bulk = static_cast<size_t>(*bulk);
+    auto args = int_option(cfg, "node.resp-max-args", 1, int64_t{1} << 31,
+                           static_cast<int64_t>(o.limits.max_args));
+    if (!args) return std::move(args.error());
+    o.limits.max_args = static_cast<size_t>(*args);
+    auto query = int_option(cfg, "node.resp-query-buffer-limit", 1, 8 * gib,
+                            static_cast<int64_t>(o.limits.max_query_buffer));
+    if (!query) return std::move(query.error());
+    o.limits.max_query_buffer = static_cast<size_t>(*query);
+    auto output = int_option(cfg, "node.resp-output-buffer-limit", 1, 64 * gib,
+                             static_cast<int64_t>(o.output_buffer_limit));
+    if (!output) return std::move(output.error());
+    o.output_buffer_limit = static_cast<size_t>(*output);
+    auto timeout = caf::get_or(cfg, "node.resp-timeout", caf::timespan{0});
+    if (timeout < caf::timespan::zero() || timeout > karlton::max_option_duration)
+      return bad_option("node.resp-timeout", "must be in 0..365 days (0 = never)");
+    o.idle_timeout = std::chrono::ceil<std::chrono::seconds>(timeout);
+    if (auto err = karlton::server::check(o)) return err;
+    out.resp = std::move(o);
+  } else if (!password->empty()) {
+    return bad_option("node.requirepass",
+                      "needs node.resp-port (the Redis protocol is off)");
+  }
+  if (caf::get_if(&caf::content(cfg), "node.metrics-port") != nullptr) {
+    karlton::server::metrics_http_options m;
+    auto port = int_option(cfg, "node.metrics-port", 0, 65535, 0);
+    if (!port) return std::move(port.error());
+    m.port = static_cast<uint16_t>(*port);
+    m.host = caf::get_or(cfg, "node.metrics-host", m.host);
+    m.password = *password;
+    out.metrics = std::move(m);
+  }
+  return {};
 }
 
 caf::expected<node_settings> settings_from(const node_config& cfg) {
@@ -138,6 +260,7 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
                       "int64 nanosecond overflow)");
   out.console = caf::get_or(cfg, "node.console", out.console);
   out.port_file = caf::get_or(cfg, "node.port-file", out.port_file);
+  if (auto err = server_settings(cfg, out)) return err;
   return out;
 }
 
@@ -255,6 +378,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::map<std::string, karlton::cache> caches;
+  // SELECT n is the n-th of node.caches; an I/O thread never waits for queue room.
+  std::vector<karlton::cache> databases;
   for (auto& o : settings->caches) {
     auto c = rt.create_cache(o);
     if (!c) {
@@ -262,6 +387,7 @@ int main(int argc, char** argv) {
                 << "': " << karlton::describe(c.error()) << '\n';
       return 1;
     }
+    databases.push_back(c->without_queue_wait());
     caches.emplace(o.name, std::move(*c));
   }
   auto name = rt.node_name();
@@ -272,9 +398,45 @@ int main(int argc, char** argv) {
               << '\n';
     return 1;
   }
+  // After the listening line, which tests and scripts read first.
+  std::unique_ptr<karlton::server::resp_server> resp;
+  if (settings->resp) {
+    resp = std::make_unique<karlton::server::resp_server>(rt, std::move(databases),
+                                                          *settings->resp);
+    auto resp_port = resp->start();
+    if (!resp_port) {
+      std::cerr << "karlton-node: cannot serve the Redis protocol: "
+                << karlton::describe(resp_port.error()) << '\n';
+      return 1;
+    }
+    std::cout << "karlton-node " << name << " resp on " << settings->resp->host << ':'
+              << *resp_port << std::endl;
+  }
+  std::unique_ptr<karlton::server::metrics_http> metrics;
+  if (settings->metrics) {
+    std::function<std::string()> extra;
+    if (resp)
+      extra = [server = resp.get()] {
+        return karlton::server::server_metrics_text(server->context());
+      };
+    metrics = std::make_unique<karlton::server::metrics_http>(rt, *settings->metrics,
+                                                              std::move(extra));
+    auto metrics_port = metrics->start();
+    if (!metrics_port) {
+      std::cerr << "karlton-node: cannot serve /metrics: "
+                << karlton::describe(metrics_port.error()) << '\n';
+      return 1;
+    }
+    std::cout << "karlton-node " << name << " metrics on " << settings->metrics->host
+              << ':' << *metrics_port << std::endl;
+  }
 
   karlton::node::console con{rt, std::move(caches)};
   serve(con, name, settings->console, settings->stats_interval, signal_fd);
+  // Before the runtime: in-flight calls end, and no client sees a cache
+  // that is shutting down.
+  if (metrics) metrics->stop();
+  if (resp) resp->stop();
   rt.shutdown(); // reports unstored write-back writes on stderr itself
   std::cerr << "karlton-node " << name << " stopped" << std::endl;
   close(signal_fd);

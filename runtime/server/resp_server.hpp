@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -17,10 +18,18 @@
 
 namespace karlton::server {
 
+/// Makes the session of a new connection (`make_session`; tests pass their
+/// own to drive the I/O side without the commands).
+using session_factory =
+  std::function<std::shared_ptr<session>(std::shared_ptr<server_context>, session_host*)>;
+
 class resp_server {
 public:
   /// `caches` in the order SELECT numbers them.
   resp_server(runtime& rt, std::vector<cache> caches, resp_options opts);
+  /// The same with sessions from `make` instead of `make_session`.
+  resp_server(runtime& rt, std::vector<cache> caches, resp_options opts,
+              session_factory make);
   /// Stops, if `stop` was not called.
   ~resp_server();
   resp_server(const resp_server&) = delete;

@@ -80,6 +80,13 @@ public:
     }
     // Built before fork: in a process with CAF's threads running, the child
     // may only make async-signal-safe calls.
+    auto given = [&](const std::string& option) {
+      for (auto& a : args)
+        if (a.rfind(option + "=", 0) == 0) return true;
+      return false;
+    };
+    bool resp_wanted = given("--node.resp-port");
+    bool metrics_wanted = given("--node.metrics-port");
     args.insert(args.begin(), program);
     args.push_back("--node.console");
     std::vector<char*> argv;
@@ -123,6 +130,10 @@ public:
       return;
     }
     port_ = static_cast<uint16_t>(std::strtoul(line->c_str() + colon + 1, nullptr, 10));
+    // The servers print their lines after the listening line, in this order.
+    if (resp_wanted && !read_port_line(" resp on ", limit, resp_port_)) port_ = 0;
+    if (metrics_wanted && !read_port_line(" metrics on ", limit, metrics_port_))
+      port_ = 0;
   }
 
   ~node_process() {
@@ -146,6 +157,10 @@ public:
   /// True once the node said it listens.
   bool ready() const noexcept { return port_ != 0; }
   uint16_t port() const noexcept { return port_; }
+  /// The Redis-protocol port (with `--node.resp-port=...`; else 0).
+  uint16_t resp_port() const noexcept { return resp_port_; }
+  /// The /metrics port (with `--node.metrics-port=...`; else 0).
+  uint16_t metrics_port() const noexcept { return metrics_port_; }
   pid_t pid() const noexcept { return pid_; }
   const std::string& label() const noexcept { return label_; }
   /// Why the node is not ready (empty once it is).
@@ -282,6 +297,20 @@ public:
   }
 
 private:
+  // Reads the line "karlton-node <name><what><host>:<port>" into `port`.
+  bool read_port_line(const std::string& what, ms limit, uint16_t& port) {
+    auto line = read_line(limit);
+    auto at = line ? line->find(what) : std::string::npos;
+    auto colon = line ? line->rfind(':') : std::string::npos;
+    if (at == std::string::npos || colon == std::string::npos || colon < at) {
+      error_ = line ? "expected a line with '" + what + "', got '" + *line + "'"
+                    : "no line with '" + what + "' (see " + log_path_ + ")";
+      return false;
+    }
+    port = static_cast<uint16_t>(std::strtoul(line->c_str() + colon + 1, nullptr, 10));
+    return true;
+  }
+
   static std::string errno_text() { return std::strerror(errno); }
 
   std::string label_;
@@ -292,6 +321,8 @@ private:
   int to_child_ = -1;
   int from_child_ = -1;
   uint16_t port_ = 0;
+  uint16_t resp_port_ = 0;
+  uint16_t metrics_port_ = 0;
   bool reaped_ = false;
   int status_ = 0;
   std::string buffered_;

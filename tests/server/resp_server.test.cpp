@@ -1,0 +1,382 @@
+// The RESP server's I/O side over loopback sockets, with a fake session (so
+// these tests need none of the commands): max_clients, the output limit, the
+// idle timeout, protocol errors, blocking jobs, and a stop with a call in
+// flight.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "runtime/server/resp_server.hpp"
+#include "support/eventually.hpp"
+#include "support/node_process.hpp"
+
+using namespace std::chrono_literals;
+using karlton::testing::eventually;
+namespace srv = karlton::server;
+
+namespace {
+
+// What the fake sessions of one server share with the test.
+struct fake_state {
+  std::mutex mutex;
+  std::function<void()> release_slow; // completes the pending SLOW, if any
+  std::atomic<int> slow_pending{0};
+  std::atomic<int> collects{0};
+  std::atomic<int> detached{0};
+};
+
+// Inline lines: PING -> +PONG; BIG n -> a bulk of n bytes; SLOW -> +SLOW once
+// the test calls release_slow (from its own thread); BLOCK -> +BLOCKED from
+// the blocking pool; BAD -> an error, then the connection closes.
+class fake_session final : public srv::session,
+                           public std::enable_shared_from_this<fake_session> {
+public:
+  fake_session(srv::session_host* host, fake_state& state) : host_(host), state_(state) {}
+
+  uint64_t id() const noexcept override { return 1; }
+
+  bool feed(std::string_view bytes) override {
+    input_.append(bytes);
+    for (auto nl = input_.find("\r\n"); nl != std::string::npos;
+         nl = input_.find("\r\n")) {
+      auto line = input_.substr(0, nl);
+      input_.erase(0, nl + 2);
+      if (line == "PING") {
+        add_ready("+PONG\r\n");
+      } else if (line.rfind("BIG ", 0) == 0) {
+        auto n = std::stoul(line.substr(4));
+        add_ready("$" + std::to_string(n) + "\r\n" + std::string(n, 'x') + "\r\n");
+      } else if (line == "SLOW") {
+        auto slot = add_pending();
+        std::lock_guard<std::mutex> guard{state_.mutex};
+        state_.release_slow = [self = shared_from_this(), slot] {
+          self->complete(slot, "+SLOW\r\n");
+        };
+        ++state_.slow_pending;
+      } else if (line == "BLOCK") {
+        auto slot = add_pending();
+        auto ok = host_->run_blocking(
+          [self = shared_from_this(), slot] { self->complete(slot, "+BLOCKED\r\n"); });
+        if (!ok) complete(slot, "-ERR busy\r\n");
+      } else {
+        add_ready("-ERR Protocol error: unknown\r\n");
+        closing_ = true;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void collect(std::string& out) override {
+    ++state_.collects;
+    std::lock_guard<std::mutex> guard{mutex_};
+    while (!slots_.empty() && slots_.front()->ready) {
+      out += slots_.front()->bytes;
+      slots_.pop_front();
+    }
+  }
+
+  bool wants_input() const noexcept override { return !closing_; }
+  bool closing() const noexcept override { return closing_; }
+  void push(std::string) override {}
+
+  void detach() noexcept override {
+    std::lock_guard<std::mutex> guard{mutex_};
+    host_ = nullptr;
+    ++state_.detached;
+  }
+
+private:
+  struct slot {
+    std::string bytes;
+    bool ready = false;
+  };
+
+  void add_ready(std::string bytes) {
+    std::lock_guard<std::mutex> guard{mutex_};
+    slots_.push_back(std::make_shared<slot>(slot{std::move(bytes), true}));
+  }
+
+  std::shared_ptr<slot> add_pending() {
+    std::lock_guard<std::mutex> guard{mutex_};
+    return slots_.emplace_back(std::make_shared<slot>());
+  }
+
+  // Any thread.
+  void complete(const std::shared_ptr<slot>& s, std::string bytes) {
+    std::lock_guard<std::mutex> guard{mutex_};
+    s->bytes = std::move(bytes);
+    s->ready = true;
+    if (host_ != nullptr) host_->wake();
+  }
+
+  srv::session_host* host_; // guarded by mutex_ once shared
+  fake_state& state_;
+  std::mutex mutex_;
+  std::deque<std::shared_ptr<slot>> slots_;
+  std::string input_;
+  bool closing_ = false;
+};
+
+// A blocking loopback client whose every wait has a deadline.
+class client {
+public:
+  explicit client(uint16_t port, int receive_buffer = 0) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (receive_buffer > 0)
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~client() { ::close(fd_); }
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  bool connected() const { return connected_; }
+
+  bool send(const std::string& bytes) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      auto n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      done += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  // Reads until `want` bytes arrived, EOF, or 10 s passed.
+  std::string read(size_t want) {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (buffer_.size() < want && !eof_ && std::chrono::steady_clock::now() < deadline)
+      read_some(100);
+    auto n = std::min(want, buffer_.size());
+    auto out = buffer_.substr(0, n);
+    buffer_.erase(0, n);
+    return out;
+  }
+
+  // True once the server closed its side (within 10 s); the bytes before it
+  // stay readable.
+  bool sees_eof() {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!eof_ && std::chrono::steady_clock::now() < deadline)
+      read_some(100);
+    return eof_;
+  }
+
+  std::string rest() { return std::exchange(buffer_, {}); }
+
+private:
+  void read_some(int timeout_ms) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) <= 0) return;
+    char buf[65536];
+    auto n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0)
+      eof_ = true;
+    else
+      buffer_.append(buf, static_cast<size_t>(n));
+  }
+
+  int fd_ = -1;
+  bool connected_ = false;
+  bool eof_ = false;
+  std::string buffer_;
+};
+
+struct fixture {
+  explicit fixture(srv::resp_options opts) {
+    server.emplace(rt, std::vector<karlton::cache>{}, std::move(opts),
+                   [this](std::shared_ptr<srv::server_context>, srv::session_host* host) {
+                     return std::make_shared<fake_session>(host, state);
+                   });
+    auto p = server->start();
+    REQUIRE(p);
+    port = *p;
+  }
+  const srv::server_counters& counters() const { return server->context().counters; }
+
+  karlton::runtime rt;
+  fake_state state;
+  std::optional<srv::resp_server> server;
+  uint16_t port = 0;
+};
+
+bool pings(client& c) {
+  return c.send("PING\r\n") && c.read(7) == "+PONG\r\n";
+}
+
+} // namespace
+
+TEST_CASE("the server answers pipelined commands in order on every I/O thread",
+          "[resp-server]") {
+  srv::resp_options opts;
+  opts.threads = 2;
+  fixture f{opts};
+  client a{f.port}, b{f.port}, c{f.port};
+  for (auto* x : {&a, &b, &c}) {
+    REQUIRE(x->send("PING\r\nBIG 3\r\nPING\r\n"));
+    CHECK(x->read(7 + 9 + 7) == "+PONG\r\n$3\r\nxxx\r\n+PONG\r\n");
+  }
+  CHECK(f.counters().connected_clients == 3);
+  CHECK(f.counters().total_connections == 3);
+}
+
+TEST_CASE("a client over maxclients is told so and closed; the others keep working",
+          "[resp-server]") {
+  srv::resp_options opts;
+  opts.max_clients = 2;
+  fixture f{opts};
+  client a{f.port};
+  auto b = std::make_unique<client>(f.port);
+  REQUIRE(pings(a));
+  REQUIRE(pings(*b));
+  client c{f.port};
+  CHECK(c.read(36) == "-ERR max number of clients reached\r\n");
+  CHECK(c.sees_eof());
+  CHECK(f.counters().rejected_connections == 1);
+  CHECK(pings(a));
+  // A place given back is taken again.
+  b->send("BAD\r\n");
+  CHECK(b->sees_eof());
+  b.reset(); // its close ends the server's lingering
+  REQUIRE(eventually([&] { return f.counters().connected_clients == 1; }));
+  client d{f.port};
+  CHECK(pings(d));
+}
+
+TEST_CASE("a client that does not read its replies is closed at the output limit",
+          "[resp-server]") {
+  srv::resp_options opts;
+  opts.output_buffer_limit = 1 << 20;
+  fixture f{opts};
+  client hog{f.port, 4096}, other{f.port};
+  std::string requests;
+  for (int i = 0; i < 400; ++i)
+    requests += "BIG 100000\r\n"; // 40 MB of replies, far beyond what sockets hold
+  REQUIRE(hog.send(requests));
+  REQUIRE(eventually([&] { return f.counters().output_limit_closes == 1; }));
+  CHECK(pings(other));
+  CHECK(f.counters().connected_clients == 1);
+}
+
+TEST_CASE("an idle client is closed after resp-timeout by the sweep", "[resp-server]") {
+  srv::resp_options opts;
+  opts.idle_timeout = 1s;
+  fixture f{opts};
+  client idle{f.port};
+  REQUIRE(pings(idle));
+  CHECK(idle.sees_eof()); // within 2 s: the timeout plus one sweep period
+  CHECK(f.counters().idle_closes == 1);
+  CHECK(f.state.detached == 1);
+}
+
+TEST_CASE("a bad request is answered, then only its connection ends", "[resp-server]") {
+  fixture f{srv::resp_options{}};
+  client bad{f.port}, good{f.port};
+  REQUIRE(pings(good));
+  // Junk after the bad line is still unread when the server closes: the
+  // reply must arrive anyway (no RST before the client reads it).
+  REQUIRE(bad.send("PING\r\nBAD\r\n" + std::string(100000, 'j')));
+  CHECK(bad.read(7) == "+PONG\r\n");
+  CHECK(bad.read(30) == "-ERR Protocol error: unknown\r\n");
+  CHECK(bad.sees_eof());
+  CHECK(pings(good));
+}
+
+TEST_CASE("blocking jobs run on the pool and their replies keep their place",
+          "[resp-server]") {
+  fixture f{srv::resp_options{}};
+  client c{f.port};
+  REQUIRE(c.send("BLOCK\r\nPING\r\nBLOCK\r\n"));
+  CHECK(c.read(10 + 7 + 10) == "+BLOCKED\r\n+PONG\r\n+BLOCKED\r\n");
+}
+
+TEST_CASE("stop waits for a call in flight, writes its reply, then closes",
+          "[resp-server]") {
+  fixture f{srv::resp_options{}};
+  client c{f.port};
+  REQUIRE(c.send("PING\r\nSLOW\r\n"));
+  CHECK(c.read(7) == "+PONG\r\n");
+  REQUIRE(eventually([&] { return f.state.slow_pending == 1; }));
+  auto before = f.state.collects.load();
+  std::thread stopper{[&] { f.server->stop(10s); }};
+  // Collects with no input and no wake come only from stop's settling: the
+  // stop is under way, with SLOW still in flight.
+  REQUIRE(eventually([&] { return f.state.collects >= before + 3; }));
+  {
+    std::lock_guard<std::mutex> guard{f.state.mutex};
+    f.state.release_slow();
+  }
+  CHECK(c.read(7) == "+SLOW\r\n");
+  CHECK(c.sees_eof());
+  stopper.join();
+  CHECK(f.state.detached == 1);
+}
+
+TEST_CASE("a call still in flight after the grace completes into a detached session",
+          "[resp-server]") {
+  fixture f{srv::resp_options{}};
+  client c{f.port};
+  REQUIRE(c.send("SLOW\r\n"));
+  REQUIRE(eventually([&] { return f.state.slow_pending == 1; }));
+  auto started = std::chrono::steady_clock::now();
+  f.server->stop(100ms);
+  CHECK(std::chrono::steady_clock::now() - started < 5s);
+  CHECK(c.sees_eof());
+  CHECK(c.rest().empty());
+  CHECK(f.state.detached == 1);
+  // The late completion: the server's threads are gone, the session is not.
+  std::lock_guard<std::mutex> guard{f.state.mutex};
+  f.state.release_slow();
+}
+
+TEST_CASE("karlton-node prints the port it serves the Redis protocol on",
+          "[resp-server][multiprocess]") {
+  karlton::testing::node_process node{
+    "resp",
+    KARLTON_NODE,
+    {"--karlton.cluster.secret=s", "--karlton.cluster.port=0", "--node.stats-interval=0",
+     "--node.resp-port=0", "--node.resp-threads=2"}};
+  REQUIRE(node.ready());
+  REQUIRE(node.resp_port() != 0);
+  CHECK(node.resp_port() != node.port());
+  client c{node.resp_port()};
+  CHECK(c.connected());
+  CHECK(node.stop() == 0);
+}
+
+TEST_CASE("karlton-node refuses bad RESP options with exit 2",
+          "[resp-server][multiprocess]") {
+  for (auto bad :
+       {"--node.resp-threads=0", "--node.maxclients=-1", "--node.resp-port=65536",
+        "--node.resp-output-buffer-limit=0", "--node.resp-timeout=-1s"}) {
+    karlton::testing::node_process node{"bad",
+                                        KARLTON_NODE,
+                                        {"--karlton.cluster.secret=s",
+                                         "--karlton.cluster.port=0", "--node.resp-port=0",
+                                         bad}};
+    INFO(bad);
+    CHECK_FALSE(node.ready());
+    auto status = node.wait(std::chrono::milliseconds{10'000});
+    REQUIRE(status);
+    CHECK(WEXITSTATUS(*status) == 2);
+    CHECK(node.log().find(std::string{bad}.substr(2, std::string{bad}.find('=') - 2)) !=
+          std::string::npos);
+  }
+}
