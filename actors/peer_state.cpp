@@ -256,6 +256,7 @@ void peer_state::record_delay(int64_t issued_ns, int64_t applied_ns) {
   else
     delays_us_[delays_next_] = sample;
   delays_next_ = (delays_next_ + 1) % peer_delay_samples;
+  counters.delay_histogram.record(sample);
 }
 
 peer_stats peer_state::stats(uint64_t members) const {

@@ -190,7 +190,8 @@ public:
                                            clock::time_point::duration heartbeat,
                                            clock::time_point::duration lease_time);
 
-  /// Counters; `stats()` adds the recent delays and `members`.
+  /// Counters (and every delay, in `delay_histogram`); `stats()` adds the
+  /// recent delays and `members`.
   peer_stats counters;
   peer_stats stats(uint64_t members) const;
 

@@ -1,7 +1,8 @@
 // Writes a small valid corpus for each fuzz target into `<dir>/<target>/`:
 // console lines, journal files written by the journal itself, one serialized
 // value of each message type (prefixed with its type's index, as the messages
-// fuzzer reads it), and Redis requests. scripts/fuzz runs it before the fuzzers.
+// fuzzer reads it), Redis requests and HTTP request heads. scripts/fuzz runs it before
+// the fuzzers.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -92,6 +93,25 @@ void resp_session_seeds(const fs::path& dir) {
     "\x07" + cmd({"CLIENT", "SETNAME", "x"}) + cmd({"CLIENT", "ID"}) +
       cmd({"COMMAND", "COUNT"}) + cmd({"INFO"}) + cmd({"QUIT"}) + cmd({"PING"}),
     "\x08PING\r\nECHO hi\r\n*1\r\n$-5\r\n",
+  };
+  int i = 0;
+  for (const auto& in : inputs)
+    write(dir / ("seed-" + std::to_string(i++)), in);
+}
+
+// The first byte is the http_request fuzzer's split seed and head limit
+// (64 + 16 x byte); the rest is what a scraper or a stranger sends.
+void http_seeds(const fs::path& dir) {
+  const std::string inputs[] = {
+    std::string{"\xff"} + "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9121\r\n" +
+      "User-Agent: Prometheus/2.45.0\r\nAccept: text/plain;version=0.0.4\r\n" +
+      "Authorization: Basic ZGVmYXVsdDpzZWNyZXQ=\r\n\r\n",
+    std::string{"\x40"} + "GET /metrics?x=1 HTTP/1.0\n\nbody",
+    std::string{"\x02"} +
+      "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd",
+    std::string{"\x01"} +
+      "GET / HTTP/1.1\r\nHost: x\r\nX-Fill: " + std::string(300, 'a') + "\r\n\r\n",
+    std::string{"\x10"} + "GET /metrics HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
   };
   int i = 0;
   for (const auto& in : inputs)
@@ -217,12 +237,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   fs::path dir = argv[1];
-  for (auto* target : {"console", "journal", "messages", "resp_parser", "resp_session"})
+  for (auto* target :
+       {"console", "journal", "messages", "resp_parser", "resp_session", "http_request"})
     fs::create_directories(dir / target);
   console_seeds(dir / "console");
   journal_seeds(dir / "journal");
   message_seeds(dir / "messages");
   resp_seeds(dir / "resp_parser");
   resp_session_seeds(dir / "resp_session");
+  http_seeds(dir / "http_request");
   return 0;
 }

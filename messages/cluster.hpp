@@ -13,6 +13,8 @@
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
 
+#include <karlton/messages/stats.hpp>
+
 namespace karlton {
 
 /// What an invalidation removes on the nodes that receive it.
@@ -105,6 +107,9 @@ struct peer_stats {
   /// Delays from issue (the origin's clock) to apply (ours) of the last
   /// received invalidations (up to `peer_delay_samples`), in microseconds.
   std::vector<uint32_t> recent_delays_us;
+  /// The same delays, every one since the node started, in microseconds:
+  /// unlike the window above its counts only grow, as Prometheus needs.
+  age_histogram delay_histogram;
 };
 
 /// The `q` quantile (0..1) of `s.recent_delays_us`; 0 without samples.
@@ -122,7 +127,7 @@ typename Inspector::result_type inspect(Inspector& f, peer_stats& x) {
            x.batches_sent, x.invalidations_received, x.invalidations_applied, x.gaps,
            x.peers_lost, x.repairs, x.joins_refused, x.unauthenticated_messages,
            x.sync_timeouts, x.batches_withheld, x.bad_messages, x.proofs_refused,
-           x.replays_refused, x.names_refused, x.recent_delays_us);
+           x.replays_refused, x.names_refused, x.recent_delays_us, x.delay_histogram);
 }
 
 /// `(hello, me, nonce)`: the first step of a join (see actors/cluster_auth.hpp),

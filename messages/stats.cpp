@@ -7,6 +7,18 @@
 
 namespace karlton {
 
+namespace {
+
+// Saturates rather than wraps: a sum stuck at the top is wrong but, unlike a
+// wrapped one, never goes backwards in a Prometheus counter. Reaching it
+// takes 2^32 samples of 49 days each.
+uint64_t add_saturated(uint64_t a, uint64_t b) noexcept {
+  uint64_t out;
+  return __builtin_add_overflow(a, b, &out) ? UINT64_MAX : out;
+}
+
+} // namespace
+
 size_t age_histogram::bucket_of(uint32_t ms) noexcept {
   if (ms < 16) return ms;
   auto exponent = 31 - __builtin_clz(ms); // 4..31
@@ -26,6 +38,7 @@ void age_histogram::record(uint32_t age_ms) noexcept {
   if (buckets_.empty()) buckets_.resize(bucket_count);
   ++buckets_[bucket_of(age_ms)];
   ++total_;
+  sum_ = add_saturated(sum_, age_ms);
 }
 
 void age_histogram::merge(const age_histogram& other) {
@@ -34,6 +47,7 @@ void age_histogram::merge(const age_histogram& other) {
   for (size_t i = 0; i < bucket_count && i < other.buckets_.size(); ++i)
     buckets_[i] += other.buckets_[i];
   total_ += other.total_;
+  sum_ = add_saturated(sum_, other.sum_);
 }
 
 caf::error age_histogram::check_loaded() {
@@ -41,10 +55,14 @@ caf::error age_histogram::check_loaded() {
   bool sane = buckets_.empty() || buckets_.size() == bucket_count;
   for (size_t i = 0; sane && i < buckets_.size(); ++i)
     sane = !__builtin_add_overflow(sum, buckets_[i], &sum);
-  if (sane && sum == total_) return caf::none;
-  auto what = "an age histogram of " + std::to_string(buckets_.size()) +
-              " buckets (not 0 or " + std::to_string(bucket_count) + ") or whose " +
-              "buckets do not sum to its count of " + std::to_string(total_);
+  sane = sane && sum == total_;
+  if (sane && (total_ == 0 ? sum_ == 0 : sum_ / total_ <= UINT32_MAX)) return caf::none;
+  auto what = sane ? "an age histogram whose " + std::to_string(total_) +
+                       " samples of 32 bits cannot add up to " + std::to_string(sum_)
+                   : "an age histogram of " + std::to_string(buckets_.size()) +
+                       " buckets (not 0 or " + std::to_string(bucket_count) +
+                       ") or whose buckets do not sum to its count of " +
+                       std::to_string(total_);
   *this = age_histogram{};
   return make_error(errc::invalid_option, "refused " + what);
 }
@@ -71,6 +89,7 @@ cache_stats& cache_stats::operator+=(const cache_stats& other) {
   invalidations += other.invalidations;
   rejected += other.rejected;
   entries += other.entries;
+  expiring += other.expiring;
   bytes += other.bytes;
   hit_age.merge(other.hit_age);
   loads += other.loads;

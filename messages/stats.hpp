@@ -11,10 +11,12 @@
 
 namespace karlton {
 
-/// A mergeable log-linear histogram of ages in milliseconds.
+/// A mergeable log-linear histogram of ages in milliseconds (or of any
+/// other non-negative integer quantity: `peer_stats` keeps delays in µs).
 ///
 /// Buckets: exact below 16 ms, then 8 per power of two, so any percentile is
 /// within 12.5 % of the true value; 232 buckets cover 2^32 ms (49 days).
+/// Its counts and sum only grow, so Prometheus can scrape it as a histogram.
 class age_histogram {
 public:
   /// 16 exact buckets, then 8 for each of the 28 powers of two up to 2^32 ms.
@@ -26,24 +28,37 @@ public:
   void merge(const age_histogram& other);
   /// How many samples it holds.
   uint64_t count() const noexcept { return total_; }
+  /// The sum of its samples, exact (Prometheus' `_sum`).
+  uint64_t sum() const noexcept { return sum_; }
+  /// Calls `f(upper, n)` for each bucket in increasing order: `n` samples
+  /// were at most `upper` and above the previous bucket's `upper`. Not
+  /// cumulative; buckets never sampled may be skipped.
+  template <class F>
+  void for_each_bucket(F&& f) const {
+    for (size_t i = 0; i < buckets_.size(); ++i)
+      if (buckets_[i] != 0) f(upper_bound_of(i), buckets_[i]);
+  }
   /// The smallest age a `q` fraction (0..1) of samples is at or below; 0 if empty.
   uint64_t percentile(double q) const noexcept;
 
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f, age_histogram& x) {
     auto check = caf::meta::load_callback([&x] { return x.check_loaded(); });
-    return f(caf::meta::type_name("karlton::age_histogram"), x.buckets_, x.total_, check);
+    return f(caf::meta::type_name("karlton::age_histogram"), x.buckets_, x.total_, x.sum_,
+             check);
   }
 
 private:
   /// Deserialized bytes (from another node, in a stats reply) may hold any
   /// number of buckets, but `merge` and `record` index up to `bucket_count`:
-  /// refuses anything but 0 or `bucket_count` buckets whose sum is `total_`.
+  /// refuses anything but 0 or `bucket_count` buckets whose sum is `total_`,
+  /// and a `sum_` no `total_` samples of 32 bits can add up to.
   caf::error check_loaded();
   static size_t bucket_of(uint32_t ms) noexcept;
   static uint64_t upper_bound_of(size_t bucket) noexcept;
   std::vector<uint64_t> buckets_; // empty until the first sample
   uint64_t total_ = 0;
+  uint64_t sum_ = 0; // of the samples (2^32 ms samples, 2^32 of them, fit)
 };
 
 /// Counters of one shard, or summed over the shards of one cache.
@@ -61,6 +76,7 @@ struct cache_stats {
   uint64_t dependency_names = 0;       ///< distinct names depended on now (per shard)
   uint64_t rejected = 0;               ///< puts refused (key or value too large)
   uint64_t entries = 0;                ///< live entries now
+  uint64_t expiring = 0;               ///< of those: entries with a TTL (INFO's expires=)
   uint64_t bytes = 0;                  ///< key + value bytes of live entries now
   age_histogram hit_age;               ///< age of the values served on hits (staleness)
   // Read-through loading (zero for caches without a loader).
@@ -121,7 +137,7 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
            x.stale_served, x.loads_voided, x.invalidated_by_event, x.invalidated_by_tag,
            x.invalidated_by_cascade, x.dependency_links, x.dependency_names,
            x.negative_hits, x.lease_clears, x.load_timeouts, x.loads_in_flight,
-           x.load_waiters, x.loads_out, x.loads_queued, x.loads_refused);
+           x.load_waiters, x.loads_out, x.loads_queued, x.loads_refused, x.expiring);
 }
 
 } // namespace karlton

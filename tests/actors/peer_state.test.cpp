@@ -125,6 +125,24 @@ TEST_CASE("delays are kept for the most recent invalidations only") {
   CHECK(p.stats(0).recent_delays_us[10] == 0);
 }
 
+TEST_CASE("the delay histogram keeps every delay, beyond the recent window") {
+  peer_state p{node("b"), 100};
+  const size_t n = peer_delay_samples + 10;
+  uint64_t sum_us = 0;
+  for (size_t i = 0; i < n; ++i) {
+    p.record_delay(0, static_cast<int64_t>(i) * 1000);
+    sum_us += i;
+  }
+  auto first = p.stats(0);
+  CHECK(first.delay_histogram.count() == n);
+  CHECK(first.delay_histogram.sum() == sum_us);
+  CHECK(first.delay_histogram.percentile(0.0) == 0); // gone from the window, still here
+  p.record_delay(0, 1'000'000);
+  auto second = p.stats(0);
+  CHECK(second.delay_histogram.count() == n + 1);
+  CHECK(second.delay_histogram.sum() == sum_us + 1000);
+}
+
 // -- members: flow control and who answers ------------------------------------
 
 TEST_CASE("a member lost without leaving counts as not answered until it joins again",

@@ -1,0 +1,193 @@
+// /metrics over loopback: the replies a scraper, a person with curl and a
+// bad client get, and the limits (16 connections, 5 s to send a head).
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "runtime/server/metrics_http.hpp"
+#include "support/eventually.hpp"
+#include "support/must.hpp"
+#include "support/prometheus_text.hpp"
+#include <karlton/runtime/runtime.hpp>
+
+using namespace karlton;
+using karlton::server::metrics_http;
+using karlton::server::metrics_http_options;
+using karlton::testing::eventually;
+using karlton::testing::must;
+using karlton::testing::parse_prometheus;
+
+namespace {
+
+// A connected loopback socket that closes itself; reads time out after 10 s.
+struct client {
+  int fd = -1;
+  explicit client(uint16_t port) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~client() {
+    if (fd >= 0) ::close(fd);
+  }
+  void send(const std::string& bytes) {
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      auto n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return; // the server closed: its reply is still readable
+      sent += static_cast<size_t>(n);
+    }
+  }
+  /// Everything until the server closes (or 10 s pass).
+  std::string read_all() {
+    std::string out;
+    char buf[4096];
+    for (;;) {
+      auto n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return out;
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+};
+
+struct reply {
+  int status = 0;
+  std::string head;
+  std::string body;
+};
+
+reply round_trip(uint16_t port, const std::string& request) {
+  client c{port};
+  c.send(request);
+  auto all = c.read_all();
+  reply r;
+  auto end = all.find("\r\n\r\n");
+  if (all.size() < 12 || end == std::string::npos) return r;
+  r.status = std::stoi(all.substr(9, 3));
+  r.head = all.substr(0, end + 2);
+  r.body = all.substr(end + 4);
+  return r;
+}
+
+std::string get(const std::string& path, const std::string& extra_headers = "") {
+  return "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra_headers + "\r\n";
+}
+
+struct fixture {
+  runtime rt;
+  cache c = must(rt.create_cache("users"));
+
+  std::unique_ptr<metrics_http> serve(std::string password = "") {
+    metrics_http_options o;
+    o.password = std::move(password);
+    auto m = std::make_unique<metrics_http>(rt, o, [] { return "# extra\n"; });
+    port = must(m->start());
+    return m;
+  }
+  uint16_t port = 0;
+};
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "GET /metrics answers the runtime's text and the extra",
+                 "[metrics_http]") {
+  auto m = serve();
+  REQUIRE_FALSE(c.put("k", "v"));
+  REQUIRE(must(c.get("k")));
+  auto r = round_trip(port, get("/metrics"));
+  REQUIRE(r.status == 200);
+  CHECK(r.head.find("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n") !=
+        std::string::npos);
+  CHECK(r.head.find("Connection: close\r\n") != std::string::npos);
+  CHECK(r.head.find("Content-Length: " + std::to_string(r.body.size()) + "\r\n") !=
+        std::string::npos);
+  auto s = parse_prometheus(r.body);
+  CHECK(s.problems.empty());
+  CHECK(s.value("karlton_hits_total", {{"cache", "users"}}) == 1);
+  CHECK(r.body.size() >= 8);
+  CHECK(r.body.substr(r.body.size() - 8) == "# extra\n");
+}
+
+TEST_CASE_METHOD(fixture, "other paths, methods and bad heads get 404, 405, 431 and 400",
+                 "[metrics_http]") {
+  auto m = serve();
+  CHECK(round_trip(port, get("/")).status == 404);
+  CHECK(round_trip(port, get("/metricsx")).status == 404);
+  auto post = round_trip(port, "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(post.status == 405);
+  CHECK(post.head.find("Allow: GET\r\n") != std::string::npos);
+  CHECK(round_trip(port, get("/metrics", "X-Fill: " + std::string(10000, 'a') + "\r\n"))
+          .status == 431);
+  CHECK(round_trip(port, "\x16\x03\x01 not http\r\n\r\n").status == 400);
+  CHECK(round_trip(port, get("/metrics")).status == 200); // still serving
+}
+
+TEST_CASE_METHOD(fixture, "with a password, /metrics needs HTTP Basic default:password",
+                 "[metrics_http][auth]") {
+  auto m = serve("secret");
+  auto none = round_trip(port, get("/metrics"));
+  CHECK(none.status == 401);
+  CHECK(none.head.find("WWW-Authenticate: Basic realm=\"karlton\"") != std::string::npos);
+  CHECK(none.body.find("karlton_") == std::string::npos);
+  // default:wrong, then default:secret.
+  CHECK(round_trip(port, get("/metrics", "Authorization: Basic ZGVmYXVsdDp3cm9uZw==\r\n"))
+          .status == 401);
+  CHECK(
+    round_trip(port, get("/", "Authorization: Basic ZGVmYXVsdDp3cm9uZw==\r\n")).status ==
+    401);
+  auto ok =
+    round_trip(port, get("/metrics", "Authorization: Basic ZGVmYXVsdDpzZWNyZXQ=\r\n"));
+  CHECK(ok.status == 200);
+  CHECK(parse_prometheus(ok.body).problems.empty());
+}
+
+TEST_CASE_METHOD(fixture, "beyond 16 connections the next is closed without a reply",
+                 "[metrics_http][limits]") {
+  auto m = serve();
+  std::vector<std::unique_ptr<client>> idle;
+  for (int i = 0; i < 16; ++i)
+    idle.push_back(std::make_unique<client>(port));
+  {
+    client over{port};
+    over.send(get("/metrics"));
+    CHECK(over.read_all().empty()); // closed at once (the idle ones wait 5 s)
+  }
+  idle.pop_back(); // one gone: room again once the server saw it close
+  CHECK(eventually([&] { return round_trip(port, get("/metrics")).status == 200; }));
+}
+
+TEST_CASE_METHOD(fixture, "a head that does not arrive within 5 s is closed",
+                 "[metrics_http][limits]") {
+  auto m = serve();
+  client slow{port};
+  slow.send("GET /metrics HTTP/1.1\r\nHo");
+  auto start = std::chrono::steady_clock::now();
+  CHECK(slow.read_all().empty());
+  auto waited = std::chrono::steady_clock::now() - start;
+  CHECK(waited >= std::chrono::seconds{4});
+  CHECK(waited < std::chrono::seconds{9});
+}
+
+TEST_CASE_METHOD(fixture, "stop closes open connections and returns", "[metrics_http]") {
+  auto m = serve();
+  client idle{port};
+  idle.send("GET /metrics HTTP/1.1\r\n");
+  m->stop();
+  CHECK(idle.read_all().empty());
+  m->stop(); // a second stop does nothing
+  m.reset();
+}
