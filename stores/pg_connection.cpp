@@ -5,7 +5,7 @@
 #include <cstring>
 #include <random>
 
-#include "messages/errors.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton::pg {
 

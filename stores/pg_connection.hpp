@@ -20,7 +20,7 @@
 #include <caf/expected.hpp>
 #include <libpq-fe.h>
 
-#include "base/postgres_options.hpp"
+#include <karlton/base/postgres_options.hpp>
 
 namespace karlton::pg {
 

@@ -1,10 +1,10 @@
-#include "stores/postgres_store.hpp"
+#include <karlton/stores/postgres_store.hpp>
 
 #include <mutex>
 #include <unordered_map>
 
-#include "messages/errors.hpp"
 #include "stores/pg_connection.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 
