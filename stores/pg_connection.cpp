@@ -46,11 +46,20 @@ std::string uri_password(const std::string& uri) {
   return uri.substr(colon + 1, at - colon - 1);
 }
 
-std::string one_line(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
-    s.pop_back();
-  std::replace(s.begin(), s.end(), '\n', ' ');
-  return s;
+// libpq's messages span lines ("...\n\tThis probably means..."): one line,
+// single spaces, for logs.
+std::string one_line(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    bool space = c == '\n' || c == '\t' || c == ' ' || c == '\r';
+    if (!space)
+      out += c;
+    else if (!out.empty() && out.back() != ' ')
+      out += ' ';
+  }
+  while (!out.empty() && out.back() == ' ')
+    out.pop_back();
+  return out;
 }
 
 } // namespace

@@ -166,6 +166,16 @@ TEST_CASE("postgres_store refuses bad names and URIs without showing the passwor
   with([](postgres_options& p) { p.uri = "password=hunter2 nosuchkey=1"; });
   CHECK_FALSE(validate(o));
 
+  // What libpq's messages might echo back is blanked in every form the
+  // password was given: as written in the URI, decoded, percent-encoded.
+  postgres_options enc;
+  enc.uri = "postgresql://karlton:p%40ss%20w0rd@127.0.0.1:1/karlton";
+  auto params = pg::parse(enc, "karlton");
+  REQUIRE(params);
+  CHECK(params->where == "127.0.0.1:1/karlton");
+  CHECK(pg::redact("a p@ss w0rd b p%40ss%20w0rd c", params->secrets) == "a *** b *** c");
+  CHECK(pg::redact("nothing here", {""}) == "nothing here");
+
   // Port 1 refuses: a store_failure naming where, not the password.
   auto refused = postgres_store::open(o, "t");
   REQUIRE_FALSE(refused);
