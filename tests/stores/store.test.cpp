@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "stores/faulty_store.hpp"
+#include "stores/store_contract.hpp"
 #include "support/node_process.hpp"
 #include "support/temp_dir.hpp"
 #include <karlton/messages/errors.hpp>
@@ -24,6 +25,7 @@
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using namespace karlton::testing::contract;
 
 namespace {
 
@@ -63,56 +65,6 @@ struct raw_db {
     return out;
   }
 };
-
-store_write put(std::string key, std::string bytes) {
-  return {std::move(key), std::move(bytes)};
-}
-
-store_write del(std::string key) {
-  return {std::move(key), std::nullopt};
-}
-
-std::optional<std::string> get(store& s, std::string_view key) {
-  auto v = s.load(key);
-  if (!v) FAIL(describe(v.error()));
-  return *v;
-}
-
-void check_round_trip(store& s) {
-  const std::string binary{"\0k\xff", 3};
-  REQUIRE_FALSE(s.write_batch({put("a", "1"), put("empty", ""), put("", "empty key"),
-                               put(binary, std::string{"\0v", 2})}));
-  CHECK(get(s, "a") == "1");
-  CHECK(get(s, "empty") == "");
-  CHECK(get(s, "") == "empty key");
-  CHECK(get(s, binary) == std::string{"\0v", 2});
-  CHECK(get(s, "never") == std::nullopt);
-  REQUIRE_FALSE(s.write_batch({put("a", "2")}));
-  CHECK(get(s, "a") == "2");
-  REQUIRE_FALSE(s.erase("a"));
-  CHECK(get(s, "a") == std::nullopt);
-  CHECK_FALSE(s.erase("never"));
-  CHECK_FALSE(s.write_batch({}));
-}
-
-void check_load_many(store& s) {
-  REQUIRE_FALSE(s.write_batch({put("a", "1"), put("c", "3")}));
-  auto v = s.load_many({"c", "missing", "a", "c"});
-  REQUIRE(v);
-  CHECK(*v == std::vector<std::optional<std::string>>{"3", std::nullopt, "1", "3"});
-  auto none = s.load_many({});
-  REQUIRE(none);
-  CHECK(none->empty());
-}
-
-void check_later_change_wins(store& s) {
-  REQUIRE_FALSE(
-    s.write_batch({put("k", "a"), put("j", "x"), put("k", "b"), del("j"), put("j", "y"),
-                   del("k"), put("k", "c"), put("gone", "1"), del("gone")}));
-  CHECK(get(s, "k") == "c");
-  CHECK(get(s, "j") == "y");
-  CHECK(get(s, "gone") == std::nullopt);
-}
 
 } // namespace
 
@@ -165,25 +117,16 @@ TEST_CASE("a batch that fails part way through leaves nothing behind", "[store]"
   testing::temp_dir dir{"store"};
   auto file = dir.file("cache.db");
   auto s = open_store(file);
-  REQUIRE_FALSE(s->write_batch({put("kept", "old")}));
   // RAISE(ABORT) undoes only the failing statement: the store's ROLLBACK must
   // undo the changes before it.
-  raw_db{file}.exec("CREATE TRIGGER poison BEFORE INSERT ON t"
-                    " WHEN NEW.key = CAST('bad' AS BLOB)"
-                    " BEGIN SELECT RAISE(ABORT, 'poisoned key'); END");
-  auto err = s->write_batch({put("a", "1"), del("kept"), put("bad", "x"), put("c", "3")});
-  REQUIRE(err == errc::store_failure);
-  auto text = describe(err);
-  CHECK(text.find("poisoned key") != std::string::npos);
+  auto text = check_failed_batch_leaves_nothing(*s, [&] {
+    raw_db{file}.exec("CREATE TRIGGER poison BEFORE INSERT ON t"
+                      " WHEN NEW.key = CAST('bad' AS BLOB)"
+                      " BEGIN SELECT RAISE(ABORT, 'poisoned key'); END");
+  });
   CHECK(text.find(file) != std::string::npos);
   CHECK(text.find("change 3 of 4") != std::string::npos);
-  CHECK(get(*s, "a") == std::nullopt);
-  CHECK(get(*s, "kept") == "old");
-  CHECK(get(*s, "c") == std::nullopt);
-  CHECK(s->count() == 1u);
-  // The connection is out of the failed transaction: the next batch commits.
-  REQUIRE_FALSE(s->write_batch({put("a", "1")}));
-  CHECK(get(*s, "a") == "1");
+  CHECK(s->count() == 2u);
 }
 
 TEST_CASE("rows survive closing and reopening the file", "[store]") {
