@@ -5,6 +5,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/compute_ops.hpp"
 #include "actors/shard_ops.hpp"
 #include <karlton/messages/errors.hpp>
 
@@ -186,6 +187,9 @@ void after_change(self_ptr self) {
   // No flag for "the next expiry moved": this check against the armed
   // deadline is that test, at the cost of a few comparisons.
   arm_expiry(self);
+  // Last: direct readers see every change by now (rule 8), so a client told
+  // to drop a key cannot re-read the old value; answers went before.
+  if (fx.changes) st.cache->notify_changes();
 }
 
 // An op's answer as a request's: a put's unit is `ok_atom`.
@@ -386,6 +390,24 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       self->state.room_timer_armed = false;
       self->state.cache->retry_parked(now_of(self));
       after_change(self);
+    },
+    [=](increment_atom, const std::string& key, int64_t delta, ttl new_entry) {
+      return run<int64_t>(self,
+                          shard_ops::increment<std::string_view>{key, delta, new_entry});
+    },
+    [=](compare_and_set_atom, compare_and_set_args& a) {
+      using op = shard_ops::compare_and_set<std::string_view>;
+      auto expected = a.expect_present ? std::optional<std::string>{std::move(a.expected)}
+                                       : std::nullopt;
+      auto desired =
+        a.store ? std::optional<std::string>{std::move(a.desired)} : std::nullopt;
+      // The op's key views the message's, which outlives the op's run.
+      return run<bool>(self,
+                       op{a.key, std::move(expected), std::move(desired), a.lifetime});
+    },
+    [=](set_ttl_atom, const std::string& key, bool never, caf::timespan left) {
+      auto l = never ? std::nullopt : std::optional<caf::timespan>{left};
+      return run<remaining_ttl>(self, shard_ops::set_ttl<std::string_view>{key, l});
     },
     [=](expire_atom, uint64_t generation) {
       auto& st = self->state;

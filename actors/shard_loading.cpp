@@ -23,6 +23,9 @@ shard_state::~shard_state() {
     op.waiter(why);
   for (auto& op : parked_)
     op.waiter(why);
+  for (auto& [key, jobs] : computes_waiting_)
+    for (auto& job : jobs)
+      fail_compute(job, why);
 }
 
 double shard_state::uniform() {
@@ -177,6 +180,7 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
 void shard_state::complete_load(const std::string& key, uint64_t id,
                                 caf::expected<std::string> result, caf::timespan took,
                                 time_point now) {
+  step_now_ = now; // for computes that waited for this load
   auto done = loads_.finish(key, id);
   if (!done) return; // not ours (or already failed at shutdown)
   ++stats_.loads_finished;

@@ -98,7 +98,7 @@ caf::error shard_state::put(value v, ttl t, time_point now) {
   return err;
 }
 
-caf::error shard_state::admit(value v, ttl t, time_point now) {
+caf::error shard_state::admit(value v, ttl t, time_point now, bool keep_links) {
   if (!v) return make_error(errc::invalid_option, "put of an empty value");
   if (auto err = check_sizes(cfg_, v.key().size(), v.bytes().size())) {
     ++stats_.rejected;
@@ -106,7 +106,7 @@ caf::error shard_state::admit(value v, ttl t, time_point now) {
   }
   if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
   if (auto err = check_room(v)) return err;
-  install(std::move(v), t, to_ms(now));
+  install(std::move(v), t, to_ms(now), keep_links);
   enforce_bound();
   return caf::none;
 }
@@ -121,7 +121,7 @@ caf::error shard_state::check_room(const value& v) {
                       "or more shards");
 }
 
-entry_id shard_state::install(value v, ttl t, uint64_t now_ms) {
+entry_id shard_state::install(value v, ttl t, uint64_t now_ms, bool keep_links) {
   if (t.is_default()) t = cfg_.default_ttl;
   auto expiry = t.is_never() ? entry::never : now_ms + ceil_ms(t.duration());
   // The buffer's header is ours only if nobody else holds it (a handle kept by
@@ -143,8 +143,8 @@ entry_id shard_state::install(value v, ttl t, uint64_t now_ms) {
     auto old = table_.replace(id, std::move(v), expiry);
     track_expiry(id, before);
     if (in_policy(id)) policy_->on_update(id, old_w, new_w);
-    if (deps_.entries() > 0 && deps_.has(id))
-      deps_.forget(id); // the new value says its own
+    if (!keep_links && deps_.entries() > 0 && deps_.has(id))
+      deps_.forget(id); // the new value says its own (a compute's keeps them)
     if (cfg_.on_removal) cfg_.on_removal(old, removal_cause::replaced);
   } else {
     stats_.bytes += v.charge();
@@ -153,6 +153,7 @@ entry_id shard_state::install(value v, ttl t, uint64_t now_ms) {
     track_expiry(id, false);
     if (policy_) policy_->on_insert(id, w);
   }
+  collect_change(table_.at(id).val); // a handle, not a copy of the bytes
   return id;
 }
 
@@ -171,6 +172,7 @@ uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
   // name: a load that started before it may have read what they replaced,
   // so none may install (rule 1), or it would live its full TTL past the cap.
   loads_.void_all();
+  all_changed_ = cfg_.change_listener != nullptr; // which keys we cannot tell
   auto cap = to_ms(now) + ceil_ms(limit);
   uint64_t n = 0;
   for (entry_id id = 0; id < table_.id_limit(); ++id) {
@@ -230,6 +232,7 @@ void shard_state::remove(entry_id id, removal_cause cause) {
   }
   auto old = table_.remove(id);
   if (cfg_.on_removal) cfg_.on_removal(old, cause);
+  collect_change(std::move(old));
 }
 
 bool shard_state::erase(std::string_view key, time_point now) {
@@ -252,7 +255,12 @@ bool shard_state::erase_here(std::string_view key, time_point now, bool cascade)
   if (cascade && cfg_.depended && cfg_.depended->may_contain(key))
     cascades_out_.emplace_back(key);
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
-  if (id == no_entry) return false;
+  if (id == no_entry) {
+    // Not cached here, yet a client may hold what it read of it elsewhere
+    // (through another node, or as a miss it must now re-read).
+    collect_change(key);
+    return false;
+  }
   if (expired(table_.at(id), to_ms(now))) {
     remove(id, removal_cause::expired);
     return false;
@@ -290,6 +298,10 @@ uint64_t shard_state::clear() {
 
 uint64_t shard_state::clear_here() {
   uint64_t n = table_.size();
+  if (cfg_.change_listener) {
+    all_changed_ = true;
+    key_changes_.clear(); // all of them, whatever they were
+  }
   if (cfg_.on_removal) {
     for (entry_id id = 0; id < table_.id_limit(); ++id)
       if (table_.at(id).live())
@@ -352,6 +364,16 @@ cache_stats shard_state::stats() const {
   out.loads_out = loads_.out();
   out.loads_queued = loads_.queued();
   return out;
+}
+
+void shard_state::notify_changes() {
+  if (!cfg_.change_listener) return;
+  if (all_changed_)
+    cfg_.change_listener->all_changed();
+  else if (!key_changes_.empty())
+    cfg_.change_listener->keys_changed(key_changes_);
+  all_changed_ = false;
+  key_changes_.clear(); // keeps its capacity for the next step
 }
 
 size_t shard_state::metadata_bytes() const noexcept {

@@ -29,7 +29,10 @@
 #include "actors/negative_cache.hpp"
 #include "actors/read_lease.hpp"
 #include "actors/read_side.hpp"
+#include "actors/shard_options.hpp"
+#include <karlton/base/key_changes.hpp>
 #include <karlton/base/policies.hpp>
+#include <karlton/messages/compute.hpp>
 #include <karlton/messages/events.hpp>
 #include <karlton/messages/stats.hpp>
 #include <karlton/messages/ttl.hpp>
@@ -37,88 +40,6 @@
 #include <karlton/messages/writes.hpp>
 
 namespace karlton {
-
-/// Time as shards see it: the runtime clock's reading (see base/clock.hpp).
-using time_point = std::chrono::steady_clock::time_point;
-
-/// What one shard enforces. The runtime derives it from the cache's options,
-/// dividing the cache's bounds by its number of shards.
-struct shard_options {
-  ttl default_ttl = ttl::never();
-  uint64_t max_entries = 0; ///< 0: unbounded
-  uint64_t max_bytes = 0;   ///< key + value bytes; 0: unbounded
-  eviction_policy_kind policy = eviction_policy_kind::tiny_lfu;
-  uint64_t max_key_bytes = default_max_key_bytes;
-  uint64_t max_value_bytes = default_max_value_bytes;
-  removal_callback on_removal;
-  // Read-through loading (see get_or_load):
-  bool read_through = false;      ///< the cache has a loader
-  caf::timespan refresh_after{0}; ///< reads of older values start a reload; 0: off
-  early_refresh_mode early_refresh = early_refresh_mode::none;
-  double beta = 1.0; ///< XFetch's or the naive mode's beta
-  /// Uniform numbers in (0, 1]; empty: a generator seeded with `seed`.
-  std::function<double()> random;
-  uint64_t seed = 1;
-  /// How long a failed load's error is the answer to `get_or_load` of its
-  /// key, without loading again; 0: off (see negative_cache.hpp).
-  caf::timespan negative_ttl{0};
-  /// Stale-if-error (RFC 5861): how long past its expiry an entry is kept, to
-  /// be served instead of the error of a failed load of it; 0: off.
-  caf::timespan stale_if_error{0};
-  /// A load still running this long after it started fails its waiters with
-  /// `timeout` and is forgotten; 0: never.
-  caf::timespan load_timeout{0};
-  /// Loads handed to the loader at once; the runtime makes it 2 x
-  /// loader-concurrency (the loader threads are shared by the shards).
-  size_t max_loads_out = 8;
-  /// Loads waiting for one of those; a miss beyond gets `overloaded`.
-  size_t max_loads_queued = 1024;
-  // Write-through and write-back (see shard_writes.cpp):
-  write_mode writes = write_mode::none;
-  /// Write-back: the cache's `max-dirty` budget, shared with the flusher.
-  std::shared_ptr<dirty_budget> budget;
-  /// Write-back: how long a write waits for room under `max-dirty` before it
-  /// fails with `overloaded` (never applied).
-  caf::timespan room_wait = std::chrono::seconds{3};
-  /// The names entries of the cache may depend on (shared by its shards):
-  /// erasing or invalidating such a key cascades to its dependents.
-  std::shared_ptr<depended_names> depended;
-  /// The cache is distributed: keys written or erased here, and clears, are
-  /// collected for the peer actor to tell other nodes (`take_changed_keys`).
-  bool distributed = false;
-  /// Distributed caches: the node's read lease. A read after it lapsed
-  /// clears the shard first (see actors/read_lease.hpp).
-  std::shared_ptr<const read_lease> lease;
-  /// The table callers read on their own threads (the direct read path),
-  /// shared with the cache's handles; the shard makes its own if null, on
-  /// the steady clock: whoever reads a shard directly under another clock
-  /// (a runtime, a test) makes the read_side with that clock and passes it.
-  std::shared_ptr<read_side> reads;
-};
-
-/// XFetch draws per entry per delta (its last load time) at most. Drawing on
-/// every read makes the refresh time depend on the read rate: of n draws the
-/// first to fire comes about delta * beta * ln(n) before expiry, so a hot key
-/// read 600k times/s with delta 50 ms (n = 30,000 per delta) was renewed
-/// every 0.5 s of a 1 s TTL. With draws delta / k apart, the chance that none
-/// fired by time T before expiry is about exp(-k * beta * exp(-T / (beta *
-/// delta))), whatever the read rate: the refresh starts on average delta *
-/// beta * (ln(k * beta) + 0.58) before expiry, and with chance about
-/// exp(-k / e) (beta 1) it has not started by expiry - delta, so readers that
-/// come in the last moments wait for it (still one load). Simulated for
-/// `karlton-bench stampede` (delta 50 ms, TTL 1 s, beta 1):
-///   k = 2: 69 ms early, 1.02 loads per TTL, readers wait at 45 % of expiries
-///   k = 4: 101 ms early, 1.05 loads per TTL, readers wait at 20 % of expiries
-///   k = 8: 134 ms early, 1.09 loads per TTL, readers wait at 4 % of expiries
-/// k = 8 would leave a 10 s run a one-in-three chance of a twelfth load (1.2
-/// per expiry), k = 4 one in 40. The waits cost a few dozen reads of 600k a
-/// second and at most delta each, extra loads cost the database: k = 4.
-constexpr uint32_t xfetch_draws_per_delta = 4;
-
-/// Returns `key_too_large` or `value_too_large` if a put of these sizes must be
-/// refused, naming the limit; callers check before copying a large value. An
-/// entry larger than the shard's `max_bytes` is refused too (`value_too_large`).
-caf::error check_sizes(const shard_options& cfg, size_t key_size, size_t value_size);
 
 /// What changes left for the shard actor to do, read off a `shard_state`'s
 /// outboxes rather than reported by each operation, so none can forget to
@@ -130,6 +51,13 @@ struct shard_effects {
   bool broadcasts = false; ///< puts, erases, clears other nodes must hear of
   bool parked = false;     ///< writes waiting for room under `max-dirty`
   bool unlinked = false; ///< values and arrays readers may still see (`retire_unlinked`)
+  bool changes = false;  ///< keys changed, for the change listener (`notify_changes`)
+};
+
+/// Thrown by a compute function to fail its call with `error` (not
+/// `compute_failed`), changing nothing: `increment` of a non-integer.
+struct compute_refusal {
+  caf::error error;
 };
 
 /// One shard's cache. Only the owning shard actor may call it.
@@ -216,8 +144,8 @@ public:
   /// cached and marked dirty now, and acknowledged once the flusher took it;
   /// if `max-dirty` writes are pending it waits for room, up to `room_wait`.
   /// Returns the answer if there is one now, else `w` will be called.
-  std::optional<caf::expected<bool>> write(value v, ttl t, time_point now,
-                                           write_waiter w);
+  std::optional<caf::expected<bool>> write(value v, ttl t, time_point now, write_waiter w,
+                                           bool keep_links = false);
 
   /// An erase under the cache's write mode (store first, then cache).
   std::optional<caf::expected<bool>> write_erase(std::string_view key, time_point now,
@@ -239,6 +167,22 @@ public:
   void retry_parked(time_point now);
   /// When the oldest parked write times out, if any is parked.
   std::optional<time_point> next_parked_deadline() const;
+
+  // -- atomic read-modify-write (shard_compute.cpp) ----------------------------
+
+  using compute_waiter = std::function<void(caf::expected<computed>)>;
+  /// Applies `fn` to the live value of `key` in one step: after the key's
+  /// writes awaiting the store (write-through) or parked writes (write-back),
+  /// and after loading a miss in a read-through cache; then its put or erase
+  /// goes through `write`/`write_erase`. `fn` runs exactly once; a throw
+  /// fails the call with `compute_failed` (a `compute_refusal`: its error),
+  /// changing nothing. Returns the answer if there is one now, else `w` will be called.
+  std::optional<caf::expected<computed>> compute(std::string_view key, time_point now,
+                                                 compute_function fn, compute_waiter w);
+  /// A new lifetime from now for `key`'s entry (nullopt: never expires; <= 0:
+  /// removed as expired). In this cache only. The remaining ttl before.
+  remaining_ttl set_ttl(std::string_view key, std::optional<caf::timespan> left,
+                        time_point now);
 
   // -- dependencies (shard_deps.cpp) ----------------------------------------
 
@@ -320,10 +264,19 @@ public:
   /// What the changes so far left to do (nothing is taken). Cheap: one
   /// check per outbox, made after every message the shard handles.
   shard_effects pending_effects() const noexcept {
-    return {!outbox_.empty(),       loads_.has_ready(),
-            !cascades_out_.empty(), !changed_out_.empty() || cleared_out_,
-            !parked_.empty(),       table_.has_unlinked()};
+    return {!outbox_.empty(),
+            loads_.has_ready(),
+            !cascades_out_.empty(),
+            !changed_out_.empty() || cleared_out_,
+            !parked_.empty(),
+            table_.has_unlinked(),
+            all_changed_ || !key_changes_.empty()};
   }
+
+  /// Tells the change listener the keys changed since the last call (or
+  /// that all may have), then forgets them. Called last in the shard's
+  /// after-change step, when direct readers already see the changes.
+  void notify_changes();
 
   /// True if `key` is cached and not expired. Counts neither hit nor miss.
   bool contains(std::string_view key, time_point now) const;
@@ -371,7 +324,8 @@ private:
   /// Counts an entry's expiry (set in the table) and schedules its removal.
   void track_expiry(entry_id id, bool had_expiry);
   void remove(entry_id id, removal_cause cause);
-  caf::error admit(value v, ttl t, time_point now); // put, told to nobody
+  caf::error admit(value v, ttl t, time_point now,
+                   bool keep_links = false); // told to nobody
   /// Distributed caches: clears if the read lease lapsed; false then.
   bool lease_holds(time_point now) {
     if (!cfg_.lease || cfg_.lease->valid(now)) return true;
@@ -387,6 +341,11 @@ private:
   void watch_depended_names(); // shard_deps.cpp
   void note_changed(std::string_view key, bool erased) {
     if (cfg_.distributed) changed_out_.push_back(key_change{std::string{key}, erased});
+  }
+  // For the change listener, only if there is one (no cost otherwise).
+  template <class Key>
+  void collect_change(Key&& key) {
+    if (cfg_.change_listener) key_changes_.add(std::forward<Key>(key));
   }
   void enforce_bound();
   void compact_deadlines();
@@ -413,6 +372,17 @@ private:
   /// error, if there is one (the caller counts it as served stale).
   std::optional<value> stale_fallback(std::string_view key, uint64_t now_ms);
 
+  struct compute_job;
+  using compute_ptr = std::shared_ptr<compute_job>;
+  std::optional<caf::expected<computed>> run_compute(const compute_ptr& job,
+                                                     time_point now, bool from_queue);
+  std::optional<caf::expected<computed>> apply_compute(const compute_ptr& job,
+                                                       time_point now, entry_id id);
+  void run_waiting_computes(const std::string& key, time_point now);
+  static void fail_compute(const compute_ptr& job, const caf::error& why);
+  // Runs `job` again after a wait, answering through its waiter.
+  void resume(const compute_ptr& job, time_point now, bool from_queue = false);
+
   // A write waiting for the store or flusher (awaiting_) or for room (parked_).
   struct pending_write {
     value val; // the put's value, or empty for an erase
@@ -421,10 +391,13 @@ private:
     write_waiter waiter;
     bool was_cached = false;  // write-back erase: the answer
     uint64_t deadline_ms = 0; // parked: when it fails with overloaded
+    bool keep_links = false;  // a compute's put keeps the entry's dependencies
+    compute_ptr compute;      // write-back: a compute parked in line (no write yet)
   };
-  std::optional<caf::expected<bool>> submit_write(pending_write op, time_point now);
+  std::optional<caf::expected<bool>> submit_write(pending_write op, time_point now,
+                                                  bool at_front = false);
   void accept_dirty(pending_write op, time_point now);
-  entry_id install(value v, ttl t, uint64_t now_ms);
+  entry_id install(value v, ttl t, uint64_t now_ms, bool keep_links = false);
   /// `overloaded` if `v` is a new key and the table is full (2^32 - 1).
   caf::error check_room(const value& v);
   bool in_policy(entry_id id) const {
@@ -459,12 +432,21 @@ private:
   std::deque<pending_write> parked_;
   std::unordered_map<entry_id, uint64_t> dirty_; // entry -> number of its newest write
   uint64_t write_seq_ = 0;
+  // Write-through: writes awaiting the store per key, and the computes that
+  // wait behind them, in order.
+  std::unordered_map<std::string, uint32_t> awaiting_keys_;
+  std::unordered_map<std::string, std::deque<compute_ptr>> computes_waiting_;
+  time_point step_now_{};         // the time of the load or answer being completed
+  bool computing_parked_ = false; // a parked compute runs: its write goes first
   // Dependencies, empty for caches without any.
   dependency_index deps_;
   std::vector<std::string> cascades_out_;
   // Distributed caches: what other nodes must hear about.
   std::vector<key_change> changed_out_;
   bool cleared_out_ = false;
+  // The change listener's outbox (`notify_changes`).
+  key_batch key_changes_;
+  bool all_changed_ = false;
 };
 
 } // namespace karlton

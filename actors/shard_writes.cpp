@@ -28,9 +28,12 @@ uint64_t ceil_ms(caf::timespan d) {
 } // namespace
 
 std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point now,
-                                                      write_waiter w) {
+                                                      write_waiter w, bool keep_links) {
   if (cfg_.writes == write_mode::none) {
-    if (auto err = put(std::move(v), t, now)) return caf::expected<bool>{std::move(err)};
+    auto key = cfg_.distributed ? std::string{v.key()} : std::string{};
+    if (auto err = admit(std::move(v), t, now, keep_links))
+      return caf::expected<bool>{std::move(err)};
+    note_changed(key, false);
     return caf::expected<bool>{true};
   }
   if (!v)
@@ -43,7 +46,10 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
     return caf::expected<bool>{make_error(errc::invalid_option, "ttl must be positive")};
   if (auto err = check_room(v)) return caf::expected<bool>{std::move(err)};
   auto key = std::string{v.key()};
-  return submit_write(pending_write{std::move(v), std::move(key), t, std::move(w)}, now);
+  pending_write op{std::move(v), std::move(key), t, std::move(w)};
+  op.keep_links = keep_links;
+  // A parked compute's own write goes first in line, where the compute was.
+  return submit_write(std::move(op), now, computing_parked_);
 }
 
 std::optional<caf::expected<bool>>
@@ -52,16 +58,21 @@ shard_state::write_erase(std::string_view key, time_point now, write_waiter w) {
   return submit_write(pending_write{value{}, std::string{key}, ttl{}, std::move(w)}, now);
 }
 
-std::optional<caf::expected<bool>> shard_state::submit_write(pending_write op,
-                                                             time_point now) {
+std::optional<caf::expected<bool>>
+shard_state::submit_write(pending_write op, time_point now, bool at_front) {
   if (cfg_.writes == write_mode::write_through) {
     auto seq = ++write_seq_;
+    ++awaiting_keys_[op.key]; // computes of the key wait behind it
     outbox_.push_back(shard_write{op.key, std::string{op.val.bytes()}, !op.val, seq});
     awaiting_.emplace(seq, std::move(op));
     return std::nullopt;
   }
   // Write-back. In line behind parked writes, so a key's writes keep their order.
-  if (parked_.empty() && cfg_.budget->try_acquire()) {
+  if (at_front) { // retry_parked takes it next, when there is room
+    parked_.push_front(std::move(op));
+    return std::nullopt;
+  }
+  if (parked_.empty() && !op.compute && cfg_.budget->try_acquire()) {
     accept_dirty(std::move(op), now);
     return std::nullopt;
   }
@@ -77,6 +88,13 @@ std::optional<caf::expected<bool>> shard_state::submit_write(pending_write op,
 
 void shard_state::accept_dirty(pending_write op, time_point now) {
   auto seq = ++write_seq_;
+  if (op.compute) { // its turn: run it (its write, if any, goes first in line)
+    cfg_.budget->release(1);
+    computing_parked_ = true;
+    resume(op.compute, now, true);
+    computing_parked_ = false;
+    return;
+  }
   if (!op.val) {
     op.was_cached = erase(op.key, now);
     outbox_.push_back(shard_write{op.key, {}, true, seq});
@@ -108,8 +126,17 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
     } else if (!op.val) { // write-through erase: the store first, now the cache
       op.waiter(erase(op.key, now));
     } else {
-      auto e = put(std::move(op.val), op.lifetime, now);
+      auto key = cfg_.distributed ? op.key : std::string{};
+      auto e = admit(std::move(op.val), op.lifetime, now, op.keep_links);
+      if (!e) note_changed(key, false);
       op.waiter(e ? caf::expected<bool>{std::move(e)} : caf::expected<bool>{true});
+    }
+    if (cfg_.writes != write_mode::write_through) continue;
+    // The key's last write done: the computes waiting behind it run now.
+    auto k = awaiting_keys_.find(op.key);
+    if (k != awaiting_keys_.end() && --k->second == 0) {
+      awaiting_keys_.erase(k);
+      run_waiting_computes(op.key, now);
     }
   }
 }

@@ -10,6 +10,9 @@
 #include <string_view>
 #include <utility>
 
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+
 #include <karlton/messages/ttl.hpp>
 #include <karlton/messages/value.hpp>
 
@@ -51,5 +54,31 @@ using compute_function = std::function<compute_result(const value& current)>;
 /// or nullopt to erase the key. Same rules as `compute_function`.
 using merge_function =
   std::function<std::optional<std::string>(std::string_view old, std::string_view given)>;
+
+/// `(increment, key, delta, new_entry_ttl)` to a shard: `cache::increment`,
+/// answered with the sum.
+using increment_atom = caf::atom_constant<caf::atom("increment")>;
+/// `(compare_and_set, args)` to a shard: `cache::compare_and_set`, answered
+/// with whether it stored.
+using compare_and_set_atom = caf::atom_constant<caf::atom("cas")>;
+/// `(set_ttl, key, never, left)` to a shard: `cache::set_ttl` (`never`:
+/// nullopt, `left` ignored), answered with the remaining ttl before.
+using set_ttl_atom = caf::atom_constant<caf::atom("set_ttl")>;
+
+/// `compare_and_set`'s arguments as a message (optionals spelled out).
+struct compare_and_set_args {
+  std::string key;
+  bool expect_present = false; ///< false: expects the key absent
+  std::string expected;
+  bool store = false; ///< false: erases
+  std::string desired;
+  ttl lifetime = ttl::cache_default();
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, compare_and_set_args& x) {
+  return f(caf::meta::type_name("karlton::compare_and_set_args"), x.key, x.expect_present,
+           x.expected, x.store, x.desired, x.lifetime);
+}
 
 } // namespace karlton

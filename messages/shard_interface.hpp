@@ -12,6 +12,7 @@
 #include <caf/typed_actor.hpp>
 
 #include <karlton/messages/cluster.hpp>
+#include <karlton/messages/compute.hpp>
 #include <karlton/messages/events.hpp>
 #include <karlton/messages/loading.hpp>
 #include <karlton/messages/stats.hpp>
@@ -69,6 +70,8 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// - `sync`: sends what other nodes must hear to the peer actor, then asks it
 ///   to deliver everything pending; answered with the nodes that did not
 ///   acknowledge in time (see `peer_actor`).
+/// - `increment(key, delta, ttl)`, `compare_and_set(args)`, `set_ttl(key,
+///   never, left)`: `cache::increment`, `compare_and_set`, `set_ttl`.
 /// Errors: `key_too_large`, `value_too_large`, `invalid_option` (a bad ttl).
 using shard_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, std::string>::with<value>,
@@ -95,7 +98,10 @@ using shard_actor = caf::typed_actor<
   caf::replies_to<repair_atom>::with<uint64_t>,
   caf::replies_to<repair_atom, caf::timespan>::with<uint64_t>,
   caf::replies_to<sync_atom>::with<std::vector<std::string>>,
-  caf::reacts_to<drain_reads_atom>>;
+  caf::reacts_to<drain_reads_atom>,
+  caf::replies_to<increment_atom, std::string, int64_t, ttl>::with<int64_t>,
+  caf::replies_to<compare_and_set_atom, compare_and_set_args>::with<bool>,
+  caf::replies_to<set_ttl_atom, std::string, bool, caf::timespan>::with<remaining_ttl>>;
 
 /// An actor that wants to hear about removals: `(removed, key, cause)`.
 using removal_listener_actor =

@@ -32,6 +32,7 @@ CAF_ADD_TYPE_ID(karlton, (karlton::member_info))
 CAF_ADD_TYPE_ID(karlton, (std::vector<karlton::member_info>))
 CAF_ADD_TYPE_ID(karlton, (karlton::peer_stats))
 CAF_ADD_TYPE_ID(karlton, (karlton::peer_actor))
+CAF_ADD_TYPE_ID(karlton, (karlton::compare_and_set_args))
 CAF_END_TYPE_ID_BLOCK(karlton)
 
 namespace caf {

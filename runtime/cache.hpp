@@ -210,6 +210,19 @@ public:
   std::future<caf::expected<uint64_t>> remove_expired_async() const;
   /// `stats`, as a future.
   std::future<caf::expected<cache_stats>> stats_async() const;
+  /// `compute`, as a future.
+  std::future<caf::expected<computed>> compute_async(std::string_view key,
+                                                     compute_function fn) const;
+  /// `increment`, as a future.
+  std::future<caf::expected<int64_t>> increment_async(std::string_view key, int64_t delta,
+                                                      ttl new_entry) const;
+  /// `compare_and_set`, as a future.
+  std::future<caf::expected<bool>>
+  compare_and_set_async(std::string_view key, std::optional<std::string_view> expected,
+                        std::optional<std::string_view> desired, ttl t) const;
+  /// `set_ttl`, as a future.
+  std::future<caf::expected<remaining_ttl>>
+  set_ttl_async(std::string_view key, std::optional<caf::timespan> left) const;
 
   // -- asynchronous, with callbacks -----------------------------------------------
   // `f(caf::expected<T>)` runs on the shard's thread (or on the caller's, if
@@ -285,7 +298,8 @@ public:
   }
   /// `compare_and_set`, calling `f(caf::expected<bool>)`.
   template <class F>
-  void compare_and_set_async(std::string_view key, std::optional<std::string_view> expected,
+  void compare_and_set_async(std::string_view key,
+                             std::optional<std::string_view> expected,
                              std::optional<std::string_view> desired, ttl t, F f) const {
     compare_and_set_async_fn(key, expected, desired, t, callback<bool>(std::move(f)));
   }
@@ -321,7 +335,8 @@ private:
                         callback<computed> f) const;
   void increment_async_fn(std::string_view key, int64_t delta, ttl new_entry,
                           callback<int64_t> f) const;
-  void compare_and_set_async_fn(std::string_view key, std::optional<std::string_view> expected,
+  void compare_and_set_async_fn(std::string_view key,
+                                std::optional<std::string_view> expected,
                                 std::optional<std::string_view> desired, ttl t,
                                 callback<bool> f) const;
   void set_ttl_async_fn(std::string_view key, std::optional<caf::timespan> left,
@@ -398,6 +413,10 @@ private:
   auto remove_expired_call(detail::sink_tag<Sink>, A&&... a) const;
   template <class Sink, class... A>
   auto stats_call(detail::sink_tag<Sink>, A&&... a) const;
+  // `op` on the shard that owns `key`, or a call failing with `err`.
+  template <class R, class Op, class Sink, class... A>
+  auto keyed_op_call(std::string_view key, caf::error err, Op op, detail::sink_tag<Sink>,
+                     A&&... a) const;
 
   std::shared_ptr<detail::cache_core> core_;
   // `without_queue_wait()`: calls give `overloaded` at once on a full queue.

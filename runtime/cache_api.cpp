@@ -3,6 +3,7 @@
 // non-inline call costs nanoseconds; the hand-off to a shard, microseconds.
 #include <karlton/runtime/cache.hpp>
 
+#include <memory>
 #include <utility>
 
 #include "runtime/cache_calls.hpp"
@@ -174,8 +175,11 @@ cache::ttl_of_async(std::string_view key) const {
 
 std::future<caf::expected<std::vector<value>>>
 cache::get_many_async(const std::vector<std::string>& keys) const {
-  return as_future<std::vector<value>>(
-    [&](auto&&... s) { return get_many_call(keys, KARLTON_FWD(s)...); });
+  auto p = std::make_shared<std::promise<caf::expected<std::vector<value>>>>();
+  auto f = p->get_future();
+  get_many_async_fn(
+    keys, [p](caf::expected<std::vector<value>> r) { p->set_value(std::move(r)); });
+  return f;
 }
 
 std::future<caf::expected<cache::unit>>
@@ -227,8 +231,23 @@ void cache::erase_async_fn(std::string_view key, callback<bool> f) const {
 
 void cache::get_many_async_fn(const std::vector<std::string>& keys,
                               callback<std::vector<value>> f) const {
+  // As `get_many`: hits read on this thread, one call for the keys that missed.
+  std::vector<value> out(keys.size());
+  auto missed = detail::read_many_directly(*core_, keys, out);
+  if (missed.empty()) return f(std::move(out));
+  std::vector<std::string> rest;
+  rest.reserve(missed.size());
+  for (auto i : missed)
+    rest.push_back(keys[i]);
+  auto fill = [out = std::move(out), missed = std::move(missed),
+               f = std::move(f)](caf::expected<std::vector<value>> answers) mutable {
+    if (!answers) return f(std::move(answers.error()));
+    for (size_t j = 0; j < missed.size(); ++j)
+      out[missed[j]] = std::move((*answers)[j]);
+    f(std::move(out));
+  };
   with_callback<std::vector<value>>(
-    std::move(f), [&](auto&&... s) { return get_many_call(keys, KARLTON_FWD(s)...); });
+    std::move(fill), [&](auto&&... s) { return get_many_call(rest, KARLTON_FWD(s)...); });
 }
 
 void cache::put_many_async_fn(

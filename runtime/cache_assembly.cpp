@@ -71,6 +71,7 @@ shard_options shard_config_for(const cache_options& opts, size_t n) {
   scfg.max_key_bytes = opts.max_key_bytes;
   scfg.max_value_bytes = opts.max_value_bytes;
   scfg.on_removal = opts.on_removal;
+  scfg.change_listener = opts.change_listener;
   scfg.read_through = opts.loader || opts.load_actor || opts.backing_store;
   scfg.refresh_after = opts.refresh_after;
   scfg.early_refresh = opts.early_refresh;

@@ -334,4 +334,11 @@ auto cache::stats_call(detail::sink_tag<Sink>, A&&... a) const {
     shard_ops::stats{}, detail::sum_parts<cache_stats>(), std::forward<A>(a)...);
 }
 
+template <class R, class Op, class Sink, class... A>
+auto cache::keyed_op_call(std::string_view key, caf::error err, Op op,
+                          detail::sink_tag<Sink>, A&&... a) const {
+  return start_one<R, Sink>(hash_key(key), std::move(err), std::move(op),
+                            std::forward<A>(a)...);
+}
+
 } // namespace karlton

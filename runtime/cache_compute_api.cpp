@@ -5,6 +5,7 @@
 
 #include <utility>
 
+#include "actors/compute_ops.hpp"
 #include "runtime/cache_calls.hpp"
 
 // Forwards a lambda's `auto&&...` pack (sink tag and sink arguments).
@@ -14,9 +15,25 @@ namespace karlton {
 
 namespace {
 
-// WP0 seam: replaced by the shard's compute family (issue 15, WP1).
-caf::error not_yet(const char* call) {
-  return make_error(errc::invalid_option, std::string{call} + " is not implemented yet");
+// Refused before anything is queued: the key's size, the ttl.
+caf::error check_call(const shard_options& cfg, std::string_view key, ttl t) {
+  if (auto err = check_sizes(cfg, key.size(), 0)) return err;
+  if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
+  return caf::none;
+}
+
+std::optional<std::string> copy_of(std::optional<std::string_view> x) {
+  if (!x) return std::nullopt;
+  return std::string{*x};
+}
+
+// The blocking form's answer once a sync-distributed cache's peers applied
+// it (like `put`).
+template <class T, class Await>
+caf::expected<T> after_peers(caf::expected<T> r, Await await) {
+  if (!r) return r;
+  if (auto err = await()) return err;
+  return r;
 }
 
 } // namespace
@@ -54,48 +71,124 @@ void cache::stats_async_fn(callback<cache_stats> f) const {
                              [&](auto&&... s) { return stats_call(KARLTON_FWD(s)...); });
 }
 
-caf::expected<computed> cache::compute(std::string_view, compute_function) const {
-  return not_yet("compute");
+// Each call is written once as a launch (one op on the key's shard) and
+// run in the blocking, future or callback style.
+
+#define KARLTON_COMPUTE_LAUNCH(R, err, op)                                               \
+  [&](auto&&... s) { return keyed_op_call<R>(key, err, op, KARLTON_FWD(s)...); }
+
+caf::expected<computed> cache::compute(std::string_view key, compute_function fn) const {
+  auto op = shard_ops::compute<small_key>{small_key{key}, std::move(fn)};
+  auto err = check_call(core_->shard_cfg, key, ttl::never());
+  auto r = blocking<computed>(KARLTON_COMPUTE_LAUNCH(computed, err, std::move(op)));
+  return after_peers(std::move(r), [&] { return await_peers(key); });
 }
 
-caf::expected<computed> cache::merge(std::string_view, std::string_view, merge_function,
-                                     ttl) const {
-  return not_yet("merge");
+caf::expected<computed> cache::merge(std::string_view key, std::string_view bytes,
+                                     merge_function fn, ttl t) const {
+  auto op =
+    shard_ops::merge<small_key>{small_key{key}, std::string{bytes}, std::move(fn), t};
+  auto err = check_call(core_->shard_cfg, key, t);
+  if (!err) err = check_sizes(core_->shard_cfg, key.size(), bytes.size());
+  auto r = blocking<computed>(KARLTON_COMPUTE_LAUNCH(computed, err, std::move(op)));
+  return after_peers(std::move(r), [&] { return await_peers(key); });
 }
 
-caf::expected<int64_t> cache::increment(std::string_view, int64_t, ttl) const {
-  return not_yet("increment");
+caf::expected<int64_t> cache::increment(std::string_view key, int64_t delta,
+                                        ttl new_entry) const {
+  auto op = shard_ops::increment<small_key>{small_key{key}, delta, new_entry};
+  auto err = check_call(core_->shard_cfg, key, new_entry);
+  auto r = blocking<int64_t>(KARLTON_COMPUTE_LAUNCH(int64_t, err, std::move(op)));
+  return after_peers(std::move(r), [&] { return await_peers(key); });
 }
 
-caf::expected<bool> cache::compare_and_set(std::string_view,
-                                           std::optional<std::string_view>,
-                                           std::optional<std::string_view>, ttl) const {
-  return not_yet("compare_and_set");
+caf::expected<bool> cache::compare_and_set(std::string_view key,
+                                           std::optional<std::string_view> expected,
+                                           std::optional<std::string_view> desired,
+                                           ttl t) const {
+  auto op = shard_ops::compare_and_set<small_key>{small_key{key}, copy_of(expected),
+                                                  copy_of(desired), t};
+  auto err = check_call(core_->shard_cfg, key, t);
+  if (!err && desired) err = check_sizes(core_->shard_cfg, key.size(), desired->size());
+  auto r = blocking<bool>(KARLTON_COMPUTE_LAUNCH(bool, err, std::move(op)));
+  return after_peers(std::move(r), [&] { return await_peers(key); });
 }
 
-caf::expected<remaining_ttl> cache::set_ttl(std::string_view,
-                                            std::optional<caf::timespan>) const {
-  return not_yet("set_ttl");
+caf::expected<remaining_ttl> cache::set_ttl(std::string_view key,
+                                            std::optional<caf::timespan> left) const {
+  // Cache-only: nothing for peers to apply.
+  auto op = shard_ops::set_ttl<small_key>{small_key{key}, left};
+  auto err = check_call(core_->shard_cfg, key, ttl::never());
+  return blocking<remaining_ttl>(
+    KARLTON_COMPUTE_LAUNCH(remaining_ttl, err, std::move(op)));
 }
 
-void cache::compute_async_fn(std::string_view, compute_function,
+std::future<caf::expected<remaining_ttl>>
+cache::set_ttl_async(std::string_view key, std::optional<caf::timespan> left) const {
+  auto op = shard_ops::set_ttl<small_key>{small_key{key}, left};
+  auto err = check_call(core_->shard_cfg, key, ttl::never());
+  return as_future<remaining_ttl>(
+    KARLTON_COMPUTE_LAUNCH(remaining_ttl, err, std::move(op)));
+}
+
+std::future<caf::expected<computed>> cache::compute_async(std::string_view key,
+                                                          compute_function fn) const {
+  auto op = shard_ops::compute<small_key>{small_key{key}, std::move(fn)};
+  auto err = check_call(core_->shard_cfg, key, ttl::never());
+  return as_future<computed>(KARLTON_COMPUTE_LAUNCH(computed, err, std::move(op)));
+}
+
+std::future<caf::expected<int64_t>>
+cache::increment_async(std::string_view key, int64_t delta, ttl new_entry) const {
+  auto op = shard_ops::increment<small_key>{small_key{key}, delta, new_entry};
+  auto err = check_call(core_->shard_cfg, key, new_entry);
+  return as_future<int64_t>(KARLTON_COMPUTE_LAUNCH(int64_t, err, std::move(op)));
+}
+
+std::future<caf::expected<bool>>
+cache::compare_and_set_async(std::string_view key,
+                             std::optional<std::string_view> expected,
+                             std::optional<std::string_view> desired, ttl t) const {
+  auto op = shard_ops::compare_and_set<small_key>{small_key{key}, copy_of(expected),
+                                                  copy_of(desired), t};
+  auto err = check_call(core_->shard_cfg, key, t);
+  if (!err && desired) err = check_sizes(core_->shard_cfg, key.size(), desired->size());
+  return as_future<bool>(KARLTON_COMPUTE_LAUNCH(bool, err, std::move(op)));
+}
+
+void cache::compute_async_fn(std::string_view key, compute_function fn,
                              callback<computed> f) const {
-  f(not_yet("compute"));
+  auto op = shard_ops::compute<small_key>{small_key{key}, std::move(fn)};
+  auto err = check_call(core_->shard_cfg, key, ttl::never());
+  with_callback<computed>(std::move(f),
+                          KARLTON_COMPUTE_LAUNCH(computed, err, std::move(op)));
 }
 
-void cache::increment_async_fn(std::string_view, int64_t, ttl, callback<int64_t> f) const {
-  f(not_yet("increment"));
+void cache::increment_async_fn(std::string_view key, int64_t delta, ttl new_entry,
+                               callback<int64_t> f) const {
+  auto op = shard_ops::increment<small_key>{small_key{key}, delta, new_entry};
+  auto err = check_call(core_->shard_cfg, key, new_entry);
+  with_callback<int64_t>(std::move(f),
+                         KARLTON_COMPUTE_LAUNCH(int64_t, err, std::move(op)));
 }
 
-void cache::compare_and_set_async_fn(std::string_view, std::optional<std::string_view>,
-                                     std::optional<std::string_view>, ttl,
+void cache::compare_and_set_async_fn(std::string_view key,
+                                     std::optional<std::string_view> expected,
+                                     std::optional<std::string_view> desired, ttl t,
                                      callback<bool> f) const {
-  f(not_yet("compare_and_set"));
+  auto op = shard_ops::compare_and_set<small_key>{small_key{key}, copy_of(expected),
+                                                  copy_of(desired), t};
+  auto err = check_call(core_->shard_cfg, key, t);
+  if (!err && desired) err = check_sizes(core_->shard_cfg, key.size(), desired->size());
+  with_callback<bool>(std::move(f), KARLTON_COMPUTE_LAUNCH(bool, err, std::move(op)));
 }
 
-void cache::set_ttl_async_fn(std::string_view, std::optional<caf::timespan>,
+void cache::set_ttl_async_fn(std::string_view key, std::optional<caf::timespan> left,
                              callback<remaining_ttl> f) const {
-  f(not_yet("set_ttl"));
+  auto op = shard_ops::set_ttl<small_key>{small_key{key}, left};
+  auto err = check_call(core_->shard_cfg, key, ttl::never());
+  with_callback<remaining_ttl>(std::move(f),
+                               KARLTON_COMPUTE_LAUNCH(remaining_ttl, err, std::move(op)));
 }
 
 } // namespace karlton

@@ -1,0 +1,184 @@
+// shard_state: atomic read-modify-write of one key (compute and the calls
+// built on it) and set_ttl. One step on the owning shard, under every write
+// mode: wait behind the key's pending writes, load a miss in a read-through
+// cache, run the function once, then write its result like a put or erase.
+
+#include <algorithm>
+
+#include "actors/shard_state.hpp"
+#include <karlton/messages/errors.hpp>
+
+namespace karlton {
+
+namespace {
+
+bool is_not_found(const caf::error& err) {
+  return err.category() == caf::atom("karlton") &&
+         err.code() == static_cast<uint8_t>(errc::not_found);
+}
+
+} // namespace
+
+struct shard_state::compute_job {
+  std::string key;
+  compute_function fn;
+  compute_waiter waiter;
+  bool loaded = false; // loaded once already: absent now means absent
+};
+
+void shard_state::fail_compute(const compute_ptr& job, const caf::error& why) {
+  job->waiter(caf::expected<computed>{why});
+}
+
+std::optional<caf::expected<computed>> shard_state::compute(std::string_view key,
+                                                            time_point now,
+                                                            compute_function fn,
+                                                            compute_waiter w) {
+  if (key.size() > cfg_.max_key_bytes)
+    return caf::expected<computed>{check_sizes(cfg_, key.size(), 0)};
+  auto job = std::make_shared<compute_job>(
+    compute_job{std::string{key}, std::move(fn), std::move(w)});
+  return run_compute(job, now, false);
+}
+
+void shard_state::resume(const compute_ptr& job, time_point now, bool from_queue) {
+  if (auto r = run_compute(job, now, from_queue)) job->waiter(std::move(*r));
+}
+
+std::optional<caf::expected<computed>>
+shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue) {
+  const auto& key = job->key;
+  // 1. Behind the key's writes the store has not answered (write-through),
+  // or in line with the writes parked under max-dirty (write-back): a
+  // compute must see every write that came before it.
+  if (cfg_.writes == write_mode::write_through && !from_queue &&
+      (awaiting_keys_.count(key) > 0 || computes_waiting_.count(key) > 0)) {
+    computes_waiting_[key].push_back(job);
+    return std::nullopt;
+  }
+  if (cfg_.writes == write_mode::write_back && !from_queue && !parked_.empty()) {
+    pending_write op{value{}, key, ttl{}, [job](caf::expected<bool> r) {
+                       if (!r) fail_compute(job, r.error());
+                     }};
+    op.compute = job;
+    if (auto refused = submit_write(std::move(op), now)) // too many parked
+      return caf::expected<computed>{std::move(refused->error())};
+    return std::nullopt;
+  }
+  // 2. The live entry, if any (a lapsed lease clears the shard first).
+  lease_holds(now);
+  auto hash = static_cast<uint32_t>(hash_key(key));
+  auto now_ms = to_ms(now);
+  auto id = table_.find(key, hash);
+  if (id != no_entry && expired(table_.at(id), now_ms)) {
+    if (!retained(table_.at(id), now_ms)) remove(id, removal_cause::expired);
+    id = no_entry;
+  }
+  // 3. A miss in a read-through cache loads first (joining the key's load in
+  // flight), then starts over: the table says what the load left.
+  if (id == no_entry && cfg_.read_through && !job->loaded) {
+    job->loaded = true;
+    // Not the load's value: the table's, which a write during the load
+    // (rule 1) or not_found leave as they should.
+    auto w = [this, job](caf::expected<value> r) {
+      if (!r && !is_not_found(r.error())) return fail_compute(job, r.error());
+      resume(job, step_now_);
+    };
+    auto r = get_or_load(key, hash, now, w);
+    if (!r) return std::nullopt;
+    if (!*r && !is_not_found(r->error()))
+      return caf::expected<computed>{std::move(r->error())};
+    return run_compute(job, now, true);
+  }
+  return apply_compute(job, now, id);
+}
+
+std::optional<caf::expected<computed>>
+shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) {
+  value current = id != no_entry ? table_.at(id).val : value{};
+  // 4. Exactly once, and never at the cost of the shard.
+  compute_result result;
+  try {
+    result = job->fn(current);
+  } catch (const compute_refusal& refused) {
+    return caf::expected<computed>{refused.error};
+  } catch (const std::exception& e) {
+    return caf::expected<computed>{make_error(
+      errc::compute_failed, std::string{"the compute function threw: "} + e.what())};
+  } catch (...) {
+    return caf::expected<computed>{
+      make_error(errc::compute_failed, "the compute function threw")};
+  }
+  // 5. Applied like a put or an erase, under the cache's write mode.
+  switch (result.what) {
+  case compute_result::action::keep:
+    return caf::expected<computed>{computed{current, current}};
+  case compute_result::action::erase: {
+    auto w = [job, current](caf::expected<bool> r) {
+      if (!r) return fail_compute(job, r.error());
+      job->waiter(computed{current, value{}});
+    };
+    auto r = write_erase(job->key, now, w);
+    if (!r) return std::nullopt;
+    if (!*r) return caf::expected<computed>{std::move(r->error())};
+    return caf::expected<computed>{computed{current, value{}}};
+  }
+  case compute_result::action::put:
+    break;
+  }
+  ttl lifetime = ttl::cache_default();
+  if (result.lifetime) {
+    lifetime = *result.lifetime;
+  } else if (current) { // the entry keeps its expiry
+    const auto& e = table_.at(id);
+    auto now_ms = to_ms(now);
+    lifetime = !e.expires() ? ttl::never()
+                            : ttl::after(std::chrono::milliseconds{
+                                std::max<uint64_t>(e.expiry_ms() - now_ms, 1)});
+  }
+  auto after = value::make(job->key, result.bytes);
+  auto w = [job, current, after](caf::expected<bool> r) {
+    if (!r) return fail_compute(job, r.error());
+    job->waiter(computed{current, after});
+  };
+  auto r = write(after, lifetime, now, w, true);
+  if (!r) return std::nullopt;
+  if (!*r) return caf::expected<computed>{std::move(r->error())};
+  return caf::expected<computed>{computed{current, after}};
+}
+
+void shard_state::run_waiting_computes(const std::string& key, time_point now) {
+  auto i = computes_waiting_.find(key);
+  while (i != computes_waiting_.end() && awaiting_keys_.count(key) == 0) {
+    if (i->second.empty()) {
+      computes_waiting_.erase(i);
+      return;
+    }
+    auto job = std::move(i->second.front());
+    i->second.pop_front();
+    resume(job, now, true); // its write, if any, makes the rest wait again
+    i = computes_waiting_.find(key);
+  }
+}
+
+remaining_ttl shard_state::set_ttl(std::string_view key,
+                                   std::optional<caf::timespan> left, time_point now) {
+  auto before = ttl_of(key, now);
+  if (before.state == remaining_ttl::missing) return before;
+  auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+  collect_change(key);
+  if (left && left->count() <= 0) {
+    remove(id, removal_cause::expired);
+    return before;
+  }
+  bool had = table_.at(id).expires();
+  auto expiry =
+    !left ? entry::never
+          : to_ms(now) + static_cast<uint64_t>(
+                           std::chrono::ceil<std::chrono::milliseconds>(*left).count());
+  table_.set_expiry(id, std::min(expiry, entry::never)); // 34 years: never
+  track_expiry(id, had);
+  return before;
+}
+
+} // namespace karlton

@@ -1,0 +1,295 @@
+// The shard's atomic read-modify-write (shard_compute.cpp) on the plain state,
+// with explicit times: every write mode, TTLs, loads, failures, set_ttl.
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "actors/compute_ops.hpp"
+#include "actors/shard_state.hpp"
+#include "support/times.hpp"
+#include <karlton/messages/errors.hpp>
+
+using namespace karlton;
+using namespace std::chrono_literals;
+using karlton::test::at;
+using karlton::test::t0;
+
+namespace {
+
+bool has_code(const caf::error& err, errc code) {
+  return err && err.category() == caf::atom("karlton") &&
+         err.code() == static_cast<uint8_t>(code);
+}
+
+/// What an op answered, at once or later.
+template <class R>
+struct answer {
+  std::optional<caf::expected<R>> got;
+  auto later() {
+    return [this](caf::expected<R> r) { got.emplace(std::move(r)); };
+  }
+  template <class Op>
+  answer& run(shard_state& s, time_point now, Op op) {
+    if (auto r = op(s, now, later())) got.emplace(std::move(*r));
+    return *this;
+  }
+  bool ok() const { return got && *got; }
+  const R& operator*() const { return **got; }
+};
+
+using key_op = std::string;
+
+shard_ops::increment<key_op> inc(int64_t delta = 1, ttl t = ttl::cache_default()) {
+  return {"k", delta, t};
+}
+
+std::string bytes_of(shard_state& s, time_point now, const std::string& key = "k") {
+  return std::string{s.get(key, now).bytes()};
+}
+
+std::vector<uint64_t> seqs_of(const std::vector<shard_write>& items) {
+  std::vector<uint64_t> out;
+  for (auto& i : items)
+    out.push_back(i.seq);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("increment counts from absent, and an increment keeps the entry's TTL",
+          "[compute]") {
+  shard_options cfg;
+  cfg.default_ttl = ttl::after(100s);
+  shard_state s{cfg};
+  answer<int64_t> a;
+  a.run(s, t0, inc(5, ttl::after(10s)));
+  REQUIRE(a.ok());
+  CHECK(*a == 5);
+  CHECK(s.ttl_of("k", t0).left == 10s); // a new entry gets new_entry's TTL
+  CHECK(*answer<int64_t>{}.run(s, at(4000ms), inc(-2)) == 3);
+  CHECK(s.ttl_of("k", at(4000ms)).left == 6s); // kept, not renewed
+  CHECK(bytes_of(s, at(9999ms)) == "3");
+  CHECK_FALSE(s.get("k", at(10000ms)));
+}
+
+TEST_CASE("compute with a lifetime replaces the expiry", "[compute]") {
+  shard_state s{shard_options{}};
+  REQUIRE_FALSE(s.put(value::make("k", "v"), ttl::after(1s), t0));
+  answer<computed> a;
+  a.run(s, t0, shard_ops::compute<key_op>{"k", [](const value& cur) {
+                                            return compute_result::put(
+                                              std::string{cur.bytes()} + "!",
+                                              ttl::never());
+                                          }});
+  REQUIRE(a.ok());
+  CHECK((*a).before.bytes() == "v");
+  CHECK((*a).after.bytes() == "v!");
+  CHECK(s.ttl_of("k", at(5000ms)).state == remaining_ttl::never_expires);
+}
+
+TEST_CASE("a compute on an expired entry sees it absent", "[compute]") {
+  shard_state s{shard_options{}};
+  REQUIRE_FALSE(s.put(value::make("k", "41"), ttl::after(1s), t0));
+  CHECK(*answer<int64_t>{}.run(s, at(1000ms), inc()) == 1);
+  CHECK(s.stats().expired == 1);
+}
+
+TEST_CASE("'abc' and INT64_MAX+1 give not_an_integer and leave the value", "[compute]") {
+  shard_state s{shard_options{}};
+  for (std::string bad : {"abc", "007", "-0", " 1", "1 ", "+1", ""}) {
+    REQUIRE_FALSE(s.put(value::make("k", bad), ttl::never(), t0));
+    answer<int64_t> a;
+    a.run(s, t0, inc());
+    REQUIRE(a.got);
+    CHECK(has_code(a.got->error(), errc::not_an_integer));
+    CHECK(bytes_of(s, t0) == bad);
+  }
+  auto max = std::to_string(std::numeric_limits<int64_t>::max());
+  REQUIRE_FALSE(s.put(value::make("k", max), ttl::never(), t0));
+  CHECK(has_code(answer<int64_t>{}.run(s, t0, inc()).got->error(), errc::not_an_integer));
+  CHECK(bytes_of(s, t0) == max);
+  REQUIRE_FALSE(s.put(value::make("k", "-9223372036854775808"), ttl::never(), t0));
+  CHECK(
+    has_code(answer<int64_t>{}.run(s, t0, inc(-1)).got->error(), errc::not_an_integer));
+  CHECK(*answer<int64_t>{}.run(s, t0, inc(1)) == std::numeric_limits<int64_t>::min() + 1);
+}
+
+TEST_CASE("a throwing compute fails with compute_failed and the shard keeps serving",
+          "[compute]") {
+  shard_state s{shard_options{}};
+  REQUIRE_FALSE(s.put(value::make("k", "v"), ttl::never(), t0));
+  answer<computed> a;
+  a.run(s, t0, shard_ops::compute<key_op>{"k", [](const value&) -> compute_result {
+                                            throw std::runtime_error("boom");
+                                          }});
+  REQUIRE(a.got);
+  CHECK(has_code(a.got->error(), errc::compute_failed));
+  CHECK(bytes_of(s, t0) == "v");
+  REQUIRE_FALSE(s.put(value::make("k2", "w"), ttl::never(), t0)); // still serving
+  CHECK(bytes_of(s, t0, "k2") == "w");
+}
+
+TEST_CASE("compare_and_set stores only on a match; nullopt means absent or erase",
+          "[compute]") {
+  shard_state s{shard_options{}};
+  auto cas = [&](std::optional<std::string> expected,
+                 std::optional<std::string> desired) {
+    answer<bool> a;
+    a.run(s, t0,
+          shard_ops::compare_and_set<key_op>{"k", expected, desired, ttl::never()});
+    return *a;
+  };
+  CHECK(cas(std::nullopt, "a"));       // absent: set
+  CHECK_FALSE(cas(std::nullopt, "b")); // not absent any more
+  CHECK(bytes_of(s, t0) == "a");
+  CHECK_FALSE(cas("x", "b"));
+  CHECK(cas("a", "b"));
+  CHECK(bytes_of(s, t0) == "b");
+  CHECK(cas("b", std::nullopt)); // erase
+  CHECK_FALSE(s.get("k", t0));
+}
+
+TEST_CASE("merge stores the given bytes, then the function's, nullopt erases",
+          "[compute]") {
+  shard_state s{shard_options{}};
+  auto append = [](std::string_view old, std::string_view given) {
+    return std::optional<std::string>{std::string{old} + std::string{given}};
+  };
+  answer<computed> a;
+  a.run(s, t0, shard_ops::merge<key_op>{"k", "ab", append, ttl::never()});
+  CHECK(bytes_of(s, t0) == "ab");
+  a.run(s, t0, shard_ops::merge<key_op>{"k", "cd", append, ttl::never()});
+  CHECK(bytes_of(s, t0) == "abcd");
+  a.run(s, t0,
+        shard_ops::merge<key_op>{"k", "",
+                                 [](auto, auto) { return std::optional<std::string>{}; },
+                                 ttl::never()});
+  CHECK_FALSE(s.get("k", t0));
+}
+
+TEST_CASE("increment keeps dependencies: invalidate_tag still removes the counter",
+          "[compute]") {
+  shard_state s{shard_options{}};
+  REQUIRE_FALSE(
+    s.put(value::make("k", "1"), ttl::never(), t0, dependencies{}.on_keys({"tag"})));
+  CHECK(*answer<int64_t>{}.run(s, t0, inc()) == 2);
+  CHECK(s.invalidate_dependents({"tag"}, invalidation_cause::tag).removed == 1);
+  CHECK_FALSE(s.get("k", t0));
+}
+
+TEST_CASE("a counter stored then evicted from a read-through cache continues from the "
+          "store's value, and the function runs exactly once when it waited for a load",
+          "[compute]") {
+  shard_options cfg;
+  cfg.read_through = true;
+  shard_state s{cfg};
+  int runs = 0;
+  answer<computed> a;
+  a.run(s, t0, shard_ops::compute<key_op>{"k", [&](const value& cur) {
+                                            ++runs;
+                                            return compute_result::put(
+                                              std::string{cur.bytes()} + "+1");
+                                          }});
+  CHECK_FALSE(a.got); // waiting for the load
+  CHECK(runs == 0);
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load("k", loads[0].second, std::string{"41"}, 1ms, t0);
+  REQUIRE(a.ok());
+  CHECK(runs == 1);
+  CHECK(bytes_of(s, t0) == "41+1");
+}
+
+TEST_CASE("a compute's put during a load voids the load", "[compute]") {
+  shard_options cfg;
+  cfg.read_through = true;
+  cfg.refresh_after = 1s;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(value::make("k", "1"), ttl::never(), t0));
+  auto ignore = [](caf::expected<value>) {};
+  REQUIRE(s.get_or_load("k", test::table_hash("k"), at(2000ms), ignore)); // refreshes
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  CHECK(*answer<int64_t>{}.run(s, at(2000ms), inc()) == 2);
+  s.complete_load("k", loads[0].second, std::string{"1"}, 1ms, at(2001ms));
+  CHECK(bytes_of(s, at(2001ms)) == "2");
+  CHECK(s.stats().loads_voided == 1);
+}
+
+TEST_CASE("a compute behind a write-through write the store holds back sees that write",
+          "[compute][write-through]") {
+  shard_options cfg;
+  cfg.writes = write_mode::write_through;
+  shard_state s{cfg};
+  std::optional<caf::expected<bool>> put_done;
+  CHECK_FALSE(s.write(value::make("k", "5"), ttl::never(), t0,
+                      [&](caf::expected<bool> r) { put_done.emplace(std::move(r)); }));
+  answer<int64_t> a, b;
+  a.run(s, t0, inc());
+  b.run(s, t0, inc());
+  CHECK_FALSE(a.got);
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 1); // the computes wait: nothing of theirs is written yet
+  s.writes_done(seqs_of(items), caf::none, t0);
+  CHECK(put_done);
+  items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  CHECK(items[0].bytes == "6");
+  CHECK_FALSE(a.got); // answered when the store has it
+  s.writes_done(seqs_of(items), caf::none, t0);
+  CHECK(*a == 6);
+  items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  CHECK(items[0].bytes == "7");
+  s.writes_done(seqs_of(items), caf::none, t0);
+  CHECK(*b == 7);
+  CHECK(bytes_of(s, t0) == "7");
+}
+
+TEST_CASE("a compute parked under max-dirty keeps per-key order",
+          "[compute][write-back]") {
+  shard_options cfg;
+  cfg.writes = write_mode::write_back;
+  cfg.budget = std::make_shared<dirty_budget>(1);
+  shard_state s{cfg};
+  auto ignore = [](caf::expected<bool>) {};
+  CHECK_FALSE(
+    s.write(value::make("other", "x"), ttl::never(), t0, ignore));        // budget full
+  CHECK_FALSE(s.write(value::make("k", "10"), ttl::never(), t0, ignore)); // parked
+  answer<int64_t> a;
+  a.run(s, t0, inc());
+  CHECK_FALSE(a.got);
+  CHECK_FALSE(s.get("k", t0)); // not even the parked put is in yet
+  cfg.budget->release(1);
+  s.retry_parked(t0); // the put goes in; the compute waits for room again
+  CHECK(bytes_of(s, t0) == "10");
+  CHECK_FALSE(a.got);
+  cfg.budget->release(1);
+  s.retry_parked(t0);
+  CHECK(bytes_of(s, t0) == "11"); // it saw the put parked before it
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 3);
+  CHECK(items[2].bytes == "11");
+  s.writes_done(seqs_of(items), caf::none, t0);
+  CHECK(*a == 11);
+}
+
+TEST_CASE("set_ttl: persist / shorten / missing / <= 0 misses at once", "[compute]") {
+  shard_state s{shard_options{}};
+  REQUIRE_FALSE(s.put(value::make("k", "v"), ttl::after(10s), t0));
+  auto before = s.set_ttl("k", std::nullopt, t0); // persist
+  CHECK(before.state == remaining_ttl::expires);
+  CHECK(s.ttl_of("k", t0).state == remaining_ttl::never_expires);
+  CHECK(s.set_ttl("k", 2s, t0).state == remaining_ttl::never_expires);
+  CHECK(s.ttl_of("k", t0).left == 2s);
+  CHECK(s.remove_expired(at(2000ms)) == 1); // the timer knows the new expiry
+  CHECK(s.set_ttl("k", 2s, t0).state == remaining_ttl::missing);
+  REQUIRE_FALSE(s.put(value::make("k", "v"), ttl::never(), t0));
+  CHECK(s.set_ttl("k", 0s, t0).state == remaining_ttl::never_expires);
+  CHECK_FALSE(s.get("k", t0));
+  CHECK(s.stats().expired == 2);
+}
