@@ -118,10 +118,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (piece > input.size()) piece = input.size();
     // A paused session reads nothing until its replies are in.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
-    while (!s->wants_input()) {
+    while (!s->wants_input() && !s->closing()) {
       s->collect(out);
       if (std::chrono::steady_clock::now() > deadline) fail("paused for 10 s", out);
     }
+    if (s->closing()) break;
     open = s->feed(input.substr(0, piece));
     input.remove_prefix(piece);
     s->collect(out);
@@ -130,7 +131,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
   for (;;) {
     s->collect(out);
-    bool settled = open ? s->wants_input() : s->closing();
+    // A protocol error met while collect resumed a paused pipeline closes too.
+    bool settled = s->wants_input() || s->closing();
     auto expected = (ctx->counters.total_commands.load() - commands_before) +
                     (ctx->counters.protocol_errors.load() - errors_before);
     auto got = count_replies(out);

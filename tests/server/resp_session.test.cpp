@@ -84,7 +84,7 @@ TEST_CASE("session: errors have Redis's texts", "[resp_session]") {
   CHECK(cl.call({"FLUSHDB", "x"}) == "-ERR syntax error\r\n");
 }
 
-TEST_CASE("session: QUIT answers, then closes; later commands do not run",
+TEST_CASE("session: QUIT answers, then closes, and later commands do not run",
           "[resp_session]") {
   runtime rt;
   auto c = must(rt.create_cache(plain("db0")));
