@@ -66,6 +66,38 @@ void resp_seeds(const fs::path& dir) {
     write(dir / ("seed-" + std::to_string(i++)), in);
 }
 
+// The first byte seeds the resp_session fuzzer's split points (its top bit:
+// a server with a password); the rest is a client's pipeline.
+void resp_session_seeds(const fs::path& dir) {
+  auto cmd = [](std::initializer_list<std::string> args) {
+    std::string out = "*" + std::to_string(args.size()) + "\r\n";
+    for (const auto& a : args)
+      out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+    return out;
+  };
+  const std::string inputs[] = {
+    "\x01" + cmd({"SET", "k", "v"}) + cmd({"GET", "k"}) + cmd({"DEL", "k"}) +
+      cmd({"GET", "k"}),
+    "\x02" + cmd({"HELLO", "3"}) + cmd({"GET", "nope"}) + cmd({"MGET", "a", "b"}) +
+      cmd({"CONFIG", "GET", "save"}),
+    "\x03" + cmd({"SELECT", "1"}) + cmd({"KARLTON.LOAD", "known1"}) +
+      cmd({"KARLTON.LOAD", "other"}) + cmd({"GET", "known1"}) + cmd({"DBSIZE"}),
+    "\x04" + cmd({"MSET", "a", "1", "b", "2"}) + cmd({"EXISTS", "a", "b", "c"}) +
+      cmd({"TTL", "a"}) + cmd({"SET", "t", "v", "PX", "100"}) + cmd({"PTTL", "t"}),
+    "\x05" + cmd({"KARLTON.PUT", "p", "v", "EVENTS", "1", "e", "ON", "1", "tag"}) +
+      cmd({"KARLTON.INVALIDATE", "tag"}) + cmd({"KARLTON.EMIT", "e"}) +
+      cmd({"KARLTON.GRAPH", "DOT"}) + cmd({"FLUSHDB"}),
+    "\x86" + cmd({"PING"}) + cmd({"AUTH", "wrong"}) + cmd({"AUTH", "secret"}) +
+      cmd({"PING"}),
+    "\x07" + cmd({"CLIENT", "SETNAME", "x"}) + cmd({"CLIENT", "ID"}) +
+      cmd({"COMMAND", "COUNT"}) + cmd({"INFO"}) + cmd({"QUIT"}) + cmd({"PING"}),
+    "\x08PING\r\nECHO hi\r\n*1\r\n$-5\r\n",
+  };
+  int i = 0;
+  for (const auto& in : inputs)
+    write(dir / ("seed-" + std::to_string(i++)), in);
+}
+
 void journal_seeds(const fs::path& dir) {
   auto file = (dir / "seed-journal").string();
   fs::remove(file);
@@ -185,11 +217,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   fs::path dir = argv[1];
-  for (auto* target : {"console", "journal", "messages", "resp_parser"})
+  for (auto* target : {"console", "journal", "messages", "resp_parser", "resp_session"})
     fs::create_directories(dir / target);
   console_seeds(dir / "console");
   journal_seeds(dir / "journal");
   message_seeds(dir / "messages");
   resp_seeds(dir / "resp_parser");
+  resp_session_seeds(dir / "resp_session");
   return 0;
 }

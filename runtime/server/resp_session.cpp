@@ -1,10 +1,293 @@
-// WP0 seam: the session and its commands (issue 15, WP3).
+// The session: parse, check, run, and keep the replies in request order
+// (plan §4.2), with the per-connection read-your-writes barrier (§4.3).
 #include "runtime/server/resp_session.hpp"
+
+#include <functional>
+
+#include <karlton/messages/errors.hpp>
+
+#include "runtime/server/session_impl.hpp"
 
 namespace karlton::server {
 
-std::shared_ptr<session> make_session(std::shared_ptr<server_context>, session_host*) {
-  return nullptr;
+namespace {
+
+// The session whose command runs on this thread right now: a completion
+// that runs inline (a direct hit) needs no wake, the drain after the
+// command picks it up.
+thread_local const session_impl* running_here = nullptr;
+
+struct running_guard {
+  explicit running_guard(const session_impl* s) : before(running_here) {
+    running_here = s;
+  }
+  ~running_guard() { running_here = before; }
+  const session_impl* before;
+};
+
+bool has_code(const caf::error& err, errc code) {
+  return err && err.category() == caf::atom("karlton") &&
+         err.code() == static_cast<uint8_t>(code);
+}
+
+} // namespace
+
+// -- deferred_reply, command_call -----------------------------------------------
+
+void deferred_reply::fail(const caf::error& err) const {
+  finish([&](reply_writer& w) {
+    if (has_code(err, errc::overloaded))
+      w.error("-OVERLOADED " + describe(err));
+    else if (has_code(err, errc::shut_down))
+      w.error("-SHUTDOWN " + describe(err));
+    else
+      w.error(describe(err));
+  });
+}
+
+void deferred_reply::done() const {
+  session_->completed(*slot_);
+}
+
+reply_writer command_call::reply() {
+  return reply_writer{slot_.bytes, session.protocol()};
+}
+
+deferred_reply command_call::defer() {
+  deferred_ = true;
+  return deferred_reply{session.shared_from_this(), &slot_, session.protocol()};
+}
+
+const cache& command_call::db() const {
+  return session.context().caches[session.selected()];
+}
+
+// -- session_impl ---------------------------------------------------------------
+
+session_impl::session_impl(std::shared_ptr<server_context> ctx, session_host* host)
+  : ctx_(std::move(ctx)), id_(ctx_->next_client_id.fetch_add(1)),
+    parser_(ctx_->options.limits), slots_(ctx_->options.max_in_flight), host_(host) {
+  if (!ctx_->options.password.empty()) {
+    authenticated_ = false;
+    parser_.set_authenticated(false);
+  }
+}
+
+session_impl::~session_impl() = default;
+
+void session_impl::set_authenticated() noexcept {
+  authenticated_ = true;
+  parser_.set_authenticated(true);
+}
+
+bool session_impl::run_blocking(std::function<void()> job) {
+  std::lock_guard<std::recursive_mutex> guard{host_mtx_};
+  if (host_ == nullptr) return false;
+  return host_->run_blocking(std::move(job));
+}
+
+bool session_impl::feed(std::string_view bytes) {
+  if (close_requested_) return false;
+  if (has_held_ || !input_.empty()) {
+    input_.append(bytes.data(), bytes.size());
+  } else {
+    pump_input(bytes);
+    if (!bytes.empty()) input_.assign(bytes.data(), bytes.size());
+  }
+  if (!input_.empty()) {
+    std::string_view in{input_};
+    pump_input(in);
+    input_.erase(0, input_.size() - in.size());
+  }
+  drain();
+  return !close_requested_;
+}
+
+void session_impl::pump_input(std::string_view& in) {
+  if (has_held_) {
+    if (run_one(held_views_) == step::paused) return;
+    has_held_ = false;
+  }
+  while (!close_requested_) {
+    auto st = parser_.next(in);
+    if (st == request_parser::status::need_more) return;
+    if (st == request_parser::status::error) {
+      protocol_error();
+      return;
+    }
+    if (run_one(parser_.args()) == step::paused) {
+      const auto& args = parser_.args();
+      held_.assign(args.begin(), args.end());
+      held_views_.assign(held_.begin(), held_.end());
+      has_held_ = true;
+      return;
+    }
+  }
+}
+
+void session_impl::protocol_error() {
+  ctx_->counters.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+  closing_error_ = "-ERR ";
+  closing_error_ += parser_.error();
+  closing_error_ += "\r\n";
+  close_requested_ = true;
+}
+
+session_impl::step session_impl::run_one(const std::vector<std::string_view>& args) {
+  if (slots_.full()) return step::paused;
+  const auto* spec = find_command(args[0]);
+  bool allowed =
+    spec != nullptr && (authenticated_ || (spec->flags & command_spec::no_auth));
+  bool arity_ok =
+    spec != nullptr && (spec->arity >= 0 ? args.size() == size_t(spec->arity)
+                                         : args.size() >= size_t(-spec->arity));
+  bool runs = allowed && arity_ok;
+  if (runs && must_wait(*spec, args)) return step::paused;
+  ctx_->counters.total_commands.fetch_add(1, std::memory_order_relaxed);
+  auto seq = slots_.next_sequence();
+  auto& slot = slots_.open();
+  command_call call{*this, args, slot};
+  if (spec == nullptr) {
+    std::string msg = "unknown command '";
+    msg.append(args[0].substr(0, 128));
+    msg += "', with args beginning with: ";
+    for (size_t i = 1; i < args.size() && msg.size() < 512; ++i) {
+      msg += '\'';
+      msg.append(args[i].substr(0, 128));
+      msg += "' ";
+    }
+    call.reply().error(msg);
+  } else if (!arity_ok) { // Redis checks the arity before the login
+    call.reply().error("wrong number of arguments for '" + std::string{spec->name} +
+                       "' command");
+  } else if (!allowed) {
+    call.reply().error("-NOAUTH Authentication required.");
+  } else if ((spec->flags & (command_spec::read | command_spec::write)) &&
+             ctx_->caches.empty()) {
+    call.reply().error("no cache to serve: karlton-node has no caches");
+  } else {
+    if (spec->flags & command_spec::write) note_writes(*spec, args, seq);
+    running_guard guard{this};
+    spec->run(call);
+  }
+  if (!call.deferred()) slot.ready.store(true, std::memory_order_relaxed);
+  drain();
+  return step::ran;
+}
+
+uint64_t session_impl::key_hash(std::string_view key) const noexcept {
+  return std::hash<std::string_view>{}(key) ^ (uint64_t{db_} * 0x9e3779b97f4a7c15ULL);
+}
+
+template <class F>
+static void for_each_key(const command_spec& spec,
+                         const std::vector<std::string_view>& args, F f) {
+  if (spec.first_key <= 0) return;
+  auto n = static_cast<int>(args.size());
+  int last = spec.last_key < 0 ? n + spec.last_key : spec.last_key;
+  for (int i = spec.first_key; i <= last && i < n; i += spec.step)
+    f(args[size_t(i)]);
+}
+
+bool session_impl::must_wait(const command_spec& spec,
+                             const std::vector<std::string_view>& args) const {
+  if (!(spec.flags & command_spec::read)) return false;
+  if (whole_db_writes_ > 0) return true;
+  if (writes_in_flight_.empty()) return false;
+  if (spec.flags & command_spec::all_keys) return true;
+  bool wait = false;
+  for_each_key(spec, args, [&](std::string_view k) {
+    if (!wait && writes_in_flight_.count(key_hash(k)) > 0) wait = true;
+  });
+  return wait;
+}
+
+void session_impl::note_writes(const command_spec& spec,
+                               const std::vector<std::string_view>& args, uint64_t seq) {
+  write_record rec{seq, (spec.flags & command_spec::all_keys) != 0, {}};
+  if (rec.whole_db) ++whole_db_writes_;
+  for_each_key(spec, args, [&](std::string_view k) {
+    auto h = key_hash(k);
+    rec.hashes.push_back(h);
+    ++writes_in_flight_[h];
+  });
+  write_log_.push_back(std::move(rec));
+}
+
+void session_impl::drain() {
+  while (auto* slot = slots_.ready_head()) {
+    output_ += slot->bytes;
+    auto seq = slots_.head_sequence();
+    if (!write_log_.empty() && write_log_.front().seq == seq) {
+      auto& rec = write_log_.front();
+      if (rec.whole_db) --whole_db_writes_;
+      for (auto h : rec.hashes) {
+        auto i = writes_in_flight_.find(h);
+        if (i != writes_in_flight_.end() && --i->second == 0) writes_in_flight_.erase(i);
+      }
+      write_log_.pop_front();
+    }
+    slots_.pop();
+  }
+  if (slots_.empty() && !closing_error_.empty()) {
+    output_ += closing_error_;
+    closing_error_.clear();
+  }
+}
+
+void session_impl::collect(std::string& out) {
+  wake_pending_.store(false, std::memory_order_seq_cst);
+  drain();
+  if (has_held_ || !input_.empty()) {
+    std::string_view in{input_};
+    pump_input(in);
+    input_.erase(0, input_.size() - in.size());
+    drain();
+  }
+  out += output_;
+  output_.clear();
+  std::lock_guard<std::mutex> guard{push_mtx_};
+  for (auto& p : pushes_)
+    out += p;
+  pushes_.clear();
+}
+
+bool session_impl::wants_input() const noexcept {
+  return !close_requested_ && !has_held_ && input_.empty();
+}
+
+bool session_impl::closing() const noexcept {
+  return close_requested_ && slots_.empty() && output_.empty() && closing_error_.empty();
+}
+
+void session_impl::push(std::string msg) {
+  {
+    std::lock_guard<std::mutex> guard{push_mtx_};
+    pushes_.push_back(std::move(msg));
+  }
+  if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) {
+    std::lock_guard<std::recursive_mutex> guard{host_mtx_};
+    if (host_ != nullptr) host_->wake();
+  }
+}
+
+void session_impl::completed(reply_slot& slot) noexcept {
+  slot.ready.store(true, std::memory_order_release);
+  if (running_here == this) return;
+  if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) {
+    std::lock_guard<std::recursive_mutex> guard{host_mtx_};
+    if (host_ != nullptr) host_->wake();
+  }
+}
+
+void session_impl::detach() noexcept {
+  std::lock_guard<std::recursive_mutex> guard{host_mtx_};
+  host_ = nullptr;
+}
+
+std::shared_ptr<session> make_session(std::shared_ptr<server_context> ctx,
+                                      session_host* host) {
+  return std::make_shared<session_impl>(std::move(ctx), host);
 }
 
 } // namespace karlton::server

@@ -1,0 +1,281 @@
+// The plain key commands (plan §5): GET, SET (EX/PX), MGET, MSET, DEL,
+// UNLINK, EXISTS, TTL, PTTL, DBSIZE, FLUSHDB, FLUSHALL. The read-modify-write
+// ones (SET's NX/XX/GET/KEEPTTL, GETSET, INCR, EXPIRE, ...) are in
+// commands_compute.cpp.
+#include "runtime/server/commands_keys.hpp"
+
+#include <limits>
+
+namespace karlton::server {
+
+namespace {
+
+using spec = command_spec;
+
+void reply_value(const deferred_reply& r, const caf::expected<value>& v) {
+  if (!v)
+    r.fail(v.error());
+  else
+    r.finish([&](reply_writer& w) {
+      if (*v)
+        w.bulk(v->bytes());
+      else
+        w.null();
+    });
+}
+
+void reply_ok(const deferred_reply& r, const caf::expected<cache::unit>& x) {
+  if (!x)
+    r.fail(x.error());
+  else
+    r.finish([](reply_writer& w) { w.simple("OK"); });
+}
+
+void get(command_call& c) {
+  auto r = c.defer();
+  c.db().get_async(c.args[1], [r](caf::expected<value> v) { reply_value(r, v); });
+}
+
+} // namespace
+
+bool parse_expire_ms(command_call& c, std::string_view arg, int64_t unit,
+                     std::string_view cmd, bool positive, int64_t& ms) {
+  int64_t n = 0;
+  if (!parse_int64(arg, n)) {
+    c.reply().error("value is not an integer or out of range");
+    return false;
+  }
+  // A year is karlton's longest lifetime; Redis takes more, but an entry
+  // that outlives a year is one that never expires for any cache.
+  constexpr int64_t max_ms = std::numeric_limits<int64_t>::max() / 1000;
+  if ((positive && n <= 0) || n > max_ms / unit || n < -max_ms / unit) {
+    c.reply().error("invalid expire time in '" + std::string{cmd} + "' command");
+    return false;
+  }
+  ms = n * unit;
+  return true;
+}
+
+namespace {
+
+/// SET's options, as Redis parses them.
+struct set_options {
+  bool nx = false, xx = false, get = false, keepttl = false;
+  std::optional<int64_t> ms;
+};
+
+bool parse_set(command_call& c, set_options& o) {
+  for (size_t i = 3; i < c.args.size(); ++i) {
+    auto a = c.args[i];
+    bool more = i + 1 < c.args.size();
+    if (iequals(a, "NX") && !o.xx) {
+      o.nx = true;
+    } else if (iequals(a, "XX") && !o.nx) {
+      o.xx = true;
+    } else if (iequals(a, "GET")) {
+      o.get = true;
+    } else if (iequals(a, "KEEPTTL") && !o.ms) {
+      o.keepttl = true;
+    } else if ((iequals(a, "EX") || iequals(a, "PX")) && !o.ms && !o.keepttl && more) {
+      int64_t ms = 0;
+      if (!parse_expire_ms(c, c.args[i + 1], iequals(a, "EX") ? 1000 : 1, "set", true,
+                           ms))
+        return false;
+      o.ms = ms;
+      ++i;
+    } else {
+      c.reply().error("syntax error");
+      return false;
+    }
+  }
+  return true;
+}
+
+ttl ttl_of_ms(std::optional<int64_t> ms) {
+  return ms ? ttl::after(std::chrono::milliseconds{*ms}) : ttl::cache_default();
+}
+
+} // namespace
+
+// SET with NX, XX, GET or KEEPTTL: a compute (commands_compute.cpp).
+void set_by_compute(command_call& c, bool nx, bool xx, bool get, bool keepttl,
+                    std::optional<int64_t> ms);
+
+namespace {
+
+void set(command_call& c) {
+  set_options o;
+  if (!parse_set(c, o)) return;
+  if (o.nx || o.xx || o.get || o.keepttl)
+    return set_by_compute(c, o.nx, o.xx, o.get, o.keepttl, o.ms);
+  auto t = ttl_of_ms(o.ms);
+  if (needs_blocking_writes(c.db())) {
+    on_pool(c, [k = std::string{c.args[1]}, v = std::string{c.args[2]},
+                t](const cache& db, const deferred_reply& r) {
+      auto err = db.put(k, v, t);
+      if (err)
+        r.fail(err);
+      else
+        reply_ok(r, cache::unit{});
+    });
+    return;
+  }
+  auto r = c.defer();
+  c.db().put_async(c.args[1], c.args[2], t,
+                   [r](caf::expected<cache::unit> x) { reply_ok(r, x); });
+}
+
+void mget(command_call& c) {
+  std::vector<std::string> keys(c.args.begin() + 1, c.args.end());
+  auto r = c.defer();
+  c.db().get_many_async(keys, [r](caf::expected<std::vector<value>> vs) {
+    if (!vs) return r.fail(vs.error());
+    r.finish([&](reply_writer& w) {
+      w.array(vs->size());
+      for (const auto& v : *vs) {
+        if (v)
+          w.bulk(v.bytes());
+        else
+          w.null();
+      }
+    });
+  });
+}
+
+void mset(command_call& c) {
+  if (c.args.size() % 2 != 1) {
+    c.reply().error("wrong number of arguments for 'mset' command");
+    return;
+  }
+  std::vector<std::pair<std::string, std::string>> items;
+  items.reserve(c.args.size() / 2);
+  for (size_t i = 1; i + 1 < c.args.size(); i += 2)
+    items.emplace_back(std::string{c.args[i]}, std::string{c.args[i + 1]});
+  if (needs_blocking_writes(c.db())) {
+    on_pool(c, [items = std::move(items)](const cache& db, const deferred_reply& r) {
+      auto err = db.put_many(items);
+      if (err)
+        r.fail(err);
+      else
+        reply_ok(r, cache::unit{});
+    });
+    return;
+  }
+  auto r = c.defer();
+  c.db().put_many_async(items, ttl::cache_default(),
+                        [r](caf::expected<cache::unit> x) { reply_ok(r, x); });
+}
+
+void del(command_call& c) {
+  auto n = c.args.size() - 1;
+  if (needs_blocking_writes(c.db())) {
+    std::vector<std::string> keys(c.args.begin() + 1, c.args.end());
+    on_pool(c, [keys = std::move(keys)](const cache& db, const deferred_reply& r) {
+      auto counter = std::make_shared<counted_reply>(r, keys.size());
+      for (const auto& k : keys)
+        counter->add(db.erase(k));
+    });
+    return;
+  }
+  auto counter = std::make_shared<counted_reply>(c.defer(), n);
+  for (size_t i = 1; i < c.args.size(); ++i)
+    c.db().erase_async(c.args[i], [counter](caf::expected<bool> x) { counter->add(x); });
+}
+
+void exists(command_call& c) {
+  auto counter = std::make_shared<counted_reply>(c.defer(), c.args.size() - 1);
+  for (size_t i = 1; i < c.args.size(); ++i)
+    c.db().contains_async(c.args[i],
+                          [counter](caf::expected<bool> x) { counter->add(x); });
+}
+
+void ttl_reply(command_call& c, int64_t unit) {
+  auto r = c.defer();
+  c.db().ttl_of_async(c.args[1], [r, unit](caf::expected<remaining_ttl> x) {
+    if (!x) return r.fail(x.error());
+    r.finish([&](reply_writer& w) {
+      if (x->state == remaining_ttl::missing)
+        w.integer(-2);
+      else if (x->state == remaining_ttl::never_expires)
+        w.integer(-1);
+      else {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(x->left).count();
+        w.integer(unit == 1 ? ms : (ms + 500) / 1000);
+      }
+    });
+  });
+}
+
+void ttl_cmd(command_call& c) {
+  ttl_reply(c, 1000);
+}
+
+void pttl(command_call& c) {
+  ttl_reply(c, 1);
+}
+
+void dbsize(command_call& c) {
+  auto r = c.defer();
+  c.db().stats_async([r](caf::expected<cache_stats> x) {
+    if (!x) return r.fail(x.error());
+    r.finish([&](reply_writer& w) { w.integer(static_cast<int64_t>(x->entries)); });
+  });
+}
+
+bool flush_args_ok(command_call& c) {
+  if (c.args.size() > 2 || (c.args.size() == 2 && !iequals(c.args[1], "ASYNC") &&
+                            !iequals(c.args[1], "SYNC"))) {
+    c.reply().error("syntax error");
+    return false;
+  }
+  return true;
+}
+
+void flushdb(command_call& c) {
+  if (!flush_args_ok(c)) return;
+  auto r = c.defer();
+  c.db().clear_async([r](caf::expected<uint64_t> x) {
+    if (!x) return r.fail(x.error());
+    r.finish([](reply_writer& w) { w.simple("OK"); });
+  });
+}
+
+void flushall(command_call& c) {
+  if (!flush_args_ok(c)) return;
+  const auto& dbs = c.session.context().caches;
+  auto r = c.defer();
+  auto left = std::make_shared<std::atomic<size_t>>(dbs.size());
+  auto first_error = std::make_shared<std::pair<std::mutex, caf::error>>();
+  for (const auto& db : dbs)
+    db.clear_async([r, left, first_error](caf::expected<uint64_t> x) {
+      if (!x) {
+        std::lock_guard<std::mutex> guard{first_error->first};
+        if (!first_error->second) first_error->second = x.error();
+      }
+      if (left->fetch_sub(1) != 1) return;
+      std::lock_guard<std::mutex> guard{first_error->first};
+      if (first_error->second)
+        r.fail(first_error->second);
+      else
+        r.finish([](reply_writer& w) { w.simple("OK"); });
+    });
+}
+
+} // namespace
+
+void commands_keys(std::vector<command_spec>& t) {
+  t.push_back({"get", 2, spec::read, 1, 1, 1, get});
+  t.push_back({"set", -3, spec::write, 1, 1, 1, set});
+  t.push_back({"mget", -2, spec::read, 1, -1, 1, mget});
+  t.push_back({"mset", -3, spec::write, 1, -1, 2, mset});
+  t.push_back({"del", -2, spec::write, 1, -1, 1, del});
+  t.push_back({"unlink", -2, spec::write, 1, -1, 1, del});
+  t.push_back({"exists", -2, spec::read, 1, -1, 1, exists});
+  t.push_back({"ttl", 2, spec::read, 1, 1, 1, ttl_cmd});
+  t.push_back({"pttl", 2, spec::read, 1, 1, 1, pttl});
+  t.push_back({"dbsize", 1, spec::read | spec::all_keys, 0, 0, 0, dbsize});
+  t.push_back({"flushdb", -1, spec::write | spec::all_keys, 0, 0, 0, flushdb});
+  t.push_back({"flushall", -1, spec::write | spec::all_keys, 0, 0, 0, flushall});
+}
+
+} // namespace karlton::server

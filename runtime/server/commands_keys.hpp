@@ -1,0 +1,77 @@
+// What the key command families share: replies for karlton's results, the
+// blocking pool for calls that exist only as blocking calls, and a counter
+// for commands that make one call per key.
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <karlton/messages/errors.hpp>
+
+#include "runtime/server/session_impl.hpp"
+
+namespace karlton::server {
+
+/// True if `err` is karlton's `code`.
+inline bool is_errc(const caf::error& err, errc code) {
+  return err && err.category() == caf::atom("karlton") &&
+         err.code() == static_cast<uint8_t>(code);
+}
+
+/// Whether writes to `db` must go through its blocking calls (rule 7: only
+/// they wait for the other nodes).
+inline bool needs_blocking_writes(const cache& db) {
+  return db.options().distributed == distribution::sync;
+}
+
+/// Runs `f(db, reply)` on the blocking pool, for the selected database;
+/// "-ERR busy" when the pool's queue is full. `f` must own what it uses.
+template <class F>
+void on_pool(command_call& c, F f) {
+  auto reply = c.defer();
+  cache db = c.db();
+  if (!c.session.run_blocking([reply, db, f]() mutable { f(db, reply); }))
+    reply.finish([](reply_writer& w) { w.error("busy"); });
+}
+
+/// Replies once `n` per-key calls are in: their sum, or the first error.
+class counted_reply {
+public:
+  counted_reply(deferred_reply r, size_t n) : reply_(std::move(r)), left_(n) {}
+
+  void add(const caf::expected<bool>& x) {
+    if (!x) {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (!err_) err_ = x.error();
+    } else if (*x) {
+      sum_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (left_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    caf::error err;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      err = err_;
+    }
+    if (err)
+      reply_.fail(err);
+    else
+      reply_.finish([&](reply_writer& w) { w.integer(sum_.load()); });
+  }
+
+private:
+  deferred_reply reply_;
+  std::atomic<size_t> left_;
+  std::atomic<int64_t> sum_{0};
+  std::mutex mtx_;
+  caf::error err_; // guarded by mtx_
+};
+
+/// Parses an expiry argument of `cmd` in `unit` (1000 for seconds, 1 for
+/// milliseconds) into milliseconds, with Redis's errors; false if it wrote one.
+bool parse_expire_ms(command_call& c, std::string_view arg, int64_t unit,
+                     std::string_view cmd, bool positive, int64_t& ms);
+
+} // namespace karlton::server

@@ -1,0 +1,85 @@
+// The reply slots of one connection (plan §4.2): one per command in flight,
+// in request order. A command's reply is written into its slot by whichever
+// thread completes it (the I/O thread for a direct answer, a shard thread or
+// the blocking pool otherwise), which then marks the slot ready with a
+// release store; the I/O thread moves ready slots out from the head, in
+// order, so replies leave in request order however the calls complete.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace karlton::server {
+
+/// One command's reply, written by one thread and then handed over.
+struct reply_slot {
+  /// The reply's bytes; owned by the completing thread until `ready`.
+  std::string bytes;
+  /// Set with release order once `bytes` is complete.
+  std::atomic<bool> ready{false};
+};
+
+/// A ring of at most `capacity` slots. Slots live in blocks that are made on
+/// first use and never move, so a completing thread may hold a `reply_slot*`
+/// while the I/O thread opens and closes others; a connection that never
+/// pipelines holds one block, not `capacity` slots.
+/// Only `open`, `head`, `pop` and the counts are for the I/O thread; a slot
+/// itself is for the thread that completes it, until `ready`.
+class reply_slots {
+public:
+  static constexpr size_t block_size = 64;
+
+  explicit reply_slots(size_t capacity)
+    : capacity_(capacity == 0 ? 1 : capacity),
+      blocks_((capacity_ + block_size - 1) / block_size) {}
+
+  size_t capacity() const noexcept { return capacity_; }
+  /// Slots opened and not yet popped.
+  size_t in_use() const noexcept { return static_cast<size_t>(tail_ - head_); }
+  bool full() const noexcept { return in_use() >= capacity_; }
+  bool empty() const noexcept { return tail_ == head_; }
+  /// The sequence number the next `open` gets (request order).
+  uint64_t next_sequence() const noexcept { return tail_; }
+  /// The sequence number of the head (the oldest slot still in use).
+  uint64_t head_sequence() const noexcept { return head_; }
+
+  /// The next slot in request order; the ring must not be full.
+  reply_slot& open() {
+    auto& s = at(tail_++);
+    s.bytes.clear();
+    return s;
+  }
+
+  /// The oldest slot if it is ready, else null.
+  reply_slot* ready_head() noexcept {
+    if (empty()) return nullptr;
+    auto& s = at(head_);
+    return s.ready.load(std::memory_order_acquire) ? &s : nullptr;
+  }
+
+  /// Releases the head slot (which was ready) for reuse.
+  void pop() noexcept {
+    auto& s = at(head_++);
+    s.ready.store(false, std::memory_order_relaxed);
+    if (s.bytes.capacity() > (size_t{64} << 10)) std::string{}.swap(s.bytes);
+  }
+
+private:
+  reply_slot& at(uint64_t seq) {
+    auto i = static_cast<size_t>(seq % capacity_);
+    auto& b = blocks_[i / block_size];
+    if (!b) b = std::make_unique<reply_slot[]>(block_size);
+    return b[i % block_size];
+  }
+
+  size_t capacity_;
+  std::vector<std::unique_ptr<reply_slot[]>> blocks_;
+  uint64_t head_ = 0;
+  uint64_t tail_ = 0;
+};
+
+} // namespace karlton::server

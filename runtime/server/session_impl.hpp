@@ -1,0 +1,202 @@
+// The session behind `make_session` and what its commands see of it: the
+// command table's entries, the call context of one command, and the handle
+// that completes a reply later from another thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <caf/error.hpp>
+
+#include "runtime/server/reply_slots.hpp"
+#include "runtime/server/resp_parser.hpp"
+#include "runtime/server/resp_session.hpp"
+#include "runtime/server/resp_writer.hpp"
+
+namespace karlton::server {
+
+class session_impl;
+class command_call;
+
+/// What the table knows of a command (also what COMMAND INFO answers).
+struct command_spec {
+  enum flag : uint32_t {
+    read = 1,     ///< reads its keys: waits behind this connection's writes of them
+    write = 2,    ///< changes its keys: later reads of them wait for it
+    no_auth = 4,  ///< allowed before AUTH
+    all_keys = 8, ///< reads or writes the whole database (FLUSHDB, DBSIZE)
+  };
+  const char* name; ///< lower case
+  int arity;        ///< Redis's: n = exactly n words, -n = at least n
+  uint32_t flags;
+  int first_key, last_key, step; ///< key positions, as COMMAND reports them
+  void (*run)(command_call&);
+};
+
+/// The command table, sorted by name; `find` is case-insensitive.
+const std::vector<command_spec>& command_table();
+const command_spec* find_command(std::string_view name);
+
+/// Completes one command's reply from any thread: writes it into the
+/// command's slot, marks it ready and wakes the host. Copyable (it goes into
+/// a std::function); completes at most once, by whichever copy finishes.
+class deferred_reply {
+public:
+  deferred_reply() = default;
+  deferred_reply(std::shared_ptr<session_impl> s, reply_slot* slot, int protocol)
+    : session_(std::move(s)), slot_(slot), protocol_(protocol) {}
+
+  int protocol() const noexcept { return protocol_; }
+
+  /// Calls `write(reply_writer&)` on the slot, then hands the slot over.
+  template <class F>
+  void finish(F&& write) const {
+    reply_writer w{slot_->bytes, protocol_};
+    write(w);
+    done();
+  }
+
+  /// A karlton error as Redis's clients expect it.
+  void fail(const caf::error& err) const;
+
+private:
+  void done() const;
+
+  std::shared_ptr<session_impl> session_;
+  reply_slot* slot_ = nullptr;
+  int protocol_ = 2;
+};
+
+/// One command as its handler sees it.
+class command_call {
+public:
+  command_call(session_impl& s, const std::vector<std::string_view>& args,
+               reply_slot& slot)
+    : session(s), args(args), slot_(slot) {}
+
+  session_impl& session;
+  const std::vector<std::string_view>& args;
+
+  /// Writes the reply now (on the I/O thread).
+  reply_writer reply();
+  /// The reply comes later, through the returned handle.
+  deferred_reply defer();
+  /// True once `defer` was called.
+  bool deferred() const noexcept { return deferred_; }
+
+  /// The selected database.
+  const cache& db() const;
+
+private:
+  reply_slot& slot_;
+  bool deferred_ = false;
+};
+
+/// The session: parses, runs commands, keeps replies in order.
+class session_impl final : public session,
+                           public std::enable_shared_from_this<session_impl> {
+public:
+  session_impl(std::shared_ptr<server_context> ctx, session_host* host);
+  ~session_impl() override;
+
+  uint64_t id() const noexcept override { return id_; }
+  bool feed(std::string_view bytes) override;
+  void collect(std::string& out) override;
+  bool wants_input() const noexcept override;
+  bool closing() const noexcept override;
+  void push(std::string msg) override;
+  void detach() noexcept override;
+
+  // -- for commands (I/O thread) ----------------------------------------------
+
+  server_context& context() noexcept { return *ctx_; }
+  const std::shared_ptr<server_context>& context_ptr() const noexcept { return ctx_; }
+  int protocol() const noexcept { return protocol_; }
+  void set_protocol(int p) noexcept { protocol_ = p; }
+  size_t selected() const noexcept { return db_; }
+  void select(size_t db) noexcept { db_ = db; }
+  bool authenticated() const noexcept { return authenticated_; }
+  void set_authenticated() noexcept;
+  const std::string& name() const noexcept { return name_; }
+  void set_name(std::string n) { name_ = std::move(n); }
+  /// The connection closes once the replies so far are written (QUIT).
+  void close_after_reply() noexcept { close_requested_ = true; }
+  /// Runs `job` on the blocking pool; false (and nothing runs) when full.
+  bool run_blocking(std::function<void()> job);
+
+  // -- for deferred_reply (any thread) ----------------------------------------
+
+  /// Marks `slot` ready and wakes the host once per collect.
+  void completed(reply_slot& slot) noexcept;
+
+private:
+  enum class step : uint8_t { ran, paused };
+
+  void pump_input(std::string_view& in);
+  step run_one(const std::vector<std::string_view>& args);
+  bool must_wait(const command_spec& spec,
+                 const std::vector<std::string_view>& args) const;
+  void note_writes(const command_spec& spec, const std::vector<std::string_view>& args,
+                   uint64_t seq);
+  void drain();
+  void protocol_error();
+  uint64_t key_hash(std::string_view key) const noexcept;
+
+  std::shared_ptr<server_context> ctx_;
+  uint64_t id_;
+  request_parser parser_;
+  reply_slots slots_;
+  std::string input_;             // bytes not yet parsed while paused
+  std::vector<std::string> held_; // a parsed command waiting to run
+  std::vector<std::string_view> held_views_;
+  bool has_held_ = false;
+  std::string output_;        // ready replies not yet collected
+  std::string closing_error_; // a protocol error, after the replies before it
+  int protocol_ = 2;
+  size_t db_ = 0;
+  bool authenticated_ = true;
+  bool close_requested_ = false;
+  std::string name_;
+
+  // Read-your-writes (§4.3): how many writes in flight touch each key hash
+  // (the db mixed in), and how many whole-db writes (FLUSHDB) are in flight.
+  // A write leaves them when its reply is drained, in request order.
+  struct write_record {
+    uint64_t seq;
+    bool whole_db;
+    std::vector<uint64_t> hashes;
+  };
+  std::unordered_map<uint64_t, uint32_t> writes_in_flight_;
+  uint32_t whole_db_writes_ = 0;
+  std::deque<write_record> write_log_;
+
+  std::recursive_mutex host_mtx_; // recursive: a host may run a blocking job inline
+  session_host* host_;            // guarded by host_mtx_; null after detach
+  std::atomic<bool> wake_pending_{false};
+
+  std::mutex push_mtx_;
+  std::vector<std::string> pushes_; // guarded by push_mtx_
+};
+
+/// Parses a base-10 int64 as Redis's string2ll: no spaces, no '+', no
+/// leading zeros; false if not one or out of range.
+bool parse_int64(std::string_view s, int64_t& out) noexcept;
+/// ASCII case-insensitive equality (command and option names).
+bool iequals(std::string_view a, std::string_view b) noexcept;
+
+// The command families, registered into the table by resp_commands.cpp.
+void commands_conn(std::vector<command_spec>& table);
+void commands_keys(std::vector<command_spec>& table);
+void commands_compute(std::vector<command_spec>& table);
+void commands_karlton(std::vector<command_spec>& table);
+
+} // namespace karlton::server

@@ -1,0 +1,254 @@
+// Every row of the command table (plan §5) through a session, with the
+// replies Redis 7.0 gives for the same input; AUTH, SELECT and HELLO 3.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "runtime/server/session_impl.hpp"
+#include "server/session_fixture.hpp"
+#include "support/must.hpp"
+#include <karlton/runtime/runtime.hpp>
+
+using namespace karlton;
+using namespace karlton::server;
+using karlton::testing::must;
+using karlton::testing::resp_command;
+using karlton::testing::test_client;
+
+namespace {
+
+std::shared_ptr<server_context> context_for(runtime& rt, std::vector<cache> caches,
+                                            resp_options o = {}) {
+  std::vector<cache> handles;
+  for (auto& c : caches)
+    handles.push_back(c.without_queue_wait());
+  return std::make_shared<server_context>(rt, std::move(handles), std::move(o));
+}
+
+bool starts_with(const std::string& s, std::string_view prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+} // namespace
+
+TEST_CASE("session: AUTH with a password: NOAUTH first, WRONGPASS, then OK",
+          "[resp_session][auth]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  resp_options o;
+  o.password = "sekrit";
+  test_client cl{context_for(rt, {c}, o)};
+  CHECK(cl.call({"PING"}) == "-NOAUTH Authentication required.\r\n");
+  CHECK(cl.call({"GET", "k"}) == "-NOAUTH Authentication required.\r\n");
+  CHECK(cl.call({"GET"}) == "-ERR wrong number of arguments for 'get' command\r\n");
+  CHECK(starts_with(cl.call({"FOO"}), "-ERR unknown command 'FOO'"));
+  CHECK(starts_with(cl.call({"HELLO", "3"}), "-NOAUTH HELLO must be called"));
+  CHECK(cl.call({"AUTH", "sekrix"}) ==
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+  CHECK(cl.call({"AUTH", "bob", "sekrit"}) ==
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+  CHECK(cl.call({"AUTH", "a", "b", "c"}) == "-ERR syntax error\r\n");
+  CHECK(cl.call({"AUTH", "sekrit"}) == "+OK\r\n");
+  CHECK(cl.call({"PING"}) == "+PONG\r\n");
+
+  test_client other{cl.ctx};
+  CHECK(starts_with(other.call({"HELLO", "3", "AUTH", "default", "sekrit"}), "%7\r\n"));
+  CHECK(other.call({"GET", "k"}) == "_\r\n");
+
+  // Before AUTH the parser keeps Redis's small limits.
+  test_client stranger{cl.ctx};
+  stranger.feed("*20\r\n");
+  auto r = stranger.replies(1);
+  REQUIRE(r.size() == 1);
+  CHECK(r[0] == "-ERR Protocol error: unauthenticated multibulk length\r\n");
+}
+
+TEST_CASE("session: AUTH without a password configured", "[resp_session][auth]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  test_client cl{context_for(rt, {c})};
+  CHECK(
+    cl.call({"AUTH", "x"}) ==
+    "-ERR AUTH <password> called without any password configured for the default user. "
+    "Are you sure your configuration is correct?\r\n");
+  CHECK(cl.call({"AUTH", "default", "anything"}) == "+OK\r\n");
+  CHECK(cl.call({"AUTH", "bob", "x"}) ==
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+}
+
+TEST_CASE("session: SELECT picks the cache in node.caches order", "[resp_session]") {
+  runtime rt;
+  auto a = must(rt.create_cache("zeta"));
+  auto b = must(rt.create_cache("alpha"));
+  test_client cl{context_for(rt, {a, b})};
+  CHECK(cl.call({"SET", "k", "in-zeta"}) == "+OK\r\n");
+  CHECK(cl.call({"SELECT", "1"}) == "+OK\r\n");
+  CHECK(cl.call({"GET", "k"}) == "$-1\r\n");
+  CHECK(cl.call({"SET", "k", "in-alpha"}) == "+OK\r\n");
+  CHECK(cl.call({"SELECT", "2"}) == "-ERR DB index is out of range\r\n");
+  CHECK(cl.call({"SELECT", "-1"}) == "-ERR DB index is out of range\r\n");
+  CHECK(must(a.get("k")).bytes() == "in-zeta");
+  CHECK(must(b.get("k")).bytes() == "in-alpha");
+  CHECK(cl.call({"DBSIZE"}) == ":1\r\n");
+  CHECK(cl.call({"FLUSHALL"}) == "+OK\r\n");
+  CHECK_FALSE(must(a.contains("k")));
+}
+
+TEST_CASE("session: HELLO 3 switches to RESP3 replies, HELLO 2 back", "[resp_session]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  test_client cl{context_for(rt, {c})};
+  auto id = std::to_string(cl.s->id());
+  CHECK(cl.call({"HELLO", "3", "SETNAME", "me"}) ==
+        "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.0.0\r\n"
+        "$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:" +
+          id +
+          "\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"
+          "$7\r\nmodules\r\n*0\r\n");
+  CHECK(cl.call({"GET", "k"}) == "_\r\n");
+  CHECK(cl.call({"CLIENT", "GETNAME"}) == "$2\r\nme\r\n");
+  CHECK(cl.call({"CONFIG", "GET", "save"}) == "%1\r\n$4\r\nsave\r\n$0\r\n\r\n");
+  CHECK(starts_with(cl.call({"INFO"}), "=")); // verbatim text
+  CHECK(starts_with(cl.call({"HELLO"}), "%7\r\n"));
+  CHECK(starts_with(cl.call({"HELLO", "2"}), "*14\r\n"));
+  CHECK(cl.call({"GET", "k"}) == "$-1\r\n");
+  CHECK(cl.call({"HELLO", "x"}) ==
+        "-ERR Protocol version is not an integer or out of range\r\n");
+}
+
+TEST_CASE("session: key commands", "[resp_session]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  test_client cl{context_for(rt, {c})};
+  CHECK(cl.call({"MSET", "a", "1", "b", "2"}) == "+OK\r\n");
+  CHECK(cl.call({"MGET", "a", "x", "b"}) == "*3\r\n$1\r\n1\r\n$-1\r\n$1\r\n2\r\n");
+  CHECK(cl.call({"EXISTS", "a", "x", "a"}) == ":2\r\n");
+  CHECK(cl.call({"TTL", "x"}) == ":-2\r\n");
+  CHECK(cl.call({"PTTL", "x"}) == ":-2\r\n");
+  CHECK(cl.call({"TTL", "a"}) == ":-1\r\n"); // the default TTL is never
+  CHECK(cl.call({"SET", "t", "v", "EX", "100"}) == "+OK\r\n");
+  CHECK(cl.call({"TTL", "t"}) == ":100\r\n");
+  auto pttl = cl.call({"PTTL", "t"});
+  REQUIRE(starts_with(pttl, ":"));
+  auto ms = std::stoll(pttl.substr(1));
+  CHECK(ms > 90000);
+  CHECK(ms <= 100000);
+  CHECK(cl.call({"SET", "p", "v", "PX", "5000"}) == "+OK\r\n");
+  CHECK(cl.call({"TTL", "p"}) == ":5\r\n");
+  CHECK(cl.call({"DBSIZE"}) == ":4\r\n");
+  CHECK(cl.call({"UNLINK", "a", "b"}) == ":2\r\n");
+  CHECK(cl.call({"FLUSHDB", "ASYNC"}) == "+OK\r\n");
+  CHECK(cl.call({"DBSIZE"}) == ":0\r\n");
+}
+
+TEST_CASE("session: connection commands", "[resp_session]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  test_client cl{context_for(rt, {c})};
+  CHECK(cl.call({"CLIENT", "ID"}) == ":" + std::to_string(cl.s->id()) + "\r\n");
+  CHECK(cl.call({"CLIENT", "GETNAME"}) == "$-1\r\n");
+  CHECK(cl.call({"CLIENT", "SETNAME", "a b"}) ==
+        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+  CHECK(cl.call({"CLIENT", "SETNAME", "worker-1"}) == "+OK\r\n");
+  CHECK(cl.call({"CLIENT", "GETNAME"}) == "$8\r\nworker-1\r\n");
+  CHECK(cl.call({"CLIENT", "ID", "x"}) ==
+        "-ERR wrong number of arguments for 'client|id' command\r\n");
+  CHECK(starts_with(cl.call({"CLIENT", "TRACKING", "on"}),
+                    "-ERR CLIENT TRACKING is not supported"));
+  CHECK(starts_with(cl.call({"SUBSCRIBE", "x"}), "-ERR SUBSCRIBE is not supported"));
+  auto count = cl.call({"COMMAND", "COUNT"});
+  CHECK(count == ":" + std::to_string(command_table().size()) + "\r\n");
+  CHECK(cl.call({"COMMAND", "DOCS"}) == "*0\r\n");
+  CHECK(
+    starts_with(cl.call({"COMMAND", "INFO", "get", "nope"}),
+                "*2\r\n*10\r\n$3\r\nget\r\n:2\r\n*1\r\n+readonly\r\n:1\r\n:1\r\n:1\r\n"));
+  CHECK(starts_with(cl.call({"COMMAND"}), "*" + std::to_string(command_table().size())));
+  CHECK(cl.call({"CONFIG", "GET", "appendonly"}) ==
+        "*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n");
+  CHECK(cl.call({"CONFIG", "GET", "nope"}) == "*0\r\n");
+  CHECK(cl.call({"CONFIG"}) == "-ERR wrong number of arguments for 'config' command\r\n");
+  CHECK(cl.call({"CONFIG", "SET", "x", "y"}) ==
+        "-ERR unknown subcommand 'SET'. Try CONFIG HELP.\r\n");
+  auto info = cl.call({"INFO", "server"});
+  CHECK(starts_with(info, "$"));
+  CHECK(info.find("redis_version:") != std::string::npos);
+}
+
+TEST_CASE("session: KARLTON.* commands", "[resp_session]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  test_client cl{context_for(rt, {c})};
+  CHECK(cl.call({"KARLTON.PUT", "page", "<html>", "PX", "60000", "EVENTS", "1",
+                 "user_updated", "ON", "2", "user:1", "tag:users"}) == "+OK\r\n");
+  CHECK(cl.call({"KARLTON.PUT", "page2", "x", "ON", "1", "tag:users"}) == "+OK\r\n");
+  CHECK(cl.call({"KARLTON.PUT", "p", "x", "ON", "3", "a"}) == "-ERR syntax error\r\n");
+  auto graph = cl.call({"KARLTON.GRAPH", "JSON"});
+  CHECK(graph.find("tag:users") != std::string::npos);
+  CHECK(cl.call({"KARLTON.GRAPH", "DOT"}).find("digraph") != std::string::npos);
+  CHECK(cl.call({"KARLTON.INVALIDATE", "tag:users"}) == ":2\r\n");
+  CHECK(cl.call({"GET", "page"}) == "$-1\r\n");
+  CHECK(cl.call({"KARLTON.PUT", "page", "<html>", "EVENTS", "1", "user_updated"}) ==
+        "+OK\r\n");
+  CHECK(cl.call({"KARLTON.EMIT", "user_updated", "{}"}) == ":1\r\n");
+  CHECK(cl.call({"EXISTS", "page"}) == ":0\r\n");
+  CHECK(cl.call({"KARLTON.LOAD", "k"}).front() == '-'); // no loader
+  CHECK(cl.call({"KARLTON.FLUSH"}) == "+OK\r\n");
+  CHECK(cl.call({"KARLTON.FLUSH", "0"}) ==
+        "-ERR value is not an integer or out of range\r\n");
+  auto stats = cl.call({"KARLTON.STATS"});
+  CHECK(stats.find("\"name\":\"db0\"") != std::string::npos);
+}
+
+TEST_CASE("session: KARLTON.LOAD answers nil for a key the loader does not have",
+          "[resp_session]") {
+  runtime rt;
+  cache_options o;
+  o.name = "db0";
+  o.loader = [](const std::string& k) -> caf::expected<std::string> {
+    if (k == "missing") return make_error(errc::not_found, "no such key");
+    return "v-" + k;
+  };
+  auto c = must(rt.create_cache(o));
+  test_client cl{context_for(rt, {c})};
+  CHECK(cl.call({"KARLTON.LOAD", "k"}) == "$3\r\nv-k\r\n");
+  CHECK(cl.call({"GET", "k"}) == "$3\r\nv-k\r\n");
+  CHECK(cl.call({"KARLTON.LOAD", "missing"}) == "$-1\r\n");
+}
+
+// The compute family needs helper `compute`'s shard operations; until they
+// land the cache answers invalid_option, so these are hidden ("[.compute]"):
+// run them with `karlton-tests "[compute]"`.
+TEST_CASE("session: read-modify-write commands", "[.compute]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  test_client cl{context_for(rt, {c})};
+  CHECK(cl.call({"INCR", "n"}) == ":1\r\n");
+  CHECK(cl.call({"INCRBY", "n", "41"}) == ":42\r\n");
+  CHECK(cl.call({"DECR", "n"}) == ":41\r\n");
+  CHECK(cl.call({"DECRBY", "n", "40"}) == ":1\r\n");
+  CHECK(cl.call({"DECRBY", "n", "-9223372036854775808"}) ==
+        "-ERR decrement would overflow\r\n");
+  CHECK(cl.call({"SET", "s", "abc"}) == "+OK\r\n");
+  CHECK(cl.call({"INCR", "s"}) == "-ERR value is not an integer or out of range\r\n");
+  CHECK(cl.call({"SET", "m", "9223372036854775807"}) == "+OK\r\n");
+  CHECK(cl.call({"INCR", "m"}) == "-ERR increment or decrement would overflow\r\n");
+  CHECK(cl.call({"SET", "x", "1", "NX"}) == "+OK\r\n");
+  CHECK(cl.call({"SET", "x", "2", "NX"}) == "$-1\r\n");
+  CHECK(cl.call({"SET", "y", "1", "XX"}) == "$-1\r\n");
+  CHECK(cl.call({"SET", "x", "3", "XX", "GET"}) == "$1\r\n1\r\n");
+  CHECK(cl.call({"GETSET", "x", "4"}) == "$1\r\n3\r\n");
+  CHECK(cl.call({"SETNX", "x", "5"}) == ":0\r\n");
+  CHECK(cl.call({"SETNX", "z", "5"}) == ":1\r\n");
+  CHECK(cl.call({"GETDEL", "z"}) == "$1\r\n5\r\n");
+  CHECK(cl.call({"GETDEL", "z"}) == "$-1\r\n");
+  CHECK(cl.call({"EXPIRE", "x", "100"}) == ":1\r\n");
+  CHECK(cl.call({"TTL", "x"}) == ":100\r\n");
+  CHECK(cl.call({"SET", "x", "6", "KEEPTTL"}) == "+OK\r\n");
+  CHECK(cl.call({"TTL", "x"}) == ":100\r\n");
+  CHECK(cl.call({"PERSIST", "x"}) == ":1\r\n");
+  CHECK(cl.call({"PERSIST", "x"}) == ":0\r\n");
+  CHECK(cl.call({"TTL", "x"}) == ":-1\r\n");
+  CHECK(cl.call({"PEXPIRE", "x", "0"}) == ":1\r\n");
+  CHECK(cl.call({"EXISTS", "x"}) == ":0\r\n");
+  CHECK(cl.call({"EXPIRE", "nope", "10"}) == ":0\r\n");
+}

@@ -1,0 +1,198 @@
+// The session's flow control (plan §4.2, §4.3): the read-your-writes barrier
+// under write-through, the in-flight bound, pushes, detach, a full pool.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <string>
+
+#include "server/session_fixture.hpp"
+#include "support/latch.hpp"
+#include "support/must.hpp"
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/memory_store.hpp>
+
+using namespace karlton;
+using namespace karlton::server;
+using karlton::testing::must;
+using karlton::testing::resp_command;
+using karlton::testing::test_client;
+
+namespace {
+
+std::shared_ptr<server_context> context_for(runtime& rt, std::vector<cache> caches,
+                                            resp_options o = {}) {
+  std::vector<cache> handles;
+  for (auto& c : caches)
+    handles.push_back(c.without_queue_wait());
+  return std::make_shared<server_context>(rt, std::move(handles), std::move(o));
+}
+
+/// A store whose writes wait for `gate` while `holding` is set.
+class gated_store final : public store {
+public:
+  std::shared_ptr<memory_store> inner = std::make_shared<memory_store>();
+  testing::latch gate;
+  std::atomic<bool> holding{true};
+  std::atomic<int> writes_waiting{0};
+  caf::expected<std::optional<std::string>> load(std::string_view k) override {
+    return inner->load(k);
+  }
+  caf::expected<std::vector<std::optional<std::string>>>
+  load_many(const std::vector<std::string>& ks) override {
+    return inner->load_many(ks);
+  }
+  caf::error write_batch(const std::vector<store_write>& b) override {
+    if (holding) {
+      ++writes_waiting;
+      gate.wait();
+    }
+    return inner->write_batch(b);
+  }
+};
+
+cache_options write_through(std::shared_ptr<store> db) {
+  cache_options o;
+  o.name = "wt";
+  o.shards = 2;
+  o.backing_store = std::move(db);
+  o.writes = write_mode::write_through;
+  return o;
+}
+
+} // namespace
+
+TEST_CASE("session: a pipelined GET after SET of the key returns the new value under "
+          "write-through with a slow store (read-your-writes)",
+          "[resp_session][barrier]") {
+  auto db = std::make_shared<gated_store>();
+  runtime rt;
+  auto c = must(rt.create_cache(write_through(db)));
+  testing::release_on_exit open_gate{db->gate};
+  test_client cl{context_for(rt, {c})};
+  cl.feed(resp_command({"SET", "k", "1"}) + resp_command({"GET", "k"}) +
+          resp_command({"EXISTS", "k"}) + resp_command({"GET", "other"}));
+  // The GET waits for the SET: execution pauses and the session stops reading.
+  CHECK_FALSE(cl.s->wants_input());
+  CHECK(cl.collect_now().empty());
+  // Without the barrier the GET would read the table now, before the store
+  // acknowledged the SET, and answer nil.
+  CHECK_FALSE(must(c.get("k")));
+  db->gate.release();
+  CHECK(cl.replies(4) ==
+        std::vector<std::string>{"+OK\r\n", "$1\r\n1\r\n", ":1\r\n", "$-1\r\n"});
+  CHECK(cl.s->wants_input());
+}
+
+TEST_CASE("session: DEL and FLUSHDB hold back later reads of what they change",
+          "[resp_session][barrier]") {
+  auto db = std::make_shared<gated_store>();
+  runtime rt;
+  auto c = must(rt.create_cache(write_through(db)));
+  testing::release_on_exit open_gate{db->gate};
+  db->holding = false;
+  REQUIRE_FALSE(c.put("k", "old"));
+  REQUIRE_FALSE(c.put("j", "old"));
+  db->holding = true;
+  test_client cl{context_for(rt, {c})};
+  cl.feed(resp_command({"DEL", "k"}) + resp_command({"GET", "k"}));
+  CHECK_FALSE(cl.s->wants_input());
+  db->gate.release();
+  CHECK(cl.replies(2) == std::vector<std::string>{":1\r\n", "$-1\r\n"});
+  // A read of another key does not wait for a write in flight.
+  db->holding = false;
+  CHECK(cl.send(resp_command({"FLUSHDB"}) + resp_command({"DBSIZE"}), 2) ==
+        std::vector<std::string>{"+OK\r\n", ":0\r\n"});
+}
+
+TEST_CASE("session: beyond max_in_flight execution pauses and collect resumes it",
+          "[resp_session]") {
+  runtime rt;
+  testing::latch gate;
+  std::atomic<int> loads{0};
+  cache_options o;
+  o.name = "db0";
+  o.loader = [&](const std::string& k) -> caf::expected<std::string> {
+    ++loads;
+    gate.wait();
+    return k;
+  };
+  o.loader_concurrency = 8;
+  auto c = must(rt.create_cache(o));
+  testing::release_on_exit open_gate{gate};
+  resp_options opts;
+  opts.max_in_flight = 2;
+  test_client cl{context_for(rt, {c}, opts)};
+  std::string pipeline;
+  for (auto k : {"a", "b", "c", "d", "e"})
+    pipeline += resp_command({"KARLTON.LOAD", k});
+  pipeline += resp_command({"PING"});
+  cl.feed(pipeline);
+  CHECK_FALSE(cl.s->wants_input());
+  // Two commands run; the rest wait inside the session.
+  CHECK(cl.ctx->counters.total_commands.load() == 2);
+  CHECK(cl.collect_now().empty());
+  CHECK(cl.ctx->counters.total_commands.load() == 2);
+  gate.release();
+  CHECK(cl.replies(6) == std::vector<std::string>{"$1\r\na\r\n", "$1\r\nb\r\n",
+                                                  "$1\r\nc\r\n", "$1\r\nd\r\n",
+                                                  "$1\r\ne\r\n", "+PONG\r\n"});
+  CHECK(cl.ctx->counters.total_commands.load() == 6);
+  CHECK(cl.s->wants_input());
+  CHECK(loads.load() == 5);
+}
+
+TEST_CASE("session: pushes follow the replies and wake the host", "[resp_session]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  test_client cl{context_for(rt, {c})};
+  auto seen = cl.host->wakes();
+  cl.s->push(">2\r\n$4\r\nmore\r\n$1\r\nx\r\n");
+  CHECK(cl.host->wakes() == seen + 1);
+  cl.s->push(">1\r\n$1\r\ny\r\n"); // a wake is already pending
+  CHECK(cl.host->wakes() == seen + 1);
+  cl.feed(resp_command({"PING"}));
+  CHECK(cl.collect_now() == "+PONG\r\n>2\r\n$4\r\nmore\r\n$1\r\nx\r\n>1\r\n$1\r\ny\r\n");
+}
+
+TEST_CASE("session: after detach a late completion wakes nobody and the session outlives "
+          "its owner",
+          "[resp_session]") {
+  runtime rt;
+  testing::latch gate;
+  std::atomic<bool> loaded{false};
+  cache_options o;
+  o.name = "db0";
+  o.loader = [&](const std::string& k) -> caf::expected<std::string> {
+    gate.wait();
+    return k;
+  };
+  auto c = must(rt.create_cache(o));
+  testing::release_on_exit open_gate{gate};
+  auto ctx = context_for(rt, {c});
+  testing::fake_host host;
+  auto s = make_session(ctx, &host);
+  s->feed(resp_command({"KARLTON.LOAD", "k"}));
+  std::weak_ptr<session> alive = s;
+  s->detach();
+  s.reset();
+  CHECK_FALSE(alive.expired()); // the completion holds it
+  auto seen = host.wakes();
+  gate.release();
+  // The load's completion drops the last reference: wait for that.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+  while (!alive.expired() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  CHECK(alive.expired());
+  CHECK(host.wakes() == seen);
+}
+
+TEST_CASE("session: a full blocking pool answers busy", "[resp_session]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  test_client cl{context_for(rt, {c})};
+  cl.host->refuse_jobs = true;
+  CHECK(cl.call({"INFO"}) == "-ERR busy\r\n");
+  CHECK(cl.call({"KARLTON.INVALIDATE", "t"}) == "-ERR busy\r\n");
+  cl.host->refuse_jobs = false;
+  CHECK(cl.call({"KARLTON.INVALIDATE", "t"}) == ":0\r\n");
+}
