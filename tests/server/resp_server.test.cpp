@@ -241,7 +241,7 @@ TEST_CASE("the server answers pipelined commands in order on every I/O thread",
   CHECK(f.counters().total_connections == 3);
 }
 
-TEST_CASE("a client over maxclients is told so and closed; the others keep working",
+TEST_CASE("a client over maxclients is told so and closed while the others keep working",
           "[resp-server]") {
   srv::resp_options opts;
   opts.max_clients = 2;
