@@ -14,6 +14,7 @@
 //   karlton-node --karlton.cluster.secret=s --node.console=true
 //   karlton-node --help          every option, with its description
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -264,6 +265,25 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
   return out;
 }
 
+// Each client holds a descriptor: like Redis, raise the open-files limit for
+// maxclients plus 64 spare (stores, the cluster, logs), or lower maxclients
+// to what the limit allows, and say so.
+void fit_max_clients(karlton::server::resp_options& o) {
+  constexpr rlim_t spare = 64;
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  rlim_t want = rlim_t{o.max_clients} + spare;
+  if (lim.rlim_cur >= want) return;
+  rlimit raised = lim;
+  raised.rlim_cur = lim.rlim_max == RLIM_INFINITY ? want : std::min(want, lim.rlim_max);
+  if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  if (lim.rlim_cur >= want) return;
+  auto fits = lim.rlim_cur > spare ? lim.rlim_cur - spare : 1;
+  std::cerr << "karlton-node: node.maxclients lowered from " << o.max_clients << " to "
+            << fits << ": the open-files limit is " << lim.rlim_cur << '\n';
+  o.max_clients = static_cast<uint32_t>(fits);
+}
+
 // Readers never see a partial port: they see no file or the whole of it.
 bool write_port_file(const std::string& path, uint16_t port) {
   auto tmp = path + ".tmp";
@@ -401,6 +421,7 @@ int main(int argc, char** argv) {
   // After the listening line, which tests and scripts read first.
   std::unique_ptr<karlton::server::resp_server> resp;
   if (settings->resp) {
+    fit_max_clients(*settings->resp);
     resp = std::make_unique<karlton::server::resp_server>(rt, std::move(databases),
                                                           *settings->resp);
     auto resp_port = resp->start();

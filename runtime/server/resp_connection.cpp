@@ -90,11 +90,16 @@ bool connection::run_blocking(std::function<void()> job) {
 }
 
 bool connection::wants_close() const noexcept {
-  return close_after_output_ || (session_ && session_->closing());
+  // After feed() said false, the session's closing() turns true only once
+  // every reply up to the last (QUIT's, the protocol error) was collected:
+  // replies still in flight are not cut off.
+  if (stop_closing_) return true;
+  return session_ ? session_->closing() : close_after_output_;
 }
 
 void connection::read_more() {
-  if (closed_ || reading_ || lingering_ || home_.stopping || wants_close()) return;
+  if (closed_ || reading_ || lingering_ || home_.stopping || close_after_output_) return;
+  if (wants_close()) return;
   if (!session_ || !session_->wants_input()) return; // a wake resumes reading
   reading_ = true;
   socket_.async_read_some(
@@ -222,12 +227,13 @@ bool connection::settle(clock::time_point now, clock::duration quiet_for) {
   if (closed_ || lingering_) return true;
   flush();
   if (closed_ || lingering_) return true;
-  return !writing_ && !input_after_output_ && now - last_output_ >= quiet_for;
+  if (writing_ || (session_ && session_->replies_owed())) return false;
+  return !input_after_output_ && now - last_output_ >= quiet_for;
 }
 
 void connection::finish() {
   if (closed_) return;
-  close_after_output_ = true;
+  stop_closing_ = true;
   if (lingering_) return;
   flush();
 }

@@ -104,7 +104,10 @@ private:
   std::string next_out_;
   bool reading_ = false;
   bool writing_ = false;
+  /// feed() said false (or a rejected client): read no more.
   bool close_after_output_ = false;
+  /// `stop` closes it once what is ready is written.
+  bool stop_closing_ = false;
   bool lingering_ = false;
   bool closed_ = false;
   /// Whether the last thing that happened was input (a reply may be owed).

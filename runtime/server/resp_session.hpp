@@ -76,6 +76,11 @@ public:
   virtual bool wants_input() const noexcept = 0;
   /// True once the connection should close after its output is written.
   virtual bool closing() const noexcept = 0;
+  /// True while replies are owed: commands in flight, or replies not yet
+  /// collected. `resp_server::stop` waits, up to its grace, until it is false.
+  /// The default is for sessions that cannot tell: the host then waits only
+  /// until the connection has had no input or output for a moment.
+  virtual bool replies_owed() const noexcept { return false; }
   /// Queues an out-of-band message (a tracking push); any thread.
   virtual void push(std::string msg) = 0;
   /// The host is going away: after this returns, `wake` is never called.
