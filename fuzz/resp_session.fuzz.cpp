@@ -11,9 +11,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
@@ -34,14 +36,24 @@ cache must(caf::expected<cache> c) {
   return std::move(*c);
 }
 
-// Runs blocking jobs inline (the session allows it) and counts wakes; the
-// fuzzer's thread is the I/O thread.
-struct inline_host final : session_host {
+// The fuzzer's thread is the I/O thread and the blocking pool: jobs are
+// queued and run between the session's calls, never inside run_blocking
+// (the session holds its host lock there, and a job such as KARLTON.EMIT
+// waits for shards whose completions take that lock).
+struct queued_host final : session_host {
   std::atomic<uint64_t> wakes{0};
+  std::vector<std::function<void()>> jobs;
   void wake() noexcept override { ++wakes; }
   bool run_blocking(std::function<void()> job) override {
-    job();
+    jobs.push_back(std::move(job));
     return true;
+  }
+  void run_jobs() {
+    while (!jobs.empty()) {
+      auto batch = std::move(jobs);
+      jobs.clear();
+      for (auto& job : batch) job();
+    }
   }
 };
 
@@ -106,7 +118,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto seed = static_cast<uint32_t>(data[0]) * 2654435761u + 1;
   auto ctx = (data[0] & 0x80) ? servers().locked : servers().open;
   std::string_view input{reinterpret_cast<const char*>(data) + 1, size - 1};
-  inline_host host;
+  queued_host host;
   auto s = make_session(ctx, &host);
   auto commands_before = ctx->counters.total_commands.load();
   auto errors_before = ctx->counters.protocol_errors.load();
@@ -119,17 +131,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // A paused session reads nothing until its replies are in.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
     while (!s->wants_input() && !s->closing()) {
+      host.run_jobs();
       s->collect(out);
       if (std::chrono::steady_clock::now() > deadline) fail("paused for 10 s", out);
     }
     if (s->closing()) break;
     open = s->feed(input.substr(0, piece));
     input.remove_prefix(piece);
+    host.run_jobs();
     s->collect(out);
   }
   // Every command the session ran gets its reply, however long the shard takes.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
   for (;;) {
+    host.run_jobs();
     s->collect(out);
     // A protocol error met while collect resumed a paused pipeline closes too.
     bool settled = s->wants_input() || s->closing();

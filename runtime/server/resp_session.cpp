@@ -81,7 +81,7 @@ void session_impl::set_authenticated() noexcept {
 }
 
 bool session_impl::run_blocking(std::function<void()> job) {
-  std::lock_guard<std::recursive_mutex> guard{host_mtx_};
+  std::lock_guard<std::mutex> guard{host_mtx_};
   if (host_ == nullptr) return false;
   return host_->run_blocking(std::move(job));
 }
@@ -266,7 +266,7 @@ void session_impl::push(std::string msg) {
     pushes_.push_back(std::move(msg));
   }
   if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) {
-    std::lock_guard<std::recursive_mutex> guard{host_mtx_};
+    std::lock_guard<std::mutex> guard{host_mtx_};
     if (host_ != nullptr) host_->wake();
   }
 }
@@ -275,13 +275,13 @@ void session_impl::completed(reply_slot& slot) noexcept {
   slot.ready.store(true, std::memory_order_release);
   if (running_here == this) return;
   if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) {
-    std::lock_guard<std::recursive_mutex> guard{host_mtx_};
+    std::lock_guard<std::mutex> guard{host_mtx_};
     if (host_ != nullptr) host_->wake();
   }
 }
 
 void session_impl::detach() noexcept {
-  std::lock_guard<std::recursive_mutex> guard{host_mtx_};
+  std::lock_guard<std::mutex> guard{host_mtx_};
   host_ = nullptr;
 }
 

@@ -53,6 +53,8 @@ public:
   /// wake is already pending.
   virtual void wake() noexcept = 0;
   /// Runs `job` on the pool for blocking calls; false if its queue is full.
+  /// Never inline: the job may wait for shards whose completions wake this
+  /// session, and the session holds its host lock while it hands the job over.
   virtual bool run_blocking(std::function<void()> job) = 0;
 };
 
@@ -78,9 +80,7 @@ public:
   virtual bool closing() const noexcept = 0;
   /// True while replies are owed: commands in flight, or replies not yet
   /// collected. `resp_server::stop` waits, up to its grace, until it is false.
-  /// The default is for sessions that cannot tell: the host then waits only
-  /// until the connection has had no input or output for a moment.
-  virtual bool replies_owed() const noexcept { return false; }
+  virtual bool replies_owed() const noexcept = 0;
   /// Queues an out-of-band message (a tracking push); any thread.
   virtual void push(std::string msg) = 0;
   /// The host is going away: after this returns, `wake` is never called.

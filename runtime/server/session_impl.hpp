@@ -115,6 +115,7 @@ public:
   bool closing() const noexcept override;
   void push(std::string msg) override;
   void detach() noexcept override;
+  bool replies_owed() const noexcept override { return !slots_.empty() || !output_.empty(); }
 
   // -- for commands (I/O thread) ----------------------------------------------
 
@@ -179,7 +180,7 @@ private:
   uint32_t whole_db_writes_ = 0;
   std::deque<write_record> write_log_;
 
-  std::recursive_mutex host_mtx_; // recursive: a host may run a blocking job inline
+  std::mutex host_mtx_; // a completion's wake against detach
   session_host* host_;            // guarded by host_mtx_; null after detach
   std::atomic<bool> wake_pending_{false};
 

@@ -215,10 +215,7 @@ TEST_CASE("session: KARLTON.LOAD answers nil for a key the loader does not have"
   CHECK(cl.call({"KARLTON.LOAD", "missing"}) == "$-1\r\n");
 }
 
-// The compute family needs helper `compute`'s shard operations; until they
-// land the cache answers invalid_option, so these are hidden ("[.compute]"):
-// run them with `karlton-tests "[compute]"`.
-TEST_CASE("session: read-modify-write commands", "[.compute]") {
+TEST_CASE("session: read-modify-write commands", "[resp_session][compute]") {
   runtime rt;
   auto c = must(rt.create_cache("db0"));
   test_client cl{context_for(rt, {c})};
