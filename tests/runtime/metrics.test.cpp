@@ -161,11 +161,15 @@ TEST_CASE_METHOD(fixture, "known traffic shows in the numbers", "[metrics]") {
         1);
   CHECK(s.value("karlton_invalidations_total", {{"cache", "a"}, {"cause", "tag"}}) == 0);
   CHECK(s.value("karlton_events_emitted_total") == 1);
-  // Three hits on 2 s old values: above 1 s, at or below 5 s, summing 6 s.
-  CHECK(s.value("karlton_served_age_seconds_count", in("a")) == 3);
-  CHECK(s.value("karlton_served_age_seconds_sum", in("a")) == 6);
+  // Hits on 2 s old values: above 1 s, at or below 5 s. The shard learns
+  // the ages of direct reads later, from a sample of each stripe's buffer
+  // (read_side.hpp), so the histogram holds at most the 3 hits.
+  double aged = s.value("karlton_served_age_seconds_count", in("a"));
+  CHECK(aged <= 3);
+  CHECK(s.value("karlton_served_age_seconds_sum", in("a")) == 2 * aged);
   CHECK(s.value("karlton_served_age_seconds_bucket", {{"cache", "a"}, {"le", "1"}}) == 0);
-  CHECK(s.value("karlton_served_age_seconds_bucket", {{"cache", "a"}, {"le", "5"}}) == 3);
+  CHECK(s.value("karlton_served_age_seconds_bucket", {{"cache", "a"}, {"le", "5"}}) ==
+        aged);
   CHECK(s.value("karlton_flushed_writes_total", in("b")) == 1);
   CHECK(s.value("karlton_flushes_total", in("b")) == 1);
   CHECK(s.value("karlton_dirty_writes", in("b")) == 0);
