@@ -356,6 +356,7 @@ std::optional<time_point> shard_state::next_expiry() const {
 cache_stats shard_state::stats() const {
   auto out = stats_;
   out.entries = table_.size();
+  out.expiring = expiring_entries_;
   out.hits += reads_->hits();
   out.dependency_links = deps_.links();
   out.dependency_names = deps_.names();

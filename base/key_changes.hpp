@@ -22,13 +22,16 @@ public:
     for (const auto& v : values_) f(v.key());
     for (const auto& n : names_) f(std::string_view{n});
   }
+  /// True if no key changed.
   bool empty() const noexcept { return values_.empty() && names_.empty(); }
+  /// How many keys (repeats counted).
   size_t size() const noexcept { return values_.size() + names_.size(); }
 
   /// A key known by its entry (a refcount increment, no copy of the bytes).
   void add(value v) { values_.push_back(std::move(v)); }
   /// A key known only by its name.
   void add(std::string_view key) { names_.emplace_back(key); }
+  /// Forgets every key, keeping the memory for the next batch.
   void clear() noexcept {
     values_.clear();
     names_.clear();

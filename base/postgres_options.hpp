@@ -17,7 +17,7 @@ struct postgres_options {
   /// Where the database is: `postgresql://user@host:port/db?...` or a
   /// `key=value` conninfo string. Never printed: errors name only host, port
   /// and database, and libpq's messages have the password blanked. A password
-  /// written here shows in /proc/<pid>/cmdline when given on a command line;
+  /// written here shows in `/proc/PID/cmdline` when given on a command line;
   /// prefer `passfile` or ~/.pgpass.
   std::string uri;
   /// The schema the tables live in (`^[a-z_][a-z0-9_]{0,62}$`, not `pg_*`).

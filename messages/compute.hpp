@@ -20,11 +20,13 @@ namespace karlton {
 
 /// What a compute function decides for its key.
 struct compute_result {
+  /// The three things a compute can do.
   enum class action : uint8_t {
     keep,  ///< change nothing
     put,   ///< store `bytes`
     erase, ///< invalidate the key (and, under a write mode, delete it from the store)
   };
+  /// What to do.
   action what = action::keep;
   /// `put`: the new value.
   std::string bytes;
@@ -32,8 +34,11 @@ struct compute_result {
   /// gets the cache's `default-ttl`).
   std::optional<ttl> lifetime;
 
+  /// Change nothing.
   static compute_result keep() { return {}; }
+  /// Invalidate the key.
   static compute_result erase() { return {action::erase, {}, {}}; }
+  /// Store `b`, with lifetime `t` (nullopt: the entry's expiry is kept).
   static compute_result put(std::string b, std::optional<ttl> t = std::nullopt) {
     return {action::put, std::move(b), t};
   }
@@ -41,8 +46,8 @@ struct compute_result {
 
 /// The key's value before and after a compute; an empty `value` is "absent".
 struct computed {
-  value before;
-  value after;
+  value before; ///< the live value the function saw
+  value after;  ///< the value stored afterwards (empty: absent)
 };
 
 /// Runs on the shard's thread, exactly once per call, with the key's live
@@ -67,12 +72,12 @@ using set_ttl_atom = caf::atom_constant<caf::atom("set_ttl")>;
 
 /// `compare_and_set`'s arguments as a message (optionals spelled out).
 struct compare_and_set_args {
-  std::string key;
+  std::string key;             ///< the key to compare and set
   bool expect_present = false; ///< false: expects the key absent
-  std::string expected;
-  bool store = false; ///< false: erases
-  std::string desired;
-  ttl lifetime = ttl::cache_default();
+  std::string expected;        ///< the value expected, if `expect_present`
+  bool store = false;          ///< false: erases
+  std::string desired;         ///< the value to store, if `store`
+  ttl lifetime = ttl::cache_default(); ///< of a stored value
 };
 
 template <class Inspector>

@@ -267,6 +267,9 @@ caf::expected<uint16_t> resp_server::start() {
     self.threads.clear();
     return port;
   }
+  // INFO's tcp_port: the port the kernel gave for 0. Before any session
+  // exists, so no thread reads it while it changes.
+  self.shared.ctx->options.port = *port;
   self.started = true;
   self.accept();
   for (auto& t : self.threads) {

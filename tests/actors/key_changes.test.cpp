@@ -100,7 +100,7 @@ TEST_CASE_METHOD(state_fixture, "expiry by the timer and lazily, and eviction, a
   CHECK(step(s) == batches{{"old", "new", "old"}}); // one step, one batch
 }
 
-TEST_CASE_METHOD(state_fixture, "a load's install is told; a voided load is not",
+TEST_CASE_METHOD(state_fixture, "a load's install is told, a voided load's is not",
                  "[key-changes]") {
   cfg.read_through = true;
   shard_state s{cfg};

@@ -133,7 +133,7 @@ TEST_CASE("a throwing compute fails with compute_failed and the shard keeps serv
   CHECK(bytes_of(s, t0, "k2") == "w");
 }
 
-TEST_CASE("compare_and_set stores only on a match; nullopt means absent or erase",
+TEST_CASE("compare_and_set stores only on a match, nullopt meaning absent or erase",
           "[compute]") {
   shard_state s{shard_options{}};
   auto cas = [&](std::optional<std::string> expected,

@@ -13,19 +13,12 @@
 
 using namespace karlton;
 using namespace karlton::server;
+using karlton::testing::context_for;
 using karlton::testing::must;
 using karlton::testing::resp_command;
 using karlton::testing::test_client;
 
 namespace {
-
-std::shared_ptr<server_context> context_for(runtime& rt, std::vector<cache> caches,
-                                            resp_options o = {}) {
-  std::vector<cache> handles;
-  for (auto& c : caches)
-    handles.push_back(c.without_queue_wait());
-  return std::make_shared<server_context>(rt, std::move(handles), std::move(o));
-}
 
 /// A store whose writes wait for `gate` while `holding` is set.
 class gated_store final : public store {

@@ -22,6 +22,16 @@
 
 namespace karlton::testing {
 
+/// A server context over `caches` as the server makes it: handles that never
+/// wait for queue room, in SELECT order.
+inline std::shared_ptr<server::server_context>
+context_for(runtime& rt, const std::vector<cache>& caches, server::resp_options o = {}) {
+  std::vector<cache> handles;
+  for (const auto& c : caches)
+    handles.push_back(c.without_queue_wait());
+  return std::make_shared<server::server_context>(rt, std::move(handles), std::move(o));
+}
+
 /// The I/O side as a test plays it.
 class fake_host final : public server::session_host {
 public:

@@ -166,14 +166,3 @@ def wait_for(pred, limit=10.0, every=0.02):
         time.sleep(every)
     return True
 
-
-def session_commands_ready():
-    """False until the session (make_session) answers commands: the I/O side
-    alone closes each connection at once."""
-    node = start_node()
-    try:
-        return ping(node)
-    except OSError:
-        return False
-    finally:
-        node.stop()

@@ -7,10 +7,9 @@ import shutil
 import subprocess
 import unittest
 
-from harness import session_commands_ready, start_node
+from harness import start_node
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-SESSION_READY = session_commands_ready()
 
 
 def cli(port, *args, stdin=None, resp3=False):
@@ -21,8 +20,6 @@ def cli(port, *args, stdin=None, resp3=False):
     return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
 
 
-@unittest.skipUnless(os.access(REDIS_CLI, os.X_OK), "redis-cli is not installed")
-@unittest.skipUnless(SESSION_READY, "make_session answers no commands yet")
 class Commands(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -79,8 +76,6 @@ class Commands(unittest.TestCase):
         self.assertIn("ERR unknown command", out + err)
 
 
-@unittest.skipUnless(os.access(REDIS_CLI, os.X_OK), "redis-cli is not installed")
-@unittest.skipUnless(SESSION_READY, "make_session answers no commands yet")
 class Auth(unittest.TestCase):
     PASSWORD = "correct-horse-battery-7"
 
