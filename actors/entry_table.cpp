@@ -207,7 +207,9 @@ entry_id entry_table::insert(value v, uint64_t expiry_ms) {
   }
   auto& e = at(id);
   e.prev = e.next = no_entry;
-  e.set_word(entry::make_word(expiry_ms, 0, true, entry::tag_of(v.table_hash())));
+  // Past 2^40 ms (34.8 years) is never; the word's 40 bits would wrap it.
+  e.set_word(entry::make_word(std::min(expiry_ms, entry::never), 0, true,
+                              entry::tag_of(v.table_hash())));
   value_slot::exchange(e.val, std::move(v)); // a dead entry holds no value
   place(index_.load(std::memory_order_relaxed), id);
   ++size_;

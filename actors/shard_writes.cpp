@@ -55,7 +55,9 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
 std::optional<caf::expected<bool>>
 shard_state::write_erase(std::string_view key, time_point now, write_waiter w) {
   if (cfg_.writes == write_mode::none) return caf::expected<bool>{erase(key, now)};
-  return submit_write(pending_write{value{}, std::string{key}, ttl{}, std::move(w)}, now);
+  // A parked compute's erase goes first in line too (GETDEL before a later SET).
+  return submit_write(pending_write{value{}, std::string{key}, ttl{}, std::move(w)}, now,
+                      computing_parked_);
 }
 
 std::optional<caf::expected<bool>>
@@ -69,6 +71,7 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
   }
   // Write-back. In line behind parked writes, so a key's writes keep their order.
   if (at_front) { // retry_parked takes it next, when there is room
+    op.deadline_ms = to_ms(now) + ceil_ms(cfg_.room_wait);
     parked_.push_front(std::move(op));
     return std::nullopt;
   }

@@ -99,6 +99,8 @@ void flush(command_call& c) {
   int64_t ms = 10000;
   if (c.args.size() == 2 && (!parse_int64(c.args[1], ms) || ms <= 0))
     return c.reply().error("value is not an integer or out of range");
+  if (c.session.context().caches.empty())
+    return c.reply().error("no cache to serve: karlton-node has no caches");
   auto wait = std::chrono::milliseconds{std::min<int64_t>(ms, 10000)};
   on_pool(c, [wait](const cache& db, const deferred_reply& r) {
     auto err = db.force_flush(wait);

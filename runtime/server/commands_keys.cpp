@@ -45,9 +45,9 @@ bool parse_expire_ms(command_call& c, std::string_view arg, int64_t unit,
     c.reply().error("value is not an integer or out of range");
     return false;
   }
-  // A year is karlton's longest lifetime; Redis takes more, but an entry
-  // that outlives a year is one that never expires for any cache.
-  constexpr int64_t max_ms = std::numeric_limits<int64_t>::max() / 1000;
+  // The lifetime becomes nanoseconds (caf::timespan), which must not wrap:
+  // at most 292 years; karlton keeps anything past 34.8 years as never.
+  constexpr int64_t max_ms = std::numeric_limits<int64_t>::max() / 1'000'000;
   if ((positive && n <= 0) || n > max_ms / unit || n < -max_ms / unit) {
     c.reply().error("invalid expire time in '" + std::string{cmd} + "' command");
     return false;
@@ -128,8 +128,19 @@ void set(command_call& c) {
 void mget(command_call& c) {
   std::vector<std::string> keys(c.args.begin() + 1, c.args.end());
   auto r = c.defer();
-  c.db().get_many_async(keys, [r](caf::expected<std::vector<value>> vs) {
+  auto limit = c.session.context().options.output_buffer_limit;
+  c.db().get_many_async(keys, [r, limit](caf::expected<std::vector<value>> vs) {
     if (!vs) return r.fail(vs.error());
+    // Never build a reply the connection would be closed for: a few bytes of
+    // MGET naming one large key many times would ask for gigabytes.
+    size_t bytes = 0;
+    for (const auto& v : *vs)
+      bytes += v ? v.bytes().size() : 0;
+    if (bytes > limit)
+      return r.finish([&](reply_writer& w) {
+        w.error("MGET's reply of " + std::to_string(bytes) +
+                " bytes exceeds the output buffer limit");
+      });
     r.finish([&](reply_writer& w) {
       w.array(vs->size());
       for (const auto& v : *vs) {

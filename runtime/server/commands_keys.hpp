@@ -32,7 +32,8 @@ inline bool needs_blocking_writes(const cache& db) {
 template <class F>
 void on_pool(command_call& c, F f) {
   auto reply = c.defer();
-  cache db = c.db();
+  // A node may have no caches; the commands that need one refuse before this.
+  cache db = c.session.context().caches.empty() ? cache{} : c.db();
   if (!c.session.run_blocking([reply, db, f]() mutable { f(db, reply); }))
     reply.finish([](reply_writer& w) { w.error("busy"); });
 }

@@ -135,6 +135,10 @@ void session_impl::protocol_error() {
 
 session_impl::step session_impl::run_one(const std::vector<std::string_view>& args) {
   if (slots_.full()) return step::paused;
+  // Replies already waiting for the socket: run nothing more until the host
+  // has taken them (and closed a client that does not read), or one read of
+  // pipelined GETs of a large value would build gigabytes.
+  if (output_.size() >= ctx_->options.output_buffer_limit) return step::paused;
   const auto* spec = find_command(args[0]);
   bool allowed =
     spec != nullptr && (authenticated_ || (spec->flags & command_spec::no_auth));

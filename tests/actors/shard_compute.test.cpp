@@ -278,6 +278,29 @@ TEST_CASE("a compute parked under max-dirty keeps per-key order",
   CHECK(*a == 11);
 }
 
+TEST_CASE("a parked compute's erase keeps its place before a later put of the key",
+          "[compute][write-back]") {
+  // GETDEL k, then SET k new, with max-dirty full: k must end as "new".
+  shard_options cfg;
+  cfg.writes = write_mode::write_back;
+  cfg.budget = std::make_shared<dirty_budget>(1);
+  shard_state s{cfg};
+  auto ignore = [](caf::expected<bool>) {};
+  CHECK_FALSE(s.write(value::make("other", "x"), ttl::never(), t0, ignore)); // budget full
+  CHECK_FALSE(s.write(value::make("k", "old"), ttl::never(), t0, ignore));   // parked
+  answer<computed> a;
+  a.run(s, t0, shard_ops::compute<key_op>{"k", [](const value&) {
+          return compute_result::erase();
+        }});
+  CHECK_FALSE(a.got); // parked behind the put
+  CHECK_FALSE(s.write(value::make("k", "new"), ttl::never(), t0, ignore)); // parked after
+  for (int i = 0; i < 4; ++i) { // room for one write at a time
+    cfg.budget->release(1);
+    s.retry_parked(t0);
+  }
+  CHECK(bytes_of(s, t0) == "new"); // failed before the fix: the erase came last
+}
+
 TEST_CASE("set_ttl: persist / shorten / missing / <= 0 misses at once", "[compute]") {
   shard_state s{shard_options{}};
   REQUIRE_FALSE(s.put(value::make("k", "v"), ttl::after(10s), t0));

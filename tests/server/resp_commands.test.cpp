@@ -242,3 +242,31 @@ TEST_CASE("session: read-modify-write commands", "[resp_session][compute]") {
   CHECK(cl.call({"EXISTS", "x"}) == ":0\r\n");
   CHECK(cl.call({"EXPIRE", "nope", "10"}) == ":0\r\n");
 }
+
+TEST_CASE("session: EXPIRE's seconds never wrap when they become nanoseconds",
+          "[resp_session][compute]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  test_client cl{context_for(rt, {c})};
+  REQUIRE(cl.call({"SET", "k", "v"}) == "+OK\r\n");
+  // 2^64 / 10^9 s: wrapped to 0.29 s before the bound was divided right.
+  CHECK(starts_with(cl.call({"EXPIRE", "k", "18446744074"}), "-ERR invalid expire time"));
+  // 292 years fit; anything past 34.8 years is kept as never (it wrapped to
+  // a negative lifetime and deleted the key before).
+  CHECK(cl.call({"EXPIRE", "k", "9223372036"}) == ":1\r\n");
+  CHECK(cl.call({"TTL", "k"}) == ":-1\r\n");
+  CHECK(cl.call({"GET", "k"}) == "$1\r\nv\r\n");
+  // SET EX takes the same bound; 35 years is never, not a wrapped expiry.
+  CHECK(cl.call({"SET", "t", "v", "EX", "1104537600"}) == "+OK\r\n");
+  CHECK(cl.call({"TTL", "t"}) == ":-1\r\n");
+}
+
+TEST_CASE("session: a node without caches refuses KARLTON.FLUSH and still answers "
+          "KARLTON.GRAPH",
+          "[resp_session]") {
+  runtime rt;
+  test_client cl{context_for(rt, {})};
+  CHECK(starts_with(cl.call({"KARLTON.FLUSH"}), "-ERR no cache to serve"));
+  CHECK(cl.call({"KARLTON.GRAPH"}).rfind("$", 0) == 0);
+  CHECK(starts_with(cl.call({"GET", "k"}), "-ERR no cache to serve"));
+}

@@ -189,3 +189,26 @@ TEST_CASE("session: a full blocking pool answers busy", "[resp_session]") {
   cl.host->refuse_jobs = false;
   CHECK(cl.call({"KARLTON.INVALIDATE", "t"}) == ":0\r\n");
 }
+
+TEST_CASE("session: replies held for the socket stay near the output limit, and MGET "
+          "never builds a reply over it",
+          "[resp_session]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  resp_options o;
+  o.output_buffer_limit = 10000;
+  test_client cl{context_for(rt, {c}, o)};
+  REQUIRE(cl.call({"SET", "big", std::string(3000, 'x')}) == "+OK\r\n");
+  // 100 pipelined hits of 3 KB: 300 KB of replies if nothing held them back.
+  std::string pipeline;
+  for (int i = 0; i < 100; ++i)
+    pipeline += resp_command({"GET", "big"});
+  cl.feed(pipeline);
+  auto first = cl.collect_now();
+  CHECK(first.size() < 2 * o.output_buffer_limit); // was 300,000+ before
+  CHECK_FALSE(cl.s->wants_input()); // the rest waits inside the session
+  test_client other{context_for(rt, {c}, o)}; // a fresh connection for MGET
+  CHECK(other.call({"MGET", "big", "big", "big", "big"})
+          .rfind("-ERR MGET's reply of 12000 bytes exceeds the output buffer limit", 0) == 0);
+  CHECK(other.call({"MGET", "big", "big", "nope"}).rfind("*3\r\n", 0) == 0);
+}
