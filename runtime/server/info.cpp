@@ -58,6 +58,9 @@ memory_use memory_now() {
   uint64_t size = 0, resident = 0;
   if (statm >> size >> resident)
     out.rss = resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  // An allocator other than glibc's (ASan's, a preloaded jemalloc) leaves
+  // mallinfo at 0: the resident size is then the best figure there is.
+  if (out.used == 0) out.used = out.rss;
   return out;
 }
 
