@@ -15,13 +15,6 @@ namespace karlton {
 
 namespace {
 
-// Refused before anything is queued: the key's size, the ttl.
-caf::error check_call(const shard_options& cfg, std::string_view key, ttl t) {
-  if (auto err = check_sizes(cfg, key.size(), 0)) return err;
-  if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
-  return caf::none;
-}
-
 std::optional<std::string> copy_of(std::optional<std::string_view> x) {
   if (!x) return std::nullopt;
   return std::string{*x};
@@ -79,7 +72,7 @@ void cache::stats_async_fn(callback<cache_stats> f) const {
 
 caf::expected<computed> cache::compute(std::string_view key, compute_function fn) const {
   auto op = shard_ops::compute<small_key>{small_key{key}, std::move(fn)};
-  auto err = check_call(core_->shard_cfg, key, ttl::never());
+  auto err = detail::check_put(core_->shard_cfg, key, {}, ttl::never());
   auto r = blocking<computed>(KARLTON_COMPUTE_LAUNCH(computed, err, std::move(op)));
   return after_peers(std::move(r), [&] { return await_peers(key); });
 }
@@ -88,7 +81,7 @@ caf::expected<computed> cache::merge(std::string_view key, std::string_view byte
                                      merge_function fn, ttl t) const {
   auto op =
     shard_ops::merge<small_key>{small_key{key}, std::string{bytes}, std::move(fn), t};
-  auto err = check_call(core_->shard_cfg, key, t);
+  auto err = detail::check_put(core_->shard_cfg, key, {}, t);
   if (!err) err = check_sizes(core_->shard_cfg, key.size(), bytes.size());
   auto r = blocking<computed>(KARLTON_COMPUTE_LAUNCH(computed, err, std::move(op)));
   return after_peers(std::move(r), [&] { return await_peers(key); });
@@ -97,7 +90,7 @@ caf::expected<computed> cache::merge(std::string_view key, std::string_view byte
 caf::expected<int64_t> cache::increment(std::string_view key, int64_t delta,
                                         ttl new_entry) const {
   auto op = shard_ops::increment<small_key>{small_key{key}, delta, new_entry};
-  auto err = check_call(core_->shard_cfg, key, new_entry);
+  auto err = detail::check_put(core_->shard_cfg, key, {}, new_entry);
   auto r = blocking<int64_t>(KARLTON_COMPUTE_LAUNCH(int64_t, err, std::move(op)));
   return after_peers(std::move(r), [&] { return await_peers(key); });
 }
@@ -108,7 +101,7 @@ caf::expected<bool> cache::compare_and_set(std::string_view key,
                                            ttl t) const {
   auto op = shard_ops::compare_and_set<small_key>{small_key{key}, copy_of(expected),
                                                   copy_of(desired), t};
-  auto err = check_call(core_->shard_cfg, key, t);
+  auto err = detail::check_put(core_->shard_cfg, key, {}, t);
   if (!err && desired) err = check_sizes(core_->shard_cfg, key.size(), desired->size());
   auto r = blocking<bool>(KARLTON_COMPUTE_LAUNCH(bool, err, std::move(op)));
   return after_peers(std::move(r), [&] { return await_peers(key); });
@@ -118,7 +111,7 @@ caf::expected<remaining_ttl> cache::set_ttl(std::string_view key,
                                             std::optional<caf::timespan> left) const {
   // Cache-only: nothing for peers to apply.
   auto op = shard_ops::set_ttl<small_key>{small_key{key}, left};
-  auto err = check_call(core_->shard_cfg, key, ttl::never());
+  auto err = detail::check_put(core_->shard_cfg, key, {}, ttl::never());
   return blocking<remaining_ttl>(
     KARLTON_COMPUTE_LAUNCH(remaining_ttl, err, std::move(op)));
 }
@@ -126,7 +119,7 @@ caf::expected<remaining_ttl> cache::set_ttl(std::string_view key,
 std::future<caf::expected<remaining_ttl>>
 cache::set_ttl_async(std::string_view key, std::optional<caf::timespan> left) const {
   auto op = shard_ops::set_ttl<small_key>{small_key{key}, left};
-  auto err = check_call(core_->shard_cfg, key, ttl::never());
+  auto err = detail::check_put(core_->shard_cfg, key, {}, ttl::never());
   return as_future<remaining_ttl>(
     KARLTON_COMPUTE_LAUNCH(remaining_ttl, err, std::move(op)));
 }
@@ -134,14 +127,14 @@ cache::set_ttl_async(std::string_view key, std::optional<caf::timespan> left) co
 std::future<caf::expected<computed>> cache::compute_async(std::string_view key,
                                                           compute_function fn) const {
   auto op = shard_ops::compute<small_key>{small_key{key}, std::move(fn)};
-  auto err = check_call(core_->shard_cfg, key, ttl::never());
+  auto err = detail::check_put(core_->shard_cfg, key, {}, ttl::never());
   return as_future<computed>(KARLTON_COMPUTE_LAUNCH(computed, err, std::move(op)));
 }
 
 std::future<caf::expected<int64_t>>
 cache::increment_async(std::string_view key, int64_t delta, ttl new_entry) const {
   auto op = shard_ops::increment<small_key>{small_key{key}, delta, new_entry};
-  auto err = check_call(core_->shard_cfg, key, new_entry);
+  auto err = detail::check_put(core_->shard_cfg, key, {}, new_entry);
   return as_future<int64_t>(KARLTON_COMPUTE_LAUNCH(int64_t, err, std::move(op)));
 }
 
@@ -151,7 +144,7 @@ cache::compare_and_set_async(std::string_view key,
                              std::optional<std::string_view> desired, ttl t) const {
   auto op = shard_ops::compare_and_set<small_key>{small_key{key}, copy_of(expected),
                                                   copy_of(desired), t};
-  auto err = check_call(core_->shard_cfg, key, t);
+  auto err = detail::check_put(core_->shard_cfg, key, {}, t);
   if (!err && desired) err = check_sizes(core_->shard_cfg, key.size(), desired->size());
   return as_future<bool>(KARLTON_COMPUTE_LAUNCH(bool, err, std::move(op)));
 }
@@ -159,7 +152,7 @@ cache::compare_and_set_async(std::string_view key,
 void cache::compute_async_fn(std::string_view key, compute_function fn,
                              callback<computed> f) const {
   auto op = shard_ops::compute<small_key>{small_key{key}, std::move(fn)};
-  auto err = check_call(core_->shard_cfg, key, ttl::never());
+  auto err = detail::check_put(core_->shard_cfg, key, {}, ttl::never());
   with_callback<computed>(std::move(f),
                           KARLTON_COMPUTE_LAUNCH(computed, err, std::move(op)));
 }
@@ -167,7 +160,7 @@ void cache::compute_async_fn(std::string_view key, compute_function fn,
 void cache::increment_async_fn(std::string_view key, int64_t delta, ttl new_entry,
                                callback<int64_t> f) const {
   auto op = shard_ops::increment<small_key>{small_key{key}, delta, new_entry};
-  auto err = check_call(core_->shard_cfg, key, new_entry);
+  auto err = detail::check_put(core_->shard_cfg, key, {}, new_entry);
   with_callback<int64_t>(std::move(f),
                          KARLTON_COMPUTE_LAUNCH(int64_t, err, std::move(op)));
 }
@@ -178,7 +171,7 @@ void cache::compare_and_set_async_fn(std::string_view key,
                                      callback<bool> f) const {
   auto op = shard_ops::compare_and_set<small_key>{small_key{key}, copy_of(expected),
                                                   copy_of(desired), t};
-  auto err = check_call(core_->shard_cfg, key, t);
+  auto err = detail::check_put(core_->shard_cfg, key, {}, t);
   if (!err && desired) err = check_sizes(core_->shard_cfg, key.size(), desired->size());
   with_callback<bool>(std::move(f), KARLTON_COMPUTE_LAUNCH(bool, err, std::move(op)));
 }
@@ -186,7 +179,7 @@ void cache::compare_and_set_async_fn(std::string_view key,
 void cache::set_ttl_async_fn(std::string_view key, std::optional<caf::timespan> left,
                              callback<remaining_ttl> f) const {
   auto op = shard_ops::set_ttl<small_key>{small_key{key}, left};
-  auto err = check_call(core_->shard_cfg, key, ttl::never());
+  auto err = detail::check_put(core_->shard_cfg, key, {}, ttl::never());
   with_callback<remaining_ttl>(std::move(f),
                                KARLTON_COMPUTE_LAUNCH(remaining_ttl, err, std::move(op)));
 }
