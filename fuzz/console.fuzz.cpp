@@ -16,6 +16,8 @@
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
 
+#include "setup_cache.hpp"
+
 using namespace karlton;
 
 namespace {
@@ -25,11 +27,7 @@ namespace {
 constexpr int max_lines = 16;
 
 cache must(caf::expected<cache> c) {
-  if (!c) {
-    std::fprintf(stderr, "console fuzzer setup: %s\n", describe(c.error()).c_str());
-    std::abort();
-  }
-  return std::move(*c);
+  return karlton::fuzzing::must("console", std::move(c));
 }
 
 node::console& console() {

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pieces.hpp"
 #include "runtime/server/http_request.hpp"
 
 using karlton::server::basic_auth_matches;
@@ -84,20 +85,11 @@ result parse(const std::vector<std::string_view>& pieces, size_t max_head) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const size_t max_head = 64 + size_t{data[0]} * 16;
-  uint32_t rng = data[0] * 2654435761u + 1;
   std::string_view input{reinterpret_cast<const char*>(data + 1), size - 1};
 
   const result whole = parse({input}, max_head);
 
-  // Pieces of 0 to 64 bytes.
-  std::vector<std::string_view> pieces;
-  for (std::string_view rest = input; !rest.empty();) {
-    rng = rng * 1664525u + 1013904223u;
-    size_t n = std::min<size_t>(rest.size(), (rng >> 16) % 65);
-    pieces.push_back(rest.substr(0, n));
-    rest.remove_prefix(n);
-  }
-  const result split = parse(pieces, max_head);
+  const result split = parse(karlton::fuzzing::random_pieces(input, data[0]), max_head);
   if (split.final != whole.final || split.status != whole.status)
     report("a split changed the verdict");
   if (split.taken != whole.taken) report("a split changed the bytes taken");

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pieces.hpp"
 #include "runtime/server/resp_parser.hpp"
 
 using karlton::server::parser_limits;
@@ -107,20 +108,12 @@ std::string as_multibulk(const std::vector<std::string>& args) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const bool authenticated = (data[0] & 0x80) == 0;
-  uint32_t rng = data[0] * 2654435761u + 1;
   std::string_view input{reinterpret_cast<const char*>(data + 1), size - 1};
 
   const result whole = parse({input}, authenticated);
 
-  // Pieces of 1 to 64 bytes, now and then an empty one.
-  std::vector<std::string_view> pieces;
-  for (std::string_view rest = input; !rest.empty();) {
-    rng = rng * 1664525u + 1013904223u;
-    size_t n = std::min<size_t>(rest.size(), (rng >> 16) % 65);
-    pieces.push_back(rest.substr(0, n));
-    rest.remove_prefix(n);
-  }
-  const result split = parse(pieces, authenticated);
+  const result split =
+    parse(karlton::fuzzing::random_pieces(input, data[0]), authenticated);
   if (split.commands != whole.commands) report("a split changed the commands");
   if (split.failed != whole.failed || split.error != whole.error)
     report("a split changed the error");

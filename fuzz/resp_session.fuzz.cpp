@@ -20,6 +20,8 @@
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
 
+#include "setup_cache.hpp"
+
 #include "runtime/server/reply_reader.hpp"
 #include "runtime/server/resp_session.hpp"
 
@@ -29,11 +31,7 @@ using namespace karlton::server;
 namespace {
 
 cache must(caf::expected<cache> c) {
-  if (!c) {
-    std::fprintf(stderr, "resp_session fuzzer setup: %s\n", describe(c.error()).c_str());
-    std::abort();
-  }
-  return std::move(*c);
+  return karlton::fuzzing::must("resp_session", std::move(c));
 }
 
 // The fuzzer's thread is the I/O thread and the blocking pool: jobs are
@@ -52,7 +50,8 @@ struct queued_host final : session_host {
     while (!jobs.empty()) {
       auto batch = std::move(jobs);
       jobs.clear();
-      for (auto& job : batch) job();
+      for (auto& job : batch)
+        job();
     }
   }
 };

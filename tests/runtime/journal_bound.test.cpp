@@ -49,16 +49,10 @@ cache_options journaled(std::shared_ptr<store> db, std::string path) {
 std::map<std::string, std::optional<std::string>>
 replayed(const std::string& journal_path, const testing::temp_dir& dir,
          std::map<std::string, std::optional<std::string>> rows) {
-  // Read, not std::filesystem::copy_file: the journal actor may still empty
-  // the file (its reset once everything is stored) while it is copied, and
-  // libstdc++'s copy_file reports a source that shrank as EIO. A read gets
-  // what a crash at that moment would leave: the old bytes, a prefix, or none.
+  // The journal actor may still empty the file (its reset once everything
+  // is stored) while it is copied.
   auto copy = dir.file("replay-copy");
-  {
-    std::ifstream in{journal_path, std::ios::binary};
-    std::ofstream out{copy, std::ios::binary | std::ios::trunc};
-    out << in.rdbuf();
-  }
+  testing::snapshot(journal_path, copy);
   auto j = journal::open(copy);
   if (!j) FAIL(describe(j.error()));
   for (const auto& w : j->recovered())
@@ -149,7 +143,7 @@ TEST_CASE("a journal under a steady write stream for 60 s stays under its bound"
   // store can only be ahead): every key ends at its last acknowledged value.
   std::map<std::string, std::optional<std::string>> rows;
   auto journal_copy = dir.file("at-stop");
-  std::filesystem::copy_file(path, journal_copy);
+  testing::snapshot(path, journal_copy);
   for (int part = 0; part < 2; ++part)
     for (int k = 0; k < keys_per_writer; ++k)
       rows[key_of(part, k)] = db->peek(key_of(part, k));

@@ -97,7 +97,7 @@ TEST_CASE("a journal replay never writes a stored value over a newer one another
     // Another node sharing the store writes k.
     REQUIRE_FALSE(other_writer->write_batch({{"k", std::string{"v2"}}}));
     // kill -9 now: the disk holds what the journal wrote, nothing more.
-    std::filesystem::copy_file(journal_path, crashed_journal);
+    testing::snapshot(journal_path, crashed_journal);
     CHECK(rt.shutdown(100ms).unstored_writes() > 0); // "held" is never stored
   }
   recover_from(crashed_journal, "replayed", db);
@@ -142,8 +142,8 @@ TEST_CASE("a journal whose truncation failed still marks its stored writes, so a
     // No other write comes. Another node sharing the store writes k.
     REQUIRE_FALSE(other_writer->write_batch({{"k", std::string{"v2"}}}));
     // kill -9 now: the disk holds what the journal wrote, nothing more.
-    std::filesystem::copy_file(journal_path, crashed_journal);
+    testing::snapshot(journal_path, crashed_journal);
   }
-  recover_from(crashed_journal, "quiet", db); // truncations work again
+  recover_from(crashed_journal, "quiet", db);         // truncations work again
   CHECK(stored(*db, "k").value_or("(none)") == "v2"); // not v1 again
 }

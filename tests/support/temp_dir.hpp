@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <system_error>
 
@@ -40,5 +41,15 @@ public:
 private:
   std::filesystem::path path_;
 };
+
+/// Copies `from` to `to` as a crash at this moment would leave it, while
+/// another thread may still be writing or emptying it (a live journal):
+/// the old bytes, a prefix, or none. Not std::filesystem::copy_file, which
+/// reports a source that shrinks during the copy as EIO.
+inline void snapshot(const std::string& from, const std::string& to) {
+  std::ifstream in{from, std::ios::binary};
+  std::ofstream out{to, std::ios::binary | std::ios::trunc};
+  out << in.rdbuf();
+}
 
 } // namespace karlton::testing
