@@ -45,8 +45,11 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
   if (!t.valid())
     return caf::expected<bool>{make_error(errc::invalid_option, "ttl must be positive")};
   if (auto err = check_room(v)) return caf::expected<bool>{std::move(err)};
-  auto key = std::string{v.key()};
-  pending_write op{std::move(v), std::move(key), t, std::move(w)};
+  pending_write op;
+  op.key = std::string{v.key()};
+  op.val = std::move(v);
+  op.lifetime = t;
+  op.waiter = std::move(w);
   op.keep_links = keep_links;
   // A parked compute's own write goes first in line, where the compute was.
   return submit_write(std::move(op), now, computing_parked_);
@@ -56,8 +59,10 @@ std::optional<caf::expected<bool>>
 shard_state::write_erase(std::string_view key, time_point now, write_waiter w) {
   if (cfg_.writes == write_mode::none) return caf::expected<bool>{erase(key, now)};
   // A parked compute's erase goes first in line too (GETDEL before a later SET).
-  return submit_write(pending_write{value{}, std::string{key}, ttl{}, std::move(w)}, now,
-                      computing_parked_);
+  pending_write op;
+  op.key = std::string{key};
+  op.waiter = std::move(w);
+  return submit_write(std::move(op), now, computing_parked_);
 }
 
 std::optional<caf::expected<bool>>
