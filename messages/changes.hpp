@@ -23,7 +23,7 @@ struct pg_change {
   };
   kind what = kind::row; ///< what the notification says
   uint64_t xid = 0;      ///< the transaction (pg_current_xact_id); 0 for repair
-  uint64_t seq = 0;      ///< row, long_key: this change's number; end: the count it closes
+  uint64_t seq = 0; ///< row, long_key: this change's number; end: the count it closes
   int64_t commit_us = 0; ///< end: clock_timestamp() in COMMIT, µs since the epoch
   std::string table;     ///< `schema.table`; empty for end
   std::string key;       ///< row: the key's bytes (decoded)
