@@ -206,21 +206,26 @@ struct postgres_store::impl {
       if (!ok(res, PGRES_COMMAND_OK))
         return abort("write_batch failed writing its puts, nothing was written", res);
     }
+    bool deleted_rows = false;
     if (!deletes.empty()) {
       auto keys = pg::bytea_array(deletes);
       auto res = run(conn, "k_delete", {&keys});
       if (!ok(res, PGRES_COMMAND_OK))
         return abort("write_batch failed writing its deletes, nothing was written", res);
+      deleted_rows = std::string_view{PQcmdTuples(res.get())} != "0";
     }
+    // A transaction that changed no row sends no notification: registering
+    // it would only take a place in the registry until it is pushed out.
+    const bool notifies = !put_keys.empty() || deleted_rows;
     // Registered before COMMIT: the server signals listeners inside COMMIT,
     // before its reply reaches us, so the feed may ask first (it is told
     // `pending` and asks again).
-    own->expect(xid);
+    if (notifies) own->expect(xid);
     pg::result_ptr commit{PQexec(conn, "COMMIT")};
     const bool committed = ok(commit, PGRES_COMMAND_OK);
     // Not committed, or maybe: the notifications (if any) count as foreign
     // and invalidate, so the cache converges whatever happened.
-    own->resolve(xid, committed);
+    if (notifies) own->resolve(xid, committed);
     if (committed) return caf::none;
     auto detail = pg::describe(conn, commit.get(), params);
     if (pg::lost(conn, commit.get())) {
