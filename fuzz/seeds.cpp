@@ -1,8 +1,8 @@
 // Writes a small valid corpus for each fuzz target into `<dir>/<target>/`:
 // console lines, journal files written by the journal itself, one serialized
 // value of each message type (prefixed with its type's index, as the messages
-// fuzzer reads it), Redis requests and HTTP request heads. scripts/fuzz runs it before
-// the fuzzers.
+// fuzzer reads it), Redis requests, HTTP request heads and change-trigger
+// payloads. scripts/fuzz runs it before the fuzzers.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -115,6 +115,22 @@ void http_seeds(const fs::path& dir) {
   };
   int i = 0;
   for (const auto& in : inputs)
+    write(dir / ("seed-" + std::to_string(i++)), in);
+}
+
+// What the change triggers send (stores/pg_trigger_sql.cpp), one of each
+// form, and a row with an empty key.
+void pg_payload_seeds(const fs::path& dir) {
+  const char* inputs[] = {
+    "r 741 1 public.users 757365725f313233",
+    "r 741 2 public.users ",
+    "l 741 3 app.sessions",
+    "e 741 3 1764633600123456",
+    "t 742 public.users",
+    "R public.users",
+  };
+  int i = 0;
+  for (auto* in : inputs)
     write(dir / ("seed-" + std::to_string(i++)), in);
 }
 
@@ -237,8 +253,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   fs::path dir = argv[1];
-  for (auto* target :
-       {"console", "journal", "messages", "resp_parser", "resp_session", "http_request"})
+  for (auto* target : {"console", "journal", "messages", "resp_parser", "resp_session",
+                       "http_request", "pg_payload"})
     fs::create_directories(dir / target);
   console_seeds(dir / "console");
   journal_seeds(dir / "journal");
@@ -246,5 +262,6 @@ int main(int argc, char** argv) {
   resp_seeds(dir / "resp_parser");
   resp_session_seeds(dir / "resp_session");
   http_seeds(dir / "http_request");
+  pg_payload_seeds(dir / "pg_payload");
   return 0;
 }

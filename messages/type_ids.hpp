@@ -7,6 +7,7 @@
 #include <caf/type_id.hpp>
 
 #include <karlton/messages/bus_interface.hpp>
+#include <karlton/messages/changes.hpp>
 #include <karlton/messages/peer_interface.hpp>
 #include <karlton/messages/shard_interface.hpp>
 
@@ -33,6 +34,8 @@ CAF_ADD_TYPE_ID(karlton, (std::vector<karlton::member_info>))
 CAF_ADD_TYPE_ID(karlton, (karlton::peer_stats))
 CAF_ADD_TYPE_ID(karlton, (karlton::peer_actor))
 CAF_ADD_TYPE_ID(karlton, (karlton::compare_and_set_args))
+CAF_ADD_TYPE_ID(karlton, (karlton::pg_change))
+CAF_ADD_TYPE_ID(karlton, (std::vector<karlton::pg_change>))
 CAF_END_TYPE_ID_BLOCK(karlton)
 
 namespace caf {

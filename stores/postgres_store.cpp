@@ -1,10 +1,13 @@
 #include <karlton/stores/postgres_store.hpp>
 
+#include <charconv>
 #include <mutex>
 #include <unordered_map>
 
 #include "stores/pg_connection.hpp"
+#include "stores/pg_trigger_sql.hpp"
 #include <karlton/messages/errors.hpp>
+#include <karlton/stores/own_commits.hpp>
 
 namespace karlton {
 
@@ -73,6 +76,9 @@ struct postgres_store::impl {
   std::unique_ptr<pg::pool> readers;
   std::unique_ptr<pg::pool> writer; // one connection, used under write_mtx
   std::mutex write_mtx;
+  // The transactions write_batch committed: the change feed skips their
+  // notifications, which would otherwise throw away the values just written.
+  std::shared_ptr<own_commits> own = std::make_shared<own_commits>();
 
   caf::error fail(const std::string& what, const std::string& detail) const {
     return make_error(errc::store_failure, "postgres store " + params.where + " table " +
@@ -100,10 +106,12 @@ struct postgres_store::impl {
        bytea_array_oid},
       {"k_delete", "DELETE FROM " + qualified + " WHERE key = ANY($1::bytea[])",
        bytea_array_oid},
+      // The xid the triggers put in this transaction's notifications.
+      {"k_xid", "SELECT pg_current_xact_id()::text", 0},
     };
     for (auto& s : all) {
       const Oid types[] = {s.type, s.type};
-      int n = std::string_view{s.name} == "k_upsert" ? 2 : 1;
+      int n = s.type == 0 ? 0 : std::string_view{s.name} == "k_upsert" ? 2 : 1;
       pg::result_ptr res{PQprepare(conn, s.name, s.sql.c_str(), n, types)};
       if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK)
         return std::string{"cannot prepare "} + s.name + ": " +
@@ -180,6 +188,17 @@ struct postgres_store::impl {
         pg::result_ptr{PQexec(conn, "ROLLBACK")};
       return fail(what, detail);
     };
+    uint64_t xid = 0;
+    {
+      auto res = run(conn, "k_xid", {});
+      const char* text = ok(res, PGRES_TUPLES_OK) && PQntuples(res.get()) == 1
+                           ? PQgetvalue(res.get(), 0, 0)
+                           : nullptr;
+      auto len = text ? static_cast<size_t>(PQgetlength(res.get(), 0, 0)) : 0;
+      if (!text || std::from_chars(text, text + len, xid).ec != std::errc{})
+        return abort("write_batch could not read its transaction id, nothing was written",
+                     res);
+    }
     if (!put_keys.empty()) {
       auto keys = pg::bytea_array(put_keys);
       auto values = pg::bytea_array(put_values);
@@ -187,14 +206,27 @@ struct postgres_store::impl {
       if (!ok(res, PGRES_COMMAND_OK))
         return abort("write_batch failed writing its puts, nothing was written", res);
     }
+    bool deleted_rows = false;
     if (!deletes.empty()) {
       auto keys = pg::bytea_array(deletes);
       auto res = run(conn, "k_delete", {&keys});
       if (!ok(res, PGRES_COMMAND_OK))
         return abort("write_batch failed writing its deletes, nothing was written", res);
+      deleted_rows = std::string_view{PQcmdTuples(res.get())} != "0";
     }
+    // A transaction that changed no row sends no notification: registering
+    // it would only take a place in the registry until it is pushed out.
+    const bool notifies = !put_keys.empty() || deleted_rows;
+    // Registered before COMMIT: the server signals listeners inside COMMIT,
+    // before its reply reaches us, so the feed may ask first (it is told
+    // `pending` and asks again).
+    if (notifies) own->expect(xid);
     pg::result_ptr commit{PQexec(conn, "COMMIT")};
-    if (ok(commit, PGRES_COMMAND_OK)) return caf::none;
+    const bool committed = ok(commit, PGRES_COMMAND_OK);
+    // Not committed, or maybe: the notifications (if any) count as foreign
+    // and invalidate, so the cache converges whatever happened.
+    if (notifies) own->resolve(xid, committed);
+    if (committed) return caf::none;
     auto detail = pg::describe(conn, commit.get(), params);
     if (pg::lost(conn, commit.get())) {
       lease->discard();
@@ -227,7 +259,8 @@ postgres_store::open(const postgres_options& opts, const std::string& table) {
     auto conn = pg::connect(d->params, why);
     if (!conn) return d->fail("cannot connect", why);
     auto ddl =
-      "BEGIN; SELECT pg_advisory_xact_lock(hashtext('karlton.ddl')); "
+      "BEGIN; SET LOCAL client_min_messages = warning; " // no NOTICE on stderr
+      "SELECT pg_advisory_xact_lock(hashtext('karlton.ddl')); "
       "CREATE TABLE IF NOT EXISTS " +
       d->qualified +
       " (key bytea PRIMARY KEY, value bytea NOT NULL, updated_at timestamptz NOT "
@@ -236,6 +269,10 @@ postgres_store::open(const postgres_options& opts, const std::string& table) {
     if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK)
       return d->fail("cannot create the table",
                      pg::describe(conn.get(), res.get(), d->params));
+    if (opts.install_trigger)
+      if (auto why = pg::install_triggers(conn.get(), opts.schema, name, opts.channel);
+          !why.empty())
+        return d->fail("cannot install the change triggers", why);
   }
   d->retry = std::make_shared<pg::backoff>(opts.reconnect_base, opts.reconnect_max);
   auto setup = [raw = d.get()](PGconn* conn) { return raw->prepare(conn); };
@@ -318,6 +355,16 @@ caf::expected<uint64_t> postgres_store::count() {
     return impl_->fail("count failed", detail);
   }
   return std::stoull(PQgetvalue(res.get(), 0, 0));
+}
+
+std::optional<store_origin> postgres_store::origin() const {
+  return store_origin{impl_->name, impl_->own};
+}
+
+caf::expected<std::string> postgres_store::trigger_sql(const postgres_options& opts,
+                                                       const std::string& table) {
+  auto name = opts.table.empty() ? table : opts.table;
+  return pg::trigger_sql(opts.schema, name, opts.channel);
 }
 
 const std::string& postgres_store::table() const noexcept {

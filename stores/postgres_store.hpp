@@ -42,7 +42,9 @@ class postgres_store final : public store {
 public:
   /// Connects (the writer and one reader, so a bad URI, server or table
   /// fails here), creates the table if it is missing (under an advisory lock,
-  /// so nodes opening at once do not collide) and prepares the statements.
+  /// so nodes opening at once do not collide), installs the change triggers
+  /// if `opts.install_trigger` (see `trigger_sql`), and prepares the
+  /// statements.
   /// The table is `opts.table`, or `table` if that is empty.
   static caf::expected<std::shared_ptr<postgres_store>> open(const postgres_options& opts,
                                                              const std::string& table);
@@ -58,12 +60,27 @@ public:
   caf::expected<std::vector<std::optional<std::string>>>
   load_many(const std::vector<std::string>& keys) override;
 
-  /// Keeps the last change per key, then BEGIN; one upsert of all puts; one
-  /// delete of all deletes; COMMIT: five round trips whatever the size. A
+  /// Keeps the last change per key, then BEGIN; the transaction's id; one
+  /// upsert of all puts; one delete of all deletes; COMMIT: five round trips
+  /// whatever the size. The id is registered in `origin().own` before COMMIT
+  /// and resolved after it (as not ours when the outcome is unknown). A
   /// connection lost at BEGIN (nothing sent yet) is retried once on a fresh
   /// one; a batch whose COMMIT may have happened never is ("the outcome of
   /// COMMIT is unknown").
   caf::error write_batch(const std::vector<store_write>& batch) override;
+
+  /// The table as the triggers name it ("schema.table") and the registry of
+  /// this store's own committed transactions, whose notifications the change
+  /// feed skips (it has just installed their values).
+  std::optional<store_origin> origin() const override;
+
+  /// The SQL `open` runs when `install_trigger` is set, for a DBA who installs
+  /// the triggers by hand (then in one transaction, and again after changing
+  /// the channel): functions in `opts.schema`, a row trigger, a deferred end
+  /// trigger and a TRUNCATE trigger on the table (`opts.table`, or `table`).
+  /// `invalid_option` for a name that is not an identifier karlton accepts.
+  static caf::expected<std::string> trigger_sql(const postgres_options& opts,
+                                                const std::string& table);
 
   /// Rows in the table (a full scan: for tests and examples).
   caf::expected<uint64_t> count();

@@ -3,6 +3,7 @@
 // (stores/sqlite_store.hpp); a service may bring its own.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +13,16 @@
 #include <caf/expected.hpp>
 
 namespace karlton {
+
+class own_commits;
+
+/// Where a store's data lives, for stores whose database can tell karlton
+/// about changes made by others (PostgreSQL's triggers): the change feed
+/// routes a table's notifications to the caches over it.
+struct store_origin {
+  std::string table;                ///< "schema.table", as the triggers name it
+  std::shared_ptr<own_commits> own; ///< the store's own transactions (never null)
+};
 
 /// One change of a batch: a put of `bytes` under `key`, or a delete when
 /// `bytes` is empty (`std::nullopt`). What a store sees of a shard's numbered
@@ -48,6 +59,9 @@ public:
   virtual caf::error erase(std::string_view key) {
     return write_batch({store_write{std::string{key}, std::nullopt}});
   }
+
+  /// Where the data lives, if the database reports changes; none by default.
+  virtual std::optional<store_origin> origin() const { return std::nullopt; }
 };
 
 } // namespace karlton
