@@ -4,8 +4,10 @@
 // (stores/pg_payload.hpp) reads untrusted bytes (rule 9: any role may NOTIFY).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <caf/meta/type_name.hpp>
 
@@ -51,6 +53,46 @@ inline const char* to_string(pg_change::kind k) noexcept {
     return "repair";
   }
   return "unknown";
+}
+
+/// How many delays `change_feed_stats::recent_delays_us` keeps: enough for
+/// a p99 over the latest few seconds of a busy feed, small enough to copy on
+/// every stats request.
+constexpr size_t change_delay_samples = 512;
+
+/// The change feed's counters (docs/plans/postgres.md §3): one runtime's
+/// LISTEN connection and what it applied.
+struct change_feed_stats {
+  uint64_t listening = 0;                   ///< 1 while the LISTEN connection is up
+  uint64_t connects = 0;                    ///< LISTEN connections established
+  uint64_t drops = 0;                       ///< LISTEN connections lost
+  uint64_t repairs = 0;                     ///< repairs of fed caches (any cause)
+  uint64_t lease_lapses = 0;                ///< times the feed's read lease ran out
+  uint64_t heartbeats = 0;                  ///< heartbeat results heard
+  uint64_t notifications_received = 0;      ///< parsed notifications
+  uint64_t notifications_malformed = 0;     ///< payloads the parser refused
+  uint64_t notifications_unknown_table = 0; ///< about a table no cache is fed by
+  uint64_t rows_applied = 0;                ///< row changes invalidated in a cache
+  uint64_t rows_own = 0;          ///< row changes skipped: the cache's own write
+  uint64_t groups_applied = 0;    ///< transactions applied
+  uint64_t groups_incomplete = 0; ///< of those, applied without all their rows
+  uint64_t long_keys = 0;         ///< rows whose key was too long for a payload
+  uint64_t truncates = 0;         ///< TRUNCATE notifications
+  uint64_t bulk_repairs = 0;      ///< transactions too big to hold: repaired
+  uint64_t trigger_problems = 0;  ///< times a fed table's triggers went missing
+  double queue_usage = 0;         ///< the NOTIFY queue's use (0..1), last heard
+  /// The latest commit-to-invalidation delays, µs (oldest first).
+  std::vector<uint32_t> recent_delays_us;
+};
+
+/// CAF's inspection.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, change_feed_stats& x) {
+  return f(caf::meta::type_name("karlton::change_feed_stats"), x.listening, x.connects,
+           x.drops, x.repairs, x.lease_lapses, x.heartbeats, x.notifications_received,
+           x.notifications_malformed, x.notifications_unknown_table, x.rows_applied,
+           x.rows_own, x.groups_applied, x.groups_incomplete, x.long_keys, x.truncates,
+           x.bulk_repairs, x.trigger_problems, x.queue_usage, x.recent_delays_us);
 }
 
 } // namespace karlton
