@@ -9,7 +9,10 @@
 #include <string>
 #include <vector>
 
+#include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 
 namespace karlton {
 
@@ -94,5 +97,40 @@ typename Inspector::result_type inspect(Inspector& f, change_feed_stats& x) {
            x.rows_own, x.groups_applied, x.groups_incomplete, x.long_keys, x.truncates,
            x.bulk_repairs, x.trigger_problems, x.queue_usage, x.recent_delays_us);
 }
+
+// -- the change source's protocol (docs/plans/postgres.md §3) -----------------
+// CAF 0.17 atoms hold at most 10 characters.
+
+/// `(pgchanges, changes, malformed)`: one pass of the listener.
+using pg_changes_atom = caf::atom_constant<caf::atom("pgchanges")>;
+/// `(pgup)`: the LISTEN connection is up and listening.
+using pg_up_atom = caf::atom_constant<caf::atom("pgup")>;
+/// `(pgdown, reason)`: it failed or was lost.
+using pg_down_atom = caf::atom_constant<caf::atom("pgdown")>;
+/// `(pgheard, sent_at, usage, triggers)`: a heartbeat was answered;
+/// `sent_at` in ticks of the runtime clock.
+using pg_heard_atom = caf::atom_constant<caf::atom("pgheard")>;
+/// `(pgbarrdone, id)`: a barrier's heartbeat was answered.
+using pg_barrier_done_atom = caf::atom_constant<caf::atom("pgbarrdone")>;
+/// `(pgsync)`: answered once every change committed before it is applied or
+/// covered by a repair.
+using pg_sync_atom = caf::atom_constant<caf::atom("pgsync")>;
+/// `(pgstats)`: the feed's counters.
+using pg_stats_atom = caf::atom_constant<caf::atom("pgstats")>;
+/// `(pgretry)`: the change source's own timer for groups parked on a
+/// pending own write; `(pgtick)`: its timer for counting lease lapses.
+using pg_retry_atom = caf::atom_constant<caf::atom("pgretry")>;
+using pg_tick_atom = caf::atom_constant<caf::atom("pgtick")>;
+
+/// The change source: turns what the listener reports into invalidations and
+/// repairs of the fed caches' shards (actors/change_source_actor.hpp).
+using change_source_actor =
+  caf::typed_actor<caf::reacts_to<pg_changes_atom, std::vector<pg_change>, uint64_t>,
+                   caf::reacts_to<pg_up_atom>, caf::reacts_to<pg_down_atom, std::string>,
+                   caf::reacts_to<pg_heard_atom, int64_t, double, std::string>,
+                   caf::reacts_to<pg_barrier_done_atom, uint64_t>,
+                   caf::reacts_to<pg_retry_atom, uint64_t>, caf::reacts_to<pg_tick_atom>,
+                   caf::replies_to<pg_sync_atom>::with<bool>,
+                   caf::replies_to<pg_stats_atom>::with<change_feed_stats>>;
 
 } // namespace karlton
