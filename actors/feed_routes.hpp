@@ -12,8 +12,8 @@
 #include <utility>
 #include <vector>
 
-#include "stores/own_commits.hpp"
 #include <karlton/messages/shard_interface.hpp>
+#include <karlton/stores/own_commits.hpp>
 
 namespace karlton {
 
