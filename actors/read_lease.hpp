@@ -6,9 +6,13 @@
 // meanwhile (rule 6 for the node that cannot tell it missed something).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <memory>
+#include <type_traits>
+#include <utility>
 
 #include <karlton/base/clock.hpp>
 
@@ -47,6 +51,43 @@ public:
 
 private:
   std::atomic<int64_t> until_{std::numeric_limits<int64_t>::max()};
+};
+
+/// The leases a cache's shards check: the cluster's (distributed caches,
+/// extended by the peer) and the change feed's (caches fed by PostgreSQL's
+/// changes, extended by the change source, docs/plans/postgres.md §4). Reads
+/// are served while every lease present is valid: the earliest end counts.
+/// Converts from one lease (the cluster's), so code that knows only that one
+/// keeps assigning it.
+/// @threadsafe (the pointers are set before the shards start)
+struct read_leases {
+  using time_point = read_lease::time_point;
+
+  std::shared_ptr<const read_lease> cluster; ///< the peer's, or null
+  std::shared_ptr<const read_lease> changes; ///< the change feed's, or null
+
+  read_leases() = default;
+  /// Only the cluster's lease (`nullptr`: none).
+  template <class Lease, class = std::enable_if_t<std::is_convertible<
+                           Lease, std::shared_ptr<const read_lease>>::value>>
+  read_leases(Lease cluster_lease) // NOLINT: converting on purpose
+    : cluster(std::move(cluster_lease)) {}
+
+  /// The earliest end of the leases present (clock ticks); the largest value
+  /// if there is none. Reads both atomics: a reader takes it once, before
+  /// the table.
+  int64_t until_ticks() const noexcept {
+    auto until = std::numeric_limits<int64_t>::max();
+    if (cluster) until = cluster->until_ticks();
+    if (changes) until = std::min(until, changes->until_ticks());
+    return until;
+  }
+  /// True while reads may be served from the cache.
+  bool valid(time_point now) const noexcept {
+    return now.time_since_epoch().count() <= until_ticks();
+  }
+  /// True if any lease is present.
+  explicit operator bool() const noexcept { return cluster || changes; }
 };
 
 } // namespace karlton

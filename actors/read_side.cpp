@@ -16,10 +16,9 @@ unsigned this_stripe() {
 
 } // namespace
 
-read_side::read_side(std::shared_ptr<const clock> time_source,
-                     std::shared_ptr<const read_lease> lease)
+read_side::read_side(std::shared_ptr<const clock> time_source, read_leases leases)
   : time_source_(time_source ? std::move(time_source) : std::make_shared<steady_clock>()),
-    lease_(std::move(lease)) {}
+    leases_(std::move(leases)) {}
 
 read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
   entry_table::found f;
@@ -30,15 +29,15 @@ read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
     // The lease as it was before the table was read: a lease renewed while
     // we read (after a repair cleared the shard) must not vouch for a value
     // read before the clear.
-    if (lease_) lease_until = lease_->until_ticks();
+    if (leases_) lease_until = leases_.until_ticks();
     f = table.read(key, hash);
   } // holding our own reference now: the value outlives the section
   if (!f.val) return {};
   // The time only when something depends on it: a value that never expires
   // under no lease is served without a clock read.
-  if (f.expiry_ms != entry::never || lease_) {
+  if (f.expiry_ms != entry::never || leases_) {
     auto now = time_source_->now();
-    if (lease_ && now.time_since_epoch().count() > lease_until)
+    if (leases_ && now.time_since_epoch().count() > lease_until)
       return {}; // lapsed: the shard clears first
     if (f.expiry_ms != entry::never && to_ms(now) >= f.expiry_ms)
       return {}; // expired: the shard removes it, or serves it stale on a load error

@@ -24,10 +24,10 @@ namespace karlton {
 /// @threadsafe `read`, `hits`: any thread; the rest: the owning shard only.
 class read_side {
 public:
-  /// `time_source`: the runtime's clock (null: the steady clock). `lease`:
-  /// a distributed cache's read lease, or null.
+  /// `time_source`: the runtime's clock (null: the steady clock). `leases`:
+  /// a distributed or fed cache's read leases, or none.
   explicit read_side(std::shared_ptr<const clock> time_source = nullptr,
-                     std::shared_ptr<const read_lease> lease = nullptr);
+                     read_leases leases = {});
 
   /// The shard's table: only the shard changes it.
   entry_table table;
@@ -110,7 +110,7 @@ private:
   static constexpr unsigned stripe_count = 8;
 
   std::shared_ptr<const clock> time_source_;
-  std::shared_ptr<const read_lease> lease_;
+  read_leases leases_;
   std::array<stripe, stripe_count> stripes_;
   std::atomic<bool> open_{true};
   std::atomic<bool> drain_asked_{false};

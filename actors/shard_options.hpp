@@ -69,9 +69,10 @@ struct shard_options {
   /// The cache is distributed: keys written or erased here, and clears, are
   /// collected for the peer actor to tell other nodes (`take_changed_keys`).
   bool distributed = false;
-  /// Distributed caches: the node's read lease. A read after it lapsed
-  /// clears the shard first (see actors/read_lease.hpp).
-  std::shared_ptr<const read_lease> lease;
+  /// Distributed caches: the node's read lease; caches fed by PostgreSQL's
+  /// changes: also the feed's. A read after either lapsed clears the shard
+  /// first (see actors/read_lease.hpp).
+  read_leases lease;
   /// The table callers read on their own threads (the direct read path),
   /// shared with the cache's handles; the shard makes its own if null, on
   /// the steady clock: whoever reads a shard directly under another clock

@@ -270,7 +270,7 @@ bool shard_state::erase_here(std::string_view key, time_point now, bool cascade)
 }
 
 bool shard_state::contains(std::string_view key, time_point now) const {
-  if (cfg_.lease && !cfg_.lease->valid(now)) return false; // the next read clears
+  if (cfg_.lease && !cfg_.lease.valid(now)) return false; // the next read clears
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   return id != no_entry && !expired(table_.at(id), to_ms(now));
 }

@@ -326,9 +326,9 @@ private:
   void remove(entry_id id, removal_cause cause);
   caf::error admit(value v, ttl t, time_point now,
                    bool keep_links = false); // told to nobody
-  /// Distributed caches: clears if the read lease lapsed; false then.
+  /// Distributed and fed caches: clears if a read lease lapsed; false then.
   bool lease_holds(time_point now) {
-    if (!cfg_.lease || cfg_.lease->valid(now)) return true;
+    if (!cfg_.lease || cfg_.lease.valid(now)) return true;
     if (table_.size() > 0) {
       clear_here();
       ++stats_.lease_clears;

@@ -4,10 +4,15 @@
 // (stores/pg_payload.hpp) reads untrusted bytes (rule 9: any role may NOTIFY).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
+#include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
 
 namespace karlton {
 
@@ -52,5 +57,80 @@ inline const char* to_string(pg_change::kind k) noexcept {
   }
   return "unknown";
 }
+
+/// How many delays `change_feed_stats::recent_delays_us` keeps: enough for
+/// a p99 over the latest few seconds of a busy feed, small enough to copy on
+/// every stats request.
+constexpr size_t change_delay_samples = 512;
+
+/// The change feed's counters (docs/plans/postgres.md §3): one runtime's
+/// LISTEN connection and what it applied.
+struct change_feed_stats {
+  uint64_t listening = 0;                   ///< 1 while the LISTEN connection is up
+  uint64_t connects = 0;                    ///< LISTEN connections established
+  uint64_t drops = 0;                       ///< LISTEN connections lost
+  uint64_t repairs = 0;                     ///< repairs of fed caches (any cause)
+  uint64_t lease_lapses = 0;                ///< times the feed's read lease ran out
+  uint64_t heartbeats = 0;                  ///< heartbeat results heard
+  uint64_t notifications_received = 0;      ///< parsed notifications
+  uint64_t notifications_malformed = 0;     ///< payloads the parser refused
+  uint64_t notifications_unknown_table = 0; ///< about a table no cache is fed by
+  uint64_t rows_applied = 0;                ///< row changes invalidated in a cache
+  uint64_t rows_own = 0;          ///< row changes skipped: the cache's own write
+  uint64_t groups_applied = 0;    ///< transactions applied
+  uint64_t groups_incomplete = 0; ///< of those, applied without all their rows
+  uint64_t long_keys = 0;         ///< rows whose key was too long for a payload
+  uint64_t truncates = 0;         ///< TRUNCATE notifications
+  uint64_t bulk_repairs = 0;      ///< transactions too big to hold: repaired
+  uint64_t trigger_problems = 0;  ///< times a fed table's triggers went missing
+  double queue_usage = 0;         ///< the NOTIFY queue's use (0..1), last heard
+  /// The latest commit-to-invalidation delays, µs (oldest first).
+  std::vector<uint32_t> recent_delays_us;
+};
+
+/// CAF's inspection.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, change_feed_stats& x) {
+  return f(caf::meta::type_name("karlton::change_feed_stats"), x.listening, x.connects,
+           x.drops, x.repairs, x.lease_lapses, x.heartbeats, x.notifications_received,
+           x.notifications_malformed, x.notifications_unknown_table, x.rows_applied,
+           x.rows_own, x.groups_applied, x.groups_incomplete, x.long_keys, x.truncates,
+           x.bulk_repairs, x.trigger_problems, x.queue_usage, x.recent_delays_us);
+}
+
+// -- the change source's protocol (docs/plans/postgres.md §3) -----------------
+// CAF 0.17 atoms hold at most 10 characters.
+
+/// `(pgchanges, changes, malformed)`: one pass of the listener.
+using pg_changes_atom = caf::atom_constant<caf::atom("pgchanges")>;
+/// `(pgup)`: the LISTEN connection is up and listening.
+using pg_up_atom = caf::atom_constant<caf::atom("pgup")>;
+/// `(pgdown, reason)`: it failed or was lost.
+using pg_down_atom = caf::atom_constant<caf::atom("pgdown")>;
+/// `(pgheard, sent_at, usage, triggers)`: a heartbeat was answered;
+/// `sent_at` in ticks of the runtime clock.
+using pg_heard_atom = caf::atom_constant<caf::atom("pgheard")>;
+/// `(pgbarrdone, id)`: a barrier's heartbeat was answered.
+using pg_barrier_done_atom = caf::atom_constant<caf::atom("pgbarrdone")>;
+/// `(pgsync)`: answered once every change committed before it is applied or
+/// covered by a repair.
+using pg_sync_atom = caf::atom_constant<caf::atom("pgsync")>;
+/// `(pgstats)`: the feed's counters.
+using pg_stats_atom = caf::atom_constant<caf::atom("pgstats")>;
+/// `(pgretry)`: the change source's own timer for groups parked on a
+/// pending own write; `(pgtick)`: its timer for counting lease lapses.
+using pg_retry_atom = caf::atom_constant<caf::atom("pgretry")>;
+using pg_tick_atom = caf::atom_constant<caf::atom("pgtick")>;
+
+/// The change source: turns what the listener reports into invalidations and
+/// repairs of the fed caches' shards (actors/change_source_actor.hpp).
+using change_source_actor =
+  caf::typed_actor<caf::reacts_to<pg_changes_atom, std::vector<pg_change>, uint64_t>,
+                   caf::reacts_to<pg_up_atom>, caf::reacts_to<pg_down_atom, std::string>,
+                   caf::reacts_to<pg_heard_atom, int64_t, double, std::string>,
+                   caf::reacts_to<pg_barrier_done_atom, uint64_t>,
+                   caf::reacts_to<pg_retry_atom, uint64_t>, caf::reacts_to<pg_tick_atom>,
+                   caf::replies_to<pg_sync_atom>::with<bool>,
+                   caf::replies_to<pg_stats_atom>::with<change_feed_stats>>;
 
 } // namespace karlton

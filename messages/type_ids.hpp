@@ -36,6 +36,8 @@ CAF_ADD_TYPE_ID(karlton, (karlton::peer_actor))
 CAF_ADD_TYPE_ID(karlton, (karlton::compare_and_set_args))
 CAF_ADD_TYPE_ID(karlton, (karlton::pg_change))
 CAF_ADD_TYPE_ID(karlton, (std::vector<karlton::pg_change>))
+CAF_ADD_TYPE_ID(karlton, (karlton::change_feed_stats))
+CAF_ADD_TYPE_ID(karlton, (karlton::change_source_actor))
 CAF_END_TYPE_ID_BLOCK(karlton)
 
 namespace caf {

@@ -153,6 +153,36 @@ TEST_CASE("a direct read counts its hit, and misses expired entries and a lapsed
   CHECK_FALSE(side.read("forever", hash_of("forever")).val); // stopped
 }
 
+TEST_CASE("a direct read needs every lease it has: a lapsed change feed lease stops "
+          "hits while the cluster's holds",
+          "[direct][lease]") {
+  auto clk = std::make_shared<manual_clock>();
+  auto cluster = std::make_shared<read_lease>();
+  auto changes = std::make_shared<read_lease>();
+  read_leases leases{cluster};
+  leases.changes = changes;
+  read_side side{clk, leases};
+  side.table.insert(value::make("k", "v"));
+  cluster->extend_to(clk->now() + 10s);
+  changes->extend_to(clk->now() + 1s);
+  CHECK(side.read("k", hash_of("k")).val.bytes() == "v");
+  clk->advance(1s + 1ms);
+  CHECK_FALSE(side.read("k", hash_of("k")).val); // the feed's ran out first
+  changes->extend_to(clk->now() + 1s);
+  CHECK(side.read("k", hash_of("k")).val);
+  cluster->limit_to(clk->now() - 1ms);
+  CHECK_FALSE(side.read("k", hash_of("k")).val); // and the cluster's still counts
+  // The feed's alone, lapsed as the runtime creates it.
+  auto fresh = std::make_shared<read_lease>();
+  fresh->limit_to(clock::time_point{});
+  read_leases only_changes;
+  only_changes.changes = fresh;
+  read_side fed{clk, only_changes};
+  fed.table.insert(value::make("k", "v"));
+  CHECK_FALSE(fed.read("k", hash_of("k")).val);
+  CHECK(fed.hits() == 0);
+}
+
 TEST_CASE(
   "the read buffer gives the shard the entries readers hit, dropping what "
   "does not fit, and readers ask for a drain only while the shard is not draining",

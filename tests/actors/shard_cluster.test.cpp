@@ -85,3 +85,36 @@ TEST_CASE("a lapsed read lease clears the shard before a read is served") {
   CHECK(s.get("a", at(2000ms)));
   CHECK(s.stats().lease_clears == 1);
 }
+
+TEST_CASE("a fed cache's shard clears when the change feed's lease lapses, even with the "
+          "cluster's held",
+          "[lease]") {
+  auto cluster = std::make_shared<read_lease>();
+  auto changes = std::make_shared<read_lease>();
+  auto cfg = distributed(cluster);
+  cfg.lease.changes = changes;
+  shard_state s{cfg};
+  cluster->extend_to(at(10'000ms));
+  changes->extend_to(at(1000ms));
+  REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
+  CHECK(s.get("a", at(1000ms)));
+  CHECK_FALSE(s.contains("a", at(1001ms))); // the earlier end counts
+  CHECK_FALSE(s.get("a", at(1001ms)));
+  CHECK(s.size() == 0);
+  CHECK(s.stats().lease_clears == 1);
+}
+
+TEST_CASE("a cache fed by the change feed alone is served only while its lease holds",
+          "[lease]") {
+  auto changes = std::make_shared<read_lease>();
+  changes->limit_to(clock::time_point{}); // lapsed until the feed listens
+  shard_options cfg;
+  cfg.default_ttl = ttl::never();
+  cfg.lease.changes = changes;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
+  CHECK_FALSE(s.get("a", t0));
+  changes->extend_to(at(1000ms));
+  REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
+  CHECK(s.get("a", at(500ms)));
+}

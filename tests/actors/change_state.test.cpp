@@ -1,0 +1,412 @@
+// The change feed's decisions without actors (docs/plans/postgres.md §3-4):
+// grouping by transaction, the fallbacks, own writes, repairs and the lease.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/change_state.hpp"
+#include "base/routing.hpp"
+#include <karlton/messages/value.hpp>
+
+using namespace karlton;
+using namespace std::chrono_literals;
+
+namespace {
+
+using kind = pg_change::kind;
+using time_point = clock::time_point;
+
+pg_change row(uint64_t xid, uint64_t seq, std::string key,
+              std::string table = "public.users") {
+  pg_change c;
+  c.what = kind::row;
+  c.xid = xid;
+  c.seq = seq;
+  c.table = std::move(table);
+  c.key = std::move(key);
+  return c;
+}
+pg_change end(uint64_t xid, uint64_t n, int64_t commit_us = 1'000'000) {
+  pg_change c;
+  c.what = kind::end;
+  c.xid = xid;
+  c.seq = n;
+  c.commit_us = commit_us;
+  return c;
+}
+pg_change about(kind k, std::string table, uint64_t xid = 7, uint64_t seq = 1) {
+  pg_change c;
+  c.what = k;
+  c.xid = xid;
+  c.seq = seq;
+  c.table = std::move(table);
+  return c;
+}
+
+const std::string healthy = "public.users:karlton_notify:O,public.users:karlton_end:O,"
+                            "public.users:karlton_truncate:O,"
+                            "public.orders:karlton_notify:A,public.orders:karlton_end:O";
+
+// Two tables: users feeds caches "users" (4 shards) and "users2" (2 shards,
+// its own store); orders feeds "orders" (1 shard). No actor system: the
+// shard handles stay null, only their number matters.
+struct feed {
+  std::shared_ptr<own_commits> users_own = std::make_shared<own_commits>();
+  std::shared_ptr<own_commits> users2_own = std::make_shared<own_commits>();
+  std::shared_ptr<own_commits> orders_own = std::make_shared<own_commits>();
+  feed_routes routes;
+  change_state st;
+  time_point t0{std::chrono::hours{1}};
+
+  explicit feed(change_state::limits lim = {}) : st(lim) {
+    routes.add("public.users", {"users", std::vector<shard_actor>(4), users_own});
+    routes.add("public.users", {"users2", std::vector<shard_actor>(2), users2_own});
+    routes.add("public.orders", {"orders", std::vector<shard_actor>(1), orders_own});
+    st.set_routes(routes.snapshot());
+  }
+  // Up, its repair answered, and one heartbeat: the lease runs.
+  void go_live() {
+    st.up(t0);
+    while (st.repairs_in_flight() > 0)
+      st.repair_answered();
+    st.heard(t0, 0, healthy, t0);
+  }
+};
+
+// The keys a set of actions invalidates in `cache`, sorted.
+std::vector<std::string> keys_in(const change_actions& a, const std::string& cache) {
+  std::vector<std::string> out;
+  for (auto& g : a.groups)
+    for (auto& p : g.parts)
+      if (p.cache == cache) out.insert(out.end(), p.keys.begin(), p.keys.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+using strings = std::vector<std::string>;
+
+} // namespace
+
+TEST_CASE("a transaction is applied once its end came and every row up to its count",
+          "[changes]") {
+  feed f;
+  f.go_live();
+  auto a = f.st.changes({row(10, 1, "a"), row(10, 2, "b")}, f.t0);
+  CHECK(a.groups.empty()); // no end yet
+  a = f.st.changes({end(10, 3)}, f.t0);
+  CHECK(a.groups.empty()); // row 3 is missing
+  CHECK(f.st.open_groups() == 1);
+  a = f.st.changes({row(10, 3, "c")}, f.t0);
+  CHECK(keys_in(a, "users") == strings{"a", "b", "c"});
+  CHECK(keys_in(a, "users2") == strings{"a", "b", "c"});
+  CHECK(f.st.open_groups() == 0);
+  auto s = f.st.stats();
+  CHECK(s.groups_applied == 1);
+  CHECK(s.groups_incomplete == 0);
+  CHECK(s.rows_applied == 6); // three rows, two caches
+  CHECK(s.notifications_received == 4);
+}
+
+TEST_CASE("a transaction's keys go to the shard that owns each, one part per shard",
+          "[changes]") {
+  feed f;
+  f.go_live();
+  std::vector<pg_change> cs;
+  for (uint64_t i = 1; i <= 40; ++i)
+    cs.push_back(row(11, i, "k" + std::to_string(i)));
+  cs.push_back(row(11, 41, "k1")); // the same key twice: invalidated once
+  cs.push_back(end(11, 41));
+  auto a = f.st.changes(cs, f.t0);
+  REQUIRE(a.groups.size() == 1);
+  std::vector<size_t> shards;
+  size_t total = 0;
+  for (auto& p : a.groups[0].parts) {
+    if (p.cache != "users") continue;
+    shards.push_back(p.shard);
+    for (auto& k : p.keys)
+      CHECK(shard_index(hash_key(k), 4) == p.shard);
+    total += p.keys.size();
+  }
+  CHECK(total == 40);
+  std::sort(shards.begin(), shards.end());
+  CHECK(std::unique(shards.begin(), shards.end()) == shards.end()); // one per shard
+  CHECK(a.groups[0].commit_us == 1'000'000);
+}
+
+TEST_CASE("a group still open when the next heartbeat is answered is applied incomplete",
+          "[changes]") {
+  feed f;
+  f.go_live();
+  auto a = f.st.changes({row(12, 1, "a"), end(12, 2)}, f.t0); // row 2 lost
+  CHECK(a.groups.empty());
+  a = f.st.changes({row(13, 1, "b")}, f.t0); // no end at all (forged, say)
+  CHECK(a.groups.empty());
+  a = f.st.heard(f.t0 + 10ms, 0, healthy, f.t0 + 10ms);
+  CHECK(keys_in(a, "users") == strings{"a", "b"});
+  auto s = f.st.stats();
+  CHECK(s.groups_applied == 2);
+  CHECK(s.groups_incomplete == 2);
+  CHECK(f.st.open_groups() == 0);
+}
+
+TEST_CASE("beyond 10,000 open transactions the oldest is applied incomplete",
+          "[changes]") {
+  feed f;
+  f.go_live();
+  std::vector<pg_change> cs;
+  for (uint64_t x = 1; x <= 10'000; ++x)
+    cs.push_back(row(x, 1, "k" + std::to_string(x)));
+  auto a = f.st.changes(cs, f.t0);
+  CHECK(a.groups.empty());
+  CHECK(f.st.open_groups() == 10'000);
+  a = f.st.changes({row(10'001, 1, "newest")}, f.t0);
+  CHECK(f.st.open_groups() == 10'000);
+  CHECK(keys_in(a, "users") == strings{"k1"}); // the oldest went
+  CHECK(f.st.stats().groups_incomplete == 1);
+}
+
+TEST_CASE("truncate, a DBA's repair and a long key repair that table's caches only",
+          "[changes]") {
+  feed f;
+  f.go_live();
+  auto before = f.st.stats().repairs; // the one on connecting
+  auto a = f.st.changes({about(kind::truncate, "public.users")}, f.t0);
+  CHECK(a.repairs == strings{"users", "users2"});
+  CHECK(f.st.repairs_in_flight() == 6); // every shard of both
+  a = f.st.changes({about(kind::repair, "public.orders")}, f.t0);
+  CHECK(a.repairs == strings{"orders"});
+  a = f.st.changes({about(kind::long_key, "public.orders", 20, 1),
+                    row(20, 2, "x", "public.orders"), end(20, 2)},
+                   f.t0);
+  CHECK(a.repairs == strings{"orders"});
+  CHECK(a.groups.empty());        // its caches were repaired: no keys held for them
+  CHECK(f.st.open_groups() == 0); // and the group still closed
+  a = f.st.changes({about(kind::truncate, "public.nobody")}, f.t0);
+  CHECK(a.repairs.empty());
+  auto s = f.st.stats();
+  CHECK(s.truncates == 2);
+  CHECK(s.long_keys == 1);
+  CHECK(s.repairs - before == 3);
+  CHECK(s.notifications_unknown_table == 1);
+}
+
+TEST_CASE("a transaction over max_group_keys in a table becomes a repair of its caches",
+          "[changes]") {
+  change_state::limits lim;
+  lim.max_group_keys = 3;
+  feed f{lim};
+  f.go_live();
+  auto a = f.st.changes(
+    {row(30, 1, "a"), row(30, 2, "b"), row(30, 3, "c"), row(30, 4, "o", "public.orders")},
+    f.t0);
+  CHECK(a.repairs.empty()); // three keys are held
+  a = f.st.changes({row(30, 5, "d")}, f.t0);
+  CHECK(a.repairs == strings{"users", "users2"});
+  a = f.st.changes({row(30, 6, "e"), end(30, 6)}, f.t0);
+  CHECK(keys_in(a, "users").empty()); // repaired, not invalidated key by key
+  CHECK(keys_in(a, "orders") == strings{"o"});
+  CHECK(f.st.stats().bulk_repairs == 1);
+}
+
+TEST_CASE("held keys of all open groups stay under max_group_keys: the oldest goes first",
+          "[changes]") {
+  change_state::limits lim;
+  lim.max_group_keys = 3;
+  feed f{lim};
+  f.go_live();
+  auto a = f.st.changes({row(1, 1, "a"), row(2, 1, "b"), row(3, 1, "c")}, f.t0);
+  CHECK(a.groups.empty());
+  a = f.st.changes({row(3, 2, "d")}, f.t0);
+  CHECK(keys_in(a, "users") == strings{"a"});
+  CHECK(a.repairs.empty());
+}
+
+TEST_CASE("a cache skips its store's own committed transaction, and only that cache",
+          "[changes]") {
+  feed f;
+  f.go_live();
+  f.users_own->expect(40);
+  f.users_own->resolve(40, true);
+  auto a = f.st.changes({row(40, 1, "mine"), end(40, 1)}, f.t0);
+  CHECK(keys_in(a, "users").empty());
+  CHECK(keys_in(a, "users2") == strings{"mine"}); // another store: foreign to it
+  auto s = f.st.stats();
+  CHECK(s.rows_own == 1);
+  CHECK(s.rows_applied == 1);
+  // Taken once: the same xid again (forged) counts as foreign.
+  a = f.st.changes({row(40, 2, "mine"), end(40, 2)}, f.t0);
+  CHECK(keys_in(a, "users") == strings{"mine"});
+}
+
+TEST_CASE("a group whose own COMMIT is pending is parked and decided when it resolves",
+          "[changes]") {
+  feed f;
+  f.go_live();
+  f.users_own->expect(50);
+  auto a = f.st.changes({row(50, 1, "k"), end(50, 1)}, f.t0);
+  CHECK(keys_in(a, "users").empty());
+  CHECK(a.retry_parked);
+  CHECK(f.st.parked() == 1);
+  a = f.st.retry_parked(f.t0 + 1ms);
+  CHECK(a.groups.empty());
+  CHECK(a.retry_parked); // still pending
+  f.users_own->resolve(50, true);
+  a = f.st.retry_parked(f.t0 + 2ms);
+  CHECK(a.groups.empty());
+  CHECK_FALSE(a.retry_parked);
+  CHECK(f.st.stats().rows_own == 1);
+
+  f.users_own->expect(51);
+  f.st.changes({row(51, 1, "k"), end(51, 1)}, f.t0);
+  f.users_own->resolve(51, false); // rolled back or unknown: foreign
+  a = f.st.retry_parked(f.t0 + 1ms);
+  CHECK(keys_in(a, "users") == strings{"k"});
+}
+
+TEST_CASE("a group pending for 100 ms counts as foreign", "[changes]") {
+  feed f;
+  f.go_live();
+  f.users_own->expect(60);
+  f.st.changes({row(60, 1, "k"), end(60, 1, 5)}, f.t0);
+  auto a = f.st.retry_parked(f.t0 + 99ms);
+  CHECK(a.groups.empty());
+  a = f.st.retry_parked(f.t0 + 100ms);
+  CHECK(keys_in(a, "users") == strings{"k"});
+  REQUIRE(a.groups.size() == 1);
+  CHECK(a.groups[0].commit_us == 5);
+  CHECK_FALSE(a.retry_parked);
+  CHECK(f.st.parked() == 0);
+}
+
+TEST_CASE("the lease grows from a heartbeat's send time, never from when it was heard",
+          "[changes][lease]") {
+  change_state::limits lim;
+  lim.lease = 1s;
+  feed f{lim};
+  f.st.up(f.t0);
+  while (f.st.repairs_in_flight() > 0)
+    f.st.repair_answered();
+  // Sent at t0, read 5 s later (the process was frozen): it proves nothing
+  // past t0 + lease, which is already over.
+  auto a = f.st.heard(f.t0, 0, healthy, f.t0 + 5s);
+  REQUIRE(a.extend_lease);
+  CHECK(*a.extend_lease == f.t0 + 1s);
+  a = f.st.heard(f.t0 + 6s, 0, healthy, f.t0 + 6s + 1ms);
+  REQUIRE(a.extend_lease);
+  CHECK(*a.extend_lease == f.t0 + 7s);
+}
+
+TEST_CASE("the lease does not grow while a repair is in flight, the feed is down or a "
+          "trigger is off",
+          "[changes][lease]") {
+  feed f;
+  auto a = f.st.up(f.t0);
+  CHECK(a.repairs == strings{"orders", "users", "users2"}); // everything, on connect
+  CHECK(f.st.repairs_in_flight() == 7);
+  a = f.st.heard(f.t0 + 1ms, 0, healthy, f.t0 + 1ms);
+  CHECK_FALSE(a.extend_lease); // a shard may not have cleared yet
+  for (int i = 0; i < 6; ++i)
+    f.st.repair_answered();
+  CHECK_FALSE(f.st.heard(f.t0 + 2ms, 0, healthy, f.t0 + 2ms).extend_lease);
+  f.st.repair_answered();
+  CHECK(f.st.heard(f.t0 + 3ms, 0, healthy, f.t0 + 3ms).extend_lease);
+
+  // A disabled end trigger: changes go unseen, hits must stop.
+  auto disabled = "public.users:karlton_notify:O,public.users:karlton_end:D,"
+                  "public.orders:karlton_notify:O,public.orders:karlton_end:O";
+  CHECK_FALSE(f.st.heard(f.t0 + 4ms, 0, disabled, f.t0 + 4ms).extend_lease);
+  // Missing altogether (dropped), and set to fire only for replicas.
+  auto missing = "public.users:karlton_notify:R,public.users:karlton_end:O";
+  CHECK_FALSE(f.st.heard(f.t0 + 5ms, 0, missing, f.t0 + 5ms).extend_lease);
+  CHECK(f.st.stats().trigger_problems == 2); // users, then orders
+  // Back on: what changed meanwhile is unknown, so repair, then extend.
+  a = f.st.heard(f.t0 + 6ms, 0, healthy, f.t0 + 6ms);
+  CHECK(a.repairs == strings{"orders", "users", "users2"});
+  CHECK_FALSE(a.extend_lease);
+  while (f.st.repairs_in_flight() > 0)
+    f.st.repair_answered();
+  CHECK(f.st.heard(f.t0 + 7ms, 0, healthy, f.t0 + 7ms).extend_lease);
+
+  // Down: an answer that still arrives extends nothing.
+  f.st.down(f.t0 + 8ms);
+  CHECK_FALSE(f.st.heard(f.t0 + 9ms, 0, healthy, f.t0 + 9ms).extend_lease);
+  CHECK(f.st.stats().drops == 1);
+}
+
+TEST_CASE("a lapsed lease is counted once per lapse", "[changes][lease]") {
+  feed f;
+  f.go_live(); // until t0 + 1 s
+  f.st.note_time(f.t0 + 1s);
+  CHECK(f.st.stats().lease_lapses == 0);
+  f.st.down(f.t0 + 1s);
+  f.st.note_time(f.t0 + 1s + 1ms);
+  f.st.note_time(f.t0 + 3s);
+  CHECK(f.st.stats().lease_lapses == 1);
+}
+
+TEST_CASE("a reconnect forgets own writes and open groups: the repair covers them",
+          "[changes]") {
+  feed f;
+  f.go_live();
+  f.users_own->expect(70);
+  f.users_own->resolve(70, true);
+  f.st.changes({row(71, 1, "open")}, f.t0);
+  f.users_own->expect(72);
+  f.st.changes({row(72, 1, "parked"), end(72, 1)}, f.t0);
+  CHECK(f.st.parked() == 1);
+  f.st.down(f.t0);
+  auto a = f.st.up(f.t0 + 1s);
+  CHECK(a.repairs.size() == 3);
+  CHECK(f.st.open_groups() == 0);
+  CHECK(f.st.parked() == 0);
+  CHECK(f.users_own->take(70) == own_commits::verdict::foreign);
+  auto s = f.st.stats();
+  CHECK(s.connects == 2);
+  CHECK(s.drops == 1);
+  CHECK(s.listening == 1);
+}
+
+TEST_CASE("a second end closes the rows after the first (SET CONSTRAINTS ALL IMMEDIATE)",
+          "[changes]") {
+  feed f;
+  f.go_live();
+  auto a = f.st.changes({row(80, 1, "a"), end(80, 1), row(80, 2, "b")}, f.t0);
+  CHECK(keys_in(a, "users") == strings{"a"});
+  a = f.st.changes({end(80, 2)}, f.t0);
+  CHECK(keys_in(a, "users") == strings{"b"}); // not held until a heartbeat
+  CHECK(f.st.stats().groups_incomplete == 0);
+}
+
+TEST_CASE(
+  "the commit-to-invalidation delay is measured from the end marker's commit time",
+  "[changes]") {
+  feed f;
+  f.go_live();
+  auto a = f.st.changes({row(90, 1, "a"), end(90, 1, 1'000'000)}, f.t0);
+  REQUIRE(a.groups.size() == 1);
+  f.st.invalidated(a.groups[0].commit_us, 1'002'500);
+  f.st.invalidated(0, 5'000'000); // no end marker: no delay to measure
+  CHECK(f.st.stats().recent_delays_us == std::vector<uint32_t>{2'500});
+  for (uint32_t i = 0; i < change_delay_samples + 2; ++i)
+    f.st.invalidated(1, 1 + i);
+  auto d = f.st.stats().recent_delays_us;
+  REQUIRE(d.size() == change_delay_samples);
+  CHECK(d.front() == 2); // oldest first, the oldest three gone
+  CHECK(d.back() == change_delay_samples + 1);
+}
+
+TEST_CASE("malformed and unknown-table notifications are counted, nothing applied",
+          "[changes]") {
+  feed f;
+  f.go_live();
+  auto a = f.st.changes({row(95, 1, "k", "public.nobody"), end(95, 1)}, f.t0, 3);
+  CHECK(a.groups.empty());
+  auto s = f.st.stats();
+  CHECK(s.notifications_malformed == 3);
+  CHECK(s.notifications_unknown_table == 1);
+  CHECK(s.groups_applied == 1);
+}
