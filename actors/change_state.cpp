@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "base/routing.hpp"
+#include "stores/pg_trigger_sql.hpp"
 #include <karlton/messages/value.hpp>
 
 namespace karlton {
@@ -319,8 +320,8 @@ void change_state::check_triggers(const std::string& triggers, change_actions& o
     auto table = item.substr(0, c1);
     auto name = item.substr(c1 + 1, c2 - c1 - 1);
     auto& states = found.try_emplace(table, '\0', '\0').first->second;
-    if (name == "karlton_notify") states.first = item.back();
-    if (name == "karlton_end") states.second = item.back();
+    if (name == pg::row_trigger) states.first = item.back();
+    if (name == pg::end_trigger) states.second = item.back();
   }
   for (auto i = trigger_trouble_.begin(); i != trigger_trouble_.end();)
     i = routes_->count(*i) ? std::next(i) : trigger_trouble_.erase(i);

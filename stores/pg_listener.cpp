@@ -4,12 +4,15 @@
 #include <cerrno>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <utility>
 
 #include <libpq-fe.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+
+#include "stores/pg_trigger_sql.hpp"
 
 namespace karlton {
 
@@ -23,13 +26,13 @@ using steady = std::chrono::steady_clock;
 constexpr int missed_heartbeats = 4;
 
 // tgenabled is of type "char", which `||` does not take without a cast.
-const char* const heartbeat_query =
-  "SELECT pg_notification_queue_usage(), (SELECT string_agg(n.nspname || '.' || "
-  "c.relname "
-  "|| ':' || t.tgname || ':' || t.tgenabled::text, ',') FROM pg_trigger t JOIN pg_class "
-  "c ON "
-  "c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname IN "
-  "('karlton_notify', 'karlton_end', 'karlton_truncate'))";
+const std::string heartbeat_query =
+  std::string{
+    "SELECT pg_notification_queue_usage(), (SELECT string_agg(n.nspname || '.' || "
+    "c.relname || ':' || t.tgname || ':' || t.tgenabled::text, ',') FROM pg_trigger t "
+    "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = "
+    "c.relnamespace WHERE t.tgname IN ('"} +
+  pg::row_trigger + "', '" + pg::end_trigger + "', '" + pg::truncate_trigger + "'))";
 
 std::string error_of(PGconn* c) {
   std::string e = c ? PQerrorMessage(c) : "out of memory";
@@ -133,7 +136,7 @@ struct pg_listener::impl {
   void send_heartbeat() {
     heartbeat_sent_at = now_runtime(); // before sending: see `heard`
     heartbeat_sent = steady::now();
-    if (!PQsendQuery(conn, heartbeat_query)) {
+    if (!PQsendQuery(conn, heartbeat_query.c_str())) {
       fail("heartbeat failed: " + error_of(conn));
       return;
     }
@@ -320,7 +323,7 @@ void pg_listener::barrier(uint64_t id) {
 }
 
 const char* pg_listener::heartbeat_sql() noexcept {
-  return heartbeat_query;
+  return heartbeat_query.c_str();
 }
 
 } // namespace karlton

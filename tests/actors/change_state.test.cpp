@@ -47,9 +47,9 @@ pg_change about(kind k, std::string table, uint64_t xid = 7, uint64_t seq = 1) {
   return c;
 }
 
-const std::string healthy = "public.users:karlton_notify:O,public.users:karlton_end:O,"
+const std::string healthy = "public.users:karlton_notify:O,public.users:karlton_notify_end:O,"
                             "public.users:karlton_truncate:O,"
-                            "public.orders:karlton_notify:A,public.orders:karlton_end:O";
+                            "public.orders:karlton_notify:A,public.orders:karlton_notify_end:O";
 
 // Two tables: users feeds caches "users" (4 shards) and "users2" (2 shards,
 // its own store); orders feeds "orders" (1 shard). No actor system: the
@@ -316,11 +316,11 @@ TEST_CASE("the lease does not grow while a repair is in flight, the feed is down
   CHECK(f.st.heard(f.t0 + 3ms, 0, healthy, f.t0 + 3ms).extend_lease);
 
   // A disabled end trigger: changes go unseen, hits must stop.
-  auto disabled = "public.users:karlton_notify:O,public.users:karlton_end:D,"
-                  "public.orders:karlton_notify:O,public.orders:karlton_end:O";
+  auto disabled = "public.users:karlton_notify:O,public.users:karlton_notify_end:D,"
+                  "public.orders:karlton_notify:O,public.orders:karlton_notify_end:O";
   CHECK_FALSE(f.st.heard(f.t0 + 4ms, 0, disabled, f.t0 + 4ms).extend_lease);
   // Missing altogether (dropped), and set to fire only for replicas.
-  auto missing = "public.users:karlton_notify:R,public.users:karlton_end:O";
+  auto missing = "public.users:karlton_notify:R,public.users:karlton_notify_end:O";
   CHECK_FALSE(f.st.heard(f.t0 + 5ms, 0, missing, f.t0 + 5ms).extend_lease);
   CHECK(f.st.stats().trigger_problems == 2); // users, then orders
   // Back on: what changed meanwhile is unknown, so repair, then extend.
