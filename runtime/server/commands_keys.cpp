@@ -103,6 +103,15 @@ void set_by_compute(command_call& c, bool nx, bool xx, bool get, bool keepttl,
 
 namespace {
 
+// SET with NX, XX, GET or KEEPTTL is a compute, plain SET a put (the
+// session orders a key's writes that take different ways).
+write_path set_path(const std::vector<std::string_view>& args) {
+  for (size_t i = 3; i < args.size(); ++i)
+    for (auto opt : {"NX", "XX", "GET", "KEEPTTL"})
+      if (iequals(args[i], opt)) return write_path::compute;
+  return write_path::put;
+}
+
 void set(command_call& c) {
   set_options o;
   if (!parse_set(c, o)) return;
@@ -276,7 +285,7 @@ void flushall(command_call& c) {
 
 void commands_keys(std::vector<command_spec>& t) {
   t.push_back({"get", 2, spec::read, 1, 1, 1, get});
-  t.push_back({"set", -3, spec::write, 1, 1, 1, set});
+  t.push_back({"set", -3, spec::write, 1, 1, 1, set, set_path});
   t.push_back({"mget", -2, spec::read, 1, -1, 1, mget});
   t.push_back({"mset", -3, spec::write, 1, -1, 2, mset});
   t.push_back({"del", -2, spec::write, 1, -1, 1, del});
