@@ -24,11 +24,17 @@ void reply_value(const deferred_reply& r, const caf::expected<value>& v) {
     });
 }
 
-void reply_ok(const deferred_reply& r, const caf::expected<cache::unit>& x) {
-  if (!x)
-    r.fail(x.error());
+/// "+OK", or the error: the blocking calls' form (an error or none)...
+void reply_ok(const deferred_reply& r, const caf::error& err) {
+  if (err)
+    r.fail(err);
   else
     r.finish([](reply_writer& w) { w.simple("OK"); });
+}
+
+/// ...and the callbacks' form.
+void reply_ok(const deferred_reply& r, const caf::expected<cache::unit>& x) {
+  reply_ok(r, x ? caf::error{} : x.error());
 }
 
 void get(command_call& c) {
@@ -119,14 +125,9 @@ void set(command_call& c) {
     return set_by_compute(c, o.nx, o.xx, o.get, o.keepttl, o.ms);
   auto t = ttl_of_ms(o.ms);
   if (needs_blocking_writes(c.db())) {
-    on_pool(c, [k = std::string{c.args[1]}, v = std::string{c.args[2]},
-                t](const cache& db, const deferred_reply& r) {
-      auto err = db.put(k, v, t);
-      if (err)
-        r.fail(err);
-      else
-        reply_ok(r, cache::unit{});
-    });
+    on_pool(
+      c, [k = std::string{c.args[1]}, v = std::string{c.args[2]},
+          t](const cache& db, const deferred_reply& r) { reply_ok(r, db.put(k, v, t)); });
     return;
   }
   auto r = c.defer();
@@ -173,11 +174,7 @@ void mset(command_call& c) {
     items.emplace_back(std::string{c.args[i]}, std::string{c.args[i + 1]});
   if (needs_blocking_writes(c.db())) {
     on_pool(c, [items = std::move(items)](const cache& db, const deferred_reply& r) {
-      auto err = db.put_many(items);
-      if (err)
-        r.fail(err);
-      else
-        reply_ok(r, cache::unit{});
+      reply_ok(r, db.put_many(items));
     });
     return;
   }
