@@ -2,6 +2,7 @@
 // (plan §4.2), with the per-connection read-your-writes barrier (§4.3).
 #include "runtime/server/resp_session.hpp"
 
+#include <algorithm>
 #include <functional>
 
 #include <karlton/messages/errors.hpp>
@@ -136,9 +137,13 @@ void session_impl::protocol_error() {
 session_impl::step session_impl::run_one(const std::vector<std::string_view>& args) {
   if (slots_.full()) return step::paused;
   // Replies already waiting for the socket: run nothing more until the host
-  // has taken them (and closed a client that does not read), or one read of
-  // pipelined GETs of a large value would build gigabytes.
-  if (output_.size() >= ctx_->options.output_buffer_limit) return step::paused;
+  // has taken them, or one read of pipelined GETs of a large value would
+  // build gigabytes. The host takes them only while its own unsent output is
+  // under output_pause_bytes, so a client that does not read costs about
+  // twice that plus one reply (resp_options).
+  const auto& o = ctx_->options;
+  if (output_.size() >= std::min(o.output_pause_bytes, o.output_buffer_limit))
+    return step::paused;
   const auto* spec = find_command(args[0]);
   bool allowed =
     spec != nullptr && (authenticated_ || (spec->flags & command_spec::no_auth));
