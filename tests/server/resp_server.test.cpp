@@ -332,7 +332,7 @@ TEST_CASE("a client that pipelines without reading is paused, not buffered up to
   server.stop();
 }
 
-TEST_CASE("rejected clients linger up to max_rejected_lingering; past it they close at "
+TEST_CASE("rejected clients linger up to max_rejected_lingering, past it they close at "
           "once",
           "[resp-server]") {
   srv::resp_options opts;
@@ -387,7 +387,7 @@ TEST_CASE("blocking jobs run on the pool and their replies keep their place",
   CHECK(c.read(10 + 7 + 10) == "+BLOCKED\r\n+PONG\r\n+BLOCKED\r\n");
 }
 
-TEST_CASE("one connection's blocking jobs take one pool thread; stop runs none that "
+TEST_CASE("one connection's blocking jobs take one pool thread, and stop runs none that "
           "had not started",
           "[resp-server]") {
   fixture f{srv::resp_options{}};
