@@ -30,6 +30,13 @@ public:
     return waiting_.exchange(false, std::memory_order_acq_rel);
   }
 
+  /// Returns `n` units a shard took but does not use (a parked compute's
+  /// turn: its write, if any, takes a unit of its own). Unlike `release` it
+  /// leaves `waiting` as it is: the shard cannot wake the others, so a mark
+  /// another shard set meanwhile stays for the flusher's next release (or
+  /// that shard's own room timer, if no write is pending).
+  void put_back(uint64_t n) noexcept { used_.fetch_sub(n, std::memory_order_acq_rel); }
+
   /// A shard parked a write. It must try to acquire once more afterwards: a
   /// release between its failed attempt and this call saw no waiter.
   void mark_waiting() noexcept { waiting_.store(true, std::memory_order_seq_cst); }

@@ -96,11 +96,13 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
 
 void shard_state::accept_dirty(pending_write op, time_point now) {
   auto seq = ++write_seq_;
-  if (op.compute) { // its turn: run it (its write, if any, goes first in line)
-    cfg_.budget->release(1);
+  if (op.compute) {           // its turn: run it (its write, if any, goes first in line)
+    // Its unit is held while it runs, then given back without `release`:
+    // that would take the mark of a shard that found no room meanwhile.
     computing_parked_ = true;
     resume(op.compute, now, true);
     computing_parked_ = false;
+    cfg_.budget->put_back(1);
     return;
   }
   if (!op.val) {

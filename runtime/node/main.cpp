@@ -84,6 +84,9 @@ public:
       .add<int64_t>("resp-output-buffer-limit",
                     "a client whose unsent replies exceed this many bytes is closed "
                     "(default 64 MiB)")
+      .add<int64_t>("resp-output-pause",
+                    "a client with this many unsent reply bytes is not read from until "
+                    "it reads (default 1 MiB)")
       .add<caf::timespan>("resp-timeout",
                           "close clients idle this long (default 0 = never)")
       .add<int64_t>("metrics-port",
@@ -191,6 +194,10 @@ caf::error server_settings(const node_config& cfg, node_settings& out) {
                              static_cast<int64_t>(o.output_buffer_limit));
     if (!output) return std::move(output.error());
     o.output_buffer_limit = static_cast<size_t>(*output);
+    auto pause = int_option(cfg, "node.resp-output-pause", 1, 64 * gib,
+                            static_cast<int64_t>(o.output_pause_bytes));
+    if (!pause) return std::move(pause.error());
+    o.output_pause_bytes = static_cast<size_t>(*pause);
     auto timeout = caf::get_or(cfg, "node.resp-timeout", caf::timespan{0});
     if (timeout < caf::timespan::zero() || timeout > karlton::max_option_duration)
       return bad_option("node.resp-timeout", "must be in 0..365 days (0 = never)");

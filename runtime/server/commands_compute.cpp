@@ -196,17 +196,29 @@ void set_by_compute(command_call& c, bool nx, bool xx, bool get, bool keepttl,
     });
 }
 
+namespace {
+
+write_path by_compute(const std::vector<std::string_view>&) {
+  return write_path::compute;
+}
+
+write_path by_ttl(const std::vector<std::string_view>&) {
+  return write_path::ttl;
+}
+
+} // namespace
+
 void commands_compute(std::vector<command_spec>& t) {
-  t.push_back({"getset", 3, spec::write, 1, 1, 1, getset});
-  t.push_back({"getdel", 2, spec::write, 1, 1, 1, getdel});
-  t.push_back({"setnx", 3, spec::write, 1, 1, 1, setnx});
-  t.push_back({"incr", 2, spec::write, 1, 1, 1, incr});
-  t.push_back({"decr", 2, spec::write, 1, 1, 1, decr});
-  t.push_back({"incrby", 3, spec::write, 1, 1, 1, incrby});
-  t.push_back({"decrby", 3, spec::write, 1, 1, 1, decrby});
-  t.push_back({"expire", -3, spec::write, 1, 1, 1, expire});
-  t.push_back({"pexpire", -3, spec::write, 1, 1, 1, pexpire});
-  t.push_back({"persist", 2, spec::write, 1, 1, 1, persist});
+  t.push_back({"getset", 3, spec::write, 1, 1, 1, getset, by_compute});
+  t.push_back({"getdel", 2, spec::write, 1, 1, 1, getdel, by_compute});
+  t.push_back({"setnx", 3, spec::write, 1, 1, 1, setnx, by_compute});
+  t.push_back({"incr", 2, spec::write, 1, 1, 1, incr, by_compute});
+  t.push_back({"decr", 2, spec::write, 1, 1, 1, decr, by_compute});
+  t.push_back({"incrby", 3, spec::write, 1, 1, 1, incrby, by_compute});
+  t.push_back({"decrby", 3, spec::write, 1, 1, 1, decrby, by_compute});
+  t.push_back({"expire", -3, spec::write, 1, 1, 1, expire, by_ttl});
+  t.push_back({"pexpire", -3, spec::write, 1, 1, 1, pexpire, by_ttl});
+  t.push_back({"persist", 2, spec::write, 1, 1, 1, persist, by_ttl});
 }
 
 } // namespace karlton::server

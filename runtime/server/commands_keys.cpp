@@ -24,11 +24,17 @@ void reply_value(const deferred_reply& r, const caf::expected<value>& v) {
     });
 }
 
-void reply_ok(const deferred_reply& r, const caf::expected<cache::unit>& x) {
-  if (!x)
-    r.fail(x.error());
+/// "+OK", or the error: the blocking calls' form (an error or none)...
+void reply_ok(const deferred_reply& r, const caf::error& err) {
+  if (err)
+    r.fail(err);
   else
     r.finish([](reply_writer& w) { w.simple("OK"); });
+}
+
+/// ...and the callbacks' form.
+void reply_ok(const deferred_reply& r, const caf::expected<cache::unit>& x) {
+  reply_ok(r, x ? caf::error{} : x.error());
 }
 
 void get(command_call& c) {
@@ -103,6 +109,15 @@ void set_by_compute(command_call& c, bool nx, bool xx, bool get, bool keepttl,
 
 namespace {
 
+// SET with NX, XX, GET or KEEPTTL is a compute, plain SET a put (the
+// session orders a key's writes that take different ways).
+write_path set_path(const std::vector<std::string_view>& args) {
+  for (size_t i = 3; i < args.size(); ++i)
+    for (auto opt : {"NX", "XX", "GET", "KEEPTTL"})
+      if (iequals(args[i], opt)) return write_path::compute;
+  return write_path::put;
+}
+
 void set(command_call& c) {
   set_options o;
   if (!parse_set(c, o)) return;
@@ -110,14 +125,9 @@ void set(command_call& c) {
     return set_by_compute(c, o.nx, o.xx, o.get, o.keepttl, o.ms);
   auto t = ttl_of_ms(o.ms);
   if (needs_blocking_writes(c.db())) {
-    on_pool(c, [k = std::string{c.args[1]}, v = std::string{c.args[2]},
-                t](const cache& db, const deferred_reply& r) {
-      auto err = db.put(k, v, t);
-      if (err)
-        r.fail(err);
-      else
-        reply_ok(r, cache::unit{});
-    });
+    on_pool(
+      c, [k = std::string{c.args[1]}, v = std::string{c.args[2]},
+          t](const cache& db, const deferred_reply& r) { reply_ok(r, db.put(k, v, t)); });
     return;
   }
   auto r = c.defer();
@@ -164,11 +174,7 @@ void mset(command_call& c) {
     items.emplace_back(std::string{c.args[i]}, std::string{c.args[i + 1]});
   if (needs_blocking_writes(c.db())) {
     on_pool(c, [items = std::move(items)](const cache& db, const deferred_reply& r) {
-      auto err = db.put_many(items);
-      if (err)
-        r.fail(err);
-      else
-        reply_ok(r, cache::unit{});
+      reply_ok(r, db.put_many(items));
     });
     return;
   }
@@ -276,7 +282,7 @@ void flushall(command_call& c) {
 
 void commands_keys(std::vector<command_spec>& t) {
   t.push_back({"get", 2, spec::read, 1, 1, 1, get});
-  t.push_back({"set", -3, spec::write, 1, 1, 1, set});
+  t.push_back({"set", -3, spec::write, 1, 1, 1, set, set_path});
   t.push_back({"mget", -2, spec::read, 1, -1, 1, mget});
   t.push_back({"mset", -3, spec::write, 1, -1, 2, mset});
   t.push_back({"del", -2, spec::write, 1, -1, 1, del});

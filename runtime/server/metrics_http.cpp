@@ -28,13 +28,10 @@ namespace {
 // At most this many connections at once: a scraper or two, and room for a
 // person with curl. More are closed at once.
 constexpr size_t max_connections = 16;
-// A request head must arrive within this (a slow or idle client cannot
-// hold a connection longer); Prometheus' default scrape timeout is 10 s.
-constexpr auto read_timeout = std::chrono::seconds{5};
 // After the reply, what the client still sends (the rest of an oversized
 // head) is read and dropped for up to this long, up to `drain_limit` bytes,
 // so that closing with unread bytes does not reset the connection before
-// the client read the reply.
+// the client read the reply. Within the request's deadline.
 constexpr auto drain_timeout = std::chrono::seconds{1};
 constexpr size_t drain_limit = 1 << 20;
 
@@ -95,8 +92,9 @@ struct metrics_http::impl::connection : std::enable_shared_from_this<connection>
   std::string reply;
   size_t drained = 0;
 
+  /// Armed once: nothing a client does moves it later.
   void start() {
-    deadline.expires_after(read_timeout);
+    deadline.expires_after(owner.opts.request_timeout);
     deadline.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (!ec) self->close();
     });
@@ -124,7 +122,6 @@ struct metrics_http::impl::connection : std::enable_shared_from_this<connection>
   /// drains and closes.
   void send(int status, const std::string& body) {
     if (!socket.is_open()) return;
-    deadline.cancel();
     std::string content = status == 200 ? body : std::string{reason_of(status)} + "\n";
     reply = "HTTP/1.1 " + std::to_string(status) + " " + reason_of(status) + "\r\n";
     reply += status == 200 ? "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
@@ -141,10 +138,15 @@ struct metrics_http::impl::connection : std::enable_shared_from_this<connection>
         if (ec) return self->close();
         boost::system::error_code ignored;
         self->socket.shutdown(tcp::socket::shutdown_send, ignored);
-        self->deadline.expires_after(drain_timeout);
-        self->deadline.async_wait([self](const boost::system::error_code& e) {
-          if (!e) self->close();
-        });
+        // Draining ends within drain_timeout, and never past the deadline
+        // (its wait, armed at start, still stands otherwise).
+        if (self->deadline.expiry() >
+            asio::steady_timer::clock_type::now() + drain_timeout) {
+          self->deadline.expires_after(drain_timeout); // aborts the earlier wait
+          self->deadline.async_wait([self](const boost::system::error_code& e) {
+            if (!e) self->close();
+          });
+        }
         self->drain();
       });
   }
@@ -191,7 +193,6 @@ void metrics_http::impl::accept() {
 }
 
 void metrics_http::impl::answer(const std::shared_ptr<connection>& c) {
-  c->deadline.cancel();
   auto& r = c->request;
   if (!opts.password.empty() &&
       !(r.has_authorization() &&

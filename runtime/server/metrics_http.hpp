@@ -2,6 +2,7 @@
 // its own limits (rule 9), serving `runtime::metrics_text()`.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -18,6 +19,11 @@ struct metrics_http_options {
   uint16_t port = 0; ///< 0: any free port
   /// Non-empty: requests need HTTP Basic `default:<password>`.
   std::string password;
+  /// The whole request, from accept to the last byte of the reply (head,
+  /// render, write): past it the connection closes, so a slow client or a
+  /// slow render holds one of the 16 places no longer. Prometheus' default
+  /// scrape timeout is 10 s.
+  std::chrono::milliseconds request_timeout{5000};
 };
 
 class metrics_http {

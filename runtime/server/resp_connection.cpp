@@ -67,25 +67,66 @@ void connection::wake() noexcept {
   }
 }
 
-bool connection::run_blocking(std::function<void()> job) {
-  auto& queued = shared_.blocking_queued;
-  if (queued.fetch_add(1, std::memory_order_relaxed) >=
-      shared_.ctx->options.blocking_queue) {
-    queued.fetch_sub(1, std::memory_order_relaxed);
-    return false;
-  }
-  try {
-    asio::post(shared_.pool, [&queued, job = std::move(job)] {
-      queued.fetch_sub(1, std::memory_order_relaxed);
+namespace {
+
+// Runs `job` on the pool (it holds one of blocking_queue's places until it
+// starts), then hands the pool the connection's next waiting job, if any.
+void post_job(server_shared& shared, std::shared_ptr<connection_jobs> jobs,
+              std::function<void()> job) noexcept {
+  auto run = [&shared, jobs, job = std::move(job)]() mutable {
+    shared.blocking_queued.fetch_sub(1, std::memory_order_relaxed);
+    if (!shared.pool_closing.load(std::memory_order_acquire)) {
       try {
         job();
       } catch (...) { // a job must not take the pool's thread down
       }
-    });
-  } catch (...) {
-    queued.fetch_sub(1, std::memory_order_relaxed);
-    return false;
+    }
+    job = nullptr; // its reply handle goes before the next job starts
+    std::function<void()> next;
+    {
+      std::lock_guard<std::mutex> guard{jobs->mtx};
+      if (jobs->waiting.empty() || jobs->closed ||
+          shared.pool_closing.load(std::memory_order_acquire)) {
+        jobs->waiting.clear();
+        jobs->in_pool = false;
+        return;
+      }
+      next = std::move(jobs->waiting.front());
+      jobs->waiting.pop_front();
+    }
+    // The finished job's place goes to the next: no check against the limit.
+    shared.blocking_queued.fetch_add(1, std::memory_order_relaxed);
+    post_job(shared, jobs, std::move(next));
+  };
+  try {
+    asio::post(shared.pool, std::move(run));
+  } catch (...) { // no memory: the job and those waiting behind it are dropped
+    shared.blocking_queued.fetch_sub(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> guard{jobs->mtx};
+    jobs->waiting.clear();
+    jobs->in_pool = false;
   }
+}
+
+} // namespace
+
+bool connection::run_blocking(std::function<void()> job) {
+  {
+    std::lock_guard<std::mutex> guard{jobs_->mtx};
+    if (jobs_->closed) return false;
+    if (jobs_->in_pool) { // its share is taken: wait in its own line
+      jobs_->waiting.push_back(std::move(job));
+      return true;
+    }
+    auto& queued = shared_.blocking_queued;
+    if (queued.fetch_add(1, std::memory_order_relaxed) >=
+        shared_.ctx->options.blocking_queue) {
+      queued.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+    jobs_->in_pool = true;
+  }
+  post_job(shared_, jobs_, std::move(job));
   return true;
 }
 
@@ -97,9 +138,25 @@ bool connection::wants_close() const noexcept {
   return session_ ? session_->closing() : close_after_output_;
 }
 
+bool connection::output_paused() const noexcept {
+  return unsent() >= shared_.ctx->options.output_pause_bytes;
+}
+
+void connection::account_output() noexcept {
+  auto now = closed_ ? 0 : unsent();
+  auto& gauge = shared_.ctx->counters.output_buffered;
+  if (now > accounted_)
+    gauge.fetch_add(now - accounted_, std::memory_order_relaxed);
+  else if (now < accounted_)
+    gauge.fetch_sub(accounted_ - now, std::memory_order_relaxed);
+  accounted_ = now;
+}
+
 void connection::read_more() {
   if (closed_ || reading_ || lingering_ || home_.stopping || close_after_output_) return;
   if (wants_close()) return;
+  if (output_paused()) return; // on_written reads again
+
   if (!session_ || !session_->wants_input()) return; // a wake resumes reading
   reading_ = true;
   socket_.async_read_some(
@@ -137,7 +194,9 @@ void connection::on_wake() {
 
 void connection::flush() {
   if (closed_ || lingering_) return;
-  if (session_) {
+  // Over the pause bound nothing more is collected: the session then holds
+  // its replies and stops running commands (resp_options::output_pause_bytes).
+  if (session_ && !output_paused()) {
     auto before = next_out_.size();
     try {
       session_->collect(next_out_);
@@ -151,11 +210,12 @@ void connection::flush() {
     }
   }
   // A client that does not read: its replies pile up here.
-  if (writing_out_.size() + next_out_.size() > shared_.ctx->options.output_buffer_limit) {
+  if (unsent() > shared_.ctx->options.output_buffer_limit) {
     shared_.ctx->counters.output_limit_closes.fetch_add(1, std::memory_order_relaxed);
     close_now();
     return;
   }
+  account_output();
   if (writing_) return;
   if (!next_out_.empty()) {
     writing_out_.swap(next_out_);
@@ -181,6 +241,7 @@ void connection::on_written(const boost::system::error_code& ec) {
     std::string{}.swap(writing_out_);
   else
     writing_out_.clear();
+  account_output();
   flush();
   read_more();
 }
@@ -247,8 +308,16 @@ void connection::close_now() noexcept {
     session_->detach(); // late completions now touch only the session
     session_ = nullptr;
   }
+  {
+    std::lock_guard<std::mutex> guard{jobs_->mtx};
+    jobs_->closed = true; // its waiting jobs would answer no one
+    jobs_->waiting.clear();
+  }
+  account_output(); // nothing is sent any more
   if (counted_)
     shared_.ctx->counters.connected_clients.fetch_sub(1, std::memory_order_relaxed);
+  else // a rejected client: its lingering place is free
+    shared_.ctx->counters.rejected_lingering.fetch_sub(1, std::memory_order_relaxed);
   // Last: this may drop the last reference (callers hold their own).
   home_.connections.erase(this);
 }

@@ -6,8 +6,10 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -49,7 +51,22 @@ struct server_shared {
   /// Runs the blocking calls; 2 threads (resp.md §4.1: what exists only as a
   /// blocking call must not stall an I/O thread).
   asio::thread_pool pool{2};
+  /// Jobs handed to the pool and not yet started (at most blocking_queue).
   std::atomic<uint32_t> blocking_queued{0};
+  /// Set by `stop`: jobs not yet started are dropped (their connections are
+  /// closed), so the stop waits only for the ones running.
+  std::atomic<bool> pool_closing{false};
+};
+
+/// One connection's blocking jobs: its share of the pool is one job at a
+/// time, the rest wait here (one connection must not take every pool thread
+/// and queue place). Shared with the pool jobs, which outlive no server but
+/// may outlive the connection.
+struct connection_jobs {
+  std::mutex mtx;
+  std::deque<std::function<void()>> waiting; // guarded by mtx
+  bool in_pool = false;                      // guarded by mtx
+  bool closed = false;                       // guarded by mtx
 };
 
 /// One client: a socket on its I/O thread and the session it feeds. Plays
@@ -91,6 +108,12 @@ private:
   void shutdown_and_linger();
   void linger_read();
   bool wants_close() const noexcept;
+  /// Replies collected and not yet sent.
+  size_t unsent() const noexcept { return writing_out_.size() + next_out_.size(); }
+  /// Over the pause bound: neither read nor collect until some is sent.
+  bool output_paused() const noexcept;
+  /// Brings the server's output_buffered gauge up to date with `unsent`.
+  void account_output() noexcept;
 
   io_thread& home_;
   server_shared& shared_;
@@ -102,6 +125,9 @@ private:
   /// `next_out_` collects what becomes ready meanwhile.
   std::string writing_out_;
   std::string next_out_;
+  std::shared_ptr<connection_jobs> jobs_ = std::make_shared<connection_jobs>();
+  /// What this connection added to the output_buffered gauge.
+  size_t accounted_ = 0;
   bool reading_ = false;
   bool writing_ = false;
   /// feed() said false (or a rejected client): read no more.

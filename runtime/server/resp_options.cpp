@@ -24,6 +24,7 @@ caf::error check(const resp_options& opts) {
     return bad("node.resp-query-buffer-limit must exceed node.resp-max-bulk");
   if (opts.output_buffer_limit < 1)
     return bad("node.resp-output-buffer-limit must be >= 1");
+  if (opts.output_pause_bytes < 1) return bad("node.resp-output-pause must be >= 1");
   if (!is_loopback(opts.host) && opts.password.empty() && opts.protected_mode)
     return bad("node.resp-host is not a loopback address and no password is set: set "
                "node.requirepass(-file), or node.resp-protected=false to accept anyone");

@@ -27,11 +27,19 @@ struct resp_options {
   bool protected_mode = true;
   /// Connections beyond this get "-ERR max number of clients reached".
   uint32_t max_clients = 10000;
+  /// Rejected clients (over max_clients) whose close lingers at once, each up
+  /// to 2 s so the error reaches them; past this they are closed at once.
+  uint32_t max_rejected_lingering = 64;
   /// What one connection may make the parser hold (rule 9).
   parser_limits limits;
   /// A client whose unsent replies exceed this is disconnected (it does not
   /// read). 64 MiB still holds one value of the default max-value-bytes.
   size_t output_buffer_limit = size_t{64} << 20;
+  /// While a connection's unsent replies exceed this, it reads no more and
+  /// runs nothing more (like Redis's query buffer, input stays bounded too):
+  /// a client that pipelines without reading costs at most this plus one
+  /// reply plus its query buffer, not the whole output limit.
+  size_t output_pause_bytes = size_t{1} << 20;
   /// Idle connections are closed after this; 0: never.
   std::chrono::seconds idle_timeout{0};
   /// Commands of one connection in flight at once (pipelining); beyond it

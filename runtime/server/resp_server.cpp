@@ -137,6 +137,17 @@ void resp_server::impl::on_accept(const boost::system::error_code& ec, tcp::sock
   bool full = counters.connected_clients.load() >= options().max_clients;
   if (full) {
     counters.rejected_connections.fetch_add(1, std::memory_order_relaxed);
+    // Each lingering close holds a socket for up to 2 s: past the cap the
+    // error goes out if the socket takes it at once, and the socket closes.
+    if (counters.rejected_lingering.load() >= options().max_rejected_lingering) {
+      boost::system::error_code ignored;
+      socket.non_blocking(true, ignored);
+      socket.write_some(asio::buffer(max_clients_reply), ignored);
+      socket.close(ignored);
+      accept();
+      return;
+    }
+    counters.rejected_lingering.fetch_add(1, std::memory_order_relaxed);
   } else {
     counters.connected_clients.fetch_add(1, std::memory_order_relaxed);
     counters.total_connections.fetch_add(1, std::memory_order_relaxed);
@@ -152,7 +163,8 @@ void resp_server::impl::on_accept(const boost::system::error_code& ec, tcp::sock
   } catch (...) {
     // No memory for the connection: it is closed with its socket, but its
     // place must be given back.
-    if (!full) counters.connected_clients.fetch_sub(1, std::memory_order_relaxed);
+    (full ? counters.rejected_lingering : counters.connected_clients)
+      .fetch_sub(1, std::memory_order_relaxed);
   }
   accept();
 }
@@ -222,6 +234,8 @@ void resp_server::impl::stop(std::chrono::milliseconds grace) {
   // moment (unread input at our close sends a RST).
   wait_until(clock::now() + linger_at_stop,
              [](io_thread& t) { return t.connections.empty(); });
+  // Jobs not started by now are dropped: each could take a FLUSH's 10 s.
+  shared.pool_closing.store(true, std::memory_order_release);
   for (auto& t : threads)
     run_on(*t, [&] {
       for (auto& conn : connections_of(*t))
@@ -238,8 +252,9 @@ void resp_server::impl::stop(std::chrono::milliseconds grace) {
     t->io.restart();
     t->io.poll();
   }
-  // Blocking jobs already queued run to their end (KARLTON.FLUSH is capped,
-  // so this is bounded); their completions find detached sessions.
+  // Only the jobs already running (one per pool thread) are waited for;
+  // KARLTON.FLUSH is capped, so this is bounded. Their completions find
+  // detached sessions.
   shared.pool.join();
 }
 

@@ -2,6 +2,7 @@
 // (plan §4.2), with the per-connection read-your-writes barrier (§4.3).
 #include "runtime/server/resp_session.hpp"
 
+#include <algorithm>
 #include <functional>
 
 #include <karlton/messages/errors.hpp>
@@ -136,9 +137,13 @@ void session_impl::protocol_error() {
 session_impl::step session_impl::run_one(const std::vector<std::string_view>& args) {
   if (slots_.full()) return step::paused;
   // Replies already waiting for the socket: run nothing more until the host
-  // has taken them (and closed a client that does not read), or one read of
-  // pipelined GETs of a large value would build gigabytes.
-  if (output_.size() >= ctx_->options.output_buffer_limit) return step::paused;
+  // has taken them, or one read of pipelined GETs of a large value would
+  // build gigabytes. The host takes them only while its own unsent output is
+  // under output_pause_bytes, so a client that does not read costs about
+  // twice that plus one reply (resp_options).
+  const auto& o = ctx_->options;
+  if (output_.size() >= std::min(o.output_pause_bytes, o.output_buffer_limit))
+    return step::paused;
   const auto* spec = find_command(args[0]);
   bool allowed =
     spec != nullptr && (authenticated_ || (spec->flags & command_spec::no_auth));
@@ -193,15 +198,31 @@ static void for_each_key(const command_spec& spec,
     f(args[size_t(i)]);
 }
 
+write_path session_impl::path_of(const command_spec& spec,
+                                 const std::vector<std::string_view>& args) const {
+  if (!ctx_->caches.empty() &&
+      ctx_->caches[db_].options().distributed == distribution::sync)
+    return write_path::pool;
+  return spec.path ? spec.path(args) : write_path::put;
+}
+
 bool session_impl::must_wait(const command_spec& spec,
                              const std::vector<std::string_view>& args) const {
-  if (!(spec.flags & command_spec::read)) return false;
+  bool reads = spec.flags & command_spec::read;
+  bool writes = spec.flags & command_spec::write;
+  if (!reads && !writes) return false;
   if (whole_db_writes_ > 0) return true;
   if (writes_in_flight_.empty()) return false;
   if (spec.flags & command_spec::all_keys) return true;
+  // A read waits for any write of its keys; a write only for one that went
+  // another way (same-way writes stay pipelined: the shard keeps their order).
+  auto path = writes && !reads ? path_of(spec, args) : write_path::put;
   bool wait = false;
   for_each_key(spec, args, [&](std::string_view k) {
-    if (!wait && writes_in_flight_.count(key_hash(k)) > 0) wait = true;
+    if (wait) return;
+    auto i = writes_in_flight_.find(key_hash(k));
+    if (i == writes_in_flight_.end()) return;
+    wait = reads || i->second.path != path || path == write_path::pool;
   });
   return wait;
 }
@@ -210,10 +231,12 @@ void session_impl::note_writes(const command_spec& spec,
                                const std::vector<std::string_view>& args, uint64_t seq) {
   write_record rec{seq, (spec.flags & command_spec::all_keys) != 0, {}};
   if (rec.whole_db) ++whole_db_writes_;
+  auto path = path_of(spec, args);
   for_each_key(spec, args, [&](std::string_view k) {
     auto h = key_hash(k);
     rec.hashes.push_back(h);
-    ++writes_in_flight_[h];
+    auto& w = writes_in_flight_.try_emplace(h, key_writes{0, path}).first->second;
+    ++w.count;
   });
   write_log_.push_back(std::move(rec));
 }
@@ -227,7 +250,8 @@ void session_impl::drain() {
       if (rec.whole_db) --whole_db_writes_;
       for (auto h : rec.hashes) {
         auto i = writes_in_flight_.find(h);
-        if (i != writes_in_flight_.end() && --i->second == 0) writes_in_flight_.erase(i);
+        if (i != writes_in_flight_.end() && --i->second.count == 0)
+          writes_in_flight_.erase(i);
       }
       write_log_.pop_front();
     }

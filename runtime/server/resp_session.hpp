@@ -28,6 +28,10 @@ struct server_counters {
   std::atomic<uint64_t> protocol_errors{0};      ///< closed after a parse error
   std::atomic<uint64_t> output_limit_closes{0};  ///< closed for not reading
   std::atomic<uint64_t> idle_closes{0};          ///< closed by idle_timeout
+  /// Now: bytes of replies the connections collected and not yet sent.
+  std::atomic<uint64_t> output_buffered{0};
+  /// Now: rejected clients whose close lingers (at most max_rejected_lingering).
+  std::atomic<uint64_t> rejected_lingering{0};
 };
 
 /// What every session of one server shares.

@@ -27,6 +27,19 @@ namespace karlton::server {
 class session_impl;
 class command_call;
 
+/// The way a write reaches its key's shard. The shard keeps one key's writes
+/// in order only within one way: a put goes to the store at once, a compute
+/// waits behind the key's pending store writes, a TTL change applies to the
+/// table at once, and the blocking pool runs its jobs in any order. So a
+/// connection's write of a key waits for its earlier writes of that key
+/// that went another way (or any way, on the pool) (§4.3).
+enum class write_path : uint8_t {
+  put,     ///< put / erase / put_many: the shard's ordered write queue
+  compute, ///< compute, increment, compare_and_set: behind pending writes
+  ttl,     ///< set_ttl: on the table as it is now
+  pool,    ///< a blocking call on the pool (a distribution=sync cache)
+};
+
 /// What the table knows of a command (also what COMMAND INFO answers).
 struct command_spec {
   enum flag : uint32_t {
@@ -40,6 +53,8 @@ struct command_spec {
   uint32_t flags;
   int first_key, last_key, step; ///< key positions, as COMMAND reports them
   void (*run)(command_call&);
+  /// A write's way to its shard (see write_path); null: a put.
+  write_path (*path)(const std::vector<std::string_view>& args) = nullptr;
 };
 
 /// The command table, sorted by name; `find` is case-insensitive.
@@ -115,7 +130,9 @@ public:
   bool closing() const noexcept override;
   void push(std::string msg) override;
   void detach() noexcept override;
-  bool replies_owed() const noexcept override { return !slots_.empty() || !output_.empty(); }
+  bool replies_owed() const noexcept override {
+    return !slots_.empty() || !output_.empty();
+  }
 
   // -- for commands (I/O thread) ----------------------------------------------
 
@@ -144,6 +161,8 @@ private:
 
   void pump_input(std::string_view& in);
   step run_one(const std::vector<std::string_view>& args);
+  write_path path_of(const command_spec& spec,
+                     const std::vector<std::string_view>& args) const;
   bool must_wait(const command_spec& spec,
                  const std::vector<std::string_view>& args) const;
   void note_writes(const command_spec& spec, const std::vector<std::string_view>& args,
@@ -169,19 +188,24 @@ private:
   std::string name_;
 
   // Read-your-writes (§4.3): how many writes in flight touch each key hash
-  // (the db mixed in), and how many whole-db writes (FLUSHDB) are in flight.
-  // A write leaves them when its reply is drained, in request order.
+  // (the db mixed in) and the one way they all took, and how many whole-db
+  // writes (FLUSHDB) are in flight. A write leaves them when its reply is
+  // drained, in request order.
   struct write_record {
     uint64_t seq;
     bool whole_db;
     std::vector<uint64_t> hashes;
   };
-  std::unordered_map<uint64_t, uint32_t> writes_in_flight_;
+  struct key_writes {
+    uint32_t count;
+    write_path path;
+  };
+  std::unordered_map<uint64_t, key_writes> writes_in_flight_;
   uint32_t whole_db_writes_ = 0;
   std::deque<write_record> write_log_;
 
   std::mutex host_mtx_; // a completion's wake against detach
-  session_host* host_;            // guarded by host_mtx_; null after detach
+  session_host* host_;  // guarded by host_mtx_; null after detach
   std::atomic<bool> wake_pending_{false};
 
   std::mutex push_mtx_;

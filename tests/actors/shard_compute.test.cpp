@@ -288,11 +288,12 @@ TEST_CASE("a parked compute's erase keeps its place before a later put of the ke
   cfg.budget = std::make_shared<dirty_budget>(1);
   shard_state s{cfg};
   auto ignore = [](caf::expected<bool>) {};
-  CHECK_FALSE(s.write(value::make("other", "x"), ttl::never(), t0, ignore)); // budget full
-  CHECK_FALSE(s.write(value::make("k", "old"), ttl::never(), t0, ignore));   // parked
+  CHECK_FALSE(
+    s.write(value::make("other", "x"), ttl::never(), t0, ignore));         // budget full
+  CHECK_FALSE(s.write(value::make("k", "old"), ttl::never(), t0, ignore)); // parked
   a.run(s, t0, shard_ops::compute<key_op>{"k", [](const value&) {
-          return compute_result::erase();
-        }});
+                                            return compute_result::erase();
+                                          }});
   CHECK_FALSE(a.got); // parked behind the put
   CHECK_FALSE(s.write(value::make("k", "new"), ttl::never(), t0, ignore)); // parked after
   for (int i = 0; i < 4; ++i) { // room for one write at a time
@@ -316,4 +317,41 @@ TEST_CASE("set_ttl: persist / shorten / missing / <= 0 misses at once", "[comput
   CHECK(s.set_ttl("k", 0s, t0).state == remaining_ttl::never_expires);
   CHECK_FALSE(s.get("k", t0));
   CHECK(s.stats().expired == 2);
+}
+
+TEST_CASE("a parked compute's turn keeps another shard's claim on the room",
+          "[compute][write-back]") {
+  // Two shards share max-dirty 1. While shard a runs its parked compute (it
+  // holds the one unit), shard b finds no room and parks a write. The unit
+  // the compute gives back must not take b's "waiting" mark (release did),
+  // or the flusher's next release sees no waiter and b sleeps until its
+  // room wait. Before the fix the compute gave its unit back with release
+  // before it ran, so here b found room; between threads b's mark was lost.
+  shard_options cfg;
+  cfg.writes = write_mode::write_back;
+  cfg.budget = std::make_shared<dirty_budget>(1);
+  cfg.room_wait = 10s;
+  shard_state a{cfg}, b{cfg};
+  auto ignore = [](caf::expected<bool>) {};
+  CHECK_FALSE(a.write(value::make("other", "x"), ttl::never(), t0, ignore)); // full
+  CHECK_FALSE(a.write(value::make("k", "10"), ttl::never(), t0, ignore));    // parked
+  answer<computed> got; // parks behind the put of its key
+  got.run(a, t0,
+          shard_ops::compute<key_op>{"k", [&](const value&) {
+                                       CHECK_FALSE(b.write(value::make("b", "1"),
+                                                           ttl::never(), t0, ignore));
+                                       return compute_result::put("v");
+                                     }});
+  CHECK_FALSE(got.got);
+  CHECK(cfg.budget->release(1)); // "other" stored: a was waiting
+  a.retry_parked(t0);            // the put of k goes in, the compute waits
+  CHECK_FALSE(got.got);
+  CHECK(cfg.budget->release(1)); // k stored
+  a.retry_parked(t0);            // the compute runs, b parks meanwhile
+  CHECK(bytes_of(a, t0) == "v");
+  CHECK_FALSE(b.contains("b", t0));
+  // The flusher stores a's write: b must be told there is room.
+  CHECK(cfg.budget->release(1)); // failed before the fix: the compute took b's mark
+  b.retry_parked(t0);
+  CHECK(bytes_of(b, t0, "b") == "1");
 }

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include <karlton/runtime/runtime.hpp>
 
 using namespace karlton;
+using namespace std::chrono_literals;
 using karlton::server::metrics_http;
 using karlton::server::metrics_http_options;
 using karlton::testing::eventually;
@@ -91,9 +93,11 @@ struct fixture {
   runtime rt;
   cache c = must(rt.create_cache("users"));
 
-  std::unique_ptr<metrics_http> serve(std::string password = "") {
+  std::unique_ptr<metrics_http> serve(std::string password = "",
+                                      std::chrono::milliseconds request_timeout = 5s) {
     metrics_http_options o;
     o.password = std::move(password);
+    o.request_timeout = request_timeout;
     auto m = std::make_unique<metrics_http>(rt, o, [] { return "# extra\n"; });
     port = must(m->start());
     return m;
@@ -180,6 +184,42 @@ TEST_CASE_METHOD(fixture, "a head that does not arrive within 5 s is closed",
   auto waited = std::chrono::steady_clock::now() - start;
   CHECK(waited >= std::chrono::seconds{4});
   CHECK(waited < std::chrono::seconds{9});
+}
+
+TEST_CASE_METHOD(fixture,
+                 "clients sending one byte at a time hold no place past the request "
+                 "deadline",
+                 "[metrics_http][limits]") {
+  auto m = serve("", 500ms);
+  const auto request = get("/metrics");
+  std::vector<std::unique_ptr<client>> slow;
+  for (int i = 0; i < 16; ++i) // every place taken
+    slow.push_back(std::make_unique<client>(port));
+  // One byte each per round; a round waits for the server's closes (up to
+  // 50 ms), so the loop ends when all are closed, or after 3 s.
+  std::vector<bool> closed(slow.size(), false);
+  size_t open = slow.size(), sent = 0;
+  auto until = std::chrono::steady_clock::now() + 3s;
+  while (open > 0 && std::chrono::steady_clock::now() < until) {
+    std::vector<pollfd> fds;
+    for (size_t i = 0; i < slow.size(); ++i) {
+      if (!closed[i] && sent < request.size() - 1) // never the head's last byte
+        slow[i]->send(request.substr(sent, 1));
+      fds.push_back(pollfd{slow[i]->fd, POLLIN, 0});
+    }
+    ++sent;
+    ::poll(fds.data(), fds.size(), 50);
+    for (size_t i = 0; i < slow.size(); ++i) {
+      char b;
+      if (!closed[i] && (fds[i].revents & (POLLIN | POLLHUP)) &&
+          ::recv(slow[i]->fd, &b, 1, MSG_DONTWAIT) <= 0) {
+        closed[i] = true;
+        --open;
+      }
+    }
+  }
+  CHECK(open == 0); // the head's own 5 s, not the whole request's, before
+  CHECK(eventually([&] { return round_trip(port, get("/metrics")).status == 200; }));
 }
 
 TEST_CASE_METHOD(fixture, "stop closes open connections and returns", "[metrics_http]") {

@@ -17,9 +17,11 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "runtime/server/resp_server.hpp"
 #include "support/eventually.hpp"
+#include "support/latch.hpp"
 #include "support/node_process.hpp"
 
 using namespace std::chrono_literals;
@@ -35,11 +37,14 @@ struct fake_state {
   std::atomic<int> slow_pending{0};
   std::atomic<int> collects{0};
   std::atomic<int> detached{0};
+  karlton::testing::latch hold_gate; // HOLD's pool jobs wait for it
+  std::atomic<int> holds_started{0};
 };
 
 // Inline lines: PING -> +PONG; BIG n -> a bulk of n bytes; SLOW -> +SLOW once
 // the test calls release_slow (from its own thread); BLOCK -> +BLOCKED from
-// the blocking pool; BAD -> an error, then the connection closes.
+// the blocking pool; HOLD -> +HELD from the pool once the test opens
+// hold_gate; BAD -> an error, then the connection closes.
 class fake_session final : public srv::session,
                            public std::enable_shared_from_this<fake_session> {
 public:
@@ -65,6 +70,14 @@ public:
           self->complete(slot, "+SLOW\r\n");
         };
         ++state_.slow_pending;
+      } else if (line == "HOLD") {
+        auto slot = add_pending();
+        auto ok = host_->run_blocking([self = shared_from_this(), slot, &st = state_] {
+          ++st.holds_started;
+          st.hold_gate.wait();
+          self->complete(slot, "+HELD\r\n");
+        });
+        if (!ok) complete(slot, "-ERR busy\r\n");
       } else if (line == "BLOCK") {
         auto slot = add_pending();
         auto ok = host_->run_blocking(
@@ -281,6 +294,66 @@ TEST_CASE("a client that does not read its replies is closed at the output limit
   CHECK(f.counters().connected_clients == 1);
 }
 
+TEST_CASE("a client that pipelines without reading is paused, not buffered up to the "
+          "output limit",
+          "[resp-server]") {
+  // Real sessions: they stop running commands while replies wait unsent.
+  karlton::runtime rt;
+  auto db = *rt.create_cache("db0");
+  const std::string big(100'000, 'v');
+  REQUIRE_FALSE(db.put("big", big));
+  srv::resp_options opts;
+  opts.output_pause_bytes = 256 << 10;
+  opts.output_buffer_limit = 4 << 20;
+  srv::resp_server server{rt, {db.without_queue_wait()}, opts};
+  auto port = server.start();
+  REQUIRE(port);
+  const auto& counters = server.context().counters;
+  client hog{*port, 4096}, other{*port};
+  std::string requests;
+  for (int i = 0; i < 2000; ++i) // 200 MB of replies, never read
+    requests += "GET big\r\n";
+  REQUIRE(hog.send(requests));
+  REQUIRE(eventually([&] {
+    return counters.output_buffered >= opts.output_pause_bytes ||
+           counters.output_limit_closes > 0;
+  }));
+  REQUIRE(other.send("PING\r\n"));
+  CHECK(other.read(7) == "+PONG\r\n"); // served meanwhile
+  // Before: it kept collecting and was closed at the 4 MiB limit.
+  CHECK(counters.output_limit_closes == 0);
+  CHECK(counters.output_buffered <= opts.output_pause_bytes + 2 * big.size());
+  CHECK(counters.total_commands < 2000 / 2);
+  // The hard limit still closes a client that does not read one huge reply.
+  REQUIRE_FALSE(db.put("huge", std::string(5 << 20, 'h')));
+  client huge{*port, 4096};
+  REQUIRE(huge.send("GET huge\r\n"));
+  CHECK(eventually([&] { return counters.output_limit_closes == 1; }));
+  server.stop();
+}
+
+TEST_CASE("rejected clients linger up to max_rejected_lingering, past it they close at "
+          "once",
+          "[resp-server]") {
+  srv::resp_options opts;
+  opts.max_clients = 1;
+  opts.max_rejected_lingering = 2;
+  fixture f{opts};
+  client a{f.port};
+  REQUIRE(pings(a));
+  std::vector<std::unique_ptr<client>> rejected;
+  for (int i = 0; i < 6; ++i) { // none of them closes: each would linger 2 s
+    rejected.push_back(std::make_unique<client>(f.port));
+    CHECK(rejected.back()->read(36) == "-ERR max number of clients reached\r\n");
+    CHECK(rejected.back()->sees_eof());
+  }
+  CHECK(f.counters().rejected_connections == 6);
+  CHECK(f.counters().rejected_lingering == 2); // was 6 without the cap
+  CHECK(pings(a));
+  rejected.clear(); // their closes end the lingering
+  CHECK(eventually([&] { return f.counters().rejected_lingering == 0; }));
+}
+
 TEST_CASE("an idle client is closed after resp-timeout by the sweep", "[resp-server]") {
   srv::resp_options opts;
   opts.idle_timeout = 1s;
@@ -312,6 +385,35 @@ TEST_CASE("blocking jobs run on the pool and their replies keep their place",
   client c{f.port};
   REQUIRE(c.send("BLOCK\r\nPING\r\nBLOCK\r\n"));
   CHECK(c.read(10 + 7 + 10) == "+BLOCKED\r\n+PONG\r\n+BLOCKED\r\n");
+}
+
+TEST_CASE("one connection's blocking jobs take one pool thread, and stop runs none that "
+          "had not started",
+          "[resp-server]") {
+  fixture f{srv::resp_options{}};
+  karlton::testing::release_on_exit open_gate{f.state.hold_gate};
+  client hog{f.port}, other{f.port};
+  REQUIRE(hog.send("HOLD\r\nHOLD\r\nHOLD\r\nHOLD\r\n"));
+  REQUIRE(eventually([&] { return f.state.holds_started >= 1; }));
+  // The pool's other thread is free for other connections (both threads
+  // held HOLDs before, and this waited behind them).
+  REQUIRE(other.send("BLOCK\r\n"));
+  CHECK(other.read(10) == "+BLOCKED\r\n");
+  CHECK(f.state.holds_started == 1);
+  // Stop: the running HOLD is waited for, the three waiting never run.
+  std::thread stopper{[&] { f.server->stop(100ms); }};
+  struct joiner {
+    std::thread& t;
+    karlton::testing::latch& gate;
+    ~joiner() {
+      gate.release();
+      if (t.joinable()) t.join(); // also when a REQUIRE throws
+    }
+  } join_stopper{stopper, f.state.hold_gate};
+  REQUIRE(eventually([&] { return f.state.detached == 2; }));
+  f.state.hold_gate.release();
+  stopper.join();
+  CHECK(f.state.holds_started == 1);
 }
 
 TEST_CASE("stop waits for a call in flight, writes its reply, then closes",

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <string>
 
+#include "server/gated_store.hpp"
 #include "server/session_fixture.hpp"
 #include "support/latch.hpp"
 #include "support/must.hpp"
@@ -14,45 +15,11 @@
 using namespace karlton;
 using namespace karlton::server;
 using karlton::testing::context_for;
+using karlton::testing::gated_store;
 using karlton::testing::must;
 using karlton::testing::resp_command;
 using karlton::testing::test_client;
-
-namespace {
-
-/// A store whose writes wait for `gate` while `holding` is set.
-class gated_store final : public store {
-public:
-  std::shared_ptr<memory_store> inner = std::make_shared<memory_store>();
-  testing::latch gate;
-  std::atomic<bool> holding{true};
-  std::atomic<int> writes_waiting{0};
-  caf::expected<std::optional<std::string>> load(std::string_view k) override {
-    return inner->load(k);
-  }
-  caf::expected<std::vector<std::optional<std::string>>>
-  load_many(const std::vector<std::string>& ks) override {
-    return inner->load_many(ks);
-  }
-  caf::error write_batch(const std::vector<store_write>& b) override {
-    if (holding) {
-      ++writes_waiting;
-      gate.wait();
-    }
-    return inner->write_batch(b);
-  }
-};
-
-cache_options write_through(std::shared_ptr<store> db) {
-  cache_options o;
-  o.name = "wt";
-  o.shards = 2;
-  o.backing_store = std::move(db);
-  o.writes = write_mode::write_through;
-  return o;
-}
-
-} // namespace
+using karlton::testing::write_through;
 
 TEST_CASE("session: a pipelined GET after SET of the key returns the new value under "
           "write-through with a slow store (read-your-writes)",
@@ -206,9 +173,10 @@ TEST_CASE("session: replies held for the socket stay near the output limit, and 
   cl.feed(pipeline);
   auto first = cl.collect_now();
   CHECK(first.size() < 2 * o.output_buffer_limit); // was 300,000+ before
-  CHECK_FALSE(cl.s->wants_input()); // the rest waits inside the session
-  test_client other{context_for(rt, {c}, o)}; // a fresh connection for MGET
+  CHECK_FALSE(cl.s->wants_input());                // the rest waits inside the session
+  test_client other{context_for(rt, {c}, o)};      // a fresh connection for MGET
   CHECK(other.call({"MGET", "big", "big", "big", "big"})
-          .rfind("-ERR MGET's reply of 12000 bytes exceeds the output buffer limit", 0) == 0);
+          .rfind("-ERR MGET's reply of 12000 bytes exceeds the output buffer limit", 0) ==
+        0);
   CHECK(other.call({"MGET", "big", "big", "nope"}).rfind("*3\r\n", 0) == 0);
 }

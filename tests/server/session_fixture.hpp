@@ -80,6 +80,26 @@ public:
     return cv_.wait_for(guard, max, [&] { return wakes_ > seen; });
   }
 
+  /// Jobs handed over and not yet taken by a pool thread.
+  size_t queued() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return jobs_.size();
+  }
+
+  /// Runs the newest queued job on the calling thread (a host made with no
+  /// threads runs nothing by itself: the test picks the order); false if none.
+  bool run_newest() {
+    std::function<void()> job;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (jobs_.empty()) return false;
+      job = std::move(jobs_.back());
+      jobs_.pop_back();
+    }
+    job();
+    return true;
+  }
+
   /// Set by a test to make run_blocking answer "full".
   std::atomic<bool> refuse_jobs{false};
 
