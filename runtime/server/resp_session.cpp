@@ -73,7 +73,9 @@ session_impl::session_impl(std::shared_ptr<server_context> ctx, session_host* ho
   }
 }
 
-session_impl::~session_impl() = default;
+session_impl::~session_impl() {
+  ctx_->tracking->detach(id_);
+}
 
 void session_impl::set_authenticated() noexcept {
   authenticated_ = true;
@@ -166,11 +168,16 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
                        "' command");
   } else if (!allowed) {
     call.reply().error("-NOAUTH Authentication required.");
+  } else if (subscribed_ && protocol_ < 3 && !(spec->flags & command_spec::pubsub)) {
+    call.reply().error("Can't execute '" + std::string{spec->name} +
+                       "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
+                       "are allowed in this context");
   } else if ((spec->flags & (command_spec::read | command_spec::write)) &&
              ctx_->caches.empty()) {
     call.reply().error("no cache to serve: karlton-node has no caches");
   } else {
     if (spec->flags & command_spec::write) note_writes(*spec, args, seq);
+    if (tracks_reads_ && (spec->flags & command_spec::read)) track_reads(*spec, args);
     running_guard guard{this};
     spec->run(call);
   }
@@ -191,6 +198,15 @@ static void for_each_key(const command_spec& spec,
   int last = spec.last_key < 0 ? n + spec.last_key : spec.last_key;
   for (int i = spec.first_key; i <= last && i < n; i += spec.step)
     f(args[size_t(i)]);
+}
+
+// Default-mode tracking registers the keys before the read starts, so that no
+// change after the read goes unreported (tracking_table.cpp says why).
+void session_impl::track_reads(const command_spec& spec,
+                               const std::vector<std::string_view>& args) {
+  auto db = static_cast<uint32_t>(db_);
+  for_each_key(spec, args,
+               [&](std::string_view k) { ctx_->tracking->will_read(id_, db, k); });
 }
 
 bool session_impl::must_wait(const command_spec& spec,
@@ -291,7 +307,9 @@ void session_impl::detach() noexcept {
 
 std::shared_ptr<session> make_session(std::shared_ptr<server_context> ctx,
                                       session_host* host) {
-  return std::make_shared<session_impl>(std::move(ctx), host);
+  auto s = std::make_shared<session_impl>(std::move(ctx), host);
+  s->context().tracking->attach(s->id(), s);
+  return s;
 }
 
 } // namespace karlton::server
