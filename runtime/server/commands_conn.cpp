@@ -56,6 +56,7 @@ void echo(command_call& c) {
 void quit(command_call& c) {
   c.reply().simple("OK");
   c.session.close_after_reply();
+  c.session.context().tracking->detach(c.session.id()); // gone, as in Redis
 }
 
 void auth(command_call& c) {

@@ -283,6 +283,9 @@ bool session_impl::closing() const noexcept {
 void session_impl::push(std::string msg) {
   {
     std::lock_guard<std::mutex> guard{push_mtx_};
+    // Twice the same message at the same place in the stream says nothing
+    // more: each shard of a cleared cache sends its "everything" (null).
+    if (!pushes_.empty() && pushes_.back() == msg) return;
     pushes_.push_back(std::move(msg));
   }
   if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) {
@@ -301,8 +304,13 @@ void session_impl::completed(reply_slot& slot) noexcept {
 }
 
 void session_impl::detach() noexcept {
-  std::lock_guard<std::mutex> guard{host_mtx_};
-  host_ = nullptr;
+  {
+    std::lock_guard<std::mutex> guard{host_mtx_};
+    host_ = nullptr;
+  }
+  // The connection is gone (completions in flight may keep the session):
+  // its tracking ends now, and a REDIRECT to it now fails.
+  ctx_->tracking->detach(id_);
 }
 
 std::shared_ptr<session> make_session(std::shared_ptr<server_context> ctx,
