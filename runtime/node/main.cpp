@@ -87,6 +87,9 @@ public:
       .add<int64_t>("resp-output-pause",
                     "a client with this many unsent reply bytes is not read from until "
                     "it reads (default 1 MiB)")
+      .add<int64_t>("resp-tracking-max-keys",
+                    "keys tracked for client-side caching at most; beyond, keys are "
+                    "forgotten with an invalidation (default 1M, 0 = no bound)")
       .add<caf::timespan>("resp-timeout",
                           "close clients idle this long (default 0 = never)")
       .add<int64_t>("metrics-port",
@@ -202,6 +205,13 @@ caf::error server_settings(const node_config& cfg, node_settings& out) {
     if (timeout < caf::timespan::zero() || timeout > karlton::max_option_duration)
       return bad_option("node.resp-timeout", "must be in 0..365 days (0 = never)");
     o.idle_timeout = std::chrono::ceil<std::chrono::seconds>(timeout);
+    auto tracked =
+      int_option(cfg, "node.resp-tracking-max-keys", 0, int64_t{1} << 40,
+                 static_cast<int64_t>(karlton::server::tracking_table::default_max_keys));
+    if (!tracked) return std::move(tracked.error());
+    // Made before the caches: each reports its key changes to it.
+    o.tracking =
+      std::make_shared<karlton::server::tracking_table>(static_cast<size_t>(*tracked));
     if (auto err = karlton::server::check(o)) return err;
     out.resp = std::move(o);
   } else if (!password->empty()) {
@@ -408,6 +418,9 @@ int main(int argc, char** argv) {
   // SELECT n is the n-th of node.caches; an I/O thread never waits for queue room.
   std::vector<karlton::cache> databases;
   for (auto& o : settings->caches) {
+    if (settings->resp) // client-side caching hears of every change
+      o.change_listener =
+        settings->resp->tracking->listener_for(static_cast<uint32_t>(databases.size()));
     auto c = rt.create_cache(o);
     if (!c) {
       std::cerr << "karlton-node: cannot create cache '" << o.name

@@ -1,6 +1,6 @@
 // Connection commands (plan §5): PING, ECHO, QUIT, HELLO, AUTH, SELECT,
-// CLIENT, COMMAND, CONFIG GET, INFO, and the pub/sub and tracking commands
-// that round 2 builds (answered "not supported yet" until then).
+// CLIENT, COMMAND, CONFIG GET, INFO. CLIENT TRACKING and the pub/sub commands
+// are commands_tracking.cpp's.
 #include <string>
 
 #include "runtime/server/info.hpp"
@@ -37,6 +37,11 @@ bool credentials_ok(session_impl& s, std::string_view user, std::string_view pas
 void ping(command_call& c) {
   if (c.args.size() > 2) {
     c.reply().error("wrong number of arguments for 'ping' command");
+  } else if (c.session.subscribed() && c.session.protocol() < 3) {
+    auto w = c.reply(); // Redis's form in the pub/sub context of RESP2
+    w.array(2);
+    w.bulk("pong");
+    w.bulk(c.args.size() == 2 ? c.args[1] : std::string_view{});
   } else if (c.args.size() == 2) {
     c.reply().bulk(c.args[1]);
   } else {
@@ -51,6 +56,7 @@ void echo(command_call& c) {
 void quit(command_call& c) {
   c.reply().simple("OK");
   c.session.close_after_reply();
+  c.session.context().tracking->detach(c.session.id()); // gone, as in Redis
 }
 
 void auth(command_call& c) {
@@ -120,6 +126,7 @@ void hello(command_call& c) {
   }
   if (name) s.set_name(std::string{*name});
   s.set_protocol(proto);
+  s.context().tracking->set_protocol(s.id(), proto);
   auto w = c.reply(); // in the new protocol
   w.map(7);
   w.bulk("server");
@@ -186,7 +193,8 @@ void client(command_call& c) {
     s.set_name(std::string{c.args[2]});
     c.reply().simple("OK");
   } else if (iequals(sub, "TRACKING")) {
-    c.reply().error("CLIENT TRACKING is not supported yet");
+    if (c.args.size() < 3) return wrong_sub_arity(c, "client");
+    client_tracking(c);
   } else {
     unknown_sub(c, "CLIENT");
   }
@@ -288,19 +296,12 @@ void info(command_call& c) {
   if (!queued) reply.finish([](reply_writer& w) { w.error("busy"); });
 }
 
-void not_yet(command_call& c) {
-  std::string name{c.args[0]};
-  for (auto& ch : name)
-    ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  c.reply().error(name + " is not supported yet");
-}
-
 } // namespace
 
 void commands_conn(std::vector<command_spec>& t) {
-  t.push_back({"ping", -1, 0, 0, 0, 0, ping});
+  t.push_back({"ping", -1, spec::pubsub, 0, 0, 0, ping});
   t.push_back({"echo", 2, 0, 0, 0, 0, echo});
-  t.push_back({"quit", -1, spec::no_auth, 0, 0, 0, quit});
+  t.push_back({"quit", -1, spec::no_auth | spec::pubsub, 0, 0, 0, quit});
   t.push_back({"auth", -2, spec::no_auth, 0, 0, 0, auth});
   t.push_back({"hello", -1, spec::no_auth, 0, 0, 0, hello});
   t.push_back({"select", 2, 0, 0, 0, 0, select});
@@ -308,10 +309,6 @@ void commands_conn(std::vector<command_spec>& t) {
   t.push_back({"command", -1, 0, 0, 0, 0, command});
   t.push_back({"config", -2, 0, 0, 0, 0, config});
   t.push_back({"info", -1, 0, 0, 0, 0, info});
-  t.push_back({"subscribe", -2, 0, 0, 0, 0, not_yet});
-  t.push_back({"unsubscribe", -1, 0, 0, 0, 0, not_yet});
-  t.push_back({"psubscribe", -2, 0, 0, 0, 0, not_yet});
-  t.push_back({"punsubscribe", -1, 0, 0, 0, 0, not_yet});
 }
 
 } // namespace karlton::server

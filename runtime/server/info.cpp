@@ -172,6 +172,7 @@ void clients_section(info_writer& w, const server_context& ctx) {
   w.field("connected_clients", ctx.counters.connected_clients.load());
   w.field("maxclients", uint64_t{ctx.options.max_clients});
   w.field("blocked_clients", uint64_t{0}); // no blocking commands
+  w.field("tracking_clients", uint64_t{ctx.tracking->clients()});
 }
 
 void memory_section(info_writer& w) {
@@ -193,6 +194,8 @@ void stats_section(info_writer& w, const server_context& ctx, const runtime_figu
   w.field("evicted_keys", f.total.evictions);
   w.field("keyspace_hits", f.total.hits);
   w.field("keyspace_misses", f.total.misses);
+  w.field("tracking_total_keys", uint64_t{ctx.tracking->keys()});
+  w.field("tracking_total_prefixes", uint64_t{ctx.tracking->prefixes()});
 }
 
 // Like Redis, only databases that hold keys. avg_ttl is not tracked: 0, as

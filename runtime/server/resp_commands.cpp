@@ -26,6 +26,7 @@ std::vector<command_spec> make_table() {
   commands_keys(table);
   commands_compute(table);
   commands_karlton(table);
+  commands_tracking(table);
   std::sort(table.begin(), table.end(), [](const command_spec& a, const command_spec& b) {
     return iless(a.name, b.name);
   });

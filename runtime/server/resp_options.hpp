@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <caf/error.hpp>
@@ -12,6 +13,8 @@
 #include "runtime/server/resp_parser.hpp"
 
 namespace karlton::server {
+
+class tracking_table;
 
 struct resp_options {
   /// Where to listen. Loopback by default; another address needs a password
@@ -48,6 +51,9 @@ struct resp_options {
   /// Jobs queued for the pool that runs the blocking calls (INFO,
   /// KARLTON.FLUSH, ...); beyond it the reply is "-ERR busy".
   uint32_t blocking_queue = 256;
+  /// Client-side caching's table, which the caches must report to (their
+  /// `change_listener`s); null: the server makes its own, told of nothing.
+  std::shared_ptr<tracking_table> tracking;
 };
 
 /// Refuses out-of-range values and an unprotected non-loopback listener

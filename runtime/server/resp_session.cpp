@@ -74,7 +74,9 @@ session_impl::session_impl(std::shared_ptr<server_context> ctx, session_host* ho
   }
 }
 
-session_impl::~session_impl() = default;
+session_impl::~session_impl() {
+  ctx_->tracking->detach(id_);
+}
 
 void session_impl::set_authenticated() noexcept {
   authenticated_ = true;
@@ -171,11 +173,16 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
                        "' command");
   } else if (!allowed) {
     call.reply().error("-NOAUTH Authentication required.");
+  } else if (subscribed_ && protocol_ < 3 && !(spec->flags & command_spec::pubsub)) {
+    call.reply().error("Can't execute '" + std::string{spec->name} +
+                       "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
+                       "are allowed in this context");
   } else if ((spec->flags & (command_spec::read | command_spec::write)) &&
              ctx_->caches.empty()) {
     call.reply().error("no cache to serve: karlton-node has no caches");
   } else {
     if (spec->flags & command_spec::write) note_writes(*spec, args, seq);
+    if (tracks_reads_ && (spec->flags & command_spec::read)) track_reads(*spec, args);
     running_guard guard{this};
     spec->run(call);
   }
@@ -204,6 +211,15 @@ write_path session_impl::path_of(const command_spec& spec,
       ctx_->caches[db_].options().distributed == distribution::sync)
     return write_path::pool;
   return spec.path ? spec.path(args) : write_path::put;
+}
+
+// Default-mode tracking registers the keys before the read starts, so that no
+// change after the read goes unreported (tracking_table.cpp says why).
+void session_impl::track_reads(const command_spec& spec,
+                               const std::vector<std::string_view>& args) {
+  auto db = static_cast<uint32_t>(db_);
+  for_each_key(spec, args,
+               [&](std::string_view k) { ctx_->tracking->will_read(id_, db, k); });
 }
 
 bool session_impl::must_wait(const command_spec& spec,
@@ -291,6 +307,9 @@ bool session_impl::closing() const noexcept {
 void session_impl::push(std::string msg) {
   {
     std::lock_guard<std::mutex> guard{push_mtx_};
+    // Twice the same message at the same place in the stream says nothing
+    // more: each shard of a cleared cache sends its "everything" (null).
+    if (!pushes_.empty() && pushes_.back() == msg) return;
     pushes_.push_back(std::move(msg));
   }
   if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) {
@@ -309,13 +328,20 @@ void session_impl::completed(reply_slot& slot) noexcept {
 }
 
 void session_impl::detach() noexcept {
-  std::lock_guard<std::mutex> guard{host_mtx_};
-  host_ = nullptr;
+  {
+    std::lock_guard<std::mutex> guard{host_mtx_};
+    host_ = nullptr;
+  }
+  // The connection is gone (completions in flight may keep the session):
+  // its tracking ends now, and a REDIRECT to it now fails.
+  ctx_->tracking->detach(id_);
 }
 
 std::shared_ptr<session> make_session(std::shared_ptr<server_context> ctx,
                                       session_host* host) {
-  return std::make_shared<session_impl>(std::move(ctx), host);
+  auto s = std::make_shared<session_impl>(std::move(ctx), host);
+  s->context().tracking->attach(s->id(), s);
+  return s;
 }
 
 } // namespace karlton::server

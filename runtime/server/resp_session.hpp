@@ -16,6 +16,7 @@
 #include <karlton/runtime/runtime.hpp>
 
 #include "runtime/server/resp_options.hpp"
+#include "runtime/server/tracking_table.hpp"
 
 namespace karlton::server {
 
@@ -37,13 +38,17 @@ struct server_counters {
 /// What every session of one server shares.
 struct server_context {
   server_context(runtime& r, std::vector<cache> c, resp_options o)
-    : rt(r), caches(std::move(c)), options(std::move(o)) {}
+    : rt(r), caches(std::move(c)), options(std::move(o)),
+      tracking(options.tracking ? options.tracking : std::make_shared<tracking_table>()) {
+  }
   runtime& rt;
   /// In `node.caches` order: database n of SELECT is caches[n]. Handles from
   /// `without_queue_wait()`, so an I/O thread never waits for queue room.
   std::vector<cache> caches;
   resp_options options;
   server_counters counters;
+  /// Client-side caching: every session is known here by its id.
+  std::shared_ptr<tracking_table> tracking;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::atomic<uint64_t> next_client_id{1};
 };

@@ -47,6 +47,7 @@ struct command_spec {
     write = 2,    ///< changes its keys: later reads of them wait for it
     no_auth = 4,  ///< allowed before AUTH
     all_keys = 8, ///< reads or writes the whole database (FLUSHDB, DBSIZE)
+    pubsub = 16,  ///< allowed on a subscribed RESP2 connection
   };
   const char* name; ///< lower case
   int arity;        ///< Redis's: n = exactly n words, -n = at least n
@@ -148,6 +149,13 @@ public:
   void set_name(std::string n) { name_ = std::move(n); }
   /// The connection closes once the replies so far are written (QUIT).
   void close_after_reply() noexcept { close_requested_ = true; }
+  /// Client-side caching (commands_tracking.cpp): whether this connection's
+  /// reads register their keys (default mode), and whether it is subscribed
+  /// to __redis__:invalidate.
+  bool tracks_reads() const noexcept { return tracks_reads_; }
+  void set_tracks_reads(bool on) noexcept { tracks_reads_ = on; }
+  bool subscribed() const noexcept { return subscribed_; }
+  void set_subscribed(bool on) noexcept { subscribed_ = on; }
   /// Runs `job` on the blocking pool; false (and nothing runs) when full.
   bool run_blocking(std::function<void()> job);
 
@@ -165,6 +173,7 @@ private:
                      const std::vector<std::string_view>& args) const;
   bool must_wait(const command_spec& spec,
                  const std::vector<std::string_view>& args) const;
+  void track_reads(const command_spec& spec, const std::vector<std::string_view>& args);
   void note_writes(const command_spec& spec, const std::vector<std::string_view>& args,
                    uint64_t seq);
   void drain();
@@ -186,6 +195,8 @@ private:
   bool authenticated_ = true;
   bool close_requested_ = false;
   std::string name_;
+  bool tracks_reads_ = false;
+  bool subscribed_ = false;
 
   // Read-your-writes (§4.3): how many writes in flight touch each key hash
   // (the db mixed in) and the one way they all took, and how many whole-db
@@ -223,5 +234,8 @@ void commands_conn(std::vector<command_spec>& table);
 void commands_keys(std::vector<command_spec>& table);
 void commands_compute(std::vector<command_spec>& table);
 void commands_karlton(std::vector<command_spec>& table);
+void commands_tracking(std::vector<command_spec>& table);
+/// CLIENT TRACKING (commands_tracking.cpp; CLIENT dispatches to it).
+void client_tracking(command_call& c);
 
 } // namespace karlton::server

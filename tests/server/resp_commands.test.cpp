@@ -146,9 +146,16 @@ TEST_CASE("session: connection commands", "[resp_session]") {
   CHECK(cl.call({"CLIENT", "GETNAME"}) == "$8\r\nworker-1\r\n");
   CHECK(cl.call({"CLIENT", "ID", "x"}) ==
         "-ERR wrong number of arguments for 'client|id' command\r\n");
-  CHECK(starts_with(cl.call({"CLIENT", "TRACKING", "on"}),
-                    "-ERR CLIENT TRACKING is not supported"));
-  CHECK(starts_with(cl.call({"SUBSCRIBE", "x"}), "-ERR SUBSCRIBE is not supported"));
+  CHECK(cl.call({"CLIENT", "TRACKING", "on", "NOLOOP"}) ==
+        "-ERR karlton does not support CLIENT TRACKING NOLOOP (only the default mode and "
+        "BCAST)\r\n");
+  CHECK(cl.call({"CLIENT", "TRACKING", "on", "REDIRECT", "12345"}) ==
+        "-ERR The client ID you want redirect to does not exist\r\n");
+  CHECK(cl.call({"CLIENT", "TRACKING", "on", "PREFIX", "a"}) ==
+        "-ERR PREFIX option requires BCAST mode to be enabled\r\n");
+  CHECK(cl.call({"CLIENT", "TRACKING", "on"}) == "+OK\r\n");
+  CHECK(cl.call({"CLIENT", "TRACKING", "off"}) == "+OK\r\n");
+  CHECK(starts_with(cl.call({"SUBSCRIBE", "x"}), "-ERR karlton serves only the "));
   auto count = cl.call({"COMMAND", "COUNT"});
   CHECK(count == ":" + std::to_string(command_table().size()) + "\r\n");
   CHECK(cl.call({"COMMAND", "DOCS"}) == "*0\r\n");

@@ -1,0 +1,356 @@
+// The tracking table (plan §6.2). Why no change is lost in default mode: a
+// reader registers its key under the stripe lock *before* it reads; a shard
+// publishes its change first, then locks the same stripe. Either the shard's
+// lock comes after the registration (the message goes out) or before it, and
+// then the publication happens before the read, which sees the change. While
+// nobody tracks, the shard only pays one seq_cst fence per batch: it pairs
+// with the seq_cst increment of CLIENT TRACKING ON (Dekker's pattern).
+#include "runtime/server/tracking_table.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <utility>
+
+#include "runtime/server/resp_session.hpp"
+#include "runtime/server/resp_writer.hpp"
+
+namespace karlton::server {
+
+namespace {
+
+constexpr std::string_view channel = "__redis__:invalidate";
+
+// db (4 bytes) + key: a key of one database.
+void make_tracked_key(std::string& out, uint32_t db, std::string_view key) {
+  out.resize(sizeof db);
+  std::memcpy(out.data(), &db, sizeof db);
+  out.append(key.data(), key.size());
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) noexcept {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// An invalidation of `keys` (null: every key) as client `protocol` reads it:
+// a RESP3 push, or in RESP2 a message of the __redis__:invalidate channel.
+std::string invalidation(int protocol, const std::vector<std::string>* keys) {
+  std::string out;
+  reply_writer w{out, protocol};
+  if (protocol >= 3) {
+    w.push(2);
+    w.bulk("invalidate");
+  } else {
+    w.push(3);
+    w.bulk("message");
+    w.bulk(channel);
+  }
+  if (keys == nullptr) {
+    w.null();
+  } else {
+    w.array(keys->size());
+    for (const auto& k : *keys)
+      w.bulk(k);
+  }
+  return out;
+}
+
+// Listens to one cache on behalf of the table.
+class db_listener final : public key_change_listener {
+public:
+  db_listener(std::shared_ptr<tracking_table> table, uint32_t db)
+    : table_(std::move(table)), db_(db) {}
+  void keys_changed(const key_batch& keys) override { table_->keys_changed(db_, keys); }
+  void all_changed() override { table_->all_changed(db_); }
+
+private:
+  std::shared_ptr<tracking_table> table_;
+  uint32_t db_;
+};
+
+} // namespace
+
+struct tracking_table::client {
+  std::weak_ptr<session> conn;
+  int protocol = 2;
+  bool subscribed = false;
+  bool tracking = false;
+  tracking_mode mode;
+};
+
+struct tracking_table::outbox {
+  std::unordered_map<uint64_t, std::vector<std::string>> keys;
+  std::vector<uint64_t> everything; // these get a null: drop every key
+  bool empty() const noexcept { return keys.empty() && everything.empty(); }
+};
+
+tracking_table::tracking_table(size_t max_keys) : max_keys_(max_keys) {}
+
+tracking_table::~tracking_table() = default;
+
+std::shared_ptr<key_change_listener> tracking_table::listener_for(uint32_t db) {
+  return std::make_shared<db_listener>(shared_from_this(), db);
+}
+
+// -- connections -------------------------------------------------------------------
+
+void tracking_table::attach(uint64_t id, std::weak_ptr<session> s) {
+  auto c = std::make_unique<client>();
+  c->conn = std::move(s);
+  std::unique_lock<std::shared_mutex> guard{clients_mtx_};
+  clients_[id] = std::move(c);
+}
+
+void tracking_table::detach(uint64_t id) {
+  disable(id);
+  std::unique_lock<std::shared_mutex> guard{clients_mtx_};
+  clients_.erase(id);
+}
+
+void tracking_table::set_protocol(uint64_t id, int protocol) {
+  std::unique_lock<std::shared_mutex> guard{clients_mtx_};
+  if (auto i = clients_.find(id); i != clients_.end()) i->second->protocol = protocol;
+}
+
+void tracking_table::set_subscribed(uint64_t id, bool on) {
+  std::unique_lock<std::shared_mutex> guard{clients_mtx_};
+  if (auto i = clients_.find(id); i != clients_.end()) i->second->subscribed = on;
+}
+
+bool tracking_table::known(uint64_t id) const {
+  std::shared_lock<std::shared_mutex> guard{clients_mtx_};
+  return clients_.count(id) > 0;
+}
+
+std::string tracking_table::enable(uint64_t id, const tracking_mode& mode) {
+  std::unique_lock<std::shared_mutex> guard{clients_mtx_};
+  auto i = clients_.find(id);
+  if (i == clients_.end()) return "no such client";
+  auto& c = *i->second;
+  if (mode.redirect != 0 && clients_.count(mode.redirect) == 0)
+    return "The client ID you want redirect to does not exist";
+  if (c.tracking && c.mode.bcast != mode.bcast)
+    return "You can't switch BCAST mode on/off before disabling tracking for this "
+           "client, and then re-enabling it with a different mode.";
+  std::vector<std::string> added;
+  if (mode.bcast) {
+    const auto& given = mode.prefixes;
+    for (size_t a = 0; a < given.size(); ++a)
+      for (size_t b = a + 1; b < given.size(); ++b)
+        if (starts_with(given[a], given[b]) || starts_with(given[b], given[a]))
+          return "Prefix '" + given[a] + "' overlaps with another provided prefix '" +
+                 given[b] + "'. Prefixes for a single client must not overlap.";
+    std::vector<std::string> wanted = given;
+    if (wanted.empty()) wanted.emplace_back(); // BCAST alone: every key
+    for (const auto& p : wanted) {
+      auto& have = c.mode.prefixes;
+      if (std::find(have.begin(), have.end(), p) != have.end()) continue;
+      for (const auto& old : have)
+        if (starts_with(p, old) || starts_with(old, p))
+          return "Prefix '" + p + "' overlaps with an existing prefix '" + old +
+                 "'. Prefixes for a single client must not overlap.";
+      added.push_back(p);
+    }
+    if (c.mode.prefixes.size() + added.size() > max_prefixes_per_client)
+      return "too many prefixes: at most " + std::to_string(max_prefixes_per_client) +
+             " per client";
+  }
+  c.mode.bcast = mode.bcast;
+  c.mode.redirect = mode.redirect;
+  c.mode.prefixes.insert(c.mode.prefixes.end(), added.begin(), added.end());
+  if (!c.tracking) {
+    c.tracking = true;
+    tracking_clients_.fetch_add(1, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  if (!added.empty()) set_prefixes(id, added, false);
+  return {};
+}
+
+void tracking_table::disable(uint64_t id) {
+  std::unique_lock<std::shared_mutex> guard{clients_mtx_};
+  auto i = clients_.find(id);
+  if (i == clients_.end() || !i->second->tracking) return;
+  auto& c = *i->second;
+  if (c.mode.bcast) set_prefixes(id, {}, true);
+  c.tracking = false;
+  c.mode = tracking_mode{};
+  tracking_clients_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+// Replaces the shared prefix list: `id`'s entries dropped (`drop_old`) or
+// `add`ed. Called under the clients' lock, which orders the writers.
+void tracking_table::set_prefixes(uint64_t id, const std::vector<std::string>& add,
+                                  bool drop_old) {
+  std::lock_guard<std::mutex> guard{prefixes_write_mtx_};
+  auto next = std::make_shared<prefix_list>();
+  if (auto now = std::atomic_load(&prefixes_))
+    for (const auto& e : *now)
+      if (!drop_old || e.client != id) next->push_back(e);
+  for (const auto& p : add)
+    next->push_back({p, id});
+  std::sort(next->begin(), next->end(), [](const prefix_entry& a, const prefix_entry& b) {
+    return a.prefix < b.prefix;
+  });
+  std::atomic_store(&prefixes_, std::shared_ptr<const prefix_list>{std::move(next)});
+}
+
+size_t tracking_table::prefixes() const {
+  auto now = std::atomic_load(&prefixes_);
+  if (!now) return 0;
+  size_t distinct = 0;
+  for (size_t i = 0; i < now->size(); ++i)
+    if (i == 0 || (*now)[i].prefix != (*now)[i - 1].prefix) ++distinct;
+  return distinct;
+}
+
+// -- default mode ------------------------------------------------------------------
+
+tracking_table::stripe&
+tracking_table::stripe_of(const std::string& tracked_key) noexcept {
+  return stripes_[std::hash<std::string>{}(tracked_key) % stripes_.size()];
+}
+
+void tracking_table::will_read(uint64_t id, uint32_t db, std::string_view key) {
+  std::string tk;
+  make_tracked_key(tk, db, key);
+  auto& st = stripe_of(tk);
+  {
+    std::lock_guard<std::mutex> guard{st.mtx};
+    auto [i, fresh] = st.keys.try_emplace(std::move(tk));
+    if (fresh) total_keys_.fetch_add(1, std::memory_order_relaxed);
+    auto& ids = i->second;
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  }
+  if (max_keys_ != 0 && total_keys_.load(std::memory_order_relaxed) > max_keys_)
+    evict_over_bound();
+}
+
+// Forgets keys, stripe after stripe, until the bound holds; their clients get
+// an invalidation, so they drop copies nobody would tell them about.
+void tracking_table::evict_over_bound() {
+  outbox out;
+  size_t empty_seen = 0;
+  while (total_keys_.load(std::memory_order_relaxed) > max_keys_ &&
+         empty_seen < stripes_.size()) {
+    auto& st = stripes_[evict_cursor_.fetch_add(1) % stripes_.size()];
+    std::lock_guard<std::mutex> guard{st.mtx};
+    if (st.keys.empty()) {
+      ++empty_seen;
+      continue;
+    }
+    auto i = st.keys.begin();
+    auto key = i->first.substr(sizeof(uint32_t));
+    for (auto id : i->second)
+      out.keys[id].push_back(key);
+    st.keys.erase(i);
+    total_keys_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (!out.empty()) send(out);
+}
+
+// -- the listener's side -------------------------------------------------------------
+
+void tracking_table::keys_changed(uint32_t db, const key_batch& keys) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (tracking_clients_.load(std::memory_order_relaxed) == 0) return;
+  outbox out;
+  auto bcast = std::atomic_load(&prefixes_);
+  std::string tk;
+  std::vector<uint64_t> ids;
+  keys.for_each([&](std::string_view key) {
+    make_tracked_key(tk, db, key);
+    auto& st = stripe_of(tk);
+    ids.clear();
+    {
+      std::lock_guard<std::mutex> guard{st.mtx};
+      if (auto i = st.keys.find(tk); i != st.keys.end()) {
+        ids.swap(i->second);
+        st.keys.erase(i); // forgotten once its message goes out
+        total_keys_.fetch_sub(1, std::memory_order_relaxed);
+      }
+    }
+    for (auto id : ids)
+      out.keys[id].emplace_back(key);
+    if (!bcast) return;
+    for (const auto& e : *bcast) {
+      if (!starts_with(key, e.prefix)) continue;
+      auto& to = out.keys[e.client];
+      if (to.empty() || to.back() != key) to.emplace_back(key);
+    }
+  });
+  if (!out.empty()) send(out);
+}
+
+void tracking_table::all_changed(uint32_t db) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (tracking_clients_.load(std::memory_order_relaxed) == 0) return;
+  for (auto& st : stripes_) {
+    std::lock_guard<std::mutex> guard{st.mtx};
+    for (auto i = st.keys.begin(); i != st.keys.end();) {
+      uint32_t key_db = 0;
+      std::memcpy(&key_db, i->first.data(), sizeof key_db);
+      if (key_db == db) {
+        i = st.keys.erase(i);
+        total_keys_.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        ++i;
+      }
+    }
+  }
+  outbox out;
+  {
+    std::shared_lock<std::shared_mutex> guard{clients_mtx_};
+    for (const auto& [id, c] : clients_)
+      if (c->tracking) out.everything.push_back(id);
+  }
+  if (!out.empty()) send(out);
+}
+
+// Routes each client's message: to itself (RESP3), or to its REDIRECT target
+// (RESP3, or RESP2 subscribed to the channel). The pushes happen outside the
+// lock: a session may die with its last reference here, and its destructor
+// detaches from this table.
+void tracking_table::send(const outbox& out) {
+  struct delivery {
+    std::shared_ptr<session> to;
+    std::string message;
+  };
+  std::vector<delivery> deliveries;
+  {
+    std::shared_lock<std::shared_mutex> guard{clients_mtx_};
+    auto route = [&](uint64_t id, const std::vector<std::string>* keys) {
+      auto i = clients_.find(id);
+      if (i == clients_.end() || !i->second->tracking) return; // dead or OFF: dropped
+      const auto& c = *i->second;
+      if (c.mode.redirect == 0) {
+        if (c.protocol < 3) return; // RESP2 has no pushes on the same connection
+        if (auto s = c.conn.lock()) deliveries.push_back({s, invalidation(3, keys)});
+        return;
+      }
+      auto t = clients_.find(c.mode.redirect);
+      if (t == clients_.end()) {
+        if (c.protocol < 3) return;
+        std::string broken;
+        reply_writer w{broken, 3};
+        w.push(2);
+        w.bulk("tracking-redir-broken");
+        w.integer(static_cast<int64_t>(c.mode.redirect));
+        if (auto s = c.conn.lock()) deliveries.push_back({s, std::move(broken)});
+        return;
+      }
+      const auto& target = *t->second;
+      if (target.protocol < 3 && !target.subscribed) return;
+      if (auto s = target.conn.lock())
+        deliveries.push_back({s, invalidation(target.protocol, keys)});
+    };
+    for (const auto& [id, keys] : out.keys)
+      route(id, &keys);
+    for (auto id : out.everything)
+      route(id, nullptr);
+  }
+  for (auto& d : deliveries)
+    d.to->push(std::move(d.message));
+}
+
+} // namespace karlton::server

@@ -1,0 +1,121 @@
+// Client-side caching (plan §6.2): which connection tracks which keys, and
+// the invalidation messages the caches' key changes turn into. One table per
+// node; each cache's `change_listener` is `listener_for(its db index)`.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <karlton/base/key_changes.hpp>
+
+namespace karlton::server {
+
+class session;
+
+/// How one client tracks (CLIENT TRACKING ON's options).
+struct tracking_mode {
+  /// BCAST: every key under `prefixes` (none: every key), read or not.
+  bool bcast = false;
+  /// Messages go to this client (subscribed to __redis__:invalidate, or
+  /// RESP3); 0: to the tracking client itself, which must speak RESP3.
+  uint64_t redirect = 0;
+  std::vector<std::string> prefixes;
+};
+
+/// @threadsafe: I/O threads register and read, shard threads report changes.
+class tracking_table : public std::enable_shared_from_this<tracking_table> {
+public:
+  /// Redis's `tracking-table-max-keys` default.
+  static constexpr size_t default_max_keys = 1'000'000;
+  /// At most this many prefixes per client.
+  static constexpr size_t max_prefixes_per_client = 256;
+
+  /// At `max_keys` tracked keys, the oldest-found keys are forgotten, each
+  /// with an invalidation message (the client drops its copy).
+  explicit tracking_table(size_t max_keys = default_max_keys);
+  ~tracking_table();
+  tracking_table(const tracking_table&) = delete;
+  tracking_table& operator=(const tracking_table&) = delete;
+
+  /// The change listener of database `db` (SELECT's number).
+  std::shared_ptr<key_change_listener> listener_for(uint32_t db);
+
+  // -- connections (any thread) ------------------------------------------------
+
+  /// Every connection is known by its id, so REDIRECT can name it.
+  void attach(uint64_t id, std::weak_ptr<session> s);
+  /// The connection is gone: its tracking ends, redirects to it break.
+  void detach(uint64_t id);
+  /// Its protocol (HELLO), which decides how messages to it are spelled.
+  void set_protocol(uint64_t id, int protocol);
+  /// Whether it is subscribed to __redis__:invalidate (RESP2 redirect target).
+  void set_subscribed(uint64_t id, bool on);
+  bool known(uint64_t id) const;
+
+  /// CLIENT TRACKING ON: empty, or the error text for the client.
+  std::string enable(uint64_t id, const tracking_mode& mode);
+  /// CLIENT TRACKING OFF.
+  void disable(uint64_t id);
+
+  /// Default mode: client `id` is about to read `key` of `db`; call before
+  /// the read starts, so that a change after it is reported.
+  void will_read(uint64_t id, uint32_t db, std::string_view key);
+
+  // -- the listener's side (shard threads) ---------------------------------------
+
+  void keys_changed(uint32_t db, const key_batch& keys);
+  void all_changed(uint32_t db);
+
+  // -- INFO ------------------------------------------------------------------------
+
+  /// Clients with tracking on.
+  size_t clients() const noexcept { return tracking_clients_.load(); }
+  /// Keys (of any db) that some default-mode client tracks.
+  size_t keys() const noexcept { return total_keys_.load(); }
+  /// BCAST prefixes, over all clients.
+  size_t prefixes() const;
+
+private:
+  struct client;
+  struct prefix_entry {
+    std::string prefix;
+    uint64_t client;
+  };
+  using prefix_list = std::vector<prefix_entry>;
+  struct stripe {
+    std::mutex mtx;
+    /// db (4 bytes) + key -> the clients that read it since its last message.
+    std::unordered_map<std::string, std::vector<uint64_t>> keys;
+  };
+  /// Messages of one batch: client id -> keys (null message: empty + all).
+  struct outbox;
+
+  stripe& stripe_of(const std::string& tracked_key) noexcept;
+  void evict_over_bound();
+  void send(const outbox& out);
+  void set_prefixes(uint64_t id, const std::vector<std::string>& add, bool drop_old);
+
+  const size_t max_keys_;
+  std::array<stripe, 64> stripes_;
+  std::atomic<size_t> total_keys_{0};
+  /// Clients with tracking on; shards skip all work while it is 0.
+  std::atomic<size_t> tracking_clients_{0};
+  std::atomic<size_t> evict_cursor_{0};
+
+  /// Copy-on-write: shards read it with std::atomic_load, never a lock.
+  std::shared_ptr<const prefix_list> prefixes_;
+  std::mutex prefixes_write_mtx_;
+
+  mutable std::shared_mutex clients_mtx_;
+  std::unordered_map<uint64_t, std::unique_ptr<client>> clients_; // by clients_mtx_
+};
+
+} // namespace karlton::server
