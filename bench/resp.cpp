@@ -24,9 +24,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,6 +45,7 @@
 
 #include "bench/report.hpp"
 #include "bench/runners.hpp"
+#include "bench/subprocess.hpp"
 #include "bench/workloads.hpp"
 #include "tests/support/node_process.hpp"
 
@@ -76,120 +75,13 @@ constexpr size_t load_batch = 1000;
 constexpr auto start_timeout = 15s;
 constexpr auto reply_timeout = 60s;
 /// One redis-benchmark run at its slowest (a loaded machine, 5k req/s).
-constexpr auto benchmark_timeout = 600s;
+constexpr std::chrono::seconds benchmark_timeout{600};
 constexpr int port_attempts = 5;
 
-/// `program`'s path if it is an executable on $PATH.
-std::optional<std::string> find_program(const std::string& program) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs{path ? path : "/usr/bin:/bin"};
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    auto full = (dir.empty() ? "." : dir) + "/" + program;
-    if (access(full.c_str(), X_OK) == 0) return full;
-  }
-  return std::nullopt;
-}
-
-/// A child process writing stdout and stderr to `out_fd`. It dies with this
-/// process; the destructor kills and reaps it.
-class child {
-public:
-  child() = default;
-  child(const child&) = delete;
-  child& operator=(const child&) = delete;
-  ~child() { stop(0ms); }
-
-  bool start(std::vector<std::string> args, int out_fd, const std::string& dir = {}) {
-    // argv is built before fork: the child may only make async-signal-safe calls.
-    std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    auto parent = getpid();
-    pid_ = fork();
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);
-      if (!dir.empty() && chdir(dir.c_str()) != 0) _exit(127);
-      int null_fd = open("/dev/null", O_RDONLY);
-      dup2(null_fd, STDIN_FILENO);
-      dup2(out_fd, STDOUT_FILENO);
-      dup2(out_fd, STDERR_FILENO);
-      close_range(3, ~0u, 0);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    return pid_ > 0;
-  }
-
-  pid_t pid() const { return pid_; }
-
-  /// Its wait status once it exited, waiting until `deadline`.
-  std::optional<int> wait_until(steady_clock::time_point deadline) {
-    while (pid_ > 0) {
-      int status = 0;
-      auto r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      if ((r < 0 && errno != EINTR) || steady_clock::now() >= deadline) break;
-      std::this_thread::sleep_for(5ms);
-    }
-    return std::nullopt;
-  }
-
-  /// SIGTERM, `grace` to exit, then SIGKILL. Idempotent.
-  void stop(std::chrono::milliseconds grace) {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    if (wait_until(steady_clock::now() + grace)) return;
-    kill(pid_, SIGKILL);
-    int status = 0;
-    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid_ = -1;
-  }
-
-private:
-  pid_t pid_ = -1;
-};
-
-/// Runs `args` to its end (at most `limit`) and returns its stdout and
-/// stderr, or nothing with `error` set.
-std::optional<std::string> run_captured(const std::vector<std::string>& args,
-                                        std::chrono::seconds limit, std::string& error) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return error = "pipe failed", std::nullopt;
-  child c;
-  bool started = c.start(args, fds[1]);
-  close(fds[1]);
-  std::string out;
-  auto deadline = steady_clock::now() + limit;
-  while (started) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - steady_clock::now());
-    pollfd p{fds[0], POLLIN, 0};
-    if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) == 0) {
-      error = args[0] + " took over " + std::to_string(limit.count()) + " s";
-      break;
-    }
-    char buf[4096];
-    auto n = read(fds[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break; // EOF: it exited
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fds[0]);
-  if (!started) return error = "cannot start " + args[0], std::nullopt;
-  if (!error.empty()) return std::nullopt;
-  auto status = c.wait_until(steady_clock::now() + 10s);
-  if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
-    error = args[0] + " failed; it said: " + out.substr(0, 500);
-    return std::nullopt;
-  }
-  return out;
+/// Sets `error` and returns false, for the checks below.
+bool failed(std::string& error, std::string why) {
+  error = std::move(why);
+  return false;
 }
 
 /// A blocking loopback client that reads RESP replies a line at a time
@@ -331,7 +223,7 @@ bool start_servers(servers& s, const std::string& node_path,
                    const std::vector<std::string>& node_args,
                    const std::string& redis_path, std::string& error) {
   char dir[] = "/tmp/karlton-bench-resp.XXXXXX";
-  if (!mkdtemp(dir)) return error = "cannot make a temporary directory", false;
+  if (!mkdtemp(dir)) return failed(error, "cannot make a temporary directory");
   s.dir = dir;
   s.keep_logs = true; // until both answer
   // An unbounded local cache with no store: Redis without maxmemory keeps
@@ -346,10 +238,10 @@ bool start_servers(servers& s, const std::string& node_path,
   s.karlton = std::make_unique<node_process>("karlton-node", node_path, std::move(args),
                                              start_timeout, s.dir + "/karlton.log");
   if (!s.karlton->ready() || s.karlton->resp_port() == 0)
-    return error = "cannot start " + node_path + ": " + s.karlton->error(), false;
+    return failed(error, "cannot start " + node_path + ": " + s.karlton->error());
   int log =
     open((s.dir + "/redis.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log < 0) return error = "cannot open " + s.dir + "/redis.log", false;
+  if (log < 0) return failed(error, "cannot open " + s.dir + "/redis.log");
   for (int attempt = 0; attempt < port_attempts && s.redis_port == 0; ++attempt) {
     auto port = probe_port();
     if (port == 0 ||
@@ -364,8 +256,8 @@ bool start_servers(servers& s, const std::string& node_path,
   }
   close(log);
   if (s.redis_port == 0)
-    return error = "redis-server did not answer PING (see " + s.dir + "/redis.log)",
-           false;
+    return failed(error,
+                  "redis-server did not answer PING (see " + s.dir + "/redis.log)");
   s.keep_logs = false;
   return true;
 }
@@ -397,7 +289,7 @@ bool parse_csv(const std::string& out, rates& r, std::string& error) {
     if (line.empty()) continue;
     if (line.front() != '"') {
       if (line.find("ERR") != std::string::npos || line.find("rror") != std::string::npos)
-        return error = "redis-benchmark reported '" + line + "'", false;
+        return failed(error, "redis-benchmark reported '" + line + "'");
       std::fprintf(stderr, "resp: redis-benchmark: %s\n", line.c_str());
       continue;
     }
@@ -406,43 +298,57 @@ bool parse_csv(const std::string& out, rates& r, std::string& error) {
     std::string cell;
     while (std::getline(cells, cell, ',')) {
       if (cell.size() < 2 || cell.front() != '"' || cell.back() != '"')
-        return error = "redis-benchmark wrote an unquoted CSV field: '" + line + "'",
-               false;
+        return failed(error,
+                      "redis-benchmark wrote an unquoted CSV field: '" + line + "'");
       fields.push_back(cell.substr(1, cell.size() - 2));
     }
     if (fields.size() < 2)
-      return error = "redis-benchmark wrote a CSV line of one field: '" + line + "'",
-             false;
+      return failed(error,
+                    "redis-benchmark wrote a CSV line of one field: '" + line + "'");
     if (fields[0] == "test") {
       header = fields[1] == "rps";
-      if (!header) return error = "unexpected CSV header '" + line + "'", false;
+      if (!header) return failed(error, "unexpected CSV header '" + line + "'");
       continue;
     }
     if (fields[0] != "SET" && fields[0] != "GET") continue;
     auto rps = positive_number(fields[1]);
     if (!header || !rps)
-      return error = "redis-benchmark wrote '" + line + "', not <test>,<req/s>", false;
+      return failed(error, "redis-benchmark wrote '" + line + "', not <test>,<req/s>");
     (fields[0] == "SET" ? r.set : r.get) = *rps;
   }
   if (r.set == 0 || r.get == 0)
-    return error = "redis-benchmark's output has no SET and GET rates: '" +
-                   out.substr(0, 500) + "'",
-           false;
+    return failed(error, "redis-benchmark's output has no SET and GET rates: '" +
+                           out.substr(0, 500) + "'");
   return true;
 }
 
 bool run_benchmark(const std::string& program, uint16_t port, int pipeline, rates& best,
                    std::string& error) {
   auto requests = pipeline == 1 ? requests_p1 : requests_p16;
-  auto out = run_captured(
-    {program, "-h", "127.0.0.1", "-p", std::to_string(port), "-t", "get,set", "-d", "100",
-     "-c", "50", "-n", std::to_string(requests), "-r", "100000", "-P",
-     std::to_string(pipeline), "--csv"},
-    std::chrono::duration_cast<std::chrono::seconds>(benchmark_timeout), error);
+  std::string out;
   rates r;
-  if (!out || !parse_csv(*out, r, error)) return false;
+  if (!run_captured({program, "-h", "127.0.0.1", "-p", std::to_string(port), "-t",
+                     "get,set", "-d", "100", "-c", "50", "-n", std::to_string(requests),
+                     "-r", "100000", "-P", std::to_string(pipeline), "--csv"},
+                    benchmark_timeout, out, error) ||
+      !parse_csv(out, r, error))
+    return false;
   best.set = std::max(best.set, r.set);
   best.get = std::max(best.get, r.get);
+  return true;
+}
+
+/// Per pipeline depth, karlton then redis, `rounds` times; the best counts.
+bool measure_rates(servers& s, const std::string& program, rates (&karlton)[2],
+                   rates (&redis)[2], std::string& error) {
+  for (int p = 0; p < 2; ++p)
+    for (int round = 0; round < rounds; ++round) {
+      if (!run_benchmark(program, s.karlton->resp_port(), pipelines[p], karlton[p],
+                         error))
+        return failed(error, "karlton-node: " + error);
+      if (!run_benchmark(program, s.redis_port, pipelines[p], redis[p], error))
+        return failed(error, "redis-server: " + error);
+    }
   return true;
 }
 
@@ -450,7 +356,7 @@ bool run_benchmark(const std::string& program, uint16_t port, int pipeline, rate
 /// SETs per write, and checks DBSIZE.
 bool load_keys(uint16_t port, std::string& error) {
   resp_client c;
-  if (!c.connect_to(port)) return error = "cannot connect to the server", false;
+  if (!c.connect_to(port)) return failed(error, "cannot connect to the server");
   std::string batch;
   char key[16];
   for (uint64_t first = 0; first < memory_keys; first += load_batch) {
@@ -460,33 +366,34 @@ bool load_keys(uint16_t port, std::string& error) {
       std::snprintf(key, sizeof key, "key:%07llu", static_cast<unsigned long long>(i));
       batch += command({"SET", key, make_value(i)});
     }
-    if (!c.send_all(batch)) return error = "the server closed the connection", false;
+    if (!c.send_all(batch)) return failed(error, "the server closed the connection");
     auto deadline = steady_clock::now() + reply_timeout;
     for (uint64_t i = 0; i < n; ++i) {
       auto line = c.read_line(deadline);
       if (!line || *line != "+OK")
-        return error = "SET answered '" + line.value_or("nothing within 60 s") + "'",
-               false;
+        return failed(error,
+                      "SET answered '" + line.value_or("nothing within 60 s") + "'");
     }
   }
   if (!c.send_all(command({"DBSIZE"})))
-    return error = "the server closed the connection", false;
+    return failed(error, "the server closed the connection");
   auto line = c.read_line(steady_clock::now() + reply_timeout);
   if (!line || *line != ":" + std::to_string(memory_keys))
-    return error = "DBSIZE after loading " + std::to_string(memory_keys) +
-                   " keys answered '" + line.value_or("nothing") + "'",
-           false;
+    return failed(error, "DBSIZE after loading " + std::to_string(memory_keys) +
+                           " keys answered '" + line.value_or("nothing") + "'");
   return true;
 }
 
-/// Bytes of RSS per key that loading `memory_keys` keys added to `pid`.
-bool bytes_per_key(pid_t pid, uint16_t port, double& out, std::string& error) {
+/// Bytes of RSS per key that loading `memory_keys` keys added to server `who`.
+bool bytes_per_key(const std::string& who, pid_t pid, uint16_t port, double& out,
+                   std::string& error) {
   auto before = resident_bytes(pid);
-  if (!before)
-    return error = "cannot read VmRSS of process " + std::to_string(pid), false;
-  if (!load_keys(port, error)) return false;
+  if (!before || !load_keys(port, error)) {
+    auto why = before ? error : "cannot read its VmRSS";
+    return failed(error, who + ": " + why);
+  }
   auto after = resident_bytes(pid);
-  if (!after) return error = "cannot read VmRSS of process " + std::to_string(pid), false;
+  if (!after) return failed(error, who + ": cannot read its VmRSS");
   out = (*after - *before) / static_cast<double>(memory_keys);
   return true;
 }
@@ -514,31 +421,23 @@ int run_resp(const bench_options& opts) {
   if (access(node_path.c_str(), X_OK) != 0)
     return fail("no karlton-node at " + node_path + " (build it, or give --node PATH)");
   std::string error;
-  // Throughput: per pipeline depth, karlton then redis, twice.
   rates karlton[2], redis[2];
-  {
-    servers s;
-    if (!start_servers(s, node_path, opts.node_args, *redis_server, error))
-      return fail(error);
-    for (int p = 0; p < 2; ++p)
-      for (int round = 0; round < rounds; ++round) {
-        if (!run_benchmark(*redis_benchmark, s.karlton->resp_port(), pipelines[p],
-                           karlton[p], error))
-          return s.keep_logs = true, fail("karlton-node: " + error);
-        if (!run_benchmark(*redis_benchmark, s.redis_port, pipelines[p], redis[p], error))
-          return s.keep_logs = true, fail("redis-server: " + error);
-      }
-  }
-  // Memory, on fresh servers: nothing of the benchmark's keys in them.
   double karlton_bytes = 0, redis_bytes = 0;
   {
     servers s;
-    if (!start_servers(s, node_path, opts.node_args, *redis_server, error))
-      return fail(error);
-    if (!bytes_per_key(s.karlton->pid(), s.karlton->resp_port(), karlton_bytes, error))
-      return s.keep_logs = true, fail("karlton-node: " + error);
-    if (!bytes_per_key(s.redis.pid(), s.redis_port, redis_bytes, error))
-      return s.keep_logs = true, fail("redis-server: " + error);
+    s.keep_logs = !start_servers(s, node_path, opts.node_args, *redis_server, error) ||
+                  !measure_rates(s, *redis_benchmark, karlton, redis, error);
+    if (s.keep_logs) return fail(error);
+  }
+  {
+    // Fresh servers, so none of the benchmark's keys are in them.
+    servers s;
+    s.keep_logs =
+      !start_servers(s, node_path, opts.node_args, *redis_server, error) ||
+      !bytes_per_key("karlton-node", s.karlton->pid(), s.karlton->resp_port(),
+                     karlton_bytes, error) ||
+      !bytes_per_key("redis-server", s.redis.pid(), s.redis_port, redis_bytes, error);
+    if (s.keep_logs) return fail(error);
   }
   report out{"resp"};
   out.add("ratio_get_p1", karlton[0].get / redis[0].get, 2)
