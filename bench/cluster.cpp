@@ -158,7 +158,8 @@ bool fail(const cluster& c, const std::string& why) {
   return false;
 }
 
-bool start(cluster& c, const std::string& node_path) {
+bool start(cluster& c, const std::string& node_path,
+           const std::vector<std::string>& node_args) {
   char dir[] = "/tmp/karlton-bench-cluster.XXXXXX";
   if (!mkdtemp(dir)) return fail(c, "cannot make a temporary directory");
   c.log_dir = dir;
@@ -184,6 +185,7 @@ bool start(cluster& c, const std::string& node_path) {
       "--karlton.cluster.secret=" + secret, "--karlton.cluster.node-name=" + name,
       "--karlton.cluster.seeds=[\"127.0.0.1:" + std::to_string(*port) + "\"]",
       "--node.caches=[\"" + cache_name + "\"]", "--node.stats-interval=0"};
+    args.insert(args.end(), node_args.begin(), node_args.end());
     auto n =
       std::make_unique<node_process>(name, node_path, std::move(args), node_start_timeout,
                                      c.log_dir + "/" + name + ".log");
@@ -379,7 +381,7 @@ int run_cluster(const bench_options& opts) {
     return 1;
   }
   cluster c;
-  if (!start(c, node_path)) return 1;
+  if (!start(c, node_path, opts.node_args)) return 1;
   auto keys = make_keys(key_count);
   latency_result lat;
   if (!run_latency_phase(c, keys, seconds, lat)) return 1;

@@ -3,10 +3,12 @@
 // eviction policy's hit ratio (hit-ratio), memory overhead per entry
 // (memory), stampede protection (stampede), write-back against write-through
 // on SQLite (write-back), the synchronous invalidation of a tag's dependents
-// (tag-purge) and invalidations between three node processes (cluster), so
-// design claims in DESIGN.md and the README rest on numbers.
+// (tag-purge), invalidations between three node processes (cluster) and
+// karlton-node against redis-server under redis-benchmark (resp), so design
+// claims in DESIGN.md and the README rest on numbers.
 //
 //   karlton-bench <workload> [--json] [--threads N] [--seconds S] [--node PATH]
+//                 [--node-arg OPTION]...
 //   karlton-bench all          # every workload in order, a few minutes
 //   karlton-bench --help
 //
@@ -63,6 +65,10 @@ constexpr workload workloads[] = {
   {"cluster", run_cluster,
    "3 nodes on loopback (this process and 2 karlton-node): issue-to-apply p50/p99 at "
    "10k invalidations/s, then invalidations/s applied on every node (~10 s)"},
+  {"resp", run_resp,
+   "karlton-node vs. redis-server under redis-benchmark: GET/SET req/s, 100 B values, "
+   "50 clients, pipeline 1 and 16; RSS per key at 1M keys (skipped without "
+   "redis-server; 2-4 min)"},
 };
 
 // Limits that catch typos, not real constraints.
@@ -72,7 +78,7 @@ constexpr double max_seconds = 3600;
 void usage(std::FILE* out) {
   std::fprintf(out,
                "usage: karlton-bench <workload> [--json] [--threads N] [--seconds S] "
-               "[--node PATH]\n"
+               "[--node PATH] [--node-arg OPTION]...\n"
                "\nworkloads:\n");
   for (const auto& w : workloads)
     std::fprintf(out, "  %-10s %s\n", w.name, w.what);
@@ -86,8 +92,11 @@ void usage(std::FILE* out) {
                "stampede (10),\n"
                "               cap of each mode's puts for write-back (10), per phase "
                "for cluster (5)\n"
-               "  --node PATH  the karlton-node binary for cluster (default: the one "
-               "built with it)\n",
+               "  --node PATH  the karlton-node binary for cluster and resp (default: "
+               "the one built with it)\n"
+               "  --node-arg OPTION  one more karlton-node option for cluster and resp, "
+               "e.g.\n"
+               "               --node-arg --node.resp-threads=2 (repeatable)\n",
                "all");
 }
 
@@ -124,6 +133,10 @@ int run_in_own_process(const workload& w, const bench_options& opts) {
   if (opts.node_path) {
     args.emplace_back("--node");
     args.push_back(*opts.node_path);
+  }
+  for (auto& a : opts.node_args) {
+    args.emplace_back("--node-arg");
+    args.push_back(a);
   }
   std::vector<char*> argv;
   for (auto& a : args)
@@ -169,6 +182,11 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc)
         return bad_usage("--node needs the path of a karlton-node binary");
       opts.node_path = argv[++i];
+    } else if (arg == "--node-arg") {
+      if (i + 1 >= argc)
+        return bad_usage("--node-arg needs a karlton-node option, e.g. "
+                         "--node.resp-threads=2");
+      opts.node_args.emplace_back(argv[++i]);
     } else if (arg.rfind("-", 0) == 0) {
       return bad_usage("unknown option '" + arg + "'");
     } else if (name.empty()) {

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace karlton::bench {
 
@@ -12,7 +13,8 @@ struct bench_options {
   bool json = false;
   std::optional<unsigned> threads;      ///< caller threads (ycsb-b), readers (stampede)
   std::optional<double> seconds;        ///< run time per peer (ycsb-b) or mode (stampede)
-  std::optional<std::string> node_path; ///< the karlton-node binary (cluster)
+  std::optional<std::string> node_path; ///< the karlton-node binary (cluster, resp)
+  std::vector<std::string> node_args;   ///< extra karlton-node options (cluster, resp)
 };
 
 /// Each returns the process exit code: 0, or 1 if a measurement failed.
@@ -25,5 +27,6 @@ int run_stampede(const bench_options& opts);
 int run_write_back(const bench_options& opts);
 int run_tag_purge(const bench_options& opts);
 int run_cluster(const bench_options& opts);
+int run_resp(const bench_options& opts);
 
 } // namespace karlton::bench
