@@ -57,9 +57,11 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
     return std::nullopt;
   }
   if (cfg_.writes == write_mode::write_back && !from_queue && !parked_.empty()) {
-    pending_write op{value{}, key, ttl{}, [job](caf::expected<bool> r) {
-                       if (!r) fail_compute(job, r.error());
-                     }};
+    pending_write op;
+    op.key = key;
+    op.waiter = [job](caf::expected<bool> r) {
+      if (!r) fail_compute(job, r.error());
+    };
     op.compute = job;
     if (auto refused = submit_write(std::move(op), now)) // too many parked
       return caf::expected<computed>{std::move(refused->error())};
