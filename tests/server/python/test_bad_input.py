@@ -2,8 +2,8 @@
 
 Every malformed or oversized request is answered with "-ERR Protocol error
 ..." and then EOF, while a second connection's PING still answers and the node
-keeps running; maxclients + 1 connections, a client that never reads its
-large GETs (the output limit) and an idle client (resp-timeout).
+keeps running; maxclients + 1 connections, a client that never reads
+a reply over the output limit and an idle client (resp-timeout).
 """
 
 import socket
