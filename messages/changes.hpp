@@ -118,8 +118,9 @@ using pg_sync_atom = caf::atom_constant<caf::atom("pgsync")>;
 /// `(pgstats)`: the feed's counters.
 using pg_stats_atom = caf::atom_constant<caf::atom("pgstats")>;
 /// `(pgretry)`: the change source's own timer for groups parked on a
-/// pending own write; `(pgtick)`: its timer for counting lease lapses.
+/// pending own write.
 using pg_retry_atom = caf::atom_constant<caf::atom("pgretry")>;
+/// `(pgtick)`: the change source's own timer for counting lease lapses.
 using pg_tick_atom = caf::atom_constant<caf::atom("pgtick")>;
 
 /// The change source: turns what the listener reports into invalidations and
