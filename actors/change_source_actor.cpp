@@ -4,6 +4,8 @@
 
 #include <karlton/messages/shard_interface.hpp>
 
+#include "actors/shard_repair.hpp"
+
 namespace karlton {
 
 const char* change_source_state::name = "karlton.change_source";
@@ -82,12 +84,7 @@ void act(self_ptr self, change_actions a) {
         self->state.core->repair_answered();
         request_done(self, id);
       };
-      if (limit.count() > 0)
-        self->request(s, caf::infinite, repair_atom::value, limit)
-          .then([done](uint64_t) { done(); }, [done](caf::error&) { done(); });
-      else
-        self->request(s, caf::infinite, repair_atom::value)
-          .then([done](uint64_t) { done(); }, [done](caf::error&) { done(); });
+      request_repair(self, s, limit, done);
     }
   }
   if (a.extend_lease && st.setup.lease) st.setup.lease->extend_to(*a.extend_lease);

@@ -6,6 +6,7 @@
 #include <caf/all.hpp>
 
 #include "actors/peer_internal.hpp"
+#include "actors/shard_repair.hpp"
 #include <karlton/base/clock.hpp>
 #include <karlton/messages/errors.hpp>
 
@@ -31,12 +32,7 @@ void repair(self_ptr self, const std::string& why, bool always_clear) {
   for (auto& [name, shards] : st.caches)
     for (auto& s : shards) {
       ++st.repairs_in_flight;
-      if (limit.count() > 0)
-        self->request(s, caf::infinite, repair_atom::value, limit)
-          .then([done](uint64_t) { done(); }, [done](caf::error&) { done(); });
-      else
-        self->request(s, caf::infinite, repair_atom::value)
-          .then([done](uint64_t) { done(); }, [done](caf::error&) { done(); });
+      request_repair(self, s, limit, done);
     }
 }
 

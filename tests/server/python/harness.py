@@ -117,6 +117,23 @@ def start_node(*args, metrics=False):
     return Node(args, metrics=metrics)
 
 
+class NodeTestCase(unittest.TestCase):
+    """Test cases that share one node per class, started with node_args
+    (and the metrics port if metrics is set); self.port is its RESP port."""
+
+    node_args = ()
+    metrics = False
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = start_node(*cls.node_args, metrics=cls.metrics)
+        cls.port = cls.node.resp_port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.stop()
+
+
 def command(*args):
     """A command in RESP's multi-bulk form."""
     out = b"*%d\r\n" % len(args)

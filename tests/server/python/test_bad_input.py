@@ -10,7 +10,7 @@ import socket
 import struct
 import unittest
 
-from harness import (command, ping, read_exactly, read_until_eof,
+from harness import (NodeTestCase, command, ping, read_exactly, read_until_eof,
                      start_node, wait_for)
 
 MAX_BULK = 64 * 1024
@@ -25,16 +25,10 @@ def tcp_state(sock):
     return struct.unpack("B", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1))[0]
 
 
-class ProtocolErrors(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.node = start_node("--node.resp-max-bulk=%d" % MAX_BULK,
-                              "--node.resp-max-args=1000",
-                              "--node.resp-query-buffer-limit=%d" % QUERY_LIMIT)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.node.stop()
+class ProtocolErrors(NodeTestCase):
+    node_args = ("--node.resp-max-bulk=%d" % MAX_BULK,
+                 "--node.resp-max-args=1000",
+                 "--node.resp-query-buffer-limit=%d" % QUERY_LIMIT)
 
     def answered_then_closed(self, data, why):
         other = self.node.connect()

@@ -9,7 +9,7 @@ import unittest
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import start_node
+from harness import NodeTestCase, start_node
 
 CURL = shutil.which("curl") or "/usr/bin/curl"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -43,15 +43,14 @@ def cli(port, *args):
     return r.stdout.decode(errors="replace")
 
 
-class Endpoint(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.node = start_node("--node.caches=[\"first\",\"second\"]", metrics=True)
-        cls.url = "http://127.0.0.1:%d/metrics" % cls.node.metrics_port
+class Endpoint(NodeTestCase):
+    node_args = ("--node.caches=[\"first\",\"second\"]",)
+    metrics = True
 
     @classmethod
-    def tearDownClass(cls):
-        cls.node.stop()
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.url = "http://127.0.0.1:%d/metrics" % cls.node.metrics_port
 
     def test_the_text_parses_with_every_cache_and_the_server_families(self):
         status, text = curl(self.url)

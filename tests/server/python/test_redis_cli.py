@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import unittest
 
-from harness import start_node
+from harness import NodeTestCase, start_node
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
@@ -20,15 +20,8 @@ def cli(port, *args, stdin=None, resp3=False):
     return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
 
 
-class Commands(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.node = start_node()
-        cls.port = cls.node.resp_port
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.node.stop()
+class Commands(NodeTestCase):
+    node_args = ()
 
     def out(self, *args):
         rc, out, err = cli(self.port, *args)

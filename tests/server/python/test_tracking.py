@@ -14,7 +14,7 @@ import unittest
 
 import redis
 
-from harness import command, start_node
+from harness import NodeTestCase, command, start_node
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 WAIT = 10.0  # seconds: the bound of every wait for a message
@@ -118,15 +118,8 @@ def invalidated(push):
     return push[1]
 
 
-class SingleNode(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.node = start_node("--karlton.shards=2")
-        cls.port = cls.node.resp_port
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.node.stop()
+class SingleNode(NodeTestCase):
+    node_args = ("--karlton.shards=2",)
 
     def setUp(self):
         self.writer = redis.Redis(port=self.port, single_connection_client=True)
@@ -223,18 +216,11 @@ class SingleNode(unittest.TestCase):
                          "ERR The client ID you want redirect to does not exist")
 
 
-class RedisPyRedirect(unittest.TestCase):
+class RedisPyRedirect(NodeTestCase):
     """redis-py speaks RESP2: its messages come through REDIRECT to a
     connection subscribed to __redis__:invalidate."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.node = start_node()
-        cls.port = cls.node.resp_port
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.node.stop()
+    node_args = ()
 
     def setUp(self):
         self.pubsub = redis.Redis(port=self.port).pubsub()

@@ -1,0 +1,30 @@
+// One way to ask a shard for a repair (rule 6: what it holds may have missed
+// an invalidation): the cluster's peer after a gap or a partition, and the
+// change feed after it lost PostgreSQL's notifications, both wait for every
+// answer before a lease may grow again.
+#pragma once
+
+#include <utility>
+
+#include <caf/error.hpp>
+#include <caf/timespan.hpp>
+
+#include <karlton/messages/shard_interface.hpp>
+
+namespace karlton {
+
+/// Asks `shard` to clear itself, or, with a positive `ttl_cap`, to cap its
+/// entries' TTLs at it; `done()` runs once the shard answered or failed.
+template <class Self, class Done>
+void request_repair(Self* self, const shard_actor& shard, caf::timespan ttl_cap,
+                    Done done) {
+  auto answered = [done](uint64_t) { done(); };
+  auto failed = [done](caf::error&) { done(); };
+  if (ttl_cap.count() > 0)
+    self->request(shard, caf::infinite, repair_atom::value, ttl_cap)
+      .then(answered, failed);
+  else
+    self->request(shard, caf::infinite, repair_atom::value).then(answered, failed);
+}
+
+} // namespace karlton
