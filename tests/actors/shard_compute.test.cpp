@@ -331,11 +331,14 @@ TEST_CASE("a parked compute's turn keeps another shard's claim on the room",
   cfg.writes = write_mode::write_back;
   cfg.budget = std::make_shared<dirty_budget>(1);
   cfg.room_wait = 10s;
+  // Declared before the shards: a shard's destructor fails what still waits,
+  // which writes into `got`.
+  answer<computed> got;
   shard_state a{cfg}, b{cfg};
   auto ignore = [](caf::expected<bool>) {};
   CHECK_FALSE(a.write(value::make("other", "x"), ttl::never(), t0, ignore)); // full
   CHECK_FALSE(a.write(value::make("k", "10"), ttl::never(), t0, ignore));    // parked
-  answer<computed> got; // parks behind the put of its key
+  // `got` parks behind the put of its key.
   got.run(a, t0,
           shard_ops::compute<key_op>{"k", [&](const value&) {
                                        CHECK_FALSE(b.write(value::make("b", "1"),
