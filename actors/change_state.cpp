@@ -333,12 +333,12 @@ void change_state::check_triggers(const std::string& triggers, change_actions& o
   }
 }
 
-change_actions change_state::heard(time_point sent_at, double usage,
+change_actions change_state::heard(time_point sent_at, uint32_t usage_ppm,
                                    const std::string& triggers, time_point now) {
   change_actions out;
   note_time(now);
   ++stats_.heartbeats;
-  stats_.queue_usage = usage;
+  stats_.queue_usage_ppm = usage_ppm;
   // Every notification sent before this answer has arrived: whatever is
   // still open will not complete (a lost or forged notification).
   while (!by_order_.empty())

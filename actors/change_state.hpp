@@ -81,12 +81,13 @@ public:
   change_actions changes(const std::vector<pg_change>& changes, time_point now,
                          uint64_t malformed = 0);
 
-  /// A heartbeat sent at `sent_at` was answered: the NOTIFY queue's `usage`
+  /// A heartbeat sent at `sent_at` was answered: the NOTIFY queue's use in
+  /// millionths (`usage_ppm`)
   /// and the triggers as `schema.table:tgname:tgenabled,...`. Every group
   /// still open is applied (its notifications all preceded the answer), and
   /// the lease may grow to `sent_at + lease`.
-  change_actions heard(time_point sent_at, double usage, const std::string& triggers,
-                       time_point now);
+  change_actions heard(time_point sent_at, uint32_t usage_ppm,
+                       const std::string& triggers, time_point now);
 
   /// The LISTEN connection is (again) up and listening: whatever happened
   /// while it was down is unknown, so every fed cache is repaired.

@@ -1,5 +1,8 @@
 #include "actors/pg_listener_actor.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include <caf/all.hpp>
 
 namespace karlton {
@@ -35,9 +38,12 @@ change_feed start_change_feed(caf::actor_system& sys, pg_listener_options opts,
   };
   events.heard = [to](clock::time_point sent_at, double usage,
                       const std::string& triggers) {
+    // Millionths, not a double: CAF 0.17's float serializer never ends on an
+    // infinity or NaN (the messages fuzzer found it), so no message carries one.
+    auto ppm = std::isfinite(usage) ? std::clamp(usage, 0.0, 1.0) * 1e6 + 0.5 : 0.0;
     caf::anon_send(*to, pg_heard_atom::value,
-                   static_cast<int64_t>(sent_at.time_since_epoch().count()), usage,
-                   triggers);
+                   static_cast<int64_t>(sent_at.time_since_epoch().count()),
+                   static_cast<uint32_t>(ppm), triggers);
   };
   events.barrier_done = [to](uint64_t id) {
     caf::anon_send(*to, pg_barrier_done_atom::value, id);

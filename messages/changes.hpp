@@ -83,7 +83,7 @@ struct change_feed_stats {
   uint64_t truncates = 0;         ///< TRUNCATE notifications
   uint64_t bulk_repairs = 0;      ///< transactions too big to hold: repaired
   uint64_t trigger_problems = 0;  ///< times a fed table's triggers went missing
-  double queue_usage = 0;         ///< the NOTIFY queue's use (0..1), last heard
+  uint32_t queue_usage_ppm = 0;   ///< the NOTIFY queue's use in millionths, last heard
   /// The latest commit-to-invalidation delays, µs (oldest first).
   std::vector<uint32_t> recent_delays_us;
 };
@@ -95,7 +95,7 @@ typename Inspector::result_type inspect(Inspector& f, change_feed_stats& x) {
            x.drops, x.repairs, x.lease_lapses, x.heartbeats, x.notifications_received,
            x.notifications_malformed, x.notifications_unknown_table, x.rows_applied,
            x.rows_own, x.groups_applied, x.groups_incomplete, x.long_keys, x.truncates,
-           x.bulk_repairs, x.trigger_problems, x.queue_usage, x.recent_delays_us);
+           x.bulk_repairs, x.trigger_problems, x.queue_usage_ppm, x.recent_delays_us);
 }
 
 // -- the change source's protocol (docs/plans/postgres.md §3) -----------------
@@ -128,7 +128,7 @@ using pg_tick_atom = caf::atom_constant<caf::atom("pgtick")>;
 using change_source_actor =
   caf::typed_actor<caf::reacts_to<pg_changes_atom, std::vector<pg_change>, uint64_t>,
                    caf::reacts_to<pg_up_atom>, caf::reacts_to<pg_down_atom, std::string>,
-                   caf::reacts_to<pg_heard_atom, int64_t, double, std::string>,
+                   caf::reacts_to<pg_heard_atom, int64_t, uint32_t, std::string>,
                    caf::reacts_to<pg_barrier_done_atom, uint64_t>,
                    caf::reacts_to<pg_retry_atom, uint64_t>, caf::reacts_to<pg_tick_atom>,
                    caf::replies_to<pg_sync_atom>::with<bool>,
