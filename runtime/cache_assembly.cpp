@@ -7,6 +7,7 @@
 #include <caf/all.hpp>
 
 #include "actors/bus_actor.hpp"
+#include "actors/feed_routes.hpp"
 #include "actors/flusher_actor.hpp"
 #include "actors/peer_actor.hpp"
 #include "actors/shard_actor.hpp"
@@ -129,6 +130,11 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
                       "option distribution: cache '" + opts.name +
                         "' is distributed, but this runtime is no node yet: call "
                         "start_cluster first");
+  if (opts.store_changes && !feed_)
+    return make_error(errc::invalid_option,
+                      "option store_changes: cache '" + opts.name +
+                        "' is fed the database's changes, but this runtime has no "
+                        "change feed yet: call start_change_feed first");
   auto core = std::make_shared<detail::cache_core>();
   auto n =
     opts.shards > 0 ? opts.shards : std::max<size_t>(1, sys_->scheduler().num_workers());
@@ -151,8 +157,10 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   // left running that no shutdown knows of, and the name stays free.
   rollback undo{*sys_, *core};
   auto shard_loaders = spawn_workers(opts, log, scfg, *core);
-  if (scfg.distributed) scfg.lease = lease_;
+  if (scfg.distributed) scfg.lease.cluster = lease_;
+  if (opts.store_changes) scfg.lease.changes = feed_lease_;
   spawn_shards(opts, scfg, shard_loaders, std::move(inboxes), *core);
+  if (opts.store_changes) feed_changes_to(opts, *core);
   undo.armed = false;
   scfg.on_removal = nullptr; // the copy in the core is only for checks
   core->shard_cfg = std::move(scfg);
@@ -236,6 +244,15 @@ void runtime::spawn_shards(const cache_options& opts, shard_options& scfg,
     ->request(event_bus, caf::infinite, shards_atom::value, opts.name, std::move(shards))
     .receive([](uint32_t) {}, [](caf::error&) {});
   ++caches_on_bus_;
+}
+
+void runtime::feed_changes_to(const cache_options& opts, detail::cache_core& core) {
+  // validate() made sure the store reports its origin.
+  auto origin = opts.backing_store->origin();
+  fed_cache fed{opts.name, {}, origin->own};
+  for (auto& r : core.routes)
+    fed.shards.push_back(r.actor);
+  fed_->add(origin->table, std::move(fed));
 }
 
 } // namespace karlton

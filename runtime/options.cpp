@@ -14,6 +14,8 @@
 #include <karlton/messages/errors.hpp>
 #include <karlton/messages/type_ids.hpp>
 
+#include "runtime/runtime_detail.hpp"
+
 namespace karlton {
 
 namespace {
@@ -187,6 +189,9 @@ caf::error validate(const cache_options& o) {
     return bad("negative-ttl", "needs a loader: only a read-through cache loads");
   if (!loads && o.stale_if_error > caf::timespan::zero())
     return bad("stale-if-error", "needs a loader: only a read-through cache loads");
+  if (o.store_changes && !(o.backing_store && o.backing_store->origin()))
+    return bad("store_changes", "needs a backing_store that reports its table's "
+                                "changes (postgres_store)");
   return caf::none;
 }
 
@@ -275,6 +280,7 @@ void add_options(caf::config_option_set& opts) {
     .add<caf::timespan>("sync-timeout",
                         with_default("how long a sync invalidation waits for other nodes",
                                      cluster.sync_timeout));
+  detail::add_postgres_options(opts);
 }
 
 caf::error validate(const cluster_options& o) {

@@ -18,6 +18,7 @@
 #include <karlton/base/key_changes.hpp>
 #include <karlton/base/peer_options.hpp>
 #include <karlton/base/policies.hpp>
+#include <karlton/base/postgres_options.hpp>
 #include <karlton/messages/shard_interface.hpp>
 #include <karlton/messages/ttl.hpp>
 #include <karlton/messages/writes.hpp>
@@ -160,6 +161,16 @@ struct cache_options {
   /// return once every live node applied the invalidation, or `timeout`
   /// naming the nodes that did not (futures and callbacks stay async).
   distribution distributed = distribution::local;
+
+  // -- the database's own changes (see runtime::start_change_feed) ------------
+
+  /// Invalidate entries when their rows change in the database, whoever
+  /// changed them (`psql`, another service, a migration). Needs a
+  /// `backing_store` that reports its changes (`postgres_store`) and a
+  /// running change feed. Hits stop while the feed cannot prove it hears
+  /// everything (`postgres_options::lease`). karlton-node sets it from
+  /// `karlton.postgres.listen` when `node.store` is a PostgreSQL URI.
+  bool store_changes = false;
 };
 
 /// Checks every option; the error is `invalid_option` and names the option.
@@ -194,6 +205,10 @@ caf::error validate(const cluster_options& o);
 
 /// Cluster options as the config's `karlton.cluster.*` keys give them.
 caf::expected<cluster_options> cluster_options_from(const caf::actor_system_config& cfg);
+
+/// PostgreSQL's settings as the config's `karlton.postgres.*` keys give them
+/// (defaults: `postgres_options`); `invalid_option` names one out of range.
+caf::expected<postgres_options> postgres_options_from(const caf::actor_system_config& cfg);
 
 /// An actor system config with karlton's types, options and the scheduler
 /// settings measured in CAF-0.17.md: as many threads as cores, and no

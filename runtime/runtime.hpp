@@ -11,9 +11,12 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
+#include <caf/fwd.hpp>
 
 #include <karlton/base/clock.hpp>
+#include <karlton/base/postgres_options.hpp>
 #include <karlton/messages/bus_interface.hpp>
+#include <karlton/messages/changes.hpp>
 #include <karlton/messages/peer_interface.hpp>
 #include <karlton/runtime/cache.hpp>
 #include <karlton/runtime/dependency_graph.hpp>
@@ -29,6 +32,8 @@ namespace karlton {
 class ingress;        // actors/ingress.hpp
 class journal;        // stores/journal.hpp
 class read_lease;     // actors/read_lease.hpp
+class feed_routes;    // actors/feed_routes.hpp
+struct change_feed;   // actors/pg_listener_actor.hpp
 struct shard_options; // actors/shard_state.hpp
 namespace detail {
 struct gate; // runtime/bridge.hpp
@@ -188,6 +193,29 @@ public:
   std::string node_name() const;
   uint16_t cluster_port() const; ///< see `node_name`
 
+  // -- the database's own changes (the change feed) -------------------------------
+
+  /// Starts this runtime's change feed: one connection that LISTENs on
+  /// `opts.channel` of the database at `opts.uri`, where `postgres_store`'s
+  /// triggers report every committed change of its tables, whoever made it.
+  /// Caches created afterwards with `store_changes` lose the keys whose rows
+  /// changed (a transaction's together), skip the notifications of their own
+  /// store's writes, and are repaired (cleared, or TTLs capped at
+  /// `opts.repair_ttl`) whenever the feed may have missed something: on every
+  /// (re)connection, a TRUNCATE, a key too long for a notification. Their
+  /// hits stop while the feed has not proved for `opts.lease` that it hears
+  /// (reads then go to the store). Returns at once: an unreachable server is
+  /// retried in the background with backoff. Errors: `invalid_option` (a bad
+  /// option, `listen` false, or a second call), `shut_down`.
+  caf::error start_change_feed(postgres_options opts);
+  /// Returns once every change committed before the call has reached the
+  /// fed caches (or a repair covered it): a test or a console can then read
+  /// without racing the notification. `timeout` while the feed is down;
+  /// `invalid_option` before `start_change_feed`.
+  caf::error sync_changes(caf::timespan timeout = std::chrono::seconds{10});
+  /// The change feed's counters (zero before `start_change_feed`).
+  caf::expected<karlton::change_feed_stats> change_stats();
+
   /// True if the command line asked for `--help` (the constructor from
   /// `argc, argv` printed it on stdout): a program then exits.
   bool help_printed() const noexcept {
@@ -218,6 +246,14 @@ private:
   std::shared_ptr<read_lease> lease_; // the peer's, checked by distributed shards
   uint16_t cluster_port_ = 0;         // published there
   std::string node_name_;
+  std::shared_ptr<change_feed> feed_;   // once start_change_feed ran
+  std::shared_ptr<feed_routes> fed_;    // the caches it feeds, by table
+  std::shared_ptr<read_lease> feed_lease_; // checked by the fed caches' shards
+
+  /// The change feed (null before `start_change_feed`), or `shut_down`.
+  caf::expected<std::shared_ptr<change_feed>> live_feed();
+  /// Stops the change feed and waits until it is gone (shutdown's first step).
+  void stop_change_feed(caf::scoped_actor& self);
 
   bus_actor ensure_bus(); // with caches_mtx_ held
   /// The bus (spawned if needed), or `shut_down`.
@@ -237,6 +273,9 @@ private:
                     const std::vector<loader_actor>& shard_loaders,
                     std::vector<std::shared_ptr<ingress>> inboxes,
                     detail::cache_core& core);
+
+  /// From now on the change feed invalidates the cache's shards.
+  void feed_changes_to(const cache_options& opts, detail::cache_core& core);
 
   // shutdown's steps (shutdown.cpp).
   shutdown_report stop_actors(caf::timespan flush_timeout);

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include <caf/actor_system.hpp>
+#include <caf/config_option_set.hpp>
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 #include <caf/logger.hpp>
@@ -53,6 +54,9 @@ inline caf::error stopped_error() {
 /// confirmed, whatever it held, so the numbers of this run's writes start
 /// anew. (recovery.cpp)
 caf::expected<journal> replay_journal(const std::string& path, store& db);
+
+/// Declares the `karlton.postgres.*` settings (postgres_settings.cpp).
+void add_postgres_options(caf::config_option_set& opts);
 
 /// A TCP port that is free on `host` now (the kernel's pick). (free_port.cpp)
 caf::expected<uint16_t> free_port(const std::string& host);

@@ -9,6 +9,7 @@
 #include "actors/bus_actor.hpp"
 #include "actors/flusher_actor.hpp"
 #include "actors/peer_actor.hpp"
+#include "actors/pg_listener_actor.hpp"
 #include "base/rcu.hpp"
 #include "runtime/cache_core.hpp"
 #include <karlton/runtime/log.hpp>
@@ -114,9 +115,11 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
 
 runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
   caf::scoped_actor self{*sys_};
-  // 2. Stop the shards and wait until they are gone: afterwards nobody pops
-  //    from an ingress queue but us, and every write a shard handed to a
-  //    flusher is in that flusher's mailbox.
+  // 2. Stop the change feed (nothing invalidates a stopped shard), then the
+  //    shards, and wait until they are gone: afterwards nobody pops from an
+  //    ingress queue but us, and every write a shard handed to a flusher is
+  //    in that flusher's mailbox.
+  stop_change_feed(self);
   stop_in_every_cache(self, caches_, [](detail::cache_core& core, auto stop) {
     for (auto& route : core.routes)
       stop(route.actor);
@@ -157,6 +160,7 @@ void runtime::release_actor_handles() {
   std::lock_guard<std::mutex> guard{caches_mtx_}; // members() and others read them
   bus_ = nullptr;
   peer_ = nullptr;
+  feed_ = nullptr;
   handler_actors_.clear();
 }
 

@@ -185,6 +185,11 @@ conn_ptr connect(const conn_params& params, std::string& why) {
     why = redact(one_line(PQerrorMessage(conn.get())), params.secrets);
     return nullptr;
   }
+  // The server's notices ("trigger ... does not exist, skipping" from the
+  // DDL on every open) would go to the service's stderr, libpq's default;
+  // failures reach the caller as errors anyway.
+  PQsetNoticeProcessor(
+    conn.get(), [](void*, const char*) {}, nullptr);
   return conn;
 }
 

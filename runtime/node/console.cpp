@@ -110,6 +110,7 @@ std::string console::execute(const std::string& input) {
     {"tag", &console::signal},        {"emit", &console::signal},
     {"members", &console::members},   {"stats", &console::stats},
     {"ping", &console::ping},         {"quit", &console::quit},
+    {"sync", &console::sync},         {"changes", &console::changes},
   };
   std::string_view line = input;
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
@@ -199,6 +200,31 @@ std::string console::stats(std::string_view cmd, std::optional<std::string_view>
 
 std::string console::ping(std::string_view cmd, std::optional<std::string_view> args) {
   return fields(args, 0) ? "pong" : no_arguments(cmd);
+}
+
+std::string console::sync(std::string_view cmd, std::optional<std::string_view> args) {
+  if (!fields(args, 0)) return no_arguments(cmd);
+  auto err = rt_.sync_changes();
+  return err ? error_reply(err) : "ok";
+}
+
+std::string console::changes(std::string_view cmd,
+                             std::optional<std::string_view> args) {
+  if (!fields(args, 0)) return no_arguments(cmd);
+  auto c = rt_.change_stats();
+  if (!c) return error_reply(c.error());
+  auto num = [](const char* key, uint64_t x) {
+    return "\"" + std::string{key} + "\":" + std::to_string(x);
+  };
+  return "changes {" + num("listening", c->listening) + "," +
+         num("connects", c->connects) + "," + num("drops", c->drops) + "," +
+         num("repairs", c->repairs) + "," + num("lease_lapses", c->lease_lapses) + "," +
+         num("notifications_received", c->notifications_received) + "," +
+         num("notifications_malformed", c->notifications_malformed) + "," +
+         num("rows_applied", c->rows_applied) + "," + num("rows_own", c->rows_own) +
+         "," + num("groups_applied", c->groups_applied) + "," +
+         num("groups_incomplete", c->groups_incomplete) + "," +
+         num("delay_samples", c->recent_delays_us.size()) + "}";
 }
 
 std::string console::quit(std::string_view cmd, std::optional<std::string_view> args) {

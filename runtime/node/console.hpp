@@ -19,6 +19,11 @@
 //   emit <event>                   ok | error <text>
 //   members                        members <name>,<name>,...  (sorted; none: "members ")
 //   stats                          stats {"node":...,"members":...,"caches":{...}}
+//   sync                           ok | error <text>  (every change committed
+//                                  in the database before it has reached the
+//                                  caches: runtime::sync_changes)
+//   changes                        changes {"listening":...,"rows_applied":...}
+//                                  (the change feed's counters)
 //   ping                           pong
 //   quit                           bye  (then the node shuts down cleanly)
 //   anything else                  error unknown command '<cmd>'
@@ -74,6 +79,8 @@ private:
   std::string members(std::string_view cmd, std::optional<std::string_view> args);
   std::string stats(std::string_view cmd, std::optional<std::string_view> args);
   std::string ping(std::string_view cmd, std::optional<std::string_view> args);
+  std::string sync(std::string_view cmd, std::optional<std::string_view> args);
+  std::string changes(std::string_view cmd, std::optional<std::string_view> args);
   std::string quit(std::string_view cmd, std::optional<std::string_view> args);
   static std::string no_arguments(std::string_view cmd);
   /// The cache a command names, or `unknown_cache`.

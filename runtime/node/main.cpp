@@ -5,7 +5,9 @@
 // `karlton.distribution` says otherwise), prints
 // `karlton-node <name> listening on <host>:<port>` on stdout (with
 // `node.store`, every cache reads through and writes to a table of its own in
-// that SQLite file, which other nodes may share), and runs until
+// that SQLite file or PostgreSQL database, which other nodes may share; with
+// PostgreSQL the caches also lose what the database's own changes touch),
+// and runs until
 // SIGTERM, SIGINT or the console's `quit`; then it shuts the runtime down
 // (write-back caches flush, the node leaves the cluster), prints
 // `karlton-node <name> stopped` on stderr and exits 0. Exit 2: bad
@@ -39,13 +41,13 @@
 #include <caf/settings.hpp>
 
 #include "runtime/node/console.hpp"
+#include "runtime/node/node_stores.hpp"
 #include "runtime/server/info.hpp"
 #include "runtime/server/metrics_http.hpp"
 #include "runtime/server/resp_server.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/options.hpp>
 #include <karlton/runtime/runtime.hpp>
-#include <karlton/stores/sqlite_store.hpp>
 
 namespace {
 
@@ -63,8 +65,9 @@ public:
       .add<bool>("console", "answer console commands on stdin (default false)")
       .add<std::string>("port-file",
                         "write the port listened on to this file once listening")
-      .add<std::string>("store", "SQLite file behind every cache, one table per cache "
-                                 "(default none); nodes may share it")
+      .add<std::string>("store", "SQLite file or postgresql:// URI behind every cache, "
+                                 "one table per cache (default none); nodes may "
+                                 "share it")
       .add<int64_t>("resp-port", "serve the Redis protocol on this port (default off; "
                                  "0 = any free port, printed)")
       .add<std::string>("resp-host", "address the Redis protocol listens on (default "
@@ -110,7 +113,8 @@ struct node_settings {
   caf::timespan stats_interval{10s};
   bool console = false;
   std::string port_file;
-  std::string store;
+  /// Set: the caches are fed PostgreSQL's changes (node.store).
+  std::optional<karlton::postgres_options> feed;
   /// Set: serve the Redis protocol.
   std::optional<karlton::server::resp_options> resp;
   /// Set: serve /metrics.
@@ -120,15 +124,6 @@ struct node_settings {
 caf::error bad_option(const std::string& option, const std::string& why) {
   return karlton::make_error(karlton::errc::invalid_option,
                              "option " + option + ": " + why);
-}
-
-// The table of cache `name` in the node's store: the name with '-' and '.'
-// (allowed in cache names, not in table names) as '_'.
-std::string store_table(const std::string& name) {
-  auto out = name;
-  std::replace_if(
-    out.begin(), out.end(), [](char c) { return c == '-' || c == '.'; }, '_');
-  return out;
 }
 
 // `name` as an integer in [lo, hi], or `fallback` when unset.
@@ -239,33 +234,21 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
   if (!defaults) return std::move(defaults.error());
   auto names =
     caf::get_or(cfg, "node.caches", std::vector<std::string>{std::string{"default"}});
-  out.store = caf::get_or(cfg, "node.store", out.store);
+  auto stores = karlton::node::node_stores::from(cfg, names.size());
+  if (!stores) return std::move(stores.error());
+  out.feed = stores->feed();
   std::set<std::string> seen;
-  // Table (in lower case: SQLite's table names ignore case, even quoted, so
-  // "Users" and "users" would be one table) -> cache.
-  std::map<std::string, std::string> tables;
   for (auto& name : names) {
     if (!seen.insert(name).second)
       return bad_option("node.caches", "'" + name + "' is listed twice");
     auto o = *defaults;
     o.name = name;
     // Set before validating: write-through and write-back need a store.
-    if (!out.store.empty()) {
-      auto table = store_table(name);
-      auto folded = table;
-      std::transform(folded.begin(), folded.end(), folded.begin(),
-                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      auto [other, fresh] = tables.emplace(folded, name);
-      if (!fresh)
-        return bad_option("node.caches", "'" + other->second + "' and '" + name +
-                                           "' would share the store table '" + table +
-                                           "' (SQLite table names ignore case)");
-      // One store (and table) per cache, all in the one file. Several node
-      // processes may share the file: SQLite's WAL mode and the store's busy
-      // timeout let their writes take turns.
-      auto st = karlton::sqlite_store::open(out.store, table);
-      if (!st) return bad_option("node.store", karlton::describe(st.error()));
+    if (!stores->empty()) {
+      auto st = stores->open(name);
+      if (!st) return std::move(st.error());
       o.backing_store = std::move(*st);
+      o.store_changes = out.feed.has_value();
     }
     if (auto err = karlton::validate(o)) return err;
     out.caches.push_back(std::move(o));
@@ -414,6 +397,12 @@ int main(int argc, char** argv) {
               << karlton::describe(port.error()) << '\n';
     return 1;
   }
+  if (settings->feed)
+    if (auto err = rt.start_change_feed(*settings->feed)) {
+      std::cerr << "karlton-node: cannot listen for the database's changes: "
+                << karlton::describe(err) << '\n';
+      return 1;
+    }
   std::map<std::string, karlton::cache> caches;
   // SELECT n is the n-th of node.caches; an I/O thread never waits for queue room.
   std::vector<karlton::cache> databases;

@@ -1,0 +1,229 @@
+// The database tells the cache (issue 16): rows changed behind the cache's
+// back, through psql, invalidate the cached keys; the cache's own writes do
+// not; a lost LISTEN connection or a restarted server repairs the caches.
+// Every wait is on `sync_changes` (a barrier through the LISTEN connection)
+// or a bounded poll for a counter, never a fixed delay.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/eventually.hpp"
+#include "support/must.hpp"
+#include "support/require_postgres.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/postgres_store.hpp>
+
+using namespace karlton;
+using namespace std::chrono_literals;
+using karlton::testing::eventually;
+using karlton::testing::must;
+using karlton::testing::pg_server;
+
+namespace {
+
+// A runtime with a change feed and the cache "users" over the table users,
+// fed its changes.
+struct fed_cache_fixture {
+  pg_server srv{"changes"};
+  postgres_options p;
+  runtime rt;
+  cache c;
+
+  explicit fed_cache_fixture(write_mode writes = write_mode::none) {
+    p.uri = srv.uri();
+    // Short, so a test waits little for the lease; the lease far longer, so
+    // it does not lapse between two of a test's steps on a loaded machine.
+    p.heartbeat = 50ms;
+    p.lease = 5s;
+    p.reconnect_base = 10ms;
+    p.reconnect_max = 200ms;
+    if (!srv.ready()) return;
+    REQUIRE_FALSE(rt.start_change_feed(p));
+    cache_options o;
+    o.name = "users";
+    o.shards = 2;
+    o.backing_store = must(postgres_store::open(p, "users"));
+    o.writes = writes;
+    o.store_changes = true;
+    c = must(rt.create_cache(o));
+  }
+
+  // Loads `key` and waits until the cache serves it as a hit: the feed is up
+  // and its lease holds, so a key missing afterwards was invalidated.
+  std::string load_and_hold(const std::string& key) {
+    std::string v;
+    REQUIRE(eventually(
+      [&] {
+        auto got = c.get_or_load(key);
+        if (!got) return false;
+        v = std::string{got->bytes()};
+        auto held = c.contains(key);
+        return held && *held;
+      },
+      30s));
+    return v;
+  }
+
+  bool holds(const std::string& key) { return must(c.contains(key)); }
+
+  change_feed_stats stats() { return must(rt.change_stats()); }
+};
+
+} // namespace
+
+TEST_CASE("an UPDATE through psql invalidates the cached key, and a DELETE too",
+          "[pg_changes]") {
+  if (!testing::require_postgres()) return;
+  fed_cache_fixture f;
+  KARLTON_REQUIRE_SERVER(f.srv);
+  f.srv.psql("INSERT INTO users(key, value) VALUES ('k', 'old'), ('other', 'o')");
+  REQUIRE(f.load_and_hold("k") == "old");
+  REQUIRE(f.load_and_hold("other") == "o");
+  REQUIRE_FALSE(f.rt.sync_changes(30s)); // the INSERT's notifications are counted
+  auto before = f.stats();
+
+  f.srv.psql("UPDATE users SET value = 'new' WHERE key = 'k'");
+  REQUIRE_FALSE(f.rt.sync_changes(30s));
+  CHECK_FALSE(f.holds("k"));
+  CHECK(f.holds("other")); // only the changed row's key went
+  CHECK(f.stats().rows_applied == before.rows_applied + 1);
+  CHECK(must(f.c.get_or_load("k")).bytes() == "new");
+
+  REQUIRE(f.load_and_hold("k") == "new");
+  f.srv.psql("DELETE FROM users WHERE key = 'k'");
+  REQUIRE_FALSE(f.rt.sync_changes(30s));
+  CHECK_FALSE(f.holds("k"));
+  auto gone = f.c.get_or_load("k");
+  REQUIRE_FALSE(gone);
+  CHECK(gone.error() == errc::not_found);
+}
+
+TEST_CASE("a transaction of 1,000 updates invalidates all 1,000 as one group",
+          "[pg_changes]") {
+  if (!testing::require_postgres()) return;
+  fed_cache_fixture f;
+  KARLTON_REQUIRE_SERVER(f.srv);
+  f.srv.psql("INSERT INTO users(key, value) SELECT convert_to('k' || i, 'UTF8'), "
+             "convert_to('v' || i, 'UTF8') FROM generate_series(1, 1000) AS i");
+  REQUIRE(f.load_and_hold("k1") == "v1");
+  for (int i = 1; i <= 1000; ++i)
+    REQUIRE(must(f.c.get_or_load("k" + std::to_string(i))).bytes() ==
+            "v" + std::to_string(i));
+  REQUIRE_FALSE(f.rt.sync_changes(30s));
+  for (int i = 1; i <= 1000; ++i)
+    REQUIRE(f.holds("k" + std::to_string(i)));
+  auto before = f.stats();
+
+  f.srv.psql("BEGIN; UPDATE users SET value = value || 'x'; COMMIT");
+  REQUIRE(f.srv.last_psql_ok());
+  REQUIRE_FALSE(f.rt.sync_changes(30s));
+  int held = 0;
+  for (int i = 1; i <= 1000; ++i)
+    held += f.holds("k" + std::to_string(i));
+  CHECK(held == 0);
+  auto after = f.stats();
+  CHECK(after.rows_applied == before.rows_applied + 1000);
+  CHECK(after.groups_applied == before.groups_applied + 1);
+  CHECK(after.groups_incomplete == before.groups_incomplete);
+  CHECK(must(f.c.get_or_load("k7")).bytes() == "v7x");
+}
+
+TEST_CASE("a write-through write survives its own notification", "[pg_changes]") {
+  if (!testing::require_postgres()) return;
+  fed_cache_fixture f{write_mode::write_through};
+  KARLTON_REQUIRE_SERVER(f.srv);
+  f.srv.psql("INSERT INTO users(key, value) VALUES ('warm', 'w')");
+  REQUIRE(f.load_and_hold("warm") == "w");
+  REQUIRE_FALSE(f.rt.sync_changes(30s)); // the INSERT's notification is counted
+  auto before = f.stats();
+  auto loads = must(f.c.stats()).loads;
+
+  REQUIRE_FALSE(f.c.put("mine", "written by the cache"));
+  REQUIRE_FALSE(f.rt.sync_changes(30s));
+  CHECK(f.holds("mine"));
+  CHECK(must(f.c.get("mine")).bytes() == "written by the cache");
+  auto after = f.stats();
+  CHECK(after.rows_own == before.rows_own + 1);
+  CHECK(after.rows_applied == before.rows_applied);
+  CHECK(must(f.c.stats()).loads == loads); // served from the cache, not reloaded
+
+  // Another writer's change of the same key still invalidates it.
+  f.srv.psql("UPDATE users SET value = 'theirs' WHERE key = 'mine'");
+  REQUIRE_FALSE(f.rt.sync_changes(30s));
+  CHECK_FALSE(f.holds("mine"));
+  CHECK(must(f.c.get_or_load("mine")).bytes() == "theirs");
+}
+
+TEST_CASE("the listener killed and the server restarted while readers run: the cache "
+          "repairs and then reads only the new value",
+          "[pg_changes]") {
+  if (!testing::require_postgres()) return;
+  fed_cache_fixture f;
+  KARLTON_REQUIRE_SERVER(f.srv);
+  f.srv.psql("INSERT INTO users(key, value) SELECT convert_to('k' || i, 'UTF8'), "
+             "'v0' FROM generate_series(1, 10) AS i");
+  REQUIRE(f.load_and_hold("k1") == "v0");
+  // Readers through both outages: errors are expected while the server is
+  // down (the store fails); crashes and hangs are not.
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> reads{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 2; ++r)
+    readers.emplace_back([&, r] {
+      for (uint64_t i = 0; !stop.load(); ++i) {
+        (void) f.c.get_or_load("k" + std::to_string(1 + (i + r) % 10));
+        reads.fetch_add(1);
+      }
+    });
+  auto all_read = [&](const std::string& want) {
+    for (int i = 1; i <= 10; ++i) {
+      auto v = f.c.get_or_load("k" + std::to_string(i));
+      if (!v || v->bytes() != want) return false;
+    }
+    return true;
+  };
+
+  auto before = f.stats();
+  f.srv.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+             "WHERE application_name = 'karlton-listen'");
+  REQUIRE(eventually([&] { return f.stats().drops > before.drops; }, 30s));
+  f.srv.psql("UPDATE users SET value = 'v1'"); // perhaps unheard: the repair covers it
+  REQUIRE_FALSE(f.rt.sync_changes(30s));
+  CHECK(f.stats().repairs > before.repairs);
+  CHECK(all_read("v1"));
+
+  auto restarted = f.stats();
+  REQUIRE(f.srv.restart());
+  f.srv.psql("UPDATE users SET value = 'v2'");
+  REQUIRE(f.srv.last_psql_ok());
+  REQUIRE(eventually([&] { return !f.rt.sync_changes(5s); }, 60s));
+  auto after = f.stats();
+  CHECK(after.drops > restarted.drops);
+  CHECK(after.repairs > restarted.repairs);
+  CHECK(all_read("v2"));
+  auto seen = reads.load();
+  REQUIRE(eventually([&] { return reads.load() > seen; })); // readers still going
+  stop = true;
+  for (auto& t : readers)
+    t.join();
+}
+
+TEST_CASE("store_changes needs a store that reports changes and a running feed",
+          "[pg_changes]") {
+  runtime rt;
+  cache_options o;
+  o.name = "plain";
+  o.store_changes = true;
+  auto refused = rt.create_cache(o);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error() == errc::invalid_option);
+  CHECK(describe(refused.error()).find("store_changes") != std::string::npos);
+  auto err = rt.sync_changes(1s);
+  CHECK(err == errc::invalid_option);
+  CHECK(must(rt.change_stats()).connects == 0);
+}
