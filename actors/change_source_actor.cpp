@@ -30,10 +30,14 @@ const fed_cache* find_cache(const fed_tables& routes, const std::string& name) {
   return nullptr;
 }
 
-// Answers the syncs whose requests are all answered.
+// Answers the syncs whose requests are all answered, once the lease holds
+// again: after a sync the fed caches serve hits (a repair lapses nothing,
+// but a reconnection starts with the lease lapsed until a heartbeat proves
+// the feed hears; `act` is called for that heartbeat).
 void answer_syncs(self_ptr self) {
   auto& st = self->state;
   if (st.core->parked() > 0) return;
+  if (st.setup.lease && !st.setup.lease->valid(now_of(self))) return;
   auto oldest = st.in_flight.empty() ? UINT64_MAX : *st.in_flight.begin();
   while (!st.syncs.empty() && st.syncs.begin()->first <= oldest) {
     st.syncs.begin()->second.deliver(true);

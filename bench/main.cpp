@@ -3,9 +3,10 @@
 // eviction policy's hit ratio (hit-ratio), memory overhead per entry
 // (memory), stampede protection (stampede), write-back against write-through
 // on SQLite (write-back), the synchronous invalidation of a tag's dependents
-// (tag-purge), invalidations between three node processes (cluster) and
-// karlton-node against redis-server under redis-benchmark (resp), so design
-// claims in DESIGN.md and the README rest on numbers.
+// (tag-purge), invalidations between three node processes (cluster),
+// karlton-node against redis-server under redis-benchmark (resp) and the
+// delay from a PostgreSQL COMMIT to the cache's invalidation (pg-invalidate),
+// so design claims in DESIGN.md and the README rest on numbers.
 //
 //   karlton-bench <workload> [--json] [--threads N] [--seconds S] [--node PATH]
 //                 [--node-arg OPTION]...
@@ -69,6 +70,10 @@ constexpr workload workloads[] = {
    "karlton-node vs. redis-server under redis-benchmark: GET/SET req/s, 100 B values, "
    "50 clients, pipeline 1 and 16; RSS per key at 1M keys (skipped without "
    "redis-server; 2-4 min)"},
+  {"pg-invalidate", run_pg_invalidate,
+   "PostgreSQL: p50/p99 from an UPDATE's COMMIT on another connection to the key "
+   "gone from the cache, 1,000 commits/s for 10 s, here and on a karlton-node "
+   "(skipped without PostgreSQL)"},
 };
 
 // Limits that catch typos, not real constraints.

@@ -28,5 +28,6 @@ int run_write_back(const bench_options& opts);
 int run_tag_purge(const bench_options& opts);
 int run_cluster(const bench_options& opts);
 int run_resp(const bench_options& opts);
+int run_pg_invalidate(const bench_options& opts);
 
 } // namespace karlton::bench

@@ -86,6 +86,9 @@ public:
     }
     return inner_->write_batch(batch);
   }
+  /// The inner store's: a cache over a logged PostgreSQL table is still fed
+  /// its changes.
+  std::optional<karlton::store_origin> origin() const override { return inner_->origin(); }
 
 private:
   std::shared_ptr<karlton::store> inner_;

@@ -25,7 +25,8 @@ struct example {
 // sync with examples/CMakeLists.txt.
 constexpr example examples[] = {
   {"ttl", "time-to-live: entries expire a fixed time after they were written"},
-  {"staleness", "the staleness problem, and two ways out: write-through, invalidation"},
+  {"staleness", "the staleness problem, and three ways out: write-through, invalidation, "
+                "the database tells the cache"},
   {"write_through", "write-through: the store first, then the cache, or an error"},
   {"write_back", "write-back: acknowledged at once, stored in batches; the journal"},
   {"event_driven",

@@ -14,6 +14,8 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include <karlton/messages/stats.hpp>
+
 namespace karlton {
 
 /// One notification from the change triggers, parsed.
@@ -87,6 +89,11 @@ struct change_feed_stats {
   /// The latest commit-to-invalidation delays, µs (oldest first).
   std::vector<uint32_t> recent_delays_us;
 };
+
+/// The `q` quantile (0..1) of `s.recent_delays_us`; 0 without samples.
+inline uint32_t delay_percentile_us(const change_feed_stats& s, double q) {
+  return percentile_us(s.recent_delays_us, q);
+}
 
 /// CAF's inspection.
 template <class Inspector>

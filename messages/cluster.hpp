@@ -114,11 +114,7 @@ struct peer_stats {
 
 /// The `q` quantile (0..1) of `s.recent_delays_us`; 0 without samples.
 inline uint32_t delay_percentile_us(const peer_stats& s, double q) {
-  if (s.recent_delays_us.empty()) return 0;
-  auto xs = s.recent_delays_us;
-  auto k = static_cast<size_t>(q * static_cast<double>(xs.size() - 1) + 0.5);
-  std::nth_element(xs.begin(), xs.begin() + static_cast<std::ptrdiff_t>(k), xs.end());
-  return xs[k];
+  return percentile_us(s.recent_delays_us, q);
 }
 
 template <class Inspector>

@@ -1,6 +1,7 @@
 // Counters a shard keeps and a cache sums: the guide's "monitor everything".
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -138,6 +139,15 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
            x.invalidated_by_cascade, x.dependency_links, x.dependency_names,
            x.negative_hits, x.lease_clears, x.load_timeouts, x.loads_in_flight,
            x.load_waiters, x.loads_out, x.loads_queued, x.loads_refused, x.expiring);
+}
+
+/// The `q` quantile (0..1) of a window of delays in microseconds (the
+/// peer's and the change feed's `recent_delays_us`); 0 without samples.
+inline uint32_t percentile_us(std::vector<uint32_t> xs, double q) {
+  if (xs.empty()) return 0;
+  auto k = static_cast<size_t>(q * static_cast<double>(xs.size() - 1) + 0.5);
+  std::nth_element(xs.begin(), xs.begin() + static_cast<std::ptrdiff_t>(k), xs.end());
+  return xs[k];
 }
 
 } // namespace karlton

@@ -209,9 +209,11 @@ public:
   /// option, `listen` false, or a second call), `shut_down`.
   caf::error start_change_feed(postgres_options opts);
   /// Returns once every change committed before the call has reached the
-  /// fed caches (or a repair covered it): a test or a console can then read
-  /// without racing the notification. `timeout` while the feed is down;
-  /// `invalid_option` before `start_change_feed`.
+  /// fed caches (or a repair covered it) and the feed's lease holds, so the
+  /// caches serve hits again: a test, an example or a console can then read
+  /// without racing the notification. `timeout` while the feed is down or
+  /// cannot prove it hears (a change trigger disabled); `invalid_option`
+  /// before `start_change_feed`.
   caf::error sync_changes(caf::timespan timeout = std::chrono::seconds{10});
   /// The change feed's counters (zero before `start_change_feed`).
   caf::expected<karlton::change_feed_stats> change_stats();

@@ -224,7 +224,9 @@ std::string console::changes(std::string_view cmd,
          num("rows_applied", c->rows_applied) + "," + num("rows_own", c->rows_own) +
          "," + num("groups_applied", c->groups_applied) + "," +
          num("groups_incomplete", c->groups_incomplete) + "," +
-         num("delay_samples", c->recent_delays_us.size()) + "}";
+         num("delay_samples", c->recent_delays_us.size()) + "," +
+         num("delay_p50_us", delay_percentile_us(*c, 0.50)) + "," +
+         num("delay_p99_us", delay_percentile_us(*c, 0.99)) + "}";
 }
 
 std::string console::quit(std::string_view cmd, std::optional<std::string_view> args) {

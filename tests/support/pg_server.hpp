@@ -27,7 +27,8 @@
 #include <string>
 #include <vector>
 
-#include "support/temp_dir.hpp"
+// Beside this file: found whoever includes it (tests, examples, the bench).
+#include "temp_dir.hpp"
 
 namespace karlton::testing {
 
