@@ -254,3 +254,37 @@ TEST_CASE("a negative TTL is refused, never taken for default or never",
   REQUIRE(put);
   CHECK(put == errc::invalid_option);
 }
+
+TEST_CASE("karlton.postgres settings are read, and one out of range is named",
+          "[options][config]") {
+  auto parsed = [](std::vector<std::string> args) {
+    runtime_config cfg;
+    std::istringstream ini;
+    REQUIRE_FALSE(cfg.parse(std::move(args), ini));
+    return postgres_options_from(cfg);
+  };
+  auto p = parsed({"--karlton.postgres.uri=postgresql://app@127.0.0.1:5432/shop",
+                   "--karlton.postgres.channel=shop_changes",
+                   "--karlton.postgres.pool-size=8", "--karlton.postgres.lease=2s",
+                   "--karlton.postgres.repair-ttl=30s"});
+  REQUIRE(p);
+  CHECK(p->uri == "postgresql://app@127.0.0.1:5432/shop");
+  CHECK(p->channel == "shop_changes");
+  CHECK(p->pool_size == 8);
+  CHECK(p->lease == caf::timespan{2s});
+  CHECK(p->repair_ttl == caf::timespan{30s});
+  CHECK(p->heartbeat == postgres_options{}.heartbeat); // unset: the default
+
+  auto refused = [&](std::vector<std::string> args, const std::string& names) {
+    auto bad = parsed(std::move(args));
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error() == errc::invalid_option);
+    CHECK_THAT(describe(bad.error()), Catch::Contains(names));
+  };
+  refused({"--karlton.postgres.pool-size=65"}, "pool-size");
+  refused({"--karlton.postgres.pool-size=4294967297"}, "pool-size"); // not wrapped to 1
+  refused({"--karlton.postgres.max-group-keys=0"}, "max-group-keys");
+  refused({"--karlton.postgres.lease=100ms"}, "lease must be longer than heartbeat");
+  refused({"--karlton.postgres.channel=Changes"}, "channel");
+  refused({"--karlton.postgres.schema=pg_catalog"}, "reserved");
+}

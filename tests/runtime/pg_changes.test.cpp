@@ -34,12 +34,14 @@ struct fed_cache_fixture {
   runtime rt;
   cache c;
 
-  explicit fed_cache_fixture(write_mode writes = write_mode::none) {
+  // `lease`: 5 s by default, so it does not lapse between two of a test's
+  // steps on a loaded machine; the heartbeat is short, so a test waits
+  // little for the lease to grow.
+  explicit fed_cache_fixture(write_mode writes = write_mode::none,
+                             caf::timespan lease = 5s) {
     p.uri = srv.uri();
-    // Short, so a test waits little for the lease; the lease far longer, so
-    // it does not lapse between two of a test's steps on a loaded machine.
     p.heartbeat = 50ms;
-    p.lease = 5s;
+    p.lease = lease;
     p.reconnect_base = 10ms;
     p.reconnect_max = 200ms;
     if (!srv.ready()) return;
@@ -213,6 +215,32 @@ TEST_CASE("the listener killed and the server restarted while readers run: the c
     t.join();
 }
 
+TEST_CASE("hits stop once the feed has been deaf for longer than its lease, and come "
+          "back after the repair",
+          "[pg_changes]") {
+  if (!testing::require_postgres()) return;
+  fed_cache_fixture f{write_mode::none, 300ms};
+  KARLTON_REQUIRE_SERVER(f.srv);
+  f.srv.psql("INSERT INTO users(key, value) VALUES ('k', 'v')");
+  REQUIRE(f.load_and_hold("k") == "v");
+  auto before = f.stats();
+
+  REQUIRE(f.srv.stop()); // the LISTEN connection goes with it
+  REQUIRE(eventually([&] { return f.stats().lease_lapses > before.lease_lapses; }, 30s));
+  auto hits = must(f.c.stats()).hits;
+  CHECK_FALSE(f.holds("k")); // the lapsed lease clears the shard on the next read
+  auto miss = f.c.get("k");
+  CHECK((!miss || !*miss)); // not served from the cache
+  CHECK(must(f.c.stats()).hits == hits);
+
+  REQUIRE(f.srv.start());
+  REQUIRE(eventually([&] { return !f.rt.sync_changes(5s); }, 60s));
+  CHECK(f.stats().repairs > before.repairs);
+  CHECK(f.load_and_hold("k") == "v");
+  CHECK(must(f.c.get("k")).bytes() == "v"); // a hit again
+  CHECK(must(f.c.stats()).hits > hits);
+}
+
 TEST_CASE("store_changes needs a store that reports changes and a running feed",
           "[pg_changes]") {
   runtime rt;
@@ -226,4 +254,30 @@ TEST_CASE("store_changes needs a store that reports changes and a running feed",
   auto err = rt.sync_changes(1s);
   CHECK(err == errc::invalid_option);
   CHECK(must(rt.change_stats()).connects == 0);
+  postgres_options p;
+  p.listen = false;
+  CHECK(rt.start_change_feed(p) == errc::invalid_option);
+  p.listen = true;
+  p.channel = "Not An Identifier";
+  CHECK(rt.start_change_feed(p) == errc::invalid_option);
+}
+
+TEST_CASE("a cache over PostgreSQL with store_changes is refused before the feed runs",
+          "[pg_changes]") {
+  if (!testing::require_postgres()) return;
+  pg_server srv{"no-feed"};
+  KARLTON_REQUIRE_SERVER(srv);
+  postgres_options p;
+  p.uri = srv.uri();
+  runtime rt;
+  cache_options o;
+  o.name = "users";
+  o.backing_store = must(postgres_store::open(p, "users"));
+  o.store_changes = true;
+  auto refused = rt.create_cache(o);
+  REQUIRE_FALSE(refused);
+  CHECK(describe(refused.error()).find("start_change_feed") != std::string::npos);
+  REQUIRE_FALSE(rt.start_change_feed(p));
+  CHECK(rt.start_change_feed(p) == errc::invalid_option); // one feed per runtime
+  CHECK(rt.create_cache(o));
 }

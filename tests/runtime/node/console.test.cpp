@@ -130,6 +130,19 @@ TEST_CASE_METHOD(fixture, "console members of a runtime that is no node is an em
 }
 
 TEST_CASE_METHOD(fixture,
+                 "console sync without a change feed says why, and changes are zeros",
+                 "[console]") {
+  auto sync = con.execute("sync");
+  CHECK(sync.rfind("error ", 0) == 0);
+  CHECK(sync.find("start_change_feed") != std::string::npos);
+  CHECK(con.execute("sync now").rfind("error karlton.invalid_option: usage: sync", 0) == 0);
+  auto changes = con.execute("changes");
+  CHECK(changes.rfind("changes {\"listening\":0,", 0) == 0);
+  CHECK(changes.find("\"rows_applied\":0,") != std::string::npos);
+  CHECK(changes.back() == '}');
+}
+
+TEST_CASE_METHOD(fixture,
                  "console stats is one line of json with the peer and cache counters",
                  "[console]") {
   REQUIRE(con.execute("put users u1 v") == "ok");
