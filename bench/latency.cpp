@@ -48,20 +48,6 @@ constexpr auto spacing = std::chrono::milliseconds{1};
 /// Generous: a request that takes this long is a failure, not a sample.
 constexpr auto request_timeout = std::chrono::seconds{1};
 
-struct percentiles {
-  double p50 = 0;
-  double p99 = 0;
-};
-
-percentiles summarize(std::vector<double> us) {
-  if (us.empty()) return {};
-  std::sort(us.begin(), us.end());
-  auto at = [&](double q) {
-    return us[std::min(us.size() - 1, static_cast<size_t>(q * us.size()))];
-  };
-  return {at(0.50), at(0.99)};
-}
-
 double micros_since(steady_clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(steady_clock::now() - t0).count();
 }

@@ -50,19 +50,6 @@ int64_t now_ns() {
 
 std::string key_of(size_t i) { return "k" + std::to_string(i); }
 
-struct percentiles {
-  double p50 = 0, p99 = 0;
-};
-
-percentiles summarize(std::vector<double> ms) {
-  if (ms.empty()) return {};
-  std::sort(ms.begin(), ms.end());
-  auto at = [&](double q) {
-    return ms[std::min(ms.size() - 1, static_cast<size_t>(q * ms.size()))];
-  };
-  return {at(0.50), at(0.99)};
-}
-
 int fail(const std::string& why) {
   std::fprintf(stderr, "pg-invalidate: %s\n", why.c_str());
   return 1;

@@ -80,4 +80,22 @@ private:
   std::vector<field> fields_;
 };
 
+/// The `q` quantile (0..1) of `sorted` by nearest rank; 0 without samples.
+inline double quantile(const std::vector<double>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  return sorted[std::min(sorted.size() - 1, static_cast<size_t>(q * sorted.size()))];
+}
+
+/// p50 and p99 of samples in any unit.
+struct percentiles {
+  double p50 = 0;
+  double p99 = 0;
+};
+
+/// The p50 and p99 of `xs`; zeros without samples.
+inline percentiles summarize(std::vector<double> xs) {
+  std::sort(xs.begin(), xs.end());
+  return {quantile(xs, 0.50), quantile(xs, 0.99)};
+}
+
 } // namespace karlton::bench

@@ -138,13 +138,6 @@ result run_mode(mode m, const inputs& in) {
   return out;
 }
 
-/// Nearest rank on the sorted samples: with 20 purges, p50 is the 11th
-/// fastest and p99 the slowest.
-double at(const std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  return sorted[std::min(sorted.size() - 1, static_cast<size_t>(q * sorted.size()))];
-}
-
 } // namespace
 
 int run_tag_purge(const bench_options& opts) {
@@ -159,14 +152,16 @@ int run_tag_purge(const bench_options& opts) {
                              : dependencies{}.on_events({event_name});
     auto r = run_mode(m, in);
     auto ms = r.purge_ms;
+    // Nearest rank (report.hpp's quantile): with 20 purges, p50 is the 11th
+    // fastest and p99 the slowest.
     std::sort(ms.begin(), ms.end());
     report out{"tag-purge"};
     out.add("mode", std::string{m == mode::tag ? "tag" : "event"})
       .add("shards", uint64_t{r.shards})
       .add("dependents", dependents)
       .add("repetitions", uint64_t{ms.size()})
-      .add("purge_ms_p50", at(ms, 0.50), 2, "ms")
-      .add("purge_ms_p99", at(ms, 0.99), 2, "ms")
+      .add("purge_ms_p50", quantile(ms, 0.50), 2, "ms")
+      .add("purge_ms_p99", quantile(ms, 0.99), 2, "ms")
       .add("purge_ms_min", ms.empty() ? 0.0 : ms.front(), 2, "ms")
       .add("purge_ms_max", ms.empty() ? 0.0 : ms.back(), 2, "ms")
       .add("removed", r.removed_min == UINT64_MAX ? 0 : r.removed_min)
