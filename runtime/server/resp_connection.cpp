@@ -278,6 +278,10 @@ void connection::sweep(clock::time_point now) {
     return;
   }
   auto idle = shared_.ctx->options.idle_timeout;
+  if (session_ && session_->subscribed()) {
+    last_active_ = now; // waiting for pushes is what it is there for
+    return;
+  }
   if (idle.count() > 0 && now - last_active_ >= idle) {
     shared_.ctx->counters.idle_closes.fetch_add(1, std::memory_order_relaxed);
     close_now();

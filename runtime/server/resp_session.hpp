@@ -90,6 +90,9 @@ public:
   /// True while replies are owed: commands in flight, or replies not yet
   /// collected. `resp_server::stop` waits, up to its grace, until it is false.
   virtual bool replies_owed() const noexcept = 0;
+  /// True while the client listens for pushes on a channel (SUBSCRIBE):
+  /// the idle timeout spares it, as Redis's spares Pub/Sub clients.
+  virtual bool subscribed() const noexcept = 0;
   /// Queues an out-of-band message (a tracking push); any thread.
   virtual void push(std::string msg) = 0;
   /// The host is going away: after this returns, `wake` is never called.

@@ -154,7 +154,7 @@ public:
   /// to __redis__:invalidate.
   bool tracks_reads() const noexcept { return tracks_reads_; }
   void set_tracks_reads(bool on) noexcept { tracks_reads_ = on; }
-  bool subscribed() const noexcept { return subscribed_; }
+  bool subscribed() const noexcept override { return subscribed_; }
   void set_subscribed(bool on) noexcept { subscribed_ = on; }
   /// Runs `job` on the blocking pool; false (and nothing runs) when full.
   bool run_blocking(std::function<void()> job);

@@ -42,7 +42,8 @@ struct fake_state {
 };
 
 // Inline lines: PING -> +PONG; BIG n -> a bulk of n bytes; SLOW -> +SLOW once
-// the test calls release_slow (from its own thread); BLOCK -> +BLOCKED from
+// the test calls release_slow (from its own thread); SUB -> +SUBSCRIBED, and
+// the session counts as subscribed from then on; BLOCK -> +BLOCKED from
 // the blocking pool; HOLD -> +HELD from the pool once the test opens
 // hold_gate; BAD -> an error, then the connection closes.
 class fake_session final : public srv::session,
@@ -78,6 +79,9 @@ public:
           self->complete(slot, "+HELD\r\n");
         });
         if (!ok) complete(slot, "-ERR busy\r\n");
+      } else if (line == "SUB") {
+        subscribed_ = true;
+        add_ready("+SUBSCRIBED\r\n");
       } else if (line == "BLOCK") {
         auto slot = add_pending();
         auto ok = host_->run_blocking(
@@ -107,6 +111,7 @@ public:
     return !slots_.empty();
   }
   bool closing() const noexcept override { return closing_; }
+  bool subscribed() const noexcept override { return subscribed_; }
   void push(std::string) override {}
 
   void detach() noexcept override {
@@ -145,6 +150,7 @@ private:
   std::deque<std::shared_ptr<slot>> slots_;
   std::string input_;
   bool closing_ = false;
+  std::atomic<bool> subscribed_{false};
 };
 
 // A blocking loopback client whose every wait has a deadline.
@@ -363,6 +369,21 @@ TEST_CASE("an idle client is closed after resp-timeout by the sweep", "[resp-ser
   CHECK(idle.sees_eof()); // within 2 s: the timeout plus one sweep period
   // The socket closes first, then the session is detached.
   CHECK(eventually([&] { return f.state.detached == 1; }));
+  CHECK(f.counters().idle_closes == 1);
+}
+
+TEST_CASE("a subscribed client is spared by resp-timeout, as Redis spares Pub/Sub "
+          "clients",
+          "[resp-server]") {
+  srv::resp_options opts;
+  opts.idle_timeout = 1s;
+  fixture f{opts};
+  client subscriber{f.port}, idle{f.port};
+  REQUIRE(subscriber.send("SUB\r\n"));
+  REQUIRE(subscriber.read(13) == "+SUBSCRIBED\r\n");
+  REQUIRE(pings(idle));
+  CHECK(idle.sees_eof()); // the sweep ran past the timeout of both
+  CHECK(pings(subscriber)); // was closed with the other before
   CHECK(f.counters().idle_closes == 1);
 }
 

@@ -74,6 +74,7 @@ public:
   bool wants_input() const noexcept override { return true; }
   bool closing() const noexcept override { return false; }
   bool replies_owed() const noexcept override { return false; }
+  bool subscribed() const noexcept override { return false; }
   void detach() noexcept override {}
   void push(std::string msg) override {
     auto m = decode(msg);
