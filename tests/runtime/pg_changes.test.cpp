@@ -170,15 +170,23 @@ TEST_CASE("the listener killed and the server restarted while readers run: the c
   f.srv.psql("INSERT INTO users(key, value) SELECT convert_to('k' || i, 'UTF8'), "
              "'v0' FROM generate_series(1, 10) AS i");
   REQUIRE(f.load_and_hold("k1") == "v0");
-  // Readers through both outages: errors are expected while the server is
-  // down (the store fails); crashes and hangs are not.
+  // Readers through both outages, each recording when every read started
+  // and what it returned: errors are expected while the server is down (the
+  // store fails); crashes, hangs and old values after a sync are not.
+  struct read_record {
+    std::chrono::steady_clock::time_point start;
+    std::string got; // empty: an error
+  };
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> reads{0};
+  std::vector<std::vector<read_record>> records(2);
   std::vector<std::thread> readers;
   for (int r = 0; r < 2; ++r)
     readers.emplace_back([&, r] {
       for (uint64_t i = 0; !stop.load(); ++i) {
-        (void) f.c.get_or_load("k" + std::to_string(1 + (i + r) % 10));
+        auto start = std::chrono::steady_clock::now();
+        auto v = f.c.get_or_load("k" + std::to_string(1 + (i + r) % 10));
+        records[r].push_back({start, v ? v->str() : std::string{}});
         reads.fetch_add(1);
       }
     });
@@ -196,6 +204,7 @@ TEST_CASE("the listener killed and the server restarted while readers run: the c
   REQUIRE(eventually([&] { return f.stats().drops > before.drops; }, 30s));
   f.srv.psql("UPDATE users SET value = 'v1'"); // perhaps unheard: the repair covers it
   REQUIRE_FALSE(f.rt.sync_changes(30s));
+  auto synced_v1 = std::chrono::steady_clock::now();
   CHECK(f.stats().repairs > before.repairs);
   CHECK(all_read("v1"));
 
@@ -204,6 +213,7 @@ TEST_CASE("the listener killed and the server restarted while readers run: the c
   f.srv.psql("UPDATE users SET value = 'v2'");
   REQUIRE(f.srv.last_psql_ok());
   REQUIRE(eventually([&] { return !f.rt.sync_changes(5s); }, 60s));
+  auto synced_v2 = std::chrono::steady_clock::now();
   auto after = f.stats();
   CHECK(after.drops > restarted.drops);
   CHECK(after.repairs > restarted.repairs);
@@ -213,6 +223,17 @@ TEST_CASE("the listener killed and the server restarted while readers run: the c
   stop = true;
   for (auto& t : readers)
     t.join();
+  // No read that started after a sync returned saw a value older than the
+  // change the sync covered.
+  uint64_t checked = 0, stale = 0;
+  for (auto& rs : records)
+    for (auto& rec : rs) {
+      if (rec.got.empty() || rec.start <= synced_v1) continue;
+      ++checked;
+      stale += rec.got == "v0" || (rec.start > synced_v2 && rec.got != "v2");
+    }
+  CHECK(checked > 0);
+  CHECK(stale == 0);
 }
 
 TEST_CASE("hits stop once the feed has been deaf for longer than its lease, and come "
