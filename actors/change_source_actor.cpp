@@ -92,6 +92,7 @@ void act(self_ptr self, change_actions a) {
     }
   }
   if (a.extend_lease && st.setup.lease) st.setup.lease->extend_to(*a.extend_lease);
+  if (a.lapse_lease && st.setup.lease) st.setup.lease->limit_to(clock::time_point{});
   if (a.retry_parked && !st.retry_armed) {
     st.retry_armed = true;
     self->delayed_send(self, retry_after, pg_retry_atom::value, ++st.retry_generation);
@@ -119,6 +120,18 @@ change_source_actor::behavior_type change_source(self_ptr self,
   // A load before LISTEN could install a value whose change is never heard.
   if (st.setup.lease) st.setup.lease->limit_to(clock::time_point{});
   self->delayed_send(self, st.setup.limits.lease, pg_tick_atom::value);
+  // Stopping: syncs still waiting hear `false` now (CAF 0.17 would leave
+  // their callers waiting out their timeouts).
+  self->set_exit_handler([self](const caf::exit_msg& msg) {
+    auto& st = self->state;
+    for (auto& [id, rp] : st.barriers)
+      rp.deliver(false);
+    for (auto& [mark, rp] : st.syncs)
+      rp.deliver(false);
+    st.barriers.clear();
+    st.syncs.clear();
+    self->quit(msg.reason);
+  });
   return {
     [=](pg_changes_atom, const std::vector<pg_change>& cs, uint64_t malformed) {
       act(self, fresh(self).changes(cs, now_of(self), malformed));
@@ -159,7 +172,12 @@ change_source_actor::behavior_type change_source(self_ptr self,
       st.setup.barrier(id);
       return rp;
     },
-    [=](pg_stats_atom) { return self->state.core->stats(); },
+    [=](pg_stats_atom) {
+      auto& st = self->state;
+      auto s = st.core->stats();
+      s.syncs_waiting = st.barriers.size() + st.syncs.size();
+      return s;
+    },
   };
 }
 

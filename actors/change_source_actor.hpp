@@ -53,7 +53,8 @@ struct change_source_state {
   static const char* name;
 };
 
-/// The change source's behaviour.
+/// The change source's behaviour. On an exit message it answers the syncs
+/// still waiting with `false`, then quits.
 change_source_actor::behavior_type
 change_source(change_source_actor::stateful_pointer<change_source_state> self,
               change_source_setup setup);

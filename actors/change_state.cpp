@@ -344,6 +344,11 @@ change_actions change_state::heard(time_point sent_at, uint32_t usage_ppm,
   while (!by_order_.empty())
     apply(by_order_.begin()->second, false, now, out);
   check_triggers(triggers, out);
+  if (!trigger_trouble_.empty()) {
+    out.lapse_lease = true;
+    lease_until_ = time_point{};
+    note_time(now);
+  }
   // From the *send* time: an answer read late (a frozen process thawed)
   // proves nothing about the time since it was sent. Not while a repair is
   // clearing shards: a read before the clear would be vouched for.

@@ -41,6 +41,9 @@ struct change_actions {
   std::vector<std::string> repairs; ///< caches to repair on every shard (once each)
   /// Extend the feed's read lease to this time (never shortens it).
   std::optional<clock::time_point> extend_lease;
+  /// End the feed's read lease now: a fed table's triggers are off, so its
+  /// changes go unheard (waiting out the lease would serve them stale).
+  bool lapse_lease = false;
   /// Groups are parked on a pending own write: call `retry_parked` soon (1 ms).
   bool retry_parked = false;
 };

@@ -172,6 +172,7 @@ uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
   // name: a load that started before it may have read what they replaced,
   // so none may install (rule 1), or it would live its full TTL past the cap.
   loads_.void_all();
+  void_all_pending_puts();
   all_changed_ = cfg_.change_listener != nullptr; // which keys we cannot tell
   auto cap = to_ms(now) + ceil_ms(limit);
   uint64_t n = 0;
@@ -243,8 +244,10 @@ bool shard_state::erase(std::string_view key, time_point now) {
 uint64_t shard_state::invalidate(const std::vector<std::string>& keys, time_point now,
                                  bool cascade) {
   uint64_t n = 0;
-  for (const auto& k : keys)
+  for (const auto& k : keys) {
+    void_pending_puts(k);
     n += erase_here(k, now, cascade) ? 1 : 0;
+  }
   return n;
 }
 
@@ -308,6 +311,7 @@ uint64_t shard_state::clear_here() {
         cfg_.on_removal(table_.at(id).val, removal_cause::explicit_erase);
   }
   loads_.void_all();
+  void_all_pending_puts();
   load_ms_.clear();
   stale_.clear();
   negatives_.clear();

@@ -393,7 +393,14 @@ private:
     uint64_t deadline_ms = 0; // parked: when it fails with overloaded
     bool keep_links = false;  // a compute's put keeps the entry's dependencies
     compute_ptr compute;      // write-back: a compute parked in line (no write yet)
+    bool voided = false;      // write-through put: invalidated meanwhile, not installed
   };
+  // Write-through: an invalidation from elsewhere (another node, the
+  // database's change feed, a repair) came while the store had the put: the
+  // value it would install may be older than the change the invalidation
+  // stands for (rule 1, as for loads). The caller still hears success.
+  void void_pending_puts(std::string_view key);
+  void void_all_pending_puts();
   std::optional<caf::expected<bool>> submit_write(pending_write op, time_point now,
                                                   bool at_front = false);
   void accept_dirty(pending_write op, time_point now);

@@ -122,6 +122,17 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
   awaiting_.emplace(seq, std::move(op));
 }
 
+void shard_state::void_pending_puts(std::string_view key) {
+  if (awaiting_keys_.empty() || awaiting_keys_.count(std::string{key}) == 0) return;
+  for (auto& [seq, op] : awaiting_)
+    if (op.val && op.key == key) op.voided = true;
+}
+
+void shard_state::void_all_pending_puts() {
+  for (auto& [seq, op] : awaiting_)
+    if (op.val && cfg_.writes == write_mode::write_through) op.voided = true;
+}
+
 void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
                               time_point now) {
   for (auto seq : seqs) {
@@ -135,6 +146,8 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
       op.waiter(op.was_cached);
     } else if (!op.val) { // write-through erase: the store first, now the cache
       op.waiter(erase(op.key, now));
+    } else if (op.voided) {
+      op.waiter(caf::expected<bool>{true}); // stored; the cache stays without it
     } else {
       auto key = cfg_.distributed ? op.key : std::string{};
       auto e = admit(std::move(op.val), op.lifetime, now, op.keep_links);

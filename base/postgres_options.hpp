@@ -37,9 +37,10 @@ struct postgres_options {
   /// Whether caches over these tables are fed changes (LISTEN).
   bool listen = true;
   /// How long after the last proof that the feed hears everything direct
-  /// reads may still hit (> heartbeat).
+  /// reads may still hit (at least twice the heartbeat; at most 365 days).
   caf::timespan lease = std::chrono::seconds{1};
-  /// How often the feed proves it hears (a query on the LISTEN connection).
+  /// How often the feed proves it hears (a query on the LISTEN connection;
+  /// at most a day, as the reconnect backoff and the connect timeout).
   caf::timespan heartbeat = std::chrono::milliseconds{250};
   /// What a repair does: 0 clears the caches, else caps their entries' TTLs.
   caf::timespan repair_ttl{0};

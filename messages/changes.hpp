@@ -86,6 +86,7 @@ struct change_feed_stats {
   uint64_t bulk_repairs = 0;      ///< transactions too big to hold: repaired
   uint64_t trigger_problems = 0;  ///< times a fed table's triggers went missing
   uint32_t queue_usage_ppm = 0;   ///< the NOTIFY queue's use in millionths, last heard
+  uint64_t syncs_waiting = 0;     ///< `sync_changes` calls not yet answered
   /// The latest commit-to-invalidation delays, µs (oldest first).
   std::vector<uint32_t> recent_delays_us;
 };
@@ -102,7 +103,8 @@ typename Inspector::result_type inspect(Inspector& f, change_feed_stats& x) {
            x.drops, x.repairs, x.lease_lapses, x.heartbeats, x.notifications_received,
            x.notifications_malformed, x.notifications_unknown_table, x.rows_applied,
            x.rows_own, x.groups_applied, x.groups_incomplete, x.long_keys, x.truncates,
-           x.bulk_repairs, x.trigger_problems, x.queue_usage_ppm, x.recent_delays_us);
+           x.bulk_repairs, x.trigger_problems, x.queue_usage_ppm, x.syncs_waiting,
+           x.recent_delays_us);
 }
 
 // -- the change source's protocol (docs/plans/postgres.md §3) -----------------
@@ -119,8 +121,9 @@ using pg_down_atom = caf::atom_constant<caf::atom("pgdown")>;
 using pg_heard_atom = caf::atom_constant<caf::atom("pgheard")>;
 /// `(pgbarrdone, id)`: a barrier's heartbeat was answered.
 using pg_barrier_done_atom = caf::atom_constant<caf::atom("pgbarrdone")>;
-/// `(pgsync)`: answered once every change committed before it is applied or
-/// covered by a repair.
+/// `(pgsync)`: answered `true` once every change committed before it is
+/// applied or covered by a repair and the lease holds; `false` if the
+/// source stops first.
 using pg_sync_atom = caf::atom_constant<caf::atom("pgsync")>;
 /// `(pgstats)`: the feed's counters.
 using pg_stats_atom = caf::atom_constant<caf::atom("pgstats")>;

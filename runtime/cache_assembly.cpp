@@ -98,6 +98,22 @@ shard_options shard_config_for(const cache_options& opts, size_t n) {
   return scfg;
 }
 
+// A fed cache skips the notifications of its store's own commits, so two
+// caches over one store object would each skip the other's writes and keep
+// stale values: each needs a store of its own.
+caf::error check_own_store(const feed_routes& fed, const cache_options& opts) {
+  auto own = opts.backing_store->origin()->own;
+  for (auto& [table, caches] : *fed.snapshot())
+    for (auto& c : caches)
+      if (c.own == own)
+        return make_error(errc::invalid_option,
+                          "option store_changes: cache '" + opts.name +
+                            "' shares its store with cache '" + c.name +
+                            "', which is fed too; open one postgres_store per cache "
+                            "(each skips only its own writes' notifications)");
+  return caf::none;
+}
+
 flusher_setup flusher_setup_for(const cache_options& opts, const detail::cache_core& core,
                                 std::shared_ptr<const clock> time_source,
                                 std::shared_ptr<dirty_budget> budget) {
@@ -135,6 +151,8 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
                       "option store_changes: cache '" + opts.name +
                         "' is fed the database's changes, but this runtime has no "
                         "change feed yet: call start_change_feed first");
+  if (opts.store_changes)
+    if (auto err = check_own_store(*fed_, opts)) return err;
   auto core = std::make_shared<detail::cache_core>();
   auto n =
     opts.shards > 0 ? opts.shards : std::max<size_t>(1, sys_->scheduler().num_workers());

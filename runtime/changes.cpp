@@ -7,6 +7,7 @@
 #include "actors/feed_routes.hpp"
 #include "actors/pg_listener_actor.hpp"
 #include "actors/read_lease.hpp"
+#include "runtime/bridge.hpp"
 #include "runtime/runtime_detail.hpp"
 #include "stores/pg_payload.hpp"
 #include <karlton/runtime/runtime.hpp>
@@ -71,17 +72,29 @@ caf::error runtime::start_change_feed(postgres_options opts) {
 }
 
 caf::error runtime::sync_changes(caf::timespan timeout) {
+  // Held while waiting: shutdown stops the feed (which answers this sync)
+  // before it lets the actor system go.
+  detail::system_pass pass{*gate_};
+  if (!pass) return detail::stopped_error();
+  if (detail::on_scheduler_thread(*gate_)) return detail::blocking_refused();
   auto feed = live_feed();
   if (!feed) return std::move(feed.error());
   if (!*feed)
     return make_error(errc::invalid_option, "sync_changes: call start_change_feed first");
   auto r = detail::ask<bool>(*sys_, (*feed)->source, timeout, pg_sync_atom::value);
+  if (!r && r.error() == caf::sec::request_timeout)
+    return make_error(errc::timeout, "sync_changes: the change feed did not catch up "
+                                     "in time (it is down, or cannot prove it hears)");
+  if (!r && gate_->closed.load()) return detail::stopped_error(); // the feed stopped
   if (!r) return std::move(r.error());
-  if (!*r) return make_error(errc::timeout, "sync_changes: the change feed has stopped");
+  if (!*r) return detail::stopped_error(); // the feed stopped (shutdown) meanwhile
   return caf::none;
 }
 
 caf::expected<karlton::change_feed_stats> runtime::change_stats() {
+  detail::system_pass pass{*gate_};
+  if (!pass) return detail::stopped_error();
+  if (detail::on_scheduler_thread(*gate_)) return detail::blocking_refused();
   auto feed = live_feed();
   if (!feed) return std::move(feed.error());
   if (!*feed) return karlton::change_feed_stats{};

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -207,8 +208,12 @@ caf::error validate(const cluster_options& o);
 caf::expected<cluster_options> cluster_options_from(const caf::actor_system_config& cfg);
 
 /// PostgreSQL's settings as the config's `karlton.postgres.*` keys give them
-/// (defaults: `postgres_options`); `invalid_option` names one out of range.
-caf::expected<postgres_options> postgres_options_from(const caf::actor_system_config& cfg);
+/// (defaults: `postgres_options`), with `uri` instead of `karlton.postgres.uri`
+/// if given (karlton-node's `node.store`); `invalid_option` names one out of
+/// range.
+caf::expected<postgres_options>
+postgres_options_from(const caf::actor_system_config& cfg,
+                      std::optional<std::string> uri = std::nullopt);
 
 /// An actor system config with karlton's types, options and the scheduler
 /// settings measured in CAF-0.17.md: as many threads as cores, and no

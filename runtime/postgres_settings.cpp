@@ -42,10 +42,11 @@ void add_postgres_options(caf::config_option_set& opts) {
 
 } // namespace detail
 
-caf::expected<postgres_options> postgres_options_from(const caf::actor_system_config& cfg) {
+caf::expected<postgres_options> postgres_options_from(const caf::actor_system_config& cfg,
+                                                      std::optional<std::string> uri) {
   postgres_options o;
   const std::string p = "karlton.postgres.";
-  o.uri = caf::get_or(cfg, p + "uri", o.uri);
+  o.uri = uri ? std::move(*uri) : caf::get_or(cfg, p + "uri", o.uri);
   o.schema = caf::get_or(cfg, p + "schema", o.schema);
   o.table = caf::get_or(cfg, p + "table", o.table);
   o.channel = caf::get_or(cfg, p + "channel", o.channel);

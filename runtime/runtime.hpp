@@ -213,9 +213,11 @@ public:
   /// caches serve hits again: a test, an example or a console can then read
   /// without racing the notification. `timeout` while the feed is down or
   /// cannot prove it hears (a change trigger disabled); `invalid_option`
-  /// before `start_change_feed`.
+  /// before `start_change_feed`; `shut_down` if the runtime stops meanwhile;
+  /// `blocking_in_actor` inside an actor (it blocks).
   caf::error sync_changes(caf::timespan timeout = std::chrono::seconds{10});
-  /// The change feed's counters (zero before `start_change_feed`).
+  /// The change feed's counters (zero before `start_change_feed`). Blocking:
+  /// not inside an actor.
   caf::expected<karlton::change_feed_stats> change_stats();
 
   /// True if the command line asked for `--help` (the constructor from

@@ -26,10 +26,13 @@ caf::error check_name(const char* what, const std::string& name) {
   return caf::none;
 }
 
-caf::error check_span(const char* what, caf::timespan v) {
-  if (v < 1ms || v > caf::timespan{24h * 365})
+// `most`: a year for the lease; a day for what a thread waits on at once
+// (a poll() timeout is an int of milliseconds, 24.8 days at most).
+caf::error check_span(const char* what, caf::timespan v, caf::timespan most = 24h) {
+  if (v < 1ms || v > most)
     return make_error(errc::invalid_option,
-                      std::string{"postgres "} + what + " must be within 1ms..365d");
+                      std::string{"postgres "} + what + " must be within 1ms.." +
+                        (most == 24h ? "1d" : "365d"));
   return caf::none;
 }
 
@@ -52,16 +55,18 @@ caf::error validate(const postgres_options& opts) {
     return make_error(errc::invalid_option,
                       "postgres max-group-keys must be within 1..10000000 (held in "
                       "memory until the group closes)");
-  if (auto err = check_span("lease", opts.lease)) return err;
+  if (auto err = check_span("lease", opts.lease, 24h * 365)) return err;
   if (auto err = check_span("heartbeat", opts.heartbeat)) return err;
-  if (opts.lease <= opts.heartbeat)
+  if (opts.lease < 2 * opts.heartbeat)
     return make_error(errc::invalid_option,
-                      "postgres lease must be longer than heartbeat");
+                      "postgres lease must be at least twice the heartbeat (each proof "
+                      "takes a heartbeat's round trip; a shorter lease lapses between "
+                      "proofs, and every read then clears the cache)");
+  if (auto err = check_span("reconnect-max", opts.reconnect_max)) return err;
   if (opts.reconnect_base < 1ms || opts.reconnect_base > opts.reconnect_max)
     return make_error(errc::invalid_option,
                       "postgres reconnect-base must be >= 1ms and <= reconnect-max");
-  if (opts.connect_timeout < 1ms)
-    return make_error(errc::invalid_option, "postgres connect-timeout must be >= 1ms");
+  if (auto err = check_span("connect-timeout", opts.connect_timeout)) return err;
   if (opts.repair_ttl < caf::timespan{0})
     return make_error(errc::invalid_option, "postgres repair-ttl must be >= 0");
   return caf::none;

@@ -36,10 +36,8 @@ caf::expected<node_stores> node_stores::from(const caf::actor_system_config& cfg
   out.where_ = caf::get_or(cfg, "node.store", std::string{});
   if (!starts_with(out.where_, "postgresql://") && !starts_with(out.where_, "postgres://"))
     return out; // a SQLite file, or none
-  auto p = postgres_options_from(cfg);
-  if (!p) return std::move(p.error());
-  p->uri = out.where_;
-  if (auto err = validate(*p)) return bad_option("node.store", describe(err));
+  auto p = postgres_options_from(cfg, out.where_);
+  if (!p) return bad_option("node.store", describe(p.error()));
   if (!p->table.empty() && caches > 1)
     return bad_option("karlton.postgres.table",
                       "names one table, but node.caches lists several caches (each "
@@ -60,7 +58,8 @@ caf::expected<std::shared_ptr<store>> node_stores::open(const std::string& name)
   auto [other, fresh] = tables_.emplace(folded, name);
   if (!fresh)
     return bad_option("node.caches", "'" + other->second + "' and '" + name +
-                                       "' would share the store table '" + folded + "'");
+                                       "' would share the store table '" + folded +
+                                       "' (table names ignore case)");
   if (postgres_) {
     auto st = postgres_store::open(*postgres_, folded);
     if (!st) return bad_option("node.store", describe(st.error()));

@@ -318,7 +318,11 @@ TEST_CASE("the lease does not grow while a repair is in flight, the feed is down
   // A disabled end trigger: changes go unseen, hits must stop.
   auto disabled = "public.users:karlton_notify:O,public.users:karlton_notify_end:D,"
                   "public.orders:karlton_notify:O,public.orders:karlton_notify_end:O";
-  CHECK_FALSE(f.st.heard(f.t0 + 4ms, 0, disabled, f.t0 + 4ms).extend_lease);
+  auto lapses = f.st.stats().lease_lapses;
+  a = f.st.heard(f.t0 + 4ms, 0, disabled, f.t0 + 4ms);
+  CHECK_FALSE(a.extend_lease);
+  CHECK(a.lapse_lease); // at once, not when the last extension runs out
+  CHECK(f.st.stats().lease_lapses == lapses + 1);
   // Missing altogether (dropped), and set to fire only for replicas.
   auto missing = "public.users:karlton_notify:R,public.users:karlton_notify_end:O";
   CHECK_FALSE(f.st.heard(f.t0 + 5ms, 0, missing, f.t0 + 5ms).extend_lease);

@@ -84,6 +84,33 @@ TEST_CASE("write-through leaves the cache unchanged when the store fails",
   CHECK(s.get("k", at(1)).bytes() == "old");
 }
 
+TEST_CASE("write-through: an invalidation from elsewhere while the store has the put "
+          "keeps the value out of the cache",
+          "[shard_writes]") {
+  // The put committed, then another writer changed the row (the database's
+  // change feed, or another node): its invalidation may arrive before the
+  // store's answer, and the value the put would install is then the older one.
+  answer a, b;
+  shard_state s{through()};
+  s.write(val("k", "mine"), ttl::never(), at(0), a.waiter());
+  s.write(val("other", "kept"), ttl::never(), at(0), b.waiter());
+  auto items = s.take_writes();
+  s.invalidate({"k"}, at(1), true);
+  s.writes_done(seqs_of(items), caf::none, at(2));
+  CHECK(a.ok()); // stored: the caller hears success
+  CHECK_FALSE(s.contains("k", at(2)));        // was "mine", older than the change
+  CHECK(s.get("other", at(2)).bytes() == "kept"); // only the invalidated key
+
+  // A repair (clear, or TTLs capped) stands for keys it cannot name: all go.
+  answer c;
+  s.write(val("k", "again"), ttl::never(), at(3), c.waiter());
+  items = s.take_writes();
+  s.clear_here();
+  s.writes_done(seqs_of(items), caf::none, at(4));
+  CHECK(c.ok());
+  CHECK_FALSE(s.contains("k", at(4)));
+}
+
 TEST_CASE("write-through erase removes from the store first, then the cache",
           "[shard_writes]") {
   answer a;

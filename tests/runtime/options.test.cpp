@@ -284,7 +284,10 @@ TEST_CASE("karlton.postgres settings are read, and one out of range is named",
   refused({"--karlton.postgres.pool-size=65"}, "pool-size");
   refused({"--karlton.postgres.pool-size=4294967297"}, "pool-size"); // not wrapped to 1
   refused({"--karlton.postgres.max-group-keys=0"}, "max-group-keys");
-  refused({"--karlton.postgres.lease=100ms"}, "lease must be longer than heartbeat");
+  refused({"--karlton.postgres.lease=400ms"}, "lease must be at least twice the heartbeat");
+  refused({"--karlton.postgres.reconnect-max=25h"}, "reconnect-max must be within 1ms..1d");
+  refused({"--karlton.postgres.heartbeat=25h", "--karlton.postgres.lease=100h"},
+          "heartbeat must be within 1ms..1d");
   refused({"--karlton.postgres.channel=Changes"}, "channel");
   refused({"--karlton.postgres.schema=pg_catalog"}, "reserved");
 }

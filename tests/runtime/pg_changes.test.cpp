@@ -71,6 +71,15 @@ struct fed_cache_fixture {
     return v;
   }
 
+  // Runs `sql` through psql and waits until the feed applied its changes:
+  // a key loaded afterwards is not invalidated by this statement's late
+  // notification.
+  void fill(const std::string& sql) {
+    srv.psql(sql);
+    REQUIRE(srv.last_psql_ok());
+    REQUIRE_FALSE(rt.sync_changes(30s));
+  }
+
   bool holds(const std::string& key) { return must(c.contains(key)); }
 
   change_feed_stats stats() { return must(rt.change_stats()); }
@@ -83,10 +92,9 @@ TEST_CASE("an UPDATE through psql invalidates the cached key, and a DELETE too",
   if (!testing::require_postgres()) return;
   fed_cache_fixture f;
   KARLTON_REQUIRE_SERVER(f.srv);
-  f.srv.psql("INSERT INTO users(key, value) VALUES ('k', 'old'), ('other', 'o')");
+  f.fill("INSERT INTO users(key, value) VALUES ('k', 'old'), ('other', 'o')");
   REQUIRE(f.load_and_hold("k") == "old");
   REQUIRE(f.load_and_hold("other") == "o");
-  REQUIRE_FALSE(f.rt.sync_changes(30s)); // the INSERT's notifications are counted
   auto before = f.stats();
 
   f.srv.psql("UPDATE users SET value = 'new' WHERE key = 'k'");
@@ -110,7 +118,7 @@ TEST_CASE("a transaction of 1,000 updates invalidates all 1,000 as one group",
   if (!testing::require_postgres()) return;
   fed_cache_fixture f;
   KARLTON_REQUIRE_SERVER(f.srv);
-  f.srv.psql("INSERT INTO users(key, value) SELECT convert_to('k' || i, 'UTF8'), "
+  f.fill("INSERT INTO users(key, value) SELECT convert_to('k' || i, 'UTF8'), "
              "convert_to('v' || i, 'UTF8') FROM generate_series(1, 1000) AS i");
   REQUIRE(f.load_and_hold("k1") == "v1");
   for (int i = 1; i <= 1000; ++i)
@@ -139,9 +147,8 @@ TEST_CASE("a write-through write survives its own notification", "[pg_changes]")
   if (!testing::require_postgres()) return;
   fed_cache_fixture f{write_mode::write_through};
   KARLTON_REQUIRE_SERVER(f.srv);
-  f.srv.psql("INSERT INTO users(key, value) VALUES ('warm', 'w')");
+  f.fill("INSERT INTO users(key, value) VALUES ('warm', 'w')");
   REQUIRE(f.load_and_hold("warm") == "w");
-  REQUIRE_FALSE(f.rt.sync_changes(30s)); // the INSERT's notification is counted
   auto before = f.stats();
   auto loads = must(f.c.stats()).loads;
 
@@ -167,7 +174,7 @@ TEST_CASE("the listener killed and the server restarted while readers run: the c
   if (!testing::require_postgres()) return;
   fed_cache_fixture f;
   KARLTON_REQUIRE_SERVER(f.srv);
-  f.srv.psql("INSERT INTO users(key, value) SELECT convert_to('k' || i, 'UTF8'), "
+  f.fill("INSERT INTO users(key, value) SELECT convert_to('k' || i, 'UTF8'), "
              "'v0' FROM generate_series(1, 10) AS i");
   REQUIRE(f.load_and_hold("k1") == "v0");
   // Readers through both outages, each recording when every read started
@@ -242,7 +249,7 @@ TEST_CASE("hits stop once the feed has been deaf for longer than its lease, and 
   if (!testing::require_postgres()) return;
   fed_cache_fixture f{write_mode::none, 300ms};
   KARLTON_REQUIRE_SERVER(f.srv);
-  f.srv.psql("INSERT INTO users(key, value) VALUES ('k', 'v')");
+  f.fill("INSERT INTO users(key, value) VALUES ('k', 'v')");
   REQUIRE(f.load_and_hold("k") == "v");
   auto before = f.stats();
 
@@ -301,4 +308,49 @@ TEST_CASE("a cache over PostgreSQL with store_changes is refused before the feed
   REQUIRE_FALSE(rt.start_change_feed(p));
   CHECK(rt.start_change_feed(p) == errc::invalid_option); // one feed per runtime
   CHECK(rt.create_cache(o));
+  // A second fed cache on the same store object would skip the first one's
+  // writes as its own, and keep stale values.
+  o.name = "users-again";
+  auto shared = rt.create_cache(o);
+  REQUIRE_FALSE(shared);
+  CHECK(describe(shared.error()).find("one postgres_store per cache") != std::string::npos);
+  o.backing_store = must(postgres_store::open(p, "users"));
+  CHECK(rt.create_cache(o)); // a store of its own
+}
+
+TEST_CASE("a sync waiting on a feed that cannot connect ends with shut_down at shutdown",
+          "[pg_changes]") {
+  runtime rt;
+  postgres_options p;
+  p.uri = "postgresql://nobody@127.0.0.1:1/none"; // refused at once: nothing listens
+  p.reconnect_max = 50ms;
+  p.reconnect_base = 10ms;
+  REQUIRE_FALSE(rt.start_change_feed(p));
+  caf::error got;
+  std::thread waiter{[&] { got = rt.sync_changes(120s); }};
+  REQUIRE(eventually([&] { return must(rt.change_stats()).syncs_waiting == 1; }));
+  rt.shutdown();
+  waiter.join(); // within the test's time: not the sync's 120 s
+  CHECK(got == errc::shut_down);
+}
+
+TEST_CASE("a disabled change trigger stops hits at once, and sync_changes waits for it",
+          "[pg_changes]") {
+  if (!testing::require_postgres()) return;
+  fed_cache_fixture f;
+  KARLTON_REQUIRE_SERVER(f.srv);
+  f.fill("INSERT INTO users(key, value) VALUES ('k', 'v')");
+  REQUIRE(f.load_and_hold("k") == "v");
+  auto before = f.stats();
+  f.srv.psql("ALTER TABLE users DISABLE TRIGGER karlton_notify");
+  REQUIRE(f.srv.last_psql_ok());
+  REQUIRE(eventually([&] { return f.stats().trigger_problems > before.trigger_problems; }));
+  // Within the lease (5 s) of the last proof, yet no hit: an UPDATE now
+  // would go unheard.
+  CHECK_FALSE(f.holds("k"));
+  CHECK(f.rt.sync_changes(500ms) == errc::timeout);
+  f.srv.psql("ALTER TABLE users ENABLE TRIGGER karlton_notify");
+  REQUIRE_FALSE(f.rt.sync_changes(30s)); // repaired, and the lease holds again
+  CHECK(f.stats().repairs > before.repairs);
+  CHECK(f.load_and_hold("k") == "v");
 }

@@ -57,8 +57,10 @@ TEST_CASE("an UPDATE and a DELETE through psql invalidate the key on two node pr
   REQUIRE(b->ready());
   srv.psql("INSERT INTO users(key, value) VALUES ('k', 'old')");
   REQUIRE(srv.last_psql_ok());
-  for (auto* n : {a.get(), b.get()})
+  for (auto* n : {a.get(), b.get()}) {
+    REQUIRE(n->ask("sync", 30'000ms) == "ok"); // the INSERT's notification is in
     REQUIRE(load_and_hold(*n, "k", "old"));
+  }
 
   srv.psql("UPDATE users SET value = 'new' WHERE key = 'k'");
   for (auto* n : {a.get(), b.get()}) {
