@@ -129,8 +129,9 @@ void shard_state::void_pending_puts(std::string_view key) {
 }
 
 void shard_state::void_all_pending_puts() {
+  if (cfg_.writes != write_mode::write_through) return; // write-back installed already
   for (auto& [seq, op] : awaiting_)
-    if (op.val && cfg_.writes == write_mode::write_through) op.voided = true;
+    if (op.val) op.voided = true;
 }
 
 void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
