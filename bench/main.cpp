@@ -9,7 +9,7 @@
 // so design claims in DESIGN.md and the README rest on numbers.
 //
 //   karlton-bench <workload> [--json] [--threads N] [--seconds S] [--node PATH]
-//                 [--node-arg OPTION]...
+//                 [--node-arg OPTION]... [--trace T]
 //   karlton-bench all          # every workload in order, a few minutes
 //   karlton-bench --help
 //
@@ -50,7 +50,8 @@ constexpr workload workloads[] = {
    "p50/p99 of one blocking get from a plain thread, back to back and 1 ms "
    "apart, and of a scoped_actor request"},
   {"hit-ratio", run_hit_ratio,
-   "TinyLFU vs. LRU hit ratio on Zipf and scan traces, caches of 0.5% to 20%"},
+   "TinyLFU vs. LRU hit ratio on Zipf, scan, recency and loop traces, caches of "
+   "0.5% to 20%"},
   {"memory", run_memory,
    "overhead bytes per entry at 1M entries (16 B keys, 100 B values)", true},
   {"stampede", run_stampede,
@@ -83,7 +84,7 @@ constexpr double max_seconds = 3600;
 void usage(std::FILE* out) {
   std::fprintf(out,
                "usage: karlton-bench <workload> [--json] [--threads N] [--seconds S] "
-               "[--node PATH] [--node-arg OPTION]...\n"
+               "[--node PATH] [--node-arg OPTION]... [--trace T]\n"
                "\nworkloads:\n");
   for (const auto& w : workloads)
     std::fprintf(out, "  %-10s %s\n", w.name, w.what);
@@ -101,7 +102,9 @@ void usage(std::FILE* out) {
                "the one built with it)\n"
                "  --node-arg OPTION  one more karlton-node option for cluster and resp, "
                "e.g.\n"
-               "               --node-arg --node.resp-threads=2 (repeatable)\n",
+               "               --node-arg --node.resp-threads=2 (repeatable)\n"
+               "  --trace T    hit-ratio replays only trace T (zipf, scan, recency, "
+               "loop)\n",
                "all");
 }
 
@@ -142,6 +145,10 @@ int run_in_own_process(const workload& w, const bench_options& opts) {
   for (auto& a : opts.node_args) {
     args.emplace_back("--node-arg");
     args.push_back(a);
+  }
+  if (opts.trace) {
+    args.emplace_back("--trace");
+    args.push_back(*opts.trace);
   }
   std::vector<char*> argv;
   for (auto& a : args)
@@ -192,6 +199,9 @@ int main(int argc, char** argv) {
         return bad_usage("--node-arg needs a karlton-node option, e.g. "
                          "--node.resp-threads=2");
       opts.node_args.emplace_back(argv[++i]);
+    } else if (arg == "--trace") {
+      if (i + 1 >= argc) return bad_usage("--trace needs a hit-ratio trace name");
+      opts.trace = argv[++i];
     } else if (arg.rfind("-", 0) == 0) {
       return bad_usage("unknown option '" + arg + "'");
     } else if (name.empty()) {

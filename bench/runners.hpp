@@ -15,6 +15,7 @@ struct bench_options {
   std::optional<double> seconds;        ///< run time per peer (ycsb-b) or mode (stampede)
   std::optional<std::string> node_path; ///< the karlton-node binary (cluster, resp)
   std::vector<std::string> node_args;   ///< extra karlton-node options (cluster, resp)
+  std::optional<std::string> trace;     ///< the one trace hit-ratio replays
 };
 
 /// Each returns the process exit code: 0, or 1 if a measurement failed.

@@ -141,4 +141,25 @@ std::vector<uint32_t> make_scan_trace(uint64_t hot_items, uint64_t cold_items,
   return out;
 }
 
+std::vector<uint32_t> make_recency_trace(uint64_t live_items, unsigned period,
+                                         size_t count, uint64_t seed) {
+  zipf_generator age{live_items, zipf_theta};
+  rng r{seed};
+  std::vector<uint32_t> out(count);
+  // `newest` is the item of rank 0; items below it by `age` ranks are older.
+  uint64_t newest = live_items - 1;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (i > 0 && i % period == 0) ++newest;
+    out[i] = static_cast<uint32_t>(newest - age.next(r));
+  }
+  return out;
+}
+
+std::vector<uint32_t> make_loop_trace(uint64_t loop_items, size_t count) {
+  std::vector<uint32_t> out(count);
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<uint32_t>(i % loop_items);
+  return out;
+}
+
 } // namespace karlton::bench

@@ -113,4 +113,18 @@ std::vector<uint32_t> make_zipf_trace(uint64_t items, size_t count, uint64_t see
 std::vector<uint32_t> make_scan_trace(uint64_t hot_items, uint64_t cold_items,
                                       unsigned scan_period, uint64_t seed);
 
+/// A hot set that moves: Zipf(theta) over the `live_items` most recently
+/// introduced items, the newest the hottest, and one new item introduced every
+/// `period` requests. An item is hot when it arrives and cools as newer ones
+/// push it down the ranks, so what was read recently is what will be read
+/// next, while what was read most often is old: the trace LRU is made for.
+std::vector<uint32_t> make_recency_trace(uint64_t live_items, unsigned period,
+                                         size_t count, uint64_t seed);
+
+/// A cyclic scan: items 0, 1, ..., `loop_items` - 1, 0, 1, ... for `count`
+/// requests. With a cache smaller than the loop, LRU always evicts the item
+/// needed next and hits never; the best any cache can do is keep a fixed
+/// subset, a hit ratio of cache / `loop_items`.
+std::vector<uint32_t> make_loop_trace(uint64_t loop_items, size_t count);
+
 } // namespace karlton::bench
