@@ -29,9 +29,6 @@ public:
   virtual void clear() = 0;
   /// Bytes of policy metadata beyond the entries themselves.
   virtual size_t metadata_bytes() const noexcept { return 0; }
-  /// The weight the admission window may hold now (W-TinyLFU; 0 for a policy
-  /// without one). It moves as the policy adapts to the workload.
-  virtual uint64_t window_capacity() const noexcept { return 0; }
 
   /// `capacity` is in weight units; `weigh_bytes` says weights are key + value
   /// bytes rather than 1 per entry. TinyLFU's sketch is sized and aged by the
@@ -71,37 +68,6 @@ private:
   uint64_t capacity_ = 0;
   uint64_t sample_size_ = 0;
   uint64_t additions_ = 0;
-};
-
-/// Hill climbing over W-TinyLFU's window share (Caffeine's design, ours in
-/// the details): requests are counted in samples; at the end of each, the
-/// window moves by a step in the direction that last raised the hit ratio,
-/// or turns if the ratio fell. Steps shrink as the climber settles and grow
-/// back to their first size when the ratio jumps (the workload changed).
-/// Constant memory, O(1) per request. Deterministic: no clock, no randomness.
-class window_climber {
-public:
-  /// The first step and the one after a jump: 6.25 % of the cache.
-  static constexpr double initial_step = 0.0625;
-  /// Each step is this fraction of the one before while the ratio is steady.
-  static constexpr double step_decay = 0.98;
-  /// A change of the hit ratio this large restarts with the first step.
-  static constexpr double restart_change = 0.05;
-
-  /// `capacity` in the policy's weight units: steps are fractions of it.
-  explicit window_climber(uint64_t capacity) noexcept : capacity_(capacity) {}
-
-  /// Records one request, a hit or a miss, of a sample of `sample_size`
-  /// requests. Returns the change of the window's weight when that completes
-  /// a sample (positive grows the window), else 0.
-  int64_t record(bool hit, uint64_t sample_size) noexcept;
-
-private:
-  uint64_t capacity_;
-  uint64_t hits_ = 0;
-  uint64_t requests_ = 0;
-  double previous_ratio_ = 0;
-  double step_ = initial_step; // signed: + grows the window
 };
 
 } // namespace karlton

@@ -227,15 +227,14 @@ int run_hit_ratio(const bench_options& opts) {
   if (wanted("zipf"))
     report_trace("zipf", make_zipf_trace(universe, zipf_requests, 7), opts.json, true);
   if (wanted("scan"))
-    report_trace("scan", make_scan_trace(hot_keys, cold_keys, scan_period, 11),
-                 opts.json, false);
+    report_trace("scan", make_scan_trace(hot_keys, cold_keys, scan_period, 11), opts.json,
+                 false);
   if (wanted("recency"))
     report_trace("recency",
                  make_recency_trace(recency_live, recency_period, recency_requests, 13),
                  opts.json, false, false);
   if (wanted("loop"))
-    report_trace("loop", make_loop_trace(loop_items, loop_requests), opts.json,
-                 false);
+    report_trace("loop", make_loop_trace(loop_items, loop_requests), opts.json, false);
   return 0;
 }
 

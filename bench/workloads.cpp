@@ -27,14 +27,14 @@ double zipf_generator::zeta(uint64_t n, double theta) {
 }
 
 zipf_generator::zipf_generator(uint64_t items, double theta)
-    : zipf_generator(items, theta, zeta(items, theta)) {}
+  : zipf_generator(items, theta, zeta(items, theta)) {}
 
 zipf_generator::zipf_generator(uint64_t items, double theta, double zetan)
-    : items_(items), theta_(theta), zetan_(zetan), alpha_(1.0 / (1.0 - theta)),
-      half_pow_theta_(1.0 + std::pow(0.5, theta)) {
+  : items_(items), theta_(theta), zetan_(zetan), alpha_(1.0 / (1.0 - theta)),
+    half_pow_theta_(1.0 + std::pow(0.5, theta)) {
   auto zeta2 = zeta(2, theta);
   eta_ =
-      (1 - std::pow(2.0 / static_cast<double>(items), 1 - theta)) / (1 - zeta2 / zetan_);
+    (1 - std::pow(2.0 / static_cast<double>(items), 1 - theta)) / (1 - zeta2 / zetan_);
 }
 
 uint64_t zipf_generator::next(rng& r) const noexcept {
@@ -65,7 +65,7 @@ uint64_t fnv_hash64(uint64_t x) noexcept {
 }
 
 scrambled_zipf::scrambled_zipf(uint64_t items)
-    : items_(items), base_(ycsb_item_count + 1, zipf_theta, ycsb_zetan) {}
+  : items_(items), base_(ycsb_item_count + 1, zipf_theta, ycsb_zetan) {}
 
 uint64_t scrambled_zipf::next(rng& r) const noexcept {
   return fnv_hash64(base_.next(r)) % items_;
