@@ -217,7 +217,7 @@ private:
   // longer than the sketch's memory every newcomer won and main churned like
   // LRU (hit ratio 0 at 1 %, karlton-bench hit-ratio --trace loop); with it,
   // main keeps a fixed subset (0.0473, the most any cache gets is 0.048). The
-  // skewed traces gained too (zipf 1 % 0.6511 -> 0.6580, scan 1 % 0.6270 ->
+  // skewed traces gained too (zipf 1 % 0.6511 -> 0.6581, scan 1 % 0.6270 ->
   // 0.6354); floors of 1 and 3 did worse on one or the other.
   static constexpr unsigned admission_floor = 2;
 
