@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -202,6 +203,10 @@ int main(int argc, char** argv) {
     } else if (arg == "--trace") {
       if (i + 1 >= argc) return bad_usage("--trace needs a hit-ratio trace name");
       opts.trace = argv[++i];
+      if (std::none_of(std::begin(hit_ratio_traces), std::end(hit_ratio_traces),
+                       [&](const char* t) { return *opts.trace == t; }))
+        return bad_usage("no hit-ratio trace '" + *opts.trace +
+                         "' (zipf, scan, recency, loop)");
     } else if (arg.rfind("-", 0) == 0) {
       return bad_usage("unknown option '" + arg + "'");
     } else if (name.empty()) {

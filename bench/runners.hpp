@@ -23,6 +23,8 @@ int run_ycsb_b(const bench_options& opts);
 int run_ycsb_a(const bench_options& opts);
 int run_latency(const bench_options& opts);
 int run_hit_ratio(const bench_options& opts);
+/// The traces hit-ratio replays, for `--trace`.
+constexpr const char* hit_ratio_traces[] = {"zipf", "scan", "recency", "loop"};
 int run_memory(const bench_options& opts);
 int run_stampede(const bench_options& opts);
 int run_write_back(const bench_options& opts);

@@ -3,6 +3,7 @@
 // here draws the same key distribution YCSB's workload B does.
 #include "bench/workloads.hpp"
 
+#include <cassert>
 #include <cmath>
 
 namespace karlton::bench {
@@ -143,6 +144,7 @@ std::vector<uint32_t> make_scan_trace(uint64_t hot_items, uint64_t cold_items,
 
 std::vector<uint32_t> make_recency_trace(uint64_t live_items, unsigned period,
                                          size_t count, uint64_t seed) {
+  assert(live_items > 0 && period > 0);
   zipf_generator age{live_items, zipf_theta};
   rng r{seed};
   std::vector<uint32_t> out(count);
@@ -156,6 +158,7 @@ std::vector<uint32_t> make_recency_trace(uint64_t live_items, unsigned period,
 }
 
 std::vector<uint32_t> make_loop_trace(uint64_t loop_items, size_t count) {
+  assert(loop_items > 0);
   std::vector<uint32_t> out(count);
   for (size_t i = 0; i < out.size(); ++i)
     out[i] = static_cast<uint32_t>(i % loop_items);
