@@ -82,6 +82,14 @@ constexpr workload workloads[] = {
 constexpr unsigned max_threads = 256;
 constexpr double max_seconds = 3600;
 
+// "zipf, scan, ...": the names --trace accepts, for the help and its error.
+std::string trace_names() {
+  std::string names;
+  for (const char* t : hit_ratio_traces)
+    names += (names.empty() ? "" : ", ") + std::string{t};
+  return names;
+}
+
 void usage(std::FILE* out) {
   std::fprintf(out,
                "usage: karlton-bench <workload> [--json] [--threads N] [--seconds S] "
@@ -104,9 +112,8 @@ void usage(std::FILE* out) {
                "  --node-arg OPTION  one more karlton-node option for cluster and resp, "
                "e.g.\n"
                "               --node-arg --node.resp-threads=2 (repeatable)\n"
-               "  --trace T    hit-ratio replays only trace T (zipf, scan, recency, "
-               "loop)\n",
-               "all");
+               "  --trace T    hit-ratio replays only trace T (%s)\n",
+               "all", trace_names().c_str());
 }
 
 int bad_usage(const std::string& why) {
@@ -205,8 +212,8 @@ int main(int argc, char** argv) {
       opts.trace = argv[++i];
       if (std::none_of(std::begin(hit_ratio_traces), std::end(hit_ratio_traces),
                        [&](const char* t) { return *opts.trace == t; }))
-        return bad_usage("no hit-ratio trace '" + *opts.trace +
-                         "' (zipf, scan, recency, loop)");
+        return bad_usage("no hit-ratio trace '" + *opts.trace + "' (" + trace_names() +
+                         ")");
     } else if (arg.rfind("-", 0) == 0) {
       return bad_usage("unknown option '" + arg + "'");
     } else if (name.empty()) {
