@@ -95,7 +95,12 @@ entry* entry_table::chunk(entry_id id) const noexcept {
 }
 
 entry_table::unlinked& entry_table::to_retire() {
-  if (!unlinked_) unlinked_ = std::make_unique<unlinked>();
+  if (!unlinked_) {
+    unlinked_ = std::make_unique<unlinked>();
+    // A doorbell's turn of overwrites usually retires a few values: one
+    // block for up to 16, not one per doubling.
+    unlinked_->values.reserve(16);
+  }
   return *unlinked_;
 }
 

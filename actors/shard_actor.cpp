@@ -254,6 +254,9 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
   }
   st.cache = std::make_unique<shard_state>(std::move(setup.config));
   static_cast<shard_links&>(st) = std::move(setup);
+  // The shards of a cache start their round robin at different workers, so
+  // their first loads spread instead of all queuing on the first.
+  st.next_loader = st.index;
   return {
     [=](caf::get_atom, const std::string& key) {
       auto hash = static_cast<uint32_t>(hash_key(key));

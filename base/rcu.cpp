@@ -14,11 +14,15 @@ namespace karlton::rcu {
 
 namespace {
 
-// The head first, so the callback finds the node at the head's address.
-struct retired_node {
+// Built in the garbage's own `retire_link`; the head first, so the callback
+// finds the link at the head's address.
+struct retired_link {
   rcu_head head;
-  std::unique_ptr<garbage> payload;
+  garbage* owner;
 };
+static_assert(sizeof(retired_link) <= sizeof(garbage::retire_link) &&
+                alignof(retired_link) <= alignof(void*),
+              "garbage::retire_link must hold a retired_link");
 
 // A process that forks without exec (karlton-bench memory measures in a
 // child) keeps a working call_rcu thread on both sides: liburcu's handlers.
@@ -45,8 +49,8 @@ struct registration {
 };
 
 void destroy(rcu_head* head) {
-  // `head` is the first member of a standard-layout node we allocated.
-  delete reinterpret_cast<retired_node*>(head);
+  // `head` is the first member of a standard-layout link `retire` built.
+  delete reinterpret_cast<retired_link*>(head)->owner;
 }
 
 } // namespace
@@ -59,8 +63,9 @@ void register_this_thread() {
 void retire(std::unique_ptr<garbage> g) {
   if (!g) return;
   register_this_thread(); // call_rcu wants a registered caller
-  auto node = new retired_node{{}, std::move(g)};
-  urcu_memb_call_rcu(&node->head, destroy);
+  auto owner = g.release();
+  auto link = new (owner->retire_link) retired_link{{}, owner};
+  urcu_memb_call_rcu(&link->head, destroy);
 }
 
 void barrier() {

@@ -13,6 +13,11 @@ namespace karlton::rcu {
 /// destructor runs) a grace period after `retire`.
 struct garbage {
   virtual ~garbage() = default;
+
+  /// Room for retire's link to liburcu (its rcu_head and this object's
+  /// address), so that retiring allocates nothing of its own; rcu.cpp
+  /// checks the size, and this header stays free of liburcu's.
+  alignas(void*) unsigned char retire_link[3 * sizeof(void*)];
 };
 
 /// Destroys `g` after every read section running now has ended, on

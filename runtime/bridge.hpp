@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -97,6 +98,11 @@ inline caf::error blocking_refused() {
                     "...) or request the shard actor (shard_for(key))");
 }
 
+/// Rings what this thread's `held_doorbells` (cache.hpp) owes, if it has
+/// one: before the thread waits for an answer that may need one of those
+/// doorbells.
+void ring_deferred_doorbells();
+
 /// Delivers to a thread blocked in `wait`. It spins briefly first: a shard
 /// usually answers within a few microseconds, much less than the cost of
 /// sleeping on a condition variable and being woken (see README, latency).
@@ -118,6 +124,7 @@ struct waiting_sink {
   }
 
   caf::expected<R> wait(std::chrono::steady_clock::time_point deadline) {
+    ring_deferred_doorbells(); // or this thread would wait for its own doorbell
     auto is_ready = [this] { return state.load(std::memory_order_acquire) == ready; };
     // A shard with a core of its own answers in a few microseconds: poll
     // briefly (64 pauses, about 1 us). Then yield for up to 50 us rather than
@@ -315,8 +322,15 @@ struct shard_route {
 
 /// Queues `job` on `route`, waiting until `deadline` while the queue is full
 /// (the call's deadline: one for all the shards a call goes to). On failure
-/// the job is abandoned (so its call still completes).
-void submit(gate& g, const shard_route& route, shard_job* job,
+/// the job is abandoned (so its call still completes). Rings the shard's
+/// doorbell, or leaves that to this thread's `held_doorbells` (cache.hpp).
+void submit(const std::shared_ptr<gate>& g, const shard_route& route, shard_job* job,
             std::chrono::steady_clock::time_point deadline);
+
+/// What a `held_doorbells` (cache.hpp) holds back for one shard.
+struct owed_doorbell {
+  std::shared_ptr<gate> g; // both kept alive: the cache may go meanwhile
+  shard_route route;
+};
 
 } // namespace karlton::detail

@@ -25,14 +25,45 @@ void fail_queued(const shard_route& route) {
 
 } // namespace
 
-void submit(gate& g, const shard_route& route, shard_job* job,
+namespace {
+
+thread_local karlton::held_doorbells* current_batch = nullptr;
+
+// After jobs were pushed on `route`: rings its doorbell unless it is rung.
+void ring_doorbell(gate& g, const shard_route& route) {
+  if (!route.inbox->claim_doorbell()) return; // rung already; the shard will look
+  g.active.fetch_add(1, std::memory_order_seq_cst);
+  if (!g.closed.load(std::memory_order_seq_cst))
+    caf::anon_send(route.actor, doorbell_atom::value);
+  else
+    fail_queued(route);
+  g.active.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+} // namespace
+
+// Only `submit` holds a doorbell back.
+struct doorbell_access {
+  static void hold(held_doorbells& b, const std::shared_ptr<gate>& g,
+                   const shard_route& route) {
+    for (const auto& o : b.owed_)
+      if (o.route.inbox == route.inbox) return; // one doorbell per shard per ring
+    b.owed_.push_back(owed_doorbell{g, route});
+    if (b.owed_.size() == 1 && b.first_held_) b.first_held_();
+  }
+};
+
+void submit(const std::shared_ptr<gate>& gp, const shard_route& route, shard_job* job,
             std::chrono::steady_clock::time_point deadline) {
+  auto& g = *gp;
   if (g.closed.load(std::memory_order_acquire)) {
     job->abandon(make_error(errc::shut_down, "the karlton runtime has stopped"));
     return;
   }
   if (!route.inbox->push(job)) {
-    // Full: wait for room until the call's deadline.
+    // Full: ring what this thread owes (the shard may be waiting for it to
+    // make room), then wait for room until the call's deadline.
+    ring_deferred_doorbells();
     while (!route.inbox->push(job)) {
       if (g.closed.load(std::memory_order_acquire)) {
         job->abandon(make_error(errc::shut_down, "the karlton runtime has stopped"));
@@ -50,16 +81,48 @@ void submit(gate& g, const shard_route& route, shard_job* job,
   // Queued. If shutdown began, its final drain may already have run: drain
   // ourselves. Otherwise (seq_cst order) that drain comes after our push.
   if (g.closed.load(std::memory_order_seq_cst)) return fail_queued(route);
-  if (!route.inbox->claim_doorbell()) return; // rung already; the shard will look
-  g.active.fetch_add(1, std::memory_order_seq_cst);
-  if (!g.closed.load(std::memory_order_seq_cst))
-    caf::anon_send(route.actor, doorbell_atom::value);
+  if (current_batch != nullptr)
+    doorbell_access::hold(*current_batch, gp, route);
   else
-    fail_queued(route);
-  g.active.fetch_sub(1, std::memory_order_seq_cst);
+    ring_doorbell(g, route);
+}
+
+void ring_deferred_doorbells() {
+  if (current_batch != nullptr) current_batch->ring();
 }
 
 } // namespace detail
+
+held_doorbells::held_doorbells(std::function<void()> first_held)
+  : first_held_(std::move(first_held)), previous_(detail::current_batch) {
+  detail::current_batch = this;
+}
+
+held_doorbells::~held_doorbells() {
+  ring();
+  detail::current_batch = previous_;
+}
+
+held_doorbells* held_doorbells::current() noexcept {
+  return detail::current_batch;
+}
+
+size_t held_doorbells::held() const noexcept {
+  return owed_.size();
+}
+
+void held_doorbells::ring() {
+  // Swapped out first: a ring may fail queued jobs inline (the runtime
+  // stopped), and their callbacks may call again on this thread.
+  auto owed = std::move(owed_);
+  owed_.clear();
+  for (const auto& o : owed)
+    detail::ring_doorbell(*o.g, o.route);
+  if (owed_.empty()) {
+    owed.clear(); // keep the capacity for the next round
+    owed_.swap(owed);
+  }
+}
 
 std::vector<shard_actor> cache::shards() const {
   std::vector<shard_actor> out;

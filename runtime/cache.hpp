@@ -18,6 +18,7 @@
 #include <caf/unit.hpp>
 
 #include <karlton/messages/compute.hpp>
+#include <karlton/runtime/callback.hpp>
 #include <karlton/messages/shard_interface.hpp>
 #include <karlton/runtime/options.hpp>
 
@@ -26,8 +27,45 @@ namespace karlton {
 namespace detail {
 struct cache_core; // runtime/cache_core.hpp
 template <class Sink>
-struct sink_tag; // runtime/bridge.hpp
+struct sink_tag;      // runtime/bridge.hpp
+struct owed_doorbell; // runtime/bridge.hpp
+struct doorbell_access; // runtime/cache.cpp
 } // namespace detail
+
+/// While one lives on a thread, the calls that thread makes that need a
+/// shard queue their jobs at once but wake each shard (ring its doorbell, an
+/// actor message) only when this rings them: a thread that starts many
+/// asynchronous calls in one go wakes each shard once, not once per call
+/// (each wake of a sleeping CAF worker is a futex call and a context switch).
+/// A shard that is busy takes the jobs without waiting for the ring.
+///
+/// The ring must follow soon: `first_held` is called when the first doorbell
+/// since the last ring is held back, to schedule `ring` (karlton-node's RESP
+/// I/O threads post it behind the round of ready clients they are running);
+/// a blocking call on the thread, and a full shard queue, ring first; the
+/// destructor rings what is left. One per thread at a time; a nested one
+/// takes over until it ends. Not for actors (they send their own messages).
+class held_doorbells {
+public:
+  explicit held_doorbells(std::function<void()> first_held);
+  ~held_doorbells();
+  held_doorbells(const held_doorbells&) = delete;
+  held_doorbells& operator=(const held_doorbells&) = delete;
+
+  /// Rings each shard held back since the last ring, once.
+  void ring();
+  /// Shards held back now.
+  size_t held() const noexcept;
+
+  /// The one on this thread, or null.
+  static held_doorbells* current() noexcept;
+
+private:
+  friend struct detail::doorbell_access;
+  std::function<void()> first_held_;
+  std::vector<detail::owed_doorbell> owed_;
+  held_doorbells* previous_;
+};
 
 /// A cheap, copyable handle to one cache of a `runtime`.
 ///
@@ -313,9 +351,10 @@ private:
   friend class runtime;
   explicit cache(std::shared_ptr<detail::cache_core> core);
 
-  // The callback calls, out of line: the caller's callable, type-erased.
+  // The callback calls, out of line: the caller's callable, type-erased
+  // (in place when small: runtime/callback.hpp).
   template <class R>
-  using callback = std::function<void(caf::expected<R>)>;
+  using callback = detail::callback_fn<void(caf::expected<R>)>;
   void get_async_fn(std::string_view key, callback<value> f) const;
   void put_async_fn(std::string_view key, std::string_view bytes, ttl t,
                     callback<unit> f) const;

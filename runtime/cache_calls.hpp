@@ -150,7 +150,7 @@ auto cache::start(std::vector<std::pair<size_t, Op>>&& parts, Combine combine,
   auto until = queue_deadline();
   for (size_t i = 0; i < parts.size(); ++i) {
     auto job = new detail::part_job<call_t, Op>(c, i, std::move(parts[i].second));
-    detail::submit(*core_->runtime_gate, core_->routes[parts[i].first], job, until);
+    detail::submit(core_->runtime_gate, core_->routes[parts[i].first], job, until);
   }
   if (parts.empty()) c->complete_empty();
   return c;
@@ -165,7 +165,7 @@ auto cache::start_one(uint64_t hash, caf::error err, Op op,
   if (err)
     c->abandon(err); // as if a shard had refused it
   else
-    detail::submit(*core_->runtime_gate, core_->routes[shard_of(hash)], c,
+    detail::submit(core_->runtime_gate, core_->routes[shard_of(hash)], c,
                    queue_deadline());
   return c;
 }

@@ -21,6 +21,14 @@ struct reply_slot {
   std::string bytes;
   /// Set with release order once `bytes` is complete.
   std::atomic<bool> ready{false};
+  /// The I/O thread's own note of the command's writes (the session's
+  /// read-your-writes barrier): how many keys it wrote and whether it wrote
+  /// the whole database.
+  uint32_t keys_written = 0;
+  bool wrote_all = false;
+  /// Reply bytes the I/O thread wrote into the slot and counts as held
+  /// (the session's output pause counts replies waiting behind the head).
+  size_t held = 0;
 };
 
 /// A ring of at most `capacity` slots. Slots live in blocks that are made on
@@ -51,6 +59,9 @@ public:
   reply_slot& open() {
     auto& s = at(tail_++);
     s.bytes.clear();
+    s.keys_written = 0;
+    s.wrote_all = false;
+    s.held = 0;
     return s;
   }
 

@@ -60,11 +60,35 @@ void connection::wake() noexcept {
   if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
   auto self = weak_from_this().lock();
   if (!self) return;
+  auto& t = home_;
+  bool post = false;
   try {
-    asio::post(home_.io, [self = std::move(self)] { self->on_wake(); });
+    std::lock_guard<std::mutex> guard{t.wake_mtx};
+    t.woken.push_back(std::move(self));
+    post = !t.wake_posted;
+    t.wake_posted = true;
   } catch (...) {
     wake_pending_.store(false, std::memory_order_release); // no memory: next wake retries
+    return;
   }
+  if (!post) return; // the batch's post is on its way
+  try {
+    asio::post(t.io, [&t] { run_wakes(t); });
+  } catch (...) { // no memory: the next wake posts again
+    std::lock_guard<std::mutex> guard{t.wake_mtx};
+    t.wake_posted = false;
+  }
+}
+
+void run_wakes(io_thread& t) {
+  {
+    std::lock_guard<std::mutex> guard{t.wake_mtx};
+    t.waking.swap(t.woken);
+    t.wake_posted = false;
+  }
+  for (auto& c : t.waking)
+    c->on_wake();
+  t.waking.clear(); // keeps the capacity; may drop the last references
 }
 
 namespace {

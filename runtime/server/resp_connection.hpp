@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/asio.hpp>
 
@@ -41,6 +42,15 @@ struct io_thread {
   std::unordered_map<connection*, std::shared_ptr<connection>> connections;
   /// Set by `stop`: no new reads, no new sessions.
   bool stopping = false;
+
+  /// Connections woken from other threads (a shard finished their replies),
+  /// handed over in one post per batch: a shard that completes the commands
+  /// of 30 clients posts once, not 30 times (each post allocates, takes
+  /// Asio's scheduler lock and may interrupt the reactor).
+  std::mutex wake_mtx;
+  std::vector<std::shared_ptr<connection>> woken; // guarded by wake_mtx
+  bool wake_posted = false;                       // guarded by wake_mtx
+  std::vector<std::shared_ptr<connection>> waking; // this thread's, reused
 };
 
 /// What every connection shares; owned by the server, which outlives them
@@ -100,6 +110,7 @@ public:
   void close_now() noexcept;
 
 private:
+  friend void run_wakes(io_thread& t);
   void read_more();
   void on_read(const boost::system::error_code& ec, size_t n);
   void on_wake();
@@ -141,8 +152,13 @@ private:
   clock::time_point last_active_;
   clock::time_point last_output_;
   clock::time_point linger_until_;
-  /// Coalesces wakes: one post covers every completion until it runs.
+  /// Coalesces wakes: one place in `home_.woken` covers every completion
+  /// until it runs.
   std::atomic<bool> wake_pending_{false};
 };
+
+/// On `t`'s thread: brings the connections woken since the last call up to
+/// date (what `connection::wake` posts, once per batch).
+void run_wakes(io_thread& t);
 
 } // namespace karlton::server::detail

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <karlton/messages/errors.hpp>
+#include <karlton/runtime/cache.hpp>
 
 #include "runtime/server/resp_connection.hpp"
 
@@ -290,6 +291,12 @@ caf::expected<uint16_t> resp_server::start() {
   for (auto& t : self.threads) {
     self.arm_sweep(*t);
     t->thread = std::thread{[&io = t->io] {
+      // The commands this thread runs in one round of ready sockets wake
+      // each shard once: the doorbells they owe ring in a handler queued
+      // behind that round's (Asio runs it before it waits for more).
+      held_doorbells doorbells{[&io] {
+        asio::post(io, [] { held_doorbells::current()->ring(); });
+      }};
       // Handlers catch what they call; this keeps a surprise from ending
       // the thread (and with it every connection on it).
       for (;;) {

@@ -143,8 +143,11 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
   // build gigabytes. The host takes them only while its own unsent output is
   // under output_pause_bytes, so a client that does not read costs about
   // twice that plus one reply (resp_options).
+  // Replies that wait behind an earlier one still in flight count too, or
+  // pipelined GETs of a large value behind one slow SET would fill every
+  // slot (max_in_flight of them).
   const auto& o = ctx_->options;
-  if (output_.size() >= std::min(o.output_pause_bytes, o.output_buffer_limit))
+  if (output_.size() + held_bytes_ >= std::min(o.output_pause_bytes, o.output_buffer_limit))
     return step::paused;
   const auto* spec = find_command(args[0]);
   bool allowed =
@@ -155,7 +158,6 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
   bool runs = allowed && arity_ok;
   if (runs && must_wait(*spec, args)) return step::paused;
   ctx_->counters.total_commands.fetch_add(1, std::memory_order_relaxed);
-  auto seq = slots_.next_sequence();
   auto& slot = slots_.open();
   command_call call{*this, args, slot};
   if (spec == nullptr) {
@@ -181,12 +183,19 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
              ctx_->caches.empty()) {
     call.reply().error("no cache to serve: karlton-node has no caches");
   } else {
-    if (spec->flags & command_spec::write) note_writes(*spec, args, seq);
+    if (spec->flags & command_spec::write) note_writes(*spec, args, slot);
     if (tracks_reads_ && (spec->flags & command_spec::read)) track_reads(*spec, args);
     running_guard guard{this};
     spec->run(call);
   }
   if (!call.deferred()) slot.ready.store(true, std::memory_order_relaxed);
+  // Answered already (here, or a direct hit's callback inline): its bytes
+  // count toward the output pause until drained. Replies that complete on
+  // another thread later are not counted: their size is not known here.
+  if (slot.ready.load(std::memory_order_acquire)) {
+    slot.held = slot.bytes.size();
+    held_bytes_ += slot.held;
+  }
   drain();
   return step::ran;
 }
@@ -236,41 +245,34 @@ bool session_impl::must_wait(const command_spec& spec,
   bool wait = false;
   for_each_key(spec, args, [&](std::string_view k) {
     if (wait) return;
-    auto i = writes_in_flight_.find(key_hash(k));
-    if (i == writes_in_flight_.end()) return;
-    wait = reads || i->second.path != path || path == write_path::pool;
+    auto* w = writes_in_flight_.find(key_hash(k));
+    if (w == nullptr) return;
+    wait = reads || w->path != path || path == write_path::pool;
   });
   return wait;
 }
 
 void session_impl::note_writes(const command_spec& spec,
-                               const std::vector<std::string_view>& args, uint64_t seq) {
-  write_record rec{seq, (spec.flags & command_spec::all_keys) != 0, {}};
-  if (rec.whole_db) ++whole_db_writes_;
+                               const std::vector<std::string_view>& args,
+                               reply_slot& slot) {
+  if (spec.flags & command_spec::all_keys) {
+    slot.wrote_all = true;
+    ++whole_db_writes_;
+  }
   auto path = path_of(spec, args);
   for_each_key(spec, args, [&](std::string_view k) {
     auto h = key_hash(k);
-    rec.hashes.push_back(h);
-    auto& w = writes_in_flight_.try_emplace(h, key_writes{0, path}).first->second;
-    ++w.count;
+    ++slot.keys_written;
+    writes_in_flight_.add(h, path);
   });
-  write_log_.push_back(std::move(rec));
 }
 
 void session_impl::drain() {
   while (auto* slot = slots_.ready_head()) {
     output_ += slot->bytes;
-    auto seq = slots_.head_sequence();
-    if (!write_log_.empty() && write_log_.front().seq == seq) {
-      auto& rec = write_log_.front();
-      if (rec.whole_db) --whole_db_writes_;
-      for (auto h : rec.hashes) {
-        auto i = writes_in_flight_.find(h);
-        if (i != writes_in_flight_.end() && --i->second.count == 0)
-          writes_in_flight_.erase(i);
-      }
-      write_log_.pop_front();
-    }
+    held_bytes_ -= slot->held;
+    if (slot->wrote_all) --whole_db_writes_;
+    writes_in_flight_.remove_oldest(slot->keys_written);
     slots_.pop();
   }
   if (slots_.empty() && !closing_error_.empty()) {

@@ -5,18 +5,17 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include <caf/error.hpp>
 
+#include "runtime/server/in_flight_writes.hpp"
 #include "runtime/server/reply_slots.hpp"
 #include "runtime/server/resp_parser.hpp"
 #include "runtime/server/resp_session.hpp"
@@ -26,19 +25,6 @@ namespace karlton::server {
 
 class session_impl;
 class command_call;
-
-/// The way a write reaches its key's shard. The shard keeps one key's writes
-/// in order only within one way: a put goes to the store at once, a compute
-/// waits behind the key's pending store writes, a TTL change applies to the
-/// table at once, and the blocking pool runs its jobs in any order. So a
-/// connection's write of a key waits for its earlier writes of that key
-/// that went another way (or any way, on the pool) (§4.3).
-enum class write_path : uint8_t {
-  put,     ///< put / erase / put_many: the shard's ordered write queue
-  compute, ///< compute, increment, compare_and_set: behind pending writes
-  ttl,     ///< set_ttl: on the table as it is now
-  pool,    ///< a blocking call on the pool (a distribution=sync cache)
-};
 
 /// What the table knows of a command (also what COMMAND INFO answers).
 struct command_spec {
@@ -175,7 +161,7 @@ private:
                  const std::vector<std::string_view>& args) const;
   void track_reads(const command_spec& spec, const std::vector<std::string_view>& args);
   void note_writes(const command_spec& spec, const std::vector<std::string_view>& args,
-                   uint64_t seq);
+                   reply_slot& slot);
   void drain();
   void protocol_error();
   uint64_t key_hash(std::string_view key) const noexcept;
@@ -189,6 +175,7 @@ private:
   std::vector<std::string_view> held_views_;
   bool has_held_ = false;
   std::string output_;        // ready replies not yet collected
+  size_t held_bytes_ = 0;     // replies written here, waiting behind the head
   std::string closing_error_; // a protocol error, after the replies before it
   int protocol_ = 2;
   size_t db_ = 0;
@@ -201,19 +188,9 @@ private:
   // Read-your-writes (§4.3): how many writes in flight touch each key hash
   // (the db mixed in) and the one way they all took, and how many whole-db
   // writes (FLUSHDB) are in flight. A write leaves them when its reply is
-  // drained, in request order.
-  struct write_record {
-    uint64_t seq;
-    bool whole_db;
-    std::vector<uint64_t> hashes;
-  };
-  struct key_writes {
-    uint32_t count;
-    write_path path;
-  };
-  std::unordered_map<uint64_t, key_writes> writes_in_flight_;
+  // drained; its slot remembers what it wrote.
+  in_flight_writes writes_in_flight_;
   uint32_t whole_db_writes_ = 0;
-  std::deque<write_record> write_log_;
 
   std::mutex host_mtx_; // a completion's wake against detach
   session_host* host_;  // guarded by host_mtx_; null after detach

@@ -376,3 +376,50 @@ TEST_CASE_METHOD(stall_fixture,
   CHECK(first == before);
   CHECK(second >= before + 5s);
 }
+
+namespace {
+struct spread_fixture : test_coordinator_fixture<test_config> {};
+} // namespace
+
+TEST_CASE_METHOD(spread_fixture,
+                 "the shards of a cache start their loader round robin at different workers",
+                 "[shard-actor][loading]") {
+  // Each shard began at worker 0: the first loads of every shard queued on
+  // one worker while the others idled (a slow load delayed them all).
+  auto stand_in = [](caf::event_based_actor*, int) -> caf::behavior {
+    return {[](load_atom, const std::string& key, uint64_t id) {
+      load_outcome out;
+      out.key = key;
+      out.id = id;
+      out.bytes = "loaded";
+      return out;
+    }};
+  };
+  std::vector<caf::actor> workers;
+  for (int i = 0; i < 3; ++i)
+    workers.push_back(sys.spawn(stand_in, 0));
+  std::vector<shard_actor> shards;
+  for (uint32_t index = 0; index < 3; ++index) {
+    shard_setup setup;
+    setup.config.read_through = true;
+    setup.time_source = std::make_shared<coordinator_clock>(sched);
+    setup.inbox = std::make_shared<ingress>(8);
+    for (auto& w : workers)
+      setup.loaders.push_back(caf::actor_cast<loader_actor>(w));
+    setup.index = index;
+    shards.push_back(sys.spawn(shard, std::move(setup)));
+  }
+  sched.run();
+  for (uint32_t index = 0; index < 3; ++index) {
+    self->send(shards[index], load_atom::value, std::string{"k"});
+    expect((load_atom, std::string), from(self).to(shards[index]));
+    // Shard n's first load goes to worker n.
+    expect((load_atom, std::string, uint64_t), from(shards[index]).to(workers[index]));
+  }
+  sched.run();
+  for (auto& s : shards)
+    caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  for (auto& w : workers)
+    caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+  sched.run();
+}

@@ -121,12 +121,21 @@ TEST_CASE("a transaction of 1,000 updates invalidates all 1,000 as one group",
   f.fill("INSERT INTO users(key, value) SELECT convert_to('k' || i, 'UTF8'), "
              "convert_to('v' || i, 'UTF8') FROM generate_series(1, 1000) AS i");
   REQUIRE(f.load_and_hold("k1") == "v1");
-  for (int i = 1; i <= 1000; ++i)
-    REQUIRE(must(f.c.get_or_load("k" + std::to_string(i))).bytes() ==
-            "v" + std::to_string(i));
-  REQUIRE_FALSE(f.rt.sync_changes(30s));
-  for (int i = 1; i <= 1000; ++i)
-    REQUIRE(f.holds("k" + std::to_string(i)));
+  // All 1,000 held before the UPDATE. Retried as load_and_hold is: on a
+  // loaded machine a heartbeat answered later than the lease (1 s) lapses
+  // it, and the next read clears the shard (README, the lease): seen once
+  // in 13 runs with two builds beside the suite.
+  REQUIRE(eventually(
+    [&] {
+      for (int i = 1; i <= 1000; ++i)
+        REQUIRE(must(f.c.get_or_load("k" + std::to_string(i))).bytes() ==
+                "v" + std::to_string(i));
+      REQUIRE_FALSE(f.rt.sync_changes(30s));
+      for (int i = 1; i <= 1000; ++i)
+        if (!f.holds("k" + std::to_string(i))) return false;
+      return true;
+    },
+    30s));
   auto before = f.stats();
 
   f.srv.psql("BEGIN; UPDATE users SET value = value || 'x'; COMMIT");

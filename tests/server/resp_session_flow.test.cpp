@@ -180,3 +180,35 @@ TEST_CASE("session: replies held for the socket stay near the output limit, and 
         0);
   CHECK(other.call({"MGET", "big", "big", "nope"}).rfind("*3\r\n", 0) == 0);
 }
+
+TEST_CASE("session: replies waiting behind a write in flight count toward the output pause",
+          "[resp_session]") {
+  auto db = std::make_shared<gated_store>();
+  runtime rt;
+  auto c = must(rt.create_cache(write_through(db)));
+  testing::release_on_exit open_gate{db->gate};
+  db->holding = false;
+  std::string big(100 << 10, 'v');
+  REQUIRE_FALSE(c.put("big", big));
+  db->holding = true;
+  resp_options opts;
+  opts.output_pause_bytes = 1 << 20;
+  test_client cl{context_for(rt, {c}, opts)};
+  // The SET waits for the store; every GET behind it is answered at once
+  // but cannot leave before the SET's reply. Without counting them, all 50
+  // ran and held 5 MB; counted, execution pauses after about 1 MiB.
+  std::string pipeline = resp_command({"SET", "k", "1"});
+  for (int i = 0; i < 50; ++i)
+    pipeline += resp_command({"GET", "big"});
+  cl.feed(pipeline);
+  CHECK_FALSE(cl.s->wants_input());
+  auto ran = cl.ctx->counters.total_commands.load();
+  CHECK(ran >= 2);
+  CHECK(ran <= 1 + 11); // the SET, and GETs up to the first past 1 MiB
+  db->gate.release();
+  auto replies = cl.replies(51);
+  REQUIRE(replies.size() == 51);
+  CHECK(replies.front() == "+OK\r\n");
+  CHECK(replies.back() == "$" + std::to_string(big.size()) + "\r\n" + big + "\r\n");
+  CHECK(cl.ctx->counters.total_commands.load() == 51);
+}

@@ -1,0 +1,107 @@
+// The type-erased callback of the asynchronous calls (cache::put_async and
+// the others): a move-only std::function whose callable lives inside it when
+// it is small. libstdc++'s std::function keeps only trivially copyable
+// callables of 16 bytes inline, so every callback holding a shared_ptr (a
+// server's reply handle, a promise) cost a heap block, allocated on the
+// caller's thread and freed on the shard's: one of the allocations of each
+// SET through karlton-node (docs/plans/resp-set-path.md, R6).
+#pragma once
+
+#include <cstddef>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+namespace karlton::detail {
+
+template <class Signature>
+class callback_fn;
+
+/// `void(Arg)`, move-only. A callable of up to `inline_size` bytes that
+/// moves without throwing is stored in place; a larger one on the heap.
+template <class Arg>
+class callback_fn<void(Arg)> {
+public:
+  static constexpr size_t inline_size = 48;
+
+  callback_fn() noexcept = default;
+
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, callback_fn>>>
+  callback_fn(F&& f) { // NOLINT: converting, as std::function's
+    using T = std::decay_t<F>;
+    if constexpr (stores_inline<T>) {
+      new (buffer_) T(std::forward<F>(f));
+      ops_ = &inline_ops<T>;
+    } else {
+      *reinterpret_cast<T**>(buffer_) = new T(std::forward<F>(f));
+      ops_ = &heap_ops<T>;
+    }
+  }
+
+  callback_fn(callback_fn&& other) noexcept : ops_(other.ops_) {
+    if (ops_) ops_->relocate(other.buffer_, buffer_);
+    other.ops_ = nullptr;
+  }
+
+  callback_fn& operator=(callback_fn&& other) noexcept {
+    if (this != &other) {
+      reset();
+      ops_ = other.ops_;
+      if (ops_) ops_->relocate(other.buffer_, buffer_);
+      other.ops_ = nullptr;
+    }
+    return *this;
+  }
+
+  callback_fn(const callback_fn&) = delete;
+  callback_fn& operator=(const callback_fn&) = delete;
+
+  ~callback_fn() { reset(); }
+
+  explicit operator bool() const noexcept { return ops_ != nullptr; }
+
+  /// Whether a callable of type T is kept in place (no heap block).
+  template <class T>
+  static constexpr bool stores_inline = sizeof(T) <= inline_size &&
+                                        alignof(T) <= alignof(std::max_align_t) &&
+                                        std::is_nothrow_move_constructible_v<T>;
+
+  /// Calls the callable; it must be set.
+  void operator()(Arg arg) { ops_->call(buffer_, std::forward<Arg>(arg)); }
+
+private:
+  struct ops {
+    void (*call)(void* self, Arg&& arg);
+    /// Moves the callable from `from` to `to` and destroys it at `from`.
+    void (*relocate)(void* from, void* to) noexcept;
+    void (*destroy)(void* self) noexcept;
+  };
+
+  template <class T>
+  static inline const ops inline_ops{
+    [](void* self, Arg&& arg) { (*static_cast<T*>(self))(std::forward<Arg>(arg)); },
+    [](void* from, void* to) noexcept {
+      auto* f = static_cast<T*>(from);
+      new (to) T(std::move(*f));
+      f->~T();
+    },
+    [](void* self) noexcept { static_cast<T*>(self)->~T(); }};
+
+  template <class T>
+  static inline const ops heap_ops{
+    [](void* self, Arg&& arg) { (**static_cast<T**>(self))(std::forward<Arg>(arg)); },
+    [](void* from, void* to) noexcept {
+      *static_cast<T**>(to) = *static_cast<T**>(from);
+    },
+    [](void* self) noexcept { delete *static_cast<T**>(self); }};
+
+  void reset() noexcept {
+    if (ops_) ops_->destroy(buffer_);
+    ops_ = nullptr;
+  }
+
+  alignas(std::max_align_t) unsigned char buffer_[inline_size];
+  const ops* ops_ = nullptr;
+};
+
+} // namespace karlton::detail

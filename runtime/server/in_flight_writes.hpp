@@ -1,0 +1,143 @@
+// The keys a connection's writes in flight touch (read-your-writes, §4.3):
+// for each key hash, how many writes are in flight and the one way they
+// took. Every SET adds a key and its reply removes it, so this is on the hot
+// path of each write: open addressing with linear probing and deletion by
+// backward shift, and the hashes in request order in a ring, keep it free of
+// allocation once both have grown to the connection's pipeline depth (an
+// unordered_map and a record per write allocated two or three times).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace karlton::server {
+
+/// The way a write reaches its key's shard. The shard keeps one key's writes
+/// in order only within one way: a put goes to the store at once, a compute
+/// waits behind the key's pending store writes, a TTL change applies to the
+/// table at once, and the blocking pool runs its jobs in any order. So a
+/// connection's write of a key waits for its earlier writes of that key
+/// that went another way (or any way, on the pool) (§4.3).
+enum class write_path : uint8_t {
+  put,     ///< put / erase / put_many: the shard's ordered write queue
+  compute, ///< compute, increment, compare_and_set: behind pending writes
+  ttl,     ///< set_ttl: on the table as it is now
+  pool,    ///< a blocking call on the pool (a distribution=sync cache)
+};
+
+/// Key hash -> (writes in flight, their way). Writes leave in the order
+/// they came (replies are drained in request order). I/O thread only.
+class in_flight_writes {
+public:
+  struct writes {
+    uint32_t count; ///< 0: a free slot
+    write_path path;
+  };
+
+  bool empty() const noexcept { return used_ == 0; }
+  /// Distinct hashes in flight.
+  size_t size() const noexcept { return used_; }
+
+  /// The writes in flight of `hash`, or null if none.
+  const writes* find(uint64_t hash) const noexcept {
+    if (used_ == 0) return nullptr;
+    for (size_t i = home(hash);; i = (i + 1) & mask_) {
+      const auto& s = slots_[i];
+      if (s.w.count == 0) return nullptr;
+      if (s.hash == hash) return &s.w;
+    }
+  }
+
+  /// One more write of `hash`; `path` is kept from its first write in flight.
+  void add(uint64_t hash, write_path path) {
+    if (order_count_ == order_.size()) grow_order();
+    order_[(order_head_ + order_count_++) & (order_.size() - 1)] = hash;
+    if ((used_ + 1) * 2 > slots_.size()) grow();
+    size_t i = home(hash);
+    for (; slots_[i].w.count != 0; i = (i + 1) & mask_) {
+      if (slots_[i].hash == hash) {
+        ++slots_[i].w.count;
+        return;
+      }
+    }
+    slots_[i] = slot{hash, {1, path}};
+    ++used_;
+  }
+
+  /// The `n` oldest writes are done (a reply drained: the keys its command
+  /// wrote, in the order they were added).
+  void remove_oldest(size_t n) noexcept {
+    for (; n > 0 && order_count_ > 0; --n, --order_count_) {
+      remove(order_[order_head_]);
+      order_head_ = (order_head_ + 1) & (order_.size() - 1);
+    }
+  }
+
+private:
+  struct slot {
+    uint64_t hash = 0;
+    writes w{0, write_path::put};
+  };
+
+  void remove(uint64_t hash) noexcept {
+    size_t i = home(hash);
+    for (; slots_[i].hash != hash || slots_[i].w.count == 0; i = (i + 1) & mask_)
+      if (slots_[i].w.count == 0) return;
+    if (--slots_[i].w.count > 0) return;
+    --used_;
+    // Backward shift: move each later entry of the run whose home is not
+    // between the hole and it into the hole, so lookups never stop early.
+    for (size_t j = (i + 1) & mask_; slots_[j].w.count != 0; j = (j + 1) & mask_) {
+      size_t h = home(slots_[j].hash);
+      bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
+      if (stays) continue;
+      slots_[i] = slots_[j];
+      slots_[j].w.count = 0;
+      i = j;
+    }
+  }
+
+  size_t home(uint64_t hash) const noexcept {
+    // Fibonacci hashing: the key hashes' high bits are as good as the low.
+    return static_cast<size_t>((hash * 0x9e3779b97f4a7c15ULL) >> shift_) & mask_;
+  }
+
+  void grow() {
+    std::vector<slot> old;
+    old.swap(slots_);
+    size_t n = old.empty() ? 16 : old.size() * 2;
+    slots_.assign(n, slot{});
+    mask_ = n - 1;
+    shift_ = 64;
+    for (size_t m = n; m > 1; m >>= 1)
+      --shift_;
+    used_ = 0;
+    for (const auto& s : old) {
+      if (s.w.count == 0) continue;
+      size_t i = home(s.hash);
+      while (slots_[i].w.count != 0)
+        i = (i + 1) & mask_;
+      slots_[i] = s;
+      ++used_;
+    }
+  }
+
+  void grow_order() {
+    std::vector<uint64_t> next(order_.empty() ? 16 : order_.size() * 2);
+    for (size_t k = 0; k < order_count_; ++k)
+      next[k] = order_[(order_head_ + k) & (order_.size() - 1)];
+    order_.swap(next);
+    order_head_ = 0;
+  }
+
+  std::vector<uint64_t> order_; // the hashes in flight, oldest at order_head_
+  size_t order_head_ = 0;
+  size_t order_count_ = 0;
+  std::vector<slot> slots_;
+  size_t mask_ = 0;
+  unsigned shift_ = 64;
+  size_t used_ = 0;
+};
+
+} // namespace karlton::server

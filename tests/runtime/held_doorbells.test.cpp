@@ -1,0 +1,141 @@
+// Doorbells held back to the end of an I/O round (held_doorbells,
+// runtime/cache.hpp): on CAF's deterministic test coordinator every doorbell is
+// a message to see, so "one per shard per round" is counted, not timed.
+#include "support/caf_catch_bridge.hpp"
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "actors/shard_actor.hpp"
+#include "runtime/bridge.hpp"
+#include "support/coordinator_clock.hpp"
+#include "support/must.hpp"
+#include <karlton/messages/errors.hpp>
+#include <karlton/messages/type_ids.hpp>
+#include <karlton/runtime/runtime.hpp>
+
+using namespace karlton;
+using namespace std::chrono_literals;
+using karlton::testing::coordinator_clock;
+using karlton::testing::must;
+using karlton::testing::test_config;
+
+namespace {
+
+struct fixture : test_coordinator_fixture<test_config> {
+  std::shared_ptr<coordinator_clock> time_source =
+    std::make_shared<coordinator_clock>(sched);
+  std::shared_ptr<detail::gate> gate = std::make_shared<detail::gate>();
+  std::vector<detail::shard_route> routes;
+
+  fixture() {
+    for (int i = 0; i < 2; ++i) {
+      detail::shard_route r;
+      r.inbox = std::make_shared<ingress>(64);
+      r.reads = std::make_shared<read_side>(time_source);
+      shard_setup setup;
+      setup.config.reads = r.reads;
+      setup.time_source = time_source;
+      setup.inbox = r.inbox;
+      r.actor = sys.spawn(shard, std::move(setup));
+      routes.push_back(std::move(r));
+    }
+    sched.run();
+  }
+
+  ~fixture() override {
+    for (auto& r : routes)
+      caf::anon_send_exit(r.actor, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  void submit(size_t shard, shard_job* job) {
+    detail::submit(gate, routes[shard], job, std::chrono::steady_clock::now() + 1s);
+  }
+};
+
+// Counts how the shard ran it, or that it never will.
+struct counted_job final : shard_job {
+  int* ran;
+  int* abandoned;
+  counted_job(int* r, int* a) : ran(r), abandoned(a) {}
+  void run(shard_state&, time_point) override {
+    ++*ran;
+    delete this;
+  }
+  void abandon(const caf::error&) override {
+    ++*abandoned;
+    delete this;
+  }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "without held doorbells each burst rings at once",
+                 "[bridge][doorbell]") {
+  int ran = 0, abandoned = 0;
+  submit(0, new counted_job(&ran, &abandoned));
+  submit(0, new counted_job(&ran, &abandoned)); // rung already: no second doorbell
+  expect((doorbell_atom), to(routes[0].actor));
+  CHECK(ran == 2);
+  CHECK_FALSE(sched.has_job());
+}
+
+TEST_CASE_METHOD(fixture, "held doorbells ring each shard once, when they ring",
+                 "[bridge][doorbell]") {
+  int ran = 0, abandoned = 0, hooks = 0;
+  {
+    karlton::held_doorbells doorbells{[&] { ++hooks; }};
+    for (int i = 0; i < 5; ++i) {
+      submit(0, new counted_job(&ran, &abandoned));
+      submit(1, new counted_job(&ran, &abandoned));
+    }
+    // Queued, not rung: no message to either shard yet, and the installer
+    // was asked once to schedule the ring.
+    CHECK_FALSE(sched.has_job());
+    CHECK(ran == 0);
+    CHECK(hooks == 1);
+    CHECK(doorbells.held() == 2);
+    doorbells.ring();
+    CHECK(doorbells.held() == 0);
+    expect((doorbell_atom), to(routes[0].actor));
+    expect((doorbell_atom), to(routes[1].actor));
+    CHECK_FALSE(sched.has_job()); // one doorbell each
+    CHECK(ran == 10);
+    // The next round asks again.
+    submit(1, new counted_job(&ran, &abandoned));
+    CHECK(hooks == 2);
+  } // leaving the scope rings what is owed
+  expect((doorbell_atom), to(routes[1].actor));
+  CHECK(ran == 11);
+  CHECK(abandoned == 0);
+  CHECK(karlton::held_doorbells::current() == nullptr);
+}
+
+TEST_CASE_METHOD(fixture, "a deferred doorbell after the runtime stopped fails the jobs",
+                 "[bridge][doorbell][shutdown]") {
+  int ran = 0, abandoned = 0;
+  karlton::held_doorbells doorbells{[] {}};
+  submit(0, new counted_job(&ran, &abandoned));
+  gate->closed.store(true); // shutdown began between the push and the ring
+  doorbells.ring();
+  CHECK(abandoned == 1);
+  CHECK(ran == 0);
+  CHECK_FALSE(sched.has_job()); // no doorbell to a stopping shard
+}
+
+// On a real runtime: a thread with a doorbells that makes a blocking call rings
+// first, or it would wait for its own doorbell until the call timed out.
+TEST_CASE("a blocking call on a thread that holds doorbells rings them first",
+          "[bridge][doorbell]") {
+  runtime rt{std::make_shared<manual_clock>()};
+  cache_options o;
+  o.name = "c";
+  auto c = must(rt.create_cache(o)); // without the ring: a timeout after 5 s
+  int hooks = 0;
+  karlton::held_doorbells doorbells{[&] { ++hooks; }};
+  REQUIRE_FALSE(c.put("k", "v"));
+  CHECK(must(c.get("k")).bytes() == "v");
+  CHECK(hooks >= 1); // the put was deferred, and still completed
+}
