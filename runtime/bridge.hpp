@@ -98,10 +98,10 @@ inline caf::error blocking_refused() {
                     "...) or request the shard actor (shard_for(key))");
 }
 
-/// Rings what this thread's `held_doorbells` (cache.hpp) owes, if it has
+/// Rings what this thread's `held_doorbells` (cache.hpp) holds, if it has
 /// one: before the thread waits for an answer that may need one of those
 /// doorbells.
-void ring_deferred_doorbells();
+void ring_held_doorbells();
 
 /// Delivers to a thread blocked in `wait`. It spins briefly first: a shard
 /// usually answers within a few microseconds, much less than the cost of
@@ -124,7 +124,7 @@ struct waiting_sink {
   }
 
   caf::expected<R> wait(std::chrono::steady_clock::time_point deadline) {
-    ring_deferred_doorbells(); // or this thread would wait for its own doorbell
+    ring_held_doorbells(); // or this thread would wait for its own doorbell
     auto is_ready = [this] { return state.load(std::memory_order_acquire) == ready; };
     // A shard with a core of its own answers in a few microseconds: poll
     // briefly (64 pauses, about 1 us). Then yield for up to 50 us rather than
@@ -328,7 +328,7 @@ void submit(const std::shared_ptr<gate>& g, const shard_route& route, shard_job*
             std::chrono::steady_clock::time_point deadline);
 
 /// What a `held_doorbells` (cache.hpp) holds back for one shard.
-struct owed_doorbell {
+struct held_doorbell {
   std::shared_ptr<gate> g; // both kept alive: the cache may go meanwhile
   shard_route route;
 };

@@ -27,7 +27,7 @@ void fail_queued(const shard_route& route) {
 
 namespace {
 
-thread_local karlton::held_doorbells* current_batch = nullptr;
+thread_local karlton::held_doorbells* held_here = nullptr;
 
 // After jobs were pushed on `route`: rings its doorbell unless it is rung.
 void ring_doorbell(gate& g, const shard_route& route) {
@@ -46,10 +46,10 @@ void ring_doorbell(gate& g, const shard_route& route) {
 struct doorbell_access {
   static void hold(held_doorbells& b, const std::shared_ptr<gate>& g,
                    const shard_route& route) {
-    for (const auto& o : b.owed_)
+    for (const auto& o : b.held_)
       if (o.route.inbox == route.inbox) return; // one doorbell per shard per ring
-    b.owed_.push_back(owed_doorbell{g, route});
-    if (b.owed_.size() == 1 && b.first_held_) b.first_held_();
+    b.held_.push_back(held_doorbell{g, route});
+    if (b.held_.size() == 1 && b.first_held_) b.first_held_();
   }
 };
 
@@ -61,9 +61,9 @@ void submit(const std::shared_ptr<gate>& gp, const shard_route& route, shard_job
     return;
   }
   if (!route.inbox->push(job)) {
-    // Full: ring what this thread owes (the shard may be waiting for it to
+    // Full: ring what this thread holds (the shard may be waiting for it to
     // make room), then wait for room until the call's deadline.
-    ring_deferred_doorbells();
+    ring_held_doorbells();
     while (!route.inbox->push(job)) {
       if (g.closed.load(std::memory_order_acquire)) {
         job->abandon(make_error(errc::shut_down, "the karlton runtime has stopped"));
@@ -81,46 +81,46 @@ void submit(const std::shared_ptr<gate>& gp, const shard_route& route, shard_job
   // Queued. If shutdown began, its final drain may already have run: drain
   // ourselves. Otherwise (seq_cst order) that drain comes after our push.
   if (g.closed.load(std::memory_order_seq_cst)) return fail_queued(route);
-  if (current_batch != nullptr)
-    doorbell_access::hold(*current_batch, gp, route);
+  if (held_here != nullptr)
+    doorbell_access::hold(*held_here, gp, route);
   else
     ring_doorbell(g, route);
 }
 
-void ring_deferred_doorbells() {
-  if (current_batch != nullptr) current_batch->ring();
+void ring_held_doorbells() {
+  if (held_here != nullptr) held_here->ring();
 }
 
 } // namespace detail
 
 held_doorbells::held_doorbells(std::function<void()> first_held)
-  : first_held_(std::move(first_held)), previous_(detail::current_batch) {
-  detail::current_batch = this;
+  : first_held_(std::move(first_held)), previous_(detail::held_here) {
+  detail::held_here = this;
 }
 
 held_doorbells::~held_doorbells() {
   ring();
-  detail::current_batch = previous_;
+  detail::held_here = previous_;
 }
 
 held_doorbells* held_doorbells::current() noexcept {
-  return detail::current_batch;
+  return detail::held_here;
 }
 
 size_t held_doorbells::held() const noexcept {
-  return owed_.size();
+  return held_.size();
 }
 
 void held_doorbells::ring() {
   // Swapped out first: a ring may fail queued jobs inline (the runtime
   // stopped), and their callbacks may call again on this thread.
-  auto owed = std::move(owed_);
-  owed_.clear();
-  for (const auto& o : owed)
+  auto ringing = std::move(held_);
+  held_.clear();
+  for (const auto& o : ringing)
     detail::ring_doorbell(*o.g, o.route);
-  if (owed_.empty()) {
-    owed.clear(); // keep the capacity for the next round
-    owed_.swap(owed);
+  if (held_.empty()) {
+    ringing.clear(); // keep the capacity for the next round
+    held_.swap(ringing);
   }
 }
 

@@ -18,8 +18,8 @@
 #include <caf/unit.hpp>
 
 #include <karlton/messages/compute.hpp>
-#include <karlton/runtime/callback.hpp>
 #include <karlton/messages/shard_interface.hpp>
+#include <karlton/runtime/callback.hpp>
 #include <karlton/runtime/options.hpp>
 
 namespace karlton {
@@ -27,8 +27,8 @@ namespace karlton {
 namespace detail {
 struct cache_core; // runtime/cache_core.hpp
 template <class Sink>
-struct sink_tag;      // runtime/bridge.hpp
-struct owed_doorbell; // runtime/bridge.hpp
+struct sink_tag;        // runtime/bridge.hpp
+struct held_doorbell;   // runtime/bridge.hpp
 struct doorbell_access; // runtime/cache.cpp
 } // namespace detail
 
@@ -47,6 +47,8 @@ struct doorbell_access; // runtime/cache.cpp
 /// takes over until it ends. Not for actors (they send their own messages).
 class held_doorbells {
 public:
+  /// Holds this thread's doorbells from now on; `first_held` (may be
+  /// empty) is called on this thread when the first one since a ring is held.
   explicit held_doorbells(std::function<void()> first_held);
   ~held_doorbells();
   held_doorbells(const held_doorbells&) = delete;
@@ -63,7 +65,7 @@ public:
 private:
   friend struct detail::doorbell_access;
   std::function<void()> first_held_;
-  std::vector<detail::owed_doorbell> owed_;
+  std::vector<detail::held_doorbell> held_;
   held_doorbells* previous_;
 };
 

@@ -22,11 +22,15 @@ class callback_fn;
 template <class Arg>
 class callback_fn<void(Arg)> {
 public:
+  /// Bytes of callable kept in place.
   static constexpr size_t inline_size = 48;
 
+  /// Empty: calling it is undefined.
   callback_fn() noexcept = default;
 
-  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, callback_fn>>>
+  /// Takes `f` (any callable with `void(Arg)`), in place when it fits.
+  template <class F,
+            class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, callback_fn>>>
   callback_fn(F&& f) { // NOLINT: converting, as std::function's
     using T = std::decay_t<F>;
     if constexpr (stores_inline<T>) {
@@ -38,11 +42,13 @@ public:
     }
   }
 
+  /// Takes `other`'s callable; `other` is left empty.
   callback_fn(callback_fn&& other) noexcept : ops_(other.ops_) {
     if (ops_) ops_->relocate(other.buffer_, buffer_);
     other.ops_ = nullptr;
   }
 
+  /// Drops the callable held, then takes `other`'s; `other` is left empty.
   callback_fn& operator=(callback_fn&& other) noexcept {
     if (this != &other) {
       reset();
@@ -58,13 +64,14 @@ public:
 
   ~callback_fn() { reset(); }
 
+  /// True if it holds a callable.
   explicit operator bool() const noexcept { return ops_ != nullptr; }
 
   /// Whether a callable of type T is kept in place (no heap block).
   template <class T>
-  static constexpr bool stores_inline = sizeof(T) <= inline_size &&
-                                        alignof(T) <= alignof(std::max_align_t) &&
-                                        std::is_nothrow_move_constructible_v<T>;
+  static constexpr bool stores_inline =
+    sizeof(T) <= inline_size &&
+    alignof(T) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<T>;
 
   /// Calls the callable; it must be set.
   void operator()(Arg arg) { ops_->call(buffer_, std::forward<Arg>(arg)); }

@@ -48,8 +48,8 @@ struct io_thread {
   /// of 30 clients posts once, not 30 times (each post allocates, takes
   /// Asio's scheduler lock and may interrupt the reactor).
   std::mutex wake_mtx;
-  std::vector<std::shared_ptr<connection>> woken; // guarded by wake_mtx
-  bool wake_posted = false;                       // guarded by wake_mtx
+  std::vector<std::shared_ptr<connection>> woken;  // guarded by wake_mtx
+  bool wake_posted = false;                        // guarded by wake_mtx
   std::vector<std::shared_ptr<connection>> waking; // this thread's, reused
 };
 

@@ -147,7 +147,8 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
   // pipelined GETs of a large value behind one slow SET would fill every
   // slot (max_in_flight of them).
   const auto& o = ctx_->options;
-  if (output_.size() + held_bytes_ >= std::min(o.output_pause_bytes, o.output_buffer_limit))
+  if (output_.size() + held_bytes_ >=
+      std::min(o.output_pause_bytes, o.output_buffer_limit))
     return step::paused;
   const auto* spec = find_command(args[0]);
   bool allowed =

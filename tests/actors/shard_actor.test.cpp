@@ -381,9 +381,10 @@ namespace {
 struct spread_fixture : test_coordinator_fixture<test_config> {};
 } // namespace
 
-TEST_CASE_METHOD(spread_fixture,
-                 "the shards of a cache start their loader round robin at different workers",
-                 "[shard-actor][loading]") {
+TEST_CASE_METHOD(
+  spread_fixture,
+  "the shards of a cache start their loader round robin at different workers",
+  "[shard-actor][loading]") {
   // Each shard began at worker 0: the first loads of every shard queued on
   // one worker while the others idled (a slow load delayed them all).
   auto stand_in = [](caf::event_based_actor*, int) -> caf::behavior {

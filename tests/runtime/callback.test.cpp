@@ -31,7 +31,9 @@ TEST_CASE("a callback calls, moves and destroys its callable exactly once",
   std::string got;
   auto small = [owner, &got](std::string s) { got = std::move(s); };
   std::array<char, 128> pad{};
-  auto large = [owner, &got, pad](std::string s) { got = s + std::to_string(pad.size()); };
+  auto large = [owner, &got, pad](std::string s) {
+    got = s + std::to_string(pad.size());
+  };
   STATIC_REQUIRE(fn::stores_inline<decltype(small)>);
   STATIC_REQUIRE_FALSE(fn::stores_inline<decltype(large)>);
   {

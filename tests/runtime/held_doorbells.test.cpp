@@ -106,7 +106,7 @@ TEST_CASE_METHOD(fixture, "held doorbells ring each shard once, when they ring",
     // The next round asks again.
     submit(1, new counted_job(&ran, &abandoned));
     CHECK(hooks == 2);
-  } // leaving the scope rings what is owed
+  } // leaving the scope rings what is held
   expect((doorbell_atom), to(routes[1].actor));
   CHECK(ran == 11);
   CHECK(abandoned == 0);

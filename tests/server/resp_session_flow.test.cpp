@@ -181,8 +181,9 @@ TEST_CASE("session: replies held for the socket stay near the output limit, and 
   CHECK(other.call({"MGET", "big", "big", "nope"}).rfind("*3\r\n", 0) == 0);
 }
 
-TEST_CASE("session: replies waiting behind a write in flight count toward the output pause",
-          "[resp_session]") {
+TEST_CASE(
+  "session: replies waiting behind a write in flight count toward the output pause",
+  "[resp_session]") {
   auto db = std::make_shared<gated_store>();
   runtime rt;
   auto c = must(rt.create_cache(write_through(db)));
