@@ -53,6 +53,11 @@ struct gate {
   }
 };
 
+/// Rings what this thread's `held_doorbells` (cache.hpp) holds, if it has
+/// one: before the thread waits for an answer that may need one of those
+/// doorbells.
+void ring_held_doorbells();
+
 /// Lets a plain thread use the actor system (a `scoped_actor`) and the actor
 /// handles of a cache core that shutdown clears. Shutdown closes the gate,
 /// stops every actor (so requests to them end), then waits until no pass is
@@ -62,7 +67,10 @@ struct gate {
 /// sees the gate closed.)
 class system_pass {
 public:
-  explicit system_pass(gate& g) noexcept : gate_(g) {
+  explicit system_pass(gate& g) : gate_(g) {
+    // A blocking call that asks an actor directly (the flusher, the peer)
+    // must come after this thread's calls before it: their doorbells go first.
+    ring_held_doorbells();
     gate_.users.fetch_add(1, std::memory_order_seq_cst);
     granted_ = !gate_.closed.load(std::memory_order_seq_cst);
   }
@@ -97,11 +105,6 @@ inline caf::error blocking_refused() {
                     "shards need; from an actor use the async calls (get_async(key, f), "
                     "...) or request the shard actor (shard_for(key))");
 }
-
-/// Rings what this thread's `held_doorbells` (cache.hpp) holds, if it has
-/// one: before the thread waits for an answer that may need one of those
-/// doorbells.
-void ring_held_doorbells();
 
 /// Delivers to a thread blocked in `wait`. It spins briefly first: a shard
 /// usually answers within a few microseconds, much less than the cost of

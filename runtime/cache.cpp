@@ -48,9 +48,15 @@ struct doorbell_access {
                    const shard_route& route) {
     for (const auto& o : b.held_)
       if (o.route.inbox == route.inbox) return; // one doorbell per shard per ring
-    b.held_.push_back(held_doorbell{g, route});
-    if (b.held_.size() == 1 && b.first_held_) b.first_held_();
+    try {
+      b.held_.push_back(held_doorbell{g, route});
+      if (b.held_.size() == 1 && b.first_held_) b.first_held_();
+    } catch (...) { // no memory to hold it or to schedule the ring: ring now
+      b.ring();
+      ring_doorbell(*g, route);
+    }
   }
+  static held_doorbells* previous(held_doorbells& b) noexcept { return b.previous_; }
 };
 
 void submit(const std::shared_ptr<gate>& gp, const shard_route& route, shard_job* job,
@@ -88,7 +94,10 @@ void submit(const std::shared_ptr<gate>& gp, const shard_route& route, shard_job
 }
 
 void ring_held_doorbells() {
-  if (held_here != nullptr) held_here->ring();
+  // Every holder on this thread, not only the innermost: an outer one's
+  // jobs may be what the caller is about to wait for.
+  for (auto* h = held_here; h != nullptr; h = doorbell_access::previous(*h))
+    h->ring();
 }
 
 } // namespace detail

@@ -42,9 +42,10 @@ struct doorbell_access; // runtime/cache.cpp
 /// The ring must follow soon: `first_held` is called when the first doorbell
 /// since the last ring is held back, to schedule `ring` (karlton-node's RESP
 /// I/O threads post it behind the round of ready clients they are running);
-/// a blocking call on the thread, and a full shard queue, ring first; the
-/// destructor rings what is left. One per thread at a time; a nested one
-/// takes over until it ends. Not for actors (they send their own messages).
+/// a blocking call on the thread and a full shard queue ring first (every
+/// holder on the thread), a call that returns a future rings at once, and the
+/// destructor rings what is left. A nested one takes over until it ends. Not
+/// for actors (they send their own messages).
 class held_doorbells {
 public:
   /// Holds this thread's doorbells from now on; `first_held` (may be

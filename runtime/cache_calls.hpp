@@ -131,6 +131,9 @@ std::future<caf::expected<R>> cache::as_future(Launch launch) {
   std::promise<caf::expected<R>> p;
   auto f = p.get_future();
   launch(detail::sink_tag<detail::promise_sink<R>>{}, std::move(p))->release();
+  // The caller may wait for the future on this thread, which nothing would
+  // ring for it: calls that return a future are never held.
+  detail::ring_held_doorbells();
   return f;
 }
 

@@ -292,10 +292,14 @@ caf::expected<uint16_t> resp_server::start() {
     self.arm_sweep(*t);
     t->thread = std::thread{[&io = t->io] {
       // The commands this thread runs in one round of ready sockets wake
-      // each shard once: the doorbells they owe ring in a handler queued
+      // each shard once: the doorbells they hold ring in a handler queued
       // behind that round's (Asio runs it before it waits for more).
       held_doorbells doorbells{[&io] {
-        asio::post(io, [] { held_doorbells::current()->ring(); });
+        asio::post(io, [] {
+          // Null when `stop` runs what is left on its own thread; this
+          // thread's holder rang everything when it ended.
+          if (auto* h = held_doorbells::current()) h->ring();
+        });
       }};
       // Handlers catch what they call; this keeps a surprise from ending
       // the thread (and with it every connection on it).

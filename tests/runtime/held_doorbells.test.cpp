@@ -139,3 +139,16 @@ TEST_CASE("a blocking call on a thread that holds doorbells rings them first",
   CHECK(must(c.get("k")).bytes() == "v");
   CHECK(hooks >= 1); // the put was deferred, and still completed
 }
+
+// A future may be waited for on the same thread: nothing would ring for it.
+TEST_CASE("a call that returns a future is not held", "[bridge][doorbell]") {
+  runtime rt{std::make_shared<manual_clock>()};
+  cache_options o;
+  o.name = "c";
+  auto c = must(rt.create_cache(o));
+  karlton::held_doorbells doorbells{[] {}};
+  auto put = c.put_async("k", "v", ttl::never());
+  REQUIRE(put.wait_for(10s) == std::future_status::ready); // it never was before
+  REQUIRE(put.get());
+  CHECK(doorbells.held() == 0);
+}
