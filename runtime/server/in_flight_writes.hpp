@@ -42,11 +42,8 @@ public:
   /// The writes in flight of `hash`, or null if none.
   const writes* find(uint64_t hash) const noexcept {
     if (used_ == 0) return nullptr;
-    for (size_t i = home(hash);; i = (i + 1) & mask_) {
-      const auto& s = slots_[i];
-      if (s.w.count == 0) return nullptr;
-      if (s.hash == hash) return &s.w;
-    }
+    const auto& s = slots_[probe(hash)];
+    return s.w.count != 0 ? &s.w : nullptr;
   }
 
   /// One more write of `hash`; `path` is kept from its first write in flight.
@@ -54,14 +51,12 @@ public:
     if (order_count_ == order_.size()) grow_order();
     order_[(order_head_ + order_count_++) & (order_.size() - 1)] = hash;
     if ((used_ + 1) * 2 > slots_.size()) grow();
-    size_t i = home(hash);
-    for (; slots_[i].w.count != 0; i = (i + 1) & mask_) {
-      if (slots_[i].hash == hash) {
-        ++slots_[i].w.count;
-        return;
-      }
+    auto& s = slots_[probe(hash)];
+    if (s.w.count != 0) {
+      ++s.w.count;
+      return;
     }
-    slots_[i] = slot{hash, {1, path}};
+    s = slot{hash, {1, path}};
     ++used_;
   }
 
@@ -81,10 +76,8 @@ private:
   };
 
   void remove(uint64_t hash) noexcept {
-    size_t i = home(hash);
-    for (; slots_[i].hash != hash || slots_[i].w.count == 0; i = (i + 1) & mask_)
-      if (slots_[i].w.count == 0) return;
-    if (--slots_[i].w.count > 0) return;
+    size_t i = probe(hash);
+    if (slots_[i].w.count == 0 || --slots_[i].w.count > 0) return;
     --used_;
     // Backward shift: move each later entry of the run whose home is not
     // between the hole and it into the hole, so lookups never stop early.
@@ -96,6 +89,15 @@ private:
       slots_[j].w.count = 0;
       i = j;
     }
+  }
+
+  // The slot holding `hash`, or the free slot that ends its run (the table
+  // is never full: it grows at half load).
+  size_t probe(uint64_t hash) const noexcept {
+    size_t i = home(hash);
+    while (slots_[i].w.count != 0 && slots_[i].hash != hash)
+      i = (i + 1) & mask_;
+    return i;
   }
 
   size_t home(uint64_t hash) const noexcept {
