@@ -1,5 +1,6 @@
 // One client connection of the RESP server: read -> session.feed -> collect
-// -> one async_write, on the connection's own I/O thread.
+// -> one send (and an async_write for what it leaves), on the connection's
+// own I/O thread.
 #include "runtime/server/resp_connection.hpp"
 
 namespace karlton::server::detail {
@@ -31,6 +32,11 @@ void connection::start() {
   home_.connections.emplace(this, shared_from_this());
   boost::system::error_code ec;
   socket_.set_option(tcp::no_delay{true}, ec); // best effort: only latency
+  socket_.non_blocking(true, ec); // flush's send must never block the I/O thread
+  if (ec) {
+    close_now();
+    return;
+  }
   last_active_ = last_output_ = clock::now();
   if (home_.stopping) {
     close_now();
@@ -51,6 +57,12 @@ void connection::start() {
 void connection::start_rejected(std::string line) {
   home_.connections.emplace(this, shared_from_this());
   last_active_ = last_output_ = clock::now();
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec); // flush's send must never block the I/O thread
+  if (ec) {
+    close_now();
+    return;
+  }
   next_out_ = std::move(line);
   close_after_output_ = true;
   flush();
@@ -217,7 +229,16 @@ void connection::on_wake() {
 }
 
 void connection::flush() {
-  if (closed_ || lingering_) return;
+  // Sending at once can free room under the pause bound, and a paused
+  // session resumes its held input only in collect: go round again until
+  // the socket is full or the session has nothing more to give.
+  while (flush_once()) {
+  }
+}
+
+bool connection::flush_once() {
+  if (closed_ || lingering_) return false;
+  bool collected = false;
   // Over the pause bound nothing more is collected: the session then holds
   // its replies and stops running commands (resp_options::output_pause_bytes).
   if (session_ && !output_paused()) {
@@ -226,9 +247,10 @@ void connection::flush() {
       session_->collect(next_out_);
     } catch (...) {
       close_now();
-      return;
+      return false;
     }
     if (next_out_.size() != before) {
+      collected = true;
       last_output_ = clock::now();
       input_after_output_ = false;
     }
@@ -237,20 +259,46 @@ void connection::flush() {
   if (unsent() > shared_.ctx->options.output_buffer_limit) {
     shared_.ctx->counters.output_limit_closes.fetch_add(1, std::memory_order_relaxed);
     close_now();
-    return;
+    return false;
   }
   account_output();
-  if (writing_) return;
-  if (!next_out_.empty()) {
-    writing_out_.swap(next_out_);
-    next_out_.clear();
-    writing_ = true;
-    asio::async_write(
-      socket_, asio::buffer(writing_out_),
-      [self = shared_from_this()](auto& ec, size_t) { self->on_written(ec); });
-  } else if (wants_close()) {
-    shutdown_and_linger();
+  if (writing_) return false; // on_written flushes again
+  if (next_out_.empty()) {
+    if (wants_close()) shutdown_and_linger();
+    return false;
   }
+  // Most replies fit the socket's send buffer: one non-blocking send, as
+  // Redis does, and an asynchronous write (an allocated operation and a
+  // handler run later) only for what the socket does not take now.
+  boost::system::error_code ec;
+  auto sent = socket_.write_some(asio::buffer(next_out_), ec);
+  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+    close_now();
+    return false;
+  }
+  if (sent == next_out_.size()) {
+    last_active_ = clock::now();
+    give_back(next_out_);
+    account_output();
+    if (collected && session_ && !session_->wants_input()) return true;
+    if (wants_close()) shutdown_and_linger();
+    return false;
+  }
+  next_out_.erase(0, sent); // the client's side of the socket is full
+  writing_out_.swap(next_out_);
+  next_out_.clear();
+  writing_ = true;
+  asio::async_write(
+    socket_, asio::buffer(writing_out_),
+    [self = shared_from_this()](auto& ec, size_t) { self->on_written(ec); });
+  return false;
+}
+
+void connection::give_back(std::string& out) noexcept {
+  if (out.capacity() > keep_capacity)
+    std::string{}.swap(out);
+  else
+    out.clear();
 }
 
 void connection::on_written(const boost::system::error_code& ec) {
@@ -261,10 +309,7 @@ void connection::on_written(const boost::system::error_code& ec) {
     return;
   }
   last_active_ = clock::now();
-  if (writing_out_.capacity() > keep_capacity)
-    std::string{}.swap(writing_out_);
-  else
-    writing_out_.clear();
+  give_back(writing_out_);
   account_output();
   flush();
   read_more();

@@ -115,7 +115,11 @@ private:
   void on_read(const boost::system::error_code& ec, size_t n);
   void on_wake();
   void flush();
+  /// One collect and send; true if it should run again (see flush).
+  bool flush_once();
   void on_written(const boost::system::error_code& ec);
+  /// Empties a sent buffer, keeping its capacity unless it grew large.
+  static void give_back(std::string& out) noexcept;
   void shutdown_and_linger();
   void linger_read();
   bool wants_close() const noexcept;
@@ -132,8 +136,8 @@ private:
   bool counted_;
   std::shared_ptr<session> session_;
   std::array<char, 16 * 1024> read_buffer_;
-  /// Double-buffered output: `writing_out_` is on the wire (one async_write),
-  /// `next_out_` collects what becomes ready meanwhile.
+  /// Double-buffered output: `writing_out_` is what a send left for an
+  /// async_write, `next_out_` collects what becomes ready meanwhile.
   std::string writing_out_;
   std::string next_out_;
   std::shared_ptr<connection_jobs> jobs_ = std::make_shared<connection_jobs>();
