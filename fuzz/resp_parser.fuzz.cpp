@@ -11,7 +11,9 @@
 //     stays within a constant factor of the bytes received plus a constant,
 //     whatever lengths the headers declare;
 //   - each command, written again as a multibulk request, parses back to the
-//     same arguments.
+//     same arguments;
+//   - peek_get_keys (the session's prefetch look ahead) gives a prefix of
+//     the GET keys the parser gives.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -117,6 +119,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (split.commands != whole.commands) report("a split changed the commands");
   if (split.failed != whole.failed || split.error != whole.error)
     report("a split changed the error");
+
+  // The prefetch's look ahead names no key the parser would not give as a
+  // GET's, in the same order.
+  std::string_view peeked[16];
+  const size_t n = karlton::server::peek_get_keys(input, peeked, 16);
+  std::vector<std::string_view> gets;
+  for (const auto& args : whole.commands)
+    if (args.size() == 2 && args[0].size() == 3 && (args[0][0] | 0x20) == 'g' &&
+        (args[0][1] | 0x20) == 'e' && (args[0][2] | 0x20) == 't')
+      gets.push_back(args[1]);
+  if (!whole.failed && n > gets.size()) report("the look ahead found more GETs");
+  for (size_t i = 0; i < std::min(n, gets.size()); ++i)
+    if (peeked[i] != gets[i]) report("the look ahead found another key");
 
   for (const auto& args : whole.commands) {
     const std::string again = as_multibulk(args);

@@ -154,6 +154,11 @@ public:
   /// thread (their lookups overlapped across the batch); one call per shard
   /// asks for the keys that missed, and only if some did.
   caf::expected<std::vector<value>> get_many(const std::vector<std::string>& keys) const;
+  /// A hint, nothing more: starts loading into the CPU's caches what the
+  /// direct reads of these `n` keys will touch, all at once, so that reads
+  /// made soon after (a pipeline's GETs) wait for memory once, not once
+  /// each. Reads nothing, counts nothing, sends nothing.
+  void prefetch(const std::string_view* keys, size_t n) const noexcept;
   /// Stores each (key, bytes) pair with `t`. Every item is checked first (the
   /// errors of `put`), so bad input stores none; across shards it is not
   /// atomic: on `timeout` some items may be stored.

@@ -84,6 +84,19 @@ caf::expected<remaining_ttl> cache::ttl_of(std::string_view key) const {
     [&](auto&&... s) { return ttl_call(key, KARLTON_FWD(s)...); });
 }
 
+void cache::prefetch(const std::string_view* keys, size_t n) const noexcept {
+  constexpr size_t batch = 16; // hashes kept on the stack: no allocation
+  uint64_t hashes[batch];
+  while (n > 0) {
+    auto m = std::min(n, batch);
+    for (size_t i = 0; i < m; ++i)
+      hashes[i] = hash_key(keys[i]);
+    detail::prefetch_directly(*core_, hashes, m);
+    keys += m;
+    n -= m;
+  }
+}
+
 caf::expected<std::vector<value>>
 cache::get_many(const std::vector<std::string>& keys) const {
   std::vector<value> out(keys.size());

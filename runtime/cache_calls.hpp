@@ -47,9 +47,20 @@ inline value read_directly(const cache_core& core, std::string_view key, uint64_
   return std::move(r.val);
 }
 
-/// `read_directly` for each key of a batch, with the memory accesses of
-/// their lookups overlapped (prefetched step by step across the batch, as a
-/// shard does for queued jobs). Fills `out[i]` with hits; returns the
+/// Starts the memory accesses of the direct lookups of `n` key hashes,
+/// step by step across them, so their cache misses overlap instead of
+/// following one another (as a shard does for queued jobs).
+inline void prefetch_directly(const cache_core& core, const uint64_t* hashes,
+                              size_t n) noexcept {
+  rcu::read_section section; // the arrays prefetched stay alive meanwhile
+  for (int step = 0; step < 3; ++step)
+    for (size_t i = 0; i < n; ++i)
+      core.routes[shard_index(hashes[i], core.routes.size())].reads->table.prefetch(
+        static_cast<uint32_t>(hashes[i]), step);
+}
+
+/// `read_directly` for each key of a batch, their lookups prefetched
+/// together (`prefetch_directly`). Fills `out[i]` with hits; returns the
 /// positions of the keys the shards must answer.
 inline std::vector<uint32_t> read_many_directly(const cache_core& core,
                                                 const std::vector<std::string>& keys,
@@ -57,15 +68,7 @@ inline std::vector<uint32_t> read_many_directly(const cache_core& core,
   std::vector<uint64_t> hashes(keys.size());
   for (size_t i = 0; i < keys.size(); ++i)
     hashes[i] = hash_key(keys[i]);
-  auto reads_of = [&](uint64_t h) -> read_side& {
-    return *core.routes[shard_index(h, core.routes.size())].reads;
-  };
-  {
-    rcu::read_section section; // the arrays prefetched stay alive meanwhile
-    for (int step = 0; step < 3; ++step)
-      for (auto h : hashes)
-        reads_of(h).table.prefetch(static_cast<uint32_t>(h), step);
-  }
+  prefetch_directly(core, hashes.data(), hashes.size());
   std::vector<uint32_t> missed;
   for (size_t i = 0; i < keys.size(); ++i)
     if (!(out[i] = read_directly(core, keys[i], hashes[i])))

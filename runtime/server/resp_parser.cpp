@@ -388,4 +388,54 @@ request_parser::status request_parser::next(std::string_view& in) {
   }
 }
 
+namespace {
+
+/// Reads "<prefix><digits>\r\n" at `pos` of `in` into `out` (at most 18
+/// digits: no overflow) and moves past it; false if it is not there whole.
+bool peek_number(std::string_view in, size_t& pos, char prefix, size_t& out) noexcept {
+  if (pos >= in.size() || in[pos] != prefix) return false;
+  size_t p = pos + 1, v = 0;
+  while (p < in.size() && in[p] >= '0' && in[p] <= '9' && p - pos <= 18)
+    v = v * 10 + static_cast<size_t>(in[p++] - '0');
+  if (p == pos + 1 || in.size() - p < 2 || in[p] != '\r' || in[p + 1] != '\n')
+    return false;
+  out = v;
+  pos = p + 2;
+  return true;
+}
+
+/// Reads "$<len>\r\n<len bytes>\r\n" at `pos` into `out`.
+bool peek_bulk(std::string_view in, size_t& pos, std::string_view& out) noexcept {
+  size_t len = 0;
+  if (!peek_number(in, pos, '$', len)) return false;
+  if (len > in.size() - pos || in.size() - pos - len < 2 || in[pos + len] != '\r' ||
+      in[pos + len + 1] != '\n')
+    return false;
+  out = in.substr(pos, len);
+  pos += len + 2;
+  return true;
+}
+
+bool is_get(std::string_view name) noexcept {
+  // | 0x20 folds ASCII case; only 'G'/'g', 'E'/'e', 'T'/'t' fold to these.
+  return name.size() == 3 && (name[0] | 0x20) == 'g' && (name[1] | 0x20) == 'e' &&
+         (name[2] | 0x20) == 't';
+}
+
+} // namespace
+
+size_t peek_get_keys(std::string_view in, std::string_view* keys, size_t max) noexcept {
+  size_t found = 0, pos = 0;
+  for (size_t command = 0; command < max; ++command) {
+    size_t count = 0;
+    std::string_view name, arg;
+    if (!peek_number(in, pos, '*', count) || count == 0 || !peek_bulk(in, pos, name))
+      break;
+    for (size_t i = 1; i < count; ++i) // each takes >= 6 bytes: bounded by `in`
+      if (!peek_bulk(in, pos, arg)) return found;
+    if (count == 2 && is_get(name)) keys[found++] = arg;
+  }
+  return found;
+}
+
 } // namespace karlton::server

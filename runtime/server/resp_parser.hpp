@@ -72,6 +72,9 @@ public:
   /// length"), without "ERR "; empty before any error.
   std::string_view error() const noexcept { return error_; }
 
+  /// True between commands: the next byte fed starts a new command.
+  bool at_command_start() const noexcept { return state_ == state::start; }
+
   /// The bytes held for the current command: at most max_query_buffer.
   size_t buffered() const noexcept { return arena_.size() + line_.size(); }
 
@@ -123,5 +126,16 @@ private:
   std::vector<std::string_view> args_;
   std::string error_;
 };
+
+/// A look ahead, for prefetching only: the keys of the GET commands among
+/// the first `max` commands of `in`, which must start at a command's start,
+/// in order, at most `max` of them, into `keys` (views into `in`); returns
+/// how many. It reads only complete multibulk commands and stops at the
+/// first byte that is anything else (an inline command, a partial or
+/// malformed one): what it returns is always a prefix of the GET keys that
+/// request_parser would give for the same bytes, unless the parser fails
+/// first (fuzz/resp_parser.fuzz.cpp checks it). It applies no limits: it
+/// holds nothing, and the parser still judges every byte.
+size_t peek_get_keys(std::string_view in, std::string_view* keys, size_t max) noexcept;
 
 } // namespace karlton::server

@@ -154,6 +154,9 @@ private:
   enum class step : uint8_t { ran, paused };
 
   void pump_input(std::string_view& in);
+  /// Prefetches the direct reads of the GETs among the next commands of
+  /// `in` (cache::prefetch), when a pipeline holds more than one.
+  void read_ahead(std::string_view in) const noexcept;
   step run_one(const std::vector<std::string_view>& args);
   write_path path_of(const command_spec& spec,
                      const std::vector<std::string_view>& args) const;

@@ -348,3 +348,29 @@ TEST_CASE("many small arguments arriving one by one parse in linear time", "[res
   REQUIRE(s == status::command);
   CHECK(p.args().size() == count);
 }
+
+TEST_CASE("the look ahead finds the keys of the GETs among the next commands", "[resp]") {
+  using karlton::server::peek_get_keys;
+  std::string_view keys[5];
+  const std::string in =
+    "*2\r\n$3\r\nGET\r\n$2\r\nk1\r\n"
+    "*3\r\n$3\r\nSET\r\n$2\r\nk2\r\n$1\r\nv\r\n"
+    "*2\r\n$3\r\ngEt\r\n$0\r\n\r\n"
+    "*3\r\n$3\r\nGET\r\n$1\r\na\r\n$1\r\nb\r\n" // not a GET of one key
+    "*2\r\n$3\r\nget\r\n$2\r\nk4\r\n";
+  REQUIRE(peek_get_keys(in, keys, 5) == 3);
+  CHECK(keys[0] == "k1");
+  CHECK(keys[1].empty());
+  CHECK(keys[2] == "k4");
+  // At most `max` commands are looked at, GETs or not.
+  CHECK(peek_get_keys(in, keys, 2) == 1);
+  // It stops at what is not a whole multibulk command: a partial one, an
+  // inline one, a bad length, a length past the end.
+  CHECK(peek_get_keys(in, keys, 4) == 2);
+  CHECK(peek_get_keys(in.substr(0, in.size() - 1), keys, 5) == 2);
+  CHECK(peek_get_keys("GET k1\r\n*2\r\n$3\r\nGET\r\n$2\r\nk1\r\n", keys, 4) == 0);
+  CHECK(peek_get_keys("*2\r\n$3\r\nGET\r\n$x\r\nk1\r\n", keys, 4) == 0);
+  CHECK(peek_get_keys("*2\r\n$3\r\nGET\r\n$99999999999999999999\r\nk\r\n", keys, 4) == 0);
+  CHECK(peek_get_keys("*2\r\n$3\r\nGET\r\n$3\r\nk1\r\n", keys, 4) == 0);
+  CHECK(peek_get_keys("", keys, 4) == 0);
+}
