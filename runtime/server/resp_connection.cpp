@@ -16,6 +16,12 @@ constexpr auto linger_time = std::chrono::seconds{2};
 /// kept for the next one (one large GET must not pin its size forever).
 constexpr size_t keep_capacity = size_t{1} << 20;
 
+/// What one flush may send before it lets the thread's other connections
+/// run (Redis: NET_MAX_WRITES_PER_EVENT, 64 KiB; a pipelined round of
+/// replies here is larger, and each round costs a collect).
+constexpr size_t flush_bytes = size_t{1} << 20;
+constexpr int flush_rounds = 16;
+
 } // namespace
 
 connection::connection(io_thread& home, server_shared& shared, tcp::socket socket,
@@ -98,8 +104,13 @@ void run_wakes(io_thread& t) {
     t.waking.swap(t.woken);
     t.wake_posted = false;
   }
-  for (auto& c : t.waking)
-    c->on_wake();
+  for (auto& c : t.waking) {
+    try {
+      c->on_wake();
+    } catch (...) { // no memory for its next read or write: it alone closes
+      c->close_now();
+    }
+  }
   t.waking.clear(); // keeps the capacity; may drop the last references
 }
 
@@ -231,17 +242,28 @@ void connection::on_wake() {
 void connection::flush() {
   // Sending at once can free room under the pause bound, and a paused
   // session resumes its held input only in collect: go round again until
-  // the socket is full or the session has nothing more to give.
-  while (flush_once()) {
+  // the socket is full or the session has nothing more to give. Bounded, as
+  // Redis bounds its writes per event: past the budget the rest goes in a
+  // handler of its own, behind the other connections' ready ones.
+  size_t sent = 0;
+  for (int round = 0; flush_once(sent);) {
+    if (++round >= flush_rounds || sent >= flush_bytes) {
+      asio::post(home_.io, [self = shared_from_this()] {
+        self->flush();
+        self->read_more();
+      });
+      return;
+    }
   }
 }
 
-bool connection::flush_once() {
+bool connection::flush_once(size_t& sent_total) {
   if (closed_ || lingering_) return false;
   bool collected = false;
   // Over the pause bound nothing more is collected: the session then holds
   // its replies and stops running commands (resp_options::output_pause_bytes).
-  if (session_ && !output_paused()) {
+  const bool paused = session_ && output_paused();
+  if (session_ && !paused) {
     auto before = next_out_.size();
     try {
       session_->collect(next_out_);
@@ -276,17 +298,23 @@ bool connection::flush_once() {
     close_now();
     return false;
   }
+  sent_total += sent;
   if (sent == next_out_.size()) {
     last_active_ = clock::now();
     give_back(next_out_);
     account_output();
-    if (collected && session_ && !session_->wants_input()) return true;
-    if (wants_close()) shutdown_and_linger();
-    return false;
+    if (wants_close()) {
+      shutdown_and_linger();
+      return false;
+    }
+    // More may come: what this round collected may have made room, or a
+    // paused session may resume now that its output left.
+    return (collected || paused) && session_ && !session_->wants_input();
   }
   next_out_.erase(0, sent); // the client's side of the socket is full
   writing_out_.swap(next_out_);
   next_out_.clear();
+  account_output();
   writing_ = true;
   asio::async_write(
     socket_, asio::buffer(writing_out_),

@@ -115,8 +115,9 @@ private:
   void on_read(const boost::system::error_code& ec, size_t n);
   void on_wake();
   void flush();
-  /// One collect and send; true if it should run again (see flush).
-  bool flush_once();
+  /// One collect and send, adding what it sent to `sent_total`; true if it
+  /// should run again (see flush).
+  bool flush_once(size_t& sent_total);
   void on_written(const boost::system::error_code& ec);
   /// Empties a sent buffer, keeping its capacity unless it grew large.
   static void give_back(std::string& out) noexcept;

@@ -392,6 +392,7 @@ namespace {
 
 /// Reads "<prefix><digits>\r\n" at `pos` of `in` into `out` (at most 18
 /// digits: no overflow) and moves past it; false if it is not there whole.
+static_assert(sizeof(size_t) >= 8, "18 decimal digits must fit a size_t");
 bool peek_number(std::string_view in, size_t& pos, char prefix, size_t& out) noexcept {
   if (pos >= in.size() || in[pos] != prefix) return false;
   size_t p = pos + 1, v = 0;

@@ -134,7 +134,9 @@ void session_impl::pump_input(std::string_view& in) {
 }
 
 void session_impl::read_ahead(std::string_view in) const noexcept {
-  if (!parser_.at_command_start()) return; // `in` starts inside a command
+  // Not inside a command (`in` would not start at one), not for a node
+  // without caches, not before AUTH (the GETs would be refused).
+  if (!parser_.at_command_start() || ctx_->caches.empty() || !authenticated_) return;
   std::string_view keys[read_ahead_commands];
   auto n = peek_get_keys(in, keys, read_ahead_commands);
   if (n > 1) ctx_->caches[db_].prefetch(keys, n); // one read overlaps with nothing
