@@ -48,14 +48,16 @@ public:
            !rung_.exchange(true, std::memory_order_acq_rel);
   }
 
-  /// Only the shard: the next job, or nullptr.
+  /// Only whoever holds the doorbell (the shard; or a caller whose doorbell
+  /// could not be sent, or after shutdown): the next job, or nullptr.
   shard_job* pop() noexcept {
     shard_job* job = nullptr;
     return queue_.pop(job) ? job : nullptr;
   }
 
-  /// Only the shard, after `pop` returned nullptr: clears the doorbell. True if
-  /// the shard must keep draining (a job slipped in and nobody else rang).
+  /// Only the doorbell's holder, after `pop` returned nullptr: clears the
+  /// doorbell. True if it must keep draining (a job slipped in and nobody
+  /// else rang).
   bool release_doorbell() noexcept {
     rung_.store(false, std::memory_order_seq_cst);
     std::atomic_thread_fence(std::memory_order_seq_cst);

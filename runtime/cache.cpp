@@ -16,11 +16,14 @@ namespace {
 
 // Fails every job still queued on `route`. Safe beside a running shard: the
 // queue is multi-consumer, so each job is either run or abandoned, once.
-void fail_queued(const shard_route& route) {
-  auto why =
-    make_error(errc::shut_down, "the karlton runtime stopped before the call ran");
+void fail_queued(const shard_route& route, const caf::error& why) {
   while (auto job = route.inbox->pop())
     job->abandon(why);
+}
+
+void fail_queued(const shard_route& route) {
+  fail_queued(route, make_error(errc::shut_down,
+                                "the karlton runtime stopped before the call ran"));
 }
 
 } // namespace
@@ -33,10 +36,21 @@ thread_local karlton::held_doorbells* held_here = nullptr;
 void ring_doorbell(gate& g, const shard_route& route) {
   if (!route.inbox->claim_doorbell()) return; // rung already; the shard will look
   g.active.fetch_add(1, std::memory_order_seq_cst);
-  if (!g.closed.load(std::memory_order_seq_cst))
-    caf::anon_send(route.actor, doorbell_atom::value);
-  else
+  if (g.closed.load(std::memory_order_seq_cst)) {
     fail_queued(route);
+  } else {
+    try {
+      caf::anon_send(route.actor, doorbell_atom::value);
+    } catch (...) {
+      // No memory for the message: the shard will not look, so what is
+      // queued behind this doorbell fails now instead of waiting forever,
+      // and the doorbell is cleared as the shard clears it.
+      auto why = make_error(errc::overloaded, "no memory to wake the shard");
+      do
+        fail_queued(route, why);
+      while (route.inbox->release_doorbell());
+    }
+  }
   g.active.fetch_sub(1, std::memory_order_seq_cst);
 }
 

@@ -273,7 +273,8 @@ public:
   // -- asynchronous, with callbacks -----------------------------------------------
   // `f(caf::expected<T>)` runs on the shard's thread (or on the caller's, if
   // the call fails before reaching a shard or a get is a hit read directly). It must be
-  // quick and must not make blocking calls on this runtime.
+  // quick and must not make blocking calls on this runtime. An empty
+  // std::function or a null function pointer as `f` asks for no answer.
 
   /// `get`, calling `f(caf::expected<value>)`.
   template <class F>

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <new>
 #include <type_traits>
 #include <utility>
@@ -25,19 +26,23 @@ public:
   /// Bytes of callable kept in place.
   static constexpr size_t inline_size = 48;
 
-  /// Empty: calling it is undefined.
+  /// Empty: calling it does nothing.
   callback_fn() noexcept = default;
 
   /// Takes `f` (any callable with `void(Arg)`), in place when it fits.
+  /// An empty std::function or a null function pointer makes it empty too,
+  /// as std::function does.
   template <class F,
             class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, callback_fn>>>
   callback_fn(F&& f) { // NOLINT: converting, as std::function's
     using T = std::decay_t<F>;
+    if constexpr (may_be_empty<T>)
+      if (!f) return;
     if constexpr (stores_inline<T>) {
       new (buffer_) T(std::forward<F>(f));
       ops_ = &inline_ops<T>;
     } else {
-      *reinterpret_cast<T**>(buffer_) = new T(std::forward<F>(f));
+      new (buffer_) T*(new T(std::forward<F>(f)));
       ops_ = &heap_ops<T>;
     }
   }
@@ -73,10 +78,28 @@ public:
     sizeof(T) <= inline_size &&
     alignof(T) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<T>;
 
-  /// Calls the callable; it must be set.
-  void operator()(Arg arg) { ops_->call(buffer_, std::forward<Arg>(arg)); }
+  /// Calls the callable; an empty callback does nothing (an asynchronous
+  /// call given none wants no answer).
+  void operator()(Arg arg) {
+    if (ops_) ops_->call(buffer_, std::forward<Arg>(arg));
+  }
 
 private:
+  template <class T>
+  struct is_function : std::false_type {};
+  template <class S>
+  struct is_function<std::function<S>> : std::true_type {};
+  template <class T>
+  static constexpr bool may_be_empty =
+    std::is_pointer_v<T> || std::is_member_pointer_v<T> || is_function<T>::value;
+
+  /// The callable (or the pointer to it) that a constructor or `relocate`
+  /// placed in `self`.
+  template <class T>
+  static T* held(void* self) noexcept {
+    return std::launder(static_cast<T*>(self));
+  }
+
   struct ops {
     void (*call)(void* self, Arg&& arg);
     /// Moves the callable from `from` to `to` and destroys it at `from`.
@@ -86,21 +109,19 @@ private:
 
   template <class T>
   static inline const ops inline_ops{
-    [](void* self, Arg&& arg) { (*static_cast<T*>(self))(std::forward<Arg>(arg)); },
+    [](void* self, Arg&& arg) { (*held<T>(self))(std::forward<Arg>(arg)); },
     [](void* from, void* to) noexcept {
-      auto* f = static_cast<T*>(from);
+      auto* f = held<T>(from);
       new (to) T(std::move(*f));
       f->~T();
     },
-    [](void* self) noexcept { static_cast<T*>(self)->~T(); }};
+    [](void* self) noexcept { held<T>(self)->~T(); }};
 
   template <class T>
   static inline const ops heap_ops{
-    [](void* self, Arg&& arg) { (**static_cast<T**>(self))(std::forward<Arg>(arg)); },
-    [](void* from, void* to) noexcept {
-      *static_cast<T**>(to) = *static_cast<T**>(from);
-    },
-    [](void* self) noexcept { delete *static_cast<T**>(self); }};
+    [](void* self, Arg&& arg) { (**held<T*>(self))(std::forward<Arg>(arg)); },
+    [](void* from, void* to) noexcept { new (to) T*(*held<T*>(from)); },
+    [](void* self) noexcept { delete *held<T*>(self); }};
 
   void reset() noexcept {
     if (ops_) ops_->destroy(buffer_);

@@ -47,10 +47,11 @@ public:
   }
 
   /// One more write of `hash`; `path` is kept from its first write in flight.
+  /// If growing throws (no memory), nothing changed.
   void add(uint64_t hash, write_path path) {
+    if ((used_ + 1) * 2 > slots_.size()) grow();
     if (order_count_ == order_.size()) grow_order();
     order_[(order_head_ + order_count_++) & (order_.size() - 1)] = hash;
-    if ((used_ + 1) * 2 > slots_.size()) grow();
     auto& s = slots_[probe(hash)];
     if (s.w.count != 0) {
       ++s.w.count;
@@ -67,7 +68,18 @@ public:
       remove(order_[order_head_]);
       order_head_ = (order_head_ + 1) & (order_.size() - 1);
     }
+    // One MSET of a million keys must not pin its table for the rest of
+    // the connection's life; a pipeline's depth stays well below this.
+    if (order_count_ == 0 && slots_.size() > keep_slots) *this = in_flight_writes{};
   }
+
+  /// The bytes its table and ring hold, capacity included.
+  size_t memory() const noexcept {
+    return slots_.capacity() * sizeof(slot) + order_.capacity() * sizeof(uint64_t);
+  }
+
+  /// Table slots kept once nothing is in flight (16 KiB of them).
+  static constexpr size_t keep_slots = 1024;
 
 private:
   struct slot {
@@ -106,22 +118,19 @@ private:
   }
 
   void grow() {
-    std::vector<slot> old;
-    old.swap(slots_);
-    size_t n = old.empty() ? 16 : old.size() * 2;
-    slots_.assign(n, slot{});
+    size_t n = slots_.empty() ? 16 : slots_.size() * 2;
+    std::vector<slot> next(n); // may throw: nothing has changed yet
+    next.swap(slots_);
     mask_ = n - 1;
     shift_ = 64;
     for (size_t m = n; m > 1; m >>= 1)
       --shift_;
-    used_ = 0;
-    for (const auto& s : old) {
+    for (const auto& s : next) { // the old slots now
       if (s.w.count == 0) continue;
       size_t i = home(s.hash);
       while (slots_[i].w.count != 0)
         i = (i + 1) & mask_;
       slots_[i] = s;
-      ++used_;
     }
   }
 

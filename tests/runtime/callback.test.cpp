@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -63,4 +64,21 @@ TEST_CASE("a callback takes a move-only callable", "[runtime][callback]") {
   fn g{std::move(f)};
   g("x");
   CHECK(seen == 7);
+}
+
+TEST_CASE("an empty std::function or a null pointer makes an empty callback, as "
+          "std::function does",
+          "[runtime][callback]") {
+  callback_fn<void(int)> from_empty{std::function<void(int)>{}};
+  CHECK_FALSE(from_empty);
+  void (*none)(int) = nullptr;
+  callback_fn<void(int)> from_null{none};
+  CHECK_FALSE(from_null);
+  from_empty(1); // does nothing (it crashed: an empty one was called)
+  from_null(2);
+  int seen = 0;
+  callback_fn<void(int)> from_set{std::function<void(int)>{[&](int v) { seen = v; }}};
+  REQUIRE(from_set);
+  from_set(3);
+  CHECK(seen == 3);
 }

@@ -46,7 +46,11 @@ TEST_CASE("in-flight writes agree with a map under random writes and replies",
     for (auto& h : pool)
       h = rng();
     in_flight_writes t;
-    std::map<uint64_t, uint32_t> ref;
+    struct in_flight {
+      uint32_t count = 0;
+      write_path path = write_path::put;
+    };
+    std::map<uint64_t, in_flight> ref;
     std::deque<uint64_t> order;
     for (int op = 0; op < 200000; ++op) {
       // Keep a few hundred in flight, as a deep pipeline would, crossing
@@ -54,30 +58,50 @@ TEST_CASE("in-flight writes agree with a map under random writes and replies",
       bool add = order.empty() || rng() % 100 < (order.size() < 300 ? 60 : 40);
       if (add) {
         size_t keys = 1 + rng() % 3; // a command may write several keys
+        auto path = static_cast<write_path>(rng() % 4);
         for (size_t k = 0; k < keys; ++k) {
           uint64_t h = pool[rng() % spread];
-          t.add(h, write_path::put);
-          ++ref[h];
+          t.add(h, path);
+          auto& r = ref[h];
+          if (r.count++ == 0) r.path = path; // the first write's way stays
           order.push_back(h);
         }
       } else {
         size_t n = 1 + rng() % 3;
         t.remove_oldest(n);
         for (size_t k = 0; k < n && !order.empty(); ++k) {
-          if (--ref[order.front()] == 0) ref.erase(order.front());
+          if (--ref[order.front()].count == 0) ref.erase(order.front());
           order.pop_front();
         }
       }
       if (op % 97 == 0 || spread <= 64) {
         REQUIRE(t.size() == ref.size());
-        for (auto& [h, n] : ref) {
+        for (auto& [h, r] : ref) {
           auto* w = t.find(h);
           REQUIRE(w != nullptr);
-          REQUIRE(w->count == n);
+          REQUIRE(w->count == r.count);
+          REQUIRE(w->path == r.path);
         }
       }
     }
     t.remove_oldest(order.size());
     CHECK(t.empty());
   }
+}
+
+TEST_CASE("in-flight writes give their memory back once a huge write is done",
+          "[resp][ryw]") {
+  in_flight_writes t;
+  for (uint64_t h = 1; h <= 100000; ++h) // one MSET of 100k keys
+    t.add(h * 0x9e3779b97f4a7c15ULL, write_path::put);
+  CHECK(t.memory() > 1'000'000);
+  t.remove_oldest(99999);
+  CHECK(t.memory() > 1'000'000); // one still in flight: the table stays
+  t.remove_oldest(1);
+  CHECK(t.empty());
+  // Kept for the connection's life before.
+  CHECK(t.memory() <= in_flight_writes::keep_slots * 16 + 16 * 8);
+  t.add(5, write_path::put); // and it works again from empty
+  REQUIRE(t.find(5) != nullptr);
+  CHECK(t.find(5)->count == 1);
 }
