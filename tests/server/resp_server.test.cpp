@@ -300,22 +300,35 @@ TEST_CASE("a client that does not read its replies is closed at the output limit
   CHECK(f.counters().connected_clients == 1);
 }
 
+// A server with real sessions over one cache holding a value of `bytes`
+// under "big".
+struct big_value_server {
+  big_value_server(size_t bytes, const srv::resp_options& opts) : big(bytes, 'v') {
+    REQUIRE_FALSE(db.put("big", big));
+    server.emplace(rt, std::vector<karlton::cache>{db.without_queue_wait()}, opts);
+    auto p = server->start();
+    REQUIRE(p);
+    port = *p;
+  }
+
+  karlton::runtime rt;
+  karlton::cache db = *rt.create_cache("db0");
+  std::string big;
+  std::optional<srv::resp_server> server;
+  uint16_t port = 0;
+};
+
 TEST_CASE("a client that pipelines without reading is paused, not buffered up to the "
           "output limit",
           "[resp-server]") {
   // Real sessions: they stop running commands while replies wait unsent.
-  karlton::runtime rt;
-  auto db = *rt.create_cache("db0");
-  const std::string big(100'000, 'v');
-  REQUIRE_FALSE(db.put("big", big));
   srv::resp_options opts;
   opts.output_pause_bytes = 256 << 10;
   opts.output_buffer_limit = 4 << 20;
-  srv::resp_server server{rt, {db.without_queue_wait()}, opts};
-  auto port = server.start();
-  REQUIRE(port);
-  const auto& counters = server.context().counters;
-  client hog{*port, 4096}, other{*port};
+  big_value_server f{100'000, opts};
+  const auto& big = f.big;
+  const auto& counters = f.server->context().counters;
+  client hog{f.port, 4096}, other{f.port};
   std::string requests;
   for (int i = 0; i < 2000; ++i) // 200 MB of replies, never read
     requests += "GET big\r\n";
@@ -331,11 +344,11 @@ TEST_CASE("a client that pipelines without reading is paused, not buffered up to
   CHECK(counters.output_buffered <= opts.output_pause_bytes + 2 * big.size());
   CHECK(counters.total_commands < 2000 / 2);
   // The hard limit still closes a client that does not read one huge reply.
-  REQUIRE_FALSE(db.put("huge", std::string(5 << 20, 'h')));
-  client huge{*port, 4096};
+  REQUIRE_FALSE(f.db.put("huge", std::string(5 << 20, 'h')));
+  client huge{f.port, 4096};
   REQUIRE(huge.send("GET huge\r\n"));
   CHECK(eventually([&] { return counters.output_limit_closes == 1; }));
-  server.stop();
+  f.server->stop();
 }
 
 TEST_CASE("a client that reads gets every reply of a pipeline through pauses and "
@@ -346,19 +359,13 @@ TEST_CASE("a client that reads gets every reply of a pipeline through pauses and
   // pile up behind a write in progress, the session pauses, and a send
   // that then takes the paused output whole must resume it (that case
   // hung: no read, write or wake was left to resume the session).
-  karlton::runtime rt;
-  auto db = *rt.create_cache("db0");
-  const std::string big(40'000, 'v');
-  REQUIRE_FALSE(db.put("big", big));
   srv::resp_options opts;
   opts.output_pause_bytes = 100'000;
-  srv::resp_server server{rt, {db.without_queue_wait()}, opts};
-  auto port = server.start();
-  REQUIRE(port);
-  const std::string reply = "$40000\r\n" + big + "\r\n";
+  big_value_server f{40'000, opts};
+  const std::string reply = "$40000\r\n" + f.big + "\r\n";
   const std::string get = "*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n";
   for (int attempt = 0; attempt < 10; ++attempt) {
-    client reader{*port};
+    client reader{f.port};
     constexpr int batches = 50, per_batch = 6;
     std::string got;
     for (int b = 0; b < batches; ++b) {
@@ -366,13 +373,17 @@ TEST_CASE("a client that reads gets every reply of a pipeline through pauses and
       for (int i = 0; i < per_batch; ++i)
         batch += get;
       REQUIRE(reader.send(batch));
-      got += reader.read(reply.size() * 2); // reads while replies are owed
+      // Replies are owed all along (6 asked, at most 2 read per batch):
+      // nothing for 10 s is the hang.
+      auto chunk = reader.read(reply.size() * 2);
+      REQUIRE_FALSE(chunk.empty());
+      got += chunk;
     }
     got += reader.read(reply.size() * batches * per_batch - got.size());
     REQUIRE(got.size() == reply.size() * batches * per_batch);
     CHECK(got.substr(got.size() - reply.size()) == reply);
   }
-  server.stop();
+  f.server->stop();
 }
 
 TEST_CASE("rejected clients linger up to max_rejected_lingering, past it they close at "
