@@ -34,15 +34,18 @@ connection::~connection() {
   if (session_) session_->detach();
 }
 
-void connection::start() {
+bool connection::adopt() {
   home_.connections.emplace(this, shared_from_this());
   boost::system::error_code ec;
-  socket_.set_option(tcp::no_delay{true}, ec); // best effort: only latency
   socket_.non_blocking(true, ec); // flush's send must never block the I/O thread
-  if (ec) {
-    close_now();
-    return;
-  }
+  if (ec) close_now();
+  return !ec;
+}
+
+void connection::start() {
+  if (!adopt()) return;
+  boost::system::error_code ec;
+  socket_.set_option(tcp::no_delay{true}, ec); // best effort: only latency
   last_active_ = last_output_ = clock::now();
   if (home_.stopping) {
     close_now();
@@ -61,14 +64,8 @@ void connection::start() {
 }
 
 void connection::start_rejected(std::string line) {
-  home_.connections.emplace(this, shared_from_this());
+  if (!adopt()) return;
   last_active_ = last_output_ = clock::now();
-  boost::system::error_code ec;
-  socket_.non_blocking(true, ec); // flush's send must never block the I/O thread
-  if (ec) {
-    close_now();
-    return;
-  }
   next_out_ = std::move(line);
   close_after_output_ = true;
   flush();

@@ -112,6 +112,9 @@ public:
 private:
   friend void run_wakes(io_thread& t);
   void read_more();
+  /// Joins its I/O thread's connections and makes the socket non-blocking;
+  /// false (and closed) if it cannot be.
+  bool adopt();
   void on_read(const boost::system::error_code& ec, size_t n);
   void on_wake();
   void flush();

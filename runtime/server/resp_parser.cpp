@@ -390,18 +390,19 @@ request_parser::status request_parser::next(std::string_view& in) {
 
 namespace {
 
-/// Reads "<prefix><digits>\r\n" at `pos` of `in` into `out` (at most 18
-/// digits: no overflow) and moves past it; false if it is not there whole.
-static_assert(sizeof(size_t) >= 8, "18 decimal digits must fit a size_t");
+/// Reads a "<prefix><n>\r\n" header at `pos` of `in` into `out`, its
+/// number read as the parser reads it (`header_number`), and moves past it;
+/// false if it is not there whole or is negative.
 bool peek_number(std::string_view in, size_t& pos, char prefix, size_t& out) noexcept {
   if (pos >= in.size() || in[pos] != prefix) return false;
-  size_t p = pos + 1, v = 0;
-  while (p < in.size() && in[p] >= '0' && in[p] <= '9' && p - pos <= 18)
-    v = v * 10 + static_cast<size_t>(in[p++] - '0');
-  if (p == pos + 1 || in.size() - p < 2 || in[p] != '\r' || in[p + 1] != '\n')
+  // An int64 takes at most 20 characters: look no further for the \r.
+  auto cr = in.substr(pos, 22).find('\r');
+  int64_t n = 0;
+  if (cr == std::string_view::npos || pos + cr + 1 >= in.size() ||
+      in[pos + cr + 1] != '\n' || !header_number(in.substr(pos, cr + 1), n) || n < 0)
     return false;
-  out = v;
-  pos = p + 2;
+  out = static_cast<size_t>(n);
+  pos += cr + 2;
   return true;
 }
 
