@@ -307,6 +307,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     [=](doorbell_atom) {
       auto& st = self->state;
       shard_job* batch[prefetch_batch];
+      st.cache->count_doorbell();
       for (int done = 0; done < doorbell_batch;) {
         int n = 0;
         while (n < prefetch_batch && (batch[n] = st.inbox->pop()) != nullptr)
@@ -315,6 +316,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
           if (st.inbox->release_doorbell()) continue; // a job slipped in
           return; // each batch was followed by after_change
         }
+        st.cache->count_jobs(size_t(n));
         // Read after the pops, so the time is later than each of these jobs
         // was pushed: a job pushed after a stall (SIGSTOP, a starved VM) is
         // checked against the lease as of then, never against a time read

@@ -299,6 +299,9 @@ public:
   std::optional<time_point> next_expiry() const;
 
   cache_stats stats() const;
+  /// The actor's counts: a doorbell answered, queued jobs run.
+  void count_doorbell() noexcept { ++stats_.doorbells; }
+  void count_jobs(size_t n) noexcept { stats_.ingress_jobs += n; }
   const shard_options& config() const noexcept { return cfg_; }
   size_t size() const noexcept { return table_.size(); }
 

@@ -115,6 +115,8 @@ cache_stats& cache_stats::operator+=(const cache_stats& other) {
   loads_queued += other.loads_queued;
   loads_refused += other.loads_refused;
   lease_clears += other.lease_clears;
+  doorbells += other.doorbells;
+  ingress_jobs += other.ingress_jobs;
   return *this;
 }
 

@@ -108,6 +108,11 @@ struct cache_stats {
   /// Distributed caches: clears because the node's read lease lapsed (it
   /// lost touch with another node, so it may have missed invalidations).
   uint64_t lease_clears = 0;
+  /// Doorbells the shard answered, and the queued jobs it ran: calls from
+  /// plain threads, a `put_batch` counting one per shard it went to. Jobs
+  /// per doorbell is how much the ingress queue batches.
+  uint64_t doorbells = 0;
+  uint64_t ingress_jobs = 0;
 
   /// hits / (hits + misses), 0..1; 0 before any get.
   double hit_rate() const noexcept {
@@ -138,7 +143,8 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
            x.stale_served, x.loads_voided, x.invalidated_by_event, x.invalidated_by_tag,
            x.invalidated_by_cascade, x.dependency_links, x.dependency_names,
            x.negative_hits, x.lease_clears, x.load_timeouts, x.loads_in_flight,
-           x.load_waiters, x.loads_out, x.loads_queued, x.loads_refused, x.expiring);
+           x.load_waiters, x.loads_out, x.loads_queued, x.loads_refused, x.expiring,
+           x.doorbells, x.ingress_jobs);
 }
 
 /// The `q` quantile (0..1) of a window of delays in microseconds (the

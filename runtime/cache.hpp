@@ -358,6 +358,7 @@ public:
 
 private:
   friend class runtime;
+  friend class put_batch;
   explicit cache(std::shared_ptr<detail::cache_core> core);
 
   // The callback calls, out of line: the caller's callable, type-erased

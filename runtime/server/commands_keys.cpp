@@ -130,9 +130,8 @@ void set(command_call& c) {
           t](const cache& db, const deferred_reply& r) { reply_ok(r, db.put(k, v, t)); });
     return;
   }
-  auto r = c.defer();
-  c.db().put_async(c.args[1], c.args[2], t,
-                   [r](caf::expected<cache::unit> x) { reply_ok(r, x); });
+  // With the pipeline's other plain SETs: one job per shard, not one each.
+  c.put_in_batch(c.args[1], c.args[2], t);
 }
 
 void mget(command_call& c) {
@@ -282,7 +281,7 @@ void flushall(command_call& c) {
 
 void commands_keys(std::vector<command_spec>& t) {
   t.push_back({"get", 2, spec::read, 1, 1, 1, get});
-  t.push_back({"set", -3, spec::write, 1, 1, 1, set, set_path});
+  t.push_back({"set", -3, spec::write | spec::batches_puts, 1, 1, 1, set, set_path});
   t.push_back({"mget", -2, spec::read, 1, -1, 1, mget});
   t.push_back({"mset", -3, spec::write, 1, -1, 2, mset});
   t.push_back({"del", -2, spec::write, 1, -1, 1, del});

@@ -35,19 +35,22 @@ bool has_code(const caf::error& err, errc code) {
          err.code() == static_cast<uint8_t>(code);
 }
 
+/// A karlton error as Redis's clients expect it.
+void write_error(reply_writer& w, const caf::error& err) {
+  if (has_code(err, errc::overloaded))
+    w.error("-OVERLOADED " + describe(err));
+  else if (has_code(err, errc::shut_down))
+    w.error("-SHUTDOWN " + describe(err));
+  else
+    w.error(describe(err));
+}
+
 } // namespace
 
 // -- deferred_reply, command_call -----------------------------------------------
 
 void deferred_reply::fail(const caf::error& err) const {
-  finish([&](reply_writer& w) {
-    if (has_code(err, errc::overloaded))
-      w.error("-OVERLOADED " + describe(err));
-    else if (has_code(err, errc::shut_down))
-      w.error("-SHUTDOWN " + describe(err));
-    else
-      w.error(describe(err));
-  });
+  finish([&](reply_writer& w) { write_error(w, err); });
 }
 
 void deferred_reply::done() const {
@@ -61,6 +64,15 @@ reply_writer command_call::reply() {
 deferred_reply command_call::defer() {
   deferred_ = true;
   return deferred_reply{session.shared_from_this(), &slot_, session.protocol()};
+}
+
+void command_call::put_in_batch(std::string_view key, std::string_view bytes, ttl t) {
+  if (auto err = session.add_put(slot_, key, bytes, t)) {
+    auto w = reply();
+    write_error(w, err);
+    return;
+  }
+  deferred_ = true;
 }
 
 const cache& command_call::db() const {
@@ -110,7 +122,27 @@ bool session_impl::feed(std::string_view bytes) {
   return !close_requested_;
 }
 
+caf::error session_impl::add_put(reply_slot& slot, std::string_view key,
+                                 std::string_view bytes, ttl t) {
+  if (!puts_ || puts_db_ != db_) {
+    send_puts();
+    puts_.emplace(ctx_->caches[db_], weak_from_this());
+    puts_db_ = db_;
+  }
+  return puts_->add(key, bytes, t, reinterpret_cast<uintptr_t>(&slot));
+}
+
+void session_impl::send_puts() {
+  if (puts_ && !puts_->empty()) puts_->send();
+}
+
 void session_impl::pump_input(std::string_view& in) {
+  // Whatever stops the pump (input used up, a pause, an error), the puts it
+  // batched go now: a paused command may be waiting for them.
+  struct send_puts_at_exit {
+    session_impl& s;
+    ~send_puts_at_exit() { s.send_puts(); }
+  } at_exit{*this};
   if (has_held_) {
     if (run_one(held_views_) == step::paused) return;
     has_held_ = false;
@@ -200,6 +232,9 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
   } else {
     if (spec->flags & command_spec::write) note_writes(*spec, args, slot);
     if (tracks_reads_ && (spec->flags & command_spec::read)) track_reads(*spec, args);
+    if (!(spec->flags & command_spec::batches_puts) ||
+        path_of(*spec, args) != write_path::put)
+      send_puts();
     running_guard guard{this};
     spec->run(call);
   }
@@ -337,6 +372,24 @@ void session_impl::push(std::string msg) {
 
 void session_impl::completed(reply_slot& slot) noexcept {
   slot.ready.store(true, std::memory_order_release);
+  wake_host();
+}
+
+void session_impl::answer(uint64_t tag, const caf::error& err) noexcept {
+  auto& slot = *reinterpret_cast<reply_slot*>(static_cast<uintptr_t>(tag));
+  reply_writer w{slot.bytes, 2}; // "+OK" and errors read the same in RESP3
+  if (err)
+    write_error(w, err);
+  else
+    w.simple("OK");
+  slot.ready.store(true, std::memory_order_release);
+}
+
+void session_impl::answered() noexcept {
+  wake_host();
+}
+
+void session_impl::wake_host() noexcept {
   if (running_here == this) return;
   if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) {
     std::lock_guard<std::mutex> guard{host_mtx_};

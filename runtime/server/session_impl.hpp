@@ -15,6 +15,8 @@
 
 #include <caf/error.hpp>
 
+#include <karlton/runtime/put_batch.hpp>
+
 #include "runtime/server/in_flight_writes.hpp"
 #include "runtime/server/reply_slots.hpp"
 #include "runtime/server/resp_parser.hpp"
@@ -34,6 +36,10 @@ struct command_spec {
     no_auth = 4,  ///< allowed before AUTH
     all_keys = 8, ///< reads or writes the whole database (FLUSHDB, DBSIZE)
     pubsub = 16,  ///< allowed on a subscribed RESP2 connection
+    /// may join the session's put batch when it takes the put way (plain
+    /// SET); other commands send the batch first, so nothing this
+    /// connection sends later reaches a shard before it
+    batches_puts = 32,
   };
   const char* name; ///< lower case
   int arity;        ///< Redis's: n = exactly n words, -n = at least n
@@ -92,6 +98,9 @@ public:
   reply_writer reply();
   /// The reply comes later, through the returned handle.
   deferred_reply defer();
+  /// Puts `bytes` under `key` through the session's put batch (the command
+  /// needs `batches_puts`): replies "+OK" once stored, or the error.
+  void put_in_batch(std::string_view key, std::string_view bytes, ttl t);
   /// True once `defer` was called.
   bool deferred() const noexcept { return deferred_; }
 
@@ -105,6 +114,7 @@ private:
 
 /// The session: parses, runs commands, keeps replies in order.
 class session_impl final : public session,
+                           public put_answers,
                            public std::enable_shared_from_this<session_impl> {
 public:
   session_impl(std::shared_ptr<server_context> ctx, session_host* host);
@@ -144,11 +154,18 @@ public:
   void set_subscribed(bool on) noexcept { subscribed_ = on; }
   /// Runs `job` on the blocking pool; false (and nothing runs) when full.
   bool run_blocking(std::function<void()> job);
+  /// Adds a put to the batch, replied in `slot` (command_call::put_in_batch).
+  caf::error add_put(reply_slot& slot, std::string_view key, std::string_view bytes,
+                     ttl t);
 
   // -- for deferred_reply (any thread) ----------------------------------------
 
   /// Marks `slot` ready and wakes the host once per collect.
   void completed(reply_slot& slot) noexcept;
+  /// A batched put's reply: its tag is its slot (put_in_batch).
+  void answer(uint64_t tag, const caf::error& err) noexcept override;
+  /// Wakes the host once for the batch of puts answered.
+  void answered() noexcept override;
 
 private:
   enum class step : uint8_t { ran, paused };
@@ -166,6 +183,9 @@ private:
   void note_writes(const command_spec& spec, const std::vector<std::string_view>& args,
                    reply_slot& slot);
   void drain();
+  /// Sends the batched puts (put_in_batch), if any wait.
+  void send_puts();
+  void wake_host() noexcept;
   void protocol_error();
   uint64_t key_hash(std::string_view key) const noexcept;
 
@@ -194,6 +214,12 @@ private:
   // drained; its slot remembers what it wrote.
   in_flight_writes writes_in_flight_;
   uint32_t whole_db_writes_ = 0;
+
+  // Plain SETs of the running input, sent when a command other than SET
+  // runs and when the input is used up or pauses (pump_input): never held
+  // beyond one pump, and always for the selected database.
+  std::optional<put_batch> puts_;
+  size_t puts_db_ = 0;
 
   std::mutex host_mtx_; // a completion's wake against detach
   session_host* host_;  // guarded by host_mtx_; null after detach

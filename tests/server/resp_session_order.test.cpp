@@ -2,6 +2,7 @@
 // reach the shard (plan §4.3): put, compute, TTL change, blocking pool.
 #include <catch2/catch.hpp>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -105,4 +106,97 @@ TEST_CASE("session: writes to a distribution=sync cache run on the pool one at a
   }
   CHECK(must(c.get("k")).bytes() == "3");
   CHECK(must(c.get("other")).bytes() == "x");
+}
+
+// Plain SETs of one read go as one job per shard (put_batch): what runs
+// between them must not overtake them, and what waits for them must not
+// wait forever.
+namespace {
+
+uint64_t jobs_run(const cache& c) {
+  return must(c.stats()).ingress_jobs;
+}
+
+cache_options two_shards(size_t max_value_bytes = default_max_value_bytes) {
+  cache_options o;
+  o.name = "db0";
+  o.shards = 2;
+  o.max_value_bytes = max_value_bytes;
+  return o;
+}
+
+} // namespace
+
+TEST_CASE("session: 16 pipelined SETs in one read reach each shard as one job",
+          "[resp_session][order][put_batch]") {
+  runtime rt;
+  auto c = must(rt.create_cache(two_shards()));
+  test_client cl{context_for(rt, {c})};
+  auto before = jobs_run(c);
+  std::string pipeline;
+  for (int i = 0; i < 16; ++i)
+    pipeline += resp_command({"SET", "key:" + std::to_string(i), "v"});
+  auto got = cl.send(pipeline, 16);
+  CHECK(got == replies(16, "+OK\r\n"));
+  std::set<shard_actor> touched;
+  for (int i = 0; i < 16; ++i)
+    touched.insert(c.shard_for("key:" + std::to_string(i)));
+  // One job per shard touched, plus the stats call's job on each shard
+  // (was 16 + 2).
+  CHECK(jobs_run(c) - before == touched.size() + 2);
+}
+
+TEST_CASE("session: a DEL, MSET or SET NX after a SET of the key in one read comes "
+          "after it",
+          "[resp_session][order][put_batch]") {
+  runtime rt;
+  auto c = must(rt.create_cache(two_shards()));
+  test_client cl{context_for(rt, {c})};
+  // DEL goes the put way, so nothing pauses it: it must send the batch first.
+  CHECK(cl.send(resp_command({"SET", "k", "1"}) + resp_command({"DEL", "k"}) +
+                  resp_command({"SET", "j", "1"}) + resp_command({"MSET", "j", "2"}) +
+                  resp_command({"SET", "n", "1"}) + resp_command({"SET", "n", "2", "XX"}),
+                6) ==
+        replies{"+OK\r\n", ":1\r\n", "+OK\r\n", "+OK\r\n", "+OK\r\n", "+OK\r\n"});
+  CHECK_FALSE(must(c.get("k")));
+  CHECK(must(c.get("j")).bytes() == "2");
+  CHECK(must(c.get("n")).bytes() == "2");
+}
+
+TEST_CASE("session: a GET after a SET of the key in one read returns the new value",
+          "[resp_session][order][put_batch]") {
+  runtime rt;
+  auto c = must(rt.create_cache(two_shards()));
+  test_client cl{context_for(rt, {c})};
+  // The GET pauses for the SET, which the pause sends: it waited forever
+  // with the SET held in the batch.
+  CHECK(cl.send(resp_command({"SET", "k", "new"}) + resp_command({"GET", "k"}) +
+                  resp_command({"SET", "k", "newer"}),
+                3) == replies{"+OK\r\n", "$3\r\nnew\r\n", "+OK\r\n"});
+  CHECK(must(c.get("k")).bytes() == "newer");
+}
+
+TEST_CASE("session: an oversized value in a batch of SETs fails only its own SET, and "
+          "SELECT keeps each batch in its database",
+          "[resp_session][order][put_batch]") {
+  runtime rt;
+  auto c0 = must(rt.create_cache(two_shards(4)));
+  auto o1 = two_shards();
+  o1.name = "db1";
+  auto c1 = must(rt.create_cache(o1));
+  test_client cl{context_for(rt, {c0, c1})};
+  auto got =
+    cl.send(resp_command({"SET", "a", "1"}) + resp_command({"SET", "b", "12345"}) +
+              resp_command({"SET", "c", "3"}) + resp_command({"SELECT", "1"}) +
+              resp_command({"SET", "a", "db1"}),
+            5);
+  REQUIRE(got.size() == 5);
+  CHECK(got[0] == "+OK\r\n");
+  CHECK(got[1].rfind("-ERR ", 0) == 0);
+  CHECK(got[2] == "+OK\r\n");
+  CHECK(got[4] == "+OK\r\n");
+  CHECK(must(c0.get("a")).bytes() == "1");
+  CHECK_FALSE(must(c0.get("b")));
+  CHECK(must(c0.get("c")).bytes() == "3");
+  CHECK(must(c1.get("a")).bytes() == "db1");
 }
