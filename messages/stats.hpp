@@ -108,10 +108,11 @@ struct cache_stats {
   /// Distributed caches: clears because the node's read lease lapsed (it
   /// lost touch with another node, so it may have missed invalidations).
   uint64_t lease_clears = 0;
-  /// Doorbells the shard answered, and the queued jobs it ran: calls from
-  /// plain threads, a `put_batch` counting one per shard it went to. Jobs
-  /// per doorbell is how much the ingress queue batches.
+  /// Doorbells the shard answered: wake-ups for calls queued by plain threads.
   uint64_t doorbells = 0;
+  /// Queued jobs the shard ran: one per call from a plain thread and shard
+  /// it goes to, a `put_batch` one per shard. Jobs per doorbell is how much
+  /// the ingress queue batches.
   uint64_t ingress_jobs = 0;
 
   /// hits / (hits + misses), 0..1; 0 before any get.

@@ -47,7 +47,9 @@ public:
   /// most (a shard runs 16 jobs between looks at its mailbox).
   static constexpr size_t max_job_puts = 64;
 
+  /// An empty batch of puts to `target`, answered to `answers`.
   put_batch(cache target, std::weak_ptr<put_answers> answers);
+  /// Sends what it holds.
   ~put_batch();
   put_batch(const put_batch&) = delete;
   put_batch& operator=(const put_batch&) = delete;
