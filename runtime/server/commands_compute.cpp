@@ -89,7 +89,7 @@ void increment_by(command_call& c, int64_t delta) {
   auto r = c.defer();
   auto answer = [r](caf::expected<int64_t> x) {
     if (x) return r.finish([&](reply_writer& w) { w.integer(*x); });
-    if (!is_errc(x.error(), errc::not_an_integer)) return r.fail(x.error());
+    if (!(x.error() == errc::not_an_integer)) return r.fail(x.error());
     bool overflow = describe(x.error()).find("overflow") != std::string::npos;
     r.finish([&](reply_writer& w) {
       w.error(overflow ? "increment or decrement would overflow"

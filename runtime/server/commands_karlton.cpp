@@ -58,7 +58,7 @@ void put(command_call& c) {
 void load(command_call& c) {
   auto r = c.defer();
   c.db().get_or_load_async(c.args[1], [r](caf::expected<value> v) {
-    if (!v && !is_errc(v.error(), errc::not_found)) return r.fail(v.error());
+    if (!v && !(v.error() == errc::not_found)) return r.fail(v.error());
     r.finish([&](reply_writer& w) {
       if (v && *v)
         w.bulk(v->bytes());

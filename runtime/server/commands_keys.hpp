@@ -15,12 +15,6 @@
 
 namespace karlton::server {
 
-/// True if `err` is karlton's `code`.
-inline bool is_errc(const caf::error& err, errc code) {
-  return err && err.category() == caf::atom("karlton") &&
-         err.code() == static_cast<uint8_t>(code);
-}
-
 /// Whether writes to `db` must go through its blocking calls (rule 7: only
 /// they wait for the other nodes).
 inline bool needs_blocking_writes(const cache& db) {

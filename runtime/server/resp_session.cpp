@@ -30,16 +30,11 @@ struct running_guard {
 /// are 16 deep, and 16 lookups in flight is about what a core overlaps.
 constexpr size_t read_ahead_commands = 16;
 
-bool has_code(const caf::error& err, errc code) {
-  return err && err.category() == caf::atom("karlton") &&
-         err.code() == static_cast<uint8_t>(code);
-}
-
 /// A karlton error as Redis's clients expect it.
 void write_error(reply_writer& w, const caf::error& err) {
-  if (has_code(err, errc::overloaded))
+  if (err == errc::overloaded)
     w.error("-OVERLOADED " + describe(err));
-  else if (has_code(err, errc::shut_down))
+  else if (err == errc::shut_down)
     w.error("-SHUTDOWN " + describe(err));
   else
     w.error(describe(err));
