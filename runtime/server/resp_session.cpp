@@ -225,10 +225,11 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
              ctx_->caches.empty()) {
     call.reply().error("no cache to serve: karlton-node has no caches");
   } else {
-    if (spec->flags & command_spec::write) note_writes(*spec, args, slot);
+    bool writes = spec->flags & command_spec::write;
+    auto path = writes ? path_of(*spec, args) : write_path::put;
+    if (writes) note_writes(*spec, args, slot, path);
     if (tracks_reads_ && (spec->flags & command_spec::read)) track_reads(*spec, args);
-    if (!(spec->flags & command_spec::batches_puts) ||
-        path_of(*spec, args) != write_path::put)
+    if (!(spec->flags & command_spec::batches_puts) || path != write_path::put)
       send_puts();
     running_guard guard{this};
     spec->run(call);
@@ -299,12 +300,11 @@ bool session_impl::must_wait(const command_spec& spec,
 
 void session_impl::note_writes(const command_spec& spec,
                                const std::vector<std::string_view>& args,
-                               reply_slot& slot) {
+                               reply_slot& slot, write_path path) {
   if (spec.flags & command_spec::all_keys) {
     slot.wrote_all = true;
     ++whole_db_writes_;
   }
-  auto path = path_of(spec, args);
   for_each_key(spec, args, [&](std::string_view k) {
     auto h = key_hash(k);
     ++slot.keys_written;

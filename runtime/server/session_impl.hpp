@@ -180,8 +180,9 @@ private:
   bool must_wait(const command_spec& spec,
                  const std::vector<std::string_view>& args) const;
   void track_reads(const command_spec& spec, const std::vector<std::string_view>& args);
+  /// Records the keys `slot`'s write changes, going the way `path`.
   void note_writes(const command_spec& spec, const std::vector<std::string_view>& args,
-                   reply_slot& slot);
+                   reply_slot& slot, write_path path);
   void drain();
   /// Sends the batched puts (put_in_batch), if any wait.
   void send_puts();
