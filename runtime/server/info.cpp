@@ -215,6 +215,10 @@ void karlton_section(info_writer& w, const server_context& ctx,
   auto& t = f.total;
   w.section("Karlton");
   w.field("karlton_caches", uint64_t{ctx.caches.size()});
+  uint64_t shards = 0;
+  for (const auto& c : ctx.caches)
+    shards += c.shard_count();
+  w.field("karlton_shards", shards);
   w.field("karlton_entries", t.entries);
   w.field("karlton_bytes", t.bytes);
   w.field("karlton_puts", t.puts);

@@ -3,6 +3,7 @@ prometheus_client's own parser reads it, and after known traffic through
 redis-cli the numbers in both say what happened. Also the endpoint's
 replies to other paths, other methods and a missing password."""
 
+import os
 import shutil
 import subprocess
 import unittest
@@ -116,6 +117,25 @@ class Endpoint(NodeTestCase):
         self.assertGreater(int(info["used_memory_rss"]), 0)
         keyspace = cli(port, "INFO", "keyspace")
         self.assertTrue(keyspace.startswith("# Keyspace"), keyspace)
+
+
+class Scheduler(unittest.TestCase):
+    """CAF's workers get the cores the I/O threads leave (at least one),
+    unless scheduler.max-threads is given; a cache has a shard per worker."""
+
+    def test_workers_fit_around_the_io_threads(self):
+        cores = os.cpu_count()
+        for args, shards in (((), max(1, cores - 1)),
+                             (("--node.resp-threads=2",), max(1, cores - 2)),
+                             (("--scheduler.max-threads=3",), 3)):
+            node = start_node(*args)
+            try:
+                info = dict(line.split(":", 1)
+                            for line in cli(node.resp_port, "INFO", "karlton").splitlines()
+                            if ":" in line)
+                self.assertEqual(int(info["karlton_shards"]), shards, args)
+            finally:
+                node.stop()
 
 
 class Password(unittest.TestCase):
