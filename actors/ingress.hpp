@@ -24,6 +24,10 @@ public:
   /// Step `step` (0..2) of loading the memory `run` will touch, so a shard
   /// can overlap the cache misses of a batch of jobs. Optional.
   virtual void prefetch(const shard_state&, int /*step*/) const noexcept {}
+  /// The calls this job carries (a put batch: its puts). The shard counts
+  /// these, not jobs, against its batch limits, so a job of many calls keeps
+  /// it from its mailbox no longer than as many single calls would.
+  virtual int weight() const noexcept { return 1; }
 };
 
 /// One shard's ingress queue.

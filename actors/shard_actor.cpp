@@ -310,8 +310,10 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       st.cache->count_doorbell();
       for (int done = 0; done < doorbell_batch;) {
         int n = 0;
-        while (n < prefetch_batch && (batch[n] = st.inbox->pop()) != nullptr)
-          ++n;
+        int weight = 0;
+        while (n < prefetch_batch && weight < prefetch_batch &&
+               (batch[n] = st.inbox->pop()) != nullptr)
+          weight += batch[n++]->weight();
         if (n == 0) {
           if (st.inbox->release_doorbell()) continue; // a job slipped in
           return; // each batch was followed by after_change
@@ -332,7 +334,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
           batch[i]->run(*st.cache, now);
         // Once per batch, not per job: the batch's writes go as one message.
         after_change(self);
-        done += n;
+        done += weight;
       }
       // Still busy: keep the doorbell claimed and come back after the mailbox.
       self->send(self, doorbell_atom::value);

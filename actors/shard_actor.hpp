@@ -70,14 +70,16 @@ struct shard_actor_state : shard_links {
   static inline const char* name = "karlton.shard";
 };
 
-/// Jobs run per doorbell before the shard yields to its mailbox (timers, actor
-/// requests): 256 keeps a flooded shard responsive while amortizing the
-/// doorbell message over many jobs.
+/// Calls run per doorbell before the shard yields to its mailbox (timers,
+/// actor requests): 256 keeps a flooded shard responsive while amortizing the
+/// doorbell message over many jobs. A job counts as the calls it carries
+/// (`shard_job::weight`).
 constexpr int doorbell_batch = 256;
 
-/// Jobs taken from the ingress queue at once: their lookups are prefetched
-/// together, so up to 16 cache misses overlap (about what a core can keep in
-/// flight) instead of being paid one after another.
+/// Calls taken from the ingress queue at once (whole jobs, at least one):
+/// their lookups are prefetched together, so up to 16 cache misses overlap
+/// (about what a core can keep in flight) instead of being paid one after
+/// another.
 constexpr int prefetch_batch = 16;
 
 /// Expired entries reclaimed per timer tick; more are left for an immediate

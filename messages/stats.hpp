@@ -108,7 +108,8 @@ struct cache_stats {
   /// Distributed caches: clears because the node's read lease lapsed (it
   /// lost touch with another node, so it may have missed invalidations).
   uint64_t lease_clears = 0;
-  /// Doorbells the shard answered: wake-ups for calls queued by plain threads.
+  /// Doorbells the shard answered: wake-ups for calls queued by plain threads,
+  /// and its own re-rings when still busy after a turn.
   uint64_t doorbells = 0;
   /// Queued jobs the shard ran: one per call from a plain thread and shard
   /// it goes to, a `put_batch` one per shard. Jobs per doorbell is how much

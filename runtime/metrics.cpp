@@ -44,7 +44,9 @@ const family_of<cache_stats> cache_families[] = {
   {"karlton_lease_clears_total", kind::counter,
    "Clears because the node's read lease lapsed.", &cache_stats::lease_clears},
   {"karlton_doorbells_total", kind::counter,
-   "Doorbells the shards answered (wake-ups for queued calls).", &cache_stats::doorbells},
+   "Doorbells the shards answered (wake-ups for queued calls, and a busy shard's own "
+   "re-rings).",
+   &cache_stats::doorbells},
   {"karlton_ingress_jobs_total", kind::counter,
    "Queued calls the shards ran (a put batch: one per shard).",
    &cache_stats::ingress_jobs},

@@ -36,16 +36,20 @@ public:
 /// would; puts to different shards are not ordered. A put is visible to
 /// reads once answered, as `put`'s is once it returned.
 ///
-/// One thread adds and sends. The answers go to the `put_answers` held
-/// weakly: a batch sent after it is gone still stores its puts, unanswered
-/// (as Redis applies a SET whose client hung up). Destroying a batch sends
-/// what it holds.
+/// One thread adds and sends. The answers go to the `put_answers`, held
+/// weakly until `send` and then by each job until its last answer: a batch
+/// sent after it is gone still stores its puts, unanswered (as Redis
+/// applies a SET whose client hung up). Destroying a batch sends what it
+/// holds.
 class put_batch {
 public:
   /// A shard's job holds at most this many puts; adding to a full one sends
-  /// it first, so that one job keeps its shard for a few microseconds at
-  /// most (a shard runs 16 jobs between looks at its mailbox).
-  static constexpr size_t max_job_puts = 64;
+  /// it first. A shard counts a job's puts, not the job, against its batch
+  /// limits (a turn runs 256 calls between looks at its mailbox and
+  /// prefetches 16 at a time), so a full job is one prefetch batch. The
+  /// shard's queue bound (`ingress-capacity`) counts jobs: up to this many
+  /// puts each.
+  static constexpr size_t max_job_puts = 16;
 
   /// An empty batch of puts to `target`, answered to `answers`.
   put_batch(cache target, std::weak_ptr<put_answers> answers);
@@ -68,15 +72,23 @@ public:
   /// True if no put waits to be sent.
   bool empty() const noexcept { return waiting_ == 0; }
 
+  /// Jobs this batch has allocated so far. Done jobs come back to the batch
+  /// and are reused, so a steady pipeline allocates about one per shard.
+  size_t jobs_made() const noexcept;
+  /// Jobs taken and not yet done: being filled, queued or running.
+  size_t jobs_in_use() const noexcept;
+
 private:
   class job;
+  class job_pool;
 
   void send_job(size_t shard);
 
   cache target_;
   std::weak_ptr<put_answers> answers_;
-  std::vector<job*> jobs_; // per shard; null: none waiting
-  size_t waiting_ = 0;     // jobs in jobs_
+  std::shared_ptr<job_pool> pool_; // done jobs come back here to be reused
+  std::vector<job*> jobs_;         // per shard; null: none waiting
+  size_t waiting_ = 0;             // jobs in jobs_
 };
 
 } // namespace karlton

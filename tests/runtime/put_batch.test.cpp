@@ -45,10 +45,16 @@ struct recorder final : put_answers {
     std::lock_guard<std::mutex> guard{mtx};
     return answers.size();
   }
-  bool wait_for(size_t n) {
+  int batch_count() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return batches;
+  }
+  /// Waits until `n` answers and `b` batches of answers are in: a job
+  /// answers its puts before it says `answered`.
+  bool wait_for(size_t n, int b = 0) {
     std::unique_lock<std::mutex> guard{mtx};
     return cv.wait_for(guard, std::chrono::seconds{10},
-                       [&] { return answers.size() >= n; });
+                       [&] { return answers.size() >= n && batches >= b; });
   }
 };
 
@@ -83,16 +89,44 @@ TEST_CASE("put_batch: 16 puts reach the shards as one job per shard and each is 
     b.send();
     CHECK(b.empty());
   }
-  REQUIRE(r->wait_for(16));
+  // One `answered` per job, not per put.
+  auto jobs = int(shards_of(c, 16));
+  REQUIRE(r->wait_for(16, jobs));
   for (int i = 0; i < 16; ++i)
     CHECK_FALSE(r->answers.at(uint64_t(i)));
-  // One `answered` per job, not per put.
-  CHECK(r->batches == int(shards_of(c, 16)));
+  CHECK(r->batch_count() == jobs);
   // The stats call is one more job on each of the 4 shards; 16 `put_async`s
   // would be 16 jobs.
   CHECK(jobs_run(c) - before == shards_of(c, 16) + 4);
   for (int i = 0; i < 16; ++i)
     CHECK(must(c.get("k" + std::to_string(i))).bytes() == "v" + std::to_string(i));
+}
+
+TEST_CASE("put_batch: done jobs come back to the batch and are reused", "[put_batch]") {
+  runtime rt;
+  cache_options o;
+  o.name = "c";
+  o.shards = 4;
+  auto c = must(rt.create_cache(o));
+  auto r = std::make_shared<recorder>();
+  put_batch b{c, r};
+  constexpr int rounds = 50;
+  for (int round = 0; round < rounds; ++round) {
+    for (int i = 0; i < 16; ++i)
+      REQUIRE_FALSE(b.add("k" + std::to_string(i), "v", ttl::cache_default(),
+                          uint64_t(round * 16 + i)));
+    b.send();
+    REQUIRE(r->wait_for(size_t(round + 1) * 16));
+    // A job comes back just after its last answer: wait for that event
+    // (bounded), so that the next round finds every job back.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+    while (b.jobs_in_use() > 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    REQUIRE(b.jobs_in_use() == 0);
+  }
+  // One job per shard touched, made in the first round (was one per shard
+  // touched per round).
+  CHECK(b.jobs_made() == shards_of(c, 16));
 }
 
 TEST_CASE("put_batch: puts of one key keep their order, across full jobs too",

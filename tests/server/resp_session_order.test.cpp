@@ -133,11 +133,15 @@ TEST_CASE("session: 16 pipelined SETs in one read reach each shard as one job",
   auto c = must(rt.create_cache(two_shards()));
   test_client cl{context_for(rt, {c})};
   auto before = jobs_run(c);
+  auto wakes = cl.host->wakes();
   std::string pipeline;
   for (int i = 0; i < 16; ++i)
     pipeline += resp_command({"SET", "key:" + std::to_string(i), "v"});
   auto got = cl.send(pipeline, 16);
   CHECK(got == replies(16, "+OK\r\n"));
+  // The shards' answers woke the host (the test client also looks every
+  // 500 ms, which alone would pass the check above).
+  CHECK(cl.host->wakes() > wakes);
   std::set<shard_actor> touched;
   for (int i = 0; i < 16; ++i)
     touched.insert(c.shard_for("key:" + std::to_string(i)));
