@@ -1,5 +1,7 @@
 #include <karlton/runtime/options.hpp>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cmath>
 #include <thread>
@@ -398,11 +400,17 @@ caf::expected<cache_options> cache_options_from(const caf::actor_system_config& 
   return o;
 }
 
+size_t usable_cores() noexcept {
+  cpu_set_t allowed;
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+    return static_cast<size_t>(std::max(1, CPU_COUNT(&allowed)));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 runtime_config::runtime_config() {
   register_types(*this);
   add_options(custom_options_);
-  auto cores = std::max(1u, std::thread::hardware_concurrency());
-  set("scheduler.max-threads", static_cast<size_t>(cores));
+  set("scheduler.max-threads", usable_cores());
   set("work-stealing.moderate-poll-attempts", size_t{0});
   // Clusters: the middleman carries the peers' traffic. Heartbeats let a
   // node notice a frozen peer (CAF-0.17.md: without them it never does);

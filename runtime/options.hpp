@@ -215,6 +215,11 @@ caf::expected<postgres_options>
 postgres_options_from(const caf::actor_system_config& cfg,
                       std::optional<std::string> uri = std::nullopt);
 
+/// The cores this process may run on (at least 1): those its CPU affinity
+/// mask allows (taskset, a container's cpuset), else all the machine has. A
+/// CFS quota (docker --cpus) is not counted.
+size_t usable_cores() noexcept;
+
 /// An actor system config with karlton's types, options and the scheduler
 /// settings measured in CAF-0.17.md: as many threads as cores, and no
 /// "moderate" polling phase (it makes a call from a plain thread wait ~100 us

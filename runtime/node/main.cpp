@@ -35,7 +35,6 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include <caf/config_option_adder.hpp>
@@ -295,7 +294,7 @@ void fit_max_clients(karlton::server::resp_options& o) {
 // (docs/benchmarks.md, "resp").
 void fit_scheduler(node_config& cfg, const node_settings& s) {
   if (caf::get_or(cfg, "scheduler.max-threads", size_t{0}) != 0) return;
-  size_t cores = std::max(1u, std::thread::hardware_concurrency());
+  size_t cores = karlton::usable_cores();
   size_t io = s.resp ? s.resp->threads : 0;
   cfg.set("scheduler.max-threads", cores > io ? cores - io : size_t{1});
 }

@@ -27,6 +27,10 @@ constexpr uint64_t keys = 1000;
 // it. Returns the number of the last write it acknowledged.
 uint64_t run_and_kill(const std::string& db, const std::string& journal, uint64_t acked,
                       uint64_t max_dirty) {
+  // Made before fork: the child may only make async-signal-safe calls
+  // (tests/support/run_command.hpp says why).
+  auto key_count = std::to_string(keys);
+  auto dirty = std::to_string(max_dirty);
   int out[2];
   REQUIRE(pipe(out) == 0);
   pid_t pid = fork();
@@ -35,10 +39,8 @@ uint64_t run_and_kill(const std::string& db, const std::string& journal, uint64_
     dup2(out[1], STDOUT_FILENO);
     close(out[0]);
     close(out[1]);
-    auto n = std::to_string(keys);
-    auto d = std::to_string(max_dirty);
     execl(KARLTON_CRASH_WRITER, KARLTON_CRASH_WRITER, db.c_str(), journal.c_str(),
-          n.c_str(), d.c_str(), static_cast<char*>(nullptr));
+          key_count.c_str(), dirty.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   close(out[1]);

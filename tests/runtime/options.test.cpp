@@ -1,7 +1,10 @@
 // Cache options: checks that name the option, and the karlton.* settings.
 #include <catch2/catch.hpp>
 
+#include <sched.h>
+
 #include <sstream>
+#include <thread>
 
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
@@ -263,10 +266,10 @@ TEST_CASE("karlton.postgres settings are read, and one out of range is named",
     REQUIRE_FALSE(cfg.parse(std::move(args), ini));
     return postgres_options_from(cfg);
   };
-  auto p = parsed({"--karlton.postgres.uri=postgresql://app@127.0.0.1:5432/shop",
-                   "--karlton.postgres.channel=shop_changes",
-                   "--karlton.postgres.pool-size=8", "--karlton.postgres.lease=2s",
-                   "--karlton.postgres.repair-ttl=30s"});
+  auto p =
+    parsed({"--karlton.postgres.uri=postgresql://app@127.0.0.1:5432/shop",
+            "--karlton.postgres.channel=shop_changes", "--karlton.postgres.pool-size=8",
+            "--karlton.postgres.lease=2s", "--karlton.postgres.repair-ttl=30s"});
   REQUIRE(p);
   CHECK(p->uri == "postgresql://app@127.0.0.1:5432/shop");
   CHECK(p->channel == "shop_changes");
@@ -284,10 +287,35 @@ TEST_CASE("karlton.postgres settings are read, and one out of range is named",
   refused({"--karlton.postgres.pool-size=65"}, "pool-size");
   refused({"--karlton.postgres.pool-size=4294967297"}, "pool-size"); // not wrapped to 1
   refused({"--karlton.postgres.max-group-keys=0"}, "max-group-keys");
-  refused({"--karlton.postgres.lease=400ms"}, "lease must be at least twice the heartbeat");
-  refused({"--karlton.postgres.reconnect-max=25h"}, "reconnect-max must be within 1ms..1d");
+  refused({"--karlton.postgres.lease=400ms"},
+          "lease must be at least twice the heartbeat");
+  refused({"--karlton.postgres.reconnect-max=25h"},
+          "reconnect-max must be within 1ms..1d");
   refused({"--karlton.postgres.heartbeat=25h", "--karlton.postgres.lease=100h"},
           "heartbeat must be within 1ms..1d");
   refused({"--karlton.postgres.channel=Changes"}, "channel");
   refused({"--karlton.postgres.schema=pg_catalog"}, "reserved");
+}
+
+TEST_CASE("usable_cores counts the CPUs the affinity mask allows", "[options]") {
+  cpu_set_t all;
+  REQUIRE(::sched_getaffinity(0, sizeof all, &all) == 0);
+  CHECK(usable_cores() == static_cast<size_t>(CPU_COUNT(&all)));
+  // The mask is per thread: restrict a fresh one to a single CPU.
+  size_t seen = 0;
+  std::thread restricted{[&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+      if (CPU_ISSET(cpu, &all)) {
+        CPU_SET(cpu, &one);
+        break;
+      }
+    if (::sched_setaffinity(0, sizeof one, &one) == 0) seen = usable_cores();
+  }};
+  restricted.join();
+  CHECK(seen == 1);
+  // karlton's actor system runs a worker per usable core.
+  runtime_config cfg;
+  CHECK(caf::get_or(cfg, "scheduler.max-threads", size_t{0}) == usable_cores());
 }

@@ -58,6 +58,13 @@ struct recorder final : put_answers {
   }
 };
 
+cache four_shard_cache(runtime& rt) {
+  cache_options o;
+  o.name = "c";
+  o.shards = 4;
+  return must(rt.create_cache(o));
+}
+
 uint64_t jobs_run(const cache& c) {
   return must(c.stats()).ingress_jobs;
 }
@@ -74,10 +81,7 @@ size_t shards_of(const cache& c, int keys) {
 TEST_CASE("put_batch: 16 puts reach the shards as one job per shard and each is answered",
           "[put_batch]") {
   runtime rt;
-  cache_options o;
-  o.name = "c";
-  o.shards = 4;
-  auto c = must(rt.create_cache(o));
+  auto c = four_shard_cache(rt);
   auto before = jobs_run(c);
   auto r = std::make_shared<recorder>();
   {
@@ -104,10 +108,7 @@ TEST_CASE("put_batch: 16 puts reach the shards as one job per shard and each is 
 
 TEST_CASE("put_batch: done jobs come back to the batch and are reused", "[put_batch]") {
   runtime rt;
-  cache_options o;
-  o.name = "c";
-  o.shards = 4;
-  auto c = must(rt.create_cache(o));
+  auto c = four_shard_cache(rt);
   auto r = std::make_shared<recorder>();
   put_batch b{c, r};
   constexpr int rounds = 50;

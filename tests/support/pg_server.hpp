@@ -10,11 +10,9 @@
 // authentication and runs as whoever we are.
 #pragma once
 
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,7 +25,8 @@
 #include <string>
 #include <vector>
 
-// Beside this file: found whoever includes it (tests, examples, the bench).
+// Beside this file: found whoever includes them (tests, examples, the bench).
+#include "run_command.hpp"
 #include "temp_dir.hpp"
 
 namespace karlton::testing {
@@ -90,9 +89,9 @@ public:
       if (!ready_ && log_text().find("could not bind") == std::string::npos) break;
     }
     if (!ready_) return;
-    if (run({(bindir_ / "createdb").string(), "-h", "127.0.0.1", "-p",
-             std::to_string(port_), "-U", "karlton", "karlton"},
-            out) != 0) {
+    if (run_command({(bindir_ / "createdb").string(), "-h", "127.0.0.1", "-p",
+                     std::to_string(port_), "-U", "karlton", "karlton"},
+                    out) != 0) {
       error_ = "createdb failed: " + out;
       ready_ = false;
     }
@@ -124,10 +123,11 @@ public:
   /// output is psql's error and `last_psql_ok()` is false.
   std::string psql(const std::string& sql) {
     std::string out;
-    psql_ok_ = run({(bindir_ / "psql").string(), "-X", "-At", "-v", "ON_ERROR_STOP=1",
-                    "-h", "127.0.0.1", "-p", std::to_string(port_), "-U", "karlton", "-d",
-                    "karlton", "-c", sql},
-                   out) == 0;
+    psql_ok_ =
+      run_command({(bindir_ / "psql").string(), "-X", "-At", "-v", "ON_ERROR_STOP=1",
+                   "-h", "127.0.0.1", "-p", std::to_string(port_), "-U", "karlton", "-d",
+                   "karlton", "-c", sql},
+                  out) == 0;
     if (!out.empty() && out.back() == '\n') out.pop_back();
     return out;
   }
@@ -184,7 +184,8 @@ private:
         return true;
       }
     std::string out;
-    if (run({"useradd", "--system", "--no-create-home", "karlton-pg"}, out) != 0) {
+    if (run_command({"useradd", "--system", "--no-create-home", "karlton-pg"}, out) !=
+        0) {
       error_ = "running as root and cannot add the user karlton-pg: " + out;
       return false;
     }
@@ -194,7 +195,7 @@ private:
 
   bool hand_over(const std::filesystem::path& dir) {
     std::string out;
-    if (run({"chown", "-R", user_, dir.string()}, out) != 0) {
+    if (run_command({"chown", "-R", user_, dir.string()}, out) != 0) {
       error_ = "cannot hand " + dir.string() + " to " + user_ + ": " + out;
       return false;
     }
@@ -203,50 +204,7 @@ private:
 
   int run_as_owner(std::vector<std::string> cmd, std::string& out) {
     if (!user_.empty()) cmd.insert(cmd.begin(), {"runuser", "-u", user_, "--"});
-    return run(cmd, out);
-  }
-
-  // Runs `cmd` (no shell) with stdout and stderr into `out`; its exit status,
-  // or -1 if it could not run. The child keeps no other descriptor of ours:
-  // a daemonised postmaster must not hold a test's sockets or pipes.
-  static int run(const std::vector<std::string>& cmd, std::string& out) {
-    out.clear();
-    int fds[2];
-    if (::pipe(fds) != 0) return -1;
-    pid_t pid = ::fork();
-    if (pid < 0) {
-      ::close(fds[0]);
-      ::close(fds[1]);
-      return -1;
-    }
-    if (pid == 0) {
-      ::dup2(fds[1], 1);
-      ::dup2(fds[1], 2);
-      int devnull = ::open("/dev/null", O_RDONLY);
-      if (devnull >= 0) ::dup2(devnull, 0);
-      for (int fd = 3; fd < 1024; ++fd)
-        ::close(fd);
-      std::vector<char*> argv;
-      for (auto& arg : cmd)
-        argv.push_back(const_cast<char*>(arg.c_str()));
-      argv.push_back(nullptr);
-      ::execvp(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    char buf[4096];
-    for (;;) {
-      auto n = ::read(fds[0], buf, sizeof buf);
-      if (n > 0)
-        out.append(buf, static_cast<size_t>(n));
-      else if (n == 0 || errno != EINTR)
-        break;
-    }
-    ::close(fds[0]);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return run_command(cmd, out);
   }
 
   // A port the kernel just handed out on 127.0.0.1; another process may take
