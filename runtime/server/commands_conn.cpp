@@ -160,7 +160,7 @@ void select(command_call& c) {
 void wrong_sub_arity(command_call& c, std::string_view cmd) {
   std::string sub{c.args[1]};
   for (auto& ch : sub)
-    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    ch = ascii_lower(ch);
   c.reply().error("wrong number of arguments for '" + std::string{cmd} + "|" + sub +
                   "' command");
 }

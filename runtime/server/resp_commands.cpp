@@ -1,7 +1,6 @@
 // The command table (plan §5): every family registers its commands, and the
 // table is sorted once so that lookups are a binary search.
 #include <algorithm>
-#include <cctype>
 #include <limits>
 
 #include "runtime/server/session_impl.hpp"
@@ -10,14 +9,11 @@ namespace karlton::server {
 
 namespace {
 
-char lower(char c) noexcept {
-  return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-}
-
 // a < b, ASCII case-insensitive.
 bool iless(std::string_view a, std::string_view b) noexcept {
-  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(),
-                                      [](char x, char y) { return lower(x) < lower(y); });
+  return std::lexicographical_compare(
+    a.begin(), a.end(), b.begin(), b.end(),
+    [](char x, char y) { return ascii_lower(x) < ascii_lower(y); });
 }
 
 std::vector<command_spec> make_table() {
@@ -52,7 +48,7 @@ const command_spec* find_command(std::string_view name) {
 bool iequals(std::string_view a, std::string_view b) noexcept {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
   return true;
 }
 

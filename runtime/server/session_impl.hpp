@@ -233,6 +233,12 @@ private:
 /// Parses a base-10 int64 as Redis's string2ll: no spaces, no '+', no
 /// leading zeros; false if not one or out of range.
 bool parse_int64(std::string_view s, int64_t& out) noexcept;
+/// ASCII lower case, as Redis folds command and option names. Inline, not
+/// std::tolower (a call into the locale): the command lookup folds every
+/// character it compares.
+inline char ascii_lower(char c) noexcept {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
 /// ASCII case-insensitive equality (command and option names).
 bool iequals(std::string_view a, std::string_view b) noexcept;
 
