@@ -221,7 +221,7 @@ postgres_options_from(const caf::actor_system_config& cfg,
 size_t usable_cores() noexcept;
 
 /// An actor system config with karlton's types, options and the scheduler
-/// settings measured in CAF-0.17.md: as many threads as cores, and no
+/// settings measured in CAF-0.17.md: as many threads as usable cores, and no
 /// "moderate" polling phase (it makes a call from a plain thread wait ~100 us
 /// for a sleeping worker; without it, ~30 us).
 class runtime_config : public caf::actor_system_config {
