@@ -10,8 +10,9 @@
 //   the parent held the allocator's lock waits on that lock for ever. That
 //   hung a pg_listener test in CI (its listener thread allocates at each
 //   heartbeat; a psql child built its argv after fork).
-// - It never waits longer than `limit`: then the command's process group
-//   is killed and the call fails, saying so, instead of hanging its test.
+// - It waits at most `limit` (on Linux 5.3 and later, which has pidfds):
+//   then the command's process group is killed and the call fails, saying
+//   so, instead of hanging its test.
 #pragma once
 
 #include <fcntl.h>
@@ -29,6 +30,13 @@
 #include <vector>
 
 namespace karlton::testing {
+
+/// A descriptor that becomes readable when process `pid` exits (any process,
+/// not only a child), or -1 (errno ESRCH: it is gone already; ENOSYS: Linux
+/// before 5.3). glibc 2.36's <sys/pidfd.h> lacks extern "C": the system call.
+inline int open_pidfd(pid_t pid) noexcept {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 /// Runs `cmd` (found on PATH unless it holds a '/') with stdin from
 /// /dev/null and stdout and stderr into `out`. Returns its exit status, or
@@ -66,9 +74,9 @@ inline int run_command(const std::vector<std::string>& cmd, std::string& out,
   }
   ::setpgid(pid, pid); // as the child does: whichever runs first
   // Wait for the output's end and the child's exit, both bounded: a child
-  // may close its output and go on running.
-  // glibc 2.36's <sys/pidfd.h> lacks extern "C": the system call directly.
-  int exited = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  // may close its output and go on running. Without a pidfd (Linux before
+  // 5.3), or if poll itself fails, the wait for its exit is not bounded.
+  int exited = open_pidfd(pid);
   auto deadline = steady::now() + limit;
   bool reading = true, running = exited >= 0, timed_out = false;
   char buf[4096];

@@ -4,7 +4,6 @@
 #include <catch2/catch.hpp>
 
 #include <poll.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -39,7 +38,7 @@ TEST_CASE("run_command kills a command, and what it started, past the limit",
   auto background = static_cast<pid_t>(std::stol(out));
   // It exits (an event, bounded): its pidfd becomes readable, or it is
   // already reaped.
-  int fd = static_cast<int>(::syscall(SYS_pidfd_open, background, 0));
+  int fd = karlton::testing::open_pidfd(background);
   if (fd >= 0) {
     pollfd exited{fd, POLLIN, 0};
     CHECK(::poll(&exited, 1, 10'000) == 1);
