@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -19,6 +18,8 @@
 #include <karlton/messages/cluster.hpp>
 #include <karlton/messages/stats.hpp>
 #include <karlton/messages/writes.hpp>
+
+#include "runtime/server/ascii.hpp"
 
 #ifndef KARLTON_VERSION
 #define KARLTON_VERSION "unknown"
@@ -254,13 +255,6 @@ void karlton_section(info_writer& w, const server_context& ctx,
   if (f.unavailable > 0) w.field("karlton_stats_unavailable", f.unavailable);
 }
 
-std::string lower(std::string_view s) {
-  std::string out{s};
-  for (auto& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // The sections `request` names (space-separated, any case), in INFO's order.
 std::array<bool, section_names.size()> wanted_sections(std::string_view request) {
   std::array<bool, section_names.size()> out{};
@@ -268,12 +262,13 @@ std::array<bool, section_names.size()> wanted_sections(std::string_view request)
   while (pos < request.size()) {
     auto end = request.find(' ', pos);
     if (end == std::string_view::npos) end = request.size();
-    auto word = lower(request.substr(pos, end - pos));
+    auto word = request.substr(pos, end - pos);
     pos = end + 1;
     if (word.empty()) continue;
-    if (word == "default" || word == "all" || word == "everything") out.fill(true);
+    if (iequals(word, "default") || iequals(word, "all") || iequals(word, "everything"))
+      out.fill(true);
     for (size_t i = 0; i < section_names.size(); ++i)
-      if (word == section_names[i]) out[i] = true;
+      if (iequals(word, section_names[i])) out[i] = true;
   }
   bool any = std::any_of(request.begin(), request.end(), [](char c) { return c != ' '; });
   if (!any) out.fill(true);

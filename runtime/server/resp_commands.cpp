@@ -45,13 +45,6 @@ const command_spec* find_command(std::string_view name) {
   return &*i;
 }
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-  return true;
-}
-
 bool parse_int64(std::string_view s, int64_t& out) noexcept {
   if (s.empty() || s.size() > 20) return false;
   size_t i = 0;

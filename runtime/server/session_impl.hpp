@@ -17,6 +17,7 @@
 
 #include <karlton/runtime/put_batch.hpp>
 
+#include "runtime/server/ascii.hpp"
 #include "runtime/server/in_flight_writes.hpp"
 #include "runtime/server/reply_slots.hpp"
 #include "runtime/server/resp_parser.hpp"
@@ -233,14 +234,6 @@ private:
 /// Parses a base-10 int64 as Redis's string2ll: no spaces, no '+', no
 /// leading zeros; false if not one or out of range.
 bool parse_int64(std::string_view s, int64_t& out) noexcept;
-/// ASCII lower case, as Redis folds command and option names. Inline, not
-/// std::tolower (a call into the locale): the command lookup folds every
-/// character it compares.
-inline char ascii_lower(char c) noexcept {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-/// ASCII case-insensitive equality (command and option names).
-bool iequals(std::string_view a, std::string_view b) noexcept;
 
 // The command families, registered into the table by resp_commands.cpp.
 void commands_conn(std::vector<command_spec>& table);
