@@ -1,7 +1,6 @@
 #include "runtime/node/node_stores.hpp"
 
 #include <algorithm>
-#include <cctype>
 
 #include <caf/settings.hpp>
 
@@ -9,6 +8,8 @@
 #include <karlton/runtime/options.hpp>
 #include <karlton/stores/postgres_store.hpp>
 #include <karlton/stores/sqlite_store.hpp>
+
+#include "runtime/server/ascii.hpp"
 
 namespace karlton::node {
 
@@ -22,19 +23,14 @@ bool starts_with(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
 }
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
 } // namespace
 
 caf::expected<node_stores> node_stores::from(const caf::actor_system_config& cfg,
                                              size_t caches) {
   node_stores out;
   out.where_ = caf::get_or(cfg, "node.store", std::string{});
-  if (!starts_with(out.where_, "postgresql://") && !starts_with(out.where_, "postgres://"))
+  if (!starts_with(out.where_, "postgresql://") &&
+      !starts_with(out.where_, "postgres://"))
     return out; // a SQLite file, or none
   auto p = postgres_options_from(cfg, out.where_);
   if (!p) return bad_option("node.store", describe(p.error()));
@@ -54,7 +50,9 @@ caf::expected<std::shared_ptr<store>> node_stores::open(const std::string& name)
   // SQLite's table names ignore case, even quoted; PostgreSQL's are
   // lower-cased here. Either way "Users" and "users" would be one table.
   if (postgres_ && !postgres_->table.empty()) table = postgres_->table;
-  auto folded = lower(table);
+  auto folded = table;
+  for (auto& c : folded)
+    c = server::ascii_lower(c); // as SQLite folds: ASCII only
   auto [other, fresh] = tables_.emplace(folded, name);
   if (!fresh)
     return bad_option("node.caches", "'" + other->second + "' and '" + name +

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "runtime/server/ascii.hpp"
+
 namespace karlton::server {
 
 namespace {
@@ -24,16 +26,6 @@ bool is_token(std::string_view s) {
 bool is_field_value_byte(char c) {
   auto u = static_cast<unsigned char>(c);
   return u == '\t' || (u >= 0x20 && u != 0x7f);
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           auto lower = [](char c) {
-             return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c;
-           };
-           return lower(x) == lower(y);
-         });
 }
 
 std::string_view trim_ows(std::string_view s) {
