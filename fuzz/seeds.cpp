@@ -245,6 +245,23 @@ void message_seeds(const fs::path& dir) {
     });
 }
 
+// The files runtime/cores.cpp reads, one of each form.
+void cgroup_seeds(const fs::path& dir) {
+  const char* inputs[] = {
+    "max 100000\n",
+    "150000 100000\n",
+    "-1\n100000\n",
+    "0::/system.slice/karlton.service\n",
+    "5:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n",
+    "31 30 0:28 / /sys/fs/cgroup/cpu rw,relatime shared:9 - cgroup cgroup "
+    "rw,cpu,cpuacct\n"
+    "40 30 0:37 /docker/abc /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
+  };
+  int i = 0;
+  for (auto* in : inputs)
+    write(dir / ("seed-" + std::to_string(i++)), in);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -254,7 +271,7 @@ int main(int argc, char** argv) {
   }
   fs::path dir = argv[1];
   for (auto* target : {"console", "journal", "messages", "resp_parser", "resp_session",
-                       "http_request", "pg_payload"})
+                       "http_request", "pg_payload", "cgroup"})
     fs::create_directories(dir / target);
   console_seeds(dir / "console");
   journal_seeds(dir / "journal");
@@ -263,5 +280,6 @@ int main(int argc, char** argv) {
   resp_session_seeds(dir / "resp_session");
   http_seeds(dir / "http_request");
   pg_payload_seeds(dir / "pg_payload");
+  cgroup_seeds(dir / "cgroup");
   return 0;
 }

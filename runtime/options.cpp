@@ -1,7 +1,5 @@
 #include <karlton/runtime/options.hpp>
 
-#include <sched.h>
-
 #include <algorithm>
 #include <cmath>
 #include <thread>
@@ -398,13 +396,6 @@ caf::expected<cache_options> cache_options_from(const caf::actor_system_config& 
     return bad("karlton.distribution", "'" + dist + "' is not one of local, async, sync");
   if (o.default_ttl.is_default()) o.default_ttl = ttl::never();
   return o;
-}
-
-size_t usable_cores() noexcept {
-  cpu_set_t allowed;
-  if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0)
-    return static_cast<size_t>(std::max(1, CPU_COUNT(&allowed)));
-  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 runtime_config::runtime_config() {

@@ -215,9 +215,10 @@ caf::expected<postgres_options>
 postgres_options_from(const caf::actor_system_config& cfg,
                       std::optional<std::string> uri = std::nullopt);
 
-/// The cores this process may run on (at least 1): those its CPU affinity
-/// mask allows (taskset, a container's cpuset), else all the machine has. A
-/// CFS quota (docker --cpus) is not counted.
+/// The cores this process may use (at least 1): those its CPU affinity mask
+/// allows (taskset, a container's cpuset), else all the machine has, and no
+/// more than a CFS quota of its cgroups allows, rounded up (docker --cpus,
+/// Kubernetes CPU limits, systemd's CPUQuota; cgroup v1 and v2).
 size_t usable_cores() noexcept;
 
 /// An actor system config with karlton's types, options and the scheduler
