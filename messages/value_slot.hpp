@@ -22,6 +22,11 @@ struct value_slot {
   static void prefetch(const value& slot) noexcept {
     __builtin_prefetch(__atomic_load_n(&slot.block_, __ATOMIC_RELAXED));
   }
+  /// Hints the CPU to load the buffer `slot` holds for writing: its count,
+  /// which releasing the handle changes. Writer only.
+  static void prefetch_to_release(const value& slot) noexcept {
+    __builtin_prefetch(__atomic_load_n(&slot.block_, __ATOMIC_RELAXED), 1);
+  }
   // GCC's __atomic builtins on the plain pointer member: std::atomic_ref is
   // C++20, and making the member atomic would change `value` for everyone.
 };
