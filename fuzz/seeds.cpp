@@ -35,6 +35,14 @@ void write(const fs::path& file, const std::string& bytes) {
   }
 }
 
+// Writes each input as <dir>/seed-<n>.
+template <class Inputs>
+void write_all(const fs::path& dir, const Inputs& inputs) {
+  int i = 0;
+  for (const auto& in : inputs)
+    write(dir / ("seed-" + std::to_string(i++)), in);
+}
+
 void console_seeds(const fs::path& dir) {
   const char* inputs[] = {
     "put users u1 John Smith\nget users u1\nerase users u1\nget users u1",
@@ -43,9 +51,7 @@ void console_seeds(const fs::path& dir) {
     "members\nstats\nping\nquit",
     "get nosuch k\nput users\nfrobnicate\r",
   };
-  int i = 0;
-  for (auto* in : inputs)
-    write(dir / ("seed-" + std::to_string(i++)), in);
+  write_all(dir, inputs);
 }
 
 // The first byte is the resp_parser fuzzer's split seed (and, with its top
@@ -62,9 +68,7 @@ void resp_seeds(const fs::path& dir) {
     std::string{"\x86"} + "*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n*1\r\n$100\r\n",
     std::string{"\x07"} + "*3\r\n$4\r\nMSET\r\n$1\r\na\r\n$2000\r\n",
   };
-  int i = 0;
-  for (const auto& in : inputs)
-    write(dir / ("seed-" + std::to_string(i++)), in);
+  write_all(dir, inputs);
 }
 
 // The first byte seeds the resp_session fuzzer's split points (its top bit:
@@ -94,9 +98,7 @@ void resp_session_seeds(const fs::path& dir) {
       cmd({"COMMAND", "COUNT"}) + cmd({"INFO"}) + cmd({"QUIT"}) + cmd({"PING"}),
     "\x08PING\r\nECHO hi\r\n*1\r\n$-5\r\n",
   };
-  int i = 0;
-  for (const auto& in : inputs)
-    write(dir / ("seed-" + std::to_string(i++)), in);
+  write_all(dir, inputs);
 }
 
 // The first byte is the http_request fuzzer's split seed and head limit
@@ -113,9 +115,7 @@ void http_seeds(const fs::path& dir) {
       "GET / HTTP/1.1\r\nHost: x\r\nX-Fill: " + std::string(300, 'a') + "\r\n\r\n",
     std::string{"\x10"} + "GET /metrics HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
   };
-  int i = 0;
-  for (const auto& in : inputs)
-    write(dir / ("seed-" + std::to_string(i++)), in);
+  write_all(dir, inputs);
 }
 
 // What the change triggers send (stores/pg_trigger_sql.cpp), one of each
@@ -129,9 +129,7 @@ void pg_payload_seeds(const fs::path& dir) {
     "t 742 public.users",
     "R public.users",
   };
-  int i = 0;
-  for (auto* in : inputs)
-    write(dir / ("seed-" + std::to_string(i++)), in);
+  write_all(dir, inputs);
 }
 
 void journal_seeds(const fs::path& dir) {
@@ -257,9 +255,7 @@ void cgroup_seeds(const fs::path& dir) {
     "rw,cpu,cpuacct\n"
     "40 30 0:37 /docker/abc /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
   };
-  int i = 0;
-  for (auto* in : inputs)
-    write(dir / ("seed-" + std::to_string(i++)), in);
+  write_all(dir, inputs);
 }
 
 } // namespace
