@@ -84,6 +84,11 @@ bool safe_path(std::string_view p) {
          p.substr(p.size() < 3 ? 0 : p.size() - 3) != "/..";
 }
 
+// Keeps in `best` the fewer cores of the two.
+void take_fewer(std::optional<size_t>& best, std::optional<size_t> found) {
+  if (found && (!best || *found < *best)) best = found;
+}
+
 // One cgroup hierarchy as mounted: the cgroup the mount point shows (`root`).
 struct mount {
   std::string_view root;
@@ -129,8 +134,7 @@ std::optional<size_t> tightest(const mount& m, std::string_view path,
     rel.remove_suffix(1);
   std::optional<size_t> best;
   for (;;) {
-    auto found = read_level(std::string{m.point} + std::string{rel});
-    if (found && (!best || *found < *best)) best = found;
+    take_fewer(best, read_level(std::string{m.point} + std::string{rel}));
     if (rel.empty()) return best;
     rel = rel.substr(0, rel.rfind('/'));
   }
@@ -173,9 +177,6 @@ std::optional<size_t> cgroup_cpu_limit(std::string_view self_cgroup,
     return quota && period ? cores_of_cfs(*quota, *period) : std::nullopt;
   };
   std::optional<size_t> best;
-  auto take = [&best](std::optional<size_t> found) {
-    if (found && (!best || *found < *best)) best = found;
-  };
   // Lines "hierarchy-id:controllers:path"; v2's is "0::path".
   while (!self_cgroup.empty()) {
     auto line = next_line(self_cgroup);
@@ -188,7 +189,7 @@ std::optional<size_t> cgroup_cpu_limit(std::string_view self_cgroup,
     bool v2 = line.substr(0, first) == "0" && controllers.empty();
     if (!v2 && !has_item(controllers, "cpu")) continue;
     for (const auto& m : cgroup_mounts(mountinfo, v2))
-      take(v2 ? tightest(m, path, v2_level) : tightest(m, path, v1_level));
+      take_fewer(best, v2 ? tightest(m, path, v2_level) : tightest(m, path, v1_level));
   }
   return best;
 }
