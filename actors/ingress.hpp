@@ -4,8 +4,9 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 
-#include <boost/lockfree/queue.hpp>
 #include <caf/error.hpp>
 
 #include "actors/shard_state.hpp"
@@ -36,14 +37,50 @@ public:
 /// `doorbell` message) only if nobody has rung since the shard last found the
 /// queue empty. The shard drains the queue on the doorbell, clears the flag,
 /// and looks once more, so no job is left behind without a doorbell.
+///
+/// The queue is a bounded ring of `capacity` slots of 16 bytes, each with a
+/// sequence number that says whose turn it is (Dmitry Vyukov's bounded MPMC
+/// queue): a push or a pop is one compare-and-swap, and nothing but the ring
+/// is allocated. Several threads may pop at once (shutdown fails what is
+/// queued beside a running shard), so it is multi-consumer. Boost.Lockfree's
+/// fixed-size queue, used before, took a 64-byte node per slot: 1 MB a shard
+/// at the default capacity, allocated whether used or not.
+///
+/// A pop finds the queue empty while a push that took the next slot has not
+/// filled it yet; that push's caller then finds the doorbell released and
+/// rings it, so its job waits for the caller, never for another doorbell.
 /// @threadsafe
 class ingress {
 public:
-  /// `capacity` bounds queued jobs; beyond it, callers wait or get `overloaded`.
-  explicit ingress(size_t capacity) : queue_(capacity) {}
+  /// `capacity` (at least 2: with one slot, "filled" and "free for the next
+  /// lap" would be the same turn) bounds queued jobs; beyond it, callers
+  /// wait or get `overloaded`.
+  explicit ingress(size_t capacity)
+    : capacity_(capacity < 2 ? 2 : capacity), slots_(new slot[capacity_]) {
+    for (size_t i = 0; i < capacity_; ++i)
+      slots_[i].turn.store(i, std::memory_order_relaxed);
+  }
 
   /// Queues `job`; false if the queue is full.
-  bool push(shard_job* job) noexcept { return queue_.bounded_push(job); }
+  bool push(shard_job* job) noexcept {
+    auto pos = tail_.load(std::memory_order_relaxed);
+    for (;;) {
+      auto& s = slots_[pos % capacity_];
+      auto turn = s.turn.load(std::memory_order_acquire);
+      auto ahead = static_cast<intptr_t>(turn - pos);
+      if (ahead == 0) { // free for this lap: take it
+        if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+          s.job = job;
+          s.turn.store(pos + 1, std::memory_order_release);
+          return true;
+        }
+      } else if (ahead < 0) { // still holds the job of the lap before: full
+        return false;
+      } else { // another push took it: look again
+        pos = tail_.load(std::memory_order_relaxed);
+      }
+    }
+  }
 
   /// After a successful push: true if the caller must send the doorbell.
   bool claim_doorbell() noexcept {
@@ -55,8 +92,23 @@ public:
   /// Only whoever holds the doorbell (the shard; or a caller whose doorbell
   /// could not be sent, or after shutdown): the next job, or nullptr.
   shard_job* pop() noexcept {
-    shard_job* job = nullptr;
-    return queue_.pop(job) ? job : nullptr;
+    auto pos = head_.load(std::memory_order_relaxed);
+    for (;;) {
+      auto& s = slots_[pos % capacity_];
+      auto turn = s.turn.load(std::memory_order_acquire);
+      auto ahead = static_cast<intptr_t>(turn - (pos + 1));
+      if (ahead == 0) { // filled for this lap: take it
+        if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+          auto job = s.job;
+          s.turn.store(pos + capacity_, std::memory_order_release);
+          return job;
+        }
+      } else if (ahead < 0) { // not filled (yet): empty
+        return nullptr;
+      } else { // another pop took it: look again
+        pos = head_.load(std::memory_order_relaxed);
+      }
+    }
   }
 
   /// Only the doorbell's holder, after `pop` returned nullptr: clears the
@@ -65,13 +117,29 @@ public:
   bool release_doorbell() noexcept {
     rung_.store(false, std::memory_order_seq_cst);
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (queue_.empty()) return false;
+    if (!filled_at_head()) return false;
     return !rung_.exchange(true, std::memory_order_acq_rel);
   }
 
 private:
-  boost::lockfree::queue<shard_job*, boost::lockfree::fixed_sized<true>> queue_;
-  std::atomic<bool> rung_{false};
+  struct slot {
+    std::atomic<uint64_t> turn; // pos + 1 once filled for lap pos; free when pos
+    shard_job* job = nullptr;
+  };
+
+  // What `pop` would find: the slot at the head holds a job. A push in
+  // progress there is not seen; its caller claims the doorbell afterwards.
+  bool filled_at_head() const noexcept {
+    auto pos = head_.load(std::memory_order_relaxed);
+    return slots_[pos % capacity_].turn.load(std::memory_order_acquire) == pos + 1;
+  }
+
+  const size_t capacity_;
+  std::unique_ptr<slot[]> slots_;
+  // Apart, so pushing threads and the popping shard do not share a line.
+  alignas(64) std::atomic<uint64_t> tail_{0};
+  alignas(64) std::atomic<uint64_t> head_{0};
+  alignas(64) std::atomic<bool> rung_{false};
 };
 
 } // namespace karlton

@@ -67,9 +67,9 @@ struct cache_options {
   /// days). Setting: `karlton.call-timeout`.
   caf::timespan call_timeout = std::chrono::seconds{5};
   /// Jobs queued per shard from plain threads before callers wait (blocking
-  /// calls until their timeout, then `overloaded`). 2..65534: Boost.Lockfree's
-  /// fixed-size queue indexes its nodes with 16 bits (at most 65535) and
-  /// needs one node more than its capacity. Setting: `karlton.ingress-capacity`.
+  /// calls until their timeout, then `overloaded`). 2..2^20: each queued job
+  /// takes a 16-byte slot, allocated when the cache is made (256 KiB a shard
+  /// by default). Setting: `karlton.ingress-capacity`.
   uint32_t ingress_capacity = 16384;
   /// Told about every removal, on the shard's thread; must not block.
   removal_callback on_removal;

@@ -372,11 +372,19 @@ void session_impl::completed(reply_slot& slot) noexcept {
 
 void session_impl::answer(uint64_t tag, const caf::error& err) noexcept {
   auto& slot = *reinterpret_cast<reply_slot*>(static_cast<uintptr_t>(tag));
-  reply_writer w{slot.bytes, 2}; // "+OK" and errors read the same in RESP3
-  if (err)
-    write_error(w, err);
-  else
-    w.simple("OK");
+  try {
+    reply_writer w{slot.bytes, 2}; // "+OK" and errors read the same in RESP3
+    if (err)
+      write_error(w, err);
+    else
+      w.simple("OK");
+  } catch (...) {
+    // No memory for the error's text. The slot holds only this put's reply,
+    // and a std::string holds 15 bytes without allocating: Redis's OOM error
+    // fits, so the client still gets exactly one reply in its place.
+    slot.bytes.clear();
+    slot.bytes.append("-OOM\r\n");
+  }
   slot.ready.store(true, std::memory_order_release);
 }
 
