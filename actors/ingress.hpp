@@ -1,4 +1,4 @@
-// The doorway from plain threads into a shard: a lock-free queue of jobs and a
+// The doorway from plain threads into a shard: a bounded queue of jobs and a
 // doorbell flag, so a burst of calls costs one actor message, not one each.
 #pragma once
 
@@ -49,6 +49,11 @@ public:
 /// A pop finds the queue empty while a push that took the next slot has not
 /// filled it yet; that push's caller then finds the doorbell released and
 /// rings it, so its job waits for the caller, never for another doorbell.
+/// The price, as in the bounded array queues of JCTools (Caffeine's write
+/// buffer) and the LMAX Disruptor: the queue is not lock-free. A caller
+/// descheduled between taking a slot and filling it (two instructions) holds
+/// back the jobs queued after it until it runs again, a scheduler time slice
+/// at worst; nothing is lost, and no other caller waits on it to push.
 /// @threadsafe
 class ingress {
 public:
@@ -67,7 +72,7 @@ public:
     for (;;) {
       auto& s = slots_[pos % capacity_];
       auto turn = s.turn.load(std::memory_order_acquire);
-      auto ahead = static_cast<intptr_t>(turn - pos);
+      auto ahead = static_cast<int64_t>(turn - pos);
       if (ahead == 0) { // free for this lap: take it
         if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
           s.job = job;
@@ -96,7 +101,7 @@ public:
     for (;;) {
       auto& s = slots_[pos % capacity_];
       auto turn = s.turn.load(std::memory_order_acquire);
-      auto ahead = static_cast<intptr_t>(turn - (pos + 1));
+      auto ahead = static_cast<int64_t>(turn - (pos + 1));
       if (ahead == 0) { // filled for this lap: take it
         if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
           auto job = s.job;

@@ -99,7 +99,10 @@ void submit(const std::shared_ptr<gate>& gp, const shard_route& route, shard_job
     }
   }
   // Queued. If shutdown began, its final drain may already have run: drain
-  // ourselves. Otherwise (seq_cst order) that drain comes after our push.
+  // ourselves. Otherwise that drain comes after our push: the fences here
+  // and after shutdown's `closed` store order each side's store before its
+  // load (the push publishes with a release store only).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   if (g.closed.load(std::memory_order_seq_cst)) return fail_queued(route);
   if (held_here != nullptr)
     doorbell_access::hold(*held_here, gp, route);

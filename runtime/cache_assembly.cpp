@@ -157,8 +157,8 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   auto n =
     opts.shards > 0 ? opts.shards : std::max<size_t>(1, sys_->scheduler().num_workers());
   // Whatever may fail without an actor comes before the first spawn: the
-  // queues (Boost throws for a capacity it cannot hold, validate() keeps it
-  // in range) and the journal's replay below.
+  // queues (their slots are allocated here; validate() keeps the capacity in
+  // range) and the journal's replay below.
   std::vector<std::shared_ptr<ingress>> inboxes;
   for (size_t i = 0; i < n; ++i)
     inboxes.push_back(std::make_shared<ingress>(opts.ingress_capacity));

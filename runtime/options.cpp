@@ -55,8 +55,9 @@ constexpr size_range max_bytes_range{
   "max-bytes", 0, uint64_t{1} << 48,
   "0 = unbounded; 2^48 bytes is the user address space of x86-64 and AArch64"};
 constexpr size_range ingress_range{
-  "ingress-capacity", 2, uint64_t{1} << 20,
-  "each slot takes 16 bytes, allocated when the cache is made: 16 MiB a shard at most"};
+  "ingress-capacity", 2, uint64_t{1} << 18,
+  "each slot takes 16 bytes, allocated when the cache is made: 4 MiB a shard at most, "
+  "4 GiB for a cache of 1024 shards"};
 constexpr size_range loaders_range{"loader-concurrency", 1, 256,
                                    "each loader is a thread of its own"};
 constexpr size_range key_bytes_range{"max-key-bytes", 1, UINT32_MAX,
@@ -224,7 +225,7 @@ void add_options(caf::config_option_set& opts) {
     .add<caf::timespan>("call-timeout",
                         with_default("how long blocking calls wait", cache.call_timeout))
     .add<size_t>("ingress-capacity",
-                 with_default("jobs queued per shard from plain threads, 2..1048576",
+                 with_default("jobs queued per shard from plain threads, 2..262144",
                               cache.ingress_capacity))
     .add<size_t>("loader-concurrency",
                  with_default("loader threads per read-through cache, 1..256",

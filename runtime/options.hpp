@@ -67,9 +67,9 @@ struct cache_options {
   /// days). Setting: `karlton.call-timeout`.
   caf::timespan call_timeout = std::chrono::seconds{5};
   /// Jobs queued per shard from plain threads before callers wait (blocking
-  /// calls until their timeout, then `overloaded`). 2..2^20: each queued job
+  /// calls until their timeout, then `overloaded`). 2..2^18: each queued job
   /// takes a 16-byte slot, allocated when the cache is made (256 KiB a shard
-  /// by default). Setting: `karlton.ingress-capacity`.
+  /// by default, 4 MiB at most). Setting: `karlton.ingress-capacity`.
   uint32_t ingress_capacity = 16384;
   /// Told about every removal, on the shard's thread; must not block.
   removal_callback on_removal;

@@ -87,6 +87,7 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
   // 1. No new calls; wait for callers that are between the check and the push.
   //    Direct reads miss from now on, so they become calls and are refused.
   gate_->closed.store(true, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst); // pairs with submit's
   for (auto& [name, core] : caches_)
     for (auto& route : core->routes)
       route.reads->close();

@@ -53,42 +53,61 @@ TEST_CASE(
 TEST_CASE("jobs pushed by 3 threads while 2 threads pop are each taken exactly once",
           "[ingress]") {
   // Two consumers, as when shutdown fails what is queued beside a running
-  // shard; a small ring, so pushes meet a full queue and pops an empty one.
-  constexpr uint32_t per_producer = 200'000;
-  constexpr uint32_t producers = 3;
-  constexpr uint32_t total = per_producer * producers;
-  ingress q{64};
-  std::vector<numbered> jobs;
-  jobs.reserve(total);
-  for (uint32_t i = 0; i < total; ++i)
-    jobs.emplace_back(i);
-  std::vector<std::atomic<uint8_t>> seen(total);
-  std::atomic<uint32_t> taken{0};
-  std::vector<std::thread> threads;
-  for (uint32_t p = 0; p < producers; ++p)
-    threads.emplace_back([&, p] {
-      for (uint32_t i = p * per_producer; i < (p + 1) * per_producer; ++i)
-        while (!q.push(&jobs[i]))
-          std::this_thread::yield();
-    });
-  for (int c = 0; c < 2; ++c)
-    threads.emplace_back([&] {
-      while (taken.load() < total) {
-        if (auto job = static_cast<numbered*>(q.pop())) {
-          seen[job->n].fetch_add(1);
-          taken.fetch_add(1);
-        } else {
-          std::this_thread::yield();
+  // shard; small rings of sizes that are no power of two, so pushes meet a
+  // full queue and pops an empty one, and the slots' laps wrap unevenly.
+  for (size_t capacity : {3, 63}) {
+    constexpr uint32_t per_producer = 100'000;
+    constexpr uint32_t producers = 3;
+    constexpr uint32_t total = per_producer * producers;
+    ingress q{capacity};
+    std::vector<numbered> jobs;
+    jobs.reserve(total);
+    for (uint32_t i = 0; i < total; ++i)
+      jobs.emplace_back(i);
+    std::vector<std::atomic<uint8_t>> seen(total);
+    std::atomic<uint32_t> taken{0};
+    // Bounded: a lost job (or a duplicate) would keep the counts from meeting;
+    // everyone stops once nothing was taken for 10 s.
+    std::atomic<bool> given_up{false};
+    std::vector<std::thread> threads;
+    for (uint32_t p = 0; p < producers; ++p)
+      threads.emplace_back([&, p] {
+        for (uint32_t i = p * per_producer; i < (p + 1) * per_producer; ++i)
+          while (!q.push(&jobs[i])) {
+            if (given_up.load()) return;
+            std::this_thread::yield();
+          }
+      });
+    for (int c = 0; c < 2; ++c)
+      threads.emplace_back([&] {
+        while (taken.load() < total && !given_up.load()) {
+          if (auto job = static_cast<numbered*>(q.pop())) {
+            seen[job->n].fetch_add(1);
+            taken.fetch_add(1);
+          } else {
+            std::this_thread::yield();
+          }
         }
+      });
+    uint32_t last = 0;
+    auto idle_since = std::chrono::steady_clock::now();
+    while (taken.load() < total &&
+           std::chrono::steady_clock::now() - idle_since < std::chrono::seconds{10}) {
+      if (taken.load() != last) {
+        last = taken.load();
+        idle_since = std::chrono::steady_clock::now();
       }
-    });
-  for (auto& t : threads)
-    t.join();
-  uint32_t once = 0;
-  for (auto& s : seen)
-    once += s.load() == 1;
-  CHECK(once == total);
-  CHECK(q.pop() == nullptr);
+      std::this_thread::yield();
+    }
+    given_up = true;
+    for (auto& t : threads)
+      t.join();
+    uint32_t once = 0;
+    for (auto& s : seen)
+      once += s.load() == 1;
+    CHECK(once == total);
+    CHECK(q.pop() == nullptr);
+  }
 }
 
 TEST_CASE("the doorbell protocol leaves no job queued without a doorbell", "[ingress]") {

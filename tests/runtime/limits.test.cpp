@@ -94,7 +94,7 @@ TEST_CASE("a create_cache that fails after spawning leaves no actor running",
   CHECK_FALSE(present());
 }
 
-TEST_CASE("ingress-capacity 2^20 + 1 is refused before anything runs, 2^20 works",
+TEST_CASE("ingress-capacity 2^18 + 1 is refused before anything runs, 2^18 works",
           "[runtime][options][errors]") {
   runtime rt;
   REQUIRE(rt.create_cache("first"));
@@ -104,14 +104,14 @@ TEST_CASE("ingress-capacity 2^20 + 1 is refused before anything runs, 2^20 works
   o.shards = 2;
   o.backing_store = std::make_shared<memory_store>();
   o.writes = write_mode::write_through;
-  o.ingress_capacity = 1'048'577;
+  o.ingress_capacity = 262'145;
   auto refused = rt.create_cache(o);
   REQUIRE_FALSE(refused);
   CHECK(refused.error() == errc::invalid_option);
-  CHECK(describe(refused.error()).find("ingress-capacity: 1048577 is not in 2..1048576") !=
+  CHECK(describe(refused.error()).find("ingress-capacity: 262145 is not in 2..262144") !=
         std::string::npos);
   CHECK(rt.system().registry().running() == baseline);
-  o.ingress_capacity = 1'048'576;
+  o.ingress_capacity = 262'144;
   auto c = rt.create_cache(o);
   REQUIRE(c);
   CHECK_FALSE(c->put("k", "v"));

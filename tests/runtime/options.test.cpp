@@ -139,10 +139,10 @@ TEST_CASE("every option is checked whatever else is set, naming value and range"
   CHECK(error_of(o).find("loader-concurrency: 100000 is not in 1..256") !=
         std::string::npos);
   o = named("c");
-  o.ingress_capacity = 1'048'577; // 16 MiB of slots a shard is the most
-  CHECK(error_of(o).find("ingress-capacity: 1048577 is not in 2..1048576") !=
+  o.ingress_capacity = 262'145; // 4 MiB of slots a shard is the most
+  CHECK(error_of(o).find("ingress-capacity: 262145 is not in 2..262144") !=
         std::string::npos);
-  o.ingress_capacity = 1'048'576;
+  o.ingress_capacity = 262'144;
   CHECK(validate(o) == caf::none);
   o = named("c");
   o.batch_size = 0;
