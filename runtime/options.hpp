@@ -69,7 +69,9 @@ struct cache_options {
   /// Jobs queued per shard from plain threads before callers wait (blocking
   /// calls until their timeout, then `overloaded`). 2..2^18: each queued job
   /// takes a 16-byte slot, allocated when the cache is made (256 KiB a shard
-  /// by default, 4 MiB at most). Setting: `karlton.ingress-capacity`.
+  /// by default, 4 MiB at most). A job is one call, or up to 16 puts of a
+  /// `put_batch` (a RESP connection's pipelined SETs), so the bound in puts
+  /// is up to 16 times this. Setting: `karlton.ingress-capacity`.
   uint32_t ingress_capacity = 16384;
   /// Told about every removal, on the shard's thread; must not block.
   removal_callback on_removal;
