@@ -205,7 +205,11 @@ TEST_CASE("a slow member holds at most max-unacked invalidations while its origi
               << origin_stats.batches_withheld << " batches withheld");
   // The bound: what the origin sent and the member did not apply yet.
   CHECK(counts->max_queued <= max_unacked);
-  CHECK(erased > 10 * counts->applied); // flat out: far more than it applies
+  // The premise: the origin sent more than the member could apply. Idle, it
+  // erases about 130 times what the member applies; other work on the same
+  // 2 cores once cut that to 9.7 times (167,000 erased in 60 s), which still
+  // filled the member's window, as `batches_withheld` below shows.
+  CHECK(erased > 2 * counts->applied);
   CHECK(counts->applied > 0);
   CHECK(origin_stats.batches_withheld >= 1);
   // It repaired from the gaps instead of applying what it never got.
