@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <initializer_list>
 #include <string_view>
 #include <utility>
 
@@ -38,6 +39,15 @@ void visit(size_t i, F& f, std::index_sequence<Is...>) {
    ...);
 }
 
+/// True if any of `names` occurs anywhere in the bytes.
+inline bool names_any(const char* data, size_t size,
+                      std::initializer_list<std::string_view> names) {
+  std::string_view bytes{data, size};
+  for (auto name : names)
+    if (bytes.find(name) != std::string_view::npos) return true;
+  return false;
+}
+
 } // namespace detail
 
 /// Calls `f(tag<T>{})` with the `i`-th type (`i < type_count`).
@@ -62,11 +72,8 @@ void visit_type(size_t i, F&& f) {
 // name them anywhere (a message nests in an error, an error in a down_msg),
 // so that it goes on finding what karlton can fix.
 inline bool names_unsafe_caf_type(const char* data, size_t size) {
-  std::string_view bytes{data, size};
-  for (std::string_view name :
-       {"@config_value", "@downstream_msg", "@upstream_msg", "@charbuf"})
-    if (bytes.find(name) != std::string_view::npos) return true;
-  return false;
+  return detail::names_any(
+    data, size, {"@config_value", "@downstream_msg", "@upstream_msg", "@charbuf"});
 }
 
 // CAF 0.17.6 serializes an infinite float or double by halving it until it is
@@ -77,9 +84,7 @@ inline bool names_unsafe_caf_type(const char* data, size_t size) {
 // deserializes such messages and skips only their round trip. The names match
 // `float`, `double` and `@ldouble` anywhere, nested ones included.
 inline bool names_floating_point(const char* data, size_t size) {
-  std::string_view bytes{data, size};
-  return bytes.find("float") != std::string_view::npos ||
-         bytes.find("double") != std::string_view::npos;
+  return detail::names_any(data, size, {"float", "double"});
 }
 
 } // namespace karlton::fuzzing
