@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include <caf/all.hpp>
+#include <karlton/messages/value.hpp>
 
 namespace karlton {
 
@@ -22,8 +23,8 @@ struct invalidation_run {
   caf::typed_response_promise<invalidation_summary> promise;
   invalidation_summary summary;
   using leveled = std::vector<std::pair<std::string, uint32_t>>;
-  std::vector<std::unordered_set<std::string>> invalidated; // per cache
-  std::vector<leveled> next;                                // per cache
+  std::vector<std::unordered_set<std::string, key_hasher>> invalidated; // per cache
+  std::vector<leveled> next;                                            // per cache
   size_t pending = 0;
 };
 

@@ -193,8 +193,8 @@ void dependency_index::drop(entry_id id) {
 // -- names --------------------------------------------------------------------
 
 uint32_t dependency_index::hash_of(std::string_view name) noexcept {
-  // libstdc++'s MurmurHash2-64; its low half is as well mixed as the high.
-  return static_cast<uint32_t>(std::hash<std::string_view>{}(name));
+  // Keyed (hash_key): tag and event names come from clients too.
+  return static_cast<uint32_t>(hash_key(name));
 }
 
 dependency_index::name_id dependency_index::find(std::string_view name,

@@ -17,6 +17,7 @@
 #include <caf/timespan.hpp>
 
 #include "actors/shard_state.hpp" // time_point
+#include <karlton/messages/value.hpp>
 #include <karlton/messages/writes.hpp>
 
 namespace karlton {
@@ -144,10 +145,11 @@ private:
   bool front_journaled() const;
 
   flush_options cfg_;
-  std::unordered_map<std::string, slot> pending_;
+  std::unordered_map<std::string, slot, key_hasher> pending_;
   std::deque<std::string> order_; // keys of `pending_`, oldest first
   std::vector<slot> in_flight_;
-  std::unordered_map<std::string_view, size_t> in_flight_index_; // key -> in_flight_[i]
+  std::unordered_map<std::string_view, size_t, key_hasher>
+    in_flight_index_; // key -> in_flight_[i]
   uint64_t accepted_ = 0;
   uint64_t journaled_through_ = 0;
   uint64_t flush_requested_through_ = 0;

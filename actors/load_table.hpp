@@ -158,7 +158,7 @@ private:
     uint64_t id;
     std::string key;
   };
-  std::unordered_map<std::string, pending> current_;
+  std::unordered_map<std::string, pending, key_hasher> current_;
   std::unordered_map<uint64_t, pending> voided_;
   // In start order, so in deadline order. Loads that finished leave theirs
   // behind until it passes: at most the loads started within one timeout.

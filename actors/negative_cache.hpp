@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include <caf/error.hpp>
+#include <karlton/messages/value.hpp>
 
 namespace karlton {
 
@@ -76,7 +77,7 @@ private:
   };
   void pop_front();
 
-  std::unordered_map<std::string, failure> by_key_;
+  std::unordered_map<std::string, failure, key_hasher> by_key_;
   std::deque<queued> fifo_; // in expiry order, as long as time does not go back
   uint64_t ttl_ms_;
   size_t capacity_;

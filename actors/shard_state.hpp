@@ -444,8 +444,8 @@ private:
   uint64_t write_seq_ = 0;
   // Write-through: writes awaiting the store per key, and the computes that
   // wait behind them, in order.
-  std::unordered_map<std::string, uint32_t> awaiting_keys_;
-  std::unordered_map<std::string, std::deque<compute_ptr>> computes_waiting_;
+  std::unordered_map<std::string, uint32_t, key_hasher> awaiting_keys_;
+  std::unordered_map<std::string, std::deque<compute_ptr>, key_hasher> computes_waiting_;
   time_point step_now_{};         // the time of the load or answer being completed
   bool computing_parked_ = false; // a parked compute runs: its write goes first
   // Dependencies, empty for caches without any.

@@ -1,18 +1,19 @@
 #include <karlton/messages/value.hpp>
 
+#include "messages/hash.hpp"
 #include "messages/value_slot.hpp"
 
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <new>
 
 namespace karlton {
 
 uint64_t hash_key(std::string_view key) noexcept {
-  // libstdc++ hashes strings with MurmurHash2-64; good enough to spread keys,
-  // and the same on every node of the same build.
-  return std::hash<std::string_view>{}(key);
+  // Keyed, so that clients cannot pick keys that collide (messages/hash.hpp).
+  // Each process draws its own key: no hash crosses a process boundary.
+  static const hashing::sip_key process_key = hashing::process_key();
+  return hashing::sip_hash_1_3(key, process_key);
 }
 
 // Layout: [header 20 B][key bytes][value bytes], one malloc. The header is kept

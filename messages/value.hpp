@@ -16,8 +16,18 @@ namespace karlton {
 
 /// 64-bit hash of a key. Its high half routes the key to a shard (see
 /// base/routing.hpp), its low half indexes the shard's table, so the two
-/// choices stay independent.
+/// choices stay independent. Keyed SipHash-1-3 under a key drawn once per
+/// process (or derived from the environment variable `KARLTON_HASH_SEED`,
+/// for runs that must repeat exactly): clients cannot choose keys that
+/// collide, and no hash is ever sent to another process.
 uint64_t hash_key(std::string_view key) noexcept;
+
+/// The hasher of every unordered container keyed by what clients send
+/// (keys, names): `hash_key`, where `std::hash` would let them pick keys that
+/// share a bucket.
+struct key_hasher {
+  size_t operator()(std::string_view key) const noexcept { return hash_key(key); }
+};
 
 /// An immutable key/value pair in one reference-counted allocation.
 ///

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <karlton/messages/errors.hpp>
+#include <karlton/messages/value.hpp>
 
 namespace karlton::journal_records {
 
@@ -275,7 +276,7 @@ caf::expected<scan_result> scan(int fd, const std::string& path, uint64_t file_s
 uint64_t keep_unstored(scan_result& scanned, std::vector<store_write>& out) {
   auto& records = scanned.records;
   std::vector<bool> keep(records.size());
-  std::unordered_set<std::string_view> stored_keys; // views into `records`
+  std::unordered_set<std::string_view, key_hasher> stored_keys; // views into `records`
   for (size_t i = records.size(); i-- > 0;) {
     if (scanned.covered[i]) stored_keys.insert(records[i].key);
     keep[i] = stored_keys.count(records[i].key) == 0;

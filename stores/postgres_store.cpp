@@ -7,6 +7,7 @@
 #include "stores/pg_connection.hpp"
 #include "stores/pg_trigger_sql.hpp"
 #include <karlton/messages/errors.hpp>
+#include <karlton/messages/value.hpp>
 #include <karlton/stores/own_commits.hpp>
 
 namespace karlton {
@@ -30,9 +31,9 @@ caf::error check_name(const char* what, const std::string& name) {
 // (a poll() timeout is an int of milliseconds, 24.8 days at most).
 caf::error check_span(const char* what, caf::timespan v, caf::timespan most = 24h) {
   if (v < 1ms || v > most)
-    return make_error(errc::invalid_option,
-                      std::string{"postgres "} + what + " must be within 1ms.." +
-                        (most == 24h ? "1d" : "365d"));
+    return make_error(errc::invalid_option, std::string{"postgres "} + what +
+                                              " must be within 1ms.." +
+                                              (most == 24h ? "1d" : "365d"));
   return caf::none;
 }
 
@@ -313,7 +314,7 @@ postgres_store::load_many(const std::vector<std::string>& keys) {
   auto res = impl_->read("load_many failed", "k_load_many", {&array});
   if (!res) return res.error();
   auto* r = res->get();
-  std::unordered_map<std::string, std::string> found;
+  std::unordered_map<std::string, std::string, key_hasher> found;
   for (int i = 0; i < PQntuples(r); ++i)
     found.emplace(
       std::string{PQgetvalue(r, i, 0), static_cast<size_t>(PQgetlength(r, i, 0))},
@@ -331,7 +332,7 @@ caf::error postgres_store::write_batch(const std::vector<store_write>& batch) {
   if (batch.empty()) return caf::none;
   // The last change per key: one statement may not touch a row twice, and
   // the contract says the later change of a key wins.
-  std::unordered_map<std::string_view, size_t> last;
+  std::unordered_map<std::string_view, size_t, key_hasher> last;
   for (size_t i = 0; i < batch.size(); ++i)
     last[batch[i].key] = i;
   std::vector<const std::string*> put_keys, put_values, deletes;

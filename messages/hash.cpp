@@ -1,0 +1,138 @@
+#include "messages/hash.hpp"
+
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+
+namespace karlton::hashing {
+
+namespace {
+
+inline uint64_t rotl(uint64_t x, int b) noexcept {
+  return (x << b) | (x >> (64 - b));
+}
+
+struct sip_state {
+  uint64_t v0, v1, v2, v3;
+
+  explicit sip_state(sip_key k) noexcept
+    : v0(k.k0 ^ 0x736f6d6570736575ull), v1(k.k1 ^ 0x646f72616e646f6dull),
+      v2(k.k0 ^ 0x6c7967656e657261ull), v3(k.k1 ^ 0x7465646279746573ull) {}
+
+  void round() noexcept {
+    v0 += v1;
+    v1 = rotl(v1, 13);
+    v1 ^= v0;
+    v0 = rotl(v0, 32);
+    v2 += v3;
+    v3 = rotl(v3, 16);
+    v3 ^= v2;
+    v0 += v3;
+    v3 = rotl(v3, 21);
+    v3 ^= v0;
+    v2 += v1;
+    v1 = rotl(v1, 17);
+    v1 ^= v2;
+    v2 = rotl(v2, 32);
+  }
+};
+
+template <int C, int D>
+uint64_t sip_hash(std::string_view bytes, sip_key key) noexcept {
+  sip_state s{key};
+  auto compress = [&](uint64_t m) {
+    s.v3 ^= m;
+    for (int i = 0; i < C; ++i)
+      s.round();
+    s.v0 ^= m;
+  };
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  size_t n = bytes.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t m = 0;
+    for (int i = 7; i >= 0; --i) // little-endian on any host
+      m = (m << 8) | p[i];
+    compress(m);
+  }
+  uint64_t last = uint64_t{bytes.size() & 0xff} << 56;
+  for (size_t i = 0; i < n; ++i)
+    last |= uint64_t{p[i]} << (8 * i);
+  compress(last);
+  s.v2 ^= 0xff;
+  for (int i = 0; i < D; ++i)
+    s.round();
+  return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
+}
+
+// splitmix64: spreads a small seed over both halves of the key.
+uint64_t mix(uint64_t x) noexcept {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+sip_key random_key() noexcept {
+  sip_key k;
+  unsigned char buf[sizeof k.k0 + sizeof k.k1];
+  size_t got = 0;
+  while (got < sizeof buf) {
+    auto n = ::getrandom(buf + got, sizeof buf - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got < sizeof buf) { // no getrandom (an old kernel or a seccomp filter)
+    std::random_device rd;
+    for (auto& b : buf)
+      b = static_cast<unsigned char>(rd());
+  }
+  std::memcpy(&k.k0, buf, sizeof k.k0);
+  std::memcpy(&k.k1, buf + sizeof k.k0, sizeof k.k1);
+  return k;
+}
+
+sip_key make_process_key() noexcept {
+  sip_key k;
+  if (const char* seed = std::getenv("KARLTON_HASH_SEED")) {
+    if (key_from_seed(seed, k)) return k;
+    std::fprintf(stderr,
+                 "karlton: KARLTON_HASH_SEED='%.64s' is not an integer; hashing with a "
+                 "random key\n",
+                 seed);
+  }
+  return random_key();
+}
+
+} // namespace
+
+uint64_t sip_hash_1_3(std::string_view bytes, sip_key key) noexcept {
+  return sip_hash<1, 3>(bytes, key);
+}
+
+uint64_t sip_hash_2_4(std::string_view bytes, sip_key key) noexcept {
+  return sip_hash<2, 4>(bytes, key);
+}
+
+bool key_from_seed(const char* text, sip_key& out) noexcept {
+  if (text == nullptr || *text == '\0' || *text == '-' || *text == '+' || *text == ' ')
+    return false;
+  errno = 0;
+  char* end = nullptr;
+  auto seed = std::strtoull(text, &end, 0);
+  if (errno != 0 || end == text || *end != '\0') return false;
+  out.k0 = mix(seed);
+  out.k1 = mix(out.k0);
+  return true;
+}
+
+sip_key process_key() noexcept {
+  static const sip_key key = make_process_key();
+  return key;
+}
+
+} // namespace karlton::hashing

@@ -1,0 +1,37 @@
+// The keyed hash behind `hash_key` (messages/value.hpp). Internal: not a
+// public header.
+//
+// Keys come from clients: a RESP client picks them, and so do a service's
+// users. With a hash anyone can compute (libstdc++'s MurmurHash2, as before),
+// keys that land in one cluster of a shard's linear-probing table are found
+// offline in minutes, and then each insert scans the cluster: a few hundred
+// thousand such SETs stall a shard for seconds (hash flooding). SipHash-1-3
+// under a 128-bit key drawn at start-up is what Redis and Python use against
+// that: without the key nobody can predict where a key lands.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace karlton::hashing {
+
+/// A SipHash key.
+struct sip_key {
+  uint64_t k0 = 0;
+  uint64_t k1 = 0;
+};
+
+/// SipHash-c-d of `bytes` under `key` (Aumasson and Bernstein, 2012).
+uint64_t sip_hash_1_3(std::string_view bytes, sip_key key) noexcept;
+uint64_t sip_hash_2_4(std::string_view bytes, sip_key key) noexcept;
+
+/// The process's key, fixed at first use: from `KARLTON_HASH_SEED` when it
+/// is set (an integer, decimal or 0x-hex: benchmarks and tests that must
+/// repeat exactly set it), else 16 random bytes from the kernel.
+sip_key process_key() noexcept;
+
+/// The key a `KARLTON_HASH_SEED` value stands for; false if it is no
+/// integer (then the key is random, and a warning says so on stderr).
+bool key_from_seed(const char* text, sip_key& out) noexcept;
+
+} // namespace karlton::hashing
