@@ -279,7 +279,19 @@ void add_options(caf::config_option_set& opts) {
                               cluster.max_unacked))
     .add<caf::timespan>("sync-timeout",
                         with_default("how long a sync invalidation waits for other nodes",
-                                     cluster.sync_timeout));
+                                     cluster.sync_timeout))
+    .add<caf::timespan>(
+      "heartbeat", with_default("how often a node shows it is alive", cluster.heartbeat))
+    .add<caf::timespan>("member-timeout",
+                        with_default("silence after which a member is lost (repair, "
+                                     "reconnect)",
+                                     cluster.member_timeout))
+    .add<caf::timespan>("read-lease", with_default("how long after the last word from a "
+                                                   "member hits are still served",
+                                                   cluster.read_lease))
+    .add<caf::timespan>("repair-ttl", "on a gap or loss, cap every TTL to this instead "
+                                      "of clearing (default 0: clear)")
+    .add<bool>("tls", "links over TLS (default false)");
   detail::add_postgres_options(opts);
 }
 

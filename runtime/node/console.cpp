@@ -66,12 +66,39 @@ caf::expected<snapshot> take_snapshot(runtime& rt,
   return out;
 }
 
+// A value's bytes on one line, safe for a terminal: a RESP client, a loader
+// or a store may have put any bytes there, and a newline would shift every
+// later reply, an escape sequence would reach the operator's terminal.
+std::string printable(std::string_view bytes) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size());
+  for (unsigned char ch : bytes) {
+    if (ch == '\\') {
+      out += "\\\\";
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else if (ch == '\r') {
+      out += "\\r";
+    } else if (ch == '\t') {
+      out += "\\t";
+    } else if (ch < 0x20 || ch == 0x7f) {
+      out += "\\x";
+      out += hex[ch >> 4];
+      out += hex[ch & 0xf];
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out;
+}
+
 // The reply to a read: the value, a miss, or the error.
 std::string read_reply(caf::expected<value> v) {
   if (!v && v.error() == errc::not_found) return "miss";
   if (!v) return error_reply(v.error());
   if (!*v) return "miss";
-  return "value " + v->str();
+  return "value " + printable(v->bytes());
 }
 
 std::string done_reply(const caf::error& err) {
@@ -208,8 +235,7 @@ std::string console::sync(std::string_view cmd, std::optional<std::string_view> 
   return err ? error_reply(err) : "ok";
 }
 
-std::string console::changes(std::string_view cmd,
-                             std::optional<std::string_view> args) {
+std::string console::changes(std::string_view cmd, std::optional<std::string_view> args) {
   if (!fields(args, 0)) return no_arguments(cmd);
   auto c = rt_.change_stats();
   if (!c) return error_reply(c.error());
@@ -221,8 +247,8 @@ std::string console::changes(std::string_view cmd,
          num("repairs", c->repairs) + "," + num("lease_lapses", c->lease_lapses) + "," +
          num("notifications_received", c->notifications_received) + "," +
          num("notifications_malformed", c->notifications_malformed) + "," +
-         num("rows_applied", c->rows_applied) + "," + num("rows_own", c->rows_own) +
-         "," + num("groups_applied", c->groups_applied) + "," +
+         num("rows_applied", c->rows_applied) + "," + num("rows_own", c->rows_own) + "," +
+         num("groups_applied", c->groups_applied) + "," +
          num("groups_incomplete", c->groups_incomplete) + "," +
          num("delay_samples", c->recent_delays_us.size()) + "," +
          num("delay_p50_us", delay_percentile_us(*c, 0.50)) + "," +

@@ -2,9 +2,10 @@
 // with it, and tests and benchmarks drive nodes through it. One command per
 // line on stdin; exactly one reply line per command on stdout, flushed.
 // Tokens are separated by single spaces; the value of `put` is the rest of
-// the line (it may hold spaces, not newlines; a value read back with a
-// newline in it would break the one-line reply, and only a loader or store
-// could put one there).
+// the line (it may hold spaces, not newlines). A value read back is escaped
+// onto one line: `\\`, `\n`, `\r`, `\t` and `\xHH` for the other control
+// bytes (0x00-0x1f, 0x7f), since a RESP client, loader or store may have put
+// any bytes there; other bytes are as stored.
 //
 //   put <cache> <key> <value...>   ok | error <text>
 //   putdep <cache> <key> <on,...> <value...>

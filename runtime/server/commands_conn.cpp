@@ -79,6 +79,25 @@ void auth(command_call& c) {
   c.reply().simple("OK");
 }
 
+// Redis's rule for CLIENT SETNAME and HELLO SETNAME (printable, no spaces),
+// and a bound Redis does not have: each connection keeps its name.
+constexpr size_t max_client_name_bytes = 256;
+
+bool name_ok(command_call& c, std::string_view name) {
+  if (name.size() > max_client_name_bytes) {
+    c.reply().error("Client names are at most " + std::to_string(max_client_name_bytes) +
+                    " bytes.");
+    return false;
+  }
+  for (char ch : name)
+    if (ch < '!' || ch > '~') {
+      c.reply().error("Client names cannot contain spaces, newlines or special "
+                      "characters.");
+      return false;
+    }
+  return true;
+}
+
 void hello(command_call& c) {
   auto& s = c.session;
   int proto = s.protocol();
@@ -106,7 +125,8 @@ void hello(command_call& c) {
     } else if (iequals(c.args[i], "SETNAME") && more) {
       name = c.args[++i];
     } else {
-      c.reply().error("Syntax error in HELLO option '" + std::string{c.args[i]} + "'");
+      c.reply().error("Syntax error in HELLO option '" +
+                      std::string{c.args[i].substr(0, 128)} + "'");
       return;
     }
   }
@@ -124,7 +144,10 @@ void hello(command_call& c) {
                     "same time");
     return;
   }
-  if (name) s.set_name(std::string{*name});
+  if (name) {
+    if (!name_ok(c, *name)) return;
+    s.set_name(std::string{*name});
+  }
   s.set_protocol(proto);
   s.context().tracking->set_protocol(s.id(), proto);
   auto w = c.reply(); // in the new protocol
@@ -184,12 +207,7 @@ void client(command_call& c) {
       c.reply().bulk(s.name());
   } else if (iequals(sub, "SETNAME")) {
     if (c.args.size() != 3) return wrong_sub_arity(c, "client");
-    for (char ch : c.args[2])
-      if (ch < '!' || ch > '~') {
-        c.reply().error("Client names cannot contain spaces, newlines or special "
-                        "characters.");
-        return;
-      }
+    if (!name_ok(c, c.args[2])) return;
     s.set_name(std::string{c.args[2]});
     c.reply().simple("OK");
   } else if (iequals(sub, "TRACKING")) {

@@ -98,6 +98,12 @@ void client_tracking(command_call& c) {
     } else if (iequals(opt, "BCAST")) {
       mode.bcast = true;
     } else if (iequals(opt, "PREFIX") && more) {
+      if (mode.prefixes.size() == tracking_table::max_prefixes_per_client) {
+        c.reply().error("too many prefixes: at most " +
+                        std::to_string(tracking_table::max_prefixes_per_client) +
+                        " per client");
+        return;
+      }
       mode.prefixes.emplace_back(c.args[++i]);
     } else if (iequals(opt, "OPTIN") || iequals(opt, "OPTOUT") ||
                iequals(opt, "NOLOOP")) {

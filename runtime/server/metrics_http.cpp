@@ -68,8 +68,12 @@ struct metrics_http::impl {
   asio::io_context io{1};
   tcp::acceptor acceptor;
   asio::steady_timer accept_retry{io};
-  // Renders run here, one at a time (at most max_connections queue).
+  // Renders run here, one at a time. A connection that timed out leaves its
+  // place while its render still waits, so the queue is bounded on its own:
+  // at most max_connections renders wait, and one for a closed connection is
+  // skipped.
   asio::thread_pool render_pool{1};
+  std::atomic<size_t> renders_waiting{0};
   std::thread io_thread;
   bool started = false;
   bool stopped = false;
@@ -91,6 +95,7 @@ struct metrics_http::impl::connection : std::enable_shared_from_this<connection>
   std::array<char, 2048> buffer;
   std::string reply;
   size_t drained = 0;
+  std::atomic<bool> closed{false}; // read by the render pool
 
   /// Armed once: nothing a client does moves it later.
   void start() {
@@ -162,6 +167,7 @@ struct metrics_http::impl::connection : std::enable_shared_from_this<connection>
   }
 
   void close() {
+    closed.store(true, std::memory_order_relaxed);
     boost::system::error_code ignored;
     deadline.cancel();
     socket.close(ignored);
@@ -201,7 +207,15 @@ void metrics_http::impl::answer(const std::shared_ptr<connection>& c) {
   if (r.path() != "/metrics") return c->send(404, "");
   if (r.method() != "GET") return c->send(405, "");
   // The runtime's calls block: render on the pool, write on the I/O thread.
+  if (renders_waiting.load(std::memory_order_relaxed) >= max_connections)
+    return c->send(503, "");
+  renders_waiting.fetch_add(1, std::memory_order_relaxed);
   asio::post(render_pool, [this, c] {
+    struct done_guard {
+      std::atomic<size_t>& n;
+      ~done_guard() { n.fetch_sub(1, std::memory_order_relaxed); }
+    } done{renders_waiting};
+    if (c->closed.load(std::memory_order_relaxed)) return; // timed out meanwhile
     auto text = rt.metrics_text();
     int status = 200;
     std::string body;

@@ -29,6 +29,9 @@ struct reply_slot {
   /// Reply bytes the I/O thread wrote into the slot and counts as held
   /// (the session's output pause counts replies waiting behind the head).
   size_t held = 0;
+  /// Reply bytes the completing thread counted as late (written on another
+  /// thread; the session's output pause and limit count them too).
+  size_t late = 0;
 };
 
 /// A ring of at most `capacity` slots. Slots live in blocks that are made on
@@ -62,6 +65,7 @@ public:
     s.keys_written = 0;
     s.wrote_all = false;
     s.held = 0;
+    s.late = 0;
     return s;
   }
 

@@ -6,6 +6,7 @@
 #include <functional>
 
 #include <karlton/messages/errors.hpp>
+#include <karlton/messages/value.hpp>
 
 #include "runtime/server/session_impl.hpp"
 
@@ -188,7 +189,7 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
   // pipelined GETs of a large value behind one slow SET would fill every
   // slot (max_in_flight of them).
   const auto& o = ctx_->options;
-  if (output_.size() + held_bytes_ >=
+  if (output_.size() + held_bytes_ + late_bytes_.load(std::memory_order_relaxed) >=
       std::min(o.output_pause_bytes, o.output_buffer_limit))
     return step::paused;
   const auto* spec = find_command(args[0]);
@@ -237,7 +238,7 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
   if (!call.deferred()) slot.ready.store(true, std::memory_order_relaxed);
   // Answered already (here, or a direct hit's callback inline): its bytes
   // count toward the output pause until drained. Replies that complete on
-  // another thread later are not counted: their size is not known here.
+  // another thread later count there (completed: late bytes).
   if (slot.ready.load(std::memory_order_acquire)) {
     slot.held = slot.bytes.size();
     held_bytes_ += slot.held;
@@ -247,7 +248,7 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
 }
 
 uint64_t session_impl::key_hash(std::string_view key) const noexcept {
-  return std::hash<std::string_view>{}(key) ^ (uint64_t{db_} * 0x9e3779b97f4a7c15ULL);
+  return hash_key(key) ^ (uint64_t{db_} * 0x9e3779b97f4a7c15ULL); // keyed: see hash_key
 }
 
 template <class F>
@@ -269,12 +270,16 @@ write_path session_impl::path_of(const command_spec& spec,
 }
 
 // Default-mode tracking registers the keys before the read starts, so that no
-// change after the read goes unreported (tracking_table.cpp says why).
+// change after the read goes unreported (tracking_table.cpp says why). A key
+// longer than the cache takes can never change: it is not tracked, so a
+// client cannot fill the table with keys of up to a bulk string's length.
 void session_impl::track_reads(const command_spec& spec,
                                const std::vector<std::string_view>& args) {
   auto db = static_cast<uint32_t>(db_);
-  for_each_key(spec, args,
-               [&](std::string_view k) { ctx_->tracking->will_read(id_, db, k); });
+  uint64_t longest = ctx_->caches.empty() ? 0 : ctx_->caches[db_].options().max_key_bytes;
+  for_each_key(spec, args, [&](std::string_view k) {
+    if (k.size() <= longest) ctx_->tracking->will_read(id_, db, k);
+  });
 }
 
 bool session_impl::must_wait(const command_spec& spec,
@@ -316,6 +321,7 @@ void session_impl::drain() {
   while (auto* slot = slots_.ready_head()) {
     output_ += slot->bytes;
     held_bytes_ -= slot->held;
+    late_bytes_.fetch_sub(slot->late, std::memory_order_relaxed);
     if (slot->wrote_all) --whole_db_writes_;
     writes_in_flight_.remove_oldest(slot->keys_written);
     slots_.pop();
@@ -341,6 +347,7 @@ void session_impl::collect(std::string& out) {
   for (auto& p : pushes_)
     out += p;
   pushes_.clear();
+  push_bytes_ = 0;
 }
 
 bool session_impl::wants_input() const noexcept {
@@ -357,7 +364,15 @@ void session_impl::push(std::string msg) {
     // Twice the same message at the same place in the stream says nothing
     // more: each shard of a cleared cache sends its "everything" (null).
     if (!pushes_.empty() && pushes_.back() == msg) return;
-    pushes_.push_back(std::move(msg));
+    if (output_overflow_.load(std::memory_order_relaxed)) return;
+    push_bytes_ += msg.size();
+    if (push_bytes_ > ctx_->options.output_buffer_limit) {
+      std::vector<std::string>{}.swap(pushes_);
+      push_bytes_ = 0;
+      output_overflow_.store(true, std::memory_order_release);
+    } else {
+      pushes_.push_back(std::move(msg));
+    }
   }
   if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) {
     std::lock_guard<std::mutex> guard{host_mtx_};
@@ -366,6 +381,22 @@ void session_impl::push(std::string msg) {
 }
 
 void session_impl::completed(reply_slot& slot) noexcept {
+  // On the I/O thread (a hit answered inline) run_one counts the bytes as
+  // held. Elsewhere they count as late, toward the output pause, and past
+  // the output buffer limit they are dropped at once and the host closes the
+  // connection: pipelined MGETs of large values that miss, each answered on
+  // a shard, held up to max_in_flight replies of any size before.
+  if (running_here != this) {
+    auto n = slot.bytes.size();
+    if (late_bytes_.fetch_add(n, std::memory_order_relaxed) + n >
+        ctx_->options.output_buffer_limit) {
+      late_bytes_.fetch_sub(n, std::memory_order_relaxed);
+      std::string{}.swap(slot.bytes);
+      n = 0;
+      output_overflow_.store(true, std::memory_order_release);
+    }
+    slot.late = n;
+  }
   slot.ready.store(true, std::memory_order_release);
   wake_host();
 }

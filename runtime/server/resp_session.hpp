@@ -95,6 +95,14 @@ public:
   virtual bool subscribed() const noexcept = 0;
   /// Queues an out-of-band message (a tracking push); any thread.
   virtual void push(std::string msg) = 0;
+  /// True once what other threads handed this session since the last
+  /// `collect` passed the output buffer limit: queued pushes, or replies
+  /// completed on a shard or the pool (a client that does not read, while
+  /// `collect` is not called because its output is paused). The host closes
+  /// the connection, as for its own unsent bytes. What passed the limit was
+  /// dropped; a client that loses its connection drops its tracked copies, so
+  /// no invalidation is lost to it.
+  virtual bool output_overflowed() const noexcept = 0;
   /// The host is going away: after this returns, `wake` is never called.
   /// Completions still in flight keep the session alive and are dropped.
   virtual void detach() noexcept = 0;

@@ -127,6 +127,9 @@ public:
   bool wants_input() const noexcept override;
   bool closing() const noexcept override;
   void push(std::string msg) override;
+  bool output_overflowed() const noexcept override {
+    return output_overflow_.load(std::memory_order_acquire);
+  }
   void detach() noexcept override;
   bool replies_owed() const noexcept override {
     return !slots_.empty() || !output_.empty();
@@ -229,6 +232,10 @@ private:
 
   std::mutex push_mtx_;
   std::vector<std::string> pushes_; // guarded by push_mtx_
+  size_t push_bytes_ = 0;           // of pushes_, guarded by push_mtx_
+  // Reply bytes that completed on other threads and wait in their slots.
+  std::atomic<size_t> late_bytes_{0};
+  std::atomic<bool> output_overflow_{false};
 };
 
 /// Parses a base-10 int64 as Redis's string2ll: no spaces, no '+', no

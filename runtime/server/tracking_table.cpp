@@ -10,7 +10,10 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <utility>
+
+#include <karlton/messages/value.hpp>
 
 #include "runtime/server/resp_session.hpp"
 #include "runtime/server/resp_writer.hpp"
@@ -135,6 +138,14 @@ std::string tracking_table::enable(uint64_t id, const tracking_mode& mode) {
   std::vector<std::string> added;
   if (mode.bcast) {
     const auto& given = mode.prefixes;
+    // Before the pairwise check below, which is quadratic in the count.
+    if (given.size() > max_prefixes_per_client)
+      return "too many prefixes: at most " + std::to_string(max_prefixes_per_client) +
+             " per client";
+    for (const auto& p : given)
+      if (p.size() > max_prefix_bytes)
+        return "prefix of " + std::to_string(p.size()) + " bytes: at most " +
+               std::to_string(max_prefix_bytes);
     for (size_t a = 0; a < given.size(); ++a)
       for (size_t b = a + 1; b < given.size(); ++b)
         if (starts_with(given[a], given[b]) || starts_with(given[b], given[a]))
@@ -154,6 +165,10 @@ std::string tracking_table::enable(uint64_t id, const tracking_mode& mode) {
     if (c.mode.prefixes.size() + added.size() > max_prefixes_per_client)
       return "too many prefixes: at most " + std::to_string(max_prefixes_per_client) +
              " per client";
+    auto now = std::atomic_load(&prefixes_);
+    if ((now ? now->entries.size() : 0) + added.size() > max_prefixes_total)
+      return "too many prefixes: at most " + std::to_string(max_prefixes_total) +
+             " over all clients";
   }
   c.mode.bcast = mode.bcast;
   c.mode.redirect = mode.redirect;
@@ -183,24 +198,39 @@ void tracking_table::disable(uint64_t id) {
 void tracking_table::set_prefixes(uint64_t id, const std::vector<std::string>& add,
                                   bool drop_old) {
   std::lock_guard<std::mutex> guard{prefixes_write_mtx_};
-  auto next = std::make_shared<prefix_list>();
-  if (auto now = std::atomic_load(&prefixes_))
-    for (const auto& e : *now)
-      if (!drop_old || e.client != id) next->push_back(e);
-  for (const auto& p : add)
-    next->push_back({p, id});
-  std::sort(next->begin(), next->end(), [](const prefix_entry& a, const prefix_entry& b) {
+  auto by_prefix = [](const prefix_entry& a, const prefix_entry& b) {
     return a.prefix < b.prefix;
-  });
+  };
+  std::vector<prefix_entry> added;
+  for (const auto& p : add)
+    added.push_back({p, id});
+  std::sort(added.begin(), added.end(), by_prefix);
+  auto next = std::make_shared<prefix_list>();
+  auto& entries = next->entries;
+  if (auto now = std::atomic_load(&prefixes_))
+    for (const auto& e : now->entries)
+      if (!drop_old || e.client != id) entries.push_back(e);
+  // Both runs are sorted: a merge, linear in the list's length.
+  auto kept = entries.size();
+  entries.insert(entries.end(), std::make_move_iterator(added.begin()),
+                 std::make_move_iterator(added.end()));
+  std::inplace_merge(entries.begin(), entries.begin() + static_cast<ptrdiff_t>(kept),
+                     entries.end(), by_prefix);
+  for (const auto& e : entries)
+    next->lengths.push_back(e.prefix.size());
+  std::sort(next->lengths.begin(), next->lengths.end());
+  next->lengths.erase(std::unique(next->lengths.begin(), next->lengths.end()),
+                      next->lengths.end());
   std::atomic_store(&prefixes_, std::shared_ptr<const prefix_list>{std::move(next)});
 }
 
 size_t tracking_table::prefixes() const {
   auto now = std::atomic_load(&prefixes_);
   if (!now) return 0;
+  const auto& entries = now->entries;
   size_t distinct = 0;
-  for (size_t i = 0; i < now->size(); ++i)
-    if (i == 0 || (*now)[i].prefix != (*now)[i - 1].prefix) ++distinct;
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (i == 0 || entries[i].prefix != entries[i - 1].prefix) ++distinct;
   return distinct;
 }
 
@@ -208,7 +238,7 @@ size_t tracking_table::prefixes() const {
 
 tracking_table::stripe&
 tracking_table::stripe_of(const std::string& tracked_key) noexcept {
-  return stripes_[std::hash<std::string>{}(tracked_key) % stripes_.size()];
+  return stripes_[hash_key(tracked_key) % stripes_.size()]; // keyed: see hash_key
 }
 
 void tracking_table::will_read(uint64_t id, uint32_t db, std::string_view key) {
@@ -273,10 +303,19 @@ void tracking_table::keys_changed(uint32_t db, const key_batch& keys) {
     for (auto id : ids)
       out.keys[id].emplace_back(key);
     if (!bcast) return;
-    for (const auto& e : *bcast) {
-      if (!starts_with(key, e.prefix)) continue;
-      auto& to = out.keys[e.client];
-      if (to.empty() || to.back() != key) to.emplace_back(key);
+    // One binary search per distinct prefix length, not a scan of every
+    // client's prefixes: the cost of a change stays near log(prefixes).
+    const auto& entries = bcast->entries;
+    for (auto len : bcast->lengths) {
+      if (len > key.size()) break;
+      auto head = key.substr(0, len);
+      auto first = std::lower_bound(
+        entries.begin(), entries.end(), head,
+        [](const prefix_entry& e, std::string_view h) { return e.prefix < h; });
+      for (auto i = first; i != entries.end() && i->prefix == head; ++i) {
+        auto& to = out.keys[i->client];
+        if (to.empty() || to.back() != key) to.emplace_back(key);
+      }
     }
   });
   if (!out.empty()) send(out);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include <karlton/base/key_changes.hpp>
+#include <karlton/messages/value.hpp>
 
 namespace karlton::server {
 
@@ -35,8 +36,12 @@ class tracking_table : public std::enable_shared_from_this<tracking_table> {
 public:
   /// Redis's `tracking-table-max-keys` default.
   static constexpr size_t default_max_keys = 1'000'000;
-  /// At most this many prefixes per client.
+  /// At most this many prefixes per client,
   static constexpr size_t max_prefixes_per_client = 256;
+  /// this many over all clients (each ON copies the list the shards read),
+  static constexpr size_t max_prefixes_total = 65536;
+  /// and this long each: a key's lookup costs one search per distinct length.
+  static constexpr size_t max_prefix_bytes = 1024;
 
   /// At `max_keys` tracked keys, the oldest-found keys are forgotten, each
   /// with an invalidation message (the client drops its copy).
@@ -89,11 +94,16 @@ private:
     std::string prefix;
     uint64_t client;
   };
-  using prefix_list = std::vector<prefix_entry>;
+  /// Every client's prefixes, sorted, and their distinct lengths, ascending:
+  /// a key's matches are the entries equal to its head of each length.
+  struct prefix_list {
+    std::vector<prefix_entry> entries;
+    std::vector<size_t> lengths;
+  };
   struct stripe {
     std::mutex mtx;
     /// db (4 bytes) + key -> the clients that read it since its last message.
-    std::unordered_map<std::string, std::vector<uint64_t>> keys;
+    std::unordered_map<std::string, std::vector<uint64_t>, key_hasher> keys;
   };
   /// Messages of one batch: client id -> keys (null message: empty + all).
   struct outbox;

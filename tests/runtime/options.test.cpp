@@ -127,6 +127,33 @@ TEST_CASE("a seed that is not host and port is refused and named", "[options][er
   }
 }
 
+TEST_CASE("every cluster option the README lists is accepted on the command line",
+          "[options][config]") {
+  // The last five were read from the config but not declared, so CAF refused
+  // them on the command line as unknown options.
+  runtime_config cfg;
+  std::istringstream none;
+  auto err =
+    cfg.parse({"--karlton.cluster.secret=s", "--karlton.cluster.node-name=n",
+               "--karlton.cluster.batch-delay=2ms", "--karlton.cluster.sync-timeout=3s",
+               "--karlton.cluster.heartbeat=100ms", "--karlton.cluster.member-timeout=5s",
+               "--karlton.cluster.read-lease=2s", "--karlton.cluster.repair-ttl=30s",
+               "--karlton.cluster.tls"},
+              none);
+  INFO(describe(err));
+  REQUIRE_FALSE(err);
+  auto o = cluster_options_from(cfg);
+  REQUIRE(o);
+  CHECK(o->node_name == "n");
+  CHECK(o->batch_delay == std::chrono::milliseconds{2});
+  CHECK(o->sync_timeout == std::chrono::seconds{3});
+  CHECK(o->heartbeat == std::chrono::milliseconds{100});
+  CHECK(o->member_timeout == std::chrono::seconds{5});
+  CHECK(o->read_lease == std::chrono::seconds{2});
+  CHECK(o->repair_ttl == std::chrono::seconds{30});
+  CHECK(o->tls);
+}
+
 TEST_CASE("every option is checked whatever else is set, naming value and range",
           "[options][errors]") {
   // Unused now is no excuse: loader-concurrency of a cache that loads from

@@ -15,6 +15,7 @@
 
 #include "runtime/server/metrics_http.hpp"
 #include "support/eventually.hpp"
+#include "support/latch.hpp"
 #include "support/must.hpp"
 #include "support/prometheus_text.hpp"
 #include <karlton/runtime/runtime.hpp>
@@ -171,6 +172,36 @@ TEST_CASE_METHOD(fixture, "beyond 16 connections the next is closed without a re
     CHECK(over.read_all().empty()); // closed at once (the idle ones wait 5 s)
   }
   idle.pop_back(); // one gone: room again once the server saw it close
+  CHECK(eventually([&] { return round_trip(port, get("/metrics")).status == 200; }));
+}
+
+TEST_CASE_METHOD(fixture,
+                 "renders for connections that timed out wait in a bounded queue and are "
+                 "skipped",
+                 "[metrics_http][limits]") {
+  karlton::testing::latch stuck;
+  metrics_http_options o;
+  o.request_timeout = 300ms;
+  metrics_http m{rt, o, [&] {
+                   stuck.wait(); // a render that does not end: shards stalled, say
+                   return std::string{"# extra\n"};
+                 }};
+  // Released before m stops, which waits for the render.
+  karlton::testing::release_on_exit open_gate{stuck};
+  port = must(m.start());
+  // 16 requests whose renders queue behind the stuck one; each connection
+  // times out and leaves its place. Before the bound, every later request
+  // queued one more render, without limit.
+  std::vector<std::unique_ptr<client>> timed_out;
+  for (int i = 0; i < 16; ++i) {
+    timed_out.push_back(std::make_unique<client>(port));
+    timed_out.back()->send(get("/metrics"));
+  }
+  for (auto& c : timed_out)
+    CHECK(c->read_all().empty());
+  CHECK(round_trip(port, get("/metrics")).status == 503); // at once, not queued
+  stuck.release();
+  // The waiting renders of closed connections are skipped, not run.
   CHECK(eventually([&] { return round_trip(port, get("/metrics")).status == 200; }));
 }
 

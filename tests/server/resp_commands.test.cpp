@@ -142,6 +142,13 @@ TEST_CASE("session: connection commands", "[resp_session]") {
   CHECK(cl.call({"CLIENT", "GETNAME"}) == "$-1\r\n");
   CHECK(cl.call({"CLIENT", "SETNAME", "a b"}) ==
         "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+  CHECK(cl.call({"CLIENT", "SETNAME", std::string(257, 'n')}) ==
+        "-ERR Client names are at most 256 bytes.\r\n");
+  CHECK(cl.call({"HELLO", "2", "SETNAME", "a\nb"}) ==
+        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+  CHECK(cl.call({"HELLO", "2", "SETNAME", std::string(257, 'n')}) ==
+        "-ERR Client names are at most 256 bytes.\r\n");
+  CHECK(cl.call({"CLIENT", "GETNAME"}) == "$-1\r\n"); // neither was set
   CHECK(cl.call({"CLIENT", "SETNAME", "worker-1"}) == "+OK\r\n");
   CHECK(cl.call({"CLIENT", "GETNAME"}) == "$8\r\nworker-1\r\n");
   CHECK(cl.call({"CLIENT", "ID", "x"}) ==
@@ -154,6 +161,13 @@ TEST_CASE("session: connection commands", "[resp_session]") {
   CHECK(cl.call({"CLIENT", "TRACKING", "on", "PREFIX", "a"}) ==
         "-ERR PREFIX option requires BCAST mode to be enabled\r\n");
   CHECK(cl.call({"CLIENT", "TRACKING", "on"}) == "+OK\r\n");
+  // A key the cache would refuse is not tracked: it can never change, and
+  // it would keep up to a bulk string's length in the table.
+  auto too_long = std::string(c.options().max_key_bytes + 1, 'k');
+  CHECK(cl.call({"GET", too_long}) == "$-1\r\n");
+  CHECK(cl.ctx->tracking->keys() == 0);
+  CHECK(cl.call({"GET", "short"}) == "$-1\r\n");
+  CHECK(cl.ctx->tracking->keys() == 1);
   CHECK(cl.call({"CLIENT", "TRACKING", "off"}) == "+OK\r\n");
   CHECK(starts_with(cl.call({"SUBSCRIBE", "x"}), "-ERR karlton serves only the "));
   auto count = cl.call({"COMMAND", "COUNT"});

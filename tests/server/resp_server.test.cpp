@@ -45,7 +45,9 @@ struct fake_state {
 // the test calls release_slow (from its own thread); SUB -> +SUBSCRIBED, and
 // the session counts as subscribed from then on; BLOCK -> +BLOCKED from
 // the blocking pool; HOLD -> +HELD from the pool once the test opens
-// hold_gate; BAD -> an error, then the connection closes.
+// hold_gate; OVERFLOW -> the session says its output overflowed (as pushes
+// or late replies past the output limit make it), then wakes the host from
+// the blocking pool; BAD -> an error, then the connection closes.
 class fake_session final : public srv::session,
                            public std::enable_shared_from_this<fake_session> {
 public:
@@ -79,6 +81,12 @@ public:
           self->complete(slot, "+HELD\r\n");
         });
         if (!ok) complete(slot, "-ERR busy\r\n");
+      } else if (line == "OVERFLOW") {
+        host_->run_blocking([self = shared_from_this()] {
+          std::lock_guard<std::mutex> guard{self->mutex_};
+          self->overflowed_ = true;
+          if (self->host_ != nullptr) self->host_->wake();
+        });
       } else if (line == "SUB") {
         subscribed_ = true;
         add_ready("+SUBSCRIBED\r\n");
@@ -113,6 +121,7 @@ public:
   bool closing() const noexcept override { return closing_; }
   bool subscribed() const noexcept override { return subscribed_; }
   void push(std::string) override {}
+  bool output_overflowed() const noexcept override { return overflowed_; }
 
   void detach() noexcept override {
     std::lock_guard<std::mutex> guard{mutex_};
@@ -151,6 +160,7 @@ private:
   std::string input_;
   bool closing_ = false;
   std::atomic<bool> subscribed_{false};
+  std::atomic<bool> overflowed_{false};
 };
 
 // A blocking loopback client whose every wait has a deadline.
@@ -298,6 +308,16 @@ TEST_CASE("a client that does not read its replies is closed at the output limit
   REQUIRE(eventually([&] { return f.counters().output_limit_closes == 1; }));
   CHECK(pings(other));
   CHECK(f.counters().connected_clients == 1);
+}
+
+TEST_CASE("a session whose pushes or late replies overflowed is closed at once",
+          "[resp-server]") {
+  fixture f{srv::resp_options{}};
+  client c{f.port}, other{f.port};
+  REQUIRE(c.send("PING\r\nOVERFLOW\r\n"));
+  REQUIRE(eventually([&] { return f.counters().output_limit_closes == 1; }));
+  CHECK(pings(other));
+  REQUIRE(eventually([&] { return f.counters().connected_clients == 1; }));
 }
 
 // A server with real sessions over one cache holding a value of `bytes`

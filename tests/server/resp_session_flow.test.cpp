@@ -114,6 +114,57 @@ TEST_CASE("session: pushes follow the replies and wake the host", "[resp_session
   CHECK(cl.collect_now() == "+PONG\r\n>2\r\n$4\r\nmore\r\n$1\r\nx\r\n>1\r\n$1\r\ny\r\n");
 }
 
+TEST_CASE("session: pushes past the output buffer limit are dropped and the session asks "
+          "to be closed",
+          "[resp_session]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  resp_options o;
+  o.output_buffer_limit = 1000;
+  test_client cl{context_for(rt, {c}, o)};
+  // A client that does not read is paused and never collected: before the
+  // bound, every invalidation of a tracked key queued here without limit.
+  for (int i = 0; i < 40; ++i) {
+    cl.s->push(">2\r\n$10\r\ninvalidate\r\n*1\r\n$3\r\n" + std::to_string(100 + i) +
+               "\r\n");
+    CHECK(cl.s->output_overflowed() == (i >= 29)); // 34 bytes each: 30 pass 1000
+  }
+  cl.feed(resp_command({"PING"}));
+  CHECK(cl.collect_now() == "+PONG\r\n"); // dropped, not sent half
+  CHECK(cl.s->output_overflowed());
+}
+
+TEST_CASE("session: replies completed on other threads past the output buffer limit are "
+          "dropped and the session asks to be closed",
+          "[resp_session]") {
+  runtime rt;
+  testing::latch gate;
+  cache_options o;
+  o.name = "db0";
+  o.loader = [&](const std::string&) -> caf::expected<std::string> {
+    gate.wait();
+    return std::string(3000, 'v');
+  };
+  auto c = must(rt.create_cache(o));
+  testing::release_on_exit open_gate{gate};
+  resp_options ro;
+  ro.output_buffer_limit = 10000;
+  test_client cl{context_for(rt, {c}, ro)};
+  // Ten loads in flight, none answered yet: nothing counted, so all run.
+  // Their replies (3 KB each) complete on loader threads; they were not
+  // counted anywhere, so a pipeline of large misses held any amount.
+  std::string pipeline;
+  for (int i = 0; i < 10; ++i)
+    pipeline += resp_command({"KARLTON.LOAD", "k" + std::to_string(i)});
+  cl.feed(pipeline);
+  CHECK_FALSE(cl.s->output_overflowed());
+  gate.release();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+  while (!cl.s->output_overflowed() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  CHECK(cl.s->output_overflowed());
+}
+
 TEST_CASE("session: after detach a late completion wakes nobody and the session outlives "
           "its owner",
           "[resp_session]") {

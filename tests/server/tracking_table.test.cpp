@@ -76,6 +76,7 @@ public:
   bool replies_owed() const noexcept override { return false; }
   bool subscribed() const noexcept override { return false; }
   void detach() noexcept override {}
+  bool output_overflowed() const noexcept override { return false; }
   void push(std::string msg) override {
     auto m = decode(msg);
     if (on_message) on_message(m);
@@ -259,6 +260,49 @@ TEST_CASE("tracking: BCAST tells every key under a prefix, read or not", "[track
   f.change(0, {"order:1", "x"});
   CHECK(users.messages().back().keys == std::vector<std::string>{"order:1"});
   CHECK(all.messages().size() == 2);
+}
+
+TEST_CASE("tracking: BCAST finds every client's prefix of a key, whatever their lengths",
+          "[tracking]") {
+  fixture f;
+  auto& a = f.add(1, 3);
+  auto& b = f.add(2, 3);
+  auto& c = f.add(3, 3);
+  REQUIRE(f.table->enable(1, bcast({"a", "bc"})).empty());
+  REQUIRE(f.table->enable(2, bcast({"ab", "b"})).empty());
+  REQUIRE(f.table->enable(3, bcast({"abc", "abd"})).empty());
+  f.change(0, {"abc", "bcd", "ab", "c", "abcd", "b", ""});
+  CHECK(a.keys() == std::vector<std::string>{"abc", "bcd", "ab", "abcd"});
+  CHECK(b.keys() == std::vector<std::string>{"abc", "bcd", "ab", "abcd", "b"});
+  CHECK(c.keys() == std::vector<std::string>{"abc", "abcd"});
+}
+
+TEST_CASE("tracking: BCAST prefixes are bounded in count and length before any work",
+          "[tracking]") {
+  fixture f;
+  f.add(1, 3);
+  // Distinct, non-overlapping prefixes: the overlap check, quadratic in the
+  // count, ran over all of them before the count was checked.
+  std::vector<std::string> many;
+  for (size_t i = 0; i <= tracking_table::max_prefixes_per_client; ++i)
+    many.push_back(std::to_string(1000 + i));
+  CHECK(f.table->enable(1, bcast(many)) == "too many prefixes: at most 256 per client");
+  CHECK(f.table->enable(1, bcast({std::string(1025, 'p')})) ==
+        "prefix of 1025 bytes: at most 1024");
+  CHECK(f.table->prefixes() == 0);
+  // Over all clients: 256 clients of 256 prefixes fill the table.
+  for (uint64_t id = 2; id < 2 + tracking_table::max_prefixes_total / 256; ++id) {
+    f.add(id, 3);
+    std::vector<std::string> own;
+    for (int i = 0; i < 256; ++i)
+      own.push_back(std::to_string(id) + ":" + std::to_string(i) + ":");
+    REQUIRE(f.table->enable(id, bcast(own)).empty());
+  }
+  CHECK(f.table->prefixes() == tracking_table::max_prefixes_total);
+  CHECK(f.table->enable(1, bcast({"x"})) ==
+        "too many prefixes: at most 65536 over all clients");
+  f.table->disable(2);
+  CHECK(f.table->enable(1, bcast({"x"})).empty());
 }
 
 TEST_CASE("tracking: past the key bound, keys are forgotten with a message",

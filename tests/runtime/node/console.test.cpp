@@ -58,6 +58,17 @@ TEST_CASE_METHOD(fixture,
   CHECK(con.execute("get users nobody") == "miss");
 }
 
+TEST_CASE_METHOD(
+  fixture, "console get escapes a value's control bytes onto one line, backslash too",
+  "[console]") {
+  // As a RESP client may SET them: a newline shifted every later reply, an
+  // escape sequence reached the operator's terminal.
+  REQUIRE_FALSE(users.put("u", std::string{"a\nok\r\t\x1b]0;x\x07\\\x7f\0z", 16}));
+  CHECK(con.execute("get users u") == R"(value a\nok\r\t\x1b]0;x\x07\\\x7f\x00z)");
+  CHECK(con.execute("put users v caf\xc3\xa9 \\n") == "ok"); // not control bytes: as is
+  CHECK(con.execute("get users v") == "value caf\xc3\xa9 \\\\n");
+}
+
 TEST_CASE_METHOD(fixture, "console erase and clear make later gets miss", "[console]") {
   CHECK(con.execute("put users a 1") == "ok");
   CHECK(con.execute("put users b 2") == "ok");
@@ -135,7 +146,8 @@ TEST_CASE_METHOD(fixture,
   auto sync = con.execute("sync");
   CHECK(sync.rfind("error ", 0) == 0);
   CHECK(sync.find("start_change_feed") != std::string::npos);
-  CHECK(con.execute("sync now").rfind("error karlton.invalid_option: usage: sync", 0) == 0);
+  CHECK(con.execute("sync now").rfind("error karlton.invalid_option: usage: sync", 0) ==
+        0);
   auto changes = con.execute("changes");
   CHECK(changes.rfind("changes {\"listening\":0,", 0) == 0);
   CHECK(changes.find("\"rows_applied\":0,") != std::string::npos);
