@@ -26,6 +26,7 @@ uint64_t hash_key(std::string_view key) noexcept;
 /// (keys, names): `hash_key`, where `std::hash` would let them pick keys that
 /// share a bucket.
 struct key_hasher {
+  /// `hash_key(key)`.
   size_t operator()(std::string_view key) const noexcept { return hash_key(key); }
 };
 
