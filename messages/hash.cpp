@@ -2,7 +2,9 @@
 
 #include <sys/random.h>
 
+#include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -87,9 +89,21 @@ sip_key random_key() noexcept {
     got += static_cast<size_t>(n);
   }
   if (got < sizeof buf) { // no getrandom (an old kernel or a seccomp filter)
-    std::random_device rd;
-    for (auto& b : buf)
-      b = static_cast<unsigned char>(rd());
+    try {
+      std::random_device rd;
+      for (auto& b : buf)
+        b = static_cast<unsigned char>(rd());
+    } catch (...) {
+      // No entropy source at all: the clock and an address at least differ
+      // between runs (weaker, and said so).
+      std::fprintf(stderr, "karlton: no random source; the hash key is guessable\n");
+      auto t = static_cast<uint64_t>(
+        std::chrono::steady_clock::now().time_since_epoch().count());
+      auto a = reinterpret_cast<uintptr_t>(&got);
+      auto k0 = mix(t), k1 = mix(t ^ a);
+      std::memcpy(buf, &k0, sizeof k0);
+      std::memcpy(buf + sizeof k0, &k1, sizeof k1);
+    }
   }
   std::memcpy(&k.k0, buf, sizeof k.k0);
   std::memcpy(&k.k1, buf + sizeof k.k0, sizeof k.k1);
@@ -119,12 +133,24 @@ uint64_t sip_hash_2_4(std::string_view bytes, sip_key key) noexcept {
 }
 
 bool key_from_seed(const char* text, sip_key& out) noexcept {
-  if (text == nullptr || *text == '\0' || *text == '-' || *text == '+' || *text == ' ')
-    return false;
+  // Digits only (strtoull alone would take leading spaces, a sign, and "010"
+  // as octal): decimal, or hex after 0x.
+  if (text == nullptr) return false;
+  int base = 10;
+  const char* digits = text;
+  if (text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
+    base = 16;
+    digits = text + 2;
+  }
+  if (*digits == '\0') return false;
+  for (const char* p = digits; *p != '\0'; ++p)
+    if (!(std::isdigit(static_cast<unsigned char>(*p)) ||
+          (base == 16 && std::isxdigit(static_cast<unsigned char>(*p)))))
+      return false;
   errno = 0;
   char* end = nullptr;
-  auto seed = std::strtoull(text, &end, 0);
-  if (errno != 0 || end == text || *end != '\0') return false;
+  auto seed = std::strtoull(digits, &end, base);
+  if (errno != 0 || *end != '\0') return false;
   out.k0 = mix(seed);
   out.k1 = mix(out.k0);
   return true;

@@ -5,9 +5,10 @@
 // users. With a hash anyone can compute (libstdc++'s MurmurHash2, as before),
 // keys that land in one cluster of a shard's linear-probing table are found
 // offline in minutes, and then each insert scans the cluster: a few hundred
-// thousand such SETs stall a shard for seconds (hash flooding). SipHash-1-3
-// under a 128-bit key drawn at start-up is what Redis and Python use against
-// that: without the key nobody can predict where a key lands.
+// thousand such SETs stall a shard for seconds (hash flooding). SipHash under
+// a 128-bit key drawn at start-up is what Redis (SipHash-1-2) and Python
+// (SipHash-1-3) use against that: without the key nobody can predict where a
+// key lands.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +27,7 @@ uint64_t sip_hash_1_3(std::string_view bytes, sip_key key) noexcept;
 uint64_t sip_hash_2_4(std::string_view bytes, sip_key key) noexcept;
 
 /// The process's key, fixed at first use: from `KARLTON_HASH_SEED` when it
-/// is set (an integer, decimal or 0x-hex: benchmarks and tests that must
+/// is set (digits, decimal or after 0x hex: benchmarks and tests that must
 /// repeat exactly set it), else 16 random bytes from the kernel.
 sip_key process_key() noexcept;
 

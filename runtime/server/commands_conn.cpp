@@ -124,6 +124,7 @@ void hello(command_call& c) {
       i += 2;
     } else if (iequals(c.args[i], "SETNAME") && more) {
       name = c.args[++i];
+      if (!name_ok(c, *name)) return; // before AUTH takes effect, as Redis
     } else {
       c.reply().error("Syntax error in HELLO option '" +
                       std::string{c.args[i].substr(0, 128)} + "'");
@@ -144,10 +145,7 @@ void hello(command_call& c) {
                     "same time");
     return;
   }
-  if (name) {
-    if (!name_ok(c, *name)) return;
-    s.set_name(std::string{*name});
-  }
+  if (name) s.set_name(std::string{*name});
   s.set_protocol(proto);
   s.context().tracking->set_protocol(s.id(), proto);
   auto w = c.reply(); // in the new protocol

@@ -276,7 +276,8 @@ bool connection::flush_once(size_t& sent_total) {
   }
   // A client that does not read: its replies pile up here, and pushes and
   // late replies in the session.
-  if (unsent() > shared_.ctx->options.output_buffer_limit ||
+  if (unsent() + (session_ ? session_->waiting_bytes() : 0) >
+        shared_.ctx->options.output_buffer_limit ||
       (session_ && session_->output_overflowed())) {
     shared_.ctx->counters.output_limit_closes.fetch_add(1, std::memory_order_relaxed);
     close_now();

@@ -189,7 +189,7 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
   // pipelined GETs of a large value behind one slow SET would fill every
   // slot (max_in_flight of them).
   const auto& o = ctx_->options;
-  if (output_.size() + held_bytes_ + late_bytes_.load(std::memory_order_relaxed) >=
+  if (output_.size() + held_bytes_ + waiting_bytes_.load(std::memory_order_relaxed) >=
       std::min(o.output_pause_bytes, o.output_buffer_limit))
     return step::paused;
   const auto* spec = find_command(args[0]);
@@ -321,7 +321,7 @@ void session_impl::drain() {
   while (auto* slot = slots_.ready_head()) {
     output_ += slot->bytes;
     held_bytes_ -= slot->held;
-    late_bytes_.fetch_sub(slot->late, std::memory_order_relaxed);
+    waiting_bytes_.fetch_sub(slot->late, std::memory_order_relaxed);
     if (slot->wrote_all) --whole_db_writes_;
     writes_in_flight_.remove_oldest(slot->keys_written);
     slots_.pop();
@@ -347,6 +347,7 @@ void session_impl::collect(std::string& out) {
   for (auto& p : pushes_)
     out += p;
   pushes_.clear();
+  waiting_bytes_.fetch_sub(push_bytes_, std::memory_order_relaxed);
   push_bytes_ = 0;
 }
 
@@ -359,45 +360,54 @@ bool session_impl::closing() const noexcept {
 }
 
 void session_impl::push(std::string msg) {
+  bool overflowed = false;
   {
     std::lock_guard<std::mutex> guard{push_mtx_};
     // Twice the same message at the same place in the stream says nothing
     // more: each shard of a cleared cache sends its "everything" (null).
     if (!pushes_.empty() && pushes_.back() == msg) return;
     if (output_overflow_.load(std::memory_order_relaxed)) return;
-    push_bytes_ += msg.size();
-    if (push_bytes_ > ctx_->options.output_buffer_limit) {
+    auto n = msg.size();
+    if (waiting_bytes_.fetch_add(n, std::memory_order_relaxed) + n >
+        ctx_->options.output_buffer_limit) {
+      waiting_bytes_.fetch_sub(n + push_bytes_, std::memory_order_relaxed);
       std::vector<std::string>{}.swap(pushes_);
       push_bytes_ = 0;
       output_overflow_.store(true, std::memory_order_release);
+      overflowed = true;
     } else {
+      push_bytes_ += n;
       pushes_.push_back(std::move(msg));
     }
   }
-  if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) {
-    std::lock_guard<std::mutex> guard{host_mtx_};
-    if (host_ != nullptr) host_->wake();
-  }
+  // A host paused for a client that does not read collects nothing, so its
+  // pending wake never clears: an overflow wakes it regardless, to close.
+  if (overflowed || !wake_pending_.exchange(true, std::memory_order_seq_cst))
+    wake_host_always();
 }
 
 void session_impl::completed(reply_slot& slot) noexcept {
   // On the I/O thread (a hit answered inline) run_one counts the bytes as
-  // held. Elsewhere they count as late, toward the output pause, and past
-  // the output buffer limit they are dropped at once and the host closes the
-  // connection: pipelined MGETs of large values that miss, each answered on
-  // a shard, held up to max_in_flight replies of any size before.
+  // held. Elsewhere they wait, as pushes do: toward the output pause, and
+  // past the output buffer limit (with the pushes) they are dropped at once
+  // and the host closes the connection: pipelined MGETs of large values that
+  // miss, each answered on a shard, held up to max_in_flight replies of any
+  // size before.
+  bool overflowed = false;
   if (running_here != this) {
     auto n = slot.bytes.size();
-    if (late_bytes_.fetch_add(n, std::memory_order_relaxed) + n >
+    if (waiting_bytes_.fetch_add(n, std::memory_order_relaxed) + n >
         ctx_->options.output_buffer_limit) {
-      late_bytes_.fetch_sub(n, std::memory_order_relaxed);
+      waiting_bytes_.fetch_sub(n, std::memory_order_relaxed);
       std::string{}.swap(slot.bytes);
       n = 0;
       output_overflow_.store(true, std::memory_order_release);
+      overflowed = true;
     }
     slot.late = n;
   }
   slot.ready.store(true, std::memory_order_release);
+  if (overflowed) return wake_host_always(); // as in push
   wake_host();
 }
 
@@ -425,10 +435,12 @@ void session_impl::answered() noexcept {
 
 void session_impl::wake_host() noexcept {
   if (running_here == this) return;
-  if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) {
-    std::lock_guard<std::mutex> guard{host_mtx_};
-    if (host_ != nullptr) host_->wake();
-  }
+  if (!wake_pending_.exchange(true, std::memory_order_seq_cst)) wake_host_always();
+}
+
+void session_impl::wake_host_always() noexcept {
+  std::lock_guard<std::mutex> guard{host_mtx_};
+  if (host_ != nullptr) host_->wake();
 }
 
 void session_impl::detach() noexcept {

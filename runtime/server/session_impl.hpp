@@ -130,6 +130,9 @@ public:
   bool output_overflowed() const noexcept override {
     return output_overflow_.load(std::memory_order_acquire);
   }
+  size_t waiting_bytes() const noexcept override {
+    return waiting_bytes_.load(std::memory_order_relaxed);
+  }
   void detach() noexcept override;
   bool replies_owed() const noexcept override {
     return !slots_.empty() || !output_.empty();
@@ -190,7 +193,10 @@ private:
   void drain();
   /// Sends the batched puts (put_in_batch), if any wait.
   void send_puts();
+  /// Wakes the host unless a wake is pending or this is its own thread.
   void wake_host() noexcept;
+  /// Wakes the host whatever is pending (an overflow must reach it).
+  void wake_host_always() noexcept;
   void protocol_error();
   uint64_t key_hash(std::string_view key) const noexcept;
 
@@ -233,8 +239,9 @@ private:
   std::mutex push_mtx_;
   std::vector<std::string> pushes_; // guarded by push_mtx_
   size_t push_bytes_ = 0;           // of pushes_, guarded by push_mtx_
-  // Reply bytes that completed on other threads and wait in their slots.
-  std::atomic<size_t> late_bytes_{0};
+  // What other threads handed over and collect has not taken: push_bytes_
+  // and the replies that completed elsewhere and wait in their slots.
+  std::atomic<size_t> waiting_bytes_{0};
   std::atomic<bool> output_overflow_{false};
 };
 

@@ -87,7 +87,8 @@ struct tracking_table::outbox {
   bool empty() const noexcept { return keys.empty() && everything.empty(); }
 };
 
-tracking_table::tracking_table(size_t max_keys) : max_keys_(max_keys) {}
+tracking_table::tracking_table(size_t max_keys, size_t max_bytes)
+  : max_keys_(max_keys), max_bytes_(max_bytes) {}
 
 tracking_table::~tracking_table() = default;
 
@@ -169,6 +170,12 @@ std::string tracking_table::enable(uint64_t id, const tracking_mode& mode) {
     if ((now ? now->entries.size() : 0) + added.size() > max_prefixes_total)
       return "too many prefixes: at most " + std::to_string(max_prefixes_total) +
              " over all clients";
+    size_t bytes = now ? now->bytes : 0;
+    for (const auto& p : added)
+      bytes += p.size();
+    if (bytes > max_prefix_bytes_total)
+      return "too many prefix bytes: at most " + std::to_string(max_prefix_bytes_total) +
+             " over all clients";
   }
   c.mode.bcast = mode.bcast;
   c.mode.redirect = mode.redirect;
@@ -216,8 +223,10 @@ void tracking_table::set_prefixes(uint64_t id, const std::vector<std::string>& a
                  std::make_move_iterator(added.end()));
   std::inplace_merge(entries.begin(), entries.begin() + static_cast<ptrdiff_t>(kept),
                      entries.end(), by_prefix);
-  for (const auto& e : entries)
+  for (const auto& e : entries) {
     next->lengths.push_back(e.prefix.size());
+    next->bytes += e.prefix.size();
+  }
   std::sort(next->lengths.begin(), next->lengths.end());
   next->lengths.erase(std::unique(next->lengths.begin(), next->lengths.end()),
                       next->lengths.end());
@@ -247,13 +256,27 @@ void tracking_table::will_read(uint64_t id, uint32_t db, std::string_view key) {
   auto& st = stripe_of(tk);
   {
     std::lock_guard<std::mutex> guard{st.mtx};
+    auto size = tk.size();
     auto [i, fresh] = st.keys.try_emplace(std::move(tk));
-    if (fresh) total_keys_.fetch_add(1, std::memory_order_relaxed);
+    if (fresh) {
+      total_keys_.fetch_add(1, std::memory_order_relaxed);
+      total_bytes_.fetch_add(size, std::memory_order_relaxed);
+    }
     auto& ids = i->second;
     if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
   }
-  if (max_keys_ != 0 && total_keys_.load(std::memory_order_relaxed) > max_keys_)
-    evict_over_bound();
+  if (over_bound()) evict_over_bound();
+}
+
+bool tracking_table::over_bound() const noexcept {
+  return (max_keys_ != 0 && total_keys_.load(std::memory_order_relaxed) > max_keys_) ||
+         total_bytes_.load(std::memory_order_relaxed) > max_bytes_;
+}
+
+void tracking_table::forget(stripe& st, stripe_map::iterator i) {
+  total_keys_.fetch_sub(1, std::memory_order_relaxed);
+  total_bytes_.fetch_sub(i->first.size(), std::memory_order_relaxed);
+  st.keys.erase(i);
 }
 
 // Forgets keys, stripe after stripe, until the bound holds; their clients get
@@ -261,8 +284,7 @@ void tracking_table::will_read(uint64_t id, uint32_t db, std::string_view key) {
 void tracking_table::evict_over_bound() {
   outbox out;
   size_t empty_seen = 0;
-  while (total_keys_.load(std::memory_order_relaxed) > max_keys_ &&
-         empty_seen < stripes_.size()) {
+  while (over_bound() && empty_seen < stripes_.size()) {
     auto& st = stripes_[evict_cursor_.fetch_add(1) % stripes_.size()];
     std::lock_guard<std::mutex> guard{st.mtx};
     if (st.keys.empty()) {
@@ -273,8 +295,7 @@ void tracking_table::evict_over_bound() {
     auto key = i->first.substr(sizeof(uint32_t));
     for (auto id : i->second)
       out.keys[id].push_back(key);
-    st.keys.erase(i);
-    total_keys_.fetch_sub(1, std::memory_order_relaxed);
+    forget(st, i);
   }
   if (!out.empty()) send(out);
 }
@@ -296,15 +317,14 @@ void tracking_table::keys_changed(uint32_t db, const key_batch& keys) {
       std::lock_guard<std::mutex> guard{st.mtx};
       if (auto i = st.keys.find(tk); i != st.keys.end()) {
         ids.swap(i->second);
-        st.keys.erase(i); // forgotten once its message goes out
-        total_keys_.fetch_sub(1, std::memory_order_relaxed);
+        forget(st, i); // once its message goes out
       }
     }
     for (auto id : ids)
       out.keys[id].emplace_back(key);
     if (!bcast) return;
-    // One binary search per distinct prefix length, not a scan of every
-    // client's prefixes: the cost of a change stays near log(prefixes).
+    // One binary search per distinct prefix length up to the key's, not a
+    // scan of every client's prefixes.
     const auto& entries = bcast->entries;
     for (auto len : bcast->lengths) {
       if (len > key.size()) break;
@@ -330,8 +350,7 @@ void tracking_table::all_changed(uint32_t db) {
       uint32_t key_db = 0;
       std::memcpy(&key_db, i->first.data(), sizeof key_db);
       if (key_db == db) {
-        i = st.keys.erase(i);
-        total_keys_.fetch_sub(1, std::memory_order_relaxed);
+        forget(st, i++);
       } else {
         ++i;
       }

@@ -38,14 +38,22 @@ public:
   static constexpr size_t default_max_keys = 1'000'000;
   /// At most this many prefixes per client,
   static constexpr size_t max_prefixes_per_client = 256;
-  /// this many over all clients (each ON copies the list the shards read),
+  /// this many over all clients (each ON and OFF copies the list the shards
+  /// read),
   static constexpr size_t max_prefixes_total = 65536;
-  /// and this long each: a key's lookup costs one search per distinct length.
+  /// this long each (a key's lookup costs one search per distinct length),
   static constexpr size_t max_prefix_bytes = 1024;
+  /// and this many bytes over all.
+  static constexpr size_t max_prefix_bytes_total = size_t{1} << 20;
+  /// Bytes of tracked keys beyond which keys are forgotten too, whatever
+  /// `max_keys` says.
+  static constexpr size_t default_max_bytes = size_t{256} << 20;
 
-  /// At `max_keys` tracked keys, the oldest-found keys are forgotten, each
-  /// with an invalidation message (the client drops its copy).
-  explicit tracking_table(size_t max_keys = default_max_keys);
+  /// Beyond `max_keys` tracked keys (0: no bound) or `max_bytes` of them,
+  /// the oldest-found keys are forgotten, each with an invalidation message
+  /// (the client drops its copy).
+  explicit tracking_table(size_t max_keys = default_max_keys,
+                          size_t max_bytes = default_max_bytes);
   ~tracking_table();
   tracking_table(const tracking_table&) = delete;
   tracking_table& operator=(const tracking_table&) = delete;
@@ -99,23 +107,30 @@ private:
   struct prefix_list {
     std::vector<prefix_entry> entries;
     std::vector<size_t> lengths;
+    size_t bytes = 0; ///< of every prefix
   };
+  /// db (4 bytes) + key -> the clients that read it since its last message.
+  using stripe_map = std::unordered_map<std::string, std::vector<uint64_t>, key_hasher>;
   struct stripe {
     std::mutex mtx;
-    /// db (4 bytes) + key -> the clients that read it since its last message.
-    std::unordered_map<std::string, std::vector<uint64_t>, key_hasher> keys;
+    stripe_map keys;
   };
   /// Messages of one batch: client id -> keys (null message: empty + all).
   struct outbox;
 
   stripe& stripe_of(const std::string& tracked_key) noexcept;
+  bool over_bound() const noexcept;
   void evict_over_bound();
+  /// Erases `i` from `st` (whose lock the caller holds) and its counts.
+  void forget(stripe& st, stripe_map::iterator i);
   void send(const outbox& out);
   void set_prefixes(uint64_t id, const std::vector<std::string>& add, bool drop_old);
 
   const size_t max_keys_;
+  const size_t max_bytes_;
   std::array<stripe, 64> stripes_;
   std::atomic<size_t> total_keys_{0};
+  std::atomic<size_t> total_bytes_{0}; ///< of the tracked keys, db included
   /// Clients with tracking on; shards skip all work while it is 0.
   std::atomic<size_t> tracking_clients_{0};
   std::atomic<size_t> evict_cursor_{0};

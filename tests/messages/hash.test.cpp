@@ -59,7 +59,11 @@ TEST_CASE("KARLTON_HASH_SEED takes integers only, and the process key follows it
   CHECK((a.k0 != b.k0 && a.k1 != b.k1));
   CHECK(key_from_seed("31", a));
   CHECK((a.k0 == b.k0 && a.k1 == b.k1)); // 31 == 0x1f
-  for (auto bad : {"", "x", "1x", "-1", " 1", "+1", "99999999999999999999"})
+  CHECK(key_from_seed("010", a));
+  CHECK(key_from_seed("10", b));
+  CHECK((a.k0 == b.k0 && a.k1 == b.k1)); // decimal, not octal
+  for (auto bad : {"", "x", "0x", "1x", "-1", " 1", "\t-1", "+1", "0x-1", "1 ",
+                   "99999999999999999999"})
     CHECK_FALSE(key_from_seed(bad, a));
   // The test processes run with a fixed seed (tests/support/main.cpp).
   const char* seed = std::getenv("KARLTON_HASH_SEED");
@@ -72,16 +76,19 @@ TEST_CASE("KARLTON_HASH_SEED takes integers only, and the process key follows it
 TEST_CASE("keys that share a bucket under an unkeyed hash spread under hash_key",
           "[hash]") {
   // What an attacker does offline against a hash anyone can compute: keep
-  // the keys whose low 12 bits agree (a 4096-slot table's home slot).
-  // libstdc++'s std::hash is the MurmurHash2 karlton used before.
+  // the keys whose bits 20-31 agree. A shard's table takes a key's home slot
+  // from the top bits of the hash's low half (entry_table.hpp: the tag), so
+  // these share one in a table of 4,096 slots. libstdc++'s std::hash is the
+  // MurmurHash2 karlton used before.
+  auto home = [](uint64_t h) { return (h >> 20) & 0xfff; };
   std::vector<std::string> chosen;
   for (uint64_t i = 0; chosen.size() < 512; ++i) {
     auto k = "k" + std::to_string(i);
-    if ((std::hash<std::string_view>{}(k)&0xfff) == 0x123) chosen.push_back(k);
+    if (home(std::hash<std::string_view>{}(k)) == 0x123) chosen.push_back(k);
   }
   std::map<uint64_t, int> slots;
   for (auto& k : chosen)
-    ++slots[hash_key(k) & 0xfff];
+    ++slots[home(hash_key(k))];
   int fullest = 0;
   for (auto& [slot, n] : slots)
     fullest = std::max(fullest, n);

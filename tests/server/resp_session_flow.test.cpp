@@ -122,6 +122,7 @@ TEST_CASE("session: pushes past the output buffer limit are dropped and the sess
   resp_options o;
   o.output_buffer_limit = 1000;
   test_client cl{context_for(rt, {c}, o)};
+  auto seen = cl.host->wakes();
   // A client that does not read is paused and never collected: before the
   // bound, every invalidation of a tracked key queued here without limit.
   for (int i = 0; i < 40; ++i) {
@@ -129,6 +130,9 @@ TEST_CASE("session: pushes past the output buffer limit are dropped and the sess
                "\r\n");
     CHECK(cl.s->output_overflowed() == (i >= 29)); // 34 bytes each: 30 pass 1000
   }
+  // The first push woke the host; a host that does not collect never clears
+  // that wake, so the overflow wakes it again, to close.
+  CHECK(cl.host->wakes() == seen + 2);
   cl.feed(resp_command({"PING"}));
   CHECK(cl.collect_now() == "+PONG\r\n"); // dropped, not sent half
   CHECK(cl.s->output_overflowed());
@@ -158,11 +162,15 @@ TEST_CASE("session: replies completed on other threads past the output buffer li
     pipeline += resp_command({"KARLTON.LOAD", "k" + std::to_string(i)});
   cl.feed(pipeline);
   CHECK_FALSE(cl.s->output_overflowed());
+  auto seen = cl.host->wakes();
   gate.release();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
   while (!cl.s->output_overflowed() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::yield();
   CHECK(cl.s->output_overflowed());
+  // The first completion's wake is never collected here: the overflow wakes
+  // the host once more regardless.
+  CHECK(cl.host->wait_wake(seen + 1));
 }
 
 TEST_CASE("session: after detach a late completion wakes nobody and the session outlives "

@@ -77,6 +77,7 @@ public:
   bool subscribed() const noexcept override { return false; }
   void detach() noexcept override {}
   bool output_overflowed() const noexcept override { return false; }
+  size_t waiting_bytes() const noexcept override { return 0; }
   void push(std::string msg) override {
     auto m = decode(msg);
     if (on_message) on_message(m);
@@ -106,8 +107,9 @@ struct fixture {
   std::shared_ptr<tracking_table> table;
   std::vector<std::shared_ptr<recording_session>> sessions;
 
-  explicit fixture(size_t max_keys = tracking_table::default_max_keys)
-    : table(std::make_shared<tracking_table>(max_keys)) {}
+  explicit fixture(size_t max_keys = tracking_table::default_max_keys,
+                   size_t max_bytes = tracking_table::default_max_bytes)
+    : table(std::make_shared<tracking_table>(max_keys, max_bytes)) {}
 
   recording_session& add(uint64_t id, int protocol) {
     sessions.push_back(std::make_shared<recording_session>(id));
@@ -303,6 +305,17 @@ TEST_CASE("tracking: BCAST prefixes are bounded in count and length before any w
         "too many prefixes: at most 65536 over all clients");
   f.table->disable(2);
   CHECK(f.table->enable(1, bcast({"x"})).empty());
+  // And 1 MiB of prefixes over all clients.
+  fixture g;
+  for (uint64_t id = 1; id <= 5; ++id) { // each about 262 KB
+    g.add(id, 3);
+    std::vector<std::string> own;
+    for (int i = 0; i < 256; ++i)
+      own.push_back(std::to_string(id) + ":" + std::to_string(i) + ":" +
+                    std::string(1018, 'p'));
+    CHECK(g.table->enable(id, bcast(own)) ==
+          (id < 5 ? "" : "too many prefix bytes: at most 1048576 over all clients"));
+  }
 }
 
 TEST_CASE("tracking: past the key bound, keys are forgotten with a message",
@@ -323,6 +336,23 @@ TEST_CASE("tracking: past the key bound, keys are forgotten with a message",
   CHECK(told.size() == read.size());
   for (auto& k : read)
     CHECK(each.count(k) == 1);
+  CHECK(f.table->keys() == 0);
+}
+
+TEST_CASE("tracking: past the byte bound, long keys are forgotten with a message",
+          "[tracking]") {
+  // Each tracked key costs its bytes and 4 for the database: three keys of
+  // 96 bytes fill 300, the fourth passes it.
+  fixture f{0, 300}; // no bound on the count
+  auto& a = f.add(1, 3);
+  REQUIRE(f.table->enable(1, {}).empty());
+  for (char c : std::string{"abcd"})
+    f.table->will_read(1, 0, std::string(96, c));
+  CHECK(f.table->keys() == 3);
+  REQUIRE(a.keys().size() == 1); // the one forgotten, told at once
+  f.change(0, {std::string(96, 'a'), std::string(96, 'b'), std::string(96, 'c'),
+               std::string(96, 'd')});
+  CHECK(a.keys().size() == 4); // each told once
   CHECK(f.table->keys() == 0);
 }
 
