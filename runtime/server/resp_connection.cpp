@@ -275,9 +275,9 @@ bool connection::flush_once(size_t& sent_total) {
     }
   }
   // A client that does not read: its replies pile up here, and pushes and
-  // late replies in the session.
-  if (unsent() + (session_ ? session_->waiting_bytes() : 0) >
-        shared_.ctx->options.output_buffer_limit ||
+  // late replies in the session, each bounded by the limit on its own (a sum
+  // would close a client that reads one large value while the next waits).
+  if (unsent() > shared_.ctx->options.output_buffer_limit ||
       (session_ && session_->output_overflowed())) {
     shared_.ctx->counters.output_limit_closes.fetch_add(1, std::memory_order_relaxed);
     close_now();

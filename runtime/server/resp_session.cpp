@@ -396,8 +396,11 @@ void session_impl::completed(reply_slot& slot) noexcept {
   bool overflowed = false;
   if (running_here != this) {
     auto n = slot.bytes.size();
-    if (waiting_bytes_.fetch_add(n, std::memory_order_relaxed) + n >
-        ctx_->options.output_buffer_limit) {
+    if (output_overflow_.load(std::memory_order_relaxed)) { // closing: as push does
+      std::string{}.swap(slot.bytes);
+      n = 0;
+    } else if (waiting_bytes_.fetch_add(n, std::memory_order_relaxed) + n >
+               ctx_->options.output_buffer_limit) {
       waiting_bytes_.fetch_sub(n, std::memory_order_relaxed);
       std::string{}.swap(slot.bytes);
       n = 0;

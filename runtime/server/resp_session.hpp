@@ -95,15 +95,12 @@ public:
   virtual bool subscribed() const noexcept = 0;
   /// Queues an out-of-band message (a tracking push); any thread.
   virtual void push(std::string msg) = 0;
-  /// Bytes other threads handed this session that `collect` has not taken:
-  /// queued pushes, and replies completed on a shard or the pool. The host
-  /// counts them with its own unsent bytes against the output buffer limit.
-  virtual size_t waiting_bytes() const noexcept = 0;
-  /// True once those bytes alone passed the output buffer limit (a client
-  /// that does not read: while its output is paused `collect` is not
-  /// called); the host is woken and closes the connection. What passed was
-  /// dropped; a client that loses its connection drops its tracked copies,
-  /// so no invalidation is lost to it.
+  /// True once what other threads handed this session and `collect` has not
+  /// taken (queued pushes, replies completed on a shard or the pool) passed
+  /// the output buffer limit: a client that does not read, while its output
+  /// is paused and `collect` is not called. The host is woken and closes the
+  /// connection. What passed was dropped; a client that loses its connection
+  /// drops its tracked copies, so no invalidation is lost to it.
   virtual bool output_overflowed() const noexcept = 0;
   /// The host is going away: after this returns, `wake` is never called.
   /// Completions still in flight keep the session alive and are dropped.

@@ -130,9 +130,6 @@ public:
   bool output_overflowed() const noexcept override {
     return output_overflow_.load(std::memory_order_acquire);
   }
-  size_t waiting_bytes() const noexcept override {
-    return waiting_bytes_.load(std::memory_order_relaxed);
-  }
   void detach() noexcept override;
   bool replies_owed() const noexcept override {
     return !slots_.empty() || !output_.empty();

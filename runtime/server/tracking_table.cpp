@@ -270,7 +270,7 @@ void tracking_table::will_read(uint64_t id, uint32_t db, std::string_view key) {
 
 bool tracking_table::over_bound() const noexcept {
   return (max_keys_ != 0 && total_keys_.load(std::memory_order_relaxed) > max_keys_) ||
-         total_bytes_.load(std::memory_order_relaxed) > max_bytes_;
+         (max_bytes_ != 0 && total_bytes_.load(std::memory_order_relaxed) > max_bytes_);
 }
 
 void tracking_table::forget(stripe& st, stripe_map::iterator i) {

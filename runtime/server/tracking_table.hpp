@@ -49,7 +49,7 @@ public:
   /// `max_keys` says.
   static constexpr size_t default_max_bytes = size_t{256} << 20;
 
-  /// Beyond `max_keys` tracked keys (0: no bound) or `max_bytes` of them,
+  /// Beyond `max_keys` tracked keys or `max_bytes` of them (0: no bound),
   /// the oldest-found keys are forgotten, each with an invalidation message
   /// (the client drops its copy).
   explicit tracking_table(size_t max_keys = default_max_keys,

@@ -45,6 +45,10 @@ TEST_CASE("session: AUTH with a password: NOAUTH first, WRONGPASS, then OK",
   CHECK(cl.call({"PING"}) == "+PONG\r\n");
 
   test_client other{cl.ctx};
+  // A bad name fails the whole HELLO: the login does not take effect.
+  CHECK(other.call({"HELLO", "3", "AUTH", "default", "sekrit", "SETNAME", "a b"}) ==
+        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+  CHECK(other.call({"GET", "k"}) == "-NOAUTH Authentication required.\r\n");
   CHECK(starts_with(other.call({"HELLO", "3", "AUTH", "default", "sekrit"}), "%7\r\n"));
   CHECK(other.call({"GET", "k"}) == "_\r\n");
 

@@ -122,7 +122,6 @@ public:
   bool subscribed() const noexcept override { return subscribed_; }
   void push(std::string) override {}
   bool output_overflowed() const noexcept override { return overflowed_; }
-  size_t waiting_bytes() const noexcept override { return 0; }
 
   void detach() noexcept override {
     std::lock_guard<std::mutex> guard{mutex_};

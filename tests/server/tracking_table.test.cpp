@@ -77,7 +77,6 @@ public:
   bool subscribed() const noexcept override { return false; }
   void detach() noexcept override {}
   bool output_overflowed() const noexcept override { return false; }
-  size_t waiting_bytes() const noexcept override { return 0; }
   void push(std::string msg) override {
     auto m = decode(msg);
     if (on_message) on_message(m);
