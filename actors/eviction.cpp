@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "messages/hash.hpp"
+
 namespace karlton {
 
 const char* to_string(eviction_policy_kind x) noexcept {
@@ -12,12 +14,7 @@ const char* to_string(eviction_policy_kind x) noexcept {
 
 namespace {
 
-uint64_t mix(uint64_t x) noexcept { // splitmix64 finalizer
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
+using hashing::splitmix64;
 
 } // namespace
 
@@ -53,7 +50,7 @@ void frequency_sketch::ensure_capacity(uint64_t capacity) {
 void frequency_sketch::increment(uint32_t hash) noexcept {
   bool added = false;
   for (uint64_t row = 0; row < 4; ++row) {
-    auto x = mix(hash + row * 0x9e3779b97f4a7c15ull);
+    auto x = splitmix64(hash + row * 0x9e3779b97f4a7c15ull);
     auto& word = table_[x & mask_];
     auto shift = (x >> 60) << 2; // one of the word's 16 counters
     if (((word >> shift) & 0xf) < 15) {
@@ -67,7 +64,7 @@ void frequency_sketch::increment(uint32_t hash) noexcept {
 unsigned frequency_sketch::frequency(uint32_t hash) const noexcept {
   unsigned least = 15;
   for (uint64_t row = 0; row < 4; ++row) {
-    auto x = mix(hash + row * 0x9e3779b97f4a7c15ull);
+    auto x = splitmix64(hash + row * 0x9e3779b97f4a7c15ull);
     auto count = static_cast<unsigned>((table_[x & mask_] >> ((x >> 60) << 2)) & 0xf);
     least = std::min(least, count);
   }

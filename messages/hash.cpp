@@ -70,14 +70,6 @@ uint64_t sip_hash(std::string_view bytes, sip_key key) noexcept {
   return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
 }
 
-// splitmix64: spreads a small seed over both halves of the key.
-uint64_t mix(uint64_t x) noexcept {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 sip_key random_key() noexcept {
   sip_key k;
   unsigned char buf[sizeof k.k0 + sizeof k.k1];
@@ -100,7 +92,7 @@ sip_key random_key() noexcept {
       auto t = static_cast<uint64_t>(
         std::chrono::steady_clock::now().time_since_epoch().count());
       auto a = reinterpret_cast<uintptr_t>(&got);
-      auto k0 = mix(t), k1 = mix(t ^ a);
+      auto k0 = splitmix64(t), k1 = splitmix64(t ^ a);
       std::memcpy(buf, &k0, sizeof k0);
       std::memcpy(buf + sizeof k0, &k1, sizeof k1);
     }
@@ -151,8 +143,8 @@ bool key_from_seed(const char* text, sip_key& out) noexcept {
   char* end = nullptr;
   auto seed = std::strtoull(digits, &end, base);
   if (errno != 0 || *end != '\0') return false;
-  out.k0 = mix(seed);
-  out.k1 = mix(out.k0);
+  out.k0 = splitmix64(seed);
+  out.k1 = splitmix64(out.k0);
   return true;
 }
 

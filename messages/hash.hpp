@@ -22,6 +22,15 @@ struct sip_key {
   uint64_t k1 = 0;
 };
 
+/// splitmix64's finalizer: a bijection that spreads every input bit over
+/// the output (a seed over a key here, row hashes in TinyLFU's sketch).
+inline uint64_t splitmix64(uint64_t x) noexcept {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
 /// SipHash-c-d of `bytes` under `key` (Aumasson and Bernstein, 2012).
 uint64_t sip_hash_1_3(std::string_view bytes, sip_key key) noexcept;
 uint64_t sip_hash_2_4(std::string_view bytes, sip_key key) noexcept;
