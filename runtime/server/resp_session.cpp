@@ -359,6 +359,15 @@ bool session_impl::closing() const noexcept {
   return close_requested_ && slots_.empty() && output_.empty() && closing_error_.empty();
 }
 
+bool session_impl::add_waiting(size_t n, size_t also_dropped) noexcept {
+  if (waiting_bytes_.fetch_add(n, std::memory_order_relaxed) + n <=
+      ctx_->options.output_buffer_limit)
+    return true;
+  waiting_bytes_.fetch_sub(n + also_dropped, std::memory_order_relaxed);
+  output_overflow_.store(true, std::memory_order_release);
+  return false;
+}
+
 void session_impl::push(std::string msg) {
   bool overflowed = false;
   {
@@ -368,12 +377,11 @@ void session_impl::push(std::string msg) {
     if (!pushes_.empty() && pushes_.back() == msg) return;
     if (output_overflow_.load(std::memory_order_relaxed)) return;
     auto n = msg.size();
-    if (waiting_bytes_.fetch_add(n, std::memory_order_relaxed) + n >
-        ctx_->options.output_buffer_limit) {
-      waiting_bytes_.fetch_sub(n + push_bytes_, std::memory_order_relaxed);
+    // Past the limit the queued pushes are dropped with this one: their
+    // bytes leave the count too.
+    if (!add_waiting(n, push_bytes_)) {
       std::vector<std::string>{}.swap(pushes_);
       push_bytes_ = 0;
-      output_overflow_.store(true, std::memory_order_release);
       overflowed = true;
     } else {
       push_bytes_ += n;
@@ -399,12 +407,9 @@ void session_impl::completed(reply_slot& slot) noexcept {
     if (output_overflow_.load(std::memory_order_relaxed)) { // closing: as push does
       std::string{}.swap(slot.bytes);
       n = 0;
-    } else if (waiting_bytes_.fetch_add(n, std::memory_order_relaxed) + n >
-               ctx_->options.output_buffer_limit) {
-      waiting_bytes_.fetch_sub(n, std::memory_order_relaxed);
+    } else if (!add_waiting(n)) {
       std::string{}.swap(slot.bytes);
       n = 0;
-      output_overflow_.store(true, std::memory_order_release);
       overflowed = true;
     }
     slot.late = n;

@@ -194,6 +194,12 @@ private:
   void wake_host() noexcept;
   /// Wakes the host whatever is pending (an overflow must reach it).
   void wake_host_always() noexcept;
+  /// Counts `n` bytes another thread hands over (a push, a reply completed
+  /// elsewhere) in waiting_bytes_, unless they pass the output buffer limit:
+  /// then it counts none, takes `also_dropped` bytes the caller drops with
+  /// them out too, marks the overflow and returns false. One place, so that
+  /// push and completed cannot drift apart on what the limit means.
+  bool add_waiting(size_t n, size_t also_dropped = 0) noexcept;
   void protocol_error();
   uint64_t key_hash(std::string_view key) const noexcept;
 
