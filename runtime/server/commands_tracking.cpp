@@ -99,9 +99,7 @@ void client_tracking(command_call& c) {
       mode.bcast = true;
     } else if (iequals(opt, "PREFIX") && more) {
       if (mode.prefixes.size() == tracking_table::max_prefixes_per_client) {
-        c.reply().error("too many prefixes: at most " +
-                        std::to_string(tracking_table::max_prefixes_per_client) +
-                        " per client");
+        c.reply().error(tracking_table::too_many_prefixes());
         return;
       }
       mode.prefixes.emplace_back(c.args[++i]);

@@ -126,6 +126,11 @@ bool tracking_table::known(uint64_t id) const {
   return clients_.count(id) > 0;
 }
 
+std::string tracking_table::too_many_prefixes() {
+  return "too many prefixes: at most " + std::to_string(max_prefixes_per_client) +
+         " per client";
+}
+
 std::string tracking_table::enable(uint64_t id, const tracking_mode& mode) {
   std::unique_lock<std::shared_mutex> guard{clients_mtx_};
   auto i = clients_.find(id);
@@ -140,9 +145,7 @@ std::string tracking_table::enable(uint64_t id, const tracking_mode& mode) {
   if (mode.bcast) {
     const auto& given = mode.prefixes;
     // Before the pairwise check below, which is quadratic in the count.
-    if (given.size() > max_prefixes_per_client)
-      return "too many prefixes: at most " + std::to_string(max_prefixes_per_client) +
-             " per client";
+    if (given.size() > max_prefixes_per_client) return too_many_prefixes();
     for (const auto& p : given)
       if (p.size() > max_prefix_bytes)
         return "prefix of " + std::to_string(p.size()) + " bytes: at most " +
@@ -164,8 +167,7 @@ std::string tracking_table::enable(uint64_t id, const tracking_mode& mode) {
       added.push_back(p);
     }
     if (c.mode.prefixes.size() + added.size() > max_prefixes_per_client)
-      return "too many prefixes: at most " + std::to_string(max_prefixes_per_client) +
-             " per client";
+      return too_many_prefixes();
     auto now = std::atomic_load(&prefixes_);
     if ((now ? now->entries.size() : 0) + added.size() > max_prefixes_total)
       return "too many prefixes: at most " + std::to_string(max_prefixes_total) +

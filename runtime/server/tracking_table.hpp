@@ -75,6 +75,10 @@ public:
 
   /// CLIENT TRACKING ON: empty, or the error text for the client.
   std::string enable(uint64_t id, const tracking_mode& mode);
+  /// The error text for more than `max_prefixes_per_client` prefixes: enable
+  /// gives it, and so does CLIENT TRACKING's parser, which stops there
+  /// before it holds more.
+  static std::string too_many_prefixes();
   /// CLIENT TRACKING OFF.
   void disable(uint64_t id);
 
