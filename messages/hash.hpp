@@ -37,7 +37,8 @@ uint64_t sip_hash_2_4(std::string_view bytes, sip_key key) noexcept;
 
 /// The process's key, fixed at first use: from `KARLTON_HASH_SEED` when it
 /// is set (digits, decimal or after 0x hex: benchmarks and tests that must
-/// repeat exactly set it), else 16 random bytes from the kernel.
+/// repeat exactly set it), else 16 random bytes from the kernel. Cheap after
+/// the first call (a copy of one static): callers need not keep their own.
 sip_key process_key() noexcept;
 
 /// The key a `KARLTON_HASH_SEED` value stands for; false if it is no
