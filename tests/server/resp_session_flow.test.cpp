@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <string>
 
 #include "server/gated_store.hpp"
@@ -20,6 +22,43 @@ using karlton::testing::must;
 using karlton::testing::resp_command;
 using karlton::testing::test_client;
 using karlton::testing::write_through;
+
+namespace {
+
+// One cache, db0, whose loads wait at `gate` until the test releases it (or
+// ends): the way to keep replies in flight. Each load counts itself in
+// `loads` and answers `answer(key)`, the key itself unless told.
+struct gated_loader {
+  using answer_fn = std::function<std::string(const std::string&)>;
+
+  static std::string the_key(const std::string& k) { return k; }
+
+  explicit gated_loader(answer_fn answer = the_key,
+                        uint32_t concurrency = cache_options{}.loader_concurrency)
+    : c(must(rt.create_cache(options(std::move(answer), concurrency)))) {}
+
+  runtime rt;
+  testing::latch gate;
+  std::atomic<int> loads{0};
+  cache c;
+  testing::release_on_exit open_gate{gate};
+
+private:
+  cache_options options(answer_fn answer, uint32_t concurrency) {
+    cache_options o;
+    o.name = "db0";
+    o.loader = [this, answer = std::move(answer)](
+                 const std::string& k) -> caf::expected<std::string> {
+      ++loads;
+      gate.wait();
+      return answer(k);
+    };
+    o.loader_concurrency = concurrency;
+    return o;
+  }
+};
+
+} // namespace
 
 TEST_CASE("session: a pipelined GET after SET of the key returns the new value under "
           "write-through with a slow store (read-your-writes)",
@@ -66,22 +105,10 @@ TEST_CASE("session: DEL and FLUSHDB hold back later reads of what they change",
 
 TEST_CASE("session: beyond max_in_flight execution pauses and collect resumes it",
           "[resp_session]") {
-  runtime rt;
-  testing::latch gate;
-  std::atomic<int> loads{0};
-  cache_options o;
-  o.name = "db0";
-  o.loader = [&](const std::string& k) -> caf::expected<std::string> {
-    ++loads;
-    gate.wait();
-    return k;
-  };
-  o.loader_concurrency = 8;
-  auto c = must(rt.create_cache(o));
-  testing::release_on_exit open_gate{gate};
+  gated_loader f{gated_loader::the_key, 8};
   resp_options opts;
   opts.max_in_flight = 2;
-  test_client cl{context_for(rt, {c}, opts)};
+  test_client cl{context_for(f.rt, {f.c}, opts)};
   std::string pipeline;
   for (auto k : {"a", "b", "c", "d", "e"})
     pipeline += resp_command({"KARLTON.LOAD", k});
@@ -92,13 +119,13 @@ TEST_CASE("session: beyond max_in_flight execution pauses and collect resumes it
   CHECK(cl.ctx->counters.total_commands.load() == 2);
   CHECK(cl.collect_now().empty());
   CHECK(cl.ctx->counters.total_commands.load() == 2);
-  gate.release();
+  f.gate.release();
   CHECK(cl.replies(6) == std::vector<std::string>{"$1\r\na\r\n", "$1\r\nb\r\n",
                                                   "$1\r\nc\r\n", "$1\r\nd\r\n",
                                                   "$1\r\ne\r\n", "+PONG\r\n"});
   CHECK(cl.ctx->counters.total_commands.load() == 6);
   CHECK(cl.s->wants_input());
-  CHECK(loads.load() == 5);
+  CHECK(f.loads.load() == 5);
 }
 
 TEST_CASE("session: pushes follow the replies and wake the host", "[resp_session]") {
@@ -141,19 +168,10 @@ TEST_CASE("session: pushes past the output buffer limit are dropped and the sess
 TEST_CASE("session: replies completed on other threads past the output buffer limit are "
           "dropped and the session asks to be closed",
           "[resp_session]") {
-  runtime rt;
-  testing::latch gate;
-  cache_options o;
-  o.name = "db0";
-  o.loader = [&](const std::string&) -> caf::expected<std::string> {
-    gate.wait();
-    return std::string(3000, 'v');
-  };
-  auto c = must(rt.create_cache(o));
-  testing::release_on_exit open_gate{gate};
+  gated_loader f{[](const std::string&) { return std::string(3000, 'v'); }};
   resp_options ro;
   ro.output_buffer_limit = 10000;
-  test_client cl{context_for(rt, {c}, ro)};
+  test_client cl{context_for(f.rt, {f.c}, ro)};
   // Ten loads in flight, none answered yet: nothing counted, so all run.
   // Their replies (3 KB each) complete on loader threads; they were not
   // counted anywhere, so a pipeline of large misses held any amount.
@@ -163,7 +181,7 @@ TEST_CASE("session: replies completed on other threads past the output buffer li
   cl.feed(pipeline);
   CHECK_FALSE(cl.s->output_overflowed());
   auto seen = cl.host->wakes();
-  gate.release();
+  f.gate.release();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
   while (!cl.s->output_overflowed() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::yield();
@@ -176,18 +194,8 @@ TEST_CASE("session: replies completed on other threads past the output buffer li
 TEST_CASE("session: after detach a late completion wakes nobody and the session outlives "
           "its owner",
           "[resp_session]") {
-  runtime rt;
-  testing::latch gate;
-  std::atomic<bool> loaded{false};
-  cache_options o;
-  o.name = "db0";
-  o.loader = [&](const std::string& k) -> caf::expected<std::string> {
-    gate.wait();
-    return k;
-  };
-  auto c = must(rt.create_cache(o));
-  testing::release_on_exit open_gate{gate};
-  auto ctx = context_for(rt, {c});
+  gated_loader f;
+  auto ctx = context_for(f.rt, {f.c});
   testing::fake_host host;
   auto s = make_session(ctx, &host);
   s->feed(resp_command({"KARLTON.LOAD", "k"}));
@@ -196,7 +204,7 @@ TEST_CASE("session: after detach a late completion wakes nobody and the session 
   s.reset();
   CHECK_FALSE(alive.expired()); // the completion holds it
   auto seen = host.wakes();
-  gate.release();
+  f.gate.release();
   // The load's completion drops the last reference: wait for that.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
   while (!alive.expired() && std::chrono::steady_clock::now() < deadline)
