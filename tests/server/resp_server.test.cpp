@@ -1,31 +1,30 @@
 // The RESP server's I/O side over loopback sockets, with a fake session (so
 // these tests need none of the commands): max_clients, the output limit, the
 // idle timeout, protocol errors, blocking jobs, and a stop with a call in
-// flight.
+// flight. The server with real sessions: resp_server_real_sessions.test.cpp.
 #include <catch2/catch.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "runtime/server/resp_server.hpp"
+#include "server/loopback_client.hpp"
 #include "support/eventually.hpp"
 #include "support/latch.hpp"
-#include "support/node_process.hpp"
 
 using namespace std::chrono_literals;
 using karlton::testing::eventually;
+using client = karlton::testing::loopback_client;
 namespace srv = karlton::server;
 
 namespace {
@@ -163,75 +162,6 @@ private:
   std::atomic<bool> overflowed_{false};
 };
 
-// A blocking loopback client whose every wait has a deadline.
-class client {
-public:
-  explicit client(uint16_t port, int receive_buffer = 0) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (receive_buffer > 0)
-      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  }
-  ~client() { ::close(fd_); }
-  client(const client&) = delete;
-  client& operator=(const client&) = delete;
-
-  bool connected() const { return connected_; }
-
-  bool send(const std::string& bytes) {
-    size_t done = 0;
-    while (done < bytes.size()) {
-      auto n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      done += static_cast<size_t>(n);
-    }
-    return true;
-  }
-
-  // Reads until `want` bytes arrived, EOF, or 10 s passed.
-  std::string read(size_t want) {
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (buffer_.size() < want && !eof_ && std::chrono::steady_clock::now() < deadline)
-      read_some(100);
-    auto n = std::min(want, buffer_.size());
-    auto out = buffer_.substr(0, n);
-    buffer_.erase(0, n);
-    return out;
-  }
-
-  // True once the server closed its side (within 10 s); the bytes before it
-  // stay readable.
-  bool sees_eof() {
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!eof_ && std::chrono::steady_clock::now() < deadline)
-      read_some(100);
-    return eof_;
-  }
-
-  std::string rest() { return std::exchange(buffer_, {}); }
-
-private:
-  void read_some(int timeout_ms) {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, timeout_ms) <= 0) return;
-    char buf[65536];
-    auto n = ::recv(fd_, buf, sizeof buf, 0);
-    if (n <= 0)
-      eof_ = true;
-    else
-      buffer_.append(buf, static_cast<size_t>(n));
-  }
-
-  int fd_ = -1;
-  bool connected_ = false;
-  bool eof_ = false;
-  std::string buffer_;
-};
-
 struct fixture {
   explicit fixture(srv::resp_options opts) {
     server.emplace(rt, std::vector<karlton::cache>{}, std::move(opts),
@@ -318,92 +248,6 @@ TEST_CASE("a session whose pushes or late replies overflowed is closed at once",
   REQUIRE(eventually([&] { return f.counters().output_limit_closes == 1; }));
   CHECK(pings(other));
   REQUIRE(eventually([&] { return f.counters().connected_clients == 1; }));
-}
-
-// A server with real sessions over one cache holding a value of `bytes`
-// under "big".
-struct big_value_server {
-  big_value_server(size_t bytes, const srv::resp_options& opts) : big(bytes, 'v') {
-    REQUIRE_FALSE(db.put("big", big));
-    server.emplace(rt, std::vector<karlton::cache>{db.without_queue_wait()}, opts);
-    auto p = server->start();
-    REQUIRE(p);
-    port = *p;
-  }
-
-  karlton::runtime rt;
-  karlton::cache db = *rt.create_cache("db0");
-  std::string big;
-  std::optional<srv::resp_server> server;
-  uint16_t port = 0;
-};
-
-TEST_CASE("a client that pipelines without reading is paused, not buffered up to the "
-          "output limit",
-          "[resp-server]") {
-  // Real sessions: they stop running commands while replies wait unsent.
-  srv::resp_options opts;
-  opts.output_pause_bytes = 256 << 10;
-  opts.output_buffer_limit = 4 << 20;
-  big_value_server f{100'000, opts};
-  const auto& big = f.big;
-  const auto& counters = f.server->context().counters;
-  client hog{f.port, 4096}, other{f.port};
-  std::string requests;
-  for (int i = 0; i < 2000; ++i) // 200 MB of replies, never read
-    requests += "GET big\r\n";
-  REQUIRE(hog.send(requests));
-  // Replies wait unsent once the socket's buffers are full: from there on
-  // only a client that reads (or the limit) moves anything.
-  REQUIRE(eventually(
-    [&] { return counters.output_buffered > 0 || counters.output_limit_closes > 0; }));
-  REQUIRE(other.send("PING\r\n"));
-  CHECK(other.read(7) == "+PONG\r\n"); // served meanwhile
-  // Before: it kept collecting and was closed at the 4 MiB limit.
-  CHECK(counters.output_limit_closes == 0);
-  CHECK(counters.output_buffered <= opts.output_pause_bytes + 2 * big.size());
-  CHECK(counters.total_commands < 2000 / 2);
-  // The hard limit still closes a client that does not read one huge reply.
-  REQUIRE_FALSE(f.db.put("huge", std::string(5 << 20, 'h')));
-  client huge{f.port, 4096};
-  REQUIRE(huge.send("GET huge\r\n"));
-  CHECK(eventually([&] { return counters.output_limit_closes == 1; }));
-  f.server->stop();
-}
-
-TEST_CASE("a client that reads gets every reply of a pipeline through pauses and "
-          "resumes",
-          "[resp-server]") {
-  // Replies larger than the socket takes at once and a pause bound a few
-  // replies deep; the client sends in batches while it reads, so replies
-  // pile up behind a write in progress, the session pauses, and a send
-  // that then takes the paused output whole must resume it (that case
-  // hung: no read, write or wake was left to resume the session).
-  srv::resp_options opts;
-  opts.output_pause_bytes = 100'000;
-  big_value_server f{40'000, opts};
-  const std::string reply = "$40000\r\n" + f.big + "\r\n";
-  const std::string get = "*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n";
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    client reader{f.port};
-    constexpr int batches = 50, per_batch = 6;
-    std::string got;
-    for (int b = 0; b < batches; ++b) {
-      std::string batch;
-      for (int i = 0; i < per_batch; ++i)
-        batch += get;
-      REQUIRE(reader.send(batch));
-      // Replies are owed all along (6 asked, at most 2 read per batch):
-      // nothing for 10 s is the hang.
-      auto chunk = reader.read(reply.size() * 2);
-      REQUIRE_FALSE(chunk.empty());
-      got += chunk;
-    }
-    got += reader.read(reply.size() * batches * per_batch - got.size());
-    REQUIRE(got.size() == reply.size() * batches * per_batch);
-    CHECK(got.substr(got.size() - reply.size()) == reply);
-  }
-  f.server->stop();
 }
 
 TEST_CASE("rejected clients linger up to max_rejected_lingering, past it they close at "
@@ -548,39 +392,4 @@ TEST_CASE("a call still in flight after the grace completes into a detached sess
   // The late completion: the server's threads are gone, the session is not.
   std::lock_guard<std::mutex> guard{f.state.mutex};
   f.state.release_slow();
-}
-
-TEST_CASE("karlton-node prints the port it serves the Redis protocol on",
-          "[resp-server][multiprocess]") {
-  karlton::testing::node_process node{
-    "resp",
-    KARLTON_NODE,
-    {"--karlton.cluster.secret=s", "--karlton.cluster.port=0", "--node.stats-interval=0",
-     "--node.resp-port=0", "--node.resp-threads=2"}};
-  REQUIRE(node.ready());
-  REQUIRE(node.resp_port() != 0);
-  CHECK(node.resp_port() != node.port());
-  client c{node.resp_port()};
-  CHECK(c.connected());
-  CHECK(node.stop() == 0);
-}
-
-TEST_CASE("karlton-node refuses bad RESP options with exit 2",
-          "[resp-server][multiprocess]") {
-  for (auto bad :
-       {"--node.resp-threads=0", "--node.maxclients=-1", "--node.resp-port=65536",
-        "--node.resp-output-buffer-limit=0", "--node.resp-timeout=-1s"}) {
-    karlton::testing::node_process node{"bad",
-                                        KARLTON_NODE,
-                                        {"--karlton.cluster.secret=s",
-                                         "--karlton.cluster.port=0", "--node.resp-port=0",
-                                         bad}};
-    INFO(bad);
-    CHECK_FALSE(node.ready());
-    auto status = node.wait(std::chrono::milliseconds{10'000});
-    REQUIRE(status);
-    CHECK(WEXITSTATUS(*status) == 2);
-    CHECK(node.log().find(std::string{bad}.substr(2, std::string{bad}.find('=') - 2)) !=
-          std::string::npos);
-  }
 }
