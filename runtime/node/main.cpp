@@ -95,6 +95,10 @@ public:
                     "forgotten with an invalidation (default 1M, 0 = no bound)")
       .add<caf::timespan>("resp-timeout",
                           "close clients idle this long (default 0 = never)")
+      .add<caf::timespan>("resp-auth-timeout",
+                          "with a password, close clients that have not "
+                          "authenticated this long after connecting (default "
+                          "10s, 0 = never)")
       .add<int64_t>("metrics-port",
                     "serve GET /metrics (Prometheus) on this port (default "
                     "off; 0 = any free port, printed)")
@@ -203,6 +207,12 @@ caf::error server_settings(const node_config& cfg, node_settings& out) {
     if (timeout < caf::timespan::zero() || timeout > karlton::max_option_duration)
       return bad_option("node.resp-timeout", "must be in 0..365 days (0 = never)");
     o.idle_timeout = std::chrono::ceil<std::chrono::seconds>(timeout);
+    auto auth_timeout =
+      caf::get_or(cfg, "node.resp-auth-timeout", caf::timespan{std::chrono::seconds{10}});
+    if (auth_timeout < caf::timespan::zero() ||
+        auth_timeout > karlton::max_option_duration)
+      return bad_option("node.resp-auth-timeout", "must be in 0..365 days (0 = never)");
+    o.auth_timeout = std::chrono::ceil<std::chrono::seconds>(auth_timeout);
     auto tracked =
       int_option(cfg, "node.resp-tracking-max-keys", 0, int64_t{1} << 40,
                  static_cast<int64_t>(karlton::server::tracking_table::default_max_keys));

@@ -252,6 +252,7 @@ void karlton_section(info_writer& w, const server_context& ctx,
   w.field("karlton_protocol_errors", c.protocol_errors.load());
   w.field("karlton_output_limit_closes", c.output_limit_closes.load());
   w.field("karlton_idle_closes", c.idle_closes.load());
+  w.field("karlton_auth_timeouts", c.auth_timeouts.load());
   if (f.unavailable > 0) w.field("karlton_stats_unavailable", f.unavailable);
 }
 
@@ -327,6 +328,9 @@ std::string server_metrics_text(const server_context& ctx) {
   family("karlton_resp_idle_closes_total", "counter",
          "Connections closed for being idle longer than resp-timeout.",
          c.idle_closes.load());
+  family("karlton_resp_auth_timeouts_total", "counter",
+         "Connections closed for not authenticating within resp-auth-timeout.",
+         c.auth_timeouts.load());
   auto up = std::chrono::duration_cast<std::chrono::seconds>(
               std::chrono::steady_clock::now() - ctx.started)
               .count();

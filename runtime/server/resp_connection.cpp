@@ -46,7 +46,7 @@ void connection::start() {
   if (!adopt()) return;
   boost::system::error_code ec;
   socket_.set_option(tcp::no_delay{true}, ec); // best effort: only latency
-  last_active_ = last_output_ = clock::now();
+  accepted_ = last_active_ = last_output_ = clock::now();
   if (home_.stopping) {
     close_now();
     return;
@@ -374,7 +374,14 @@ void connection::sweep(clock::time_point now) {
     if (now >= linger_until_) close_now();
     return;
   }
-  auto idle = shared_.ctx->options.idle_timeout;
+  auto& opts = shared_.ctx->options;
+  if (session_ && !session_->authenticated() && opts.auth_timeout.count() > 0 &&
+      now - accepted_ >= opts.auth_timeout) {
+    shared_.ctx->counters.auth_timeouts.fetch_add(1, std::memory_order_relaxed);
+    close_now();
+    return;
+  }
+  auto idle = opts.idle_timeout;
   if (session_ && session_->subscribed()) {
     last_active_ = now; // waiting for pushes is what it is there for
     return;

@@ -97,7 +97,7 @@ public:
   void wake() noexcept override;
   bool run_blocking(std::function<void()> job) override;
 
-  /// The thread's sweep: idle timeout and lingering closes.
+  /// The thread's sweep: the auth and idle timeouts and lingering closes.
   void sweep(clock::time_point now);
   /// Stop, first step: collect and write what is ready; true once nothing
   /// seems in flight (the last event was output, `quiet_for` ago).
@@ -157,6 +157,7 @@ private:
   bool closed_ = false;
   /// Whether the last thing that happened was input (a reply may be owed).
   bool input_after_output_ = false;
+  clock::time_point accepted_; ///< for auth_timeout
   clock::time_point last_active_;
   clock::time_point last_output_;
   clock::time_point linger_until_;

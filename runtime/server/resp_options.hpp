@@ -45,6 +45,11 @@ struct resp_options {
   size_t output_pause_bytes = size_t{1} << 20;
   /// Idle connections are closed after this; 0: never.
   std::chrono::seconds idle_timeout{0};
+  /// With a password, a connection that has not authenticated this long after
+  /// it was accepted is closed; 0: never. Without it, idle sockets that never
+  /// AUTH fill max_clients, and `idle_timeout` is off by default (Redis has
+  /// neither bound).
+  std::chrono::seconds auth_timeout{10};
   /// Commands of one connection in flight at once (pipelining); beyond it
   /// the connection stops reading until replies are ready.
   uint32_t max_in_flight = 4096;

@@ -29,6 +29,7 @@ struct server_counters {
   std::atomic<uint64_t> protocol_errors{0};      ///< closed after a parse error
   std::atomic<uint64_t> output_limit_closes{0};  ///< closed for not reading
   std::atomic<uint64_t> idle_closes{0};          ///< closed by idle_timeout
+  std::atomic<uint64_t> auth_timeouts{0};        ///< closed by auth_timeout
   /// Now: bytes of replies the connections collected and not yet sent.
   std::atomic<uint64_t> output_buffered{0};
   /// Now: rejected clients whose close lingers (at most max_rejected_lingering).
@@ -93,6 +94,9 @@ public:
   /// True while the client listens for pushes on a channel (SUBSCRIBE):
   /// the idle timeout spares it, as Redis's spares Pub/Sub clients.
   virtual bool subscribed() const noexcept = 0;
+  /// True once the client may run commands: it passed AUTH, or the server
+  /// has no password. `auth_timeout` closes connections while it is false.
+  virtual bool authenticated() const noexcept = 0;
   /// Queues an out-of-band message (a tracking push); any thread.
   virtual void push(std::string msg) = 0;
   /// True once what other threads handed this session and `collect` has not

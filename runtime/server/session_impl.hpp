@@ -143,7 +143,7 @@ public:
   void set_protocol(int p) noexcept { protocol_ = p; }
   size_t selected() const noexcept { return db_; }
   void select(size_t db) noexcept { db_ = db; }
-  bool authenticated() const noexcept { return authenticated_; }
+  bool authenticated() const noexcept override { return authenticated_; }
   void set_authenticated() noexcept;
   const std::string& name() const noexcept { return name_; }
   void set_name(std::string n) { name_ = std::move(n); }

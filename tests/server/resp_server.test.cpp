@@ -119,6 +119,7 @@ public:
   }
   bool closing() const noexcept override { return closing_; }
   bool subscribed() const noexcept override { return subscribed_; }
+  bool authenticated() const noexcept override { return true; }
   void push(std::string) override {}
   bool output_overflowed() const noexcept override { return overflowed_; }
 

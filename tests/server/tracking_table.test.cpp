@@ -75,6 +75,7 @@ public:
   bool closing() const noexcept override { return false; }
   bool replies_owed() const noexcept override { return false; }
   bool subscribed() const noexcept override { return false; }
+  bool authenticated() const noexcept override { return true; }
   void detach() noexcept override {}
   bool output_overflowed() const noexcept override { return false; }
   void push(std::string msg) override {

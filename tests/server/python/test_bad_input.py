@@ -20,6 +20,17 @@ QUERY_LIMIT = 256 * 1024
 # merged the I/O side closes every connection at once.
 
 
+def read_bulk(sock):
+    """One bulk string reply's bytes ($<n>, then n bytes and CRLF)."""
+    header = b""
+    while not header.endswith(b"\r\n"):
+        byte = read_exactly(sock, 1)
+        assert byte, "EOF before a bulk reply"
+        header += byte
+    assert header.startswith(b"$"), header
+    return read_exactly(sock, int(header[1:-2]) + 2)[:-2]
+
+
 def tcp_state(sock):
     """The kernel's TCP state of `sock` (1: established)."""
     return struct.unpack("B", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1))[0]
@@ -130,6 +141,23 @@ class Limits(unittest.TestCase):
         finally:
             node.stop()
 
+    def test_a_client_that_never_authenticates_is_closed_after_resp_auth_timeout(self):
+        node = start_node("--node.requirepass=pw", "--node.resp-auth-timeout=1s")
+        try:
+            with node.connect() as authed, node.connect() as silent:
+                authed.sendall(command("AUTH", "pw"))
+                self.assertEqual(read_exactly(authed, 5), b"+OK\r\n")
+                # The timeout plus one sweep period, well within the deadline.
+                self.assertEqual(read_until_eof(silent, deadline=5.0), b"")
+                # Accepted first, so past its own timeout too: AUTH spared it.
+                authed.sendall(command("PING"))
+                self.assertEqual(read_exactly(authed, 7), b"+PONG\r\n")
+                authed.sendall(command("INFO", "karlton"))
+                self.assertIn(b"karlton_auth_timeouts:1\r\n", read_bulk(authed))
+            self.assertTrue(node.running())
+        finally:
+            node.stop()
+
 
 class Options(unittest.TestCase):
     """Bad values are refused with exit 2 and a message naming the option."""
@@ -151,6 +179,7 @@ class Options(unittest.TestCase):
                       self.refused("--node.resp-max-bulk=1000",
                                    "--node.resp-query-buffer-limit=1000"))
         self.assertIn("node.resp-host", self.refused("--node.resp-host=0.0.0.0"))
+        self.assertIn("node.resp-auth-timeout", self.refused("--node.resp-auth-timeout=-1s"))
 
     def test_the_password_never_shows_in_an_error(self):
         err = self.refused("--node.requirepass=hunter2-secret", "--node.requirepass-file=/nope")
