@@ -1,5 +1,7 @@
 #include "messages/hash.hpp"
 
+#include <karlton/messages/value.hpp>
+
 #include <sys/random.h>
 
 #include <cctype>
@@ -154,3 +156,15 @@ sip_key process_key() noexcept {
 }
 
 } // namespace karlton::hashing
+
+namespace karlton {
+
+uint64_t hash_key(std::string_view key) noexcept {
+  // Keyed, so that clients cannot pick keys that collide (messages/hash.hpp).
+  // Each process draws its own key: no hash crosses a process boundary. Here,
+  // beside process_key, so that its one static is read inline: hash_key is
+  // on every lookup's path.
+  return hashing::sip_hash_1_3(key, hashing::process_key());
+}
+
+} // namespace karlton

@@ -1,6 +1,5 @@
 #include <karlton/messages/value.hpp>
 
-#include "messages/hash.hpp"
 #include "messages/value_slot.hpp"
 
 #include <cstdlib>
@@ -8,14 +7,6 @@
 #include <new>
 
 namespace karlton {
-
-uint64_t hash_key(std::string_view key) noexcept {
-  // Keyed, so that clients cannot pick keys that collide (messages/hash.hpp).
-  // Each process draws its own key: no hash crosses a process boundary.
-  // process_key returns a copy of its one static (16 bytes, in registers):
-  // a copy kept here too would only add a second guard to every call.
-  return hashing::sip_hash_1_3(key, hashing::process_key());
-}
 
 // Layout: [header 20 B][key bytes][value bytes], one malloc. The header is kept
 // at 20 B so a 16 B key + 100 B value (the benchmark's entry) fits a 144 B
