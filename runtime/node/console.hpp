@@ -28,6 +28,8 @@
 //   ping                           pong
 //   quit                           bye  (then the node shuts down cleanly)
 //   anything else                  error unknown command '<cmd>'
+//   a line over 64 MiB + 4 KiB     error line longer than <n> bytes (dropped as
+//                                  it comes: console_lines)
 //
 // `<text>` is `karlton::describe(err)`. A trailing '\r' is ignored, so a
 // terminal or `nc` sending CRLF works too.
@@ -90,6 +92,66 @@ private:
   runtime& rt_;
   std::map<std::string, cache> caches_;
   bool quit_ = false;
+};
+
+/// Splits what stdin delivers into the console's lines, without trusting it:
+/// a line longer than `max_line` bytes is dropped as it comes (memory stays
+/// bounded when no newline ever comes) and stands as one `too_long` line,
+/// and each byte is searched for a newline once (re-searching the whole
+/// pending line on every read was quadratic in a long line).
+class console_lines {
+public:
+  /// The longest line kept: a `put` of the largest value a cache takes by
+  /// default (64 MiB, `karlton.max-value-bytes`) plus its command and key.
+  static constexpr size_t default_max_line = (size_t{64} << 20) + 4096;
+
+  explicit console_lines(size_t max_line = default_max_line) : max_line_(max_line) {}
+
+  /// Calls `on_line(line, too_long)` for each line `bytes` completes, in
+  /// order (the newline is not part of it; `line` is empty when `too_long`),
+  /// until `on_line` returns true (stop). True if it did.
+  template <class F>
+  bool feed(std::string_view bytes, F&& on_line) {
+    while (!bytes.empty()) {
+      auto nl = bytes.find('\n');
+      auto part = bytes.substr(0, nl);
+      if (!too_long_) {
+        if (pending_.size() + part.size() > max_line_) {
+          too_long_ = true;
+          pending_.clear();
+          pending_.shrink_to_fit();
+        } else {
+          pending_.append(part);
+        }
+      }
+      if (nl == std::string_view::npos) return false;
+      bytes.remove_prefix(nl + 1);
+      if (end_line(on_line)) return true;
+    }
+    return false;
+  }
+
+  /// At EOF: a last line without its newline still counts. True if
+  /// `on_line` said stop.
+  template <class F>
+  bool finish(F&& on_line) {
+    if (pending_.empty() && !too_long_) return false;
+    return end_line(on_line);
+  }
+
+private:
+  template <class F>
+  bool end_line(F& on_line) {
+    bool too_long = too_long_;
+    std::string line = std::move(pending_);
+    pending_.clear();
+    too_long_ = false;
+    return on_line(line, too_long);
+  }
+
+  size_t max_line_;
+  std::string pending_;
+  bool too_long_ = false;
 };
 
 } // namespace karlton::node

@@ -16,7 +16,6 @@
 //   karlton-node --karlton.cluster.secret=s --node.console=true
 //   karlton-node --help          every option, with its description
 #include <poll.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -31,17 +30,14 @@
 #include <limits>
 #include <map>
 #include <memory>
-#include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <caf/config_option_adder.hpp>
 #include <caf/settings.hpp>
 
 #include "runtime/node/console.hpp"
-#include "runtime/node/node_stores.hpp"
+#include "runtime/node/node_settings.hpp"
 #include "runtime/server/info.hpp"
 #include "runtime/server/metrics_http.hpp"
 #include "runtime/server/resp_server.hpp"
@@ -52,262 +48,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-
-/// karlton's config plus the `node` category.
-class node_config : public karlton::runtime_config {
-public:
-  node_config() {
-    caf::config_option_adder{custom_options_, "node"}
-      .add<std::vector<std::string>>("caches",
-                                     "caches this node creates (default [\"default\"])")
-      .add<caf::timespan>("stats-interval",
-                          "a stats line on stderr this often (default 10s, 0 = off)")
-      .add<bool>("console", "answer console commands on stdin (default false)")
-      .add<std::string>("port-file",
-                        "write the port listened on to this file once listening")
-      .add<std::string>("store", "SQLite file or postgresql:// URI behind every cache, "
-                                 "one table per cache (default none); nodes may "
-                                 "share it")
-      .add<int64_t>("resp-port", "serve the Redis protocol on this port (default off; "
-                                 "0 = any free port, printed)")
-      .add<std::string>("resp-host", "address the Redis protocol listens on (default "
-                                     "127.0.0.1; another needs a password)")
-      .add<int64_t>("resp-threads", "Redis-protocol I/O threads (default 1)")
-      .add<std::string>("requirepass", "clients must AUTH with this password (prefer "
-                                       "requirepass-file: arguments show in ps)")
-      .add<std::string>("requirepass-file", "file holding the password clients must AUTH "
-                                            "with (one line)")
-      .add<bool>("resp-protected", "refuse a non-loopback resp-host without a password "
-                                   "(default true)")
-      .add<int64_t>("maxclients", "most Redis-protocol clients at once (default 10000)")
-      .add<int64_t>("resp-max-bulk", "longest argument in bytes (default 64 MiB)")
-      .add<int64_t>("resp-max-args", "most arguments of one command (default 1M)")
-      .add<int64_t>("resp-query-buffer-limit",
-                    "most bytes held for one incomplete command (default 128 MiB)")
-      .add<int64_t>("resp-output-buffer-limit",
-                    "a client whose unsent replies exceed this many bytes is closed "
-                    "(default 64 MiB)")
-      .add<int64_t>("resp-output-pause",
-                    "a client with this many unsent reply bytes is not read from until "
-                    "it reads (default 1 MiB)")
-      .add<int64_t>("resp-tracking-max-keys",
-                    "keys tracked for client-side caching at most; beyond, keys are "
-                    "forgotten with an invalidation (default 1M, 0 = no bound)")
-      .add<caf::timespan>("resp-timeout",
-                          "close clients idle this long (default 0 = never)")
-      .add<caf::timespan>("resp-auth-timeout",
-                          "with a password, close clients that have not "
-                          "authenticated this long after connecting (default "
-                          "10s, 0 = never)")
-      .add<int64_t>("metrics-port",
-                    "serve GET /metrics (Prometheus) on this port (default "
-                    "off; 0 = any free port, printed)")
-      .add<std::string>("metrics-host",
-                        "address /metrics listens on (default 127.0.0.1)");
-    // The program exists to be distributed: its caches invalidate across
-    // the cluster unless `karlton.distribution` says otherwise. Set before
-    // parsing, so the command line and the ini file override it.
-    set("karlton.distribution", "async");
-    // 0: as many workers as the Redis protocol's I/O threads leave cores for
-    // (fit_scheduler, after parsing).
-    set("scheduler.max-threads", size_t{0});
-  }
-};
-
-struct node_settings {
-  std::vector<karlton::cache_options> caches;
-  karlton::cluster_options cluster;
-  caf::timespan stats_interval{10s};
-  bool console = false;
-  std::string port_file;
-  /// Set: the caches are fed PostgreSQL's changes (node.store).
-  std::optional<karlton::postgres_options> feed;
-  /// Set: serve the Redis protocol.
-  std::optional<karlton::server::resp_options> resp;
-  /// Set: serve /metrics.
-  std::optional<karlton::server::metrics_http_options> metrics;
-};
-
-caf::error bad_option(const std::string& option, const std::string& why) {
-  return karlton::make_error(karlton::errc::invalid_option,
-                             "option " + option + ": " + why);
-}
-
-// `name` as an integer in [lo, hi], or `fallback` when unset.
-caf::expected<int64_t> int_option(const node_config& cfg, const std::string& name,
-                                  int64_t lo, int64_t hi, int64_t fallback) {
-  auto x = caf::get_or(caf::content(cfg), name, fallback);
-  if (x < lo || x > hi)
-    return bad_option(name,
-                      "must be in " + std::to_string(lo) + ".." + std::to_string(hi));
-  return x;
-}
-
-// The password from node.requirepass or the first line of
-// node.requirepass-file (never both). The password itself is never part of
-// an error message.
-caf::expected<std::string> password_from(const node_config& cfg) {
-  auto direct = caf::get_or(cfg, "node.requirepass", std::string{});
-  auto file = caf::get_or(cfg, "node.requirepass-file", std::string{});
-  if (file.empty()) return direct;
-  if (!direct.empty())
-    return bad_option("node.requirepass-file",
-                      "give node.requirepass or the file, not both");
-  std::ifstream in{file};
-  std::string line;
-  if (!in || !std::getline(in, line))
-    return bad_option("node.requirepass-file", "cannot read a line from " + file);
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  if (line.empty())
-    return bad_option("node.requirepass-file", file + " has an empty line");
-  return line;
-}
-
-// node.resp-* and node.metrics-*: unset ports leave either off.
-caf::error server_settings(const node_config& cfg, node_settings& out) {
-  auto password = password_from(cfg);
-  if (!password) return std::move(password.error());
-  if (caf::get_if(&caf::content(cfg), "node.resp-port") != nullptr) {
-    karlton::server::resp_options o;
-    auto port = int_option(cfg, "node.resp-port", 0, 65535, 0);
-    if (!port) return std::move(port.error());
-    o.port = static_cast<uint16_t>(*port);
-    o.host = caf::get_or(cfg, "node.resp-host", o.host);
-    o.password = *password;
-    o.protected_mode = caf::get_or(cfg, "node.resp-protected", o.protected_mode);
-    auto threads = int_option(cfg, "node.resp-threads", 1, 64, o.threads);
-    if (!threads) return std::move(threads.error());
-    o.threads = static_cast<uint32_t>(*threads);
-    // Each client holds a descriptor: Redis's 10000 by default.
-    auto clients = int_option(cfg, "node.maxclients", 1, 1'000'000, o.max_clients);
-    if (!clients) return std::move(clients.error());
-    o.max_clients = static_cast<uint32_t>(*clients);
-    constexpr int64_t gib = int64_t{1} << 30;
-    auto bulk = int_option(cfg, "node.resp-max-bulk", 1, 4 * gib,
-                           static_cast<int64_t>(o.limits.max_bulk));
-    if (!bulk) return std::move(bulk.error());
-    o.limits.max_bulk = static_cast<size_t>(*bulk);
-    auto args = int_option(cfg, "node.resp-max-args", 1, int64_t{1} << 31,
-                           static_cast<int64_t>(o.limits.max_args));
-    if (!args) return std::move(args.error());
-    o.limits.max_args = static_cast<size_t>(*args);
-    auto query = int_option(cfg, "node.resp-query-buffer-limit", 1, 8 * gib,
-                            static_cast<int64_t>(o.limits.max_query_buffer));
-    if (!query) return std::move(query.error());
-    o.limits.max_query_buffer = static_cast<size_t>(*query);
-    auto output = int_option(cfg, "node.resp-output-buffer-limit", 1, 64 * gib,
-                             static_cast<int64_t>(o.output_buffer_limit));
-    if (!output) return std::move(output.error());
-    o.output_buffer_limit = static_cast<size_t>(*output);
-    auto pause = int_option(cfg, "node.resp-output-pause", 1, 64 * gib,
-                            static_cast<int64_t>(o.output_pause_bytes));
-    if (!pause) return std::move(pause.error());
-    o.output_pause_bytes = static_cast<size_t>(*pause);
-    auto timeout = caf::get_or(cfg, "node.resp-timeout", caf::timespan{0});
-    if (timeout < caf::timespan::zero() || timeout > karlton::max_option_duration)
-      return bad_option("node.resp-timeout", "must be in 0..365 days (0 = never)");
-    o.idle_timeout = std::chrono::ceil<std::chrono::seconds>(timeout);
-    auto auth_timeout =
-      caf::get_or(cfg, "node.resp-auth-timeout", caf::timespan{std::chrono::seconds{10}});
-    if (auth_timeout < caf::timespan::zero() ||
-        auth_timeout > karlton::max_option_duration)
-      return bad_option("node.resp-auth-timeout", "must be in 0..365 days (0 = never)");
-    o.auth_timeout = std::chrono::ceil<std::chrono::seconds>(auth_timeout);
-    auto tracked =
-      int_option(cfg, "node.resp-tracking-max-keys", 0, int64_t{1} << 40,
-                 static_cast<int64_t>(karlton::server::tracking_table::default_max_keys));
-    if (!tracked) return std::move(tracked.error());
-    // Made before the caches: each reports its key changes to it.
-    o.tracking =
-      std::make_shared<karlton::server::tracking_table>(static_cast<size_t>(*tracked));
-    if (auto err = karlton::server::check(o)) return err;
-    out.resp = std::move(o);
-  } else if (!password->empty()) {
-    return bad_option("node.requirepass",
-                      "needs node.resp-port (the Redis protocol is off)");
-  }
-  if (caf::get_if(&caf::content(cfg), "node.metrics-port") != nullptr) {
-    karlton::server::metrics_http_options m;
-    auto port = int_option(cfg, "node.metrics-port", 0, 65535, 0);
-    if (!port) return std::move(port.error());
-    m.port = static_cast<uint16_t>(*port);
-    m.host = caf::get_or(cfg, "node.metrics-host", m.host);
-    m.password = *password;
-    out.metrics = std::move(m);
-  }
-  return {};
-}
-
-caf::expected<node_settings> settings_from(const node_config& cfg) {
-  node_settings out;
-  auto cluster = karlton::cluster_options_from(cfg);
-  if (!cluster) return std::move(cluster.error());
-  out.cluster = std::move(*cluster);
-  auto defaults = karlton::cache_options_from(cfg);
-  if (!defaults) return std::move(defaults.error());
-  auto names =
-    caf::get_or(cfg, "node.caches", std::vector<std::string>{std::string{"default"}});
-  auto stores = karlton::node::node_stores::from(cfg, names.size());
-  if (!stores) return std::move(stores.error());
-  out.feed = stores->feed();
-  std::set<std::string> seen;
-  for (auto& name : names) {
-    if (!seen.insert(name).second)
-      return bad_option("node.caches", "'" + name + "' is listed twice");
-    auto o = *defaults;
-    o.name = name;
-    // Set before validating: write-through and write-back need a store.
-    if (!stores->empty()) {
-      auto st = stores->open(name);
-      if (!st) return std::move(st.error());
-      o.backing_store = std::move(*st);
-      o.store_changes = out.feed.has_value();
-    }
-    if (auto err = karlton::validate(o)) return err;
-    out.caches.push_back(std::move(o));
-  }
-  out.stats_interval = caf::get_or(cfg, "node.stats-interval", out.stats_interval);
-  if (out.stats_interval < caf::timespan::zero() ||
-      out.stats_interval > karlton::max_option_duration)
-    return bad_option("node.stats-interval",
-                      "must be in 0..365 days (0 = off; longer is never, and far from "
-                      "int64 nanosecond overflow)");
-  out.console = caf::get_or(cfg, "node.console", out.console);
-  out.port_file = caf::get_or(cfg, "node.port-file", out.port_file);
-  if (auto err = server_settings(cfg, out)) return err;
-  return out;
-}
-
-// Each client holds a descriptor: like Redis, raise the open-files limit for
-// maxclients plus 64 spare (stores, the cluster, logs), or lower maxclients
-// to what the limit allows, and say so.
-void fit_max_clients(karlton::server::resp_options& o) {
-  constexpr rlim_t spare = 64;
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
-  rlim_t want = rlim_t{o.max_clients} + spare;
-  if (lim.rlim_cur >= want) return;
-  rlimit raised = lim;
-  raised.rlim_cur = lim.rlim_max == RLIM_INFINITY ? want : std::min(want, lim.rlim_max);
-  if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
-  if (lim.rlim_cur >= want) return;
-  auto fits = lim.rlim_cur > spare ? lim.rlim_cur - spare : 1;
-  std::cerr << "karlton-node: node.maxclients lowered from " << o.max_clients << " to "
-            << fits << ": the open-files limit is " << lim.rlim_cur << '\n';
-  o.max_clients = static_cast<uint32_t>(fits);
-}
-
-// CAF's workers and the Redis protocol's I/O threads share the cores: unless
-// scheduler.max-threads is given, the workers get what the I/O threads leave,
-// at least one. On 2 cores one worker beside one I/O thread served pipelined
-// SETs ~20 % faster than two workers did, with half the context switches
-// (docs/benchmarks.md, "resp").
-void fit_scheduler(node_config& cfg, const node_settings& s) {
-  if (caf::get_or(cfg, "scheduler.max-threads", size_t{0}) != 0) return;
-  size_t cores = karlton::usable_cores();
-  size_t io = s.resp ? s.resp->threads : 0;
-  cfg.set("scheduler.max-threads", cores > io ? cores - io : size_t{1});
-}
+using karlton::node::node_config;
 
 // Readers never see a partial port: they see no file or the whole of it.
 bool write_port_file(const std::string& path, uint16_t port) {
@@ -329,9 +70,14 @@ void serve(karlton::node::console& con, const std::string& name, bool read_stdin
   using clock = std::chrono::steady_clock;
   auto next_stats = clock::now() + interval;
   pollfd fds[2] = {{signal_fd, POLLIN, 0}, {read_stdin ? 0 : -1, POLLIN, 0}};
-  std::string pending; // stdin read so far, not yet a whole line
-  auto answer = [&](const std::string& line) {
-    std::cout << con.execute(line) << std::endl;
+  karlton::node::console_lines lines;
+  auto answer = [&](const std::string& line, bool too_long) {
+    if (too_long)
+      std::cout << "error line longer than "
+                << karlton::node::console_lines::default_max_line << " bytes"
+                << std::endl;
+    else
+      std::cout << con.execute(line) << std::endl;
     return con.quit_requested();
   };
   for (;;) {
@@ -356,17 +102,9 @@ void serve(karlton::node::console& con, const std::string& name, bool read_stdin
         // EOF (or a broken stdin): a last line without newline still counts;
         // the node keeps running until it is told to stop.
         fds[1].fd = -1;
-        if (!pending.empty() && answer(pending)) return;
-        pending.clear();
-      } else {
-        pending.append(buf, static_cast<size_t>(n));
-        size_t start = 0;
-        for (auto nl = pending.find('\n'); nl != std::string::npos;
-             nl = pending.find('\n', start)) {
-          if (answer(pending.substr(start, nl - start))) return;
-          start = nl + 1;
-        }
-        pending.erase(0, start);
+        if (lines.finish(answer)) return;
+      } else if (lines.feed({buf, static_cast<size_t>(n)}, answer)) {
+        return;
       }
     }
     if (interval > caf::timespan::zero() && clock::now() >= next_stats) {
@@ -404,13 +142,13 @@ int main(int argc, char** argv) {
               << "' (options look like --karlton.cluster.secret=...; see --help)\n";
     return 2;
   }
-  auto settings = settings_from(*cfg);
+  auto settings = karlton::node::settings_from(*cfg);
   if (!settings) {
     std::cerr << "karlton-node: " << karlton::describe(settings.error()) << '\n';
     return 2;
   }
 
-  fit_scheduler(*cfg, *settings);
+  karlton::node::fit_scheduler(*cfg, *settings);
 
   int signal_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
   if (signal_fd < 0) {
@@ -457,7 +195,7 @@ int main(int argc, char** argv) {
   // After the listening line, which tests and scripts read first.
   std::unique_ptr<karlton::server::resp_server> resp;
   if (settings->resp) {
-    fit_max_clients(*settings->resp);
+    karlton::node::fit_max_clients(*settings->resp);
     resp = std::make_unique<karlton::server::resp_server>(rt, std::move(databases),
                                                           *settings->resp);
     auto resp_port = resp->start();

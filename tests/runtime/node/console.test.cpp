@@ -4,6 +4,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "runtime/node/console.hpp"
 #include "support/must.hpp"
@@ -241,4 +242,60 @@ TEST_CASE_METHOD(fixture, "the console stats summary is one line naming every ca
   CHECK(line.find("users{hits=0 misses=0 entries=0 invalidations=0}") !=
         std::string::npos);
   CHECK(line.find("peer{broadcasts_sent=0 ") != std::string::npos);
+}
+
+namespace {
+
+// What console_lines handed on: each line, "<too long>" for a dropped one.
+struct collected {
+  std::vector<std::string> lines;
+  bool operator()(const std::string& line, bool too_long) {
+    lines.push_back(too_long ? "<too long>" : line);
+    return line == "quit";
+  }
+};
+
+} // namespace
+
+TEST_CASE("console lines are split across reads, a last one without newline at EOF",
+          "[console]") {
+  node::console_lines in{64};
+  collected out;
+  CHECK_FALSE(in.feed("put users a 1\nge", out));
+  CHECK_FALSE(in.feed("t users a\n\nping", out));
+  CHECK(out.lines == std::vector<std::string>{"put users a 1", "get users a", ""});
+  CHECK_FALSE(in.finish(out));
+  CHECK(out.lines.back() == "ping");
+  CHECK_FALSE(in.finish(out)); // nothing pending: no empty line invented
+  CHECK(out.lines.size() == 4);
+}
+
+TEST_CASE("a console line over the limit is dropped as it comes and answered once",
+          "[console]") {
+  node::console_lines in{16};
+  collected out;
+  // 1 MiB without a newline, in reads of 4 KiB as the node's loop makes them:
+  // held back, it would be 1 MiB of memory and a quadratic search.
+  const std::string chunk(4096, 'x');
+  for (int i = 0; i < 256; ++i)
+    CHECK_FALSE(in.feed(chunk, out));
+  CHECK(out.lines.empty());
+  CHECK_FALSE(in.feed("xx\nping\n", out));
+  CHECK(out.lines == std::vector<std::string>{"<too long>", "ping"});
+  // Exactly at the limit is kept; one byte more is not.
+  CHECK_FALSE(in.feed(std::string(16, 'a') + "\n" + std::string(17, 'b') + "\n", out));
+  CHECK(out.lines.size() == 4);
+  CHECK(out.lines[2] == std::string(16, 'a'));
+  CHECK(out.lines[3] == "<too long>");
+  // Unterminated and too long at EOF: still one answer.
+  CHECK_FALSE(in.feed(std::string(20, 'c'), out));
+  CHECK_FALSE(in.finish(out));
+  CHECK(out.lines.back() == "<too long>");
+}
+
+TEST_CASE("console lines stop at the line that asks to stop", "[console]") {
+  node::console_lines in;
+  collected out;
+  CHECK(in.feed("ping\nquit\nping\n", out));
+  CHECK(out.lines == std::vector<std::string>{"ping", "quit"});
 }

@@ -181,6 +181,22 @@ class Options(unittest.TestCase):
         self.assertIn("node.resp-host", self.refused("--node.resp-host=0.0.0.0"))
         self.assertIn("node.resp-auth-timeout", self.refused("--node.resp-auth-timeout=-1s"))
 
+    def test_a_password_file_must_be_a_small_regular_file(self):
+        # /dev/zero was read forever, a FIFO blocked the start (timeout=30 fails it).
+        self.assertIn("is not a regular file",
+                      self.refused("--node.requirepass-file=/dev/zero"))
+        import os
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            fifo = os.path.join(tmp, "fifo")
+            os.mkfifo(fifo)
+            self.assertIn("is not a regular file",
+                          self.refused("--node.requirepass-file=" + fifo))
+            big = os.path.join(tmp, "big")
+            with open(big, "w") as f:
+                f.write("p" * 5000 + "\n")
+            self.assertIn("is over 4096 bytes", self.refused("--node.requirepass-file=" + big))
+
     def test_the_password_never_shows_in_an_error(self):
         err = self.refused("--node.requirepass=hunter2-secret", "--node.requirepass-file=/nope")
         self.assertNotIn("hunter2-secret", err)
