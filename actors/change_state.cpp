@@ -99,20 +99,21 @@ void change_state::take(const pg_change& c, time_point now, change_actions& out)
       ++stats_.notifications_unknown_table;
       break;
     }
-    if (g.repaired.count(c.table)) break; // its caches were repaired already
+    if (g.repaired.count(c.table)) break; // its caches will be repaired
     auto& keys = g.keys[c.table];
     bool bulk = c.what == kind::row && keys.size() >= lim_.max_group_keys;
     if (c.what == kind::long_key || bulk) {
       // The key cannot be named (too long for a payload) or the group holds
-      // too many to keep: repair the table's caches now (the transaction
-      // committed before its notifications were sent), and hold none of its
-      // keys for this table any longer.
+      // too many to keep: hold none of its keys for this table any longer,
+      // and repair the table's caches when the group is applied. Not now:
+      // any role may NOTIFY, so this may be forged for a transaction still in
+      // progress, and a repair before its COMMIT would leave a value read
+      // meanwhile in the cache while its real rows, dropped above, go unheard.
       if (bulk) ++stats_.bulk_repairs;
       buffered_keys_ -= keys.size();
       g.keys.erase(c.table);
       g.rows.erase(c.table);
       g.repaired.insert(c.table);
-      repair_table(c.table, out);
       break;
     }
     keys.push_back(c.key);
@@ -199,6 +200,10 @@ void change_state::apply(uint64_t xid, bool complete, time_point now,
     }
   }
   if (!inv.parts.empty()) out.groups.push_back(std::move(inv));
+  // After the rows' COMMIT if they are real (they are sent after it); if
+  // forged, the group is gone and the real rows open a new one.
+  for (auto& table : g.repaired)
+    repair_table(table, out);
 }
 
 void change_state::invalidate(const fed_cache& cache, std::vector<std::string> keys,

@@ -132,7 +132,7 @@ private:
     int64_t commit_us = 0; // that end's commit time
     std::map<std::string, std::vector<std::string>> keys; // by table
     std::map<std::string, uint64_t> rows;                 // by table
-    std::set<std::string> repaired; // tables repaired for this group already
+    std::set<std::string> repaired; // tables to repair when it is applied
   };
   // A cache's share of a group, waiting on its store's COMMIT outcome.
   struct parked_part {

@@ -47,9 +47,10 @@ pg_change about(kind k, std::string table, uint64_t xid = 7, uint64_t seq = 1) {
   return c;
 }
 
-const std::string healthy = "public.users:karlton_notify:O,public.users:karlton_notify_end:O,"
-                            "public.users:karlton_truncate:O,"
-                            "public.orders:karlton_notify:A,public.orders:karlton_notify_end:O";
+const std::string healthy =
+  "public.users:karlton_notify:O,public.users:karlton_notify_end:O,"
+  "public.users:karlton_truncate:O,"
+  "public.orders:karlton_notify:A,public.orders:karlton_notify_end:O";
 
 // Two tables: users feeds caches "users" (4 shards) and "users2" (2 shards,
 // its own store); orders feeds "orders" (1 shard). No actor system: the
@@ -205,11 +206,34 @@ TEST_CASE("a transaction over max_group_keys in a table becomes a repair of its 
     f.t0);
   CHECK(a.repairs.empty()); // three keys are held
   a = f.st.changes({row(30, 5, "d")}, f.t0);
-  CHECK(a.repairs == strings{"users", "users2"});
+  CHECK(a.repairs.empty()); // not before the group is applied
   a = f.st.changes({row(30, 6, "e"), end(30, 6)}, f.t0);
+  CHECK(a.repairs == strings{"users", "users2"});
   CHECK(keys_in(a, "users").empty()); // repaired, not invalidated key by key
   CHECK(keys_in(a, "orders") == strings{"o"});
   CHECK(f.st.stats().bulk_repairs == 1);
+}
+
+TEST_CASE("a forged long key for a transaction in progress cannot hide its real rows",
+          "[changes]") {
+  // Any role may NOTIFY: 'l 40 1 public.users' while transaction 40 runs.
+  feed f;
+  f.go_live();
+  auto a = f.st.changes({about(kind::long_key, "public.users", 40, 1)}, f.t0);
+  CHECK(a.repairs.empty()); // a repair now would precede 40's COMMIT
+  // 40 commits; its real row and end arrive: the key goes, or the caches are
+  // repaired now, after the COMMIT.
+  a = f.st.changes({row(40, 1, "a"), end(40, 1)}, f.t0);
+  bool covered = keys_in(a, "users") == strings{"a"} ||
+                 std::count(a.repairs.begin(), a.repairs.end(), "users") == 1;
+  CHECK(covered);
+  // Forged again, then a heartbeat answer applies the group (a repair before
+  // 41's COMMIT): 41's real rows open a new group and are invalidated.
+  a = f.st.changes({about(kind::long_key, "public.users", 41, 1)}, f.t0);
+  a = f.st.heard(f.t0 + 10ms, 0, healthy, f.t0 + 10ms);
+  CHECK(a.repairs == strings{"users", "users2"});
+  a = f.st.changes({row(41, 1, "b"), end(41, 1)}, f.t0 + 20ms);
+  CHECK(keys_in(a, "users") == strings{"b"});
 }
 
 TEST_CASE("held keys of all open groups stay under max_group_keys: the oldest goes first",
