@@ -101,7 +101,9 @@ void change_state::take(const pg_change& c, time_point now, change_actions& out)
     }
     if (g.repaired.count(c.table)) break; // its caches will be repaired
     auto& keys = g.keys[c.table];
-    bool bulk = c.what == kind::row && keys.size() >= lim_.max_group_keys;
+    auto& bytes = g.bytes[c.table];
+    bool bulk = c.what == kind::row && (keys.size() >= lim_.max_group_keys ||
+                                        bytes + c.key.size() > lim_.max_group_bytes);
     if (c.what == kind::long_key || bulk) {
       // The key cannot be named (too long for a payload) or the group holds
       // too many to keep: hold none of its keys for this table any longer,
@@ -111,15 +113,19 @@ void change_state::take(const pg_change& c, time_point now, change_actions& out)
       // meanwhile in the cache while its real rows, dropped above, go unheard.
       if (bulk) ++stats_.bulk_repairs;
       buffered_keys_ -= keys.size();
+      buffered_bytes_ -= bytes;
       g.keys.erase(c.table);
       g.rows.erase(c.table);
+      g.bytes.erase(c.table);
       g.repaired.insert(c.table);
       break;
     }
     keys.push_back(c.key);
     ++g.rows[c.table];
+    bytes += c.key.size();
     ++buffered_keys_;
-    if (buffered_keys_ > lim_.max_group_keys) apply_oldest_while(c.xid, true, out, now);
+    buffered_bytes_ += c.key.size();
+    if (over_held()) apply_oldest_while(c.xid, true, out, now);
     break;
   }
   }
@@ -133,13 +139,16 @@ void change_state::take(const pg_change& c, time_point now, change_actions& out)
   if (groups_.size() > lim_.max_open_groups) apply_oldest_while(c.xid, false, out, now);
 }
 
-void change_state::apply_oldest_while(uint64_t keep, bool over_keys, change_actions& out,
+bool change_state::over_held() const noexcept {
+  return buffered_keys_ > lim_.max_group_keys || buffered_bytes_ > lim_.max_group_bytes;
+}
+
+void change_state::apply_oldest_while(uint64_t keep, bool held, change_actions& out,
                                       time_point now) {
   // Oldest first; never `keep`, the group being filled now (a single group
-  // over the key limit becomes a repair instead).
+  // over the key or byte limit becomes a repair instead).
   for (;;) {
-    bool over = over_keys ? buffered_keys_ > lim_.max_group_keys
-                          : groups_.size() > lim_.max_open_groups;
+    bool over = held ? over_held() : groups_.size() > lim_.max_open_groups;
     if (!over) return;
     auto i = by_order_.begin();
     if (i != by_order_.end() && i->second == keep) ++i;
@@ -175,6 +184,7 @@ void change_state::apply(uint64_t xid, bool complete, time_point now,
   std::map<own_commits*, own_commits::verdict> verdicts;
   for (auto& [table, keys] : g.keys) {
     buffered_keys_ -= keys.size();
+    buffered_bytes_ -= g.bytes[table];
     auto rows = g.rows[table];
     std::sort(keys.begin(), keys.end());
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
@@ -295,6 +305,7 @@ change_actions change_state::up(time_point now) {
   groups_.clear();
   by_order_.clear();
   buffered_keys_ = 0;
+  buffered_bytes_ = 0;
   parked_.clear();
   applied_through_.clear();
   applied_order_.clear();

@@ -56,6 +56,8 @@ struct change_limits {
   /// repair of that table's caches; also the most keys held in all open
   /// groups together, so forged notifications cannot grow memory.
   size_t max_group_keys = 100'000;
+  /// The same for the bytes of those keys (a key may have 3,800 bytes).
+  uint64_t max_group_bytes = uint64_t{64} << 20;
   /// Open transactions beyond which the oldest is applied incomplete:
   /// forged xids cannot grow memory.
   size_t max_open_groups = 10'000;
@@ -132,6 +134,7 @@ private:
     int64_t commit_us = 0; // that end's commit time
     std::map<std::string, std::vector<std::string>> keys; // by table
     std::map<std::string, uint64_t> rows;                 // by table
+    std::map<std::string, uint64_t> bytes;                // held keys', by table
     std::set<std::string> repaired; // tables to repair when it is applied
   };
   // A cache's share of a group, waiting on its store's COMMIT outcome.
@@ -147,8 +150,8 @@ private:
   void take(const pg_change& c, time_point now, change_actions& out);
   open_group& group_of(uint64_t xid);
   void apply(uint64_t xid, bool complete, time_point now, change_actions& out);
-  void apply_oldest_while(uint64_t keep, bool over_keys, change_actions& out,
-                          time_point now);
+  void apply_oldest_while(uint64_t keep, bool held, change_actions& out, time_point now);
+  bool over_held() const noexcept;
   void invalidate(const fed_cache& cache, std::vector<std::string> keys,
                   change_actions::group& into);
   void repair_table(const std::string& table, change_actions& out);
@@ -165,6 +168,7 @@ private:
   std::map<uint64_t, uint64_t> by_order_; // open order → xid
   uint64_t next_order_ = 0;
   size_t buffered_keys_ = 0;
+  uint64_t buffered_bytes_ = 0;
   std::unordered_map<uint64_t, uint64_t> applied_through_; // xid → seq applied
   std::deque<uint64_t> applied_order_;
   std::vector<parked_part> parked_;

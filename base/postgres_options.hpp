@@ -32,6 +32,11 @@ struct postgres_options {
   /// The most keys of one transaction held while its group is open; a larger
   /// group repairs the table's caches instead (1..10M).
   uint32_t max_group_keys = 100'000;
+  /// The most key bytes of one transaction in one table held while its group
+  /// is open, and of all open groups together; over it, as over
+  /// `max_group_keys` (1 KiB..64 GiB: forged notifications of 3,800-byte keys
+  /// would otherwise hold `max_group_keys` × 3,800 bytes).
+  uint64_t max_group_bytes = uint64_t{64} << 20;
   /// Whether `open` installs the change triggers on the table.
   bool install_trigger = true;
   /// Whether caches over these tables are fed changes (LISTEN).

@@ -56,6 +56,7 @@ caf::error runtime::start_change_feed(postgres_options opts) {
   change_source_setup setup;
   setup.limits.lease = opts.lease;
   setup.limits.max_group_keys = opts.max_group_keys;
+  setup.limits.max_group_bytes = opts.max_group_bytes;
   setup.routes = std::make_shared<feed_routes>();
   // Lapsed until the feed listens and has repaired (the change source makes
   // sure): a value loaded before LISTEN may have changed unheard.

@@ -26,6 +26,9 @@ void add_postgres_options(caf::config_option_set& opts) {
     .add<size_t>("pool-size", "reader connections per store, 1..64 (default 4)")
     .add<size_t>("max-group-keys", "keys of one transaction held before it repairs the "
                                    "table's caches instead, 1..10M (default 100000)")
+    .add<size_t>("max-group-bytes", "key bytes of one transaction held before it repairs "
+                                    "the table's caches instead, 1KiB..64GiB (default "
+                                    "67108864)")
     .add<bool>("install-trigger", "install the change triggers on open (default true)")
     .add<bool>("listen", "invalidate the caches on the database's changes (default "
                          "true)")
@@ -55,6 +58,8 @@ caf::expected<postgres_options> postgres_options_from(const caf::actor_system_co
   auto group = caf::get_or(cfg, p + "max-group-keys", size_t{o.max_group_keys});
   o.pool_size = pool > 64 ? 0 : static_cast<uint32_t>(pool);
   o.max_group_keys = group > 10'000'000 ? 0 : static_cast<uint32_t>(group);
+  auto bytes = caf::get_or(cfg, p + "max-group-bytes", size_t{o.max_group_bytes});
+  o.max_group_bytes = bytes > (uint64_t{64} << 30) ? 0 : uint64_t{bytes};
   o.install_trigger = caf::get_or(cfg, p + "install-trigger", o.install_trigger);
   o.listen = caf::get_or(cfg, p + "listen", o.listen);
   o.lease = caf::get_or(cfg, p + "lease", o.lease);

@@ -56,6 +56,10 @@ caf::error validate(const postgres_options& opts) {
     return make_error(errc::invalid_option,
                       "postgres max-group-keys must be within 1..10000000 (held in "
                       "memory until the group closes)");
+  if (opts.max_group_bytes < 1024 || opts.max_group_bytes > (uint64_t{64} << 30))
+    return make_error(errc::invalid_option,
+                      "postgres max-group-bytes must be within 1024..68719476736 (held "
+                      "in memory until the group closes)");
   if (auto err = check_span("lease", opts.lease, 24h * 365)) return err;
   if (auto err = check_span("heartbeat", opts.heartbeat)) return err;
   if (opts.lease < 2 * opts.heartbeat)

@@ -21,7 +21,8 @@ namespace karlton {
 /// `invalid_option` naming the first option out of range (see
 /// postgres_options): names that are not `^[a-z_][a-z0-9_]{0,62}$` (a schema
 /// `pg_*`), a URI over 4096 bytes, with a NUL or newline or that libpq cannot
-/// parse, pool-size outside 1..64, max-group-keys outside 1..10M, lease or
+/// parse, pool-size outside 1..64, max-group-keys outside 1..10M, max-group-bytes outside
+/// 1 KiB..64 GiB, lease or
 /// heartbeat outside 1ms..365d or lease <= heartbeat, reconnect-base < 1ms or
 /// > reconnect-max, connect-timeout < 1ms. The password never shows.
 caf::error validate(const postgres_options& opts);

@@ -214,6 +214,28 @@ TEST_CASE("a transaction over max_group_keys in a table becomes a repair of its 
   CHECK(f.st.stats().bulk_repairs == 1);
 }
 
+TEST_CASE("held key bytes are bounded like held keys: per table a repair, in all "
+          "groups the oldest goes first",
+          "[changes]") {
+  change_state::limits lim;
+  lim.max_group_bytes = 10;
+  feed f{lim};
+  f.go_live();
+  auto a = f.st.changes({row(31, 1, "aaaa"), row(31, 2, "bbbb")}, f.t0);
+  CHECK(a.repairs.empty()); // eight bytes are held
+  a = f.st.changes({row(31, 3, "cccc"), row(31, 4, "dddd"), end(31, 4)}, f.t0);
+  CHECK(a.repairs == strings{"users", "users2"});
+  CHECK(keys_in(a, "users").empty());
+  CHECK(f.st.stats().bulk_repairs == 1);
+
+  a = f.st.changes({row(32, 1, "eeee"), row(33, 1, "ffff")}, f.t0);
+  CHECK(a.groups.empty());
+  a = f.st.changes({row(34, 1, "gggg")}, f.t0); // twelve bytes in three groups
+  CHECK(keys_in(a, "users") == strings{"eeee"});
+  CHECK(a.repairs.empty());
+  CHECK(f.st.open_groups() == 2);
+}
+
 TEST_CASE("a forged long key for a transaction in progress cannot hide its real rows",
           "[changes]") {
   // Any role may NOTIFY: 'l 40 1 public.users' while transaction 40 runs.

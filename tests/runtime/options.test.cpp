@@ -296,11 +296,13 @@ TEST_CASE("karlton.postgres settings are read, and one out of range is named",
   auto p =
     parsed({"--karlton.postgres.uri=postgresql://app@127.0.0.1:5432/shop",
             "--karlton.postgres.channel=shop_changes", "--karlton.postgres.pool-size=8",
-            "--karlton.postgres.lease=2s", "--karlton.postgres.repair-ttl=30s"});
+            "--karlton.postgres.lease=2s", "--karlton.postgres.repair-ttl=30s",
+            "--karlton.postgres.max-group-bytes=1048576"});
   REQUIRE(p);
   CHECK(p->uri == "postgresql://app@127.0.0.1:5432/shop");
   CHECK(p->channel == "shop_changes");
   CHECK(p->pool_size == 8);
+  CHECK(p->max_group_bytes == 1048576);
   CHECK(p->lease == caf::timespan{2s});
   CHECK(p->repair_ttl == caf::timespan{30s});
   CHECK(p->heartbeat == postgres_options{}.heartbeat); // unset: the default
@@ -314,6 +316,8 @@ TEST_CASE("karlton.postgres settings are read, and one out of range is named",
   refused({"--karlton.postgres.pool-size=65"}, "pool-size");
   refused({"--karlton.postgres.pool-size=4294967297"}, "pool-size"); // not wrapped to 1
   refused({"--karlton.postgres.max-group-keys=0"}, "max-group-keys");
+  refused({"--karlton.postgres.max-group-bytes=1023"}, "max-group-bytes");
+  refused({"--karlton.postgres.max-group-bytes=68719476737"}, "max-group-bytes");
   refused({"--karlton.postgres.lease=400ms"},
           "lease must be at least twice the heartbeat");
   refused({"--karlton.postgres.reconnect-max=25h"},
