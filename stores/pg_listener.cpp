@@ -66,7 +66,7 @@ struct pg_listener::impl {
   double usage = 0;
   std::string triggers;
   bool result_ok = false;
-  uint32_t failures = 0;
+  reconnect_backoff backoff{opts.reconnect_base, opts.reconnect_max};
   std::minstd_rand rng{std::random_device{}()};
 
   clock::time_point now_runtime() const {
@@ -81,9 +81,7 @@ struct pg_listener::impl {
     // The barriers on the lost heartbeat wait for the next connection's.
     waiting.insert(waiting.end(), riding.begin(), riding.end());
     riding.clear();
-    ++failures;
-    auto d = opts.reconnect_base * (1LL << std::min<uint32_t>(failures - 1, 20));
-    d = std::min<std::chrono::milliseconds>(d, opts.reconnect_max);
+    auto d = backoff.failed();
     std::uniform_int_distribution<int64_t> jitter{0, d.count() / 2};
     next_attempt = steady::now() + d / 2 + std::chrono::milliseconds{jitter(rng)};
     if (events.down) events.down(why);
@@ -186,7 +184,7 @@ struct pg_listener::impl {
         return;
       }
       at = phase::live;
-      failures = 0;
+      backoff.live(steady::now());
       if (events.up) events.up();
       next_heartbeat = steady::now(); // the first proof at once
       return;
@@ -196,6 +194,7 @@ struct pg_listener::impl {
       fail("heartbeat failed: " + triggers);
       return;
     }
+    backoff.heard(heartbeat_sent);
     if (events.heard) events.heard(heartbeat_sent_at, usage, triggers);
     for (auto id : riding)
       if (events.barrier_done) events.barrier_done(id);
@@ -294,6 +293,7 @@ struct pg_listener::impl {
 pg_listener::pg_listener(pg_listener_options opts, pg_listener_events events)
   : impl_(std::make_unique<impl>()) {
   impl_->opts = std::move(opts);
+  impl_->backoff = {impl_->opts.reconnect_base, impl_->opts.reconnect_max};
   impl_->events = std::move(events);
   impl_->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }

@@ -8,6 +8,7 @@
 // a plain thread.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -36,7 +37,7 @@ struct pg_listener_options {
   /// How often the connection is proven alive; 4 unanswered = down.
   std::chrono::milliseconds heartbeat{250};
   /// Backoff between connection attempts: base·2^(failures-1) up to max,
-  /// with equal jitter.
+  /// with equal jitter (see `reconnect_backoff`).
   std::chrono::milliseconds reconnect_base{100}, reconnect_max{5000};
   /// A connection (and its LISTEN) not ready by then counts as failed.
   std::chrono::milliseconds connect_timeout{5000};
@@ -46,6 +47,44 @@ struct pg_listener_options {
   /// Reads one payload (stores/pg_payload.hpp's `parse_payload`); refused
   /// payloads are counted, never delivered.
   std::function<caf::expected<pg_change>(std::string_view)> parse;
+};
+
+/// The listener's backoff without a clock of its own: base·2^(failures-1)
+/// up to max after each failure. The failures count restarts only when a
+/// heartbeat sent one backoff period after LISTEN took effect is answered:
+/// a server that accepts LISTEN and then drops the connection would else be
+/// retried every `base`, and each connection repairs every fed cache.
+class reconnect_backoff {
+public:
+  using time_point = std::chrono::steady_clock::time_point;
+  using duration = std::chrono::milliseconds;
+
+  reconnect_backoff(duration base, duration max) : base_(base), max_(max) {}
+
+  /// An attempt or a live connection failed: the longest wait before the
+  /// next attempt (the listener waits half of it plus up to half as jitter).
+  duration failed() noexcept {
+    ++failures_;
+    last_ = std::min<duration>(
+      base_ * (int64_t{1} << std::min<uint32_t>(failures_ - 1, 20)), max_);
+    return last_;
+  }
+
+  /// LISTEN took effect at `now`.
+  void live(time_point now) noexcept { proven_after_ = now + last_; }
+
+  /// A heartbeat sent at `sent` was answered.
+  void heard(time_point sent) noexcept {
+    if (sent >= proven_after_) failures_ = 0;
+  }
+
+  /// Failures since the last connection that proved healthy.
+  uint32_t failures() const noexcept { return failures_; }
+
+private:
+  duration base_, max_, last_{0};
+  uint32_t failures_ = 0;
+  time_point proven_after_{};
 };
 
 /// What a `pg_listener` reports, each on the listener's thread, in the
