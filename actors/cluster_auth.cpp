@@ -106,11 +106,26 @@ caf::error handshake_state::check_name(const std::string& name, bool name_taken)
   return caf::none;
 }
 
+// Names come from the network: a refusal shows at most the limit of them.
+caf::error handshake_state::check_size(const member_info& them) {
+  if (them.name.size() > max_node_name_bytes)
+    return refuse(counters.names, "a node name of " + std::to_string(them.name.size()) +
+                                    " bytes (at most " +
+                                    std::to_string(max_node_name_bytes) + ")");
+  if (them.host.size() > max_node_host_bytes)
+    return refuse(counters.names, "node '" + them.name + "' names a host of " +
+                                    std::to_string(them.host.size()) +
+                                    " bytes (at most " +
+                                    std::to_string(max_node_host_bytes) + ")");
+  return caf::none;
+}
+
 caf::expected<std::string> handshake_state::answer(const handshake_party& them,
                                                    const std::string& my_nonce,
                                                    const std::string& their_nonce,
                                                    const std::string& their_proof,
                                                    bool name_taken) {
+  if (auto err = check_size(them.info)) return err;
   handshake_transcript t{me_, them, my_nonce, their_nonce};
   if (their_nonce.size() != nonce_size ||
       !check_handshake_proof(secret_, handshake_role::responder, t, their_proof))
@@ -129,6 +144,7 @@ caf::expected<handshake_state::hello_reply>
 handshake_state::hello(const std::string& sender, const handshake_party& them,
                        const std::string& their_nonce, bool name_taken,
                        clock::time_point now) {
+  if (auto err = check_size(them.info)) return err;
   if (their_nonce.size() != nonce_size)
     return refuse(counters.bad_proofs,
                   "a hello needs a nonce of " + std::to_string(nonce_size) + " bytes");

@@ -88,7 +88,7 @@ struct handshake_counters {
   uint64_t total = 0;
   uint64_t bad_proofs = 0; ///< wrong secret, reflected, other direction, other nodes
   uint64_t replays = 0;    ///< a hello's nonce seen before; a join without a challenge
-  uint64_t names = 0;      ///< claimed our own name or a live member's
+  uint64_t names = 0;      ///< our own name, a live member's, or too long
 };
 
 /// Adds `c` to the refusals counted in `s`.
@@ -115,9 +115,10 @@ public:
   /// A fresh nonce for our hello.
   caf::expected<std::string> start() { return random_nonce(); }
 
-  /// Checks the responder's answer to our hello (`my_nonce`): its proof, and
-  /// that its name is neither ours nor, if `name_taken`, a live member's
-  /// reached through another actor. Returns our proof for the join.
+  /// Checks the responder's answer to our hello (`my_nonce`): its proof, that
+  /// its name and host are not too long, and that its name is neither ours nor, if
+  /// `name_taken`, a live member's reached through another actor. Returns our proof for
+  /// the join.
   caf::expected<std::string> answer(const handshake_party& them,
                                     const std::string& my_nonce,
                                     const std::string& their_nonce,
@@ -131,7 +132,9 @@ public:
   };
 
   /// A hello from `sender` (an opaque key of the actor that sent it):
-  /// refuses a nonce seen before, our own name and a taken one, else opens a challenge
+  /// refuses a name or host longer than `max_node_name_bytes` or
+  /// `max_node_host_bytes` before keeping anything of it, a nonce seen
+  /// before, our own name and a taken one, else opens a challenge
   /// for `sender`'s join (replacing one it had open) and answers it.
   caf::expected<hello_reply> hello(const std::string& sender, const handshake_party& them,
                                    const std::string& their_nonce, bool name_taken,
@@ -155,6 +158,7 @@ private:
 
   caf::error refuse(uint64_t& cause, std::string why);
   caf::error check_name(const std::string& name, bool name_taken);
+  caf::error check_size(const member_info& them);
   void drop_expired(clock::time_point now);
 
   std::string secret_;

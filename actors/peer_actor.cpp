@@ -7,6 +7,7 @@
 
 #include "actors/peer_internal.hpp"
 #include "actors/shard_repair.hpp"
+#include "base/printable.hpp"
 #include <karlton/base/clock.hpp>
 #include <karlton/messages/errors.hpp>
 
@@ -14,9 +15,15 @@ namespace karlton {
 
 namespace peer_detail {
 
+// Lines hold names, errors and messages other nodes sent: escaped, so none
+// can forge a line or reach the operator's terminal, and cut at
+// `max_log_line_bytes`, so none can make one as long as it likes.
 void log(self_ptr self, const std::string& line) {
   auto& st = self->state;
-  if (st.setup.log) st.setup.log("karlton node " + st.core->me().name + ": " + line);
+  if (!st.setup.log) return;
+  auto shown = printable(std::string_view{line}.substr(0, max_log_line_bytes));
+  if (line.size() > max_log_line_bytes) shown += "...";
+  st.setup.log("karlton node " + st.core->me().name + ": " + shown);
 }
 
 void repair(self_ptr self, const std::string& why, bool always_clear) {

@@ -4,6 +4,7 @@
 // code: it is the actor's inside.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -17,7 +18,13 @@ namespace karlton::peer_detail {
 
 using self_ptr = peer_actor::stateful_pointer<peer_actor_state>;
 
-/// One line to the node's log (see `peer_options::log`).
+/// The most bytes of a line's text that reach the log: a line holds at most
+/// a few names (`max_node_name_bytes` each) and an error, so this cuts only
+/// what another node made long (an unknown message, a long error).
+constexpr size_t max_log_line_bytes = 1024;
+
+/// One line to the node's log (see `peer_options::log`), escaped
+/// (`printable`) and cut at `max_log_line_bytes`.
 void log(self_ptr self, const std::string& line);
 
 /// Makes the distributed caches safe again after we may have missed

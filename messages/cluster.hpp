@@ -76,6 +76,15 @@ typename Inspector::result_type inspect(Inspector& f, member_info& x) {
            x.incarnation);
 }
 
+/// The longest `member_info::name`, in bytes: as long as a cache name may be
+/// (runtime/options.cpp). A handshake naming a longer one is refused before
+/// anything of it is kept (rule 9: up to `max_open_challenges` hellos are).
+constexpr size_t max_node_name_bytes = 128;
+
+/// The longest `member_info::host`, in bytes: a DNS name has at most 253
+/// characters (RFC 1035), an address fewer.
+constexpr size_t max_node_host_bytes = 255;
+
 /// Same node, same run: every field equal.
 inline bool operator==(const member_info& a, const member_info& b) {
   return a.name == b.name && a.host == b.host && a.port == b.port &&
@@ -99,7 +108,7 @@ struct peer_stats {
   uint64_t proofs_refused = 0; ///< proofs that did not verify (no secret, reflected, ...)
   uint64_t replays_refused =
     0;                        ///< hellos reusing a nonce, joins without an open challenge
-  uint64_t names_refused = 0; ///< claiming this node's name or a live member's
+  uint64_t names_refused = 0; ///< this node's name, a live member's, or too long
   uint64_t unauthenticated_messages = 0; ///< ignored: not from a member
   uint64_t sync_timeouts = 0;            ///< synchronous calls some node did not answer
   uint64_t batches_withheld = 0;         ///< from members too far behind (they repair)

@@ -11,6 +11,7 @@
 #include <caf/pec.hpp>
 #include <caf/settings.hpp>
 
+#include <karlton/messages/cluster.hpp>
 #include <karlton/messages/errors.hpp>
 #include <karlton/messages/type_ids.hpp>
 
@@ -299,6 +300,16 @@ caf::error validate(const cluster_options& o) {
   if (o.secret.empty())
     return bad("karlton.cluster.secret", "is empty: every node needs the cluster secret");
   if (o.host.empty()) return bad("karlton.cluster.host", "is empty");
+  // Other nodes refuse a longer name or host in the handshake.
+  if (o.host.size() > max_node_host_bytes)
+    return bad("karlton.cluster.host",
+               "is longer than " + std::to_string(max_node_host_bytes) + " bytes");
+  // Without a node name, the name is host:port (runtime/cluster.cpp).
+  auto name_bytes = o.node_name.empty() ? o.host.size() + 6 : o.node_name.size();
+  if (name_bytes > max_node_name_bytes)
+    return bad(o.node_name.empty() ? "karlton.cluster.host" : "karlton.cluster.node-name",
+               "makes a node name longer than " + std::to_string(max_node_name_bytes) +
+                 " bytes");
   if (auto err = check(batch_max_range, o.batch_max)) return err;
   if (auto err = check(max_unacked_range, o.max_unacked)) return err;
   for (auto& [name, d] :

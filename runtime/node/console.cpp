@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/printable.hpp"
 #include "runtime/json.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/messages/events.hpp>
@@ -62,33 +63,6 @@ caf::expected<snapshot> take_snapshot(runtime& rt,
     auto s = c.stats();
     if (!s) return std::move(s.error());
     out.caches.emplace_back(name, std::move(*s));
-  }
-  return out;
-}
-
-// A value's bytes on one line, safe for a terminal: a RESP client, a loader
-// or a store may have put any bytes there, and a newline would shift every
-// later reply, an escape sequence would reach the operator's terminal.
-std::string printable(std::string_view bytes) {
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size());
-  for (unsigned char ch : bytes) {
-    if (ch == '\\') {
-      out += "\\\\";
-    } else if (ch == '\n') {
-      out += "\\n";
-    } else if (ch == '\r') {
-      out += "\\r";
-    } else if (ch == '\t') {
-      out += "\\t";
-    } else if (ch < 0x20 || ch == 0x7f) {
-      out += "\\x";
-      out += hex[ch >> 4];
-      out += hex[ch & 0xf];
-    } else {
-      out += static_cast<char>(ch);
-    }
   }
   return out;
 }

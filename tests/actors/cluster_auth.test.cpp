@@ -254,3 +254,33 @@ TEST_CASE("a responder keeps few challenges open, for one join each and not for 
   CHECK_FALSE(b.hs.hello("s5", a.me, "short", false, t0));
   CHECK(b.hs.open_challenges() == 0);
 }
+
+TEST_CASE("a name or host longer than the limits is refused before anything is kept",
+          "[auth]") {
+  node a{"a"}, b{"b"};
+  auto long_name = a.me;
+  long_name.info.name = std::string(max_node_name_bytes + 1, 'n');
+  auto long_host = a.me;
+  long_host.info.host = std::string(max_node_host_bytes + 1, 'h');
+  // As responder: refused at the hello, no challenge opened, nonce not kept
+  // (the same nonce is fine in an honest hello afterwards).
+  CHECK_FALSE(b.hs.hello("s1", long_name, std::string(16, '1'), false, t0));
+  CHECK_FALSE(b.hs.hello("s2", long_host, std::string(16, '2'), false, t0));
+  CHECK(b.hs.open_challenges() == 0);
+  CHECK(b.hs.counters.names == 2);
+  CHECK(b.hs.counters.total == 2);
+  CHECK(b.hs.hello("s1", a.me, std::string(16, '1'), false, t0));
+  // As initiator: a responder's answer with a name too long is refused.
+  auto n = must(a.hs.start());
+  auto reply = must(b.hs.hello("s3", a.me, n, false, t0));
+  auto long_b = b.me;
+  long_b.info.name = std::string(max_node_name_bytes + 1, 'b');
+  CHECK_FALSE(a.hs.answer(long_b, n, reply.nonce, reply.proof, false));
+  CHECK(a.hs.counters.names == 1);
+  // At the limits, a handshake goes through.
+  auto longest = a.me;
+  longest.info.name = std::string(max_node_name_bytes, 'n');
+  longest.info.host = std::string(max_node_host_bytes, 'h');
+  CHECK(b.hs.hello("s4", longest, std::string(16, '4'), false, t0));
+  CHECK(b.hs.counters.total == 2);
+}

@@ -127,6 +127,25 @@ TEST_CASE("a seed that is not host and port is refused and named", "[options][er
   }
 }
 
+TEST_CASE("a node name or host other nodes would refuse is refused at start",
+          "[options][errors]") {
+  cluster_options o;
+  o.secret = "s";
+  o.node_name = std::string(max_node_name_bytes, 'n');
+  CHECK(validate(o) == caf::none);
+  o.node_name += 'n';
+  CHECK(describe(validate(o)).find("karlton.cluster.node-name") != std::string::npos);
+  // Without a node name, host:port is the name.
+  o.node_name.clear();
+  o.host = std::string(max_node_name_bytes - 6, 'h');
+  CHECK(validate(o) == caf::none);
+  o.host += 'h';
+  CHECK(describe(validate(o)).find("karlton.cluster.host") != std::string::npos);
+  o.node_name = "n";
+  o.host = std::string(max_node_host_bytes + 1, 'h');
+  CHECK(describe(validate(o)).find("karlton.cluster.host") != std::string::npos);
+}
+
 TEST_CASE("every cluster option the README lists is accepted on the command line",
           "[options][config]") {
   // The last five were read from the config but not declared, so CAF refused
