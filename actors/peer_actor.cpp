@@ -178,12 +178,15 @@ void send_to(self_ptr self, const std::string& name, const peer_actor& dest,
 // behind, does not get the batch. It sees the gap in the numbering with the
 // next batch or heartbeat and repairs (rule 6): a member that cannot keep up
 // clears instead of letting its mailboxes, and our sends, grow without bound.
+// A queue longer than `max_batch_items` goes out as several batches.
 void send_batch(self_ptr self, bool even_empty) {
   auto& st = self->state;
-  auto out = st.core->send_batch(st.members->names(), even_empty);
-  for (auto& [name, mark] : out.to)
-    send_to(self, name, st.members->find(name)->handle, mark, out.batch,
-            st.setup.member_timeout);
+  do {
+    auto out = st.core->send_batch(st.members->names(), even_empty);
+    for (auto& [name, mark] : out.to)
+      send_to(self, name, st.members->find(name)->handle, mark, out.batch,
+              st.setup.member_timeout);
+  } while (st.core->pending() > 0);
 }
 
 // Every heartbeat: show we are alive, drop members gone silent, and extend
@@ -265,6 +268,13 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       if (!from_member(self, b.origin))
         return make_error(errc::invalid_option, "not an authenticated member");
       auto& st = self->state;
+      if (!st.core->acceptable(b)) {
+        if (st.core->counters.bad_messages % 1000 == 1)
+          log(self, "ignored a batch from '" + b.origin + "' of " +
+                      std::to_string(b.items.size()) + " invalidations from " +
+                      std::to_string(b.first_seq) + ": over the limits");
+        return make_error(errc::invalid_option, "a batch over the limits");
+      }
       if (st.core->receive(b))
         repair(self, "invalidations from '" + b.origin + "' went missing");
       apply(self, b);
@@ -296,6 +306,9 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       if (!from_this_node(self)) return not_local();
       auto& st = self->state;
       ++st.send_generation; // the pending timer has nothing left to send
+      // More than one batch holds: all but the call's own go first (a member
+      // answers a batch once everything before it is applied).
+      if (st.core->pending() > st.core->max_items()) send_batch(self);
       auto call = st.core->start_sync(st.members->names());
       if (call.answer) return std::move(*call.answer);
       // One answer once every member asked answered or timed out.

@@ -134,15 +134,27 @@ public:
     return out;
   }
 
+  struct join_list {
+    std::vector<member_info> join;
+    size_t ignored = 0; ///< beyond `max_join_members`, or a name or host too long
+  };
   /// Of the members a node we joined told us about, those to join: neither
-  /// this node (`me`) nor a member already.
-  std::vector<member_info> to_join(std::vector<member_info> told,
-                                   const std::string& me) const {
-    told.erase(std::remove_if(
-                 told.begin(), told.end(),
-                 [&](const member_info& o) { return o.name == me || contains(o.name); }),
-               told.end());
-    return told;
+  /// this node (`me`) nor a member already. Only the first
+  /// `max_join_members` count, and none whose name or host is longer than a
+  /// handshake admits: each would be retried for good.
+  join_list to_join(std::vector<member_info> told, const std::string& me) const {
+    join_list out;
+    if (told.size() > max_join_members) {
+      out.ignored = told.size() - max_join_members;
+      told.resize(max_join_members);
+    }
+    for (auto& o : told) {
+      if (o.name.size() > max_node_name_bytes || o.host.size() > max_node_host_bytes)
+        ++out.ignored;
+      else if (o.name != me && !contains(o.name))
+        out.join.push_back(std::move(o));
+    }
+    return out;
   }
 
   // -- liveness -----------------------------------------------------------------

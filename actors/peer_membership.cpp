@@ -96,7 +96,14 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
               auto& st = self->state;
               if (st.core->expect(them.name, them.incarnation, their_next))
                 repair(self, "'" + them.name + "' sent invalidations we never received");
-              for (auto& o : st.members->to_join(std::move(others), st.core->me().name))
+              auto told = st.members->to_join(std::move(others), st.core->me().name);
+              if (told.ignored > 0) {
+                st.core->counters.bad_messages += told.ignored;
+                log(self, "ignored " + std::to_string(told.ignored) +
+                            " of the members '" + them.name +
+                            "' listed: too many, or names too long");
+              }
+              for (auto& o : told.join)
                 join_member(self, std::move(o));
               done(caf::none);
             },

@@ -1,6 +1,7 @@
 #include "actors/peer_state.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "base/routing.hpp"
@@ -8,9 +9,11 @@
 
 namespace karlton {
 
-peer_state::peer_state(member_info me, size_t batch_max, uint64_t max_unacked)
+peer_state::peer_state(member_info me, size_t batch_max, uint64_t max_unacked,
+                       size_t max_items)
   : me_(std::move(me)), batch_max_(std::max<size_t>(1, batch_max)),
-    max_unacked_(std::max<uint64_t>(1, max_unacked)) {
+    max_unacked_(std::max<uint64_t>(1, max_unacked)),
+    max_items_(std::max<size_t>(1, max_items)) {
   outgoing_.origin = me_.name;
   outgoing_.incarnation = me_.incarnation;
 }
@@ -37,6 +40,14 @@ invalidation_batch peer_state::take_batch() {
   out.first_seq = next_seq_;
   std::swap(out, outgoing_);
   outgoing_.first_seq = next_seq_;
+  if (out.items.size() > max_items_) {
+    // Receivers refuse more: the rest stays queued, numbered after these.
+    auto cut = out.items.begin() + static_cast<std::ptrdiff_t>(max_items_);
+    outgoing_.items.assign(std::make_move_iterator(cut),
+                           std::make_move_iterator(out.items.end()));
+    out.items.erase(cut, out.items.end());
+    outgoing_.first_seq = out.first_seq + max_items_;
+  }
   timer_armed_ = false; // what it ran for is on its way
   counters.broadcasts_sent += out.items.size();
   return out;
@@ -54,6 +65,14 @@ bool peer_state::expect(const std::string& origin, uint64_t incarnation,
   o.expected = std::max(o.expected, next_seq);
   if (gap) ++counters.gaps;
   return gap;
+}
+
+bool peer_state::acceptable(const invalidation_batch& b) {
+  if (b.items.size() <= max_items_ &&
+      b.first_seq <= std::numeric_limits<uint64_t>::max() - b.items.size())
+    return true;
+  ++counters.bad_messages;
+  return false;
 }
 
 bool peer_state::receive(const invalidation_batch& b) {

@@ -26,9 +26,11 @@ class peer_state {
 public:
   /// `batch_max`: invalidations per batch before it is sent at once;
   /// `max_unacked`: invalidations a member may have received and not yet
-  /// applied before batches are withheld from it.
+  /// applied before batches are withheld from it; `max_items`: the most
+  /// invalidations in a batch sent or accepted (smaller only in tests).
   peer_state(member_info me, size_t batch_max,
-             uint64_t max_unacked = std::numeric_limits<uint64_t>::max());
+             uint64_t max_unacked = std::numeric_limits<uint64_t>::max(),
+             size_t max_items = max_batch_items);
 
   const member_info& me() const noexcept { return me_; }
 
@@ -49,10 +51,12 @@ public:
   /// Numbers `items`, queues them and says when to send the queue.
   send_when enqueue(std::vector<invalidation> items);
   size_t pending() const noexcept { return outgoing_.items.size(); }
+  size_t max_items() const noexcept { return max_items_; }
   /// Batches carrying invalidations sent and not yet answered or failed, one
   /// per member sent to (a heartbeat is not one).
   uint64_t batches_in_flight() const noexcept { return in_flight_; }
-  /// The queued invalidations as one batch (empty `items` if none).
+  /// The queued invalidations as one batch (empty `items` if none): at most
+  /// `max_items` of them, the rest stay queued (`pending`).
   invalidation_batch take_batch();
   /// The number the next invalidation will get.
   uint64_t next_seq() const noexcept { return next_seq_; }
@@ -63,6 +67,10 @@ public:
   /// the join handshake). True if that shows a gap: this run of `origin` had
   /// sent invalidations we never received.
   bool expect(const std::string& origin, uint64_t incarnation, uint64_t next_seq);
+  /// False (and counted as a bad message) if a member's batch is over the
+  /// limits: more than `max_items` invalidations, or numbers that wrap
+  /// past 2^64 (which would disable the gap check of its origin).
+  bool acceptable(const invalidation_batch& b);
   /// Checks a batch against what we expected of its origin and moves the
   /// expectation past it. True if invalidations before it went missing. A
   /// new run of the origin (another incarnation) starts afresh; a batch we
@@ -225,6 +233,7 @@ private:
   member_info me_;
   size_t batch_max_;
   uint64_t max_unacked_;
+  size_t max_items_;
   std::map<std::string, flow> flows_;
   uint64_t in_flight_ = 0;   // the sum of the flows' `in_flight`
   bool timer_armed_ = false; // a batch-delay timer runs for what is queued

@@ -85,6 +85,18 @@ constexpr size_t max_node_name_bytes = 128;
 /// characters (RFC 1035), an address fewer.
 constexpr size_t max_node_host_bytes = 255;
 
+/// The most members of a join reply a node joins: every node keeps a link,
+/// a batch flow and a reconnection per member, and a full mesh of more nodes
+/// is far beyond what this is built for, so a longer list comes from a buggy
+/// member. The rest are ignored and counted (`peer_stats::bad_messages`).
+constexpr size_t max_join_members = 1024;
+
+/// The most invalidations in one batch: four times the largest `batch-max`
+/// (1,048,576), as one shard's broadcast can carry many at once. The sender
+/// cuts its queue into batches of at most this many (`peer_state::take_batch`)
+/// and a receiver refuses a larger one (`peer_state::acceptable`).
+constexpr size_t max_batch_items = 4 * 1'048'576;
+
 /// Same node, same run: every field equal.
 inline bool operator==(const member_info& a, const member_info& b) {
   return a.name == b.name && a.host == b.host && a.port == b.port &&
@@ -112,7 +124,7 @@ struct peer_stats {
   uint64_t unauthenticated_messages = 0; ///< ignored: not from a member
   uint64_t sync_timeouts = 0;            ///< synchronous calls some node did not answer
   uint64_t batches_withheld = 0;         ///< from members too far behind (they repair)
-  uint64_t bad_messages = 0; ///< ignored: not a message of the peer's interface
+  uint64_t bad_messages = 0; ///< ignored: not of the peer's interface, or over a limit
   /// Delays from issue (the origin's clock) to apply (ours) of the last
   /// received invalidations (up to `peer_delay_samples`), in microseconds.
   std::vector<uint32_t> recent_delays_us;

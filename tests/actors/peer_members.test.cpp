@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "actors/peer_members.hpp"
 
@@ -70,8 +71,23 @@ TEST_CASE("a joiner is told about every other member, and joins those it lacks",
   REQUIRE(told.size() == 1);
   CHECK(told[0].name == "c");
   auto to_join = t.to_join({node("a"), node("c"), node("d")}, "a");
-  REQUIRE(to_join.size() == 1); // not ourselves (a), not a member (c)
-  CHECK(to_join[0].name == "d");
+  REQUIRE(to_join.join.size() == 1); // not ourselves (a), not a member (c)
+  CHECK(to_join.join[0].name == "d");
+  CHECK(to_join.ignored == 0);
+}
+
+TEST_CASE("a join reply counts for its first 1,024 members, none with a name too long",
+          "[peer][members]") {
+  table t{200ms, 5s};
+  std::vector<member_info> told;
+  for (size_t i = 0; i < max_join_members + 10; ++i)
+    told.push_back(node("n" + std::to_string(i)));
+  told[3].name = std::string(max_node_name_bytes + 1, 'x');
+  told[4].host = std::string(max_node_host_bytes + 1, 'h');
+  auto to_join = t.to_join(std::move(told), "a");
+  CHECK(to_join.join.size() == max_join_members - 2);
+  CHECK(to_join.ignored == 12);
+  CHECK(to_join.join.back().name == "n" + std::to_string(max_join_members - 1));
 }
 
 TEST_CASE("a failed handshake removes the member only if no newer connection replaced it",

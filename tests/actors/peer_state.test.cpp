@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <limits>
 
 #include <caf/binary_deserializer.hpp>
 
@@ -65,6 +66,42 @@ TEST_CASE("an empty batch says where the numbering stands") {
   auto heartbeat = p.take_batch();
   CHECK(heartbeat.items.empty());
   CHECK(heartbeat.first_seq == 2);
+}
+
+TEST_CASE("a queue longer than a batch may be leaves in batches numbered in order",
+          "[peer]") {
+  peer_state p{node("a"), 100, std::numeric_limits<uint64_t>::max(), 2};
+  p.enqueue(keys({"k1", "k2", "k3", "k4", "k5"}));
+  auto b1 = p.take_batch();
+  CHECK(b1.first_seq == 0);
+  CHECK(b1.items.size() == 2);
+  CHECK(p.pending() == 3);
+  p.enqueue(keys({"k6"}));
+  auto b2 = p.take_batch();
+  CHECK(b2.first_seq == 2);
+  REQUIRE(b2.items.size() == 2);
+  CHECK(b2.items[0].name == "k3");
+  auto b3 = p.take_batch();
+  CHECK(b3.first_seq == 4);
+  REQUIRE(b3.items.size() == 2);
+  CHECK(b3.items[1].name == "k6");
+  CHECK(p.pending() == 0);
+  CHECK(p.next_seq() == 6);
+  CHECK(p.counters.broadcasts_sent == 6);
+}
+
+TEST_CASE("a batch over the item limit or whose numbers wrap is refused and counted",
+          "[peer]") {
+  peer_state p{node("b"), 100, std::numeric_limits<uint64_t>::max(), 2};
+  CHECK(p.acceptable(batch("a", 7, 0, 2)));
+  CHECK_FALSE(p.acceptable(batch("a", 7, 0, 3)));
+  CHECK(p.acceptable(batch("a", 7, std::numeric_limits<uint64_t>::max() - 2, 2)));
+  CHECK_FALSE(p.acceptable(batch("a", 7, std::numeric_limits<uint64_t>::max() - 1, 2)));
+  CHECK_FALSE(p.acceptable(batch("a", 7, std::numeric_limits<uint64_t>::max(), 1)));
+  CHECK(p.counters.bad_messages == 3);
+  // The default limit is the one senders cut at.
+  peer_state q{node("b"), 100};
+  CHECK(q.max_items() == max_batch_items);
 }
 
 TEST_CASE("batches in order are no gap and a skipped one is") {
