@@ -51,10 +51,15 @@ using namespace peer_detail;
 
 // Messages that change this node's state only count from this process:
 // another node (member or not) must not be able to make us broadcast, join
-// elsewhere or register caches.
-bool from_this_node(self_ptr self) {
-  auto sender = self->current_sender();
-  return sender && sender->node() == self->node();
+// elsewhere, register caches, leave or run a second heartbeat. The sender's
+// node is no proof (BASP lets a host claim any; see `local_token`): the
+// token is. Counted, and logged once per thousand.
+bool from_this_process(self_ptr self, const local_token& token) {
+  if (token == this_process_token()) return true;
+  auto& st = self->state;
+  if (st.core->counters.unauthenticated_messages++ % 1000 == 0)
+    log(self, "ignored a local-only message without this process's token");
+  return false;
 }
 
 caf::error not_local() {
@@ -220,7 +225,8 @@ void heartbeat(self_ptr self) {
     if (auto until = peer_state::renew_lease(now, st.members->last_heard(),
                                              st.repairs_in_flight, st.setup.read_lease))
       st.setup.lease->extend_to(*until);
-  self->delayed_send(self, st.setup.heartbeat, heartbeat_atom::value);
+  self->delayed_send(self, st.setup.heartbeat, heartbeat_atom::value,
+                     this_process_token());
 }
 
 } // namespace
@@ -238,7 +244,7 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
     std::make_unique<member_table<peer_actor>>(setup.reconnect_base, setup.reconnect_max);
   st.setup = std::move(setup);
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
-  self->send(self, heartbeat_atom::value);
+  self->send(self, heartbeat_atom::value, this_process_token());
   // Bad input from the network (unknown messages, wrong types) is logged and
   // dropped; the node keeps running.
   self->set_default_handler(
@@ -283,8 +289,8 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       st.apply_waiters.emplace(st.core->applies_started(), rp);
       return rp;
     },
-    [=](broadcast_atom, std::vector<invalidation>& items) {
-      if (!from_this_node(self)) return;
+    [=](broadcast_atom, const local_token& token, std::vector<invalidation>& items) {
+      if (!from_this_process(self, token)) return;
       auto& st = self->state;
       switch (st.core->enqueue(std::move(items))) {
       case peer_state::send_when::now:
@@ -292,18 +298,19 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
         break;
       case peer_state::send_when::arm_timer:
         self->delayed_send(self, st.setup.batch_delay, tick_atom::value,
-                           ++st.send_generation);
+                           this_process_token(), ++st.send_generation);
         break;
       case peer_state::send_when::later:
         break;
       }
     },
-    [=](tick_atom, uint64_t generation) {
-      if (!from_this_node(self) || generation != self->state.send_generation) return;
+    [=](tick_atom, const local_token& token, uint64_t generation) {
+      if (!from_this_process(self, token) || generation != self->state.send_generation)
+        return;
       send_batch(self);
     },
-    [=](sync_atom) -> caf::result<std::vector<std::string>> {
-      if (!from_this_node(self)) return not_local();
+    [=](sync_atom, const local_token& token) -> caf::result<std::vector<std::string>> {
+      if (!from_this_process(self, token)) return not_local();
       auto& st = self->state;
       ++st.send_generation; // the pending timer has nothing left to send
       // More than one batch holds: all but the call's own go first (a member
@@ -322,8 +329,9 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
                 });
       return rp;
     },
-    [=](join_atom, std::string& host, uint16_t port) -> caf::result<caf::ok_atom> {
-      if (!from_this_node(self)) return not_local();
+    [=](join_atom, const local_token& token, std::string& host,
+        uint16_t port) -> caf::result<caf::ok_atom> {
+      if (!from_this_process(self, token)) return not_local();
       auto rp = self->make_response_promise<caf::ok_atom>();
       connect(self, host, port, [rp](caf::error err) mutable {
         if (err)
@@ -333,18 +341,19 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       });
       return rp;
     },
-    [=](join_atom, member_info& target) {
-      if (!from_this_node(self) || self->state.members->contains(target.name)) return;
+    [=](join_atom, const local_token& token, member_info& target) {
+      if (!from_this_process(self, token) || self->state.members->contains(target.name))
+        return;
       join_member(self, std::move(target));
     },
-    [=](shards_atom, std::string& cache,
+    [=](shards_atom, const local_token& token, std::string& cache,
         std::vector<shard_actor>& shards) -> caf::result<caf::ok_atom> {
-      if (!from_this_node(self)) return not_local();
+      if (!from_this_process(self, token)) return not_local();
       self->state.caches[std::move(cache)] = std::move(shards);
       return caf::ok_atom::value;
     },
-    [=](leave_atom) -> caf::result<caf::ok_atom> {
-      if (!from_this_node(self)) return not_local();
+    [=](leave_atom, const local_token& token) -> caf::result<caf::ok_atom> {
+      if (!from_this_process(self, token)) return not_local();
       send_batch(self);
       leave(self);
       return caf::ok_atom::value;
@@ -353,8 +362,9 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       if (auto sender = self->current_sender()) member_left(self, sender, next_seq);
       return caf::ok_atom::value;
     },
-    [=](heartbeat_atom) {
-      if (from_this_node(self)) heartbeat(self);
+    [=](heartbeat_atom, const local_token& token) {
+      // A forged heartbeat must not start a second timer chain.
+      if (from_this_process(self, token)) heartbeat(self);
     },
     [=](peer_stats_atom) {
       auto s = self->state.core->stats(self->state.members->size());

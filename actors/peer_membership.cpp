@@ -40,7 +40,8 @@ void lose_member(self_ptr self, const member_table<peer_actor>::member& m,
   log(self, "lost member '" + lost.name + "' (" + why + ")");
   repair(self, "lost '" + lost.name + "', whose invalidations may not have arrived");
   auto wait = st.members->lost(lost.name);
-  self->delayed_send(self, caf::timespan{wait}, join_atom::value, lost);
+  self->delayed_send(self, caf::timespan{wait}, join_atom::value, this_process_token(),
+                     lost);
 }
 
 void add_member(self_ptr self, const member_info& info, const peer_actor& handle) {
@@ -158,7 +159,8 @@ void join_member(self_ptr self, member_info target) {
     auto retry = members.failed_to_reach(target.name);
     if (retry.first)
       log(self, "cannot reach '" + target.name + "', retrying: " + describe(err));
-    self->delayed_send(self, caf::timespan{retry.wait}, join_atom::value, target);
+    self->delayed_send(self, caf::timespan{retry.wait}, join_atom::value,
+                       this_process_token(), target);
   });
 }
 

@@ -163,7 +163,8 @@ void send_broadcasts(self_ptr self) {
                    std::move(c.key),
                    {},
                    now_ns});
-  if (st.peer) self->send(st.peer, broadcast_atom::value, std::move(items));
+  if (st.peer)
+    self->send(st.peer, broadcast_atom::value, this_process_token(), std::move(items));
 }
 
 // The one step after anything changed the shard, whether a request, a job
@@ -386,7 +387,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       // sender, one receiver: CAF keeps the order), so it covers them.
       after_change(self);
       if (!self->state.peer) return std::vector<std::string>{};
-      return self->delegate(self->state.peer, sync_atom::value);
+      return self->delegate(self->state.peer, sync_atom::value, this_process_token());
     },
     [=](flushed_atom, const stored_writes& writes) {
       self->state.cache->mark_stored(writes);

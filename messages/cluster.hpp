@@ -121,7 +121,7 @@ struct peer_stats {
   uint64_t replays_refused =
     0;                        ///< hellos reusing a nonce, joins without an open challenge
   uint64_t names_refused = 0; ///< this node's name, a live member's, or too long
-  uint64_t unauthenticated_messages = 0; ///< ignored: not from a member
+  uint64_t unauthenticated_messages = 0; ///< ignored: not from a member or this process
   uint64_t sync_timeouts = 0;            ///< synchronous calls some node did not answer
   uint64_t batches_withheld = 0;         ///< from members too far behind (they repair)
   uint64_t bad_messages = 0; ///< ignored: not of the peer's interface, or over a limit
@@ -146,6 +146,32 @@ typename Inspector::result_type inspect(Inspector& f, peer_stats& x) {
            x.sync_timeouts, x.batches_withheld, x.bad_messages, x.proofs_refused,
            x.replays_refused, x.names_refused, x.recent_delays_us, x.delay_histogram);
 }
+
+/// What the node's own code puts in each message only it may send its peer
+/// actor (`broadcast`, `sync`, `join` by address or member, `shards`,
+/// `leave`, the batch and heartbeat timers). The sender's node proves
+/// nothing: CAF 0.17's BASP takes a routed message's source node and actor
+/// from its payload, so any host that reaches the cluster port can send one
+/// claiming to come from an actor of this very node. The token is 64 random
+/// bits drawn once per process (`this_process_token`) and never sent to
+/// another node, so a forgery lacks it: it is ignored and counted
+/// (`peer_stats::unauthenticated_messages`).
+struct local_token {
+  uint64_t value = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, local_token& x) {
+  return f(caf::meta::type_name("karlton::local_token"), x.value);
+}
+
+inline bool operator==(const local_token& a, const local_token& b) {
+  return a.value == b.value;
+}
+
+/// This process's token, drawn at first use from the kernel's random source
+/// (as the hash key is: messages/hash.cpp).
+local_token this_process_token() noexcept;
 
 /// `(hello, me, nonce)`: the first step of a join (see actors/cluster_auth.hpp),
 /// with a fresh random nonce (`nonce_size` bytes); answered with the

@@ -1,5 +1,6 @@
 #include "messages/hash.hpp"
 
+#include <karlton/messages/cluster.hpp>
 #include <karlton/messages/value.hpp>
 
 #include <sys/random.h>
@@ -158,6 +159,11 @@ sip_key process_key() noexcept {
 } // namespace karlton::hashing
 
 namespace karlton {
+
+local_token this_process_token() noexcept {
+  static const local_token token{hashing::random_key().k0};
+  return token;
+}
 
 uint64_t hash_key(std::string_view key) noexcept {
   // Keyed, so that clients cannot pick keys that collide (messages/hash.hpp).

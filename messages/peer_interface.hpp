@@ -15,7 +15,9 @@ namespace karlton {
 
 /// A node's peer actor: the one actor other nodes talk to (published on the
 /// node's port). Local-only messages (`broadcast`, `sync`, `join` by
-/// address, `shards`) are refused when they come from another node.
+/// address or member, `shards`, `leave`, `tick`, `heartbeat`) carry this
+/// process's `local_token` and are ignored (counted) without it: another
+/// node can claim to be this one (see `local_token`).
 /// - `(hello, ...)`, `(join, me, proof, seq)`: the join handshake (above).
 /// - `(batch, b)`: invalidations from another node; answered when applied.
 /// - `(broadcast, items)`: this node's shards' invalidations, to send.
@@ -35,15 +37,17 @@ using peer_actor = caf::typed_actor<
   caf::replies_to<join_atom, member_info, std::string,
                   uint64_t>::with<std::vector<member_info>, uint64_t>,
   caf::replies_to<batch_atom, invalidation_batch>::with<caf::ok_atom>,
-  caf::reacts_to<broadcast_atom, std::vector<invalidation>>,
-  caf::replies_to<sync_atom>::with<std::vector<std::string>>,
-  caf::replies_to<join_atom, std::string, uint16_t>::with<caf::ok_atom>,
-  caf::replies_to<shards_atom, std::string, std::vector<shard_actor>>::with<caf::ok_atom>,
+  caf::reacts_to<broadcast_atom, local_token, std::vector<invalidation>>,
+  caf::replies_to<sync_atom, local_token>::with<std::vector<std::string>>,
+  caf::replies_to<join_atom, local_token, std::string, uint16_t>::with<caf::ok_atom>,
+  caf::replies_to<shards_atom, local_token, std::string,
+                  std::vector<shard_actor>>::with<caf::ok_atom>,
   caf::replies_to<peer_stats_atom>::with<peer_stats>,
   caf::replies_to<members_atom>::with<std::vector<member_info>>,
-  caf::reacts_to<join_atom, member_info>, caf::reacts_to<tick_atom, uint64_t>,
-  caf::replies_to<leave_atom>::with<caf::ok_atom>,
+  caf::reacts_to<join_atom, local_token, member_info>,
+  caf::reacts_to<tick_atom, local_token, uint64_t>,
+  caf::replies_to<leave_atom, local_token>::with<caf::ok_atom>,
   caf::replies_to<leave_atom, uint64_t>::with<caf::ok_atom>,
-  caf::reacts_to<heartbeat_atom>>;
+  caf::reacts_to<heartbeat_atom, local_token>>;
 
 } // namespace karlton

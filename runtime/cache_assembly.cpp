@@ -87,8 +87,8 @@ shard_options shard_config_for(const cache_options& opts, size_t n) {
   // queue is: n shards may hand a hung loader n times as many.) A service's
   // loader actor answers asynchronously and runs on no thread of ours, so
   // it gets as many as may wait (a bound still, for a hung service).
-  scfg.max_loads_out = opts.load_actor ? scfg.max_loads_queued
-                                       : size_t{2} * opts.loader_concurrency;
+  scfg.max_loads_out =
+    opts.load_actor ? scfg.max_loads_queued : size_t{2} * opts.loader_concurrency;
   scfg.writes = opts.writes;
   if (opts.writes == write_mode::write_back)
     // Shorter than the call timeout, so a blocking put hears `overloaded`.
@@ -256,7 +256,9 @@ void runtime::spawn_shards(const cache_options& opts, shard_options& scfg,
     shards.push_back(r.actor);
   caf::scoped_actor self{*sys_};
   if (scfg.distributed)
-    self->request(peer_, caf::infinite, shards_atom::value, opts.name, shards)
+    self
+      ->request(peer_, caf::infinite, shards_atom::value, this_process_token(), opts.name,
+                shards)
       .receive([](caf::ok_atom) {}, [](caf::error&) {});
   self
     ->request(event_bus, caf::infinite, shards_atom::value, opts.name, std::move(shards))

@@ -112,15 +112,15 @@ void runtime::join_seeds(const peer_actor& p, const std::vector<std::string>& se
   if (unreached.empty()) return;
   caf::scoped_actor self{*sys_}; // the peer takes joins from this node only
   for (auto& target : unreached)
-    self->send(p, join_atom::value, std::move(target));
+    self->send(p, join_atom::value, this_process_token(), std::move(target));
 }
 
 caf::error runtime::join(const std::string& host, uint16_t port) {
   auto p = live_peer();
   if (!p) return std::move(p.error());
   if (!*p) return make_error(errc::invalid_option, "join: call start_cluster first");
-  auto r =
-    ask<caf::ok_atom>(*sys_, *p, std::chrono::seconds{30}, join_atom::value, host, port);
+  auto r = ask<caf::ok_atom>(*sys_, *p, std::chrono::seconds{30}, join_atom::value,
+                             this_process_token(), host, port);
   return r ? caf::error{} : std::move(r.error());
 }
 

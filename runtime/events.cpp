@@ -63,9 +63,10 @@ caf::error runtime::broadcast(invalidation x, bool sync) {
   {
     // One sender for both messages: the sync comes after the broadcast.
     caf::scoped_actor self{*sys_};
-    self->send(p, broadcast_atom::value, std::vector<invalidation>{std::move(x)});
+    self->send(p, broadcast_atom::value, this_process_token(),
+               std::vector<invalidation>{std::move(x)});
     if (sync)
-      self->request(p, bus_timeout, sync_atom::value)
+      self->request(p, bus_timeout, sync_atom::value, this_process_token())
         .receive(
           [&](std::vector<std::string>& missing) {
             if (!missing.empty())

@@ -138,7 +138,7 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
   if (peer_) {
     // Leave: what is pending goes out, then a goodbye, so the others
     // neither repair nor try to reconnect. Then close the port.
-    self->request(peer_, std::chrono::seconds{2}, leave_atom::value)
+    self->request(peer_, std::chrono::seconds{2}, leave_atom::value, this_process_token())
       .receive([](caf::ok_atom) {}, [](caf::error&) {});
     sys_->middleman().close(cluster_port_);
     stop_and_await(self, peer_);

@@ -64,7 +64,7 @@ struct follow_ups : test_coordinator_fixture<test_config> {
         },
         [](invalidate_dependents_atom, const std::vector<std::string>&,
            invalidation_cause, int32_t) {},
-        [](broadcast_atom, const std::vector<invalidation>&) {},
+        [](broadcast_atom, const local_token&, const std::vector<invalidation>&) {},
       };
     };
     for (auto* a : {&writer, &loader, &bus, &peer})
@@ -123,7 +123,7 @@ TEST_CASE_METHOD(follow_ups,
   CHECK(state().size() == 0);
   expect((caf::ok_atom), from(writer).to(s));
   CHECK(state().size() == 1);
-  expect((broadcast_atom, std::vector<invalidation>), from(s).to(peer));
+  expect((broadcast_atom, local_token, std::vector<invalidation>), from(s).to(peer));
   advance_time(1001ms);
   expect((expire_atom, uint64_t), to(s));
   CHECK(state().size() == 0);
@@ -144,7 +144,7 @@ TEST_CASE_METHOD(follow_ups, "an erase's cascade and broadcast follow from both 
   expect(
     (invalidate_dependents_atom, std::vector<std::string>, invalidation_cause, int32_t),
     to(bus));
-  expect((broadcast_atom, std::vector<invalidation>), from(s).to(peer));
+  expect((broadcast_atom, local_token, std::vector<invalidation>), from(s).to(peer));
 }
 
 TEST_CASE_METHOD(follow_ups, "a miss's load follows from both paths",

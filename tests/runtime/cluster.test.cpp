@@ -261,7 +261,10 @@ TEST_CASE("a node with the wrong secret is refused and changes nothing", "[clust
   forged.items.push_back(invalidation{invalidation_kind::clear, "users", {}, {}, 0});
   caf::scoped_actor self{intruder.rt->system()};
   self->send(target, batch_atom::value, forged);
-  self->send(target, broadcast_atom::value, forged.items); // local-only
+  // Local-only, with another process's token (the intruder runs in this
+  // test's process, so its own would be the node's).
+  self->send(target, broadcast_atom::value, local_token{this_process_token().value + 1},
+             forged.items);
   peer_stats after;
   self
     ->request(target, 5s, peer_stats_atom::value) // answered after both

@@ -152,6 +152,51 @@ caf::behavior slow_shard(caf::stateful_actor<slow_shard_state>* self,
 
 } // namespace
 
+TEST_CASE("a local-only message without this process's token is ignored and counted",
+          "[cluster][trust]") {
+  log_lines log;
+  runtime rt;
+  peer_setup ps;
+  ps.me = member_info{"victim", "127.0.0.1", 0, 42};
+  ps.secret = "secret";
+  ps.lease = std::make_shared<read_lease>();
+  ps.time_source = rt.time_source();
+  ps.log = log.sink();
+  auto victim = rt.system().spawn(peer, ps);
+  // Sent from the victim's own process: CAF delivers a message that a host
+  // forged, claiming to come from an actor of the victim's node, just so.
+  // Only the token tells them apart.
+  local_token forged{this_process_token().value + 1};
+  caf::scoped_actor self{rt.system()};
+  self->send(victim, heartbeat_atom::value, forged);
+  self->send(victim, broadcast_atom::value, forged,
+             std::vector<invalidation>{
+               invalidation{invalidation_kind::clear, "users", {}, {}, 0}});
+  bool left = false, synced = false;
+  self->request(victim, 5s, leave_atom::value, forged)
+    .receive([&](caf::ok_atom) { left = true; }, [](caf::error&) {});
+  self->request(victim, 5s, sync_atom::value, forged)
+    .receive([&](std::vector<std::string>&) { synced = true; }, [](caf::error&) {});
+  CHECK_FALSE(left);
+  CHECK_FALSE(synced);
+  peer_stats s;
+  self->request(victim, 5s, peer_stats_atom::value)
+    .receive([&](peer_stats& x) { s = x; },
+             [](caf::error& e) { CHECK(describe(e) == ""); });
+  CHECK(s.unauthenticated_messages == 4);
+  CHECK(s.broadcasts_sent == 0);
+  // With the token, the same messages count.
+  self->send(victim, broadcast_atom::value, this_process_token(),
+             std::vector<invalidation>{
+               invalidation{invalidation_kind::clear, "users", {}, {}, 0}});
+  self->request(victim, 5s, peer_stats_atom::value)
+    .receive([&](peer_stats& x) { s = x; },
+             [](caf::error& e) { CHECK(describe(e) == ""); });
+  CHECK(s.unauthenticated_messages == 4);
+  CHECK(s.broadcasts_sent == 1);
+  caf::anon_send_exit(victim, caf::exit_reason::user_shutdown);
+}
+
 TEST_CASE("a slow member holds at most max-unacked invalidations while its origin runs "
           "flat out for 60 s",
           "[cluster][flow][slow]") {
@@ -176,7 +221,8 @@ TEST_CASE("a slow member holds at most max-unacked invalidations while its origi
   {
     caf::scoped_actor self{slow_rt.system()};
     self
-      ->request(slow_peer, 5s, shards_atom::value, std::string{"users"},
+      ->request(slow_peer, 5s, shards_atom::value, this_process_token(),
+                std::string{"users"},
                 std::vector<shard_actor>{caf::actor_cast<shard_actor>(shard)})
       .receive([](caf::ok_atom) {}, [](caf::error& e) { FAIL(describe(e)); });
   }
