@@ -157,7 +157,7 @@ typename Inspector::result_type inspect(Inspector& f, peer_stats& x) {
 /// another node, so a forgery lacks it: it is ignored and counted
 /// (`peer_stats::unauthenticated_messages`).
 struct local_token {
-  uint64_t value = 0;
+  uint64_t value = 0; ///< 64 random bits (0 in a default-constructed one)
 };
 
 template <class Inspector>
@@ -165,6 +165,7 @@ typename Inspector::result_type inspect(Inspector& f, local_token& x) {
   return f(caf::meta::type_name("karlton::local_token"), x.value);
 }
 
+/// Same token (the check is on a 64-bit secret; its timing tells nothing).
 inline bool operator==(const local_token& a, const local_token& b) {
   return a.value == b.value;
 }
