@@ -19,9 +19,7 @@
 #include <karlton/runtime/runtime.hpp>
 
 using namespace karlton;
-using karlton::testing::gated_store;
 using karlton::testing::must;
-using karlton::testing::write_through;
 
 namespace {
 
@@ -188,27 +186,24 @@ TEST_CASE("put_batch: with nobody to answer, and when destroyed unsent, the puts
 
 TEST_CASE("put_batch: under write-through each put is answered once the store has it",
           "[put_batch]") {
-  auto db = std::make_shared<gated_store>();
-  runtime rt;
-  auto c = must(rt.create_cache(write_through(db)));
-  testing::release_on_exit open_gate{db->gate};
+  testing::gated_cache f;
   auto r = std::make_shared<recorder>();
-  put_batch b{c, r};
+  put_batch b{f.c, r};
   REQUIRE_FALSE(b.add("a", "1", ttl::cache_default(), 1));
   REQUIRE_FALSE(b.add("b", "2", ttl::cache_default(), 2));
   b.send();
   // The store holds the first write: nothing is answered yet.
   auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{10};
-  while (db->writes_waiting.load() == 0 && std::chrono::steady_clock::now() < give_up)
+  while (f.db->writes_waiting.load() == 0 && std::chrono::steady_clock::now() < give_up)
     std::this_thread::yield();
-  REQUIRE(db->writes_waiting.load() > 0);
+  REQUIRE(f.db->writes_waiting.load() > 0);
   CHECK(r->count() == 0);
-  db->gate.release();
+  f.db->gate.release();
   REQUIRE(r->wait_for(2));
   CHECK_FALSE(r->answers.at(1));
   CHECK_FALSE(r->answers.at(2));
-  CHECK(must(db->inner->load("a")) == "1");
-  CHECK(must(db->inner->load("b")) == "2");
+  CHECK(must(f.db->inner->load("a")) == "1");
+  CHECK(must(f.db->inner->load("b")) == "2");
 }
 
 TEST_CASE("put_batch: after shutdown each put is answered shut_down", "[put_batch]") {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "support/latch.hpp"
+#include "support/must.hpp"
 #include <karlton/runtime/runtime.hpp>
 #include <karlton/stores/memory_store.hpp>
 
@@ -47,5 +48,25 @@ inline cache_options write_through(std::shared_ptr<store> db) {
   o.writes = write_mode::write_through;
   return o;
 }
+
+/// A runtime with one write-through cache over a gated store. The gate
+/// opens when it goes, before the runtime stops, also when a failed REQUIRE
+/// ends the test early.
+struct gated_cache {
+  gated_cache() : c(must(rt.create_cache(write_through(db)))) {}
+
+  /// Puts `bytes` under `key` past the gate: on success the store has it.
+  caf::error put_stored(std::string_view key, std::string_view bytes) {
+    db->holding = false;
+    auto err = c.put(key, bytes);
+    db->holding = true;
+    return err;
+  }
+
+  std::shared_ptr<gated_store> db = std::make_shared<gated_store>();
+  runtime rt;
+  cache c;
+  release_on_exit open_gate{db->gate};
+};
 
 } // namespace karlton::testing

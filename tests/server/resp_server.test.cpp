@@ -185,6 +185,17 @@ bool pings(client& c) {
   return c.send("PING\r\n") && c.read(7) == "+PONG\r\n";
 }
 
+// Joins `t` when the test case ends, also when a REQUIRE throws; first opens
+// `gate`, if given, which the thread may be waiting behind.
+struct joiner {
+  std::thread& t;
+  karlton::testing::latch* gate = nullptr;
+  ~joiner() {
+    if (gate) gate->release();
+    if (t.joinable()) t.join();
+  }
+};
+
 } // namespace
 
 TEST_CASE("the server answers pipelined commands in order on every I/O thread",
@@ -336,14 +347,7 @@ TEST_CASE("one connection's blocking jobs take one pool thread, and stop runs no
   CHECK(f.state.holds_started == 1);
   // Stop: the running HOLD is waited for, the three waiting never run.
   std::thread stopper{[&] { f.server->stop(100ms); }};
-  struct joiner {
-    std::thread& t;
-    karlton::testing::latch& gate;
-    ~joiner() {
-      gate.release();
-      if (t.joinable()) t.join(); // also when a REQUIRE throws
-    }
-  } join_stopper{stopper, f.state.hold_gate};
+  joiner join_stopper{stopper, &f.state.hold_gate};
   REQUIRE(eventually([&] { return f.state.detached == 2; }));
   f.state.hold_gate.release();
   stopper.join();
@@ -359,12 +363,7 @@ TEST_CASE("stop waits for a call in flight, writes its reply, then closes",
   REQUIRE(eventually([&] { return f.state.slow_pending == 1; }));
   auto before = f.state.collects.load();
   std::thread stopper{[&] { f.server->stop(10s); }};
-  struct joiner {
-    std::thread& t;
-    ~joiner() {
-      if (t.joinable()) t.join(); // also when a REQUIRE throws
-    }
-  } join_stopper{stopper};
+  joiner join_stopper{stopper};
   // Collects with no input and no wake come only from stop's settling: the
   // stop is under way, with SLOW still in flight.
   REQUIRE(eventually([&] { return f.state.collects >= before + 3; }));

@@ -17,11 +17,9 @@
 using namespace karlton;
 using namespace karlton::server;
 using karlton::testing::context_for;
-using karlton::testing::gated_store;
 using karlton::testing::must;
 using karlton::testing::resp_command;
 using karlton::testing::test_client;
-using karlton::testing::write_through;
 
 namespace {
 
@@ -63,11 +61,8 @@ private:
 TEST_CASE("session: a pipelined GET after SET of the key returns the new value under "
           "write-through with a slow store (read-your-writes)",
           "[resp_session][barrier]") {
-  auto db = std::make_shared<gated_store>();
-  runtime rt;
-  auto c = must(rt.create_cache(write_through(db)));
-  testing::release_on_exit open_gate{db->gate};
-  test_client cl{context_for(rt, {c})};
+  testing::gated_cache f;
+  test_client cl{context_for(f.rt, {f.c})};
   cl.feed(resp_command({"SET", "k", "1"}) + resp_command({"GET", "k"}) +
           resp_command({"EXISTS", "k"}) + resp_command({"GET", "other"}));
   // The GET waits for the SET: execution pauses and the session stops reading.
@@ -75,8 +70,8 @@ TEST_CASE("session: a pipelined GET after SET of the key returns the new value u
   CHECK(cl.collect_now().empty());
   // Without the barrier the GET would read the table now, before the store
   // acknowledged the SET, and answer nil.
-  CHECK_FALSE(must(c.get("k")));
-  db->gate.release();
+  CHECK_FALSE(must(f.c.get("k")));
+  f.db->gate.release();
   CHECK(cl.replies(4) ==
         std::vector<std::string>{"+OK\r\n", "$1\r\n1\r\n", ":1\r\n", "$-1\r\n"});
   CHECK(cl.s->wants_input());
@@ -84,21 +79,16 @@ TEST_CASE("session: a pipelined GET after SET of the key returns the new value u
 
 TEST_CASE("session: DEL and FLUSHDB hold back later reads of what they change",
           "[resp_session][barrier]") {
-  auto db = std::make_shared<gated_store>();
-  runtime rt;
-  auto c = must(rt.create_cache(write_through(db)));
-  testing::release_on_exit open_gate{db->gate};
-  db->holding = false;
-  REQUIRE_FALSE(c.put("k", "old"));
-  REQUIRE_FALSE(c.put("j", "old"));
-  db->holding = true;
-  test_client cl{context_for(rt, {c})};
+  testing::gated_cache f;
+  REQUIRE_FALSE(f.put_stored("k", "old"));
+  REQUIRE_FALSE(f.put_stored("j", "old"));
+  test_client cl{context_for(f.rt, {f.c})};
   cl.feed(resp_command({"DEL", "k"}) + resp_command({"GET", "k"}));
   CHECK_FALSE(cl.s->wants_input());
-  db->gate.release();
+  f.db->gate.release();
   CHECK(cl.replies(2) == std::vector<std::string>{":1\r\n", "$-1\r\n"});
   // A read of another key does not wait for a write in flight.
-  db->holding = false;
+  f.db->holding = false;
   CHECK(cl.send(resp_command({"FLUSHDB"}) + resp_command({"DBSIZE"}), 2) ==
         std::vector<std::string>{"+OK\r\n", ":0\r\n"});
 }
@@ -251,17 +241,12 @@ TEST_CASE("session: replies held for the socket stay near the output limit, and 
 TEST_CASE(
   "session: replies waiting behind a write in flight count toward the output pause",
   "[resp_session]") {
-  auto db = std::make_shared<gated_store>();
-  runtime rt;
-  auto c = must(rt.create_cache(write_through(db)));
-  testing::release_on_exit open_gate{db->gate};
-  db->holding = false;
+  testing::gated_cache f;
   std::string big(100 << 10, 'v');
-  REQUIRE_FALSE(c.put("big", big));
-  db->holding = true;
+  REQUIRE_FALSE(f.put_stored("big", big));
   resp_options opts;
   opts.output_pause_bytes = 1 << 20;
-  test_client cl{context_for(rt, {c}, opts)};
+  test_client cl{context_for(f.rt, {f.c}, opts)};
   // The SET waits for the store; every GET behind it is answered at once
   // but cannot leave before the SET's reply. Without counting them, all 50
   // ran and held 5 MB; counted, execution pauses after about 1 MiB.
@@ -273,7 +258,7 @@ TEST_CASE(
   auto ran = cl.ctx->counters.total_commands.load();
   CHECK(ran >= 2);
   CHECK(ran <= 1 + 11); // the SET, and GETs up to the first past 1 MiB
-  db->gate.release();
+  f.db->gate.release();
   auto replies = cl.replies(51);
   REQUIRE(replies.size() == 51);
   CHECK(replies.front() == "+OK\r\n");

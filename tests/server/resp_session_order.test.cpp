@@ -14,21 +14,16 @@
 using namespace karlton;
 using namespace karlton::server;
 using karlton::testing::context_for;
-using karlton::testing::gated_store;
 using karlton::testing::must;
 using karlton::testing::resp_command;
 using karlton::testing::test_client;
-using karlton::testing::write_through;
 using replies = std::vector<std::string>;
 
 TEST_CASE("session: under write-through a later SET does not overtake an INCR or SET NX "
           "of the key",
           "[resp_session][order]") {
-  auto db = std::make_shared<gated_store>();
-  runtime rt;
-  auto c = must(rt.create_cache(write_through(db)));
-  testing::release_on_exit open_gate{db->gate};
-  test_client cl{context_for(rt, {c})};
+  testing::gated_cache f;
+  test_client cl{context_for(f.rt, {f.c})};
   // The store holds the first SET; the INCR (a compute) waits in the shard
   // behind it, and without the session's order the second SET (a put) went
   // to the store meanwhile and the INCR saw 100.
@@ -36,34 +31,28 @@ TEST_CASE("session: under write-through a later SET does not overtake an INCR or
           resp_command({"SET", "k", "100"}) + resp_command({"SET", "n", "x"}) +
           resp_command({"SET", "n", "y", "NX"}) + resp_command({"SET", "n", "z"}) +
           resp_command({"GET", "k"}) + resp_command({"GET", "n"}));
-  db->gate.release();
+  f.db->gate.release();
   CHECK(cl.replies(8) == replies{"+OK\r\n", ":2\r\n", "+OK\r\n", "+OK\r\n", "$-1\r\n",
                                  "+OK\r\n", "$3\r\n100\r\n", "$1\r\nz\r\n"});
-  CHECK(must(c.get("k")).bytes() == "100");
+  CHECK(must(f.c.get("k")).bytes() == "100");
 }
 
 TEST_CASE("session: a pipelined EXPIRE after SET of the key finds the key",
           "[resp_session][order]") {
-  auto db = std::make_shared<gated_store>();
-  runtime rt;
-  auto c = must(rt.create_cache(write_through(db)));
-  testing::release_on_exit open_gate{db->gate};
-  test_client cl{context_for(rt, {c})};
+  testing::gated_cache f;
+  test_client cl{context_for(f.rt, {f.c})};
   cl.feed(resp_command({"SET", "k", "v"}) + resp_command({"EXPIRE", "k", "100"}) +
           resp_command({"SET", "k", "w"}) + resp_command({"PTTL", "k"}));
   CHECK_FALSE(cl.s->wants_input()); // the EXPIRE waits for the SET's store write
-  db->gate.release();
+  f.db->gate.release();
   // EXPIRE answered 0 before: it ran on the table before the SET was in.
   CHECK(cl.replies(4) == replies{"+OK\r\n", ":1\r\n", "+OK\r\n", ":-1\r\n"});
 }
 
 TEST_CASE("session: writes of a key that go the same way stay pipelined",
           "[resp_session][order]") {
-  auto db = std::make_shared<gated_store>();
-  runtime rt;
-  auto c = must(rt.create_cache(write_through(db)));
-  testing::release_on_exit open_gate{db->gate};
-  test_client cl{context_for(rt, {c})};
+  testing::gated_cache f;
+  test_client cl{context_for(f.rt, {f.c})};
   std::string pipeline;
   for (int i = 0; i < 8; ++i)
     pipeline += resp_command({"SET", "k", std::to_string(i)});
@@ -74,7 +63,7 @@ TEST_CASE("session: writes of a key that go the same way stay pipelined",
   // another of the same way (INCR j and EXPIRE m are different keys).
   CHECK(cl.ctx->counters.total_commands.load() == 16);
   CHECK(cl.s->wants_input());
-  db->gate.release();
+  f.db->gate.release();
   auto got = cl.replies(16);
   REQUIRE(got.size() == 16);
   CHECK(got[15] == ":0\r\n");
