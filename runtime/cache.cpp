@@ -3,6 +3,7 @@
 #include "runtime/cache_core.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -167,6 +168,30 @@ caf::error stopped() {
   return make_error(errc::shut_down, "the karlton runtime has stopped");
 }
 
+caf::error flusher_silent() {
+  return make_error(errc::timeout, "the flusher did not answer in time");
+}
+
+// What a failed request to the flusher reports. Once shutdown began, the
+// flusher's answer is not a result, except a success, which it gives only for
+// writes that are stored.
+caf::error flusher_failed(caf::error err, const detail::gate& g) {
+  if (g.closed.load(std::memory_order_acquire)) return stopped();
+  if (err == caf::sec::request_timeout) return flusher_silent();
+  return err;
+}
+
+// A force_flush_async waiting for the flusher's answer; `pass` (declared
+// after the gate it counts on) is released with the last copy.
+struct flush_waiter {
+  flush_waiter(std::shared_ptr<detail::gate> g,
+               detail::callback_fn<void(caf::expected<caf::unit_t>)> f)
+    : gate(std::move(g)), pass(*gate), done(std::move(f)) {}
+  std::shared_ptr<detail::gate> gate;
+  detail::system_pass pass;
+  detail::callback_fn<void(caf::expected<caf::unit_t>)> done;
+};
+
 // Asks the flusher of `core` and waits for the answer (rare calls: a
 // scoped_actor's cost does not matter here); `if_none` without write-back.
 template <class T, class... Ts>
@@ -177,23 +202,15 @@ caf::expected<T> ask_flusher(const detail::cache_core& core, T if_none,
   if (!pass) return stopped();
   if (!core.flusher) return if_none;
   if (detail::on_scheduler_thread(g)) return detail::blocking_refused();
-  caf::expected<T> out = make_error(errc::timeout, "the flusher did not answer in time");
+  caf::expected<T> out = flusher_silent();
   {
     caf::scoped_actor self{core.flusher->home_system()};
     self->request(core.flusher, timeout, xs...)
       .receive([&](T& x) { out = std::move(x); },
-               [&](caf::error& err) {
-                 if (err == caf::sec::request_timeout)
-                   out = make_error(errc::timeout, "the flusher did not answer in time");
-                 else
-                   out = std::move(err);
-               });
+               [&](caf::error& err) { out = flusher_failed(std::move(err), g); });
   }
   // As in runtime.cpp: do not keep the system's logger alive from this thread.
   caf::logger::set_current_actor_system(nullptr);
-  // Shutdown began meanwhile: the flusher's answer is not a result, except a
-  // success, which it gives only for writes that are stored.
-  if (!out && g.closed.load(std::memory_order_acquire)) return stopped();
   return out;
 }
 
@@ -203,6 +220,23 @@ caf::error cache::force_flush(caf::timespan timeout) const {
   auto r =
     ask_flusher<caf::ok_atom>(*core_, caf::ok_atom::value, timeout, flush_atom::value);
   return r ? caf::error{} : std::move(r.error());
+}
+
+void cache::force_flush_async_fn(caf::timespan timeout, callback<unit> f) const {
+  // The pass is held until the flusher answers, as a blocking force_flush
+  // holds it: shutdown clears the flusher's handle and lets the actor system
+  // go only after. The answer comes: a drained flusher answers its waiters
+  // and a request to a stopped one bounces.
+  auto w = std::make_shared<flush_waiter>(core_->runtime_gate, std::move(f));
+  if (!w->pass) return w->done(stopped());
+  if (!core_->flusher) return w->done(unit{});
+  // One short-lived actor per call, to receive the answer: FLUSH is rare.
+  core_->flusher->home_system().spawn([flusher = core_->flusher, timeout,
+                                       w](caf::event_based_actor* self) {
+    self->request(flusher, timeout, flush_atom::value)
+      .then([w](caf::ok_atom) { w->done(unit{}); },
+            [w](caf::error& err) { w->done(flusher_failed(std::move(err), *w->gate)); });
+  });
 }
 
 caf::expected<uint64_t> cache::dirty_count() const {

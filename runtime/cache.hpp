@@ -215,6 +215,14 @@ public:
   /// Returns once every write that was dirty when it was called is in the
   /// store (at once for caches without write-back). Waits up to `timeout`.
   caf::error force_flush(caf::timespan timeout = std::chrono::seconds{60}) const;
+  /// `force_flush` without waiting: calls `f(caf::expected<unit>)` once those
+  /// writes are stored, or with the error (`timeout` after `timeout`). `f`
+  /// runs on a thread of the actor system, or on the caller's when the call
+  /// ends at once (no write-back, `shut_down`). Callable inside an actor.
+  template <class F>
+  void force_flush_async(caf::timespan timeout, F f) const {
+    force_flush_async_fn(timeout, callback<unit>(std::move(f)));
+  }
   /// Writes the store does not have yet (0 without write-back).
   caf::expected<uint64_t> dirty_count() const;
   /// The flusher's counters (all zero without write-back).
@@ -390,6 +398,7 @@ private:
                                 callback<bool> f) const;
   void set_ttl_async_fn(std::string_view key, std::optional<caf::timespan> left,
                         callback<remaining_ttl> f) const;
+  void force_flush_async_fn(caf::timespan timeout, callback<unit> f) const;
 
   using deadline_t = std::chrono::steady_clock::time_point;
 

@@ -1,6 +1,6 @@
 // karlton's own commands (plan §5): KARLTON.PUT (dependencies), KARLTON.LOAD
-// (read-through), and the blocking-only ones run on the pool: INVALIDATE,
-// EMIT, FLUSH, GRAPH, STATS.
+// (read-through), FLUSH (the flusher's answer), and the blocking-only ones
+// run on the pool: INVALIDATE, EMIT, GRAPH, STATS.
 #include <algorithm>
 #include <chrono>
 #include <string>
@@ -48,10 +48,8 @@ void put(command_call& c) {
     }
   }
   auto r = c.defer();
-  c.db().put_async(c.args[1], c.args[2], t, deps, [r](caf::expected<cache::unit> x) {
-    if (!x) return r.fail(x.error());
-    r.finish([](reply_writer& w) { w.simple("OK"); });
-  });
+  c.db().put_async(c.args[1], c.args[2], t, deps,
+                   [r](caf::expected<cache::unit> x) { reply_ok(r, x); });
 }
 
 // KARLTON.LOAD key: the cached value or the loader's; nil if neither has it.
@@ -93,7 +91,9 @@ void emit(command_call& c) {
 }
 
 // KARLTON.FLUSH [ms]: waits until the selected cache's dirty writes are in
-// its store, at most 10 s (the server's stop joins the pool).
+// its store, at most 10 s. The reply comes from the flusher's answer, not from
+// a pool thread: a slow store held a thread for the whole wait, and two
+// clients held the pool's two, stalling every command that needs it.
 void flush(command_call& c) {
   if (c.args.size() > 2) return c.reply().error("syntax error");
   int64_t ms = 10000;
@@ -102,11 +102,8 @@ void flush(command_call& c) {
   if (c.session.context().caches.empty())
     return c.reply().error("no cache to serve: karlton-node has no caches");
   auto wait = std::chrono::milliseconds{std::min<int64_t>(ms, 10000)};
-  on_pool(c, [wait](const cache& db, const deferred_reply& r) {
-    auto err = db.force_flush(wait);
-    if (err) return r.fail(err);
-    r.finish([](reply_writer& w) { w.simple("OK"); });
-  });
+  auto r = c.defer();
+  c.db().force_flush_async(wait, [r](caf::expected<cache::unit> x) { reply_ok(r, x); });
 }
 
 // KARLTON.GRAPH [JSON|DOT]: the dependency graph of every cache.

@@ -24,19 +24,6 @@ void reply_value(const deferred_reply& r, const caf::expected<value>& v) {
     });
 }
 
-/// "+OK", or the error: the blocking calls' form (an error or none)...
-void reply_ok(const deferred_reply& r, const caf::error& err) {
-  if (err)
-    r.fail(err);
-  else
-    r.finish([](reply_writer& w) { w.simple("OK"); });
-}
-
-/// ...and the callbacks' form.
-void reply_ok(const deferred_reply& r, const caf::expected<cache::unit>& x) {
-  reply_ok(r, x ? caf::error{} : x.error());
-}
-
 void get(command_call& c) {
   auto r = c.defer();
   c.db().get_async(c.args[1], [r](caf::expected<value> v) { reply_value(r, v); });

@@ -21,6 +21,19 @@ inline bool needs_blocking_writes(const cache& db) {
   return db.options().distributed == distribution::sync;
 }
 
+/// "+OK", or the error: the blocking calls' form (an error or none)...
+inline void reply_ok(const deferred_reply& r, const caf::error& err) {
+  if (err)
+    r.fail(err);
+  else
+    r.finish([](reply_writer& w) { w.simple("OK"); });
+}
+
+/// ...and the callbacks' form.
+inline void reply_ok(const deferred_reply& r, const caf::expected<cache::unit>& x) {
+  reply_ok(r, x ? caf::error{} : x.error());
+}
+
 /// Runs `f(db, reply)` on the blocking pool, for the selected database;
 /// "-ERR busy" when the pool's queue is full. `f` must own what it uses.
 template <class F>

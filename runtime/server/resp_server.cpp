@@ -235,7 +235,7 @@ void resp_server::impl::stop(std::chrono::milliseconds grace) {
   // moment (unread input at our close sends a RST).
   wait_until(clock::now() + linger_at_stop,
              [](io_thread& t) { return t.connections.empty(); });
-  // Jobs not started by now are dropped: each could take a FLUSH's 10 s.
+  // Jobs not started by now are dropped: each could take a call-timeout.
   shared.pool_closing.store(true, std::memory_order_release);
   for (auto& t : threads)
     run_on(*t, [&] {
@@ -254,8 +254,8 @@ void resp_server::impl::stop(std::chrono::milliseconds grace) {
     t->io.poll();
   }
   // Only the jobs already running (one per pool thread) are waited for;
-  // KARLTON.FLUSH is capped, so this is bounded. Their completions find
-  // detached sessions.
+  // each is a blocking call bounded by its timeout, so this is bounded.
+  // Their completions find detached sessions.
   shared.pool.join();
 }
 

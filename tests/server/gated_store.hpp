@@ -1,15 +1,17 @@
-// A store whose writes the test holds back, and a write-through cache over
-// it: the session tests' way to keep a write in flight for as long as they
-// need.
+// A store whose writes the test holds back, and a cache over it: the session
+// and server tests' way to keep a write in flight (write-through) or a flush
+// waiting (write-back) for as long as they need.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "support/eventually.hpp"
 #include "support/latch.hpp"
 #include "support/must.hpp"
 #include <karlton/runtime/runtime.hpp>
@@ -40,27 +42,43 @@ public:
   }
 };
 
-inline cache_options write_through(std::shared_ptr<store> db) {
+/// Options of a cache "wt" of two shards over `db`, written in `mode`; under
+/// write-back only force_flush (or a full batch) stores, never the interval.
+inline cache_options gated_options(std::shared_ptr<store> db,
+                                   write_mode mode = write_mode::write_through) {
   cache_options o;
   o.name = "wt";
   o.shards = 2;
   o.backing_store = std::move(db);
-  o.writes = write_mode::write_through;
+  o.writes = mode;
+  if (mode == write_mode::write_back) o.flush_interval = std::chrono::hours{1};
   return o;
 }
 
-/// A runtime with one write-through cache over a gated store. The gate
+/// A runtime with one cache over a gated store (`gated_options`). The gate
 /// opens when it goes, before the runtime stops, also when a failed REQUIRE
 /// ends the test early.
 struct gated_cache {
-  gated_cache() : c(must(rt.create_cache(write_through(db)))) {}
+  explicit gated_cache(write_mode mode = write_mode::write_through)
+    : c(must(rt.create_cache(gated_options(db, mode)))) {}
 
-  /// Puts `bytes` under `key` past the gate: on success the store has it.
+  /// Puts `bytes` under `key` past the gate: on success a write-through
+  /// cache's store has it.
   caf::error put_stored(std::string_view key, std::string_view bytes) {
     db->holding = false;
     auto err = c.put(key, bytes);
     db->holding = true;
     return err;
+  }
+
+  /// True once a write waits at the gate (false after 10 s).
+  bool write_held() {
+    return eventually([this] { return db->writes_waiting.load() > 0; });
+  }
+
+  /// What the store has under `key` (nullopt: nothing).
+  std::optional<std::string> stored(std::string_view key) {
+    return must(db->inner->load(key));
   }
 
   std::shared_ptr<gated_store> db = std::make_shared<gated_store>();

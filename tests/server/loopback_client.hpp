@@ -70,6 +70,12 @@ public:
   /// What arrived and was not read yet.
   std::string rest() { return std::exchange(buffer_, {}); }
 
+  /// What has arrived by now and was not read yet, without waiting.
+  std::string read_now() {
+    read_some(0);
+    return rest();
+  }
+
 private:
   void read_some(int timeout_ms) {
     pollfd p{fd_, POLLIN, 0};

@@ -1,7 +1,8 @@
 // The RESP server over loopback sockets with real sessions: over a cache in
 // this process (a client that does not read is paused, one that reads gets
-// every reply through pauses and resumes), and in karlton-node (its RESP
-// port, bad RESP options). With a fake session: resp_server.test.cpp.
+// every reply through pauses and resumes, KARLTON.FLUSH leaves the pool
+// free), and in karlton-node (its RESP port, bad RESP options). With a fake
+// session: resp_server.test.cpp.
 #include <catch2/catch.hpp>
 
 #include <sys/wait.h>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "runtime/server/resp_server.hpp"
+#include "server/gated_store.hpp"
 #include "server/loopback_client.hpp"
 #include "support/eventually.hpp"
 #include "support/node_process.hpp"
@@ -110,6 +112,37 @@ TEST_CASE("a client that reads gets every reply of a pipeline through pauses and
     CHECK(got.substr(got.size() - reply.size()) == reply);
   }
   f.server->stop();
+}
+
+TEST_CASE("KARLTON.FLUSH waiting for a slow store holds no pool thread: another "
+          "client's pool command is answered meanwhile",
+          "[resp-server][flush]") {
+  karlton::testing::gated_cache f{karlton::write_mode::write_back};
+  srv::resp_server server{f.rt, {f.c.without_queue_wait()}, srv::resp_options{}};
+  auto port = server.start();
+  REQUIRE(port);
+  const auto& counters = server.context().counters;
+  client a{*port}, b{*port}, other{*port};
+  REQUIRE(a.send("SET k v\r\n"));
+  REQUIRE(a.read(5) == "+OK\r\n");
+  // Each FLUSH waits until the store, held at its gate, takes the dirty write.
+  // The PING behind a FLUSH runs once the FLUSH ran (and had handed its wait
+  // to the pool, before the fix).
+  REQUIRE(a.send("KARLTON.FLUSH\r\nPING\r\n"));
+  REQUIRE(f.write_held());
+  REQUIRE(b.send("KARLTON.FLUSH\r\nPING\r\n"));
+  REQUIRE(eventually([&] { return counters.total_commands == 5; }));
+  // KARLTON.INVALIDATE runs on the pool: it waited behind both FLUSHes, which
+  // held the pool's two threads until they gave up after 10 s.
+  REQUIRE(other.send("KARLTON.INVALIDATE t\r\n"));
+  CHECK(other.read(4) == ":0\r\n");
+  CHECK(a.read_now() == "");
+  CHECK(b.read_now() == "");
+  CHECK(f.db->writes_waiting == 1);
+  f.db->gate.release();
+  CHECK(a.read(12) == "+OK\r\n+PONG\r\n");
+  CHECK(b.read(12) == "+OK\r\n+PONG\r\n");
+  server.stop();
 }
 
 TEST_CASE("karlton-node prints the port it serves the Redis protocol on",

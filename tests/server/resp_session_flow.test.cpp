@@ -1,5 +1,6 @@
 // The session's flow control (plan §4.2, §4.3): the read-your-writes barrier
-// under write-through, the in-flight bound, pushes, detach, a full pool.
+// under write-through, the in-flight bound, pushes, detach, a full pool, and
+// KARLTON.FLUSH, which needs none.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -212,6 +213,21 @@ TEST_CASE("session: a full blocking pool answers busy", "[resp_session]") {
   CHECK(cl.call({"KARLTON.INVALIDATE", "t"}) == "-ERR busy\r\n");
   cl.host->refuse_jobs = false;
   CHECK(cl.call({"KARLTON.INVALIDATE", "t"}) == ":0\r\n");
+}
+
+TEST_CASE("session: KARLTON.FLUSH hands the pool no job and is answered, in its place, "
+          "once the store has the writes",
+          "[resp_session][flush]") {
+  testing::gated_cache f{write_mode::write_back};
+  test_client cl{context_for(f.rt, {f.c}), /*threads*/ 0};
+  REQUIRE(cl.call({"SET", "k", "v"}) == "+OK\r\n");
+  cl.feed(resp_command({"KARLTON.FLUSH"}) + resp_command({"PING"}));
+  // Before: one pool job, which held its thread until the store answered.
+  CHECK(cl.host->queued() == 0);
+  CHECK(cl.collect_now().empty()); // the PING's reply waits behind the FLUSH's
+  f.db->gate.release();
+  CHECK(cl.replies(2) == std::vector<std::string>{"+OK\r\n", "+PONG\r\n"});
+  CHECK(f.stored("k") == "v");
 }
 
 TEST_CASE("session: replies held for the socket stay near the output limit, and MGET "
