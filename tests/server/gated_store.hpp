@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,14 +44,17 @@ public:
 };
 
 /// Options of a cache "wt" of two shards over `db`, written in `mode`; under
-/// write-back only force_flush (or a full batch) stores, never the interval.
+/// write-back at most `max_dirty` writes wait, and only force_flush (or a
+/// full batch) stores them, never the interval.
 inline cache_options gated_options(std::shared_ptr<store> db,
-                                   write_mode mode = write_mode::write_through) {
+                                   write_mode mode = write_mode::write_through,
+                                   uint64_t max_dirty = cache_options{}.max_dirty) {
   cache_options o;
   o.name = "wt";
   o.shards = 2;
   o.backing_store = std::move(db);
   o.writes = mode;
+  o.max_dirty = max_dirty;
   if (mode == write_mode::write_back) o.flush_interval = std::chrono::hours{1};
   return o;
 }
@@ -59,8 +63,9 @@ inline cache_options gated_options(std::shared_ptr<store> db,
 /// opens when it goes, before the runtime stops, also when a failed REQUIRE
 /// ends the test early.
 struct gated_cache {
-  explicit gated_cache(write_mode mode = write_mode::write_through)
-    : c(must(rt.create_cache(gated_options(db, mode)))) {}
+  explicit gated_cache(write_mode mode = write_mode::write_through,
+                       uint64_t max_dirty = cache_options{}.max_dirty)
+    : c(must(rt.create_cache(gated_options(db, mode, max_dirty)))) {}
 
   /// Puts `bytes` under `key` past the gate: on success a write-through
   /// cache's store has it.

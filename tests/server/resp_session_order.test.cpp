@@ -2,6 +2,7 @@
 // reach the shard (plan §4.3): put, compute, TTL change, blocking pool.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <set>
 #include <string>
 #include <vector>
@@ -192,4 +193,21 @@ TEST_CASE("session: an oversized value in a batch of SETs fails only its own SET
   CHECK_FALSE(must(c0.get("b")));
   CHECK(must(c0.get("c")).bytes() == "3");
   CHECK(must(c1.get("a")).bytes() == "db1");
+}
+
+TEST_CASE("session: a pipelined KARLTON.FLUSH after a SET under write-back waits for the "
+          "SET and stores it",
+          "[resp_session][order][flush]") {
+  // At most one dirty write: "a", held by the store, keeps the SET parked in
+  // its shard, not yet handed to the flusher, until the store takes "a".
+  testing::gated_cache f{write_mode::write_back, 1};
+  REQUIRE_FALSE(f.c.put("a", "1"));
+  f.c.force_flush_async(std::chrono::seconds{10}, [](caf::expected<cache::unit>) {});
+  REQUIRE(f.write_held());
+  test_client cl{context_for(f.rt, {f.c})};
+  cl.feed(resp_command({"SET", "k", "v"}) + resp_command({"KARLTON.FLUSH"}));
+  f.db->gate.release();
+  CHECK(cl.replies(2) == replies{"+OK\r\n", "+OK\r\n"});
+  // Before, the FLUSH ran beside the parked SET and waited for "a" only.
+  CHECK(f.stored("k") == "v");
 }
