@@ -1,0 +1,189 @@
+#include "actors/link_auth.hpp"
+
+#include <memory>
+#include <utility>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+namespace karlton {
+
+namespace {
+
+// SHA-256 of fields fed one by one, each length-prefixed (8 bytes,
+// big-endian) as in the handshake, so no two different contents encode to
+// the same bytes. Fields gather in a buffer hashed every few KiB: one
+// EVP_DigestUpdate per field cost more than the hashing of a short one.
+class content_hash {
+public:
+  content_hash() : ctx_(EVP_MD_CTX_new(), &EVP_MD_CTX_free) {
+    ok_ = ctx_ && EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) == 1;
+    buf_.reserve(flush_at + 512);
+  }
+
+  void u64(uint64_t x) {
+    for (int shift = 56; shift >= 0; shift -= 8)
+      buf_ += static_cast<char>((x >> shift) & 0xff);
+  }
+
+  void field(const std::string& x) {
+    u64(x.size());
+    if (x.size() >= flush_at) {
+      flush();
+      update(x.data(), x.size());
+      return;
+    }
+    buf_ += x;
+    if (buf_.size() >= flush_at) flush();
+  }
+
+  // Empty if OpenSSL failed (allocation): a digest no MAC check accepts,
+  // since `same_mac` refuses an empty MAC and the MAC of an empty digest
+  // differs from the sender's.
+  std::string finish() {
+    flush();
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (!ok_ || EVP_DigestFinal_ex(ctx_.get(), out, &len) != 1) return {};
+    return std::string{reinterpret_cast<const char*>(out), len};
+  }
+
+private:
+  // Hashed in pieces of about 4 KiB: large enough that the calls cost
+  // little, small enough to stay in L1.
+  static constexpr size_t flush_at = 4096;
+
+  void update(const char* data, size_t n) {
+    if (ok_ && n > 0) ok_ = EVP_DigestUpdate(ctx_.get(), data, n) == 1;
+  }
+
+  void flush() {
+    update(buf_.data(), buf_.size());
+    buf_.clear();
+  }
+
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx_;
+  bool ok_ = false;
+  std::string buf_;
+};
+
+const char* label(link_message kind) {
+  switch (kind) {
+  case link_message::join:
+    return "karlton-v2 join";
+  case link_message::join_reply:
+    return "karlton-v2 join reply";
+  case link_message::batch:
+    return "karlton-v2 batch";
+  case link_message::leave:
+    return "karlton-v2 leave";
+  case link_message::ack:
+    return "karlton-v2 ack";
+  }
+  return "karlton-v2 unknown";
+}
+
+void put_member(content_hash& h, const member_info& m) {
+  h.field(m.name);
+  h.field(m.host);
+  h.u64(m.port);
+  h.u64(m.incarnation);
+}
+
+} // namespace
+
+std::string batch_digest(const invalidation_batch& b) {
+  content_hash h;
+  h.field(b.origin);
+  h.u64(b.incarnation);
+  h.u64(b.first_seq);
+  h.u64(b.items.size());
+  for (auto& x : b.items) {
+    h.u64(static_cast<uint64_t>(x.kind));
+    h.field(x.cache);
+    h.field(x.name);
+    h.field(x.data);
+    h.u64(static_cast<uint64_t>(x.issued_ns));
+  }
+  return h.finish();
+}
+
+std::string members_digest(const std::vector<member_info>& members, uint64_t next_seq) {
+  content_hash h;
+  h.u64(members.size());
+  for (auto& m : members)
+    put_member(h, m);
+  h.u64(next_seq);
+  return h.finish();
+}
+
+std::string number_digest(uint64_t x) {
+  content_hash h;
+  h.u64(x);
+  return h.finish();
+}
+
+std::string link_mac(const std::string& key, link_message kind, uint64_t counter,
+                     const std::string& digest) {
+  // Framed as the content is: label, counter and digest can never run into
+  // each other.
+  std::string message;
+  message.reserve(80);
+  auto put_u64 = [&message](uint64_t x) {
+    for (int shift = 56; shift >= 0; shift -= 8)
+      message += static_cast<char>((x >> shift) & 0xff);
+  };
+  std::string kind_label = label(kind);
+  put_u64(kind_label.size());
+  message += kind_label;
+  put_u64(counter);
+  put_u64(digest.size());
+  message += digest;
+  return hmac_sha256(key, message);
+}
+
+bool same_mac(const std::string& a, const std::string& b) {
+  return !a.empty() && a.size() == b.size() &&
+         CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+link_tag first_tag(const link_keys& keys, link_message kind, const std::string& digest) {
+  return link_tag{0, link_mac(keys.send, kind, 0, digest)};
+}
+
+bool check_first_tag(const link_keys& keys, link_message kind, const std::string& digest,
+                     const link_tag& t) {
+  return t.counter == 0 && !digest.empty() &&
+         same_mac(t.mac, link_mac(keys.receive, kind, 0, digest));
+}
+
+// -- peer_link ------------------------------------------------------------------
+
+void peer_link::established(handshake_role my_role, link_keys keys) {
+  auto i = my_role == handshake_role::initiator ? 0 : 1;
+  links_[i] = one{std::move(keys), 0, 0, true};
+  current_ = i;
+}
+
+peer_link::sealed peer_link::seal(link_message kind, const std::string& digest) {
+  if (current_ < 0) return {}; // no link: a tag nobody accepts
+  auto& l = links_[current_];
+  auto counter = ++l.sent;
+  return {link_tag{counter, link_mac(l.keys.send, kind, counter, digest)},
+          link_mac(l.keys.receive, link_message::ack, counter, {})};
+}
+
+std::optional<std::string> peer_link::open(link_message kind, const std::string& digest,
+                                           const link_tag& t) {
+  if (digest.empty()) return std::nullopt;
+  for (auto& l : links_) {
+    // The counter first: a replay costs no HMAC.
+    if (!l.set || t.counter <= l.received) continue;
+    if (!same_mac(t.mac, link_mac(l.keys.receive, kind, t.counter, digest))) continue;
+    l.received = t.counter;
+    return link_mac(l.keys.send, link_message::ack, t.counter, {});
+  }
+  return std::nullopt;
+}
+
+} // namespace karlton
