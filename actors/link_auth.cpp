@@ -29,16 +29,22 @@ EVP_MD_CTX* digest_context() {
   return ctx.get();
 }
 
-// SHA-256 of fields fed one by one, each length-prefixed (8 bytes,
-// big-endian) as in the handshake, so no two different contents encode to
-// the same bytes. Fields gather in a buffer hashed every few KiB: one
-// EVP_DigestUpdate per field cost more than the hashing of a short one.
+// SHA-256 of fields fed one by one, each string prefixed by its length, so
+// no two different contents encode to the same bytes. The framing is kept
+// short because a batch's invalidations are hashed on the hot path (about
+// 37 bytes for a key of 11 bytes in cache "users", 64 with 8-byte lengths):
+// a length takes 4 bytes (big-endian), or 0xffffffff and 8 bytes if it does
+// not fit, which no message can hold (BASP frames are under 4 GiB). Fields
+// gather in this thread's buffer, hashed every few KiB: one
+// EVP_DigestUpdate per field costs more than hashing a short one.
 class content_hash {
 public:
-  content_hash() : ctx_(digest_context()) {
+  content_hash() : ctx_(digest_context()), buf_(buffer()) {
     ok_ = ctx_ != nullptr && EVP_DigestInit_ex(ctx_, sha256(), nullptr) == 1;
-    buf_.reserve(flush_at + 512);
+    buf_.clear();
   }
+
+  void u8(uint8_t x) { buf_ += static_cast<char>(x); }
 
   void u64(uint64_t x) {
     char bytes[8];
@@ -48,7 +54,15 @@ public:
   }
 
   void field(const std::string& x) {
-    u64(x.size());
+    if (x.size() < 0xffffffff) {
+      char bytes[4];
+      for (int i = 0; i < 4; ++i)
+        bytes[i] = static_cast<char>((x.size() >> (24 - 8 * i)) & 0xff);
+      buf_.append(bytes, 4);
+    } else {
+      buf_.append(4, '\xff');
+      u64(x.size());
+    }
     if (x.size() >= flush_at) {
       flush();
       update(x.data(), x.size());
@@ -74,6 +88,15 @@ private:
   // little, small enough to stay in L1.
   static constexpr size_t flush_at = 4096;
 
+  static std::string& buffer() {
+    thread_local std::string buf = [] {
+      std::string b;
+      b.reserve(flush_at + 64);
+      return b;
+    }();
+    return buf;
+  }
+
   void update(const char* data, size_t n) {
     if (ok_ && n > 0) ok_ = EVP_DigestUpdate(ctx_, data, n) == 1;
   }
@@ -83,9 +106,10 @@ private:
     buf_.clear();
   }
 
-  EVP_MD_CTX* ctx_; // this thread's (`digest_context`): one content_hash at a time
+  // This thread's context and buffer: one content_hash at a time per thread.
+  EVP_MD_CTX* ctx_;
+  std::string& buf_;
   bool ok_ = false;
-  std::string buf_;
 };
 
 const char* label(link_message kind) {
@@ -151,7 +175,7 @@ std::string batch_digest(const invalidation_batch& b) {
   h.u64(b.first_seq);
   h.u64(b.items.size());
   for (auto& x : b.items) {
-    h.u64(static_cast<uint64_t>(x.kind));
+    h.u8(static_cast<uint8_t>(x.kind));
     h.field(x.cache);
     h.field(x.name);
     h.field(x.data);
@@ -213,7 +237,9 @@ bool check_first_tag(const link_keys& keys, link_message kind, const std::string
 
 void peer_link::established(handshake_role my_role, link_keys keys) {
   auto i = my_role == handshake_role::initiator ? 0 : 1;
-  links_[i] = one{std::move(keys), 0, 0, true};
+  links_[i] = one{};
+  links_[i].keys = std::move(keys);
+  links_[i].set = true;
   current_ = i;
 }
 
@@ -230,12 +256,30 @@ std::optional<std::string> peer_link::open(link_message kind, const std::string&
   if (digest.empty()) return std::nullopt;
   for (auto& l : links_) {
     // The counter first: a replay costs no HMAC.
-    if (!l.set || t.counter <= l.received) continue;
+    if (!l.set || !fresh(l, t.counter)) continue;
     if (!same_mac(t.mac, link_mac(l.keys.receive, kind, t.counter, digest))) continue;
-    l.received = t.counter;
+    take(l, t.counter);
     return link_mac(l.keys.send, link_message::ack, t.counter, {});
   }
   return std::nullopt;
+}
+
+bool peer_link::fresh(const one& l, uint64_t counter) {
+  if (counter == 0) return false; // a join's or a reply's, never a counted message
+  if (counter > l.received) return true;
+  auto back = l.received - counter;
+  return back < replay_window && (l.seen & (uint64_t{1} << back)) == 0;
+}
+
+void peer_link::take(one& l, uint64_t counter) {
+  if (counter > l.received) {
+    auto shift = counter - l.received;
+    l.seen = shift >= replay_window ? 0 : l.seen << shift;
+    l.seen |= 1;
+    l.received = counter;
+  } else {
+    l.seen |= uint64_t{1} << (l.received - counter);
+  }
 }
 
 } // namespace karlton

@@ -9,12 +9,11 @@
 //
 // where the content is the message's fields, each length-prefixed, and the
 // counter grows by one with each message on the link in that direction. The
-// receiver checks the tag before it acts on the message and only accepts a
-// counter above the last it accepted: a forged, altered or replayed message
-// is refused. The content is hashed once per batch, whatever the number of
-// members; each member costs one HMAC over under 80 bytes to seal and one
-// to check (and one each for the acknowledgement, bound to the batch's
-// counter).
+// receiver checks the tag before it acts on the message and takes each
+// counter once (and none far below the highest taken): a forged, altered or
+// replayed message is refused. The content is hashed once per batch, whatever the number
+// of members; each member costs one HMAC over under 80 bytes to seal and one to check
+// (and one each for the acknowledgement, bound to the batch's counter).
 //
 // What is not covered: the messages are not encrypted (anyone on the path
 // reads which keys are invalidated; `tls=true` hides them), and the
@@ -100,20 +99,31 @@ public:
   sealed seal(link_message kind, const std::string& digest);
 
   /// Checks a received message of `kind` whose content hashes to `digest`
-  /// against either link: the MAC, and a counter above the last accepted on
-  /// that link. If it holds, the counter is taken and the result is the MAC
-  /// of the acknowledgement to answer with; else nullopt (forged, altered,
-  /// replayed, or under a link replaced since).
+  /// against either link: the MAC, and a counter not taken before on that
+  /// link and less than `replay_window` below the highest taken. If it
+  /// holds, the counter is taken and the result is the MAC of the
+  /// acknowledgement to answer with; else nullopt (forged, altered,
+  /// replayed, too old, or under a link replaced since).
   std::optional<std::string> open(link_message kind, const std::string& digest,
                                   const link_tag& t);
+
+  /// How far below the highest counter taken a message may still arrive
+  /// (once): CAF delivers one actor's messages to another in order, so this
+  /// only spares an honest message that a change of connection overtook, as
+  /// IPsec's and DTLS's windows do (RFC 4303, 3.4.3).
+  static constexpr uint64_t replay_window = 64;
 
 private:
   struct one {
     link_keys keys;
     uint64_t sent = 0;     // the counter of the last message sealed
-    uint64_t received = 0; // the highest counter accepted
+    uint64_t received = 0; // the highest counter taken
+    uint64_t seen = 0;     // bit i: `received - i` was taken
     bool set = false;
   };
+
+  static bool fresh(const one& l, uint64_t counter);
+  static void take(one& l, uint64_t counter);
   std::array<one, 2> links_; // by this node's role: initiator, responder
   int current_ = -1;         // the one sent under
 };
