@@ -3,6 +3,8 @@
 // and `member_table`'s; joining and losing members is in peer_membership.cpp.
 #include "actors/peer_actor.hpp"
 
+#include <optional>
+
 #include <caf/all.hpp>
 
 #include "actors/link_auth.hpp"
@@ -215,7 +217,7 @@ void send_batch(self_ptr self, bool even_empty) {
   auto& st = self->state;
   do {
     auto out = st.core->send_batch(st.members->names(), even_empty);
-    // Hashed once, MAC'd per member (one short HMAC each).
+    // Hashed once; per member, two short HMACs (its tag, the expected ack).
     auto digest = out.to.empty() ? std::string{} : batch_digest(out.batch);
     for (auto& [name, mark] : out.to)
       send_to(self, name, mark, out.batch, digest, st.setup.member_timeout);
