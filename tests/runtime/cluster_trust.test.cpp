@@ -1,9 +1,10 @@
 // What a node may trust of the others: a clean leave still shows a gap in
 // the numbering (rule 6), flow control bounds what a slow member holds
 // unapplied while its origin runs flat out, and a member's messages count
-// only with its link MAC (forged or replayed ones are ignored). Nodes are runtimes in one
-// process over loopback TCP; the slow member is a peer actor in front of a
-// shard double that applies at a fixed rate. Waits are bounded polls.
+// only with its link MAC (forged or replayed ones are ignored, also when two
+// nodes shook hands each way). Nodes are runtimes in one process over
+// loopback TCP; the slow member is a peer actor in front of a shard double
+// that applies at a fixed rate. Waits are bounded polls.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -326,6 +327,37 @@ TEST_CASE("a member's batch or leave replayed is ignored and counted",
   auto s = must(victim.cluster_stats());
   CHECK(s.unauthenticated_messages == 2);
   CHECK(s.gaps == 0);
+}
+
+TEST_CASE("two nodes that join each other at once keep authenticating each other's "
+          "messages",
+          "[cluster][trust]") {
+  // Each side completes two handshakes with the other, one per role, in an
+  // order neither controls: both links must stay valid (see peer_link).
+  log_lines log;
+  runtime a, b;
+  must(a.start_cluster(options("a", log)));
+  must(b.start_cluster(options("b", log)));
+  auto users_a = must(a.create_cache(users_options(a, distribution::sync)));
+  auto users_b = must(b.create_cache(users_options(b, distribution::sync)));
+  for (int round = 0; round < 5; ++round) {
+    std::thread other{[&] { CHECK_FALSE(b.join("127.0.0.1", a.cluster_port())); }};
+    CHECK_FALSE(a.join("127.0.0.1", b.cluster_port()));
+    other.join();
+    REQUIRE(must(users_a.get_or_load("k")).str() == "v1");
+    REQUIRE(must(users_b.get_or_load("k")).str() == "v1");
+    REQUIRE(must(users_a.erase("k")));
+    CHECK_FALSE(must(users_b.contains("k")));
+    REQUIRE(must(users_b.get_or_load("k")).str() == "v1");
+    REQUIRE(must(users_b.erase("k")));
+    CHECK_FALSE(must(users_a.contains("k")));
+  }
+  for (auto* rt : {&a, &b}) {
+    auto s = must(rt->cluster_stats());
+    CHECK(s.unauthenticated_messages == 0);
+    CHECK(s.sync_timeouts == 0);
+    CHECK(must(rt->members()).size() == 1);
+  }
 }
 
 TEST_CASE("a slow member holds at most max-unacked invalidations while its origin runs "
