@@ -76,6 +76,24 @@ std::string handshake_proof(const std::string& secret, handshake_role role,
   return hmac_sha256(secret, message);
 }
 
+link_keys derive_link_keys(const std::string& secret, handshake_role role,
+                           const handshake_transcript& t) {
+  auto key = [&](const char* direction) {
+    std::string message;
+    put_field(message, direction);
+    put_party(message, t.initiator);
+    put_party(message, t.responder);
+    put_field(message, t.initiator_nonce);
+    put_field(message, t.responder_nonce);
+    return hmac_sha256(secret, message);
+  };
+  auto from_initiator = key("karlton-v2 link initiator");
+  auto from_responder = key("karlton-v2 link responder");
+  if (role == handshake_role::initiator)
+    return {std::move(from_initiator), std::move(from_responder)};
+  return {std::move(from_responder), std::move(from_initiator)};
+}
+
 bool check_handshake_proof(const std::string& secret, handshake_role role,
                            const handshake_transcript& t, const std::string& proof) {
   auto expected = handshake_proof(secret, role, t);
@@ -120,11 +138,10 @@ caf::error handshake_state::check_size(const member_info& them) {
   return caf::none;
 }
 
-caf::expected<std::string> handshake_state::answer(const handshake_party& them,
-                                                   const std::string& my_nonce,
-                                                   const std::string& their_nonce,
-                                                   const std::string& their_proof,
-                                                   bool name_taken) {
+caf::expected<handshake_state::answered>
+handshake_state::answer(const handshake_party& them, const std::string& my_nonce,
+                        const std::string& their_nonce, const std::string& their_proof,
+                        bool name_taken) {
   if (auto err = check_size(them.info)) return err;
   handshake_transcript t{me_, them, my_nonce, their_nonce};
   if (their_nonce.size() != nonce_size ||
@@ -132,7 +149,8 @@ caf::expected<std::string> handshake_state::answer(const handshake_party& them,
     return refuse(counters.bad_proofs,
                   "node '" + them.info.name + "' does not share the cluster secret");
   if (auto err = check_name(them.info.name, name_taken)) return err;
-  return handshake_proof(secret_, handshake_role::initiator, t);
+  return answered{handshake_proof(secret_, handshake_role::initiator, t),
+                  derive_link_keys(secret_, handshake_role::initiator, t)};
 }
 
 void handshake_state::drop_expired(clock::time_point now) {
@@ -176,9 +194,10 @@ handshake_state::hello(const std::string& sender, const handshake_party& them,
   return hello_reply{std::move(*mine), std::move(proof)};
 }
 
-caf::error handshake_state::join(const std::string& sender, const member_info& them,
-                                 const std::string& proof, bool name_taken,
-                                 clock::time_point now) {
+caf::expected<link_keys> handshake_state::join(const std::string& sender,
+                                               const member_info& them,
+                                               const std::string& proof, bool name_taken,
+                                               clock::time_point now) {
   auto i = open_.find(sender);
   if (i == open_.end() || now - i->second.opened > open_for_) {
     if (i != open_.end()) open_.erase(i);
@@ -192,7 +211,8 @@ caf::error handshake_state::join(const std::string& sender, const member_info& t
       !check_handshake_proof(secret_, handshake_role::initiator, t, proof))
     return refuse(counters.bad_proofs,
                   "node '" + them.name + "' could not prove the cluster secret");
-  return check_name(them.name, name_taken);
+  if (auto err = check_name(them.name, name_taken)) return err;
+  return derive_link_keys(secret_, handshake_role::responder, t);
 }
 
 } // namespace karlton

@@ -74,6 +74,23 @@ struct handshake_transcript {
   std::string responder_nonce;
 };
 
+/// The keys of the link a successful handshake sets up between two nodes, as
+/// one side sees them: one per direction, so nothing one side MACs verifies
+/// as sent by the other. Derived from the secret and the transcript, so they
+/// never cross the network, and fresh with every handshake.
+struct link_keys {
+  std::string send;    ///< what this side MACs its messages with
+  std::string receive; ///< what it checks the other side's with
+};
+
+/// The link keys of handshake `t` as seen by `role`: HMAC-SHA-256 of
+/// `secret` over `"karlton-v2 link initiator"` (what the initiator sends
+/// with) or `"karlton-v2 link responder"`, then `t`, as the proofs are; the
+/// labels differ from the proofs', so no proof, which crosses the network,
+/// is a key.
+link_keys derive_link_keys(const std::string& secret, handshake_role role,
+                           const handshake_transcript& t);
+
 /// What `role` sends to show it knows `secret` in the handshake `t`.
 std::string handshake_proof(const std::string& secret, handshake_role role,
                             const handshake_transcript& t);
@@ -117,12 +134,14 @@ public:
 
   /// Checks the responder's answer to our hello (`my_nonce`): its proof, that
   /// its name and host are not too long, and that its name is neither ours nor, if
-  /// `name_taken`, a live member's reached through another actor. Returns our proof for
-  /// the join.
-  caf::expected<std::string> answer(const handshake_party& them,
-                                    const std::string& my_nonce,
-                                    const std::string& their_nonce,
-                                    const std::string& their_proof, bool name_taken);
+  /// `name_taken`, a live member's reached through another actor.
+  struct answered {
+    std::string proof; ///< ours, for the join
+    link_keys keys;    ///< of the link to `them`, ours as initiator
+  };
+  caf::expected<answered> answer(const handshake_party& them, const std::string& my_nonce,
+                                 const std::string& their_nonce,
+                                 const std::string& their_proof, bool name_taken);
 
   // -- as responder -----------------------------------------------------------
 
@@ -142,9 +161,11 @@ public:
 
   /// The join of `sender`: admitted if it answers the challenge `sender` has
   /// open, as the same party, with the initiator's proof, and its name is
-  /// still free. The challenge is used up either way.
-  caf::error join(const std::string& sender, const member_info& them,
-                  const std::string& proof, bool name_taken, clock::time_point now);
+  /// still free. The challenge is used up either way. Returns the keys of
+  /// the link to `them`, ours as responder.
+  caf::expected<link_keys> join(const std::string& sender, const member_info& them,
+                                const std::string& proof, bool name_taken,
+                                clock::time_point now);
 
   size_t open_challenges() const noexcept { return open_.size(); }
 

@@ -54,9 +54,13 @@ struct peer_actor_state {
   // neither extended nor held (see `heartbeat`).
   uint64_t repairs_in_flight = 0;
   clock::time_point last_beat{}; // of the previous heartbeat; epoch before the first
-  // Batches answered once the applies numbered below their key are done
-  // (peer_state::finish_apply).
-  std::multimap<uint64_t, caf::typed_response_promise<caf::ok_atom>> apply_waiters;
+  // Batches answered, with the MAC of their acknowledgement, once the
+  // applies numbered below their key are done (peer_state::finish_apply).
+  struct apply_waiter {
+    caf::typed_response_promise<caf::ok_atom, std::string> promise;
+    std::string ack;
+  };
+  std::multimap<uint64_t, apply_waiter> apply_waiters;
 
   static inline const char* name = "karlton.peer";
 };

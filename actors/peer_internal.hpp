@@ -47,9 +47,9 @@ void join_member(self_ptr self, member_info target);
 caf::result<member_info, std::string, std::string>
 answer_hello(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& from,
              const std::string& nonce);
-caf::result<std::vector<member_info>, uint64_t>
+caf::result<std::vector<member_info>, uint64_t, link_tag>
 admit(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& from,
-      const std::string& proof, uint64_t next_seq);
+      const std::string& proof, uint64_t next_seq, const link_tag& tag);
 
 /// A member's connection went down: it is lost (repair, reconnection).
 void on_down(self_ptr self, const caf::down_msg& dm);
@@ -61,6 +61,12 @@ void drop_silent_members(self_ptr self, clock::time_point now);
 void leave(self_ptr self);
 
 /// The member at `sender` left cleanly, its numbering standing at `next_seq`.
-void member_left(self_ptr self, const caf::strong_actor_ptr& sender, uint64_t next_seq);
+/// False if the leave's link MAC (`tag`) does not verify: ignored, counted.
+bool member_left(self_ptr self, const caf::strong_actor_ptr& sender, uint64_t next_seq,
+                 const link_tag& tag);
+
+/// Counts (in `unauthenticated_messages`) and logs, once per thousand so a
+/// flood cannot fill the log, a message ignored as not authenticated.
+void count_unauthenticated(self_ptr self, const std::string& what);
 
 } // namespace karlton::peer_detail

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "actors/link_auth.hpp"
 #include <karlton/base/clock.hpp>
 #include <karlton/messages/cluster.hpp>
 
@@ -30,6 +31,9 @@ public:
     member_info info;
     Handle handle;
     time_point last_heard;
+    /// The keys and counters of its links (set after `add` by the handshake
+    /// that admitted it): what it sends is checked under them.
+    peer_link link = {};
   };
 
   /// Reconnection to a lost member: the first wait, doubled up to `max`.
@@ -41,11 +45,13 @@ public:
   /// `info` passed the handshake through `handle` at `now`: a member, no
   /// longer reconnected to. True if it is new: not a member before, or one
   /// reached through another handle (a new connection, to monitor). The same
-  /// member shaking hands again through the same handle is not.
+  /// member shaking hands again through the same handle is not: it keeps
+  /// its links (the handshake at hand adds one, see `peer_link`).
   bool add(const member_info& info, const Handle& handle, time_point now) {
     auto known = members_.find(info.name);
     bool is_new = known == members_.end() || !(known->second.handle == handle);
-    members_[info.name] = member{info, handle, now};
+    auto link = is_new ? peer_link{} : std::move(known->second.link);
+    members_[info.name] = member{info, handle, now, std::move(link)};
     reconnecting_.erase(info.name);
     return is_new;
   }
@@ -68,6 +74,30 @@ public:
     if (i == members_.end() || !(i->second.handle.address() == sender)) return false;
     i->second.last_heard = now;
     return true;
+  }
+
+  /// The member `origin` if `sender` is the handle it passed the handshake
+  /// with, else null. Nothing is recorded: its message must verify first
+  /// (then `heard_from`).
+  template <class Address>
+  member* claimed_by(const std::string& origin, const Address& sender) {
+    auto i = members_.find(origin);
+    if (i == members_.end() || !(i->second.handle.address() == sender)) return nullptr;
+    return &i->second;
+  }
+
+  /// The member reached through the actor at `addr`, or null.
+  template <class Address>
+  member* find_by_address(const Address& addr) {
+    for (auto& [name, m] : members_)
+      if (m.handle.address() == addr) return &m;
+    return nullptr;
+  }
+
+  /// The member `name` (to set up its link), or null.
+  member* find_mutable(const std::string& name) {
+    auto i = members_.find(name);
+    return i == members_.end() ? nullptr : &i->second;
   }
 
   /// Removes the member reached through the actor at `addr` (its connection

@@ -8,6 +8,7 @@
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
 
+#include "actors/link_auth.hpp"
 #include "actors/peer_internal.hpp"
 #include <karlton/messages/errors.hpp>
 
@@ -44,9 +45,14 @@ void lose_member(self_ptr self, const member_table<peer_actor>::member& m,
                      lost);
 }
 
-void add_member(self_ptr self, const member_info& info, const peer_actor& handle) {
+// `info` passed a handshake through `handle` in which we were `role`, which
+// set up a link with `keys`: what it sends from now on is checked under them.
+void add_member(self_ptr self, const member_info& info, const peer_actor& handle,
+                handshake_role role, link_keys keys) {
   auto& st = self->state;
-  if (!st.members->add(info, handle, st.setup.time_source->now())) return;
+  bool is_new = st.members->add(info, handle, st.setup.time_source->now());
+  st.members->find_mutable(info.name)->link.established(role, std::move(keys));
+  if (!is_new) return;
   st.core->member_joined(info.name);
   // From now on there is someone whose invalidations we could miss: a lease
   // held while we had no members must not stay valid forever until the next
@@ -88,13 +94,28 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
         }
         // A member from now on: what we broadcast after the join message
         // reaches it after that message, so its count starts where we say.
-        add_member(self, them, other);
+        auto keys = mine->keys;
+        add_member(self, them, other, handshake_role::initiator, std::move(mine->keys));
+        auto next = st.core->next_seq();
         self
-          ->request(other, timeout, join_atom::value, st.core->me(), std::move(*mine),
-                    st.core->next_seq())
+          ->request(other, timeout, join_atom::value, st.core->me(),
+                    std::move(mine->proof), next,
+                    first_tag(keys, link_message::join, number_digest(next)))
           .then(
-            [=](std::vector<member_info>& others, uint64_t their_next) {
+            [=](std::vector<member_info>& others, uint64_t their_next, link_tag& tag) {
               auto& st = self->state;
+              // A forged answer (CAF matches an answer by its request's id
+              // alone) could have us skip its invalidations or join others.
+              if (!check_first_tag(keys, link_message::join_reply,
+                                   members_digest(others, their_next), tag)) {
+                st.members->remove_if(them.name, other);
+                count_unauthenticated(self, "an answer to our join claiming to come "
+                                            "from '" +
+                                              them.name + "' without a valid link MAC");
+                done(make_error(errc::invalid_option,
+                                "the answer of '" + them.name + "' was not authentic"));
+                return;
+              }
               if (st.core->expect(them.name, them.incarnation, their_next))
                 repair(self, "'" + them.name + "' sent invalidations we never received");
               auto told = st.members->to_join(std::move(others), st.core->me().name);
@@ -190,39 +211,64 @@ answer_hello(self_ptr self, const caf::strong_actor_ptr& sender, const member_in
   return {st.core->me(), std::move(reply->nonce), std::move(reply->proof)};
 }
 
-caf::result<std::vector<member_info>, uint64_t>
+caf::result<std::vector<member_info>, uint64_t, link_tag>
 admit(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& from,
-      const std::string& proof, uint64_t next_seq) {
+      const std::string& proof, uint64_t next_seq, const link_tag& tag) {
   auto& st = self->state;
-  if (auto err = st.auth->join(sender_key(sender), from, proof,
-                               st.members->name_taken(from.name, sender->address()),
-                               st.setup.time_source->now())) {
-    log_refusal(self, err);
-    return err;
+  auto keys = st.auth->join(sender_key(sender), from, proof,
+                            st.members->name_taken(from.name, sender->address()),
+                            st.setup.time_source->now());
+  if (!keys) {
+    log_refusal(self, keys.error());
+    return std::move(keys.error());
+  }
+  // The proof covers the identities and nonces; the tag covers `next_seq`,
+  // which a host that saw the proof could otherwise change in a copy.
+  if (!check_first_tag(*keys, link_message::join, number_digest(next_seq), tag)) {
+    count_unauthenticated(self, "a join of '" + from.name +
+                                  "' whose sequence number has no valid link MAC");
+    return make_error(errc::invalid_option, "a join without a valid link MAC");
   }
   if (st.core->expect(from.name, from.incarnation, next_seq))
     repair(self, "'" + from.name + "' sent invalidations we never received");
   auto others = st.members->others_than(from.name);
-  add_member(self, from, caf::actor_cast<peer_actor>(sender));
-  return {std::move(others), st.core->next_seq()};
+  auto reply_tag = first_tag(*keys, link_message::join_reply,
+                             members_digest(others, st.core->next_seq()));
+  add_member(self, from, caf::actor_cast<peer_actor>(sender), handshake_role::responder,
+             std::move(*keys));
+  return {std::move(others), st.core->next_seq(), std::move(reply_tag)};
 }
 
 void leave(self_ptr self) {
   auto& st = self->state;
   // With where our numbering stands: a member we withheld batches from
   // (flow control) sees the gap and repairs, though we left cleanly.
-  for (auto& [name, m] : st.members->all()) {
-    self->demonitor(m.handle.address());
-    self->request(m.handle, caf::infinite, leave_atom::value, st.core->next_seq())
+  auto next = st.core->next_seq();
+  auto digest = number_digest(next);
+  for (auto& name : st.members->names()) {
+    auto* m = st.members->find_mutable(name);
+    self->demonitor(m->handle.address());
+    self
+      ->request(m->handle, caf::infinite, leave_atom::value, next,
+                m->link.seal(link_message::leave, digest).tag)
       .then([](caf::ok_atom) {});
   }
   st.members->clear();
 }
 
-void member_left(self_ptr self, const caf::strong_actor_ptr& sender, uint64_t next_seq) {
+bool member_left(self_ptr self, const caf::strong_actor_ptr& sender, uint64_t next_seq,
+                 const link_tag& tag) {
   auto& st = self->state;
+  // Not a member (any more): nothing to do. A member's leave must carry its
+  // link MAC: a forged one would stop the reconnection and the repair.
+  auto* claimed = st.members->find_by_address(sender->address());
+  if (!claimed) return true;
+  if (!claimed->link.open(link_message::leave, number_digest(next_seq), tag)) {
+    count_unauthenticated(self, "a leave claiming to come from '" + claimed->info.name +
+                                  "' without a valid link MAC (forged or replayed)");
+    return false;
+  }
   auto m = st.members->remove_by_address(sender->address());
-  if (!m) return;
   auto& who = m->info;
   log(self, "member left: " + who.name + " (" + std::to_string(st.members->size() + 1) +
               " nodes)");
@@ -230,6 +276,7 @@ void member_left(self_ptr self, const caf::strong_actor_ptr& sender, uint64_t ne
   st.core->member_left(who.name);
   if (st.core->left(who.name, who.incarnation, next_seq))
     repair(self, "'" + who.name + "' left; invalidations it sent went missing");
+  return true;
 }
 
 } // namespace karlton::peer_detail

@@ -222,7 +222,8 @@ peer_stats sample<peer_stats>() {
 
 template <>
 caf::message sample<caf::message>() {
-  return caf::make_message(batch_atom::value, sample<invalidation_batch>());
+  return caf::make_message(batch_atom::value, sample<invalidation_batch>(),
+                           link_tag{1, std::string(32, 'm')});
 }
 
 void message_seeds(const fs::path& dir) {

@@ -61,6 +61,24 @@ typename Inspector::result_type inspect(Inspector& f, invalidation_batch& x) {
            x.first_seq, x.items);
 }
 
+/// What a member puts beside each message that changes state at its receiver
+/// (a batch or heartbeat, a leave, the join and its reply): a message
+/// authentication code under the key of the link the join handshake set up
+/// between the two nodes (actors/link_auth.hpp), over the message's content
+/// and `counter`. The key never crosses the network, so a host that can only
+/// claim to be a member (CAF 0.17's BASP takes a message's source from the
+/// message) cannot make one; the counter grows with every message on the
+/// link, so a captured one cannot be replayed.
+struct link_tag {
+  uint64_t counter = 0; ///< 1, 2, ... per link and direction; 0 in a join and its reply
+  std::string mac;      ///< HMAC-SHA-256, 32 bytes
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, link_tag& x) {
+  return f(caf::meta::type_name("karlton::link_tag"), x.counter, x.mac);
+}
+
 /// A node as other nodes know it: its name, where it listens, and which run
 /// of it this is.
 struct member_info {
@@ -121,10 +139,14 @@ struct peer_stats {
   uint64_t replays_refused =
     0;                        ///< hellos reusing a nonce, joins without an open challenge
   uint64_t names_refused = 0; ///< this node's name, a live member's, or too long
-  uint64_t unauthenticated_messages = 0; ///< ignored: not from a member or this process
-  uint64_t sync_timeouts = 0;            ///< synchronous calls some node did not answer
-  uint64_t batches_withheld = 0;         ///< from members too far behind (they repair)
-  uint64_t bad_messages = 0; ///< ignored: not of the peer's interface, or over a limit
+  /// Ignored: not from a member or this process, or a member's message
+  /// without a valid link MAC (forged, altered or replayed).
+  uint64_t unauthenticated_messages = 0;
+  uint64_t sync_timeouts = 0;    ///< synchronous calls some node did not answer
+  uint64_t batches_withheld = 0; ///< from members too far behind (they repair)
+  /// Ignored: not of the peer's interface, over a limit, or an error that
+  /// answers no request of ours.
+  uint64_t bad_messages = 0;
   /// Delays from issue (the origin's clock) to apply (ours) of the last
   /// received invalidations (up to `peer_delay_samples`), in microseconds.
   std::vector<uint32_t> recent_delays_us;
@@ -179,19 +201,20 @@ local_token this_process_token() noexcept;
 /// receiver's `member_info`, its own fresh nonce, and its responder's proof
 /// over both identities and both nonces.
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
-/// `(join, me, proof, next_seq)`: the second step, with our initiator's proof
-/// over the same; answered with its members and its next sequence number.
+/// `(join, me, proof, next_seq, tag)`: the second step, with our initiator's
+/// proof over the same and `next_seq` under the new link's MAC; answered with
+/// its members, its next sequence number and their MAC.
 /// `(join, host, port)` from the local node: join the node there.
 using join_atom = caf::atom_constant<caf::atom("join")>;
-/// `(batch, b)` between nodes: apply these invalidations; answered once they
-/// and all before them are applied.
+/// `(batch, b, tag)` between nodes: apply these invalidations; answered,
+/// with the acknowledgement's MAC, once they and all before them are applied.
 using batch_atom = caf::atom_constant<caf::atom("batch")>;
 /// `(sync)` from the local node: send what is pending now and answer once
 /// every member applied it.
 using sync_atom = caf::atom_constant<caf::atom("sync")>;
 /// `(broadcast, items)` from the local node: invalidations to send.
 using broadcast_atom = caf::atom_constant<caf::atom("broadcast")>;
-/// `(leave, next_seq)` between nodes: the sender is shutting down, after
+/// `(leave, next_seq, tag)` between nodes: the sender is shutting down, after
 /// sending all it had; the receiver need not reconnect, and repairs only if
 /// `next_seq` (the sender's next number) shows a gap. `(leave)` from the
 /// node itself: leave the cluster.

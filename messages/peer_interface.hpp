@@ -18,8 +18,13 @@ namespace karlton {
 /// address or member, `shards`, `leave`, `tick`, `heartbeat`) carry this
 /// process's `local_token` and are ignored (counted) without it: another
 /// node can claim to be this one (see `local_token`).
-/// - `(hello, ...)`, `(join, me, proof, seq)`: the join handshake (above).
-/// - `(batch, b)`: invalidations from another node; answered when applied.
+/// Messages from members that change state here (the join and its reply, a
+/// batch, a member's leave) carry a `link_tag`: a MAC under the key of the
+/// link the handshake set up (actors/link_auth.hpp). One without a valid tag
+/// is ignored and counted: another host can claim to be a member.
+/// - `(hello, ...)`, `(join, me, proof, seq, tag)`: the join handshake (above).
+/// - `(batch, b, tag)`: invalidations from another node; answered when
+///   applied, with the MAC of the acknowledgement (`link_ack`).
 /// - `(broadcast, items)`: this node's shards' invalidations, to send.
 /// - `(sync)`: send what is pending; answered with the members that did not
 ///   acknowledge within the sync timeout (empty: all applied it).
@@ -28,15 +33,16 @@ namespace karlton {
 /// - `(join, member)`, `(tick, n)`, `(heartbeat)`: its own reconnection,
 ///   batch and heartbeat timers.
 /// - `(leave)` from the local node: send what is pending, say goodbye to
-///   every member, answer; the runtime then stops it. `(leave, next_seq)`
-///   from a member: it left cleanly (no reconnection), numbering its next
+///   every member, answer; the runtime then stops it. `(leave, next_seq,
+///   tag)` from a member: it left cleanly (no reconnection), numbering its next
 ///   invalidation `next_seq`; a gap to it still repairs.
 using peer_actor = caf::typed_actor<
   caf::replies_to<hello_atom, member_info, std::string>::with<member_info, std::string,
                                                               std::string>,
-  caf::replies_to<join_atom, member_info, std::string,
-                  uint64_t>::with<std::vector<member_info>, uint64_t>,
-  caf::replies_to<batch_atom, invalidation_batch>::with<caf::ok_atom>,
+  caf::replies_to<join_atom, member_info, std::string, uint64_t,
+                  link_tag>::with<std::vector<member_info>, uint64_t, link_tag>,
+  caf::replies_to<batch_atom, invalidation_batch, link_tag>::with<caf::ok_atom,
+                                                                  std::string>,
   caf::reacts_to<broadcast_atom, local_token, std::vector<invalidation>>,
   caf::replies_to<sync_atom, local_token>::with<std::vector<std::string>>,
   caf::replies_to<join_atom, local_token, std::string, uint16_t>::with<caf::ok_atom>,
@@ -47,7 +53,7 @@ using peer_actor = caf::typed_actor<
   caf::reacts_to<join_atom, local_token, member_info>,
   caf::reacts_to<tick_atom, local_token, uint64_t>,
   caf::replies_to<leave_atom, local_token>::with<caf::ok_atom>,
-  caf::replies_to<leave_atom, uint64_t>::with<caf::ok_atom>,
+  caf::replies_to<leave_atom, uint64_t, link_tag>::with<caf::ok_atom>,
   caf::reacts_to<heartbeat_atom, local_token>>;
 
 } // namespace karlton

@@ -39,6 +39,7 @@ CAF_ADD_TYPE_ID(karlton, (std::vector<karlton::pg_change>))
 CAF_ADD_TYPE_ID(karlton, (karlton::change_feed_stats))
 CAF_ADD_TYPE_ID(karlton, (karlton::change_source_actor))
 CAF_ADD_TYPE_ID(karlton, (karlton::local_token))
+CAF_ADD_TYPE_ID(karlton, (karlton::link_tag))
 CAF_END_TYPE_ID_BLOCK(karlton)
 
 namespace caf {

@@ -148,7 +148,8 @@ const family_of<peer_stats> peer_families[] = {
   {"karlton_cluster_joins_refused_total", kind::counter, "Handshakes refused.",
    &peer_stats::joins_refused},
   {"karlton_cluster_unauthenticated_messages_total", kind::counter,
-   "Messages ignored because they were not from a member.",
+   "Messages ignored as not authentic: not from a member or this process, or "
+   "without a valid link MAC.",
    &peer_stats::unauthenticated_messages},
   {"karlton_cluster_bad_messages_total", kind::counter,
    "Messages ignored because the peer's interface has no such message.",

@@ -260,7 +260,7 @@ TEST_CASE("a node with the wrong secret is refused and changes nothing", "[clust
   forged.items.push_back(invalidation{invalidation_kind::key, "users", "k", {}, 0});
   forged.items.push_back(invalidation{invalidation_kind::clear, "users", {}, {}, 0});
   caf::scoped_actor self{intruder.rt->system()};
-  self->send(target, batch_atom::value, forged);
+  self->send(target, batch_atom::value, forged, link_tag{1, std::string(32, 'x')});
   // Local-only, with another process's token (the intruder runs in this
   // test's process, so its own would be the node's).
   self->send(target, broadcast_atom::value, local_token{this_process_token().value + 1},
@@ -375,8 +375,8 @@ TEST_CASE("a node without the secret cannot join as a member by reflecting proof
     .receive([&](member_info&, std::string&, std::string& p) { proof_c = p; }, fail);
   bool accepted = false;
   for (auto& claim : {mallory, me_c})
-    x->request(to_b, 5s, join_atom::value, claim, proof_c, uint64_t{0})
-      .receive([&](std::vector<member_info>&, uint64_t) { accepted = true; },
+    x->request(to_b, 5s, join_atom::value, claim, proof_c, uint64_t{0}, link_tag{})
+      .receive([&](std::vector<member_info>&, uint64_t, link_tag&) { accepted = true; },
                [](caf::error&) {});
   CHECK_FALSE(accepted);
   auto s = must(b.rt->cluster_stats());

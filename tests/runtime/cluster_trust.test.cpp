@@ -1,8 +1,10 @@
 // What a node may trust of the others: a clean leave still shows a gap in
-// the numbering (rule 6), and flow control bounds what a slow member holds
-// unapplied while its origin runs flat out. Nodes are runtimes in one
-// process over loopback TCP; the slow member is a peer actor in front of a
-// shard double that applies at a fixed rate. Waits are bounded polls.
+// the numbering (rule 6), flow control bounds what a slow member holds
+// unapplied while its origin runs flat out, and a member's messages count
+// only with its link MAC (forged or replayed ones are ignored, also when two
+// nodes shook hands each way). Nodes are runtimes in one process over
+// loopback TCP; the slow member is a peer actor in front of a shard double
+// that applies at a fixed rate. Waits are bounded polls.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -19,6 +21,8 @@
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 
+#include "actors/cluster_auth.hpp"
+#include "actors/link_auth.hpp"
 #include "actors/peer_actor.hpp"
 #include "support/eventually.hpp"
 #include "support/log_lines.hpp"
@@ -195,6 +199,165 @@ TEST_CASE("a local-only message without this process's token is ignored and coun
   CHECK(s.unauthenticated_messages == 4);
   CHECK(s.broadcasts_sent == 1);
   caf::anon_send_exit(victim, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a member's batch or leave forged by a host without its link key is ignored "
+          "and counted",
+          "[cluster][trust]") {
+  log_lines log;
+  runtime victim;
+  must(victim.start_cluster(options("victim", log)));
+  auto users = must(victim.create_cache(users_options(victim, distribution::async)));
+  runtime member;
+  must(member.start_cluster(options("member", log)));
+  REQUIRE_FALSE(member.join("127.0.0.1", victim.cluster_port()));
+  REQUIRE(eventually([&] { return must(victim.members()).size() == 1; }));
+  auto real = must(victim.members()).front();
+  REQUIRE(must(users.get_or_load("k")).str() == "v1");
+  // The attacker: an actor system of its own, without the secret, that
+  // reaches both nodes' ports. It sends as the member's actor: its BASP
+  // writes the member's node and actor as the source, and the victim's takes
+  // them from the message, so to the victim it comes from the member's
+  // handle (README, Limits, before the link MAC).
+  runtime attacker;
+  auto& sys = attacker.system();
+  auto to_victim = caf::actor_cast<caf::actor>(
+    must(sys.middleman().remote_actor<peer_actor>("127.0.0.1", victim.cluster_port())));
+  auto as_member = caf::actor_cast<caf::actor>(
+    must(sys.middleman().remote_actor<peer_actor>("127.0.0.1", member.cluster_port())));
+  invalidation_batch forged;
+  forged.origin = real.name;
+  forged.incarnation = real.incarnation;
+  forged.items.push_back(invalidation{invalidation_kind::key, "users", "k", {}, 0});
+  // A MAC of the right size under no key it has, at counters far ahead.
+  caf::send_as(as_member, to_victim, batch_atom::value, forged,
+               link_tag{1000, std::string(32, 'x')});
+  caf::send_as(as_member, to_victim, leave_atom::value, uint64_t{0},
+               link_tag{1001, std::string(32, 'x')});
+  REQUIRE(eventually(
+    [&] { return must(victim.cluster_stats()).unauthenticated_messages >= 2; }));
+  CHECK(must(users.contains("k")));
+  CHECK(must(victim.members()).size() == 1);
+  // The victim's refusals went to the member, which ignored them (CAF's
+  // default error handler would have stopped its peer actor).
+  CHECK(eventually([&] { return must(member.cluster_stats()).bad_messages == 2; }));
+  CHECK(must(member.members()).size() == 1);
+  auto s = must(victim.cluster_stats());
+  CHECK(s.unauthenticated_messages == 2);
+  CHECK(s.repairs == 0);
+  CHECK(s.invalidations_received == 0);
+  // The member's own messages still count: its erase reaches the victim.
+  auto theirs = must(member.create_cache(users_options(member, distribution::sync, 1)));
+  REQUIRE(must(theirs.erase("k")) == false); // not cached there
+  CHECK_FALSE(must(users.contains("k")));
+  CHECK(log.contains("without a valid link MAC"));
+}
+
+TEST_CASE("a member's batch or leave replayed is ignored and counted",
+          "[cluster][trust]") {
+  log_lines log;
+  runtime victim;
+  must(victim.start_cluster(options("victim", log)));
+  auto users = must(victim.create_cache(users_options(victim, distribution::async)));
+  REQUIRE(must(users.get_or_load("k")).str() == "v1");
+  // The test is the member: it knows the secret and shakes hands itself.
+  runtime tester;
+  auto& sys = tester.system();
+  auto to_victim =
+    must(sys.middleman().remote_actor<peer_actor>("127.0.0.1", victim.cluster_port()));
+  caf::scoped_actor self{sys};
+  auto fail = [](caf::error& e) { FAIL(describe(e)); };
+  member_info me{"tester", "127.0.0.1", 1, 7};
+  handshake_state hs{"secret", handshake_party{me, caf::to_string(sys.node())}, 5s};
+  // A join handshake as initiator, numbering our next invalidation `next`:
+  // the keys of the new link.
+  auto shake = [&](uint64_t next) {
+    auto nonce = must(hs.start());
+    handshake_state::answered mine;
+    self->request(to_victim, 5s, hello_atom::value, me, nonce)
+      .receive(
+        [&](member_info& them, std::string& their_nonce, std::string& proof) {
+          mine = must(hs.answer(handshake_party{them, caf::to_string(to_victim.node())},
+                                nonce, their_nonce, proof, false));
+        },
+        fail);
+    self
+      ->request(to_victim, 5s, join_atom::value, me, mine.proof, next,
+                first_tag(mine.keys, link_message::join, number_digest(next)))
+      .receive([](std::vector<member_info>&, uint64_t, link_tag&) {}, fail);
+    return mine.keys;
+  };
+  peer_link link;
+  link.established(handshake_role::initiator, shake(0));
+  REQUIRE(must(victim.members()).size() == 1);
+  invalidation_batch b;
+  b.origin = me.name;
+  b.incarnation = me.incarnation;
+  b.items.push_back(invalidation{invalidation_kind::key, "users", "k", {}, 0});
+  auto sealed = link.seal(link_message::batch, batch_digest(b));
+  auto send = [&] {
+    bool acked = false;
+    self->request(to_victim, 5s, batch_atom::value, b, sealed.tag)
+      .receive([&](caf::ok_atom, std::string& ack) { acked = same_mac(ack, sealed.ack); },
+               [](caf::error&) {});
+    return acked;
+  };
+  CHECK(send()); // applied, and acknowledged with the ack's MAC
+  CHECK_FALSE(must(users.contains("k")));
+  REQUIRE(must(users.get_or_load("k")).str() == "v1");
+  CHECK_FALSE(send()); // the same message again: refused, the key stays
+  CHECK(must(users.contains("k")));
+  CHECK(must(victim.cluster_stats()).unauthenticated_messages == 1);
+  // Our leave counts once; replayed after we joined again (a new link), it
+  // is refused and we stay a member.
+  auto leave = link.seal(link_message::leave, number_digest(1)).tag;
+  auto leave_with = [&](const link_tag& tag) {
+    bool ok = false;
+    self->request(to_victim, 5s, leave_atom::value, uint64_t{1}, tag)
+      .receive([&](caf::ok_atom) { ok = true; }, [](caf::error&) {});
+    return ok;
+  };
+  CHECK(leave_with(leave));
+  CHECK(must(victim.members()).empty());
+  link = peer_link{};
+  link.established(handshake_role::initiator, shake(1));
+  REQUIRE(must(victim.members()).size() == 1);
+  CHECK_FALSE(leave_with(leave));
+  CHECK(must(victim.members()).size() == 1);
+  auto s = must(victim.cluster_stats());
+  CHECK(s.unauthenticated_messages == 2);
+  CHECK(s.gaps == 0);
+}
+
+TEST_CASE("two nodes that join each other at once keep authenticating each other's "
+          "messages",
+          "[cluster][trust]") {
+  // Each side completes two handshakes with the other, one per role, in an
+  // order neither controls: both links must stay valid (see peer_link).
+  log_lines log;
+  runtime a, b;
+  must(a.start_cluster(options("a", log)));
+  must(b.start_cluster(options("b", log)));
+  auto users_a = must(a.create_cache(users_options(a, distribution::sync)));
+  auto users_b = must(b.create_cache(users_options(b, distribution::sync)));
+  for (int round = 0; round < 5; ++round) {
+    std::thread other{[&] { CHECK_FALSE(b.join("127.0.0.1", a.cluster_port())); }};
+    CHECK_FALSE(a.join("127.0.0.1", b.cluster_port()));
+    other.join();
+    REQUIRE(must(users_a.get_or_load("k")).str() == "v1");
+    REQUIRE(must(users_b.get_or_load("k")).str() == "v1");
+    REQUIRE(must(users_a.erase("k")));
+    CHECK_FALSE(must(users_b.contains("k")));
+    REQUIRE(must(users_b.get_or_load("k")).str() == "v1");
+    REQUIRE(must(users_b.erase("k")));
+    CHECK_FALSE(must(users_a.contains("k")));
+  }
+  for (auto* rt : {&a, &b}) {
+    auto s = must(rt->cluster_stats());
+    CHECK(s.unauthenticated_messages == 0);
+    CHECK(s.sync_timeouts == 0);
+    CHECK(must(rt->members()).size() == 1);
+  }
 }
 
 TEST_CASE("a slow member holds at most max-unacked invalidations while its origin runs "
