@@ -82,6 +82,108 @@ void frequency_sketch::clear() noexcept {
   additions_ = 0;
 }
 
+// -- ghost_filter -------------------------------------------------------------
+
+namespace {
+
+// Slots per entry of horizon: with 2, a hash survives the other adds of its
+// horizon with probability about exp(-1/2).
+constexpr uint64_t ghost_slots_per_horizon = 2;
+
+uint32_t ghost_mark(uint32_t hash) noexcept {
+  return hash != 0 ? hash : 1;
+}
+
+} // namespace
+
+ghost_filter::ghost_filter(uint64_t horizon)
+  : slots_(std::max<uint64_t>(horizon * ghost_slots_per_horizon, 1)),
+    // Sequence numbers wrap at 2^32: a hash left untouched for 2^32 adds may
+    // count once more, which only nudges the window.
+    horizon_(static_cast<uint32_t>(std::min<uint64_t>(horizon, UINT32_MAX / 2))) {}
+
+size_t ghost_filter::slot_of(uint32_t hash) const noexcept {
+  // A mix independent of the sketch's and the table's use of the hash.
+  auto x = splitmix64(hash ^ 0x5851f42d4c957f2dull);
+  return static_cast<size_t>((static_cast<__uint128_t>(x) * slots_.size()) >> 64);
+}
+
+void ghost_filter::add(uint32_t hash) noexcept {
+  slots_[slot_of(hash)] = {ghost_mark(hash), added_++};
+}
+
+bool ghost_filter::take(uint32_t hash) noexcept {
+  auto& s = slots_[slot_of(hash)];
+  if (s.hash != ghost_mark(hash)) return false;
+  s.hash = 0;
+  return static_cast<uint32_t>(added_ - s.seq) <= horizon_;
+}
+
+void ghost_filter::clear() noexcept {
+  std::fill(slots_.begin(), slots_.end(), slot{});
+  added_ = 0;
+}
+
+// -- window_climber -----------------------------------------------------------
+
+namespace {
+
+// The window stays between 0.2 % and 99 % of the capacity: 0.2 % keeps a
+// newcomer in the window for a few hundred requests even in a small cache,
+// 99 % leaves main room for what the sketch knows to be hot.
+uint64_t min_window(uint64_t capacity) {
+  return std::max<uint64_t>(1, capacity / 500);
+}
+uint64_t max_window(uint64_t capacity) {
+  return std::max<uint64_t>(1, capacity * 99 / 100);
+}
+// Steps run from 1/100,000 of the capacity (fine enough for the balance of a
+// skewed trace at 10 % of its keys) to 1 % (Caffeine's first step is 6.25 %;
+// steps up to 5 % let the scan trace's window overshoot: -0.003 at 10 %).
+uint64_t min_step(uint64_t capacity) {
+  return std::max<uint64_t>(1, capacity / 100'000);
+}
+uint64_t max_step(uint64_t capacity) {
+  return std::max<uint64_t>(1, capacity / 100);
+}
+// The vote: of `period` findings, at least 22 must be the window's for it to
+// grow (two standard deviations of a fair coin above half), at least 18 main's
+// for it to shrink. Growing costs entries the sketch chose and shrinking gives them back,
+// so the window must make its case; with equal margins of 6, a skewed trace
+// whose sides find about as often lost 0.001-0.002 at 10 % to the wandering
+// (karlton-bench hit-ratio, docs/benchmarks.md).
+constexpr int grow_margin = 10;
+constexpr int shrink_margin = 2;
+
+} // namespace
+
+window_climber::window_climber(uint64_t capacity)
+  : capacity_(std::max<uint64_t>(capacity, 1)) {
+  reset();
+}
+
+void window_climber::reset() noexcept {
+  window_ = std::max<uint64_t>(1, capacity_ / 100);
+  step_ = min_step(capacity_);
+  score_ = votes_ = last_direction_ = 0;
+}
+
+void window_climber::vote(int side) noexcept {
+  score_ += side;
+  if (++votes_ < period) return;
+  int direction = score_ > grow_margin ? 1 : score_ < -shrink_margin ? -1 : 0;
+  score_ = votes_ = 0;
+  if (direction == 0) return;
+  step_ = direction == last_direction_ ? std::min(max_step(capacity_), step_ * 2)
+                                       : std::max(min_step(capacity_), step_ / 2);
+  last_direction_ = direction;
+  auto low = min_window(capacity_);
+  if (direction > 0)
+    window_ = std::min(window_ + step_, max_window(capacity_));
+  else
+    window_ = window_ > low + step_ ? window_ - step_ : low;
+}
+
 // -- lru ----------------------------------------------------------------------
 
 namespace {
@@ -106,23 +208,26 @@ private:
 
 // -- W-TinyLFU ----------------------------------------------------------------
 
-// Entries arrive in a small LRU window (1 % of capacity) and then compete for
-// the main space, a segmented LRU (20 % probation, 80 % protected). A window
-// overflow enters main only if the sketch has seen it more often than main's
-// LRU victim, and more often than `admission_floor`. Ratios are Caffeine's
-// static defaults: its hill climbing over the window was built and measured
-// and is not used (docs/benchmarks.md: it lost the loop and the skewed traces
-// for what it gained on a moving hot set).
+// Entries arrive in an LRU window and then compete for the main space, a
+// segmented LRU (20 % probation, 80 % protected). A window overflow enters
+// main only if the sketch has seen it more often than main's LRU victim, and
+// more often than `admission_floor`. The window starts at 1 % of the capacity
+// (Caffeine's default) and adapts between 0.2 % and 99 % (window_climber),
+// from ghosts of what each side evicted lately: on a hot set that moves, the
+// window grows until the policy is nearly LRU (at 1 %: 0.244 -> 0.422, LRU
+// 0.432); on skewed traces and loops it stays small. Caffeine's hill
+// climbing on the sampled hit rate was built first and lost the loop
+// (docs/benchmarks.md): a loop's hit rate swings with its phase, while its
+// ghosts find nothing, since no key returns within their horizon.
 class tiny_lfu_policy final : public eviction_policy {
 public:
   tiny_lfu_policy(entry_table& t, uint64_t capacity, bool weigh_bytes)
     : table_(t), entry_cap_(weigh_bytes ? frequency_sketch::max_capacity
                                         : std::max<uint64_t>(capacity, 1)),
       sketch_(weigh_bytes ? initial_sketch : std::min(entry_cap_, eager_sketch)),
-      by_bytes_(weigh_bytes) {
-    window_cap_ = std::max<uint64_t>(1, capacity / 100);
-    main_cap_ = capacity > window_cap_ ? capacity - window_cap_ : 1;
-    protected_cap_ = main_cap_ * 8 / 10;
+      by_bytes_(weigh_bytes), capacity_(std::max<uint64_t>(capacity, 1)),
+      climber_(capacity_), window_ghost_(ghost_horizon()), main_ghost_(ghost_horizon()) {
+    set_window(climber_.window());
   }
 
   void on_insert(entry_id id, uint64_t w) override {
@@ -130,10 +235,15 @@ public:
     // budget, aged every 10 x bytes accesses, froze hot keys at 15 forever.
     // Grown with the table beyond what was allocated up front (see
     // eager_sketch), so a huge max-entries costs nothing until entries come.
-    if (table_.size() > sketch_.capacity() && sketch_.capacity() < entry_cap_)
+    if (table_.size() > sketch_.capacity() && sketch_.capacity() < entry_cap_) {
       sketch_.ensure_capacity(
         std::min<uint64_t>(entry_cap_, 2 * uint64_t{table_.size()}));
-    sketch_.increment(hash_of(id));
+      window_ghost_ = ghost_filter{ghost_horizon()};
+      main_ghost_ = ghost_filter{ghost_horizon()};
+    }
+    auto h = hash_of(id);
+    sketch_.increment(h);
+    adapt_window(h);
     lists_[window].push_front(table_, id, w);
     table_.at(id).set_list(window);
   }
@@ -147,13 +257,7 @@ public:
       lists_[probation].unlink(table_, id, w);
       lists_[protect].push_front(table_, id, w);
       e.set_list(protect);
-      while (lists_[protect].weight > protected_cap_ && lists_[protect].count > 1) {
-        auto demoted = lists_[protect].tail;
-        auto dw = weight_of(demoted);
-        lists_[protect].unlink(table_, demoted, dw);
-        lists_[probation].push_front(table_, demoted, dw);
-        table_.at(demoted).set_list(probation);
-      }
+      demote_overflow();
     } else {
       lists_[e.list()].move_to_front(table_, id);
     }
@@ -181,21 +285,36 @@ public:
       auto candidate = win.tail;
       auto main_victim = main_lru();
       if (main_victim == no_entry) return candidate;
-      if (!admit(candidate, main_victim)) return candidate;
+      if (!admit(candidate, main_victim)) {
+        window_ghost_.add(hash_of(candidate));
+        return candidate;
+      }
       move_to_probation(candidate);
+      main_ghost_.add(hash_of(main_victim));
       return main_victim;
     }
     auto v = main_lru();
-    return v != no_entry ? v : win.tail;
+    if (v != no_entry) {
+      main_ghost_.add(hash_of(v));
+      return v;
+    }
+    window_ghost_.add(hash_of(win.tail));
+    return win.tail;
   }
 
   void clear() override {
     for (auto& l : lists_)
       l.reset();
     sketch_.clear();
+    window_ghost_.clear();
+    main_ghost_.clear();
+    climber_.reset();
+    set_window(climber_.window());
   }
 
-  size_t metadata_bytes() const noexcept override { return sketch_.bytes(); }
+  size_t metadata_bytes() const noexcept override {
+    return sketch_.bytes() + window_ghost_.bytes() + main_ghost_.bytes();
+  }
 
 private:
   enum : uint8_t { window = 0, probation = 1, protect = 2 };
@@ -238,6 +357,44 @@ private:
     return (escape_ >> 33) % floor_escape == 0;
   }
 
+  // Evictions each ghost remembers: 2 % of the entries the sketch is sized
+  // for. A step of the window is at most 1 %, so only reuse a few steps could
+  // catch counts; 1 % left the moving hot set 0.01 further below LRU, 4 % cost
+  // the scan trace 0.002 at 10 % (karlton-bench hit-ratio).
+  uint64_t ghost_horizon() const {
+    return std::max<uint64_t>(1, sketch_.capacity() / 50);
+  }
+
+  // A newcomer either ghost remembers is a vote on the window's size.
+  void adapt_window(uint32_t h) {
+    if (window_ghost_.take(h))
+      climber_.window_would_have_hit();
+    else if (main_ghost_.take(h))
+      climber_.main_would_have_hit();
+    else
+      return;
+    if (climber_.window() != window_cap_) set_window(climber_.window());
+  }
+
+  // A smaller main than it holds sheds its overflow as victims (`victim`);
+  // a smaller window moves its overflow into main while main has room.
+  void set_window(uint64_t w) {
+    window_cap_ = w;
+    main_cap_ = capacity_ > window_cap_ ? capacity_ - window_cap_ : 1;
+    protected_cap_ = main_cap_ * 8 / 10;
+    demote_overflow();
+  }
+
+  void demote_overflow() {
+    while (lists_[protect].weight > protected_cap_ && lists_[protect].count > 1) {
+      auto demoted = lists_[protect].tail;
+      auto dw = weight_of(demoted);
+      lists_[protect].unlink(table_, demoted, dw);
+      lists_[probation].push_front(table_, demoted, dw);
+      table_.at(demoted).set_list(probation);
+    }
+  }
+
   uint32_t hash_of(entry_id id) const { return table_.at(id).val.table_hash(); }
   // Moves between lists need the weight the shard used in the hooks.
   uint64_t weight_of(entry_id id) const {
@@ -263,9 +420,13 @@ private:
   bool by_bytes_;
   entry_list lists_[3];
   uint64_t escape_ = 0; // the floor's escapes: a fixed sequence, so replays repeat
-  uint64_t window_cap_;
-  uint64_t main_cap_;
-  uint64_t protected_cap_;
+  uint64_t capacity_;
+  window_climber climber_;
+  ghost_filter window_ghost_; // the window's rejected newcomers
+  ghost_filter main_ghost_;   // main's victims
+  uint64_t window_cap_ = 1;
+  uint64_t main_cap_ = 1;
+  uint64_t protected_cap_ = 1;
 };
 
 } // namespace
