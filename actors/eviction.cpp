@@ -135,7 +135,7 @@ uint64_t min_window(uint64_t capacity) {
   return std::max<uint64_t>(1, capacity / 500);
 }
 uint64_t max_window(uint64_t capacity) {
-  return std::max<uint64_t>(1, capacity * 99 / 100);
+  return std::max<uint64_t>(1, capacity / 100 * 99 + capacity % 100 * 99 / 100);
 }
 // Steps run from 1/100,000 of the capacity (fine enough for the balance of a
 // skewed trace at 10 % of its keys) to 1 % (Caffeine's first step is 6.25 %;

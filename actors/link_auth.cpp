@@ -264,6 +264,12 @@ std::optional<std::string> peer_link::open(link_message kind, const std::string&
   return std::nullopt;
 }
 
+bool peer_link::plausible(uint64_t counter) const noexcept {
+  for (const auto& l : links_)
+    if (l.set && fresh(l, counter)) return true;
+  return false;
+}
+
 bool peer_link::fresh(const one& l, uint64_t counter) {
   if (counter == 0) return false; // a join's or a reply's, never a counted message
   if (counter > l.received) return true;

@@ -107,6 +107,10 @@ public:
   std::optional<std::string> open(link_message kind, const std::string& digest,
                                   const link_tag& t);
 
+  /// True if `counter` could still be taken on either link: what `open`
+  /// checks first, asked before the content is hashed for it.
+  bool plausible(uint64_t counter) const noexcept;
+
   /// How far below the highest counter taken a message may still arrive
   /// (once): CAF delivers one actor's messages to another in order, so this
   /// only spares an honest message that a change of connection overtook, as

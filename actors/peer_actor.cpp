@@ -87,7 +87,10 @@ std::optional<std::string> from_member(self_ptr self, const invalidation_batch& 
                                   "', which is not an authenticated member");
     return std::nullopt;
   }
-  auto ack = m->link.open(link_message::batch, batch_digest(b), tag);
+  // A counter already taken (a replay) is refused before the batch is hashed.
+  auto ack = m->link.plausible(tag.counter)
+               ? m->link.open(link_message::batch, batch_digest(b), tag)
+               : std::nullopt;
   if (!ack) {
     count_unauthenticated(self, "a batch claiming to come from '" + b.origin +
                                   "' without a valid link MAC (forged or replayed)");
@@ -313,8 +316,8 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
         const link_tag& tag) -> caf::result<caf::ok_atom, std::string> {
       // Answered once the batch and everything before it is applied: the
       // sender's window (and its synchronous calls) count on that.
-      auto ack = from_member(self, b, tag);
-      if (!ack) return make_error(errc::invalid_option, "not an authenticated member");
+      // The limits first: they cost nothing, while the digest that the MAC
+      // covers hashes every byte of the batch on this actor's thread.
       auto& st = self->state;
       if (!st.core->acceptable(b)) {
         if (st.core->counters.bad_messages % 1000 == 1)
@@ -323,6 +326,8 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
                       std::to_string(b.first_seq) + ": over the limits");
         return make_error(errc::invalid_option, "a batch over the limits");
       }
+      auto ack = from_member(self, b, tag);
+      if (!ack) return make_error(errc::invalid_option, "not an authenticated member");
       if (st.core->receive(b))
         repair(self, "invalidations from '" + b.origin + "' went missing");
       apply(self, b);

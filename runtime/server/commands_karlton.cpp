@@ -104,8 +104,19 @@ void flush(command_call& c) {
   // A read: the session refused it already on a node without caches.
   assert(!c.session.context().caches.empty());
   auto wait = std::chrono::milliseconds{std::min<int64_t>(ms, 10000)};
+  // Bounded as the pool's queue is: a FLUSH is a read, so one connection
+  // could otherwise pipeline thousands of them, each waiting up to 10 s.
+  auto ctx = c.session.context_ptr();
+  if (ctx->flushes_waiting.fetch_add(1, std::memory_order_relaxed) >=
+      ctx->options.blocking_queue) {
+    ctx->flushes_waiting.fetch_sub(1, std::memory_order_relaxed);
+    return c.reply().error("busy");
+  }
   auto r = c.defer();
-  c.db().force_flush_async(wait, [r](caf::expected<cache::unit> x) { reply_ok(r, x); });
+  c.db().force_flush_async(wait, [r, ctx](caf::expected<cache::unit> x) {
+    ctx->flushes_waiting.fetch_sub(1, std::memory_order_relaxed);
+    reply_ok(r, x);
+  });
 }
 
 // KARLTON.GRAPH [JSON|DOT]: the dependency graph of every cache.

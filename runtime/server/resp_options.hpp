@@ -54,7 +54,8 @@ struct resp_options {
   /// the connection stops reading until replies are ready.
   uint32_t max_in_flight = 4096;
   /// Jobs queued for the pool that runs the blocking calls (INFO,
-  /// KARLTON.STATS, ...); beyond it the reply is "-ERR busy".
+  /// KARLTON.STATS, ...), and apart from them KARLTON.FLUSH calls waiting
+  /// for the flusher; beyond it the reply is "-ERR busy".
   uint32_t blocking_queue = 256;
   /// Client-side caching's table, which the caches must report to (their
   /// `change_listener`s); null: the server makes its own, told of nothing.

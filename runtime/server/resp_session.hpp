@@ -52,6 +52,9 @@ struct server_context {
   std::shared_ptr<tracking_table> tracking;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::atomic<uint64_t> next_client_id{1};
+  /// KARLTON.FLUSH calls waiting for a flusher's answer, at most
+  /// `options.blocking_queue`: each holds a small actor for up to 10 s.
+  std::atomic<uint32_t> flushes_waiting{0};
 };
 
 /// What a session needs from the side that owns its socket.

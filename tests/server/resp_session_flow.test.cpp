@@ -230,6 +230,25 @@ TEST_CASE("session: KARLTON.FLUSH hands the pool no job and is answered, in its 
   CHECK(f.stored("k") == "v");
 }
 
+TEST_CASE(
+  "session: KARLTON.FLUSH calls waiting for the flusher are bounded as the pool's "
+  "queue is",
+  "[resp_session][flush]") {
+  testing::gated_cache f{write_mode::write_back};
+  resp_options o;
+  o.blocking_queue = 2;
+  test_client cl{context_for(f.rt, {f.c}, o), /*threads*/ 0};
+  REQUIRE(cl.call({"SET", "k", "v"}) == "+OK\r\n");
+  // Reads of one connection run side by side: three waiting FLUSHes at once.
+  cl.feed(resp_command({"KARLTON.FLUSH"}) + resp_command({"KARLTON.FLUSH"}) +
+          resp_command({"KARLTON.FLUSH"}));
+  f.db->gate.release();
+  CHECK(cl.replies(3) == std::vector<std::string>{"+OK\r\n", "+OK\r\n", "-ERR busy\r\n"});
+  // The places are given back with the answers.
+  CHECK(cl.call({"KARLTON.FLUSH"}) == "+OK\r\n");
+  CHECK(cl.call({"KARLTON.FLUSH"}) == "+OK\r\n");
+}
+
 TEST_CASE("session: replies held for the socket stay near the output limit, and MGET "
           "never builds a reply over it",
           "[resp_session]") {
