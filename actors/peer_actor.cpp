@@ -3,11 +3,15 @@
 // and `member_table`'s; joining and losing members is in peer_membership.cpp.
 #include "actors/peer_actor.hpp"
 
+#include <memory>
 #include <optional>
+#include <tuple>
+#include <type_traits>
 
 #include <caf/all.hpp>
 
 #include "actors/link_auth.hpp"
+#include "actors/local_reply.hpp"
 #include "actors/peer_internal.hpp"
 #include "actors/shard_repair.hpp"
 #include "base/printable.hpp"
@@ -112,21 +116,44 @@ void apply_done(self_ptr self, uint64_t n) {
   waiters.erase(waiters.begin(), done);
 }
 
+// Sends the removal request `args` to the local `dest` and runs `finish`
+// once it answered. An answer from another node is a forgery that took the
+// place of `dest`'s (local_reply.hpp): before, it let this node acknowledge a
+// synchronous invalidation its shard had not applied. It is counted and the
+// request sent again (a removal twice removes nothing more).
+template <class Result, class Handle, class Finish, class Args>
+void ask_to_apply(self_ptr self, const Handle& dest, Finish finish,
+                  std::shared_ptr<Args> args) {
+  auto answered = [self, dest, finish, args] {
+    if (!from_another_node(self)) return finish();
+    count_unauthenticated(self, "an answer to a local apply from another node");
+    ask_to_apply<Result>(self, dest, finish, args);
+  };
+  std::apply(
+    [&](const auto&... xs) {
+      self->request(dest, caf::infinite, xs...)
+        .then([answered](Result&) { answered(); },
+              [answered](caf::error&) { answered(); });
+    },
+    *args);
+}
+
 // Sends one removal request, answered with a `Result`; `issued` are the
 // origin times of what it carries, recorded as delays once it is done.
 template <class Result, class Handle, class... Ts>
 void apply_one(self_ptr self, const Handle& dest, std::vector<int64_t> issued,
                Ts&&... xs) {
   auto n = self->state.core->start_apply();
-  auto finish = [self, n, issued] {
+  auto finish = [self, n, issued = std::move(issued)] {
     auto now = wall_clock_ns();
     for (auto t : issued)
       self->state.core->record_delay(t, now);
     self->state.core->counters.invalidations_applied += issued.size();
     apply_done(self, n);
   };
-  self->request(dest, caf::infinite, std::forward<Ts>(xs)...)
-    .then([finish](Result&) { finish(); }, [finish](caf::error&) { finish(); });
+  // Kept for a second send; the request copies them, once if none is forged.
+  auto args = std::make_shared<std::tuple<std::decay_t<Ts>...>>(std::forward<Ts>(xs)...);
+  ask_to_apply<Result>(self, dest, std::move(finish), std::move(args));
 }
 
 // Applies a batch as `route_batch` says: one removal request per step.

@@ -9,6 +9,7 @@
 #include <caf/openssl/manager.hpp>
 
 #include "actors/link_auth.hpp"
+#include "actors/local_reply.hpp"
 #include "actors/peer_internal.hpp"
 #include <karlton/messages/errors.hpp>
 
@@ -151,6 +152,14 @@ void connect(self_ptr self, const std::string& host, uint16_t port,
     .then(
       [=](const caf::node_id& nid, caf::strong_actor_ptr& h,
           const std::set<std::string>& ifs) {
+        // The middleman's answer, not another node's guess at its request id
+        // (local_reply.hpp): a forged "you reached yourself" stopped the
+        // reconnecting to a lost member for good.
+        if (from_another_node(self)) {
+          done(make_error(errc::timeout, "a forged answer to connecting to " + host +
+                                           ":" + std::to_string(port)));
+          return;
+        }
         if (nid == self->node()) { // we reached ourselves (a seed list may name us)
           done(caf::none);
           return;

@@ -2,7 +2,8 @@
 // the numbering (rule 6), flow control bounds what a slow member holds
 // unapplied while its origin runs flat out, and a member's messages count
 // only with its link MAC (forged or replayed ones are ignored, also when two
-// nodes shook hands each way). Nodes are runtimes in one process over
+// nodes shook hands each way), and an answer that came through another
+// node's connection is told from a local actor's. Nodes are runtimes in one process over
 // loopback TCP; the slow member is a peer actor in front of a shard double
 // that applies at a fixed rate. Waits are bounded polls.
 #include <catch2/catch.hpp>
@@ -23,6 +24,7 @@
 
 #include "actors/cluster_auth.hpp"
 #include "actors/link_auth.hpp"
+#include "actors/local_reply.hpp"
 #include "actors/peer_actor.hpp"
 #include "support/eventually.hpp"
 #include "support/log_lines.hpp"
@@ -427,4 +429,32 @@ TEST_CASE("a slow member holds at most max-unacked invalidations while its origi
   origin.shutdown();
   caf::anon_send_exit(slow_peer, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("a message through another node's connection is told from a local actor's, "
+          "which is how the peer refuses forged answers to its local requests",
+          "[cluster][trust]") {
+  // CAF matches a response to its request by id alone, so a host reaching the
+  // peer could answer the peer's request to a local shard with a guessed id
+  // and have a synchronous invalidation acknowledged before the shard applied
+  // it. The peer now sends such a request again when the answer came through
+  // another node (actors/local_reply.hpp); this is the test that tells them.
+  runtime here;
+  runtime there;
+  std::atomic<int> local{0};
+  std::atomic<int> remote{0};
+  auto probe = here.system().spawn([&](caf::event_based_actor* self) -> caf::behavior {
+    return {[&, self](int) { ++(from_another_node(self) ? remote : local); }};
+  });
+  auto port = must(here.system().middleman().publish(probe, 0, "127.0.0.1"));
+  auto proxy = must(there.system().middleman().remote_actor("127.0.0.1", port));
+  caf::anon_send(probe, 1); // no sender at all, as CAF's own bounces may be
+  {
+    caf::scoped_actor neighbour{here.system()};
+    neighbour->send(probe, 2);
+    caf::scoped_actor stranger{there.system()};
+    stranger->send(proxy, 3);
+    CHECK(eventually([&] { return local == 2 && remote == 1; }));
+  }
+  caf::anon_send_exit(probe, caf::exit_reason::user_shutdown);
 }
