@@ -243,6 +243,12 @@ void peer_link::established(handshake_role my_role, link_keys keys) {
   current_ = i;
 }
 
+void peer_link::withdraw(handshake_role my_role) {
+  auto i = my_role == handshake_role::initiator ? 0 : 1;
+  links_[i] = one{};
+  current_ = links_[1 - i].set ? 1 - i : -1;
+}
+
 peer_link::sealed peer_link::seal(link_message kind, const std::string& digest) {
   if (current_ < 0) return {}; // no link: a tag nobody accepts
   auto& l = links_[current_];

@@ -86,6 +86,11 @@ public:
   /// the link of that role, and the one to send under from now on.
   void established(handshake_role my_role, link_keys keys);
 
+  /// The handshake in which this node was `my_role` failed after
+  /// `established` (the other side never took its keys): that link goes, and
+  /// the other one, if any, is sent under again.
+  void withdraw(handshake_role my_role);
+
   /// True once a handshake completed.
   bool ready() const noexcept { return current_ >= 0; }
 

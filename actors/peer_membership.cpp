@@ -48,12 +48,13 @@ void lose_member(self_ptr self, const member_table<peer_actor>::member& m,
 
 // `info` passed a handshake through `handle` in which we were `role`, which
 // set up a link with `keys`: what it sends from now on is checked under them.
-void add_member(self_ptr self, const member_info& info, const peer_actor& handle,
+// True if it was no member through `handle` before.
+bool add_member(self_ptr self, const member_info& info, const peer_actor& handle,
                 handshake_role role, link_keys keys) {
   auto& st = self->state;
   bool is_new = st.members->add(info, handle, st.setup.time_source->now());
   st.members->find_mutable(info.name)->link.established(role, std::move(keys));
-  if (!is_new) return;
+  if (!is_new) return false;
   st.core->member_joined(info.name);
   // From now on there is someone whose invalidations we could miss: a lease
   // held while we had no members must not stay valid forever until the next
@@ -66,6 +67,20 @@ void add_member(self_ptr self, const member_info& info, const peer_actor& handle
   log(self, "member joined: " + info.name + " at " + info.host + ":" +
               std::to_string(info.port) + " (" + std::to_string(st.members->size() + 1) +
               " nodes)");
+  return true;
+}
+
+// Our join to `name` through `handle` failed after `add_member`. A member
+// from before (through the handshake it started with us) keeps the link it
+// has, and only ours goes, which it never took: before, it was dropped too,
+// silently, and its batches were refused from then on while our lease ignored
+// it. A new one goes; the caller retries the join.
+void join_failed(self_ptr self, const member_info& them, const peer_actor& handle,
+                 bool was_new) {
+  auto& members = *self->state.members;
+  if (was_new) return members.remove_if(them.name, handle);
+  auto* m = members.find_mutable(them.name);
+  if (m && m->handle == handle) m->link.withdraw(handshake_role::initiator);
 }
 
 // The join handshake with the node `other`, as its initiator (see
@@ -96,7 +111,8 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
         // A member from now on: what we broadcast after the join message
         // reaches it after that message, so its count starts where we say.
         auto keys = mine->keys;
-        add_member(self, them, other, handshake_role::initiator, std::move(mine->keys));
+        bool was_new =
+          add_member(self, them, other, handshake_role::initiator, std::move(mine->keys));
         auto next = st.core->next_seq();
         self
           ->request(other, timeout, join_atom::value, st.core->me(),
@@ -109,7 +125,7 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
               // alone) could have us skip its invalidations or join others.
               if (!check_first_tag(keys, link_message::join_reply,
                                    members_digest(others, their_next), tag)) {
-                st.members->remove_if(them.name, other);
+                join_failed(self, them, other, was_new);
                 count_unauthenticated(self, "an answer to our join claiming to come "
                                             "from '" +
                                               them.name + "' without a valid link MAC");
@@ -131,7 +147,7 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
               done(caf::none);
             },
             [=](caf::error& err) {
-              self->state.members->remove_if(them.name, other);
+              join_failed(self, them, other, was_new);
               log(self, "'" + them.name + "' refused us: " + describe(err));
               done(err);
             });

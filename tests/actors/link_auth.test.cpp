@@ -178,6 +178,14 @@ TEST_CASE("a node that started a handshake each way keeps both links", "[auth][l
     CHECK(b.open(link_message::leave, d, a.seal(link_message::leave, d).tag));
     CHECK(a.open(link_message::leave, d, b.seal(link_message::leave, d).tag));
   }
+  // a's own handshake turns out to have failed (b never took it): a sends
+  // under the link b started again, which b still accepts.
+  a.withdraw(handshake_role::initiator);
+  b.withdraw(handshake_role::responder);
+  CHECK(b.open(link_message::leave, d, a.seal(link_message::leave, d).tag));
+  CHECK(a.open(link_message::leave, d, b.seal(link_message::leave, d).tag));
+  a.withdraw(handshake_role::responder);
+  CHECK_FALSE(a.ready());
   // A link not set up refuses everything and seals nothing valid.
   peer_link none;
   CHECK_FALSE(none.ready());
