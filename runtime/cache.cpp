@@ -231,12 +231,19 @@ void cache::force_flush_async_fn(caf::timespan timeout, callback<unit> f) const 
   if (!w->pass) return w->done(stopped());
   if (!core_->flusher) return w->done(unit{});
   // One short-lived actor per call, to receive the answer: FLUSH is rare.
-  core_->flusher->home_system().spawn([flusher = core_->flusher, timeout,
-                                       w](caf::event_based_actor* self) {
-    self->request(flusher, timeout, flush_atom::value)
-      .then([w](caf::ok_atom) { w->done(unit{}); },
-            [w](caf::error& err) { w->done(flusher_failed(std::move(err), *w->gate)); });
-  });
+  // What it needs goes in as spawn arguments: CAF 0.17 runs a function spawned
+  // with none through a null shared_ptr<tuple<>> (UBSan: reference binding to
+  // null pointer, in init_fun_factory.hpp).
+  core_->flusher->home_system().spawn(
+    [](caf::event_based_actor* self, const flusher_actor& flusher, caf::timespan wait,
+       const std::shared_ptr<flush_waiter>& waiter) {
+      self->request(flusher, wait, flush_atom::value)
+        .then([waiter](caf::ok_atom) { waiter->done(unit{}); },
+              [waiter](caf::error& err) {
+                waiter->done(flusher_failed(std::move(err), *waiter->gate));
+              });
+    },
+    core_->flusher, timeout, w);
 }
 
 caf::expected<uint64_t> cache::dirty_count() const {

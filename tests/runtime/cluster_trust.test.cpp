@@ -443,9 +443,14 @@ TEST_CASE("a message through another node's connection is told from a local acto
   runtime there;
   std::atomic<int> local{0};
   std::atomic<int> remote{0};
-  auto probe = here.system().spawn([&](caf::event_based_actor* self) -> caf::behavior {
-    return {[&, self](int) { ++(from_another_node(self) ? remote : local); }};
-  });
+  // Spawned with arguments: CAF 0.17 runs a function spawned with none
+  // through a null pointer (UBSan).
+  auto probe = here.system().spawn(
+    [](caf::event_based_actor* self, std::atomic<int>* local,
+       std::atomic<int>* remote) -> caf::behavior {
+      return {[=](int) { ++*(from_another_node(self) ? remote : local); }};
+    },
+    &local, &remote);
   auto port = must(here.system().middleman().publish(probe, 0, "127.0.0.1"));
   auto proxy = must(there.system().middleman().remote_actor("127.0.0.1", port));
   caf::anon_send(probe, 1); // no sender at all, as CAF's own bounces may be
