@@ -125,8 +125,8 @@ template <class Result, class Handle, class Finish, class Args>
 void ask_to_apply(self_ptr self, const Handle& dest, Finish finish,
                   std::shared_ptr<Args> args) {
   auto answered = [self, dest, finish, args] {
-    if (!from_another_node(self)) return finish();
-    count_unauthenticated(self, "an answer to a local apply from another node");
+    if (answered_by(self, dest)) return finish();
+    count_unauthenticated(self, "a forged answer to a local apply");
     ask_to_apply<Result>(self, dest, finish, args);
   };
   std::apply(
@@ -443,9 +443,13 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       // A forged heartbeat must not start a second timer chain.
       if (from_this_process(self, token)) heartbeat(self);
     },
+    [=](stop_atom, const local_token& token) {
+      if (from_this_process(self, token)) self->quit(caf::exit_reason::user_shutdown);
+    },
     [=](peer_stats_atom) {
       auto s = self->state.core->stats(self->state.members->size());
       add_counters(s, self->state.auth->counters);
+      s.unauthenticated_messages += self->refused_at_mailbox.load();
       return s;
     },
     [=](members_atom) { return self->state.members->infos(); },

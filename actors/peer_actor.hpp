@@ -5,13 +5,16 @@
 // invalidations (rule 6).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include <caf/stateful_actor.hpp>
 #include <caf/timespan.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include "actors/cluster_auth.hpp"
 #include "actors/peer_members.hpp"
@@ -65,7 +68,31 @@ struct peer_actor_state {
   static inline const char* name = "karlton.peer";
 };
 
-peer_actor::behavior_type peer(peer_actor::stateful_pointer<peer_actor_state> self,
-                               peer_setup setup);
+/// The peer actor itself: CAF's stateful typed actor, with a mailbox that
+/// refuses the two system messages CAF would act on before any handler of
+/// ours saw them, and which any host that reaches the cluster port can send
+/// (rule 9; actors/peer_mailbox.cpp):
+/// - every exit message. One with reason `kill` stops an actor whatever its
+///   exit handler says, and a remote link (CAF lets a host link its actor to
+///   the peer) turns the host's own exit into one. The peer links to no actor,
+///   so none is genuine: the runtime stops it with `(stop, token)`.
+/// - a down message about an actor that is still running: CAF sends a real
+///   one only once the watched actor has terminated.
+/// Refused ones are counted in `peer_stats::unauthenticated_messages`.
+class peer_actor_impl final
+  : public caf::stateful_actor<peer_actor_state, peer_actor::base> {
+public:
+  using stateful_actor::stateful_actor;
+
+  void enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) override;
+
+  /// Exit and down messages refused so far (written by any sender's thread).
+  std::atomic<uint64_t> refused_at_mailbox{0};
+};
+
+/// True if `x` is a system message the peer's mailbox refuses (above).
+bool forged_system_message(const caf::mailbox_element& x);
+
+peer_actor::behavior_type peer(peer_actor_impl* self, peer_setup setup);
 
 } // namespace karlton

@@ -16,7 +16,7 @@
 
 namespace karlton::peer_detail {
 
-using self_ptr = peer_actor::stateful_pointer<peer_actor_state>;
+using self_ptr = peer_actor_impl*;
 
 /// The most bytes of a line's text that reach the log: a line holds at most
 /// a few names (`max_node_name_bytes` each) and an error, so this cuts only

@@ -171,7 +171,7 @@ void connect(self_ptr self, const std::string& host, uint16_t port,
         // The middleman's answer, not another node's guess at its request id
         // (local_reply.hpp): a forged "you reached yourself" stopped the
         // reconnecting to a lost member for good.
-        if (from_another_node(self)) {
+        if (!answered_by(self, mm)) {
           done(make_error(errc::timeout, "a forged answer to connecting to " + host +
                                            ":" + std::to_string(port)));
           return;

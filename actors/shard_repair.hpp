@@ -16,14 +16,14 @@ namespace karlton {
 
 /// Asks `shard` to clear itself, or, with a positive `ttl_cap`, to cap its
 /// entries' TTLs at it; `done()` runs once the shard answered or failed. An
-/// answer from another node (a forgery: local_reply.hpp) took the place of the
-/// shard's, which will now be dropped: the request is sent again (a repair
+/// answer not from the shard (a forgery: local_reply.hpp) took the place of
+/// the shard's, which will now be dropped: the request is sent again (a repair
 /// twice is a repair) and `done` waits for that one.
 template <class Self, class Done>
 void request_repair(Self* self, const shard_actor& shard, caf::timespan ttl_cap,
                     Done done) {
   auto answered = [self, shard, ttl_cap, done] {
-    if (from_another_node(self))
+    if (!answered_by(self, shard))
       request_repair(self, shard, ttl_cap, done);
     else
       done();

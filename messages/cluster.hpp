@@ -219,6 +219,9 @@ using broadcast_atom = caf::atom_constant<caf::atom("broadcast")>;
 /// `next_seq` (the sender's next number) shows a gap. `(leave)` from the
 /// node itself: leave the cluster.
 using leave_atom = caf::atom_constant<caf::atom("leave")>;
+/// `(stop, token)` from the local node: the peer actor quits. Not an exit
+/// message: its mailbox refuses those from anyone (see `peer_actor_impl`).
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
 /// `(heartbeat)`: the peer actor's own timer (see `peer_setup::heartbeat`).
 using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
 /// `(pstats)`: the node's `peer_stats`.

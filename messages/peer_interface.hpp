@@ -15,7 +15,7 @@ namespace karlton {
 
 /// A node's peer actor: the one actor other nodes talk to (published on the
 /// node's port). Local-only messages (`broadcast`, `sync`, `join` by
-/// address or member, `shards`, `leave`, `tick`, `heartbeat`) carry this
+/// address or member, `shards`, `leave`, `tick`, `heartbeat`, `stop`) carry this
 /// process's `local_token` and are ignored (counted) without it: another
 /// node can claim to be this one (see `local_token`).
 /// Messages from members that change state here (the join and its reply, a
@@ -33,7 +33,8 @@ namespace karlton {
 /// - `(join, member)`, `(tick, n)`, `(heartbeat)`: its own reconnection,
 ///   batch and heartbeat timers.
 /// - `(leave)` from the local node: send what is pending, say goodbye to
-///   every member, answer; the runtime then stops it. `(leave, next_seq,
+///   every member, answer; the runtime then stops it with `(stop)`, as
+///   its mailbox refuses exit messages (actors/peer_actor.hpp). `(leave, next_seq,
 ///   tag)` from a member: it left cleanly (no reconnection), numbering its next
 ///   invalidation `next_seq`; a gap to it still repairs.
 using peer_actor = caf::typed_actor<
@@ -54,6 +55,6 @@ using peer_actor = caf::typed_actor<
   caf::reacts_to<tick_atom, local_token, uint64_t>,
   caf::replies_to<leave_atom, local_token>::with<caf::ok_atom>,
   caf::replies_to<leave_atom, uint64_t, link_tag>::with<caf::ok_atom>,
-  caf::reacts_to<heartbeat_atom, local_token>>;
+  caf::reacts_to<heartbeat_atom, local_token>, caf::reacts_to<stop_atom, local_token>>;
 
 } // namespace karlton

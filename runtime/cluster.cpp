@@ -84,7 +84,7 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
     auto port = opts.tls ? caf::openssl::publish(p, me.port, opts.host.c_str(), true)
                          : sys_->middleman().publish(p, me.port, opts.host.c_str(), true);
     if (!port) {
-      caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
+      caf::anon_send(p, stop_atom::value, this_process_token());
       return std::move(port.error());
     }
     peer_ = p;

@@ -45,6 +45,14 @@ void stop_and_await(caf::scoped_actor& self, const Handle& actor) {
   self->receive([](const caf::down_msg&) {});
 }
 
+// The peer quits on its own message: its mailbox refuses exit messages,
+// which any host that reaches the cluster port could send (peer_actor.hpp).
+void stop_peer_and_await(caf::scoped_actor& self, const peer_actor& peer) {
+  self->monitor(peer);
+  self->send(peer, stop_atom::value, this_process_token());
+  self->receive([](const caf::down_msg&) {});
+}
+
 // Write-back: each flusher stores what is dirty, for at most `timeout`.
 // What was not stored goes in the report and, one line per cache, the log.
 runtime::shutdown_report drain_flushers(caf::scoped_actor& self, const cache_map& caches,
@@ -141,7 +149,7 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
     self->request(peer_, std::chrono::seconds{2}, leave_atom::value, this_process_token())
       .receive([](caf::ok_atom) {}, [](caf::error&) {});
     sys_->middleman().close(cluster_port_);
-    stop_and_await(self, peer_);
+    stop_peer_and_await(self, peer_);
   }
   if (bus_) stop_and_await(self, bus_);
   for (auto& h : handler_actors_)

@@ -2,8 +2,7 @@
 // the numbering (rule 6), flow control bounds what a slow member holds
 // unapplied while its origin runs flat out, and a member's messages count
 // only with its link MAC (forged or replayed ones are ignored, also when two
-// nodes shook hands each way), and an answer that came through another
-// node's connection is told from a local actor's. Nodes are runtimes in one process over
+// nodes shook hands each way). Nodes are runtimes in one process over
 // loopback TCP; the slow member is a peer actor in front of a shard double
 // that applies at a fixed rate. Waits are bounded polls.
 #include <catch2/catch.hpp>
@@ -24,7 +23,6 @@
 
 #include "actors/cluster_auth.hpp"
 #include "actors/link_auth.hpp"
-#include "actors/local_reply.hpp"
 #include "actors/peer_actor.hpp"
 #include "support/eventually.hpp"
 #include "support/log_lines.hpp"
@@ -200,7 +198,7 @@ TEST_CASE("a local-only message without this process's token is ignored and coun
              [](caf::error& e) { CHECK(describe(e) == ""); });
   CHECK(s.unauthenticated_messages == 4);
   CHECK(s.broadcasts_sent == 1);
-  caf::anon_send_exit(victim, caf::exit_reason::user_shutdown);
+  caf::anon_send(victim, stop_atom::value, this_process_token());
 }
 
 TEST_CASE("a member's batch or leave forged by a host without its link key is ignored "
@@ -427,39 +425,6 @@ TEST_CASE("a slow member holds at most max-unacked invalidations while its origi
   CHECK(counts->clears >= 1);
   CHECK(must(origin.members()).size() == 1); // never lost: it kept answering
   origin.shutdown();
-  caf::anon_send_exit(slow_peer, caf::exit_reason::user_shutdown);
+  caf::anon_send(slow_peer, stop_atom::value, this_process_token());
   caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
-}
-
-TEST_CASE("a message through another node's connection is told from a local actor's, "
-          "which is how the peer refuses forged answers to its local requests",
-          "[cluster][trust]") {
-  // CAF matches a response to its request by id alone, so a host reaching the
-  // peer could answer the peer's request to a local shard with a guessed id
-  // and have a synchronous invalidation acknowledged before the shard applied
-  // it. The peer now sends such a request again when the answer came through
-  // another node (actors/local_reply.hpp); this is the test that tells them.
-  runtime here;
-  runtime there;
-  std::atomic<int> local{0};
-  std::atomic<int> remote{0};
-  // Spawned with arguments: CAF 0.17 runs a function spawned with none
-  // through a null pointer (UBSan).
-  auto probe = here.system().spawn(
-    [](caf::event_based_actor* self, std::atomic<int>* local,
-       std::atomic<int>* remote) -> caf::behavior {
-      return {[=](int) { ++*(from_another_node(self) ? remote : local); }};
-    },
-    &local, &remote);
-  auto port = must(here.system().middleman().publish(probe, 0, "127.0.0.1"));
-  auto proxy = must(there.system().middleman().remote_actor("127.0.0.1", port));
-  caf::anon_send(probe, 1); // no sender at all, as CAF's own bounces may be
-  {
-    caf::scoped_actor neighbour{here.system()};
-    neighbour->send(probe, 2);
-    caf::scoped_actor stranger{there.system()};
-    stranger->send(proxy, 3);
-    CHECK(eventually([&] { return local == 2 && remote == 1; }));
-  }
-  caf::anon_send_exit(probe, caf::exit_reason::user_shutdown);
 }
