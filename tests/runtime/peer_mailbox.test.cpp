@@ -106,7 +106,7 @@ TEST_CASE("the peer's mailbox refuses any exit message, and a down message about
 }
 
 TEST_CASE("exit and down messages from a host without the secret neither stop the peer "
-          "nor lose it a member; the runtime still stops it",
+          "nor lose it a member, and the runtime still stops it",
           "[cluster][trust]") {
   log_lines log;
   runtime victim;
