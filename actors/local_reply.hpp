@@ -5,9 +5,11 @@
 // the local actor had answered. The sender it names is a proxy of some node,
 // an actor of this node that CAF's registry knows (one whose handle went to
 // another node), or none at all (a routed message with source actor 0). The
-// actors the peer asks (shards, the middleman) never went to another node, so
-// a forgery cannot name them; and no sender is genuine only for CAF's own
-// bounce of a request to an actor that is gone.
+// actors the peer asks (shards, the middleman) are not in that registry
+// unless a shard itself sent to another node's actor (a cache whose
+// `load_actor` is remote: README, Limits), so a forgery cannot name them; and
+// no sender is genuine only for CAF's own bounce of a request to an actor
+// that is gone.
 #pragma once
 
 #include <caf/abstract_actor.hpp>
