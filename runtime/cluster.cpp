@@ -92,6 +92,14 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
     cluster_port_ = *port;
     node_name_ = me.name;
   }
+  if (open_to_strangers(opts, sys_->config()))
+    (opts.log ? opts.log : log_sink{log_line})(
+      "karlton: warning: the cluster port " + opts.host + ":" +
+      std::to_string(cluster_port_) +
+      " is open to other hosts without TLS that verifies certificates; any host that "
+      "reaches it can crash this node through CAF 0.17 (README, Limits): firewall it, "
+      "or set karlton.cluster.tls with openssl.certificate, openssl.key and "
+      "openssl.cafile");
   join_seeds(p, opts.seeds);
   forget_logger_of_this_thread();
   return cluster_port_;

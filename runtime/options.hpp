@@ -206,6 +206,13 @@ struct cluster_options : peer_options {
 /// Checks `o`; the error names the bad option.
 caf::error validate(const cluster_options& o);
 
+/// True if a node with `o`, in an actor system with `cfg`, listens where
+/// other hosts may reach it (not loopback) without TLS that verifies peers
+/// (`tls` with `openssl.cafile` or `openssl.capath`). Then any host that
+/// reaches the port can crash the node through CAF 0.17 (README, Limits), and
+/// `runtime::start_cluster` logs a warning saying so.
+bool open_to_strangers(const cluster_options& o, const caf::actor_system_config& cfg);
+
 /// Cluster options as the config's `karlton.cluster.*` keys give them.
 caf::expected<cluster_options> cluster_options_from(const caf::actor_system_config& cfg);
 

@@ -370,3 +370,27 @@ TEST_CASE("usable_cores counts the CPUs the affinity mask allows", "[options]") 
   runtime_config cfg;
   CHECK(caf::get_or(cfg, "scheduler.max-threads", size_t{0}) == usable_cores());
 }
+
+TEST_CASE("a cluster port open to other hosts without verified TLS is told apart, "
+          "for start_cluster's warning",
+          "[options]") {
+  runtime_config cfg;
+  cluster_options o;
+  o.secret = "s";
+  for (auto host : {"127.0.0.1", "127.0.1.1", "localhost", "::1"}) {
+    o.host = host;
+    CHECK_FALSE(open_to_strangers(o, cfg));
+  }
+  for (auto host : {"0.0.0.0", "10.1.2.3", "::", "node-a"}) {
+    o.host = host;
+    CHECK(open_to_strangers(o, cfg));
+  }
+  // TLS alone is anonymous: anyone may still connect. With an authority to
+  // verify against, only holders of its certificates can.
+  o.tls = true;
+  CHECK(open_to_strangers(o, cfg));
+  cfg.openssl_cafile = "/etc/karlton/ca.pem";
+  CHECK_FALSE(open_to_strangers(o, cfg));
+  o.tls = false;
+  CHECK(open_to_strangers(o, cfg));
+}
