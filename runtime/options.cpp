@@ -297,7 +297,8 @@ void add_options(caf::config_option_set& opts) {
 }
 
 bool open_to_strangers(const cluster_options& o, const caf::actor_system_config& cfg) {
-  bool loopback = o.host == "localhost" || o.host == "::1" || o.host.rfind("127.", 0) == 0;
+  bool loopback =
+    o.host == "localhost" || o.host == "::1" || o.host.rfind("127.", 0) == 0;
   bool verified = o.tls && (!cfg.openssl_cafile.empty() || !cfg.openssl_capath.empty());
   return !loopback && !verified;
 }
