@@ -19,6 +19,7 @@
 #include "support/must.hpp"
 #include "support/run_command.hpp"
 #include "support/temp_dir.hpp"
+#include "support/test_nodes.hpp"
 #include <karlton/messages/peer_interface.hpp>
 #include <karlton/runtime/runtime.hpp>
 
@@ -26,8 +27,10 @@ using namespace karlton;
 using karlton::testing::eventually;
 using karlton::testing::log_lines;
 using karlton::testing::must;
+using karlton::testing::node_options;
 using karlton::testing::run_command;
 using karlton::testing::temp_dir;
+using karlton::testing::users_options;
 
 namespace {
 
@@ -75,15 +78,6 @@ private:
   temp_dir dir_{"pki"};
 };
 
-cluster_options tls_options(std::string name, log_lines& log) {
-  cluster_options o;
-  o.node_name = std::move(name);
-  o.secret = "secret";
-  o.tls = true;
-  o.log = log.sink();
-  return o;
-}
-
 } // namespace
 
 TEST_CASE("with verified certificates, nodes of the cluster's authority join and "
@@ -97,18 +91,12 @@ TEST_CASE("with verified certificates, nodes of the cluster's authority join and
   log_lines log;
   runtime a{pki.config("node", "cluster-ca")};
   runtime b{pki.config("node", "cluster-ca")};
-  must(a.start_cluster(tls_options("a", log)));
-  must(b.start_cluster(tls_options("b", log)));
+  must(a.start_cluster(node_options("a", log, true)));
+  must(b.start_cluster(node_options("b", log, true)));
   REQUIRE_FALSE(b.join("127.0.0.1", a.cluster_port()));
   REQUIRE(eventually([&] { return must(a.members()).size() == 1; }));
-  auto options = [](runtime& rt) {
-    auto o = rt.default_options("users");
-    o.distributed = distribution::sync;
-    o.loader = [](const std::string&) -> caf::expected<std::string> { return "v1"; };
-    return o;
-  };
-  auto at_a = must(a.create_cache(options(a)));
-  auto at_b = must(b.create_cache(options(b)));
+  auto at_a = must(a.create_cache(users_options(a, distribution::sync)));
+  auto at_b = must(b.create_cache(users_options(b, distribution::sync)));
   REQUIRE(must(at_a.get_or_load("k")).str() == "v1");
   REQUIRE(must(at_b.erase("k")) == false); // not cached at b
   CHECK_FALSE(must(at_a.contains("k")));

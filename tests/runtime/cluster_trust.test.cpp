@@ -27,6 +27,7 @@
 #include "support/eventually.hpp"
 #include "support/log_lines.hpp"
 #include "support/must.hpp"
+#include "support/test_nodes.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
 
@@ -35,39 +36,21 @@ using namespace std::chrono_literals;
 using karlton::testing::eventually;
 using karlton::testing::log_lines;
 using karlton::testing::must;
-
-namespace {
-
-cluster_options options(std::string name, log_lines& log) {
-  cluster_options o;
-  o.node_name = std::move(name);
-  o.secret = "secret";
-  o.log = log.sink();
-  return o;
-}
-
-cache_options users_options(runtime& rt, distribution mode, uint32_t shards = 2) {
-  auto o = rt.default_options("users");
-  o.shards = shards;
-  o.distributed = mode;
-  o.loader = [](const std::string&) -> caf::expected<std::string> { return "v1"; };
-  return o;
-}
-
-} // namespace
+using karlton::testing::node_options;
+using karlton::testing::users_options;
 
 TEST_CASE("a clean leave after withheld invalidations makes the receiver repair",
           "[cluster][leave]") {
   log_lines log;
   runtime receiver;
-  must(receiver.start_cluster(options("receiver", log)));
+  must(receiver.start_cluster(node_options("receiver", log)));
   auto users = must(receiver.create_cache(users_options(receiver, distribution::async)));
   REQUIRE(must(users.get_or_load("k")).str() == "v1");
   // The sender may have one invalidation unapplied at the receiver, so its
   // batch of two is withheld. Its heartbeat, which would show the gap, is
   // far off: only its leave can tell.
   runtime sender;
-  auto o = options("sender", log);
+  auto o = node_options("sender", log);
   o.max_unacked = 1;
   o.heartbeat = 10min;
   o.read_lease = 20min;
@@ -206,10 +189,10 @@ TEST_CASE("a member's batch or leave forged by a host without its link key is ig
           "[cluster][trust]") {
   log_lines log;
   runtime victim;
-  must(victim.start_cluster(options("victim", log)));
+  must(victim.start_cluster(node_options("victim", log)));
   auto users = must(victim.create_cache(users_options(victim, distribution::async)));
   runtime member;
-  must(member.start_cluster(options("member", log)));
+  must(member.start_cluster(node_options("member", log)));
   REQUIRE_FALSE(member.join("127.0.0.1", victim.cluster_port()));
   REQUIRE(eventually([&] { return must(victim.members()).size() == 1; }));
   auto real = must(victim.members()).front();
@@ -257,7 +240,7 @@ TEST_CASE("a member's batch or leave replayed is ignored and counted",
           "[cluster][trust]") {
   log_lines log;
   runtime victim;
-  must(victim.start_cluster(options("victim", log)));
+  must(victim.start_cluster(node_options("victim", log)));
   auto users = must(victim.create_cache(users_options(victim, distribution::async)));
   REQUIRE(must(users.get_or_load("k")).str() == "v1");
   // The test is the member: it knows the secret and shakes hands itself.
@@ -336,8 +319,8 @@ TEST_CASE("two nodes that join each other at once keep authenticating each other
   // order neither controls: both links must stay valid (see peer_link).
   log_lines log;
   runtime a, b;
-  must(a.start_cluster(options("a", log)));
-  must(b.start_cluster(options("b", log)));
+  must(a.start_cluster(node_options("a", log)));
+  must(b.start_cluster(node_options("b", log)));
   auto users_a = must(a.create_cache(users_options(a, distribution::sync)));
   auto users_b = must(b.create_cache(users_options(b, distribution::sync)));
   for (int round = 0; round < 5; ++round) {
@@ -394,7 +377,7 @@ TEST_CASE("a slow member holds at most max-unacked invalidations while its origi
   // about 2,000 more through (4 times what the member applies meanwhile).
   constexpr uint64_t max_unacked = 2000;
   runtime origin;
-  auto o = options("origin", log);
+  auto o = node_options("origin", log);
   o.max_unacked = max_unacked;
   o.heartbeat = 200ms;
   o.read_lease = 500ms;

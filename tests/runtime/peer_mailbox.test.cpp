@@ -21,6 +21,7 @@
 #include "support/eventually.hpp"
 #include "support/log_lines.hpp"
 #include "support/must.hpp"
+#include "support/test_nodes.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
 
@@ -29,24 +30,10 @@ using namespace std::chrono_literals;
 using karlton::testing::eventually;
 using karlton::testing::log_lines;
 using karlton::testing::must;
+using karlton::testing::node_options;
+using karlton::testing::users_options;
 
 namespace {
-
-cluster_options options(std::string name, log_lines& log) {
-  cluster_options o;
-  o.node_name = std::move(name);
-  o.secret = "secret";
-  o.log = log.sink();
-  return o;
-}
-
-cache_options users_options(runtime& rt, distribution mode) {
-  auto o = rt.default_options("users");
-  o.shards = 1;
-  o.distributed = mode;
-  o.loader = [](const std::string&) -> caf::expected<std::string> { return "v1"; };
-  return o;
-}
 
 caf::mailbox_element_ptr element(caf::message content) {
   return caf::make_mailbox_element(nullptr, caf::make_message_id(), {},
@@ -110,10 +97,10 @@ TEST_CASE("exit and down messages from a host without the secret neither stop th
           "[cluster][trust]") {
   log_lines log;
   runtime victim;
-  must(victim.start_cluster(options("victim", log)));
-  auto users = must(victim.create_cache(users_options(victim, distribution::async)));
+  must(victim.start_cluster(node_options("victim", log)));
+  auto users = must(victim.create_cache(users_options(victim, distribution::async, 1)));
   runtime member;
-  must(member.start_cluster(options("member", log)));
+  must(member.start_cluster(node_options("member", log)));
   REQUIRE_FALSE(member.join("127.0.0.1", victim.cluster_port()));
   REQUIRE(eventually([&] { return must(victim.members()).size() == 1; }));
   REQUIRE(must(users.get_or_load("k")).str() == "v1");
@@ -150,7 +137,7 @@ TEST_CASE("exit and down messages from a host without the secret neither stop th
   CHECK(s.repairs == 0);
   CHECK(must(victim.members()).size() == 1);
   // The member's erase still reaches the victim, and is acknowledged.
-  auto theirs = must(member.create_cache(users_options(member, distribution::sync)));
+  auto theirs = must(member.create_cache(users_options(member, distribution::sync, 1)));
   REQUIRE(must(theirs.erase("k")) == false); // not cached there
   CHECK_FALSE(must(users.contains("k")));
   // The runtime's own stop still works (an exit no longer would).
