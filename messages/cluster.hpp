@@ -139,8 +139,9 @@ struct peer_stats {
   uint64_t replays_refused =
     0;                        ///< hellos reusing a nonce, joins without an open challenge
   uint64_t names_refused = 0; ///< this node's name, a live member's, or too long
-  /// Ignored: not from a member or this process, or a member's message
-  /// without a valid link MAC (forged, altered or replayed).
+  /// Ignored: not from a member or this process, a member's message without
+  /// a valid link MAC (forged, altered or replayed), CAF's exit or down
+  /// message from another host, or a forged answer to a local request.
   uint64_t unauthenticated_messages = 0;
   uint64_t sync_timeouts = 0;    ///< synchronous calls some node did not answer
   uint64_t batches_withheld = 0; ///< from members too far behind (they repair)

@@ -148,8 +148,9 @@ const family_of<peer_stats> peer_families[] = {
   {"karlton_cluster_joins_refused_total", kind::counter, "Handshakes refused.",
    &peer_stats::joins_refused},
   {"karlton_cluster_unauthenticated_messages_total", kind::counter,
-   "Messages ignored as not authentic: not from a member or this process, or "
-   "without a valid link MAC.",
+   "Messages ignored as not authentic: not from a member or this process, "
+   "without a valid link MAC, CAF exit or down messages from another host, or "
+   "forged answers to local requests.",
    &peer_stats::unauthenticated_messages},
   {"karlton_cluster_bad_messages_total", kind::counter,
    "Messages ignored because the peer's interface has no such message.",
