@@ -389,7 +389,8 @@ private:
   void set_window(uint64_t w) {
     window_cap_ = w;
     main_cap_ = capacity_ > window_cap_ ? capacity_ - window_cap_ : 1;
-    protected_cap_ = main_cap_ / 100 * protected_percent + main_cap_ % 100 * protected_percent / 100;
+    protected_cap_ =
+      main_cap_ / 100 * protected_percent + main_cap_ % 100 * protected_percent / 100;
     demote_overflow();
   }
 
