@@ -128,6 +128,12 @@ void ghost_filter::clear() noexcept {
 
 namespace {
 
+// `percent` % of `x`, rounded down, without the overflow of `x * percent`
+// (capacities under max-bytes are byte counts up to 2^64).
+uint64_t percent_of(uint64_t x, uint64_t percent) {
+  return x / 100 * percent + x % 100 * percent / 100;
+}
+
 // The window stays between 0.2 % and 99 % of the capacity: 0.2 % keeps a
 // newcomer in the window for a few hundred requests even in a small cache,
 // 99 % leaves main room for what the sketch knows to be hot.
@@ -135,7 +141,7 @@ uint64_t min_window(uint64_t capacity) {
   return std::max<uint64_t>(1, capacity / 500);
 }
 uint64_t max_window(uint64_t capacity) {
-  return std::max<uint64_t>(1, capacity / 100 * 99 + capacity % 100 * 99 / 100);
+  return std::max<uint64_t>(1, percent_of(capacity, 99));
 }
 // Steps run from 1/100,000 of the capacity (fine enough for the balance of a
 // skewed trace at 10 % of its keys) to 1 % (Caffeine's first step is 6.25 %;
@@ -389,8 +395,7 @@ private:
   void set_window(uint64_t w) {
     window_cap_ = w;
     main_cap_ = capacity_ > window_cap_ ? capacity_ - window_cap_ : 1;
-    protected_cap_ =
-      main_cap_ / 100 * protected_percent + main_cap_ % 100 * protected_percent / 100;
+    protected_cap_ = percent_of(main_cap_, protected_percent);
     demote_overflow();
   }
 
