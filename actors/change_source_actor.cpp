@@ -138,9 +138,10 @@ change_source_actor::behavior_type change_source(self_ptr self,
     },
     [=](pg_up_atom) { act(self, fresh(self).up(now_of(self))); },
     [=](pg_down_atom, const std::string&) { fresh(self).down(now_of(self)); },
-    [=](pg_heard_atom, int64_t sent_at, uint32_t usage_ppm, const std::string& triggers) {
+    [=](pg_heard_atom, int64_t sent_at, uint32_t usage_ppm, const std::string& triggers,
+        bool with_changes) {
       auto sent = clock::time_point{clock::time_point::duration{sent_at}};
-      act(self, fresh(self).heard(sent, usage_ppm, triggers, now_of(self)));
+      act(self, fresh(self).heard(sent, usage_ppm, triggers, now_of(self), with_changes));
     },
     [=](pg_barrier_done_atom, uint64_t id) {
       // Everything the listener heard before the barrier was handled (one

@@ -49,6 +49,7 @@ const fed_cache* change_state::cache_named(const std::string& table,
 change_actions change_state::changes(const std::vector<pg_change>& changes,
                                      time_point now, uint64_t malformed) {
   change_actions out;
+  ++passes_;
   stats_.notifications_malformed += malformed;
   for (auto& c : changes) {
     ++stats_.notifications_received;
@@ -60,8 +61,9 @@ change_actions change_state::changes(const std::vector<pg_change>& changes,
 
 change_state::open_group& change_state::group_of(uint64_t xid) {
   auto [i, fresh] = groups_.try_emplace(xid);
-  if (!fresh) return i->second;
   auto& g = i->second;
+  g.pass = passes_;
+  if (!fresh) return g;
   g.order = next_order_++;
   by_order_.emplace(g.order, xid);
   if (auto a = applied_through_.find(xid); a != applied_through_.end())
@@ -350,15 +352,21 @@ void change_state::check_triggers(const std::string& triggers, change_actions& o
 }
 
 change_actions change_state::heard(time_point sent_at, uint32_t usage_ppm,
-                                   const std::string& triggers, time_point now) {
+                                   const std::string& triggers, time_point now,
+                                   bool with_changes) {
   change_actions out;
   note_time(now);
   ++stats_.heartbeats;
   stats_.queue_usage_ppm = usage_ppm;
   // Every notification sent before this answer has arrived: whatever is
-  // still open will not complete (a lost or forged notification).
-  while (!by_order_.empty())
-    apply(by_order_.begin()->second, false, now, out);
+  // still open will not complete (a lost or forged notification). Except a
+  // group heard in the pass that read the answer: its notifications may
+  // have followed the answer, with the rest of them still on the way.
+  std::vector<uint64_t> done;
+  for (auto& [order, xid] : by_order_)
+    if (!with_changes || groups_.at(xid).pass != passes_) done.push_back(xid);
+  for (auto xid : done)
+    apply(xid, false, now, out);
   check_triggers(triggers, out);
   if (!trigger_trouble_.empty()) {
     out.lapse_lease = true;

@@ -90,9 +90,13 @@ public:
   /// millionths (`usage_ppm`)
   /// and the triggers as `schema.table:tgname:tgenabled,...`. Every group
   /// still open is applied (its notifications all preceded the answer), and
-  /// the lease may grow to `sent_at + lease`.
+  /// the lease may grow to `sent_at + lease`. `with_changes`: the listener
+  /// read this answer in the same pass as the last `changes`. libpq parses
+  /// what follows an answer in the same read, so a group heard in that pass
+  /// may still be arriving: it waits for its end or the next heartbeat.
   change_actions heard(time_point sent_at, uint32_t usage_ppm,
-                       const std::string& triggers, time_point now);
+                       const std::string& triggers, time_point now,
+                       bool with_changes = false);
 
   /// The LISTEN connection is (again) up and listening: whatever happened
   /// while it was down is unknown, so every fed cache is repaired.
@@ -127,6 +131,7 @@ private:
   // One transaction's changes heard so far.
   struct open_group {
     uint64_t order = 0;    // when it opened: the oldest goes first
+    uint64_t pass = 0;     // the `changes` call that brought its latest
     uint64_t base = 0;     // seqs up to here were applied already (two ends)
     uint64_t seen = 0;     // distinct row notifications with seq > base
     uint64_t max_seq = 0;  // the highest seq heard
@@ -167,6 +172,7 @@ private:
   std::unordered_map<uint64_t, open_group> groups_;
   std::map<uint64_t, uint64_t> by_order_; // open order → xid
   uint64_t next_order_ = 0;
+  uint64_t passes_ = 0; // `changes` calls so far
   size_t buffered_keys_ = 0;
   uint64_t buffered_bytes_ = 0;
   std::unordered_map<uint64_t, uint64_t> applied_through_; // xid → seq applied

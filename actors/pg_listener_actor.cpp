@@ -37,13 +37,13 @@ change_feed start_change_feed(caf::actor_system& sys, pg_listener_options opts,
     caf::anon_send(*to, pg_changes_atom::value, std::move(cs), malformed);
   };
   events.heard = [to](clock::time_point sent_at, double usage,
-                      const std::string& triggers) {
+                      const std::string& triggers, bool with_changes) {
     // Millionths, not a double: CAF 0.17's float serializer never ends on an
     // infinity or NaN (the messages fuzzer found it), so no message carries one.
     auto ppm = std::isfinite(usage) ? std::clamp(usage, 0.0, 1.0) * 1e6 + 0.5 : 0.0;
     caf::anon_send(*to, pg_heard_atom::value,
                    static_cast<int64_t>(sent_at.time_since_epoch().count()),
-                   static_cast<uint32_t>(ppm), triggers);
+                   static_cast<uint32_t>(ppm), triggers, with_changes);
   };
   events.barrier_done = [to](uint64_t id) {
     caf::anon_send(*to, pg_barrier_done_atom::value, id);

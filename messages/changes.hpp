@@ -116,8 +116,9 @@ using pg_changes_atom = caf::atom_constant<caf::atom("pgchanges")>;
 using pg_up_atom = caf::atom_constant<caf::atom("pgup")>;
 /// `(pgdown, reason)`: it failed or was lost.
 using pg_down_atom = caf::atom_constant<caf::atom("pgdown")>;
-/// `(pgheard, sent_at, usage, triggers)`: a heartbeat was answered;
-/// `sent_at` in ticks of the runtime clock.
+/// `(pgheard, sent_at, usage, triggers, with_changes)`: a heartbeat was
+/// answered; `sent_at` in ticks of the runtime clock; `with_changes`: the
+/// last `pgchanges` came from the same read (`change_state::heard`).
 using pg_heard_atom = caf::atom_constant<caf::atom("pgheard")>;
 /// `(pgbarrdone, id)`: a barrier's heartbeat was answered.
 using pg_barrier_done_atom = caf::atom_constant<caf::atom("pgbarrdone")>;
@@ -138,7 +139,7 @@ using pg_tick_atom = caf::atom_constant<caf::atom("pgtick")>;
 using change_source_actor =
   caf::typed_actor<caf::reacts_to<pg_changes_atom, std::vector<pg_change>, uint64_t>,
                    caf::reacts_to<pg_up_atom>, caf::reacts_to<pg_down_atom, std::string>,
-                   caf::reacts_to<pg_heard_atom, int64_t, uint32_t, std::string>,
+                   caf::reacts_to<pg_heard_atom, int64_t, uint32_t, std::string, bool>,
                    caf::reacts_to<pg_barrier_done_atom, uint64_t>,
                    caf::reacts_to<pg_retry_atom, uint64_t>, caf::reacts_to<pg_tick_atom>,
                    caf::replies_to<pg_sync_atom>::with<bool>,

@@ -174,7 +174,7 @@ struct pg_listener::impl {
       }
       PQclear(r);
     }
-    deliver_notifications();
+    bool with_changes = deliver_notifications();
     if (!finished || !conn) return;
     if (at == phase::listening) {
       if (!result_ok) {
@@ -195,13 +195,14 @@ struct pg_listener::impl {
       return;
     }
     backoff.heard(heartbeat_sent);
-    if (events.heard) events.heard(heartbeat_sent_at, usage, triggers);
+    if (events.heard) events.heard(heartbeat_sent_at, usage, triggers, with_changes);
     for (auto id : riding)
       if (events.barrier_done) events.barrier_done(id);
     riding.clear();
   }
 
-  void deliver_notifications() {
+  // Reports the notifications libpq has parsed; true if there were any.
+  bool deliver_notifications() {
     std::vector<pg_change> batch;
     uint64_t malformed = 0;
     while (PGnotify* n = PQnotifies(conn)) {
@@ -211,8 +212,9 @@ struct pg_listener::impl {
         ++malformed;
       PQfreemem(n);
     }
-    if ((!batch.empty() || malformed > 0) && events.changes)
-      events.changes(std::move(batch), malformed);
+    bool any = !batch.empty() || malformed > 0;
+    if (any && events.changes) events.changes(std::move(batch), malformed);
+    return any;
   }
 
   void take_asked() {

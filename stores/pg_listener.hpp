@@ -98,8 +98,10 @@ struct pg_listener_events {
   std::function<void(std::vector<pg_change> changes, uint64_t malformed)> changes;
   /// A heartbeat sent at `sent_at` was answered: every notification queued
   /// for this connection before it was sent has been reported already.
-  std::function<void(clock::time_point sent_at, double usage,
-                     const std::string& triggers)>
+  /// `with_changes`: the last `changes` came from the read that brought the
+  /// answer, and libpq does not say which of them came after it.
+  std::function<void(clock::time_point sent_at, double usage, const std::string& triggers,
+                     bool with_changes)>
     heard;
   /// A barrier's heartbeat was answered (see `pg_listener::barrier`).
   std::function<void(uint64_t id)> barrier_done;

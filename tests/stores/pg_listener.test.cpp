@@ -73,7 +73,7 @@ struct recorder {
         lines.push_back(line);
       });
     };
-    e.heard = [this](clock::time_point, double, const std::string& triggers) {
+    e.heard = [this](clock::time_point, double, const std::string& triggers, bool) {
       add([&] { ++heards, last_triggers = triggers; });
     };
     e.barrier_done = [this](uint64_t id) {
