@@ -360,11 +360,16 @@ change_actions change_state::heard(time_point sent_at, uint32_t usage_ppm,
   stats_.queue_usage_ppm = usage_ppm;
   // Every notification sent before this answer has arrived: whatever is
   // still open will not complete (a lost or forged notification). Except a
-  // group heard in the pass that read the answer: its notifications may
+  // group heard in the read that brought the answer: its notifications may
   // have followed the answer, with the rest of them still on the way.
   std::vector<uint64_t> done;
-  for (auto& [order, xid] : by_order_)
-    if (!with_changes || groups_.at(xid).pass != passes_) done.push_back(xid);
+  for (auto& [order, xid] : by_order_) {
+    auto& g = groups_.at(xid);
+    if (with_changes && g.pass == passes_ && !g.spared)
+      g.spared = true;
+    else
+      done.push_back(xid);
+  }
   for (auto xid : done)
     apply(xid, false, now, out);
   check_triggers(triggers, out);

@@ -88,12 +88,16 @@ public:
 
   /// A heartbeat sent at `sent_at` was answered: the NOTIFY queue's use in
   /// millionths (`usage_ppm`)
-  /// and the triggers as `schema.table:tgname:tgenabled,...`. Every group
-  /// still open is applied (its notifications all preceded the answer), and
-  /// the lease may grow to `sent_at + lease`. `with_changes`: the listener
-  /// read this answer in the same pass as the last `changes`. libpq parses
-  /// what follows an answer in the same read, so a group heard in that pass
-  /// may still be arriving: it waits for its end or the next heartbeat.
+  /// and the triggers as `schema.table:tgname:tgenabled,...`. A group still
+  /// open is applied incomplete (its notifications all preceded the answer),
+  /// and the lease may grow to `sent_at + lease`. `with_changes`: the
+  /// listener read this answer together with the last `changes`. libpq
+  /// parses what follows an answer in the same read, so a group heard in
+  /// that read may still be arriving: it is left open for its end or the
+  /// next answer, once (a forger who keeps touching it cannot hold it).
+  /// Neither the lease nor a sync needs it: PostgreSQL sends a transaction's
+  /// notifications together, so a group heard with the answer and still
+  /// incomplete followed the answer, or is not a real transaction's.
   change_actions heard(time_point sent_at, uint32_t usage_ppm,
                        const std::string& triggers, time_point now,
                        bool with_changes = false);
@@ -131,7 +135,8 @@ private:
   // One transaction's changes heard so far.
   struct open_group {
     uint64_t order = 0;    // when it opened: the oldest goes first
-    uint64_t pass = 0;     // the `changes` call that brought its latest
+    uint64_t pass = 0;     // the listener read (`changes` call) of its latest
+    bool spared = false;   // left open once at an answer read with it
     uint64_t base = 0;     // seqs up to here were applied already (two ends)
     uint64_t seen = 0;     // distinct row notifications with seq > base
     uint64_t max_seq = 0;  // the highest seq heard
@@ -172,7 +177,7 @@ private:
   std::unordered_map<uint64_t, open_group> groups_;
   std::map<uint64_t, uint64_t> by_order_; // open order → xid
   uint64_t next_order_ = 0;
-  uint64_t passes_ = 0; // `changes` calls so far
+  uint64_t passes_ = 0; // listener reads (`changes` calls) so far
   size_t buffered_keys_ = 0;
   uint64_t buffered_bytes_ = 0;
   std::unordered_map<uint64_t, uint64_t> applied_through_; // xid → seq applied

@@ -181,6 +181,16 @@ TEST_CASE("a group heard in the read that brought a heartbeat's answer waits for
   CHECK(keys_in(a, "users") == strings{"c"});
   CHECK(f.st.stats().groups_incomplete == 2);
   CHECK(f.st.open_groups() == 0);
+
+  // Any role may NOTIFY: rows forged into each answer's read hold a group
+  // open for one more answer, not for as long as they keep coming.
+  a = f.st.changes({row(14, 1, "d")}, f.t0 + 31ms);
+  a = f.st.heard(f.t0 + 40ms, 0, healthy, f.t0 + 40ms, true);
+  CHECK(a.groups.empty());
+  a = f.st.changes({row(14, 2, "e")}, f.t0 + 41ms);
+  a = f.st.heard(f.t0 + 50ms, 0, healthy, f.t0 + 50ms, true);
+  CHECK(keys_in(a, "users") == strings{"d", "e"});
+  CHECK(f.st.open_groups() == 0);
 }
 
 TEST_CASE("beyond 10,000 open transactions the oldest is applied incomplete",
