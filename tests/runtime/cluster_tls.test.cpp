@@ -117,6 +117,9 @@ TEST_CASE("with verified certificates, nodes of the cluster's authority join and
   runtime plain;
   CHECK_FALSE(
     plain.system().middleman().remote_actor<peer_actor>("127.0.0.1", a.cluster_port()));
+  if (must(a.members()).size() != 1)
+    for (auto& l : log.lines)
+      UNSCOPED_INFO(l);
   CHECK(must(a.members()).size() == 1);
   CHECK(must(a.cluster_stats()).unauthenticated_messages == 0);
 }
