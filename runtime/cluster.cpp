@@ -9,6 +9,7 @@
 #include "actors/peer_actor.hpp"
 #include "runtime/cache_core.hpp"
 #include "runtime/runtime_detail.hpp"
+#include "runtime/tls_error_queue.hpp"
 #include <karlton/runtime/log.hpp>
 #include <karlton/runtime/runtime.hpp>
 
@@ -100,6 +101,11 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
       "reaches it can crash this node through CAF 0.17 (README, Limits): firewall it, "
       "or set karlton.cluster.tls with openssl.certificate, openssl.key and "
       "openssl.cafile");
+  if (opts.tls && !detail::tls_queue_guarded())
+    (opts.log ? opts.log : log_sink{log_line})(
+      "karlton: warning: OpenSSL's SSL_read resolves past karlton's guard "
+      "(runtime/tls_error_queue.cpp): a host that fails a TLS handshake with this node "
+      "can close its links to other members; link karlton statically, or before libssl");
   join_seeds(p, opts.seeds);
   forget_logger_of_this_thread();
   return cluster_port_;
