@@ -4,27 +4,31 @@
 // at the calling thread's error queue: any entry there makes it report a hard
 // error (SSL_ERROR_SSL), whatever the call itself did. So OpenSSL requires the
 // queue to be empty before each TLS I/O call. CAF 0.17.6's TLS session
-// (libcaf_openssl, session.cpp, `handle_ssl_result`) never empties it after a
-// handshake fails. All links of a node share one multiplexer thread, so when a
-// host without the cluster's certificate is refused, the next link on that
-// thread whose read merely has to wait (want-read) is judged failed and
-// closed: the node loses a member it trusts. Measured with cluster_tls's
-// certificate case under `stress --cpu 3` (ASan build): 10 of 40 runs lost a
-// member; 0 of 40 with the queue emptied before each call.
+// (libcaf_openssl, session.cpp) empties it only inside its log statements
+// (`CAF_LOG_INFO(... get_ssl_error())`), which Debian's build compiles out
+// (CAF_LOG_LEVEL_QUIET), so a failed handshake leaves its errors there. All
+// links of a node share one multiplexer thread, so when a host without the
+// cluster's certificate is refused, the next link on that thread whose read
+// or write merely has to wait is judged failed and closed: the node loses a
+// member it trusts. Measured with cluster_tls's certificate case alone, ASan
+// build, under `stress --cpu 3` (4 Dec): 10 of 40 and 3 of 40 runs lost a
+// member without the guard (two sessions), 0 of 40 with an LD_PRELOAD
+// experiment and 0 of 120 with this file.
 //
 // karlton cannot patch Debian's CAF, so the process's SSL I/O calls resolve
-// here first (an executable's definitions come before shared libraries' in
-// the dynamic linker's lookup), empty the thread's queue as OpenSSL asks, and
-// go on to libssl's own function. (Handshake calls need no guard: OpenSSL's
-// handshake state machine empties the queue itself on each call.) This
-// affects every caller of the two functions in the process; for each of
-// them, emptying the queue first is what OpenSSL's documentation of
-// SSL_get_error demands. `tls_queue_guarded`
+// here first, empty the thread's queue as OpenSSL asks, and go on to libssl's
+// own function. They resolve here when karlton is linked into the executable
+// (an executable's definitions come before shared libraries' in the dynamic
+// linker's lookup; the link options on karlton in CMakeLists.txt make every
+// executable that links it take this file and export both). Handshake calls need no
+// guard: OpenSSL's handshake state machine empties the queue itself on each
+// call. This affects every caller of the two functions in the process; for
+// each of them, emptying the queue first is what OpenSSL's documentation of
+// SSL_get_error demands (libpq does it itself anyway). `tls_queue_guarded`
 // tells whether the lookup found these definitions; the cluster logs a
-// warning when it did not (a karlton linked as a shared library after libssl,
-// say).
+// warning when it did not (karlton in a shared object loaded after libssl).
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE // RTLD_NEXT
+#define _GNU_SOURCE // RTLD_NEXT, dladdr
 #endif
 #include <dlfcn.h>
 
@@ -51,8 +55,24 @@ Fn next_definition(const char* name) {
   return fn;
 }
 
-using io_fn = int (*)(SSL*, void*, int);
+using read_fn = int (*)(SSL*, void*, int);
 using write_fn = int (*)(SSL*, const void*, int);
+
+// Where this file's code was loaded from (the executable, or a shared object).
+void* loaded_object_of_this_file() {
+  Dl_info info{};
+  return dladdr(reinterpret_cast<void*>(&loaded_object_of_this_file), &info) != 0
+           ? info.dli_fbase
+           : nullptr;
+}
+
+// Where the process's first definition of `name` was loaded from: what a call
+// from libcaf_openssl resolves to.
+void* loaded_object_defining(const char* name) {
+  Dl_info info{};
+  auto first = dlsym(RTLD_DEFAULT, name);
+  return first != nullptr && dladdr(first, &info) != 0 ? info.dli_fbase : nullptr;
+}
 
 } // namespace
 
@@ -61,7 +81,7 @@ using write_fn = int (*)(SSL*, const void*, int);
 #define KARLTON_INTERPOSED extern "C" __attribute__((visibility("default")))
 
 KARLTON_INTERPOSED int SSL_read(SSL* ssl, void* buf, int num) {
-  static const auto real = next_definition<io_fn>("SSL_read");
+  static const auto real = next_definition<read_fn>("SSL_read");
   ERR_clear_error();
   return real(ssl, buf, num);
 }
@@ -75,9 +95,12 @@ KARLTON_INTERPOSED int SSL_write(SSL* ssl, const void* buf, int num) {
 namespace karlton::detail {
 
 bool tls_queue_guarded() {
-  // What a call from libcaf_openssl resolves to: the process's first definition.
-  auto first = dlsym(RTLD_DEFAULT, "SSL_read");
-  return first == reinterpret_cast<void*>(&SSL_read);
+  // Compared by the object that defines them, not by address: in position-
+  // independent code `&SSL_read` is itself looked up, and would equal any
+  // first definition.
+  auto here = loaded_object_of_this_file();
+  return here != nullptr && loaded_object_defining("SSL_read") == here &&
+         loaded_object_defining("SSL_write") == here;
 }
 
 } // namespace karlton::detail

@@ -59,8 +59,12 @@ private:
   // test needs no keys, and OpenSSL's error handling is the same.
   static SSL_CTX* anonymous_context() {
     auto ctx = SSL_CTX_new(TLS_method());
+    REQUIRE(ctx != nullptr);
     SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_cipher_list(ctx, "AECDH-AES256-SHA@SECLEVEL=0");
+    if (SSL_CTX_set_cipher_list(ctx, "AECDH-AES256-SHA@SECLEVEL=0") != 1) {
+      SSL_CTX_free(ctx);
+      FAIL("this OpenSSL has no anonymous ECDH cipher (AECDH-AES256-SHA)");
+    }
     return ctx;
   }
 
@@ -80,14 +84,8 @@ void refuse_a_stranger() {
   REQUIRE(ERR_peek_error() != 0);                  // and it left the queue full
 }
 
-} // namespace
-
-TEST_CASE("the process's TLS calls resolve to karlton's guard of OpenSSL's error queue") {
-  CHECK(karlton::detail::tls_queue_guarded());
-}
-
 // Two ends of a link whose handshake is done.
-void connect(tls_end& client, tls_end& server) {
+void complete_handshake(tls_end& client, tls_end& server) {
   for (int round = 0; round < 10; ++round) {
     auto c = SSL_connect(client.ssl());
     client.send_to(server);
@@ -98,25 +96,33 @@ void connect(tls_end& client, tls_end& server) {
   FAIL("no TLS handshake over memory buffers in 10 rounds");
 }
 
+} // namespace
+
+TEST_CASE("the process's TLS calls resolve to karlton's guard of OpenSSL's error queue") {
+  CHECK(karlton::detail::tls_queue_guarded());
+}
+
 TEST_CASE(
   "after a refused TLS handshake, the next TLS call on the thread that only has to "
   "wait is not taken for a failure") {
+  ERR_clear_error(); // whatever an earlier case on this thread left
   tls_end client{false};
   tls_end server{true};
   char buf[64];
   SECTION("a read on an established link") {
-    connect(client, server);
+    complete_handshake(client, server);
     refuse_a_stranger();
     auto ret = SSL_read(server.ssl(), buf, sizeof(buf));
     CHECK(server.outcome(ret) == SSL_ERROR_WANT_READ);
   }
   SECTION("a write on an established link whose other end does not read yet") {
-    connect(client, server);
+    complete_handshake(client, server);
     // A send buffer of 256 bytes, as a socket's that is full.
     BIO* mine = nullptr;
     BIO* theirs = nullptr;
     REQUIRE(BIO_new_bio_pair(&mine, 256, &theirs, 256) == 1);
-    SSL_set0_wbio(client.ssl(), mine); // the session owns it now
+    std::unique_ptr<BIO, int (*)(BIO*)> other_half{theirs, BIO_free};
+    SSL_set0_wbio(client.ssl(), mine); // the session owns this half now
     std::string chunk(100, 'x');
     int ret = 1;
     for (int n = 0; n < 10 && ret > 0; ++n)
@@ -125,7 +131,6 @@ TEST_CASE(
     refuse_a_stranger();
     ret = SSL_write(client.ssl(), chunk.data(), 100);
     CHECK(client.outcome(ret) == SSL_ERROR_WANT_WRITE);
-    BIO_free(theirs);
   }
   ERR_clear_error(); // leave the thread as the next case expects it
 }
