@@ -13,7 +13,7 @@
 // member it trusts. Measured with cluster_tls's certificate case alone, ASan
 // build, under `stress --cpu 3` (4 Dec): 10 of 40 and 3 of 40 runs lost a
 // member without the guard (two sessions), 0 of 40 with an LD_PRELOAD
-// experiment and 0 of 120 with this file.
+// experiment and 0 of 160 with this file.
 //
 // karlton cannot patch Debian's CAF, so the process's SSL I/O calls resolve
 // here first, empty the thread's queue as OpenSSL asks, and go on to libssl's
