@@ -33,6 +33,12 @@ caf::error check_modules(caf::actor_system& sys, const cluster_options& opts) {
   return caf::none;
 }
 
+// The node's log: the service's sink unless the options name a log of their
+// own (read per line, so a later set_log_sink counts).
+log_sink log_of(const cluster_options& opts) {
+  return opts.log ? opts.log : log_sink{log_line};
+}
+
 // The peer actor's setup from the cluster options, but for the bus and for
 // the port when the options leave it to the kernel (0).
 peer_setup peer_setup_for(const cluster_options& opts,
@@ -41,9 +47,7 @@ peer_setup peer_setup_for(const cluster_options& opts,
   static_cast<peer_options&>(setup) = opts; // the options both share
   setup.lease = std::make_shared<read_lease>();
   setup.time_source = std::move(time_source);
-  // One log for the whole runtime: the service's sink unless the options
-  // name a log of their own (read per line, so a later set_log_sink counts).
-  setup.log = opts.log ? opts.log : log_sink{log_line};
+  setup.log = log_of(opts); // one log for the whole runtime
   setup.me.host = opts.host;
   setup.me.port = opts.port;
   setup.me.incarnation = std::random_device{}() ^ (uint64_t(wall_clock_ns()) << 16);
@@ -94,7 +98,7 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
     node_name_ = me.name;
   }
   if (open_to_strangers(opts, sys_->config()))
-    (opts.log ? opts.log : log_sink{log_line})(
+    log_of(opts)(
       "karlton: warning: the cluster port " + opts.host + ":" +
       std::to_string(cluster_port_) +
       " is open to other hosts without TLS that verifies certificates; any host that "
@@ -102,7 +106,7 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
       "or set karlton.cluster.tls with openssl.certificate, openssl.key and "
       "openssl.cafile");
   if (opts.tls && !detail::tls_queue_guarded())
-    (opts.log ? opts.log : log_sink{log_line})(
+    log_of(opts)(
       "karlton: warning: OpenSSL's SSL_read resolves past karlton's guard "
       "(runtime/tls_error_queue.cpp): a host that fails a TLS handshake with this node "
       "can close its links to other members; link karlton statically, or before libssl");

@@ -58,20 +58,11 @@ Fn next_definition(const char* name) {
 using read_fn = int (*)(SSL*, void*, int);
 using write_fn = int (*)(SSL*, const void*, int);
 
-// Where this file's code was loaded from (the executable, or a shared object).
-void* loaded_object_of_this_file() {
+// The object (the executable, or a shared object) that `address` was loaded
+// from; null for none.
+void* loaded_object_of(const void* address) {
   Dl_info info{};
-  return dladdr(reinterpret_cast<void*>(&loaded_object_of_this_file), &info) != 0
-           ? info.dli_fbase
-           : nullptr;
-}
-
-// Where the process's first definition of `name` was loaded from: what a call
-// from libcaf_openssl resolves to.
-void* loaded_object_defining(const char* name) {
-  Dl_info info{};
-  auto first = dlsym(RTLD_DEFAULT, name);
-  return first != nullptr && dladdr(first, &info) != 0 ? info.dli_fbase : nullptr;
+  return address != nullptr && dladdr(address, &info) != 0 ? info.dli_fbase : nullptr;
 }
 
 } // namespace
@@ -95,12 +86,13 @@ KARLTON_INTERPOSED int SSL_write(SSL* ssl, const void* buf, int num) {
 namespace karlton::detail {
 
 bool tls_queue_guarded() {
-  // Compared by the object that defines them, not by address: in position-
-  // independent code `&SSL_read` is itself looked up, and would equal any
-  // first definition.
-  auto here = loaded_object_of_this_file();
-  return here != nullptr && loaded_object_defining("SSL_read") == here &&
-         loaded_object_defining("SSL_write") == here;
+  // What a call from libcaf_openssl resolves to (the process's first
+  // definition) must come from the object this file is in. Compared by
+  // object, not by address: in position-independent code `&SSL_read` is
+  // itself looked up, and would equal any first definition.
+  auto here = loaded_object_of(reinterpret_cast<const void*>(&tls_queue_guarded));
+  return here != nullptr && loaded_object_of(dlsym(RTLD_DEFAULT, "SSL_read")) == here &&
+         loaded_object_of(dlsym(RTLD_DEFAULT, "SSL_write")) == here;
 }
 
 } // namespace karlton::detail
