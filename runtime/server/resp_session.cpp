@@ -202,6 +202,7 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
   if (runs && must_wait(*spec, args)) return step::paused;
   ctx_->counters.total_commands.fetch_add(1, std::memory_order_relaxed);
   auto& slot = slots_.open();
+  opened_.store(slots_.next_sequence(), std::memory_order_release);
   command_call call{*this, args, slot};
   if (spec == nullptr) {
     std::string msg = "unknown command '";
@@ -318,7 +319,10 @@ void session_impl::note_writes(const command_spec& spec,
 }
 
 void session_impl::drain() {
-  while (auto* slot = slots_.ready_head()) {
+  for (;;) {
+    move_due_pushes();
+    auto* slot = slots_.ready_head();
+    if (slot == nullptr) break;
     output_ += slot->bytes;
     held_bytes_ -= slot->held;
     waiting_bytes_.fetch_sub(slot->late, std::memory_order_relaxed);
@@ -343,12 +347,20 @@ void session_impl::collect(std::string& out) {
   }
   out += output_;
   output_.clear();
+}
+
+void session_impl::move_due_pushes() {
+  if (!has_pushes_.load(std::memory_order_acquire)) return;
   std::lock_guard<std::mutex> guard{push_mtx_};
-  for (auto& p : pushes_)
-    out += p;
-  pushes_.clear();
-  waiting_bytes_.fetch_sub(push_bytes_, std::memory_order_relaxed);
-  push_bytes_ = 0;
+  size_t moved = 0;
+  while (!pushes_.empty() && pushes_.front().after <= slots_.head_sequence()) {
+    moved += pushes_.front().msg.size();
+    output_ += pushes_.front().msg;
+    pushes_.pop_front();
+  }
+  push_bytes_ -= moved;
+  waiting_bytes_.fetch_sub(moved, std::memory_order_relaxed);
+  has_pushes_.store(!pushes_.empty(), std::memory_order_relaxed);
 }
 
 bool session_impl::wants_input() const noexcept {
@@ -374,18 +386,22 @@ void session_impl::push(std::string msg) {
     std::lock_guard<std::mutex> guard{push_mtx_};
     // Twice the same message at the same place in the stream says nothing
     // more: each shard of a cleared cache sends its "everything" (null).
-    if (!pushes_.empty() && pushes_.back() == msg) return;
+    auto after = opened_.load(std::memory_order_acquire);
+    if (!pushes_.empty() && pushes_.back().after == after && pushes_.back().msg == msg)
+      return;
     if (output_overflow_.load(std::memory_order_relaxed)) return;
     auto n = msg.size();
     // Past the limit the queued pushes are dropped with this one: their
     // bytes leave the count too.
     if (!add_waiting(n, push_bytes_)) {
-      std::vector<std::string>{}.swap(pushes_);
+      std::deque<queued_push>{}.swap(pushes_);
+      has_pushes_.store(false, std::memory_order_relaxed);
       push_bytes_ = 0;
       overflowed = true;
     } else {
       push_bytes_ += n;
-      pushes_.push_back(std::move(msg));
+      pushes_.push_back({after, std::move(msg)});
+      has_pushes_.store(true, std::memory_order_release);
     }
   }
   // A host paused for a client that does not read collects nothing, so its

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -239,9 +240,22 @@ private:
   session_host* host_;  // guarded by host_mtx_; null after detach
   std::atomic<bool> wake_pending_{false};
 
+  // A push (an invalidation) goes out after the replies of every command
+  // opened before it was made, never before them: a pipelined GET that read
+  // a value and waits behind a slow command would otherwise reach the client
+  // after the invalidation of that value, and the client would keep it for
+  // good (Redis writes both in execution order). `opened_` is the count of
+  // slots opened, published by the I/O thread for the pushing threads.
+  struct queued_push {
+    uint64_t after; // slots that go out first
+    std::string msg;
+  };
+  void move_due_pushes();
+  std::atomic<uint64_t> opened_{0};
+  std::atomic<bool> has_pushes_{false}; // pushes_ is not empty
   std::mutex push_mtx_;
-  std::vector<std::string> pushes_; // guarded by push_mtx_
-  size_t push_bytes_ = 0;           // of pushes_, guarded by push_mtx_
+  std::deque<queued_push> pushes_; // guarded by push_mtx_
+  size_t push_bytes_ = 0;          // of pushes_, guarded by push_mtx_
   // What other threads handed over and collect has not taken: push_bytes_
   // and the replies that completed elsewhere and wait in their slots.
   std::atomic<size_t> waiting_bytes_{0};

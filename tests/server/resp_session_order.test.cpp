@@ -211,3 +211,24 @@ TEST_CASE("session: a pipelined KARLTON.FLUSH after a SET under write-back waits
   // Before, the FLUSH ran beside the parked SET and waited for "a" only.
   CHECK(f.stored("k") == "v");
 }
+
+TEST_CASE("session: an invalidation goes out after the replies of the commands before it",
+          "[resp_session][order][tracking]") {
+  testing::gated_cache f;
+  REQUIRE_FALSE(f.put_stored("k", "v1"));
+  test_client cl{context_for(f.rt, {f.c})};
+  // A read answered at once, behind a write the store holds: its reply
+  // waits in its slot. An invalidation of what it read, made meanwhile,
+  // went out first, and a client caching on RESP3 pushes then stored v1
+  // after dropping it, for good.
+  cl.feed(resp_command({"SET", "other", "x"}) + resp_command({"GET", "k"}));
+  REQUIRE(f.write_held());
+  const std::string push = ">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n";
+  cl.s->push(push);
+  CHECK(cl.collect_now().empty());
+  f.db->gate.release();
+  CHECK(cl.replies(3) == replies{"+OK\r\n", "$2\r\nv1\r\n", push});
+  // A push with nothing in flight goes out at once.
+  cl.s->push(push);
+  CHECK(cl.collect_now() == push);
+}
