@@ -1,6 +1,7 @@
 // Time-to-live as a put asks for it, and as a shard reports what is left of it.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 
 #include <caf/meta/type_name.hpp>
@@ -47,6 +48,13 @@ private:
   constexpr explicit ttl(int64_t ns) noexcept : ns_(ns) {}
   int64_t ns_ = default_marker;
 };
+
+/// The longest lifetime an entry keeps as asked. Entries store their expiry
+/// as 40-bit milliseconds of the runtime's clock (34.8 years) and keep a
+/// longer one as never; 30 years leaves the clock room to run. Front ends
+/// that must not answer "no expiry" for a key told to expire (the Redis
+/// protocol's TTL) refuse longer lifetimes.
+constexpr caf::timespan longest_exact_ttl = std::chrono::hours{24 * 365 * 30};
 
 /// What a shard says about a key's remaining lifetime.
 struct remaining_ttl {

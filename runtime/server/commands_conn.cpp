@@ -115,28 +115,26 @@ void hello(command_call& c) {
     proto = static_cast<int>(v);
     i = 2;
   }
-  std::optional<std::pair<std::string_view, std::string_view>> login;
+  // Options take effect in their order, as in Redis 7.0: an AUTH before a
+  // bad SETNAME has logged the client in when the name is refused.
   std::optional<std::string_view> name;
   for (; i < c.args.size(); ++i) {
     bool more = i + 1 < c.args.size();
     if (iequals(c.args[i], "AUTH") && i + 2 < c.args.size()) {
-      login.emplace(c.args[i + 1], c.args[i + 2]);
+      if (!credentials_ok(s, c.args[i + 1], c.args[i + 2])) {
+        c.reply().error(wrongpass);
+        return;
+      }
+      s.set_authenticated();
       i += 2;
     } else if (iequals(c.args[i], "SETNAME") && more) {
       name = c.args[++i];
-      if (!name_ok(c, *name)) return; // before AUTH takes effect, as Redis
+      if (!name_ok(c, *name)) return;
     } else {
       c.reply().error("Syntax error in HELLO option '" +
                       std::string{c.args[i].substr(0, 128)} + "'");
       return;
     }
-  }
-  if (login) {
-    if (!credentials_ok(s, login->first, login->second)) {
-      c.reply().error(wrongpass);
-      return;
-    }
-    s.set_authenticated();
   }
   if (!s.authenticated()) {
     c.reply().error("-NOAUTH HELLO must be called with the client already authenticated, "
@@ -266,7 +264,7 @@ void command(command_call& c) {
       if (const auto* cmd = find_command(c.args[i]))
         command_info(w, *cmd);
       else
-        w.null_array();
+        w.null(); // Redis's null bulk ($-1), not a null array
     }
   } else {
     unknown_sub(c, "COMMAND");
@@ -293,11 +291,14 @@ void config(command_call& c) {
 }
 
 void info(command_call& c) {
-  if (c.args.size() > 2) {
-    c.reply().error("syntax error");
-    return;
-  }
-  std::string section{c.args.size() == 2 ? c.args[1] : std::string_view{}};
+  // INFO server clients ...: the sections named, as in Redis 7. A word
+  // longer than any section's name names none: not copied.
+  std::string section;
+  for (size_t i = 1; i < c.args.size(); ++i)
+    if (c.args[i].size() <= 16) {
+      section += ' ';
+      section += c.args[i];
+    }
   auto reply = c.defer();
   auto ctx = c.session.context_ptr();
   bool queued = c.session.run_blocking([reply, ctx, section] {

@@ -4,7 +4,8 @@
 // commands_compute.cpp.
 #include "runtime/server/commands_keys.hpp"
 
-#include <limits>
+#include <algorithm>
+#include <chrono>
 
 namespace karlton::server {
 
@@ -38,14 +39,17 @@ bool parse_expire_ms(command_call& c, std::string_view arg, int64_t unit,
     c.reply().error("value is not an integer or out of range");
     return false;
   }
-  // The lifetime becomes nanoseconds (caf::timespan), which must not wrap:
-  // at most 292 years; karlton keeps anything past 34.8 years as never.
-  constexpr int64_t max_ms = std::numeric_limits<int64_t>::max() / 1'000'000;
-  if ((positive && n <= 0) || n > max_ms / unit || n < -max_ms / unit) {
+  // Past 30 years karlton would keep the key as never expiring and TTL would
+  // answer -1 for a key the client was told expires: refused, with the error
+  // Redis gives past its own range (README, "Serving Redis clients").
+  constexpr int64_t max_ms =
+    std::chrono::duration_cast<std::chrono::milliseconds>(longest_exact_ttl).count();
+  if ((positive && n <= 0) || n > max_ms / unit) {
     c.reply().error("invalid expire time in '" + std::string{cmd} + "' command");
     return false;
   }
-  ms = n * unit;
+  // Any lifetime of 0 or less deletes the key (EXPIRE), however negative.
+  ms = std::max<int64_t>(n, -1) * unit;
   return true;
 }
 
@@ -55,6 +59,7 @@ namespace {
 struct set_options {
   bool nx = false, xx = false, get = false, keepttl = false;
   std::optional<int64_t> ms;
+  bool seconds = false; // ms came from EX
 };
 
 bool parse_set(command_call& c, set_options& o) {
@@ -69,10 +74,12 @@ bool parse_set(command_call& c, set_options& o) {
       o.get = true;
     } else if (iequals(a, "KEEPTTL") && !o.ms) {
       o.keepttl = true;
-    } else if ((iequals(a, "EX") || iequals(a, "PX")) && !o.ms && !o.keepttl && more) {
+    } else if ((iequals(a, "EX") || iequals(a, "PX")) && !o.keepttl && more &&
+               (!o.ms || o.seconds == iequals(a, "EX"))) {
+      // Redis 7.0 takes EX twice (or PX twice), the last counting, but not both.
       int64_t ms = 0;
-      if (!parse_expire_ms(c, c.args[i + 1], iequals(a, "EX") ? 1000 : 1, "set", true,
-                           ms))
+      o.seconds = iequals(a, "EX");
+      if (!parse_expire_ms(c, c.args[i + 1], o.seconds ? 1000 : 1, "set", true, ms))
         return false;
       o.ms = ms;
       ++i;

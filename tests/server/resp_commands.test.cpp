@@ -45,10 +45,14 @@ TEST_CASE("session: AUTH with a password: NOAUTH first, WRONGPASS, then OK",
   CHECK(cl.call({"PING"}) == "+PONG\r\n");
 
   test_client other{cl.ctx};
-  // A bad name fails the whole HELLO: the login does not take effect.
-  CHECK(other.call({"HELLO", "3", "AUTH", "default", "sekrit", "SETNAME", "a b"}) ==
+  // Options take effect in order, as in Redis 7.0.15: a bad name before
+  // AUTH fails the login; after it, only the name and the protocol.
+  CHECK(other.call({"HELLO", "3", "SETNAME", "a b", "AUTH", "default", "sekrit"}) ==
         "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
   CHECK(other.call({"GET", "k"}) == "-NOAUTH Authentication required.\r\n");
+  CHECK(other.call({"HELLO", "3", "AUTH", "default", "sekrit", "SETNAME", "a b"}) ==
+        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+  CHECK(other.call({"GET", "k"}) == "$-1\r\n"); // logged in, still RESP2
   CHECK(starts_with(other.call({"HELLO", "3", "AUTH", "default", "sekrit"}), "%7\r\n"));
   CHECK(other.call({"GET", "k"}) == "_\r\n");
 
@@ -180,6 +184,7 @@ TEST_CASE("session: connection commands", "[resp_session]") {
   CHECK(
     starts_with(cl.call({"COMMAND", "INFO", "get", "nope"}),
                 "*2\r\n*10\r\n$3\r\nget\r\n:2\r\n*1\r\n+readonly\r\n:1\r\n:1\r\n:1\r\n"));
+  CHECK(cl.call({"COMMAND", "INFO", "nope"}) == "*1\r\n$-1\r\n"); // Redis's null bulk
   CHECK(starts_with(cl.call({"COMMAND"}), "*" + std::to_string(command_table().size())));
   CHECK(cl.call({"CONFIG", "GET", "appendonly"}) ==
         "*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n");
@@ -190,6 +195,11 @@ TEST_CASE("session: connection commands", "[resp_session]") {
   auto info = cl.call({"INFO", "server"});
   CHECK(starts_with(info, "$"));
   CHECK(info.find("redis_version:") != std::string::npos);
+  // Several sections, as Redis 7 takes them (a syntax error before).
+  info = cl.call({"INFO", "server", "clients"});
+  CHECK(info.find("# Server") != std::string::npos);
+  CHECK(info.find("# Clients") != std::string::npos);
+  CHECK(info.find("# Keyspace") == std::string::npos);
 }
 
 TEST_CASE("session: KARLTON.* commands", "[resp_session]") {
@@ -268,7 +278,7 @@ TEST_CASE("session: read-modify-write commands", "[resp_session][compute]") {
   CHECK(cl.call({"EXPIRE", "nope", "10"}) == ":0\r\n");
 }
 
-TEST_CASE("session: EXPIRE's seconds never wrap when they become nanoseconds",
+TEST_CASE("session: an expiry is kept as asked or refused, never kept as none",
           "[resp_session][compute]") {
   runtime rt;
   auto c = must(rt.create_cache("db0"));
@@ -276,14 +286,27 @@ TEST_CASE("session: EXPIRE's seconds never wrap when they become nanoseconds",
   REQUIRE(cl.call({"SET", "k", "v"}) == "+OK\r\n");
   // 2^64 / 10^9 s: wrapped to 0.29 s before the bound was divided right.
   CHECK(starts_with(cl.call({"EXPIRE", "k", "18446744074"}), "-ERR invalid expire time"));
-  // 292 years fit; anything past 34.8 years is kept as never (it wrapped to
-  // a negative lifetime and deleted the key before).
-  CHECK(cl.call({"EXPIRE", "k", "9223372036"}) == ":1\r\n");
-  CHECK(cl.call({"TTL", "k"}) == ":-1\r\n");
-  CHECK(cl.call({"GET", "k"}) == "$1\r\nv\r\n");
-  // SET EX takes the same bound; 35 years is never, not a wrapped expiry.
-  CHECK(cl.call({"SET", "t", "v", "EX", "1104537600"}) == "+OK\r\n");
-  CHECK(cl.call({"TTL", "t"}) == ":-1\r\n");
+  // Past 30 years karlton would keep the key as never expiring: EXPIRE and
+  // SET answered success and TTL then -1, a key the client was told expires.
+  CHECK(cl.call({"EXPIRE", "k", "9223372036"}) ==
+        "-ERR invalid expire time in 'expire' command\r\n");
+  CHECK(cl.call({"PEXPIRE", "k", "1104537600000"}) ==
+        "-ERR invalid expire time in 'pexpire' command\r\n");
+  CHECK(cl.call({"SET", "t", "v", "EX", "1104537600"}) ==
+        "-ERR invalid expire time in 'set' command\r\n");
+  CHECK(cl.call({"TTL", "k"}) == ":-1\r\n"); // untouched
+  // 30 years is kept as asked.
+  const std::string thirty_years = std::to_string(30LL * 365 * 24 * 3600);
+  CHECK(cl.call({"SET", "t", "v", "EX", thirty_years}) == "+OK\r\n");
+  CHECK(cl.call({"TTL", "t"}) == ":" + thirty_years + "\r\n");
+  CHECK(cl.call({"EXPIRE", "k", thirty_years}) == ":1\r\n");
+  CHECK(cl.call({"TTL", "k"}) == ":" + thirty_years + "\r\n");
+  // Any lifetime of 0 or less deletes, as in Redis: a large negative one was
+  // refused and the key kept.
+  CHECK(cl.call({"EXPIRE", "k", "-10000000000"}) == ":1\r\n");
+  CHECK(cl.call({"EXISTS", "k"}) == ":0\r\n");
+  CHECK(cl.call({"PEXPIRE", "t", "-9223372036854775808"}) == ":1\r\n");
+  CHECK(cl.call({"EXISTS", "t"}) == ":0\r\n");
 }
 
 TEST_CASE("session: a node without caches refuses KARLTON.FLUSH and still answers "

@@ -41,6 +41,9 @@ TEST_CASE("session: PING, ECHO, SET, GET, DEL answer as Redis does", "[resp_sess
   CHECK(must(c.get("k")).bytes() == "v1");
   CHECK(cl.call({"DEL", "k", "nope", "k"}) == ":1\r\n");
   CHECK(cl.call({"GET", "k"}) == "$-1\r\n");
+  // EX twice: the last counts, as in Redis 7.0 (a syntax error before).
+  CHECK(cl.call({"SET", "k", "v", "EX", "10", "EX", "20"}) == "+OK\r\n");
+  CHECK(cl.call({"TTL", "k"}) == ":20\r\n");
   // Inline commands, as nc sends them.
   CHECK(cl.send("PING\r\n", 1) == std::vector<std::string>{"+PONG\r\n"});
 }
@@ -55,6 +58,8 @@ TEST_CASE("session: errors have Redis's texts", "[resp_session]") {
   CHECK(cl.call({"PING", "a", "b"}) ==
         "-ERR wrong number of arguments for 'ping' command\r\n");
   CHECK(cl.call({"SET", "k", "v", "XX", "NX"}) == "-ERR syntax error\r\n");
+  CHECK(cl.call({"SET", "k", "v", "EX", "10", "PX", "20"}) == "-ERR syntax error\r\n");
+  CHECK(cl.call({"SET", "k", "v", "KEEPTTL", "EX", "20"}) == "-ERR syntax error\r\n");
   CHECK(cl.call({"SET", "k", "v", "EX", "0"}) ==
         "-ERR invalid expire time in 'set' command\r\n");
   CHECK(cl.call({"SET", "k", "v", "PX", "-1"}) ==
