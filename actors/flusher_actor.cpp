@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <string>
 #include <utility>
 
 #include <caf/all.hpp>
@@ -16,6 +17,10 @@ using self_ptr = flusher_actor::stateful_pointer<flusher_actor_state>;
 
 time_point now_of(self_ptr self) {
   return self->state.setup.time_source->now();
+}
+
+void warn(self_ptr self, const std::string& what) {
+  if (self->state.setup.warn) self->state.setup.warn("karlton: " + what);
 }
 
 // Gives `n` units of max-dirty back; wakes the shards if one parked a write.
@@ -82,7 +87,7 @@ void maybe_truncate(self_ptr self) {
   // Appends sent later queue behind this in the journal writer's mailbox.
   self->request(st.setup.journal, caf::infinite, truncate_atom::value)
     .then([](caf::ok_atom) {},
-          [self, marks, bytes, rewritten]([[maybe_unused]] caf::error& err) {
+          [self, marks, bytes, rewritten](caf::error& err) {
             // The stored records stay, so they need their marks after all:
             // written now, alone, since on a quiet cache no group commit may
             // come to carry them (a crash would replay them). If the sync
@@ -93,7 +98,8 @@ void maybe_truncate(self_ptr self) {
             if (st.journal_rewritten == 0) st.journal_rewritten = rewritten;
             st.stored_unmarked.insert(st.stored_unmarked.begin(), marks.begin(),
                                       marks.end());
-            CAF_LOG_WARNING("karlton: journal truncation failed:" << describe(err));
+            ++st.journal_failures;
+            warn(self, "journal truncation failed: " + describe(err));
             mark_stored_alone(self);
           });
 }
@@ -116,8 +122,8 @@ void on_stored(self_ptr self) {
   maybe_flush(self);
 }
 
-void on_failed(self_ptr self, [[maybe_unused]] const caf::error& err) {
-  CAF_LOG_WARNING("karlton: a write-back batch failed, retrying:" << describe(err));
+void on_failed(self_ptr self, const caf::error& err) {
+  warn(self, "a write-back batch failed, retrying: " + describe(err));
   give_back(self, self->state.writes->batch_failed(now_of(self)));
   answer_waiters(self); // a drain past its deadline reports now
   arm(self);
@@ -164,12 +170,12 @@ void mark_stored_alone(self_ptr self) {
         append_journal(self);
         maybe_truncate(self);
       },
-      [self, marks]([[maybe_unused]] caf::error& err) {
+      [self, marks](caf::error& err) {
         auto& st = self->state;
         st.journal_busy = false;
         st.journal_broken = true;
         ++st.journal_failures;
-        CAF_LOG_WARNING("karlton: a journal's stored mark failed:" << describe(err));
+        warn(self, "a journal's stored mark failed: " + describe(err));
         st.stored_unmarked.insert(st.stored_unmarked.begin(), marks.begin(), marks.end());
         append_journal(self); // a rewrite
       });
@@ -217,8 +223,8 @@ void journal_write_failed(self_ptr self, journal_group& g, const caf::error& err
   st.journal_broken = true;
   st.stored_unmarked.insert(st.stored_unmarked.begin(), g.marks.begin(), g.marks.end());
   ++st.journal_failures;
-  CAF_LOG_WARNING("karlton: a journal " << (g.rewrite ? "rewrite" : "append")
-                                        << " failed:" << describe(err));
+  warn(self, std::string{"a journal "} + (g.rewrite ? "rewrite" : "append") +
+               " failed: " + describe(err));
   if (!g.rewrite) {
     // Repair at once: the rewrite holds these writes too, and their
     // callers are acknowledged if it succeeds.
@@ -295,6 +301,14 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
       if (shard >= st.shards.size()) st.shards.resize(shard + 1);
       if (!st.shards[shard])
         st.shards[shard] = caf::actor_cast<shard_actor>(self->current_sender());
+      if (items.empty()) { // a shard whose first write parked: it waits for room
+        // Marked first, then checked: a release after the mark wakes it,
+        // one before shows in `used`.
+        st.setup.budget->mark_waiting();
+        if (st.setup.budget->used() < st.setup.budget->limit())
+          self->send(st.shards[shard], room_atom::value);
+        return caf::ok_atom::value;
+      }
       auto now = now_of(self);
       if (st.setup.journal)
         st.unjournaled.items.insert(st.unjournaled.items.end(), items.begin(),

@@ -5,8 +5,10 @@
 // and the journal writer's (both detached).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -29,6 +31,9 @@ struct flusher_setup {
   /// Null without a journal.
   journal_actor journal;
   std::shared_ptr<dirty_budget> budget;
+  /// Where warnings go, one line each (the runtime's log, runtime/log.hpp):
+  /// CAF's own log macros are compiled out of Debian's CAF. Null: nowhere.
+  std::function<void(const std::string&)> warn;
 };
 
 struct flusher_actor_state {

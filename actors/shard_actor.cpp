@@ -88,7 +88,19 @@ void dispatch_loads(self_ptr self) {
 void arm_room(self_ptr self) {
   auto& st = self->state;
   auto deadline = st.cache->next_parked_deadline();
-  if (!deadline || st.room_timer_armed) return;
+  if (!deadline) return;
+  // A shard whose first write parks was unknown to the flusher, so a store
+  // that made room woke only the others, and this one waited for its timer
+  // (3/4 of call-timeout) and often failed with `overloaded`: an empty write
+  // introduces it.
+  if (st.write_flusher && !st.flusher_knows_us) {
+    st.flusher_knows_us = true;
+    self
+      ->request(st.write_flusher, caf::infinite, write_atom::value, st.index,
+                std::vector<shard_write>{})
+      .then([](caf::ok_atom) {}, [](caf::error&) {});
+  }
+  if (st.room_timer_armed) return;
   st.room_timer_armed = true;
   auto delay = std::max(*deadline - now_of(self), time_point::duration::zero());
   self->delayed_send(self, delay + std::chrono::milliseconds{1}, room_atom::value);
@@ -103,6 +115,7 @@ void send_writes(self_ptr self) {
   seqs.reserve(items.size());
   for (const auto& i : items)
     seqs.push_back(i.seq);
+  if (st.write_flusher) st.flusher_knows_us = true;
   if (st.write_flusher && !st.acks_wait_for_journal) {
     // Handed over is accepted: the flusher's mailbox is as safe as its
     // memory, and max-dirty was taken already. Not waiting for its answer

@@ -66,6 +66,9 @@ struct shard_actor_state : shard_links {
   uint64_t timer_generation = 0;
   size_t next_loader = 0;        // round robin over `loaders`
   bool room_timer_armed = false; // a timer for parked writes is pending
+  /// The flusher learns a shard from its first write message, and tells only
+  /// the shards it knows when max-dirty room frees (see `arm_room`).
+  bool flusher_knows_us = false;
 
   static inline const char* name = "karlton.shard";
 };

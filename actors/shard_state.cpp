@@ -368,6 +368,7 @@ cache_stats shard_state::stats() const {
   out.load_waiters = loads_.waiters();
   out.loads_out = loads_.out();
   out.loads_queued = loads_.queued();
+  out.writes_parked = parked_.size();
   return out;
 }
 

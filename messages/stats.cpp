@@ -117,6 +117,7 @@ cache_stats& cache_stats::operator+=(const cache_stats& other) {
   lease_clears += other.lease_clears;
   doorbells += other.doorbells;
   ingress_jobs += other.ingress_jobs;
+  writes_parked += other.writes_parked;
   return *this;
 }
 

@@ -115,6 +115,9 @@ struct cache_stats {
   /// it goes to, a `put_batch` one per shard. Jobs per doorbell is how much
   /// the ingress queue batches.
   uint64_t ingress_jobs = 0;
+  /// Write-back writes waiting now for room under `max-dirty` (backpressure:
+  /// each fails with `overloaded` if none frees within 3/4 of call-timeout).
+  uint64_t writes_parked = 0;
 
   /// hits / (hits + misses), 0..1; 0 before any get.
   double hit_rate() const noexcept {
@@ -146,7 +149,7 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
            x.invalidated_by_cascade, x.dependency_links, x.dependency_names,
            x.negative_hits, x.lease_clears, x.load_timeouts, x.loads_in_flight,
            x.load_waiters, x.loads_out, x.loads_queued, x.loads_refused, x.expiring,
-           x.doorbells, x.ingress_jobs);
+           x.doorbells, x.ingress_jobs, x.writes_parked);
 }
 
 /// The `q` quantile (0..1) of a window of delays in microseconds (the

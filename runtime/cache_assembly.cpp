@@ -13,6 +13,7 @@
 #include "actors/shard_actor.hpp"
 #include "actors/store_actors.hpp"
 #include "runtime/cache_core.hpp"
+#include <karlton/runtime/log.hpp>
 #include "runtime/runtime_detail.hpp"
 #include <karlton/runtime/runtime.hpp>
 
@@ -129,6 +130,9 @@ flusher_setup flusher_setup_for(const cache_options& opts, const detail::cache_c
     opts.load_actor ? std::vector<loader_actor>{opts.load_actor} : core.loaders;
   fs.journal = core.journal_writer;
   fs.budget = std::move(budget);
+  fs.warn = [name = opts.name](const std::string& line) {
+    log_line(line + " (cache '" + name + "')");
+  };
   return fs;
 }
 

@@ -55,6 +55,8 @@ const family_of<cache_stats> cache_families[] = {
    &cache_stats::bytes},
   {"karlton_dependency_links", kind::gauge, "Entry to dependency links indexed.",
    &cache_stats::dependency_links},
+  {"karlton_writes_parked", kind::gauge, "Write-back writes waiting for max-dirty room.",
+   &cache_stats::writes_parked},
   {"karlton_loads_total", kind::counter, "Loads started (misses and refreshes).",
    &cache_stats::loads},
   {"karlton_loads_finished_total", kind::counter, "Loads whose loader returned.",

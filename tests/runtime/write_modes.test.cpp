@@ -8,7 +8,9 @@
 #include <thread>
 #include <unordered_map>
 
+#include "base/routing.hpp"
 #include "stores/faulty_store.hpp"
+#include "support/eventually.hpp"
 #include "support/must.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
@@ -284,6 +286,38 @@ TEST_CASE("a put that finds no room within its wait fails with overloaded",
   REQUIRE_FALSE(c.force_flush());
   CHECK(db->inner->size() == 4);
   REQUIRE_FALSE(c.put("one-too-many", "v"));
+}
+
+TEST_CASE("a shard whose first write waits for room gets it when another shard's write "
+          "is stored",
+          "[write_back][backpressure]") {
+  auto db = std::make_shared<switchable_store>();
+  db->failing = true;
+  runtime rt;
+  auto o = with_store("room", db, write_mode::write_back);
+  o.max_dirty = 1;
+  o.call_timeout = 60s; // the room wait, 45 s: far past the check below
+  o.flush_interval = 1ms;
+  o.retry_base = 1ms;
+  o.retry_max = 5ms;
+  auto c = must(rt.create_cache(o));
+  // One key on each of the two shards.
+  auto key_on = [](size_t shard) {
+    for (int i = 0;; ++i) {
+      auto k = "k" + std::to_string(i);
+      if (shard_index(hash_key(k), 2) == shard) return k;
+    }
+  };
+  REQUIRE_FALSE(c.put(key_on(0), "a")); // takes the only unit; not stored yet
+  auto parked = c.put_async(key_on(1), "b");
+  REQUIRE(testing::eventually([&] { return must(c.stats()).writes_parked == 1; }));
+  // Storing the first write frees the unit. The flusher told only the shards
+  // it had heard from, so this one waited for its 45 s timer before.
+  db->failing = false;
+  REQUIRE(parked.wait_for(20s) == std::future_status::ready);
+  CHECK_FALSE(parked.get().error());
+  REQUIRE_FALSE(c.force_flush());
+  CHECK(db->inner->size() == 2);
 }
 
 TEST_CASE("shutdown flushes write-back caches and reports what it could not store",
