@@ -1,6 +1,7 @@
 #include "actors/flush_state.hpp"
 
 #include <algorithm>
+#include <iterator>
 
 namespace karlton {
 
@@ -36,9 +37,13 @@ void flush_state::journaled(uint64_t through) {
   journaled_through_ = std::max(journaled_through_, through);
 }
 
-bool flush_state::front_journaled() const {
-  if (!cfg_.journal || order_.empty()) return true;
-  return pending_.at(order_.front()).latest <= journaled_through_;
+bool flush_state::journal_has(const slot& s) const {
+  return !cfg_.journal || s.latest <= journaled_through_;
+}
+
+bool flush_state::any_storable() const {
+  return std::any_of(order_.begin(), order_.end(),
+                     [this](const std::string& k) { return journal_has(pending_.at(k)); });
 }
 
 numbered_writes flush_state::unstored() const {
@@ -91,7 +96,7 @@ std::optional<uint64_t> flush_state::oldest_ms() const {
 }
 
 bool flush_state::should_flush(time_point now) const {
-  if (in_flight() || pending_.empty() || !front_journaled()) return false;
+  if (in_flight() || pending_.empty() || !any_storable()) return false;
   auto now_ms = to_ms(now);
   if (now_ms < backoff_until_ms_) return false;
   if (pending_.size() >= cfg_.batch_size) return true;
@@ -104,8 +109,8 @@ bool flush_state::should_flush(time_point now) const {
 }
 
 std::optional<time_point> flush_state::next_due() const {
-  // Not journaled yet: the journal's answer makes it due, not time.
-  if (in_flight() || pending_.empty() || !front_journaled()) return std::nullopt;
+  // Nothing journaled yet: the journal's answer makes it due, not time.
+  if (in_flight() || pending_.empty() || !any_storable()) return std::nullopt;
   auto due = std::max(*oldest_ms() + as_ms(cfg_.flush_interval), backoff_until_ms_);
   return time_point{std::chrono::milliseconds{due}};
 }
@@ -117,12 +122,23 @@ std::vector<shard_write> flush_state::take_batch(time_point) {
   in_flight_.reserve(n); // no reallocation below: the index points into it
   std::vector<shard_write> batch;
   batch.reserve(n);
-  for (size_t i = 0; i < n && front_journaled(); ++i) {
+  // A key written again while the journal's append ran waits, in its place,
+  // for the next append; the keys behind it go now. Waiting for it held up
+  // the whole cache while one key was written faster than the journal synced.
+  std::vector<std::string> waiting;
+  while (batch.size() < n && !order_.empty()) {
     auto node = pending_.extract(order_.front());
+    if (!journal_has(node.mapped())) {
+      waiting.push_back(order_.front());
+      pending_.insert(std::move(node));
+    } else {
+      in_flight_.push_back(std::move(node.mapped()));
+      batch.push_back(in_flight_.back().item);
+    }
     order_.pop_front();
-    in_flight_.push_back(std::move(node.mapped()));
-    batch.push_back(in_flight_.back().item);
   }
+  order_.insert(order_.begin(), std::make_move_iterator(waiting.begin()),
+                std::make_move_iterator(waiting.end()));
   for (size_t i = 0; i < in_flight_.size(); ++i)
     in_flight_index_.emplace(in_flight_[i].item.key, i);
   return batch;

@@ -141,8 +141,13 @@ private:
   };
 
   std::optional<uint64_t> oldest_ms() const;
-  /// True if the oldest dirty key's write may be stored (see `journaled`).
-  bool front_journaled() const;
+  /// True if the journal holds the latest write of `s`'s key (see `journaled`).
+  bool journal_has(const slot& s) const;
+  /// True if some dirty key's latest write may be stored. Keys written again
+  /// since the journal's last append wait; the rest go without them. Only the
+  /// front of the line is read up to the first such key, and the keys that
+  /// wait are at most one group commit's writes.
+  bool any_storable() const;
 
   flush_options cfg_;
   std::unordered_map<std::string, slot, key_hasher> pending_;
