@@ -222,6 +222,41 @@ TEST_CASE("a newcomer read three times displaces main's victim, twice does not",
   CHECK_FALSE(displaces(2)); // within the floor (one in 256 escapes; not this one)
 }
 
+TEST_CASE("after the cache was full main's spare room goes only to newcomers seen twice",
+          "[policy]") {
+  policy_cache c{eviction_policy_kind::tiny_lfu, 1000};
+  for (uint64_t i = 0; i < 1001; ++i)
+    c.access(i); // full: one victim asked for
+  auto id_of = [&](uint64_t item) {
+    auto key = "k" + std::to_string(item);
+    return c.table.find(key, static_cast<uint32_t>(hash_key(key)));
+  };
+  auto in_main = [&](uint64_t item) {
+    auto id = id_of(item);
+    return id != no_entry && c.table.at(id).list() != 0; // 0: the window
+  };
+  // Ten of main's keys leave (erased or expired): main has room for ten.
+  int left = 0;
+  for (uint64_t i = 0; i < 1001 && left < 10; ++i)
+    if (in_main(i)) {
+      auto id = id_of(i);
+      c.policy->on_remove(id, 1);
+      c.table.remove(id);
+      ++left;
+    }
+  REQUIRE(left == 10);
+  c.access(5000);
+  c.access(5000); // seen twice, in the window
+  for (uint64_t i = 0; i < 30; ++i)
+    c.access(10'000 + i); // each seen once; they push 5000 out of the window
+  CHECK(in_main(5000));
+  int once_in_main = 0;
+  for (uint64_t i = 0; i < 30; ++i)
+    once_in_main += in_main(10'000 + i) ? 1 : 0;
+  // They took main's room without a contest before: each of them.
+  CHECK(once_in_main == 0);
+}
+
 TEST_CASE("W-TinyLFU moves on from a dead hot set to a loop larger than the cache",
           "[policy]") {
   // A hot set fills main and is never read again; then a loop of 20 x the
