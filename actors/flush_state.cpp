@@ -42,8 +42,9 @@ bool flush_state::journal_has(const slot& s) const {
 }
 
 bool flush_state::any_storable() const {
-  return std::any_of(order_.begin(), order_.end(),
-                     [this](const std::string& k) { return journal_has(pending_.at(k)); });
+  return std::any_of(order_.begin(), order_.end(), [this](const std::string& k) {
+    return journal_has(pending_.at(k));
+  });
 }
 
 numbered_writes flush_state::unstored() const {

@@ -13,8 +13,8 @@
 #include "actors/shard_actor.hpp"
 #include "actors/store_actors.hpp"
 #include "runtime/cache_core.hpp"
-#include <karlton/runtime/log.hpp>
 #include "runtime/runtime_detail.hpp"
+#include <karlton/runtime/log.hpp>
 #include <karlton/runtime/runtime.hpp>
 
 namespace karlton {
