@@ -288,7 +288,9 @@ public:
     // the scan trace at 10 % (0.7842 -> 0.7863; docs/benchmarks.md).
     while (win.weight > window_cap_ && !win.empty() &&
            main_weight() + weight_of(win.tail) <= main_cap_) {
-      if (filled_ && sketch_.frequency(hash_of(win.tail)) < 2) {
+      // The window's only entry is the one just put: kept for its first read,
+      // as below.
+      if (filled_ && win.count > 1 && sketch_.frequency(hash_of(win.tail)) < 2) {
         window_ghost_.add(hash_of(win.tail));
         return win.tail;
       }

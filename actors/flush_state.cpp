@@ -41,10 +41,12 @@ bool flush_state::journal_has(const slot& s) const {
   return !cfg_.journal || s.latest <= journaled_through_;
 }
 
-bool flush_state::any_storable() const {
-  return std::any_of(order_.begin(), order_.end(), [this](const std::string& k) {
-    return journal_has(pending_.at(k));
-  });
+const flush_state::slot* flush_state::first_storable() const {
+  if (order_.empty() || none_storable_at_ == journaled_through_) return nullptr;
+  for (const auto& key : order_)
+    if (const auto& s = pending_.at(key); journal_has(s)) return &s;
+  none_storable_at_ = journaled_through_;
+  return nullptr;
 }
 
 numbered_writes flush_state::unstored() const {
@@ -97,7 +99,9 @@ std::optional<uint64_t> flush_state::oldest_ms() const {
 }
 
 bool flush_state::should_flush(time_point now) const {
-  if (in_flight() || pending_.empty() || !any_storable()) return false;
+  if (in_flight() || pending_.empty()) return false;
+  const auto* first = first_storable();
+  if (first == nullptr) return false;
   auto now_ms = to_ms(now);
   if (now_ms < backoff_until_ms_) return false;
   if (pending_.size() >= cfg_.batch_size) return true;
@@ -106,13 +110,15 @@ bool flush_state::should_flush(time_point now) const {
     for (const auto& [key, s] : pending_)
       if (s.number <= flush_requested_through_) return true;
   }
-  return now_ms >= *oldest_ms() + as_ms(cfg_.flush_interval);
+  return now_ms >= first->since_ms + as_ms(cfg_.flush_interval);
 }
 
 std::optional<time_point> flush_state::next_due() const {
   // Nothing journaled yet: the journal's answer makes it due, not time.
-  if (in_flight() || pending_.empty() || !any_storable()) return std::nullopt;
-  auto due = std::max(*oldest_ms() + as_ms(cfg_.flush_interval), backoff_until_ms_);
+  if (in_flight() || pending_.empty()) return std::nullopt;
+  const auto* first = first_storable();
+  if (first == nullptr) return std::nullopt;
+  auto due = std::max(first->since_ms + as_ms(cfg_.flush_interval), backoff_until_ms_);
   return time_point{std::chrono::milliseconds{due}};
 }
 
@@ -168,7 +174,8 @@ flush_state::stored flush_state::batch_stored() {
 
 uint64_t flush_state::batch_failed(time_point now) {
   ++stats_.flush_failures;
-  ++stats_.retries; // the batch's writes will be tried again
+  ++stats_.retries;          // the batch's writes will be tried again
+  none_storable_at_.reset(); // they were journaled: storable again
   uint64_t superseded = 0;
   in_flight_index_.clear();
   // Back to the front of the line, in their old order. Where a newer write of

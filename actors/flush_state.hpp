@@ -102,8 +102,9 @@ public:
   std::optional<time_point> next_due() const;
 
   /// Moves up to `batch_size` of the oldest dirty keys in flight and returns
-  /// their writes, for one transaction. With a journal it stops at the first
-  /// key whose write is not journaled yet.
+  /// their writes, for one transaction. With a journal a key whose latest
+  /// write is not journaled yet keeps its place and waits; the keys behind
+  /// it go.
   std::vector<shard_write> take_batch(time_point now);
 
   /// The batch in flight is stored: which writes of which shard, and how
@@ -143,11 +144,15 @@ private:
   std::optional<uint64_t> oldest_ms() const;
   /// True if the journal holds the latest write of `s`'s key (see `journaled`).
   bool journal_has(const slot& s) const;
-  /// True if some dirty key's latest write may be stored. Keys written again
-  /// since the journal's last append wait; the rest go without them. Only the
-  /// front of the line is read up to the first such key, and the keys that
-  /// wait are at most one group commit's writes.
-  bool any_storable() const;
+  /// The oldest dirty key whose latest write may be stored, or null: keys
+  /// written again since the journal's last append wait, the rest go without
+  /// them, and the interval counts from this key's age, not a waiting one's.
+  /// It reads past the waiting keys at the front; a scan that found none is
+  /// remembered until the journal takes more or a failed batch comes back (a
+  /// write accepted meanwhile is never journaled yet), so a line of waiting
+  /// keys is not read again on every write.
+  const slot* first_storable() const;
+  mutable std::optional<uint64_t> none_storable_at_; // journaled_through_ then
 
   flush_options cfg_;
   std::unordered_map<std::string, slot, key_hasher> pending_;

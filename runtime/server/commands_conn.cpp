@@ -292,13 +292,16 @@ void config(command_call& c) {
 
 void info(command_call& c) {
   // INFO server clients ...: the sections named, as in Redis 7. A word
-  // longer than any section's name names none: not copied.
+  // longer than any section's name, or with a space, names none (not
+  // copied); naming none gives nothing, as in Redis, not every section.
   std::string section;
   for (size_t i = 1; i < c.args.size(); ++i)
-    if (c.args[i].size() <= 16) {
+    if (c.args[i].size() <= 16 && c.args[i].find(' ') == std::string_view::npos) {
       section += ' ';
       section += c.args[i];
     }
+  if (c.args.size() > 1 && section.find_first_not_of(' ') == std::string::npos)
+    section = "-"; // no section's name
   auto reply = c.defer();
   auto ctx = c.session.context_ptr();
   bool queued = c.session.run_blocking([reply, ctx, section] {

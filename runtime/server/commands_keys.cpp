@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 namespace karlton::server {
 
@@ -44,7 +45,8 @@ bool parse_expire_ms(command_call& c, std::string_view arg, int64_t unit,
   // Redis gives past its own range (README, "Serving Redis clients").
   constexpr int64_t max_ms =
     std::chrono::duration_cast<std::chrono::milliseconds>(longest_exact_ttl).count();
-  if ((positive && n <= 0) || n > max_ms / unit) {
+  if ((positive && n <= 0) || n > max_ms / unit ||
+      n < std::numeric_limits<int64_t>::min() / unit) { // Redis refuses these too
     c.reply().error("invalid expire time in '" + std::string{cmd} + "' command");
     return false;
   }

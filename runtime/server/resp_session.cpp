@@ -350,7 +350,10 @@ void session_impl::collect(std::string& out) {
 }
 
 void session_impl::move_due_pushes() {
-  if (!has_pushes_.load(std::memory_order_acquire)) return;
+  // Sequentially consistent with push's store and its wake: collect clears
+  // wake_pending_ and then reads this, push sets this and then wake_pending_;
+  // one of them sees the other, so a push is never left without a wake.
+  if (!has_pushes_.load(std::memory_order_seq_cst)) return;
   std::lock_guard<std::mutex> guard{push_mtx_};
   size_t moved = 0;
   while (!pushes_.empty() && pushes_.front().after <= slots_.head_sequence()) {
@@ -401,7 +404,7 @@ void session_impl::push(std::string msg) {
     } else {
       push_bytes_ += n;
       pushes_.push_back({after, std::move(msg)});
-      has_pushes_.store(true, std::memory_order_release);
+      has_pushes_.store(true, std::memory_order_seq_cst);
     }
   }
   // A host paused for a client that does not read collects nothing, so its

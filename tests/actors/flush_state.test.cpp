@@ -240,6 +240,17 @@ TEST_CASE("with a journal a key written faster than the journal syncs holds up n
   auto batch = fs.take_batch(at(1000));
   REQUIRE(batch.size() == 1);
   CHECK(batch[0].bytes == "5");
+  fs.batch_stored();
+  // The interval counts from the age of the keys that may go, not the waiting
+  // key's: a key dirty since 0 and written during the append, one since 900.
+  fs.add(0, put("hot", "6", 4), at(0));
+  fs.add(0, put("late", "v", 5), at(900));
+  fs.journaled(fs.last_accepted());
+  fs.add(0, put("hot", "7", 6), at(905)); // during the append: it waits
+  CHECK_FALSE(fs.should_flush(at(950)));  // was due at once: the hot key's age
+  REQUIRE(fs.next_due());
+  CHECK(*fs.next_due() == at(1000));
+  CHECK(fs.should_flush(at(1000)));
 }
 
 TEST_CASE("the unstored writes are the newest of each key, in flight or pending",
