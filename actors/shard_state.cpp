@@ -162,9 +162,20 @@ void shard_state::track_expiry(entry_id id, bool had_expiry) {
   if (had_expiry) --expiring_entries_;
   if (!e.expires()) return;
   ++expiring_entries_;
+  push_deadlines(e, id);
+  // Kept below twice what the live entries need (two each under stale-if-error).
+  if (deadlines_.size() > 2 * deadlines_per_entry() * expiring_entries_ + 1024)
+    compact_deadlines();
+}
+
+void shard_state::push_deadlines(const entry& e, entry_id id) {
   deadlines_.emplace_back(reclaim_ms(e), id);
   std::push_heap(deadlines_.begin(), deadlines_.end(), later);
-  if (deadlines_.size() > 2 * expiring_entries_ + 1024) compact_deadlines();
+  // Under stale-if-error the entry stays past its expiry; trackers hear of
+  // the expiry when it happens (`remove_expired`).
+  if (stale_window_ms_ == 0) return;
+  deadlines_.emplace_back(e.expiry_ms(), id);
+  std::push_heap(deadlines_.begin(), deadlines_.end(), later);
 }
 
 uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
@@ -191,7 +202,11 @@ void shard_state::compact_deadlines() {
   deadlines_.clear();
   for (entry_id id = 0; id < table_.id_limit(); ++id) {
     const auto& e = table_.at(id);
-    if (e.live() && e.expires()) deadlines_.emplace_back(reclaim_ms(e), id);
+    if (!e.live() || !e.expires()) continue;
+    deadlines_.emplace_back(reclaim_ms(e), id);
+    // An expiry already told is told again: a tracker that has not read
+    // the key since ignores it.
+    if (stale_window_ms_ > 0) deadlines_.emplace_back(e.expiry_ms(), id);
   }
   std::make_heap(deadlines_.begin(), deadlines_.end(), later);
 }
@@ -327,6 +342,7 @@ uint64_t shard_state::clear_here() {
 }
 
 uint64_t shard_state::remove_expired(time_point now, uint64_t max_work) {
+  lease_holds(now); // a lapsed lease clears, told to the change listener
   auto now_ms = to_ms(now);
   negatives_.expire(now_ms, max_work);
   expire_loads(now_ms, max_work);
@@ -340,9 +356,13 @@ uint64_t shard_state::remove_expired(time_point now, uint64_t max_work) {
     deadlines_.pop_back();
     const auto& e = table_.at(id);
     // Stale if the entry is gone, or was overwritten with another deadline.
-    if (!e.live() || !e.expires() || reclaim_ms(e) != when) continue;
-    remove(id, removal_cause::expired);
-    ++removed;
+    if (!e.live() || !e.expires()) continue;
+    if (reclaim_ms(e) == when) {
+      remove(id, removal_cause::expired);
+      ++removed;
+    } else if (stale_window_ms_ > 0 && e.expiry_ms() == when) {
+      collect_change(e.val); // expired; kept only to serve if a reload fails
+    }
   }
   return removed;
 }
@@ -353,8 +373,20 @@ std::optional<time_point> shard_state::next_expiry() const {
     next = std::min(next.value_or(UINT64_MAX), *load);
   if (!deadlines_.empty())
     next = std::min(next.value_or(UINT64_MAX), deadlines_.front().first);
+  if (auto lease = lease_deadline_ms())
+    next = std::min(next.value_or(UINT64_MAX), *lease);
   if (!next) return std::nullopt;
   return time_point{std::chrono::milliseconds{*next}};
+}
+
+std::optional<uint64_t> shard_state::lease_deadline_ms() const noexcept {
+  if (!cfg_.lease || table_.size() == 0) return std::nullopt;
+  auto until = cfg_.lease.until_ticks();
+  if (until == INT64_MAX || until == lapsed_until_) return std::nullopt;
+  // valid() holds through `until` itself: the first whole ms after it.
+  auto ms =
+    std::chrono::duration_cast<std::chrono::milliseconds>(time_point::duration{until});
+  return ms.count() < 0 ? 0 : static_cast<uint64_t>(ms.count()) + 1;
 }
 
 cache_stats shard_state::stats() const {

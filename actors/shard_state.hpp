@@ -290,12 +290,16 @@ public:
   /// remembered load failures whose `negative_ttl` did, fails loads past
   /// `load_timeout` (their waiters get `timeout`), looking at no more
   /// than `max_work` of each; returns how many entries it removed. Bounded so
-  /// one call never stalls the shard.
+  /// one call never stalls the shard. Also clears the shard if its read
+  /// lease lapsed, and tells the change listener of entries that expired
+  /// but stay for stale-if-error: tracking clients hear of both when they
+  /// happen, not at the next read or at reclaim.
   uint64_t remove_expired(time_point now, uint64_t max_work = UINT64_MAX);
 
   /// The earliest expiry still pending, of an entry, a remembered load
-  /// failure or a load's timeout, if any (it may belong to an entry that was since
-  /// overwritten; the timer then finds nothing and re-arms).
+  /// failure, a load's timeout or the read lease, if any (it may belong to an
+  /// entry that was since overwritten, or to a lease since renewed; the
+  /// timer then finds nothing and re-arms).
   std::optional<time_point> next_expiry() const;
 
   cache_stats stats() const;
@@ -326,18 +330,24 @@ private:
   }
   /// Counts an entry's expiry (set in the table) and schedules its removal.
   void track_expiry(entry_id id, bool had_expiry);
+  void push_deadlines(const entry& e, entry_id id);
+  size_t deadlines_per_entry() const noexcept { return stale_window_ms_ > 0 ? 2 : 1; }
   void remove(entry_id id, removal_cause cause);
   caf::error admit(value v, ttl t, time_point now,
                    bool keep_links = false); // told to nobody
   /// Distributed and fed caches: clears if a read lease lapsed; false then.
   bool lease_holds(time_point now) {
     if (!cfg_.lease || cfg_.lease.valid(now)) return true;
+    lapsed_until_ = cfg_.lease.until_ticks();
     if (table_.size() > 0) {
       clear_here();
       ++stats_.lease_clears;
     }
     return false;
   }
+  /// When the expiry timer must look at the lease (ms, rounded up): its end,
+  /// while the shard holds entries it has not cleared for that end.
+  std::optional<uint64_t> lease_deadline_ms() const noexcept;
   // erase on this node only, told to nobody; `cascade`: hand the key to the bus if
   // something may depend on it, cached here or not.
   bool erase_here(std::string_view key, time_point now, bool cascade = true);
@@ -424,6 +434,11 @@ private:
   // rebuilt once stale items outnumber live ones, so it stays O(live TTLs).
   std::vector<deadline> deadlines_;
   uint64_t expiring_entries_ = 0;
+  // The lease's end (clock ticks) when the shard last found it lapsed: the
+  // timer does not look again until the lease moves, so entries put while
+  // it stays lapsed wait for the next read, which clears them (no clear,
+  // and no message to trackers, on every put of a long partition).
+  int64_t lapsed_until_ = INT64_MIN;
   cache_stats stats_;
   // Read-through state, empty for caches without a loader.
   load_table loads_;

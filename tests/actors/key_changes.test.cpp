@@ -183,6 +183,64 @@ TEST_CASE_METHOD(state_fixture, "a clear, both repairs and a lapsed lease: all c
   CHECK(step(s) == batches{{"*"}});
 }
 
+TEST_CASE_METHOD(state_fixture, "a lapsed lease is told when it lapses, without a read",
+                 "[key-changes][lease]") {
+  auto lease = std::make_shared<read_lease>();
+  lease->extend_to(at(500ms));
+  cfg.lease = lease;
+  shard_state s{cfg};
+  CHECK_FALSE(s.next_expiry()); // nothing to clear: no timer for the lease
+  REQUIRE_FALSE(s.put(val("k"), ttl::never(), t0));
+  step(s);
+  // The timer's deadline is the lease's end (a whole ms after it), even
+  // though the entry never expires: a tracking client that reads only its
+  // own copy must hear of the lapse without anyone reading through the node.
+  REQUIRE(s.next_expiry());
+  CHECK(*s.next_expiry() == at(501ms));
+  CHECK(s.remove_expired(at(500ms)) == 0); // still valid at its end
+  CHECK(step(s).empty());
+  s.remove_expired(at(501ms));
+  CHECK(step(s) == batches{{"*"}});
+  CHECK(s.stats().lease_clears == 1);
+  CHECK_FALSE(s.next_expiry());
+  // A put while the lease stays lapsed arms nothing: the next read clears
+  // it, and a long partition's puts do not each clear the shard by timer.
+  REQUIRE_FALSE(s.put(val("during"), ttl::never(), at(600ms)));
+  CHECK(step(s) == batches{{"during"}});
+  CHECK_FALSE(s.next_expiry());
+  // Renewed, the lease is watched again, and told again when it lapses again.
+  lease->extend_to(at(2000ms));
+  REQUIRE(s.next_expiry());
+  CHECK(*s.next_expiry() == at(2001ms));
+  s.remove_expired(at(2001ms));
+  CHECK(step(s) == batches{{"*"}});
+  CHECK(s.stats().lease_clears == 2);
+}
+
+TEST_CASE_METHOD(state_fixture, "under stale-if-error an expiry is told when it happens",
+                 "[key-changes]") {
+  cfg.stale_if_error = 5s;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(val("k"), ttl::cache_default(), t0)); // expires at 1 s
+  step(s);
+  REQUIRE(s.next_expiry());
+  CHECK(*s.next_expiry() == at(1000ms));
+  // Kept for a failing reload, but tracking clients must drop their copies now.
+  CHECK(s.remove_expired(at(1000ms)) == 0);
+  CHECK(step(s) == batches{{"k"}});
+  CHECK(s.stats().entries == 1);
+  REQUIRE(s.next_expiry());
+  CHECK(*s.next_expiry() == at(6001ms)); // then reclaimed
+  CHECK(s.remove_expired(at(6001ms)) == 1);
+  CHECK(step(s) == batches{{"k"}});
+  // Replaced before its expiry: the old deadline tells nothing.
+  REQUIRE_FALSE(s.put(val("r"), ttl::cache_default(), at(7000ms)));
+  REQUIRE_FALSE(s.put(val("r"), ttl::never(), at(7500ms)));
+  step(s);
+  s.remove_expired(at(8000ms));
+  CHECK(step(s).empty());
+}
+
 TEST_CASE("without a listener nothing is collected", "[key-changes]") {
   shard_state s{shard_options{}};
   REQUIRE_FALSE(s.put(val("k"), ttl::never(), t0));

@@ -119,7 +119,7 @@ TEST_CASE("a transaction of 1,000 updates invalidates all 1,000 as one group",
   fed_cache_fixture f;
   KARLTON_REQUIRE_SERVER(f.srv);
   f.fill("INSERT INTO users(key, value) SELECT convert_to('k' || i, 'UTF8'), "
-             "convert_to('v' || i, 'UTF8') FROM generate_series(1, 1000) AS i");
+         "convert_to('v' || i, 'UTF8') FROM generate_series(1, 1000) AS i");
   REQUIRE(f.load_and_hold("k1") == "v1");
   // All 1,000 held before the UPDATE. Retried as load_and_hold is: on a
   // loaded machine a heartbeat answered later than the lease (1 s) lapses
@@ -184,7 +184,7 @@ TEST_CASE("the listener killed and the server restarted while readers run: the c
   fed_cache_fixture f;
   KARLTON_REQUIRE_SERVER(f.srv);
   f.fill("INSERT INTO users(key, value) SELECT convert_to('k' || i, 'UTF8'), "
-             "'v0' FROM generate_series(1, 10) AS i");
+         "'v0' FROM generate_series(1, 10) AS i");
   REQUIRE(f.load_and_hold("k1") == "v0");
   // Readers through both outages, each recording when every read started
   // and what it returned: errors are expected while the server is down (the
@@ -261,9 +261,14 @@ TEST_CASE("hits stop once the feed has been deaf for longer than its lease, and 
   f.fill("INSERT INTO users(key, value) VALUES ('k', 'v')");
   REQUIRE(f.load_and_hold("k") == "v");
   auto before = f.stats();
+  auto clears = must(f.c.stats()).lease_clears;
 
   REQUIRE(f.srv.stop()); // the LISTEN connection goes with it
   REQUIRE(eventually([&] { return f.stats().lease_lapses > before.lease_lapses; }, 30s));
+  // The shards clear on their own timer when the lease lapses, with no read
+  // (stats are asked of the shards, never read through): a client caching
+  // what it read hears of the lapse even if it never reads again.
+  REQUIRE(eventually([&] { return must(f.c.stats()).lease_clears > clears; }, 30s));
   auto hits = must(f.c.stats()).hits;
   CHECK_FALSE(f.holds("k")); // the lapsed lease clears the shard on the next read
   auto miss = f.c.get("k");
@@ -322,7 +327,8 @@ TEST_CASE("a cache over PostgreSQL with store_changes is refused before the feed
   o.name = "users-again";
   auto shared = rt.create_cache(o);
   REQUIRE_FALSE(shared);
-  CHECK(describe(shared.error()).find("one postgres_store per cache") != std::string::npos);
+  CHECK(describe(shared.error()).find("one postgres_store per cache") !=
+        std::string::npos);
   o.backing_store = must(postgres_store::open(p, "users"));
   CHECK(rt.create_cache(o)); // a store of its own
 }
@@ -353,7 +359,8 @@ TEST_CASE("a disabled change trigger stops hits at once, and sync_changes waits 
   auto before = f.stats();
   f.srv.psql("ALTER TABLE users DISABLE TRIGGER karlton_notify");
   REQUIRE(f.srv.last_psql_ok());
-  REQUIRE(eventually([&] { return f.stats().trigger_problems > before.trigger_problems; }));
+  REQUIRE(
+    eventually([&] { return f.stats().trigger_problems > before.trigger_problems; }));
   // Within the lease (5 s) of the last proof, yet no hit: an UPDATE now
   // would go unheard.
   CHECK_FALSE(f.holds("k"));
