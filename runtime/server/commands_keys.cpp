@@ -61,7 +61,8 @@ namespace {
 struct set_options {
   bool nx = false, xx = false, get = false, keepttl = false;
   std::optional<int64_t> ms;
-  bool seconds = false; // ms came from EX
+  bool seconds = false;                       // ms came from EX
+  std::optional<std::string_view> expire_arg; // the last EX or PX, checked at the end
 };
 
 bool parse_set(command_call& c, set_options& o) {
@@ -74,22 +75,25 @@ bool parse_set(command_call& c, set_options& o) {
       o.xx = true;
     } else if (iequals(a, "GET")) {
       o.get = true;
-    } else if (iequals(a, "KEEPTTL") && !o.ms) {
+    } else if (iequals(a, "KEEPTTL") && !o.expire_arg) {
       o.keepttl = true;
     } else if ((iequals(a, "EX") || iequals(a, "PX")) && !o.keepttl && more &&
-               (!o.ms || o.seconds == iequals(a, "EX"))) {
-      // Redis 7.0 takes EX twice (or PX twice), the last counting, but not both.
-      int64_t ms = 0;
+               (!o.expire_arg || o.seconds == iequals(a, "EX"))) {
+      // Redis 7.0 takes EX twice (or PX twice), but not both; only the last
+      // is checked, after the syntax: `EX 0 EX 10` is 10 s, `EX 0 NOPE` a
+      // syntax error.
       o.seconds = iequals(a, "EX");
-      if (!parse_expire_ms(c, c.args[i + 1], o.seconds ? 1000 : 1, "set", true, ms))
-        return false;
-      o.ms = ms;
-      ++i;
+      o.expire_arg = c.args[++i];
     } else {
       c.reply().error("syntax error");
       return false;
     }
   }
+  if (!o.expire_arg) return true;
+  int64_t ms = 0;
+  if (!parse_expire_ms(c, *o.expire_arg, o.seconds ? 1000 : 1, "set", true, ms))
+    return false;
+  o.ms = ms;
   return true;
 }
 

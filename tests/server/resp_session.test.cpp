@@ -44,6 +44,15 @@ TEST_CASE("session: PING, ECHO, SET, GET, DEL answer as Redis does", "[resp_sess
   // EX twice: the last counts, as in Redis 7.0 (a syntax error before).
   CHECK(cl.call({"SET", "k", "v", "EX", "10", "EX", "20"}) == "+OK\r\n");
   CHECK(cl.call({"TTL", "k"}) == ":20\r\n");
+  // Only the last is checked, after the syntax (as redis-server 7.0.15 answers).
+  CHECK(cl.call({"SET", "k", "v", "EX", "0", "EX", "30"}) == "+OK\r\n");
+  CHECK(cl.call({"TTL", "k"}) == ":30\r\n");
+  CHECK(cl.call({"SET", "k", "v", "EX", "abc", "EX", "40"}) == "+OK\r\n");
+  CHECK(cl.call({"TTL", "k"}) == ":40\r\n");
+  CHECK(cl.call({"SET", "k", "v", "EX", "0", "NOPE"}) == "-ERR syntax error\r\n");
+  CHECK(cl.call({"SET", "k", "v", "EX", "10", "EX", "abc"}) ==
+        "-ERR value is not an integer or out of range\r\n");
+  CHECK(cl.call({"TTL", "k"}) == ":40\r\n"); // refused commands change nothing
   // Inline commands, as nc sends them.
   CHECK(cl.send("PING\r\n", 1) == std::vector<std::string>{"+PONG\r\n"});
 }
