@@ -190,11 +190,13 @@ struct journal_group {
   bool rewrite = false;
   size_t moot = 0;             // a rewrite: the marks it made unneeded
   std::vector<uint64_t> marks; // an append: the marks it carries
+  uint64_t coalesced = 0;      // units of max-dirty its copies hold
 };
 
 void journal_written(self_ptr self, journal_group& g) {
   auto& st = self->state;
   st.journal_busy = false;
+  give_back(self, std::exchange(g.coalesced, 0)); // its copies are gone
   if (g.rewrite) {
     // Only stores confirmed since the rewrite was sent were added after.
     st.stored_unmarked.erase(st.stored_unmarked.begin(),
@@ -220,6 +222,8 @@ void journal_written(self_ptr self, journal_group& g) {
 void journal_write_failed(self_ptr self, journal_group& g, const caf::error& err) {
   auto& st = self->state;
   st.journal_busy = false;
+  // Its copies are gone too: a repair rewrites what `writes` holds.
+  give_back(self, std::exchange(g.coalesced, 0));
   st.journal_broken = true;
   st.stored_unmarked.insert(st.stored_unmarked.begin(), g.marks.begin(), g.marks.end());
   ++st.journal_failures;
@@ -263,6 +267,7 @@ void append_journal(self_ptr self) {
   g->acks = std::move(st.unjournaled_acks);
   g->through = st.unjournaled_through;
   g->records = st.unjournaled.items.size();
+  g->coalesced = std::exchange(st.unjournaled_coalesced, 0);
   auto writes = g->rewrite ? st.writes->unstored() : std::move(st.unjournaled);
   // A rewrite keeps no stored write, so the marks so far are moot once it
   // succeeded; an append carries them.
@@ -320,7 +325,10 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
           st.unjournaled.numbers.push_back(st.writes->last_accepted());
       }
       st.unjournaled_through = st.writes->last_accepted();
-      give_back(self, coalesced);
+      if (st.setup.journal)
+        st.unjournaled_coalesced += coalesced; // until their group is written
+      else
+        give_back(self, coalesced);
       maybe_flush(self);
       if (!st.setup.journal) return caf::ok_atom::value;
       auto rp = self->make_response_promise<caf::ok_atom>();

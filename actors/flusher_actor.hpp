@@ -44,6 +44,11 @@ struct flusher_actor_state {
   numbered_writes unjournaled;
   std::vector<caf::typed_response_promise<caf::ok_atom>> unjournaled_acks;
   uint64_t unjournaled_through = 0; // flush_state's number of the last of them
+  // Units of max-dirty held by rewrites of pending keys: each replaced its
+  // key's write in `writes` at once, but its copy waits here (and then in
+  // the append) until the group is written; released then, so a stalled
+  // fsync cannot let copies pile up past max-dirty.
+  uint64_t unjournaled_coalesced = 0;
   // The numbers of stored writes whose records no stored mark in the journal
   // covers yet: the next group commit carries the mark, or it goes alone.
   std::vector<uint64_t> stored_unmarked;

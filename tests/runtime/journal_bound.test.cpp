@@ -6,10 +6,12 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "stores/journal.hpp"
+#include "support/eventually.hpp"
 #include "support/must.hpp"
 #include "support/refusing_store.hpp"
 #include "support/sync_faults.hpp"
@@ -215,4 +218,72 @@ TEST_CASE_METHOD(
   CHECK(must(c.flush_stats()).journal_rewrites >= 1);
   after = replayed(path, dir, {{"k", db->peek("k")}});
   CHECK(after["k"] == std::optional<std::string>{"v6"});
+}
+
+namespace {
+
+// A journal fsync that waits until the test opens the gate: a disk that stalls.
+std::mutex stall_mutex;
+std::condition_variable stall_cv;
+bool stalled = false;
+std::atomic<int> syncs_stalled{0};
+
+int stalling_sync(int fd) {
+  {
+    std::unique_lock<std::mutex> lock{stall_mutex};
+    if (stalled) {
+      ++syncs_stalled;
+      stall_cv.wait(lock, [] { return !stalled; });
+    }
+  }
+  return ::fdatasync(fd) == 0 ? 0 : errno;
+}
+
+void set_stalled(bool on) {
+  {
+    std::lock_guard<std::mutex> lock{stall_mutex};
+    stalled = on;
+  }
+  stall_cv.notify_all();
+}
+
+} // namespace
+
+TEST_CASE("rewrites of a pending key during a stalled journal fsync stay under max-dirty",
+          "[write_back][journal]") {
+  // Before the runtime: callbacks may still run while it shuts down.
+  std::atomic<int> acked{0}, failed{0};
+  testing::temp_dir dir{"journal-stall"};
+  auto db = std::make_shared<memory_store>();
+  runtime rt;
+  auto o = journaled(db, dir.file("wal"));
+  o.shards = 1;
+  o.max_dirty = 4;
+  o.call_timeout = 120s; // nothing parked gives up while the test counts
+  auto c = must(rt.create_cache(o));
+  journal::set_sync_for_testing(stalling_sync);
+  struct restore {
+    ~restore() {
+      set_stalled(false);
+      journal::set_sync_for_testing(nullptr);
+    }
+  } restore_sync;
+  set_stalled(true);
+  constexpr int puts = 20;
+  for (int i = 1; i <= puts; ++i)
+    c.put_async("k", "v" + std::to_string(i), ttl::never(),
+                [&](caf::expected<caf::unit_t> r) { ++(r ? acked : failed); });
+  // The first append waits in its fsync. Each rewrite of k replaced the
+  // pending write at once, but its copy waits for the next group commit:
+  // it keeps its unit of max-dirty until then, so all but 4 puts park (before,
+  // each gave its unit back at once and all 20 copies queued).
+  REQUIRE(testing::eventually([&] { return syncs_stalled.load() >= 1; }));
+  REQUIRE(testing::eventually([&] { return must(c.stats()).writes_parked == puts - 4; }));
+  CHECK(acked == 0);
+  set_stalled(false);
+  REQUIRE(testing::eventually([&] { return acked + failed == puts; }));
+  CHECK(failed == 0);
+  REQUIRE_FALSE(c.force_flush());
+  CHECK(db->peek("k") == std::optional<std::string>{"v" + std::to_string(puts)});
+  CHECK(must(c.stats()).writes_parked == 0);
 }
