@@ -73,7 +73,19 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   auto now_ms = to_ms(now);
   auto id = table_.find(key, hash);
   if (id != no_entry && expired(table_.at(id), now_ms)) {
-    if (!retained(table_.at(id), now_ms)) remove(id, removal_cause::expired);
+    if (!retained(table_.at(id), now_ms)) {
+      remove(id, removal_cause::expired);
+    } else if (job->loaded) {
+      // Still the expired value kept for stale-if-error, after the load: the
+      // reload failed, and the load answered with that value. Computing from
+      // "absent" would start a counter over (and store it); the compute
+      // fails with the load's error instead.
+      if (auto failed = negatives_.find(key, now_ms))
+        return caf::expected<computed>{*failed};
+      return caf::expected<computed>{make_error(
+        errc::store_failure, "the key expired and could not be reloaded; a compute "
+                             "needs its current value, not the stale one")};
+    }
     id = no_entry;
   }
   // 3. A miss in a read-through cache loads first (joining the key's load in
@@ -120,7 +132,9 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
       if (!r) return fail_compute(job, r.error());
       job->waiter(computed{current, value{}});
     };
+    applying_compute_ = true;
     auto r = write_erase(job->key, now, w);
+    applying_compute_ = false;
     if (!r) return std::nullopt;
     if (!*r) return caf::expected<computed>{std::move(r->error())};
     return caf::expected<computed>{computed{current, value{}}};
@@ -143,10 +157,31 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
     if (!r) return fail_compute(job, r.error());
     job->waiter(computed{current, after});
   };
+  applying_compute_ = true;
   auto r = write(after, lifetime, now, w, true);
+  applying_compute_ = false;
   if (!r) return std::nullopt;
   if (!*r) return caf::expected<computed>{std::move(r->error())};
   return caf::expected<computed>{computed{current, after}};
+}
+
+void shard_state::queue_behind_computes(pending_write op) {
+  // Before, a put of a key whose compute waited behind a store write went to
+  // the store first, and the compute then ran on it: compute(f), put(P2)
+  // stored f(P2), not P2.
+  auto bytes =
+    op.val ? std::optional<std::string>{std::string{op.val.bytes()}} : std::nullopt;
+  compute_function fn = [bytes = std::move(bytes), t = op.lifetime](const value&) {
+    return bytes ? compute_result::put(*bytes, t) : compute_result::erase();
+  };
+  compute_waiter answer = [w = std::move(op.waiter)](caf::expected<computed> r) {
+    if (!r) return w(caf::expected<bool>{r.error()});
+    w(caf::expected<bool>{static_cast<bool>(r->before)});
+  };
+  auto job =
+    std::make_shared<compute_job>(compute_job{op.key, std::move(fn), std::move(answer)});
+  job->loaded = true; // a put or erase never loads
+  computes_waiting_[op.key].push_back(std::move(job));
 }
 
 void shard_state::run_waiting_computes(const std::string& key, time_point now) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "actors/shard_state.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 
@@ -27,6 +28,11 @@ std::string indexed(std::string_view prefix, std::string_view name) {
 } // namespace
 
 caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& deps) {
+  // Not through `write`: the store would need the links too. Refused rather
+  // than cached without the store hearing of it (rules 3 and 5).
+  if (cfg_.writes != write_mode::none)
+    return make_error(errc::invalid_option,
+                      "dependencies are not supported yet for caches with a write mode");
   if (deps.empty()) return put(std::move(v), t, now);
   auto key = std::string{v.key()};
   if (auto err = put(std::move(v), t, now)) return err;

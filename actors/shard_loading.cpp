@@ -169,11 +169,12 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
   std::optional<load_waiter> waiter{std::move(w)};
   if (!start_load(key, waiter, false, now))
     return caf::expected<value>{make_error(
-      errc::overloaded,
-      "the shard has " + std::to_string(loads_.out()) + " loads out to its loader (at most " +
-        std::to_string(cfg_.max_loads_out) + ") and " + std::to_string(loads_.queued()) +
-        " queued (at most " + std::to_string(cfg_.max_loads_queued) +
-        "): the loader is slow or hung; back off and retry")};
+      errc::overloaded, "the shard has " + std::to_string(loads_.out()) +
+                          " loads out to its loader (at most " +
+                          std::to_string(cfg_.max_loads_out) + ") and " +
+                          std::to_string(loads_.queued()) + " queued (at most " +
+                          std::to_string(cfg_.max_loads_queued) +
+                          "): the loader is slow or hung; back off and retry")};
   return std::nullopt;
 }
 
@@ -214,8 +215,10 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   auto v = value::make(key, *result);
   if (!done->installable) {
     ++stats_.loads_voided;
-  } else if (!admit(v, ttl::cache_default(),
-                    now)) { // a load changes no data: not broadcast
+  } else if (!admit(v, ttl::cache_default(), now,
+                    // A refresh reloads the same entry: what it depends on
+                    // stays, or an emit after it would miss it (rule 1).
+                    done->refresh)) { // a load changes no data: not broadcast
     auto entry_id = table_.find(key, v.table_hash());
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
     if (entry_id != no_entry)

@@ -102,15 +102,21 @@ struct put {
 };
 
 /// A put recording what the entry depends on. `Deps` is `dependencies`, or
-/// a reference to a message's.
+/// a reference to a message's. Without dependencies it is a plain `put`,
+/// through the cache's write mode; with some, caches with a write mode
+/// refuse it (`shard_state::put`).
 template <class Deps>
 struct put_with_deps {
   value val;
   ttl lifetime;
   Deps deps;
-  caf::expected<caf::unit_t> operator()(shard_state& s, time_point now) {
-    if (auto err = s.put(std::move(val), lifetime, now, deps)) return err;
-    return caf::unit;
+  template <class Later>
+  std::optional<caf::expected<caf::unit_t>> operator()(shard_state& s, time_point now,
+                                                       Later later) {
+    if (deps.empty()) return put{std::move(val), lifetime}(s, now, std::move(later));
+    if (auto err = s.put(std::move(val), lifetime, now, deps))
+      return caf::expected<caf::unit_t>{std::move(err)};
+    return caf::expected<caf::unit_t>{caf::unit};
   }
 };
 

@@ -187,6 +187,8 @@ public:
   // -- dependencies (shard_deps.cpp) ----------------------------------------
 
   /// `put`, recording what the entry depends on (replacing what it did).
+  /// `invalid_option` in a cache with a write mode (empty `deps` too: such
+  /// puts go through `write`).
   caf::error put(value v, ttl t, time_point now, const dependencies& deps);
 
   /// Removes every entry that depends on one of `names` (events when `cause`
@@ -392,9 +394,20 @@ private:
   std::optional<caf::expected<computed>> apply_compute(const compute_ptr& job,
                                                        time_point now, entry_id id);
   void run_waiting_computes(const std::string& key, time_point now);
+  /// Write-through: true if `key` has computes waiting, which a put or erase
+  /// of it must not overtake.
+  bool behind_computes(const std::string& key) const {
+    return !applying_compute_ && !computes_waiting_.empty() &&
+           computes_waiting_.count(key) > 0;
+  }
   static void fail_compute(const compute_ptr& job, const caf::error& why);
   // Runs `job` again after a wait, answering through its waiter.
   void resume(const compute_ptr& job, time_point now, bool from_queue = false);
+
+  struct pending_write;
+  /// Puts `op` in line behind the key's waiting computes, as a compute that
+  /// ignores the value it finds.
+  void queue_behind_computes(pending_write op);
 
   // A write waiting for the store or flusher (awaiting_) or for room (parked_).
   struct pending_write {
@@ -463,6 +476,7 @@ private:
   std::unordered_map<std::string, std::deque<compute_ptr>, key_hasher> computes_waiting_;
   time_point step_now_{};         // the time of the load or answer being completed
   bool computing_parked_ = false; // a parked compute runs: its write goes first
+  bool applying_compute_ = false; // a compute's own write: never behind computes
   // Dependencies, empty for caches without any.
   dependency_index deps_;
   std::vector<std::string> cascades_out_;

@@ -51,6 +51,10 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
   op.lifetime = t;
   op.waiter = std::move(w);
   op.keep_links = keep_links;
+  if (cfg_.writes == write_mode::write_through && behind_computes(op.key)) {
+    queue_behind_computes(std::move(op));
+    return std::nullopt;
+  }
   // A parked compute's own write goes first in line, where the compute was.
   return submit_write(std::move(op), now, computing_parked_);
 }
@@ -62,6 +66,10 @@ shard_state::write_erase(std::string_view key, time_point now, write_waiter w) {
   pending_write op;
   op.key = std::string{key};
   op.waiter = std::move(w);
+  if (cfg_.writes == write_mode::write_through && behind_computes(op.key)) {
+    queue_behind_computes(std::move(op));
+    return std::nullopt;
+  }
   return submit_write(std::move(op), now, computing_parked_);
 }
 
@@ -96,7 +104,7 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
 
 void shard_state::accept_dirty(pending_write op, time_point now) {
   auto seq = ++write_seq_;
-  if (op.compute) {           // its turn: run it (its write, if any, goes first in line)
+  if (op.compute) { // its turn: run it (its write, if any, goes first in line)
     // Its unit is held while it runs, then given back without `release`:
     // that would take the mark of a shard that found no room meanwhile.
     computing_parked_ = true;

@@ -167,8 +167,8 @@ TEST_CASE("a hung loader gets at most max-loads-out loads, 1024 more wait, the r
   int refused = 0;
   for (int i = 0; i < keys; ++i) {
     auto k = "key-" + std::to_string(i);
-    if (auto now =
-          s.get_or_load(k, table_hash(k), at(std::chrono::milliseconds{i}), told.waiter())) {
+    if (auto now = s.get_or_load(k, table_hash(k), at(std::chrono::milliseconds{i}),
+                                 told.waiter())) {
       REQUIRE_FALSE(*now);
       CHECK(now->error() == errc::overloaded);
       ++refused;
@@ -360,4 +360,25 @@ TEST_CASE("a background refresh starts only when a loader slot is idle, never ta
   auto full = s.get_or_load("g", table_hash("g"), at(4s), told.waiter());
   REQUIRE(full);
   CHECK(full->error() == errc::overloaded);
+}
+
+TEST_CASE("a background refresh keeps the entry's dependencies: an event after it still "
+          "removes the entry",
+          "[loading][events]") {
+  auto cfg = timing_out(60s);
+  cfg.refresh_after = 1s;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(value::make("profile", "v1"), ttl::never(), t0,
+                      dependencies{}.on_events({"user_updated"})));
+  auto ignore = [](caf::expected<value>) {};
+  REQUIRE(s.get_or_load("profile", table_hash("profile"), at(2s), ignore)); // refreshes
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load("profile", loads[0].second, "v1-reloaded", 1ms, at(2s));
+  REQUIRE(s.get("profile", at(2s)));
+  // Before, the refresh's install dropped the links: the emit removed
+  // nothing and the reloaded value was served until it expired.
+  CHECK(s.invalidate_dependents({"user_updated"}, invalidation_cause::event).removed ==
+        1);
+  CHECK_FALSE(s.get("profile", at(2s)));
 }

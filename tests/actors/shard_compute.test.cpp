@@ -244,6 +244,57 @@ TEST_CASE("a compute behind a write-through write the store holds back sees that
   CHECK(bytes_of(s, t0) == "7");
 }
 
+TEST_CASE("under write-through a put or erase after a waiting compute of the key waits "
+          "behind it",
+          "[compute][write-through]") {
+  shard_options cfg;
+  cfg.writes = write_mode::write_through;
+  shard_state s{cfg};
+  std::vector<std::string> answered;
+  auto note = [&](std::string what) {
+    return [&answered, what](caf::expected<bool> r) {
+      answered.push_back(r ? what : "error");
+    };
+  };
+  CHECK_FALSE(s.write(value::make("k", "5"), ttl::never(), t0, note("put 5")));
+  answer<int64_t> a;
+  a.run(s, t0, inc()); // waits behind the store's write of 5
+  // Called after the increment: before, it went to the store at once and the
+  // increment then ran on it, storing 11 where the caller's order gives 10.
+  CHECK_FALSE(s.write(value::make("k", "10"), ttl::never(), t0, note("put 10")));
+  CHECK_FALSE(s.write_erase("gone", t0, note("erase other"))); // other keys: at once
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 2);
+  CHECK(items[0].bytes == "5");
+  CHECK(items[1].key == "gone");
+  s.writes_done(seqs_of(items), caf::none, t0);
+  items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  CHECK(items[0].bytes == "6");
+  s.writes_done(seqs_of(items), caf::none, t0);
+  CHECK(*a == 6);
+  items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  CHECK(items[0].bytes == "10");
+  s.writes_done(seqs_of(items), caf::none, t0);
+  CHECK(bytes_of(s, t0) == "10");
+  // An erase waits the same way.
+  answer<int64_t> b;
+  CHECK_FALSE(s.write(value::make("k", "1"), ttl::never(), t0, note("put 1")));
+  b.run(s, t0, inc());
+  CHECK_FALSE(s.write_erase("k", t0, note("erase k")));
+  for (int round = 0; round < 3; ++round) {
+    items = s.take_writes();
+    REQUIRE(items.size() == 1);
+    CHECK(items[0].erase == (round == 2));
+    s.writes_done(seqs_of(items), caf::none, t0);
+  }
+  CHECK(*b == 2);
+  CHECK_FALSE(s.get("k", t0));
+  CHECK(answered ==
+        std::vector<std::string>{"put 5", "erase other", "put 10", "put 1", "erase k"});
+}
+
 TEST_CASE("a compute parked under max-dirty keeps per-key order",
           "[compute][write-back]") {
   shard_options cfg;
@@ -351,4 +402,43 @@ TEST_CASE("a parked compute's turn keeps another shard's claim on the room",
   CHECK(cfg.budget->release(1)); // failed before the fix: the compute took b's mark
   b.retry_parked(t0);
   CHECK(bytes_of(b, t0, "b") == "1");
+}
+
+TEST_CASE("a compute whose reload fails under stale-if-error fails, and never counts "
+          "from absent",
+          "[compute][stale-if-error]") {
+  shard_options cfg;
+  cfg.read_through = true;
+  cfg.default_ttl = ttl::after(10s);
+  cfg.stale_if_error = 5s;
+  cfg.negative_ttl = 1s;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(value::make("k", "100"), ttl::cache_default(), t0));
+  // Expired, kept for stale-if-error; the increment loads first, and the
+  // load fails: its waiters get the stale "100".
+  answer<int64_t> a;
+  a.run(s, at(11s), inc());
+  CHECK_FALSE(a.got);
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load("k", loads[0].second,
+                  caf::expected<std::string>{make_error(errc::store_failure, "down")},
+                  1ms, at(11s));
+  // Before, the compute then found no live entry and wrote "1".
+  REQUIRE(a.got);
+  REQUIRE_FALSE(*a.got);
+  CHECK(a.got->error() == errc::store_failure);
+  // The remembered failure answers the next one at once, the same way.
+  answer<int64_t> b;
+  b.run(s, at(11s), inc());
+  REQUIRE(b.got);
+  REQUIRE_FALSE(*b.got);
+  CHECK(b.got->error() == errc::store_failure);
+  CHECK(s.take_loads_to_start().empty());
+  // Nothing was written: the stale fallback is still "100".
+  auto stale =
+    s.get_or_load("k", test::table_hash("k"), at(11s), [](caf::expected<value>) {});
+  REQUIRE(stale);
+  REQUIRE(*stale);
+  CHECK((*stale)->bytes() == "100");
 }

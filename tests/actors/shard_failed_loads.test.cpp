@@ -168,6 +168,9 @@ TEST_CASE("stale-if-error: the timer reclaims an expired entry after its window"
   reader r;
   fill(s, r, "k", "v1", 1ms);
   REQUIRE(s.next_expiry());
+  CHECK(*s.next_expiry() == at(10s)); // the expiry, told to trackers
+  CHECK(s.remove_expired(at(10s)) == 0);
+  REQUIRE(s.next_expiry());
   CHECK(*s.next_expiry() == at(15001ms));
   CHECK(s.remove_expired(at(15s)) == 0);
   CHECK(s.size() == 1);

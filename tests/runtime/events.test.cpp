@@ -290,3 +290,22 @@ TEST_CASE("dependencies are refused for caches with a write mode for now", "[eve
   CHECK_FALSE(cached(c, "k"));
   REQUIRE_FALSE(c.put("k", "v")); // without dependencies it is fine
 }
+
+TEST_CASE("a put given no dependencies goes through the write mode", "[events]") {
+  for (auto mode : {write_mode::write_through, write_mode::write_back}) {
+    runtime rt;
+    auto db = std::make_shared<memory_store>();
+    cache_options o;
+    o.name = "wm";
+    o.backing_store = db;
+    o.writes = mode;
+    auto c = must(rt.create_cache(o));
+    // The dependencies overload with none (KARLTON.PUT without EVENTS or ON
+    // takes it): cached and acknowledged, so the store must have it too.
+    // Before, it was cached and never written, and evictable while dirty.
+    REQUIRE_FALSE(c.put("k", "v", ttl::never(), dependencies{}));
+    REQUIRE_FALSE(c.force_flush());
+    CHECK(db->peek("k") == std::optional<std::string>{"v"});
+    CHECK(must(c.get("k")).bytes() == "v");
+  }
+}
