@@ -27,6 +27,30 @@ std::string indexed(std::string_view prefix, std::string_view name) {
 
 } // namespace
 
+caf::error check_dependencies(const shard_options& cfg, const dependencies& deps) {
+  auto count = deps.events.size() + deps.on.size();
+  if (count > max_dependencies)
+    return make_error(errc::invalid_option,
+                      "an entry depends on at most " + std::to_string(max_dependencies) +
+                        " names; this one on " + std::to_string(count));
+  uint64_t total = 0;
+  for (const auto* names : {&deps.events, &deps.on})
+    for (const auto& n : *names) {
+      if (n.size() > cfg.max_key_bytes)
+        return make_error(errc::key_too_large, "a dependency name of " +
+                                                 std::to_string(n.size()) +
+                                                 " bytes exceeds max-key-bytes (" +
+                                                 std::to_string(cfg.max_key_bytes) + ")");
+      total += n.size();
+    }
+  if (total > max_dependency_bytes)
+    return make_error(errc::invalid_option, "an entry's dependency names take at most " +
+                                              std::to_string(max_dependency_bytes) +
+                                              " bytes; these take " +
+                                              std::to_string(total));
+  return caf::none;
+}
+
 caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& deps) {
   // Not through `write`: the store would need the links too. Refused rather
   // than cached without the store hearing of it (rules 3 and 5).
@@ -34,17 +58,28 @@ caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& 
     return make_error(errc::invalid_option,
                       "dependencies are not supported yet for caches with a write mode");
   if (deps.empty()) return put(std::move(v), t, now);
+  if (auto err = check_dependencies(cfg_, deps)) {
+    ++stats_.rejected;
+    return err;
+  }
   auto key = std::string{v.key()};
   if (auto err = put(std::move(v), t, now)) return err;
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   if (id == no_entry) return caf::none; // evicted at once by its own insertion
   std::vector<std::string> names;
   names.reserve(deps.events.size() + deps.on.size());
+  uint64_t charge = 0;
   for (const auto& e : deps.events)
     names.push_back(indexed(event_prefix, e));
   for (const auto& n : deps.on)
     names.push_back(indexed(name_prefix, n));
+  for (const auto& n : names)
+    charge += n.size() + dependency_link_bytes;
   deps_.set(id, names); // adds new names to `cfg_.depended` before the put returns
+  auto& charged = deps_charge_[id]; // 0 after the put: it forgot the old links
+  stats_.bytes += charge - charged;
+  charged = charge;
+  enforce_bound(); // the names count too; this entry may be the one to go
   return caf::none;
 }
 

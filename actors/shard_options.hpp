@@ -15,6 +15,7 @@
 #include "actors/read_side.hpp"
 #include <karlton/base/key_changes.hpp>
 #include <karlton/base/policies.hpp>
+#include <karlton/messages/events.hpp>
 #include <karlton/messages/ttl.hpp>
 #include <karlton/messages/value.hpp>
 #include <karlton/messages/writes.hpp>
@@ -106,5 +107,19 @@ constexpr uint32_t xfetch_draws_per_delta = 4;
 /// refused, naming the limit; callers check before copying a large value. An
 /// entry larger than the shard's `max_bytes` is refused too (`value_too_large`).
 caf::error check_sizes(const shard_options& cfg, size_t key_size, size_t value_size);
+
+/// The names one entry may depend on (events and keys or tags together), and
+/// their bytes in all. Names come from callers, often a client's command
+/// (`KARLTON.PUT ... ON n ...`): without a bound one put could pin any
+/// amount of index memory behind a one-byte value.
+constexpr size_t max_dependencies = 256;
+constexpr uint64_t max_dependency_bytes = 64 * 1024;
+/// What a dependency costs against `max-bytes` beyond its name's bytes: the
+/// index's links measured 29-69 bytes each (actors/dependency_index.hpp).
+constexpr uint64_t dependency_link_bytes = 48;
+
+/// `invalid_option` past `max_dependencies` or `max_dependency_bytes`,
+/// `key_too_large` for a name longer than `max-key-bytes`.
+caf::error check_dependencies(const shard_options& cfg, const dependencies& deps);
 
 } // namespace karlton

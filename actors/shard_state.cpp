@@ -143,8 +143,8 @@ entry_id shard_state::install(value v, ttl t, uint64_t now_ms, bool keep_links) 
     auto old = table_.replace(id, std::move(v), expiry);
     track_expiry(id, before);
     if (in_policy(id)) policy_->on_update(id, old_w, new_w);
-    if (!keep_links && deps_.entries() > 0 && deps_.has(id))
-      deps_.forget(id); // the new value says its own (a compute's keeps them)
+    if (!keep_links)
+      forget_deps(id); // the new value says its own (a compute's keeps them)
     if (cfg_.on_removal) cfg_.on_removal(old, removal_cause::replaced);
   } else {
     stats_.bytes += v.charge();
@@ -230,7 +230,7 @@ void shard_state::remove(entry_id id, removal_cause cause) {
   if (in_policy(id)) policy_->on_remove(id, weight_of(e.val));
   if (!dirty_.empty())
     dirty_.erase(id); // the flusher still has the write; reads go there
-  if (deps_.entries() > 0 && deps_.has(id)) deps_.forget(id); // no index outlives it
+  forget_deps(id);    // no index outlives it
   if (e.expires()) --expiring_entries_;
   stats_.bytes -= e.val.charge();
   switch (cause) {
@@ -332,6 +332,7 @@ uint64_t shard_state::clear_here() {
   negatives_.clear();
   dirty_.clear(); // the writes stay with the flusher
   deps_.clear();
+  deps_charge_.clear();
   table_.clear();
   if (policy_) policy_->clear();
   deadlines_.clear();

@@ -188,7 +188,8 @@ public:
 
   /// `put`, recording what the entry depends on (replacing what it did).
   /// `invalid_option` in a cache with a write mode (empty `deps` too: such
-  /// puts go through `write`).
+  /// puts go through `write`), or past the limits of `check_dependencies`;
+  /// nothing is stored then. The names count against `max-bytes` with the entry.
   caf::error put(value v, ttl t, time_point now, const dependencies& deps);
 
   /// Removes every entry that depends on one of `names` (events when `cause`
@@ -479,6 +480,18 @@ private:
   bool applying_compute_ = false; // a compute's own write: never behind computes
   // Dependencies, empty for caches without any.
   dependency_index deps_;
+  // What each entry with dependencies adds to `stats_.bytes` (its names'
+  // bytes and links, `dependencies_charge`), so that `max-bytes` bounds the
+  // index too: names are the caller's, often a client's.
+  std::unordered_map<entry_id, uint64_t> deps_charge_;
+  void forget_deps(entry_id id) {
+    if (deps_.entries() == 0 || !deps_.has(id)) return;
+    deps_.forget(id);
+    if (auto i = deps_charge_.find(id); i != deps_charge_.end()) {
+      stats_.bytes -= i->second;
+      deps_charge_.erase(i);
+    }
+  }
   std::vector<std::string> cascades_out_;
   // Distributed caches: what other nodes must hear about.
   std::vector<key_change> changed_out_;

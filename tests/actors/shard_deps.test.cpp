@@ -1,0 +1,78 @@
+// What a shard accepts as an entry's dependencies: bounded in number and
+// bytes, and counted against max-bytes with the entry, since the names come
+// from callers (a client's KARLTON.PUT ... ON n ...).
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "actors/shard_state.hpp"
+#include "support/times.hpp"
+#include <karlton/messages/errors.hpp>
+
+using namespace karlton;
+using karlton::test::t0;
+
+namespace {
+
+std::vector<std::string> names(size_t n, size_t bytes, char fill = 'n') {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) {
+    auto name = std::to_string(i);
+    name.resize(bytes, fill);
+    out.push_back(name);
+  }
+  return out;
+}
+
+caf::error put_with(shard_state& s, const std::string& key, dependencies deps) {
+  return s.put(value::make(key, "v"), ttl::never(), t0, deps);
+}
+
+} // namespace
+
+TEST_CASE("an entry's dependencies are bounded in number, size and bytes in all",
+          "[events][limits]") {
+  shard_options cfg;
+  cfg.max_key_bytes = 300;
+  shard_state s{cfg};
+  auto err = put_with(s, "many", dependencies{}.on_keys(names(max_dependencies + 1, 4)));
+  CHECK(err == errc::invalid_option);
+  err = put_with(s, "long", dependencies{}.on_events(names(1, 301)));
+  CHECK(err == errc::key_too_large);
+  // 256 names of 300 bytes: each within max-key-bytes, 76,800 bytes in all.
+  err = put_with(s, "heavy", dependencies{}.on_keys(names(max_dependencies, 300)));
+  CHECK(err == errc::invalid_option);
+  CHECK(s.size() == 0); // nothing stored for any of them
+  CHECK(s.stats().rejected == 3);
+  // At the limits: accepted.
+  CHECK_FALSE(put_with(s, "full", dependencies{}.on_keys(names(max_dependencies, 200))));
+  CHECK(s.size() == 1);
+}
+
+TEST_CASE("dependency names count against max-bytes with their entry",
+          "[events][limits]") {
+  shard_options cfg;
+  cfg.max_bytes = 20'000;
+  cfg.policy = eviction_policy_kind::lru;
+  shard_state s{cfg};
+  const uint64_t entry = 2 + 1;                                 // key "k0" and "v"
+  const uint64_t deps = 50 * (2 + 100 + dependency_link_bytes); // "n\x1f" + name
+  REQUIRE_FALSE(put_with(s, "k0", dependencies{}.on_keys(names(50, 100))));
+  CHECK(s.stats().bytes == entry + deps);
+  // Before, bytes stayed at 3 whatever the names: a client could pin any
+  // amount of index memory under a small max-bytes.
+  REQUIRE_FALSE(put_with(s, "k1", dependencies{}.on_keys(names(50, 100, 'm'))));
+  REQUIRE_FALSE(put_with(s, "k2", dependencies{}.on_keys(names(50, 100, 'o'))));
+  CHECK(s.stats().bytes <= cfg.max_bytes);
+  CHECK(s.stats().evictions == 1); // the oldest went, with its names
+  CHECK(s.stats().bytes == 2 * (entry + deps));
+  // Replaced without dependencies: its names' charge goes with them.
+  REQUIRE_FALSE(s.put(value::make("k2", "v"), ttl::never(), t0));
+  CHECK(s.stats().bytes == 2 * entry + deps);
+  // And a replacement with fewer names charges only those.
+  REQUIRE_FALSE(put_with(s, "k1", dependencies{}.on_events(names(1, 10))));
+  CHECK(s.stats().bytes == 2 * entry + (2 + 10 + dependency_link_bytes));
+  CHECK(s.clear() == 2);
+  CHECK(s.stats().bytes == 0);
+}
