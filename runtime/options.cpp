@@ -457,7 +457,49 @@ caf::error clear_parse_error(const caf::error& err) {
                     out + ": " + caf::to_string(static_cast<caf::pec>(err.code())));
 }
 
+// True if some option lives in `top` or one of its sub-categories.
+bool declares(const caf::config_option_set& opts, caf::string_view top) {
+  for (const auto& opt : opts) {
+    auto cat = opt.category();
+    if (cat.compare(0, top.size(), top) == 0 &&
+        (cat.size() == top.size() || cat[top.size()] == '.'))
+      return true;
+  }
+  return false;
+}
+
+// The keys under `category` that no option declares. CAF 0.17 refuses an
+// unknown option on the command line but takes one in a config file
+// silently: `requirepas=...` left a node open to every client, `tsl=true`
+// its links in the clear.
+void find_undeclared(const caf::config_option_set& opts, const caf::settings& xs,
+                     const std::string& category, std::vector<std::string>& out) {
+  for (const auto& kvp : xs) {
+    if (opts.qualified_name_lookup(category, kvp.first) != nullptr) continue;
+    auto name = category + "." + kvp.first;
+    if (auto sub = caf::get_if<caf::settings>(&kvp.second))
+      find_undeclared(opts, *sub, name, out);
+    else
+      out.push_back(std::move(name));
+  }
+}
+
 } // namespace
+
+caf::error runtime_config::check_declared() const {
+  std::vector<std::string> unknown;
+  for (const char* top : {"karlton", "node"}) {
+    auto sub = caf::get_if<caf::settings>(&content, top);
+    if (sub && declares(custom_options_, top))
+      find_undeclared(custom_options_, *sub, top, unknown);
+  }
+  if (unknown.empty()) return caf::none;
+  std::string names;
+  for (const auto& n : unknown)
+    names += (names.empty() ? "" : ", ") + n;
+  return make_error(errc::invalid_option,
+                    "not an option: " + names + " (in the config file; misspelled?)");
+}
 
 caf::error runtime_config::parse_command_line(int argc, char** argv) {
   std::vector<std::string> args;
@@ -482,7 +524,7 @@ caf::error runtime_config::parse_command_line(int argc, char** argv) {
     arg_ptrs.push_back(a.data());
   if (auto err = parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data()))
     return clear_parse_error(err);
-  return caf::none;
+  return check_declared();
 }
 
 option_error::option_error(caf::error err)

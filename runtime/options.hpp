@@ -245,8 +245,13 @@ public:
   /// unit (`--karlton.negative-ttl=0`), and `--help` as the long help (the
   /// short one lists only CAF's global options). Errors: `invalid_option`
   /// naming the argument and why (`option '--x': not_an_option`).
-  /// Arguments that are not options stay in `remainder`.
+  /// Arguments that are not options stay in `remainder`. A key under
+  /// `karlton` or `node` in the config file that no option declares is
+  /// refused too (`not an option: karlton.x`): CAF 0.17 ignores it silently.
   caf::error parse_command_line(int argc, char** argv);
+
+private:
+  caf::error check_declared() const;
 };
 
 /// A bad command line given to `runtime(argc, argv)`; `what()` says which

@@ -3,11 +3,13 @@
 // with an error that names it.
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include <caf/all.hpp>
 
+#include "support/temp_dir.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
 
@@ -54,6 +56,29 @@ TEST_CASE("a runtime from a command line refuses an unknown option, naming it",
   INFO(e.what());
   CHECK(std::string{e.what()}.find("'--karlton.max-entires=10'") != std::string::npos);
   CHECK(std::string{e.what()}.find("not_an_option") != std::string::npos);
+}
+
+TEST_CASE("a misspelled key in the config file is refused, naming it; declared ones and "
+          "CAF's are taken",
+          "[runtime][options][command-line]") {
+  testing::temp_dir dir{"config-file"};
+  auto path = dir.file("app.ini");
+  {
+    std::ofstream{path} << "[karlton]\nmax-entries=100\nmax-entires=10\n"
+                           "[karlton.cluster]\ntsl=true\n";
+  }
+  // Before, CAF 0.17 took both silently: a cache without its bound, links
+  // without TLS, and nothing said.
+  auto e = refusal_of({"--config-file=" + path});
+  CHECK(e.error() == errc::invalid_option);
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("karlton.max-entires") != std::string::npos);
+  CHECK(std::string{e.what()}.find("karlton.cluster.tsl") != std::string::npos);
+  CHECK(std::string{e.what()}.find("karlton.max-entries,") == std::string::npos);
+  { std::ofstream{path} << "[karlton]\nmax-entries=100\n[scheduler]\nmax-threads=1\n"; }
+  command_line ok{{"--config-file=" + path}};
+  runtime rt{ok.argc(), ok.argv()};
+  CHECK(rt.default_options("users").max_entries == 100);
 }
 
 TEST_CASE("a runtime from a command line refuses a karlton value out of range, naming "
