@@ -444,6 +444,17 @@ runtime_config::runtime_config() {
 
 namespace {
 
+// "--name=value" with the value left out if the option may hold a secret: a
+// password, the cluster secret, a URI or store with a password in it.
+std::string without_secret(const std::string& arg) {
+  auto eq = arg.find('=');
+  if (eq == std::string::npos) return arg;
+  auto name = arg.substr(0, eq);
+  for (const char* word : {"secret", "pass", "uri", "store"})
+    if (name.find(word) != std::string::npos) return name + "=...";
+  return arg;
+}
+
 // CAF reports a bad command line as a parser error whose context holds the
 // argument; say which argument, and why.
 caf::error clear_parse_error(const caf::error& err) {
@@ -452,7 +463,7 @@ caf::error clear_parse_error(const caf::error& err) {
   if (err.context().match_elements<caf::settings>())
     if (auto arg =
           caf::get_if<std::string>(&err.context().get_as<caf::settings>(0), "argument"))
-      out += " '" + *arg + "'";
+      out += " '" + without_secret(*arg) + "'";
   return make_error(errc::invalid_option,
                     out + ": " + caf::to_string(static_cast<caf::pec>(err.code())));
 }
@@ -484,7 +495,32 @@ void find_undeclared(const caf::config_option_set& opts, const caf::settings& xs
   }
 }
 
+// Secrets in a dump of the settings become "***": the cluster secret, a
+// password, a URI (which may hold one), a store given as a URI or conninfo.
+void mask_secrets(caf::settings& xs) {
+  for (auto& kvp : xs) {
+    if (auto sub = caf::get_if<caf::settings>(&kvp.second)) {
+      mask_secrets(*sub);
+      continue;
+    }
+    auto str = caf::get_if<std::string>(&kvp.second);
+    if (str == nullptr || str->empty()) continue;
+    const auto& key = kvp.first;
+    bool secret = key.find("secret") != std::string::npos ||
+                  key.find("pass") != std::string::npos ||
+                  key.find("uri") != std::string::npos ||
+                  (key == "store" && str->find_first_of(":=") != std::string::npos);
+    if (secret) kvp.second = std::string{"***"};
+  }
+}
+
 } // namespace
+
+caf::settings runtime_config::dump_content() const {
+  auto out = caf::actor_system_config::dump_content();
+  mask_secrets(out);
+  return out;
+}
 
 caf::error runtime_config::check_declared() const {
   std::vector<std::string> unknown;

@@ -250,6 +250,10 @@ public:
   /// refused too (`not an option: karlton.x`): CAF 0.17 ignores it silently.
   caf::error parse_command_line(int argc, char** argv);
 
+  /// CAF's `--dump-config`, with secrets (the cluster secret, passwords, URIs)
+  /// shown as "***".
+  caf::settings dump_content() const override;
+
 private:
   caf::error check_declared() const;
 };

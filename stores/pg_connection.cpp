@@ -1,6 +1,7 @@
 #include "stores/pg_connection.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -62,6 +63,44 @@ std::string one_line(const std::string& s) {
   return out;
 }
 
+// libpq's message about a URI or conninfo that does not parse quotes parts
+// of it, which may hold a password however it was written ("...?password=x",
+// a conninfo string): every quoted part goes, unless it is the name of one of
+// libpq's connection options or of a parameter `input` gives ("name=").
+std::string without_quoted_input(const std::string& msg, const std::string& input) {
+  std::vector<std::string> keywords;
+  if (auto* defaults = PQconndefaults()) {
+    for (auto* o = defaults; o->keyword != nullptr; ++o)
+      keywords.emplace_back(o->keyword);
+    PQconninfoFree(defaults);
+  }
+  std::string out;
+  size_t pos = 0;
+  while (pos < msg.size()) {
+    auto open = msg.find('"', pos);
+    auto close = open == std::string::npos ? open : msg.find('"', open + 1);
+    if (close == std::string::npos) {
+      // An unmatched quote: everything after it is input.
+      out += msg.substr(pos, open == std::string::npos ? std::string::npos : open - pos);
+      if (open != std::string::npos) out += "\"...\"";
+      break;
+    }
+    out += msg.substr(pos, open - pos);
+    auto quoted = msg.substr(open + 1, close - open - 1);
+    bool keyword =
+      std::find(keywords.begin(), keywords.end(), quoted) != keywords.end() ||
+      (!quoted.empty() && quoted.size() <= 63 &&
+       std::all_of(quoted.begin(), quoted.end(),
+                   [](char c) {
+                     return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+                   }) &&
+       input.find(quoted + "=") != std::string::npos); // a parameter's name
+    out += keyword ? "\"" + quoted + "\"" : std::string{"\"...\""};
+    pos = close + 1;
+  }
+  return out;
+}
+
 } // namespace
 
 bool valid_identifier(std::string_view name) noexcept {
@@ -116,13 +155,25 @@ caf::expected<conn_params> parse(const postgres_options& opts,
   if (opts.uri.find('\0') != std::string::npos ||
       opts.uri.find('\n') != std::string::npos)
     return make_error(errc::invalid_option, "postgres uri: holds a NUL or a newline");
+  // libpq splits "user:pa@ss@host" at the first '@': the rest of the password
+  // would become the host, and appear in every connection error.
+  if (auto scheme = opts.uri.find("://"); scheme != std::string::npos) {
+    auto authority =
+      opts.uri.substr(scheme + 3, opts.uri.find('/', scheme + 3) - scheme - 3);
+    if (std::count(authority.begin(), authority.end(), '@') > 1)
+      return make_error(
+        errc::invalid_option,
+        "postgres uri: more than one '@' before the host; write an '@' of "
+        "the user or password as %40");
+  }
   char* err = nullptr;
   PQconninfoOption* parsed = PQconninfoParse(opts.uri.c_str(), &err);
   if (parsed == nullptr) {
     std::string msg = err ? one_line(err) : "out of memory";
     PQfreemem(err);
     return make_error(errc::invalid_option,
-                      "postgres uri does not parse: " + redact(msg, p.secrets));
+                      "postgres uri does not parse: " +
+                        redact(without_quoted_input(msg, opts.uri), p.secrets));
   }
   std::string host, hostaddr, port, db, user;
   for (auto* o = parsed; o->keyword != nullptr; ++o) {

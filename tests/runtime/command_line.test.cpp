@@ -58,6 +58,25 @@ TEST_CASE("a runtime from a command line refuses an unknown option, naming it",
   CHECK(std::string{e.what()}.find("not_an_option") != std::string::npos);
 }
 
+TEST_CASE("a bad value of an option that may hold a secret is refused without showing it",
+          "[runtime][options][command-line]") {
+  auto e = refusal_of({"--karlton.cluster.secret=\"hunter2"}); // an unterminated string
+  INFO(e.what());
+  CHECK(e.error() == errc::invalid_option);
+  CHECK(std::string{e.what()}.find("--karlton.cluster.secret=...") != std::string::npos);
+  CHECK(std::string{e.what()}.find("hunter2") == std::string::npos);
+}
+
+TEST_CASE("--dump-config shows secrets as ***", "[runtime][options][command-line]") {
+  runtime_config cfg;
+  command_line cl{{"--karlton.cluster.secret=hunter2", "--karlton.max-entries=7"}};
+  REQUIRE_FALSE(cfg.parse_command_line(cl.argc(), cl.argv()));
+  auto dump = cfg.dump_content();
+  CHECK(caf::get_or(dump, "karlton.cluster.secret", std::string{}) == "***");
+  CHECK(caf::get_or(dump, "karlton.max-entries", size_t{0}) == 7);
+  CHECK(caf::get_or(cfg.content, "karlton.cluster.secret", std::string{}) == "hunter2");
+}
+
 TEST_CASE("a misspelled key in the config file is refused, naming it; declared ones and "
           "CAF's are taken",
           "[runtime][options][command-line]") {

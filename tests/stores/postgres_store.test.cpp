@@ -159,6 +159,12 @@ TEST_CASE("postgres_store refuses bad names and URIs without showing the passwor
   with([](postgres_options& p) { p.reconnect_base = p.reconnect_max + 1ms; });
   with([](postgres_options& p) { p.uri = "password=hunter2 port=1\nhost=x"; });
   with([](postgres_options& p) { p.uri = "password=hunter2 nosuchkey=1"; });
+  // libpq quotes the input it could not parse: the password never shows,
+  // however the URI hides it (a query parameter, an '@' inside it, conninfo).
+  with([](postgres_options& p) { p.uri = "postgresql://[::1/db?password=hunter2"; });
+  with([](postgres_options& p) { p.uri = "postgresql://u:hun@ter2@127.0.0.1:x/db"; });
+  with([](postgres_options& p) { p.uri = "host=x password='hunter2"; });
+  with([](postgres_options& p) { p.uri = "host=x password=hunter2 port"; });
   CHECK_FALSE(validate(o));
 
   // What libpq's messages might echo back is blanked in every form the
