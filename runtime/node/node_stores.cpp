@@ -30,8 +30,19 @@ caf::expected<node_stores> node_stores::from(const caf::actor_system_config& cfg
   node_stores out;
   out.where_ = caf::get_or(cfg, "node.store", std::string{});
   if (!starts_with(out.where_, "postgresql://") &&
-      !starts_with(out.where_, "postgres://"))
+      !starts_with(out.where_, "postgres://")) {
+    // Not a file name: a conninfo string ("host=... password=...") or another
+    // scheme became a SQLite file named after it, password and all.
+    if (out.where_.find('=') != std::string::npos ||
+        out.where_.find("://") != std::string::npos)
+      return bad_option("node.store", "is neither a postgresql:// URI nor a SQLite file "
+                                      "name (a file name has no '=' or '://')");
+    if (caf::get_if(&caf::content(cfg), "karlton.postgres") != nullptr)
+      return bad_option("karlton.postgres",
+                        "is set, but node.store is not a "
+                        "postgresql:// URI: there is no PostgreSQL store");
     return out; // a SQLite file, or none
+  }
   auto p = postgres_options_from(cfg, out.where_);
   if (!p) return bad_option("node.store", describe(p.error()));
   if (!p->table.empty() && caches > 1)

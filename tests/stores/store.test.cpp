@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <sqlite3.h>
@@ -203,6 +204,31 @@ TEST_CASE("a node refuses two caches whose store tables differ only in case",
   CHECK(WEXITSTATUS(*status) == 2);
   CHECK(node.log().find("'Users' and 'users' would share the store table") !=
         std::string::npos);
+}
+
+TEST_CASE("a node refuses a store that is neither a URI nor a file name, and PostgreSQL "
+          "options without a PostgreSQL store",
+          "[store][node]") {
+  // Before, a conninfo string became a SQLite file named after it, password
+  // and all, and karlton.postgres.* without a postgresql:// store did nothing.
+  std::vector<std::pair<std::string, std::string>> cases{
+    {"--node.store=host=127.0.0.1 password=Sekr1t", "option node.store"},
+    {"--node.store=mysql://db/x", "option node.store"},
+    {"--karlton.postgres.pool-size=3", "option karlton.postgres"}};
+  for (const auto& [arg, said] : cases) {
+    testing::node_process node{"bad-store",
+                               KARLTON_NODE,
+                               {"--karlton.cluster.port=0", "--karlton.cluster.secret=s",
+                                "--node.stats-interval=0", arg}};
+    CHECK_FALSE(node.ready());
+    auto status = node.wait(std::chrono::seconds{10});
+    REQUIRE(status);
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 2);
+    INFO(node.log());
+    CHECK(node.log().find(said) != std::string::npos);
+    CHECK(node.log().find("Sekr1t") == std::string::npos);
+  }
 }
 
 TEST_CASE("reads are not held up by a write transaction in progress", "[store]") {
