@@ -158,8 +158,11 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   if (opts.store_changes)
     if (auto err = check_own_store(*fed_, opts)) return err;
   auto core = std::make_shared<detail::cache_core>();
-  auto n =
-    opts.shards > 0 ? opts.shards : std::max<size_t>(1, sys_->scheduler().num_workers());
+  // One per worker at most 1024, as an explicit count: a node started with
+  // scheduler.max-threads=1100 made 1100 shards for each cache.
+  auto n = opts.shards > 0
+             ? opts.shards
+             : std::clamp<size_t>(sys_->scheduler().num_workers(), 1, max_shards);
   // Whatever may fail without an actor comes before the first spawn: the
   // queues (their slots are allocated here; validate() keeps the capacity in
   // range) and the journal's replay below.

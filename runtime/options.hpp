@@ -33,6 +33,10 @@ namespace karlton {
 /// and entry expiries are 40-bit milliseconds (34.8 years).
 constexpr caf::timespan max_option_duration = std::chrono::hours{24 * 365};
 
+/// Shards a cache has at most, whether counted or one per scheduler thread:
+/// each is an actor with its own queue and tables, more add only overhead.
+constexpr uint32_t max_shards = 1024;
+
 /// How a cache's changes reach other nodes; see `cache_options::distributed`.
 enum class distribution : uint8_t {
   local, ///< this node only
@@ -49,8 +53,8 @@ struct cache_options {
   /// they are erased or evicted. Setting: `karlton.default-ttl` (0 = never;
   /// otherwise 1ns..365 days, see `max_option_duration`).
   ttl default_ttl = ttl::never();
-  /// Shards (actors) of this cache; 0 means one per scheduler thread; at
-  /// most 1024. Setting: `karlton.shards`.
+  /// Shards (actors) of this cache, at most `max_shards`; 0 means one per
+  /// scheduler thread, up to `max_shards`. Setting: `karlton.shards`.
   uint32_t shards = 0;
   /// Size bounds for the whole cache (0: unbounded), split evenly over its
   /// shards. Settings: `karlton.max-entries`, `karlton.max-bytes`.

@@ -65,7 +65,10 @@ node_config::node_config() {
                         "10s, 0 = never)")
     .add<int64_t>("metrics-port", "serve GET /metrics (Prometheus) on this port (default "
                                   "off; 0 = any free port, printed)")
-    .add<std::string>("metrics-host", "address /metrics listens on (default 127.0.0.1)");
+    .add<std::string>("metrics-host", "address /metrics listens on (default 127.0.0.1; "
+                                      "another needs a password)")
+    .add<bool>("metrics-protected", "refuse a non-loopback metrics-host without a "
+                                    "password (default true)");
   // The program exists to be distributed: its caches invalidate across
   // the cluster unless `karlton.distribution` says otherwise. Set before
   // parsing, so the command line and the ini file override it.
@@ -191,19 +194,29 @@ caf::error server_settings(const node_config& cfg, node_settings& out) {
       std::make_shared<karlton::server::tracking_table>(static_cast<size_t>(*tracked));
     if (auto err = karlton::server::check(o)) return err;
     out.resp = std::move(o);
-  } else if (!password->empty()) {
-    return bad_option("node.requirepass",
-                      "needs node.resp-port (the Redis protocol is off)");
   }
-  if (caf::get_if(&caf::content(cfg), "node.metrics-port") != nullptr) {
+  bool metrics = caf::get_if(&caf::content(cfg), "node.metrics-port") != nullptr;
+  if (metrics) {
     karlton::server::metrics_http_options m;
     auto port = int_option(cfg, "node.metrics-port", 0, 65535, 0);
     if (!port) return std::move(port.error());
     m.port = static_cast<uint16_t>(*port);
     m.host = caf::get_or(cfg, "node.metrics-host", m.host);
     m.password = *password;
+    // As for the Redis protocol: cache names, counters and the cluster's
+    // state are not for anyone who can reach the port.
+    if (!karlton::server::is_loopback(m.host) && m.password.empty() &&
+        caf::get_or(cfg, "node.metrics-protected", true))
+      return bad_option("node.metrics-host",
+                        "is not a loopback address and no password is set: set "
+                        "node.requirepass(-file), or node.metrics-protected=false to "
+                        "serve anyone");
     out.metrics = std::move(m);
   }
+  if (!out.resp && !metrics && !password->empty())
+    return bad_option("node.requirepass",
+                      "needs node.resp-port or node.metrics-port "
+                      "(neither the Redis protocol nor /metrics is on)");
   return {};
 }
 
@@ -238,10 +251,13 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
     out.caches.push_back(std::move(o));
   }
   out.stats_interval = caf::get_or(cfg, "node.stats-interval", out.stats_interval);
+  // At least a second: 1 ns wrote 30k lines in 3 s.
   if (out.stats_interval < caf::timespan::zero() ||
+      (out.stats_interval > caf::timespan::zero() &&
+       out.stats_interval < std::chrono::seconds{1}) ||
       out.stats_interval > karlton::max_option_duration)
     return bad_option("node.stats-interval",
-                      "must be in 0..365 days (0 = off; longer is never, and far from "
+                      "must be 0 (off) or 1 s..365 days (longer is never, and far from "
                       "int64 nanosecond overflow)");
   out.console = caf::get_or(cfg, "node.console", out.console);
   out.port_file = caf::get_or(cfg, "node.port-file", out.port_file);

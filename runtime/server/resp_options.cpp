@@ -4,13 +4,9 @@
 
 namespace karlton::server {
 
-namespace {
-
 bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "::1" || host == "localhost";
 }
-
-} // namespace
 
 caf::error check(const resp_options& opts) {
   auto bad = [](const char* what) { return make_error(errc::invalid_option, what); };

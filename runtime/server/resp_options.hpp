@@ -66,4 +66,7 @@ struct resp_options {
 /// without a password (`invalid_option`, naming the option).
 caf::error check(const resp_options& opts);
 
+/// True for the loopback addresses a listener may take without a password.
+bool is_loopback(const std::string& host);
+
 } // namespace karlton::server

@@ -127,6 +127,29 @@ TEST_CASE("a seed that is not host and port is refused and named", "[options][er
   }
 }
 
+TEST_CASE("the cluster's heartbeat is at least 1 ms, and the lease and member timeout at "
+          "least twice it",
+          "[options][errors]") {
+  using namespace std::chrono_literals;
+  cluster_options o;
+  o.secret = "s";
+  // Before, 1 ns heartbeats with a 2 ns lease kept a node busy clearing its caches.
+  o.heartbeat = 1ns;
+  o.read_lease = 2ns;
+  o.member_timeout = 2ns;
+  CHECK(describe(validate(o)).find("karlton.cluster.heartbeat") != std::string::npos);
+  o.heartbeat = 100ms;
+  o.read_lease = 199ms;
+  o.member_timeout = 1s;
+  CHECK(describe(validate(o)).find("karlton.cluster.read-lease") != std::string::npos);
+  o.read_lease = 200ms;
+  o.member_timeout = 150ms;
+  CHECK(describe(validate(o)).find("karlton.cluster.member-timeout") !=
+        std::string::npos);
+  o.member_timeout = 200ms;
+  CHECK(validate(o) == caf::none);
+}
+
 TEST_CASE("a node name or host other nodes would refuse is refused at start",
           "[options][errors]") {
   cluster_options o;

@@ -180,6 +180,15 @@ class Options(unittest.TestCase):
                                    "--node.resp-query-buffer-limit=1000"))
         self.assertIn("node.resp-host", self.refused("--node.resp-host=0.0.0.0"))
         self.assertIn("node.resp-auth-timeout", self.refused("--node.resp-auth-timeout=-1s"))
+        # /metrics as RESP: not on another address without a password (refused
+        # before anything listens); a stats line or a heartbeat too often.
+        self.assertIn("node.metrics-host",
+                      self.refused("--node.metrics-port=0", "--node.metrics-host=0.0.0.0"))
+        self.assertIn("node.stats-interval", self.refused("--node.stats-interval=10ms"))
+        self.assertIn("karlton.cluster.heartbeat",
+                      self.refused("--karlton.cluster.heartbeat=1ns",
+                                   "--karlton.cluster.read-lease=2ns",
+                                   "--karlton.cluster.member-timeout=2ns"))
 
     def test_a_password_file_must_be_a_small_regular_file(self):
         # /dev/zero was read forever, a FIFO blocked the start (timeout=30 fails it).
