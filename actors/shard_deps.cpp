@@ -116,6 +116,9 @@ shard_state::invalidate_dependents(const std::vector<std::string>& names,
         // it cascades, which in an invalidation of 100k dependents of a tag none do.
         auto key = e.val.key();
         loads_.void_key(key); // a load in flight must not bring it back (rule 1)
+        // An invalidation is a change: a remembered load failure of the key
+        // no longer answers for it (as after an erase).
+        if (!negatives_.empty()) negatives_.forget(key);
         bool cascades = cfg_.depended && cfg_.depended->may_contain(key);
         if (cascades) out.cascade.emplace_back(key);
         remove(id, removal_cause::explicit_erase);

@@ -82,6 +82,25 @@ TEST_CASE("a put, erase or clear forgets a remembered load failure at once",
   }
 }
 
+TEST_CASE("a tag invalidation forgets a remembered failure of the entries it removes",
+          "[loading][negative][events]") {
+  auto cfg = negative_caching(1s);
+  cfg.refresh_after = 1s;
+  shard_state s{cfg};
+  reader r;
+  REQUIRE_FALSE(s.put(value::make("k", "v1"), ttl::cache_default(), t0,
+                      dependencies{}.on_keys({"tag"})));
+  CHECK(r.read(s, "k", at(2s))); // served, and a refresh starts
+  auto refresh = s.take_loads_to_start();
+  REQUIRE(refresh.size() == 1);
+  s.complete_load("k", refresh[0].second, make_error(errc::store_failure, "down"), 1ms,
+                  at(2s));
+  CHECK(s.invalidate_dependents({"tag"}, invalidation_cause::tag).removed == 1);
+  // Before, the remembered failure answered for the removed key until it ran out.
+  CHECK_FALSE(r.read(s, "k", at(2001ms)));
+  CHECK(s.take_loads_to_start().size() == 1);
+}
+
 TEST_CASE("a voided load's failure is not remembered", "[loading][negative][rule1]") {
   shard_state s{negative_caching(1s)};
   reader a, b;
