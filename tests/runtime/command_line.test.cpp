@@ -67,7 +67,7 @@ TEST_CASE("a bad value of an option that may hold a secret is refused without sh
   CHECK(std::string{e.what()}.find("hunter2") == std::string::npos);
 }
 
-TEST_CASE("--dump-config shows secrets as ***", "[runtime][options][command-line]") {
+TEST_CASE("dump-config shows secrets masked", "[runtime][options][command-line]") {
   runtime_config cfg;
   command_line cl{{"--karlton.cluster.secret=hunter2", "--karlton.max-entries=7"}};
   REQUIRE_FALSE(cfg.parse_command_line(cl.argc(), cl.argv()));
@@ -77,8 +77,8 @@ TEST_CASE("--dump-config shows secrets as ***", "[runtime][options][command-line
   CHECK(caf::get_or(cfg.content, "karlton.cluster.secret", std::string{}) == "hunter2");
 }
 
-TEST_CASE("a misspelled key in the config file is refused, naming it; declared ones and "
-          "CAF's are taken",
+TEST_CASE("a misspelled key in the config file is refused and named while declared keys "
+          "and CAF's are taken",
           "[runtime][options][command-line]") {
   testing::temp_dir dir{"config-file"};
   auto path = dir.file("app.ini");
