@@ -83,6 +83,14 @@ caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& 
   return caf::none;
 }
 
+void shard_state::forget_deps_of(entry_id id) {
+  deps_.forget(id);
+  if (auto i = deps_charge_.find(id); i != deps_charge_.end()) {
+    stats_.bytes -= i->second;
+    deps_charge_.erase(i);
+  }
+}
+
 void shard_state::watch_depended_names() {
   // Only keys and tags: an event "x" must not make a key "x" cascade.
   deps_.on_names([filter = cfg_.depended.get()](std::string_view name, bool added) {

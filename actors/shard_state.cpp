@@ -380,6 +380,15 @@ std::optional<time_point> shard_state::next_expiry() const {
   return time_point{std::chrono::milliseconds{*next}};
 }
 
+bool shard_state::lease_lapsed() {
+  lapsed_until_ = cfg_.lease.until_ticks();
+  if (table_.size() > 0) {
+    clear_here();
+    ++stats_.lease_clears;
+  }
+  return false;
+}
+
 std::optional<uint64_t> shard_state::lease_deadline_ms() const noexcept {
   if (!cfg_.lease || table_.size() == 0) return std::nullopt;
   auto until = cfg_.lease.until_ticks();

@@ -340,14 +340,9 @@ private:
                    bool keep_links = false); // told to nobody
   /// Distributed and fed caches: clears if a read lease lapsed; false then.
   bool lease_holds(time_point now) {
-    if (!cfg_.lease || cfg_.lease.valid(now)) return true;
-    lapsed_until_ = cfg_.lease.until_ticks();
-    if (table_.size() > 0) {
-      clear_here();
-      ++stats_.lease_clears;
-    }
-    return false;
+    return !cfg_.lease || cfg_.lease.valid(now) || lease_lapsed();
   }
+  bool lease_lapsed(); // clears; false
   /// When the expiry timer must look at the lease (ms, rounded up): its end,
   /// while the shard holds entries it has not cleared for that end.
   std::optional<uint64_t> lease_deadline_ms() const noexcept;
@@ -484,14 +479,10 @@ private:
   // bytes and links, `dependencies_charge`), so that `max-bytes` bounds the
   // index too: names are the caller's, often a client's.
   std::unordered_map<entry_id, uint64_t> deps_charge_;
-  void forget_deps(entry_id id) {
-    if (deps_.entries() == 0 || !deps_.has(id)) return;
-    deps_.forget(id);
-    if (auto i = deps_charge_.find(id); i != deps_charge_.end()) {
-      stats_.bytes -= i->second;
-      deps_charge_.erase(i);
-    }
+  void forget_deps(entry_id id) { // shard_deps.cpp
+    if (deps_.entries() > 0 && deps_.has(id)) forget_deps_of(id);
   }
+  void forget_deps_of(entry_id id);
   std::vector<std::string> cascades_out_;
   // Distributed caches: what other nodes must hear about.
   std::vector<key_change> changed_out_;

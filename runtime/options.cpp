@@ -6,14 +6,11 @@
 #include <type_traits>
 
 #include <caf/config_option_adder.hpp>
-#include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
-#include <caf/pec.hpp>
 #include <caf/settings.hpp>
 
 #include <karlton/messages/cluster.hpp>
 #include <karlton/messages/errors.hpp>
-#include <karlton/messages/type_ids.hpp>
 
 #include "runtime/runtime_detail.hpp"
 
@@ -432,143 +429,5 @@ caf::expected<cache_options> cache_options_from(const caf::actor_system_config& 
   if (o.default_ttl.is_default()) o.default_ttl = ttl::never();
   return o;
 }
-
-runtime_config::runtime_config() {
-  register_types(*this);
-  add_options(custom_options_);
-  set("scheduler.max-threads", usable_cores());
-  set("work-stealing.moderate-poll-attempts", size_t{0});
-  // Clusters: the middleman carries the peers' traffic. Heartbeats let a
-  // node notice a frozen peer (CAF-0.17.md: without them it never does);
-  // every node must use the same setting.
-  load<caf::io::middleman>();
-  load<caf::openssl::manager>(); // TLS between nodes, when asked for
-  set("middleman.heartbeat-interval", caf::timespan{std::chrono::milliseconds{500}});
-  set("middleman.connection-timeout", caf::timespan{std::chrono::seconds{2}});
-}
-
-namespace {
-
-// "--name=value" with the value left out if the option may hold a secret: a
-// password, the cluster secret, a URI or store with a password in it.
-std::string without_secret(const std::string& arg) {
-  auto eq = arg.find('=');
-  if (eq == std::string::npos) return arg;
-  auto name = arg.substr(0, eq);
-  for (const char* word : {"secret", "pass", "uri", "store"})
-    if (name.find(word) != std::string::npos) return name + "=...";
-  return arg;
-}
-
-// CAF reports a bad command line as a parser error whose context holds the
-// argument; say which argument, and why.
-caf::error clear_parse_error(const caf::error& err) {
-  if (err.category() != caf::atom("parser")) return err;
-  std::string out = "option";
-  if (err.context().match_elements<caf::settings>())
-    if (auto arg =
-          caf::get_if<std::string>(&err.context().get_as<caf::settings>(0), "argument"))
-      out += " '" + without_secret(*arg) + "'";
-  return make_error(errc::invalid_option,
-                    out + ": " + caf::to_string(static_cast<caf::pec>(err.code())));
-}
-
-// True if some option lives in `top` or one of its sub-categories.
-bool declares(const caf::config_option_set& opts, caf::string_view top) {
-  for (const auto& opt : opts) {
-    auto cat = opt.category();
-    if (cat.compare(0, top.size(), top) == 0 &&
-        (cat.size() == top.size() || cat[top.size()] == '.'))
-      return true;
-  }
-  return false;
-}
-
-// The keys under `category` that no option declares. CAF 0.17 refuses an
-// unknown option on the command line but takes one in a config file
-// silently: `requirepas=...` left a node open to every client, `tsl=true`
-// its links in the clear.
-void find_undeclared(const caf::config_option_set& opts, const caf::settings& xs,
-                     const std::string& category, std::vector<std::string>& out) {
-  for (const auto& kvp : xs) {
-    if (opts.qualified_name_lookup(category, kvp.first) != nullptr) continue;
-    auto name = category + "." + kvp.first;
-    if (auto sub = caf::get_if<caf::settings>(&kvp.second))
-      find_undeclared(opts, *sub, name, out);
-    else
-      out.push_back(std::move(name));
-  }
-}
-
-// Secrets in a dump of the settings become "***": the cluster secret, a
-// password, a URI (which may hold one), a store given as a URI or conninfo.
-void mask_secrets(caf::settings& xs) {
-  for (auto& kvp : xs) {
-    if (auto sub = caf::get_if<caf::settings>(&kvp.second)) {
-      mask_secrets(*sub);
-      continue;
-    }
-    auto str = caf::get_if<std::string>(&kvp.second);
-    if (str == nullptr || str->empty()) continue;
-    const auto& key = kvp.first;
-    bool secret = key.find("secret") != std::string::npos ||
-                  key.find("pass") != std::string::npos ||
-                  key.find("uri") != std::string::npos ||
-                  (key == "store" && str->find_first_of(":=") != std::string::npos);
-    if (secret) kvp.second = std::string{"***"};
-  }
-}
-
-} // namespace
-
-caf::settings runtime_config::dump_content() const {
-  auto out = caf::actor_system_config::dump_content();
-  mask_secrets(out);
-  return out;
-}
-
-caf::error runtime_config::check_declared() const {
-  std::vector<std::string> unknown;
-  for (const char* top : {"karlton", "node"}) {
-    auto sub = caf::get_if<caf::settings>(&content, top);
-    if (sub && declares(custom_options_, top))
-      find_undeclared(custom_options_, *sub, top, unknown);
-  }
-  if (unknown.empty()) return caf::none;
-  std::string names;
-  for (const auto& n : unknown)
-    names += (names.empty() ? "" : ", ") + n;
-  return make_error(errc::invalid_option,
-                    "not an option: " + names + " (in the config file; misspelled?)");
-}
-
-caf::error runtime_config::parse_command_line(int argc, char** argv) {
-  std::vector<std::string> args;
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h" || arg == "-?") arg = "--long-help";
-    auto eq = arg.find('=');
-    if (i > 0 && arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      auto opt = custom_options_.cli_long_name_lookup(arg.substr(2, eq - 2));
-      auto val = arg.substr(eq + 1);
-      if (opt && opt->is_flag() && (val == "true" || val == "false")) {
-        if (val == "false") continue;
-        arg.erase(eq);
-      } else if (opt && opt->type_name() == "timespan" && val == "0") {
-        arg += 's';
-      }
-    }
-    args.push_back(std::move(arg));
-  }
-  std::vector<char*> arg_ptrs;
-  for (auto& a : args)
-    arg_ptrs.push_back(a.data());
-  if (auto err = parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data()))
-    return clear_parse_error(err);
-  return check_declared();
-}
-
-option_error::option_error(caf::error err)
-  : std::invalid_argument(describe(err)), err_(std::move(err)) {}
 
 } // namespace karlton
