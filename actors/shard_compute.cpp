@@ -23,7 +23,9 @@ struct shard_state::compute_job {
   std::string key;
   compute_function fn;
   compute_waiter waiter;
-  bool loaded = false; // loaded once already: absent now means absent
+  bool loaded = false;    // loaded once already: absent now means absent
+  bool blind = false;     // a queued put or erase: the value it finds does not matter
+  bool holds_key = false; // write-through: loading, later writes of the key wait
 };
 
 void shard_state::fail_compute(const compute_ptr& job, const caf::error& why) {
@@ -75,7 +77,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   if (id != no_entry && expired(table_.at(id), now_ms)) {
     if (!retained(table_.at(id), now_ms)) {
       remove(id, removal_cause::expired);
-    } else if (job->loaded) {
+    } else if (job->loaded && !job->blind) {
       // Still the expired value kept for stale-if-error, after the load: the
       // reload failed, and the load answered with that value. Computing from
       // "absent" would start a counter over (and store it); the compute
@@ -95,11 +97,26 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
     // Not the load's value: the table's, which a write during the load
     // (rule 1) or not_found leave as they should.
     auto w = [this, job](caf::expected<value> r) {
-      if (!r && !is_not_found(r.error())) return fail_compute(job, r.error());
-      resume(job, step_now_);
+      bool held = std::exchange(job->holds_key, false);
+      if (held) release_key(job->key);
+      if (!r && !is_not_found(r.error()))
+        fail_compute(job, r.error());
+      else
+        resume(job, step_now_, held); // it holds its place: not behind later writes
+      if (held) run_waiting_computes(job->key, step_now_);
     };
     auto r = get_or_load(key, hash, now, w);
-    if (!r) return std::nullopt;
+    if (!r) {
+      // Under write-through, the key's later computes and writes wait until
+      // this one has run: a put that went to the store meanwhile was run
+      // over by it (compute(f), put(P2) stored f(P2)).
+      if (cfg_.writes == write_mode::write_through && !job->holds_key) {
+        job->holds_key = true;
+        ++awaiting_keys_[key];
+        computes_loading_.insert(key);
+      }
+      return std::nullopt;
+    }
     if (!*r && !is_not_found(r->error()))
       return caf::expected<computed>{std::move(r->error())};
     return run_compute(job, now, true);
@@ -165,6 +182,12 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
   return caf::expected<computed>{computed{current, after}};
 }
 
+void shard_state::release_key(const std::string& key) {
+  computes_loading_.erase(key);
+  auto k = awaiting_keys_.find(key);
+  if (k != awaiting_keys_.end() && --k->second == 0) awaiting_keys_.erase(k);
+}
+
 void shard_state::queue_behind_computes(pending_write op) {
   // Before, a put of a key whose compute waited behind a store write went to
   // the store first, and the compute then ran on it: compute(f), put(P2)
@@ -181,6 +204,7 @@ void shard_state::queue_behind_computes(pending_write op) {
   auto job =
     std::make_shared<compute_job>(compute_job{op.key, std::move(fn), std::move(answer)});
   job->loaded = true; // a put or erase never loads
+  job->blind = true;
   computes_waiting_[op.key].push_back(std::move(job));
 }
 

@@ -62,10 +62,6 @@ caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& 
     ++stats_.rejected;
     return err;
   }
-  auto key = std::string{v.key()};
-  if (auto err = put(std::move(v), t, now)) return err;
-  auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
-  if (id == no_entry) return caf::none; // evicted at once by its own insertion
   std::vector<std::string> names;
   names.reserve(deps.events.size() + deps.on.size());
   uint64_t charge = 0;
@@ -75,6 +71,18 @@ caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& 
     names.push_back(indexed(name_prefix, n));
   for (const auto& n : names)
     charge += n.size() + dependency_link_bytes;
+  if (v && cfg_.max_bytes > 0 && charge + v.charge() > cfg_.max_bytes) {
+    // It would evict the whole shard, and then itself.
+    ++stats_.rejected;
+    return make_error(errc::value_too_large,
+                      "the entry with its dependency names (" + std::to_string(charge) +
+                        " bytes) is larger than a shard's max-bytes (" +
+                        std::to_string(cfg_.max_bytes) + "); nothing was stored");
+  }
+  auto key = std::string{v.key()};
+  if (auto err = put(std::move(v), t, now)) return err;
+  auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+  if (id == no_entry) return caf::none; // evicted at once by its own insertion
   deps_.set(id, names); // adds new names to `cfg_.depended` before the put returns
   auto& charged = deps_charge_[id]; // 0 after the put: it forgot the old links
   stats_.bytes += charge - charged;
@@ -83,8 +91,7 @@ caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& 
   return caf::none;
 }
 
-void shard_state::forget_deps_of(entry_id id) {
-  deps_.forget(id);
+void shard_state::release_deps_charge(entry_id id) {
   if (auto i = deps_charge_.find(id); i != deps_charge_.end()) {
     stats_.bytes -= i->second;
     deps_charge_.erase(i);

@@ -382,6 +382,8 @@ private:
   /// The expired-but-retained value of `key` to serve instead of a load
   /// error, if there is one (the caller counts it as served stale).
   std::optional<value> stale_fallback(std::string_view key, uint64_t now_ms);
+  /// Removes the expired value of `key` kept for stale-if-error, if any.
+  void drop_kept(std::string_view key, uint64_t now_ms);
 
   struct compute_job;
   using compute_ptr = std::shared_ptr<compute_job>;
@@ -393,9 +395,11 @@ private:
   /// Write-through: true if `key` has computes waiting, which a put or erase
   /// of it must not overtake.
   bool behind_computes(const std::string& key) const {
-    return !applying_compute_ && !computes_waiting_.empty() &&
-           computes_waiting_.count(key) > 0;
+    return !applying_compute_ &&
+           ((!computes_waiting_.empty() && computes_waiting_.count(key) > 0) ||
+            (!computes_loading_.empty() && computes_loading_.count(key) > 0));
   }
+  void release_key(const std::string& key); // a compute's load ended
   static void fail_compute(const compute_ptr& job, const caf::error& why);
   // Runs `job` again after a wait, answering through its waiter.
   void resume(const compute_ptr& job, time_point now, bool from_queue = false);
@@ -469,6 +473,8 @@ private:
   // Write-through: writes awaiting the store per key, and the computes that
   // wait behind them, in order.
   std::unordered_map<std::string, uint32_t, key_hasher> awaiting_keys_;
+  // Write-through: keys whose compute is loading (it counts in awaiting_keys_).
+  std::unordered_set<std::string, key_hasher> computes_loading_;
   std::unordered_map<std::string, std::deque<compute_ptr>, key_hasher> computes_waiting_;
   time_point step_now_{};         // the time of the load or answer being completed
   bool computing_parked_ = false; // a parked compute runs: its write goes first
@@ -479,10 +485,12 @@ private:
   // bytes and links, `dependencies_charge`), so that `max-bytes` bounds the
   // index too: names are the caller's, often a client's.
   std::unordered_map<entry_id, uint64_t> deps_charge_;
-  void forget_deps(entry_id id) { // shard_deps.cpp
-    if (deps_.entries() > 0 && deps_.has(id)) forget_deps_of(id);
+  // Its links (an invalidation may have taken them already) and its charge.
+  void forget_deps(entry_id id) {
+    if (deps_.entries() > 0 && deps_.has(id)) deps_.forget(id);
+    if (!deps_charge_.empty()) release_deps_charge(id);
   }
-  void forget_deps_of(entry_id id);
+  void release_deps_charge(entry_id id); // shard_deps.cpp
   std::vector<std::string> cascades_out_;
   // Distributed caches: what other nodes must hear about.
   std::vector<key_change> changed_out_;

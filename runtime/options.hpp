@@ -251,7 +251,8 @@ public:
   /// naming the argument and why (`option '--x': not_an_option`).
   /// Arguments that are not options stay in `remainder`. A key under
   /// `karlton` or `node` in the config file that no option declares is
-  /// refused too (`not an option: karlton.x`): CAF 0.17 ignores it silently.
+  /// refused too, and one whose value is not of the option's type (a number
+  /// for a string): CAF 0.17 ignores both silently.
   caf::error parse_command_line(int argc, char** argv);
 
   /// CAF's `--dump-config`, with secrets (the cluster secret, passwords, URIs)

@@ -2,6 +2,10 @@
 // read their options with (CAF's command line and config file, checked).
 #include <karlton/runtime/options.hpp>
 
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <istream>
 #include <string>
 #include <vector>
 
@@ -73,13 +77,46 @@ bool declares(const caf::config_option_set& opts, caf::string_view top) {
 void find_undeclared(const caf::config_option_set& opts, const caf::settings& xs,
                      const std::string& category, std::vector<std::string>& out) {
   for (const auto& kvp : xs) {
-    if (opts.qualified_name_lookup(category, kvp.first) != nullptr) continue;
     auto name = category + "." + kvp.first;
+    if (auto opt = opts.qualified_name_lookup(category, kvp.first)) {
+      // Declared, but of the wrong type: CAF keeps `secret=12345678` in a
+      // nested section as a number, which a string option reads as unset.
+      if (opt->check(kvp.second))
+        out.push_back(name + " (its value is not of the option's type)");
+      continue;
+    }
     if (auto sub = caf::get_if<caf::settings>(&kvp.second))
       find_undeclared(opts, *sub, name, out);
     else
       out.push_back(std::move(name));
   }
+}
+
+// The `section.key`s of an INI file under `karlton` or `node` (sections
+// "[a.b]", keys "k = ..."; comments, list items and blank lines skipped).
+std::vector<std::string> ini_keys(std::istream& in) {
+  std::vector<std::string> out;
+  std::string section, line;
+  auto ours = [](const std::string& sec) {
+    return sec == "node" || sec == "karlton" || sec.rfind("karlton.", 0) == 0;
+  };
+  while (std::getline(in, line)) {
+    auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == ';' || line[first] == '#') continue;
+    auto last = line.find_last_not_of(" \t\r");
+    if (line[first] == '[' && line[last] == ']' && line.find('=') == std::string::npos) {
+      section = line.substr(first + 1, last - first - 1);
+      continue;
+    }
+    auto eq = line.find('=', first);
+    if (eq == std::string::npos || !ours(section)) continue;
+    auto key = line.substr(first, line.find_last_not_of(" \t", eq - 1) + 1 - first);
+    bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+    });
+    if (plain) out.push_back(section + "." + key);
+  }
+  return out;
 }
 
 // Secrets in a dump of the settings become "***": the cluster secret, a
@@ -116,12 +153,23 @@ caf::error runtime_config::check_declared() const {
     if (sub && declares(custom_options_, top))
       find_undeclared(custom_options_, *sub, top, unknown);
   }
+  // A declared key whose value CAF's INI reader refused as of the wrong type
+  // (an unquoted number for a string in [node]) is dropped from `content`
+  // with no error: `requirepass=12345678` left the node without a password.
+  if (std::ifstream file{config_file_path}; file)
+    for (auto& key : ini_keys(file))
+      if (caf::get_if(&content, key) == nullptr &&
+          std::find_if(unknown.begin(), unknown.end(), [&](const std::string& u) {
+            return u.rfind(key, 0) == 0;
+          }) == unknown.end())
+        unknown.push_back(key + " (its value is not of the option's type)");
   if (unknown.empty()) return caf::none;
   std::string names;
   for (const auto& n : unknown)
     names += (names.empty() ? "" : ", ") + n;
   return make_error(errc::invalid_option,
-                    "not an option: " + names + " (in the config file; misspelled?)");
+                    "in the config file, not an option or not of its type: " + names +
+                      " (misspelled? quote strings)");
 }
 
 caf::error runtime_config::parse_command_line(int argc, char** argv) {

@@ -76,3 +76,37 @@ TEST_CASE("dependency names count against max-bytes with their entry",
   CHECK(s.clear() == 2);
   CHECK(s.stats().bytes == 0);
 }
+
+TEST_CASE("an invalidation releases the names' charge with the entries it removes",
+          "[events][limits]") {
+  shard_options cfg;
+  cfg.max_bytes = 100'000;
+  cfg.policy = eviction_policy_kind::lru;
+  shard_state s{cfg};
+  for (int i = 0; i < 10; ++i)
+    REQUIRE_FALSE(put_with(s, "k" + std::to_string(i),
+                           dependencies{}.on_events({"e" + std::to_string(i % 2)})));
+  REQUIRE(s.stats().bytes > 10 * 3);
+  CHECK(s.invalidate_dependents({"e0"}, invalidation_cause::event).removed == 5);
+  CHECK(s.invalidate_dependents({"e1"}, invalidation_cause::event).removed == 5);
+  // Before, the invalidation unlinked the names first and the removal then
+  // skipped their charge: the bytes stayed, and the bound shrank for good.
+  CHECK(s.size() == 0);
+  CHECK(s.stats().bytes == 0);
+}
+
+TEST_CASE("an entry whose names alone exceed a shard's max-bytes is refused",
+          "[events][limits]") {
+  shard_options cfg;
+  cfg.max_bytes = 2'000;
+  cfg.policy = eviction_policy_kind::lru;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(value::make("kept", "v"), ttl::never(), t0));
+  auto err = put_with(s, "k", dependencies{}.on_keys(names(20, 100)));
+  CHECK(err == errc::value_too_large);
+  // Before, it was stored, evicted every other entry, then itself, and
+  // answered OK.
+  CHECK(s.get("kept", t0));
+  CHECK_FALSE(s.get("k", t0));
+  CHECK(s.stats().evictions == 0);
+}

@@ -28,13 +28,14 @@ shard_options negative_caching(caf::timespan negative_ttl) {
   return cfg;
 }
 
-// Reads `key` at `now`, which must start a load, and fails that load.
-void fail_load(shard_state& s, reader& r, const std::string& key, time_point now) {
+// Reads `key` at `now`, which must start a load, and fails that load with
+// `code` (not_found: the store has no such row).
+void fail_load(shard_state& s, reader& r, const std::string& key, time_point now,
+               errc code = errc::not_found) {
   REQUIRE_FALSE(r.read(s, key, now));
   auto started = s.take_loads_to_start();
   REQUIRE(started.size() == 1);
-  s.complete_load(key, started[0].second, make_error(errc::not_found, "no row"), 1ms,
-                  now);
+  s.complete_load(key, started[0].second, make_error(code, "no row or down"), 1ms, now);
 }
 
 } // namespace
@@ -175,10 +176,24 @@ TEST_CASE("stale-if-error: a failed load of an expired entry gives the waiters t
   CHECK(s.stats().stale_served == 2);
   // At expiry + window still; after it, the error.
   reader c, d;
-  fail_load(s, c, "k", at(15s));
+  fail_load(s, c, "k", at(15s), errc::store_failure);
   CHECK(c.got == std::vector<std::string>{"v1"});
-  fail_load(s, d, "k", at(15001ms));
-  CHECK(d.got == std::vector<std::string>{"error:not_found"});
+  fail_load(s, d, "k", at(15001ms), errc::store_failure);
+  CHECK(d.got == std::vector<std::string>{"error:store_failure"});
+}
+
+TEST_CASE("stale-if-error: a store that has no such key is an answer, not an error: the "
+          "kept value goes",
+          "[loading][stale-if-error]") {
+  shard_state s{stale_if_error()};
+  reader r, a, b;
+  fill(s, r, "k", "v1", 1ms);
+  fail_load(s, a, "k", at(11s)); // not_found: the row was deleted
+  CHECK(a.got == std::vector<std::string>{"error:not_found"});
+  CHECK(s.size() == 0);
+  CHECK(s.stats().stale_served == 0);
+  fail_load(s, b, "k", at(12s), errc::store_failure); // nothing stale left to serve
+  CHECK(b.got == std::vector<std::string>{"error:store_failure"});
 }
 
 TEST_CASE("stale-if-error: the timer reclaims an expired entry after its window",
@@ -226,7 +241,7 @@ TEST_CASE("stale-if-error with negative caching serves the old value at once",
   shard_state s{stale_if_error(1s)};
   reader r, a, b;
   fill(s, r, "k", "v1", 1ms);
-  fail_load(s, a, "k", at(11s));
+  fail_load(s, a, "k", at(11s), errc::store_failure);
   CHECK(b.read(s, "k", at(11500ms))); // the failure is remembered: no load
   CHECK(b.got == std::vector<std::string>{"v1"});
   CHECK(s.take_loads_to_start().empty());

@@ -94,6 +94,20 @@ TEST_CASE("a misspelled key in the config file is refused and named while declar
   CHECK(std::string{e.what()}.find("karlton.max-entires") != std::string::npos);
   CHECK(std::string{e.what()}.find("karlton.cluster.tsl") != std::string::npos);
   CHECK(std::string{e.what()}.find("karlton.max-entries,") == std::string::npos);
+  // A declared key of the wrong type: an unquoted number for the cluster
+  // secret was read as no secret at all. The value is never shown.
+  { std::ofstream{path} << "[karlton.cluster]\nsecret=12345678\n"; }
+  e = refusal_of({"--config-file=" + path});
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("karlton.cluster.secret (its value") !=
+        std::string::npos);
+  CHECK(std::string{e.what()}.find("12345678") == std::string::npos);
+  // In a plain section CAF drops such a value altogether.
+  { std::ofstream{path} << "[karlton]\ndefault-ttl=12345678\n"; }
+  e = refusal_of({"--config-file=" + path});
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("karlton.default-ttl (its value") !=
+        std::string::npos);
   { std::ofstream{path} << "[karlton]\nmax-entries=100\n[scheduler]\nmax-threads=1\n"; }
   command_line ok{{"--config-file=" + path}};
   runtime rt{ok.argc(), ok.argv()};
