@@ -182,6 +182,12 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
   return caf::expected<computed>{computed{current, after}};
 }
 
+bool shard_state::behind_computes(const std::string& key) const {
+  return !applying_compute_ &&
+         ((!computes_waiting_.empty() && computes_waiting_.count(key) > 0) ||
+          (!computes_loading_.empty() && computes_loading_.count(key) > 0));
+}
+
 void shard_state::release_key(const std::string& key) {
   computes_loading_.erase(key);
   auto k = awaiting_keys_.find(key);

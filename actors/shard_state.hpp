@@ -394,12 +394,8 @@ private:
   void run_waiting_computes(const std::string& key, time_point now);
   /// Write-through: true if `key` has computes waiting, which a put or erase
   /// of it must not overtake.
-  bool behind_computes(const std::string& key) const {
-    return !applying_compute_ &&
-           ((!computes_waiting_.empty() && computes_waiting_.count(key) > 0) ||
-            (!computes_loading_.empty() && computes_loading_.count(key) > 0));
-  }
-  void release_key(const std::string& key); // a compute's load ended
+  bool behind_computes(const std::string& key) const; // shard_compute.cpp
+  void release_key(const std::string& key);           // a compute's load ended
   static void fail_compute(const compute_ptr& job, const caf::error& why);
   // Runs `job` again after a wait, answering through its waiter.
   void resume(const compute_ptr& job, time_point now, bool from_queue = false);

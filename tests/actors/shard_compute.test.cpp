@@ -10,6 +10,7 @@
 
 #include "actors/compute_ops.hpp"
 #include "actors/shard_state.hpp"
+#include "support/compute_answers.hpp"
 #include "support/times.hpp"
 #include <karlton/messages/errors.hpp>
 
@@ -17,43 +18,7 @@ using namespace karlton;
 using namespace std::chrono_literals;
 using karlton::test::at;
 using karlton::test::t0;
-
-namespace {
-
-/// What an op answered, at once or later.
-template <class R>
-struct answer {
-  std::optional<caf::expected<R>> got;
-  auto later() {
-    return [this](caf::expected<R> r) { got.emplace(std::move(r)); };
-  }
-  template <class Op>
-  answer& run(shard_state& s, time_point now, Op op) {
-    if (auto r = op(s, now, later())) got.emplace(std::move(*r));
-    return *this;
-  }
-  bool ok() const { return got && *got; }
-  const R& operator*() const { return **got; }
-};
-
-using key_op = std::string;
-
-shard_ops::increment<key_op> inc(int64_t delta = 1, ttl t = ttl::cache_default()) {
-  return {"k", delta, t};
-}
-
-std::string bytes_of(shard_state& s, time_point now, const std::string& key = "k") {
-  return std::string{s.get(key, now).bytes()};
-}
-
-std::vector<uint64_t> seqs_of(const std::vector<shard_write>& items) {
-  std::vector<uint64_t> out;
-  for (auto& i : items)
-    out.push_back(i.seq);
-  return out;
-}
-
-} // namespace
+using namespace karlton::test;
 
 TEST_CASE("increment counts from absent, and an increment keeps the entry's TTL",
           "[compute]") {
@@ -214,174 +179,6 @@ TEST_CASE("a compute's put during a load voids the load", "[compute]") {
   CHECK(s.stats().loads_voided == 1);
 }
 
-TEST_CASE("a compute behind a write-through write the store holds back sees that write",
-          "[compute][write-through]") {
-  shard_options cfg;
-  cfg.writes = write_mode::write_through;
-  shard_state s{cfg};
-  std::optional<caf::expected<bool>> put_done;
-  CHECK_FALSE(s.write(value::make("k", "5"), ttl::never(), t0,
-                      [&](caf::expected<bool> r) { put_done.emplace(std::move(r)); }));
-  answer<int64_t> a, b;
-  a.run(s, t0, inc());
-  b.run(s, t0, inc());
-  CHECK_FALSE(a.got);
-  auto items = s.take_writes();
-  REQUIRE(items.size() == 1); // the computes wait: nothing of theirs is written yet
-  s.writes_done(seqs_of(items), caf::none, t0);
-  CHECK(put_done);
-  items = s.take_writes();
-  REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "6");
-  CHECK_FALSE(a.got); // answered when the store has it
-  s.writes_done(seqs_of(items), caf::none, t0);
-  CHECK(*a == 6);
-  items = s.take_writes();
-  REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "7");
-  s.writes_done(seqs_of(items), caf::none, t0);
-  CHECK(*b == 7);
-  CHECK(bytes_of(s, t0) == "7");
-}
-
-TEST_CASE("under write-through a put or erase after a waiting compute of the key waits "
-          "behind it",
-          "[compute][write-through]") {
-  shard_options cfg;
-  cfg.writes = write_mode::write_through;
-  shard_state s{cfg};
-  std::vector<std::string> answered;
-  auto note = [&](std::string what) {
-    return [&answered, what](caf::expected<bool> r) {
-      answered.push_back(r ? what : "error");
-    };
-  };
-  CHECK_FALSE(s.write(value::make("k", "5"), ttl::never(), t0, note("put 5")));
-  answer<int64_t> a;
-  a.run(s, t0, inc()); // waits behind the store's write of 5
-  // Called after the increment: before, it went to the store at once and the
-  // increment then ran on it, storing 11 where the caller's order gives 10.
-  CHECK_FALSE(s.write(value::make("k", "10"), ttl::never(), t0, note("put 10")));
-  CHECK_FALSE(s.write_erase("gone", t0, note("erase other"))); // other keys: at once
-  auto items = s.take_writes();
-  REQUIRE(items.size() == 2);
-  CHECK(items[0].bytes == "5");
-  CHECK(items[1].key == "gone");
-  s.writes_done(seqs_of(items), caf::none, t0);
-  items = s.take_writes();
-  REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "6");
-  s.writes_done(seqs_of(items), caf::none, t0);
-  CHECK(*a == 6);
-  items = s.take_writes();
-  REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "10");
-  s.writes_done(seqs_of(items), caf::none, t0);
-  CHECK(bytes_of(s, t0) == "10");
-  // An erase waits the same way.
-  answer<int64_t> b;
-  CHECK_FALSE(s.write(value::make("k", "1"), ttl::never(), t0, note("put 1")));
-  b.run(s, t0, inc());
-  CHECK_FALSE(s.write_erase("k", t0, note("erase k")));
-  for (int round = 0; round < 3; ++round) {
-    items = s.take_writes();
-    REQUIRE(items.size() == 1);
-    CHECK(items[0].erase == (round == 2));
-    s.writes_done(seqs_of(items), caf::none, t0);
-  }
-  CHECK(*b == 2);
-  CHECK_FALSE(s.get("k", t0));
-  CHECK(answered ==
-        std::vector<std::string>{"put 5", "erase other", "put 10", "put 1", "erase k"});
-}
-
-TEST_CASE("under write-through a compute that loads keeps its place before a later put",
-          "[compute][write-through]") {
-  shard_options cfg;
-  cfg.writes = write_mode::write_through;
-  cfg.read_through = true;
-  shard_state s{cfg};
-  std::vector<std::string> answered;
-  auto note = [&](std::string what) {
-    return [&answered, what](caf::expected<bool> r) {
-      answered.push_back(r ? what : "error");
-    };
-  };
-  CHECK_FALSE(s.write_erase("k", t0, note("erase")));
-  answer<int64_t> a;
-  a.run(s, t0, inc()); // behind the erase
-  CHECK_FALSE(
-    s.write(value::make("k", "10"), ttl::never(), t0, note("put 10"))); // behind it
-  auto items = s.take_writes();
-  REQUIRE(items.size() == 1);
-  s.writes_done(seqs_of(items), caf::none,
-                t0); // the increment runs: k is absent, it loads
-  auto loads = s.take_loads_to_start();
-  REQUIRE(loads.size() == 1);
-  // Before, the put went to the store here, and the increment then ran on it.
-  CHECK(s.take_writes().empty());
-  s.complete_load("k", loads[0].second,
-                  caf::expected<std::string>{make_error(errc::not_found, "no row")}, 1ms,
-                  t0);
-  items = s.take_writes();
-  REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "1");
-  s.writes_done(seqs_of(items), caf::none, t0);
-  CHECK(*a == 1);
-  items = s.take_writes();
-  REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "10");
-  s.writes_done(seqs_of(items), caf::none, t0);
-  CHECK(bytes_of(s, t0) == "10");
-  CHECK(answered == std::vector<std::string>{"erase", "put 10"});
-}
-
-TEST_CASE("a put queued behind a compute is stored even when an expired value is kept "
-          "for stale-if-error",
-          "[compute][write-through][stale-if-error]") {
-  shard_options cfg;
-  cfg.writes = write_mode::write_through;
-  cfg.read_through = true;
-  cfg.default_ttl = ttl::after(10s);
-  cfg.stale_if_error = 5s;
-  shard_state s{cfg};
-  std::vector<std::string> answered;
-  auto note = [&](std::string what) {
-    return [&answered, what](caf::expected<bool> r) {
-      answered.push_back(r ? what : "error");
-    };
-  };
-  CHECK_FALSE(s.write(value::make("k", "5"), ttl::cache_default(), t0, note("put 5")));
-  s.writes_done(seqs_of(s.take_writes()), caf::none, t0);
-  // At 11 s "5" is expired and kept. A put, an increment behind it and a
-  // put behind that.
-  CHECK_FALSE(
-    s.write(value::make("k", "6"), ttl::cache_default(), at(11s), note("put 6")));
-  answer<int64_t> a;
-  a.run(s, at(11s), inc());
-  CHECK_FALSE(
-    s.write(value::make("k", "7"), ttl::cache_default(), at(11s), note("put 7")));
-  auto items = s.take_writes();
-  REQUIRE(items.size() == 1);
-  s.writes_done(seqs_of(items), make_error(errc::store_failure, "down"), at(11s));
-  // The increment loads (nothing cached), the load fails: it fails too.
-  auto loads = s.take_loads_to_start();
-  REQUIRE(loads.size() == 1);
-  s.complete_load("k", loads[0].second,
-                  caf::expected<std::string>{make_error(errc::store_failure, "down")},
-                  1ms, at(11s));
-  REQUIRE(a.got);
-  CHECK_FALSE(*a.got);
-  // The put behind it does not care what is kept: it is written. Before, it
-  // failed as a compute on a stale value would.
-  items = s.take_writes();
-  REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "7");
-  s.writes_done(seqs_of(items), caf::none, at(11s));
-  CHECK(bytes_of(s, at(11s)) == "7");
-  CHECK(answered == std::vector<std::string>{"put 5", "error", "put 7"});
-}
-
 TEST_CASE("a compute parked under max-dirty keeps per-key order",
           "[compute][write-back]") {
   shard_options cfg;
@@ -506,11 +303,7 @@ TEST_CASE("a compute whose reload fails under stale-if-error fails, and never co
   answer<int64_t> a;
   a.run(s, at(11s), inc());
   CHECK_FALSE(a.got);
-  auto loads = s.take_loads_to_start();
-  REQUIRE(loads.size() == 1);
-  s.complete_load("k", loads[0].second,
-                  caf::expected<std::string>{make_error(errc::store_failure, "down")},
-                  1ms, at(11s));
+  fail_the_load(s, "k", errc::store_failure, at(11s));
   // Before, the compute then found no live entry and wrote "1".
   REQUIRE(a.got);
   REQUIRE_FALSE(*a.got);
