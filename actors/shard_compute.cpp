@@ -23,9 +23,11 @@ struct shard_state::compute_job {
   std::string key;
   compute_function fn;
   compute_waiter waiter;
-  bool loaded = false;    // loaded once already: absent now means absent
-  bool blind = false;     // a queued put or erase: the value it finds does not matter
-  bool holds_key = false; // write-through: loading, later writes of the key wait
+  bool loaded = false;     // loaded once already: absent now means absent
+  bool blind = false;      // a queued put or erase: the value it finds does not matter
+  bool holds_key = false;  // write-through: loading, later writes of the key wait
+  bool load_again = false; // the load found a value the table no longer holds
+  bool reloaded = false;   // loaded a second time: absent now means absent
 };
 
 void shard_state::fail_compute(const compute_ptr& job, const caf::error& why) {
@@ -92,13 +94,22 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   }
   // 3. A miss in a read-through cache loads first (joining the key's load in
   // flight), then starts over: the table says what the load left.
-  if (id == no_entry && cfg_.read_through && !job->loaded) {
+  // A load that found a value the table then lost (voided by an
+  // invalidation, evicted at once) loads once more: computing from "absent"
+  // would write f(nothing) over the store's row.
+  bool again = job->loaded && std::exchange(job->load_again, false) && !job->reloaded;
+  if (id == no_entry && cfg_.read_through && (!job->loaded || again)) {
+    job->reloaded = job->loaded;
     job->loaded = true;
     // Not the load's value: the table's, which a write during the load
     // (rule 1) or not_found leave as they should.
     auto w = [this, job](caf::expected<value> r) {
       bool held = std::exchange(job->holds_key, false);
+      if (stopping_) // the shard's destructor fails the loads: nothing runs now
+        return fail_compute(job, r ? make_error(errc::shut_down, "the shard stopped")
+                                   : r.error());
       if (held) release_key(job->key);
+      if (r && *r) job->load_again = true;
       if (!r && !is_not_found(r.error()))
         fail_compute(job, r.error());
       else

@@ -8,6 +8,7 @@
 namespace karlton {
 
 shard_state::~shard_state() {
+  stopping_ = true; // a failed load's waiter must not start more work
   // Readers miss from now on and ask the shard, which is gone: they learn
   // it. What the table holds is freed once the readers still in it left.
   reads_->close();
@@ -74,6 +75,7 @@ bool shard_state::start_load(std::string_view key, std::optional<load_waiter>& w
 }
 
 void shard_state::expire_loads(uint64_t now_ms, uint64_t max_work) {
+  step_now_ = time_point{std::chrono::milliseconds{now_ms}}; // for computes that waited
   for (auto& gone : loads_.expire(now_ms, max_work)) {
     ++stats_.load_timeouts;
     // Its late answer finds no load and is dropped; the next miss of the
@@ -163,7 +165,9 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
   get(key, hash, now); // counts the miss, reclaims an expired entry
   if (auto failed = negatives_.find(key, now_ms)) {
     ++stats_.negative_hits;
-    if (auto old = stale_fallback(key, now_ms)) {
+    // A remembered not_found is an answer: nothing stale is served for it.
+    if (auto old =
+          *failed == errc::not_found ? std::nullopt : stale_fallback(key, now_ms)) {
       ++stats_.stale_served;
       return caf::expected<value>{*old};
     }

@@ -473,6 +473,7 @@ private:
   std::unordered_set<std::string, key_hasher> computes_loading_;
   std::unordered_map<std::string, std::deque<compute_ptr>, key_hasher> computes_waiting_;
   time_point step_now_{};         // the time of the load or answer being completed
+  bool stopping_ = false;         // in the destructor: waiters only fail
   bool computing_parked_ = false; // a parked compute runs: its write goes first
   bool applying_compute_ = false; // a compute's own write: never behind computes
   // Dependencies, empty for caches without any.

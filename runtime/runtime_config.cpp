@@ -97,20 +97,48 @@ void find_undeclared(const caf::config_option_set& opts, const caf::settings& xs
 std::vector<std::string> ini_keys(std::istream& in) {
   std::vector<std::string> out;
   std::string section, line;
+  int depth = 0; // of '{' and '[' still open from earlier lines: inside a value
+  auto trim = [](const std::string& x) {
+    auto b = x.find_first_not_of(" \t\r");
+    return b == std::string::npos ? std::string{}
+                                  : x.substr(b, x.find_last_not_of(" \t\r") - b + 1);
+  };
   auto ours = [](const std::string& sec) {
     return sec == "node" || sec == "karlton" || sec.rfind("karlton.", 0) == 0;
   };
   while (std::getline(in, line)) {
-    auto first = line.find_first_not_of(" \t");
-    if (first == std::string::npos || line[first] == ';' || line[first] == '#') continue;
-    auto last = line.find_last_not_of(" \t\r");
-    if (line[first] == '[' && line[last] == ']' && line.find('=') == std::string::npos) {
-      section = line.substr(first + 1, last - first - 1);
+    // The line without its comment, and its brackets outside quoted strings.
+    std::string code;
+    int opened = 0;
+    for (size_t i = 0, quote = 0; i < line.size(); ++i) {
+      char c = line[i];
+      if (quote) {
+        if (c == '\\')
+          ++i;
+        else if (c == static_cast<char>(quote))
+          quote = 0;
+      } else if (c == '"' || c == '\'') {
+        quote = static_cast<unsigned char>(c);
+      } else if (c == ';' || c == '#') {
+        break;
+      } else if (c == '{' || c == '[') {
+        ++opened;
+      } else if (c == '}' || c == ']') {
+        --opened;
+      }
+      code += c;
+    }
+    bool inside = depth > 0;
+    auto text = trim(code);
+    if (!inside && text.size() > 1 && text.front() == '[' && text.back() == ']' &&
+        text.find('=') == std::string::npos) {
+      section = trim(text.substr(1, text.size() - 2)); // "[ karlton ]" too
       continue;
     }
-    auto eq = line.find('=', first);
-    if (eq == std::string::npos || !ours(section)) continue;
-    auto key = line.substr(first, line.find_last_not_of(" \t", eq - 1) + 1 - first);
+    depth = std::max(0, depth + opened);
+    auto eq = text.find('=');
+    if (inside || eq == std::string::npos || !ours(section)) continue;
+    auto key = trim(text.substr(0, eq));
     bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
       return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
     });
@@ -160,7 +188,7 @@ caf::error runtime_config::check_declared() const {
     for (auto& key : ini_keys(file))
       if (caf::get_if(&content, key) == nullptr &&
           std::find_if(unknown.begin(), unknown.end(), [&](const std::string& u) {
-            return u.rfind(key, 0) == 0;
+            return u == key || u.rfind(key + " ", 0) == 0;
           }) == unknown.end())
         unknown.push_back(key + " (its value is not of the option's type)");
   if (unknown.empty()) return caf::none;
@@ -169,7 +197,8 @@ caf::error runtime_config::check_declared() const {
     names += (names.empty() ? "" : ", ") + n;
   return make_error(errc::invalid_option,
                     "in the config file, not an option or not of its type: " + names +
-                      " (misspelled? quote strings)");
+                      " (misspelled? strings are quoted, durations have a unit, "
+                      "reals a decimal point)");
 }
 
 caf::error runtime_config::parse_command_line(int argc, char** argv) {

@@ -165,3 +165,44 @@ TEST_CASE("a put queued behind a compute is stored even when an expired value is
   CHECK(bytes_of(s, at(11s)) == "7");
   CHECK(answered.got == std::vector<std::string>{"put 5", "error", "put 7"});
 }
+
+TEST_CASE("a compute whose load was voided loads again rather than count from absent",
+          "[compute]") {
+  shard_options cfg;
+  cfg.read_through = true;
+  shard_state s{cfg};
+  answer<int64_t> a;
+  a.run(s, t0, inc());
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.clear(); // voids the load: its value must not be installed (rule 1)
+  s.complete_load("k", loads[0].second, std::string{"41"}, 1ms, t0);
+  // Before, the compute found the table empty and stored 1 over the 41.
+  CHECK_FALSE(a.got);
+  loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load("k", loads[0].second, std::string{"41"}, 1ms, t0);
+  REQUIRE(a.ok());
+  CHECK(*a == 42);
+}
+
+TEST_CASE("a shard that stops while a compute loads fails it and those behind it",
+          "[compute][write-through]") {
+  shard_options cfg;
+  cfg.writes = write_mode::write_through;
+  cfg.read_through = true;
+  answer<int64_t> a, b;
+  write_answers answered;
+  {
+    shard_state s{cfg};
+    a.run(s, t0, inc()); // loads, holding the key
+    REQUIRE(s.take_loads_to_start().size() == 1);
+    b.run(s, t0, inc()); // waits behind it
+    CHECK_FALSE(s.write(value::make("k", "9"), ttl::never(), t0, answered.note("put")));
+  } // Before, failing a's load ran b, which joined the load being failed.
+  REQUIRE(a.got);
+  CHECK(a.got->error() == errc::shut_down);
+  REQUIRE(b.got);
+  CHECK(b.got->error() == errc::shut_down);
+  CHECK(answered.got == std::vector<std::string>{"error"});
+}

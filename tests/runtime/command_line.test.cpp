@@ -109,6 +109,21 @@ TEST_CASE("a misspelled key in the config file is refused and named while declar
   CHECK(std::string{e.what()}.find("karlton.default-ttl (its value") !=
         std::string::npos);
   { std::ofstream{path} << "[karlton]\nmax-entries=100\n[scheduler]\nmax-threads=1\n"; }
+  // What CAF's INI reader takes is taken: comments after a section, spaces
+  // in its brackets, maps and lists over several lines.
+  {
+    std::ofstream{path} << "[scheduler] ; threads\nmax-threads=1\n"
+                           "[ karlton ]\nmax-entries=100\ncluster {\n  port = 0\n}\n"
+                           "[node]\ncaches = [\n  \"a=b\",\n]\n";
+  }
+  {
+    command_line multi{{"--config-file=" + path}};
+    runtime_config cfg;
+    auto err = cfg.parse_command_line(multi.argc(), multi.argv());
+    INFO(describe(err));
+    CHECK_FALSE(err);
+  }
+  { std::ofstream{path} << "[karlton]\nmax-entries=100\n[scheduler]\nmax-threads=1\n"; }
   command_line ok{{"--config-file=" + path}};
   runtime rt{ok.argc(), ok.argv()};
   CHECK(rt.default_options("users").max_entries == 100);
