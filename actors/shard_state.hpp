@@ -444,9 +444,8 @@ private:
   std::vector<deadline> deadlines_;
   uint64_t expiring_entries_ = 0;
   // The lease's end (clock ticks) when the shard last found it lapsed: the
-  // timer does not look again until the lease moves, so entries put while
-  // it stays lapsed wait for the next read, which clears them (no clear,
-  // and no message to trackers, on every put of a long partition).
+  // timer looks again only once the lease moves, so a long partition's puts
+  // wait for the next read to clear them (not a clear by timer each).
   int64_t lapsed_until_ = INT64_MIN;
   cache_stats stats_;
   // Read-through state, empty for caches without a loader.
