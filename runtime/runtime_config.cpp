@@ -176,7 +176,7 @@ caf::settings runtime_config::dump_content() const {
 
 caf::error runtime_config::check_declared() const {
   std::vector<std::string> unknown;
-  for (const char* top : {"karlton", "node"}) {
+  for (std::string top : {"karlton", "node"}) {
     auto sub = caf::get_if<caf::settings>(&content, top);
     if (sub && declares(custom_options_, top))
       find_undeclared(custom_options_, *sub, top, unknown);
