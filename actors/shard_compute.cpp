@@ -10,15 +10,6 @@
 
 namespace karlton {
 
-namespace {
-
-bool is_not_found(const caf::error& err) {
-  return err.category() == caf::atom("karlton") &&
-         err.code() == static_cast<uint8_t>(errc::not_found);
-}
-
-} // namespace
-
 struct shard_state::compute_job {
   std::string key;
   compute_function fn;
@@ -110,7 +101,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
                                    : r.error());
       if (held) release_key(job->key);
       if (r && *r) job->load_again = true;
-      if (!r && !is_not_found(r.error()))
+      if (!r && r.error() != errc::not_found)
         fail_compute(job, r.error());
       else
         resume(job, step_now_, held); // it holds its place: not behind later writes
@@ -128,7 +119,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
       }
       return std::nullopt;
     }
-    if (!*r && !is_not_found(r->error()))
+    if (!*r && r->error() != errc::not_found)
       return caf::expected<computed>{std::move(r->error())};
     return run_compute(job, now, true);
   }
@@ -160,9 +151,7 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
       if (!r) return fail_compute(job, r.error());
       job->waiter(computed{current, value{}});
     };
-    applying_compute_ = true;
-    auto r = write_erase(job->key, now, w);
-    applying_compute_ = false;
+    auto r = write_erase(job->key, now, w, true);
     if (!r) return std::nullopt;
     if (!*r) return caf::expected<computed>{std::move(r->error())};
     return caf::expected<computed>{computed{current, value{}}};
@@ -185,18 +174,15 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
     if (!r) return fail_compute(job, r.error());
     job->waiter(computed{current, after});
   };
-  applying_compute_ = true;
   auto r = write(after, lifetime, now, w, true);
-  applying_compute_ = false;
   if (!r) return std::nullopt;
   if (!*r) return caf::expected<computed>{std::move(r->error())};
   return caf::expected<computed>{computed{current, after}};
 }
 
 bool shard_state::behind_computes(const std::string& key) const {
-  return !applying_compute_ &&
-         ((!computes_waiting_.empty() && computes_waiting_.count(key) > 0) ||
-          (!computes_loading_.empty() && computes_loading_.count(key) > 0));
+  return (!computes_waiting_.empty() && computes_waiting_.count(key) > 0) ||
+         (!computes_loading_.empty() && computes_loading_.count(key) > 0);
 }
 
 void shard_state::release_key(const std::string& key) {

@@ -295,6 +295,7 @@ bool shard_state::contains(std::string_view key, time_point now) const {
 
 remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
   remaining_ttl out;
+  if (cfg_.lease && !cfg_.lease.valid(now)) return out; // as `contains`
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   if (id == no_entry) return out;
   const auto& e = table_.at(id);

@@ -144,12 +144,14 @@ public:
   /// cached and marked dirty now, and acknowledged once the flusher took it;
   /// if `max-dirty` writes are pending it waits for room, up to `room_wait`.
   /// Returns the answer if there is one now, else `w` will be called.
+  /// `from_compute`: a compute's own write, which keeps the entry's
+  /// dependencies and never waits behind the key's computes.
   std::optional<caf::expected<bool>> write(value v, ttl t, time_point now, write_waiter w,
-                                           bool keep_links = false);
+                                           bool from_compute = false);
 
   /// An erase under the cache's write mode (store first, then cache).
   std::optional<caf::expected<bool>> write_erase(std::string_view key, time_point now,
-                                                 write_waiter w);
+                                                 write_waiter w, bool from_compute = false);
 
   /// Writes to hand to the store writer or flusher, in order.
   std::vector<shard_write> take_writes() { return std::exchange(outbox_, {}); }
@@ -474,7 +476,6 @@ private:
   time_point step_now_{};         // the time of the load or answer being completed
   bool stopping_ = false;         // in the destructor: waiters only fail
   bool computing_parked_ = false; // a parked compute runs: its write goes first
-  bool applying_compute_ = false; // a compute's own write: never behind computes
   // Dependencies, empty for caches without any.
   dependency_index deps_;
   // What each entry with dependencies adds to `stats_.bytes` (its names'

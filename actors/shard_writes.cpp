@@ -28,10 +28,10 @@ uint64_t ceil_ms(caf::timespan d) {
 } // namespace
 
 std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point now,
-                                                      write_waiter w, bool keep_links) {
+                                                      write_waiter w, bool from_compute) {
   if (cfg_.writes == write_mode::none) {
     auto key = cfg_.distributed ? std::string{v.key()} : std::string{};
-    if (auto err = admit(std::move(v), t, now, keep_links))
+    if (auto err = admit(std::move(v), t, now, from_compute))
       return caf::expected<bool>{std::move(err)};
     note_changed(key, false);
     return caf::expected<bool>{true};
@@ -50,8 +50,9 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
   op.val = std::move(v);
   op.lifetime = t;
   op.waiter = std::move(w);
-  op.keep_links = keep_links;
-  if (cfg_.writes == write_mode::write_through && behind_computes(op.key)) {
+  op.keep_links = from_compute;
+  if (cfg_.writes == write_mode::write_through && !from_compute &&
+      behind_computes(op.key)) {
     queue_behind_computes(std::move(op));
     return std::nullopt;
   }
@@ -59,14 +60,17 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
   return submit_write(std::move(op), now, computing_parked_);
 }
 
-std::optional<caf::expected<bool>>
-shard_state::write_erase(std::string_view key, time_point now, write_waiter w) {
+std::optional<caf::expected<bool>> shard_state::write_erase(std::string_view key,
+                                                            time_point now,
+                                                            write_waiter w,
+                                                            bool from_compute) {
   if (cfg_.writes == write_mode::none) return caf::expected<bool>{erase(key, now)};
   // A parked compute's erase goes first in line too (GETDEL before a later SET).
   pending_write op;
   op.key = std::string{key};
   op.waiter = std::move(w);
-  if (cfg_.writes == write_mode::write_through && behind_computes(op.key)) {
+  if (cfg_.writes == write_mode::write_through && !from_compute &&
+      behind_computes(op.key)) {
     queue_behind_computes(std::move(op));
     return std::nullopt;
   }
@@ -156,7 +160,14 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
     } else if (!op.val) { // write-through erase: the store first, now the cache
       op.waiter(erase(op.key, now));
     } else if (op.voided) {
-      op.waiter(caf::expected<bool>{true}); // stored; the cache stays without it
+      // Stored, but another write's invalidation (or a repair) came while the
+      // store had it: which one the store kept last is not known here. So no
+      // copy may stay: not this node's older value, nor a load that read the
+      // store before this commit, nor other nodes' (which heard of the other
+      // write only).
+      note_changed(op.key, false);
+      erase_here(op.key, now, false); // a put does not cascade
+      op.waiter(caf::expected<bool>{true});
     } else {
       auto key = cfg_.distributed ? op.key : std::string{};
       auto e = admit(std::move(op.val), op.lifetime, now, op.keep_links);

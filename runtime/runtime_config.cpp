@@ -35,15 +35,21 @@ runtime_config::runtime_config() {
 
 namespace {
 
-// "--name=value" with the value left out if the option may hold a secret: a
-// password, the cluster secret, a URI or store with a password in it.
+// True if option `name` with `value` may hold a secret: the cluster secret, a
+// password, a URI, or a store given as a URI or conninfo (not a file name).
+bool may_hold_secret(const std::string& name, const std::string& value) {
+  for (const char* word : {"secret", "pass", "uri"})
+    if (name.find(word) != std::string::npos) return true;
+  return name.find("store") != std::string::npos &&
+         value.find_first_of(":=") != std::string::npos;
+}
+
+// "--name=value" with the value left out if it may hold a secret.
 std::string without_secret(const std::string& arg) {
   auto eq = arg.find('=');
   if (eq == std::string::npos) return arg;
   auto name = arg.substr(0, eq);
-  for (const char* word : {"secret", "pass", "uri", "store"})
-    if (name.find(word) != std::string::npos) return name + "=...";
-  return arg;
+  return may_hold_secret(name, arg.substr(eq + 1)) ? name + "=..." : arg;
 }
 
 // CAF reports a bad command line as a parser error whose context holds the
@@ -147,8 +153,7 @@ std::vector<std::string> ini_keys(std::istream& in) {
   return out;
 }
 
-// Secrets in a dump of the settings become "***": the cluster secret, a
-// password, a URI (which may hold one), a store given as a URI or conninfo.
+// Secrets in a dump of the settings become "***".
 void mask_secrets(caf::settings& xs) {
   for (auto& kvp : xs) {
     if (auto sub = caf::get_if<caf::settings>(&kvp.second)) {
@@ -156,13 +161,8 @@ void mask_secrets(caf::settings& xs) {
       continue;
     }
     auto str = caf::get_if<std::string>(&kvp.second);
-    if (str == nullptr || str->empty()) continue;
-    const auto& key = kvp.first;
-    bool secret = key.find("secret") != std::string::npos ||
-                  key.find("pass") != std::string::npos ||
-                  key.find("uri") != std::string::npos ||
-                  (key == "store" && str->find_first_of(":=") != std::string::npos);
-    if (secret) kvp.second = std::string{"***"};
+    if (str != nullptr && !str->empty() && may_hold_secret(kvp.first, *str))
+      kvp.second = std::string{"***"};
   }
 }
 

@@ -73,7 +73,9 @@ TEST_CASE("a lapsed read lease clears the shard before a read is served") {
   lease->extend_to(at(1000ms));
   CHECK(s.get("a", at(1000ms))); // still within the lease
   CHECK(s.contains("b", at(1000ms)));
+  CHECK(s.ttl_of("b", at(1000ms)).state != remaining_ttl::missing);
   CHECK_FALSE(s.contains("b", at(1001ms))); // lapsed: nothing is trusted
+  CHECK(s.ttl_of("b", at(1001ms)).state == remaining_ttl::missing); // nor its TTL
   CHECK_FALSE(s.get("a", at(1001ms)));
   CHECK(s.size() == 0); // and b went with it
   auto st = s.stats();

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "actors/shard_state.hpp"
+#include "support/times.hpp"
 #include <karlton/messages/errors.hpp>
 
 using namespace karlton;
@@ -97,8 +98,8 @@ TEST_CASE("write-through: an invalidation from elsewhere while the store has the
   auto items = s.take_writes();
   s.invalidate({"k"}, at(1), true);
   s.writes_done(seqs_of(items), caf::none, at(2));
-  CHECK(a.ok()); // stored: the caller hears success
-  CHECK_FALSE(s.contains("k", at(2)));        // was "mine", older than the change
+  CHECK(a.ok());                                  // stored: the caller hears success
+  CHECK_FALSE(s.contains("k", at(2)));            // was "mine", older than the change
   CHECK(s.get("other", at(2)).bytes() == "kept"); // only the invalidated key
 
   // A repair (clear, or TTLs capped) stands for keys it cannot name: all go.
@@ -109,6 +110,66 @@ TEST_CASE("write-through: an invalidation from elsewhere while the store has the
   s.writes_done(seqs_of(items), caf::none, at(4));
   CHECK(c.ok());
   CHECK_FALSE(s.contains("k", at(4)));
+}
+
+TEST_CASE("write-through: a put stored after an invalidation or a repair leaves no copy "
+          "and tells the other nodes",
+          "[shard_writes]") {
+  // Node A's put is with the store; node B's write of the key commits first,
+  // and its invalidation reaches A. A's put then commits last: the store holds
+  // A's value while B caches its own. B must hear of A's put.
+  auto cfg = through();
+  cfg.distributed = true;
+  answer a;
+  shard_state s{cfg};
+  s.write(val("k", "mine"), ttl::never(), at(0), a.waiter());
+  auto items = s.take_writes();
+  s.invalidate({"k"}, at(1), true);
+  s.take_changes(); // what the invalidation itself says, if anything
+  s.writes_done(seqs_of(items), caf::none, at(2));
+  REQUIRE(a.ok());
+  auto changes = s.take_changes();
+  REQUIRE(changes.size() == 1);
+  CHECK(changes[0].key == "k");
+  CHECK_FALSE(changes[0].erased);
+
+  // A repair caps TTLs but keeps entries: the acknowledged put must not read
+  // back the value it replaced (a compute would count from it).
+  answer b, c;
+  REQUIRE_FALSE(s.put(val("n", "1"), ttl::never(), at(3)));
+  s.write(val("n", "2"), ttl::never(), at(3), b.waiter());
+  items = s.take_writes();
+  s.cap_ttl(at(4), 10s);
+  s.writes_done(seqs_of(items), caf::none, at(5));
+  REQUIRE(b.ok());
+  CHECK_FALSE(s.contains("n", at(5))); // not "1": the next read goes to the store
+}
+
+TEST_CASE("write-through: a load that read the store before an invalidated put committed "
+          "is not kept",
+          "[shard_writes]") {
+  // The put is voided by an invalidation; a miss then loads, reads the row an
+  // other writer left, and completes before the put commits over it.
+  auto cfg = through();
+  cfg.read_through = true;
+  answer a;
+  shard_state s{cfg};
+  s.write(val("k", "P"), ttl::never(), at(0), a.waiter());
+  auto items = s.take_writes();
+  s.invalidate({"k"}, at(1), true);
+  std::vector<std::string> got;
+  auto now = s.get_or_load("k", karlton::test::table_hash("k"), at(2),
+                           [&](caf::expected<value> r) {
+                             got.push_back(r && *r ? std::string{r->bytes()} : "?");
+                           });
+  REQUIRE_FALSE(now);
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load("k", loads[0].second, std::string{"W"}, 1ms, at(3));
+  CHECK(got == std::vector<std::string>{"W"}); // its reader started before the commit
+  s.writes_done(seqs_of(items), caf::none, at(4));
+  REQUIRE(a.ok());
+  CHECK_FALSE(s.contains("k", at(4))); // the store holds P now, not W
 }
 
 TEST_CASE("write-through erase removes from the store first, then the cache",
