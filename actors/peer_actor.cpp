@@ -33,6 +33,16 @@ void log(self_ptr self, const std::string& line) {
   st.setup.log("karlton node " + st.core->me().name + ": " + shown);
 }
 
+// Marks apply number `n` done and answers the batches whose applies, and all
+// before them, are done.
+void apply_done(self_ptr self, uint64_t n) {
+  auto& waiters = self->state.apply_waiters;
+  auto done = waiters.upper_bound(self->state.core->finish_apply(n));
+  for (auto i = waiters.begin(); i != done; ++i)
+    i->second.promise.deliver(caf::ok_atom::value, std::move(i->second.ack));
+  waiters.erase(waiters.begin(), done);
+}
+
 void repair(self_ptr self, const std::string& why, bool always_clear) {
   auto& st = self->state;
   ++st.core->counters.repairs;
@@ -41,12 +51,18 @@ void repair(self_ptr self, const std::string& why, bool always_clear) {
                                : "clearing the distributed caches: ") +
               why);
   // Counted until answered: `heartbeat` must not make a lapsed lease valid
-  // again while a shard may still hold what this repair removes.
-  auto done = [self] { --self->state.repairs_in_flight; };
+  // again while a shard may still hold what this repair removes. And each
+  // shard's repair is an apply: the batch that showed the gap (a heartbeat
+  // of a synchronous call, say) is answered only once it is done, or a
+  // synchronous call counted this node as applied while it still served.
   for (auto& [name, shards] : st.caches)
     for (auto& s : shards) {
       ++st.repairs_in_flight;
-      request_repair(self, s, limit, done);
+      auto n = st.core->start_apply();
+      request_repair(self, s, limit, [self, n] {
+        --self->state.repairs_in_flight;
+        apply_done(self, n);
+      });
     }
 }
 
@@ -105,16 +121,6 @@ std::optional<std::string> from_member(self_ptr self, const invalidation_batch& 
 }
 
 // -- applying what other nodes send -------------------------------------------
-
-// Marks apply number `n` done and answers the batches whose applies, and all
-// before them, are done.
-void apply_done(self_ptr self, uint64_t n) {
-  auto& waiters = self->state.apply_waiters;
-  auto done = waiters.upper_bound(self->state.core->finish_apply(n));
-  for (auto i = waiters.begin(); i != done; ++i)
-    i->second.promise.deliver(caf::ok_atom::value, std::move(i->second.ack));
-  waiters.erase(waiters.begin(), done);
-}
 
 // Sends the removal request `args` to the local `dest` and runs `finish`
 // once it answered. An answer from another node is a forgery that took the

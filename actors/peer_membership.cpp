@@ -74,11 +74,17 @@ bool add_member(self_ptr self, const member_info& info, const peer_actor& handle
 // from before (through the handshake it started with us) keeps the link it
 // has, and only ours goes, which it never took: before, it was dropped too,
 // silently, and its batches were refused from then on while our lease ignored
-// it. A new one goes; the caller retries the join.
+// it. A new one goes; the caller retries the join. One we had lost is lost
+// again: `add_member` took it off the list of those a synchronous call must
+// name as not answered, while it may still serve what we invalidate.
 void join_failed(self_ptr self, const member_info& them, const peer_actor& handle,
-                 bool was_new) {
+                 bool was_new, bool was_lost) {
   auto& members = *self->state.members;
-  if (was_new) return members.remove_if(them.name, handle);
+  if (was_new) {
+    members.remove_if(them.name, handle);
+    if (was_lost && !members.find_mutable(them.name)) self->state.core->member_lost(them.name);
+    return;
+  }
   auto* m = members.find_mutable(them.name);
   if (m && m->handle == handle) m->link.withdraw(handshake_role::initiator);
 }
@@ -111,6 +117,7 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
         // A member from now on: what we broadcast after the join message
         // reaches it after that message, so its count starts where we say.
         auto keys = mine->keys;
+        bool was_lost = st.core->lost().count(them.name) > 0;
         bool was_new =
           add_member(self, them, other, handshake_role::initiator, std::move(mine->keys));
         auto next = st.core->next_seq();
@@ -125,7 +132,7 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
               // alone) could have us skip its invalidations or join others.
               if (!check_first_tag(keys, link_message::join_reply,
                                    members_digest(others, their_next), tag)) {
-                join_failed(self, them, other, was_new);
+                join_failed(self, them, other, was_new, was_lost);
                 count_unauthenticated(self, "an answer to our join claiming to come "
                                             "from '" +
                                               them.name + "' without a valid link MAC");
@@ -147,7 +154,7 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
               done(caf::none);
             },
             [=](caf::error& err) {
-              join_failed(self, them, other, was_new);
+              join_failed(self, them, other, was_new, was_lost);
               log(self, "'" + them.name + "' refused us: " + describe(err));
               done(err);
             });

@@ -58,8 +58,12 @@ bool peer_state::expect(const std::string& origin, uint64_t incarnation,
   auto [i, added] = origins_.try_emplace(origin, origin_state{incarnation, next_seq});
   auto& o = i->second;
   if (added || o.incarnation != incarnation) {
+    // A member met for the first time, or a new run of one, that numbered
+    // invalidations already: they went to nodes other than us (or to none,
+    // while it had no members) and we may hold what they removed.
     o = origin_state{incarnation, next_seq};
-    return false;
+    if (next_seq > 0) ++counters.gaps;
+    return next_seq > 0;
   }
   bool gap = next_seq > o.expected;
   o.expected = std::max(o.expected, next_seq);
@@ -129,6 +133,9 @@ std::optional<peer_state::send_mark> peer_state::send_to(const std::string& name
   if (i == flows_.end()) i = flows_.emplace(name, flow{++epochs_}).first;
   auto& f = i->second;
   if (n > 0 && (f.behind || f.sent - f.acked + n > max_unacked_)) {
+    // Behind until an answer shows it applied all that was sent (it repairs
+    // when it sees the gap): a synchronous call must not count on it before.
+    f.behind = true;
     ++counters.batches_withheld;
     return std::nullopt;
   }

@@ -300,6 +300,11 @@ bool open_to_strangers(const cluster_options& o, const caf::actor_system_config&
   return !loopback && !verified;
 }
 
+bool lease_outlives_drop(const cluster_options& o, const caf::actor_system_config& cfg) {
+  auto timeout = caf::get_or(cfg, "middleman.connection-timeout", caf::timespan::max());
+  return o.heartbeat + o.read_lease >= std::min(o.member_timeout, timeout);
+}
+
 caf::error validate(const cluster_options& o) {
   if (o.secret.empty())
     return bad("karlton.cluster.secret", "is empty: every node needs the cluster secret");

@@ -217,6 +217,14 @@ caf::error validate(const cluster_options& o);
 /// `runtime::start_cluster` logs a warning saying so.
 bool open_to_strangers(const cluster_options& o, const caf::actor_system_config& cfg);
 
+/// True if a node with `o` may stay frozen long enough for the others to drop
+/// it (after `member-timeout`, or CAF's `middleman.connection-timeout`: 2 s)
+/// and still find its lease valid when it runs again, because it tells a
+/// stall only past `heartbeat` + `read-lease`: it then serves what they
+/// invalidated meanwhile until it hears of the gap. `runtime::start_cluster`
+/// logs a warning; the defaults are safe.
+bool lease_outlives_drop(const cluster_options& o, const caf::actor_system_config& cfg);
+
 /// Cluster options as the config's `karlton.cluster.*` keys give them.
 caf::expected<cluster_options> cluster_options_from(const caf::actor_system_config& cfg);
 

@@ -167,6 +167,25 @@ TEST_CASE("a batch goes to every member it is not withheld from, a heartbeat to 
   CHECK(p.counters.batches_withheld == 1);
 }
 
+TEST_CASE("a member a batch was withheld from is behind: a sync call names it until it "
+          "answered all it was sent",
+          "[peer][flow][rule7]") {
+  peer_state p{node("a"), 100, 3};
+  p.member_joined("b");
+  p.enqueue(keys({"k1", "k2", "k3", "k4"}));
+  CHECK(p.send_batch({"b"}, false).to.empty()); // 4 > max-unacked: withheld
+  CHECK(p.behind("b"));
+  auto call = p.start_sync({"b"}); // b would repair, not apply: not asked
+  CHECK(call.out.to.empty());
+  REQUIRE(call.answer);
+  CHECK(*call.answer == std::vector<std::string>{"b"});
+  // Its answer to a heartbeat (given once it repaired) says it caught up.
+  auto beat = p.send_batch({"b"}, true);
+  REQUIRE(beat.to.size() == 1);
+  p.acknowledged("b", beat.to[0].second);
+  CHECK_FALSE(p.behind("b"));
+}
+
 TEST_CASE("without members a batch is dropped, since nobody holds what it invalidates",
           "[peer]") {
   peer_state p{node("a"), 100};

@@ -118,16 +118,29 @@ TEST_CASE("batches in order are no gap and a skipped one is") {
 
 TEST_CASE("a heartbeat past what arrived is a gap even on a quiet link") {
   peer_state p{node("b"), 100};
-  p.expect("a", 7, 10);
+  p.expect("a", 7, 0);
+  p.receive(batch("a", 7, 0, 10));
   CHECK(p.receive(batch("a", 7, 12, 0)));
+}
+
+TEST_CASE("a member met first or a new run of one that numbered invalidations already "
+          "is a gap") {
+  // It sent them to other nodes, or to none while it had no members: we may
+  // hold what they removed (a restarted node wrote while cut off, say).
+  peer_state p{node("b"), 100};
+  CHECK(p.expect("a", 7, 5));
+  CHECK_FALSE(p.expect("c", 1, 0)); // nothing numbered yet: nothing missed
+  p.expect("c", 1, 0);
+  CHECK(p.expect("c", 2, 3)); // its next run numbered 0..2 before we met
+  CHECK(p.counters.gaps == 2);
 }
 
 TEST_CASE("a batch sent before the handshake is no gap") {
   peer_state p{node("b"), 100};
-  p.expect("a", 7, 10);
+  CHECK(p.expect("a", 7, 10)); // 0..9 went elsewhere: one repair
   CHECK_FALSE(p.receive(batch("a", 7, 8, 2))); // 8 and 9: queued before we joined
   CHECK_FALSE(p.receive(batch("a", 7, 10, 1)));
-  CHECK(p.counters.gaps == 0);
+  CHECK(p.counters.gaps == 1);
 }
 
 TEST_CASE("a second handshake with numbers we never saw is a gap") {

@@ -231,6 +231,58 @@ TEST_CASE("a member too far behind is skipped and repairs from the gap", "[clust
   CHECK(s.repairs >= 1);
 }
 
+TEST_CASE("a synchronous call names a member a batch was withheld from", "[cluster][rule7]") {
+  cluster c{2, distribution::async};
+  c.cache_everywhere("a");
+  // The shard's broadcast of two keys is withheld from node 1 (max-unacked
+  // 1): node 1 repairs instead of applying it. The synchronous call after it
+  // must not count node 1 as done: before, it asked node 1 with an empty
+  // batch, which node 1 answered at once, and put_many returned ok.
+  node sender;
+  auto o = c.options("sender", "secret");
+  o.max_unacked = 1;
+  must(sender.rt->start_cluster(o));
+  REQUIRE_FALSE(sender.rt->join("127.0.0.1", c.nodes[1].rt->cluster_port()));
+  auto co = sender.rt->default_options("users");
+  co.shards = 1;
+  co.distributed = distribution::sync;
+  auto users = must(sender.rt->create_cache(co));
+  auto err = users.put_many({{"a", "1"}, {"b", "2"}});
+  REQUIRE(err);
+  CHECK(describe(err).find("node1") != std::string::npos);
+  CHECK(eventually([&] { return !must(c.nodes[1].users.contains("a")); }));
+}
+
+TEST_CASE("a node that numbered invalidations before it met another makes it repair",
+          "[cluster][rule6]") {
+  // Node B loads k; node A, alone, changes k (its broadcast has nobody to go
+  // to, but takes a number). When they meet, B must not keep serving k.
+  log_lines log;
+  auto row = std::make_shared<std::string>("old"); // the store both load from
+  auto start = [&](const std::string& name) {
+    node x;
+    cluster_options o;
+    o.node_name = name;
+    o.secret = "secret";
+    o.log = log.sink();
+    must(x.rt->start_cluster(o));
+    auto co = x.rt->default_options("users");
+    co.distributed = distribution::async;
+    co.loader = [row](const std::string&) -> caf::expected<std::string> { return *row; };
+    x.users = must(x.rt->create_cache(co));
+    return x;
+  };
+  node a = start("a"), b = start("b");
+  REQUIRE(must(b.users.get_or_load("k")).str() == "old"); // a load takes no number
+  *row = "new";
+  REQUIRE_FALSE(a.users.put("k", "new"));
+  REQUIRE_FALSE(b.rt->join("127.0.0.1", a.rt->cluster_port()));
+  CHECK(eventually([&] { return !must(b.users.contains("k")); }));
+  CHECK(must(b.rt->cluster_stats()).gaps >= 1);
+  CHECK(must(a.rt->cluster_stats()).gaps == 0); // b numbered nothing: a keeps its copy
+  CHECK(must(a.users.get("k")).str() == "new");
+}
+
 TEST_CASE("a node leaving cleanly causes no repair", "[cluster]") {
   cluster c{3, distribution::async};
   c.nodes[2].rt->shutdown();

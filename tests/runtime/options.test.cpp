@@ -394,6 +394,23 @@ TEST_CASE("usable_cores counts the CPUs the affinity mask allows", "[options]") 
   CHECK(caf::get_or(cfg, "scheduler.max-threads", size_t{0}) == usable_cores());
 }
 
+TEST_CASE("a lease that outlives the others' dropping of a frozen node is told apart, "
+          "for start_cluster's warning",
+          "[options]") {
+  runtime_config cfg; // CAF's connection timeout: 2 s
+  cluster_options o;
+  o.heartbeat = 250ms;
+  o.member_timeout = 3s;
+  o.read_lease = 1s;
+  CHECK_FALSE(lease_outlives_drop(o, cfg)); // the defaults
+  o.member_timeout = 1s;
+  o.read_lease = 4s;
+  CHECK(lease_outlives_drop(o, cfg)); // dropped after 1 s, stall told after 4.25 s
+  o.member_timeout = 10s;
+  o.read_lease = 1800ms;
+  CHECK(lease_outlives_drop(o, cfg)); // CAF drops its connection after 2 s
+}
+
 TEST_CASE("a cluster port open to other hosts without verified TLS is told apart, "
           "for start_cluster's warning",
           "[options]") {
