@@ -82,7 +82,8 @@ void join_failed(self_ptr self, const member_info& them, const peer_actor& handl
   auto& members = *self->state.members;
   if (was_new) {
     members.remove_if(them.name, handle);
-    if (was_lost && !members.find_mutable(them.name)) self->state.core->member_lost(them.name);
+    if (was_lost && !members.find_mutable(them.name))
+      self->state.core->member_lost(them.name);
     return;
   }
   auto* m = members.find_mutable(them.name);

@@ -106,10 +106,11 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
       "or set karlton.cluster.tls with openssl.certificate, openssl.key and "
       "openssl.cafile");
   if (lease_outlives_drop(opts, sys_->config()))
-    log_of(opts)("karlton: warning: karlton.cluster.heartbeat plus read-lease is not shorter "
-                 "than member-timeout and CAF's middleman.connection-timeout: a node frozen "
-                 "that long may serve, when it runs again, what others invalidated after "
-                 "they dropped it (README, Cluster options)");
+    log_of(opts)(
+      "karlton: warning: karlton.cluster.heartbeat plus read-lease is not shorter "
+      "than member-timeout and CAF's middleman.connection-timeout: a node frozen "
+      "that long may serve, when it runs again, what others invalidated after "
+      "they dropped it (README, Cluster options)");
   if (opts.tls && !detail::tls_queue_guarded())
     log_of(opts)(
       "karlton: warning: OpenSSL's SSL_read resolves past karlton's guard "

@@ -53,16 +53,26 @@ std::string without_secret(const std::string& arg) {
 }
 
 // CAF reports a bad command line as a parser error whose context holds the
-// argument; say which argument, and why.
-caf::error clear_parse_error(const caf::error& err) {
+// argument, and a bad config file as one whose context holds the line and
+// column where its parser stopped; say where, and why.
+caf::error clear_parse_error(const caf::error& err, const std::string& file) {
   if (err.category() != caf::atom("parser")) return err;
+  auto code = static_cast<caf::pec>(err.code());
   std::string out = "option";
-  if (err.context().match_elements<caf::settings>())
-    if (auto arg =
-          caf::get_if<std::string>(&err.context().get_as<caf::settings>(0), "argument"))
+  if (err.context().match_elements<caf::settings>()) {
+    const auto& where = err.context().get_as<caf::settings>(0);
+    if (auto arg = caf::get_if<std::string>(&where, std::string{"argument"})) {
       out += " '" + without_secret(*arg) + "'";
-  return make_error(errc::invalid_option,
-                    out + ": " + caf::to_string(static_cast<caf::pec>(err.code())));
+    } else if (auto line = caf::get_if<int64_t>(&where, std::string{"line"})) {
+      // At a line's end the parser stopped on the next one.
+      auto at = code == caf::pec::unexpected_newline && *line > 1 ? *line - 1 : *line;
+      out = "config file '" + file + "', line " + std::to_string(at);
+      if (code != caf::pec::unexpected_newline)
+        if (auto column = caf::get_if<int64_t>(&where, std::string{"column"}))
+          out += " column " + std::to_string(*column);
+    }
+  }
+  return make_error(errc::invalid_option, out + ": " + caf::to_string(code));
 }
 
 // True if some option lives in `top` or one of its sub-categories.
@@ -223,7 +233,7 @@ caf::error runtime_config::parse_command_line(int argc, char** argv) {
   for (auto& a : args)
     arg_ptrs.push_back(a.data());
   if (auto err = parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data()))
-    return clear_parse_error(err);
+    return clear_parse_error(err, config_file_path);
   return check_declared();
 }
 

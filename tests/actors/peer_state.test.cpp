@@ -137,7 +137,7 @@ TEST_CASE("a member met first or a new run of one that numbered invalidations al
 
 TEST_CASE("a batch sent before the handshake is no gap") {
   peer_state p{node("b"), 100};
-  CHECK(p.expect("a", 7, 10)); // 0..9 went elsewhere: one repair
+  CHECK(p.expect("a", 7, 10));                 // 0..9 went elsewhere: one repair
   CHECK_FALSE(p.receive(batch("a", 7, 8, 2))); // 8 and 9: queued before we joined
   CHECK_FALSE(p.receive(batch("a", 7, 10, 1)));
   CHECK(p.counters.gaps == 1);

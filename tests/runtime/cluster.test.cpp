@@ -231,7 +231,8 @@ TEST_CASE("a member too far behind is skipped and repairs from the gap", "[clust
   CHECK(s.repairs >= 1);
 }
 
-TEST_CASE("a synchronous call names a member a batch was withheld from", "[cluster][rule7]") {
+TEST_CASE("a synchronous call names a member a batch was withheld from",
+          "[cluster][rule7]") {
   cluster c{2, distribution::async};
   c.cache_everywhere("a");
   // The shard's broadcast of two keys is withheld from node 1 (max-unacked

@@ -129,6 +129,26 @@ TEST_CASE("a misspelled key in the config file is refused and named while declar
   CHECK(rt.default_options("users").max_entries == 100);
 }
 
+TEST_CASE("a config file CAF cannot parse is refused naming the file and the line",
+          "[runtime][options][command-line]") {
+  testing::temp_dir dir{"config-file"};
+  auto path = dir.file("app.ini");
+  // Before: "option: unexpected_newline", with no word of where.
+  {
+    std::ofstream{path} << "[karlton]\nmax-entries=100\n[node]\nrequirepass=\"hunter2\n";
+  }
+  auto e = refusal_of({"--config-file=" + path});
+  INFO(e.what());
+  CHECK(e.error() == errc::invalid_option);
+  CHECK(std::string{e.what()}.find("config file '" + path +
+                                   "', line 4: unexpected_newline") != std::string::npos);
+  CHECK(std::string{e.what()}.find("hunter2") == std::string::npos); // no value shown
+  { std::ofstream{path} << "[karlton]\nmax-entries=100\n  x y = 3\n"; }
+  e = refusal_of({"--config-file=" + path});
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("line 3 column") != std::string::npos);
+}
+
 TEST_CASE("a runtime from a command line refuses a karlton value out of range, naming "
           "the option",
           "[runtime][options][command-line]") {
