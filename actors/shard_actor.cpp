@@ -204,6 +204,9 @@ void after_change(self_ptr self) {
   // Last: direct readers see every change by now (rule 8), so a client told
   // to drop a key cannot re-read the old value; answers went before.
   if (fx.changes) st.cache->notify_changes();
+  if (!st.settle_waiters.empty() && !st.cache->writes_pending())
+    for (auto& rp : std::exchange(st.settle_waiters, {}))
+      rp.deliver(caf::ok_atom::value);
 }
 
 // An op's answer as a request's: a put's unit is `ok_atom`.
@@ -384,6 +387,11 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       auto n = self->state.cache->clear_here();
       after_change(self);
       return n;
+    },
+    [=](settle_atom) -> caf::result<caf::ok_atom> {
+      if (!self->state.cache->writes_pending()) return caf::ok_atom::value;
+      self->state.settle_waiters.push_back(self->make_response_promise<caf::ok_atom>());
+      return self->state.settle_waiters.back();
     },
     [=](repair_atom) {
       auto n = self->state.cache->clear_here();

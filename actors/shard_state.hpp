@@ -85,8 +85,7 @@ public:
   void prefetch(uint32_t hash, int step) const noexcept { table_.prefetch(hash, step); }
 
   /// `get` for each key, in order, with their memory accesses overlapped:
-  /// on a table much larger than the CPU caches this is what makes a batch
-  /// cheaper per key than single gets.
+  /// on a table much larger than the CPU caches, cheaper per key than gets.
   template <class Keys, class Out>
   void get_many(const Keys& keys, time_point now, Out&& out) {
     for (int step = 0; step < 3; ++step)
@@ -151,10 +150,13 @@ public:
 
   /// An erase under the cache's write mode (store first, then cache).
   std::optional<caf::expected<bool>> write_erase(std::string_view key, time_point now,
-                                                 write_waiter w, bool from_compute = false);
+                                                 write_waiter w,
+                                                 bool from_compute = false);
 
   /// Writes to hand to the store writer or flusher, in order.
   std::vector<shard_write> take_writes() { return std::exchange(outbox_, {}); }
+  /// True while writes wait for the store or flusher (or for room).
+  bool writes_pending() const noexcept { return !awaiting_.empty() || !parked_.empty(); }
 
   /// The store or flusher took the writes numbered `seqs`, or failed (`err`).
   void writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
@@ -247,8 +249,7 @@ public:
   /// on another node: the same removals, but nothing to tell other nodes.
   uint64_t clear_here();
   /// The gentler repair: every entry expires within `limit` from `now` (those
-  /// due sooner keep their expiry), and loads in flight are voided. Returns
-  /// how many were shortened.
+  /// due sooner keep theirs), loads in flight are voided. Returns how many.
   uint64_t cap_ttl(time_point now, caf::timespan limit);
 
   /// Distributed caches: keys put or erased since the last call (other
@@ -376,8 +377,7 @@ private:
     return stale_window_ms_ > 0 && e.expires() &&
            now_ms <= e.expiry_ms() + stale_window_ms_;
   }
-  /// When the expiry timer removes the entry: its expiry, or just after its
-  /// stale-if-error window.
+  /// When the expiry timer removes the entry: at expiry, or after stale-if-error.
   uint64_t reclaim_ms(const entry& e) const noexcept {
     return e.expiry_ms() + (stale_window_ms_ > 0 ? stale_window_ms_ + 1 : 0);
   }

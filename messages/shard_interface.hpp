@@ -42,6 +42,9 @@ using doorbell_atom = caf::atom_constant<caf::atom("doorbell")>;
 using drain_reads_atom = caf::atom_constant<caf::atom("drainreads")>;
 /// The shard's own expiry timer; carries a generation so stale timers are ignored.
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
+/// `(settle)` to a shard at shutdown: answered once no write-through write
+/// waits for the store (see `runtime::shutdown`).
+using settle_atom = caf::atom_constant<caf::atom("settle")>;
 
 /// A cache shard: owns the keys that hash to it (see base/routing.hpp).
 ///
@@ -70,6 +73,8 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// - `sync`: sends what other nodes must hear to the peer actor, then asks it
 ///   to deliver everything pending; answered with the nodes that did not
 ///   acknowledge in time (see `peer_actor`).
+/// - `settle`: answered once every write-through write it handed to the store
+///   is done (cached, and told to other nodes).
 /// - `increment(key, delta, ttl)`, `compare_and_set(args)`, `set_ttl(key,
 ///   never, left)`: `cache::increment`, `compare_and_set`, `set_ttl`.
 /// Errors: `key_too_large`, `value_too_large`, `invalid_option` (a bad ttl).
@@ -101,7 +106,8 @@ using shard_actor = caf::typed_actor<
   caf::reacts_to<drain_reads_atom>,
   caf::replies_to<increment_atom, std::string, int64_t, ttl>::with<int64_t>,
   caf::replies_to<compare_and_set_atom, compare_and_set_args>::with<bool>,
-  caf::replies_to<set_ttl_atom, std::string, bool, caf::timespan>::with<remaining_ttl>>;
+  caf::replies_to<set_ttl_atom, std::string, bool, caf::timespan>::with<remaining_ttl>,
+  caf::replies_to<settle_atom>::with<caf::ok_atom>>;
 
 /// An actor that wants to hear about removals: `(removed, key, cause)`.
 using removal_listener_actor =

@@ -53,6 +53,29 @@ void stop_peer_and_await(caf::scoped_actor& self, const peer_actor& peer) {
   self->receive([](const caf::down_msg&) {});
 }
 
+// Write-through: the writes the store has are let finish, for at most
+// `timeout` in all, before the shards stop. A shard stopped first failed
+// them with `shut_down` while the store still took them, and told no other
+// node: those kept the old value (rule 6).
+void settle_write_through(caf::scoped_actor& self, const cache_map& caches,
+                          caf::timespan timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (auto& [name, core] : caches) {
+    if (core->options.writes != write_mode::write_through) continue;
+    for (auto& route : core->routes) {
+      auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= caf::timespan::zero()) return;
+      self->request(route.actor, left, settle_atom::value)
+        .receive([](caf::ok_atom) {},
+                 [&](caf::error&) {
+                   log_line("karlton: a shard of cache '" + name +
+                            "' still had writes with the store at shutdown; their "
+                            "callers hear shut_down, other nodes are not told");
+                 });
+    }
+  }
+}
+
 // Write-back: each flusher stores what is dirty, for at most `timeout`.
 // What was not stored goes in the report and, one line per cache, the log.
 runtime::shutdown_report drain_flushers(caf::scoped_actor& self, const cache_map& caches,
@@ -129,6 +152,7 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
   //    ingress queue but us, and every write a shard handed to a flusher is
   //    in that flusher's mailbox.
   stop_change_feed(self);
+  settle_write_through(self, caches_, flush_timeout);
   stop_in_every_cache(self, caches_, [](detail::cache_core& core, auto stop) {
     for (auto& route : core.routes)
       stop(route.actor);
