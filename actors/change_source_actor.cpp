@@ -80,7 +80,8 @@ void act(self_ptr self, change_actions a) {
   for (auto& name : a.repairs) {
     auto cache = find_cache(routes, name);
     if (!cache) continue;
-    auto limit = st.setup.repair_ttl;
+    bool known = std::find(a.clears.begin(), a.clears.end(), name) != a.clears.end();
+    auto limit = known ? caf::timespan{0} : st.setup.repair_ttl;
     for (auto& s : cache->shards) {
       auto id = st.next_request++;
       st.in_flight.insert(id);

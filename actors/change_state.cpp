@@ -77,11 +77,11 @@ void change_state::take(const pg_change& c, time_point now, change_actions& out)
   case kind::truncate:
     ++stats_.truncates;
     if (!caches_of(c.table)) ++stats_.notifications_unknown_table;
-    repair_table(c.table, out);
+    repair_table(c.table, out, true);
     return;
   case kind::repair:
     if (!caches_of(c.table)) ++stats_.notifications_unknown_table;
-    repair_table(c.table, out);
+    repair_table(c.table, out, true);
     return;
   case kind::end: {
     auto& g = group_of(c.xid);
@@ -215,7 +215,7 @@ void change_state::apply(uint64_t xid, bool complete, time_point now,
   // After the rows' COMMIT if they are real (they are sent after it); if
   // forged, the group is gone and the real rows open a new one.
   for (auto& table : g.repaired)
-    repair_table(table, out);
+    repair_table(table, out, true);
 }
 
 void change_state::invalidate(const fed_cache& cache, std::vector<std::string> keys,
@@ -265,19 +265,23 @@ change_actions change_state::retry_parked(time_point now) {
   return out;
 }
 
-void change_state::add_repair(const fed_cache& cache, change_actions& out) {
-  if (std::find(out.repairs.begin(), out.repairs.end(), cache.name) != out.repairs.end())
-    return;
+void change_state::add_repair(const fed_cache& cache, change_actions& out, bool known) {
+  auto has = [&](const std::vector<std::string>& names) {
+    return std::find(names.begin(), names.end(), cache.name) != names.end();
+  };
+  if (known && !has(out.clears)) out.clears.push_back(cache.name);
+  if (has(out.repairs)) return;
   out.repairs.push_back(cache.name);
   repairs_in_flight_ += cache.shards.size();
 }
 
-void change_state::repair_table(const std::string& table, change_actions& out) {
+void change_state::repair_table(const std::string& table, change_actions& out,
+                                bool known) {
   auto caches = caches_of(table);
   if (!caches) return;
   ++stats_.repairs;
   for (auto& c : *caches)
-    add_repair(c, out);
+    add_repair(c, out, known);
 }
 
 void change_state::repair_all(change_actions& out) {
@@ -323,8 +327,16 @@ void change_state::down(time_point now) {
 }
 
 void change_state::check_triggers(const std::string& triggers, change_actions& out) {
-  // "schema.table:tgname:state,...": identifiers hold no ':' or ',' (§5).
-  std::map<std::string, std::pair<char, char>> found; // table → notify, end
+  // "schema.table:tgname:state,...": identifiers hold no ':' or ',' (§5;
+  // the query leaves out tables with other names). A state that is not
+  // enabled is kept over a later one that is.
+  struct states {
+    char row = 0, end = 0, truncate = 0;
+  };
+  std::map<std::string, states> found;
+  auto note = [](char& slot, char state) {
+    if (slot == 0 || enabled(slot)) slot = state;
+  };
   size_t at = 0;
   while (at < triggers.size()) {
     auto stop = triggers.find(',', at);
@@ -337,17 +349,19 @@ void change_state::check_triggers(const std::string& triggers, change_actions& o
     if (c1 == std::string::npos) continue;
     auto table = item.substr(0, c1);
     auto name = item.substr(c1 + 1, c2 - c1 - 1);
-    auto& states = found.try_emplace(table, '\0', '\0').first->second;
-    if (name == pg::row_trigger) states.first = item.back();
-    if (name == pg::end_trigger) states.second = item.back();
+    auto& st = found[table];
+    if (name == pg::row_trigger) note(st.row, item.back());
+    if (name == pg::end_trigger) note(st.end, item.back());
+    if (name == pg::truncate_trigger) note(st.truncate, item.back());
   }
   for (auto i = trigger_trouble_.begin(); i != trigger_trouble_.end();)
     i = routes_->count(*i) ? std::next(i) : trigger_trouble_.erase(i);
   for (auto& [table, caches] : *routes_) {
     auto f = found.find(table);
-    bool ok = f != found.end() && enabled(f->second.first) && enabled(f->second.second);
+    bool ok = f != found.end() && enabled(f->second.row) && enabled(f->second.end) &&
+              enabled(f->second.truncate);
     if (!ok && trigger_trouble_.insert(table).second) ++stats_.trigger_problems;
-    if (ok && trigger_trouble_.erase(table) > 0) repair_table(table, out);
+    if (ok && trigger_trouble_.erase(table) > 0) repair_table(table, out, false);
   }
 }
 

@@ -39,6 +39,10 @@ struct change_actions {
   };
   std::vector<group> groups;        ///< invalidations to send
   std::vector<std::string> repairs; ///< caches to repair on every shard (once each)
+  /// Of `repairs`, those that stand for a change we know of (a TRUNCATE, a
+  /// long key, a bulk transaction, a DBA's repair): cleared, never only
+  /// capped by `repair-ttl`, which is for changes that may have gone unheard.
+  std::vector<std::string> clears;
   /// Extend the feed's read lease to this time (never shortens it).
   std::optional<clock::time_point> extend_lease;
   /// End the feed's read lease now: a fed table's triggers are off, so its
@@ -164,9 +168,9 @@ private:
   bool over_held() const noexcept;
   void invalidate(const fed_cache& cache, std::vector<std::string> keys,
                   change_actions::group& into);
-  void repair_table(const std::string& table, change_actions& out);
+  void repair_table(const std::string& table, change_actions& out, bool known);
   void repair_all(change_actions& out);
-  void add_repair(const fed_cache& cache, change_actions& out);
+  void add_repair(const fed_cache& cache, change_actions& out, bool known = false);
   const std::vector<fed_cache>* caches_of(const std::string& table) const;
   const fed_cache* cache_named(const std::string& table, const std::string& name) const;
   void check_triggers(const std::string& triggers, change_actions& out);

@@ -99,19 +99,36 @@ shard_options shard_config_for(const cache_options& opts, size_t n) {
   return scfg;
 }
 
-// A fed cache skips the notifications of its store's own commits, so two
-// caches over one store object would each skip the other's writes and keep
-// stale values: each needs a store of its own.
-caf::error check_own_store(const feed_routes& fed, const cache_options& opts) {
-  auto own = opts.backing_store->origin()->own;
-  for (auto& [table, caches] : *fed.snapshot())
-    for (auto& c : caches)
-      if (c.own == own)
-        return make_error(errc::invalid_option,
-                          "option store_changes: cache '" + opts.name +
-                            "' shares its store with cache '" + c.name +
-                            "', which is fed too; open one postgres_store per cache "
-                            "(each skips only its own writes' notifications)");
+// A fed cache skips the notifications of its store's own commits: every
+// commit made through that store object, whichever cache made it. A second
+// cache over the same object (fed or not) would have its writes skipped and
+// the fed cache keep stale values: each needs a store of its own.
+caf::error
+check_own_store(const std::map<std::string, std::shared_ptr<detail::cache_core>>& caches,
+                const feed_routes* fed, const cache_options& opts) {
+  if (!opts.backing_store) return caf::none;
+  auto origin = opts.backing_store->origin();
+  if (!origin) return caf::none;
+  auto shared_with = [&](const std::string& other) {
+    return make_error(errc::invalid_option,
+                      "option backing_store: cache '" + opts.name +
+                        "' shares its store with cache '" + other +
+                        "', and one of them is fed the database's changes; open one "
+                        "postgres_store per cache (a fed cache skips the notifications "
+                        "of every commit made through its store)");
+  };
+  if (opts.store_changes) {
+    for (auto& [name, core] : caches)
+      if (auto theirs = core->options.backing_store
+                          ? core->options.backing_store->origin()
+                          : std::nullopt;
+          theirs && theirs->own == origin->own)
+        return shared_with(name);
+  } else if (fed) {
+    for (auto& [table, fed_caches] : *fed->snapshot())
+      for (auto& c : fed_caches)
+        if (c.own == origin->own) return shared_with(c.name);
+  }
   return caf::none;
 }
 
@@ -155,8 +172,7 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
                       "option store_changes: cache '" + opts.name +
                         "' is fed the database's changes, but this runtime has no "
                         "change feed yet: call start_change_feed first");
-  if (opts.store_changes)
-    if (auto err = check_own_store(*fed_, opts)) return err;
+  if (auto err = check_own_store(caches_, fed_.get(), opts)) return err;
   auto core = std::make_shared<detail::cache_core>();
   // One per worker at most 1024, as an explicit count: a node started with
   // scheduler.max-threads=1100 made 1100 shards for each cache.

@@ -26,13 +26,32 @@ using steady = std::chrono::steady_clock;
 constexpr int missed_heartbeats = 4;
 
 // tgenabled is of type "char", which `||` does not take without a cast.
+// Only tables whose names could be fed (pg::valid_identifier): any role may
+// name a table "a,public.users" and so forge an item of the list. The third
+// column is what this backend listens to: behind a pooler in transaction
+// mode the heartbeat reaches a backend that never ran our LISTEN, and the
+// notifications go to one nobody reads.
 const std::string heartbeat_query =
   std::string{
     "SELECT pg_notification_queue_usage(), (SELECT string_agg(n.nspname || '.' || "
     "c.relname || ':' || t.tgname || ':' || t.tgenabled::text, ',') FROM pg_trigger t "
     "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = "
-    "c.relnamespace WHERE t.tgname IN ('"} +
-  pg::row_trigger + "', '" + pg::end_trigger + "', '" + pg::truncate_trigger + "'))";
+    "c.relnamespace WHERE n.nspname ~ '^[a-z_][a-z0-9_]{0,62}$' AND c.relname ~ "
+    "'^[a-z_][a-z0-9_]{0,62}$' AND t.tgname IN ('"} +
+  pg::row_trigger + "', '" + pg::end_trigger + "', '" + pg::truncate_trigger +
+  "')), (SELECT string_agg(l, ',') FROM pg_listening_channels() l)";
+
+// True if `channels` (comma-separated) holds `channel`.
+bool listens_to(const std::string& channels, const std::string& channel) {
+  size_t at = 0;
+  while (at <= channels.size()) {
+    auto stop = channels.find(',', at);
+    if (stop == std::string::npos) stop = channels.size();
+    if (channels.compare(at, stop - at, channel) == 0) return true;
+    at = stop + 1;
+  }
+  return false;
+}
 
 std::string error_of(PGconn* c) {
   std::string e = c ? PQerrorMessage(c) : "out of memory";
@@ -164,10 +183,14 @@ struct pg_listener::impl {
       if (at == phase::listening) {
         result_ok = status == PGRES_COMMAND_OK;
         if (!result_ok) triggers = PQresultErrorMessage(r);
-      } else if (status == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-        result_ok = true;
+      } else if (status == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 3) {
         usage = std::strtod(PQgetvalue(r, 0, 0), nullptr);
         triggers = PQgetisnull(r, 0, 1) ? "" : PQgetvalue(r, 0, 1);
+        result_ok =
+          !PQgetisnull(r, 0, 2) && listens_to(PQgetvalue(r, 0, 2), opts.channel);
+        if (!result_ok)
+          triggers = "the backend that answered does not listen to '" + opts.channel +
+                     "' (a pooler in transaction mode? the feed needs a session)";
       } else {
         result_ok = false;
         triggers = PQresultErrorMessage(r);

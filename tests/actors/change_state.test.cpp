@@ -10,87 +10,12 @@
 
 #include "actors/change_state.hpp"
 #include "base/routing.hpp"
+#include "support/change_feed.hpp"
 #include <karlton/messages/value.hpp>
 
 using namespace karlton;
+using namespace karlton::test;
 using namespace std::chrono_literals;
-
-namespace {
-
-using kind = pg_change::kind;
-using time_point = clock::time_point;
-
-pg_change row(uint64_t xid, uint64_t seq, std::string key,
-              std::string table = "public.users") {
-  pg_change c;
-  c.what = kind::row;
-  c.xid = xid;
-  c.seq = seq;
-  c.table = std::move(table);
-  c.key = std::move(key);
-  return c;
-}
-pg_change end(uint64_t xid, uint64_t n, int64_t commit_us = 1'000'000) {
-  pg_change c;
-  c.what = kind::end;
-  c.xid = xid;
-  c.seq = n;
-  c.commit_us = commit_us;
-  return c;
-}
-pg_change about(kind k, std::string table, uint64_t xid = 7, uint64_t seq = 1) {
-  pg_change c;
-  c.what = k;
-  c.xid = xid;
-  c.seq = seq;
-  c.table = std::move(table);
-  return c;
-}
-
-const std::string healthy =
-  "public.users:karlton_notify:O,public.users:karlton_notify_end:O,"
-  "public.users:karlton_truncate:O,"
-  "public.orders:karlton_notify:A,public.orders:karlton_notify_end:O";
-
-// Two tables: users feeds caches "users" (4 shards) and "users2" (2 shards,
-// its own store); orders feeds "orders" (1 shard). No actor system: the
-// shard handles stay null, only their number matters.
-struct feed {
-  std::shared_ptr<own_commits> users_own = std::make_shared<own_commits>();
-  std::shared_ptr<own_commits> users2_own = std::make_shared<own_commits>();
-  std::shared_ptr<own_commits> orders_own = std::make_shared<own_commits>();
-  feed_routes routes;
-  change_state st;
-  time_point t0{std::chrono::hours{1}};
-
-  explicit feed(change_state::limits lim = {}) : st(lim) {
-    routes.add("public.users", {"users", std::vector<shard_actor>(4), users_own});
-    routes.add("public.users", {"users2", std::vector<shard_actor>(2), users2_own});
-    routes.add("public.orders", {"orders", std::vector<shard_actor>(1), orders_own});
-    st.set_routes(routes.snapshot());
-  }
-  // Up, its repair answered, and one heartbeat: the lease runs.
-  void go_live() {
-    st.up(t0);
-    while (st.repairs_in_flight() > 0)
-      st.repair_answered();
-    st.heard(t0, 0, healthy, t0);
-  }
-};
-
-// The keys a set of actions invalidates in `cache`, sorted.
-std::vector<std::string> keys_in(const change_actions& a, const std::string& cache) {
-  std::vector<std::string> out;
-  for (auto& g : a.groups)
-    for (auto& p : g.parts)
-      if (p.cache == cache) out.insert(out.end(), p.keys.begin(), p.keys.end());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-using strings = std::vector<std::string>;
-
-} // namespace
 
 TEST_CASE("a transaction is applied once its end came and every row up to its count",
           "[changes]") {
@@ -216,13 +141,18 @@ TEST_CASE("truncate, a DBA's repair and a long key repair that table's caches on
   auto before = f.st.stats().repairs; // the one on connecting
   auto a = f.st.changes({about(kind::truncate, "public.users")}, f.t0);
   CHECK(a.repairs == strings{"users", "users2"});
+  // A change we know of clears, whatever repair-ttl says: a hit capped at
+  // it would outlive sync_changes.
+  CHECK(a.clears == a.repairs);
   CHECK(f.st.repairs_in_flight() == 6); // every shard of both
   a = f.st.changes({about(kind::repair, "public.orders")}, f.t0);
   CHECK(a.repairs == strings{"orders"});
+  CHECK(a.clears == a.repairs);
   a = f.st.changes({about(kind::long_key, "public.orders", 20, 1),
                     row(20, 2, "x", "public.orders"), end(20, 2)},
                    f.t0);
   CHECK(a.repairs == strings{"orders"});
+  CHECK(a.clears == a.repairs);
   CHECK(a.groups.empty());        // its caches were repaired: no keys held for them
   CHECK(f.st.open_groups() == 0); // and the group still closed
   a = f.st.changes({about(kind::truncate, "public.nobody")}, f.t0);
@@ -383,47 +313,6 @@ TEST_CASE("the lease grows from a heartbeat's send time, never from when it was 
   a = f.st.heard(f.t0 + 6s, 0, healthy, f.t0 + 6s + 1ms);
   REQUIRE(a.extend_lease);
   CHECK(*a.extend_lease == f.t0 + 7s);
-}
-
-TEST_CASE("the lease does not grow while a repair is in flight, the feed is down or a "
-          "trigger is off",
-          "[changes][lease]") {
-  feed f;
-  auto a = f.st.up(f.t0);
-  CHECK(a.repairs == strings{"orders", "users", "users2"}); // everything, on connect
-  CHECK(f.st.repairs_in_flight() == 7);
-  a = f.st.heard(f.t0 + 1ms, 0, healthy, f.t0 + 1ms);
-  CHECK_FALSE(a.extend_lease); // a shard may not have cleared yet
-  for (int i = 0; i < 6; ++i)
-    f.st.repair_answered();
-  CHECK_FALSE(f.st.heard(f.t0 + 2ms, 0, healthy, f.t0 + 2ms).extend_lease);
-  f.st.repair_answered();
-  CHECK(f.st.heard(f.t0 + 3ms, 0, healthy, f.t0 + 3ms).extend_lease);
-
-  // A disabled end trigger: changes go unseen, hits must stop.
-  auto disabled = "public.users:karlton_notify:O,public.users:karlton_notify_end:D,"
-                  "public.orders:karlton_notify:O,public.orders:karlton_notify_end:O";
-  auto lapses = f.st.stats().lease_lapses;
-  a = f.st.heard(f.t0 + 4ms, 0, disabled, f.t0 + 4ms);
-  CHECK_FALSE(a.extend_lease);
-  CHECK(a.lapse_lease); // at once, not when the last extension runs out
-  CHECK(f.st.stats().lease_lapses == lapses + 1);
-  // Missing altogether (dropped), and set to fire only for replicas.
-  auto missing = "public.users:karlton_notify:R,public.users:karlton_notify_end:O";
-  CHECK_FALSE(f.st.heard(f.t0 + 5ms, 0, missing, f.t0 + 5ms).extend_lease);
-  CHECK(f.st.stats().trigger_problems == 2); // users, then orders
-  // Back on: what changed meanwhile is unknown, so repair, then extend.
-  a = f.st.heard(f.t0 + 6ms, 0, healthy, f.t0 + 6ms);
-  CHECK(a.repairs == strings{"orders", "users", "users2"});
-  CHECK_FALSE(a.extend_lease);
-  while (f.st.repairs_in_flight() > 0)
-    f.st.repair_answered();
-  CHECK(f.st.heard(f.t0 + 7ms, 0, healthy, f.t0 + 7ms).extend_lease);
-
-  // Down: an answer that still arrives extends nothing.
-  f.st.down(f.t0 + 8ms);
-  CHECK_FALSE(f.st.heard(f.t0 + 9ms, 0, healthy, f.t0 + 9ms).extend_lease);
-  CHECK(f.st.stats().drops == 1);
 }
 
 TEST_CASE("a lapsed lease is counted once per lapse", "[changes][lease]") {

@@ -329,8 +329,24 @@ TEST_CASE("a cache over PostgreSQL with store_changes is refused before the feed
   REQUIRE_FALSE(shared);
   CHECK(describe(shared.error()).find("one postgres_store per cache") !=
         std::string::npos);
+  auto first_store = o.backing_store;
   o.backing_store = must(postgres_store::open(p, "users"));
   CHECK(rt.create_cache(o)); // a store of its own
+  // Nor may a cache that is not fed write through the fed one's store: the
+  // fed cache would skip its writes too. In either order.
+  cache_options plain;
+  plain.name = "writer";
+  plain.backing_store = first_store;
+  plain.writes = write_mode::write_through;
+  auto unfed = rt.create_cache(plain);
+  REQUIRE_FALSE(unfed);
+  CHECK(describe(unfed.error()).find("one postgres_store per cache") !=
+        std::string::npos);
+  plain.backing_store = must(postgres_store::open(p, "users"));
+  REQUIRE(rt.create_cache(plain));
+  o.name = "fed-after";
+  o.backing_store = plain.backing_store;
+  CHECK_FALSE(rt.create_cache(o));
 }
 
 TEST_CASE("a sync waiting on a feed that cannot connect ends with shut_down at shutdown",
