@@ -265,7 +265,24 @@ void tracking_table::will_read(uint64_t id, uint32_t db, std::string_view key) {
       total_bytes_.fetch_add(size, std::memory_order_relaxed);
     }
     auto& ids = i->second;
-    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
+      // Readers that left stay on the list until the key changes: at each
+      // doubling from 64, those no longer tracking go, so a key read by
+      // millions of short connections (and never written) keeps a list as
+      // long as its live readers, not every reader it ever had.
+      if (ids.size() >= 64 && (ids.size() & (ids.size() - 1)) == 0) {
+        std::shared_lock<std::shared_mutex> clients{clients_mtx_}; // after a stripe's
+        auto gone = std::remove_if(ids.begin(), ids.end(), [&](uint64_t x) {
+          auto c = clients_.find(x);
+          return c == clients_.end() || !c->second->tracking;
+        });
+        total_bytes_.fetch_sub(id_bytes * static_cast<size_t>(ids.end() - gone),
+                               std::memory_order_relaxed);
+        ids.erase(gone, ids.end());
+      }
+      ids.push_back(id);
+      total_bytes_.fetch_add(id_bytes, std::memory_order_relaxed);
+    }
   }
   if (over_bound()) evict_over_bound();
 }
@@ -277,7 +294,8 @@ bool tracking_table::over_bound() const noexcept {
 
 void tracking_table::forget(stripe& st, stripe_map::iterator i) {
   total_keys_.fetch_sub(1, std::memory_order_relaxed);
-  total_bytes_.fetch_sub(i->first.size(), std::memory_order_relaxed);
+  total_bytes_.fetch_sub(i->first.size() + id_bytes * i->second.size(),
+                         std::memory_order_relaxed);
   st.keys.erase(i);
 }
 
@@ -318,7 +336,8 @@ void tracking_table::keys_changed(uint32_t db, const key_batch& keys) {
     {
       std::lock_guard<std::mutex> guard{st.mtx};
       if (auto i = st.keys.find(tk); i != st.keys.end()) {
-        ids.swap(i->second);
+        ids.swap(i->second); // its list now empty, as `forget` counts it
+        total_bytes_.fetch_sub(id_bytes * ids.size(), std::memory_order_relaxed);
         forget(st, i); // once its message goes out
       }
     }

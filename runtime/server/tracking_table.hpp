@@ -45,7 +45,10 @@ public:
   static constexpr size_t max_prefix_bytes = 1024;
   /// and this many bytes over all.
   static constexpr size_t max_prefix_bytes_total = size_t{1} << 20;
-  /// Bytes of tracked keys beyond which keys are forgotten too, whatever
+  /// What a reader on a key's list counts against `max_bytes`.
+  static constexpr size_t id_bytes = sizeof(uint64_t);
+  /// Bytes of tracked keys (each key's, 4 for its database and `id_bytes`
+  /// per reader on its list) beyond which keys are forgotten too, whatever
   /// `max_keys` says.
   static constexpr size_t default_max_bytes = size_t{256} << 20;
 
@@ -97,6 +100,8 @@ public:
   size_t clients() const noexcept { return tracking_clients_.load(); }
   /// Keys (of any db) that some default-mode client tracks.
   size_t keys() const noexcept { return total_keys_.load(); }
+  /// What they count against `max_bytes`.
+  size_t bytes() const noexcept { return total_bytes_.load(); }
   /// BCAST prefixes, over all clients.
   size_t prefixes() const;
 

@@ -341,9 +341,9 @@ TEST_CASE("tracking: past the key bound, keys are forgotten with a message",
 
 TEST_CASE("tracking: past the byte bound, long keys are forgotten with a message",
           "[tracking]") {
-  // Each tracked key costs its bytes and 4 for the database: three keys of
-  // 96 bytes fill 300, the fourth passes it.
-  fixture f{0, 300}; // no bound on the count
+  // Each tracked key costs its bytes, 4 for the database and 8 for its one
+  // reader: three keys of 96 bytes fill 324, the fourth passes it.
+  fixture f{0, 324}; // no bound on the count
   auto& a = f.add(1, 3);
   REQUIRE(f.table->enable(1, {}).empty());
   for (char c : std::string{"abcd"})
@@ -354,6 +354,33 @@ TEST_CASE("tracking: past the byte bound, long keys are forgotten with a message
                std::string(96, 'd')});
   CHECK(a.keys().size() == 4); // each told once
   CHECK(f.table->keys() == 0);
+}
+
+TEST_CASE("tracking: readers count against the byte bound and those gone leave a key's "
+          "list",
+          "[tracking]") {
+  // A key nobody writes, read once by each of 100,000 short connections:
+  // before, every id stayed on its list (and outside the bound), and the
+  // next change of the key walked all of them on a shard's thread.
+  fixture f{0, 1 << 20};
+  size_t refused = 0;
+  for (uint64_t id = 1; id <= 100'000; ++id) {
+    f.table->attach(id, std::weak_ptr<session>{});
+    refused += !f.table->enable(id, {}).empty();
+    f.table->will_read(id, 0, "hot");
+    f.table->detach(id);
+  }
+  REQUIRE(refused == 0);
+  auto& a = f.add(200'000, 3);
+  REQUIRE(f.table->enable(200'000, {}).empty());
+  f.table->will_read(200'000, 0, "hot");
+  CHECK(f.table->keys() == 1);
+  CHECK(f.table->bytes() <=
+        4 + 3 + 129 * tracking_table::id_bytes); // at most one doubling
+  CHECK(f.table->bytes() >= 4 + 3 + tracking_table::id_bytes);
+  f.change(0, {"hot"});
+  CHECK(a.keys() == std::vector<std::string>{"hot"});
+  CHECK(f.table->bytes() == 0);
 }
 
 TEST_CASE("tracking: a flush tells every tracking client 'everything' and forgets that "
