@@ -102,6 +102,11 @@ public:
   virtual bool authenticated() const noexcept = 0;
   /// Queues an out-of-band message (a tracking push); any thread.
   virtual void push(std::string msg) = 0;
+  /// Queues `msg` for the REDIRECT target `to`: it is handed to `to` (its
+  /// `push`) once this session's replies of every command opened before now
+  /// went out, as its own pushes are, so that `to` never hears of a change
+  /// before this client got the value it invalidates. Any thread.
+  virtual void push_for(std::string msg, std::weak_ptr<session> to) = 0;
   /// True once what other threads handed this session and `collect` has not
   /// taken (queued pushes, replies completed on a shard or the pool) passed
   /// the output buffer limit: a client that does not read, while its output

@@ -127,7 +127,10 @@ public:
   void collect(std::string& out) override;
   bool wants_input() const noexcept override;
   bool closing() const noexcept override;
-  void push(std::string msg) override;
+  void push(std::string msg) override { queue_push(std::move(msg), {}, false); }
+  void push_for(std::string msg, std::weak_ptr<session> to) override {
+    queue_push(std::move(msg), std::move(to), true);
+  }
   bool output_overflowed() const noexcept override {
     return output_overflow_.load(std::memory_order_acquire);
   }
@@ -249,7 +252,10 @@ private:
   struct queued_push {
     uint64_t after; // slots that go out first
     std::string msg;
+    std::weak_ptr<session> to; // a REDIRECT target's (see `push_for`)
+    bool redirected = false;   // for `to`, not ours
   };
+  void queue_push(std::string msg, std::weak_ptr<session> to, bool redirected);
   void move_due_pushes();
   std::atomic<uint64_t> opened_{0};
   std::atomic<bool> has_pushes_{false}; // pushes_ is not empty

@@ -394,6 +394,8 @@ void tracking_table::send(const outbox& out) {
   struct delivery {
     std::shared_ptr<session> to;
     std::string message;
+    std::weak_ptr<session> target; // REDIRECT: `to` hands it on in its order
+    bool redirected = false;
   };
   std::vector<delivery> deliveries;
   {
@@ -404,7 +406,8 @@ void tracking_table::send(const outbox& out) {
       const auto& c = *i->second;
       if (c.mode.redirect == 0) {
         if (c.protocol < 3) return; // RESP2 has no pushes on the same connection
-        if (auto s = c.conn.lock()) deliveries.push_back({s, invalidation(3, keys)});
+        if (auto s = c.conn.lock())
+          deliveries.push_back({s, invalidation(3, keys), {}, false});
         return;
       }
       auto t = clients_.find(c.mode.redirect);
@@ -415,21 +418,32 @@ void tracking_table::send(const outbox& out) {
         w.push(2);
         w.bulk("tracking-redir-broken");
         w.integer(static_cast<int64_t>(c.mode.redirect));
-        if (auto s = c.conn.lock()) deliveries.push_back({s, std::move(broken)});
+        if (auto s = c.conn.lock())
+          deliveries.push_back({s, std::move(broken), {}, false});
         return;
       }
       const auto& target = *t->second;
       if (target.protocol < 3 && !target.subscribed) return;
-      if (auto s = target.conn.lock())
-        deliveries.push_back({s, invalidation(target.protocol, keys)});
+      // Through the reader, after its replies (a GET's value still waiting
+      // behind a slow command), as its own pushes go; straight to the target
+      // if the reader is gone.
+      if (auto reader = c.conn.lock())
+        deliveries.push_back(
+          {reader, invalidation(target.protocol, keys), target.conn, true});
+      else if (auto s = target.conn.lock())
+        deliveries.push_back({s, invalidation(target.protocol, keys), {}, false});
     };
     for (const auto& [id, keys] : out.keys)
       route(id, &keys);
     for (auto id : out.everything)
       route(id, nullptr);
   }
-  for (auto& d : deliveries)
-    d.to->push(std::move(d.message));
+  for (auto& d : deliveries) {
+    if (d.redirected)
+      d.to->push_for(std::move(d.message), std::move(d.target));
+    else
+      d.to->push(std::move(d.message));
+  }
 }
 
 } // namespace karlton::server

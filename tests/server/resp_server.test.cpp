@@ -121,6 +121,7 @@ public:
   bool subscribed() const noexcept override { return subscribed_; }
   bool authenticated() const noexcept override { return true; }
   void push(std::string) override {}
+  void push_for(std::string, std::weak_ptr<srv::session>) override {}
   bool output_overflowed() const noexcept override { return overflowed_; }
 
   void detach() noexcept override {

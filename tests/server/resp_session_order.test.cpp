@@ -232,3 +232,26 @@ TEST_CASE("session: an invalidation goes out after the replies of the commands b
   cl.s->push(push);
   CHECK(cl.collect_now() == push);
 }
+
+TEST_CASE(
+  "session: a REDIRECT target hears of a change after the reader's replies of the "
+  "commands before it",
+  "[resp_session][order][tracking]") {
+  testing::gated_cache f;
+  REQUIRE_FALSE(f.put_stored("k", "v1"));
+  auto ctx = context_for(f.rt, {f.c});
+  test_client reader{ctx}, target{ctx};
+  reader.feed(resp_command({"SET", "other", "x"}) + resp_command({"GET", "k"}));
+  REQUIRE(f.write_held());
+  // Before, the tracking table pushed to the target at once: the target's
+  // client dropped k while the reader's GET still carried v1 to its cache.
+  const std::string msg = "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n"
+                          "*1\r\n$1\r\nk\r\n";
+  reader.s->push_for(msg, target.s);
+  CHECK(reader.collect_now().empty());
+  CHECK(target.collect_now().empty());
+  f.db->gate.release();
+  CHECK(reader.replies(2) == replies{"+OK\r\n", "$2\r\nv1\r\n"});
+  CHECK(target.collect_now() == msg);  // handed on when the replies went
+  CHECK(reader.collect_now().empty()); // never in the reader's stream
+}

@@ -78,6 +78,11 @@ public:
   bool authenticated() const noexcept override { return true; }
   void detach() noexcept override {}
   bool output_overflowed() const noexcept override { return false; }
+  void push_for(std::string msg, std::weak_ptr<session> to) override {
+    ++handed_on; // the reader's order is the session's business: hand it on now
+    if (auto s = to.lock()) s->push(std::move(msg));
+  }
+  std::atomic<int> handed_on{0};
   void push(std::string msg) override {
     auto m = decode(msg);
     if (on_message) on_message(m);
@@ -429,6 +434,7 @@ TEST_CASE("tracking: messages go to the REDIRECT target, in its protocol", "[tra
   CHECK(target2.messages()[0].pubsub_form);
   CHECK(target2.messages()[0].keys == std::vector<std::string>{"a"});
   CHECK(tracker2.messages().empty());
+  CHECK(tracker2.handed_on == 1); // through the reader, in its reply order
   // A RESP3 target gets the push form, subscribed or not.
   REQUIRE(f.table->enable(4, to3).empty());
   f.table->will_read(4, 0, "b");
