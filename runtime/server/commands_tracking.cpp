@@ -117,6 +117,7 @@ void client_tracking(command_call& c) {
   if (!on) {
     table.disable(s.id());
     s.set_tracks_reads(false);
+    s.set_tracks_prefixes(false);
     c.reply().simple("OK");
     return;
   }
@@ -131,6 +132,7 @@ void client_tracking(command_call& c) {
     return;
   }
   s.set_tracks_reads(!mode.bcast);
+  s.set_tracks_prefixes(mode.bcast);
   c.reply().simple("OK");
 }
 

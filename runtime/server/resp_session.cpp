@@ -203,6 +203,11 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
   ctx_->counters.total_commands.fetch_add(1, std::memory_order_relaxed);
   auto& slot = slots_.open();
   opened_.store(slots_.next_sequence(), std::memory_order_release);
+  // The store must be seen before this command reads the table: a change
+  // made after the read then finds it (keys_changed fences too) and its
+  // message goes out after the reply. Default mode's registration lock
+  // orders them; BCAST needs the fence (x86 may load before the store).
+  if (tracks_prefixes_) std::atomic_thread_fence(std::memory_order_seq_cst);
   command_call call{*this, args, slot};
   if (spec == nullptr) {
     std::string msg = "unknown command '";

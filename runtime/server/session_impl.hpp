@@ -158,6 +158,9 @@ public:
   /// to __redis__:invalidate.
   bool tracks_reads() const noexcept { return tracks_reads_; }
   void set_tracks_reads(bool on) noexcept { tracks_reads_ = on; }
+  /// BCAST: reads register nothing, so no lock orders a command's opening
+  /// before its read; a fence does (see `run_one`).
+  void set_tracks_prefixes(bool on) noexcept { tracks_prefixes_ = on; }
   bool subscribed() const noexcept override { return subscribed_; }
   void set_subscribed(bool on) noexcept { subscribed_ = on; }
   /// Runs `job` on the blocking pool; false (and nothing runs) when full.
@@ -224,6 +227,7 @@ private:
   bool close_requested_ = false;
   std::string name_;
   bool tracks_reads_ = false;
+  bool tracks_prefixes_ = false;
   bool subscribed_ = false;
 
   // Read-your-writes (§4.3): how many writes in flight touch each key hash
