@@ -157,7 +157,6 @@ public:
   std::vector<shard_write> take_writes() { return std::exchange(outbox_, {}); }
   /// True while writes wait for the store or flusher (or for room).
   bool writes_pending() const noexcept { return !awaiting_.empty() || !parked_.empty(); }
-
   /// The store or flusher took the writes numbered `seqs`, or failed (`err`).
   void writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
                    time_point now);

@@ -1,0 +1,77 @@
+// The session's pushes (tracking messages): queued from any thread, they go
+// out after the replies of every command opened before them (plan §6).
+#include <vector>
+
+#include "runtime/server/session_impl.hpp"
+
+namespace karlton::server {
+
+void session_impl::move_due_pushes() {
+  // Sequentially consistent with push's store and its wake: collect clears
+  // wake_pending_ and then reads this, push sets this and then wake_pending_;
+  // one of them sees the other, so a push is never left without a wake.
+  if (!has_pushes_.load(std::memory_order_seq_cst)) return;
+  std::vector<queued_push> forward; // to REDIRECT targets, outside our lock
+  {
+    std::lock_guard<std::mutex> guard{push_mtx_};
+    size_t moved = 0;
+    while (!pushes_.empty() && pushes_.front().after <= slots_.head_sequence()) {
+      auto& p = pushes_.front();
+      moved += p.msg.size();
+      if (p.redirected)
+        forward.push_back(std::move(p));
+      else
+        output_ += p.msg;
+      pushes_.pop_front();
+    }
+    push_bytes_ -= moved;
+    waiting_bytes_.fetch_sub(moved, std::memory_order_relaxed);
+    has_pushes_.store(!pushes_.empty(), std::memory_order_relaxed);
+  }
+  for (auto& p : forward)
+    if (auto to = p.to.lock()) to->push(std::move(p.msg));
+}
+
+bool session_impl::add_waiting(size_t n, size_t also_dropped) noexcept {
+  if (waiting_bytes_.fetch_add(n, std::memory_order_relaxed) + n <=
+      ctx_->options.output_buffer_limit)
+    return true;
+  waiting_bytes_.fetch_sub(n + also_dropped, std::memory_order_relaxed);
+  output_overflow_.store(true, std::memory_order_release);
+  return false;
+}
+
+void session_impl::queue_push(std::string msg, std::weak_ptr<session> to,
+                              bool redirected) {
+  bool overflowed = false;
+  {
+    std::lock_guard<std::mutex> guard{push_mtx_};
+    // Twice the same message at the same place in the stream says nothing
+    // more: each shard of a cleared cache sends its "everything" (null).
+    auto after = opened_.load(std::memory_order_acquire);
+    if (!pushes_.empty() && pushes_.back().after == after && pushes_.back().msg == msg &&
+        pushes_.back().redirected == redirected && !pushes_.back().to.owner_before(to) &&
+        !to.owner_before(pushes_.back().to))
+      return;
+    if (output_overflow_.load(std::memory_order_relaxed)) return;
+    auto n = msg.size();
+    // Past the limit the queued pushes are dropped with this one: their
+    // bytes leave the count too.
+    if (!add_waiting(n, push_bytes_)) {
+      std::deque<queued_push>{}.swap(pushes_);
+      has_pushes_.store(false, std::memory_order_relaxed);
+      push_bytes_ = 0;
+      overflowed = true;
+    } else {
+      push_bytes_ += n;
+      pushes_.push_back({after, std::move(msg), std::move(to), redirected});
+      has_pushes_.store(true, std::memory_order_seq_cst);
+    }
+  }
+  // A host paused for a client that does not read collects nothing, so its
+  // pending wake never clears: an overflow wakes it regardless, to close.
+  if (overflowed || !wake_pending_.exchange(true, std::memory_order_seq_cst))
+    wake_host_always();
+}
+
+} // namespace karlton::server
