@@ -73,6 +73,22 @@ struct cluster {
     return o;
   }
 
+  // A node "sender" joined to node 1 that may have at most one invalidation
+  // unapplied there, with a cache "users" of one shard: two keys put at
+  // once leave in one broadcast, so in one batch, withheld from node 1.
+  node sender_to_node1(distribution mode) {
+    node x;
+    auto o = options("sender", "secret");
+    o.max_unacked = 1;
+    must(x.rt->start_cluster(o));
+    REQUIRE_FALSE(x.rt->join("127.0.0.1", nodes[1].rt->cluster_port()));
+    auto co = x.rt->default_options("users");
+    co.shards = 1;
+    co.distributed = mode;
+    x.users = must(x.rt->create_cache(co));
+    return x;
+  }
+
   // Every node caches `key` by loading it: a load is no change, so nothing
   // is broadcast and every node holds a copy.
   void cache_everywhere(const std::string& key) {
@@ -213,15 +229,8 @@ TEST_CASE("a member too far behind is skipped and repairs from the gap", "[clust
   // Node 0 may have at most one invalidation unapplied at node 1: a batch
   // of two is withheld from node 1, which learns of it from the numbering
   // of the next batch or heartbeat and clears (rule 6).
-  node sender;
-  auto o = c.options("sender", "secret");
-  o.max_unacked = 1;
-  must(sender.rt->start_cluster(o));
-  REQUIRE_FALSE(sender.rt->join("127.0.0.1", c.nodes[1].rt->cluster_port()));
-  auto co = sender.rt->default_options("users");
-  co.shards = 1; // both keys leave in one broadcast, so in one batch
-  co.distributed = distribution::async;
-  auto users = must(sender.rt->create_cache(co));
+  node sender = c.sender_to_node1(distribution::async);
+  auto& users = sender.users;
   REQUIRE_FALSE(users.put_many({{"a", "1"}, {"b", "2"}}));
   CHECK(
     eventually([&] { return must(sender.rt->cluster_stats()).batches_withheld >= 1; }));
@@ -239,16 +248,8 @@ TEST_CASE("a synchronous call names a member a batch was withheld from",
   // 1): node 1 repairs instead of applying it. The synchronous call after it
   // must not count node 1 as done: before, it asked node 1 with an empty
   // batch, which node 1 answered at once, and put_many returned ok.
-  node sender;
-  auto o = c.options("sender", "secret");
-  o.max_unacked = 1;
-  must(sender.rt->start_cluster(o));
-  REQUIRE_FALSE(sender.rt->join("127.0.0.1", c.nodes[1].rt->cluster_port()));
-  auto co = sender.rt->default_options("users");
-  co.shards = 1;
-  co.distributed = distribution::sync;
-  auto users = must(sender.rt->create_cache(co));
-  auto err = users.put_many({{"a", "1"}, {"b", "2"}});
+  node sender = c.sender_to_node1(distribution::sync);
+  auto err = sender.users.put_many({{"a", "1"}, {"b", "2"}});
   REQUIRE(err);
   CHECK(describe(err).find("node1") != std::string::npos);
   CHECK(eventually([&] { return !must(c.nodes[1].users.contains("a")); }));
