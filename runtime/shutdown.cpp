@@ -60,8 +60,9 @@ void stop_peer_and_await(caf::scoped_actor& self, const peer_actor& peer) {
 void settle_write_through(caf::scoped_actor& self, const cache_map& caches,
                           caf::timespan timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (auto& [name, core] : caches) {
+  for (auto& [cache_name, core] : caches) {
     if (core->options.writes != write_mode::write_through) continue;
+    const auto& name = cache_name; // a lambda captures no binding (C++17)
     for (auto& route : core->routes) {
       auto left = deadline - std::chrono::steady_clock::now();
       if (left <= caf::timespan::zero()) return;
