@@ -116,6 +116,9 @@ public:
     }
   }
 
+  /// True if `pop` would find a job (a push still in progress may not show).
+  bool has_jobs() const noexcept { return filled_at_head(); }
+
   /// Only the doorbell's holder, after `pop` returned nullptr: clears the
   /// doorbell. True if it must keep draining (a job slipped in and nobody
   /// else rang).

@@ -133,9 +133,11 @@ std::optional<peer_state::send_mark> peer_state::send_to(const std::string& name
   if (i == flows_.end()) i = flows_.emplace(name, flow{++epochs_}).first;
   auto& f = i->second;
   if (n > 0 && (f.behind || f.sent - f.acked + n > max_unacked_)) {
-    // Behind until an answer shows it applied all that was sent (it repairs
-    // when it sees the gap): a synchronous call must not count on it before.
+    // Behind until the answer to a request sent after this one (which shows
+    // it the gap, so it repairs before answering) says it applied all that
+    // was sent: a synchronous call must not count on it before.
     f.behind = true;
+    f.withheld_after = f.requests;
     ++counters.batches_withheld;
     return std::nullopt;
   }
@@ -144,7 +146,7 @@ std::optional<peer_state::send_mark> peer_state::send_to(const std::string& name
     ++f.in_flight;
     ++in_flight_;
   }
-  return send_mark{f.epoch, f.sent, n > 0};
+  return send_mark{f.epoch, f.sent, n > 0, ++f.requests};
 }
 
 bool peer_state::answered(flow& f, send_mark mark) {
@@ -161,7 +163,9 @@ bool peer_state::acknowledged(const std::string& name, send_mark mark) {
   if (i == flows_.end() || i->second.epoch != mark.epoch) return false;
   auto& f = i->second;
   f.acked = std::max(f.acked, mark.through);
-  if (f.acked == f.sent) f.behind = false;
+  // An answer to a request sent before the last withheld batch says nothing
+  // of the gap that batch left.
+  if (f.acked == f.sent && mark.request > f.withheld_after) f.behind = false;
   return answered(f, mark);
 }
 

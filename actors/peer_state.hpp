@@ -111,6 +111,7 @@ public:
     uint64_t epoch = 0;
     uint64_t through = 0;
     bool in_flight = false; ///< it carries invalidations: counted in flight
+    uint64_t request = 0;   ///< the member's requests up to this one
   };
   /// Whether to send `name` a batch of `n` invalidations. If so, it is
   /// counted as outstanding and the result is the mark to pass to
@@ -211,9 +212,11 @@ private:
 
   struct flow {
     uint64_t epoch = 0;
-    uint64_t sent = 0;      // invalidations sent to the member
-    uint64_t acked = 0;     // of them, known to be applied there
-    uint64_t in_flight = 0; // requests carrying invalidations, not yet answered
+    uint64_t sent = 0;           // invalidations sent to the member
+    uint64_t acked = 0;          // of them, known to be applied there
+    uint64_t in_flight = 0;      // requests carrying invalidations, not yet answered
+    uint64_t requests = 0;       // sent to the member, empty ones too
+    uint64_t withheld_after = 0; // `requests` when a batch was last withheld
     bool behind = false;
   };
 

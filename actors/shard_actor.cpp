@@ -34,6 +34,14 @@ void arm_expiry(self_ptr self) {
 
 void after_change(self_ptr self);
 
+// For shutdown's `settle`: no write with the store, no compute still to run,
+// and no call queued that could make one (the runtime's gate is closed, so
+// the queue only shrinks).
+bool settled(self_ptr self) {
+  auto& st = self->state;
+  return !st.cache->writes_pending() && !(st.inbox && st.inbox->has_jobs());
+}
+
 // Completes a load in the state, then does what that made due.
 void finish_load(self_ptr self, const std::string& key, uint64_t id,
                  caf::expected<std::string> result, caf::timespan took) {
@@ -204,7 +212,7 @@ void after_change(self_ptr self) {
   // Last: direct readers see every change by now (rule 8), so a client told
   // to drop a key cannot re-read the old value; answers went before.
   if (fx.changes) st.cache->notify_changes();
-  if (!st.settle_waiters.empty() && !st.cache->writes_pending())
+  if (!st.settle_waiters.empty() && settled(self))
     for (auto& rp : std::exchange(st.settle_waiters, {}))
       rp.deliver(caf::ok_atom::value);
 }
@@ -389,7 +397,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       return n;
     },
     [=](settle_atom) -> caf::result<caf::ok_atom> {
-      if (!self->state.cache->writes_pending()) return caf::ok_atom::value;
+      if (settled(self)) return caf::ok_atom::value;
       self->state.settle_waiters.push_back(self->make_response_promise<caf::ok_atom>());
       return self->state.settle_waiters.back();
     },

@@ -155,8 +155,8 @@ public:
 
   /// Writes to hand to the store writer or flusher, in order.
   std::vector<shard_write> take_writes() { return std::exchange(outbox_, {}); }
-  /// True while writes wait for the store or flusher (or for room).
-  bool writes_pending() const noexcept { return !awaiting_.empty() || !parked_.empty(); }
+  /// True while writes wait for the store or flusher (or room), or computes to run.
+  bool writes_pending() const noexcept; // shard_writes.cpp
   /// The store or flusher took the writes numbered `seqs`, or failed (`err`).
   void writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
                    time_point now);

@@ -134,6 +134,11 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
   awaiting_.emplace(seq, std::move(op));
 }
 
+bool shard_state::writes_pending() const noexcept {
+  return !awaiting_.empty() || !parked_.empty() || !computes_loading_.empty() ||
+         !computes_waiting_.empty();
+}
+
 void shard_state::void_pending_puts(std::string_view key) {
   if (awaiting_keys_.empty() || awaiting_keys_.count(std::string{key}) == 0) return;
   for (auto& [seq, op] : awaiting_)

@@ -64,12 +64,16 @@ caf::error clear_parse_error(const caf::error& err, const std::string& file) {
     if (auto arg = caf::get_if<std::string>(&where, std::string{"argument"})) {
       out += " '" + without_secret(*arg) + "'";
     } else if (auto line = caf::get_if<int64_t>(&where, std::string{"line"})) {
-      // At a line's end the parser stopped on the next one.
-      auto at = code == caf::pec::unexpected_newline && *line > 1 ? *line - 1 : *line;
+      // CAF counts a newline only when it moves past one, never the file's
+      // first character (so a first empty line goes uncounted), and columns
+      // from 2 after the first line. At a line's end it stopped on the next.
+      std::ifstream in{file};
+      auto at = *line + (in && in.peek() == '\n' ? 1 : 0);
+      if (code == caf::pec::unexpected_newline && at > 1) --at;
       out = "config file '" + file + "', line " + std::to_string(at);
       if (code != caf::pec::unexpected_newline)
         if (auto column = caf::get_if<int64_t>(&where, std::string{"column"}))
-          out += " column " + std::to_string(*column);
+          out += " column " + std::to_string(*line > 1 ? *column - 1 : *column);
     }
   }
   return make_error(errc::invalid_option, out + ": " + caf::to_string(code));

@@ -53,28 +53,29 @@ void stop_peer_and_await(caf::scoped_actor& self, const peer_actor& peer) {
   self->receive([](const caf::down_msg&) {});
 }
 
-// Write-through: the writes the store has are let finish, for at most
-// `timeout` in all, before the shards stop. A shard stopped first failed
-// them with `shut_down` while the store still took them, and told no other
-// node: those kept the old value (rule 6).
+// Write-through: the writes the store has, and the calls queued that make
+// more, are let finish, for at most `timeout` in all, before the shards stop.
+// A shard stopped first failed them with `shut_down` while the store still
+// took them, and told no other node: those kept the old value (rule 6).
 void settle_write_through(caf::scoped_actor& self, const cache_map& caches,
                           caf::timespan timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (auto& [cache_name, core] : caches) {
-    if (core->options.writes != write_mode::write_through) continue;
-    const auto& name = cache_name; // a lambda captures no binding (C++17)
-    for (auto& route : core->routes) {
-      auto left = deadline - std::chrono::steady_clock::now();
-      if (left <= caf::timespan::zero()) return;
-      self->request(route.actor, left, settle_atom::value)
-        .receive([](caf::ok_atom) {},
-                 [&](caf::error&) {
-                   log_line("karlton: a shard of cache '" + name +
-                            "' still had writes with the store at shutdown; their "
-                            "callers hear shut_down, other nodes are not told");
-                 });
-    }
-  }
+  struct asked {
+    const std::string* cache;
+    decltype(self->request(std::declval<shard_actor>(), timeout,
+                           settle_atom::value)) answer;
+  };
+  std::vector<asked> all; // every shard asked at once, then each answer awaited
+  for (auto& [name, core] : caches)
+    if (core->options.writes == write_mode::write_through)
+      for (auto& route : core->routes)
+        all.push_back({&name, self->request(route.actor, timeout, settle_atom::value)});
+  for (auto& a : all)
+    a.answer.receive([](caf::ok_atom) {},
+                     [&](caf::error&) {
+                       log_line("karlton: a shard of cache '" + *a.cache +
+                                "' still had writes with the store at shutdown; their "
+                                "callers hear shut_down, other nodes are not told");
+                     });
 }
 
 // Write-back: each flusher stores what is dirty, for at most `timeout`.

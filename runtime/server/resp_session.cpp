@@ -425,8 +425,10 @@ void session_impl::detach() noexcept {
     host_ = nullptr;
   }
   // The connection is gone (completions in flight may keep the session):
-  // its tracking ends now, and a REDIRECT to it now fails.
+  // its tracking ends now, and a REDIRECT to it now fails. What it held for
+  // its REDIRECT target goes there now: its own replies will not go out.
   ctx_->tracking->detach(id_);
+  hand_on_redirected();
 }
 
 std::shared_ptr<session> make_session(std::shared_ptr<server_context> ctx,

@@ -260,6 +260,10 @@ private:
     bool redirected = false;   // for `to`, not ours
   };
   void queue_push(std::string msg, std::weak_ptr<session> to, bool redirected);
+  std::vector<queued_push> take_redirected(); // of pushes_; by push_mtx_
+  static void hand_on(std::vector<queued_push> pushes);
+  /// The connection is gone: what waits for REDIRECT targets goes to them.
+  void hand_on_redirected();
   void move_due_pushes();
   std::atomic<uint64_t> opened_{0};
   std::atomic<bool> has_pushes_{false}; // pushes_ is not empty

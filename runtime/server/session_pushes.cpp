@@ -28,8 +28,7 @@ void session_impl::move_due_pushes() {
     waiting_bytes_.fetch_sub(moved, std::memory_order_relaxed);
     has_pushes_.store(!pushes_.empty(), std::memory_order_relaxed);
   }
-  for (auto& p : forward)
-    if (auto to = p.to.lock()) to->push(std::move(p.msg));
+  hand_on(std::move(forward));
 }
 
 bool session_impl::add_waiting(size_t n, size_t also_dropped) noexcept {
@@ -41,9 +40,45 @@ bool session_impl::add_waiting(size_t n, size_t also_dropped) noexcept {
   return false;
 }
 
+std::vector<session_impl::queued_push> session_impl::take_redirected() {
+  std::vector<queued_push> out;
+  for (auto& p : pushes_)
+    if (p.redirected) out.push_back(std::move(p));
+  return out;
+}
+
+void session_impl::hand_on(std::vector<queued_push> pushes) {
+  for (auto& p : pushes)
+    if (auto to = p.to.lock()) to->push(std::move(p.msg));
+}
+
+void session_impl::hand_on_redirected() {
+  std::vector<queued_push> forward;
+  {
+    std::lock_guard<std::mutex> guard{push_mtx_};
+    forward = take_redirected();
+    std::deque<queued_push> ours;
+    for (auto& p : pushes_)
+      if (!p.redirected) ours.push_back(std::move(p));
+    pushes_.swap(ours);
+    size_t gone = 0;
+    for (auto& p : forward)
+      gone += p.msg.size();
+    push_bytes_ -= gone;
+    waiting_bytes_.fetch_sub(gone, std::memory_order_relaxed);
+    has_pushes_.store(!pushes_.empty(), std::memory_order_relaxed);
+  }
+  hand_on(std::move(forward));
+}
+
 void session_impl::queue_push(std::string msg, std::weak_ptr<session> to,
                               bool redirected) {
   bool overflowed = false;
+  // A REDIRECT target's messages are not lost with this connection's
+  // output: they go to the target at once instead (out of this order,
+  // since this connection's replies will not go out any more).
+  std::vector<queued_push> forward;
+  bool dropping = false;
   {
     std::lock_guard<std::mutex> guard{push_mtx_};
     // Twice the same message at the same place in the stream says nothing
@@ -53,11 +88,15 @@ void session_impl::queue_push(std::string msg, std::weak_ptr<session> to,
         pushes_.back().redirected == redirected && !pushes_.back().to.owner_before(to) &&
         !to.owner_before(pushes_.back().to))
       return;
-    if (output_overflow_.load(std::memory_order_relaxed)) return;
+    dropping = output_overflow_.load(std::memory_order_relaxed);
     auto n = msg.size();
     // Past the limit the queued pushes are dropped with this one: their
     // bytes leave the count too.
-    if (!add_waiting(n, push_bytes_)) {
+    if (dropping) {
+      if (redirected) forward.push_back({0, std::move(msg), std::move(to), true});
+    } else if (!add_waiting(n, push_bytes_)) {
+      forward = take_redirected();
+      if (redirected) forward.push_back({0, std::move(msg), std::move(to), true});
       std::deque<queued_push>{}.swap(pushes_);
       has_pushes_.store(false, std::memory_order_relaxed);
       push_bytes_ = 0;
@@ -68,6 +107,8 @@ void session_impl::queue_push(std::string msg, std::weak_ptr<session> to,
       has_pushes_.store(true, std::memory_order_seq_cst);
     }
   }
+  hand_on(std::move(forward));
+  if (dropping) return; // the host was woken to close when it overflowed
   // A host paused for a client that does not read collects nothing, so its
   // pending wake never clears: an overflow wakes it regardless, to close.
   if (overflowed || !wake_pending_.exchange(true, std::memory_order_seq_cst))

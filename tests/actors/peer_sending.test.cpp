@@ -186,6 +186,27 @@ TEST_CASE("a member a batch was withheld from is behind: a sync call names it un
   CHECK_FALSE(p.behind("b"));
 }
 
+TEST_CASE("an answer to a batch sent before one was withheld leaves the member behind",
+          "[peer][flow][rule7]") {
+  // b has not seen the gap the withheld batch left when it answers the
+  // earlier one: before, that answer cleared `behind`, and a sync call asked
+  // b, which then only capped its TTLs under repair-ttl while the call
+  // returned ok.
+  peer_state p{node("a"), 100, 3};
+  p.member_joined("b");
+  p.enqueue(keys({"k1", "k2"}));
+  auto first = p.send_batch({"b"}, false);
+  REQUIRE(first.to.size() == 1);
+  p.enqueue(keys({"k3", "k4"}));
+  CHECK(p.send_batch({"b"}, false).to.empty()); // 2 + 2 > 3: withheld
+  p.acknowledged("b", first.to[0].second);
+  CHECK(p.behind("b"));
+  auto beat = p.send_batch({"b"}, true); // shows b the gap
+  REQUIRE(beat.to.size() == 1);
+  p.acknowledged("b", beat.to[0].second);
+  CHECK_FALSE(p.behind("b"));
+}
+
 TEST_CASE("without members a batch is dropped, since nobody holds what it invalidates",
           "[peer]") {
   peer_state p{node("a"), 100};

@@ -146,7 +146,11 @@ TEST_CASE("a config file CAF cannot parse is refused naming the file and the lin
   { std::ofstream{path} << "[karlton]\nmax-entries=100\n  x y = 3\n"; }
   e = refusal_of({"--config-file=" + path});
   INFO(e.what());
-  CHECK(std::string{e.what()}.find("line 3 column") != std::string::npos);
+  CHECK(std::string{e.what()}.find("line 3 column 5:") != std::string::npos); // the y
+  { std::ofstream{path} << "\n[karlton]\n  x y = 3\n"; } // a first line empty
+  e = refusal_of({"--config-file=" + path});
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("line 3 column 5:") != std::string::npos);
 }
 
 TEST_CASE("a runtime from a command line refuses a karlton value out of range, naming "

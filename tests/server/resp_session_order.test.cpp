@@ -255,3 +255,22 @@ TEST_CASE(
   CHECK(target.collect_now() == msg);  // handed on when the replies went
   CHECK(reader.collect_now().empty()); // never in the reader's stream
 }
+
+TEST_CASE(
+  "session: a reader that goes away hands what it held for its REDIRECT target on",
+  "[resp_session][order][tracking]") {
+  testing::gated_cache f;
+  REQUIRE_FALSE(f.put_stored("k", "v1"));
+  auto ctx = context_for(f.rt, {f.c});
+  test_client reader{ctx}, target{ctx};
+  reader.feed(resp_command({"SET", "other", "x"}) + resp_command({"GET", "k"}));
+  REQUIRE(f.write_held());
+  const std::string msg = "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n"
+                          "*1\r\n$1\r\nk\r\n";
+  reader.s->push_for(msg, target.s);
+  CHECK(target.collect_now().empty());
+  // Its replies will never go out: waiting for them would keep the target's
+  // client from hearing of k at all.
+  reader.s->detach();
+  CHECK(target.collect_now() == msg);
+}
