@@ -41,11 +41,11 @@ void shard_state::forget_load_facts(entry_id id) {
   stale_.erase(id);
 }
 
-void shard_state::drop_kept(std::string_view key, uint64_t now_ms) {
-  if (stale_window_ms_ == 0) return;
+void shard_state::drop_gone(std::string_view key, uint64_t now_ms) {
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
-  if (id != no_entry && expired(table_.at(id), now_ms))
-    remove(id, removal_cause::expired);
+  if (id == no_entry) return;
+  remove(id, expired(table_.at(id), now_ms) ? removal_cause::expired
+                                            : removal_cause::explicit_erase);
 }
 
 std::optional<value> shard_state::stale_fallback(std::string_view key, uint64_t now_ms) {
@@ -203,17 +203,19 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
     // it neither marks, nor is remembered, nor is answered with the old value.
     if (done->installable) {
       auto now_ms = to_ms(now);
-      if (done->refresh) {
+      // Not an error but an answer: the store has no such key. A value the
+      // refresh was to replace, or one kept for stale-if-error, would
+      // contradict it (RFC 5861 serves stale on errors, not on a 404), and a
+      // compute would count on it.
+      if (result.error() == errc::not_found) {
+        drop_gone(key, now_ms);
+      } else if (done->refresh) {
         // Stale-if-error: the old value stays until its own expiry.
         if (auto entry_id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
             entry_id != no_entry)
           stale_.insert(entry_id);
       }
       negatives_.remember(key, result.error(), now_ms);
-      // Not an error but an answer: the store has no such key. The expired
-      // value kept for stale-if-error would contradict it (RFC 5861 serves
-      // stale on errors, not on a 404), and a compute would count on it.
-      if (result.error() == errc::not_found) drop_kept(key, now_ms);
       if (!done->waiters.empty()) {
         if (auto old = stale_fallback(key, now_ms)) {
           stats_.stale_served += done->waiters.size();

@@ -184,12 +184,21 @@ uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
   // so none may install (rule 1), or it would live its full TTL past the cap.
   loads_.void_all();
   void_all_pending_puts();
+  // A missed invalidation would have forgotten them too (`erase_here`).
+  negatives_.clear();
   all_changed_ = cfg_.change_listener != nullptr; // which keys we cannot tell
-  auto cap = to_ms(now) + ceil_ms(limit);
+  auto now_ms = to_ms(now);
+  auto cap = now_ms + ceil_ms(limit);
   uint64_t n = 0;
   for (entry_id id = 0; id < table_.id_limit(); ++id) {
     auto& e = table_.at(id);
-    if (!e.live() || (e.expires() && e.expiry_ms() <= cap)) continue;
+    if (!e.live()) continue;
+    // Kept for stale-if-error: a missed invalidation would have removed it.
+    if (expired(e, now_ms)) {
+      remove(id, removal_cause::expired);
+      continue;
+    }
+    if (e.expires() && e.expiry_ms() <= cap) continue;
     bool before = e.expires();
     table_.set_expiry(id, cap);
     track_expiry(id, before);
@@ -230,7 +239,10 @@ void shard_state::remove(entry_id id, removal_cause cause) {
   if (in_policy(id)) policy_->on_remove(id, weight_of(e.val));
   if (!dirty_.empty())
     dirty_.erase(id); // the flusher still has the write; reads go there
-  forget_deps(id);    // no index outlives it
+  // A refresh in flight would bring a linked entry back without its links,
+  // and an emit before it ends would find nothing to void (rule 1).
+  if (deps_.entries() > 0 && deps_.has(id)) loads_.void_key(e.val.key());
+  forget_deps(id); // no index outlives it
   if (e.expires()) --expiring_entries_;
   stats_.bytes -= e.val.charge();
   switch (cause) {
@@ -383,7 +395,8 @@ std::optional<time_point> shard_state::next_expiry() const {
 
 bool shard_state::lease_lapsed() {
   lapsed_until_ = cfg_.lease.until_ticks();
-  if (table_.size() > 0) {
+  // A remembered load failure is a cached answer too.
+  if (table_.size() > 0 || !negatives_.empty()) {
     clear_here();
     ++stats_.lease_clears;
   }

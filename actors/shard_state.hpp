@@ -383,8 +383,8 @@ private:
   /// The expired-but-retained value of `key` to serve instead of a load
   /// error, if there is one (the caller counts it as served stale).
   std::optional<value> stale_fallback(std::string_view key, uint64_t now_ms);
-  /// Removes the expired value of `key` kept for stale-if-error, if any.
-  void drop_kept(std::string_view key, uint64_t now_ms);
+  /// Removes what the shard holds of `key`, live or kept: the store has none.
+  void drop_gone(std::string_view key, uint64_t now_ms);
 
   struct compute_job;
   using compute_ptr = std::shared_ptr<compute_job>;

@@ -382,3 +382,32 @@ TEST_CASE("a background refresh keeps the entry's dependencies: an event after i
         1);
   CHECK_FALSE(s.get("profile", at(2s)));
 }
+
+TEST_CASE("a refresh whose linked entry expired meanwhile installs nothing an event "
+          "could miss",
+          "[loading][events][rule1]") {
+  auto cfg = timing_out(60s);
+  cfg.refresh_after = 1s;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(value::make("profile", "v1"), ttl::after(2s), t0,
+                      dependencies{}.on_events({"user_updated"})));
+  auto ignore = [](caf::expected<value>) {};
+  REQUIRE(s.get_or_load("profile", table_hash("profile"), at(1500ms), ignore));
+  auto loads = s.take_loads_to_start(); // the refresh, reading the old row
+  REQUIRE(loads.size() == 1);
+  CHECK(s.remove_expired(at(2s)) == 1); // its links go with it
+  // Before, the refresh stayed current: the emit found nothing to remove or
+  // void, and the refresh then put back the old row without links, served
+  // after the emit returned and missed by every emit after it.
+  CHECK(s.invalidate_dependents({"user_updated"}, invalidation_cause::event).removed ==
+        0);
+  // A miss after the emit starts a load of its own: joined to the refresh,
+  // it got the old row.
+  CHECK_FALSE(s.get_or_load("profile", table_hash("profile"), at(2050ms), ignore));
+  CHECK(s.take_loads_to_start().size() == 1);
+  CHECK(s.stats().coalesced == 0);
+  s.complete_load("profile", loads[0].second, "v1-read-before-the-event", 1ms,
+                  at(2100ms));
+  CHECK(s.stats().loads_voided == 1);
+  CHECK_FALSE(s.get("profile", at(2100ms)));
+}

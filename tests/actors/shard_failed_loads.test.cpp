@@ -249,3 +249,53 @@ TEST_CASE("stale-if-error with negative caching serves the old value at once",
   CHECK(st.negative_hits == 1);
   CHECK(st.stale_served == 2);
 }
+
+TEST_CASE("a refresh the store answers not_found drops the entry it was to replace",
+          "[loading][negative][refresh]") {
+  shard_state s{refreshing_after(1s)};
+  reader r, a;
+  fill(s, r, "k", "v1", 1ms); // TTL 10 s
+  r.read(s, "k", at(2s));     // a hit that starts a refresh
+  auto reload = s.take_loads_to_start().at(0).second;
+  s.complete_load("k", reload, make_error(errc::not_found, "row deleted"), 1ms, at(2s));
+  // Before, the deleted row was served until its TTL ran out, and the
+  // remembered not_found kept every refresh away.
+  CHECK_FALSE(s.get("k", at(3s)));
+  CHECK(s.size() == 0);
+  CHECK_FALSE(a.read(s, "k", at(3s))); // a miss: it loads
+  CHECK(s.take_loads_to_start().size() == 1);
+}
+
+TEST_CASE("a TTL-capping repair forgets remembered load failures and the values kept "
+          "for stale-if-error",
+          "[loading][negative][repair]") {
+  shard_state s{stale_if_error(30s)};
+  reader r, a, b, c;
+  fail_load(s, a, "gone", t0); // not_found, remembered for 30 s
+  fill(s, r, "k", "v1", 1ms);  // expires at 10 s, kept until 15 s
+  // The repair stands for invalidations that went missing: either of these
+  // keys may have been written meanwhile.
+  s.cap_ttl(at(11s), 100ms);
+  // Before, the remembered failure was answered for its 30 s...
+  CHECK_FALSE(b.read(s, "gone", at(11200ms)));
+  CHECK(s.take_loads_to_start().size() == 1);
+  // ...and a failed reload served the value the missed write replaced.
+  fail_load(s, c, "k", at(11200ms), errc::store_failure);
+  CHECK(c.got == std::vector<std::string>{"error:store_failure"});
+}
+
+TEST_CASE("a lapsed read lease forgets remembered load failures",
+          "[loading][negative][lease]") {
+  auto lease = std::make_shared<read_lease>();
+  auto cfg = negative_caching(30s);
+  cfg.lease = lease;
+  shard_state s{cfg};
+  reader a, b;
+  fail_load(s, a, "k", t0);
+  lease->limit_to(at(1ms));
+  // Before, a shard holding only failures cleared nothing and kept
+  // answering them while its hits were stopped.
+  CHECK_FALSE(b.read(s, "k", at(5ms)));
+  CHECK(s.take_loads_to_start().size() == 1);
+  CHECK(s.stats().lease_clears == 1);
+}
