@@ -1,5 +1,7 @@
 #include "actors/bus_actor.hpp"
 
+#include <algorithm>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <unordered_set>
@@ -110,6 +112,19 @@ start_invalidation(self_ptr self, const std::vector<std::string>& names,
 } // namespace
 
 bus_actor::behavior_type bus(self_ptr self, bus_options) {
+  // A subscriber that is gone is called no more, nor counted as called.
+  self->set_down_handler([=](caf::down_msg& down) {
+    auto& subs = self->state.subscribers;
+    for (auto i = subs.begin(); i != subs.end();) {
+      auto& list = i->second;
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [&](const event_subscriber_actor& a) {
+                                  return a.address() == down.source;
+                                }),
+                 list.end());
+      i = list.empty() ? subs.erase(i) : std::next(i);
+    }
+  });
   return {
     [=](shards_atom, const std::string&, std::vector<shard_actor>& shards) {
       auto& caches = self->state.caches;
@@ -139,7 +154,12 @@ bus_actor::behavior_type bus(self_ptr self, bus_options) {
       return start_invalidation(self, names, cause, scope);
     },
     [=](subscribe_atom, const std::string& event, event_subscriber_actor& sub) {
-      self->state.subscribers[event].push_back(std::move(sub));
+      auto& list = self->state.subscribers[event];
+      // Once per event: a second subscribe is not a second delivery.
+      if (std::find(list.begin(), list.end(), sub) == list.end()) {
+        self->monitor(sub);
+        list.push_back(std::move(sub));
+      }
       return caf::ok_atom::value;
     },
     [=](bus_stats_atom) { return self->state.stats; },

@@ -10,6 +10,7 @@
 
 #include <caf/all.hpp>
 
+#include "support/eventually.hpp"
 #include "support/must.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
@@ -100,6 +101,24 @@ TEST_CASE("subscribers hear every emit of their event with its data", "[events]"
   REQUIRE(cv.wait_for(guard, 10s, [&] { return heard.size() == 2; }));
   CHECK(heard == std::vector<std::string>{"user_updated:123", "user_updated:456"});
   CHECK(must(rt.event_stats()).subscribers_called == 2);
+}
+
+TEST_CASE("a subscriber is called once per emit however often it subscribed and not "
+          "once it is gone",
+          "[events]") {
+  runtime rt;
+  make(rt, "c");
+  auto sub = rt.system().spawn([]() -> event_subscriber_actor::behavior_type {
+    return {[](emit_atom, const std::string&, const std::string&) {}};
+  });
+  REQUIRE_FALSE(rt.subscribe("e", sub));
+  REQUIRE_FALSE(rt.subscribe("e", sub));
+  CHECK(must(rt.emit("e", "")).subscribers_called == 1);
+  caf::anon_send_exit(sub, caf::exit_reason::kill);
+  // Before, the bus kept calling (and counting) a subscriber that was gone,
+  // and kept every one that ever subscribed.
+  CHECK(
+    testing::eventually([&] { return must(rt.emit("e", "")).subscribers_called == 0; }));
 }
 
 TEST_CASE("invalidating a key cascades through what depends on it", "[events][cascade]") {
