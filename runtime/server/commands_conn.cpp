@@ -34,6 +34,20 @@ bool credentials_ok(session_impl& s, std::string_view user, std::string_view pas
   return same_secret(pass, password);
 }
 
+// Wrong passwords a connection may give before it logs in. Then it closes,
+// so that guessing costs a connection per few guesses (and each waits for
+// the auth timeout at most) rather than a pipelined line each; Redis itself
+// has no such bound.
+constexpr uint32_t max_wrong_passwords = 3;
+
+void refuse_credentials(command_call& c) {
+  auto& s = c.session;
+  s.context().counters.auth_failures.fetch_add(1, std::memory_order_relaxed);
+  c.reply().error(wrongpass);
+  if (!s.authenticated() && s.note_wrong_password() >= max_wrong_passwords)
+    s.close_after_reply();
+}
+
 void ping(command_call& c) {
   if (c.args.size() > 2) {
     c.reply().error("wrong number of arguments for 'ping' command");
@@ -71,10 +85,7 @@ void auth(command_call& c) {
     return;
   }
   auto user = c.args.size() == 3 ? c.args[1] : std::string_view{"default"};
-  if (!credentials_ok(s, user, c.args.back())) {
-    c.reply().error(wrongpass);
-    return;
-  }
+  if (!credentials_ok(s, user, c.args.back())) return refuse_credentials(c);
   s.set_authenticated();
   c.reply().simple("OK");
 }
@@ -121,10 +132,7 @@ void hello(command_call& c) {
   for (; i < c.args.size(); ++i) {
     bool more = i + 1 < c.args.size();
     if (iequals(c.args[i], "AUTH") && i + 2 < c.args.size()) {
-      if (!credentials_ok(s, c.args[i + 1], c.args[i + 2])) {
-        c.reply().error(wrongpass);
-        return;
-      }
+      if (!credentials_ok(s, c.args[i + 1], c.args[i + 2])) return refuse_credentials(c);
       s.set_authenticated();
       i += 2;
     } else if (iequals(c.args[i], "SETNAME") && more) {

@@ -191,6 +191,7 @@ void stats_section(info_writer& w, const server_context& ctx, const runtime_figu
   w.field("total_connections_received", ctx.counters.total_connections.load());
   w.field("total_commands_processed", ctx.counters.total_commands.load());
   w.field("rejected_connections", ctx.counters.rejected_connections.load());
+  w.field("acl_access_denied_auth", ctx.counters.auth_failures.load());
   w.field("expired_keys", f.total.expired);
   w.field("evicted_keys", f.total.evictions);
   w.field("keyspace_hits", f.total.hits);
@@ -331,6 +332,10 @@ std::string server_metrics_text(const server_context& ctx) {
   family("karlton_resp_auth_timeouts_total", "counter",
          "Connections closed for not authenticating within resp-auth-timeout.",
          c.auth_timeouts.load());
+  family("karlton_resp_auth_failures_total", "counter",
+         "Wrong passwords given to AUTH or HELLO; the third before login closes the "
+         "connection.",
+         c.auth_failures.load());
   auto up = std::chrono::duration_cast<std::chrono::seconds>(
               std::chrono::steady_clock::now() - ctx.started)
               .count();

@@ -287,19 +287,22 @@ bool request_parser::finish_inline_line() {
     fail("Protocol error: invalid multibulk length");
     return false;
   }
-  if (!authenticated_) {
-    if (ends_.size() > limits_.unauth_max_args) {
-      fail("Protocol error: unauthenticated multibulk length");
+  if (!authenticated_ && ends_.size() > limits_.unauth_max_args) {
+    fail("Protocol error: unauthenticated multibulk length");
+    return false;
+  }
+  size_t begin = 0;
+  for (size_t end : ends_) {
+    // A max-bulk under the line's 64 KiB holds here too.
+    if (end - begin > limits_.max_bulk) {
+      fail("Protocol error: invalid bulk length");
       return false;
     }
-    size_t begin = 0;
-    for (size_t end : ends_) {
-      if (end - begin > limits_.unauth_max_bulk) {
-        fail("Protocol error: unauthenticated bulk length");
-        return false;
-      }
-      begin = end;
+    if (!authenticated_ && end - begin > limits_.unauth_max_bulk) {
+      fail("Protocol error: unauthenticated bulk length");
+      return false;
     }
+    begin = end;
   }
   return true;
 }

@@ -261,9 +261,10 @@ template <class F>
 static void for_each_key(const command_spec& spec,
                          const std::vector<std::string_view>& args, F f) {
   if (spec.first_key <= 0) return;
-  auto n = static_cast<int>(args.size());
-  int last = spec.last_key < 0 ? n + spec.last_key : spec.last_key;
-  for (int i = spec.first_key; i <= last && i < n; i += spec.step)
+  // 64-bit: resp-max-args allows more arguments than an int counts.
+  auto n = static_cast<int64_t>(args.size());
+  int64_t last = spec.last_key < 0 ? n + spec.last_key : spec.last_key;
+  for (int64_t i = spec.first_key; i <= last && i < n; i += spec.step)
     f(args[size_t(i)]);
 }
 

@@ -30,6 +30,7 @@ struct server_counters {
   std::atomic<uint64_t> output_limit_closes{0};  ///< closed for not reading
   std::atomic<uint64_t> idle_closes{0};          ///< closed by idle_timeout
   std::atomic<uint64_t> auth_timeouts{0};        ///< closed by auth_timeout
+  std::atomic<uint64_t> auth_failures{0};        ///< wrong passwords (AUTH, HELLO)
   /// Now: bytes of replies the connections collected and not yet sent.
   std::atomic<uint64_t> output_buffered{0};
   /// Now: rejected clients whose close lingers (at most max_rejected_lingering).

@@ -153,6 +153,8 @@ public:
   void set_name(std::string n) { name_ = std::move(n); }
   /// The connection closes once the replies so far are written (QUIT).
   void close_after_reply() noexcept { close_requested_ = true; }
+  /// Counts a wrong password; returns how many this connection gave.
+  uint32_t note_wrong_password() noexcept { return ++wrong_passwords_; }
   /// Client-side caching (commands_tracking.cpp): whether this connection's
   /// reads register their keys (default mode), and whether it is subscribed
   /// to __redis__:invalidate.
@@ -225,6 +227,7 @@ private:
   size_t db_ = 0;
   bool authenticated_ = true;
   bool close_requested_ = false;
+  uint32_t wrong_passwords_ = 0;
   std::string name_;
   bool tracks_reads_ = false;
   bool tracks_prefixes_ = false;
@@ -260,7 +263,7 @@ private:
     bool redirected = false;   // for `to`, not ours
   };
   void queue_push(std::string msg, std::weak_ptr<session> to, bool redirected);
-  std::vector<queued_push> take_redirected(); // of pushes_; by push_mtx_
+  std::vector<queued_push> take_redirected(); // out of pushes_; by push_mtx_
   static void hand_on(std::vector<queued_push> pushes);
   /// The connection is gone: what waits for REDIRECT targets goes to them.
   void hand_on_redirected();

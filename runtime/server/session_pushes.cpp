@@ -1,5 +1,7 @@
 // The session's pushes (tracking messages): queued from any thread, they go
 // out after the replies of every command opened before them (plan §6).
+#include <algorithm>
+#include <iterator>
 #include <vector>
 
 #include "runtime/server/session_impl.hpp"
@@ -41,9 +43,12 @@ bool session_impl::add_waiting(size_t n, size_t also_dropped) noexcept {
 }
 
 std::vector<session_impl::queued_push> session_impl::take_redirected() {
-  std::vector<queued_push> out;
-  for (auto& p : pushes_)
-    if (p.redirected) out.push_back(std::move(p));
+  // One pass keeps this connection's own pushes in their order in front.
+  auto theirs = std::stable_partition(pushes_.begin(), pushes_.end(),
+                                      [](const queued_push& p) { return !p.redirected; });
+  std::vector<queued_push> out{std::make_move_iterator(theirs),
+                               std::make_move_iterator(pushes_.end())};
+  pushes_.erase(theirs, pushes_.end());
   return out;
 }
 
@@ -57,10 +62,6 @@ void session_impl::hand_on_redirected() {
   {
     std::lock_guard<std::mutex> guard{push_mtx_};
     forward = take_redirected();
-    std::deque<queued_push> ours;
-    for (auto& p : pushes_)
-      if (!p.redirected) ours.push_back(std::move(p));
-    pushes_.swap(ours);
     size_t gone = 0;
     for (auto& p : forward)
       gone += p.msg.size();

@@ -64,6 +64,35 @@ TEST_CASE("session: AUTH with a password: NOAUTH first, WRONGPASS, then OK",
   CHECK(r[0] == "-ERR Protocol error: unauthenticated multibulk length\r\n");
 }
 
+TEST_CASE("session: the third wrong password before login closes the connection",
+          "[resp_session][auth]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  resp_options o;
+  o.password = "sekrit";
+  test_client guesser{context_for(rt, {c}, o)};
+  const std::string wrong =
+    "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+  // Before, every guess of a pipelined line was answered: 600k a second.
+  CHECK_FALSE(guesser.feed(resp_command({"AUTH", "guess1"}) +
+                           resp_command({"HELLO", "3", "AUTH", "default", "guess2"}) +
+                           resp_command({"AUTH", "guess3"}) +
+                           resp_command({"AUTH", "sekrit"})));
+  CHECK(guesser.replies(3) == std::vector<std::string>{wrong, wrong, wrong});
+  CHECK(guesser.s->closing());
+  CHECK(guesser.collect_now().empty()); // the fourth never ran
+  CHECK(guesser.ctx->counters.auth_failures == 3);
+
+  // Once logged in, a wrong AUTH is answered and the connection stays.
+  test_client user{guesser.ctx};
+  CHECK(user.call({"AUTH", "sekrit"}) == "+OK\r\n");
+  for (int i = 0; i < 3; ++i)
+    CHECK(user.call({"AUTH", "nope"}) == wrong);
+  CHECK_FALSE(user.s->closing());
+  CHECK(user.call({"PING"}) == "+PONG\r\n");
+  CHECK(user.ctx->counters.auth_failures == 6);
+}
+
 TEST_CASE("session: AUTH without a password configured", "[resp_session][auth]") {
   runtime rt;
   auto c = must(rt.create_cache("db0"));

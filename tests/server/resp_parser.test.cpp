@@ -284,6 +284,11 @@ TEST_CASE("an inline command is held to the limits of a multibulk one", "[resp]"
   few.max_args = 100;
   CHECK(parse(words(100, 1), few).commands.size() == 1);
   CHECK(parse(words(101, 1), few).error == "Protocol error: invalid multibulk length");
+  // Before, a word of an inline line passed a max-bulk under the line's 64 KiB.
+  parser_limits short_words;
+  short_words.max_bulk = 8;
+  CHECK(parse(words(2, 8), short_words).commands.size() == 1);
+  CHECK(parse(words(1, 9), short_words).error == "Protocol error: invalid bulk length");
 
   request_parser p;
   p.set_authenticated(false);

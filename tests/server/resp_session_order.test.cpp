@@ -233,21 +233,34 @@ TEST_CASE("session: an invalidation goes out after the replies of the commands b
   CHECK(cl.collect_now() == push);
 }
 
-TEST_CASE(
+namespace {
+
+// A reader whose GET of k waits behind a SET the store holds, and an
+// invalidation of k it holds meanwhile for its REDIRECT target.
+struct held_redirect {
+  testing::gated_cache f;
+  std::shared_ptr<server::server_context> ctx = context_for(f.rt, {f.c});
+  test_client reader{ctx}, target{ctx};
+  const std::string msg = "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n"
+                          "*1\r\n$1\r\nk\r\n";
+
+  held_redirect() {
+    REQUIRE_FALSE(f.put_stored("k", "v1"));
+    reader.feed(resp_command({"SET", "other", "x"}) + resp_command({"GET", "k"}));
+    REQUIRE(f.write_held());
+    reader.s->push_for(msg, target.s);
+  }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(
+  held_redirect,
   "session: a REDIRECT target hears of a change after the reader's replies of the "
   "commands before it",
   "[resp_session][order][tracking]") {
-  testing::gated_cache f;
-  REQUIRE_FALSE(f.put_stored("k", "v1"));
-  auto ctx = context_for(f.rt, {f.c});
-  test_client reader{ctx}, target{ctx};
-  reader.feed(resp_command({"SET", "other", "x"}) + resp_command({"GET", "k"}));
-  REQUIRE(f.write_held());
   // Before, the tracking table pushed to the target at once: the target's
   // client dropped k while the reader's GET still carried v1 to its cache.
-  const std::string msg = "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n"
-                          "*1\r\n$1\r\nk\r\n";
-  reader.s->push_for(msg, target.s);
   CHECK(reader.collect_now().empty());
   CHECK(target.collect_now().empty());
   f.db->gate.release();
@@ -256,18 +269,10 @@ TEST_CASE(
   CHECK(reader.collect_now().empty()); // never in the reader's stream
 }
 
-TEST_CASE(
-  "session: a reader that goes away hands what it held for its REDIRECT target on",
-  "[resp_session][order][tracking]") {
-  testing::gated_cache f;
-  REQUIRE_FALSE(f.put_stored("k", "v1"));
-  auto ctx = context_for(f.rt, {f.c});
-  test_client reader{ctx}, target{ctx};
-  reader.feed(resp_command({"SET", "other", "x"}) + resp_command({"GET", "k"}));
-  REQUIRE(f.write_held());
-  const std::string msg = "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n"
-                          "*1\r\n$1\r\nk\r\n";
-  reader.s->push_for(msg, target.s);
+TEST_CASE_METHOD(held_redirect,
+                 "session: a reader that goes away hands what it held for its REDIRECT "
+                 "target on",
+                 "[resp_session][order][tracking]") {
   CHECK(target.collect_now().empty());
   // Its replies will never go out: waiting for them would keep the target's
   // client from hearing of k at all.
