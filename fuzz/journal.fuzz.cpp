@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -71,10 +73,19 @@ bool same(const std::vector<store_write>& a, const std::vector<store_write>& b) 
   std::abort();
 }
 
+// The whole file, or "" if there is none.
+std::string read_file(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  return std::string{std::istreambuf_iterator<char>{in},
+                     std::istreambuf_iterator<char>{}};
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto& path = journal_path();
+  const std::string cut_copy = path + ".discarded";
+  ::unlink(cut_copy.c_str());
   write_file(path, data, size);
   auto first = recover(path);
   if (!first) {
@@ -84,6 +95,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (first->kept_bytes + first->discarded_bytes != size)
     fail("kept + discarded bytes differ from the file's size");
+  if (read_file(cut_copy) !=
+      std::string(reinterpret_cast<const char*>(data) + first->kept_bytes,
+                  first->discarded_bytes))
+    fail("the copy of the cut bytes differs from them");
   auto second = recover(path);
   if (!second) fail("the second recovery failed");
   if (second->discarded_bytes != 0 || second->kept_bytes != first->kept_bytes)
@@ -91,5 +106,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!same(first->records, second->records))
     fail("the second recovery found other records");
   ::unlink(path.c_str());
+  ::unlink(cut_copy.c_str());
   return 0;
 }

@@ -2,11 +2,21 @@
 // its cache serves anything.
 #include "runtime/runtime_detail.hpp"
 
+#include <string>
+
+#include <karlton/runtime/log.hpp>
+
 namespace karlton::detail {
 
 caf::expected<journal> replay_journal(const std::string& path, store& db) {
   auto log = journal::open(path);
   if (!log) return std::move(log.error());
+  if (auto cut = log->discarded_bytes(); cut > 0)
+    log_line("journal " + path + ": cut " + std::to_string(cut) + " bytes after byte " +
+             std::to_string(log->size_bytes()) +
+             " that are no whole record (a crash's torn append, or damage that took "
+             "later writes with it); they are kept in " +
+             path + ".discarded");
   if (!log->recovered().empty()) {
     if (auto err = db.write_batch(log->recovered()))
       return make_error(errc::store_failure,

@@ -30,10 +30,11 @@
 //
 // Known weakness: a record damaged in the middle of the file (a media error,
 // not a crash) looks like a torn tail, and the records after it are cut off
-// with it. Telling the two apart needs batch framing; `discarded_bytes` at
-// least makes such a cut visible.
+// with it. Telling the two apart needs batch framing; meanwhile `open` appends
+// what it cuts to `<path>.discarded` and the runtime logs the cut.
 #include "stores/journal.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cassert>
 #include <cerrno>
@@ -97,6 +98,33 @@ int sync_parent_directory(const std::string& path) {
       break;
     }
   ::close(fd);
+  return err;
+}
+
+// Appends the bytes [from, to) of `fd` to `copy` and syncs it. A torn tail
+// is a crash's unacknowledged append, but damage in the middle of the file
+// looks the same and takes acknowledged writes with it (the known weakness
+// above): they are kept for an operator, never only cut.
+int keep_cut_bytes(int fd, uint64_t from, uint64_t to, const std::string& copy) {
+  int out =
+    ::open(copy.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (out < 0) return errno;
+  char buf[64 * 1024];
+  int err = 0;
+  for (uint64_t at = from; at < to && err == 0;) {
+    auto want = static_cast<size_t>(std::min<uint64_t>(sizeof buf, to - at));
+    auto got = ::pread(fd, buf, want, static_cast<off_t>(at));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      err = got < 0 ? errno : EIO;
+      break;
+    }
+    err = write_all(out, buf, static_cast<size_t>(got));
+    at += static_cast<uint64_t>(got);
+  }
+  if (err == 0) err = sync_data(out);
+  ::close(out);
+  if (err == 0) err = sync_parent_directory(copy);
   return err;
 }
 
@@ -173,6 +201,9 @@ caf::expected<journal> journal::open(const std::string& path) {
   auto scanned = scan(fd, path, file_size);
   if (!scanned) return std::move(scanned.error());
   if (scanned->valid_bytes < file_size) {
+    if (int err =
+          keep_cut_bytes(fd, scanned->valid_bytes, file_size, path + ".discarded"))
+      return io_error(path + ".discarded", "keep the cut tail of the journal in", err);
     // Cut the torn tail before appending: records after it would be unreadable.
     if (::ftruncate(fd, static_cast<off_t>(scanned->valid_bytes)) != 0)
       return io_error(path, "cut the torn tail of", errno);

@@ -64,7 +64,9 @@ public:
   uint64_t already_stored() const noexcept { return already_stored_; }
 
   /// Bytes of torn or corrupt tail that `open` cut off; 0 after a clean stop.
-  /// Worth a log line: it is the unacknowledged part of a crashed append.
+  /// Usually the unacknowledged part of a crashed append, but damage in the
+  /// middle of the file looks the same: `open` appends the cut bytes to
+  /// `<path>.discarded` (synced) before it cuts them.
   uint64_t discarded_bytes() const noexcept { return discarded_bytes_; }
 
   /// Appends a stored mark naming the writes numbered `stored` (if any), then

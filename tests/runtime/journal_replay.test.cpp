@@ -8,6 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "support/eventually.hpp"
+#include "support/log_sink_lines.hpp"
 #include "support/refusing_store.hpp"
 #include "support/sync_faults.hpp"
 #include "support/temp_dir.hpp"
@@ -146,4 +149,26 @@ TEST_CASE("a journal whose truncation failed still marks its stored writes, so a
   }
   recover_from(crashed_journal, "quiet", db);         // truncations work again
   CHECK(stored(*db, "k").value_or("(none)") == "v2"); // not v1 again
+}
+
+TEST_CASE(
+  "a journal whose tail is cut at start says so in the log and keeps the cut bytes",
+  "[write-back][journal]") {
+  testing::temp_dir dir{"cut-journal"};
+  auto journal_file = dir.file("wal");
+  // No whole record: a crash's torn append looks like this, and so does
+  // damage that took acknowledged writes after it.
+  const std::string torn = "\xa8\x01 not a whole record";
+  {
+    std::ofstream out{journal_file, std::ios::binary};
+    out << torn;
+  }
+  testing::log_sink_lines log;
+  recover_from(journal_file, "cut", must(sqlite_store::open(dir.file("db"), "cut")));
+  // Before, the bytes went without a word.
+  auto line = log.wait_for("kept in " + journal_file + ".discarded", 0s);
+  CHECK(line.find("cut " + std::to_string(torn.size()) + " bytes after byte 0") !=
+        std::string::npos);
+  std::ifstream copy{journal_file + ".discarded", std::ios::binary};
+  CHECK(std::string{std::istreambuf_iterator<char>{copy}, {}} == torn);
 }

@@ -6,15 +6,14 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "stores/faulty_store.hpp"
+#include "support/log_sink_lines.hpp"
 #include "support/temp_dir.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/log.hpp>
@@ -62,49 +61,12 @@ private:
   int saved_ = -1;
 };
 
-// The lines karlton logs while it lives; waits for a line on events, not time.
-class sink_lines {
-public:
-  sink_lines() {
-    previous_ = set_log_sink([this](const std::string& line) {
-      std::lock_guard<std::mutex> guard{mtx_};
-      lines_.push_back(line);
-      cv_.notify_all();
-    });
-  }
-  ~sink_lines() { set_log_sink(std::move(previous_)); }
-
-  std::vector<std::string> containing(const std::string& part) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    return matching(part);
-  }
-
-  /// Waits up to `limit` for a line containing `part`.
-  bool wait_for(const std::string& part, std::chrono::seconds limit) {
-    std::unique_lock<std::mutex> guard{mtx_};
-    return cv_.wait_for(guard, limit, [&] { return !matching(part).empty(); });
-  }
-
-private:
-  std::vector<std::string> matching(const std::string& part) const {
-    std::vector<std::string> out;
-    for (auto& line : lines_)
-      if (line.find(part) != std::string::npos) out.push_back(line);
-    return out;
-  }
-
-  std::mutex mtx_;
-  std::condition_variable cv_;
-  std::vector<std::string> lines_;
-  log_sink previous_;
-};
-
 } // namespace
 
 TEST_CASE("failed write-back batches and shutdown's unstored writes go to the log sink, "
           "nothing to stderr",
           "[runtime][shutdown][log]") {
-  sink_lines log;
+  testing::log_sink_lines log;
   stderr_capture err;
   {
     runtime rt;
@@ -120,7 +82,7 @@ TEST_CASE("failed write-back batches and shutdown's unstored writes go to the lo
     REQUIRE_FALSE(wb->put("b", "2"));
     // Each failed batch is logged with the store's error: the flusher's
     // warnings went to CAF's log macros, which Debian's CAF compiles out.
-    REQUIRE(log.wait_for("a write-back batch failed, retrying", 30s));
+    REQUIRE_FALSE(log.wait_for("a write-back batch failed, retrying", 30s).empty());
     auto report = rt.shutdown(50ms);
     REQUIRE(report.unstored.size() == 1);
     CHECK(report.unstored[0].first == "wb");
@@ -138,7 +100,7 @@ TEST_CASE("failed write-back batches and shutdown's unstored writes go to the lo
 
 TEST_CASE("a node's log lines go to the log sink when its options name no log",
           "[runtime][cluster][log]") {
-  sink_lines log;
+  testing::log_sink_lines log;
   stderr_capture err;
   {
     runtime a;
@@ -152,8 +114,8 @@ TEST_CASE("a node's log lines go to the log sink when its options name no log",
     o.seeds = {"127.0.0.1:" + std::to_string(*port)};
     REQUIRE(b.start_cluster(o));
     // Before the fix, the peer actor wrote these lines to stderr.
-    CHECK(log.wait_for("member joined: b", 30s));
-    CHECK(log.wait_for("member joined: a", 30s));
+    CHECK_FALSE(log.wait_for("member joined: b", 30s).empty());
+    CHECK_FALSE(log.wait_for("member joined: a", 30s).empty());
   }
   CHECK(err.text().empty());
 }

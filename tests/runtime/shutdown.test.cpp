@@ -4,9 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <future>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,6 +12,7 @@
 #include <caf/all.hpp>
 
 #include "stores/faulty_store.hpp"
+#include "support/log_sink_lines.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/log.hpp>
 #include <karlton/runtime/runtime.hpp>
@@ -21,44 +20,6 @@
 
 using namespace karlton;
 using namespace std::chrono_literals;
-
-namespace {
-
-// Captures karlton's log for one test; waits for a line on events, not time.
-class log_capture {
-public:
-  log_capture() {
-    previous_ = set_log_sink([this](const std::string& line) {
-      std::lock_guard<std::mutex> guard{mtx_};
-      lines_.push_back(line);
-      cv_.notify_all();
-    });
-  }
-  ~log_capture() { set_log_sink(std::move(previous_)); }
-
-  /// The first line containing `part`, waiting up to `limit` for it.
-  std::string wait_for(const std::string& part, std::chrono::seconds limit) {
-    std::unique_lock<std::mutex> guard{mtx_};
-    std::string found;
-    cv_.wait_for(guard, limit, [&] {
-      for (auto& line : lines_)
-        if (line.find(part) != std::string::npos) {
-          found = line;
-          return true;
-        }
-      return false;
-    });
-    return found;
-  }
-
-private:
-  std::mutex mtx_;
-  std::condition_variable cv_;
-  std::vector<std::string> lines_;
-  log_sink previous_;
-};
-
-} // namespace
 
 TEST_CASE("destroying the runtime with calls in flight fails them with shut_down",
           "[runtime][shutdown]") {
@@ -175,7 +136,7 @@ TEST_CASE("a runtime made on one thread can be destroyed on another",
 
 TEST_CASE("calls racing shutdown get shut_down, never a crash or a false success",
           "[runtime][shutdown]") {
-  log_capture log;
+  testing::log_sink_lines log;
   auto rt = std::make_unique<runtime>();
   // Write-back into a store that fails every batch: a write once dirty is
   // never stored, so a force_flush that succeeds, or stats that show nothing
@@ -265,7 +226,7 @@ TEST_CASE("calls racing shutdown get shut_down, never a crash or a false success
 TEST_CASE("destroying a runtime whose system runs a service actor says so, never hangs "
           "silently",
           "[runtime][shutdown]") {
-  log_capture log;
+  testing::log_sink_lines log;
   auto rt = std::make_unique<runtime>();
   REQUIRE(rt->create_cache("users"));
   // As a new user would: an actor of the service's own on the runtime's system.
@@ -293,7 +254,7 @@ TEST_CASE("destroying a runtime whose system runs a service actor says so, never
 
 TEST_CASE("destroying a runtime that a thread's logger reference holds says so",
           "[runtime][shutdown]") {
-  log_capture log;
+  testing::log_sink_lines log;
   auto rt = std::make_unique<runtime>();
   // This thread spawns an actor and stops it, but keeps CAF's thread-local
   // reference to the system's logger, which ~actor_system waits for.
