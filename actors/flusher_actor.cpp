@@ -46,6 +46,18 @@ caf::error drained_error() {
                     "the karlton runtime stopped before every write was stored");
 }
 
+// Whether the journal says no more than the store: every stored write is
+// marked or the file emptied, and nothing is on its way to it. A drain that
+// answered with a mark or a truncation in flight let the flusher stop before
+// it, and the next start replayed stored writes over newer values (rule 4).
+// A broken journal will not settle; the drain's deadline bounds the wait.
+bool journal_settled(const flusher_actor_state& st) {
+  if (!st.setup.journal || st.journal_broken) return true;
+  return !st.journal_busy && !st.truncating && st.unjournaled.items.empty() &&
+         st.unjournaled_acks.empty() &&
+         (st.stored_unmarked.empty() || !st.journal_has_records);
+}
+
 void answer_waiters(self_ptr self) {
   auto& st = self->state;
   auto& ws = st.flush_waiters;
@@ -57,7 +69,8 @@ void answer_waiters(self_ptr self) {
       ++i;
     }
   }
-  if (st.drain && (st.writes->dirty() == 0 || now_of(self) >= st.drain->deadline)) {
+  if (st.drain && ((st.writes->dirty() == 0 && journal_settled(st)) ||
+                   now_of(self) >= st.drain->deadline)) {
     st.drain->promise.deliver(st.writes->dirty());
     st.drain.reset();
     st.drained = true;
@@ -76,9 +89,10 @@ void mark_stored_alone(self_ptr self);
 // Empties the journal once everything it holds is in the store.
 void maybe_truncate(self_ptr self) {
   auto& st = self->state;
-  if (!st.setup.journal || !st.journal_has_records || st.journal_busy ||
+  if (!st.setup.journal || !st.journal_has_records || st.journal_busy || st.truncating ||
       st.journal_broken || !st.unjournaled.items.empty() || st.writes->dirty() > 0)
     return;
+  st.truncating = true;
   st.journal_has_records = false;
   auto bytes = std::exchange(st.journal_bytes, 0);
   auto rewritten = std::exchange(st.journal_rewritten, 0);
@@ -86,22 +100,27 @@ void maybe_truncate(self_ptr self) {
   auto marks = std::exchange(st.stored_unmarked, {});
   // Appends sent later queue behind this in the journal writer's mailbox.
   self->request(st.setup.journal, caf::infinite, truncate_atom::value)
-    .then([](caf::ok_atom) {},
-          [self, marks, bytes, rewritten](caf::error& err) {
-            // The stored records stay, so they need their marks after all:
-            // written now, alone, since on a quiet cache no group commit may
-            // come to carry them (a crash would replay them). If the sync
-            // failed, the next append fails and repairs the journal.
-            auto& st = self->state;
-            st.journal_has_records = true;
-            st.journal_bytes += bytes;
-            if (st.journal_rewritten == 0) st.journal_rewritten = rewritten;
-            st.stored_unmarked.insert(st.stored_unmarked.begin(), marks.begin(),
-                                      marks.end());
-            ++st.journal_failures;
-            warn(self, "journal truncation failed: " + describe(err));
-            mark_stored_alone(self);
-          });
+    .then(
+      [self](caf::ok_atom) {
+        self->state.truncating = false;
+        answer_waiters(self);
+      },
+      [self, marks, bytes, rewritten](caf::error& err) {
+        // The stored records stay, so they need their marks after all:
+        // written now, alone, since on a quiet cache no group commit may
+        // come to carry them (a crash would replay them). If the sync
+        // failed, the next append fails and repairs the journal.
+        auto& st = self->state;
+        st.truncating = false;
+        st.journal_has_records = true;
+        st.journal_bytes += bytes;
+        if (st.journal_rewritten == 0) st.journal_rewritten = rewritten;
+        st.stored_unmarked.insert(st.stored_unmarked.begin(), marks.begin(), marks.end());
+        ++st.journal_failures;
+        warn(self, "journal truncation failed: " + describe(err));
+        mark_stored_alone(self);
+        answer_waiters(self);
+      });
 }
 
 void on_stored(self_ptr self) {
@@ -111,7 +130,6 @@ void on_stored(self_ptr self) {
     if (shard < st.shards.size() && st.shards[shard])
       self->send(st.shards[shard], flushed_atom::value, std::move(writes));
   give_back(self, done.count);
-  answer_waiters(self);
   // A replay after a crash must skip these now: another writer may store a
   // newer value of their keys, which the replay would overwrite.
   if (st.setup.journal && st.journal_has_records)
@@ -119,6 +137,7 @@ void on_stored(self_ptr self) {
                               done.numbers.end());
   maybe_truncate(self); // or, with nothing left unstored, empty the journal
   if (st.setup.journal) mark_stored_alone(self);
+  answer_waiters(self);
   maybe_flush(self);
 }
 
@@ -145,8 +164,12 @@ void maybe_flush(self_ptr self) {
 // with the next write).
 void retry_journal_later(self_ptr self) {
   auto& st = self->state;
-  st.armed_for.reset();
-  self->delayed_send(self, st.setup.config.retry_max, tick_atom::value,
+  auto now = now_of(self);
+  auto at = now + st.setup.config.retry_max;
+  // A drain's deadline comes first: the timer that kept it is replaced here.
+  if (st.drain && st.drain->deadline < at) at = st.drain->deadline;
+  st.armed_for = at;
+  self->delayed_send(self, at - now + std::chrono::milliseconds{1}, tick_atom::value,
                      ++st.timer_generation);
 }
 
@@ -169,6 +192,7 @@ void mark_stored_alone(self_ptr self) {
         st.journal_bytes += bytes;
         append_journal(self);
         maybe_truncate(self);
+        answer_waiters(self);
       },
       [self, marks](caf::error& err) {
         auto& st = self->state;
@@ -178,6 +202,7 @@ void mark_stored_alone(self_ptr self) {
         warn(self, "a journal's stored mark failed: " + describe(err));
         st.stored_unmarked.insert(st.stored_unmarked.begin(), marks.begin(), marks.end());
         append_journal(self); // a rewrite
+        answer_waiters(self);
       });
 }
 
@@ -216,6 +241,7 @@ void journal_written(self_ptr self, journal_group& g) {
     a.deliver(caf::ok_atom::value);
   append_journal(self);
   maybe_truncate(self);
+  answer_waiters(self);
   maybe_flush(self);
 }
 

@@ -54,6 +54,7 @@ struct flusher_actor_state {
   std::vector<uint64_t> stored_unmarked;
   bool journal_busy = false;
   bool journal_has_records = false;
+  bool truncating = false; // a truncation in flight; its marks return if it fails
   // An append failed: the file lacks writes the flusher took, so nothing more
   // is appended (or stored) until a rewrite from memory succeeds.
   bool journal_broken = false;
