@@ -370,7 +370,8 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     },
     [=](invalidate_dependents_atom, const std::vector<std::string>& names,
         invalidation_cause cause, uint32_t level) {
-      auto out = self->state.cache->invalidate_dependents(names, cause, level);
+      auto out =
+        self->state.cache->invalidate_dependents(names, cause, now_of(self), level);
       after_change(self); // what the invalidation removed is freed off the shard
       return out;
     },

@@ -112,8 +112,21 @@ void shard_state::watch_depended_names() {
 
 invalidation_result
 shard_state::invalidate_dependents(const std::vector<std::string>& names,
-                                   invalidation_cause cause, uint32_t level) {
+                                   invalidation_cause cause, time_point now,
+                                   uint32_t level) {
   invalidation_result out;
+  auto now_ms = to_ms(now);
+  auto by_cause = [this](invalidation_cause c) -> uint64_t& {
+    switch (c) {
+    case invalidation_cause::event:
+      return stats_.invalidated_by_event;
+    case invalidation_cause::tag:
+      return stats_.invalidated_by_tag;
+    case invalidation_cause::cascade:
+      break;
+    }
+    return stats_.invalidated_by_cascade;
+  };
   auto prefix = cause == invalidation_cause::event ? event_prefix : name_prefix;
   std::vector<std::string> frontier;
   frontier.reserve(names.size());
@@ -136,19 +149,15 @@ shard_state::invalidate_dependents(const std::vector<std::string>& names,
         if (!negatives_.empty()) negatives_.forget(key);
         bool cascades = cfg_.depended && cfg_.depended->may_contain(key);
         if (cascades) out.cascade.emplace_back(key);
-        remove(id, removal_cause::explicit_erase);
-        ++out.removed;
+        // An entry past its expiry (the timer not yet there, or kept for
+        // stale-if-error) was no longer served: it counts as expired, as an
+        // erase would count it, though what depends on it still goes.
+        bool was_live = !expired(e, now_ms);
+        remove(id, was_live ? removal_cause::explicit_erase : removal_cause::expired);
         out.deepest = std::max(out.deepest, level);
-        switch (cause) {
-        case invalidation_cause::event:
-          ++stats_.invalidated_by_event;
-          break;
-        case invalidation_cause::tag:
-          ++stats_.invalidated_by_tag;
-          break;
-        case invalidation_cause::cascade:
-          ++stats_.invalidated_by_cascade;
-          break;
+        if (was_live) {
+          ++out.removed;
+          ++by_cause(cause);
         }
         // Entries here that depend on the removed key go in the next local
         // round; other shards hear of it through the bus. Only if something

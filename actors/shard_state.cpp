@@ -189,6 +189,8 @@ uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
   all_changed_ = cfg_.change_listener != nullptr; // which keys we cannot tell
   auto now_ms = to_ms(now);
   auto cap = now_ms + ceil_ms(limit);
+  // Nor may stale-if-error serve, after the cap, what the missed writes replaced.
+  unkept_through_ms_ = std::max(unkept_through_ms_, cap);
   uint64_t n = 0;
   for (entry_id id = 0; id < table_.id_limit(); ++id) {
     auto& e = table_.at(id);
@@ -395,10 +397,11 @@ std::optional<time_point> shard_state::next_expiry() const {
 
 bool shard_state::lease_lapsed() {
   lapsed_until_ = cfg_.lease.until_ticks();
-  // A remembered load failure is a cached answer too.
-  if (table_.size() > 0 || !negatives_.empty()) {
+  if (table_.size() > 0) {
     clear_here();
     ++stats_.lease_clears;
+  } else {
+    negatives_.clear(); // a remembered load failure is a cached answer too
   }
   return false;
 }

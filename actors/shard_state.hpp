@@ -3,7 +3,6 @@
 // tests drive it directly with explicit times.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -196,12 +195,13 @@ public:
   caf::error put(value v, ttl t, time_point now, const dependencies& deps);
 
   /// Removes every entry that depends on one of `names` (events when `cause`
-  /// is `event`, else keys or tags), and, within this shard, what depends on
-  /// the keys it removed, transitively. Reports the removed keys, which
-  /// entries of other shards may depend on, with their cascade levels
-  /// (`level` for the direct dependents of `names`).
+  /// is `event`, else keys or tags) and, in this shard, what depends on the
+  /// keys it removed, transitively (those expired by `now` count as expired).
+  /// Reports the keys, which entries of other shards may depend on, with
+  /// their cascade levels (`level` for the direct dependents of `names`).
   invalidation_result invalidate_dependents(const std::vector<std::string>& names,
-                                            invalidation_cause cause, uint32_t level = 0);
+                                            invalidation_cause cause, time_point now,
+                                            uint32_t level = 0);
 
   /// Hands what the changes so far removed from the table (values, old
   /// arrays) to RCU, which frees it on its own thread once no reader can see
@@ -373,7 +373,7 @@ private:
   void forget_load_facts(entry_id id);
   /// Past its expiry but kept for stale-if-error until expiry + window.
   bool retained(const entry& e, uint64_t now_ms) const noexcept {
-    return stale_window_ms_ > 0 && e.expires() &&
+    return stale_window_ms_ > 0 && e.expires() && e.expiry_ms() > unkept_through_ms_ &&
            now_ms <= e.expiry_ms() + stale_window_ms_;
   }
   /// When the expiry timer removes the entry: at expiry, or after stale-if-error.
@@ -444,9 +444,8 @@ private:
   // rebuilt once stale items outnumber live ones, so it stays O(live TTLs).
   std::vector<deadline> deadlines_;
   uint64_t expiring_entries_ = 0;
-  // The lease's end (clock ticks) when the shard last found it lapsed: the
-  // timer looks again only once the lease moves, so a long partition's puts
-  // wait for the next read to clear them (not a clear by timer each).
+  // The lease's end (ticks) when the shard last found it lapsed: the timer looks
+  // again only once the lease moves (a long partition's puts wait for a read).
   int64_t lapsed_until_ = INT64_MIN;
   cache_stats stats_;
   // Read-through state, empty for caches without a loader.
@@ -459,6 +458,7 @@ private:
   std::unordered_set<entry_id> stale_;                 // entries whose reload failed
   negative_cache negatives_;
   uint64_t stale_window_ms_ = 0;
+  uint64_t unkept_through_ms_ = 0; // a repair's cap: what expires by it is not kept
   std::mt19937_64 rng_;
   // Write modes, empty for caches without one.
   std::vector<shard_write> outbox_;

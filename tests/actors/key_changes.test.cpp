@@ -140,11 +140,11 @@ TEST_CASE_METHOD(state_fixture, "tags, events and cascades are told", "[key-chan
     s.put(val("by-event"), ttl::never(), t0, dependencies{}.on_events({"e"})));
   REQUIRE_FALSE(s.put(val("by-key"), ttl::never(), t0, dependencies{}.on_keys({"k"})));
   step(s);
-  s.invalidate_dependents({"t"}, invalidation_cause::tag);
+  s.invalidate_dependents({"t"}, invalidation_cause::tag, t0);
   CHECK(step(s) == batches{{"by-tag"}});
-  s.invalidate_dependents({"e"}, invalidation_cause::event);
+  s.invalidate_dependents({"e"}, invalidation_cause::event, t0);
   CHECK(step(s) == batches{{"by-event"}});
-  s.invalidate_dependents({"k"}, invalidation_cause::cascade);
+  s.invalidate_dependents({"k"}, invalidation_cause::cascade, t0);
   CHECK(step(s) == batches{{"by-key"}});
 }
 

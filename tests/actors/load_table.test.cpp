@@ -378,8 +378,8 @@ TEST_CASE("a background refresh keeps the entry's dependencies: an event after i
   REQUIRE(s.get("profile", at(2s)));
   // Before, the refresh's install dropped the links: the emit removed
   // nothing and the reloaded value was served until it expired.
-  CHECK(s.invalidate_dependents({"user_updated"}, invalidation_cause::event).removed ==
-        1);
+  CHECK(s.invalidate_dependents({"user_updated"}, invalidation_cause::event, at(2s))
+          .removed == 1);
   CHECK_FALSE(s.get("profile", at(2s)));
 }
 
@@ -399,8 +399,8 @@ TEST_CASE("a refresh whose linked entry expired meanwhile installs nothing an ev
   // Before, the refresh stayed current: the emit found nothing to remove or
   // void, and the refresh then put back the old row without links, served
   // after the emit returned and missed by every emit after it.
-  CHECK(s.invalidate_dependents({"user_updated"}, invalidation_cause::event).removed ==
-        0);
+  CHECK(s.invalidate_dependents({"user_updated"}, invalidation_cause::event, at(2s))
+          .removed == 0);
   // A miss after the emit starts a load of its own: joined to the refresh,
   // it got the old row.
   CHECK_FALSE(s.get_or_load("profile", table_hash("profile"), at(2050ms), ignore));

@@ -136,7 +136,7 @@ TEST_CASE("increment keeps dependencies: invalidate_tag still removes the counte
   REQUIRE_FALSE(
     s.put(value::make("k", "1"), ttl::never(), t0, dependencies{}.on_keys({"tag"})));
   CHECK(*answer<int64_t>{}.run(s, t0, inc()) == 2);
-  CHECK(s.invalidate_dependents({"tag"}, invalidation_cause::tag).removed == 1);
+  CHECK(s.invalidate_dependents({"tag"}, invalidation_cause::tag, t0).removed == 1);
   CHECK_FALSE(s.get("k", t0));
 }
 

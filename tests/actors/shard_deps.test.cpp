@@ -3,6 +3,7 @@
 // from callers (a client's KARLTON.PUT ... ON n ...).
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include <karlton/messages/errors.hpp>
 
 using namespace karlton;
+using karlton::test::at;
 using karlton::test::t0;
 
 namespace {
@@ -87,8 +89,8 @@ TEST_CASE("an invalidation releases the names' charge with the entries it remove
     REQUIRE_FALSE(put_with(s, "k" + std::to_string(i),
                            dependencies{}.on_events({"e" + std::to_string(i % 2)})));
   REQUIRE(s.stats().bytes > 10 * 3);
-  CHECK(s.invalidate_dependents({"e0"}, invalidation_cause::event).removed == 5);
-  CHECK(s.invalidate_dependents({"e1"}, invalidation_cause::event).removed == 5);
+  CHECK(s.invalidate_dependents({"e0"}, invalidation_cause::event, t0).removed == 5);
+  CHECK(s.invalidate_dependents({"e1"}, invalidation_cause::event, t0).removed == 5);
   // Before, the invalidation unlinked the names first and the removal then
   // skipped their charge: the bytes stayed, and the bound shrank for good.
   CHECK(s.size() == 0);
@@ -109,4 +111,28 @@ TEST_CASE("an entry whose names alone exceed a shard's max-bytes is refused",
   CHECK(s.get("kept", t0));
   CHECK_FALSE(s.get("k", t0));
   CHECK(s.stats().evictions == 0);
+}
+
+TEST_CASE("an invalidation counts a dependent already past its expiry as expired",
+          "[events][stats]") {
+  using namespace std::chrono_literals;
+  shard_options cfg;
+  cfg.stale_if_error = 5s; // kept past its expiry, as stale-if-error keeps it
+  cfg.depended = std::make_shared<depended_names>(); // cascades within the shard
+  shard_state s{cfg};
+  REQUIRE_FALSE(
+    s.put(value::make("old", "v"), ttl::after(1s), t0, dependencies{}.on_keys({"tag"})));
+  REQUIRE_FALSE(
+    s.put(value::make("live", "v"), ttl::never(), t0, dependencies{}.on_keys({"tag"})));
+  REQUIRE_FALSE(
+    s.put(value::make("child", "v"), ttl::never(), t0, dependencies{}.on_keys({"old"})));
+  auto r = s.invalidate_dependents({"tag"}, invalidation_cause::tag, at(2s));
+  // Before, "old" counted as invalidated by the tag, in the emit's summary
+  // and in the stats, though nobody could read it any more.
+  CHECK(r.removed == 2); // "live", and "child" by the cascade
+  CHECK(s.stats().expired == 1);
+  CHECK(s.stats().invalidated_by_tag == 1);
+  CHECK(s.stats().invalidated_by_cascade == 1);
+  CHECK(s.stats().invalidations == 2);
+  CHECK(s.size() == 0); // what depended on the expired entry went all the same
 }
