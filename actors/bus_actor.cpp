@@ -1,7 +1,6 @@
 #include "actors/bus_actor.hpp"
 
 #include <algorithm>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <unordered_set>
@@ -114,16 +113,21 @@ start_invalidation(self_ptr self, const std::vector<std::string>& names,
 bus_actor::behavior_type bus(self_ptr self, bus_options) {
   // A subscriber that is gone is called no more, nor counted as called.
   self->set_down_handler([=](caf::down_msg& down) {
-    auto& subs = self->state.subscribers;
-    for (auto i = subs.begin(); i != subs.end();) {
+    auto& st = self->state;
+    auto gone = st.events_of.find(down.source);
+    if (gone == st.events_of.end()) return;
+    for (const auto& event : gone->second) {
+      auto i = st.subscribers.find(event);
+      if (i == st.subscribers.end()) continue;
       auto& list = i->second;
       list.erase(std::remove_if(list.begin(), list.end(),
                                 [&](const event_subscriber_actor& a) {
                                   return a.address() == down.source;
                                 }),
                  list.end());
-      i = list.empty() ? subs.erase(i) : std::next(i);
+      if (list.empty()) st.subscribers.erase(i);
     }
+    st.events_of.erase(gone);
   });
   return {
     [=](shards_atom, const std::string&, std::vector<shard_actor>& shards) {
@@ -154,10 +158,13 @@ bus_actor::behavior_type bus(self_ptr self, bus_options) {
       return start_invalidation(self, names, cause, scope);
     },
     [=](subscribe_atom, const std::string& event, event_subscriber_actor& sub) {
-      auto& list = self->state.subscribers[event];
+      auto& st = self->state;
+      auto& list = st.subscribers[event];
       // Once per event: a second subscribe is not a second delivery.
       if (std::find(list.begin(), list.end(), sub) == list.end()) {
-        self->monitor(sub);
+        auto& events = st.events_of[sub.address()];
+        if (events.empty()) self->monitor(sub);
+        events.push_back(event);
         list.push_back(std::move(sub));
       }
       return caf::ok_atom::value;

@@ -17,6 +17,8 @@ struct bus_state {
   /// Shards by cache number (the order caches were created in).
   std::vector<std::vector<shard_actor>> caches;
   std::map<std::string, std::vector<event_subscriber_actor>> subscribers;
+  /// The events of each subscriber, which the bus monitors once.
+  std::map<caf::actor_addr, std::vector<std::string>> events_of;
   bus_stats stats;
 
   static inline const char* name = "karlton.bus";
