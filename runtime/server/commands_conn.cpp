@@ -35,8 +35,8 @@ bool credentials_ok(session_impl& s, std::string_view user, std::string_view pas
 }
 
 // Wrong passwords a connection may give before it logs in. Then it closes,
-// so that guessing costs a connection per few guesses (and each waits for
-// the auth timeout at most) rather than a pipelined line each; Redis itself
+// so that guessing costs a connect and a round trip per three guesses (at
+// most maxclients at once) rather than a pipelined line each; Redis itself
 // has no such bound.
 constexpr uint32_t max_wrong_passwords = 3;
 
@@ -302,8 +302,11 @@ void info(command_call& c) {
   // INFO server clients ...: the sections named, as in Redis 7. A word
   // longer than any section's name, or with a space, names none (not
   // copied); naming none gives nothing, as in Redis, not every section.
+  // At most the first 32 words count: the job copies them, and a pipeline of
+  // INFOs of 10,000 words each would otherwise hold megabytes in the pool's line.
+  constexpr size_t max_words = 32;
   std::string section;
-  for (size_t i = 1; i < c.args.size(); ++i)
+  for (size_t i = 1; i < c.args.size() && i <= max_words; ++i)
     if (c.args[i].size() <= 16 && c.args[i].find(' ') == std::string_view::npos) {
       section += ' ';
       section += c.args[i];

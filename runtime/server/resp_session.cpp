@@ -98,7 +98,22 @@ void session_impl::set_authenticated() noexcept {
 bool session_impl::run_blocking(std::function<void()> job) {
   std::lock_guard<std::mutex> guard{host_mtx_};
   if (host_ == nullptr) return false;
-  return host_->run_blocking(std::move(job));
+  pool_jobs_.fetch_add(1, std::memory_order_seq_cst);
+  // Past max_pool_jobs the session paused: the wake after the count fell
+  // lets it go on. (A job the pool drops, out of memory, never replies
+  // either: its connection waits for it in any case.)
+  auto done = [self = weak_from_this()] {
+    if (auto s = self.lock())
+      if (s->pool_jobs_.fetch_sub(1, std::memory_order_seq_cst) == max_pool_jobs)
+        s->wake_host_always();
+  };
+  if (host_->run_blocking([job = std::move(job), done] {
+        job();
+        done();
+      }))
+    return true;
+  pool_jobs_.fetch_sub(1, std::memory_order_seq_cst); // refused: this thread, not paused
+  return false;
 }
 
 bool session_impl::feed(std::string_view bytes) {
@@ -190,7 +205,8 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
   // slot (max_in_flight of them).
   const auto& o = ctx_->options;
   if (output_.size() + held_bytes_ + waiting_bytes_.load(std::memory_order_relaxed) >=
-      std::min(o.output_pause_bytes, o.output_buffer_limit))
+        std::min(o.output_pause_bytes, o.output_buffer_limit) ||
+      pool_jobs_.load(std::memory_order_seq_cst) >= max_pool_jobs)
     return step::paused;
   const auto* spec = find_command(args[0]);
   bool allowed =

@@ -167,6 +167,10 @@ public:
   void set_subscribed(bool on) noexcept { subscribed_ = on; }
   /// Runs `job` on the blocking pool; false (and nothing runs) when full.
   bool run_blocking(std::function<void()> job);
+  /// Jobs of one connection handed to the pool and not yet done, past which
+  /// it runs no more commands: each holds its command's arguments (a SET to
+  /// a sync cache, its value) and they wait in the connection's own line.
+  static constexpr uint32_t max_pool_jobs = 8;
   /// Adds a put to the batch, replied in `slot` (command_call::put_in_batch).
   caf::error add_put(reply_slot& slot, std::string_view key, std::string_view bytes,
                      ttl t);
@@ -276,6 +280,7 @@ private:
   // What other threads handed over and collect has not taken: push_bytes_
   // and the replies that completed elsewhere and wait in their slots.
   std::atomic<size_t> waiting_bytes_{0};
+  std::atomic<uint32_t> pool_jobs_{0}; // run_blocking's, not yet done
   std::atomic<bool> output_overflow_{false};
 };
 

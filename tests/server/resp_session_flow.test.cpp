@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "runtime/server/session_impl.hpp"
 #include "server/gated_store.hpp"
 #include "server/session_fixture.hpp"
 #include "support/latch.hpp"
@@ -216,6 +217,29 @@ TEST_CASE("session: a full blocking pool answers busy", "[resp_session]") {
   CHECK(cl.call({"KARLTON.INVALIDATE", "t"}) == "-ERR busy\r\n");
   cl.host->refuse_jobs = false;
   CHECK(cl.call({"KARLTON.INVALIDATE", "t"}) == ":0\r\n");
+}
+
+TEST_CASE("session: a connection runs nothing more while 8 of its jobs wait for the pool",
+          "[resp_session][limits]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  test_client cl{context_for(rt, {c}), /*threads*/ 0}; // the test runs the jobs
+  std::string pipeline;
+  for (int i = 0; i < 20; ++i)
+    pipeline += resp_command({"INFO", "server"});
+  cl.feed(pipeline);
+  // Before, all 20 jobs queued at once, each with its command's arguments
+  // (a SET to a sync cache: the value), and the connection read on.
+  CHECK(cl.host->queued() == session_impl::max_pool_jobs);
+  CHECK_FALSE(cl.s->wants_input());
+  REQUIRE(cl.host->run_newest()); // one done: one more runs
+  cl.collect_now();
+  CHECK(cl.host->queued() == session_impl::max_pool_jobs);
+  for (int i = 0; i < 20 && cl.host->run_newest(); ++i)
+    cl.collect_now();
+  CHECK(cl.host->queued() == 0);
+  CHECK(cl.s->wants_input());
+  CHECK(cl.ctx->counters.total_commands.load() == 20);
 }
 
 TEST_CASE("session: KARLTON.FLUSH hands the pool no job and is answered, in its place, "
