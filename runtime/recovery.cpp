@@ -15,8 +15,11 @@ caf::expected<journal> replay_journal(const std::string& path, store& db) {
     log_line("journal " + path + ": cut " + std::to_string(cut) + " bytes after byte " +
              std::to_string(log->size_bytes()) +
              " that are no whole record (a crash's torn append, or damage that took "
-             "later writes with it); they are kept in " +
-             path + ".discarded");
+             "later writes with it); " +
+             (log->cut_copy_error().empty()
+                ? "they are kept in " + path + ".discarded"
+                : "they could not be kept in " + path + ".discarded (" +
+                    log->cut_copy_error() + ") and are lost"));
   if (!log->recovered().empty()) {
     if (auto err = db.write_batch(log->recovered()))
       return make_error(errc::store_failure,

@@ -101,14 +101,21 @@ int sync_parent_directory(const std::string& path) {
   return err;
 }
 
-// Appends the bytes [from, to) of `fd` to `copy` and syncs it. A torn tail
-// is a crash's unacknowledged append, but damage in the middle of the file
-// looks the same and takes acknowledged writes with it (the known weakness
-// above): they are kept for an operator, never only cut.
-int keep_cut_bytes(int fd, uint64_t from, uint64_t to, const std::string& copy) {
+// Appends the bytes [from, to) of `fd` to `copy` and syncs it; "" or why
+// not. A torn tail is a crash's unacknowledged append, but damage in the
+// middle of the file looks the same and takes acknowledged writes with it
+// (the known weakness above): they are kept for an operator where possible.
+std::string keep_cut_bytes(int fd, uint64_t from, uint64_t to, const std::string& copy) {
+  // O_NONBLOCK: a FIFO placed there fails at once instead of holding the start.
   int out =
-    ::open(copy.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (out < 0) return errno;
+    ::open(copy.c_str(),
+           O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+  if (out < 0) return std::strerror(errno);
+  struct stat st;
+  if (::fstat(out, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(out);
+    return "not a regular file";
+  }
   char buf[64 * 1024];
   int err = 0;
   for (uint64_t at = from; at < to && err == 0;) {
@@ -125,7 +132,7 @@ int keep_cut_bytes(int fd, uint64_t from, uint64_t to, const std::string& copy) 
   if (err == 0) err = sync_data(out);
   ::close(out);
   if (err == 0) err = sync_parent_directory(copy);
-  return err;
+  return err == 0 ? std::string{} : std::strerror(err);
 }
 
 } // namespace
@@ -137,9 +144,10 @@ journal::journal(std::string path, int fd) noexcept : path_(std::move(path)), fd
 journal::journal(journal&& other) noexcept
   : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)),
     size_bytes_(other.size_bytes_), records_(other.records_),
-    discarded_bytes_(other.discarded_bytes_), already_stored_(other.already_stored_),
-    recovered_(std::move(other.recovered_)), buf_(std::move(other.buf_)),
-    broken_(std::move(other.broken_)) {}
+    discarded_bytes_(other.discarded_bytes_),
+    cut_copy_error_(std::move(other.cut_copy_error_)),
+    already_stored_(other.already_stored_), recovered_(std::move(other.recovered_)),
+    buf_(std::move(other.buf_)), broken_(std::move(other.broken_)) {}
 
 journal& journal::operator=(journal&& other) noexcept {
   if (this != &other) {
@@ -149,6 +157,7 @@ journal& journal::operator=(journal&& other) noexcept {
     size_bytes_ = other.size_bytes_;
     records_ = other.records_;
     discarded_bytes_ = other.discarded_bytes_;
+    cut_copy_error_ = std::move(other.cut_copy_error_);
     already_stored_ = other.already_stored_;
     recovered_ = std::move(other.recovered_);
     buf_ = std::move(other.buf_);
@@ -201,9 +210,10 @@ caf::expected<journal> journal::open(const std::string& path) {
   auto scanned = scan(fd, path, file_size);
   if (!scanned) return std::move(scanned.error());
   if (scanned->valid_bytes < file_size) {
-    if (int err =
-          keep_cut_bytes(fd, scanned->valid_bytes, file_size, path + ".discarded"))
-      return io_error(path + ".discarded", "keep the cut tail of the journal in", err);
+    // Best effort: a start that cannot keep them (a full disk, which may be
+    // what tore the append) still starts, and says so.
+    j.cut_copy_error_ =
+      keep_cut_bytes(fd, scanned->valid_bytes, file_size, path + ".discarded");
     // Cut the torn tail before appending: records after it would be unreadable.
     if (::ftruncate(fd, static_cast<off_t>(scanned->valid_bytes)) != 0)
       return io_error(path, "cut the torn tail of", errno);

@@ -66,8 +66,11 @@ public:
   /// Bytes of torn or corrupt tail that `open` cut off; 0 after a clean stop.
   /// Usually the unacknowledged part of a crashed append, but damage in the
   /// middle of the file looks the same: `open` appends the cut bytes to
-  /// `<path>.discarded` (synced) before it cuts them.
+  /// `<path>.discarded` (synced) before it cuts them, if it can.
   uint64_t discarded_bytes() const noexcept { return discarded_bytes_; }
+  /// Why `open` could not keep the cut bytes in `<path>.discarded` (they are
+  /// lost); empty if it did, or cut nothing.
+  const std::string& cut_copy_error() const noexcept { return cut_copy_error_; }
 
   /// Appends a stored mark naming the writes numbered `stored` (if any), then
   /// every record of `batch`, and syncs them to disk, once for all: when it
@@ -150,6 +153,7 @@ private:
   uint64_t size_bytes_ = 0;
   uint64_t records_ = 0;
   uint64_t discarded_bytes_ = 0;
+  std::string cut_copy_error_;
   uint64_t already_stored_ = 0;
   std::vector<store_write> recovered_;
   /// The encoded batch; kept between appends to spare an allocation each.

@@ -390,3 +390,25 @@ TEST_CASE("a failed rewrite leaves the old journal in place", "[journal]") {
   CHECK(shown(open_ok(path).recovered()) ==
         std::vector<std::string>{"put a=1", "put b=2"});
 }
+
+TEST_CASE("a cut the journal cannot keep beside it is still cut and says why",
+          "[journal]") {
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  {
+    auto j = open_ok(path);
+    REQUIRE(j.append(numbered({put("a", "1")})) == caf::none);
+  }
+  auto kept = file_size(path);
+  append_raw(path, "\xa8\x01 torn");
+  // Where the copy would go, something it cannot write (a full disk, a
+  // read-only directory and a FIFO fail alike).
+  std::filesystem::create_directory(path + ".discarded");
+  // The cut must not refuse the start for that: on a full disk the cache
+  // could not be made until an operator freed space.
+  auto j = open_ok(path);
+  CHECK(shown(j.recovered()) == std::vector<std::string>{"put a=1"});
+  CHECK(j.discarded_bytes() == 7);
+  CHECK(file_size(path) == kept);
+  CHECK_FALSE(j.cut_copy_error().empty());
+}
