@@ -50,9 +50,11 @@ caf::error drained_error() {
 // marked or the file emptied, and nothing is on its way to it. A drain that
 // answered with a mark or a truncation in flight let the flusher stop before
 // it, and the next start replayed stored writes over newer values (rule 4).
-// A broken journal will not settle; the drain's deadline bounds the wait.
+// A broken journal settles when its repair is not in flight: a rewrite
+// whose retry waits (capped at the drain's deadline) is waited for no more.
 bool journal_settled(const flusher_actor_state& st) {
-  if (!st.setup.journal || st.journal_broken) return true;
+  if (!st.setup.journal) return true;
+  if (st.journal_broken) return !st.journal_busy;
   return !st.journal_busy && !st.truncating && st.unjournaled.items.empty() &&
          st.unjournaled_acks.empty() &&
          (st.stored_unmarked.empty() || !st.journal_has_records);
@@ -166,10 +168,13 @@ void retry_journal_later(self_ptr self) {
   auto& st = self->state;
   auto now = now_of(self);
   auto at = now + st.setup.config.retry_max;
-  // A drain's deadline comes first: the timer that kept it is replaced here.
+  // A drain's deadline or a flush due earlier comes first: the timer that
+  // kept it is replaced here.
   if (st.drain && st.drain->deadline < at) at = st.drain->deadline;
+  if (st.armed_for && *st.armed_for < at) at = *st.armed_for;
   st.armed_for = at;
-  self->delayed_send(self, at - now + std::chrono::milliseconds{1}, tick_atom::value,
+  auto delay = std::max(at - now, time_point::duration::zero());
+  self->delayed_send(self, delay + std::chrono::milliseconds{1}, tick_atom::value,
                      ++st.timer_generation);
 }
 

@@ -400,7 +400,7 @@ bool shard_state::lease_lapsed() {
   if (table_.size() > 0) {
     clear_here();
     ++stats_.lease_clears;
-  } else {
+  } else if (!negatives_.empty()) {
     negatives_.clear(); // a remembered load failure is a cached answer too
   }
   return false;

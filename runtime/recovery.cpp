@@ -19,7 +19,7 @@ caf::expected<journal> replay_journal(const std::string& path, store& db) {
              (log->cut_copy_error().empty()
                 ? "they are kept in " + path + ".discarded"
                 : "they could not be kept in " + path + ".discarded (" +
-                    log->cut_copy_error() + ") and are lost"));
+                    log->cut_copy_error() + ") and may be lost"));
   if (!log->recovered().empty()) {
     if (auto err = db.write_batch(log->recovered()))
       return make_error(errc::store_failure,

@@ -110,7 +110,7 @@ std::string keep_cut_bytes(int fd, uint64_t from, uint64_t to, const std::string
   int out =
     ::open(copy.c_str(),
            O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
-  if (out < 0) return std::strerror(errno);
+  if (out < 0) return std::system_category().message(errno);
   struct stat st;
   if (::fstat(out, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(out);
@@ -132,7 +132,7 @@ std::string keep_cut_bytes(int fd, uint64_t from, uint64_t to, const std::string
   if (err == 0) err = sync_data(out);
   ::close(out);
   if (err == 0) err = sync_parent_directory(copy);
-  return err == 0 ? std::string{} : std::strerror(err);
+  return err == 0 ? std::string{} : std::system_category().message(err);
 }
 
 } // namespace

@@ -96,24 +96,30 @@ void session_impl::set_authenticated() noexcept {
 }
 
 bool session_impl::run_blocking(std::function<void()> job) {
+  // One count per job handed over, given back when the pool is done with it:
+  // after it ran, with the wake that lets a session paused at max_pool_jobs
+  // go on; or when it is dropped unrun or threw, without one (the pool or
+  // the connection is going, and the wake could take host_mtx_ under the
+  // connection's job lock, against the order run_blocking takes them in;
+  // the pool lets go of a job it ran outside that lock).
+  struct pool_count {
+    std::weak_ptr<session_impl> session;
+    bool ran = false;
+    ~pool_count() {
+      if (auto s = session.lock())
+        if (s->pool_jobs_.fetch_sub(1, std::memory_order_seq_cst) == max_pool_jobs && ran)
+          s->wake_host_always();
+    }
+  };
   std::lock_guard<std::mutex> guard{host_mtx_};
   if (host_ == nullptr) return false;
   pool_jobs_.fetch_add(1, std::memory_order_seq_cst);
-  // Past max_pool_jobs the session paused: the wake after the count fell
-  // lets it go on. (A job the pool drops, out of memory, never replies
-  // either: its connection waits for it in any case.)
-  auto done = [self = weak_from_this()] {
-    if (auto s = self.lock())
-      if (s->pool_jobs_.fetch_sub(1, std::memory_order_seq_cst) == max_pool_jobs)
-        s->wake_host_always();
-  };
-  if (host_->run_blocking([job = std::move(job), done] {
-        job();
-        done();
-      }))
-    return true;
-  pool_jobs_.fetch_sub(1, std::memory_order_seq_cst); // refused: this thread, not paused
-  return false;
+  auto count = std::make_shared<pool_count>();
+  count->session = weak_from_this();
+  return host_->run_blocking([job = std::move(job), count] {
+    job();
+    count->ran = true;
+  }); // refused: the count goes back as `count` does, here
 }
 
 bool session_impl::feed(std::string_view bytes) {

@@ -20,15 +20,17 @@ using karlton::testing::test_config;
 
 namespace {
 
-/// `(release, ok)` to the fake journal: answer its held truncations.
+/// `(release, ok)` to the fake journal: answer what it holds.
 using release_atom = caf::atom_constant<caf::atom("release")>;
 
 /// What the fake journal was asked, and how it answers.
 struct journal_script {
   std::vector<std::vector<uint64_t>> marks; // each stored mark, alone or carried
   int truncations = 0;
-  bool fail_writes = false;                // appends and rewrites fail, as a full disk's
-  std::vector<caf::response_promise> held; // truncations not yet answered
+  bool fail_writes = false;   // appends and rewrites fail, as a full disk's
+  bool fail_marks = false;    // stored marks alone fail
+  bool hold_rewrites = false; // rewrites wait for a release, as truncations do
+  std::vector<caf::response_promise> held; // not yet answered
 };
 
 caf::behavior fake_journal(caf::event_based_actor* self,
@@ -44,9 +46,14 @@ caf::behavior fake_journal(caf::event_based_actor* self,
     [=](rewrite_atom, std::vector<shard_write>&,
         std::vector<uint64_t>&) -> caf::result<caf::ok_atom> {
       if (script->fail_writes) return disk();
+      if (script->hold_rewrites) {
+        script->held.push_back(self->make_response_promise());
+        return caf::delegated<caf::ok_atom>{};
+      }
       return caf::ok_atom::value;
     },
-    [=](stored_atom, std::vector<uint64_t>& marks) {
+    [=](stored_atom, std::vector<uint64_t>& marks) -> caf::result<caf::ok_atom> {
+      if (script->fail_marks) return disk();
       script->marks.push_back(marks);
       return caf::ok_atom::value;
     },
@@ -150,6 +157,29 @@ TEST_CASE_METHOD(fixture,
   CHECK(script->truncations == 2);
   CHECK(script->marks.size() == 1);
   CHECK(script->held.empty());
+}
+
+TEST_CASE_METHOD(fixture,
+                 "a drain waits for the rewrite that repairs a journal whose mark failed",
+                 "[flusher][journal][shutdown]") {
+  write_and_store("k");
+  auto unstored = drain(5s);
+  script->fail_marks = true;
+  script->hold_rewrites = true;
+  // The truncation fails, then the mark that should follow it: the journal
+  // is broken and its repair, a rewrite, is on its way.
+  self->send(journal, release_atom::value, false);
+  sched.run();
+  REQUIRE(script->held.size() == 1);
+  // Before, a broken journal counted as settled: the drain answered and the
+  // flusher stopped; had the rewrite failed too, the next start replayed k.
+  CHECK_FALSE(*unstored);
+  self->send(journal, release_atom::value, true); // the rewrite, then the truncation
+  sched.run();
+  self->send(journal, release_atom::value, true);
+  sched.run();
+  REQUIRE(*unstored);
+  CHECK(**unstored == 0);
 }
 
 TEST_CASE_METHOD(fixture,
