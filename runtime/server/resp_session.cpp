@@ -103,6 +103,9 @@ bool session_impl::run_blocking(std::function<void()> job) {
   // connection's job lock, against the order run_blocking takes them in;
   // the pool lets go of a job it ran outside that lock).
   struct pool_count {
+    explicit pool_count(std::weak_ptr<session_impl> s) : session(std::move(s)) {}
+    pool_count(const pool_count&) = delete; // one count, one giving back
+    pool_count& operator=(const pool_count&) = delete;
     std::weak_ptr<session_impl> session;
     bool ran = false;
     ~pool_count() {
@@ -114,12 +117,14 @@ bool session_impl::run_blocking(std::function<void()> job) {
   std::lock_guard<std::mutex> guard{host_mtx_};
   if (host_ == nullptr) return false;
   pool_jobs_.fetch_add(1, std::memory_order_seq_cst);
-  auto count = std::make_shared<pool_count>();
-  count->session = weak_from_this();
-  return host_->run_blocking([job = std::move(job), count] {
-    job();
-    count->ran = true;
-  }); // refused: the count goes back as `count` does, here
+  // Only the job holds the count: the pool may run it and let go of it before
+  // this returns, and that wake must not come here, under host_mtx_. Refused,
+  // the job goes at once, unrun.
+  return host_->run_blocking(
+    [job = std::move(job), count = std::make_shared<pool_count>(weak_from_this())] {
+      job();
+      count->ran = true;
+    });
 }
 
 bool session_impl::feed(std::string_view bytes) {
