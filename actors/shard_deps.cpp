@@ -149,11 +149,9 @@ shard_state::invalidate_dependents(const std::vector<std::string>& names,
         if (!negatives_.empty()) negatives_.forget(key);
         bool cascades = cfg_.depended && cfg_.depended->may_contain(key);
         if (cascades) out.cascade.emplace_back(key);
-        // An entry past its expiry (the timer not yet there, or kept for
-        // stale-if-error) was no longer served: it counts as expired, as an
-        // erase would count it, though what depends on it still goes.
-        bool was_live = !expired(e, now_ms);
-        remove(id, was_live ? removal_cause::explicit_erase : removal_cause::expired);
+        // One past its expiry (the timer not yet there, or kept for
+        // stale-if-error) counts as expired, though what depends on it goes.
+        bool was_live = remove_changed(id, now_ms);
         out.deepest = std::max(out.deepest, level);
         if (was_live) {
           ++out.removed;

@@ -41,13 +41,6 @@ void shard_state::forget_load_facts(entry_id id) {
   stale_.erase(id);
 }
 
-void shard_state::drop_gone(std::string_view key, uint64_t now_ms) {
-  auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
-  if (id == no_entry) return;
-  remove(id, expired(table_.at(id), now_ms) ? removal_cause::expired
-                                            : removal_cause::explicit_erase);
-}
-
 std::optional<value> shard_state::stale_fallback(std::string_view key, uint64_t now_ms) {
   if (stale_window_ms_ == 0) return std::nullopt;
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
@@ -208,7 +201,10 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
       // contradict it (RFC 5861 serves stale on errors, not on a 404), and a
       // compute would count on it.
       if (result.error() == errc::not_found) {
-        drop_gone(key, now_ms);
+        // What the shard holds of the key, live or kept, goes.
+        if (auto entry_id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+            entry_id != no_entry)
+          remove_changed(entry_id, now_ms);
       } else if (done->refresh) {
         // Stale-if-error: the old value stays until its own expiry.
         if (auto entry_id = table_.find(key, static_cast<uint32_t>(hash_key(key)));

@@ -293,12 +293,14 @@ bool shard_state::erase_here(std::string_view key, time_point now, bool cascade)
     collect_change(key);
     return false;
   }
-  if (expired(table_.at(id), to_ms(now))) {
-    remove(id, removal_cause::expired);
-    return false;
-  }
-  remove(id, removal_cause::explicit_erase);
-  return true;
+  return remove_changed(id, to_ms(now));
+}
+
+bool shard_state::remove_changed(entry_id id, uint64_t now_ms) {
+  // Past its expiry it was no longer served: not an invalidation.
+  bool live = !expired(table_.at(id), now_ms);
+  remove(id, live ? removal_cause::explicit_erase : removal_cause::expired);
+  return live;
 }
 
 bool shard_state::contains(std::string_view key, time_point now) const {

@@ -338,6 +338,8 @@ private:
   void push_deadlines(const entry& e, entry_id id);
   size_t deadlines_per_entry() const noexcept { return stale_window_ms_ > 0 ? 2 : 1; }
   void remove(entry_id id, removal_cause cause);
+  /// As `remove`, counted as expired if it was, else as an invalidation; true if live.
+  bool remove_changed(entry_id id, uint64_t now_ms);
   caf::error admit(value v, ttl t, time_point now,
                    bool keep_links = false); // told to nobody
   /// Distributed and fed caches: clears if a read lease lapsed; false then.
@@ -380,11 +382,8 @@ private:
   uint64_t reclaim_ms(const entry& e) const noexcept {
     return e.expiry_ms() + (stale_window_ms_ > 0 ? stale_window_ms_ + 1 : 0);
   }
-  /// The expired-but-retained value of `key` to serve instead of a load
-  /// error, if there is one (the caller counts it as served stale).
+  /// The value of `key` kept for stale-if-error, if any (the caller counts it).
   std::optional<value> stale_fallback(std::string_view key, uint64_t now_ms);
-  /// Removes what the shard holds of `key`, live or kept: the store has none.
-  void drop_gone(std::string_view key, uint64_t now_ms);
 
   struct compute_job;
   using compute_ptr = std::shared_ptr<compute_job>;
