@@ -1,6 +1,8 @@
 // shard_state, part two: read-through loading with single flight, version
 // stamps, refresh-ahead, stale-if-error and early refresh (XFetch or naive).
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "actors/shard_state.hpp"
 #include <karlton/messages/errors.hpp>
@@ -36,8 +38,8 @@ double shard_state::uniform() {
 }
 
 void shard_state::forget_load_facts(entry_id id) {
-  if (load_ms_.empty() && stale_.empty()) return;
-  load_ms_.erase(id);
+  if (load_facts_.empty() && stale_.empty()) return;
+  load_facts_.erase(id);
   stale_.erase(id);
 }
 
@@ -106,21 +108,22 @@ void shard_state::maybe_refresh(std::string_view key, entry_id id, const entry& 
   }
   bool early = false;
   if (!refresh && cfg_.early_refresh == early_refresh_mode::xfetch && e.expires()) {
-    auto facts = load_ms_.find(id);
+    auto facts = load_facts_.find(id);
     auto now_us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch())
         .count());
-    // A delta of 0 ms never fires; otherwise at most k draws per delta (see
+    // A delta of 0 never fires; otherwise at most k draws per delta (see
     // xfetch_draws_per_delta), whatever the read rate.
-    if (facts != load_ms_.end() && facts->second.delta_ms > 0 &&
+    if (facts != load_facts_.end() && facts->second.delta_us > 0 &&
         now_us >= facts->second.next_draw_us) {
-      auto delta = facts->second.delta_ms;
+      auto delta_us = facts->second.delta_us;
       facts->second.next_draw_us =
-        now_us + uint64_t{delta} * 1000 / xfetch_draws_per_delta;
+        now_us + std::max<uint64_t>(delta_us / xfetch_draws_per_delta, 1);
       // -ln(U) >= 0, so the test fires more often as expiry nears, and more
       // often for values that take long to load.
-      auto lead = -static_cast<double>(delta) * cfg_.beta * std::log(uniform());
-      early = static_cast<double>(now_ms) + lead >= static_cast<double>(e.expiry_ms());
+      auto lead_ms =
+        -static_cast<double>(delta_us) / 1000.0 * cfg_.beta * std::log(uniform());
+      early = static_cast<double>(now_ms) + lead_ms >= static_cast<double>(e.expiry_ms());
     }
   }
   if (!refresh && !early) return;
@@ -233,9 +236,12 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
                     // stays, or an emit after it would miss it (rule 1).
                     done->refresh)) { // a load changes no data: not broadcast
     auto entry_id = table_.find(key, v.table_hash());
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+    // In microseconds: a loader faster than 1 ms (a local database) still
+    // refreshes early; a load of over 71 minutes counts as 71.
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
     if (entry_id != no_entry)
-      load_ms_[entry_id].delta_ms = static_cast<uint32_t>(std::max<int64_t>(ms, 0));
+      load_facts_[entry_id].delta_us = static_cast<uint32_t>(
+        std::clamp<int64_t>(us, 0, std::numeric_limits<uint32_t>::max()));
   }
   // Waiters get the value even when it was voided (their reads overlapped the
   // write) or too large to cache (the loader produced it all the same).

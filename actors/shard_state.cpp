@@ -344,7 +344,7 @@ uint64_t shard_state::clear_here() {
   }
   loads_.void_all();
   void_all_pending_puts();
-  load_ms_.clear();
+  load_facts_.clear();
   stale_.clear();
   negatives_.clear();
   dirty_.clear(); // the writes stay with the flusher

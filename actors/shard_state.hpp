@@ -450,10 +450,10 @@ private:
   // Read-through state, empty for caches without a loader.
   load_table loads_;
   struct xfetch_facts {
-    uint32_t delta_ms = 0;     // how long the entry's last load took
+    uint32_t delta_us = 0;     // how long the entry's last load took
     uint64_t next_draw_us = 0; // no XFetch draw before this time
   };
-  std::unordered_map<entry_id, xfetch_facts> load_ms_; // of loaded entries
+  std::unordered_map<entry_id, xfetch_facts> load_facts_; // of loaded entries
   std::unordered_set<entry_id> stale_;                 // entries whose reload failed
   negative_cache negatives_;
   uint64_t stale_window_ms_ = 0;

@@ -256,6 +256,30 @@ TEST_CASE("XFetch refreshes early with a probability that grows toward expiry",
   CHECK(fresh.take_loads_to_start().empty());
 }
 
+TEST_CASE("XFetch refreshes early after a load faster than 1 ms", "[loading][xfetch]") {
+  // Delta was whole milliseconds: a 400 us load (a local database) counted
+  // as 0, and a delta of 0 never draws, so such entries never refreshed early.
+  auto cfg = loading(10s);
+  cfg.early_refresh = early_refresh_mode::xfetch;
+  int draws = 0;
+  cfg.random = [&draws] {
+    ++draws;
+    return std::exp(-10.0); // -ln(U) = 10: refresh when now + 4 ms >= expiry
+  };
+  shard_state s{cfg};
+  reader r;
+  fill(s, r, "k", "v", 400us);
+  CHECK(r.read(s, "k", at(9995ms)));
+  CHECK(s.take_loads_to_start().empty()); // 9.995 s + 4 ms < 10 s
+  CHECK(draws == 1);
+  // The next draw waits a quarter of delta (100 us), not a quarter of a ms.
+  CHECK(r.read(s, "k", at(9995ms) + 50us));
+  CHECK(draws == 1);
+  CHECK(r.read(s, "k", at(9996ms)));
+  CHECK(s.take_loads_to_start().size() == 1); // 9.996 s + 4 ms >= 10 s
+  CHECK(s.stats().early_refreshes == 1);
+}
+
 TEST_CASE("the guide's naive mode expires early as a forced miss", "[loading][naive]") {
   auto cfg = loading(10s);
   cfg.early_refresh = early_refresh_mode::naive;
