@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <functional>
 #include <future>
 #include <memory>
@@ -166,11 +167,25 @@ struct promise_sink {
   void deliver(caf::expected<R>&& r) { promise.set_value(std::move(r)); }
 };
 
+/// Logs that a service's callback threw on a karlton thread (the first time,
+/// then at every power of two), which then goes on.
+void callback_threw(const char* what) noexcept;
+
 template <class R, class F>
 struct callback_sink {
   explicit callback_sink(F f) : fn(std::move(f)) {}
   F fn;
-  void deliver(caf::expected<R>&& r) { fn(std::move(r)); }
+  // The callback runs on the shard's thread: an exception escaping it would
+  // end the shard, and every later call to it would hang. It stops here.
+  void deliver(caf::expected<R>&& r) noexcept {
+    try {
+      fn(std::move(r));
+    } catch (const std::exception& e) {
+      callback_threw(e.what());
+    } catch (...) {
+      callback_threw("not a std::exception");
+    }
+  }
 };
 
 /// One API call: `parts` jobs fill `parts_[i]`; the last one combines them.

@@ -1,9 +1,12 @@
 #include <karlton/runtime/cache.hpp>
 
 #include "runtime/cache_core.hpp"
+#include <karlton/runtime/log.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -109,6 +112,17 @@ void submit(const std::shared_ptr<gate>& gp, const shard_route& route, shard_job
     doorbell_access::hold(*held_here, gp, route);
   else
     ring_doorbell(g, route);
+}
+
+void callback_threw(const char* what) noexcept {
+  static std::atomic<uint64_t> count{0};
+  auto n = count.fetch_add(1, std::memory_order_relaxed) + 1;
+  if ((n & (n - 1)) != 0) return; // the 1st, 2nd, 4th ...: a loop cannot flood the log
+  try {
+    log_line("karlton: a callback threw (" + std::to_string(n) +
+             " so far), ignored: " + what);
+  } catch (...) { // no memory for the line: the count goes on
+  }
 }
 
 void ring_held_doorbells() {

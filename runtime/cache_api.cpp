@@ -192,6 +192,7 @@ cache::get_many_async(const std::vector<std::string>& keys) const {
   auto f = p->get_future();
   get_many_async_fn(
     keys, [p](caf::expected<std::vector<value>> r) { p->set_value(std::move(r)); });
+  detail::ring_held_doorbells(); // as as_future: calls returning a future are never held
   return f;
 }
 

@@ -8,6 +8,7 @@
 #include <caf/all.hpp>
 
 #include "support/latch.hpp"
+#include "support/log_sink_lines.hpp"
 #include "support/must.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/messages/type_ids.hpp>
@@ -85,6 +86,23 @@ TEST_CASE_METHOD(fixture, "futures and callbacks reach the same shards", "[runti
   REQUIRE(cv.wait_for(guard, 10s, [&] { return got.has_value(); }));
   REQUIRE(*got);
   CHECK((*got)->bytes() == "from a future");
+}
+
+TEST_CASE("a callback that throws on a shard's thread leaves the shard serving",
+          "[runtime][callbacks]") {
+  runtime rt{std::make_shared<manual_clock>()};
+  cache_options o;
+  o.name = "c";
+  o.shards = 1;
+  o.call_timeout = 2s; // a dead shard fails the calls below with timeout
+  auto c = must(rt.create_cache(o));
+  karlton::testing::log_sink_lines log;
+  c.get_async("missing", [](caf::expected<value>) {
+    throw std::runtime_error("the service's bug"); // on the shard's thread: a miss
+  });
+  REQUIRE_FALSE(c.put("k", "v")); // the same shard's queue, after the callback
+  CHECK(must(c.get("k")).bytes() == "v");
+  CHECK_FALSE(log.wait_for("the service's bug", 10s).empty());
 }
 
 TEST_CASE_METHOD(fixture, "an actor requests the shard that owns a key directly",

@@ -152,3 +152,17 @@ TEST_CASE("a call that returns a future is not held", "[bridge][doorbell]") {
   REQUIRE(put.get());
   CHECK(doorbells.held() == 0);
 }
+
+TEST_CASE("get_many_async's future is not held either", "[bridge][doorbell]") {
+  runtime rt{std::make_shared<manual_clock>()};
+  cache_options o;
+  o.name = "c";
+  auto c = must(rt.create_cache(o));
+  karlton::held_doorbells doorbells{[] {}}; // a loop that never rings them
+  auto got = c.get_many_async({"a", "b"}); // misses: jobs for the shards
+  REQUIRE(got.wait_for(10s) == std::future_status::ready);
+  auto values = got.get();
+  REQUIRE(values);
+  CHECK(values->size() == 2);
+  CHECK(doorbells.held() == 0);
+}
