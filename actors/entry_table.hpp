@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include <karlton/messages/ttl.hpp>
 #include <karlton/messages/value.hpp>
 
 namespace karlton {
@@ -23,6 +24,13 @@ constexpr entry_id no_entry = UINT32_MAX;
 inline uint64_t to_ms(std::chrono::steady_clock::time_point t) noexcept {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch());
   return ms.count() < 0 ? 0 : static_cast<uint64_t>(ms.count());
+}
+
+/// The TTL that, given at `now_ms`, expires at `expiry_ms` (1 ms if that
+/// has passed: an entry that keeps a past expiry expires at once).
+inline ttl expiring_at(uint64_t expiry_ms, uint64_t now_ms) noexcept {
+  return ttl::after(std::chrono::milliseconds{
+    expiry_ms > now_ms ? expiry_ms - now_ms : uint64_t{1}});
 }
 
 /// One cached key. 24 bytes: the shared value buffer (which holds the key),

@@ -160,21 +160,22 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
     break;
   }
   ttl lifetime = ttl::cache_default();
+  uint64_t kept_expiry_ms = 0;
   if (result.lifetime) {
     lifetime = *result.lifetime;
   } else if (current) { // the entry keeps its expiry
     const auto& e = table_.at(id);
-    auto now_ms = to_ms(now);
-    lifetime = !e.expires() ? ttl::never()
-                            : ttl::after(std::chrono::milliseconds{
-                                std::max<uint64_t>(e.expiry_ms() - now_ms, 1)});
+    if (e.expires()) kept_expiry_ms = e.expiry_ms();
+    lifetime = !e.expires() ? ttl::never() : expiring_at(kept_expiry_ms, to_ms(now));
   }
   auto after = value::make(job->key, result.bytes);
   auto w = [job, current, after](caf::expected<bool> r) {
     if (!r) return fail_compute(job, r.error());
     job->waiter(computed{current, after});
   };
-  auto r = write(after, lifetime, now, w, true);
+  // Kept as a time, not a TTL: a write the store or the room holds back
+  // would otherwise push the expiry later by as long as it waited.
+  auto r = write(after, lifetime, now, w, true, kept_expiry_ms);
   if (!r) return std::nullopt;
   if (!*r) return caf::expected<computed>{std::move(r->error())};
   return caf::expected<computed>{computed{current, after}};

@@ -143,9 +143,11 @@ public:
   /// if `max-dirty` writes are pending it waits for room, up to `room_wait`.
   /// Returns the answer if there is one now, else `w` will be called.
   /// `from_compute`: a compute's own write, which keeps the entry's
-  /// dependencies and never waits behind the key's computes.
+  /// dependencies and never waits behind the key's computes; `kept_expiry_ms`
+  /// (not 0): the expiry it keeps, however long the store takes.
   std::optional<caf::expected<bool>> write(value v, ttl t, time_point now, write_waiter w,
-                                           bool from_compute = false);
+                                           bool from_compute = false,
+                                           uint64_t kept_expiry_ms = 0);
 
   /// An erase under the cache's write mode (store first, then cache).
   std::optional<caf::expected<bool>> write_erase(std::string_view key, time_point now,
@@ -400,11 +402,6 @@ private:
   // Runs `job` again after a wait, answering through its waiter.
   void resume(const compute_ptr& job, time_point now, bool from_queue = false);
 
-  struct pending_write;
-  /// Puts `op` in line behind the key's waiting computes, as a compute that
-  /// ignores the value it finds.
-  void queue_behind_computes(pending_write op);
-
   // A write waiting for the store or flusher (awaiting_) or for room (parked_).
   struct pending_write {
     value val; // the put's value, or empty for an erase
@@ -416,7 +413,11 @@ private:
     bool keep_links = false;  // a compute's put keeps the entry's dependencies
     compute_ptr compute;      // write-back: a compute parked in line (no write yet)
     bool voided = false;      // write-through put: invalidated meanwhile, not installed
+    uint64_t kept_expiry_ms = 0; // a compute's: the expiry kept, else `lifetime` counts
   };
+  /// Puts `op` in line behind the key's waiting computes, as a compute that
+  /// ignores the value it finds.
+  void queue_behind_computes(pending_write op);
   // Write-through: an invalidation from elsewhere (another node, the
   // database's change feed, a repair) came while the store had the put: the
   // value it would install may be older than the change the invalidation

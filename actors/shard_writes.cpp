@@ -25,10 +25,18 @@ uint64_t ceil_ms(caf::timespan d) {
   return static_cast<uint64_t>((d.count() + 999'999) / 1'000'000);
 }
 
+// What a pending write installs with now: its TTL, or what is left of the
+// expiry a compute kept.
+template <class PendingWrite>
+ttl lifetime_at(const PendingWrite& op, uint64_t now_ms) {
+  return op.kept_expiry_ms == 0 ? op.lifetime : expiring_at(op.kept_expiry_ms, now_ms);
+}
+
 } // namespace
 
 std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point now,
-                                                      write_waiter w, bool from_compute) {
+                                                      write_waiter w, bool from_compute,
+                                                      uint64_t kept_expiry_ms) {
   if (cfg_.writes == write_mode::none) {
     auto key = cfg_.distributed ? std::string{v.key()} : std::string{};
     if (auto err = admit(std::move(v), t, now, from_compute))
@@ -51,6 +59,7 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
   op.lifetime = t;
   op.waiter = std::move(w);
   op.keep_links = from_compute;
+  op.kept_expiry_ms = kept_expiry_ms;
   if (cfg_.writes == write_mode::write_through && !from_compute &&
       behind_computes(op.key)) {
     queue_behind_computes(std::move(op));
@@ -124,7 +133,7 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
     auto now_ms = to_ms(now);
     outbox_.push_back(shard_write{op.key, std::string{op.val.bytes()}, false, seq});
     note_changed(op.key, false);
-    auto id = install(std::move(op.val), op.lifetime, now_ms);
+    auto id = install(std::move(op.val), lifetime_at(op, now_ms), now_ms);
     // Out of the policy before the bound is enforced: a dirty entry must not
     // be the victim, not even of its own insertion.
     if (in_policy(id)) policy_->on_remove(id, weight_of(table_.at(id).val));
@@ -175,7 +184,7 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
       op.waiter(caf::expected<bool>{true});
     } else {
       auto key = cfg_.distributed ? op.key : std::string{};
-      auto e = admit(std::move(op.val), op.lifetime, now, op.keep_links);
+      auto e = admit(std::move(op.val), lifetime_at(op, to_ms(now)), now, op.keep_links);
       if (!e) note_changed(key, false);
       op.waiter(e ? caf::expected<bool>{std::move(e)} : caf::expected<bool>{true});
     }

@@ -36,6 +36,25 @@ TEST_CASE("increment counts from absent, and an increment keeps the entry's TTL"
   CHECK_FALSE(s.get("k", at(10000ms)));
 }
 
+TEST_CASE("an increment the store holds back keeps the entry's expiry",
+          "[compute][write-through]") {
+  // A write-through increment installs when the store answers: a TTL
+  // counted from the compute pushed the expiry later by the store's time,
+  // every time (a counter under steady increments never expired).
+  auto ignore = [](caf::expected<bool>) {};
+  shard_options cfg;
+  cfg.writes = write_mode::write_through;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.write(value::make("k", "1"), ttl::after(60s), t0, ignore));
+  s.writes_done(seqs_of(s.take_writes()), caf::none, t0);
+  answer<int64_t> a;
+  a.run(s, t0, inc());
+  CHECK_FALSE(a.got); // at the store
+  s.writes_done(seqs_of(s.take_writes()), caf::none, at(5000ms));
+  CHECK(*a == 2);
+  CHECK(s.ttl_of("k", at(5000ms)).left == 55s);
+}
+
 TEST_CASE("compute with a lifetime replaces the expiry", "[compute]") {
   shard_state s{shard_options{}};
   REQUIRE_FALSE(s.put(value::make("k", "v"), ttl::after(1s), t0));
