@@ -33,6 +33,17 @@ inline caf::error check_put(const shard_options& cfg, std::string_view key,
   return caf::none;
 }
 
+/// `check_put` of a put: one refused for its size counts as `rejected`, as
+/// the shard counts those it refuses.
+inline caf::error check_put(cache_core& core, std::string_view key, std::string_view bytes,
+                            ttl t) {
+  if (auto err = check_sizes(core.shard_cfg, key.size(), bytes.size())) {
+    core.refused_puts.fetch_add(1, std::memory_order_relaxed);
+    return err;
+  }
+  return check_put(core.shard_cfg, key, bytes, t);
+}
+
 /// The direct read path: a hit served from the shard's table on the caller's
 /// thread, without a message; an empty value when the shard must answer (a
 /// miss, an expired entry, a lapsed lease, a stopped shard).
@@ -205,7 +216,7 @@ template <class Sink, class... A>
 auto cache::put_call(std::string_view key, std::string_view bytes, ttl t,
                      detail::sink_tag<Sink>, A&&... a) const {
   // Checked here too, so an oversized value is refused before it is copied.
-  auto err = detail::check_put(core_->shard_cfg, key, bytes, t);
+  auto err = detail::check_put(*core_, key, bytes, t);
   auto h = hash_key(key);
   // Under write-through or write-back the answer may come later (see
   // shard_state::write); without a write mode it comes at once.
@@ -216,7 +227,7 @@ auto cache::put_call(std::string_view key, std::string_view bytes, ttl t,
 template <class Sink, class... A>
 auto cache::put_call(std::string_view key, std::string_view bytes, ttl t,
                      const dependencies& deps, detail::sink_tag<Sink>, A&&... a) const {
-  auto err = detail::check_put(core_->shard_cfg, key, bytes, t);
+  auto err = detail::check_put(*core_, key, bytes, t);
   if (!err && core_->options.writes != write_mode::none && !deps.empty())
     err = make_error(errc::invalid_option,
                      "dependencies are not supported yet for caches with a write mode");
@@ -308,7 +319,7 @@ auto cache::put_many_call(const std::vector<std::pair<std::string, std::string>>
   auto combine = [](std::vector<unit>&&) { return unit{}; };
   // All items are checked before any is sent: no partial put from bad input.
   for (const auto& [k, v] : items)
-    if (auto err = detail::check_put(core_->shard_cfg, k, v, t))
+    if (auto err = detail::check_put(*core_, k, v, t))
       return fail_call<unit, unit, Sink>(combine, std::move(err), std::forward<A>(a)...);
   std::vector<shard_ops::put_many> by_shard(core_->routes.size(),
                                             shard_ops::put_many{{}, t});
@@ -336,8 +347,13 @@ auto cache::remove_expired_call(detail::sink_tag<Sink>, A&&... a) const {
 
 template <class Sink, class... A>
 auto cache::stats_call(detail::sink_tag<Sink>, A&&... a) const {
-  return start_all<cache_stats, cache_stats, Sink>(
-    shard_ops::stats{}, detail::sum_parts<cache_stats>(), std::forward<A>(a)...);
+  auto combine = [core = core_](std::vector<cache_stats>&& parts) {
+    auto total = detail::sum_parts<cache_stats>()(std::move(parts));
+    total.rejected += core->refused_puts.load(std::memory_order_relaxed);
+    return total;
+  };
+  return start_all<cache_stats, cache_stats, Sink>(shard_ops::stats{}, std::move(combine),
+                                                   std::forward<A>(a)...);
 }
 
 template <class R, class Op, class Sink, class... A>

@@ -2,6 +2,8 @@
 // and the actors stopped with them. Internal (the public cache.hpp only names it).
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -25,6 +27,9 @@ struct cache_core {
   flusher_actor flusher;             // write-back
   journal_actor journal_writer;      // write-back with a journal
   std::shared_ptr<gate> runtime_gate;
+  /// Puts refused for their size before reaching a shard: counted in
+  /// `stats().rejected` with those the shards refused.
+  std::atomic<uint64_t> refused_puts{0};
 };
 
 } // namespace detail

@@ -153,8 +153,8 @@ put_batch::~put_batch() {
 
 caf::error put_batch::add(std::string_view key, std::string_view bytes, ttl t,
                           uint64_t tag) {
-  const auto& core = *target_.core_;
-  if (auto err = detail::check_put(core.shard_cfg, key, bytes, t)) return err;
+  auto& core = *target_.core_;
+  if (auto err = detail::check_put(core, key, bytes, t)) return err;
   auto h = hash_key(key);
   auto shard = target_.shard_of(h);
   auto& j = jobs_[shard];

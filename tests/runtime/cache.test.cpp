@@ -105,6 +105,21 @@ TEST_CASE("a callback that throws on a shard's thread leaves the shard serving",
   CHECK_FALSE(log.wait_for("the service's bug", 10s).empty());
 }
 
+TEST_CASE_METHOD(fixture, "puts refused for their size before the shard count as rejected",
+                 "[runtime][stats]") {
+  cache_options o;
+  o.name = "c";
+  o.max_value_bytes = 8;
+  o.max_key_bytes = 8;
+  auto c = must(rt.create_cache(o));
+  CHECK(c.put("k", "123456789") == errc::value_too_large);
+  CHECK(c.put("123456789", "v") == errc::key_too_large);
+  CHECK(c.put_many({{"a", "ok"}, {"b", "123456789"}}, ttl::never()) ==
+        errc::value_too_large);
+  CHECK(c.put("k", "v", ttl::after(0s)) == errc::invalid_option); // not a size
+  CHECK(must(c.stats()).rejected == 3);
+}
+
 TEST_CASE_METHOD(fixture, "an actor requests the shard that owns a key directly",
                  "[runtime][actors]") {
   auto c = make("c");
