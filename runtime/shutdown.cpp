@@ -22,10 +22,11 @@ namespace {
 using cache_map = std::map<std::string, std::shared_ptr<detail::cache_core>>;
 
 // Stops every actor `each_cache(core, stop)` passes to `stop`, in every
-// cache, and waits until all of them are gone.
-template <class EachCache>
+// cache, and waits until all of them are gone, calling `while_waiting` every
+// 100 ms meanwhile.
+template <class EachCache, class WhileWaiting>
 void stop_in_every_cache(caf::scoped_actor& self, const cache_map& caches,
-                         EachCache each_cache) {
+                         EachCache each_cache, WhileWaiting while_waiting) {
   size_t pending = 0;
   for (auto& [name, core] : caches)
     each_cache(*core, [&](const auto& actor) {
@@ -34,8 +35,24 @@ void stop_in_every_cache(caf::scoped_actor& self, const cache_map& caches,
       self->send_exit(actor, caf::exit_reason::user_shutdown);
       ++pending;
     });
-  for (; pending > 0; --pending)
-    self->receive([](const caf::down_msg&) {});
+  while (pending > 0)
+    self->receive([&](const caf::down_msg&) { --pending; },
+                  caf::after(std::chrono::milliseconds{100}) >> while_waiting);
+}
+
+template <class EachCache>
+void stop_in_every_cache(caf::scoped_actor& self, const cache_map& caches,
+                         EachCache each_cache) {
+  stop_in_every_cache(self, caches, each_cache, [] {});
+}
+
+// Past the flush deadline: a store call still running (a write waiting for a
+// row lock another transaction holds) is asked to give up, or it would hold
+// shutdown for as long as the lock. Asked again while one still runs: a
+// cancel that came between two statements of a call reaches neither.
+void interrupt_stores(const cache_map& caches) {
+  for (auto& [name, core] : caches)
+    if (core->options.backing_store) core->options.backing_store->interrupt();
 }
 
 template <class Handle>
@@ -161,14 +178,19 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
   });
   // 3. Write-back: store what is dirty, for at most `flush_timeout`.
   auto report = drain_flushers(self, caches_, flush_timeout);
-  // 4. Stop the rest (a busy loader or store call finishes first).
-  stop_in_every_cache(self, caches_, [](detail::cache_core& core, auto stop) {
-    for (auto& loader : core.loaders)
-      stop(loader);
-    stop(core.flusher);
-    stop(core.store_writer);
-    stop(core.journal_writer);
-  });
+  // 4. Stop the rest (a busy loader or store call finishes first: the
+  //    store is asked to cut it short).
+  interrupt_stores(caches_);
+  stop_in_every_cache(
+    self, caches_,
+    [](detail::cache_core& core, auto stop) {
+      for (auto& loader : core.loaders)
+        stop(loader);
+      stop(core.flusher);
+      stop(core.store_writer);
+      stop(core.journal_writer);
+    },
+    [this] { interrupt_stores(caches_); });
   if (peer_) {
     // Leave: what is pending goes out, then a goodbye, so the others
     // neither repair nor try to reconnect. Then close the port.

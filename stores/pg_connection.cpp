@@ -325,7 +325,10 @@ pool::pool(const conn_params& params, uint32_t size, caf::timespan wait,
   : params_(params), size_(size), wait_(wait), retry_(std::move(retry)),
     on_connect_(std::move(on_connect)) {}
 
-pool::~pool() = default;
+pool::~pool() {
+  for (auto& l : lent_) // leases outliving their pool: not in karlton's use
+    PQfreeCancel(l.second);
+}
 
 std::optional<pool::lease> pool::borrow(std::string& why) {
   std::unique_lock<std::mutex> guard{mtx_};
@@ -336,6 +339,7 @@ std::optional<pool::lease> pool::borrow(std::string& why) {
       l.owner_ = this;
       l.conn_ = std::move(idle_.back());
       idle_.pop_back();
+      lend(l.conn_.get());
       return l;
     }
     if (open_ < size_) {
@@ -363,6 +367,8 @@ std::optional<pool::lease> pool::borrow(std::string& why) {
       l.owner_ = this;
       l.conn_ = std::move(conn);
       l.fresh_ = true;
+      guard.lock();
+      lend(l.conn_.get());
       return l;
     }
     if (returned_.wait_until(guard, deadline) == std::cv_status::timeout &&
@@ -380,10 +386,31 @@ uint32_t pool::open_count() const {
   return open_;
 }
 
+void pool::lend(PGconn* conn) noexcept {
+  try {
+    lent_.emplace_back(conn, PQgetCancel(conn));
+  } catch (...) { // no memory: this one cannot be cancelled
+  }
+}
+
+void pool::cancel_lent() noexcept {
+  std::lock_guard<std::mutex> guard{mtx_};
+  for (auto& l : lent_) {
+    char why[256];
+    if (l.second != nullptr) PQcancel(l.second, why, sizeof why); // best effort
+  }
+}
+
 void pool::give_back(conn_ptr conn, bool broken) noexcept {
   std::vector<conn_ptr> dropped;
   {
     std::lock_guard<std::mutex> guard{mtx_};
+    auto i = std::find_if(lent_.begin(), lent_.end(),
+                          [&](const auto& l) { return l.first == conn.get(); });
+    if (i != lent_.end()) {
+      PQfreeCancel(i->second);
+      lent_.erase(i);
+    }
     if (broken || PQtransactionStatus(conn.get()) != PQTRANS_IDLE) {
       dropped.push_back(std::move(conn));
       if (broken) {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -139,7 +140,13 @@ public:
   /// Connections open now (idle and lent).
   uint32_t open_count() const;
 
+  /// Sends a cancel request for what each lent connection runs now: its
+  /// statement fails with SQLSTATE 57014 (a statement between two others
+  /// is not reached: ask again). Blocks for the cancel's own round trip.
+  void cancel_lent() noexcept;
+
 private:
+  void lend(PGconn* conn) noexcept; // under mtx_
   void give_back(conn_ptr conn, bool broken) noexcept;
 
   const conn_params& params_;
@@ -150,6 +157,9 @@ private:
   mutable std::mutex mtx_;
   std::condition_variable returned_;
   std::vector<conn_ptr> idle_; // guarded by mtx_
+  // Guarded by mtx_: the lent connections and their cancel requests, made by
+  // the borrowing thread (PQgetCancel reads the connection).
+  std::vector<std::pair<PGconn*, PGcancel*>> lent_;
   uint32_t open_ = 0;          // guarded by mtx_: idle + lent + being opened
 };
 

@@ -381,6 +381,11 @@ const std::string& postgres_store::table() const noexcept {
   return impl_->name;
 }
 
+void postgres_store::interrupt() noexcept {
+  impl_->writer->cancel_lent();
+  impl_->readers->cancel_lent();
+}
+
 uint32_t postgres_store::connections() const {
   return impl_->readers->open_count() + impl_->writer->open_count();
 }

@@ -83,6 +83,12 @@ public:
   static caf::expected<std::string> trigger_sql(const postgres_options& opts,
                                                 const std::string& table);
 
+  /// Cancels the statements running on every connection lent now (a load's,
+  /// a write's): they fail with `store_failure` (SQLSTATE 57014); a write is
+  /// rolled back. Shutdown calls it past its flush deadline, so a write
+  /// blocked on a row lock cannot hold it.
+  void interrupt() noexcept override;
+
   /// Rows in the table (a full scan: for tests and examples).
   caf::expected<uint64_t> count();
 

@@ -62,6 +62,14 @@ public:
 
   /// Where the data lives, if the database reports changes; none by default.
   virtual std::optional<store_origin> origin() const { return std::nullopt; }
+
+  /// Asks the calls in flight to give up soon with a failure (a database's
+  /// cancel request). A runtime's shutdown calls it, again every 100 ms,
+  /// once its flush deadline has passed and while a call still holds one of
+  /// its threads. By default nothing: such a call holds shutdown until it
+  /// returns. Calls from other runtimes sharing the store fail too.
+  /// @threadsafe called from any thread while calls run.
+  virtual void interrupt() noexcept {}
 };
 
 } // namespace karlton

@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <functional>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -12,6 +14,7 @@
 
 #include "stores/pg_connection.hpp"
 #include "stores/store_contract.hpp"
+#include "support/eventually.hpp"
 #include "support/require_postgres.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/stores/postgres_store.hpp>
@@ -101,6 +104,51 @@ TEST_CASE("postgres_store: reads are not held up by an open write transaction",
   exec("COMMIT");
   CHECK(get(*s, "kept") == "changed");
   CHECK(get(*s, "new") == "1");
+}
+
+TEST_CASE("postgres_store: interrupt cancels a write blocked on a row lock",
+          "[postgres_store][shutdown]") {
+  // What shutdown does past its flush deadline: before, such a write held
+  // the store's thread, and so shutdown, for as long as the lock.
+  if (!testing::require_postgres()) return;
+  pg_server srv{"interrupt"};
+  KARLTON_REQUIRE_SERVER(srv);
+  auto s = open_store(options_for(srv), "t");
+  REQUIRE_FALSE(s->write_batch({put("k", "old")}));
+  pg::conn_ptr holder{PQconnectdb(srv.uri().c_str())};
+  REQUIRE(PQstatus(holder.get()) == CONNECTION_OK);
+  auto exec = [&](const char* sql) {
+    pg::result_ptr r{PQexec(holder.get(), sql)};
+    return PQresultStatus(r.get()) == PGRES_COMMAND_OK;
+  };
+  REQUIRE(exec("BEGIN"));
+  REQUIRE(exec("UPDATE t SET value = 'held' WHERE key = 'k'"));
+  std::promise<caf::error> wrote;
+  auto written = wrote.get_future();
+  std::thread writer{[&] { wrote.set_value(s->write_batch({put("k", "new")})); }};
+  struct finally { // never leave the writer blocked, whatever fails below
+    std::function<void()> f;
+    ~finally() { f(); }
+  } release{[&] {
+    if (PQtransactionStatus(holder.get()) != PQTRANS_IDLE) exec("ROLLBACK");
+    writer.join();
+  }};
+  REQUIRE(testing::eventually([&] {
+    return srv.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                    "'Lock'") == "1";
+  }));
+  // Asked again until it gives up, as shutdown does: a cancel that came
+  // between two statements reaches neither.
+  for (int i = 0; i < 100 && written.wait_for(100ms) != std::future_status::ready; ++i)
+    s->interrupt();
+  REQUIRE(written.wait_for(0s) == std::future_status::ready);
+  auto err = written.get();
+  REQUIRE(err == errc::store_failure);
+  CHECK(describe(err).find("57014") != std::string::npos); // query_canceled
+  CHECK(exec("COMMIT"));
+  CHECK(get(*s, "k") == "held"); // the cancelled write was rolled back
+  CHECK_FALSE(s->write_batch({put("k", "after")})); // the store goes on
+  CHECK(get(*s, "k") == "after");
 }
 
 TEST_CASE("postgres_store: after a server restart the next call succeeds",
