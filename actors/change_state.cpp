@@ -196,7 +196,8 @@ void change_state::apply(uint64_t xid, bool complete, time_point now,
       auto v = own_commits::verdict::foreign;
       if (cache.own) {
         auto [at, fresh] = verdicts.try_emplace(cache.own.get(), v);
-        if (fresh) at->second = cache.own->take(xid);
+        if (fresh)
+          at->second = cache.own->take(xid, complete ? rows : own_commits::incomplete_group);
         v = at->second;
       }
       if (v == own_commits::verdict::own) {
@@ -240,7 +241,7 @@ change_actions change_state::retry_parked(time_point now) {
     auto v = own_commits::verdict::foreign;
     if (cache->own) {
       auto [at, fresh] = verdicts.try_emplace({p.xid, cache->own.get()}, v);
-      if (fresh) at->second = cache->own->take(p.xid);
+      if (fresh) at->second = cache->own->take(p.xid, p.rows);
       v = at->second;
     }
     // Unanswered too long: the COMMIT's outcome may never be known (the

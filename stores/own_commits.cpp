@@ -12,6 +12,7 @@ namespace karlton {
 struct own_commits::impl {
   struct entry {
     bool committed;                    // false: COMMIT not yet returned
+    uint64_t rows;                     // the rows of its table it changed
     std::list<uint64_t>::iterator age; // its place in `oldest_first`
   };
 
@@ -31,14 +32,14 @@ own_commits::~own_commits() {
   delete impl_;
 }
 
-void own_commits::expect(uint64_t xid) {
+void own_commits::expect(uint64_t xid, uint64_t rows) {
   std::lock_guard<std::mutex> guard{impl_->mtx};
   if (auto it = impl_->entries.find(xid); it != impl_->entries.end()) impl_->erase(it);
   // Dropping the oldest only turns its notification into an invalidation.
   while (impl_->entries.size() >= capacity)
     impl_->erase(impl_->entries.find(impl_->oldest_first.front()));
   auto age = impl_->oldest_first.insert(impl_->oldest_first.end(), xid);
-  impl_->entries.emplace(xid, impl::entry{false, age});
+  impl_->entries.emplace(xid, impl::entry{false, rows, age});
 }
 
 void own_commits::resolve(uint64_t xid, bool committed) {
@@ -51,13 +52,17 @@ void own_commits::resolve(uint64_t xid, bool committed) {
     impl_->erase(it);
 }
 
-own_commits::verdict own_commits::take(uint64_t xid) {
+own_commits::verdict own_commits::take(uint64_t xid, uint64_t rows) {
   std::lock_guard<std::mutex> guard{impl_->mtx};
   auto it = impl_->entries.find(xid);
   if (it == impl_->entries.end()) return verdict::foreign;
-  if (!it->second.committed) return verdict::pending;
+  if (rows != incomplete_group && !it->second.committed) return verdict::pending;
+  // More rows than ours: another writer (a trigger, a rule, a cascade) changed
+  // rows in our transaction, which the cache never installed. Fewer: a part
+  // of the group we have not seen. Either way, invalidate all of them.
+  bool own = rows == it->second.rows;
   impl_->erase(it);
-  return verdict::own;
+  return own ? verdict::own : verdict::foreign;
 }
 
 void own_commits::forget_all() {

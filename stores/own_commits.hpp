@@ -32,15 +32,23 @@ public:
   own_commits(const own_commits&) = delete;            ///< not copyable
   own_commits& operator=(const own_commits&) = delete; ///< not copyable
 
-  /// The store is about to COMMIT transaction `xid`.
-  void expect(uint64_t xid);
+  /// `take`'s `rows` for a group part of which may be missing: never own,
+  /// and the xid is forgotten (its other parts are foreign too).
+  static constexpr uint64_t incomplete_group = UINT64_MAX;
+
+  /// The store is about to COMMIT transaction `xid`, which changed `rows`
+  /// rows of its table (one notification each: it never changes a key).
+  void expect(uint64_t xid, uint64_t rows);
 
   /// COMMIT of `xid` returned: `committed` false forgets it (a rollback sends
   /// no notifications, and an unknown outcome must count as foreign).
   void resolve(uint64_t xid, bool committed);
 
-  /// The verdict for `xid`; `own` is forgotten as it is returned.
-  verdict take(uint64_t xid);
+  /// The verdict for `xid`, whose group has `rows` row notifications for
+  /// the store's table: `own` only if the store changed exactly those (a
+  /// user's trigger or rule that changed other rows of the table in the same
+  /// transaction makes it foreign). Forgotten unless `pending`.
+  verdict take(uint64_t xid, uint64_t rows);
 
   /// Forgets everything: the feed reconnected, and its repair covers all.
   void forget_all();

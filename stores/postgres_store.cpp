@@ -149,6 +149,15 @@ struct postgres_store::impl {
     return res && PQresultStatus(res.get()) == want;
   }
 
+  // The rows an INSERT, UPDATE or DELETE changed; unreadable counts as 1 (it
+  // may notify; the feed then finds the count wrong and invalidates).
+  static uint64_t rows_changed(const pg::result_ptr& res) {
+    std::string_view text{PQcmdTuples(res.get())};
+    uint64_t n = 0;
+    if (std::from_chars(text.data(), text.data() + text.size(), n).ec != std::errc{}) n = 1;
+    return n;
+  }
+
   // Borrows a reader and runs `stmt`; a lost connection that had sat idle
   // is replaced once (reads change nothing, so a retry is harmless).
   caf::expected<pg::result_ptr> read(const char* what, const char* stmt,
@@ -209,28 +218,30 @@ struct postgres_store::impl {
         return abort("write_batch could not read its transaction id, nothing was written",
                      res);
     }
+    uint64_t rows = 0;
     if (!put_keys.empty()) {
       auto keys = pg::bytea_array(put_keys);
       auto values = pg::bytea_array(put_values);
       auto res = run(conn, "k_upsert", {&keys, &values});
       if (!ok(res, PGRES_COMMAND_OK))
         return abort("write_batch failed writing its puts, nothing was written", res);
+      rows += rows_changed(res);
     }
-    bool deleted_rows = false;
     if (!deletes.empty()) {
       auto keys = pg::bytea_array(deletes);
       auto res = run(conn, "k_delete", {&keys});
       if (!ok(res, PGRES_COMMAND_OK))
         return abort("write_batch failed writing its deletes, nothing was written", res);
-      deleted_rows = std::string_view{PQcmdTuples(res.get())} != "0";
+      rows += rows_changed(res);
     }
     // A transaction that changed no row sends no notification: registering
     // it would only take a place in the registry until it is pushed out.
-    const bool notifies = !put_keys.empty() || deleted_rows;
+    const bool notifies = rows > 0;
     // Registered before COMMIT: the server signals listeners inside COMMIT,
     // before its reply reaches us, so the feed may ask first (it is told
-    // `pending` and asks again).
-    if (notifies) own->expect(xid);
+    // `pending` and asks again). With the rows changed: more in the feed's
+    // group means others (a user's trigger) changed rows in it too.
+    if (notifies) own->expect(xid, rows);
     pg::result_ptr commit{PQexec(conn, "COMMIT")};
     const bool committed = ok(commit, PGRES_COMMAND_OK);
     // Not committed, or maybe: the notifications (if any) count as foreign

@@ -244,7 +244,7 @@ TEST_CASE("a cache skips its store's own committed transaction, and only that ca
           "[changes]") {
   feed f;
   f.go_live();
-  f.users_own->expect(40);
+  f.users_own->expect(40, 1);
   f.users_own->resolve(40, true);
   auto a = f.st.changes({row(40, 1, "mine"), end(40, 1)}, f.t0);
   CHECK(keys_in(a, "users").empty());
@@ -257,11 +257,22 @@ TEST_CASE("a cache skips its store's own committed transaction, and only that ca
   CHECK(keys_in(a, "users") == strings{"mine"});
 }
 
+TEST_CASE("an own transaction in which another writer changed more rows invalidates them all",
+          "[changes]") {
+  feed f;
+  f.go_live();
+  f.users_own->expect(41, 1); // the store changed one row
+  f.users_own->resolve(41, true);
+  auto a = f.st.changes({row(41, 1, "mine"), row(41, 2, "derived"), end(41, 2)}, f.t0);
+  CHECK(keys_in(a, "users") == strings{"derived", "mine"});
+  CHECK(f.st.stats().rows_own == 0);
+}
+
 TEST_CASE("a group whose own COMMIT is pending is parked and decided when it resolves",
           "[changes]") {
   feed f;
   f.go_live();
-  f.users_own->expect(50);
+  f.users_own->expect(50, 1);
   auto a = f.st.changes({row(50, 1, "k"), end(50, 1)}, f.t0);
   CHECK(keys_in(a, "users").empty());
   CHECK(a.retry_parked);
@@ -275,7 +286,7 @@ TEST_CASE("a group whose own COMMIT is pending is parked and decided when it res
   CHECK_FALSE(a.retry_parked);
   CHECK(f.st.stats().rows_own == 1);
 
-  f.users_own->expect(51);
+  f.users_own->expect(51, 1);
   f.st.changes({row(51, 1, "k"), end(51, 1)}, f.t0);
   f.users_own->resolve(51, false); // rolled back or unknown: foreign
   a = f.st.retry_parked(f.t0 + 1ms);
@@ -285,7 +296,7 @@ TEST_CASE("a group whose own COMMIT is pending is parked and decided when it res
 TEST_CASE("a group pending for 100 ms counts as foreign", "[changes]") {
   feed f;
   f.go_live();
-  f.users_own->expect(60);
+  f.users_own->expect(60, 1);
   f.st.changes({row(60, 1, "k"), end(60, 1, 5)}, f.t0);
   auto a = f.st.retry_parked(f.t0 + 99ms);
   CHECK(a.groups.empty());
@@ -330,10 +341,10 @@ TEST_CASE("a reconnect forgets own writes and open groups: the repair covers the
           "[changes]") {
   feed f;
   f.go_live();
-  f.users_own->expect(70);
+  f.users_own->expect(70, 1);
   f.users_own->resolve(70, true);
   f.st.changes({row(71, 1, "open")}, f.t0);
-  f.users_own->expect(72);
+  f.users_own->expect(72, 1);
   f.st.changes({row(72, 1, "parked"), end(72, 1)}, f.t0);
   CHECK(f.st.parked() == 1);
   f.st.down(f.t0);
@@ -341,7 +352,7 @@ TEST_CASE("a reconnect forgets own writes and open groups: the repair covers the
   CHECK(a.repairs.size() == 3);
   CHECK(f.st.open_groups() == 0);
   CHECK(f.st.parked() == 0);
-  CHECK(f.users_own->take(70) == own_commits::verdict::foreign);
+  CHECK(f.users_own->take(70, 1) == own_commits::verdict::foreign);
   auto s = f.st.stats();
   CHECK(s.connects == 2);
   CHECK(s.drops == 1);

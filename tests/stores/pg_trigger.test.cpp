@@ -296,19 +296,35 @@ TEST_CASE("postgres_store's own writes notify with an xid its own_commits answer
     {{"k1", std::string{"v1"}}, {"k2", std::string{"v2"}}, {"k3", std::nullopt}}));
   auto g = one_group(l.drain());
   CHECK(g.keys == keys{"k1", "k2"}); // deleting an absent key changes no row
-  CHECK(origin->own->take(g.xid) == own_commits::verdict::own);
-  CHECK(origin->own->take(g.xid) == own_commits::verdict::foreign);
+  CHECK(origin->own->take(g.xid, g.keys.size()) == own_commits::verdict::own);
+  CHECK(origin->own->take(g.xid, g.keys.size()) == own_commits::verdict::foreign);
 
   // Another writer's transaction is foreign, even to a second store on the
   // same table (each store has its own registry).
   raw_conn w{srv};
   w.exec("UPDATE users SET value = 'x' WHERE key = 'k1'");
   g = one_group(l.drain());
-  CHECK(origin->own->take(g.xid) == own_commits::verdict::foreign);
+  CHECK(origin->own->take(g.xid, g.keys.size()) == own_commits::verdict::foreign);
   REQUIRE_FALSE(again->write_batch({{"k1", std::string{"v3"}}}));
   g = one_group(l.drain());
-  CHECK(origin->own->take(g.xid) == own_commits::verdict::foreign);
-  CHECK(again->origin()->own->take(g.xid) == own_commits::verdict::own);
+  CHECK(origin->own->take(g.xid, g.keys.size()) == own_commits::verdict::foreign);
+  CHECK(again->origin()->own->take(g.xid, g.keys.size()) == own_commits::verdict::own);
+
+  // A user's trigger that changes another row of the table inside the
+  // store's transaction: that row is news to the cache, so the group is
+  // foreign (before, the whole group was skipped as own and the derived row
+  // stayed cached).
+  w.exec("CREATE FUNCTION derive() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+         "UPDATE users SET value = NEW.value WHERE key = 'derived'; RETURN NULL; END $$; "
+         "INSERT INTO users(key, value) VALUES ('derived', '0'); "
+         "CREATE TRIGGER derive AFTER UPDATE ON users FOR EACH ROW "
+         "WHEN (NEW.key = 'k2') EXECUTE FUNCTION derive()");
+  l.drain();
+  REQUIRE_FALSE(store->write_batch({{"k2", std::string{"v4"}}}));
+  g = one_group(l.drain());
+  CHECK(g.keys == keys{"derived", "k2"});
+  CHECK(origin->own->take(g.xid, g.keys.size()) == own_commits::verdict::foreign);
+  w.exec("DROP TRIGGER derive ON users");
 
   // A batch that fails is never own (it sends nothing either).
   w.exec("CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
