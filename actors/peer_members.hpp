@@ -52,7 +52,7 @@ public:
     bool is_new = known == members_.end() || !(known->second.handle == handle);
     auto link = is_new ? peer_link{} : std::move(known->second.link);
     members_[info.name] = member{info, handle, now, std::move(link)};
-    reconnecting_.erase(info.name);
+    joining_.erase(info.name);
     return is_new;
   }
 
@@ -126,7 +126,7 @@ public:
   /// Forgets every member and every reconnection (this node leaves).
   void clear() {
     members_.clear();
-    reconnecting_.clear();
+    joining_.clear();
   }
 
   bool contains(const std::string& name) const { return members_.count(name) > 0; }
@@ -206,32 +206,67 @@ public:
   }
 
   // -- reconnection -------------------------------------------------------------
-
-  /// `name` was lost: it is reconnected to, first after the returned wait.
-  duration lost(const std::string& name) {
-    reconnecting_.emplace(name, reconnect_base_);
-    return reconnect_base_;
-  }
+  //
+  // One chain of attempts per name, whatever asks for it (a member list that
+  // names it, its loss, a seed): at most one attempt in flight and one retry
+  // due. Before, each asked-for join started a chain of its own that retried
+  // until it succeeded, so a link that flapped while a member stayed out of
+  // reach multiplied the connection attempts without bound.
 
   struct retry {
     duration wait;
-    bool first; ///< `name` was not being reconnected to before (worth a log line)
+    bool first;       ///< the chain's first failure (worth a log line)
+    member_info info; ///< whom to try next: the latest address asked for
   };
-  /// An attempt to reach `name` failed: how long to wait before the next,
-  /// from the reconnection base doubling up to its max.
-  retry failed_to_reach(const std::string& name) {
-    auto [i, first] = reconnecting_.emplace(name, reconnect_base_);
-    auto wait = i->second;
-    i->second = std::min<duration>(wait * 2, reconnect_max_);
-    return {wait, first};
+
+  /// `info` is wanted as a member: true if an attempt is to start now (it
+  /// counts as in flight until `reached` or `attempt_failed`); false if it is
+  /// a member or an attempt is in flight or due, which then uses `info`.
+  /// `retry_due`: the chain's retry came due (its delayed message).
+  bool begin_attempt(const member_info& info, bool retry_due) {
+    if (contains(info.name)) {
+      joining_.erase(info.name);
+      return false;
+    }
+    auto& c = joining_.try_emplace(info.name, chain{info, reconnect_base_}).first->second;
+    c.info = info;
+    if (retry_due) c.retry_due = false;
+    if (c.attempt || c.retry_due) return false;
+    c.attempt = true;
+    return true;
   }
 
-  /// `name` was reached (or joined us): no more retries.
-  void reached(const std::string& name) { reconnecting_.erase(name); }
-
-  bool reconnecting(const std::string& name) const {
-    return reconnecting_.count(name) > 0;
+  /// The attempt to reach `name` failed: when to try again (from the base,
+  /// doubling up to the max), or none if a retry is already due.
+  std::optional<retry> attempt_failed(const std::string& name) {
+    auto i = joining_.find(name);
+    if (i == joining_.end()) return std::nullopt; // reached meanwhile
+    auto& c = i->second;
+    c.attempt = false;
+    if (c.retry_due) return std::nullopt;
+    c.retry_due = true;
+    retry r{c.wait, c.failures++ == 0 && !c.lost, c.info};
+    c.wait = std::min<duration>(c.wait * 2, reconnect_max_);
+    return r;
   }
+
+  /// The member `info` was lost: the wait before the first attempt to reach
+  /// it again, or none if one is in flight or due already.
+  std::optional<duration> lost(const member_info& info) {
+    auto [i, fresh] = joining_.try_emplace(info.name, chain{info, reconnect_base_});
+    auto& c = i->second;
+    c.info = info;
+    c.lost = true; // logged as lost: its failures need no first line
+    if (!fresh && (c.attempt || c.retry_due)) return std::nullopt;
+    c.wait = reconnect_base_;
+    c.retry_due = true;
+    return reconnect_base_;
+  }
+
+  /// `name` was reached (or joined us): its chain ends.
+  void reached(const std::string& name) { joining_.erase(name); }
+
+  bool reconnecting(const std::string& name) const { return joining_.count(name) > 0; }
 
 private:
   member take(typename std::map<std::string, member>::iterator i) {
@@ -243,7 +278,15 @@ private:
   duration reconnect_base_;
   duration reconnect_max_;
   std::map<std::string, member> members_;
-  std::map<std::string, duration> reconnecting_; // lost members, next wait
+  struct chain {
+    member_info info;
+    duration wait;          // before the next retry
+    bool attempt = false;   // an attempt is in flight
+    bool retry_due = false; // a retry is scheduled
+    bool lost = false;      // a lost member's (its loss was logged)
+    uint32_t failures = 0;
+  };
+  std::map<std::string, chain> joining_; // members we try to reach
 };
 
 } // namespace karlton

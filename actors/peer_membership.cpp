@@ -41,9 +41,9 @@ void lose_member(self_ptr self, const member_table<peer_actor>::member& m,
   if (st.setup.lease) st.setup.lease->limit_to(st.setup.time_source->now());
   log(self, "lost member '" + lost.name + "' (" + why + ")");
   repair(self, "lost '" + lost.name + "', whose invalidations may not have arrived");
-  auto wait = st.members->lost(lost.name);
-  self->delayed_send(self, caf::timespan{wait}, join_atom::value, this_process_token(),
-                     lost);
+  if (auto wait = st.members->lost(lost))
+    self->delayed_send(self, caf::timespan{*wait}, join_atom::value, this_process_token(),
+                       lost);
 }
 
 // `info` passed a handshake through `handle` in which we were `role`, which
@@ -150,8 +150,13 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
                             " of the members '" + them.name +
                             "' listed: too many, or names too long");
               }
-              for (auto& o : told.join)
-                join_member(self, std::move(o));
+              for (auto& o : told.join) {
+                // Until we have joined it, our synchronous calls name it as
+                // not answered: it does not know us, so it may serve what
+                // they invalidate (a member we cannot reach, though they can).
+                st.core->member_lost(o.name);
+                join_member(self, std::move(o), false);
+              }
               done(caf::none);
             },
             [=](caf::error& err) {
@@ -202,19 +207,22 @@ void connect(self_ptr self, const std::string& host, uint16_t port,
       });
 }
 
-// Joins a member we heard of or lost; on failure, tries again later.
-void join_member(self_ptr self, member_info target) {
-  connect(self, target.host, target.port, [self, target](caf::error err) {
+// Joins a member we heard of or lost; on failure, tries again later. One
+// attempt at a time per name (see member_table's reconnection).
+void join_member(self_ptr self, member_info target, bool retry_due) {
+  if (!self->state.members->begin_attempt(target, retry_due)) return;
+  auto name = target.name;
+  connect(self, target.host, target.port, [self, name](caf::error err) {
     auto& members = *self->state.members;
-    if (!err || members.contains(target.name)) {
-      members.reached(target.name);
+    if (!err || members.contains(name)) {
+      members.reached(name);
       return;
     }
-    auto retry = members.failed_to_reach(target.name);
-    if (retry.first)
-      log(self, "cannot reach '" + target.name + "', retrying: " + describe(err));
-    self->delayed_send(self, caf::timespan{retry.wait}, join_atom::value,
-                       this_process_token(), target);
+    auto retry = members.attempt_failed(name);
+    if (!retry) return;
+    if (retry->first) log(self, "cannot reach '" + name + "', retrying: " + describe(err));
+    self->delayed_send(self, caf::timespan{retry->wait}, join_atom::value,
+                       this_process_token(), std::move(retry->info));
   });
 }
 

@@ -118,26 +118,62 @@ TEST_CASE("reconnection waits double from the base up to the max until reached",
   table t{200ms, 1s};
   t.add(node("b"), {"actor-b"}, tp{1s});
   t.remove("b");
-  CHECK(t.lost("b") == 200ms);
+  CHECK(t.lost(node("b")) == 200ms);
   CHECK(t.reconnecting("b"));
-  auto r1 = t.failed_to_reach("b");
+  auto fail_once = [&t](const std::string& name) {
+    REQUIRE(t.begin_attempt(node(name), true)); // its retry came due
+    auto r = t.attempt_failed(name);
+    REQUIRE(r);
+    return *r;
+  };
+  auto r1 = fail_once("b");
   CHECK(r1.wait == 200ms);
   CHECK_FALSE(r1.first); // lost before: the loss was logged
-  CHECK(t.failed_to_reach("b").wait == 400ms);
-  CHECK(t.failed_to_reach("b").wait == 800ms);
-  CHECK(t.failed_to_reach("b").wait == 1s);
-  CHECK(t.failed_to_reach("b").wait == 1s);
+  CHECK(fail_once("b").wait == 400ms);
+  CHECK(fail_once("b").wait == 800ms);
+  CHECK(fail_once("b").wait == 1s);
+  CHECK(fail_once("b").wait == 1s);
   t.add(node("b"), {"actor-b2"}, tp{9s}); // joined again: no more retries
   CHECK_FALSE(t.reconnecting("b"));
-  auto fresh = t.failed_to_reach("seed");
-  CHECK(fresh.first); // a seed never reached: worth a log line
-  CHECK(fresh.wait == 200ms);
+  REQUIRE(t.begin_attempt(node("seed"), false));
+  auto fresh = t.attempt_failed("seed");
+  REQUIRE(fresh);
+  CHECK(fresh->first); // a seed never reached: worth a log line
+  CHECK(fresh->wait == 200ms);
+}
+
+TEST_CASE("one chain of attempts per name however often it is asked for",
+          "[peer][members]") {
+  // Every member list naming an unreachable node, and every loss, started a
+  // chain of retries of its own before: a flapping link multiplied them.
+  table t{200ms, 1s};
+  REQUIRE(t.begin_attempt(node("x"), false));
+  CHECK_FALSE(t.begin_attempt(node("x"), false)); // told again: one in flight
+  auto moved = node("x");
+  moved.port = 4001;
+  CHECK_FALSE(t.begin_attempt(moved, false));
+  auto r = t.attempt_failed("x");
+  REQUIRE(r);
+  CHECK(r->info.port == 4001); // the retry goes where it was last said to be
+  for (int i = 0; i < 10; ++i) // told while a retry is due: nothing more
+    CHECK_FALSE(t.begin_attempt(node("x"), false));
+  CHECK_FALSE(t.lost(node("x")));
+  REQUIRE(t.begin_attempt(node("x"), true)); // the one retry comes due
+  CHECK_FALSE(t.begin_attempt(node("x"), true)); // a stale retry message: nothing
+  REQUIRE(t.attempt_failed("x"));
+  CHECK_FALSE(t.attempt_failed("x")); // one retry due at most
+  t.reached("x");
+  CHECK_FALSE(t.reconnecting("x"));
+  CHECK_FALSE(t.attempt_failed("x")); // an attempt ending after: nothing
+  t.add(node("y"), {"actor-y"}, tp{1s});
+  CHECK_FALSE(t.begin_attempt(node("y"), true)); // a member already
+  CHECK_FALSE(t.reconnecting("y"));
 }
 
 TEST_CASE("leaving forgets members and reconnections", "[peer][members]") {
   table t{200ms, 1s};
   t.add(node("b"), {"actor-b"}, tp{1s});
-  t.lost("c");
+  t.lost(node("c"));
   t.clear();
   CHECK(t.empty());
   CHECK_FALSE(t.reconnecting("c"));
