@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include <karlton/messages/errors.hpp>
 #include <karlton/messages/shard_interface.hpp>
 
 #include "actors/shard_repair.hpp"
@@ -168,6 +169,12 @@ change_source_actor::behavior_type change_source(self_ptr self,
     [=](pg_sync_atom) -> caf::result<bool> {
       auto& st = self->state;
       if (!st.setup.barrier) return false;
+      if (st.barriers.size() >= max_waiting_syncs) { // the oldest gives way
+        st.barriers.begin()->second.deliver(make_error(
+          errc::timeout, "sync_changes: " + std::to_string(max_waiting_syncs) +
+                           " newer syncs were waiting for the change feed"));
+        st.barriers.erase(st.barriers.begin());
+      }
       auto rp = self->make_response_promise<bool>();
       auto id = st.next_barrier++;
       st.barriers.emplace(id, rp);

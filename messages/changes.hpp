@@ -65,6 +65,12 @@ inline const char* to_string(pg_change::kind k) noexcept {
 /// every stats request.
 constexpr size_t change_delay_samples = 512;
 
+/// The most `sync_changes` barriers held at once, by the feed's actor and by
+/// its listener alike; the oldest give way (their callers have most likely
+/// timed out), so a service asking in a loop while the database is down
+/// cannot grow either without bound.
+constexpr size_t max_waiting_syncs = 4096;
+
 /// The change feed's counters (docs/plans/postgres.md §3): one runtime's
 /// LISTEN connection and what it applied.
 struct change_feed_stats {

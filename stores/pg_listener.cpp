@@ -100,6 +100,7 @@ struct pg_listener::impl {
     // The barriers on the lost heartbeat wait for the next connection's.
     waiting.insert(waiting.end(), riding.begin(), riding.end());
     riding.clear();
+    keep_newest(waiting);
     auto d = backoff.failed();
     std::uniform_int_distribution<int64_t> jitter{0, d.count() / 2};
     next_attempt = steady::now() + d / 2 + std::chrono::milliseconds{jitter(rng)};
@@ -247,6 +248,15 @@ struct pg_listener::impl {
     std::lock_guard<std::mutex> guard{mutex};
     waiting.insert(waiting.end(), asked.begin(), asked.end());
     asked.clear();
+    keep_newest(waiting);
+  }
+
+  // The newest `max_waiting_syncs` barriers (ids grow): the feed's actor
+  // has answered the older ones already.
+  static void keep_newest(std::vector<uint64_t>& ids) {
+    if (ids.size() <= max_waiting_syncs) return;
+    std::sort(ids.begin(), ids.end());
+    ids.erase(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(max_waiting_syncs));
   }
 
   void run() {
@@ -342,6 +352,7 @@ void pg_listener::barrier(uint64_t id) {
   {
     std::lock_guard<std::mutex> guard{impl_->mutex};
     impl_->asked.push_back(id);
+    impl::keep_newest(impl_->asked); // a loop stuck connecting takes none
   }
   uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(impl_->wake_fd, &one, sizeof one);

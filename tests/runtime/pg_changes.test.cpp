@@ -365,6 +365,21 @@ TEST_CASE("a sync waiting on a feed that cannot connect ends with shut_down at s
   CHECK(got == errc::shut_down);
 }
 
+TEST_CASE("syncs asked while the feed cannot connect are held up to a bound",
+          "[pg_changes]") {
+  // Each sync that timed out stayed with the feed until a heartbeat was
+  // answered: a service asking in a loop through an outage grew it forever.
+  runtime rt;
+  postgres_options p;
+  p.uri = "postgresql://nobody@127.0.0.1:1/none"; // refused at once: nothing listens
+  p.reconnect_max = 50ms;
+  p.reconnect_base = 10ms;
+  REQUIRE_FALSE(rt.start_change_feed(p));
+  for (size_t i = 0; i < max_waiting_syncs + 100; ++i)
+    REQUIRE(rt.sync_changes(1ms) == errc::timeout);
+  CHECK(must(rt.change_stats()).syncs_waiting == max_waiting_syncs);
+}
+
 TEST_CASE("a disabled change trigger stops hits at once, and sync_changes waits for it",
           "[pg_changes]") {
   if (!testing::require_postgres()) return;
