@@ -34,6 +34,13 @@ void arm_expiry(self_ptr self) {
 
 void after_change(self_ptr self);
 
+// While a `settle` waits: a look every 5 ms besides the one after each
+// change, since a caller's thread may fail the queued calls (after the gate
+// closed) without a word to the shard.
+void check_settled_later(self_ptr self) {
+  self->delayed_send(self, std::chrono::milliseconds{5}, settle_check_atom::value);
+}
+
 // For shutdown's `settle`: no write with the store, no compute still to run,
 // and no call queued that could make one (the runtime's gate is closed, so
 // the queue only shrinks).
@@ -398,9 +405,23 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       return n;
     },
     [=](settle_atom) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      // Calls queued with no doorbell rung (a thread holding its doorbells,
+      // or one between its push and its ring) run now, as the ring would
+      // have: rung once the gate is closed, it would fail them.
+      if (st.inbox && st.inbox->has_jobs() && st.inbox->claim_doorbell())
+        self->send(self, doorbell_atom::value);
       if (settled(self)) return caf::ok_atom::value;
-      self->state.settle_waiters.push_back(self->make_response_promise<caf::ok_atom>());
-      return self->state.settle_waiters.back();
+      if (st.settle_waiters.empty()) check_settled_later(self);
+      st.settle_waiters.push_back(self->make_response_promise<caf::ok_atom>());
+      return st.settle_waiters.back();
+    },
+    [=](settle_check_atom) {
+      auto& st = self->state;
+      if (st.settle_waiters.empty()) return;
+      if (!settled(self)) return check_settled_later(self);
+      for (auto& rp : std::exchange(st.settle_waiters, {}))
+        rp.deliver(caf::ok_atom::value);
     },
     [=](repair_atom) {
       auto n = self->state.cache->clear_here();

@@ -45,6 +45,9 @@ using expire_atom = caf::atom_constant<caf::atom("expire")>;
 /// `(settle)` to a shard at shutdown: answered once no write-through write
 /// waits for the store (see `runtime::shutdown`).
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
+/// The shard's own look, while a `settle` waits, at whether it is settled: a
+/// caller's thread may have failed the queued calls, which tells it nothing.
+using settle_check_atom = caf::atom_constant<caf::atom("settlechk")>;
 
 /// A cache shard: owns the keys that hash to it (see base/routing.hpp).
 ///
@@ -107,7 +110,7 @@ using shard_actor = caf::typed_actor<
   caf::replies_to<increment_atom, std::string, int64_t, ttl>::with<int64_t>,
   caf::replies_to<compare_and_set_atom, compare_and_set_args>::with<bool>,
   caf::replies_to<set_ttl_atom, std::string, bool, caf::timespan>::with<remaining_ttl>,
-  caf::replies_to<settle_atom>::with<caf::ok_atom>>;
+  caf::replies_to<settle_atom>::with<caf::ok_atom>, caf::reacts_to<settle_check_atom>>;
 
 /// An actor that wants to hear about removals: `(removed, key, cause)`.
 using removal_listener_actor =
