@@ -422,9 +422,9 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       });
       return rp;
     },
-    [=](join_atom, const local_token& token, member_info& target) {
+    [=](join_atom, const local_token& token, member_info& target, uint64_t retry_of) {
       if (!from_this_process(self, token)) return;
-      join_member(self, std::move(target), true); // a retry, or a seed from join_seeds
+      join_member(self, std::move(target), retry_of); // 0: a seed from join_seeds
     },
     [=](shards_atom, const local_token& token, std::string& cache,
         std::vector<shard_actor>& shards) -> caf::result<caf::ok_atom> {

@@ -41,7 +41,8 @@ void connect(self_ptr self, const std::string& host, uint16_t port,
              std::function<void(caf::error)> done);
 
 /// Joins a member we heard of or lost; on failure, tries again later.
-void join_member(self_ptr self, member_info target, bool retry_due);
+/// `retry_of`: the chain whose retry this is (0: none; see member_table).
+void join_member(self_ptr self, member_info target, uint64_t retry_of = 0);
 
 /// The handshake as responder: the answer to `sender`'s hello, and its join.
 caf::result<member_info, std::string, std::string>

@@ -211,56 +211,72 @@ public:
   // names it, its loss, a seed): at most one attempt in flight and one retry
   // due. Before, each asked-for join started a chain of its own that retried
   // until it succeeded, so a link that flapped while a member stayed out of
-  // reach multiplied the connection attempts without bound.
+  // reach multiplied the connection attempts without bound. Each chain has a
+  // number, which its retries carry: one that outlived its chain (the member
+  // came back meanwhile) is ignored rather than start a second.
 
   struct retry {
     duration wait;
-    bool first;       ///< the chain's first failure (worth a log line)
-    member_info info; ///< whom to try next: the latest address asked for
+    bool first;         ///< the chain's first failure (worth a log line)
+    member_info info;   ///< whom to try next: the latest address asked for
+    uint64_t chain = 0; ///< what the retry carries (`begin_attempt`'s `retry_of`)
   };
 
   /// `info` is wanted as a member: true if an attempt is to start now (it
   /// counts as in flight until `reached` or `attempt_failed`); false if it is
-  /// a member or an attempt is in flight or due, which then uses `info`.
-  /// `retry_due`: the chain's retry came due (its delayed message).
-  bool begin_attempt(const member_info& info, bool retry_due) {
+  /// a member, if an attempt is in flight or due (which then uses `info`), or
+  /// if `retry_of` (not 0: a retry came due) names a chain that has ended.
+  bool begin_attempt(const member_info& info, uint64_t retry_of = 0) {
     if (contains(info.name)) {
       joining_.erase(info.name);
       return false;
     }
-    auto& c = joining_.try_emplace(info.name, chain{info, reconnect_base_}).first->second;
+    auto i = joining_.find(info.name);
+    if (retry_of != 0) {
+      if (i == joining_.end() || i->second.number != retry_of) return false;
+      i->second.retry_due = false;
+    } else if (i == joining_.end()) {
+      i = start_chain(info);
+    }
+    auto& c = i->second;
     c.info = info;
-    if (retry_due) c.retry_due = false;
     if (c.attempt || c.retry_due) return false;
     c.attempt = true;
     return true;
   }
 
-  /// The attempt to reach `name` failed: when to try again (from the base,
-  /// doubling up to the max), or none if a retry is already due.
-  std::optional<retry> attempt_failed(const std::string& name) {
-    auto i = joining_.find(name);
-    if (i == joining_.end()) return std::nullopt; // reached meanwhile
+  /// The attempt to reach `info` failed: when to try again (from the base,
+  /// doubling up to the max), or none if it is a member or a retry is due.
+  /// A chain that ended meanwhile starts again: the handshake admitted it
+  /// (which ends the chain) and then its join failed.
+  std::optional<retry> attempt_failed(const member_info& info) {
+    if (contains(info.name)) {
+      joining_.erase(info.name);
+      return std::nullopt;
+    }
+    auto i = joining_.find(info.name);
+    if (i == joining_.end()) i = start_chain(info);
     auto& c = i->second;
     c.attempt = false;
     if (c.retry_due) return std::nullopt;
     c.retry_due = true;
-    retry r{c.wait, c.failures++ == 0 && !c.lost, c.info};
+    retry r{c.wait, c.failures++ == 0 && !c.lost, c.info, c.number};
     c.wait = std::min<duration>(c.wait * 2, reconnect_max_);
     return r;
   }
 
-  /// The member `info` was lost: the wait before the first attempt to reach
-  /// it again, or none if one is in flight or due already.
-  std::optional<duration> lost(const member_info& info) {
-    auto [i, fresh] = joining_.try_emplace(info.name, chain{info, reconnect_base_});
+  /// The member `info` was lost: its first retry (after the base wait), or
+  /// none if an attempt is in flight or due already.
+  std::optional<retry> lost(const member_info& info) {
+    auto i = joining_.find(info.name);
+    if (i == joining_.end()) i = start_chain(info);
     auto& c = i->second;
     c.info = info;
     c.lost = true; // logged as lost: its failures need no first line
-    if (!fresh && (c.attempt || c.retry_due)) return std::nullopt;
+    if (c.attempt || c.retry_due) return std::nullopt;
     c.wait = reconnect_base_;
     c.retry_due = true;
-    return reconnect_base_;
+    return retry{reconnect_base_, false, info, c.number};
   }
 
   /// `name` was reached (or joined us): its chain ends.
@@ -280,6 +296,7 @@ private:
   std::map<std::string, member> members_;
   struct chain {
     member_info info;
+    uint64_t number;        // what its retries carry
     duration wait;          // before the next retry
     bool attempt = false;   // an attempt is in flight
     bool retry_due = false; // a retry is scheduled
@@ -287,6 +304,11 @@ private:
     uint32_t failures = 0;
   };
   std::map<std::string, chain> joining_; // members we try to reach
+  uint64_t chains_ = 0;                  // chains started: the last one's number
+
+  typename std::map<std::string, chain>::iterator start_chain(const member_info& info) {
+    return joining_.emplace(info.name, chain{info, ++chains_, reconnect_base_}).first;
+  }
 };
 
 } // namespace karlton

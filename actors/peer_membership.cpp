@@ -41,9 +41,9 @@ void lose_member(self_ptr self, const member_table<peer_actor>::member& m,
   if (st.setup.lease) st.setup.lease->limit_to(st.setup.time_source->now());
   log(self, "lost member '" + lost.name + "' (" + why + ")");
   repair(self, "lost '" + lost.name + "', whose invalidations may not have arrived");
-  if (auto wait = st.members->lost(lost))
-    self->delayed_send(self, caf::timespan{*wait}, join_atom::value, this_process_token(),
-                       lost);
+  if (auto retry = st.members->lost(lost))
+    self->delayed_send(self, caf::timespan{retry->wait}, join_atom::value,
+                       this_process_token(), std::move(retry->info), retry->chain);
 }
 
 // `info` passed a handshake through `handle` in which we were `role`, which
@@ -155,7 +155,7 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
                 // not answered: it does not know us, so it may serve what
                 // they invalidate (a member we cannot reach, though they can).
                 st.core->member_lost(o.name);
-                join_member(self, std::move(o), false);
+                join_member(self, std::move(o));
               }
               done(caf::none);
             },
@@ -209,20 +209,22 @@ void connect(self_ptr self, const std::string& host, uint16_t port,
 
 // Joins a member we heard of or lost; on failure, tries again later. One
 // attempt at a time per name (see member_table's reconnection).
-void join_member(self_ptr self, member_info target, bool retry_due) {
-  if (!self->state.members->begin_attempt(target, retry_due)) return;
-  auto name = target.name;
-  connect(self, target.host, target.port, [self, name](caf::error err) {
+void join_member(self_ptr self, member_info target, uint64_t retry_of) {
+  if (!self->state.members->begin_attempt(target, retry_of)) return;
+  auto host = target.host;
+  auto port = target.port;
+  connect(self, host, port, [self, target = std::move(target)](caf::error err) {
     auto& members = *self->state.members;
-    if (!err || members.contains(name)) {
-      members.reached(name);
+    if (!err || members.contains(target.name)) {
+      members.reached(target.name);
       return;
     }
-    auto retry = members.attempt_failed(name);
+    auto retry = members.attempt_failed(target);
     if (!retry) return;
-    if (retry->first) log(self, "cannot reach '" + name + "', retrying: " + describe(err));
+    if (retry->first)
+      log(self, "cannot reach '" + target.name + "', retrying: " + describe(err));
     self->delayed_send(self, caf::timespan{retry->wait}, join_atom::value,
-                       this_process_token(), std::move(retry->info));
+                       this_process_token(), std::move(retry->info), retry->chain);
   });
 }
 

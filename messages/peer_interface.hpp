@@ -51,7 +51,7 @@ using peer_actor = caf::typed_actor<
                   std::vector<shard_actor>>::with<caf::ok_atom>,
   caf::replies_to<peer_stats_atom>::with<peer_stats>,
   caf::replies_to<members_atom>::with<std::vector<member_info>>,
-  caf::reacts_to<join_atom, local_token, member_info>,
+  caf::reacts_to<join_atom, local_token, member_info, uint64_t>,
   caf::reacts_to<tick_atom, local_token, uint64_t>,
   caf::replies_to<leave_atom, local_token>::with<caf::ok_atom>,
   caf::replies_to<leave_atom, uint64_t, link_tag>::with<caf::ok_atom>,

@@ -136,7 +136,7 @@ void runtime::join_seeds(const peer_actor& p, const std::vector<std::string>& se
   if (unreached.empty()) return;
   caf::scoped_actor self{*sys_}; // the peer takes joins from this node only
   for (auto& target : unreached)
-    self->send(p, join_atom::value, this_process_token(), std::move(target));
+    self->send(p, join_atom::value, this_process_token(), std::move(target), uint64_t{0});
 }
 
 caf::error runtime::join(const std::string& host, uint16_t port) {

@@ -118,12 +118,16 @@ TEST_CASE("reconnection waits double from the base up to the max until reached",
   table t{200ms, 1s};
   t.add(node("b"), {"actor-b"}, tp{1s});
   t.remove("b");
-  CHECK(t.lost(node("b")) == 200ms);
+  auto first = t.lost(node("b"));
+  REQUIRE(first);
+  CHECK(first->wait == 200ms);
   CHECK(t.reconnecting("b"));
-  auto fail_once = [&t](const std::string& name) {
-    REQUIRE(t.begin_attempt(node(name), true)); // its retry came due
-    auto r = t.attempt_failed(name);
+  auto chain = first->chain;
+  auto fail_once = [&](const std::string& name) {
+    REQUIRE(t.begin_attempt(node(name), chain)); // its retry came due
+    auto r = t.attempt_failed(node(name));
     REQUIRE(r);
+    CHECK(r->chain == chain);
     return *r;
   };
   auto r1 = fail_once("b");
@@ -135,8 +139,8 @@ TEST_CASE("reconnection waits double from the base up to the max until reached",
   CHECK(fail_once("b").wait == 1s);
   t.add(node("b"), {"actor-b2"}, tp{9s}); // joined again: no more retries
   CHECK_FALSE(t.reconnecting("b"));
-  REQUIRE(t.begin_attempt(node("seed"), false));
-  auto fresh = t.attempt_failed("seed");
+  REQUIRE(t.begin_attempt(node("seed")));
+  auto fresh = t.attempt_failed(node("seed"));
   REQUIRE(fresh);
   CHECK(fresh->first); // a seed never reached: worth a log line
   CHECK(fresh->wait == 200ms);
@@ -147,27 +151,56 @@ TEST_CASE("one chain of attempts per name however often it is asked for",
   // Every member list naming an unreachable node, and every loss, started a
   // chain of retries of its own before: a flapping link multiplied them.
   table t{200ms, 1s};
-  REQUIRE(t.begin_attempt(node("x"), false));
-  CHECK_FALSE(t.begin_attempt(node("x"), false)); // told again: one in flight
+  REQUIRE(t.begin_attempt(node("x")));
+  CHECK_FALSE(t.begin_attempt(node("x"))); // told again: one in flight
   auto moved = node("x");
   moved.port = 4001;
-  CHECK_FALSE(t.begin_attempt(moved, false));
-  auto r = t.attempt_failed("x");
+  CHECK_FALSE(t.begin_attempt(moved));
+  auto r = t.attempt_failed(node("x"));
   REQUIRE(r);
   CHECK(r->info.port == 4001); // the retry goes where it was last said to be
   for (int i = 0; i < 10; ++i) // told while a retry is due: nothing more
-    CHECK_FALSE(t.begin_attempt(node("x"), false));
+    CHECK_FALSE(t.begin_attempt(node("x")));
   CHECK_FALSE(t.lost(node("x")));
-  REQUIRE(t.begin_attempt(node("x"), true)); // the one retry comes due
-  CHECK_FALSE(t.begin_attempt(node("x"), true)); // a stale retry message: nothing
-  REQUIRE(t.attempt_failed("x"));
-  CHECK_FALSE(t.attempt_failed("x")); // one retry due at most
-  t.reached("x");
-  CHECK_FALSE(t.reconnecting("x"));
-  CHECK_FALSE(t.attempt_failed("x")); // an attempt ending after: nothing
+  REQUIRE(t.begin_attempt(node("x"), r->chain));     // the one retry comes due
+  CHECK_FALSE(t.begin_attempt(node("x"), r->chain)); // a stale copy: nothing
+  REQUIRE(t.attempt_failed(node("x")));
+  CHECK_FALSE(t.attempt_failed(node("x"))); // one retry due at most
   t.add(node("y"), {"actor-y"}, tp{1s});
-  CHECK_FALSE(t.begin_attempt(node("y"), true)); // a member already
+  CHECK_FALSE(t.begin_attempt(node("y"))); // a member already
   CHECK_FALSE(t.reconnecting("y"));
+}
+
+TEST_CASE("a retry that outlived its chain starts no second one", "[peer][members]") {
+  table t{200ms, 1s};
+  t.add(node("b"), {"actor-b"}, tp{1s});
+  t.remove("b");
+  auto old = t.lost(node("b")); // its retry is on its way...
+  REQUIRE(old);
+  t.add(node("b"), {"actor-b2"}, tp{2s}); // ...when b dials us: the chain ends
+  t.remove("b");
+  auto now = t.lost(node("b")); // lost again: a new chain, a new retry
+  REQUIRE(now);
+  CHECK(now->chain != old->chain);
+  CHECK_FALSE(t.begin_attempt(node("b"), old->chain)); // the old retry: ignored
+  REQUIRE(t.begin_attempt(node("b"), now->chain));
+}
+
+TEST_CASE("a join that fails after the handshake admitted the node is retried",
+          "[peer][members]") {
+  // Admitting ends the chain; the join request then failed (a timeout, a
+  // refusal) and the member was removed again: nothing tried it again, and
+  // the node stayed unjoined for good.
+  table t{200ms, 1s};
+  REQUIRE(t.begin_attempt(node("b")));
+  t.add(node("b"), {"actor-b"}, tp{1s}); // the handshake admitted it
+  CHECK_FALSE(t.reconnecting("b"));
+  t.remove("b"); // its join failed
+  auto r = t.attempt_failed(node("b"));
+  REQUIRE(r);
+  CHECK(r->wait == 200ms);
+  CHECK(t.reconnecting("b"));
+  REQUIRE(t.begin_attempt(node("b"), r->chain));
 }
 
 TEST_CASE("leaving forgets members and reconnections", "[peer][members]") {
