@@ -46,10 +46,11 @@ void stop_in_every_cache(caf::scoped_actor& self, const cache_map& caches,
   stop_in_every_cache(self, caches, each_cache, [] {});
 }
 
-// Past the flush deadline: a store call still running (a write waiting for a
-// row lock another transaction holds) is asked to give up, or it would hold
-// shutdown for as long as the lock. Asked again while one still runs: a
-// cancel that came between two statements of a call reaches neither.
+// Once the flushers are drained (or their deadline passed): a store call
+// still running (a write waiting for a row lock another transaction holds)
+// is asked to give up, or it would hold shutdown for as long as the lock.
+// Asked again while one still runs: a cancel that came between two
+// statements of a call reaches neither.
 void interrupt_stores(const cache_map& caches) {
   for (auto& [name, core] : caches)
     if (core->options.backing_store) core->options.backing_store->interrupt();
@@ -178,9 +179,8 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
   });
   // 3. Write-back: store what is dirty, for at most `flush_timeout`.
   auto report = drain_flushers(self, caches_, flush_timeout);
-  // 4. Stop the rest (a busy loader or store call finishes first: the
-  //    store is asked to cut it short).
-  interrupt_stores(caches_);
+  // 4. Stop the rest (a busy loader or store call finishes first: one still
+  //    running 100 ms on is asked to give up).
   stop_in_every_cache(
     self, caches_,
     [](detail::cache_core& core, auto stop) {

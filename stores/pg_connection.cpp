@@ -1,10 +1,12 @@
 #include "stores/pg_connection.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include <karlton/messages/errors.hpp>
 
@@ -325,10 +327,7 @@ pool::pool(const conn_params& params, uint32_t size, caf::timespan wait,
   : params_(params), size_(size), wait_(wait), retry_(std::move(retry)),
     on_connect_(std::move(on_connect)) {}
 
-pool::~pool() {
-  for (auto& l : lent_) // leases outliving their pool: not in karlton's use
-    PQfreeCancel(l.second);
-}
+pool::~pool() = default;
 
 std::optional<pool::lease> pool::borrow(std::string& why) {
   std::unique_lock<std::mutex> guard{mtx_};
@@ -386,19 +385,48 @@ uint32_t pool::open_count() const {
   return open_;
 }
 
+struct pool::cancel_handle {
+  explicit cancel_handle(PGcancel* c) : cancel(c) {}
+  ~cancel_handle() { PQfreeCancel(cancel); }
+  cancel_handle(const cancel_handle&) = delete;
+  cancel_handle& operator=(const cancel_handle&) = delete;
+  PGcancel* cancel;
+  std::atomic<bool> sending{false};
+};
+
 void pool::lend(PGconn* conn) noexcept {
   try {
-    lent_.emplace_back(conn, PQgetCancel(conn));
+    auto handle = std::make_shared<cancel_handle>(nullptr);
+    lent_.reserve(lent_.size() + 1);
+    handle->cancel = PQgetCancel(conn); // nothing throws after it
+    lent_.emplace_back(conn, std::move(handle));
   } catch (...) { // no memory: this one cannot be cancelled
   }
 }
 
 void pool::cancel_lent() noexcept {
-  std::lock_guard<std::mutex> guard{mtx_};
-  for (auto& l : lent_) {
-    char why[256];
-    if (l.second != nullptr) PQcancel(l.second, why, sizeof why); // best effort
+  std::vector<std::shared_ptr<cancel_handle>> to_send;
+  try {
+    std::lock_guard<std::mutex> guard{mtx_};
+    to_send.reserve(lent_.size()); // so nothing below throws under the lock
+    for (auto& l : lent_)
+      if (l.second->cancel != nullptr && !l.second->sending.exchange(true))
+        to_send.push_back(l.second);
+  } catch (...) { // no memory: the next call tries again
+    return;
   }
+  for (auto& h : to_send)
+    try {
+      // Detached: shutdown does not wait for it, and it keeps the PGcancel
+      // alive after the connection went back.
+      std::thread{[h] {
+        char why[256];
+        PQcancel(h->cancel, why, sizeof why); // best effort
+        h->sending = false;
+      }}.detach();
+    } catch (...) { // no thread: the next call tries again
+      h->sending = false;
+    }
 }
 
 void pool::give_back(conn_ptr conn, bool broken) noexcept {
@@ -407,10 +435,7 @@ void pool::give_back(conn_ptr conn, bool broken) noexcept {
     std::lock_guard<std::mutex> guard{mtx_};
     auto i = std::find_if(lent_.begin(), lent_.end(),
                           [&](const auto& l) { return l.first == conn.get(); });
-    if (i != lent_.end()) {
-      PQfreeCancel(i->second);
-      lent_.erase(i);
-    }
+    if (i != lent_.end()) lent_.erase(i); // a cancel being sent keeps its handle
     if (broken || PQtransactionStatus(conn.get()) != PQTRANS_IDLE) {
       dropped.push_back(std::move(conn));
       if (broken) {

@@ -142,10 +142,13 @@ public:
 
   /// Sends a cancel request for what each lent connection runs now: its
   /// statement fails with SQLSTATE 57014 (a statement between two others
-  /// is not reached: ask again). Blocks for the cancel's own round trip.
+  /// is not reached: ask again). Returns at once: each request goes from a
+  /// thread of its own, one at a time per connection, since libpq's cancel
+  /// connects without a timeout (minutes to a server that drops packets).
   void cancel_lent() noexcept;
 
 private:
+  struct cancel_handle;             // a connection's PGcancel, shared with its sender
   void lend(PGconn* conn) noexcept; // under mtx_
   void give_back(conn_ptr conn, bool broken) noexcept;
 
@@ -159,8 +162,8 @@ private:
   std::vector<conn_ptr> idle_; // guarded by mtx_
   // Guarded by mtx_: the lent connections and their cancel requests, made by
   // the borrowing thread (PQgetCancel reads the connection).
-  std::vector<std::pair<PGconn*, PGcancel*>> lent_;
-  uint32_t open_ = 0;          // guarded by mtx_: idle + lent + being opened
+  std::vector<std::pair<PGconn*, std::shared_ptr<cancel_handle>>> lent_;
+  uint32_t open_ = 0; // guarded by mtx_: idle + lent + being opened
 };
 
 } // namespace karlton::pg

@@ -85,8 +85,8 @@ public:
 
   /// Cancels the statements running on every connection lent now (a load's,
   /// a write's): they fail with `store_failure` (SQLSTATE 57014); a write is
-  /// rolled back. Shutdown calls it past its flush deadline, so a write
-  /// blocked on a row lock cannot hold it.
+  /// rolled back. Shutdown calls it while a store call outlasts the drain,
+  /// so a write blocked on a row lock cannot hold it.
   void interrupt() noexcept override;
 
   /// Rows in the table (a full scan: for tests and examples).

@@ -64,10 +64,11 @@ public:
   virtual std::optional<store_origin> origin() const { return std::nullopt; }
 
   /// Asks the calls in flight to give up soon with a failure (a database's
-  /// cancel request). A runtime's shutdown calls it, again every 100 ms,
-  /// once its flush deadline has passed and while a call still holds one of
-  /// its threads. By default nothing: such a call holds shutdown until it
-  /// returns. Calls from other runtimes sharing the store fail too.
+  /// cancel request). A runtime's shutdown calls it once its flushers are
+  /// drained (or their deadline passed) and a call still holds one of its
+  /// threads 100 ms later, and every 100 ms until that returns. By default
+  /// nothing: such a call holds shutdown until it returns. Calls from other
+  /// runtimes sharing the store then fail too.
   /// @threadsafe called from any thread while calls run.
   virtual void interrupt() noexcept {}
 };
