@@ -349,14 +349,23 @@ TEST_CASE("a cache over PostgreSQL with store_changes is refused before the feed
   CHECK_FALSE(rt.create_cache(o));
 }
 
+namespace {
+
+// A feed whose connections are refused at once (nothing listens on port 1).
+postgres_options unreachable_feed() {
+  postgres_options p;
+  p.uri = "postgresql://nobody@127.0.0.1:1/none";
+  p.reconnect_max = 50ms;
+  p.reconnect_base = 10ms;
+  return p;
+}
+
+} // namespace
+
 TEST_CASE("a sync waiting on a feed that cannot connect ends with shut_down at shutdown",
           "[pg_changes]") {
   runtime rt;
-  postgres_options p;
-  p.uri = "postgresql://nobody@127.0.0.1:1/none"; // refused at once: nothing listens
-  p.reconnect_max = 50ms;
-  p.reconnect_base = 10ms;
-  REQUIRE_FALSE(rt.start_change_feed(p));
+  REQUIRE_FALSE(rt.start_change_feed(unreachable_feed()));
   caf::error got;
   std::thread waiter{[&] { got = rt.sync_changes(120s); }};
   REQUIRE(eventually([&] { return must(rt.change_stats()).syncs_waiting == 1; }));
@@ -370,11 +379,7 @@ TEST_CASE("syncs asked while the feed cannot connect are held up to a bound",
   // Each sync that timed out stayed with the feed until a heartbeat was
   // answered: a service asking in a loop through an outage grew it forever.
   runtime rt;
-  postgres_options p;
-  p.uri = "postgresql://nobody@127.0.0.1:1/none"; // refused at once: nothing listens
-  p.reconnect_max = 50ms;
-  p.reconnect_base = 10ms;
-  REQUIRE_FALSE(rt.start_change_feed(p));
+  REQUIRE_FALSE(rt.start_change_feed(unreachable_feed()));
   for (size_t i = 0; i < max_waiting_syncs + 100; ++i)
     REQUIRE(rt.sync_changes(1ms) == errc::timeout);
   CHECK(must(rt.change_stats()).syncs_waiting == max_waiting_syncs);

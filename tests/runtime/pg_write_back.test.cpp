@@ -10,11 +10,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include <libpq-fe.h>
-
-#include "stores/pg_connection.hpp"
-#include "support/eventually.hpp"
 #include "support/must.hpp"
+#include "support/pg_row_lock.hpp"
 #include "support/require_postgres.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
@@ -104,14 +101,8 @@ TEST_CASE("shutdown is not held by a write-back write blocked on a row lock",
   p.install_trigger = false;
   auto db = must(postgres_store::open(p, "users"));
   REQUIRE_FALSE(db->write_batch({store_write{"k", std::string{"old"}}}));
-  pg::conn_ptr holder{PQconnectdb(srv.uri().c_str())};
-  REQUIRE(PQstatus(holder.get()) == CONNECTION_OK);
-  auto exec = [&](const char* sql) {
-    pg::result_ptr r{PQexec(holder.get(), sql)};
-    return PQresultStatus(r.get()) == PGRES_COMMAND_OK;
-  };
-  REQUIRE(exec("BEGIN"));
-  REQUIRE(exec("UPDATE users SET value = 'held' WHERE key = 'k'"));
+  testing::pg_row_lock lock{srv, "users", "k"};
+  REQUIRE(lock.held());
   auto rt = std::make_unique<runtime>();
   cache_options o;
   o.name = "users";
@@ -120,13 +111,10 @@ TEST_CASE("shutdown is not held by a write-back write blocked on a row lock",
   o.flush_interval = 1ms;
   auto c = must(rt->create_cache(o));
   REQUIRE_FALSE(c.put("k", "new"));
-  REQUIRE(testing::eventually([&] {
-    return srv.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                    "'Lock'") == "1";
-  }));
+  REQUIRE(lock.someone_waits());
   auto stopping = std::async(std::launch::async, [&] { return rt->shutdown(100ms); });
   auto stopped = stopping.wait_for(30s) == std::future_status::ready;
-  exec("ROLLBACK"); // lets a held shutdown finish, so a failure does not hang
+  lock.release(); // lets a held shutdown finish, so a failure does not hang
   REQUIRE(stopped);
   auto report = stopping.get();
   CHECK(report.unstored_writes() == 1); // reported, not stored

@@ -14,7 +14,7 @@
 
 #include "stores/pg_connection.hpp"
 #include "stores/store_contract.hpp"
-#include "support/eventually.hpp"
+#include "support/pg_row_lock.hpp"
 #include "support/require_postgres.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/stores/postgres_store.hpp>
@@ -115,14 +115,8 @@ TEST_CASE("postgres_store: interrupt cancels a write blocked on a row lock",
   KARLTON_REQUIRE_SERVER(srv);
   auto s = open_store(options_for(srv), "t");
   REQUIRE_FALSE(s->write_batch({put("k", "old")}));
-  pg::conn_ptr holder{PQconnectdb(srv.uri().c_str())};
-  REQUIRE(PQstatus(holder.get()) == CONNECTION_OK);
-  auto exec = [&](const char* sql) {
-    pg::result_ptr r{PQexec(holder.get(), sql)};
-    return PQresultStatus(r.get()) == PGRES_COMMAND_OK;
-  };
-  REQUIRE(exec("BEGIN"));
-  REQUIRE(exec("UPDATE t SET value = 'held' WHERE key = 'k'"));
+  testing::pg_row_lock lock{srv, "t", "k"};
+  REQUIRE(lock.held());
   std::promise<caf::error> wrote;
   auto written = wrote.get_future();
   std::thread writer{[&] { wrote.set_value(s->write_batch({put("k", "new")})); }};
@@ -130,13 +124,10 @@ TEST_CASE("postgres_store: interrupt cancels a write blocked on a row lock",
     std::function<void()> f;
     ~finally() { f(); }
   } release{[&] {
-    if (PQtransactionStatus(holder.get()) != PQTRANS_IDLE) exec("ROLLBACK");
+    lock.release();
     writer.join();
   }};
-  REQUIRE(testing::eventually([&] {
-    return srv.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                    "'Lock'") == "1";
-  }));
+  REQUIRE(lock.someone_waits());
   // Asked again until it gives up, as shutdown does: a cancel that came
   // between two statements reaches neither.
   for (int i = 0; i < 100 && written.wait_for(100ms) != std::future_status::ready; ++i)
@@ -145,8 +136,8 @@ TEST_CASE("postgres_store: interrupt cancels a write blocked on a row lock",
   auto err = written.get();
   REQUIRE(err == errc::store_failure);
   CHECK(describe(err).find("57014") != std::string::npos); // query_canceled
-  CHECK(exec("COMMIT"));
-  CHECK(get(*s, "k") == "held"); // the cancelled write was rolled back
+  CHECK(lock.commit());
+  CHECK(get(*s, "k") == "held");                    // the cancelled write was rolled back
   CHECK_FALSE(s->write_batch({put("k", "after")})); // the store goes on
   CHECK(get(*s, "k") == "after");
 }
