@@ -43,10 +43,11 @@ void shard_state::resume(const compute_ptr& job, time_point now, bool from_queue
 std::optional<caf::expected<computed>>
 shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue) {
   const auto& key = job->key;
-  // 1. Behind the key's writes the store has not answered (write-through),
-  // or in line with the writes parked under max-dirty (write-back): a
-  // compute must see every write that came before it.
-  if (cfg_.writes == write_mode::write_through && !from_queue &&
+  // 1. Behind the key's writes the store has not answered (write-through) or
+  // a compute loading it (write-through, no write mode), or in line with the
+  // writes parked under max-dirty (write-back): a compute must see every
+  // write that came before it.
+  if (cfg_.writes != write_mode::write_back && !from_queue &&
       (awaiting_keys_.count(key) > 0 || computes_waiting_.count(key) > 0)) {
     computes_waiting_[key].push_back(job);
     return std::nullopt;
@@ -109,10 +110,10 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
     };
     auto r = get_or_load(key, hash, now, w);
     if (!r) {
-      // Under write-through, the key's later computes and writes wait until
-      // this one has run: a put that went to the store meanwhile was run
-      // over by it (compute(f), put(P2) stored f(P2)).
-      if (cfg_.writes == write_mode::write_through && !job->holds_key) {
+      // The key's later computes and writes wait until this one has run: a
+      // put that went in meanwhile was run over by it (compute(f), put(P2)
+      // stored f(P2)). Not yet under write-back (README, Limits).
+      if (cfg_.writes != write_mode::write_back && !job->holds_key) {
         job->holds_key = true;
         ++awaiting_keys_[key];
         computes_loading_.insert(key);

@@ -128,6 +128,30 @@ TEST_CASE("under write-through a compute that loads keeps its place before a lat
   CHECK(answered.got == std::vector<std::string>{"erase", "put 10"});
 }
 
+TEST_CASE("with no write mode a compute that loads keeps its place before a later put",
+          "[compute]") {
+  // Before, the put went in at once (voiding the load), and the increment
+  // then ran on it: compute(f), put(10) left f(10) = 11.
+  shard_options cfg;
+  cfg.read_through = true;
+  shard_state s{cfg};
+  write_answers answered;
+  auto note = [&](std::string what) { return answered.note(std::move(what)); };
+  answer<int64_t> a;
+  a.run(s, t0, inc()); // k is absent: it loads
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  CHECK_FALSE(s.write(value::make("k", "10"), ttl::never(), t0, note("put 10")));
+  CHECK(s.write_erase("j", t0, note("erase j"))); // another key: answered at once
+  CHECK(answered.got.empty());
+  s.complete_load("k", loads[0].second,
+                  caf::expected<std::string>{make_error(errc::not_found, "no row")}, 1ms,
+                  t0);
+  CHECK(*a == 1);
+  CHECK(bytes_of(s, t0) == "10");
+  CHECK(answered.got == std::vector<std::string>{"put 10"});
+}
+
 TEST_CASE("a put queued behind a compute is stored even when an expired value is kept "
           "for stale-if-error",
           "[compute][write-through][stale-if-error]") {
