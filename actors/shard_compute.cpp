@@ -182,9 +182,11 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
   return caf::expected<computed>{computed{current, after}};
 }
 
-bool shard_state::behind_computes(const std::string& key) const {
-  return (!computes_waiting_.empty() && computes_waiting_.count(key) > 0) ||
-         (!computes_loading_.empty() && computes_loading_.count(key) > 0);
+bool shard_state::behind_computes(std::string_view key) const {
+  if (computes_waiting_.empty() && computes_loading_.empty())
+    return false; // the usual case
+  std::string k{key};
+  return computes_waiting_.count(k) > 0 || computes_loading_.count(k) > 0;
 }
 
 void shard_state::release_key(const std::string& key) {

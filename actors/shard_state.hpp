@@ -394,10 +394,10 @@ private:
   std::optional<caf::expected<computed>> apply_compute(const compute_ptr& job,
                                                        time_point now, entry_id id);
   void run_waiting_computes(const std::string& key, time_point now);
-  /// Write-through: true if `key` has computes waiting, which a put or erase
-  /// of it must not overtake.
-  bool behind_computes(const std::string& key) const; // shard_compute.cpp
-  void release_key(const std::string& key);           // a compute's load ended
+  /// True if `key` has computes loading or waiting, which a put or erase of
+  /// it must not overtake (write-through, no write mode).
+  bool behind_computes(std::string_view key) const; // shard_compute.cpp
+  void release_key(const std::string& key);         // a compute's load ended
   static void fail_compute(const compute_ptr& job, const caf::error& why);
   // Runs `job` again after a wait, answering through its waiter.
   void resume(const compute_ptr& job, time_point now, bool from_queue = false);
@@ -455,7 +455,7 @@ private:
     uint64_t next_draw_us = 0; // no XFetch draw before this time
   };
   std::unordered_map<entry_id, xfetch_facts> load_facts_; // of loaded entries
-  std::unordered_set<entry_id> stale_;                 // entries whose reload failed
+  std::unordered_set<entry_id> stale_;                    // entries whose reload failed
   negative_cache negatives_;
   uint64_t stale_window_ms_ = 0;
   uint64_t unkept_through_ms_ = 0; // a repair's cap: what expires by it is not kept

@@ -40,8 +40,7 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
   if (cfg_.writes == write_mode::none) {
     // Behind a compute that loads the key: before, the put went in at once
     // and the compute then ran on it (compute(f), put(P) left f(P)).
-    if (!from_compute && (!computes_loading_.empty() || !computes_waiting_.empty()) &&
-        behind_computes(std::string{v.key()})) {
+    if (!from_compute && behind_computes(v.key())) {
       pending_write op;
       op.key = std::string{v.key()};
       op.val = std::move(v);
@@ -85,19 +84,18 @@ std::optional<caf::expected<bool>> shard_state::write_erase(std::string_view key
                                                             time_point now,
                                                             write_waiter w,
                                                             bool from_compute) {
-  bool computes = !computes_loading_.empty() || !computes_waiting_.empty();
-  if (cfg_.writes == write_mode::none && (from_compute || !computes))
+  bool queued =
+    cfg_.writes != write_mode::write_back && !from_compute && behind_computes(key);
+  if (cfg_.writes == write_mode::none && !queued)
     return caf::expected<bool>{erase(key, now)};
   // A parked compute's erase goes first in line too (GETDEL before a later SET).
   pending_write op;
   op.key = std::string{key};
   op.waiter = std::move(w);
-  if (cfg_.writes != write_mode::write_back && !from_compute &&
-      behind_computes(op.key)) {
+  if (queued) {
     queue_behind_computes(std::move(op));
     return std::nullopt;
   }
-  if (cfg_.writes == write_mode::none) return caf::expected<bool>{erase(key, now)};
   return submit_write(std::move(op), now, computing_parked_);
 }
 
