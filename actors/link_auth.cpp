@@ -237,6 +237,7 @@ bool check_first_tag(const link_keys& keys, link_message kind, const std::string
 
 void peer_link::established(handshake_role my_role, link_keys keys) {
   auto i = my_role == handshake_role::initiator ? 0 : 1;
+  replaced_[i] = std::move(links_[i]);
   links_[i] = one{};
   links_[i].keys = std::move(keys);
   links_[i].set = true;
@@ -245,8 +246,9 @@ void peer_link::established(handshake_role my_role, link_keys keys) {
 
 void peer_link::withdraw(handshake_role my_role) {
   auto i = my_role == handshake_role::initiator ? 0 : 1;
-  links_[i] = one{};
-  current_ = links_[1 - i].set ? 1 - i : -1;
+  links_[i] = std::move(replaced_[i]);
+  replaced_[i] = one{};
+  current_ = links_[1 - i].set ? 1 - i : links_[i].set ? i : -1;
 }
 
 peer_link::sealed peer_link::seal(link_message kind, const std::string& digest) {
@@ -260,19 +262,30 @@ peer_link::sealed peer_link::seal(link_message kind, const std::string& digest) 
 std::optional<std::string> peer_link::open(link_message kind, const std::string& digest,
                                            const link_tag& t) {
   if (digest.empty()) return std::nullopt;
-  for (auto& l : links_) {
+  auto opens = [&](one& l) {
     // The counter first: a replay costs no HMAC.
-    if (!l.set || !fresh(l, t.counter)) continue;
-    if (!same_mac(t.mac, link_mac(l.keys.receive, kind, t.counter, digest))) continue;
-    take(l, t.counter);
-    return link_mac(l.keys.send, link_message::ack, t.counter, {});
+    return l.set && fresh(l, t.counter) &&
+           same_mac(t.mac, link_mac(l.keys.receive, kind, t.counter, digest));
+  };
+  for (int i = 0; i < 2; ++i) {
+    auto* l = &links_[i];
+    if (opens(*l))
+      replaced_[i] = one{}; // the other side has the new keys: the old go
+    else if (opens(replaced_[i]))
+      l = &replaced_[i];
+    else
+      continue;
+    take(*l, t.counter);
+    return link_mac(l->keys.send, link_message::ack, t.counter, {});
   }
   return std::nullopt;
 }
 
 bool peer_link::plausible(uint64_t counter) const noexcept {
-  for (const auto& l : links_)
-    if (l.set && fresh(l, counter)) return true;
+  for (int i = 0; i < 2; ++i)
+    if ((links_[i].set && fresh(links_[i], counter)) ||
+        (replaced_[i].set && fresh(replaced_[i], counter)))
+      return true;
   return false;
 }
 

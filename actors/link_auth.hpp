@@ -78,8 +78,12 @@ bool check_first_tag(const link_keys& keys, link_message kind, const std::string
 /// once (each reconnecting after a loss), and the two may complete in either
 /// order on either side: each side keeps both links, sends under the one it
 /// completed last and accepts either, each with its own counter. A new
-/// handshake in the same role replaces that link. Only the owning actor may
-/// call this.
+/// handshake in the same role replaces that link, and the one it replaced is
+/// still accepted until a message arrives under its successor: the other side
+/// takes the new keys only when the handshake's last message reaches it, and
+/// seals under the old ones until then (two nodes joining each other again at
+/// once: a heartbeat refused, so a synchronous call timed out, in about 1 run
+/// of 400 under `stress --cpu 4`). Only the owning actor may call this.
 class peer_link {
 public:
   /// A handshake in which this node was `my_role` completed with `keys`:
@@ -87,8 +91,9 @@ public:
   void established(handshake_role my_role, link_keys keys);
 
   /// The handshake in which this node was `my_role` failed after
-  /// `established` (the other side never took its keys): that link goes, and
-  /// the other one, if any, is sent under again.
+  /// `established` (the other side never took its keys): that link goes (the
+  /// one it replaced, if any, comes back), and the other role's, if any, is
+  /// sent under again.
   void withdraw(handshake_role my_role);
 
   /// True once a handshake completed.
@@ -133,8 +138,9 @@ private:
 
   static bool fresh(const one& l, uint64_t counter);
   static void take(one& l, uint64_t counter);
-  std::array<one, 2> links_; // by this node's role: initiator, responder
-  int current_ = -1;         // the one sent under
+  std::array<one, 2> links_;    // by this node's role: initiator, responder
+  std::array<one, 2> replaced_; // each role's link before its latest handshake
+  int current_ = -1;            // the one of `links_` sent under
 };
 
 } // namespace karlton

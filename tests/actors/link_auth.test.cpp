@@ -30,15 +30,25 @@ invalidation_batch batch() {
   return b;
 }
 
+// A handshake b initiated, told apart by `c`.
+handshake_transcript b_initiated(char c) {
+  return handshake_transcript{transcript().responder, transcript().initiator,
+                              std::string(16, c), std::string(16, c)};
+}
+
+// Handshake `t` completed on `initiator`'s side, then on `responder`'s.
+void establish(peer_link& initiator, peer_link& responder,
+               const handshake_transcript& t) {
+  initiator.established(handshake_role::initiator,
+                        derive_link_keys("s3cret", handshake_role::initiator, t));
+  responder.established(handshake_role::responder,
+                        derive_link_keys("s3cret", handshake_role::responder, t));
+}
+
 // Both ends of the link of handshake `t` (a initiated it).
 struct link_pair {
   peer_link a, b;
-  explicit link_pair(const handshake_transcript& t = transcript()) {
-    a.established(handshake_role::initiator,
-                  derive_link_keys("s3cret", handshake_role::initiator, t));
-    b.established(handshake_role::responder,
-                  derive_link_keys("s3cret", handshake_role::responder, t));
-  }
+  explicit link_pair(const handshake_transcript& t = transcript()) { establish(a, b, t); }
 };
 
 } // namespace
@@ -162,15 +172,11 @@ TEST_CASE("a node that started a handshake each way keeps both links", "[auth][l
   // a and b each start a handshake with the other at once; a completes its
   // own first, b the one it started.
   auto t1 = transcript(std::string(16, '1')); // a initiated
-  auto t2 = handshake_transcript{transcript().responder, transcript().initiator,
-                                 std::string(16, 'j'), std::string(16, '2')};
+  auto t2 = b_initiated('2');
   peer_link a, b;
   a.established(handshake_role::initiator,
                 derive_link_keys("s3cret", handshake_role::initiator, t1));
-  b.established(handshake_role::initiator,
-                derive_link_keys("s3cret", handshake_role::initiator, t2));
-  a.established(handshake_role::responder,
-                derive_link_keys("s3cret", handshake_role::responder, t2));
+  establish(b, a, t2);
   b.established(handshake_role::responder,
                 derive_link_keys("s3cret", handshake_role::responder, t1));
   auto d = number_digest(7);
@@ -213,4 +219,39 @@ TEST_CASE("the join and its answer are MAC'd once with the new link's keys",
   peer_link b;
   b.established(handshake_role::responder, r);
   CHECK_FALSE(b.open(link_message::join, number_digest(5), join));
+}
+
+TEST_CASE("a link replaced by a new handshake is accepted until its successor is used",
+          "[auth][link]") {
+  // a and b hold a link each way; b then starts a handshake with a again. b
+  // takes the new keys when a answers its hello, a only when b's join
+  // reaches it: meanwhile a seals under the link b just replaced. Before,
+  // b refused those (a heartbeat refused made a synchronous call time out).
+  peer_link a, b;
+  establish(a, b, transcript(std::string(16, '1')));
+  establish(b, a, b_initiated('2'));
+  auto t3 = b_initiated('3');
+  auto d = number_digest(7);
+  CHECK(b.open(link_message::batch, d, a.seal(link_message::batch, d).tag)); // under t2
+  b.established(handshake_role::initiator,
+                derive_link_keys("s3cret", handshake_role::initiator, t3));
+  auto before_join = a; // what a seals before b's join reaches it
+  auto sealed = a.seal(link_message::batch, d);
+  auto opened = b.open(link_message::batch, d, sealed.tag);
+  REQUIRE(opened);
+  CHECK(same_mac(*opened, sealed.ack)); // and a takes b's answer
+  a.established(handshake_role::responder,
+                derive_link_keys("s3cret", handshake_role::responder, t3));
+  CHECK(b.open(link_message::batch, d, a.seal(link_message::batch, d).tag)); // under t3
+  // From then on the replaced link is gone.
+  before_join.seal(link_message::batch, d);
+  CHECK_FALSE(
+    b.open(link_message::batch, d, before_join.seal(link_message::batch, d).tag));
+  // A handshake that fails after `established` brings back the link it
+  // replaced, which the other side never stopped using.
+  b.established(handshake_role::initiator,
+                derive_link_keys("s3cret", handshake_role::initiator, b_initiated('4')));
+  b.withdraw(handshake_role::initiator);
+  CHECK(b.open(link_message::batch, d, a.seal(link_message::batch, d).tag)); // t3 again
+  CHECK(a.open(link_message::batch, d, b.seal(link_message::batch, d).tag)); // b: t1
 }
