@@ -7,11 +7,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include <caf/actor_addr.hpp>
+#include <caf/error.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/timespan.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -64,6 +67,15 @@ struct peer_actor_state {
     std::string ack;
   };
   std::multimap<uint64_t, apply_waiter> apply_waiters;
+  // The join handshakes we started and that have not ended, by the address
+  // of the other node's peer: a down message for that address ends them at
+  // once (`on_down`), through `lost`, which no other node can trigger as it
+  // can send any error.
+  struct pending_handshake {
+    std::function<void(caf::error)> done; // hears the outcome; empty once ended
+    std::function<void()> lost;           // instead, if its connection was lost
+  };
+  std::multimap<caf::actor_addr, std::shared_ptr<pending_handshake>> handshakes;
 
   static inline const char* name = "karlton.peer";
 };

@@ -28,13 +28,23 @@ void log_refusal(self_ptr self, const caf::error& err) {
     log(self, "refused a handshake: " + describe(err));
 }
 
+// Stops our monitor of `handle`, unless a member or a handshake of ours still
+// goes through its address: CAF's demonitor removes all our monitors of it.
+void unwatch(self_ptr self, const peer_actor& handle) {
+  auto& st = self->state;
+  self->demonitor(handle.address());
+  if (st.handshakes.count(handle.address()) > 0 ||
+      st.members->find_by_address(handle.address()) != nullptr)
+    self->monitor(handle);
+}
+
 // After a member was lost (its connection, or its heartbeats) and removed:
 // repairs, and starts reconnecting to it.
 void lose_member(self_ptr self, const member_table<peer_actor>::member& m,
                  const std::string& why) {
   auto& st = self->state;
   auto& lost = m.info;
-  self->demonitor(m.handle.address());
+  unwatch(self, m.handle);
   st.core->member_lost(lost.name);
   ++st.core->counters.peers_lost;
   // Rule 7: no hits until the repair below is done (then `heartbeat` renews).
@@ -90,11 +100,32 @@ void join_failed(self_ptr self, const member_info& them, const peer_actor& handl
   if (m && m->handle == handle) m->link.withdraw(handshake_role::initiator);
 }
 
+// Ends the handshake `pending` with `other`, unless its lost connection
+// ended it first, and tells `err`.
+void end_handshake(self_ptr self, const peer_actor& other,
+                   const std::shared_ptr<peer_actor_state::pending_handshake>& pending,
+                   caf::error err) {
+  auto& st = self->state;
+  auto [first, last] = st.handshakes.equal_range(other.address());
+  for (auto i = first; i != last; ++i)
+    if (i->second == pending) {
+      st.handshakes.erase(i);
+      break;
+    }
+  unwatch(self, other);
+  auto done = std::move(pending->done);
+  *pending = {};
+  if (done) done(std::move(err));
+}
+
 // The join handshake with the node `other`, as its initiator (see
 // actors/cluster_auth.hpp): we check its proof over both nonces first, and
 // only then send ours, then exchange member lists and sequence numbers.
-// `done` hears the outcome.
-void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> done) {
+// `done` hears the outcome, or, if the connection is lost meanwhile (we
+// monitor `other`), `lost` is called at once (if set), where the handshake's
+// requests would only time out.
+void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> done,
+               std::function<void()> lost) {
   auto& st = self->state;
   auto started = st.auth->start();
   if (!started) {
@@ -102,17 +133,26 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
     return;
   }
   auto nonce = std::move(*started);
+  auto pending = std::make_shared<peer_actor_state::pending_handshake>();
+  pending->done = std::move(done);
+  pending->lost = std::move(lost);
+  st.handshakes.emplace(other.address(), pending);
+  self->monitor(other);
+  auto finish = [self, other, pending](caf::error err) {
+    end_handshake(self, other, pending, std::move(err));
+  };
   auto timeout = st.setup.join_timeout;
   self->request(other, timeout, hello_atom::value, st.core->me(), nonce)
     .then(
       [=](member_info& them, std::string& their_nonce, std::string& proof) {
+        if (!pending->done) return; // its connection was lost
         auto& st = self->state;
         auto mine = st.auth->answer(
           handshake_party{them, caf::to_string(other.node())}, nonce, their_nonce, proof,
           self->state.members->name_taken(them.name, other.address()));
         if (!mine) {
           log(self, "refused node '" + them.name + "': " + describe(mine.error()));
-          done(std::move(mine.error()));
+          finish(std::move(mine.error()));
           return;
         }
         // A member from now on: what we broadcast after the join message
@@ -128,6 +168,7 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
                     first_tag(keys, link_message::join, number_digest(next)))
           .then(
             [=](std::vector<member_info>& others, uint64_t their_next, link_tag& tag) {
+              if (!pending->done) return; // its connection was lost
               auto& st = self->state;
               // A forged answer (CAF matches an answer by its request's id
               // alone) could have us skip its invalidations or join others.
@@ -137,8 +178,8 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
                 count_unauthenticated(self, "an answer to our join claiming to come "
                                             "from '" +
                                               them.name + "' without a valid link MAC");
-                done(make_error(errc::invalid_option,
-                                "the answer of '" + them.name + "' was not authentic"));
+                finish(make_error(errc::invalid_option,
+                                  "the answer of '" + them.name + "' was not authentic"));
                 return;
               }
               if (st.core->expect(them.name, them.incarnation, their_next))
@@ -157,23 +198,27 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
                 st.core->member_lost(o.name);
                 join_member(self, std::move(o));
               }
-              done(caf::none);
+              finish(caf::none);
             },
             [=](caf::error& err) {
+              if (!pending->done) return; // its connection was lost (see on_down)
               join_failed(self, them, other, was_new, was_lost);
               log(self, "'" + them.name + "' refused us: " + describe(err));
-              done(err);
+              finish(err);
             });
       },
-      [=](caf::error& err) { done(err); });
+      [=](caf::error& err) {
+        if (pending->done) finish(std::move(err));
+      });
 }
 
 } // namespace
 
 // Connects to `host:port` without blocking a worker (the middleman's actor
-// does the connecting), then runs the handshake.
+// does the connecting), then runs the handshake; one whose connection was
+// lost is tried again, up to `attempts` in all.
 void connect(self_ptr self, const std::string& host, uint16_t port,
-             std::function<void(caf::error)> done) {
+             std::function<void(caf::error)> done, int attempts) {
   auto& sys = self->home_system();
   auto mm = self->state.setup.tls ? sys.openssl_manager().actor_handle()
                                   : sys.middleman().actor_handle();
@@ -198,7 +243,15 @@ void connect(self_ptr self, const std::string& host, uint16_t port,
                           host + ":" + std::to_string(port) + " is not a karlton node"));
           return;
         }
-        handshake(self, caf::actor_cast<peer_actor>(std::move(h)), done);
+        std::function<void()> retry;
+        if (attempts > 1)
+          retry = [=] {
+            log(self, "lost the connection to " + host + ":" + std::to_string(port) +
+                        " during the join handshake; trying again");
+            connect(self, host, port, done, attempts - 1);
+          };
+        handshake(self, caf::actor_cast<peer_actor>(std::move(h)), done,
+                  std::move(retry));
       },
       [=](caf::error& err) {
         done(make_error(errc::timeout, "cannot reach " + host + ":" +
@@ -229,8 +282,25 @@ void join_member(self_ptr self, member_info target, uint64_t retry_of) {
 }
 
 void on_down(self_ptr self, const caf::down_msg& dm) {
-  if (auto m = self->state.members->remove_by_address(dm.source))
+  auto& st = self->state;
+  if (auto m = st.members->remove_by_address(dm.source))
     lose_member(self, *m, self->system().render(dm.reason));
+  // The handshakes through that connection end now (after the table is
+  // settled: a retry may start another).
+  auto [first, last] = st.handshakes.equal_range(dm.source);
+  std::vector<std::shared_ptr<peer_actor_state::pending_handshake>> ended;
+  for (auto i = first; i != last; ++i)
+    ended.push_back(i->second);
+  st.handshakes.erase(first, last);
+  for (auto& pending : ended) {
+    auto ends = std::move(*pending);
+    *pending = {};
+    if (ends.lost)
+      ends.lost();
+    else if (ends.done)
+      ends.done(
+        make_error(errc::timeout, "the connection was lost during the join handshake"));
+  }
 }
 
 void drop_silent_members(self_ptr self, clock::time_point now) {
@@ -284,6 +354,14 @@ admit(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& fro
 
 void leave(self_ptr self) {
   auto& st = self->state;
+  // Joins still under way end here, and are not tried again.
+  auto joining = std::move(st.handshakes);
+  st.handshakes.clear();
+  for (auto& entry : joining) {
+    auto done = std::move(entry.second->done);
+    *entry.second = {};
+    if (done) done(make_error(errc::shut_down, "this node left the cluster"));
+  }
   // With where our numbering stands: a member we withheld batches from
   // (flow control) sees the gap and repairs, though we left cleanly.
   auto next = st.core->next_seq();
@@ -315,7 +393,7 @@ bool member_left(self_ptr self, const caf::strong_actor_ptr& sender, uint64_t ne
   auto& who = m->info;
   log(self, "member left: " + who.name + " (" + std::to_string(st.members->size() + 1) +
               " nodes)");
-  self->demonitor(m->handle.address());
+  unwatch(self, m->handle);
   st.core->member_left(who.name);
   if (st.core->left(who.name, who.incarnation, next_seq))
     repair(self, "'" + who.name + "' left; invalidations it sent went missing");
