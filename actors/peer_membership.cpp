@@ -283,15 +283,16 @@ void join_member(self_ptr self, member_info target, uint64_t retry_of) {
 
 void on_down(self_ptr self, const caf::down_msg& dm) {
   auto& st = self->state;
-  if (auto m = st.members->remove_by_address(dm.source))
-    lose_member(self, *m, self->system().render(dm.reason));
-  // The handshakes through that connection end now (after the table is
-  // settled: a retry may start another).
+  // The handshakes through that connection end: out of the table first, so
+  // that `lose_member` lets go of our monitor of it, and told last, once the
+  // table is settled (a retry starts another).
   auto [first, last] = st.handshakes.equal_range(dm.source);
   std::vector<std::shared_ptr<peer_actor_state::pending_handshake>> ended;
   for (auto i = first; i != last; ++i)
     ended.push_back(i->second);
   st.handshakes.erase(first, last);
+  if (auto m = st.members->remove_by_address(dm.source))
+    lose_member(self, *m, self->system().render(dm.reason));
   for (auto& pending : ended) {
     auto ends = std::move(*pending);
     *pending = {};
