@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <caf/actor_addr.hpp>
@@ -74,6 +75,15 @@ struct peer_actor_state {
   struct pending_handshake {
     std::function<void(caf::error)> done; // hears the outcome; empty once ended
     std::function<void()> lost;           // instead, if its connection was lost
+    /// Ends it, once: `lost` hears a lost connection if set, else `done` hears `err`.
+    void end(caf::error err, bool connection_lost = false) {
+      auto ended = std::move(*this);
+      *this = {};
+      if (connection_lost && ended.lost)
+        ended.lost();
+      else if (ended.done)
+        ended.done(std::move(err));
+    }
   };
   std::multimap<caf::actor_addr, std::shared_ptr<pending_handshake>> handshakes;
 

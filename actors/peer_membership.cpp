@@ -113,9 +113,7 @@ void end_handshake(self_ptr self, const peer_actor& other,
       break;
     }
   unwatch(self, other);
-  auto done = std::move(pending->done);
-  *pending = {};
-  if (done) done(std::move(err));
+  pending->end(std::move(err));
 }
 
 // The join handshake with the node `other`, as its initiator (see
@@ -293,15 +291,10 @@ void on_down(self_ptr self, const caf::down_msg& dm) {
   st.handshakes.erase(first, last);
   if (auto m = st.members->remove_by_address(dm.source))
     lose_member(self, *m, self->system().render(dm.reason));
-  for (auto& pending : ended) {
-    auto ends = std::move(*pending);
-    *pending = {};
-    if (ends.lost)
-      ends.lost();
-    else if (ends.done)
-      ends.done(
-        make_error(errc::timeout, "the connection was lost during the join handshake"));
-  }
+  for (auto& pending : ended)
+    pending->end(
+      make_error(errc::timeout, "the connection was lost during the join handshake"),
+      true);
 }
 
 void drop_silent_members(self_ptr self, clock::time_point now) {
@@ -358,11 +351,8 @@ void leave(self_ptr self) {
   // Joins still under way end here, and are not tried again.
   auto joining = std::move(st.handshakes);
   st.handshakes.clear();
-  for (auto& entry : joining) {
-    auto done = std::move(entry.second->done);
-    *entry.second = {};
-    if (done) done(make_error(errc::shut_down, "this node left the cluster"));
-  }
+  for (auto& entry : joining)
+    entry.second->end(make_error(errc::shut_down, "this node left the cluster"));
   // With where our numbering stands: a member we withheld batches from
   // (flow control) sees the gap and repairs, though we left cleanly.
   auto next = st.core->next_seq();

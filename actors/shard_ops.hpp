@@ -104,7 +104,8 @@ struct put {
 /// A put recording what the entry depends on. `Deps` is `dependencies`, or
 /// a reference to a message's. Without dependencies it is a plain `put`,
 /// through the cache's write mode; with some, caches with a write mode
-/// refuse it (`shard_state::put`).
+/// refuse it (`shard_state::put`), and it waits behind a compute of the key
+/// that loads as a plain put does.
 template <class Deps>
 struct put_with_deps {
   value val;
@@ -114,9 +115,10 @@ struct put_with_deps {
   std::optional<caf::expected<caf::unit_t>> operator()(shard_state& s, time_point now,
                                                        Later later) {
     if (deps.empty()) return put{std::move(val), lifetime}(s, now, std::move(later));
-    if (auto err = s.put(std::move(val), lifetime, now, deps))
-      return caf::expected<caf::unit_t>{std::move(err)};
-    return caf::expected<caf::unit_t>{caf::unit};
+    auto waiter = [later](caf::expected<bool> r) mutable {
+      later(as_unit(std::move(r)).value());
+    };
+    return as_unit(s.write(std::move(val), lifetime, now, deps, std::move(waiter)));
   }
 };
 

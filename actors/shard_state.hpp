@@ -83,8 +83,8 @@ public:
   /// `entry_table::prefetch`. The shard runs it over a batch of queued calls.
   void prefetch(uint32_t hash, int step) const noexcept { table_.prefetch(hash, step); }
 
-  /// `get` for each key, in order, with their memory accesses overlapped:
-  /// on a table much larger than the CPU caches, cheaper per key than gets.
+  /// `get` for each key, in order, with their memory accesses overlapped: on a table
+  /// much larger than the CPU caches, cheaper per key than gets.
   template <class Keys, class Out>
   void get_many(const Keys& keys, time_point now, Out&& out) {
     for (int step = 0; step < 3; ++step)
@@ -100,22 +100,20 @@ public:
 
   // -- read-through loading (shard_loading.cpp) ------------------------------
 
-  /// The value of `key` if cached; otherwise the result of a load, told to `w`
-  /// later. Returns the answer if there is one now (a hit, an error), or
-  /// nothing if `w` will be called. A miss joins the load in flight for the
-  /// key, or starts one (see `take_loads_to_start`). A hit may also start a
-  /// background reload (`refresh_after`, XFetch) and is answered at once. A
-  /// miss on a key whose load failed less than `negative_ttl` ago is answered
-  /// with that error (or, within the stale-if-error window, the old value).
-  /// A miss that would start a load while `max_loads_out` are out and
-  /// `max_loads_queued` wait is answered `overloaded` (a refresh is skipped).
+  /// The value of `key` if cached; otherwise the result of a load, told to `w` later.
+  /// Returns the answer if there is one now (a hit, an error), or nothing if `w` will be
+  /// called. A miss joins the load in flight for the key, or starts one (see
+  /// `take_loads_to_start`). A hit may also start a background reload (`refresh_after`,
+  /// XFetch) and is answered at once. A miss on a key whose load failed less than
+  /// `negative_ttl` ago is answered with that error (or, within the stale-if-error
+  /// window, the old value). A miss that would start a load while `max_loads_out` are out
+  /// and `max_loads_queued` wait is answered `overloaded` (a refresh is skipped).
   std::optional<caf::expected<value>> get_or_load(std::string_view key, uint32_t hash,
                                                   time_point now, load_waiter w);
 
-  /// Loads to hand out now, as (key, load number), oldest first: the shard
-  /// actor hands each to a loader worker. Due after each call that may start,
-  /// finish or time out a load: fewer than `max_loads_out` are out then, or
-  /// none waits.
+  /// Loads to hand out now, as (key, load number), oldest first: the shard actor hands
+  /// each to a loader worker. Due after each call that may start, finish or time out a
+  /// load: fewer than `max_loads_out` are out then, or none waits.
   std::vector<std::pair<std::string, uint64_t>> take_loads_to_start() {
     return loads_.take_ready();
   }
@@ -136,15 +134,14 @@ public:
   /// (write-back) is done: for an erase, whether the key was cached.
   using write_waiter = std::function<void(caf::expected<bool>)>;
 
-  /// A put under the cache's write mode. Without one it is `put`, answered at
-  /// once. Write-through: the write goes to the store first (see
-  /// `take_writes`) and is cached when the store took it. Write-back: it is
-  /// cached and marked dirty now, and acknowledged once the flusher took it;
-  /// if `max-dirty` writes are pending it waits for room, up to `room_wait`.
-  /// Returns the answer if there is one now, else `w` will be called.
-  /// `from_compute`: a compute's own write, which keeps the entry's
-  /// dependencies and never waits behind the key's computes; `kept_expiry_ms`
-  /// (not 0): the expiry it keeps, however long the store takes.
+  /// A put under the cache's write mode. Without one it is `put`, answered at once.
+  /// Write-through: the write goes to the store first (see `take_writes`) and is cached
+  /// when the store took it. Write-back: it is cached and marked dirty now, and
+  /// acknowledged once the flusher took it; if `max-dirty` writes are pending it waits
+  /// for room, up to `room_wait`. Returns the answer if there is one now, else `w` will
+  /// be called. `from_compute`: a compute's own write, which keeps the entry's
+  /// dependencies and never waits behind the key's computes; `kept_expiry_ms` (not 0):
+  /// the expiry it keeps, however long the store takes.
   std::optional<caf::expected<bool>> write(value v, ttl t, time_point now, write_waiter w,
                                            bool from_compute = false,
                                            uint64_t kept_expiry_ms = 0);
@@ -175,12 +172,12 @@ public:
   // -- atomic read-modify-write (shard_compute.cpp) ----------------------------
 
   using compute_waiter = std::function<void(caf::expected<computed>)>;
-  /// Applies `fn` to the live value of `key` in one step: after the key's
-  /// writes awaiting the store (write-through) or parked writes (write-back),
-  /// and after loading a miss in a read-through cache; then its put or erase
-  /// goes through `write`/`write_erase`. `fn` runs exactly once; a throw
-  /// fails the call with `compute_failed` (a `compute_refusal`: its error),
-  /// changing nothing. Returns the answer if there is one now, else `w` will be called.
+  /// Applies `fn` to the live value of `key` in one step: after the key's writes awaiting
+  /// the store (write-through) or parked writes (write-back), and after loading a miss in
+  /// a read-through cache; then its put or erase goes through `write`/`write_erase`. `fn`
+  /// runs exactly once; a throw fails the call with `compute_failed` (a
+  /// `compute_refusal`: its error), changing nothing. Returns the answer if there is one
+  /// now, else `w` will be called.
   std::optional<caf::expected<computed>> compute(std::string_view key, time_point now,
                                                  compute_function fn, compute_waiter w);
   /// A new lifetime from now for `key`'s entry (nullopt: never expires; <= 0:
@@ -195,6 +192,9 @@ public:
   /// puts go through `write`), or past the limits of `check_dependencies`;
   /// nothing is stored then. The names count against `max-bytes` with the entry.
   caf::error put(value v, ttl t, time_point now, const dependencies& deps);
+  /// That put as a write: it waits behind a compute of the key that loads.
+  std::optional<caf::expected<bool>> write(value v, ttl t, time_point now,
+                                           const dependencies& deps, write_waiter w);
 
   /// Removes every entry that depends on one of `names` (events when `cause`
   /// is `event`, else keys or tags) and, in this shard, what depends on the
@@ -293,14 +293,13 @@ public:
   /// Removes every entry; returns how many.
   uint64_t clear();
 
-  /// Removes entries whose TTL (and stale-if-error window) ran out, and
-  /// remembered load failures whose `negative_ttl` did, fails loads past
-  /// `load_timeout` (their waiters get `timeout`), looking at no more
-  /// than `max_work` of each; returns how many entries it removed. Bounded so
-  /// one call never stalls the shard. Also clears the shard if its read
-  /// lease lapsed, and tells the change listener of entries that expired
-  /// but stay for stale-if-error: tracking clients hear of both when they
-  /// happen, not at the next read or at reclaim.
+  /// Removes entries whose TTL (and stale-if-error window) ran out, and remembered load
+  /// failures whose `negative_ttl` did, fails loads past `load_timeout` (their waiters
+  /// get `timeout`), looking at no more than `max_work` of each; returns how many entries
+  /// it removed. Bounded so one call never stalls the shard. Also clears the shard if its
+  /// read lease lapsed, and tells the change listener of entries that expired but stay
+  /// for stale-if-error: tracking clients hear of both when they happen, not at the next
+  /// read or at reclaim.
   uint64_t remove_expired(time_point now, uint64_t max_work = UINT64_MAX);
 
   /// The earliest expiry still pending, of an entry, a remembered load
@@ -394,8 +393,9 @@ private:
   std::optional<caf::expected<computed>> apply_compute(const compute_ptr& job,
                                                        time_point now, entry_id id);
   void run_waiting_computes(const std::string& key, time_point now);
-  /// True if `key` has computes loading or waiting, which a put or erase of
-  /// it must not overtake (write-through, no write mode).
+  /// Parks `job` with the writes waiting for room (write-back); the error if full.
+  caf::error park(const compute_ptr& job, time_point now);
+  /// True if a put or erase of `key` must wait behind its computes (loading, waiting).
   bool behind_computes(std::string_view key) const; // shard_compute.cpp
   void release_key(const std::string& key);         // a compute's load ended
   static void fail_compute(const compute_ptr& job, const caf::error& why);
@@ -416,8 +416,8 @@ private:
     uint64_t kept_expiry_ms = 0; // a compute's: the expiry kept, else `lifetime` counts
   };
   /// Puts `op` in line behind the key's waiting computes, as a compute that
-  /// ignores the value it finds.
-  void queue_behind_computes(pending_write op);
+  /// ignores the value it finds; `deps`: its dependencies (no write mode).
+  void queue_behind_computes(pending_write op, const dependencies& deps = {});
   // Write-through: an invalidation from elsewhere (another node, the
   // database's change feed, a repair) came while the store had the put: the
   // value it would install may be older than the change the invalidation
@@ -466,10 +466,9 @@ private:
   std::deque<pending_write> parked_;
   std::unordered_map<entry_id, uint64_t> dirty_; // entry -> number of its newest write
   uint64_t write_seq_ = 0;
-  // Write-through: writes awaiting the store per key, and the computes that
-  // wait behind them, in order.
+  // Per key: writes awaiting the store (write-through) and a compute loading
+  // it (all of it under write-back); and what waits behind them, in order.
   std::unordered_map<std::string, uint32_t, key_hasher> awaiting_keys_;
-  // Write-through: keys whose compute is loading (it counts in awaiting_keys_).
   std::unordered_set<std::string, key_hasher> computes_loading_;
   std::unordered_map<std::string, std::deque<compute_ptr>, key_hasher> computes_waiting_;
   time_point step_now_{};         // the time of the load or answer being completed

@@ -71,8 +71,7 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
   op.waiter = std::move(w);
   op.keep_links = from_compute;
   op.kept_expiry_ms = kept_expiry_ms;
-  if (cfg_.writes == write_mode::write_through && !from_compute &&
-      behind_computes(op.key)) {
+  if (!from_compute && behind_computes(op.key)) {
     queue_behind_computes(std::move(op));
     return std::nullopt;
   }
@@ -84,8 +83,7 @@ std::optional<caf::expected<bool>> shard_state::write_erase(std::string_view key
                                                             time_point now,
                                                             write_waiter w,
                                                             bool from_compute) {
-  bool queued =
-    cfg_.writes != write_mode::write_back && !from_compute && behind_computes(key);
+  bool queued = !from_compute && behind_computes(key);
   if (cfg_.writes == write_mode::none && !queued)
     return caf::expected<bool>{erase(key, now)};
   // A parked compute's erase goes first in line too (GETDEL before a later SET).
@@ -129,6 +127,16 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
 }
 
 void shard_state::accept_dirty(pending_write op, time_point now) {
+  if (!computes_loading_.empty() && computes_loading_.count(op.key) > 0) {
+    // Parked behind a compute of the key that took its turn and loads: it
+    // waits behind it (a compute's own write never finds one loading).
+    cfg_.budget->put_back(1);
+    if (op.compute)
+      computes_waiting_[op.key].push_back(std::move(op.compute));
+    else
+      queue_behind_computes(std::move(op));
+    return;
+  }
   auto seq = ++write_seq_;
   if (op.compute) { // its turn: run it (its write, if any, goes first in line)
     // Its unit is held while it runs, then given back without `release`:
