@@ -50,6 +50,12 @@ void repair(self_ptr self, const std::string& why, bool always_clear) {
   log(self, (limit.count() > 0 ? "shortening the TTLs of the distributed caches: "
                                : "clearing the distributed caches: ") +
               why);
+  // A repair that clears serves no hits from now until it is done (rule 6):
+  // a shard busy with something else would serve what it is about to clear
+  // until the lease ran out (1 s). One that caps TTLs keeps serving: its
+  // staleness is bounded by design. A lost member lapses the lease anyway.
+  if (limit.count() == 0 && st.setup.lease)
+    st.setup.lease->limit_to(st.setup.time_source->now());
   // Counted until answered: `heartbeat` must not make a lapsed lease valid
   // again while a shard may still hold what this repair removes. And each
   // shard's repair is an apply: the batch that showed the gap (a heartbeat
