@@ -97,19 +97,10 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
                                    : r.error());
       if (held) release_key(job->key);
       if (r && *r) job->load_again = true;
-      // Write-back: a write of the key parked behind it may still be in line
-      // (another shard took the room it gave back on its turn); its write
-      // goes first. Not reproducible on one thread, so untested.
-      bool front = held && cfg_.writes == write_mode::write_back &&
-                   std::any_of(parked_.begin(), parked_.end(),
-                               [&](const pending_write& p) { return p.key == job->key; });
-      bool was_parked = std::exchange(computing_parked_, computing_parked_ || front);
       if (!r && r.error() != errc::not_found)
         fail_compute(job, r.error());
       else
         resume(job, step_now_, held); // it holds its place: not behind later writes
-      computing_parked_ = was_parked;
-      if (front) retry_parked(step_now_);
       if (held) run_waiting_computes(job->key, step_now_);
     };
     auto r = get_or_load(key, hash, now, w);
@@ -121,6 +112,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
         job->holds_key = true;
         ++awaiting_keys_[key];
         computes_loading_.insert(key);
+        wait_parked_behind(key);
       }
       return std::nullopt;
     }
@@ -256,6 +248,24 @@ void shard_state::queue_behind_computes(pending_write op, const dependencies& de
   job->blind = true;
   job->deps = deps;
   computes_waiting_[op.key].push_back(std::move(job));
+}
+
+void shard_state::wait_parked_behind(const std::string& key) {
+  // Write-back: the key's writes and computes parked for room came after
+  // this compute, which loads on its turn. They wait behind it, ahead of
+  // any that come now; left in line, they would go in while it loads (its
+  // load voided, the compute then ran on them) or behind a newer write.
+  if (parked_.empty()) return;
+  std::deque<pending_write> others;
+  for (auto& op : parked_) {
+    if (op.key != key)
+      others.push_back(std::move(op));
+    else if (op.compute)
+      computes_waiting_[key].push_back(std::move(op.compute));
+    else
+      queue_behind_computes(std::move(op));
+  }
+  parked_ = std::move(others);
 }
 
 void shard_state::run_waiting_computes(const std::string& key, time_point now) {

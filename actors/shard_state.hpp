@@ -393,6 +393,7 @@ private:
   std::optional<caf::expected<computed>> apply_compute(const compute_ptr& job,
                                                        time_point now, entry_id id);
   void run_waiting_computes(const std::string& key, time_point now);
+  void wait_parked_behind(const std::string& key); // a compute of `key` loads
   /// Parks `job` with the writes waiting for room (write-back); the error if full.
   caf::error park(const compute_ptr& job, time_point now);
   /// True if a put or erase of `key` must wait behind its computes (loading, waiting).

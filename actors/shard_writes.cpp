@@ -127,16 +127,6 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
 }
 
 void shard_state::accept_dirty(pending_write op, time_point now) {
-  if (!computes_loading_.empty() && computes_loading_.count(op.key) > 0) {
-    // Parked behind a compute of the key that took its turn and loads: it
-    // waits behind it (a compute's own write never finds one loading).
-    cfg_.budget->put_back(1);
-    if (op.compute)
-      computes_waiting_[op.key].push_back(std::move(op.compute));
-    else
-      queue_behind_computes(std::move(op));
-    return;
-  }
   auto seq = ++write_seq_;
   if (op.compute) { // its turn: run it (its write, if any, goes first in line)
     // Its unit is held while it runs, then given back without `release`:
@@ -170,7 +160,9 @@ bool shard_state::writes_pending() const noexcept {
 }
 
 void shard_state::void_pending_puts(std::string_view key) {
-  if (awaiting_keys_.empty() || awaiting_keys_.count(std::string{key}) == 0) return;
+  if (cfg_.writes != write_mode::write_through || awaiting_keys_.empty() ||
+      awaiting_keys_.count(std::string{key}) == 0)
+    return; // write-back installed its puts already
   for (auto& [seq, op] : awaiting_)
     if (op.val && op.key == key) op.voided = true;
 }

@@ -335,6 +335,55 @@ TEST_CASE("under write-back a put parked behind a compute that loads on its turn
   CHECK(answered.got == std::vector<std::string>{"other", "j", "put 10"});
 }
 
+TEST_CASE(
+  "under write-back a put parked behind a compute that loads stays before a newer "
+  "one",
+  "[compute][write-back]") {
+  // When the increment loads on its turn, the put of 10 parked behind it
+  // comes after it and before a put of 20 made meanwhile. Before, 10 was
+  // queued behind the increment only at its own turn in the line (here,
+  // while the increment still loads), behind 20 already: k ended as 10,
+  // where the callers' order gives 20.
+  shard_options cfg;
+  cfg.writes = write_mode::write_back;
+  cfg.read_through = true;
+  cfg.budget = std::make_shared<dirty_budget>(1);
+  answer<int64_t> a; // these outlive the shard, whose destructor fails what waits
+  write_answers answered;
+  auto note = [&](std::string what) { return answered.note(std::move(what)); };
+  shard_state s{cfg};
+  CHECK_FALSE(s.write(value::make("other", "x"), ttl::never(), t0, note("other")));
+  CHECK_FALSE(s.write(value::make("j", "1"), ttl::never(), t0, note("j"))); // parked
+  a.run(s, t0, inc());                                                      // parked
+  CHECK_FALSE(s.write(value::make("y", "1"), ttl::never(), t0, note("y"))); // parked
+  CHECK_FALSE(
+    s.write(value::make("k", "10"), ttl::never(), t0, note("put 10"))); // parked
+  for (int i = 0; i < 2; ++i) { // j goes in; then the increment's turn: it loads
+    cfg.budget->release(1);
+    s.retry_parked(t0);
+  }
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  CHECK(s.contains("y", t0)); // took the room the increment gave back
+  CHECK_FALSE(s.write(value::make("k", "20"), ttl::never(), t0, note("put 20")));
+  cfg.budget->release(1); // y stored: room for what is still in line
+  s.retry_parked(t0);
+  s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
+  for (int i = 0; i < 2; ++i) {
+    cfg.budget->release(1);
+    s.retry_parked(t0);
+  }
+  CHECK(bytes_of(s, t0) == "20");
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 6);
+  CHECK(items[3].bytes == "5");
+  CHECK(items[4].bytes == "10");
+  CHECK(items[5].bytes == "20");
+  s.writes_done(seqs_of(items), caf::none, t0);
+  CHECK(*a == 5);
+  CHECK(answered.got == std::vector<std::string>{"other", "j", "y", "put 10", "put 20"});
+}
+
 TEST_CASE("a put with dependencies waits behind a compute that loads and a later put "
           "drops them",
           "[compute][events]") {
@@ -368,6 +417,8 @@ TEST_CASE("a put with dependencies waits behind a compute that loads and a later
                   value::make("k", "20"), ttl::never(), dependencies{}.on_events({"e"})});
   plain.run(s, t0, shard_ops::put{value::make("k", "30"), ttl::never()});
   s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
+  CHECK(*a == 5);
+  REQUIRE(with_deps.ok());
   REQUIRE(plain.ok());
   CHECK(bytes_of(s, t0) == "30");
   s.invalidate_dependents({"e"}, invalidation_cause::event, t0);
