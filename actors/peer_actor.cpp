@@ -43,6 +43,22 @@ void apply_done(self_ptr self, uint64_t n) {
   waiters.erase(waiters.begin(), done);
 }
 
+// Extends the read lease as far as what we heard from every member allows,
+// unless repairs are clearing: a read that comes before a shard's clear must
+// find the lease lapsed (and clear the shard itself), not held or extended.
+// Without this, a node thawed after SIGSTOP dropped its silent members, held
+// the lease at once (no members) and served, before the repair's clear
+// reached the shard, a value erased while it was frozen (found by
+// tests/runtime/multiprocess.test.cpp).
+void renew_lease(self_ptr self) {
+  auto& st = self->state;
+  if (!st.setup.lease) return;
+  if (auto until =
+        peer_state::renew_lease(st.setup.time_source->now(), st.members->last_heard(),
+                                st.repairs_in_flight, st.setup.read_lease))
+    st.setup.lease->extend_to(*until);
+}
+
 void repair(self_ptr self, const std::string& why, bool always_clear) {
   auto& st = self->state;
   ++st.core->counters.repairs;
@@ -54,6 +70,9 @@ void repair(self_ptr self, const std::string& why, bool always_clear) {
   // a shard busy with something else would serve what it is about to clear
   // until the lease ran out (1 s). One that caps TTLs keeps serving: its
   // staleness is bounded by design. A lost member lapses the lease anyway.
+  // The last shard's answer renews it, not the next heartbeat: until then
+  // every read missed (and cleared the shard), so what a node loaded just
+  // after it joined was not served.
   if (limit.count() == 0 && st.setup.lease)
     st.setup.lease->limit_to(st.setup.time_source->now());
   // Counted until answered: `heartbeat` must not make a lapsed lease valid
@@ -66,10 +85,13 @@ void repair(self_ptr self, const std::string& why, bool always_clear) {
       ++st.repairs_in_flight;
       auto n = st.core->start_apply();
       request_repair(self, s, limit, [self, n] {
-        --self->state.repairs_in_flight;
+        if (--self->state.repairs_in_flight == 0) renew_lease(self);
         apply_done(self, n);
       });
     }
+  // No distributed cache yet (a node joins before it creates them): nothing
+  // to clear, and nothing would renew the lease before the next heartbeat.
+  if (st.repairs_in_flight == 0) renew_lease(self);
 }
 
 void count_unauthenticated(self_ptr self, const std::string& what) {
@@ -287,16 +309,7 @@ void heartbeat(self_ptr self) {
   st.last_beat = now;
   send_batch(self, true);
   drop_silent_members(self, now);
-  // Not while repairs are clearing: a read that comes before a shard's clear
-  // must find the lease lapsed (and clear the shard itself), not held or
-  // extended. Without this, a node thawed after SIGSTOP dropped its silent
-  // members here, held the lease at once (no members) and served, before the
-  // repair's clear reached the shard, a value erased while it was frozen
-  // (found by tests/runtime/multiprocess.test.cpp).
-  if (st.setup.lease)
-    if (auto until = peer_state::renew_lease(now, st.members->last_heard(),
-                                             st.repairs_in_flight, st.setup.read_lease))
-      st.setup.lease->extend_to(*until);
+  renew_lease(self);
   self->delayed_send(self, st.setup.heartbeat, heartbeat_atom::value,
                      this_process_token());
 }
