@@ -55,7 +55,8 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
     return std::nullopt;
   }
   if (cfg_.writes == write_mode::write_back && !from_queue && !parked_.empty()) {
-    if (auto refused = park(job, now)) return caf::expected<computed>{std::move(refused)};
+    if (auto refused = submit_write(in_line(job), now)) // too many parked
+      return caf::expected<computed>{std::move(refused->error())};
     return std::nullopt;
   }
   // 2. The live entry, if any (a lapsed lease clears the shard first).
@@ -217,16 +218,14 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
   return caf::expected<bool>{true};
 }
 
-caf::error shard_state::park(const compute_ptr& job, time_point now) {
+shard_state::pending_write shard_state::in_line(const compute_ptr& job) {
   pending_write op;
   op.key = job->key;
   op.waiter = [job](caf::expected<bool> r) {
     if (!r) fail_compute(job, r.error());
   };
   op.compute = job;
-  if (auto refused = submit_write(std::move(op), now)) // too many parked
-    return std::move(refused->error());
-  return caf::none;
+  return op;
 }
 
 void shard_state::queue_behind_computes(pending_write op, const dependencies& deps) {
@@ -255,7 +254,8 @@ void shard_state::wait_parked_behind(const std::string& key) {
   // this compute, which loads on its turn. They wait behind it, ahead of
   // any that come now; left in line, they would go in while it loads (its
   // load voided, the compute then ran on them) or behind a newer write.
-  if (parked_.empty()) return;
+  // One pass over the line, only if the key has something in it.
+  if (parked_keys_.erase(key) == 0) return;
   std::deque<pending_write> others;
   for (auto& op : parked_) {
     if (op.key != key)
@@ -275,15 +275,21 @@ void shard_state::run_waiting_computes(const std::string& key, time_point now) {
       computes_waiting_.erase(i);
       return;
     }
+    if (cfg_.writes == write_mode::write_back && !parked_.empty()) {
+      // All join the line, in order, behind the writes parked for room (the
+      // key's last among them: run now, they would not see it), then the
+      // line moves once. One at a time, a turn taken between two of them
+      // could start a load that puts those in line behind those still here.
+      auto jobs = std::move(i->second);
+      computes_waiting_.erase(i);
+      for (auto& job : jobs)
+        join_line(in_line(job), now);
+      retry_parked(now);
+      return;
+    }
     auto job = std::move(i->second.front());
     i->second.pop_front();
-    if (cfg_.writes == write_mode::write_back && !parked_.empty()) {
-      // In line with the parked writes, the key's last among them: run now,
-      // it would not see them (a compute's write parked just before).
-      if (auto refused = park(job, now)) fail_compute(job, refused);
-    } else {
-      resume(job, now, true); // its write, if any, makes the rest wait again
-    }
+    resume(job, now, true); // its write, if any, makes the rest wait again
     i = computes_waiting_.find(key);
   }
 }

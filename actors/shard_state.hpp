@@ -213,11 +213,10 @@ public:
   /// invalidation itself. Due after each change (`pending_effects().unlinked`).
   void retire_unlinked() { table_.retire_unlinked(); }
 
-  /// Teaches the eviction policy the hits callers served themselves (the
-  /// read buffer of `read_side`), and samples their ages into the hit-age
-  /// percentiles (as of now, not of the hit: a drain comes within a message).
-  /// True while readers hit: the shard drains again after
-  /// `read_side::drain_spacing`.
+  /// Teaches the eviction policy the hits callers served themselves (the read buffer of
+  /// `read_side`), and samples their ages into the hit-age percentiles (as of now, not of
+  /// the hit: a drain comes within a message). True while readers hit: the shard drains
+  /// again after `read_side::drain_spacing`.
   bool learn_direct_hits(time_point now);
 
   /// Keys erased since the last call whose dependents must be invalidated (only
@@ -302,10 +301,9 @@ public:
   /// read or at reclaim.
   uint64_t remove_expired(time_point now, uint64_t max_work = UINT64_MAX);
 
-  /// The earliest expiry still pending, of an entry, a remembered load
-  /// failure, a load's timeout or the read lease, if any (it may belong to an
-  /// entry that was since overwritten, or to a lease since renewed; the
-  /// timer then finds nothing and re-arms).
+  /// The earliest expiry still pending, of an entry, a remembered load failure, a load's
+  /// timeout or the read lease, if any (it may belong to an entry that was since
+  /// overwritten, or to a lease since renewed; the timer then finds nothing and re-arms).
   std::optional<time_point> next_expiry() const;
 
   cache_stats stats() const;
@@ -394,8 +392,6 @@ private:
                                                        time_point now, entry_id id);
   void run_waiting_computes(const std::string& key, time_point now);
   void wait_parked_behind(const std::string& key); // a compute of `key` loads
-  /// Parks `job` with the writes waiting for room (write-back); the error if full.
-  caf::error park(const compute_ptr& job, time_point now);
   /// True if a put or erase of `key` must wait behind its computes (loading, waiting).
   bool behind_computes(std::string_view key) const; // shard_compute.cpp
   void release_key(const std::string& key);         // a compute's load ended
@@ -419,14 +415,17 @@ private:
   /// Puts `op` in line behind the key's waiting computes, as a compute that
   /// ignores the value it finds; `deps`: its dependencies (no write mode).
   void queue_behind_computes(pending_write op, const dependencies& deps = {});
-  // Write-through: an invalidation from elsewhere (another node, the
-  // database's change feed, a repair) came while the store had the put: the
-  // value it would install may be older than the change the invalidation
-  // stands for (rule 1, as for loads). The caller still hears success.
+  // Write-through: an invalidation from elsewhere (another node, the database's change
+  // feed, a repair) came while the store had the put: the value it would install may be
+  // older than the change the invalidation stands for (rule 1, as for loads).
   void void_pending_puts(std::string_view key);
   void void_all_pending_puts();
   std::optional<caf::expected<bool>> submit_write(pending_write op, time_point now,
                                                   bool at_front = false);
+  // The write-back line (parked_): in, out at the front, and a compute's place in it.
+  void join_line(pending_write op, time_point now, bool front = false);
+  pending_write leave_line();
+  static pending_write in_line(const compute_ptr& job);
   void accept_dirty(pending_write op, time_point now);
   entry_id install(value v, ttl t, uint64_t now_ms, bool keep_links = false);
   /// `overloaded` if `v` is a new key and the table is full (2^32 - 1).
@@ -440,9 +439,9 @@ private:
   std::shared_ptr<read_side> reads_;
   entry_table& table_; // reads_->table
   std::unique_ptr<eviction_policy> policy_;
-  // Min-heap of deadlines. Entries that were overwritten or removed leave
-  // their old deadline behind; it is skipped when popped, and the heap is
-  // rebuilt once stale items outnumber live ones, so it stays O(live TTLs).
+  // Min-heap of deadlines. Entries that were overwritten or removed leave their old
+  // deadline behind; it is skipped when popped, and the heap is rebuilt once stale items
+  // outnumber live ones, so it stays O(live TTLs).
   std::vector<deadline> deadlines_;
   uint64_t expiring_entries_ = 0;
   // The lease's end (ticks) when the shard last found it lapsed: the timer looks
@@ -465,6 +464,7 @@ private:
   std::vector<shard_write> outbox_;
   std::unordered_map<uint64_t, pending_write> awaiting_; // by write number
   std::deque<pending_write> parked_;
+  std::unordered_map<std::string, uint32_t, key_hasher> parked_keys_; // ops per key in it
   std::unordered_map<entry_id, uint64_t> dirty_; // entry -> number of its newest write
   uint64_t write_seq_ = 0;
   // Per key: writes awaiting the store (write-through) and a compute loading

@@ -108,8 +108,7 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
   }
   // Write-back. In line behind parked writes, so a key's writes keep their order.
   if (at_front) { // retry_parked takes it next, when there is room
-    op.deadline_ms = to_ms(now) + ceil_ms(cfg_.room_wait);
-    parked_.push_front(std::move(op));
+    join_line(std::move(op), now, true);
     return std::nullopt;
   }
   if (parked_.empty() && !op.compute && cfg_.budget->try_acquire()) {
@@ -120,10 +119,26 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
     return caf::expected<bool>{make_error(
       errc::overloaded, "max-dirty writes are pending and this shard already holds " +
                           std::to_string(max_parked) + " more; slow down")};
-  op.deadline_ms = to_ms(now) + ceil_ms(cfg_.room_wait);
-  parked_.push_back(std::move(op));
+  join_line(std::move(op), now);
   retry_parked(now); // registers as waiting, then looks once more
   return std::nullopt;
+}
+
+void shard_state::join_line(pending_write op, time_point now, bool front) {
+  op.deadline_ms = to_ms(now) + ceil_ms(cfg_.room_wait);
+  ++parked_keys_[op.key];
+  if (front)
+    parked_.push_front(std::move(op));
+  else
+    parked_.push_back(std::move(op));
+}
+
+shard_state::pending_write shard_state::leave_line() {
+  auto op = std::move(parked_.front());
+  parked_.pop_front();
+  auto n = parked_keys_.find(op.key);
+  if (--n->second == 0) parked_keys_.erase(n);
+  return op;
 }
 
 void shard_state::accept_dirty(pending_write op, time_point now) {
@@ -228,9 +243,7 @@ void shard_state::retry_parked(time_point now) {
   bool registered = false;
   while (!parked_.empty()) {
     if (cfg_.budget->try_acquire()) {
-      auto op = std::move(parked_.front());
-      parked_.pop_front();
-      accept_dirty(std::move(op), now);
+      accept_dirty(leave_line(), now);
       continue;
     }
     if (!registered) { // see dirty_budget::mark_waiting
@@ -239,12 +252,10 @@ void shard_state::retry_parked(time_point now) {
       continue;
     }
     // Still full: fail what waited too long (deadlines are in order).
-    while (!parked_.empty() && parked_.front().deadline_ms <= now_ms) {
-      parked_.front().waiter(make_error(
+    while (!parked_.empty() && parked_.front().deadline_ms <= now_ms)
+      leave_line().waiter(make_error(
         errc::overloaded, "max-dirty writes stayed pending for the whole room wait; the "
                           "write was not applied (raise max-dirty or slow down)"));
-      parked_.pop_front();
-    }
     return;
   }
 }

@@ -384,6 +384,55 @@ TEST_CASE(
   CHECK(answered.got == std::vector<std::string>{"other", "j", "y", "put 10", "put 20"});
 }
 
+TEST_CASE(
+  "under write-back what waited behind a compute joins the line in order and stays "
+  "in order when another compute of the key loads on its turn",
+  "[compute][write-back]") {
+  shard_options cfg;
+  cfg.writes = write_mode::write_back;
+  cfg.read_through = true;
+  cfg.budget = std::make_shared<dirty_budget>(1);
+  answer<int64_t> a, c; // these outlive the shard, whose destructor fails what waits
+  write_answers answered;
+  auto note = [&](std::string what) { return answered.note(std::move(what)); };
+  shard_state s{cfg};
+  auto room = [&] { // the flusher stored one write
+    cfg.budget->release(1);
+    s.retry_parked(t0);
+  };
+  CHECK_FALSE(s.write(value::make("other", "o"), ttl::never(), t0, note("other")));
+  a.run(s, t0, inc()); // k is absent: it loads, and what follows waits behind it
+  CHECK_FALSE(s.write_erase("k", t0, note("erase")));
+  c.run(s, t0, inc());
+  for (auto v : {"4", "5", "6"})
+    CHECK_FALSE(s.write(value::make("k", v), ttl::never(), t0, note(v)));
+  CHECK_FALSE(s.write(value::make("x", "x"), ttl::never(), t0, note("x"))); // parked
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load("k", loads[0].second, std::string{"1"}, 1ms, t0);
+  for (int i = 0; i < 4; ++i) // x, 2, the erase; then c's turn: k is absent, it loads
+    room();
+  loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  CHECK_FALSE(c.got);
+  s.complete_load("k", loads[0].second,
+                  caf::expected<std::string>{make_error(errc::not_found, "no row")}, 1ms,
+                  t0);
+  for (int i = 0; i < 4; ++i)
+    room();
+  CHECK(bytes_of(s, t0) == "6");
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 8);
+  std::vector<std::string> stored;
+  for (auto& item : items)
+    stored.push_back(item.erase ? "-" : item.bytes);
+  CHECK(stored == std::vector<std::string>{"o", "x", "2", "-", "1", "4", "5", "6"});
+  s.writes_done(seqs_of(items), caf::none, t0);
+  CHECK(*a == 2);
+  CHECK(*c == 1);
+  CHECK(answered.got == std::vector<std::string>{"other", "x", "erase", "4", "5", "6"});
+}
+
 TEST_CASE("a put with dependencies waits behind a compute that loads and a later put "
           "drops them",
           "[compute][events]") {
