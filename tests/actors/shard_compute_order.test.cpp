@@ -4,6 +4,8 @@
 // in line with the writes parked for room (shard_compute.cpp, shard_writes.cpp).
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,27 @@
 using namespace karlton;
 using namespace karlton::test;
 using namespace std::chrono_literals;
+
+namespace {
+
+// A write-back, read-through shard with room for `room` dirty writes.
+shard_options write_back(uint64_t room) {
+  shard_options cfg;
+  cfg.writes = write_mode::write_back;
+  cfg.read_through = true;
+  cfg.budget = std::make_shared<dirty_budget>(room);
+  return cfg;
+}
+
+// The flusher stored `n` writes: room for the next in line, one at a time.
+void make_room(const shard_options& cfg, shard_state& s, int n = 1) {
+  for (int i = 0; i < n; ++i) {
+    cfg.budget->release(1);
+    s.retry_parked(t0);
+  }
+}
+
+} // namespace
 
 TEST_CASE("a compute behind a write-through write the store holds back sees that write",
           "[compute][write-through]") {
@@ -236,10 +259,7 @@ TEST_CASE("under write-back a compute that loads keeps its place before a later 
           "[compute][write-back]") {
   // Before, the put went in at once (dirty, voiding the load), and the
   // increment then ran on it: compute(f), put(10) left f(10) = 11.
-  shard_options cfg;
-  cfg.writes = write_mode::write_back;
-  cfg.read_through = true;
-  cfg.budget = std::make_shared<dirty_budget>(100);
+  auto cfg = write_back(100);
   write_answers answered; // outlives the shard, whose destructor fails what waits
   auto note = [&](std::string what) { return answered.note(std::move(what)); };
   answer<int64_t> a;
@@ -269,10 +289,7 @@ TEST_CASE(
   // The second waits behind the first, which loads; the first's write then
   // parks for room (max-dirty full). Run at once, the second would not see
   // it and store 6 too: one update lost.
-  shard_options cfg;
-  cfg.writes = write_mode::write_back;
-  cfg.read_through = true;
-  cfg.budget = std::make_shared<dirty_budget>(1);
+  auto cfg = write_back(1);
   answer<int64_t> a, b; // these outlive the shard, whose destructor fails what waits
   shard_state s{cfg};
   a.run(s, t0, inc());
@@ -284,10 +301,7 @@ TEST_CASE(
   s.complete_load("k", loads[0].second, std::string{"5"}, 1ms, t0);
   CHECK_FALSE(a.got); // parked, and b behind it
   CHECK_FALSE(b.got);
-  for (int i = 0; i < 3; ++i) { // room for one write at a time
-    cfg.budget->release(1);
-    s.retry_parked(t0);
-  }
+  make_room(cfg, s, 3); // room for one write at a time
   CHECK(bytes_of(s, t0) == "7");
   auto items = s.take_writes();
   REQUIRE(items.size() == 3);
@@ -303,10 +317,7 @@ TEST_CASE("under write-back a put parked behind a compute that loads on its turn
           "[compute][write-back]") {
   // Before, the put's turn came while the increment loaded: it went in
   // (voiding the load) and the increment then ran on it.
-  shard_options cfg;
-  cfg.writes = write_mode::write_back;
-  cfg.read_through = true;
-  cfg.budget = std::make_shared<dirty_budget>(1);
+  auto cfg = write_back(1);
   answer<int64_t> a; // these outlive the shard, whose destructor fails what waits
   write_answers answered;
   auto note = [&](std::string what) { return answered.note(std::move(what)); };
@@ -315,16 +326,12 @@ TEST_CASE("under write-back a put parked behind a compute that loads on its turn
   CHECK_FALSE(s.write(value::make("j", "1"), ttl::never(), t0, note("j"))); // parked
   a.run(s, t0, inc());                                                      // parked
   CHECK_FALSE(s.write(value::make("k", "10"), ttl::never(), t0, note("put 10")));
-  for (int i = 0; i < 2; ++i) {
-    cfg.budget->release(1);
-    s.retry_parked(t0);
-  }
+  make_room(cfg, s, 2);
   auto loads = s.take_loads_to_start(); // the increment's turn: k is absent
   REQUIRE(loads.size() == 1);
   CHECK_FALSE(s.get("k", t0)); // the put waits behind it
   s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
-  cfg.budget->release(1);
-  s.retry_parked(t0);
+  make_room(cfg, s);
   CHECK(bytes_of(s, t0) == "10");
   auto items = s.take_writes();
   REQUIRE(items.size() == 4);
@@ -344,10 +351,7 @@ TEST_CASE(
   // queued behind the increment only at its own turn in the line (here,
   // while the increment still loads), behind 20 already: k ended as 10,
   // where the callers' order gives 20.
-  shard_options cfg;
-  cfg.writes = write_mode::write_back;
-  cfg.read_through = true;
-  cfg.budget = std::make_shared<dirty_budget>(1);
+  auto cfg = write_back(1);
   answer<int64_t> a; // these outlive the shard, whose destructor fails what waits
   write_answers answered;
   auto note = [&](std::string what) { return answered.note(std::move(what)); };
@@ -358,21 +362,14 @@ TEST_CASE(
   CHECK_FALSE(s.write(value::make("y", "1"), ttl::never(), t0, note("y"))); // parked
   CHECK_FALSE(
     s.write(value::make("k", "10"), ttl::never(), t0, note("put 10"))); // parked
-  for (int i = 0; i < 2; ++i) { // j goes in; then the increment's turn: it loads
-    cfg.budget->release(1);
-    s.retry_parked(t0);
-  }
+  make_room(cfg, s, 2); // j goes in; then the increment's turn: it loads
   auto loads = s.take_loads_to_start();
   REQUIRE(loads.size() == 1);
   CHECK(s.contains("y", t0)); // took the room the increment gave back
   CHECK_FALSE(s.write(value::make("k", "20"), ttl::never(), t0, note("put 20")));
-  cfg.budget->release(1); // y stored: room for what is still in line
-  s.retry_parked(t0);
+  make_room(cfg, s); // y stored: room for what is still in line
   s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
-  for (int i = 0; i < 2; ++i) {
-    cfg.budget->release(1);
-    s.retry_parked(t0);
-  }
+  make_room(cfg, s, 2);
   CHECK(bytes_of(s, t0) == "20");
   auto items = s.take_writes();
   REQUIRE(items.size() == 6);
@@ -388,18 +385,11 @@ TEST_CASE(
   "under write-back what waited behind a compute joins the line in order and stays "
   "in order when another compute of the key loads on its turn",
   "[compute][write-back]") {
-  shard_options cfg;
-  cfg.writes = write_mode::write_back;
-  cfg.read_through = true;
-  cfg.budget = std::make_shared<dirty_budget>(1);
+  auto cfg = write_back(1);
   answer<int64_t> a, c; // these outlive the shard, whose destructor fails what waits
   write_answers answered;
   auto note = [&](std::string what) { return answered.note(std::move(what)); };
   shard_state s{cfg};
-  auto room = [&] { // the flusher stored one write
-    cfg.budget->release(1);
-    s.retry_parked(t0);
-  };
   CHECK_FALSE(s.write(value::make("other", "o"), ttl::never(), t0, note("other")));
   a.run(s, t0, inc()); // k is absent: it loads, and what follows waits behind it
   CHECK_FALSE(s.write_erase("k", t0, note("erase")));
@@ -410,16 +400,14 @@ TEST_CASE(
   auto loads = s.take_loads_to_start();
   REQUIRE(loads.size() == 1);
   s.complete_load("k", loads[0].second, std::string{"1"}, 1ms, t0);
-  for (int i = 0; i < 4; ++i) // x, 2, the erase; then c's turn: k is absent, it loads
-    room();
+  make_room(cfg, s, 4); // x, 2, the erase; then c's turn: k is absent, it loads
   loads = s.take_loads_to_start();
   REQUIRE(loads.size() == 1);
   CHECK_FALSE(c.got);
   s.complete_load("k", loads[0].second,
                   caf::expected<std::string>{make_error(errc::not_found, "no row")}, 1ms,
                   t0);
-  for (int i = 0; i < 4; ++i)
-    room();
+  make_room(cfg, s, 4);
   CHECK(bytes_of(s, t0) == "6");
   auto items = s.take_writes();
   REQUIRE(items.size() == 8);
