@@ -17,7 +17,7 @@ struct shard_state::compute_job {
   compute_waiter waiter;
   bool loaded = false;     // loaded once already: absent now means absent
   bool blind = false;      // a queued put or erase: the value it finds does not matter
-  bool holds_key = false;  // write-through: loading, later writes of the key wait
+  bool holds_key = false;  // loading: later writes and computes of the key wait
   bool load_again = false; // the load found a value the table no longer holds
   bool reloaded = false;   // loaded a second time: absent now means absent
   dependencies deps = {};  // a queued put's (no write mode)
@@ -254,18 +254,26 @@ void shard_state::wait_parked_behind(const std::string& key) {
   // this compute, which loads on its turn. They wait behind it, ahead of
   // any that come now; left in line, they would go in while it loads (its
   // load voided, the compute then ran on them) or behind a newer write.
-  // One pass over the line, only if the key has something in it.
-  if (parked_keys_.erase(key) == 0) return;
-  std::deque<pending_write> others;
-  for (auto& op : parked_) {
-    if (op.key != key)
-      others.push_back(std::move(op));
-    else if (op.compute)
-      computes_waiting_[key].push_back(std::move(op.compute));
-    else
-      queue_behind_computes(std::move(op));
+  // Only as far as the key's last op in the line (usually just behind it).
+  auto n = parked_keys_.find(key);
+  if (n == parked_keys_.end()) return;
+  auto left = n->second;
+  parked_keys_.erase(n);
+  auto kept = parked_.begin();
+  auto i = parked_.begin();
+  for (; left > 0 && i != parked_.end(); ++i) {
+    if (i->key != key) {
+      if (kept != i) *kept = std::move(*i);
+      ++kept;
+    } else {
+      --left;
+      if (i->compute)
+        computes_waiting_[key].push_back(std::move(i->compute));
+      else
+        queue_behind_computes(std::move(*i));
+    }
   }
-  parked_ = std::move(others);
+  parked_.erase(kept, i);
 }
 
 void shard_state::run_waiting_computes(const std::string& key, time_point now) {
@@ -280,6 +288,7 @@ void shard_state::run_waiting_computes(const std::string& key, time_point now) {
       // key's last among them: run now, they would not see it), then the
       // line moves once. One at a time, a turn taken between two of them
       // could start a load that puts those in line behind those still here.
+      // (Past `max_parked` if need be: they are calls already taken.)
       auto jobs = std::move(i->second);
       computes_waiting_.erase(i);
       for (auto& job : jobs)

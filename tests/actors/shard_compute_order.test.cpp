@@ -361,24 +361,27 @@ TEST_CASE(
   a.run(s, t0, inc());                                                      // parked
   CHECK_FALSE(s.write(value::make("y", "1"), ttl::never(), t0, note("y"))); // parked
   CHECK_FALSE(
-    s.write(value::make("k", "10"), ttl::never(), t0, note("put 10"))); // parked
+    s.write(value::make("k", "10"), ttl::never(), t0, note("put 10")));     // parked
+  CHECK_FALSE(s.write(value::make("z", "1"), ttl::never(), t0, note("z"))); // parked
   make_room(cfg, s, 2); // j goes in; then the increment's turn: it loads
   auto loads = s.take_loads_to_start();
   REQUIRE(loads.size() == 1);
   CHECK(s.contains("y", t0)); // took the room the increment gave back
   CHECK_FALSE(s.write(value::make("k", "20"), ttl::never(), t0, note("put 20")));
-  make_room(cfg, s); // y stored: room for what is still in line
+  make_room(cfg, s); // y stored: z goes in
   s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
-  make_room(cfg, s, 2);
+  make_room(cfg, s, 3);
   CHECK(bytes_of(s, t0) == "20");
   auto items = s.take_writes();
-  REQUIRE(items.size() == 6);
-  CHECK(items[3].bytes == "5");
-  CHECK(items[4].bytes == "10");
-  CHECK(items[5].bytes == "20");
+  REQUIRE(items.size() == 7);
+  CHECK(items[3].key == "z");
+  CHECK(items[4].bytes == "5");
+  CHECK(items[5].bytes == "10");
+  CHECK(items[6].bytes == "20");
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(*a == 5);
-  CHECK(answered.got == std::vector<std::string>{"other", "j", "y", "put 10", "put 20"});
+  CHECK(answered.got ==
+        std::vector<std::string>{"other", "j", "y", "z", "put 10", "put 20"});
 }
 
 TEST_CASE(
