@@ -204,6 +204,8 @@ void shard_state::release_key(const std::string& key) {
 std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point now,
                                                       const dependencies& deps,
                                                       write_waiter w) {
+  // Behind a compute that loads the key: before, the put went in at once and
+  // the compute then ran on it (compute(f), put(P) left f(P)).
   if (cfg_.writes == write_mode::none && v && behind_computes(v.key())) {
     pending_write op;
     op.key = std::string{v.key()};

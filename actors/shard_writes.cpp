@@ -38,17 +38,8 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
                                                       write_waiter w, bool from_compute,
                                                       uint64_t kept_expiry_ms) {
   if (cfg_.writes == write_mode::none) {
-    // Behind a compute that loads the key: before, the put went in at once
-    // and the compute then ran on it (compute(f), put(P) left f(P)).
-    if (!from_compute && behind_computes(v.key())) {
-      pending_write op;
-      op.key = std::string{v.key()};
-      op.val = std::move(v);
-      op.lifetime = t;
-      op.waiter = std::move(w);
-      queue_behind_computes(std::move(op));
-      return std::nullopt;
-    }
+    // A caller's put is one without dependencies: it may wait for a compute.
+    if (!from_compute) return write(std::move(v), t, now, dependencies{}, std::move(w));
     auto key = cfg_.distributed ? std::string{v.key()} : std::string{};
     if (auto err = admit(std::move(v), t, now, from_compute))
       return caf::expected<bool>{std::move(err)};
