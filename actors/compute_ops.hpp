@@ -137,8 +137,10 @@ template <class Key>
 struct set_ttl {
   Key key;
   std::optional<caf::timespan> left;
-  caf::expected<remaining_ttl> operator()(shard_state& s, time_point now) {
-    return s.set_ttl(key_view(key), left, now);
+  template <class Later>
+  std::optional<caf::expected<remaining_ttl>> operator()(shard_state& s, time_point now,
+                                                         Later later) {
+    return s.set_ttl(key_view(key), left, now, std::move(later));
   }
 };
 

@@ -21,6 +21,8 @@ struct shard_state::compute_job {
   bool load_again = false; // the load found a value the table no longer holds
   bool reloaded = false;   // loaded a second time: absent now means absent
   dependencies deps = {};  // a queued put's (no write mode)
+  // Not a compute: set_ttl or a clear's drop, run in its turn (`wait_turn`).
+  std::function<void(time_point)> turn = {};
 };
 
 void shard_state::fail_compute(const compute_ptr& job, const caf::error& why) {
@@ -44,6 +46,10 @@ void shard_state::resume(const compute_ptr& job, time_point now, bool from_queue
 
 std::optional<caf::expected<computed>>
 shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue) {
+  if (job->turn) {
+    job->turn(now);
+    return std::nullopt;
+  }
   const auto& key = job->key;
   // 1. Behind the key's writes the store has not answered (write-through) or
   // a compute loading it (every mode: under write-back `awaiting_keys_`
@@ -227,6 +233,7 @@ shard_state::pending_write shard_state::in_line(const compute_ptr& job) {
     if (!r) fail_compute(job, r.error());
   };
   op.compute = job;
+  op.turn = static_cast<bool>(job->turn);
   return op;
 }
 
@@ -305,8 +312,46 @@ void shard_state::run_waiting_computes(const std::string& key, time_point now) {
   }
 }
 
-remaining_ttl shard_state::set_ttl(std::string_view key,
-                                   std::optional<caf::timespan> left, time_point now) {
+bool shard_state::in_a_line(std::string_view key) const {
+  if (awaiting_keys_.empty() && computes_waiting_.empty() && parked_keys_.empty())
+    return false; // the usual case
+  std::string k{key};
+  return awaiting_keys_.count(k) > 0 || computes_waiting_.count(k) > 0 ||
+         parked_keys_.count(k) > 0;
+}
+
+void shard_state::wait_turn(const std::string& key, std::function<void(time_point)> run,
+                            std::function<void(const caf::error&)> failed,
+                            time_point now) {
+  auto answer = [failed = std::move(failed)](caf::expected<computed> r) {
+    if (!r) failed(r.error()); // the shard stopped, say: it never ran
+  };
+  auto job = std::make_shared<compute_job>(compute_job{key, {}, std::move(answer)});
+  job->turn = std::move(run);
+  // Where the key's ops wait: behind a store write or a compute, else (write-back) in
+  // the line parked for room, where it needs no room of its own (`retry_parked`).
+  if (awaiting_keys_.count(key) > 0 || computes_waiting_.count(key) > 0)
+    computes_waiting_[key].push_back(std::move(job));
+  else
+    join_line(in_line(job), now);
+}
+
+std::optional<caf::expected<remaining_ttl>>
+shard_state::set_ttl(std::string_view key, std::optional<caf::timespan> left,
+                     time_point now, ttl_waiter w) {
+  // Before, it went in at once: a put still waiting then came in with its own
+  // TTL (put(v), EXPIRE left v with no expiry).
+  if (!in_a_line(key)) return caf::expected<remaining_ttl>{retime(key, left, now)};
+  auto run = [this, k = std::string{key}, left, w](time_point t) {
+    w(retime(k, left, t));
+  };
+  wait_turn(
+    std::string{key}, std::move(run), [w](const caf::error& e) { w(e); }, now);
+  return std::nullopt;
+}
+
+remaining_ttl shard_state::retime(std::string_view key, std::optional<caf::timespan> left,
+                                  time_point now) {
   auto before = ttl_of(key, now);
   if (before.state == remaining_ttl::missing) return before;
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));

@@ -199,7 +199,9 @@ struct load {
 };
 
 struct clear {
-  caf::expected<uint64_t> operator()(shard_state& s, time_point) { return s.clear(); }
+  caf::expected<uint64_t> operator()(shard_state& s, time_point now) {
+    return s.clear(now);
+  }
 };
 
 /// Removes every expired entry now.

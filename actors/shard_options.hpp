@@ -68,7 +68,7 @@ struct shard_options {
   /// erasing or invalidating such a key cascades to its dependents.
   std::shared_ptr<depended_names> depended;
   /// The cache is distributed: keys written or erased here, and clears, are
-  /// collected for the peer actor to tell other nodes (`take_changed_keys`).
+  /// collected for the peer actor to tell other nodes (`take_changes`).
   bool distributed = false;
   /// Distributed caches: the node's read lease; caches fed by PostgreSQL's
   /// changes: also the feed's. A read after either lapsed clears the shard

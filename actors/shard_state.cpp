@@ -1,6 +1,7 @@
 #include "actors/shard_state.hpp"
 
 #include <algorithm>
+#include <set>
 #include <string>
 
 #include <karlton/messages/errors.hpp>
@@ -326,12 +327,35 @@ remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
   return out;
 }
 
-uint64_t shard_state::clear() {
+uint64_t shard_state::clear(time_point now) {
   cleared_out_ = cfg_.distributed;
-  return clear_here();
+  auto n = clear_entries();
+  // What callers queued for a key before the clear (a put the store holds, a put or
+  // compute waiting behind one) goes in after it, in their order: each such key is
+  // dropped again in its turn. Before, a put waiting behind a compute survived the clear,
+  // and a compute behind a put the store held ran without it (put 5, increment: 1).
+  if (awaiting_keys_.empty() && computes_waiting_.empty() && parked_keys_.empty())
+    return n;
+  std::set<std::string> keys;
+  for (const auto& [key, count] : awaiting_keys_)
+    keys.insert(key);
+  for (const auto& [key, jobs] : computes_waiting_)
+    keys.insert(key);
+  for (const auto& [key, count] : parked_keys_)
+    keys.insert(key);
+  for (const auto& key : keys)
+    wait_turn(
+      key, [this, key](time_point t) { erase_here(key, t, false); },
+      [](const caf::error&) {}, now);
+  return n;
 }
 
 uint64_t shard_state::clear_here() {
+  void_all_pending_puts();
+  return clear_entries();
+}
+
+uint64_t shard_state::clear_entries() {
   uint64_t n = table_.size();
   if (cfg_.change_listener) {
     all_changed_ = true;
@@ -343,7 +367,6 @@ uint64_t shard_state::clear_here() {
         cfg_.on_removal(table_.at(id).val, removal_cause::explicit_erase);
   }
   loads_.void_all();
-  void_all_pending_puts();
   load_facts_.clear();
   stale_.clear();
   negatives_.clear();

@@ -53,12 +53,6 @@ struct shard_effects {
   bool changes = false;  ///< keys changed, for the change listener (`notify_changes`)
 };
 
-/// Thrown by a compute function to fail its call with `error` (not
-/// `compute_failed`), changing nothing: `increment` of a non-integer.
-struct compute_refusal {
-  caf::error error;
-};
-
 /// One shard's cache. Only the owning shard actor may call it.
 class shard_state {
 public:
@@ -180,10 +174,13 @@ public:
   /// now, else `w` will be called.
   std::optional<caf::expected<computed>> compute(std::string_view key, time_point now,
                                                  compute_function fn, compute_waiter w);
-  /// A new lifetime from now for `key`'s entry (nullopt: never expires; <= 0:
-  /// removed as expired). In this cache only. The remaining ttl before.
-  remaining_ttl set_ttl(std::string_view key, std::optional<caf::timespan> left,
-                        time_point now);
+  using ttl_waiter = std::function<void(caf::expected<remaining_ttl>)>;
+  /// A new lifetime from now for `key`'s entry (nullopt: never expires; <= 0: removed as
+  /// expired), in this cache only, in the key's turn: after its writes and computes that
+  /// wait. The remaining ttl before, now or through `w`.
+  std::optional<caf::expected<remaining_ttl>> set_ttl(std::string_view key,
+                                                      std::optional<caf::timespan> left,
+                                                      time_point now, ttl_waiter w);
 
   // -- dependencies (shard_deps.cpp) ----------------------------------------
 
@@ -245,8 +242,8 @@ public:
   /// so here their dependents stay too (one rule on every node).
   uint64_t invalidate(const std::vector<std::string>& keys, time_point now,
                       bool cascade = true);
-  /// `clear` on this node only, for a repair, a lapsed read lease or a clear
-  /// on another node: the same removals, but nothing to tell other nodes.
+  /// `clear` here only (a repair, a lapsed read lease, another node's clear): nothing
+  /// told to other nodes; puts the store holds (write-through) are voided, not dropped.
   uint64_t clear_here();
   /// The gentler repair: every entry expires within `limit` from `now` (those
   /// due sooner keep theirs), loads in flight are voided. Returns how many.
@@ -259,12 +256,6 @@ public:
     bool erased; ///< erased (its dependents are invalidated) rather than put
   };
   std::vector<key_change> take_changes() { return std::exchange(changed_out_, {}); }
-  std::vector<std::string> take_changed_keys() {
-    std::vector<std::string> out;
-    for (auto& c : take_changes())
-      out.push_back(std::move(c.key));
-    return out;
-  }
   bool take_cleared() { return std::exchange(cleared_out_, false); }
 
   /// What the changes so far left to do (nothing is taken). Cheap: one
@@ -289,8 +280,9 @@ public:
 
   remaining_ttl ttl_of(std::string_view key, time_point now) const;
 
-  /// Removes every entry; returns how many.
-  uint64_t clear();
+  /// Removes every entry; returns how many. What waits in a key's line then (writes and
+  /// computes called before the clear) goes in and is then removed, in the key's turn.
+  uint64_t clear(time_point now);
 
   /// Removes entries whose TTL (and stale-if-error window) ran out, and remembered load
   /// failures whose `negative_ttl` did, fails loads past `load_timeout` (their waiters
@@ -386,15 +378,21 @@ private:
 
   struct compute_job;
   using compute_ptr = std::shared_ptr<compute_job>;
-  std::optional<caf::expected<computed>> run_compute(const compute_ptr& job,
-                                                     time_point now, bool from_queue);
-  std::optional<caf::expected<computed>> apply_compute(const compute_ptr& job,
-                                                       time_point now, entry_id id);
+  using compute_answer = std::optional<caf::expected<computed>>; // now, or none: later
+  compute_answer run_compute(const compute_ptr& job, time_point now, bool from_queue);
+  compute_answer apply_compute(const compute_ptr& job, time_point now, entry_id id);
   void run_waiting_computes(const std::string& key, time_point now);
   void wait_parked_behind(const std::string& key); // a compute of `key` loads
   /// True if a put or erase of `key` must wait behind its computes (loading, waiting).
   bool behind_computes(std::string_view key) const; // shard_compute.cpp
   void release_key(const std::string& key);         // a compute's load ended
+  // Whether ops of `key` wait (behind a store write or a compute, or parked for room);
+  // `wait_turn` runs `run` behind them: set_ttl, a clear's drop.
+  bool in_a_line(std::string_view key) const;
+  void wait_turn(const std::string& key, std::function<void(time_point)> run,
+                 std::function<void(const caf::error&)> failed, time_point now);
+  remaining_ttl retime(std::string_view key, std::optional<caf::timespan> left,
+                       time_point now);
   static void fail_compute(const compute_ptr& job, const caf::error& why);
   // Runs `job` again after a wait, answering through its waiter.
   void resume(const compute_ptr& job, time_point now, bool from_queue = false);
@@ -409,6 +407,7 @@ private:
     uint64_t deadline_ms = 0; // parked: when it fails with overloaded
     bool keep_links = false;  // a compute's put keeps the entry's dependencies
     compute_ptr compute;      // write-back: a compute parked in line (no write yet)
+    bool turn = false;        // that compute is set_ttl or a clear's drop: no room needed
     bool voided = false;      // write-through put: invalidated meanwhile, not installed
     uint64_t kept_expiry_ms = 0; // a compute's: the expiry kept, else `lifetime` counts
   };
@@ -420,6 +419,7 @@ private:
   // older than the change the invalidation stands for (rule 1, as for loads).
   void void_pending_puts(std::string_view key);
   void void_all_pending_puts();
+  uint64_t clear_entries(); // every entry and what refers to one, here only
   std::optional<caf::expected<bool>> submit_write(pending_write op, time_point now,
                                                   bool at_front = false);
   // The write-back line (parked_): in, out at the front, and a compute's place in it.

@@ -232,7 +232,13 @@ void shard_state::mark_stored(const stored_writes& writes) {
 void shard_state::retry_parked(time_point now) {
   auto now_ms = to_ms(now);
   bool registered = false;
+  // set_ttl and a clear's drop write nothing: in their turn they need no room.
+  auto no_room_needed = [this] { return !parked_.empty() && parked_.front().turn; };
   while (!parked_.empty()) {
+    if (no_room_needed()) {
+      resume(leave_line().compute, now, true);
+      continue;
+    }
     if (cfg_.budget->try_acquire()) {
       accept_dirty(leave_line(), now);
       continue;
@@ -243,11 +249,11 @@ void shard_state::retry_parked(time_point now) {
       continue;
     }
     // Still full: fail what waited too long (deadlines are in order).
-    while (!parked_.empty() && parked_.front().deadline_ms <= now_ms)
+    while (!parked_.empty() && parked_.front().deadline_ms <= now_ms && !no_room_needed())
       leave_line().waiter(make_error(
         errc::overloaded, "max-dirty writes stayed pending for the whole room wait; the "
                           "write was not applied (raise max-dirty or slow down)"));
-    return;
+    if (!no_room_needed()) return;
   }
 }
 

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include <caf/atom.hpp>
+#include <caf/error.hpp>
 #include <caf/meta/type_name.hpp>
 
 #include <karlton/messages/ttl.hpp>
@@ -54,6 +55,12 @@ struct computed {
 /// value (empty if absent). Must be quick, must not block and must not make
 /// blocking calls on the runtime; `current` is valid only during the call.
 using compute_function = std::function<compute_result(const value& current)>;
+
+/// Thrown by a compute function to fail its call with `error` (not
+/// `compute_failed`), changing nothing: `increment` of a non-integer.
+struct compute_refusal {
+  caf::error error;
+};
 
 /// `merge`'s function: the new bytes from the old ones and the given ones,
 /// or nullopt to erase the key. Same rules as `compute_function`.

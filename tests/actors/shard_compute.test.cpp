@@ -253,16 +253,22 @@ TEST_CASE("a parked compute's erase keeps its place before a later put of the ke
 
 TEST_CASE("set_ttl: persist / shorten / missing / <= 0 misses at once", "[compute]") {
   shard_state s{shard_options{}};
+  auto set_ttl = [&s](std::optional<caf::timespan> left) {
+    answer<remaining_ttl> a;
+    a.run(s, t0, shard_ops::set_ttl<key_op>{"k", left});
+    REQUIRE(a.ok()); // at once: nothing of the key waits
+    return *a;
+  };
   REQUIRE_FALSE(s.put(value::make("k", "v"), ttl::after(10s), t0));
-  auto before = s.set_ttl("k", std::nullopt, t0); // persist
+  auto before = set_ttl(std::nullopt); // persist
   CHECK(before.state == remaining_ttl::expires);
   CHECK(s.ttl_of("k", t0).state == remaining_ttl::never_expires);
-  CHECK(s.set_ttl("k", 2s, t0).state == remaining_ttl::never_expires);
+  CHECK(set_ttl(2s).state == remaining_ttl::never_expires);
   CHECK(s.ttl_of("k", t0).left == 2s);
   CHECK(s.remove_expired(at(2000ms)) == 1); // the timer knows the new expiry
-  CHECK(s.set_ttl("k", 2s, t0).state == remaining_ttl::missing);
+  CHECK(set_ttl(2s).state == remaining_ttl::missing);
   REQUIRE_FALSE(s.put(value::make("k", "v"), ttl::never(), t0));
-  CHECK(s.set_ttl("k", 0s, t0).state == remaining_ttl::never_expires);
+  CHECK(set_ttl(0s).state == remaining_ttl::never_expires);
   CHECK_FALSE(s.get("k", t0));
   CHECK(s.stats().expired == 2);
 }

@@ -1,0 +1,189 @@
+// set_ttl and clear keep the callers' order with what waits in a key's line:
+// a put or compute behind a compute that loads, a put the store holds
+// (write-through), a write parked for room (write-back). set_ttl runs in the
+// key's turn; a clear drops each such key again in its turn
+// (shard_compute.cpp, `wait_turn`).
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "support/compute_answers.hpp"
+#include "support/times.hpp"
+
+using namespace karlton;
+using namespace karlton::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+shard_ops::set_ttl<key_op> set_ttl(std::optional<caf::timespan> left,
+                                   std::string key = "k") {
+  return {std::move(key), left};
+}
+
+caf::timespan left_of(shard_state& s, const std::string& key = "k") {
+  auto r = s.ttl_of(key, t0);
+  REQUIRE(r.state == remaining_ttl::expires);
+  return r.left;
+}
+
+} // namespace
+
+TEST_CASE("set_ttl waits its turn behind a put queued behind a compute that loads",
+          "[compute][ttl]") {
+  // Before, it ran at once on the absent key (missing), and the put then
+  // came in with no expiry: put(10), EXPIRE 5 left 10 forever.
+  shard_options cfg;
+  cfg.read_through = true;
+  shard_state s{cfg};
+  answer<int64_t> a;
+  answer<caf::unit_t> put;
+  answer<remaining_ttl> retimed, other;
+  a.run(s, t0, inc()); // k is absent: it loads
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  put.run(s, t0, shard_ops::put{value::make("k", "10"), ttl::never()});
+  retimed.run(s, t0, set_ttl(5s));
+  other.run(s, t0, set_ttl(5s, "j")); // another key: at once
+  REQUIRE(other.ok());
+  CHECK((*other).state == remaining_ttl::missing);
+  CHECK_FALSE(retimed.got);
+  s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
+  CHECK(*a == 5);
+  REQUIRE(put.ok());
+  REQUIRE(retimed.ok());
+  CHECK((*retimed).state == remaining_ttl::never_expires); // the put's
+  CHECK(bytes_of(s, t0) == "10");
+  CHECK(left_of(s) == 5s);
+}
+
+TEST_CASE("under write-through set_ttl waits for the store to take the key's put",
+          "[compute][ttl][write-through]") {
+  shard_options cfg;
+  cfg.writes = write_mode::write_through;
+  write_answers answered;
+  shard_state s{cfg};
+  CHECK_FALSE(s.write(value::make("k", "5"), ttl::never(), t0, answered.note("put 5")));
+  answer<remaining_ttl> retimed;
+  retimed.run(s, t0, set_ttl(5s));
+  CHECK_FALSE(retimed.got);
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  s.writes_done(seqs_of(items), caf::none, t0);
+  REQUIRE(retimed.ok());
+  CHECK((*retimed).state == remaining_ttl::never_expires);
+  CHECK(left_of(s) == 5s);
+  CHECK(answered.got == std::vector<std::string>{"put 5"});
+}
+
+TEST_CASE("under write-back set_ttl waits behind the key's write parked for room and "
+          "needs no room of its own",
+          "[compute][ttl][write-back]") {
+  shard_options cfg;
+  cfg.writes = write_mode::write_back;
+  cfg.budget = std::make_shared<dirty_budget>(1);
+  write_answers answered; // outlives the shard, whose destructor fails what waits
+  shard_state s{cfg};
+  CHECK_FALSE(s.write(value::make("j", "1"), ttl::never(), t0, answered.note("put j")));
+  CHECK_FALSE(s.write(value::make("k", "2"), ttl::never(), t0, answered.note("put k")));
+  answer<remaining_ttl> retimed;
+  retimed.run(s, t0, set_ttl(5s));
+  CHECK_FALSE(s.write(value::make("m", "3"), ttl::never(), t0, answered.note("put m")));
+  CHECK_FALSE(retimed.got);
+  cfg.budget->release(1); // room for one write: k's, then set_ttl without any
+  s.retry_parked(t0);
+  REQUIRE(retimed.ok());
+  CHECK((*retimed).state == remaining_ttl::never_expires);
+  CHECK(left_of(s) == 5s);
+  CHECK_FALSE(s.get("m", t0)); // still parked: the unit went to k
+}
+
+TEST_CASE("a clear drops what was queued for a key before it and keeps what came after",
+          "[compute][clear]") {
+  // Before, the put queued behind the compute went in after the clear and
+  // stayed: compute, put(10), clear left 10.
+  shard_options cfg;
+  cfg.read_through = true;
+  shard_state s{cfg};
+  answer<int64_t> a;
+  answer<caf::unit_t> before_clear, after_clear;
+  a.run(s, t0, inc());
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  before_clear.run(s, t0, shard_ops::put{value::make("k", "10"), ttl::never()});
+  CHECK(s.clear(t0) == 0);
+  s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
+  loads = s.take_loads_to_start(); // the clear voided the load: it loads again
+  REQUIRE(loads.size() == 1);
+  s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
+  CHECK(*a == 5);
+  REQUIRE(before_clear.ok());
+  CHECK_FALSE(s.get("k", t0));
+  // A put after the clear stays, also when it waits behind a compute.
+  a.got.reset();
+  a.run(s, t0, inc());
+  loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  before_clear.got.reset();
+  before_clear.run(s, t0, shard_ops::put{value::make("k", "10"), ttl::never()});
+  CHECK(s.clear(t0) == 0);
+  after_clear.run(s, t0, shard_ops::put{value::make("k", "20"), ttl::never()});
+  s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
+  loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
+  REQUIRE(before_clear.ok());
+  REQUIRE(after_clear.ok());
+  CHECK(bytes_of(s, t0) == "20");
+}
+
+TEST_CASE("under write-through a compute behind a put the store holds sees it also "
+          "across a clear",
+          "[compute][clear][write-through]") {
+  // Before, the clear voided the put, and the increment then ran on nothing:
+  // put(5), increment, clear stored 1 over the 5, not 6.
+  shard_options cfg;
+  cfg.writes = write_mode::write_through;
+  write_answers answered;
+  shard_state s{cfg};
+  CHECK_FALSE(s.write(value::make("k", "5"), ttl::never(), t0, answered.note("put 5")));
+  answer<int64_t> a;
+  a.run(s, t0, inc());
+  CHECK(s.clear(t0) == 0);
+  std::vector<std::string> stored;
+  for (int round = 0; round < 2; ++round) {
+    auto items = s.take_writes();
+    REQUIRE(items.size() == 1);
+    stored.push_back(items[0].bytes);
+    s.writes_done(seqs_of(items), caf::none, t0);
+  }
+  CHECK(stored == std::vector<std::string>{"5", "6"});
+  CHECK(*a == 6);
+  CHECK_FALSE(s.get("k", t0)); // then dropped, as the clear came last
+  CHECK(answered.got == std::vector<std::string>{"put 5"});
+}
+
+TEST_CASE("under write-back a clear drops a write parked for room once it goes in, "
+          "and the flusher still gets it",
+          "[compute][clear][write-back]") {
+  shard_options cfg;
+  cfg.writes = write_mode::write_back;
+  cfg.budget = std::make_shared<dirty_budget>(1);
+  write_answers answered;
+  shard_state s{cfg};
+  CHECK_FALSE(s.write(value::make("j", "1"), ttl::never(), t0, answered.note("put j")));
+  CHECK_FALSE(s.write(value::make("k", "2"), ttl::never(), t0, answered.note("put k")));
+  CHECK(s.clear(t0) == 1);
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 1); // j's
+  cfg.budget->release(1);
+  s.retry_parked(t0);
+  items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  CHECK(items[0].key == "k");
+  CHECK(items[0].bytes == "2");
+  CHECK_FALSE(s.get("k", t0)); // before, it stayed cached after the clear
+}
