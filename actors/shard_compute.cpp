@@ -4,7 +4,10 @@
 // cache, run the function once, then write its result like a put or erase.
 
 #include <algorithm>
+#include <string>
+#include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include "actors/shard_state.hpp"
 #include <karlton/messages/errors.hpp>
@@ -23,6 +26,7 @@ struct shard_state::compute_job {
   dependencies deps = {};  // a queued put's (no write mode)
   // Not a compute: set_ttl or a clear's drop, run in its turn (`wait_turn`).
   std::function<void(time_point)> turn = {};
+  bool drop = false; // that turn is a clear's drop
 };
 
 void shard_state::fail_compute(const compute_ptr& job, const caf::error& why) {
@@ -234,6 +238,7 @@ shard_state::pending_write shard_state::in_line(const compute_ptr& job) {
   };
   op.compute = job;
   op.turn = static_cast<bool>(job->turn);
+  op.drop = job->drop;
   return op;
 }
 
@@ -312,7 +317,7 @@ void shard_state::run_waiting_computes(const std::string& key, time_point now) {
   }
 }
 
-bool shard_state::in_a_line(std::string_view key) const {
+bool shard_state::key_ops_wait(std::string_view key) const {
   if (awaiting_keys_.empty() && computes_waiting_.empty() && parked_keys_.empty())
     return false; // the usual case
   std::string k{key};
@@ -320,54 +325,90 @@ bool shard_state::in_a_line(std::string_view key) const {
          parked_keys_.count(k) > 0;
 }
 
-void shard_state::wait_turn(const std::string& key, std::function<void(time_point)> run,
-                            std::function<void(const caf::error&)> failed,
-                            time_point now) {
+caf::error shard_state::wait_turn(const std::string& key,
+                                  std::function<void(time_point)> run,
+                                  std::function<void(const caf::error&)> failed,
+                                  time_point now, bool drop) {
+  // Where the key's ops wait: behind a store write or a compute, else (write-back) in
+  // the line parked for room, where it needs no room of its own (`retry_parked`) but
+  // counts against its bound (a clear's drops are bounded by the keys in line).
+  bool parks = awaiting_keys_.count(key) == 0 && computes_waiting_.count(key) == 0;
+  if (parks && !drop && line_full())
+    return make_error(errc::overloaded, "max-dirty writes are pending and this shard "
+                                        "already holds the most it parks; slow down");
   auto answer = [failed = std::move(failed)](caf::expected<computed> r) {
     if (!r) failed(r.error()); // the shard stopped, say: it never ran
   };
   auto job = std::make_shared<compute_job>(compute_job{key, {}, std::move(answer)});
   job->turn = std::move(run);
-  // Where the key's ops wait: behind a store write or a compute, else (write-back) in
-  // the line parked for room, where it needs no room of its own (`retry_parked`).
-  if (awaiting_keys_.count(key) > 0 || computes_waiting_.count(key) > 0)
-    computes_waiting_[key].push_back(std::move(job));
-  else
+  job->drop = drop;
+  if (parks)
     join_line(in_line(job), now);
+  else
+    computes_waiting_[key].push_back(std::move(job));
+  return caf::none;
 }
 
 std::optional<caf::expected<remaining_ttl>>
 shard_state::set_ttl(std::string_view key, std::optional<caf::timespan> left,
                      time_point now, ttl_waiter w) {
+  // The new expiry as a time, fixed now: a wait for its turn must not lengthen it.
+  uint64_t expiry_ms = entry::never;
+  if (left)
+    expiry_ms =
+      left->count() <= 0
+        ? 0
+        : std::min(entry::never,
+                   to_ms(now) +
+                     static_cast<uint64_t>(
+                       std::chrono::ceil<std::chrono::milliseconds>(*left).count()));
   // Before, it went in at once: a put still waiting then came in with its own
   // TTL (put(v), EXPIRE left v with no expiry).
-  if (!in_a_line(key)) return caf::expected<remaining_ttl>{retime(key, left, now)};
-  auto run = [this, k = std::string{key}, left, w](time_point t) {
-    w(retime(k, left, t));
+  if (!key_ops_wait(key))
+    return caf::expected<remaining_ttl>{retime(key, expiry_ms, now)};
+  auto run = [this, k = std::string{key}, expiry_ms, w](time_point t) {
+    w(retime(k, expiry_ms, t));
   };
-  wait_turn(
-    std::string{key}, std::move(run), [w](const caf::error& e) { w(e); }, now);
+  auto failed = [w](const caf::error& e) { w(e); };
+  if (auto err = wait_turn(std::string{key}, std::move(run), std::move(failed), now))
+    return caf::expected<remaining_ttl>{std::move(err)};
   return std::nullopt;
 }
 
-remaining_ttl shard_state::retime(std::string_view key, std::optional<caf::timespan> left,
+remaining_ttl shard_state::retime(std::string_view key, uint64_t expiry_ms,
                                   time_point now) {
   auto before = ttl_of(key, now);
   if (before.state == remaining_ttl::missing) return before;
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   collect_change(key);
-  if (left && left->count() <= 0) {
+  if (expiry_ms <= to_ms(now)) {
     remove(id, removal_cause::expired);
     return before;
   }
   bool had = table_.at(id).expires();
-  auto expiry =
-    !left ? entry::never
-          : to_ms(now) + static_cast<uint64_t>(
-                           std::chrono::ceil<std::chrono::milliseconds>(*left).count());
-  table_.set_expiry(id, std::min(expiry, entry::never)); // 34 years: never
+  table_.set_expiry(id, expiry_ms); // entry::never: 34 years
   track_expiry(id, had);
   return before;
+}
+
+void shard_state::drop_in_turn(time_point now) {
+  // Each key whose line does not end with a drop already (an earlier clear's) gets
+  // one: repeated clears add no more, so they cannot grow the lines.
+  std::vector<std::string> keys;
+  for (const auto& [key, jobs] : computes_waiting_)
+    if (jobs.empty() || !jobs.back()->drop) keys.push_back(key);
+  for (const auto& key : computes_loading_)
+    if (computes_waiting_.count(key) == 0) keys.push_back(key);
+  if (!parked_keys_.empty()) {
+    std::unordered_set<std::string_view> seen; // from the back: each key's last op
+    for (auto i = parked_.rbegin(); i != parked_.rend(); ++i)
+      if (seen.insert(i->key).second && !i->drop) keys.push_back(i->key);
+  }
+  for (const auto& key : keys) {
+    auto run = [this, key](time_point t) { erase_here(key, t, false); };
+    wait_turn(
+      key, std::move(run), [](const caf::error&) {}, now, true);
+  }
 }
 
 } // namespace karlton

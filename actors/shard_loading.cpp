@@ -21,7 +21,8 @@ shard_state::~shard_state() {
   // A write may still reach the store (the flusher drains at shutdown); the
   // caller hears that it was not confirmed.
   auto why =
-    make_error(errc::shut_down, "the shard stopped before the write was confirmed");
+    make_error(errc::shut_down, "the shard stopped before the write was confirmed or "
+                                "the call waiting its turn ran");
   for (auto& [seq, op] : awaiting_)
     op.waiter(why);
   for (auto& op : parked_)

@@ -1,7 +1,6 @@
 #include "actors/shard_state.hpp"
 
 #include <algorithm>
-#include <set>
 #include <string>
 
 #include <karlton/messages/errors.hpp>
@@ -223,6 +222,15 @@ void shard_state::compact_deadlines() {
   std::make_heap(deadlines_.begin(), deadlines_.end(), later);
 }
 
+bool shard_state::retained(const entry& e, uint64_t now_ms) const noexcept {
+  return stale_window_ms_ > 0 && e.expires() && e.expiry_ms() > unkept_through_ms_ &&
+         now_ms <= e.expiry_ms() + stale_window_ms_;
+}
+
+uint64_t shard_state::reclaim_ms(const entry& e) const noexcept {
+  return e.expiry_ms() + (stale_window_ms_ > 0 ? stale_window_ms_ + 1 : 0);
+}
+
 void shard_state::enforce_bound() {
   if (!policy_) return;
   auto over = [this] {
@@ -329,24 +337,17 @@ remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
 
 uint64_t shard_state::clear(time_point now) {
   cleared_out_ = cfg_.distributed;
+  // A put the store holds (write-through) is voided, as by `clear_here`, unless a
+  // compute waits behind it: that one must see it (put 5, increment, clear stored 1
+  // over the 5, before). It goes in, and then the key is dropped in its turn, as is
+  // everything else callers queued for a key before the clear (before, a put waiting
+  // behind a compute that loads survived the clear).
+  if (cfg_.writes == write_mode::write_through)
+    for (auto& [seq, op] : awaiting_)
+      if (op.val && computes_waiting_.count(op.key) == 0) op.voided = true;
   auto n = clear_entries();
-  // What callers queued for a key before the clear (a put the store holds, a put or
-  // compute waiting behind one) goes in after it, in their order: each such key is
-  // dropped again in its turn. Before, a put waiting behind a compute survived the clear,
-  // and a compute behind a put the store held ran without it (put 5, increment: 1).
-  if (awaiting_keys_.empty() && computes_waiting_.empty() && parked_keys_.empty())
-    return n;
-  std::set<std::string> keys;
-  for (const auto& [key, count] : awaiting_keys_)
-    keys.insert(key);
-  for (const auto& [key, jobs] : computes_waiting_)
-    keys.insert(key);
-  for (const auto& [key, count] : parked_keys_)
-    keys.insert(key);
-  for (const auto& key : keys)
-    wait_turn(
-      key, [this, key](time_point t) { erase_here(key, t, false); },
-      [](const caf::error&) {}, now);
+  if (!computes_waiting_.empty() || !computes_loading_.empty() || !parked_.empty())
+    drop_in_turn(now);
   return n;
 }
 

@@ -243,7 +243,9 @@ public:
   uint64_t invalidate(const std::vector<std::string>& keys, time_point now,
                       bool cascade = true);
   /// `clear` here only (a repair, a lapsed read lease, another node's clear): nothing
-  /// told to other nodes; puts the store holds (write-through) are voided, not dropped.
+  /// told to other nodes; puts the store holds (write-through) are voided: they may be
+  /// older than the change from elsewhere the clear stands for (rule 1), so none is
+  /// installed.
   uint64_t clear_here();
   /// The gentler repair: every entry expires within `limit` from `now` (those
   /// due sooner keep theirs), loads in flight are voided. Returns how many.
@@ -281,7 +283,8 @@ public:
   remaining_ttl ttl_of(std::string_view key, time_point now) const;
 
   /// Removes every entry; returns how many. What waits in a key's line then (writes and
-  /// computes called before the clear) goes in and is then removed, in the key's turn.
+  /// computes called before the clear) goes in and is then removed, in the key's turn;
+  /// a compute parked for room in a cache without a loader finds the key absent.
   uint64_t clear(time_point now);
 
   /// Removes entries whose TTL (and stale-if-error window) ran out, and remembered load
@@ -365,14 +368,9 @@ private:
   void expire_loads(uint64_t now_ms, uint64_t max_work);
   void forget_load_facts(entry_id id);
   /// Past its expiry but kept for stale-if-error until expiry + window.
-  bool retained(const entry& e, uint64_t now_ms) const noexcept {
-    return stale_window_ms_ > 0 && e.expires() && e.expiry_ms() > unkept_through_ms_ &&
-           now_ms <= e.expiry_ms() + stale_window_ms_;
-  }
+  bool retained(const entry& e, uint64_t now_ms) const noexcept;
   /// When the expiry timer removes the entry: at expiry, or after stale-if-error.
-  uint64_t reclaim_ms(const entry& e) const noexcept {
-    return e.expiry_ms() + (stale_window_ms_ > 0 ? stale_window_ms_ + 1 : 0);
-  }
+  uint64_t reclaim_ms(const entry& e) const noexcept;
   /// The value of `key` kept for stale-if-error, if any (the caller counts it).
   std::optional<value> stale_fallback(std::string_view key, uint64_t now_ms);
 
@@ -387,12 +385,13 @@ private:
   bool behind_computes(std::string_view key) const; // shard_compute.cpp
   void release_key(const std::string& key);         // a compute's load ended
   // Whether ops of `key` wait (behind a store write or a compute, or parked for room);
-  // `wait_turn` runs `run` behind them: set_ttl, a clear's drop.
-  bool in_a_line(std::string_view key) const;
-  void wait_turn(const std::string& key, std::function<void(time_point)> run,
-                 std::function<void(const caf::error&)> failed, time_point now);
-  remaining_ttl retime(std::string_view key, std::optional<caf::timespan> left,
-                       time_point now);
+  // `wait_turn` runs `run` behind them: set_ttl, a clear's drop (`drop_in_turn`).
+  bool key_ops_wait(std::string_view key) const;
+  caf::error wait_turn(const std::string& key, std::function<void(time_point)> run,
+                       std::function<void(const caf::error&)> failed, time_point now,
+                       bool drop = false);
+  void drop_in_turn(time_point now);
+  remaining_ttl retime(std::string_view key, uint64_t expiry_ms, time_point now);
   static void fail_compute(const compute_ptr& job, const caf::error& why);
   // Runs `job` again after a wait, answering through its waiter.
   void resume(const compute_ptr& job, time_point now, bool from_queue = false);
@@ -407,8 +406,8 @@ private:
     uint64_t deadline_ms = 0; // parked: when it fails with overloaded
     bool keep_links = false;  // a compute's put keeps the entry's dependencies
     compute_ptr compute;      // write-back: a compute parked in line (no write yet)
-    bool turn = false;        // that compute is set_ttl or a clear's drop: no room needed
-    bool voided = false;      // write-through put: invalidated meanwhile, not installed
+    bool turn = false, drop = false; // that compute is set_ttl or a clear's drop: no room
+    bool voided = false; // write-through put: invalidated meanwhile, not installed
     uint64_t kept_expiry_ms = 0; // a compute's: the expiry kept, else `lifetime` counts
   };
   /// Puts `op` in line behind the key's waiting computes, as a compute that
@@ -425,6 +424,7 @@ private:
   // The write-back line (parked_): in, out at the front, and a compute's place in it.
   void join_line(pending_write op, time_point now, bool front = false);
   pending_write leave_line();
+  bool line_full() const noexcept; // at most `max_parked` (shard_writes.cpp)
   static pending_write in_line(const compute_ptr& job);
   void accept_dirty(pending_write op, time_point now);
   entry_id install(value v, ttl t, uint64_t now_ms, bool keep_links = false);

@@ -106,13 +106,17 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
     accept_dirty(std::move(op), now);
     return std::nullopt;
   }
-  if (parked_.size() >= max_parked)
+  if (line_full())
     return caf::expected<bool>{make_error(
       errc::overloaded, "max-dirty writes are pending and this shard already holds " +
                           std::to_string(max_parked) + " more; slow down")};
   join_line(std::move(op), now);
   retry_parked(now); // registers as waiting, then looks once more
   return std::nullopt;
+}
+
+bool shard_state::line_full() const noexcept {
+  return parked_.size() >= max_parked;
 }
 
 void shard_state::join_line(pending_write op, time_point now, bool front) {

@@ -59,7 +59,7 @@ using compute_function = std::function<compute_result(const value& current)>;
 /// Thrown by a compute function to fail its call with `error` (not
 /// `compute_failed`), changing nothing: `increment` of a non-integer.
 struct compute_refusal {
-  caf::error error;
+  caf::error error; ///< what the call fails with
 };
 
 /// `merge`'s function: the new bytes from the old ones and the given ones,

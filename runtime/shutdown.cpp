@@ -71,12 +71,14 @@ void stop_peer_and_await(caf::scoped_actor& self, const peer_actor& peer) {
   self->receive([](const caf::down_msg&) {});
 }
 
-// Write-through: the writes the store has, and the calls queued that make
-// more, are let finish, for at most `timeout` in all, before the shards stop.
-// A shard stopped first failed them with `shut_down` while the store still
-// took them, and told no other node: those kept the old value (rule 6).
-void settle_write_through(caf::scoped_actor& self, const cache_map& caches,
-                          caf::timespan timeout) {
+// Caches with a write mode: the writes the store (write-through) or the flusher
+// (write-back: its journal) has, and the calls queued that make more, are let
+// finish, for at most `timeout` in all, before the shards stop. A shard stopped
+// first failed them with `shut_down` while the store still took them, and told
+// no other node: those kept the old value (rule 6); a write-back caller heard
+// `shut_down` for a write the flusher then stored.
+void settle_writes(caf::scoped_actor& self, const cache_map& caches,
+                   caf::timespan timeout) {
   struct asked {
     const std::string* cache;
     decltype(self->request(std::declval<shard_actor>(), timeout,
@@ -84,15 +86,16 @@ void settle_write_through(caf::scoped_actor& self, const cache_map& caches,
   };
   std::vector<asked> all; // every shard asked at once, then each answer awaited
   for (auto& [name, core] : caches)
-    if (core->options.writes == write_mode::write_through)
+    if (core->options.writes != write_mode::none)
       for (auto& route : core->routes)
         all.push_back({&name, self->request(route.actor, timeout, settle_atom::value)});
   for (auto& a : all)
     a.answer.receive([](caf::ok_atom) {},
                      [&](caf::error&) {
                        log_line("karlton: a shard of cache '" + *a.cache +
-                                "' still had writes with the store at shutdown; their "
-                                "callers hear shut_down, other nodes are not told");
+                                "' still had writes with the store or flusher at "
+                                "shutdown; their callers hear shut_down, other nodes are "
+                                "not told");
                      });
 }
 
@@ -172,7 +175,7 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
   //    ingress queue but us, and every write a shard handed to a flusher is
   //    in that flusher's mailbox.
   stop_change_feed(self);
-  settle_write_through(self, caches_, flush_timeout);
+  settle_writes(self, caches_, flush_timeout);
   stop_in_every_cache(self, caches_, [](detail::cache_core& core, auto stop) {
     for (auto& route : core.routes)
       stop(route.actor);

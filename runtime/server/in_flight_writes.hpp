@@ -15,14 +15,15 @@ namespace karlton::server {
 
 /// The way a write reaches its key's shard. The shard keeps one key's writes
 /// in order only within one way: a put goes to the store at once, a compute
-/// waits behind the key's pending store writes, a TTL change applies to the
-/// table at once, and the blocking pool runs its jobs in any order. So a
+/// waits behind the key's pending store writes, a TTL change waits behind the
+/// key's writes and computes still pending at the shard (not behind a put of it
+/// that has yet to arrive), and the blocking pool runs its jobs in any order. So a
 /// connection's write of a key waits for its earlier writes of that key
 /// that went another way (or any way, on the pool) (§4.3).
 enum class write_path : uint8_t {
   put,     ///< put / erase / put_many: the shard's ordered write queue
   compute, ///< compute, increment, compare_and_set: behind pending writes
-  ttl,     ///< set_ttl: on the table as it is now
+  ttl,     ///< set_ttl: behind what of the key waits at the shard
   pool,    ///< a blocking call on the pool (a distribution=sync cache)
 };
 

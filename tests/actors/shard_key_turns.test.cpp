@@ -5,6 +5,7 @@
 // (shard_compute.cpp, `wait_turn`).
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "support/compute_answers.hpp"
 #include "support/times.hpp"
+#include <karlton/messages/errors.hpp>
 
 using namespace karlton;
 using namespace karlton::test;
@@ -28,6 +30,20 @@ caf::timespan left_of(shard_state& s, const std::string& key = "k") {
   auto r = s.ttl_of(key, t0);
   REQUIRE(r.state == remaining_ttl::expires);
   return r.left;
+}
+
+// Write-back with room for one dirty write.
+shard_options write_back_room_for_one() {
+  shard_options cfg;
+  cfg.writes = write_mode::write_back;
+  cfg.budget = std::make_shared<dirty_budget>(1);
+  return cfg;
+}
+
+// j's write takes the room, k's parks: a line for k under write-back.
+void park_k(shard_state& s, write_answers& answered) {
+  CHECK_FALSE(s.write(value::make("j", "1"), ttl::never(), t0, answered.note("put j")));
+  CHECK_FALSE(s.write(value::make("k", "2"), ttl::never(), t0, answered.note("put k")));
 }
 
 } // namespace
@@ -82,13 +98,10 @@ TEST_CASE("under write-through set_ttl waits for the store to take the key's put
 TEST_CASE("under write-back set_ttl waits behind the key's write parked for room and "
           "needs no room of its own",
           "[compute][ttl][write-back]") {
-  shard_options cfg;
-  cfg.writes = write_mode::write_back;
-  cfg.budget = std::make_shared<dirty_budget>(1);
+  auto cfg = write_back_room_for_one();
   write_answers answered; // outlives the shard, whose destructor fails what waits
   shard_state s{cfg};
-  CHECK_FALSE(s.write(value::make("j", "1"), ttl::never(), t0, answered.note("put j")));
-  CHECK_FALSE(s.write(value::make("k", "2"), ttl::never(), t0, answered.note("put k")));
+  park_k(s, answered);
   answer<remaining_ttl> retimed;
   retimed.run(s, t0, set_ttl(5s));
   CHECK_FALSE(s.write(value::make("m", "3"), ttl::never(), t0, answered.note("put m")));
@@ -98,7 +111,107 @@ TEST_CASE("under write-back set_ttl waits behind the key's write parked for room
   REQUIRE(retimed.ok());
   CHECK((*retimed).state == remaining_ttl::never_expires);
   CHECK(left_of(s) == 5s);
-  CHECK_FALSE(s.get("m", t0)); // still parked: the unit went to k
+  CHECK(cfg.budget->used() == 1); // k's: the turn took none and gave none back
+  CHECK_FALSE(s.get("m", t0));    // still parked
+}
+
+TEST_CASE("a set_ttl that waits counts its lifetime from the call", "[compute][ttl]") {
+  // Counted from its turn, a wait for the store would lengthen it.
+  shard_options cfg;
+  cfg.writes = write_mode::write_through;
+  write_answers answered;
+  shard_state s{cfg};
+  CHECK_FALSE(s.write(value::make("k", "5"), ttl::never(), t0, answered.note("put 5")));
+  answer<remaining_ttl> retimed;
+  retimed.run(s, t0, set_ttl(5s));
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  s.writes_done(seqs_of(items), caf::none, at(3000ms));
+  REQUIRE(retimed.ok());
+  auto left = s.ttl_of("k", at(3000ms));
+  REQUIRE(left.state == remaining_ttl::expires);
+  CHECK(left.left == 2s);
+}
+
+TEST_CASE("a put after a waiting set_ttl does not overtake it", "[compute][ttl]") {
+  // Gone to the store at once, it would be answered before the set_ttl's
+  // turn came, which then gave it the set_ttl's 5 s.
+  shard_options cfg;
+  cfg.writes = write_mode::write_through;
+  write_answers answered;
+  shard_state s{cfg};
+  CHECK_FALSE(s.write(value::make("k", "1"), ttl::never(), t0, answered.note("put 1")));
+  answer<remaining_ttl> retimed;
+  retimed.run(s, t0, set_ttl(5s));
+  CHECK_FALSE(s.write(value::make("k", "2"), ttl::never(), t0, answered.note("put 2")));
+  for (int round = 0; round < 2; ++round) {
+    auto items = s.take_writes();
+    REQUIRE(items.size() == 1);
+    s.writes_done(seqs_of(items), caf::none, t0);
+  }
+  REQUIRE(retimed.ok());
+  CHECK(bytes_of(s, t0) == "2");
+  CHECK(s.ttl_of("k", t0).state == remaining_ttl::never_expires);
+  CHECK(answered.got == std::vector<std::string>{"put 1", "put 2"});
+}
+
+TEST_CASE("a set_ttl in the write-back line is answered when the writes before it time "
+          "out",
+          "[compute][ttl][write-back]") {
+  auto cfg = write_back_room_for_one();
+  cfg.room_wait = 1s;
+  write_answers answered;
+  shard_state s{cfg};
+  park_k(s, answered);
+  answer<remaining_ttl> retimed;
+  retimed.run(s, t0, set_ttl(5s));
+  CHECK_FALSE(s.write(value::make("m", "3"), ttl::never(), t0, answered.note("put m")));
+  s.retry_parked(at(1000ms)); // no room, every deadline passed
+  REQUIRE(retimed.ok());      // not `overloaded`: it needs no room
+  CHECK((*retimed).state == remaining_ttl::missing);
+  CHECK(answered.got == std::vector<std::string>{"error", "error"});
+  CHECK(s.stats().writes_parked == 0);
+}
+
+TEST_CASE("a set_ttl that would park past the line's bound is refused",
+          "[compute][ttl][write-back]") {
+  auto cfg = write_back_room_for_one();
+  write_answers answered;
+  shard_state s{cfg};
+  CHECK_FALSE(s.write(value::make("j", "1"), ttl::never(), t0, answered.note("put j")));
+  uint64_t parked = 0;
+  for (; parked < 1'000'000; ++parked) // the bound, whatever it is
+    if (s.write(value::make("k", "2"), ttl::never(), t0, [](caf::expected<bool>) {}))
+      break;
+  REQUIRE(s.stats().writes_parked == parked);
+  answer<remaining_ttl> retimed;
+  retimed.run(s, t0, set_ttl(5s));
+  REQUIRE(retimed.got);
+  CHECK(retimed.got->error() == errc::overloaded);
+  CHECK(s.stats().writes_parked == parked);
+}
+
+TEST_CASE("a shard that stops fails the set_ttl calls waiting their turn",
+          "[compute][ttl]") {
+  answer<remaining_ttl> behind_store, in_line;
+  write_answers answered;
+  {
+    shard_options cfg;
+    cfg.writes = write_mode::write_through;
+    shard_state s{cfg};
+    CHECK_FALSE(s.write(value::make("k", "1"), ttl::never(), t0, answered.note("put")));
+    behind_store.run(s, t0, set_ttl(5s));
+  }
+  {
+    auto cfg = write_back_room_for_one();
+    shard_state s{cfg};
+    park_k(s, answered);
+    in_line.run(s, t0, set_ttl(5s));
+  }
+  REQUIRE(behind_store.got);
+  CHECK(behind_store.got->error() == errc::shut_down);
+  REQUIRE(in_line.got);
+  CHECK(in_line.got->error() == errc::shut_down);
 }
 
 TEST_CASE("a clear drops what was queued for a key before it and keeps what came after",
@@ -169,14 +282,14 @@ TEST_CASE("under write-through a compute behind a put the store holds sees it al
 TEST_CASE("under write-back a clear drops a write parked for room once it goes in, "
           "and the flusher still gets it",
           "[compute][clear][write-back]") {
-  shard_options cfg;
-  cfg.writes = write_mode::write_back;
-  cfg.budget = std::make_shared<dirty_budget>(1);
+  auto cfg = write_back_room_for_one();
   write_answers answered;
   shard_state s{cfg};
-  CHECK_FALSE(s.write(value::make("j", "1"), ttl::never(), t0, answered.note("put j")));
-  CHECK_FALSE(s.write(value::make("k", "2"), ttl::never(), t0, answered.note("put k")));
+  park_k(s, answered);
   CHECK(s.clear(t0) == 1);
+  CHECK(s.stats().writes_parked == 2); // k's write and its drop
+  CHECK(s.clear(t0) == 0);
+  CHECK(s.stats().writes_parked == 2); // no second drop: the line ends with one
   auto items = s.take_writes();
   REQUIRE(items.size() == 1); // j's
   cfg.budget->release(1);

@@ -287,3 +287,41 @@ TEST_CASE("rewrites of a pending key during a stalled journal fsync stay under m
   CHECK(db->peek("k") == std::optional<std::string>{"v" + std::to_string(puts)});
   CHECK(must(c.stats()).writes_parked == 0);
 }
+
+TEST_CASE("a write-back put whose journal sync is under way at shutdown hears ok",
+          "[write_back][journal][shutdown]") {
+  // Before, the shards stopped first: the caller heard shut_down for a write
+  // the flusher then stored.
+  std::promise<caf::expected<caf::unit_t>> answer; // before the runtime
+  auto answered = answer.get_future();
+  testing::temp_dir dir{"journal-shutdown"};
+  auto db = std::make_shared<memory_store>();
+  runtime rt;
+  auto o = journaled(db, dir.file("wal"));
+  o.shards = 1;
+  auto c = must(rt.create_cache(o));
+  journal::set_sync_for_testing(stalling_sync);
+  struct restore {
+    ~restore() {
+      set_stalled(false);
+      journal::set_sync_for_testing(nullptr);
+    }
+  } restore_sync;
+  auto stalls_before = syncs_stalled.load();
+  set_stalled(true);
+  c.put_async("k", "v1", ttl::never(),
+              [&](caf::expected<caf::unit_t> r) { answer.set_value(std::move(r)); });
+  REQUIRE(testing::eventually([&] { return syncs_stalled.load() > stalls_before; }));
+  auto stopping = std::async(std::launch::async, [&] { return rt.shutdown(); });
+  // The gate closed: from here the shards stopped at once, before the fix.
+  REQUIRE(testing::eventually([&] {
+    auto r = c.contains("other");
+    return !r && r.error() == errc::shut_down;
+  }));
+  set_stalled(false);
+  auto report = stopping.get();
+  auto r = answered.get();
+  CHECK(r);
+  CHECK(report.unstored_writes() == 0);
+  CHECK(db->peek("k") == std::optional<std::string>{"v1"});
+}
