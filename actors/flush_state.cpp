@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <iterator>
 
+#include "base/jitter.hpp"
+
 namespace karlton {
 
 namespace {
@@ -204,8 +206,7 @@ uint64_t flush_state::batch_failed(time_point now) {
   auto cap = static_cast<uint64_t>(cfg_.retry_max.count());
   auto delay =
     std::min<uint64_t>(static_cast<uint64_t>(cfg_.retry_base.count()) << shift, cap);
-  std::uniform_int_distribution<uint64_t> jitter{0, delay / 2};
-  auto wait = caf::timespan{static_cast<int64_t>(delay - delay / 2 + jitter(rng_))};
+  auto wait = equal_jitter(caf::timespan{static_cast<int64_t>(delay)}, rng_);
   backoff_until_ms_ = to_ms(now) + std::max<uint64_t>(1, as_ms(wait));
   return superseded;
 }

@@ -9,11 +9,13 @@
 #include <cstddef>
 #include <map>
 #include <optional>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "actors/link_auth.hpp"
+#include "base/jitter.hpp"
 #include <karlton/base/clock.hpp>
 #include <karlton/messages/cluster.hpp>
 
@@ -36,9 +38,11 @@ public:
     peer_link link = {};
   };
 
-  /// Reconnection to a lost member: the first wait, doubled up to `max`.
-  member_table(duration reconnect_base, duration reconnect_max)
-    : reconnect_base_(reconnect_base), reconnect_max_(reconnect_max) {}
+  /// Reconnection to a lost member: the first wait, doubled up to `max`, each
+  /// with equal jitter drawn from `seed`'s sequence (`equal_jitter`).
+  member_table(duration reconnect_base, duration reconnect_max,
+               uint64_t seed = std::random_device{}())
+    : reconnect_base_(reconnect_base), reconnect_max_(reconnect_max), rng_(seed) {}
 
   // -- who is a member ----------------------------------------------------------
 
@@ -216,7 +220,7 @@ public:
   // came back meanwhile) is ignored rather than start a second.
 
   struct retry {
-    duration wait;
+    duration wait;      ///< the backoff's step, with equal jitter
     bool first;         ///< the chain's first failure (worth a log line)
     member_info info;   ///< whom to try next: the latest address asked for
     uint64_t chain = 0; ///< what the retry carries (`begin_attempt`'s `retry_of`)
@@ -246,7 +250,7 @@ public:
   }
 
   /// The attempt to reach `info` failed: when to try again (from the base,
-  /// doubling up to the max), or none if it is a member or a retry is due.
+  /// doubling up to the max, jittered), or none if it is a member or a retry is due.
   /// A chain that ended meanwhile starts again: the handshake admitted it
   /// (which ends the chain) and then its join failed.
   std::optional<retry> attempt_failed(const member_info& info) {
@@ -260,7 +264,7 @@ public:
     c.attempt = false;
     if (c.retry_due) return std::nullopt;
     c.retry_due = true;
-    retry r{c.wait, c.failures++ == 0 && !c.lost, c.info, c.number};
+    retry r{equal_jitter(c.wait, rng_), c.failures++ == 0 && !c.lost, c.info, c.number};
     c.wait = std::min<duration>(c.wait * 2, reconnect_max_);
     return r;
   }
@@ -276,7 +280,7 @@ public:
     if (c.attempt || c.retry_due) return std::nullopt;
     c.wait = reconnect_base_;
     c.retry_due = true;
-    return retry{reconnect_base_, false, info, c.number};
+    return retry{equal_jitter(reconnect_base_, rng_), false, info, c.number};
   }
 
   /// `name` was reached (or joined us): its chain ends.
@@ -293,6 +297,7 @@ private:
 
   duration reconnect_base_;
   duration reconnect_max_;
+  std::minstd_rand rng_; // jitter: members lost together do not retry in step
   std::map<std::string, member> members_;
   struct chain {
     member_info info;

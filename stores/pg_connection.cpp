@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "base/jitter.hpp"
 #include <karlton/messages/errors.hpp>
 
 namespace karlton::pg {
@@ -286,10 +287,8 @@ void backoff::failed(clock::time_point now, std::string why) {
     delay *= 2;
   delay = std::min(delay, max_);
   thread_local std::minstd_rand rng{std::random_device{}()};
-  auto half = delay / 2;
-  std::uniform_int_distribution<int64_t> jitter{0, std::max<int64_t>(half.count(), 0)};
   next_attempt_ =
-    now + std::chrono::duration_cast<clock::duration>(half + caf::timespan{jitter(rng)});
+    now + std::chrono::duration_cast<clock::duration>(equal_jitter(delay, rng));
   last_error_ = std::move(why);
 }
 

@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "base/jitter.hpp"
 #include "stores/pg_trigger_sql.hpp"
 
 namespace karlton {
@@ -101,9 +102,7 @@ struct pg_listener::impl {
     waiting.insert(waiting.end(), riding.begin(), riding.end());
     riding.clear();
     keep_newest(waiting);
-    auto d = backoff.failed();
-    std::uniform_int_distribution<int64_t> jitter{0, d.count() / 2};
-    next_attempt = steady::now() + d / 2 + std::chrono::milliseconds{jitter(rng)};
+    next_attempt = steady::now() + equal_jitter(backoff.failed(), rng);
     if (events.down) events.down(why);
   }
 

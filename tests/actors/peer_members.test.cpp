@@ -3,6 +3,7 @@
 // the reconnection backoff.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -26,6 +27,11 @@ using tp = table::time_point;
 
 member_info node(std::string name) {
   return member_info{std::move(name), "127.0.0.1", 4000, 7};
+}
+
+// A backoff step `step` with equal jitter: between half of it and all of it.
+bool jittered(table::duration wait, table::duration step) {
+  return wait >= step / 2 && wait <= step;
 }
 
 } // namespace
@@ -120,7 +126,7 @@ TEST_CASE("reconnection waits double from the base up to the max until reached",
   t.remove("b");
   auto first = t.lost(node("b"));
   REQUIRE(first);
-  CHECK(first->wait == 200ms);
+  CHECK(jittered(first->wait, 200ms));
   CHECK(t.reconnecting("b"));
   auto chain = first->chain;
   auto fail_once = [&](const std::string& name) {
@@ -131,19 +137,38 @@ TEST_CASE("reconnection waits double from the base up to the max until reached",
     return *r;
   };
   auto r1 = fail_once("b");
-  CHECK(r1.wait == 200ms);
+  CHECK(jittered(r1.wait, 200ms));
   CHECK_FALSE(r1.first); // lost before: the loss was logged
-  CHECK(fail_once("b").wait == 400ms);
-  CHECK(fail_once("b").wait == 800ms);
-  CHECK(fail_once("b").wait == 1s);
-  CHECK(fail_once("b").wait == 1s);
-  t.add(node("b"), {"actor-b2"}, tp{9s}); // joined again: no more retries
+  CHECK(jittered(fail_once("b").wait, 400ms));
+  CHECK(jittered(fail_once("b").wait, 800ms));
+  CHECK(jittered(fail_once("b").wait, 1s));
+  CHECK(jittered(fail_once("b").wait, 1s)); // the max
+  t.add(node("b"), {"actor-b2"}, tp{9s});   // joined again: no more retries
   CHECK_FALSE(t.reconnecting("b"));
   REQUIRE(t.begin_attempt(node("seed")));
   auto fresh = t.attempt_failed(node("seed"));
   REQUIRE(fresh);
   CHECK(fresh->first); // a seed never reached: worth a log line
-  CHECK(fresh->wait == 200ms);
+  CHECK(jittered(fresh->wait, 200ms));
+}
+
+TEST_CASE("members lost together do not retry in step", "[peer][members]") {
+  // Before, every node that lost a restarted member retried it at the same
+  // moments (base, 2 x base, ...), all at once.
+  table t{200ms, 1s, 42};
+  std::vector<table::duration> waits;
+  for (int i = 0; i < 20; ++i) {
+    auto name = "m" + std::to_string(i);
+    t.add(node(name), {"actor-" + name}, tp{1s});
+    t.remove(name);
+    auto r = t.lost(node(name));
+    REQUIRE(r);
+    CHECK(jittered(r->wait, 200ms));
+    waits.push_back(r->wait);
+  }
+  std::sort(waits.begin(), waits.end());
+  auto distinct = std::unique(waits.begin(), waits.end()) - waits.begin();
+  CHECK(distinct >= 10); // 20 draws spread over 100 ms
 }
 
 TEST_CASE("one chain of attempts per name however often it is asked for",
@@ -198,7 +223,7 @@ TEST_CASE("a join that fails after the handshake admitted the node is retried",
   t.remove("b"); // its join failed
   auto r = t.attempt_failed(node("b"));
   REQUIRE(r);
-  CHECK(r->wait == 200ms);
+  CHECK(jittered(r->wait, 200ms));
   CHECK(t.reconnecting("b"));
   REQUIRE(t.begin_attempt(node("b"), r->chain));
 }
