@@ -4,6 +4,7 @@
 // cache, run the function once, then write its result like a put or erase.
 
 #include <algorithm>
+#include <deque>
 #include <string>
 #include <unordered_set>
 #include <utility>
@@ -328,25 +329,32 @@ bool shard_state::key_ops_wait(std::string_view key) const {
 caf::error shard_state::wait_turn(const std::string& key,
                                   std::function<void(time_point)> run,
                                   std::function<void(const caf::error&)> failed,
-                                  time_point now, bool drop) {
+                                  time_point now) {
   // Where the key's ops wait: behind a store write or a compute, else (write-back) in
   // the line parked for room, where it needs no room of its own (`retry_parked`) but
-  // counts against its bound (a clear's drops are bounded by the keys in line).
+  // counts against its bound.
   bool parks = awaiting_keys_.count(key) == 0 && computes_waiting_.count(key) == 0;
-  if (parks && !drop && line_full())
+  if (parks && line_full())
     return make_error(errc::overloaded, "max-dirty writes are pending and this shard "
                                         "already holds the most it parks; slow down");
+  auto job = make_turn(key, std::move(run), std::move(failed));
+  if (parks)
+    join_line(in_line(job), now);
+  else
+    computes_waiting_[key].push_back(std::move(job));
+  return caf::none;
+}
+
+shard_state::compute_ptr
+shard_state::make_turn(const std::string& key, std::function<void(time_point)> run,
+                       std::function<void(const caf::error&)> failed, bool drop) {
   auto answer = [failed = std::move(failed)](caf::expected<computed> r) {
     if (!r) failed(r.error()); // the shard stopped, say: it never ran
   };
   auto job = std::make_shared<compute_job>(compute_job{key, {}, std::move(answer)});
   job->turn = std::move(run);
   job->drop = drop;
-  if (parks)
-    join_line(in_line(job), now);
-  else
-    computes_waiting_[key].push_back(std::move(job));
-  return caf::none;
+  return job;
 }
 
 std::optional<caf::expected<remaining_ttl>>
@@ -391,24 +399,35 @@ remaining_ttl shard_state::retime(std::string_view key, uint64_t expiry_ms,
   return before;
 }
 
-void shard_state::drop_in_turn(time_point now) {
-  // Each key whose line does not end with a drop already (an earlier clear's) gets
-  // one: repeated clears add no more, so they cannot grow the lines.
-  std::vector<std::string> keys;
-  for (const auto& [key, jobs] : computes_waiting_)
-    if (jobs.empty() || !jobs.back()->drop) keys.push_back(key);
-  for (const auto& key : computes_loading_)
-    if (computes_waiting_.count(key) == 0) keys.push_back(key);
-  if (!parked_keys_.empty()) {
-    std::unordered_set<std::string_view> seen; // from the back: each key's last op
-    for (auto i = parked_.rbegin(); i != parked_.rend(); ++i)
-      if (seen.insert(i->key).second && !i->drop) keys.push_back(i->key);
-  }
-  for (const auto& key : keys) {
+void shard_state::drop_in_turn() {
+  // Each key whose line does not end with a drop already (an earlier clear's) gets one,
+  // right behind its last op: repeated clears add none, and a key is not readable
+  // while other keys' writes ahead of the drop wait for room.
+  auto drop = [this](const std::string& key) {
     auto run = [this, key](time_point t) { erase_here(key, t, false); };
-    wait_turn(
-      key, std::move(run), [](const caf::error&) {}, now, true);
+    return make_turn(
+      key, std::move(run), [](const caf::error&) {}, true);
+  };
+  for (auto& [key, jobs] : computes_waiting_)
+    if (jobs.empty() || !jobs.back()->drop) jobs.push_back(drop(key));
+  for (const auto& key : computes_loading_)
+    if (computes_waiting_.count(key) == 0) computes_waiting_[key].push_back(drop(key));
+  if (!std::exchange(undropped_, false)) return; // the line has only drops since
+  std::vector<bool> last(parked_.size(), false); // each key's last op, if not a drop
+  std::unordered_set<std::string_view> seen;
+  for (size_t i = parked_.size(); i-- > 0;)
+    last[i] = seen.insert(parked_[i].key).second && !parked_[i].drop;
+  std::deque<pending_write> line;
+  for (size_t i = 0; i < parked_.size(); ++i) {
+    auto deadline = parked_[i].deadline_ms;
+    line.push_back(std::move(parked_[i]));
+    if (!last[i]) continue;
+    auto op = in_line(drop(line.back().key));
+    op.deadline_ms = deadline; // needs no room: never fails on it
+    ++parked_keys_[op.key];
+    line.push_back(std::move(op));
   }
+  parked_ = std::move(line);
 }
 
 } // namespace karlton

@@ -199,9 +199,7 @@ struct load {
 };
 
 struct clear {
-  caf::expected<uint64_t> operator()(shard_state& s, time_point now) {
-    return s.clear(now);
-  }
+  caf::expected<uint64_t> operator()(shard_state& s, time_point) { return s.clear(); }
 };
 
 /// Removes every expired entry now.

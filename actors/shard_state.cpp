@@ -335,7 +335,7 @@ remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
   return out;
 }
 
-uint64_t shard_state::clear(time_point now) {
+uint64_t shard_state::clear() {
   cleared_out_ = cfg_.distributed;
   // A put the store holds (write-through) is voided, as by `clear_here`, unless a
   // compute waits behind it: that one must see it (put 5, increment, clear stored 1
@@ -347,7 +347,7 @@ uint64_t shard_state::clear(time_point now) {
       if (op.val && computes_waiting_.count(op.key) == 0) op.voided = true;
   auto n = clear_entries();
   if (!computes_waiting_.empty() || !computes_loading_.empty() || !parked_.empty())
-    drop_in_turn(now);
+    drop_in_turn();
   return n;
 }
 

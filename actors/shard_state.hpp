@@ -28,6 +28,7 @@
 #include "actors/negative_cache.hpp"
 #include "actors/read_lease.hpp"
 #include "actors/read_side.hpp"
+#include "actors/shard_effects.hpp"
 #include "actors/shard_options.hpp"
 #include <karlton/base/key_changes.hpp>
 #include <karlton/base/policies.hpp>
@@ -39,19 +40,6 @@
 #include <karlton/messages/writes.hpp>
 
 namespace karlton {
-
-/// What changes left for the shard actor to do, read off a `shard_state`'s
-/// outboxes rather than reported by each operation, so none can forget to
-/// report what it queued. The actor's one after-change step does each.
-struct shard_effects {
-  bool writes = false;     ///< writes for the store writer or flusher (`take_writes`)
-  bool loads = false;      ///< loads to hand to a loader (`take_loads_to_start`)
-  bool cascades = false;   ///< erased names for the bus to cascade (`take_cascades`)
-  bool broadcasts = false; ///< puts, erases, clears other nodes must hear of
-  bool parked = false;     ///< writes waiting for room under `max-dirty`
-  bool unlinked = false; ///< values and arrays readers may still see (`retire_unlinked`)
-  bool changes = false;  ///< keys changed, for the change listener (`notify_changes`)
-};
 
 /// One shard's cache. Only the owning shard actor may call it.
 class shard_state {
@@ -147,7 +135,8 @@ public:
 
   /// Writes to hand to the store writer or flusher, in order.
   std::vector<shard_write> take_writes() { return std::exchange(outbox_, {}); }
-  /// True while writes wait for the store or flusher (or room), or computes to run.
+  /// For shutdown's settle: writes the store or flusher has yet to answer (write-through:
+  /// and computes behind them; write-back's parked ones were never acknowledged).
   bool writes_pending() const noexcept; // shard_writes.cpp
   /// The store or flusher took the writes numbered `seqs`, or failed (`err`).
   void writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
@@ -285,7 +274,7 @@ public:
   /// Removes every entry; returns how many. What waits in a key's line then (writes and
   /// computes called before the clear) goes in and is then removed, in the key's turn;
   /// a compute parked for room in a cache without a loader finds the key absent.
-  uint64_t clear(time_point now);
+  uint64_t clear();
 
   /// Removes entries whose TTL (and stale-if-error window) ran out, and remembered load
   /// failures whose `negative_ttl` did, fails loads past `load_timeout` (their waiters
@@ -384,13 +373,14 @@ private:
   /// True if a put or erase of `key` must wait behind its computes (loading, waiting).
   bool behind_computes(std::string_view key) const; // shard_compute.cpp
   void release_key(const std::string& key);         // a compute's load ended
-  // Whether ops of `key` wait (behind a store write or a compute, or parked for room);
-  // `wait_turn` runs `run` behind them: set_ttl, a clear's drop (`drop_in_turn`).
+  // Whether ops of `key` wait; `wait_turn` runs set_ttl behind them, `drop_in_turn`
+  // drops.
   bool key_ops_wait(std::string_view key) const;
   caf::error wait_turn(const std::string& key, std::function<void(time_point)> run,
-                       std::function<void(const caf::error&)> failed, time_point now,
-                       bool drop = false);
-  void drop_in_turn(time_point now);
+                       std::function<void(const caf::error&)> failed, time_point now);
+  compute_ptr make_turn(const std::string& key, std::function<void(time_point)> run,
+                        std::function<void(const caf::error&)> failed, bool drop = false);
+  void drop_in_turn();
   remaining_ttl retime(std::string_view key, uint64_t expiry_ms, time_point now);
   static void fail_compute(const compute_ptr& job, const caf::error& why);
   // Runs `job` again after a wait, answering through its waiter.
@@ -465,6 +455,7 @@ private:
   std::unordered_map<uint64_t, pending_write> awaiting_; // by write number
   std::deque<pending_write> parked_;
   std::unordered_map<std::string, uint32_t, key_hasher> parked_keys_; // ops per key in it
+  bool undropped_ = false; // an op joined the line since a clear's last drops
   std::unordered_map<entry_id, uint64_t> dirty_; // entry -> number of its newest write
   uint64_t write_seq_ = 0;
   // Per key: writes awaiting the store (write-through) and a compute loading

@@ -122,6 +122,7 @@ bool shard_state::line_full() const noexcept {
 void shard_state::join_line(pending_write op, time_point now, bool front) {
   op.deadline_ms = to_ms(now) + ceil_ms(cfg_.room_wait);
   ++parked_keys_[op.key];
+  undropped_ = undropped_ || !op.drop;
   if (front)
     parked_.push_front(std::move(op));
   else
@@ -165,8 +166,10 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
 }
 
 bool shard_state::writes_pending() const noexcept {
-  return !awaiting_.empty() || !parked_.empty() || !computes_loading_.empty() ||
-         !computes_waiting_.empty();
+  // Write-back: a write parked for room or behind a loading compute was never
+  // acknowledged; waiting for it could take the whole room wait at shutdown.
+  if (cfg_.writes == write_mode::write_back) return !awaiting_.empty();
+  return !awaiting_.empty() || !computes_loading_.empty() || !computes_waiting_.empty();
 }
 
 void shard_state::void_pending_puts(std::string_view key) {

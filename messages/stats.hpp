@@ -116,7 +116,8 @@ struct cache_stats {
   /// the ingress queue batches.
   uint64_t ingress_jobs = 0;
   /// Write-back writes waiting now for room under `max-dirty` (backpressure:
-  /// each fails with `overloaded` if none frees within 3/4 of call-timeout).
+  /// each fails with `overloaded` if none frees within 3/4 of call-timeout),
+  /// with the set_ttl calls and a clear's drops in line behind them.
   uint64_t writes_parked = 0;
 
   /// hits / (hits + misses), 0..1; 0 before any get.

@@ -94,8 +94,8 @@ void settle_writes(caf::scoped_actor& self, const cache_map& caches,
                      [&](caf::error&) {
                        log_line("karlton: a shard of cache '" + *a.cache +
                                 "' still had writes with the store or flusher at "
-                                "shutdown; their callers hear shut_down, other nodes are "
-                                "not told");
+                                "shutdown; their callers hear shut_down (write-through: "
+                                "other nodes are not told)");
                      });
 }
 

@@ -169,7 +169,7 @@ TEST_CASE_METHOD(state_fixture, "a clear, both repairs and a lapsed lease: all c
   cfg.lease = lease;
   shard_state s{cfg};
   REQUIRE_FALSE(s.put(val("k"), ttl::never(), t0));
-  CHECK(s.clear(t0) == 1);
+  CHECK(s.clear() == 1);
   CHECK(step(s) == batches{{"*"}}); // not "k" as well: all covers it
   s.clear_here();
   CHECK(step(s) == batches{{"*"}});
@@ -245,7 +245,7 @@ TEST_CASE("without a listener nothing is collected", "[key-changes]") {
   shard_state s{shard_options{}};
   REQUIRE_FALSE(s.put(val("k"), ttl::never(), t0));
   CHECK(s.erase("k", t0));
-  s.clear(t0);
+  s.clear();
   CHECK_FALSE(s.pending_effects().changes);
 }
 

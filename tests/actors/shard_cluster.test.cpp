@@ -45,7 +45,7 @@ TEST_CASE("puts erases and clears are told to other nodes") {
   CHECK(changed_keys(s) == std::vector<std::string>{"a", "b"});
   CHECK(changed_keys(s).empty());
   CHECK_FALSE(s.take_cleared());
-  s.clear(t0);
+  s.clear();
   CHECK(s.take_cleared());
   CHECK_FALSE(s.take_cleared());
 }
@@ -67,7 +67,7 @@ TEST_CASE("a local cache collects nothing for other nodes") {
   shard_state s{cfg};
   REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
   s.erase("a", t0);
-  s.clear(t0);
+  s.clear();
   CHECK(changed_keys(s).empty());
   CHECK_FALSE(s.take_cleared());
 }

@@ -223,7 +223,7 @@ TEST_CASE("a compute whose load was voided loads again rather than count from ab
   a.run(s, t0, inc());
   auto loads = s.take_loads_to_start();
   REQUIRE(loads.size() == 1);
-  s.clear(t0); // voids the load: its value must not be installed (rule 1)
+  s.clear(); // voids the load: its value must not be installed (rule 1)
   s.complete_load("k", loads[0].second, std::string{"41"}, 1ms, t0);
   // Before, the compute found the table empty and stored 1 over the 41.
   CHECK_FALSE(a.got);

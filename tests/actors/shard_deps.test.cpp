@@ -75,7 +75,7 @@ TEST_CASE("dependency names count against max-bytes with their entry",
   // And a replacement with fewer names charges only those.
   REQUIRE_FALSE(put_with(s, "k1", dependencies{}.on_events(names(1, 10))));
   CHECK(s.stats().bytes == 2 * entry + (2 + 10 + dependency_link_bytes));
-  CHECK(s.clear(t0) == 2);
+  CHECK(s.clear() == 2);
   CHECK(s.stats().bytes == 0);
 }
 

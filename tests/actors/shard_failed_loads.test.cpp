@@ -77,7 +77,7 @@ TEST_CASE("a put, erase or clear forgets a remembered load failure at once",
   SECTION("clear") {
     shard_state s{negative_caching(1s)};
     fail_load(s, r, "k", t0);
-    s.clear(t0);
+    s.clear();
     CHECK_FALSE(r.read(s, "k", at(2ms)));
     CHECK(s.take_loads_to_start().size() == 1);
   }

@@ -32,6 +32,19 @@ caf::timespan left_of(shard_state& s, const std::string& key = "k") {
   return r.left;
 }
 
+shard_options write_through() {
+  shard_options cfg;
+  cfg.writes = write_mode::write_through;
+  return cfg;
+}
+
+// The store takes the one write it was handed, at `now`.
+void store_takes_one(shard_state& s, time_point now = t0) {
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  s.writes_done(seqs_of(items), caf::none, now);
+}
+
 // Write-back with room for one dirty write.
 shard_options write_back_room_for_one() {
   shard_options cfg;
@@ -78,17 +91,14 @@ TEST_CASE("set_ttl waits its turn behind a put queued behind a compute that load
 
 TEST_CASE("under write-through set_ttl waits for the store to take the key's put",
           "[compute][ttl][write-through]") {
-  shard_options cfg;
-  cfg.writes = write_mode::write_through;
+  auto cfg = write_through();
   write_answers answered;
   shard_state s{cfg};
   CHECK_FALSE(s.write(value::make("k", "5"), ttl::never(), t0, answered.note("put 5")));
   answer<remaining_ttl> retimed;
   retimed.run(s, t0, set_ttl(5s));
   CHECK_FALSE(retimed.got);
-  auto items = s.take_writes();
-  REQUIRE(items.size() == 1);
-  s.writes_done(seqs_of(items), caf::none, t0);
+  store_takes_one(s);
   REQUIRE(retimed.ok());
   CHECK((*retimed).state == remaining_ttl::never_expires);
   CHECK(left_of(s) == 5s);
@@ -117,38 +127,41 @@ TEST_CASE("under write-back set_ttl waits behind the key's write parked for room
 
 TEST_CASE("a set_ttl that waits counts its lifetime from the call", "[compute][ttl]") {
   // Counted from its turn, a wait for the store would lengthen it.
-  shard_options cfg;
-  cfg.writes = write_mode::write_through;
+  auto cfg = write_through();
   write_answers answered;
   shard_state s{cfg};
   CHECK_FALSE(s.write(value::make("k", "5"), ttl::never(), t0, answered.note("put 5")));
   answer<remaining_ttl> retimed;
   retimed.run(s, t0, set_ttl(5s));
-  auto items = s.take_writes();
-  REQUIRE(items.size() == 1);
-  s.writes_done(seqs_of(items), caf::none, at(3000ms));
+  store_takes_one(s, at(3000ms));
   REQUIRE(retimed.ok());
   auto left = s.ttl_of("k", at(3000ms));
   REQUIRE(left.state == remaining_ttl::expires);
   CHECK(left.left == 2s);
+  // One whose expiry passed while it waited removes the entry as expired.
+  CHECK_FALSE(
+    s.write(value::make("k", "6"), ttl::never(), at(3000ms), answered.note("put 6")));
+  answer<remaining_ttl> short_one;
+  short_one.run(s, at(3000ms), set_ttl(1s));
+  store_takes_one(s, at(5000ms));
+  REQUIRE(short_one.ok());
+  CHECK((*short_one).state == remaining_ttl::never_expires);
+  CHECK_FALSE(s.get("k", at(5000ms)));
+  CHECK(s.stats().expired == 1);
 }
 
 TEST_CASE("a put after a waiting set_ttl does not overtake it", "[compute][ttl]") {
   // Gone to the store at once, it would be answered before the set_ttl's
   // turn came, which then gave it the set_ttl's 5 s.
-  shard_options cfg;
-  cfg.writes = write_mode::write_through;
+  auto cfg = write_through();
   write_answers answered;
   shard_state s{cfg};
   CHECK_FALSE(s.write(value::make("k", "1"), ttl::never(), t0, answered.note("put 1")));
   answer<remaining_ttl> retimed;
   retimed.run(s, t0, set_ttl(5s));
   CHECK_FALSE(s.write(value::make("k", "2"), ttl::never(), t0, answered.note("put 2")));
-  for (int round = 0; round < 2; ++round) {
-    auto items = s.take_writes();
-    REQUIRE(items.size() == 1);
-    s.writes_done(seqs_of(items), caf::none, t0);
-  }
+  store_takes_one(s); // put 1, then set_ttl's turn
+  store_takes_one(s); // put 2, behind it
   REQUIRE(retimed.ok());
   CHECK(bytes_of(s, t0) == "2");
   CHECK(s.ttl_of("k", t0).state == remaining_ttl::never_expires);
@@ -196,8 +209,7 @@ TEST_CASE("a shard that stops fails the set_ttl calls waiting their turn",
   answer<remaining_ttl> behind_store, in_line;
   write_answers answered;
   {
-    shard_options cfg;
-    cfg.writes = write_mode::write_through;
+    auto cfg = write_through();
     shard_state s{cfg};
     CHECK_FALSE(s.write(value::make("k", "1"), ttl::never(), t0, answered.note("put")));
     behind_store.run(s, t0, set_ttl(5s));
@@ -227,7 +239,7 @@ TEST_CASE("a clear drops what was queued for a key before it and keeps what came
   auto loads = s.take_loads_to_start();
   REQUIRE(loads.size() == 1);
   before_clear.run(s, t0, shard_ops::put{value::make("k", "10"), ttl::never()});
-  CHECK(s.clear(t0) == 0);
+  CHECK(s.clear() == 0);
   s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
   loads = s.take_loads_to_start(); // the clear voided the load: it loads again
   REQUIRE(loads.size() == 1);
@@ -242,7 +254,7 @@ TEST_CASE("a clear drops what was queued for a key before it and keeps what came
   REQUIRE(loads.size() == 1);
   before_clear.got.reset();
   before_clear.run(s, t0, shard_ops::put{value::make("k", "10"), ttl::never()});
-  CHECK(s.clear(t0) == 0);
+  CHECK(s.clear() == 0);
   after_clear.run(s, t0, shard_ops::put{value::make("k", "20"), ttl::never()});
   s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
   loads = s.take_loads_to_start();
@@ -253,19 +265,32 @@ TEST_CASE("a clear drops what was queued for a key before it and keeps what came
   CHECK(bytes_of(s, t0) == "20");
 }
 
+TEST_CASE(
+  "under write-through a clear voids a put the store holds with nothing behind it",
+  "[compute][clear][write-through]") {
+  auto cfg = write_through();
+  write_answers answered;
+  shard_state s{cfg};
+  CHECK_FALSE(s.write(value::make("k", "5"), ttl::never(), t0, answered.note("put 5")));
+  CHECK(s.clear() == 0);
+  store_takes_one(s);
+  CHECK(answered.got == std::vector<std::string>{"put 5"});
+  CHECK_FALSE(s.get("k", t0)); // stored, never installed
+  CHECK(s.stats().puts == 0);
+}
+
 TEST_CASE("under write-through a compute behind a put the store holds sees it also "
           "across a clear",
           "[compute][clear][write-through]") {
   // Before, the clear voided the put, and the increment then ran on nothing:
   // put(5), increment, clear stored 1 over the 5, not 6.
-  shard_options cfg;
-  cfg.writes = write_mode::write_through;
+  auto cfg = write_through();
   write_answers answered;
   shard_state s{cfg};
   CHECK_FALSE(s.write(value::make("k", "5"), ttl::never(), t0, answered.note("put 5")));
   answer<int64_t> a;
   a.run(s, t0, inc());
-  CHECK(s.clear(t0) == 0);
+  CHECK(s.clear() == 0);
   std::vector<std::string> stored;
   for (int round = 0; round < 2; ++round) {
     auto items = s.take_writes();
@@ -286,9 +311,9 @@ TEST_CASE("under write-back a clear drops a write parked for room once it goes i
   write_answers answered;
   shard_state s{cfg};
   park_k(s, answered);
-  CHECK(s.clear(t0) == 1);
+  CHECK(s.clear() == 1);
   CHECK(s.stats().writes_parked == 2); // k's write and its drop
-  CHECK(s.clear(t0) == 0);
+  CHECK(s.clear() == 0);
   CHECK(s.stats().writes_parked == 2); // no second drop: the line ends with one
   auto items = s.take_writes();
   REQUIRE(items.size() == 1); // j's
@@ -298,5 +323,21 @@ TEST_CASE("under write-back a clear drops a write parked for room once it goes i
   REQUIRE(items.size() == 1);
   CHECK(items[0].key == "k");
   CHECK(items[0].bytes == "2");
-  CHECK_FALSE(s.get("k", t0)); // before, it stayed cached after the clear
+  CHECK_FALSE(s.get("k", t0));         // before, it stayed cached after the clear
+  CHECK(s.stats().writes_parked == 0); // the drop ran right behind k's write
+}
+
+TEST_CASE("under write-back a clear's drop runs right behind the key's write, not behind "
+          "the writes parked after it",
+          "[compute][clear][write-back]") {
+  auto cfg = write_back_room_for_one();
+  write_answers answered;
+  shard_state s{cfg};
+  park_k(s, answered);
+  CHECK_FALSE(s.write(value::make("m", "3"), ttl::never(), t0, answered.note("put m")));
+  CHECK(s.clear() == 1);
+  cfg.budget->release(1); // room for k's write only
+  s.retry_parked(t0);
+  CHECK_FALSE(s.get("k", t0));         // at the end of the line, it waited behind m
+  CHECK(s.stats().writes_parked == 2); // m's write and its drop
 }

@@ -143,7 +143,7 @@ TEST_CASE("rule 1: clear voids every load in flight", "[loading][rule1]") {
   b.read(s, "y", t0);
   auto started = s.take_loads_to_start();
   REQUIRE(started.size() == 2);
-  s.clear(t0);
+  s.clear();
   for (auto& [key, id] : started)
     s.complete_load(key, id, std::string{"old"}, 1ms, t0);
   CHECK(s.size() == 0);

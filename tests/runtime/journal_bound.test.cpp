@@ -247,6 +247,15 @@ void set_stalled(bool on) {
   stall_cv.notify_all();
 }
 
+// The journal syncs through `stalling_sync` while it lives; the stall is lifted after.
+struct stalling_syncs {
+  stalling_syncs() { journal::set_sync_for_testing(stalling_sync); }
+  ~stalling_syncs() {
+    set_stalled(false);
+    journal::set_sync_for_testing(nullptr);
+  }
+};
+
 } // namespace
 
 TEST_CASE("rewrites of a pending key during a stalled journal fsync stay under max-dirty",
@@ -261,13 +270,7 @@ TEST_CASE("rewrites of a pending key during a stalled journal fsync stay under m
   o.max_dirty = 4;
   o.call_timeout = 120s; // nothing parked gives up while the test counts
   auto c = must(rt.create_cache(o));
-  journal::set_sync_for_testing(stalling_sync);
-  struct restore {
-    ~restore() {
-      set_stalled(false);
-      journal::set_sync_for_testing(nullptr);
-    }
-  } restore_sync;
+  stalling_syncs stalls;
   set_stalled(true);
   constexpr int puts = 20;
   for (int i = 1; i <= puts; ++i)
@@ -300,19 +303,16 @@ TEST_CASE("a write-back put whose journal sync is under way at shutdown hears ok
   auto o = journaled(db, dir.file("wal"));
   o.shards = 1;
   auto c = must(rt.create_cache(o));
-  journal::set_sync_for_testing(stalling_sync);
-  struct restore {
-    ~restore() {
-      set_stalled(false);
-      journal::set_sync_for_testing(nullptr);
-    }
-  } restore_sync;
+  stalling_syncs stalls;
   auto stalls_before = syncs_stalled.load();
   set_stalled(true);
   c.put_async("k", "v1", ttl::never(),
               [&](caf::expected<caf::unit_t> r) { answer.set_value(std::move(r)); });
   REQUIRE(testing::eventually([&] { return syncs_stalled.load() > stalls_before; }));
   auto stopping = std::async(std::launch::async, [&] { return rt.shutdown(); });
+  struct unstall { // before `stopping` waits for shutdown, should a REQUIRE fail
+    ~unstall() { set_stalled(false); }
+  } unstall_first;
   // The gate closed: from here the shards stopped at once, before the fix.
   REQUIRE(testing::eventually([&] {
     auto r = c.contains("other");
