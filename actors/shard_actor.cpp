@@ -41,9 +41,9 @@ void check_settled_later(self_ptr self) {
   self->delayed_send(self, std::chrono::milliseconds{5}, settle_check_atom::value);
 }
 
-// For shutdown's `settle`: no write with the store, no compute still to run,
-// and no call queued that could make one (the runtime's gate is closed, so
-// the queue only shrinks).
+// For shutdown's `settle`: no write with the store or flusher or parked for
+// room, no compute still to run, and no call queued that could make one (the runtime's
+// gate is closed, so the queue only shrinks).
 bool settled(self_ptr self) {
   auto& st = self->state;
   return !st.cache->writes_pending() && !(st.inbox && st.inbox->has_jobs());

@@ -135,8 +135,8 @@ public:
 
   /// Writes to hand to the store writer or flusher, in order.
   std::vector<shard_write> take_writes() { return std::exchange(outbox_, {}); }
-  /// For shutdown's settle: writes the store or flusher has yet to answer (write-through:
-  /// and computes behind them; write-back's parked ones were never acknowledged).
+  /// For shutdown's settle: writes the store or flusher has yet to answer, or that wait
+  /// for room, for a compute or behind one (each bounded by its own wait).
   bool writes_pending() const noexcept; // shard_writes.cpp
   /// The store or flusher took the writes numbered `seqs`, or failed (`err`).
   void writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,

@@ -166,10 +166,11 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
 }
 
 bool shard_state::writes_pending() const noexcept {
-  // Write-back: a write parked for room or behind a loading compute was never
-  // acknowledged; waiting for it could take the whole room wait at shutdown.
-  if (cfg_.writes == write_mode::write_back) return !awaiting_.empty();
-  return !awaiting_.empty() || !computes_loading_.empty() || !computes_waiting_.empty();
+  // Write-back too: a write parked for room (or behind a loading compute) may
+  // still go in and reach the flusher, which stores it at shutdown; its caller
+  // must not hear shut_down for it. Bounded by its room wait (and load timeout).
+  return !awaiting_.empty() || !parked_.empty() || !computes_loading_.empty() ||
+         !computes_waiting_.empty();
 }
 
 void shard_state::void_pending_puts(std::string_view key) {

@@ -312,3 +312,22 @@ TEST_CASE("a stopped shard fails the writes it still waits for", "[shard_writes]
   CHECK(a.failed_with(errc::shut_down));
   CHECK(b.failed_with(errc::shut_down));
 }
+
+TEST_CASE("a write-back shard is not settled for shutdown while a write waits for room",
+          "[shard_writes]") {
+  // Settled early, the shard could still take the parked write once room came
+  // (it stays up until every shard settled) and hand it to the flusher, which
+  // stores it at shutdown, while the shard's stop told its caller shut_down.
+  answer a, b;
+  shard_state s{back(0, 1)};
+  s.write(val("a", "1"), ttl::never(), at(0), a.waiter());
+  s.write(val("b", "1"), ttl::never(), at(0), b.waiter());
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  s.writes_done(seqs_of(items), caf::none, at(0)); // the flusher took a
+  CHECK(a.got);
+  CHECK(s.writes_pending()); // b is parked: it may still go in
+  s.retry_parked(at(300));   // its room wait ran out
+  CHECK(b.failed_with(errc::overloaded));
+  CHECK_FALSE(s.writes_pending());
+}
