@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <iterator>
 
-#include "base/jitter.hpp"
+#include "base/backoff.hpp"
 
 namespace karlton {
 
@@ -202,11 +202,8 @@ uint64_t flush_state::batch_failed(time_point now) {
   order_.insert(order_.begin(), front.begin(), front.end());
   in_flight_.clear();
   ++consecutive_failures_;
-  auto shift = std::min<uint32_t>(consecutive_failures_ - 1, 20);
-  auto cap = static_cast<uint64_t>(cfg_.retry_max.count());
-  auto delay =
-    std::min<uint64_t>(static_cast<uint64_t>(cfg_.retry_base.count()) << shift, cap);
-  auto wait = equal_jitter(caf::timespan{static_cast<int64_t>(delay)}, rng_);
+  auto wait = equal_jitter(
+    doubled_wait(cfg_.retry_base, cfg_.retry_max, consecutive_failures_), rng_);
   backoff_until_ms_ = to_ms(now) + std::max<uint64_t>(1, as_ms(wait));
   return superseded;
 }

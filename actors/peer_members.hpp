@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "actors/link_auth.hpp"
-#include "base/jitter.hpp"
+#include "base/backoff.hpp"
 #include <karlton/base/clock.hpp>
 #include <karlton/messages/cluster.hpp>
 
@@ -264,9 +264,9 @@ public:
     c.attempt = false;
     if (c.retry_due) return std::nullopt;
     c.retry_due = true;
-    retry r{equal_jitter(c.wait, rng_), c.failures++ == 0 && !c.lost, c.info, c.number};
-    c.wait = std::min<duration>(c.wait * 2, reconnect_max_);
-    return r;
+    auto wait = doubled_wait(reconnect_base_, reconnect_max_, ++c.steps);
+    return retry{equal_jitter(wait, rng_), c.failures++ == 0 && !c.lost, c.info,
+                 c.number};
   }
 
   /// The member `info` was lost: its first retry (after the base wait), or
@@ -278,7 +278,7 @@ public:
     c.info = info;
     c.lost = true; // logged as lost: its failures need no first line
     if (c.attempt || c.retry_due) return std::nullopt;
-    c.wait = reconnect_base_;
+    c.steps = 0; // a loss starts the doubling again
     c.retry_due = true;
     return retry{equal_jitter(reconnect_base_, rng_), false, info, c.number};
   }
@@ -302,17 +302,17 @@ private:
   struct chain {
     member_info info;
     uint64_t number;        // what its retries carry
-    duration wait;          // before the next retry
     bool attempt = false;   // an attempt is in flight
     bool retry_due = false; // a retry is scheduled
     bool lost = false;      // a lost member's (its loss was logged)
-    uint32_t failures = 0;
+    uint32_t failures = 0;  // attempts that failed
+    uint32_t steps = 0;     // failed since the chain began or its member was lost
   };
   std::map<std::string, chain> joining_; // members we try to reach
   uint64_t chains_ = 0;                  // chains started: the last one's number
 
   typename std::map<std::string, chain>::iterator start_chain(const member_info& info) {
-    return joining_.emplace(info.name, chain{info, ++chains_, reconnect_base_}).first;
+    return joining_.emplace(info.name, chain{info, ++chains_}).first;
   }
 };
 

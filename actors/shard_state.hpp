@@ -373,8 +373,7 @@ private:
   /// True if a put or erase of `key` must wait behind its computes (loading, waiting).
   bool behind_computes(std::string_view key) const; // shard_compute.cpp
   void release_key(const std::string& key);         // a compute's load ended
-  // Whether ops of `key` wait; `wait_turn` runs set_ttl behind them, `drop_in_turn`
-  // drops.
+  // A key's line: `wait_turn` queues a set_ttl behind what waits, `drop_in_turn` a drop.
   bool key_ops_wait(std::string_view key) const;
   caf::error wait_turn(const std::string& key, std::function<void(time_point)> run,
                        std::function<void(const caf::error&)> failed, time_point now);

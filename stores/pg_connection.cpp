@@ -8,7 +8,7 @@
 #include <random>
 #include <thread>
 
-#include "base/jitter.hpp"
+#include "base/backoff.hpp"
 #include <karlton/messages/errors.hpp>
 
 namespace karlton::pg {
@@ -282,10 +282,7 @@ std::optional<std::string> backoff::refuse(clock::time_point now) const {
 void backoff::failed(clock::time_point now, std::string why) {
   std::lock_guard<std::mutex> guard{mtx_};
   ++failures_;
-  auto delay = base_;
-  for (uint32_t i = 1; i < failures_ && delay < max_; ++i)
-    delay *= 2;
-  delay = std::min(delay, max_);
+  auto delay = doubled_wait(base_, max_, failures_);
   thread_local std::minstd_rand rng{std::random_device{}()};
   next_attempt_ =
     now + std::chrono::duration_cast<clock::duration>(equal_jitter(delay, rng));

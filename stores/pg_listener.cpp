@@ -12,7 +12,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "base/jitter.hpp"
 #include "stores/pg_trigger_sql.hpp"
 
 namespace karlton {

@@ -24,6 +24,8 @@
 #include <karlton/base/clock.hpp>
 #include <karlton/messages/changes.hpp>
 
+#include "base/backoff.hpp"
+
 namespace karlton {
 
 /// How a `pg_listener` connects and how often it checks.
@@ -65,8 +67,7 @@ public:
   /// next attempt (the listener waits half of it plus up to half as jitter).
   duration failed() noexcept {
     ++failures_;
-    last_ = std::min<duration>(
-      base_ * (int64_t{1} << std::min<uint32_t>(failures_ - 1, 20)), max_);
+    last_ = doubled_wait(base_, max_, failures_);
     return last_;
   }
 
