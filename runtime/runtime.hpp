@@ -125,9 +125,9 @@ public:
   };
 
   /// Stops every cache (see the class comment). Writes the store or flusher has
-  /// finish first, then write-back caches store their dirty writes, each step
-  /// waiting up to `flush_timeout`; what was not stored is reported, here and in
-  /// the log (`set_log_sink`, stderr by default).
+  /// finish first, then write-back caches store their dirty writes; both steps
+  /// together wait at most `flush_timeout` (clamped to 0-365 days). What was not
+  /// stored is reported, here and in the log (`set_log_sink`, stderr by default).
   /// Calls racing it get their result or `shut_down`; it waits for callers
   /// still talking to the stopped actors (`force_flush`, `flush_stats`, a
   /// synchronous-mode write), at most their own timeout. Idempotent (a second

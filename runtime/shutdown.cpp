@@ -1,6 +1,8 @@
 // runtime::shutdown: stopping every actor of the runtime in an order that
 // loses no acknowledged write it can still store, and reporting those it
 // could not.
+#include <algorithm>
+#include <chrono>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -46,6 +48,12 @@ void stop_in_every_cache(caf::scoped_actor& self, const cache_map& caches,
   stop_in_every_cache(self, caches, each_cache, [] {});
 }
 
+// What is left until `deadline`, none once it passed.
+caf::timespan left_until(std::chrono::steady_clock::time_point deadline) {
+  auto left = deadline - std::chrono::steady_clock::now();
+  return std::max(caf::timespan{0}, std::chrono::duration_cast<caf::timespan>(left));
+}
+
 // Once the flushers are drained (or their deadline passed): a store call
 // still running (a write waiting for a row lock another transaction holds)
 // is asked to give up, or it would hold shutdown for as long as the lock.
@@ -73,12 +81,13 @@ void stop_peer_and_await(caf::scoped_actor& self, const peer_actor& peer) {
 
 // Caches with a write mode: the writes the store (write-through) or the flusher
 // (write-back: its journal) has, and the calls queued that make more, are let
-// finish, for at most `timeout` in all, before the shards stop. A shard stopped
+// finish, until `deadline`, before the shards stop. A shard stopped
 // first failed them with `shut_down` while the store still took them, and told
 // no other node: those kept the old value (rule 6); a write-back caller heard
 // `shut_down` for a write the flusher then stored.
 void settle_writes(caf::scoped_actor& self, const cache_map& caches,
-                   caf::timespan timeout) {
+                   std::chrono::steady_clock::time_point deadline) {
+  auto timeout = left_until(deadline);
   struct asked {
     const std::string* cache;
     decltype(self->request(std::declval<shard_actor>(), timeout,
@@ -99,19 +108,32 @@ void settle_writes(caf::scoped_actor& self, const cache_map& caches,
                      });
 }
 
-// Write-back: each flusher stores what is dirty, for at most `timeout`.
-// What was not stored goes in the report and, one line per cache, the log.
+// Write-back: the flushers store what is dirty, all at once, until
+// `deadline`. What was not stored goes in the report and, one line per
+// cache, the log.
 runtime::shutdown_report drain_flushers(caf::scoped_actor& self, const cache_map& caches,
-                                        caf::timespan timeout) {
+                                        std::chrono::steady_clock::time_point deadline) {
+  auto timeout = left_until(deadline);
+  struct asked {
+    const std::string* cache;
+    const detail::cache_core* core;
+    decltype(self->request(std::declval<flusher_actor>(), timeout, drain_atom::value,
+                           timeout)) answer;
+  };
+  std::vector<asked> all; // every flusher asked at once, then each answer awaited
+  for (auto& [name, core] : caches)
+    if (core->flusher)
+      all.push_back({&name, core.get(),
+                     self->request(core->flusher, timeout + std::chrono::seconds{1},
+                                   drain_atom::value, timeout)});
   runtime::shutdown_report report;
-  for (auto& [name, core] : caches) {
-    if (!core->flusher) continue;
+  for (auto& a : all) {
+    auto& name = *a.cache;
+    auto& core = a.core;
     uint64_t unstored = 0;
     bool answered = true;
-    self
-      ->request(core->flusher, timeout + std::chrono::seconds{1}, drain_atom::value,
-                timeout)
-      .receive([&](uint64_t n) { unstored = n; }, [&](caf::error&) { answered = false; });
+    a.answer.receive([&](uint64_t n) { unstored = n; },
+                     [&](caf::error&) { answered = false; });
     if (!answered) {
       // How many writes the flusher holds is unknown; say so, and count the
       // most it may hold.
@@ -175,13 +197,19 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
   //    ingress queue but us, and every write a shard handed to a flusher is
   //    in that flusher's mailbox.
   stop_change_feed(self);
-  settle_writes(self, caches_, flush_timeout);
+  // One deadline for settling and draining: before, each waited up to
+  // `flush_timeout`, and a stalled journal held shutdown for twice that.
+  // (A year stands for forever: a longer wait would overflow the deadline.)
+  flush_timeout = std::clamp(flush_timeout, caf::timespan{0},
+                             caf::timespan{std::chrono::hours{24 * 365}});
+  auto deadline = std::chrono::steady_clock::now() + flush_timeout;
+  settle_writes(self, caches_, deadline);
   stop_in_every_cache(self, caches_, [](detail::cache_core& core, auto stop) {
     for (auto& route : core.routes)
       stop(route.actor);
   });
-  // 3. Write-back: store what is dirty, for at most `flush_timeout`.
-  auto report = drain_flushers(self, caches_, flush_timeout);
+  // 3. Write-back: store what is dirty, until the same deadline.
+  auto report = drain_flushers(self, caches_, deadline);
   // 4. Stop the rest (a busy loader or store call finishes first: one still
   //    running 100 ms on is asked to give up).
   stop_in_every_cache(

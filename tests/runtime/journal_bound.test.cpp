@@ -21,6 +21,7 @@
 
 #include "stores/journal.hpp"
 #include "support/eventually.hpp"
+#include "support/log_sink_lines.hpp"
 #include "support/must.hpp"
 #include "support/refusing_store.hpp"
 #include "support/sync_faults.hpp"
@@ -324,4 +325,39 @@ TEST_CASE("a write-back put whose journal sync is under way at shutdown hears ok
   CHECK(r);
   CHECK(report.unstored_writes() == 0);
   CHECK(db->peek("k") == std::optional<std::string>{"v1"});
+}
+
+TEST_CASE("shutdown with a stalled journal waits for writes at most flush_timeout in all",
+          "[write_back][journal][shutdown]") {
+  // Settling (the shard waits for the journal's sync) and draining (the
+  // flusher waits for it too) share one deadline. Before, each waited up to
+  // flush_timeout: twice it in all.
+  testing::log_sink_lines log; // before the runtime: it logs while it stops
+  testing::temp_dir dir{"journal-deadline"};
+  auto db = std::make_shared<memory_store>();
+  runtime rt;
+  auto o = journaled(db, dir.file("wal"));
+  o.shards = 1;
+  auto c = must(rt.create_cache(o));
+  stalling_syncs stalls;
+  auto stalls_before = syncs_stalled.load();
+  set_stalled(true);
+  c.put_async("k", "v1", ttl::never(), [](caf::expected<caf::unit_t>) {});
+  REQUIRE(testing::eventually([&] { return syncs_stalled.load() > stalls_before; }));
+  constexpr auto flush_timeout = 2s;
+  auto started = std::chrono::steady_clock::now();
+  auto stopping =
+    std::async(std::launch::async, [&] { return rt.shutdown(flush_timeout); });
+  struct unstall { // before `stopping` waits for shutdown, should a REQUIRE fail
+    ~unstall() { set_stalled(false); }
+  } unstall_first;
+  // The drain's report is the last wait for writes; the journal stays stalled till then.
+  auto drained = log.wait_for("could not be stored before shutdown", 30s);
+  auto took = std::chrono::steady_clock::now() - started;
+  set_stalled(false);
+  auto report = stopping.get();
+  REQUIRE_FALSE(drained.empty());
+  CHECK_FALSE(log.containing("still had writes with the store or flusher").empty());
+  CHECK(took < flush_timeout + 1s); // before: at least twice flush_timeout
+  CHECK(report.unstored_writes() == 1);
 }
