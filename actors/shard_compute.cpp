@@ -282,6 +282,7 @@ void shard_state::wait_parked_behind(const std::string& key) {
       ++kept;
     } else {
       --left;
+      turns_parked_ -= i->turn;
       if (i->compute)
         computes_waiting_[key].push_back(std::move(i->compute));
       else
@@ -331,12 +332,13 @@ caf::error shard_state::wait_turn(const std::string& key,
                                   std::function<void(const caf::error&)> failed,
                                   time_point now) {
   // Where the key's ops wait: behind a store write or a compute, else (write-back) in
-  // the line parked for room, where it needs no room of its own (`retry_parked`) but
-  // counts against its bound.
+  // the line parked for room, where it needs no room of its own (`retry_parked`) and
+  // counts against the bound on turns, not on writes (`turns_full`).
   bool parks = awaiting_keys_.count(key) == 0 && computes_waiting_.count(key) == 0;
-  if (parks && line_full())
-    return make_error(errc::overloaded, "max-dirty writes are pending and this shard "
-                                        "already holds the most it parks; slow down");
+  if (parks && turns_full())
+    return make_error(errc::overloaded,
+                      "max-dirty writes are pending and this shard already holds the "
+                      "most set_ttl calls it parks behind them; slow down");
   auto job = make_turn(key, std::move(run), std::move(failed));
   if (parks)
     join_line(in_line(job), now);
@@ -425,6 +427,7 @@ void shard_state::drop_in_turn() {
     auto op = in_line(drop(line.back().key));
     op.deadline_ms = deadline; // needs no room: never fails on it
     ++parked_keys_[op.key];
+    ++turns_parked_;
     line.push_back(std::move(op));
   }
   parked_ = std::move(line);

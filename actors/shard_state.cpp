@@ -453,7 +453,7 @@ cache_stats shard_state::stats() const {
   out.load_waiters = loads_.waiters();
   out.loads_out = loads_.out();
   out.loads_queued = loads_.queued();
-  out.writes_parked = parked_.size();
+  out.writes_parked = parked_.size() - turns_parked_;
   return out;
 }
 

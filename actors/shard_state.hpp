@@ -291,6 +291,8 @@ public:
   std::optional<time_point> next_expiry() const;
 
   cache_stats stats() const;
+  /// set_ttl calls and a clear's drops in the write-back line (not in `writes_parked`).
+  size_t turns_parked() const noexcept { return turns_parked_; }
   /// The actor's counts: a doorbell answered, queued jobs run.
   void count_doorbell() noexcept { ++stats_.doorbells; }
   void count_jobs(size_t n) noexcept { stats_.ingress_jobs += n; }
@@ -413,7 +415,8 @@ private:
   // The write-back line (parked_): in, out at the front, and a compute's place in it.
   void join_line(pending_write op, time_point now, bool front = false);
   pending_write leave_line();
-  bool line_full() const noexcept; // at most `max_parked` (shard_writes.cpp)
+  bool line_full() const noexcept;  // writes: at most `max_parked` (shard_writes.cpp)
+  bool turns_full() const noexcept; // set_ttl turns and drops: as many again
   static pending_write in_line(const compute_ptr& job);
   void accept_dirty(pending_write op, time_point now);
   entry_id install(value v, ttl t, uint64_t now_ms, bool keep_links = false);
@@ -453,6 +456,7 @@ private:
   std::vector<shard_write> outbox_;
   std::unordered_map<uint64_t, pending_write> awaiting_; // by write number
   std::deque<pending_write> parked_;
+  size_t turns_parked_ = 0; // set_ttl turns and drops in it: they write nothing
   std::unordered_map<std::string, uint32_t, key_hasher> parked_keys_; // ops per key in it
   bool undropped_ = false; // an op joined the line since a clear's last drops
   std::unordered_map<entry_id, uint64_t> dirty_; // entry -> number of its newest write

@@ -115,13 +115,20 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
   return std::nullopt;
 }
 
+// Writes and turns are bounded apart: a clear's drops (at most one per
+// key's last op) must not refuse writes sooner, nor writes set_ttl.
 bool shard_state::line_full() const noexcept {
-  return parked_.size() >= max_parked;
+  return parked_.size() - turns_parked_ >= max_parked;
+}
+
+bool shard_state::turns_full() const noexcept {
+  return turns_parked_ >= max_parked;
 }
 
 void shard_state::join_line(pending_write op, time_point now, bool front) {
   op.deadline_ms = to_ms(now) + ceil_ms(cfg_.room_wait);
   ++parked_keys_[op.key];
+  turns_parked_ += op.turn;
   undropped_ = undropped_ || !op.drop;
   if (front)
     parked_.push_front(std::move(op));
@@ -132,6 +139,7 @@ void shard_state::join_line(pending_write op, time_point now, bool front) {
 shard_state::pending_write shard_state::leave_line() {
   auto op = std::move(parked_.front());
   parked_.pop_front();
+  turns_parked_ -= op.turn;
   auto n = parked_keys_.find(op.key);
   if (--n->second == 0) parked_keys_.erase(n);
   return op;

@@ -116,8 +116,9 @@ struct cache_stats {
   /// the ingress queue batches.
   uint64_t ingress_jobs = 0;
   /// Write-back writes waiting now for room under `max-dirty` (backpressure:
-  /// each fails with `overloaded` if none frees within 3/4 of call-timeout),
-  /// with the set_ttl calls and a clear's drops in line behind them.
+  /// each fails with `overloaded` if none frees within 3/4 of call-timeout).
+  /// The set_ttl calls and a clear's drops in line with them need no room and
+  /// are not counted.
   uint64_t writes_parked = 0;
 
   /// hits / (hits + misses), 0..1; 0 before any get.

@@ -187,22 +187,59 @@ TEST_CASE("a set_ttl in the write-back line is answered when the writes before i
   CHECK(s.stats().writes_parked == 0);
 }
 
-TEST_CASE("a set_ttl that would park past the line's bound is refused",
-          "[compute][ttl][write-back]") {
+// How many writes the write-back line takes before it refuses one.
+uint64_t line_bound() {
   auto cfg = write_back_room_for_one();
-  write_answers answered;
   shard_state s{cfg};
-  CHECK_FALSE(s.write(value::make("j", "1"), ttl::never(), t0, answered.note("put j")));
+  CHECK_FALSE(
+    s.write(value::make("j", "1"), ttl::never(), t0, [](caf::expected<bool>) {}));
   uint64_t parked = 0;
-  for (; parked < 1'000'000; ++parked) // the bound, whatever it is
+  for (; parked < 1'000'000; ++parked)
     if (s.write(value::make("k", "2"), ttl::never(), t0, [](caf::expected<bool>) {}))
       break;
   REQUIRE(s.stats().writes_parked == parked);
-  answer<remaining_ttl> retimed;
-  retimed.run(s, t0, set_ttl(5s));
-  REQUIRE(retimed.got);
-  CHECK(retimed.got->error() == errc::overloaded);
-  CHECK(s.stats().writes_parked == parked);
+  return parked;
+}
+
+TEST_CASE("set_ttl calls park in the write-back line up to a bound of their own",
+          "[compute][ttl][write-back]") {
+  auto bound = line_bound();
+  auto cfg = write_back_room_for_one();
+  write_answers answered;
+  shard_state s{cfg};
+  park_k(s, answered);
+  uint64_t turns = 0;
+  std::optional<caf::expected<remaining_ttl>> refused;
+  for (; turns < 1'000'000 && !refused; ++turns)
+    refused = s.set_ttl("k", caf::timespan{5s}, t0, [](caf::expected<remaining_ttl>) {});
+  REQUIRE(refused);
+  REQUIRE_FALSE(*refused);
+  CHECK(refused->error() == errc::overloaded);
+  CHECK(turns - 1 == bound);
+  CHECK(s.turns_parked() == bound);
+  CHECK(s.stats().writes_parked == 1); // k's write; the turns are not writes
+  // Writes still park up to their own bound: turns do not take their places.
+  CHECK_FALSE(s.write(value::make("m", "3"), ttl::never(), t0, answered.note("put m")));
+  CHECK(s.stats().writes_parked == 2);
+}
+
+TEST_CASE("a clear's drops do not take the places of writes in the write-back line",
+          "[compute][clear][write-back]") {
+  auto bound = line_bound();
+  auto cfg = write_back_room_for_one();
+  shard_state s{cfg};
+  auto ignore = [](caf::expected<bool>) {};
+  CHECK_FALSE(s.write(value::make("j", "1"), ttl::never(), t0, ignore)); // the room
+  for (uint64_t i = 0; i + 1 < bound; ++i)
+    REQUIRE_FALSE(
+      s.write(value::make("k" + std::to_string(i), "2"), ttl::never(), t0, ignore));
+  s.clear(); // a drop behind each parked write
+  CHECK(s.turns_parked() == bound - 1);
+  CHECK(s.stats().writes_parked == bound - 1);
+  // Before, the drops counted as writes: the line was full and this was refused.
+  CHECK_FALSE(s.write(value::make("last", "3"), ttl::never(), t0, ignore));
+  CHECK(s.stats().writes_parked == bound);
+  CHECK(s.write(value::make("over", "4"), ttl::never(), t0, ignore)); // refused
 }
 
 TEST_CASE("a shard that stops fails the set_ttl calls waiting their turn",
@@ -313,9 +350,10 @@ TEST_CASE("under write-back a clear drops a write parked for room once it goes i
   shard_state s{cfg};
   park_k(s, answered);
   CHECK(s.clear() == 1);
-  CHECK(s.stats().writes_parked == 2); // k's write and its drop
+  CHECK(s.stats().writes_parked == 1); // k's write
+  CHECK(s.turns_parked() == 1);        // and its drop
   CHECK(s.clear() == 0);
-  CHECK(s.stats().writes_parked == 2); // no second drop: the line ends with one
+  CHECK(s.turns_parked() == 1); // no second drop: the line ends with one
   auto items = s.take_writes();
   REQUIRE(items.size() == 1); // j's
   cfg.budget->release(1);
@@ -324,8 +362,9 @@ TEST_CASE("under write-back a clear drops a write parked for room once it goes i
   REQUIRE(items.size() == 1);
   CHECK(items[0].key == "k");
   CHECK(items[0].bytes == "2");
-  CHECK_FALSE(s.get("k", t0));         // before, it stayed cached after the clear
-  CHECK(s.stats().writes_parked == 0); // the drop ran right behind k's write
+  CHECK_FALSE(s.get("k", t0)); // before, it stayed cached after the clear
+  CHECK(s.stats().writes_parked == 0);
+  CHECK(s.turns_parked() == 0); // the drop ran right behind k's write
 }
 
 TEST_CASE("under write-back a clear's drop runs right behind the key's write, not behind "
@@ -340,5 +379,6 @@ TEST_CASE("under write-back a clear's drop runs right behind the key's write, no
   cfg.budget->release(1); // room for k's write only
   s.retry_parked(t0);
   CHECK_FALSE(s.get("k", t0));         // at the end of the line, it waited behind m
-  CHECK(s.stats().writes_parked == 2); // m's write and its drop
+  CHECK(s.stats().writes_parked == 1); // m's write
+  CHECK(s.turns_parked() == 1);        // and its drop
 }
