@@ -264,7 +264,7 @@ public:
     c.attempt = false;
     if (c.retry_due) return std::nullopt;
     c.retry_due = true;
-    auto wait = doubled_wait(reconnect_base_, reconnect_max_, ++c.steps);
+    auto wait = doubled_wait(reconnect_base_, reconnect_max_, ++c.failures_in_row);
     return retry{equal_jitter(wait, rng_), c.failures++ == 0 && !c.lost, c.info,
                  c.number};
   }
@@ -278,9 +278,10 @@ public:
     c.info = info;
     c.lost = true; // logged as lost: its failures need no first line
     if (c.attempt || c.retry_due) return std::nullopt;
-    c.steps = 0; // a loss starts the doubling again
+    c.failures_in_row = 0; // a loss starts the doubling again
     c.retry_due = true;
-    return retry{equal_jitter(reconnect_base_, rng_), false, info, c.number};
+    auto wait = doubled_wait(reconnect_base_, reconnect_max_, 1);
+    return retry{equal_jitter(wait, rng_), false, info, c.number};
   }
 
   /// `name` was reached (or joined us): its chain ends.
@@ -306,7 +307,8 @@ private:
     bool retry_due = false; // a retry is scheduled
     bool lost = false;      // a lost member's (its loss was logged)
     uint32_t failures = 0;  // attempts that failed
-    uint32_t steps = 0;     // failed since the chain began or its member was lost
+    // Failures since the chain began or its member was lost: the wait doubles with each.
+    uint32_t failures_in_row = 0;
   };
   std::map<std::string, chain> joining_; // members we try to reach
   uint64_t chains_ = 0;                  // chains started: the last one's number

@@ -304,7 +304,7 @@ void shard_state::run_waiting_computes(const std::string& key, time_point now) {
       // key's last among them: run now, they would not see it), then the
       // line moves once. One at a time, a turn taken between two of them
       // could start a load that puts those in line behind those still here.
-      // (Past `max_parked` if need be: they are calls already taken.)
+      // (Past either bound if need be: they are calls already taken.)
       auto jobs = std::move(i->second);
       computes_waiting_.erase(i);
       for (auto& job : jobs)
@@ -336,9 +336,10 @@ caf::error shard_state::wait_turn(const std::string& key,
   // counts against the bound on turns, not on writes (`turns_full`).
   bool parks = awaiting_keys_.count(key) == 0 && computes_waiting_.count(key) == 0;
   if (parks && turns_full())
-    return make_error(errc::overloaded,
-                      "max-dirty writes are pending and this shard already holds the "
-                      "most set_ttl calls it parks behind them; slow down");
+    return make_error(
+      errc::overloaded,
+      "max-dirty writes are pending and this shard already parks the "
+      "most set_ttl calls and clear drops it holds behind them; slow down");
   auto job = make_turn(key, std::move(run), std::move(failed));
   if (parks)
     join_line(in_line(job), now);

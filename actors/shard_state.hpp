@@ -375,7 +375,8 @@ private:
   /// True if a put or erase of `key` must wait behind its computes (loading, waiting).
   bool behind_computes(std::string_view key) const; // shard_compute.cpp
   void release_key(const std::string& key);         // a compute's load ended
-  // A key's line: `wait_turn` queues a set_ttl behind what waits, `drop_in_turn` a drop.
+  // Whether ops of `key` wait (a store write, a compute, the write-back line); then
+  // `wait_turn` queues a set_ttl behind them and `drop_in_turn` a clear's drop.
   bool key_ops_wait(std::string_view key) const;
   caf::error wait_turn(const std::string& key, std::function<void(time_point)> run,
                        std::function<void(const caf::error&)> failed, time_point now);
@@ -416,7 +417,7 @@ private:
   void join_line(pending_write op, time_point now, bool front = false);
   pending_write leave_line();
   bool line_full() const noexcept;  // writes: at most `max_parked` (shard_writes.cpp)
-  bool turns_full() const noexcept; // set_ttl turns and drops: as many again
+  bool turns_full() const noexcept; // set_ttl calls: as many; drops may pass it
   static pending_write in_line(const compute_ptr& job);
   void accept_dirty(pending_write op, time_point now);
   entry_id install(value v, ttl t, uint64_t now_ms, bool keep_links = false);

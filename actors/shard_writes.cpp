@@ -17,8 +17,9 @@ namespace karlton {
 
 namespace {
 
-// Writes parked for room per shard, at most; more fail with `overloaded` at
-// once, so callers that never wait (callbacks) cannot grow memory unbounded.
+// Writes parked for room per shard, at most, and as many set_ttl calls parked
+// with them; more fail with `overloaded` at once, so callers that never wait
+// (callbacks) cannot grow memory unbounded.
 constexpr size_t max_parked = 65536;
 
 uint64_t ceil_ms(caf::timespan d) {
@@ -115,8 +116,9 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
   return std::nullopt;
 }
 
-// Writes and turns are bounded apart: a clear's drops (at most one per
-// key's last op) must not refuse writes sooner, nor writes set_ttl.
+// Writes and turns (set_ttl calls, a clear's drops) have bounds of their own,
+// so neither can fill the line and get the other refused. A clear's drops
+// pass the bound on turns if need be: there is at most one behind each op.
 bool shard_state::line_full() const noexcept {
   return parked_.size() - turns_parked_ >= max_parked;
 }

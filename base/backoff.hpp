@@ -11,7 +11,7 @@
 
 namespace karlton {
 
-/// The wait after the `failures`-th failure in a row (from 1): `base`
+/// The wait after the `failures`-th failure in a row (0 counts as 1): `base`
 /// doubled `failures - 1` times, at most `max`. It saturates at `max`
 /// rather than overflow, however many failures.
 template <class Duration>

@@ -115,8 +115,9 @@ struct cache_stats {
   /// it goes to, a `put_batch` one per shard. Jobs per doorbell is how much
   /// the ingress queue batches.
   uint64_t ingress_jobs = 0;
-  /// Write-back writes waiting now for room under `max-dirty` (backpressure:
-  /// each fails with `overloaded` if none frees within 3/4 of call-timeout).
+  /// Write-back writes (and computes, which may write) waiting now for room
+  /// under `max-dirty` (backpressure: each fails with `overloaded` if none
+  /// frees within 3/4 of call-timeout).
   /// The set_ttl calls and a clear's drops in line with them need no room and
   /// are not counted.
   uint64_t writes_parked = 0;

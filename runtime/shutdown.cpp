@@ -81,13 +81,14 @@ void stop_peer_and_await(caf::scoped_actor& self, const peer_actor& peer) {
 
 // Caches with a write mode: the writes the store (write-through) or the flusher
 // (write-back: its journal) has, and the calls queued that make more, are let
-// finish, until `deadline`, before the shards stop. A shard stopped
+// finish, for at most `timeout`, before the shards stop. A shard stopped
 // first failed them with `shut_down` while the store still took them, and told
 // no other node: those kept the old value (rule 6); a write-back caller heard
-// `shut_down` for a write the flusher then stored.
+// `shut_down` for a write the flusher then stored. No time to wait: none asked
+// (each would time out at once and log a false alarm).
 void settle_writes(caf::scoped_actor& self, const cache_map& caches,
-                   std::chrono::steady_clock::time_point deadline) {
-  auto timeout = left_until(deadline);
+                   caf::timespan timeout) {
+  if (timeout <= caf::timespan{0}) return;
   struct asked {
     const std::string* cache;
     decltype(self->request(std::declval<shard_actor>(), timeout,
@@ -199,16 +200,19 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
   stop_change_feed(self);
   // One deadline for settling and draining: before, each waited up to
   // `flush_timeout`, and a stalled journal held shutdown for twice that.
+  // Settling takes at most half of it: a slow load or store in one cache
+  // must not leave the flushers of every cache no time to store.
   // (A year stands for forever: a longer wait would overflow the deadline.)
   flush_timeout = std::clamp(flush_timeout, caf::timespan{0},
                              caf::timespan{std::chrono::hours{24 * 365}});
   auto deadline = std::chrono::steady_clock::now() + flush_timeout;
-  settle_writes(self, caches_, deadline);
+  settle_writes(self, caches_, flush_timeout / 2);
   stop_in_every_cache(self, caches_, [](detail::cache_core& core, auto stop) {
     for (auto& route : core.routes)
       stop(route.actor);
   });
-  // 3. Write-back: store what is dirty, until the same deadline.
+  // 3. Write-back: store what is dirty, until the deadline (half of
+  //    `flush_timeout` at least).
   auto report = drain_flushers(self, caches_, deadline);
   // 4. Stop the rest (a busy loader or store call finishes first: one still
   //    running 100 ms on is asked to give up).

@@ -382,3 +382,36 @@ TEST_CASE("under write-back a clear's drop runs right behind the key's write, no
   CHECK(s.stats().writes_parked == 1); // m's write
   CHECK(s.turns_parked() == 1);        // and its drop
 }
+
+TEST_CASE("a set_ttl that leaves the write-back line behind a compute that loads is no "
+          "longer counted in it",
+          "[compute][ttl][write-back]") {
+  auto cfg = write_back_room_for_one();
+  cfg.read_through = true;
+  write_answers answered;
+  shard_state s{cfg};
+  park_k(s, answered);
+  answer<int64_t> a;
+  answer<remaining_ttl> retimed;
+  a.run(s, t0, shard_ops::increment<key_op>{"m", 4, ttl::cache_default()}); // parks
+  retimed.run(s, t0, set_ttl(5s, "m"));                                     // behind it
+  CHECK(s.turns_parked() == 1);
+  cfg.budget->release(1); // k's write goes in
+  s.retry_parked(t0);
+  cfg.budget->release(1); // the compute's turn: m is absent, it loads
+  s.retry_parked(t0);
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  CHECK(s.turns_parked() == 0); // the set_ttl waits behind the load now
+  CHECK(s.stats().writes_parked == 0);
+  CHECK_FALSE(retimed.got);
+  s.complete_load("m", loads[0].second, std::string{"1"}, 1ms, t0);
+  REQUIRE(retimed.ok()); // in its turn: after the compute's write went in
+  CHECK(bytes_of(s, t0, "m") == "5");
+  CHECK(left_of(s, "m") == 5s);
+  auto items = s.take_writes(); // j's, k's and m's
+  REQUIRE(items.size() == 3);
+  s.writes_done(seqs_of(items), caf::none, t0);
+  REQUIRE(a.ok());
+  CHECK(*a == 5);
+}
