@@ -85,10 +85,17 @@ void stop_peer_and_await(caf::scoped_actor& self, const peer_actor& peer) {
 // first failed them with `shut_down` while the store still took them, and told
 // no other node: those kept the old value (rule 6); a write-back caller heard
 // `shut_down` for a write the flusher then stored. No time to wait: none asked
-// (each would time out at once and log a false alarm).
+// (each would time out at once and log a false alarm), one line said instead.
 void settle_writes(caf::scoped_actor& self, const cache_map& caches,
                    caf::timespan timeout) {
-  if (timeout <= caf::timespan{0}) return;
+  if (timeout <= caf::timespan{0}) {
+    if (std::any_of(caches.begin(), caches.end(), [](const auto& c) {
+          return c.second->options.writes != write_mode::none;
+        }))
+      log_line("karlton: shutdown with no time to wait: writes still with a store or "
+               "flusher were not waited for; their callers hear shut_down");
+    return;
+  }
   struct asked {
     const std::string* cache;
     decltype(self->request(std::declval<shard_actor>(), timeout,
@@ -200,13 +207,16 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
   stop_change_feed(self);
   // One deadline for settling and draining: before, each waited up to
   // `flush_timeout`, and a stalled journal held shutdown for twice that.
-  // Settling takes at most half of it: a slow load or store in one cache
-  // must not leave the flushers of every cache no time to store.
+  // Where a flusher is to drain, settling takes at most half of it: a slow
+  // load or store in one cache must not leave the flushers no time to store.
   // (A year stands for forever: a longer wait would overflow the deadline.)
   flush_timeout = std::clamp(flush_timeout, caf::timespan{0},
                              caf::timespan{std::chrono::hours{24 * 365}});
   auto deadline = std::chrono::steady_clock::now() + flush_timeout;
-  settle_writes(self, caches_, flush_timeout / 2);
+  bool any_flusher = std::any_of(caches_.begin(), caches_.end(), [](const auto& c) {
+    return c.second->flusher != nullptr;
+  });
+  settle_writes(self, caches_, any_flusher ? flush_timeout / 2 : flush_timeout);
   stop_in_every_cache(self, caches_, [](detail::cache_core& core, auto stop) {
     for (auto& route : core.routes)
       stop(route.actor);

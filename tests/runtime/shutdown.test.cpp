@@ -263,12 +263,15 @@ namespace {
 class hanging_loads final : public store {
 public:
   explicit hanging_loads(testing::latch& hung) : hung_(hung) {}
+  std::atomic<int> loads{0};
   caf::expected<std::optional<std::string>> load(std::string_view key) override {
+    ++loads;
     hung_.wait();
     return inner_.load(key);
   }
   caf::expected<std::vector<std::optional<std::string>>>
   load_many(const std::vector<std::string>& keys) override {
+    ++loads;
     hung_.wait();
     return inner_.load_many(keys);
   }
@@ -292,8 +295,9 @@ TEST_CASE("a slow load at shutdown leaves the flushers half of flush_timeout",
   runtime rt;
   testing::release_on_exit release{hung};
   cache_options slow;
+  auto loading = std::make_shared<hanging_loads>(hung);
   slow.name = "slow";
-  slow.backing_store = std::make_shared<hanging_loads>(hung);
+  slow.backing_store = loading;
   slow.writes = write_mode::write_through;
   auto counters = testing::must(rt.create_cache(slow));
   auto db = std::make_shared<memory_store>();
@@ -305,7 +309,10 @@ TEST_CASE("a slow load at shutdown leaves the flushers half of flush_timeout",
   auto c = testing::must(rt.create_cache(healthy));
   REQUIRE_FALSE(c.put("k", "v"));
   auto counted = counters.increment_async("n", 1, ttl::never()); // loads, and hangs
+  REQUIRE(testing::eventually([&] { return loading->loads.load() == 1; }));
   auto stopping = std::async(std::launch::async, [&] { return rt.shutdown(2s); });
+  // Opened before `stopping` waits for the shutdown, should a REQUIRE fail.
+  testing::release_on_exit release_first{hung};
   // The drain stores k; the load is let go only then (the loader must end before
   // shutdown can).
   CHECK(testing::eventually([&] { return db->peek("k").has_value(); }, 20s));
@@ -313,7 +320,41 @@ TEST_CASE("a slow load at shutdown leaves the flushers half of flush_timeout",
   auto report = stopping.get();
   CHECK(report.unstored_writes() == 0);
   CHECK(db->peek("k") == std::optional<std::string>{"v"});
-  counted.wait();
+  REQUIRE(counted.wait_for(10s) == std::future_status::ready);
+  auto n = counted.get();
+  REQUIRE_FALSE(n);
+  CHECK(n.error() == errc::shut_down);
+}
+
+TEST_CASE("without a flusher to drain writes settle for all of flush_timeout",
+          "[runtime][shutdown]") {
+  // Half of it is kept for the flushers only where there are any: a
+  // write-through store slower than that still has its writes told.
+  testing::log_sink_lines log; // before the runtime: it logs while it stops
+  testing::latch hung;
+  runtime rt;
+  testing::release_on_exit release{hung};
+  auto loading = std::make_shared<hanging_loads>(hung);
+  cache_options slow;
+  slow.name = "slow";
+  slow.backing_store = loading;
+  slow.writes = write_mode::write_through;
+  auto counters = testing::must(rt.create_cache(slow));
+  auto counted = counters.increment_async("n", 1, ttl::never()); // loads, and hangs
+  REQUIRE(testing::eventually([&] { return loading->loads.load() == 1; }));
+  constexpr auto flush_timeout = 2s;
+  auto started = std::chrono::steady_clock::now();
+  auto stopping =
+    std::async(std::launch::async, [&] { return rt.shutdown(flush_timeout); });
+  // Opened before `stopping` waits for the shutdown, should a REQUIRE fail.
+  testing::release_on_exit release_first{hung};
+  auto gave_up = log.wait_for("still had writes with the store or flusher", 20s);
+  auto took = std::chrono::steady_clock::now() - started;
+  hung.release();
+  stopping.get();
+  REQUIRE_FALSE(gave_up.empty());
+  CHECK(took >= flush_timeout - 100ms); // before: half of it
+  REQUIRE(counted.wait_for(10s) == std::future_status::ready);
 }
 
 TEST_CASE("destroying a runtime whose system runs a service actor says so, never hangs "

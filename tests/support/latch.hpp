@@ -30,8 +30,9 @@ struct latch {
 };
 
 /// Opens `l` when it goes, even when a failed REQUIRE leaves the test early:
-/// declared after the runtime, it goes first, so the runtime's shutdown does
-/// not wait forever for a thread blocked on `l`.
+/// declared after the runtime (and after a future that waits for its
+/// shutdown), it goes first, so the shutdown does not wait forever for a
+/// thread blocked on `l`.
 struct release_on_exit {
   latch& l;
   ~release_on_exit() { l.release(); }
