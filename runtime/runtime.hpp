@@ -124,13 +124,14 @@ public:
     }
   };
 
-  /// Stops every cache (see the class comment). Writes the store or flusher has
-  /// finish first (for at most half of `flush_timeout` if a write-back cache is to
-  /// drain, else all of it), then write-back caches store their dirty writes; both
-  /// steps together wait about `flush_timeout` at most (a negative one counts as 0,
-  /// one over a year as a year; a flusher that does not answer gets 1 s more, and a
-  /// loader call still running is waited for). What was not stored is reported,
-  /// here and in the log (`set_log_sink`, stderr by default).
+  /// Stops every cache (see the class comment), each beside the others. Writes the
+  /// store or flusher has finish first (in a write-back cache for at most half of
+  /// `flush_timeout`, else all of it), then a write-back cache whose shards stopped
+  /// stores its dirty writes; both steps together wait about `flush_timeout` at most
+  /// (a negative one counts as 0, one over a year as a year; a flusher that does not
+  /// answer gets 1 s more; a loader call still running is waited for). What was not
+  /// stored is reported, here and in the log (`set_log_sink`, stderr by default).
+  /// A slow load in one cache takes no time from another cache's drain.
   /// Calls racing it get their result or `shut_down`; it waits for callers
   /// still talking to the stopped actors (`force_flush`, `flush_stats`, a
   /// synchronous-mode write), at most their own timeout. Idempotent (a second

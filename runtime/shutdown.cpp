@@ -42,12 +42,6 @@ void stop_in_every_cache(caf::scoped_actor& self, const cache_map& caches,
                   caf::after(std::chrono::milliseconds{100}) >> while_waiting);
 }
 
-template <class EachCache>
-void stop_in_every_cache(caf::scoped_actor& self, const cache_map& caches,
-                         EachCache each_cache) {
-  stop_in_every_cache(self, caches, each_cache, [] {});
-}
-
 // What is left until `deadline`, none once it passed.
 caf::timespan left_until(std::chrono::steady_clock::time_point deadline) {
   auto left = deadline - std::chrono::steady_clock::now();
@@ -79,85 +73,114 @@ void stop_peer_and_await(caf::scoped_actor& self, const peer_actor& peer) {
   self->receive([](const caf::down_msg&) {});
 }
 
-// Caches with a write mode: the writes the store (write-through) or the flusher
-// (write-back: its journal) has, and the calls queued that make more, are let
-// finish, for at most `timeout`, before the shards stop. A shard stopped
-// first failed them with `shut_down` while the store still took them, and told
-// no other node: those kept the old value (rule 6); a write-back caller heard
-// `shut_down` for a write the flusher then stored. No time to wait: none asked
-// (each would time out at once and log a false alarm), one line said instead.
-void settle_writes(caf::scoped_actor& self, const cache_map& caches,
-                   caf::timespan timeout) {
-  if (timeout <= caf::timespan{0}) {
-    if (std::any_of(caches.begin(), caches.end(), [](const auto& c) {
-          return c.second->options.writes != write_mode::none;
-        }))
-      log_line("karlton: shutdown with no time to wait: writes still with a store or "
-               "flusher were not waited for; their callers hear shut_down");
-    return;
-  }
-  struct asked {
-    const std::string* cache;
-    decltype(self->request(std::declval<shard_actor>(), timeout,
-                           settle_atom::value)) answer;
-  };
-  std::vector<asked> all; // every shard asked at once, then each answer awaited
-  for (auto& [name, core] : caches)
-    if (core->options.writes != write_mode::none)
-      for (auto& route : core->routes)
-        all.push_back({&name, self->request(route.actor, timeout, settle_atom::value)});
-  for (auto& a : all)
-    a.answer.receive([](caf::ok_atom) {},
-                     [&](caf::error&) {
-                       log_line("karlton: a shard of cache '" + *a.cache +
-                                "' still had writes with the store or flusher at "
-                                "shutdown; their callers hear shut_down (write-through: "
-                                "other nodes are not told)");
-                     });
+// One cache's part of steps 2 and 3, run beside every other cache's, so that
+// a slow load or store in one cache takes no time from another's flusher
+// (before, every flusher waited for the slowest cache's shards).
+struct cache_stop {
+  std::string name;
+  std::vector<shard_actor> shards;
+  /// Caches with a write mode: how long the writes the store (write-through)
+  /// or the flusher (write-back: its journal) has, and the calls queued that
+  /// make more, are let finish before the shards stop; none asked if 0.
+  caf::timespan settle_for{0};
+  flusher_actor flusher; ///< write-back: drained once the shards are gone
+  std::chrono::steady_clock::time_point deadline;
+};
+
+using shared_stop = std::shared_ptr<const cache_stop>;
+
+// Asks every shard of the cache at once to settle; calls `then` when each
+// answered or timed out. A shard stopped first failed its writes with
+// `shut_down` while the store still took them, and told no other node: those
+// kept the old value (rule 6); a write-back caller heard `shut_down` for a
+// write the flusher then stored.
+template <class Then>
+void settle_shards(caf::event_based_actor* self, shared_stop job, Then then) {
+  if (job->settle_for <= caf::timespan{0} || job->shards.empty()) return then();
+  auto left = std::make_shared<size_t>(job->shards.size());
+  for (auto& shard : job->shards)
+    self->request(shard, job->settle_for, settle_atom::value)
+      .then(
+        [left, then](caf::ok_atom) {
+          if (--*left == 0) then();
+        },
+        [left, then, job](caf::error&) {
+          log_line("karlton: a shard of cache '" + job->name +
+                   "' still had writes with the store or flusher at shutdown; "
+                   "their callers hear shut_down (write-through: other nodes are "
+                   "not told)");
+          if (--*left == 0) then();
+        });
 }
 
-// Write-back: the flushers store what is dirty, all at once, until
-// `deadline`. What was not stored goes in the report and, one line per
-// cache, the log.
-runtime::shutdown_report drain_flushers(caf::scoped_actor& self, const cache_map& caches,
-                                        std::chrono::steady_clock::time_point deadline) {
-  auto timeout = left_until(deadline);
-  struct asked {
-    const std::string* cache;
-    const detail::cache_core* core;
-    decltype(self->request(std::declval<flusher_actor>(), timeout, drain_atom::value,
-                           timeout)) answer;
-  };
-  std::vector<asked> all; // every flusher asked at once, then each answer awaited
-  for (auto& [name, core] : caches)
-    if (core->flusher)
-      all.push_back({&name, core.get(),
-                     self->request(core->flusher, timeout + std::chrono::seconds{1},
-                                   drain_atom::value, timeout)});
-  runtime::shutdown_report report;
-  for (auto& a : all) {
-    auto& name = *a.cache;
-    auto& core = a.core;
-    uint64_t unstored = 0;
-    bool answered = true;
-    a.answer.receive([&](uint64_t n) { unstored = n; },
-                     [&](caf::error&) { answered = false; });
-    if (!answered) {
-      // How many writes the flusher holds is unknown; say so, and count the
-      // most it may hold.
-      log_line("karlton: the flusher of cache '" + name +
-               "' did not answer at shutdown; its dirty writes may be lost");
-      report.unstored.emplace_back(name, core->options.max_dirty);
-    } else if (unstored > 0) {
-      log_line("karlton: " + std::to_string(unstored) + " write-back writes of cache '" +
-               name + "' could not be stored before shutdown" +
-               (core->options.journal_path.empty()
-                  ? " and are lost"
-                  : "; they stay in the journal and are stored on the next start"));
-      report.unstored.emplace_back(name, unstored);
-    }
+// Stops the cache's shards and calls `then` once all are gone: afterwards
+// nobody pops from their ingress queues but `runtime::shutdown`, and every
+// write a shard handed to the flusher is in the flusher's mailbox.
+template <class Then>
+void stop_shards(caf::event_based_actor* self, shared_stop job, Then then) {
+  if (job->shards.empty()) return then();
+  auto left = std::make_shared<size_t>(job->shards.size());
+  self->set_down_handler([left, then](caf::down_msg&) {
+    if (--*left == 0) then();
+  });
+  for (auto& shard : job->shards) {
+    self->monitor(shard);
+    self->send_exit(shard, caf::exit_reason::user_shutdown);
   }
-  return report;
+}
+
+// Write-back: the flusher stores what is dirty until the deadline and answers
+// how many writes it could not; an error if it did not answer.
+void drain(caf::event_based_actor* self, shared_stop job,
+           caf::typed_response_promise<uint64_t> answer) {
+  if (!job->flusher) {
+    answer.deliver(uint64_t{0});
+    return self->quit();
+  }
+  auto timeout = left_until(job->deadline);
+  self
+    ->request(job->flusher, timeout + std::chrono::seconds{1}, drain_atom::value, timeout)
+    .then(
+      [self, answer](uint64_t unstored) mutable {
+        answer.deliver(unstored);
+        self->quit();
+      },
+      [self, answer](caf::error& e) mutable {
+        answer.deliver(std::move(e));
+        self->quit();
+      });
+}
+
+// Asked `drain`: settles, stops the shards, drains the flusher, answers, quits.
+caf::behavior stop_cache(caf::event_based_actor* self, cache_stop job) {
+  auto shared = std::make_shared<const cache_stop>(std::move(job));
+  return {[self, shared](drain_atom) -> caf::result<uint64_t> {
+    auto answer = self->make_response_promise<uint64_t>();
+    settle_shards(self, shared, [self, shared, answer] {
+      stop_shards(self, shared, [self, shared, answer] { drain(self, shared, answer); });
+    });
+    return answer;
+  }};
+}
+
+// What a cache's flusher answered, in the report and, one line per cache,
+// the log.
+void report_drain(const std::string& name, const detail::cache_core& core,
+                  caf::expected<uint64_t> unstored, runtime::shutdown_report& report) {
+  if (!unstored) {
+    // How many writes the flusher holds is unknown; say so, and count the
+    // most it may hold.
+    log_line("karlton: the flusher of cache '" + name +
+             "' did not answer at shutdown; its dirty writes may be lost");
+    report.unstored.emplace_back(name, core.options.max_dirty);
+  } else if (*unstored > 0) {
+    log_line("karlton: " + std::to_string(*unstored) + " write-back writes of cache '" +
+             name + "' could not be stored before shutdown" +
+             (core.options.journal_path.empty()
+                ? " and are lost"
+                : "; they stay in the journal and are stored on the next start"));
+    report.unstored.emplace_back(name, *unstored);
+  }
 }
 
 } // namespace
@@ -200,30 +223,52 @@ runtime::shutdown_report runtime::shutdown(caf::timespan flush_timeout) {
 
 runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
   caf::scoped_actor self{*sys_};
-  // 2. Stop the change feed (nothing invalidates a stopped shard), then the
-  //    shards, and wait until they are gone: afterwards nobody pops from an
-  //    ingress queue but us, and every write a shard handed to a flusher is
-  //    in that flusher's mailbox.
+  // 2. Stop the change feed: nothing invalidates a stopped shard.
   stop_change_feed(self);
   // One deadline for settling and draining: before, each waited up to
   // `flush_timeout`, and a stalled journal held shutdown for twice that.
-  // Where a flusher is to drain, settling takes at most half of it: a slow
-  // load or store in one cache must not leave the flushers no time to store.
   // (A year stands for forever: a longer wait would overflow the deadline.)
   flush_timeout = std::clamp(flush_timeout, caf::timespan{0},
                              caf::timespan{std::chrono::hours{24 * 365}});
   auto deadline = std::chrono::steady_clock::now() + flush_timeout;
-  bool any_flusher = std::any_of(caches_.begin(), caches_.end(), [](const auto& c) {
-    return c.second->flusher != nullptr;
-  });
-  settle_writes(self, caches_, any_flusher ? flush_timeout / 2 : flush_timeout);
-  stop_in_every_cache(self, caches_, [](detail::cache_core& core, auto stop) {
-    for (auto& route : core.routes)
-      stop(route.actor);
-  });
-  // 3. Write-back: store what is dirty, until the deadline (half of
-  //    `flush_timeout` at least).
-  auto report = drain_flushers(self, caches_, deadline);
+  if (flush_timeout <= caf::timespan{0} &&
+      std::any_of(caches_.begin(), caches_.end(), [](const auto& c) {
+        return c.second->options.writes != write_mode::none;
+      }))
+    // No time to wait: none asked (each would time out at once and log a
+    // false alarm), one line said instead.
+    log_line("karlton: shutdown with no time to wait: writes still with a store or "
+             "flusher were not waited for; their callers hear shut_down");
+  // 3. Every cache at once: its writes settle, its shards stop, its flusher
+  //    (write-back) stores what is dirty until the deadline. Where a flusher
+  //    is to drain, settling takes at most half of `flush_timeout`: a slow
+  //    load or store must not leave it no time to store.
+  struct asked {
+    const std::string* cache;
+    const detail::cache_core* core;
+    decltype(self->request(std::declval<caf::actor>(), caf::infinite,
+                           drain_atom::value)) answer;
+  };
+  std::vector<asked> all;
+  for (auto& [name, core] : caches_) {
+    cache_stop job;
+    job.name = name;
+    for (auto& route : core->routes)
+      job.shards.push_back(route.actor);
+    if (core->options.writes != write_mode::none)
+      job.settle_for = core->flusher ? flush_timeout / 2 : flush_timeout;
+    job.flusher = core->flusher;
+    job.deadline = deadline;
+    // Each step of it is bounded but the shards' stop, as before.
+    auto stopper = sys_->spawn(stop_cache, std::move(job));
+    all.push_back(
+      {&name, core.get(), self->request(stopper, caf::infinite, drain_atom::value)});
+  }
+  shutdown_report report;
+  for (auto& a : all)
+    a.answer.receive(
+      [&](uint64_t n) { report_drain(*a.cache, *a.core, n, report); },
+      [&](caf::error& e) { report_drain(*a.cache, *a.core, std::move(e), report); });
   // 4. Stop the rest (a busy loader or store call finishes first: one still
   //    running 100 ms on is asked to give up).
   stop_in_every_cache(
