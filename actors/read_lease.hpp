@@ -3,14 +3,17 @@
 // frozen (SIGSTOP, a long GC-like stall, a starved VM) or cut off finds it
 // lapsed when it runs again, before any invalidation it missed can arrive,
 // so its shards clear instead of serving values other nodes invalidated
-// meanwhile (rule 6 for the node that cannot tell it missed something).
+// meanwhile (rule 6 for the node that cannot tell it missed something), or,
+// under `repair-ttl`, cap every TTL at it, as a repair would.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -25,6 +28,14 @@ namespace karlton {
 class read_lease {
 public:
   using time_point = clock::time_point;
+
+  /// `repair_ttl`: what a lapse asks of the shards that check the lease. Zero
+  /// (the default) clears them; more caps every TTL at it, as the owner's
+  /// repairs do under `repair-ttl` (bounded staleness, warm caches).
+  explicit read_lease(std::chrono::nanoseconds repair_ttl = {}) noexcept
+    : repair_ttl_(repair_ttl) {}
+
+  std::chrono::nanoseconds repair_ttl() const noexcept { return repair_ttl_; }
 
   /// True while reads may be served from the cache.
   bool valid(time_point now) const noexcept {
@@ -51,6 +62,7 @@ public:
 
 private:
   std::atomic<int64_t> until_{std::numeric_limits<int64_t>::max()};
+  const std::chrono::nanoseconds repair_ttl_;
 };
 
 /// The leases a cache's shards check: the cluster's (distributed caches,
@@ -85,6 +97,17 @@ struct read_leases {
   /// True while reads may be served from the cache.
   bool valid(time_point now) const noexcept {
     return now.time_since_epoch().count() <= until_ticks();
+  }
+  /// What the leases lapsed at `now` ask of a shard: nothing while every lease
+  /// present holds; zero (clear) if one of them clears; else the least of
+  /// their `repair_ttl`s, to cap every TTL at.
+  std::optional<std::chrono::nanoseconds>
+  lapse_repair_ttl(time_point now) const noexcept {
+    std::optional<std::chrono::nanoseconds> out;
+    for (auto* lease : {cluster.get(), changes.get()})
+      if (lease && !lease->valid(now))
+        out = out ? std::min(*out, lease->repair_ttl()) : lease->repair_ttl();
+    return out;
   }
   /// True if any lease is present.
   explicit operator bool() const noexcept { return cluster || changes; }

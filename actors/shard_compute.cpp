@@ -397,7 +397,7 @@ remaining_ttl shard_state::retime(std::string_view key, uint64_t expiry_ms,
     return before;
   }
   bool had = table_.at(id).expires();
-  table_.set_expiry(id, expiry_ms); // entry::never: 34 years
+  table_.set_expiry(id, lapse_capped(expiry_ms, now)); // entry::never: 34 years
   track_expiry(id, had);
   return before;
 }

@@ -19,6 +19,13 @@ uint64_t ceil_ms(caf::timespan d) {
   return static_cast<uint64_t>(ns / 1'000'000 + (ns % 1'000'000 != 0 ? 1 : 0));
 }
 
+// A lease lapsed at `now` whose lapse clears (no repair-ttl): nothing held is
+// trusted until the next read has cleared it.
+bool lapse_clears(const read_leases& leases, clock::time_point now) {
+  auto cap = leases.lapse_repair_ttl(now);
+  return cap && cap->count() <= 0;
+}
+
 } // namespace
 
 caf::error check_sizes(const shard_options& cfg, size_t key_size, size_t value_size) {
@@ -123,7 +130,8 @@ caf::error shard_state::check_room(const value& v) {
 
 entry_id shard_state::install(value v, ttl t, uint64_t now_ms, bool keep_links) {
   if (t.is_default()) t = cfg_.default_ttl;
-  auto expiry = t.is_never() ? entry::never : now_ms + ceil_ms(t.duration());
+  auto expiry = lapse_capped(t.is_never() ? entry::never : now_ms + ceil_ms(t.duration()),
+                             time_point{std::chrono::milliseconds{now_ms}});
   // The buffer's header is ours only if nobody else holds it (a handle kept by
   // an actor that sent it, or the same value put into two caches).
   if (!v.unique()) v = value::make(v.key(), v.bytes());
@@ -313,24 +321,26 @@ bool shard_state::remove_changed(entry_id id, uint64_t now_ms) {
 }
 
 bool shard_state::contains(std::string_view key, time_point now) const {
-  if (cfg_.lease && !cfg_.lease.valid(now)) return false; // the next read clears
+  if (lapse_clears(cfg_.lease, now)) return false; // the next read clears
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   return id != no_entry && !expired(table_.at(id), to_ms(now));
 }
 
 remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
   remaining_ttl out;
-  if (cfg_.lease && !cfg_.lease.valid(now)) return out; // as `contains`
+  if (lapse_clears(cfg_.lease, now)) return out; // as `contains`
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   if (id == no_entry) return out;
   const auto& e = table_.at(id);
   auto now_ms = to_ms(now);
   if (expired(e, now_ms)) return out;
-  if (!e.expires()) {
+  // Under a lapse with repair-ttl: what the next read's cap leaves it.
+  auto expiry = lapse_capped(e.expires() ? e.expiry_ms() : entry::never, now);
+  if (expiry == entry::never) {
     out.state = remaining_ttl::never_expires;
   } else {
     out.state = remaining_ttl::expires;
-    out.left = std::chrono::milliseconds{e.expiry_ms() - now_ms};
+    out.left = std::chrono::milliseconds{expiry - now_ms};
   }
   return out;
 }
@@ -421,8 +431,24 @@ std::optional<time_point> shard_state::next_expiry() const {
   return time_point{std::chrono::milliseconds{*next}};
 }
 
-bool shard_state::lease_lapsed() {
-  lapsed_until_ = cfg_.lease.until_ticks();
+bool shard_state::lease_lapsed(time_point now) {
+  auto until = cfg_.lease.until_ticks();
+  auto cap = cfg_.lease.lapse_repair_ttl(now).value_or(std::chrono::nanoseconds{0});
+  if (cap.count() > 0) {
+    // As the repair this lapse stands for would do under repair-ttl: what we hold
+    // expires within the cap, and hits go on (staleness bounded by design, the
+    // cache warm). Installs and retimes while it lasts are capped too
+    // (`lapse_capped`): changes may go unheard for as long as it lasts.
+    if (until != lapsed_until_ || cap < lapse_capped_at_) {
+      lapsed_until_ = until;
+      lapse_capped_at_ = cap;
+      cap_ttl(now, cap);
+      ++stats_.lease_caps;
+    }
+    return true;
+  }
+  lapsed_until_ = until;
+  lapse_capped_at_ = cap;
   if (table_.size() > 0) {
     clear_here();
     ++stats_.lease_clears;
@@ -430,6 +456,12 @@ bool shard_state::lease_lapsed() {
     negatives_.clear(); // a remembered load failure is a cached answer too
   }
   return false;
+}
+
+uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now) const noexcept {
+  auto cap = cfg_.lease.lapse_repair_ttl(now);
+  if (!cap || cap->count() <= 0) return expiry_ms;
+  return std::min(expiry_ms, to_ms(now) + ceil_ms(*cap));
 }
 
 std::optional<uint64_t> shard_state::lease_deadline_ms() const noexcept {

@@ -115,6 +115,7 @@ cache_stats& cache_stats::operator+=(const cache_stats& other) {
   loads_queued += other.loads_queued;
   loads_refused += other.loads_refused;
   lease_clears += other.lease_clears;
+  lease_caps += other.lease_caps;
   doorbells += other.doorbells;
   ingress_jobs += other.ingress_jobs;
   writes_parked += other.writes_parked;

@@ -108,6 +108,9 @@ struct cache_stats {
   /// Distributed caches: clears because the node's read lease lapsed (it
   /// lost touch with another node, so it may have missed invalidations).
   uint64_t lease_clears = 0;
+  /// The same lapses under the lease's `repair-ttl`: every TTL capped at it
+  /// instead of a clear, the cache kept warm.
+  uint64_t lease_caps = 0;
   /// Doorbells the shard answered: wake-ups for calls queued by plain threads,
   /// and its own re-rings when still busy after a turn.
   uint64_t doorbells = 0;
@@ -150,9 +153,9 @@ typename Inspector::result_type inspect(Inspector& f, cache_stats& x) {
            x.coalesced, x.refreshes, x.early_refreshes, x.early_expirations,
            x.stale_served, x.loads_voided, x.invalidated_by_event, x.invalidated_by_tag,
            x.invalidated_by_cascade, x.dependency_links, x.dependency_names,
-           x.negative_hits, x.lease_clears, x.load_timeouts, x.loads_in_flight,
-           x.load_waiters, x.loads_out, x.loads_queued, x.loads_refused, x.expiring,
-           x.doorbells, x.ingress_jobs, x.writes_parked);
+           x.negative_hits, x.lease_clears, x.lease_caps, x.load_timeouts,
+           x.loads_in_flight, x.load_waiters, x.loads_out, x.loads_queued,
+           x.loads_refused, x.expiring, x.doorbells, x.ingress_jobs, x.writes_parked);
 }
 
 /// The `q` quantile (0..1) of a window of delays in microseconds (the

@@ -60,7 +60,8 @@ caf::error runtime::start_change_feed(postgres_options opts) {
   setup.routes = std::make_shared<feed_routes>();
   // Lapsed until the feed listens and has repaired (the change source makes
   // sure): a value loaded before LISTEN may have changed unheard.
-  setup.lease = std::make_shared<read_lease>();
+  // A lapse clears the fed caches' shards, or caps their TTLs at repair-ttl.
+  setup.lease = std::make_shared<read_lease>(opts.repair_ttl);
   setup.lease->limit_to(clock::time_point{});
   setup.time_source = clock_;
   setup.repair_ttl = opts.repair_ttl;

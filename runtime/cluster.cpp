@@ -45,7 +45,8 @@ peer_setup peer_setup_for(const cluster_options& opts,
                           std::shared_ptr<const clock> time_source) {
   peer_setup setup;
   static_cast<peer_options&>(setup) = opts; // the options both share
-  setup.lease = std::make_shared<read_lease>();
+  // A lapse clears the distributed caches' shards, or caps their TTLs at repair-ttl.
+  setup.lease = std::make_shared<read_lease>(opts.repair_ttl);
   setup.time_source = std::move(time_source);
   setup.log = log_of(opts); // one log for the whole runtime
   setup.me.host = opts.host;

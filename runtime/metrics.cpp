@@ -43,6 +43,9 @@ const family_of<cache_stats> cache_families[] = {
    &cache_stats::rejected},
   {"karlton_lease_clears_total", kind::counter,
    "Clears because the node's read lease lapsed.", &cache_stats::lease_clears},
+  {"karlton_lease_caps_total", kind::counter,
+   "Lapses of the read lease under repair-ttl: every TTL capped instead of a clear.",
+   &cache_stats::lease_caps},
   {"karlton_doorbells_total", kind::counter,
    "Doorbells the shards answered (wake-ups for queued calls, and a busy shard's own "
    "re-rings).",

@@ -267,8 +267,9 @@ caf::expected<std::string> console::stats_json() {
     out += (i == 0 ? "" : ",") + json_quoted(name) + ":{" + num("hits", c.hits) + "," +
            num("misses", c.misses) + "," + num("entries", c.entries) + "," +
            num("invalidations", c.invalidations) + "," +
-           num("lease_clears", c.lease_clears) + "," + num("loads_out", c.loads_out) +
-           "," + num("loads_queued", c.loads_queued) + "," +
+           num("lease_clears", c.lease_clears) + "," + num("lease_caps", c.lease_caps) +
+           "," + num("loads_out", c.loads_out) + "," +
+           num("loads_queued", c.loads_queued) + "," +
            num("loads_refused", c.loads_refused) + "}";
   }
   return out + "}}";

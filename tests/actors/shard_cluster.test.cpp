@@ -127,3 +127,69 @@ TEST_CASE("a cache fed by the change feed alone is served only while its lease h
   REQUIRE_FALSE(s.put(val("a"), ttl::cache_default(), t0));
   CHECK(s.get("a", at(500ms)));
 }
+
+namespace {
+
+caf::timespan left_of(const shard_state& s, const std::string& key,
+                      clock::time_point now) {
+  auto t = s.ttl_of(key, now);
+  REQUIRE(t.state == remaining_ttl::expires);
+  return t.left;
+}
+
+} // namespace
+
+TEST_CASE("under repair-ttl a lapsed read lease caps every TTL once and keeps serving",
+          "[lease]") {
+  // Before, a lapse cleared the shard whatever repair-ttl said: a node that
+  // lost a member (its lease lapses at once) lost its warm cache too.
+  auto lease = std::make_shared<read_lease>(10s);
+  shard_state s{distributed(lease)};
+  REQUIRE_FALSE(s.put(val("a"), ttl::never(), t0));
+  REQUIRE_FALSE(s.put(val("b"), ttl::after(1h), t0));
+  REQUIRE_FALSE(s.put(val("c"), ttl::after(2s), t0));
+  lease->extend_to(at(1000ms));
+  CHECK(s.contains("a", at(1001ms)));
+  CHECK(left_of(s, "a", at(1001ms)) == 10s); // what the cap will leave it
+  CHECK(s.get("a", at(1001ms)));             // lapsed: capped, and served
+  CHECK(s.size() == 3);
+  CHECK(left_of(s, "a", at(1001ms)) == 10s);
+  CHECK(left_of(s, "b", at(1001ms)) == 10s);
+  CHECK(left_of(s, "c", at(1001ms)) == 999ms); // due sooner: keeps its own
+  CHECK(s.get("b", at(1002ms)));
+  CHECK(s.stats().lease_caps == 1); // once for the lapse
+  CHECK(s.stats().lease_clears == 0);
+  // While it lasts, changes may go unheard: what is put or retimed is capped too.
+  REQUIRE_FALSE(s.put(val("d"), ttl::never(), at(2000ms)));
+  CHECK(left_of(s, "d", at(2000ms)) == 10s);
+  auto retimed = s.set_ttl("b", caf::timespan{1h}, at(3000ms), [](auto) {});
+  REQUIRE(retimed);
+  CHECK(left_of(s, "b", at(3000ms)) == 10s);
+  CHECK_FALSE(s.get("a", at(11'001ms))); // expired by the cap
+  CHECK_FALSE(s.get("d", at(12'000ms)));
+  // Renewed: puts get their own TTL again, until the next lapse caps them.
+  lease->extend_to(at(100'000ms));
+  REQUIRE_FALSE(s.put(val("e"), ttl::never(), at(13'000ms)));
+  CHECK(s.ttl_of("e", at(13'000ms)).state == remaining_ttl::never_expires);
+  CHECK(s.get("e", at(100'001ms)));
+  CHECK(s.stats().lease_caps == 2);
+  CHECK(left_of(s, "e", at(100'001ms)) == 10s);
+}
+
+TEST_CASE("a lapse of a lease without repair-ttl clears though the other lease caps",
+          "[lease]") {
+  auto cluster = std::make_shared<read_lease>(10s);
+  auto changes = std::make_shared<read_lease>(); // clears on a lapse
+  auto cfg = distributed(cluster);
+  cfg.lease.changes = changes;
+  shard_state s{cfg};
+  cluster->extend_to(at(1000ms));
+  changes->extend_to(at(5000ms));
+  REQUIRE_FALSE(s.put(val("a"), ttl::never(), t0));
+  CHECK(s.get("a", at(1001ms))); // the cluster's lapse caps
+  CHECK(s.stats().lease_caps == 1);
+  CHECK_FALSE(s.contains("a", at(5001ms))); // the feed's clears: nothing is trusted
+  CHECK_FALSE(s.get("a", at(5001ms)));
+  CHECK(s.size() == 0);
+  CHECK(s.stats().lease_clears == 1);
+}

@@ -38,10 +38,11 @@ struct fed_cache_fixture {
   // steps on a loaded machine; the heartbeat is short, so a test waits
   // little for the lease to grow.
   explicit fed_cache_fixture(write_mode writes = write_mode::none,
-                             caf::timespan lease = 5s) {
+                             caf::timespan lease = 5s, caf::timespan repair_ttl = {}) {
     p.uri = srv.uri();
     p.heartbeat = 50ms;
     p.lease = lease;
+    p.repair_ttl = repair_ttl;
     p.reconnect_base = 10ms;
     p.reconnect_max = 200ms;
     if (!srv.ready()) return;
@@ -281,6 +282,33 @@ TEST_CASE("hits stop once the feed has been deaf for longer than its lease, and 
   CHECK(f.load_and_hold("k") == "v");
   CHECK(must(f.c.get("k")).bytes() == "v"); // a hit again
   CHECK(must(f.c.stats()).hits > hits);
+}
+
+TEST_CASE("under repair-ttl a deaf feed caps its caches' TTLs and hits go on",
+          "[pg_changes]") {
+  // Before, the lapsed lease cleared the fed caches whatever repair-ttl said.
+  if (!testing::require_postgres()) return;
+  fed_cache_fixture f{write_mode::none, 300ms, 1h};
+  KARLTON_REQUIRE_SERVER(f.srv);
+  f.fill("INSERT INTO users(key, value) VALUES ('k', 'v')");
+  REQUIRE(eventually([&] { return !f.rt.sync_changes(5s); }, 60s)); // the lease holds
+  REQUIRE(f.load_and_hold("k") == "v");
+  auto before = f.stats();
+
+  REQUIRE(f.srv.stop()); // the LISTEN connection goes with it
+  REQUIRE(eventually([&] { return f.stats().lease_lapses > before.lease_lapses; }, 30s));
+  // The shards cap on their own timer when the lease lapses, with no read.
+  REQUIRE(eventually([&] { return must(f.c.stats()).lease_caps > 0; }, 30s));
+  CHECK(must(f.c.stats()).lease_clears == 0);
+  CHECK(f.holds("k"));
+  CHECK(must(f.c.get("k")).bytes() == "v"); // a hit still
+  auto left = must(f.c.ttl_of("k"));
+  CHECK(left.state == remaining_ttl::expires);
+  CHECK(left.left <= 1h);
+
+  REQUIRE(f.srv.start());
+  REQUIRE(eventually([&] { return !f.rt.sync_changes(5s); }, 60s));
+  CHECK(f.stats().repairs > before.repairs);
 }
 
 TEST_CASE("store_changes needs a store that reports changes and a running feed",

@@ -172,7 +172,8 @@ TEST_CASE_METHOD(fixture,
   CHECK(
     reply.find(
       R"("users":{"hits":1,"misses":1,"entries":1,"invalidations":0,"lease_clears":0,)"
-      R"("loads_out":0,"loads_queued":0,"loads_refused":0})") != std::string::npos);
+      R"("lease_caps":0,"loads_out":0,"loads_queued":0,"loads_refused":0})") !=
+    std::string::npos);
   CHECK(reply.find(R"("loaded":{"hits":0,)") != std::string::npos);
   CHECK(reply.back() == '}');
 }
