@@ -285,6 +285,17 @@ private:
   memory_store inner_;
 };
 
+// A cache named `name` over `db`; a write-back one stores only when drained.
+cache_options over(const std::string& name, std::shared_ptr<store> db,
+                   write_mode writes) {
+  cache_options o;
+  o.name = name;
+  o.backing_store = std::move(db);
+  o.writes = writes;
+  if (writes == write_mode::write_back) o.flush_interval = 1h; // dirty until the drain
+  return o;
+}
+
 } // namespace
 
 TEST_CASE("a slow load in one cache takes no time from another cache's drain",
@@ -296,19 +307,11 @@ TEST_CASE("a slow load in one cache takes no time from another cache's drain",
   testing::latch hung;
   runtime rt;
   testing::release_on_exit release{hung};
-  cache_options slow;
   auto loading = std::make_shared<hanging_loads>(hung);
-  slow.name = "slow";
-  slow.backing_store = loading;
-  slow.writes = write_mode::write_through;
-  auto counters = testing::must(rt.create_cache(slow));
+  auto counters =
+    testing::must(rt.create_cache(over("slow", loading, write_mode::write_through)));
   auto db = std::make_shared<memory_store>();
-  cache_options healthy;
-  healthy.name = "healthy";
-  healthy.backing_store = db;
-  healthy.writes = write_mode::write_back;
-  healthy.flush_interval = 1h; // dirty until the drain
-  auto c = testing::must(rt.create_cache(healthy));
+  auto c = testing::must(rt.create_cache(over("healthy", db, write_mode::write_back)));
   REQUIRE_FALSE(c.put("k", "v"));
   auto counted = counters.increment_async("n", 1, ttl::never()); // loads, and hangs
   REQUIRE(testing::eventually([&] { return loading->loads.load() == 1; }));
@@ -338,12 +341,7 @@ TEST_CASE(
   runtime rt;
   testing::release_on_exit release{hung};
   auto db = std::make_shared<hanging_loads>(hung);
-  cache_options o;
-  o.name = "counters";
-  o.backing_store = db;
-  o.writes = write_mode::write_back;
-  o.flush_interval = 1h; // dirty until the drain
-  auto c = testing::must(rt.create_cache(o));
+  auto c = testing::must(rt.create_cache(over("counters", db, write_mode::write_back)));
   REQUIRE_FALSE(c.put("k", "v"));
   auto counted = c.increment_async("n", 1, ttl::never()); // loads, and hangs
   REQUIRE(testing::eventually([&] { return db->loads.load() == 1; }));
@@ -366,11 +364,8 @@ TEST_CASE("without a flusher to drain writes settle for all of flush_timeout",
   runtime rt;
   testing::release_on_exit release{hung};
   auto loading = std::make_shared<hanging_loads>(hung);
-  cache_options slow;
-  slow.name = "slow";
-  slow.backing_store = loading;
-  slow.writes = write_mode::write_through;
-  auto counters = testing::must(rt.create_cache(slow));
+  auto counters =
+    testing::must(rt.create_cache(over("slow", loading, write_mode::write_through)));
   auto counted = counters.increment_async("n", 1, ttl::never()); // loads, and hangs
   REQUIRE(testing::eventually([&] { return loading->loads.load() == 1; }));
   constexpr auto flush_timeout = 2s;
