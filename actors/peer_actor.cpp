@@ -69,8 +69,7 @@ void repair(self_ptr self, const std::string& why, bool always_clear) {
   // A repair that clears serves no hits from now until it is done (rule 6):
   // a shard busy with something else would serve what it is about to clear
   // until the lease ran out (1 s). One that caps TTLs keeps serving: its
-  // staleness is bounded by design. A lost member lapses the lease anyway,
-  // and under repair-ttl the shards then cap rather than clear (read_lease).
+  // staleness is bounded by design. A lost member lapses the lease anyway.
   // The last shard's answer renews it, not the next heartbeat: until then
   // every read missed (and cleared the shard), so what a node loaded just
   // after it joined was not served.

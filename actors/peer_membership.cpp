@@ -47,8 +47,7 @@ void lose_member(self_ptr self, const member_table<peer_actor>::member& m,
   unwatch(self, m.handle);
   st.core->member_lost(lost.name);
   ++st.core->counters.peers_lost;
-  // Rule 7: no hits until the repair below is done (its end renews the lease);
-  // under repair-ttl each shard caps its TTLs on the lapse before its next hit.
+  // Rule 7: no hits until the repair below is done (its end renews the lease).
   if (st.setup.lease) st.setup.lease->limit_to(st.setup.time_source->now());
   log(self, "lost member '" + lost.name + "' (" + why + ")");
   repair(self, "lost '" + lost.name + "', whose invalidations may not have arrived");

@@ -109,6 +109,17 @@ struct read_leases {
         out = out ? std::min(*out, lease->repair_ttl()) : lease->repair_ttl();
     return out;
   }
+  /// True if a lease lapsed at `now` and the lapse clears: nothing held is
+  /// trusted until the next read has cleared it.
+  bool lapse_clears(time_point now) const noexcept {
+    auto ttl = lapse_repair_ttl(now);
+    return ttl && ttl->count() <= 0;
+  }
+  /// True if leases lapsed at `now` and the lapse caps every TTL.
+  bool lapse_caps(time_point now) const noexcept {
+    auto ttl = lapse_repair_ttl(now);
+    return ttl && ttl->count() > 0;
+  }
   /// True if any lease is present.
   explicit operator bool() const noexcept { return cluster || changes; }
 };

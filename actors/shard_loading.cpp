@@ -215,7 +215,12 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
             entry_id != no_entry)
           stale_.insert(entry_id);
       }
-      negatives_.remember(key, result.error(), now_ms);
+      // Under a lapse that caps, nothing is remembered: a missed invalidation
+      // would have forgotten it, as the lapse's cap forgot the others.
+      if (negatives_.enabled() && !cfg_.lease.lapse_caps(now)) {
+        negatives_.remember(key, result.error(), now_ms);
+        lapse_cap_due_ = true; // the next cap forgets it
+      }
       if (!done->waiters.empty()) {
         if (auto old = stale_fallback(key, now_ms)) {
           stats_.stale_served += done->waiters.size();

@@ -19,13 +19,6 @@ uint64_t ceil_ms(caf::timespan d) {
   return static_cast<uint64_t>(ns / 1'000'000 + (ns % 1'000'000 != 0 ? 1 : 0));
 }
 
-// A lease lapsed at `now` whose lapse clears (no repair-ttl): nothing held is
-// trusted until the next read has cleared it.
-bool lapse_clears(const read_leases& leases, clock::time_point now) {
-  auto cap = leases.lapse_repair_ttl(now);
-  return cap && cap->count() <= 0;
-}
-
 } // namespace
 
 caf::error check_sizes(const shard_options& cfg, size_t key_size, size_t value_size) {
@@ -113,7 +106,7 @@ caf::error shard_state::admit(value v, ttl t, time_point now, bool keep_links) {
   }
   if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
   if (auto err = check_room(v)) return err;
-  install(std::move(v), t, to_ms(now), keep_links);
+  install(std::move(v), t, now, keep_links);
   enforce_bound();
   return caf::none;
 }
@@ -128,10 +121,11 @@ caf::error shard_state::check_room(const value& v) {
                       "or more shards");
 }
 
-entry_id shard_state::install(value v, ttl t, uint64_t now_ms, bool keep_links) {
+entry_id shard_state::install(value v, ttl t, time_point now, bool keep_links) {
   if (t.is_default()) t = cfg_.default_ttl;
-  auto expiry = lapse_capped(t.is_never() ? entry::never : now_ms + ceil_ms(t.duration()),
-                             time_point{std::chrono::milliseconds{now_ms}});
+  auto now_ms = to_ms(now);
+  auto expiry =
+    lapse_capped(t.is_never() ? entry::never : now_ms + ceil_ms(t.duration()), now);
   // The buffer's header is ours only if nobody else holds it (a handle kept by
   // an actor that sent it, or the same value put into two caches).
   if (!v.unique()) v = value::make(v.key(), v.bytes());
@@ -197,6 +191,8 @@ uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
   all_changed_ = cfg_.change_listener != nullptr; // which keys we cannot tell
   auto now_ms = to_ms(now);
   auto cap = now_ms + ceil_ms(limit);
+  lapse_cap_due_ = false; // all that is held expires by the cap
+  lapse_capped_at_ = limit;
   // Nor may stale-if-error serve, after the cap, what the missed writes replaced.
   unkept_through_ms_ = std::max(unkept_through_ms_, cap);
   uint64_t n = 0;
@@ -321,21 +317,22 @@ bool shard_state::remove_changed(entry_id id, uint64_t now_ms) {
 }
 
 bool shard_state::contains(std::string_view key, time_point now) const {
-  if (lapse_clears(cfg_.lease, now)) return false; // the next read clears
+  if (cfg_.lease.lapse_clears(now)) return false; // the next read clears
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   return id != no_entry && !expired(table_.at(id), to_ms(now));
 }
 
 remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
   remaining_ttl out;
-  if (lapse_clears(cfg_.lease, now)) return out; // as `contains`
+  if (cfg_.lease.lapse_clears(now)) return out; // as `contains`
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   if (id == no_entry) return out;
   const auto& e = table_.at(id);
   auto now_ms = to_ms(now);
   if (expired(e, now_ms)) return out;
-  // Under a lapse with repair-ttl: what the next read's cap leaves it.
-  auto expiry = lapse_capped(e.expires() ? e.expiry_ms() : entry::never, now);
+  auto expiry = e.expires() ? e.expiry_ms() : entry::never;
+  if (auto cap = cfg_.lease.lapse_repair_ttl(now); cap && cap->count() > 0)
+    expiry = std::min(expiry, to_ms(now) + ceil_ms(*cap)); // what the lapse leaves it
   if (expiry == entry::never) {
     out.state = remaining_ttl::never_expires;
   } else {
@@ -438,17 +435,17 @@ bool shard_state::lease_lapsed(time_point now) {
     // As the repair this lapse stands for would do under repair-ttl: what we hold
     // expires within the cap, and hits go on (staleness bounded by design, the
     // cache warm). Installs and retimes while it lasts are capped too
-    // (`lapse_capped`): changes may go unheard for as long as it lasts.
-    if (until != lapsed_until_ || cap < lapse_capped_at_) {
-      lapsed_until_ = until;
-      lapse_capped_at_ = cap;
+    // (`lapse_capped`): changes may go unheard for as long as it lasts. Capped
+    // again only if something went in uncapped since, or the cap is shorter:
+    // each cap voids the loads in flight.
+    lapsed_until_ = until;
+    if (lapse_cap_due_ || cap < lapse_capped_at_) {
       cap_ttl(now, cap);
       ++stats_.lease_caps;
     }
     return true;
   }
   lapsed_until_ = until;
-  lapse_capped_at_ = cap;
   if (table_.size() > 0) {
     clear_here();
     ++stats_.lease_clears;
@@ -458,10 +455,18 @@ bool shard_state::lease_lapsed(time_point now) {
   return false;
 }
 
-uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now) const noexcept {
+uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now) {
   auto cap = cfg_.lease.lapse_repair_ttl(now);
-  if (!cap || cap->count() <= 0) return expiry_ms;
-  return std::min(expiry_ms, to_ms(now) + ceil_ms(*cap));
+  if (!cap || cap->count() <= 0) {
+    // Put while every lease holds (or one that clears lapsed): the next lapse that
+    // caps must cap it too, even if the lease lapses to the same end again.
+    lapse_cap_due_ = true;
+    return expiry_ms;
+  }
+  auto bound = to_ms(now) + ceil_ms(*cap);
+  // Nor may stale-if-error keep it past the cap (as `cap_ttl`).
+  unkept_through_ms_ = std::max(unkept_through_ms_, bound);
+  return std::min(expiry_ms, bound);
 }
 
 std::optional<uint64_t> shard_state::lease_deadline_ms() const noexcept {

@@ -328,13 +328,13 @@ private:
   caf::error admit(value v, ttl t, time_point now,
                    bool keep_links = false); // told to nobody
   /// Distributed and fed caches: clears if a read lease lapsed; false then. Under
-  /// its `repair_ttl` a lapse caps every TTL instead (once), and holds.
+  /// its `repair_ttl` (the change feed's) a lapse caps every TTL instead, and holds.
   bool lease_holds(time_point now) {
     return !cfg_.lease || cfg_.lease.valid(now) || lease_lapsed(now);
   }
   bool lease_lapsed(time_point now); // clears, false; or caps, true
   /// While a lease lapsed under `repair_ttl`: `expiry_ms` capped at that from `now`.
-  uint64_t lapse_capped(uint64_t expiry_ms, time_point now) const noexcept;
+  uint64_t lapse_capped(uint64_t expiry_ms, time_point now);
   /// When the expiry timer must look at the lease (ms, rounded up): its end,
   /// while the shard holds entries it has not cleared for that end.
   std::optional<uint64_t> lease_deadline_ms() const noexcept;
@@ -423,7 +423,7 @@ private:
   bool turns_full() const noexcept; // set_ttl calls: as many; drops may pass it
   static pending_write in_line(const compute_ptr& job);
   void accept_dirty(pending_write op, time_point now);
-  entry_id install(value v, ttl t, uint64_t now_ms, bool keep_links = false);
+  entry_id install(value v, ttl t, time_point now, bool keep_links = false);
   /// `overloaded` if `v` is a new key and the table is full (2^32 - 1).
   caf::error check_room(const value& v);
   bool in_policy(entry_id id) const {
@@ -440,11 +440,11 @@ private:
   // outnumber live ones, so it stays O(live TTLs).
   std::vector<deadline> deadlines_;
   uint64_t expiring_entries_ = 0;
-  // The lease's end (ticks) when the shard last found it lapsed, and the repair-ttl it
-  // capped at then (0: it cleared): the timer looks again only once the lease moves (a
-  // long partition's puts wait for a read).
+  // The lease's end (ticks) when last found lapsed: the timer looks again once it moves.
   int64_t lapsed_until_ = INT64_MIN;
-  std::chrono::nanoseconds lapse_capped_at_{0};
+  // A lapse under repair-ttl caps again only if something may outlive the last cap.
+  bool lapse_cap_due_ = true;
+  std::chrono::nanoseconds lapse_capped_at_{0}; // that cap
   cache_stats stats_;
   // Read-through state, empty for caches without a loader.
   load_table loads_;

@@ -165,7 +165,7 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
     auto now_ms = to_ms(now);
     outbox_.push_back(shard_write{op.key, std::string{op.val.bytes()}, false, seq});
     note_changed(op.key, false);
-    auto id = install(std::move(op.val), lifetime_at(op, now_ms), now_ms);
+    auto id = install(std::move(op.val), lifetime_at(op, now_ms), now);
     // Out of the policy before the bound is enforced: a dirty entry must not
     // be the victim, not even of its own insertion.
     if (in_policy(id)) policy_->on_remove(id, weight_of(table_.at(id).val));

@@ -47,7 +47,7 @@ struct postgres_options {
   /// How often the feed proves it hears (a query on the LISTEN connection;
   /// at most a day, as the reconnect backoff and the connect timeout).
   caf::timespan heartbeat = std::chrono::milliseconds{250};
-  /// What a repair does: 0 clears the caches, else caps their entries' TTLs.
+  /// What a repair or a lapsed lease does: 0 clears the caches, else caps their TTLs.
   caf::timespan repair_ttl{0};
   /// Backoff between connection attempts after a failure: from base, doubling
   /// per failure up to max, with equal jitter. While it lasts, calls that need

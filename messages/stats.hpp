@@ -105,11 +105,12 @@ struct cache_stats {
                                 ///< 1024 per shard)
   uint64_t loads_refused = 0;   ///< loads not started, both full: get_or_load
                                 ///< answered `overloaded`, refreshes skipped
-  /// Distributed caches: clears because the node's read lease lapsed (it
-  /// lost touch with another node, so it may have missed invalidations).
+  /// Distributed and fed caches: clears because a read lease lapsed (the node
+  /// lost touch with another node or the change feed: it may have missed
+  /// invalidations).
   uint64_t lease_clears = 0;
-  /// The same lapses under the lease's `repair-ttl`: every TTL capped at it
-  /// instead of a clear, the cache kept warm.
+  /// Fed caches under `karlton.postgres.repair-ttl`: the feed's lease lapsed,
+  /// and every TTL was capped at it instead of a clear (the cache kept warm).
   uint64_t lease_caps = 0;
   /// Doorbells the shard answered: wake-ups for calls queued by plain threads,
   /// and its own re-rings when still busy after a turn.

@@ -45,8 +45,9 @@ peer_setup peer_setup_for(const cluster_options& opts,
                           std::shared_ptr<const clock> time_source) {
   peer_setup setup;
   static_cast<peer_options&>(setup) = opts; // the options both share
-  // A lapse clears the distributed caches' shards, or caps their TTLs at repair-ttl.
-  setup.lease = std::make_shared<read_lease>(opts.repair_ttl);
+  // A lapse clears whatever repair-ttl says (rule 7: a node that lost a member
+  // serves no hits until it repaired), unlike the change feed's.
+  setup.lease = std::make_shared<read_lease>();
   setup.time_source = std::move(time_source);
   setup.log = log_of(opts); // one log for the whole runtime
   setup.me.host = opts.host;

@@ -26,10 +26,15 @@ void log_line(const std::string& line) {
     std::lock_guard<std::mutex> guard{sink_mtx};
     sink = current_sink;
   }
-  if (sink)
-    sink(line);
-  else
-    std::cerr << line << '\n';
+  if (sink) {
+    // A warning must not take down the actor or the shutdown that gives it.
+    try {
+      sink(line);
+      return;
+    } catch (...) {
+    }
+  }
+  std::cerr << line << '\n';
 }
 
 } // namespace karlton

@@ -17,7 +17,7 @@ using log_sink = std::function<void(const std::string& line)>;
 /// @threadsafe
 log_sink set_log_sink(log_sink sink);
 
-/// Hands `line` to the current sink.
+/// Hands `line` to the current sink (to stderr if the sink throws).
 /// @threadsafe
 void log_line(const std::string& line);
 

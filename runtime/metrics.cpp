@@ -41,10 +41,10 @@ const family_of<cache_stats> cache_families[] = {
    &cache_stats::evictions},
   {"karlton_rejected_total", kind::counter, "Puts refused: key or value too large.",
    &cache_stats::rejected},
-  {"karlton_lease_clears_total", kind::counter,
-   "Clears because the node's read lease lapsed.", &cache_stats::lease_clears},
+  {"karlton_lease_clears_total", kind::counter, "Clears because a read lease lapsed.",
+   &cache_stats::lease_clears},
   {"karlton_lease_caps_total", kind::counter,
-   "Lapses of the read lease under repair-ttl: every TTL capped instead of a clear.",
+   "Lapses of the change feed's lease under repair-ttl: every TTL capped, not cleared.",
    &cache_stats::lease_caps},
   {"karlton_doorbells_total", kind::counter,
    "Doorbells the shards answered (wake-ups for queued calls, and a busy shard's own "

@@ -35,8 +35,8 @@ void add_postgres_options(caf::config_option_set& opts) {
     .add<caf::timespan>("lease", "how long hits go on after the feed last proved it "
                                  "hears every change (default 1s)")
     .add<caf::timespan>("heartbeat", "how often the feed proves it (default 250ms)")
-    .add<caf::timespan>("repair-ttl", "a repair caps TTLs at this instead of clearing "
-                                      "(default 0 = clear)")
+    .add<caf::timespan>("repair-ttl", "a repair or a lapsed lease caps TTLs at this "
+                                      "instead of clearing (default 0 = clear)")
     .add<caf::timespan>("reconnect-base", "first backoff after a failed connection "
                                           "(default 100ms)")
     .add<caf::timespan>("reconnect-max", "longest backoff (default 5s)")

@@ -14,6 +14,7 @@
 #include "actors/pg_listener_actor.hpp"
 #include "base/rcu.hpp"
 #include "runtime/cache_core.hpp"
+#include <karlton/messages/errors.hpp>
 #include <karlton/runtime/log.hpp>
 #include <karlton/runtime/runtime.hpp>
 
@@ -73,9 +74,9 @@ void stop_peer_and_await(caf::scoped_actor& self, const peer_actor& peer) {
   self->receive([](const caf::down_msg&) {});
 }
 
-// One cache's part of steps 2 and 3, run beside every other cache's, so that
-// a slow load or store in one cache takes no time from another's flusher
-// (before, every flusher waited for the slowest cache's shards).
+// One cache's part of step 3, run beside every other cache's, so that a slow
+// load or store in one cache takes no time from another's flusher (before,
+// every flusher waited for the slowest cache's shards).
 struct cache_stop {
   std::string name;
   std::vector<shard_actor> shards;
@@ -87,79 +88,105 @@ struct cache_stop {
   std::chrono::steady_clock::time_point deadline;
 };
 
-using shared_stop = std::shared_ptr<const cache_stop>;
+struct stop_state {
+  cache_stop job;
+  caf::typed_response_promise<uint64_t> answer; // to `stop_actors`, once
+  size_t left = 0;                              // answers or downs still awaited
+};
 
-// Asks every shard of the cache at once to settle; calls `then` when each
+using stop_ptr = caf::stateful_actor<stop_state>*;
+
+void stop_shards(stop_ptr self);
+void drain(stop_ptr self);
+
+// Answers `stop_actors` and quits.
+void finish(stop_ptr self, caf::expected<uint64_t> unstored) {
+  auto& answer = self->state.answer;
+  if (answer.pending()) {
+    if (unstored)
+      answer.deliver(*unstored);
+    else
+      answer.deliver(std::move(unstored.error()));
+  }
+  self->quit();
+}
+
+// Asks every shard of the cache at once to settle; stops them when each
 // answered or timed out. A shard stopped first failed its writes with
 // `shut_down` while the store still took them, and told no other node: those
 // kept the old value (rule 6); a write-back caller heard `shut_down` for a
 // write the flusher then stored.
-template <class Then>
-void settle_shards(caf::event_based_actor* self, shared_stop job, Then then) {
-  if (job->settle_for <= caf::timespan{0} || job->shards.empty()) return then();
-  auto left = std::make_shared<size_t>(job->shards.size());
-  for (auto& shard : job->shards)
-    self->request(shard, job->settle_for, settle_atom::value)
+void settle_shards(stop_ptr self) {
+  auto& job = self->state.job;
+  if (job.settle_for <= caf::timespan{0} || job.shards.empty()) return stop_shards(self);
+  self->state.left = job.shards.size();
+  for (auto& shard : job.shards)
+    self->request(shard, job.settle_for, settle_atom::value)
       .then(
-        [left, then](caf::ok_atom) {
-          if (--*left == 0) then();
+        [self](caf::ok_atom) {
+          if (--self->state.left == 0) stop_shards(self);
         },
-        [left, then, job](caf::error&) {
-          log_line("karlton: a shard of cache '" + job->name +
+        [self](caf::error&) {
+          log_line("karlton: a shard of cache '" + self->state.job.name +
                    "' still had writes with the store or flusher at shutdown; "
                    "their callers hear shut_down (write-through: other nodes are "
                    "not told)");
-          if (--*left == 0) then();
+          if (--self->state.left == 0) stop_shards(self);
         });
 }
 
-// Stops the cache's shards and calls `then` once all are gone: afterwards
-// nobody pops from their ingress queues but `runtime::shutdown`, and every
-// write a shard handed to the flusher is in the flusher's mailbox.
-template <class Then>
-void stop_shards(caf::event_based_actor* self, shared_stop job, Then then) {
-  if (job->shards.empty()) return then();
-  auto left = std::make_shared<size_t>(job->shards.size());
-  self->set_down_handler([left, then](caf::down_msg&) {
-    if (--*left == 0) then();
+// Stops the cache's shards and drains once all are gone: afterwards nobody
+// pops from their ingress queues but `runtime::shutdown`, and every write a
+// shard handed to the flusher is in the flusher's mailbox.
+void stop_shards(stop_ptr self) {
+  self->state.left = 0;
+  for (auto& shard : self->state.job.shards)
+    self->state.left += shard ? 1 : 0;
+  if (self->state.left == 0) return drain(self);
+  self->set_down_handler([self](caf::down_msg&) {
+    if (--self->state.left == 0) drain(self);
   });
-  for (auto& shard : job->shards) {
-    self->monitor(shard);
-    self->send_exit(shard, caf::exit_reason::user_shutdown);
-  }
+  for (auto& shard : self->state.job.shards)
+    if (shard) {
+      self->monitor(shard);
+      self->send_exit(shard, caf::exit_reason::user_shutdown);
+    }
 }
 
 // Write-back: the flusher stores what is dirty until the deadline and answers
 // how many writes it could not; an error if it did not answer.
-void drain(caf::event_based_actor* self, shared_stop job,
-           caf::typed_response_promise<uint64_t> answer) {
-  if (!job->flusher) {
-    answer.deliver(uint64_t{0});
-    return self->quit();
-  }
-  auto timeout = left_until(job->deadline);
+void drain(stop_ptr self) {
+  auto& job = self->state.job;
+  if (!job.flusher) return finish(self, uint64_t{0});
+  auto timeout = left_until(job.deadline);
   self
-    ->request(job->flusher, timeout + std::chrono::seconds{1}, drain_atom::value, timeout)
-    .then(
-      [self, answer](uint64_t unstored) mutable {
-        answer.deliver(unstored);
-        self->quit();
-      },
-      [self, answer](caf::error& e) mutable {
-        answer.deliver(std::move(e));
-        self->quit();
-      });
+    ->request(job.flusher, timeout + std::chrono::seconds{1}, drain_atom::value, timeout)
+    .then([self](uint64_t unstored) { finish(self, unstored); },
+          [self](caf::error& e) { finish(self, std::move(e)); });
 }
 
 // Asked `drain`: settles, stops the shards, drains the flusher, answers, quits.
-caf::behavior stop_cache(caf::event_based_actor* self, cache_stop job) {
-  auto shared = std::make_shared<const cache_stop>(std::move(job));
-  return {[self, shared](drain_atom) -> caf::result<uint64_t> {
-    auto answer = self->make_response_promise<uint64_t>();
-    settle_shards(self, shared, [self, shared, answer] {
-      stop_shards(self, shared, [self, shared, answer] { drain(self, shared, answer); });
-    });
-    return answer;
+caf::behavior stop_cache(stop_ptr self, cache_stop job) {
+  self->state.job = std::move(job);
+  // A handler that throws (a log sink, say) still answers: `stop_actors`
+  // waits for the answer without a timeout.
+  self->set_exception_handler([self](std::exception_ptr& x) -> caf::error {
+    std::string what = "an unknown exception";
+    try {
+      std::rethrow_exception(x);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    auto err = make_error(errc::shut_down,
+                          "stopping cache '" + self->state.job.name + "' threw: " + what);
+    if (self->state.answer.pending()) self->state.answer.deliver(err);
+    return err; // the actor quits with it
+  });
+  return {[self](drain_atom) -> caf::result<uint64_t> {
+    self->state.answer = self->make_response_promise<uint64_t>();
+    settle_shards(self);
+    return self->state.answer;
   }};
 }
 
@@ -167,7 +194,9 @@ caf::behavior stop_cache(caf::event_based_actor* self, cache_stop job) {
 // the log.
 void report_drain(const std::string& name, const detail::cache_core& core,
                   caf::expected<uint64_t> unstored, runtime::shutdown_report& report) {
-  if (!unstored) {
+  if (!unstored && !core.flusher) {
+    log_line("karlton: " + describe(unstored.error()));
+  } else if (!unstored) {
     // How many writes the flusher holds is unknown; say so, and count the
     // most it may hold.
     log_line("karlton: the flusher of cache '" + name +
@@ -231,14 +260,7 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
   flush_timeout = std::clamp(flush_timeout, caf::timespan{0},
                              caf::timespan{std::chrono::hours{24 * 365}});
   auto deadline = std::chrono::steady_clock::now() + flush_timeout;
-  if (flush_timeout <= caf::timespan{0} &&
-      std::any_of(caches_.begin(), caches_.end(), [](const auto& c) {
-        return c.second->options.writes != write_mode::none;
-      }))
-    // No time to wait: none asked (each would time out at once and log a
-    // false alarm), one line said instead.
-    log_line("karlton: shutdown with no time to wait: writes still with a store or "
-             "flusher were not waited for; their callers hear shut_down");
+  bool unsettled = false; // a cache with a write mode given no time to settle
   // 3. Every cache at once: its writes settle, its shards stop, its flusher
   //    (write-back) stores what is dirty until the deadline. Where a flusher
   //    is to drain, settling takes at most half of `flush_timeout`: a slow
@@ -255,8 +277,10 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
     job.name = name;
     for (auto& route : core->routes)
       job.shards.push_back(route.actor);
-    if (core->options.writes != write_mode::none)
+    if (core->options.writes != write_mode::none) {
       job.settle_for = core->flusher ? flush_timeout / 2 : flush_timeout;
+      unsettled = unsettled || job.settle_for <= caf::timespan{0};
+    }
     job.flusher = core->flusher;
     job.deadline = deadline;
     // Each step of it is bounded but the shards' stop, as before.
@@ -264,6 +288,11 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
     all.push_back(
       {&name, core.get(), self->request(stopper, caf::infinite, drain_atom::value)});
   }
+  if (unsettled)
+    // No time to wait: none asked (each would time out at once and log a
+    // false alarm), one line said instead.
+    log_line("karlton: shutdown with no time to wait: writes still with a store or "
+             "flusher were not waited for; their callers hear shut_down");
   shutdown_report report;
   for (auto& a : all)
     a.answer.receive(

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -118,4 +119,17 @@ TEST_CASE("a node's log lines go to the log sink when its options name no log",
     CHECK_FALSE(log.wait_for("member joined: a", 30s).empty());
   }
   CHECK(err.text().empty());
+}
+
+TEST_CASE("a line the log sink throws on goes to stderr, and the warner goes on",
+          "[runtime][log]") {
+  // Warnings come from actors (a flusher, a shard stopping at shutdown): a
+  // sink that throws must not take them down.
+  auto previous =
+    set_log_sink([](const std::string&) { throw std::runtime_error("sink down"); });
+  stderr_capture captured;
+  CHECK_NOTHROW(log_line("karlton: a warning the sink refused"));
+  auto text = captured.text();
+  set_log_sink(previous);
+  CHECK(text.find("karlton: a warning the sink refused") != std::string::npos);
 }
