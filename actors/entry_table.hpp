@@ -26,11 +26,20 @@ inline uint64_t to_ms(std::chrono::steady_clock::time_point t) noexcept {
   return ms.count() < 0 ? 0 : static_cast<uint64_t>(ms.count());
 }
 
+/// `d` in whole milliseconds, rounded up; 0 for none or less. Not
+/// (ns + 999'999) / 1'000'000: that overflows for a TTL near the largest
+/// timespan, which then expired at once.
+inline uint64_t ceil_ms(std::chrono::nanoseconds d) noexcept {
+  auto ns = d.count();
+  if (ns <= 0) return 0;
+  return static_cast<uint64_t>(ns / 1'000'000 + (ns % 1'000'000 != 0 ? 1 : 0));
+}
+
 /// The TTL that, given at `now_ms`, expires at `expiry_ms` (1 ms if that
 /// has passed: an entry that keeps a past expiry expires at once).
 inline ttl expiring_at(uint64_t expiry_ms, uint64_t now_ms) noexcept {
-  return ttl::after(std::chrono::milliseconds{
-    expiry_ms > now_ms ? expiry_ms - now_ms : uint64_t{1}});
+  return ttl::after(
+    std::chrono::milliseconds{expiry_ms > now_ms ? expiry_ms - now_ms : uint64_t{1}});
 }
 
 /// One cached key. 24 bytes: the shared value buffer (which holds the key),

@@ -1,12 +1,16 @@
 #include "actors/negative_cache.hpp"
 
+#include <algorithm>
 #include <utility>
 
 namespace karlton {
 
-void negative_cache::remember(std::string_view key, caf::error why, uint64_t now_ms) {
+void negative_cache::remember(std::string_view key, caf::error why, uint64_t now_ms,
+                              uint64_t until_ms) {
   if (ttl_ms_ == 0) return;
-  auto expiry = now_ms + ttl_ms_;
+  // A shorter `until_ms` may come behind a longer one in the FIFO: it is never
+  // found past it, only dropped later.
+  auto expiry = std::min(now_ms + ttl_ms_, until_ms);
   auto seq = next_seq_++;
   by_key_.insert_or_assign(std::string{key}, failure{std::move(why), expiry, seq});
   fifo_.push_back(queued{expiry, seq, std::string{key}});

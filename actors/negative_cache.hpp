@@ -43,9 +43,10 @@ public:
   /// dropped by `expire`).
   size_t size() const noexcept { return by_key_.size(); }
 
-  /// Remembers that loading `key` failed with `why`, until `now_ms` + TTL,
-  /// replacing any older failure of the key.
-  void remember(std::string_view key, caf::error why, uint64_t now_ms);
+  /// Remembers that loading `key` failed with `why`, until `now_ms` + TTL (or
+  /// `until_ms`, if sooner), replacing any older failure of the key.
+  void remember(std::string_view key, caf::error why, uint64_t now_ms,
+                uint64_t until_ms = UINT64_MAX);
 
   /// The failure remembered for `key` if it has not run out by `now_ms`.
   const caf::error* find(std::string_view key, uint64_t now_ms) const;

@@ -109,6 +109,12 @@ struct read_leases {
         out = out ? std::min(*out, lease->repair_ttl()) : lease->repair_ttl();
     return out;
   }
+  /// When a lapse began, as far as one who last saw the leases valid at
+  /// `seen_valid` can tell: the earliest end, or `seen_valid` if later (a
+  /// lease lapsed to the clock's epoch says nothing of when it stopped).
+  time_point lapse_began(time_point seen_valid) const noexcept {
+    return std::max(time_point{time_point::duration{until_ticks()}}, seen_valid);
+  }
   /// True if a lease lapsed at `now` and the lapse clears: nothing held is
   /// trusted until the next read has cleared it.
   bool lapse_clears(time_point now) const noexcept {

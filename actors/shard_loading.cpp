@@ -215,12 +215,10 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
             entry_id != no_entry)
           stale_.insert(entry_id);
       }
-      // Under a lapse that caps, nothing is remembered: a missed invalidation
-      // would have forgotten it, as the lapse's cap forgot the others.
-      if (negatives_.enabled() && !cfg_.lease.lapse_caps(now)) {
-        negatives_.remember(key, result.error(), now_ms);
-        lapse_cap_due_ = true; // the next cap forgets it
-      }
+      // Under a lapse that caps, remembered no longer than the cap: a missed
+      // invalidation would have forgotten it.
+      if (negatives_.enabled())
+        negatives_.remember(key, result.error(), now_ms, lapse_capped(UINT64_MAX, now));
       if (!done->waiters.empty()) {
         if (auto old = stale_fallback(key, now_ms)) {
           stats_.stale_served += done->waiters.size();

@@ -11,14 +11,6 @@ namespace {
 
 constexpr auto later = std::greater<std::pair<uint64_t, entry_id>>{};
 
-uint64_t ceil_ms(caf::timespan d) {
-  // Not (ns + 999'999) / 1'000'000: that overflows for a put's TTL near the
-  // largest timespan, which then expired at once.
-  auto ns = d.count();
-  if (ns <= 0) return 0;
-  return static_cast<uint64_t>(ns / 1'000'000 + (ns % 1'000'000 != 0 ? 1 : 0));
-}
-
 } // namespace
 
 caf::error check_sizes(const shard_options& cfg, size_t key_size, size_t value_size) {
@@ -180,39 +172,6 @@ void shard_state::push_deadlines(const entry& e, entry_id id) {
   std::push_heap(deadlines_.begin(), deadlines_.end(), later);
 }
 
-uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
-  // A repair stands for invalidations that went missing, of keys we cannot
-  // name: a load that started before it may have read what they replaced,
-  // so none may install (rule 1), or it would live its full TTL past the cap.
-  loads_.void_all();
-  void_all_pending_puts();
-  // A missed invalidation would have forgotten them too (`erase_here`).
-  negatives_.clear();
-  all_changed_ = cfg_.change_listener != nullptr; // which keys we cannot tell
-  auto now_ms = to_ms(now);
-  auto cap = now_ms + ceil_ms(limit);
-  lapse_cap_due_ = false; // all that is held expires by the cap
-  lapse_capped_at_ = limit;
-  // Nor may stale-if-error serve, after the cap, what the missed writes replaced.
-  unkept_through_ms_ = std::max(unkept_through_ms_, cap);
-  uint64_t n = 0;
-  for (entry_id id = 0; id < table_.id_limit(); ++id) {
-    auto& e = table_.at(id);
-    if (!e.live()) continue;
-    // Kept for stale-if-error: a missed invalidation would have removed it.
-    if (expired(e, now_ms)) {
-      remove(id, removal_cause::expired);
-      continue;
-    }
-    if (e.expires() && e.expiry_ms() <= cap) continue;
-    bool before = e.expires();
-    table_.set_expiry(id, cap);
-    track_expiry(id, before);
-    ++n;
-  }
-  return n;
-}
-
 void shard_state::compact_deadlines() {
   deadlines_.clear();
   for (entry_id id = 0; id < table_.id_limit(); ++id) {
@@ -331,8 +290,12 @@ remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
   auto now_ms = to_ms(now);
   if (expired(e, now_ms)) return out;
   auto expiry = e.expires() ? e.expiry_ms() : entry::never;
-  if (auto cap = cfg_.lease.lapse_repair_ttl(now); cap && cap->count() > 0)
-    expiry = std::min(expiry, to_ms(now) + ceil_ms(*cap)); // what the lapse leaves it
+  if (auto cap = cfg_.lease.lapse_repair_ttl(now);
+      cap && cap->count() > 0 && lapse_cap_due_)
+    // What the cap the next read makes leaves it.
+    expiry =
+      std::min(expiry, to_ms(std::min(cfg_.lease.lapse_began(lease_seen_valid_), now)) +
+                         ceil_ms(*cap));
   if (expiry == entry::never) {
     out.state = remaining_ttl::never_expires;
   } else {
@@ -426,57 +389,6 @@ std::optional<time_point> shard_state::next_expiry() const {
     next = std::min(next.value_or(UINT64_MAX), *lease);
   if (!next) return std::nullopt;
   return time_point{std::chrono::milliseconds{*next}};
-}
-
-bool shard_state::lease_lapsed(time_point now) {
-  auto until = cfg_.lease.until_ticks();
-  auto cap = cfg_.lease.lapse_repair_ttl(now).value_or(std::chrono::nanoseconds{0});
-  if (cap.count() > 0) {
-    // As the repair this lapse stands for would do under repair-ttl: what we hold
-    // expires within the cap, and hits go on (staleness bounded by design, the
-    // cache warm). Installs and retimes while it lasts are capped too
-    // (`lapse_capped`): changes may go unheard for as long as it lasts. Capped
-    // again only if something went in uncapped since, or the cap is shorter:
-    // each cap voids the loads in flight.
-    lapsed_until_ = until;
-    if (lapse_cap_due_ || cap < lapse_capped_at_) {
-      cap_ttl(now, cap);
-      ++stats_.lease_caps;
-    }
-    return true;
-  }
-  lapsed_until_ = until;
-  if (table_.size() > 0) {
-    clear_here();
-    ++stats_.lease_clears;
-  } else if (!negatives_.empty()) {
-    negatives_.clear(); // a remembered load failure is a cached answer too
-  }
-  return false;
-}
-
-uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now) {
-  auto cap = cfg_.lease.lapse_repair_ttl(now);
-  if (!cap || cap->count() <= 0) {
-    // Put while every lease holds (or one that clears lapsed): the next lapse that
-    // caps must cap it too, even if the lease lapses to the same end again.
-    lapse_cap_due_ = true;
-    return expiry_ms;
-  }
-  auto bound = to_ms(now) + ceil_ms(*cap);
-  // Nor may stale-if-error keep it past the cap (as `cap_ttl`).
-  unkept_through_ms_ = std::max(unkept_through_ms_, bound);
-  return std::min(expiry_ms, bound);
-}
-
-std::optional<uint64_t> shard_state::lease_deadline_ms() const noexcept {
-  if (!cfg_.lease || table_.size() == 0) return std::nullopt;
-  auto until = cfg_.lease.until_ticks();
-  if (until == INT64_MAX || until == lapsed_until_) return std::nullopt;
-  // valid() holds through `until` itself: the first whole ms after it.
-  auto ms =
-    std::chrono::duration_cast<std::chrono::milliseconds>(time_point::duration{until});
-  return ms.count() < 0 ? 0 : static_cast<uint64_t>(ms.count()) + 1;
 }
 
 cache_stats shard_state::stats() const {

@@ -22,10 +22,6 @@ namespace {
 // (callbacks) cannot grow memory unbounded.
 constexpr size_t max_parked = 65536;
 
-uint64_t ceil_ms(caf::timespan d) {
-  return static_cast<uint64_t>((d.count() + 999'999) / 1'000'000);
-}
-
 // What a pending write installs with now: its TTL, or what is left of the
 // expiry a compute kept.
 template <class PendingWrite>

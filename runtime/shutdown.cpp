@@ -200,7 +200,8 @@ void report_drain(const std::string& name, const detail::cache_core& core,
     // How many writes the flusher holds is unknown; say so, and count the
     // most it may hold.
     log_line("karlton: the flusher of cache '" + name +
-             "' did not answer at shutdown; its dirty writes may be lost");
+             "' did not answer at shutdown; its dirty writes may be lost (" +
+             describe(unstored.error()) + ")");
     report.unstored.emplace_back(name, core.options.max_dirty);
   } else if (*unstored > 0) {
     log_line("karlton: " + std::to_string(*unstored) + " write-back writes of cache '" +
@@ -299,10 +300,14 @@ runtime::shutdown_report runtime::stop_actors(caf::timespan flush_timeout) {
       [&](uint64_t n) { report_drain(*a.cache, *a.core, n, report); },
       [&](caf::error& e) { report_drain(*a.cache, *a.core, std::move(e), report); });
   // 4. Stop the rest (a busy loader or store call finishes first: one still
-  //    running 100 ms on is asked to give up).
+  //    running 100 ms on is asked to give up). The shards again, should a
+  //    cache's step 3 have failed before it stopped them (an exit to a
+  //    stopped actor is answered by its down message at once).
   stop_in_every_cache(
     self, caches_,
     [](detail::cache_core& core, auto stop) {
+      for (auto& route : core.routes)
+        stop(route.actor);
       for (auto& loader : core.loaders)
         stop(loader);
       stop(core.flusher);

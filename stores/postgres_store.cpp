@@ -72,8 +72,9 @@ caf::error validate(const postgres_options& opts) {
     return make_error(errc::invalid_option,
                       "postgres reconnect-base must be >= 1ms and <= reconnect-max");
   if (auto err = check_span("connect-timeout", opts.connect_timeout)) return err;
-  if (opts.repair_ttl < caf::timespan{0})
-    return make_error(errc::invalid_option, "postgres repair-ttl must be >= 0");
+  if (opts.repair_ttl < caf::timespan{0} || opts.repair_ttl > 24h * 365)
+    return make_error(errc::invalid_option,
+                      "postgres repair-ttl must be 0 (clear) or at most 365 days");
   return caf::none;
 }
 
@@ -154,7 +155,8 @@ struct postgres_store::impl {
   static uint64_t rows_changed(const pg::result_ptr& res) {
     std::string_view text{PQcmdTuples(res.get())};
     uint64_t n = 0;
-    if (std::from_chars(text.data(), text.data() + text.size(), n).ec != std::errc{}) n = 1;
+    if (std::from_chars(text.data(), text.data() + text.size(), n).ec != std::errc{})
+      n = 1;
     return n;
   }
 

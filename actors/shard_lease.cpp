@@ -1,0 +1,108 @@
+// The shard's side of the read leases and of repairs (rule 6): a lapse clears the
+// shard, or under the change feed's repair-ttl caps every TTL; a repair clears
+// (`clear_here`) or caps (`cap_ttl`).
+#include <algorithm>
+
+#include "actors/shard_state.hpp"
+
+namespace karlton {
+
+uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit,
+                              std::optional<time_point> from) {
+  // A repair stands for invalidations that went missing, of keys we cannot
+  // name: a load that started before it may have read what they replaced,
+  // so none may install (rule 1), or it would live its full TTL past the cap.
+  loads_.void_all();
+  void_all_pending_puts();
+  // A missed invalidation would have forgotten them too (`erase_here`).
+  negatives_.clear();
+  all_changed_ = cfg_.change_listener != nullptr; // which keys we cannot tell
+  auto now_ms = to_ms(now);
+  auto cap = to_ms(std::min(from.value_or(now), now)) + ceil_ms(limit);
+  lapse_cap_due_ = false; // all that is held expires by the cap
+  lapse_capped_at_ = limit;
+  // Nor may stale-if-error serve, after the cap, what the missed writes replaced.
+  unkept_through_ms_ = std::max(unkept_through_ms_, cap);
+  uint64_t n = 0;
+  for (entry_id id = 0; id < table_.id_limit(); ++id) {
+    auto& e = table_.at(id);
+    if (!e.live()) continue;
+    // Kept for stale-if-error: a missed invalidation would have removed it.
+    if (expired(e, now_ms)) {
+      remove(id, removal_cause::expired);
+      continue;
+    }
+    if (e.expires() && e.expiry_ms() <= cap) continue;
+    bool before = e.expires();
+    table_.set_expiry(id, cap);
+    track_expiry(id, before);
+    ++n;
+  }
+  return n;
+}
+
+bool shard_state::lease_holds(time_point now) {
+  if (!cfg_.lease) return true;
+  // One look at the leases: one extended meanwhile must not count as lapsed.
+  auto lapse = cfg_.lease.lapse_repair_ttl(now);
+  if (!lapse) {
+    lease_seen_valid_ = now;
+    return true;
+  }
+  return lease_lapsed(now, *lapse);
+}
+
+bool shard_state::lease_lapsed(time_point now, std::chrono::nanoseconds repair_ttl) {
+  auto until = cfg_.lease.until_ticks();
+  lapsed_until_ = until;
+  if (repair_ttl.count() > 0) {
+    // As the repair this lapse stands for would do under repair-ttl: what we hold
+    // expires within the cap, and hits go on (staleness bounded by design, the
+    // cache warm). Installs and retimes while it lasts are capped too
+    // (`lapse_capped`): changes may go unheard for as long as it lasts. Capped
+    // again only if something went in uncapped since, or the cap is shorter:
+    // each cap voids the loads in flight. The cap counts from when the lease
+    // ended (or was last seen valid, if later: a lapse to the clock's epoch), not
+    // from now: a shard that finds the lapse late (a frozen process, an idle
+    // shard) must not add the time it did not look to the staleness it allows.
+    if (lapse_cap_due_ || repair_ttl < lapse_capped_at_) {
+      if (table_.size() > 0) ++stats_.lease_caps;
+      cap_ttl(now, repair_ttl, cfg_.lease.lapse_began(lease_seen_valid_));
+    }
+    return true;
+  }
+  if (table_.size() > 0) {
+    clear_here();
+    ++stats_.lease_clears;
+  } else if (!negatives_.empty()) {
+    negatives_.clear(); // a remembered load failure is a cached answer too
+  }
+  return false;
+}
+
+uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now) {
+  auto cap = cfg_.lease.lapse_repair_ttl(now);
+  if (!cap || cap->count() <= 0) {
+    // Put while every lease holds (or one that clears lapsed): the next lapse that
+    // caps must cap it too, even if the lease lapses to the same end again.
+    lapse_cap_due_ = true;
+    if (!cap) lease_seen_valid_ = now;
+    return expiry_ms;
+  }
+  auto bound = to_ms(now) + ceil_ms(*cap);
+  // Nor may stale-if-error keep it past the cap (as `cap_ttl`).
+  unkept_through_ms_ = std::max(unkept_through_ms_, bound);
+  return std::min(expiry_ms, bound);
+}
+
+std::optional<uint64_t> shard_state::lease_deadline_ms() const noexcept {
+  if (!cfg_.lease || table_.size() == 0) return std::nullopt;
+  auto until = cfg_.lease.until_ticks();
+  if (until == INT64_MAX || until == lapsed_until_) return std::nullopt;
+  // valid() holds through `until` itself: the first whole ms after it.
+  auto ms =
+    std::chrono::duration_cast<std::chrono::milliseconds>(time_point::duration{until});
+  return ms.count() < 0 ? 0 : static_cast<uint64_t>(ms.count()) + 1;
+}
+
+} // namespace karlton
