@@ -98,36 +98,57 @@ struct read_leases {
   bool valid(time_point now) const noexcept {
     return now.time_since_epoch().count() <= until_ticks();
   }
-  /// What the leases lapsed at `now` ask of a shard: nothing while every lease
-  /// present holds; zero (clear) if one of them clears; else the least of
-  /// their `repair_ttl`s, to cap every TTL at.
-  std::optional<std::chrono::nanoseconds>
-  lapse_repair_ttl(time_point now) const noexcept {
-    std::optional<std::chrono::nanoseconds> out;
-    for (auto* lease : {cluster.get(), changes.get()})
-      if (lease && !lease->valid(now))
-        out = out ? std::min(*out, lease->repair_ttl()) : lease->repair_ttl();
+  /// One look at the leases at `now` (each atomic read once, so what it says
+  /// holds together): the earliest end and what a lapse asks of a shard.
+  struct look {
+    /// The earliest end of the leases present (clock ticks); the largest value if none.
+    int64_t until = std::numeric_limits<int64_t>::max();
+    /// None while every lease present holds; zero (clear) if one that lapsed
+    /// clears; else the least `repair_ttl` of those that lapsed, to cap every TTL at.
+    std::optional<std::chrono::nanoseconds> lapse;
+    bool clears() const noexcept { return lapse && lapse->count() <= 0; }
+    bool caps() const noexcept { return lapse && lapse->count() > 0; }
+    /// When the lapse began, as far as one who last saw the leases valid at
+    /// `seen_valid` can tell: the earliest end, or `seen_valid` if later (a
+    /// lease lapsed to the clock's epoch says nothing of when it stopped).
+    time_point began(time_point seen_valid) const noexcept {
+      return std::max(time_point{time_point::duration{until}}, seen_valid);
+    }
+  };
+  look look_at(time_point now) const noexcept {
+    look out;
+    for (auto* lease : {cluster.get(), changes.get()}) {
+      if (!lease) continue;
+      auto until = lease->until_ticks();
+      out.until = std::min(out.until, until);
+      if (now.time_since_epoch().count() > until) // as `read_lease::valid`
+        out.lapse =
+          out.lapse ? std::min(*out.lapse, lease->repair_ttl()) : lease->repair_ttl();
+    }
     return out;
-  }
-  /// When a lapse began, as far as one who last saw the leases valid at
-  /// `seen_valid` can tell: the earliest end, or `seen_valid` if later (a
-  /// lease lapsed to the clock's epoch says nothing of when it stopped).
-  time_point lapse_began(time_point seen_valid) const noexcept {
-    return std::max(time_point{time_point::duration{until_ticks()}}, seen_valid);
-  }
-  /// True if a lease lapsed at `now` and the lapse clears: nothing held is
-  /// trusted until the next read has cleared it.
-  bool lapse_clears(time_point now) const noexcept {
-    auto ttl = lapse_repair_ttl(now);
-    return ttl && ttl->count() <= 0;
-  }
-  /// True if leases lapsed at `now` and the lapse caps every TTL.
-  bool lapse_caps(time_point now) const noexcept {
-    auto ttl = lapse_repair_ttl(now);
-    return ttl && ttl->count() > 0;
   }
   /// True if any lease is present.
   explicit operator bool() const noexcept { return cluster || changes; }
+};
+
+/// What a shard last saw of its leases, so that it acts on a lapse once and
+/// counts a cap from when the lapse began (actors/shard_lease.cpp).
+struct lease_watch {
+  using time_point = read_lease::time_point;
+
+  /// The end found lapsed (ticks): the timer looks again once it moves.
+  int64_t lapsed_until = std::numeric_limits<int64_t>::min();
+  /// Something went in uncapped since the last cap (or there was none).
+  bool cap_due = true;
+  std::chrono::nanoseconds capped_at{0}; ///< that cap
+  time_point seen_valid{};               ///< when every lease last held
+
+  /// True if a lapse under `repair_ttl` must cap what the shard holds now:
+  /// something may outlive the last cap. Each cap voids the loads in flight,
+  /// so puts during a lapse must not make every read cap again.
+  bool must_cap(std::chrono::nanoseconds repair_ttl) const noexcept {
+    return cap_due || repair_ttl < capped_at;
+  }
 };
 
 } // namespace karlton

@@ -396,8 +396,9 @@ remaining_ttl shard_state::retime(std::string_view key, uint64_t expiry_ms,
     remove(id, removal_cause::expired);
     return before;
   }
+  auto capped = lapse_capped(expiry_ms, now); // may cap the entry first: then `had`
   bool had = table_.at(id).expires();
-  table_.set_expiry(id, lapse_capped(expiry_ms, now)); // entry::never: 34 years
+  table_.set_expiry(id, capped); // entry::never: 34 years
   track_expiry(id, had);
   return before;
 }

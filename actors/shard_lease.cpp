@@ -7,8 +7,13 @@
 
 namespace karlton {
 
-uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit,
-                              std::optional<time_point> from) {
+uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
+  // A lapse not acted on yet first: this cap must not hide it (`must_cap`).
+  lease_holds(now);
+  return cap_from(now, now, limit);
+}
+
+uint64_t shard_state::cap_from(time_point from, time_point now, caf::timespan limit) {
   // A repair stands for invalidations that went missing, of keys we cannot
   // name: a load that started before it may have read what they replaced,
   // so none may install (rule 1), or it would live its full TTL past the cap.
@@ -18,9 +23,9 @@ uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit,
   negatives_.clear();
   all_changed_ = cfg_.change_listener != nullptr; // which keys we cannot tell
   auto now_ms = to_ms(now);
-  auto cap = to_ms(std::min(from.value_or(now), now)) + ceil_ms(limit);
-  lapse_cap_due_ = false; // all that is held expires by the cap
-  lapse_capped_at_ = limit;
+  auto cap = to_ms(std::min(from, now)) + ceil_ms(limit);
+  lease_watch_.cap_due = false; // all that is held expires by the cap
+  lease_watch_.capped_at = limit;
   // Nor may stale-if-error serve, after the cap, what the missed writes replaced.
   unkept_through_ms_ = std::max(unkept_through_ms_, cap);
   uint64_t n = 0;
@@ -44,30 +49,28 @@ uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit,
 bool shard_state::lease_holds(time_point now) {
   if (!cfg_.lease) return true;
   // One look at the leases: one extended meanwhile must not count as lapsed.
-  auto lapse = cfg_.lease.lapse_repair_ttl(now);
-  if (!lapse) {
-    lease_seen_valid_ = now;
+  auto look = cfg_.lease.look_at(now);
+  if (!look.lapse) {
+    lease_watch_.seen_valid = now;
     return true;
   }
-  return lease_lapsed(now, *lapse);
+  return lease_lapsed(now, look);
 }
 
-bool shard_state::lease_lapsed(time_point now, std::chrono::nanoseconds repair_ttl) {
-  auto until = cfg_.lease.until_ticks();
-  lapsed_until_ = until;
-  if (repair_ttl.count() > 0) {
+bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
+  lease_watch_.lapsed_until = look.until;
+  if (look.caps()) {
     // As the repair this lapse stands for would do under repair-ttl: what we hold
     // expires within the cap, and hits go on (staleness bounded by design, the
     // cache warm). Installs and retimes while it lasts are capped too
-    // (`lapse_capped`): changes may go unheard for as long as it lasts. Capped
-    // again only if something went in uncapped since, or the cap is shorter:
-    // each cap voids the loads in flight. The cap counts from when the lease
-    // ended (or was last seen valid, if later: a lapse to the clock's epoch), not
-    // from now: a shard that finds the lapse late (a frozen process, an idle
-    // shard) must not add the time it did not look to the staleness it allows.
-    if (lapse_cap_due_ || repair_ttl < lapse_capped_at_) {
+    // (`lapse_capped`): changes may go unheard for as long as it lasts. The cap
+    // counts from when the lease ended (or was last seen valid, if later: a lapse
+    // to the clock's epoch), not from now: a shard that finds the lapse late (a
+    // frozen process, an idle shard) must not add the time it did not look to
+    // the staleness it allows.
+    if (lease_watch_.must_cap(*look.lapse)) {
       if (table_.size() > 0) ++stats_.lease_caps;
-      cap_ttl(now, repair_ttl, cfg_.lease.lapse_began(lease_seen_valid_));
+      cap_from(look.began(lease_watch_.seen_valid), now, *look.lapse);
     }
     return true;
   }
@@ -81,24 +84,38 @@ bool shard_state::lease_lapsed(time_point now, std::chrono::nanoseconds repair_t
 }
 
 uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now) {
-  auto cap = cfg_.lease.lapse_repair_ttl(now);
-  if (!cap || cap->count() <= 0) {
+  auto look = cfg_.lease.look_at(now);
+  if (!look.caps()) {
     // Put while every lease holds (or one that clears lapsed): the next lapse that
     // caps must cap it too, even if the lease lapses to the same end again.
-    lapse_cap_due_ = true;
-    if (!cap) lease_seen_valid_ = now;
+    lease_watch_.cap_due = true;
+    if (!look.lapse) lease_watch_.seen_valid = now;
     return expiry_ms;
   }
-  auto bound = to_ms(now) + ceil_ms(*cap);
-  // Nor may stale-if-error keep it past the cap (as `cap_ttl`).
+  // A lapse not acted on yet is, before this goes in: its cap counts from when
+  // the lease ended, and would cut short what goes in now if made later.
+  lease_lapsed(now, look);
+  auto bound = to_ms(now) + ceil_ms(*look.lapse);
+  // Nor may stale-if-error keep it past the cap (as `cap_from`).
   unkept_through_ms_ = std::max(unkept_through_ms_, bound);
   return std::min(expiry_ms, bound);
+}
+
+uint64_t shard_state::served_until(const entry& e, time_point now,
+                                   uint64_t now_ms) const {
+  auto look = cfg_.lease.look_at(now);
+  if (look.clears() || expired(e, now_ms)) return 0; // a clearing lapse: the next read clears
+  auto expiry = e.expires() ? e.expiry_ms() : entry::never;
+  if (look.caps() && lease_watch_.must_cap(*look.lapse))
+    expiry = std::min(expiry, to_ms(std::min(look.began(lease_watch_.seen_valid), now)) +
+                                ceil_ms(*look.lapse));
+  return expiry;
 }
 
 std::optional<uint64_t> shard_state::lease_deadline_ms() const noexcept {
   if (!cfg_.lease || table_.size() == 0) return std::nullopt;
   auto until = cfg_.lease.until_ticks();
-  if (until == INT64_MAX || until == lapsed_until_) return std::nullopt;
+  if (until == INT64_MAX || until == lease_watch_.lapsed_until) return std::nullopt;
   // valid() holds through `until` itself: the first whole ms after it.
   auto ms =
     std::chrono::duration_cast<std::chrono::milliseconds>(time_point::duration{until});

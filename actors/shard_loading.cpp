@@ -190,6 +190,9 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
                                 caf::expected<std::string> result, caf::timespan took,
                                 time_point now) {
   step_now_ = now; // for computes that waited for this load
+  // A lapse not acted on yet voids this load too if it caps (it may have read
+  // what a missed change replaced), as a read would have first.
+  lease_holds(now);
   auto done = loads_.finish(key, id);
   if (!done) return; // not ours (or already failed at shutdown)
   ++stats_.loads_finished;

@@ -276,26 +276,18 @@ bool shard_state::remove_changed(entry_id id, uint64_t now_ms) {
 }
 
 bool shard_state::contains(std::string_view key, time_point now) const {
-  if (cfg_.lease.lapse_clears(now)) return false; // the next read clears
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
-  return id != no_entry && !expired(table_.at(id), to_ms(now));
+  auto now_ms = to_ms(now);
+  return id != no_entry && served_until(table_.at(id), now, now_ms) > now_ms;
 }
 
 remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
   remaining_ttl out;
-  if (cfg_.lease.lapse_clears(now)) return out; // as `contains`
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   if (id == no_entry) return out;
-  const auto& e = table_.at(id);
   auto now_ms = to_ms(now);
-  if (expired(e, now_ms)) return out;
-  auto expiry = e.expires() ? e.expiry_ms() : entry::never;
-  if (auto cap = cfg_.lease.lapse_repair_ttl(now);
-      cap && cap->count() > 0 && lapse_cap_due_)
-    // What the cap the next read makes leaves it.
-    expiry =
-      std::min(expiry, to_ms(std::min(cfg_.lease.lapse_began(lease_seen_valid_), now)) +
-                         ceil_ms(*cap));
+  auto expiry = served_until(table_.at(id), now, now_ms);
+  if (expiry <= now_ms) return out; // as `contains`
   if (expiry == entry::never) {
     out.state = remaining_ttl::never_expires;
   } else {

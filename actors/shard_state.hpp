@@ -236,10 +236,9 @@ public:
   /// older than the change from elsewhere the clear stands for (rule 1), so none is
   /// installed.
   uint64_t clear_here();
-  /// The gentler repair: every entry expires within `limit` from `from` or `now`,
-  /// if earlier (those due sooner keep theirs); loads in flight voided. How many.
-  uint64_t cap_ttl(time_point now, caf::timespan limit,
-                   std::optional<time_point> from = std::nullopt);
+  /// The gentler repair: every entry expires within `limit` from now (those due
+  /// sooner keep theirs); loads in flight voided. How many.
+  uint64_t cap_ttl(time_point now, caf::timespan limit);
 
   /// Distributed caches: keys put or erased since the last call (other
   /// nodes must drop their copies), and whether the cache was cleared.
@@ -331,9 +330,14 @@ private:
   /// Distributed and fed caches: clears if a read lease lapsed; false then. Under
   /// its `repair_ttl` (the change feed's) a lapse caps every TTL instead, and holds.
   bool lease_holds(time_point now);
-  bool lease_lapsed(time_point now, std::chrono::nanoseconds ttl); // false: cleared
+  /// `cap_ttl` counted from `from` (a lapse's start), if earlier than now.
+  uint64_t cap_from(time_point from, time_point now, caf::timespan limit);
+  bool lease_lapsed(time_point now, const read_leases::look& look); // false: cleared
   /// While a lease lapsed under `repair_ttl`: `expiry_ms` capped at that from `now`.
   uint64_t lapse_capped(uint64_t expiry_ms, time_point now);
+  /// The ms the entry is served until, as the next read would find it: its expiry,
+  /// or the cap a lapse not yet acted on makes; at most `now_ms`: not served.
+  uint64_t served_until(const entry& e, time_point now, uint64_t now_ms) const;
   /// When the timer must look at the lease (ms, rounded up): its end, if not looked at.
   std::optional<uint64_t> lease_deadline_ms() const noexcept;
   // erase on this node only, told to nobody; `cascade`: hand the key to the bus if
@@ -438,13 +442,7 @@ private:
   // outnumber live ones, so it stays O(live TTLs).
   std::vector<deadline> deadlines_;
   uint64_t expiring_entries_ = 0;
-  // The lease's end (ticks) when last found lapsed: the timer looks again once it moves.
-  int64_t lapsed_until_ = INT64_MIN;
-  // A lapse under repair-ttl caps again only if something may outlive the last cap,
-  // from the lease's end or when it was last seen valid, whichever is later.
-  bool lapse_cap_due_ = true;
-  std::chrono::nanoseconds lapse_capped_at_{0}; // that cap
-  time_point lease_seen_valid_{};
+  lease_watch lease_watch_; // what it last saw of its leases
   cache_stats stats_;
   // Read-through state, empty for caches without a loader.
   load_table loads_;

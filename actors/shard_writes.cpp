@@ -195,6 +195,7 @@ void shard_state::void_all_pending_puts() {
 
 void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
                               time_point now) {
+  lease_holds(now); // a lapse voids the puts the store has, as a read would have first
   for (auto seq : seqs) {
     auto i = awaiting_.find(seq);
     if (i == awaiting_.end()) continue;

@@ -319,3 +319,63 @@ TEST_CASE("puts during a capping lapse neither cap again nor void a load in flig
   CHECK(r.got == std::vector<std::string>{"v1"});
   CHECK(s.get("k", at(4s))); // installed, not voided
 }
+
+TEST_CASE("what goes in before a shard acts on a capping lapse keeps its cap from when it "
+          "went in",
+          "[lease]") {
+  // The feed lapses its lease to the clock's epoch until it listens. Before, a
+  // put then was capped from its own time, and capped again from the epoch by
+  // the first read: every put made before that read expired early.
+  auto feed = std::make_shared<read_lease>(10s);
+  feed->limit_to(clock::time_point{});
+  shard_state s{fed(feed)};
+  REQUIRE_FALSE(s.put(val("a"), ttl::never(), at(5s)));
+  CHECK(s.get("a", at(12s)));
+  CHECK(left_of(s, "a", at(12s)) == 3s);
+  CHECK_FALSE(s.get("a", at(15s)));
+}
+
+TEST_CASE("a load that ends in a capping lapse not yet acted on is not installed",
+          "[lease]") {
+  // It may have read what a missed change replaced; acting on the lapse as
+  // the value went in (and capping it from then) would let it outlive the cap.
+  auto lease = std::make_shared<read_lease>(10s);
+  auto cfg = test::loading(1h);
+  cfg.lease.changes = lease;
+  shard_state s{cfg};
+  lease->extend_to(at(1000ms));
+  test::reader r;
+  CHECK_FALSE(r.read(s, "k", at(500ms))); // loads while the lease holds
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load("k", loads[0].second, std::string{"v1"}, 1ms, at(20s));
+  CHECK(r.got == std::vector<std::string>{"v1"}); // the caller still gets it
+  CHECK_FALSE(s.contains("k", at(21s)));
+  CHECK(s.stats().loads_voided == 1);
+}
+
+TEST_CASE("ttl_of and contains count a capping lapse not yet acted on, however late",
+          "[lease]") {
+  // Found late (a frozen process), the cap from the lease's end is past:
+  // before, `contains` said yes and `ttl_of`'s time left wrapped around.
+  auto lease = std::make_shared<read_lease>(10s);
+  shard_state s{fed(lease)};
+  REQUIRE_FALSE(s.put(val("a"), ttl::never(), t0));
+  lease->extend_to(at(1000ms));
+  CHECK_FALSE(s.contains("a", at(600s)));
+  CHECK(s.ttl_of("a", at(600s)).state == remaining_ttl::missing);
+  CHECK(s.stats().lease_caps == 0); // only looked
+  CHECK(left_of(s, "a", at(5s)) == 6s);
+}
+
+TEST_CASE("a repair before a shard acts on a capping lapse does not hide it", "[lease]") {
+  // The repair's cap (from now) would count as the lapse's (from the lease's
+  // end): values the lapse let go stale would be served past its cap.
+  auto lease = std::make_shared<read_lease>(10s);
+  shard_state s{fed(lease)};
+  REQUIRE_FALSE(s.put(val("a"), ttl::never(), t0));
+  lease->extend_to(at(1000ms));
+  s.cap_ttl(at(5s), 10s);
+  CHECK_FALSE(s.get("a", at(12s)));
+  CHECK(s.stats().lease_caps == 1);
+}
