@@ -354,7 +354,7 @@ TEST_CASE("a load that ends in a capping lapse not yet acted on is not installed
   CHECK(s.stats().loads_voided == 1);
 }
 
-TEST_CASE("ttl_of and contains count a capping lapse not yet acted on, however late",
+TEST_CASE("ttl_of and contains count a capping lapse not yet acted on even found late",
           "[lease]") {
   // Found late (a frozen process), the cap from the lease's end is past:
   // before, `contains` said yes and `ttl_of`'s time left wrapped around.
