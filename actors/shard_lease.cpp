@@ -104,7 +104,8 @@ uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now) {
 uint64_t shard_state::served_until(const entry& e, time_point now,
                                    uint64_t now_ms) const {
   auto look = cfg_.lease.look_at(now);
-  if (look.clears() || expired(e, now_ms)) return 0; // a clearing lapse: the next read clears
+  if (look.clears() || expired(e, now_ms))
+    return 0; // a clearing lapse: the next read clears
   auto expiry = e.expires() ? e.expiry_ms() : entry::never;
   if (look.caps() && lease_watch_.must_cap(*look.lapse))
     expiry = std::min(expiry, to_ms(std::min(look.began(lease_watch_.seen_valid), now)) +

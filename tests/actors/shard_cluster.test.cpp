@@ -320,9 +320,10 @@ TEST_CASE("puts during a capping lapse neither cap again nor void a load in flig
   CHECK(s.get("k", at(4s))); // installed, not voided
 }
 
-TEST_CASE("what goes in before a shard acts on a capping lapse keeps its cap from when it "
-          "went in",
-          "[lease]") {
+TEST_CASE(
+  "what goes in before a shard acts on a capping lapse keeps its cap from when it "
+  "went in",
+  "[lease]") {
   // The feed lapses its lease to the clock's epoch until it listens. Before, a
   // put then was capped from its own time, and capped again from the epoch by
   // the first read: every put made before that read expired early.

@@ -296,6 +296,28 @@ cache_options over(const std::string& name, std::shared_ptr<store> db,
   return o;
 }
 
+// A write-through cache whose increment hangs in its load until the test opens
+// `hung`, beside a healthy write-back cache holding k dirty.
+struct slow_beside_healthy {
+  testing::log_sink_lines log; // before the runtime: it logs while it stops
+  testing::latch hung;
+  runtime rt;
+  testing::release_on_exit release{hung}; // before the runtime stops
+  std::shared_ptr<hanging_loads> loading = std::make_shared<hanging_loads>(hung);
+  std::shared_ptr<memory_store> db = std::make_shared<memory_store>();
+  cache slow =
+    testing::must(rt.create_cache(over("slow", loading, write_mode::write_through)));
+  cache healthy =
+    testing::must(rt.create_cache(over("healthy", db, write_mode::write_back)));
+  std::future<caf::expected<int64_t>> counted;
+
+  slow_beside_healthy() {
+    REQUIRE_FALSE(healthy.put("k", "v"));
+    counted = slow.increment_async("n", 1, ttl::never()); // loads, and hangs
+    REQUIRE(testing::eventually([&] { return loading->loads.load() == 1; }));
+  }
+};
+
 } // namespace
 
 TEST_CASE("a slow load in one cache takes no time from another cache's drain",
@@ -303,33 +325,23 @@ TEST_CASE("a slow load in one cache takes no time from another cache's drain",
   // Each cache settles, stops its shards and drains on its own. Before, every
   // flusher waited for the slowest cache's shards: here the healthy cache's
   // dirty write was stored only once the slow cache had given up settling.
-  testing::log_sink_lines log; // before the runtime: it logs while it stops
-  testing::latch hung;
-  runtime rt;
-  testing::release_on_exit release{hung};
-  auto loading = std::make_shared<hanging_loads>(hung);
-  auto counters =
-    testing::must(rt.create_cache(over("slow", loading, write_mode::write_through)));
-  auto db = std::make_shared<memory_store>();
-  auto c = testing::must(rt.create_cache(over("healthy", db, write_mode::write_back)));
-  REQUIRE_FALSE(c.put("k", "v"));
-  auto counted = counters.increment_async("n", 1, ttl::never()); // loads, and hangs
-  REQUIRE(testing::eventually([&] { return loading->loads.load() == 1; }));
+  slow_beside_healthy f;
+  auto& db = *f.db;
   // A long flush_timeout: the slow cache settles until the test lets its load go.
-  auto stopping = std::async(std::launch::async, [&] { return rt.shutdown(30s); });
+  auto stopping = std::async(std::launch::async, [&] { return f.rt.shutdown(30s); });
   // Opened before `stopping` waits for the shutdown, should a REQUIRE fail.
-  testing::release_on_exit release_first{hung};
+  testing::release_on_exit release_first{f.hung};
   // The drain stores k while the slow cache still settles (before: only once
   // it had given up, after half of flush_timeout).
-  CHECK(testing::eventually([&] { return db->peek("k").has_value(); }, 20s));
-  CHECK(log.containing("still had writes with the store or flusher").empty());
-  hung.release();
+  CHECK(testing::eventually([&] { return db.peek("k").has_value(); }, 20s));
+  CHECK(f.log.containing("still had writes with the store or flusher").empty());
+  f.hung.release();
   auto report = stopping.get();
   CHECK(report.unstored_writes() == 0);
-  CHECK(db->peek("k") == std::optional<std::string>{"v"});
+  CHECK(db.peek("k") == std::optional<std::string>{"v"});
   // Let go while the slow cache still settled: its count went through.
-  REQUIRE(counted.wait_for(10s) == std::future_status::ready);
-  auto n = counted.get();
+  REQUIRE(f.counted.wait_for(10s) == std::future_status::ready);
+  auto n = f.counted.get();
   REQUIRE(n);
   CHECK(*n == 1);
 }
@@ -368,32 +380,21 @@ TEST_CASE(
   // Half of it is kept for a flusher only in a write-back cache: a
   // write-through store slower than that still has its writes told. Before,
   // any write-back cache in the runtime halved every cache's settling.
-  testing::log_sink_lines log; // before the runtime: it logs while it stops
-  testing::latch hung;
-  runtime rt;
-  testing::release_on_exit release{hung};
-  auto loading = std::make_shared<hanging_loads>(hung);
-  auto counters =
-    testing::must(rt.create_cache(over("slow", loading, write_mode::write_through)));
-  auto healthy = testing::must(rt.create_cache(
-    over("healthy", std::make_shared<memory_store>(), write_mode::write_back)));
-  REQUIRE_FALSE(healthy.put("k", "v"));
-  auto counted = counters.increment_async("n", 1, ttl::never()); // loads, and hangs
-  REQUIRE(testing::eventually([&] { return loading->loads.load() == 1; }));
+  slow_beside_healthy f;
   constexpr auto flush_timeout = 2s;
   auto started = std::chrono::steady_clock::now();
   auto stopping =
-    std::async(std::launch::async, [&] { return rt.shutdown(flush_timeout); });
+    std::async(std::launch::async, [&] { return f.rt.shutdown(flush_timeout); });
   // Opened before `stopping` waits for the shutdown, should a REQUIRE fail.
-  testing::release_on_exit release_first{hung};
-  auto gave_up = log.wait_for("still had writes with the store or flusher", 20s);
+  testing::release_on_exit release_first{f.hung};
+  auto gave_up = f.log.wait_for("still had writes with the store or flusher", 20s);
   auto took = std::chrono::steady_clock::now() - started;
-  hung.release();
+  f.hung.release();
   auto report = stopping.get();
   REQUIRE_FALSE(gave_up.empty());
   CHECK(took >= flush_timeout - 100ms); // before: half of it
   CHECK(report.unstored_writes() == 0);
-  REQUIRE(counted.wait_for(10s) == std::future_status::ready);
+  REQUIRE(f.counted.wait_for(10s) == std::future_status::ready);
 }
 
 TEST_CASE("destroying a runtime whose system runs a service actor says so, never hangs "
