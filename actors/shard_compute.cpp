@@ -65,16 +65,24 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
     computes_waiting_[key].push_back(job);
     return std::nullopt;
   }
-  if (cfg_.writes == write_mode::write_back && !from_queue && !parked_.empty()) {
+  if (cfg_.writes == write_mode::write_back && !from_queue && !line_.empty()) {
     if (auto refused = submit_write(in_line(job), now)) // too many parked
       return caf::expected<computed>{std::move(refused->error())};
     return std::nullopt;
   }
   // 2. The live entry, if any (a lapsed lease clears the shard first).
-  lease_holds(now);
+  bool trusted = lease_holds(now);
   auto hash = static_cast<uint32_t>(hash_key(key));
   auto now_ms = to_ms(now);
   auto id = table_.find(key, hash);
+  // A lapse that clears takes what the load found with the rest, each time it
+  // is looked at: loading again would not help, and computing from "absent"
+  // would write f(nothing) over the store's row.
+  if (!trusted && job->load_again && id == no_entry)
+    return caf::expected<computed>{make_error(
+      errc::overloaded, "the read lease lapsed (the node lost its cluster, or its "
+                        "change feed): a compute needs the key's current value and the "
+                        "cache holds none it may trust; retry once the lease holds")};
   if (id != no_entry && expired(table_.at(id), now_ms)) {
     if (!retained(table_.at(id), now_ms)) {
       remove(id, removal_cause::expired);
@@ -270,26 +278,12 @@ void shard_state::wait_parked_behind(const std::string& key) {
   // any that come now; left in line, they would go in while it loads (its
   // load voided, the compute then ran on them) or behind a newer write.
   // Only as far as the key's last op in the line (usually just behind it).
-  auto n = parked_keys_.find(key);
-  if (n == parked_keys_.end()) return;
-  auto left = n->second;
-  parked_keys_.erase(n);
-  auto kept = parked_.begin();
-  auto i = parked_.begin();
-  for (; left > 0 && i != parked_.end(); ++i) {
-    if (i->key != key) {
-      if (kept != i) *kept = std::move(*i);
-      ++kept;
-    } else {
-      --left;
-      turns_parked_ -= i->turn;
-      if (i->compute)
-        computes_waiting_[key].push_back(std::move(i->compute));
-      else
-        queue_behind_computes(std::move(*i));
-    }
-  }
-  parked_.erase(kept, i);
+  line_.take_key(key, [&](pending_write op) {
+    if (op.compute)
+      computes_waiting_[key].push_back(std::move(op.compute));
+    else
+      queue_behind_computes(std::move(op));
+  });
 }
 
 void shard_state::run_waiting_computes(const std::string& key, time_point now) {
@@ -299,7 +293,7 @@ void shard_state::run_waiting_computes(const std::string& key, time_point now) {
       computes_waiting_.erase(i);
       return;
     }
-    if (cfg_.writes == write_mode::write_back && !parked_.empty()) {
+    if (cfg_.writes == write_mode::write_back && !line_.empty()) {
       // All join the line, in order, behind the writes parked for room (the
       // key's last among them: run now, they would not see it), then the
       // line moves once. One at a time, a turn taken between two of them
@@ -320,11 +314,10 @@ void shard_state::run_waiting_computes(const std::string& key, time_point now) {
 }
 
 bool shard_state::key_ops_wait(std::string_view key) const {
-  if (awaiting_keys_.empty() && computes_waiting_.empty() && parked_keys_.empty())
+  if (awaiting_keys_.empty() && computes_waiting_.empty() && !line_.holds_any_key())
     return false; // the usual case
   std::string k{key};
-  return awaiting_keys_.count(k) > 0 || computes_waiting_.count(k) > 0 ||
-         parked_keys_.count(k) > 0;
+  return awaiting_keys_.count(k) > 0 || computes_waiting_.count(k) > 0 || line_.holds(k);
 }
 
 caf::error shard_state::wait_turn(const std::string& key,
@@ -388,6 +381,7 @@ shard_state::set_ttl(std::string_view key, std::optional<caf::timespan> left,
 
 remaining_ttl shard_state::retime(std::string_view key, uint64_t expiry_ms,
                                   time_point now) {
+  lease_holds(now); // a lapse first, as for a read: it may cap or clear this entry
   auto before = ttl_of(key, now);
   if (before.state == remaining_ttl::missing) return before;
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
@@ -396,8 +390,12 @@ remaining_ttl shard_state::retime(std::string_view key, uint64_t expiry_ms,
     remove(id, removal_cause::expired);
     return before;
   }
-  auto capped = lapse_capped(expiry_ms, now); // may cap the entry first: then `had`
+  auto capped = lapse_capped(expiry_ms, now, now); // may cap the entry: then `had`
   bool had = table_.at(id).expires();
+  // Under a lapse that caps, a retime shortens a TTL, never lengthens it: the
+  // value is no fresher for it, and the cap of its expiry counts from its read.
+  if (had && cfg_.lease.look_at(now).caps())
+    capped = std::min(capped, table_.at(id).expiry_ms());
   table_.set_expiry(id, capped); // entry::never: 34 years
   track_expiry(id, had);
   return before;
@@ -416,23 +414,11 @@ void shard_state::drop_in_turn() {
     if (jobs.empty() || !jobs.back()->drop) jobs.push_back(drop(key));
   for (const auto& key : computes_loading_)
     if (computes_waiting_.count(key) == 0) computes_waiting_[key].push_back(drop(key));
-  if (!std::exchange(undropped_, false)) return; // the line has only drops since
-  std::vector<bool> last(parked_.size(), false); // each key's last op, if not a drop
-  std::unordered_set<std::string_view> seen;
-  for (size_t i = parked_.size(); i-- > 0;)
-    last[i] = seen.insert(parked_[i].key).second && !parked_[i].drop;
-  std::deque<pending_write> line;
-  for (size_t i = 0; i < parked_.size(); ++i) {
-    auto deadline = parked_[i].deadline_ms;
-    line.push_back(std::move(parked_[i]));
-    if (!last[i]) continue;
-    auto op = in_line(drop(line.back().key));
-    op.deadline_ms = deadline; // needs no room: never fails on it
-    ++parked_keys_[op.key];
-    ++turns_parked_;
-    line.push_back(std::move(op));
-  }
-  parked_ = std::move(line);
+  line_.follow_each_key([&](const pending_write& last) {
+    auto op = in_line(drop(last.key));
+    op.deadline_ms = last.deadline_ms; // needs no room: never fails on it
+    return op;
+  });
 }
 
 } // namespace karlton

@@ -83,7 +83,8 @@ bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
   return false;
 }
 
-uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now) {
+uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now,
+                                   time_point read_at) {
   auto look = cfg_.lease.look_at(now);
   if (!look.caps()) {
     // Put while every lease holds (or one that clears lapsed): the next lapse that
@@ -95,7 +96,8 @@ uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now) {
   // A lapse not acted on yet is, before this goes in: its cap counts from when
   // the lease ended, and would cut short what goes in now if made later.
   lease_lapsed(now, look);
-  auto bound = to_ms(now) + ceil_ms(*look.lapse);
+  // From when the value was read: a change it missed since may go unheard.
+  auto bound = to_ms(std::min(read_at, now)) + ceil_ms(*look.lapse);
   // Nor may stale-if-error keep it past the cap (as `cap_from`).
   unkept_through_ms_ = std::max(unkept_through_ms_, bound);
   return std::min(expiry_ms, bound);

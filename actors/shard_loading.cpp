@@ -25,7 +25,7 @@ shard_state::~shard_state() {
                                 "the call waiting its turn ran");
   for (auto& [seq, op] : awaiting_)
     op.waiter(why);
-  for (auto& op : parked_)
+  for (auto& op : line_)
     op.waiter(why);
   for (auto& [key, jobs] : computes_waiting_)
     for (auto& job : jobs)
@@ -221,7 +221,8 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
       // Under a lapse that caps, remembered no longer than the cap: a missed
       // invalidation would have forgotten it.
       if (negatives_.enabled())
-        negatives_.remember(key, result.error(), now_ms, lapse_capped(UINT64_MAX, now));
+        negatives_.remember(key, result.error(), now_ms,
+                            lapse_capped(UINT64_MAX, now, now - took));
       if (!done->waiters.empty()) {
         if (auto old = stale_fallback(key, now_ms)) {
           stats_.stale_served += done->waiters.size();
@@ -241,7 +242,7 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   } else if (!admit(v, ttl::cache_default(), now,
                     // A refresh reloads the same entry: what it depends on
                     // stays, or an emit after it would miss it (rule 1).
-                    done->refresh)) { // a load changes no data: not broadcast
+                    done->refresh, now - took)) { // a load changes no data: not broadcast
     auto entry_id = table_.find(key, v.table_hash());
     // In microseconds: a loader faster than 1 ms (a local database) still
     // refreshes early; a load of over 71 minutes counts as 71.

@@ -90,7 +90,8 @@ caf::error shard_state::put(value v, ttl t, time_point now) {
   return err;
 }
 
-caf::error shard_state::admit(value v, ttl t, time_point now, bool keep_links) {
+caf::error shard_state::admit(value v, ttl t, time_point now, bool keep_links,
+                              std::optional<time_point> read_at) {
   if (!v) return make_error(errc::invalid_option, "put of an empty value");
   if (auto err = check_sizes(cfg_, v.key().size(), v.bytes().size())) {
     ++stats_.rejected;
@@ -98,7 +99,7 @@ caf::error shard_state::admit(value v, ttl t, time_point now, bool keep_links) {
   }
   if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
   if (auto err = check_room(v)) return err;
-  install(std::move(v), t, now, keep_links);
+  install(std::move(v), t, now, keep_links, read_at);
   enforce_bound();
   return caf::none;
 }
@@ -113,11 +114,12 @@ caf::error shard_state::check_room(const value& v) {
                       "or more shards");
 }
 
-entry_id shard_state::install(value v, ttl t, time_point now, bool keep_links) {
+entry_id shard_state::install(value v, ttl t, time_point now, bool keep_links,
+                              std::optional<time_point> read_at) {
   if (t.is_default()) t = cfg_.default_ttl;
   auto now_ms = to_ms(now);
-  auto expiry =
-    lapse_capped(t.is_never() ? entry::never : now_ms + ceil_ms(t.duration()), now);
+  auto expiry = lapse_capped(t.is_never() ? entry::never : now_ms + ceil_ms(t.duration()),
+                             now, read_at.value_or(now));
   // The buffer's header is ours only if nobody else holds it (a handle kept by
   // an actor that sent it, or the same value put into two caches).
   if (!v.unique()) v = value::make(v.key(), v.bytes());
@@ -308,7 +310,7 @@ uint64_t shard_state::clear() {
     for (auto& [seq, op] : awaiting_)
       if (op.val && computes_waiting_.count(op.key) == 0) op.voided = true;
   auto n = clear_entries();
-  if (!computes_waiting_.empty() || !computes_loading_.empty() || !parked_.empty())
+  if (!computes_waiting_.empty() || !computes_loading_.empty() || !line_.empty())
     drop_in_turn();
   return n;
 }
@@ -394,7 +396,7 @@ cache_stats shard_state::stats() const {
   out.load_waiters = loads_.waiters();
   out.loads_out = loads_.out();
   out.loads_queued = loads_.queued();
-  out.writes_parked = parked_.size() - turns_parked_;
+  out.writes_parked = line_.writes();
   return out;
 }
 

@@ -30,6 +30,7 @@
 #include "actors/read_side.hpp"
 #include "actors/shard_effects.hpp"
 #include "actors/shard_options.hpp"
+#include "actors/write_line.hpp"
 #include <karlton/base/key_changes.hpp>
 #include <karlton/base/policies.hpp>
 #include <karlton/messages/compute.hpp>
@@ -256,7 +257,7 @@ public:
             loads_.has_ready(),
             !cascades_out_.empty(),
             !changed_out_.empty() || cleared_out_,
-            !parked_.empty(),
+            !line_.empty(),
             table_.has_unlinked(),
             all_changed_ || !key_changes_.empty()};
   }
@@ -292,7 +293,7 @@ public:
 
   cache_stats stats() const;
   /// set_ttl calls and a clear's drops in the write-back line (not in `writes_parked`).
-  size_t turns_parked() const noexcept { return turns_parked_; }
+  size_t turns_parked() const noexcept { return line_.turns(); }
   /// The actor's counts: a doorbell answered, queued jobs run.
   void count_doorbell() noexcept { ++stats_.doorbells; }
   void count_jobs(size_t n) noexcept { stats_.ingress_jobs += n; }
@@ -325,8 +326,10 @@ private:
   void remove(entry_id id, removal_cause cause);
   /// As `remove`, counted as expired if it was, else as an invalidation; true if live.
   bool remove_changed(entry_id id, uint64_t now_ms);
-  caf::error admit(value v, ttl t, time_point now,
-                   bool keep_links = false); // told to nobody
+  /// Told to nobody. `read_at`: when the value was read or sent to the store, if
+  /// before now (a load's start, a write-through put's): a lapse's cap counts from it.
+  caf::error admit(value v, ttl t, time_point now, bool keep_links = false,
+                   std::optional<time_point> read_at = std::nullopt);
   /// Distributed and fed caches: clears if a read lease lapsed; false then. Under
   /// its `repair_ttl` (the change feed's) a lapse caps every TTL instead, and holds.
   bool lease_holds(time_point now);
@@ -334,7 +337,7 @@ private:
   uint64_t cap_from(time_point from, time_point now, caf::timespan limit);
   bool lease_lapsed(time_point now, const read_leases::look& look); // false: cleared
   /// While a lease lapsed under `repair_ttl`: `expiry_ms` capped at that from `now`.
-  uint64_t lapse_capped(uint64_t expiry_ms, time_point now);
+  uint64_t lapse_capped(uint64_t expiry_ms, time_point now, time_point read_at);
   /// The ms the entry is served until, as the next read would find it: its expiry,
   /// or the cap a lapse not yet acted on makes; at most `now_ms`: not served.
   uint64_t served_until(const entry& e, time_point now, uint64_t now_ms) const;
@@ -393,7 +396,7 @@ private:
   // Runs `job` again after a wait, answering through its waiter.
   void resume(const compute_ptr& job, time_point now, bool from_queue = false);
 
-  // A write waiting for the store or flusher (awaiting_) or for room (parked_).
+  // A write waiting for the store or flusher (awaiting_) or for room (line_).
   struct pending_write {
     value val; // the put's value, or empty for an erase
     std::string key;
@@ -406,6 +409,7 @@ private:
     bool turn = false, drop = false; // that compute is set_ttl or a clear's drop: no room
     bool voided = false; // write-through put: invalidated meanwhile, not installed
     uint64_t kept_expiry_ms = 0; // a compute's: the expiry kept, else `lifetime` counts
+    time_point sent{};           // write-through: when it went to the store
   };
   /// Puts `op` in line behind the key's waiting computes, as a compute that
   /// ignores the value it finds; `deps`: its dependencies (no write mode).
@@ -418,14 +422,14 @@ private:
   uint64_t clear_entries(); // every entry and what refers to one, here only
   std::optional<caf::expected<bool>> submit_write(pending_write op, time_point now,
                                                   bool at_front = false);
-  // The write-back line (parked_): in, out at the front, and a compute's place in it.
+  // Into the write-back line, to fail with `overloaded` after the room wait.
   void join_line(pending_write op, time_point now, bool front = false);
-  pending_write leave_line();
   bool line_full() const noexcept;  // writes: at most `max_parked` (shard_writes.cpp)
   bool turns_full() const noexcept; // set_ttl calls: as many; drops may pass it
   static pending_write in_line(const compute_ptr& job);
   void accept_dirty(pending_write op, time_point now);
-  entry_id install(value v, ttl t, time_point now, bool keep_links = false);
+  entry_id install(value v, ttl t, time_point now, bool keep_links = false,
+                   std::optional<time_point> read_at = std::nullopt);
   /// `overloaded` if `v` is a new key and the table is full (2^32 - 1).
   caf::error check_room(const value& v);
   bool in_policy(entry_id id) const {
@@ -459,10 +463,7 @@ private:
   // Write modes, empty for caches without one.
   std::vector<shard_write> outbox_;
   std::unordered_map<uint64_t, pending_write> awaiting_; // by write number
-  std::deque<pending_write> parked_;
-  size_t turns_parked_ = 0; // set_ttl turns and drops in it: they write nothing
-  std::unordered_map<std::string, uint32_t, key_hasher> parked_keys_; // ops per key in it
-  bool undropped_ = false; // an op joined the line since a clear's last drops
+  write_line<pending_write> line_;                       // write-back: parked for room
   std::unordered_map<entry_id, uint64_t> dirty_; // entry -> number of its newest write
   uint64_t write_seq_ = 0;
   // Per key: writes awaiting the store (write-through) and a compute loading

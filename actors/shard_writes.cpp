@@ -90,6 +90,7 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
   if (cfg_.writes == write_mode::write_through) {
     auto seq = ++write_seq_;
     ++awaiting_keys_[op.key]; // computes of the key wait behind it
+    op.sent = now;
     outbox_.push_back(shard_write{op.key, std::string{op.val.bytes()}, !op.val, seq});
     awaiting_.emplace(seq, std::move(op));
     return std::nullopt;
@@ -99,7 +100,7 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
     join_line(std::move(op), now, true);
     return std::nullopt;
   }
-  if (parked_.empty() && !op.compute && cfg_.budget->try_acquire()) {
+  if (line_.empty() && !op.compute && cfg_.budget->try_acquire()) {
     accept_dirty(std::move(op), now);
     return std::nullopt;
   }
@@ -116,31 +117,16 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
 // so neither can fill the line and get the other refused. A clear's drops
 // pass the bound on turns if need be: there is at most one behind each op.
 bool shard_state::line_full() const noexcept {
-  return parked_.size() - turns_parked_ >= max_parked;
+  return line_.writes() >= max_parked;
 }
 
 bool shard_state::turns_full() const noexcept {
-  return turns_parked_ >= max_parked;
+  return line_.turns() >= max_parked;
 }
 
 void shard_state::join_line(pending_write op, time_point now, bool front) {
   op.deadline_ms = to_ms(now) + ceil_ms(cfg_.room_wait);
-  ++parked_keys_[op.key];
-  turns_parked_ += op.turn;
-  undropped_ = undropped_ || !op.drop;
-  if (front)
-    parked_.push_front(std::move(op));
-  else
-    parked_.push_back(std::move(op));
-}
-
-shard_state::pending_write shard_state::leave_line() {
-  auto op = std::move(parked_.front());
-  parked_.pop_front();
-  turns_parked_ -= op.turn;
-  auto n = parked_keys_.find(op.key);
-  if (--n->second == 0) parked_keys_.erase(n);
-  return op;
+  line_.join(std::move(op), front);
 }
 
 void shard_state::accept_dirty(pending_write op, time_point now) {
@@ -175,7 +161,7 @@ bool shard_state::writes_pending() const noexcept {
   // Write-back too: a write parked for room (or behind a loading compute) may
   // still go in and reach the flusher, which stores it at shutdown; its caller
   // must not hear shut_down for it. Bounded by its room wait (and load timeout).
-  return !awaiting_.empty() || !parked_.empty() || !computes_loading_.empty() ||
+  return !awaiting_.empty() || !line_.empty() || !computes_loading_.empty() ||
          !computes_waiting_.empty();
 }
 
@@ -218,7 +204,8 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
       op.waiter(caf::expected<bool>{true});
     } else {
       auto key = cfg_.distributed ? op.key : std::string{};
-      auto e = admit(std::move(op.val), lifetime_at(op, to_ms(now)), now, op.keep_links);
+      auto e = admit(std::move(op.val), lifetime_at(op, to_ms(now)), now, op.keep_links,
+                     op.sent);
       if (!e) note_changed(key, false);
       op.waiter(e ? caf::expected<bool>{std::move(e)} : caf::expected<bool>{true});
     }
@@ -248,14 +235,14 @@ void shard_state::retry_parked(time_point now) {
   auto now_ms = to_ms(now);
   bool registered = false;
   // set_ttl and a clear's drop write nothing: in their turn they need no room.
-  auto no_room_needed = [this] { return !parked_.empty() && parked_.front().turn; };
-  while (!parked_.empty()) {
+  auto no_room_needed = [this] { return !line_.empty() && line_.front().turn; };
+  while (!line_.empty()) {
     if (no_room_needed()) {
-      resume(leave_line().compute, now, true);
+      resume(line_.leave().compute, now, true);
       continue;
     }
     if (cfg_.budget->try_acquire()) {
-      accept_dirty(leave_line(), now);
+      accept_dirty(line_.leave(), now);
       continue;
     }
     if (!registered) { // see dirty_budget::mark_waiting
@@ -264,8 +251,8 @@ void shard_state::retry_parked(time_point now) {
       continue;
     }
     // Still full: fail what waited too long (deadlines are in order).
-    while (!parked_.empty() && parked_.front().deadline_ms <= now_ms && !no_room_needed())
-      leave_line().waiter(make_error(
+    while (!line_.empty() && line_.front().deadline_ms <= now_ms && !no_room_needed())
+      line_.leave().waiter(make_error(
         errc::overloaded, "max-dirty writes stayed pending for the whole room wait; the "
                           "write was not applied (raise max-dirty or slow down)"));
     if (!no_room_needed()) return;
@@ -273,8 +260,8 @@ void shard_state::retry_parked(time_point now) {
 }
 
 std::optional<time_point> shard_state::next_parked_deadline() const {
-  if (parked_.empty()) return std::nullopt;
-  return time_point{std::chrono::milliseconds{parked_.front().deadline_ms}};
+  if (line_.empty()) return std::nullopt;
+  return time_point{std::chrono::milliseconds{line_.front().deadline_ms}};
 }
 
 } // namespace karlton

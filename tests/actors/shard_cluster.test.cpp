@@ -174,9 +174,12 @@ TEST_CASE("under the change feed's repair-ttl a lapsed lease caps every TTL and 
   // While it lasts, changes may go unheard: what is put or retimed is capped too.
   REQUIRE_FALSE(s.put(val("d"), ttl::never(), at(2000ms)));
   CHECK(left_of(s, "d", at(2000ms)) == 10s);
+  // A retime shortens only: the value is no fresher for it.
   auto retimed = s.set_ttl("b", caf::timespan{1h}, at(3000ms), [](auto) {});
   REQUIRE(retimed);
-  CHECK(left_of(s, "b", at(3000ms)) == 10s);
+  CHECK(left_of(s, "b", at(3000ms)) == 8s); // before: 10 s, and again at each call
+  REQUIRE(s.set_ttl("b", caf::timespan{2s}, at(3000ms), [](auto) {}));
+  CHECK(left_of(s, "b", at(3000ms)) == 2s);
   CHECK_FALSE(s.get("a", at(11'000ms))); // expired by the cap
   CHECK_FALSE(s.get("d", at(12'000ms)));
   // Renewed: puts get their own TTL again, until the next lapse caps them.
@@ -263,8 +266,8 @@ TEST_CASE("during a capping lapse a load failure is not remembered and nothing i
   CHECK_FALSE(r.read(s, "k", at(5s))); // loads
   auto loads = s.take_loads_to_start();
   REQUIRE(loads.size() == 1);
-  s.complete_load("k", loads[0].second, std::string{"v1"}, 1ms, at(5s)); // capped: 15 s
-  CHECK(left_of(s, "k", at(5s)) == 10s);
+  s.complete_load("k", loads[0].second, std::string{"v1"}, 1ms, at(5s));
+  CHECK(left_of(s, "k", at(5s)) == 9999ms); // capped from the load's start
   test::reader late;
   CHECK_FALSE(late.read(s, "k", at(16s))); // expired by the cap: reloads
   loads = s.take_loads_to_start();
@@ -379,4 +382,21 @@ TEST_CASE("a repair before a shard acts on a capping lapse does not hide it", "[
   s.cap_ttl(at(5s), 10s);
   CHECK_FALSE(s.get("a", at(12s)));
   CHECK(s.stats().lease_caps == 1);
+}
+
+TEST_CASE("under a capping lapse a load is capped from when it started", "[lease]") {
+  // It read the store then: a change it missed since may go unheard. Before,
+  // capped from when it ended, a slow load added its time to the staleness.
+  auto lease = std::make_shared<read_lease>(10s);
+  auto cfg = test::loading(1h);
+  cfg.lease.changes = lease;
+  shard_state s{cfg};
+  lease->extend_to(at(1000ms));
+  test::reader r;
+  CHECK_FALSE(r.read(s, "k", at(3s))); // acts on the lapse, then loads
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load("k", loads[0].second, std::string{"v1"}, 27s, at(30s));
+  CHECK(s.contains("k", at(30s)) == false); // read at 3 s: expired at 13 s
+  CHECK(s.stats().loads_voided == 0);
 }

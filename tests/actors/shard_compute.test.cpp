@@ -347,3 +347,29 @@ TEST_CASE("a compute whose reload fails under stale-if-error fails, and never co
   REQUIRE(*stale);
   CHECK((*stale)->bytes() == "100");
 }
+
+TEST_CASE("a compute in a read lease's clearing lapse fails and stores nothing",
+          "[compute][lease]") {
+  // Each look at a lapse that clears empties the shard, the value the compute
+  // loaded too: before, it loaded twice, then computed from "absent" and wrote
+  // 1 over the store's 41.
+  auto lease = std::make_shared<read_lease>();
+  shard_options cfg;
+  cfg.read_through = true;
+  cfg.writes = write_mode::write_through;
+  cfg.distributed = true;
+  cfg.lease = lease;
+  shard_state s{cfg};
+  lease->extend_to(at(1000ms));
+  answer<int64_t> a;
+  a.run(s, at(2000ms), inc());
+  for (int loads = 0; loads < 3 && !a.got; ++loads) {
+    auto started = s.take_loads_to_start();
+    REQUIRE(started.size() == 1);
+    s.complete_load("k", started[0].second, std::string{"41"}, 1ms, at(2000ms));
+  }
+  REQUIRE(a.got);
+  REQUIRE_FALSE(a.ok());
+  CHECK(a.got->error() == errc::overloaded);
+  CHECK(s.take_writes().empty());
+}

@@ -163,6 +163,23 @@ TEST_CASE("write-through: a put the store commits in a capping lapse not yet act
   CHECK_FALSE(s.contains("k", at(21'000)));
 }
 
+TEST_CASE("write-through: under a capping lapse a put is capped from when it went to the "
+          "store",
+          "[shard_writes][lease]") {
+  auto lease = std::make_shared<read_lease>(10s);
+  auto cfg = through();
+  cfg.lease.changes = lease;
+  answer a;
+  shard_state s{cfg};
+  lease->extend_to(at(1000));
+  CHECK_FALSE(s.get("x", at(2000))); // acts on the lapse
+  s.write(val("k", "v"), ttl::never(), at(3000), a.waiter());
+  s.writes_done(seqs_of(s.take_writes()), caf::none, at(12'000));
+  REQUIRE(a.ok());
+  CHECK(s.get("k", at(12'000)));
+  CHECK_FALSE(s.contains("k", at(13'000))); // before: until 22 s
+}
+
 TEST_CASE("write-through: a load that read the store before an invalidated put committed "
           "is not kept",
           "[shard_writes]") {
