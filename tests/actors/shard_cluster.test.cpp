@@ -147,6 +147,13 @@ shard_options fed(std::shared_ptr<read_lease> lease) {
   return cfg;
 }
 
+// As `fed`, with a loader (TTL 1 h).
+shard_options fed_loading(std::shared_ptr<read_lease> lease) {
+  auto cfg = test::loading(1h);
+  cfg.lease.changes = std::move(lease);
+  return cfg;
+}
+
 } // namespace
 
 TEST_CASE("under the change feed's repair-ttl a lapsed lease caps every TTL and keeps "
@@ -255,8 +262,7 @@ TEST_CASE("during a capping lapse a load failure is not remembered and nothing i
           "for stale-if-error past the cap",
           "[lease]") {
   auto lease = std::make_shared<read_lease>(10s);
-  auto cfg = test::loading(1h);
-  cfg.lease.changes = lease;
+  auto cfg = fed_loading(lease);
   cfg.stale_if_error = 1h;
   cfg.negative_ttl = 1h;
   shard_state s{cfg};
@@ -305,8 +311,7 @@ TEST_CASE("a lapse found late caps from when the lease ended", "[lease]") {
 TEST_CASE("puts during a capping lapse neither cap again nor void a load in flight",
           "[lease]") {
   auto lease = std::make_shared<read_lease>(10s);
-  auto cfg = test::loading(1h);
-  cfg.lease.changes = lease;
+  auto cfg = fed_loading(lease);
   shard_state s{cfg};
   REQUIRE_FALSE(s.put(val("a"), ttl::never(), t0));
   lease->extend_to(at(1000ms));
@@ -344,8 +349,7 @@ TEST_CASE("a load that ends in a capping lapse not yet acted on is not installed
   // It may have read what a missed change replaced; acting on the lapse as
   // the value went in (and capping it from then) would let it outlive the cap.
   auto lease = std::make_shared<read_lease>(10s);
-  auto cfg = test::loading(1h);
-  cfg.lease.changes = lease;
+  auto cfg = fed_loading(lease);
   shard_state s{cfg};
   lease->extend_to(at(1000ms));
   test::reader r;
@@ -388,8 +392,7 @@ TEST_CASE("under a capping lapse a load is capped from when it started", "[lease
   // It read the store then: a change it missed since may go unheard. Before,
   // capped from when it ended, a slow load added its time to the staleness.
   auto lease = std::make_shared<read_lease>(10s);
-  auto cfg = test::loading(1h);
-  cfg.lease.changes = lease;
+  auto cfg = fed_loading(lease);
   shard_state s{cfg};
   lease->extend_to(at(1000ms));
   test::reader r;
