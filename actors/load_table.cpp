@@ -15,9 +15,9 @@ bool load_table::in_flight(std::string_view key) const {
 }
 
 uint64_t load_table::start(std::string_view key, std::optional<load_waiter> w,
-                           bool refresh, uint64_t deadline_ms) {
+                           bool refresh, uint64_t deadline_ms, uint64_t started_ms) {
   auto id = next_id_++;
-  pending p{id, refresh, true, {}};
+  pending p{id, refresh, true, started_ms, {}};
   if (w) {
     p.waiters.push_back(std::move(*w));
     ++waiters_;
@@ -120,11 +120,13 @@ std::optional<load_table::finished> load_table::finish(std::string_view key,
   if (auto i = current_.find(std::string{key});
       i != current_.end() && i->second.id == id) {
     if (i->second.queued) return out;
-    out = finished{true, i->second.refresh, std::move(i->second.waiters)};
+    out = finished{true, i->second.refresh, i->second.started_ms,
+                   std::move(i->second.waiters)};
     current_.erase(i);
   } else if (auto j = voided_.find(id); j != voided_.end()) {
     if (j->second.queued) return out;
-    out = finished{false, j->second.refresh, std::move(j->second.waiters)};
+    out = finished{false, j->second.refresh, j->second.started_ms,
+                   std::move(j->second.waiters)};
     voided_.erase(j);
   }
   if (!out) return out;

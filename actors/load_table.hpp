@@ -59,6 +59,7 @@ public:
   struct finished {
     bool installable = false; ///< not voided: the result may be cached
     bool refresh = false;     ///< started by a refresh, not by a miss
+    uint64_t started_ms = 0;  ///< as given to `start`
     std::vector<load_waiter> waiters;
   };
 
@@ -85,9 +86,10 @@ public:
   /// and returns its number; it is queued until `take_ready` hands it out.
   /// `key` must have no current load and `has_room` must be true. It times
   /// out at `deadline_ms` (UINT64_MAX: never). Deadlines must not decrease
-  /// from one start to the next (one timeout, a monotonic clock).
+  /// from one start to the next (one timeout, a monotonic clock). `started_ms`:
+  /// now, told back by `finish` (the value is no older than that).
   uint64_t start(std::string_view key, std::optional<load_waiter> w, bool refresh,
-                 uint64_t deadline_ms = UINT64_MAX);
+                 uint64_t deadline_ms = UINT64_MAX, uint64_t started_ms = 0);
 
   /// The queued loads that may go out now, oldest first, as (key, number),
   /// while fewer than max_out are out: the caller hands each to the loader.
@@ -138,6 +140,7 @@ private:
     uint64_t id;
     bool refresh;
     bool queued; // not handed out yet
+    uint64_t started_ms;
     std::vector<load_waiter> waiters;
   };
   struct queued_load {

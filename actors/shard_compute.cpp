@@ -75,14 +75,6 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   auto hash = static_cast<uint32_t>(hash_key(key));
   auto now_ms = to_ms(now);
   auto id = table_.find(key, hash);
-  // A lapse that clears takes what the load found with the rest, each time it
-  // is looked at: loading again would not help, and computing from "absent"
-  // would write f(nothing) over the store's row.
-  if (!trusted && job->load_again && id == no_entry)
-    return caf::expected<computed>{make_error(
-      errc::overloaded, "the read lease lapsed (the node lost its cluster, or its "
-                        "change feed): a compute needs the key's current value and the "
-                        "cache holds none it may trust; retry once the lease holds")};
   if (id != no_entry && expired(table_.at(id), now_ms)) {
     if (!retained(table_.at(id), now_ms)) {
       remove(id, removal_cause::expired);
@@ -100,10 +92,19 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
     id = no_entry;
   }
   // 3. A miss in a read-through cache loads first (joining the key's load in
-  // flight), then starts over: the table says what the load left.
-  // A load that found a value the table then lost (voided by an
-  // invalidation, evicted at once) loads once more: computing from "absent"
-  // would write f(nothing) over the store's row.
+  // flight), then starts over: the table says what the load left. A load that
+  // found a value the table then lost (voided by an invalidation, evicted at
+  // once, expired on arrival under a lapse's cap) loads once more, then the
+  // compute gives up, at once under a lapse that clears (each look clears
+  // again): computing from "absent" would write f(nothing) over the store's row.
+  if (job->load_again && id == no_entry && (job->reloaded || !trusted))
+    return caf::expected<computed>{make_error(
+      errc::overloaded,
+      trusted ? "the key's value was loaded twice and lost before the compute could "
+                "run on it (invalidated or evicted at once); retry"
+              : "the read lease lapsed (the node lost its cluster, or its change "
+                "feed): a compute needs the key's current value and the cache holds "
+                "none it may trust; retry once the lease holds")};
   bool again = job->loaded && std::exchange(job->load_again, false) && !job->reloaded;
   if (id == no_entry && cfg_.read_through && (!job->loaded || again)) {
     job->reloaded = job->loaded;

@@ -65,7 +65,7 @@ bool shard_state::start_load(std::string_view key, std::optional<load_waiter>& w
           static_cast<uint64_t>(
             std::chrono::ceil<std::chrono::milliseconds>(cfg_.load_timeout).count())
       : UINT64_MAX;
-  loads_.start(key, std::move(w), refresh, deadline);
+  loads_.start(key, std::move(w), refresh, deadline, to_ms(now));
   ++stats_.loads;
   return true;
 }
@@ -195,6 +195,9 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   lease_holds(now);
   auto done = loads_.finish(key, id);
   if (!done) return; // not ours (or already failed at shutdown)
+  // Read no earlier than the load started (`took` is the loader's, and leaves out
+  // the queue and the mailbox): under a lapse that caps, the cap counts from then.
+  auto read_at = time_point{std::chrono::milliseconds{done->started_ms}};
   ++stats_.loads_finished;
   stats_.load_time_ns += static_cast<uint64_t>(std::max(took.count(), int64_t{0}));
   if (!result) {
@@ -222,7 +225,7 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
       // invalidation would have forgotten it.
       if (negatives_.enabled())
         negatives_.remember(key, result.error(), now_ms,
-                            lapse_capped(UINT64_MAX, now, now - took));
+                            lapse_capped(UINT64_MAX, now, read_at));
       if (!done->waiters.empty()) {
         if (auto old = stale_fallback(key, now_ms)) {
           stats_.stale_served += done->waiters.size();
@@ -242,7 +245,7 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   } else if (!admit(v, ttl::cache_default(), now,
                     // A refresh reloads the same entry: what it depends on
                     // stays, or an emit after it would miss it (rule 1).
-                    done->refresh, now - took)) { // a load changes no data: not broadcast
+                    done->refresh, read_at)) { // a load changes no data: not broadcast
     auto entry_id = table_.find(key, v.table_hash());
     // In microseconds: a loader faster than 1 ms (a local database) still
     // refreshes early; a load of over 71 minutes counts as 71.

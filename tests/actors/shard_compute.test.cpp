@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -348,25 +349,28 @@ TEST_CASE("a compute whose reload fails under stale-if-error fails, and never co
   CHECK((*stale)->bytes() == "100");
 }
 
-TEST_CASE("a compute in a read lease's clearing lapse fails and stores nothing",
+TEST_CASE("a compute whose loaded value is gone before it runs fails and stores nothing",
           "[compute][lease]") {
-  // Each look at a lapse that clears empties the shard, the value the compute
-  // loaded too: before, it loaded twice, then computed from "absent" and wrote
-  // 1 over the store's 41.
-  auto lease = std::make_shared<read_lease>();
+  // Under a lapse that clears, each look empties the shard, what the load
+  // found too; under one that caps, a load slower than the cap arrives
+  // expired. Before, it loaded twice, then computed from "absent" and wrote 1
+  // over the store's 41.
+  auto repair_ttl = GENERATE(0s, 10s);
+  auto lease = std::make_shared<read_lease>(repair_ttl);
   shard_options cfg;
   cfg.read_through = true;
   cfg.writes = write_mode::write_through;
-  cfg.distributed = true;
-  cfg.lease = lease;
+  cfg.lease.changes = lease;
   shard_state s{cfg};
   lease->extend_to(at(1000ms));
   answer<int64_t> a;
-  a.run(s, at(2000ms), inc());
+  auto now = at(2000ms);
+  a.run(s, now, inc());
   for (int loads = 0; loads < 3 && !a.got; ++loads) {
     auto started = s.take_loads_to_start();
     REQUIRE(started.size() == 1);
-    s.complete_load("k", started[0].second, std::string{"41"}, 1ms, at(2000ms));
+    now += 11s;
+    s.complete_load("k", started[0].second, std::string{"41"}, 11s, now);
   }
   REQUIRE(a.got);
   REQUIRE_FALSE(a.ok());
