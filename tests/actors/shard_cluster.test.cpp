@@ -273,7 +273,7 @@ TEST_CASE("during a capping lapse a load failure is not remembered and nothing i
   auto loads = s.take_loads_to_start();
   REQUIRE(loads.size() == 1);
   s.complete_load("k", loads[0].second, std::string{"v1"}, 1ms, at(5s));
-  CHECK(left_of(s, "k", at(5s)) == 9999ms); // capped from the load's start
+  CHECK(left_of(s, "k", at(5s)) == 10s); // capped from the load's start
   test::reader late;
   CHECK_FALSE(late.read(s, "k", at(16s))); // expired by the cap: reloads
   loads = s.take_loads_to_start();
