@@ -89,7 +89,7 @@ public:
   /// from one start to the next (one timeout, a monotonic clock). `started_ms`:
   /// now, told back by `finish` (the value is no older than that).
   uint64_t start(std::string_view key, std::optional<load_waiter> w, bool refresh,
-                 uint64_t deadline_ms = UINT64_MAX, uint64_t started_ms = 0);
+                 uint64_t deadline_ms, uint64_t started_ms);
 
   /// The queued loads that may go out now, oldest first, as (key, number),
   /// while fewer than max_out are out: the caller hands each to the loader.

@@ -118,7 +118,13 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
                                    : r.error());
       if (held) release_key(job->key);
       if (r && *r) job->load_again = true;
-      if (!r && r.error() != errc::not_found)
+      // Too large to cache, it is not in the table to compute on: say so, not
+      // "lost", which a retry could mend (a result that size could not go in either).
+      auto refused =
+        r && *r ? check_sizes(cfg_, job->key.size(), (*r).bytes().size()) : caf::error{};
+      if (refused)
+        fail_compute(job, refused);
+      else if (!r && r.error() != errc::not_found)
         fail_compute(job, r.error());
       else
         resume(job, step_now_, held); // it holds its place: not behind later writes

@@ -193,12 +193,13 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
       op.waiter(op.was_cached);
     } else if (!op.val) { // write-through erase: the store first, now the cache
       op.waiter(erase(op.key, now));
-    } else if (op.voided) {
+    } else if (op.voided || lapse_capped(UINT64_MAX, now, op.sent) <= to_ms(now)) {
       // Stored, but another write's invalidation (or a repair) came while the
       // store had it: which one the store kept last is not known here. So no
       // copy may stay: not this node's older value, nor a load that read the
       // store before this commit, nor other nodes' (which heard of the other
-      // write only).
+      // write only). Nor, under a lapse that caps, one the store took longer
+      // than the cap to commit: it would go in expired, and could evict live ones.
       note_changed(op.key, false);
       erase_here(op.key, now, false); // a put does not cascade
       op.waiter(caf::expected<bool>{true});

@@ -116,7 +116,7 @@ TEST_CASE("the load table expires many loads in bounded steps",
   load_table t;
   for (int i = 0; i < 10; ++i)
     t.start("k" + std::to_string(i), load_waiter{[](caf::expected<value>) {}}, false,
-            uint64_t(100 + i));
+            uint64_t(100 + i), 0);
   CHECK(t.waiters() == 10);
   CHECK(t.expire(104, 3).size() == 3); // at most 3 deadlines looked at
   CHECK(t.expire(104).size() == 2);
@@ -134,16 +134,18 @@ TEST_CASE("loads that finish in time leave no deadlines behind",
   load_table t;
   for (uint64_t i = 0; i < 1000; ++i) {
     auto key = "k" + std::to_string(i);
-    auto id = t.start(key, std::nullopt, false, 60'000 + i);
+    auto id = t.start(key, std::nullopt, false, 60'000 + i, i);
     REQUIRE(t.take_ready().size() == 1); // handed to the loader
     REQUIRE(t.finish(key, id));
   }
   CHECK_FALSE(t.next_deadline_ms());
   // One that hangs holds only its own (and those behind it) until it passes.
-  auto hung = t.start("hung", std::nullopt, false, 70'000);
-  auto id = t.start("quick", std::nullopt, false, 70'001);
+  auto hung = t.start("hung", std::nullopt, false, 70'000, 10'000);
+  auto id = t.start("quick", std::nullopt, false, 70'001, 10'001);
   REQUIRE(t.take_ready().size() == 2);
-  REQUIRE(t.finish("quick", id));
+  auto quick = t.finish("quick", id);
+  REQUIRE(quick);
+  CHECK(quick->started_ms == 10'001); // what its value is no older than
   CHECK(t.next_deadline_ms() == uint64_t{70'000});
   CHECK(t.expire(70'001).size() == 1);
   CHECK_FALSE(t.next_deadline_ms());
@@ -288,7 +290,7 @@ TEST_CASE("the load table hands out loads in start order within its limits",
   for (int i = 0; i < 5; ++i) {
     REQUIRE(t.has_room());
     ids.push_back(
-      t.start("k" + std::to_string(i), std::nullopt, false, uint64_t(100 + i)));
+      t.start("k" + std::to_string(i), std::nullopt, false, uint64_t(100 + i), i));
   }
   CHECK_FALSE(t.has_room());
   auto out = t.take_ready();
@@ -410,4 +412,21 @@ TEST_CASE("a refresh whose linked entry expired meanwhile installs nothing an ev
                   at(2100ms));
   CHECK(s.stats().loads_voided == 1);
   CHECK_FALSE(s.get("profile", at(2100ms)));
+}
+
+TEST_CASE("finish tells when a load started whether it was voided or not", "[loading]") {
+  // Under a read lease's capping lapse the value is capped from then.
+  load_table t;
+  auto a = t.start("a", std::nullopt, false, UINT64_MAX, 5);
+  auto b = t.start("b", std::nullopt, false, UINT64_MAX, 7);
+  CHECK(t.void_key("b"));
+  CHECK(t.take_ready().size() == 2);
+  auto fa = t.finish("a", a);
+  REQUIRE(fa);
+  CHECK(fa->installable);
+  CHECK(fa->started_ms == 5);
+  auto fb = t.finish("b", b);
+  REQUIRE(fb);
+  CHECK_FALSE(fb->installable);
+  CHECK(fb->started_ms == 7);
 }

@@ -366,7 +366,8 @@ TEST_CASE("a compute whose loaded value is gone before it runs fails and stores 
   answer<int64_t> a;
   auto now = at(2000ms);
   a.run(s, now, inc());
-  for (int loads = 0; loads < 3 && !a.got; ++loads) {
+  int loads = 0;
+  for (; loads < 3 && !a.got; ++loads) {
     auto started = s.take_loads_to_start();
     REQUIRE(started.size() == 1);
     now += 11s;
@@ -375,5 +376,46 @@ TEST_CASE("a compute whose loaded value is gone before it runs fails and stores 
   REQUIRE(a.got);
   REQUIRE_FALSE(a.ok());
   CHECK(a.got->error() == errc::overloaded);
+  CHECK(s.take_writes().empty());
+  CHECK(loads == (repair_ttl > 0s ? 2 : 1)); // reloading cannot help a clearing lapse
+}
+
+TEST_CASE("a compute whose loaded value is invalidated twice fails and stores nothing",
+          "[compute]") {
+  shard_options cfg;
+  cfg.read_through = true;
+  cfg.writes = write_mode::write_through;
+  shard_state s{cfg};
+  answer<int64_t> a;
+  a.run(s, t0, inc());
+  for (int loads = 0; loads < 2; ++loads) {
+    auto started = s.take_loads_to_start();
+    REQUIRE(started.size() == 1);
+    s.invalidate({"k"}, t0, true); // another node's write: the load is voided
+    s.complete_load("k", started[0].second, std::string{"41"}, 1ms, t0);
+  }
+  REQUIRE(a.got);
+  REQUIRE_FALSE(a.ok());
+  CHECK(a.got->error() == errc::overloaded); // before: 1 over the store's 41
+  CHECK(s.take_writes().empty());
+}
+
+TEST_CASE("a compute of a value too large to cache fails with value_too_large",
+          "[compute]") {
+  // Not "lost, retry": a retry loads it again, and the result could not go in.
+  shard_options cfg;
+  cfg.read_through = true;
+  cfg.writes = write_mode::write_through;
+  cfg.max_value_bytes = 4;
+  shard_state s{cfg};
+  answer<int64_t> a;
+  a.run(s, t0, inc());
+  auto started = s.take_loads_to_start();
+  REQUIRE(started.size() == 1);
+  s.complete_load("k", started[0].second, std::string{"123456"}, 1ms, t0);
+  REQUIRE(a.got);
+  REQUIRE_FALSE(a.ok());
+  CHECK(a.got->error() == errc::value_too_large);
+  CHECK(s.take_loads_to_start().empty());
   CHECK(s.take_writes().empty());
 }

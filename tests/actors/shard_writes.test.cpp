@@ -162,6 +162,13 @@ TEST_CASE(
     CHECK(s.get("k", at(12'000)));
     CHECK_FALSE(s.contains("k", at(13'000))); // before: until 22 s
   }
+  SECTION("slower than the cap it is not installed") {
+    CHECK_FALSE(s.get("x", at(2000)));
+    s.write(val("k", "v"), ttl::never(), at(3000), a.waiter());
+    s.writes_done(seqs_of(s.take_writes()), caf::none, at(13'000));
+    REQUIRE(a.ok());
+    CHECK(s.size() == 0); // before: installed expired
+  }
   SECTION("sent before the shard acted on the lapse it is not installed") {
     // As a load then: a missed change may have come after it in the store.
     // Acting on the lapse as it went in would cap it from then, past the cap.
