@@ -400,8 +400,15 @@ TEST_CASE("under a capping lapse a load is capped from when it started", "[lease
   auto loads = s.take_loads_to_start();
   REQUIRE(loads.size() == 1);
   // The loader's own time leaves out the queue and the mailbox: not counted on.
-  s.complete_load("k", loads[0].second, std::string{"v1"}, 1ms, at(30s));
-  CHECK_FALSE(s.contains("k", at(30s))); // read at 3 s: expired at 13 s
-  CHECK(s.stats().loads_voided == 1);     // so not installed at all
-  CHECK(s.size() == 0);
+  s.complete_load("k", loads[0].second, std::string{"v1"}, 1ms, at(8s));
+  CHECK(left_of(s, "k", at(8s)) == 5s); // read at 3 s: until 13 s
+  test::reader slow;
+  CHECK_FALSE(slow.read(s, "j", at(8s)));
+  loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load("j", loads[0].second, std::string{"v2"}, 1ms, at(30s));
+  CHECK(slow.got == std::vector<std::string>{"v2"}); // the caller gets it
+  CHECK_FALSE(s.contains("j", at(30s)));             // read at 8 s: past 18 s
+  CHECK(s.stats().loads_voided == 1);                // so not installed at all
+  CHECK(s.size() == 1);
 }
