@@ -94,10 +94,6 @@ struct read_leases {
     if (changes) until = std::min(until, changes->until_ticks());
     return until;
   }
-  /// True while reads may be served from the cache.
-  bool valid(time_point now) const noexcept {
-    return now.time_since_epoch().count() <= until_ticks();
-  }
   /// One look at the leases at `now` (each atomic read once, so what it says
   /// holds together): the earliest end and what a lapse asks of a shard.
   struct look {
@@ -108,6 +104,10 @@ struct read_leases {
     std::optional<std::chrono::nanoseconds> lapse;
     bool clears() const noexcept { return lapse && lapse->count() <= 0; }
     bool caps() const noexcept { return lapse && lapse->count() > 0; }
+    /// True if this look caps, and a cap counted from `read_at` is past.
+    bool past_cap(time_point read_at, time_point now) const noexcept {
+      return caps() && std::min(read_at, now) + *lapse <= now;
+    }
     /// When the lapse began, as far as one who last saw the leases valid at
     /// `seen_valid` can tell: the earliest end, or `seen_valid` if later (a
     /// lease lapsed to the clock's epoch says nothing of when it stopped).

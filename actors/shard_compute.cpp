@@ -94,14 +94,15 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   // 3. A miss in a read-through cache loads first (joining the key's load in
   // flight), then starts over: the table says what the load left. A load that
   // found a value the table then lost (voided by an invalidation, evicted at
-  // once, expired on arrival under a lapse's cap) loads once more, then the
+  // once, or not cached: slower than a lapse's cap) loads once more, then the
   // compute gives up, at once under a lapse that clears (each look clears
   // again): computing from "absent" would write f(nothing) over the store's row.
   if (job->load_again && id == no_entry && (job->reloaded || !trusted))
     return caf::expected<computed>{make_error(
       errc::overloaded,
       trusted ? "the key's value was loaded twice and lost before the compute could "
-                "run on it (invalidated or evicted at once); retry"
+                "run on it (invalidated or evicted at once, or slower than the change "
+                "feed's repair-ttl cap); retry"
               : "the read lease lapsed (the node lost its cluster, or its change "
                 "feed): a compute needs the key's current value and the cache holds "
                 "none it may trust; retry once the lease holds")};

@@ -241,7 +241,7 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   }
   auto v = value::make(key, *result);
   // Slower than a lapse's cap, it would go in expired, and could evict live entries.
-  if (!done->installable || lapse_capped(UINT64_MAX, now, read_at) <= to_ms(now)) {
+  if (!done->installable || cfg_.lease.look_at(now).past_cap(read_at, now)) {
     ++stats_.loads_voided;
   } else if (!admit(v, ttl::cache_default(), now,
                     // A refresh reloads the same entry: what it depends on

@@ -336,7 +336,7 @@ private:
   /// `cap_ttl` counted from `from` (a lapse's start), if earlier than now.
   uint64_t cap_from(time_point from, time_point now, caf::timespan limit);
   bool lease_lapsed(time_point now, const read_leases::look& look); // false: cleared
-  /// While a lease lapsed under `repair_ttl`: `expiry_ms` capped at that from `now`.
+  /// While a lease lapsed under `repair_ttl`: `expiry_ms` capped at that from `read_at`.
   uint64_t lapse_capped(uint64_t expiry_ms, time_point now, time_point read_at);
   /// The ms the entry is served until, as the next read would find it: its expiry,
   /// or the cap a lapse not yet acted on makes; at most `now_ms`: not served.

@@ -193,7 +193,7 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
       op.waiter(op.was_cached);
     } else if (!op.val) { // write-through erase: the store first, now the cache
       op.waiter(erase(op.key, now));
-    } else if (op.voided || lapse_capped(UINT64_MAX, now, op.sent) <= to_ms(now)) {
+    } else if (op.voided || cfg_.lease.look_at(now).past_cap(op.sent, now)) {
       // Stored, but another write's invalidation (or a repair) came while the
       // store had it: which one the store kept last is not known here. So no
       // copy may stay: not this node's older value, nor a load that read the

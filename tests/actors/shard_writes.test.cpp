@@ -165,8 +165,12 @@ TEST_CASE(
   SECTION("slower than the cap it is not installed") {
     CHECK_FALSE(s.get("x", at(2000)));
     s.write(val("k", "v"), ttl::never(), at(3000), a.waiter());
-    s.writes_done(seqs_of(s.take_writes()), caf::none, at(13'000));
+    auto items = s.take_writes();
+    REQUIRE_FALSE(s.put(val("k", "other"), ttl::never(), at(4000))); // capped at 14 s
+    s.writes_done(seqs_of(items), caf::none, at(13'000));
     REQUIRE(a.ok());
+    // Nor may the copy it replaced at the store stay: as a voided put.
+    CHECK_FALSE(s.contains("k", at(13'000)));
     CHECK(s.size() == 0); // before: installed expired
   }
   SECTION("sent before the shard acted on the lapse it is not installed") {
