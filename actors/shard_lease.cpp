@@ -7,6 +7,15 @@
 
 namespace karlton {
 
+namespace {
+
+// Where a cap of `limit` counted from `from` (never later than now) ends, in ms.
+uint64_t cap_end_ms(time_point from, time_point now, std::chrono::nanoseconds limit) {
+  return to_ms(std::min(from, now)) + ceil_ms(limit);
+}
+
+} // namespace
+
 uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
   // A lapse not acted on yet first: this cap must not hide it (`must_cap`).
   lease_holds(now);
@@ -23,7 +32,7 @@ uint64_t shard_state::cap_from(time_point from, time_point now, caf::timespan li
   negatives_.clear();
   all_changed_ = cfg_.change_listener != nullptr; // which keys we cannot tell
   auto now_ms = to_ms(now);
-  auto cap = to_ms(std::min(from, now)) + ceil_ms(limit);
+  auto cap = cap_end_ms(from, now, limit);
   lease_watch_.cap_due = false; // all that is held expires by the cap
   lease_watch_.capped_at = limit;
   // Nor may stale-if-error serve, after the cap, what the missed writes replaced.
@@ -97,7 +106,7 @@ uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now,
   // the lease ended, and would cut short what goes in now if made later.
   lease_lapsed(now, look);
   // From when the value was read: a change it missed since may go unheard.
-  auto bound = to_ms(std::min(read_at, now)) + ceil_ms(*look.lapse);
+  auto bound = cap_end_ms(read_at, now, *look.lapse);
   // Nor may stale-if-error keep it past the cap (as `cap_from`).
   unkept_through_ms_ = std::max(unkept_through_ms_, bound);
   return std::min(expiry_ms, bound);
@@ -110,8 +119,8 @@ uint64_t shard_state::served_until(const entry& e, time_point now,
     return 0; // a clearing lapse: the next read clears
   auto expiry = e.expires() ? e.expiry_ms() : entry::never;
   if (look.caps() && lease_watch_.must_cap(*look.lapse))
-    expiry = std::min(expiry, to_ms(std::min(look.began(lease_watch_.seen_valid), now)) +
-                                ceil_ms(*look.lapse));
+    expiry =
+      std::min(expiry, cap_end_ms(look.began(lease_watch_.seen_valid), now, *look.lapse));
   return expiry;
 }
 
