@@ -44,8 +44,9 @@ void apply_done(self_ptr self, uint64_t n) {
 }
 
 // Extends the read lease as far as what we heard from every member allows,
-// unless repairs are clearing: a read that comes before a shard's clear must
-// find the lease lapsed (and clear the shard itself), not held or extended.
+// unless repairs are under way: a read that comes before a shard's repair must
+// find the lease lapsed (and clear the shard itself, or under repair-ttl cap it
+// and serve no hits), not held or extended.
 // Without this, a node thawed after SIGSTOP dropped its silent members, held
 // the lease at once (no members) and served, before the repair's clear
 // reached the shard, a value erased while it was frozen (found by
@@ -69,10 +70,11 @@ void repair(self_ptr self, const std::string& why, bool always_clear) {
   // A repair that clears serves no hits from now until it is done (rule 6):
   // a shard busy with something else would serve what it is about to clear
   // until the lease ran out (1 s). One that caps TTLs keeps serving: its
-  // staleness is bounded by design. A lost member lapses the lease anyway.
-  // The last shard's answer renews it, not the next heartbeat: until then
-  // every read missed (and cleared the shard), so what a node loaded just
-  // after it joined was not served.
+  // staleness is bounded by design. A lost member lapses the lease anyway
+  // (rule 7; under repair-ttl the shards cap and keep what they hold, and serve
+  // none of it until the lease holds again). The last shard's answer renews
+  // it, not the next heartbeat: until then every read missed (and cleared the
+  // shard), so what a node loaded just after it joined was not served.
   if (limit.count() == 0 && st.setup.lease)
     st.setup.lease->limit_to(st.setup.time_source->now());
   // Counted until answered: `heartbeat` must not make a lapsed lease valid

@@ -29,8 +29,8 @@ void log(self_ptr self, const std::string& line);
 
 /// Makes the distributed caches safe again after we may have missed
 /// invalidations (rule 6): clears them, or, with a repair TTL (unless
-/// `always_clear`: a lapsed lease always clears), lets every entry live at
-/// most that long.
+/// `always_clear`: a node that stalled past its lease), lets every entry live
+/// at most that long.
 void repair(self_ptr self, const std::string& why, bool always_clear = false);
 
 // -- membership (peer_membership.cpp) ---------------------------------------------

@@ -4,7 +4,9 @@
 // lapsed when it runs again, before any invalidation it missed can arrive,
 // so its shards clear instead of serving values other nodes invalidated
 // meanwhile (rule 6 for the node that cannot tell it missed something), or,
-// under `repair-ttl`, cap every TTL at it, as a repair would.
+// under `repair-ttl`, cap every TTL at it, as a repair would: the change
+// feed's shards go on serving what they capped, the cluster's serve no hits
+// until the lease holds again (rule 7), and keep their entries warm.
 #pragma once
 
 #include <algorithm>
@@ -21,6 +23,12 @@
 
 namespace karlton {
 
+/// Whether shards serve the entries a lapse capped while it lasts (`read_lease`).
+enum class lapsed_hits {
+  served,  ///< the change feed's: its staleness is bounded by design
+  withheld ///< the cluster's: a node that lost a member serves no hits (rule 7)
+};
+
 /// Shared by a node's peer actor (which extends it) and the shards of its
 /// distributed caches (which check it on reads). Times are the runtime
 /// clock's.
@@ -31,11 +39,14 @@ public:
 
   /// `repair_ttl`: what a lapse asks of the shards that check the lease. Zero
   /// (the default) clears them; more caps every TTL at it, as the owner's
-  /// repairs do under `repair-ttl` (bounded staleness, warm caches).
-  explicit read_lease(std::chrono::nanoseconds repair_ttl = {}) noexcept
-    : repair_ttl_(repair_ttl) {}
+  /// repairs do under `repair-ttl` (bounded staleness, warm caches), and
+  /// `hits` says whether they serve what they hold while the lapse lasts.
+  explicit read_lease(std::chrono::nanoseconds repair_ttl = {},
+                      lapsed_hits hits = lapsed_hits::served) noexcept
+    : repair_ttl_(repair_ttl), hits_(hits) {}
 
   std::chrono::nanoseconds repair_ttl() const noexcept { return repair_ttl_; }
+  lapsed_hits hits() const noexcept { return hits_; }
 
   /// True while reads may be served from the cache.
   bool valid(time_point now) const noexcept {
@@ -63,6 +74,7 @@ public:
 private:
   std::atomic<int64_t> until_{std::numeric_limits<int64_t>::max()};
   const std::chrono::nanoseconds repair_ttl_;
+  const lapsed_hits hits_;
 };
 
 /// The leases a cache's shards check: the cluster's (distributed caches,
@@ -102,8 +114,12 @@ struct read_leases {
     /// None while every lease present holds; zero (clear) if one that lapsed
     /// clears; else the least `repair_ttl` of those that lapsed, to cap every TTL at.
     std::optional<std::chrono::nanoseconds> lapse;
+    /// A lease that lapsed withholds hits while it lasts (`lapsed_hits`).
+    bool withholds = false;
     bool clears() const noexcept { return lapse && lapse->count() <= 0; }
     bool caps() const noexcept { return lapse && lapse->count() > 0; }
+    /// True if the shard may serve what it holds (capped, if `caps`).
+    bool serves() const noexcept { return !lapse || (caps() && !withholds); }
     /// True if this look caps, and a cap counted from `read_at` is past.
     bool past_cap(time_point read_at, time_point now) const noexcept {
       return caps() && std::min(read_at, now) + *lapse <= now;
@@ -121,9 +137,11 @@ struct read_leases {
       if (!lease) continue;
       auto until = lease->until_ticks();
       out.until = std::min(out.until, until);
-      if (now.time_since_epoch().count() > until) // as `read_lease::valid`
+      if (now.time_since_epoch().count() > until) { // as `read_lease::valid`
         out.lapse =
           out.lapse ? std::min(*out.lapse, lease->repair_ttl()) : lease->repair_ttl();
+        out.withholds = out.withholds || lease->hits() == lapsed_hits::withheld;
+      }
     }
     return out;
   }

@@ -30,6 +30,18 @@ struct shard_state::compute_job {
   bool drop = false; // that turn is a clear's drop
 };
 
+namespace {
+
+caf::error lapsed_error() {
+  return make_error(
+    errc::overloaded,
+    "the read lease lapsed (the node lost a cluster member, or its change "
+    "feed): a compute needs the key's current value and the cache holds "
+    "none it may trust; retry once the lease holds");
+}
+
+} // namespace
+
 void shard_state::fail_compute(const compute_ptr& job, const caf::error& why) {
   job->waiter(caf::expected<computed>{why});
 }
@@ -70,8 +82,12 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
       return caf::expected<computed>{std::move(refused->error())};
     return std::nullopt;
   }
-  // 2. The live entry, if any (a lapsed lease clears the shard first).
+  // 2. The live entry, if any. Under a lapsed lease there is none a compute may
+  // trust: each look clears the shard (computing from "absent" would write
+  // f(nothing) over what the store or another node holds), or withholds what it
+  // holds. A put or erase that waited in line needs none.
   bool trusted = lease_holds(now);
+  if (!trusted && !job->blind) return caf::expected<computed>{lapsed_error()};
   auto hash = static_cast<uint32_t>(hash_key(key));
   auto now_ms = to_ms(now);
   auto id = table_.find(key, hash);
@@ -98,14 +114,12 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   // compute gives up, at once under a lapse that clears (each look clears
   // again): computing from "absent" would write f(nothing) over the store's row.
   if (job->load_again && id == no_entry && (job->reloaded || !trusted))
-    return caf::expected<computed>{make_error(
-      errc::overloaded,
-      trusted ? "the key's value was loaded twice and lost before the compute could "
-                "run on it (invalidated or evicted at once, or slower than the change "
-                "feed's repair-ttl cap); retry"
-              : "the read lease lapsed (the node lost its cluster, or its change "
-                "feed): a compute needs the key's current value and the cache holds "
-                "none it may trust; retry once the lease holds")};
+    return caf::expected<computed>{
+      trusted ? make_error(errc::overloaded,
+                           "the key's value was loaded twice and lost before the compute "
+                           "could run on it (invalidated or evicted at once, or slower "
+                           "than the change feed's repair-ttl cap); retry")
+              : lapsed_error()};
   bool again = job->loaded && std::exchange(job->load_again, false) && !job->reloaded;
   if (id == no_entry && cfg_.read_through && (!job->loaded || again)) {
     job->reloaded = job->loaded;

@@ -70,8 +70,10 @@ bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
   lease_watch_.lapsed_until = look.until;
   if (look.caps()) {
     // As the repair this lapse stands for would do under repair-ttl: what we hold
-    // expires within the cap, and hits go on (staleness bounded by design, the
-    // cache warm). Installs and retimes while it lasts are capped too
+    // expires within the cap, and the cache stays warm. Hits go on under the
+    // change feed's lease (staleness bounded by design); the cluster's withholds
+    // them until it holds again (rule 7: its repair is not done yet), and its
+    // renewal needs no clear. Installs and retimes while it lasts are capped too
     // (`lapse_capped`): changes may go unheard for as long as it lasts. The cap
     // counts from when the lease ended (or was last seen valid, if later: a lapse
     // to the clock's epoch), not from now: a shard that finds the lapse late (a
@@ -81,7 +83,7 @@ bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
       if (table_.size() > 0) ++stats_.lease_caps;
       cap_from(look.began(lease_watch_.seen_valid), now, *look.lapse);
     }
-    return true;
+    return look.serves();
   }
   if (table_.size() > 0) {
     clear_here();
@@ -115,8 +117,8 @@ uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now,
 uint64_t shard_state::served_until(const entry& e, time_point now,
                                    uint64_t now_ms) const {
   auto look = cfg_.lease.look_at(now);
-  if (look.clears() || expired(e, now_ms))
-    return 0; // a clearing lapse: the next read clears
+  if (!look.serves() || expired(e, now_ms))
+    return 0; // a lapse that clears (the next read does) or withholds hits
   auto expiry = e.expires() ? e.expiry_ms() : entry::never;
   if (look.caps() && lease_watch_.must_cap(*look.lapse))
     expiry =

@@ -145,9 +145,10 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
   if (!cfg_.read_through)
     return caf::expected<value>{make_error(
       errc::invalid_option, "get_or_load needs a loader; this cache has none")};
-  lease_holds(now); // a lapsed lease empties the shard: this becomes a miss
+  // A lapsed lease empties the shard, or withholds what it holds: a miss then.
+  bool holds = lease_holds(now);
   auto now_ms = to_ms(now);
-  auto id = table_.find(key, hash);
+  auto id = holds ? table_.find(key, hash) : no_entry;
   if (id != no_entry && !expired(table_.at(id), now_ms)) {
     if (expires_early(table_.at(id), now_ms)) {
       ++stats_.early_expirations;
@@ -160,7 +161,8 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
     }
   }
   get(key, hash, now); // counts the miss, reclaims an expired entry
-  if (auto failed = negatives_.find(key, now_ms)) {
+  // A remembered failure is a cached answer too.
+  if (auto failed = holds ? negatives_.find(key, now_ms) : nullptr) {
     ++stats_.negative_hits;
     // A remembered not_found is an answer: nothing stale is served for it.
     if (auto old =
@@ -192,7 +194,7 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   step_now_ = now; // for computes that waited for this load
   // A lapse not acted on yet voids this load too if it caps (it may have read
   // what a missed change replaced), as a read would have first.
-  lease_holds(now);
+  bool serves = lease_holds(now);
   auto done = loads_.finish(key, id);
   if (!done) return; // not ours (or already failed at shutdown)
   // Read no earlier than the load started (`took` is the loader's, and leaves out
@@ -226,7 +228,8 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
       if (negatives_.enabled())
         negatives_.remember(key, result.error(), now_ms,
                             lapse_capped(UINT64_MAX, now, read_at));
-      if (!done->waiters.empty()) {
+      // Nor is a value kept for stale-if-error one the shard may serve under a lapse.
+      if (!done->waiters.empty() && serves) {
         if (auto old = stale_fallback(key, now_ms)) {
           stats_.stale_served += done->waiters.size();
           for (auto& waiter : done->waiters)

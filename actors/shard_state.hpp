@@ -330,12 +330,12 @@ private:
   /// before now (a load's start, a write-through put's): a lapse's cap counts from it.
   caf::error admit(value v, ttl t, time_point now, bool keep_links = false,
                    std::optional<time_point> read_at = std::nullopt);
-  /// Distributed and fed caches: clears if a read lease lapsed; false then. Under
-  /// its `repair_ttl` (the change feed's) a lapse caps every TTL instead, and holds.
+  /// Distributed and fed caches: clears if a read lease lapsed. Under its `repair_ttl`
+  /// a lapse caps every TTL instead. True if what the shard holds may be served.
   bool lease_holds(time_point now);
   /// `cap_ttl` counted from `from` (a lapse's start), if earlier than now.
   uint64_t cap_from(time_point from, time_point now, caf::timespan limit);
-  bool lease_lapsed(time_point now, const read_leases::look& look); // false: cleared
+  bool lease_lapsed(time_point now, const read_leases::look& look); // false: no hits
   /// While a lease lapsed under `repair_ttl`: `expiry_ms` capped at that from `read_at`.
   uint64_t lapse_capped(uint64_t expiry_ms, time_point now, time_point read_at);
   /// The ms the entry is served until, as the next read would find it: its expiry,

@@ -109,8 +109,9 @@ struct cache_stats {
   /// lost touch with another node or the change feed: it may have missed
   /// invalidations).
   uint64_t lease_clears = 0;
-  /// Fed caches under `karlton.postgres.repair-ttl`: the feed's lease lapsed,
-  /// and every TTL was capped at it instead of a clear (the cache kept warm).
+  /// Caches under a `repair-ttl` (`karlton.postgres.` or `karlton.cluster.`): a
+  /// read lease lapsed, and every TTL was capped at it instead of a clear (the
+  /// cache kept warm; the cluster's withholds hits until it holds again).
   uint64_t lease_caps = 0;
   /// Doorbells the shard answered: wake-ups for calls queued by plain threads,
   /// and its own re-rings when still busy after a turn.

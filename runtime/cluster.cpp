@@ -45,9 +45,10 @@ peer_setup peer_setup_for(const cluster_options& opts,
                           std::shared_ptr<const clock> time_source) {
   peer_setup setup;
   static_cast<peer_options&>(setup) = opts; // the options both share
-  // A lapse clears whatever repair-ttl says (rule 7: a node that lost a member
-  // serves no hits until it repaired), unlike the change feed's.
-  setup.lease = std::make_shared<read_lease>();
+  // A lapse clears, or under repair-ttl caps every TTL as the repair will; unlike
+  // the change feed's, it withholds hits until the lease holds again (rule 7: a
+  // node that lost a member serves no hits until it repaired).
+  setup.lease = std::make_shared<read_lease>(opts.repair_ttl, lapsed_hits::withheld);
   setup.time_source = std::move(time_source);
   setup.log = log_of(opts); // one log for the whole runtime
   setup.me.host = opts.host;

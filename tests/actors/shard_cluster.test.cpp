@@ -198,6 +198,58 @@ TEST_CASE("under the change feed's repair-ttl a lapsed lease caps every TTL and 
   CHECK(left_of(s, "e", at(100'001ms)) == 9999ms);
 }
 
+TEST_CASE("under the cluster's repair-ttl a lapsed lease caps every TTL and withholds "
+          "hits until it holds again",
+          "[lease][rule7]") {
+  // Rule 7: a node that lost a member serves no hits until it repaired. Before,
+  // that lapse cleared whatever repair-ttl said: the warm cache repair-ttl was
+  // set to keep was emptied by every member lost.
+  auto lease = std::make_shared<read_lease>(10s, lapsed_hits::withheld);
+  auto cfg = test::loading(1h);
+  cfg.distributed = true;
+  cfg.lease = lease;
+  cfg.negative_ttl = 1h;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(val("a"), ttl::never(), t0));
+  REQUIRE_FALSE(s.put(val("b"), ttl::never(), t0));
+  lease->extend_to(at(1000ms));
+  CHECK_FALSE(s.get("a", at(1001ms))); // withheld
+  CHECK_FALSE(s.contains("b", at(1001ms)));
+  CHECK(s.ttl_of("b", at(1001ms)).state == remaining_ttl::missing);
+  CHECK(s.size() == 2); // kept, capped
+  CHECK(s.stats().lease_caps == 1);
+  CHECK(s.stats().lease_clears == 0);
+  // A read-through read misses and loads: its callers get the value, and the
+  // table keeps it capped, withheld like the rest.
+  test::reader r;
+  CHECK_FALSE(r.read(s, "a", at(2s)));
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load("a", loads[0].second, std::string{"v2"}, 1ms, at(2s));
+  CHECK(r.got == std::vector<std::string>{"v2"});
+  CHECK_FALSE(s.get("a", at(2s)));
+  // A remembered failure is a cached answer too: not given while it lasts.
+  test::reader failing;
+  CHECK_FALSE(failing.read(s, "x", at(2s)));
+  loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load("x", loads[0].second, make_error(errc::store_failure, "down"), 1ms,
+                  at(2s));
+  test::reader again;
+  CHECK_FALSE(again.read(s, "x", at(2s))); // loads again
+  CHECK(s.take_loads_to_start().size() == 1);
+  REQUIRE_FALSE(s.put(val("c"), ttl::never(), at(3s))); // capped as it goes in
+  CHECK_FALSE(s.get("c", at(3s)));
+  // Held again (the repair is done): all of it is served, each capped.
+  lease->extend_to(at(100s));
+  CHECK(s.get("b", at(4s)));
+  CHECK(left_of(s, "b", at(4s)) == 7s); // from the lease's end
+  CHECK(left_of(s, "a", at(4s)) == 8s); // from its load's start
+  CHECK(left_of(s, "c", at(4s)) == 9s); // from its put
+  CHECK(s.get("a", at(4s)).bytes() == "v2");
+  CHECK(s.stats().lease_clears == 0);
+}
+
 TEST_CASE("a lapse that caps caps again what was put while the lease held, though it "
           "lapses to the same end",
           "[lease]") {

@@ -351,10 +351,9 @@ TEST_CASE("a compute whose reload fails under stale-if-error fails, and never co
 
 TEST_CASE("a compute whose loaded value is gone before it runs fails and stores nothing",
           "[compute][lease]") {
-  // Under a lapse that clears, each look empties the shard, what the load
-  // found too; under one that caps, a load slower than the cap arrives
-  // expired. Before, it loaded twice, then computed from "absent" and wrote 1
-  // over the store's 41.
+  // Under a lapse that clears, each look empties the shard: it fails at once.
+  // Under one that caps, a load slower than the cap arrives expired. Before, it
+  // loaded twice, then computed from "absent" and wrote 1 over the store's 41.
   auto repair_ttl = GENERATE(0s, 10s);
   auto lease = std::make_shared<read_lease>(repair_ttl);
   shard_options cfg;
@@ -377,7 +376,32 @@ TEST_CASE("a compute whose loaded value is gone before it runs fails and stores 
   REQUIRE_FALSE(a.ok());
   CHECK(a.got->error() == errc::overloaded);
   CHECK(s.take_writes().empty());
-  CHECK(loads == (repair_ttl > 0s ? 2 : 1)); // reloading cannot help a clearing lapse
+  CHECK(loads == (repair_ttl > 0s ? 2 : 0)); // loading cannot help a clearing lapse
+}
+
+TEST_CASE("a compute under a lapse that withholds hits fails at once and changes nothing",
+          "[compute][lease][rule7]") {
+  // The cluster's lease under repair-ttl: the shard keeps what it holds, capped,
+  // and may not trust it until the lease holds again. Computing on it would
+  // build on what another node may have changed unheard.
+  auto lease = std::make_shared<read_lease>(10s, lapsed_hits::withheld);
+  shard_options cfg;
+  cfg.read_through = true;
+  cfg.writes = write_mode::write_through;
+  cfg.lease = lease;
+  shard_state s{cfg};
+  lease->extend_to(at(1000ms));
+  answer<int64_t> a;
+  a.run(s, at(2000ms), inc());
+  REQUIRE(a.got);
+  REQUIRE_FALSE(a.ok());
+  CHECK(a.got->error() == errc::overloaded);
+  CHECK(s.take_loads_to_start().empty());
+  CHECK(s.take_writes().empty());
+  lease->extend_to(at(100s)); // held again: it loads, then computes
+  answer<int64_t> b;
+  b.run(s, at(3000ms), inc());
+  CHECK(s.take_loads_to_start().size() == 1);
 }
 
 TEST_CASE("a compute whose loaded value is invalidated twice fails and stores nothing",

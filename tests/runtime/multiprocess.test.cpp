@@ -368,6 +368,28 @@ void freeze_and_thaw(const std::string& mode) {
 
 } // namespace
 
+TEST_CASE("under repair-ttl a node that lost a member to kill -9 serves what it held "
+          "again once repaired",
+          "[multiprocess][kill][rule7]") {
+  // What repair-ttl is for: a member crashes or restarts, and the others stay
+  // warm. Before, the loss lapsed the read lease, and a lapse of the cluster's
+  // lease cleared whatever repair-ttl said.
+  cluster c{"async", {"--karlton.cluster.repair-ttl=60s"}};
+  c.start_all(2);
+  c.store("k", "vk");
+  c.load_on("k", "vk", {0});
+  c[1].signal(SIGKILL);
+  REQUIRE(c[1].wait(5s));
+  REQUIRE(eventually([&] { return stat_of(c[0].ask("stats"), "peers_lost") >= 1; },
+                     default_wait, console_poll));
+  // `get` never loads: a hit is the entry from before the loss.
+  CHECK(eventually([&] { return c[0].ask("get default k") == "value vk"; }, default_wait,
+                   console_poll));
+  auto s = c[0].ask("stats");
+  CHECK(stat_of(s, "lease_clears") == 0);
+  CHECK(stat_of(s, "lease_caps") >= 1); // capped by the lapse, served once it held
+}
+
 TEST_CASE(
   "freeze of a node process past the member timeout: it misses what it held (async)",
   "[multiprocess][freeze]") {
