@@ -194,7 +194,7 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   step_now_ = now; // for computes that waited for this load
   // A lapse not acted on yet voids this load too if it caps (it may have read
   // what a missed change replaced), as a read would have first.
-  bool serves = lease_holds(now);
+  lease_holds(now);
   auto done = loads_.finish(key, id);
   if (!done) return; // not ours (or already failed at shutdown)
   // Read no earlier than the load started (`took` is the loader's, and leaves out
@@ -228,8 +228,7 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
       if (negatives_.enabled())
         negatives_.remember(key, result.error(), now_ms,
                             lapse_capped(UINT64_MAX, now, read_at));
-      // Nor is a value kept for stale-if-error one the shard may serve under a lapse.
-      if (!done->waiters.empty() && serves) {
+      if (!done->waiters.empty()) {
         if (auto old = stale_fallback(key, now_ms)) {
           stats_.stale_served += done->waiters.size();
           for (auto& waiter : done->waiters)
