@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include <karlton/base/clock.hpp>
 #include <karlton/messages/ttl.hpp>
 #include <karlton/messages/value.hpp>
 
@@ -18,22 +19,6 @@ namespace karlton {
 
 using entry_id = uint32_t;
 constexpr entry_id no_entry = UINT32_MAX;
-
-/// Milliseconds of `t` since the clock's epoch: the unit entries store
-/// their expiry in (a time before the epoch counts as 0).
-inline uint64_t to_ms(std::chrono::steady_clock::time_point t) noexcept {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch());
-  return ms.count() < 0 ? 0 : static_cast<uint64_t>(ms.count());
-}
-
-/// `d` in whole milliseconds, rounded up; 0 for none or less. Not
-/// (ns + 999'999) / 1'000'000: that overflows for a TTL near the largest
-/// timespan, which then expired at once.
-inline uint64_t ceil_ms(std::chrono::nanoseconds d) noexcept {
-  auto ns = d.count();
-  if (ns <= 0) return 0;
-  return static_cast<uint64_t>(ns / 1'000'000 + (ns % 1'000'000 != 0 ? 1 : 0));
-}
 
 /// The TTL that, given at `now_ms`, expires at `expiry_ms` (1 ms if that
 /// has passed: an entry that keeps a past expiry expires at once).

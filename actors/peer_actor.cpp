@@ -74,7 +74,8 @@ void repair(self_ptr self, const std::string& why, bool always_clear) {
   // (rule 7; under repair-ttl the shards cap and keep what they hold, and serve
   // none of it until the lease holds again). The last shard's answer renews
   // it, not the next heartbeat: until then every read missed (and cleared the
-  // shard), so what a node loaded just after it joined was not served.
+  // shard, or found it withheld), so what a node loaded just after it joined
+  // was not served.
   if (limit.count() == 0 && st.setup.lease)
     st.setup.lease->limit_to(st.setup.time_source->now());
   // Counted until answered: `heartbeat` must not make a lapsed lease valid

@@ -23,6 +23,13 @@
 
 namespace karlton {
 
+/// Where a cap of `limit` counted from `from` (never later than `now`) ends, in
+/// the whole ms entries expire at.
+inline uint64_t cap_end_ms(clock::time_point from, clock::time_point now,
+                           std::chrono::nanoseconds limit) noexcept {
+  return to_ms(std::min(from, now)) + ceil_ms(limit);
+}
+
 /// Whether shards serve the entries a lapse capped while it lasts (`read_lease`).
 enum class lapsed_hits {
   served,  ///< the change feed's: its staleness is bounded by design
@@ -120,9 +127,10 @@ struct read_leases {
     bool caps() const noexcept { return lapse && lapse->count() > 0; }
     /// True if the shard may serve what it holds (capped, if `caps`).
     bool serves() const noexcept { return !lapse || (caps() && !withholds); }
-    /// True if this look caps, and a cap counted from `read_at` is past.
+    /// True if this look caps, and what was read at `read_at` would go in
+    /// expired by that cap.
     bool past_cap(time_point read_at, time_point now) const noexcept {
-      return caps() && std::min(read_at, now) + *lapse <= now;
+      return caps() && to_ms(now) >= cap_end_ms(read_at, now, *lapse);
     }
     /// When the lapse began, as far as one who last saw the leases valid at
     /// `seen_valid` can tell: the earliest end, or `seen_valid` if later (a

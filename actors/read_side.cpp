@@ -38,7 +38,7 @@ read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
   if (f.expiry_ms != entry::never || leases_) {
     auto now = time_source_->now();
     if (leases_ && now.time_since_epoch().count() > lease_until)
-      return {}; // lapsed: the shard clears first
+      return {}; // lapsed: the shard decides (clears, caps, withholds)
     if (f.expiry_ms != entry::never && to_ms(now) >= f.expiry_ms)
       return {}; // expired: the shard removes it, or serves it stale on a load error
   }

@@ -111,8 +111,9 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   // flight), then starts over: the table says what the load left. A load that
   // found a value the table then lost (voided by an invalidation, evicted at
   // once, or not cached: slower than a lapse's cap) loads once more, then the
-  // compute gives up, at once under a lapse that clears (each look clears
-  // again): computing from "absent" would write f(nothing) over the store's row.
+  // compute gives up (a put or erase in line: at once under a lapse that clears,
+  // as each look clears again): computing from "absent" would write f(nothing)
+  // over the store's row.
   if (job->load_again && id == no_entry && (job->reloaded || !trusted))
     return caf::expected<computed>{
       trusted ? make_error(errc::overloaded,

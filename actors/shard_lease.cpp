@@ -1,20 +1,12 @@
 // The shard's side of the read leases and of repairs (rule 6): a lapse clears the
-// shard, or under the change feed's repair-ttl caps every TTL; a repair clears
-// (`clear_here`) or caps (`cap_ttl`).
+// shard, or under a repair-ttl caps every TTL (the cluster's then withholds hits
+// until it holds again); a repair clears (`clear_here`) or caps (`cap_ttl`).
 #include <algorithm>
+#include <utility>
 
 #include "actors/shard_state.hpp"
 
 namespace karlton {
-
-namespace {
-
-// Where a cap of `limit` counted from `from` (never later than now) ends, in ms.
-uint64_t cap_end_ms(time_point from, time_point now, std::chrono::nanoseconds limit) {
-  return to_ms(std::min(from, now)) + ceil_ms(limit);
-}
-
-} // namespace
 
 uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
   // A lapse not acted on yet first: this cap must not hide it (`must_cap`).
@@ -67,7 +59,7 @@ bool shard_state::lease_holds(time_point now) {
 }
 
 bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
-  lease_watch_.lapsed_until = look.until;
+  bool seen = std::exchange(lease_watch_.lapsed_until, look.until) == look.until;
   if (look.caps()) {
     // As the repair this lapse stands for would do under repair-ttl: what we hold
     // expires within the cap, and the cache stays warm. Hits go on under the
@@ -83,6 +75,8 @@ bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
       if (table_.size() > 0) ++stats_.lease_caps;
       cap_from(look.began(lease_watch_.seen_valid), now, *look.lapse);
     }
+    // Tracking clients hold copies: withheld, they drop them, once a lapse.
+    if (look.withholds && !seen) all_changed_ = cfg_.change_listener != nullptr;
     return look.serves();
   }
   if (table_.size() > 0) {

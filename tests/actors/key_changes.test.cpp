@@ -217,6 +217,29 @@ TEST_CASE_METHOD(state_fixture, "a lapsed lease is told when it lapses, without 
   CHECK(s.stats().lease_clears == 2);
 }
 
+TEST_CASE_METHOD(
+  state_fixture,
+  "a lapse that withholds hits is told each time, though it caps nothing new",
+  "[key-changes][lease][rule7]") {
+  // The cluster's lease under repair-ttl keeps the entries, capped, and serves
+  // none of them: tracking clients must drop their copies too. Before, a lapse
+  // with nothing put since the last cap told them nothing.
+  auto lease = std::make_shared<read_lease>(10s, lapsed_hits::withheld);
+  lease->extend_to(at(500ms));
+  cfg.lease = lease;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(val("k"), ttl::never(), t0));
+  step(s);
+  s.remove_expired(at(501ms));
+  CHECK(step(s) == batches{{"*"}}); // capped
+  CHECK_FALSE(s.get("k", at(600ms)));
+  CHECK(step(s).empty()); // told once a lapse
+  lease->extend_to(at(2000ms));
+  CHECK(s.get("k", at(1000ms))); // held again: served, and a client reads it
+  s.remove_expired(at(2001ms));  // nothing new to cap
+  CHECK(step(s) == batches{{"*"}});
+}
+
 TEST_CASE_METHOD(state_fixture, "under stale-if-error an expiry is told when it happens",
                  "[key-changes]") {
   cfg.stale_if_error = 5s;

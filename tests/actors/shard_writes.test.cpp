@@ -173,6 +173,15 @@ TEST_CASE(
     CHECK_FALSE(s.contains("k", at(13'000)));
     CHECK(s.size() == 0); // before: installed expired
   }
+  SECTION("done in the cap's last millisecond it is not installed expired") {
+    // The cap ends on a whole ms, as expiries do. Before, the check counted in
+    // ns, and let in a put sent mid-millisecond, expired as it went in.
+    CHECK_FALSE(s.get("x", at(2000)));
+    s.write(val("k", "v"), ttl::never(), at(3000) + 400us, a.waiter()); // cap: 13,000 ms
+    s.writes_done(seqs_of(s.take_writes()), caf::none, at(13'000) + 200us);
+    REQUIRE(a.ok());
+    CHECK(s.size() == 0);
+  }
   SECTION("sent before the shard acted on the lapse it is not installed") {
     // As a load then: a missed change may have come after it in the store.
     // Acting on the lapse as it went in would cap it from then, past the cap.
