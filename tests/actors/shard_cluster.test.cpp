@@ -223,18 +223,13 @@ TEST_CASE("under the cluster's repair-ttl a lapsed lease caps every TTL and with
   // table keeps it capped, withheld like the rest.
   test::reader r;
   CHECK_FALSE(r.read(s, "a", at(2s)));
-  auto loads = s.take_loads_to_start();
-  REQUIRE(loads.size() == 1);
-  s.complete_load("a", loads[0].second, std::string{"v2"}, 1ms, at(2s));
+  test::finish_the_load(s, "a", std::string{"v2"}, at(2s));
   CHECK(r.got == std::vector<std::string>{"v2"});
   CHECK_FALSE(s.get("a", at(2s)));
   // A remembered failure is a cached answer too: not given while it lasts.
   test::reader failing;
   CHECK_FALSE(failing.read(s, "x", at(2s)));
-  loads = s.take_loads_to_start();
-  REQUIRE(loads.size() == 1);
-  s.complete_load("x", loads[0].second, make_error(errc::store_failure, "down"), 1ms,
-                  at(2s));
+  test::finish_the_load(s, "x", make_error(errc::store_failure, "down"), at(2s));
   test::reader again;
   CHECK_FALSE(again.read(s, "x", at(2s))); // loads again
   CHECK(s.take_loads_to_start().size() == 1);

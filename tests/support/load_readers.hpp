@@ -2,8 +2,10 @@
 // caller of get_or_load that records what it was told.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "actors/shard_state.hpp"
@@ -43,6 +45,15 @@ struct reader {
     return answer.has_value();
   }
 };
+
+// Completes the one load the shard wants started, of `key`, with `result`.
+inline void finish_the_load(shard_state& s, const std::string& key,
+                            caf::expected<std::string> result, time_point now) {
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  s.complete_load(key, loads[0].second, std::move(result), std::chrono::milliseconds{1},
+                  now);
+}
 
 // TTL 10 s; a read of a value older than `d` starts a background reload.
 inline shard_options refreshing_after(caf::timespan d) {
