@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include <karlton/base/clock.hpp>
+#include "actors/milliseconds.hpp"
 #include <karlton/messages/ttl.hpp>
 #include <karlton/messages/value.hpp>
 

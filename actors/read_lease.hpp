@@ -19,6 +19,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "actors/milliseconds.hpp"
 #include <karlton/base/clock.hpp>
 
 namespace karlton {
@@ -123,6 +124,9 @@ struct read_leases {
     std::optional<std::chrono::nanoseconds> lapse;
     /// A lease that lapsed withholds hits while it lasts (`lapsed_hits`).
     bool withholds = false;
+    /// The earliest end of those that withhold (ticks): one lapse of theirs,
+    /// however the other leases lapse meanwhile (the feed's ends at the epoch).
+    int64_t withheld_since = std::numeric_limits<int64_t>::max();
     bool clears() const noexcept { return lapse && lapse->count() <= 0; }
     bool caps() const noexcept { return lapse && lapse->count() > 0; }
     /// True if the shard may serve what it holds (capped, if `caps`).
@@ -148,7 +152,10 @@ struct read_leases {
       if (now.time_since_epoch().count() > until) { // as `read_lease::valid`
         out.lapse =
           out.lapse ? std::min(*out.lapse, lease->repair_ttl()) : lease->repair_ttl();
-        out.withholds = out.withholds || lease->hits() == lapsed_hits::withheld;
+        if (lease->hits() == lapsed_hits::withheld) {
+          out.withholds = true;
+          out.withheld_since = std::min(out.withheld_since, until);
+        }
       }
     }
     return out;
@@ -168,6 +175,8 @@ struct lease_watch {
   bool cap_due = true;
   std::chrono::nanoseconds capped_at{0}; ///< that cap
   time_point seen_valid{};               ///< when every lease last held
+  /// The withholding lapse tracking clients were told of (`look::withheld_since`).
+  int64_t told_withheld = std::numeric_limits<int64_t>::min();
 
   /// True if a lapse under `repair_ttl` must cap what the shard holds now:
   /// something may outlive the last cap. Each cap voids the loads in flight,

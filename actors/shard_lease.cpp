@@ -59,7 +59,7 @@ bool shard_state::lease_holds(time_point now) {
 }
 
 bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
-  bool seen = std::exchange(lease_watch_.lapsed_until, look.until) == look.until;
+  lease_watch_.lapsed_until = look.until;
   if (look.caps()) {
     // As the repair this lapse stands for would do under repair-ttl: what we hold
     // expires within the cap, and the cache stays warm. Hits go on under the
@@ -76,7 +76,9 @@ bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
       cap_from(look.began(lease_watch_.seen_valid), now, *look.lapse);
     }
     // Tracking clients hold copies: withheld, they drop them, once a lapse.
-    if (look.withholds && !seen) all_changed_ = cfg_.change_listener != nullptr;
+    if (look.withholds && std::exchange(lease_watch_.told_withheld,
+                                        look.withheld_since) != look.withheld_since)
+      all_changed_ = cfg_.change_listener != nullptr;
     return look.serves();
   }
   if (table_.size() > 0) {

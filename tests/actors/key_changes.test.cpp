@@ -240,6 +240,27 @@ TEST_CASE_METHOD(
   CHECK(step(s) == batches{{"*"}});
 }
 
+TEST_CASE_METHOD(state_fixture,
+                 "a cluster lapse is told though the change feed's lease stays lapsed",
+                 "[key-changes][lease][rule7]") {
+  // Both end at the epoch as far as the earliest end can tell: before, the
+  // cluster's lapse looked like the feed's, seen already, and went untold.
+  auto cluster = std::make_shared<read_lease>(10s, lapsed_hits::withheld);
+  auto feed = std::make_shared<read_lease>(10s);
+  feed->limit_to(clock::time_point{}); // not listening yet
+  cfg.lease = cluster;
+  cfg.lease.changes = feed;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(val("k"), ttl::never(), t0)); // capped as it goes in
+  step(s);
+  CHECK(s.get("k", at(1ms))); // the feed's lapse serves what it capped
+  cluster->limit_to(at(2ms)); // a member lost
+  s.remove_expired(at(3ms));
+  CHECK(step(s) == batches{{"*"}});
+  CHECK_FALSE(s.get("k", at(4ms)));
+  CHECK(step(s).empty());
+}
+
 TEST_CASE_METHOD(state_fixture, "under stale-if-error an expiry is told when it happens",
                  "[key-changes]") {
   cfg.stale_if_error = 5s;

@@ -12,6 +12,7 @@
 #include "actors/compute_ops.hpp"
 #include "actors/shard_state.hpp"
 #include "support/compute_answers.hpp"
+#include "support/load_readers.hpp"
 #include "support/times.hpp"
 #include <karlton/messages/errors.hpp>
 
@@ -401,6 +402,28 @@ TEST_CASE("a compute under a lapse that withholds hits fails at once and changes
   lease->extend_to(at(100s)); // held again: it counts on
   CHECK(bytes_of(s, at(3000ms)) == "41");
   CHECK(*answer<int64_t>{}.run(s, at(3000ms), inc()) == 42);
+}
+
+TEST_CASE("a put in line behind a compute goes in under a lapse that withholds hits",
+          "[compute][lease][rule7]") {
+  // It needs no value: only the compute ahead of it fails.
+  auto lease = std::make_shared<read_lease>(10s, lapsed_hits::withheld);
+  shard_options cfg;
+  cfg.read_through = true;
+  cfg.lease = lease;
+  shard_state s{cfg};
+  lease->extend_to(at(1000ms));
+  answer<int64_t> a;
+  a.run(s, t0, inc()); // loads k
+  write_answers answered;
+  CHECK_FALSE(s.write(value::make("k", "P"), ttl::never(), t0, answered.note("put")));
+  test::finish_the_load(s, "k", std::string{"41"}, at(2000ms)); // lapsed meanwhile
+  REQUIRE(a.got);
+  REQUIRE_FALSE(a.ok());
+  CHECK(a.got->error() == errc::overloaded);
+  CHECK(answered.got == std::vector<std::string>{"put"});
+  lease->extend_to(at(100s));
+  CHECK(bytes_of(s, at(3000ms)) == "P");
 }
 
 TEST_CASE("a compute whose loaded value is invalidated twice fails and stores nothing",

@@ -374,7 +374,11 @@ TEST_CASE("under repair-ttl a node that lost a member to kill -9 serves what it 
   // What repair-ttl is for: a member crashes or restarts, and the others stay
   // warm. Before, the loss lapsed the read lease, and a lapse of the cluster's
   // lease cleared whatever repair-ttl said.
-  cluster c{"async", {"--karlton.cluster.repair-ttl=60s"}};
+  // A lease of 5 s: node 1 starved past a short one would clear as a stalled
+  // node does (whatever repair-ttl says), and `get` would then never hit.
+  cluster c{"async",
+            {"--karlton.cluster.repair-ttl=60s", "--karlton.cluster.read-lease=5s",
+             "--karlton.cluster.member-timeout=11s"}};
   c.start_all(2);
   c.store("k", "vk");
   c.load_on("k", "vk", {0});
