@@ -162,6 +162,15 @@ struct read_leases {
   }
   /// True if any lease is present.
   explicit operator bool() const noexcept { return cluster || changes; }
+  /// True if leases are present and a lapse of any of them serves what it caps
+  /// (the change feed's under its `repair-ttl`): direct readers may serve through
+  /// one the shard acted on (`read_side::capped_for`).
+  bool lapses_serve() const noexcept {
+    auto serves = [](const read_lease* l) {
+      return !l || (l->repair_ttl().count() > 0 && l->hits() == lapsed_hits::served);
+    };
+    return *this && serves(cluster.get()) && serves(changes.get());
+  }
 };
 
 /// What a shard last saw of its leases, so that it acts on a lapse once and

@@ -18,18 +18,21 @@ unsigned this_stripe() {
 
 read_side::read_side(std::shared_ptr<const clock> time_source, read_leases leases)
   : time_source_(time_source ? std::move(time_source) : std::make_shared<steady_clock>()),
-    leases_(std::move(leases)) {}
+    leases_(std::move(leases)),
+    lapses_serve_(leases_.lapses_serve()) {}
 
 read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
   entry_table::found f;
   int64_t lease_until = 0;
+  int64_t capped_for = not_capped;
   {
     rcu::read_section section;
     if (!open_.load(std::memory_order_acquire)) return {};
     // The lease as it was before the table was read: a lease renewed while
     // we read (after a repair cleared the shard) must not vouch for a value
-    // read before the clear.
+    // read before the clear. So with the caps for a lapse: seen, they are.
     if (leases_) lease_until = leases_.until_ticks();
+    if (lapses_serve_) capped_for = capped_for_.load(std::memory_order_acquire);
     f = table.read(key, hash);
   } // holding our own reference now: the value outlives the section
   if (!f.val) return {};
@@ -37,8 +40,13 @@ read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
   // under no lease is served without a clock read.
   if (f.expiry_ms != entry::never || leases_) {
     auto now = time_source_->now();
-    if (leases_ && now.time_since_epoch().count() > lease_until)
-      return {}; // lapsed: the shard decides (clears, caps, withholds)
+    // Lapsed: the shard decides (clears, caps, withholds), unless it capped every
+    // entry for this lapse and nothing went in uncapped since, the table read
+    // included (it marks that before the write: seen the write, seen the mark).
+    if (leases_ && now.time_since_epoch().count() > lease_until &&
+        (capped_for != lease_until ||
+         capped_for_.load(std::memory_order_acquire) != capped_for))
+      return {};
     if (f.expiry_ms != entry::never && to_ms(now) >= f.expiry_ms)
       return {}; // expired: the shard removes it, or serves it stale on a load error
   }

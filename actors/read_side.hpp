@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string_view>
 
@@ -84,6 +85,18 @@ public:
   /// The shard stopped: from now on every read misses.
   void close() noexcept { open_.store(false, std::memory_order_release); }
 
+  /// The shard, after capping every entry for a lapse of the leases that ends at
+  /// `until` (ticks) and serves what it caps: readers serve through that lapse,
+  /// each entry until its capped expiry. Published after the caps, so a reader
+  /// that sees it sees them.
+  void capped_for(int64_t until) noexcept {
+    if (capped_for_.load(std::memory_order_relaxed) != until) // the shard's own store
+      capped_for_.store(until, std::memory_order_release);
+  }
+  /// The shard, before something goes in uncapped: readers ask it at the next
+  /// lapse, even one that ends where the last did (the feed's ends at the epoch).
+  void uncapped() noexcept { capped_for(not_capped); }
+
   /// The buffer's length per stripe (Caffeine uses 16): the latest 64 hits
   /// of a stripe since the last drain are what the policy learns from.
   static constexpr unsigned buffer_length = 64;
@@ -109,8 +122,12 @@ private:
   };
   static constexpr unsigned stripe_count = 8;
 
+  static constexpr int64_t not_capped = std::numeric_limits<int64_t>::min();
+
   std::shared_ptr<const clock> time_source_;
   read_leases leases_;
+  const bool lapses_serve_; // leases_.lapses_serve()
+  std::atomic<int64_t> capped_for_{not_capped};
   std::array<stripe, stripe_count> stripes_;
   std::atomic<bool> open_{true};
   std::atomic<bool> drain_asked_{false};

@@ -79,6 +79,9 @@ bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
     if (look.withholds && std::exchange(lease_watch_.told_withheld,
                                         look.withheld_since) != look.withheld_since)
       all_changed_ = cfg_.change_listener != nullptr;
+    // All of it capped: direct readers serve through the lapse, each entry
+    // until its capped expiry, instead of asking the shard for every hit.
+    if (look.serves()) reads_->capped_for(look.until);
     return look.serves();
   }
   if (table_.size() > 0) {
@@ -97,6 +100,7 @@ uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now,
     // Put while every lease holds (or one that clears lapsed): the next lapse that
     // caps must cap it too, even if the lease lapses to the same end again.
     lease_watch_.cap_due = true;
+    reads_->uncapped(); // before it goes in: a reader that sees it sees this
     if (!look.lapse) lease_watch_.seen_valid = now;
     return expiry_ms;
   }

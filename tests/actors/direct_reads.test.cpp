@@ -14,6 +14,7 @@
 
 #include "actors/entry_table.hpp"
 #include "actors/read_side.hpp"
+#include "actors/shard_state.hpp"
 #include "base/rcu.hpp"
 #include <karlton/base/clock.hpp>
 
@@ -181,6 +182,79 @@ TEST_CASE("a direct read needs every lease it has: a lapsed change feed lease st
   fed.table.insert(value::make("k", "v"));
   CHECK_FALSE(fed.read("k", hash_of("k")).val);
   CHECK(fed.hits() == 0);
+}
+
+TEST_CASE("a direct read serves through a lapse only once the shard capped every entry "
+          "for it, and only under a lease whose lapse serves",
+          "[direct][lease]") {
+  auto clk = std::make_shared<manual_clock>();
+  auto hits_under = [&](read_leases leases) {
+    read_side side{clk, leases};
+    side.table.insert(value::make("k", "v"));
+    side.capped_for(0); // what a shard does once it capped all for a lapse ending at 0
+    return side.read("k", hash_of("k")).val ? 1 : 0;
+  };
+  auto lapsed = [](std::chrono::seconds repair_ttl, lapsed_hits hits) {
+    auto l = std::make_shared<read_lease>(repair_ttl, hits);
+    l->limit_to(clock::time_point{}); // ends at 0, as the feed's does
+    return l;
+  };
+  read_leases feed;
+  feed.changes = lapsed(10s, lapsed_hits::served);
+  CHECK(hits_under(feed) == 1);
+  read_leases clearing;
+  clearing.changes = lapsed(0s, lapsed_hits::served);
+  CHECK(hits_under(clearing) == 0); // a lapse that clears serves nothing
+  read_leases cluster{lapsed(10s, lapsed_hits::withheld)};
+  CHECK(hits_under(cluster) == 0); // nor one that withholds (rule 7)
+  read_leases both{std::make_shared<read_lease>(10s, lapsed_hits::withheld)};
+  both.changes = lapsed(10s, lapsed_hits::served);
+  CHECK(hits_under(both) == 0); // the cluster's holds, but its lapse would not serve
+  read_side side{clk, feed};
+  side.table.insert(value::make("k", "v"));
+  CHECK_FALSE(side.read("k", hash_of("k")).val); // not capped for it: the shard decides
+  side.capped_for(1);
+  CHECK_FALSE(side.read("k", hash_of("k")).val); // for another lapse
+  side.capped_for(0);
+  CHECK(side.read("k", hash_of("k")).val);
+  side.uncapped(); // something went in uncapped
+  CHECK_FALSE(side.read("k", hash_of("k")).val);
+}
+
+TEST_CASE("under the change feed's repair-ttl direct reads serve through a lapse the shard "
+          "acted on, and ask again at the next lapse after an uncapped put",
+          "[direct][lease]") {
+  // Before, every hit of a fed cache went to the shard while the feed was deaf.
+  auto clk = std::make_shared<manual_clock>();
+  auto lease = std::make_shared<read_lease>(10s);
+  shard_options cfg;
+  cfg.default_ttl = ttl::never();
+  cfg.lease.changes = lease;
+  cfg.reads = std::make_shared<read_side>(clk, cfg.lease);
+  shard_state s{cfg};
+  auto& side = *cfg.reads;
+  auto direct = [&](const std::string& key) { return bool(side.read(key, hash_of(key)).val); };
+  lease->extend_to(clk->now() + 1s);
+  REQUIRE_FALSE(s.put(value::make("a", "1"), ttl::never(), clk->now()));
+  CHECK(direct("a"));
+  lease->limit_to(clock::time_point{}); // the feed lost its connection
+  CHECK_FALSE(direct("a"));              // the shard has not capped it yet
+  CHECK(s.get("a", clk->now()));         // it does, and serves it
+  CHECK(direct("a"));                    // and so do readers now
+  clk->advance(9s);
+  CHECK(direct("a"));
+  clk->advance(1s);
+  CHECK_FALSE(direct("a")); // expired by the cap
+  // Back, a put goes in uncapped; lapsed again to the same end, readers ask.
+  lease->extend_to(clk->now() + 1s);
+  REQUIRE_FALSE(s.put(value::make("b", "2"), ttl::never(), clk->now()));
+  CHECK(direct("b"));
+  lease->limit_to(clock::time_point{});
+  CHECK_FALSE(direct("b")); // else served uncapped for as long as the feed stayed deaf
+  CHECK(s.get("b", clk->now()));
+  CHECK(direct("b"));
+  clk->advance(10s);
+  CHECK_FALSE(direct("b"));
 }
 
 TEST_CASE(
