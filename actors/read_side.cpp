@@ -18,8 +18,7 @@ unsigned this_stripe() {
 
 read_side::read_side(std::shared_ptr<const clock> time_source, read_leases leases)
   : time_source_(time_source ? std::move(time_source) : std::make_shared<steady_clock>()),
-    leases_(std::move(leases)),
-    lapses_serve_(leases_.lapses_serve()) {}
+    leases_(std::move(leases)), lapses_serve_(leases_.lapses_serve()) {}
 
 read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
   entry_table::found f;

@@ -221,9 +221,10 @@ TEST_CASE("a direct read serves through a lapse only once the shard capped every
   CHECK_FALSE(side.read("k", hash_of("k")).val);
 }
 
-TEST_CASE("under the change feed's repair-ttl direct reads serve through a lapse the shard "
-          "acted on, and ask again at the next lapse after an uncapped put",
-          "[direct][lease]") {
+TEST_CASE(
+  "under the change feed's repair-ttl direct reads serve through a lapse the shard "
+  "acted on, and ask again at the next lapse after an uncapped put",
+  "[direct][lease]") {
   // Before, every hit of a fed cache went to the shard while the feed was deaf.
   auto clk = std::make_shared<manual_clock>();
   auto lease = std::make_shared<read_lease>(10s);
@@ -233,14 +234,16 @@ TEST_CASE("under the change feed's repair-ttl direct reads serve through a lapse
   cfg.reads = std::make_shared<read_side>(clk, cfg.lease);
   shard_state s{cfg};
   auto& side = *cfg.reads;
-  auto direct = [&](const std::string& key) { return bool(side.read(key, hash_of(key)).val); };
+  auto direct = [&](const std::string& key) {
+    return bool(side.read(key, hash_of(key)).val);
+  };
   lease->extend_to(clk->now() + 1s);
   REQUIRE_FALSE(s.put(value::make("a", "1"), ttl::never(), clk->now()));
   CHECK(direct("a"));
   lease->limit_to(clock::time_point{}); // the feed lost its connection
-  CHECK_FALSE(direct("a"));              // the shard has not capped it yet
-  CHECK(s.get("a", clk->now()));         // it does, and serves it
-  CHECK(direct("a"));                    // and so do readers now
+  CHECK_FALSE(direct("a"));             // the shard has not capped it yet
+  CHECK(s.get("a", clk->now()));        // it does, and serves it
+  CHECK(direct("a"));                   // and so do readers now
   clk->advance(9s);
   CHECK(direct("a"));
   clk->advance(1s);
