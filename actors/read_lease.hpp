@@ -162,14 +162,13 @@ struct read_leases {
   }
   /// True if any lease is present.
   explicit operator bool() const noexcept { return cluster || changes; }
-  /// True if leases are present and a lapse of any of them serves what it caps
-  /// (the change feed's under its `repair-ttl`): direct readers may serve through
-  /// one the shard acted on (`read_side::capped_for`).
+  /// True if there is one lease, whose lapse serves what it caps (the change
+  /// feed's under its `repair-ttl`): direct readers may serve through a lapse the
+  /// shard acted on (`read_side::capped_for`). One: that mark knows the earliest
+  /// end, not which lease it was, nor whose cap.
   bool lapses_serve() const noexcept {
-    auto serves = [](const read_lease* l) {
-      return !l || (l->repair_ttl().count() > 0 && l->hits() == lapsed_hits::served);
-    };
-    return *this && serves(cluster.get()) && serves(changes.get());
+    auto* only = cluster && changes ? nullptr : cluster ? cluster.get() : changes.get();
+    return only && only->repair_ttl().count() > 0 && only->hits() == lapsed_hits::served;
   }
 };
 

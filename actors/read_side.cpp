@@ -24,6 +24,7 @@ read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
   entry_table::found f;
   int64_t lease_until = 0;
   int64_t capped_for = not_capped;
+  uint64_t uncaps = 0;
   {
     rcu::read_section section;
     if (!open_.load(std::memory_order_acquire)) return {};
@@ -31,7 +32,10 @@ read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
     // we read (after a repair cleared the shard) must not vouch for a value
     // read before the clear. So with the caps for a lapse: seen, they are.
     if (leases_) lease_until = leases_.until_ticks();
-    if (lapses_serve_) capped_for = capped_for_.load(std::memory_order_acquire);
+    if (lapses_serve_) {
+      uncaps = uncaps_.load(std::memory_order_acquire);
+      capped_for = capped_for_.load(std::memory_order_acquire);
+    }
     f = table.read(key, hash);
   } // holding our own reference now: the value outlives the section
   if (!f.val) return {};
@@ -41,10 +45,9 @@ read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
     auto now = time_source_->now();
     // Lapsed: the shard decides (clears, caps, withholds), unless it capped every
     // entry for this lapse and nothing went in uncapped since, the table read
-    // included (it marks that before the write: seen the write, seen the mark).
+    // included (it counts that before the write: seen the write, seen the count).
     if (leases_ && now.time_since_epoch().count() > lease_until &&
-        (capped_for != lease_until ||
-         capped_for_.load(std::memory_order_acquire) != capped_for))
+        (capped_for != lease_until || uncaps_.load(std::memory_order_acquire) != uncaps))
       return {};
     if (f.expiry_ms != entry::never && to_ms(now) >= f.expiry_ms)
       return {}; // expired: the shard removes it, or serves it stale on a load error

@@ -40,9 +40,10 @@ public:
   };
 
   /// On any thread: the value of `key` if the table holds it, live and
-  /// unexpired, under a valid lease; else an empty value, and the caller asks
-  /// the shard, which decides everything a hit cannot: misses, expired
-  /// entries (stale-if-error), a lapsed lease. Counts the hit.
+  /// unexpired, under a valid lease (or through a lapse the shard capped every
+  /// entry for: `capped_for`); else an empty value, and the caller asks the
+  /// shard, which decides everything a hit cannot: misses, expired entries
+  /// (stale-if-error), a lapsed lease. Counts the hit.
   hit read(std::string_view key, uint32_t hash) noexcept;
 
   /// Hits served here so far (added to the shard's stats).
@@ -95,7 +96,13 @@ public:
   }
   /// The shard, before something goes in uncapped: readers ask it at the next
   /// lapse, even one that ends where the last did (the feed's ends at the epoch).
-  void uncapped() noexcept { capped_for(not_capped); }
+  /// Counted, so that a reader that saw the mark before its table read and again
+  /// after, marked anew for the next lapse, still sees that it went meanwhile.
+  void uncapped() noexcept {
+    if (capped_for_.load(std::memory_order_relaxed) == not_capped) return;
+    capped_for_.store(not_capped, std::memory_order_relaxed);
+    uncaps_.store(uncaps_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
 
   /// The buffer's length per stripe (Caffeine uses 16): the latest 64 hits
   /// of a stripe since the last drain are what the policy learns from.
@@ -128,6 +135,7 @@ private:
   read_leases leases_;
   const bool lapses_serve_; // leases_.lapses_serve()
   std::atomic<int64_t> capped_for_{not_capped};
+  std::atomic<uint64_t> uncaps_{0}; // `uncapped` calls that took a mark away
   std::array<stripe, stripe_count> stripes_;
   std::atomic<bool> open_{true};
   std::atomic<bool> drain_asked_{false};

@@ -210,6 +210,9 @@ TEST_CASE("a direct read serves through a lapse only once the shard capped every
   read_leases both{std::make_shared<read_lease>(10s, lapsed_hits::withheld)};
   both.changes = lapsed(10s, lapsed_hits::served);
   CHECK(hits_under(both) == 0); // the cluster's holds, but its lapse would not serve
+  read_leases two{lapsed(10s, lapsed_hits::served)};
+  two.changes = lapsed(10s, lapsed_hits::served);
+  CHECK(hits_under(two) == 0); // one mark cannot tell whose lapse it capped for
   read_side side{clk, feed};
   side.table.insert(value::make("k", "v"));
   CHECK_FALSE(side.read("k", hash_of("k")).val); // not capped for it: the shard decides
@@ -244,6 +247,8 @@ TEST_CASE(
   CHECK_FALSE(direct("a"));             // the shard has not capped it yet
   CHECK(s.get("a", clk->now()));        // it does, and serves it
   CHECK(direct("a"));                   // and so do readers now
+  REQUIRE_FALSE(s.put(value::make("c", "3"), ttl::never(), clk->now()));
+  CHECK(direct("c")); // capped as it went in: readers go on
   clk->advance(9s);
   CHECK(direct("a"));
   clk->advance(1s);
