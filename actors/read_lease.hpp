@@ -10,8 +10,10 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -119,6 +121,10 @@ struct read_leases {
   struct look {
     /// The earliest end of the leases present (clock ticks); the largest value if none.
     int64_t until = std::numeric_limits<int64_t>::max();
+    /// Those that lapsed: each one's end, in the order of `each` (else the largest
+    /// value).
+    std::array<int64_t, 2> lapsed_ends{std::numeric_limits<int64_t>::max(),
+                                       std::numeric_limits<int64_t>::max()};
     /// None while every lease present holds; zero (clear) if one that lapsed
     /// clears; else the least `repair_ttl` of those that lapsed, to cap every TTL at.
     std::optional<std::chrono::nanoseconds> lapse;
@@ -145,11 +151,14 @@ struct read_leases {
   };
   look look_at(time_point now) const noexcept {
     look out;
-    for (auto* lease : {cluster.get(), changes.get()}) {
+    auto leases = each();
+    for (size_t i = 0; i < leases.size(); ++i) {
+      auto* lease = leases[i];
       if (!lease) continue;
       auto until = lease->until_ticks();
       out.until = std::min(out.until, until);
       if (now.time_since_epoch().count() > until) { // as `read_lease::valid`
+        out.lapsed_ends[i] = until;
         out.lapse =
           out.lapse ? std::min(*out.lapse, lease->repair_ttl()) : lease->repair_ttl();
         if (lease->hits() == lapsed_hits::withheld) {
@@ -162,9 +171,13 @@ struct read_leases {
   }
   /// True if any lease is present.
   explicit operator bool() const noexcept { return cluster || changes; }
+  /// Both, the cluster's first; null where absent.
+  std::array<const read_lease*, 2> each() const noexcept {
+    return {cluster.get(), changes.get()};
+  }
   /// True if there is one lease, whose lapse serves what it caps (the change
   /// feed's under its `repair-ttl`): direct readers may serve through a lapse the
-  /// shard acted on (`read_side::capped_for`). One: that mark knows the earliest
+  /// shard acted on (`read_side::mark_capped`). One: that mark knows the earliest
   /// end, not which lease it was, nor whose cap.
   bool lapses_serve() const noexcept {
     auto* only = cluster && changes ? nullptr : cluster ? cluster.get() : changes.get();
@@ -177,8 +190,11 @@ struct read_leases {
 struct lease_watch {
   using time_point = read_lease::time_point;
 
-  /// The end found lapsed (ticks): the timer looks again once it moves.
-  int64_t lapsed_until = std::numeric_limits<int64_t>::min();
+  /// Each lease's end found lapsed (ticks, in the order of `read_leases::each`):
+  /// the timer looks again once it moves. Per lease: the feed's lapses end at the
+  /// epoch, and an earliest end of both would hide the cluster's.
+  std::array<int64_t, 2> lapsed_ends{std::numeric_limits<int64_t>::min(),
+                                     std::numeric_limits<int64_t>::min()};
   /// Something went in uncapped since the last cap (or there was none).
   bool cap_due = true;
   std::chrono::nanoseconds capped_at{0}; ///< that cap

@@ -24,16 +24,17 @@ read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
   entry_table::found f;
   int64_t lease_until = 0;
   int64_t capped_for = not_capped;
-  uint64_t uncaps = 0;
+  uint64_t unmarks = 0;
   {
     rcu::read_section section;
     if (!open_.load(std::memory_order_acquire)) return {};
     // The lease as it was before the table was read: a lease renewed while
     // we read (after a repair cleared the shard) must not vouch for a value
-    // read before the clear. So with the caps for a lapse: seen, they are.
+    // read before the clear. Likewise the mark: a reader that sees it sees the
+    // caps made before it.
     if (leases_) lease_until = leases_.until_ticks();
     if (lapses_serve_) {
-      uncaps = uncaps_.load(std::memory_order_acquire);
+      unmarks = unmarks_.load(std::memory_order_acquire);
       capped_for = capped_for_.load(std::memory_order_acquire);
     }
     f = table.read(key, hash);
@@ -47,7 +48,8 @@ read_side::hit read_side::read(std::string_view key, uint32_t hash) noexcept {
     // entry for this lapse and nothing went in uncapped since, the table read
     // included (it counts that before the write: seen the write, seen the count).
     if (leases_ && now.time_since_epoch().count() > lease_until &&
-        (capped_for != lease_until || uncaps_.load(std::memory_order_acquire) != uncaps))
+        (capped_for != lease_until ||
+         unmarks_.load(std::memory_order_acquire) != unmarks))
       return {};
     if (f.expiry_ms != entry::never && to_ms(now) >= f.expiry_ms)
       return {}; // expired: the shard removes it, or serves it stale on a load error

@@ -41,7 +41,7 @@ public:
 
   /// On any thread: the value of `key` if the table holds it, live and
   /// unexpired, under a valid lease (or through a lapse the shard capped every
-  /// entry for: `capped_for`); else an empty value, and the caller asks the
+  /// entry for: `mark_capped`); else an empty value, and the caller asks the
   /// shard, which decides everything a hit cannot: misses, expired entries
   /// (stale-if-error), a lapsed lease. Counts the hit.
   hit read(std::string_view key, uint32_t hash) noexcept;
@@ -86,22 +86,24 @@ public:
   /// The shard stopped: from now on every read misses.
   void close() noexcept { open_.store(false, std::memory_order_release); }
 
-  /// The shard, after capping every entry for a lapse of the leases that ends at
-  /// `until` (ticks) and serves what it caps: readers serve through that lapse,
-  /// each entry until its capped expiry. Published after the caps, so a reader
-  /// that sees it sees them.
-  void capped_for(int64_t until) noexcept {
+  /// Marks the lapse of the lease that ends at `until` (ticks) as one the shard
+  /// capped every entry for: readers serve through it, each entry until its
+  /// capped expiry. Only the owning shard calls it, after the caps: a reader
+  /// that sees the mark sees them.
+  void mark_capped(int64_t until) noexcept {
     if (capped_for_.load(std::memory_order_relaxed) != until) // the shard's own store
       capped_for_.store(until, std::memory_order_release);
   }
-  /// The shard, before something goes in uncapped: readers ask it at the next
-  /// lapse, even one that ends where the last did (the feed's ends at the epoch).
-  /// Counted, so that a reader that saw the mark before its table read and again
-  /// after, marked anew for the next lapse, still sees that it went meanwhile.
-  void uncapped() noexcept {
+  /// Takes the mark away: readers ask the shard at the next lapse, even one that
+  /// ends where the last did (the feed's ends at the epoch). Only the owning
+  /// shard calls it, before something goes in uncapped. Counted: a reader that
+  /// saw a mark before its table read and the same one after (marked anew for
+  /// the next lapse meanwhile) sees the count move.
+  void unmark() noexcept {
     if (capped_for_.load(std::memory_order_relaxed) == not_capped) return;
     capped_for_.store(not_capped, std::memory_order_relaxed);
-    uncaps_.store(uncaps_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    unmarks_.store(unmarks_.load(std::memory_order_relaxed) + 1,
+                   std::memory_order_release);
   }
 
   /// The buffer's length per stripe (Caffeine uses 16): the latest 64 hits
@@ -133,9 +135,9 @@ private:
 
   std::shared_ptr<const clock> time_source_;
   read_leases leases_;
-  const bool lapses_serve_; // leases_.lapses_serve()
+  const bool lapses_serve_; // leases_.lapses_serve(), kept: checked on every read
   std::atomic<int64_t> capped_for_{not_capped};
-  std::atomic<uint64_t> uncaps_{0}; // `uncapped` calls that took a mark away
+  std::atomic<uint64_t> unmarks_{0}; // marks taken away (`unmark`)
   std::array<stripe, stripe_count> stripes_;
   std::atomic<bool> open_{true};
   std::atomic<bool> drain_asked_{false};

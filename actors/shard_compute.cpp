@@ -30,18 +30,6 @@ struct shard_state::compute_job {
   bool drop = false; // that turn is a clear's drop
 };
 
-namespace {
-
-caf::error lapsed_error() {
-  return make_error(
-    errc::overloaded,
-    "the read lease lapsed (the node lost a cluster member, or its change "
-    "feed): a compute needs the key's current value and the cache holds "
-    "none it may trust; retry once the lease holds");
-}
-
-} // namespace
-
 void shard_state::fail_compute(const compute_ptr& job, const caf::error& why) {
   job->waiter(caf::expected<computed>{why});
 }
@@ -86,8 +74,11 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   // trust: each look clears the shard (computing from "absent" would write
   // f(nothing) over what the store or another node holds), or withholds what it
   // holds. A put or erase that waited in line needs none.
-  bool trusted = lease_holds(now);
-  if (!trusted && !job->blind) return caf::expected<computed>{lapsed_error()};
+  if (!lease_holds(now) && !job->blind)
+    return caf::expected<computed>{make_error(
+      errc::overloaded, "the read lease lapsed (the node lost a cluster member, or its "
+                        "change feed): a compute needs the key's current value and the "
+                        "cache holds none it may trust; retry once the lease holds")};
   auto hash = static_cast<uint32_t>(hash_key(key));
   auto now_ms = to_ms(now);
   auto id = table_.find(key, hash);
@@ -111,16 +102,14 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   // flight), then starts over: the table says what the load left. A load that
   // found a value the table then lost (voided by an invalidation, evicted at
   // once, or not cached: slower than a lapse's cap) loads once more, then the
-  // compute gives up (a put or erase in line: at once under a lapse that clears,
-  // as each look clears again): computing from "absent" would write f(nothing)
-  // over the store's row.
-  if (job->load_again && id == no_entry && (job->reloaded || !trusted))
+  // compute gives up: computing from "absent" would write f(nothing) over the
+  // store's row. (A put or erase in line never loads: it is `loaded` from the start.)
+  if (job->load_again && id == no_entry && job->reloaded)
     return caf::expected<computed>{
-      trusted ? make_error(errc::overloaded,
-                           "the key's value was loaded twice and lost before the compute "
-                           "could run on it (invalidated or evicted at once, or slower "
-                           "than the change feed's repair-ttl cap); retry")
-              : lapsed_error()};
+      make_error(errc::overloaded,
+                 "the key's value was loaded twice and lost before the compute could "
+                 "run on it (invalidated or evicted at once, or slower than the change "
+                 "feed's repair-ttl cap); retry")};
   bool again = job->loaded && std::exchange(job->load_again, false) && !job->reloaded;
   if (id == no_entry && cfg_.read_through && (!job->loaded || again)) {
     job->reloaded = job->loaded;

@@ -59,7 +59,9 @@ bool shard_state::lease_holds(time_point now) {
 }
 
 bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
-  lease_watch_.lapsed_until = look.until;
+  for (size_t i = 0; i < look.lapsed_ends.size(); ++i)
+    if (look.lapsed_ends[i] != INT64_MAX)
+      lease_watch_.lapsed_ends[i] = look.lapsed_ends[i];
   if (look.caps()) {
     // As the repair this lapse stands for would do under repair-ttl: what we hold
     // expires within the cap, and the cache stays warm. Hits go on under the
@@ -81,7 +83,7 @@ bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
       all_changed_ = cfg_.change_listener != nullptr;
     // All of it capped: direct readers serve through the lapse, each entry
     // until its capped expiry, instead of asking the shard for every hit.
-    if (look.serves()) reads_->capped_for(look.until);
+    if (look.serves()) reads_->mark_capped(look.until);
     return look.serves();
   }
   if (table_.size() > 0) {
@@ -100,7 +102,7 @@ uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now,
     // Put while every lease holds (or one that clears lapsed): the next lapse that
     // caps must cap it too, even if the lease lapses to the same end again.
     lease_watch_.cap_due = true;
-    reads_->uncapped(); // before it goes in: a reader that sees it sees this
+    reads_->unmark(); // before it goes in: a reader that sees it sees this
     if (!look.lapse) lease_watch_.seen_valid = now;
     return expiry_ms;
   }
@@ -128,8 +130,14 @@ uint64_t shard_state::served_until(const entry& e, time_point now,
 
 std::optional<uint64_t> shard_state::lease_deadline_ms() const noexcept {
   if (!cfg_.lease || table_.size() == 0) return std::nullopt;
-  auto until = cfg_.lease.until_ticks();
-  if (until == INT64_MAX || until == lease_watch_.lapsed_until) return std::nullopt;
+  // The earliest end of a lease not yet found lapsed there.
+  auto until = INT64_MAX;
+  auto leases = cfg_.lease.each();
+  for (size_t i = 0; i < leases.size(); ++i) {
+    auto end = leases[i] ? leases[i]->until_ticks() : INT64_MAX;
+    if (end != lease_watch_.lapsed_ends[i]) until = std::min(until, end);
+  }
+  if (until == INT64_MAX) return std::nullopt;
   // valid() holds through `until` itself: the first whole ms after it.
   auto ms =
     std::chrono::duration_cast<std::chrono::milliseconds>(time_point::duration{until});

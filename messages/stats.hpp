@@ -110,8 +110,9 @@ struct cache_stats {
   /// invalidations).
   uint64_t lease_clears = 0;
   /// Caches under a `repair-ttl` (`karlton.postgres.` or `karlton.cluster.`): a
-  /// read lease lapsed, and every TTL was capped at it instead of a clear (the
-  /// cache kept warm; the cluster's withholds hits until it holds again).
+  /// read lease lapsed while the shard held entries, and every TTL was capped at
+  /// that `repair-ttl` instead of a clear (the cache kept warm; the cluster's
+  /// lease withholds hits until it holds again).
   uint64_t lease_caps = 0;
   /// Doorbells the shard answered: wake-ups for calls queued by plain threads,
   /// and its own re-rings when still busy after a turn.

@@ -191,7 +191,7 @@ TEST_CASE("a direct read serves through a lapse only once the shard capped every
   auto hits_under = [&](read_leases leases) {
     read_side side{clk, leases};
     side.table.insert(value::make("k", "v"));
-    side.capped_for(0); // what a shard does once it capped all for a lapse ending at 0
+    side.mark_capped(0); // what a shard does once it capped all for a lapse ending at 0
     return side.read("k", hash_of("k")).val ? 1 : 0;
   };
   auto lapsed = [](std::chrono::seconds repair_ttl, lapsed_hits hits) {
@@ -216,11 +216,11 @@ TEST_CASE("a direct read serves through a lapse only once the shard capped every
   read_side side{clk, feed};
   side.table.insert(value::make("k", "v"));
   CHECK_FALSE(side.read("k", hash_of("k")).val); // not capped for it: the shard decides
-  side.capped_for(1);
+  side.mark_capped(1);
   CHECK_FALSE(side.read("k", hash_of("k")).val); // for another lapse
-  side.capped_for(0);
+  side.mark_capped(0);
   CHECK(side.read("k", hash_of("k")).val);
-  side.uncapped(); // something went in uncapped
+  side.unmark(); // something went in uncapped
   CHECK_FALSE(side.read("k", hash_of("k")).val);
 }
 
