@@ -190,11 +190,11 @@ struct read_leases {
 struct lease_watch {
   using time_point = read_lease::time_point;
 
-  /// Each lease's end found lapsed (ticks, in the order of `read_leases::each`):
-  /// the timer looks again once it moves. Per lease: the feed's lapses end at the
-  /// epoch, and an earliest end of both would hide the cluster's.
-  std::array<int64_t, 2> lapsed_ends{std::numeric_limits<int64_t>::min(),
-                                     std::numeric_limits<int64_t>::min()};
+  /// Each lease's end found lapsed, until it was seen valid again (ticks, in the
+  /// order of `read_leases::each`): the timer looks again once it moves. Per
+  /// lease: the feed's lapses end at the epoch, and an earliest end of both would
+  /// hide the cluster's; forgotten once valid, or the feed's next would go unseen.
+  std::array<int64_t, 2> lapsed_ends{no_end, no_end};
   /// Something went in uncapped since the last cap (or there was none).
   bool cap_due = true;
   std::chrono::nanoseconds capped_at{0}; ///< that cap
@@ -208,6 +208,21 @@ struct lease_watch {
   bool must_cap(std::chrono::nanoseconds repair_ttl) const noexcept {
     return cap_due || repair_ttl < capped_at;
   }
+  /// Every lease held at `now`.
+  void saw_valid(time_point now) noexcept {
+    seen_valid = now;
+    lapsed_ends = {no_end, no_end};
+  }
+  /// The ends of the leases `look` found lapsed; the others held.
+  void saw_lapse(const read_leases::look& look) noexcept {
+    for (size_t i = 0; i < lapsed_ends.size(); ++i)
+      lapsed_ends[i] = look.lapsed_ends[i] != std::numeric_limits<int64_t>::max()
+                         ? look.lapsed_ends[i]
+                         : no_end;
+  }
+
+private:
+  static constexpr int64_t no_end = std::numeric_limits<int64_t>::min();
 };
 
 } // namespace karlton

@@ -96,9 +96,9 @@ public:
   }
   /// Takes the mark away: readers ask the shard at the next lapse, even one that
   /// ends where the last did (the feed's ends at the epoch). Only the owning
-  /// shard calls it, before something goes in uncapped. Counted: a reader that
-  /// saw a mark before its table read and the same one after (marked anew for
-  /// the next lapse meanwhile) sees the count move.
+  /// shard calls it, before something goes in uncapped. Counted: a reader whose
+  /// mark was taken away and set anew meanwhile (for the next lapse, ending where
+  /// the last did) sees the count move.
   void unmark() noexcept {
     if (capped_for_.load(std::memory_order_relaxed) == not_capped) return;
     capped_for_.store(not_capped, std::memory_order_relaxed);

@@ -52,16 +52,14 @@ bool shard_state::lease_holds(time_point now) {
   // One look at the leases: one extended meanwhile must not count as lapsed.
   auto look = cfg_.lease.look_at(now);
   if (!look.lapse) {
-    lease_watch_.seen_valid = now;
+    lease_watch_.saw_valid(now);
     return true;
   }
   return lease_lapsed(now, look);
 }
 
 bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
-  for (size_t i = 0; i < look.lapsed_ends.size(); ++i)
-    if (look.lapsed_ends[i] != INT64_MAX)
-      lease_watch_.lapsed_ends[i] = look.lapsed_ends[i];
+  lease_watch_.saw_lapse(look);
   if (look.caps()) {
     // As the repair this lapse stands for would do under repair-ttl: what we hold
     // expires within the cap, and the cache stays warm. Hits go on under the
@@ -103,7 +101,7 @@ uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now,
     // caps must cap it too, even if the lease lapses to the same end again.
     lease_watch_.cap_due = true;
     reads_->unmark(); // before it goes in: a reader that sees it sees this
-    if (!look.lapse) lease_watch_.seen_valid = now;
+    if (!look.lapse) lease_watch_.saw_valid(now);
     return expiry_ms;
   }
   // A lapse not acted on yet is, before this goes in: its cap counts from when

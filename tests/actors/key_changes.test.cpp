@@ -260,8 +260,33 @@ TEST_CASE_METHOD(state_fixture,
   CHECK(*s.next_expiry() == at(3ms));
   s.remove_expired(at(3ms));
   CHECK(step(s) == batches{{"*"}});
+  REQUIRE(s.next_expiry()); // acted on: not again at once
+  CHECK(*s.next_expiry() > at(3ms));
   CHECK_FALSE(s.get("k", at(4ms)));
   CHECK(step(s).empty());
+}
+
+TEST_CASE_METHOD(state_fixture,
+                 "the change feed's next lapse to the same end is watched by the timer",
+                 "[key-changes][lease]") {
+  // The feed lapses to the clock's epoch every time. Before, the end of its
+  // first lapse stayed noted as seen, so the next one armed no timer: tracking
+  // clients heard of it at the next read, however late.
+  auto feed = std::make_shared<read_lease>(10s);
+  cfg.lease.changes = feed;
+  shard_state s{cfg};
+  feed->limit_to(clock::time_point{});
+  REQUIRE_FALSE(s.put(val("k"), ttl::never(), t0)); // acts on the lapse
+  step(s);
+  feed->extend_to(at(1000ms)); // it listens
+  CHECK(s.get("k", at(100ms)));
+  REQUIRE_FALSE(s.put(val("x"), ttl::never(), at(100ms))); // uncapped
+  step(s);
+  feed->limit_to(clock::time_point{}); // a trigger problem
+  REQUIRE(s.next_expiry());
+  CHECK(*s.next_expiry() <= at(200ms)); // due now, not at k's cap
+  s.remove_expired(at(200ms));
+  CHECK(step(s) == batches{{"*"}});
 }
 
 TEST_CASE_METHOD(state_fixture, "under stale-if-error an expiry is told when it happens",
