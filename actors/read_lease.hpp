@@ -128,15 +128,14 @@ struct read_leases {
     /// None while every lease present holds; zero (clear) if one that lapsed
     /// clears; else the least `repair_ttl` of those that lapsed, to cap every TTL at.
     std::optional<std::chrono::nanoseconds> lapse;
-    /// A lease that lapsed withholds hits while it lasts (`lapsed_hits`).
-    bool withholds = false;
-    /// The earliest end of those that withhold (ticks): one lapse of theirs,
-    /// however the other leases lapse meanwhile (the feed's ends at the epoch).
-    int64_t withheld_since = std::numeric_limits<int64_t>::max();
+    /// Those that lapsed and withhold hits while it lasts (`lapsed_hits`), in the
+    /// order of `each`.
+    std::array<bool, 2> withheld{};
+    bool withholds() const noexcept { return withheld[0] || withheld[1]; }
     bool clears() const noexcept { return lapse && lapse->count() <= 0; }
     bool caps() const noexcept { return lapse && lapse->count() > 0; }
     /// True if the shard may serve what it holds (capped, if `caps`).
-    bool serves() const noexcept { return !lapse || (caps() && !withholds); }
+    bool serves() const noexcept { return !lapse || (caps() && !withholds()); }
     /// True if this look caps, and what was read at `read_at` would go in
     /// expired by that cap.
     bool past_cap(time_point read_at, time_point now) const noexcept {
@@ -161,10 +160,7 @@ struct read_leases {
         out.lapsed_ends[i] = until;
         out.lapse =
           out.lapse ? std::min(*out.lapse, lease->repair_ttl()) : lease->repair_ttl();
-        if (lease->hits() == lapsed_hits::withheld) {
-          out.withholds = true;
-          out.withheld_since = std::min(out.withheld_since, until);
-        }
+        out.withheld[i] = lease->hits() == lapsed_hits::withheld;
       }
     }
     return out;
@@ -199,8 +195,6 @@ struct lease_watch {
   bool cap_due = true;
   std::chrono::nanoseconds capped_at{0}; ///< that cap
   time_point seen_valid{};               ///< when every lease last held
-  /// The withholding lapse tracking clients were told of (`look::withheld_since`).
-  int64_t told_withheld = std::numeric_limits<int64_t>::min();
 
   /// True if a lapse under `repair_ttl` must cap what the shard holds now:
   /// something may outlive the last cap. Each cap voids the loads in flight,
@@ -213,12 +207,19 @@ struct lease_watch {
     seen_valid = now;
     lapsed_ends = {no_end, no_end};
   }
-  /// The ends of the leases `look` found lapsed; the others held.
-  void saw_lapse(const read_leases::look& look) noexcept {
-    for (size_t i = 0; i < lapsed_ends.size(); ++i)
-      lapsed_ends[i] = look.lapsed_ends[i] != std::numeric_limits<int64_t>::max()
-                         ? look.lapsed_ends[i]
-                         : no_end;
+  /// The ends of the leases `look` found lapsed; the others held. True if one that
+  /// withholds hits lapsed at an end not seen lapsed before: a new lapse of its own,
+  /// however the others lapse meanwhile (the feed's ends at the epoch).
+  bool saw_lapse(const read_leases::look& look) noexcept {
+    bool withheld_anew = false;
+    for (size_t i = 0; i < lapsed_ends.size(); ++i) {
+      auto end = look.lapsed_ends[i] != std::numeric_limits<int64_t>::max()
+                   ? look.lapsed_ends[i]
+                   : no_end;
+      withheld_anew = withheld_anew || (look.withheld[i] && end != lapsed_ends[i]);
+      lapsed_ends[i] = end;
+    }
+    return withheld_anew;
   }
 
 private:

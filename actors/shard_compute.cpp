@@ -74,7 +74,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   // trust: each look clears the shard (computing from "absent" would write
   // f(nothing) over what the store or another node holds), or withholds what it
   // holds. A put or erase that waited in line needs none.
-  if (!lease_holds(now) && !job->blind)
+  if (!act_on_leases(now).serves() && !job->blind)
     return caf::expected<computed>{make_error(
       errc::overloaded, "the read lease lapsed (the node lost a cluster member, or its "
                         "change feed): a compute needs the key's current value and the "
@@ -393,8 +393,9 @@ shard_state::set_ttl(std::string_view key, std::optional<caf::timespan> left,
 
 remaining_ttl shard_state::retime(std::string_view key, uint64_t expiry_ms,
                                   time_point now) {
-  lease_holds(now); // a lapse first, as for a read: it may cap or clear this entry
-  auto before = ttl_of(key, now);
+  // A lapse first, as for a read: it may cap or clear this entry.
+  auto leases = act_on_leases(now);
+  auto before = ttl_of(key, now, leases);
   if (before.state == remaining_ttl::missing) return before;
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   collect_change(key);
@@ -402,12 +403,11 @@ remaining_ttl shard_state::retime(std::string_view key, uint64_t expiry_ms,
     remove(id, removal_cause::expired);
     return before;
   }
-  auto capped = lapse_capped(expiry_ms, now, now); // may cap the entry: then `had`
+  auto capped = lapse_capped(expiry_ms, now, now, leases); // may cap it: then `had`
   bool had = table_.at(id).expires();
   // Under a lapse that caps, a retime shortens a TTL, never lengthens it: the
   // value is no fresher for it, and the cap of its expiry counts from its read.
-  if (had && cfg_.lease.look_at(now).caps())
-    capped = std::min(capped, table_.at(id).expiry_ms());
+  if (had && leases.caps()) capped = std::min(capped, table_.at(id).expiry_ms());
   table_.set_expiry(id, capped); // entry::never: 34 years
   track_expiry(id, had);
   return before;

@@ -91,7 +91,9 @@ caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& 
   return caf::none;
 }
 
-void shard_state::release_deps_charge(entry_id id) {
+void shard_state::forget_deps(entry_id id) {
+  if (deps_.entries() > 0 && deps_.has(id)) deps_.forget(id);
+  if (deps_charge_.empty()) return;
   if (auto i = deps_charge_.find(id); i != deps_charge_.end()) {
     stats_.bytes -= i->second;
     deps_charge_.erase(i);

@@ -10,7 +10,7 @@ namespace karlton {
 
 uint64_t shard_state::cap_ttl(time_point now, caf::timespan limit) {
   // A lapse not acted on yet first: this cap must not hide it (`must_cap`).
-  lease_holds(now);
+  act_on_leases(now);
   return cap_from(now, now, limit);
 }
 
@@ -47,19 +47,18 @@ uint64_t shard_state::cap_from(time_point from, time_point now, caf::timespan li
   return n;
 }
 
-bool shard_state::lease_holds(time_point now) {
-  if (!cfg_.lease) return true;
-  // One look at the leases: one extended meanwhile must not count as lapsed.
+read_leases::look shard_state::act_on_leases(time_point now) {
+  if (!cfg_.lease) return {};
   auto look = cfg_.lease.look_at(now);
-  if (!look.lapse) {
+  if (look.lapse)
+    lease_lapsed(now, look);
+  else
     lease_watch_.saw_valid(now);
-    return true;
-  }
-  return lease_lapsed(now, look);
+  return look;
 }
 
-bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
-  lease_watch_.saw_lapse(look);
+void shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
+  bool withheld_anew = lease_watch_.saw_lapse(look);
   if (look.caps()) {
     // As the repair this lapse stands for would do under repair-ttl: what we hold
     // expires within the cap, and the cache stays warm. Hits go on under the
@@ -76,13 +75,11 @@ bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
       cap_from(look.began(lease_watch_.seen_valid), now, *look.lapse);
     }
     // Tracking clients hold copies: withheld, they drop them, once a lapse.
-    if (look.withholds && std::exchange(lease_watch_.told_withheld,
-                                        look.withheld_since) != look.withheld_since)
-      all_changed_ = cfg_.change_listener != nullptr;
+    if (withheld_anew) all_changed_ = cfg_.change_listener != nullptr;
     // All of it capped: direct readers serve through the lapse, each entry
     // until its capped expiry, instead of asking the shard for every hit.
     if (look.serves()) reads_->mark_capped(look.until);
-    return look.serves();
+    return;
   }
   if (table_.size() > 0) {
     clear_here();
@@ -90,12 +87,10 @@ bool shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
   } else if (!negatives_.empty()) {
     negatives_.clear(); // a remembered load failure is a cached answer too
   }
-  return false;
 }
 
-uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now,
-                                   time_point read_at) {
-  auto look = cfg_.lease.look_at(now);
+uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now, time_point read_at,
+                                   const read_leases::look& look) {
   if (!look.caps()) {
     // Put while every lease holds (or one that clears lapsed): the next lapse that
     // caps must cap it too, even if the lease lapses to the same end again.
@@ -114,9 +109,8 @@ uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now,
   return std::min(expiry_ms, bound);
 }
 
-uint64_t shard_state::served_until(const entry& e, time_point now,
-                                   uint64_t now_ms) const {
-  auto look = cfg_.lease.look_at(now);
+uint64_t shard_state::served_until(const entry& e, time_point now, uint64_t now_ms,
+                                   const read_leases::look& look) const {
   if (!look.serves() || expired(e, now_ms))
     return 0; // a lapse that clears (the next read does) or withholds hits
   auto expiry = e.expires() ? e.expiry_ms() : entry::never;

@@ -146,7 +146,8 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
     return caf::expected<value>{make_error(
       errc::invalid_option, "get_or_load needs a loader; this cache has none")};
   // A lapsed lease empties the shard, or withholds what it holds: a miss then.
-  bool holds = lease_holds(now);
+  auto leases = act_on_leases(now);
+  bool holds = leases.serves();
   auto now_ms = to_ms(now);
   auto id = holds ? table_.find(key, hash) : no_entry;
   if (id != no_entry && !expired(table_.at(id), now_ms)) {
@@ -157,10 +158,10 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
       const auto& e = table_.at(id);
       if (stale_.count(id) > 0) ++stats_.stale_served;
       maybe_refresh(key, id, e, now);
-      return caf::expected<value>{get(key, hash, now)};
+      return caf::expected<value>{get(key, hash, now, leases)};
     }
   }
-  get(key, hash, now); // counts the miss, reclaims an expired entry
+  get(key, hash, now, leases); // counts the miss, reclaims an expired entry
   // A remembered failure is a cached answer too.
   if (auto failed = holds ? negatives_.find(key, now_ms) : nullptr) {
     ++stats_.negative_hits;
@@ -194,7 +195,7 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   step_now_ = now; // for computes that waited for this load
   // A lapse not acted on yet voids this load too if it caps (it may have read
   // what a missed change replaced), as a read would have first.
-  lease_holds(now);
+  auto leases = act_on_leases(now);
   auto done = loads_.finish(key, id);
   if (!done) return; // not ours (or already failed at shutdown)
   // Read no earlier than the load started (`took` is the loader's, and leaves out
@@ -227,7 +228,7 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
       // invalidation would have forgotten it.
       if (negatives_.enabled())
         negatives_.remember(key, result.error(), now_ms,
-                            lapse_capped(UINT64_MAX, now, read_at));
+                            lapse_capped(UINT64_MAX, now, read_at, leases));
       if (!done->waiters.empty()) {
         if (auto old = stale_fallback(key, now_ms)) {
           stats_.stale_served += done->waiters.size();
@@ -243,9 +244,9 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   }
   auto v = value::make(key, *result);
   // Slower than a lapse's cap, it would go in expired, and could evict live entries.
-  if (!done->installable || cfg_.lease.look_at(now).past_cap(read_at, now)) {
+  if (!done->installable || leases.past_cap(read_at, now)) {
     ++stats_.loads_voided;
-  } else if (!admit(v, ttl::cache_default(), now,
+  } else if (!admit(v, ttl::cache_default(), now, leases,
                     // A refresh reloads the same entry: what it depends on
                     // stays, or an emit after it would miss it (rule 1).
                     done->refresh, read_at)) { // a load changes no data: not broadcast

@@ -46,12 +46,27 @@ shard_state::shard_state(shard_options cfg)
     policy_ = eviction_policy::make(cfg_.policy, table_, capacity, weigh_bytes_);
 }
 
+shard_effects shard_state::pending_effects() const noexcept {
+  return {!outbox_.empty(),
+          loads_.has_ready(),
+          !cascades_out_.empty(),
+          !changed_out_.empty() || cleared_out_,
+          !line_.empty(),
+          table_.has_unlinked(),
+          all_changed_ || !key_changes_.empty()};
+}
+
 value shard_state::get(std::string_view key, time_point now) {
   return get(key, static_cast<uint32_t>(hash_key(key)), now);
 }
 
 value shard_state::get(std::string_view key, uint32_t hash, time_point now) {
-  if (!lease_holds(now)) {
+  return get(key, hash, now, act_on_leases(now));
+}
+
+value shard_state::get(std::string_view key, uint32_t hash, time_point now,
+                       const read_leases::look& leases) {
+  if (!leases.serves()) {
     ++stats_.misses;
     return {};
   }
@@ -85,12 +100,13 @@ bool shard_state::learn_direct_hits(time_point now) {
 
 caf::error shard_state::put(value v, ttl t, time_point now) {
   auto key = cfg_.distributed ? std::string{v.key()} : std::string{};
-  auto err = admit(std::move(v), t, now);
+  auto err = admit(std::move(v), t, now, cfg_.lease.look_at(now));
   if (!err) note_changed(key, false); // a put does not cascade, here or elsewhere
   return err;
 }
 
-caf::error shard_state::admit(value v, ttl t, time_point now, bool keep_links,
+caf::error shard_state::admit(value v, ttl t, time_point now,
+                              const read_leases::look& leases, bool keep_links,
                               std::optional<time_point> read_at) {
   if (!v) return make_error(errc::invalid_option, "put of an empty value");
   if (auto err = check_sizes(cfg_, v.key().size(), v.bytes().size())) {
@@ -99,7 +115,7 @@ caf::error shard_state::admit(value v, ttl t, time_point now, bool keep_links,
   }
   if (!t.valid()) return make_error(errc::invalid_option, "ttl must be positive");
   if (auto err = check_room(v)) return err;
-  install(std::move(v), t, now, keep_links, read_at);
+  install(std::move(v), t, now, leases, keep_links, read_at);
   enforce_bound();
   return caf::none;
 }
@@ -114,12 +130,13 @@ caf::error shard_state::check_room(const value& v) {
                       "or more shards");
 }
 
-entry_id shard_state::install(value v, ttl t, time_point now, bool keep_links,
+entry_id shard_state::install(value v, ttl t, time_point now,
+                              const read_leases::look& leases, bool keep_links,
                               std::optional<time_point> read_at) {
   if (t.is_default()) t = cfg_.default_ttl;
   auto now_ms = to_ms(now);
   auto expiry = lapse_capped(t.is_never() ? entry::never : now_ms + ceil_ms(t.duration()),
-                             now, read_at.value_or(now));
+                             now, read_at.value_or(now), leases);
   // The buffer's header is ours only if nobody else holds it (a handle kept by
   // an actor that sent it, or the same value put into two caches).
   if (!v.unique()) v = value::make(v.key(), v.bytes());
@@ -280,15 +297,21 @@ bool shard_state::remove_changed(entry_id id, uint64_t now_ms) {
 bool shard_state::contains(std::string_view key, time_point now) const {
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   auto now_ms = to_ms(now);
-  return id != no_entry && served_until(table_.at(id), now, now_ms) > now_ms;
+  return id != no_entry &&
+         served_until(table_.at(id), now, now_ms, cfg_.lease.look_at(now)) > now_ms;
 }
 
 remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {
+  return ttl_of(key, now, cfg_.lease.look_at(now));
+}
+
+remaining_ttl shard_state::ttl_of(std::string_view key, time_point now,
+                                  const read_leases::look& leases) const {
   remaining_ttl out;
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   if (id == no_entry) return out;
   auto now_ms = to_ms(now);
-  auto expiry = served_until(table_.at(id), now, now_ms);
+  auto expiry = served_until(table_.at(id), now, now_ms, leases);
   if (expiry <= now_ms) return out; // as `contains`
   if (expiry == entry::never) {
     out.state = remaining_ttl::never_expires;
@@ -348,7 +371,7 @@ uint64_t shard_state::clear_entries() {
 }
 
 uint64_t shard_state::remove_expired(time_point now, uint64_t max_work) {
-  lease_holds(now); // a lapsed lease clears, told to the change listener
+  act_on_leases(now); // a lapsed lease clears, told to the change listener
   auto now_ms = to_ms(now);
   negatives_.expire(now_ms, max_work);
   expire_loads(now_ms, max_work);

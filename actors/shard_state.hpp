@@ -73,8 +73,9 @@ public:
     for (int step = 0; step < 3; ++step)
       for (const key_ref& k : keys)
         table_.prefetch(k.hash, step);
+    auto leases = act_on_leases(now);
     for (const key_ref& k : keys)
-      out(get(k.key, k.hash, now));
+      out(get(k.key, k.hash, now, leases));
   }
 
   /// Stores `v` under `v.key()`, replacing any previous value, then evicts
@@ -252,15 +253,7 @@ public:
 
   /// What the changes so far left to do (nothing is taken). Cheap: one
   /// check per outbox, made after every message the shard handles.
-  shard_effects pending_effects() const noexcept {
-    return {!outbox_.empty(),
-            loads_.has_ready(),
-            !cascades_out_.empty(),
-            !changed_out_.empty() || cleared_out_,
-            !line_.empty(),
-            table_.has_unlinked(),
-            all_changed_ || !key_changes_.empty()};
-  }
+  shard_effects pending_effects() const noexcept;
 
   /// Tells the change listener the keys changed since the last call (or
   /// that all may have), then forgets them. Called last in the shard's
@@ -326,21 +319,32 @@ private:
   void remove(entry_id id, removal_cause cause);
   /// As `remove`, counted as expired if it was, else as an invalidation; true if live.
   bool remove_changed(entry_id id, uint64_t now_ms);
-  /// Told to nobody. `read_at`: when the value was read or sent to the store, if
-  /// before now (a load's start, a write-through put's): a lapse's cap counts from it.
-  caf::error admit(value v, ttl t, time_point now, bool keep_links = false,
+  /// Told to nobody. `leases`: the call's look at them (`act_on_leases`). `read_at`:
+  /// when the value was read or sent to the store, if before now (a load's start, a
+  /// write-through put's): a lapse's cap counts from it.
+  caf::error admit(value v, ttl t, time_point now, const read_leases::look& leases,
+                   bool keep_links = false,
                    std::optional<time_point> read_at = std::nullopt);
-  /// Distributed and fed caches: clears if a read lease lapsed. Under its `repair_ttl`
-  /// a lapse caps every TTL instead. True if what the shard holds may be served.
-  bool lease_holds(time_point now);
+  /// Distributed and fed caches: one look at the leases, a lapse acted on (it clears,
+  /// or under its `repair_ttl` caps every TTL). A call looks once and passes the look
+  /// down: all it decides follows one verdict, however a lease moves meanwhile.
+  read_leases::look act_on_leases(time_point now);
   /// `cap_ttl` counted from `from` (a lapse's start), if earlier than now.
   uint64_t cap_from(time_point from, time_point now, caf::timespan limit);
-  bool lease_lapsed(time_point now, const read_leases::look& look); // false: no hits
-  /// While a lease lapsed under `repair_ttl`: `expiry_ms` capped at that from `read_at`.
-  uint64_t lapse_capped(uint64_t expiry_ms, time_point now, time_point read_at);
+  void lease_lapsed(time_point now, const read_leases::look& look);
+  /// While `look` caps (a lapse under `repair_ttl`): `expiry_ms` capped at that from
+  /// `read_at`.
+  uint64_t lapse_capped(uint64_t expiry_ms, time_point now, time_point read_at,
+                        const read_leases::look& look);
   /// The ms the entry is served until, as the next read would find it: its expiry,
   /// or the cap a lapse not yet acted on makes; at most `now_ms`: not served.
-  uint64_t served_until(const entry& e, time_point now, uint64_t now_ms) const;
+  uint64_t served_until(const entry& e, time_point now, uint64_t now_ms,
+                        const read_leases::look& look) const;
+  // `get` and `ttl_of` under the call's look at the leases.
+  value get(std::string_view key, uint32_t hash, time_point now,
+            const read_leases::look& leases);
+  remaining_ttl ttl_of(std::string_view key, time_point now,
+                       const read_leases::look& leases) const;
   /// When the timer must look at the lease (ms, rounded up): its end, if not looked at.
   std::optional<uint64_t> lease_deadline_ms() const noexcept;
   // erase on this node only, told to nobody; `cascade`: hand the key to the bus if
@@ -428,7 +432,8 @@ private:
   bool turns_full() const noexcept; // set_ttl calls: as many; drops may pass it
   static pending_write in_line(const compute_ptr& job);
   void accept_dirty(pending_write op, time_point now);
-  entry_id install(value v, ttl t, time_point now, bool keep_links = false,
+  entry_id install(value v, ttl t, time_point now, const read_leases::look& leases,
+                   bool keep_links = false,
                    std::optional<time_point> read_at = std::nullopt);
   /// `overloaded` if `v` is a new key and the table is full (2^32 - 1).
   caf::error check_room(const value& v);
@@ -481,11 +486,7 @@ private:
   // index too: names are the caller's, often a client's.
   std::unordered_map<entry_id, uint64_t> deps_charge_;
   // Its links (an invalidation may have taken them already) and its charge.
-  void forget_deps(entry_id id) {
-    if (deps_.entries() > 0 && deps_.has(id)) deps_.forget(id);
-    if (!deps_charge_.empty()) release_deps_charge(id);
-  }
-  void release_deps_charge(entry_id id); // shard_deps.cpp
+  void forget_deps(entry_id id); // shard_deps.cpp
   std::vector<std::string> cascades_out_;
   // Distributed caches: what other nodes must hear about.
   std::vector<key_change> changed_out_;

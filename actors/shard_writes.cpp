@@ -38,7 +38,7 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
     // A caller's put is one without dependencies: it may wait for a compute.
     if (!from_compute) return write(std::move(v), t, now, dependencies{}, std::move(w));
     auto key = cfg_.distributed ? std::string{v.key()} : std::string{};
-    if (auto err = admit(std::move(v), t, now, from_compute))
+    if (auto err = admit(std::move(v), t, now, cfg_.lease.look_at(now), from_compute))
       return caf::expected<bool>{std::move(err)};
     note_changed(key, false);
     return caf::expected<bool>{true};
@@ -147,7 +147,8 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
     auto now_ms = to_ms(now);
     outbox_.push_back(shard_write{op.key, std::string{op.val.bytes()}, false, seq});
     note_changed(op.key, false);
-    auto id = install(std::move(op.val), lifetime_at(op, now_ms), now);
+    auto id =
+      install(std::move(op.val), lifetime_at(op, now_ms), now, cfg_.lease.look_at(now));
     // Out of the policy before the bound is enforced: a dirty entry must not
     // be the victim, not even of its own insertion.
     if (in_policy(id)) policy_->on_remove(id, weight_of(table_.at(id).val));
@@ -181,7 +182,8 @@ void shard_state::void_all_pending_puts() {
 
 void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
                               time_point now) {
-  lease_holds(now); // a lapse voids the puts the store has, as a read would have first
+  // A lapse voids the puts the store has, as a read would have first.
+  auto leases = act_on_leases(now);
   for (auto seq : seqs) {
     auto i = awaiting_.find(seq);
     if (i == awaiting_.end()) continue;
@@ -193,7 +195,7 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
       op.waiter(op.was_cached);
     } else if (!op.val) { // write-through erase: the store first, now the cache
       op.waiter(erase(op.key, now));
-    } else if (op.voided || cfg_.lease.look_at(now).past_cap(op.sent, now)) {
+    } else if (op.voided || leases.past_cap(op.sent, now)) {
       // Stored, but another write's invalidation (or a repair) came while the
       // store had it: which one the store kept last is not known here. So no
       // copy may stay: not this node's older value, nor a load that read the
@@ -205,8 +207,8 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
       op.waiter(caf::expected<bool>{true});
     } else {
       auto key = cfg_.distributed ? op.key : std::string{};
-      auto e = admit(std::move(op.val), lifetime_at(op, to_ms(now)), now, op.keep_links,
-                     op.sent);
+      auto e = admit(std::move(op.val), lifetime_at(op, to_ms(now)), now, leases,
+                     op.keep_links, op.sent);
       if (!e) note_changed(key, false);
       op.waiter(e ? caf::expected<bool>{std::move(e)} : caf::expected<bool>{true});
     }
