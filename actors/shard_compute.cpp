@@ -101,15 +101,16 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   // 3. A miss in a read-through cache loads first (joining the key's load in
   // flight), then starts over: the table says what the load left. A load that
   // found a value the table then lost (voided by an invalidation, evicted at
-  // once, or not cached: slower than a lapse's cap) loads once more, then the
-  // compute gives up: computing from "absent" would write f(nothing) over the
-  // store's row. (A put or erase in line never loads: it is `loaded` from the start.)
+  // once, or not cached: slower than a lapse's cap), or found none but may be
+  // stale (voided, or slower than the cap), loads once more, then the compute
+  // gives up: computing from "absent" would write f(nothing) over the store's
+  // row. (A put or erase in line never loads: it is `loaded` from the start.)
   if (job->load_again && id == no_entry && job->reloaded)
     return caf::expected<computed>{
       make_error(errc::overloaded,
-                 "the key's value was loaded twice and lost before the compute could "
-                 "run on it (invalidated or evicted at once, or slower than the change "
-                 "feed's repair-ttl cap); retry")};
+                 "the key was loaded twice and neither load left a value the compute "
+                 "could run on (invalidated or evicted at once, or slower than the "
+                 "change feed's repair-ttl cap); retry")};
   bool again = job->loaded && std::exchange(job->load_again, false) && !job->reloaded;
   if (id == no_entry && cfg_.read_through && (!job->loaded || again)) {
     job->reloaded = job->loaded;
@@ -122,7 +123,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
         return fail_compute(job, r ? make_error(errc::shut_down, "the shard stopped")
                                    : r.error());
       if (held) release_key(job->key);
-      if (r && *r) job->load_again = true;
+      if ((r && *r) || !step_current_) job->load_again = true;
       // Too large to cache, it is not in the table to compute on: say so, not
       // "lost", which a retry could mend (a result that size could not go in either).
       auto refused =

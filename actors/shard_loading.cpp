@@ -201,6 +201,8 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   // Read no earlier than the load started (`took` is the loader's, and leaves out
   // the queue and the mailbox): under a lapse that caps, the cap counts from then.
   auto read_at = time_point{std::chrono::milliseconds{done->started_ms}};
+  // Its answer may be stale, value or not_found: computes that waited load again.
+  step_current_ = done->installable && !leases.past_cap(read_at, now);
   ++stats_.loads_finished;
   stats_.load_time_ns += static_cast<uint64_t>(std::max(took.count(), int64_t{0}));
   if (!result) {
@@ -244,7 +246,7 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   }
   auto v = value::make(key, *result);
   // Slower than a lapse's cap, it would go in expired, and could evict live entries.
-  if (!done->installable || leases.past_cap(read_at, now)) {
+  if (!step_current_) {
     ++stats_.loads_voided;
   } else if (!admit(v, ttl::cache_default(), now, leases,
                     // A refresh reloads the same entry: what it depends on

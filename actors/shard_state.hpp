@@ -332,8 +332,7 @@ private:
   /// `cap_ttl` counted from `from` (a lapse's start), if earlier than now.
   uint64_t cap_from(time_point from, time_point now, caf::timespan limit);
   void lease_lapsed(time_point now, const read_leases::look& look);
-  /// While `look` caps (a lapse under `repair_ttl`): `expiry_ms` capped at that from
-  /// `read_at`.
+  /// `expiry_ms`, capped from `read_at` if `look` caps (a lapse under `repair_ttl`).
   uint64_t lapse_capped(uint64_t expiry_ms, time_point now, time_point read_at,
                         const read_leases::look& look);
   /// The ms the entry is served until, as the next read would find it: its expiry,
@@ -477,6 +476,7 @@ private:
   std::unordered_set<std::string, key_hasher> computes_loading_;
   std::unordered_map<std::string, std::deque<compute_ptr>, key_hasher> computes_waiting_;
   time_point step_now_{};         // the time of the load or answer being completed
+  bool step_current_ = true;      // that load is not voided, nor older than a lapse's cap
   bool stopping_ = false;         // in the destructor: waiters only fail
   bool computing_parked_ = false; // a parked compute runs: its write goes first
   // Dependencies, empty for caches without any.

@@ -241,6 +241,29 @@ TEST_CASE_METHOD(
 }
 
 TEST_CASE_METHOD(state_fixture,
+                 "a lapse that serves what it capped is told only when it caps",
+                 "[key-changes][lease]") {
+  // The change feed's under repair-ttl: hits go on, each capped entry is told
+  // when it expires. A lapse with nothing put since the last cap caps nothing
+  // and has nothing to tell; "all changed" each time would empty every
+  // client's cache at every reconnect of the feed.
+  auto feed = std::make_shared<read_lease>(10s);
+  feed->extend_to(at(500ms));
+  cfg.lease.changes = feed;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(val("k"), ttl::never(), t0));
+  step(s);
+  s.remove_expired(at(501ms));
+  CHECK(step(s) == batches{{"*"}}); // capped
+  feed->extend_to(at(2000ms));
+  CHECK(s.get("k", at(1000ms)));
+  s.remove_expired(at(2001ms)); // nothing new to cap
+  CHECK(step(s).empty());
+  CHECK(s.get("k", at(2100ms))); // served through it
+  CHECK(step(s).empty());
+}
+
+TEST_CASE_METHOD(state_fixture,
                  "a cluster lapse is told though the change feed's lease stays lapsed",
                  "[key-changes][lease][rule7]") {
   // Both end at the epoch as far as the earliest end can tell: before, the

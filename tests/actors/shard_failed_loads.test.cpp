@@ -3,9 +3,11 @@
 // served when its reload fails), event by event.
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <string>
 
 #include "actors/shard_state.hpp"
+#include "support/compute_answers.hpp"
 #include "support/load_readers.hpp"
 #include "support/times.hpp"
 #include <karlton/messages/errors.hpp>
@@ -302,4 +304,52 @@ TEST_CASE("a lapsed read lease forgets remembered load failures",
   // answering them while its hits were stopped.
   CHECK_FALSE(b.read(s, "k", at(5ms)));
   CHECK(s.take_loads_to_start().size() == 1);
+}
+
+TEST_CASE("a compute loads again when its load found no such key, but may be stale",
+          "[loading][compute][rule1]") {
+  // A load's not_found is an answer a compute counts from, as "absent". Not if
+  // an invalidation voided the load (it may have read before the write it
+  // stands for), nor if it took longer than a lapse's cap: like a value the
+  // table could not keep, it loads once more. Before, INCR wrote 1 over the
+  // store's row at once.
+  auto not_found = [](shard_state& s, time_point now) {
+    auto loads = s.take_loads_to_start();
+    REQUIRE(loads.size() == 1);
+    s.complete_load("k", loads[0].second,
+                    caf::expected<std::string>{make_error(errc::not_found, "none")}, 11s,
+                    now);
+  };
+  auto cfg = loading(60s);
+  cfg.writes = write_mode::write_through;
+  SECTION("voided by an invalidation: the second load's answer counts") {
+    shard_state s{cfg};
+    test::answer<int64_t> a;
+    a.run(s, t0, test::inc());
+    s.invalidate({"k"}, t0); // another node's write, committed during the load
+    not_found(s, t0);
+    CHECK_FALSE(a.got);
+    CHECK(s.take_writes().empty());
+    not_found(s, t0);   // read after that write: absent indeed
+    CHECK_FALSE(a.got); // its write is at the store
+    auto writes = s.take_writes();
+    REQUIRE(writes.size() == 1);
+    CHECK(writes[0].bytes == "1");
+  }
+  SECTION("slower than a lapse's cap, twice: the compute fails, writing nothing") {
+    auto feed = std::make_shared<read_lease>(10s);
+    feed->extend_to(at(1000ms));
+    cfg.lease.changes = feed;
+    shard_state s{cfg};
+    test::answer<int64_t> a;
+    auto now = at(2000ms);
+    a.run(s, now, test::inc());
+    not_found(s, now += 11s);
+    CHECK_FALSE(a.got);
+    not_found(s, now += 11s);
+    REQUIRE(a.got);
+    REQUIRE_FALSE(a.ok());
+    CHECK(a.got->error() == errc::overloaded);
+    CHECK(s.take_writes().empty());
+  }
 }
