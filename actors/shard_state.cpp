@@ -258,7 +258,10 @@ void shard_state::remove(entry_id id, removal_cause cause) {
 
 bool shard_state::erase(std::string_view key, time_point now) {
   note_changed(key, true); // cached here or not: other nodes may hold it
-  return erase_here(key, now);
+  // Answered as `contains` would have: one a lapse withholds was not cached
+  // for the caller (Redis's DEL, after EXISTS said 0).
+  bool served = contains(key, now);
+  return erase_here(key, now) && served;
 }
 
 uint64_t shard_state::invalidate(const std::vector<std::string>& keys, time_point now,

@@ -221,7 +221,7 @@ public:
   size_t dirty_entries() const noexcept { return dirty_.size(); }
 
   /// Removes `key` (an explicit invalidation), and forgets a remembered load
-  /// failure of it. True if it was cached and live. Cached or not, live or
+  /// failure of it. True if `contains` said so before. Cached or not, live or
   /// expired, what depends on the key is invalidated (`take_cascades`): entries
   /// depend on the key's name, and one that outlived the key (evicted,
   /// expired, never cached here) would otherwise stay forever.

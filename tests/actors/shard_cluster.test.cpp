@@ -235,6 +235,9 @@ TEST_CASE("under the cluster's repair-ttl a lapsed lease caps every TTL and with
   CHECK(s.take_loads_to_start().size() == 1);
   REQUIRE_FALSE(s.put(val("c"), ttl::never(), at(3s))); // capped as it goes in
   CHECK_FALSE(s.get("c", at(3s)));
+  // An erase removes what it withholds, and answers as `contains`: not cached.
+  REQUIRE_FALSE(s.put(val("d"), ttl::never(), at(3s)));
+  CHECK_FALSE(s.erase("d", at(3s)));
   // Held again (the repair is done): all of it is served, each capped.
   lease->extend_to(at(100s));
   CHECK(s.get("b", at(4s)));
@@ -242,6 +245,7 @@ TEST_CASE("under the cluster's repair-ttl a lapsed lease caps every TTL and with
   CHECK(left_of(s, "a", at(4s)) == 8s); // from its load's start
   CHECK(left_of(s, "c", at(4s)) == 9s); // from its put
   CHECK(s.get("a", at(4s)).bytes() == "v2");
+  CHECK_FALSE(s.get("d", at(4s)));
   CHECK(s.stats().lease_clears == 0);
 }
 
