@@ -170,9 +170,9 @@ change_source_actor::behavior_type change_source(self_ptr self,
       auto& st = self->state;
       if (!st.setup.barrier) return false;
       if (st.barriers.size() >= max_waiting_syncs) { // the oldest gives way
-        st.barriers.begin()->second.deliver(
-          make_error(errc::timeout, "sync_changes: " + std::to_string(max_waiting_syncs) +
-                                      " newer syncs were waiting for the change feed"));
+        st.barriers.begin()->second.deliver(make_error(
+          errc::timeout, "sync_changes: " + std::to_string(max_waiting_syncs) +
+                           " newer syncs were waiting for the change feed"));
         st.barriers.erase(st.barriers.begin());
       }
       auto rp = self->make_response_promise<bool>();

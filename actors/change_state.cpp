@@ -197,8 +197,7 @@ void change_state::apply(uint64_t xid, bool complete, time_point now,
       if (cache.own) {
         auto [at, fresh] = verdicts.try_emplace(cache.own.get(), v);
         if (fresh)
-          at->second =
-            cache.own->take(xid, complete ? rows : own_commits::incomplete_group);
+          at->second = cache.own->take(xid, complete ? rows : own_commits::incomplete_group);
         v = at->second;
       }
       if (v == own_commits::verdict::own) {

@@ -22,7 +22,7 @@ struct shard_state::compute_job {
   bool loaded = false;     // loaded once already: absent now means absent
   bool blind = false;      // a queued put or erase: the value it finds does not matter
   bool holds_key = false;  // loading: later writes and computes of the key wait
-  bool load_again = false; // the load found a value the table no longer holds
+  bool load_again = false; // the load found a value the table lost, or none, maybe stale
   bool reloaded = false;   // loaded a second time: absent now means absent
   dependencies deps = {};  // a queued put's (no write mode)
   // Not a compute: set_ttl or a clear's drop, run in its turn (`wait_turn`).

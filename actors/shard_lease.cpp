@@ -58,7 +58,8 @@ read_leases::look shard_state::act_on_leases(time_point now) {
 }
 
 void shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
-  bool withheld_anew = lease_watch_.saw_lapse(look);
+  // Tracking clients hold copies: withheld, they drop them, once a lapse.
+  if (lease_watch_.saw_lapse(look)) all_changed_ = cfg_.change_listener != nullptr;
   if (look.caps()) {
     // As the repair this lapse stands for would do under repair-ttl: what we hold
     // expires within the cap, and the cache stays warm. Hits go on under the
@@ -74,8 +75,6 @@ void shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
       if (table_.size() > 0) ++stats_.lease_caps;
       cap_from(look.began(lease_watch_.seen_valid), now, *look.lapse);
     }
-    // Tracking clients hold copies: withheld, they drop them, once a lapse.
-    if (withheld_anew) all_changed_ = cfg_.change_listener != nullptr;
     // All of it capped: direct readers serve through the lapse, each entry
     // until its capped expiry, instead of asking the shard for every hit.
     if (look.serves()) reads_->mark_capped(look.until);

@@ -72,6 +72,7 @@ bool shard_state::start_load(std::string_view key, std::optional<load_waiter>& w
 
 void shard_state::expire_loads(uint64_t now_ms, uint64_t max_work) {
   step_now_ = time_point{std::chrono::milliseconds{now_ms}}; // for computes that waited
+  step_current_ = true; // no answer: their waiters get `timeout`
   for (auto& gone : loads_.expire(now_ms, max_work)) {
     ++stats_.load_timeouts;
     // Its late answer finds no load and is dropped; the next miss of the

@@ -327,7 +327,7 @@ private:
                    std::optional<time_point> read_at = std::nullopt);
   /// Distributed and fed caches: one look at the leases, a lapse acted on (it clears,
   /// or under its `repair_ttl` caps every TTL). A call looks once and passes the look
-  /// down: all it decides follows one verdict, however a lease moves meanwhile.
+  /// down, so what it decides follows one verdict; the calls it makes look anew.
   read_leases::look act_on_leases(time_point now);
   /// `cap_ttl` counted from `from` (a lapse's start), if earlier than now.
   uint64_t cap_from(time_point from, time_point now, caf::timespan limit);

@@ -182,9 +182,10 @@ void shard_state::void_all_pending_puts() {
 
 void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
                               time_point now) {
-  // A lapse voids the puts the store has, as a read would have first.
-  auto leases = act_on_leases(now);
   for (auto seq : seqs) {
+    // A lapse voids the puts the store has, as a read would have first. One look
+    // a write: the waiters and computes of the last may have looked since.
+    auto leases = act_on_leases(now);
     auto i = awaiting_.find(seq);
     if (i == awaiting_.end()) continue;
     auto op = std::move(i->second);

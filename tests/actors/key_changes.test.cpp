@@ -246,7 +246,8 @@ TEST_CASE_METHOD(state_fixture,
   // The change feed's under repair-ttl: hits go on, each capped entry is told
   // when it expires. A lapse with nothing put since the last cap caps nothing
   // and has nothing to tell; "all changed" each time would empty every
-  // client's cache at every reconnect of the feed.
+  // client's cache at every reconnect of the feed (only a lapse that
+  // withholds is told as such: `lease_watch::saw_lapse`).
   auto feed = std::make_shared<read_lease>(10s);
   feed->extend_to(at(500ms));
   cfg.lease.changes = feed;
