@@ -15,10 +15,10 @@
 
 namespace karlton {
 
-struct shard_state::compute_job {
+struct compute_job {
   std::string key;
   compute_function fn;
-  compute_waiter waiter;
+  shard_state::compute_waiter waiter;
   bool loaded = false;     // loaded once already: absent now means absent
   bool blind = false;      // a queued put or erase: the value it finds does not matter
   bool holds_key = false;  // loading: later writes and computes of the key wait
@@ -73,15 +73,17 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   // 2. The live entry, if any. Under a lapsed lease there is none a compute may
   // trust: each look clears the shard (computing from "absent" would write
   // f(nothing) over what the store or another node holds), or withholds what it
-  // holds. A put or erase that waited in line needs none.
-  if (!act_on_leases(now).serves() && !job->blind)
+  // holds. A put or erase that waited in line needs none: it finds the key absent
+  // (an erase answers "not cached", as `contains` does) and still goes in.
+  bool serves = act_on_leases(now).serves();
+  if (!serves && !job->blind)
     return caf::expected<computed>{make_error(
       errc::overloaded, "the read lease lapsed (the node lost a cluster member, or its "
                         "change feed): a compute needs the key's current value and the "
                         "cache holds none it may trust; retry once the lease holds")};
   auto hash = static_cast<uint32_t>(hash_key(key));
   auto now_ms = to_ms(now);
-  auto id = table_.find(key, hash);
+  auto id = serves ? table_.find(key, hash) : no_entry;
   if (id != no_entry && expired(table_.at(id), now_ms)) {
     if (!retained(table_.at(id), now_ms)) {
       remove(id, removal_cause::expired);
@@ -252,7 +254,7 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
   return caf::expected<bool>{true};
 }
 
-shard_state::pending_write shard_state::in_line(const compute_ptr& job) {
+pending_write shard_state::in_line(const compute_ptr& job) {
   pending_write op;
   op.key = job->key;
   op.waiter = [job](caf::expected<bool> r) {
@@ -354,9 +356,10 @@ caf::error shard_state::wait_turn(const std::string& key,
   return caf::none;
 }
 
-shard_state::compute_ptr
-shard_state::make_turn(const std::string& key, std::function<void(time_point)> run,
-                       std::function<void(const caf::error&)> failed, bool drop) {
+compute_ptr shard_state::make_turn(const std::string& key,
+                                   std::function<void(time_point)> run,
+                                   std::function<void(const caf::error&)> failed,
+                                   bool drop) {
   auto answer = [failed = std::move(failed)](caf::expected<computed> r) {
     if (!r) failed(r.error()); // the shard stopped, say: it never ran
   };

@@ -2,7 +2,6 @@
 // shard, or under a repair-ttl caps every TTL (the cluster's then withholds hits
 // until it holds again); a repair clears (`clear_here`) or caps (`cap_ttl`).
 #include <algorithm>
-#include <utility>
 
 #include "actors/shard_state.hpp"
 
@@ -57,10 +56,11 @@ read_leases::look shard_state::act_on_leases(time_point now) {
   return look;
 }
 
-void shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
+void shard_state::lease_lapsed(time_point now, const read_leases::look& leases) {
   // Tracking clients hold copies: withheld, they drop them, once a lapse.
-  if (lease_watch_.saw_lapse(look)) all_changed_ = cfg_.change_listener != nullptr;
-  if (look.caps()) {
+  bool withheld_anew = lease_watch_.saw_lapse(leases);
+  if (withheld_anew) all_changed_ = cfg_.change_listener != nullptr;
+  if (leases.caps()) {
     // As the repair this lapse stands for would do under repair-ttl: what we hold
     // expires within the cap, and the cache stays warm. Hits go on under the
     // change feed's lease (staleness bounded by design); the cluster's withholds
@@ -71,13 +71,13 @@ void shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
     // to the clock's epoch), not from now: a shard that finds the lapse late (a
     // frozen process, an idle shard) must not add the time it did not look to
     // the staleness it allows.
-    if (lease_watch_.must_cap(*look.lapse)) {
+    if (lease_watch_.must_cap(*leases.lapse)) {
       if (table_.size() > 0) ++stats_.lease_caps;
-      cap_from(look.began(lease_watch_.seen_valid), now, *look.lapse);
+      cap_from(leases.began(lease_watch_.seen_valid), now, *leases.lapse);
     }
     // All of it capped: direct readers serve through the lapse, each entry
     // until its capped expiry, instead of asking the shard for every hit.
-    if (look.serves()) reads_->mark_capped(look.until);
+    if (leases.serves()) reads_->mark_capped(leases.until);
     return;
   }
   if (table_.size() > 0) {
@@ -89,33 +89,33 @@ void shard_state::lease_lapsed(time_point now, const read_leases::look& look) {
 }
 
 uint64_t shard_state::lapse_capped(uint64_t expiry_ms, time_point now, time_point read_at,
-                                   const read_leases::look& look) {
-  if (!look.caps()) {
+                                   const read_leases::look& leases) {
+  if (!leases.caps()) {
     // Put while every lease holds (or one that clears lapsed): the next lapse that
     // caps must cap it too, even if the lease lapses to the same end again.
     lease_watch_.cap_due = true;
     reads_->unmark(); // before it goes in: a reader that sees it sees this
-    if (!look.lapse) lease_watch_.saw_valid(now);
+    if (!leases.lapse) lease_watch_.saw_valid(now);
     return expiry_ms;
   }
   // A lapse not acted on yet is, before this goes in: its cap counts from when
   // the lease ended, and would cut short what goes in now if made later.
-  lease_lapsed(now, look);
+  lease_lapsed(now, leases);
   // From when the value was read: a change it missed since may go unheard.
-  auto bound = cap_end_ms(read_at, now, *look.lapse);
+  auto bound = cap_end_ms(read_at, now, *leases.lapse);
   // Nor may stale-if-error keep it past the cap (as `cap_from`).
   unkept_through_ms_ = std::max(unkept_through_ms_, bound);
   return std::min(expiry_ms, bound);
 }
 
 uint64_t shard_state::served_until(const entry& e, time_point now, uint64_t now_ms,
-                                   const read_leases::look& look) const {
-  if (!look.serves() || expired(e, now_ms))
+                                   const read_leases::look& leases) const {
+  if (!leases.serves() || expired(e, now_ms))
     return 0; // a lapse that clears (the next read does) or withholds hits
   auto expiry = e.expires() ? e.expiry_ms() : entry::never;
-  if (look.caps() && lease_watch_.must_cap(*look.lapse))
-    expiry =
-      std::min(expiry, cap_end_ms(look.began(lease_watch_.seen_valid), now, *look.lapse));
+  if (leases.caps() && lease_watch_.must_cap(*leases.lapse))
+    expiry = std::min(
+      expiry, cap_end_ms(leases.began(lease_watch_.seen_valid), now, *leases.lapse));
   return expiry;
 }
 

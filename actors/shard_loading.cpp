@@ -70,10 +70,9 @@ bool shard_state::start_load(std::string_view key, std::optional<load_waiter>& w
   return true;
 }
 
-void shard_state::expire_loads(uint64_t now_ms, uint64_t max_work) {
-  step_now_ = time_point{std::chrono::milliseconds{now_ms}}; // for computes that waited
-  step_current_ = true; // no answer: their waiters get `timeout`
-  for (auto& gone : loads_.expire(now_ms, max_work)) {
+void shard_state::expire_loads(time_point now, uint64_t max_work) {
+  step_now_ = now; // for computes that waited
+  for (auto& gone : loads_.expire(to_ms(now), max_work)) {
     ++stats_.load_timeouts;
     // Its late answer finds no load and is dropped; the next miss of the
     // key starts a new load. Nothing is remembered as a failure: the loader
@@ -148,9 +147,8 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
       errc::invalid_option, "get_or_load needs a loader; this cache has none")};
   // A lapsed lease empties the shard, or withholds what it holds: a miss then.
   auto leases = act_on_leases(now);
-  bool holds = leases.serves();
   auto now_ms = to_ms(now);
-  auto id = holds ? table_.find(key, hash) : no_entry;
+  auto id = leases.serves() ? table_.find(key, hash) : no_entry;
   if (id != no_entry && !expired(table_.at(id), now_ms)) {
     if (expires_early(table_.at(id), now_ms)) {
       ++stats_.early_expirations;
@@ -164,7 +162,7 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
   }
   get(key, hash, now, leases); // counts the miss, reclaims an expired entry
   // A remembered failure is a cached answer too.
-  if (auto failed = holds ? negatives_.find(key, now_ms) : nullptr) {
+  if (auto failed = leases.serves() ? negatives_.find(key, now_ms) : nullptr) {
     ++stats_.negative_hits;
     // A remembered not_found is an answer: nothing stale is served for it.
     if (auto old =

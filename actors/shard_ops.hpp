@@ -159,7 +159,7 @@ struct put_many {
   }
 };
 
-/// An erase under the cache's write mode: whether the key was cached.
+/// An erase under the cache's write mode: whether the key was cached (and served).
 template <class Key>
 struct erase {
   Key key;

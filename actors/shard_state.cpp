@@ -257,11 +257,20 @@ void shard_state::remove(entry_id id, removal_cause cause) {
 }
 
 bool shard_state::erase(std::string_view key, time_point now) {
+  return erase(key, now, act_on_leases(now)); // a lapse first, as for a read
+}
+
+bool shard_state::erase(std::string_view key, time_point now,
+                        const read_leases::look& leases) {
   note_changed(key, true); // cached here or not: other nodes may hold it
   // Answered as `contains` would have: one a lapse withholds was not cached
   // for the caller (Redis's DEL, after EXISTS said 0).
-  bool served = contains(key, now);
-  return erase_here(key, now) && served;
+  auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+  auto now_ms = to_ms(now);
+  bool served =
+    id != no_entry && served_until(table_.at(id), now, now_ms, leases) > now_ms;
+  erase_here(key, now);
+  return served;
 }
 
 uint64_t shard_state::invalidate(const std::vector<std::string>& keys, time_point now,
@@ -377,7 +386,7 @@ uint64_t shard_state::remove_expired(time_point now, uint64_t max_work) {
   act_on_leases(now); // a lapsed lease clears, told to the change listener
   auto now_ms = to_ms(now);
   negatives_.expire(now_ms, max_work);
-  expire_loads(now_ms, max_work);
+  expire_loads(now, max_work);
   uint64_t removed = 0;
   // Each popped deadline is one unit of work, stale or not, so a heap full of
   // stale deadlines cannot stall the shard either.

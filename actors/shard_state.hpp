@@ -26,6 +26,7 @@
 #include "actors/eviction.hpp"
 #include "actors/load_table.hpp"
 #include "actors/negative_cache.hpp"
+#include "actors/pending_write.hpp"
 #include "actors/read_lease.hpp"
 #include "actors/read_side.hpp"
 #include "actors/shard_effects.hpp"
@@ -114,9 +115,7 @@ public:
 
   // -- write-through and write-back (shard_writes.cpp) -------------------------
 
-  /// Told when a write that needed the store (write-through) or the flusher
-  /// (write-back) is done: for an erase, whether the key was cached.
-  using write_waiter = std::function<void(caf::expected<bool>)>;
+  using write_waiter = karlton::write_waiter; // actors/pending_write.hpp
 
   /// A put under the cache's write mode. Without one it is `put`, answered at once.
   /// Write-through: the write goes to the store first (see `take_writes`) and is cached
@@ -221,7 +220,8 @@ public:
   size_t dirty_entries() const noexcept { return dirty_.size(); }
 
   /// Removes `key` (an explicit invalidation), and forgets a remembered load
-  /// failure of it. True if `contains` said so before. Cached or not, live or
+  /// failure of it. True if it was cached and served, as `contains` would have said
+  /// (not one a lapse withholds, though it goes too). Cached or not, live or
   /// expired, what depends on the key is invalidated (`take_cascades`): entries
   /// depend on the key's name, and one that outlived the key (evicted,
   /// expired, never cached here) would otherwise stay forever.
@@ -319,9 +319,10 @@ private:
   void remove(entry_id id, removal_cause cause);
   /// As `remove`, counted as expired if it was, else as an invalidation; true if live.
   bool remove_changed(entry_id id, uint64_t now_ms);
-  /// Told to nobody. `leases`: the call's look at them (`act_on_leases`). `read_at`:
-  /// when the value was read or sent to the store, if before now (a load's start, a
-  /// write-through put's): a lapse's cap counts from it.
+  /// Told to nobody. `leases`: the call's look at them (a lapse that caps is acted on
+  /// here, one that clears by the next read). `read_at`: when the value was read or
+  /// sent to the store, if before now (a load's, a write-through put's): a cap counts
+  /// from it.
   caf::error admit(value v, ttl t, time_point now, const read_leases::look& leases,
                    bool keep_links = false,
                    std::optional<time_point> read_at = std::nullopt);
@@ -331,19 +332,23 @@ private:
   read_leases::look act_on_leases(time_point now);
   /// `cap_ttl` counted from `from` (a lapse's start), if earlier than now.
   uint64_t cap_from(time_point from, time_point now, caf::timespan limit);
-  void lease_lapsed(time_point now, const read_leases::look& look);
-  /// `expiry_ms`, capped from `read_at` if `look` caps (a lapse under `repair_ttl`).
+  /// Acts on the lapse `leases` found: tells tracking clients of a new one that
+  /// withholds hits; caps (if due) under its `repair_ttl`, else clears.
+  void lease_lapsed(time_point now, const read_leases::look& leases);
+  /// The expiry `expiry_ms` of what goes in now, read at `read_at`: capped from then if
+  /// `leases` caps (the lapse acted on first). Else notes that the next cap is due.
   uint64_t lapse_capped(uint64_t expiry_ms, time_point now, time_point read_at,
-                        const read_leases::look& look);
-  /// The ms the entry is served until, as the next read would find it: its expiry,
-  /// or the cap a lapse not yet acted on makes; at most `now_ms`: not served.
+                        const read_leases::look& leases);
+  /// The ms the entry is served until under `leases`: its expiry, or the cap a lapse
+  /// not yet acted on makes; at most `now_ms`: not served.
   uint64_t served_until(const entry& e, time_point now, uint64_t now_ms,
-                        const read_leases::look& look) const;
-  // `get` and `ttl_of` under the call's look at the leases.
+                        const read_leases::look& leases) const;
+  // `get`, `ttl_of` and `erase` under the call's look at the leases.
   value get(std::string_view key, uint32_t hash, time_point now,
             const read_leases::look& leases);
   remaining_ttl ttl_of(std::string_view key, time_point now,
                        const read_leases::look& leases) const;
+  bool erase(std::string_view key, time_point now, const read_leases::look& leases);
   /// When the timer must look at the lease (ms, rounded up): its end, if not looked at.
   std::optional<uint64_t> lease_deadline_ms() const noexcept;
   // erase on this node only, told to nobody; `cascade`: hand the key to the bus if
@@ -367,7 +372,7 @@ private:
   bool start_load(std::string_view key, std::optional<load_waiter>& w, bool refresh,
                   time_point now);
   /// Fails the waiters of loads past `load_timeout` and forgets the loads.
-  void expire_loads(uint64_t now_ms, uint64_t max_work);
+  void expire_loads(time_point now, uint64_t max_work);
   void forget_load_facts(entry_id id);
   /// Past its expiry but kept for stale-if-error until expiry + window.
   bool retained(const entry& e, uint64_t now_ms) const noexcept;
@@ -376,8 +381,6 @@ private:
   /// The value of `key` kept for stale-if-error, if any (the caller counts it).
   std::optional<value> stale_fallback(std::string_view key, uint64_t now_ms);
 
-  struct compute_job;
-  using compute_ptr = std::shared_ptr<compute_job>;
   using compute_answer = std::optional<caf::expected<computed>>; // now, or none: later
   compute_answer run_compute(const compute_ptr& job, time_point now, bool from_queue);
   compute_answer apply_compute(const compute_ptr& job, time_point now, entry_id id);
@@ -399,21 +402,6 @@ private:
   // Runs `job` again after a wait, answering through its waiter.
   void resume(const compute_ptr& job, time_point now, bool from_queue = false);
 
-  // A write waiting for the store or flusher (awaiting_) or for room (line_).
-  struct pending_write {
-    value val; // the put's value, or empty for an erase
-    std::string key;
-    ttl lifetime;
-    write_waiter waiter;
-    bool was_cached = false;  // write-back erase: the answer
-    uint64_t deadline_ms = 0; // parked: when it fails with overloaded
-    bool keep_links = false;  // a compute's put keeps the entry's dependencies
-    compute_ptr compute;      // write-back: a compute parked in line (no write yet)
-    bool turn = false, drop = false; // that compute is set_ttl or a clear's drop: no room
-    bool voided = false; // write-through put: invalidated meanwhile, not installed
-    uint64_t kept_expiry_ms = 0; // a compute's: the expiry kept, else `lifetime` counts
-    time_point sent{};           // write-through: when it went to the store
-  };
   /// Puts `op` in line behind the key's waiting computes, as a compute that
   /// ignores the value it finds; `deps`: its dependencies (no write mode).
   void queue_behind_computes(pending_write op, const dependencies& deps = {});
@@ -475,9 +463,9 @@ private:
   std::unordered_map<std::string, uint32_t, key_hasher> awaiting_keys_;
   std::unordered_set<std::string, key_hasher> computes_loading_;
   std::unordered_map<std::string, std::deque<compute_ptr>, key_hasher> computes_waiting_;
-  time_point step_now_{};         // the time of the load or answer being completed
-  bool step_current_ = true;      // that load is not voided, nor older than a lapse's cap
-  bool stopping_ = false;         // in the destructor: waiters only fail
+  time_point step_now_{};    // the time of the load or answer being completed
+  bool step_current_ = true; // that load was not voided, nor slower than a lapse's cap
+  bool stopping_ = false;    // in the destructor: waiters only fail
   bool computing_parked_ = false; // a parked compute runs: its write goes first
   // Dependencies, empty for caches without any.
   dependency_index deps_;

@@ -195,7 +195,7 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
     } else if (cfg_.writes == write_mode::write_back) {
       op.waiter(op.was_cached);
     } else if (!op.val) { // write-through erase: the store first, now the cache
-      op.waiter(erase(op.key, now));
+      op.waiter(erase(op.key, now, leases));
     } else if (op.voided || leases.past_cap(op.sent, now)) {
       // Stored, but another write's invalidation (or a repair) came while the
       // store had it: which one the store kept last is not known here. So no

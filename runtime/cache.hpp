@@ -141,7 +141,8 @@ public:
   /// Not yet for caches with a write mode (`invalid_option`).
   caf::error put(std::string_view key, std::string_view bytes, ttl t,
                  const dependencies& deps) const;
-  /// Invalidates `key`; true if it was cached. In a cache whose entries
+  /// Invalidates `key`; true if it was cached and served (as `contains` would have
+  /// said: not an entry a lapsed read lease withholds). In a cache whose entries
   /// declare dependencies, what depends on `key` is invalidated too, transitively,
   /// right after (asynchronously; `runtime::invalidate_tag(key)` waits).
   caf::expected<bool> erase(std::string_view key) const;
