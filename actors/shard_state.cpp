@@ -46,16 +46,6 @@ shard_state::shard_state(shard_options cfg)
     policy_ = eviction_policy::make(cfg_.policy, table_, capacity, weigh_bytes_);
 }
 
-shard_effects shard_state::pending_effects() const noexcept {
-  return {!outbox_.empty(),
-          loads_.has_ready(),
-          !cascades_out_.empty(),
-          !changed_out_.empty() || cleared_out_,
-          !line_.empty(),
-          table_.has_unlinked(),
-          all_changed_ || !key_changes_.empty()};
-}
-
 value shard_state::get(std::string_view key, time_point now) {
   return get(key, static_cast<uint32_t>(hash_key(key)), now);
 }

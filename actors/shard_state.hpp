@@ -253,7 +253,15 @@ public:
 
   /// What the changes so far left to do (nothing is taken). Cheap: one
   /// check per outbox, made after every message the shard handles.
-  shard_effects pending_effects() const noexcept;
+  shard_effects pending_effects() const noexcept {
+    return {!outbox_.empty(),
+            loads_.has_ready(),
+            !cascades_out_.empty(),
+            !changed_out_.empty() || cleared_out_,
+            !line_.empty(),
+            table_.has_unlinked(),
+            all_changed_ || !key_changes_.empty()};
+  }
 
   /// Tells the change listener the keys changed since the last call (or
   /// that all may have), then forgets them. Called last in the shard's
