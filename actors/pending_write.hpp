@@ -16,12 +16,14 @@
 
 namespace karlton {
 
+namespace shard_detail {
 /// A compute, set_ttl or clear's drop waiting at its shard (shard_compute.cpp).
 struct compute_job;
 using compute_ptr = std::shared_ptr<compute_job>;
+} // namespace shard_detail
 
 /// Told when a write that needed the store (write-through) or the flusher
-/// (write-back) is done: for an erase, whether the key was cached.
+/// (write-back) is done: for an erase, whether the key was cached (and served).
 using write_waiter = std::function<void(caf::expected<bool>)>;
 
 /// A write waiting for the store or flusher (`awaiting_`) or for room (`line_`).
@@ -30,10 +32,11 @@ struct pending_write {
   std::string key;
   ttl lifetime;
   write_waiter waiter;
-  bool was_cached = false;         // write-back erase: the answer
-  uint64_t deadline_ms = 0;        // parked: when it fails with overloaded
-  bool keep_links = false;         // a compute's put keeps the entry's dependencies
-  compute_ptr compute;             // write-back: a compute parked in line (no write yet)
+  bool was_cached = false;  // write-back erase: the answer
+  uint64_t deadline_ms = 0; // parked: when it fails with overloaded
+  bool keep_links = false;  // a compute's put keeps the entry's dependencies
+  shard_detail::compute_ptr
+    compute;                       // write-back: a compute parked in line (no write yet)
   bool turn = false, drop = false; // that compute is set_ttl or a clear's drop: no room
   bool voided = false;         // write-through put: invalidated meanwhile, not installed
   uint64_t kept_expiry_ms = 0; // a compute's: the expiry kept, else `lifetime` counts

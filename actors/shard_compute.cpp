@@ -15,7 +15,7 @@
 
 namespace karlton {
 
-struct compute_job {
+struct shard_detail::compute_job {
   std::string key;
   compute_function fn;
   shard_state::compute_waiter waiter;
@@ -125,6 +125,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
         return fail_compute(job, r ? make_error(errc::shut_down, "the shard stopped")
                                    : r.error());
       if (held) release_key(job->key);
+      // Only `complete_load` answers with a value or not_found: `step_current_` is its.
       if ((r && *r) || !step_current_) job->load_again = true;
       // Too large to cache, it is not in the table to compute on: say so, not
       // "lost", which a retry could mend (a result that size could not go in either).
@@ -356,10 +357,9 @@ caf::error shard_state::wait_turn(const std::string& key,
   return caf::none;
 }
 
-compute_ptr shard_state::make_turn(const std::string& key,
-                                   std::function<void(time_point)> run,
-                                   std::function<void(const caf::error&)> failed,
-                                   bool drop) {
+shard_state::compute_ptr
+shard_state::make_turn(const std::string& key, std::function<void(time_point)> run,
+                       std::function<void(const caf::error&)> failed, bool drop) {
   auto answer = [failed = std::move(failed)](caf::expected<computed> r) {
     if (!r) failed(r.error()); // the shard stopped, say: it never ran
   };

@@ -253,6 +253,7 @@ bool shard_state::erase(std::string_view key, time_point now) {
 bool shard_state::erase(std::string_view key, time_point now,
                         const read_leases::look& leases) {
   note_changed(key, true); // cached here or not: other nodes may hold it
+  if (!leases.lapse) return erase_here(key, now); // true if live: served
   // Answered as `contains` would have: one a lapse withholds was not cached
   // for the caller (Redis's DEL, after EXISTS said 0).
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));

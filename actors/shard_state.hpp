@@ -389,6 +389,8 @@ private:
   /// The value of `key` kept for stale-if-error, if any (the caller counts it).
   std::optional<value> stale_fallback(std::string_view key, uint64_t now_ms);
 
+  using compute_job = shard_detail::compute_job;
+  using compute_ptr = shard_detail::compute_ptr;
   using compute_answer = std::optional<caf::expected<computed>>; // now, or none: later
   compute_answer run_compute(const compute_ptr& job, time_point now, bool from_queue);
   compute_answer apply_compute(const compute_ptr& job, time_point now, entry_id id);

@@ -4,10 +4,12 @@
 #include <catch2/catch.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "actors/shard_state.hpp"
+#include "support/compute_answers.hpp"
 #include "support/load_readers.hpp"
 #include "support/times.hpp"
 #include <karlton/messages/errors.hpp>
@@ -462,4 +464,35 @@ TEST_CASE("under a capping lapse a load is capped from when it started", "[lease
   CHECK_FALSE(s.contains("j", at(30s)));             // read at 8 s: past 18 s
   CHECK(s.stats().loads_voided == 1);                // so not installed at all
   CHECK(s.size() == 1);
+}
+
+TEST_CASE("an erase answers as contains under a lapse: cached while a cap serves it, not "
+          "once past the cap nor while withheld",
+          "[lease][rule7]") {
+  auto erased_under = [](std::shared_ptr<read_lease> lease, write_mode mode,
+                         clock::time_point when) {
+    auto cfg = fed(nullptr);
+    cfg.lease = lease;
+    cfg.writes = mode;
+    shard_state s{cfg};
+    s.write(val("k"), ttl::never(), t0, [](caf::expected<bool>) {});
+    s.writes_done(test::seqs_of(s.take_writes()), caf::none, t0);
+    REQUIRE(s.contains("k", t0));
+    lease->extend_to(at(1000ms));
+    std::optional<caf::expected<bool>> answer;
+    auto r = s.write_erase("k", when, [&](caf::expected<bool> a) { answer = a; });
+    s.writes_done(test::seqs_of(s.take_writes()), caf::none, when); // write-through
+    if (r) answer = *r;
+    REQUIRE(answer);
+    REQUIRE(*answer);
+    CHECK_FALSE(s.contains("k", when)); // gone, whatever it answered
+    return **answer;
+  };
+  for (auto mode : {write_mode::none, write_mode::write_through}) {
+    // The change feed's under repair-ttl serves what it capped, until the cap.
+    CHECK(erased_under(std::make_shared<read_lease>(10s), mode, at(5s)));
+    CHECK_FALSE(erased_under(std::make_shared<read_lease>(10s), mode, at(12s)));
+    auto cluster = std::make_shared<read_lease>(10s, lapsed_hits::withheld);
+    CHECK_FALSE(erased_under(cluster, mode, at(5s))); // withheld from the lapse on
+  }
 }
