@@ -35,8 +35,8 @@ struct pending_write {
   bool was_cached = false;  // write-back erase: the answer
   uint64_t deadline_ms = 0; // parked: when it fails with overloaded
   bool keep_links = false;  // a compute's put keeps the entry's dependencies
-  shard_detail::compute_ptr
-    compute;                       // write-back: a compute parked in line (no write yet)
+  // Write-back: a compute parked in line (no write yet).
+  shard_detail::compute_ptr compute;
   bool turn = false, drop = false; // that compute is set_ttl or a clear's drop: no room
   bool voided = false;         // write-through put: invalidated meanwhile, not installed
   uint64_t kept_expiry_ms = 0; // a compute's: the expiry kept, else `lifetime` counts
