@@ -335,6 +335,9 @@ TEST_CASE("a compute loads again when its load found no such key, but may be sta
     auto writes = s.take_writes();
     REQUIRE(writes.size() == 1);
     CHECK(writes[0].bytes == "1");
+    s.writes_done(test::seqs_of(writes), caf::none, t0);
+    REQUIRE(a.ok());
+    CHECK(*a == 1);
   }
   SECTION("slower than a lapse's cap, twice: the compute fails, writing nothing") {
     auto feed = std::make_shared<read_lease>(10s);
