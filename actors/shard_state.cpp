@@ -256,10 +256,7 @@ bool shard_state::erase(std::string_view key, time_point now,
   if (!leases.lapse) return erase_here(key, now); // true if live: served
   // Answered as `contains` would have: one a lapse withholds was not cached
   // for the caller (Redis's DEL, after EXISTS said 0).
-  auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
-  auto now_ms = to_ms(now);
-  bool served =
-    id != no_entry && served_until(table_.at(id), now, now_ms, leases) > now_ms;
+  bool served = contains(key, now, leases);
   erase_here(key, now);
   return served;
 }
@@ -298,10 +295,14 @@ bool shard_state::remove_changed(entry_id id, uint64_t now_ms) {
 }
 
 bool shard_state::contains(std::string_view key, time_point now) const {
+  return contains(key, now, cfg_.lease.look_at(now));
+}
+
+bool shard_state::contains(std::string_view key, time_point now,
+                           const read_leases::look& leases) const {
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   auto now_ms = to_ms(now);
-  return id != no_entry &&
-         served_until(table_.at(id), now, now_ms, cfg_.lease.look_at(now)) > now_ms;
+  return id != no_entry && served_until(table_.at(id), now, now_ms, leases) > now_ms;
 }
 
 remaining_ttl shard_state::ttl_of(std::string_view key, time_point now) const {

@@ -351,9 +351,11 @@ private:
   /// not yet acted on makes; at most `now_ms`: not served.
   uint64_t served_until(const entry& e, time_point now, uint64_t now_ms,
                         const read_leases::look& leases) const;
-  // `get`, `ttl_of` and `erase` under the call's look at the leases.
+  // `get`, `contains`, `ttl_of` and `erase` under the call's look at the leases.
   value get(std::string_view key, uint32_t hash, time_point now,
             const read_leases::look& leases);
+  bool contains(std::string_view key, time_point now,
+                const read_leases::look& leases) const;
   remaining_ttl ttl_of(std::string_view key, time_point now,
                        const read_leases::look& leases) const;
   bool erase(std::string_view key, time_point now, const read_leases::look& leases);
