@@ -1,7 +1,6 @@
 #include "actors/flush_state.hpp"
 
 #include <algorithm>
-#include <iterator>
 
 #include "base/backoff.hpp"
 
@@ -23,7 +22,7 @@ bool journal_rewrite(uint64_t bytes, uint64_t rewritten, uint64_t max_bytes) {
 uint64_t journal_bytes(const std::vector<shard_write>& items) {
   uint64_t n = 0;
   for (const auto& i : items) // a 24-byte header, the key, the value
-    n += 24 + i.key.size() + (i.erase ? 0 : i.bytes.size());
+    n += 24 + i.key().size() + (i.erase ? 0 : i.bytes().size());
   return n;
 }
 
@@ -45,8 +44,8 @@ bool flush_state::journal_has(const slot& s) const {
 
 const flush_state::slot* flush_state::first_storable() const {
   if (order_.empty() || none_storable_at_ == journaled_through_) return nullptr;
-  for (const auto& key : order_)
-    if (const auto& s = pending_.at(key); journal_has(s)) return &s;
+  for (const slot* s : order_)
+    if (journal_has(*s)) return s;
   none_storable_at_ = journaled_through_;
   return nullptr;
 }
@@ -60,44 +59,48 @@ numbered_writes flush_state::unstored() const {
     out.numbers.push_back(s.latest);
   };
   for (const auto& s : in_flight_)
-    if (pending_.count(s.item.key) == 0) keep(s);
-  for (const auto& key : order_)
-    keep(pending_.at(key));
+    if (pending_.count(ref_of(s.item)) == 0) keep(s);
+  for (const slot* s : order_)
+    keep(*s);
   return out;
 }
 
 uint64_t flush_state::add(uint32_t shard, shard_write item, time_point now) {
   ++stats_.writes;
   auto number = ++accepted_;
-  auto i = pending_.find(item.key);
+  auto key = ref_of(item);
+  auto i = pending_.find(key);
   if (i != pending_.end()) {
     // Only the latest value of a key goes into a batch; the key keeps its
     // place (and age) in line, so a hot key cannot starve.
     // `number` stays: a flush asked for before this write waits for the key.
-    i->second.item = std::move(item);
-    i->second.shard = shard;
-    i->second.latest = number;
+    // The node's key views the new write's buffer before the old one goes.
+    auto node = pending_.extract(i);
+    node.key() = key;
+    node.mapped().item = std::move(item);
+    node.mapped().shard = shard;
+    node.mapped().latest = number;
+    pending_.insert(std::move(node));
     ++stats_.writes_coalesced;
     return 1;
   }
-  order_.push_back(item.key);
-  auto key = item.key;
-  pending_.emplace(std::move(key),
-                   slot{std::move(item), shard, number, number, to_ms(now)});
+  auto added =
+    pending_.emplace(key, slot{std::move(item), shard, number, number, to_ms(now)});
+  order_.push_back(&added.first->second);
   return 0;
 }
 
 const shard_write* flush_state::newest(std::string_view key) const {
-  if (auto i = pending_.find(std::string{key}); i != pending_.end())
-    return &i->second.item;
-  if (auto i = in_flight_index_.find(key); i != in_flight_index_.end())
+  auto ref = ref_of(key);
+  if (auto i = pending_.find(ref); i != pending_.end()) return &i->second.item;
+  if (auto i = in_flight_index_.find(ref); i != in_flight_index_.end())
     return &in_flight_[i->second].item;
   return nullptr;
 }
 
 std::optional<uint64_t> flush_state::oldest_ms() const {
   if (order_.empty()) return std::nullopt;
-  return pending_.at(order_.front()).since_ms;
+  return order_.front()->since_ms;
 }
 
 bool flush_state::should_flush(time_point now) const {
@@ -134,22 +137,21 @@ std::vector<shard_write> flush_state::take_batch(time_point) {
   // A key written again while the journal's append ran waits, in its place,
   // for the next append; the keys behind it go now. Waiting for it held up
   // the whole cache while one key was written faster than the journal synced.
-  std::vector<std::string> waiting;
+  std::vector<slot*> waiting;
   while (batch.size() < n && !order_.empty()) {
-    auto node = pending_.extract(order_.front());
-    if (!journal_has(node.mapped())) {
-      waiting.push_back(order_.front());
-      pending_.insert(std::move(node));
-    } else {
-      in_flight_.push_back(std::move(node.mapped()));
-      batch.push_back(in_flight_.back().item);
-    }
+    slot* s = order_.front();
     order_.pop_front();
+    if (!journal_has(*s)) {
+      waiting.push_back(s);
+      continue;
+    }
+    auto node = pending_.extract(ref_of(s->item));
+    in_flight_.push_back(std::move(node.mapped()));
+    batch.push_back(in_flight_.back().item); // a handle: no copy of the bytes
   }
-  order_.insert(order_.begin(), std::make_move_iterator(waiting.begin()),
-                std::make_move_iterator(waiting.end()));
+  order_.insert(order_.begin(), waiting.begin(), waiting.end());
   for (size_t i = 0; i < in_flight_.size(); ++i)
-    in_flight_index_.emplace(in_flight_[i].item.key, i);
+    in_flight_index_.emplace(ref_of(in_flight_[i].item), i);
   return batch;
 }
 
@@ -163,7 +165,7 @@ flush_state::stored flush_state::batch_stored() {
                           [&](const auto& p) { return p.first == s.shard; });
     if (i == out.by_shard.end())
       i = out.by_shard.emplace(out.by_shard.end(), s.shard, stored_writes{});
-    i->second.emplace_back(std::move(s.item.key), s.item.seq);
+    i->second.emplace_back(std::move(s.item.val), s.item.seq);
   }
   ++stats_.batches;
   stats_.entries_flushed += out.count;
@@ -183,19 +185,19 @@ uint64_t flush_state::batch_failed(time_point now) {
   // Back to the front of the line, in their old order. Where a newer write of
   // the key came meanwhile, it supersedes the failed one and inherits its age
   // and place, so the interval still bounds how long the key stays dirty.
-  std::vector<std::string> front;
+  std::vector<slot*> front;
   front.reserve(in_flight_.size());
   for (auto& s : in_flight_) {
-    front.push_back(s.item.key);
-    auto i = pending_.find(s.item.key);
+    auto key = ref_of(s.item); // views the buffer the moved slot keeps
+    auto i = pending_.find(key);
     if (i == pending_.end()) {
-      auto key = s.item.key;
-      pending_.emplace(std::move(key), std::move(s));
+      front.push_back(&pending_.emplace(key, std::move(s)).first->second);
       continue;
     }
+    front.push_back(&i->second);
     i->second.since_ms = std::min(i->second.since_ms, s.since_ms);
     i->second.number = std::min(i->second.number, s.number);
-    order_.erase(std::find(order_.begin(), order_.end(), s.item.key));
+    order_.erase(std::find(order_.begin(), order_.end(), &i->second));
     ++superseded;
     ++stats_.writes_coalesced;
   }

@@ -8,7 +8,6 @@
 #include <deque>
 #include <optional>
 #include <random>
-#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -141,6 +140,29 @@ private:
     uint64_t since_ms = 0; // when the key became dirty (coalescing keeps it)
   };
 
+  /// A key as the maps hold it: a view of the key in a write's own buffer,
+  /// and the hash its value computed once (no copy of the key, no second hash).
+  struct key_ref {
+    std::string_view key;
+    uint32_t hash = 0;
+  };
+  struct ref_hash {
+    size_t operator()(const key_ref& k) const noexcept { return k.hash; }
+  };
+  struct ref_equal {
+    bool operator()(const key_ref& x, const key_ref& y) const noexcept {
+      return x.key == y.key;
+    }
+  };
+  template <class T>
+  using key_map = std::unordered_map<key_ref, T, ref_hash, ref_equal>;
+  static key_ref ref_of(const shard_write& w) noexcept {
+    return {w.key(), w.val.table_hash()};
+  }
+  static key_ref ref_of(std::string_view key) noexcept {
+    return {key, static_cast<uint32_t>(hash_key(key))};
+  }
+
   std::optional<uint64_t> oldest_ms() const;
   /// True if the journal holds the latest write of `s`'s key (see `journaled`).
   bool journal_has(const slot& s) const;
@@ -155,11 +177,14 @@ private:
   mutable std::optional<uint64_t> none_storable_at_; // journaled_through_ then
 
   flush_options cfg_;
-  std::unordered_map<std::string, slot, key_hasher> pending_;
-  std::deque<std::string> order_; // keys of `pending_`, oldest first
+  // Each key views its own slot's write: a newer write of the key re-keys
+  // the node (`add`), so the buffer the key views is never released under it.
+  key_map<slot> pending_;
+  // The slots of `pending_`, oldest first. A node's slot stays where it is
+  // while the map rehashes, and through an extract and insert.
+  std::deque<slot*> order_;
   std::vector<slot> in_flight_;
-  std::unordered_map<std::string_view, size_t, key_hasher>
-    in_flight_index_; // key -> in_flight_[i]
+  key_map<size_t> in_flight_index_; // key -> in_flight_[i]
   uint64_t accepted_ = 0;
   uint64_t journaled_through_ = 0;
   uint64_t flush_requested_through_ = 0;

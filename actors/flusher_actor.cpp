@@ -376,7 +376,7 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
         if (w->erase)
           out.error = make_error(errc::not_found, "the key was erased (not yet stored)");
         else
-          out.bytes = w->bytes;
+          out.bytes = std::string{w->bytes()};
         return out;
       }
       if (st.setup.readers.empty())

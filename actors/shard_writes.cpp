@@ -91,7 +91,9 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
     auto seq = ++write_seq_;
     ++awaiting_keys_[op.key]; // computes of the key wait behind it
     op.sent = now;
-    outbox_.push_back(shard_write{op.key, std::string{op.val.bytes()}, !op.val, seq});
+    // The put's own buffer; `install` copies it if the store still holds it.
+    outbox_.push_back(
+      shard_write{op.val ? op.val : value::make(op.key, {}), !op.val, seq});
     awaiting_.emplace(seq, std::move(op));
     return std::nullopt;
   }
@@ -142,13 +144,15 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
   }
   if (!op.val) {
     op.was_cached = erase(op.key, now);
-    outbox_.push_back(shard_write{op.key, {}, true, seq});
+    outbox_.push_back(shard_write{value::make(op.key, {}), true, seq});
   } else {
     auto now_ms = to_ms(now);
-    outbox_.push_back(shard_write{op.key, std::string{op.val.bytes()}, false, seq});
     note_changed(op.key, false);
     auto id =
       install(std::move(op.val), lifetime_at(op, now_ms), now, cfg_.lease.look_at(now));
+    // The table's buffer, installed first: `install` writes its birth time,
+    // which only an unshared buffer may take.
+    outbox_.push_back(shard_write{table_.at(id).val, false, seq});
     // Out of the policy before the bound is enforced: a dirty entry must not
     // be the victim, not even of its own insertion.
     if (in_policy(id)) policy_->on_remove(id, weight_of(table_.at(id).val));
@@ -224,8 +228,8 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
 }
 
 void shard_state::mark_stored(const stored_writes& writes) {
-  for (const auto& [key, seq] : writes) {
-    auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
+  for (const auto& [written, seq] : writes) {
+    auto id = table_.find(written.key(), written.table_hash());
     if (id == no_entry) continue;
     auto i = dirty_.find(id);
     if (i == dirty_.end() || i->second != seq) continue; // written again since

@@ -6,12 +6,22 @@
 
 namespace karlton {
 
+namespace {
+
+// The store interface's own type owns its strings; the shard's write shares
+// the table's buffer. One copy, on the store's thread.
+store_write to_store_write(const shard_write& w) {
+  if (w.erase) return store_write{std::string{w.key()}, std::nullopt};
+  return store_write{std::string{w.key()}, std::string{w.bytes()}};
+}
+
+} // namespace
+
 std::vector<store_write> to_store_writes(const std::vector<shard_write>& items) {
   std::vector<store_write> out;
   out.reserve(items.size());
   for (const auto& i : items)
-    out.push_back(i.erase ? store_write{i.key, std::nullopt}
-                          : store_write{i.key, i.bytes});
+    out.push_back(to_store_write(i));
   return out;
 }
 
@@ -37,10 +47,8 @@ std::vector<journal_write> numbered(const std::vector<shard_write>& items,
   std::vector<journal_write> out;
   out.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
-    const auto& item = items[i];
-    out.push_back(journal_write{i < numbers.size() ? numbers[i] : 0,
-                                item.erase ? store_write{item.key, std::nullopt}
-                                           : store_write{item.key, item.bytes}});
+    out.push_back(
+      journal_write{i < numbers.size() ? numbers[i] : 0, to_store_write(items[i])});
   }
   return out;
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include <caf/typed_actor.hpp>
 
 #include <karlton/messages/loading.hpp>
+#include <karlton/messages/value.hpp>
 
 namespace karlton {
 
@@ -51,25 +53,35 @@ using drain_atom = caf::atom_constant<caf::atom("drain")>;
 /// `(wstats)`: the flusher's counters.
 using write_stats_atom = caf::atom_constant<caf::atom("wstats")>;
 
-/// A shard's write on its way to the store: a put of `bytes`, or an erase.
+/// A shard's write on its way to the store: a put, or an erase.
 /// `seq` numbers the writes of one shard, so it can tell which write of a key
 /// the store has (an entry is clean only if no newer write came since). The
 /// store writer and the flusher hand the store `store_write`s (stores/store.hpp),
 /// which carry no number: a store knows no shards.
+///
+/// The key and bytes travel in a `value`: a put's is the buffer the shard's
+/// table holds, so handing a write to the flusher and on to the store copies
+/// no bytes (every copy was an allocation per put on the shard's and the
+/// flusher's threads).
 struct shard_write {
-  std::string key;    ///< the key written
-  std::string bytes;  ///< the value put (empty for an erase)
+  value val;          ///< the key, and the bytes put (none for an erase)
   bool erase = false; ///< an erase rather than a put
   uint64_t seq = 0;   ///< the shard's number for this write
+
+  /// The key written.
+  std::string_view key() const noexcept { return val.key(); }
+  /// The bytes put; empty for an erase.
+  std::string_view bytes() const noexcept { return val.bytes(); }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, shard_write& x) {
-  return f(caf::meta::type_name("karlton::shard_write"), x.key, x.bytes, x.erase, x.seq);
+  return f(caf::meta::type_name("karlton::shard_write"), x.val, x.erase, x.seq);
 }
 
-/// `(key, seq)` pairs: the writes of a shard that reached the store.
-using stored_writes = std::vector<std::pair<std::string, uint64_t>>;
+/// `(key, seq)` pairs, the key in the write's own buffer: the writes of a
+/// shard that reached the store.
+using stored_writes = std::vector<std::pair<value, uint64_t>>;
 
 /// The flusher's counters (write-back caches only).
 struct write_stats {

@@ -14,8 +14,22 @@ time_point at(int64_t ms) {
   return time_point{std::chrono::milliseconds{ms}};
 }
 
-shard_write put(std::string key, std::string bytes, uint64_t seq) {
-  return shard_write{std::move(key), std::move(bytes), false, seq};
+shard_write put(std::string_view key, std::string_view bytes, uint64_t seq) {
+  return shard_write{value::make(key, bytes), false, seq};
+}
+
+shard_write erase(std::string_view key, uint64_t seq) {
+  return shard_write{value::make(key, {}), true, seq};
+}
+
+using key_seqs = std::vector<std::pair<std::string, uint64_t>>;
+
+// The keys and numbers of `writes`, comparable with a literal.
+key_seqs keys_of(const stored_writes& writes) {
+  key_seqs out;
+  for (const auto& [written, seq] : writes)
+    out.emplace_back(written.key(), seq);
+  return out;
 }
 
 flush_options small(uint32_t batch = 3) {
@@ -38,7 +52,7 @@ TEST_CASE("a batch starts when batch-size keys are dirty", "[flush_state]") {
   CHECK(fs.should_flush(at(1)));
   auto batch = fs.take_batch(at(1));
   REQUIRE(batch.size() == 3);
-  CHECK(batch[0].key == "a"); // oldest first
+  CHECK(batch[0].key() == "a"); // oldest first
   CHECK(fs.in_flight());
   CHECK_FALSE(fs.should_flush(at(1000))); // one batch in flight at a time
 }
@@ -65,10 +79,10 @@ TEST_CASE("only the latest write of a key goes into a batch", "[flush_state]") {
   CHECK(fs.add(0, put("k", "v3", 3), at(9)) == 1);
   CHECK(fs.dirty() == 1);
   REQUIRE(fs.newest("k"));
-  CHECK(fs.newest("k")->bytes == "v3");
+  CHECK(fs.newest("k")->bytes() == "v3");
   auto batch = fs.take_batch(at(100)); // its age counts from the first write
   REQUIRE(batch.size() == 1);
-  CHECK(batch[0].bytes == "v3");
+  CHECK(batch[0].bytes() == "v3");
   CHECK(batch[0].seq == 3);
   auto s = fs.stats(at(100));
   CHECK(s.writes == 3);
@@ -80,14 +94,14 @@ TEST_CASE("a write during a batch waits for it and is newest for loads",
   flush_state fs{small(10)};
   fs.add(0, put("k", "old", 1), at(0));
   fs.take_batch(at(100));
-  CHECK(fs.newest("k")->bytes == "old");              // in flight still answers loads
+  CHECK(fs.newest("k")->bytes() == "old");            // in flight still answers loads
   CHECK(fs.add(0, put("k", "new", 2), at(101)) == 0); // not coalesced into the flight
-  CHECK(fs.newest("k")->bytes == "new");
+  CHECK(fs.newest("k")->bytes() == "new");
   CHECK(fs.dirty() == 2);
   auto done = fs.batch_stored();
   REQUIRE(done.by_shard.size() == 1);
-  CHECK(done.by_shard[0].second == stored_writes{{"k", 1}});
-  CHECK(fs.newest("k")->bytes == "new");
+  CHECK(keys_of(done.by_shard[0].second) == key_seqs{{"k", 1}});
+  CHECK(fs.newest("k")->bytes() == "new");
 }
 
 TEST_CASE("a failed batch is retried, and a newer write supersedes it", "[flush_state]") {
@@ -98,8 +112,8 @@ TEST_CASE("a failed batch is retried, and a newer write supersedes it", "[flush_
   fs.add(0, put("b", "b2", 3), at(120)); // newer than the b1 in flight
   CHECK(fs.batch_failed(at(130)) == 1);  // b1 is superseded, a1 is back
   CHECK(fs.dirty() == 2);
-  CHECK(fs.newest("a")->bytes == "a1");
-  CHECK(fs.newest("b")->bytes == "b2");
+  CHECK(fs.newest("a")->bytes() == "a1");
+  CHECK(fs.newest("b")->bytes() == "b2");
   // Backing off: 10 ms with jitter in [5, 10] ms.
   CHECK_FALSE(fs.should_flush(at(130)));
   auto due = fs.next_due();
@@ -110,7 +124,7 @@ TEST_CASE("a failed batch is retried, and a newer write supersedes it", "[flush_
   REQUIRE(batch.size() == 2);
   std::map<std::string, std::string> got;
   for (auto& w : batch)
-    got[w.key] = w.bytes;
+    got[std::string{w.key()}] = w.bytes();
   CHECK(got == std::map<std::string, std::string>{{"a", "a1"}, {"b", "b2"}});
   auto s = fs.stats(*due);
   CHECK(s.flush_failures == 1);
@@ -178,15 +192,15 @@ TEST_CASE("stored writes are reported per shard with their numbers", "[flush_sta
   flush_state fs{small(10)};
   fs.add(0, put("a", "1", 7), at(0));
   fs.add(2, put("b", "1", 9), at(0));
-  fs.add(0, shard_write{"c", "", true, 8}, at(0));
+  fs.add(0, erase("c", 8), at(0));
   fs.take_batch(at(100));
   auto done = fs.batch_stored();
   CHECK(done.count == 3);
   std::map<uint32_t, stored_writes> by;
   for (auto& [shard, ws] : done.by_shard)
     by[shard] = ws;
-  CHECK(by[0] == stored_writes{{"a", 7}, {"c", 8}});
-  CHECK(by[2] == stored_writes{{"b", 9}});
+  CHECK(keys_of(by[0]) == key_seqs{{"a", 7}, {"c", 8}});
+  CHECK(keys_of(by[2]) == key_seqs{{"b", 9}});
 }
 
 TEST_CASE("with a journal a write is stored only once the journal has it",
@@ -210,7 +224,7 @@ TEST_CASE("with a journal a write is stored only once the journal has it",
   CHECK_FALSE(fs.should_flush(at(1000)));
   fs.journaled(fs.last_accepted());
   CHECK(fs.should_flush(at(1000)));
-  CHECK(fs.take_batch(at(1000))[0].bytes == "2");
+  CHECK(fs.take_batch(at(1000))[0].bytes() == "2");
 }
 
 TEST_CASE("with a journal a key written faster than the journal syncs holds up no "
@@ -232,14 +246,14 @@ TEST_CASE("with a journal a key written faster than the journal syncs holds up n
     REQUIRE(fs.should_flush(at(1000)));
     auto batch = fs.take_batch(at(1000));
     REQUIRE(batch.size() == 1);
-    CHECK(batch[0].key == key);
+    CHECK(batch[0].key() == key);
     fs.batch_stored();
   }
   // It goes with the first append it is not written during.
   fs.journaled(fs.last_accepted());
   auto batch = fs.take_batch(at(1000));
   REQUIRE(batch.size() == 1);
-  CHECK(batch[0].bytes == "5");
+  CHECK(batch[0].bytes() == "5");
   fs.batch_stored();
   // The interval counts from the age of the keys that may go, not the waiting
   // key's: a key dirty since 0 and written during the append, one since 900.
@@ -267,8 +281,8 @@ TEST_CASE("the unstored writes are the newest of each key, in flight or pending"
   REQUIRE(unstored.numbers.size() == unstored.items.size());
   for (size_t i = 0; i < unstored.items.size(); ++i) {
     const auto& w = unstored.items[i];
-    CHECK(got.emplace(w.key, w.bytes).second); // one per key
-    numbers.emplace(w.key, unstored.numbers[i]);
+    CHECK(got.emplace(w.key(), w.bytes()).second); // one per key
+    numbers.emplace(w.key(), unstored.numbers[i]);
   }
   CHECK(got == std::map<std::string, std::string>{{"a", "2"}, {"b", "1"}, {"c", "1"}});
   CHECK(numbers == std::map<std::string, uint64_t>{{"a", 3}, {"b", 2}, {"c", 4}});
@@ -284,8 +298,7 @@ TEST_CASE("the journal is rewritten at its bound or at twice the last rewrite",
   // 800 bytes were unstored at the last rewrite: not again before 1600.
   CHECK_FALSE(journal_rewrite(1599, 800, 1000));
   CHECK(journal_rewrite(1600, 800, 1000));
-  CHECK(journal_bytes({put("key", "value", 1), shard_write{"gone", {}, true, 2}}) ==
-        24 + 3 + 5 + 24 + 4);
+  CHECK(journal_bytes({put("key", "value", 1), erase("gone", 2)}) == 24 + 3 + 5 + 24 + 4);
   CHECK(journal_mark_bytes(0) == 0);
   CHECK(journal_mark_bytes(3) == 24 + 3 * 8);
 }

@@ -106,7 +106,7 @@ struct fixture : test_coordinator_fixture<test_config> {
   void write_and_store(const std::string& key) {
     REQUIRE(budget->try_acquire());
     self->send(f, write_atom::value, uint32_t{0},
-               std::vector<shard_write>{{key, "v", false, ++seq}});
+               std::vector<shard_write>{{value::make(key, "v"), false, ++seq}});
     sched.run();
     advance_time(101ms);
     sched.run();
@@ -188,7 +188,7 @@ TEST_CASE_METHOD(fixture,
   script->fail_writes = true; // the append fails, then the rewrite that repairs it
   REQUIRE(budget->try_acquire());
   self->send(f, write_atom::value, uint32_t{0},
-             std::vector<shard_write>{{"k", "v", false, ++seq}});
+             std::vector<shard_write>{{value::make("k", "v"), false, ++seq}});
   expect((write_atom, uint32_t, std::vector<shard_write>), from(self).to(f));
   // The drain reaches the flusher before the failed append's rewrite fails.
   auto unstored = drain(1s);

@@ -223,7 +223,7 @@ TEST_CASE("a compute parked under max-dirty keeps per-key order",
   CHECK(bytes_of(s, t0) == "11"); // it saw the put parked before it
   auto items = s.take_writes();
   REQUIRE(items.size() == 3);
-  CHECK(items[2].bytes == "11");
+  CHECK(items[2].bytes() == "11");
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(*a == 11);
 }

@@ -56,13 +56,13 @@ TEST_CASE("a compute behind a write-through write the store holds back sees that
   CHECK(put_done);
   items = s.take_writes();
   REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "6");
+  CHECK(items[0].bytes() == "6");
   CHECK_FALSE(a.got); // answered when the store has it
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(*a == 6);
   items = s.take_writes();
   REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "7");
+  CHECK(items[0].bytes() == "7");
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(*b == 7);
   CHECK(bytes_of(s, t0) == "7");
@@ -85,17 +85,17 @@ TEST_CASE("under write-through a put or erase after a waiting compute of the key
   CHECK_FALSE(s.write_erase("gone", t0, note("erase other"))); // other keys: at once
   auto items = s.take_writes();
   REQUIRE(items.size() == 2);
-  CHECK(items[0].bytes == "5");
-  CHECK(items[1].key == "gone");
+  CHECK(items[0].bytes() == "5");
+  CHECK(items[1].key() == "gone");
   s.writes_done(seqs_of(items), caf::none, t0);
   items = s.take_writes();
   REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "6");
+  CHECK(items[0].bytes() == "6");
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(*a == 6);
   items = s.take_writes();
   REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "10");
+  CHECK(items[0].bytes() == "10");
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(bytes_of(s, t0) == "10");
   // An erase waits the same way.
@@ -141,12 +141,12 @@ TEST_CASE("under write-through a compute that loads keeps its place before a lat
                   t0);
   items = s.take_writes();
   REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "1");
+  CHECK(items[0].bytes() == "1");
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(*a == 1);
   items = s.take_writes();
   REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "10");
+  CHECK(items[0].bytes() == "10");
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(bytes_of(s, t0) == "10");
   CHECK(answered.got == std::vector<std::string>{"erase", "put 10"});
@@ -208,7 +208,7 @@ TEST_CASE("a put queued behind a compute is stored even when an expired value is
   // failed as a compute on a stale value would.
   items = s.take_writes();
   REQUIRE(items.size() == 1);
-  CHECK(items[0].bytes == "7");
+  CHECK(items[0].bytes() == "7");
   s.writes_done(seqs_of(items), caf::none, at(11s));
   CHECK(bytes_of(s, at(11s)) == "7");
   CHECK(answered.got == std::vector<std::string>{"put 5", "error", "put 7"});
@@ -275,8 +275,8 @@ TEST_CASE("under write-back a compute that loads keeps its place before a later 
   s.complete_load("k", loads[0].second, std::string{"4"}, 1ms, t0);
   items = s.take_writes();
   REQUIRE(items.size() == 2);
-  CHECK(items[0].bytes == "5");
-  CHECK(items[1].bytes == "10");
+  CHECK(items[0].bytes() == "5");
+  CHECK(items[1].bytes() == "10");
   CHECK(bytes_of(s, t0) == "10");
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(*a == 5);
@@ -305,8 +305,8 @@ TEST_CASE(
   CHECK(bytes_of(s, t0) == "7");
   auto items = s.take_writes();
   REQUIRE(items.size() == 3);
-  CHECK(items[1].bytes == "6");
-  CHECK(items[2].bytes == "7");
+  CHECK(items[1].bytes() == "6");
+  CHECK(items[2].bytes() == "7");
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(*a == 6);
   CHECK(*b == 7);
@@ -335,8 +335,8 @@ TEST_CASE("under write-back a put parked behind a compute that loads on its turn
   CHECK(bytes_of(s, t0) == "10");
   auto items = s.take_writes();
   REQUIRE(items.size() == 4);
-  CHECK(items[2].bytes == "5");
-  CHECK(items[3].bytes == "10");
+  CHECK(items[2].bytes() == "5");
+  CHECK(items[3].bytes() == "10");
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(*a == 5);
   CHECK(answered.got == std::vector<std::string>{"other", "j", "put 10"});
@@ -374,10 +374,10 @@ TEST_CASE(
   CHECK(bytes_of(s, t0) == "20");
   auto items = s.take_writes();
   REQUIRE(items.size() == 7);
-  CHECK(items[3].key == "z");
-  CHECK(items[4].bytes == "5");
-  CHECK(items[5].bytes == "10");
-  CHECK(items[6].bytes == "20");
+  CHECK(items[3].key() == "z");
+  CHECK(items[4].bytes() == "5");
+  CHECK(items[5].bytes() == "10");
+  CHECK(items[6].bytes() == "20");
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(*a == 5);
   CHECK(answered.got ==
@@ -416,7 +416,7 @@ TEST_CASE(
   REQUIRE(items.size() == 8);
   std::vector<std::string> stored;
   for (auto& item : items)
-    stored.push_back(item.erase ? "-" : item.bytes);
+    stored.push_back(item.erase ? "-" : std::string{item.bytes()});
   CHECK(stored == std::vector<std::string>{"o", "x", "2", "-", "1", "4", "5", "6"});
   s.writes_done(seqs_of(items), caf::none, t0);
   CHECK(*a == 2);

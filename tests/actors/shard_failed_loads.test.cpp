@@ -334,7 +334,7 @@ TEST_CASE("a compute loads again when its load found no such key, but may be sta
     CHECK_FALSE(a.got); // its write is at the store
     auto writes = s.take_writes();
     REQUIRE(writes.size() == 1);
-    CHECK(writes[0].bytes == "1");
+    CHECK(writes[0].bytes() == "1");
     s.writes_done(test::seqs_of(writes), caf::none, t0);
     REQUIRE(a.ok());
     CHECK(*a == 1);

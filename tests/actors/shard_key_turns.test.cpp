@@ -333,7 +333,7 @@ TEST_CASE("under write-through a compute behind a put the store holds sees it al
   for (int round = 0; round < 2; ++round) {
     auto items = s.take_writes();
     REQUIRE(items.size() == 1);
-    stored.push_back(items[0].bytes);
+    stored.emplace_back(items[0].bytes());
     s.writes_done(seqs_of(items), caf::none, t0);
   }
   CHECK(stored == std::vector<std::string>{"5", "6"});
@@ -360,8 +360,8 @@ TEST_CASE("under write-back a clear drops a write parked for room once it goes i
   s.retry_parked(t0);
   items = s.take_writes();
   REQUIRE(items.size() == 1);
-  CHECK(items[0].key == "k");
-  CHECK(items[0].bytes == "2");
+  CHECK(items[0].key() == "k");
+  CHECK(items[0].bytes() == "2");
   CHECK_FALSE(s.get("k", t0)); // before, it stayed cached after the clear
   CHECK(s.stats().writes_parked == 0);
   CHECK(s.turns_parked() == 0); // the drop ran right behind k's write

@@ -65,8 +65,8 @@ TEST_CASE("write-through caches a put only after the store took it", "[shard_wri
   CHECK_FALSE(s.get("k", at(0))); // not yet: the store has not answered
   auto items = s.take_writes();
   REQUIRE(items.size() == 1);
-  CHECK(items[0].key == "k");
-  CHECK(items[0].bytes == "v1");
+  CHECK(items[0].key() == "k");
+  CHECK(items[0].bytes() == "v1");
   CHECK_FALSE(items[0].erase);
   s.writes_done(seqs_of(items), caf::none, at(1));
   CHECK(a.ok());
@@ -256,8 +256,21 @@ TEST_CASE("write-back caches at once and acknowledges when the flusher took it",
   auto items = s.take_writes();
   s.writes_done(seqs_of(items), caf::none, at(0));
   CHECK(a.ok());
-  s.mark_stored({{"k", items[0].seq}});
+  s.mark_stored({{items[0].val, items[0].seq}});
   CHECK(s.dirty_entries() == 0);
+}
+
+TEST_CASE("a write-back put hands the flusher the table's own buffer, not a copy",
+          "[shard_writes]") {
+  answer a;
+  shard_state s{back()};
+  s.write(val("k", "v"), ttl::never(), at(0), a.waiter());
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  auto cached = s.get("k", at(0));
+  CHECK(items[0].bytes().data() == cached.bytes().data()); // one buffer, shared
+  CHECK(items[0].bytes() == "v");
+  s.writes_done(seqs_of(items), caf::none, at(0));
 }
 
 TEST_CASE("a dirty entry is never evicted before the store has it", "[shard_writes]") {
@@ -278,7 +291,7 @@ TEST_CASE("a dirty entry is never evicted before the store has it", "[shard_writ
   // Once stored, they are ordinary entries again and the bound applies.
   stored_writes stored;
   for (auto& w : items)
-    stored.emplace_back(w.key, w.seq);
+    stored.emplace_back(w.val, w.seq);
   s.mark_stored(stored);
   CHECK(s.size() == 4);
   CHECK(s.stats().evictions == 16);
@@ -291,11 +304,11 @@ TEST_CASE("an entry written again after its flush began stays dirty", "[shard_wr
   auto first = s.take_writes();
   s.write(val("k", "v2"), ttl::never(), at(1), a.waiter());
   auto second = s.take_writes();
-  s.mark_stored({{"k", first[0].seq}}); // the store has v1, not v2
+  s.mark_stored({{first[0].val, first[0].seq}}); // the store has v1, not v2
   CHECK(s.dirty_entries() == 1);
   s.write(val("other", "x"), ttl::never(), at(2), a.waiter()); // pressure
   CHECK(s.get("k", at(3)).bytes() == "v2");
-  s.mark_stored({{"k", second[0].seq}});
+  s.mark_stored({{second[0].val, second[0].seq}});
   CHECK(s.dirty_entries() == 1); // only "other" is still dirty
 }
 
