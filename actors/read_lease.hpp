@@ -116,15 +116,16 @@ struct read_leases {
     if (changes) until = std::min(until, changes->until_ticks());
     return until;
   }
+  /// "Not lapsed", where an end is kept per lease: no lease ends there (the
+  /// feed's lapses end at the epoch, a lease that holds far ahead at the largest value).
+  static constexpr int64_t no_end = std::numeric_limits<int64_t>::min();
   /// One look at the leases at `now` (each atomic read once, so what it says
   /// holds together): the earliest end and what a lapse asks of a shard.
   struct look {
     /// The earliest end of the leases present (clock ticks); the largest value if none.
     int64_t until = std::numeric_limits<int64_t>::max();
-    /// Those that lapsed: each one's end, in the order of `each` (else the largest
-    /// value).
-    std::array<int64_t, 2> lapsed_ends{std::numeric_limits<int64_t>::max(),
-                                       std::numeric_limits<int64_t>::max()};
+    /// Those that lapsed: each one's end, in the order of `each` (else `no_end`).
+    std::array<int64_t, 2> lapsed_ends{no_end, no_end};
     /// None while every lease present holds; zero (clear) if one that lapsed
     /// clears; else the least `repair_ttl` of those that lapsed, to cap every TTL at.
     std::optional<std::chrono::nanoseconds> lapse;
@@ -190,7 +191,7 @@ struct lease_watch {
   /// order of `read_leases::each`): the timer looks again once it moves. Per
   /// lease: the feed's lapses end at the epoch, and an earliest end of both would
   /// hide the cluster's; forgotten once valid, or the feed's next would go unseen.
-  std::array<int64_t, 2> lapsed_ends{no_end, no_end};
+  std::array<int64_t, 2> lapsed_ends{read_leases::no_end, read_leases::no_end};
   /// Something went in uncapped since the last cap (or there was none).
   bool cap_due = true;
   std::chrono::nanoseconds capped_at{0}; ///< that cap
@@ -205,25 +206,19 @@ struct lease_watch {
   /// Every lease held at `now`.
   void saw_valid(time_point now) noexcept {
     seen_valid = now;
-    lapsed_ends = {no_end, no_end};
+    lapsed_ends = {read_leases::no_end, read_leases::no_end};
   }
   /// The ends of the leases `look` found lapsed; the others held. True if one that
   /// withholds hits lapsed at an end not seen lapsed before: a new lapse of its own,
   /// however the others lapse meanwhile (the feed's ends at the epoch).
   bool saw_lapse(const read_leases::look& look) noexcept {
     bool withheld_anew = false;
-    for (size_t i = 0; i < lapsed_ends.size(); ++i) {
-      auto end = look.lapsed_ends[i] != std::numeric_limits<int64_t>::max()
-                   ? look.lapsed_ends[i]
-                   : no_end;
-      withheld_anew = withheld_anew || (look.withheld[i] && end != lapsed_ends[i]);
-      lapsed_ends[i] = end;
-    }
+    for (size_t i = 0; i < lapsed_ends.size(); ++i)
+      withheld_anew =
+        withheld_anew || (look.withheld[i] && look.lapsed_ends[i] != lapsed_ends[i]);
+    lapsed_ends = look.lapsed_ends;
     return withheld_anew;
   }
-
-private:
-  static constexpr int64_t no_end = std::numeric_limits<int64_t>::min();
 };
 
 } // namespace karlton
