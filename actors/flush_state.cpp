@@ -165,7 +165,7 @@ flush_state::stored flush_state::batch_stored() {
                           [&](const auto& p) { return p.first == s.shard; });
     if (i == out.by_shard.end())
       i = out.by_shard.emplace(out.by_shard.end(), s.shard, stored_writes{});
-    i->second.emplace_back(std::move(s.item.val), s.item.seq);
+    i->second.push_back(std::move(s.item));
   }
   ++stats_.batches;
   stats_.entries_flushed += out.count;

@@ -73,6 +73,9 @@ struct numbered_writes {
 class flush_state {
 public:
   explicit flush_state(flush_options cfg);
+  // Not copyable: `order_` points into `pending_`'s own nodes.
+  flush_state(const flush_state&) = delete;
+  flush_state& operator=(const flush_state&) = delete;
 
   /// Takes a dirty write of shard `shard`. Returns 1 if it replaced an older
   /// write of the key that was not in flight yet (coalesced), else 0.

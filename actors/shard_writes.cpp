@@ -228,11 +228,11 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
 }
 
 void shard_state::mark_stored(const stored_writes& writes) {
-  for (const auto& [written, seq] : writes) {
-    auto id = table_.find(written.key(), written.table_hash());
+  for (const auto& w : writes) {
+    auto id = table_.find(w.key(), w.val.table_hash());
     if (id == no_entry) continue;
     auto i = dirty_.find(id);
-    if (i == dirty_.end() || i->second != seq) continue; // written again since
+    if (i == dirty_.end() || i->second != w.seq) continue; // written again since
     dirty_.erase(i);
     if (policy_) policy_->on_insert(id, weight_of(table_.at(id).val));
   }

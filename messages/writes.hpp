@@ -74,14 +74,24 @@ struct shard_write {
   std::string_view bytes() const noexcept { return val.bytes(); }
 };
 
+/// As key, bytes, erase, seq. Loading always makes a buffer: `value`'s own
+/// form reads an empty key with no bytes as "not cached", but the empty key
+/// may be written and erased like any other.
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, shard_write& x) {
-  return f(caf::meta::type_name("karlton::shard_write"), x.val, x.erase, x.seq);
+  std::string key{x.key()};
+  std::string bytes{x.bytes()};
+  auto rebuild = caf::meta::load_callback([&]() -> caf::error {
+    x.val = value::make(key, bytes);
+    return caf::none;
+  });
+  return f(caf::meta::type_name("karlton::shard_write"), key, bytes, x.erase, x.seq,
+           rebuild);
 }
 
-/// `(key, seq)` pairs, the key in the write's own buffer: the writes of a
-/// shard that reached the store.
-using stored_writes = std::vector<std::pair<value, uint64_t>>;
+/// The writes of a shard that reached the store, as the shard handed them
+/// over: `mark_stored` needs the key and `seq` of each.
+using stored_writes = std::vector<shard_write>;
 
 /// The flusher's counters (write-back caches only).
 struct write_stats {

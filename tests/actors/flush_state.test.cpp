@@ -27,8 +27,8 @@ using key_seqs = std::vector<std::pair<std::string, uint64_t>>;
 // The keys and numbers of `writes`, comparable with a literal.
 key_seqs keys_of(const stored_writes& writes) {
   key_seqs out;
-  for (const auto& [written, seq] : writes)
-    out.emplace_back(written.key(), seq);
+  for (const auto& w : writes)
+    out.emplace_back(w.key(), w.seq);
   return out;
 }
 

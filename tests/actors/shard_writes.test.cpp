@@ -256,7 +256,8 @@ TEST_CASE("write-back caches at once and acknowledges when the flusher took it",
   auto items = s.take_writes();
   s.writes_done(seqs_of(items), caf::none, at(0));
   CHECK(a.ok());
-  s.mark_stored({{items[0].val, items[0].seq}});
+  // As the flusher hands it back: found by its key (and the hash it made).
+  s.mark_stored({shard_write{value::make("k", "v"), false, items[0].seq}});
   CHECK(s.dirty_entries() == 0);
 }
 
@@ -291,7 +292,7 @@ TEST_CASE("a dirty entry is never evicted before the store has it", "[shard_writ
   // Once stored, they are ordinary entries again and the bound applies.
   stored_writes stored;
   for (auto& w : items)
-    stored.emplace_back(w.val, w.seq);
+    stored.push_back(w);
   s.mark_stored(stored);
   CHECK(s.size() == 4);
   CHECK(s.stats().evictions == 16);
@@ -304,11 +305,11 @@ TEST_CASE("an entry written again after its flush began stays dirty", "[shard_wr
   auto first = s.take_writes();
   s.write(val("k", "v2"), ttl::never(), at(1), a.waiter());
   auto second = s.take_writes();
-  s.mark_stored({{first[0].val, first[0].seq}}); // the store has v1, not v2
+  s.mark_stored({first[0]}); // the store has v1, not v2
   CHECK(s.dirty_entries() == 1);
   s.write(val("other", "x"), ttl::never(), at(2), a.waiter()); // pressure
   CHECK(s.get("k", at(3)).bytes() == "v2");
-  s.mark_stored({{second[0].val, second[0].seq}});
+  s.mark_stored({second[0]});
   CHECK(s.dirty_entries() == 1); // only "other" is still dirty
 }
 

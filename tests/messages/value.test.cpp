@@ -66,6 +66,17 @@ TEST_CASE("message types survive serialization", "[messages]") {
   r.state = remaining_ttl::expires;
   r.left = std::chrono::milliseconds{5};
   CHECK(round_trip(sys, r).left == std::chrono::milliseconds{5});
+  // A write of the empty key stays a write of it (a value of an empty key and
+  // no bytes crosses as "not cached"): its key and its hash as made here.
+  auto erased = round_trip(sys, shard_write{value::make("", ""), true, 4});
+  REQUIRE(erased.val);
+  CHECK(erased.key().empty());
+  CHECK(erased.val.table_hash() == static_cast<uint32_t>(hash_key("")));
+  CHECK(erased.erase);
+  CHECK(erased.seq == 4);
+  auto put = round_trip(sys, shard_write{value::make("k", "v"), false, 5});
+  CHECK(put.key() == "k");
+  CHECK(put.bytes() == "v");
 }
 
 TEST_CASE("errors render as one actionable line", "[errors]") {
