@@ -1,6 +1,7 @@
 #include "actors/flush_state.hpp"
 
 #include <algorithm>
+#include <cassert>
 
 #include "base/backoff.hpp"
 
@@ -66,6 +67,7 @@ numbered_writes flush_state::unstored() const {
 }
 
 uint64_t flush_state::add(uint32_t shard, shard_write item, time_point now) {
+  assert(item.val); // an empty buffer's hash is not its key's
   ++stats_.writes;
   auto number = ++accepted_;
   auto key = ref_of(item);
@@ -131,7 +133,7 @@ std::vector<shard_write> flush_state::take_batch(time_point) {
   auto n = std::min<size_t>(cfg_.batch_size, order_.size());
   in_flight_.clear();
   in_flight_index_.clear();
-  in_flight_.reserve(n); // no reallocation below: the index points into it
+  in_flight_.reserve(n);
   std::vector<shard_write> batch;
   batch.reserve(n);
   // A key written again while the journal's append ran waits, in its place,

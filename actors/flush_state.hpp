@@ -73,7 +73,7 @@ struct numbered_writes {
 class flush_state {
 public:
   explicit flush_state(flush_options cfg);
-  // Not copyable: `order_` points into `pending_`'s own nodes.
+  // Neither copied nor moved: `order_` points into `pending_`'s own nodes.
   flush_state(const flush_state&) = delete;
   flush_state& operator=(const flush_state&) = delete;
 

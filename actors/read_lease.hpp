@@ -116,16 +116,17 @@ struct read_leases {
     if (changes) until = std::min(until, changes->until_ticks());
     return until;
   }
-  /// "Not lapsed", where an end is kept per lease: no lease ends there (the
-  /// feed's lapses end at the epoch, a lease that holds far ahead at the largest value).
-  static constexpr int64_t no_end = std::numeric_limits<int64_t>::min();
+  /// Where an end is kept per lease, the mark of one that has not lapsed: no
+  /// lease ends there (one that holds ends at the largest value, the feed's
+  /// lapses at the epoch).
+  static constexpr int64_t not_lapsed = std::numeric_limits<int64_t>::min();
   /// One look at the leases at `now` (each atomic read once, so what it says
   /// holds together): the earliest end and what a lapse asks of a shard.
   struct look {
     /// The earliest end of the leases present (clock ticks); the largest value if none.
     int64_t until = std::numeric_limits<int64_t>::max();
-    /// Those that lapsed: each one's end, in the order of `each` (else `no_end`).
-    std::array<int64_t, 2> lapsed_ends{no_end, no_end};
+    /// Those that lapsed: each one's end, in the order of `each` (else `not_lapsed`).
+    std::array<int64_t, 2> lapsed_ends{not_lapsed, not_lapsed};
     /// None while every lease present holds; zero (clear) if one that lapsed
     /// clears; else the least `repair_ttl` of those that lapsed, to cap every TTL at.
     std::optional<std::chrono::nanoseconds> lapse;
@@ -191,7 +192,7 @@ struct lease_watch {
   /// order of `read_leases::each`): the timer looks again once it moves. Per
   /// lease: the feed's lapses end at the epoch, and an earliest end of both would
   /// hide the cluster's; forgotten once valid, or the feed's next would go unseen.
-  std::array<int64_t, 2> lapsed_ends{read_leases::no_end, read_leases::no_end};
+  std::array<int64_t, 2> lapsed_ends{read_leases::not_lapsed, read_leases::not_lapsed};
   /// Something went in uncapped since the last cap (or there was none).
   bool cap_due = true;
   std::chrono::nanoseconds capped_at{0}; ///< that cap
@@ -206,7 +207,7 @@ struct lease_watch {
   /// Every lease held at `now`.
   void saw_valid(time_point now) noexcept {
     seen_valid = now;
-    lapsed_ends = {read_leases::no_end, read_leases::no_end};
+    lapsed_ends = {read_leases::not_lapsed, read_leases::not_lapsed};
   }
   /// The ends of the leases `look` found lapsed; the others held. True if one that
   /// withholds hits lapsed at an end not seen lapsed before: a new lapse of its own,

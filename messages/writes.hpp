@@ -7,7 +7,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 #include <caf/atom.hpp>
@@ -64,7 +63,7 @@ using write_stats_atom = caf::atom_constant<caf::atom("wstats")>;
 /// no bytes (every copy was an allocation per put on the shard's and the
 /// flusher's threads).
 struct shard_write {
-  value val;          ///< the key, and the bytes put (none for an erase)
+  value val;          ///< the key, and the bytes put (none for an erase); never empty
   bool erase = false; ///< an erase rather than a put
   uint64_t seq = 0;   ///< the shard's number for this write
 

@@ -89,7 +89,8 @@ TEST_CASE("only the latest write of a key goes into a batch", "[flush_state]") {
   CHECK(s.writes_coalesced == 2);
 }
 
-TEST_CASE("a coalesced key is found through its newest write's buffer", "[flush_state]") {
+TEST_CASE("a coalesced key is still found once its first write's buffer is freed",
+          "[flush_state]") {
   flush_state fs{small(10)};
   fs.add(0, put("k", "v1", 1), at(0));
   fs.add(0, put("k", "v2", 2), at(1)); // the first write's buffer is freed here
@@ -101,7 +102,6 @@ TEST_CASE("a coalesced key is found through its newest write's buffer", "[flush_
   auto batch = fs.take_batch(at(100));
   REQUIRE(batch.size() == 1);
   CHECK(batch[0].key() == "k");
-  CHECK(fs.newest("x") == nullptr);
 }
 
 TEST_CASE("a write during a batch waits for it and is newest for loads",

@@ -261,7 +261,7 @@ TEST_CASE("write-back caches at once and acknowledges when the flusher took it",
   CHECK(s.dirty_entries() == 0);
 }
 
-TEST_CASE("a write-back put hands the flusher the table's own buffer, not a copy",
+TEST_CASE("a write-back put's write shares the table's buffer, not a copy",
           "[shard_writes]") {
   answer a;
   shard_state s{back()};
