@@ -43,8 +43,8 @@ struct command_spec {
     /// connection sends later reaches a shard before it
     batches_puts = 32,
   };
-  const char* name; ///< lower case
-  int arity;        ///< Redis's: n = exactly n words, -n = at least n
+  std::string_view name; ///< lower case (a view knows its length: no strlen per lookup)
+  int arity;             ///< Redis's: n = exactly n words, -n = at least n
   uint32_t flags;
   int first_key, last_key, step; ///< key positions, as COMMAND reports them
   void (*run)(command_call&);
