@@ -9,7 +9,8 @@ namespace karlton {
 namespace {
 
 // The store interface's own type owns its strings; the shard's write shares
-// the table's buffer. One copy, on the store's thread.
+// the table's buffer. One copy, on the writer's thread (the store's or the
+// journal's), not on the shard's or the flusher's.
 store_write to_store_write(const shard_write& w) {
   if (w.erase) return store_write{std::string{w.key()}, std::nullopt};
   return store_write{std::string{w.key()}, std::string{w.bytes()}};

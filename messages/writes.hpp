@@ -59,9 +59,9 @@ using write_stats_atom = caf::atom_constant<caf::atom("wstats")>;
 /// which carry no number: a store knows no shards.
 ///
 /// The key and bytes travel in a `value`: a put's is the buffer the shard's
-/// table holds, so handing a write to the flusher and on to the store copies
-/// no bytes (every copy was an allocation per put on the shard's and the
-/// flusher's threads).
+/// table holds, so handing a write to the flusher and on to the store's
+/// thread copies no bytes (each copy was an allocation per put on the shard's
+/// and the flusher's threads); only the store's own `store_write` copies them.
 struct shard_write {
   value val;          ///< the key, and the bytes put (none for an erase); never empty
   bool erase = false; ///< an erase rather than a put
