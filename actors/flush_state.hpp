@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory_resource>
 #include <optional>
 #include <random>
 #include <string_view>
@@ -158,7 +159,7 @@ private:
     }
   };
   template <class T>
-  using key_map = std::unordered_map<key_ref, T, ref_hash, ref_equal>;
+  using key_map = std::pmr::unordered_map<key_ref, T, ref_hash, ref_equal>;
   static key_ref ref_of(const shard_write& w) noexcept {
     return {w.key(), w.val.table_hash()};
   }
@@ -180,14 +181,18 @@ private:
   mutable std::optional<uint64_t> none_storable_at_; // journaled_through_ then
 
   flush_options cfg_;
+  // The maps' nodes: a key's goes into `pending_` and out with its batch,
+  // and the `in_flight_index_`'s with each batch, so a pool hands the same
+  // few blocks round instead of a malloc and a free a write each.
+  std::pmr::unsynchronized_pool_resource nodes_;
   // Each key views its own slot's write: a newer write of the key re-keys
   // the node (`add`), so the buffer the key views is never released under it.
-  key_map<slot> pending_;
+  key_map<slot> pending_{&nodes_};
   // The slots of `pending_`, oldest first. A node's slot stays where it is
   // while the map rehashes, and through an extract and insert.
   std::deque<slot*> order_;
   std::vector<slot> in_flight_;
-  key_map<size_t> in_flight_index_; // key -> in_flight_[i]
+  key_map<size_t> in_flight_index_{&nodes_}; // key -> in_flight_[i]
   uint64_t accepted_ = 0;
   uint64_t journaled_through_ = 0;
   uint64_t flush_requested_through_ = 0;

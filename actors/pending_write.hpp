@@ -3,10 +3,15 @@
 // (actors/shard_compute.cpp). Only the owning shard touches them.
 #pragma once
 
+#include <algorithm>
+#include <cassert>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <caf/expected.hpp>
 
@@ -41,6 +46,66 @@ struct pending_write {
   bool voided = false;         // write-through put: invalidated meanwhile, not installed
   uint64_t kept_expiry_ms = 0; // a compute's: the expiry kept, else `lifetime` counts
   time_point sent{};           // write-through: when it went to the store
+};
+
+/// The writes a shard handed to the store or the flusher, by write number,
+/// until they are answered. Numbers are handed out in order and answers come
+/// mostly in order (write-back answers each at once), so the writes sit in a
+/// vector in number order, read from `head_`: adding one allocates nothing
+/// once the vector has grown, where a hash map's node was a malloc and a free
+/// a put (and a deque's block one per three writes). An answer out of order
+/// leaves a hole that goes when everything before it was answered.
+/// @nothreadsafe (the shard's)
+class awaiting_writes {
+public:
+  bool empty() const noexcept { return waiting_ == 0; }
+
+  /// `seq` is larger than every number added before.
+  void add(uint64_t seq, pending_write op) {
+    assert(head_ == slots_.size() || slots_.back().seq < seq);
+    if (head_ == slots_.size()) { // all answered: start over, keeping the room
+      slots_.clear();
+      head_ = 0;
+    } else if (head_ > 64 && head_ * 2 > slots_.size()) { // answered half: compact
+      slots_.erase(slots_.begin(), slots_.begin() + static_cast<ptrdiff_t>(head_));
+      head_ = 0;
+    }
+    slots_.push_back(slot{seq, true, std::move(op)});
+    ++waiting_;
+  }
+
+  /// Takes out the write numbered `seq`; empty if it is not waiting.
+  std::optional<pending_write> take(uint64_t seq) {
+    auto first = slots_.begin() + static_cast<ptrdiff_t>(head_);
+    auto i = first;
+    if (i == slots_.end() || i->seq != seq)
+      i = std::lower_bound(first, slots_.end(), seq,
+                           [](const slot& s, uint64_t n) { return s.seq < n; });
+    if (i == slots_.end() || i->seq != seq || !i->waiting) return std::nullopt;
+    std::optional<pending_write> out{std::move(i->op)};
+    i->waiting = false;
+    --waiting_;
+    while (head_ < slots_.size() && !slots_[head_].waiting)
+      ++head_;
+    return out;
+  }
+
+  /// Calls `f(op)` on every write still waiting, in number order; `f` adds none.
+  template <class F>
+  void for_each(F&& f) {
+    for (auto i = head_; i < slots_.size(); ++i)
+      if (slots_[i].waiting) f(slots_[i].op);
+  }
+
+private:
+  struct slot {
+    uint64_t seq;
+    bool waiting;
+    pending_write op;
+  };
+  std::vector<slot> slots_;
+  size_t head_ = 0; // slots before it are answered
+  size_t waiting_ = 0;
 };
 
 } // namespace karlton

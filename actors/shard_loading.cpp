@@ -23,8 +23,7 @@ shard_state::~shard_state() {
   auto why =
     make_error(errc::shut_down, "the shard stopped before the write was confirmed or "
                                 "the call waiting its turn ran");
-  for (auto& [seq, op] : awaiting_)
-    op.waiter(why);
+  awaiting_.for_each([&](pending_write& op) { op.waiter(why); });
   for (auto& op : line_)
     op.waiter(why);
   for (auto& [key, jobs] : computes_waiting_)

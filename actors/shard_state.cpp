@@ -334,8 +334,9 @@ uint64_t shard_state::clear() {
   // everything else callers queued for a key before the clear (before, a put waiting
   // behind a compute that loads survived the clear).
   if (cfg_.writes == write_mode::write_through)
-    for (auto& [seq, op] : awaiting_)
+    awaiting_.for_each([&](pending_write& op) {
       if (op.val && computes_waiting_.count(op.key) == 0) op.voided = true;
+    });
   auto n = clear_entries();
   if (!computes_waiting_.empty() || !computes_loading_.empty() || !line_.empty())
     drop_in_turn();

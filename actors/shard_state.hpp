@@ -8,6 +8,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <memory_resource>
 #include <optional>
 #include <random>
 #include <string>
@@ -183,21 +184,19 @@ public:
   std::optional<caf::expected<bool>> write(value v, ttl t, time_point now,
                                            const dependencies& deps, write_waiter w);
 
-  /// Removes every entry that depends on one of `names` (events when `cause`
-  /// is `event`, else keys or tags) and, in this shard, what depends on the
-  /// keys it removed, transitively (those expired by `now` count as expired).
-  /// Reports the keys, which entries of other shards may depend on, with
-  /// their cascade levels (`level` for the direct dependents of `names`).
+  /// Removes every entry that depends on one of `names` (events when `cause` is `event`,
+  /// else keys or tags) and, in this shard, what depends on the keys it removed,
+  /// transitively (those expired by `now` count as expired). Reports the keys (entries of
+  /// other shards may depend on them) with their cascade levels (`level`: the first).
   invalidation_result invalidate_dependents(const std::vector<std::string>& names,
                                             invalidation_cause cause, time_point now,
                                             uint32_t level = 0);
 
-  /// Hands what the changes so far removed from the table (values, old
-  /// arrays) to RCU, which frees it on its own thread once no reader can see
-  /// it. Off the shard, like Redis's lazyfree: with two shards invalidating
-  /// 50k entries each, freeing the values on the shards took 11-12 ms per
-  /// shard alone and 38-42 ms when both freed at once, more than the
-  /// invalidation itself. Due after each change (`pending_effects().unlinked`).
+  /// Hands what the changes so far removed from the table (values, old arrays) to RCU,
+  /// which frees it on its own thread once no reader can see it. Off the shard, like
+  /// Redis's lazyfree: with two shards invalidating 50k entries each, freeing the values
+  /// on the shards took 11-12 ms per shard alone and 38-42 ms when both freed at once,
+  /// more than the invalidation itself. Due after each change (`.unlinked` effects).
   void retire_unlinked() { table_.retire_unlinked(); }
 
   /// Teaches the eviction policy the hits callers served themselves (the read buffer of
@@ -464,11 +463,12 @@ private:
   uint64_t stale_window_ms_ = 0;
   uint64_t unkept_through_ms_ = 0; // a repair's cap: what expires by it is not kept
   std::mt19937_64 rng_;
-  // Write modes, empty for caches without one.
-  std::vector<shard_write> outbox_;
-  std::unordered_map<uint64_t, pending_write> awaiting_; // by write number
-  write_line<pending_write> line_;                       // write-back: parked for room
-  std::unordered_map<entry_id, uint64_t> dirty_; // entry -> number of its newest write
+  std::vector<shard_write> outbox_; // write modes (empty without one): to hand over
+  awaiting_writes awaiting_;        // handed to the store or the flusher
+  write_line<pending_write> line_;  // write-back: parked for room
+  // Entry -> its newest write's number; a pool hands the nodes round (no malloc a put).
+  std::pmr::unsynchronized_pool_resource dirty_nodes_;
+  std::pmr::unordered_map<entry_id, uint64_t> dirty_{&dirty_nodes_};
   uint64_t write_seq_ = 0;
   // Per key: writes awaiting the store (write-through) and a compute loading
   // it (all of it under write-back); and what waits behind them, in order.

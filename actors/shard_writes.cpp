@@ -94,7 +94,7 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
     // The put's own buffer; `install` copies it if the store still holds it.
     outbox_.push_back(
       shard_write{op.val ? op.val : value::make(op.key, {}), !op.val, seq});
-    awaiting_.emplace(seq, std::move(op));
+    awaiting_.add(seq, std::move(op));
     return std::nullopt;
   }
   // Write-back. In line behind parked writes, so a key's writes keep their order.
@@ -159,7 +159,7 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
     dirty_[id] = seq;
     enforce_bound();
   }
-  awaiting_.emplace(seq, std::move(op));
+  awaiting_.add(seq, std::move(op));
 }
 
 bool shard_state::writes_pending() const noexcept {
@@ -174,14 +174,16 @@ void shard_state::void_pending_puts(std::string_view key) {
   if (cfg_.writes != write_mode::write_through || awaiting_keys_.empty() ||
       awaiting_keys_.count(std::string{key}) == 0)
     return; // write-back installed its puts already
-  for (auto& [seq, op] : awaiting_)
+  awaiting_.for_each([&](pending_write& op) {
     if (op.val && op.key == key) op.voided = true;
+  });
 }
 
 void shard_state::void_all_pending_puts() {
   if (cfg_.writes != write_mode::write_through) return; // write-back installed already
-  for (auto& [seq, op] : awaiting_)
+  awaiting_.for_each([](pending_write& op) {
     if (op.val) op.voided = true;
+  });
 }
 
 void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
@@ -190,10 +192,9 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
     // A lapse voids the puts the store has, as a read would have first. One look
     // a write: the waiters and computes of the last may have looked since.
     auto leases = act_on_leases(now);
-    auto i = awaiting_.find(seq);
-    if (i == awaiting_.end()) continue;
-    auto op = std::move(i->second);
-    awaiting_.erase(i);
+    auto taken = awaiting_.take(seq);
+    if (!taken) continue;
+    auto& op = *taken;
     if (err) {
       op.waiter(err);
     } else if (cfg_.writes == write_mode::write_back) {
