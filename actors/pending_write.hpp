@@ -59,6 +59,8 @@ struct pending_write {
 class awaiting_writes {
 public:
   bool empty() const noexcept { return waiting_ == 0; }
+  /// The slots in use: the writes waiting and the holes among them.
+  size_t held() const noexcept { return slots_.size() - head_; }
 
   /// `seq` is larger than every number added before.
   void add(uint64_t seq, pending_write op) {

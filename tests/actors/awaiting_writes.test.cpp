@@ -37,10 +37,12 @@ TEST_CASE("a handed write is taken by its number, once", "[awaiting_writes]") {
   CHECK(b->key == "b");
   CHECK_FALSE(a.take(7)); // answered already
   CHECK(waiting_keys(a) == std::vector<std::string>{"a"});
+  CHECK(a.held() == 2); // "b" is a hole behind "a"
   auto x = a.take(3);
   REQUIRE(x);
   CHECK(x->key == "a");
   CHECK(a.empty());
+  CHECK(a.held() == 0);
   CHECK_FALSE(a.take(3));
   CHECK(waiting_keys(a).empty());
 }
@@ -64,8 +66,10 @@ TEST_CASE("writes answered out of order leave the others waiting in order",
   for (uint64_t seq = 2; seq <= 100; seq += 2)
     REQUIRE(a.take(seq));
   CHECK(a.empty());
+  CHECK(a.held() == 0);
   // Numbers go on after the holes are gone.
   a.add(101, write_of("101"));
+  CHECK(a.held() == 1);
   CHECK(waiting_keys(a) == std::vector<std::string>{"101"});
   CHECK(a.take(101));
 }
@@ -77,7 +81,9 @@ TEST_CASE("answered writes at the front make room for new ones, the waiting kept
     a.add(seq, write_of(std::to_string(seq)));
   for (uint64_t seq = 1; seq <= 150; ++seq)
     REQUIRE(a.take(seq));
+  CHECK(a.held() == 50);
   a.add(201, write_of("201")); // more than half answered: moved to the front
+  CHECK(a.held() == 51);
   auto keys = waiting_keys(a);
   REQUIRE(keys.size() == 51);
   CHECK(keys.front() == "151");
