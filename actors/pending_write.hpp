@@ -59,16 +59,14 @@ struct pending_write {
 class awaiting_writes {
 public:
   bool empty() const noexcept { return waiting_ == 0; }
-  /// The slots in use: the writes waiting and the holes among them.
-  size_t held() const noexcept { return slots_.size() - head_; }
+  /// The slots the vector holds: the writes waiting, the holes among them, and
+  /// answered ones in front of them until the next `add` drops them.
+  size_t held() const noexcept { return slots_.size(); }
 
   /// `seq` is larger than every number added before.
   void add(uint64_t seq, pending_write op) {
-    assert(head_ == slots_.size() || slots_.back().seq < seq);
-    if (head_ == slots_.size()) { // all answered: start over, keeping the room
-      slots_.clear();
-      head_ = 0;
-    } else if (head_ > 64 && head_ * 2 > slots_.size()) { // answered half: compact
+    assert(slots_.empty() || slots_.back().seq < seq);
+    if (head_ > 64 && head_ * 2 > slots_.size()) { // half of it answered: compact
       slots_.erase(slots_.begin(), slots_.begin() + static_cast<ptrdiff_t>(head_));
       head_ = 0;
     }
@@ -89,6 +87,10 @@ public:
     --waiting_;
     while (head_ < slots_.size() && !slots_[head_].waiting)
       ++head_;
+    if (head_ == slots_.size()) { // all answered: start over, keeping the room
+      slots_.clear();
+      head_ = 0;
+    }
     return out;
   }
 
