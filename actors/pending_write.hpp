@@ -4,7 +4,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -49,12 +48,14 @@ struct pending_write {
 };
 
 /// The writes a shard handed to the store or the flusher, by write number,
-/// until they are answered. Numbers are handed out in order and answers come
-/// mostly in order (write-back answers each at once), so the writes sit in a
-/// vector in number order, read from `head_`: adding one allocates nothing
-/// once the vector has grown, where a hash map's node was a malloc and a free
-/// a put (and a deque's block one per three writes). An answer out of order
-/// leaves a hole that goes when everything before it was answered.
+/// until they are answered. Numbers are handed out in order and answered in
+/// order (one store writer; write-back without a journal answers each as soon
+/// as the flusher has it), so the writes sit in a vector in number order, read
+/// from `head_`: adding one allocates nothing once the vector has grown, where
+/// a hash map's node was a malloc and a free a put (and a deque's block one per
+/// three writes). An answer out of order leaves a hole, which goes once every
+/// write before it was answered. Emptied, it keeps room for `kept_room` writes
+/// (a burst of write-through puts may have grown it far beyond).
 /// @nothreadsafe (the shard's)
 class awaiting_writes {
 public:
@@ -62,33 +63,41 @@ public:
   /// The slots the vector holds: the writes waiting, the holes among them, and
   /// answered ones in front of them until the next `add` drops them.
   size_t held() const noexcept { return slots_.size(); }
+  /// The slots it has room for without growing.
+  size_t room() const noexcept { return slots_.capacity(); }
 
-  /// `seq` is larger than every number added before.
+  static constexpr size_t kept_room = 1024;
+
+  /// Numbers come in order; one that does not still goes into its place.
   void add(uint64_t seq, pending_write op) {
-    assert(slots_.empty() || slots_.back().seq < seq);
     if (head_ > 64 && head_ * 2 > slots_.size()) { // half of it answered: compact
       slots_.erase(slots_.begin(), slots_.begin() + static_cast<ptrdiff_t>(head_));
       head_ = 0;
     }
-    slots_.push_back(slot{seq, true, std::move(op)});
+    slot s{seq, true, std::move(op)};
+    if (slots_.empty() || slots_.back().seq < seq)
+      slots_.push_back(std::move(s));
+    else
+      slots_.insert(first_at_or_after(seq), std::move(s));
     ++waiting_;
   }
 
   /// Takes out the write numbered `seq`; empty if it is not waiting.
   std::optional<pending_write> take(uint64_t seq) {
-    auto first = slots_.begin() + static_cast<ptrdiff_t>(head_);
-    auto i = first;
-    if (i == slots_.end() || i->seq != seq)
-      i = std::lower_bound(first, slots_.end(), seq,
-                           [](const slot& s, uint64_t n) { return s.seq < n; });
+    auto i = slots_.begin() + static_cast<ptrdiff_t>(head_);
+    if (i == slots_.end() || i->seq != seq) i = first_at_or_after(seq);
     if (i == slots_.end() || i->seq != seq || !i->waiting) return std::nullopt;
     std::optional<pending_write> out{std::move(i->op)};
+    i->op = pending_write{}; // nothing left behind in the hole, whatever a move leaves
     i->waiting = false;
     --waiting_;
     while (head_ < slots_.size() && !slots_[head_].waiting)
       ++head_;
-    if (head_ == slots_.size()) { // all answered: start over, keeping the room
-      slots_.clear();
+    if (head_ == slots_.size()) { // all answered: start over
+      if (slots_.capacity() > kept_room)
+        slots_ = std::vector<slot>{}; // (`= {}` would keep the room)
+      else
+        slots_.clear();
       head_ = 0;
     }
     return out;
@@ -107,6 +116,10 @@ private:
     bool waiting;
     pending_write op;
   };
+  std::vector<slot>::iterator first_at_or_after(uint64_t seq) {
+    return std::lower_bound(slots_.begin() + static_cast<ptrdiff_t>(head_), slots_.end(),
+                            seq, [](const slot& s, uint64_t n) { return s.seq < n; });
+  }
   std::vector<slot> slots_;
   size_t head_ = 0; // slots before it are answered
   size_t waiting_ = 0;

@@ -187,16 +187,16 @@ public:
   /// Removes every entry that depends on one of `names` (events when `cause` is `event`,
   /// else keys or tags) and, in this shard, what depends on the keys it removed,
   /// transitively (those expired by `now` count as expired). Reports the keys (entries of
-  /// other shards may depend on them) with their cascade levels (`level`: the first).
+  /// other shards may depend on them) and their cascade levels, `level` for the direct
+  /// dependents of `names`.
   invalidation_result invalidate_dependents(const std::vector<std::string>& names,
                                             invalidation_cause cause, time_point now,
                                             uint32_t level = 0);
 
   /// Hands what the changes so far removed from the table (values, old arrays) to RCU,
-  /// which frees it on its own thread once no reader can see it. Off the shard, like
-  /// Redis's lazyfree: with two shards invalidating 50k entries each, freeing the values
-  /// on the shards took 11-12 ms per shard alone and 38-42 ms when both freed at once,
-  /// more than the invalidation itself. Due after each change (`.unlinked` effects).
+  /// which frees it on its own thread once no reader sees it: off the shard, like Redis's
+  /// lazyfree (freeing 50k values took a shard 11-12 ms, 38-42 ms when two did at once,
+  /// more than the invalidation). Due after a change (`pending_effects().unlinked`).
   void retire_unlinked() { table_.retire_unlinked(); }
 
   /// Teaches the eviction policy the hits callers served themselves (the read buffer of

@@ -82,7 +82,7 @@ TEST_CASE("answered writes at the front make room for new ones, the waiting kept
     a.add(seq, write_of(std::to_string(seq)));
   for (uint64_t seq = 1; seq <= 150; ++seq)
     REQUIRE(a.take(seq));
-  CHECK(a.held() == 200); // the answered ones stay in front until the next add
+  CHECK(a.held() == 200);      // the answered ones stay in front until the next add
   a.add(201, write_of("201")); // more than half answered: moved to the front
   CHECK(a.held() == 51);
   auto keys = waiting_keys(a);
@@ -96,4 +96,34 @@ TEST_CASE("answered writes at the front make room for new ones, the waiting kept
     CHECK(op->key == std::to_string(seq));
   }
   CHECK(a.empty());
+}
+
+TEST_CASE("a write numbered out of order still goes into its place",
+          "[awaiting_writes]") {
+  awaiting_writes a;
+  a.add(5, write_of("5"));
+  a.add(9, write_of("9"));
+  a.add(7, write_of("7"));
+  CHECK(waiting_keys(a) == std::vector<std::string>{"5", "7", "9"});
+  auto seven = a.take(7);
+  REQUIRE(seven);
+  CHECK(seven->key == "7");
+  REQUIRE(a.take(5));
+  a.add(6, write_of("6")); // below the first still waiting
+  CHECK(waiting_keys(a) == std::vector<std::string>{"6", "9"});
+  REQUIRE(a.take(6));
+  REQUIRE(a.take(9));
+  CHECK(a.empty());
+}
+
+TEST_CASE("emptied after a burst, the writes keep only a bounded room",
+          "[awaiting_writes]") {
+  awaiting_writes a;
+  auto burst = 4 * awaiting_writes::kept_room;
+  for (uint64_t seq = 1; seq <= burst; ++seq)
+    a.add(seq, write_of("k"));
+  for (uint64_t seq = 1; seq <= burst; ++seq)
+    REQUIRE(a.take(seq));
+  CHECK(a.held() == 0);
+  CHECK(a.room() <= awaiting_writes::kept_room);
 }
