@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -61,7 +62,7 @@ class awaiting_writes {
 public:
   bool empty() const noexcept { return waiting_ == 0; }
   /// The slots the vector holds: the writes waiting, the holes among them, and
-  /// answered ones in front of them until the next `add` drops them.
+  /// answered ones in front of them until an `add` finds over half answered.
   size_t held() const noexcept { return slots_.size(); }
   /// The slots it has room for without growing.
   size_t room() const noexcept { return slots_.capacity(); }
@@ -75,10 +76,13 @@ public:
       head_ = 0;
     }
     slot s{seq, true, std::move(op)};
-    if (slots_.empty() || slots_.back().seq < seq)
+    if (slots_.empty() || slots_.back().seq < seq) {
       slots_.push_back(std::move(s));
-    else
-      slots_.insert(first_at_or_after(seq), std::move(s));
+    } else {
+      auto at = first_at_or_after(seq);
+      assert(at == slots_.end() || at->seq != seq); // numbers are unique
+      slots_.insert(at, std::move(s));
+    }
     ++waiting_;
   }
 
@@ -94,11 +98,13 @@ public:
     while (head_ < slots_.size() && !slots_[head_].waiting)
       ++head_;
     if (head_ == slots_.size()) { // all answered: start over
-      if (slots_.capacity() > kept_room)
-        slots_ = std::vector<slot>{}; // (`= {}` would keep the room)
-      else
-        slots_.clear();
+      slots_.clear();
       head_ = 0;
+      if (slots_.capacity() > kept_room) { // a burst grew it: give the rest back
+        std::vector<slot> fresh;
+        fresh.reserve(kept_room);
+        slots_.swap(fresh);
+      }
     }
     return out;
   }

@@ -92,8 +92,8 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
     ++awaiting_keys_[op.key]; // computes of the key wait behind it
     op.sent = now;
     // The put's own buffer; `install` copies it if the store still holds it.
-    outbox_.push_back(
-      shard_write{op.val ? op.val : value::make(op.key, {}), !op.val, seq});
+    outbox_.push_back(op.val ? shard_write{op.val, false, seq}
+                             : shard_write::erase_of(op.key, seq));
     awaiting_.add(seq, std::move(op));
     return std::nullopt;
   }
@@ -144,7 +144,7 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
   }
   if (!op.val) {
     op.was_cached = erase(op.key, now);
-    outbox_.push_back(shard_write{value::make(op.key, {}), true, seq});
+    outbox_.push_back(shard_write::erase_of(op.key, seq));
   } else {
     auto now_ms = to_ms(now);
     note_changed(op.key, false);
@@ -152,10 +152,11 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
       install(std::move(op.val), lifetime_at(op, now_ms), now, cfg_.lease.look_at(now));
     // The table's buffer, installed first: `install` writes its birth time,
     // which only an unshared buffer may take.
-    outbox_.push_back(shard_write{table_.at(id).val, false, seq});
+    const value& installed = table_.at(id).val;
+    outbox_.push_back(shard_write{installed, false, seq});
     // Out of the policy before the bound is enforced: a dirty entry must not
     // be the victim, not even of its own insertion.
-    if (in_policy(id)) policy_->on_remove(id, weight_of(table_.at(id).val));
+    if (in_policy(id)) policy_->on_remove(id, weight_of(installed));
     dirty_[id] = seq;
     enforce_bound();
   }

@@ -19,6 +19,7 @@
 #include <caf/expected.hpp>
 
 #include "bench/workloads.hpp"
+#include <karlton/messages/errors.hpp>
 #include <karlton/stores/sqlite_store.hpp>
 #include <karlton/stores/store.hpp>
 
@@ -67,13 +68,15 @@ private:
 /// a write-back run's oldest dirty keys are) with values taken in turn from
 /// `values`, written one by one into a fresh SQLite file at `path` by this
 /// thread: their seconds. Run with nothing else running, after a write-back
-/// run, with the sizes of its batches: that run could not end sooner, as one
-/// thread stored its batches one after another (an estimate: other keys, and
-/// a machine the run left warm).
+/// run, with the sizes of its batches: that run could hardly end sooner, as
+/// one thread stored its batches one after another (an estimate: other keys,
+/// and a machine the run left warm).
 inline caf::expected<double> store_alone(const std::vector<size_t>& sizes,
                                          const std::vector<std::string>& keys,
                                          const std::vector<std::string>& values,
                                          const std::string& path, bool durable) {
+  if (keys.empty() || values.empty())
+    return make_error(errc::invalid_option, "store_alone needs keys and values");
   std::vector<std::vector<store_write>> batches;
   std::vector<uint32_t> order(keys.size());
   for (uint32_t i = 0; i < order.size(); ++i)

@@ -42,11 +42,12 @@
 //   store_alone_seconds  after the run, batches of the sizes write-back
 //               stored, of distinct random keys, written into a fresh SQLite
 //               file by one thread with nothing else running: the write-back
-//               run could not end sooner, since one thread stored its batches
+//               run could hardly end sooner, since one thread stored its batches
 //               in turn. `ratio_vs_cache_only_bound` is the `ratio_vs_cache_only`
 //               of a run that took just that long: about the best a write-back
 //               can do with this store and as many batches (an estimate: other
-//               keys, measured after the run).
+//               keys, measured after the run). Both are left out when either
+//               run failed.
 //   write_back_transactions_per_1000_puts  store commits (target <= 2).
 // The first two lines (blocking and async) also run write-through and
 // write-back on a slow disk: the store is wrapped in `slow_store`, which
@@ -404,7 +405,7 @@ bool run_config(callers how, bool durable, bool slow_disk, const inputs& in,
     .add("cache_only_ops", bare.ops(), 0, "puts/s")
     .add("ratio_vs_cache_only", ratio(wb.ops(), bare.ops()), 2, "x")
     .add("write_back_rows", wb.stats.entries_flushed);
-  if (wb.ok && wb.store_alone_seconds > 0)
+  if (wb.ok && bare.ok && bare.ops() > 0 && wb.store_alone_seconds > 0)
     r.add("store_alone_seconds", wb.store_alone_seconds, 3, "s")
       .add("ratio_vs_cache_only_bound",
            std::min(1.0, ratio(static_cast<double>(wb.puts) / wb.store_alone_seconds,

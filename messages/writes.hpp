@@ -67,6 +67,11 @@ struct shard_write {
   bool erase = false; ///< an erase rather than a put
   uint64_t seq = 0;   ///< the shard's number for this write
 
+  /// An erase of `key`: a buffer of the key alone.
+  static shard_write erase_of(std::string_view key, uint64_t seq) {
+    return shard_write{value::make(key, {}), true, seq};
+  }
+
   /// The key written.
   std::string_view key() const noexcept { return val.key(); }
   /// The bytes put; empty for an erase.

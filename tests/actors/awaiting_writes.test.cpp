@@ -116,14 +116,34 @@ TEST_CASE("a write numbered out of order still goes into its place",
   CHECK(a.empty());
 }
 
-TEST_CASE("emptied after a burst, the writes keep only a bounded room",
+TEST_CASE("a write numbered out of order goes into its place behind a compacted front",
           "[awaiting_writes]") {
   awaiting_writes a;
-  auto burst = 4 * awaiting_writes::kept_room;
-  for (uint64_t seq = 1; seq <= burst; ++seq)
-    a.add(seq, write_of("k"));
-  for (uint64_t seq = 1; seq <= burst; ++seq)
+  for (uint64_t seq = 1; seq <= 200; ++seq)
+    if (seq != 180) a.add(seq, write_of(std::to_string(seq)));
+  for (uint64_t seq = 1; seq <= 150; ++seq)
     REQUIRE(a.take(seq));
-  CHECK(a.held() == 0);
-  CHECK(a.room() <= awaiting_writes::kept_room);
+  a.add(180, write_of("180")); // the answered front goes first
+  CHECK(a.held() == 50);
+  auto keys = waiting_keys(a);
+  REQUIRE(keys.size() == 50);
+  for (size_t i = 0; i < keys.size(); ++i)
+    CHECK(keys[i] == std::to_string(151 + i));
+  REQUIRE(a.take(180));
+  CHECK(a.held() == 50); // a hole
+}
+
+TEST_CASE("emptied, the writes keep their room up to a bound", "[awaiting_writes]") {
+  awaiting_writes a;
+  auto fill_and_empty = [&a](uint64_t first, uint64_t n) {
+    for (uint64_t seq = first; seq < first + n; ++seq)
+      a.add(seq, write_of("k"));
+    for (uint64_t seq = first; seq < first + n; ++seq)
+      REQUIRE(a.take(seq));
+    CHECK(a.held() == 0);
+  };
+  fill_and_empty(1, 100); // the usual: the room stays for the next writes
+  CHECK(a.room() >= 100);
+  fill_and_empty(101, 4 * awaiting_writes::kept_room); // a burst: most of it goes
+  CHECK(a.room() == awaiting_writes::kept_room);
 }

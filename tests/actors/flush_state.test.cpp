@@ -19,7 +19,7 @@ shard_write put(std::string_view key, std::string_view bytes, uint64_t seq) {
 }
 
 shard_write erase(std::string_view key, uint64_t seq) {
-  return shard_write{value::make(key, {}), true, seq};
+  return shard_write::erase_of(key, seq);
 }
 
 using key_seqs = std::vector<std::pair<std::string, uint64_t>>;

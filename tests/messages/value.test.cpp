@@ -68,7 +68,7 @@ TEST_CASE("message types survive serialization", "[messages]") {
   CHECK(round_trip(sys, r).left == std::chrono::milliseconds{5});
   // A write of the empty key stays a write of it (a value of an empty key and
   // no bytes crosses as "not cached"): its key and its hash as made here.
-  auto erased = round_trip(sys, shard_write{value::make("", ""), true, 4});
+  auto erased = round_trip(sys, shard_write::erase_of("", 4));
   REQUIRE(erased.val);
   CHECK(erased.key().empty());
   CHECK(erased.val.table_hash() == static_cast<uint32_t>(hash_key("")));
