@@ -20,8 +20,8 @@
 
 #include "bench/workloads.hpp"
 #include <karlton/messages/errors.hpp>
+#include <karlton/stores/forwarding_store.hpp>
 #include <karlton/stores/sqlite_store.hpp>
-#include <karlton/stores/store.hpp>
 
 namespace karlton::bench {
 
@@ -29,24 +29,17 @@ namespace karlton::bench {
 /// synchronous=FULL each costs at least one fsync of the WAL. It also notes
 /// each batch's size, for `store_alone`. (Not a copy of the batch: that cost
 /// the store's thread 3-4 % of its time.)
-class counting_store final : public store {
+class counting_store final : public forwarding_store {
 public:
-  explicit counting_store(std::shared_ptr<store> db) : db_(std::move(db)) {}
+  explicit counting_store(std::shared_ptr<store> db) : forwarding_store(std::move(db)) {}
 
-  caf::expected<std::optional<std::string>> load(std::string_view key) override {
-    return db_->load(key);
-  }
-  caf::expected<std::vector<std::optional<std::string>>>
-  load_many(const std::vector<std::string>& keys) override {
-    return db_->load_many(keys);
-  }
   caf::error write_batch(const std::vector<store_write>& batch) override {
     transactions_.fetch_add(1, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> guard{sizes_mtx_};
       sizes_.push_back(batch.size());
     }
-    return db_->write_batch(batch);
+    return inner().write_batch(batch);
   }
 
   uint64_t transactions() const noexcept { return transactions_.load(); }
@@ -58,7 +51,6 @@ public:
   }
 
 private:
-  std::shared_ptr<store> db_;
   std::atomic<uint64_t> transactions_{0};
   std::mutex sizes_mtx_;
   std::vector<size_t> sizes_;

@@ -13,7 +13,7 @@
 #include "tests/support/temp_dir.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/messages/value.hpp>
-#include <karlton/stores/store.hpp>
+#include <karlton/stores/forwarding_store.hpp>
 
 namespace examples {
 
@@ -53,25 +53,27 @@ using temp_dir = karlton::testing::temp_dir;
 
 // The guide's database prints what it is asked; this store says so, then asks
 // the real one. The caller of each store call waits for it (a blocking put,
-// a get_or_load, force_flush), so the lines come in a fixed order.
-class logged_store final : public karlton::store {
+// a get_or_load, force_flush), so the lines come in a fixed order. The rest
+// is the real store's (forwarding_store): a cache over a logged PostgreSQL
+// table is still fed its changes.
+class logged_store final : public karlton::forwarding_store {
 public:
   /// `read_label` starts the line of each key read, e.g. "[DB] Reading ".
   /// With `show_batches`, a write prints as one transaction with its values.
   logged_store(std::shared_ptr<karlton::store> inner, std::string read_label,
                bool show_batches = false)
-    : inner_(std::move(inner)), read_label_(std::move(read_label)),
+    : forwarding_store(std::move(inner)), read_label_(std::move(read_label)),
       show_batches_(show_batches) {}
 
   caf::expected<std::optional<std::string>> load(std::string_view key) override {
     std::cout << read_label_ << key << '\n';
-    return inner_->load(key);
+    return inner().load(key);
   }
   caf::expected<std::vector<std::optional<std::string>>>
   load_many(const std::vector<std::string>& keys) override {
     for (const auto& key : keys)
       std::cout << read_label_ << key << '\n';
-    return inner_->load_many(keys);
+    return inner().load_many(keys);
   }
   caf::error write_batch(const std::vector<karlton::store_write>& batch) override {
     if (show_batches_)
@@ -84,14 +86,10 @@ public:
         std::cout << (w.is_delete() ? "[DB]   deleting " : "[DB]   writing ") << w.key
                   << (w.is_delete() ? "" : " = " + *w.bytes) << '\n';
     }
-    return inner_->write_batch(batch);
+    return inner().write_batch(batch);
   }
-  /// The inner store's: a cache over a logged PostgreSQL table is still fed
-  /// its changes.
-  std::optional<karlton::store_origin> origin() const override { return inner_->origin(); }
 
 private:
-  std::shared_ptr<karlton::store> inner_;
   std::string read_label_;
   bool show_batches_;
 };

@@ -20,7 +20,7 @@
 #include <caf/expected.hpp>
 
 #include <karlton/messages/errors.hpp>
-#include <karlton/stores/store.hpp>
+#include <karlton/stores/forwarding_store.hpp>
 
 namespace karlton {
 
@@ -32,30 +32,29 @@ namespace karlton {
 /// which it does not). Batches and loads draw from separate generators, so
 /// loads do not move which batches fail.
 /// @threadsafe concurrent callers draw in the order they take the lock.
-class faulty_store final : public store {
+class faulty_store final : public forwarding_store {
 public:
   /// Fractions are in [0, 1]; 0 never fails, 1 always does.
   faulty_store(std::shared_ptr<store> inner, double batch_failure_fraction, uint64_t seed,
                double load_failure_fraction = 0.0)
-    : inner_(std::move(inner)), batch_fraction_(batch_failure_fraction),
+    : forwarding_store(std::move(inner)), batch_fraction_(batch_failure_fraction),
       load_fraction_(load_failure_fraction), batch_rng_(seed),
       // Any constant other than 0 gives the loads a sequence of their own.
       load_rng_(seed ^ 0x9e3779b97f4a7c15ULL) {
-    assert(inner_ != nullptr);
     assert(batch_fraction_ >= 0.0 && batch_fraction_ <= 1.0);
     assert(load_fraction_ >= 0.0 && load_fraction_ <= 1.0);
   }
 
   caf::expected<std::optional<std::string>> load(std::string_view key) override {
     if (draw(load_rng_, load_fraction_)) return load_failure();
-    return inner_->load(key);
+    return inner().load(key);
   }
 
   /// One draw per call, not per key.
   caf::expected<std::vector<std::optional<std::string>>>
   load_many(const std::vector<std::string>& keys) override {
     if (draw(load_rng_, load_fraction_)) return load_failure();
-    return inner_->load_many(keys);
+    return inner().load_many(keys);
   }
 
   caf::error write_batch(const std::vector<store_write>& batch) override {
@@ -67,7 +66,7 @@ public:
                                                " changes, nothing was written");
     }
     passed_batches_.fetch_add(1, std::memory_order_relaxed);
-    return inner_->write_batch(batch);
+    return inner().write_batch(batch);
   }
 
   /// Batches failed on purpose (never handed to `inner`).
@@ -100,7 +99,6 @@ private:
     return make_error(errc::store_failure, "faulty_store: injected failure of a load");
   }
 
-  std::shared_ptr<store> inner_;
   double batch_fraction_;
   double load_fraction_;
   std::mutex rng_mtx_;
@@ -114,29 +112,27 @@ private:
 /// Sleeps before each call to `inner`: a slow disk or a distant database, to
 /// see queues build up behind a store. Each `load_many` sleeps once.
 /// @threadsafe callers sleep independently.
-class slow_store final : public store {
+class slow_store final : public forwarding_store {
 public:
   slow_store(std::shared_ptr<store> inner, std::chrono::microseconds per_batch_delay,
              std::chrono::microseconds per_load_delay = {})
-    : inner_(std::move(inner)), batch_delay_(per_batch_delay),
-      load_delay_(per_load_delay) {
-    assert(inner_ != nullptr);
-  }
+    : forwarding_store(std::move(inner)), batch_delay_(per_batch_delay),
+      load_delay_(per_load_delay) {}
 
   caf::expected<std::optional<std::string>> load(std::string_view key) override {
     pause(load_delay_);
-    return inner_->load(key);
+    return inner().load(key);
   }
 
   caf::expected<std::vector<std::optional<std::string>>>
   load_many(const std::vector<std::string>& keys) override {
     pause(load_delay_);
-    return inner_->load_many(keys);
+    return inner().load_many(keys);
   }
 
   caf::error write_batch(const std::vector<store_write>& batch) override {
     pause(batch_delay_);
-    return inner_->write_batch(batch);
+    return inner().write_batch(batch);
   }
 
 private:
@@ -144,7 +140,6 @@ private:
     if (d.count() > 0) std::this_thread::sleep_for(d);
   }
 
-  std::shared_ptr<store> inner_;
   std::chrono::microseconds batch_delay_;
   std::chrono::microseconds load_delay_;
 };

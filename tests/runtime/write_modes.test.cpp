@@ -14,6 +14,7 @@
 #include "support/must.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/forwarding_store.hpp>
 #include <karlton/stores/memory_store.hpp>
 
 using namespace karlton;
@@ -32,22 +33,22 @@ cache_options with_store(std::string name, std::shared_ptr<store> db, write_mode
   return o;
 }
 
-/// A store that fails writes while `failing` is set.
-class switchable_store final : public store {
+/// A store in memory (`inner`) that fails writes while `failing` is set.
+class switchable_store final : public forwarding_store {
 public:
-  std::shared_ptr<memory_store> inner = std::make_shared<memory_store>();
+  switchable_store() : switchable_store(std::make_shared<memory_store>()) {}
+
+  const std::shared_ptr<memory_store> inner;
   std::atomic<bool> failing{false};
-  caf::expected<std::optional<std::string>> load(std::string_view k) override {
-    return inner->load(k);
-  }
-  caf::expected<std::vector<std::optional<std::string>>>
-  load_many(const std::vector<std::string>& ks) override {
-    return inner->load_many(ks);
-  }
+
   caf::error write_batch(const std::vector<store_write>& b) override {
     if (failing) return make_error(errc::store_failure, "switched off");
     return inner->write_batch(b);
   }
+
+private:
+  explicit switchable_store(std::shared_ptr<memory_store> rows)
+    : forwarding_store(rows), inner(std::move(rows)) {}
 };
 
 } // namespace

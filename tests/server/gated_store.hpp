@@ -16,24 +16,22 @@
 #include "support/latch.hpp"
 #include "support/must.hpp"
 #include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/forwarding_store.hpp>
 #include <karlton/stores/memory_store.hpp>
 
 namespace karlton::testing {
 
-/// A store whose writes wait for `gate` while `holding` is set.
-class gated_store final : public store {
+/// A store in memory (`inner`) whose writes wait for `gate` while `holding`
+/// is set.
+class gated_store final : public forwarding_store {
 public:
-  std::shared_ptr<memory_store> inner = std::make_shared<memory_store>();
+  gated_store() : gated_store(std::make_shared<memory_store>()) {}
+
+  const std::shared_ptr<memory_store> inner;
   testing::latch gate;
   std::atomic<bool> holding{true};
   std::atomic<int> writes_waiting{0};
-  caf::expected<std::optional<std::string>> load(std::string_view k) override {
-    return inner->load(k);
-  }
-  caf::expected<std::vector<std::optional<std::string>>>
-  load_many(const std::vector<std::string>& ks) override {
-    return inner->load_many(ks);
-  }
+
   caf::error write_batch(const std::vector<store_write>& b) override {
     if (holding) {
       ++writes_waiting;
@@ -41,6 +39,10 @@ public:
     }
     return inner->write_batch(b);
   }
+
+private:
+  explicit gated_store(std::shared_ptr<memory_store> rows)
+    : forwarding_store(rows), inner(std::move(rows)) {}
 };
 
 /// Options of a cache "wt" of two shards over `db`, written in `mode`; under

@@ -22,6 +22,7 @@
 #include "support/temp_dir.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/stores/memory_store.hpp>
+#include <karlton/stores/own_commits.hpp>
 #include <karlton/stores/sqlite_store.hpp>
 
 using namespace karlton;
@@ -404,4 +405,54 @@ TEST_CASE("slow_store waits at least its delay, then delegates", "[store]") {
   CHECK(wrote - start >= 2ms);
   CHECK(loaded - wrote >= 1ms);
   CHECK(inner->peek("a") == "1");
+}
+
+namespace {
+
+// A store in memory that says where its rows live and counts interrupts, as
+// the PostgreSQL store does (origin: its change feed; interrupt: shutdown).
+class store_with_origin final : public store {
+public:
+  memory_store rows;
+  std::shared_ptr<own_commits> own = std::make_shared<own_commits>();
+  std::atomic<int> interrupts{0};
+  caf::expected<std::optional<std::string>> load(std::string_view key) override {
+    return rows.load(key);
+  }
+  caf::expected<std::vector<std::optional<std::string>>>
+  load_many(const std::vector<std::string>& keys) override {
+    return rows.load_many(keys);
+  }
+  caf::error write_batch(const std::vector<store_write>& batch) override {
+    return rows.write_batch(batch);
+  }
+  std::optional<store_origin> origin() const override {
+    return store_origin{"public.users", own};
+  }
+  void interrupt() noexcept override { ++interrupts; }
+};
+
+} // namespace
+
+TEST_CASE("a decorated store keeps its origin and its interrupt, and an erase passes the "
+          "decorator's write_batch",
+          "[store]") {
+  auto inner = std::make_shared<store_with_origin>();
+  faulty_store always{inner, 1.0, 1};
+  slow_store slow{inner, 0ms};
+  for (store* decorated : {static_cast<store*>(&always), static_cast<store*>(&slow)}) {
+    auto where = decorated->origin();
+    REQUIRE(where);
+    CHECK(where->table == "public.users");
+    CHECK(where->own == inner->own);
+  }
+  always.interrupt();
+  slow.interrupt();
+  CHECK(inner->interrupts == 2);
+  REQUIRE_FALSE(inner->write_batch({put("a", "1")}));
+  CHECK(always.erase("a") == errc::store_failure); // failed as a batch: nothing erased
+  CHECK(always.failed_batches() == 1u);
+  CHECK(inner->rows.peek("a") == "1");
+  CHECK_FALSE(slow.erase("a"));
+  CHECK(inner->rows.peek("a") == std::nullopt);
 }

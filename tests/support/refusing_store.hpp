@@ -13,27 +13,18 @@
 #include <vector>
 
 #include <karlton/messages/errors.hpp>
-#include <karlton/stores/store.hpp>
+#include <karlton/stores/forwarding_store.hpp>
 
 namespace karlton::testing {
 
 /// Refuses every batch while `refuse_all` is set, and every batch that holds
 /// `held_key` (if one is given); loads pass through.
-class refusing_store final : public store {
+class refusing_store final : public forwarding_store {
 public:
   explicit refusing_store(std::shared_ptr<store> inner, std::string held_key = {})
-    : inner_(std::move(inner)), held_key_(std::move(held_key)) {}
+    : forwarding_store(std::move(inner)), held_key_(std::move(held_key)) {}
 
   std::atomic<bool> refuse_all{false};
-
-  caf::expected<std::optional<std::string>> load(std::string_view key) override {
-    return inner_->load(key);
-  }
-
-  caf::expected<std::vector<std::optional<std::string>>>
-  load_many(const std::vector<std::string>& keys) override {
-    return inner_->load_many(keys);
-  }
 
   caf::error write_batch(const std::vector<store_write>& batch) override {
     auto held = [&](const store_write& w) {
@@ -41,11 +32,10 @@ public:
     };
     if (refuse_all.load() || std::any_of(batch.begin(), batch.end(), held))
       return make_error(errc::store_failure, "refusing_store: batch refused");
-    return inner_->write_batch(batch);
+    return inner().write_batch(batch);
   }
 
 private:
-  std::shared_ptr<store> inner_;
   std::string held_key_;
 };
 
