@@ -107,7 +107,8 @@ private:
 /// found clearly more (a vote, so that traces whose sides find about as often
 /// do not wander) and doubles the step while the direction holds, halving it
 /// when it turns (Rprop's rule: fast across a large change, fine near the
-/// balance). Sizes are in the policy's weight units.
+/// balance), up to 1 % of the capacity or half the window, whichever is more.
+/// Sizes are in the policy's weight units.
 class window_climber {
 public:
   explicit window_climber(uint64_t capacity);
