@@ -129,7 +129,8 @@ void ghost_filter::clear() noexcept {
 namespace {
 
 // `percent` % of `x`, rounded down, without the overflow of `x * percent`
-// (capacities under max-bytes are byte counts up to 2^64).
+// (capacities under max-bytes are byte counts: up to 2^48 from the options,
+// and the policy takes any).
 uint64_t percent_of(uint64_t x, uint64_t percent) {
   return x / 100 * percent + x % 100 * percent / 100;
 }
@@ -149,9 +150,11 @@ uint64_t max_window(uint64_t capacity) {
 // step is 6.25 %; steps up to 5 % let the scan trace's window overshoot:
 // -0.003 at 10 %), while a window that must grow to nearly the whole cache (a
 // hot set that moves) grows by half each decision: it got there in about 17
-// decisions instead of 110 at 1 % of 1M keys, and the moving hot set went from
-// 0.004-0.011 below LRU to 0.0013 below - 0.0013 above, the skewed traces and the
-// loop unchanged (karlton-bench hit-ratio; docs/benchmarks.md).
+// decisions instead of 104 at 1 % of 1M keys, and the moving hot set went from
+// 0.004-0.012 below LRU to 0.0013 below - 0.0013 above, the skewed traces and
+// the loop unchanged (karlton-bench hit-ratio; docs/benchmarks.md). A turn
+// halves the step, so a window that sat at 99 % and turns gives back about a
+// quarter of the cache at once.
 uint64_t min_step(uint64_t capacity) {
   return std::max<uint64_t>(1, capacity / 100'000);
 }
@@ -190,8 +193,9 @@ void window_climber::vote(int side) noexcept {
                                        : std::max(min_step(capacity_), step_ / 2);
   last_direction_ = direction;
   auto low = min_window(capacity_);
-  if (direction > 0)
-    window_ = std::min(window_ + step_, max_window(capacity_));
+  auto high = max_window(capacity_);
+  if (direction > 0) // never past `high` (it starts below), never overflowing
+    window_ += std::min(step_, high - window_);
   else
     window_ = window_ > low + step_ ? window_ - step_ : low;
 }
@@ -394,9 +398,10 @@ private:
   }
 
   // Evictions each ghost remembers: 2 % of the entries the sketch is sized
-  // for. A step of the window is at most 1 %, so only reuse a few steps could
-  // catch counts; 1 % left the moving hot set 0.01 further below LRU, 4 % cost
-  // the scan trace 0.002 at 10 % (karlton-bench hit-ratio).
+  // for, about two of a small window's largest steps: reuse further off says
+  // little about the next step. 1 % left the moving hot set 0.01 further
+  // below LRU, 4 % cost the scan trace 0.002 at 10 % (karlton-bench
+  // hit-ratio; both measured with steps of at most 1 %).
   uint64_t ghost_horizon() const {
     return std::max<uint64_t>(1, sketch_.capacity() / 50);
   }

@@ -109,8 +109,9 @@ private:
   std::atomic<uint64_t> failed_loads_{0};
 };
 
-/// Sleeps before each call to `inner`: a slow disk or a distant database, to
-/// see queues build up behind a store. Each `load_many` sleeps once.
+/// Sleeps before each load and batch it hands to `inner`: a slow disk or a
+/// distant database, to see queues build up behind a store. Each `load_many`
+/// sleeps once.
 /// @threadsafe callers sleep independently.
 class slow_store final : public forwarding_store {
 public:

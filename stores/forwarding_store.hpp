@@ -20,11 +20,17 @@ namespace karlton {
 /// Hands every call to `inner`; a decorator overrides the calls it changes.
 /// `origin` and `interrupt` are forwarded too, so a decorated PostgreSQL
 /// store still feeds its changes to the caches and can be interrupted at
-/// shutdown. `erase` is not: it stays a one-change `write_batch` of this
-/// store, so a decorator's `write_batch` sees deletes too.
+/// shutdown, and counts as that store (a cache fed its changes cannot share
+/// it with a cache over the decorator, as with two caches over the store). A
+/// decorator that maps keys or writes elsewhere must override `origin` to
+/// return `std::nullopt`: the feed's keys are the database's, and would drop
+/// the wrong entries. `erase` is not forwarded: it stays a one-change
+/// `write_batch` of this store, so a decorator's `write_batch` sees deletes
+/// too.
 /// @threadsafe as `inner` is, unless a decorator says otherwise.
 class forwarding_store : public store {
 public:
+  /// Decorates `inner` (never null).
   explicit forwarding_store(std::shared_ptr<store> inner) : inner_(std::move(inner)) {
     assert(inner_ != nullptr);
   }

@@ -214,6 +214,21 @@ TEST_CASE("the window climbs toward the side its ghosts find more often, within 
   CHECK(c.window() == 1000);
 }
 
+TEST_CASE("the window of a bound near 2^64 climbs to 99 % without wrapping", "[policy]") {
+  // Bounds in bytes; the options stop at 2^48, the policy takes any. Steps of
+  // half the window reach 0.49 of the bound, so window + step needs care.
+  constexpr uint64_t bound = UINT64_MAX;
+  window_climber c{bound};
+  uint64_t last = c.window();
+  for (int i = 0; i < 200; ++i) {
+    for (int v = 0; v < window_climber::period; ++v)
+      c.window_would_have_hit();
+    CHECK(c.window() >= last); // growing never wraps around to less
+    last = c.window();
+  }
+  CHECK(c.window() == bound / 100 * 99 + bound % 100 * 99 / 100); // 99 %
+}
+
 TEST_CASE("a newcomer read three times displaces main's victim, twice does not",
           "[policy]") {
   // Main holds 990 keys read once; a newcomer is read `reads` times (it stays

@@ -41,7 +41,7 @@ TEST_CASE("a node's shutdown lets a write-through write with the store finish an
   REQUIRE(eventually([&] { return must(reader.members()).size() == 1; }));
   auto ro = reader.default_options("users");
   ro.distributed = distribution::async;
-  ro.backing_store = db->inner; // read-through from the same rows
+  ro.backing_store = db->rows; // read-through from the same rows
   auto on_reader = must(reader.create_cache(ro));
   auto wo = reader.default_options("users");
   wo.distributed = distribution::async;
@@ -64,7 +64,7 @@ TEST_CASE("a node's shutdown lets a write-through write with the store finish an
   put.join();
   stop.join();
   CHECK_FALSE(put_result);
-  CHECK(must(db->inner->load("k")) == std::optional<std::string>{"new"});
+  CHECK(must(db->rows->load("k")) == std::optional<std::string>{"new"});
   CHECK(eventually([&] { return !must(on_reader.contains("k")); }));
   CHECK(must(on_reader.get_or_load("k")).str() == "new");
 }

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "stores/faulty_store.hpp"
 #include "support/eventually.hpp"
 #include "support/must.hpp"
 #include "support/require_postgres.hpp"
@@ -370,6 +371,13 @@ TEST_CASE("a cache over PostgreSQL with store_changes is refused before the feed
   auto unfed = rt.create_cache(plain);
   REQUIRE_FALSE(unfed);
   CHECK(describe(unfed.error()).find("one postgres_store per cache") !=
+        std::string::npos);
+  // Nor through a decorator: a forwarding_store counts as the store it wraps.
+  plain.backing_store =
+    std::make_shared<slow_store>(first_store, std::chrono::microseconds{0});
+  auto decorated = rt.create_cache(plain);
+  REQUIRE_FALSE(decorated);
+  CHECK(describe(decorated.error()).find("one postgres_store per cache") !=
         std::string::npos);
   plain.backing_store = must(postgres_store::open(p, "users"));
   REQUIRE(rt.create_cache(plain));

@@ -202,8 +202,8 @@ TEST_CASE("put_batch: under write-through each put is answered once the store ha
   REQUIRE(r->wait_for(2));
   CHECK_FALSE(r->answers.at(1));
   CHECK_FALSE(r->answers.at(2));
-  CHECK(must(f.db->inner->load("a")) == "1");
-  CHECK(must(f.db->inner->load("b")) == "2");
+  CHECK(must(f.db->rows->load("a")) == "1");
+  CHECK(must(f.db->rows->load("b")) == "2");
 }
 
 TEST_CASE("put_batch: after shutdown each put is answered shut_down", "[put_batch]") {

@@ -33,22 +33,22 @@ cache_options with_store(std::string name, std::shared_ptr<store> db, write_mode
   return o;
 }
 
-/// A store in memory (`inner`) that fails writes while `failing` is set.
+/// A store in memory (`rows`) that fails writes while `failing` is set.
 class switchable_store final : public forwarding_store {
 public:
   switchable_store() : switchable_store(std::make_shared<memory_store>()) {}
 
-  const std::shared_ptr<memory_store> inner;
+  const std::shared_ptr<memory_store> rows;
   std::atomic<bool> failing{false};
 
   caf::error write_batch(const std::vector<store_write>& b) override {
     if (failing) return make_error(errc::store_failure, "switched off");
-    return inner->write_batch(b);
+    return rows->write_batch(b);
   }
 
 private:
-  explicit switchable_store(std::shared_ptr<memory_store> rows)
-    : forwarding_store(rows), inner(std::move(rows)) {}
+  explicit switchable_store(std::shared_ptr<memory_store> in_memory)
+    : forwarding_store(in_memory), rows(std::move(in_memory)) {}
 };
 
 } // namespace
@@ -58,7 +58,7 @@ TEST_CASE("write-through stores first, then caches", "[write_through]") {
   runtime rt;
   auto c = must(rt.create_cache(with_store("users", db, write_mode::write_through)));
   REQUIRE_FALSE(c.put("u1", "alice"));
-  CHECK(db->inner->peek("u1") == std::optional<std::string>{"alice"});
+  CHECK(db->rows->peek("u1") == std::optional<std::string>{"alice"});
   CHECK(must(c.get("u1")).bytes() == "alice");
 }
 
@@ -72,7 +72,7 @@ TEST_CASE("write-through: a store failure reaches the caller and leaves the cach
   auto err = c.put("u1", "mallory");
   CHECK(err == errc::store_failure);
   CHECK(must(c.get("u1")).bytes() == "alice");
-  CHECK(db->inner->peek("u1") == std::optional<std::string>{"alice"});
+  CHECK(db->rows->peek("u1") == std::optional<std::string>{"alice"});
   auto many = c.put_many({{"u2", "bob"}, {"u3", "carol"}});
   CHECK(many == errc::store_failure);
   CHECK_FALSE(must(c.contains("u2")));
@@ -89,7 +89,7 @@ TEST_CASE("write-through delete removes from the store, then the cache",
   CHECK(must(c.contains("u1")));
   db->failing = false;
   CHECK(must(c.erase("u1")));
-  CHECK_FALSE(db->inner->peek("u1"));
+  CHECK_FALSE(db->rows->peek("u1"));
   CHECK_FALSE(must(c.contains("u1")));
   // A miss now loads from the store, which has nothing.
   auto r = c.get_or_load("u1");
@@ -285,7 +285,7 @@ TEST_CASE("a put that finds no room within its wait fails with overloaded",
   CHECK(must(c.dirty_count()) == 4);
   db->failing = false; // the store recovers: the retries store everything
   REQUIRE_FALSE(c.force_flush());
-  CHECK(db->inner->size() == 4);
+  CHECK(db->rows->size() == 4);
   REQUIRE_FALSE(c.put("one-too-many", "v"));
 }
 
@@ -318,7 +318,7 @@ TEST_CASE("a shard whose first write waits for room gets it when another shard's
   REQUIRE(parked.wait_for(20s) == std::future_status::ready);
   CHECK_FALSE(parked.get().error());
   REQUIRE_FALSE(c.force_flush());
-  CHECK(db->inner->size() == 2);
+  CHECK(db->rows->size() == 2);
 }
 
 TEST_CASE("shutdown flushes write-back caches and reports what it could not store",

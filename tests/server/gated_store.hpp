@@ -21,13 +21,13 @@
 
 namespace karlton::testing {
 
-/// A store in memory (`inner`) whose writes wait for `gate` while `holding`
+/// A store in memory (`rows`) whose writes wait for `gate` while `holding`
 /// is set.
 class gated_store final : public forwarding_store {
 public:
   gated_store() : gated_store(std::make_shared<memory_store>()) {}
 
-  const std::shared_ptr<memory_store> inner;
+  const std::shared_ptr<memory_store> rows;
   testing::latch gate;
   std::atomic<bool> holding{true};
   std::atomic<int> writes_waiting{0};
@@ -37,12 +37,12 @@ public:
       ++writes_waiting;
       gate.wait();
     }
-    return inner->write_batch(b);
+    return rows->write_batch(b);
   }
 
 private:
-  explicit gated_store(std::shared_ptr<memory_store> rows)
-    : forwarding_store(rows), inner(std::move(rows)) {}
+  explicit gated_store(std::shared_ptr<memory_store> in_memory)
+    : forwarding_store(in_memory), rows(std::move(in_memory)) {}
 };
 
 /// Options of a cache "wt" of two shards over `db`, written in `mode`; under
@@ -85,7 +85,7 @@ struct gated_cache {
 
   /// What the store has under `key` (nullopt: nothing).
   std::optional<std::string> stored(std::string_view key) {
-    return must(db->inner->load(key));
+    return must(db->rows->load(key));
   }
 
   std::shared_ptr<gated_store> db = std::make_shared<gated_store>();
