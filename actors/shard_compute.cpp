@@ -75,15 +75,29 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   // f(nothing) over what the store or another node holds), or withholds what it
   // holds. A put or erase that waited in line needs none: it finds the key absent
   // (an erase answers "not cached", as `contains` does) and still goes in.
-  bool serves = act_on_leases(now).serves();
+  auto leases = act_on_leases(now);
+  bool serves = leases.serves();
   if (!serves && !job->blind)
     return caf::expected<computed>{make_error(
       errc::overloaded, "the read lease lapsed (the node lost a cluster member, or its "
                         "change feed): a compute needs the key's current value and the "
                         "cache holds none it may trust; retry once the lease holds")};
+  // Under a lapse that caps (the change feed's, with repair-ttl), hits go on,
+  // but what the cache holds may be as stale as the cap: another writer's
+  // change may have gone unheard. A compute stores what it computes, so it
+  // builds only on a value it loaded itself, after the lapse began; without
+  // a loader it has none (before, it built on the cached value and stored
+  // f(stale) over the other writer's row).
+  bool trusts_cached = serves && !(leases.caps() && !job->loaded);
+  if (!trusts_cached && !cfg_.read_through && !job->blind)
+    return caf::expected<computed>{
+      make_error(errc::overloaded,
+                 "the change feed's read lease lapsed and the cache has no loader: "
+                 "a compute needs the key's current value, and the cached one may "
+                 "be stale; retry once the lease holds")};
   auto hash = static_cast<uint32_t>(hash_key(key));
   auto now_ms = to_ms(now);
-  auto id = serves ? table_.find(key, hash) : no_entry;
+  auto id = trusts_cached ? table_.find(key, hash) : no_entry;
   if (id != no_entry && expired(table_.at(id), now_ms)) {
     if (!retained(table_.at(id), now_ms)) {
       remove(id, removal_cause::expired);
@@ -139,7 +153,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
         resume(job, step_now_, held); // it holds its place: not behind later writes
       if (held) run_waiting_computes(job->key, step_now_);
     };
-    auto r = get_or_load(key, hash, now, w);
+    auto r = get_or_load(key, hash, now, w, trusts_cached);
     if (!r) {
       // The key's later computes and writes wait until this one has run: a
       // put that went in meanwhile was run over by it (compute(f), put(P2)

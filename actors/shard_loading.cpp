@@ -137,17 +137,17 @@ void shard_state::maybe_refresh(std::string_view key, entry_id id, const entry& 
     ++stats_.early_refreshes;
 }
 
-std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view key,
-                                                             uint32_t hash,
-                                                             time_point now,
-                                                             load_waiter w) {
+std::optional<caf::expected<value>>
+shard_state::get_or_load(std::string_view key, uint32_t hash, time_point now,
+                         load_waiter w, bool trust_cached) {
   if (!cfg_.read_through)
     return caf::expected<value>{make_error(
       errc::invalid_option, "get_or_load needs a loader; this cache has none")};
   // A lapsed lease empties the shard, or withholds what it holds: a miss then.
   auto leases = act_on_leases(now);
   auto now_ms = to_ms(now);
-  auto id = leases.serves() ? table_.find(key, hash) : no_entry;
+  bool answers = leases.serves() && trust_cached;
+  auto id = answers ? table_.find(key, hash) : no_entry;
   if (id != no_entry && !expired(table_.at(id), now_ms)) {
     if (expires_early(table_.at(id), now_ms)) {
       ++stats_.early_expirations;
@@ -159,9 +159,10 @@ std::optional<caf::expected<value>> shard_state::get_or_load(std::string_view ke
       return caf::expected<value>{get(key, hash, now, leases)};
     }
   }
-  get(key, hash, now, leases); // counts the miss, reclaims an expired entry
+  if (trust_cached)
+    get(key, hash, now, leases); // counts the miss, reclaims an expired entry
   // A remembered failure is a cached answer too.
-  if (auto failed = leases.serves() ? negatives_.find(key, now_ms) : nullptr) {
+  if (auto failed = answers ? negatives_.find(key, now_ms) : nullptr) {
     ++stats_.negative_hits;
     // A remembered not_found is an answer: nothing stale is served for it.
     if (auto old =

@@ -93,9 +93,12 @@ public:
   /// XFetch) and is answered at once. A miss on a key whose load failed less than
   /// `negative_ttl` ago is answered with that error (or, within the stale-if-error
   /// window, the old value). A miss that would start a load while `max_loads_out` are out
-  /// and `max_loads_queued` wait is answered `overloaded` (a refresh is skipped).
+  /// and `max_loads_queued` wait is answered `overloaded` (a refresh is skipped). Unless
+  /// `trust_cached`, no cached value or failure answers: it loads (a compute under a
+  /// lapse that caps, when what the cache holds may be stale).
   std::optional<caf::expected<value>> get_or_load(std::string_view key, uint32_t hash,
-                                                  time_point now, load_waiter w);
+                                                  time_point now, load_waiter w,
+                                                  bool trust_cached = true);
 
   /// Loads to hand out now, as (key, load number), oldest first: the shard actor hands
   /// each to a loader worker. Due after each call that may start, finish or time out a
@@ -161,8 +164,7 @@ public:
   /// the store (write-through) or parked writes (write-back), and after loading a miss in
   /// a read-through cache; then its put or erase goes through `write`/`write_erase`. `fn`
   /// runs exactly once; a throw fails the call with `compute_failed` (a
-  /// `compute_refusal`: its error), changing nothing. Returns the answer if there is one
-  /// now, else `w` will be called.
+  /// `compute_refusal`: its error), changing nothing. The answer now, or later to `w`.
   std::optional<caf::expected<computed>> compute(std::string_view key, time_point now,
                                                  compute_function fn, compute_waiter w);
   using ttl_waiter = std::function<void(caf::expected<remaining_ttl>)>;
@@ -187,8 +189,7 @@ public:
   /// Removes every entry that depends on one of `names` (events when `cause` is `event`,
   /// else keys or tags) and, in this shard, what depends on the keys it removed,
   /// transitively (those expired by `now` count as expired). Reports the keys (entries of
-  /// other shards may depend on them) and their cascade levels, `level` for the direct
-  /// dependents of `names`.
+  /// other shards may depend on them), each with its cascade level (`level`: direct).
   invalidation_result invalidate_dependents(const std::vector<std::string>& names,
                                             invalidation_cause cause, time_point now,
                                             uint32_t level = 0);
@@ -234,8 +235,7 @@ public:
                       bool cascade = true);
   /// `clear` here only (a repair, a lapsed read lease, another node's clear): nothing
   /// told to other nodes; puts the store holds (write-through) are voided: they may be
-  /// older than the change from elsewhere the clear stands for (rule 1), so none is
-  /// installed.
+  /// older than the change from elsewhere the clear stands for (rule 1): none goes in.
   uint64_t clear_here();
   /// The gentler repair: every entry expires within `limit` from now (those due
   /// sooner keep theirs); loads in flight voided. How many.

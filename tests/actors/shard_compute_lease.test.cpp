@@ -1,0 +1,170 @@
+// The shard's atomic read-modify-write under a lapsed read lease
+// (shard_compute.cpp, shard_lease.cpp): a compute builds only on a value it may
+// trust, or fails and changes nothing.
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "actors/compute_ops.hpp"
+#include "actors/read_lease.hpp"
+#include "actors/shard_state.hpp"
+#include "support/compute_answers.hpp"
+#include "support/load_readers.hpp"
+#include "support/times.hpp"
+#include <karlton/messages/errors.hpp>
+
+using namespace karlton;
+using namespace std::chrono_literals;
+using karlton::test::at;
+using karlton::test::t0;
+using namespace karlton::test;
+
+TEST_CASE("a compute whose loaded value is gone before it runs fails and stores nothing",
+          "[compute][lease]") {
+  // Under a lapse that clears, each look empties the shard: it fails at once.
+  // Under one that caps, a load slower than the cap arrives expired. Before, it
+  // loaded twice, then computed from "absent" and wrote 1 over the store's 41.
+  auto repair_ttl = GENERATE(0s, 10s);
+  auto lease = std::make_shared<read_lease>(repair_ttl);
+  shard_options cfg;
+  cfg.read_through = true;
+  cfg.writes = write_mode::write_through;
+  cfg.lease.changes = lease;
+  shard_state s{cfg};
+  lease->extend_to(at(1000ms));
+  answer<int64_t> a;
+  auto now = at(2000ms);
+  a.run(s, now, inc());
+  int loads = 0;
+  for (; loads < 3 && !a.got; ++loads) {
+    auto started = s.take_loads_to_start();
+    REQUIRE(started.size() == 1);
+    now += 11s;
+    s.complete_load("k", started[0].second, std::string{"41"}, 11s, now);
+  }
+  REQUIRE(a.got);
+  REQUIRE_FALSE(a.ok());
+  CHECK(a.got->error() == errc::overloaded);
+  CHECK(s.take_writes().empty());
+  CHECK(loads == (repair_ttl > 0s ? 2 : 0)); // loading cannot help a clearing lapse
+}
+
+TEST_CASE("a compute under a lapse that withholds hits fails at once and changes nothing",
+          "[compute][lease][rule7]") {
+  // The cluster's lease under repair-ttl: the shard keeps what it holds, capped,
+  // and may not trust it until the lease holds again. Computing on it would
+  // build on what another node may have changed unheard.
+  auto read_through = GENERATE(true, false);
+  auto lease = std::make_shared<read_lease>(10s, lapsed_hits::withheld);
+  shard_options cfg;
+  cfg.read_through = read_through;
+  cfg.lease = lease;
+  shard_state s{cfg};
+  REQUIRE_FALSE(s.put(value::make("k", "41"), ttl::never(), t0));
+  lease->extend_to(at(1000ms));
+  answer<int64_t> a;
+  a.run(s, at(2000ms), inc());
+  REQUIRE(a.got);
+  REQUIRE_FALSE(a.ok());
+  CHECK(a.got->error() == errc::overloaded);
+  CHECK(s.take_loads_to_start().empty());
+  lease->extend_to(at(100s)); // held again: it counts on
+  CHECK(bytes_of(s, at(3000ms)) == "41");
+  CHECK(*answer<int64_t>{}.run(s, at(3000ms), inc()) == 42);
+}
+
+TEST_CASE("a put or erase in line behind a compute goes in under a lapse that withholds "
+          "hits",
+          "[compute][lease][rule7]") {
+  // It needs no value: only the compute ahead of it fails.
+  auto lease = std::make_shared<read_lease>(10s, lapsed_hits::withheld);
+  shard_options cfg;
+  cfg.read_through = true;
+  cfg.lease = lease;
+  shard_state s{cfg};
+  lease->extend_to(at(1000ms));
+  answer<int64_t> a;
+  a.run(s, t0, inc()); // loads k
+  write_answers answered;
+  CHECK_FALSE(s.write(value::make("k", "P"), ttl::never(), t0, answered.note("put")));
+  SECTION("a put") {
+    test::finish_the_load(s, "k", std::string{"41"}, at(2000ms)); // lapsed meanwhile
+    REQUIRE(a.got);
+    REQUIRE_FALSE(a.ok());
+    CHECK(a.got->error() == errc::overloaded);
+    CHECK(answered.got == std::vector<std::string>{"put"});
+    lease->extend_to(at(100s));
+    CHECK(bytes_of(s, at(3000ms)) == "P");
+  }
+  SECTION("an erase, which answers as contains: not cached") {
+    // Before, it answered from the withheld value it found: 1 after EXISTS 0.
+    std::optional<caf::expected<bool>> erased;
+    CHECK_FALSE(s.write_erase("k", t0, [&](caf::expected<bool> r) { erased = r; }));
+    test::finish_the_load(s, "k", std::string{"41"}, at(2000ms));
+    REQUIRE(erased);
+    REQUIRE(*erased);
+    CHECK_FALSE(**erased);
+    lease->extend_to(at(100s));
+    CHECK_FALSE(s.get("k", at(3000ms))); // gone all the same
+  }
+}
+
+TEST_CASE(
+  "a compute under a lapse that caps builds on a value it loaded, not the cached one",
+  "[compute][lease]") {
+  // The change feed's lease under repair-ttl: hits go on, capped, but another
+  // writer may have changed the row unheard. Before, the increment built on the
+  // cached 1 and stored 2 over the store's 41.
+  auto lease = std::make_shared<read_lease>(10s);
+  shard_options cfg;
+  cfg.read_through = true;
+  cfg.writes = write_mode::write_through;
+  cfg.lease.changes = lease;
+  shard_state s{cfg};
+  lease->extend_to(at(1000ms));
+  REQUIRE_FALSE(s.put(value::make("k", "1"), ttl::never(), t0));
+  auto now = at(2000ms); // lapsed: the cached 1 is still served, capped
+  CHECK(bytes_of(s, now) == "1");
+  answer<int64_t> a;
+  a.run(s, now, inc());
+  CHECK_FALSE(a.got);
+  auto started = s.take_loads_to_start();
+  REQUIRE(started.size() == 1);
+  s.complete_load("k", started[0].second, std::string{"41"}, 1ms, now);
+  CHECK_FALSE(a.got); // at the store
+  auto writes = s.take_writes();
+  REQUIRE(writes.size() == 1);
+  CHECK(writes[0].bytes() == "42");
+  s.writes_done(seqs_of(writes), caf::none, now);
+  REQUIRE(a.ok());
+  CHECK(*a == 42);
+  // Once the lease holds again, what the cache holds is trusted: no load.
+  lease->extend_to(at(100s));
+  answer<int64_t> b;
+  b.run(s, at(3000ms), inc());
+  CHECK(s.take_loads_to_start().empty());
+  s.writes_done(seqs_of(s.take_writes()), caf::none, at(3000ms));
+  CHECK(*b == 43);
+}
+
+TEST_CASE("a compute under a lapse that caps fails in a cache without a loader",
+          "[compute][lease]") {
+  // Nothing to load the current value from: the cached one may be stale.
+  auto lease = std::make_shared<read_lease>(10s);
+  shard_options cfg;
+  cfg.lease.changes = lease;
+  shard_state s{cfg};
+  lease->extend_to(at(1000ms));
+  REQUIRE_FALSE(s.put(value::make("k", "1"), ttl::never(), t0));
+  answer<int64_t> a;
+  a.run(s, at(2000ms), inc());
+  REQUIRE(a.got);
+  REQUIRE_FALSE(a.ok());
+  CHECK(a.got->error() == errc::overloaded);
+  CHECK(bytes_of(s, at(2000ms)) == "1"); // changed nothing
+  lease->extend_to(at(100s));
+  CHECK(*answer<int64_t>{}.run(s, at(3000ms), inc()) == 2);
+}
