@@ -443,3 +443,28 @@ TEST_CASE("a disabled change trigger stops hits at once, and sync_changes waits 
   CHECK(f.stats().repairs > before.repairs);
   CHECK(f.load_and_hold("k") == "v");
 }
+
+TEST_CASE(
+  "under repair-ttl an increment while the feed is deaf builds on the store's row",
+  "[pg_changes]") {
+  // Hits go on under the cap, but a row may have changed unheard: before, the
+  // increment built on the cached 1 and stored 2 over the row's 41.
+  if (!testing::require_postgres()) return;
+  fed_cache_fixture f{write_mode::write_through, 5s, 1h};
+  KARLTON_REQUIRE_SERVER(f.srv);
+  f.fill("INSERT INTO users(key, value) VALUES ('n', '1')");
+  REQUIRE(eventually([&] { return !f.rt.sync_changes(5s); }, 60s)); // the lease holds
+  REQUIRE(f.load_and_hold("n") == "1");
+  auto before = f.stats();
+  f.srv.psql("ALTER TABLE users DISABLE TRIGGER karlton_notify");
+  REQUIRE(f.srv.last_psql_ok());
+  REQUIRE(
+    eventually([&] { return f.stats().trigger_problems > before.trigger_problems; }));
+  f.srv.psql("UPDATE users SET value = '41' WHERE key = 'n'"); // unheard
+  REQUIRE(f.srv.last_psql_ok());
+  CHECK(must(f.c.get("n")).bytes() == "1"); // still served, capped
+  CHECK(must(f.c.increment("n")) == 42);
+  f.srv.psql("ALTER TABLE users ENABLE TRIGGER karlton_notify");
+  REQUIRE_FALSE(f.rt.sync_changes(30s)); // repaired, and the lease holds again
+  CHECK(f.load_and_hold("n") == "42");
+}
