@@ -24,7 +24,10 @@ struct shard_detail::compute_job {
   bool holds_key = false;  // loading: later writes and computes of the key wait
   bool load_again = false; // the load found a value the table lost, or none, maybe stale
   bool reloaded = false;   // loaded a second time: absent now means absent
-  dependencies deps = {};  // a queued put's (no write mode)
+  // Under a lapse that caps, the expiry of the cached entry it did not trust:
+  // its result keeps that, not the reloaded entry's (UINT64_MAX: none).
+  uint64_t distrusted_expiry_ms = UINT64_MAX;
+  dependencies deps = {}; // a queued put's (no write mode)
   // Not a compute: set_ttl or a clear's drop, run in its turn (`wait_turn`).
   std::function<void(time_point)> turn = {};
   bool drop = false; // that turn is a clear's drop
@@ -84,19 +87,26 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
                         "cache holds none it may trust; retry once the lease holds")};
   // Under a lapse that caps (the change feed's, with repair-ttl), hits go on,
   // but what the cache holds may be as stale as the cap: another writer's
-  // change may have gone unheard. A compute stores what it computes, so it
-  // builds only on a value it loaded itself, after the lapse began; without
-  // a loader it has none (before, it built on the cached value and stored
-  // f(stale) over the other writer's row).
-  bool trusts_cached = serves && !(leases.caps() && !job->loaded);
-  if (!trusts_cached && !cfg_.read_through && !job->blind)
-    return caf::expected<computed>{
-      make_error(errc::overloaded,
-                 "the change feed's read lease lapsed and the cache has no loader: "
-                 "a compute needs the key's current value, and the cached one may "
-                 "be stale; retry once the lease holds")};
+  // change may have gone unheard. A compute whose write mode stores its result
+  // builds only on a value it loaded (or a load of the key it joined); before,
+  // it built on the cached value and stored f(stale) over the other writer's
+  // row. Without a write mode its result stays in the cache, capped, as a put's.
+  bool trusts_cached =
+    serves && !(leases.caps() && !job->loaded && cfg_.writes != write_mode::none);
   auto hash = static_cast<uint32_t>(hash_key(key));
   auto now_ms = to_ms(now);
+  if (!trusts_cached && serves && !job->blind) {
+    if (!cfg_.read_through) // a shard set up without one: a fed cache has one
+      return caf::expected<computed>{
+        make_error(errc::overloaded,
+                   "the change feed's read lease lapsed and the cache has no loader: "
+                   "a compute needs the key's current value, and the cached one may "
+                   "be stale; retry once the lease holds")};
+    if (auto cached = table_.find(key, hash); cached != no_entry &&
+                                              !expired(table_.at(cached), now_ms) &&
+                                              table_.at(cached).expires())
+      job->distrusted_expiry_ms = table_.at(cached).expiry_ms();
+  }
   auto id = trusts_cached ? table_.find(key, hash) : no_entry;
   if (id != no_entry && expired(table_.at(id), now_ms)) {
     if (!retained(table_.at(id), now_ms)) {
@@ -219,10 +229,13 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
   uint64_t kept_expiry_ms = 0;
   if (result.lifetime) {
     lifetime = *result.lifetime;
-  } else if (current) { // the entry keeps its expiry
+  } else if (current) { // the entry keeps its expiry (or the distrusted one's)
     const auto& e = table_.at(id);
-    if (e.expires()) kept_expiry_ms = e.expiry_ms();
-    lifetime = !e.expires() ? ttl::never() : expiring_at(kept_expiry_ms, to_ms(now));
+    auto expiry =
+      std::min(e.expires() ? e.expiry_ms() : UINT64_MAX, job->distrusted_expiry_ms);
+    if (expiry != UINT64_MAX) kept_expiry_ms = expiry;
+    lifetime =
+      expiry == UINT64_MAX ? ttl::never() : expiring_at(kept_expiry_ms, to_ms(now));
   }
   auto after = value::make(job->key, result.bytes);
   auto w = [job, current, after](caf::expected<bool> r) {

@@ -146,8 +146,7 @@ shard_state::get_or_load(std::string_view key, uint32_t hash, time_point now,
   // A lapsed lease empties the shard, or withholds what it holds: a miss then.
   auto leases = act_on_leases(now);
   auto now_ms = to_ms(now);
-  bool answers = leases.serves() && trust_cached;
-  auto id = answers ? table_.find(key, hash) : no_entry;
+  auto id = leases.serves() && trust_cached ? table_.find(key, hash) : no_entry;
   if (id != no_entry && !expired(table_.at(id), now_ms)) {
     if (expires_early(table_.at(id), now_ms)) {
       ++stats_.early_expirations;
@@ -161,8 +160,12 @@ shard_state::get_or_load(std::string_view key, uint32_t hash, time_point now,
   }
   if (trust_cached)
     get(key, hash, now, leases); // counts the miss, reclaims an expired entry
-  // A remembered failure is a cached answer too.
-  if (auto failed = answers ? negatives_.find(key, now_ms) : nullptr) {
+  // A remembered failure is a cached answer too; to a caller that does not
+  // trust the cache, only one that fails it (a remembered not_found may be as
+  // stale as a value, a store failure fails it either way).
+  auto failed = leases.serves() ? negatives_.find(key, now_ms) : nullptr;
+  if (failed && !trust_cached && *failed == errc::not_found) failed = nullptr;
+  if (failed) {
     ++stats_.negative_hits;
     // A remembered not_found is an answer: nothing stale is served for it.
     if (auto old =
