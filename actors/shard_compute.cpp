@@ -27,7 +27,9 @@ struct shard_detail::compute_job {
   // Under a lapse that caps, the expiry of the cached entry it did not trust:
   // its result keeps that, not the reloaded entry's (UINT64_MAX: none).
   uint64_t distrusted_expiry_ms = UINT64_MAX;
-  dependencies deps = {}; // a queued put's (no write mode)
+  bool distrusts = false;    // did not trust the cached entry: only what it loads
+  bool load_current = false; // its last load was installed (not voided)
+  dependencies deps = {};    // a queued put's (no write mode)
   // Not a compute: set_ttl or a clear's drop, run in its turn (`wait_turn`).
   std::function<void(time_point)> turn = {};
   bool drop = false; // that turn is a clear's drop
@@ -85,29 +87,30 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
       errc::overloaded, "the read lease lapsed (the node lost a cluster member, or its "
                         "change feed): a compute needs the key's current value and the "
                         "cache holds none it may trust; retry once the lease holds")};
-  // Under a lapse that caps (the change feed's, with repair-ttl), hits go on,
-  // but what the cache holds may be as stale as the cap: another writer's
-  // change may have gone unheard. A compute whose write mode stores its result
-  // builds only on a value it loaded (or a load of the key it joined); before,
-  // it built on the cached value and stored f(stale) over the other writer's
-  // row. Without a write mode its result stays in the cache, capped, as a put's.
-  bool trusts_cached =
-    serves && !(leases.caps() && !job->loaded && cfg_.writes != write_mode::none);
+  // Under a lapse that caps (the change feed's, with repair-ttl) hits go on,
+  // but what the cache holds may be stale: a change may have gone unheard. A
+  // compute whose write mode stores its result builds on what its own load
+  // installed (or a load of the key it joined), not on the cached entry; a
+  // voided load leaves that entry in place, so it loads again. Before, it
+  // stored f(stale) over another writer's row. Without a write mode its result
+  // stays in the cache, capped, as a put's would.
   auto hash = static_cast<uint32_t>(hash_key(key));
   auto now_ms = to_ms(now);
-  if (!trusts_cached && serves && !job->blind) {
+  auto id = serves ? table_.find(key, hash) : no_entry;
+  bool distrusts = serves && !job->blind && cfg_.writes != write_mode::none &&
+                   (job->loaded ? job->distrusts && !job->load_current : leases.caps());
+  if (distrusts) {
     if (!cfg_.read_through) // a shard set up without one: a fed cache has one
-      return caf::expected<computed>{
-        make_error(errc::overloaded,
-                   "the change feed's read lease lapsed and the cache has no loader: "
-                   "a compute needs the key's current value, and the cached one may "
-                   "be stale; retry once the lease holds")};
-    if (auto cached = table_.find(key, hash); cached != no_entry &&
-                                              !expired(table_.at(cached), now_ms) &&
-                                              table_.at(cached).expires())
-      job->distrusted_expiry_ms = table_.at(cached).expiry_ms();
+      return caf::expected<computed>{make_error(
+        errc::overloaded, "the change feed's read lease lapsed and the cache has no "
+                          "loader: the cached value may be stale; retry")};
+    job->distrusts = true;
+    job->distrusted_expiry_ms =
+      id != no_entry && !expired(table_.at(id), now_ms) && table_.at(id).expires()
+        ? table_.at(id).expiry_ms()
+        : UINT64_MAX;
+    id = no_entry;
   }
-  auto id = trusts_cached ? table_.find(key, hash) : no_entry;
   if (id != no_entry && expired(table_.at(id), now_ms)) {
     if (!retained(table_.at(id), now_ms)) {
       remove(id, removal_cause::expired);
@@ -151,6 +154,16 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
       if (held) release_key(job->key);
       // Only `complete_load` answers with a value or not_found: `step_current_` is its.
       if ((r && *r) || !step_current_) job->load_again = true;
+      job->load_current = step_current_;
+      // The entry it did not trust keeps its expiry, whatever the compute does.
+      if (step_current_ && job->distrusted_expiry_ms != UINT64_MAX)
+        if (auto id = table_.find(job->key, static_cast<uint32_t>(hash_key(job->key)));
+            id != no_entry && !(table_.at(id).expires() &&
+                                table_.at(id).expiry_ms() <= job->distrusted_expiry_ms)) {
+          bool had = table_.at(id).expires();
+          table_.set_expiry(id, job->distrusted_expiry_ms);
+          track_expiry(id, had);
+        }
       // Too large to cache, it is not in the table to compute on: say so, not
       // "lost", which a retry could mend (a result that size could not go in either).
       auto refused =
@@ -163,7 +176,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
         resume(job, step_now_, held); // it holds its place: not behind later writes
       if (held) run_waiting_computes(job->key, step_now_);
     };
-    auto r = get_or_load(key, hash, now, w, trusts_cached);
+    auto r = get_or_load(key, hash, now, w, !job->distrusts);
     if (!r) {
       // The key's later computes and writes wait until this one has run: a
       // put that went in meanwhile was run over by it (compute(f), put(P2)
@@ -178,6 +191,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
     }
     if (!*r && r->error() != errc::not_found)
       return caf::expected<computed>{std::move(r->error())};
+    job->load_current = true; // answered at once: the table says what that left
     return run_compute(job, now, true);
   }
   return apply_compute(job, now, id);
@@ -229,13 +243,10 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
   uint64_t kept_expiry_ms = 0;
   if (result.lifetime) {
     lifetime = *result.lifetime;
-  } else if (current) { // the entry keeps its expiry (or the distrusted one's)
+  } else if (current) { // the entry keeps its expiry
     const auto& e = table_.at(id);
-    auto expiry =
-      std::min(e.expires() ? e.expiry_ms() : UINT64_MAX, job->distrusted_expiry_ms);
-    if (expiry != UINT64_MAX) kept_expiry_ms = expiry;
-    lifetime =
-      expiry == UINT64_MAX ? ttl::never() : expiring_at(kept_expiry_ms, to_ms(now));
+    if (e.expires()) kept_expiry_ms = e.expiry_ms();
+    lifetime = !e.expires() ? ttl::never() : expiring_at(kept_expiry_ms, to_ms(now));
   }
   auto after = value::make(job->key, result.bytes);
   auto w = [job, current, after](caf::expected<bool> r) {
