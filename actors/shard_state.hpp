@@ -94,8 +94,8 @@ public:
   /// `negative_ttl` ago is answered with that error (or, within the stale-if-error
   /// window, the old value). A miss that would start a load while `max_loads_out` are out
   /// and `max_loads_queued` wait is answered `overloaded` (a refresh is skipped). Unless
-  /// `trust_cached`, no cached value or failure answers: it loads (a compute under a
-  /// lapse that caps, when what the cache holds may be stale).
+  /// `trust_cached`, no cached value or remembered not_found answers: it loads (a compute
+  /// under a lapse that caps, when what the cache holds may be stale).
   std::optional<caf::expected<value>> get_or_load(std::string_view key, uint32_t hash,
                                                   time_point now, load_waiter w,
                                                   bool trust_cached = true);
