@@ -25,11 +25,12 @@ struct shard_detail::compute_job {
   bool load_again = false; // the load found a value the table lost, or none, maybe stale
   bool reloaded = false;   // loaded a second time: absent now means absent
   // Under a lapse that caps, the expiry of the cached entry it did not trust:
-  // its result keeps that, not the reloaded entry's (UINT64_MAX: none).
+  // the reloaded entry takes it if sooner than its own (UINT64_MAX: none).
   uint64_t distrusted_expiry_ms = UINT64_MAX;
-  bool distrusts = false;    // did not trust the cached entry: only what it loads
-  bool load_current = false; // its last load was installed (not voided)
-  dependencies deps = {};    // a queued put's (no write mode)
+  bool distrusted = false; // did not trust the cached entry: only what it loads
+  bool load_current =
+    false;                // its last load, or an answer at once, left the table current
+  dependencies deps = {}; // a queued put's (no write mode)
   // Not a compute: set_ttl or a clear's drop, run in its turn (`wait_turn`).
   std::function<void(time_point)> turn = {};
   bool drop = false; // that turn is a clear's drop
@@ -98,13 +99,15 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
   auto now_ms = to_ms(now);
   auto id = serves ? table_.find(key, hash) : no_entry;
   bool distrusts = serves && !job->blind && cfg_.writes != write_mode::none &&
-                   (job->loaded ? job->distrusts && !job->load_current : leases.caps());
+                   // once loaded, it distrusts again only if that load was voided
+                   (job->loaded ? job->distrusted && !job->load_current : leases.caps());
   if (distrusts) {
-    if (!cfg_.read_through) // a shard set up without one: a fed cache has one
+    if (!cfg_
+           .read_through) // only a shard built by hand: a fed cache loads from its store
       return caf::expected<computed>{make_error(
         errc::overloaded, "the change feed's read lease lapsed and the cache has no "
                           "loader: the cached value may be stale; retry")};
-    job->distrusts = true;
+    job->distrusted = true;
     job->distrusted_expiry_ms =
       id != no_entry && !expired(table_.at(id), now_ms) && table_.at(id).expires()
         ? table_.at(id).expiry_ms()
@@ -146,7 +149,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
     job->loaded = true;
     // Not the load's value: the table's, which a write during the load
     // (rule 1) or not_found leave as they should.
-    auto w = [this, job](caf::expected<value> r) {
+    auto w = [this, job, hash](caf::expected<value> r) {
       bool held = std::exchange(job->holds_key, false);
       if (stopping_) // the shard's destructor fails the loads: nothing runs now
         return fail_compute(job, r ? make_error(errc::shut_down, "the shard stopped")
@@ -155,14 +158,16 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
       // Only `complete_load` answers with a value or not_found: `step_current_` is its.
       if ((r && *r) || !step_current_) job->load_again = true;
       job->load_current = step_current_;
-      // The entry it did not trust keeps its expiry, whatever the compute does.
+      // The reloaded entry takes the distrusted one's expiry if sooner, so the
+      // key lives no longer for the reload, whatever the compute then does.
       if (step_current_ && job->distrusted_expiry_ms != UINT64_MAX)
-        if (auto id = table_.find(job->key, static_cast<uint32_t>(hash_key(job->key)));
-            id != no_entry && !(table_.at(id).expires() &&
-                                table_.at(id).expiry_ms() <= job->distrusted_expiry_ms)) {
-          bool had = table_.at(id).expires();
-          table_.set_expiry(id, job->distrusted_expiry_ms);
-          track_expiry(id, had);
+        if (auto loaded_id = table_.find(job->key, hash);
+            loaded_id != no_entry &&
+            !(table_.at(loaded_id).expires() &&
+              table_.at(loaded_id).expiry_ms() <= job->distrusted_expiry_ms)) {
+          bool had = table_.at(loaded_id).expires();
+          table_.set_expiry(loaded_id, job->distrusted_expiry_ms);
+          track_expiry(loaded_id, had);
         }
       // Too large to cache, it is not in the table to compute on: say so, not
       // "lost", which a retry could mend (a result that size could not go in either).
@@ -176,7 +181,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
         resume(job, step_now_, held); // it holds its place: not behind later writes
       if (held) run_waiting_computes(job->key, step_now_);
     };
-    auto r = get_or_load(key, hash, now, w, !job->distrusts);
+    auto r = get_or_load(key, hash, now, w, !job->distrusted);
     if (!r) {
       // The key's later computes and writes wait until this one has run: a
       // put that went in meanwhile was run over by it (compute(f), put(P2)

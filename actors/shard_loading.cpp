@@ -158,8 +158,9 @@ shard_state::get_or_load(std::string_view key, uint32_t hash, time_point now,
       return caf::expected<value>{get(key, hash, now, leases)};
     }
   }
-  if (trust_cached)
-    get(key, hash, now, leases); // counts the miss, reclaims an expired entry
+  // Counts the miss, reclaims an expired entry (not for a caller that does not
+  // trust the cache: it would count the entry as a hit).
+  if (trust_cached) get(key, hash, now, leases);
   // A remembered failure is a cached answer too; to a caller that does not
   // trust the cache, only one that fails it (a remembered not_found may be as
   // stale as a value, a store failure fails it either way).
@@ -167,9 +168,11 @@ shard_state::get_or_load(std::string_view key, uint32_t hash, time_point now,
   if (failed && !trust_cached && *failed == errc::not_found) failed = nullptr;
   if (failed) {
     ++stats_.negative_hits;
-    // A remembered not_found is an answer: nothing stale is served for it.
-    if (auto old =
-          *failed == errc::not_found ? std::nullopt : stale_fallback(key, now_ms)) {
+    // A remembered not_found is an answer: nothing stale is served for it,
+    // nor to a caller that does not trust the cache.
+    if (auto old = *failed == errc::not_found || !trust_cached
+                     ? std::nullopt
+                     : stale_fallback(key, now_ms)) {
       ++stats_.stale_served;
       return caf::expected<value>{*old};
     }

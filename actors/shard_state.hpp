@@ -161,10 +161,11 @@ public:
 
   using compute_waiter = std::function<void(caf::expected<computed>)>;
   /// Applies `fn` to the live value of `key` in one step: after the key's writes awaiting
-  /// the store (write-through) or parked writes (write-back), and after loading a miss in
-  /// a read-through cache; then its put or erase goes through `write`/`write_erase`. `fn`
-  /// runs exactly once; a throw fails the call with `compute_failed` (a
-  /// `compute_refusal`: its error), changing nothing. The answer now, or later to `w`.
+  /// the store (write-through) or parked writes (write-back), and after loading a miss
+  /// (or, in a write mode under a lapse that caps, a cached key) in a read-through cache;
+  /// then its put or erase goes through `write`/`write_erase`. `fn` runs exactly once; a
+  /// throw fails it with `compute_failed` (a `compute_refusal`: its error), changing
+  /// nothing. The answer now, or later to `w`.
   std::optional<caf::expected<computed>> compute(std::string_view key, time_point now,
                                                  compute_function fn, compute_waiter w);
   using ttl_waiter = std::function<void(caf::expected<remaining_ttl>)>;
@@ -189,7 +190,7 @@ public:
   /// Removes every entry that depends on one of `names` (events when `cause` is `event`,
   /// else keys or tags) and, in this shard, what depends on the keys it removed,
   /// transitively (those expired by `now` count as expired). Reports the keys (entries of
-  /// other shards may depend on them), each with its cascade level (`level`: direct).
+  /// other shards may depend on them) and cascade levels, `level` for the direct ones.
   invalidation_result invalidate_dependents(const std::vector<std::string>& names,
                                             invalidation_cause cause, time_point now,
                                             uint32_t level = 0);
@@ -327,9 +328,8 @@ private:
   /// As `remove`, counted as expired if it was, else as an invalidation; true if live.
   bool remove_changed(entry_id id, uint64_t now_ms);
   /// Told to nobody. `leases`: the call's look at them (a lapse that caps is acted on
-  /// here, one that clears by the next read). `read_at`: when the value was read or
-  /// sent to the store, if before now (a load's, a write-through put's): a cap counts
-  /// from it.
+  /// here, one that clears by the next read). `read_at`: when the value was read or sent
+  /// to the store, if before now (a load's, a write-through put's): a cap counts from it.
   caf::error admit(value v, ttl t, time_point now, const read_leases::look& leases,
                    bool keep_links = false,
                    std::optional<time_point> read_at = std::nullopt);

@@ -1,6 +1,6 @@
 // The shard's atomic read-modify-write under a lapsed read lease
-// (shard_compute.cpp, shard_lease.cpp): a compute builds only on a value it may
-// trust, or fails and changes nothing.
+// (shard_compute.cpp, shard_loading.cpp, shard_lease.cpp): a compute builds only on a
+// value it may trust, or fails and changes nothing.
 #include <catch2/catch.hpp>
 
 #include <memory>
@@ -213,7 +213,7 @@ TEST_CASE("a compute that reloads and keeps the value keeps the cached entry's e
   finish_the_load(c.s, "k", std::string{"41"}, at(2000ms));
   REQUIRE(a.ok());
   CHECK_FALSE(*a);
-  CHECK(c.s.ttl_of("k", at(2000ms)).left == 1s); // the reload's cap left 9 s
+  CHECK(c.s.ttl_of("k", at(2000ms)).left == 1s); // 9 s before
 }
 
 TEST_CASE("a compute under a lapse that caps takes a row gone from the store as absent",
