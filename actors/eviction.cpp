@@ -233,8 +233,8 @@ private:
 // window grows until the policy is LRU but for the climb (at 1 %: 0.244 ->
 // 0.4307, LRU 0.4319); on skewed traces and loops it stays small. A window
 // that grew large may stay large when a skewed workload follows: main's
-// ghosts, 1 % of the cache, do not outvote the window's (docs/benchmarks.md). Caffeine's
-// hill climbing on the sampled hit rate was built first and lost the loop
+// ghosts, 1 % of the cache, do not outvote the window's (docs/benchmarks.md).
+// Caffeine's hill climbing on the sampled hit rate was built first and lost the loop
 // (docs/benchmarks.md): a loop's hit rate swings with its phase, while its
 // ghosts find nothing, since no key returns within their horizon.
 class tiny_lfu_policy final : public eviction_policy {

@@ -28,8 +28,8 @@ struct shard_detail::compute_job {
   // the reloaded entry takes it if sooner than its own (UINT64_MAX: none).
   uint64_t distrusted_expiry_ms = UINT64_MAX;
   bool distrusted = false; // did not trust the cached entry: only what it loads
-  bool load_current =
-    false;                // its last load, or an answer at once, left the table current
+  // Its last load, or an answer given at once, left the table current.
+  bool load_current = false;
   dependencies deps = {}; // a queued put's (no write mode)
   // Not a compute: set_ttl or a clear's drop, run in its turn (`wait_turn`).
   std::function<void(time_point)> turn = {};
@@ -102,8 +102,8 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
                    // once loaded, it distrusts again only if that load was voided
                    (job->loaded ? job->distrusted && !job->load_current : leases.caps());
   if (distrusts) {
-    if (!cfg_
-           .read_through) // only a shard built by hand: a fed cache loads from its store
+    // Only a shard built by hand has no loader: a fed cache loads from its store.
+    if (!cfg_.read_through)
       return caf::expected<computed>{make_error(
         errc::overloaded, "the change feed's read lease lapsed and the cache has no "
                           "loader: the cached value may be stale; retry")};
