@@ -28,7 +28,7 @@ struct shard_detail::compute_job {
   // the reloaded entry takes it if sooner than its own (UINT64_MAX: none).
   uint64_t distrusted_expiry_ms = UINT64_MAX;
   bool distrusted = false; // did not trust the cached entry: only what it loads
-  // Its last load, or an answer given at once, left the table current.
+  // Its last load left the table current (was installed, or found no row).
   bool load_current = false;
   dependencies deps = {}; // a queued put's (no write mode)
   // Not a compute: set_ttl or a clear's drop, run in its turn (`wait_turn`).
@@ -196,7 +196,6 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
     }
     if (!*r && r->error() != errc::not_found)
       return caf::expected<computed>{std::move(r->error())};
-    job->load_current = true; // answered at once: the table says what that left
     return run_compute(job, now, true);
   }
   return apply_compute(job, now, id);
