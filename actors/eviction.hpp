@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "actors/adaptive_window.hpp"
 #include "actors/entry_table.hpp"
 #include <karlton/base/policies.hpp>
 
@@ -68,70 +69,6 @@ private:
   uint64_t capacity_ = 0;
   uint64_t sample_size_ = 0;
   uint64_t additions_ = 0;
-};
-
-/// Entries evicted a short while ago, remembered by their 32-bit hash: ARC's
-/// ghost lists without the keys, for W-TinyLFU's adaptive window. `take(h)`
-/// is true if `h` was added at most `horizon` adds ago and not taken since.
-/// A direct-mapped table of 2 x `horizon` slots, so a later add to the same
-/// slot can forget a hash early (about 4 in 10 within the horizon), but
-/// nothing older than the horizon is ever found: a ghost that also found
-/// older evictions now and then (a plain direct-mapped table) took a loop
-/// 5 % longer than the cache for reuse the window could catch and lost 0.08
-/// of its hit ratio. 16 bytes per entry of horizon.
-class ghost_filter {
-public:
-  explicit ghost_filter(uint64_t horizon);
-  void add(uint32_t hash) noexcept;
-  /// True if `hash` is held and recent; it is forgotten either way, so one
-  /// eviction counts once.
-  bool take(uint32_t hash) noexcept;
-  void clear() noexcept;
-  size_t bytes() const noexcept { return slots_.size() * sizeof(slot); }
-
-private:
-  struct slot {
-    uint32_t hash = 0; // 0: empty (a hash of 0 is kept as 1)
-    uint32_t seq = 0;  // the add's number, modulo 2^32
-  };
-  size_t slot_of(uint32_t hash) const noexcept;
-  std::vector<slot> slots_;
-  uint32_t horizon_;
-  uint32_t added_ = 0;
-};
-
-/// How large W-TinyLFU's window should be, learnt from its ghosts. A newcomer
-/// found among the window's recent rejections says a larger window would have
-/// hit it; one found among main's recent evictions, a larger main. Every
-/// `period` such findings it moves the window one step toward the side that
-/// found clearly more (a vote, so that traces whose sides find about as often
-/// do not wander) and doubles the step while the direction holds, halving it
-/// when it turns (Rprop's rule: fast across a large change, fine near the
-/// balance), up to 1 % of the capacity or half the window, whichever is more.
-/// Sizes are in the policy's weight units.
-class window_climber {
-public:
-  explicit window_climber(uint64_t capacity);
-  /// The window's size now; at first 1 % of the capacity, Caffeine's default.
-  uint64_t window() const noexcept { return window_; }
-  /// A newcomer the window rejected within the ghosts' horizon.
-  void window_would_have_hit() noexcept { vote(+1); }
-  /// A newcomer main evicted within the ghosts' horizon.
-  void main_would_have_hit() noexcept { vote(-1); }
-  /// Back to the first window.
-  void reset() noexcept;
-
-  /// Findings per decision.
-  static constexpr int period = 32;
-
-private:
-  void vote(int side) noexcept;
-  uint64_t capacity_;
-  uint64_t window_ = 0;
-  uint64_t step_ = 0;
-  int score_ = 0;
-  int votes_ = 0;
-  int last_direction_ = 0;
 };
 
 } // namespace karlton

@@ -2,14 +2,14 @@
 // from cache compared with exact LRU, on a skewed trace, on a skewed trace
 // polluted by a one-pass scan (the case LRU is known to lose: every scanned
 // one-hit wonder pushes out a hot key), on a hot set that moves (the case a
-// frequency filter is known to lose: yesterday's hot keys keep their counts)
-// and on a loop larger than the cache (LRU hits never). The trace is replayed
-// directly on one `shard_state`, without actors, so this measures the policy
-// and nothing else: each request is a get, and a miss is followed by a put (a
-// read-through cache). On the zipf trace it is also played through a runtime
-// by 2 caller threads (`runtime_hit`): hits served on the callers' threads
-// teach the policy only through the shard's lossy read buffer, and this shows
-// what that costs.
+// frequency filter is known to lose: yesterday's hot keys keep their counts),
+// on a loop larger than the cache (LRU hits never), and on that hot set
+// followed by a skewed trace (the adaptive window must give back what it
+// grew). The trace is replayed directly on one `shard_state`, without actors,
+// so this measures the policy and nothing else: each request is a get, and a miss is
+// followed by a put (a read-through cache). On the zipf trace it is also played through a
+// runtime by 2 caller threads (`runtime_hit`): hits served on the callers' threads teach
+// the policy only through the shard's lossy read buffer, and this shows what that costs.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -70,6 +70,12 @@ constexpr size_t recency_requests = 5'000'000;
 /// pass: 0.048 (1 %) and 0.48 (10 %) in all.
 constexpr uint64_t loop_items = 200'000;
 constexpr size_t loop_requests = 5'000'000;
+
+/// The shift trace: the first half of the recency trace (2.5M requests), then
+/// 2.5M of the zipf trace's requests over 1M other keys. The recency phase
+/// grows the window to 99 %; the Zipf phase gains over LRU only if it shrinks
+/// again (the other order is what the recency trace alone shows).
+constexpr uint32_t shift_key_offset = 10'000'000; // past every recency item
 
 /// Value size: 8 B. The policies count entries, not bytes, so the size does
 /// not change a hit ratio; small values keep the replay fast.
@@ -230,6 +236,13 @@ int run_hit_ratio(const bench_options& opts) {
                  opts.json, false, false);
   if (wanted("loop"))
     report_trace("loop", make_loop_trace(loop_items, loop_requests), opts.json, false);
+  if (wanted("shift")) {
+    auto t = make_recency_trace(recency_live, recency_period, recency_requests / 2, 13);
+    auto z = make_zipf_trace(universe, zipf_requests / 2, 7);
+    for (auto x : z)
+      t.push_back(x + shift_key_offset);
+    report_trace("shift", t, opts.json, false, false);
+  }
   return 0;
 }
 

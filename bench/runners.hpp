@@ -24,7 +24,7 @@ int run_ycsb_a(const bench_options& opts);
 int run_latency(const bench_options& opts);
 int run_hit_ratio(const bench_options& opts);
 /// The traces hit-ratio replays, for `--trace`.
-constexpr const char* hit_ratio_traces[] = {"zipf", "scan", "recency", "loop"};
+constexpr const char* hit_ratio_traces[] = {"zipf", "scan", "recency", "loop", "shift"};
 int run_memory(const bench_options& opts);
 int run_stampede(const bench_options& opts);
 int run_write_back(const bench_options& opts);

@@ -148,6 +148,41 @@ TEST_CASE("the window grows on a hot set that moves until W-TinyLFU is nearly LR
   CHECK(tiny >= 0.95 * lru);
 }
 
+TEST_CASE(
+  "a window grown on a hot set that moves gives way when a skewed workload follows",
+  "[policy]") {
+  // 400k accesses of the hot set that moves (above), which grows the window
+  // to 99 %, then 400k of a skewed workload over 100k other keys that stay
+  // (rank r with density about 1 / r), where a small window and a large main
+  // hit more. At 99 % the ghosts found more for the window and it stayed
+  // there, so W-TinyLFU hit what LRU hits; the climber now sees the hit rate
+  // change and starts over from 1 %.
+  auto skewed_hits = [](eviction_policy_kind kind) {
+    policy_cache c{kind, 1000};
+    std::mt19937 rng{11};
+    std::uniform_real_distribution<double> u{0.0, 1.0};
+    auto rank = [&] {
+      return static_cast<uint64_t>(std::exp(u(rng) * std::log(100'000.0))) - 1;
+    };
+    uint64_t newest = 0;
+    for (uint64_t i = 0; i < 400'000; ++i) {
+      if (i % 5 == 0) ++newest;
+      auto age = rank();
+      c.access(newest > age ? newest - age : 0);
+    }
+    for (uint64_t i = 0; i < 200'000; ++i)
+      c.access(10'000'000 + rank());
+    c.hits = 0; // the second half of the skewed phase
+    for (uint64_t i = 0; i < 200'000; ++i)
+      c.access(10'000'000 + rank());
+    return static_cast<double>(c.hits);
+  };
+  auto tiny = skewed_hits(eviction_policy_kind::tiny_lfu);
+  auto lru = skewed_hits(eviction_policy_kind::lru);
+  INFO("hits: W-TinyLFU " << tiny << ", LRU " << lru);
+  CHECK(tiny >= 1.1 * lru);
+}
+
 TEST_CASE("a ghost finds a hash within its horizon once and nothing older", "[policy]") {
   ghost_filter g{100};
   g.add(7);
@@ -212,6 +247,45 @@ TEST_CASE("the window climbs toward the side its ghosts find more often, within 
   CHECK(c.window() == 200); // 0.2 %
   c.reset();
   CHECK(c.window() == 1000);
+}
+
+TEST_CASE("a window held above half the cache restarts when the hit rate changes",
+          "[policy]") {
+  window_climber c{100'000};
+  auto grow = [&] {
+    for (int v = 0; v < window_climber::period; ++v)
+      c.window_would_have_hit();
+  };
+  while (c.window() < 99'000)
+    grow();
+  c.end_sample(430, 1000); // the first sample: nothing to compare
+  // Held for a sample, a change of at most 0.05 keeps it (noise, drift).
+  c.end_sample(470, 1000);
+  c.end_sample(430, 1000);
+  CHECK(c.window() == 99'000);
+  // A larger change starts over from the first window.
+  c.end_sample(560, 1000);
+  CHECK(c.window() == 1000);
+  // A change in a sample the window moved in is the climber's own doing.
+  while (c.window() < 99'000)
+    grow();
+  c.end_sample(300, 1000);
+  CHECK(c.window() == 99'000);
+  // A fall restarts as a rise does.
+  c.end_sample(400, 1000);
+  CHECK(c.window() == 1000);
+  // A window of half the cache or less is left to the ghosts.
+  while (c.window() < 30'000)
+    grow();
+  const auto held = c.window();
+  REQUIRE(held <= 50'000);
+  c.end_sample(400, 1000);
+  c.end_sample(600, 1000);
+  c.end_sample(100, 1000);
+  CHECK(c.window() == held);
+  // An empty sample says nothing.
+  c.end_sample(0, 0);
+  CHECK(c.window() == held);
 }
 
 TEST_CASE("the window of a bound near 2^64 climbs to 99 % without wrapping", "[policy]") {
