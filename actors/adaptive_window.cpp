@@ -100,17 +100,17 @@ void window_climber::reset() noexcept {
   step_ = min_step(capacity_);
   score_ = votes_ = last_direction_ = 0;
   last_rate_ = -1;
-  sample_window_ = window_;
+  moved_ = false;
 }
 
 void window_climber::end_sample(uint64_t hits, uint64_t requests) noexcept {
   if (requests == 0) return;
   auto rate = static_cast<double>(hits) / static_cast<double>(requests);
-  bool held_large = window_ == sample_window_ && window_ > capacity_ / 2;
+  bool held_large = !moved_ && window_ > capacity_ / 2;
   bool changed = last_rate_ >= 0 && std::abs(rate - last_rate_) > restart_change;
   if (held_large && changed) reset();
   last_rate_ = rate;
-  sample_window_ = window_;
+  moved_ = false;
 }
 
 void window_climber::vote(int side) noexcept {
@@ -124,10 +124,12 @@ void window_climber::vote(int side) noexcept {
   last_direction_ = direction;
   auto low = min_window(capacity_);
   auto high = max_window(capacity_);
+  auto before = window_;
   if (direction > 0) // never past `high` (it starts below), never overflowing
     window_ += std::min(step_, high - window_);
   else
     window_ = window_ > low + step_ ? window_ - step_ : low;
+  moved_ = moved_ || window_ != before;
 }
 
 } // namespace karlton

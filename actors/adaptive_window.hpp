@@ -59,10 +59,12 @@ private:
 /// the cache can stay there when the workload turns skewed: main is then too
 /// small for its gain to show at its margin (a hot set that moves, then Zipf:
 /// the window stayed at 99 % at 1 %, 5 % and 10 % of the keys). So the
-/// climber also reads the hit rate sample by sample, and starts over from the
-/// first window when it moved by more than `restart_change` in a sample the
-/// window spent above half the cache without moving: the workload changed,
-/// not the window (Caffeine's climber restarts on the same change).
+/// climber also reads the hit rate sample by sample (reads that hit, over
+/// reads and newcomers; a put of a new key counts as a miss, a write over a
+/// cached key not at all), and starts over from the first window when it
+/// moved by more than `restart_change` in a sample the window spent above
+/// half the cache without moving: the workload changed, not the window.
+/// (Caffeine's climber, on the same change, resets its step to 6.25 %.)
 class window_climber {
 public:
   explicit window_climber(uint64_t capacity);
@@ -72,7 +74,7 @@ public:
   void window_would_have_hit() noexcept { vote(+1); }
   /// A newcomer main evicted within the ghosts' horizon.
   void main_would_have_hit() noexcept { vote(-1); }
-  /// A sample of requests ended, `hits` of the `requests` hits.
+  /// A sample of requests ended: `hits` of its `requests` were hits.
   void end_sample(uint64_t hits, uint64_t requests) noexcept;
   /// Back to the first window.
   void reset() noexcept;
@@ -80,8 +82,8 @@ public:
   /// Findings per decision.
   static constexpr int period = 32;
   /// A change of the hit rate from one sample to the next that restarts a
-  /// window held large. 0.05, as Caffeine's: 5 standard errors of the
-  /// difference at the smallest sample (`tiny_lfu_policy::min_sample`).
+  /// window held large. 0.05, Caffeine's restart threshold: 5 standard errors
+  /// of the difference at the smallest sample (`tiny_lfu_policy::min_sample`).
   static constexpr double restart_change = 0.05;
 
 private:
@@ -92,8 +94,8 @@ private:
   int score_ = 0;
   int votes_ = 0;
   int last_direction_ = 0;
-  double last_rate_ = -1;      // the last sample's hit rate; -1: none yet
-  uint64_t sample_window_ = 0; // the window when this sample began
+  double last_rate_ = -1; // the last sample's hit rate; -1: none yet
+  bool moved_ = false;    // the window moved during this sample
 };
 
 } // namespace karlton

@@ -5,7 +5,6 @@
 #include <memory>
 #include <vector>
 
-#include "actors/adaptive_window.hpp"
 #include "actors/entry_table.hpp"
 #include <karlton/base/policies.hpp>
 

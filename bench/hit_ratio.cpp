@@ -74,7 +74,7 @@ constexpr size_t loop_requests = 5'000'000;
 /// The shift trace: the first half of the recency trace (2.5M requests), then
 /// 2.5M of the zipf trace's requests over 1M other keys. The recency phase
 /// grows the window to 99 %; the Zipf phase gains over LRU only if it shrinks
-/// again (the other order is what the recency trace alone shows).
+/// again.
 constexpr uint32_t shift_key_offset = 10'000'000; // past every recency item
 
 /// Value size: 8 B. The policies count entries, not bytes, so the size does
