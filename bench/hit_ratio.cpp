@@ -6,10 +6,11 @@
 // on a loop larger than the cache (LRU hits never), and on that hot set
 // followed by a skewed trace (the adaptive window must give back what it
 // grew). The trace is replayed directly on one `shard_state`, without actors,
-// so this measures the policy and nothing else: each request is a get, and a miss is
-// followed by a put (a read-through cache). On the zipf trace it is also played through a
-// runtime by 2 caller threads (`runtime_hit`): hits served on the callers' threads teach
-// the policy only through the shard's lossy read buffer, and this shows what that costs.
+// so this measures the policy and nothing else: each request is a get, and a
+// miss is followed by a put (a read-through cache). On the zipf trace it is
+// also played through a runtime by 2 caller threads (`runtime_hit`): hits
+// served on the callers' threads teach the policy only through the shard's
+// lossy read buffer, and this shows what that costs.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
