@@ -105,19 +105,19 @@ std::optional<uint64_t> flush_state::oldest_ms() const {
   return order_.front()->since_ms;
 }
 
-bool flush_state::should_flush(time_point now) const {
-  if (in_flight() || pending_.empty()) return false;
-  const auto* first = first_storable();
-  if (first == nullptr) return false;
-  auto now_ms = to_ms(now);
-  if (now_ms < backoff_until_ms_) return false;
+bool flush_state::asked_to_go() const {
   if (pending_.size() >= cfg_.batch_size) return true;
   if (flush_requested_through_ > 0) {
     // A flush was asked for: go while anything it covers is still dirty.
     for (const auto& [key, s] : pending_)
       if (s.number <= flush_requested_through_) return true;
   }
-  return now_ms >= first->since_ms + as_ms(cfg_.flush_interval);
+  return false;
+}
+
+bool flush_state::should_flush(time_point now) const {
+  auto due = next_due();
+  return due && now >= *due;
 }
 
 std::optional<time_point> flush_state::next_due() const {
@@ -125,11 +125,19 @@ std::optional<time_point> flush_state::next_due() const {
   if (in_flight() || pending_.empty()) return std::nullopt;
   const auto* first = first_storable();
   if (first == nullptr) return std::nullopt;
-  auto due = std::max(first->since_ms + as_ms(cfg_.flush_interval), backoff_until_ms_);
+  // A full batch or a flush asked for goes as soon as the backoff allows:
+  // after a failure too, so a drain or `force_flush` retries at the backoff's
+  // pace, not the interval's (which may be an hour).
+  auto due = asked_to_go() ? backoff_until_ms_
+                           : std::max(first->since_ms + as_ms(cfg_.flush_interval),
+                                      backoff_until_ms_);
   return time_point{std::chrono::milliseconds{due}};
 }
 
 std::vector<shard_write> flush_state::take_batch(time_point) {
+  // Counted when it goes, not when the last one failed: a failure at the
+  // end of a drain is never tried again.
+  if (consecutive_failures_ > 0) ++stats_.retries;
   auto n = std::min<size_t>(cfg_.batch_size, order_.size());
   in_flight_.clear();
   in_flight_index_.clear();
@@ -180,7 +188,6 @@ flush_state::stored flush_state::batch_stored() {
 
 uint64_t flush_state::batch_failed(time_point now) {
   ++stats_.flush_failures;
-  ++stats_.retries;          // the batch's writes will be tried again
   none_storable_at_.reset(); // they were journaled: storable again
   uint64_t superseded = 0;
   in_flight_index_.clear();

@@ -101,7 +101,8 @@ public:
   bool should_flush(time_point now) const;
 
   /// When `should_flush` next turns true by itself (interval or backoff), if
-  /// anything is dirty and no batch is in flight.
+  /// anything is dirty and no batch is in flight; now or earlier if it is
+  /// true already.
   std::optional<time_point> next_due() const;
 
   /// Moves up to `batch_size` of the oldest dirty keys in flight and returns
@@ -168,6 +169,9 @@ private:
   }
 
   std::optional<uint64_t> oldest_ms() const;
+  /// A full batch is dirty, or a flush asked for covers a dirty write: go
+  /// without waiting for the interval.
+  bool asked_to_go() const;
   /// True if the journal holds the latest write of `s`'s key (see `journaled`).
   bool journal_has(const slot& s) const;
   /// The oldest dirty key whose latest write may be stored, or null: keys

@@ -343,6 +343,10 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
         st.setup.budget->mark_waiting();
         if (st.setup.budget->used() < st.setup.budget->limit())
           self->send(st.shards[shard], room_atom::value);
+        // Room comes from storing: go now, not after flush-interval (the
+        // parked write's caller gives up at 3/4 of call-timeout).
+        st.writes->request_flush();
+        maybe_flush(self);
         return caf::ok_atom::value;
       }
       auto now = now_of(self);
@@ -360,6 +364,8 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
         st.unjournaled_coalesced += coalesced; // until their group is written
       else
         give_back(self, coalesced);
+      // A full budget parks the next write: store now, as for a full batch.
+      if (st.setup.budget->used() >= st.setup.budget->limit()) st.writes->request_flush();
       maybe_flush(self);
       if (!st.setup.journal) return caf::ok_atom::value;
       auto rp = self->make_response_promise<caf::ok_atom>();

@@ -445,8 +445,10 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
       after_change(self);
     },
     [=](room_atom) {
-      // From the flusher (room was made) or from our own parked-write timer.
-      self->state.room_timer_armed = false;
+      // From the flusher (room was made) or from our own parked-write timer,
+      // which is spent only in the second case: clearing the flag on the
+      // flusher's word armed a timer more each time while writes stayed parked.
+      if (self->current_sender() == self->ctrl()) self->state.room_timer_armed = false;
       self->state.cache->retry_parked(now_of(self));
       after_change(self);
     },

@@ -161,8 +161,9 @@ public:
   /// each. Reads nothing, counts nothing, sends nothing.
   void prefetch(const std::string_view* keys, size_t n) const noexcept;
   /// Stores each (key, bytes) pair with `t`. Every item is checked first (the
-  /// errors of `put`), so bad input stores none; across shards it is not
-  /// atomic: on `timeout` some items may be stored.
+  /// errors of `put`), so bad input stores none; it is not atomic: on
+  /// `timeout`, or on write-back's `overloaded` (`max-dirty`), the items
+  /// that went in before it are applied and stay.
   caf::error put_many(const std::vector<std::pair<std::string, std::string>>& items,
                       ttl t = ttl::cache_default()) const;
   /// Removes every entry; returns how many.

@@ -1,9 +1,11 @@
 #include <karlton/stores/sqlite_store.hpp>
 
 #include <algorithm>
-#include <climits>
+#include <atomic>
+#include <chrono>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -61,6 +63,32 @@ std::string column_bytes(sqlite3_stmt* s, int col) {
   return size > 0 ? std::string{data, static_cast<size_t>(size)} : std::string{};
 }
 
+// A connection's wait for a lock another connection holds, in place of
+// SQLite's busy_timeout, whose sleeps `interrupt` could not cut short (nor
+// can sqlite3_interrupt: the waiting statement is not running). A wait gives
+// up at the timeout, or once `interrupt` was called after its call began.
+struct busy_wait {
+  const std::atomic<uint64_t>* interrupts = nullptr;
+  std::chrono::milliseconds timeout{0};
+  uint64_t started = 0; // `*interrupts` when the call began
+  std::chrono::steady_clock::time_point since;
+};
+
+// SQLite's busy handler: nonzero to try the lock again, 0 to fail with BUSY.
+int on_busy(void* wait, int tries) {
+  using namespace std::chrono;
+  auto& w = *static_cast<busy_wait*>(wait);
+  if (w.interrupts->load(std::memory_order_acquire) != w.started) return 0;
+  auto now = steady_clock::now();
+  if (tries == 0) w.since = now;
+  auto left = w.timeout - duration_cast<milliseconds>(now - w.since);
+  if (left <= milliseconds::zero()) return 0;
+  // Steps of a few ms: a lock is usually held for a commit's time, and
+  // shutdown interrupts every 100 ms.
+  std::this_thread::sleep_for(std::min(left, milliseconds{5}));
+  return 1;
+}
+
 bool valid_table_name(const std::string& name) {
   auto ok = [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -78,10 +106,12 @@ bool reserved_table_name(const std::string& name) {
 
 struct sqlite_store::impl {
   struct writer {
+    busy_wait wait;
     db_ptr db;
     stmt_ptr begin, commit, rollback, upsert, erase;
   };
   struct reader {
+    busy_wait wait;
     db_ptr db;
     stmt_ptr begin, commit, select, count;
   };
@@ -93,6 +123,7 @@ struct sqlite_store::impl {
   writer w; // guarded by write_mtx
   std::mutex readers_mtx;
   std::vector<std::unique_ptr<reader>> idle; // guarded by readers_mtx
+  std::atomic<uint64_t> interrupts{0};       // calls of `interrupt`
 
   caf::error fail(sqlite3* db, const std::string& what) const {
     return make_error(errc::store_failure, "sqlite store " + path + ", table " + table +
@@ -100,7 +131,8 @@ struct sqlite_store::impl {
   }
 
   // Creates the file only for the write connection, which opens first.
-  caf::expected<db_ptr> connect(bool create) const {
+  // `wait` is the connection's, and must outlive it.
+  caf::expected<db_ptr> connect(bool create, busy_wait& wait) const {
     // NOMUTEX: each connection is used by one thread at a time (the write
     // mutex, the reader pool), so SQLite's own per-connection lock is waste.
     int flags =
@@ -114,8 +146,10 @@ struct sqlite_store::impl {
                           "sqlite store " + path + ": out of memory");
       return fail(db.get(), "cannot open the file");
     }
-    auto ms = std::min<int64_t>(opts.busy_timeout.count(), INT_MAX);
-    sqlite3_busy_timeout(db.get(), static_cast<int>(ms));
+    wait.interrupts = &interrupts;
+    wait.timeout = opts.busy_timeout;
+    wait.started = interrupts.load(std::memory_order_acquire);
+    sqlite3_busy_handler(db.get(), on_busy, &wait);
     return db;
   }
 
@@ -145,7 +179,7 @@ struct sqlite_store::impl {
   std::string quoted_table() const { return "\"" + table + "\""; }
 
   caf::error open_writer() {
-    auto db = connect(true);
+    auto db = connect(true, w.wait);
     if (!db) return std::move(db.error());
     w.db = std::move(*db);
     auto* d = w.db.get();
@@ -188,10 +222,10 @@ struct sqlite_store::impl {
     return caf::none;
   }
 
-  caf::expected<std::unique_ptr<reader>> open_reader() const {
-    auto db = connect(false);
-    if (!db) return std::move(db.error());
+  caf::expected<std::unique_ptr<reader>> open_reader() {
     auto r = std::make_unique<reader>();
+    auto db = connect(false, r->wait);
+    if (!db) return std::move(db.error());
     r->db = std::move(*db);
     if (auto err = exec(r->db.get(), "PRAGMA query_only=ON")) return err;
     std::pair<stmt_ptr*, std::string> stmts[] = {
@@ -233,6 +267,7 @@ struct sqlite_store::impl {
   auto with_reader(F f) -> decltype(f(std::declval<reader&>())) {
     auto r = take_reader();
     if (!r) return std::move(r.error());
+    (*r)->wait.started = interrupts.load(std::memory_order_acquire);
     auto result = f(**r);
     give_back(std::move(*r));
     return result;
@@ -337,6 +372,7 @@ caf::error sqlite_store::write_batch(const std::vector<store_write>& batch) {
   std::lock_guard<std::mutex> guard{impl_->write_mtx};
   auto& w = impl_->w;
   auto* db = w.db.get();
+  w.wait.started = impl_->interrupts.load(std::memory_order_acquire);
   if (auto err = impl_->step_done(db, w.begin.get(),
                                   "write_batch could not begin, nothing was written"))
     return err;
@@ -352,6 +388,14 @@ caf::error sqlite_store::write_batch(const std::vector<store_write>& batch) {
     return err;
   }
   return caf::none;
+}
+
+void sqlite_store::interrupt() noexcept {
+  impl_->interrupts.fetch_add(1, std::memory_order_acq_rel);
+  // A statement running on the write connection (a large batch's insert)
+  // fails at its next step; with none running this does nothing, so a later
+  // batch is not hit. The connection stays open as long as the store.
+  sqlite3_interrupt(impl_->w.db.get());
 }
 
 caf::expected<uint64_t> sqlite_store::count() {

@@ -57,6 +57,12 @@ public:
   /// One `BEGIN IMMEDIATE ... COMMIT`; on any failure, `ROLLBACK`.
   caf::error write_batch(const std::vector<store_write>& batch) override;
 
+  /// Ends the calls in flight that wait for the file's lock (held by another
+  /// store or process: `busy_timeout`) and the write statement running now;
+  /// each fails with `store_failure`. Calls that begin afterwards are not
+  /// affected. An fsync in progress cannot be cut short.
+  void interrupt() noexcept override;
+
   /// Rows in the table (a full scan: for tests and examples).
   caf::expected<uint64_t> count();
 

@@ -146,6 +146,34 @@ TEST_CASE("a failed batch is retried, and a newer write supersedes it", "[flush_
   CHECK(s.retries == 1);
 }
 
+TEST_CASE("a failed batch that a flush waits for is retried at the backoff's pace",
+          "[flush_state]") {
+  auto cfg = small(10);
+  cfg.flush_interval = 1h; // a drain or force_flush, not the interval, makes it go
+  flush_state fs{cfg};
+  fs.add(0, put("a", "1", 1), at(0));
+  auto ticket = fs.request_flush();
+  REQUIRE(fs.should_flush(at(0)));
+  fs.take_batch(at(0));
+  fs.batch_failed(at(0));
+  CHECK(fs.stats(at(0)).retries == 0); // not tried again yet
+  auto due = fs.next_due();
+  REQUIRE(due);
+  CHECK(*due >= at(5)); // the backoff: 10 ms with jitter in [5, 10] ms
+  CHECK(*due <= at(10));
+  CHECK_FALSE(fs.should_flush(*due - 1ms));
+  CHECK(fs.should_flush(*due));
+  fs.take_batch(*due);
+  CHECK(fs.stats(*due).retries == 1);
+  fs.batch_stored();
+  CHECK(fs.stored_through(ticket));
+  // Without a request the interval holds after a failure, as before one.
+  fs.add(0, put("b", "1", 2), at(20));
+  fs.take_batch(at(20));
+  fs.batch_failed(at(20));
+  CHECK(fs.next_due() == at(20) + 1h);
+}
+
 TEST_CASE("backoff doubles per failure up to retry-max", "[flush_state]") {
   flush_state fs{small(10)};
   fs.add(0, put("a", "1", 1), at(0));

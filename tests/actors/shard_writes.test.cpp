@@ -332,20 +332,34 @@ TEST_CASE("write-back erase sends a delete and answers whether it was cached",
 TEST_CASE("write-back waits for room under max-dirty, in order", "[shard_writes]") {
   auto cfg = back(0, /*max_dirty*/ 2);
   auto budget = cfg.budget;
-  answer a, b, c;
+  answer a, b, c1, d, c2;
   shard_state s{cfg};
   s.write(val("a", "1"), ttl::never(), at(0), a.waiter());
   s.write(val("b", "1"), ttl::never(), at(0), b.waiter());
-  s.write(val("c", "1"), ttl::never(), at(0), c.waiter()); // no room: parked
-  CHECK_FALSE(s.contains("c", at(0)));                     // not applied
+  s.write(val("c", "1"), ttl::never(), at(0), c1.waiter()); // no room: parked
+  s.write(val("d", "1"), ttl::never(), at(0), d.waiter());  // behind it
+  s.write(val("c", "2"), ttl::never(), at(0), c2.waiter()); // behind both
+  CHECK_FALSE(s.contains("c", at(0)));                      // not applied
   auto items = s.take_writes();
   CHECK(items.size() == 2);
   CHECK(budget->used() == 2);
-  // The flusher stores one: the parked write goes on.
+  // The flusher stores one: the first parked write goes on, alone.
   CHECK(budget->release(1)); // a shard was waiting
   s.retry_parked(at(10));
-  CHECK(s.contains("c", at(10)));
-  CHECK(s.take_writes().size() == 1);
+  CHECK(s.get("c", at(10)).bytes() == "1");
+  CHECK_FALSE(s.contains("d", at(10)));
+  items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  CHECK(items[0].key() == "c");
+  // Room for the rest: they go in the order they came, the last c last.
+  budget->release(2);
+  s.retry_parked(at(20));
+  items = s.take_writes();
+  REQUIRE(items.size() == 2);
+  CHECK(items[0].key() == "d");
+  CHECK(items[1].key() == "c");
+  CHECK(items[0].seq < items[1].seq);
+  CHECK(s.get("c", at(20)).bytes() == "2");
 }
 
 TEST_CASE("a write parked past room-wait fails with overloaded, unapplied",

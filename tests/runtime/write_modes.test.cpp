@@ -172,6 +172,24 @@ TEST_CASE("write-back under eviction pressure loses nothing and reads the latest
   CHECK(st.evictions > 0);
 }
 
+TEST_CASE("writes waiting for room under max-dirty are stored at once, not at the "
+          "interval",
+          "[write_back]") {
+  auto db = std::make_shared<memory_store>();
+  runtime rt;
+  auto o = with_store("tight", db, write_mode::write_back);
+  o.max_dirty = 4;
+  o.batch_size = 100;
+  o.flush_interval = std::chrono::hours{1}; // never, in this test
+  o.call_timeout = 20s;                     // a parked put gives up after 15 s
+  auto c = must(rt.create_cache(o));
+  for (int i = 0; i < 40; ++i)
+    REQUIRE_FALSE(c.put("k" + std::to_string(i), "v"));
+  // Each put got a unit of the 4, and units come back only once stored.
+  CHECK(db->size() >= 36);
+  CHECK(must(c.flush_stats()).batches >= 9);
+}
+
 TEST_CASE("write-back erase is a delete that reads never see past", "[write_back]") {
   auto db = std::make_shared<memory_store>();
   REQUIRE_FALSE(db->write_batch({{"k", std::string{"stored"}}}));

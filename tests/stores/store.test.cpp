@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -262,6 +263,31 @@ TEST_CASE("reads are not held up by a write transaction in progress", "[store]")
   CHECK(get(*s, "new") == "1");
   CHECK(get(*s, "mine") == std::nullopt);
   REQUIRE_FALSE(s->write_batch({put("mine", "x")}));
+}
+
+TEST_CASE("interrupt ends a write waiting for the file's lock, and only that one",
+          "[store]") {
+  testing::temp_dir dir{"store"};
+  auto file = dir.file("cache.db");
+  auto opts = fast();
+  opts.busy_timeout = 60s; // far past the 10 s the test waits for the interrupt
+  auto s = open_store(file, "t", opts);
+  raw_db other{file};
+  other.exec("BEGIN IMMEDIATE"); // holds the write lock
+  auto write =
+    std::async(std::launch::async, [&] { return s->write_batch({put("k", "v")}); });
+  // Shutdown's way: interrupt until the call returns. An interrupt before the
+  // write began would not end it, so one call is not enough; bounded at 10 s.
+  for (int i = 0; i < 1000; ++i) {
+    s->interrupt();
+    if (write.wait_for(10ms) == std::future_status::ready) break;
+  }
+  REQUIRE(write.wait_for(0s) == std::future_status::ready);
+  CHECK(write.get() == errc::store_failure);
+  other.exec("COMMIT");
+  CHECK(get(*s, "k") == std::nullopt);
+  REQUIRE_FALSE(s->write_batch({put("k", "v")})); // a later call is not hit
+  CHECK(get(*s, "k") == "v");
 }
 
 TEST_CASE("readers on several threads see whole batches while writers share the file",
