@@ -210,7 +210,12 @@ struct remove_expired {
 };
 
 struct stats {
-  caf::expected<cache_stats> operator()(shard_state& s, time_point) { return s.stats(); }
+  caf::expected<cache_stats> operator()(shard_state& s, time_point now) {
+    // Hits callers served since the last drain: a handful never fill a
+    // buffer, and their ages (a staleness percentile) would never show.
+    s.take_direct_hits(now);
+    return s.stats();
+  }
 };
 
 } // namespace shard_ops

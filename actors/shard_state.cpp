@@ -80,12 +80,15 @@ value shard_state::get(std::string_view key, uint32_t hash, time_point now,
 }
 
 bool shard_state::learn_direct_hits(time_point now) {
+  return take_direct_hits(now) || !reads_->stop_draining();
+}
+
+bool shard_state::take_direct_hits(time_point now) {
   auto now_ms = to_ms(now);
-  bool hit = reads_->drain([&](entry_id id) {
+  return reads_->drain([&](entry_id id) {
     stats_.hit_age.record(age_ms(table_.at(id), now_ms));
     if (in_policy(id)) policy_->on_hit(id);
   });
-  return hit || !reads_->stop_draining();
 }
 
 caf::error shard_state::put(value v, ttl t, time_point now) {

@@ -195,17 +195,17 @@ public:
                                             invalidation_cause cause, time_point now,
                                             uint32_t level = 0);
 
-  /// Hands what the changes so far removed from the table (values, old arrays) to RCU,
-  /// which frees it on its own thread once no reader sees it: off the shard, like Redis's
-  /// lazyfree (freeing 50k values took a shard 11-12 ms, 38-42 ms when two did at once,
-  /// more than the invalidation). Due after a change (`pending_effects().unlinked`).
+  /// Hands what the changes removed from the table to RCU, which frees it on its own
+  /// thread once no reader sees it, like Redis's lazyfree (freeing 50k values took a shard
+  /// 11-12 ms). Due after a change (`pending_effects().unlinked`).
   void retire_unlinked() { table_.retire_unlinked(); }
 
-  /// Teaches the eviction policy the hits callers served themselves (the read buffer of
-  /// `read_side`), and samples their ages into the hit-age percentiles (as of now, not of
-  /// the hit: a drain comes within a message). True while readers hit: the shard drains
-  /// again after `read_side::drain_spacing`.
+  /// Teaches the policy the hits callers served themselves (`read_side`'s buffer) and
+  /// samples their ages (as of now, not of the hit). True while readers hit: the shard
+  /// drains again after `read_side::drain_spacing`.
   bool learn_direct_hits(time_point now);
+  /// The same for the stats, however few the hits, leaving the drains' schedule alone.
+  bool take_direct_hits(time_point now);
 
   /// Keys erased since the last call whose dependents must be invalidated (only
   /// once the cache uses dependencies): the shard actor hands them to the bus.

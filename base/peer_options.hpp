@@ -57,7 +57,9 @@ struct peer_options {
   /// What a node does when it may have missed invalidations (a sequence
   /// gap, a lost member): 0 clears its distributed caches; a duration
   /// instead makes every entry expire within it (bounded staleness, warm
-  /// caches). A lapsed read lease always clears.
+  /// caches). A lapsed read lease does the same, but serves none of the
+  /// capped entries until the lease holds again; a node that stalled past
+  /// its lease clears whatever this says.
   caf::timespan repair_ttl{0};
   /// Encrypt the links between nodes with TLS (CAF's OpenSSL module). Every
   /// node of a cluster must agree. Without certificates (CAF's own

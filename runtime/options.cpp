@@ -72,10 +72,17 @@ constexpr size_range max_unacked_range{
   "karlton.cluster.max-unacked", 1, uint64_t{1} << 32,
   "each unacknowledged invalidation is held in memory until acknowledged"};
 
-caf::error check(const size_range& r, uint64_t v) {
+// `prefix` names a setting ("karlton.") rather than a field of the options;
+// the cluster's ranges carry theirs.
+std::string option_name(const std::string& prefix, const std::string& option) {
+  return option.rfind("karlton.", 0) == 0 ? option : prefix + option;
+}
+
+caf::error check(const size_range& r, uint64_t v, const std::string& prefix = "") {
   if (v >= r.min && v <= r.max) return caf::none;
-  return bad(r.option, std::to_string(v) + " is not in " + std::to_string(r.min) + ".." +
-                         std::to_string(r.max) + " (" + r.why + ")");
+  return bad(option_name(prefix, r.option), std::to_string(v) + " is not in " +
+                                              std::to_string(r.min) + ".." +
+                                              std::to_string(r.max) + " (" + r.why + ")");
 }
 
 std::string show(caf::timespan d) {
@@ -112,10 +119,9 @@ caf::error check_duration(const std::string& option, caf::timespan d, bool posit
 // before it is narrowed: 4294967297 must be refused, not become 1.
 template <class T>
 caf::error read_size(const caf::actor_system_config& cfg, const size_range& r, T& out) {
-  std::string key = r.option;
-  if (key.rfind("karlton.", 0) != 0) key = "karlton." + key;
+  auto key = option_name("karlton.", r.option);
   auto v = caf::get_or(cfg, key, size_t{out});
-  if (auto err = check(r, v)) return err;
+  if (auto err = check(r, v, "karlton.")) return err;
   out = static_cast<T>(v);
   return caf::none;
 }
@@ -128,6 +134,51 @@ std::string show_beta(double beta) {
   return text;
 }
 
+// Each option on its own, as a setting may give it (`prefix` "karlton.") or a
+// field of cache_options: what `validate` and `cache_options_from` share.
+caf::error check_each(const cache_options& o, const std::string& prefix) {
+  auto name = [&](const char* option) { return prefix + option; };
+  if (!o.default_ttl.valid() || o.default_ttl.is_default())
+    return bad(name("default-ttl"), "must be a positive duration (1ns.." +
+                                      show(max_option_duration) + ") or never");
+  if (!o.default_ttl.is_never())
+    if (auto err =
+          check_duration(name("default-ttl"), o.default_ttl.duration(), true, "never"))
+      return err;
+  if (auto err = check(shards_range, o.shards, prefix)) return err;
+  if (auto err = check(max_entries_range, o.max_entries, prefix)) return err;
+  if (auto err = check(max_bytes_range, o.max_bytes, prefix)) return err;
+  if (auto err = check(key_bytes_range, o.max_key_bytes, prefix)) return err;
+  if (auto err = check(value_bytes_range, o.max_value_bytes, prefix)) return err;
+  if (auto err = check_duration(name("call-timeout"), o.call_timeout, true)) return err;
+  if (auto err = check(ingress_range, o.ingress_capacity, prefix)) return err;
+  if (auto err = check(loaders_range, o.loader_concurrency, prefix)) return err;
+  if (auto err = check_duration(name("load-timeout"), o.load_timeout, true, "never"))
+    return err;
+  if (auto err = check_duration(name("refresh-after"), o.refresh_after, true, "off",
+                                max_refresh_after,
+                                "ages are 32-bit milliseconds, which wrap at 49.7 days"))
+    return err;
+  if (!(o.beta > 0.0) || !std::isfinite(o.beta))
+    return bad(name("beta"), "must be a positive number");
+  if (auto err = check_duration(name("negative-ttl"), o.negative_ttl, true, "off"))
+    return err;
+  if (auto err = check_duration(name("stale-if-error"), o.stale_if_error, true, "off"))
+    return err;
+  if (auto err = check(batch_size_range, o.batch_size, prefix)) return err;
+  if (auto err = check_duration(name("flush-interval"), o.flush_interval, true))
+    return err;
+  if (auto err = check(max_dirty_range, o.max_dirty, prefix)) return err;
+  if (auto err = check_duration(name("retry-base"), o.retry_base, true)) return err;
+  if (auto err = check_duration(name("retry-max"), o.retry_max, true)) return err;
+  if (o.retry_max < o.retry_base)
+    return bad(name("retry-base") + ", " + name("retry-max"),
+               "need 0 < retry-base <= retry-max");
+  if (o.journal_max_bytes < 1)
+    return bad(name("journal-max-bytes"), "must be at least 1");
+  return caf::none;
+}
+
 } // namespace
 
 caf::error validate(const cache_options& o) {
@@ -138,46 +189,14 @@ caf::error validate(const cache_options& o) {
     return bad("name",
                "'" + o.name +
                  "' must be 1-128 characters of letters, digits, '-', '_' or '.'");
-  if (!o.default_ttl.valid() || o.default_ttl.is_default())
-    return bad("default-ttl", "must be a positive duration (1ns.." +
-                                show(max_option_duration) + ") or never");
-  if (!o.default_ttl.is_never())
-    if (auto err = check_duration("default-ttl", o.default_ttl.duration(), true, "never"))
-      return err;
-  if (auto err = check(shards_range, o.shards)) return err;
-  if (auto err = check(max_entries_range, o.max_entries)) return err;
-  if (auto err = check(max_bytes_range, o.max_bytes)) return err;
-  if (auto err = check(key_bytes_range, o.max_key_bytes)) return err;
-  if (auto err = check(value_bytes_range, o.max_value_bytes)) return err;
-  if (auto err = check_duration("call-timeout", o.call_timeout, true)) return err;
-  if (auto err = check(ingress_range, o.ingress_capacity)) return err;
+  if (auto err = check_each(o, "")) return err;
   if (o.loader && o.load_actor)
     return bad("loader, load_actor",
                "are mutually exclusive: give a load function or a loader actor");
-  if (auto err = check(loaders_range, o.loader_concurrency)) return err;
-  if (auto err = check_duration("load-timeout", o.load_timeout, true, "never"))
-    return err;
-  if (auto err =
-        check_duration("refresh-after", o.refresh_after, true, "off", max_refresh_after,
-                       "ages are 32-bit milliseconds, which wrap at 49.7 days"))
-    return err;
-  if (!(o.beta > 0.0) || !std::isfinite(o.beta))
-    return bad("beta", "must be a positive number");
-  if (auto err = check_duration("negative-ttl", o.negative_ttl, true, "off")) return err;
-  if (auto err = check_duration("stale-if-error", o.stale_if_error, true, "off"))
-    return err;
   if (o.writes != write_mode::none && !o.backing_store)
     return bad("write-mode", std::string{to_string(o.writes)} + " needs a backing_store");
-  if (auto err = check(batch_size_range, o.batch_size)) return err;
-  if (auto err = check_duration("flush-interval", o.flush_interval, true)) return err;
-  if (auto err = check(max_dirty_range, o.max_dirty)) return err;
-  if (auto err = check_duration("retry-base", o.retry_base, true)) return err;
-  if (auto err = check_duration("retry-max", o.retry_max, true)) return err;
-  if (o.retry_max < o.retry_base)
-    return bad("retry-base, retry-max", "need 0 < retry-base <= retry-max");
   if (!o.journal_path.empty() && o.writes != write_mode::write_back)
     return bad("journal", "is for write_back caches only");
-  if (o.journal_max_bytes < 1) return bad("journal-max-bytes", "must be at least 1");
   auto loads = o.loader || o.load_actor || o.backing_store;
   if (!loads && o.refresh_after > caf::timespan::zero())
     return bad("refresh-after", "needs a loader: only a read-through cache can reload");
@@ -377,7 +396,7 @@ caf::expected<cache_options> cache_options_from(const caf::actor_system_config& 
   if (auto d = caf::get_if<caf::timespan>(&cfg, "karlton.default-ttl")) {
     // Checked here, where the value is still known: ttl::after(-2ns) is
     // merely invalid.
-    if (auto err = check_duration("default-ttl", *d, true, "never")) return err;
+    if (auto err = check_duration("karlton.default-ttl", *d, true, "never")) return err;
     o.default_ttl = d->count() == 0 ? ttl::never() : ttl::after(*d);
   }
   if (auto err = read_size(cfg, shards_range, o.shards)) return err;
@@ -432,6 +451,10 @@ caf::expected<cache_options> cache_options_from(const caf::actor_system_config& 
   else if (dist != "local")
     return bad("karlton.distribution", "'" + dist + "' is not one of local, async, sync");
   if (o.default_ttl.is_default()) o.default_ttl = ttl::never();
+  // Each setting's range now, so that a runtime made from a command line
+  // refuses it at once; what depends on the code's options (a store, a
+  // loader) is for `validate`, when a cache is made.
+  if (auto err = check_each(o, "karlton.")) return err;
   return o;
 }
 

@@ -164,6 +164,27 @@ TEST_CASE_METHOD(fixture,
   CHECK(fill_buffer() == 1);
 }
 
+TEST_CASE_METHOD(fixture,
+                 "the stats count the ages of hits callers served, however few, and "
+                 "readers still ask for the next drain",
+                 "[shard-actor][direct]") {
+  ask<caf::ok_atom>(caf::put_atom::value, value::make("k", "v"), ttl::never());
+  advance_time(1500ms);
+  auto hash = static_cast<uint32_t>(hash_key("k"));
+  int asks = 0;
+  for (int i = 0; i < 3; ++i)
+    asks += reads->read("k", hash).wants_drain;
+  REQUIRE(asks == 0); // too few to fill a buffer: no drain
+  auto st = ask<cache_stats>(stats_atom::value);
+  CHECK(st.hit_age.count() == 3);
+  CHECK(st.age_p50_ms() >= 1500);
+  CHECK(st.age_p50_ms() <= 1700);           // the histogram's 12.5 % resolution
+  CHECK_FALSE(sched.has_pending_timeout()); // no drain loop of its own
+  for (unsigned i = 3; i < read_side::buffer_length; ++i)
+    asks += reads->read("k", hash).wants_drain;
+  CHECK(asks == 1); // the buffer's end asks, as after any quiet spell
+}
+
 TEST_CASE_METHOD(fixture, "the doorbell drains jobs queued by plain threads",
                  "[shard-actor][bridge]") {
   ask<caf::ok_atom>(caf::put_atom::value, value::make("k", "v"), ttl::never());

@@ -58,6 +58,26 @@ TEST_CASE("a runtime from a command line refuses an unknown option, naming it",
   CHECK(std::string{e.what()}.find("not_an_option") != std::string::npos);
 }
 
+TEST_CASE("a runtime from a command line refuses a setting out of range, naming it",
+          "[runtime][options][command-line]") {
+  // Before, only a few were checked here; the rest reached create_cache, or
+  // nothing when the program's own options replaced them.
+  for (auto [setting, option] :
+       {std::pair{"--karlton.call-timeout=0s", "karlton.call-timeout"},
+        {"--karlton.flush-interval=0s", "karlton.flush-interval"},
+        {"--karlton.max-entries=99999999999", "karlton.max-entries"},
+        {"--karlton.retry-base=1h", "karlton.retry-base, karlton.retry-max"},
+        {"--karlton.beta=-1", "karlton.beta"},
+        {"--karlton.default-ttl=-5s", "karlton.default-ttl"}}) {
+    INFO(setting);
+    auto e = refusal_of({setting});
+    CHECK(e.error() == errc::invalid_option);
+    INFO(e.what());
+    CHECK(std::string{e.what()}.find(std::string{"option "} + option + ":") !=
+          std::string::npos);
+  }
+}
+
 TEST_CASE("a bad value of an option that may hold a secret is refused without showing it",
           "[runtime][options][command-line]") {
   auto e = refusal_of({"--karlton.cluster.secret=\"hunter2"}); // an unterminated string
