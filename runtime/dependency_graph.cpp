@@ -4,7 +4,7 @@
 
 namespace karlton {
 
-std::string dependency_graph::to_dot() const {
+std::optional<std::string> dependency_graph::to_dot_within(size_t max_bytes) const {
   std::string out = "digraph dependencies {\n  rankdir=LR;\n";
   for (const auto& n : nodes) {
     auto from = json_quoted(n.cache + "/" + n.key);
@@ -13,13 +13,15 @@ std::string dependency_graph::to_dot() const {
       auto to =
         d.rfind("event:", 0) == 0 ? json_quoted(d) : json_quoted(n.cache + "/" + d);
       out += "  " + from + " -> " + to + ";\n";
+      if (out.size() > max_bytes) return std::nullopt;
     }
   }
   out += "}\n";
+  if (out.size() > max_bytes) return std::nullopt;
   return out;
 }
 
-std::string dependency_graph::to_json() const {
+std::optional<std::string> dependency_graph::to_json_within(size_t max_bytes) const {
   std::string out = "{";
   const std::string* cache = nullptr;
   for (const auto& n : nodes) {
@@ -31,12 +33,15 @@ std::string dependency_graph::to_json() const {
       out += ", ";
     }
     out += json_quoted(n.key) + ": [";
-    for (size_t i = 0; i < n.depends_on.size(); ++i)
+    for (size_t i = 0; i < n.depends_on.size(); ++i) {
       out += (i > 0 ? ", " : "") + json_quoted(n.depends_on[i]);
+      if (out.size() > max_bytes) return std::nullopt;
+    }
     out += "]";
   }
   if (cache) out += "}";
   out += "}";
+  if (out.size() > max_bytes) return std::nullopt;
   return out;
 }
 

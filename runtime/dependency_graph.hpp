@@ -2,6 +2,8 @@
 // cached entry with dependencies, and what it depends on.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,9 +24,15 @@ struct dependency_graph {
 
   /// Graphviz: an edge from each entry to what it depends on
   /// (`dot -Tsvg graph.dot > graph.svg`).
-  std::string to_dot() const;
+  std::string to_dot() const { return *to_dot_within(SIZE_MAX); }
   /// `{"cache": {"key": ["dependency", ...], ...}, ...}`
-  std::string to_json() const;
+  std::string to_json() const { return *to_json_within(SIZE_MAX); }
+  /// The same text, or nothing once it would pass `max_bytes`: each key is
+  /// written once per edge and quoting may take 6 bytes a byte, so the text
+  /// can be far larger than what the caches hold (a RESP client's
+  /// KARLTON.GRAPH must not make the node allocate gigabytes).
+  std::optional<std::string> to_dot_within(size_t max_bytes) const;
+  std::optional<std::string> to_json_within(size_t max_bytes) const;
 };
 
 } // namespace karlton

@@ -167,14 +167,21 @@ caf::error server_settings(const node_config& cfg, node_settings& out) {
                             static_cast<int64_t>(o.limits.max_query_buffer));
     if (!query) return std::move(query.error());
     o.limits.max_query_buffer = static_cast<size_t>(*query);
-    auto output = int_option(cfg, "node.resp-output-buffer-limit", 1, 64 * gib,
-                             static_cast<int64_t>(o.output_buffer_limit));
-    if (!output) return std::move(output.error());
-    o.output_buffer_limit = static_cast<size_t>(*output);
     auto pause = int_option(cfg, "node.resp-output-pause", 1, 64 * gib,
                             static_cast<int64_t>(o.output_pause_bytes));
     if (!pause) return std::move(pause.error());
     o.output_pause_bytes = static_cast<size_t>(*pause);
+    // By default a client that reads is never closed for reading the largest
+    // value its caches hold (a set limit is the operator's to choose).
+    uint64_t largest = 0;
+    for (const auto& c : out.caches)
+      largest = std::max(largest, c.max_value_bytes);
+    auto reading = karlton::server::reading_client_bytes(o.output_pause_bytes, largest);
+    auto output =
+      int_option(cfg, "node.resp-output-buffer-limit", 1, 64 * gib,
+                 static_cast<int64_t>(std::max(o.output_buffer_limit, reading)));
+    if (!output) return std::move(output.error());
+    o.output_buffer_limit = static_cast<size_t>(*output);
     auto timeout = caf::get_or(cfg, "node.resp-timeout", caf::timespan{0});
     if (timeout < caf::timespan::zero() || timeout > karlton::max_option_duration)
       return bad_option("node.resp-timeout", "must be in 0..365 days (0 = never)");

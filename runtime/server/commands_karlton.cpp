@@ -129,8 +129,15 @@ void graph(command_call& c) {
   on_pool(c, [ctx, dot](const cache&, const deferred_reply& r) {
     auto g = ctx->rt.dependencies_graph();
     if (!g) return r.fail(g.error());
-    auto text = dot ? g->to_dot() : g->to_json();
-    r.finish([&](reply_writer& w) { w.bulk(text); });
+    // Never more than the connection would be closed for.
+    auto limit = ctx->options.output_buffer_limit;
+    auto text = dot ? g->to_dot_within(limit) : g->to_json_within(limit);
+    if (!text)
+      return r.finish([&](reply_writer& w) {
+        w.error("KARLTON.GRAPH's reply exceeds the output buffer limit (" +
+                std::to_string(limit) + " bytes)");
+      });
+    r.finish([&](reply_writer& w) { w.bulk(*text); });
   });
 }
 

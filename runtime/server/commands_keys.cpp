@@ -143,8 +143,8 @@ void mget(command_call& c) {
     // Never build a reply the connection would be closed for: a few bytes of
     // MGET naming one large key many times would ask for gigabytes.
     size_t bytes = 0;
-    for (const auto& v : *vs)
-      bytes += v ? v.bytes().size() : 0;
+    for (const auto& v : *vs) // with each bulk's framing: "$<length>\r\n...\r\n"
+      bytes += (v ? v.bytes().size() : 0) + reply_framing_bytes;
     if (bytes > limit)
       return r.finish([&](reply_writer& w) {
         w.error("MGET's reply of " + std::to_string(bytes) +

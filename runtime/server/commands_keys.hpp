@@ -41,7 +41,14 @@ void on_pool(command_call& c, F f) {
   auto reply = c.defer();
   // A node may have no caches; the commands that need one refuse before this.
   cache db = c.session.context().caches.empty() ? cache{} : c.db();
-  if (!c.session.run_blocking([reply, db, f]() mutable { f(db, reply); }))
+  auto job = [reply, db, f]() mutable {
+    try {
+      f(db, reply);
+    } catch (...) { // out of memory, most likely: the client hears, and waits no more
+      reply.fail(make_error(errc::overloaded, "the command ran out of memory"));
+    }
+  };
+  if (!c.session.run_blocking(std::move(job)))
     reply.finish([](reply_writer& w) { w.error("busy"); });
 }
 

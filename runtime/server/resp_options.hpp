@@ -11,10 +11,25 @@
 #include <caf/error.hpp>
 
 #include "runtime/server/resp_parser.hpp"
+#include <karlton/base/policies.hpp>
 
 namespace karlton::server {
 
 class tracking_table;
+
+/// `resp_options::output_pause_bytes`' default.
+constexpr size_t default_output_pause_bytes = size_t{1} << 20;
+
+/// The most bytes RESP adds around one bulk reply: "$", up to 10 digits of
+/// length (values are 32-bit), "\r\n" before and after the bytes.
+constexpr size_t reply_framing_bytes = 16;
+
+/// What a client that reads may have unsent at once: replies up to the pause
+/// bound (`output_pause_bytes`), then one more, a GET of the largest value
+/// (`max_value_bytes`) with its framing. The output limit's default.
+constexpr size_t reading_client_bytes(size_t pause_bytes, uint64_t max_value_bytes) {
+  return pause_bytes + static_cast<size_t>(max_value_bytes) + reply_framing_bytes;
+}
 
 struct resp_options {
   /// Where to listen. Loopback by default; another address needs a password
@@ -36,13 +51,17 @@ struct resp_options {
   /// What one connection may make the parser hold (rule 9).
   parser_limits limits;
   /// A client whose unsent replies exceed this is disconnected (it does not
-  /// read). 64 MiB still holds one value of the default max-value-bytes.
-  size_t output_buffer_limit = size_t{64} << 20;
+  /// read). The default holds what a reading client may have unsent with the
+  /// default max-value-bytes (65 MiB + 16 B); karlton-node raises it to its
+  /// caches' max-value-bytes. Before, 64 MiB closed a client that read a
+  /// value of the largest size allowed.
+  size_t output_buffer_limit =
+    reading_client_bytes(default_output_pause_bytes, default_max_value_bytes);
   /// While a connection's unsent replies exceed this, it reads no more and
   /// runs nothing more (like Redis's query buffer, input stays bounded too):
   /// a client that pipelines without reading costs at most this plus one
   /// reply plus its query buffer, not the whole output limit.
-  size_t output_pause_bytes = size_t{1} << 20;
+  size_t output_pause_bytes = default_output_pause_bytes;
   /// Idle connections are closed after this; 0: never.
   std::chrono::seconds idle_timeout{0};
   /// With a password, a connection that has not authenticated this long after

@@ -71,7 +71,12 @@ public:
   template <class F>
   void finish(F&& write) const {
     reply_writer w{slot_->bytes, protocol_};
-    write(w);
+    try {
+      write(w);
+    } catch (...) { // no half reply: the caller may still `fail`
+      slot_->bytes.clear();
+      throw;
+    }
     done();
   }
 
@@ -272,6 +277,10 @@ private:
   /// The connection is gone: what waits for REDIRECT targets goes to them.
   void hand_on_redirected();
   void move_due_pushes();
+  /// A push as the client stands now (I/O thread): spelt when the change was
+  /// made, it may arrive after an UNSUBSCRIBE or a HELLO, and a client would
+  /// take it for the reply to its next command.
+  bool fits_client_now(const std::string& msg) const noexcept;
   std::atomic<uint64_t> opened_{0};
   std::atomic<bool> has_pushes_{false}; // pushes_ is not empty
   std::mutex push_mtx_;

@@ -22,7 +22,7 @@ void session_impl::move_due_pushes() {
       moved += p.msg.size();
       if (p.redirected)
         forward.push_back(std::move(p));
-      else
+      else if (fits_client_now(p.msg))
         output_ += p.msg;
       pushes_.pop_front();
     }
@@ -31,6 +31,14 @@ void session_impl::move_due_pushes() {
     has_pushes_.store(!pushes_.empty(), std::memory_order_relaxed);
   }
   hand_on(std::move(forward));
+}
+
+bool session_impl::fits_client_now(const std::string& msg) const noexcept {
+  // RESP3's pushes start with '>'; RESP2 hears only as a subscriber, through
+  // the pub/sub message array ('*') of __redis__:invalidate.
+  if (msg.empty()) return false;
+  if (msg[0] == '>') return protocol_ >= 3;
+  return protocol_ < 3 && subscribed_;
 }
 
 bool session_impl::add_waiting(size_t n, size_t also_dropped) noexcept {

@@ -234,6 +234,30 @@ TEST_CASE("session: connection commands", "[resp_session]") {
   CHECK(cl.call({"INFO", std::string(17, 'x')}) == "$0\r\n\r\n");
 }
 
+TEST_CASE("session: KARLTON.GRAPH never builds a reply over the output limit",
+          "[resp_session]") {
+  runtime rt;
+  auto c = must(rt.create_cache("db0"));
+  resp_options o;
+  o.output_buffer_limit = 20000;
+  test_client cl{context_for(rt, {c}, o)};
+  // A 1,000-byte key of control bytes with 8 dependencies: each edge repeats
+  // it, quoted at 6 bytes a byte, so 8 KB of names make about 50 KB of DOT.
+  std::string key(1000, '\x01');
+  CHECK(cl.call({"KARLTON.PUT", key, "v", "ON", "8", "a", "b", "c", "d", "e", "f", "g",
+                 "h"}) == "+OK\r\n");
+  for (auto form : {"DOT", "JSON"}) {
+    INFO(form);
+    auto r = cl.call({"KARLTON.GRAPH", form});
+    if (std::string{form} == "DOT")
+      CHECK(r.rfind("-ERR KARLTON.GRAPH's reply exceeds the output buffer limit", 0) ==
+            0);
+    else
+      CHECK(r.rfind("$", 0) == 0); // 6 KB of JSON: the key once
+  }
+  CHECK(cl.call({"PING"}) == "+PONG\r\n"); // and the connection goes on
+}
+
 TEST_CASE("session: KARLTON.* commands", "[resp_session]") {
   runtime rt;
   auto c = must(rt.create_cache("db0"));

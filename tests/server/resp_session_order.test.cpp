@@ -217,6 +217,7 @@ TEST_CASE("session: an invalidation goes out after the replies of the commands b
   testing::gated_cache f;
   REQUIRE_FALSE(f.put_stored("k", "v1"));
   test_client cl{context_for(f.rt, {f.c})};
+  REQUIRE(cl.call({"HELLO", "3"}).rfind("%", 0) == 0); // pushes are RESP3's
   // A read answered at once, behind a write the store holds: its reply
   // waits in its slot. An invalidation of what it read, made meanwhile,
   // went out first, and a client caching on RESP3 pushes then stored v1
@@ -245,6 +246,8 @@ struct held_redirect {
                           "*1\r\n$1\r\nk\r\n";
 
   held_redirect() {
+    REQUIRE(target.call({"SUBSCRIBE", "__redis__:invalidate"}).find("subscribe") !=
+            std::string::npos);
     REQUIRE_FALSE(f.put_stored("k", "v1"));
     reader.feed(resp_command({"SET", "other", "x"}) + resp_command({"GET", "k"}));
     REQUIRE(f.write_held());
@@ -278,4 +281,17 @@ TEST_CASE_METHOD(held_redirect,
   // client from hearing of k at all.
   reader.s->detach();
   CHECK(target.collect_now() == msg);
+}
+
+TEST_CASE_METHOD(held_redirect,
+                 "session: a REDIRECT target that unsubscribed meanwhile hears nothing "
+                 "in its reply stream",
+                 "[resp_session][order][tracking]") {
+  // The message was spelt for a subscriber; delivered to a client no longer
+  // one, a RESP2 client took it for the reply to its next command.
+  CHECK(target.call({"UNSUBSCRIBE"}).find("unsubscribe") != std::string::npos);
+  f.db->gate.release();
+  CHECK(reader.replies(2) == replies{"+OK\r\n", "$2\r\nv1\r\n"});
+  CHECK(target.call({"PING"}) == "+PONG\r\n");
+  CHECK(target.collect_now().empty());
 }

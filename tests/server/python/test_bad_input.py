@@ -31,6 +31,20 @@ def read_bulk(sock):
     return read_exactly(sock, int(header[1:-2]) + 2)[:-2]
 
 
+def read_large(sock, n, deadline=60.0):
+    """Up to `n` bytes, fewer at EOF; in place, as large replies need."""
+    sock.settimeout(deadline)
+    out = bytearray(n)
+    view = memoryview(out)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if k == 0:
+            break
+        got += k
+    return bytes(out[:got])
+
+
 def tcp_state(sock):
     """The kernel's TCP state of `sock` (1: established)."""
     return struct.unpack("B", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1))[0]
@@ -103,6 +117,29 @@ class Limits(unittest.TestCase):
             self.assertTrue(wait_for(lambda: ping(node)), "a freed place is not taken again")
             for s in held:
                 s.close()
+        finally:
+            node.stop()
+
+    def test_a_client_that_reads_gets_a_value_of_the_largest_size(self):
+        # The default output limit holds one such reply with its framing: it
+        # was 64 MiB, and a GET, GETDEL or ECHO of a 64 MiB value (the default
+        # max-value-bytes) closed the connection with no reply.
+        size = 64 << 20
+        value = b"v" * size
+        node = start_node()
+        try:
+            with node.connect() as s:
+                s.sendall(command("SET", "huge", value))
+                self.assertEqual(read_exactly(s, 5, deadline=60.0), b"+OK\r\n")
+                for cmd in (("GET", "huge"), ("GETDEL", "huge"), ("ECHO", value)):
+                    s.sendall(command(*cmd))
+                    header = b"$%d\r\n" % size
+                    got = read_large(s, len(header) + size + 2)
+                    self.assertEqual(len(got), len(header) + size + 2, cmd[0])
+                    self.assertTrue(got.startswith(header), cmd[0])
+                s.sendall(command("EXISTS", "huge"))
+                self.assertEqual(read_exactly(s, 4), b":0\r\n")
+            self.assertTrue(node.running())
         finally:
             node.stop()
 
