@@ -112,6 +112,12 @@ void find_undeclared(const caf::config_option_set& opts, const caf::settings& xs
   }
 }
 
+std::string lowercase(std::string x) {
+  std::transform(x.begin(), x.end(), x.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return x;
+}
+
 // The `section.key`s of an INI file under `karlton` or `node` (sections
 // "[a.b]", keys "k = ..."; comments, list items and blank lines skipped).
 std::vector<std::string> ini_keys(std::istream& in) {
@@ -123,8 +129,13 @@ std::vector<std::string> ini_keys(std::istream& in) {
     return b == std::string::npos ? std::string{}
                                   : x.substr(b, x.find_last_not_of(" \t\r") - b + 1);
   };
-  auto ours = [](const std::string& sec) {
-    return sec == "node" || sec == "karlton" || sec.rfind("karlton.", 0) == 0;
+  // Any case: CAF keeps "[NODE]" apart from "[node]", and check_declared
+  // refuses it; "[node.requirepass]" (a section named after an option) CAF
+  // drops whole, so its keys must be seen here.
+  auto ours = [](const std::string& section) {
+    auto sec = lowercase(section);
+    return sec == "node" || sec == "karlton" || sec.rfind("karlton.", 0) == 0 ||
+           sec.rfind("node.", 0) == 0;
   };
   while (std::getline(in, line)) {
     // The line without its comment, and its brackets outside quoted strings.
@@ -191,9 +202,14 @@ caf::settings runtime_config::dump_content() const {
 caf::error runtime_config::check_declared() const {
   std::vector<std::string> unknown;
   for (std::string top : {"karlton", "node"}) {
-    auto sub = caf::get_if<caf::settings>(&content, top);
-    if (sub && declares(custom_options_, top))
+    if (!declares(custom_options_, top)) continue;
+    if (auto sub = caf::get_if<caf::settings>(&content, top))
       find_undeclared(custom_options_, *sub, top, unknown);
+    // "[NODE]" is a section of its own to CAF, which nobody reads: a
+    // `requirepass` there left a node open.
+    for (const auto& kvp : content)
+      if (kvp.first != top && lowercase(kvp.first) == top)
+        unknown.push_back(kvp.first + " (sections are lowercase: " + top + ")");
   }
   // A declared key whose value CAF's INI reader refused as of the wrong type
   // (an unquoted number for a string in [node]) is dropped from `content`

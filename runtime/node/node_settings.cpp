@@ -273,10 +273,12 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
 }
 
 // Each client holds a descriptor: like Redis, raise the open-files limit for
-// maxclients plus 64 spare (stores, the cluster, logs), or lower maxclients
-// to what the limit allows, and say so.
+// maxclients plus 64 spare (stores, the cluster, logs, /metrics) plus the
+// rejected clients whose close lingers, or lower maxclients to what the limit
+// allows, and say so. Without the lingering ones, clients refused for
+// maxclients took the spare: /metrics and the stores' files failed meanwhile.
 void fit_max_clients(karlton::server::resp_options& o) {
-  constexpr rlim_t spare = 64;
+  const rlim_t spare = 64 + rlim_t{o.max_rejected_lingering};
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
   rlim_t want = rlim_t{o.max_clients} + spare;

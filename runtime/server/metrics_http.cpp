@@ -74,6 +74,7 @@ struct metrics_http::impl {
   // skipped.
   asio::thread_pool render_pool{1};
   std::atomic<size_t> renders_waiting{0};
+  std::atomic<uint64_t> auth_failures{0}; // requests refused for their password
   std::thread io_thread;
   bool started = false;
   bool stopped = false;
@@ -202,8 +203,11 @@ void metrics_http::impl::answer(const std::shared_ptr<connection>& c) {
   auto& r = c->request;
   if (!opts.password.empty() &&
       !(r.has_authorization() &&
-        basic_auth_matches(r.authorization(), "default", opts.password)))
+        basic_auth_matches(r.authorization(), "default", opts.password))) {
+    // Counted, as the Redis protocol's wrong AUTHs are: a guesser shows.
+    if (r.has_authorization()) auth_failures.fetch_add(1, std::memory_order_relaxed);
     return c->send(401, "");
+  }
   if (r.path() != "/metrics") return c->send(404, "");
   if (r.method() != "GET") return c->send(405, "");
   // The runtime's calls block: render on the pool, write on the I/O thread.
@@ -221,6 +225,10 @@ void metrics_http::impl::answer(const std::shared_ptr<connection>& c) {
     std::string body;
     if (text) {
       body = std::move(*text);
+      body += "# HELP karlton_metrics_auth_failures_total Requests to /metrics refused "
+              "for a wrong password.\n# TYPE karlton_metrics_auth_failures_total "
+              "counter\nkarlton_metrics_auth_failures_total " +
+              std::to_string(auth_failures.load(std::memory_order_relaxed)) + "\n";
       if (extra) body += extra();
     } else {
       status = 503;
@@ -242,11 +250,15 @@ caf::expected<uint16_t> metrics_http::start() {
   if (m.started)
     return make_error(errc::invalid_option, "the metrics listener already started");
   boost::system::error_code ec;
-  auto address = asio::ip::make_address(m.opts.host, ec);
-  if (ec)
-    return make_error(errc::invalid_option,
-                      "node.metrics-host: '" + m.opts.host + "' is not an IP address");
-  tcp::endpoint where{address, m.opts.port};
+  // A name as node.resp-host takes it ("localhost", which the loopback check
+  // accepts), not only an address.
+  tcp::resolver resolver{m.io};
+  auto found = resolver.resolve(m.opts.host, std::to_string(m.opts.port),
+                                tcp::resolver::numeric_service, ec);
+  if (ec || found.empty())
+    return make_error(errc::invalid_option, "node.metrics-host: cannot resolve '" +
+                                              m.opts.host + "': " + ec.message());
+  tcp::endpoint where = found.begin()->endpoint();
   m.acceptor.open(where.protocol(), ec);
   if (!ec) m.acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) m.acceptor.bind(where, ec);

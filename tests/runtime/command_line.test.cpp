@@ -128,6 +128,18 @@ TEST_CASE("a misspelled key in the config file is refused and named while declar
   INFO(e.what());
   CHECK(std::string{e.what()}.find("karlton.default-ttl (its value") !=
         std::string::npos);
+  // A section spelt in capitals is one of its own to CAF, read by nobody;
+  // one named after an option CAF drops whole (the node's
+  // "[node.requirepass]" left it without a password).
+  { std::ofstream{path} << "[KARLTON]\nmax-entries=100\n"; }
+  e = refusal_of({"--config-file=" + path});
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("KARLTON (sections are lowercase") !=
+        std::string::npos);
+  { std::ofstream{path} << "[karlton.max-entries]\nx = 1\n"; }
+  e = refusal_of({"--config-file=" + path});
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("karlton.max-entries.x") != std::string::npos);
   { std::ofstream{path} << "[karlton]\nmax-entries=100\n[scheduler]\nmax-threads=1\n"; }
   // What CAF's INI reader takes is taken: comments after a section, spaces
   // in its brackets, maps and lists over several lines.

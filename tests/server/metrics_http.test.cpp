@@ -158,7 +158,10 @@ TEST_CASE_METHOD(fixture, "with a password, /metrics needs HTTP Basic default:pa
   auto ok =
     round_trip(port, get("/metrics", "Authorization: Basic ZGVmYXVsdDpzZWNyZXQ=\r\n"));
   CHECK(ok.status == 200);
-  CHECK(parse_prometheus(ok.body).problems.empty());
+  auto s = parse_prometheus(ok.body);
+  CHECK(s.problems.empty());
+  // The two wrong passwords (not the request without any) show.
+  CHECK(s.value("karlton_metrics_auth_failures_total", {}) == 2);
 }
 
 TEST_CASE_METHOD(fixture, "beyond 16 connections the next is closed without a reply",
@@ -209,6 +212,16 @@ TEST_CASE_METHOD(fixture,
   // out on a slow machine and was retried): the 15 that waited for closed
   // connections were skipped, not run.
   CHECK(renders.load() <= 3);
+}
+
+TEST_CASE_METHOD(fixture, "the host may be a name, as node.resp-host's may",
+                 "[metrics_http]") {
+  // "localhost" passed the loopback check, then failed at start as "not an
+  // IP address" (exit 1 where a bad option exits 2).
+  metrics_http_options o;
+  o.host = "localhost";
+  metrics_http m{rt, o, [] { return std::string{}; }};
+  CHECK(must(m.start()) != 0); // (/etc/hosts: no lookup leaves the machine)
 }
 
 TEST_CASE_METHOD(fixture, "a head that does not arrive within 5 s is closed",

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "server/loopback_client.hpp"
 #include "support/eventually.hpp"
 #include "support/node_process.hpp"
+#include "support/temp_dir.hpp"
 
 using karlton::testing::eventually;
 using client = karlton::testing::loopback_client;
@@ -177,5 +179,29 @@ TEST_CASE("karlton-node refuses bad RESP options with exit 2",
     CHECK(WEXITSTATUS(*status) == 2);
     CHECK(node.log().find(std::string{bad}.substr(2, std::string{bad}.find('=') - 2)) !=
           std::string::npos);
+  }
+}
+
+TEST_CASE("karlton-node refuses a config file that would hide its password",
+          "[resp-server][multiprocess]") {
+  // Both started a node open to every client: CAF keeps "[NODE]" apart from
+  // "[node]", and drops a section named after an option.
+  karlton::testing::temp_dir dir{"node-config"};
+  auto path = dir.file("node.ini");
+  for (auto [text, named] : {std::pair{"[NODE]\nrequirepass=\"abcdefgh\"\n", "NODE"},
+                             {"[node.requirepass]\nx = 1\n", "node.requirepass.x"}}) {
+    INFO(text);
+    { std::ofstream{path} << text; }
+    karlton::testing::node_process node{"bad-config",
+                                        KARLTON_NODE,
+                                        {"--karlton.cluster.secret=s",
+                                         "--karlton.cluster.port=0", "--node.resp-port=0",
+                                         "--config-file=" + path}};
+    CHECK_FALSE(node.ready());
+    auto status = node.wait(std::chrono::milliseconds{10'000});
+    REQUIRE(status);
+    CHECK(WEXITSTATUS(*status) == 2);
+    CHECK(node.log().find(named) != std::string::npos);
+    CHECK(node.log().find("abcdefgh") == std::string::npos);
   }
 }
