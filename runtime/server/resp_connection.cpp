@@ -386,6 +386,12 @@ void connection::sweep(clock::time_point now) {
     last_active_ = now; // waiting for pushes is what it is there for
     return;
   }
+  // Waiting for a reply (a KARLTON.FLUSH of a slow store), not idle: Redis
+  // spares blocked clients too. One that does not read its replies is not.
+  if (session_ && session_->replies_owed() && unsent() == 0) {
+    last_active_ = now;
+    return;
+  }
   if (idle.count() > 0 && now - last_active_ >= idle) {
     shared_.ctx->counters.idle_closes.fetch_add(1, std::memory_order_relaxed);
     close_now();

@@ -312,6 +312,25 @@ TEST_CASE("a subscribed client is spared by resp-timeout, as Redis spares Pub/Su
   CHECK(f.counters().idle_closes == 1);
 }
 
+TEST_CASE("a client waiting for a reply is spared by resp-timeout, as Redis spares "
+          "blocked clients",
+          "[resp-server]") {
+  srv::resp_options opts;
+  opts.idle_timeout = 1s;
+  fixture f{opts};
+  client waiting{f.port}, idle{f.port};
+  REQUIRE(waiting.send("SLOW\r\n"));
+  REQUIRE(pings(idle));
+  CHECK(idle.sees_eof()); // the sweep ran past the timeout of both
+  REQUIRE(eventually([&] { return f.state.slow_pending == 1; }));
+  {
+    std::lock_guard<std::mutex> guard{f.state.mutex};
+    f.state.release_slow();
+  }
+  CHECK(waiting.read(7) == "+SLOW\r\n"); // was closed with the other before
+  CHECK(f.counters().idle_closes == 1);
+}
+
 TEST_CASE("a bad request is answered, then only its connection ends", "[resp-server]") {
   fixture f{srv::resp_options{}};
   client bad{f.port}, good{f.port};
