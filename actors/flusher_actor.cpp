@@ -365,7 +365,11 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
       else
         give_back(self, coalesced);
       // A full budget parks the next write: store now, as for a full batch.
-      if (st.setup.budget->used() >= st.setup.budget->limit()) st.writes->request_flush();
+      // The units of the writes here (rewrites the journal has yet to take
+      // hold theirs), not the budget's count: that also holds units of writes
+      // still on their way, which would start a batch of a few.
+      if (st.writes->dirty() + st.unjournaled_coalesced >= st.setup.budget->limit())
+        st.writes->request_flush();
       maybe_flush(self);
       if (!st.setup.journal) return caf::ok_atom::value;
       auto rp = self->make_response_promise<caf::ok_atom>();

@@ -69,9 +69,9 @@ runtime::~runtime() {
 
 cache_options runtime::default_options(std::string name) const {
   auto opts = cache_options_from(sys_->config());
-  cache_options out = opts ? std::move(*opts) : cache_options{};
-  out.name = std::move(name);
-  return out;
+  if (!opts) throw option_error{std::move(opts.error())};
+  opts->name = std::move(name);
+  return std::move(*opts);
 }
 
 caf::expected<cache> runtime::find_cache(const std::string& name) const {

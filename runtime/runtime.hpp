@@ -88,9 +88,11 @@ public:
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
 
-  /// Cache options as this runtime's `karlton.*` settings give them (all
-  /// defaults if a setting is out of range: `create_cache(name)` and
-  /// `cache_options_from` report which).
+  /// Cache options as this runtime's `karlton.*` settings give them. Throws
+  /// `option_error`, naming it, for a setting out of range: possible only
+  /// on a config the runtime did not parse itself (`runtime(argc, argv)`
+  /// refuses such settings at once). Before, it gave every default instead,
+  /// and a cache made from them silently lost its other settings.
   cache_options default_options(std::string name) const;
 
   /// Creates a named cache. Errors: `invalid_option` (naming the option), or
@@ -255,8 +257,8 @@ private:
   std::shared_ptr<read_lease> lease_; // the peer's, checked by distributed shards
   uint16_t cluster_port_ = 0;         // published there
   std::string node_name_;
-  std::shared_ptr<change_feed> feed_;   // once start_change_feed ran
-  std::shared_ptr<feed_routes> fed_;    // the caches it feeds, by table
+  std::shared_ptr<change_feed> feed_;      // once start_change_feed ran
+  std::shared_ptr<feed_routes> fed_;       // the caches it feeds, by table
   std::shared_ptr<read_lease> feed_lease_; // checked by the fed caches' shards
 
   /// The change feed (null before `start_change_feed`), or `shut_down`.

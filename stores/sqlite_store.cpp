@@ -119,11 +119,13 @@ struct sqlite_store::impl {
   std::string path;
   std::string table;
   sqlite_options opts;
+  // Calls of `interrupt`; before the connections, whose busy waits read it,
+  // so that it outlives them.
+  std::atomic<uint64_t> interrupts{0};
   std::mutex write_mtx;
   writer w; // guarded by write_mtx
   std::mutex readers_mtx;
   std::vector<std::unique_ptr<reader>> idle; // guarded by readers_mtx
-  std::atomic<uint64_t> interrupts{0};       // calls of `interrupt`
 
   caf::error fail(sqlite3* db, const std::string& what) const {
     return make_error(errc::store_failure, "sqlite store " + path + ", table " + table +

@@ -50,7 +50,8 @@ node_config::node_config() {
                   "most bytes held for one incomplete command (default 128 MiB)")
     .add<int64_t>("resp-output-buffer-limit",
                   "a client whose unsent replies exceed this many bytes is closed "
-                  "(default 64 MiB)")
+                  "(default: the largest karlton.max-value-bytes + resp-output-pause "
+                  "+ 16, at least 65 MiB + 16)")
     .add<int64_t>("resp-output-pause",
                   "a client with this many unsent reply bytes is not read from until "
                   "it reads (default 1 MiB)")
@@ -176,7 +177,8 @@ caf::error server_settings(const node_config& cfg, node_settings& out) {
     uint64_t largest = 0;
     for (const auto& c : out.caches)
       largest = std::max(largest, c.max_value_bytes);
-    auto reading = karlton::server::reading_client_bytes(o.output_pause_bytes, largest);
+    auto reading = std::min<uint64_t>(
+      karlton::server::reading_client_bytes(o.output_pause_bytes, largest), 64 * gib);
     auto output =
       int_option(cfg, "node.resp-output-buffer-limit", 1, 64 * gib,
                  static_cast<int64_t>(std::max(o.output_buffer_limit, reading)));

@@ -131,7 +131,8 @@ void graph(command_call& c) {
     if (!g) return r.fail(g.error());
     // Never more than the connection would be closed for.
     auto limit = ctx->options.output_buffer_limit;
-    auto text = dot ? g->to_dot_within(limit) : g->to_json_within(limit);
+    auto room = limit > reply_framing_bytes ? limit - reply_framing_bytes : 0;
+    auto text = dot ? g->to_dot_within(room) : g->to_json_within(room);
     if (!text)
       return r.finish([&](reply_writer& w) {
         w.error("KARLTON.GRAPH's reply exceeds the output buffer limit (" +

@@ -142,9 +142,9 @@ void mget(command_call& c) {
     if (!vs) return r.fail(vs.error());
     // Never build a reply the connection would be closed for: a few bytes of
     // MGET naming one large key many times would ask for gigabytes.
-    size_t bytes = 0;
-    for (const auto& v : *vs) // with each bulk's framing: "$<length>\r\n...\r\n"
-      bytes += (v ? v.bytes().size() : 0) + reply_framing_bytes;
+    size_t bytes = length_line_bytes(vs->size());
+    for (const auto& v : *vs) // a nil is at most 5 bytes ("$-1\r\n")
+      bytes += v ? bulk_reply_bytes(v.bytes().size()) : 5;
     if (bytes > limit)
       return r.finish([&](reply_writer& w) {
         w.error("MGET's reply of " + std::to_string(bytes) +

@@ -32,6 +32,11 @@ struct reply_slot {
   /// Reply bytes the completing thread counted as late (written on another
   /// thread; the session's output pause and limit count them too).
   size_t late = 0;
+  /// The client as its command found it (HELLO's protocol, a subscription to
+  /// the invalidation channel): how a push that goes out just before this
+  /// reply must be read (`session_impl::fits_client`).
+  int protocol_before = 2;
+  bool subscribed_before = false;
 };
 
 /// A ring of at most `capacity` slots. Slots live in blocks that are made on
@@ -67,6 +72,11 @@ public:
     s.held = 0;
     s.late = 0;
     return s;
+  }
+
+  /// The slot of sequence number `seq`, if it is still in use.
+  const reply_slot* find(uint64_t seq) noexcept {
+    return seq >= head_ && seq < tail_ ? &at(seq) : nullptr;
   }
 
   /// The oldest slot if it is ready, else null.

@@ -24,6 +24,19 @@ constexpr size_t default_output_pause_bytes = size_t{1} << 20;
 /// length (values are 32-bit), "\r\n" before and after the bytes.
 constexpr size_t reply_framing_bytes = 16;
 
+/// The bytes of a length line: "$<n>\r\n" or "*<n>\r\n".
+constexpr size_t length_line_bytes(size_t n) {
+  size_t digits = 1;
+  for (auto x = n; x >= 10; x /= 10)
+    ++digits;
+  return 1 + digits + 2;
+}
+
+/// The bytes of a bulk reply of `n` bytes: its length line, the bytes, "\r\n".
+constexpr size_t bulk_reply_bytes(size_t n) {
+  return length_line_bytes(n) + n + 2;
+}
+
 /// What a client that reads may have unsent at once: replies up to the pause
 /// bound (`output_pause_bytes`), then one more, a GET of the largest value
 /// (`max_value_bytes`) with its framing. The output limit's default.

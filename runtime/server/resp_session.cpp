@@ -229,6 +229,8 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
   if (runs && must_wait(*spec, args)) return step::paused;
   ctx_->counters.total_commands.fetch_add(1, std::memory_order_relaxed);
   auto& slot = slots_.open();
+  slot.protocol_before = protocol_;
+  slot.subscribed_before = subscribed_;
   opened_.store(slots_.next_sequence(), std::memory_order_release);
   // The store must be seen before this command reads the table: a change
   // made after the read then finds it (keys_changed fences too) and its

@@ -277,10 +277,11 @@ private:
   /// The connection is gone: what waits for REDIRECT targets goes to them.
   void hand_on_redirected();
   void move_due_pushes();
-  /// A push as the client stands now (I/O thread): spelt when the change was
-  /// made, it may arrive after an UNSUBSCRIBE or a HELLO, and a client would
-  /// take it for the reply to its next command.
-  bool fits_client_now(const std::string& msg) const noexcept;
+  /// Whether the client reads a push that goes out before the reply of slot
+  /// `seq` (I/O thread): spelt when the change was made, it may arrive after
+  /// an UNSUBSCRIBE or a HELLO that a pipelined command made meanwhile, and a
+  /// client takes what it cannot read for the reply to its next command.
+  bool fits_client(const std::string& msg, uint64_t seq) noexcept;
   std::atomic<uint64_t> opened_{0};
   std::atomic<bool> has_pushes_{false}; // pushes_ is not empty
   std::mutex push_mtx_;

@@ -22,7 +22,7 @@ void session_impl::move_due_pushes() {
       moved += p.msg.size();
       if (p.redirected)
         forward.push_back(std::move(p));
-      else if (fits_client_now(p.msg))
+      else if (fits_client(p.msg, p.after))
         output_ += p.msg;
       pushes_.pop_front();
     }
@@ -33,12 +33,20 @@ void session_impl::move_due_pushes() {
   hand_on(std::move(forward));
 }
 
-bool session_impl::fits_client_now(const std::string& msg) const noexcept {
+bool session_impl::fits_client(const std::string& msg, uint64_t seq) noexcept {
+  // The client as the command after the push found it; with none yet, as
+  // it is now.
+  int protocol = protocol_;
+  bool subscribed = subscribed_;
+  if (const auto* next = slots_.find(std::max(seq, slots_.head_sequence()))) {
+    protocol = next->protocol_before;
+    subscribed = next->subscribed_before;
+  }
   // RESP3's pushes start with '>'; RESP2 hears only as a subscriber, through
   // the pub/sub message array ('*') of __redis__:invalidate.
   if (msg.empty()) return false;
-  if (msg[0] == '>') return protocol_ >= 3;
-  return protocol_ < 3 && subscribed_;
+  if (msg[0] == '>') return protocol >= 3;
+  return protocol < 3 && subscribed;
 }
 
 bool session_impl::add_waiting(size_t n, size_t also_dropped) noexcept {

@@ -96,6 +96,23 @@ TEST_CASE("options come from the command line and the ini file", "[options][conf
   CHECK(c->shard_count() == 3);
 }
 
+TEST_CASE("default_options refuses a setting out of range rather than give defaults",
+          "[options][config]") {
+  auto cfg = std::make_unique<runtime_config>();
+  std::istringstream ini{"[karlton]\nmax-entries=1000\nflush-interval=0s\n"};
+  REQUIRE_FALSE(cfg->parse({}, ini));
+  runtime rt{std::move(cfg)}; // a config parsed by the caller, not checked here
+  try {
+    auto o = rt.default_options("users");
+    FAIL("default options from a bad setting, max_entries " << o.max_entries);
+  } catch (const option_error& e) {
+    CHECK(std::string{e.what()}.find("karlton.flush-interval") != std::string::npos);
+  }
+  auto c = rt.create_cache("users"); // reports it too
+  REQUIRE_FALSE(c);
+  CHECK(describe(c.error()).find("karlton.flush-interval") != std::string::npos);
+}
+
 TEST_CASE("an unknown policy in the config is reported", "[options][config]") {
   runtime_config cfg;
   std::istringstream ini{"[karlton]\npolicy=\"fifo\"\n"};

@@ -234,6 +234,27 @@ TEST_CASE("session: an invalidation goes out after the replies of the commands b
   CHECK(cl.collect_now() == push);
 }
 
+TEST_CASE("session: a push goes out as the client read at its place in the stream, "
+          "before a pipelined HELLO changed it",
+          "[resp_session][order][tracking]") {
+  testing::gated_cache f;
+  test_client cl{context_for(f.rt, {f.c})};
+  REQUIRE(cl.call({"HELLO", "3"}).rfind("%", 0) == 0);
+  cl.feed(resp_command({"SET", "other", "x"})); // held by the store
+  REQUIRE(f.write_held());
+  const std::string push = ">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n";
+  cl.s->push(push);                      // goes out after SET's reply...
+  cl.feed(resp_command({"HELLO", "2"})); // ...and before HELLO's: still RESP3 there
+  f.db->gate.release();
+  auto got = cl.replies(3);
+  REQUIRE(got.size() == 3);
+  CHECK(got[0] == "+OK\r\n");
+  CHECK(got[1] == push);            // judged by the client as it is now, it was dropped
+  CHECK(got[2].rfind("*", 0) == 0); // HELLO 2's reply, in RESP2
+  cl.s->push(push);                 // now a RESP2 client without a subscription
+  CHECK(cl.call({"PING"}) == "+PONG\r\n");
+}
+
 namespace {
 
 // A reader whose GET of k waits behind a SET the store holds, and an
