@@ -27,11 +27,12 @@ struct dependency_graph {
   std::string to_dot() const { return *to_dot_within(SIZE_MAX); }
   /// `{"cache": {"key": ["dependency", ...], ...}, ...}`
   std::string to_json() const { return *to_json_within(SIZE_MAX); }
-  /// The same text, or nothing once it would pass `max_bytes`: each key is
+  /// `to_dot`'s text, or nothing once it would pass `max_bytes`: each key is
   /// written once per edge and quoting may take 6 bytes a byte, so the text
   /// can be far larger than what the caches hold (a RESP client's
   /// KARLTON.GRAPH must not make the node allocate gigabytes).
   std::optional<std::string> to_dot_within(size_t max_bytes) const;
+  /// `to_json`'s text, or nothing once it would pass `max_bytes`.
   std::optional<std::string> to_json_within(size_t max_bytes) const;
 };
 
