@@ -138,13 +138,14 @@ void mget(command_call& c) {
   std::vector<std::string> keys(c.args.begin() + 1, c.args.end());
   auto r = c.defer();
   auto limit = c.session.context().options.output_buffer_limit;
-  c.db().get_many_async(keys, [r, limit](caf::expected<std::vector<value>> vs) {
+  size_t nil = c.session.protocol() >= 3 ? 3 : 5; // "_\r\n" or "$-1\r\n"
+  c.db().get_many_async(keys, [r, limit, nil](caf::expected<std::vector<value>> vs) {
     if (!vs) return r.fail(vs.error());
     // Never build a reply the connection would be closed for: a few bytes of
     // MGET naming one large key many times would ask for gigabytes.
     size_t bytes = length_line_bytes(vs->size());
-    for (const auto& v : *vs) // a nil is at most 5 bytes ("$-1\r\n")
-      bytes += v ? bulk_reply_bytes(v.bytes().size()) : 5;
+    for (const auto& v : *vs)
+      bytes += v ? bulk_reply_bytes(v.bytes().size()) : nil;
     if (bytes > limit)
       return r.finish([&](reply_writer& w) {
         w.error("MGET's reply of " + std::to_string(bytes) +
