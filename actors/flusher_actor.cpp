@@ -23,11 +23,15 @@ void warn(self_ptr self, const std::string& what) {
   if (self->state.setup.warn) self->state.setup.warn("karlton: " + what);
 }
 
-// Gives `n` units of max-dirty back; wakes the shards if one parked a write.
-void give_back(self_ptr self, uint64_t n) {
-  if (!self->state.setup.budget->release(n)) return;
+// Tells every shard it knows to try its parked writes again.
+void wake_shards(self_ptr self) {
   for (auto& s : self->state.shards)
     if (s) self->send(s, room_atom::value);
+}
+
+// Gives `n` units of max-dirty back; wakes the shards if one parked a write.
+void give_back(self_ptr self, uint64_t n) {
+  if (self->state.setup.budget->release(n)) wake_shards(self);
 }
 
 void arm(self_ptr self) {
@@ -433,6 +437,7 @@ flusher_actor::behavior_type flusher(self_ptr self, flusher_setup setup) {
       maybe_flush(self);
       arm(self);
     },
+    [=](room_atom) { wake_shards(self); }, // a shard's parked compute gave its unit back
   };
 }
 

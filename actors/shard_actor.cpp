@@ -56,12 +56,10 @@ void finish_load(self_ptr self, const std::string& key, uint64_t id,
   after_change(self);
 }
 
-// Asks the user's loader actor for each load. Unlike our own workers it may
-// fail, answer an error or go down, so it gets a request: every way it ends
-// completes the load. The key and number are the shard's, whatever the
-// answer says; `took` is measured here if the actor left it 0. Errors that
-// are not karlton's (the actor went down: CAF's `request_receiver_down`)
-// become `store_failure`, so callers see one kind of loader failure.
+// Asks the user's loader actor for each load. Unlike our own workers it may fail, answer
+// an error or go down, so it gets a request: every way it ends completes the load. The
+// key and number are the shard's; `took` is measured here if the actor left it 0. Errors
+// not karlton's (it went down: `request_receiver_down`) become `store_failure`.
 void ask_user_loader(self_ptr self, std::string key, uint64_t id) {
   auto start = now_of(self);
   self->request(self->state.user_loader, caf::infinite, load_atom::value, key, id)
@@ -80,11 +78,9 @@ void ask_user_loader(self_ptr self, std::string key, uint64_t id) {
       });
 }
 
-// Hands the loads the state started to the loader workers, round robin. In
-// write-back mode the "workers" are the flusher, which answers a key it holds
-// a write for: so any write the state made must be sent before (see
-// after_change), as CAF keeps the order of one sender's messages to one
-// receiver.
+// Hands the loads the state started to the loader workers, round robin. In write-back
+// mode the "worker" is the flusher, which answers a key it holds a write for: so the
+// state's writes are sent before (see after_change); CAF keeps one sender's order.
 void dispatch_loads(self_ptr self) {
   auto& st = self->state;
   if (st.user_loader) {
@@ -104,10 +100,8 @@ void arm_room(self_ptr self) {
   auto& st = self->state;
   auto deadline = st.cache->next_parked_deadline();
   if (!deadline) return;
-  // A shard whose first write parks was unknown to the flusher, so a store
-  // that made room woke only the others, and this one waited for its timer
-  // (3/4 of call-timeout) and often failed with `overloaded`: an empty write
-  // introduces it.
+  // A shard whose first write parks is unknown to the flusher, which wakes only the
+  // shards it knows when room comes: an empty write introduces it.
   if (st.write_flusher && !st.flusher_knows_us) {
     st.flusher_knows_us = true;
     self
@@ -210,6 +204,8 @@ void after_change(self_ptr self) {
   if (fx.cascades) send_cascades(self);     // the dependents of erased keys
   if (fx.broadcasts) send_broadcasts(self); // what other nodes must drop
   if (fx.parked) arm_room(self);
+  if (fx.room_returned && st.cache->take_room_returned() && st.write_flusher)
+    self->send(st.write_flusher, room_atom::value); // it wakes every shard
   // Freed on RCU's thread once no caller reading the table directly can
   // see it: never on the shard, never before the answer.
   if (fx.unlinked) st.cache->retire_unlinked();
@@ -289,6 +285,16 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
   // The shards of a cache start their round robin at different workers, so
   // their first loads spread instead of all queuing on the first.
   st.next_loader = st.index;
+  if (st.write_flusher) { // without it, writes would be acknowledged and never stored
+    self->monitor(st.write_flusher);
+    self->set_down_handler([self](caf::down_msg& dm) {
+      if (dm.source != self->state.write_flusher.address()) return;
+      auto why = "the write-back flusher stopped (" + self->system().render(dm.reason) +
+                 "): no write can be stored; this one was not applied";
+      self->state.cache->writer_lost(make_error(errc::store_failure, why), now_of(self));
+      after_change(self);
+    });
+  }
   return {
     [=](caf::get_atom, const std::string& key) {
       auto hash = static_cast<uint32_t>(hash_key(key));

@@ -14,6 +14,7 @@ struct shard_effects {
   bool parked = false;     ///< writes waiting for room under `max-dirty`
   bool unlinked = false; ///< values and arrays readers may still see (`retire_unlinked`)
   bool changes = false;  ///< keys changed, for the change listener (`notify_changes`)
+  bool room_returned = false; ///< a unit of `max-dirty` went back: wake the shards
 };
 
 } // namespace karlton

@@ -156,6 +156,11 @@ public:
   void retry_parked(time_point now);
   /// When the oldest parked write times out, if any is parked.
   std::optional<time_point> next_parked_deadline() const;
+  /// Once, after a parked compute's unit went back while shards may wait: wake them.
+  bool take_room_returned() { return std::exchange(room_returned_, false); }
+  /// The flusher is gone: write-back writes fail with `why` from now on, those parked
+  /// now (parked computes run: one that writes fails with it). What it took is lost.
+  void writer_lost(caf::error why, time_point now);
 
   // -- atomic read-modify-write (shard_compute.cpp) ----------------------------
 
@@ -178,10 +183,9 @@ public:
 
   // -- dependencies (shard_deps.cpp) ----------------------------------------
 
-  /// `put`, recording what the entry depends on (replacing what it did).
-  /// `invalid_option` in a cache with a write mode (empty `deps` too: such
-  /// puts go through `write`), or past the limits of `check_dependencies`;
-  /// nothing is stored then. The names count against `max-bytes` with the entry.
+  /// `put`, recording what the entry depends on (replacing what it did). `invalid_option`
+  /// in a cache with a write mode (empty `deps` too: such puts go through `write`), or
+  /// past `check_dependencies`' limits. Names count against `max-bytes` with the entry.
   caf::error put(value v, ttl t, time_point now, const dependencies& deps);
   /// That put as a write: it waits behind a compute of the key that loads.
   std::optional<caf::expected<bool>> write(value v, ttl t, time_point now,
@@ -196,8 +200,7 @@ public:
                                             uint32_t level = 0);
 
   /// Hands what the changes removed from the table to RCU, which frees it on its own
-  /// thread once no reader sees it, like Redis's lazyfree (freeing 50k values took a shard
-  /// 11-12 ms). Due after a change (`pending_effects().unlinked`).
+  /// thread once no reader sees it (Redis's lazyfree). Due after a change (`unlinked`).
   void retire_unlinked() { table_.retire_unlinked(); }
 
   /// Teaches the policy the hits callers served themselves (`read_side`'s buffer) and
@@ -207,8 +210,8 @@ public:
   /// The same for the stats, however few the hits, leaving the drains' schedule alone.
   bool take_direct_hits(time_point now);
 
-  /// Keys erased since the last call whose dependents must be invalidated (only
-  /// once the cache uses dependencies): the shard actor hands them to the bus.
+  /// Keys erased since the last call whose dependents must be invalidated (once the cache
+  /// uses dependencies): the shard actor hands them to the bus.
   std::vector<std::string> take_cascades() { return std::exchange(cascades_out_, {}); }
 
   /// Each entry with dependencies: its key and what it depends on.
@@ -220,12 +223,11 @@ public:
   /// Entries whose newest write the store does not have yet.
   size_t dirty_entries() const noexcept { return dirty_.size(); }
 
-  /// Removes `key` (an explicit invalidation), and forgets a remembered load
-  /// failure of it. True if it was cached and served, as `contains` would have said
-  /// (not one a lapse withholds, though it goes too). Cached or not, live or
-  /// expired, what depends on the key is invalidated (`take_cascades`): entries
-  /// depend on the key's name, and one that outlived the key (evicted,
-  /// expired, never cached here) would otherwise stay forever.
+  /// Removes `key` (an explicit invalidation), and forgets a remembered load failure of
+  /// it. True if it was cached and served, as `contains` would have said (not one a lapse
+  /// withholds, though it goes too). Cached or not, live or expired, what depends on the
+  /// key is invalidated (`take_cascades`): entries depend on the key's name, and one that
+  /// outlived the key (evicted, expired, never cached here) would otherwise stay forever.
   bool erase(std::string_view key, time_point now);
 
   /// `erase` for invalidations from other nodes: the same removals (and
@@ -242,8 +244,8 @@ public:
   /// sooner keep theirs); loads in flight voided. How many.
   uint64_t cap_ttl(time_point now, caf::timespan limit);
 
-  /// Distributed caches: keys put or erased since the last call (other
-  /// nodes must drop their copies), and whether the cache was cleared.
+  /// Distributed caches: keys put or erased since the last call (other nodes must drop
+  /// their copies), and whether the cache was cleared.
   struct key_change {
     std::string key;
     bool erased; ///< erased (its dependents are invalidated) rather than put
@@ -251,8 +253,7 @@ public:
   std::vector<key_change> take_changes() { return std::exchange(changed_out_, {}); }
   bool take_cleared() { return std::exchange(cleared_out_, false); }
 
-  /// What the changes so far left to do (nothing is taken). Cheap: one
-  /// check per outbox, made after every message the shard handles.
+  /// What the changes left to do (nothing taken): a check per outbox, after each message.
   shard_effects pending_effects() const noexcept {
     return {!outbox_.empty(),
             loads_.has_ready(),
@@ -260,7 +261,8 @@ public:
             !changed_out_.empty() || cleared_out_,
             !line_.empty(),
             table_.has_unlinked(),
-            all_changed_ || !key_changes_.empty()};
+            all_changed_ || !key_changes_.empty(),
+            room_returned_};
   }
 
   /// Tells the change listener the keys changed since the last call (or
@@ -278,13 +280,11 @@ public:
   /// a compute parked for room in a cache without a loader finds the key absent.
   uint64_t clear();
 
-  /// Removes entries whose TTL (and stale-if-error window) ran out, and remembered load
-  /// failures whose `negative_ttl` did, fails loads past `load_timeout` (their waiters
-  /// get `timeout`), looking at no more than `max_work` of each; returns how many entries
-  /// it removed. Bounded so one call never stalls the shard. Also clears the shard if its
-  /// read lease lapsed, and tells the change listener of entries that expired but stay
-  /// for stale-if-error: tracking clients hear of both when they happen, not at the next
-  /// read or at reclaim.
+  /// Removes entries whose TTL (and stale-if-error window) ran out, and load failures
+  /// whose `negative_ttl` did, fails loads past `load_timeout` (`timeout`), looking at no
+  /// more than `max_work` of each (one call never stalls the shard); returns how many
+  /// entries it removed. Also clears the shard if its read lease lapsed, and tells the
+  /// change listener of entries expired but kept for stale-if-error, when it happens.
   uint64_t remove_expired(time_point now, uint64_t max_work = UINT64_MAX);
 
   /// The earliest expiry still pending, of an entry, a remembered load failure, a load's
@@ -444,9 +444,8 @@ private:
   std::shared_ptr<read_side> reads_;
   entry_table& table_; // reads_->table
   std::unique_ptr<eviction_policy> policy_;
-  // Min-heap of deadlines. Entries that were overwritten or removed leave their old
-  // deadline behind; it is skipped when popped, and the heap is rebuilt once stale items
-  // outnumber live ones, so it stays O(live TTLs).
+  // Min-heap of deadlines. Overwritten or removed entries leave theirs, skipped when
+  // popped; rebuilt once stale items outnumber live ones, so it stays O(live TTLs).
   std::vector<deadline> deadlines_;
   uint64_t expiring_entries_ = 0;
   lease_watch lease_watch_; // what it last saw of its leases
@@ -479,11 +478,12 @@ private:
   bool step_current_ = true; // that load was not voided, nor slower than a lapse's cap
   bool stopping_ = false;    // in the destructor: waiters only fail
   bool computing_parked_ = false; // a parked compute runs: its write goes first
+  bool room_returned_ = false;    // see take_room_returned
+  caf::error writer_lost_;        // see writer_lost
   // Dependencies, empty for caches without any.
   dependency_index deps_;
-  // What each entry with dependencies adds to `stats_.bytes` (its names'
-  // bytes and links, `dependencies_charge`), so that `max-bytes` bounds the
-  // index too: names are the caller's, often a client's.
+  // What each entry with dependencies adds to `stats_.bytes` (`dependencies_charge`), so
+  // that `max-bytes` bounds the index too: names are the caller's, often a client's.
   std::unordered_map<entry_id, uint64_t> deps_charge_;
   // Its links (an invalidation may have taken them already) and its charge.
   void forget_deps(entry_id id); // shard_deps.cpp

@@ -98,6 +98,7 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
     return std::nullopt;
   }
   // Write-back. In line behind parked writes, so a key's writes keep their order.
+  if (writer_lost_) return caf::expected<bool>{writer_lost_};
   if (at_front) { // retry_parked takes it next, when there is room
     join_line(std::move(op), now, true);
     return std::nullopt;
@@ -133,15 +134,6 @@ void shard_state::join_line(pending_write op, time_point now, bool front) {
 
 void shard_state::accept_dirty(pending_write op, time_point now) {
   auto seq = ++write_seq_;
-  if (op.compute) { // its turn: run it (its write, if any, goes first in line)
-    // Its unit is held while it runs, then given back without `release`:
-    // that would take the mark of a shard that found no room meanwhile.
-    computing_parked_ = true;
-    resume(op.compute, now, true);
-    computing_parked_ = false;
-    cfg_.budget->put_back(1);
-    return;
-  }
   if (!op.val) {
     op.was_cached = erase(op.key, now);
     outbox_.push_back(shard_write::erase_of(op.key, seq));
@@ -252,7 +244,22 @@ void shard_state::retry_parked(time_point now) {
       continue;
     }
     if (cfg_.budget->try_acquire()) {
-      accept_dirty(line_.leave(), now);
+      auto op = line_.leave();
+      if (!op.compute) {
+        accept_dirty(std::move(op), now);
+        continue;
+      }
+      // A compute's turn: it runs holding the unit (its write, if any, goes
+      // first in line and takes a unit of its own), then gives it back. If
+      // that takes a waiting mark (maybe this shard's own: it marks again),
+      // the flusher wakes the shards, as for room it made.
+      computing_parked_ = true;
+      resume(op.compute, now, true);
+      computing_parked_ = false;
+      if (cfg_.budget->put_back(1)) {
+        room_returned_ = true;
+        registered = false;
+      }
       continue;
     }
     if (!registered) { // see dirty_budget::mark_waiting
@@ -266,6 +273,17 @@ void shard_state::retry_parked(time_point now) {
         errc::overloaded, "max-dirty writes stayed pending for the whole room wait; the "
                           "write was not applied (raise max-dirty or slow down)"));
     if (!no_room_needed()) return;
+  }
+}
+
+void shard_state::writer_lost(caf::error why, time_point now) {
+  writer_lost_ = std::move(why);
+  while (!line_.empty()) {
+    auto op = line_.leave();
+    if (op.compute) // a turn, or a compute: it runs, and a write of it fails
+      resume(op.compute, now, true);
+    else
+      op.waiter(writer_lost_);
   }
 }
 

@@ -42,7 +42,8 @@ using flushed_atom = caf::atom_constant<caf::atom("flushed")>;
 /// `(flush)`: store everything dirty now; answered when it is stored.
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 /// `(room)`: the flusher tells shards that dirty writes were stored, so puts
-/// waiting for room under `max-dirty` may go on.
+/// waiting for room under `max-dirty` may go on; a shard tells the flusher
+/// it gave back a unit another shard may wait for (the flusher wakes them).
 using room_atom = caf::atom_constant<caf::atom("room")>;
 /// `(tick, generation)`: the flusher's own timer (flush interval, retry
 /// backoff); a re-armed timer makes older generations void.
@@ -162,12 +163,14 @@ using journal_actor = caf::typed_actor<
 /// - `(flush)`: answered once everything dirty at the call is stored.
 /// - `(drain, timeout)`: the same at shutdown; answers how many writes could
 ///   not be stored in time.
+/// - `(room)`: a shard gave back a unit of `max-dirty` that a shard may be
+///   waiting for: tell every shard to look again.
 using flusher_actor = caf::typed_actor<
   caf::replies_to<write_atom, uint32_t, std::vector<shard_write>>::with<caf::ok_atom>,
   caf::replies_to<load_atom, std::string, uint64_t>::with<load_outcome>,
   caf::replies_to<flush_atom>::with<caf::ok_atom>,
   caf::replies_to<drain_atom, caf::timespan>::with<uint64_t>,
   caf::replies_to<write_stats_atom>::with<write_stats>,
-  caf::reacts_to<tick_atom, uint64_t>>;
+  caf::reacts_to<tick_atom, uint64_t>, caf::reacts_to<room_atom>>;
 
 } // namespace karlton

@@ -1,5 +1,6 @@
 // The write-back flusher on CAF's deterministic test coordinator, with a
-// journal whose answers the test gives: what a drain (shutdown) waits for.
+// journal whose answers the test gives: what a drain (shutdown) waits for,
+// and what its shards see of it.
 #include "support/caf_catch_bridge.hpp"
 
 #include <memory>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "actors/flusher_actor.hpp"
+#include "actors/shard_actor.hpp"
 #include "support/coordinator_clock.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/messages/type_ids.hpp>
@@ -198,4 +200,53 @@ TEST_CASE_METHOD(fixture,
   sched.run();
   REQUIRE(*unstored);
   CHECK(**unstored == 1);
+}
+
+TEST_CASE_METHOD(fixture, "a shard's word that it gave a unit back wakes every shard",
+                 "[flusher][max-dirty]") {
+  // A parked compute's unit, given back by its shard, may be what another
+  // shard's parked write waits for; only the flusher knows every shard.
+  auto rooms = std::make_shared<int>(0);
+  sys.spawn(
+    [rooms](caf::event_based_actor* a, const flusher_actor& to) -> caf::behavior {
+      a->send(to, write_atom::value, uint32_t{1}, std::vector<shard_write>{});
+      return {[rooms](room_atom) { ++*rooms; }, [](caf::ok_atom) {}};
+    },
+    f);
+  sched.run();
+  int before = *rooms; // its empty write introduced it (room was free)
+  self->send(f, room_atom::value);
+  sched.run();
+  CHECK(*rooms == before + 1);
+}
+
+TEST_CASE_METHOD(fixture, "a shard whose flusher died refuses write-back writes",
+                 "[flusher][shard-actor]") {
+  // Before, nobody watched the flusher: shards went on acknowledging puts
+  // (at once, without a journal) that nothing would ever store.
+  shard_setup setup;
+  setup.config.writes = write_mode::write_back;
+  setup.config.budget = budget;
+  setup.time_source = std::make_shared<coordinator_clock>(sched);
+  setup.config.reads = std::make_shared<read_side>(setup.time_source);
+  setup.write_flusher = f;
+  setup.acks_wait_for_journal = true;
+  auto s = sys.spawn(shard, std::move(setup));
+  sched.run();
+  auto put = [&](const std::string& key) {
+    auto rh = self->request(s, caf::infinite, caf::put_atom::value, value::make(key, "v"),
+                            ttl::never());
+    sched.run();
+    caf::error got;
+    rh.receive([](caf::ok_atom) {}, [&](caf::error& e) { got = std::move(e); });
+    return got;
+  };
+  CHECK_FALSE(put("a"));
+  caf::anon_send_exit(f, caf::exit_reason::kill);
+  sched.run();
+  auto err = put("b");
+  CHECK(err == errc::store_failure);
+  CHECK_THAT(describe(err), Catch::Contains("flusher stopped"));
+  caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  sched.run();
 }

@@ -406,3 +406,57 @@ TEST_CASE("a write-back shard is not settled for shutdown while a write waits fo
   CHECK(b.failed_with(errc::overloaded));
   CHECK_FALSE(s.writes_pending());
 }
+
+TEST_CASE("a parked compute that writes nothing hands its unit on to another shard",
+          "[shard_writes][compute]") {
+  // Shards a and b share one unit of max-dirty. While a's parked compute runs
+  // on it, b's write finds no room and parks; the compute writes nothing and
+  // gives the unit back. Before, nobody woke b: its write waited for its room
+  // timer and failed with `overloaded` though the budget was empty.
+  auto cfg = back(0, /*max_dirty*/ 1);
+  answer other, j, x;
+  std::optional<caf::expected<computed>> ran;
+  shard_state a{cfg}, b{cfg};
+  CHECK_FALSE(a.write(val("other", "1"), ttl::never(), at(0), other.waiter()));
+  CHECK_FALSE(a.write(val("j", "1"), ttl::never(), at(0), j.waiter())); // parked
+  auto fn = [&](const value&) {
+    CHECK_FALSE(b.write(val("x", "1"), ttl::never(), at(2), x.waiter())); // parks
+    return compute_result::keep();
+  };
+  auto done = [&](caf::expected<computed> r) { ran.emplace(std::move(r)); };
+  CHECK_FALSE(a.compute("k", at(0), fn, done)); // parked behind j
+  cfg.budget->release(1);                       // "other" stored
+  a.retry_parked(at(1));                        // j takes the unit
+  CHECK_FALSE(ran);
+  cfg.budget->release(1); // j stored: the compute's turn
+  a.retry_parked(at(2));
+  REQUIRE(ran);
+  CHECK(a.take_room_returned()); // the shard actor asks the flusher to wake b
+  CHECK_FALSE(a.take_room_returned());
+  b.retry_parked(at(2));
+  auto items = b.take_writes();
+  REQUIRE(items.size() == 1);
+  CHECK(items[0].key() == "x");
+}
+
+TEST_CASE("without its flusher a write-back shard fails writes, the parked ones too",
+          "[shard_writes]") {
+  auto cfg = back(0, /*max_dirty*/ 1);
+  answer first, parked, later, erased;
+  shard_state s{cfg};
+  CHECK_FALSE(s.write(val("a", "1"), ttl::never(), at(0), first.waiter()));
+  CHECK_FALSE(s.write(val("b", "1"), ttl::never(), at(0), parked.waiter()));
+  s.writes_done(seqs_of(s.take_writes()), caf::none, at(0));
+  REQUIRE(first.ok());
+  s.writer_lost(make_error(errc::store_failure, "the flusher stopped"), at(1));
+  CHECK(parked.failed_with(errc::store_failure));
+  auto r = s.write(val("c", "1"), ttl::never(), at(1), later.waiter());
+  REQUIRE(r);
+  CHECK(r->error() == errc::store_failure);
+  CHECK_FALSE(s.get("c", at(1)));
+  r = s.write_erase("a", at(1), erased.waiter());
+  REQUIRE(r);
+  CHECK_FALSE(*r);
+  CHECK(s.get("a", at(1)).bytes() == "1"); // what it acknowledged stays readable
+  CHECK_FALSE(s.writes_pending());
+}
