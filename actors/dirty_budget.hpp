@@ -10,9 +10,10 @@ namespace karlton {
 /// Shards acquire one unit per write-back write before they accept it; the
 /// flusher releases units as writes are stored or coalesced. A counter, not
 /// a lock: nobody ever waits on it. A shard that finds no room parks the
-/// write and sets `waiting`; the flusher, seeing `waiting` after a release
-/// (its own or a shard's `put_back`), tells the shards to look again (see
-/// shard_actor.cpp).
+/// write and sets `waiting`; the flusher, seeing `waiting` after a release,
+/// tells the shards to look again (see shard_actor.cpp). A shard that gives
+/// back a unit it did not use (a parked compute that wrote nothing) and finds
+/// `waiting` asks the flusher to.
 /// @threadsafe
 class dirty_budget {
 public:
@@ -24,19 +25,13 @@ public:
     return false;
   }
 
-  /// Returns `n` units; true if a shard may be waiting for them.
+  /// Returns `n` units; true if a shard may be waiting for them (the mark is
+  /// taken: the caller must see that the shards look again).
   bool release(uint64_t n) noexcept {
     if (n == 0) return false;
     used_.fetch_sub(n, std::memory_order_acq_rel);
     return waiting_.exchange(false, std::memory_order_acq_rel);
   }
-
-  /// Returns `n` units a shard took but did not use (a parked compute's
-  /// turn: its write, if any, takes a unit of its own). True, as for
-  /// `release`, if a shard may be waiting: the shard cannot wake the others
-  /// itself, so it asks the flusher to (`room_atom`), or a parked write of
-  /// another shard would wait for its room timer.
-  bool put_back(uint64_t n) noexcept { return release(n); }
 
   /// A shard parked a write. It must try to acquire once more afterwards: a
   /// release between its failed attempt and this call saw no waiter.

@@ -477,9 +477,9 @@ private:
   time_point step_now_{};    // the time of the load or answer being completed
   bool step_current_ = true; // that load was not voided, nor slower than a lapse's cap
   bool stopping_ = false;    // in the destructor: waiters only fail
-  bool computing_parked_ = false; // a parked compute runs: its write goes first
-  bool room_returned_ = false;    // see take_room_returned
-  caf::error writer_lost_;        // see writer_lost
+  bool computing_parked_ = false, parked_compute_wrote_ = false; // its write goes first
+  bool room_returned_ = false;                                   // see take_room_returned
+  caf::error writer_lost_;                                       // see writer_lost
   // Dependencies, empty for caches without any.
   dependency_index deps_;
   // What each entry with dependencies adds to `stats_.bytes` (`dependencies_charge`), so

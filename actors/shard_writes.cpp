@@ -99,8 +99,9 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
   }
   // Write-back. In line behind parked writes, so a key's writes keep their order.
   if (writer_lost_) return caf::expected<bool>{writer_lost_};
-  if (at_front) { // retry_parked takes it next, when there is room
+  if (at_front) { // retry_parked takes it next, with the compute's unit
     join_line(std::move(op), now, true);
+    parked_compute_wrote_ = true;
     return std::nullopt;
   }
   if (line_.empty() && !op.compute && cfg_.budget->try_acquire()) {
@@ -249,14 +250,20 @@ void shard_state::retry_parked(time_point now) {
         accept_dirty(std::move(op), now);
         continue;
       }
-      // A compute's turn: it runs holding the unit (its write, if any, goes
-      // first in line and takes a unit of its own), then gives it back. If
-      // that takes a waiting mark (maybe this shard's own: it marks again),
-      // the flusher wakes the shards, as for room it made.
+      // A compute's turn: it runs holding the unit, which its write, if any
+      // (first in line now), takes over: given back and taken again, it
+      // would take the waiting mark of a shard that found no room meanwhile.
       computing_parked_ = true;
       resume(op.compute, now, true);
       computing_parked_ = false;
-      if (cfg_.budget->put_back(1)) {
+      if (std::exchange(parked_compute_wrote_, false)) {
+        accept_dirty(line_.leave(), now);
+        continue;
+      }
+      // It wrote nothing: its unit goes back. If that takes a waiting mark
+      // (maybe this shard's own: it marks again), the flusher wakes the
+      // shards, as for room it made.
+      if (cfg_.budget->release(1)) {
         room_returned_ = true;
         registered = false;
       }
