@@ -168,11 +168,11 @@ std::string tracking_table::enable(uint64_t id, const tracking_mode& mode) {
     }
     if (c.mode.prefixes.size() + added.size() > max_prefixes_per_client)
       return too_many_prefixes();
-    auto now = std::atomic_load(&prefixes_);
-    if ((now ? now->entries.size() : 0) + added.size() > max_prefixes_total)
+    // Read under the clients' lock, which every writer of them holds.
+    if (prefixes_.entries + added.size() > max_prefixes_total)
       return "too many prefixes: at most " + std::to_string(max_prefixes_total) +
              " over all clients";
-    size_t bytes = now ? now->bytes : 0;
+    size_t bytes = prefixes_.bytes;
     for (const auto& p : added)
       bytes += p.size();
     if (bytes > max_prefix_bytes_total)
@@ -187,7 +187,7 @@ std::string tracking_table::enable(uint64_t id, const tracking_mode& mode) {
     tracking_clients_.fetch_add(1, std::memory_order_seq_cst);
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
-  if (!added.empty()) set_prefixes(id, added, false);
+  if (!added.empty()) add_prefixes(id, added);
   return {};
 }
 
@@ -196,53 +196,48 @@ void tracking_table::disable(uint64_t id) {
   auto i = clients_.find(id);
   if (i == clients_.end() || !i->second->tracking) return;
   auto& c = *i->second;
-  if (c.mode.bcast) set_prefixes(id, {}, true);
+  if (c.mode.bcast) drop_prefixes(id, c.mode.prefixes);
   c.tracking = false;
   c.mode = tracking_mode{};
   tracking_clients_.fetch_sub(1, std::memory_order_seq_cst);
 }
 
-// Replaces the shared prefix list: `id`'s entries dropped (`drop_old`) or
-// `add`ed. Called under the clients' lock, which orders the writers.
-void tracking_table::set_prefixes(uint64_t id, const std::vector<std::string>& add,
-                                  bool drop_old) {
-  std::lock_guard<std::mutex> guard{prefixes_write_mtx_};
-  auto by_prefix = [](const prefix_entry& a, const prefix_entry& b) {
-    return a.prefix < b.prefix;
-  };
-  std::vector<prefix_entry> added;
-  for (const auto& p : add)
-    added.push_back({p, id});
-  std::sort(added.begin(), added.end(), by_prefix);
-  auto next = std::make_shared<prefix_list>();
-  auto& entries = next->entries;
-  if (auto now = std::atomic_load(&prefixes_))
-    for (const auto& e : now->entries)
-      if (!drop_old || e.client != id) entries.push_back(e);
-  // Both runs are sorted: a merge, linear in the list's length.
-  auto kept = entries.size();
-  entries.insert(entries.end(), std::make_move_iterator(added.begin()),
-                 std::make_move_iterator(added.end()));
-  std::inplace_merge(entries.begin(), entries.begin() + static_cast<ptrdiff_t>(kept),
-                     entries.end(), by_prefix);
-  for (const auto& e : entries) {
-    next->lengths.push_back(e.prefix.size());
-    next->bytes += e.prefix.size();
+void tracking_table::add_prefixes(uint64_t id, const std::vector<std::string>& add) {
+  std::unique_lock<std::shared_mutex> guard{prefixes_mtx_};
+  auto& px = prefixes_;
+  for (const auto& p : add) {
+    auto [at, fresh] = px.clients.try_emplace(p);
+    if (fresh) ++px.lengths[p.size()];
+    at->second.push_back(id);
+    ++px.entries;
+    px.bytes += p.size();
   }
-  std::sort(next->lengths.begin(), next->lengths.end());
-  next->lengths.erase(std::unique(next->lengths.begin(), next->lengths.end()),
-                      next->lengths.end());
-  std::atomic_store(&prefixes_, std::shared_ptr<const prefix_list>{std::move(next)});
+  any_prefixes_.store(px.entries > 0, std::memory_order_relaxed);
+}
+
+void tracking_table::drop_prefixes(uint64_t id, const std::vector<std::string>& had) {
+  std::unique_lock<std::shared_mutex> guard{prefixes_mtx_};
+  auto& px = prefixes_;
+  for (const auto& p : had) {
+    auto at = px.clients.find(p);
+    if (at == px.clients.end()) continue;
+    auto& ids = at->second;
+    auto mine = std::find(ids.begin(), ids.end(), id);
+    if (mine == ids.end()) continue;
+    ids.erase(mine);
+    --px.entries;
+    px.bytes -= p.size();
+    if (!ids.empty()) continue;
+    px.clients.erase(at);
+    auto len = px.lengths.find(p.size());
+    if (--len->second == 0) px.lengths.erase(len);
+  }
+  any_prefixes_.store(px.entries > 0, std::memory_order_relaxed);
 }
 
 size_t tracking_table::prefixes() const {
-  auto now = std::atomic_load(&prefixes_);
-  if (!now) return 0;
-  const auto& entries = now->entries;
-  size_t distinct = 0;
-  for (size_t i = 0; i < entries.size(); ++i)
-    if (i == 0 || entries[i].prefix != entries[i - 1].prefix) ++distinct;
-  return distinct;
+  std::shared_lock<std::shared_mutex> guard{prefixes_mtx_};
+  return prefixes_.clients.size();
 }
 
 // -- default mode ------------------------------------------------------------------
@@ -326,7 +321,6 @@ void tracking_table::keys_changed(uint32_t db, const key_batch& keys) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (tracking_clients_.load(std::memory_order_relaxed) == 0) return;
   outbox out;
-  auto bcast = std::atomic_load(&prefixes_);
   std::string tk;
   std::vector<uint64_t> ids;
   keys.for_each([&](std::string_view key) {
@@ -343,23 +337,29 @@ void tracking_table::keys_changed(uint32_t db, const key_batch& keys) {
     }
     for (auto id : ids)
       out.keys[id].emplace_back(key);
-    if (!bcast) return;
-    // One binary search per distinct prefix length up to the key's, not a
-    // scan of every client's prefixes.
-    const auto& entries = bcast->entries;
-    for (auto len : bcast->lengths) {
+  });
+  // Relaxed, as `tracking_clients_`: the fence above and the one a BCAST
+  // session makes before each command order it (Dekker's pattern again).
+  if (any_prefixes_.load(std::memory_order_relaxed)) match_prefixes(keys, out);
+  if (!out.empty()) send(out);
+}
+
+// One lookup per distinct prefix length up to the key's, not a scan of every
+// client's prefixes. A client's prefixes do not overlap, so it matches a key once.
+void tracking_table::match_prefixes(const key_batch& keys, outbox& out) const {
+  std::shared_lock<std::shared_mutex> guard{prefixes_mtx_};
+  const auto& px = prefixes_;
+  keys.for_each([&](std::string_view key) {
+    for (const auto& [len, count] : px.lengths) {
       if (len > key.size()) break;
-      auto head = key.substr(0, len);
-      auto first = std::lower_bound(
-        entries.begin(), entries.end(), head,
-        [](const prefix_entry& e, std::string_view h) { return e.prefix < h; });
-      for (auto i = first; i != entries.end() && i->prefix == head; ++i) {
-        auto& to = out.keys[i->client];
+      auto at = px.clients.find(key.substr(0, len));
+      if (at == px.clients.end()) continue;
+      for (auto id : at->second) {
+        auto& to = out.keys[id];
         if (to.empty() || to.back() != key) to.emplace_back(key);
       }
     }
   });
-  if (!out.empty()) send(out);
 }
 
 void tracking_table::all_changed(uint32_t db) {

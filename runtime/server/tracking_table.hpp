@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -38,8 +39,7 @@ public:
   static constexpr size_t default_max_keys = 1'000'000;
   /// At most this many prefixes per client,
   static constexpr size_t max_prefixes_per_client = 256;
-  /// this many over all clients (each ON and OFF copies the list the shards
-  /// read),
+  /// this many over all clients,
   static constexpr size_t max_prefixes_total = 65536;
   /// this long each (a key's lookup costs one search per distinct length),
   static constexpr size_t max_prefix_bytes = 1024;
@@ -107,16 +107,17 @@ public:
 
 private:
   struct client;
-  struct prefix_entry {
-    std::string prefix;
-    uint64_t client;
-  };
-  /// Every client's prefixes, sorted, and their distinct lengths, ascending:
-  /// a key's matches are the entries equal to its head of each length.
-  struct prefix_list {
-    std::vector<prefix_entry> entries;
-    std::vector<size_t> lengths;
-    size_t bytes = 0; ///< of every prefix
+  /// Every client's BCAST prefixes, changed in place: ON and OFF cost the
+  /// client's own prefixes, not every client's (a copy of the whole list per
+  /// toggle let 800 toggles a second stall other clients for 0.5 s).
+  struct prefix_index {
+    /// prefix -> the clients tracking it.
+    std::map<std::string, std::vector<uint64_t>, std::less<>> clients;
+    /// Distinct length -> prefixes of it: a key's matches are its heads of
+    /// these lengths.
+    std::map<size_t, size_t> lengths;
+    size_t entries = 0; ///< (prefix, client) pairs
+    size_t bytes = 0;   ///< of every pair's prefix
   };
   /// db (4 bytes) + key -> the clients that read it since its last message.
   using stripe_map = std::unordered_map<std::string, std::vector<uint64_t>, key_hasher>;
@@ -133,7 +134,11 @@ private:
   /// Erases `i` from `st` (whose lock the caller holds) and its counts.
   void forget(stripe& st, stripe_map::iterator i);
   void send(const outbox& out);
-  void set_prefixes(uint64_t id, const std::vector<std::string>& add, bool drop_old);
+  /// Client `id`'s prefixes in or out of `prefixes_`; under the clients' lock.
+  void add_prefixes(uint64_t id, const std::vector<std::string>& add);
+  void drop_prefixes(uint64_t id, const std::vector<std::string>& had);
+  /// BCAST: the clients of each key's matching prefixes, into `out`.
+  void match_prefixes(const key_batch& keys, outbox& out) const;
 
   const size_t max_keys_;
   const size_t max_bytes_;
@@ -144,9 +149,12 @@ private:
   std::atomic<size_t> tracking_clients_{0};
   std::atomic<size_t> evict_cursor_{0};
 
-  /// Copy-on-write: shards read it with std::atomic_load, never a lock.
-  std::shared_ptr<const prefix_list> prefixes_;
-  std::mutex prefixes_write_mtx_;
+  /// Shards read it under a shared lock; writers also hold the clients' lock,
+  /// under which `enable` reads its counts.
+  prefix_index prefixes_;
+  mutable std::shared_mutex prefixes_mtx_;
+  /// Whether `prefixes_` has any: shards skip the lock while it has none.
+  std::atomic<bool> any_prefixes_{false};
 
   mutable std::shared_mutex clients_mtx_;
   std::unordered_map<uint64_t, std::unique_ptr<client>> clients_; // by clients_mtx_

@@ -284,6 +284,30 @@ TEST_CASE("tracking: BCAST finds every client's prefix of a key, whatever their 
   CHECK(c.keys() == std::vector<std::string>{"abc", "abcd"});
 }
 
+TEST_CASE("tracking: a prefix clients share stays until the last of them turns OFF",
+          "[tracking]") {
+  // ON and OFF change the shared index in place (they used to copy it whole).
+  fixture f;
+  auto& a = f.add(1, 3);
+  auto& b = f.add(2, 3);
+  REQUIRE(f.table->enable(1, bcast({"ab"})).empty());
+  REQUIRE(f.table->enable(2, bcast({"ab", "x"})).empty());
+  CHECK(f.table->prefixes() == 2);
+  f.table->disable(1);
+  CHECK(f.table->prefixes() == 2);
+  f.change(0, {"abc", "xy"});
+  CHECK(a.keys().empty());
+  CHECK(b.keys() == std::vector<std::string>{"abc", "xy"});
+  REQUIRE(f.table->enable(1, bcast({"abc"})).empty()); // again, another length
+  f.table->disable(2);
+  CHECK(f.table->prefixes() == 1);
+  f.change(0, {"abcd", "ab", "xy"});
+  CHECK(a.keys() == std::vector<std::string>{"abcd"});
+  CHECK(b.keys().size() == 2);
+  f.table->disable(1);
+  CHECK(f.table->prefixes() == 0);
+}
+
 TEST_CASE("tracking: BCAST prefixes are bounded in count and length before any work",
           "[tracking]") {
   fixture f;
