@@ -34,7 +34,7 @@ struct reply_slot {
   size_t late = 0;
   /// The client as its command found it (HELLO's protocol, a subscription to
   /// the invalidation channel): how a push that goes out just before this
-  /// reply must be read (`session_impl::fits_client`).
+  /// reply must be read (`session_impl::spell_for_client`).
   int protocol_before = 2;
   bool subscribed_before = false;
 };

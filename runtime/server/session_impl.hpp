@@ -280,8 +280,9 @@ private:
   /// Whether the client reads a push that goes out before the reply of slot
   /// `seq` (I/O thread): spelt when the change was made, it may arrive after
   /// an UNSUBSCRIBE or a HELLO that a pipelined command made meanwhile, and a
-  /// client takes what it cannot read for the reply to its next command.
-  bool fits_client(const std::string& msg, uint64_t seq) noexcept;
+  /// client takes what it cannot read for the reply to its next command. An
+  /// invalidation spelt for the protocol before a HELLO is spelt again.
+  bool spell_for_client(std::string& msg, uint64_t seq);
   std::atomic<uint64_t> opened_{0};
   std::atomic<bool> has_pushes_{false}; // pushes_ is not empty
   std::mutex push_mtx_;

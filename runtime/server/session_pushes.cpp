@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "runtime/server/session_impl.hpp"
+#include "runtime/server/tracking_table.hpp"
 
 namespace karlton::server {
 
@@ -22,7 +23,7 @@ void session_impl::move_due_pushes() {
       moved += p.msg.size();
       if (p.redirected)
         forward.push_back(std::move(p));
-      else if (fits_client(p.msg, p.after))
+      else if (spell_for_client(p.msg, p.after))
         output_ += p.msg;
       pushes_.pop_front();
     }
@@ -33,7 +34,7 @@ void session_impl::move_due_pushes() {
   hand_on(std::move(forward));
 }
 
-bool session_impl::fits_client(const std::string& msg, uint64_t seq) noexcept {
+bool session_impl::spell_for_client(std::string& msg, uint64_t seq) {
   // The client as the command after the push found it; with none yet, as
   // it is now.
   int protocol = protocol_;
@@ -42,11 +43,17 @@ bool session_impl::fits_client(const std::string& msg, uint64_t seq) noexcept {
     protocol = next->protocol_before;
     subscribed = next->subscribed_before;
   }
-  // RESP3's pushes start with '>'; RESP2 hears only as a subscriber, through
-  // the pub/sub message array ('*') of __redis__:invalidate.
+  // RESP3 hears pushes ('>'); RESP2 only as a subscriber, through the
+  // pub/sub message array ('*') of __redis__:invalidate.
+  if (protocol < 3 && !subscribed) return false;
   if (msg.empty()) return false;
-  if (msg[0] == '>') return protocol >= 3;
-  return protocol < 3 && subscribed;
+  if ((msg[0] == '>') == (protocol >= 3)) return true;
+  // Spelt for the protocol before a HELLO (the table routed it while HELLO
+  // ran): an invalidation is spelt again, anything else is dropped.
+  auto again = invalidation_for(msg, protocol);
+  if (again.empty()) return false;
+  msg = std::move(again);
+  return true;
 }
 
 bool session_impl::add_waiting(size_t n, size_t also_dropped) noexcept {

@@ -58,6 +58,37 @@ std::string invalidation(int protocol, const std::vector<std::string>* keys) {
   return out;
 }
 
+} // namespace
+
+std::string invalidation_for(std::string_view msg, int protocol) {
+  // Both spellings are a head, then the keys' array (the same bytes in both
+  // protocols) or the protocol's null.
+  struct spelling {
+    std::string head, null;
+  };
+  static const std::array<spelling, 2> forms = [] {
+    std::array<spelling, 2> out;
+    for (int p : {2, 3}) {
+      auto& f = out[p - 2];
+      reply_writer w{f.null, p};
+      w.null();
+      f.head = invalidation(p, nullptr);
+      f.head.resize(f.head.size() - f.null.size());
+    }
+    return out;
+  }();
+  for (const auto& from : forms) {
+    if (!starts_with(msg, from.head)) continue;
+    auto body = msg.substr(from.head.size());
+    if (body == from.null) return invalidation(protocol, nullptr);
+    if (body.empty() || body[0] != '*') return {};
+    return forms[protocol >= 3 ? 1 : 0].head + std::string{body};
+  }
+  return {};
+}
+
+namespace {
+
 // Listens to one cache on behalf of the table.
 class db_listener final : public key_change_listener {
 public:

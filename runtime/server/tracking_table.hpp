@@ -32,6 +32,12 @@ struct tracking_mode {
   std::vector<std::string> prefixes;
 };
 
+/// An invalidation message as the table spells them (a RESP3 `invalidate`
+/// push, or a RESP2 message of __redis__:invalidate), spelt for a client of
+/// `protocol`; empty if `msg` is not one. For a client whose HELLO changed
+/// its protocol after the message was spelt.
+std::string invalidation_for(std::string_view msg, int protocol);
+
 /// @threadsafe: I/O threads register and read, shard threads report changes.
 class tracking_table : public std::enable_shared_from_this<tracking_table> {
 public:

@@ -255,6 +255,35 @@ TEST_CASE("session: a push goes out as the client read at its place in the strea
   CHECK(cl.call({"PING"}) == "+PONG\r\n");
 }
 
+TEST_CASE("session: an invalidation spelt for RESP3 reaches a subscriber whose HELLO 2 "
+          "ran before its place, spelt for RESP2",
+          "[resp_session][order][tracking]") {
+  // The table spells a message by the client's protocol when it routes it;
+  // one routed while a pipelined HELLO 2 ran, after HELLO's slot opened, was
+  // spelt for RESP3 and goes out after HELLO's reply. Before, it was dropped
+  // there: the subscribed client never heard of the change.
+  testing::gated_cache f;
+  test_client cl{context_for(f.rt, {f.c})};
+  REQUIRE(cl.call({"HELLO", "3"}).rfind("%", 0) == 0);
+  REQUIRE(cl.call({"SUBSCRIBE", "__redis__:invalidate"}).find("subscribe") !=
+          std::string::npos);
+  cl.feed(resp_command({"SET", "other", "x"})); // held by the store
+  REQUIRE(f.write_held());
+  cl.feed(resp_command({"HELLO", "2"}));
+  cl.s->push(">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n"); // after HELLO's slot
+  cl.s->push(">2\r\n$10\r\ninvalidate\r\n_\r\n");             // everything
+  cl.s->push(">2\r\n$21\r\ntracking-redir-broken\r\n:7\r\n"); // RESP3's alone: dropped
+  f.db->gate.release();
+  auto got = cl.replies(4);
+  REQUIRE(got.size() == 4);
+  CHECK(got[0] == "+OK\r\n");
+  CHECK(got[1].rfind("*", 0) == 0); // HELLO 2's reply, in RESP2
+  CHECK(got[2] == "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n"
+                  "*1\r\n$1\r\nk\r\n");
+  CHECK(got[3] == "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$-1\r\n");
+  CHECK(cl.collect_now().empty());
+}
+
 namespace {
 
 // A reader whose GET of k waits behind a SET the store holds, and an
