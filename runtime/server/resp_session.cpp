@@ -41,12 +41,25 @@ void write_error(reply_writer& w, const caf::error& err) {
     w.error(describe(err));
 }
 
+// No memory for an error's text. The slot holds only this command's reply,
+// and a std::string holds 15 bytes without allocating: Redis's OOM error
+// fits, so the client still gets exactly one reply in its place.
+void write_out_of_memory(std::string& bytes) noexcept {
+  bytes.clear();
+  bytes.append("-OOM\r\n");
+}
+
 } // namespace
 
 // -- deferred_reply, command_call -----------------------------------------------
 
 void deferred_reply::fail(const caf::error& err) const {
-  finish([&](reply_writer& w) { write_error(w, err); });
+  try {
+    finish([&](reply_writer& w) { write_error(w, err); });
+  } catch (...) { // the slot must close, or every later reply waits behind it
+    write_out_of_memory(slot_->bytes);
+    done();
+  }
 }
 
 void deferred_reply::done() const {
@@ -426,11 +439,7 @@ void session_impl::answer(uint64_t tag, const caf::error& err) noexcept {
     else
       w.simple("OK");
   } catch (...) {
-    // No memory for the error's text. The slot holds only this put's reply,
-    // and a std::string holds 15 bytes without allocating: Redis's OOM error
-    // fits, so the client still gets exactly one reply in its place.
-    slot.bytes.clear();
-    slot.bytes.append("-OOM\r\n");
+    write_out_of_memory(slot.bytes);
   }
   slot.ready.store(true, std::memory_order_release);
 }
