@@ -136,15 +136,12 @@ std::optional<load_table::finished> load_table::finish(std::string_view key,
   return out;
 }
 
-void load_table::fail_all(const caf::error& why) {
-  auto fail = [&](pending& p) {
-    for (auto& w : p.waiters)
-      w(caf::expected<value>{why});
-  };
+std::vector<load_table::timed_out> load_table::take_all() {
+  std::vector<timed_out> out;
   for (auto& [key, p] : current_)
-    fail(p);
+    out.push_back({key, std::move(p.waiters)});
   for (auto& [id, p] : voided_)
-    fail(p);
+    out.push_back({std::string{}, std::move(p.waiters)});
   current_.clear();
   voided_.clear();
   deadlines_.clear();
@@ -152,6 +149,7 @@ void load_table::fail_all(const caf::error& why) {
   out_ = 0;
   queued_ = 0;
   waiters_ = 0;
+  return out;
 }
 
 } // namespace karlton

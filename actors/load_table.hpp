@@ -126,8 +126,9 @@ public:
   /// Takes load `id` of `key` out of the table, current or voided.
   std::optional<finished> finish(std::string_view key, uint64_t id);
 
-  /// Fails every waiter of every load (the shard is stopping).
-  void fail_all(const caf::error& why);
+  /// Takes every load out of the table with its waiters, to fail them: the
+  /// shard stops, or its only loader died. A voided load's key is empty.
+  std::vector<timed_out> take_all();
 
   size_t size() const noexcept { return current_.size() + voided_.size(); }
   /// Loads handed to the loader and not finished nor timed out.

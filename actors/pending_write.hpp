@@ -109,6 +109,14 @@ public:
     return out;
   }
 
+  /// The numbers of the writes still waiting, in order.
+  std::vector<uint64_t> numbers() const {
+    std::vector<uint64_t> out;
+    for (auto i = head_; i < slots_.size(); ++i)
+      if (slots_[i].waiting) out.push_back(slots_[i].seq);
+    return out;
+  }
+
   /// Calls `f(op)` on every write still waiting, in number order; `f` adds none.
   template <class F>
   void for_each(F&& f) {

@@ -6,18 +6,15 @@
 #include <caf/all.hpp>
 
 #include "actors/compute_ops.hpp"
+#include "actors/shard_actor_steps.hpp"
 #include "actors/shard_ops.hpp"
 #include <karlton/messages/errors.hpp>
 
 namespace karlton {
 
+using namespace shard_steps;
+
 namespace {
-
-using self_ptr = shard_actor::stateful_pointer<shard_actor_state>;
-
-time_point now_of(self_ptr self) {
-  return self->state.time_source->now();
-}
 
 // Arms the expiry timer for the earliest deadline, unless a timer for that
 // deadline or an earlier one is already pending.
@@ -31,8 +28,6 @@ void arm_expiry(self_ptr self) {
   self->delayed_send(self, delay + std::chrono::milliseconds{1}, expire_atom::value,
                      ++st.timer_generation);
 }
-
-void after_change(self_ptr self);
 
 // While a `settle` waits: a look every 5 ms besides the one after each
 // change, since a caller's thread may fail the queued calls (after the gate
@@ -83,6 +78,13 @@ void ask_user_loader(self_ptr self, std::string key, uint64_t id) {
 // state's writes are sent before (see after_change); CAF keeps one sender's order.
 void dispatch_loads(self_ptr self) {
   auto& st = self->state;
+  if (st.flusher_lost) { // nobody would answer: each fails now (a waiter may start more)
+    for (auto loads = st.cache->take_loads_to_start(); !loads.empty();
+         loads = st.cache->take_loads_to_start())
+      for (auto& [key, id] : loads)
+        st.cache->complete_load(key, id, st.flusher_lost, {}, now_of(self));
+    return;
+  }
   if (st.user_loader) {
     for (auto& [key, id] : st.cache->take_loads_to_start())
       ask_user_loader(self, std::move(key), id);
@@ -92,69 +94,6 @@ void dispatch_loads(self_ptr self) {
     auto& worker = st.loaders[st.next_loader++ % st.loaders.size()];
     self->send(worker, load_atom::value, std::move(key), id);
   }
-}
-
-// Arms a timer for the oldest write parked under max-dirty, so it fails in
-// time even if the flusher never makes room.
-void arm_room(self_ptr self) {
-  auto& st = self->state;
-  auto deadline = st.cache->next_parked_deadline();
-  if (!deadline) return;
-  // A shard whose first write parks is unknown to the flusher, which wakes only the
-  // shards it knows when room comes: an empty write introduces it.
-  if (st.write_flusher && !st.flusher_knows_us) {
-    st.flusher_knows_us = true;
-    self
-      ->request(st.write_flusher, caf::infinite, write_atom::value, st.index,
-                std::vector<shard_write>{})
-      .then([](caf::ok_atom) {}, [](caf::error&) {});
-  }
-  if (st.room_timer_armed) return;
-  st.room_timer_armed = true;
-  auto delay = std::max(*deadline - now_of(self), time_point::duration::zero());
-  self->delayed_send(self, delay + std::chrono::milliseconds{1}, room_atom::value);
-}
-
-// Hands the writes the state made to the store writer (write-through) or
-// the flusher (write-back), as one message, and completes them on the answer.
-void send_writes(self_ptr self) {
-  auto& st = self->state;
-  auto items = st.cache->take_writes();
-  std::vector<uint64_t> seqs;
-  seqs.reserve(items.size());
-  for (const auto& i : items)
-    seqs.push_back(i.seq);
-  if (st.write_flusher) st.flusher_knows_us = true;
-  if (st.write_flusher && !st.acks_wait_for_journal) {
-    // Handed over is accepted: the flusher's mailbox is as safe as its
-    // memory, and max-dirty was taken already. Not waiting for its answer
-    // saves a hop per put; a journal's durability is worth waiting for.
-    self
-      ->request(st.write_flusher, caf::infinite, write_atom::value, st.index,
-                std::move(items))
-      .then([](caf::ok_atom) {}, [](caf::error&) {});
-    // What completing them makes due is done by the caller, after_change.
-    st.cache->writes_done(seqs, caf::none, now_of(self));
-    return;
-  }
-  // Write-through: erases and writes reach the cache now, which makes
-  // cascades and broadcasts.
-  auto done = [self, seqs](caf::ok_atom) {
-    self->state.cache->writes_done(seqs, caf::none, now_of(self));
-    after_change(self);
-  };
-  auto failed = [self, seqs](caf::error& err) {
-    self->state.cache->writes_done(seqs, err, now_of(self));
-    after_change(self);
-  };
-  if (st.write_flusher)
-    self
-      ->request(st.write_flusher, caf::infinite, write_atom::value, st.index,
-                std::move(items))
-      .then(done, failed);
-  else
-    self->request(st.store_writer, caf::infinite, write_atom::value, std::move(items))
-      .then(done, failed);
 }
 
 // Hands keys erased in a cache that uses dependencies to the bus, which
@@ -189,11 +128,13 @@ void send_broadcasts(self_ptr self) {
     self->send(st.peer, broadcast_atom::value, this_process_token(), std::move(items));
 }
 
+} // namespace
+
 // The one step after anything changed the shard, whether a request, a job
 // of the doorbell loop, a timer or an answer: hands over what the change
 // left in the state's outboxes (writes, loads, cascades, broadcasts), arms
 // the timers it made due, and hands what the table unlinked to RCU, in that order.
-void after_change(self_ptr self) {
+void shard_steps::after_change(self_ptr self) {
   auto& st = self->state;
   // Writes before loads: the flusher must hold a key's write before it
   // answers a load of it, or the load reads the store's older row.
@@ -221,6 +162,8 @@ void after_change(self_ptr self) {
 }
 
 // An op's answer as a request's: a put's unit is `ok_atom`.
+namespace {
+
 template <class R, class T>
 caf::result<R> as_result(caf::expected<T>&& r) {
   if (!r) return std::move(r.error());
@@ -285,16 +228,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
   // The shards of a cache start their round robin at different workers, so
   // their first loads spread instead of all queuing on the first.
   st.next_loader = st.index;
-  if (st.write_flusher) { // without it, writes would be acknowledged and never stored
-    self->monitor(st.write_flusher);
-    self->set_down_handler([self](caf::down_msg& dm) {
-      if (dm.source != self->state.write_flusher.address()) return;
-      auto why = "the write-back flusher stopped (" + self->system().render(dm.reason) +
-                 "): no write can be stored; this one was not applied";
-      self->state.cache->writer_lost(make_error(errc::store_failure, why), now_of(self));
-      after_change(self);
-    });
-  }
+  if (st.write_flusher) watch_flusher(self);
   return {
     [=](caf::get_atom, const std::string& key) {
       auto hash = static_cast<uint32_t>(hash_key(key));

@@ -16,8 +16,11 @@ shard_state::~shard_state() {
   reads_->close();
   table_.clear();
   table_.retire_unlinked();
-  loads_.fail_all(
-    make_error(errc::shut_down, "the shard stopped before the load finished"));
+  auto load_stopped =
+    make_error(errc::shut_down, "the shard stopped before the load finished");
+  for (auto& gone : loads_.take_all())
+    for (auto& waiter : gone.waiters)
+      waiter(caf::expected<value>{load_stopped});
   // A write may still reach the store (the flusher drains at shutdown); the
   // caller hears that it was not confirmed.
   auto why =

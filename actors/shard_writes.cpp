@@ -285,6 +285,18 @@ void shard_state::retry_parked(time_point now) {
 
 void shard_state::writer_lost(caf::error why, time_point now) {
   writer_lost_ = std::move(why);
+  // It was the loader too (it answers the keys it holds writes for): the
+  // loads it had will never be answered. Taken first, then failed: a waiter
+  // may start work of its own.
+  step_now_ = now; // for computes that waited
+  for (auto& gone : loads_.take_all()) {
+    ++stats_.load_failures;
+    for (auto& waiter : gone.waiters)
+      waiter(caf::expected<value>{writer_lost_});
+  }
+  // With the journal, writes it took but had not confirmed: its answer may
+  // never come (a request it held dies with it unanswered).
+  writes_done(awaiting_.numbers(), writer_lost_, now);
   while (!line_.empty()) {
     auto op = line_.leave();
     if (op.compute) // a turn, or a compute: it runs, and a write of it fails

@@ -231,6 +231,8 @@ TEST_CASE_METHOD(fixture, "a shard whose flusher died refuses write-back writes"
   setup.config.reads = std::make_shared<read_side>(setup.time_source);
   setup.write_flusher = f;
   setup.acks_wait_for_journal = true;
+  setup.config.read_through = true;
+  setup.loaders = {caf::actor_cast<loader_actor>(f)}; // as in create_cache
   auto s = sys.spawn(shard, std::move(setup));
   sched.run();
   auto put = [&](const std::string& key) {
@@ -247,6 +249,14 @@ TEST_CASE_METHOD(fixture, "a shard whose flusher died refuses write-back writes"
   auto err = put("b");
   CHECK(err == errc::store_failure);
   CHECK_THAT(describe(err), Catch::Contains("flusher stopped"));
+  // Loads went to it too: one fails at once (it waited for its load-timeout).
+  auto load = self->request(s, 1s, load_atom::value, std::string{"x"});
+  sched.run();
+  advance_time(1001ms); // unanswered: the request times out instead of hanging
+  sched.run();
+  caf::error load_err;
+  load.receive([](value&) {}, [&](caf::error& e) { load_err = std::move(e); });
+  CHECK(load_err == errc::store_failure);
   caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
   sched.run();
 }

@@ -439,16 +439,30 @@ TEST_CASE("a parked compute that writes nothing hands its unit on to another sha
   CHECK(items[0].key() == "x");
 }
 
-TEST_CASE("without its flusher a write-back shard fails writes, the parked ones too",
+TEST_CASE("without its flusher a write-back shard fails writes and loads, those in "
+          "flight too",
           "[shard_writes]") {
-  auto cfg = back(0, /*max_dirty*/ 1);
-  answer first, parked, later, erased;
+  auto cfg = back(0, /*max_dirty*/ 2);
+  cfg.read_through = true; // the flusher is the loader too
+  answer first, unconfirmed, parked, later, erased;
+  std::optional<caf::expected<value>> loaded;
   shard_state s{cfg};
   CHECK_FALSE(s.write(val("a", "1"), ttl::never(), at(0), first.waiter()));
-  CHECK_FALSE(s.write(val("b", "1"), ttl::never(), at(0), parked.waiter()));
   s.writes_done(seqs_of(s.take_writes()), caf::none, at(0));
   REQUIRE(first.ok());
+  // Handed over, not confirmed (a journal's ack); then one parked for room.
+  CHECK_FALSE(s.write(val("u", "1"), ttl::never(), at(0), unconfirmed.waiter()));
+  REQUIRE(s.take_writes().size() == 1);
+  CHECK_FALSE(s.write(val("b", "1"), ttl::never(), at(0), parked.waiter()));
+  CHECK_FALSE(s.get_or_load("x", static_cast<uint32_t>(hash_key("x")), at(0),
+                            [&](caf::expected<value> r) { loaded.emplace(std::move(r)); }));
+  REQUIRE(s.take_loads_to_start().size() == 1); // with the flusher
   s.writer_lost(make_error(errc::store_failure, "the flusher stopped"), at(1));
+  // Before, the load waited for its load-timeout and the unconfirmed write
+  // for an answer that a dead flusher never gives.
+  CHECK(unconfirmed.failed_with(errc::store_failure));
+  REQUIRE(loaded);
+  CHECK(loaded->error() == errc::store_failure);
   CHECK(parked.failed_with(errc::store_failure));
   auto r = s.write(val("c", "1"), ttl::never(), at(1), later.waiter());
   REQUIRE(r);
