@@ -112,7 +112,13 @@ public:
   size_t prefixes() const;
 
 private:
-  struct client;
+  struct client {
+    std::weak_ptr<session> conn;
+    int protocol = 2;
+    bool subscribed = false;
+    bool tracking = false;
+    tracking_mode mode;
+  };
   /// Every client's BCAST prefixes, changed in place: ON and OFF cost the
   /// client's own prefixes, not every client's (a copy of the whole list per
   /// toggle let 800 toggles a second stall other clients for 0.5 s).
@@ -131,16 +137,21 @@ private:
     std::mutex mtx;
     stripe_map keys;
   };
-  /// Messages of one batch: client id -> keys (null message: empty + all).
-  struct outbox;
+  /// Messages of one batch: client id -> keys; `everything` get a null
+  /// (drop every key).
+  struct outbox {
+    std::unordered_map<uint64_t, std::vector<std::string>> keys;
+    std::vector<uint64_t> everything;
+    bool empty() const noexcept { return keys.empty() && everything.empty(); }
+  };
 
   stripe& stripe_of(const std::string& tracked_key) noexcept;
   bool over_bound() const noexcept;
   void evict_over_bound();
   /// Erases `i` from `st` (whose lock the caller holds) and its counts.
   void forget(stripe& st, stripe_map::iterator i);
-  void send(const outbox& out);
-  /// Client `id`'s prefixes in or out of `prefixes_`; under the clients' lock.
+  void send(const outbox& out); // tracking_messages.cpp
+  /// Client `id`'s prefixes in or out of `prefixes_`; under `index_write_mtx_`.
   void add_prefixes(uint64_t id, const std::vector<std::string>& add);
   void drop_prefixes(uint64_t id, const std::vector<std::string>& had);
   /// BCAST: the clients of each key's matching prefixes, into `out`.
@@ -155,10 +166,13 @@ private:
   std::atomic<size_t> tracking_clients_{0};
   std::atomic<size_t> evict_cursor_{0};
 
-  /// Shards read it under a shared lock; writers also hold the clients' lock,
-  /// under which `enable` reads its counts.
+  /// Shards read it under a shared lock, and let writers in after about
+  /// `lookups_per_hold` lookups; writers hold `index_write_mtx_`, under which
+  /// `enable` reads its counts.
   prefix_index prefixes_;
   mutable std::shared_mutex prefixes_mtx_;
+  std::mutex index_write_mtx_; // taken before clients_mtx_
+  static constexpr size_t lookups_per_hold = 4096;
   /// Whether `prefixes_` has any: shards skip the lock while it has none.
   std::atomic<bool> any_prefixes_{false};
 

@@ -247,12 +247,21 @@ TEST_CASE("tracking: BCAST tells every key under a prefix, read or not", "[track
   CHECK(f.table->enable(1, bcast({"user:1"})) ==
         "Prefix 'user:1' overlaps with an existing prefix 'user:'. Prefixes for a single "
         "client must not overlap.");
+  // Each against its neighbours among the client's prefixes, in sorted order.
+  CHECK(f.table->enable(1, bcast({"c"})) ==
+        "Prefix 'c' overlaps with an existing prefix 'cart:'. Prefixes for a single "
+        "client must not overlap.");
+  CHECK(f.table->enable(1, bcast({"d", "us"})).rfind("Prefix 'us' overlaps", 0) == 0);
+  CHECK(f.table->enable(1, bcast({})).rfind("Prefix '' overlaps", 0) == 0);
+  CHECK(f.table->prefixes() == 3); // nothing of a refused ON went in
   CHECK(f.table->enable(1, tracking_mode{}).rfind("You can't switch BCAST mode", 0) == 0);
   fixture g;
   g.add(1, 3);
   CHECK(g.table->enable(1, bcast({"a", "ab"})) ==
         "Prefix 'a' overlaps with another provided prefix 'ab'. Prefixes for a single "
         "client must not overlap.");
+  CHECK(g.table->enable(1, bcast({"x", "b", "x"})).rfind("Prefix 'x' overlaps", 0) == 0);
+  CHECK(g.table->enable(1, bcast({"ab", "b", "a"})).rfind("Prefix 'a' overlaps", 0) == 0);
   f.change(0, {"user:7", "cart:1", "other"});
   f.change(3, {"user:8"}); // any database
   REQUIRE(users.messages().size() == 2);
