@@ -473,13 +473,19 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
     [=](stop_atom, const local_token& token) {
       if (from_this_process(self, token)) self->quit(caf::exit_reason::user_shutdown);
     },
-    [=](peer_stats_atom) {
+    // Local only: a stranger's small request would get 256 KiB of delays
+    // (a review's client that did not read took a node to 1.6 GB).
+    [=](peer_stats_atom, const local_token& token) -> caf::result<peer_stats> {
+      if (!from_this_process(self, token)) return not_local();
       auto s = self->state.core->stats(self->state.members->size());
       add_counters(s, self->state.auth->counters);
       s.unauthenticated_messages += self->refused_at_mailbox.load();
       return s;
     },
-    [=](members_atom) { return self->state.members->infos(); },
+    [=](members_atom, const local_token& token) -> caf::result<std::vector<member_info>> {
+      if (!from_this_process(self, token)) return not_local();
+      return self->state.members->infos();
+    },
   };
 }
 

@@ -225,9 +225,10 @@ using leave_atom = caf::atom_constant<caf::atom("leave")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 /// `(heartbeat)`: the peer actor's own timer (see `peer_setup::heartbeat`).
 using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
-/// `(pstats)`: the node's `peer_stats`.
+/// `(pstats, token)`: the node's `peer_stats` (local only).
 using peer_stats_atom = caf::atom_constant<caf::atom("pstats")>;
-/// `(members)`: the members this node is connected to, as `member_info`s.
+/// `(members, token)`: the members this node is connected to, as `member_info`s
+/// (local only).
 using members_atom = caf::atom_constant<caf::atom("members")>;
 /// `(invalidate, keys)` to a shard: remove these keys without telling other
 /// nodes (they come from one). `(invalidate)`: remove everything, the same

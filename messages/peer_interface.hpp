@@ -15,7 +15,8 @@ namespace karlton {
 
 /// A node's peer actor: the one actor other nodes talk to (published on the
 /// node's port). Local-only messages (`broadcast`, `sync`, `join` by
-/// address or member, `shards`, `leave`, `tick`, `heartbeat`, `stop`) carry this
+/// address or member, `shards`, `leave`, `tick`, `heartbeat`, `stop`, and the
+/// `pstats` and `members` queries, which answer far more than they ask) carry this
 /// process's `local_token` and are ignored (counted) without it: another
 /// node can claim to be this one (see `local_token`).
 /// Messages from members that change state here (the join and its reply, a
@@ -49,8 +50,8 @@ using peer_actor = caf::typed_actor<
   caf::replies_to<join_atom, local_token, std::string, uint16_t>::with<caf::ok_atom>,
   caf::replies_to<shards_atom, local_token, std::string,
                   std::vector<shard_actor>>::with<caf::ok_atom>,
-  caf::replies_to<peer_stats_atom>::with<peer_stats>,
-  caf::replies_to<members_atom>::with<std::vector<member_info>>,
+  caf::replies_to<peer_stats_atom, local_token>::with<peer_stats>,
+  caf::replies_to<members_atom, local_token>::with<std::vector<member_info>>,
   caf::reacts_to<join_atom, local_token, member_info, uint64_t>,
   caf::reacts_to<tick_atom, local_token, uint64_t>,
   caf::replies_to<leave_atom, local_token>::with<caf::ok_atom>,

@@ -155,14 +155,16 @@ caf::expected<std::vector<member_info>> runtime::members() {
   auto p = live_peer();
   if (!p) return std::move(p.error());
   if (!*p) return std::vector<member_info>{};
-  return ask<std::vector<member_info>>(*sys_, *p, bus_timeout, members_atom::value);
+  return ask<std::vector<member_info>>(*sys_, *p, bus_timeout, members_atom::value,
+                                       this_process_token());
 }
 
 caf::expected<peer_stats> runtime::cluster_stats() {
   auto p = live_peer();
   if (!p) return std::move(p.error());
   if (!*p) return peer_stats{};
-  return ask<peer_stats>(*sys_, *p, bus_timeout, peer_stats_atom::value);
+  return ask<peer_stats>(*sys_, *p, bus_timeout, peer_stats_atom::value,
+                         this_process_token());
 }
 
 std::string runtime::node_name() const {

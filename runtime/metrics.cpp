@@ -289,8 +289,8 @@ caf::expected<std::string> runtime::metrics_text() {
   }
   peer_stats p;
   if (peer) {
-    auto got =
-      detail::ask<peer_stats>(*sys_, peer, detail::bus_timeout, peer_stats_atom::value);
+    auto got = detail::ask<peer_stats>(*sys_, peer, detail::bus_timeout,
+                                       peer_stats_atom::value, this_process_token());
     if (!got) return std::move(got.error());
     p = std::move(*got);
   }

@@ -321,7 +321,8 @@ TEST_CASE("a node with the wrong secret is refused and changes nothing", "[clust
              forged.items);
   peer_stats after;
   self
-    ->request(target, 5s, peer_stats_atom::value) // answered after both
+    ->request(target, 5s, peer_stats_atom::value,
+              this_process_token()) // answered after both
     .receive([&](peer_stats& s) { after = s; },
              [&](caf::error& e) { FAIL(describe(e)); });
   CHECK(after.unauthenticated_messages >= 1);
@@ -348,7 +349,7 @@ TEST_CASE("messages a node does not understand are logged and ignored", "[cluste
   self->send(untyped, caf::atom("bogus"), 42);
   self->send(untyped, batch_atom::value, std::string{"not a batch"});
   // Still a working node: it answers, and invalidates as before.
-  self->request(untyped, 5s, peer_stats_atom::value)
+  self->request(untyped, 5s, peer_stats_atom::value, this_process_token())
     .receive([](peer_stats& s) { CHECK(s.bad_messages == 2); },
              [&](caf::error& e) { FAIL(describe(e)); });
   c.cache_everywhere("k");
