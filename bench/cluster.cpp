@@ -82,7 +82,7 @@ constexpr auto throughput_drain_timeout = 60s;
 constexpr auto drain_poll = 20ms;
 
 const std::string cache_name = "bench";
-const std::string secret = "karlton-bench";
+const std::string secret = "karlton-bench, long enough not to warn";
 
 #ifndef KARLTON_NODE_PATH
 #define KARLTON_NODE_PATH "karlton-node"

@@ -108,6 +108,13 @@ caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
       "reaches it can crash this node through CAF 0.17 (README, Limits): firewall it, "
       "or set karlton.cluster.tls with openssl.certificate, openssl.key and "
       "openssl.cafile");
+  if (opts.secret.size() < min_strong_secret_bytes)
+    log_of(opts)("karlton: warning: karlton.cluster.secret is " +
+                 std::to_string(opts.secret.size()) +
+                 " bytes; a host that reaches the cluster port can test guesses of it "
+                 "offline from one handshake: use at least " +
+                 std::to_string(min_strong_secret_bytes) +
+                 " random bytes (openssl rand -hex 32)");
   if (lease_outlives_drop(opts, sys_->config()))
     log_of(opts)(
       "karlton: warning: karlton.cluster.heartbeat plus read-lease is not shorter "

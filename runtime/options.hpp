@@ -217,6 +217,10 @@ caf::error validate(const cluster_options& o);
 /// `runtime::start_cluster` logs a warning saying so.
 bool open_to_strangers(const cluster_options& o, const caf::actor_system_config& cfg);
 
+/// Below this many bytes the cluster secret is logged as guessable at start:
+/// one handshake's answer lets anyone test guesses offline (README, Limits).
+constexpr size_t min_strong_secret_bytes = 16;
+
 /// True if a node with `o` may stay frozen long enough for the others to drop
 /// it (after `member-timeout`, or CAF's `middleman.connection-timeout`: 2 s)
 /// and still find its lease valid when it runs again, because it tells a

@@ -418,3 +418,17 @@ TEST_CASE("a slow member holds at most max-unacked invalidations while its origi
   caf::anon_send(slow_peer, stop_atom::value, this_process_token());
   caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
 }
+
+TEST_CASE("a node with a short cluster secret warns that it can be guessed offline",
+          "[cluster][trust]") {
+  // Any host that reaches the port gets, for one hello, an HMAC over values
+  // it knows: a review recovered "s3cret" from a word list in half a second.
+  log_lines weak, strong;
+  runtime a, b;
+  must(a.start_cluster(node_options("a", weak))); // "secret": 6 bytes
+  auto o = node_options("b", strong);
+  o.secret = std::string(min_strong_secret_bytes, 'k');
+  must(b.start_cluster(o));
+  CHECK(weak.contains("test guesses of it offline"));
+  CHECK_FALSE(strong.contains("test guesses of it offline"));
+}
