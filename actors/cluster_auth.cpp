@@ -108,19 +108,21 @@ handshake_state::handshake_state(std::string secret, handshake_party me,
   : secret_(std::move(secret)), me_(std::move(me)), open_for_(open_for),
     max_open_(std::max<size_t>(1, max_open)) {}
 
-caf::error handshake_state::refuse(uint64_t& cause, std::string why) {
+caf::error handshake_state::refuse(uint64_t& cause, std::string why, errc code) {
   ++cause;
   ++counters.total;
-  return make_error(errc::invalid_option, std::move(why));
+  return make_error(code, std::move(why));
 }
 
 caf::error handshake_state::check_name(const std::string& name, bool name_taken) {
   if (name == me_.info.name)
     return refuse(counters.names, "node name '" + name + "' is this node's own name");
   if (name_taken)
-    return refuse(counters.names, "node name '" + name +
-                                    "' belongs to a live member; it can join again "
-                                    "once that member left or was lost");
+    return refuse(counters.names,
+                  "node name '" + name +
+                    "' belongs to a live member; it can join again "
+                    "once that member left or was lost",
+                  errc::name_taken);
   return caf::none;
 }
 

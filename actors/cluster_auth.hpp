@@ -32,6 +32,7 @@
 
 #include <karlton/base/clock.hpp>
 #include <karlton/messages/cluster.hpp>
+#include <karlton/messages/errors.hpp>
 
 namespace karlton {
 
@@ -177,7 +178,7 @@ private:
     clock::time_point opened;
   };
 
-  caf::error refuse(uint64_t& cause, std::string why);
+  caf::error refuse(uint64_t& cause, std::string why, errc code = errc::invalid_option);
   caf::error check_name(const std::string& name, bool name_taken);
   caf::error check_size(const member_info& them);
   void drop_expired(clock::time_point now);

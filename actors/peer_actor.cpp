@@ -53,7 +53,7 @@ void apply_done(self_ptr self, uint64_t n) {
 // tests/runtime/multiprocess.test.cpp).
 void renew_lease(self_ptr self) {
   auto& st = self->state;
-  if (!st.setup.lease) return;
+  if (!st.setup.lease || !st.refused_our_name.empty()) return;
   if (auto until =
         peer_state::renew_lease(st.setup.time_source->now(), st.members->last_heard(),
                                 st.repairs_in_flight, st.setup.read_lease))

@@ -60,6 +60,11 @@ struct peer_actor_state {
   // Shard clears of repairs not yet answered: until they are, the lease is
   // neither extended nor held (see `heartbeat`).
   uint64_t repairs_in_flight = 0;
+  // Nodes that refused our join because a live member has our name: we may
+  // be the stale one (frozen while a restart took the name over), which
+  // nobody invalidates any more, so the lease stays lapsed until each of
+  // them lets us join.
+  std::set<std::string> refused_our_name;
   clock::time_point last_beat{}; // of the previous heartbeat; epoch before the first
   // Batches answered, with the MAC of their acknowledgement, once the
   // applies numbered below their key are done (peer_state::finish_apply).

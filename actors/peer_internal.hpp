@@ -33,6 +33,14 @@ void log(self_ptr self, const std::string& line);
 /// at most that long.
 void repair(self_ptr self, const std::string& why, bool always_clear = false);
 
+/// Extends the read lease as far as what we heard from every member allows
+/// (peer_actor.cpp).
+void renew_lease(self_ptr self);
+
+/// Node `by` refused our join because a live member has our name (`refused`),
+/// or let us join (not `refused`): while any refuses, we serve no hits.
+void note_name_refusal(self_ptr self, const std::string& by, bool refused);
+
 // -- membership (peer_membership.cpp) ---------------------------------------------
 
 /// How often `connect` tries a handshake whose connection was lost: CAF

@@ -212,6 +212,23 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
 
 } // namespace
 
+void note_name_refusal(self_ptr self, const std::string& by, bool refused) {
+  auto& st = self->state;
+  if (!refused) {
+    if (st.refused_our_name.erase(by) > 0 && st.refused_our_name.empty())
+      renew_lease(self);
+    return;
+  }
+  if (!st.refused_our_name.insert(by).second) return;
+  log(self, "'" + by + "' refused us: another node named '" + st.core->me().name +
+              "' is a member there; this node serves no hits until it can join (stop "
+              "it, or give it a name of its own)");
+  // Another process took our name over while we were frozen or cut off: the
+  // others invalidate it, not us, and would not even count us as not
+  // answered. Loads still go to the store.
+  if (st.setup.lease) st.setup.lease->limit_to(st.setup.time_source->now());
+}
+
 // Connects to `host:port` without blocking a worker (the middleman's actor
 // does the connecting), then runs the handshake; one whose connection was
 // lost is tried again, up to `attempts` in all.
@@ -241,6 +258,12 @@ void connect(self_ptr self, const std::string& host, uint16_t port,
                           host + ":" + std::to_string(port) + " is not a karlton node"));
           return;
         }
+        // A refusal for our name, and a join after it, by the node there.
+        auto key = host + ":" + std::to_string(port);
+        auto noted = [self, key, done](caf::error err) {
+          if (!err || err == errc::name_taken) note_name_refusal(self, key, bool{err});
+          done(std::move(err));
+        };
         std::function<void()> retry;
         if (attempts > 1)
           retry = [=] {
@@ -248,7 +271,7 @@ void connect(self_ptr self, const std::string& host, uint16_t port,
                         " during the join handshake; trying again");
             connect(self, host, port, done, attempts - 1);
           };
-        handshake(self, caf::actor_cast<peer_actor>(std::move(h)), done,
+        handshake(self, caf::actor_cast<peer_actor>(std::move(h)), noted,
                   std::move(retry));
       },
       [=](caf::error& err) {

@@ -34,6 +34,8 @@ const char* to_string(errc x) noexcept {
     return "not_an_integer";
   case errc::compute_failed:
     return "compute_failed";
+  case errc::name_taken:
+    return "name_taken";
   }
   return "unknown";
 }

@@ -41,6 +41,9 @@ enum class errc : uint8_t {
   not_an_integer,
   /// A `compute` function threw; nothing was changed.
   compute_failed,
+  /// A node refused this one's join: a live member of the cluster has its
+  /// node name (another process took it over, or was given it).
+  name_taken,
 };
 
 /// The name of an error code, e.g. "key_too_large".

@@ -432,3 +432,25 @@ TEST_CASE("a node with a short cluster secret warns that it can be guessed offli
   CHECK(weak.contains("test guesses of it offline"));
   CHECK_FALSE(strong.contains("test guesses of it offline"));
 }
+
+TEST_CASE("a node refused because a live member has its name serves no hits",
+          "[cluster][trust]") {
+  // Say "m" froze, a restart of "m" joined meanwhile, and the old one runs
+  // again: v refuses it for good. Alone, it held its lease for ever (nobody
+  // left to hear from) and served what v's synchronous puts, answered ok by
+  // the new "m", had replaced (a review of 7 Dec).
+  log_lines log;
+  runtime v, m, ghost;
+  must(v.start_cluster(node_options("v", log)));
+  must(m.start_cluster(node_options("m", log)));
+  REQUIRE_FALSE(m.join("127.0.0.1", v.cluster_port()));
+  auto at_v = must(v.create_cache(users_options(v, distribution::sync)));
+  must(ghost.start_cluster(node_options("m", log)));
+  auto at_ghost = must(ghost.create_cache(users_options(ghost, distribution::sync)));
+  REQUIRE(must(at_ghost.get_or_load("k")).str() == "v1"); // alone: cached and served
+  REQUIRE(must(at_ghost.get("k")).str() == "v1");
+  CHECK(ghost.join("127.0.0.1", v.cluster_port()) == errc::name_taken);
+  REQUIRE_FALSE(at_v.put("k", "v2"));   // answered by the new "m"
+  CHECK_FALSE(must(at_ghost.get("k"))); // before: v1
+  CHECK(log.contains("serves no hits until it can join"));
+}
