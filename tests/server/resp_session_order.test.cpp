@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/server/tracking_table.hpp"
 #include "server/gated_store.hpp"
 #include "server/session_fixture.hpp"
 #include "support/must.hpp"
@@ -344,4 +345,20 @@ TEST_CASE_METHOD(held_redirect,
   CHECK(reader.replies(2) == replies{"+OK\r\n", "$2\r\nv1\r\n"});
   CHECK(target.call({"PING"}) == "+PONG\r\n");
   CHECK(target.collect_now().empty());
+}
+
+TEST_CASE("tracking: an invalidation is spelt again for the other protocol, and "
+          "nothing else is",
+          "[tracking]") {
+  const std::string keys = "*2\r\n$1\r\na\r\n$1\r\nb\r\n";
+  const std::string push = ">2\r\n$10\r\ninvalidate\r\n" + keys;
+  const std::string message =
+    "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n" + keys;
+  CHECK(server::invalidation_for(push, 2) == message);
+  CHECK(server::invalidation_for(message, 3) == push);
+  CHECK(server::invalidation_for(push, 3) == push);
+  CHECK(server::invalidation_for(">2\r\n$10\r\ninvalidate\r\n_\r\n", 2) ==
+        "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$-1\r\n");
+  CHECK(server::invalidation_for(">2\r\n$10\r\ninvalidate\r\n:1\r\n", 2).empty());
+  CHECK(server::invalidation_for("+PONG\r\n", 3).empty());
 }

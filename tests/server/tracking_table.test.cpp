@@ -487,19 +487,3 @@ TEST_CASE("tracking: messages go to the REDIRECT target, in its protocol", "[tra
   f.change(0, {"c"});
   CHECK(tracker2.messages().empty());
 }
-
-TEST_CASE("tracking: an invalidation is spelt again for the other protocol, and "
-          "nothing else is",
-          "[tracking]") {
-  const std::string keys = "*2\r\n$1\r\na\r\n$1\r\nb\r\n";
-  const std::string push = ">2\r\n$10\r\ninvalidate\r\n" + keys;
-  const std::string message =
-    "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n" + keys;
-  CHECK(invalidation_for(push, 2) == message);
-  CHECK(invalidation_for(message, 3) == push);
-  CHECK(invalidation_for(push, 3) == push);
-  CHECK(invalidation_for(">2\r\n$10\r\ninvalidate\r\n_\r\n", 2) ==
-        "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$-1\r\n");
-  CHECK(invalidation_for(">2\r\n$10\r\ninvalidate\r\n:1\r\n", 2).empty());
-  CHECK(invalidation_for("+PONG\r\n", 3).empty());
-}
