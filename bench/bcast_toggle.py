@@ -60,7 +60,7 @@ def ping_latency(node):
 
 def main():
     if len(sys.argv) > 1:
-        os.environ["KARLTON_NODE"] = sys.argv[1]
+        os.environ["KARLTON_NODE"] = os.path.abspath(sys.argv[1])  # nodes run elsewhere
     node = harness.start_node()
     try:
         print("PING alone:", ping_latency(node))
