@@ -180,7 +180,6 @@ handshake_state::hello(const std::string& sender, const handshake_party& them,
   if (auto err = check_name(them.info.name, name_taken)) return err;
   auto mine = random_nonce();
   if (!mine) return std::move(mine.error());
-  open_.erase(sender);
   drop_expired(now);
   if (open_.size() >= max_open_) {
     // Still full of live challenges: drop the oldest. A flood of hellos can
@@ -192,15 +191,18 @@ handshake_state::hello(const std::string& sender, const handshake_party& them,
   }
   handshake_transcript t{them, me_, their_nonce, *mine};
   auto proof = handshake_proof(secret_, handshake_role::responder, t);
-  open_.emplace(sender, challenge{std::move(t), now});
+  open_.emplace(*mine, challenge{sender, std::move(t), now});
   return hello_reply{std::move(*mine), std::move(proof)};
 }
 
 caf::expected<link_keys> handshake_state::join(const std::string& sender,
+                                               const std::string& my_nonce,
                                                const member_info& them,
                                                const std::string& proof, bool name_taken,
                                                clock::time_point now) {
-  auto i = open_.find(sender);
+  auto i = open_.find(my_nonce);
+  // Another sender's challenge stays open for its own join.
+  if (i != open_.end() && i->second.sender != sender) i = open_.end();
   if (i == open_.end() || now - i->second.opened > open_for_) {
     if (i != open_.end()) open_.erase(i);
     return refuse(counters.replays, "node '" + them.name +

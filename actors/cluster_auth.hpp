@@ -5,7 +5,7 @@
 //   I -> R: (hello, I, nonce_i)
 //   R -> I: (R, nonce_r, MAC(secret, "karlton-v2 responder" | T))
 //   I checks R's proof, and only then
-//   I -> R: (join, I, MAC(secret, "karlton-v2 initiator" | T), seq)
+//   I -> R: (join, I, nonce_r, MAC(secret, "karlton-v2 initiator" | T), seq)
 //
 // The transcript T is both identities (member info and CAF node id) and both
 // nonces, each field length-prefixed. A proof therefore holds for one
@@ -154,19 +154,22 @@ public:
   /// A hello from `sender` (an opaque key of the actor that sent it):
   /// refuses a name or host longer than `max_node_name_bytes` or
   /// `max_node_host_bytes` before keeping anything of it, a nonce seen
-  /// before, our own name and a taken one, else opens a challenge
-  /// for `sender`'s join (replacing one it had open) and answers it.
+  /// before, our own name and a taken one, else opens a challenge under
+  /// the fresh nonce it answers with. Keyed by that nonce, which only the
+  /// one the answer reached knows, not by `sender`, which another host can
+  /// claim: a forged hello in a member's name replaced its open challenge,
+  /// and so held the member out.
   caf::expected<hello_reply> hello(const std::string& sender, const handshake_party& them,
                                    const std::string& their_nonce, bool name_taken,
                                    clock::time_point now);
 
-  /// The join of `sender`: admitted if it answers the challenge `sender` has
-  /// open, as the same party, with the initiator's proof, and its name is
-  /// still free. The challenge is used up either way. Returns the keys of
-  /// the link to `them`, ours as responder.
-  caf::expected<link_keys> join(const std::string& sender, const member_info& them,
-                                const std::string& proof, bool name_taken,
-                                clock::time_point now);
+  /// The join of `sender` to the challenge opened with `my_nonce`: admitted
+  /// if that challenge is `sender`'s, it comes as the same party with the
+  /// initiator's proof, and its name is still free. The challenge is used up
+  /// either way. Returns the keys of the link to `them`, ours as responder.
+  caf::expected<link_keys> join(const std::string& sender, const std::string& my_nonce,
+                                const member_info& them, const std::string& proof,
+                                bool name_taken, clock::time_point now);
 
   size_t open_challenges() const noexcept { return open_.size(); }
 
@@ -174,6 +177,7 @@ public:
 
 private:
   struct challenge {
+    std::string sender; ///< whose hello opened it
     handshake_transcript transcript;
     clock::time_point opened;
   };
@@ -187,7 +191,7 @@ private:
   handshake_party me_;
   std::chrono::nanoseconds open_for_;
   size_t max_open_;
-  std::map<std::string, challenge> open_; // by sender
+  std::map<std::string, challenge> open_; // by our nonce
   std::set<std::string> seen_;            // initiators' nonces, the last few
   std::deque<std::string> seen_order_;    // ... oldest first
 };

@@ -37,6 +37,11 @@ void repair(self_ptr self, const std::string& why, bool always_clear = false);
 /// (peer_actor.cpp).
 void renew_lease(self_ptr self);
 
+/// Installs what the peer does with messages it did not ask for: errors not
+/// answering a request of ours and messages it does not understand are
+/// counted, logged once per thousand and dropped (peer_mailbox.cpp).
+void ignore_strays(self_ptr self);
+
 /// Node `by` refused our join because a live member has our name (`refused`),
 /// or let us join (not `refused`): while any refuses, we serve no hits.
 void note_name_refusal(self_ptr self, const std::string& by, bool refused);
@@ -69,7 +74,8 @@ answer_hello(self_ptr self, const caf::strong_actor_ptr& sender, const member_in
              const std::string& nonce);
 caf::result<std::vector<member_info>, uint64_t, link_tag>
 admit(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& from,
-      const std::string& proof, uint64_t next_seq, const link_tag& tag);
+      const std::string& nonce, const std::string& proof, uint64_t next_seq,
+      const link_tag& tag);
 
 /// A member's connection went down: it is lost (repair, reconnection).
 void on_down(self_ptr self, const caf::down_msg& dm);
@@ -84,6 +90,11 @@ void leave(self_ptr self);
 /// False if the leave's link MAC (`tag`) does not verify: ignored, counted.
 bool member_left(self_ptr self, const caf::strong_actor_ptr& sender, uint64_t next_seq,
                  const link_tag& tag);
+
+/// The operator says `name`, a member lost without leaving (or one we never
+/// reached), is gone for good: synchronous calls stop naming it and nobody
+/// reconnects to it. An error for a current member or a name not lost.
+caf::error forget_member(self_ptr self, const std::string& name);
 
 /// Counts (in `unauthenticated_messages`) and logs, once per thousand so a
 /// flood cannot fill the log, a message ignored as not authenticated.

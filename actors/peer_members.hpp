@@ -287,6 +287,10 @@ public:
   /// `name` was reached (or joined us): its chain ends.
   void reached(const std::string& name) { joining_.erase(name); }
 
+  /// Nobody is to reach `name` any more (the operator forgot it): its chain
+  /// ends, and a retry it has due finds none (`begin_attempt`).
+  void forget(const std::string& name) { joining_.erase(name); }
+
   bool reconnecting(const std::string& name) const { return joining_.count(name) > 0; }
 
 private:

@@ -161,7 +161,7 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
           add_member(self, them, other, handshake_role::initiator, std::move(mine->keys));
         auto next = st.core->next_seq();
         self
-          ->request(other, timeout, join_atom::value, st.core->me(),
+          ->request(other, timeout, join_atom::value, st.core->me(), their_nonce,
                     std::move(mine->proof), next,
                     first_tag(keys, link_message::join, number_digest(next)))
           .then(
@@ -343,9 +343,10 @@ answer_hello(self_ptr self, const caf::strong_actor_ptr& sender, const member_in
 
 caf::result<std::vector<member_info>, uint64_t, link_tag>
 admit(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& from,
-      const std::string& proof, uint64_t next_seq, const link_tag& tag) {
+      const std::string& nonce, const std::string& proof, uint64_t next_seq,
+      const link_tag& tag) {
   auto& st = self->state;
-  auto keys = st.auth->join(sender_key(sender), from, proof,
+  auto keys = st.auth->join(sender_key(sender), nonce, from, proof,
                             st.members->name_taken(from.name, sender->address()),
                             st.setup.time_source->now());
   if (!keys) {
@@ -412,6 +413,27 @@ bool member_left(self_ptr self, const caf::strong_actor_ptr& sender, uint64_t ne
   if (st.core->left(who.name, who.incarnation, next_seq))
     repair(self, "'" + who.name + "' left; invalidations it sent went missing");
   return true;
+}
+
+caf::error forget_member(self_ptr self, const std::string& name) {
+  auto& st = self->state;
+  if (name.size() > max_node_name_bytes) // no member's is: nothing to echo back
+    return make_error(errc::invalid_option, "a node name is at most " +
+                                              std::to_string(max_node_name_bytes) +
+                                              " bytes");
+  if (st.members->contains(name))
+    return make_error(errc::invalid_option,
+                      "'" + name +
+                        "' is a member: it answers, so it cannot be forgotten "
+                        "(a node that stops cleanly leaves by itself)");
+  if (st.core->lost().count(name) == 0 && !st.members->reconnecting(name))
+    return make_error(errc::not_found, "no lost member is named '" + name + "'");
+  // As if it had left: it serves nothing any more, so nobody waits for it.
+  // Should it come back after all, its handshake makes it a member again.
+  st.members->forget(name);
+  st.core->member_left(name);
+  log(self, "forgot '" + name + "': no longer waited for nor reconnected to");
+  return {};
 }
 
 } // namespace karlton::peer_detail

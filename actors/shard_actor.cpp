@@ -66,10 +66,9 @@ void ask_user_loader(self_ptr self, std::string key, uint64_t id) {
         finish_load(self, key, id, std::move(result), took);
       },
       [self, key, id, start](caf::error& err) {
-        if (err.category() != caf::atom("karlton"))
-          err =
-            make_error(errc::store_failure, "the loader actor failed: " + describe(err));
-        finish_load(self, key, id, std::move(err), now_of(self) - start);
+        finish_load(self, key, id,
+                    as_store_failure(std::move(err), "the loader actor failed"),
+                    now_of(self) - start);
       });
 }
 
@@ -78,13 +77,6 @@ void ask_user_loader(self_ptr self, std::string key, uint64_t id) {
 // state's writes are sent before (see after_change); CAF keeps one sender's order.
 void dispatch_loads(self_ptr self) {
   auto& st = self->state;
-  if (st.flusher_lost) { // nobody would answer: each fails now (a waiter may start more)
-    for (auto loads = st.cache->take_loads_to_start(); !loads.empty();
-         loads = st.cache->take_loads_to_start())
-      for (auto& [key, id] : loads)
-        st.cache->complete_load(key, id, st.flusher_lost, {}, now_of(self));
-    return;
-  }
   if (st.user_loader) {
     for (auto& [key, id] : st.cache->take_loads_to_start())
       ask_user_loader(self, std::move(key), id);

@@ -69,8 +69,6 @@ struct shard_actor_state : shard_links {
   /// The flusher learns a shard from its first write message, and tells only
   /// the shards it knows when max-dirty room frees (see `arm_room`).
   bool flusher_knows_us = false;
-  /// Why the flusher is gone, once it is: it was the only loader too.
-  caf::error flusher_lost;
   /// Shutdown's `settle` requests, answered once no write waits for the store.
   std::vector<caf::typed_response_promise<caf::ok_atom>> settle_waiters;
 

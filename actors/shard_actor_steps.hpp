@@ -4,7 +4,10 @@
 // watch).
 #pragma once
 
+#include <string>
+
 #include "actors/shard_actor.hpp"
+#include <karlton/messages/errors.hpp>
 
 namespace karlton::shard_steps {
 
@@ -12,6 +15,14 @@ using self_ptr = shard_actor::stateful_pointer<shard_actor_state>;
 
 inline time_point now_of(self_ptr self) {
   return self->state.time_source->now();
+}
+
+/// The error a request of the shard's ended with, for its callers: karlton's own
+/// as it is; CAF's (the actor went down with the request) as `store_failure`,
+/// saying what failed (`what`) and why.
+inline caf::error as_store_failure(caf::error err, const std::string& what) {
+  if (err.category() == caf::atom("karlton")) return err;
+  return make_error(errc::store_failure, what + " (" + describe(err) + ")");
 }
 
 /// Hands over what a change left in the state's outboxes and arms the timers

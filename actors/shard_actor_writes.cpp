@@ -63,11 +63,11 @@ void shard_steps::send_writes(self_ptr self) {
     after_change(self);
   };
   auto failed = [self, seqs](caf::error& err) {
-    if (err.category() != caf::atom("karlton")) // it died with the write: CAF's error
-      err = make_error(errc::store_failure,
-                       "the write was not confirmed: the actor it went to stopped (" +
-                         describe(err) + ")");
-    self->state.cache->writes_done(seqs, err, now_of(self));
+    self->state.cache->writes_done(
+      seqs,
+      as_store_failure(std::move(err),
+                       "the write was not confirmed: the actor it went to stopped"),
+      now_of(self));
     after_change(self);
   };
   if (st.write_flusher)
@@ -85,11 +85,11 @@ void shard_steps::watch_flusher(self_ptr self) {
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     if (dm.source != st.write_flusher.address()) return;
-    st.flusher_lost =
+    st.cache->writer_lost(
       make_error(errc::store_failure, "the write-back flusher stopped (" +
                                         self->system().render(dm.reason) +
-                                        "): nothing can be stored or loaded any more");
-    st.cache->writer_lost(st.flusher_lost, now_of(self));
+                                        "): nothing can be stored or loaded any more"),
+      now_of(self));
     after_change(self);
   });
 }

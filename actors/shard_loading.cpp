@@ -130,6 +130,7 @@ void shard_state::maybe_refresh(std::string_view key, entry_id id, const entry& 
     }
   }
   if (!refresh && !early) return;
+  if (writer_lost_) return;          // nobody would answer the reload
   if (loads_.in_flight(key)) return; // coalesced with the load already running
   if (negatives_.find(key, now_ms) != nullptr) return; // failed just now: wait
   std::optional<load_waiter> none;
@@ -181,6 +182,8 @@ shard_state::get_or_load(std::string_view key, uint32_t hash, time_point now,
     }
     return caf::expected<value>{*failed};
   }
+  // Write-back loads go to the flusher: once it is gone nothing would answer.
+  if (writer_lost_) return caf::expected<value>{writer_lost_};
   if (loads_.join(key, std::move(w))) {
     ++stats_.coalesced;
     return std::nullopt;

@@ -202,9 +202,10 @@ local_token this_process_token() noexcept;
 /// receiver's `member_info`, its own fresh nonce, and its responder's proof
 /// over both identities and both nonces.
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
-/// `(join, me, proof, next_seq, tag)`: the second step, with our initiator's
-/// proof over the same and `next_seq` under the new link's MAC; answered with
-/// its members, its next sequence number and their MAC.
+/// `(join, me, nonce, proof, next_seq, tag)`: the second step, with the
+/// responder's nonce (which names its challenge), our initiator's proof over
+/// the same and `next_seq` under the new link's MAC; answered with its
+/// members, its next sequence number and their MAC.
 /// `(join, host, port)` from the local node: join the node there.
 using join_atom = caf::atom_constant<caf::atom("join")>;
 /// `(batch, b, tag)` between nodes: apply these invalidations; answered,
@@ -230,6 +231,10 @@ using peer_stats_atom = caf::atom_constant<caf::atom("pstats")>;
 /// `(members, token)`: the members this node is connected to, as `member_info`s
 /// (local only).
 using members_atom = caf::atom_constant<caf::atom("members")>;
+/// `(forget, token, name)`: the operator says the lost member `name` is gone
+/// for good; synchronous calls stop naming it and nobody reconnects to it
+/// (local only).
+using forget_atom = caf::atom_constant<caf::atom("forget")>;
 /// `(invalidate, keys)` to a shard: remove these keys without telling other
 /// nodes (they come from one). `(invalidate)`: remove everything, the same
 /// way (another node cleared the cache).

@@ -23,13 +23,14 @@ namespace karlton {
 /// batch, a member's leave) carry a `link_tag`: a MAC under the key of the
 /// link the handshake set up (actors/link_auth.hpp). One without a valid tag
 /// is ignored and counted: another host can claim to be a member.
-/// - `(hello, ...)`, `(join, me, proof, seq, tag)`: the join handshake (above).
+/// - `(hello, ...)`, `(join, me, nonce, proof, seq, tag)`: the join handshake (above).
 /// - `(batch, b, tag)`: invalidations from another node; answered when
 ///   applied, with the MAC of the acknowledgement (`link_ack`).
 /// - `(broadcast, items)`: this node's shards' invalidations, to send.
 /// - `(sync)`: send what is pending; answered with the members that did not
 ///   acknowledge within the sync timeout (empty: all applied it).
 /// - `(join, host, port)`: join the cluster of the node there.
+/// - `(forget, name)`: stop waiting for, and reconnecting to, a lost member.
 /// - `(shards, cache, list)`: a distributed cache's shards, to apply to.
 /// - `(join, member)`, `(tick, n)`, `(heartbeat)`: its own reconnection,
 ///   batch and heartbeat timers.
@@ -41,7 +42,7 @@ namespace karlton {
 using peer_actor = caf::typed_actor<
   caf::replies_to<hello_atom, member_info, std::string>::with<member_info, std::string,
                                                               std::string>,
-  caf::replies_to<join_atom, member_info, std::string, uint64_t,
+  caf::replies_to<join_atom, member_info, std::string, std::string, uint64_t,
                   link_tag>::with<std::vector<member_info>, uint64_t, link_tag>,
   caf::replies_to<batch_atom, invalidation_batch, link_tag>::with<caf::ok_atom,
                                                                   std::string>,
@@ -52,6 +53,7 @@ using peer_actor = caf::typed_actor<
                   std::vector<shard_actor>>::with<caf::ok_atom>,
   caf::replies_to<peer_stats_atom, local_token>::with<peer_stats>,
   caf::replies_to<members_atom, local_token>::with<std::vector<member_info>>,
+  caf::replies_to<forget_atom, local_token, std::string>::with<caf::ok_atom>,
   caf::reacts_to<join_atom, local_token, member_info, uint64_t>,
   caf::reacts_to<tick_atom, local_token, uint64_t>,
   caf::replies_to<leave_atom, local_token>::with<caf::ok_atom>,

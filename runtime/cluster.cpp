@@ -166,6 +166,15 @@ caf::expected<std::vector<member_info>> runtime::members() {
                                        this_process_token());
 }
 
+caf::error runtime::forget_member(const std::string& name) {
+  auto p = live_peer();
+  if (!p) return std::move(p.error());
+  if (!*p) return make_error(errc::invalid_option, "forget: call start_cluster first");
+  auto r = ask<caf::ok_atom>(*sys_, *p, bus_timeout, forget_atom::value,
+                             this_process_token(), name);
+  return r ? caf::error{} : std::move(r.error());
+}
+
 caf::expected<peer_stats> runtime::cluster_stats() {
   auto p = live_peer();
   if (!p) return std::move(p.error());

@@ -194,6 +194,12 @@ public:
   caf::error join(const std::string& host, uint16_t port);
   /// The nodes this one is connected to (not itself).
   caf::expected<std::vector<member_info>> members();
+  /// Forgets `name`, a member lost without leaving that the operator knows is
+  /// gone for good (a crashed machine, a node restarted under another name):
+  /// synchronous calls stop naming it as not answered (rule 7) and the node
+  /// stops reconnecting to it. If it comes back after all, it joins again.
+  /// `invalid_option` for a current member, `not_found` for a name not lost.
+  caf::error forget_member(const std::string& name);
   /// The peer actor's counters (broadcasts, batches, gaps, repairs, delays).
   caf::expected<peer_stats> cluster_stats();
   /// This node's name and port; empty and 0 before `start_cluster`.

@@ -112,6 +112,7 @@ std::string console::execute(const std::string& input) {
     {"members", &console::members},   {"stats", &console::stats},
     {"ping", &console::ping},         {"quit", &console::quit},
     {"sync", &console::sync},         {"changes", &console::changes},
+    {"forget", &console::forget},
   };
   std::string_view line = input;
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
@@ -191,6 +192,12 @@ std::string console::members(std::string_view cmd, std::optional<std::string_vie
   for (size_t i = 0; i < names.size(); ++i)
     out += (i == 0 ? "" : ",") + names[i];
   return out;
+}
+
+std::string console::forget(std::string_view, std::optional<std::string_view> args) {
+  auto f = fields(args, 1);
+  if (!f) return error_reply(usage("forget <node>"));
+  return done_reply(rt_.forget_member(std::string{(*f)[0]}));
 }
 
 std::string console::stats(std::string_view cmd, std::optional<std::string_view> args) {

@@ -19,6 +19,8 @@
 //   tag <tag>                      ok | error <text>  (invalidate_tag, synchronous)
 //   emit <event>                   ok | error <text>
 //   members                        members <name>,<name>,...  (sorted; none: "members ")
+//   forget <node>                  ok | error <text>  (a lost member is gone for
+//                                  good: runtime::forget_member)
 //   stats                          stats {"node":...,"members":...,"caches":{...}}
 //   sync                           ok | error <text>  (every change committed
 //                                  in the database before it has reached the
@@ -80,6 +82,7 @@ private:
   std::string clear(std::string_view, std::optional<std::string_view> args);
   std::string signal(std::string_view cmd, std::optional<std::string_view> args);
   std::string members(std::string_view cmd, std::optional<std::string_view> args);
+  std::string forget(std::string_view cmd, std::optional<std::string_view> args);
   std::string stats(std::string_view cmd, std::optional<std::string_view> args);
   std::string ping(std::string_view cmd, std::optional<std::string_view> args);
   std::string sync(std::string_view cmd, std::optional<std::string_view> args);

@@ -53,7 +53,7 @@ recorded shake(node& a, node& b, const std::string& sender = "actor-a") {
   r.reply = must(b.hs.hello(sender, a.me, r.initiator_nonce, false, t0));
   r.initiator_proof =
     must(a.hs.answer(b.me, r.initiator_nonce, r.reply.nonce, r.reply.proof, false)).proof;
-  REQUIRE(b.hs.join(sender, a.me.info, r.initiator_proof, false, t0));
+  REQUIRE(b.hs.join(sender, r.reply.nonce, a.me.info, r.initiator_proof, false, t0));
   return r;
 }
 
@@ -119,7 +119,7 @@ TEST_CASE("a node without the secret is refused as initiator and as responder",
   CHECK_FALSE(x.hs.answer(b.me, nx, reply.nonce, reply.proof, false));
   // Had it sent one anyway, b refuses it.
   handshake_transcript t{x.me, b.me, nx, reply.nonce};
-  CHECK_FALSE(b.hs.join("actor-x", x.me.info,
+  CHECK_FALSE(b.hs.join("actor-x", reply.nonce, x.me.info,
                         handshake_proof("wrong", handshake_role::initiator, t), false,
                         t0));
   // a joins x: x's proof does not verify at a.
@@ -140,10 +140,10 @@ TEST_CASE("a reflected proof is refused and counted", "[auth]") {
   // together with a fresh nonce of its own.
   auto at_c = must(
     c.hs.hello("attacker", party("mallory", "node-id-attacker"), at_b.nonce, false, t0));
-  CHECK_FALSE(b.hs.join("attacker", c.me.info, at_c.proof, false, t0));
+  CHECK_FALSE(b.hs.join("attacker", at_b.nonce, c.me.info, at_c.proof, false, t0));
   // Nor does b's own proof, sent back to it, pass.
   auto again = must(b.hs.hello("attacker", claim_c, std::string(16, 'm'), false, t0));
-  CHECK_FALSE(b.hs.join("attacker", c.me.info, again.proof, false, t0));
+  CHECK_FALSE(b.hs.join("attacker", again.nonce, c.me.info, again.proof, false, t0));
   CHECK(b.hs.counters.bad_proofs == 2);
   CHECK(b.hs.counters.total == 2);
   // An initiator does not take its own kind of proof back as the responder's.
@@ -162,34 +162,36 @@ TEST_CASE("a proof made for the other direction is refused", "[auth]") {
   // A join carrying the responder's proof of this very handshake.
   handshake_transcript t{a.me, b.me, na, reply.nonce};
   CHECK(reply.proof == handshake_proof("s3cret", handshake_role::responder, t));
-  CHECK_FALSE(b.hs.join("actor-a", a.me.info, reply.proof, false, t0));
+  CHECK_FALSE(b.hs.join("actor-a", reply.nonce, a.me.info, reply.proof, false, t0));
   // The roles swapped: a proof from b as initiator towards a.
   handshake_transcript swapped{b.me, a.me, reply.nonce, na};
   auto na2 = must(a.hs.start());
   auto reply2 = must(b.hs.hello("actor-a", a.me, na2, false, t0));
-  CHECK_FALSE(b.hs.join("actor-a", a.me.info,
+  CHECK_FALSE(b.hs.join("actor-a", reply2.nonce, a.me.info,
                         handshake_proof("s3cret", handshake_role::initiator, swapped),
                         false, t0));
   CHECK(b.hs.counters.bad_proofs == 2);
-  (void)reply2;
 }
 
 TEST_CASE("a replayed handshake is refused and counted", "[auth]") {
   node a{"a"}, b{"b"};
   auto r = shake(a, b);
   // The join again: its challenge is used up.
-  CHECK_FALSE(b.hs.join("actor-a", a.me.info, r.initiator_proof, false, t0));
+  CHECK_FALSE(
+    b.hs.join("actor-a", r.reply.nonce, a.me.info, r.initiator_proof, false, t0));
   CHECK(b.hs.counters.replays == 1);
   // The whole handshake again, from an attacker: the hello's nonce was seen.
   CHECK_FALSE(b.hs.hello("attacker", a.me, r.initiator_nonce, false, t0));
   CHECK(b.hs.counters.replays == 2);
   // With a nonce of its own, b answers with a fresh one, so the recorded
   // join's proof is for another handshake.
-  REQUIRE(b.hs.hello("attacker", a.me, std::string(16, 'z'), false, t0));
-  CHECK_FALSE(b.hs.join("attacker", a.me.info, r.initiator_proof, false, t0));
+  auto fresh = must(b.hs.hello("attacker", a.me, std::string(16, 'z'), false, t0));
+  CHECK_FALSE(
+    b.hs.join("attacker", fresh.nonce, a.me.info, r.initiator_proof, false, t0));
   CHECK(b.hs.counters.bad_proofs == 1);
   // A join from an actor that sent no hello has nothing to answer.
-  CHECK_FALSE(b.hs.join("stranger", a.me.info, r.initiator_proof, false, t0));
+  CHECK_FALSE(
+    b.hs.join("stranger", std::string(16, 'q'), a.me.info, r.initiator_proof, false, t0));
   CHECK(b.hs.counters.replays == 3);
   // The recorded answer of b, replayed to a's next hello, fails too.
   auto na = must(a.hs.start());
@@ -219,7 +221,7 @@ TEST_CASE("a handshake claiming the node's own name or a live member's is refuse
   CHECK(a.hs.counters.names == 1);
   // The name was free at the hello and taken by the join: refused then too.
   auto proof = must(a.hs.answer(b.me, na, fine.nonce, fine.proof, false)).proof;
-  CHECK_FALSE(b.hs.join("actor-a", a.me.info, proof, true, t0));
+  CHECK_FALSE(b.hs.join("actor-a", fine.nonce, a.me.info, proof, true, t0));
   CHECK(b.hs.counters.names == 4);
   CHECK(b.hs.counters.total == 4);
   // Once the member is gone, the name may join again.
@@ -229,28 +231,37 @@ TEST_CASE("a handshake claiming the node's own name or a live member's is refuse
 TEST_CASE("a responder keeps few challenges open, for one join each and not for long",
           "[auth]") {
   node a{"a"}, b{"b", "s3cret", 2};
+  struct opened {
+    std::string nonce; // b's: names the challenge
+    std::string proof; // a's, for the join
+  };
   auto open = [&](const std::string& sender, clock::time_point at = t0) {
     auto n = must(a.hs.start());
     auto reply = must(b.hs.hello(sender, a.me, n, false, at));
-    return must(a.hs.answer(b.me, n, reply.nonce, reply.proof, false)).proof;
+    return opened{reply.nonce,
+                  must(a.hs.answer(b.me, n, reply.nonce, reply.proof, false)).proof};
+  };
+  auto join = [&](const std::string& sender, const opened& o, clock::time_point at = t0) {
+    return static_cast<bool>(b.hs.join(sender, o.nonce, a.me.info, o.proof, false, at));
   };
   auto first = open("s1");
   auto second = open("s2", t0 + 1s);
   auto third = open("s3", t0 + 2s); // the table is full: the oldest goes
   CHECK(b.hs.open_challenges() == 2);
-  CHECK_FALSE(b.hs.join("s1", a.me.info, first, false, t0));
-  CHECK(b.hs.join("s2", a.me.info, second, false, t0));
+  CHECK_FALSE(join("s1", first));
+  CHECK(join("s2", second));
   // Past the join timeout (5 s) a challenge is gone.
-  CHECK_FALSE(b.hs.join("s3", a.me.info, third, false, t0 + 8s));
+  CHECK_FALSE(join("s3", third, t0 + 8s));
   CHECK(b.hs.counters.replays == 2);
   CHECK(b.hs.open_challenges() == 0);
-  // A second hello of one sender replaces its first challenge.
+  // A second hello of one sender opens a second challenge: each is answered
+  // by its own join.
   auto older = open("s4");
   auto newer = open("s4");
-  CHECK(b.hs.open_challenges() == 1);
-  CHECK_FALSE(b.hs.join("s4", a.me.info, older, false, t0));
+  CHECK(b.hs.open_challenges() == 2);
+  CHECK(join("s4", newer));
+  CHECK(join("s4", older));
   CHECK(b.hs.open_challenges() == 0);
-  (void)newer;
   // A nonce of the wrong size is refused before anything is opened.
   CHECK_FALSE(b.hs.hello("s5", a.me, "short", false, t0));
   CHECK(b.hs.open_challenges() == 0);
@@ -284,4 +295,22 @@ TEST_CASE("a name or host longer than the limits is refused before anything is k
   longest.info.host = std::string(max_node_host_bytes, 'h');
   CHECK(b.hs.hello("s4", longest, std::string(16, '4'), false, t0));
   CHECK(b.hs.counters.total == 2);
+}
+
+TEST_CASE("a hello forged in a node's name leaves that node's challenge open", "[auth]") {
+  // CAF lets a host claim any sender: before, challenges were kept by sender,
+  // and a forged hello in a's name, sent between a's hello and its join,
+  // replaced a's challenge, so a forger could hold a out.
+  node a{"a"}, b{"b"};
+  auto na = must(a.hs.start());
+  auto reply = must(b.hs.hello("actor-a", a.me, na, false, t0));
+  auto forged = must(b.hs.hello("actor-a", a.me, std::string(16, 'f'), false, t0));
+  CHECK(b.hs.open_challenges() == 2);
+  auto proof = must(a.hs.answer(b.me, na, reply.nonce, reply.proof, false)).proof;
+  // A join naming a's challenge from another sender is refused and uses
+  // nothing up (only a saw b's nonce, but the sender is checked too).
+  CHECK_FALSE(b.hs.join("intruder", reply.nonce, a.me.info, proof, false, t0));
+  CHECK(b.hs.join("actor-a", reply.nonce, a.me.info, proof, false, t0));
+  CHECK(b.hs.open_challenges() == 1); // the forger's, until it times out
+  (void)forged;
 }

@@ -236,3 +236,15 @@ TEST_CASE("leaving forgets members and reconnections", "[peer][members]") {
   CHECK(t.empty());
   CHECK_FALSE(t.reconnecting("c"));
 }
+
+TEST_CASE("a forgotten member's retry that comes due starts nothing", "[peer][members]") {
+  table t{200ms, 1s};
+  t.add(node("b"), {"actor-b"}, tp{1s});
+  t.remove("b");
+  auto r = t.lost(node("b"));
+  REQUIRE(r);
+  t.forget("b");
+  CHECK_FALSE(t.reconnecting("b"));
+  CHECK_FALSE(t.begin_attempt(node("b"), r->chain)); // the retry on its way: ignored
+  REQUIRE(t.begin_attempt(node("b")));               // named again: a new chain
+}

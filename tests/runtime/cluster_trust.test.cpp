@@ -264,15 +264,17 @@ TEST_CASE("a member's batch or leave replayed is ignored and counted",
   auto shake = [&](uint64_t next) {
     auto nonce = must(hs.start());
     handshake_state::answered mine;
+    std::string theirs;
     self->request(to_victim, 5s, hello_atom::value, me, nonce)
       .receive(
         [&](member_info& them, std::string& their_nonce, std::string& proof) {
           mine = must(hs.answer(handshake_party{them, caf::to_string(to_victim.node())},
                                 nonce, their_nonce, proof, false));
+          theirs = their_nonce;
         },
         fail);
     self
-      ->request(to_victim, 5s, join_atom::value, me, mine.proof, next,
+      ->request(to_victim, 5s, join_atom::value, me, theirs, mine.proof, next,
                 first_tag(mine.keys, link_message::join, number_digest(next)))
       .receive([](std::vector<member_info>&, uint64_t, link_tag&) {}, fail);
     return mine.keys;

@@ -139,6 +139,9 @@ TEST_CASE_METHOD(fixture, "console putdep refuses an empty dependency name",
 TEST_CASE_METHOD(fixture, "console members of a runtime that is no node is an empty list",
                  "[console]") {
   CHECK(con.execute("members") == "members ");
+  auto forget = con.execute("forget n2");
+  CHECK(forget.rfind("error karlton.invalid_option: ", 0) == 0);
+  CHECK(forget.find("start_cluster") != std::string::npos);
 }
 
 TEST_CASE_METHOD(fixture,
@@ -221,6 +224,8 @@ TEST_CASE_METHOD(fixture, "the console answers wrong arguments with a usage erro
   CHECK(is_usage(con.execute("clear users extra")));
   CHECK(is_usage(con.execute("tag")));
   CHECK(is_usage(con.execute("emit a b")));
+  CHECK(is_usage(con.execute("forget")));
+  CHECK(is_usage(con.execute("forget a b")));
   CHECK(is_usage(con.execute("ping now")));
   CHECK(is_usage(con.execute("quit ")));
   CHECK(!con.quit_requested());
