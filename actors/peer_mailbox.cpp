@@ -41,9 +41,12 @@ void peer_detail::ignore_strays(self_ptr self) {
   // sender. CAF's default would stop this actor, and with it the node's
   // membership. Found by cluster_trust.test.cpp: a forged batch claiming to
   // come from a member made the victim's refusal stop that member.
+  // Logged by category and code only, as below: its context may be
+  // megabytes of anything.
   self->set_error_handler([self](caf::error& err) {
     if (self->state.core->counters.bad_messages++ % 1000 == 0)
-      log(self, "ignored an error not answering a request of ours: " + describe(err));
+      log(self, "ignored an error not answering a request of ours: " +
+                  caf::to_string(err.category()) + " " + std::to_string(err.code()));
   });
   // Bad input from the network (unknown messages, wrong types) is dropped;
   // the node keeps running. Logged by its types only: its content may be

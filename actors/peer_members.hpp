@@ -241,6 +241,8 @@ public:
       i->second.retry_due = false;
     } else if (i == joining_.end()) {
       i = start_chain(info);
+    } else {
+      i->second.forgotten = false; // named again: wanted again
     }
     auto& c = i->second;
     c.info = info;
@@ -250,15 +252,20 @@ public:
   }
 
   /// The attempt to reach `info` failed: when to try again (from the base,
-  /// doubling up to the max, jittered), or none if it is a member or a retry is due.
-  /// A chain that ended meanwhile starts again: the handshake admitted it
-  /// (which ends the chain) and then its join failed.
+  /// doubling up to the max, jittered), or none if it is a member, a retry is
+  /// due, or it was forgotten meanwhile (`forget`). A chain that ended
+  /// meanwhile starts again: the handshake admitted it (which ends the chain)
+  /// and then its join failed.
   std::optional<retry> attempt_failed(const member_info& info) {
     if (contains(info.name)) {
       joining_.erase(info.name);
       return std::nullopt;
     }
     auto i = joining_.find(info.name);
+    if (i != joining_.end() && i->second.forgotten) { // forgotten while it ran
+      joining_.erase(i);
+      return std::nullopt;
+    }
     if (i == joining_.end()) i = start_chain(info);
     auto& c = i->second;
     c.attempt = false;
@@ -288,10 +295,21 @@ public:
   void reached(const std::string& name) { joining_.erase(name); }
 
   /// Nobody is to reach `name` any more (the operator forgot it): its chain
-  /// ends, and a retry it has due finds none (`begin_attempt`).
-  void forget(const std::string& name) { joining_.erase(name); }
+  /// ends, and a retry it has due finds none (`begin_attempt`). An attempt in
+  /// flight may still succeed (it came back); if it fails, it is not retried.
+  void forget(const std::string& name) {
+    auto i = joining_.find(name);
+    if (i == joining_.end()) return;
+    if (i->second.attempt)
+      i->second.forgotten = true;
+    else
+      joining_.erase(i);
+  }
 
-  bool reconnecting(const std::string& name) const { return joining_.count(name) > 0; }
+  bool reconnecting(const std::string& name) const {
+    auto i = joining_.find(name);
+    return i != joining_.end() && !i->second.forgotten;
+  }
 
 private:
   member take(typename std::map<std::string, member>::iterator i) {
@@ -310,6 +328,7 @@ private:
     bool attempt = false;   // an attempt is in flight
     bool retry_due = false; // a retry is scheduled
     bool lost = false;      // a lost member's (its loss was logged)
+    bool forgotten = false; // forgotten during its attempt: ends with it
     uint32_t failures = 0;  // attempts that failed
     // Failures since the chain began or its member was lost: the wait doubles with each.
     uint32_t failures_in_row = 0;

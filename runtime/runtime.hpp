@@ -196,9 +196,12 @@ public:
   caf::expected<std::vector<member_info>> members();
   /// Forgets `name`, a member lost without leaving that the operator knows is
   /// gone for good (a crashed machine, a node restarted under another name):
-  /// synchronous calls stop naming it as not answered (rule 7) and the node
-  /// stops reconnecting to it. If it comes back after all, it joins again.
-  /// `invalid_option` for a current member, `not_found` for a name not lost.
+  /// this node's synchronous calls stop naming it as not answered (rule 7)
+  /// and it stops reconnecting to it. Each node forgets for itself: run it on
+  /// every node that lost it. Never for a node only cut off: it may still
+  /// serve what those calls invalidate. If it comes back, or a member lists
+  /// it in a join, it is wanted again. `invalid_option` for a current member,
+  /// `not_found` for a name not lost.
   caf::error forget_member(const std::string& name);
   /// The peer actor's counters (broadcasts, batches, gaps, repairs, delays).
   caf::expected<peer_stats> cluster_stats();

@@ -20,7 +20,7 @@
 //   emit <event>                   ok | error <text>
 //   members                        members <name>,<name>,...  (sorted; none: "members ")
 //   forget <node>                  ok | error <text>  (a lost member is gone for
-//                                  good: runtime::forget_member)
+//                                  good, on this node: runtime::forget_member)
 //   stats                          stats {"node":...,"members":...,"caches":{...}}
 //   sync                           ok | error <text>  (every change committed
 //                                  in the database before it has reached the

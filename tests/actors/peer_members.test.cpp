@@ -248,3 +248,19 @@ TEST_CASE("a forgotten member's retry that comes due starts nothing", "[peer][me
   CHECK_FALSE(t.begin_attempt(node("b"), r->chain)); // the retry on its way: ignored
   REQUIRE(t.begin_attempt(node("b")));               // named again: a new chain
 }
+
+TEST_CASE("a member forgotten during an attempt to reach it is not retried if it fails",
+          "[peer][members]") {
+  table t{200ms, 1s};
+  REQUIRE(t.begin_attempt(node("b"))); // in flight (a partitioned host: slow to fail)
+  t.forget("b");
+  CHECK_FALSE(t.reconnecting("b"));
+  CHECK_FALSE(t.attempt_failed(node("b"))); // before, this started a new chain
+  CHECK_FALSE(t.reconnecting("b"));
+  // Named again while an attempt runs (a member lists it): wanted again.
+  REQUIRE(t.begin_attempt(node("c")));
+  t.forget("c");
+  CHECK_FALSE(t.begin_attempt(node("c"))); // one attempt at a time still
+  CHECK(t.reconnecting("c"));
+  CHECK(t.attempt_failed(node("c")));
+}
