@@ -16,6 +16,7 @@
 #include <caf/expected.hpp>
 
 #include "actors/shard_options.hpp"
+#include <karlton/messages/events.hpp>
 #include <karlton/messages/ttl.hpp>
 #include <karlton/messages/value.hpp>
 
@@ -40,6 +41,8 @@ struct pending_write {
   bool was_cached = false;  // write-back erase: the answer
   uint64_t deadline_ms = 0; // parked: when it fails with overloaded
   bool keep_links = false;  // a compute's put keeps the entry's dependencies
+  // A put's dependencies, linked when its value goes in (none: a plain put).
+  std::unique_ptr<dependencies> links;
   // Write-back: a compute parked in line (no write yet).
   shard_detail::compute_ptr compute;
   bool turn = false, drop = false; // that compute is set_ttl or a clear's drop: no room

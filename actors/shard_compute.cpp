@@ -30,7 +30,7 @@ struct shard_detail::compute_job {
   bool distrusted = false; // did not trust the cached entry: only what it loads
   // Its last load left the table current (was installed, or found no row).
   bool load_current = false;
-  dependencies deps = {}; // a queued put's (no write mode)
+  dependencies deps = {}; // a queued put's (`blind`)
   // Not a compute: set_ttl or a clear's drop, run in its turn (`wait_turn`).
   std::function<void(time_point)> turn = {};
   bool drop = false; // that turn is a clear's drop
@@ -235,8 +235,7 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
     break;
   }
   if (job->blind && cfg_.writes == write_mode::none) {
-    // A caller's put that waited: its own dependencies, not the entry's (in
-    // a write mode an entry has none).
+    // A caller's put that waited: its own dependencies, not the entry's.
     auto v = value::make(job->key, result.bytes);
     auto t = result.lifetime ? *result.lifetime : ttl::cache_default();
     if (auto err = put(v, t, now, job->deps))
@@ -259,7 +258,9 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
   };
   // Kept as a time, not a TTL: a write the store or the room holds back
   // would otherwise push the expiry later by as long as it waited.
-  auto r = write(after, lifetime, now, w, true, kept_expiry_ms);
+  // A caller's put that waited (`blind`) sets its own links; a compute keeps the entry's.
+  auto r = write(after, lifetime, now, w, true, kept_expiry_ms,
+                 job->blind ? &job->deps : nullptr);
   if (!r) return std::nullopt;
   if (!*r) return caf::expected<computed>{std::move(r->error())};
   return caf::expected<computed>{computed{current, after}};
@@ -281,15 +282,20 @@ void shard_state::release_key(const std::string& key) {
 std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point now,
                                                       const dependencies& deps,
                                                       write_waiter w) {
+  if (cfg_.writes != write_mode::none) { // the links go in with the value
+    if (auto err = check_links(v, deps)) return caf::expected<bool>{std::move(err)};
+    return write(std::move(v), t, now, std::move(w), false, 0, &deps);
+  }
   // Behind a compute that loads the key: before, the put went in at once and
   // the compute then ran on it (compute(f), put(P) left f(P)).
-  if (cfg_.writes == write_mode::none && v && behind_computes(v.key())) {
+  if (v && behind_computes(v.key())) {
     pending_write op;
     op.key = std::string{v.key()};
     op.val = std::move(v);
     op.lifetime = t;
     op.waiter = std::move(w);
-    queue_behind_computes(std::move(op), deps);
+    if (!deps.empty()) op.links = std::make_unique<dependencies>(deps);
+    queue_behind_computes(std::move(op));
     return std::nullopt;
   }
   if (auto err = put(std::move(v), t, now, deps))
@@ -309,7 +315,7 @@ pending_write shard_state::in_line(const compute_ptr& job) {
   return op;
 }
 
-void shard_state::queue_behind_computes(pending_write op, const dependencies& deps) {
+void shard_state::queue_behind_computes(pending_write op) {
   // Before, a put of a key whose compute waited behind a store write went to
   // the store first, and the compute then ran on it: compute(f), put(P2)
   // stored f(P2), not P2.
@@ -326,7 +332,7 @@ void shard_state::queue_behind_computes(pending_write op, const dependencies& de
     std::make_shared<compute_job>(compute_job{op.key, std::move(fn), std::move(answer)});
   job->loaded = true; // a put or erase never loads
   job->blind = true;
-  job->deps = deps;
+  if (op.links) job->deps = std::move(*op.links);
   computes_waiting_[op.key].push_back(std::move(job));
 }
 

@@ -25,6 +25,26 @@ std::string indexed(std::string_view prefix, std::string_view name) {
   return out;
 }
 
+// `deps` as the index spells them: events and the other names apart.
+std::vector<std::string> indexed_names(const dependencies& deps) {
+  std::vector<std::string> names;
+  names.reserve(deps.events.size() + deps.on.size());
+  for (const auto& e : deps.events)
+    names.push_back(indexed(event_prefix, e));
+  for (const auto& n : deps.on)
+    names.push_back(indexed(name_prefix, n));
+  return names;
+}
+
+// What an entry's links add to `max-bytes`: their bytes and what the index's
+// links cost.
+uint64_t links_charge(const std::vector<std::string>& names) {
+  uint64_t charge = 0;
+  for (const auto& n : names)
+    charge += n.size() + dependency_link_bytes;
+  return charge;
+}
+
 } // namespace
 
 caf::error check_dependencies(const shard_options& cfg, const dependencies& deps) {
@@ -51,26 +71,12 @@ caf::error check_dependencies(const shard_options& cfg, const dependencies& deps
   return caf::none;
 }
 
-caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& deps) {
-  // Not through `write`: the store would need the links too. Refused rather
-  // than cached without the store hearing of it (rules 3 and 5).
-  if (cfg_.writes != write_mode::none)
-    return make_error(errc::invalid_option,
-                      "dependencies are not supported yet for caches with a write mode");
-  if (deps.empty()) return put(std::move(v), t, now);
+caf::error shard_state::check_links(const value& v, const dependencies& deps) {
   if (auto err = check_dependencies(cfg_, deps)) {
     ++stats_.rejected;
     return err;
   }
-  std::vector<std::string> names;
-  names.reserve(deps.events.size() + deps.on.size());
-  uint64_t charge = 0;
-  for (const auto& e : deps.events)
-    names.push_back(indexed(event_prefix, e));
-  for (const auto& n : deps.on)
-    names.push_back(indexed(name_prefix, n));
-  for (const auto& n : names)
-    charge += n.size() + dependency_link_bytes;
+  auto charge = links_charge(indexed_names(deps));
   if (v && cfg_.max_bytes > 0 && charge + v.charge() > cfg_.max_bytes) {
     // It would evict the whole shard, and then itself.
     ++stats_.rejected;
@@ -79,14 +85,30 @@ caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& 
                         " bytes) is larger than a shard's max-bytes (" +
                         std::to_string(cfg_.max_bytes) + "); nothing was stored");
   }
-  auto key = std::string{v.key()};
-  if (auto err = put(std::move(v), t, now)) return err;
+  return caf::none;
+}
+
+void shard_state::link(const std::string& key, const dependencies& deps) {
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
-  if (id == no_entry) return caf::none; // evicted at once by its own insertion
+  if (id == no_entry) return; // evicted at once by its own insertion
+  auto names = indexed_names(deps);
+  auto charge = links_charge(names);
   deps_.set(id, names); // adds new names to `cfg_.depended` before the put returns
   auto& charged = deps_charge_[id]; // 0 after the put: it forgot the old links
   stats_.bytes += charge - charged;
   charged = charge;
+}
+
+caf::error shard_state::put(value v, ttl t, time_point now, const dependencies& deps) {
+  // Not for a write mode: there the links go in with the value (`write`).
+  if (cfg_.writes != write_mode::none)
+    return make_error(errc::invalid_option, "in a cache with a write mode a put with "
+                                            "dependencies goes through write");
+  if (deps.empty()) return put(std::move(v), t, now);
+  if (auto err = check_links(v, deps)) return err;
+  auto key = std::string{v.key()};
+  if (auto err = put(std::move(v), t, now)) return err;
+  link(key, deps);
   enforce_bound(); // the names count too; this entry may be the one to go
   return caf::none;
 }
@@ -134,9 +156,24 @@ shard_state::invalidate_dependents(const std::vector<std::string>& names,
   frontier.reserve(names.size());
   for (const auto& n : names)
     frontier.push_back(indexed(prefix, n));
+  // Write-through puts waiting for the store go in with their links later: as an
+  // invalidation of the key voids its put (`void_pending_puts`), one of a name
+  // they link to does (their value may be older than the change it stands for).
+  auto void_linked_puts = [this](const std::vector<std::string>& frontier) {
+    awaiting_.for_each([&](pending_write& op) {
+      if (!op.val || !op.links || op.voided) return;
+      for (const auto& n : indexed_names(*op.links))
+        if (std::find(frontier.begin(), frontier.end(), n) != frontier.end()) {
+          op.voided = true;
+          return;
+        }
+    });
+  };
+  bool linked_puts = cfg_.writes == write_mode::write_through && !awaiting_.empty();
   // No set of names seen: take_dependents releases a name with its
   // dependents, so a name met again (a cycle) has none and the loop ends.
   for (; !frontier.empty(); ++level) {
+    if (linked_puts) void_linked_puts(frontier);
     std::vector<std::string> next;
     for (const auto& name : frontier) {
       for (auto id : deps_.take_dependents(name)) {

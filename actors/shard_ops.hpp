@@ -102,10 +102,10 @@ struct put {
 };
 
 /// A put recording what the entry depends on. `Deps` is `dependencies`, or
-/// a reference to a message's. Without dependencies it is a plain `put`,
-/// through the cache's write mode; with some, caches with a write mode
-/// refuse it (`shard_state::put`), and it waits behind a compute of the key
-/// that loads as a plain put does.
+/// a reference to a message's. Without dependencies it is a plain `put`; with
+/// some, it goes through the cache's write mode too, its links going in with
+/// the value, and waits behind a compute of the key that loads as a plain put
+/// does.
 template <class Deps>
 struct put_with_deps {
   value val;

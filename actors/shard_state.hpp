@@ -107,12 +107,11 @@ public:
     return loads_.take_ready();
   }
 
-  /// A loader's answer for load `id` of `key`: installs the value unless the
-  /// load was voided, tells every waiter, and counts. A failed reload leaves
-  /// the old value in place, to be served until it expires (stale-if-error).
-  /// A failed load of an expired entry gives the waiters the old value instead
-  /// of the error while now <= expiry + `stale_if_error`. A failure of a load
-  /// that was not voided is remembered for `negative_ttl`.
+  /// A loader's answer for load `id` of `key`: installs the value unless the load was
+  /// voided, tells every waiter, and counts. A failed reload leaves the old value to be
+  /// served until it expires; a failed load of an expired entry gives the waiters the old
+  /// value within `stale_if_error`; a failure not voided is remembered for
+  /// `negative_ttl`.
   void complete_load(const std::string& key, uint64_t id,
                      caf::expected<std::string> result, caf::timespan took,
                      time_point now);
@@ -128,10 +127,12 @@ public:
   /// for room, up to `room_wait`. Returns the answer if there is one now, else `w` will
   /// be called. `from_compute`: a compute's own write, which keeps the entry's
   /// dependencies and never waits behind the key's computes; `kept_expiry_ms` (not 0):
-  /// the expiry it keeps, however long the store takes.
+  /// the expiry it keeps, however long the store takes; `links` (not null): the
+  /// dependencies the value goes in with, replacing the entry's (checked: `check_links`).
   std::optional<caf::expected<bool>> write(value v, ttl t, time_point now, write_waiter w,
                                            bool from_compute = false,
-                                           uint64_t kept_expiry_ms = 0);
+                                           uint64_t kept_expiry_ms = 0,
+                                           const dependencies* links = nullptr);
 
   /// An erase under the cache's write mode (store first, then cache).
   std::optional<caf::expected<bool>> write_erase(std::string_view key, time_point now,
@@ -183,11 +184,11 @@ public:
 
   // -- dependencies (shard_deps.cpp) ----------------------------------------
 
-  /// `put`, recording what the entry depends on (replacing what it did). `invalid_option`
-  /// in a cache with a write mode (empty `deps` too: such puts go through `write`), or
-  /// past `check_dependencies`' limits. Names count against `max-bytes` with the entry.
+  /// `put` without a write mode, recording what the entry depends on (replacing what it
+  /// did); past `check_links`' limits an error. Names count against `max-bytes`.
   caf::error put(value v, ttl t, time_point now, const dependencies& deps);
-  /// That put as a write: it waits behind a compute of the key that loads.
+  /// That put as a write: behind a compute of the key that loads; in a write mode the
+  /// links go in with the value (write-through: unless invalidated while stored).
   std::optional<caf::expected<bool>> write(value v, ttl t, time_point now,
                                            const dependencies& deps, write_waiter w);
 
@@ -230,15 +231,12 @@ public:
   /// outlived the key (evicted, expired, never cached here) would otherwise stay forever.
   bool erase(std::string_view key, time_point now);
 
-  /// `erase` for invalidations from other nodes: the same removals (and
-  /// cascades), but nothing to tell other nodes. `cascade`
-  /// false: the keys were put on their origin, where a put does not cascade,
-  /// so here their dependents stay too (one rule on every node).
+  /// `erase` for invalidations from other nodes: the same removals and cascades, nothing
+  /// told; not `cascade`: put on their origin, where a put does not cascade (nor here).
   uint64_t invalidate(const std::vector<std::string>& keys, time_point now,
                       bool cascade = true);
   /// `clear` here only (a repair, a lapsed read lease, another node's clear): nothing
-  /// told to other nodes; puts the store holds (write-through) are voided: they may be
-  /// older than the change from elsewhere the clear stands for (rule 1): none goes in.
+  /// told; puts the store holds (write-through) are voided, as older than that (rule 1).
   uint64_t clear_here();
   /// The gentler repair: every entry expires within `limit` from now (those due
   /// sooner keep theirs); loads in flight voided. How many.
@@ -414,8 +412,8 @@ private:
   void resume(const compute_ptr& job, time_point now, bool from_queue = false);
 
   /// Puts `op` in line behind the key's waiting computes, as a compute that
-  /// ignores the value it finds; `deps`: its dependencies (no write mode).
-  void queue_behind_computes(pending_write op, const dependencies& deps = {});
+  /// ignores the value it finds (and puts with the op's links).
+  void queue_behind_computes(pending_write op);
   // Write-through: an invalidation from elsewhere (another node, the database's change
   // feed, a repair) came while the store had the put: the value it would install may be
   // older than the change the invalidation stands for (rule 1, as for loads).
@@ -487,6 +485,9 @@ private:
   std::unordered_map<entry_id, uint64_t> deps_charge_;
   // Its links (an invalidation may have taken them already) and its charge.
   void forget_deps(entry_id id); // shard_deps.cpp
+  // `deps` within limits (and max-bytes with `v`); linked to `key`'s entry if there.
+  caf::error check_links(const value& v, const dependencies& deps);
+  void link(const std::string& key, const dependencies& deps); // then enforce_bound
   std::vector<std::string> cascades_out_;
   // Distributed caches: what other nodes must hear about.
   std::vector<key_change> changed_out_;

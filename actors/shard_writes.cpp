@@ -33,7 +33,8 @@ ttl lifetime_at(const PendingWrite& op, uint64_t now_ms) {
 
 std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point now,
                                                       write_waiter w, bool from_compute,
-                                                      uint64_t kept_expiry_ms) {
+                                                      uint64_t kept_expiry_ms,
+                                                      const dependencies* links) {
   if (cfg_.writes == write_mode::none) {
     // A caller's put is one without dependencies: it may wait for a compute.
     if (!from_compute) return write(std::move(v), t, now, dependencies{}, std::move(w));
@@ -57,7 +58,8 @@ std::optional<caf::expected<bool>> shard_state::write(value v, ttl t, time_point
   op.val = std::move(v);
   op.lifetime = t;
   op.waiter = std::move(w);
-  op.keep_links = from_compute;
+  op.keep_links = from_compute && !links;
+  if (links && !links->empty()) op.links = std::make_unique<dependencies>(*links);
   op.kept_expiry_ms = kept_expiry_ms;
   if (!from_compute && behind_computes(op.key)) {
     queue_behind_computes(std::move(op));
@@ -141,8 +143,8 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
   } else {
     auto now_ms = to_ms(now);
     note_changed(op.key, false);
-    auto id =
-      install(std::move(op.val), lifetime_at(op, now_ms), now, cfg_.lease.look_at(now));
+    auto id = install(std::move(op.val), lifetime_at(op, now_ms), now,
+                      cfg_.lease.look_at(now), op.keep_links);
     // The table's buffer, installed first: `install` writes its birth time,
     // which only an unshared buffer may take.
     const value& installed = table_.at(id).val;
@@ -151,6 +153,8 @@ void shard_state::accept_dirty(pending_write op, time_point now) {
     // be the victim, not even of its own insertion.
     if (in_policy(id)) policy_->on_remove(id, weight_of(installed));
     dirty_[id] = seq;
+    if (op.links) link(op.key, *op.links);
+    op.links.reset(); // linked: the write only waits for the flusher now
     enforce_bound();
   }
   awaiting_.add(seq, std::move(op));
@@ -209,6 +213,10 @@ void shard_state::writes_done(const std::vector<uint64_t>& seqs, const caf::erro
       auto key = cfg_.distributed ? op.key : std::string{};
       auto e = admit(std::move(op.val), lifetime_at(op, to_ms(now)), now, leases,
                      op.keep_links, op.sent);
+      if (!e && op.links) {
+        link(op.key, *op.links);
+        enforce_bound(); // the names count too
+      }
       if (!e) note_changed(key, false);
       op.waiter(e ? caf::expected<bool>{std::move(e)} : caf::expected<bool>{true});
     }

@@ -35,8 +35,8 @@ inline caf::error check_put(const shard_options& cfg, std::string_view key,
 
 /// `check_put` of a put: one refused for its size counts as `rejected`, as
 /// the shard counts those it refuses.
-inline caf::error check_put(cache_core& core, std::string_view key, std::string_view bytes,
-                            ttl t) {
+inline caf::error check_put(cache_core& core, std::string_view key,
+                            std::string_view bytes, ttl t) {
   if (auto err = check_sizes(core.shard_cfg, key.size(), bytes.size())) {
     core.refused_puts.fetch_add(1, std::memory_order_relaxed);
     return err;
@@ -228,9 +228,6 @@ template <class Sink, class... A>
 auto cache::put_call(std::string_view key, std::string_view bytes, ttl t,
                      const dependencies& deps, detail::sink_tag<Sink>, A&&... a) const {
   auto err = detail::check_put(*core_, key, bytes, t);
-  if (!err && core_->options.writes != write_mode::none && !deps.empty())
-    err = make_error(errc::invalid_option,
-                     "dependencies are not supported yet for caches with a write mode");
   auto h = hash_key(key);
   auto op = shard_ops::put_with_deps<dependencies>{
     err ? value{} : value::make(key, bytes, h), t, deps};

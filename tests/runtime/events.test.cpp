@@ -303,19 +303,6 @@ TEST_CASE("the dependency graph lists each entry with what it depends on", "[eve
   CHECK(dot.find(R"("users/profile" -> "users/user_123";)") != std::string::npos);
 }
 
-TEST_CASE("dependencies are refused for caches with a write mode for now", "[events]") {
-  runtime rt;
-  cache_options o;
-  o.name = "wt";
-  o.backing_store = std::make_shared<memory_store>();
-  o.writes = write_mode::write_through;
-  auto c = must(rt.create_cache(o));
-  auto err = c.put("k", "v", ttl::never(), on_events({"e"}));
-  CHECK(err == errc::invalid_option);
-  CHECK_FALSE(cached(c, "k"));
-  REQUIRE_FALSE(c.put("k", "v")); // without dependencies it is fine
-}
-
 TEST_CASE("a put given no dependencies goes through the write mode", "[events]") {
   for (auto mode : {write_mode::write_through, write_mode::write_back}) {
     runtime rt;
