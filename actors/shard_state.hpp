@@ -108,10 +108,9 @@ public:
   }
 
   /// A loader's answer for load `id` of `key`: installs the value unless the load was
-  /// voided, tells every waiter, and counts. A failed reload leaves the old value to be
-  /// served until it expires; a failed load of an expired entry gives the waiters the old
-  /// value within `stale_if_error`; a failure not voided is remembered for
-  /// `negative_ttl`.
+  /// voided, tells every waiter, and counts. A failed reload leaves the old value served
+  /// until it expires; a failed load of an expired entry gives the waiters the old value
+  /// within `stale_if_error`; a failure not voided is remembered for `negative_ttl`.
   void complete_load(const std::string& key, uint64_t id,
                      caf::expected<std::string> result, caf::timespan took,
                      time_point now);
