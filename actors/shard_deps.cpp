@@ -7,6 +7,8 @@
 // event "x" and a tag "x" stay apart.
 
 #include <algorithm>
+#include <string_view>
+#include <unordered_set>
 
 #include "actors/shard_state.hpp"
 #include <karlton/messages/errors.hpp>
@@ -160,10 +162,12 @@ shard_state::invalidate_dependents(const std::vector<std::string>& names,
   // invalidation of the key voids its put (`void_pending_puts`), one of a name
   // they link to does (their value may be older than the change it stands for).
   auto void_linked_puts = [this](const std::vector<std::string>& frontier) {
+    std::unordered_set<std::string_view> named; // built at the first linked put
     awaiting_.for_each([&](pending_write& op) {
       if (!op.val || !op.links || op.voided) return;
+      if (named.empty()) named.insert(frontier.begin(), frontier.end());
       for (const auto& n : indexed_names(*op.links))
-        if (std::find(frontier.begin(), frontier.end(), n) != frontier.end()) {
+        if (named.count(n) > 0) {
           op.voided = true;
           return;
         }
@@ -183,6 +187,9 @@ shard_state::invalidate_dependents(const std::vector<std::string>& names,
         // it cascades, which in an invalidation of 100k dependents of a tag none do.
         auto key = e.val.key();
         loads_.void_key(key); // a load in flight must not bring it back (rule 1)
+        // Nor a write-through put at the store (a compute's on this value keeps
+        // links it no longer has).
+        void_pending_puts(key);
         // An invalidation is a change: a remembered load failure of the key
         // no longer answers for it (as after an erase).
         if (!negatives_.empty()) negatives_.forget(key);

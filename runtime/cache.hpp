@@ -138,7 +138,9 @@ public:
                  ttl t = ttl::cache_default()) const;
   /// Stores `bytes` under `key`, depending on `deps`: when one of its events
   /// is emitted, or one of its keys or tags invalidated, the entry goes too.
-  /// Not yet for caches with a write mode (`invalid_option`).
+  /// Under a write mode it is written as `put` (the same errors), the links
+  /// going in with the value; past the dependency limits `invalid_option` or
+  /// `key_too_large`, and the store never sees it.
   caf::error put(std::string_view key, std::string_view bytes, ttl t,
                  const dependencies& deps) const;
   /// Invalidates `key`; true if it was cached and served (as `contains` would have

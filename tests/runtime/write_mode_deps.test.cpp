@@ -43,16 +43,21 @@ bool cached(const cache& c, const std::string& key) {
 } // namespace
 
 TEST_CASE("a put with dependencies in a write mode is stored, and its event "
-          "invalidates only the cached copy",
+          "invalidates only the cached copy, and one past the limits is not stored",
           "[events][write-modes]") {
   for (auto mode : {write_mode::write_through, write_mode::write_back}) {
     INFO("write mode " << static_cast<int>(mode));
     runtime rt;
     auto db = std::make_shared<memory_store>();
     auto c = make(rt, db, mode);
+    // Past the limits: refused before the store sees it.
+    std::vector<std::string> many(257, "e"); // one past max_dependencies
+    CHECK(c.put("big", "v", ttl::never(), on_events(many)) == errc::invalid_option);
     REQUIRE_FALSE(c.put("k", "v", ttl::never(), on_events({"e"})));
     REQUIRE_FALSE(c.put("t", "w", ttl::never(), dependencies{}.on_keys({"tag-1"})));
     REQUIRE_FALSE(c.force_flush());
+    CHECK_FALSE(db->peek("big"));
+    CHECK_FALSE(cached(c, "big"));
     CHECK(db->peek("k") == std::optional<std::string>{"v"});
     CHECK(must(c.get("k")).bytes() == "v");
     CHECK(must(c.stats()).dependency_links == 2);
@@ -70,41 +75,69 @@ TEST_CASE("a put with dependencies in a write mode is stored, and its event "
   }
 }
 
-TEST_CASE("a put with dependencies past the limits is refused before the store sees it",
-          "[events][write-modes]") {
-  for (auto mode : {write_mode::write_through, write_mode::write_back}) {
-    INFO("write mode " << static_cast<int>(mode));
-    runtime rt;
-    auto db = std::make_shared<memory_store>();
-    auto c = make(rt, db, mode);
-    std::vector<std::string> many(257, "e"); // one past max_dependencies
-    CHECK(c.put("k", "v", ttl::never(), on_events(many)) == errc::invalid_option);
-    REQUIRE_FALSE(c.force_flush());
-    CHECK_FALSE(db->peek("k"));
-    CHECK_FALSE(cached(c, "k"));
+// Write-through caches over a store that holds writes back until released
+// (`gated_store`): what is at the store meanwhile is known.
+struct held_store {
+  std::shared_ptr<testing::gated_store> db = std::make_shared<testing::gated_store>();
+  runtime rt; // stopped before `db` goes: its shutdown waits for the store's writes
+  struct opener {
+    testing::gated_store& db;
+    ~opener() { db.gate.release(); } // a failed REQUIRE must not hang the shutdown
+  } open_at_exit{*db};
+  cache c = make(rt, db, write_mode::write_through);
+  void wait_for_held_write() {
+    REQUIRE(testing::eventually([&] { return db->writes_waiting.load() == 1; }));
   }
-}
+};
 
 TEST_CASE("write-through: an event while the store has the put voids its copy",
           "[events][write-modes]") {
   // As an invalidation of the key voids a put the store has (rule 1): the
   // value may be older than the change the event stands for.
-  auto db = std::make_shared<testing::gated_store>();
-  runtime rt; // stopped first: its shutdown waits for the store's writes
-  struct opener {
-    testing::gated_store& db;
-    ~opener() { db.gate.release(); } // a failed REQUIRE must not hang the shutdown
-  } open_at_exit{*db};
-  auto c = make(rt, db, write_mode::write_through);
-  auto put = c.put_async("k", "v", ttl::never(), on_events({"e"}));
-  REQUIRE(testing::eventually([&] { return db->writes_waiting.load() == 1; }));
-  CHECK(must(rt.emit("e")).removed == 0); // nothing cached yet
-  db->gate.release();
-  REQUIRE(put.get());
-  CHECK(db->rows->peek("k") == std::optional<std::string>{"v"}); // stored
-  CHECK_FALSE(cached(c, "k"));                                   // not cached
-  // Another event leaves a put alone.
-  auto other = c.put_async("j", "w", ttl::never(), on_events({"f"}));
-  REQUIRE(other.get());
-  CHECK(cached(c, "j"));
+  held_store s;
+  auto j = s.c.put_async("j", "w", ttl::never(), on_events({"f"}));
+  s.wait_for_held_write(); // j is at the store
+  auto k = s.c.put_async("k", "v", ttl::never(), on_events({"e"}));
+  CHECK_FALSE(cached(s.c, "k"));            // after k's put in its shard
+  CHECK(must(s.rt.emit("e")).removed == 0); // nothing cached yet
+  s.db->gate.release();
+  REQUIRE(j.get());
+  REQUIRE(k.get());
+  CHECK(s.db->rows->peek("k") == std::optional<std::string>{"v"}); // stored
+  CHECK_FALSE(cached(s.c, "k"));                                   // not cached
+  CHECK(cached(s.c, "j")); // another event's put: left alone
+}
+
+TEST_CASE("write-through: a compute's write of an entry invalidated meanwhile is voided",
+          "[events][write-modes]") {
+  // The compute keeps the entry's links; an event took them (and the entry)
+  // while the store had its write. Before, it went in with none.
+  held_store s;
+  s.db->holding = false;
+  REQUIRE_FALSE(s.c.put("k", "1", ttl::never(), on_events({"e"})));
+  s.db->holding = true;
+  auto r = s.c.compute_async("k", [](const value&) { return compute_result::put("2"); });
+  s.wait_for_held_write();
+  CHECK(must(s.rt.emit("e")).removed == 1);
+  s.db->gate.release();
+  REQUIRE(r.get());
+  CHECK(s.db->rows->peek("k") == std::optional<std::string>{"2"});
+  CHECK_FALSE(cached(s.c, "k"));
+}
+
+TEST_CASE("write-through: a put with dependencies that waited behind a compute links "
+          "its own",
+          "[events][write-modes]") {
+  held_store s;
+  auto first = s.c.put_async("k", "1");
+  s.wait_for_held_write();
+  auto r = s.c.compute_async("k", [](const value&) { return compute_result::put("2"); });
+  auto last = s.c.put_async("k", "3", ttl::never(), on_events({"e"})); // behind r
+  s.db->gate.release();
+  REQUIRE(first.get());
+  REQUIRE(r.get());
+  REQUIRE(last.get());
+  CHECK(must(s.c.get("k")).bytes() == "3");
+  CHECK(must(s.rt.emit("e")).removed == 1);
+  CHECK(s.db->rows->peek("k") == std::optional<std::string>{"3"});
 }
