@@ -20,6 +20,19 @@ namespace {
 using detail::ask;
 using detail::bus_timeout;
 
+// A local call to the node's peer `p` answered with ok (`call` names it when
+// there is no cluster): its error, or none.
+template <class... Ts>
+caf::error ok_from_peer(caf::actor_system& sys, caf::expected<peer_actor> p,
+                        const char* call, caf::timespan timeout, Ts&&... xs) {
+  if (!p) return std::move(p.error());
+  if (!*p)
+    return make_error(errc::invalid_option,
+                      std::string{call} + ": call start_cluster first");
+  auto r = ask<caf::ok_atom>(sys, *p, timeout, std::forward<Ts>(xs)...);
+  return r ? caf::error{} : std::move(r.error());
+}
+
 caf::error check_modules(caf::actor_system& sys, const cluster_options& opts) {
   if (!sys.has_middleman())
     return make_error(errc::invalid_option,
@@ -150,12 +163,8 @@ void runtime::join_seeds(const peer_actor& p, const std::vector<std::string>& se
 }
 
 caf::error runtime::join(const std::string& host, uint16_t port) {
-  auto p = live_peer();
-  if (!p) return std::move(p.error());
-  if (!*p) return make_error(errc::invalid_option, "join: call start_cluster first");
-  auto r = ask<caf::ok_atom>(*sys_, *p, std::chrono::seconds{30}, join_atom::value,
-                             this_process_token(), host, port);
-  return r ? caf::error{} : std::move(r.error());
+  return ok_from_peer(*sys_, live_peer(), "join", std::chrono::seconds{30},
+                      join_atom::value, this_process_token(), host, port);
 }
 
 caf::expected<std::vector<member_info>> runtime::members() {
@@ -167,12 +176,8 @@ caf::expected<std::vector<member_info>> runtime::members() {
 }
 
 caf::error runtime::forget_member(const std::string& name) {
-  auto p = live_peer();
-  if (!p) return std::move(p.error());
-  if (!*p) return make_error(errc::invalid_option, "forget: call start_cluster first");
-  auto r = ask<caf::ok_atom>(*sys_, *p, bus_timeout, forget_atom::value,
-                             this_process_token(), name);
-  return r ? caf::error{} : std::move(r.error());
+  return ok_from_peer(*sys_, live_peer(), "forget", bus_timeout, forget_atom::value,
+                      this_process_token(), name);
 }
 
 caf::expected<peer_stats> runtime::cluster_stats() {
