@@ -38,8 +38,8 @@ void put_party(std::string& out, const handshake_party& p) {
 // One label per direction: a proof made by one side never verifies as the
 // other's, so nothing a responder signs can serve as an initiator's proof.
 const char* label(handshake_role role) {
-  return role == handshake_role::initiator ? "karlton-v2 initiator"
-                                           : "karlton-v2 responder";
+  return role == handshake_role::initiator ? "karlton-v3 initiator"
+                                           : "karlton-v3 responder";
 }
 
 } // namespace
@@ -87,8 +87,8 @@ link_keys derive_link_keys(const std::string& secret, handshake_role role,
     put_field(message, t.responder_nonce);
     return hmac_sha256(secret, message);
   };
-  auto from_initiator = key("karlton-v2 link initiator");
-  auto from_responder = key("karlton-v2 link responder");
+  auto from_initiator = key("karlton-v3 link initiator");
+  auto from_responder = key("karlton-v3 link responder");
   if (role == handshake_role::initiator)
     return {std::move(from_initiator), std::move(from_responder)};
   return {std::move(from_responder), std::move(from_initiator)};
@@ -195,11 +195,10 @@ handshake_state::hello(const std::string& sender, const handshake_party& them,
   return hello_reply{std::move(*mine), std::move(proof)};
 }
 
-caf::expected<link_keys> handshake_state::join(const std::string& sender,
-                                               const std::string& my_nonce,
-                                               const member_info& them,
-                                               const std::string& proof, bool name_taken,
-                                               clock::time_point now) {
+caf::expected<handshake_state::admitted>
+handshake_state::join(const std::string& sender, const std::string& my_nonce,
+                      const member_info& them, const std::string& proof, bool name_taken,
+                      clock::time_point now) {
   auto i = open_.find(my_nonce);
   // Another sender's challenge stays open for its own join.
   if (i != open_.end() && i->second.sender != sender) i = open_.end();
@@ -210,13 +209,14 @@ caf::expected<link_keys> handshake_state::join(const std::string& sender,
                                       "(replayed, or too late)");
   }
   auto t = std::move(i->second.transcript);
+  auto opened = i->second.opened;
   open_.erase(i); // single use, whatever the outcome
   if (!(t.initiator.info == them) ||
       !check_handshake_proof(secret_, handshake_role::initiator, t, proof))
     return refuse(counters.bad_proofs,
                   "node '" + them.name + "' could not prove the cluster secret");
   if (auto err = check_name(them.name, name_taken)) return err;
-  return derive_link_keys(secret_, handshake_role::responder, t);
+  return admitted{derive_link_keys(secret_, handshake_role::responder, t), opened};
 }
 
 } // namespace karlton

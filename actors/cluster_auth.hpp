@@ -3,9 +3,9 @@
 // (OpenSSL). The secret never crosses the network.
 //
 //   I -> R: (hello, I, nonce_i)
-//   R -> I: (R, nonce_r, MAC(secret, "karlton-v2 responder" | T))
+//   R -> I: (R, nonce_r, MAC(secret, "karlton-v3 responder" | T))
 //   I checks R's proof, and only then
-//   I -> R: (join, I, nonce_r, MAC(secret, "karlton-v2 initiator" | T), seq)
+//   I -> R: (join, I, nonce_r, MAC(secret, "karlton-v3 initiator" | T), seq)
 //
 // The transcript T is both identities (member info and CAF node id) and both
 // nonces, each field length-prefixed. A proof therefore holds for one
@@ -85,8 +85,8 @@ struct link_keys {
 };
 
 /// The link keys of handshake `t` as seen by `role`: HMAC-SHA-256 of
-/// `secret` over `"karlton-v2 link initiator"` (what the initiator sends
-/// with) or `"karlton-v2 link responder"`, then `t`, as the proofs are; the
+/// `secret` over `"karlton-v3 link initiator"` (what the initiator sends
+/// with) or `"karlton-v3 link responder"`, then `t`, as the proofs are; the
 /// labels differ from the proofs', so no proof, which crosses the network,
 /// is a key.
 link_keys derive_link_keys(const std::string& secret, handshake_role role,
@@ -163,13 +163,18 @@ public:
                                    const std::string& their_nonce, bool name_taken,
                                    clock::time_point now);
 
+  struct admitted {
+    link_keys keys;           ///< of the link to `them`, ours as responder
+    clock::time_point opened; ///< when we answered its hello: its last word from us
+  };
+
   /// The join of `sender` to the challenge opened with `my_nonce`: admitted
   /// if that challenge is `sender`'s, it comes as the same party with the
   /// initiator's proof, and its name is still free. The challenge is used up
-  /// either way. Returns the keys of the link to `them`, ours as responder.
-  caf::expected<link_keys> join(const std::string& sender, const std::string& my_nonce,
-                                const member_info& them, const std::string& proof,
-                                bool name_taken, clock::time_point now);
+  /// either way.
+  caf::expected<admitted> join(const std::string& sender, const std::string& my_nonce,
+                               const member_info& them, const std::string& proof,
+                               bool name_taken, clock::time_point now);
 
   size_t open_challenges() const noexcept { return open_.size(); }
 

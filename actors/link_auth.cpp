@@ -115,17 +115,17 @@ private:
 const char* label(link_message kind) {
   switch (kind) {
   case link_message::join:
-    return "karlton-v2 join";
+    return "karlton-v3 join";
   case link_message::join_reply:
-    return "karlton-v2 join reply";
+    return "karlton-v3 join reply";
   case link_message::batch:
-    return "karlton-v2 batch";
+    return "karlton-v3 batch";
   case link_message::leave:
-    return "karlton-v2 leave";
+    return "karlton-v3 leave";
   case link_message::ack:
-    return "karlton-v2 ack";
+    return "karlton-v3 ack";
   }
-  return "karlton-v2 unknown";
+  return "karlton-v3 unknown";
 }
 
 void put_member(content_hash& h, const member_info& m) {
@@ -200,8 +200,8 @@ std::string number_digest(uint64_t x) {
 }
 
 std::string link_mac(const std::string& key, link_message kind, uint64_t counter,
-                     const std::string& digest) {
-  // Framed as the content is: label, counter and digest can never run into
+                     const std::string& digest, uint64_t sent, uint64_t echo) {
+  // Framed as the content is: label, numbers and digest can never run into
   // each other.
   std::string message;
   message.reserve(80);
@@ -213,6 +213,8 @@ std::string link_mac(const std::string& key, link_message kind, uint64_t counter
   put_u64(kind_label.size());
   message += kind_label;
   put_u64(counter);
+  put_u64(sent);
+  put_u64(echo);
   put_u64(digest.size());
   message += digest;
   return fast_hmac_sha256(key, message);
@@ -251,11 +253,13 @@ void peer_link::withdraw(handshake_role my_role) {
   current_ = links_[1 - i].set ? 1 - i : links_[i].set ? i : -1;
 }
 
-peer_link::sealed peer_link::seal(link_message kind, const std::string& digest) {
+peer_link::sealed peer_link::seal(link_message kind, const std::string& digest,
+                                  uint64_t sent, uint64_t echo) {
   if (current_ < 0) return {}; // no link: a tag nobody accepts
   auto& l = links_[current_];
   auto counter = ++l.sent;
-  return {link_tag{counter, link_mac(l.keys.send, kind, counter, digest)},
+  return {link_tag{counter, link_mac(l.keys.send, kind, counter, digest, sent, echo),
+                   sent, echo},
           link_mac(l.keys.receive, link_message::ack, counter, {})};
 }
 
@@ -265,7 +269,8 @@ std::optional<std::string> peer_link::open(link_message kind, const std::string&
   auto opens = [&](one& l) {
     // The counter first: a replay costs no HMAC.
     return l.set && fresh(l, t.counter) &&
-           same_mac(t.mac, link_mac(l.keys.receive, kind, t.counter, digest));
+           same_mac(t.mac,
+                    link_mac(l.keys.receive, kind, t.counter, digest, t.sent, t.echo));
   };
   for (int i = 0; i < 2; ++i) {
     auto* l = &links_[i];

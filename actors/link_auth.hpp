@@ -5,10 +5,12 @@
 // (the join and its reply, each batch and heartbeat, a leave) carries a
 // `link_tag`: HMAC-SHA-256 under the sender's key over
 //
-//   "karlton-v2 " kind | counter | SHA-256(content)
+//   "karlton-v3 " kind | counter | sent | echo | SHA-256(content)
 //
 // where the content is the message's fields, each length-prefixed, and the
-// counter grows by one with each message on the link in that direction. The
+// counter grows by one with each message on the link in that direction
+// (`sent` and `echo`, a batch's clock readings for the read lease, are 0 in
+// the other kinds: see `link_tag`). The
 // receiver checks the tag before it acts on the message and takes each
 // counter once (and none far below the highest taken): a forged, altered or
 // replayed message is refused. The content is hashed once per batch, whatever the number
@@ -56,9 +58,9 @@ std::string members_digest(const std::vector<member_info>& members, uint64_t nex
 std::string number_digest(uint64_t x);
 
 /// The MAC under `key` of message `kind` numbered `counter` whose content
-/// hashes to `digest`.
+/// hashes to `digest`, with the clock readings of a batch's tag.
 std::string link_mac(const std::string& key, link_message kind, uint64_t counter,
-                     const std::string& digest);
+                     const std::string& digest, uint64_t sent = 0, uint64_t echo = 0);
 
 /// True if `a` and `b` are equal and not empty, compared in constant time
 /// (CRYPTO_memcmp).
@@ -105,8 +107,10 @@ public:
     std::string ack; ///< what the member's answer must carry (`open`'s result)
   };
 
-  /// Tags the next message of `kind` whose content hashes to `digest`.
-  sealed seal(link_message kind, const std::string& digest);
+  /// Tags the next message of `kind` whose content hashes to `digest`, with
+  /// a batch's clock readings `sent` and `echo` (see `link_tag`).
+  sealed seal(link_message kind, const std::string& digest, uint64_t sent = 0,
+              uint64_t echo = 0);
 
   /// Checks a received message of `kind` whose content hashes to `digest`
   /// against either link: the MAC, and a counter not taken before on that

@@ -3,6 +3,7 @@
 // and `member_table`'s; joining and losing members is in peer_membership.cpp.
 #include "actors/peer_actor.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <tuple>
@@ -43,8 +44,9 @@ void apply_done(self_ptr self, uint64_t n) {
   waiters.erase(waiters.begin(), done);
 }
 
-// Extends the read lease as far as what we heard from every member allows,
-// unless repairs are under way: a read that comes before a shard's repair must
+// Extends the read lease as far as what every member took from us allows
+// (`read_lease` past when we sent it: see `link_tag`), unless repairs are
+// under way: a read that comes before a shard's repair must
 // find the lease lapsed (and clear the shard itself, or under repair-ttl cap it
 // and serve no hits), not held or extended.
 // Without this, a node thawed after SIGSTOP dropped its silent members, held
@@ -55,7 +57,7 @@ void renew_lease(self_ptr self) {
   auto& st = self->state;
   if (!st.setup.lease || !st.refused_our_name.empty()) return;
   if (auto until =
-        peer_state::renew_lease(st.setup.time_source->now(), st.members->last_heard(),
+        peer_state::renew_lease(st.setup.time_source->now(), st.members->echoed(),
                                 st.repairs_in_flight, st.setup.read_lease))
     st.setup.lease->extend_to(*until);
 }
@@ -147,7 +149,11 @@ std::optional<std::string> from_member(self_ptr self, const invalidation_batch& 
                                   "' without a valid link MAC (forged or replayed)");
     return std::nullopt;
   }
-  st.members->heard_from(b.origin, sender->address(), st.setup.time_source->now());
+  auto echoed = m->echoed;
+  st.members->heard_from(b.origin, sender->address(), st.setup.time_source->now(), tag);
+  // At once, not at our next heartbeat: a lease renewed up to a beat late
+  // would have a beat less to spare before it lapses under a busy link.
+  if (m->echoed != echoed) renew_lease(self);
   return ack;
 }
 
@@ -249,7 +255,10 @@ void send_to(self_ptr self, const std::string& name, peer_state::send_mark mark,
              const invalidation_batch& b, const std::string& digest,
              caf::timespan timeout, std::function<void(bool)> done = {}) {
   auto* m = self->state.members->find_mutable(name);
-  auto sealed = m->link.seal(link_message::batch, digest);
+  auto now = self->state.setup.time_source->now().time_since_epoch().count();
+  auto sealed =
+    m->link.seal(link_message::batch, digest,
+                 static_cast<uint64_t>(std::max<decltype(now)>(now, 0)), m->their_sent);
   self->request(m->handle, timeout, batch_atom::value, b, std::move(sealed.tag))
     .then(
       [self, name, mark, done, ack = std::move(sealed.ack)](caf::ok_atom,
@@ -292,20 +301,19 @@ void send_batch(self_ptr self, bool even_empty) {
 }
 
 // Every heartbeat: show we are alive, drop members gone silent, and extend
-// the read lease as far as what we heard from everyone allows.
+// the read lease as far as what everyone took from us allows.
 void heartbeat(self_ptr self) {
   auto& st = self->state;
   auto now = st.setup.time_source->now();
   // A heartbeat due `heartbeat` ago that runs more than a lease late means
   // this node was frozen or starved (SIGSTOP, a stalled VM). Members may
-  // have dropped it meanwhile and invalidated without telling it, and what
-  // it received since it runs again may be old news sent before they did:
-  // `last_heard` says when it arrived, not when it was sent, and would
-  // extend the lease below. Its lease lapsed in the stall, so clear now,
-  // before anything makes it valid again. Without this, a node thawed after
-  // SIGSTOP read old heartbeats from its socket, extended its lease and
-  // served a value erased after the others had dropped it (found by
-  // tests/runtime/multiprocess.test.cpp).
+  // have dropped it meanwhile and invalidated without telling it. Its lease
+  // lapsed in the stall, and what it reads from its socket now cannot renew
+  // it (those batches echo what we sent before the stall), so clear at once
+  // rather than at the next read. Before the lease counted from our own send
+  // times, a node thawed after SIGSTOP read old heartbeats from its socket,
+  // extended its lease by their arrival and served a value erased after the
+  // others had dropped it (found by tests/runtime/multiprocess.test.cpp).
   if (auto ms = peer_state::stalled_ms(now, st.last_beat, st.setup.heartbeat,
                                        st.setup.read_lease))
     repair(self, "this node stalled for " + std::to_string(*ms) + " ms", true);

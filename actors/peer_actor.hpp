@@ -40,9 +40,9 @@ struct peer_setup : peer_options {
   /// Reconnection to a lost member: the first wait, doubled up to the last.
   caf::timespan reconnect_base = std::chrono::milliseconds{200};
   caf::timespan reconnect_max = std::chrono::seconds{5};
-  /// The read lease, extended to `read_lease` past the oldest last word of
-  /// any member (`peer_options::read_lease` names the duration, hence the
-  /// qualified type).
+  /// The read lease, extended to `read_lease` past when we sent the oldest
+  /// of what each member took last (`peer_options::read_lease` names the
+  /// duration, hence the qualified type).
   std::shared_ptr<karlton::read_lease> lease;
   std::shared_ptr<const clock> time_source;
   /// The runtime's event bus: applies tags and events from other nodes.

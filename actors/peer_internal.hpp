@@ -33,7 +33,7 @@ void log(self_ptr self, const std::string& line);
 /// at most that long.
 void repair(self_ptr self, const std::string& why, bool always_clear = false);
 
-/// Extends the read lease as far as what we heard from every member allows
+/// Extends the read lease as far as what every member took from us allows
 /// (peer_actor.cpp).
 void renew_lease(self_ptr self);
 

@@ -32,7 +32,15 @@ public:
   struct member {
     member_info info;
     Handle handle;
-    time_point last_heard;
+    time_point last_heard; ///< on our clock, when its last word arrived
+    /// On our clock, when we sent the latest message it took (it said so in
+    /// a batch's `link_tag::echo`): it heard from us no earlier, so it drops
+    /// us no earlier than this plus its `member_timeout`. The read lease
+    /// counts from here.
+    time_point echoed;
+    /// Its clock's reading in the latest batch we took from it: the echo we
+    /// send it.
+    uint64_t their_sent = 0;
     /// The keys and counters of its links (set after `add` by the handshake
     /// that admitted it): what it sends is checked under them.
     peer_link link = {};
@@ -46,16 +54,24 @@ public:
 
   // -- who is a member ----------------------------------------------------------
 
-  /// `info` passed the handshake through `handle` at `now`: a member, no
-  /// longer reconnected to. True if it is new: not a member before, or one
-  /// reached through another handle (a new connection, to monitor). The same
-  /// member shaking hands again through the same handle is not: it keeps
-  /// its links (the handshake at hand adds one, see `peer_link`).
-  bool add(const member_info& info, const Handle& handle, time_point now) {
+  /// `info` passed the handshake through `handle` at `now`, having last
+  /// heard from us what we sent at `echoed` (the handshake's message it
+  /// took last): a member, no longer reconnected to. True if it is new: not
+  /// a member before, or one reached through another handle (a new
+  /// connection, to monitor). The same member shaking hands again through
+  /// the same handle is not: it keeps its links (the handshake at hand adds
+  /// one, see `peer_link`) and what it echoed.
+  bool add(const member_info& info, const Handle& handle, time_point now,
+           time_point echoed) {
     auto known = members_.find(info.name);
     bool is_new = known == members_.end() || !(known->second.handle == handle);
-    auto link = is_new ? peer_link{} : std::move(known->second.link);
-    members_[info.name] = member{info, handle, now, std::move(link)};
+    member m{info, handle, now, std::min(echoed, now)};
+    if (!is_new) {
+      m.echoed = std::max(m.echoed, known->second.echoed);
+      m.their_sent = known->second.their_sent;
+      m.link = std::move(known->second.link);
+    }
+    members_[info.name] = std::move(m);
     joining_.erase(info.name);
     return is_new;
   }
@@ -71,12 +87,23 @@ public:
 
   /// True if a message from `sender` that claims to come from `origin` does:
   /// `sender` is the handle `origin` passed the handshake with. Then `origin`
-  /// was heard from at `now` (see `silent`).
+  /// was heard from at `now` (see `silent`) with the clock readings of
+  /// `tag` (see `link_tag`): its `sent` is what we echo from now on, its
+  /// `echo` names when we sent what it took last. Neither goes back, and an
+  /// echo past `now` (no honest member sends one) counts as `now`.
   template <class Address>
-  bool heard_from(const std::string& origin, const Address& sender, time_point now) {
+  bool heard_from(const std::string& origin, const Address& sender, time_point now,
+                  const link_tag& tag) {
     auto i = members_.find(origin);
     if (i == members_.end() || !(i->second.handle.address() == sender)) return false;
-    i->second.last_heard = now;
+    auto& m = i->second;
+    m.last_heard = now;
+    m.their_sent = std::max(m.their_sent, tag.sent);
+    auto now_ticks =
+      static_cast<uint64_t>(std::max<duration::rep>(0, now.time_since_epoch().count()));
+    auto echo =
+      time_point{duration{static_cast<duration::rep>(std::min(tag.echo, now_ticks))}};
+    m.echoed = std::max(m.echoed, echo);
     return true;
   }
 
@@ -201,11 +228,12 @@ public:
     return out;
   }
 
-  /// When each member was last heard from (for the read lease).
-  std::vector<time_point> last_heard() const {
+  /// When we sent what each member took last (the read lease counts from
+  /// the oldest).
+  std::vector<time_point> echoed() const {
     std::vector<time_point> out;
     for (auto& [name, m] : members_)
-      out.push_back(m.last_heard);
+      out.push_back(m.echoed);
     return out;
   }
 

@@ -58,11 +58,12 @@ void lose_member(self_ptr self, const member_table<peer_actor>::member& m,
 
 // `info` passed a handshake through `handle` in which we were `role`, which
 // set up a link with `keys`: what it sends from now on is checked under them.
-// True if it was no member through `handle` before.
+// The last of our messages it took was sent at `echoed`. True if it was no
+// member through `handle` before.
 bool add_member(self_ptr self, const member_info& info, const peer_actor& handle,
-                handshake_role role, link_keys keys) {
+                handshake_role role, link_keys keys, clock::time_point echoed) {
   auto& st = self->state;
-  bool is_new = st.members->add(info, handle, st.setup.time_source->now());
+  bool is_new = st.members->add(info, handle, st.setup.time_source->now(), echoed);
   st.members->find_mutable(info.name)->link.established(role, std::move(keys));
   if (!is_new) return false;
   st.core->member_joined(info.name);
@@ -71,8 +72,7 @@ bool add_member(self_ptr self, const member_info& info, const peer_actor& handle
   // heartbeat. Without this, a node frozen within a heartbeat of joining
   // served, when it ran again, a value erased meanwhile (found by
   // tests/runtime/multiprocess.test.cpp).
-  if (st.setup.lease)
-    st.setup.lease->limit_to(st.setup.time_source->now() + st.setup.read_lease);
+  if (st.setup.lease) st.setup.lease->limit_to(echoed + st.setup.read_lease);
   self->monitor(handle);
   log(self, "member joined: " + info.name + " at " + info.host + ":" +
               std::to_string(info.port) + " (" + std::to_string(st.members->size() + 1) +
@@ -157,8 +157,9 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
         // reaches it after that message, so its count starts where we say.
         auto keys = mine->keys;
         bool was_lost = st.core->lost().count(them.name) > 0;
-        bool was_new =
-          add_member(self, them, other, handshake_role::initiator, std::move(mine->keys));
+        // It took our hello; it hears our join, sent now, before it admits us.
+        bool was_new = add_member(self, them, other, handshake_role::initiator,
+                                  std::move(mine->keys), st.setup.time_source->now());
         auto next = st.core->next_seq();
         self
           ->request(other, timeout, join_atom::value, st.core->me(), their_nonce,
@@ -346,16 +347,17 @@ admit(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& fro
       const std::string& nonce, const std::string& proof, uint64_t next_seq,
       const link_tag& tag) {
   auto& st = self->state;
-  auto keys = st.auth->join(sender_key(sender), nonce, from, proof,
-                            st.members->name_taken(from.name, sender->address()),
-                            st.setup.time_source->now());
-  if (!keys) {
-    log_refusal(self, keys.error());
-    return std::move(keys.error());
+  auto joined = st.auth->join(sender_key(sender), nonce, from, proof,
+                              st.members->name_taken(from.name, sender->address()),
+                              st.setup.time_source->now());
+  if (!joined) {
+    log_refusal(self, joined.error());
+    return std::move(joined.error());
   }
+  auto& keys = joined->keys;
   // The proof covers the identities and nonces; the tag covers `next_seq`,
   // which a host that saw the proof could otherwise change in a copy.
-  if (!check_first_tag(*keys, link_message::join, number_digest(next_seq), tag)) {
+  if (!check_first_tag(keys, link_message::join, number_digest(next_seq), tag)) {
     count_unauthenticated(self, "a join of '" + from.name +
                                   "' whose sequence number has no valid link MAC");
     return make_error(errc::invalid_option, "a join without a valid link MAC");
@@ -363,10 +365,11 @@ admit(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& fro
   if (st.core->expect(from.name, from.incarnation, next_seq))
     repair(self, "'" + from.name + "' sent invalidations we never received");
   auto others = st.members->others_than(from.name);
-  auto reply_tag = first_tag(*keys, link_message::join_reply,
+  auto reply_tag = first_tag(keys, link_message::join_reply,
                              members_digest(others, st.core->next_seq()));
+  // Our last word to it before this reply was the hello's answer.
   add_member(self, from, caf::actor_cast<peer_actor>(sender), handshake_role::responder,
-             std::move(*keys));
+             std::move(keys), joined->opened);
   return {std::move(others), st.core->next_seq(), std::move(reply_tag)};
 }
 

@@ -247,13 +247,13 @@ std::vector<std::string> peer_state::finish_sync(std::vector<std::string> not_an
 }
 
 std::optional<peer_state::time_point>
-peer_state::renew_lease(time_point now, const std::vector<time_point>& last_heard,
+peer_state::renew_lease(time_point now, const std::vector<time_point>& echoed,
                         uint64_t repairs_in_flight,
                         clock::time_point::duration lease_time) {
   if (repairs_in_flight > 0) return std::nullopt;
-  if (last_heard.empty()) return time_point::max();
+  if (echoed.empty()) return time_point::max();
   auto oldest = now;
-  for (auto t : last_heard)
+  for (auto t : echoed)
     oldest = std::min(oldest, t);
   return oldest + lease_time;
 }

@@ -1,5 +1,6 @@
 // How long a node's distributed caches may serve what they hold. The peer
-// actor extends the lease while it hears from every member; a node that was
+// actor extends the lease while every member hears from it (counted from its
+// own send times: see `link_tag`); a node that was
 // frozen (SIGSTOP, a long GC-like stall, a starved VM) or cut off finds it
 // lapsed when it runs again, before any invalidation it missed can arrive,
 // so its shards clear instead of serving values other nodes invalidated

@@ -48,11 +48,12 @@ struct peer_options {
   /// busy link does not drop members) is lost: repair, then reconnection.
   caf::timespan heartbeat = std::chrono::milliseconds{250};
   caf::timespan member_timeout = std::chrono::seconds{3}; ///< see `heartbeat`
-  /// How long after the last word from a member this node's distributed
-  /// caches still serve hits; past it they clear (a frozen or cut-off node
-  /// may have missed invalidations). Longer than `heartbeat`, so a live link
-  /// keeps it valid; short, since it bounds how long a node cut off serves
-  /// what others may have invalidated.
+  /// How long after sending what every member took last (its batches echo
+  /// our send times) this node's distributed caches still serve hits; past
+  /// it they clear (a frozen or cut-off node may have missed invalidations).
+  /// Shorter than `member_timeout`, it ends before a member drops us. Longer than
+  /// `heartbeat`, so a live link keeps it valid; short, since it bounds how long a node
+  /// cut off serves what others may have invalidated.
   caf::timespan read_lease = std::chrono::seconds{1};
   /// What a node does when it may have missed invalidations (a sequence
   /// gap, a lost member): 0 clears its distributed caches; a duration

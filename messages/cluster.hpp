@@ -69,14 +69,24 @@ typename Inspector::result_type inspect(Inspector& f, invalidation_batch& x) {
 /// claim to be a member (CAF 0.17's BASP takes a message's source from the
 /// message) cannot make one; the counter grows with every message on the
 /// link, so a captured one cannot be replayed.
+///
+/// A batch's tag also carries two readings of its sender's clock, which only
+/// the sender ever interprets: `sent`, when it sealed the batch, and `echo`,
+/// the latest `sent` of the receiver's that it took. The receiver's read
+/// lease counts from the time its echo names (its own clock, so no two
+/// clocks are compared): it ends before the sender, which drops the
+/// receiver once it heard nothing for `member_timeout`, can stop waiting for
+/// it, whatever the messages' delays (see `peer_state::renew_lease`).
 struct link_tag {
   uint64_t counter = 0; ///< 1, 2, ... per link and direction; 0 in a join and its reply
-  std::string mac;      ///< HMAC-SHA-256, 32 bytes
+  std::string mac;      ///< HMAC-SHA-256, 32 bytes, over the counter, the content, and:
+  uint64_t sent = 0;    ///< the sender's clock when sealed (ticks); 0 but in a batch
+  uint64_t echo = 0;    ///< the latest `sent` the sender took from the receiver, or 0
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, link_tag& x) {
-  return f(caf::meta::type_name("karlton::link_tag"), x.counter, x.mac);
+  return f(caf::meta::type_name("karlton::link_tag"), x.counter, x.mac, x.sent, x.echo);
 }
 
 /// A node as other nodes know it: its name, where it listens, and which run

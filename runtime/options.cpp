@@ -303,8 +303,9 @@ void add_options(caf::config_option_set& opts) {
                         with_default("silence after which a member is lost (repair, "
                                      "reconnect)",
                                      cluster.member_timeout))
-    .add<caf::timespan>("read-lease", with_default("how long after the last word from a "
-                                                   "member hits are still served",
+    .add<caf::timespan>("read-lease", with_default("how long after sending what every "
+                                                   "member took last hits are still "
+                                                   "served",
                                                    cluster.read_lease))
     .add<caf::timespan>("repair-ttl", "on a gap or loss, cap every TTL to this instead "
                                       "of clearing (default 0: clear)")

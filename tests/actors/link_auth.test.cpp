@@ -157,6 +157,17 @@ TEST_CASE("an older counter, altered content, another kind or key is refused",
   }
   auto t = l.a.seal(link_message::batch, d);
   CHECK_FALSE(l.b.open(link_message::leave, d, t.tag)); // another kind
+  // The clock readings the read lease counts from: an echo moved forward
+  // would let a host on the path keep the receiver serving after the sender
+  // dropped it.
+  for (auto alter : {+[](link_tag& x) { ++x.echo; }, +[](link_tag& x) { ++x.sent; }}) {
+    auto stamped = l.a.seal(link_message::batch, d, 500, 700);
+    CHECK(stamped.tag.sent == 500);
+    CHECK(stamped.tag.echo == 700);
+    alter(stamped.tag);
+    CHECK_FALSE(l.b.open(link_message::batch, d, stamped.tag));
+  }
+  CHECK(l.b.open(link_message::batch, d, l.a.seal(link_message::batch, d, 500, 700).tag));
   // Another link's key (another handshake, or no secret at all).
   link_pair other{transcript("other nonce....")};
   auto forged = other.a.seal(link_message::batch, d);

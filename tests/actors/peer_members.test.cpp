@@ -29,6 +29,18 @@ member_info node(std::string name) {
   return member_info{std::move(name), "127.0.0.1", 4000, 7};
 }
 
+uint64_t ticks(table::duration d) {
+  return static_cast<uint64_t>(d.count());
+}
+
+// A batch's tag sealed at `sent` on its sender's clock, echoing `echo` of ours.
+link_tag stamps(table::duration sent, table::duration echo) {
+  link_tag t;
+  t.sent = ticks(sent);
+  t.echo = ticks(echo);
+  return t;
+}
+
 // A backoff step `step` with equal jitter: between half of it and all of it.
 bool jittered(table::duration wait, table::duration step) {
   return wait >= step / 2 && wait <= step;
@@ -40,9 +52,9 @@ TEST_CASE("a member is new when it joins through another actor, not when it shak
           "hands again",
           "[peer][members]") {
   table t{200ms, 5s};
-  CHECK(t.add(node("b"), {"actor-1"}, tp{1s}));
-  CHECK_FALSE(t.add(node("b"), {"actor-1"}, tp{2s})); // the same connection
-  CHECK(t.add(node("b"), {"actor-2"}, tp{3s}));       // a new one: monitor it
+  CHECK(t.add(node("b"), {"actor-1"}, tp{1s}, tp{1s}));
+  CHECK_FALSE(t.add(node("b"), {"actor-1"}, tp{2s}, tp{2s})); // the same connection
+  CHECK(t.add(node("b"), {"actor-2"}, tp{3s}, tp{3s}));       // a new one: monitor it
   CHECK(t.size() == 1);
   CHECK(t.find("b")->handle.id == "actor-2");
 }
@@ -50,7 +62,7 @@ TEST_CASE("a member is new when it joins through another actor, not when it shak
 TEST_CASE("a name is taken only by a member reached through another actor",
           "[peer][members]") {
   table t{200ms, 5s};
-  t.add(node("b"), {"actor-1"}, tp{1s});
+  t.add(node("b"), {"actor-1"}, tp{1s}, tp{1s});
   CHECK(t.name_taken("b", std::string{"actor-2"})); // an impostor, or a second run
   CHECK_FALSE(t.name_taken("b", std::string{"actor-1"}));
   CHECK_FALSE(t.name_taken("c", std::string{"actor-2"}));
@@ -59,20 +71,52 @@ TEST_CASE("a name is taken only by a member reached through another actor",
 TEST_CASE("a message counts only from the actor that passed the handshake",
           "[peer][members]") {
   table t{200ms, 5s};
-  t.add(node("b"), {"actor-1"}, tp{1s});
-  CHECK_FALSE(t.heard_from("b", std::string{"actor-2"}, tp{2s}));
-  CHECK_FALSE(t.heard_from("c", std::string{"actor-1"}, tp{2s}));
+  t.add(node("b"), {"actor-1"}, tp{1s}, tp{1s});
+  CHECK_FALSE(t.heard_from("b", std::string{"actor-2"}, tp{2s}, stamps(2s, 2s)));
+  CHECK_FALSE(t.heard_from("c", std::string{"actor-1"}, tp{2s}, stamps(2s, 2s)));
   CHECK(t.silent(tp{5s}, 3s) == std::vector<std::string>{"b"}); // still last heard at 1 s
-  CHECK(t.heard_from("b", std::string{"actor-1"}, tp{4s}));
+  CHECK(t.echoed() == std::vector<tp>{tp{1s}});
+  CHECK(t.heard_from("b", std::string{"actor-1"}, tp{4s}, stamps(3s, 2s)));
   CHECK(t.silent(tp{5s}, 3s).empty());
-  CHECK(t.last_heard() == std::vector<tp>{tp{4s}});
+  CHECK(t.echoed() == std::vector<tp>{tp{2s}});
+}
+
+TEST_CASE("the lease counts from when we sent what a member took, not from when its "
+          "word arrived",
+          "[peer][members][lease]") {
+  table t{200ms, 5s};
+  // An initiator took our hello answer; we admit it at 3 s: it last heard
+  // from us at 1 s, and drops us no earlier than that plus its timeout.
+  t.add(node("b"), {"actor-b"}, tp{3s}, tp{1s});
+  CHECK(t.echoed() == std::vector<tp>{tp{1s}});
+  // A batch that arrives late (at 9 s) names what it took of ours (sent at
+  // 2 s): arrival moves `silent`, the echo moves the lease, no further.
+  CHECK(t.heard_from("b", std::string{"actor-b"}, tp{9s}, stamps(8s, 2s)));
+  CHECK(t.echoed() == std::vector<tp>{tp{2s}});
+  CHECK(t.find_mutable("b")->their_sent == ticks(8s)); // what we echo to it
+  // Neither goes back (batches may overtake each other after a new
+  // connection), and an echo of a time we have not reached is cut to now.
+  CHECK(t.heard_from("b", std::string{"actor-b"}, tp{10s}, stamps(5s, 1s)));
+  CHECK(t.echoed() == std::vector<tp>{tp{2s}});
+  CHECK(t.find_mutable("b")->their_sent == ticks(8s));
+  CHECK(t.heard_from("b", std::string{"actor-b"}, tp{11s}, stamps(9s, 3600s)));
+  CHECK(t.echoed() == std::vector<tp>{tp{11s}});
+  // Shaking hands again through the same actor keeps both; the echo of a
+  // handshake only counts if it is later.
+  t.add(node("b"), {"actor-b"}, tp{12s}, tp{10s});
+  CHECK(t.echoed() == std::vector<tp>{tp{11s}});
+  CHECK(t.find_mutable("b")->their_sent == ticks(9s));
+  // A new connection starts afresh.
+  t.add(node("b"), {"actor-b2"}, tp{13s}, tp{12s});
+  CHECK(t.echoed() == std::vector<tp>{tp{12s}});
+  CHECK(t.find_mutable("b")->their_sent == 0);
 }
 
 TEST_CASE("a joiner is told about every other member, and joins those it lacks",
           "[peer][members]") {
   table t{200ms, 5s};
-  t.add(node("b"), {"actor-b"}, tp{1s});
-  t.add(node("c"), {"actor-c"}, tp{1s});
+  t.add(node("b"), {"actor-b"}, tp{1s}, tp{1s});
+  t.add(node("c"), {"actor-c"}, tp{1s}, tp{1s});
   auto told = t.others_than("b");
   REQUIRE(told.size() == 1);
   CHECK(told[0].name == "c");
@@ -99,8 +143,8 @@ TEST_CASE("a join reply counts for its first 1,024 members, none with a name too
 TEST_CASE("a failed handshake removes the member only if no newer connection replaced it",
           "[peer][members]") {
   table t{200ms, 5s};
-  t.add(node("b"), {"actor-1"}, tp{1s});
-  t.add(node("b"), {"actor-2"}, tp{1s});
+  t.add(node("b"), {"actor-1"}, tp{1s}, tp{1s});
+  t.add(node("b"), {"actor-2"}, tp{1s}, tp{1s});
   t.remove_if("b", {"actor-1"});
   CHECK(t.contains("b"));
   t.remove_if("b", {"actor-2"});
@@ -110,8 +154,8 @@ TEST_CASE("a failed handshake removes the member only if no newer connection rep
 TEST_CASE("a member is found by the address of its actor when it goes down or leaves",
           "[peer][members]") {
   table t{200ms, 5s};
-  t.add(node("b"), {"actor-b"}, tp{1s});
-  t.add(node("c"), {"actor-c"}, tp{1s});
+  t.add(node("b"), {"actor-b"}, tp{1s}, tp{1s});
+  t.add(node("c"), {"actor-c"}, tp{1s}, tp{1s});
   CHECK_FALSE(t.remove_by_address(std::string{"actor-x"}));
   auto gone = t.remove_by_address(std::string{"actor-c"});
   REQUIRE(gone);
@@ -122,7 +166,7 @@ TEST_CASE("a member is found by the address of its actor when it goes down or le
 TEST_CASE("reconnection waits double from the base up to the max until reached",
           "[peer][members]") {
   table t{200ms, 1s};
-  t.add(node("b"), {"actor-b"}, tp{1s});
+  t.add(node("b"), {"actor-b"}, tp{1s}, tp{1s});
   t.remove("b");
   auto first = t.lost(node("b"));
   REQUIRE(first);
@@ -142,8 +186,8 @@ TEST_CASE("reconnection waits double from the base up to the max until reached",
   CHECK(jittered(fail_once("b").wait, 400ms));
   CHECK(jittered(fail_once("b").wait, 800ms));
   CHECK(jittered(fail_once("b").wait, 1s));
-  CHECK(jittered(fail_once("b").wait, 1s)); // the max
-  t.add(node("b"), {"actor-b2"}, tp{9s});   // joined again: no more retries
+  CHECK(jittered(fail_once("b").wait, 1s));       // the max
+  t.add(node("b"), {"actor-b2"}, tp{9s}, tp{9s}); // joined again: no more retries
   CHECK_FALSE(t.reconnecting("b"));
   REQUIRE(t.begin_attempt(node("seed")));
   auto fresh = t.attempt_failed(node("seed"));
@@ -159,7 +203,7 @@ TEST_CASE("members lost together do not retry in step", "[peer][members]") {
   std::vector<table::duration> waits;
   for (int i = 0; i < 20; ++i) {
     auto name = "m" + std::to_string(i);
-    t.add(node(name), {"actor-" + name}, tp{1s});
+    t.add(node(name), {"actor-" + name}, tp{1s}, tp{1s});
     t.remove(name);
     auto r = t.lost(node(name));
     REQUIRE(r);
@@ -191,18 +235,18 @@ TEST_CASE("one chain of attempts per name however often it is asked for",
   CHECK_FALSE(t.begin_attempt(node("x"), r->chain)); // a stale copy: nothing
   REQUIRE(t.attempt_failed(node("x")));
   CHECK_FALSE(t.attempt_failed(node("x"))); // one retry due at most
-  t.add(node("y"), {"actor-y"}, tp{1s});
+  t.add(node("y"), {"actor-y"}, tp{1s}, tp{1s});
   CHECK_FALSE(t.begin_attempt(node("y"))); // a member already
   CHECK_FALSE(t.reconnecting("y"));
 }
 
 TEST_CASE("a retry that outlived its chain starts no second one", "[peer][members]") {
   table t{200ms, 1s};
-  t.add(node("b"), {"actor-b"}, tp{1s});
+  t.add(node("b"), {"actor-b"}, tp{1s}, tp{1s});
   t.remove("b");
   auto old = t.lost(node("b")); // its retry is on its way...
   REQUIRE(old);
-  t.add(node("b"), {"actor-b2"}, tp{2s}); // ...when b dials us: the chain ends
+  t.add(node("b"), {"actor-b2"}, tp{2s}, tp{2s}); // ...when b dials us: the chain ends
   t.remove("b");
   auto now = t.lost(node("b")); // lost again: a new chain, a new retry
   REQUIRE(now);
@@ -218,7 +262,7 @@ TEST_CASE("a join that fails after the handshake admitted the node is retried",
   // the node stayed unjoined for good.
   table t{200ms, 1s};
   REQUIRE(t.begin_attempt(node("b")));
-  t.add(node("b"), {"actor-b"}, tp{1s}); // the handshake admitted it
+  t.add(node("b"), {"actor-b"}, tp{1s}, tp{1s}); // the handshake admitted it
   CHECK_FALSE(t.reconnecting("b"));
   t.remove("b"); // its join failed
   auto r = t.attempt_failed(node("b"));
@@ -230,7 +274,7 @@ TEST_CASE("a join that fails after the handshake admitted the node is retried",
 
 TEST_CASE("leaving forgets members and reconnections", "[peer][members]") {
   table t{200ms, 1s};
-  t.add(node("b"), {"actor-b"}, tp{1s});
+  t.add(node("b"), {"actor-b"}, tp{1s}, tp{1s});
   t.lost(node("c"));
   t.clear();
   CHECK(t.empty());
@@ -239,7 +283,7 @@ TEST_CASE("leaving forgets members and reconnections", "[peer][members]") {
 
 TEST_CASE("a forgotten member's retry that comes due starts nothing", "[peer][members]") {
   table t{200ms, 1s};
-  t.add(node("b"), {"actor-b"}, tp{1s});
+  t.add(node("b"), {"actor-b"}, tp{1s}, tp{1s});
   t.remove("b");
   auto r = t.lost(node("b"));
   REQUIRE(r);
