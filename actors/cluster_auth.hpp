@@ -165,7 +165,7 @@ public:
 
   struct admitted {
     link_keys keys;           ///< of the link to `them`, ours as responder
-    clock::time_point opened; ///< when we answered its hello: its last word from us
+    clock::time_point opened; ///< when we answered its hello: the last of ours it took
   };
 
   /// The join of `sender` to the challenge opened with `my_nonce`: admitted

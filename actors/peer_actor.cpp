@@ -249,20 +249,23 @@ void send_batch(self_ptr self, bool even_empty = false);
 // as behind. Either way, once the last batch in flight is answered, what
 // gathered meanwhile goes out (`peer_state::send_when`). `done` hears whether
 // it answered. The batch goes with its link tag (`digest`: its content's, the
-// same for every member); an answer without the acknowledgement's MAC, one
-// that did not come from the member, counts as none.
+// same for every member) and our clock's reading: an answer proves the
+// member took the batch, so it heard from us at that time or later. An
+// answer without the acknowledgement's MAC, one that did not come from the
+// member, counts as none.
 void send_to(self_ptr self, const std::string& name, peer_state::send_mark mark,
              const invalidation_batch& b, const std::string& digest,
              caf::timespan timeout, std::function<void(bool)> done = {}) {
   auto* m = self->state.members->find_mutable(name);
-  auto now = self->state.setup.time_source->now().time_since_epoch().count();
-  auto sealed =
-    m->link.seal(link_message::batch, digest,
-                 static_cast<uint64_t>(std::max<decltype(now)>(now, 0)), m->their_sent);
+  auto sent = self->state.setup.time_source->now();
+  auto ticks = sent.time_since_epoch().count();
+  auto sealed = m->link.seal(link_message::batch, digest,
+                             static_cast<uint64_t>(std::max<decltype(ticks)>(ticks, 0)),
+                             m->their_sent);
   self->request(m->handle, timeout, batch_atom::value, b, std::move(sealed.tag))
     .then(
-      [self, name, mark, done, ack = std::move(sealed.ack)](caf::ok_atom,
-                                                            std::string& got) {
+      [self, name, mark, done, sent, ack = std::move(sealed.ack)](caf::ok_atom,
+                                                                  std::string& got) {
         if (!same_mac(got, ack)) {
           count_unauthenticated(self, "an acknowledgement claiming to come from '" +
                                         name + "' without a valid link MAC");
@@ -272,6 +275,9 @@ void send_to(self_ptr self, const std::string& name, peer_state::send_mark mark,
           return;
         }
         bool flush = self->state.core->acknowledged(name, mark);
+        // It took the batch: the freshest echo there is (see `took`).
+        if (self->state.members->took(name, sent, self->state.setup.time_source->now()))
+          renew_lease(self);
         if (done) done(true);
         if (flush) send_batch(self);
       },
@@ -293,10 +299,14 @@ void send_batch(self_ptr self, bool even_empty) {
   auto& st = self->state;
   do {
     auto out = st.core->send_batch(st.members->names(), even_empty);
+    even_empty = false; // one heartbeat, however many batches the queue makes
     // Hashed once; per member, two short HMACs (its tag, the expected ack).
     auto digest = out.to.empty() ? std::string{} : batch_digest(out.batch);
     for (auto& [name, mark] : out.to)
       send_to(self, name, mark, out.batch, digest, st.setup.member_timeout);
+    auto beat_digest = out.beat_to.empty() ? std::string{} : batch_digest(out.beat);
+    for (auto& [name, mark] : out.beat_to)
+      send_to(self, name, mark, out.beat, beat_digest, st.setup.member_timeout);
   } while (st.core->pending() > 0);
 }
 

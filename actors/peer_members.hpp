@@ -56,18 +56,20 @@ public:
 
   /// `info` passed the handshake through `handle` at `now`, having last
   /// heard from us what we sent at `echoed` (the handshake's message it
-  /// took last): a member, no longer reconnected to. True if it is new: not
+  /// takes last): a member, no longer reconnected to. True if it is new: not
   /// a member before, or one reached through another handle (a new
   /// connection, to monitor). The same member shaking hands again through
   /// the same handle is not: it keeps its links (the handshake at hand adds
-  /// one, see `peer_link`) and what it echoed.
+  /// one, see `peer_link`) and what it echoed, which this handshake raises
+  /// only once it proves the member took its message (`took`): a failed one
+  /// leaves it a member all the same.
   bool add(const member_info& info, const Handle& handle, time_point now,
            time_point echoed) {
     auto known = members_.find(info.name);
     bool is_new = known == members_.end() || !(known->second.handle == handle);
     member m{info, handle, now, std::min(echoed, now)};
     if (!is_new) {
-      m.echoed = std::max(m.echoed, known->second.echoed);
+      m.echoed = known->second.echoed;
       m.their_sent = known->second.their_sent;
       m.link = std::move(known->second.link);
     }
@@ -101,10 +103,19 @@ public:
     m.their_sent = std::max(m.their_sent, tag.sent);
     auto now_ticks =
       static_cast<uint64_t>(std::max<duration::rep>(0, now.time_since_epoch().count()));
-    auto echo =
-      time_point{duration{static_cast<duration::rep>(std::min(tag.echo, now_ticks))}};
-    m.echoed = std::max(m.echoed, echo);
+    raise_echo(
+      m, time_point{duration{static_cast<duration::rep>(std::min(tag.echo, now_ticks))}},
+      now);
     return true;
+  }
+
+  /// Member `name` answered, under its link's MAC, a batch (or the join) we
+  /// sent at `sent`: it took that message, so its last word from us is no
+  /// older. An echo a round trip old, where its batches' echoes are up to
+  /// two heartbeats old. True if that renewed what it echoed.
+  bool took(const std::string& name, time_point sent, time_point now) {
+    auto i = members_.find(name);
+    return i != members_.end() && raise_echo(i->second, sent, now);
   }
 
   /// The member `origin` if `sender` is the handle it passed the handshake
@@ -340,6 +351,15 @@ public:
   }
 
 private:
+  // `m` took what we sent at `t` (not past `now`); what it echoed never goes
+  // back. True if it moved.
+  static bool raise_echo(member& m, time_point t, time_point now) {
+    t = std::min(t, now);
+    if (t <= m.echoed) return false;
+    m.echoed = t;
+    return true;
+  }
+
   member take(typename std::map<std::string, member>::iterator i) {
     auto out = std::move(i->second);
     members_.erase(i);

@@ -157,9 +157,11 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
         // reaches it after that message, so its count starts where we say.
         auto keys = mine->keys;
         bool was_lost = st.core->lost().count(them.name) > 0;
-        // It took our hello; it hears our join, sent now, before it admits us.
+        // It hears our join, sent now, before it admits us (a member from
+        // before keeps its echo until the answer shows it took the join).
+        auto join_sent = st.setup.time_source->now();
         bool was_new = add_member(self, them, other, handshake_role::initiator,
-                                  std::move(mine->keys), st.setup.time_source->now());
+                                  std::move(mine->keys), join_sent);
         auto next = st.core->next_seq();
         self
           ->request(other, timeout, join_atom::value, st.core->me(), their_nonce,
@@ -181,6 +183,8 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
                                   "the answer of '" + them.name + "' was not authentic"));
                 return;
               }
+              if (st.members->took(them.name, join_sent, st.setup.time_source->now()))
+                renew_lease(self);
               if (st.core->expect(them.name, them.incarnation, their_next))
                 repair(self, "'" + them.name + "' sent invalidations we never received");
               auto told = st.members->to_join(std::move(others), st.core->me().name);
@@ -367,7 +371,7 @@ admit(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& fro
   auto others = st.members->others_than(from.name);
   auto reply_tag = first_tag(keys, link_message::join_reply,
                              members_digest(others, st.core->next_seq()));
-  // Our last word to it before this reply was the hello's answer.
+  // The last of ours it took before this reply was the hello's answer.
   add_member(self, from, caf::actor_cast<peer_actor>(sender), handshake_role::responder,
              std::move(keys), joined->opened);
   return {std::move(others), st.core->next_seq(), std::move(reply_tag)};

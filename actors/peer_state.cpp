@@ -210,7 +210,13 @@ peer_state::outgoing peer_state::send_batch(const std::vector<std::string>& memb
   if ((n == 0 && !even_empty) || members.empty()) return out;
   if (n > 0) ++counters.batches_sent; // not heartbeats
   for (auto& name : members)
-    if (auto mark = send_to(name, n)) out.to.emplace_back(name, *mark);
+    if (auto mark = send_to(name, n))
+      out.to.emplace_back(name, *mark);
+    else if (even_empty)
+      out.beat_to.emplace_back(name, *send_to(name, 0)); // never withheld
+  if (!out.beat_to.empty())
+    out.beat = invalidation_batch{
+      out.batch.origin, out.batch.incarnation, out.batch.first_seq + n, {}};
   return out;
 }
 

@@ -155,11 +155,17 @@ public:
   struct outgoing {
     invalidation_batch batch;
     std::vector<std::pair<std::string, send_mark>> to;
+    /// On a heartbeat, an empty batch numbered after `batch` for the members
+    /// it was withheld from (`beat_to`): they see the gap and repair, and
+    /// their answers echo our clock, without which our read lease would
+    /// lapse for as long as they stay behind.
+    invalidation_batch beat;
+    std::vector<std::pair<std::string, send_mark>> beat_to;
   };
   /// Takes the queued invalidations as one batch for `members` (the current
   /// ones). Nobody gets an empty batch unless `even_empty` (a heartbeat, which
-  /// says where our numbering stands). Without members the queue is dropped:
-  /// nobody holds what it invalidates.
+  /// says where our numbering stands; `beat` if the batch is not empty).
+  /// Without members the queue is dropped: nobody holds what it invalidates.
   outgoing send_batch(const std::vector<std::string>& members, bool even_empty);
 
   /// A synchronous call: the queued invalidations as one batch, whom to ask

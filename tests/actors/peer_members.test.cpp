@@ -101,14 +101,23 @@ TEST_CASE("the lease counts from when we sent what a member took, not from when 
   CHECK(t.find_mutable("b")->their_sent == ticks(8s));
   CHECK(t.heard_from("b", std::string{"actor-b"}, tp{11s}, stamps(9s, 3600s)));
   CHECK(t.echoed() == std::vector<tp>{tp{11s}});
-  // Shaking hands again through the same actor keeps both; the echo of a
-  // handshake only counts if it is later.
-  t.add(node("b"), {"actor-b"}, tp{12s}, tp{10s});
+  // Shaking hands again through the same actor keeps both: the handshake's
+  // echo counts only once the member answered it (`took`), as the join's
+  // answer does, for a join that fails leaves it a member.
+  t.add(node("b"), {"actor-b"}, tp{13s}, tp{12500ms});
   CHECK(t.echoed() == std::vector<tp>{tp{11s}});
   CHECK(t.find_mutable("b")->their_sent == ticks(9s));
+  // An acknowledged batch proves it took what we sent then: a fresher echo
+  // than its batches carry. Not past now, never back, nobody unknown.
+  CHECK(t.took("b", tp{11500ms}, tp{13s}));
+  CHECK(t.echoed() == std::vector<tp>{tp{11500ms}});
+  CHECK_FALSE(t.took("b", tp{11s}, tp{13s}));
+  CHECK(t.took("b", tp{20s}, tp{13s}));
+  CHECK(t.echoed() == std::vector<tp>{tp{13s}});
+  CHECK_FALSE(t.took("c", tp{13s}, tp{13s}));
   // A new connection starts afresh.
-  t.add(node("b"), {"actor-b2"}, tp{13s}, tp{12s});
-  CHECK(t.echoed() == std::vector<tp>{tp{12s}});
+  t.add(node("b"), {"actor-b2"}, tp{14s}, tp{11s});
+  CHECK(t.echoed() == std::vector<tp>{tp{11s}});
   CHECK(t.find_mutable("b")->their_sent == 0);
 }
 

@@ -163,8 +163,26 @@ TEST_CASE("a batch goes to every member it is not withheld from, a heartbeat to 
   auto beat = p.send_batch({"b", "c"}, true);
   CHECK(beat.batch.items.empty());
   CHECK(beat.to.size() == 2); // an empty batch is never withheld
+  CHECK(beat.beat_to.empty());
   CHECK(p.counters.batches_sent == 2);
   CHECK(p.counters.batches_withheld == 1);
+  // A heartbeat that carries invalidations gives the member they are
+  // withheld from an empty batch numbered after them: it sees the gap, and
+  // its answer echoes our clock (our read lease counts on it).
+  p.enqueue(keys({"k5"}));
+  auto loaded = p.send_batch({"b", "c"}, true);
+  CHECK(loaded.batch.items.size() == 1);
+  REQUIRE(loaded.to.size() == 1);
+  CHECK(loaded.to[0].first == "b");
+  REQUIRE(loaded.beat_to.size() == 1);
+  CHECK(loaded.beat_to[0].first == "c");
+  CHECK(loaded.beat.items.empty());
+  CHECK(loaded.beat.origin == "a");
+  CHECK(loaded.beat.first_seq == loaded.batch.first_seq + 1);
+  CHECK(p.counters.batches_withheld == 2);
+  // Not so a batch sent between heartbeats.
+  p.enqueue(keys({"k6"}));
+  CHECK(p.send_batch({"b", "c"}, false).beat_to.empty());
 }
 
 TEST_CASE("a member a batch was withheld from is behind: a sync call names it until it "

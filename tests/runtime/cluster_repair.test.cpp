@@ -105,9 +105,11 @@ TEST_CASE("under repair-ttl a lapsed read lease keeps the distributed caches' en
   runtime a{clk};
   auto o = node_options("a", log);
   o.repair_ttl = 30s;
-  // The lease is renewed at a's heartbeats only, and a heartbeat more than a
-  // lease late is a stall: both far off, so that the lease lapses only when
-  // the test moves the clock, and stays lapsed while it reads. b as slow, so
+  // The lease counts from a's own (manual) clock, renewed as batches come
+  // and go, and a heartbeat more than a lease late is a stall: both far
+  // off, so that the lease lapses only when the test moves the clock, and
+  // stays lapsed while it reads (a sends nothing meanwhile: its next
+  // heartbeat is 10 s of real time away). b as slow, so
   // that neither drops the other meanwhile.
   o.heartbeat = 10s;
   o.read_lease = 20s;

@@ -30,8 +30,10 @@ public:
     socklen_t len = sizeof(addr);
     if (listener_ < 0 || ::bind(listener_, as_sockaddr(addr), len) != 0 ||
         ::listen(listener_, 8) != 0 ||
-        ::getsockname(listener_, as_sockaddr(addr), &len) != 0)
+        ::getsockname(listener_, as_sockaddr(addr), &len) != 0) {
+      if (listener_ >= 0) ::close(listener_);
       throw std::runtime_error("tcp_relay: cannot listen on loopback");
+    }
     port_ = ntohs(addr.sin_port);
     thread_ = std::thread{[this] { run(); }};
   }
@@ -75,7 +77,8 @@ private:
     auto n = ::read(from, buf, sizeof buf);
     if (n <= 0) return false;
     for (ssize_t done = 0; done < n;) {
-      auto w = ::write(to, buf + done, static_cast<size_t>(n - done));
+      // MSG_NOSIGNAL: a side that closed fails the send, not the process.
+      auto w = ::send(to, buf + done, static_cast<size_t>(n - done), MSG_NOSIGNAL);
       if (w <= 0) return false;
       done += w;
     }
