@@ -298,8 +298,8 @@ void send_to(self_ptr self, const std::string& name, peer_state::send_mark mark,
 void send_batch(self_ptr self, bool even_empty) {
   auto& st = self->state;
   do {
+    // A heartbeat's beats go with the queue's last batch (`outgoing::beat`).
     auto out = st.core->send_batch(st.members->names(), even_empty);
-    even_empty = false; // one heartbeat, however many batches the queue makes
     // Hashed once; per member, two short HMACs (its tag, the expected ack).
     auto digest = out.to.empty() ? std::string{} : batch_digest(out.batch);
     for (auto& [name, mark] : out.to)

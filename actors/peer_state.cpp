@@ -132,15 +132,19 @@ std::optional<peer_state::send_mark> peer_state::send_to(const std::string& name
   auto i = flows_.find(name);
   if (i == flows_.end()) i = flows_.emplace(name, flow{++epochs_}).first;
   auto& f = i->second;
-  if (n > 0 && (f.behind || f.sent - f.acked + n > max_unacked_)) {
+  if (n > 0 && ((f.behind && !f.gap_shown) || f.sent - f.acked + n > max_unacked_)) {
     // Behind until the answer to a request sent after this one (which shows
     // it the gap, so it repairs before answering) says it applied all that
     // was sent: a synchronous call must not count on it before.
     f.behind = true;
+    f.gap_shown = false;
     f.withheld_after = f.requests;
     ++counters.batches_withheld;
     return std::nullopt;
   }
+  // An empty batch shows a member behind where the numbering stands: it
+  // repairs before answering, and what follows needs no repair of its own.
+  if (n == 0 && f.behind) f.gap_shown = true;
   f.sent += n;
   if (n > 0) {
     ++f.in_flight;
@@ -165,7 +169,8 @@ bool peer_state::acknowledged(const std::string& name, send_mark mark) {
   f.acked = std::max(f.acked, mark.through);
   // An answer to a request sent before the last withheld batch says nothing
   // of the gap that batch left.
-  if (f.acked == f.sent && mark.request > f.withheld_after) f.behind = false;
+  if (f.acked == f.sent && mark.request > f.withheld_after)
+    f.behind = f.gap_shown = false;
   return answered(f, mark);
 }
 
@@ -173,6 +178,7 @@ bool peer_state::not_acknowledged(const std::string& name, send_mark mark) {
   auto i = flows_.find(name);
   if (i == flows_.end() || i->second.epoch != mark.epoch) return false;
   i->second.behind = true;
+  i->second.gap_shown = false; // slow again: batches wait for the next heartbeat
   return answered(i->second, mark);
 }
 
@@ -209,10 +215,13 @@ peer_state::outgoing peer_state::send_batch(const std::vector<std::string>& memb
   auto n = out.batch.items.size();
   if ((n == 0 && !even_empty) || members.empty()) return out;
   if (n > 0) ++counters.batches_sent; // not heartbeats
+  // Beats only once the queue is all taken: numbered after everything, so
+  // no batch numbered before a beat follows it.
+  bool beat = even_empty && outgoing_.items.empty();
   for (auto& name : members)
     if (auto mark = send_to(name, n))
       out.to.emplace_back(name, *mark);
-    else if (even_empty)
+    else if (beat)
       out.beat_to.emplace_back(name, *send_to(name, 0)); // never withheld
   if (!out.beat_to.empty())
     out.beat = invalidation_batch{

@@ -117,8 +117,12 @@ public:
   /// counted as outstanding and the result is the mark to pass to
   /// `acknowledged` with the answer. If not, the batch is withheld: `name`
   /// sees the gap in the numbering with its next batch or heartbeat and
-  /// repairs (rule 6). Withheld while `name` is behind, or would be more than
-  /// `max_unacked` behind. An empty batch (a heartbeat) is always sent.
+  /// repairs (rule 6). Withheld while `name` is behind and no empty batch
+  /// went to it since it timed out or a batch was withheld from it, or
+  /// while it would be more than `max_unacked` behind. An empty batch (a
+  /// heartbeat) is always sent, and once it went, what follows it leaves no
+  /// gap of its own: a member behind under a steady stream of batches
+  /// repaired on every heartbeat and never caught up.
   std::optional<send_mark> send_to(const std::string& name, size_t n);
   /// `name` answered a request sent at `mark`: it applied everything sent to
   /// it up to that request (it answers only then). A member behind that has
@@ -155,10 +159,11 @@ public:
   struct outgoing {
     invalidation_batch batch;
     std::vector<std::pair<std::string, send_mark>> to;
-    /// On a heartbeat, an empty batch numbered after `batch` for the members
-    /// it was withheld from (`beat_to`): they see the gap and repair, and
-    /// their answers echo our clock, without which our read lease would
-    /// lapse for as long as they stay behind.
+    /// On a heartbeat that takes the whole queue, an empty batch numbered
+    /// after `batch` for the members it was withheld from (`beat_to`): they
+    /// see the gap and repair, batches reach them again after it, and their
+    /// answers echo our clock, without which our read lease would lapse for
+    /// as long as they stay behind.
     invalidation_batch beat;
     std::vector<std::pair<std::string, send_mark>> beat_to;
   };
@@ -228,6 +233,7 @@ private:
     uint64_t requests = 0;       // sent to the member, empty ones too
     uint64_t withheld_after = 0; // `requests` when a batch was last withheld
     bool behind = false;
+    bool gap_shown = false; // behind, but an empty batch went since (see `send_to`)
   };
 
   struct open_sync {

@@ -166,12 +166,23 @@ TEST_CASE("a batch goes to every member it is not withheld from, a heartbeat to 
   CHECK(beat.beat_to.empty());
   CHECK(p.counters.batches_sent == 2);
   CHECK(p.counters.batches_withheld == 1);
-  // A heartbeat that carries invalidations gives the member they are
-  // withheld from an empty batch numbered after them: it sees the gap, and
-  // its answer echoes our clock (our read lease counts on it).
-  p.enqueue(keys({"k5"}));
+}
+
+TEST_CASE("a heartbeat that carries invalidations gives a member they are withheld "
+          "from an empty batch after them, and batches follow it",
+          "[peer][flow]") {
+  peer_state p{node("a"), 100, 3};
+  p.member_joined("b");
+  p.member_joined("c");
+  p.enqueue(keys({"k1"}));
+  auto first = p.send_batch({"b", "c"}, false);
+  REQUIRE(first.to.size() == 2);
+  p.acknowledged("b", first.to[0].second);
+  p.not_acknowledged("c", first.to[1].second); // timed out: behind
+  // The beat: c sees the gap (it repairs), and its answer echoes our clock
+  // (our read lease counts on it: it got nothing while it stayed behind).
+  p.enqueue(keys({"k2"}));
   auto loaded = p.send_batch({"b", "c"}, true);
-  CHECK(loaded.batch.items.size() == 1);
   REQUIRE(loaded.to.size() == 1);
   CHECK(loaded.to[0].first == "b");
   REQUIRE(loaded.beat_to.size() == 1);
@@ -179,10 +190,52 @@ TEST_CASE("a batch goes to every member it is not withheld from, a heartbeat to 
   CHECK(loaded.beat.items.empty());
   CHECK(loaded.beat.origin == "a");
   CHECK(loaded.beat.first_seq == loaded.batch.first_seq + 1);
-  CHECK(p.counters.batches_withheld == 2);
-  // Not so a batch sent between heartbeats.
-  p.enqueue(keys({"k6"}));
-  CHECK(p.send_batch({"b", "c"}, false).beat_to.empty());
+  // What follows the beat leaves no gap of its own: c gets batches again
+  // (within max-unacked), or under a steady stream it would repair on every
+  // heartbeat and never catch up. It stays behind (sync calls name it)
+  // until it answered everything after the beat.
+  p.acknowledged("b", loaded.to[0].second);
+  p.enqueue(keys({"k3"}));
+  auto after = p.send_batch({"b", "c"}, false);
+  CHECK(after.beat_to.empty()); // beats only on heartbeats
+  REQUIRE(after.to.size() == 2);
+  CHECK(after.to[1].first == "c");
+  CHECK(after.batch.first_seq == loaded.beat.first_seq);
+  CHECK(p.behind("c"));
+  // Timed out again, it is slow: withheld until the next heartbeat, though
+  // within max-unacked.
+  p.not_acknowledged("c", after.to[1].second);
+  p.enqueue(keys({"k4"}));
+  auto again = p.send_batch({"b", "c"}, false);
+  REQUIRE(again.to.size() == 1);
+  CHECK(again.to[0].first == "b");
+}
+
+TEST_CASE("a heartbeat's beat goes with the last batch of a long queue, numbered after "
+          "all of it",
+          "[peer][flow]") {
+  peer_state p{node("a"), 100, 3, 2}; // batches of at most 2
+  p.member_joined("b");
+  p.member_joined("c");
+  p.enqueue(keys({"k1", "k2", "k3"}));
+  auto first = p.send_batch({"b", "c"}, true);
+  REQUIRE(first.to.size() == 2);
+  p.acknowledged("b", first.to[0].second);   // c has 2 outstanding
+  p.enqueue(keys({"k4", "k5", "k6", "k7"})); // k3 still queued: 5 in all
+  auto cut = p.send_batch({"b", "c"}, true);
+  CHECK(cut.batch.items.size() == 2);
+  CHECK(cut.beat_to.empty());  // more is queued: a beat now would come before it
+  REQUIRE(cut.to.size() == 1); // c would be 4 behind
+  p.acknowledged("b", cut.to[0].second);
+  auto rest = p.send_batch({"b", "c"}, true);
+  CHECK(rest.batch.items.size() == 2);
+  CHECK(p.pending() == 1);
+  CHECK(rest.beat_to.empty());
+  auto last = p.send_batch({"b", "c"}, true);
+  CHECK(last.batch.items.size() == 1);
+  REQUIRE(last.beat_to.size() == 1);
+  CHECK(last.beat_to[0].first == "c");
+  CHECK(last.beat.first_seq == last.batch.first_seq + 1); // after everything
 }
 
 TEST_CASE("a member a batch was withheld from is behind: a sync call names it until it "
