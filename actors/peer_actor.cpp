@@ -264,8 +264,8 @@ void send_to(self_ptr self, const std::string& name, peer_state::send_mark mark,
                              m->their_sent);
   self->request(m->handle, timeout, batch_atom::value, b, std::move(sealed.tag))
     .then(
-      [self, name, mark, done, sent, ack = std::move(sealed.ack)](caf::ok_atom,
-                                                                  std::string& got) {
+      [self, name, mark, done, sent, by = m->handle.address(),
+       ack = std::move(sealed.ack)](caf::ok_atom, std::string& got) {
         if (!same_mac(got, ack)) {
           count_unauthenticated(self, "an acknowledgement claiming to come from '" +
                                         name + "' without a valid link MAC");
@@ -276,7 +276,8 @@ void send_to(self_ptr self, const std::string& name, peer_state::send_mark mark,
         }
         bool flush = self->state.core->acknowledged(name, mark);
         // It took the batch: the freshest echo there is (see `took`).
-        if (self->state.members->took(name, sent, self->state.setup.time_source->now()))
+        if (self->state.members->took(name, by, sent,
+                                      self->state.setup.time_source->now()))
           renew_lease(self);
         if (done) done(true);
         if (flush) send_batch(self);

@@ -109,13 +109,17 @@ public:
     return true;
   }
 
-  /// Member `name` answered, under its link's MAC, a batch (or the join) we
-  /// sent at `sent`: it took that message, so its last word from us is no
-  /// older. An echo a round trip old, where its batches' echoes are up to
-  /// two heartbeats old. True if that renewed what it echoed.
-  bool took(const std::string& name, time_point sent, time_point now) {
+  /// Member `name`, reached through the actor at `by`, answered under its
+  /// link's MAC a batch (or the join) we sent at `sent`: it took that
+  /// message, so its last word from us is no older. An echo a round trip
+  /// old, where its batches' echoes are up to two heartbeats old. An answer
+  /// of another run of `name` (one we dropped since) counts for nothing.
+  /// True if that renewed what it echoed.
+  template <class Address>
+  bool took(const std::string& name, const Address& by, time_point sent, time_point now) {
     auto i = members_.find(name);
-    return i != members_.end() && raise_echo(i->second, sent, now);
+    return i != members_.end() && i->second.handle.address() == by &&
+           raise_echo(i->second, sent, now);
   }
 
   /// The member `origin` if `sender` is the handle it passed the handshake

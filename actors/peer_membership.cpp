@@ -183,7 +183,8 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
                                   "the answer of '" + them.name + "' was not authentic"));
                 return;
               }
-              if (st.members->took(them.name, join_sent, st.setup.time_source->now()))
+              if (st.members->took(them.name, other.address(), join_sent,
+                                   st.setup.time_source->now()))
                 renew_lease(self);
               if (st.core->expect(them.name, them.incarnation, their_next))
                 repair(self, "'" + them.name + "' sent invalidations we never received");

@@ -109,12 +109,15 @@ TEST_CASE("the lease counts from when we sent what a member took, not from when 
   CHECK(t.find_mutable("b")->their_sent == ticks(9s));
   // An acknowledged batch proves it took what we sent then: a fresher echo
   // than its batches carry. Not past now, never back, nobody unknown.
-  CHECK(t.took("b", tp{11500ms}, tp{13s}));
+  std::string b_actor{"actor-b"};
+  CHECK(t.took("b", b_actor, tp{11500ms}, tp{13s}));
   CHECK(t.echoed() == std::vector<tp>{tp{11500ms}});
-  CHECK_FALSE(t.took("b", tp{11s}, tp{13s}));
-  CHECK(t.took("b", tp{20s}, tp{13s}));
+  CHECK_FALSE(t.took("b", b_actor, tp{11s}, tp{13s}));
+  CHECK_FALSE(
+    t.took("b", std::string{"actor-b-before"}, tp{12s}, tp{13s})); // another run
+  CHECK(t.took("b", b_actor, tp{20s}, tp{13s}));
   CHECK(t.echoed() == std::vector<tp>{tp{13s}});
-  CHECK_FALSE(t.took("c", tp{13s}, tp{13s}));
+  CHECK_FALSE(t.took("c", b_actor, tp{13s}, tp{13s}));
   // A new connection starts afresh.
   t.add(node("b"), {"actor-b2"}, tp{14s}, tp{11s});
   CHECK(t.echoed() == std::vector<tp>{tp{11s}});
