@@ -22,6 +22,7 @@
 // handshake's hello and its answer carry proofs instead (no link exists yet).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -29,9 +30,26 @@
 #include <vector>
 
 #include "actors/cluster_auth.hpp"
+#include <karlton/base/clock.hpp>
 #include <karlton/messages/cluster.hpp>
 
 namespace karlton {
+
+/// `t` as a tag carries a clock reading (`link_tag::sent`, `echo`): ticks of
+/// the steady clock, a time before its epoch as 0.
+inline uint64_t tag_reading(clock::time_point t) noexcept {
+  return static_cast<uint64_t>(
+    std::max<clock::time_point::rep>(0, t.time_since_epoch().count()));
+}
+
+/// The time point of our clock reading `ticks` that a member echoed, no
+/// later than `now`: no honest member echoes a time we have not reached.
+inline clock::time_point from_tag_reading(uint64_t ticks,
+                                          clock::time_point now) noexcept {
+  using duration = clock::time_point::duration;
+  return clock::time_point{
+    duration{static_cast<duration::rep>(std::min(ticks, tag_reading(now)))}};
+}
 
 /// The kind of message a link MAC is for: part of what it covers, so a MAC
 /// made for one kind never verifies as another's.

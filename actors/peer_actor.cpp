@@ -57,7 +57,7 @@ void renew_lease(self_ptr self) {
   auto& st = self->state;
   if (!st.setup.lease || !st.refused_our_name.empty()) return;
   if (auto until =
-        peer_state::renew_lease(st.setup.time_source->now(), st.members->echoed(),
+        peer_state::renew_lease(st.setup.time_source->now(), st.members->oldest_echo(),
                                 st.repairs_in_flight, st.setup.read_lease))
     st.setup.lease->extend_to(*until);
 }
@@ -258,10 +258,8 @@ void send_to(self_ptr self, const std::string& name, peer_state::send_mark mark,
              caf::timespan timeout, std::function<void(bool)> done = {}) {
   auto* m = self->state.members->find_mutable(name);
   auto sent = self->state.setup.time_source->now();
-  auto ticks = sent.time_since_epoch().count();
-  auto sealed = m->link.seal(link_message::batch, digest,
-                             static_cast<uint64_t>(std::max<decltype(ticks)>(ticks, 0)),
-                             m->their_sent);
+  auto sealed =
+    m->link.seal(link_message::batch, digest, tag_reading(sent), m->their_sent);
   self->request(m->handle, timeout, batch_atom::value, b, std::move(sealed.tag))
     .then(
       [self, name, mark, done, sent, by = m->handle.address(),

@@ -101,11 +101,7 @@ public:
     auto& m = i->second;
     m.last_heard = now;
     m.their_sent = std::max(m.their_sent, tag.sent);
-    auto now_ticks =
-      static_cast<uint64_t>(std::max<duration::rep>(0, now.time_since_epoch().count()));
-    raise_echo(
-      m, time_point{duration{static_cast<duration::rep>(std::min(tag.echo, now_ticks))}},
-      now);
+    raise_echo(m, from_tag_reading(tag.echo, now), now);
     return true;
   }
 
@@ -243,12 +239,14 @@ public:
     return out;
   }
 
-  /// When we sent what each member took last (the read lease counts from
-  /// the oldest).
-  std::vector<time_point> echoed() const {
-    std::vector<time_point> out;
+  /// The oldest of the members' `echoed`: when we sent what the member
+  /// that heard from us least recently took last, from which the read lease
+  /// counts. Nullopt without members. (A scan: a cluster has a few members,
+  /// and this runs on each acknowledgement, so it allocates nothing.)
+  std::optional<time_point> oldest_echo() const {
+    std::optional<time_point> out;
     for (auto& [name, m] : members_)
-      out.push_back(m.echoed);
+      if (!out || m.echoed < *out) out = m.echoed;
     return out;
   }
 

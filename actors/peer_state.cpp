@@ -262,15 +262,12 @@ std::vector<std::string> peer_state::finish_sync(std::vector<std::string> not_an
 }
 
 std::optional<peer_state::time_point>
-peer_state::renew_lease(time_point now, const std::vector<time_point>& echoed,
+peer_state::renew_lease(time_point now, std::optional<time_point> oldest_echo,
                         uint64_t repairs_in_flight,
                         clock::time_point::duration lease_time) {
   if (repairs_in_flight > 0) return std::nullopt;
-  if (echoed.empty()) return time_point::max();
-  auto oldest = now;
-  for (auto t : echoed)
-    oldest = std::min(oldest, t);
-  return oldest + lease_time;
+  if (!oldest_echo) return time_point::max();
+  return std::min(*oldest_echo, now) + lease_time;
 }
 
 uint64_t peer_state::finish_apply(uint64_t n) {

@@ -197,13 +197,14 @@ public:
   /// How far a heartbeat at `now` may renew the read lease: nullopt leaves it
   /// as it is (a repair is still clearing, so a read must find it lapsed);
   /// `time_point::max()` holds it (no members: nothing to miss); otherwise
-  /// `lease_time` past the oldest of `echoed`: when we sent what each member
-  /// took last (`member_table::echoed`). A member drops us no earlier than
-  /// its `member_timeout` after it took that, so with `lease_time` shorter
-  /// the lease ends first, however late its messages reach us: only our
-  /// own clock is read.
+  /// `lease_time` past `oldest_echo` (not past `now`): when we sent what the
+  /// member that heard from us least recently took last
+  /// (`member_table::oldest_echo`). A member drops us no earlier than its
+  /// `member_timeout` after it took that, so with `lease_time` shorter the
+  /// lease ends first, however late its messages reach us: only our own
+  /// clock is read.
   static std::optional<time_point> renew_lease(time_point now,
-                                               const std::vector<time_point>& echoed,
+                                               std::optional<time_point> oldest_echo,
                                                uint64_t repairs_in_flight,
                                                clock::time_point::duration lease_time);
 

@@ -75,10 +75,10 @@ TEST_CASE("a message counts only from the actor that passed the handshake",
   CHECK_FALSE(t.heard_from("b", std::string{"actor-2"}, tp{2s}, stamps(2s, 2s)));
   CHECK_FALSE(t.heard_from("c", std::string{"actor-1"}, tp{2s}, stamps(2s, 2s)));
   CHECK(t.silent(tp{5s}, 3s) == std::vector<std::string>{"b"}); // still last heard at 1 s
-  CHECK(t.echoed() == std::vector<tp>{tp{1s}});
+  CHECK(t.oldest_echo() == tp{1s});
   CHECK(t.heard_from("b", std::string{"actor-1"}, tp{4s}, stamps(3s, 2s)));
   CHECK(t.silent(tp{5s}, 3s).empty());
-  CHECK(t.echoed() == std::vector<tp>{tp{2s}});
+  CHECK(t.oldest_echo() == tp{2s});
 }
 
 TEST_CASE("the lease counts from when we sent what a member took, not from when its "
@@ -88,40 +88,53 @@ TEST_CASE("the lease counts from when we sent what a member took, not from when 
   // An initiator took our hello answer; we admit it at 3 s: it last heard
   // from us at 1 s, and drops us no earlier than that plus its timeout.
   t.add(node("b"), {"actor-b"}, tp{3s}, tp{1s});
-  CHECK(t.echoed() == std::vector<tp>{tp{1s}});
+  CHECK(t.oldest_echo() == tp{1s});
   // A batch that arrives late (at 9 s) names what it took of ours (sent at
   // 2 s): arrival moves `silent`, the echo moves the lease, no further.
   CHECK(t.heard_from("b", std::string{"actor-b"}, tp{9s}, stamps(8s, 2s)));
-  CHECK(t.echoed() == std::vector<tp>{tp{2s}});
+  CHECK(t.oldest_echo() == tp{2s});
   CHECK(t.find_mutable("b")->their_sent == ticks(8s)); // what we echo to it
   // Neither goes back (batches may overtake each other after a new
   // connection), and an echo of a time we have not reached is cut to now.
   CHECK(t.heard_from("b", std::string{"actor-b"}, tp{10s}, stamps(5s, 1s)));
-  CHECK(t.echoed() == std::vector<tp>{tp{2s}});
+  CHECK(t.oldest_echo() == tp{2s});
   CHECK(t.find_mutable("b")->their_sent == ticks(8s));
   CHECK(t.heard_from("b", std::string{"actor-b"}, tp{11s}, stamps(9s, 3600s)));
-  CHECK(t.echoed() == std::vector<tp>{tp{11s}});
+  CHECK(t.oldest_echo() == tp{11s});
   // Shaking hands again through the same actor keeps both: the handshake's
   // echo counts only once the member answered it (`took`), as the join's
   // answer does, for a join that fails leaves it a member.
   t.add(node("b"), {"actor-b"}, tp{13s}, tp{12500ms});
-  CHECK(t.echoed() == std::vector<tp>{tp{11s}});
+  CHECK(t.oldest_echo() == tp{11s});
   CHECK(t.find_mutable("b")->their_sent == ticks(9s));
   // An acknowledged batch proves it took what we sent then: a fresher echo
   // than its batches carry. Not past now, never back, nobody unknown.
   std::string b_actor{"actor-b"};
   CHECK(t.took("b", b_actor, tp{11500ms}, tp{13s}));
-  CHECK(t.echoed() == std::vector<tp>{tp{11500ms}});
+  CHECK(t.oldest_echo() == tp{11500ms});
   CHECK_FALSE(t.took("b", b_actor, tp{11s}, tp{13s}));
   CHECK_FALSE(
     t.took("b", std::string{"actor-b-before"}, tp{12s}, tp{13s})); // another run
   CHECK(t.took("b", b_actor, tp{20s}, tp{13s}));
-  CHECK(t.echoed() == std::vector<tp>{tp{13s}});
+  CHECK(t.oldest_echo() == tp{13s});
   CHECK_FALSE(t.took("c", b_actor, tp{13s}, tp{13s}));
   // A new connection starts afresh.
   t.add(node("b"), {"actor-b2"}, tp{14s}, tp{11s});
-  CHECK(t.echoed() == std::vector<tp>{tp{11s}});
+  CHECK(t.oldest_echo() == tp{11s});
   CHECK(t.find_mutable("b")->their_sent == 0);
+}
+
+TEST_CASE("the lease counts from the member that heard from us least recently",
+          "[peer][members][lease]") {
+  table t{200ms, 5s};
+  CHECK_FALSE(t.oldest_echo()); // nobody to miss
+  t.add(node("b"), {"actor-b"}, tp{3s}, tp{1s});
+  t.add(node("c"), {"actor-c"}, tp{3s}, tp{2s});
+  CHECK(t.oldest_echo() == tp{1s});
+  CHECK(t.took("b", std::string{"actor-b"}, tp{4s}, tp{5s}));
+  CHECK(t.oldest_echo() == tp{2s}); // now c is the one behind
+  t.remove("c");
+  CHECK(t.oldest_echo() == tp{4s});
 }
 
 TEST_CASE("a joiner is told about every other member, and joins those it lacks",

@@ -284,9 +284,10 @@ TEST_CASE("the read lease is renewed only once repairs are done", "[peer][lease]
   using tp = peer_state::time_point;
   tp now{10s};
   CHECK_FALSE(peer_state::renew_lease(now, {now}, 1, 1s)); // a repair is clearing
-  CHECK_FALSE(peer_state::renew_lease(now, {}, 1, 1s));
-  CHECK(peer_state::renew_lease(now, {}, 0, 1s) == tp::max()); // nobody to miss
-  CHECK(peer_state::renew_lease(now, {now - 300ms, now - 100ms}, 0, 1s) == now + 700ms);
+  CHECK_FALSE(peer_state::renew_lease(now, std::nullopt, 1, 1s));
+  CHECK(peer_state::renew_lease(now, std::nullopt, 0, 1s) == tp::max()); // nobody to miss
+  CHECK(peer_state::renew_lease(now, now - 300ms, 0, 1s) == now + 700ms);
+  CHECK(peer_state::renew_lease(now, now + 1s, 0, 1s) == now + 1s); // never past now
 }
 
 TEST_CASE("a heartbeat more than a lease late means this node stalled", "[peer][lease]") {
