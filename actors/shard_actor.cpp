@@ -317,7 +317,7 @@ shard_actor::behavior_type shard(self_ptr self, shard_setup setup) {
     [=](drain_reads_atom) {
       // A reader asked after a quiet spell, or our own timer: drain until a
       // drain finds no hits (read_side.hpp says why not at every full buffer).
-      if (self->state.cache->learn_direct_hits(now_of(self)))
+      if (self->state.cache->learn_direct_hits())
         self->delayed_send(self, read_side::drain_spacing, drain_reads_atom::value);
     },
     [=](graph_atom) { return self->state.cache->dependency_edges(); },

@@ -210,10 +210,10 @@ struct remove_expired {
 };
 
 struct stats {
-  caf::expected<cache_stats> operator()(shard_state& s, time_point now) {
+  caf::expected<cache_stats> operator()(shard_state& s, time_point) {
     // Hits callers served since the last drain: a handful never fill a
     // buffer, and their ages (a staleness percentile) would never show.
-    s.take_direct_hits(now);
+    s.take_direct_hits();
     return s.stats();
   }
 };

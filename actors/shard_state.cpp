@@ -79,16 +79,16 @@ value shard_state::get(std::string_view key, uint32_t hash, time_point now,
   return e.val;
 }
 
-bool shard_state::learn_direct_hits(time_point now) {
-  return take_direct_hits(now) || !reads_->stop_draining();
+bool shard_state::learn_direct_hits() {
+  return take_direct_hits() || !reads_->stop_draining();
 }
 
-bool shard_state::take_direct_hits(time_point now) {
-  auto now_ms = to_ms(now);
-  return reads_->drain([&](entry_id id) {
-    stats_.hit_age.record(age_ms(table_.at(id), now_ms));
-    if (in_policy(id)) policy_->on_hit(id);
-  });
+bool shard_state::take_direct_hits() {
+  return reads_->drain(
+    [&](entry_id id) {
+      if (in_policy(id)) policy_->on_hit(id);
+    },
+    [&](uint32_t age_ms) { stats_.hit_age.record(age_ms); });
 }
 
 caf::error shard_state::put(value v, ttl t, time_point now) {

@@ -204,11 +204,11 @@ public:
   void retire_unlinked() { table_.retire_unlinked(); }
 
   /// Teaches the policy the hits callers served themselves (`read_side`'s buffer) and
-  /// samples their ages (as of now, not of the hit). True while readers hit: the shard
-  /// drains again after `read_side::drain_spacing`.
-  bool learn_direct_hits(time_point now);
+  /// records the ages the readers sampled (each as of its hit). True while readers
+  /// hit: the shard drains again after `read_side::drain_spacing`.
+  bool learn_direct_hits();
   /// The same for the stats, however few the hits, leaving the drains' schedule alone.
-  bool take_direct_hits(time_point now);
+  bool take_direct_hits();
 
   /// Keys erased since the last call whose dependents must be invalidated (once the cache
   /// uses dependencies): the shard actor hands them to the bus.

@@ -75,10 +75,12 @@ public:
   /// The low half of `hash_key(key())`, computed once at `make`.
   uint32_t table_hash() const noexcept;
 
-  /// Only the owning shard may call these: the buffer's birth time, in ms of
-  /// the runtime's clock modulo 2^32 (ages are exact up to 49 days).
+  /// The buffer's birth time, in ms of the runtime's clock modulo 2^32 (ages
+  /// are exact up to 49 days): when the owning shard stored it. Readers of
+  /// the shard's table may read it (it was set before the value was published).
   uint32_t born_ms() const noexcept;
-  /// Sets the birth time `born_ms` returns; the owning shard only.
+  /// Sets the birth time `born_ms` returns: the owning shard only, on a buffer
+  /// nobody else holds (`unique`), before it stores it.
   void set_born_ms(uint32_t ms) noexcept;
 
   /// True if no other handle shares this buffer.

@@ -278,7 +278,8 @@ TEST_CASE(
   CHECK(asks == 1); // one request until the shard drains
   std::vector<entry_id> hit;
   auto collect = [&](entry_id id) { hit.push_back(id); };
-  CHECK(side.drain(collect)); // readers hit: the shard drains again on its own
+  auto no_age = [](uint32_t) {};
+  CHECK(side.drain(collect, no_age)); // readers hit: the shard drains again on its own
   // Lossy: at most one buffer's worth of the hits, a's and b's alike.
   CHECK(hit.size() == read_side::buffer_length);
   CHECK(std::count(hit.begin(), hit.end(), a) == read_side::buffer_length / 2);
@@ -291,14 +292,57 @@ TEST_CASE(
   side.table.remove(a);
   CHECK(side.table.insert(value::make("c", "3")) == a);
   hit.clear();
-  CHECK(side.drain(collect));
+  CHECK(side.drain(collect, no_age));
   CHECK(hit.empty());
   // A drain that finds no hits: the shard stops, and the next full buffer asks.
-  CHECK_FALSE(side.drain(collect));
+  CHECK_FALSE(side.drain(collect, no_age));
   CHECK(side.stop_draining());
   for (unsigned i = 0; i < read_side::buffer_length; ++i)
     asks += side.read("b", hash_of("b")).wants_drain;
   CHECK(asks == 2);
+}
+
+TEST_CASE("a direct hit records the age of the value it served as of the hit: every "
+          "hit of an expiring value, one in age_sample of others",
+          "[direct]") {
+  auto clk = std::make_shared<manual_clock>();
+  read_side side{clk};
+  auto born = [&](const char* key) {
+    auto v = value::make(key, "1");
+    v.set_born_ms(static_cast<uint32_t>(to_ms(clk->now())));
+    return v;
+  };
+  auto a = side.table.insert(born("a"));
+  clk->advance(1500ms);
+  REQUIRE(side.read("a", hash_of("a")).val);
+  // Removed and the clock moved on before the drain: the age is still what
+  // was served (before, the drain read the entry's age then, or skipped it).
+  side.table.remove(a);
+  clk->advance(10s);
+  std::vector<uint32_t> ages;
+  auto collect = [&](uint32_t ms) { ages.push_back(ms); };
+  auto learn = [](entry_id) {};
+  side.drain(learn, collect);
+  CHECK(ages == std::vector<uint32_t>{1500});
+  // A value that never expires: one hit in age_sample reads the clock.
+  side.table.insert(born("b"));
+  clk->advance(20ms);
+  ages.clear();
+  for (unsigned i = 1; i < read_side::age_sample; ++i) // the rest of a's round
+    REQUIRE(side.read("b", hash_of("b")).val);
+  side.drain(learn, collect);
+  CHECK(ages.empty());
+  REQUIRE(side.read("b", hash_of("b")).val);
+  side.drain(learn, collect);
+  CHECK(ages == std::vector<uint32_t>{20});
+  // An expiring one read the clock anyway: every hit records.
+  side.table.insert(born("c"), to_ms(clk->now()) + 60'000);
+  clk->advance(30ms);
+  ages.clear();
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(side.read("c", hash_of("c")).val);
+  side.drain(learn, collect);
+  CHECK(ages == std::vector<uint32_t>{30, 30, 30});
 }
 
 TEST_CASE("a shard that stops draining while a reader hits keeps draining, so no "
@@ -310,14 +354,14 @@ TEST_CASE("a shard that stops draining while a reader hits keeps draining, so no
   for (unsigned i = 0; i < read_side::buffer_length; ++i)
     asks += side.read("a", hash_of("a")).wants_drain;
   REQUIRE(asks == 1);
-  CHECK(side.drain([](entry_id) {}));
-  CHECK_FALSE(side.drain([](entry_id) {}));
+  CHECK(side.drain([](entry_id) {}, [](uint32_t) {}));
+  CHECK_FALSE(side.drain([](entry_id) {}, [](uint32_t) {}));
   // A hit lands between the empty drain and stopping: the reader saw the
   // shard draining and did not ask, so the shard must go on.
   asks += side.read("a", hash_of("a")).wants_drain;
   CHECK_FALSE(side.stop_draining());
   std::vector<entry_id> hit;
-  CHECK(side.drain([&](entry_id id) { hit.push_back(id); }));
+  CHECK(side.drain([&](entry_id id) { hit.push_back(id); }, [](uint32_t) {}));
   CHECK(hit.size() == 1);
   CHECK(asks == 1);
 }
