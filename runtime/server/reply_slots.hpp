@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/server/kept_buffers.hpp"
+
 namespace karlton::server {
 
 /// One command's reply, written by one thread and then handed over.
@@ -41,8 +43,12 @@ struct reply_slot {
 
 /// A ring of at most `capacity` slots. Slots live in blocks that are made on
 /// first use and never move, so a completing thread may hold a `reply_slot*`
-/// while the I/O thread opens and closes others; a connection that never
-/// pipelines holds one block, not `capacity` slots.
+/// while the I/O thread opens and closes others. Whenever the ring empties,
+/// the next command starts again at the first slot and every block but the
+/// first is given back: a connection that never pipelines uses one slot, and
+/// one that pipelined keeps one block once it went quiet. (Before, sequence
+/// numbers walked the whole ring, so one command at a time made all 4,096
+/// slots, each keeping a reply of up to 64 KiB: review of 7 Dec.)
 /// Only `open`, `head`, `pop` and the counts are for the I/O thread; a slot
 /// itself is for the thread that completes it, until `ready`.
 class reply_slots {
@@ -74,6 +80,18 @@ public:
     return s;
   }
 
+  /// Memory the ring holds: its blocks and the replies' buffers.
+  size_t bytes_held() const noexcept {
+    size_t n = 0;
+    for (const auto& b : blocks_) {
+      if (!b) continue;
+      n += block_size * sizeof(reply_slot);
+      for (size_t i = 0; i < block_size; ++i)
+        n += b[i].bytes.capacity();
+    }
+    return n;
+  }
+
   /// The slot of sequence number `seq`, if it is still in use.
   const reply_slot* find(uint64_t seq) noexcept {
     return seq >= head_ && seq < tail_ ? &at(seq) : nullptr;
@@ -90,12 +108,18 @@ public:
   void pop() noexcept {
     auto& s = at(head_++);
     s.ready.store(false, std::memory_order_relaxed);
-    if (s.bytes.capacity() > (size_t{64} << 10)) std::string{}.swap(s.bytes);
+    clear_keeping(s.bytes, kept_reply_bytes);
+    if (!empty()) return;
+    // No slot in use: no completing thread holds one (it lets go with its
+    // `ready` store), so the ring may start over and shrink.
+    first_ = head_;
+    for (size_t b = 1; b < blocks_.size(); ++b)
+      blocks_[b].reset();
   }
 
 private:
   reply_slot& at(uint64_t seq) {
-    auto i = static_cast<size_t>(seq % capacity_);
+    auto i = static_cast<size_t>((seq - first_) % capacity_);
     auto& b = blocks_[i / block_size];
     if (!b) b = std::make_unique<reply_slot[]>(block_size);
     return b[i % block_size];
@@ -105,6 +129,7 @@ private:
   std::vector<std::unique_ptr<reply_slot[]>> blocks_;
   uint64_t head_ = 0;
   uint64_t tail_ = 0;
+  uint64_t first_ = 0; // the sequence number at the first slot
 };
 
 } // namespace karlton::server

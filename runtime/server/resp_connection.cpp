@@ -3,6 +3,8 @@
 // own I/O thread.
 #include "runtime/server/resp_connection.hpp"
 
+#include "runtime/server/kept_buffers.hpp"
+
 namespace karlton::server::detail {
 
 namespace {
@@ -11,10 +13,6 @@ namespace {
 /// last reply: closing a socket with unread input sends a RST, which can
 /// destroy the reply (the "-ERR Protocol error") before the client reads it.
 constexpr auto linger_time = std::chrono::seconds{2};
-
-/// An output buffer this large is given back after its write rather than
-/// kept for the next one (one large GET must not pin its size forever).
-constexpr size_t keep_capacity = size_t{1} << 20;
 
 /// What one flush may send before it lets the thread's other connections
 /// run (Redis: NET_MAX_WRITES_PER_EVENT, 64 KiB; a pipelined round of
@@ -301,7 +299,7 @@ bool connection::flush_once(size_t& sent_total) {
   sent_total += sent;
   if (sent == next_out_.size()) {
     last_active_ = clock::now();
-    give_back(next_out_);
+    clear_keeping(next_out_, kept_buffer_bytes);
     account_output();
     if (wants_close()) {
       shutdown_and_linger();
@@ -322,13 +320,6 @@ bool connection::flush_once(size_t& sent_total) {
   return false;
 }
 
-void connection::give_back(std::string& out) noexcept {
-  if (out.capacity() > keep_capacity)
-    std::string{}.swap(out);
-  else
-    out.clear();
-}
-
 void connection::on_written(const boost::system::error_code& ec) {
   writing_ = false;
   if (closed_) return;
@@ -337,7 +328,7 @@ void connection::on_written(const boost::system::error_code& ec) {
     return;
   }
   last_active_ = clock::now();
-  give_back(writing_out_);
+  clear_keeping(writing_out_, kept_buffer_bytes);
   account_output();
   flush();
   read_more();

@@ -122,8 +122,6 @@ private:
   /// should run again (see flush).
   bool flush_once(size_t& sent_total);
   void on_written(const boost::system::error_code& ec);
-  /// Empties a sent buffer, keeping its capacity unless it grew large.
-  static void give_back(std::string& out) noexcept;
   void shutdown_and_linger();
   void linger_read();
   bool wants_close() const noexcept;

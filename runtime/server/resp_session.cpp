@@ -151,7 +151,7 @@ bool session_impl::feed(std::string_view bytes) {
   if (!input_.empty()) {
     std::string_view in{input_};
     pump_input(in);
-    input_.erase(0, input_.size() - in.size());
+    keep_unparsed(in);
   }
   drain();
   return !close_requested_;
@@ -181,6 +181,8 @@ void session_impl::pump_input(std::string_view& in) {
   if (has_held_) {
     if (run_one(held_views_) == step::paused) return;
     has_held_ = false;
+    held_ = {}; // its arguments may be megabytes
+    held_views_ = {};
   }
   for (size_t n = 0; !close_requested_; ++n) {
     if (n % read_ahead_commands == 0) read_ahead(in);
@@ -390,11 +392,28 @@ void session_impl::collect(std::string& out) {
   if (has_held_ || !input_.empty()) {
     std::string_view in{input_};
     pump_input(in);
-    input_.erase(0, input_.size() - in.size());
+    keep_unparsed(in);
     drain();
   }
-  out += output_;
-  output_.clear();
+  if (out.empty())
+    out.swap(output_); // no copy: the connection gives large buffers back once sent
+  else
+    out += output_;
+  clear_keeping(output_, kept_buffer_bytes);
+}
+
+size_t session_impl::buffered_bytes() const noexcept {
+  auto n = parser_.buffered() + input_.capacity() + output_.capacity() +
+           slots_.bytes_held() + held_views_.capacity() * sizeof(std::string_view) +
+           held_.capacity() * sizeof(std::string);
+  for (const auto& arg : held_)
+    n += arg.capacity();
+  return n;
+}
+
+void session_impl::keep_unparsed(std::string_view in) {
+  input_.erase(0, input_.size() - in.size());
+  if (input_.empty()) clear_keeping(input_, kept_buffer_bytes);
 }
 
 bool session_impl::wants_input() const noexcept {

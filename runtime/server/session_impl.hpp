@@ -169,6 +169,7 @@ public:
   /// before its read; a fence does (see `run_one`).
   void set_tracks_prefixes(bool on) noexcept { tracks_prefixes_ = on; }
   bool subscribed() const noexcept override { return subscribed_; }
+  size_t buffered_bytes() const noexcept override;
   void set_subscribed(bool on) noexcept { subscribed_ = on; }
   /// Runs `job` on the blocking pool; false (and nothing runs) when full.
   bool run_blocking(std::function<void()> job);
@@ -193,6 +194,9 @@ private:
   enum class step : uint8_t { ran, paused };
 
   void pump_input(std::string_view& in);
+  /// Keeps of `input_` only `in`, the tail not parsed yet; an emptied buffer
+  /// keeps at most `kept_buffer_bytes` of capacity.
+  void keep_unparsed(std::string_view in);
   /// Prefetches the direct reads of the GETs among the next commands of
   /// `in` (cache::prefetch), when a pipeline holds more than one.
   void read_ahead(std::string_view in) const noexcept;

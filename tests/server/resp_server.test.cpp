@@ -123,6 +123,7 @@ public:
   void push(std::string) override {}
   void push_for(std::string, std::weak_ptr<srv::session>) override {}
   bool output_overflowed() const noexcept override { return overflowed_; }
+  size_t buffered_bytes() const noexcept override { return 0; }
 
   void detach() noexcept override {
     std::lock_guard<std::mutex> guard{mutex_};

@@ -120,6 +120,26 @@ TEST_CASE("session: beyond max_in_flight execution pauses and collect resumes it
   CHECK(f.loads.load() == 5);
 }
 
+TEST_CASE("session: commands held back by the in-flight bound give their memory "
+          "back once they ran",
+          "[resp_session][memory]") {
+  gated_loader f;
+  resp_options opts;
+  opts.max_in_flight = 1;
+  test_client cl{context_for(f.rt, {f.c}, opts)};
+  std::string big(size_t{8} << 20, 'e');
+  // The first ECHO waits, its arguments copied; the second waits unparsed.
+  cl.feed(resp_command({"KARLTON.LOAD", "a"}) + resp_command({"ECHO", big}) +
+          resp_command({"ECHO", big}));
+  CHECK_FALSE(cl.s->wants_input());
+  CHECK(cl.s->buffered_bytes() >= 2 * big.size());
+  f.gate.release();
+  auto got = cl.replies(3);
+  REQUIRE(got.size() == 3);
+  CHECK(got[2].size() > big.size());
+  CHECK(cl.s->buffered_bytes() < big.size() / 16); // before: both, for life
+}
+
 TEST_CASE("session: pushes keep their place among the replies and wake the host",
           "[resp_session]") {
   runtime rt;

@@ -78,6 +78,7 @@ public:
   bool authenticated() const noexcept override { return true; }
   void detach() noexcept override {}
   bool output_overflowed() const noexcept override { return false; }
+  size_t buffered_bytes() const noexcept override { return 0; }
   void push_for(std::string msg, std::weak_ptr<session> to) override {
     ++handed_on; // the reader's order is the session's business: hand it on now
     if (auto s = to.lock()) s->push(std::move(msg));
