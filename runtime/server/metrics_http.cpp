@@ -26,7 +26,9 @@ using tcp = asio::ip::tcp;
 namespace {
 
 // At most this many connections at once: a scraper or two, and room for a
-// person with curl. More are closed at once.
+// person with curl. Beyond, the one that has waited longest for its request
+// head makes room (`make_room`); if every one sent its head, the new one is
+// closed at once.
 constexpr size_t max_connections = 16;
 // After the reply, what the client still sends (the rest of an oversized
 // head) is read and dropped for up to this long, up to `drain_limit` bytes,
@@ -80,16 +82,19 @@ struct metrics_http::impl {
   bool stopped = false;
   // On the I/O thread only.
   std::unordered_set<std::shared_ptr<connection>> open;
+  uint64_t accepted = 0;
 
   void accept();
+  bool make_room();
   void answer(const std::shared_ptr<connection>& c);
 };
 
 struct metrics_http::impl::connection : std::enable_shared_from_this<connection> {
   connection(impl& o, tcp::socket s)
-    : owner(o), socket(std::move(s)), deadline(owner.io) {}
+    : owner(o), number(++o.accepted), socket(std::move(s)), deadline(owner.io) {}
 
   impl& owner;
+  uint64_t number; // in the order of acceptance
   tcp::socket socket;
   asio::steady_timer deadline;
   http_request request;
@@ -187,7 +192,7 @@ void metrics_http::impl::accept() {
       });
       return;
     }
-    if (open.size() >= max_connections) {
+    if (open.size() >= max_connections && !make_room()) {
       boost::system::error_code ignored;
       s.close(ignored);
     } else {
@@ -197,6 +202,22 @@ void metrics_http::impl::accept() {
     }
     accept();
   });
+}
+
+// Closes the connection that has waited longest for its request head, if
+// any. Without it, 16 sockets that never sent a byte kept every scraper out
+// for as long as their owner reopened them (review of 7 Dec): now holding
+// the places takes a flood of connections faster than a scraper sends its
+// head, not idle ones.
+bool metrics_http::impl::make_room() {
+  std::shared_ptr<connection> oldest;
+  for (const auto& c : open)
+    if (c->request.current() == http_request::state::need_more &&
+        (!oldest || c->number < oldest->number))
+      oldest = c;
+  if (!oldest) return false;
+  oldest->close(); // erases it from `open`
+  return true;
 }
 
 void metrics_http::impl::answer(const std::shared_ptr<connection>& c) {
