@@ -240,6 +240,8 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
   if (!defaults) return std::move(defaults.error());
   auto names =
     caf::get_or(cfg, "node.caches", std::vector<std::string>{std::string{"default"}});
+  if (names.empty())
+    return bad_option("node.caches", "names no cache: a node serves at least one");
   auto stores = karlton::node::node_stores::from(cfg, names.size());
   if (!stores) return std::move(stores.error());
   out.feed = stores->feed();

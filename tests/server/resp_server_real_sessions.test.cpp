@@ -162,11 +162,12 @@ TEST_CASE("karlton-node prints the port it serves the Redis protocol on",
   CHECK(node.stop() == 0);
 }
 
-TEST_CASE("karlton-node refuses bad RESP options with exit 2",
+TEST_CASE("karlton-node refuses bad RESP options, and no caches, with exit 2",
           "[resp-server][multiprocess]") {
   for (auto bad :
        {"--node.resp-threads=0", "--node.maxclients=-1", "--node.resp-port=65536",
-        "--node.resp-output-buffer-limit=0", "--node.resp-timeout=-1s"}) {
+        "--node.resp-output-buffer-limit=0", "--node.resp-timeout=-1s",
+        "--node.caches=[]"}) {
     karlton::testing::node_process node{"bad",
                                         KARLTON_NODE,
                                         {"--karlton.cluster.secret=s",
