@@ -123,11 +123,8 @@ private:
   /// client's own prefixes, not every client's (a copy of the whole list per
   /// toggle let 800 toggles a second stall other clients for 0.5 s).
   struct prefix_index {
-    /// prefix -> the clients tracking it.
+    /// prefix -> the clients tracking it; sorted, for `match_prefixes`' walk.
     std::map<std::string, std::vector<uint64_t>, std::less<>> clients;
-    /// Distinct length -> prefixes of it: a key's matches are its heads of
-    /// these lengths.
-    std::map<size_t, size_t> lengths;
     size_t entries = 0; ///< (prefix, client) pairs
     size_t bytes = 0;   ///< of every pair's prefix
   };
@@ -167,7 +164,7 @@ private:
   std::atomic<size_t> evict_cursor_{0};
 
   /// Shards read it under a shared lock, and let writers in after about
-  /// `lookups_per_hold` lookups; writers hold `index_write_mtx_`, under which
+  /// `lookups_per_hold` steps; writers hold `index_write_mtx_`, under which
   /// `enable` reads its counts.
   prefix_index prefixes_;
   mutable std::shared_mutex prefixes_mtx_;

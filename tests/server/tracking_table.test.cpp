@@ -3,6 +3,7 @@
 // bound, flushes, and where messages go (RESP3 itself, RESP2 REDIRECT).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <memory>
@@ -292,6 +293,50 @@ TEST_CASE("tracking: BCAST finds every client's prefix of a key, whatever their 
   CHECK(a.keys() == std::vector<std::string>{"abc", "bcd", "ab", "abcd"});
   CHECK(b.keys() == std::vector<std::string>{"abc", "bcd", "ab", "abcd", "b"});
   CHECK(c.keys() == std::vector<std::string>{"abc", "abcd"});
+}
+
+TEST_CASE("tracking: BCAST matches as a check of every prefix would, on random "
+          "prefixes and keys",
+          "[tracking]") {
+  // The walk over the sorted prefixes (predecessor, then shorter) against
+  // the plain definition, on a small alphabet so that prefixes nest, share
+  // heads and sit next to the keys in every way.
+  std::mt19937 rng{20261207};
+  auto word = [&](size_t max_len) {
+    std::string w(std::uniform_int_distribution<size_t>{0, max_len}(rng), 'a');
+    for (auto& ch : w)
+      ch = static_cast<char>('a' + std::uniform_int_distribution<int>{0, 2}(rng));
+    return w;
+  };
+  for (int round = 0; round < 200; ++round) {
+    fixture f;
+    std::vector<std::vector<std::string>> held(6);
+    for (uint64_t id = 1; id <= held.size(); ++id) {
+      auto& client = f.add(id, 3);
+      (void)client;
+      std::vector<std::string> want;
+      for (int i = 0; i < 4; ++i)
+        want.push_back(word(4));
+      // A client's prefixes may not overlap: those refused are left out.
+      if (f.table->enable(id, bcast(want)).empty()) held[id - 1] = want;
+    }
+    std::vector<std::string> keys; // distinct: a key twice in a batch is told once
+    for (int i = 0; i < 30; ++i)
+      if (auto k = word(6); std::find(keys.begin(), keys.end(), k) == keys.end())
+        keys.push_back(k);
+    f.change(0, keys);
+    for (size_t c = 0; c < held.size(); ++c) {
+      std::vector<std::string> expected;
+      for (auto& k : keys)
+        for (auto& p : held[c])
+          if (k.compare(0, p.size(), p) == 0) {
+            expected.push_back(k);
+            break;
+          }
+      INFO("round " << round << ", client " << c + 1);
+      CHECK(f.sessions[c]->keys() == expected);
+    }
+  }
 }
 
 TEST_CASE("tracking: a prefix clients share stays until the last of them turns OFF",
