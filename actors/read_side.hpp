@@ -50,9 +50,9 @@ public:
   uint64_t hits() const noexcept;
 
   /// The shard: for each hit readers left in the buffer since the last drain
-  /// (it drops when full), `learn(entry_id)` if its entry is still live under
-  /// the tag it was hit with, and `age(ms)` if the reader recorded the age of
-  /// the value it served (see `age_sample`). True if readers hit since the
+  /// (it drops when full), `age(ms)`, the age of the value it served as of
+  /// the hit, and `learn(entry_id)` if its entry is still live under the tag
+  /// it was hit with. True if readers hit since the
   /// last drain: the shard then drains again `drain_spacing` later on its
   /// own, and readers do not ask meanwhile. False: the shard calls
   /// `stop_draining`.
@@ -69,10 +69,9 @@ public:
       for (unsigned slot = 0; slot < buffer_length; ++slot) {
         auto r = s.recent[slot].exchange(0, std::memory_order_acquire);
         if (r == 0) continue;
-        // A reader on a shared stripe may have stored the next lap's age
-        // meanwhile: another hit's, equally true of what was served.
-        auto a = s.ages[slot].exchange(0, std::memory_order_relaxed);
-        if (a & aged) age(static_cast<uint32_t>(a));
+        // A reader may have stored the next lap's age meanwhile: another
+        // hit's, equally true of what was served.
+        age(s.ages[slot].load(std::memory_order_relaxed));
         auto id = static_cast<entry_id>((r & 0xffffffffu) - 1);
         auto tag = static_cast<uint32_t>(r >> 32);
         if (id >= table.id_limit()) continue;
@@ -115,11 +114,6 @@ public:
   /// of a stripe since the last drain are what the policy learns from.
   static constexpr unsigned buffer_length = 64;
 
-  /// Of a stripe's hits of values that never expire under no lease, one in
-  /// this many reads the clock to record the age it served (the first among
-  /// them), for the staleness percentiles; other hits read it anyway.
-  static constexpr unsigned age_sample = 16;
-
   /// How often a shard drains while readers hit it. Readers ask for a drain
   /// (a message, which may wake a scheduler thread: 10-30 us on the reader's
   /// side, and a preempted reader on 2 cores) only when a buffer fills after
@@ -137,12 +131,11 @@ private:
   struct alignas(64) stripe {
     std::atomic<uint64_t> hits{0};
     std::array<std::atomic<uint64_t>, buffer_length> recent{};
-    std::array<std::atomic<uint64_t>, buffer_length> ages{}; // `aged` | ms, or 0
+    std::array<std::atomic<uint32_t>, buffer_length> ages{}; // ms, of `recent`'s hits
     uint64_t drained_at = 0; // hits at the last drain: the shard's alone
   };
   static constexpr unsigned stripe_count = 8;
 
-  static constexpr uint64_t aged = uint64_t{1} << 32; // an age was recorded
   static constexpr int64_t not_capped = std::numeric_limits<int64_t>::min();
 
   std::shared_ptr<const clock> time_source_;

@@ -79,7 +79,7 @@ struct cache_stats {
   uint64_t entries = 0;                ///< live entries now
   uint64_t expiring = 0;               ///< of those: entries with a TTL (INFO's expires=)
   uint64_t bytes = 0;                  ///< key + value bytes of live entries now
-  age_histogram hit_age;               ///< ages served on hits (direct: sampled)
+  age_histogram hit_age;               ///< ages served on hits, each as of its hit
   // Read-through loading (zero for caches without a loader).
   uint64_t loads = 0;             ///< loads started (misses and refreshes)
   uint64_t load_failures = 0;     ///< loads whose loader returned an error

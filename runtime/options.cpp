@@ -194,22 +194,18 @@ caf::error validate(const cache_options& o) {
     return bad("loader, load_actor",
                "are mutually exclusive: give a load function or a loader actor");
   if (o.writes != write_mode::none && !o.backing_store)
-    return bad("karlton.write-mode",
-               std::string{to_string(o.writes)} + " needs a backing_store");
+    return bad("write-mode", std::string{to_string(o.writes)} + " needs a backing_store");
   if (!o.journal_path.empty() && o.writes != write_mode::write_back)
-    return bad("karlton.journal", "is for write_back caches only");
+    return bad("journal", "is for write_back caches only");
   auto loads = o.loader || o.load_actor || o.backing_store;
   if (!loads && o.refresh_after > caf::timespan::zero())
-    return bad("karlton.refresh-after",
-               "needs a loader: only a read-through cache can reload");
+    return bad("refresh-after", "needs a loader: only a read-through cache can reload");
   if (!loads && o.early_refresh != early_refresh_mode::none)
-    return bad("karlton.early-refresh",
-               "needs a loader: only a read-through cache can reload");
+    return bad("early-refresh", "needs a loader: only a read-through cache can reload");
   if (!loads && o.negative_ttl > caf::timespan::zero())
-    return bad("karlton.negative-ttl", "needs a loader: only a read-through cache loads");
+    return bad("negative-ttl", "needs a loader: only a read-through cache loads");
   if (!loads && o.stale_if_error > caf::timespan::zero())
-    return bad("karlton.stale-if-error",
-               "needs a loader: only a read-through cache loads");
+    return bad("stale-if-error", "needs a loader: only a read-through cache loads");
   if (o.store_changes && !(o.backing_store && o.backing_store->origin()))
     return bad("store_changes", "needs a backing_store that reports its table's "
                                 "changes (postgres_store)");

@@ -80,14 +80,17 @@ public:
     return s;
   }
 
-  /// Memory the ring holds: its blocks and the replies' buffers.
+  /// Memory the ring holds: its blocks and the buffers of the replies in
+  /// slots not in use (those in use belong to their completing threads).
   size_t bytes_held() const noexcept {
     size_t n = 0;
-    for (const auto& b : blocks_) {
-      if (!b) continue;
+    auto head = static_cast<size_t>((head_ - first_) % capacity_);
+    for (size_t b = 0; b < blocks_.size(); ++b) {
+      if (!blocks_[b]) continue;
       n += block_size * sizeof(reply_slot);
       for (size_t i = 0; i < block_size; ++i)
-        n += b[i].bytes.capacity();
+        if ((b * block_size + i + capacity_ - head) % capacity_ >= in_use())
+          n += blocks_[b][i].bytes.capacity();
     }
     return n;
   }

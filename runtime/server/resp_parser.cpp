@@ -4,13 +4,16 @@
 #include <cstring>
 #include <utility>
 
+#include "runtime/server/kept_buffers.hpp"
+
 namespace karlton::server {
 
 namespace {
 
 // After a command this large, the arena gives its memory back: one 64 MiB SET
-// must not pin 64 MiB for the rest of the connection's life.
-constexpr size_t arena_keep_bytes = size_t{1} << 20;
+// must not pin 64 MiB for the rest of the connection's life (nor one of 1 MiB:
+// kept_buffers.hpp).
+constexpr size_t arena_keep_bytes = kept_buffer_bytes;
 // Likewise the argument offsets after an MSET of many keys (8 bytes each).
 constexpr size_t ends_keep = 4096;
 // And a header or inline line: a 64 KiB line must not stay pinned by an idle

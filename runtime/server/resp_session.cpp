@@ -403,7 +403,7 @@ void session_impl::collect(std::string& out) {
 }
 
 size_t session_impl::buffered_bytes() const noexcept {
-  auto n = parser_.buffered() + input_.capacity() + output_.capacity() +
+  auto n = parser_.memory() + input_.capacity() + output_.capacity() +
            slots_.bytes_held() + held_views_.capacity() * sizeof(std::string_view) +
            held_.capacity() * sizeof(std::string);
   for (const auto& arg : held_)
