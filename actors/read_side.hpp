@@ -52,10 +52,9 @@ public:
   /// The shard: for each hit readers left in the buffer since the last drain
   /// (it drops when full), `age(ms)`, the age of the value it served as of
   /// the hit, and `learn(entry_id)` if its entry is still live under the tag
-  /// it was hit with. True if readers hit since the
-  /// last drain: the shard then drains again `drain_spacing` later on its
-  /// own, and readers do not ask meanwhile. False: the shard calls
-  /// `stop_draining`.
+  /// it was hit with. True if readers hit since the last drain: the shard
+  /// then drains again `drain_spacing` later on its own, and readers do not
+  /// ask meanwhile. False: the shard calls `stop_draining`.
   template <class Learn, class Age>
   bool drain(Learn&& learn, Age&& age) {
     bool any = false;

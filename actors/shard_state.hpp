@@ -204,8 +204,8 @@ public:
   void retire_unlinked() { table_.retire_unlinked(); }
 
   /// Teaches the policy the hits callers served themselves (`read_side`'s buffer) and
-  /// records the ages the readers sampled (each as of its hit). True while readers
-  /// hit: the shard drains again after `read_side::drain_spacing`.
+  /// records the ages they served (each as of its hit). True while readers hit: the
+  /// shard drains again after `read_side::drain_spacing`.
   bool learn_direct_hits();
   /// The same for the stats, however few the hits, leaving the drains' schedule alone.
   bool take_direct_hits();

@@ -10,8 +10,9 @@
 
 namespace karlton::server {
 
-/// The session's input and output buffers and the connection's two output
-/// buffers: a pipelined round of small replies fits.
+/// The parser's arena, the session's input and output buffers and the
+/// connection's two output buffers: a pipelined round of small commands or
+/// replies fits.
 constexpr size_t kept_buffer_bytes = size_t{64} << 10;
 
 /// Each reply slot's buffer: a reply of a few values fits; a pipelining

@@ -118,8 +118,8 @@ public:
   /// Memory its buffers hold now, capacity included: input not yet parsed
   /// (the parser's part of a command, and what waits while paused),
   /// output not yet collected, a held command's arguments, the reply slots.
-  /// A quiet connection keeps a few KiB however large its past commands
-  /// were (`kept_buffers.hpp`). I/O thread.
+  /// A quiet connection keeps a few hundred KiB at most, however large its
+  /// past commands and replies were (`kept_buffers.hpp`). I/O thread.
   virtual size_t buffered_bytes() const noexcept = 0;
   /// The host is going away: after this returns, `wake` is never called.
   /// Completions still in flight keep the session alive and are dropped.
