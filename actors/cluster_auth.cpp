@@ -104,9 +104,8 @@ bool check_handshake_proof(const std::string& secret, handshake_role role,
 // -- handshake_state ----------------------------------------------------------
 
 handshake_state::handshake_state(std::string secret, handshake_party me,
-                                 std::chrono::nanoseconds open_for, size_t max_open)
-  : secret_(std::move(secret)), me_(std::move(me)), open_for_(open_for),
-    max_open_(std::max<size_t>(1, max_open)) {}
+                                 std::chrono::nanoseconds open_for)
+  : secret_(std::move(secret)), me_(std::move(me)), open_for_(open_for) {}
 
 caf::error handshake_state::refuse(uint64_t& cause, std::string why, errc code) {
   ++cause;
@@ -155,9 +154,41 @@ handshake_state::answer(const handshake_party& them, const std::string& my_nonce
                   derive_link_keys(secret_, handshake_role::initiator, t)};
 }
 
-void handshake_state::drop_expired(clock::time_point now) {
-  for (auto i = open_.begin(); i != open_.end();)
-    i = now - i->second.opened > open_for_ ? open_.erase(i) : std::next(i);
+namespace {
+
+// A challenge is `nonce_size` bytes: when it was opened, then the first
+// half of its MAC (64 bits: a forger's guess is right once in 2^64).
+constexpr size_t time_bytes = 8;
+
+std::string time_field(clock::time_point t) {
+  std::string out;
+  put_u64(out, static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       t.time_since_epoch())
+                                       .count()));
+  return out;
+}
+
+clock::time_point time_of(const std::string& challenge) {
+  uint64_t ns = 0;
+  for (size_t i = 0; i < time_bytes; ++i)
+    ns = (ns << 8) | static_cast<unsigned char>(challenge[i]);
+  return clock::time_point{std::chrono::duration_cast<clock::time_point::duration>(
+    std::chrono::nanoseconds{static_cast<int64_t>(ns)})};
+}
+
+} // namespace
+
+std::string handshake_state::challenge_mac(const std::string& sender,
+                                           const handshake_party& them,
+                                           const std::string& their_nonce,
+                                           const std::string& opened) const {
+  std::string message;
+  put_field(message, "karlton-v3 challenge");
+  put_field(message, opened);
+  put_field(message, sender);
+  put_party(message, them);
+  put_field(message, their_nonce);
+  return hmac_sha256(challenge_key_, message).substr(0, nonce_size - time_bytes);
 }
 
 caf::expected<handshake_state::hello_reply>
@@ -178,44 +209,49 @@ handshake_state::hello(const std::string& sender, const handshake_party& them,
     seen_order_.pop_front();
   }
   if (auto err = check_name(them.info.name, name_taken)) return err;
-  auto mine = random_nonce();
-  if (!mine) return std::move(mine.error());
-  drop_expired(now);
-  if (open_.size() >= max_open_) {
-    // Still full of live challenges: drop the oldest. A flood of hellos can
-    // then delay a real join (it retries), never grow the table.
-    auto oldest = open_.begin();
-    for (auto i = open_.begin(); i != open_.end(); ++i)
-      if (i->second.opened < oldest->second.opened) oldest = i;
-    open_.erase(oldest);
+  if (challenge_key_.empty()) {
+    auto a = random_nonce();
+    auto b = random_nonce();
+    if (!a) return std::move(a.error());
+    if (!b) return std::move(b.error());
+    challenge_key_ = *a + *b;
   }
-  handshake_transcript t{them, me_, their_nonce, *mine};
+  auto opened = time_field(now);
+  auto mine = opened + challenge_mac(sender, them, their_nonce, opened);
+  handshake_transcript t{them, me_, their_nonce, mine};
   auto proof = handshake_proof(secret_, handshake_role::responder, t);
-  open_.emplace(*mine, challenge{sender, std::move(t), now});
-  return hello_reply{std::move(*mine), std::move(proof)};
+  return hello_reply{std::move(mine), std::move(proof)};
 }
 
 caf::expected<handshake_state::admitted>
-handshake_state::join(const std::string& sender, const std::string& my_nonce,
-                      const member_info& them, const std::string& proof, bool name_taken,
-                      clock::time_point now) {
-  auto i = open_.find(my_nonce);
-  // Another sender's challenge stays open for its own join.
-  if (i != open_.end() && i->second.sender != sender) i = open_.end();
-  if (i == open_.end() || now - i->second.opened > open_for_) {
-    if (i != open_.end()) open_.erase(i);
-    return refuse(counters.replays, "node '" + them.name +
+handshake_state::join(const std::string& sender, const handshake_party& them,
+                      const std::string& their_nonce, const std::string& my_nonce,
+                      const std::string& proof, bool name_taken, clock::time_point now) {
+  if (auto err = check_size(them.info)) return err;
+  for (auto i = used_.begin(); i != used_.end();)
+    i = now - i->second > open_for_ ? used_.erase(i) : std::next(i);
+  // Ours, for this sender, party and hello, and not too old: only then is it
+  // worth a proof's check. (A challenge from the future is not ours either.)
+  bool ours = !challenge_key_.empty() && my_nonce.size() == nonce_size &&
+              their_nonce.size() == nonce_size;
+  clock::time_point opened{};
+  if (ours) {
+    opened = time_of(my_nonce);
+    auto mac = challenge_mac(sender, them, their_nonce, my_nonce.substr(0, time_bytes));
+    ours = opened <= now && now - opened <= open_for_ &&
+           CRYPTO_memcmp(mac.data(), my_nonce.data() + time_bytes, mac.size()) == 0 &&
+           used_.count(my_nonce) == 0;
+  }
+  if (!ours)
+    return refuse(counters.replays, "node '" + them.info.name +
                                       "' sent a join without a hello answered for it "
                                       "(replayed, or too late)");
-  }
-  auto t = std::move(i->second.transcript);
-  auto opened = i->second.opened;
-  open_.erase(i); // single use, whatever the outcome
-  if (!(t.initiator.info == them) ||
-      !check_handshake_proof(secret_, handshake_role::initiator, t, proof))
+  handshake_transcript t{them, me_, their_nonce, my_nonce};
+  if (!check_handshake_proof(secret_, handshake_role::initiator, t, proof))
     return refuse(counters.bad_proofs,
-                  "node '" + them.name + "' could not prove the cluster secret");
-  if (auto err = check_name(them.name, name_taken)) return err;
+                  "node '" + them.info.name + "' could not prove the cluster secret");
+  used_.emplace(my_nonce, opened); // single use, whatever the name's fate
+  if (auto err = check_name(them.info.name, name_taken)) return err;
   return admitted{derive_link_keys(secret_, handshake_role::responder, t), opened};
 }
 

@@ -5,18 +5,27 @@
 //   I -> R: (hello, I, nonce_i)
 //   R -> I: (R, nonce_r, MAC(secret, "karlton-v3 responder" | T))
 //   I checks R's proof, and only then
-//   I -> R: (join, I, nonce_r, MAC(secret, "karlton-v3 initiator" | T), seq)
+//   I -> R: (join, I, nonce_i, nonce_r, MAC(secret, "karlton-v3 initiator" | T), seq)
 //
 // The transcript T is both identities (member info and CAF node id) and both
 // nonces, each field length-prefixed. A proof therefore holds for one
 // direction of one handshake between two named nodes only: it cannot be
 // reflected back, sent in the other direction, relayed through a third
 // process (its CAF node id is not the one the prover saw), or replayed (a
-// responder's nonce is fresh, open for one join, and dropped after it). A
+// responder's nonce is fresh, good for one join, and only for a while). A
 // node never signs bytes a peer chose on their own: every transcript holds a
 // fresh nonce of the signer's. A handshake claiming this node's own name, or
 // the name of a live member reached through another actor, is refused: a
 // name is only taken over once its member is gone.
+//
+// The responder keeps nothing for a hello (a SYN cookie): its nonce is the
+// time it answered and a MAC, under a key only it has, of that time, the
+// hello's sender and the initiator's identity and nonce, which the join
+// repeats. So hellos, which anyone who reaches the port can send, cannot
+// fill a table and push a real joiner's challenge out; only joins that
+// prove the secret are remembered (to use each nonce once). The time is this
+// process's steady clock: it tells a stranger how long the machine has been
+// up, nothing more.
 #pragma once
 
 #include <chrono>
@@ -45,11 +54,6 @@ constexpr size_t nonce_size = 16;
 /// still refused, since the responder's own nonce is fresh; it is then only
 /// counted as a bad proof instead.
 constexpr size_t remembered_nonces = 4 * 1024;
-
-/// Handshakes a responder keeps open (hello answered, join due) at once. A
-/// real join follows its hello within a round trip; this bounds what hellos
-/// never followed by a join (a refused or hostile node) can hold.
-constexpr size_t max_open_challenges = 1024;
 
 /// HMAC-SHA-256 (RFC 2104, FIPS 180-4) of `message` under `key`: 32 raw bytes.
 std::string hmac_sha256(const std::string& key, const std::string& message);
@@ -123,8 +127,7 @@ class handshake_state {
 public:
   /// `open_for`: how long a challenge waits for its join.
   handshake_state(std::string secret, handshake_party me,
-                  std::chrono::nanoseconds open_for,
-                  size_t max_open = max_open_challenges);
+                  std::chrono::nanoseconds open_for);
 
   const handshake_party& me() const noexcept { return me_; }
 
@@ -153,12 +156,11 @@ public:
 
   /// A hello from `sender` (an opaque key of the actor that sent it):
   /// refuses a name or host longer than `max_node_name_bytes` or
-  /// `max_node_host_bytes` before keeping anything of it, a nonce seen
-  /// before, our own name and a taken one, else opens a challenge under
-  /// the fresh nonce it answers with. Keyed by that nonce, which only the
-  /// one the answer reached knows, not by `sender`, which another host can
-  /// claim: a forged hello in a member's name replaced its open challenge,
-  /// and so held the member out.
+  /// `max_node_host_bytes`, a nonce seen before, our own name and a taken
+  /// one, else answers with a fresh nonce that is its challenge: the time
+  /// `now` and a MAC binding it to `sender`, `them` and `their_nonce`.
+  /// Nothing is kept but the nonce (to spot a replayed hello), so a flood of
+  /// hellos holds nobody out.
   caf::expected<hello_reply> hello(const std::string& sender, const handshake_party& them,
                                    const std::string& their_nonce, bool name_taken,
                                    clock::time_point now);
@@ -168,37 +170,38 @@ public:
     clock::time_point opened; ///< when we answered its hello: the last of ours it took
   };
 
-  /// The join of `sender` to the challenge opened with `my_nonce`: admitted
-  /// if that challenge is `sender`'s, it comes as the same party with the
-  /// initiator's proof, and its name is still free. The challenge is used up
-  /// either way.
-  caf::expected<admitted> join(const std::string& sender, const std::string& my_nonce,
-                               const member_info& them, const std::string& proof,
+  /// The join of `sender` (CAF node id `their_node`) to the challenge
+  /// `my_nonce`, which we gave the hello of `their_nonce`: admitted if we
+  /// made that challenge for this sender, party and nonce no longer than
+  /// `open_for` ago, it was not used, the initiator's proof holds and the
+  /// name is still free. A proven join uses its challenge up, even if the
+  /// name is taken.
+  caf::expected<admitted> join(const std::string& sender, const handshake_party& them,
+                               const std::string& their_nonce,
+                               const std::string& my_nonce, const std::string& proof,
                                bool name_taken, clock::time_point now);
 
-  size_t open_challenges() const noexcept { return open_.size(); }
+  /// Challenges used by a proven join and not yet expired.
+  size_t used_challenges() const noexcept { return used_.size(); }
 
   handshake_counters counters;
 
 private:
-  struct challenge {
-    std::string sender; ///< whose hello opened it
-    handshake_transcript transcript;
-    clock::time_point opened;
-  };
-
   caf::error refuse(uint64_t& cause, std::string why, errc code = errc::invalid_option);
   caf::error check_name(const std::string& name, bool name_taken);
   caf::error check_size(const member_info& them);
-  void drop_expired(clock::time_point now);
+  /// The MAC half of a challenge opened at `opened` (its time half).
+  std::string challenge_mac(const std::string& sender, const handshake_party& them,
+                            const std::string& their_nonce,
+                            const std::string& opened) const;
 
   std::string secret_;
   handshake_party me_;
   std::chrono::nanoseconds open_for_;
-  size_t max_open_;
-  std::map<std::string, challenge> open_; // by our nonce
-  std::set<std::string> seen_;            // initiators' nonces, the last few
-  std::deque<std::string> seen_order_;    // ... oldest first
+  std::string challenge_key_;          // drawn at the first hello; never leaves
+  std::set<std::string> seen_;         // initiators' nonces, the last few
+  std::deque<std::string> seen_order_; // ... oldest first
+  std::map<std::string, clock::time_point> used_; // challenges proven joins used
 };
 
 } // namespace karlton

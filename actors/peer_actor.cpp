@@ -358,12 +358,12 @@ peer_actor::behavior_type peer(self_ptr self, peer_setup setup) {
       if (!sender) return not_local();
       return answer_hello(self, sender, from, nonce);
     },
-    [=](join_atom, member_info& from, std::string& nonce, std::string& proof,
-        uint64_t next_seq, const link_tag& tag)
+    [=](join_atom, member_info& from, std::string& their_nonce, std::string& my_nonce,
+        std::string& proof, uint64_t next_seq, const link_tag& tag)
       -> caf::result<std::vector<member_info>, uint64_t, link_tag> {
       auto sender = self->current_sender();
       if (!sender) return not_local();
-      return admit(self, sender, from, nonce, proof, next_seq, tag);
+      return admit(self, sender, from, their_nonce, my_nonce, proof, next_seq, tag);
     },
     [=](batch_atom, invalidation_batch& b,
         const link_tag& tag) -> caf::result<caf::ok_atom, std::string> {

@@ -74,8 +74,8 @@ answer_hello(self_ptr self, const caf::strong_actor_ptr& sender, const member_in
              const std::string& nonce);
 caf::result<std::vector<member_info>, uint64_t, link_tag>
 admit(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& from,
-      const std::string& nonce, const std::string& proof, uint64_t next_seq,
-      const link_tag& tag);
+      const std::string& their_nonce, const std::string& my_nonce,
+      const std::string& proof, uint64_t next_seq, const link_tag& tag);
 
 /// A member's connection went down: it is lost (repair, reconnection).
 void on_down(self_ptr self, const caf::down_msg& dm);

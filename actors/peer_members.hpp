@@ -96,12 +96,11 @@ public:
   template <class Address>
   bool heard_from(const std::string& origin, const Address& sender, time_point now,
                   const link_tag& tag) {
-    auto i = members_.find(origin);
-    if (i == members_.end() || !(i->second.handle.address() == sender)) return false;
-    auto& m = i->second;
-    m.last_heard = now;
-    m.their_sent = std::max(m.their_sent, tag.sent);
-    raise_echo(m, from_tag_reading(tag.echo, now), now);
+    auto* m = claimed_by(origin, sender);
+    if (!m) return false;
+    m->last_heard = now;
+    m->their_sent = std::max(m->their_sent, tag.sent);
+    raise_echo(*m, from_tag_reading(tag.echo, now), now);
     return true;
   }
 
@@ -113,9 +112,8 @@ public:
   /// True if that renewed what it echoed.
   template <class Address>
   bool took(const std::string& name, const Address& by, time_point sent, time_point now) {
-    auto i = members_.find(name);
-    return i != members_.end() && i->second.handle.address() == by &&
-           raise_echo(i->second, sent, now);
+    auto* m = claimed_by(name, by);
+    return m && raise_echo(*m, sent, now);
   }
 
   /// The member `origin` if `sender` is the handle it passed the handshake

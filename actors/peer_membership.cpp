@@ -164,7 +164,7 @@ void handshake(self_ptr self, peer_actor other, std::function<void(caf::error)> 
                                   std::move(mine->keys), join_sent);
         auto next = st.core->next_seq();
         self
-          ->request(other, timeout, join_atom::value, st.core->me(), their_nonce,
+          ->request(other, timeout, join_atom::value, st.core->me(), nonce, their_nonce,
                     std::move(mine->proof), next,
                     first_tag(keys, link_message::join, number_digest(next)))
           .then(
@@ -349,12 +349,13 @@ answer_hello(self_ptr self, const caf::strong_actor_ptr& sender, const member_in
 
 caf::result<std::vector<member_info>, uint64_t, link_tag>
 admit(self_ptr self, const caf::strong_actor_ptr& sender, const member_info& from,
-      const std::string& nonce, const std::string& proof, uint64_t next_seq,
-      const link_tag& tag) {
+      const std::string& their_nonce, const std::string& my_nonce,
+      const std::string& proof, uint64_t next_seq, const link_tag& tag) {
   auto& st = self->state;
-  auto joined = st.auth->join(sender_key(sender), nonce, from, proof,
-                              st.members->name_taken(from.name, sender->address()),
-                              st.setup.time_source->now());
+  auto joined = st.auth->join(
+    sender_key(sender), handshake_party{from, caf::to_string(sender->node())},
+    their_nonce, my_nonce, proof, st.members->name_taken(from.name, sender->address()),
+    st.setup.time_source->now());
   if (!joined) {
     log_refusal(self, joined.error());
     return std::move(joined.error());

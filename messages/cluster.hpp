@@ -212,10 +212,11 @@ local_token this_process_token() noexcept;
 /// receiver's `member_info`, its own fresh nonce, and its responder's proof
 /// over both identities and both nonces.
 using hello_atom = caf::atom_constant<caf::atom("hello")>;
-/// `(join, me, nonce, proof, next_seq, tag)`: the second step, with the
-/// responder's nonce (which names its challenge), our initiator's proof over
-/// the same and `next_seq` under the new link's MAC; answered with its
-/// members, its next sequence number and their MAC.
+/// `(join, me, nonce_i, nonce_r, proof, next_seq, tag)`: the second step,
+/// with our hello's nonce and the responder's (its challenge, which it kept
+/// nothing of and checks against both), our initiator's proof over the same
+/// and `next_seq` under the new link's MAC; answered with its members, its
+/// next sequence number and their MAC.
 /// `(join, host, port)` from the local node: join the node there.
 using join_atom = caf::atom_constant<caf::atom("join")>;
 /// `(batch, b, tag)` between nodes: apply these invalidations; answered,

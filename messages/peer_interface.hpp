@@ -23,7 +23,8 @@ namespace karlton {
 /// batch, a member's leave) carry a `link_tag`: a MAC under the key of the
 /// link the handshake set up (actors/link_auth.hpp). One without a valid tag
 /// is ignored and counted: another host can claim to be a member.
-/// - `(hello, ...)`, `(join, me, nonce, proof, seq, tag)`: the join handshake (above).
+/// - `(hello, ...)`, `(join, me, nonce_i, nonce_r, proof, seq, tag)`: the join handshake
+/// (above).
 /// - `(batch, b, tag)`: invalidations from another node; answered when
 ///   applied, with the MAC of the acknowledgement (`link_ack`).
 /// - `(broadcast, items)`: this node's shards' invalidations, to send.
@@ -42,7 +43,7 @@ namespace karlton {
 using peer_actor = caf::typed_actor<
   caf::replies_to<hello_atom, member_info, std::string>::with<member_info, std::string,
                                                               std::string>,
-  caf::replies_to<join_atom, member_info, std::string, std::string, uint64_t,
+  caf::replies_to<join_atom, member_info, std::string, std::string, std::string, uint64_t,
                   link_tag>::with<std::vector<member_info>, uint64_t, link_tag>,
   caf::replies_to<batch_atom, invalidation_batch, link_tag>::with<caf::ok_atom,
                                                                   std::string>,

@@ -84,7 +84,7 @@ public:
   /// slots not in use (those in use belong to their completing threads).
   size_t bytes_held() const noexcept {
     size_t n = 0;
-    auto head = static_cast<size_t>((head_ - first_) % capacity_);
+    auto head = index_of(head_);
     for (size_t b = 0; b < blocks_.size(); ++b) {
       if (!blocks_[b]) continue;
       n += block_size * sizeof(reply_slot);
@@ -121,8 +121,14 @@ public:
   }
 
 private:
+  /// Where sequence number `seq` sits in the ring (slot `b * block_size + i`
+  /// is `i` in block `b`).
+  size_t index_of(uint64_t seq) const noexcept {
+    return static_cast<size_t>((seq - first_) % capacity_);
+  }
+
   reply_slot& at(uint64_t seq) {
-    auto i = static_cast<size_t>((seq - first_) % capacity_);
+    auto i = index_of(seq);
     auto& b = blocks_[i / block_size];
     if (!b) b = std::make_unique<reply_slot[]>(block_size);
     return b[i % block_size];

@@ -208,7 +208,7 @@ void tracking_table::add_prefixes(uint64_t id, const std::vector<std::string>& a
   std::unique_lock<std::shared_mutex> guard{prefixes_mtx_};
   auto& px = prefixes_;
   for (const auto& p : add) {
-    px.clients[p].push_back(id);
+    px.clients.add(p, id);
     ++px.entries;
     px.bytes += p.size();
   }
@@ -219,15 +219,9 @@ void tracking_table::drop_prefixes(uint64_t id, const std::vector<std::string>& 
   std::unique_lock<std::shared_mutex> guard{prefixes_mtx_};
   auto& px = prefixes_;
   for (const auto& p : had) {
-    auto at = px.clients.find(p);
-    if (at == px.clients.end()) continue;
-    auto& ids = at->second;
-    auto mine = std::find(ids.begin(), ids.end(), id);
-    if (mine == ids.end()) continue;
-    ids.erase(mine);
+    if (!px.clients.remove(p, id)) continue;
     --px.entries;
     px.bytes -= p.size();
-    if (ids.empty()) px.clients.erase(at);
   }
   any_prefixes_.store(px.entries > 0, std::memory_order_relaxed);
 }
@@ -341,42 +335,6 @@ void tracking_table::keys_changed(uint32_t db, const key_batch& keys) {
   if (!out.empty()) send(out);
 }
 
-namespace {
-
-// Calls `f(ids)` for each prefix of `key` in `clients`, longest first, and
-// returns the steps taken. A step takes the greatest prefix not above what
-// is left of the key (a sorted map's predecessor): if it is a prefix of it,
-// it matches and only shorter ones may follow; if not, every match left is
-// a prefix of what the two share. So a key under no prefix costs a step or
-// two, however many lengths the prefixes have. (One lookup per distinct length,
-// as before, let one client's prefixes of 1,024 lengths take another
-// client's SETs from 304k to 22k a second: review of 7 Dec.)
-template <class Index, class F>
-size_t for_each_prefix(const Index& clients, std::string_view key, F&& f) {
-  size_t steps = 0;
-  auto rest = key;
-  for (;;) {
-    ++steps;
-    auto at = clients.upper_bound(rest);
-    if (at == clients.begin()) return steps;
-    std::string_view p = (--at)->first;
-    if (rest.substr(0, p.size()) == p) {
-      f(at->second);
-      if (p.empty()) return steps;
-      rest = rest.substr(0, p.size() - 1);
-    } else {
-      // p < rest and not its prefix: they differ within both (so rest is not
-      // empty), and a match left is a prefix of what they share.
-      size_t shared = 0;
-      while (shared < p.size() && shared < rest.size() && p[shared] == rest[shared])
-        ++shared;
-      rest = rest.substr(0, std::min(shared, rest.size() - 1));
-    }
-  }
-}
-
-} // namespace
-
 // A client's prefixes do not overlap, so it matches a key once.
 void tracking_table::match_prefixes(const key_batch& keys, outbox& out) const {
   std::shared_lock<std::shared_mutex> guard{prefixes_mtx_};
@@ -388,13 +346,12 @@ void tracking_table::match_prefixes(const key_batch& keys, outbox& out) const {
       guard.lock();
       steps = 0;
     }
-    steps +=
-      for_each_prefix(prefixes_.clients, key, [&](const std::vector<uint64_t>& ids) {
-        for (auto id : ids) {
-          auto& to = out.keys[id];
-          if (to.empty() || to.back() != key) to.emplace_back(key);
-        }
-      });
+    steps += prefixes_.clients.for_each_match(key, [&](const std::vector<uint64_t>& ids) {
+      for (auto id : ids) {
+        auto& to = out.keys[id];
+        if (to.empty() || to.back() != key) to.emplace_back(key);
+      }
+    });
   });
 }
 

@@ -6,7 +6,6 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -17,6 +16,8 @@
 
 #include <karlton/base/key_changes.hpp>
 #include <karlton/messages/value.hpp>
+
+#include "runtime/server/prefix_tree.hpp"
 
 namespace karlton::server {
 
@@ -123,10 +124,9 @@ private:
   /// client's own prefixes, not every client's (a copy of the whole list per
   /// toggle let 800 toggles a second stall other clients for 0.5 s).
   struct prefix_index {
-    /// prefix -> the clients tracking it; sorted, for `match_prefixes`' walk.
-    std::map<std::string, std::vector<uint64_t>, std::less<>> clients;
-    size_t entries = 0; ///< (prefix, client) pairs
-    size_t bytes = 0;   ///< of every pair's prefix
+    prefix_tree clients; ///< prefix -> the clients tracking it
+    size_t entries = 0;  ///< (prefix, client) pairs
+    size_t bytes = 0;    ///< of every pair's prefix
   };
   /// db (4 bytes) + key -> the clients that read it since its last message.
   using stripe_map = std::unordered_map<std::string, std::vector<uint64_t>, key_hasher>;

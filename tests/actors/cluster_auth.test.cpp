@@ -1,6 +1,7 @@
 // The join handshake without actors (rule 9): HMAC-SHA-256, proofs bound to
-// direction, both nonces and both identities, single-use bounded challenges,
-// and the refusal of names that are taken. Each refusal is counted by cause.
+// direction, both nonces and both identities, single-use challenges the
+// responder keeps nothing of until a join proves the secret, and the refusal of names
+// that are taken. Each refusal is counted by cause.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -35,9 +36,8 @@ const clock::time_point t0{std::chrono::hours{1}};
 struct node {
   handshake_party me;
   handshake_state hs;
-  node(const std::string& name, const std::string& secret = "s3cret",
-       size_t max_open = 16)
-    : me(party(name, "node-id-" + name)), hs(secret, me, 5s, max_open) {}
+  node(const std::string& name, const std::string& secret = "s3cret")
+    : me(party(name, "node-id-" + name)), hs(secret, me, 5s) {}
 };
 
 // What an honest handshake of `a` (initiator) with `b` sends, for replays.
@@ -53,7 +53,8 @@ recorded shake(node& a, node& b, const std::string& sender = "actor-a") {
   r.reply = must(b.hs.hello(sender, a.me, r.initiator_nonce, false, t0));
   r.initiator_proof =
     must(a.hs.answer(b.me, r.initiator_nonce, r.reply.nonce, r.reply.proof, false)).proof;
-  REQUIRE(b.hs.join(sender, r.reply.nonce, a.me.info, r.initiator_proof, false, t0));
+  REQUIRE(b.hs.join(sender, a.me, r.initiator_nonce, r.reply.nonce, r.initiator_proof,
+                    false, t0));
   return r;
 }
 
@@ -105,7 +106,7 @@ TEST_CASE("two nodes with the secret admit each other and use up the challenge",
           "[auth]") {
   node a{"a"}, b{"b"};
   shake(a, b);
-  CHECK(b.hs.open_challenges() == 0);
+  CHECK(b.hs.used_challenges() == 1);
   CHECK(a.hs.counters.total == 0);
   CHECK(b.hs.counters.total == 0);
 }
@@ -119,7 +120,7 @@ TEST_CASE("a node without the secret is refused as initiator and as responder",
   CHECK_FALSE(x.hs.answer(b.me, nx, reply.nonce, reply.proof, false));
   // Had it sent one anyway, b refuses it.
   handshake_transcript t{x.me, b.me, nx, reply.nonce};
-  CHECK_FALSE(b.hs.join("actor-x", reply.nonce, x.me.info,
+  CHECK_FALSE(b.hs.join("actor-x", x.me, nx, reply.nonce,
                         handshake_proof("wrong", handshake_role::initiator, t), false,
                         t0));
   // a joins x: x's proof does not verify at a.
@@ -140,10 +141,12 @@ TEST_CASE("a reflected proof is refused and counted", "[auth]") {
   // together with a fresh nonce of its own.
   auto at_c = must(
     c.hs.hello("attacker", party("mallory", "node-id-attacker"), at_b.nonce, false, t0));
-  CHECK_FALSE(b.hs.join("attacker", at_b.nonce, c.me.info, at_c.proof, false, t0));
+  CHECK_FALSE(b.hs.join("attacker", claim_c, std::string(16, 'n'), at_b.nonce, at_c.proof,
+                        false, t0));
   // Nor does b's own proof, sent back to it, pass.
   auto again = must(b.hs.hello("attacker", claim_c, std::string(16, 'm'), false, t0));
-  CHECK_FALSE(b.hs.join("attacker", again.nonce, c.me.info, again.proof, false, t0));
+  CHECK_FALSE(b.hs.join("attacker", claim_c, std::string(16, 'm'), again.nonce,
+                        again.proof, false, t0));
   CHECK(b.hs.counters.bad_proofs == 2);
   CHECK(b.hs.counters.total == 2);
   // An initiator does not take its own kind of proof back as the responder's.
@@ -162,12 +165,12 @@ TEST_CASE("a proof made for the other direction is refused", "[auth]") {
   // A join carrying the responder's proof of this very handshake.
   handshake_transcript t{a.me, b.me, na, reply.nonce};
   CHECK(reply.proof == handshake_proof("s3cret", handshake_role::responder, t));
-  CHECK_FALSE(b.hs.join("actor-a", reply.nonce, a.me.info, reply.proof, false, t0));
+  CHECK_FALSE(b.hs.join("actor-a", a.me, na, reply.nonce, reply.proof, false, t0));
   // The roles swapped: a proof from b as initiator towards a.
   handshake_transcript swapped{b.me, a.me, reply.nonce, na};
   auto na2 = must(a.hs.start());
   auto reply2 = must(b.hs.hello("actor-a", a.me, na2, false, t0));
-  CHECK_FALSE(b.hs.join("actor-a", reply2.nonce, a.me.info,
+  CHECK_FALSE(b.hs.join("actor-a", a.me, na2, reply2.nonce,
                         handshake_proof("s3cret", handshake_role::initiator, swapped),
                         false, t0));
   CHECK(b.hs.counters.bad_proofs == 2);
@@ -177,8 +180,8 @@ TEST_CASE("a replayed handshake is refused and counted", "[auth]") {
   node a{"a"}, b{"b"};
   auto r = shake(a, b);
   // The join again: its challenge is used up.
-  CHECK_FALSE(
-    b.hs.join("actor-a", r.reply.nonce, a.me.info, r.initiator_proof, false, t0));
+  CHECK_FALSE(b.hs.join("actor-a", a.me, r.initiator_nonce, r.reply.nonce,
+                        r.initiator_proof, false, t0));
   CHECK(b.hs.counters.replays == 1);
   // The whole handshake again, from an attacker: the hello's nonce was seen.
   CHECK_FALSE(b.hs.hello("attacker", a.me, r.initiator_nonce, false, t0));
@@ -186,12 +189,12 @@ TEST_CASE("a replayed handshake is refused and counted", "[auth]") {
   // With a nonce of its own, b answers with a fresh one, so the recorded
   // join's proof is for another handshake.
   auto fresh = must(b.hs.hello("attacker", a.me, std::string(16, 'z'), false, t0));
-  CHECK_FALSE(
-    b.hs.join("attacker", fresh.nonce, a.me.info, r.initiator_proof, false, t0));
+  CHECK_FALSE(b.hs.join("attacker", a.me, std::string(16, 'z'), fresh.nonce,
+                        r.initiator_proof, false, t0));
   CHECK(b.hs.counters.bad_proofs == 1);
   // A join from an actor that sent no hello has nothing to answer.
-  CHECK_FALSE(
-    b.hs.join("stranger", std::string(16, 'q'), a.me.info, r.initiator_proof, false, t0));
+  CHECK_FALSE(b.hs.join("stranger", a.me, r.initiator_nonce, std::string(16, 'q'),
+                        r.initiator_proof, false, t0));
   CHECK(b.hs.counters.replays == 3);
   // The recorded answer of b, replayed to a's next hello, fails too.
   auto na = must(a.hs.start());
@@ -221,50 +224,84 @@ TEST_CASE("a handshake claiming the node's own name or a live member's is refuse
   CHECK(a.hs.counters.names == 1);
   // The name was free at the hello and taken by the join: refused then too.
   auto proof = must(a.hs.answer(b.me, na, fine.nonce, fine.proof, false)).proof;
-  CHECK_FALSE(b.hs.join("actor-a", fine.nonce, a.me.info, proof, true, t0));
+  CHECK_FALSE(b.hs.join("actor-a", a.me, na, fine.nonce, proof, true, t0));
   CHECK(b.hs.counters.names == 4);
   CHECK(b.hs.counters.total == 4);
   // Once the member is gone, the name may join again.
   shake(a, b);
 }
 
-TEST_CASE("a responder keeps few challenges open, for one join each and not for long",
+TEST_CASE("a challenge serves one join, of its sender and hello, and not for long",
           "[auth]") {
-  node a{"a"}, b{"b", "s3cret", 2};
+  node a{"a"}, b{"b"};
   struct opened {
-    std::string nonce; // b's: names the challenge
+    std::string mine;  // a's hello's nonce
+    std::string nonce; // b's: the challenge
     std::string proof; // a's, for the join
   };
   auto open = [&](const std::string& sender, clock::time_point at = t0) {
     auto n = must(a.hs.start());
     auto reply = must(b.hs.hello(sender, a.me, n, false, at));
-    return opened{reply.nonce,
+    return opened{n, reply.nonce,
                   must(a.hs.answer(b.me, n, reply.nonce, reply.proof, false)).proof};
   };
   auto join = [&](const std::string& sender, const opened& o, clock::time_point at = t0) {
-    return static_cast<bool>(b.hs.join(sender, o.nonce, a.me.info, o.proof, false, at));
+    return static_cast<bool>(
+      b.hs.join(sender, a.me, o.mine, o.nonce, o.proof, false, at));
   };
   auto first = open("s1");
   auto second = open("s2", t0 + 1s);
-  auto third = open("s3", t0 + 2s); // the table is full: the oldest goes
-  CHECK(b.hs.open_challenges() == 2);
-  CHECK_FALSE(join("s1", first));
-  CHECK(join("s2", second));
-  // Past the join timeout (5 s) a challenge is gone.
-  CHECK_FALSE(join("s3", third, t0 + 8s));
+  CHECK(b.hs.used_challenges() == 0);
+  CHECK(join("s1", first, t0 + 5s)); // open 5 s: still good
+  CHECK(b.hs.used_challenges() == 1);
+  CHECK_FALSE(join("s1", first, t0 + 5s)); // used up
+  // Past the join timeout (5 s) a challenge is no good, and the used ones
+  // are forgotten.
+  CHECK_FALSE(join("s2", second, t0 + 7s));
+  CHECK(b.hs.used_challenges() == 0);
   CHECK(b.hs.counters.replays == 2);
-  CHECK(b.hs.open_challenges() == 0);
-  // A second hello of one sender opens a second challenge: each is answered
+  // Nor before it was made (its time is its own: a clock gone back).
+  auto later = open("s3", t0 + 2s);
+  CHECK_FALSE(join("s3", later, t0 + 1s));
+  // A second hello of one sender gets a second challenge: each is answered
   // by its own join.
   auto older = open("s4");
   auto newer = open("s4");
-  CHECK(b.hs.open_challenges() == 2);
   CHECK(join("s4", newer));
   CHECK(join("s4", older));
-  CHECK(b.hs.open_challenges() == 0);
-  // A nonce of the wrong size is refused before anything is opened.
-  CHECK_FALSE(b.hs.hello("s5", a.me, "short", false, t0));
-  CHECK(b.hs.open_challenges() == 0);
+  // A challenge is its sender's and its hello's: another nonce or party,
+  // or its time changed, and it is not ours.
+  auto kept = open("s5");
+  auto other_nonce = kept;
+  other_nonce.mine = std::string(16, 'o');
+  CHECK_FALSE(join("s5", other_nonce));
+  auto earlier = kept;
+  earlier.nonce[7] = static_cast<char>(earlier.nonce[7] ^ 1);
+  CHECK_FALSE(join("s5", earlier));
+  auto as_other = a.me;
+  as_other.node = "node-id-elsewhere";
+  CHECK_FALSE(b.hs.join("s5", as_other, kept.mine, kept.nonce, kept.proof, false, t0));
+  CHECK(b.hs.counters.bad_proofs == 0); // each refused before its proof's check
+  CHECK(join("s5", kept));
+  // A nonce of the wrong size is refused.
+  CHECK_FALSE(b.hs.hello("s6", a.me, "short", false, t0));
+}
+
+TEST_CASE("a flood of hellos holds no joiner out", "[auth]") {
+  // Before, a responder kept each hello's challenge, at most 1,024 of them:
+  // hellos from anyone who reached the port, faster than a joiner's round
+  // trip, pushed the joiner's challenge out. Now it keeps none.
+  node a{"a"}, b{"b"};
+  auto na = must(a.hs.start());
+  auto reply = must(b.hs.hello("actor-a", a.me, na, false, t0));
+  for (int i = 0; i < 20'000; ++i) {
+    auto forged = must(a.hs.start());
+    REQUIRE(b.hs.hello("flooder-" + std::to_string(i % 7), party("f", "node-id-f"),
+                       forged, false, t0));
+  }
+  auto proof = must(a.hs.answer(b.me, na, reply.nonce, reply.proof, false)).proof;
+  CHECK(b.hs.join("actor-a", a.me, na, reply.nonce, proof, false, t0 + 1s));
+  CHECK(b.hs.used_challenges() == 1);
 }
 
 TEST_CASE("a name or host longer than the limits is refused before anything is kept",
@@ -278,7 +315,6 @@ TEST_CASE("a name or host longer than the limits is refused before anything is k
   // (the same nonce is fine in an honest hello afterwards).
   CHECK_FALSE(b.hs.hello("s1", long_name, std::string(16, '1'), false, t0));
   CHECK_FALSE(b.hs.hello("s2", long_host, std::string(16, '2'), false, t0));
-  CHECK(b.hs.open_challenges() == 0);
   CHECK(b.hs.counters.names == 2);
   CHECK(b.hs.counters.total == 2);
   CHECK(b.hs.hello("s1", a.me, std::string(16, '1'), false, t0));
@@ -305,12 +341,11 @@ TEST_CASE("a hello forged in a node's name leaves that node's challenge open", "
   auto na = must(a.hs.start());
   auto reply = must(b.hs.hello("actor-a", a.me, na, false, t0));
   auto forged = must(b.hs.hello("actor-a", a.me, std::string(16, 'f'), false, t0));
-  CHECK(b.hs.open_challenges() == 2);
   auto proof = must(a.hs.answer(b.me, na, reply.nonce, reply.proof, false)).proof;
   // A join naming a's challenge from another sender is refused and uses
   // nothing up (only a saw b's nonce, but the sender is checked too).
-  CHECK_FALSE(b.hs.join("intruder", reply.nonce, a.me.info, proof, false, t0));
-  CHECK(b.hs.join("actor-a", reply.nonce, a.me.info, proof, false, t0));
-  CHECK(b.hs.open_challenges() == 1); // the forger's, until it times out
-  (void)forged;
+  CHECK_FALSE(b.hs.join("intruder", a.me, na, reply.nonce, proof, false, t0));
+  CHECK(b.hs.used_challenges() == 0);
+  CHECK(b.hs.join("actor-a", a.me, na, reply.nonce, proof, false, t0));
+  CHECK(reply.nonce != forged.nonce);
 }

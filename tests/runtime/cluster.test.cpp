@@ -432,8 +432,8 @@ TEST_CASE("a node without the secret cannot join as a member by reflecting proof
     .receive([&](member_info&, std::string&, std::string& p) { proof_c = p; }, fail);
   bool accepted = false;
   for (auto& claim : {mallory, me_c})
-    x->request(to_b, 5s, join_atom::value, claim, nonce_b, proof_c, uint64_t{0},
-               link_tag{})
+    x->request(to_b, 5s, join_atom::value, claim, nonce('3'), nonce_b, proof_c,
+               uint64_t{0}, link_tag{})
       .receive([&](std::vector<member_info>&, uint64_t, link_tag&) { accepted = true; },
                [](caf::error&) {});
   CHECK_FALSE(accepted);

@@ -274,7 +274,7 @@ TEST_CASE("a member's batch or leave replayed is ignored and counted",
         },
         fail);
     self
-      ->request(to_victim, 5s, join_atom::value, me, theirs, mine.proof, next,
+      ->request(to_victim, 5s, join_atom::value, me, nonce, theirs, mine.proof, next,
                 first_tag(mine.keys, link_message::join, number_digest(next)))
       .receive([](std::vector<member_info>&, uint64_t, link_tag&) {}, fail);
     return mine.keys;
