@@ -25,18 +25,6 @@ KEY_BYTES = 1100
 PIPELINE = 100
 
 
-def read_replies(sock, count, deadline):
-    """Reads until `count` one-line replies arrived (bounded by `deadline`)."""
-    got = b""
-    while got.count(b"\r\n") < count:
-        if time.monotonic() > deadline:
-            raise AssertionError("no reply in time")
-        chunk = sock.recv(1 << 16)
-        if not chunk:
-            raise AssertionError("the node closed the connection")
-        got += chunk
-
-
 def sets_per_second(node, key):
     sock = node.connect()
     batch = harness.command("SET", key, "v") * PIPELINE
@@ -44,7 +32,7 @@ def sets_per_second(node, key):
     start = time.monotonic()
     while time.monotonic() - start < SET_SECONDS:
         sock.sendall(batch)
-        read_replies(sock, PIPELINE, time.monotonic() + 60)
+        harness.read_lines(sock, PIPELINE, time.monotonic() + 60)
         done += PIPELINE
     sock.close()
     return done / (time.monotonic() - start)
@@ -62,7 +50,7 @@ def main():
             for length in range(c, 1024, 4):
                 prefixes += ["PREFIX", "Z" * length + "A"]
             sock.sendall(harness.command("CLIENT", "TRACKING", "ON", "BCAST", *prefixes))
-            read_replies(sock, 1, time.monotonic() + 30)
+            harness.read_lines(sock, 1, time.monotonic() + 30)
             trackers.append(sock)
         near = sets_per_second(node, "Z" * KEY_BYTES)
         clear = sets_per_second(node, "Y" * KEY_BYTES)

@@ -24,33 +24,13 @@ TOGGLE_SECONDS = 5.0
 PINGS = 400
 
 
-def command(*args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a.encode() if isinstance(a, str) else a
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
-
-
-def read_replies(sock, count, deadline):
-    """Reads until `count` simple-string replies arrived (bounded by `deadline`)."""
-    got = b""
-    while got.count(b"\r\n") < count:
-        if time.monotonic() > deadline:
-            raise AssertionError("no reply in time")
-        chunk = sock.recv(1 << 16)
-        if not chunk:
-            raise AssertionError("the node closed the connection")
-        got += chunk
-
-
 def ping_latency(node):
     sock = node.connect()
     times = []
     for _ in range(PINGS):
         start = time.perf_counter()
-        sock.sendall(command("PING"))
-        read_replies(sock, 1, time.monotonic() + 10)
+        sock.sendall(harness.command("PING"))
+        harness.read_lines(sock, 1, time.monotonic() + 10)
         times.append((time.perf_counter() - start) * 1e3)
     sock.close()
     times.sort()
@@ -70,19 +50,19 @@ def main():
             prefixes = []
             for i in range(256):
                 prefixes += ["PREFIX", "%03d%03d:" % (c, i)]
-            sock.sendall(command("CLIENT", "TRACKING", "ON", "BCAST", *prefixes))
-            read_replies(sock, 1, time.monotonic() + 30)
+            sock.sendall(harness.command("CLIENT", "TRACKING", "ON", "BCAST", *prefixes))
+            harness.read_lines(sock, 1, time.monotonic() + 30)
             trackers.append(sock)
         toggles = [0]
 
         def toggle():
             sock = node.connect()
-            batch = (command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "zz") +
-                     command("CLIENT", "TRACKING", "OFF")) * 200
+            batch = (harness.command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "zz") +
+                     harness.command("CLIENT", "TRACKING", "OFF")) * 200
             end = time.monotonic() + TOGGLE_SECONDS
             while time.monotonic() < end:
                 sock.sendall(batch)
-                read_replies(sock, 400, time.monotonic() + 60)
+                harness.read_lines(sock, 400, time.monotonic() + 60)
                 toggles[0] += 400
             sock.close()
 

@@ -168,6 +168,18 @@ def read_exactly(sock, n, deadline=10.0):
     return out
 
 
+def read_lines(sock, count, deadline):
+    """Reads until `count` one-line replies arrived, by `deadline` (monotonic)."""
+    got = b""
+    while got.count(b"\r\n") < count:
+        if time.monotonic() > deadline:
+            raise AssertionError("no reply in time")
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise AssertionError("the node closed the connection")
+        got += chunk
+
+
 def ping(node):
     """True if a fresh connection gets +PONG for PING."""
     with node.connect() as s:
