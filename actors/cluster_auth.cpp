@@ -232,15 +232,16 @@ handshake_state::join(const std::string& sender, const handshake_party& them,
     i = now - i->second > open_for_ ? used_.erase(i) : std::next(i);
   // Ours, for this sender, party and hello, and not too old: only then is it
   // worth a proof's check. (A challenge from the future is not ours either.)
+  // The MAC first: until it holds, the time is a stranger's bytes, and the
+  // window is checked without arithmetic on them (INT64_MIN would overflow).
   bool ours = !challenge_key_.empty() && my_nonce.size() == nonce_size &&
               their_nonce.size() == nonce_size;
   clock::time_point opened{};
   if (ours) {
-    opened = time_of(my_nonce);
     auto mac = challenge_mac(sender, them, their_nonce, my_nonce.substr(0, time_bytes));
-    ours = opened <= now && now - opened <= open_for_ &&
-           CRYPTO_memcmp(mac.data(), my_nonce.data() + time_bytes, mac.size()) == 0 &&
-           used_.count(my_nonce) == 0;
+    opened = time_of(my_nonce);
+    ours = CRYPTO_memcmp(mac.data(), my_nonce.data() + time_bytes, mac.size()) == 0 &&
+           opened <= now && opened >= now - open_for_ && used_.count(my_nonce) == 0;
   }
   if (!ours)
     return refuse(counters.replays, "node '" + them.info.name +

@@ -50,10 +50,13 @@ void prefix_tree::add(std::string_view prefix, uint64_t id) {
       std::mismatch(edge.begin(), edge.end(), prefix.begin(), prefix.end()).first -
       edge.begin());
     if (shared < edge.size()) {
-      // The prefix ends or turns inside this edge: split it there.
+      // The prefix ends or turns inside this edge: split it there. What may
+      // throw (allocations) comes first, so a failure leaves the tree whole.
       auto head = std::make_unique<node>();
       head->edge = edge.substr(0, shared);
-      edge.erase(0, shared);
+      auto tail = edge.substr(shared);
+      head->children.reserve(1);
+      edge = std::move(tail);
       head->children.push_back(std::move(*s));
       *s = std::move(head);
       ++nodes_;
@@ -61,8 +64,8 @@ void prefix_tree::add(std::string_view prefix, uint64_t id) {
     at = s->get();
     prefix.remove_prefix(shared);
   }
-  if (at->ids.empty()) ++prefixes_;
   at->ids.push_back(id);
+  if (at->ids.size() == 1) ++prefixes_;
 }
 
 bool prefix_tree::remove(std::string_view prefix, uint64_t id) {

@@ -275,9 +275,9 @@ TEST_CASE("a challenge serves one join, of its sender and hello, and not for lon
   auto other_nonce = kept;
   other_nonce.mine = std::string(16, 'o');
   CHECK_FALSE(join("s5", other_nonce));
-  auto earlier = kept;
-  earlier.nonce[7] = static_cast<char>(earlier.nonce[7] ^ 1);
-  CHECK_FALSE(join("s5", earlier));
+  auto moved = kept; // made 1 ns later: inside the window, so only its MAC fails
+  moved.nonce[7] = static_cast<char>(moved.nonce[7] ^ 1);
+  CHECK_FALSE(join("s5", moved, t0 + 1s));
   auto as_other = a.me;
   as_other.node = "node-id-elsewhere";
   CHECK_FALSE(b.hs.join("s5", as_other, kept.mine, kept.nonce, kept.proof, false, t0));
@@ -285,6 +285,24 @@ TEST_CASE("a challenge serves one join, of its sender and hello, and not for lon
   CHECK(join("s5", kept));
   // A nonce of the wrong size is refused.
   CHECK_FALSE(b.hs.hello("s6", a.me, "short", false, t0));
+  // A stranger's time, the lowest there is: refused, no arithmetic
+  // overflows (the first version subtracted it from now: signed overflow,
+  // which the UBSan build aborts on).
+  auto lowest = kept;
+  lowest.nonce = std::string("\x80", 1) + std::string(15, '\0');
+  CHECK_FALSE(join("s5", lowest, t0 + 1s));
+}
+
+TEST_CASE("a node that answered no hello takes no join", "[auth]") {
+  // Its challenge key is drawn at its first hello: before, every join is a
+  // stranger's (a MAC under an empty key is anyone's to make).
+  node a{"a"}, b{"b"}, c{"c"};
+  auto na = must(a.hs.start());
+  auto reply = must(c.hs.hello("actor-a", a.me, na, false, t0));
+  auto proof = must(a.hs.answer(c.me, na, reply.nonce, reply.proof, false)).proof;
+  // The same handshake, taken to b, which never saw a's hello.
+  CHECK_FALSE(b.hs.join("actor-a", a.me, na, reply.nonce, proof, false, t0));
+  CHECK(b.hs.counters.replays == 1);
 }
 
 TEST_CASE("a flood of hellos holds no joiner out", "[auth]") {

@@ -105,6 +105,25 @@ TEST_CASE("prefix tree: a key is walked once, however nearly the prefixes match 
   CHECK(steps <= n + 1);
 }
 
+TEST_CASE("prefix tree: children are found by their first byte as unsigned",
+          "[tracking]") {
+  // Bytes from 0x80 up sort after the ASCII ones; a signed comparison in one
+  // place and not the other would lose them.
+  prefix_tree tree;
+  const std::vector<std::string> prefixes{"\x01z", "\xff", "a", "\x80\x01", "\x7f"};
+  for (uint64_t id = 0; id < prefixes.size(); ++id)
+    tree.add(prefixes[id], id);
+  for (uint64_t id = 0; id < prefixes.size(); ++id) {
+    INFO("prefix " << id);
+    CHECK(matches(tree, prefixes[id] + "tail") ==
+          std::vector<std::pair<size_t, uint64_t>>{{0, id}});
+  }
+  CHECK(matches(tree, "\x80\x02").empty());
+  for (uint64_t id = 0; id < prefixes.size(); ++id)
+    CHECK(tree.remove(prefixes[id], id));
+  CHECK(tree.nodes() == 1);
+}
+
 TEST_CASE("prefix tree: the empty prefix matches every key, and a shared prefix stays "
           "until its last client goes",
           "[tracking]") {
