@@ -170,8 +170,8 @@ public:
     clock::time_point opened; ///< when we answered its hello: the last of ours it took
   };
 
-  /// The join of `sender` (CAF node id `their_node`) to the challenge
-  /// `my_nonce`, which we gave the hello of `their_nonce`: admitted if we
+  /// The join of `sender`, as `them` (its node id as the sender's), to the
+  /// challenge `my_nonce`, which we gave the hello of `their_nonce`: admitted if we
   /// made that challenge for this sender, party and nonce no longer than
   /// `open_for` ago, it was not used, the initiator's proof holds and the
   /// name is still free. A proven join uses its challenge up, even if the
