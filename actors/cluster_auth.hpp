@@ -18,7 +18,8 @@
 // the name of a live member reached through another actor, is refused: a
 // name is only taken over once its member is gone.
 //
-// The responder keeps nothing for a hello (a SYN cookie): its nonce is the
+// The responder keeps no challenge for a hello (a SYN cookie; only the
+// hello's nonce, among the last few, to spot a replay): its nonce is the
 // time it answered and a MAC, under a key only it has, of that time, the
 // hello's sender and the initiator's identity and nonce, which the join
 // repeats. So hellos, which anyone who reaches the port can send, cannot

@@ -106,7 +106,7 @@ typename Inspector::result_type inspect(Inspector& f, member_info& x) {
 
 /// The longest `member_info::name`, in bytes: as long as a cache name may be
 /// (runtime/options.cpp). A handshake naming a longer one is refused before
-/// anything of it is kept (rule 9: up to `max_open_challenges` hellos are).
+/// anything of it is kept (rule 9: the last 4,096 hellos' nonces are).
 constexpr size_t max_node_name_bytes = 128;
 
 /// The longest `member_info::host`, in bytes: a DNS name has at most 253
@@ -147,7 +147,7 @@ struct peer_stats {
   uint64_t joins_refused = 0;  ///< handshakes refused, for any of the causes below
   uint64_t proofs_refused = 0; ///< proofs that did not verify (no secret, reflected, ...)
   uint64_t replays_refused =
-    0;                        ///< hellos reusing a nonce, joins without an open challenge
+    0; ///< hellos reusing a nonce, joins to no challenge of ours (or a used or stale one)
   uint64_t names_refused = 0; ///< this node's name, a live member's, or too long
   /// Ignored: not from a member or this process, a member's message without
   /// a valid link MAC (forged, altered or replayed), CAF's exit or down

@@ -72,9 +72,8 @@ TEST_CASE("tracking: BCAST finds every client's prefix of a key, whatever their 
 TEST_CASE("tracking: BCAST matches as a check of every prefix would, on random "
           "prefixes and keys",
           "[tracking]") {
-  // The walk over the sorted prefixes (predecessor, then shorter) against
-  // the plain definition, on a small alphabet so that prefixes nest, share
-  // heads and sit next to the keys in every way.
+  // The radix tree's walk, through the table, against the plain definition, on a small
+  // alphabet so that prefixes nest, share heads and sit next to the keys in every way.
   std::mt19937 rng{20261207};
   auto word = [&](size_t max_len) {
     std::string w(std::uniform_int_distribution<size_t>{0, max_len}(rng), 'a');

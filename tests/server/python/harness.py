@@ -169,7 +169,8 @@ def read_exactly(sock, n, deadline=10.0):
 
 
 def read_lines(sock, count, deadline):
-    """Reads until `count` one-line replies arrived, by `deadline` (monotonic)."""
+    """Reads until `count` one-line replies arrived, by `deadline` (monotonic);
+    raises on an error reply, returns what came."""
     got = b""
     while got.count(b"\r\n") < count:
         if time.monotonic() > deadline:
@@ -178,6 +179,9 @@ def read_lines(sock, count, deadline):
         if not chunk:
             raise AssertionError("the node closed the connection")
         got += chunk
+    if got.startswith(b"-") or b"\r\n-" in got:
+        raise AssertionError("the node answered with an error: %r" % got[:200])
+    return got
 
 
 def ping(node):
