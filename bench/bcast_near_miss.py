@@ -3,10 +3,10 @@
 
     python3 bench/bcast_near_miss.py build-release/karlton-node
 
-Starts the node on loopback (tests/server/python/harness.py). Four clients
-turn BCAST tracking on with the prefixes `Z…ZA` of every length from 1 to
-1,024 bytes (256 each, 0.5 MiB in all, inside the bounds), the worst an
-attacker with a password can build against a key `Z…Z` it knows. Another
+Starts the node on loopback (tests/server/python/harness.py). Sixteen
+clients turn BCAST tracking on with the prefixes `Z…ZA` of every length from
+1 to 1,024 bytes (64 each, 0.5 MiB in all; a client may hold 64 KiB), the
+worst an attacker with a password can build against a key `Z…Z` it knows. Another
 connection then pipelines `SET` of a 1,100-byte key `Z…Z` for 3 s, then of a
 key of the same length under no prefix (`Y…Y`). Prints both rates; each loop
 is bounded in time and the node is stopped at the end.
@@ -47,10 +47,10 @@ def main():
     node = harness.start_node()
     try:
         trackers = []
-        for c in range(4):
+        for c in range(16):
             sock = node.connect()
             prefixes = []
-            for length in range(c, 1024, 4):
+            for length in range(c, 1024, 16):
                 prefixes += ["PREFIX", "Z" * length + "A"]
             sock.sendall(harness.command("CLIENT", "TRACKING", "ON", "BCAST", *prefixes))
             harness.read_lines(sock, 1, time.monotonic() + 30)

@@ -160,6 +160,14 @@ std::string tracking_table::enable(uint64_t id, const tracking_mode& mode) {
       }
       if (have.size() + added.size() > max_prefixes_per_client)
         return too_many_prefixes();
+      size_t own = 0;
+      for (const auto& p : have)
+        own += p.size();
+      for (const auto& p : added)
+        own += p.size();
+      if (own > max_prefix_bytes_per_client)
+        return "too many prefix bytes: at most " +
+               std::to_string(max_prefix_bytes_per_client) + " per client";
       // The index's counts change only under `index_write_mtx_`, held here.
       if (prefixes_.entries + added.size() > max_prefixes_total)
         return "too many prefixes: at most " + std::to_string(max_prefixes_total) +

@@ -48,10 +48,13 @@ public:
   static constexpr size_t max_prefixes_per_client = 256;
   /// this many over all clients,
   static constexpr size_t max_prefixes_total = 65536;
-  /// this long each (a key's lookup costs one search per distinct length),
+  /// this long each (a changed key's walk goes no deeper),
   static constexpr size_t max_prefix_bytes = 1024;
-  /// and this many bytes over all.
-  static constexpr size_t max_prefix_bytes_total = size_t{1} << 20;
+  /// this many bytes per client,
+  static constexpr size_t max_prefix_bytes_per_client = size_t{64} << 10;
+  /// and this many bytes over all: as many clients as fill the count (256)
+  /// fill the bytes, where four of 256 prefixes of 1 KiB filled 1 MiB.
+  static constexpr size_t max_prefix_bytes_total = size_t{16} << 20;
   /// What a reader on a key's list counts against `max_bytes`.
   static constexpr size_t id_bytes = sizeof(uint64_t);
   /// Bytes of tracked keys (each key's, 4 for its database and `id_bytes`

@@ -162,15 +162,31 @@ TEST_CASE("tracking: BCAST prefixes are bounded in count and length before any w
         "too many prefixes: at most 65536 over all clients");
   f.table->disable(2);
   CHECK(f.table->enable(1, bcast({"x"})).empty());
-  // And 1 MiB of prefixes over all clients.
+  // 64 KiB of prefixes per client, given at once or added later.
   fixture g;
-  for (uint64_t id = 1; id <= 5; ++id) { // each about 262 KB
+  g.add(1, 3);
+  auto long_ones = [](uint64_t id, int from, int count) {
+    std::vector<std::string> own; // 1 KiB each
+    for (int i = from; i < from + count; ++i) {
+      auto head = std::to_string(id) + ":" + std::to_string(i) + ":";
+      own.push_back(head + std::string(1024 - head.size(), 'p'));
+    }
+    return own;
+  };
+  CHECK(g.table->enable(1, bcast(long_ones(1, 0, 65))) ==
+        "too many prefix bytes: at most 65536 per client");
+  CHECK(g.table->enable(1, bcast(long_ones(1, 0, 64))).empty());
+  CHECK(g.table->enable(1, bcast(long_ones(1, 64, 1))) ==
+        "too many prefix bytes: at most 65536 per client");
+  // And 16 MiB over all clients: 256 of them at 64 KiB each fill it, as
+  // 256 of 256 prefixes fill the count.
+  for (uint64_t id = 2; id <= 256; ++id) {
     g.add(id, 3);
-    std::vector<std::string> own;
-    for (int i = 0; i < 256; ++i)
-      own.push_back(std::to_string(id) + ":" + std::to_string(i) + ":" +
-                    std::string(1018, 'p'));
-    CHECK(g.table->enable(id, bcast(own)) ==
-          (id < 5 ? "" : "too many prefix bytes: at most 1048576 over all clients"));
+    REQUIRE(g.table->enable(id, bcast(long_ones(id, 0, 64))).empty());
   }
+  g.add(257, 3);
+  CHECK(g.table->enable(257, bcast({"x"})) ==
+        "too many prefix bytes: at most 16777216 over all clients");
+  g.table->disable(9);
+  CHECK(g.table->enable(257, bcast({"x"})).empty());
 }
