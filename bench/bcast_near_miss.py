@@ -39,11 +39,7 @@ def sets_per_second(node, key):
 
 
 def main():
-    if len(sys.argv) != 2 or not os.access(sys.argv[1], os.X_OK):
-        print("usage: %s PATH/TO/karlton-node (a Release build: cmake --build "
-              "build-release --target karlton-node)" % sys.argv[0], file=sys.stderr)
-        sys.exit(2)
-    os.environ["KARLTON_NODE"] = os.path.abspath(sys.argv[1])  # nodes run elsewhere
+    harness.node_from_argv()
     node = harness.start_node()
     try:
         trackers = []

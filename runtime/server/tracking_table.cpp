@@ -160,10 +160,11 @@ std::string tracking_table::enable(uint64_t id, const tracking_mode& mode) {
       }
       if (have.size() + added.size() > max_prefixes_per_client)
         return too_many_prefixes();
-      size_t own = 0;
-      for (const auto& p : have)
-        own += p.size();
+      size_t added_bytes = 0;
       for (const auto& p : added)
+        added_bytes += p.size();
+      size_t own = added_bytes;
+      for (const auto& p : have)
         own += p.size();
       if (own > max_prefix_bytes_per_client)
         return "too many prefix bytes: at most " +
@@ -172,10 +173,7 @@ std::string tracking_table::enable(uint64_t id, const tracking_mode& mode) {
       if (prefixes_.entries + added.size() > max_prefixes_total)
         return "too many prefixes: at most " + std::to_string(max_prefixes_total) +
                " over all clients";
-      size_t bytes = prefixes_.bytes;
-      for (const auto& p : added)
-        bytes += p.size();
-      if (bytes > max_prefix_bytes_total)
+      if (prefixes_.bytes + added_bytes > max_prefix_bytes_total)
         return "too many prefix bytes: at most " +
                std::to_string(max_prefix_bytes_total) + " over all clients";
     }

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -166,6 +167,16 @@ def read_exactly(sock, n, deadline=10.0):
             break
         out += chunk
     return out
+
+
+def node_from_argv():
+    """For the scripts run by hand (bench/): the one argument names the
+    karlton-node to start; without it, prints the usage and exits 2."""
+    if len(sys.argv) != 2 or not os.access(sys.argv[1], os.X_OK):
+        print("usage: %s PATH/TO/karlton-node (a Release build: cmake --build "
+              "build-release --target karlton-node)" % sys.argv[0], file=sys.stderr)
+        sys.exit(2)
+    os.environ["KARLTON_NODE"] = os.path.abspath(sys.argv[1])  # nodes run elsewhere
 
 
 def read_lines(sock, count, deadline):
