@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "runtime/server/prefix_tree.hpp"
+#include "support/small_words.hpp"
 
 using karlton::server::prefix_tree;
 
@@ -35,13 +36,8 @@ TEST_CASE("prefix tree: matches, adds and removes as a plain list would, on rand
           "[tracking]") {
   // A small alphabet, so that prefixes nest, split each other's edges and
   // merge back as they go.
-  std::mt19937 rng{20261208};
-  auto word = [&](size_t max_len) {
-    std::string w(std::uniform_int_distribution<size_t>{0, max_len}(rng), 'a');
-    for (auto& ch : w)
-      ch = static_cast<char>('a' + std::uniform_int_distribution<int>{0, 2}(rng));
-    return w;
-  };
+  karlton::test::small_words word{20261208};
+  auto& rng = word.rng();
   for (int round = 0; round < 50; ++round) {
     prefix_tree tree;
     std::map<std::string, std::vector<uint64_t>> plain;

@@ -3,11 +3,11 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "server/tracking_fixture.hpp"
+#include "support/small_words.hpp"
 
 using namespace karlton;
 using namespace karlton::server;
@@ -74,13 +74,7 @@ TEST_CASE("tracking: BCAST matches as a check of every prefix would, on random "
           "[tracking]") {
   // The radix tree's walk, through the table, against the plain definition, on a small
   // alphabet so that prefixes nest, share heads and sit next to the keys in every way.
-  std::mt19937 rng{20261207};
-  auto word = [&](size_t max_len) {
-    std::string w(std::uniform_int_distribution<size_t>{0, max_len}(rng), 'a');
-    for (auto& ch : w)
-      ch = static_cast<char>('a' + std::uniform_int_distribution<int>{0, 2}(rng));
-    return w;
-  };
+  karlton::test::small_words word{20261207};
   for (int round = 0; round < 200; ++round) {
     fixture f;
     std::vector<std::vector<std::string>> held(6);
