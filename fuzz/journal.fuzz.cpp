@@ -2,10 +2,11 @@
 // start-up, whatever a crash (or a bad disk) left in it. The input is the
 // file's bytes.
 //
-// Checked beyond "no crash, no sanitizer report": recovery keeps a prefix of
-// the file (valid bytes + discarded bytes = file size), cuts the rest off,
-// and a second recovery of the cut file finds the same records and nothing
-// more to discard.
+// Checked beyond "no crash, no sanitizer report": recovery either refuses the
+// file and leaves it as it was (no journal, or another cache's), or keeps a
+// prefix of it (valid bytes + discarded bytes = file size; a file with no
+// header, or a torn one, gets its header), cuts the rest off, and a second
+// recovery of the cut file finds the same records and nothing more to discard.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -47,7 +48,7 @@ struct recovery {
 // The one call into the journal: what the runtime does at start-up with a
 // write-back cache's journal file.
 caf::expected<recovery> recover(const std::string& path) {
-  auto j = journal::open(path);
+  auto j = journal::open(path, "fuzz");
   if (!j) return std::move(j.error());
   return recovery{j->recovered(), j->size_bytes(), j->discarded_bytes()};
 }
@@ -87,17 +88,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string cut_copy = path + ".discarded";
   ::unlink(cut_copy.c_str());
   write_file(path, data, size);
+  const std::string input(reinterpret_cast<const char*>(data), size);
   auto first = recover(path);
   if (!first) {
-    std::fprintf(stderr, "journal recovery failed: %s\n",
-                 describe(first.error()).c_str());
-    std::abort();
+    if (!(first.error() == errc::store_failure))
+      fail("a refusal that is no store_failure");
+    if (read_file(path) != input) fail("a refused file was changed");
+    if (::access(cut_copy.c_str(), F_OK) == 0) fail("a refused file left a cut copy");
+    ::unlink(path.c_str());
+    return 0;
   }
-  if (first->kept_bytes + first->discarded_bytes != size)
+  // What a fresh start (empty, or a torn header) finds is just its header.
+  bool fresh =
+    first->discarded_bytes == 0 && first->records.empty() && read_file(path) != input;
+  if (!fresh && first->kept_bytes + first->discarded_bytes != size)
     fail("kept + discarded bytes differ from the file's size");
   if (read_file(cut_copy) !=
-      std::string(reinterpret_cast<const char*>(data) + first->kept_bytes,
-                  first->discarded_bytes))
+      input.substr(fresh ? size : first->kept_bytes, first->discarded_bytes))
     fail("the copy of the cut bytes differs from them");
   auto second = recover(path);
   if (!second) fail("the second recovery failed");

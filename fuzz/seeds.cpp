@@ -136,7 +136,7 @@ void journal_seeds(const fs::path& dir) {
   auto file = (dir / "seed-journal").string();
   fs::remove(file);
   {
-    auto j = journal::open(file);
+    auto j = journal::open(file, "fuzz");
     if (!j) {
       std::fprintf(stderr, "karlton-fuzz-seeds: %s\n", describe(j.error()).c_str());
       std::exit(1);

@@ -189,7 +189,8 @@ caf::expected<cache> runtime::create_cache(cache_options opts) {
   // Writes acknowledged before a crash go to the store before anything else.
   std::shared_ptr<journal> log;
   if (!opts.journal_path.empty()) {
-    auto opened = detail::replay_journal(opts.journal_path, *opts.backing_store);
+    auto opened =
+      detail::replay_journal(opts.journal_path, opts.name, *opts.backing_store);
     if (!opened) return std::move(opened.error());
     log = std::make_shared<journal>(std::move(*opened));
   }

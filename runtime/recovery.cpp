@@ -8,8 +8,9 @@
 
 namespace karlton::detail {
 
-caf::expected<journal> replay_journal(const std::string& path, store& db) {
-  auto log = journal::open(path);
+caf::expected<journal> replay_journal(const std::string& path, const std::string& cache,
+                                      store& db) {
+  auto log = journal::open(path, cache);
   if (!log) return std::move(log.error());
   if (auto cut = log->discarded_bytes(); cut > 0)
     log_line("journal " + path + ": cut " + std::to_string(cut) + " bytes after byte " +
@@ -26,7 +27,7 @@ caf::expected<journal> replay_journal(const std::string& path, store& db) {
                         "replaying journal " + path +
                           " into the store failed: " + describe(err));
   }
-  if (log->size_bytes() > 0)
+  if (!log->empty())
     if (auto err = log->reset()) return err;
   return log;
 }

@@ -48,12 +48,12 @@ inline caf::error stopped_error() {
   return make_error(errc::shut_down, "the karlton runtime has stopped");
 }
 
-/// Opens the journal at `path` and stores what it recovered: the writes a
-/// crash left unstored. Not those a stored mark covers: another writer may
-/// have stored a newer value since. Empties the journal after the store
-/// confirmed, whatever it held, so the numbers of this run's writes start
-/// anew. (recovery.cpp)
-caf::expected<journal> replay_journal(const std::string& path, store& db);
+/// Opens the journal of cache `cache` at `path` and stores what it recovered: the writes
+/// a crash left unstored. Not those a stored mark covers: another writer may have stored
+/// a newer value since. Empties the journal after the store confirmed, whatever it held,
+/// so the numbers of this run's writes start anew. (recovery.cpp)
+caf::expected<journal> replay_journal(const std::string& path, const std::string& cache,
+                                      store& db);
 
 /// Declares the `karlton.postgres.*` settings (postgres_settings.cpp).
 void add_postgres_options(caf::config_option_set& opts);

@@ -135,6 +135,17 @@ std::string keep_cut_bytes(int fd, uint64_t from, uint64_t to, const std::string
   return err == 0 ? std::string{} : std::system_category().message(err);
 }
 
+// The refusal of a file whose start is neither a journal's header nor a whole
+// record: cutting it as a torn tail would destroy it (a journal path pointed
+// at the store's database did that), so it is left as it is.
+caf::error not_a_journal(const std::string& path) {
+  return make_error(errc::store_failure,
+                    "journal " + path +
+                      " is not a karlton journal (it starts with neither a journal's "
+                      "header nor a whole record); nothing was changed: give the "
+                      "journal a file of its own");
+}
+
 } // namespace
 
 // -- journal --------------------------------------------------------------------
@@ -143,6 +154,7 @@ journal::journal(std::string path, int fd) noexcept : path_(std::move(path)), fd
 
 journal::journal(journal&& other) noexcept
   : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)),
+    header_(std::move(other.header_)), records_at_(other.records_at_),
     size_bytes_(other.size_bytes_), records_(other.records_),
     discarded_bytes_(other.discarded_bytes_),
     cut_copy_error_(std::move(other.cut_copy_error_)),
@@ -154,6 +166,8 @@ journal& journal::operator=(journal&& other) noexcept {
     if (fd_ >= 0) ::close(fd_);
     path_ = std::move(other.path_);
     fd_ = std::exchange(other.fd_, -1);
+    header_ = std::move(other.header_);
+    records_at_ = other.records_at_;
     size_bytes_ = other.size_bytes_;
     records_ = other.records_;
     discarded_bytes_ = other.discarded_bytes_;
@@ -170,13 +184,18 @@ journal::~journal() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-caf::expected<journal> journal::open(const std::string& path) {
+caf::expected<journal> journal::open(const std::string& path, const std::string& owner) {
+  if (owner.size() > max_owner_bytes)
+    return make_error(errc::invalid_option, "journal " + path +
+                                              ": its owner's name is over " +
+                                              std::to_string(max_owner_bytes) + " bytes");
   // O_APPEND: every write goes to the end, wherever a failed one left the offset.
   constexpr int flags = O_RDWR | O_APPEND | O_CLOEXEC;
   bool created = false;
   int fd = ::open(path.c_str(), flags);
   if (fd < 0 && errno == ENOENT) {
-    fd = ::open(path.c_str(), flags | O_CREAT | O_EXCL, 0644);
+    // 0600: the records are the cache's values.
+    fd = ::open(path.c_str(), flags | O_CREAT | O_EXCL, 0600);
     created = fd >= 0;
     if (fd < 0 && errno == ENOENT)
       return make_error(errc::store_failure, "journal " + path + ": cannot create: " +
@@ -207,8 +226,32 @@ caf::expected<journal> journal::open(const std::string& path) {
   if (!S_ISREG(st.st_mode))
     return make_error(errc::store_failure, "journal " + path + " is not a regular file");
   auto file_size = static_cast<uint64_t>(st.st_size);
-  auto scanned = scan(fd, path, file_size);
+  j.header_ = encode_file_header(owner);
+  auto start = read_start(fd, path, file_size, j.header_);
+  if (!start) return std::move(start.error());
+  if (start->kind == file_start::fresh) {
+    // New, or a crash tore its header: nothing in it was ever acknowledged.
+    if (file_size > 0 && ::ftruncate(fd, 0) != 0) return io_error(path, "empty", errno);
+    if (int err = write_all(fd, j.header_.data(), j.header_.size()))
+      return io_error(path, "write the header of", err);
+    if (int err = sync_data(fd)) return io_error(path, "sync", err);
+    j.records_at_ = j.size_bytes_ = j.header_.size();
+    return j;
+  }
+  // Never cut what may be someone else's file: only a journal's torn tail.
+  if (start->kind == file_start::foreign) return not_a_journal(path);
+  if (start->kind == file_start::journal && start->owner != owner)
+    return make_error(errc::store_failure,
+                      "journal " + path + " holds the writes of cache '" + start->owner +
+                        "', not of '" + owner +
+                        "': start that cache with it to store them, or move the file "
+                        "away; nothing was changed");
+  j.records_at_ = start->records_at;
+  auto scanned = scan(fd, path, start->records_at, file_size);
   if (!scanned) return std::move(scanned.error());
+  // A file of formats 1-2 (no header) must at least start with a whole record.
+  if (start->kind == file_start::legacy && scanned->valid_bytes == 0)
+    return not_a_journal(path);
   if (scanned->valid_bytes < file_size) {
     // Best effort: a start that cannot keep them (a full disk, which may be
     // what tore the append) still starts, and says so.
@@ -240,7 +283,7 @@ caf::error journal::fail_for_good(caf::error err) {
 namespace {
 
 std::atomic<int (*)(int)> sync_hook{nullptr};
-std::atomic<int (*)(int)> truncate_hook{nullptr};
+std::atomic<int (*)(int, uint64_t)> truncate_hook{nullptr};
 
 } // namespace
 
@@ -253,13 +296,14 @@ int journal::sync(int fd) {
   return hook ? hook(fd) : sync_data(fd);
 }
 
-void journal::set_truncate_for_testing(int (*truncate)(int fd)) noexcept {
+void journal::set_truncate_for_testing(int (*truncate)(int fd,
+                                                       uint64_t length)) noexcept {
   truncate_hook.store(truncate);
 }
 
-int journal::truncate_to_empty(int fd) {
-  if (auto hook = truncate_hook.load(std::memory_order_relaxed)) return hook(fd);
-  return ::ftruncate(fd, 0) == 0 ? 0 : errno;
+int journal::truncate_to(int fd, uint64_t length) {
+  if (auto hook = truncate_hook.load(std::memory_order_relaxed)) return hook(fd, length);
+  return ::ftruncate(fd, static_cast<off_t>(length)) == 0 ? 0 : errno;
 }
 
 caf::error journal::encode_all(const std::vector<journal_write>& batch,
@@ -335,7 +379,7 @@ caf::error journal::rewrite(const std::vector<journal_write>& live) {
   if (auto err = encode_all(live, {})) return err;
   auto tmp = path_ + ".rewrite";
   // O_TRUNC: a crash in an earlier rewrite may have left a partial file here.
-  int fd = ::open(tmp.c_str(), O_RDWR | O_APPEND | O_CLOEXEC | O_CREAT | O_TRUNC, 0644);
+  int fd = ::open(tmp.c_str(), O_RDWR | O_APPEND | O_CLOEXEC | O_CREAT | O_TRUNC, 0600);
   if (fd < 0) return io_error(tmp, "create", errno);
   auto give_up = [&](const char* action, int err) {
     ::close(fd);
@@ -345,12 +389,15 @@ caf::error journal::rewrite(const std::vector<journal_write>& live) {
   // Locked before it takes the journal's name, so no other journal can open
   // it in between.
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) return give_up("lock", errno);
+  if (int err = write_all(fd, header_.data(), header_.size()))
+    return give_up("write to", err);
   if (int err = write_all(fd, buf_.data(), buf_.size())) return give_up("write to", err);
   if (int err = sync(fd)) return give_up("sync", err);
   if (::rename(tmp.c_str(), path_.c_str()) != 0) return give_up("rename", errno);
   ::close(fd_);
   fd_ = fd;
-  size_bytes_ = buf_.size();
+  records_at_ = header_.size();
+  size_bytes_ = records_at_ + buf_.size();
   records_ = live.size();
   already_stored_ = 0;
   std::vector<store_write>{}.swap(recovered_);
@@ -366,10 +413,16 @@ caf::error journal::rewrite(const std::vector<journal_write>& live) {
 caf::error journal::reset() {
   assert(fd_ >= 0 && "reset on a moved-from journal");
   if (broken_) return broken_;
-  if (int err = truncate_to_empty(fd_)) return io_error(path_, "truncate", err);
+  if (int err = truncate_to(fd_, records_at_)) return io_error(path_, "truncate", err);
+  size_bytes_ = records_at_;
+  if (records_at_ == 0) { // a file of formats 1-2 gets its header now
+    // Part of a header followed by records would read as no journal at all.
+    if (int err = write_all(fd_, header_.data(), header_.size()))
+      return fail_for_good(io_error(path_, "write the header of", err));
+    records_at_ = size_bytes_ = header_.size();
+  }
   // The new length is metadata that fdatasync writes: it is needed to read the file.
   if (int err = sync(fd_)) return fail_for_good(io_error(path_, "sync", err));
-  size_bytes_ = 0;
   records_ = 0;
   already_stored_ = 0;
   std::vector<store_write>{}.swap(recovered_);

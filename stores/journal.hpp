@@ -40,12 +40,15 @@ struct journal_write {
 /// fails, so two writers never interleave their records.
 class journal {
 public:
-  /// Opens the journal at `path`, or creates it (durably: the directory entry
-  /// is synced too). Reads every valid record and cuts off a torn or corrupt
-  /// tail; reads files of format 1 (before stored marks) too. Errors: `store_failure`
-  /// naming the path and the system's reason, e.g. a missing directory, no permission, or
-  /// the file held by another journal.
-  static caf::expected<journal> open(const std::string& path);
+  /// Opens the journal of `owner` (a cache's name, at most 1024 bytes) at
+  /// `path`, or creates it (mode 0600, durably: the directory entry is synced
+  /// too) with a header that names `owner`. Reads every valid record and cuts
+  /// off a torn or corrupt tail; reads files of formats 1-2 (no header, from
+  /// before 8 Dec) too. Errors: `store_failure` naming the path and the reason,
+  /// e.g. a missing directory, no permission, the file held by another journal,
+  /// another owner's journal, or a file that is no journal (one that starts
+  /// with neither a header nor a whole record), the last two left untouched.
+  static caf::expected<journal> open(const std::string& path, const std::string& owner);
 
   journal(journal&& other) noexcept;
   journal& operator=(journal&& other) noexcept;
@@ -112,14 +115,17 @@ public:
   /// to inject failures; null restores fdatasync.
   static void set_sync_for_testing(int (*sync)(int fd)) noexcept;
 
-  /// Tests only: replaces the ftruncate to length 0 with which `reset` empties
-  /// every journal's file in this process (the function gets the file
-  /// descriptor and returns 0 or an errno value), to inject failures; null
-  /// restores ftruncate.
-  static void set_truncate_for_testing(int (*truncate)(int fd)) noexcept;
+  /// Tests only: replaces the ftruncate with which `reset` empties every
+  /// journal's file in this process (the function gets the file descriptor
+  /// and the length to keep, and returns 0 or an errno value), to inject
+  /// failures; null restores ftruncate.
+  static void set_truncate_for_testing(int (*truncate)(int fd, uint64_t length)) noexcept;
 
-  /// The length of the file in bytes.
+  /// The length of the file in bytes, its header included.
   uint64_t size_bytes() const noexcept { return size_bytes_; }
+
+  /// True if the file holds no records or marks (only its header, if any).
+  bool empty() const noexcept { return size_bytes_ == records_at_; }
 
   /// The writes in the file (stored marks aside): those `open` found (stored
   /// or not) plus those appended since, or those appended since the last
@@ -145,11 +151,15 @@ private:
   /// fdatasync, or the test's replacement.
   static int sync(int fd);
 
-  /// ftruncate to length 0, or the test's replacement; 0 or an errno value.
-  static int truncate_to_empty(int fd);
+  /// ftruncate to `length`, or the test's replacement; 0 or an errno value.
+  static int truncate_to(int fd, uint64_t length);
 
   std::string path_;
   int fd_ = -1;
+  /// The file header naming the owner, and where the records start after it
+  /// (0 in a file of formats 1-2 until `reset` or `rewrite` writes the header).
+  std::string header_;
+  uint64_t records_at_ = 0;
   uint64_t size_bytes_ = 0;
   uint64_t records_ = 0;
   uint64_t discarded_bytes_ = 0;

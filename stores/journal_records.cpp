@@ -33,11 +33,21 @@ namespace {
 //  24       key bytes, then value bytes; a mark's value is the u64 numbers of
 //           the writes the store confirmed
 //
+// Format 3 adds a header at the start of the file (records as in format 2):
+//   0  8    "karltonJ"
+//   8  u32  owner length (the cache's name; at most max_owner_bytes)
+//  12       owner bytes
+//  12+n u32 CRC-32 of the bytes before it
+// Before it, a file that did not start with a whole record was cut to nothing
+// as a torn tail: a journal path pointed at a cache's SQLite file emptied it.
+//
 // Format 1 (magic 0xA7, until stored marks came) is read too, so a journal a
 // crashed older binary left is replayed: the same fields without the number,
 // the CRC at 12 over bytes 0..11, the key and the value, the key at 16. Its
 // writes have no number, and no mark covers them.
 
+constexpr char file_magic[] = "karltonJ";
+constexpr size_t file_magic_size = sizeof file_magic - 1;
 constexpr uint8_t format1_magic = 0xA7;
 constexpr uint8_t record_magic = 0xA8;
 constexpr uint8_t type_put = 1;
@@ -220,16 +230,60 @@ caf::error io_error(const std::string& path, const char* action, int err) {
                                            std::generic_category().message(err));
 }
 
+std::string encode_file_header(std::string_view owner) {
+  std::string out(file_magic_size + 4 + owner.size() + 4, '\0');
+  std::memcpy(out.data(), file_magic, file_magic_size);
+  put_u32(out.data() + file_magic_size, static_cast<uint32_t>(owner.size()));
+  copy_bytes(out.data() + file_magic_size + 4, owner);
+  auto crc_at = out.size() - 4;
+  put_u32(out.data() + crc_at, record_crc(out.data(), crc_at, {}, {}));
+  return out;
+}
+
+caf::expected<file_start> read_start(int fd, const std::string& path, uint64_t file_size,
+                                     std::string_view our_header) {
+  constexpr size_t longest = file_magic_size + 4 + max_owner_bytes + 4;
+  std::string head(static_cast<size_t>(std::min<uint64_t>(file_size, longest)), '\0');
+  for (size_t got = 0; got < head.size();) {
+    auto n = ::pread(fd, head.data() + got, head.size() - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return io_error(path, "read", n < 0 ? errno : EIO);
+    got += static_cast<size_t>(n);
+  }
+  file_start start;
+  if (head.size() < our_header.size() && our_header.compare(0, head.size(), head) == 0)
+    return start; // fresh
+  if (head.size() >= file_magic_size + 8 &&
+      head.compare(0, file_magic_size, file_magic) == 0) {
+    uint64_t owner_len = get_u32(head.data() + file_magic_size);
+    auto crc_at = file_magic_size + 4 + owner_len;
+    if (owner_len <= max_owner_bytes && crc_at + 4 <= head.size() &&
+        record_crc(head.data(), crc_at, {}, {}) == get_u32(head.data() + crc_at)) {
+      start.kind = file_start::journal;
+      start.owner = head.substr(file_magic_size + 4, owner_len);
+      start.records_at = crc_at + 4;
+      return start;
+    }
+  }
+  auto first = static_cast<uint8_t>(head[0]);
+  start.kind = first == record_magic || first == format1_magic ? file_start::legacy
+                                                               : file_start::foreign;
+  return start;
+}
+
 // Lengths are checked against what is left of the file before anything
 // is allocated, so a garbage length cannot ask for gigabytes.
-caf::expected<scan_result> scan(int fd, const std::string& path, uint64_t file_size) {
+caf::expected<scan_result> scan(int fd, const std::string& path, uint64_t from,
+                                uint64_t file_size) {
   scan_result result;
   // The last write (so far) of each number: the one a mark after it names.
   std::unordered_map<uint64_t, size_t> by_number;
+  if (::lseek(fd, static_cast<off_t>(from), SEEK_SET) < 0)
+    return io_error(path, "seek in", errno);
   reader in{fd};
   char header[header_size];
   constexpr size_t common = 12; // what both formats start with
-  uint64_t pos = 0;
+  uint64_t pos = from;
   while (file_size - pos >= common) {
     if (int err = in.read(header, common)) return io_error(path, "read", err);
     auto magic = static_cast<uint8_t>(header[0]);

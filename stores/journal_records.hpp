@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -45,10 +46,36 @@ struct scan_result {
   uint64_t valid_bytes = 0;
 };
 
-/// Reads the records of the file open at `fd` (of `file_size` bytes, read
-/// from its start) until its end or the first one that is torn or corrupt.
+/// The longest owner (cache name) a file header holds.
+constexpr size_t max_owner_bytes = 1024;
+
+/// The header a journal file of `owner` starts with (format 3): it names the
+/// cache whose writes the file holds, so that `open` tells a journal from a
+/// file that is none, and one cache's journal from another's.
+std::string encode_file_header(std::string_view owner);
+
+/// What the file open at `fd` (of `file_size` bytes) starts with.
+struct file_start {
+  enum kind_t {
+    fresh,   ///< nothing: empty, or a prefix of `our_header` (a crash tore its creation)
+    journal, ///< a whole file header: `owner`'s records follow from `records_at`
+    legacy,  ///< no header, a record's magic byte (formats 1-2, before headers)
+    foreign, ///< anything else: not a journal
+  } kind = fresh;
+  std::string owner;
+  uint64_t records_at = 0;
+};
+
+/// Reads the start of the file open at `fd` (from offset 0). Errors:
+/// `store_failure` if a read fails.
+caf::expected<file_start> read_start(int fd, const std::string& path, uint64_t file_size,
+                                     std::string_view our_header);
+
+/// Reads the records of the file open at `fd` (of `file_size` bytes) from
+/// offset `from` until its end or the first one that is torn or corrupt.
 /// Errors: `store_failure` if a read fails.
-caf::expected<scan_result> scan(int fd, const std::string& path, uint64_t file_size);
+caf::expected<scan_result> scan(int fd, const std::string& path, uint64_t from,
+                                uint64_t file_size);
 
 /// Moves the writes a replay must store into `out`, in file order: all but
 /// those a stored mark covers. Returns how many it left out.

@@ -57,7 +57,7 @@ replayed(const std::string& journal_path, const testing::temp_dir& dir,
   // is stored) while it is copied.
   auto copy = dir.file("replay-copy");
   testing::snapshot(journal_path, copy);
-  auto j = journal::open(copy);
+  auto j = journal::open(copy, "journaled");
   if (!j) FAIL(describe(j.error()));
   for (const auto& w : j->recovered())
     rows[w.key] = w.bytes;

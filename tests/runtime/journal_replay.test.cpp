@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "stores/journal.hpp"
 #include "support/eventually.hpp"
 #include "support/log_sink_lines.hpp"
 #include "support/refusing_store.hpp"
@@ -61,7 +62,8 @@ void recover_from(const std::filesystem::path& crashed_journal, const std::strin
   o.writes = write_mode::write_back;
   o.journal_path = crashed_journal;
   auto c = must(rt.create_cache(o));
-  CHECK(std::filesystem::file_size(crashed_journal) == 0);
+  // Emptied: its header alone ("karltonJ", the name's length, the name, a CRC).
+  CHECK(std::filesystem::file_size(crashed_journal) == 16 + name.size());
 }
 
 } // namespace
@@ -159,16 +161,41 @@ TEST_CASE(
   // No whole record: a crash's torn append looks like this, and so does
   // damage that took acknowledged writes after it.
   const std::string torn = "\xa8\x01 not a whole record";
+  REQUIRE(journal::open(journal_file, "cut")); // its header, written and closed
+  auto header_size = std::filesystem::file_size(journal_file);
   {
-    std::ofstream out{journal_file, std::ios::binary};
+    std::ofstream out{journal_file, std::ios::binary | std::ios::app};
     out << torn;
   }
   testing::log_sink_lines log;
   recover_from(journal_file, "cut", must(sqlite_store::open(dir.file("db"), "cut")));
   // Before, the bytes went without a word.
   auto line = log.wait_for("kept in " + journal_file + ".discarded", 0s);
-  CHECK(line.find("cut " + std::to_string(torn.size()) + " bytes after byte 0") !=
-        std::string::npos);
+  CHECK(line.find("cut " + std::to_string(torn.size()) + " bytes after byte " +
+                  std::to_string(header_size)) != std::string::npos);
   std::ifstream copy{journal_file + ".discarded", std::ios::binary};
   CHECK(std::string{std::istreambuf_iterator<char>{copy}, {}} == torn);
+}
+
+TEST_CASE("a journal path that names the store's database is refused and the "
+          "database kept",
+          "[write-back][journal]") {
+  // A review's slip of the pen: the same file for `node.store` and
+  // `karlton.journal`. It was cut to nothing as a torn tail.
+  testing::temp_dir dir{"journal-on-db"};
+  auto db_path = dir.file("cache.db");
+  auto db = must(sqlite_store::open(db_path, "users"));
+  REQUIRE_FALSE(db->write_batch({{"k", std::string{"v"}}}));
+  auto size_before = std::filesystem::file_size(db_path);
+  runtime rt;
+  cache_options o;
+  o.name = "users";
+  o.backing_store = db;
+  o.writes = write_mode::write_back;
+  o.journal_path = db_path;
+  auto c = rt.create_cache(o);
+  REQUIRE_FALSE(c);
+  CHECK(describe(c.error()).find("is not a karlton journal") != std::string::npos);
+  CHECK(std::filesystem::file_size(db_path) == size_before);
+  CHECK(stored(*db, "k") == std::optional<std::string>{"v"});
 }

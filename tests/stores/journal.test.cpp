@@ -24,6 +24,9 @@ using karlton::testing::sync_faults;
 
 namespace {
 
+// The cache whose journal the tests open.
+const std::string owner = "test";
+
 store_write put(std::string key, std::string bytes) {
   return store_write{std::move(key), std::move(bytes)};
 }
@@ -57,7 +60,7 @@ std::vector<store_write> concat(const Batches&... batches) {
 }
 
 journal open_ok(const std::string& path) {
-  auto j = journal::open(path);
+  auto j = journal::open(path, owner);
   if (!j) FAIL(describe(j.error()));
   return std::move(*j);
 }
@@ -134,7 +137,7 @@ TEST_CASE("a reopened journal recovers every appended record in order", "[journa
 
 TEST_CASE("the record format is stable", "[journal]") {
   // Journals outlive binaries: a new build must read an old file. The CRC is
-  // zlib's crc32 (Python: zlib.crc32(header[:12] + key + value)).
+  // zlib's crc32 (Python: zlib.crc32(header[:20] + key + value)).
   testing::temp_dir dir{"journal"};
   auto path = dir.file("wal");
   auto j = open_ok(path);
@@ -143,10 +146,12 @@ TEST_CASE("the record format is stable", "[journal]") {
                     {3, put("a longer key", "a value of more than eight bytes")}}) ==
           caf::none);
   REQUIRE(j.mark_stored({1, 2}) == caf::none);
-  // One record a line: magic, type, reserved, key length, value length,
+  // The file's header: "karltonJ", the owner's length and name, their CRC.
+  // Then one record a line: magic, type, reserved, key length, value length,
   // number, CRC, key, value. The last is a stored mark of writes 1 and 2.
   // clang-format off
   CHECK(hex(contents(path)) ==
+        "6b61726c746f6e4a" "04000000" "74657374" "ecad2ff6"
         "a8" "01" "0000" "01000000" "01000000" "0100000000000000" "be9d32eb" "6b" "76"
         "a8" "02" "0000" "04000000" "00000000" "0200000000000000" "f8cb3fae" "676f6e65"
         "a8" "01" "0000" "0c000000" "20000000" "0300000000000000" "cec7aa42"
@@ -184,6 +189,12 @@ TEST_CASE("a journal of format 1, before stored marks, is still replayed whole",
   CHECK(shown(j.recovered()) == old);
   CHECK(j.already_stored() == 1);
   CHECK(j.records() == 4);
+  // Emptied after its replay, it gets the header that names its cache.
+  REQUIRE(j.reset() == caf::none);
+  CHECK(hex(contents(path)) == "6b61726c746f6e4a"
+                               "04000000"
+                               "74657374"
+                               "ecad2ff6");
 }
 
 TEST_CASE("a replay leaves out each write a stored mark names and the older "
@@ -232,8 +243,8 @@ TEST_CASE("reset empties the journal and a reopened one finds nothing", "[journa
     REQUIRE(j.reset() == caf::none);
     CHECK(j.recovered().empty());
     CHECK(j.records() == 0);
-    CHECK(j.size_bytes() == 0);
-    CHECK(file_size(path) == 0);
+    CHECK(j.empty());
+    CHECK(j.size_bytes() == file_size(path)); // the header stays
   }
   {
     auto j = open_ok(path);
@@ -327,7 +338,7 @@ TEST_CASE("ten thousand records in a hundred batches round trip", "[journal]") {
 TEST_CASE("a journal in a missing directory fails with store_failure", "[journal]") {
   testing::temp_dir dir{"journal"};
   auto path = dir.file("no/such/dir/wal");
-  auto j = journal::open(path);
+  auto j = journal::open(path, owner);
   REQUIRE_FALSE(j);
   CHECK(j.error() == errc::store_failure);
   auto text = describe(j.error());
@@ -339,14 +350,14 @@ TEST_CASE("a file is held by one journal at a time", "[journal]") {
   testing::temp_dir dir{"journal"};
   auto path = dir.file("wal");
   auto first = open_ok(path);
-  auto second = journal::open(path);
+  auto second = journal::open(path, owner);
   REQUIRE_FALSE(second);
   CHECK(second.error() == errc::store_failure);
   CHECK(describe(second.error()).find("held by another journal") != std::string::npos);
   // A move hands the file over; the lock goes with it.
   auto moved = std::move(first);
   REQUIRE(moved.append(numbered({put("k", "v")})) == caf::none);
-  CHECK_FALSE(journal::open(path));
+  CHECK_FALSE(journal::open(path, owner));
   { auto gone = std::move(moved); }
   CHECK(shown(open_ok(path).recovered()) == std::vector<std::string>{"put k=v"});
 }
@@ -368,7 +379,7 @@ TEST_CASE("a rewrite keeps exactly the given records and repairs a failed sync",
     CHECK(j.size_bytes() == file_size(path));
     REQUIRE(j.append(numbered({del("b")})) == caf::none);
     CHECK_FALSE(std::filesystem::exists(path + ".rewrite"));
-    CHECK_FALSE(journal::open(path)); // the new file is held as the old one was
+    CHECK_FALSE(journal::open(path, owner)); // the new file is held as the old one was
   }
   CHECK(shown(open_ok(path).recovered()) ==
         std::vector<std::string>{"put a=3", "put c=4", "del b"});
@@ -411,4 +422,85 @@ TEST_CASE("a cut the journal cannot keep beside it is still cut and says why",
   CHECK(j.discarded_bytes() == 7);
   CHECK(file_size(path) == kept);
   CHECK_FALSE(j.cut_copy_error().empty());
+}
+
+TEST_CASE("a file that is no journal is refused and left as it was", "[journal]") {
+  // A journal path pointed at the store's SQLite file emptied it: a file
+  // that starts with no whole record was cut as a torn tail.
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("store.db");
+  std::string database = std::string("SQLite format 3\0", 16) + std::string(4080, 'x');
+  SECTION("a database") {}
+  SECTION("a torn record of no header, alone") {
+    database = "\xa8\x01 a torn first record";
+  }
+  SECTION("a header whose CRC does not match") {
+    database = unhex("6b61726c746f6e4a"
+                     "04000000"
+                     "74657374"
+                     "ecad2ff7");
+  }
+  append_raw(path, database);
+  auto j = journal::open(path, owner);
+  REQUIRE_FALSE(j);
+  CHECK(j.error() == errc::store_failure);
+  CHECK(describe(j.error()).find("is not a karlton journal") != std::string::npos);
+  CHECK(contents(path) == database);
+  CHECK_FALSE(std::filesystem::exists(path + ".discarded"));
+}
+
+TEST_CASE("another cache's journal is refused and left for that cache", "[journal]") {
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  REQUIRE(open_ok(path).append(numbered({put("a", "1")})) == caf::none);
+  auto before = contents(path);
+  auto other = journal::open(path, "sessions");
+  REQUIRE_FALSE(other);
+  CHECK(other.error() == errc::store_failure);
+  CHECK(describe(other.error())
+          .find("holds the writes of cache 'test', not of "
+                "'sessions'") != std::string::npos);
+  CHECK(contents(path) == before);
+  CHECK(shown(open_ok(path).recovered()) == std::vector<std::string>{"put a=1"});
+}
+
+TEST_CASE("an empty file, or a header a crash tore, starts a journal", "[journal]") {
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  std::string header = unhex("6b61726c746f6e4a"
+                             "04000000"
+                             "74657374"
+                             "ecad2ff6");
+  SECTION("none") {}
+  SECTION("empty") {
+    append_raw(path, "");
+  }
+  SECTION("torn in the magic") {
+    append_raw(path, header.substr(0, 5));
+  }
+  SECTION("torn in the CRC") {
+    append_raw(path, header.substr(0, header.size() - 1));
+  }
+  {
+    auto j = open_ok(path);
+    CHECK(j.recovered().empty());
+    CHECK(j.empty());
+    CHECK(contents(path) == header);
+    REQUIRE(j.append(numbered({put("k", "v")})) == caf::none);
+  }
+  CHECK(shown(open_ok(path).recovered()) == std::vector<std::string>{"put k=v"});
+}
+
+TEST_CASE("a journal's files are for its user's eyes only", "[journal]") {
+  // The cache's values are in them, whatever the umask lets others read.
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  auto only_owner = [](const std::string& file) {
+    return (std::filesystem::status(file).permissions() & std::filesystem::perms::all) ==
+           (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  };
+  auto j = open_ok(path);
+  CHECK(only_owner(path));
+  REQUIRE(j.rewrite(numbered({put("k", "v")})) == caf::none);
+  CHECK(only_owner(path));
 }

@@ -42,14 +42,14 @@ inline std::atomic<int> failing_truncates{0};
 /// The truncations tried (failed or not) while a `truncate_faults` lives.
 inline std::atomic<int> truncations_tried{0};
 
-inline int flaky_truncate(int fd) {
+inline int flaky_truncate(int fd, uint64_t length) {
   ++truncations_tried;
   if (failing_truncates.load() < 0) return EIO;
   if (failing_truncates.load() > 0) {
     --failing_truncates;
     return EIO;
   }
-  return ::ftruncate(fd, 0) == 0 ? 0 : errno;
+  return ::ftruncate(fd, static_cast<off_t>(length)) == 0 ? 0 : errno;
 }
 
 /// Installs `flaky_truncate` for one test and removes it whatever happens.
