@@ -94,9 +94,13 @@ void submit(const std::shared_ptr<gate>& gp, const shard_route& route, shard_job
         return;
       }
       if (std::chrono::steady_clock::now() >= deadline) {
+        bool waited = deadline != std::chrono::steady_clock::time_point::min();
         job->abandon(make_error(errc::overloaded,
-                                "the shard's ingress queue stayed full until the call "
-                                "timed out; raise ingress-capacity or slow down"));
+                                std::string{waited ? "the shard's ingress queue stayed "
+                                                     "full until the call timed out"
+                                                   : "the shard's ingress queue is full "
+                                                     "(this caller does not wait)"} +
+                                  "; raise ingress-capacity or slow down"));
         return;
       }
       std::this_thread::yield();

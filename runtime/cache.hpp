@@ -213,6 +213,9 @@ public:
   /// full shard queue: they fail with `overloaded` at once. For threads that
   /// must never block, such as a network front end's I/O threads.
   cache without_queue_wait() const;
+  /// The same cache, through a handle whose calls wait for room in a full
+  /// shard queue (up to `call-timeout`), as a handle from `create_cache` does.
+  cache with_queue_wait() const;
 
   // -- write-back ---------------------------------------------------------------
 

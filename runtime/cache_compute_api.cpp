@@ -37,6 +37,10 @@ cache cache::without_queue_wait() const {
   return c;
 }
 
+cache cache::with_queue_wait() const {
+  return cache{core_};
+}
+
 void cache::put_deps_async_fn(std::string_view key, std::string_view bytes, ttl t,
                               const dependencies& deps, callback<unit> f) const {
   with_callback<unit>(std::move(f), [&](auto&&... s) {

@@ -194,12 +194,20 @@ void del(command_call& c) {
     });
     return;
   }
+  if (n > max_keys_on_io_thread)
+    return each_key_on_pool(c, [](const cache& db, const std::string& k, auto answer) {
+      db.erase_async(k, std::move(answer));
+    });
   auto counter = std::make_shared<counted_reply>(c.defer(), n);
   for (size_t i = 1; i < c.args.size(); ++i)
     c.db().erase_async(c.args[i], [counter](caf::expected<bool> x) { counter->add(x); });
 }
 
 void exists(command_call& c) {
+  if (c.args.size() - 1 > max_keys_on_io_thread)
+    return each_key_on_pool(c, [](const cache& db, const std::string& k, auto answer) {
+      db.contains_async(k, std::move(answer));
+    });
   auto counter = std::make_shared<counted_reply>(c.defer(), c.args.size() - 1);
   for (size_t i = 1; i < c.args.size(); ++i)
     c.db().contains_async(c.args[i],

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <string_view>
 
 #include "runtime/server/session_impl.hpp"
 #include "server/session_fixture.hpp"
@@ -391,4 +392,36 @@ TEST_CASE("session: a node without caches refuses KARLTON.FLUSH and still answer
   REQUIRE(both.size() == 2);
   CHECK(starts_with(both[0], "-ERR no cache to serve"));
   CHECK(starts_with(both[1], "-ERR no cache to serve"));
+}
+
+TEST_CASE("session: DEL and EXISTS of more keys than a shard's queue holds",
+          "[resp_session]") {
+  // The I/O thread's handle fails at once on a full queue: a DEL of 100,000
+  // keys, one call each, was answered `overloaded` on an idle node with part
+  // of it done. With 64 jobs a queue, 5,000 keys are 78 queues' worth.
+  runtime rt;
+  cache_options o;
+  o.name = "db0";
+  o.shards = 1;
+  o.ingress_capacity = 64;
+  auto c = must(rt.create_cache(o));
+  test_client cl{context_for(rt, {c})};
+  constexpr int n = 5000;
+  auto many = [&](std::string_view command) {
+    std::string bytes = "*" + std::to_string(n + 1) + "\r\n$" +
+                        std::to_string(command.size()) + "\r\n" + std::string{command} +
+                        "\r\n";
+    for (int i = 0; i < n; ++i) {
+      auto key = "k" + std::to_string(i % (n / 2)); // each key twice
+      bytes += "$" + std::to_string(key.size()) + "\r\n" + key + "\r\n";
+    }
+    auto r = cl.send(bytes);
+    return r.empty() ? std::string{"(no reply)"} : r[0];
+  };
+  for (int i = 0; i < n / 2; i += 2) // every other key
+    REQUIRE(c.put("k" + std::to_string(i), "v") == caf::none);
+  CHECK(many("EXISTS") == ":" + std::to_string(n / 2) + "\r\n");
+  CHECK(many("DEL") == ":" + std::to_string(n / 4) + "\r\n");
+  CHECK(many("EXISTS") == ":0\r\n");
+  CHECK(cl.call({"DEL", "k0", "k1"}) == ":0\r\n"); // few keys: from the I/O thread
 }
