@@ -314,18 +314,20 @@ void send_batch(self_ptr self, bool even_empty) {
 void heartbeat(self_ptr self) {
   auto& st = self->state;
   auto now = st.setup.time_source->now();
-  // A heartbeat due `heartbeat` ago that runs more than a lease late means
-  // this node was frozen or starved (SIGSTOP, a stalled VM). Members may
-  // have dropped it meanwhile and invalidated without telling it. Its lease
-  // lapsed in the stall, and what it reads from its socket now cannot renew
-  // it (those batches echo what we sent before the stall), so clear at once
-  // rather than at the next read. Before the lease counted from our own send
-  // times, a node thawed after SIGSTOP read old heartbeats from its socket,
-  // extended its lease by their arrival and served a value erased after the
-  // others had dropped it (found by tests/runtime/multiprocess.test.cpp).
+  // A heartbeat more than a lease late: this node was frozen or starved
+  // (SIGSTOP, a stalled VM), and members may have dropped it and invalidated
+  // without it. What it reads now cannot renew its lapsed lease (it echoes
+  // what we sent before), so clear at once (tests/runtime/multiprocess.test.cpp).
+  // With no members nothing passed it by (a lost one made its own repair).
   if (auto ms = peer_state::stalled_ms(now, st.last_beat, st.setup.heartbeat,
-                                       st.setup.read_lease))
-    repair(self, "this node stalled for " + std::to_string(*ms) + " ms", true);
+                                       st.setup.read_lease)) {
+    ++st.core->counters.stalls;
+    auto what = "this node stalled for " + std::to_string(*ms) + " ms";
+    if (st.members->size() > 0)
+      repair(self, what, true);
+    else
+      log(self, what + "; it has no members, so it missed no invalidation");
+  }
   st.last_beat = now;
   send_batch(self, true);
   drop_silent_members(self, now);

@@ -144,6 +144,8 @@ struct peer_stats {
   uint64_t gaps = 0;                   ///< sequence gaps seen (each made a repair)
   uint64_t peers_lost = 0;             ///< members lost or silent (each made a repair)
   uint64_t repairs = 0;                ///< clears of the distributed caches
+  uint64_t stalls =
+    0; ///< heartbeats a read lease late: frozen or starved (a repair if it had members)
   uint64_t joins_refused = 0;  ///< handshakes refused, for any of the causes below
   uint64_t proofs_refused = 0; ///< proofs that did not verify (no secret, reflected, ...)
   uint64_t replays_refused =
@@ -177,7 +179,8 @@ typename Inspector::result_type inspect(Inspector& f, peer_stats& x) {
            x.batches_sent, x.invalidations_received, x.invalidations_applied, x.gaps,
            x.peers_lost, x.repairs, x.joins_refused, x.unauthenticated_messages,
            x.sync_timeouts, x.batches_withheld, x.bad_messages, x.proofs_refused,
-           x.replays_refused, x.names_refused, x.recent_delays_us, x.delay_histogram);
+           x.replays_refused, x.names_refused, x.stalls, x.recent_delays_us,
+           x.delay_histogram);
 }
 
 /// What the node's own code puts in each message only it may send its peer

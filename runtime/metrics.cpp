@@ -150,6 +150,10 @@ const family_of<peer_stats> peer_families[] = {
    "Members lost or silent (each made a repair).", &peer_stats::peers_lost},
   {"karlton_cluster_repairs_total", kind::counter, "Clears of the distributed caches.",
    &peer_stats::repairs},
+  {"karlton_cluster_stalls_total", kind::counter,
+   "Heartbeats that ran more than a read lease late: the node was frozen or starved "
+   "(each made a repair if the node had members).",
+   &peer_stats::stalls},
   {"karlton_cluster_joins_refused_total", kind::counter, "Handshakes refused.",
    &peer_stats::joins_refused},
   {"karlton_cluster_unauthenticated_messages_total", kind::counter,

@@ -260,7 +260,7 @@ caf::expected<std::string> console::stats_json() {
     num("invalidations_received", p.invalidations_received) + "," +
     num("invalidations_applied", p.invalidations_applied) + "," + num("gaps", p.gaps) +
     "," + num("peers_lost", p.peers_lost) + "," + num("repairs", p.repairs) + "," +
-    num("joins_refused", p.joins_refused) + "," +
+    num("stalls", p.stalls) + "," + num("joins_refused", p.joins_refused) + "," +
     num("proofs_refused", p.proofs_refused) + "," +
     num("replays_refused", p.replays_refused) + "," +
     num("names_refused", p.names_refused) + "," +

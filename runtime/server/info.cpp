@@ -247,6 +247,7 @@ void karlton_section(info_writer& w, const server_context& ctx,
   w.field("karlton_cluster_repairs", p.repairs);
   w.field("karlton_cluster_gaps", p.gaps);
   w.field("karlton_cluster_peers_lost", p.peers_lost);
+  w.field("karlton_cluster_stalls", p.stalls);
   w.field("karlton_invalidation_delay_p50_us", delay_percentile_us(p, 0.50));
   w.field("karlton_invalidation_delay_p99_us", delay_percentile_us(p, 0.99));
   auto& c = ctx.counters;
