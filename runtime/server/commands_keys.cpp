@@ -194,7 +194,7 @@ void del(command_call& c) {
     });
     return;
   }
-  if (n > max_keys_on_io_thread)
+  if (each_key_path(c.args) == write_path::pool)
     return each_key_on_pool(c, [](const cache& db, const std::string& k, auto answer) {
       db.erase_async(k, std::move(answer));
     });
@@ -204,7 +204,7 @@ void del(command_call& c) {
 }
 
 void exists(command_call& c) {
-  if (c.args.size() - 1 > max_keys_on_io_thread)
+  if (each_key_path(c.args) == write_path::pool)
     return each_key_on_pool(c, [](const cache& db, const std::string& k, auto answer) {
       db.contains_async(k, std::move(answer));
     });
@@ -293,9 +293,9 @@ void commands_keys(std::vector<command_spec>& t) {
   t.push_back({"set", -3, spec::write | spec::batches_puts, 1, 1, 1, set, set_path});
   t.push_back({"mget", -2, spec::read, 1, -1, 1, mget});
   t.push_back({"mset", -3, spec::write, 1, -1, 2, mset});
-  t.push_back({"del", -2, spec::write, 1, -1, 1, del});
-  t.push_back({"unlink", -2, spec::write, 1, -1, 1, del});
-  t.push_back({"exists", -2, spec::read, 1, -1, 1, exists});
+  t.push_back({"del", -2, spec::write, 1, -1, 1, del, each_key_path});
+  t.push_back({"unlink", -2, spec::write, 1, -1, 1, del, each_key_path});
+  t.push_back({"exists", -2, spec::read, 1, -1, 1, exists, each_key_path});
   t.push_back({"ttl", 2, spec::read, 1, 1, 1, ttl_cmd});
   t.push_back({"pttl", 2, spec::read, 1, 1, 1, pttl});
   t.push_back({"dbsize", 1, spec::read | spec::all_keys, 0, 0, 0, dbsize});

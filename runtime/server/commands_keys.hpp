@@ -90,6 +90,12 @@ private:
 /// on an idle node, with part of a DEL done (a review of 8 Dec).
 constexpr size_t max_keys_on_io_thread = 64;
 
+/// The way of a DEL, UNLINK or EXISTS: the pool beyond `max_keys_on_io_thread`
+/// keys (so the session holds later writes of them back), else a put's.
+inline write_path each_key_path(const std::vector<std::string_view>& args) {
+  return args.size() - 1 > max_keys_on_io_thread ? write_path::pool : write_path::put;
+}
+
 /// A per-key command on many keys: `call(db, key, answer)` for each key of
 /// `c`, made on the blocking pool through a handle that waits for queue
 /// room, so the shards' queues drain as it goes; replies the sum of the

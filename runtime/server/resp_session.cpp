@@ -277,8 +277,12 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
     call.reply().error("no cache to serve: karlton-node has no caches");
   } else {
     bool writes = spec->flags & command_spec::write;
-    auto path = writes ? path_of(*spec, args) : write_path::put;
-    if (writes) note_writes(*spec, args, slot, path);
+    // A read the pool runs (EXISTS of many keys) holds later writes of its
+    // keys back as a write there does: the pool keeps no order.
+    auto path = writes       ? path_of(*spec, args)
+                : spec->path ? spec->path(args)
+                             : write_path::put;
+    if (writes || path == write_path::pool) note_writes(*spec, args, slot, path);
     if (tracks_reads_ && (spec->flags & command_spec::read)) track_reads(*spec, args);
     if (!(spec->flags & command_spec::batches_puts) || path != write_path::put)
       send_puts();

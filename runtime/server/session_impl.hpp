@@ -48,7 +48,8 @@ struct command_spec {
   uint32_t flags;
   int first_key, last_key, step; ///< key positions, as COMMAND reports them
   void (*run)(command_call&);
-  /// A write's way to its shard (see write_path); null: a put.
+  /// A write's way to its shard (see write_path); null: a put. For a read:
+  /// `pool` if it runs there, and then later writes of its keys wait for it.
   write_path (*path)(const std::vector<std::string_view>& args) = nullptr;
 };
 
