@@ -318,17 +318,19 @@ void heartbeat(self_ptr self) {
   // (SIGSTOP, a stalled VM), and members may have dropped it and invalidated
   // without it. What it reads now cannot renew its lapsed lease (it echoes
   // what we sent before), so clear at once (tests/runtime/multiprocess.test.cpp).
-  // With no members nothing passed it by (a lost one made its own repair).
+  // With no member since the last heartbeat nothing passed it by (one that
+  // went in the stall counts: its own repair may only cap, under repair-ttl).
   if (auto ms = peer_state::stalled_ms(now, st.last_beat, st.setup.heartbeat,
                                        st.setup.read_lease)) {
     ++st.core->counters.stalls;
     auto what = "this node stalled for " + std::to_string(*ms) + " ms";
-    if (st.members->size() > 0)
+    if (st.members->had_members())
       repair(self, what, true);
     else
-      log(self, what + "; it has no members, so it missed no invalidation");
+      log(self, what + "; it had no members, so it missed no invalidation");
   }
   st.last_beat = now;
+  st.members->mark_members();
   send_batch(self, true);
   drop_silent_members(self, now);
   renew_lease(self);

@@ -75,6 +75,7 @@ public:
     }
     members_[info.name] = std::move(m);
     joining_.erase(info.name);
+    had_members_ = true;
     return is_new;
   }
 
@@ -176,6 +177,14 @@ public:
   }
   size_t size() const noexcept { return members_.size(); }
   bool empty() const noexcept { return members_.empty(); }
+
+  /// True if the table held a member at any moment since the last
+  /// `mark_members` (or since it was made): one then, or one added since,
+  /// whether or not it is gone now. Whoever it was may have invalidated
+  /// behind a node that stalled meanwhile.
+  bool had_members() const noexcept { return had_members_ || !members_.empty(); }
+  /// Starts the span `had_members` looks back over (each heartbeat).
+  void mark_members() noexcept { had_members_ = !members_.empty(); }
   /// By name.
   const std::map<std::string, member>& all() const noexcept { return members_; }
 
@@ -370,6 +379,7 @@ private:
   duration reconnect_max_;
   std::minstd_rand rng_; // jitter: members lost together do not retry in step
   std::map<std::string, member> members_;
+  bool had_members_ = false; // see had_members
   struct chain {
     member_info info;
     uint64_t number;        // what its retries carry

@@ -2,11 +2,12 @@
 // start-up, whatever a crash (or a bad disk) left in it. The input is the
 // file's bytes.
 //
-// Checked beyond "no crash, no sanitizer report": recovery either refuses the
-// file and leaves it as it was (no journal, or another cache's), or keeps a
-// prefix of it (valid bytes + discarded bytes = file size; a file with no
-// header, or a torn one, gets its header), cuts the rest off, and a second
-// recovery of the cut file finds the same records and nothing more to discard.
+// Checked beyond "no crash, no sanitizer report": a file that is empty, a torn
+// header or a header's worth of zeros becomes just the header; any other is
+// either refused and left as it was (never one that starts with our header),
+// or cut to a prefix of itself (valid bytes + discarded bytes = file size, the
+// cut bytes copied beside it); and a second recovery finds the same records
+// and nothing more to discard.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "stores/journal.hpp"
+#include "stores/journal_records.hpp"
 #include "tests/support/temp_dir.hpp"
 #include <karlton/messages/errors.hpp>
 
@@ -89,22 +91,35 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ::unlink(cut_copy.c_str());
   write_file(path, data, size);
   const std::string input(reinterpret_cast<const char*>(data), size);
+  static const std::string header = journal_records::encode_file_header("fuzz");
+  // Nothing a journal ever acknowledged: empty, a header a crash tore, or
+  // zeros where a machine crash lost the header's unsynced bytes.
+  bool fresh =
+    (size < header.size() && header.compare(0, size, input) == 0) ||
+    (size <= header.size() && input.find_first_not_of('\0') == std::string::npos);
   auto first = recover(path);
   if (!first) {
     if (!(first.error() == errc::store_failure))
       fail("a refusal that is no store_failure");
+    if (fresh) fail("a fresh file was refused");
+    if (input.compare(0, header.size(), header) == 0) fail("our own journal was refused");
     if (read_file(path) != input) fail("a refused file was changed");
     if (::access(cut_copy.c_str(), F_OK) == 0) fail("a refused file left a cut copy");
     ::unlink(path.c_str());
     return 0;
   }
-  // What a fresh start (empty, or a torn header) finds is just its header.
-  bool fresh =
-    first->discarded_bytes == 0 && first->records.empty() && read_file(path) != input;
-  if (!fresh && first->kept_bytes + first->discarded_bytes != size)
-    fail("kept + discarded bytes differ from the file's size");
+  if (fresh) {
+    if (read_file(path) != header) fail("a fresh file is not just its header");
+    if (!first->records.empty() || first->discarded_bytes != 0)
+      fail("a fresh file had records or a cut");
+  } else {
+    if (first->kept_bytes + first->discarded_bytes != size)
+      fail("kept + discarded bytes differ from the file's size");
+    if (read_file(path) != input.substr(0, first->kept_bytes))
+      fail("the file is not the kept prefix of what it was");
+  }
   if (read_file(cut_copy) !=
-      input.substr(fresh ? size : first->kept_bytes, first->discarded_bytes))
+      (fresh ? std::string{} : input.substr(first->kept_bytes, first->discarded_bytes)))
     fail("the copy of the cut bytes differs from them");
   auto second = recover(path);
   if (!second) fail("the second recovery failed");

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 
 #include "fuzz/message_types.hpp"
 #include "stores/journal.hpp"
+#include "stores/journal_records.hpp"
 #include <karlton/messages/cluster.hpp>
 #include <karlton/messages/errors.hpp>
 #include <karlton/messages/stats.hpp>
@@ -156,6 +158,11 @@ void journal_seeds(const fs::path& dir) {
     }
   }
   write(dir / "seed-empty", "");
+  // The same records without the header: a journal of formats 1-2.
+  std::ifstream in{file, std::ios::binary};
+  std::string bytes{std::istreambuf_iterator<char>{in}, {}};
+  write(dir / "seed-legacy",
+        bytes.substr(journal_records::encode_file_header("fuzz").size()));
 }
 
 // One valid value per type; default-constructed unless a fuller one helps.

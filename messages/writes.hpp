@@ -112,7 +112,7 @@ struct write_stats {
   uint64_t journal_appends = 0;  ///< group commits to the journal (one fsync each)
   uint64_t journal_records = 0;  ///< writes made durable in the journal
   uint64_t journal_rewrites = 0; ///< rewrites that bounded or repaired it
-  uint64_t journal_bytes = 0;    ///< the journal's length, now
+  uint64_t journal_bytes = 0; ///< the journal's records, in bytes, now (its header aside)
   uint64_t journal_failures = 0; ///< appends and rewrites that failed
 };
 

@@ -214,7 +214,9 @@ public:
   /// must never block, such as a network front end's I/O threads.
   cache without_queue_wait() const;
   /// The same cache, through a handle whose calls wait for room in a full
-  /// shard queue (up to `call-timeout`), as a handle from `create_cache` does.
+  /// shard queue (up to `call-timeout`), as a handle from `create_cache` does:
+  /// `without_queue_wait` undone, for a thread that may wait (a front end's
+  /// blocking pool); never for one that must not.
   cache with_queue_wait() const;
 
   // -- write-back ---------------------------------------------------------------

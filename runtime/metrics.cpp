@@ -116,8 +116,8 @@ const family_of<write_stats> write_families[] = {
    "Journal rewrites that bounded or repaired it.", &write_stats::journal_rewrites},
   {"karlton_journal_failures_total", kind::counter,
    "Journal appends and rewrites that failed.", &write_stats::journal_failures},
-  {"karlton_journal_bytes", kind::gauge, "The journal's length.",
-   &write_stats::journal_bytes},
+  {"karlton_journal_bytes", kind::gauge,
+   "The bytes of the journal's records (its header aside).", &write_stats::journal_bytes},
 };
 
 const family_of<bus_stats> bus_families[] = {

@@ -143,7 +143,9 @@ caf::error not_a_journal(const std::string& path) {
                     "journal " + path +
                       " is not a karlton journal (it starts with neither a journal's "
                       "header nor a whole record); nothing was changed: give the "
-                      "journal a file of its own");
+                      "journal a file of its own (or, if it is the journal of a "
+                      "karlton from before 8 Dec whose one write a crash tore, and "
+                      "so never acknowledged, remove it)");
 }
 
 } // namespace

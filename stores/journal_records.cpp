@@ -251,7 +251,12 @@ caf::expected<file_start> read_start(int fd, const std::string& path, uint64_t f
     got += static_cast<size_t>(n);
   }
   file_start start;
-  if (head.size() < our_header.size() && our_header.compare(0, head.size(), head) == 0)
+  // A torn header, or zeros where a machine crash lost its unsynced bytes:
+  // the file was being made, and nothing in it was ever acknowledged.
+  if ((head.size() < our_header.size() &&
+       our_header.compare(0, head.size(), head) == 0) ||
+      (file_size <= our_header.size() &&
+       head.find_first_not_of('\0') == std::string::npos))
     return start; // fresh
   if (head.size() >= file_magic_size + 8 &&
       head.compare(0, file_magic_size, file_magic) == 0) {

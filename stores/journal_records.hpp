@@ -57,7 +57,8 @@ std::string encode_file_header(std::string_view owner);
 /// What the file open at `fd` (of `file_size` bytes) starts with.
 struct file_start {
   enum kind_t {
-    fresh,   ///< nothing: empty, or a prefix of `our_header` (a crash tore its creation)
+    fresh,   ///< nothing: empty, a prefix of `our_header` or as many zeros (a torn
+             ///< creation)
     journal, ///< a whole file header: `owner`'s records follow from `records_at`
     legacy,  ///< no header, a record's magic byte (formats 1-2, before headers)
     foreign, ///< anything else: not a journal

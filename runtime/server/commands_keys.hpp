@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -58,13 +59,33 @@ public:
   counted_reply(deferred_reply r, size_t n) : reply_(std::move(r)), left_(n) {}
 
   void add(const caf::expected<bool>& x) {
-    if (!x) {
-      std::lock_guard<std::mutex> guard{mtx_};
-      if (!err_) err_ = x.error();
-    } else if (*x) {
+    if (!x)
+      fail(x.error());
+    else if (*x)
       sum_.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (left_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (left_.fetch_sub(1, std::memory_order_acq_rel) == 1) finish();
+  }
+
+  /// True once a call failed: the reply will be an error, so the calls not
+  /// yet made need not be.
+  bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
+
+  /// The calls not yet made will not be: replies the first error, or `err`,
+  /// now (calls still out answer into nothing).
+  void give_up(const caf::error& err) {
+    fail(err);
+    finish();
+  }
+
+private:
+  void fail(const caf::error& err) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (!err_) err_ = err;
+    failed_.store(true, std::memory_order_release);
+  }
+
+  void finish() {
+    if (replied_.exchange(true, std::memory_order_acq_rel)) return;
     caf::error err;
     {
       std::lock_guard<std::mutex> guard{mtx_};
@@ -76,10 +97,11 @@ public:
       reply_.finish([&](reply_writer& w) { w.integer(sum_.load()); });
   }
 
-private:
   deferred_reply reply_;
   std::atomic<size_t> left_;
   std::atomic<int64_t> sum_{0};
+  std::atomic<bool> failed_{false};
+  std::atomic<bool> replied_{false};
   std::mutex mtx_;
   caf::error err_; // guarded by mtx_
 };
@@ -99,15 +121,26 @@ inline write_path each_key_path(const std::vector<std::string_view>& args) {
 /// A per-key command on many keys: `call(db, key, answer)` for each key of
 /// `c`, made on the blocking pool through a handle that waits for queue
 /// room, so the shards' queues drain as it goes; replies the sum of the
-/// answers, or the first error.
+/// answers, or the first error. After an error, or once the cache's
+/// `call-timeout` has passed (a queue that stays full), the keys left are not
+/// tried and the error is the reply: a pool thread is held for at most about
+/// twice that (the last call may wait its own), where each key waited its
+/// own. Calls made before it stay queued (the shard keeps their order with
+/// the connection's later writes of those keys).
 template <class Call>
 void each_key_on_pool(command_call& c, Call call) {
   std::vector<std::string> keys(c.args.begin() + 1, c.args.end());
   on_pool(c, [keys = std::move(keys), call](const cache& db, const deferred_reply& r) {
     auto waiting = db.with_queue_wait();
     auto counter = std::make_shared<counted_reply>(r, keys.size());
-    for (const auto& k : keys)
-      call(waiting, k, [counter](caf::expected<bool> x) { counter->add(x); });
+    auto deadline = std::chrono::steady_clock::now() + db.options().call_timeout;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (counter->failed() || std::chrono::steady_clock::now() >= deadline)
+        return counter->give_up(make_error(
+          errc::overloaded, "the shards' queues stayed full for call-timeout; " +
+                              std::to_string(keys.size() - i) + " keys were not tried"));
+      call(waiting, keys[i], [counter](caf::expected<bool> x) { counter->add(x); });
+    }
   });
 }
 

@@ -333,3 +333,25 @@ TEST_CASE("a member forgotten during an attempt to reach it is not retried if it
   CHECK(t.reconnecting("c"));
   CHECK(t.attempt_failed(node("c")));
 }
+
+TEST_CASE("had_members looks back to the last mark: a member gone since still counts",
+          "[peer][members]") {
+  // A node that stalls clears unless nobody was a member since its last
+  // heartbeat: a member lost during the stall, just before the late
+  // heartbeat ran, may have invalidated behind it (and its loss's repair
+  // only caps TTLs under repair-ttl).
+  table t{200ms, 5s};
+  CHECK_FALSE(t.had_members());
+  t.add(node("b"), {"actor-1"}, tp{1s}, tp{1s});
+  t.mark_members();
+  REQUIRE(t.remove("b"));
+  CHECK(t.empty());
+  CHECK(t.had_members()); // b was a member at the mark
+  t.mark_members();
+  CHECK_FALSE(t.had_members());
+  t.add(node("c"), {"actor-2"}, tp{2s}, tp{2s});
+  REQUIRE(t.remove("c"));
+  CHECK(t.had_members()); // c came and went after the mark
+  t.mark_members();
+  CHECK_FALSE(t.had_members());
+}

@@ -2,11 +2,15 @@
 // replies Redis 7.0 gives for the same input; AUTH, SELECT and HELLO 3.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "runtime/server/session_impl.hpp"
 #include "server/session_fixture.hpp"
+#include "support/latch.hpp"
 #include "support/must.hpp"
 #include <karlton/runtime/runtime.hpp>
 
@@ -16,6 +20,7 @@ using karlton::testing::context_for;
 using karlton::testing::must;
 using karlton::testing::resp_command;
 using karlton::testing::test_client;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -434,4 +439,46 @@ TEST_CASE("session: DEL and EXISTS of more keys than a shard's queue holds",
         replies{":" + std::to_string(n / 4 + 1) + "\r\n", "+OK\r\n", "$5\r\nnewer\r\n"});
   CHECK(many("EXISTS") == replies{":2\r\n"});               // k2499, twice
   CHECK(cl.call({"DEL", "k0", "k1", "k2499"}) == ":1\r\n"); // few keys: the I/O thread
+}
+
+TEST_CASE("session: a DEL of many keys behind a stuck shard gives up after call-timeout",
+          "[resp_session]") {
+  // Each key waited its own call-timeout for queue room: 400 keys behind a
+  // stuck shard held a pool thread for 100 s. Now the command gives up the
+  // keys left after the first failure, within about twice call-timeout.
+  testing::latch gate;
+  std::atomic<bool> stuck{false};
+  runtime rt;
+  cache_options o;
+  o.name = "db0";
+  o.shards = 1;
+  o.ingress_capacity = 64;
+  o.call_timeout = 250ms;
+  o.on_removal = [&](const value&, removal_cause) {
+    stuck = true;
+    gate.wait();
+  };
+  auto c = must(rt.create_cache(o));
+  testing::release_on_exit release{gate};
+  REQUIRE_FALSE(c.put("blocker", "v"));
+  auto erase = c.erase_async("blocker"); // the shard's thread waits in the callback
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (!stuck && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  REQUIRE(stuck);
+  test_client cl{context_for(rt, {c})};
+  constexpr int n = 400;
+  std::string bytes = "*" + std::to_string(n + 1) + "\r\n$3\r\nDEL\r\n";
+  for (int i = 0; i < n; ++i) {
+    auto key = "k" + std::to_string(i);
+    bytes += "$" + std::to_string(key.size()) + "\r\n" + key + "\r\n";
+  }
+  auto start = std::chrono::steady_clock::now();
+  auto r = cl.send(bytes); // waits up to 10 s
+  auto took = std::chrono::steady_clock::now() - start;
+  REQUIRE(r.size() == 1);
+  CHECK(r[0].find("overloaded") != std::string::npos);
+  CHECK(took < 4 * o.call_timeout);
+  gate.release();
+  CHECK(erase.get());
 }

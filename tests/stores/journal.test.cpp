@@ -504,3 +504,20 @@ TEST_CASE("a journal's files are for its user's eyes only", "[journal]") {
   REQUIRE(j.rewrite(numbered({put("k", "v")})) == caf::none);
   CHECK(only_owner(path));
 }
+
+TEST_CASE("a header's worth of zeros starts a journal", "[journal]") {
+  // A machine crash can leave a new file's unsynced header as zeros.
+  testing::temp_dir dir{"journal"};
+  auto path = dir.file("wal");
+  append_raw(path, std::string(20, '\0')); // the header of "test" is 20 bytes
+  {
+    auto j = open_ok(path);
+    CHECK(j.empty());
+  }
+  CHECK(hex(contents(path)) == "6b61726c746f6e4a"
+                               "04000000"
+                               "74657374"
+                               "ecad2ff6");
+  append_raw(path, std::string(1, '\0')); // zeros after a header: a torn tail
+  CHECK(open_ok(path).discarded_bytes() == 1);
+}
