@@ -314,12 +314,11 @@ void send_batch(self_ptr self, bool even_empty) {
 void heartbeat(self_ptr self) {
   auto& st = self->state;
   auto now = st.setup.time_source->now();
-  // A heartbeat more than a lease late: this node was frozen or starved
-  // (SIGSTOP, a stalled VM), and members may have dropped it and invalidated
-  // without it. What it reads now cannot renew its lapsed lease (it echoes
-  // what we sent before), so clear at once (tests/runtime/multiprocess.test.cpp).
-  // With no member since the last heartbeat nothing passed it by (one that
-  // went in the stall counts: its own repair may only cap, under repair-ttl).
+  // A heartbeat a lease late: this node was frozen or starved, and members may
+  // have dropped it and invalidated without it. What it reads now cannot renew
+  // its lapsed lease (it echoes what we sent before): clear at once. With no
+  // member since the last heartbeat nothing passed it by (one gone in the stall
+  // counts: its repair may only cap TTLs). tests/runtime/multiprocess.test.cpp
   if (auto ms = peer_state::stalled_ms(now, st.last_beat, st.setup.heartbeat,
                                        st.setup.read_lease)) {
     ++st.core->counters.stalls;

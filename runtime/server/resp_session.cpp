@@ -276,13 +276,9 @@ session_impl::step session_impl::run_one(const std::vector<std::string_view>& ar
              ctx_->caches.empty()) {
     call.reply().error("no cache to serve: karlton-node has no caches");
   } else {
-    bool writes = spec->flags & command_spec::write;
-    // A read the pool runs (EXISTS of many keys) holds later writes of its
-    // keys back as a write there does: the pool keeps no order.
-    auto path = writes       ? path_of(*spec, args)
-                : spec->path ? spec->path(args)
-                             : write_path::put;
-    if (writes || path == write_path::pool) note_writes(*spec, args, slot, path);
+    auto path = path_of(*spec, args);
+    if ((spec->flags & command_spec::write) || path == write_path::pool)
+      note_writes(*spec, args, slot, path);
     if (tracks_reads_ && (spec->flags & command_spec::read)) track_reads(*spec, args);
     if (!(spec->flags & command_spec::batches_puts) || path != write_path::put)
       send_puts();
@@ -318,7 +314,7 @@ static void for_each_key(const command_spec& spec,
 
 write_path session_impl::path_of(const command_spec& spec,
                                  const std::vector<std::string_view>& args) const {
-  if (!ctx_->caches.empty() &&
+  if ((spec.flags & command_spec::write) && !ctx_->caches.empty() &&
       ctx_->caches[db_].options().distributed == distribution::sync)
     return write_path::pool;
   return spec.path ? spec.path(args) : write_path::put;
