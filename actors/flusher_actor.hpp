@@ -58,7 +58,7 @@ struct flusher_actor_state {
   // An append failed: the file lacks writes the flusher took, so nothing more
   // is appended (or stored) until a rewrite from memory succeeds.
   bool journal_broken = false;
-  uint64_t journal_bytes = 0;     // the file's length, as the flusher wrote it
+  uint64_t journal_bytes = 0;     // its records' bytes, as the flusher wrote them
   uint64_t journal_rewritten = 0; // the length the last rewrite left
   uint64_t journal_appends = 0;
   uint64_t journal_records = 0;

@@ -318,7 +318,7 @@ void heartbeat(self_ptr self) {
   // have dropped it and invalidated without it. What it reads now cannot renew
   // its lapsed lease (it echoes what we sent before): clear at once. With no
   // member since the last heartbeat nothing passed it by (one gone in the stall
-  // counts: its repair may only cap TTLs). tests/runtime/multiprocess.test.cpp
+  // counts: its repair may only cap TTLs). Tests: multiprocess, cluster_repair.
   if (auto ms = peer_state::stalled_ms(now, st.last_beat, st.setup.heartbeat,
                                        st.setup.read_lease)) {
     ++st.core->counters.stalls;

@@ -47,7 +47,8 @@ public:
   /// before 8 Dec) too. Errors: `store_failure` naming the path and the reason,
   /// e.g. a missing directory, no permission, the file held by another journal,
   /// another owner's journal, or a file that is no journal (one that starts
-  /// with neither a header nor a whole record), the last two left untouched.
+  /// with neither a header nor a whole record), the last two left untouched;
+  /// `invalid_option` for an owner's name over 1024 bytes.
   static caf::expected<journal> open(const std::string& path, const std::string& owner);
 
   journal(journal&& other) noexcept;

@@ -203,8 +203,8 @@ private:
   void read_ahead(std::string_view in) const noexcept;
   step run_one(const std::vector<std::string_view>& args);
   /// The way of a command's keys to their shards. A read the pool runs (EXISTS
-  /// of many keys) holds later writes of its keys back as a write there does
-  /// (`note_writes`): the pool keeps no order.
+  /// of many keys) holds the later commands on its keys back as a write there
+  /// does (`note_writes`): the pool keeps no order.
   write_path path_of(const command_spec& spec,
                      const std::vector<std::string_view>& args) const;
   bool must_wait(const command_spec& spec,
