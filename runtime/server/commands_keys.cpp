@@ -184,7 +184,6 @@ void mset(command_call& c) {
 }
 
 void del(command_call& c) {
-  auto n = c.args.size() - 1;
   if (needs_blocking_writes(c.db())) {
     std::vector<std::string> keys(c.args.begin() + 1, c.args.end());
     on_pool(c, [keys = std::move(keys)](const cache& db, const deferred_reply& r) {
@@ -194,24 +193,15 @@ void del(command_call& c) {
     });
     return;
   }
-  if (each_key_path(c.args) == write_path::pool)
-    return each_key_on_pool(c, [](const cache& db, const std::string& k, auto answer) {
-      db.erase_async(k, std::move(answer));
-    });
-  auto counter = std::make_shared<counted_reply>(c.defer(), n);
-  for (size_t i = 1; i < c.args.size(); ++i)
-    c.db().erase_async(c.args[i], [counter](caf::expected<bool> x) { counter->add(x); });
+  each_key(c, [](const cache& db, std::string_view k, auto answer) {
+    db.erase_async(k, std::move(answer));
+  });
 }
 
 void exists(command_call& c) {
-  if (each_key_path(c.args) == write_path::pool)
-    return each_key_on_pool(c, [](const cache& db, const std::string& k, auto answer) {
-      db.contains_async(k, std::move(answer));
-    });
-  auto counter = std::make_shared<counted_reply>(c.defer(), c.args.size() - 1);
-  for (size_t i = 1; i < c.args.size(); ++i)
-    c.db().contains_async(c.args[i],
-                          [counter](caf::expected<bool> x) { counter->add(x); });
+  each_key(c, [](const cache& db, std::string_view k, auto answer) {
+    db.contains_async(k, std::move(answer));
+  });
 }
 
 void ttl_reply(command_call& c, int64_t unit) {

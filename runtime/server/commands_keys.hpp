@@ -118,10 +118,16 @@ inline write_path each_key_path(const std::vector<std::string_view>& args) {
   return args.size() - 1 > max_keys_on_io_thread ? write_path::pool : write_path::put;
 }
 
-/// A per-key command on many keys: `call(db, key, answer)` for each key of
-/// `c`, made on the blocking pool through a handle that waits for queue
-/// room, so the shards' queues drain as it goes; replies the sum of the
-/// answers, or the first error. After an error, or once the cache's
+/// A per-key command (DEL, EXISTS): `call(db, key, answer)` for each key of
+/// `c`, where `answer` takes the call's `caf::expected<bool>`; replies the
+/// sum of the answers, or the first error. Up to `max_keys_on_io_thread` keys
+/// on this (I/O) thread, more on the blocking pool (`each_key_on_pool`).
+template <class Call>
+void each_key(command_call& c, Call call);
+
+/// `each_key` on many keys: the calls are made on the blocking pool through
+/// a handle that waits for queue room, so the shards' queues drain as it
+/// goes. After an error, or once the cache's
 /// `call-timeout` has passed (a queue that stays full), the keys left are not
 /// tried and the error is the reply: a pool thread is held for at most about
 /// twice that (the last call may wait its own), where each key waited its
@@ -142,6 +148,14 @@ void each_key_on_pool(command_call& c, Call call) {
       call(waiting, keys[i], [counter](caf::expected<bool> x) { counter->add(x); });
     }
   });
+}
+
+template <class Call>
+void each_key(command_call& c, Call call) {
+  if (each_key_path(c.args) == write_path::pool) return each_key_on_pool(c, call);
+  auto counter = std::make_shared<counted_reply>(c.defer(), c.args.size() - 1);
+  for (size_t i = 1; i < c.args.size(); ++i)
+    call(c.db(), c.args[i], [counter](caf::expected<bool> x) { counter->add(x); });
 }
 
 /// Parses an expiry argument of `cmd` in `unit` (1000 for seconds, 1 for
