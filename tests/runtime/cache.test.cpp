@@ -16,6 +16,8 @@
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::testing::hold_shard;
+using karlton::testing::holding_removal;
 using karlton::testing::latch;
 using karlton::testing::must;
 using karlton::testing::release_on_exit;
@@ -105,7 +107,8 @@ TEST_CASE("a callback that throws on a shard's thread leaves the shard serving",
   CHECK_FALSE(log.wait_for("the service's bug", 10s).empty());
 }
 
-TEST_CASE_METHOD(fixture, "puts refused for their size before the shard count as rejected",
+TEST_CASE_METHOD(fixture,
+                 "puts refused for their size before the shard count as rejected",
                  "[runtime][stats]") {
   cache_options o;
   o.name = "c";
@@ -225,16 +228,10 @@ TEST_CASE("a stuck shard gives timeout, then overloaded, and recovers",
   o.shards = 1;
   o.ingress_capacity = 2;
   o.call_timeout = 200ms;
-  o.on_removal = [&](const value&, removal_cause) {
-    stuck = true;
-    gate.wait();
-  };
+  o.on_removal = holding_removal(gate, stuck);
   release_on_exit release{gate};
   auto c = must(rt.create_cache(o));
-  REQUIRE_FALSE(c.put("k", "v"));
-  auto erase = c.erase_async("k"); // the shard blocks in the callback
-  while (!stuck)
-    std::this_thread::yield();
+  auto erase = hold_shard(c, "k", stuck);        // the shard blocks in the callback
   CHECK(c.get("k").error() == errc::timeout);    // queued, never answered in time
   auto queued = c.get_async("k");                // fills the queue (capacity 2)
   CHECK(c.get("k").error() == errc::overloaded); // no room within its timeout

@@ -17,6 +17,8 @@
 
 using namespace karlton;
 using namespace std::chrono_literals;
+using karlton::testing::hold_shard;
+using karlton::testing::holding_removal;
 using karlton::testing::latch;
 using karlton::testing::release_on_exit;
 
@@ -250,10 +252,7 @@ TEST_CASE("a call on many stuck shards waits one call-timeout, not one per shard
   o.shards = 8;
   o.ingress_capacity = 2;
   o.call_timeout = 250ms;
-  o.on_removal = [&](const value&, removal_cause) {
-    stuck = true;
-    gate.wait();
-  };
+  o.on_removal = holding_removal(gate, stuck);
   auto c = rt.create_cache(o);
   release_on_exit release{gate};
   REQUIRE(c);
@@ -270,12 +269,7 @@ TEST_CASE("a call on many stuck shards waits one call-timeout, not one per shard
       }
   }
   REQUIRE(found == 2 * shards.size());
-  REQUIRE_FALSE(c->put(keys[0][0], "v"));
-  auto erase = c->erase_async(keys[0][0]); // blocks the one thread in the callback
-  auto until = std::chrono::steady_clock::now() + 10s;
-  while (!stuck && std::chrono::steady_clock::now() < until)
-    std::this_thread::yield();
-  REQUIRE(stuck);
+  auto erase = hold_shard(*c, keys[0][0], stuck); // the one thread, in the callback
   std::vector<std::future<caf::expected<value>>> queued;
   for (auto& ks : keys)
     for (auto& k : ks)

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <string>
 #include <string_view>
-#include <thread>
 
 #include "runtime/server/session_impl.hpp"
 #include "server/session_fixture.hpp"
@@ -454,18 +453,10 @@ TEST_CASE("session: a DEL of many keys behind a stuck shard gives up after call-
   o.shards = 1;
   o.ingress_capacity = 64;
   o.call_timeout = 250ms;
-  o.on_removal = [&](const value&, removal_cause) {
-    stuck = true;
-    gate.wait();
-  };
+  o.on_removal = testing::holding_removal(gate, stuck);
   auto c = must(rt.create_cache(o));
   testing::release_on_exit release{gate};
-  REQUIRE_FALSE(c.put("blocker", "v"));
-  auto erase = c.erase_async("blocker"); // the shard's thread waits in the callback
-  auto until = std::chrono::steady_clock::now() + 10s;
-  while (!stuck && std::chrono::steady_clock::now() < until)
-    std::this_thread::yield();
-  REQUIRE(stuck);
+  auto erase = testing::hold_shard(c, "blocker", stuck); // its thread, in the callback
   test_client cl{context_for(rt, {c})};
   constexpr int n = 400;
   std::string bytes = "*" + std::to_string(n + 1) + "\r\n$3\r\nDEL\r\n";

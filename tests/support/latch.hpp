@@ -3,8 +3,17 @@
 // until then, so a test can make a shard stuck on purpose.
 #pragma once
 
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
+#include <string>
+#include <thread>
+
+#include <karlton/runtime/cache.hpp>
 
 namespace karlton::testing {
 
@@ -28,6 +37,29 @@ struct latch {
     cv.notify_all();
   }
 };
+
+/// A cache's `on_removal` that sets `held` and waits on `gate`: the removal's
+/// shard is stuck from then on, until the test opens the gate.
+inline removal_callback holding_removal(latch& gate, std::atomic<bool>& held) {
+  return [&gate, &held](const value&, removal_cause) {
+    held = true;
+    gate.wait();
+  };
+}
+
+/// Puts `key` in `c` (made with `holding_removal`) and erases it, and waits
+/// (10 s at most) until the shard that owns it is held in the callback.
+/// Returns the erase's future, answered once the gate opens.
+inline std::future<caf::expected<bool>> hold_shard(const cache& c, const std::string& key,
+                                                   const std::atomic<bool>& held) {
+  REQUIRE_FALSE(c.put(key, "v"));
+  auto erase = c.erase_async(key);
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+  while (!held && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  REQUIRE(held);
+  return erase;
+}
 
 /// Opens `l` when it goes, even when a failed REQUIRE leaves the test early:
 /// declared after the runtime (and after a future that waits for its
