@@ -4,14 +4,16 @@
 // queue, doorbell, shard, reply slot): a miss and a put. Spaced calls find the CAF
 // workers idle, which is where DESIGN.md measured 20-150 us; back-to-back calls find them
 // awake. Beside it, the same get as a `caf::scoped_actor` request from the same thread,
-// the CAF-native way karlton's bridge has to beat, and the same hits on the
-// in-process peer (a mutex-guarded LRU), which tells the machine's own cost of
-// a lookup after a thread slept from karlton's.
+// the CAF-native way karlton's bridge has to beat, and the same hits on two
+// in-process peers: a mutex-guarded LRU, and a bare `std::unordered_map` find
+// (no lock, no recency, no copy), the floor of any lookup here, which tells
+// the machine's own cost of a lookup after a thread slept from karlton's.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -135,6 +137,23 @@ int run_latency(const bench_options& opts) {
     peer_back_to_back = back_to_back_out(peer_get);
     peer_spaced = spaced_out(peer_get);
   }
+  std::vector<double> floor_back_to_back, floor_spaced;
+  {
+    std::unordered_map<std::string, std::string> plain;
+    for (uint64_t i = 0; i < loaded_keys; ++i)
+      plain.emplace(keys[i], make_value(i));
+    auto plain_find = [&](size_t pick) {
+      auto t0 = steady_clock::now();
+      auto it = plain.find(keys[picks[pick]]);
+      // Reads the value's size: the lookup reaches the value, as a hit does.
+      bool hit = it != plain.end() && !it->second.empty();
+      auto us = micros_since(t0);
+      if (!hit) ++failures;
+      return us;
+    };
+    floor_back_to_back = back_to_back_out(plain_find);
+    floor_spaced = spaced_out(plain_find);
+  }
 
   // The calls that need the shard: a miss (a key never put) and a put of
   // a loaded key, back to back.
@@ -176,6 +195,8 @@ int run_latency(const bench_options& opts) {
   auto p = summarize(std::move(puts));
   auto pb = summarize(std::move(peer_back_to_back));
   auto ps = summarize(std::move(peer_spaced));
+  auto fb = summarize(std::move(floor_back_to_back));
+  auto fs = summarize(std::move(floor_spaced));
   report out{"latency"};
   out.add("blocking_p50_us", b.p50, 2, "us")
     .add("blocking_p99_us", b.p99, 2, "us")
@@ -191,6 +212,10 @@ int run_latency(const bench_options& opts) {
     .add("mutex_lru_p99_us", pb.p99, 2, "us")
     .add("mutex_lru_spaced_p50_us", ps.p50, 2, "us")
     .add("mutex_lru_spaced_p99_us", ps.p99, 2, "us")
+    .add("plain_map_p50_us", fb.p50, 2, "us")
+    .add("plain_map_p99_us", fb.p99, 2, "us")
+    .add("plain_map_spaced_p50_us", fs.p50, 2, "us")
+    .add("plain_map_spaced_p99_us", fs.p99, 2, "us")
     .add("failures", uint64_t{failures});
   out.print(opts.json);
   if (failures > 0) {
