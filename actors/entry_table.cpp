@@ -137,6 +137,12 @@ entry_id entry_table::find(std::string_view key, uint32_t hash) const noexcept {
   }
 }
 
+std::atomic<void (*)(int step)> entry_table::read_pause_{nullptr};
+
+void entry_table::set_read_pause_for_testing(void (*pause)(int step)) noexcept {
+  read_pause_.store(pause, std::memory_order_relaxed);
+}
+
 entry_table::found entry_table::read(std::string_view key, uint32_t hash) const noexcept {
   auto ix = index_.load(std::memory_order_acquire);
   auto tag = entry::tag_of(hash);
@@ -151,12 +157,19 @@ entry_table::found entry_table::read(std::string_view key, uint32_t hash) const 
     const auto& e = c[id & chunk_mask];
     auto w1 = e.word_acquire();
     if (!entry::live_of(w1) || entry::tag_in(w1) != tag) continue;
+    if (auto pause = read_pause_.load(std::memory_order_relaxed)) pause(1);
     auto v = value_slot::load(e.val);
     if (!v || v.table_hash() != hash || v.key() != key) continue;
-    // The word again: unchanged, it belongs to the value loaded between.
-    // Changed, the shard is replacing or removing this entry right now: the
-    // shard answers instead (see `replace` for why this is never stale).
-    if (((w1 ^ e.word_acquire()) & reader_bits) != 0) return {};
+    if (auto pause = read_pause_.load(std::memory_order_relaxed)) pause(2);
+    // The word again, then the value. The value still there, it was there
+    // all along since we loaded it (a buffer we hold is never installed
+    // again: `install` copies a shared one), so the word read between is its
+    // own or, mid-replace, an earlier expiry (see `replace`). The word alone
+    // is not enough: a replace and a replace back, or a removal and a put
+    // that reuses the id, restore it while another value sat there between.
+    // Either changed, the shard is changing this entry right now: it answers.
+    if (((w1 ^ e.word_acquire()) & reader_bits) != 0 || !value_slot::holds(e.val, v))
+      return {};
     return {std::move(v), entry::expiry_of(w1), id};
   }
   return {};
@@ -237,8 +250,8 @@ value entry_table::replace(entry_id id, value v, uint64_t expiry_ms) {
   auto w = e.word();
   auto nw = (w & ~entry::never) | std::min(expiry_ms, entry::never);
   // A reader loads the word, the value, the word again, and trusts the value
-  // only if both words agree. Storing the earlier expiry first makes every
-  // pair it can trust have the expiry of its value or an earlier one.
+  // only if both words agree and the value is still there. Storing the earlier expiry
+  // first makes every pair it can trust have the expiry of its value or an earlier one.
   value old;
   if (entry::expiry_of(nw) < entry::expiry_of(w)) {
     e.set_word(nw);

@@ -133,6 +133,11 @@ public:
   /// shard moves meanwhile, so a miss is to be asked of the shard.
   found read(std::string_view key, uint32_t hash) const noexcept;
 
+  /// Tests only: `read` calls `pause(1)` after it loaded a candidate entry's
+  /// word and `pause(2)` after it loaded the value, so a test can change the
+  /// table between a reader's loads; null (the default) calls nothing.
+  static void set_read_pause_for_testing(void (*pause)(int step)) noexcept;
+
   /// Prefetch steps for a batch of lookups: step 0 loads the key's home slot,
   /// step 1 the entry it names, step 2 that entry's value buffer. Running each
   /// step over the whole batch before the next lets the misses overlap.
@@ -197,6 +202,8 @@ private:
   void place(index* ix, entry_id id);
   unlinked& to_retire();
   void retire_value(const value& v);
+
+  static std::atomic<void (*)(int step)> read_pause_;
 
   std::atomic<index*> index_;
   std::atomic<directory*> dir_;

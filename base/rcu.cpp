@@ -5,8 +5,6 @@
 // a lookup (see README, the direct read path).
 #include <urcu/urcu-memb.h>
 
-#include <pthread.h>
-
 #include <new>
 #include <utility>
 
@@ -24,27 +22,10 @@ static_assert(sizeof(retired_link) <= sizeof(garbage::retire_link) &&
                 alignof(retired_link) <= alignof(void*),
               "garbage::retire_link must hold a retired_link");
 
-// A process that forks without exec (karlton-bench memory measures in a
-// child) keeps a working call_rcu thread on both sides: liburcu's handlers.
-struct fork_handlers {
-  fork_handlers() {
-    pthread_atfork(urcu_memb_call_rcu_before_fork, urcu_memb_call_rcu_after_fork_parent,
-                   urcu_memb_call_rcu_after_fork_child);
-  }
-};
-
-void install_fork_handlers() {
-  static fork_handlers installed;
-  (void)installed;
-}
-
 // liburcu wants each reader thread registered before its first read lock and
 // unregistered before it exits; a thread-local object does both, lazily.
 struct registration {
-  registration() {
-    install_fork_handlers(); // before any thread can have used call_rcu
-    urcu_memb_register_thread();
-  }
+  registration() { urcu_memb_register_thread(); }
   ~registration() { urcu_memb_unregister_thread(); }
 };
 

@@ -3,6 +3,12 @@
 // write nothing shared; the shard, the table's only writer, hands what it
 // unlinked to `retire`, which destroys it once every reader that might still
 // see it has left its read section. Internal: not a public header.
+//
+// No fork handlers: liburcu's would start a call_rcu thread (and allocate) in
+// every child between fork and exec, where only async-signal-safe calls are
+// safe (the test suite's children hung in the allocator under ASan once). A
+// child of fork has neither CAF's threads nor liburcu's, so it may use
+// karlton only after an exec.
 #pragma once
 
 #include <memory>

@@ -18,6 +18,10 @@ struct value_slot {
   static value exchange(value& slot, value v) noexcept;
   /// A handle to what `slot` holds now (one atomic increment), or empty.
   static value load(const value& slot) noexcept;
+  /// True if `slot` holds `v`'s very buffer now (no increment).
+  static bool holds(const value& slot, const value& v) noexcept {
+    return __atomic_load_n(&slot.block_, __ATOMIC_ACQUIRE) == v.block_;
+  }
   /// Hints the CPU to load the buffer `slot` holds (a batch's lookups).
   static void prefetch(const value& slot) noexcept {
     __builtin_prefetch(__atomic_load_n(&slot.block_, __ATOMIC_RELAXED));

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -124,6 +125,63 @@ TEST_CASE("a reader never sees a value the writer replaced or removed before the
   CHECK(reads + writes >= 1'000'000);
   CHECK(found > 0);
   rcu::barrier(); // what was retired is freed before the test ends (ASan sees it)
+}
+
+namespace {
+
+// What the shard does while a paused reader waits between its loads.
+std::function<void(int)> between_reader_loads;
+void run_between_reader_loads(int step) {
+  if (between_reader_loads) between_reader_loads(step);
+}
+
+} // namespace
+
+TEST_CASE("a reader that found an entry's word unchanged still misses a value that "
+          "sat there between (a replace and a replace back, or a removal and a reuse)",
+          "[direct][table]") {
+  // The word (expiry, live bit, tag) holds no version: A (never expires),
+  // then B (expires at 10), then C (never) leave it as it was, and a reader
+  // that loaded the word under A and the value under B must not serve B as
+  // never expiring. Paused between its loads, it sees the shard do just that.
+  auto reuse_id = GENERATE(false, true);
+  entry_table table;
+  const std::string key = "k";
+  auto hash = hash_of(key);
+  auto id = table.insert(value::make(key, "A"), entry::never);
+  between_reader_loads = [&](int step) {
+    if (step == 1) { // the word read under A: B comes
+      table.replace(id, value::make(key, "B"), 10);
+    } else { // B loaded: C comes, by a replace or by a removal and a put
+      if (reuse_id) {
+        table.remove(id);
+        REQUIRE(table.insert(value::make(key, "C"), entry::never) == id);
+      } else {
+        table.replace(id, value::make(key, "C"), entry::never);
+      }
+    }
+  };
+  entry_table::set_read_pause_for_testing(run_between_reader_loads);
+  entry_table::found f;
+  {
+    rcu::read_section section;
+    f = table.read(key, hash);
+  }
+  entry_table::set_read_pause_for_testing(nullptr);
+  between_reader_loads = nullptr;
+  // A miss (the shard answers) or, had it been served, never B as if it never expired.
+  INFO("served " << (f.val ? f.val.str() : "nothing") << " expiring at " << f.expiry_ms);
+  CHECK_FALSE(f.val);
+  // Unpaused, the reader finds C.
+  {
+    rcu::read_section section;
+    f = table.read(key, hash);
+  }
+  REQUIRE(f.val);
+  CHECK(f.val.str() == "C");
+  CHECK(f.expiry_ms == entry::never);
+  table.retire_unlinked();
+  rcu::barrier();
 }
 
 TEST_CASE("a direct read counts its hit, and misses expired entries and a lapsed "
