@@ -6,7 +6,9 @@
 // XFetch (Vattani et al., VLDB 2015) instead refreshes in the background when
 // now - delta * beta * ln(U) >= expiry, where delta is how long the last load
 // took: readers keep getting the cached value while the reload runs, and it
-// happens close to expiry, usually once per TTL. Both run here on read-through caches
+// happens close to expiry: how often before it depends on how many reads come
+// near it (here, at 2 reads a second, about every other TTL; the entry expires
+// and a reader waits otherwise). Both run here on read-through caches
 // whose loader (a simulated 500 ms query) counts its calls, for 30 s of reads.
 //
 // Time is a manual clock moved by hand (the loader moves it by its 500 ms),
@@ -73,7 +75,8 @@ struct side {
     }
     auto after = *c.stats();
     if (after.early_expirations > before.early_expirations) return "MISS (early)";
-    if (after.misses > before.misses) return "MISS (expired)";
+    if (after.misses > before.misses)
+      return before.hits + before.misses == 0 ? "MISS (cold)" : "MISS (expired)";
     if (after.early_refreshes > before.early_refreshes) return "HIT + refresh";
     return "HIT";
   }

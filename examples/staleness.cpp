@@ -209,8 +209,13 @@ std::optional<outcome> database_tells(karlton::runtime& rt, karlton::manual_cloc
   opts.backing_store =
     std::make_shared<logged_store>(table, "[DB] Querying PostgreSQL for user ");
   opts.store_changes = true;
-  opts.on_removal = [](const karlton::value& v, karlton::removal_cause) {
-    std::cout << "[CACHE] " << v.key() << " invalidated: PostgreSQL said it changed\n";
+  opts.on_removal = [](const karlton::value& v, karlton::removal_cause why) {
+    // The feed removes a changed row's entry as an invalidation does.
+    if (why == karlton::removal_cause::explicit_erase)
+      std::cout << "[CACHE] " << v.key() << " invalidated: PostgreSQL said it changed\n";
+    else
+      std::cout << "[CACHE] " << v.key() << " removed: " << karlton::to_string(why)
+                << '\n';
   };
   auto users = or_throw(rt.create_cache(opts));
   or_throw(rt.sync_changes()); // the feed listens, and hits are served
@@ -231,8 +236,9 @@ std::optional<outcome> database_tells(karlton::runtime& rt, karlton::manual_cloc
   auto st = or_throw(users.stats());
   print_stats(st);
   std::cout << "Nobody told the cache: the UPDATE came from another connection,\n"
-               "and the trigger's NOTIFY did. Its own writes (write-through) are\n"
-               "recognised by their transaction ids and keep their values.\n\n";
+               "and the trigger's NOTIFY did. (Not shown here, as this cache only\n"
+               "reads: a write-through cache's own writes are recognised by their\n"
+               "transaction ids and keep their values.)\n\n";
   return outcome{"db tells", third, st};
 }
 

@@ -242,6 +242,13 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
     caf::get_or(cfg, "node.caches", std::vector<std::string>{std::string{"default"}});
   if (names.empty())
     return bad_option("node.caches", "names no cache: a node serves at least one");
+  // A journal holds one cache's writes, and a node's settings give every
+  // cache the same file: the second would fail on it only once the first runs.
+  if (!defaults->journal_path.empty() && names.size() > 1)
+    return bad_option("karlton.journal",
+                      "one file serves one cache, and node.caches lists " +
+                        std::to_string(names.size()) +
+                        ": a node with a journal serves one write-back cache");
   auto stores = karlton::node::node_stores::from(cfg, names.size());
   if (!stores) return std::move(stores.error());
   out.feed = stores->feed();
