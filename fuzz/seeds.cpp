@@ -266,6 +266,18 @@ void cgroup_seeds(const fs::path& dir) {
   write_all(dir, inputs);
 }
 
+// Config files of the forms the runtime takes, and one of each refusal.
+void config_file_seeds(const fs::path& dir) {
+  const char* inputs[] = {
+    "[karlton]\nmax-entries=100\ndefault-ttl=5min\n",
+    "[scheduler] ; threads\nmax-threads=1\n[ karlton ]\ncluster {\n  port = 0\n}\n",
+    "[karlton.cluster]\nsecret=\"s3cret\"\nseeds=[\"127.0.0.1:7001\",\n]\n",
+    "[karlton]\ndefault-ttl=5124096h\n",
+    "[KARLTON]\nmax-entires=1\n",
+  };
+  write_all(dir, inputs);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -275,7 +287,7 @@ int main(int argc, char** argv) {
   }
   fs::path dir = argv[1];
   for (auto* target : {"console", "journal", "messages", "resp_parser", "resp_session",
-                       "http_request", "pg_payload", "cgroup"})
+                       "http_request", "pg_payload", "cgroup", "config_file"})
     fs::create_directories(dir / target);
   console_seeds(dir / "console");
   journal_seeds(dir / "journal");
@@ -285,5 +297,6 @@ int main(int argc, char** argv) {
   http_seeds(dir / "http_request");
   pg_payload_seeds(dir / "pg_payload");
   cgroup_seeds(dir / "cgroup");
+  config_file_seeds(dir / "config_file");
   return 0;
 }

@@ -264,7 +264,10 @@ public:
   /// Arguments that are not options stay in `remainder`. A key under
   /// `karlton` or `node` in the config file that no option declares is
   /// refused too, and one whose value is not of the option's type (a number
-  /// for a string): CAF 0.17 ignores both silently.
+  /// for a string): CAF 0.17 ignores both silently. The config file is read
+  /// and checked first (a regular file of at most 1 MiB, no NUL byte, lists
+  /// nested at most 64 deep), and a duration beyond 64-bit nanoseconds is
+  /// refused wherever it is given; `--flag=false` wins over the file's true.
   caf::error parse_command_line(int argc, char** argv);
 
   /// CAF's `--dump-config`, with secrets (the cluster secret, passwords, URIs)
@@ -273,6 +276,8 @@ public:
 
 private:
   caf::error check_declared() const;
+
+  std::string config_text_; // the config file as read, checked (config_file::read)
 };
 
 /// A bad command line given to `runtime(argc, argv)`; `what()` says which

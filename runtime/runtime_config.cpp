@@ -4,8 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
-#include <fstream>
-#include <istream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -14,6 +13,7 @@
 #include <caf/pec.hpp>
 #include <caf/settings.hpp>
 
+#include "runtime/config_file.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/messages/type_ids.hpp>
 
@@ -55,22 +55,29 @@ std::string without_secret(const std::string& arg) {
 // CAF reports a bad command line as a parser error whose context holds the
 // argument, and a bad config file as one whose context holds the line and
 // column where its parser stopped; say where, and why.
-caf::error clear_parse_error(const caf::error& err, const std::string& file) {
+caf::error clear_parse_error(const caf::error& err, const std::string& file_path,
+                             const std::string& file_text) {
   if (err.category() != caf::atom("parser")) return err;
   auto code = static_cast<caf::pec>(err.code());
   std::string out = "option";
   if (err.context().match_elements<caf::settings>()) {
     const auto& where = err.context().get_as<caf::settings>(0);
     if (auto arg = caf::get_if<std::string>(&where, std::string{"argument"})) {
-      out += " '" + without_secret(*arg) + "'";
+      // An unknown name says nothing of its value: a misspelled secret's
+      // name (`secert`) holds a secret all the same.
+      out += " '" +
+             (code == caf::pec::not_an_option
+                ? arg->substr(0, arg->find('=')) +
+                    (arg->find('=') != std::string::npos ? "=..." : "")
+                : without_secret(*arg)) +
+             "'";
     } else if (auto line = caf::get_if<int64_t>(&where, std::string{"line"})) {
       // CAF counts a newline only when it moves past one, never the file's
       // first character (so a first empty line goes uncounted), and columns
       // from 2 after the first line. At a line's end it stopped on the next.
-      std::ifstream in{file};
-      auto at = *line + (in && in.peek() == '\n' ? 1 : 0);
+      auto at = *line + (!file_text.empty() && file_text.front() == '\n' ? 1 : 0);
       if (code == caf::pec::unexpected_newline && at > 1) --at;
-      out = "config file '" + file + "', line " + std::to_string(at);
+      out = "config file '" + file_path + "', line " + std::to_string(at);
       if (code != caf::pec::unexpected_newline)
         if (auto column = caf::get_if<int64_t>(&where, std::string{"column"}))
           out += " column " + std::to_string(*line > 1 ? *column - 1 : *column);
@@ -118,66 +125,6 @@ std::string lowercase(std::string x) {
   return x;
 }
 
-// The `section.key`s of an INI file under `karlton` or `node` (sections
-// "[a.b]", keys "k = ..."; comments, list items and blank lines skipped).
-std::vector<std::string> ini_keys(std::istream& in) {
-  std::vector<std::string> out;
-  std::string section, line;
-  int depth = 0; // of '{' and '[' still open from earlier lines: inside a value
-  auto trim = [](const std::string& x) {
-    auto b = x.find_first_not_of(" \t\r");
-    return b == std::string::npos ? std::string{}
-                                  : x.substr(b, x.find_last_not_of(" \t\r") - b + 1);
-  };
-  // Any case: CAF keeps "[NODE]" apart from "[node]", and check_declared
-  // refuses it; "[node.requirepass]" (a section named after an option) CAF
-  // drops whole, so its keys must be seen here.
-  auto ours = [](const std::string& section) {
-    auto sec = lowercase(section);
-    return sec == "node" || sec == "karlton" || sec.rfind("karlton.", 0) == 0 ||
-           sec.rfind("node.", 0) == 0;
-  };
-  while (std::getline(in, line)) {
-    // The line without its comment, and its brackets outside quoted strings.
-    std::string code;
-    int opened = 0;
-    for (size_t i = 0, quote = 0; i < line.size(); ++i) {
-      char c = line[i];
-      if (quote) {
-        if (c == '\\')
-          ++i;
-        else if (c == static_cast<char>(quote))
-          quote = 0;
-      } else if (c == '"' || c == '\'') {
-        quote = static_cast<unsigned char>(c);
-      } else if (c == ';' || c == '#') {
-        break;
-      } else if (c == '{' || c == '[') {
-        ++opened;
-      } else if (c == '}' || c == ']') {
-        --opened;
-      }
-      code += c;
-    }
-    bool inside = depth > 0;
-    auto text = trim(code);
-    if (!inside && text.size() > 1 && text.front() == '[' && text.back() == ']' &&
-        text.find('=') == std::string::npos) {
-      section = trim(text.substr(1, text.size() - 2)); // "[ karlton ]" too
-      continue;
-    }
-    depth = std::max(0, depth + opened);
-    auto eq = text.find('=');
-    if (inside || eq == std::string::npos || !ours(section)) continue;
-    auto key = trim(text.substr(0, eq));
-    bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
-      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
-    });
-    if (plain) out.push_back(section + "." + key);
-  }
-  return out;
-}
-
 // Secrets in a dump of the settings become "***".
 void mask_secrets(caf::settings& xs) {
   for (auto& kvp : xs) {
@@ -214,13 +161,21 @@ caf::error runtime_config::check_declared() const {
   // A declared key whose value CAF's INI reader refused as of the wrong type
   // (an unquoted number for a string in [node]) is dropped from `content`
   // with no error: `requirepass=12345678` left the node without a password.
-  if (std::ifstream file{config_file_path}; file)
-    for (auto& key : ini_keys(file))
-      if (caf::get_if(&content, key) == nullptr &&
-          std::find_if(unknown.begin(), unknown.end(), [&](const std::string& u) {
-            return u == key || u.rfind(key + " ", 0) == 0;
-          }) == unknown.end())
-        unknown.push_back(key + " (its value is not of the option's type)");
+  std::istringstream file{config_text_};
+  for (auto& e : config_file::entries(file)) {
+    const auto& key = e.key;
+    const auto& value = e.value;
+    auto dot = key.rfind('.');
+    auto opt =
+      custom_options_.qualified_name_lookup(key.substr(0, dot), key.substr(dot + 1));
+    if (opt && opt->type_name() == "timespan" && config_file::duration_overflows(value))
+      unknown.push_back(key + " (" + value + " is beyond any duration)");
+    else if (caf::get_if(&content, key) == nullptr &&
+             std::find_if(unknown.begin(), unknown.end(), [&](const std::string& u) {
+               return u == key || u.rfind(key + " ", 0) == 0;
+             }) == unknown.end())
+      unknown.push_back(key + " (its value is not of the option's type)");
+  }
   if (unknown.empty()) return caf::none;
   std::string names;
   for (const auto& n : unknown)
@@ -233,18 +188,30 @@ caf::error runtime_config::check_declared() const {
 
 caf::error runtime_config::parse_command_line(int argc, char** argv) {
   std::vector<std::string> args;
+  std::vector<const caf::config_option*> turned_off; // `--flag=false`
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h" || arg == "-?") arg = "--long-help";
     auto eq = arg.find('=');
     if (i > 0 && arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      auto opt = custom_options_.cli_long_name_lookup(arg.substr(2, eq - 2));
+      auto name = arg.substr(2, eq - 2);
+      auto opt = custom_options_.cli_long_name_lookup(name);
       auto val = arg.substr(eq + 1);
-      if (opt && opt->is_flag() && (val == "true" || val == "false")) {
-        if (val == "false") continue;
+      if (name == "config-file") {
+        config_file_path = val; // read below, as CAF would
+      } else if (opt && opt->is_flag() && (val == "true" || val == "false")) {
+        // CAF 0.17 takes only the bare flag; false is set after the config
+        // file, so that the command line wins as for every other option.
+        if (val == "false") {
+          turned_off.push_back(opt);
+          continue;
+        }
         arg.erase(eq);
-      } else if (opt && opt->type_name() == "timespan" && val == "0") {
-        arg += 's';
+      } else if (opt && opt->type_name() == "timespan") {
+        if (val == "0") arg += 's';
+        if (config_file::duration_overflows(val))
+          return make_error(errc::invalid_option,
+                            "option '" + arg + "': beyond any duration");
       }
     }
     args.push_back(std::move(arg));
@@ -252,8 +219,28 @@ caf::error runtime_config::parse_command_line(int argc, char** argv) {
   std::vector<char*> arg_ptrs;
   for (auto& a : args)
     arg_ptrs.push_back(a.data());
-  if (auto err = parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data()))
-    return clear_parse_error(err, config_file_path);
+  auto text = config_file::read(config_file_path);
+  if (!text) return std::move(text.error());
+  caf::error err;
+  if (*text) {
+    config_text_ = std::move(**text);
+    std::istringstream ini{config_text_};
+    err = parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data(), ini);
+  } else {
+    err = parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  }
+  if (err) return clear_parse_error(err, config_file_path, config_text_);
+  // Not through `set`: CAF 0.17 finds "karlton.cluster.tls" under the
+  // category "karlton" only.
+  for (auto opt : turned_off) {
+    caf::config_value off{false};
+    opt->store(off);
+    auto name = opt->full_name();
+    if (opt->category() == "global")
+      content[std::string{opt->long_name().data(), opt->long_name().size()}] = off;
+    else
+      caf::put(content, caf::string_view{name.data(), name.size()}, false);
+  }
   return check_declared();
 }
 

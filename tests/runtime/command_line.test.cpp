@@ -3,6 +3,8 @@
 // with an error that names it.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <string>
 #include <vector>
@@ -54,8 +56,75 @@ TEST_CASE("a runtime from a command line refuses an unknown option, naming it",
   auto e = refusal_of({"--karlton.max-entires=10"});
   CHECK(e.error() == errc::invalid_option);
   INFO(e.what());
-  CHECK(std::string{e.what()}.find("'--karlton.max-entires=10'") != std::string::npos);
+  CHECK(std::string{e.what()}.find("'--karlton.max-entires=...'") != std::string::npos);
   CHECK(std::string{e.what()}.find("not_an_option") != std::string::npos);
+  // An unknown name never shows its value: a misspelled secret is a secret.
+  e = refusal_of({"--karlton.cluster.secert=hunter2xyz"});
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("--karlton.cluster.secert=...") != std::string::npos);
+  CHECK(std::string{e.what()}.find("hunter2xyz") == std::string::npos);
+}
+
+TEST_CASE("a flag set false on the command line wins over the config file's true",
+          "[runtime][options][command-line]") {
+  // CAF 0.17 takes only a bare flag; `--flag=false` was dropped, so a
+  // config file's `true` stayed (node.console, resp-protected, tls ...).
+  testing::temp_dir dir{"config-file"};
+  auto path = dir.file("app.ini");
+  { std::ofstream{path} << "[karlton.cluster]\ntls=true\n"; }
+  for (auto [arg, want] : {std::pair{"--karlton.cluster.tls=false", false},
+                           std::pair{"--karlton.cluster.tls=true", true},
+                           std::pair{"--karlton.cluster.port=0", true}}) {
+    command_line cl{{"--config-file=" + path, arg}};
+    runtime_config cfg;
+    auto err = cfg.parse_command_line(cl.argc(), cl.argv());
+    INFO(arg << ": " << describe(err));
+    REQUIRE_FALSE(err);
+    CHECK(caf::get_or(caf::content(cfg), "karlton.cluster.tls", !want) == want);
+  }
+}
+
+TEST_CASE("a config file that is no bounded text file, or holds what CAF's reader "
+          "mishandles, is refused before CAF reads it",
+          "[runtime][options][command-line]") {
+  testing::temp_dir dir{"config-file"};
+  auto path = dir.file("app.ini");
+  auto refused = [&](const std::string& file, const std::string& why) {
+    auto e = refusal_of({"--config-file=" + file});
+    INFO(e.what());
+    CHECK(e.error() == errc::invalid_option);
+    CHECK(std::string{e.what()}.find(why) != std::string::npos);
+  };
+  // CAF stops at a NUL as at the end: the password after it was dropped,
+  // and the node served everyone.
+  { std::ofstream{path} << "[node]\nresp-port=0\n" << '\0' << "requirepass=\"pw\"\n"; }
+  refused(path, "a NUL byte at offset");
+  // CAF's reader recurses per '[': 50,000 of them overflowed the stack.
+  { std::ofstream{path} << "[karlton]\nx=" << std::string(65, '[') << "\n"; }
+  refused(path, "nested over 64 deep");
+  {
+    std::ofstream{path} << "[karlton]\nx=" << std::string(64, '[') << std::string(64, ']')
+                        << "\n";
+  }
+  refused(path, "karlton.x"); // deep enough to parse, and then not an option
+  // A FIFO blocked the start for ever; /dev/zero grew without bound.
+  auto fifo = dir.file("fifo");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  refused(fifo, "not a regular file");
+  refused("/dev/zero", "not a regular file");
+  refused(dir.path(), "not a regular file");
+  { std::ofstream{path} << "; " << std::string(1 << 20, 'x') << "\n"; }
+  refused(path, "over 1048576 bytes");
+  // Durations CAF's unit multiplication wrapped (5124096h became 25 min).
+  { std::ofstream{path} << "[karlton]\ndefault-ttl=5124096h\n"; }
+  refused(path, "karlton.default-ttl (5124096h is beyond any duration)");
+  auto e = refusal_of({"--karlton.call-timeout=9223372037s"});
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("beyond any duration") != std::string::npos);
+  // The largest that fits is read, and refused only by its range.
+  e = refusal_of({"--karlton.call-timeout=9223372036s"});
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("beyond any duration") == std::string::npos);
 }
 
 TEST_CASE("a runtime from a command line refuses a setting out of range, naming it",
