@@ -101,6 +101,7 @@ struct metrics_http::impl::connection : std::enable_shared_from_this<connection>
   std::array<char, 2048> buffer;
   std::string reply;
   size_t drained = 0;
+  bool draining = false;           // its reply is out: owed nothing
   std::atomic<bool> closed{false}; // read by the render pool
 
   /// Armed once: nothing a client does moves it later.
@@ -158,6 +159,7 @@ struct metrics_http::impl::connection : std::enable_shared_from_this<connection>
             if (!e) self->close();
           });
         }
+        self->draining = true;
         self->drain();
       });
   }
@@ -168,6 +170,7 @@ struct metrics_http::impl::connection : std::enable_shared_from_this<connection>
       [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
         self->drained += n;
         if (ec || self->drained > drain_limit) return self->close();
+        self->draining = true;
         self->drain();
       });
   }
@@ -204,16 +207,21 @@ void metrics_http::impl::accept() {
   });
 }
 
-// Closes the connection that has waited longest for its request head, if
-// any. Without it, 16 sockets that never sent a byte kept every scraper out
-// for as long as their owner reopened them (review of 7 Dec): now holding
-// the places takes a flood of connections faster than a scraper sends its
-// head, not idle ones.
+// Closes the oldest connection whose reply is out (it only drains), else
+// the one that has waited longest for its request head, if any. Without it,
+// 16 sockets that never sent a byte kept every scraper out for as long as
+// their owner reopened them, and 16 that had their 404s, draining for a
+// second each, as long as their owner sent 16 requests a second (reviews of
+// 7 Dec): now holding the places takes a flood of connections faster than a
+// scraper sends its head, not idle or answered ones.
 bool metrics_http::impl::make_room() {
   std::shared_ptr<connection> oldest;
+  auto before = [](const connection& a, const connection& b) {
+    return a.draining != b.draining ? a.draining : a.number < b.number;
+  };
   for (const auto& c : open)
-    if (c->request.current() == http_request::state::need_more &&
-        (!oldest || c->number < oldest->number))
+    if ((c->draining || c->request.current() == http_request::state::need_more) &&
+        (!oldest || before(*c, *oldest)))
       oldest = c;
   if (!oldest) return false;
   oldest->close(); // erases it from `open`
