@@ -1,6 +1,7 @@
 #include <karlton/runtime/options.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <thread>
 #include <type_traits>
@@ -333,6 +334,20 @@ caf::error validate(const cluster_options& o) {
   if (o.host.size() > max_node_host_bytes)
     return bad("karlton.cluster.host",
                "is longer than " + std::to_string(max_node_host_bytes) + " bytes");
+  // Printed on lines scripts read (`listening on`, `members a,b`): no
+  // newline, escape, space or comma. host:port, IPv6's brackets and a scope.
+  auto plain = [](const std::string& x) {
+    return std::all_of(x.begin(), x.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) ||
+             std::string_view{"._-:[]%"}.find(c) != std::string_view::npos;
+    });
+  };
+  if (!plain(o.host))
+    return bad("karlton.cluster.host",
+               "holds a byte other than letters, digits and ._-:[]%");
+  if (!plain(o.node_name))
+    return bad("karlton.cluster.node-name",
+               "holds a byte other than letters, digits and ._-:[]%");
   // Without a node name, the name is host:port (runtime/cluster.cpp).
   auto name_bytes = o.node_name.empty() ? o.host.size() + 6 : o.node_name.size();
   if (name_bytes > max_node_name_bytes)

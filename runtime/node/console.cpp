@@ -17,7 +17,8 @@ namespace karlton::node {
 namespace {
 
 std::string error_reply(const caf::error& err) {
-  return "error " + describe(err);
+  // Escaped whole: an error may quote what the line held (a cache's name).
+  return "error " + printable(describe(err));
 }
 
 caf::error usage(const char* synopsis) {
@@ -121,7 +122,7 @@ std::string console::execute(const std::string& input) {
   std::optional<std::string_view> args;
   if (sp != std::string_view::npos) args = line.substr(sp + 1);
   auto i = commands.find(cmd);
-  if (i == commands.end()) return "error unknown command '" + std::string{cmd} + "'";
+  if (i == commands.end()) return "error unknown command '" + printable(cmd) + "'";
   return (this->*(i->second))(cmd, args);
 }
 
@@ -186,7 +187,7 @@ std::string console::members(std::string_view cmd, std::optional<std::string_vie
   if (!ms) return error_reply(ms.error());
   std::vector<std::string> names;
   for (auto& m : *ms)
-    names.push_back(m.name);
+    names.push_back(printable(m.name)); // another node chose it
   std::sort(names.begin(), names.end());
   std::string out = "members ";
   for (size_t i = 0; i < names.size(); ++i)

@@ -15,6 +15,7 @@
 //
 //   karlton-node --karlton.cluster.secret=s --node.console=true
 //   karlton-node --help          every option, with its description
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -25,7 +26,6 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -51,15 +51,18 @@ using namespace std::chrono_literals;
 using karlton::node::node_config;
 
 // Readers never see a partial port: they see no file or the whole of it.
+// The temporary file is made new, never followed: a link planted at
+// <path>.tmp had the port written into whatever it named.
 bool write_port_file(const std::string& path, uint16_t port) {
   auto tmp = path + ".tmp";
-  {
-    std::ofstream out{tmp, std::ios::trunc};
-    out << port << '\n';
-    out.flush();
-    if (!out) return false;
-  }
-  return std::rename(tmp.c_str(), path.c_str()) == 0;
+  ::unlink(tmp.c_str()); // a leftover of a killed run, or a planted link
+  int fd =
+    ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  auto text = std::to_string(port) + '\n';
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ok = ::close(fd) == 0 && ok;
+  return ok && std::rename(tmp.c_str(), path.c_str()) == 0;
 }
 
 // Runs until the console's `quit` or a stop signal (read from `signal_fd`):

@@ -33,10 +33,15 @@ caf::expected<node_stores> node_stores::from(const caf::actor_system_config& cfg
       !starts_with(out.where_, "postgres://")) {
     // Not a file name: a conninfo string ("host=... password=...") or another
     // scheme became a SQLite file named after it, password and all.
+    // So did user:password@host/db, a URI without its scheme.
+    auto at = out.where_.find('@');
+    bool credentials =
+      at != std::string::npos && out.where_.find(':') < at && out.where_.find('/') > at;
     if (out.where_.find('=') != std::string::npos ||
-        out.where_.find("://") != std::string::npos)
+        out.where_.find("://") != std::string::npos || credentials)
       return bad_option("node.store", "is neither a postgresql:// URI nor a SQLite file "
-                                      "name (a file name has no '=' or '://')");
+                                      "name (a file name has no '=' or '://', nor "
+                                      "user:password@ before its first '/')");
     if (caf::get_if(&caf::content(cfg), "karlton.postgres") != nullptr)
       return bad_option("karlton.postgres",
                         "is set, but node.store is not a "

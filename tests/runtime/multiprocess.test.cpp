@@ -7,11 +7,15 @@
 // out. Every wait is bounded; the children die with their node_process.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
@@ -20,6 +24,7 @@
 #include "support/eventually.hpp"
 #include "support/node_cluster.hpp"
 #include "support/node_process.hpp"
+#include "support/temp_dir.hpp"
 #include <karlton/messages/errors.hpp>
 
 using namespace karlton;
@@ -344,4 +349,27 @@ TEST_CASE("a sync put while a member is frozen and dropped names it, and the fro
   CHECK(c[2].ask("get default k") != "value v1");
   CHECK(c[2].ask("get default k") != "value v2");
   CHECK(c[2].ask("load default k") == "value v3");
+}
+
+TEST_CASE("the port file is written new, never through a link at its temporary name",
+          "[multiprocess][node]") {
+  // A link planted at <path>.tmp had the port written into the file it named.
+  testing::temp_dir dir{"port-file"};
+  auto victim = dir.file("victim");
+  { std::ofstream{victim} << "keep\n"; }
+  auto port_file = dir.file("port");
+  REQUIRE(::symlink(victim.c_str(), (port_file + ".tmp").c_str()) == 0);
+  node_process node{"port-file",
+                    KARLTON_NODE,
+                    {"--karlton.cluster.port=0", "--karlton.cluster.secret=s",
+                     "--node.stats-interval=0", "--node.port-file=" + port_file}};
+  REQUIRE(node.ready());
+  auto text_of = [](const std::string& path) {
+    std::ifstream in{path};
+    return std::string{std::istreambuf_iterator<char>{in}, {}};
+  };
+  CHECK(
+    eventually([&] { return text_of(port_file) == std::to_string(node.port()) + "\n"; }));
+  CHECK(text_of(victim) == "keep\n");
+  CHECK(node.stop() == 0);
 }

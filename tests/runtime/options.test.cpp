@@ -184,6 +184,23 @@ TEST_CASE("a node name or host other nodes would refuse is refused at start",
   o.node_name = "n";
   o.host = std::string(max_node_host_bytes + 1, 'h');
   CHECK(describe(validate(o)).find("karlton.cluster.host") != std::string::npos);
+  // Names are printed on lines scripts read: a newline split `listening on`,
+  // a comma made `members a,b` ambiguous, an escape reached the terminal.
+  o.host = "127.0.0.1";
+  for (auto bad : {"a\nb", "a,b", "a b", "\x1b[31mx"}) {
+    o.node_name = bad;
+    CHECK(describe(validate(o)).find("karlton.cluster.node-name: holds a byte") !=
+          std::string::npos);
+  }
+  o.node_name = "";
+  o.host = "bad\nhost";
+  CHECK(describe(validate(o)).find("karlton.cluster.host: holds a byte") !=
+        std::string::npos);
+  for (auto good : {"node-1", "a.b_c", "[::1]:7001", "fe80::1%eth0"}) {
+    o.host = good;
+    o.node_name = good;
+    CHECK(validate(o) == caf::none);
+  }
 }
 
 TEST_CASE("every cluster option the README lists is accepted on the command line",

@@ -235,6 +235,9 @@ TEST_CASE("a node refuses a store that is neither a URI nor a file name, and Pos
   std::vector<std::pair<std::string, std::string>> cases{
     {"--node.store=host=127.0.0.1 password=Sekr1t", "option node.store"},
     {"--node.store=mysql://db/x", "option node.store"},
+    // A URI without its scheme made a SQLite file named app:Sekr1t@localhost.
+    {"--node.store=app:Sekr1t@localhost", "option node.store"},
+    {"--node.store=app:Sekr1t@dbhost/db", "option node.store"},
     {"--karlton.postgres.pool-size=3", "option karlton.postgres"}};
   for (const auto& [arg, said] : cases) {
     testing::node_process node{"bad-store",

@@ -201,6 +201,9 @@ TEST_CASE_METHOD(fixture, "the console names an unknown command in the error",
   CHECK(con.execute("frobnicate users k") == "error unknown command 'frobnicate'");
   CHECK(con.execute("") == "error unknown command ''");
   CHECK(con.execute("PING") == "error unknown command 'PING'");
+  // What the line held is escaped in the error as in a value: it reached
+  // the operator's terminal raw (an escape sequence cleared the screen).
+  CHECK(con.execute("\x1b[2Jbogus") == R"(error unknown command '\x1b[2Jbogus')");
 }
 
 TEST_CASE_METHOD(fixture, "the console answers an unknown cache with unknown_cache",
@@ -208,6 +211,8 @@ TEST_CASE_METHOD(fixture, "the console answers an unknown cache with unknown_cac
   CHECK(con.execute("get nope k") ==
         "error karlton.unknown_cache: no cache named 'nope' on this node");
   CHECK(con.execute("put nope k v").rfind("error karlton.unknown_cache: ", 0) == 0);
+  CHECK(con.execute("get no\x1b[31mpe\x85 k") ==
+        R"(error karlton.unknown_cache: no cache named 'no\x1b[31mpe\x85' on this node)");
   CHECK(con.execute("clear nope").rfind("error karlton.unknown_cache: ", 0) == 0);
 }
 
