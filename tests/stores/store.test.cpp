@@ -208,25 +208,6 @@ TEST_CASE("a node refuses two caches whose store tables differ only in case",
         std::string::npos);
 }
 
-TEST_CASE("a node refuses a journal for more than one cache", "[store][node]") {
-  // Each cache would open the one file, and the second found it held: exit 1
-  // after the first cache had replayed it, where a bad option exits 2 at once.
-  testing::temp_dir dir{"node-journal"};
-  testing::node_process node{
-    "two-journals",
-    KARLTON_NODE,
-    {"--karlton.cluster.port=0", "--karlton.cluster.secret=s", "--node.stats-interval=0",
-     "--node.store=" + dir.file("s.db"), "--karlton.write-mode=write_back",
-     "--karlton.journal=" + dir.file("j"), R"(--node.caches=["a","b"])"}};
-  CHECK_FALSE(node.ready());
-  auto status = node.wait(std::chrono::seconds{10});
-  REQUIRE(status);
-  CHECK(WIFEXITED(*status));
-  CHECK(WEXITSTATUS(*status) == 2);
-  CHECK(node.log().find("karlton.journal") != std::string::npos);
-  CHECK(node.log().find("node.caches lists 2") != std::string::npos);
-}
-
 TEST_CASE("a node refuses a store that is neither a URI nor a file name, and PostgreSQL "
           "options without a PostgreSQL store",
           "[store][node]") {
