@@ -7,8 +7,8 @@
 // No fork handlers: liburcu's would start a call_rcu thread (and allocate) in
 // every child between fork and exec, where only async-signal-safe calls are
 // safe (the test suite's children hung in the allocator under ASan once). A
-// child of fork has neither CAF's threads nor liburcu's, so it may use
-// karlton only after an exec.
+// child of fork has neither CAF's threads nor liburcu's: the child of a
+// process that used karlton may use it only after an exec.
 #pragma once
 
 #include <memory>

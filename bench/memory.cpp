@@ -67,17 +67,21 @@ double resident_bytes() {
   return 0;
 }
 
-/// Runs `measure` in a forked child and returns its sample; falls back to
-/// running it here if fork fails.
+/// Runs `measure` in a forked child and returns its sample (not ok if the
+/// child cannot be made). Never here instead: a child of a process that used
+/// karlton (its RCU, CAF's threads) may not use it before an exec
+/// (base/rcu.hpp), and this process must stay one that did not.
 template <class F>
 sample isolated(F measure) {
   int fds[2];
-  if (pipe(fds) != 0) return measure();
+  sample failed;
+  failed.ok = false;
+  if (pipe(fds) != 0) return failed;
   auto pid = fork();
   if (pid < 0) {
     close(fds[0]);
     close(fds[1]);
-    return measure();
+    return failed;
   }
   if (pid == 0) {
     close(fds[0]);

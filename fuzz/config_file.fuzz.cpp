@@ -4,8 +4,9 @@
 // handed over as a regular file (a memfd, named by /proc/self/fd).
 //
 // Checked beyond "no crash, no sanitizer report, bounded time" (CAF's
-// reader recursed once per '[' and overflowed the stack): a file with a NUL
-// byte, or nested deeper than config_file::max_depth, is always refused.
+// reader recursed once per '[' or dot and overflowed the stack): a file with
+// a NUL byte, or nested deeper than config_file::max_depth, is always
+// refused.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -25,17 +26,24 @@ namespace {
   std::abort();
 }
 
-// The deepest nesting of '[' and '{' outside quotes and comments, as the
-// fuzzer's own plain count (the oracle, kept apart from the code it checks).
+// The deepest nesting as CAF's reader recurses: '[' and '{' outside quotes
+// and ';' comments, and a level per '.' before a line's '=' (a dotted
+// name), counted plainly here (the oracle, kept apart from the code it
+// checks).
 int depth_of(std::string_view text) {
-  int depth = 0, deepest = 0;
+  int depth = 0, deepest = 0, dots = 0;
   char quote = 0;
-  bool comment = false;
+  bool comment = false, named = true;
+  auto deeper = [&](int d) {
+    if (d > deepest) deepest = d;
+  };
   for (size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
     if (c == '\n') {
       comment = false;
       quote = 0;
+      named = true;
+      dots = 0;
     } else if (comment) {
     } else if (quote) {
       if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n')
@@ -44,10 +52,14 @@ int depth_of(std::string_view text) {
         quote = 0;
     } else if (c == '"' || c == '\'') {
       quote = c;
-    } else if (c == ';' || c == '#') {
+    } else if (c == ';') {
       comment = true;
+    } else if (c == '=') {
+      named = false;
+    } else if (c == '.' && named) {
+      deeper(depth + ++dots);
     } else if (c == '[' || c == '{') {
-      if (++depth > deepest) deepest = depth;
+      deeper(++depth + dots);
     } else if ((c == ']' || c == '}') && depth > 0) {
       --depth;
     }

@@ -1,8 +1,10 @@
 // The config file as karlton reads it before CAF does: CAF 0.17's INI reader
 // takes a NUL as the end of the file (and drops every key after it), recurses
-// once per nested list (a file of 50,000 '[' overflowed the stack), and reads
-// whatever the path names (a FIFO blocked the start for ever, /dev/zero grew
-// without bound). Internal: not a public header.
+// once per nested list or dotted name (a file of 50,000 '[' overflowed the
+// stack), multiplies durations without a check, and reads whatever the path
+// names (a FIFO blocked the start for ever, /dev/zero grew without bound).
+// CAF is then handed the checked text, never the path. Internal: not a
+// public header.
 #pragma once
 
 #include <cstddef>
@@ -19,31 +21,33 @@ namespace karlton::config_file {
 /// Bytes a config file may hold.
 constexpr size_t max_bytes = 1 << 20;
 
-/// Lists and maps nested at most this deep in a config file.
+/// Lists, maps and dotted names nested at most this deep in a config file.
 constexpr int max_depth = 64;
 
-/// The text of the config file at `path`, checked: a regular file of at
-/// most `max_bytes`, no NUL byte, lists and maps nested at most `max_depth`
-/// deep. `std::nullopt` if no file is there (CAF says whether that is an
-/// error). Errors: `invalid_option` naming the file and why.
-caf::expected<std::optional<std::string>> read(const std::string& path);
+/// How long a pipe given as the config file (`--config-file=<(...)`) may take
+/// to reach its end.
+constexpr int pipe_timeout_ms = 10'000;
 
-/// A `key = value` line of an INI file under a section named `karlton` or
-/// `node` (in any case, or a sub-section of them), with its value's text up
-/// to the line's end (a list or map that spans lines: its first line).
-struct entry {
-  std::string key; ///< "section.key"
-  std::string value;
-};
+/// The text of the config file at `path`, checked: a regular file (or, if
+/// `named` on the command line, a pipe that ends within `pipe_timeout_ms`)
+/// of at most `max_bytes`, no NUL byte, nested at most `max_depth` deep
+/// (lists, maps, and a name's dots, each a level to CAF's reader), and no
+/// duration beyond 64-bit nanoseconds. `std::nullopt` if no file is there,
+/// or if the default file (not `named`) cannot be read, as CAF ignored it.
+/// Errors: `invalid_option` naming the file and why.
+caf::expected<std::optional<std::string>> read(const std::string& path, bool named);
 
-/// The entries of `in` (sections "[a.b]", keys "k = ..."; comments, list
-/// items and blank lines skipped; a key of other characters than letters,
-/// digits, '-' and '_' left out).
-std::vector<entry> entries(std::istream& in);
+/// The `section.key`s of an INI file under a section named `karlton` or
+/// `node` (in any case, or a sub-section of them): "[a.b]" sections, "k = ..."
+/// keys of letters, digits, '-' and '_'; comments, list items and blank
+/// lines skipped.
+std::vector<std::string> keys(std::istream& in);
 
-/// True if a duration written `text` (digits and a unit: ns, us, ms, s, min,
-/// h) is beyond what 64-bit nanoseconds hold: CAF 0.17 multiplies by the
-/// unit without a check, so 5124096h wrapped around to 25 minutes.
+/// True if a duration written `text` is beyond what 64-bit nanoseconds hold,
+/// read as CAF 0.17 reads it (leading blanks, a sign, a decimal, 0x hex, 0b
+/// binary or 0 octal integer, a unit: ns, us, ms, s, min, h): CAF multiplies
+/// by the unit without a check, so 5124096h wrapped around to 25 minutes.
+/// False for text that is no such duration.
 bool duration_overflows(std::string_view text);
 
 } // namespace karlton::config_file

@@ -265,9 +265,11 @@ public:
   /// `karlton` or `node` in the config file that no option declares is
   /// refused too, and one whose value is not of the option's type (a number
   /// for a string): CAF 0.17 ignores both silently. The config file is read
-  /// and checked first (a regular file of at most 1 MiB, no NUL byte, lists
-  /// nested at most 64 deep), and a duration beyond 64-bit nanoseconds is
-  /// refused wherever it is given; `--flag=false` wins over the file's true.
+  /// and checked here, and CAF gets its text, never its path (a regular file
+  /// or a pipe, at most 1 MiB, no NUL byte, nested at most 64 deep:
+  /// runtime/config_file.hpp); a duration beyond 64-bit nanoseconds is
+  /// refused in the file and on the command line; `--flag=false` wins over
+  /// the file's true, and the command line's last word counts.
   caf::error parse_command_line(int argc, char** argv);
 
   /// CAF's `--dump-config`, with secrets (the cluster secret, passwords, URIs)

@@ -52,6 +52,14 @@ std::string without_secret(const std::string& arg) {
   return may_hold_secret(name, arg.substr(eq + 1)) ? name + "=..." : arg;
 }
 
+// An unknown option as "--name=..." or "-x...": what follows its name may be
+// a secret under a misspelled name.
+std::string name_only(const std::string& arg) {
+  if (arg.rfind("--", 0) != 0) return arg.substr(0, 2) + (arg.size() > 2 ? "..." : "");
+  auto eq = arg.find('=');
+  return eq == std::string::npos ? arg : arg.substr(0, eq) + "=...";
+}
+
 // CAF reports a bad command line as a parser error whose context holds the
 // argument, and a bad config file as one whose context holds the line and
 // column where its parser stopped; say where, and why.
@@ -66,10 +74,7 @@ caf::error clear_parse_error(const caf::error& err, const std::string& file_path
       // An unknown name says nothing of its value: a misspelled secret's
       // name (`secert`) holds a secret all the same.
       out += " '" +
-             (code == caf::pec::not_an_option
-                ? arg->substr(0, arg->find('=')) +
-                    (arg->find('=') != std::string::npos ? "=..." : "")
-                : without_secret(*arg)) +
+             (code == caf::pec::not_an_option ? name_only(*arg) : without_secret(*arg)) +
              "'";
     } else if (auto line = caf::get_if<int64_t>(&where, std::string{"line"})) {
       // CAF counts a newline only when it moves past one, never the file's
@@ -162,20 +167,12 @@ caf::error runtime_config::check_declared() const {
   // (an unquoted number for a string in [node]) is dropped from `content`
   // with no error: `requirepass=12345678` left the node without a password.
   std::istringstream file{config_text_};
-  for (auto& e : config_file::entries(file)) {
-    const auto& key = e.key;
-    const auto& value = e.value;
-    auto dot = key.rfind('.');
-    auto opt =
-      custom_options_.qualified_name_lookup(key.substr(0, dot), key.substr(dot + 1));
-    if (opt && opt->type_name() == "timespan" && config_file::duration_overflows(value))
-      unknown.push_back(key + " (" + value + " is beyond any duration)");
-    else if (caf::get_if(&content, key) == nullptr &&
-             std::find_if(unknown.begin(), unknown.end(), [&](const std::string& u) {
-               return u == key || u.rfind(key + " ", 0) == 0;
-             }) == unknown.end())
+  for (auto& key : config_file::keys(file))
+    if (caf::get_if(&content, key) == nullptr &&
+        std::find_if(unknown.begin(), unknown.end(), [&](const std::string& u) {
+          return u == key || u.rfind(key + " ", 0) == 0;
+        }) == unknown.end())
       unknown.push_back(key + " (its value is not of the option's type)");
-  }
   if (unknown.empty()) return caf::none;
   std::string names;
   for (const auto& n : unknown)
@@ -188,58 +185,71 @@ caf::error runtime_config::check_declared() const {
 
 caf::error runtime_config::parse_command_line(int argc, char** argv) {
   std::vector<std::string> args;
-  std::vector<const caf::config_option*> turned_off; // `--flag=false`
+  std::vector<const caf::config_option*> turned_off; // by `--flag=false`, last word
+  bool named_file = false;
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h" || arg == "-?") arg = "--long-help";
+    if (i == 0 || arg.rfind("--", 0) != 0) {
+      args.push_back(std::move(arg));
+      continue;
+    }
     auto eq = arg.find('=');
-    if (i > 0 && arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      auto name = arg.substr(2, eq - 2);
-      auto opt = custom_options_.cli_long_name_lookup(name);
-      auto val = arg.substr(eq + 1);
-      if (name == "config-file") {
-        config_file_path = val; // read below, as CAF would
-      } else if (opt && opt->is_flag() && (val == "true" || val == "false")) {
-        // CAF 0.17 takes only the bare flag; false is set after the config
-        // file, so that the command line wins as for every other option.
-        if (val == "false") {
-          turned_off.push_back(opt);
-          continue;
-        }
-        arg.erase(eq);
-      } else if (opt && opt->type_name() == "timespan") {
-        if (val == "0") arg += 's';
-        if (config_file::duration_overflows(val))
-          return make_error(errc::invalid_option,
-                            "option '" + arg + "': beyond any duration");
+    auto name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    if (name.rfind("caf#", 0) == 0) name.erase(0, 4); // CAF's prefix for its own
+    auto opt = custom_options_.cli_long_name_lookup(name);
+    auto val = eq == std::string::npos ? std::string{} : arg.substr(eq + 1);
+    if (name == "config-file" && eq != std::string::npos) {
+      // Read here and handed to CAF as text; CAF never opens a path, so no
+      // spelling of it can reach a file these checks did not see.
+      if (named_file)
+        return make_error(errc::invalid_option, "option --config-file: given twice");
+      if (val.empty() || val.front() == '"')
+        return make_error(errc::invalid_option,
+                          "option --config-file: give a path, unquoted");
+      config_file_path = val;
+      named_file = true;
+    } else if (opt && opt->is_flag()) {
+      // CAF 0.17 takes only the bare flag; false is set after the config
+      // file, so that the command line wins as for every other option, and
+      // a later true undoes it: the last word counts.
+      turned_off.erase(std::remove(turned_off.begin(), turned_off.end(), opt),
+                       turned_off.end());
+      if (val == "false") {
+        turned_off.push_back(opt);
+        continue;
       }
+      if (val == "true") arg.erase(eq);
+    } else if (opt && opt->type_name() == "timespan") {
+      if (val == "0") arg += 's';
+      if (config_file::duration_overflows(val))
+        return make_error(errc::invalid_option,
+                          "option '" + arg + "': beyond any duration");
     }
     args.push_back(std::move(arg));
   }
   std::vector<char*> arg_ptrs;
   for (auto& a : args)
     arg_ptrs.push_back(a.data());
-  auto text = config_file::read(config_file_path);
+  auto text = config_file::read(config_file_path, named_file);
   if (!text) return std::move(text.error());
-  caf::error err;
-  if (*text) {
-    config_text_ = std::move(**text);
-    std::istringstream ini{config_text_};
-    err = parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data(), ini);
-  } else {
-    err = parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
-  }
-  if (err) return clear_parse_error(err, config_file_path, config_text_);
+  if (!*text && named_file)
+    return make_error(errc::invalid_option,
+                      "config file '" + config_file_path + "': no such file");
+  config_text_ = *text ? std::move(**text) : std::string{};
+  std::istringstream ini{config_text_};
+  if (auto err = parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data(), ini))
+    return clear_parse_error(err, config_file_path, config_text_);
   // Not through `set`: CAF 0.17 finds "karlton.cluster.tls" under the
   // category "karlton" only.
   for (auto opt : turned_off) {
     caf::config_value off{false};
     opt->store(off);
-    auto name = opt->full_name();
+    auto full = opt->full_name();
     if (opt->category() == "global")
       content[std::string{opt->long_name().data(), opt->long_name().size()}] = off;
     else
-      caf::put(content, caf::string_view{name.data(), name.size()}, false);
+      caf::put(content, caf::string_view{full.data(), full.size()}, false);
   }
   return check_declared();
 }

@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -72,10 +73,19 @@ TEST_CASE("a flag set false on the command line wins over the config file's true
   testing::temp_dir dir{"config-file"};
   auto path = dir.file("app.ini");
   { std::ofstream{path} << "[karlton.cluster]\ntls=true\n"; }
-  for (auto [arg, want] : {std::pair{"--karlton.cluster.tls=false", false},
-                           std::pair{"--karlton.cluster.tls=true", true},
-                           std::pair{"--karlton.cluster.port=0", true}}) {
-    command_line cl{{"--config-file=" + path, arg}};
+  using args = std::vector<std::string>;
+  for (auto [more, want] :
+       {std::pair{args{"--karlton.cluster.tls=false"}, false},
+        std::pair{args{"--karlton.cluster.tls=true"}, true},
+        std::pair{args{"--karlton.cluster.port=0"}, true},
+        // The last word counts, as for every option.
+        std::pair{args{"--karlton.cluster.tls=false", "--karlton.cluster.tls=true"},
+                  true},
+        std::pair{args{"--karlton.cluster.tls=false", "--karlton.cluster.tls"}, true},
+        std::pair{args{"--karlton.cluster.tls", "--karlton.cluster.tls=false"}, false}}) {
+    more.insert(more.begin(), "--config-file=" + path);
+    command_line cl{more};
+    auto arg = more.back();
     runtime_config cfg;
     auto err = cfg.parse_command_line(cl.argc(), cl.argv());
     INFO(arg << ": " << describe(err));
@@ -107,24 +117,78 @@ TEST_CASE("a config file that is no bounded text file, or holds what CAF's reade
                         << "\n";
   }
   refused(path, "karlton.x"); // deep enough to parse, and then not an option
-  // A FIFO blocked the start for ever; /dev/zero grew without bound.
-  auto fifo = dir.file("fifo");
-  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
-  refused(fifo, "not a regular file");
-  refused("/dev/zero", "not a regular file");
-  refused(dir.path(), "not a regular file");
+  // CAF recursed per dot of a name too, and took '#' for no comment.
+  {
+    std::ofstream{path} << "["
+                        << std::string(70, 'a').replace(1, 130, std::string(65, '.'))
+                        << "]\n";
+  }
+  refused(path, "nested over 64 deep");
+  { std::ofstream{path} << "[foo]\nx = [<a:b#c>, " << std::string(65, '[') << "\n"; }
+  refused(path, "nested over 64 deep");
+  // /dev/zero grew without bound (a FIFO nobody writes blocked the start
+  // for ever; a pipe is now awaited 10 s: see the next test).
+  refused("/dev/zero", "neither a regular file nor a pipe");
+  refused(dir.path(), "neither a regular file nor a pipe");
+  refused(dir.file("missing.ini"), "no such file");
   { std::ofstream{path} << "; " << std::string(1 << 20, 'x') << "\n"; }
   refused(path, "over 1048576 bytes");
-  // Durations CAF's unit multiplication wrapped (5124096h became 25 min).
+  // Durations CAF's unit multiplication wrapped (5124096h became 25 min), in
+  // any section, CAF's own too, in any of CAF's number forms.
+  for (auto text :
+       {"[karlton]\ndefault-ttl=5124096h\n", "[karlton]\ndefault-ttl = 0x4E2F40h\n",
+        "[middleman]\nheartbeat-interval=5124096h\n",
+        "node {\n  stats-interval = 5124096h\n}\n"}) {
+    { std::ofstream{path} << text; }
+    refused(path, "is beyond any duration");
+  }
   { std::ofstream{path} << "[karlton]\ndefault-ttl=5124096h\n"; }
-  refused(path, "karlton.default-ttl (5124096h is beyond any duration)");
-  auto e = refusal_of({"--karlton.call-timeout=9223372037s"});
+  refused(path, "line 2: 5124096h is beyond any duration");
+  for (auto arg :
+       {"--karlton.call-timeout=9223372037s", "--karlton.call-timeout= 5124096h",
+        "--karlton.call-timeout=0b10011100010111101000000h"}) {
+    auto e = refusal_of({arg});
+    INFO(e.what());
+    CHECK(std::string{e.what()}.find("beyond any duration") != std::string::npos);
+  }
+  // The largest that fits is read, and refused only by its range; an octal
+  // number that fits is no overflow.
+  for (auto arg :
+       {"--karlton.call-timeout=9223372036s", "--karlton.call-timeout=03000000h"}) {
+    auto e = refusal_of({arg});
+    INFO(e.what());
+    CHECK(std::string{e.what()}.find("beyond any duration") == std::string::npos);
+  }
+}
+
+TEST_CASE("the config file CAF is given is the one checked, however it is named",
+          "[runtime][options][command-line]") {
+  // CAF found the path by its own rules (a `--caf#` prefix, the first of
+  // two, quotes stripped) and opened it unchecked when karlton's reading
+  // of the path found nothing there.
+  testing::temp_dir dir{"config-file"};
+  auto deep = dir.file("deep.ini");
+  { std::ofstream{deep} << "[karlton]\nx=" << std::string(65, '[') << "\n"; }
+  auto ok = dir.file("ok.ini");
+  { std::ofstream{ok} << "[karlton]\nmax-entries=100\n"; }
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"--caf#config-file=" + deep},
+        std::vector<std::string>{"--config-file=\"" + deep + "\""},
+        std::vector<std::string>{"--config-file=" + deep, "--config-file=" + ok},
+        std::vector<std::string>{"--config-file=" + ok, "--config-file=" + deep}}) {
+    auto e = refusal_of(args);
+    INFO(e.what());
+    CHECK(e.error() == errc::invalid_option);
+  }
+  // A pipe is read to its end (`--config-file=<(make-config)` keeps secrets
+  // off the disk), and checked as a file is.
+  auto fifo = dir.file("fifo");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  std::thread writer{[&] { std::ofstream{fifo} << "[karlton]\nmax-entires=10\n"; }};
+  auto e = refusal_of({"--config-file=" + fifo});
+  writer.join();
   INFO(e.what());
-  CHECK(std::string{e.what()}.find("beyond any duration") != std::string::npos);
-  // The largest that fits is read, and refused only by its range.
-  e = refusal_of({"--karlton.call-timeout=9223372036s"});
-  INFO(e.what());
-  CHECK(std::string{e.what()}.find("beyond any duration") == std::string::npos);
+  CHECK(std::string{e.what()}.find("karlton.max-entires") != std::string::npos);
 }
 
 TEST_CASE("a runtime from a command line refuses a setting out of range, naming it",
