@@ -121,12 +121,6 @@ std::string overflowing_duration(const std::string& text) {
   return found;
 }
 
-std::string lowercase(std::string x) {
-  std::transform(x.begin(), x.end(), x.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return x;
-}
-
 // Reads `fd` to its end, at most max_bytes (one more tells it is over). A
 // pipe is awaited up to `deadline`: Linux's poll waits for a FIFO's first
 // writer, and then for data or its close. Errors: the reason, or "".
@@ -227,6 +221,12 @@ std::vector<std::string> keys(std::istream& in) {
     if (plain) out.push_back(section + "." + key);
   }
   return out;
+}
+
+std::string lowercase(std::string x) {
+  std::transform(x.begin(), x.end(), x.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return x;
 }
 
 bool duration_overflows(std::string_view text) {

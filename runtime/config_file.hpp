@@ -43,6 +43,10 @@ caf::expected<std::optional<std::string>> read(const std::string& path, bool nam
 /// lines skipped.
 std::vector<std::string> keys(std::istream& in);
 
+/// `x` in ASCII lower case: CAF keeps "[NODE]" apart from "[node]", which
+/// karlton compares in any case to refuse it.
+std::string lowercase(std::string x);
+
 /// True if a duration written `text` is beyond what 64-bit nanoseconds hold,
 /// read as CAF 0.17 reads it (leading blanks, a sign, a decimal, 0x hex, 0b
 /// binary or 0 octal integer, a unit: ns, us, ms, s, min, h): CAF multiplies

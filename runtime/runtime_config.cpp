@@ -3,7 +3,6 @@
 #include <karlton/runtime/options.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -124,12 +123,6 @@ void find_undeclared(const caf::config_option_set& opts, const caf::settings& xs
   }
 }
 
-std::string lowercase(std::string x) {
-  std::transform(x.begin(), x.end(), x.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return x;
-}
-
 // Secrets in a dump of the settings become "***".
 void mask_secrets(caf::settings& xs) {
   for (auto& kvp : xs) {
@@ -160,7 +153,7 @@ caf::error runtime_config::check_declared() const {
     // "[NODE]" is a section of its own to CAF, which nobody reads: a
     // `requirepass` there left a node open.
     for (const auto& kvp : content)
-      if (kvp.first != top && lowercase(kvp.first) == top)
+      if (kvp.first != top && config_file::lowercase(kvp.first) == top)
         unknown.push_back(kvp.first + " (sections are lowercase: " + top + ")");
   }
   // A declared key whose value CAF's INI reader refused as of the wrong type
