@@ -151,8 +151,8 @@ caf::expected<std::optional<std::string>> read(const std::string& path, bool nam
   // Non-blocking: opening a FIFO with no writer must not wait.
   int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT || !named) return std::optional<std::string>{};
-    return bad_file(path, std::strerror(errno));
+    if (!named) return std::optional<std::string>{}; // CAF ignored such a default
+    return bad_file(path, errno == ENOENT ? "no such file" : std::strerror(errno));
   }
   struct stat st {};
   std::string text, why;
@@ -181,9 +181,9 @@ caf::expected<std::optional<std::string>> read(const std::string& path, bool nam
   return std::optional<std::string>{std::move(text)};
 }
 
-std::vector<std::string> keys(std::istream& in) {
+std::vector<std::string> keys(const std::string& text) {
   std::vector<std::string> out;
-  std::string section, line;
+  std::string section;
   int depth = 0; // of '{' and '[' still open from earlier lines: inside a value
   // Any case: CAF keeps "[NODE]" apart from "[node]", and check_declared
   // refuses it; "[node.requirepass]" (a section named after an option) CAF
@@ -193,7 +193,7 @@ std::vector<std::string> keys(std::istream& in) {
     return sec == "node" || sec == "karlton" || sec.rfind("karlton.", 0) == 0 ||
            sec.rfind("node.", 0) == 0;
   };
-  while (std::getline(in, line)) {
+  each_line(text, [&](size_t, const std::string& line) {
     // The line without its comment, and its brackets outside quoted strings.
     std::string code;
     int opened = 0;
@@ -205,21 +205,21 @@ std::vector<std::string> keys(std::istream& in) {
       },
       [&](char c) { code += c; });
     bool inside = depth > 0;
-    auto text = trim(code);
-    if (!inside && text.size() > 1 && text.front() == '[' && text.back() == ']' &&
-        text.find('=') == std::string::npos) {
-      section = trim(text.substr(1, text.size() - 2)); // "[ karlton ]" too
-      continue;
+    auto trimmed = trim(code);
+    if (!inside && trimmed.size() > 1 && trimmed.front() == '[' &&
+        trimmed.back() == ']' && trimmed.find('=') == std::string::npos) {
+      section = trim(trimmed.substr(1, trimmed.size() - 2)); // "[ karlton ]" too
+      return;
     }
     depth = std::max(0, depth + opened);
-    auto eq = text.find('=');
-    if (inside || eq == std::string::npos || !ours(section)) continue;
-    auto key = trim(text.substr(0, eq));
+    auto eq = trimmed.find('=');
+    if (inside || eq == std::string::npos || !ours(section)) return;
+    auto key = trim(trimmed.substr(0, eq));
     bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
       return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
     });
     if (plain) out.push_back(section + "." + key);
-  }
+  });
   return out;
 }
 

@@ -8,7 +8,6 @@
 #pragma once
 
 #include <cstddef>
-#include <istream>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,16 +31,16 @@ constexpr int pipe_timeout_ms = 10'000;
 /// `named` on the command line, a pipe that ends within `pipe_timeout_ms`)
 /// of at most `max_bytes`, no NUL byte, nested at most `max_depth` deep
 /// (lists, maps, and a name's dots, each a level to CAF's reader), and no
-/// duration beyond 64-bit nanoseconds. `std::nullopt` if no file is there,
-/// or if the default file (not `named`) cannot be read, as CAF ignored it.
-/// Errors: `invalid_option` naming the file and why.
+/// duration beyond 64-bit nanoseconds. `std::nullopt` if the default file
+/// (not `named`) is absent or no file, as CAF ignored it. Errors:
+/// `invalid_option` naming the file and why (a `named` one missing too).
 caf::expected<std::optional<std::string>> read(const std::string& path, bool named);
 
-/// The `section.key`s of an INI file under a section named `karlton` or
-/// `node` (in any case, or a sub-section of them): "[a.b]" sections, "k = ..."
-/// keys of letters, digits, '-' and '_'; comments, list items and blank
-/// lines skipped.
-std::vector<std::string> keys(std::istream& in);
+/// The `section.key`s of an INI file's `text` under a section named
+/// `karlton` or `node` (in any case, or a sub-section of them): "[a.b]"
+/// sections, "k = ..." keys of letters, digits, '-' and '_'; comments, list
+/// items and blank lines skipped.
+std::vector<std::string> keys(const std::string& text);
 
 /// `x` in ASCII lower case: CAF keeps "[NODE]" apart from "[node]", which
 /// karlton compares in any case to refuse it.

@@ -159,8 +159,7 @@ caf::error runtime_config::check_declared() const {
   // A declared key whose value CAF's INI reader refused as of the wrong type
   // (an unquoted number for a string in [node]) is dropped from `content`
   // with no error: `requirepass=12345678` left the node without a password.
-  std::istringstream file{config_text_};
-  for (auto& key : config_file::keys(file))
+  for (auto& key : config_file::keys(config_text_))
     if (caf::get_if(&content, key) == nullptr &&
         std::find_if(unknown.begin(), unknown.end(), [&](const std::string& u) {
           return u == key || u.rfind(key + " ", 0) == 0;
@@ -226,9 +225,6 @@ caf::error runtime_config::parse_command_line(int argc, char** argv) {
     arg_ptrs.push_back(a.data());
   auto text = config_file::read(config_file_path, named_file);
   if (!text) return std::move(text.error());
-  if (!*text && named_file)
-    return make_error(errc::invalid_option,
-                      "config file '" + config_file_path + "': no such file");
   config_text_ = *text ? std::move(**text) : std::string{};
   std::istringstream ini{config_text_};
   if (auto err = parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data(), ini))

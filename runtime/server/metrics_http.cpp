@@ -170,7 +170,6 @@ struct metrics_http::impl::connection : std::enable_shared_from_this<connection>
       [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
         self->drained += n;
         if (ec || self->drained > drain_limit) return self->close();
-        self->draining = true;
         self->drain();
       });
   }
