@@ -26,6 +26,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -37,6 +38,7 @@
 #include <caf/settings.hpp>
 
 #include "runtime/node/console.hpp"
+#include "runtime/node/line_writer.hpp"
 #include "runtime/node/node_settings.hpp"
 #include "runtime/server/info.hpp"
 #include "runtime/server/metrics_http.hpp"
@@ -48,6 +50,7 @@
 namespace {
 
 using namespace std::chrono_literals;
+using karlton::node::line_writer;
 using karlton::node::node_config;
 
 // Readers never see a partial port: they see no file or the whole of it.
@@ -67,23 +70,38 @@ bool write_port_file(const std::string& path, uint16_t port) {
 
 // Runs until the console's `quit` or a stop signal (read from `signal_fd`):
 // answers console lines from stdin if `read_stdin` (EOF just stops reading),
-// and logs a stats line every `interval` (0: never).
+// and logs a stats line every `interval` (0: never). While the replies wait
+// for a reader of stdout, it answers and reads no more commands, and still
+// hears the signals.
 void serve(karlton::node::console& con, const std::string& name, bool read_stdin,
-           caf::timespan interval, int signal_fd) {
+           caf::timespan interval, int signal_fd, line_writer& out, line_writer& err) {
   using clock = std::chrono::steady_clock;
   auto next_stats = clock::now() + interval;
-  pollfd fds[2] = {{signal_fd, POLLIN, 0}, {read_stdin ? 0 : -1, POLLIN, 0}};
+  pollfd fds[2] = {{signal_fd, POLLIN, 0}, {-1, POLLIN, 0}};
   karlton::node::console_lines lines;
   auto answer = [&](const std::string& line, bool too_long) {
     if (too_long)
-      std::cout << "error line longer than "
-                << karlton::node::console_lines::default_max_line << " bytes"
-                << std::endl;
+      out.write_line("error line longer than " +
+                     std::to_string(karlton::node::console_lines::default_max_line) +
+                     " bytes");
     else
-      std::cout << con.execute(line) << std::endl;
+      out.write_line(con.execute(line));
     return con.quit_requested();
   };
+  char buf[4096];
+  std::string_view unfed; // read from stdin, not answered yet
   for (;;) {
+    // A line at a time: a reply queue over its limit pauses the console
+    // between replies, so it holds the limit plus one reply at most.
+    while (!unfed.empty() && !out.backed_up()) {
+      auto nl = unfed.find('\n');
+      auto n = nl == std::string_view::npos ? unfed.size() : nl + 1;
+      bool quit = lines.feed(unfed.substr(0, n), answer);
+      unfed.remove_prefix(n);
+      if (quit) return;
+    }
+    bool paused = !unfed.empty() || (read_stdin && out.backed_up());
+    fds[1].fd = read_stdin && !paused ? 0 : -1;
     int timeout_ms = -1;
     if (interval > caf::timespan::zero()) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(next_stats - clock::now());
@@ -91,46 +109,64 @@ void serve(karlton::node::console& con, const std::string& name, bool read_stdin
       timeout_ms = static_cast<int>(
         std::clamp<int64_t>(left.count(), 0, std::numeric_limits<int>::max()));
     }
+    // The writer has no descriptor to poll: look at its queue now and then.
+    if (paused) timeout_ms = timeout_ms < 0 ? 50 : std::min(timeout_ms, 50);
     if (poll(fds, 2, timeout_ms) < 0) {
       if (errno == EINTR) continue;
-      std::perror("karlton-node: poll");
+      err.write_line(std::string{"karlton-node: poll: "} + std::strerror(errno));
       return;
     }
     if (fds[0].revents & POLLIN) return; // SIGTERM or SIGINT
     if (fds[1].fd >= 0 && fds[1].revents != 0) {
-      char buf[4096];
       auto n = read(0, buf, sizeof buf);
       if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (n <= 0) {
         // EOF (or a broken stdin): a last line without newline still counts;
         // the node keeps running until it is told to stop.
-        fds[1].fd = -1;
+        read_stdin = false;
         if (lines.finish(answer)) return;
-      } else if (lines.feed({buf, static_cast<size_t>(n)}, answer)) {
-        return;
+      } else {
+        unfed = {buf, static_cast<size_t>(n)};
       }
     }
     if (interval > caf::timespan::zero() && clock::now() >= next_stats) {
       auto line = con.stats_summary();
-      std::cerr << "karlton-node " << name << " stats: "
-                << (line ? *line : "unavailable: " + karlton::describe(line.error()))
-                << std::endl;
+      err.write_line("karlton-node " + name + " stats: " +
+                     (line ? *line : "unavailable: " + karlton::describe(line.error())));
       next_stats = std::max(next_stats + interval, clock::now());
     }
   }
 }
 
+// karlton's warnings go to `err` while this lives. The sink shares the
+// writer: a thread that took the sink just before this let go of it may
+// still be writing a line.
+class log_through {
+public:
+  explicit log_through(std::shared_ptr<line_writer> err) {
+    karlton::set_log_sink(
+      [err = std::move(err)](const std::string& line) { err->write_line(line); });
+  }
+  ~log_through() { karlton::set_log_sink({}); }
+  log_through(const log_through&) = delete;
+  log_through& operator=(const log_through&) = delete;
+};
+
+// A descriptor 0-2 that came closed would be taken by the first file the node
+// opens (the signalfd, a socket, the store), and replies or log lines written
+// into it: give it /dev/null first.
+void fill_standard_descriptors() {
+  for (int fd = 0; fd <= 2; ++fd)
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      int opened = open("/dev/null", O_RDWR);
+      if (opened > 2) close(opened);
+    }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
-  // Stop signals are blocked in every thread (CAF's threads inherit this
-  // mask) and read from a signalfd by the main loop: nothing runs in a
-  // signal handler, and shutdown happens on the main thread.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  fill_standard_descriptors();
   // A reader that closed our stdout must not kill the node.
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -153,22 +189,40 @@ int main(int argc, char** argv) {
 
   karlton::node::fit_scheduler(*cfg, *settings);
 
+  // Stop signals are blocked in every thread (the writers' and CAF's threads
+  // inherit this mask) and read from a signalfd by the main loop: nothing
+  // runs in a signal handler, and shutdown happens on the main thread.
+  // Until here a stop signal simply ends the process.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   int signal_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
   if (signal_fd < 0) {
     std::perror("karlton-node: signalfd");
     return 1;
   }
+  // From here on nothing writes to stdout or stderr but these (and CAF's
+  // own rare complaints): console replies wait for their reader, log lines
+  // past a MiB unread are dropped and counted. Destroyed last, they get
+  // what the runtime logs while it shuts down.
+  line_writer stdout_lines{STDOUT_FILENO, line_writer::when_full::keep};
+  auto stderr_writer =
+    std::make_shared<line_writer>(STDERR_FILENO, line_writer::when_full::drop);
+  auto& stderr_lines = *stderr_writer;
+  log_through logs{stderr_writer};
   karlton::runtime rt{std::move(cfg)};
   auto port = rt.start_cluster(settings->cluster);
   if (!port) {
-    std::cerr << "karlton-node: cannot start the node: "
-              << karlton::describe(port.error()) << '\n';
+    stderr_lines.write_line("karlton-node: cannot start the node: " +
+                            karlton::describe(port.error()));
     return 1;
   }
   if (settings->feed)
     if (auto err = rt.start_change_feed(*settings->feed)) {
-      std::cerr << "karlton-node: cannot listen for the database's changes: "
-                << karlton::describe(err) << '\n';
+      stderr_lines.write_line("karlton-node: cannot listen for the database's changes: " +
+                              karlton::describe(err));
       return 1;
     }
   std::map<std::string, karlton::cache> caches;
@@ -180,19 +234,19 @@ int main(int argc, char** argv) {
         settings->resp->tracking->listener_for(static_cast<uint32_t>(databases.size()));
     auto c = rt.create_cache(o);
     if (!c) {
-      std::cerr << "karlton-node: cannot create cache '" << o.name
-                << "': " << karlton::describe(c.error()) << '\n';
+      stderr_lines.write_line("karlton-node: cannot create cache '" + o.name +
+                              "': " + karlton::describe(c.error()));
       return 1;
     }
     databases.push_back(c->without_queue_wait());
     caches.emplace(o.name, std::move(*c));
   }
   auto name = rt.node_name();
-  std::cout << "karlton-node " << name << " listening on " << settings->cluster.host
-            << ':' << *port << std::endl;
+  stdout_lines.write_line("karlton-node " + name + " listening on " +
+                          settings->cluster.host + ":" + std::to_string(*port));
   if (!settings->port_file.empty() && !write_port_file(settings->port_file, *port)) {
-    std::cerr << "karlton-node: cannot write the port file " << settings->port_file
-              << '\n';
+    stderr_lines.write_line("karlton-node: cannot write the port file " +
+                            settings->port_file);
     return 1;
   }
   // After the listening line, which tests and scripts read first.
@@ -203,12 +257,12 @@ int main(int argc, char** argv) {
                                                           *settings->resp);
     auto resp_port = resp->start();
     if (!resp_port) {
-      std::cerr << "karlton-node: cannot serve the Redis protocol: "
-                << karlton::describe(resp_port.error()) << '\n';
+      stderr_lines.write_line("karlton-node: cannot serve the Redis protocol: " +
+                              karlton::describe(resp_port.error()));
       return 1;
     }
-    std::cout << "karlton-node " << name << " resp on " << settings->resp->host << ':'
-              << *resp_port << std::endl;
+    stdout_lines.write_line("karlton-node " + name + " resp on " + settings->resp->host +
+                            ":" + std::to_string(*resp_port));
   }
   std::unique_ptr<karlton::server::metrics_http> metrics;
   if (settings->metrics) {
@@ -221,22 +275,24 @@ int main(int argc, char** argv) {
                                                               std::move(extra));
     auto metrics_port = metrics->start();
     if (!metrics_port) {
-      std::cerr << "karlton-node: cannot serve /metrics: "
-                << karlton::describe(metrics_port.error()) << '\n';
+      stderr_lines.write_line("karlton-node: cannot serve /metrics: " +
+                              karlton::describe(metrics_port.error()));
       return 1;
     }
-    std::cout << "karlton-node " << name << " metrics on " << settings->metrics->host
-              << ':' << *metrics_port << std::endl;
+    stdout_lines.write_line("karlton-node " + name + " metrics on " +
+                            settings->metrics->host + ":" +
+                            std::to_string(*metrics_port));
   }
 
   karlton::node::console con{rt, std::move(caches)};
-  serve(con, name, settings->console, settings->stats_interval, signal_fd);
+  serve(con, name, settings->console, settings->stats_interval, signal_fd, stdout_lines,
+        stderr_lines);
   // Before the runtime: in-flight calls end, and no client sees a cache
   // that is shutting down.
   if (metrics) metrics->stop();
   if (resp) resp->stop();
-  rt.shutdown(); // reports unstored write-back writes on stderr itself
-  std::cerr << "karlton-node " << name << " stopped" << std::endl;
+  rt.shutdown(); // logs unstored write-back writes itself
+  stderr_lines.write_line("karlton-node " + name + " stopped");
   close(signal_fd);
   return 0;
 }

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <iostream>
 #include <set>
 
 #include <caf/config_option_adder.hpp>
@@ -299,8 +298,9 @@ void fit_max_clients(karlton::server::resp_options& o) {
   if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
   if (lim.rlim_cur >= want) return;
   auto fits = lim.rlim_cur > spare ? lim.rlim_cur - spare : 1;
-  std::cerr << "karlton-node: node.maxclients lowered from " << o.max_clients << " to "
-            << fits << ": the open-files limit is " << lim.rlim_cur << '\n';
+  karlton::log_line("karlton-node: node.maxclients lowered from " +
+                    std::to_string(o.max_clients) + " to " + std::to_string(fits) +
+                    ": the open-files limit is " + std::to_string(lim.rlim_cur));
   o.max_clients = static_cast<uint32_t>(fits);
 }
 

@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <future>
-#include <iostream>
 #include <vector>
 
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/cache.hpp>
+#include <karlton/runtime/log.hpp>
 
 #include "runtime/server/resp_connection.hpp"
 
@@ -308,9 +308,9 @@ caf::expected<uint16_t> resp_server::start() {
           io.run();
           return;
         } catch (const std::exception& e) {
-          std::cerr << "karlton resp: I/O thread: " << e.what() << std::endl;
+          log_line(std::string{"karlton resp: I/O thread: "} + e.what());
         } catch (...) {
-          std::cerr << "karlton resp: I/O thread: unknown exception" << std::endl;
+          log_line("karlton resp: I/O thread: unknown exception");
         }
       }
     }};

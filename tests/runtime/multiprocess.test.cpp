@@ -4,7 +4,8 @@
 // keys, tags and events reach the other nodes; synchronous mode leaves no
 // window (rule 7); a node killed with -9 is dropped and can rejoin; a frozen
 // node clears before it serves (rule 6); a node with another secret stays
-// out. Every wait is bounded; the children die with their node_process.
+// out; a node whose stdout nobody reads still stops on SIGTERM. Every wait is
+// bounded; the children die with their node_process.
 #include <catch2/catch.hpp>
 
 #include <unistd.h>
@@ -391,4 +392,40 @@ TEST_CASE("a node refuses a journal for more than one cache", "[store][node]") {
   CHECK(WEXITSTATUS(*status) == 2);
   CHECK(node.log().find("karlton.journal") != std::string::npos);
   CHECK(node.log().find("node.caches lists 2") != std::string::npos);
+}
+
+TEST_CASE("a node whose stdout nobody reads still stops on SIGTERM",
+          "[multiprocess][node]") {
+  // Console replies went straight to stdout from the thread that reads the
+  // stop signals: a full pipe held that thread in write(), and SIGTERM did
+  // nothing (an attacker's review of 7 Dec). 400 replies of 4 KiB are 1.6 MB,
+  // far more than the pipe holds; the node must queue them (up to 1 MiB, then
+  // pause its console) and still hear the signal.
+  node_process node{"stdout-unread",
+                    KARLTON_NODE,
+                    {"--karlton.cluster.port=0", "--karlton.cluster.secret=s",
+                     "--node.stats-interval=0"}};
+  REQUIRE(node.ready());
+  // A reply and its newline fill a page, so the pipe's pages fill whole
+  // (a write that does not fill a page takes one to itself).
+  const std::string value(4096 - 7, 'v');
+  const std::string reply = "value " + value;
+  REQUIRE(node.ask("put default big " + value) == "ok");
+  for (int i = 0; i < 400; ++i)
+    REQUIRE(node.send_line("get default big"));
+  // The pipe is full: writing the next reply blocks.
+  auto capacity = node.output_capacity();
+  REQUIRE(capacity > 0);
+  REQUIRE(eventually([&] { return node.unread_output() >= capacity; }));
+  REQUIRE(node.signal(SIGTERM));
+  auto status = node.wait(std::chrono::seconds{20});
+  REQUIRE(status); // before: no exit at all, until SIGKILL
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
+  CHECK(node.log().find(" stopped") != std::string::npos);
+  // The pipe holds the replies from the first on, in order (the last may be
+  // cut where the node gave up on its reader).
+  auto first = node.read_line(ms{1'000});
+  REQUIRE(first);
+  CHECK(*first == reply);
 }

@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -286,6 +287,20 @@ public:
       if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
       std::this_thread::sleep_for(ms{5});
     }
+  }
+
+  /// Bytes the child wrote to stdout that nobody read yet (what its pipe
+  /// holds, besides what `read_line` buffered).
+  size_t unread_output() const {
+    int n = 0;
+    if (from_child_ < 0 || ::ioctl(from_child_, FIONREAD, &n) != 0) return 0;
+    return static_cast<size_t>(n);
+  }
+
+  /// What the pipe of the child's stdout holds at most.
+  size_t output_capacity() const {
+    auto n = from_child_ < 0 ? -1 : ::fcntl(from_child_, F_GETPIPE_SZ);
+    return n < 0 ? 0 : static_cast<size_t>(n);
   }
 
   /// What the child wrote to stderr so far.
