@@ -134,6 +134,23 @@ public:
     return false;
   }
 
+  /// As `feed`, but asks `go_on()` before each line and stops when it says
+  /// no: the bytes of `bytes` it took (the rest waits for a later call), or
+  /// nullopt once `on_line` said stop. The node pauses its console this way
+  /// while its replies wait for a reader.
+  template <class F, class G>
+  std::optional<size_t> feed_while(std::string_view bytes, F&& on_line, G&& go_on) {
+    size_t used = 0;
+    while (used < bytes.size() && go_on()) {
+      auto rest = bytes.substr(used);
+      auto nl = rest.find('\n');
+      auto n = nl == std::string_view::npos ? rest.size() : nl + 1;
+      if (feed(rest.substr(0, n), on_line)) return std::nullopt;
+      used += n;
+    }
+    return used;
+  }
+
   /// At EOF: a last line without its newline still counts. True if
   /// `on_line` said stop.
   template <class F>

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <utility>
 
 namespace karlton::node {
@@ -55,7 +56,7 @@ struct line_writer::state {
   // The descriptor is a duplicate, so that a thread left blocked at exit
   // never writes into whatever later takes the caller's number.
   const int fd;
-  const when_full policy;
+  when_full policy;
   const size_t limit;
   mutable std::mutex mtx;
   std::condition_variable wake;    // the thread: lines came, or stop
@@ -112,6 +113,11 @@ bool line_writer::backed_up() const {
   return state_->unwritten >= state_->limit;
 }
 
+void line_writer::stop_dropping() {
+  std::lock_guard<std::mutex> guard{state_->mtx};
+  state_->policy = when_full::keep;
+}
+
 uint64_t line_writer::dropped() const {
   std::lock_guard<std::mutex> guard{state_->mtx};
   return state_->dropped;
@@ -133,6 +139,22 @@ void line_writer::run(const std::shared_ptr<state>& sp) {
   sp->written.notify_all();
 }
 
+namespace {
+
+// Where the write from `from` ends: whole lines, at most PIPE_BUF bytes of
+// them, which a pipe takes in one piece, so that when stdout and stderr are
+// one pipe (2>&1) neither stream's lines land inside the other's; a longer
+// line goes whole.
+size_t chunk_end(const std::string& text, size_t from) {
+  if (text.size() - from <= PIPE_BUF) return text.size();
+  auto nl = text.rfind('\n', from + PIPE_BUF - 1);
+  if (nl != std::string::npos && nl >= from) return nl + 1;
+  nl = text.find('\n', from);
+  return nl == std::string::npos ? text.size() : nl + 1;
+}
+
+} // namespace
+
 void line_writer::write_all(state& s) {
   for (;;) {
     std::string text;
@@ -144,7 +166,7 @@ void line_writer::write_all(state& s) {
     }
     size_t done = 0;
     while (done < text.size()) {
-      auto n = ::write(s.fd, text.data() + done, text.size() - done);
+      auto n = ::write(s.fd, text.data() + done, chunk_end(text, done) - done);
       if (n > 0) {
         done += static_cast<size_t>(n);
         std::lock_guard<std::mutex> guard{s.mtx};
@@ -160,14 +182,25 @@ void line_writer::write_all(state& s) {
         ::poll(&p, 1, -1);
         continue;
       }
-      // The reader is gone (EPIPE: SIGPIPE is ignored) or the descriptor
-      // is no good: nothing more can be written to it.
       std::lock_guard<std::mutex> guard{s.mtx};
-      s.broken = true;
-      s.queued.clear();
-      s.unwritten = 0;
+      if (n == 0 || errno == EPIPE || errno == EBADF || errno == EINVAL) {
+        // The reader is gone (EPIPE: SIGPIPE is ignored) or the descriptor
+        // is no good: nothing more can be written to it.
+        s.broken = true;
+        s.queued.clear();
+        s.unwritten = 0;
+        s.written.notify_all();
+        return;
+      }
+      // A full disk, an I/O error: these lines are lost, and counted; the
+      // next ones are tried again.
+      auto lost =
+        static_cast<uint64_t>(std::count(text.begin() + done, text.end(), '\n'));
+      s.dropped += lost;
+      s.unreported += lost;
+      s.unwritten -= text.size() - done;
       s.written.notify_all();
-      return;
+      break;
     }
   }
 }

@@ -57,12 +57,18 @@ public:
   /// True while `limit` bytes or more wait unwritten.
   bool backed_up() const;
 
-  /// Lines dropped so far (`when_full::drop`).
+  /// From now on every line is kept, whatever waits: for the lines that
+  /// must not be lost (the shutdown's), when few are left to come.
+  void stop_dropping();
+
+  /// Lines dropped so far: past the limit (`when_full::drop`), or lost to a
+  /// failed write (a full disk).
   uint64_t dropped() const;
 
-  /// Waits until every queued line is written, giving up once no byte could
-  /// be written for `stall`. True if all were written. Lines queued later are
-  /// still written.
+  /// Waits until no queued line is left, giving up once no byte could be
+  /// written for `stall`. True if none is left (those lost to a failed write
+  /// count in `dropped`) and the reader is still there. Lines queued later
+  /// are still written.
   bool finish(std::chrono::milliseconds stall);
 
 private:

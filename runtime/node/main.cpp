@@ -91,14 +91,12 @@ void serve(karlton::node::console& con, const std::string& name, bool read_stdin
   char buf[4096];
   std::string_view unfed; // read from stdin, not answered yet
   for (;;) {
-    // A line at a time: a reply queue over its limit pauses the console
-    // between replies, so it holds the limit plus one reply at most.
-    while (!unfed.empty() && !out.backed_up()) {
-      auto nl = unfed.find('\n');
-      auto n = nl == std::string_view::npos ? unfed.size() : nl + 1;
-      bool quit = lines.feed(unfed.substr(0, n), answer);
-      unfed.remove_prefix(n);
-      if (quit) return;
+    // A reply queue over its limit pauses the console between replies, so
+    // it holds the limit plus one reply at most.
+    if (!unfed.empty()) {
+      auto used = lines.feed_while(unfed, answer, [&] { return !out.backed_up(); });
+      if (!used) return; // quit
+      unfed.remove_prefix(*used);
     }
     bool paused = !unfed.empty() || (read_stdin && out.backed_up());
     fds[1].fd = read_stdin && !paused ? 0 : -1;
@@ -291,6 +289,8 @@ int main(int argc, char** argv) {
   // that is shutting down.
   if (metrics) metrics->stop();
   if (resp) resp->stop();
+  // What shutdown logs (write-back writes it could not store) is kept.
+  stderr_lines.stop_dropping();
   rt.shutdown(); // logs unstored write-back writes itself
   stderr_lines.write_line("karlton-node " + name + " stopped");
   close(signal_fd);

@@ -398,33 +398,33 @@ TEST_CASE("a node whose stdout nobody reads still stops on SIGTERM",
           "[multiprocess][node]") {
   // Console replies went straight to stdout from the thread that reads the
   // stop signals: a full pipe held that thread in write(), and SIGTERM did
-  // nothing (an attacker's review of 7 Dec). 400 replies of 4 KiB are 1.6 MB,
-  // far more than the pipe holds; the node must queue them (up to 1 MiB, then
-  // pause its console) and still hear the signal.
+  // nothing (an attacker's review of 7 Dec). Now the replies queue, and past
+  // 1 MiB of them the console reads no more commands until they are read
+  // (console.test.cpp: "console lines pause before a line when told...").
   node_process node{"stdout-unread",
                     KARLTON_NODE,
                     {"--karlton.cluster.port=0", "--karlton.cluster.secret=s",
                      "--node.stats-interval=0"}};
   REQUIRE(node.ready());
-  // A reply and its newline fill a page, so the pipe's pages fill whole
-  // (a write that does not fill a page takes one to itself).
-  const std::string value(4096 - 7, 'v');
+  const std::string value(4000, 'v');
   const std::string reply = "value " + value;
   REQUIRE(node.ask("put default big " + value) == "ok");
-  for (int i = 0; i < 400; ++i)
-    REQUIRE(node.send_line("get default big"));
-  // The pipe is full: writing the next reply blocks.
-  auto capacity = node.output_capacity();
-  REQUIRE(capacity > 0);
-  REQUIRE(eventually([&] { return node.unread_output() >= capacity; }));
+  // 600 commands (9,600 bytes, read 4 KiB at a time), 2.4 MB of replies: the
+  // stdout pipe (64 KiB; 4 KiB where pipes are limited) is full and 1 MiB
+  // waits behind it once 263-278 replies are made, so once the node read the
+  // 4,208th byte of stdin.
+  std::string commands;
+  for (int i = 0; i < 600; ++i)
+    commands += "get default big\n";
+  REQUIRE(node.send_line(commands.substr(0, commands.size() - 1)));
+  REQUIRE(eventually([&] { return node.unread_input() <= commands.size() - 4208; }));
   REQUIRE(node.signal(SIGTERM));
   auto status = node.wait(std::chrono::seconds{20});
   REQUIRE(status); // before: no exit at all, until SIGKILL
   CHECK(WIFEXITED(*status));
   CHECK(WEXITSTATUS(*status) == 0);
   CHECK(node.log().find(" stopped") != std::string::npos);
-  // The pipe holds the replies from the first on, in order (the last may be
-  // cut where the node gave up on its reader).
+  // The pipe holds the replies from the first on.
   auto first = node.read_line(ms{1'000});
   REQUIRE(first);
   CHECK(*first == reply);

@@ -289,18 +289,12 @@ public:
     }
   }
 
-  /// Bytes the child wrote to stdout that nobody read yet (what its pipe
-  /// holds, besides what `read_line` buffered).
-  size_t unread_output() const {
+  /// Bytes sent to the console that the child has not read (yet); after
+  /// it exited, what it never read.
+  size_t unread_input() const {
     int n = 0;
-    if (from_child_ < 0 || ::ioctl(from_child_, FIONREAD, &n) != 0) return 0;
+    if (to_child_ < 0 || ::ioctl(to_child_, FIONREAD, &n) != 0) return 0;
     return static_cast<size_t>(n);
-  }
-
-  /// What the pipe of the child's stdout holds at most.
-  size_t output_capacity() const {
-    auto n = from_child_ < 0 ? -1 : ::fcntl(from_child_, F_GETPIPE_SZ);
-    return n < 0 ? 0 : static_cast<size_t>(n);
   }
 
   /// What the child wrote to stderr so far.

@@ -310,3 +310,30 @@ TEST_CASE("console lines stop at the line that asks to stop", "[console]") {
   CHECK(in.feed("ping\nquit\nping\n", out));
   CHECK(out.lines == std::vector<std::string>{"ping", "quit"});
 }
+
+TEST_CASE("console lines pause before a line when told, and go on where they paused",
+          "[console]") {
+  // karlton-node pauses while its replies wait for a reader of stdout.
+  node::console_lines in;
+  collected out;
+  const std::string_view bytes = "ping\nget users a\nping\npi";
+  int allowed = 2;
+  auto go_on = [&] { return allowed-- > 0; };
+  auto used = in.feed_while(bytes, out, go_on);
+  REQUIRE(used);
+  CHECK(*used == 5 + 12); // two lines taken
+  CHECK(out.lines == std::vector<std::string>{"ping", "get users a"});
+  allowed = 10;
+  used = in.feed_while(bytes.substr(17), out, go_on);
+  REQUIRE(used);
+  CHECK(*used == bytes.size() - 17); // the rest, a partial line pending
+  CHECK(out.lines.size() == 3);
+  CHECK(in.feed("ng\nquit\nping\n", out)); // the pending "pi" ends; then quit
+  CHECK(out.lines ==
+        std::vector<std::string>{"ping", "get users a", "ping", "ping", "quit"});
+  // A stop asked by a line ends the feed, whatever is left.
+  node::console_lines again;
+  collected more;
+  CHECK_FALSE(again.feed_while("quit\nping\n", more, [] { return true; }));
+  CHECK(more.lines == std::vector<std::string>{"quit"});
+}

@@ -165,9 +165,54 @@ TEST_CASE("a reader that takes nothing costs a bounded wait, then the writer let
     for (int i = 0; i < count; ++i)
       out.write_line(numbered(i));
     CHECK_FALSE(out.finish(20ms)); // no byte can go: the pipe is full
-    // The destructor waits default_stall, then leaves its thread blocked.
+    // The destructor waits stall_limit, then leaves its thread blocked.
   }
   // The abandoned thread's write fails now, and it ends.
   pipe.close_read();
   SUCCEED("the destructor returned with the reader stopped");
+}
+
+TEST_CASE("a failed write loses its lines, counted, and the next are tried again",
+          "[node][output]") {
+  // /dev/full fails every write with ENOSPC, as a full disk would.
+  int fd = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  line_writer out{fd, line_writer::when_full::keep, limit};
+  ::close(fd); // the writer has its own copy
+  for (int i = 0; i < 10; ++i)
+    out.write_line(numbered(i));
+  CHECK(out.finish(10s)); // nothing left waiting, the descriptor still there
+  auto lost = out.dropped();
+  CHECK(lost >= 10);
+  out.write_line("and one more");
+  CHECK(out.finish(10s));
+  CHECK(out.dropped() > lost); // tried, not discarded unseen
+}
+
+TEST_CASE("two writers on one pipe never splice each other's lines", "[node][output]") {
+  // stdout and stderr as one pipe (2>&1) with a slow reader: each write is
+  // whole lines of at most PIPE_BUF bytes, which a pipe never splits.
+  small_pipe pipe;
+  auto a = std::make_unique<line_writer>(pipe.write_end, line_writer::when_full::keep,
+                                         size_t{1} << 20);
+  auto b = std::make_unique<line_writer>(pipe.write_end, line_writer::when_full::keep,
+                                         size_t{1} << 20);
+  for (int i = 0; i < count; ++i) {
+    a->write_line(std::string(99, 'a'));
+    b->write_line(std::string(99, 'b'));
+  }
+  std::string got;
+  std::thread reader{[&] { got = pipe.read_to_end(); }};
+  CHECK(a->finish(10s));
+  CHECK(b->finish(10s));
+  a.reset();
+  b.reset();
+  pipe.close_write();
+  reader.join();
+  auto lines = lines_of(got);
+  CHECK(lines.size() == 2 * count);
+  int spliced = 0;
+  for (auto& l : lines)
+    if (l != std::string(99, 'a') && l != std::string(99, 'b')) ++spliced;
+  CHECK(spliced == 0);
 }
