@@ -102,7 +102,12 @@ const shard_write* flush_state::newest(std::string_view key) const {
 
 std::optional<uint64_t> flush_state::oldest_ms() const {
   if (order_.empty()) return std::nullopt;
-  return order_.front()->since_ms;
+  if (sent_back_ == 0) return order_.front()->since_ms;
+  // A write the store refused went to the back with its age: look at all.
+  uint64_t oldest = order_.front()->since_ms;
+  for (const slot* s : order_)
+    oldest = std::min(oldest, s->since_ms);
+  return oldest;
 }
 
 bool flush_state::asked_to_go() const {
@@ -147,14 +152,21 @@ std::vector<shard_write> flush_state::take_batch(time_point) {
   // A key written again while the journal's append ran waits, in its place,
   // for the next append; the keys behind it go now. Waiting for it held up
   // the whole cache while one key was written faster than the journal synced.
+  // A write of a failed batch goes alone, and only when first in line; the
+  // others go without it.
   std::vector<slot*> waiting;
   while (batch.size() < n && !order_.empty()) {
     slot* s = order_.front();
     order_.pop_front();
-    if (!journal_has(*s)) {
+    if (!journal_has(*s) || (s->failed && !batch.empty())) {
       waiting.push_back(s);
       continue;
     }
+    if (s->sent_back) {
+      s->sent_back = false;
+      --sent_back_;
+    }
+    n = s->failed ? 1 : n;
     auto node = pending_.extract(ref_of(s->item));
     in_flight_.push_back(std::move(node.mapped()));
     batch.push_back(in_flight_.back().item); // a handle: no copy of the bytes
@@ -194,6 +206,9 @@ uint64_t flush_state::batch_failed(time_point now) {
   // Back to the front of the line, in their old order. Where a newer write of
   // the key came meanwhile, it supersedes the failed one and inherits its age
   // and place, so the interval still bounds how long the key stays dirty.
+  // Each goes alone from now on; one that failed alone goes to the back, so
+  // that the writes behind it go (see the class comment).
+  bool alone = in_flight_.size() == 1;
   std::vector<slot*> front;
   front.reserve(in_flight_.size());
   for (auto& s : in_flight_) {
@@ -201,16 +216,28 @@ uint64_t flush_state::batch_failed(time_point now) {
     auto i = pending_.find(key);
     if (i == pending_.end()) {
       front.push_back(&pending_.emplace(key, std::move(s)).first->second);
-      continue;
+    } else {
+      front.push_back(&i->second);
+      i->second.since_ms = std::min(i->second.since_ms, s.since_ms);
+      i->second.number = std::min(i->second.number, s.number);
+      auto at = std::find(order_.begin(), order_.end(), &i->second);
+      if (i->second.sent_back) {
+        i->second.sent_back = false;
+        --sent_back_;
+      }
+      order_.erase(at);
+      ++superseded;
+      ++stats_.writes_coalesced;
     }
-    front.push_back(&i->second);
-    i->second.since_ms = std::min(i->second.since_ms, s.since_ms);
-    i->second.number = std::min(i->second.number, s.number);
-    order_.erase(std::find(order_.begin(), order_.end(), &i->second));
-    ++superseded;
-    ++stats_.writes_coalesced;
+    front.back()->failed = true;
   }
-  order_.insert(order_.begin(), front.begin(), front.end());
+  if (alone) {
+    front.front()->sent_back = true;
+    ++sent_back_;
+    order_.insert(order_.end(), front.begin(), front.end());
+  } else {
+    order_.insert(order_.begin(), front.begin(), front.end());
+  }
   in_flight_.clear();
   ++consecutive_failures_;
   auto wait = equal_jitter(

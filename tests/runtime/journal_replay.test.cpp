@@ -1,7 +1,8 @@
 // The write-back journal's replay after a crash, through the whole runtime
 // over a store that another writer shares: a replay writes only what the
 // store never confirmed, so it never puts a stored value back over a newer
-// one somebody else stored since.
+// one somebody else stored since. A write the store refuses holds up neither
+// the flusher nor a replay.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "stores/faulty_store.hpp"
 #include "stores/journal.hpp"
 #include "support/eventually.hpp"
 #include "support/log_sink_lines.hpp"
@@ -24,6 +26,7 @@
 #include "support/temp_dir.hpp"
 #include <karlton/messages/errors.hpp>
 #include <karlton/runtime/runtime.hpp>
+#include <karlton/stores/memory_store.hpp>
 #include <karlton/stores/sqlite_store.hpp>
 
 using namespace karlton;
@@ -198,4 +201,105 @@ TEST_CASE("a journal path that names the store's database is refused and the "
   CHECK(describe(c.error()).find("is not a karlton journal") != std::string::npos);
   CHECK(std::filesystem::file_size(db_path) == size_before);
   CHECK(stored(*db, "k") == std::optional<std::string>{"v"});
+}
+
+TEST_CASE("a write the store always refuses holds up no other write-back write",
+          "[write_back][journal]") {
+  // A key over PostgreSQL's index limit, a CHECK constraint: every batch with
+  // it failed, the flusher retried the same batch for ever, and nothing
+  // written after it was stored (an attacker's review of 8 Dec).
+  testing::log_sink_lines logs; // a warning a failed batch
+  runtime rt;
+  auto db = std::make_shared<memory_store>();
+  cache_options o;
+  o.name = "poisoned";
+  o.flush_interval = 1ms;
+  o.backing_store = std::make_shared<testing::refusing_store>(db, "bad");
+  o.writes = write_mode::write_back;
+  o.batch_size = 8;
+  o.retry_base = 1ms;
+  o.retry_max = 10ms;
+  auto c = must(rt.create_cache(o));
+  REQUIRE_FALSE(c.put("bad", "x"));
+  for (int i = 0; i < 50; ++i)
+    REQUIRE_FALSE(c.put("k" + std::to_string(i), "v"));
+  wait_stored(c, 50); // force_flush would wait for "bad" too
+  for (int i = 0; i < 50; ++i)
+    CHECK(stored(*db, "k" + std::to_string(i)) == std::optional<std::string>{"v"});
+  auto s = must(c.flush_stats());
+  CHECK(s.dirty == 1); // "bad", still dirty: never dropped
+  CHECK(s.flush_failures > 0);
+  CHECK(must(c.get("bad")).bytes() == "x"); // and served (rule 3)
+  CHECK(rt.shutdown(100ms).unstored_writes() == 1);
+}
+
+TEST_CASE("a replay sets aside the records the store refuses and stores the others",
+          "[write_back][journal][crash]") {
+  // One refused record failed the replay's one batch, and so every start:
+  // create_cache failed until someone deleted the journal and its writes.
+  testing::temp_dir dir{"journal-refused"};
+  auto journal_path = dir.file("wal");
+  auto crashed_journal = dir.file("wal-at-crash");
+  auto db = std::make_shared<memory_store>();
+  {
+    runtime rt;
+    cache_options o;
+    o.name = "refused";
+    auto gate = std::make_shared<testing::refusing_store>(db);
+    gate->refuse_all = true; // nothing is stored: all three are replayed
+    o.backing_store = gate;
+    o.writes = write_mode::write_back;
+    o.journal_path = journal_path;
+    auto c = must(rt.create_cache(o));
+    REQUIRE_FALSE(c.put("a", "1"));
+    REQUIRE_FALSE(c.put("bad", "2"));
+    REQUIRE_FALSE(c.put("c", "3"));
+    testing::snapshot(journal_path, crashed_journal); // kill -9 now
+    rt.shutdown(100ms);
+  }
+  testing::log_sink_lines logs;
+  recover_from(crashed_journal, "refused",
+               std::make_shared<testing::refusing_store>(db, "bad"));
+  CHECK(stored(*db, "a") == std::optional<std::string>{"1"});
+  CHECK(stored(*db, "c") == std::optional<std::string>{"3"});
+  CHECK_FALSE(stored(*db, "bad"));
+  // Kept, in a journal of the cache's own, for a replay once the store takes it.
+  auto side = must(journal::open(crashed_journal + ".rejected", "refused"));
+  REQUIRE(side.recovered().size() == 1);
+  CHECK(side.recovered()[0].key == "bad");
+  CHECK(logs.containing("refused 1 of 3 records").size() == 1);
+}
+
+TEST_CASE("a replay into a store that is down fails the start and keeps the journal",
+          "[write_back][journal][crash]") {
+  testing::temp_dir dir{"journal-store-down"};
+  auto journal_path = dir.file("wal");
+  auto crashed_journal = dir.file("wal-at-crash");
+  auto db = std::make_shared<memory_store>();
+  {
+    runtime rt;
+    cache_options o;
+    o.name = "down";
+    auto gate = std::make_shared<testing::refusing_store>(db);
+    gate->refuse_all = true;
+    o.backing_store = gate;
+    o.writes = write_mode::write_back;
+    o.journal_path = journal_path;
+    auto c = must(rt.create_cache(o));
+    REQUIRE_FALSE(c.put("a", "1"));
+    testing::snapshot(journal_path, crashed_journal);
+    rt.shutdown(100ms);
+  }
+  auto size = std::filesystem::file_size(crashed_journal);
+  runtime rt;
+  cache_options o;
+  o.name = "down";
+  o.backing_store = std::make_shared<faulty_store>(db, 1.0, 7, 1.0); // writes, loads fail
+  o.writes = write_mode::write_back;
+  o.journal_path = crashed_journal;
+  auto c = rt.create_cache(o);
+  REQUIRE_FALSE(c);
+  CHECK(c.error() == errc::store_failure);
+  CHECK(std::filesystem::file_size(crashed_journal) == size); // nothing given up
+  CHECK_FALSE(std::filesystem::exists(crashed_journal + ".rejected"));
 }
