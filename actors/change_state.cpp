@@ -51,6 +51,11 @@ change_actions change_state::changes(const std::vector<pg_change>& changes,
   change_actions out;
   ++passes_;
   stats_.notifications_malformed += malformed;
+  // Not ours to read, and so maybe a row whose key went unheard (a writer
+  // that set the triggers' counter to number its rows 0 was one): every
+  // cache the feed keeps may hold it. Whoever can NOTIFY on the channel can
+  // send a repair anyway.
+  if (malformed > 0) repair_all(out);
   for (auto& c : changes) {
     ++stats_.notifications_received;
     take(c, now, out);
@@ -197,7 +202,8 @@ void change_state::apply(uint64_t xid, bool complete, time_point now,
       if (cache.own) {
         auto [at, fresh] = verdicts.try_emplace(cache.own.get(), v);
         if (fresh)
-          at->second = cache.own->take(xid, complete ? rows : own_commits::incomplete_group);
+          at->second =
+            cache.own->take(xid, complete ? rows : own_commits::incomplete_group);
         v = at->second;
       }
       if (v == own_commits::verdict::own) {

@@ -86,7 +86,8 @@ public:
   /// The caches fed now; taken once per message by the change source.
   void set_routes(std::shared_ptr<const fed_tables> routes);
 
-  /// One pass of the listener: `changes` parsed, `malformed` refused.
+  /// One pass of the listener: `changes` parsed, `malformed` refused (any
+  /// repairs every cache the feed keeps).
   change_actions changes(const std::vector<pg_change>& changes, time_point now,
                          uint64_t malformed = 0);
 

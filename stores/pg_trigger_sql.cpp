@@ -13,9 +13,18 @@ namespace {
 // transaction's notifications: NOTIFY folds identical payloads within a
 // transaction, so without it a key changed twice would arrive once and the
 // end's count would not match. set_config(..., true) is transaction-local and
-// a rolled-back savepoint reverts it, together with its notifications.
+// a rolled-back savepoint reverts it, together with its notifications. The
+// writer's own transaction can set that counter too: one below zero would
+// number its rows 0 or less, which the listener refuses, and no end would
+// follow, so the change went unheard; it fails the transaction instead.
+//
+// Every function runs with its own search_path: with the writer's, a schema
+// of its own ahead of pg_catalog (SET search_path = evil, pg_catalog) put a
+// pg_notify of its making in place of the real one, and the change went
+// unheard while the triggers looked in place (a review of 8 Dec).
 constexpr const char* row_function = R"sql(
-CREATE OR REPLACE FUNCTION @S.karlton_notify_row() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION @S.karlton_notify_row() RETURNS trigger LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp AS $$
 DECLARE chan text := TG_ARGV[0]; tbl text := TG_ARGV[1]; g text := 'karlton.seq_' || TG_ARGV[0];
         xid text := pg_current_xact_id()::text; ks bytea[]; k bytea; seq bigint;
 BEGIN
@@ -26,6 +35,9 @@ BEGIN
   END IF;
   FOREACH k IN ARRAY ks LOOP
     seq := coalesce(nullif(current_setting(g, true), ''), '0')::bigint + 1;
+    IF seq < 1 THEN
+      RAISE EXCEPTION 'karlton: % is %, not a count of this transaction''s changes', g, seq - 1;
+    END IF;
     PERFORM set_config(g, seq::text, true);
     IF octet_length(k) <= 3800 THEN
       PERFORM pg_notify(chan, 'r ' || xid || ' ' || seq || ' ' || tbl || ' ' || encode(k, 'hex'));
@@ -44,7 +56,8 @@ END $$;
 // ... IMMEDIATE it fires at each statement's end and again at COMMIT for the
 // rows changed after, each end closing the seqs up to its count.
 constexpr const char* end_function = R"sql(
-CREATE OR REPLACE FUNCTION @S.karlton_notify_end() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION @S.karlton_notify_end() RETURNS trigger LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp AS $$
 DECLARE e text := 'karlton.end_' || TG_ARGV[0];
         seq text := coalesce(nullif(current_setting('karlton.seq_' || TG_ARGV[0], true), ''), '0');
 BEGIN
@@ -58,13 +71,14 @@ END $$;
 )sql";
 
 constexpr const char* other_functions = R"sql(
-CREATE OR REPLACE FUNCTION @S.karlton_notify_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION @S.karlton_notify_truncate() RETURNS trigger LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   PERFORM pg_notify(TG_ARGV[0], 't ' || pg_current_xact_id()::text || ' ' || TG_ARGV[1]);
   RETURN NULL;
 END $$;
 CREATE OR REPLACE FUNCTION @S.karlton_repair(chan text, tbl text) RETURNS void
-  LANGUAGE sql AS $$ SELECT pg_notify(chan, 'R ' || tbl) $$;
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$ SELECT pg_notify(chan, 'R ' || tbl) $$;
 )sql";
 
 // PostgreSQL 15 has CREATE OR REPLACE TRIGGER, but not for constraint

@@ -277,6 +277,32 @@ TEST_CASE("a rolled-back savepoint takes its notifications and numbers with it, 
   CHECK(changes[6].what == kind::end);
 }
 
+TEST_CASE("a writer can neither hijack the triggers through its search_path nor silence "
+          "them through their counter",
+          "[pg_trigger]") {
+  // A review of 8 Dec: the functions called pg_notify through the writer's
+  // search_path, and trusted the transaction's counter setting.
+  if (!testing::require_postgres()) return;
+  pg_server srv{"trigger-hostile"};
+  KARLTON_REQUIRE_SERVER(srv);
+  open_store(srv, "users");
+  listener l{srv};
+  raw_conn w{srv};
+  w.exec("CREATE SCHEMA evil; CREATE FUNCTION evil.pg_notify(text, text) RETURNS void "
+         "LANGUAGE sql AS 'SELECT NULL'");
+  w.exec("BEGIN; SET LOCAL search_path = evil, pg_catalog; "
+         "INSERT INTO public.users(key, value) VALUES ('h1', '1'); COMMIT");
+  auto g = one_group(l.drain());
+  CHECK(g.keys == keys{"h1"});
+
+  auto why = w.refused("BEGIN; SET LOCAL karlton.seq_karlton_changes = '-1'; "
+                       "INSERT INTO users(key, value) VALUES ('h2', '1'); COMMIT");
+  CHECK(why.find("karlton.seq_karlton_changes") != std::string::npos);
+  w.exec("ROLLBACK");
+  CHECK(w.exec("SELECT count(*) FROM users WHERE key = 'h2'") == "0");
+  CHECK(l.drain().empty());
+}
+
 TEST_CASE("postgres_store's own writes notify with an xid its own_commits answers own",
           "[pg_trigger]") {
   if (!testing::require_postgres()) return;
