@@ -152,13 +152,13 @@ std::vector<shard_write> flush_state::take_batch(time_point) {
   // A key written again while the journal's append ran waits, in its place,
   // for the next append; the keys behind it go now. Waiting for it held up
   // the whole cache while one key was written faster than the journal synced.
-  // A write of a failed batch goes alone, and only when first in line; the
-  // others go without it.
+  // A write of a failed batch goes in a batch no larger than its cap; one
+  // that would make this batch larger waits, in its place, for the next.
   std::vector<slot*> waiting;
   while (batch.size() < n && !order_.empty()) {
     slot* s = order_.front();
     order_.pop_front();
-    if (!journal_has(*s) || (s->failed && !batch.empty())) {
+    if (!journal_has(*s) || (s->cap != 0 && batch.size() >= s->cap)) {
       waiting.push_back(s);
       continue;
     }
@@ -166,7 +166,7 @@ std::vector<shard_write> flush_state::take_batch(time_point) {
       s->sent_back = false;
       --sent_back_;
     }
-    n = s->failed ? 1 : n;
+    if (s->cap != 0) n = std::min<size_t>(n, s->cap);
     auto node = pending_.extract(ref_of(s->item));
     in_flight_.push_back(std::move(node.mapped()));
     batch.push_back(in_flight_.back().item); // a handle: no copy of the bytes
@@ -206,9 +206,13 @@ uint64_t flush_state::batch_failed(time_point now) {
   // Back to the front of the line, in their old order. Where a newer write of
   // the key came meanwhile, it supersedes the failed one and inherits its age
   // and place, so the interval still bounds how long the key stays dirty.
-  // Each goes alone from now on; one that failed alone goes to the back, so
-  // that the writes behind it go (see the class comment).
+  // Each goes in a batch of at most half this one's size from now on, so a
+  // write the store refuses is found in a few halvings; one that failed
+  // alone goes to the back, so that the writes behind it go (see the class
+  // comment). A failure that passes (an outage) costs smaller batches for the
+  // writes it met, and only those.
   bool alone = in_flight_.size() == 1;
+  auto cap = static_cast<uint32_t>(alone ? 1 : (in_flight_.size() + 1) / 2);
   std::vector<slot*> front;
   front.reserve(in_flight_.size());
   for (auto& s : in_flight_) {
@@ -229,7 +233,8 @@ uint64_t flush_state::batch_failed(time_point now) {
       ++superseded;
       ++stats_.writes_coalesced;
     }
-    front.back()->failed = true;
+    auto& c = front.back()->cap;
+    c = c == 0 ? cap : std::min(c, cap);
   }
   if (alone) {
     front.front()->sent_back = true;

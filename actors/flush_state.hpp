@@ -70,11 +70,12 @@ struct numbered_writes {
 /// - a failed batch goes back to the front of `pending`, except where a newer
 ///   write of the key arrived meanwhile, which then supersedes it: a retry
 ///   never overwrites a newer value, and nothing acknowledged is dropped;
-/// - a write that was in a failed batch goes alone until it is stored, and
-///   one that failed alone goes to the back of the line: a write the store
-///   always refuses (a key over its index's limit, a CHECK constraint) fails
-///   by itself, on every lap, and holds up no other key (before, it went
-///   back to the front with its batch, and no write after it was stored).
+/// - the writes of a failed batch go in batches of at most half its size
+///   until they are stored, and one that failed alone goes to the back of
+///   the line: a write the store always refuses (a key over its index's
+///   limit, a CHECK constraint) is found in a few halvings, fails by itself
+///   on every lap, and holds up no other key (before, it went back to the
+///   front with its batch, and no write after it was stored).
 /// Only the owning flusher may call it.
 class flush_state {
 public:
@@ -113,7 +114,7 @@ public:
   /// Moves up to `batch_size` of the oldest dirty keys in flight and returns
   /// their writes, for one transaction. With a journal a key whose latest
   /// write is not journaled yet keeps its place and waits; the keys behind
-  /// it go. A write of a failed batch goes alone, when it is first in line.
+  /// it go. A write of a failed batch goes in one of at most its `cap`.
   std::vector<shard_write> take_batch(time_point now);
 
   /// The batch in flight is stored: which writes of which shard, and how
@@ -148,7 +149,7 @@ private:
     uint64_t number = 0;    // order of acceptance, for flush tickets
     uint64_t latest = 0;    // the number of `item` (coalescing moves it on)
     uint64_t since_ms = 0;  // when the key became dirty (coalescing keeps it)
-    bool failed = false;    // in a failed batch since its last store: goes alone
+    uint32_t cap = 0;       // in failed batches: goes in one of at most this many
     bool sent_back = false; // failed alone: at the back of `order_`, out of age order
   };
 

@@ -36,6 +36,8 @@ const char* to_string(errc x) noexcept {
     return "compute_failed";
   case errc::name_taken:
     return "name_taken";
+  case errc::store_refused:
+    return "store_refused";
   }
   return "unknown";
 }

@@ -44,6 +44,10 @@ enum class errc : uint8_t {
   /// A node refused this one's join: a live member of the cluster has its
   /// node name (another process took it over, or was given it).
   name_taken,
+  /// The store refused a write for what it holds (a constraint, a trigger's
+  /// exception, a size or type limit): the same write will fail again, where
+  /// a `store_failure` may pass on a retry. Nothing of its batch was written.
+  store_refused,
 };
 
 /// The name of an error code, e.g. "key_too_large".

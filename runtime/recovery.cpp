@@ -3,6 +3,9 @@
 #include "runtime/runtime_detail.hpp"
 
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include <karlton/runtime/log.hpp>
 
@@ -10,43 +13,47 @@ namespace karlton::detail {
 
 namespace {
 
-// The replay's batch failed. One record the store refuses (a key over its
-// index's limit, a CHECK constraint) fails the whole batch, and so every
-// start: write the records one at a time, in order, and set aside the ones
-// the store refuses while it answers, in a journal of their own at
-// `<path>.rejected`. An error (the start fails, the journal kept) if the
-// store took none and cannot load either (it is down, not refusing), or if
-// the refused records could not be kept.
+// The replay's batch failed. A record the store refuses for what it holds
+// (`store_refused`: a key over its index's limit, a CHECK constraint) fails
+// the whole batch, and so every start: write the records one at a time, in
+// order. Any other failure fails the start, the journal kept as it is. Only
+// a key's last record counts: a refused one that a later record of the key
+// replaced is moot; a key whose last record was refused has that record kept
+// in `<path>.rejected`, a journal of the same cache, and the store holds the
+// key's older value, or none.
 caf::error replay_one_by_one(const std::string& path, const std::string& cache,
-                             const std::vector<store_write>& records, store& db,
-                             const caf::error& first) {
+                             const std::vector<store_write>& records, store& db) {
   auto failed = [&](const std::string& why) {
     return make_error(errc::store_failure,
                       "replaying journal " + path + " into the store failed: " + why);
   };
-  std::vector<journal_write> refused;
-  caf::error last;
+  std::unordered_map<std::string_view, size_t> last; // key -> its last record
   for (size_t i = 0; i < records.size(); ++i)
-    if (auto err = db.write_batch({records[i]})) {
-      refused.push_back({i + 1, records[i]});
-      last = std::move(err);
-    }
-  if (refused.empty()) return {}; // the batch's failure was passing
-  if (refused.size() == records.size() && !db.load(records.front().key))
-    return failed(describe(first));
+    last[records[i].key] = i;
+  std::vector<journal_write> refused;
+  caf::error why;
+  for (size_t i = 0; i < records.size(); ++i) {
+    auto err = db.write_batch({records[i]});
+    if (!err) continue;
+    if (err != errc::store_refused) return failed(describe(err));
+    if (last[records[i].key] != i) continue; // a later record replaces it
+    refused.push_back({i + 1, records[i]});
+    why = std::move(err);
+  }
+  if (refused.empty()) return {};
   auto side_path = path + ".rejected";
   auto side = journal::open(side_path, cache);
   if (!side)
-    return failed(describe(last) +
-                  "; its refused records cannot be kept: " + describe(side.error()));
+    return failed(describe(why) +
+                  "; the refused records cannot be kept: " + describe(side.error()));
   if (auto err = side->append(refused))
-    return failed(describe(last) +
-                  "; its refused records cannot be kept: " + describe(err));
-  log_line("journal " + path + ": the store refused " + std::to_string(refused.size()) +
-           " of " + std::to_string(records.size()) + " records (" + describe(last) +
-           "); they are kept in " + side_path +
-           ", a journal of this cache's to replay once the store takes them (the "
-           "others are stored)");
+    return failed(describe(why) +
+                  "; the refused records cannot be kept: " + describe(err));
+  log_line(
+    "journal " + path + ": the store refused " + std::to_string(refused.size()) +
+    " of its records, each the last write of its key (" + describe(why) +
+    "); they are kept in " + side_path +
+    ", a journal of this cache's, and the store has those keys' older values or none");
   return {};
 }
 
@@ -66,9 +73,8 @@ caf::expected<journal> replay_journal(const std::string& path, const std::string
                 : "they could not be kept in " + path + ".discarded (" +
                     log->cut_copy_error() + ") and may be lost"));
   if (!log->recovered().empty())
-    if (auto err = db.write_batch(log->recovered()))
-      if (auto still = replay_one_by_one(path, cache, log->recovered(), db, err))
-        return still;
+    if (db.write_batch(log->recovered()))
+      if (auto still = replay_one_by_one(path, cache, log->recovered(), db)) return still;
   if (!log->empty())
     if (auto err = log->reset()) return err;
   return log;

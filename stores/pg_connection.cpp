@@ -261,6 +261,16 @@ std::string describe(PGconn* conn, const PGresult* res, const conn_params& param
   return redact(one_line(text), params.secrets);
 }
 
+bool refused(const PGresult* res) noexcept {
+  const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  if (state == nullptr) return false;
+  // Data exceptions (22: a value too long, bad bytes), integrity constraints
+  // (23: CHECK, NOT NULL, a foreign key), program limits (54: an index row
+  // over its 2,704 bytes), a trigger's RAISE EXCEPTION (P0001).
+  return std::strncmp(state, "22", 2) == 0 || std::strncmp(state, "23", 2) == 0 ||
+         std::strncmp(state, "54", 2) == 0 || std::strcmp(state, "P0001") == 0;
+}
+
 bool lost(PGconn* conn, const PGresult* res) noexcept {
   if (conn == nullptr || PQstatus(conn) == CONNECTION_BAD) return true;
   const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;

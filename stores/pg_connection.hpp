@@ -73,6 +73,10 @@ conn_ptr connect(const conn_params& params, std::string& why);
 /// `res` if there is one, else the connection's message. Redacted, one line.
 std::string describe(PGconn* conn, const PGresult* res, const conn_params& params);
 
+/// True if `res` failed for what the statement wrote, so that it would fail
+/// again: SQLSTATE class 22, 23 or 54, or P0001 (a trigger's RAISE).
+bool refused(const PGresult* res) noexcept;
+
 /// True if the connection is unusable after `res` failed: the connection is
 /// bad, or SQLSTATE class 08 (connection exception) or 57P01-03 (the server
 /// shut down or cannot accept connections now).

@@ -91,9 +91,10 @@ struct postgres_store::impl {
   // notifications, which would otherwise throw away the values just written.
   std::shared_ptr<own_commits> own = std::make_shared<own_commits>();
 
-  caf::error fail(const std::string& what, const std::string& detail) const {
-    return make_error(errc::store_failure, "postgres store " + params.where + " table " +
-                                             name + ": " + what + ": " + detail);
+  caf::error fail(const std::string& what, const std::string& detail,
+                  errc code = errc::store_failure) const {
+    return make_error(code, "postgres store " + params.where + " table " + name + ": " +
+                              what + ": " + detail);
   }
 
   // PREPAREs every statement on a new connection; binary parameters and
@@ -203,11 +204,12 @@ struct postgres_store::impl {
     PGconn* conn = lease->get();
     auto abort = [&](const char* what, const pg::result_ptr& res) {
       auto detail = pg::describe(conn, res.get(), params);
+      auto code = pg::refused(res.get()) ? errc::store_refused : errc::store_failure;
       if (pg::lost(conn, res.get()))
         lease->discard(); // the server rolls back
       else
         pg::result_ptr{PQexec(conn, "ROLLBACK")};
-      return fail(what, detail);
+      return fail(what, detail, code);
     };
     uint64_t xid = 0;
     {

@@ -127,9 +127,10 @@ struct sqlite_store::impl {
   std::mutex readers_mtx;
   std::vector<std::unique_ptr<reader>> idle; // guarded by readers_mtx
 
-  caf::error fail(sqlite3* db, const std::string& what) const {
-    return make_error(errc::store_failure, "sqlite store " + path + ", table " + table +
-                                             ": " + what + ": " + sqlite3_errmsg(db));
+  caf::error fail(sqlite3* db, const std::string& what,
+                  errc code = errc::store_failure) const {
+    return make_error(code, "sqlite store " + path + ", table " + table + ": " + what +
+                              ": " + sqlite3_errmsg(db));
   }
 
   // Creates the file only for the write connection, which opens first.
@@ -297,8 +298,15 @@ struct sqlite_store::impl {
     if (rc == SQLITE_OK && !x.is_delete()) rc = bind_bytes(s, 2, *x.bytes);
     if (rc == SQLITE_OK) rc = sqlite3_step(s);
     if (rc == SQLITE_DONE) return caf::none;
-    return fail(w.db.get(), "write_batch failed at change " + std::to_string(index + 1) +
-                              " of " + std::to_string(total) + ", nothing was written");
+    // A constraint (a trigger's RAISE too), a value over SQLite's limits, a
+    // type the table will not take: this write fails however often it goes.
+    auto primary = rc & 0xff;
+    bool refused = primary == SQLITE_CONSTRAINT || primary == SQLITE_TOOBIG ||
+                   primary == SQLITE_MISMATCH;
+    return fail(w.db.get(),
+                "write_batch failed at change " + std::to_string(index + 1) + " of " +
+                  std::to_string(total) + ", nothing was written",
+                refused ? errc::store_refused : errc::store_failure);
   }
 
   // SQLite rolls back by itself after some errors (a full disk, I/O), so

@@ -40,7 +40,9 @@ struct store_write {
 /// shard. Implementations must allow calls from several threads at once; a
 /// read should not wait for a write transaction in progress.
 ///
-/// Failures are `errc::store_failure` errors whose context says what failed.
+/// Failures are `errc::store_failure` errors whose context says what failed;
+/// a write the store refuses for what it holds, which would fail again, is
+/// `errc::store_refused` (`write_batch`: nothing of the batch is written).
 class store {
 public:
   virtual ~store() = default;

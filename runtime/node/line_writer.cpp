@@ -167,6 +167,7 @@ void line_writer::write_all(state& s) {
     size_t done = 0;
     while (done < text.size()) {
       auto n = ::write(s.fd, text.data() + done, chunk_end(text, done) - done);
+      int error = n < 0 ? errno : 0;
       if (n > 0) {
         done += static_cast<size_t>(n);
         std::lock_guard<std::mutex> guard{s.mtx};
@@ -175,15 +176,15 @@ void line_writer::write_all(state& s) {
         s.written.notify_all();
         continue;
       }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EAGAIN) {
+      if (error == EINTR) continue;
+      if (error == EAGAIN) {
         // Whoever shares the descriptor made it non-blocking: wait here.
         pollfd p{s.fd, POLLOUT, 0};
         ::poll(&p, 1, -1);
         continue;
       }
       std::lock_guard<std::mutex> guard{s.mtx};
-      if (n == 0 || errno == EPIPE || errno == EBADF || errno == EINVAL) {
+      if (n == 0 || error == EPIPE || error == EBADF || error == EINVAL) {
         // The reader is gone (EPIPE: SIGPIPE is ignored) or the descriptor
         // is no good: nothing more can be written to it.
         s.broken = true;

@@ -120,7 +120,7 @@ TEST_CASE("a write during a batch waits for it and is newest for loads",
   CHECK(fs.newest("k")->bytes() == "new");
 }
 
-TEST_CASE("a failed batch is retried a write at a time, and a newer write supersedes it",
+TEST_CASE("a failed batch is retried in halves, and a newer write supersedes it",
           "[flush_state]") {
   flush_state fs{small(10)};
   fs.add(0, put("a", "a1", 1), at(0));
@@ -150,6 +150,30 @@ TEST_CASE("a failed batch is retried a write at a time, and a newer write supers
   CHECK(s.flush_failures == 1);
   CHECK(s.retries == 1);
   CHECK(fs.dirty() == 0);
+}
+
+TEST_CASE("after a failure that passes, only the writes it met go in smaller batches",
+          "[flush_state]") {
+  // An outage: the batch it met is halved, not sent a write at a time, and
+  // writes that came after it go in full batches.
+  flush_state fs{small(8)};
+  for (int i = 0; i < 8; ++i)
+    fs.add(0, put("k" + std::to_string(i), "v", uint64_t(i + 1)), at(0));
+  REQUIRE(fs.take_batch(at(0)).size() == 8);
+  fs.batch_failed(at(0));
+  for (int i = 0; i < 8; ++i)
+    fs.add(0, put("n" + std::to_string(i), "v", uint64_t(i + 9)), at(1));
+  auto batch = fs.take_batch(at(100));
+  REQUIRE(batch.size() == 4);
+  CHECK(batch[0].key() == "k0");
+  fs.batch_stored();
+  batch = fs.take_batch(at(100));
+  REQUIRE(batch.size() == 4);
+  CHECK(batch[0].key() == "k4");
+  fs.batch_stored();
+  batch = fs.take_batch(at(100));
+  CHECK(batch.size() == 8); // the new writes: no cap
+  CHECK(batch[0].key() == "n0");
 }
 
 TEST_CASE("a write the store always refuses holds up no other write", "[flush_state]") {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "stores/faulty_store.hpp"
@@ -68,6 +69,33 @@ void recover_from(const std::filesystem::path& crashed_journal, const std::strin
   // Emptied: its header alone ("karltonJ", the name's length, the name, a CRC).
   CHECK(std::filesystem::file_size(crashed_journal) == 16 + name.size());
 }
+
+// A write-back cache's journal as a kill -9 left it, with every write of
+// `writes` unstored (its store, over `db`, failed every batch), at `journal`.
+struct crashed_cache {
+  crashed_cache(const std::string& label, const std::string& name,
+                const std::vector<std::pair<std::string, std::string>>& writes)
+    : dir{label} {
+    auto live_journal = dir.file("wal");
+    runtime rt;
+    cache_options o;
+    o.name = name;
+    auto gate = std::make_shared<testing::refusing_store>(db);
+    gate->refuse_all = true;
+    o.backing_store = gate;
+    o.writes = write_mode::write_back;
+    o.journal_path = live_journal;
+    auto c = must(rt.create_cache(o));
+    for (auto& [key, bytes] : writes)
+      REQUIRE_FALSE(c.put(key, bytes));
+    testing::snapshot(live_journal, journal);
+    rt.shutdown(100ms);
+  }
+
+  testing::temp_dir dir;
+  std::string journal = dir.file("wal-at-crash");
+  std::shared_ptr<memory_store> db = std::make_shared<memory_store>();
+};
 
 } // namespace
 
@@ -237,59 +265,30 @@ TEST_CASE("a replay sets aside the records the store refuses and stores the othe
           "[write_back][journal][crash]") {
   // One refused record failed the replay's one batch, and so every start:
   // create_cache failed until someone deleted the journal and its writes.
-  testing::temp_dir dir{"journal-refused"};
-  auto journal_path = dir.file("wal");
-  auto crashed_journal = dir.file("wal-at-crash");
-  auto db = std::make_shared<memory_store>();
-  {
-    runtime rt;
-    cache_options o;
-    o.name = "refused";
-    auto gate = std::make_shared<testing::refusing_store>(db);
-    gate->refuse_all = true; // nothing is stored: all three are replayed
-    o.backing_store = gate;
-    o.writes = write_mode::write_back;
-    o.journal_path = journal_path;
-    auto c = must(rt.create_cache(o));
-    REQUIRE_FALSE(c.put("a", "1"));
-    REQUIRE_FALSE(c.put("bad", "2"));
-    REQUIRE_FALSE(c.put("c", "3"));
-    testing::snapshot(journal_path, crashed_journal); // kill -9 now
-    rt.shutdown(100ms);
-  }
+  crashed_cache crashed{
+    "journal-refused", "refused", {{"a", "1"}, {"bad", "2"}, {"c", "3"}, {"bad", "4"}}};
+  auto& db = crashed.db;
+  auto& crashed_journal = crashed.journal;
   testing::log_sink_lines logs;
   recover_from(crashed_journal, "refused",
                std::make_shared<testing::refusing_store>(db, "bad"));
   CHECK(stored(*db, "a") == std::optional<std::string>{"1"});
   CHECK(stored(*db, "c") == std::optional<std::string>{"3"});
   CHECK_FALSE(stored(*db, "bad"));
-  // Kept, in a journal of the cache's own, for a replay once the store takes it.
+  // Its last write is kept, in a journal of the cache's own, for a replay
+  // once the store takes it; the one before it is moot.
   auto side = must(journal::open(crashed_journal + ".rejected", "refused"));
   REQUIRE(side.recovered().size() == 1);
   CHECK(side.recovered()[0].key == "bad");
-  CHECK(logs.containing("refused 1 of 3 records").size() == 1);
+  CHECK(side.recovered()[0].bytes == std::optional<std::string>{"4"});
+  CHECK(logs.containing("the store refused 1 of its records").size() == 1);
 }
 
 TEST_CASE("a replay into a store that is down fails the start and keeps the journal",
           "[write_back][journal][crash]") {
-  testing::temp_dir dir{"journal-store-down"};
-  auto journal_path = dir.file("wal");
-  auto crashed_journal = dir.file("wal-at-crash");
-  auto db = std::make_shared<memory_store>();
-  {
-    runtime rt;
-    cache_options o;
-    o.name = "down";
-    auto gate = std::make_shared<testing::refusing_store>(db);
-    gate->refuse_all = true;
-    o.backing_store = gate;
-    o.writes = write_mode::write_back;
-    o.journal_path = journal_path;
-    auto c = must(rt.create_cache(o));
-    REQUIRE_FALSE(c.put("a", "1"));
-    testing::snapshot(journal_path, crashed_journal);
-    rt.shutdown(100ms);
-  }
+  crashed_cache crashed{"journal-store-down", "down", {{"a", "1"}}};
+  auto& db = crashed.db;
+  auto& crashed_journal = crashed.journal;
   auto size = std::filesystem::file_size(crashed_journal);
   runtime rt;
   cache_options o;

@@ -17,8 +17,9 @@
 
 namespace karlton::testing {
 
-/// Refuses every batch while `refuse_all` is set, and every batch that holds
-/// `held_key` (if one is given); loads pass through.
+/// Fails every batch while `refuse_all` is set (`store_failure`: an outage),
+/// and refuses every batch that holds `held_key`, if one is given
+/// (`store_refused`: as a constraint would); loads pass through.
 class refusing_store final : public forwarding_store {
 public:
   explicit refusing_store(std::shared_ptr<store> inner, std::string held_key = {})
@@ -30,8 +31,9 @@ public:
     auto held = [&](const store_write& w) {
       return !held_key_.empty() && w.key == held_key_;
     };
-    if (refuse_all.load() || std::any_of(batch.begin(), batch.end(), held))
-      return make_error(errc::store_failure, "refusing_store: batch refused");
+    if (refuse_all.load()) return make_error(errc::store_failure, "refusing_store: down");
+    if (std::any_of(batch.begin(), batch.end(), held))
+      return make_error(errc::store_refused, "refusing_store: " + held_key_ + " refused");
     return inner().write_batch(batch);
   }
 
