@@ -224,12 +224,8 @@ uint64_t flush_state::batch_failed(time_point now) {
       front.push_back(&i->second);
       i->second.since_ms = std::min(i->second.since_ms, s.since_ms);
       i->second.number = std::min(i->second.number, s.number);
-      auto at = std::find(order_.begin(), order_.end(), &i->second);
-      if (i->second.sent_back) {
-        i->second.sent_back = false;
-        --sent_back_;
-      }
-      order_.erase(at);
+      // A write accepted while the batch was in flight: never sent back.
+      order_.erase(std::find(order_.begin(), order_.end(), &i->second));
       ++superseded;
       ++stats_.writes_coalesced;
     }
