@@ -63,6 +63,11 @@ void shard_steps::send_writes(self_ptr self) {
     after_change(self);
   };
   auto failed = [self, seqs](caf::error& err) {
+    // A refusal names one write of the transaction; the others, maybe other
+    // callers', would pass alone: to them it is a failure, not a refusal.
+    if (err == errc::store_refused && seqs.size() > 1)
+      err = make_error(errc::store_failure,
+                       "a write of the same transaction was refused: " + describe(err));
     self->state.cache->writes_done(
       seqs,
       as_store_failure(std::move(err),

@@ -271,6 +271,12 @@ bool refused(const PGresult* res) noexcept {
          std::strncmp(state, "54", 2) == 0 || std::strcmp(state, "P0001") == 0;
 }
 
+bool refused_at_commit(const PGresult* res) noexcept {
+  const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  return state != nullptr &&
+         (std::strncmp(state, "23", 2) == 0 || std::strcmp(state, "P0001") == 0);
+}
+
 bool lost(PGconn* conn, const PGresult* res) noexcept {
   if (conn == nullptr || PQstatus(conn) == CONNECTION_BAD) return true;
   const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;

@@ -77,6 +77,11 @@ std::string describe(PGconn* conn, const PGresult* res, const conn_params& param
 /// again: SQLSTATE class 22, 23 or 54, or P0001 (a trigger's RAISE).
 bool refused(const PGresult* res) noexcept;
 
+/// As `refused`, for a failed COMMIT: a deferred constraint (23) or
+/// constraint trigger (P0001) only; class 54 there is a full NOTIFY queue,
+/// which passes.
+bool refused_at_commit(const PGresult* res) noexcept;
+
 /// True if the connection is unusable after `res` failed: the connection is
 /// bad, or SQLSTATE class 08 (connection exception) or 57P01-03 (the server
 /// shut down or cannot accept connections now).

@@ -257,7 +257,11 @@ struct postgres_store::impl {
       lease->discard();
       return fail("the outcome of COMMIT is unknown", detail);
     }
-    return fail("COMMIT failed, nothing was written", detail);
+    // A deferred constraint or constraint trigger refuses at COMMIT (23,
+    // P0001); a full NOTIFY queue (54000) fails there too, and passes.
+    return fail("COMMIT failed, nothing was written", detail,
+                pg::refused_at_commit(commit.get()) ? errc::store_refused
+                                                    : errc::store_failure);
   }
 };
 

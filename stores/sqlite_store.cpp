@@ -394,6 +394,9 @@ caf::error sqlite_store::write_batch(const std::vector<store_write>& batch) {
   }
   if (auto err =
         impl_->step_done(db, w.commit.get(), "COMMIT failed, nothing was written")) {
+    // A deferred foreign key refuses at COMMIT.
+    if ((sqlite3_errcode(db) & 0xff) == SQLITE_CONSTRAINT)
+      err = impl_->fail(db, "COMMIT failed, nothing was written", errc::store_refused);
     impl_->roll_back();
     return err;
   }

@@ -2,7 +2,7 @@
 // over a store that another writer shares: a replay writes only what the
 // store never confirmed, so it never puts a stored value back over a newer
 // one somebody else stored since. A write the store refuses holds up neither
-// the flusher nor a replay.
+// the flusher nor a replay, and under write-through is refused to its caller.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -301,4 +301,44 @@ TEST_CASE("a replay into a store that is down fails the start and keeps the jour
   CHECK(c.error() == errc::store_failure);
   CHECK(std::filesystem::file_size(crashed_journal) == size); // nothing given up
   CHECK_FALSE(std::filesystem::exists(crashed_journal + ".rejected"));
+}
+
+TEST_CASE("a replay into a store that refuses every key fails the start and keeps the "
+          "journal",
+          "[write_back][journal][crash]") {
+  // A CHECK on every row, a setting that breaks the triggers: not one write's
+  // content. Setting the whole journal aside would start a healthy-looking
+  // cache over the store's older values.
+  crashed_cache crashed{"journal-all-refused", "all", {{"a", "1"}, {"b", "2"}}};
+  auto size = std::filesystem::file_size(crashed.journal);
+  runtime rt;
+  cache_options o;
+  o.name = "all";
+  auto gate = std::make_shared<testing::refusing_store>(crashed.db);
+  gate->refuse_every = true;
+  o.backing_store = gate;
+  o.writes = write_mode::write_back;
+  o.journal_path = crashed.journal;
+  auto c = rt.create_cache(o);
+  REQUIRE_FALSE(c);
+  CHECK(describe(c.error()).find("refused every key") != std::string::npos);
+  CHECK(std::filesystem::file_size(crashed.journal) == size);
+  CHECK_FALSE(std::filesystem::exists(crashed.journal + ".rejected"));
+}
+
+TEST_CASE("under write-through a refusal reaches its own caller as such, and a "
+          "transaction's other writes as a failure",
+          "[write_through]") {
+  runtime rt;
+  cache_options o;
+  o.name = "through";
+  o.backing_store =
+    std::make_shared<testing::refusing_store>(std::make_shared<memory_store>(), "bad");
+  o.writes = write_mode::write_through;
+  o.shards = 1;
+  auto c = must(rt.create_cache(o));
+  CHECK(c.put("bad", "x") == errc::store_refused);
+  // One transaction, "a" in it: "a" alone would pass.
+  CHECK(c.put_many({{"a", "1"}, {"bad", "2"}}) == errc::store_failure);
+  REQUIRE_FALSE(c.put("a", "1"));
 }

@@ -26,12 +26,16 @@ public:
     : forwarding_store(std::move(inner)), held_key_(std::move(held_key)) {}
 
   std::atomic<bool> refuse_all{false};
+  /// Refuses every batch (`store_refused`), as a CHECK on every row would.
+  std::atomic<bool> refuse_every{false};
 
   caf::error write_batch(const std::vector<store_write>& batch) override {
     auto held = [&](const store_write& w) {
       return !held_key_.empty() && w.key == held_key_;
     };
     if (refuse_all.load()) return make_error(errc::store_failure, "refusing_store: down");
+    if (refuse_every.load())
+      return make_error(errc::store_refused, "refusing_store: every write refused");
     if (std::any_of(batch.begin(), batch.end(), held))
       return make_error(errc::store_refused, "refusing_store: " + held_key_ + " refused");
     return inner().write_batch(batch);
