@@ -116,6 +116,11 @@ bool flush_state::asked_to_go() const {
     // A flush was asked for: go while anything it covers is still dirty.
     for (const auto& [key, s] : pending_)
       if (s.number <= flush_requested_through_) return true;
+    // None is, and none is in flight (`next_due` asks only then): the request
+    // is met for good, since a write accepted later is numbered above it.
+    // Forgotten, so that later writes do not scan every dirty key again.
+    assert(in_flight_.empty());
+    flush_requested_through_ = 0;
   }
   return false;
 }

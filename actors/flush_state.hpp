@@ -75,7 +75,10 @@ struct numbered_writes {
 ///   the line: a write the store always refuses (a key over its index's
 ///   limit, a CHECK constraint) is found in a few halvings, fails by itself
 ///   on every lap, and holds up no other key (before, it went back to the
-///   front with its batch, and no write after it was stored).
+///   front with its batch, and no write after it was stored). Caps never
+///   grow back, since a stored batch says nothing of the writes left: an
+///   outage of F failed batches leaves about F writes that go one a
+///   transaction, once, when it ends.
 /// Only the owning flusher may call it.
 class flush_state {
 public:
@@ -207,7 +210,7 @@ private:
   key_map<size_t> in_flight_index_{&nodes_}; // key -> in_flight_[i]
   uint64_t accepted_ = 0;
   uint64_t journaled_through_ = 0;
-  uint64_t flush_requested_through_ = 0;
+  mutable uint64_t flush_requested_through_ = 0; // 0 once met (`asked_to_go`)
   uint32_t consecutive_failures_ = 0;
   uint64_t sent_back_ = 0; // slots in `order_` with `sent_back`: not oldest first
   uint64_t backoff_until_ms_ = 0;

@@ -71,8 +71,8 @@ bool write_port_file(const std::string& path, uint16_t port) {
 // Runs until the console's `quit` or a stop signal (read from `signal_fd`):
 // answers console lines from stdin if `read_stdin` (EOF just stops reading),
 // and logs a stats line every `interval` (0: never). While the replies wait
-// for a reader of stdout, it answers and reads no more commands, and still
-// hears the signals.
+// for a reader of stdout, it neither answers nor reads further commands, and
+// still hears the signals.
 void serve(karlton::node::console& con, const std::string& name, bool read_stdin,
            caf::timespan interval, int signal_fd, line_writer& out, line_writer& err) {
   using clock = std::chrono::steady_clock;
