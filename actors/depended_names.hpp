@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include <karlton/messages/value.hpp>
 
@@ -108,6 +110,31 @@ private:
 
   std::atomic<std::atomic<uint16_t>*> counters_{nullptr};
   std::mutex alloc_; // only for the one allocation
+};
+
+/// Names counted in a filter while it lives: a write-through put's links
+/// while the store has it. They go into the shard's index only when the store
+/// answers, and until then an erase or a change of one of them (a local erase,
+/// the change feed) found nothing depending on it, ran no cascade, and the put
+/// went in after the change it was derived from (rule 1). Counted, the change
+/// cascades and the cascade voids the put (`invalidate_dependents`).
+class held_names {
+public:
+  held_names(std::shared_ptr<depended_names> filter, std::vector<std::string> names)
+    : filter_(std::move(filter)), names_(std::move(names)) {
+    for (const auto& n : names_)
+      filter_->add(n);
+  }
+  ~held_names() {
+    for (const auto& n : names_)
+      filter_->remove(n);
+  }
+  held_names(const held_names&) = delete;
+  held_names& operator=(const held_names&) = delete;
+
+private:
+  std::shared_ptr<depended_names> filter_;
+  std::vector<std::string> names_;
 };
 
 } // namespace karlton

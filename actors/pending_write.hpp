@@ -43,6 +43,8 @@ struct pending_write {
   bool keep_links = false;  // a compute's put keeps the entry's dependencies
   // A put's dependencies, linked when its value goes in (none: a plain put).
   std::unique_ptr<dependencies> links;
+  // Write-through: those names counted in the cache's filter while the store has it.
+  std::unique_ptr<held_names> held;
   // Write-back: a compute parked in line (no write yet).
   shard_detail::compute_ptr compute;
   bool turn = false, drop = false; // that compute is set_ttl or a clear's drop: no room

@@ -181,7 +181,7 @@ shard_state::run_compute(const compute_ptr& job, time_point now, bool from_queue
         resume(job, step_now_, held); // it holds its place: not behind later writes
       if (held) run_waiting_computes(job->key, step_now_);
     };
-    auto r = get_or_load(key, hash, now, w, !job->distrusted);
+    auto r = get_or_load(key, hash, now, w, !job->distrusted, false);
     if (!r) {
       // The key's later computes and writes wait until this one has run: a
       // put that went in meanwhile was run over by it (compute(f), put(P2)
@@ -209,7 +209,11 @@ shard_state::apply_compute(const compute_ptr& job, time_point now, entry_id id) 
   try {
     result = job->fn(current);
   } catch (const compute_refusal& refused) {
-    return caf::expected<computed>{refused.error};
+    // One thrown without an error would fail the call with none.
+    return caf::expected<computed>{
+      refused.error ? refused.error
+                    : make_error(errc::compute_failed,
+                                 "the compute function refused without an error")};
   } catch (const std::exception& e) {
     return caf::expected<computed>{make_error(
       errc::compute_failed, std::string{"the compute function threw: "} + e.what())};
@@ -452,6 +456,9 @@ remaining_ttl shard_state::retime(std::string_view key, uint64_t expiry_ms,
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   collect_change(key);
   if (expiry_ms <= to_ms(now)) {
+    // Redis's EXPIRE 0 is a delete: a refresh that read the key before must
+    // not bring it back.
+    loads_.void_key(key);
     remove(id, removal_cause::expired);
     return before;
   }

@@ -197,7 +197,7 @@ shard_state::invalidate_dependents(const std::vector<std::string>& names,
         if (cascades) out.cascade.emplace_back(key);
         // One past its expiry (the timer not yet there, or kept for
         // stale-if-error) counts as expired, though what depends on it goes.
-        bool was_live = remove_changed(id, now_ms);
+        bool was_live = remove_changed(id, now_ms, true);
         out.deepest = std::max(out.deepest, level);
         if (was_live) {
           ++out.removed;

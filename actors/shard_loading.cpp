@@ -104,14 +104,15 @@ bool shard_state::expires_early(const entry& e, uint64_t now_ms) {
 void shard_state::maybe_refresh(std::string_view key, entry_id id, const entry& e,
                                 time_point now) {
   auto now_ms = to_ms(now);
+  auto facts = load_facts_.find(id);
   bool refresh = false;
   if (cfg_.refresh_after > caf::timespan::zero()) {
     auto age = age_ms(e, now_ms);
-    refresh = std::chrono::milliseconds{age} >= cfg_.refresh_after;
+    refresh = std::chrono::milliseconds{age} >= cfg_.refresh_after &&
+              (facts == load_facts_.end() || now_ms >= facts->second.next_refresh_ms);
   }
   bool early = false;
   if (!refresh && cfg_.early_refresh == early_refresh_mode::xfetch && e.expires()) {
-    auto facts = load_facts_.find(id);
     auto now_us = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch())
         .count());
@@ -143,7 +144,7 @@ void shard_state::maybe_refresh(std::string_view key, entry_id id, const entry& 
 
 std::optional<caf::expected<value>>
 shard_state::get_or_load(std::string_view key, uint32_t hash, time_point now,
-                         load_waiter w, bool trust_cached) {
+                         load_waiter w, bool trust_cached, bool counted) {
   if (!cfg_.read_through)
     return caf::expected<value>{make_error(
       errc::invalid_option, "get_or_load needs a loader; this cache has none")};
@@ -163,8 +164,9 @@ shard_state::get_or_load(std::string_view key, uint32_t hash, time_point now,
     }
   }
   // Counts the miss, reclaims an expired entry (not for a caller that does not
-  // trust the cache: it would count the entry as a hit).
-  if (trust_cached) get(key, hash, now, leases);
+  // trust the cache: it would count the entry as a hit; an expired one left
+  // here is replaced by the load, and counted as expired then).
+  if (trust_cached && counted) get(key, hash, now, leases);
   // A remembered failure is a cached answer too; to a caller that does not
   // trust the cache, only one that fails it (a remembered not_found may be as
   // stale as a value, a store failure fails it either way).
@@ -232,10 +234,18 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
             entry_id != no_entry)
           remove_changed(entry_id, now_ms);
       } else if (done->refresh) {
-        // Stale-if-error: the old value stays until its own expiry.
+        // Stale-if-error: the old value stays until its own expiry. The next
+        // refresh waits `refresh_after` (XFetch's draws are paced already):
+        // each hit started one, against a store that was failing.
         if (auto entry_id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
-            entry_id != no_entry)
+            entry_id != no_entry) {
           stale_.insert(entry_id);
+          if (cfg_.refresh_after > caf::timespan::zero())
+            load_facts_[entry_id].next_refresh_ms =
+              now_ms +
+              static_cast<uint64_t>(
+                std::chrono::ceil<std::chrono::milliseconds>(cfg_.refresh_after).count());
+        }
       }
       // Under a lapse that caps, remembered no longer than the cap: a missed
       // invalidation would have forgotten it.
@@ -259,10 +269,15 @@ void shard_state::complete_load(const std::string& key, uint64_t id,
   // Slower than a lapse's cap, it would go in expired, and could evict live entries.
   if (!step_current_) {
     ++stats_.loads_voided;
-  } else if (!admit(v, ttl::cache_default(), now, leases,
-                    // A refresh reloads the same entry: what it depends on
-                    // stays, or an emit after it would miss it (rule 1).
-                    done->refresh, read_at)) { // a load changes no data: not broadcast
+  } else if (admit(v, ttl::cache_default(), now, leases,
+                   // A refresh reloads the same entry: what it depends on
+                   // stays, or an emit after it would miss it (rule 1).
+                   done->refresh, read_at)) { // a load changes no data: not broadcast
+    // Too large to cache: the store holds a newer value than the one cached
+    // (a refresh's), which must not be served on, nor start a reload a hit.
+    if (auto entry_id = table_.find(key, v.table_hash()); entry_id != no_entry)
+      remove_changed(entry_id, to_ms(now));
+  } else {
     auto entry_id = table_.find(key, v.table_hash());
     // In microseconds: a loader faster than 1 ms (a local database) still
     // refreshes early; a load of over 71 minutes counts as 71.

@@ -146,12 +146,17 @@ entry_id shard_state::install(value v, ttl t, time_point now,
     stats_.bytes += v.charge();
     stats_.bytes -= e.val.charge();
     bool before = e.expires();
+    // One that expired and waits for its timer, or is kept for stale-if-error,
+    // counts as expired (as Caffeine reports it): it was no longer served, and
+    // `expired` would otherwise depend on whether the timer came first.
+    auto cause = expired(e, now_ms) ? removal_cause::expired : removal_cause::replaced;
+    if (cause == removal_cause::expired) ++stats_.expired;
     auto old = table_.replace(id, std::move(v), expiry);
     track_expiry(id, before);
     if (in_policy(id)) policy_->on_update(id, old_w, new_w);
     if (!keep_links)
       forget_deps(id); // the new value says its own (a compute's keeps them)
-    if (cfg_.on_removal) cfg_.on_removal(old, removal_cause::replaced);
+    if (cfg_.on_removal) cfg_.on_removal(old, cause);
   } else {
     stats_.bytes += v.charge();
     auto w = weight_of(v);
@@ -219,8 +224,15 @@ void shard_state::enforce_bound() {
     remove(policy_->victim(), removal_cause::evicted);
 }
 
-void shard_state::remove(entry_id id, removal_cause cause) {
+void shard_state::remove(entry_id id, removal_cause cause, bool cascaded) {
   auto& e = table_.at(id);
+  // A middle link of a chain (A on key B, B on event E) that expires or is
+  // evicted: its links go with it, and an emit of E would no longer reach A.
+  // So its dependents go too, as after an erase; an entry that links on
+  // nothing passes no cascade through.
+  if (!cascaded && deps_.entries() > 0 && deps_.has(id) && cfg_.depended &&
+      cfg_.depended->may_contain(e.val.key()))
+    cascades_out_.emplace_back(e.val.key());
   forget_load_facts(id);
   if (in_policy(id)) policy_->on_remove(id, weight_of(e.val));
   if (!dirty_.empty())
@@ -287,13 +299,13 @@ bool shard_state::erase_here(std::string_view key, time_point now, bool cascade)
     collect_change(key);
     return false;
   }
-  return remove_changed(id, to_ms(now));
+  return remove_changed(id, to_ms(now), true);
 }
 
-bool shard_state::remove_changed(entry_id id, uint64_t now_ms) {
+bool shard_state::remove_changed(entry_id id, uint64_t now_ms, bool cascaded) {
   // Past its expiry it was no longer served: not an invalidation.
   bool live = !expired(table_.at(id), now_ms);
-  remove(id, live ? removal_cause::explicit_erase : removal_cause::expired);
+  remove(id, live ? removal_cause::explicit_erase : removal_cause::expired, cascaded);
   return live;
 }
 

@@ -64,8 +64,8 @@ public:
     uint32_t hash;
   };
 
-  /// One step (0, 1, 2) of loading what a lookup of `hash` will touch; see
-  /// `entry_table::prefetch`. The shard runs it over a batch of queued calls.
+  /// One step (0, 1, 2) of loading what a lookup of `hash` touches
+  /// (`entry_table::prefetch`).
   void prefetch(uint32_t hash, int step) const noexcept { table_.prefetch(hash, step); }
 
   /// `get` for each key, in order, with their memory accesses overlapped: on a table
@@ -80,8 +80,7 @@ public:
       out(get(k.key, k.hash, now, leases));
   }
 
-  /// Stores `v` under `v.key()`, replacing any previous value, then evicts
-  /// down to the size bound. Errors: too large (nothing stored), bad ttl.
+  /// Stores `v`, then evicts to the bound. Errors: too large (nothing stored), bad ttl.
   caf::error put(value v, ttl t, time_point now);
 
   // -- read-through loading (shard_loading.cpp) ------------------------------
@@ -95,10 +94,12 @@ public:
   /// window, the old value). A miss that would start a load while `max_loads_out` are out
   /// and `max_loads_queued` wait is answered `overloaded` (a refresh is skipped). Unless
   /// `trust_cached`, no cached value or remembered not_found answers: it loads (a compute
-  /// under a lapse that caps, when what the cache holds may be stale).
+  /// under a lapse that caps, when what the cache holds may be stale). Unless
+  /// `counted`, no miss is counted (a compute's, as for Redis's INCR).
   std::optional<caf::expected<value>> get_or_load(std::string_view key, uint32_t hash,
                                                   time_point now, load_waiter w,
-                                                  bool trust_cached = true);
+                                                  bool trust_cached = true,
+                                                  bool counted = true);
 
   /// Loads to hand out now, as (key, load number), oldest first: the shard actor hands
   /// each to a loader worker. Due after each call that may start, finish or time out a
@@ -147,12 +148,10 @@ public:
   void writes_done(const std::vector<uint64_t>& seqs, const caf::error& err,
                    time_point now);
 
-  /// The flusher stored these writes: each entry is clean again unless it
-  /// was written since, and may be evicted from now on.
+  /// The flusher stored these: each entry is clean (evictable) unless written since.
   void mark_stored(const stored_writes& writes);
 
-  /// Tries parked write-back writes again (room under `max-dirty`); those
-  /// parked longer than `room_wait` fail with `overloaded`.
+  /// Tries parked write-back writes again; those parked past `room_wait` fail.
   void retry_parked(time_point now);
   /// When the oldest parked write times out, if any is parked.
   std::optional<time_point> next_parked_deadline() const;
@@ -321,9 +320,11 @@ private:
   void track_expiry(entry_id id, bool had_expiry);
   void push_deadlines(const entry& e, entry_id id);
   size_t deadlines_per_entry() const noexcept { return stale_window_ms_ > 0 ? 2 : 1; }
-  void remove(entry_id id, removal_cause cause);
+  /// One that links on names while something may depend on it cascades (its links go
+  /// with it), unless `cascaded`: the caller decided by the key's name.
+  void remove(entry_id id, removal_cause cause, bool cascaded = false);
   /// As `remove`, counted as expired if it was, else as an invalidation; true if live.
-  bool remove_changed(entry_id id, uint64_t now_ms);
+  bool remove_changed(entry_id id, uint64_t now_ms, bool cascaded = false);
   /// Told to nobody. `leases`: the call's look at them (a lapse that caps is acted on
   /// here, one that clears by the next read). `read_at`: when the value was read or sent
   /// to the store, if before now (a load's, a write-through put's): a cap counts from it.
@@ -357,8 +358,7 @@ private:
   bool erase(std::string_view key, time_point now, const read_leases::look& leases);
   /// When the timer must look at the lease (ms, rounded up): its end, if not looked at.
   std::optional<uint64_t> lease_deadline_ms() const noexcept;
-  // erase on this node only, told to nobody; `cascade`: hand the key to the bus if
-  // something may depend on it, cached here or not.
+  // Erase here only, told to nobody; `cascade`: to the bus if something may depend on it.
   bool erase_here(std::string_view key, time_point now, bool cascade = true);
   void watch_depended_names(); // shard_deps.cpp
   void note_changed(std::string_view key, bool erased) {
@@ -410,8 +410,7 @@ private:
   // Runs `job` again after a wait, answering through its waiter.
   void resume(const compute_ptr& job, time_point now, bool from_queue = false);
 
-  /// Puts `op` in line behind the key's waiting computes, as a compute that
-  /// ignores the value it finds (and puts with the op's links).
+  /// Puts `op` behind the key's computes, as one that ignores what it finds (op's links).
   void queue_behind_computes(pending_write op);
   // Write-through: an invalidation from elsewhere (another node, the database's change
   // feed, a repair) came while the store had the put: the value it would install may be
@@ -449,12 +448,13 @@ private:
   cache_stats stats_;
   // Read-through state, empty for caches without a loader.
   load_table loads_;
-  struct xfetch_facts {
-    uint32_t delta_us = 0;     // how long the entry's last load took
-    uint64_t next_draw_us = 0; // no XFetch draw before this time
+  struct load_facts {
+    uint32_t delta_us = 0;        // how long the entry's last load took
+    uint64_t next_draw_us = 0;    // no XFetch draw before this time
+    uint64_t next_refresh_ms = 0; // a refresh failed: none before this time
   };
-  std::unordered_map<entry_id, xfetch_facts> load_facts_; // of loaded entries
-  std::unordered_set<entry_id> stale_;                    // entries whose reload failed
+  std::unordered_map<entry_id, load_facts> load_facts_; // of loaded entries
+  std::unordered_set<entry_id> stale_;                  // entries whose reload failed
   negative_cache negatives_;
   uint64_t stale_window_ms_ = 0;
   uint64_t unkept_through_ms_ = 0; // a repair's cap: what expires by it is not kept

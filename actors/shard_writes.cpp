@@ -93,6 +93,8 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
     auto seq = ++write_seq_;
     ++awaiting_keys_[op.key]; // computes of the key wait behind it
     op.sent = now;
+    if (op.val && op.links && !op.links->on.empty() && cfg_.depended)
+      op.held = std::make_unique<held_names>(cfg_.depended, op.links->on);
     // The put's own buffer; `install` copies it if the store still holds it.
     outbox_.push_back(op.val ? shard_write{op.val, false, seq}
                              : shard_write::erase_of(op.key, seq));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -310,6 +311,86 @@ TEST_CASE("an erase cascades to the dependents of a key that is not cached or ex
   // Nothing depends on "x": no cascade round for it.
   s.erase("x", at(0ms));
   CHECK(s.take_cascades().empty());
+}
+
+TEST_CASE("write-through: a change of a key that a put at the store links to cascades "
+          "and voids the put",
+          "[cascade][rule1]") {
+  // Nothing depended on "b" yet: the put's links go into the index only when
+  // the store answers. Before, the change of "b" (the change feed's, or an
+  // erase) ran no cascade, and "a", derived from the old "b", went in after it.
+  auto filter = std::make_shared<depended_names>();
+  auto cfg = with_filter(filter);
+  cfg.writes = write_mode::write_through;
+  shard_state s{cfg};
+  std::optional<caf::expected<bool>> stored;
+  dependencies on_b;
+  on_b.on = {"b"};
+  s.write(value::make("a", "from the old b"), ttl::never(), at(0ms), on_b,
+          [&](caf::expected<bool> r) { stored = std::move(r); });
+  auto items = s.take_writes();
+  REQUIRE(items.size() == 1);
+  CHECK(s.invalidate({"b"}, at(1ms)) == 0);
+  REQUIRE(s.take_cascades() == std::vector<std::string>{"b"});
+  // The bus's round, here in the same shard.
+  s.invalidate_dependents({"b"}, invalidation_cause::cascade, at(1ms));
+  s.writes_done({items[0].seq}, caf::none, at(2ms));
+  REQUIRE(stored);
+  CHECK(*stored); // the store took it: the caller hears success
+  CHECK_FALSE(s.contains("a", at(2ms)));
+  CHECK_FALSE(filter->may_contain("b")); // held only while the store had it
+
+  // Not changed meanwhile: installed with its link, which the filter then counts.
+  s.write(value::make("a", "from b"), ttl::never(), at(3ms), on_b,
+          [&](caf::expected<bool> r) { stored = std::move(r); });
+  items = s.take_writes();
+  s.writes_done({items.at(0).seq}, caf::none, at(4ms));
+  CHECK(s.contains("a", at(4ms)));
+  CHECK(filter->may_contain("b"));
+}
+
+TEST_CASE("a middle link of a chain that expires or is evicted takes its dependents "
+          "with it",
+          "[cascade]") {
+  // A depends on key b, b on event e. Before, b's expiry or eviction took its
+  // link to e along, and emit(e) no longer reached A, which stayed for good.
+  dependencies on_e, on_b;
+  on_e.events = {"e"};
+  on_b.on = {"b"};
+  auto chain = [&](shard_state& s, ttl b_lifetime) {
+    REQUIRE_FALSE(s.put(val("b"), b_lifetime, at(0ms), on_e));
+    REQUIRE_FALSE(s.put(val("A"), ttl::never(), at(0ms), on_b));
+  };
+  auto filter = std::make_shared<depended_names>();
+  SECTION("expired") {
+    shard_state s{with_filter(filter)};
+    chain(s, ttl::after(10ms));
+    CHECK(s.remove_expired(at(20ms)) == 1);
+    REQUIRE(s.take_cascades() == std::vector<std::string>{"b"});
+    CHECK(s.invalidate_dependents({"b"}, invalidation_cause::cascade, at(20ms)).removed ==
+          1); // the bus's round
+    CHECK_FALSE(s.contains("A", at(20ms)));
+  }
+  SECTION("evicted") {
+    auto cfg = with_filter(filter);
+    cfg.max_entries = 2;
+    cfg.policy = eviction_policy_kind::lru;
+    shard_state s{cfg};
+    chain(s, ttl::never());
+    REQUIRE(s.get("A", at(1ms))); // b is the least recent
+    REQUIRE_FALSE(s.put(val("c"), ttl::never(), at(2ms)));
+    REQUIRE_FALSE(s.contains("b", at(2ms)));
+    REQUIRE(s.take_cascades() == std::vector<std::string>{"b"});
+    s.invalidate_dependents({"b"}, invalidation_cause::cascade, at(2ms));
+    CHECK_FALSE(s.contains("A", at(2ms)));
+  }
+  SECTION("an entry that links on nothing passes no cascade through") {
+    shard_state s{with_filter(filter)};
+    REQUIRE_FALSE(s.put(val("b"), ttl::after(10ms), at(0ms)));
+    REQUIRE_FALSE(s.put(val("A"), ttl::never(), at(0ms), on_b));
+    CHECK(s.remove_expired(at(20ms)) == 1);
+    CHECK(s.take_cascades().empty()); // an erase of b still reaches A, by name
+  }
 }
 
 TEST_CASE("a distributed shard tells other nodes puts apart from erases", "[cascade]") {

@@ -113,6 +113,33 @@ TEST_CASE("a throwing compute fails with compute_failed and the shard keeps serv
   CHECK(bytes_of(s, t0, "k2") == "w");
 }
 
+TEST_CASE("a compute_refusal thrown without an error fails with compute_failed",
+          "[compute]") {
+  shard_state s{shard_options{}};
+  answer<computed> a;
+  a.run(s, t0, shard_ops::compute<key_op>{"k", [](const value&) -> compute_result {
+                                            throw compute_refusal{};
+                                          }});
+  REQUIRE(a.got);
+  REQUIRE_FALSE(*a.got);
+  CHECK(a.got->error() == errc::compute_failed); // before: an empty error
+}
+
+TEST_CASE("computes count neither hits nor misses, as Redis's INCR does", "[compute]") {
+  shard_options cfg;
+  cfg.read_through = true;
+  shard_state s{cfg};
+  answer<int64_t> first;
+  first.run(s, t0, inc()); // not cached: loads
+  s.complete_load("k", s.take_loads_to_start().at(0).second, std::string{"41"}, 1ms, t0);
+  REQUIRE(first.ok());
+  for (int i = 0; i < 4; ++i)
+    REQUIRE(answer<int64_t>{}.run(s, t0, inc()).ok());
+  CHECK(s.stats().misses == 0); // before: 1, and a counter's hit rate 0
+  CHECK(s.stats().hits == 0);
+  CHECK(bytes_of(s, t0) == "46");
+}
+
 TEST_CASE("compare_and_set stores only on a match, nullopt meaning absent or erase",
           "[compute]") {
   shard_state s{shard_options{}};

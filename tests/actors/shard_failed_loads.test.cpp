@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "actors/shard_state.hpp"
 #include "support/compute_answers.hpp"
@@ -226,6 +227,31 @@ TEST_CASE("stale-if-error: a successful load replaces the expired entry",
   CHECK(a.got == std::vector<std::string>{"v2"});
   CHECK(s.contains("k", at(12s)));
   CHECK(s.stats().stale_served == 0);
+}
+
+TEST_CASE("an expired entry replaced before the timer reclaims it counts as expired",
+          "[loading][stale-if-error]") {
+  std::vector<removal_cause> causes;
+  auto listening = [&](shard_options cfg) {
+    cfg.on_removal = [&](const value&, removal_cause why) { causes.push_back(why); };
+    return cfg;
+  };
+  SECTION("kept for stale-if-error, then loaded") {
+    shard_state s{listening(stale_if_error())};
+    reader r, a;
+    fill(s, r, "k", "v1", 1ms);
+    CHECK_FALSE(a.read(s, "k", at(11s)));
+    s.complete_load("k", s.take_loads_to_start().at(0).second, std::string{"v2"}, 1ms,
+                    at(11s));
+    CHECK(s.stats().expired == 1); // before: 0, and 1 without stale-if-error
+  }
+  SECTION("put over before the timer ran") {
+    shard_state s{listening(loading(10s))};
+    REQUIRE_FALSE(s.put(value::make("k", "v1"), ttl::after(1ms), t0));
+    REQUIRE_FALSE(s.put(value::make("k", "v2"), ttl::after(1s), at(5ms)));
+    CHECK(s.stats().expired == 1);
+  }
+  CHECK(causes == std::vector<removal_cause>{removal_cause::expired});
 }
 
 TEST_CASE("stale-if-error: an erase forgets the old value (rule 1)",

@@ -17,6 +17,7 @@ using namespace karlton;
 using namespace std::chrono_literals;
 using karlton::test::at;
 using karlton::test::fill;
+using karlton::test::hit_starting_reload;
 using karlton::test::loading;
 using karlton::test::reader;
 using karlton::test::refreshing_after;
@@ -230,6 +231,55 @@ TEST_CASE("stale-if-error: a failed reload keeps the old value until it expires"
   CHECK(st.stale_served == 1);
   s.take_loads_to_start();              // that read started another reload; let it hang
   CHECK_FALSE(r.read(s, "k", at(10s))); // hard expiry: a miss that waits
+}
+
+TEST_CASE("refresh-ahead: a failed reload is tried again refresh-after later, not on "
+          "every hit",
+          "[loading][refresh]") {
+  shard_state s{refreshing_after(1s)};
+  reader r;
+  fill(s, r, "k", "v1", 1ms);
+  auto reload = hit_starting_reload(s, r, "k", at(2s));
+  s.complete_load("k", reload, make_error(errc::store_failure, "db down"), 1ms, at(2s));
+  for (auto t : {2001ms, 2500ms, 2999ms}) { // before: every hit reloaded
+    CHECK(r.read(s, "k", at(t)));
+    CHECK(r.got.back() == "v1");
+    CHECK(s.take_loads_to_start().empty());
+  }
+  CHECK(r.read(s, "k", at(3s)));
+  CHECK(s.take_loads_to_start().size() == 1);
+  CHECK(s.stats().refreshes == 2);
+}
+
+TEST_CASE("refresh-ahead: a reload too large to cache drops the value it was to replace",
+          "[loading][refresh]") {
+  auto cfg = refreshing_after(1s);
+  cfg.max_value_bytes = 4;
+  shard_state s{cfg};
+  reader r;
+  fill(s, r, "k", "old", 1ms);
+  auto reload = hit_starting_reload(s, r, "k", at(2s));
+  s.complete_load("k", reload, std::string{"newer and larger"}, 1ms, at(2s));
+  // Before, "old" was served on until its TTL (for good under `never`), a reload a hit.
+  CHECK_FALSE(s.contains("k", at(2s)));
+  CHECK_FALSE(r.read(s, "k", at(2s))); // a miss: loads
+  CHECK(s.stats().rejected == 1);
+  CHECK(s.stats().invalidations == 1);
+}
+
+TEST_CASE("refresh-ahead: a key removed by a TTL of 0 (EXPIRE 0) while its reload runs "
+          "stays removed",
+          "[loading][refresh][rule1]") {
+  shard_state s{refreshing_after(1s)};
+  reader r;
+  fill(s, r, "k", "v1", 1ms);
+  auto reload = hit_starting_reload(s, r, "k", at(2s));
+  auto before = s.set_ttl("k", caf::timespan{0}, at(2s), [](auto) {});
+  REQUIRE(before);
+  CHECK(s.stats().expired == 1);
+  s.complete_load("k", reload, std::string{"v2"}, 1ms, at(2s));
+  CHECK_FALSE(s.contains("k", at(2s))); // before: the reload put it back
+  CHECK(s.stats().loads_voided == 1);
 }
 
 TEST_CASE("XFetch refreshes early with a probability that grows toward expiry",

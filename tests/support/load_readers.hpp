@@ -2,6 +2,8 @@
 // caller of get_or_load that records what it was told.
 #pragma once
 
+#include <catch2/catch.hpp>
+
 #include <chrono>
 #include <memory>
 #include <string>
@@ -60,6 +62,15 @@ inline shard_options refreshing_after(caf::timespan d) {
   auto cfg = loading(std::chrono::seconds{10});
   cfg.refresh_after = d;
   return cfg;
+}
+
+// A hit on `key` at `now` that starts its one reload: the reload's number.
+inline uint64_t hit_starting_reload(shard_state& s, reader& r, const std::string& key,
+                                    time_point now) {
+  REQUIRE(r.read(s, key, now));
+  auto loads = s.take_loads_to_start();
+  REQUIRE(loads.size() == 1);
+  return loads[0].second;
 }
 
 // Reads `key` once, so it is loaded, and completes that load with `bytes`
