@@ -81,10 +81,11 @@ private:
 /// - from an actor: `shard_for(k)` is the typed `shard_actor` to request.
 ///
 /// Reads that hit are served on the calling thread, without a message and
-/// without a lock (the direct read path): `get`, `get_async` and, on caches
-/// without refresh-ahead or early expiration, `get_or_load` and
-/// `get_or_load_async` read the shard's table first (a callback of a hit runs
-/// on the caller's thread, before the call returns). What a hit cannot
+/// without a lock (the direct read path): `get`, `get_async`, `get_many`,
+/// `get_many_async` and, on caches without refresh-ahead or early expiration,
+/// `get_or_load` and `get_or_load_async` read the shard's table first (a
+/// callback of a hit runs on the caller's thread, before the call returns, and
+/// so does that of a `get_many_async` whose keys all hit). What a hit cannot
 /// decide (a miss, an expired entry, a lapsed read lease) and every other
 /// call go to the shard as a message. Which calls block: a blocking call
 /// waits for a shard only when it needs one, so a hit never blocks. A hit
@@ -313,7 +314,8 @@ public:
   void erase_async(std::string_view key, F f) const {
     erase_async_fn(key, callback<bool>(std::move(f)));
   }
-  /// `get_many`, calling `f(caf::expected<std::vector<value>>)`.
+  /// `get_many`, calling `f(caf::expected<std::vector<value>>)`: on this thread
+  /// before it returns if every key hits, else on a shard's thread.
   template <class F>
   void get_many_async(const std::vector<std::string>& keys, F f) const {
     get_many_async_fn(keys, callback<std::vector<value>>(std::move(f)));

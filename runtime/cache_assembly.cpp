@@ -156,6 +156,7 @@ flusher_setup flusher_setup_for(const cache_options& opts, const detail::cache_c
 } // namespace
 
 caf::expected<cache> runtime::create_cache(cache_options opts) {
+  if (auto err = refused_in_actor()) return err;
   if (auto err = validate(opts)) return err;
   std::lock_guard<std::mutex> guard{caches_mtx_};
   if (stopped_) return detail::stopped_error();

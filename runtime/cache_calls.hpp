@@ -123,7 +123,12 @@ inline cache::deadline_t cache::deadline() const {
 
 inline cache::deadline_t cache::queue_deadline() const {
   // Already passed: `submit` gives `overloaded` instead of waiting for room.
-  return no_queue_wait_ ? deadline_t::min() : deadline();
+  // An actor never waits: it would hold a scheduler thread the shards need,
+  // and a compute function's call to its own shard (whose thread it runs on)
+  // could only time out.
+  return no_queue_wait_ || detail::on_scheduler_thread(*core_->runtime_gate)
+           ? deadline_t::min()
+           : deadline();
 }
 
 template <class R, class Launch>

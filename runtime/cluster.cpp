@@ -79,6 +79,7 @@ caf::expected<peer_actor> runtime::live_peer() {
 }
 
 caf::expected<uint16_t> runtime::start_cluster(cluster_options opts) {
+  if (auto err = refused_in_actor()) return err;
   if (auto err = validate(opts)) return err;
   if (auto err = check_modules(*sys_, opts)) return err;
   peer_actor p;
@@ -163,11 +164,13 @@ void runtime::join_seeds(const peer_actor& p, const std::vector<std::string>& se
 }
 
 caf::error runtime::join(const std::string& host, uint16_t port) {
+  if (auto err = refused_in_actor()) return err;
   return ok_from_peer(*sys_, live_peer(), "join", std::chrono::seconds{30},
                       join_atom::value, this_process_token(), host, port);
 }
 
 caf::expected<std::vector<member_info>> runtime::members() {
+  if (auto err = refused_in_actor()) return err;
   auto p = live_peer();
   if (!p) return std::move(p.error());
   if (!*p) return std::vector<member_info>{};
@@ -176,11 +179,13 @@ caf::expected<std::vector<member_info>> runtime::members() {
 }
 
 caf::error runtime::forget_member(const std::string& name) {
+  if (auto err = refused_in_actor()) return err;
   return ok_from_peer(*sys_, live_peer(), "forget", bus_timeout, forget_atom::value,
                       this_process_token(), name);
 }
 
 caf::expected<peer_stats> runtime::cluster_stats() {
+  if (auto err = refused_in_actor()) return err;
   auto p = live_peer();
   if (!p) return std::move(p.error());
   if (!*p) return peer_stats{};

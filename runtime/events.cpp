@@ -80,17 +80,23 @@ caf::error runtime::broadcast(invalidation x, bool sync) {
   return out;
 }
 
+caf::expected<invalidation_summary>
+runtime::reach_all(caf::expected<invalidation_summary> local, invalidation x) {
+  auto told = broadcast(std::move(x), static_cast<bool>(local));
+  if (!local || !told) return local;
+  return told;
+}
+
 caf::expected<invalidation_summary> runtime::emit(const std::string& event,
                                                   const std::string& data) {
+  if (auto err = refused_in_actor()) return err;
   if (auto err = check_name("an event name", event)) return err;
   auto b = live_bus();
   if (!b) return std::move(b.error());
   auto r =
     ask<invalidation_summary>(*sys_, *b, bus_timeout, emit_atom::value, event, data);
-  if (!r) return r;
-  if (auto err = broadcast({invalidation_kind::event, {}, event, data, 0}, true))
-    return err;
-  return r;
+  // Told to the other nodes whatever this node's round said (see `reach_all`).
+  return reach_all(std::move(r), {invalidation_kind::event, {}, event, data, 0});
 }
 
 caf::error runtime::emit_async(const std::string& event, const std::string& data) {
@@ -102,15 +108,14 @@ caf::error runtime::emit_async(const std::string& event, const std::string& data
 }
 
 caf::expected<invalidation_summary> runtime::invalidate_tag(const std::string& tag) {
+  if (auto err = refused_in_actor()) return err;
   if (auto err = check_name("a tag", tag)) return err;
   auto b = live_bus();
   if (!b) return std::move(b.error());
   auto r = ask<invalidation_summary>(
     *sys_, *b, bus_timeout, invalidate_dependents_atom::value,
     std::vector<std::string>{tag}, invalidation_cause::tag, int32_t{-1});
-  if (!r) return r;
-  if (auto err = broadcast({invalidation_kind::tag, {}, tag, {}, 0}, true)) return err;
-  return r;
+  return reach_all(std::move(r), {invalidation_kind::tag, {}, tag, {}, 0});
 }
 
 caf::error runtime::invalidate_tag_async(const std::string& tag) {
@@ -125,6 +130,7 @@ caf::error runtime::invalidate_tag_async(const std::string& tag) {
 caf::error
 runtime::subscribe(const std::string& event,
                    std::function<void(const std::string&, const std::string&)> handler) {
+  if (auto err = refused_in_actor()) return err;
   if (auto err = check_name("an event name", event)) return err;
   if (!handler) return make_error(errc::invalid_option, "the event handler is empty");
   using handler_fn = std::function<void(const std::string&, const std::string&)>;
@@ -144,6 +150,7 @@ runtime::subscribe(const std::string& event,
 
 caf::error runtime::subscribe(const std::string& event,
                               event_subscriber_actor subscriber) {
+  if (auto err = refused_in_actor()) return err;
   if (auto err = check_name("an event name", event)) return err;
   if (!subscriber) return make_error(errc::invalid_option, "the subscriber is null");
   auto b = live_bus();
@@ -155,6 +162,7 @@ caf::error runtime::subscribe(const std::string& event,
 }
 
 caf::expected<dependency_graph> runtime::dependencies_graph() {
+  if (auto err = refused_in_actor()) return err;
   std::vector<std::pair<std::string, std::vector<shard_actor>>> caches;
   {
     std::lock_guard<std::mutex> guard{caches_mtx_};
@@ -182,6 +190,7 @@ caf::expected<dependency_graph> runtime::dependencies_graph() {
 }
 
 caf::expected<bus_stats> runtime::event_stats() {
+  if (auto err = refused_in_actor()) return err;
   auto b = live_bus();
   if (!b) return std::move(b.error());
   return ask<bus_stats>(*sys_, *b, bus_timeout, bus_stats_atom::value);

@@ -258,6 +258,7 @@ void write_runtime(prometheus_writer& w, const bus_stats& bus, const peer_stats&
 } // namespace
 
 caf::expected<std::string> runtime::metrics_text() {
+  if (auto err = refused_in_actor()) return err;
   std::vector<std::pair<std::string, std::shared_ptr<detail::cache_core>>> cores;
   bus_actor bus;
   peer_actor peer;

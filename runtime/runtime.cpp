@@ -67,6 +67,11 @@ runtime::~runtime() {
   if (owned_sys_) detail::destroy_system(std::move(owned_sys_), std::chrono::seconds{1});
 }
 
+caf::error runtime::refused_in_actor() const {
+  return gate_ && detail::on_scheduler_thread(*gate_) ? detail::blocking_refused()
+                                                      : caf::error{};
+}
+
 cache_options runtime::default_options(std::string name) const {
   auto opts = cache_options_from(sys_->config());
   if (!opts) throw option_error{std::move(opts.error())};

@@ -300,8 +300,18 @@ private:
   // shutdown's steps (shutdown.cpp).
   shutdown_report stop_actors(caf::timespan flush_timeout);
   void release_actor_handles();
+  /// blocking_in_actor on a scheduler thread: the runtime's blocking calls
+  /// wait on actors (the bus, the peer, the shards) that thread may have to
+  /// run, as a callback that emits waits on its own shard.
+  caf::error refused_in_actor() const;
   /// Tells other nodes about a tag or event; with `sync`, waits for them.
   caf::error broadcast(invalidation x, bool sync);
+  /// The end of `emit` and `invalidate_tag`: tells other nodes of `x` whatever
+  /// this node's round (`local`) said. A round that timed out still runs to its
+  /// end here, and before, the other nodes were never told. Waits for them only
+  /// if `local` holds; its error first.
+  caf::expected<invalidation_summary> reach_all(caf::expected<invalidation_summary> local,
+                                                invalidation x);
 };
 
 } // namespace karlton

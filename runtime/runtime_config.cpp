@@ -75,6 +75,12 @@ caf::error clear_parse_error(const caf::error& err, const std::string& file_path
       out += " '" +
              (code == caf::pec::not_an_option ? name_only(*arg) : without_secret(*arg)) +
              "'";
+      // CAF says only where it stopped (`--karlton.default-ttl=5`: unexpected_eof).
+      if (code != caf::pec::not_an_option)
+        return make_error(errc::invalid_option,
+                          out + ": " + caf::to_string(code) +
+                            " (durations have a unit, as in 5s or 100ms; reals a "
+                            "decimal point)");
     } else if (auto line = caf::get_if<int64_t>(&where, std::string{"line"})) {
       // CAF counts a newline only when it moves past one, never the file's
       // first character (so a first empty line goes uncounted), and columns

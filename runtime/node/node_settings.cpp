@@ -251,6 +251,20 @@ caf::expected<node_settings> settings_from(const node_config& cfg) {
   auto stores = karlton::node::node_stores::from(cfg, names.size());
   if (!stores) return std::move(stores.error());
   out.feed = stores->feed();
+  // The options' own check names a backing_store or a loader, which an
+  // operator cannot set: a node's caches write to and load from node.store.
+  if (stores->empty()) {
+    if (defaults->writes != karlton::write_mode::none)
+      return bad_option("karlton.write-mode", std::string{to_string(defaults->writes)} +
+                                                " needs a store: set node.store");
+    for (auto [option, set] :
+         {std::pair{"karlton.refresh-after", defaults->refresh_after.count() > 0},
+          std::pair{"karlton.early-refresh",
+                    defaults->early_refresh != karlton::early_refresh_mode::none},
+          std::pair{"karlton.negative-ttl", defaults->negative_ttl.count() > 0},
+          std::pair{"karlton.stale-if-error", defaults->stale_if_error.count() > 0}})
+      if (set) return bad_option(option, "needs a store to load from: set node.store");
+  }
   std::set<std::string> seen;
   for (auto& name : names) {
     if (!seen.insert(name).second)

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -123,4 +124,27 @@ TEST_CASE("an actor's asynchronous calls on a cache are answered", "[runtime][ac
   });
   REQUIRE(f.wait_for(60s) == std::future_status::ready);
   CHECK(f.get() == "v");
+}
+
+TEST_CASE("the runtime's blocking calls from inside an actor fail at once",
+          "[runtime][actors]") {
+  // They wait on the bus, the peer or the shards, which the actor's thread
+  // may have to run: an emit from a cache callback waited on its own shard
+  // for the bus's minute. Before, only the change feed's calls refused.
+  two_workers w;
+  auto p = std::make_shared<std::promise<std::vector<caf::error>>>();
+  auto f = p->get_future();
+  w.in_actor([rt = w.rt.get(), p] {
+    auto error_of = [](const auto& r) { return r ? caf::error{} : r.error(); };
+    p->set_value({error_of(rt->emit("e")), error_of(rt->invalidate_tag("t")),
+                  error_of(rt->event_stats()), error_of(rt->dependencies_graph()),
+                  error_of(rt->metrics_text()),
+                  error_of(rt->create_cache(rt->default_options("more")))});
+  });
+  REQUIRE(f.wait_for(60s) == std::future_status::ready);
+  for (const auto& err : f.get()) {
+    INFO(describe(err));
+    CHECK(err == errc::blocking_in_actor);
+  }
+  CHECK(w.rt->emit("e")); // from a plain thread, as before
 }

@@ -361,3 +361,13 @@ TEST_CASE("a karlton option on the command line reaches the cache defaults",
   CHECK(c->options().max_entries == 1234);
   CHECK(c->options().default_ttl.duration() == 250ms);
 }
+
+TEST_CASE("a duration without a unit on the command line is refused with the hint",
+          "[runtime][options][command-line]") {
+  // Before, CAF's bare "unexpected_eof", where a config file said why.
+  auto e = refusal_of({"--karlton.default-ttl=5"});
+  INFO(e.what());
+  CHECK(e.error() == errc::invalid_option);
+  CHECK(std::string{e.what()}.find("'--karlton.default-ttl=5'") != std::string::npos);
+  CHECK(std::string{e.what()}.find("durations have a unit") != std::string::npos);
+}

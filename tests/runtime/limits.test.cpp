@@ -6,7 +6,9 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <caf/all.hpp>
 
@@ -293,4 +295,41 @@ TEST_CASE("a call on many stuck shards waits one call-timeout, not one per shard
   CHECK(erase.get());
   for (auto& f : queued)
     CHECK(f.get());
+}
+
+TEST_CASE("an actor's async call that finds its shard's queue full fails with overloaded "
+          "at once",
+          "[limits][actor]") {
+  // Before, it waited for room up to call-timeout, holding a scheduler thread:
+  // a compute function's call to its own shard could only time out.
+  latch gate;
+  std::atomic<bool> stuck{false};
+  runtime rt;
+  cache_options o;
+  o.name = "full";
+  o.shards = 1;
+  o.ingress_capacity = 2;
+  o.call_timeout = 30s;
+  o.on_removal = holding_removal(gate, stuck);
+  auto c = rt.create_cache(o);
+  release_on_exit release{gate};
+  REQUIRE(c);
+  auto erase = hold_shard(*c, "held", stuck);
+  auto nowait = c->without_queue_wait();
+  std::vector<std::future<caf::expected<value>>> queued;
+  for (int i = 0; i < 4; ++i) // two fill the queue, two find it full
+    queued.push_back(nowait.get_async("q" + std::to_string(i)));
+  std::promise<caf::expected<caf::unit_t>> told;
+  auto answer = told.get_future();
+  rt.system().spawn([&c, &told] {
+    c->put_async("k", "v", ttl::cache_default(),
+                 [&told](caf::expected<caf::unit_t> r) { told.set_value(std::move(r)); });
+  });
+  REQUIRE(answer.wait_for(10s) == std::future_status::ready);
+  auto r = answer.get();
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == errc::overloaded);
+  CHECK_THAT(describe(r.error()), Catch::Contains("does not wait"));
+  gate.release();
+  CHECK(erase.get());
 }

@@ -162,12 +162,15 @@ TEST_CASE("karlton-node prints the port it serves the Redis protocol on",
   CHECK(node.stop() == 0);
 }
 
-TEST_CASE("karlton-node refuses bad RESP options, and no caches, with exit 2",
+TEST_CASE("karlton-node refuses bad RESP options, no caches, and options that need a "
+          "store it lacks, with exit 2",
           "[resp-server][multiprocess]") {
   for (auto bad :
        {"--node.resp-threads=0", "--node.maxclients=-1", "--node.resp-port=65536",
         "--node.resp-output-buffer-limit=0", "--node.resp-timeout=-1s",
-        "--node.caches=[]"}) {
+        "--node.caches=[]",
+        // Named as the operator sets them (it named a backing_store, a loader).
+        "--karlton.write-mode=write_through", "--karlton.refresh-after=1s"}) {
     karlton::testing::node_process node{"bad",
                                         KARLTON_NODE,
                                         {"--karlton.cluster.secret=s",
