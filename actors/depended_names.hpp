@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <karlton/messages/value.hpp>
@@ -112,28 +113,51 @@ private:
   std::mutex alloc_; // only for the one allocation
 };
 
-/// Names counted in a filter while it lives: a write-through put's links
-/// while the store has it. They go into the shard's index only when the store
-/// answers, and until then an erase or a change of one of them (a local erase,
-/// the change feed) found nothing depending on it, ran no cascade, and the put
-/// went in after the change it was derived from (rule 1). Counted, the change
-/// cascades and the cascade voids the put (`invalidate_dependents`).
+/// One shard's names that its write-through puts at the store link to. They
+/// go into the shard's index only when the store answers, and until then an
+/// erase or a change of one of them (a local erase, the change feed) found
+/// nothing depending on it, ran no cascade, and the put went in after the
+/// change it was derived from (rule 1). Held, each name counts in the filter
+/// once per shard however many puts hold it (a hot tag costs no
+/// compare-and-swap on the shared cells a put, and cannot saturate them), so
+/// the change cascades and the cascade voids the put.
+/// @nothreadsafe (the owning shard's)
+class held_links {
+public:
+  explicit held_links(std::shared_ptr<depended_names> filter)
+    : filter_(std::move(filter)) {}
+  void hold(const std::string& name) {
+    if (counts_[name]++ == 0) filter_->add(name);
+  }
+  void release(const std::string& name) {
+    auto i = counts_.find(name);
+    if (--i->second > 0) return;
+    counts_.erase(i);
+    filter_->remove(name);
+  }
+
+private:
+  std::shared_ptr<depended_names> filter_;
+  std::unordered_map<std::string, uint32_t> counts_;
+};
+
+/// A pending put's hold on its names in `held_links`, released when it goes.
 class held_names {
 public:
-  held_names(std::shared_ptr<depended_names> filter, std::vector<std::string> names)
-    : filter_(std::move(filter)), names_(std::move(names)) {
+  held_names(std::shared_ptr<held_links> links, std::vector<std::string> names)
+    : links_(std::move(links)), names_(std::move(names)) {
     for (const auto& n : names_)
-      filter_->add(n);
+      links_->hold(n);
   }
   ~held_names() {
     for (const auto& n : names_)
-      filter_->remove(n);
+      links_->release(n);
   }
   held_names(const held_names&) = delete;
   held_names& operator=(const held_names&) = delete;
 
 private:
-  std::shared_ptr<depended_names> filter_;
+  std::shared_ptr<held_links> links_;
   std::vector<std::string> names_;
 };
 

@@ -150,7 +150,10 @@ entry_id shard_state::install(value v, ttl t, time_point now,
     // counts as expired (as Caffeine reports it): it was no longer served, and
     // `expired` would otherwise depend on whether the timer came first.
     auto cause = expired(e, now_ms) ? removal_cause::expired : removal_cause::replaced;
-    if (cause == removal_cause::expired) ++stats_.expired;
+    if (cause == removal_cause::expired) {
+      ++stats_.expired;
+      if (!keep_links) cascade_through(id); // as the timer's removal would
+    }
     auto old = table_.replace(id, std::move(v), expiry);
     track_expiry(id, before);
     if (in_policy(id)) policy_->on_update(id, old_w, new_w);
@@ -224,15 +227,20 @@ void shard_state::enforce_bound() {
     remove(policy_->victim(), removal_cause::evicted);
 }
 
-void shard_state::remove(entry_id id, removal_cause cause, bool cascaded) {
-  auto& e = table_.at(id);
+void shard_state::cascade_through(entry_id id) {
   // A middle link of a chain (A on key B, B on event E) that expires or is
   // evicted: its links go with it, and an emit of E would no longer reach A.
   // So its dependents go too, as after an erase; an entry that links on
   // nothing passes no cascade through.
-  if (!cascaded && deps_.entries() > 0 && deps_.has(id) && cfg_.depended &&
-      cfg_.depended->may_contain(e.val.key()))
-    cascades_out_.emplace_back(e.val.key());
+  auto key = table_.at(id).val.key();
+  if (deps_.entries() > 0 && deps_.has(id) && cfg_.depended &&
+      cfg_.depended->may_contain(key))
+    cascades_out_.emplace_back(key);
+}
+
+void shard_state::remove(entry_id id, removal_cause cause, bool cascaded) {
+  auto& e = table_.at(id);
+  if (!cascaded) cascade_through(id);
   forget_load_facts(id);
   if (in_policy(id)) policy_->on_remove(id, weight_of(e.val));
   if (!dirty_.empty())

@@ -236,8 +236,7 @@ public:
   /// `clear` here only (a repair, a lapsed read lease, another node's clear): nothing
   /// told; puts the store holds (write-through) are voided, as older than that (rule 1).
   uint64_t clear_here();
-  /// The gentler repair: every entry expires within `limit` from now (those due
-  /// sooner keep theirs); loads in flight voided. How many.
+  /// Gentler repair: all expire within `limit` (sooner keep theirs), loads voided; count.
   uint64_t cap_ttl(time_point now, caf::timespan limit);
 
   /// Distributed caches: keys put or erased since the last call (other nodes must drop
@@ -268,7 +267,6 @@ public:
 
   /// True if `key` is cached and not expired. Counts neither hit nor miss.
   bool contains(std::string_view key, time_point now) const;
-
   remaining_ttl ttl_of(std::string_view key, time_point now) const;
 
   /// Removes every entry; returns how many. What waits in a key's line then (writes and
@@ -323,6 +321,7 @@ private:
   /// One that links on names while something may depend on it cascades (its links go
   /// with it), unless `cascaded`: the caller decided by the key's name.
   void remove(entry_id id, removal_cause cause, bool cascaded = false);
+  void cascade_through(entry_id id); // a linked entry that goes: see `remove`
   /// As `remove`, counted as expired if it was, else as an invalidation; true if live.
   bool remove_changed(entry_id id, uint64_t now_ms, bool cascaded = false);
   /// Told to nobody. `leases`: the call's look at them (a lapse that caps is acted on
@@ -460,8 +459,9 @@ private:
   uint64_t unkept_through_ms_ = 0; // a repair's cap: what expires by it is not kept
   std::mt19937_64 rng_;
   std::vector<shard_write> outbox_; // write modes (empty without one): to hand over
-  awaiting_writes awaiting_;        // handed to the store or the flusher
-  write_line<pending_write> line_;  // write-back: parked for room
+  std::shared_ptr<held_links> held_links_; // write-through puts' names, at the store
+  awaiting_writes awaiting_;               // handed to the store or the flusher
+  write_line<pending_write> line_;         // write-back: parked for room
   // Entry -> its newest write's number; a pool hands the nodes round (no malloc a put).
   std::pmr::unsynchronized_pool_resource dirty_nodes_;
   std::pmr::unordered_map<entry_id, uint64_t> dirty_{&dirty_nodes_};

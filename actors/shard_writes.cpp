@@ -93,8 +93,10 @@ shard_state::submit_write(pending_write op, time_point now, bool at_front) {
     auto seq = ++write_seq_;
     ++awaiting_keys_[op.key]; // computes of the key wait behind it
     op.sent = now;
-    if (op.val && op.links && !op.links->on.empty() && cfg_.depended)
-      op.held = std::make_unique<held_names>(cfg_.depended, op.links->on);
+    if (op.val && op.links && !op.links->on.empty() && cfg_.depended) {
+      if (!held_links_) held_links_ = std::make_shared<held_links>(cfg_.depended);
+      op.held = std::make_unique<held_names>(held_links_, op.links->on);
+    }
     // The put's own buffer; `install` copies it if the store still holds it.
     outbox_.push_back(op.val ? shard_write{op.val, false, seq}
                              : shard_write::erase_of(op.key, seq));

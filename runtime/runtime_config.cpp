@@ -63,7 +63,8 @@ std::string name_only(const std::string& arg) {
 // argument, and a bad config file as one whose context holds the line and
 // column where its parser stopped; say where, and why.
 caf::error clear_parse_error(const caf::error& err, const std::string& file_path,
-                             const std::string& file_text) {
+                             const std::string& file_text,
+                             const std::vector<std::string>& durations = {}) {
   if (err.category() != caf::atom("parser")) return err;
   auto code = static_cast<caf::pec>(err.code());
   std::string out = "option";
@@ -76,11 +77,10 @@ caf::error clear_parse_error(const caf::error& err, const std::string& file_path
              (code == caf::pec::not_an_option ? name_only(*arg) : without_secret(*arg)) +
              "'";
       // CAF says only where it stopped (`--karlton.default-ttl=5`: unexpected_eof).
-      if (code != caf::pec::not_an_option)
+      if (std::find(durations.begin(), durations.end(), *arg) != durations.end())
         return make_error(errc::invalid_option,
                           out + ": " + caf::to_string(code) +
-                            " (durations have a unit, as in 5s or 100ms; reals a "
-                            "decimal point)");
+                            " (a duration has a unit, as in 5s or 100ms)");
     } else if (auto line = caf::get_if<int64_t>(&where, std::string{"line"})) {
       // CAF counts a newline only when it moves past one, never the file's
       // first character (so a first empty line goes uncounted), and columns
@@ -184,6 +184,7 @@ caf::error runtime_config::check_declared() const {
 caf::error runtime_config::parse_command_line(int argc, char** argv) {
   std::vector<std::string> args;
   std::vector<const caf::config_option*> turned_off; // by `--flag=false`, last word
+  std::vector<std::string> durations;                // arguments of timespan options
   bool named_file = false;
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i];
@@ -220,6 +221,7 @@ caf::error runtime_config::parse_command_line(int argc, char** argv) {
       if (val == "true") arg.erase(eq);
     } else if (opt && opt->type_name() == "timespan") {
       if (val == "0") arg += 's';
+      durations.push_back(arg);
       if (config_file::duration_overflows(val))
         return make_error(errc::invalid_option,
                           "option '" + arg + "': beyond any duration");
@@ -234,7 +236,7 @@ caf::error runtime_config::parse_command_line(int argc, char** argv) {
   config_text_ = *text ? std::move(**text) : std::string{};
   std::istringstream ini{config_text_};
   if (auto err = parse(static_cast<int>(arg_ptrs.size()), arg_ptrs.data(), ini))
-    return clear_parse_error(err, config_file_path, config_text_);
+    return clear_parse_error(err, config_file_path, config_text_, durations);
   // Not through `set`: CAF 0.17 finds "karlton.cluster.tls" under the
   // category "karlton" only.
   for (auto opt : turned_off) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -347,6 +348,15 @@ TEST_CASE("write-through: a change of a key that a put at the store links to cas
   s.writes_done({items.at(0).seq}, caf::none, at(4ms));
   CHECK(s.contains("a", at(4ms)));
   CHECK(filter->may_contain("b"));
+
+  // Held once per shard however many puts hold a name, until the last goes.
+  auto held = std::make_shared<held_links>(filter);
+  auto first = std::make_unique<held_names>(held, std::vector<std::string>{"h"});
+  auto second = std::make_unique<held_names>(held, std::vector<std::string>{"h"});
+  first.reset();
+  CHECK(filter->may_contain("h"));
+  second.reset();
+  CHECK_FALSE(filter->may_contain("h"));
 }
 
 TEST_CASE("a middle link of a chain that expires or is evicted takes its dependents "
@@ -383,6 +393,12 @@ TEST_CASE("a middle link of a chain that expires or is evicted takes its depende
     REQUIRE(s.take_cascades() == std::vector<std::string>{"b"});
     s.invalidate_dependents({"b"}, invalidation_cause::cascade, at(2ms));
     CHECK_FALSE(s.contains("A", at(2ms)));
+  }
+  SECTION("expired, and put over before the timer came") {
+    shard_state s{with_filter(filter)};
+    chain(s, ttl::after(10ms));
+    REQUIRE_FALSE(s.put(val("b"), ttl::never(), at(20ms))); // its links go
+    CHECK(s.take_cascades() == std::vector<std::string>{"b"});
   }
   SECTION("an entry that links on nothing passes no cascade through") {
     shard_state s{with_filter(filter)};

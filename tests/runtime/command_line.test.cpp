@@ -369,5 +369,8 @@ TEST_CASE("a duration without a unit on the command line is refused with the hin
   INFO(e.what());
   CHECK(e.error() == errc::invalid_option);
   CHECK(std::string{e.what()}.find("'--karlton.default-ttl=5'") != std::string::npos);
-  CHECK(std::string{e.what()}.find("durations have a unit") != std::string::npos);
+  CHECK(std::string{e.what()}.find("a duration has a unit") != std::string::npos);
+  e = refusal_of({"--karlton.max-entries=lots"}); // not a duration: no such hint
+  INFO(e.what());
+  CHECK(std::string{e.what()}.find("a duration has a unit") == std::string::npos);
 }
