@@ -456,10 +456,11 @@ remaining_ttl shard_state::retime(std::string_view key, uint64_t expiry_ms,
   auto id = table_.find(key, static_cast<uint32_t>(hash_key(key)));
   collect_change(key);
   if (expiry_ms <= to_ms(now)) {
-    // Redis's EXPIRE 0 is a delete: a refresh that read the key before must
-    // not bring it back.
+    // Redis's EXPIRE 0 is a delete (an invalidation, not an expiry, in the
+    // stats, as in Redis's): a refresh that read the key before must not
+    // bring it back. One whose expiry passed while it waited expired.
     loads_.void_key(key);
-    remove(id, removal_cause::expired);
+    remove(id, expiry_ms == 0 ? removal_cause::explicit_erase : removal_cause::expired);
     return before;
   }
   auto capped = lapse_capped(expiry_ms, now, now, leases); // may cap it: then `had`

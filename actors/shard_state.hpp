@@ -173,8 +173,8 @@ public:
   std::optional<caf::expected<computed>> compute(std::string_view key, time_point now,
                                                  compute_function fn, compute_waiter w);
   using ttl_waiter = std::function<void(caf::expected<remaining_ttl>)>;
-  /// A new lifetime from now for `key`'s entry (nullopt: never expires; <= 0: removed as
-  /// expired), in this cache only, in the key's turn: after its writes and computes that
+  /// A new lifetime from now for `key`'s entry (nullopt: never expires; <= 0: removed, an
+  /// invalidation), in this cache only, in the key's turn: after its writes and computes that
   /// wait. The remaining ttl before, now or through `w`.
   std::optional<caf::expected<remaining_ttl>> set_ttl(std::string_view key,
                                                       std::optional<caf::timespan> left,

@@ -111,6 +111,9 @@ struct runtime_figures {
   write_stats writes; // summed over the write-back caches
   peer_stats peer;
   uint64_t unavailable = 0; // calls that failed (INFO still answers)
+  // Whether each sum is whole. One left short is left out, not written: a
+  // counter that fell for one INFO reads as a reset to whoever rates it.
+  bool caches_whole = true, writes_whole = true, peer_whole = true;
 };
 
 runtime_figures gather(server_context& ctx) {
@@ -119,6 +122,8 @@ runtime_figures gather(server_context& ctx) {
     auto s = c.stats();
     if (!s) {
       ++out.unavailable;
+      out.caches_whole = false;
+      if (c.options().writes == write_mode::write_back) out.writes_whole = false;
       out.caches.emplace_back();
       continue;
     }
@@ -135,12 +140,15 @@ runtime_figures gather(server_context& ctx) {
         std::max(out.writes.oldest_dirty_ms, w->oldest_dirty_ms);
     } else {
       ++out.unavailable;
+      out.writes_whole = false;
     }
   }
-  if (auto p = ctx.rt.cluster_stats())
+  if (auto p = ctx.rt.cluster_stats()) {
     out.peer = std::move(*p);
-  else
+  } else {
     ++out.unavailable;
+    out.peer_whole = false;
+  }
   return out;
 }
 
@@ -192,10 +200,12 @@ void stats_section(info_writer& w, const server_context& ctx, const runtime_figu
   w.field("total_commands_processed", ctx.counters.total_commands.load());
   w.field("rejected_connections", ctx.counters.rejected_connections.load());
   w.field("acl_access_denied_auth", ctx.counters.auth_failures.load());
-  w.field("expired_keys", f.total.expired);
-  w.field("evicted_keys", f.total.evictions);
-  w.field("keyspace_hits", f.total.hits);
-  w.field("keyspace_misses", f.total.misses);
+  if (f.caches_whole) {
+    w.field("expired_keys", f.total.expired);
+    w.field("evicted_keys", f.total.evictions);
+    w.field("keyspace_hits", f.total.hits);
+    w.field("keyspace_misses", f.total.misses);
+  }
   w.field("tracking_total_keys", uint64_t{ctx.tracking->keys()});
   w.field("tracking_total_prefixes", uint64_t{ctx.tracking->prefixes()});
 }
@@ -221,35 +231,41 @@ void karlton_section(info_writer& w, const server_context& ctx,
   for (const auto& c : ctx.caches)
     shards += c.shard_count();
   w.field("karlton_shards", shards);
-  w.field("karlton_entries", t.entries);
-  w.field("karlton_bytes", t.bytes);
-  w.field("karlton_puts", t.puts);
-  w.field("karlton_rejected", t.rejected);
-  uint64_t caused =
-    t.invalidated_by_event + t.invalidated_by_tag + t.invalidated_by_cascade;
-  w.field("karlton_invalidations_explicit",
-          t.invalidations > caused ? t.invalidations - caused : 0);
-  w.field("karlton_invalidations_event", t.invalidated_by_event);
-  w.field("karlton_invalidations_tag", t.invalidated_by_tag);
-  w.field("karlton_invalidations_cascade", t.invalidated_by_cascade);
-  w.field("karlton_dependency_links", t.dependency_links);
-  w.field("karlton_served_age_p50_ms", t.age_p50_ms());
-  w.field("karlton_served_age_p99_ms", t.age_p99_ms());
-  w.field("karlton_loads", t.loads);
-  w.field("karlton_load_failures", t.load_failures);
-  w.field("karlton_dirty", f.writes.dirty);
-  w.field("karlton_oldest_dirty_ms", f.writes.oldest_dirty_ms);
-  w.field("karlton_flushes", f.writes.batches);
-  w.field("karlton_flushed_writes", f.writes.entries_flushed);
-  w.field("karlton_flush_failures", f.writes.flush_failures);
-  auto& p = f.peer;
-  w.field("karlton_cluster_members", p.members);
-  w.field("karlton_cluster_repairs", p.repairs);
-  w.field("karlton_cluster_gaps", p.gaps);
-  w.field("karlton_cluster_peers_lost", p.peers_lost);
-  w.field("karlton_cluster_stalls", p.stalls);
-  w.field("karlton_invalidation_delay_p50_us", delay_percentile_us(p, 0.50));
-  w.field("karlton_invalidation_delay_p99_us", delay_percentile_us(p, 0.99));
+  if (f.caches_whole) {
+    w.field("karlton_entries", t.entries);
+    w.field("karlton_bytes", t.bytes);
+    w.field("karlton_puts", t.puts);
+    w.field("karlton_rejected", t.rejected);
+    uint64_t caused =
+      t.invalidated_by_event + t.invalidated_by_tag + t.invalidated_by_cascade;
+    w.field("karlton_invalidations_explicit",
+            t.invalidations > caused ? t.invalidations - caused : 0);
+    w.field("karlton_invalidations_event", t.invalidated_by_event);
+    w.field("karlton_invalidations_tag", t.invalidated_by_tag);
+    w.field("karlton_invalidations_cascade", t.invalidated_by_cascade);
+    w.field("karlton_dependency_links", t.dependency_links);
+    w.field("karlton_served_age_p50_ms", t.age_p50_ms());
+    w.field("karlton_served_age_p99_ms", t.age_p99_ms());
+    w.field("karlton_loads", t.loads);
+    w.field("karlton_load_failures", t.load_failures);
+  }
+  if (f.writes_whole) {
+    w.field("karlton_dirty", f.writes.dirty);
+    w.field("karlton_oldest_dirty_ms", f.writes.oldest_dirty_ms);
+    w.field("karlton_flushes", f.writes.batches);
+    w.field("karlton_flushed_writes", f.writes.entries_flushed);
+    w.field("karlton_flush_failures", f.writes.flush_failures);
+  }
+  if (f.peer_whole) {
+    auto& p = f.peer;
+    w.field("karlton_cluster_members", p.members);
+    w.field("karlton_cluster_repairs", p.repairs);
+    w.field("karlton_cluster_gaps", p.gaps);
+    w.field("karlton_cluster_peers_lost", p.peers_lost);
+    w.field("karlton_cluster_stalls", p.stalls);
+    w.field("karlton_invalidation_delay_p50_us", delay_percentile_us(p, 0.50));
+    w.field("karlton_invalidation_delay_p99_us", delay_percentile_us(p, 0.99));
+  }
   auto& c = ctx.counters;
   w.field("karlton_protocol_errors", c.protocol_errors.load());
   w.field("karlton_output_limit_closes", c.output_limit_closes.load());

@@ -34,6 +34,14 @@ TEST_CASE("age percentiles are within the histogram's resolution", "[stats]") {
   age_histogram big;
   big.record(UINT32_MAX);
   CHECK(big.percentile(1.0) >= UINT32_MAX);
+  // The nearest rank, rounded up: of 60 samples p99 is the 60th. Before, the
+  // 59th, and the one stale value went unseen.
+  age_histogram few;
+  for (int i = 0; i < 59; ++i)
+    few.record(1);
+  few.record(10'000);
+  CHECK(few.percentile(0.99) >= 10'000);
+  CHECK(few.percentile(0.5) == 1);
 }
 
 TEST_CASE("stats of shards add up", "[stats]") {

@@ -2,11 +2,13 @@
 // same) and the server's own Prometheus families.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "runtime/server/info.hpp"
+#include "support/latch.hpp"
 #include "support/must.hpp"
 #include "support/prometheus_text.hpp"
 #include <karlton/runtime/runtime.hpp>
@@ -99,6 +101,35 @@ TEST_CASE_METHOD(fixture,
   CHECK(f["karlton_entries"] == "3");
   CHECK(f["karlton_caches"] == "2");
   CHECK(f["karlton_cluster_members"] == "0");
+}
+
+TEST_CASE("INFO leaves out the summed counters while a cache's stats are unavailable",
+          "[info]") {
+  // Before, it summed the caches that answered: keyspace_hits fell for one
+  // INFO and came back, a reset to whoever rates it.
+  karlton::testing::latch gate;
+  std::atomic<bool> held{false};
+  runtime rt;
+  auto o = rt.default_options("held");
+  o.shards = 1;
+  o.call_timeout = 200ms;
+  o.on_removal = karlton::testing::holding_removal(gate, held);
+  cache a = must(rt.create_cache(o));
+  cache b = must(rt.create_cache("b"));
+  karlton::testing::release_on_exit release{gate};
+  REQUIRE_FALSE(b.put("k", "v"));
+  REQUIRE(must(b.get("k")));
+  server_context ctx{rt, {a, b}, resp_options{}};
+  REQUIRE(parse(render_info(ctx, "")).fields["keyspace_hits"] == "1");
+  auto erase = karlton::testing::hold_shard(a, "x", held);
+  auto f = parse(render_info(ctx, "")).fields;
+  CHECK(f.count("keyspace_hits") == 0);
+  CHECK(f.count("karlton_entries") == 0);
+  CHECK(f["karlton_stats_unavailable"] == "1");
+  CHECK(f["karlton_cluster_members"] == "0"); // what answered is still there
+  gate.release();
+  CHECK(must(erase.get()));
+  CHECK(parse(render_info(ctx, "")).fields["keyspace_hits"] == "1");
 }
 
 TEST_CASE_METHOD(fixture, "INFO answers the sections asked for, in any case", "[info]") {
