@@ -17,7 +17,7 @@
 using namespace karlton;
 using namespace std::chrono_literals;
 using karlton::testing::hold_shard;
-using karlton::testing::holding_removal;
+using karlton::testing::holdable_cache;
 using karlton::testing::latch;
 using karlton::testing::must;
 using karlton::testing::release_on_exit;
@@ -223,12 +223,7 @@ TEST_CASE("a stuck shard gives timeout, then overloaded, and recovers",
   latch gate;
   std::atomic<bool> stuck{false};
   runtime rt;
-  cache_options o;
-  o.name = "stuck";
-  o.shards = 1;
-  o.ingress_capacity = 2;
-  o.call_timeout = 200ms;
-  o.on_removal = holding_removal(gate, stuck);
+  auto o = holdable_cache("stuck", gate, stuck, 1, 2, 200ms);
   release_on_exit release{gate};
   auto c = must(rt.create_cache(o));
   auto erase = hold_shard(c, "k", stuck);        // the shard blocks in the callback

@@ -20,7 +20,7 @@
 using namespace karlton;
 using namespace std::chrono_literals;
 using karlton::testing::hold_shard;
-using karlton::testing::holding_removal;
+using karlton::testing::holdable_cache;
 using karlton::testing::latch;
 using karlton::testing::release_on_exit;
 
@@ -249,12 +249,7 @@ TEST_CASE("a call on many stuck shards waits one call-timeout, not one per shard
   auto cfg = std::make_unique<runtime_config>();
   cfg->set("scheduler.max-threads", size_t{1});
   runtime rt{std::move(cfg)};
-  cache_options o;
-  o.name = "stuck";
-  o.shards = 8;
-  o.ingress_capacity = 2;
-  o.call_timeout = 250ms;
-  o.on_removal = holding_removal(gate, stuck);
+  auto o = holdable_cache("stuck", gate, stuck, 8, 2, 250ms);
   auto c = rt.create_cache(o);
   release_on_exit release{gate};
   REQUIRE(c);
@@ -305,13 +300,7 @@ TEST_CASE("an actor's async call that finds its shard's queue full fails with ov
   latch gate;
   std::atomic<bool> stuck{false};
   runtime rt;
-  cache_options o;
-  o.name = "full";
-  o.shards = 1;
-  o.ingress_capacity = 2;
-  o.call_timeout = 30s;
-  o.on_removal = holding_removal(gate, stuck);
-  auto c = rt.create_cache(o);
+  auto c = rt.create_cache(holdable_cache("full", gate, stuck, 1, 2, 30s));
   release_on_exit release{gate};
   REQUIRE(c);
   auto erase = hold_shard(*c, "held", stuck);

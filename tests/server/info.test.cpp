@@ -110,11 +110,8 @@ TEST_CASE("INFO leaves out the summed counters while a cache's stats are unavail
   karlton::testing::latch gate;
   std::atomic<bool> held{false};
   runtime rt;
-  auto o = rt.default_options("held");
-  o.shards = 1;
-  o.call_timeout = 200ms;
-  o.on_removal = karlton::testing::holding_removal(gate, held);
-  cache a = must(rt.create_cache(o));
+  cache a = must(rt.create_cache(
+    karlton::testing::holdable_cache("held", gate, held, 1, 16384, 200ms)));
   cache b = must(rt.create_cache("b"));
   karlton::testing::release_on_exit release{gate};
   REQUIRE_FALSE(b.put("k", "v"));

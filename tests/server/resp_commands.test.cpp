@@ -448,12 +448,7 @@ TEST_CASE("session: a DEL of many keys behind a stuck shard gives up after call-
   testing::latch gate;
   std::atomic<bool> stuck{false};
   runtime rt;
-  cache_options o;
-  o.name = "db0";
-  o.shards = 1;
-  o.ingress_capacity = 64;
-  o.call_timeout = 250ms;
-  o.on_removal = testing::holding_removal(gate, stuck);
+  auto o = testing::holdable_cache("db0", gate, stuck, 1, 64, 250ms);
   auto c = must(rt.create_cache(o));
   testing::release_on_exit release{gate};
   auto erase = testing::hold_shard(c, "blocker", stuck); // its thread, in the callback

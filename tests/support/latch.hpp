@@ -47,6 +47,21 @@ inline removal_callback holding_removal(latch& gate, std::atomic<bool>& held) {
   };
 }
 
+/// A cache of `shards` whose removals hold on `gate` (`holding_removal`), so
+/// that `hold_shard` can make one stuck; `ingress` jobs a queue, calls that
+/// wait `call_timeout`.
+inline cache_options holdable_cache(std::string name, latch& gate,
+                                    std::atomic<bool>& held, uint32_t shards,
+                                    uint32_t ingress, caf::timespan call_timeout) {
+  cache_options o;
+  o.name = std::move(name);
+  o.shards = shards;
+  o.ingress_capacity = ingress;
+  o.call_timeout = call_timeout;
+  o.on_removal = holding_removal(gate, held);
+  return o;
+}
+
 /// Puts `key` in `c` (made with `holding_removal`) and erases it, and waits
 /// (10 s at most) until the shard that owns it is held in the callback.
 /// Returns the erase's future, answered once the gate opens.
