@@ -78,7 +78,7 @@ caf::error runtime::sync_changes(caf::timespan timeout) {
   // before it lets the actor system go.
   detail::system_pass pass{*gate_};
   if (!pass) return detail::stopped_error();
-  if (detail::on_scheduler_thread(*gate_)) return detail::blocking_refused();
+  if (auto err = refused_in_actor()) return err;
   auto feed = live_feed();
   if (!feed) return std::move(feed.error());
   if (!*feed)
@@ -96,7 +96,7 @@ caf::error runtime::sync_changes(caf::timespan timeout) {
 caf::expected<karlton::change_feed_stats> runtime::change_stats() {
   detail::system_pass pass{*gate_};
   if (!pass) return detail::stopped_error();
-  if (detail::on_scheduler_thread(*gate_)) return detail::blocking_refused();
+  if (auto err = refused_in_actor()) return err;
   auto feed = live_feed();
   if (!feed) return std::move(feed.error());
   if (!*feed) return karlton::change_feed_stats{};
